@@ -1,0 +1,3 @@
+from plexichat_desktop.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,232 @@
+"""The ``plexichat-desktop`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop import __version__
+from plexichat_desktop.core.logs import setup_logging
+from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
+from plexichat_desktop.core.settings import Settings, load_settings, write_template_if_missing
+from plexichat_desktop.core.validation import ConfigError
+
+log = logging.getLogger("plexichat_desktop")
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+def _server_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
+    # The subcommand repeats the options with SUPPRESS defaults, so that
+    # "--port 1 serve" and "serve --port 1" both work.
+    parser.add_argument("--port", type=int, metavar="N", default=default,
+                        help="port on 127.0.0.1 (default from settings: 8000; 0 = any free port)")
+    parser.add_argument("--safe-mode", action="store_true",
+                        default=False if default is None else default,
+                        help="load no plugins but the bundled ones marked essential")
+    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        default=default, help="override [logging] level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plexichat-desktop",
+        description="PlexiChat Desktop: a desktop host for web-UI plugins and their tests. "
+                    "Without a command it opens the desktop window, or runs the headless "
+                    "server when no display is available.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _server_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the headless server with all plugins",
+                           description="Run the server and plugins without a window. Prints "
+                                       "the URL once ready; stops on Ctrl+C or SIGTERM.")
+    _server_options(serve, argparse.SUPPRESS)
+
+    sub.add_parser("token", help="print the access token of the active home",
+                   description="Print the secret token that requests to the server need "
+                               "(Authorization: Bearer <token>).")
+
+    plugins = sub.add_parser("plugins", help="list, create, check, enable or disable plugins",
+                             description="Manage plugins.")
+    psub = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
+    plist = psub.add_parser("list", help="every plugin found, with its state and reason",
+                            description="List every plugin found (bundled, installed, user "
+                                        "dir, PLEXICHAT_DESKTOP_PLUGINS_PATH) without "
+                                        "importing plugin code.")
+    plist.add_argument("--json", action="store_true", help="machine-readable output")
+    pnew = psub.add_parser("new", help="create a working plugin to start from",
+                           description="Scaffold a plugin: manifest, package, web page and a "
+                                       "passing test.")
+    pnew.add_argument("id", help="plugin id: lowercase letters, digits and _")
+    pnew.add_argument("--dir", type=Path, help="parent folder (default: the user plugins dir)")
+    pnew.add_argument("--name", help="display name (default: from the id)")
+    pval = psub.add_parser("validate", help="check a plugin folder without running it",
+                           description="Validate a plugin folder (or its plugin.toml).")
+    pval.add_argument("path", type=Path)
+    for action in ("enable", "disable"):
+        p = psub.add_parser(action, help=f"{action} a plugin from the next start on",
+                            description=f"{action.capitalize()} a plugin; remembered across "
+                                        "restarts. A running app applies it at its next start "
+                                        "(its web UI applies it at once).")
+        p.add_argument("id")
+    return parser
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if getattr(args, "port", None) is not None:
+        out.setdefault("server", {})["port"] = args.port
+    if getattr(args, "log_level", None):
+        out.setdefault("logging", {})["level"] = args.log_level
+    return out
+
+
+def _load(args: argparse.Namespace) -> tuple[AppPaths, Settings]:
+    paths = AppPaths.from_env()
+    settings, warnings = load_settings(paths, cli=_cli_overrides(args))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return paths, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        paths, settings = _load(args)
+    except ConfigError as exc:
+        print(f"error: bad settings, nothing was started.\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    command = args.command
+    if command == "token":
+        from plexichat_desktop.server.token import load_or_create_token
+
+        print(load_or_create_token(paths.token_file))
+        return EXIT_OK
+    if command == "plugins":
+        return _plugins_command(args, paths, settings)
+    if command is None:
+        return _default_command(args, paths, settings)
+    return _serve(args, paths, settings)
+
+
+def _default_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
+    print("plexichat-desktop: the desktop window is not available in this version; "
+          "running the headless server instead (same as 'plexichat-desktop serve').",
+          file=sys.stderr)
+    return _serve(args, paths, settings)
+
+
+def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+    from plexichat_desktop.server.app import login_url
+    from plexichat_desktop.server.web_server import PortInUseError
+
+    paths.ensure()
+    write_template_if_missing(paths)
+    setup_logging(paths.log_dir, settings.logging.level, settings.logging.file_max_bytes,
+                  settings.logging.file_backups)
+
+    async def run() -> int:
+        runtime = Runtime(paths, settings, RuntimeOptions(safe_mode=args.safe_mode))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            url = await runtime.start()
+        except PortInUseError as exc:
+            print(f"error: {exc.strerror}", file=sys.stderr)
+            await runtime.stop()
+            return EXIT_ERROR
+        print(f"PlexiChat Desktop is serving at {url}", flush=True)
+        print(f"Open in a browser: {login_url(url, runtime.token)}", flush=True)
+        await stop.wait()
+        log.info("stopping (signal received)")
+        await runtime.stop()
+        return EXIT_OK
+
+    return asyncio.run(run())
+
+
+def _plugins_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
+    from plexichat_desktop.plugins.checks import check_plugin_folder
+    from plexichat_desktop.plugins.scaffold import scaffold_plugin
+
+    action = args.plugins_command
+    if action == "new":
+        parent = args.dir if args.dir is not None else paths.user_plugins_dir
+        try:
+            root = scaffold_plugin(args.id, parent.expanduser().resolve(), args.name)
+        except (ValueError, FileExistsError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"Created plugin '{args.id}' in {root}")
+        if args.dir is not None:
+            print(f"It is found when {parent} is on PLEXICHAT_DESKTOP_PLUGINS_PATH.")
+        return EXIT_OK
+    if action == "validate":
+        result = check_plugin_folder(args.path.expanduser().resolve())
+        for warning in result.warnings:
+            print(f"warning: {warning}")
+        for error in result.errors:
+            print(f"error: {error}")
+        if result.ok and result.manifest:
+            print(f"OK: {result.manifest.id} {result.manifest.version} ({result.path})")
+        return EXIT_OK if result.ok else EXIT_ERROR
+    manager = _offline_manager(paths, settings, args)
+    if action == "list":
+        return _list_plugins(manager, args.json)
+    try:
+        manager.get(args.id)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return EXIT_ERROR
+    manager.remember_enabled(args.id, action == "enable")
+    print(f"Plugin '{args.id}' {action}d; it takes effect at the next start.")
+    return EXIT_OK
+
+
+def _offline_manager(paths: AppPaths, settings: Settings, args: argparse.Namespace) -> Any:
+    from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.plugins.manager import PluginManager
+
+    manager = PluginManager(paths=paths, settings=settings, bus=EventBus(),
+                            bundled_dir=bundled_plugins_dir(), extra_dirs=extra_plugin_dirs(),
+                            safe_mode=getattr(args, "safe_mode", False))
+    manager.discover()
+    return manager
+
+
+def _list_plugins(manager: Any, as_json: bool) -> int:
+    failures = manager.dependency_problems()
+    rows = []
+    for rec in manager.records:
+        row = rec.to_dict()
+        if rec.id in failures and manager.by_id.get(rec.id) is rec:
+            row["state"], row["reason"] = "failed", failures[rec.id]
+        rows.append(row)
+    if as_json:
+        print(json.dumps({"plugins": rows}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("No plugins found.")
+        return EXIT_OK
+    width = max(len(r["id"]) for r in rows)
+    for r in rows:
+        version = r["version"] or "-"
+        line = f"{r['id']:<{width}}  {r['state']:<12} {version:<10} {r['source']:<9} {r['path']}"
+        print(line)
+        if r["reason"] and r["state"] != "validated":
+            print(f"{'':<{width}}  -> {r['reason']}")
+        for warning in r["warnings"]:
+            print(f"{'':<{width}}  warning: {warning}")
+    return EXIT_OK
+

@@ -1,0 +1,1 @@
+"""Core services shared by every layer: paths, settings, logging, the event bus."""

@@ -1,0 +1,73 @@
+"""Logging: the console plus a rotating file in the user log dir.
+
+Every record carries ``plugin_id``: the id of the plugin it came from, or ``-`` for the
+host. A record belongs to a plugin when its logger is ``plexichat.plugin.<id>`` (the
+logger a plugin gets from its context) or lives under one of the plugin's own top-level
+modules (a plugin calling ``logging.getLogger(__name__)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+
+PLUGIN_LOGGER_PREFIX = "plexichat.plugin."
+LOG_FILE_NAME = "plexichat-desktop.log"
+FORMAT = "%(asctime)s %(levelname)-7s [%(plugin_id)s] %(name)s: %(message)s"
+
+
+class PluginIdFilter(logging.Filter):
+    """Adds ``record.plugin_id``; knows which top-level modules belong to which plugin."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._modules: dict[str, str] = {}
+
+    def register_module(self, module: str, plugin_id: str) -> None:
+        self._modules[module.split(".", 1)[0]] = plugin_id
+
+    def plugin_for(self, logger_name: str) -> str | None:
+        if logger_name.startswith(PLUGIN_LOGGER_PREFIX):
+            return logger_name[len(PLUGIN_LOGGER_PREFIX) :].split(".", 1)[0]
+        return self._modules.get(logger_name.split(".", 1)[0])
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "plugin_id"):
+            record.plugin_id = self.plugin_for(record.name) or "-"
+        return True
+
+
+plugin_filter = PluginIdFilter()
+_installed: list[logging.Handler] = []
+
+
+def setup_logging(log_dir: Path, level: str = "INFO", max_bytes: int = 2_000_000,
+                  backups: int = 5, console: bool = True) -> Path:
+    """Install the console and rotating-file handlers on the root logger (idempotent)."""
+    root = logging.getLogger()
+    for handler in _installed:
+        root.removeHandler(handler)
+        handler.close()
+    _installed.clear()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / LOG_FILE_NAME
+    formatter = logging.Formatter(FORMAT)
+    file_handler = logging.handlers.RotatingFileHandler(
+        log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+    )
+    handlers: list[logging.Handler] = [file_handler]
+    if console:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        handler.addFilter(plugin_filter)
+        root.addHandler(handler)
+        _installed.append(handler)
+    root.setLevel(level)
+    # uvicorn's access log repeats every request; keep it for DEBUG only.
+    logging.getLogger("uvicorn.access").setLevel(
+        logging.DEBUG if level == "DEBUG" else logging.WARNING
+    )
+    return log_file

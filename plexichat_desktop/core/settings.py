@@ -1,0 +1,175 @@
+"""Application settings: defaults < settings.toml < environment < command line.
+
+The settings file lives in the config dir (``settings.toml``). On first start a copy with
+every setting commented out and documented is written there. Environment variables of the
+form ``PLEXICHAT_DESKTOP_<SECTION>__<KEY>`` (for example ``PLEXICHAT_DESKTOP_SERVER__PORT``)
+override the file; command-line flags override both. A bad value anywhere stops start-up
+with an error that names the source, the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.validation import read_toml, validate_lenient
+
+ENV_PREFIX = "PLEXICHAT_DESKTOP_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerSettings(_Section):
+    port: int = Field(
+        8000, ge=0, le=65535, description="TCP port on 127.0.0.1; 0 picks a free port."
+    )
+    shutdown_timeout: float = Field(
+        3.0, gt=0, le=60, description="Seconds open connections get to finish at shutdown."
+    )
+
+
+class PluginsSettings(_Section):
+    essential: list[str] = Field(
+        default_factory=list,
+        description="Ids of bundled plugins that still load in --safe-mode.",
+    )
+    setup_timeout: float = Field(
+        15.0, gt=0, le=600, description="Seconds a plugin's setup() may take before it fails."
+    )
+    safe_mode: bool = Field(
+        False, description="Start with no plugins but the essential bundled ones."
+    )
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level written to the console and the log file."
+    )
+    file_max_bytes: int = Field(
+        2_000_000, ge=10_000, description="Size at which the log file is rotated."
+    )
+    file_backups: int = Field(5, ge=0, le=100, description="Rotated log files kept.")
+
+
+class Settings(_Section):
+    """All settings of the application. Section names are the TOML table names."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    plugins: PluginsSettings = Field(default_factory=PluginsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    plugin: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-plugin settings, one table per plugin id: [plugin.<id>].",
+    )
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Environment values may be TOML literals (``["a", "b"]``, ``true``); else plain text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``PLEXICHAT_DESKTOP_SERVER__PORT=9000`` -> ``{"server": {"port": 9000}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        out.setdefault(section, {})[key] = _parse_env_value(raw)
+    return out
+
+
+def load_settings(
+    paths: AppPaths,
+    environ: os._Environ[str] | dict[str, str] | None = None,
+    cli: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Settings, list[str]]:
+    """Load and validate the settings; returns them with the warnings to log.
+
+    Raises ``ConfigError`` naming the file or variable, the key and the expected type.
+    """
+    env = os.environ if environ is None else environ
+    warnings: list[str] = []
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if paths.settings_file.exists():
+        layers.append((str(paths.settings_file), read_toml(paths.settings_file)))
+    overrides = env_overrides(env)
+    if overrides:
+        names = sorted(f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+                       for section, keys in overrides.items() for key in keys)
+        layers.append((f"environment ({', '.join(names)})", overrides))
+    if cli:
+        layers.append(("command line", cli))
+    data: dict[str, Any] = {}
+    # Each layer is validated on its own, so an error names the layer it came from.
+    for source, layer in layers:
+        _, layer_warnings = validate_lenient(Settings, copy.deepcopy(layer), source)
+        warnings += layer_warnings
+        data = _merge(data, layer)
+    settings, _ = validate_lenient(Settings, data, "settings")
+    return settings, warnings
+
+
+def _toml_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_literal(v) for v in value) + "]"
+    return repr(value)
+
+
+def documented_template() -> str:
+    """The settings file with every default, commented out, each with its description."""
+    lines = [
+        "# PlexiChat Desktop settings.",
+        "# Every setting is shown with its default value, commented out. Uncomment to change it.",
+        f"# Environment variables {ENV_PREFIX}<SECTION>__<KEY> override this file,",
+        "# and command-line flags override both.",
+        "",
+    ]
+    for section_name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            lines += [f"# {field.description}", f"# [{section_name}.example_plugin]",
+                      "# some_key = 1", ""]
+            continue
+        lines.append(f"[{section_name}]")
+        for key, sub in annotation.model_fields.items():
+            default = sub.get_default(call_default_factory=True)
+            lines.append(f"# {sub.description}")
+            lines.append(f"# {key} = {_toml_literal(default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_template_if_missing(paths: AppPaths) -> Path | None:
+    """Write the documented settings file on first start; never overwrite the user's."""
+    target: Path = paths.settings_file
+    if target.exists():
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(documented_template(), encoding="utf-8")
+    return target

@@ -1,0 +1,102 @@
+"""Finding plugin folders: bundled, the user plugins dir, extra paths, installed packages.
+
+A plugin folder is a directory with a ``plugin.toml``. Folders starting with ``.`` or
+``_`` and folders without a manifest are skipped (logged at debug level). Installed
+plugins register in the entry-point group ``plexichat_desktop.plugins``; the value names
+a package whose folder holds ``plugin.toml`` (``my_plugin`` or ``my_plugin:plugin.toml``).
+The package is located without being imported.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from plexichat_desktop.plugins.manifest import MANIFEST_NAME
+
+log = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "plexichat_desktop.plugins"
+
+
+class Source(StrEnum):
+    BUNDLED = "bundled"
+    INSTALLED = "installed"
+    USER = "user"
+    PATH = "path"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    root: Path
+    source: Source
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST_NAME
+
+
+def scan_folder(folder: Path, source: Source) -> list[Candidate]:
+    """Plugin folders directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir() or child.name.startswith((".", "_")):
+            continue
+        if (child / MANIFEST_NAME).is_file():
+            found.append(Candidate(child.resolve(), source))
+        else:
+            log.debug("%s is not a plugin (no %s)", child, MANIFEST_NAME)
+    return found
+
+
+def installed_candidates() -> list[Candidate]:
+    """Plugins registered by installed distributions in the entry-point group."""
+    found = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        package, _, manifest = ep.value.partition(":")
+        try:
+            spec = importlib.util.find_spec(package.strip())
+        except (ImportError, ValueError) as exc:
+            log.error("entry point %r (%s): cannot locate package %r: %s",
+                      ep.name, ep.value, package, exc)
+            continue
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            log.error("entry point %r (%s): %r is not a package", ep.name, ep.value, package)
+            continue
+        root = Path(locations[0]).resolve()
+        if (root / (manifest.strip() or MANIFEST_NAME)).is_file():
+            found.append(Candidate(root, Source.INSTALLED))
+        else:
+            log.error("entry point %r: no %s in %s", ep.name, MANIFEST_NAME, root)
+    return found
+
+
+def discover(
+    bundled: Path | None,
+    user_dir: Path | None,
+    extra_dirs: list[Path],
+    include_installed: bool = True,
+) -> list[Candidate]:
+    """All candidates in precedence order: bundled, installed, user dir, extra paths."""
+    out: list[Candidate] = []
+    if bundled is not None:
+        out += scan_folder(bundled, Source.BUNDLED)
+    if include_installed:
+        out += installed_candidates()
+    if user_dir is not None:
+        out += scan_folder(user_dir, Source.USER)
+    for folder in extra_dirs:
+        out += scan_folder(folder, Source.PATH)
+    seen: set[Path] = set()
+    unique = []
+    for cand in out:  # the same folder reachable twice (e.g. also on the extra path)
+        if cand.root not in seen:
+            seen.add(cand.root)
+            unique.append(cand)
+    return unique

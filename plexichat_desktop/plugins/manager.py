@@ -1,0 +1,411 @@
+"""The plugin lifecycle: discover -> validate -> resolve order -> import -> setup -> teardown.
+
+Every call into plugin code is wrapped: an exception marks that plugin failed (with the
+reason and the traceback) and start-up goes on with the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from packaging.version import Version
+
+from plexichat_desktop import __version__
+from plexichat_desktop.core.events import EventBus, PluginStateChanged
+from plexichat_desktop.core.logs import plugin_filter
+from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.core.validation import ConfigError
+from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.discovery import Candidate, Source, discover
+from plexichat_desktop.plugins.manifest import Manifest, load_manifest
+from plexichat_desktop.plugins.resolve import Node, resolve
+
+log = logging.getLogger(__name__)
+
+
+class PluginState(StrEnum):
+    DISCOVERED = "discovered"
+    VALIDATED = "validated"
+    ACTIVE = "active"
+    FAILED = "failed"
+    DISABLED = "disabled"
+    INCOMPATIBLE = "incompatible"
+
+
+class PluginError(Exception):
+    """A plugin could not be loaded or started; the message says which and why."""
+
+
+@dataclass
+class PluginRecord:
+    """What the host knows of one plugin folder."""
+
+    id: str
+    root: Path
+    source: Source
+    state: PluginState = PluginState.DISCOVERED
+    manifest: Manifest | None = None
+    reason: str | None = None
+    detail: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    instance: Plugin | None = None
+    context: PluginContext | None = None
+    dependency_failure: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name if self.manifest else self.id
+
+    def pages(self) -> list[dict[str, Any]]:
+        pages = self.context.pages if self.context else (self.manifest.pages if self.manifest
+                                                          else [])
+        base = f"/plugins/{self.id}/"
+        return [{"title": p.title, "url": base + p.path,
+                 "icon_url": base + p.icon if p.icon else None} for p in pages]
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": m.version if m else None,
+            "description": m.description if m else "",
+            "author": m.author if m else "",
+            "source": str(self.source),
+            "path": str(self.root),
+            "state": str(self.state),
+            "reason": self.reason,
+            "detail": self.detail,
+            "warnings": list(self.warnings),
+            "requires": dict(m.requires) if m else {},
+            "permissions": m.permissions.model_dump() if m else {},
+            "pages": self.pages(),
+        }
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+async def _call(fn: Callable[[], Awaitable[None] | None], timeout: float) -> None:
+    result = fn()
+    if inspect.isawaitable(result):
+        await asyncio.wait_for(result, timeout)
+
+
+class PluginManager:
+    """Owns every plugin record and drives their lifecycle."""
+
+    def __init__(
+        self,
+        *,
+        paths: AppPaths,
+        settings: Settings,
+        bus: EventBus,
+        bundled_dir: Path | None,
+        extra_dirs: list[Path] | None = None,
+        include_installed: bool = True,
+        safe_mode: bool = False,
+        host_version: str = __version__,
+    ):
+        self.paths = paths
+        self.settings = settings
+        self.bus = bus
+        self.bundled_dir = bundled_dir
+        self.extra_dirs = list(extra_dirs or [])
+        self.include_installed = include_installed
+        self.safe_mode = safe_mode or settings.plugins.safe_mode
+        self.host_version = host_version
+        self.records: list[PluginRecord] = []
+        self.by_id: dict[str, PluginRecord] = {}
+        self._active_order: list[str] = []
+        self._lock = asyncio.Lock()
+
+    # -- persistence of enable/disable -------------------------------------------------
+    def _load_disabled(self) -> set[str]:
+        path = self.paths.plugin_states_file
+        if not path.exists():
+            return set()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return {str(x) for x in data.get("disabled", [])}
+        except (OSError, ValueError, AttributeError) as exc:
+            log.error("%s is unreadable (%s); treating every plugin as enabled", path, exc)
+            return set()
+
+    def remember_enabled(self, pid: str, enabled: bool) -> None:
+        """Persist whether ``pid`` is enabled; read at the next discovery."""
+        disabled = self._load_disabled()
+        self._save_disabled(disabled - {pid} if enabled else disabled | {pid})
+
+    def _save_disabled(self, disabled: set[str]) -> None:
+        path = self.paths.plugin_states_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"disabled": sorted(disabled)}, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+
+    # -- discovery and validation ---------------------------------------------------------
+    def discover(self) -> list[PluginRecord]:
+        """Find and validate every plugin; imports nothing."""
+        disabled = self._load_disabled()
+        self.records, self.by_id = [], {}
+        candidates = discover(self.bundled_dir, self.paths.user_plugins_dir, self.extra_dirs,
+                              self.include_installed)
+        for cand in candidates:
+            rec = self._validate(cand, disabled)
+            first = self.by_id.get(rec.id)
+            if first is not None:
+                rec.state = PluginState.FAILED
+                rec.reason = (f"duplicate plugin id '{rec.id}': {cand.manifest_path} and "
+                              f"{first.root / 'plugin.toml'} ({first.source}) both declare it; "
+                              "the first one found is used")
+                log.error("%s", rec.reason)
+            else:
+                self.by_id[rec.id] = rec
+            self.records.append(rec)
+        return self.records
+
+    def _validate(self, cand: Candidate, disabled: set[str]) -> PluginRecord:
+        rec = PluginRecord(id=cand.root.name, root=cand.root, source=cand.source)
+        try:
+            manifest, warnings = load_manifest(cand.manifest_path)
+        except ConfigError as exc:
+            rec.state, rec.reason = PluginState.FAILED, f"invalid manifest: {exc}"
+            log.error("plugin in %s: %s", cand.root, rec.reason)
+            return rec
+        rec.id, rec.manifest, rec.warnings = manifest.id, manifest, warnings
+        for warning in warnings:
+            log.warning("plugin %s: %s", manifest.id, warning)
+        if manifest.min_host_version and Version(manifest.min_host_version) > Version(
+            self.host_version
+        ):
+            rec.state = PluginState.INCOMPATIBLE
+            rec.reason = (f"needs PlexiChat Desktop {manifest.min_host_version} or newer; "
+                          f"this is {self.host_version}")
+        elif self.safe_mode and not (
+            cand.source is Source.BUNDLED and manifest.id in self.settings.plugins.essential
+        ):
+            rec.state, rec.reason = PluginState.DISABLED, "safe mode"
+        elif manifest.id in disabled:
+            rec.state, rec.reason = PluginState.DISABLED, "disabled by the user"
+        else:
+            rec.state = PluginState.VALIDATED
+        return rec
+
+    # -- start and stop --------------------------------------------------------------------
+    def _set_state(self, rec: PluginRecord, state: PluginState, reason: str | None = None,
+                   detail: str | None = None) -> None:
+        rec.state, rec.reason, rec.detail = state, reason, detail
+        self.bus.publish(PluginStateChanged(plugin_id=rec.id, state=str(state), reason=reason))
+
+    def _nodes(self) -> dict[str, Node]:
+        return {
+            pid: Node(pid, rec.manifest.version if rec.manifest else "0",
+                      rec.manifest.requires if rec.manifest else {},
+                      startable=rec.state in (PluginState.VALIDATED, PluginState.ACTIVE),
+                      state=str(rec.state))
+            for pid, rec in self.by_id.items()
+        }
+
+    def dependency_problems(self) -> dict[str, str]:
+        """{plugin id: why its dependencies keep it from starting}, without starting it."""
+        return resolve(self._nodes())[1]
+
+    async def start(self) -> None:
+        """Start every validated plugin in dependency order."""
+        async with self._lock:
+            await self._start_pending()
+
+    async def _start_pending(self) -> None:
+        order, failures = resolve(self._nodes())
+        for pid, why in failures.items():
+            rec = self.by_id[pid]
+            if rec.state in (PluginState.VALIDATED, PluginState.ACTIVE):
+                rec.dependency_failure = True
+                log.error("plugin %s cannot start: %s", pid, why)
+                self._set_state(rec, PluginState.FAILED, why)
+        for pid in order:
+            rec = self.by_id[pid]
+            if rec.state is not PluginState.VALIDATED:
+                continue
+            down = [d for d in rec.manifest.requires if self.by_id[d].state  # type: ignore[union-attr]
+                    is not PluginState.ACTIVE] if rec.manifest else []
+            if down:
+                rec.dependency_failure = True
+                self._set_state(rec, PluginState.FAILED,
+                                f"requires '{down[0]}', which failed to start")
+                continue
+            await self._activate(rec)
+
+    async def _activate(self, rec: PluginRecord) -> None:
+        assert rec.manifest is not None
+        manifest = rec.manifest
+        try:
+            plugin_settings = self._plugin_settings(manifest)
+            instance = self._instantiate(rec)
+        except PluginError as exc:
+            self._fail(rec, str(exc), exc.__cause__)
+            return
+        ctx = PluginContext(manifest, rec.root, self.paths.plugin_data_root, self.bus,
+                            plugin_settings)
+        instance.ctx = ctx
+        try:
+            await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout)
+        except TimeoutError as exc:
+            await ctx._close()
+            self._fail(rec, f"setup() did not finish within "
+                            f"{self.settings.plugins.setup_timeout:g} s", exc)
+            return
+        except Exception as exc:
+            await ctx._close()
+            self._fail(rec, f"setup() raised {_describe(exc)}", exc)
+            return
+        rec.instance, rec.context, rec.dependency_failure = instance, ctx, False
+        self._active_order.append(rec.id)
+        self._set_state(rec, PluginState.ACTIVE)
+        log.info("plugin %s %s active (%s)", rec.id, manifest.version, rec.source)
+
+    def _fail(self, rec: PluginRecord, reason: str, exc: BaseException | None) -> None:
+        detail = "".join(traceback.format_exception(exc)) if exc is not None else None
+        logging.getLogger(f"plexichat.plugin.{rec.id}").error(
+            "plugin failed: %s", reason, exc_info=exc)
+        self._set_state(rec, PluginState.FAILED, reason, detail)
+
+    def _plugin_settings(self, manifest: Manifest) -> dict[str, Any]:
+        defaults = dict(manifest.settings)
+        user = self.settings.plugin.get(manifest.id, {})
+        merged = dict(defaults)
+        for key, value in user.items():
+            if key not in defaults:
+                log.warning("settings [plugin.%s]: unknown key %r ignored", manifest.id, key)
+                continue
+            expected = type(defaults[key])
+            ok = isinstance(value, expected) and not (
+                isinstance(value, bool) and expected is not bool)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                ok, value = True, float(value)
+            if not ok:
+                raise PluginError(
+                    f"settings [plugin.{manifest.id}].{key}: expected {expected.__name__}, "
+                    f"got {type(value).__name__} {value!r}")
+            merged[key] = value
+        return merged
+
+    def _instantiate(self, rec: PluginRecord) -> Plugin:
+        assert rec.manifest is not None
+        module_name, class_name = rec.manifest.module, rec.manifest.class_name
+        top = module_name.split(".", 1)[0]
+        if rec.source is not Source.INSTALLED and str(rec.root) not in sys.path:
+            # Appended, not prepended: a plugin must never shadow the host's modules.
+            sys.path.append(str(rec.root))
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError) as exc:
+            raise PluginError(f"entry module '{top}' cannot be located: {exc}") from exc
+        if spec is None:
+            raise PluginError(f"entry module '{top}' not found in {rec.root} "
+                              f"(entry = \"{rec.manifest.entry}\")")
+        origin = spec.origin or next(iter(spec.submodule_search_locations or []), None)
+        if origin is None or not Path(origin).resolve().is_relative_to(rec.root):
+            raise PluginError(
+                f"entry module '{top}' resolves to {origin}, outside the plugin folder "
+                f"{rec.root}: another plugin or installed package uses the same name; "
+                "rename the plugin's package")
+        plugin_filter.register_module(top, rec.id)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginError(f"import of '{module_name}' failed: {_describe(exc)}") from exc
+        cls = getattr(module, class_name, None)
+        if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+            raise PluginError(f"entry '{rec.manifest.entry}': '{class_name}' is not a subclass "
+                              "of plexichat_desktop.plugins.api.Plugin")
+        try:
+            return cls()
+        except Exception as exc:
+            raise PluginError(f"{class_name}() raised {_describe(exc)}") from exc
+
+    async def _deactivate(self, rec: PluginRecord, state: PluginState,
+                          reason: str | None = None) -> None:
+        instance, ctx = rec.instance, rec.context
+        rec.instance = rec.context = None
+        if rec.id in self._active_order:
+            self._active_order.remove(rec.id)
+        if instance is not None:
+            try:
+                await _call(instance.teardown, self.settings.plugins.setup_timeout)
+            except Exception as exc:
+                logging.getLogger(f"plexichat.plugin.{rec.id}").error(
+                    "teardown() raised %s", _describe(exc), exc_info=exc)
+        if ctx is not None:
+            await ctx._close()
+        self._set_state(rec, state, reason)
+
+    async def stop(self) -> None:
+        """Tear down every active plugin, dependents before their dependencies."""
+        async with self._lock:
+            for pid in reversed(list(self._active_order)):
+                await self._deactivate(self.by_id[pid], PluginState.VALIDATED, "stopped")
+
+    # -- enable and disable at run time ------------------------------------------------
+    def _dependents(self, pid: str) -> list[str]:
+        out: list[str] = []
+        for other in self._active_order:
+            rec = self.by_id[other]
+            if rec.manifest and pid in rec.manifest.requires:
+                out += [d for d in self._dependents(other) if d not in out] + [other]
+        return out
+
+    async def disable(self, pid: str) -> PluginRecord:
+        """Stop a plugin (and the active plugins that need it); remembered across restarts."""
+        rec = self.get(pid)
+        async with self._lock:
+            self.remember_enabled(pid, False)
+            for dep in reversed(self._dependents(pid)):
+                dep_rec = self.by_id[dep]
+                dep_rec.dependency_failure = True
+                await self._deactivate(dep_rec, PluginState.FAILED,
+                                       f"requires '{pid}', which is disabled")
+            if rec.state is PluginState.ACTIVE:
+                await self._deactivate(rec, PluginState.DISABLED, "disabled by the user")
+            elif rec.state in (PluginState.VALIDATED, PluginState.DISABLED):
+                self._set_state(rec, PluginState.DISABLED, "disabled by the user")
+        return rec
+
+    async def enable(self, pid: str) -> PluginRecord:
+        """Enable a disabled plugin and start it (and plugins that were waiting for it)."""
+        rec = self.get(pid)
+        async with self._lock:
+            self.remember_enabled(pid, True)
+            if rec.state is PluginState.DISABLED:
+                self._set_state(rec, PluginState.VALIDATED)
+            for other in self.by_id.values():
+                if other.state is PluginState.FAILED and other.dependency_failure:
+                    other.state = PluginState.VALIDATED
+            await self._start_pending()
+        return rec
+
+    def get(self, pid: str) -> PluginRecord:
+        try:
+            return self.by_id[pid]
+        except KeyError:
+            raise KeyError(f"no plugin with id '{pid}'") from None
+
+    def active(self) -> list[PluginRecord]:
+        return [self.by_id[pid] for pid in self._active_order]

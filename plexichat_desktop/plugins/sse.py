@@ -1,0 +1,73 @@
+"""Server-Sent Events responses, for plugins and the host alike.
+
+``event_stream(source, stop)`` turns an async iterator of ``(event_name, data)`` pairs
+into a ``text/event-stream`` response. It sends a comment every ``keepalive`` seconds so
+proxies and browsers keep the connection, and ends when ``stop`` is set (plugin teardown
+or server shutdown) or the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.responses import StreamingResponse
+
+
+def format_event(name: str, data: Any, event_id: str | None = None) -> str:
+    """One SSE message; ``data`` is sent as JSON."""
+    lines = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    lines.append(f"event: {name}")
+    lines.extend(f"data: {line}" for line in json.dumps(data).splitlines() or [""])
+    return "\n".join(lines) + "\n\n"
+
+
+async def _stream(source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event,
+                  keepalive: float, retry_ms: int) -> AsyncIterator[str]:
+    yield f"retry: {retry_ms}\n\n"
+    stop_wait = asyncio.ensure_future(stop.wait())
+    next_item: asyncio.Future[tuple[str, Any]] | None = None
+    try:
+        while not stop.is_set():
+            if next_item is None:
+                next_item = asyncio.ensure_future(anext(source))
+            done, _ = await asyncio.wait({next_item, stop_wait}, timeout=keepalive,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if next_item in done:
+                try:
+                    name, data = next_item.result()
+                except StopAsyncIteration:
+                    return
+                next_item = None
+                yield format_event(name, data)
+            elif not done:
+                yield ": keepalive\n\n"
+    finally:
+        for fut in (stop_wait, next_item):
+            if fut is not None and not fut.done():
+                fut.cancel()
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            # RuntimeError: the generator is still inside the cancelled __anext__.
+            with contextlib.suppress(RuntimeError):
+                await aclose()
+
+
+def event_stream(
+    source: AsyncIterator[tuple[str, Any]],
+    stop: asyncio.Event,
+    *,
+    keepalive: float = 15.0,
+    retry_ms: int = 3000,
+) -> StreamingResponse:
+    """A streaming SSE response fed by ``source`` until ``stop`` is set."""
+    return StreamingResponse(
+        _stream(source, stop, keepalive, retry_ms),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

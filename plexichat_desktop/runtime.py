@@ -1,0 +1,89 @@
+"""The headless core, composed: settings, event bus, plugins and the web server.
+
+``plexichat-desktop serve`` runs it on a plain asyncio loop; the desktop GUI runs the same
+object inside its qasync loop and is just one more subscriber of the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from plexichat_desktop import __version__
+from plexichat_desktop.core.events import EventBus, ServerStarted, ServerStopping
+from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
+from plexichat_desktop.core.paths import resources_dir as default_resources_dir
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.server.app import create_app
+from plexichat_desktop.server.security import ServerIdentity
+from plexichat_desktop.server.token import load_or_create_token
+from plexichat_desktop.server.web_server import WebServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RuntimeOptions:
+    safe_mode: bool = False
+    include_installed: bool = True
+    bundled: bool = True
+    extra_plugin_dirs: list = field(default_factory=list)
+
+
+class Runtime:
+    """Start and stop the whole core in the running loop, in a fixed order."""
+
+    def __init__(self, paths: AppPaths, settings: Settings,
+                 options: RuntimeOptions | None = None):
+        opts = options or RuntimeOptions()
+        self.paths = paths
+        self.settings = settings
+        self.bus = EventBus()
+        self.token = load_or_create_token(paths.token_file)
+        self.plugins = PluginManager(
+            paths=paths, settings=settings, bus=self.bus,
+            bundled_dir=bundled_plugins_dir() if opts.bundled else None,
+            extra_dirs=[*extra_plugin_dirs(), *opts.extra_plugin_dirs],
+            include_installed=opts.include_installed, safe_mode=opts.safe_mode,
+        )
+        self.stopping = asyncio.Event()
+        self.identity = ServerIdentity(self.token)
+        self.server: WebServer | None = None
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the runtime is not started")
+        return self.server.url
+
+    async def start(self) -> str:
+        """Bind the port, start plugins, then serve. Returns the server URL.
+
+        Raises ``PortInUseError`` before any plugin code runs if the port is taken.
+        """
+        self.bus.bind(asyncio.get_running_loop())
+        app = create_app(self.plugins, self.bus, self.identity, default_resources_dir(),
+                         self.stopping)
+        self.server = WebServer(app, self.settings.server.port,
+                                self.settings.server.shutdown_timeout)
+        self.identity.port = self.server.port
+        self.plugins.discover()
+        await self.plugins.start()
+        await self.server.start()
+        self.bus.publish(ServerStarted(url=self.server.url))
+        active = len(self.plugins.active())
+        log.info("PlexiChat Desktop %s serving %s with %d of %d plugin(s) active",
+                 __version__, self.server.url, active, len(self.plugins.records))
+        return self.server.url
+
+    async def stop(self) -> None:
+        """Stop in order: end live streams, stop plugins, stop the server."""
+        self.bus.publish(ServerStopping())
+        self.stopping.set()
+        await self.plugins.stop()
+        if self.server is not None:
+            await self.server.stop()
+            self.server = None
+        log.info("PlexiChat Desktop stopped")

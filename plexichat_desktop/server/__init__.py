@@ -1,0 +1,1 @@
+"""The in-process HTTP server: host pages, plugin pages and routes, live push."""

@@ -1,0 +1,127 @@
+"""The ASGI application: host pages, the plugin API, plugin mounts, live events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from plexichat_desktop import __version__
+from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.plugins.manager import PluginManager, PluginState
+from plexichat_desktop.plugins.sse import event_stream
+from plexichat_desktop.server.plugin_routes import PluginDispatcher
+from plexichat_desktop.server.security import (
+    SecurityMiddleware,
+    ServerIdentity,
+    cookie_name,
+)
+
+
+def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
+               resources: Path, stopping: asyncio.Event) -> SecurityMiddleware:
+    """Build the app; the returned object is the ASGI callable to serve."""
+    started_at = time.time()
+    templates = Jinja2Templates(directory=str(resources / "templates"))
+    app = FastAPI(title="PlexiChat Desktop", version=__version__, docs_url=None,
+                  redoc_url=None)
+    app.state.manager = manager
+
+    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {"version": __version__, **context},
+                                          status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A person opening a page gets a readable page; programs get {"detail": ...}.
+        if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+            return page(request, "error.html", exc.status_code, status=exc.status_code,
+                        detail=exc.detail)
+        return await http_exception_handler(request, exc)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index(request: Request) -> HTMLResponse:
+        records = [r.to_dict() for r in manager.records]
+        return page(request, "index.html", plugins=records, safe_mode=manager.safe_mode)
+
+    @app.get("/login", include_in_schema=False)
+    async def login(request: Request, token: str | None = None, next: str = "/") -> Response:
+        if token is None:
+            return page(request, "login.html", message=None, next=next)
+        if not identity.token_ok(token):
+            return page(request, "login.html", 401, message="That token is not right.",
+                        next=next)
+        target = next if next.startswith("/") and not next.startswith("//") else "/"
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(cookie_name(identity.port), token, httponly=True,
+                            samesite="strict", path="/")
+        return response
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        states: dict[str, int] = {}
+        for rec in manager.records:
+            states[str(rec.state)] = states.get(str(rec.state), 0) + 1
+        return {"status": "ok", "version": __version__, "uptime": time.time() - started_at,
+                "plugins": states}
+
+    @app.get("/api/plugins")
+    async def list_plugins() -> dict[str, Any]:
+        return {"plugins": [r.to_dict() for r in manager.records]}
+
+    def known(plugin_id: str) -> None:
+        if plugin_id not in manager.by_id:
+            raise HTTPException(404, f"no plugin with id '{plugin_id}'")
+
+    @app.get("/api/plugins/{plugin_id}")
+    async def get_plugin(plugin_id: str) -> dict[str, Any]:
+        known(plugin_id)
+        return manager.by_id[plugin_id].to_dict()
+
+    @app.post("/api/plugins/{plugin_id}/enable")
+    async def enable_plugin(plugin_id: str) -> JSONResponse:
+        known(plugin_id)
+        rec = await manager.enable(plugin_id)
+        status = 200 if rec.state is PluginState.ACTIVE else 409
+        return JSONResponse(rec.to_dict(), status_code=status)
+
+    @app.post("/api/plugins/{plugin_id}/disable")
+    async def disable_plugin(plugin_id: str) -> dict[str, Any]:
+        known(plugin_id)
+        return (await manager.disable(plugin_id)).to_dict()
+
+    @app.get("/events", include_in_schema=False)
+    async def events() -> Response:
+        sub = bus.subscribe(name="sse /events", maxsize=500)
+
+        async def source() -> AsyncIterator[tuple[str, Any]]:
+            try:
+                async for event in sub:
+                    yield event.topic, event.to_dict()
+            finally:
+                sub.close()
+
+        return event_stream(source(), stopping)
+
+    app.mount("/_app", StaticFiles(directory=str(resources / "web")), name="app-assets")
+    app.mount("/plugins", PluginDispatcher(manager), name="plugins")
+
+    def unauthorized_page(detail: str, path: str) -> bytes:
+        template = templates.get_template("login.html")
+        return template.render(version=__version__, message=detail, next=path).encode()
+
+    return SecurityMiddleware(app, identity, unauthorized_page)
+
+
+def login_url(base_url: str, token: str) -> str:
+    return f"{base_url}login?token={quote(token)}"
