@@ -37,9 +37,10 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                   redoc_url=None)
     app.state.manager = manager
 
-    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(request: Request, name: str, status_code: int = 200, **context: Any
+             ) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"version": __version__, **context},
-                                          status_code=status)
+                                          status_code=status_code)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,0 +1,71 @@
+"""Shared fixtures: an isolated home per test, the fixture plugins, a running core."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+
+FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURE_PLUGINS = FIXTURES / "plugins"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
+    """A fresh PLEXICHAT_DESKTOP_HOME; no plugin path from the caller's environment."""
+    monkeypatch.setenv("PLEXICHAT_DESKTOP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
+    for name in list(os.environ):
+        if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
+            monkeypatch.delenv(name)
+    return AppPaths.from_env()
+
+
+class RunningCore:
+    def __init__(self, runtime: Runtime, url: str):
+        self.runtime = runtime
+        self.url = url
+        self.token = runtime.token
+        self.client = httpx.AsyncClient(base_url=url, timeout=10,
+                                        headers={"Authorization": f"Bearer {runtime.token}"})
+        self.anonymous = httpx.AsyncClient(base_url=url, timeout=10)
+
+    @property
+    def port(self) -> int:
+        assert self.runtime.server is not None
+        return self.runtime.server.port
+
+
+
+
+@pytest_asyncio.fixture
+async def start_core(home: AppPaths) -> AsyncIterator[Callable[..., object]]:
+    """Start the real core (server on a free port) with the given plugin folders."""
+    started: list[RunningCore] = []
+
+    async def start(*plugin_dirs: Path, settings: Settings | None = None,
+                    safe_mode: bool = False) -> RunningCore:
+        cfg = settings or Settings()
+        cfg.server.port = 0
+        runtime = Runtime(home, cfg, RuntimeOptions(
+            safe_mode=safe_mode, bundled=False, include_installed=False,
+            extra_plugin_dirs=list(plugin_dirs)))
+        url = await runtime.start()
+        core = RunningCore(runtime, url)
+        started.append(core)
+        return core
+
+    yield start
+    for core in started:
+        await core.client.aclose()
+        await core.anonymous.aclose()
+        await core.runtime.stop()

@@ -1,0 +1,215 @@
+"""The plexichat-desktop command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import FIXTURE_PLUGINS
+
+CLI = [sys.executable, "-m", "plexichat_desktop"]
+
+
+@pytest.fixture
+def env(home, tmp_path) -> dict[str, str]:
+    out = dict(os.environ)
+    out["PLEXICHAT_DESKTOP_HOME"] = str(home.config_dir.parent)
+    out.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    return out
+
+
+def run(args: list[str], env: dict[str, str], **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60,
+                          **kw)
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], url: str, lines: list[str]):
+        self.proc, self.url, self.lines = proc, url, lines
+
+
+def start_serve(env: dict[str, str], *args: str) -> Served:
+    proc = subprocess.Popen([*CLI, "serve", "--port", "0", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if match := re.search(r"serving at (http://127\.0\.0\.1:\d+/)", line):
+            lines.append(proc.stdout.readline())
+            return Served(proc, match.group(1), lines)
+    proc.wait(10)
+    raise AssertionError(f"serve exited early: rc={proc.returncode} "
+                         f"stderr={proc.stderr.read() if proc.stderr else ''}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_prints_url_answers_and_stops_cleanly(env, sig):
+    served = start_serve(env)
+    try:
+        token = run(["token"], env).stdout.strip()
+        r = httpx.get(served.url + "healthz", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json()["status"] == "ok"
+        assert f"/login?token={token}" in served.lines[1]
+    finally:
+        served.proc.send_signal(sig)
+        rc = served.proc.wait(15)
+    stderr = served.proc.stderr.read() if served.proc.stderr else ""
+    assert rc == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stopped" in stderr
+
+
+def test_a_taken_port_is_a_clear_error(env):
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        result = run(["serve", "--port", str(port)], env)
+    finally:
+        blocker.close()
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "--port 0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_settings_stop_before_anything_starts(env, home):
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    home.settings_file.write_text("[server]\nport = 'x'\n")
+    result = run(["serve", "--port", "0"], env)
+    assert result.returncode == 2
+    assert "bad settings, nothing was started" in result.stderr
+    assert str(home.settings_file) in result.stderr and "server.port" in result.stderr
+    assert not (home.log_dir / "plexichat-desktop.log").exists()
+
+
+def test_token_prints_only_the_token(env, home):
+    first = run(["token"], env)
+    assert first.returncode == 0
+    assert re.fullmatch(r"[A-Za-z0-9_-]{40,}\n", first.stdout)
+    assert run(["token"], env).stdout == first.stdout
+    assert home.token_file.read_text() == first.stdout
+
+
+def test_version_and_help_on_every_command(env):
+    from plexichat_desktop import __version__
+
+    assert run(["--version"], env).stdout.strip() == f"plexichat-desktop {__version__}"
+    for args in ([], ["serve"], ["token"], ["plugins"], ["plugins", "list"], ["plugins", "new"],
+                 ["plugins", "validate"], ["plugins", "enable"], ["plugins", "disable"]):
+        result = run([*args, "--help"], env)
+        assert result.returncode == 0 and "usage: plexichat-desktop" in result.stdout, args
+
+
+def test_scaffolded_plugin_is_found_valid_and_its_test_passes(env, tmp_path):
+    target = tmp_path / "my_plugins"
+    result = run(["plugins", "new", "weather_station", "--dir", str(target)], env)
+    assert result.returncode == 0, result.stderr
+    root = target / "weather_station"
+    assert {p.name for p in root.iterdir()} >= {"plugin.toml", "weather_station", "web", "tests"}
+    assert run(["plugins", "validate", str(root)], env).stdout.startswith("OK: weather_station")
+
+    listed = run(["plugins", "list"], {**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(target)})
+    assert re.search(r"^weather_station\s+validated\s+0\.1\.0\s+path", listed.stdout, re.M)
+
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--import-mode=importlib", "--rootdir", str(root), str(root / "tests")],
+        env={**env, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=60)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "1 passed" in tests.stdout
+
+    again = run(["plugins", "new", "weather_station", "--dir", str(target)], env)
+    assert again.returncode == 2 and "already exists" in again.stderr
+    bad = run(["plugins", "new", "Bad-Name", "--dir", str(target)], env)
+    assert bad.returncode == 2 and "not a valid plugin id" in bad.stderr
+
+
+def test_scaffolded_plugin_serves_its_page_and_route(env, tmp_path):
+    target = tmp_path / "more"
+    run(["plugins", "new", "greeter", "--dir", str(target)], env)
+    served = start_serve({**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(target)})
+    try:
+        token = run(["token"], env).stdout.strip()
+        with httpx.Client(base_url=served.url,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            assert client.get("/api/plugins/greeter").json()["state"] == "active"
+            assert client.get("/plugins/greeter/api/hello?who=you").json() == {
+                "message": "Hello, you!"}
+            assert "<h1>Greeter</h1>" in client.get("/plugins/greeter/").text
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(15) == 0
+
+
+def test_validate_reports_errors_with_exit_code(env):
+    result = run(["plugins", "validate", str(FIXTURE_PLUGINS / "wrong_types")], env)
+    assert result.returncode == 1
+    assert "tests.timeout" in result.stdout
+    result = run(["plugins", "validate", str(FIXTURE_PLUGINS / "unknown_fields" /
+                                             "plugin.toml")], env)
+    assert result.returncode == 0 and "warning: " in result.stdout and "colour" in result.stdout
+
+
+def test_list_shows_states_and_reasons(env):
+    result = run(["plugins", "list"], {**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH":
+                                       str(FIXTURE_PLUGINS)})
+    out = result.stdout
+    assert result.returncode == 0
+    assert re.search(r"^incompatible\s+incompatible", out, re.M)
+    assert "-> requires plugin 'nothing_here', which is not installed" in out
+    assert "-> dependency cycle: " in out
+    assert "-> invalid manifest: " in out
+    assert "not_a_plugin" not in out
+
+
+def test_enable_and_disable_persist(env):
+    env = {**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(FIXTURE_PLUGINS)}
+    assert run(["plugins", "disable", "good_plugin"], env).returncode == 0
+    listed = run(["plugins", "list", "--json"], env).stdout
+    import json
+
+    states = {p["id"]: p for p in json.loads(listed)["plugins"]}
+    assert states["good_plugin"]["state"] == "disabled"
+    assert states["depends_on_good"]["state"] == "failed"
+    assert run(["plugins", "enable", "good_plugin"], env).returncode == 0
+    states = {p["id"]: p for p in json.loads(run(["plugins", "list", "--json"], env).stdout)
+              ["plugins"]}
+    assert states["good_plugin"]["state"] == "validated"
+    missing = run(["plugins", "disable", "ghost"], env)
+    assert missing.returncode == 1 and "no plugin with id 'ghost'" in missing.stderr
+
+
+def test_default_command_without_display_runs_the_server(env):
+    env = {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    proc = subprocess.Popen([*CLI, "--port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline and "serving at" not in line:
+            line = proc.stdout.readline()
+        assert "serving at http://127.0.0.1:" in line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    assert "headless" in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_module_entry_point_matches_console_script(env):
+    script = Path(sys.executable).with_name("plexichat-desktop")
+    assert script.exists()
+    a = subprocess.run([str(script), "--version"], env=env, capture_output=True, text=True)
+    assert a.stdout == run(["--version"], env).stdout

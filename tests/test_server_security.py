@@ -1,0 +1,171 @@
+"""The server's security layers and static files, over real HTTP and raw sockets."""
+
+import asyncio
+import os
+
+import pytest
+
+from plexichat_desktop.plugins.scaffold import scaffold_plugin
+from tests.conftest import FIXTURE_PLUGINS
+
+pytestmark = pytest.mark.asyncio
+
+
+async def raw_request(port: int, request_line: str, headers: dict[str, str]) -> tuple[int, bytes]:
+    """Send bytes exactly as written (no client-side path normalisation)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = [request_line, *(f"{k}: {v}" for k, v in headers.items()), "Connection: close"]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    await writer.wait_closed()
+    status = int(data.split(b" ", 2)[1])
+    return status, data
+
+
+async def test_requests_without_or_with_a_wrong_token_are_401(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    for path in ("/", "/healthz", "/api/plugins", "/plugins/good_plugin/", "/events", "/nope"):
+        r = await core.anonymous.get(path)
+        assert r.status_code == 401, path
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    r = await core.anonymous.get("/healthz", headers={"Authorization": "Bearer wrong-token"})
+    assert r.status_code == 401 and "token" in r.json()["detail"]
+    r = await core.anonymous.post("/api/plugins/good_plugin/disable")
+    assert r.status_code == 401
+    assert (await core.client.get("/api/plugins/good_plugin")).json()["state"] == "active"
+
+
+async def test_a_browser_without_token_gets_the_login_page(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    r = await core.anonymous.get("/plugins/good_plugin/", headers={"Accept": "text/html"})
+    assert r.status_code == 401 and "text/html" in r.headers["content-type"]
+    assert 'action="/login"' in r.text and 'value="/plugins/good_plugin/"' in r.text
+    # The login page's assets are public.
+    assert (await core.anonymous.get("/_app/public/app.css")).status_code == 200
+    assert (await core.anonymous.get("/login")).status_code == 200
+    assert (await core.anonymous.get("/_app/index.js")).status_code == 401
+
+
+async def test_login_sets_a_cookie_that_authenticates(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    r = await core.anonymous.get("/login", params={"token": "nope"})
+    assert r.status_code == 401 and "not right" in r.text
+    r = await core.anonymous.get("/login", params={"token": core.token,
+                                                  "next": "/plugins/good_plugin/"})
+    assert r.status_code == 303 and r.headers["location"] == "/plugins/good_plugin/"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"plexichat_token_{core.port}=")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    r = await core.anonymous.get("/healthz")  # the client kept the cookie
+    assert r.status_code == 200
+    # An open redirect is refused: next must be a local path.
+    r = await core.anonymous.get("/login", params={"token": core.token,
+                                                  "next": "//evil.example/"})
+    assert r.headers["location"] == "/"
+
+
+async def test_wrong_host_header_is_403(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    for host in ("evil.example", f"evil.example:{core.port}", "127.0.0.1:1", "localhost",
+                 f"127.0.0.1:{core.port}.evil.example"):
+        r = await core.client.get("/healthz", headers={"Host": host})
+        assert r.status_code == 403, host
+        assert "Host header" in r.json()["detail"]
+    r = await core.client.get("/healthz", headers={"Host": f"localhost:{core.port}"})
+    assert r.status_code == 200
+
+
+async def test_foreign_origin_may_not_change_state(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    r = await core.client.post("/api/plugins/good_plugin/disable",
+                               headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "Origin" in r.json()["detail"]
+    r = await core.client.post("/api/plugins/good_plugin/disable", headers={"Origin": "null"})
+    assert r.status_code == 403
+    assert (await core.client.get("/api/plugins/good_plugin")).json()["state"] == "active"
+    r = await core.client.get("/healthz", headers={"Origin": "http://evil.example"})
+    assert r.status_code == 200  # reading is guarded by the token and CORS
+    r = await core.client.post("/api/plugins/good_plugin/disable",
+                               headers={"Origin": f"http://127.0.0.1:{core.port}"})
+    assert r.status_code == 200 and r.json()["state"] == "disabled"
+
+
+async def test_every_response_has_a_csp(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    for response in (await core.client.get("/"), await core.anonymous.get("/healthz"),
+                     await core.client.get("/plugins/good_plugin/index.html")):
+        csp = response.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "script-src 'self'" in csp
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_static_files_types_and_caching(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    r = await core.client.get("/plugins/good_plugin", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/plugins/good_plugin/"
+    r = await core.client.get("/plugins/good_plugin/")
+    assert r.status_code == 200 and "Good page" in r.text
+    expected = {"index.html": "text/html", "app.js": "text/javascript",
+                "style.css": "text/css", "data.json": "application/json",
+                "img/icon.svg": "image/svg+xml"}
+    for name, ctype in expected.items():
+        r = await core.client.get(f"/plugins/good_plugin/{name}")
+        assert r.status_code == 200, name
+        assert r.headers["content-type"].startswith(ctype), (name, r.headers["content-type"])
+        assert r.headers["cache-control"] == "no-cache"
+        etag = r.headers["etag"]
+        again = await core.client.get(f"/plugins/good_plugin/{name}",
+                                      headers={"If-None-Match": etag})
+        assert again.status_code == 304
+    assert (await core.client.get("/plugins/good_plugin/missing.js")).status_code == 404
+
+
+@pytest.mark.parametrize("path", [
+    "/plugins/good_plugin/../../../../etc/passwd",
+    "/plugins/good_plugin/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    "/plugins/good_plugin/%2E%2E%2F%2E%2E%2Fplugin.toml",
+    "/plugins/good_plugin/..%2fplugin.toml",
+    "/plugins/good_plugin/..%5cplugin.toml",
+    "/plugins/good_plugin/img/..%2f..%2fplugin.toml",
+    "/plugins/good_plugin/%00index.html",
+    "/plugins/good_plugin//etc/passwd",
+])
+async def test_static_files_never_leave_web(start_core, path):
+    core = await start_core(FIXTURE_PLUGINS)
+    status, data = await raw_request(core.port, f"GET {path} HTTP/1.1", {
+        "Host": f"127.0.0.1:{core.port}", "Authorization": f"Bearer {core.token}"})
+    assert status in (400, 404), (path, status)
+    assert b"root:" not in data and b"entry =" not in data
+
+
+async def test_symlinks_out_of_web_are_refused(start_core, tmp_path):
+    root = scaffold_plugin("linky", tmp_path / "plugins")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    os.symlink(secret, root / "web" / "leak.txt")
+    os.symlink(tmp_path, root / "web" / "outside")
+    core = await start_core(tmp_path / "plugins")
+    assert (await core.client.get("/plugins/linky/index.html")).status_code == 200
+    for path in ("/plugins/linky/leak.txt", "/plugins/linky/outside/secret.txt"):
+        r = await core.client.get(path)
+        assert r.status_code == 404, path
+        assert "top secret" not in r.text
+
+
+async def test_openapi_document_is_served(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    doc = (await core.client.get("/openapi.json")).json()
+    assert "/api/plugins" in doc["paths"] and "/healthz" in doc["paths"]
+    assert (await core.client.get("/docs")).status_code == 404  # would need a CDN
+
+
+async def test_index_page_lists_plugins_with_states_and_pages(start_core):
+    core = await start_core(FIXTURE_PLUGINS)
+    r = await core.client.get("/")
+    assert r.status_code == 200
+    assert 'data-plugin="good_plugin"' in r.text
+    assert 'href="/plugins/good_plugin/index.html"' in r.text
+    assert "setup exploded on purpose" in r.text
+    assert "state-incompatible" in r.text
