@@ -1,0 +1,114 @@
+"""Start-up benchmark: process start -> /healthz answering with every bundled plugin active.
+
+Compared with a bare FastAPI + uvicorn hello-world started the same way (a subprocess on a
+pre-bound loopback port, polled over HTTP) in the same run. Prints medians and the ratio.
+
+    .venv/bin/python benchmarks/startup.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir  # noqa: E402
+from plexichat_desktop.plugins.discovery import Source, scan_folder  # noqa: E402
+from plexichat_desktop.server.token import load_or_create_token  # noqa: E402
+
+BASELINE = r'''
+import socket, uvicorn
+from fastapi import FastAPI
+app = FastAPI()
+
+@app.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(128)
+print(f"serving at http://127.0.0.1:{sock.getsockname()[1]}/", flush=True)
+uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off")).run(sockets=[sock])
+'''
+URL_RE = re.compile(r"serving at (http://127\.0\.0\.1:\d+/)")
+TIMEOUT = 60.0
+
+
+def time_to_healthy(cmd: list[str], env: dict[str, str], headers: dict[str, str],
+                    ready: callable) -> float:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:
+            if match := URL_RE.search(line):
+                url = match.group(1)
+                break
+        if url is None:
+            raise RuntimeError(f"{cmd} exited without printing its URL (rc {proc.wait()})")
+        with httpx.Client(headers=headers, timeout=5) as client:
+            while time.perf_counter() - start < TIMEOUT:
+                try:
+                    response = client.get(url + "healthz")
+                    if response.status_code == 200 and ready(response.json()):
+                        return time.perf_counter() - start
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.005)
+        raise RuntimeError(f"{cmd}: /healthz not ready within {TIMEOUT} s")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    bundled = [c.root.name for c in scan_folder(bundled_plugins_dir(), Source.BUNDLED)]
+    app_times, base_times = [], []
+    with tempfile.TemporaryDirectory(prefix="plexichat-bench-") as tmp:
+        env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": tmp}
+        env.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+        token = load_or_create_token(AppPaths.from_env(env).token_file)
+        auth = {"Authorization": f"Bearer {token}"}
+        app_cmd = [sys.executable, "-m", "plexichat_desktop", "serve", "--port", "0",
+                   "--log-level", "WARNING"]
+        base_cmd = [sys.executable, "-c", BASELINE]
+        for _ in range(args.runs):  # interleaved, so drift in machine load hits both alike
+            app_times.append(time_to_healthy(
+                app_cmd, env, auth, lambda body: body["plugins"].get("active", 0) == len(bundled)))
+            base_times.append(time_to_healthy(base_cmd, env, {}, lambda body: True))
+    app_median, base_median = statistics.median(app_times), statistics.median(base_times)
+    print(f"bundled plugins: {len(bundled)} ({', '.join(bundled)})")
+    print(f"runs: {args.runs}")
+    print(f"plexichat-desktop serve -> /healthz, all plugins active: "
+          f"median {app_median * 1000:.0f} ms (min {min(app_times) * 1000:.0f}, "
+          f"max {max(app_times) * 1000:.0f})")
+    print(f"bare FastAPI + uvicorn hello-world -> /healthz:         "
+          f"median {base_median * 1000:.0f} ms (min {min(base_times) * 1000:.0f}, "
+          f"max {max(base_times) * 1000:.0f})")
+    print(f"ratio: {app_median / base_median:.2f}x the bare framework")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
