@@ -49,6 +49,27 @@ def build_parser() -> argparse.ArgumentParser:
                                        "the URL once ready; stops on Ctrl+C or SIGTERM.")
     _server_options(serve, argparse.SUPPRESS)
 
+    test = sub.add_parser(
+        "test", help="run plugin tests in isolated pytest processes",
+        description="Run the tests of every plugin, one plugin, or one test "
+                    "(PLUGIN::TEST_ID, where TEST_ID is a pytest node id, a file or a test "
+                    "name). Exit code 0 when everything passed, 1 otherwise, 2 for bad "
+                    "arguments.")
+    test.add_argument("target", nargs="?", metavar="PLUGIN[::TEST_ID]")
+    test.add_argument("--timeout", type=float, metavar="S",
+                      help="per-test timeout in seconds (default: the plugin's manifest)")
+    test.add_argument("--retries", type=int, metavar="N",
+                      help="rerun failed tests up to N times; one that then passes is flaky")
+    test.add_argument("--priority", default="medium",
+                      choices=["low", "medium", "high", "critical"])
+    test.add_argument("--json", action="store_true",
+                      help="print one JSON document with the summary and every result")
+    results = sub.add_parser("results", help="recent test runs and statistics",
+                             description="Show recent test runs and statistics.")
+    results.add_argument("plugin", nargs="?")
+    results.add_argument("--limit", type=int, default=20)
+    results.add_argument("--json", action="store_true")
+
     sub.add_parser("token", help="print the access token of the active home",
                    description="Print the secret token that requests to the server need "
                                "(Authorization: Bearer <token>).")
@@ -112,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if command == "plugins":
         return _plugins_command(args, paths, settings)
+    if command == "test":
+        return _test_command(args, paths, settings)
+    if command == "results":
+        from plexichat_desktop.testing.console import show_results
+
+        return show_results(paths, args.plugin, args.limit, args.json)
     if command is None:
         return _default_command(args, paths, settings)
     return _serve(args, paths, settings)
@@ -154,6 +181,24 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
         return EXIT_OK
 
     return asyncio.run(run())
+
+
+def _test_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
+    from plexichat_desktop.testing.console import run_tests
+
+    if args.timeout is not None and args.timeout <= 0:
+        print("error: --timeout must be a positive number of seconds", file=sys.stderr)
+        return EXIT_USAGE
+    if args.retries is not None and not 0 <= args.retries <= 10:
+        print("error: --retries must be between 0 and 10", file=sys.stderr)
+        return EXIT_USAGE
+    paths.ensure()
+    setup_logging(paths.log_dir, "WARNING" if settings.logging.level == "INFO"
+                  else settings.logging.level, settings.logging.file_max_bytes,
+                  settings.logging.file_backups)
+    return asyncio.run(run_tests(paths, settings, args.target, args.timeout, args.retries,
+                                 args.priority, args.json, extra_plugin_dirs(),
+                                 bundled_plugins_dir()))
 
 
 def _plugins_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:

@@ -59,12 +59,40 @@ class LoggingSettings(_Section):
     file_backups: int = Field(5, ge=0, le=100, description="Rotated log files kept.")
 
 
+class TestsSettings(_Section):
+    __test__ = False
+
+    concurrency: int = Field(
+        0, ge=0, le=64, description="Test runs at once; 0 = the number of CPU cores."
+    )
+    run_timeout: float = Field(
+        3600.0, gt=0, description="Seconds a whole run may take before it is stopped."
+    )
+    reruns: int = Field(
+        0, ge=0, le=10, description="Reruns of failed tests within a run (0 = off)."
+    )
+    retry_attempts: int = Field(
+        3, ge=1, le=10, description="Run attempts when the infrastructure fails (crash, "
+                                    "timeout, pytest internal error), retries included."
+    )
+    retry_base: float = Field(30.0, ge=0, description="First retry delay, seconds.")
+    retry_factor: float = Field(2.0, ge=1, description="Each retry waits this much longer.")
+    retry_cap: float = Field(900.0, ge=0, description="Longest retry delay, seconds.")
+    retention_days: float = Field(
+        90.0, gt=0, description="Results older than this many days are deleted."
+    )
+    retention_runs: int = Field(
+        200, ge=1, description="Runs kept per plugin; older ones are deleted."
+    )
+
+
 class Settings(_Section):
     """All settings of the application. Section names are the TOML table names."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    tests: TestsSettings = Field(default_factory=TestsSettings)
     plugin: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-plugin settings, one table per plugin id: [plugin.<id>].",

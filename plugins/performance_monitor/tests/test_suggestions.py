@@ -1,0 +1,178 @@
+"""Suggestions: computed from real processes and folders, formatted from given figures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from performance_monitor.metrics import Sample, Sampler
+from performance_monitor.suggestions import (
+    DirUsage,
+    ProcessInfo,
+    compute_suggestions,
+    cpu_suggestions,
+    dir_size,
+    disk_suggestions,
+    format_bytes,
+    measure_cleanable,
+    memory_suggestions,
+    swap_suggestions,
+    top_by_cpu,
+    top_by_memory,
+)
+
+MIB = 1024**2
+GIB = 1024**3
+
+
+@pytest.fixture
+def busy_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A child process that keeps one core busy."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.2)  # let it start and show up
+    yield proc
+    proc.kill()
+    proc.wait(timeout=10)
+
+
+def test_format_bytes_uses_binary_units() -> None:
+    assert format_bytes(0) == "0 B"
+    assert format_bytes(1023) == "1023 B"
+    assert format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(3 * GIB) == "3.0 GiB"
+    assert format_bytes(5 * 1024**5) == "5120.0 TiB"
+
+
+def test_top_by_memory_lists_real_processes_largest_first() -> None:
+    top = top_by_memory()
+    assert 1 <= len(top) <= 3
+    assert [p.rss for p in top] == sorted((p.rss for p in top), reverse=True)
+    for proc in top:
+        assert proc.name and proc.rss > 0
+    everyone = [p.memory_info().rss for p in psutil.process_iter() if _readable(p)]
+    assert top[0].rss >= max(everyone) * 0.9  # memory moves a little between the two reads
+
+
+def _readable(proc: psutil.Process) -> bool:
+    try:
+        proc.memory_info()
+    except psutil.Error:
+        return False
+    return True
+
+
+def test_top_by_cpu_finds_a_busy_process(busy_process: subprocess.Popen[bytes]) -> None:
+    top = top_by_cpu(limit=3, window=0.5)
+    assert busy_process.pid in [p.pid for p in top]
+    busy = next(p for p in top if p.pid == busy_process.pid)
+    cores = psutil.cpu_count() or 1
+    # A spinning process uses one core: about 100 / cores percent of the machine.
+    assert busy.cpu_percent > 100 / cores * 0.3
+
+
+def test_cpu_suggestions_from_real_processes(busy_process: subprocess.Popen[bytes]) -> None:
+    sampler = Sampler()
+    time.sleep(0.2)
+    suggestions = compute_suggestions("cpu", sampler.sample())
+    assert any(f"pid {busy_process.pid}" in text and "% of total CPU" in text
+               for text in suggestions)
+
+
+def test_memory_suggestions_from_real_processes() -> None:
+    sample = Sampler().sample()
+    suggestions = compute_suggestions("memory", sample)
+    top = top_by_memory()
+    assert len(suggestions) == len(top) + 1
+    assert f"pid {top[0].pid}" in suggestions[0] and "of memory" in suggestions[0]
+    assert suggestions[-1].endswith(f"of {format_bytes(sample.memory_total)} is still "
+                                    "available.")
+
+
+def test_disk_suggestions_from_the_real_filesystem() -> None:
+    sample = Sampler().sample()
+    suggestions = compute_suggestions("disk", sample)
+    assert suggestions[0].startswith(f"Only {format_bytes(sample.disk_free)} free of "
+                                     f"{format_bytes(sample.disk_total)} on {sample.disk_path}")
+    assert len(suggestions) >= 2
+
+
+def test_unknown_metric_has_no_suggestions() -> None:
+    with pytest.raises(ValueError, match="gpu"):
+        compute_suggestions("gpu", Sampler().sample())
+
+
+def test_cpu_suggestions_text(sample_factory: Callable[..., Sample]) -> None:
+    sample = sample_factory(load_1=6.5, cpu_count=4)
+    top = [ProcessInfo(10, "ffmpeg", cpu_percent=62.0), ProcessInfo(11, "idle", cpu_percent=0.2)]
+    assert cpu_suggestions(sample, top) == [
+        "Close or pause ffmpeg (pid 10): it uses 62% of total CPU.",
+        "Load average 6.50 is above the 4 cores: processes are queueing for CPU time.",
+    ]
+    quiet = cpu_suggestions(sample_factory(load_1=0.5), [ProcessInfo(3, "x", cpu_percent=0.1)])
+    assert len(quiet) == 1 and quiet[0].startswith("No single process stands out")
+
+
+def test_memory_and_swap_suggestions_text(sample_factory: Callable[..., Sample]) -> None:
+    sample = sample_factory(memory_available=1 * GIB, memory_total=16 * GIB,
+                            swap_used=3 * GIB, swap_total=4 * GIB)
+    top = [ProcessInfo(42, "firefox", rss=3 * GIB), ProcessInfo(7, "code", rss=900 * MIB)]
+    assert memory_suggestions(sample, top) == [
+        "Close firefox (pid 42) if you do not need it: it holds 3.0 GiB of memory.",
+        "Close code (pid 7) if you do not need it: it holds 900.0 MiB of memory.",
+        "1.0 GiB of 16.0 GiB is still available.",
+    ]
+    swap = swap_suggestions(sample, top[:1])
+    assert swap[0] == "3.0 GiB of 4.0 GiB swap is in use; freeing memory lets the system swap less."
+    assert swap[1].startswith("Close firefox (pid 42)")
+
+
+def test_own_process_is_not_advised_to_be_closed(sample_factory: Callable[..., Sample]
+                                                 ) -> None:
+    me = ProcessInfo(os.getpid(), "python", rss=80 * MIB, cpu_percent=30.0)
+    assert me.is_host and not ProcessInfo(os.getpid() + 1, "x").is_host
+    [memory, _] = memory_suggestions(sample_factory(), [me])
+    assert memory.startswith(f"PlexiChat Desktop itself (pid {me.pid}) holds 80.0 MiB")
+    [cpu] = cpu_suggestions(sample_factory(), [me])
+    assert cpu.startswith(f"PlexiChat Desktop itself (pid {me.pid}) uses 30% of total CPU")
+
+
+def test_disk_suggestions_text(sample_factory: Callable[..., Sample]) -> None:
+    sample = sample_factory(disk_free=2 * GIB, disk_total=100 * GIB, disk_percent=98.0)
+    dirs = [DirUsage("user cache folder", Path("/home/u/.cache"), 5 * GIB, complete=False),
+            DirUsage("trash", Path("/home/u/.local/share/Trash"), 8 * GIB),
+            DirUsage("temporary files folder", Path("/tmp"), 1 * MIB)]
+    assert disk_suggestions(sample, dirs) == [
+        "Only 2.0 GiB free of 100.0 GiB on / (98% used).",
+        "Empty the trash /home/u/.local/share/Trash: it holds 8.0 GiB.",
+        "Clear the user cache folder /home/u/.cache: it holds more than 5.0 GiB.",
+    ]
+    assert disk_suggestions(sample, [])[1].startswith("The cache, temporary and trash")
+
+
+def test_dir_size_adds_up_files_and_stops_when_bounded(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b").mkdir()
+    (tmp_path / "one.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "a" / "two.bin").write_bytes(b"x" * 2000)
+    (tmp_path / "a" / "b" / "three.bin").write_bytes(b"x" * 3000)
+    with contextlib.suppress(OSError):  # Windows without the symlink privilege
+        (tmp_path / "link").symlink_to(tmp_path / "a")  # not followed: no double count
+    assert dir_size(tmp_path) == (6000, True)
+    size, complete = dir_size(tmp_path, max_entries=2)
+    assert not complete and size < 6000
+    assert dir_size(tmp_path / "missing") == (0, True)
+
+
+def test_measure_cleanable_only_reports_folders_on_the_same_filesystem() -> None:
+    sample = Sampler().sample()
+    device = os.stat(sample.disk_path).st_dev
+    for usage in measure_cleanable(sample.disk_path, seconds=1.0):
+        assert usage.path.is_dir() and usage.path.stat().st_dev == device
+        assert usage.size >= 0
