@@ -1,0 +1,1 @@
+"""The plugin test manager: discovery, isolated pytest runs, results and statistics."""

@@ -1,0 +1,194 @@
+"""``plexichat-desktop test`` and ``results``: the test manager on a terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import time
+from typing import Any, TextIO
+
+from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.testing.events import RunFinished, TestFinished, TestsCollected
+from plexichat_desktop.testing.manager import TestManager, TestSelectionError
+from plexichat_desktop.testing.models import BAD_OUTCOMES, Outcome, RunRecord
+from plexichat_desktop.testing.store import ResultStore
+
+SUMMARY_ORDER = ["failed", "passed", "skipped", "xfailed", "xpassed", "error", "timed_out",
+                 "crashed", "not_run", "flaky"]
+
+
+def store_path(paths: AppPaths) -> Any:
+    return paths.data_dir / "tests.sqlite3"
+
+
+def _summary_words(counts: dict[str, int]) -> str:
+    parts = [f"{counts[k]} {'errors' if k == 'error' and counts[k] > 1 else k.replace('_', ' ')}"
+             for k in SUMMARY_ORDER if counts.get(k)]
+    return ", ".join(parts) or "no tests ran"
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent elsewhere."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.total = 0
+        self.done = 0
+        self.bad = 0
+
+    def update(self, label: str) -> None:
+        if not self.enabled:
+            return
+        width = max(10, min(40, shutil.get_terminal_size().columns - 40))
+        filled = int(width * self.done / self.total) if self.total else 0
+        bar = "#" * filled + "." * (width - filled)
+        state = f" {self.bad} bad" if self.bad else ""
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total or '?'}{state} {label[:30]:<30}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 80 + "\r")
+            self.stream.flush()
+
+
+async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
+                    timeout: float | None, retries: int | None, priority: str,
+                    as_json: bool, extra_dirs: list[Any], bundled_dir: Any) -> int:
+    """Run plugin tests from the command line; returns the process exit code."""
+    bus = EventBus()
+    plugins = PluginManager(paths=paths, settings=settings, bus=bus, bundled_dir=bundled_dir,
+                            extra_dirs=extra_dirs)
+    plugins.discover()
+    store = ResultStore(store_path(paths))
+    manager = TestManager(plugins, store, bus, paths.cache_dir / "runs", settings.tests)
+    out = sys.stdout
+    progress = Progress(sys.stderr)
+    started = time.monotonic()
+    await manager.start()
+    try:
+        try:
+            runs = await _submit(manager, target, timeout, retries, priority)
+        except (TestSelectionError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        sub = bus.subscribe((TestsCollected, TestFinished, RunFinished), name="cli progress")
+        pending = {run.id for run in runs}
+        while pending:
+            event = await sub.get()
+            if isinstance(event, TestsCollected):
+                progress.total += event.total
+            elif isinstance(event, TestFinished):
+                progress.done += 1
+                progress.bad += event.outcome in BAD_OUTCOMES
+                progress.update(event.nodeid)
+            elif isinstance(event, RunFinished):
+                pending.discard(event.run["id"])
+        sub.close()
+        progress.close()
+        finished = [await manager.wait(run.id) for run in runs if run.id is not None]
+        report = await asyncio.to_thread(_report, store, finished)
+    finally:
+        await manager.stop()
+        store.close()
+    elapsed = time.monotonic() - started
+    if as_json:
+        json.dump({"summary": {**report["summary"], "duration": round(elapsed, 3)},
+                   "results": report["results"], "runs": report["runs"]}, out, indent=2)
+        out.write("\n")
+    else:
+        _print_report(report, elapsed, out)
+    bad = any(r["status"] in ("failed", "error", "cancelled", "interrupted")
+              for r in report["runs"])
+    return 1 if bad else 0
+
+
+async def _submit(manager: TestManager, target: str | None, timeout: float | None,
+                  retries: int | None, priority: str) -> list[RunRecord]:
+    if target:
+        plugin_id, _, test_id = target.partition("::")
+        return [await manager.submit(plugin_id, [test_id] if test_id else None,
+                                     priority=priority, trigger="cli", timeout=timeout,
+                                     reruns=retries)]
+    runs = []
+    for rec in manager.testable():
+        if manager.tests_dir(rec).is_dir():
+            runs.append(await manager.submit(rec.id, priority=priority, trigger="cli",
+                                             timeout=timeout, reruns=retries))
+    if not runs:
+        raise TestSelectionError("no plugin has a tests folder")
+    return runs
+
+
+def _report(store: ResultStore, runs: list[RunRecord]) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    summary: dict[str, int] = {}
+    for run in runs:
+        assert run.id is not None
+        by_test: dict[str, list[Any]] = {}
+        for attempt in store.attempts_for_run(run.id):
+            by_test.setdefault(attempt.nodeid, []).append(attempt)
+        for nodeid, tries in by_test.items():
+            final = tries[-1]
+            flaky = final.outcome is Outcome.PASSED and any(
+                t.outcome in BAD_OUTCOMES for t in tries[:-1])
+            summary[str(final.outcome)] = summary.get(str(final.outcome), 0) + 1
+            if flaky:
+                summary["flaky"] = summary.get("flaky", 0) + 1
+            results.append({"plugin": run.plugin_id, "nodeid": nodeid,
+                            "outcome": str(final.outcome), "duration": final.duration,
+                            "message": final.message, "attempts": len(tries), "flaky": flaky,
+                            "longrepr": final.longrepr})
+    return {"summary": summary, "results": results, "runs": [r.to_dict() for r in runs]}
+
+
+def _print_report(report: dict[str, Any], elapsed: float, out: TextIO) -> None:
+    for run in report["runs"]:
+        counts = {k: v for k, v in run["counts"].items() if k != "total"}
+        line = f"{run['plugin_id']:<28} {run['status']:<11} {_summary_words(counts)}"
+        if run.get("duration") is not None:
+            line += f" in {run['duration']:.2f}s"
+        out.write(line + "\n")
+        if run.get("error"):
+            out.write(f"  {run['error'].splitlines()[0]}\n")
+    bad = [r for r in report["results"] if r["outcome"] in BAD_OUTCOMES]
+    if bad:
+        out.write("\n")
+        for r in bad:
+            shown = r["outcome"].upper()
+            out.write(f"{shown} {r['plugin']} {r['nodeid']} - {r['message'][:120]}\n")
+    out.write(f"==== {_summary_words(report['summary'])} in {elapsed:.2f}s ====\n")
+
+
+def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bool) -> int:
+    """Recent runs and statistics from the store."""
+    with ResultStore(store_path(paths)) as store:
+        runs = store.list_runs(plugin_id, limit=limit)
+        stats = store.statistics(plugin_id)
+    if as_json:
+        print(json.dumps({"runs": [r.to_dict() for r in runs], "statistics": stats},
+                         indent=2, default=str))
+        return 0
+    if not runs:
+        print("No test runs recorded" + (f" for '{plugin_id}'." if plugin_id else "."))
+        return 0
+    print(f"{'run':>5}  {'plugin':<24} {'status':<11} {'when':<19}  results")
+    for run in runs:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.queued_at))
+        counts = {k: v for k, v in run.counts.items() if k != "total"}
+        print(f"{run.id:>5}  {run.plugin_id:<24} {run.status:<11} {when}  "
+              f"{_summary_words(counts) if run.status.finished else ''}")
+    rate = stats.get("success_rate")
+    print(f"\nStatistics{' for ' + plugin_id if plugin_id else ''}: "
+          f"{stats.get('total', 0)} results, "
+          f"success rate {'-' if rate is None else f'{rate:.1%}'}, "
+          f"mean {stats.get('mean_duration') or 0:.3f}s, "
+          f"p95 {stats.get('p95_duration') or 0:.3f}s, "
+          f"flaky rate {(stats.get('flaky_rate') or 0):.1%}")
+    return 0

@@ -1,0 +1,441 @@
+"""The plugin test manager: discovery, a priority queue, a bounded pool of pytest
+children, retries, the result store and live events on the bus.
+
+Queue order is priority (critical > high > medium > low), then first come first served.
+A plugin's suite never runs twice at once unless the caller asks for it; the next
+waiting run of another plugin goes first instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.settings import TestsSettings
+from plexichat_desktop.plugins.manager import PluginManager, PluginRecord
+from plexichat_desktop.testing.events import (
+    RunFinished,
+    RunQueued,
+    RunStarted,
+    TestFinished,
+    TestsCollected,
+    TestStarted,
+)
+from plexichat_desktop.testing.models import (
+    BAD_OUTCOMES,
+    CollectedTest,
+    Outcome,
+    Priority,
+    RunRecord,
+    RunStatus,
+    TestAttempt,
+)
+from plexichat_desktop.testing.runner import CollectResult, PytestRunner, RunLimits, RunResult
+from plexichat_desktop.testing.store import ResultStore
+
+log = logging.getLogger(__name__)
+
+
+class TestSelectionError(ValueError):
+    """An unknown plugin or test id, or a plugin without tests."""
+
+    __test__ = False
+
+
+@dataclass
+class Discovery:
+    """What pytest collects for one plugin, and when it was computed."""
+
+    plugin_id: str
+    items: list[CollectedTest]
+    errors: list[dict[str, Any]]
+    fingerprint: tuple[tuple[str, int, int], ...]
+    collected_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"plugin_id": self.plugin_id, "tests": [t.to_dict() for t in self.items],
+                "errors": self.errors, "collected_at": self.collected_at}
+
+
+@dataclass
+class _Job:
+    run: RunRecord
+    limits: RunLimits
+    allow_parallel: bool
+    not_before: float = 0.0
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Future[RunRecord] | None = None
+
+
+def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every Python file and pytest config under ``folder``, by size and mtime."""
+    entries = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "__pycache__"))]
+        for name in files:
+            if name.endswith((".py", ".ini", ".cfg", ".toml")):
+                path = Path(root, name)
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                entries.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+def _selects(nodeid: str, wanted: str) -> bool:
+    if nodeid == wanted or nodeid.startswith(wanted + "::"):
+        return True
+    file, *parts = nodeid.split("::")
+    return wanted == file or wanted in parts or wanted in (p.split("[", 1)[0] for p in parts)
+
+
+class TestManager:
+    """Discovers, queues, runs and records plugin tests; publishes live events."""
+
+    __test__ = False
+
+    def __init__(self, plugins: PluginManager, store: ResultStore, bus: EventBus,
+                 work_dir: Path, settings: TestsSettings):
+        self.plugins = plugins
+        self.store = store
+        self.bus = bus
+        self.settings = settings
+        self.runner = PytestRunner(work_dir)
+        self.concurrency = settings.concurrency or os.cpu_count() or 2
+        self._discoveries: dict[str, Discovery] = {}
+        self._queue: list[tuple[int, int, int]] = []   # (-priority, seq, run id)
+        self._jobs: dict[int, _Job] = {}
+        self._running: dict[int, str] = {}               # run id -> plugin id
+        self._seq = itertools.count()
+        self._wakeup = asyncio.Event()
+        self._workers: list[asyncio.Task[None]] = []
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        interrupted = await asyncio.to_thread(self.store.mark_interrupted)
+        if interrupted:
+            log.warning("%d test run(s) were interrupted when the app last stopped",
+                        interrupted)
+        self._workers = [asyncio.get_running_loop().create_task(self._worker(i),
+                                                                 name=f"test-worker-{i}")
+                         for i in range(self.concurrency)]
+        self._housekeeping = asyncio.get_running_loop().create_task(self._retention(),
+                                                                     name="test-retention")
+
+    async def stop(self) -> None:
+        """Cancel what is queued and running; the store keeps every finished result."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        for job in list(self._jobs.values()):
+            job.cancel.set()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        for job in list(self._jobs.values()):
+            if not job.run.status.finished:
+                await self._finish(job, RunStatus.INTERRUPTED, "the app stopped")
+        self._workers = []
+
+    async def _retention(self) -> None:
+        with contextlib.suppress(Exception):
+            deleted = await asyncio.to_thread(self.store.enforce_retention,
+                                              self.settings.retention_days,
+                                              self.settings.retention_runs)
+            if deleted:
+                log.info("deleted %d old test run(s)", deleted)
+
+    # -- plugins and discovery ------------------------------------------------------------
+    def testable(self) -> list[PluginRecord]:
+        """Plugins whose manifest is valid (whatever their state: a failed plugin's tests
+        are exactly the ones worth running)."""
+        return [rec for rec in self.plugins.by_id.values() if rec.manifest is not None]
+
+    def _record(self, plugin_id: str) -> PluginRecord:
+        rec = self.plugins.by_id.get(plugin_id)
+        if rec is None or rec.manifest is None:
+            known = ", ".join(sorted(r.id for r in self.testable())) or "none"
+            raise TestSelectionError(f"unknown plugin '{plugin_id}' (known: {known})")
+        return rec
+
+    def tests_dir(self, rec: PluginRecord) -> Path:
+        assert rec.manifest is not None
+        return rec.root / rec.manifest.tests.path
+
+    async def discover(self, plugin_id: str, refresh: bool = False) -> Discovery:
+        """What pytest collects for the plugin; cached until a file under it changes."""
+        rec = self._record(plugin_id)
+        tests = self.tests_dir(rec)
+        if not tests.is_dir():
+            raise TestSelectionError(f"plugin '{plugin_id}' has no tests folder ({tests})")
+        fingerprint = await asyncio.to_thread(_fingerprint, rec.root)
+        cached = self._discoveries.get(plugin_id)
+        if cached is not None and cached.fingerprint == fingerprint and not refresh:
+            return cached
+        result: CollectResult = await self.runner.collect(
+            plugin_id, rec.root, str(tests.relative_to(rec.root)))
+        discovery = Discovery(plugin_id, result.items, result.errors, fingerprint)
+        self._discoveries[plugin_id] = discovery
+        await asyncio.to_thread(self.store.replace_collected, plugin_id, result.items)
+        return discovery
+
+    async def discover_all(self, refresh: bool = False) -> dict[str, Discovery]:
+        out = {}
+        for rec in self.testable():
+            if self.tests_dir(rec).is_dir():
+                out[rec.id] = await self.discover(rec.id, refresh)
+        return out
+
+    # -- submitting -------------------------------------------------------------------------
+    async def submit(self, plugin_id: str, tests: list[str] | None = None, *,
+                     priority: Priority | str = Priority.MEDIUM, trigger: str = "manual",
+                     timeout: float | None = None, reruns: int | None = None,
+                     allow_parallel: bool = False, schedule_id: str | None = None
+                     ) -> RunRecord:
+        """Queue a run of a plugin's tests (all, or the given node ids / files).
+
+        Test ids are checked against discovery, so a typo is a clear error, not an empty
+        run. Returns the queued run; ``wait(run.id)`` waits for its end.
+        """
+        rec = self._record(plugin_id)
+        assert rec.manifest is not None
+        selection = None
+        if tests:
+            discovery = await self.discover(plugin_id)
+            selection = self._resolve_selection(plugin_id, tests, discovery)
+        elif not self.tests_dir(rec).is_dir():
+            raise TestSelectionError(f"plugin '{plugin_id}' has no tests folder "
+                                     f"({self.tests_dir(rec)})")
+        limits = RunLimits(test_timeout=timeout or rec.manifest.tests.timeout,
+                           run_timeout=self.settings.run_timeout,
+                           reruns=self.settings.reruns if reruns is None else reruns)
+        run = RunRecord(plugin_id=plugin_id, selection=selection, trigger=trigger,
+                        priority=Priority.parse(priority), schedule_id=schedule_id)
+        return await self._enqueue(run, limits, allow_parallel)
+
+    @staticmethod
+    def _resolve_selection(plugin_id: str, tests: list[str],
+                           discovery: Discovery) -> list[str]:
+        """Node ids for what the user named: a full node id, a file, a class, a test name
+        (all its parametrised cases) or one parametrised case."""
+        known = [t.nodeid for t in discovery.items]
+        chosen: list[str] = []
+        for wanted in (t.strip() for t in tests):
+            matches = [n for n in known if _selects(n, wanted)]
+            if not matches:
+                raise TestSelectionError(
+                    f"no test '{wanted}' in plugin '{plugin_id}'; known ids look like "
+                    f"{known[0] if known else '(none collected)'}")
+            chosen += [m for m in matches if m not in chosen]
+        return chosen
+
+    async def _enqueue(self, run: RunRecord, limits: RunLimits, allow_parallel: bool,
+                       not_before: float = 0.0) -> RunRecord:
+        run.status, run.queued_at = RunStatus.QUEUED, time.time()
+        await asyncio.to_thread(self.store.create_run, run)
+        assert run.id is not None
+        job = _Job(run, limits, allow_parallel, not_before,
+                   done=asyncio.get_running_loop().create_future())
+        self._jobs[run.id] = job
+        heapq.heappush(self._queue, (-int(run.priority), next(self._seq), run.id))
+        self.bus.publish(RunQueued(run=run.to_dict()))
+        self._wakeup.set()
+        return run
+
+    async def wait(self, run_id: int) -> RunRecord:
+        """Wait for a queued or running run to finish; finished runs come from the store."""
+        job = self._jobs.get(run_id)
+        if job is not None and job.done is not None:
+            return await asyncio.shield(job.done)
+        run = await asyncio.to_thread(self.store.get_run, run_id)
+        if run is None:
+            raise TestSelectionError(f"no run with id {run_id}")
+        return run
+
+    async def cancel(self, run_id: int) -> bool:
+        """Cancel a queued or running run. False when it is unknown or already over."""
+        job = self._jobs.get(run_id)
+        if job is None or job.run.status.finished:
+            return False
+        job.cancel.set()
+        if job.run.status is RunStatus.QUEUED:
+            await self._finish(job, RunStatus.CANCELLED, "cancelled before it started")
+        return True
+
+    def queued(self) -> list[RunRecord]:
+        return [self._jobs[rid].run for _, _, rid in sorted(self._queue)
+                if rid in self._jobs]
+
+    def running(self) -> list[RunRecord]:
+        return [self._jobs[rid].run for rid in self._running if rid in self._jobs]
+
+    # -- the pool -----------------------------------------------------------------------------
+    def _take(self) -> _Job | None:
+        """The best queued job that may start now, or None."""
+        busy = set(self._running.values())
+        now = time.time()
+        skipped = []
+        chosen = None
+        while self._queue:
+            entry = heapq.heappop(self._queue)
+            job = self._jobs.get(entry[2])
+            if job is None or job.run.status is not RunStatus.QUEUED:
+                continue
+            if job.not_before > now or (job.run.plugin_id in busy and not job.allow_parallel):
+                skipped.append(entry)
+                continue
+            chosen = job
+            break
+        for entry in skipped:
+            heapq.heappush(self._queue, entry)
+        return chosen
+
+    async def _worker(self, index: int) -> None:
+        while True:
+            job = self._take()
+            if job is None:
+                self._wakeup.clear()
+                # Retries wait for their time in the queue: sleep until the earliest one.
+                waits = [j.not_before - time.time() for j in self._jobs.values()
+                         if j.run.status is RunStatus.QUEUED and j.not_before]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(),
+                                           max(0.0, min(waits)) if waits else None)
+                continue
+            assert job.run.id is not None
+            self._running[job.run.id] = job.run.plugin_id
+            try:
+                await self._execute(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug of ours must not kill the pool
+                log.exception("test run %s failed inside the manager", job.run.id)
+                await self._finish(job, RunStatus.ERROR, f"internal error: {exc}")
+            finally:
+                self._running.pop(job.run.id, None)
+                self._wakeup.set()
+
+    async def _execute(self, job: _Job) -> None:
+        run = job.run
+        assert run.id is not None
+        rec = self._record(run.plugin_id)
+        run.status, run.started_at = RunStatus.RUNNING, time.time()
+        await asyncio.to_thread(self.store.update_run, run)
+        self.bus.publish(RunStarted(run=run.to_dict()))
+        progress = {"total": len(run.selection or []), "completed": 0}
+        pending: list[TestAttempt] = []
+
+        def emit(event: dict[str, Any]) -> None:
+            kind = event["event"]
+            if kind == "collected" and not progress["total"]:
+                progress["total"] = len(event.get("items", []))
+                self.bus.publish(TestsCollected(run_id=run.id, plugin_id=run.plugin_id,
+                                                total=progress["total"]))
+            elif kind == "test_start":
+                self.bus.publish(TestStarted(run_id=run.id, plugin_id=run.plugin_id,
+                                             nodeid=event["nodeid"]))
+            elif kind == "test_end":
+                progress["completed"] += 1
+                self.bus.publish(TestFinished(
+                    run_id=run.id, plugin_id=run.plugin_id, nodeid=event["nodeid"],
+                    outcome=event.get("outcome", "error"), attempt=1,
+                    duration=float(event.get("duration") or 0.0),
+                    message=event.get("message") or "", completed=progress["completed"],
+                    total=progress["total"]))
+
+        result: RunResult = await self.runner.run(
+            run_id=run.id, plugin_id=run.plugin_id, plugin_root=rec.root,
+            tests_path=str(self.tests_dir(rec).relative_to(rec.root)),
+            selection=run.selection, limits=job.limits, emit=emit, cancel=job.cancel)
+        pending = result.attempts
+        for attempt in pending:
+            if attempt.outcome in (Outcome.TIMED_OUT, Outcome.CRASHED, Outcome.NOT_RUN):
+                # The runner made these itself: no test_end event announced them.
+                progress["completed"] += 1
+                self.bus.publish(TestFinished(
+                    run_id=run.id, plugin_id=run.plugin_id, nodeid=attempt.nodeid,
+                    outcome=str(attempt.outcome), attempt=attempt.attempt,
+                    duration=attempt.duration, message=attempt.message,
+                    completed=progress["completed"], total=progress["total"]))
+        await asyncio.to_thread(self.store.add_attempts, pending)
+        run.exit_code = result.exit_code
+        status, error = self._status(result)
+        await self._finish(job, status, error, result)
+        if status is RunStatus.ERROR and not result.cancelled:
+            await self._maybe_retry(job, result)
+
+    @staticmethod
+    def _status(result: RunResult) -> tuple[RunStatus, str | None]:
+        finals: dict[str, TestAttempt] = {}
+        for attempt in result.attempts:
+            finals[attempt.nodeid] = attempt
+        if result.cancelled:
+            return RunStatus.CANCELLED, "cancelled"
+        if result.timed_out:
+            return RunStatus.ERROR, "the run took longer than its timeout and was stopped"
+        if result.infrastructure_error:
+            return RunStatus.ERROR, result.infrastructure_error
+        if result.collect_errors:
+            files = ", ".join(sorted({e.get("file") or e.get("nodeid") or "?"
+                                      for e in result.collect_errors}))
+            return RunStatus.ERROR, f"collection errors in {files}"
+        if not finals:
+            return RunStatus.NO_TESTS, "no tests were collected"
+        if any(a.outcome in BAD_OUTCOMES for a in finals.values()):
+            return RunStatus.FAILED, None
+        return RunStatus.PASSED, None
+
+    async def _finish(self, job: _Job, status: RunStatus, error: str | None,
+                      result: RunResult | None = None) -> None:
+        run = job.run
+        run.status, run.error, run.finished_at = status, error, time.time()
+        if result is not None:
+            run.counts = self._counts(result.attempts)
+        await asyncio.to_thread(self.store.update_run, run)
+        self._jobs.pop(run.id or -1, None)
+        self.bus.publish(RunFinished(run=run.to_dict()))
+        if job.done is not None and not job.done.done():
+            job.done.set_result(run)
+
+    @staticmethod
+    def _counts(attempts: list[TestAttempt]) -> dict[str, int]:
+        by_test: dict[str, list[TestAttempt]] = {}
+        for attempt in attempts:
+            by_test.setdefault(attempt.nodeid, []).append(attempt)
+        counts: dict[str, int] = {}
+        for tries in by_test.values():
+            final = tries[-1].outcome
+            counts[str(final)] = counts.get(str(final), 0) + 1
+            if final is Outcome.PASSED and any(t.outcome in BAD_OUTCOMES for t in tries[:-1]):
+                counts["flaky"] = counts.get("flaky", 0) + 1
+        counts["total"] = len(by_test)
+        return counts
+
+    async def _maybe_retry(self, job: _Job, result: RunResult) -> None:
+        """Infrastructure failures get another run after an exponential, jittered delay;
+        a test failure or a collection error never does (that would hide regressions)."""
+        run = job.run
+        if run.attempt >= self.settings.retry_attempts or result.collect_errors:
+            return
+        redo = sorted({a.nodeid for a in result.attempts
+                       if a.outcome in (Outcome.CRASHED, Outcome.TIMED_OUT, Outcome.NOT_RUN)})
+        delay = min(self.settings.retry_cap,
+                    self.settings.retry_base * self.settings.retry_factor ** (run.attempt - 1))
+        delay *= random.uniform(0.8, 1.2)
+        retry = RunRecord(plugin_id=run.plugin_id, selection=redo or run.selection,
+                          trigger="retry", priority=run.priority, attempt=run.attempt + 1,
+                          parent_run_id=run.id, schedule_id=run.schedule_id)
+        log.warning("run %s of %s ended with an infrastructure error (%s); retry %d in %.1f s",
+                    run.id, run.plugin_id, run.error, retry.attempt, delay)
+        await self._enqueue(retry, job.limits, job.allow_parallel, time.time() + delay)

@@ -1,0 +1,187 @@
+"""Our pytest plugin, loaded in every pytest child with ``-p``.
+
+It streams the protocol of :mod:`plexichat_desktop.testing.protocol` to the file
+descriptor named by ``PLEXICHAT_REPORT_FD``, and adds the two compatibility rules of
+original PlexiChat tests: a module-level ``async def test_*`` runs on a fresh asyncio loop
+without any marker, and a test that returns ``{"success": False, "message": ...}`` fails
+with that message (a returned dict with a true ``success`` passes).
+
+On SIGUSR1 the child dumps every thread's stack to the file named by
+``PLEXICHAT_STACKS_FILE`` (the host asks for it before it kills a test that timed out). A
+file of its own, because pytest's output capture owns stderr while a test runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import inspect
+import os
+import signal
+import sys
+import warnings
+from typing import Any
+
+import pytest
+
+from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, encode, truncate
+
+ASYNC_MARKERS = ("asyncio", "anyio", "trio")
+_STACKS_KEY = pytest.StashKey[Any]()
+
+
+class _Channel:
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def send(self, event: str, **fields: Any) -> None:
+        data = encode(event, **fields)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+
+def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    if longrepr is None:
+        return ""
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(longrepr, "reprcrash", None)
+    if crash is not None and getattr(crash, "message", None):
+        return str(crash.message).splitlines()[0] if crash.message else ""
+    text = str(longrepr).strip().splitlines()
+    return text[-1] if text else ""
+
+
+class Reporter:
+    """Turns pytest hooks into protocol events."""
+
+    def __init__(self, config: pytest.Config, channel: _Channel):
+        self.config = config
+        self.channel = channel
+        self.phases: dict[str, list[dict[str, Any]]] = {}
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.channel.send("session_start", pytest_version=pytest.__version__,
+                          python=sys.version.split()[0], rootdir=str(session.config.rootpath),
+                          pid=os.getpid())
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.channel.send("collect_error", nodeid=report.nodeid,
+                              file=report.fspath, message=_message(report),
+                              longrepr=truncate(str(report.longrepr)))
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        items = []
+        for item in session.items:
+            path, line, _ = item.location
+            cls = item.getparent(pytest.Class)
+            items.append({"nodeid": item.nodeid, "file": path,
+                          "line": None if line is None else line + 1, "name": item.name,
+                          "cls": cls.name if cls is not None else None})
+        self.channel.send("collected", items=items)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]
+                                ) -> None:
+        self.phases[nodeid] = []
+        self.channel.send("test_start", nodeid=nodeid)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        category, _, _ = self.config.hook.pytest_report_teststatus(report=report,
+                                                                   config=self.config)
+        sections = dict(report.sections)
+        phase = {
+            "nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+            "category": category, "duration": report.duration, "message": _message(report),
+            "longrepr": truncate(str(report.longrepr)) if report.longrepr else "",
+            "stdout": truncate(sections.get(f"Captured stdout {report.when}", "")),
+            "stderr": truncate(sections.get(f"Captured stderr {report.when}", "")),
+            "log": truncate(sections.get(f"Captured log {report.when}", "")),
+        }
+        self.phases.setdefault(report.nodeid, []).append(phase)
+        self.channel.send("phase", **phase)
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]
+                                 ) -> None:
+        phases = self.phases.pop(nodeid, [])
+        outcome, decided = final_outcome(phases)
+        self.channel.send("test_end", nodeid=nodeid, outcome=outcome,
+                          duration=sum(p["duration"] for p in phases),
+                          message=decided["message"] if decided else "",
+                          phase=decided["when"] if decided else None)
+
+    def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
+                                location: Any) -> None:
+        self.channel.send("warning", message=truncate(str(warning_message.message), 4096),
+                          category=warning_message.category.__name__,
+                          filename=warning_message.filename, lineno=warning_message.lineno,
+                          nodeid=nodeid)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self.channel.send("session_end", exitstatus=int(exitstatus))
+
+
+def final_outcome(phases: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
+    """A test's outcome from its phase reports, the way pytest's summary counts them:
+    a failing setup or teardown is an error, otherwise the call decides."""
+    by_when = {p["when"]: p for p in phases}
+    setup, call, teardown = (by_when.get(w) for w in ("setup", "call", "teardown"))
+    if setup is not None and setup["outcome"] != "passed":
+        return setup["category"] or setup["outcome"], setup
+    teardown_failed = teardown is not None and teardown["outcome"] == "failed"
+    if call is not None and (call["category"] != "passed" or not teardown_failed):
+        return call["category"] or call["outcome"], call
+    if teardown_failed:
+        return "error", teardown
+    return ("passed", call) if call is not None else ("error", None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Call the test function ourselves so that plain ``async def`` tests run and a
+    returned result dict counts. A test marked for an async plugin (asyncio, anyio, trio)
+    is left to that plugin when it is loaded, else run on a fresh asyncio loop.
+    Everything else behaves as in pytest's own hook."""
+    function = pyfuncitem.obj
+    is_async = inspect.iscoroutinefunction(function)
+    if is_async and any(any(pyfuncitem.iter_markers(name))
+                        and pyfuncitem.config.pluginmanager.has_plugin(name)
+                        for name in ASYNC_MARKERS):
+        return None  # the async plugin this test asked for is loaded: it runs the test
+    funcargs = pyfuncitem.funcargs
+    kwargs = {arg: funcargs[arg] for arg in pyfuncitem._fixtureinfo.argnames}
+    result = asyncio.run(function(**kwargs)) if is_async else function(**kwargs)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        pytest.fail("async def functions are not natively supported", pytrace=False)
+    if isinstance(result, dict) and "success" in result:
+        # Original PlexiChat tests report through a returned dict instead of asserts.
+        if not result["success"]:
+            message = result.get("message") or result.get("error") or "success is false"
+            pytest.fail(str(message), pytrace=False)
+    elif result is not None:
+        warnings.warn(pytest.PytestReturnNotNoneWarning(
+            f"Test functions should return None, but {pyfuncitem.nodeid} returned "
+            f"{type(result)!r}."), stacklevel=1)
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    fd = os.environ.get(FD_ENV)
+    if fd is None:
+        return  # loaded outside the host (a plain pytest run): only the compat rules apply
+    stacks = os.environ.get(STACKS_ENV)
+    if stacks and hasattr(signal, "SIGUSR1"):
+        # Kept open for the life of the process: faulthandler writes to its fd.
+        config.stash[_STACKS_KEY] = open(stacks, "a", encoding="utf-8")  # noqa: SIM115
+        faulthandler.register(signal.SIGUSR1, file=config.stash[_STACKS_KEY], all_threads=True)
+    channel = _Channel(int(fd))
+    config.pluginmanager.register(Reporter(config, channel), "plexichat-reporter")
+    if os.environ.get(MODE_ENV) == "collect":
+        config.option.collectonly = True

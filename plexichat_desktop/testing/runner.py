@@ -1,0 +1,456 @@
+"""Running a plugin's tests in pytest children, never in the app's own process.
+
+One run may need several children: when a test hangs past its timeout or the child dies
+(segfault, ``os._exit``, killed), the test in flight is recorded as timed out or crashed
+and the tests it had not reached run on in a fresh child. Each child is the leader of its
+own process group, so killing it also kills whatever it forked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop.testing.models import CollectedTest, Outcome, TestAttempt
+from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL = 8 * 1024
+LINE_LIMIT = 16 * 1024 * 1024
+DRAIN_TIMEOUT = 1.0       # reading what a dead child left in the pipe
+EXIT_TIMEOUT = 5.0        # a child that reported session_end but does not exit
+DUMP_GRACE = 0.3          # time for the child to write its stacks after SIGUSR1
+
+PYTEST_CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunLimits:
+    """Per-run limits. ``None`` means no limit."""
+
+    test_timeout: float | None = 300.0
+    run_timeout: float | None = None
+    reruns: int = 0              # test-level reruns of failed tests
+    max_restarts: int = 3        # fresh children after crashes or timeouts
+
+
+@dataclass
+class CollectResult:
+    items: list[CollectedTest] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int | None = None
+    stderr_tail: str = ""
+
+
+@dataclass
+class RunResult:
+    """What one run produced: every attempt of every test, and how the children ended."""
+
+    attempts: list[TestAttempt] = field(default_factory=list)
+    collected: list[CollectedTest] = field(default_factory=list)
+    collect_errors: list[dict[str, Any]] = field(default_factory=list)
+    exit_code: int | None = None
+    infrastructure_error: str | None = None   # crash outside a test, failure to start...
+    timed_out: bool = False                   # the whole-run timeout fired
+    cancelled: bool = False
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exit code {returncode}"
+
+
+def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    return text if size <= limit else f"... [{size - limit} bytes before]\n{text}"
+
+
+def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+@dataclass
+class _ChildReport:
+    events: int = 0
+    session_ended: bool = False
+    exit_code: int | None = None
+    finished: set[str] = field(default_factory=set)
+    in_flight: str | None = None
+    in_flight_since: float = 0.0
+    killed_for: str | None = None    # "test_timeout", "run_timeout", "cancel"
+
+
+class PytestRunner:
+    """Starts pytest children for one plugin folder and turns their events into attempts."""
+
+    def __init__(self, work_dir: Path, python: str = sys.executable):
+        self.work_dir = work_dir
+        self.python = python
+
+    def _command(self, plugin_root: Path, run_dir: Path, targets: list[str]) -> list[str]:
+        args_file = run_dir / f"args-{time.monotonic_ns()}.txt"
+        args_file.write_text("\n".join(targets) + "\n", encoding="utf-8")
+        config: list[str] = []
+        if not any((plugin_root / name).is_file() for name in PYTEST_CONFIG_FILES):
+            # Without a config of its own, pytest would climb to whatever project holds
+            # the plugin folder and apply that project's options to the plugin's tests.
+            empty = run_dir / "pytest.ini"
+            empty.write_text("[pytest]\n", encoding="utf-8")
+            config = ["-c", str(empty)]
+        return [self.python, "-m", "pytest", *config,
+                "-p", "plexichat_desktop.testing.reporter",
+                "-p", "no:cacheprovider", "--import-mode=importlib",
+                f"--rootdir={plugin_root}", f"--basetemp={run_dir / 'tmp'}",
+                "-o", "console_output_style=classic", "--continue-on-collection-errors",
+                "-q", f"@{args_file}"]
+
+    def _env(self, plugin_root: Path, mode: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        env["PYTHONPATH"] = str(plugin_root)
+        env["PYTHONFAULTHANDLER"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8:backslashreplace"
+        env[MODE_ENV] = mode
+        return env
+
+    async def _child(self, plugin_root: Path, run_dir: Path, targets: list[str], mode: str,
+                     on_event: Callable[[dict[str, Any], _ChildReport], None],
+                     test_timeout: float | None, deadline: float | None,
+                     cancel: asyncio.Event | None, log_path: Path) -> _ChildReport:
+        report = _ChildReport()
+        read_fd, write_fd = os.pipe()
+        env = self._env(plugin_root, mode)
+        env[FD_ENV] = str(write_fd)
+        env[STACKS_ENV] = str(run_dir / "stacks.txt")
+        loop = asyncio.get_running_loop()
+        try:
+            with log_path.open("ab") as child_log:
+                proc = await asyncio.create_subprocess_exec(
+                    *self._command(plugin_root, run_dir, targets), cwd=plugin_root, env=env,
+                    stdin=asyncio.subprocess.DEVNULL, stdout=child_log, stderr=child_log,
+                    pass_fds=(write_fd,), start_new_session=True)
+        finally:
+            os.close(write_fd)
+        reader = asyncio.StreamReader(limit=LINE_LIMIT)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
+        exit_wait = asyncio.ensure_future(proc.wait())
+        cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel else None
+        line_task: asyncio.Future[bytes] | None = None
+        try:
+            while True:
+                if line_task is None:
+                    line_task = asyncio.ensure_future(reader.readline())
+                now = time.monotonic()
+                limits = []
+                if test_timeout is not None and report.in_flight is not None:
+                    limits.append((report.in_flight_since + test_timeout, "test_timeout"))
+                if deadline is not None:
+                    limits.append((deadline, "run_timeout"))
+                wake_at, reason = min(limits) if limits else (None, None)
+                waiters = {line_task, exit_wait} | ({cancel_wait} if cancel_wait else set())
+                done, _ = await asyncio.wait(
+                    waiters, timeout=None if wake_at is None else max(0.0, wake_at - now),
+                    return_when=asyncio.FIRST_COMPLETED)
+                if cancel_wait is not None and cancel_wait in done:
+                    report.killed_for = "cancel"
+                    _kill_group(proc.pid)
+                    break
+                if not done:
+                    report.killed_for = reason
+                    if reason == "test_timeout":
+                        _kill_group(proc.pid, signal.SIGUSR1)  # stacks to the child log
+                        await asyncio.sleep(DUMP_GRACE)
+                    _kill_group(proc.pid)
+                    break
+                if line_task in done:
+                    line = line_task.result()
+                    line_task = None
+                    if not line:
+                        break  # EOF: every writer of the pipe is gone
+                    self._handle(line, report, on_event)
+                    if report.session_ended:
+                        break
+                    continue
+                # The child exited but something it forked may still hold the pipe: read
+                # what is already there, then stop.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_TIMEOUT):
+                        while True:
+                            line = await line_task
+                            line_task = None
+                            if not line:
+                                break
+                            self._handle(line, report, on_event)
+                            line_task = asyncio.ensure_future(reader.readline())
+                break
+            try:
+                report.exit_code = await asyncio.wait_for(asyncio.shield(exit_wait),
+                                                          EXIT_TIMEOUT)
+            except TimeoutError:
+                _kill_group(proc.pid)
+                report.exit_code = await exit_wait
+        finally:
+            for task in (line_task, cancel_wait, exit_wait):
+                if task is not None and not task.done():
+                    task.cancel()
+            transport.close()
+            _kill_group(proc.pid)  # leftovers the test forked
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        return report
+
+    @staticmethod
+    def _handle(line: bytes, report: _ChildReport,
+                on_event: Callable[[dict[str, Any], _ChildReport], None]) -> None:
+        event = decode(line)
+        if event is None:
+            return
+        report.events += 1
+        kind = event["event"]
+        if kind == "test_start":
+            report.in_flight, report.in_flight_since = event["nodeid"], time.monotonic()
+        elif kind == "test_end":
+            report.finished.add(event["nodeid"])
+            report.in_flight = None
+        elif kind == "session_end":
+            report.session_ended = True
+        on_event(event, report)
+
+    # -- collection ----------------------------------------------------------------------
+    async def collect(self, plugin_id: str, plugin_root: Path, tests_path: str,
+                      timeout: float = 120.0) -> CollectResult:
+        """What pytest would collect under ``tests_path``: items and per-file errors."""
+        result = CollectResult()
+        run_dir = self._run_dir(f"collect-{plugin_id}")
+        log_path = run_dir / "child.log"
+
+        def on_event(event: dict[str, Any], _: _ChildReport) -> None:
+            if event["event"] == "collected":
+                result.items = [_collected(plugin_id, item) for item in event.get("items", [])]
+            elif event["event"] == "collect_error":
+                result.errors.append(_collect_error(event))
+
+        try:
+            report = await self._child(plugin_root, run_dir, [tests_path], "collect", on_event,
+                                       None, time.monotonic() + timeout, None, log_path)
+            result.exit_code = report.exit_code
+            result.stderr_tail = _tail(log_path)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        if not report.session_ended and not result.errors:
+            result.errors.append({"nodeid": tests_path, "file": tests_path,
+                                  "message": f"collection did not finish "
+                                             f"({describe_exit(report.exit_code)})",
+                                  "longrepr": result.stderr_tail})
+        return result
+
+    def _run_dir(self, name: str) -> Path:
+        path = self.work_dir / f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- running -------------------------------------------------------------------------
+    async def run(self, *, run_id: int, plugin_id: str, plugin_root: Path, tests_path: str,
+                  selection: list[str] | None, limits: RunLimits,
+                  emit: EventSink | None = None,
+                  cancel: asyncio.Event | None = None) -> RunResult:
+        """Run the selected tests (all under ``tests_path`` when ``selection`` is None)."""
+        result = RunResult()
+        run_dir = self._run_dir(f"run-{run_id}")
+        deadline = None if limits.run_timeout is None else time.monotonic() + limits.run_timeout
+        emit = emit or (lambda _e: None)
+        phases: dict[str, list[dict[str, Any]]] = {}
+        started: dict[str, float] = {}
+        order: list[str] = []
+        attempt_no: dict[str, int] = {}
+
+        def on_event(event: dict[str, Any], _: _ChildReport) -> None:
+            kind = event["event"]
+            if kind == "collected" and not result.collected:
+                result.collected = [_collected(plugin_id, i) for i in event.get("items", [])]
+                order.extend(t.nodeid for t in result.collected)
+            elif kind == "collect_error":
+                result.collect_errors.append(_collect_error(event))
+            elif kind == "test_start":
+                phases[event["nodeid"]] = []
+                started[event["nodeid"]] = time.time()
+            elif kind == "phase":
+                phases.setdefault(event["nodeid"], []).append(event)
+            elif kind == "test_end":
+                nodeid = event["nodeid"]
+                result.attempts.append(self._attempt(
+                    run_id, plugin_id, nodeid, attempt_no.get(nodeid, 1), event,
+                    phases.pop(nodeid, []), started.pop(nodeid, time.time())))
+            emit(event)
+
+        try:
+            await self._run_children(result, run_id, plugin_id, plugin_root, run_dir, tests_path,
+                                     selection, limits, deadline, cancel, on_event, order,
+                                     started, attempt_no)
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self._mark_not_run(result, run_id, plugin_id, selection, order)
+        return result
+
+    async def _run_children(self, result: RunResult, run_id: int, plugin_id: str,
+                            plugin_root: Path, run_dir: Path, tests_path: str,
+                            selection: list[str] | None, limits: RunLimits,
+                            deadline: float | None, cancel: asyncio.Event | None,
+                            on_event: Callable[[dict[str, Any], _ChildReport], None],
+                            order: list[str], started: dict[str, float],
+                            attempt_no: dict[str, int]) -> None:
+        log_path = run_dir / "child.log"
+        targets = list(selection) if selection else [tests_path]
+        restarts = 0
+        rerun_round = 0
+        while targets:
+            report = await self._child(plugin_root, run_dir, targets, "run", on_event,
+                                       limits.test_timeout, deadline, cancel, log_path)
+            result.exit_code = report.exit_code
+            if report.killed_for == "cancel":
+                result.cancelled = True
+                self._close_in_flight(result, run_id, plugin_id, report, Outcome.NOT_RUN,
+                                      "the run was cancelled", "", started, attempt_no)
+                break
+            if report.session_ended:
+                targets = []
+            else:
+                tail = _tail(log_path)
+                if report.in_flight is None:
+                    if report.killed_for == "run_timeout":
+                        result.timed_out = True
+                        break
+                    # Died outside any test (start-up, collection, an internal error).
+                    result.infrastructure_error = (
+                        f"pytest stopped before finishing ({describe_exit(report.exit_code)})"
+                        + (f":\n{tail}" if tail.strip() else ""))
+                    break
+                if report.killed_for in ("test_timeout", "run_timeout"):
+                    stacks = _tail(run_dir / "stacks.txt", STDERR_TAIL * 4)
+                    (run_dir / "stacks.txt").unlink(missing_ok=True)
+                    tail = f"Stacks of the test process when it was stopped:\n{stacks}" if \
+                        stacks.strip() else tail
+                    limit = (limits.test_timeout if report.killed_for == "test_timeout"
+                             else limits.run_timeout)
+                    what = "test" if report.killed_for == "test_timeout" else "run"
+                    self._close_in_flight(result, run_id, plugin_id, report, Outcome.TIMED_OUT,
+                                          f"timed out: the {what} took longer than {limit:g} s",
+                                          tail, started, attempt_no)
+                    if report.killed_for == "run_timeout":
+                        result.timed_out = True
+                        break
+                else:
+                    self._close_in_flight(result, run_id, plugin_id, report, Outcome.CRASHED,
+                                          f"the test process died while running this test "
+                                          f"({describe_exit(report.exit_code)})",
+                                          tail, started, attempt_no)
+                restarts += 1
+                done = {a.nodeid for a in result.attempts}
+                targets = [n for n in (order or selection or []) if n not in done]
+                if restarts > limits.max_restarts and targets:
+                    result.infrastructure_error = (f"gave up after {restarts} crashes or "
+                                                   "timeouts in this run")
+                    break
+                continue
+            if rerun_round < limits.reruns:
+                failing = [a.nodeid for a in self._finals(result.attempts)
+                           if a.outcome in (Outcome.FAILED, Outcome.ERROR)]
+                if failing:
+                    rerun_round += 1
+                    for nodeid in failing:
+                        attempt_no[nodeid] = rerun_round + 1
+                    targets = failing
+
+    @staticmethod
+    def _finals(attempts: list[TestAttempt]) -> list[TestAttempt]:
+        final: dict[str, TestAttempt] = {}
+        for attempt in attempts:
+            final[attempt.nodeid] = attempt
+        return list(final.values())
+
+    def _close_in_flight(self, result: RunResult, run_id: int, plugin_id: str,
+                         report: _ChildReport, outcome: Outcome, message: str, tail: str,
+                         started: dict[str, float], attempt_no: dict[str, int]) -> None:
+        nodeid = report.in_flight
+        if nodeid is None:
+            return
+        start = started.pop(nodeid, time.time())
+        result.attempts.append(TestAttempt(
+            run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=outcome,
+            attempt=attempt_no.get(nodeid, 1), duration=time.time() - start, phase="call",
+            message=message, longrepr=truncate(tail), started_at=start,
+            finished_at=time.time()))
+
+    @staticmethod
+    def _mark_not_run(result: RunResult, run_id: int, plugin_id: str,
+                      selection: list[str] | None, order: list[str]) -> None:
+        done = {a.nodeid for a in result.attempts}
+        now = time.time()
+        for nodeid in order or selection or []:
+            if nodeid not in done:
+                result.attempts.append(TestAttempt(
+                    run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=Outcome.NOT_RUN,
+                    message="not run: the run ended before this test started",
+                    started_at=now, finished_at=now))
+
+    @staticmethod
+    def _attempt(run_id: int, plugin_id: str, nodeid: str, attempt: int,
+                 end: dict[str, Any], phases: list[dict[str, Any]], start: float
+                 ) -> TestAttempt:
+        def joined(key: str) -> str:
+            return truncate("".join(p.get(key) or "" for p in phases))
+
+        decided = next((p for p in phases if p.get("when") == end.get("phase")), None)
+        try:
+            outcome = Outcome(end.get("outcome"))
+        except ValueError:
+            outcome = Outcome.ERROR
+        return TestAttempt(
+            run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=outcome,
+            attempt=attempt, duration=float(end.get("duration") or 0.0),
+            phase=end.get("phase"), message=end.get("message") or "",
+            longrepr=(decided or {}).get("longrepr") or "",
+            stdout=joined("stdout"), stderr=joined("stderr"), log=joined("log"),
+            started_at=start, finished_at=time.time())
+
+
+def _collected(plugin_id: str, item: dict[str, Any]) -> CollectedTest:
+    return CollectedTest(plugin_id=plugin_id, nodeid=item["nodeid"], file=item["file"],
+                         line=item.get("line"), name=item["name"], cls=item.get("cls"))
+
+
+def _collect_error(event: dict[str, Any]) -> dict[str, Any]:
+    return {"nodeid": event.get("nodeid"), "file": event.get("file"),
+            "message": event.get("message", ""), "longrepr": event.get("longrepr", "")}

@@ -1,0 +1,379 @@
+"""The test manager with real pytest children, a real SQLite store and the real bus."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import psutil
+import pytest
+import pytest_asyncio
+
+from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.settings import Settings, TestsSettings
+from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.testing.events import (
+    RunFinished,
+    RunQueued,
+    RunStarted,
+    TestFinished,
+    TestStarted,
+)
+from plexichat_desktop.testing.manager import TestManager, TestSelectionError
+from plexichat_desktop.testing.models import Outcome, Priority, RunStatus
+from plexichat_desktop.testing.store import ResultStore
+from tests.conftest import FIXTURES
+
+SUITES = FIXTURES / "suites"
+pytestmark = pytest.mark.asyncio
+
+
+def make_manager(home, plugin_dirs, **tests_settings) -> tuple[TestManager, EventBus]:
+    settings = Settings(tests=TestsSettings(**tests_settings))
+    bus = EventBus()
+    plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
+                            extra_dirs=list(plugin_dirs), include_installed=False)
+    plugins.discover()
+    store = ResultStore(home.data_dir / "tests.sqlite3")
+    return TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests), bus
+
+
+@pytest_asyncio.fixture
+async def manager_factory(home):
+    made: list[TestManager] = []
+
+    async def make(*plugin_dirs: Path, **tests_settings) -> tuple[TestManager, EventBus]:
+        manager, bus = make_manager(home, plugin_dirs or [SUITES], **tests_settings)
+        await manager.start()
+        made.append(manager)
+        return manager, bus
+
+    yield make
+    for manager in made:
+        await manager.stop()
+        manager.store.close()
+
+
+def finals(manager: TestManager, run_id: int) -> dict[str, object]:
+    out = {}
+    for attempt in manager.store.attempts_for_run(run_id):
+        out[attempt.nodeid] = attempt
+    return out
+
+
+def plain_pytest_outcomes(suite: Path, test_file: str) -> dict[str, str]:
+    """Per-test outcomes as plain pytest reports them in verbose mode."""
+    empty_ini = suite / ".." / ".." / "empty-pytest.ini"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-c",
+         str(empty_ini.resolve()), f"--rootdir={suite}", test_file],
+        cwd=suite, capture_output=True, text=True, timeout=120,
+        env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PATH": "/usr/bin:/bin"})
+    words: dict[str, list[str]] = {}
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b", line)
+        if match:
+            words.setdefault(match[1], []).append(match[2])
+    mapping = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error",
+               "SKIPPED": "skipped", "XFAIL": "xfailed", "XPASS": "xpassed"}
+    out = {}
+    for nodeid, seen in words.items():
+        # A teardown error after a passing call is an error; after a failing call the
+        # failure stands (pytest counts both; one outcome per test keeps the first).
+        first = mapping[seen[0]]
+        out[nodeid] = "error" if first == "passed" and "ERROR" in seen else first
+    return out
+
+
+async def test_outcomes_match_plain_pytest(manager_factory):
+    manager, _ = await manager_factory()
+    run = await manager.submit("mixed_suite")
+    done = await asyncio.wait_for(manager.wait(run.id), 60)
+    assert done.status is RunStatus.FAILED
+    ours = {n: str(a.outcome) for n, a in finals(manager, run.id).items()
+            if n.startswith("tests/test_mixed.py")}
+    theirs = plain_pytest_outcomes(SUITES / "mixed", "tests/test_mixed.py")
+    assert len(theirs) == 17
+    assert ours == theirs
+    assert set(ours.values()) == {"passed", "failed", "error", "skipped", "xfailed", "xpassed"}
+
+
+async def test_original_plexichat_style_tests(manager_factory):
+    manager, _ = await manager_factory()
+    run = await manager.submit("mixed_suite", ["tests/test_plexichat_style.py"])
+    await manager.wait(run.id)
+    got = {n.split("::")[1]: a for n, a in finals(manager, run.id).items()}
+    assert {k: str(v.outcome) for k, v in got.items()} == {
+        "test_async_passes": "passed", "test_async_fails": "failed",
+        "test_returns_success": "passed", "test_returns_failure": "failed",
+        "test_sync_returns_failure": "failed"}
+    assert "the API answered 503" in got["test_returns_failure"].message
+    assert "no connection" in got["test_sync_returns_failure"].message
+
+
+async def test_details_are_kept(manager_factory):
+    manager, _ = await manager_factory()
+    run = await manager.submit("mixed_suite", ["test_fails", "TestGroup"])
+    await manager.wait(run.id)
+    got = finals(manager, run.id)
+    assert set(got) == {"tests/test_mixed.py::test_fails",
+                        "tests/test_mixed.py::TestGroup::test_in_class",
+                        "tests/test_mixed.py::TestGroup::test_param_in_class[0]",
+                        "tests/test_mixed.py::TestGroup::test_param_in_class[1]"}
+    failing = got["tests/test_mixed.py::test_fails"]
+    assert failing.message == "AssertionError: lists differ"
+    assert "assert [1, 2] == [1, 3]" in failing.longrepr and failing.phase == "call"
+    assert "hello from stdout" in got["tests/test_mixed.py::TestGroup::test_in_class"].stdout
+
+
+async def test_every_fault_is_survived_and_reported(manager_factory):
+    manager, _ = await manager_factory()
+    run = await manager.submit("fault_suite", timeout=2)
+    done = await asyncio.wait_for(manager.wait(run.id), 120)
+    got = {n.split("::")[1]: a for n, a in finals(manager, run.id).items()}
+    outcome = {name: str(a.outcome) for name, a in got.items()}
+    assert outcome == {
+        "test_first_passes": "passed", "test_hangs": "timed_out",
+        "test_after_hang_passes": "passed", "test_segfaults": "crashed",
+        "test_after_segfault_passes": "passed", "test_exits_hard": "crashed",
+        "test_after_exit_passes": "passed", "test_prints_50_mb": "failed",
+        "test_forks_a_survivor": "passed", "test_infinite_recursion": "failed",
+        "test_non_utf8_output": "failed", "test_last_passes": "passed"}
+    assert done.status is RunStatus.FAILED
+    assert "took longer than 2 s" in got["test_hangs"].message
+    assert "test_hangs" in got["test_hangs"].longrepr  # the stack dump names the test
+    assert "SIGSEGV" in got["test_segfaults"].message
+    assert "exit code 3" in got["test_exits_hard"].message
+    assert len(got["test_prints_50_mb"].stdout) < 70_000
+    assert "truncated" in got["test_prints_50_mb"].stdout
+    assert "RecursionError" in got["test_infinite_recursion"].message
+    survivors = [p for p in psutil.process_iter(["cmdline"])
+                 if "fault-survivor" in " ".join(p.info["cmdline"] or [])]
+    assert survivors == []
+
+
+async def test_collection_errors_are_reported_per_file(manager_factory):
+    manager, _ = await manager_factory()
+    discovery = await manager.discover("broken_suite")
+    assert [t.nodeid for t in discovery.items] == ["tests/test_fine.py::test_still_runs"]
+    assert len(discovery.errors) == 1
+    assert discovery.errors[0]["nodeid"] == "tests/test_syntax_error.py"
+    assert "SyntaxError" in discovery.errors[0]["longrepr"]
+    run = await manager.submit("broken_suite")
+    done = await manager.wait(run.id)
+    assert done.status is RunStatus.ERROR
+    assert "tests/test_syntax_error.py" in done.error
+    assert str(finals(manager, run.id)["tests/test_fine.py::test_still_runs"].outcome) == \
+        "passed"
+
+
+async def test_a_conftest_that_raises(manager_factory):
+    manager, _ = await manager_factory()
+    run = await manager.submit("bad_conftest_suite")
+    done = await manager.wait(run.id)
+    assert done.status is RunStatus.ERROR
+    assert "conftest exploded" in done.error or "conftest" in done.error
+
+
+async def test_bad_selections_are_clear_errors(manager_factory):
+    manager, _ = await manager_factory()
+    with pytest.raises(TestSelectionError, match="unknown plugin 'ghost'"):
+        await manager.submit("ghost")
+    with pytest.raises(TestSelectionError, match="no test 'nope' in plugin 'mixed_suite'"):
+        await manager.submit("mixed_suite", ["nope"])
+    with pytest.raises(TestSelectionError, match="has no tests folder"):
+        await manager.submit("no_tests_suite")
+    with pytest.raises(ValueError, match="priority must be one of"):
+        await manager.submit("mixed_suite", priority="urgent")
+
+
+async def test_discovery_is_cached_until_a_file_changes(manager_factory, tmp_path):
+    shutil.copytree(SUITES / "mixed", tmp_path / "suites" / "mixed")
+    manager, _ = await manager_factory(tmp_path / "suites")
+    first = await manager.discover("mixed_suite")
+    assert len(first.items) == 22
+    param = next(t for t in first.items if t.name == "test_param[two]")
+    assert (param.file, param.cls) == ("tests/test_mixed.py", None)
+    assert param.line is not None and param.line > 1
+    assert next(t for t in first.items if t.name == "test_in_class").cls == "TestGroup"
+    assert await manager.discover("mixed_suite") is first
+    new_test = tmp_path / "suites" / "mixed" / "tests" / "test_new.py"
+    new_test.write_text("def test_added():\n    pass\n")
+    second = await manager.discover("mixed_suite")
+    assert second is not first and len(second.items) == 23
+    assert {t.nodeid for t in manager.store.collected("mixed_suite")} == \
+        {t.nodeid for t in second.items}
+
+
+async def test_events_carry_progress(manager_factory):
+    manager, bus = await manager_factory()
+    sub = bus.subscribe(name="test")
+    run = await manager.submit("mixed_suite", ["test_param"])
+    await manager.wait(run.id)
+    events = []
+    while not sub.queue.empty():
+        events.append(sub.queue.get_nowait())
+    kinds = [type(e) for e in events]
+    assert kinds[0] is RunQueued and kinds[1] is RunStarted and kinds[-1] is RunFinished
+    assert kinds.count(TestStarted) == 3
+    finished = [e for e in events if isinstance(e, TestFinished)]
+    assert [(e.completed, e.total) for e in finished] == [(1, 3), (2, 3), (3, 3)]
+    assert events[-1].run["counts"]["failed"] == 1
+
+
+async def test_same_plugin_never_runs_twice_at_once(manager_factory):
+    manager, bus = await manager_factory(concurrency=2)
+    sub = bus.subscribe((RunStarted, RunFinished))
+    first = await manager.submit("mixed_suite", ["test_passes"])
+    second = await manager.submit("mixed_suite", ["test_passes"])
+    await manager.wait(first.id)
+    await manager.wait(second.id)
+    order = []
+    while not sub.queue.empty():
+        event = sub.queue.get_nowait()
+        order.append((type(event).__name__, event.run["id"]))
+    assert order == [("RunStarted", first.id), ("RunFinished", first.id),
+                     ("RunStarted", second.id), ("RunFinished", second.id)]
+
+
+async def test_priority_order_and_fifo_within_a_level(manager_factory):
+    manager, bus = await manager_factory(concurrency=1)
+    sub = bus.subscribe(RunStarted)
+    blocker = await manager.submit("fault_suite", ["test_hangs"], timeout=1)
+    await asyncio.wait_for(sub.get(), 30)  # the single worker is now busy
+    low = await manager.submit("mixed_suite", ["test_passes"], priority="low")
+    medium_1 = await manager.submit("broken_suite", priority=Priority.MEDIUM)
+    medium_2 = await manager.submit("mixed_suite", ["test_fails"], priority="medium",
+                                    allow_parallel=True)
+    critical = await manager.submit("mixed_suite", ["test_raises"], priority="critical",
+                                    allow_parallel=True)
+    for run in (blocker, low, medium_1, medium_2, critical):
+        await asyncio.wait_for(manager.wait(run.id), 60)
+    started = []
+    while not sub.queue.empty():
+        started.append(sub.queue.get_nowait().run["id"])
+    assert started == [critical.id, medium_1.id, medium_2.id, low.id]
+
+
+async def test_cancel_queued_and_running(manager_factory):
+    manager, bus = await manager_factory(concurrency=1)
+    sub = bus.subscribe(TestStarted)
+    running = await manager.submit("fault_suite", ["test_hangs"], timeout=60)
+    queued = await manager.submit("mixed_suite", ["test_passes"])
+    await asyncio.wait_for(sub.get(), 30)
+    assert await manager.cancel(queued.id)
+    assert (await manager.wait(queued.id)).status is RunStatus.CANCELLED
+    assert await manager.cancel(running.id)
+    done = await asyncio.wait_for(manager.wait(running.id), 15)
+    assert done.status is RunStatus.CANCELLED
+    assert str(finals(manager, running.id)["tests/test_faults.py::test_hangs"].outcome) == \
+        "not_run"
+    assert not await manager.cancel(running.id)
+
+
+async def test_reruns_detect_flaky_tests(manager_factory, tmp_path):
+    suite = tmp_path / "suites" / "flaky"
+    (suite / "tests").mkdir(parents=True)
+    (suite / "plugin.toml").write_text(
+        'id = "flaky_suite"\nname = "Flaky"\nversion = "1.0.0"\nentry = "flaky_pkg:P"\n')
+    marker = tmp_path / "first-try-done"
+    (suite / "tests" / "test_flaky.py").write_text(textwrap.dedent(f"""
+        from pathlib import Path
+
+        def test_fails_once():
+            marker = Path({str(marker)!r})
+            if not marker.exists():
+                marker.write_text("x")
+                assert False, "first try fails"
+
+        def test_always_fails():
+            assert False
+        """))
+    manager, _ = await manager_factory(tmp_path / "suites")
+    run = await manager.submit("flaky_suite", reruns=2)
+    done = await manager.wait(run.id)
+    attempts = manager.store.attempts_for_run(run.id)
+    by_test: dict[str, list[str]] = {}
+    for a in attempts:
+        by_test.setdefault(a.nodeid.split("::")[1], []).append(f"{a.attempt}:{a.outcome}")
+    assert by_test == {"test_fails_once": ["1:failed", "2:passed"],
+                       "test_always_fails": ["1:failed", "2:failed", "3:failed"]}
+    assert done.counts["flaky"] == 1 and done.status is RunStatus.FAILED
+
+
+async def test_infrastructure_errors_are_retried_with_backoff(manager_factory, tmp_path):
+    suite = tmp_path / "suites" / "dies"
+    (suite / "tests").mkdir(parents=True)
+    (suite / "plugin.toml").write_text(
+        'id = "dies_suite"\nname = "Dies"\nversion = "1.0.0"\nentry = "dies_pkg:P"\n')
+    (suite / "tests" / "conftest.py").write_text("import os\nos._exit(7)\n")
+    (suite / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
+    manager, bus = await manager_factory(tmp_path / "suites", retry_base=0.05,
+                                         retry_factor=2, retry_attempts=3)
+    sub = bus.subscribe(RunFinished)
+    await manager.submit("dies_suite")
+    runs = [(await asyncio.wait_for(sub.get(), 30)).run for _ in range(3)]
+    assert [r["attempt"] for r in runs] == [1, 2, 3]
+    assert all(r["status"] == "error" for r in runs)
+    assert "exit code 7" in runs[0]["error"]
+    assert runs[1]["parent_run_id"] == runs[0]["id"]
+    assert runs[2]["trigger"] == "retry"
+    await asyncio.sleep(0.3)
+    assert manager.store.count_runs("dies_suite") == 3  # no fourth attempt
+
+
+async def test_test_failures_are_never_retried(manager_factory):
+    manager, _ = await manager_factory(retry_base=0.01)
+    run = await manager.submit("mixed_suite", ["test_fails"])
+    await manager.wait(run.id)
+    await asyncio.sleep(0.2)
+    assert manager.store.count_runs("mixed_suite") == 1
+
+
+async def test_a_run_killed_with_the_app_is_marked_interrupted(home, tmp_path):
+    import os
+    import signal
+    import time
+
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
+           "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(SUITES)}
+    proc = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "test",
+                             "fault_suite", "--timeout", "60"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    db = home.data_dir / "tests.sqlite3"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if db.exists():
+                with ResultStore(db) as store:
+                    runs = store.list_runs("fault_suite")
+                    if runs and runs[0].status is RunStatus.RUNNING:
+                        break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)  # well inside test_hangs
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    manager, _ = make_manager(home, [SUITES])
+    await manager.start()
+    await manager.stop()
+    run = manager.store.list_runs("fault_suite")[0]
+    assert run.status is RunStatus.INTERRUPTED
+    assert run.error
+    manager.store.close()
+
+
+async def test_results_survive_in_the_store(manager_factory):
+    manager, _ = await manager_factory()
+    run = await manager.submit("mixed_suite", ["test_param"])
+    await manager.wait(run.id)
+    stored = manager.store.get_run(run.id)
+    assert stored.status is RunStatus.FAILED and stored.counts["passed"] == 2
+    stats = manager.store.statistics("mixed_suite")
+    assert stats["total"] == 3 and stats["counts"][Outcome.FAILED.value] == 1
