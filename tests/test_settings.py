@@ -48,6 +48,12 @@ def test_env_list_values_parse_as_toml(home):
     assert settings.plugins.essential == ["performance_monitor"]
 
 
+def test_env_reaches_plugin_settings(home):
+    settings, _ = load_settings(home, environ={
+        "PLEXICHAT_DESKTOP_PLUGIN__PERFORMANCE_MONITOR__CPU_THRESHOLD": "50.5"})
+    assert settings.plugin == {"performance_monitor": {"cpu_threshold": 50.5}}
+
+
 def test_malformed_toml_names_the_file_and_line(home):
     home.config_dir.mkdir(parents=True)
     home.settings_file.write_text("[server\nport = 1\n")

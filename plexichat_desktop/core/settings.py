@@ -118,13 +118,17 @@ def _parse_env_value(raw: str) -> Any:
 
 
 def env_overrides(environ: os._Environ[str] | dict[str, str]) -> dict[str, dict[str, Any]]:
-    """``PLEXICHAT_DESKTOP_SERVER__PORT=9000`` -> ``{"server": {"port": 9000}}``."""
+    """``PLEXICHAT_DESKTOP_SERVER__PORT=9000`` -> ``{"server": {"port": 9000}}``; deeper
+    keys nest further (``PLEXICHAT_DESKTOP_PLUGIN__MY_PLUGIN__LEVEL=3``)."""
     out: dict[str, dict[str, Any]] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
             continue
-        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        out.setdefault(section, {})[key] = _parse_env_value(raw)
+        *parents, key = name[len(ENV_PREFIX) :].lower().split("__")
+        table: dict[str, Any] = out
+        for part in parents:
+            table = table.setdefault(part, {})
+        table[key] = _parse_env_value(raw)
     return out
 
 
@@ -144,8 +148,7 @@ def load_settings(
         layers.append((str(paths.settings_file), read_toml(paths.settings_file)))
     overrides = env_overrides(env)
     if overrides:
-        names = sorted(f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
-                       for section, keys in overrides.items() for key in keys)
+        names = sorted(name for name in env if name.startswith(ENV_PREFIX) and "__" in name)
         layers.append((f"environment ({', '.join(names)})", overrides))
     if cli:
         layers.append(("command line", cli))

@@ -1,0 +1,65 @@
+"""The plugins shipped with the app: they start, serve their pages, and their own test
+suites pass when the test manager runs them (in real pytest children)."""
+
+import pytest
+
+from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.paths import bundled_plugins_dir
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.plugins.discovery import Source, scan_folder
+from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from plexichat_desktop.testing.manager import TestManager
+from plexichat_desktop.testing.models import RunStatus
+from plexichat_desktop.testing.store import ResultStore
+
+BUNDLED = sorted(c.root.name for c in scan_folder(bundled_plugins_dir(), Source.BUNDLED))
+
+
+def test_there_are_bundled_plugins():
+    assert "performance_monitor" in BUNDLED
+
+
+@pytest.mark.asyncio
+async def test_every_bundled_plugin_starts_and_serves_its_pages(home):
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(include_installed=False))
+    await runtime.start()
+    try:
+        import httpx
+
+        async with httpx.AsyncClient(base_url=runtime.url, headers={
+                "Authorization": f"Bearer {runtime.token}"}) as client:
+            plugins = {p["id"]: p for p in (await client.get("/api/plugins")).json()["plugins"]}
+            for plugin_id in BUNDLED:
+                assert plugins[plugin_id]["state"] == "active", plugins[plugin_id]["reason"]
+                for page in plugins[plugin_id]["pages"]:
+                    response = await client.get(page["url"])
+                    assert response.status_code == 200, page
+                    assert "text/html" in response.headers["content-type"]
+    finally:
+        await runtime.stop()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("plugin_id", BUNDLED)
+async def test_bundled_plugin_suite_passes_in_the_test_manager(home, plugin_id):
+    settings = Settings()
+    bus = EventBus()
+    plugins = PluginManager(paths=home, settings=settings, bus=bus,
+                            bundled_dir=bundled_plugins_dir(), include_installed=False)
+    plugins.discover()
+    store = ResultStore(home.data_dir / "tests.sqlite3")
+    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+    await manager.start()
+    try:
+        run = await manager.submit(plugin_id)
+        done = await manager.wait(run.id)
+        failures = [f"{a.nodeid}: {a.outcome} {a.message}" for a in
+                    store.attempts_for_run(run.id) if a.outcome not in ("passed", "skipped")]
+        assert done.status is RunStatus.PASSED, failures
+        assert done.counts["total"] > 0
+    finally:
+        await manager.stop()
+        store.close()
