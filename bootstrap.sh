@@ -2,16 +2,19 @@
 # PlexiChat Desktop set-up in one command, for Debian and Ubuntu.
 #   ./bootstrap.sh run  [ARGS...]   install what is missing, then start the app
 #   ./bootstrap.sh test [ARGS...]   install what is missing, then lint and run the tests
+#   ./bootstrap.sh bench            install what is missing (and pytest-xdist), run benchmarks
 # Installs: the Debian libraries QtWebEngine needs (apt-get as root or through sudo; otherwise
 # it prints the apt-get line to run and stops), a virtual environment in .venv, and the
 # package with its test extras. A second run with nothing changed takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { echo "usage: $0 run|test [ARGS...]" >&2; exit 2; }
+usage() { echo "usage: $0 run|test|bench [ARGS...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 mode=$1; shift
-case "$mode" in run|test) ;; *) usage ;; esac
+case "$mode" in run|test|bench) ;; *) usage ;; esac
+extras=test
+[ "$mode" = bench ] && extras=test,bench
 
 # Shared libraries of QtWebEngine (offscreen) plus the xcb platform plugin (a real display).
 DEB_PACKAGES="libasound2 libdbus-1-3 libegl1 libfontconfig1 libgbm1 libgl1 libglib2.0-0 \
@@ -80,11 +83,11 @@ install_venv() {
     "$python" -m venv .venv
   fi
   local stamp
-  stamp=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)-$(.venv/bin/python -V 2>&1)
+  stamp=$(sha256sum < pyproject.toml | cut -d' ' -f1)-$(.venv/bin/python -V 2>&1)-$extras
   if [ "$(cat .venv/.install-stamp 2>/dev/null)" != "$stamp" ]; then
     echo "Installing PlexiChat Desktop and its dependencies into .venv" >&2
     .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
     echo "$stamp" > .venv/.install-stamp
   fi
 }
@@ -94,6 +97,13 @@ install_venv
 
 if [ "$mode" = run ]; then
   exec .venv/bin/plexichat-desktop "$@"
+fi
+if [ "$mode" = bench ]; then
+  for bench in benchmarks/*.py; do
+    echo "== $bench"
+    .venv/bin/python "$bench"
+  done
+  exit 0
 fi
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff check .

@@ -1,0 +1,134 @@
+"""Test manager benchmark: isolation cost against single-process pytest and pytest-xdist.
+
+A generated set of 15 plugins x 40 small tests runs
+  (a) through the test manager (one pytest child per plugin, default concurrency),
+  (b) by plain pytest in one process,
+  (c) by pytest -n <cores> (pytest-xdist), when installed,
+in the same run; then the latency from "run this one test" to its finished event.
+
+    .venv/bin/python benchmarks/test_manager.py [--plugins 15] [--tests 40] [--latency-runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from plexichat_desktop.core.events import EventBus  # noqa: E402
+from plexichat_desktop.core.paths import AppPaths  # noqa: E402
+from plexichat_desktop.core.settings import Settings  # noqa: E402
+from plexichat_desktop.plugins.manager import PluginManager  # noqa: E402
+from plexichat_desktop.testing.events import TestFinished  # noqa: E402
+from plexichat_desktop.testing.manager import TestManager  # noqa: E402
+from plexichat_desktop.testing.store import ResultStore  # noqa: E402
+
+
+def generate(root: Path, plugins: int, tests: int) -> list[Path]:
+    folders = []
+    for p in range(plugins):
+        folder = root / f"bench_{p:02d}"
+        (folder / "tests").mkdir(parents=True)
+        (folder / "plugin.toml").write_text(
+            f'id = "bench_{p:02d}"\nname = "Bench {p}"\nversion = "1.0.0"\n'
+            f'entry = "bench_{p:02d}_pkg:Plugin"\n')
+        body = ["import pytest", ""]
+        for t in range(tests // 2):
+            body += [f"def test_plain_{t}():", f"    assert sum(range({t})) >= 0", ""]
+        body += ["@pytest.mark.parametrize('n', range(%d))" % (tests - tests // 2),
+                 "def test_param(n):", "    assert n * n >= 0", ""]
+        (folder / "tests" / f"test_bench_{p:02d}.py").write_text("\n".join(body))
+        folders.append(folder)
+    return folders
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return elapsed
+
+
+async def through_manager(home: AppPaths, plugin_root: Path, latency_runs: int
+                          ) -> tuple[float, int, list[float]]:
+    settings = Settings()
+    bus = EventBus()
+    plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
+                            extra_dirs=[plugin_root], include_installed=False)
+    plugins.discover()
+    store = ResultStore(home.data_dir / "tests.sqlite3")
+    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+    await manager.start()
+    try:
+        start = time.perf_counter()
+        runs = [await manager.submit(rec.id) for rec in manager.testable()]
+        done = [await manager.wait(run.id) for run in runs]
+        wall = time.perf_counter() - start
+        total = sum(r.counts.get("passed", 0) for r in done)
+        first = manager.testable()[0].id
+        await manager.discover(first)  # warm the discovery cache, as the UI would have it
+        latencies = []
+        sub = bus.subscribe(TestFinished)
+        for _ in range(latency_runs):
+            t0 = time.perf_counter()
+            await manager.submit(first, ["test_plain_1"])
+            await sub.get()
+            latencies.append(time.perf_counter() - t0)
+        sub.close()
+        return wall, total, latencies
+    finally:
+        await manager.stop()
+        store.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plugins", type=int, default=15)
+    parser.add_argument("--tests", type=int, default=40)
+    parser.add_argument("--latency-runs", type=int, default=20)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 2
+    with tempfile.TemporaryDirectory(prefix="plexichat-bench-") as tmp:
+        root = Path(tmp)
+        folders = generate(root / "plugins", args.plugins, args.tests)
+        home = AppPaths.from_env({"PLEXICHAT_DESKTOP_HOME": str(root / "home")})
+        wall_a, passed, latencies = asyncio.run(
+            through_manager(home, root / "plugins", args.latency_runs))
+        if passed != args.plugins * args.tests:
+            raise RuntimeError(f"expected {args.plugins * args.tests} passes, got {passed}")
+        (root / "pytest.ini").write_text("[pytest]\n")
+        base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                "--import-mode=importlib", "-c", str(root / "pytest.ini"), f"--rootdir={root}",
+                *[str(f / "tests") for f in folders]]
+        wall_b = timed(base, root)
+        has_xdist = importlib.util.find_spec("xdist") is not None
+        wall_c = timed([*base, "-p", "xdist", "-n", str(cores)], root) if has_xdist else None
+    print(f"suite: {args.plugins} plugins x {args.tests} tests = {passed} tests, {cores} cores")
+    print(f"(a) test manager, concurrency {cores}:   {wall_a:6.2f} s")
+    print(f"(b) plain pytest, one process:       {wall_b:6.2f} s   a/b = {wall_a / wall_b:.2f}")
+    if wall_c is not None:
+        print(f"(c) pytest -n {cores} (xdist):            {wall_c:6.2f} s   a/c = "
+              f"{wall_a / wall_c:.2f}")
+    else:
+        print("(c) pytest-xdist is not installed: run ./bootstrap.sh bench to install it")
+    print(f"run one test -> finished event: median {statistics.median(latencies) * 1000:.0f} ms "
+          f"(min {min(latencies) * 1000:.0f}, max {max(latencies) * 1000:.0f}, "
+          f"{len(latencies)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
