@@ -45,7 +45,7 @@ def generate(root: Path, plugins: int, tests: int) -> list[Path]:
         body = ["import pytest", ""]
         for t in range(tests // 2):
             body += [f"def test_plain_{t}():", f"    assert sum(range({t})) >= 0", ""]
-        body += ["@pytest.mark.parametrize('n', range(%d))" % (tests - tests // 2),
+        body += [f"@pytest.mark.parametrize('n', range({tests - tests // 2}))",
                  "def test_param(n):", "    assert n * n >= 0", ""]
         (folder / "tests" / f"test_bench_{p:02d}.py").write_text("\n".join(body))
         folders.append(folder)

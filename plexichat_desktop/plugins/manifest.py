@@ -83,6 +83,7 @@ class TestsConfig(_Strict):
     path: str = "tests"
     timeout: float = Field(300.0, gt=0, le=86_400, description="Per-test timeout, seconds.")
     schedule: str | None = Field(None, description="Default schedule expression, e.g. 'daily'.")
+    reruns: int = Field(0, ge=0, le=10, description="Reruns of failed tests (flaky detection).")
 
     @field_validator("path")
     @classmethod

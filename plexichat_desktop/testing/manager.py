@@ -219,7 +219,8 @@ class TestManager:
                                      f"({self.tests_dir(rec)})")
         limits = RunLimits(test_timeout=timeout or rec.manifest.tests.timeout,
                            run_timeout=self.settings.run_timeout,
-                           reruns=self.settings.reruns if reruns is None else reruns)
+                           reruns=reruns if reruns is not None
+                           else rec.manifest.tests.reruns or self.settings.reruns)
         run = RunRecord(plugin_id=plugin_id, selection=selection, trigger=trigger,
                         priority=Priority.parse(priority), schedule_id=schedule_id)
         return await self._enqueue(run, limits, allow_parallel)
