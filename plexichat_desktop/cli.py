@@ -38,9 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="plexichat-desktop",
         description="PlexiChat Desktop: a desktop host for web-UI plugins and their tests. "
-                    "Without a command it opens the desktop window, or runs the headless "
-                    "server when no display is available.")
+                    "Without a command it opens the desktop window (it prints the server URL "
+                    "once ready), or runs the headless server when no display is available.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--no-webengine", action="store_true",
+                        help="open plugin pages in the system browser instead of tabs")
     _server_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -145,10 +147,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _default_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
-    print("plexichat-desktop: the desktop window is not available in this version; "
-          "running the headless server instead (same as 'plexichat-desktop serve').",
-          file=sys.stderr)
-    return _serve(args, paths, settings)
+    from plexichat_desktop.gui.environment import has_display
+
+    if not has_display():
+        print("plexichat-desktop: no display found (DISPLAY and WAYLAND_DISPLAY are unset); "
+              "running the headless server instead (same as 'plexichat-desktop serve').",
+              file=sys.stderr)
+        return _serve(args, paths, settings)
+    from plexichat_desktop.gui.app import run_gui
+    from plexichat_desktop.runtime import RuntimeOptions
+
+    _prepare(paths, settings)
+    return run_gui(paths, settings, RuntimeOptions(safe_mode=args.safe_mode),
+                   no_webengine=args.no_webengine)
+
+
+def _prepare(paths: AppPaths, settings: Settings) -> None:
+    paths.ensure()
+    write_template_if_missing(paths)
+    setup_logging(paths.log_dir, settings.logging.level, settings.logging.file_max_bytes,
+                  settings.logging.file_backups)
 
 
 def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
@@ -156,10 +174,7 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
     from plexichat_desktop.server.app import login_url
     from plexichat_desktop.server.web_server import PortInUseError
 
-    paths.ensure()
-    write_template_if_missing(paths)
-    setup_logging(paths.log_dir, settings.logging.level, settings.logging.file_max_bytes,
-                  settings.logging.file_backups)
+    _prepare(paths, settings)
 
     async def run() -> int:
         runtime = Runtime(paths, settings, RuntimeOptions(safe_mode=args.safe_mode))

@@ -20,6 +20,8 @@ from plexichat_desktop.server.app import create_app
 from plexichat_desktop.server.security import ServerIdentity
 from plexichat_desktop.server.token import load_or_create_token
 from plexichat_desktop.server.web_server import WebServer
+from plexichat_desktop.testing.manager import TestManager
+from plexichat_desktop.testing.store import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,9 @@ class Runtime:
         self.stopping = asyncio.Event()
         self.identity = ServerIdentity(self.token)
         self.server: WebServer | None = None
+        self.store = ResultStore(paths.data_dir / "tests.sqlite3")
+        self.tests = TestManager(self.plugins, self.store, self.bus, paths.cache_dir / "runs",
+                                 settings.tests)
 
     @property
     def url(self) -> str:
@@ -71,6 +76,7 @@ class Runtime:
         self.identity.port = self.server.port
         self.plugins.discover()
         await self.plugins.start()
+        await self.tests.start()
         await self.server.start()
         self.bus.publish(ServerStarted(url=self.server.url))
         active = len(self.plugins.active())
@@ -79,11 +85,13 @@ class Runtime:
         return self.server.url
 
     async def stop(self) -> None:
-        """Stop in order: end live streams, stop plugins, stop the server."""
+        """Stop in order: end live streams, test runs, plugins, then the server."""
         self.bus.publish(ServerStopping())
         self.stopping.set()
+        await self.tests.stop()
         await self.plugins.stop()
         if self.server is not None:
             await self.server.stop()
             self.server = None
+        self.store.close()
         log.info("PlexiChat Desktop stopped")

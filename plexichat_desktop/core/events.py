@@ -55,6 +55,13 @@ class ServerStopping(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AppFocusRequested(Event):
+    """Another launch of the app asked the running one to show its window."""
+
+    topic: ClassVar[str] = "app.focus"
+
+
+@dataclass(frozen=True, kw_only=True)
 class PluginEvent(Event):
     """A free-form event published by a plugin through ``ctx.publish``."""
 

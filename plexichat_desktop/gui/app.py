@@ -1,0 +1,134 @@
+"""Start-up and shut-down of the desktop app: QApplication + one qasync loop that also
+runs the server, the plugins and the test manager.
+
+Two rules from ../shared/reference/qt-webengine-notes.md keep Chromium from crashing:
+the qasync loop runs exactly once per process (``run_until_complete``, never
+``qasync.run``), and web pages are deleted before the profile, the profile with the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from plexichat_desktop.core.paths import AppPaths, resources_dir
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+
+def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
+            no_webengine: bool = False) -> int:
+    """Run the desktop app until its window closes or a signal arrives; the exit code."""
+    prepare_qt_environment()
+    problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
+    if problem is None:
+        import PySide6.QtWebEngineWidgets  # noqa: F401  (must precede the QApplication)
+    import qasync
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("PlexiChat Desktop")
+    app.setOrganizationName("PlexiChat")
+    app.setDesktopFileName("plexichat-desktop")
+    app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "plexichat-desktop.svg")))
+    app.setQuitOnLastWindowClosed(False)  # the loop ends when main() returns, not before
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    with loop:
+        return loop.run_until_complete(_main(app, paths, settings, options, problem))
+
+
+async def _main(app: object, paths: AppPaths, settings: Settings, options: RuntimeOptions,
+                webengine_missing: str | None) -> int:
+    from plexichat_desktop.server.web_server import PortInUseError
+
+    runtime = Runtime(paths, settings, options)
+    closed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, closed.set)
+    try:
+        url = await runtime.start()
+    except PortInUseError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        await runtime.stop()
+        return 1
+    shell = DesktopShell(app, runtime, paths, closed, webengine_missing)
+    print(f"PlexiChat Desktop is serving at {url}", flush=True)
+    try:
+        shell.show()
+        await closed.wait()
+        log.info("closing the desktop window")
+    finally:
+        await shell.shutdown()
+        await runtime.stop()
+    return 0
+
+
+class DesktopShell:
+    """Owns the Qt side: profile, bridge, main window; builds panes for tabs and windows."""
+
+    def __init__(self, app: object, runtime: Runtime, paths: AppPaths, closed: asyncio.Event,
+                 webengine_missing: str | None):
+        from PySide6.QtCore import QSettings
+
+        from plexichat_desktop.gui.bridge import EventBridge
+        from plexichat_desktop.gui.main_window import MainWindow
+
+        self.app = app
+        self.runtime = runtime
+        self.webengine_missing = webengine_missing
+        self.profile = None
+        self.interceptor = None
+        if webengine_missing is None:
+            from plexichat_desktop.gui.web import TokenInterceptor, create_profile
+
+            assert runtime.server is not None
+            self.interceptor = TokenInterceptor(runtime.server.port, runtime.token, app)
+            self.profile = create_profile(app, self.interceptor, paths.data_dir / "webengine",
+                                          paths.cache_dir / "webengine")
+        else:
+            log.warning("plugin pages open in the system browser: %s", webengine_missing)
+        self.bridge = EventBridge(runtime.bus)
+        qsettings = QSettings(str(Path(paths.config_dir) / "gui.ini"), QSettings.Format.IniFormat)
+        self.window = MainWindow(runtime, self.bridge, self.make_pane, qsettings, closed)
+
+    def make_pane(self, path: str, title: str, parent: object) -> object:
+        from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, open_in_system_browser
+        from plexichat_desktop.server.app import login_url
+
+        base = self.runtime.url
+        if self.webengine_missing is not None:
+            def external(p: str) -> None:
+                open_in_system_browser(login_url(base, self.runtime.token) + "&next=" + p)
+
+            return FallbackPane(base, path, title, self.webengine_missing, external, parent)
+        from plexichat_desktop.gui.web import PluginPage, PluginView
+
+        def page_factory(view: object) -> PluginPage:
+            return PluginPage(self.profile, self.interceptor, self.window.open_page, view)
+
+        return BrowserPane(base, path, title, lambda owner: PluginView(page_factory, owner),
+                           parent)
+
+    def show(self) -> None:
+        self.window.restore_state()
+        self.window.show()
+
+    async def shutdown(self) -> None:
+        """Pages and views first, then let Qt delete them, then the bridge."""
+        from PySide6.QtCore import QCoreApplication
+
+        if self.window.isVisible():
+            self.window.close()
+        self.window.deleteLater()
+        await asyncio.sleep(0.05)
+        QCoreApplication.processEvents()
+        await self.bridge.close()

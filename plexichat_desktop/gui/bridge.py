@@ -1,0 +1,46 @@
+"""The bus, seen from Qt: bus events become Qt signals on the GUI thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from plexichat_desktop.core.events import AppFocusRequested, Event, EventBus, PluginStateChanged
+from plexichat_desktop.testing.events import RunFinished, RunQueued, RunStarted
+
+
+class EventBridge(QObject):
+    """Subscribes to the bus and re-emits what widgets care about as signals."""
+
+    pluginStateChanged = Signal(str, str, str)   # plugin id, state, reason
+    runsChanged = Signal(dict)                    # a run's dict whenever it changes state
+    focusRequested = Signal()
+    event = Signal(object)                        # every event, for widgets that want more
+
+    def __init__(self, bus: EventBus, parent: QObject | None = None):
+        super().__init__(parent)
+        self._sub = bus.subscribe(name="qt bridge", maxsize=10_000)
+        self._task = asyncio.get_running_loop().create_task(self._pump(), name="qt bridge")
+
+    async def _pump(self) -> None:
+        async for event in self._sub:
+            self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        self.event.emit(event)
+        if isinstance(event, PluginStateChanged):
+            self.pluginStateChanged.emit(event.plugin_id, event.state, event.reason or "")
+        elif isinstance(event, RunQueued | RunStarted | RunFinished):
+            run: dict[str, Any] = event.run
+            self.runsChanged.emit(run)
+        elif isinstance(event, AppFocusRequested):
+            self.focusRequested.emit()
+
+    async def close(self) -> None:
+        self._sub.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

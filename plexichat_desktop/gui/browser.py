@@ -1,0 +1,192 @@
+"""A browser pane: toolbar, the plugin's web view and an optional developer-tools view.
+Used as a tab of the main window and as the body of a standalone plugin window."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QIcon
+from PySide6.QtWidgets import (
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QStyle,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class Pane(QWidget):
+    """What a tab or window holds. ``path`` is the server path it shows (``/plugins/x/``)."""
+
+    titleChanged = Signal(str)
+    openInWindowRequested = Signal(str)
+
+    def __init__(self, base_url: str, path: str, title: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.base_url = base_url.rstrip("/")
+        self.home_path = path
+        self.title = title
+
+    @property
+    def path(self) -> str:
+        return self.home_path
+
+    def url(self, path: str | None = None) -> QUrl:
+        return QUrl(self.base_url + (path or self.home_path))
+
+    def reload(self) -> None: ...
+
+    def shutdown(self) -> None:
+        """Release the web page before the profile goes (no-op without a web view)."""
+
+
+class BrowserPane(Pane):
+    """The web pane: back, forward, reload, home, developer tools, open in window."""
+
+    def __init__(self, base_url: str, path: str, title: str, view_factory: Callable[[QObject],
+                 object], parent: QWidget | None = None):
+        super().__init__(base_url, path, title, parent)
+        self.view = view_factory(self)
+        self.devtools = None
+        style = self.style()
+        self.toolbar = QToolBar(self)
+        self.toolbar.setIconSize(self.toolbar.iconSize() * 0.8)
+        self.toolbar.setMovable(False)
+        page = self.view.page()
+        from PySide6.QtWebEngineCore import QWebEnginePage
+
+        actions = [
+            (QStyle.StandardPixmap.SP_ArrowBack, "Back (Alt+Left)",
+             lambda: page.triggerAction(QWebEnginePage.WebAction.Back)),
+            (QStyle.StandardPixmap.SP_ArrowForward, "Forward (Alt+Right)",
+             lambda: page.triggerAction(QWebEnginePage.WebAction.Forward)),
+            (QStyle.StandardPixmap.SP_BrowserReload, "Reload (F5)", self.reload),
+            (QStyle.StandardPixmap.SP_DirHomeIcon, "Home", self.go_home),
+        ]
+        for icon, tip, slot in actions:
+            action = self.toolbar.addAction(style.standardIcon(icon), tip.split(" (")[0])
+            action.setToolTip(tip)
+            action.triggered.connect(slot)
+        self.toolbar.addSeparator()
+        self.address = QLabel(self)
+        self.address.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.address.setObjectName("address")
+        self.toolbar.addWidget(self.address)
+        spacer = QWidget(self)
+        spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding,
+                             spacer.sizePolicy().verticalPolicy())
+        self.toolbar.addWidget(spacer)
+        window_action = self.toolbar.addAction(
+            style.standardIcon(QStyle.StandardPixmap.SP_TitleBarNormalButton), "New window")
+        window_action.setToolTip("Open this page in its own window")
+        window_action.triggered.connect(lambda: self.openInWindowRequested.emit(self.path))
+        self.devtools_action = self.toolbar.addAction(QIcon.fromTheme("tools-report-bug"),
+                                                      "Developer tools")
+        self.devtools_action.setCheckable(True)
+        self.devtools_action.setToolTip("Developer tools (Ctrl+Shift+I)")
+        self.devtools_action.toggled.connect(self.set_devtools)
+        self.splitter = QSplitter(Qt.Orientation.Vertical, self)
+        self.splitter.addWidget(self.view)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(self.splitter)
+        self.view.titleChanged.connect(self._title_changed)
+        self.view.urlChanged.connect(self._url_changed)
+        self.view.page().loadingChanged.connect(self._loading_changed)
+        self.view.load(self.url())
+
+    @property
+    def path(self) -> str:
+        url = self.view.url()
+        if url.isValid() and url.path():
+            query = f"?{url.query()}" if url.query() else ""
+            return url.path() + query
+        return self.home_path
+
+    def _title_changed(self, title: str) -> None:
+        # Chromium shows the URL as the title until the page sets one.
+        if title and not title.startswith(("http://", "127.0.0.1")):
+            self.title = title
+            self.titleChanged.emit(title)
+
+    def _url_changed(self, url: QUrl) -> None:
+        self.address.setText(url.path())
+
+    def _loading_changed(self, info: Any) -> None:
+        from PySide6.QtWebEngineCore import QWebEngineLoadingInfo
+
+        if info.status() != QWebEngineLoadingInfo.LoadStatus.LoadFailedStatus:
+            return
+        url = info.url()
+        # A navigation we refused (foreign origin) also "fails": only our own pages that
+        # could not be fetched get the explanation.
+        if not url.toString().startswith(self.base_url + "/") or info.errorCode() == -3:
+            return
+        self.view.setHtml(
+            "<body style='font-family:sans-serif;padding:2em'><h2>Page not loaded</h2>"
+            f"<p>{html.escape(url.toString())} did not load ({html.escape(info.errorString())})."
+            " Is PlexiChat Desktop's server still running?</p><p>Press F5 to try again.</p>"
+            "</body>", url)
+
+    def reload(self) -> None:
+        self.view.reload()
+
+    def go_home(self) -> None:
+        self.view.load(self.url())
+
+    def set_devtools(self, on: bool) -> None:
+        from PySide6.QtWebEngineWidgets import QWebEngineView
+
+        if on and self.devtools is None:
+            self.devtools = QWebEngineView(self)
+            self.view.page().setDevToolsPage(self.devtools.page())
+            self.splitter.addWidget(self.devtools)
+            self.splitter.setSizes([2, 1])
+        elif not on and self.devtools is not None:
+            self.view.page().setDevToolsPage(None)
+            self.devtools.setParent(None)
+            self.devtools.deleteLater()
+            self.devtools = None
+        if self.devtools_action.isChecked() != on:
+            self.devtools_action.setChecked(on)
+
+    def shutdown(self) -> None:
+        self.set_devtools(False)
+        self.view.stop()
+        page = self.view.page()
+        self.view.setPage(None)  # type: ignore[arg-type]
+        page.deleteLater()
+
+
+class FallbackPane(Pane):
+    """Without QtWebEngine the page opens in the system browser; the tab says so."""
+
+    def __init__(self, base_url: str, path: str, title: str, reason: str,
+                 open_external: Callable[[str], None], parent: QWidget | None = None):
+        super().__init__(base_url, path, title, parent)
+        self._open_external = open_external
+        layout = QVBoxLayout(self)
+        layout.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        message = QLabel(f"<h3>{title}</h3><p>This page opened in your web browser because "
+                         f"{reason}.</p>", self)
+        message.setWordWrap(True)
+        message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        again = QPushButton("Open in the browser again", self)
+        again.clicked.connect(self.reload)
+        layout.addWidget(message)
+        layout.addWidget(again, alignment=Qt.AlignmentFlag.AlignCenter)
+        self.reload()
+
+    def reload(self) -> None:
+        self._open_external(self.home_path)
+
+
+def open_in_system_browser(url: str) -> None:
+    QDesktopServices.openUrl(QUrl(url))

@@ -1,0 +1,47 @@
+"""What must be decided before Qt is imported: display, sandbox, Chromium flags."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+HEADLESS_PLATFORMS = {"offscreen", "minimal", "vnc"}
+
+
+def has_display(environ: dict[str, str] | os._Environ[str] | None = None) -> bool:
+    """True when a window can be shown (or an offscreen platform was asked for)."""
+    env = os.environ if environ is None else environ
+    if env.get("QT_QPA_PLATFORM", "").split(":", 1)[0] in HEADLESS_PLATFORMS:
+        return True
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def webengine_problem() -> str | None:
+    """Why QtWebEngine cannot be used, or None when it can."""
+    if importlib.util.find_spec("PySide6") is None:
+        return "PySide6 is not installed"
+    try:
+        import PySide6.QtWebEngineWidgets  # noqa: F401
+    except ImportError as exc:
+        return f"QtWebEngine is not available ({exc})"
+    return None
+
+
+def prepare_qt_environment() -> None:
+    """Chromium as root needs its sandbox off; offscreen needs no GPU. A user's own
+    QTWEBENGINE_CHROMIUM_FLAGS are kept as they are."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and not os.environ.get(
+            "QTWEBENGINE_DISABLE_SANDBOX"):
+        os.environ["QTWEBENGINE_DISABLE_SANDBOX"] = "1"
+        log.warning("running as root: QtWebEngine's sandbox is disabled (Chromium refuses "
+                    "to start as root with it)")
+    if "QTWEBENGINE_CHROMIUM_FLAGS" not in os.environ:
+        flags = ["--log-level=3"]
+        if os.environ.get("QT_QPA_PLATFORM", "").startswith("offscreen"):
+            flags.append("--disable-gpu")
+        os.environ["QTWEBENGINE_CHROMIUM_FLAGS"] = " ".join(flags)

@@ -1,0 +1,375 @@
+"""The main window: plugin list, tabs of plugin pages, standalone windows, status bar."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QGuiApplication,
+    QIcon,
+    QKeySequence,
+    QPainter,
+    QPixmap,
+)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTabWidget,
+    QWidget,
+)
+
+from plexichat_desktop import __version__
+from plexichat_desktop.gui.bridge import EventBridge
+from plexichat_desktop.gui.browser import Pane
+from plexichat_desktop.plugins.manager import PluginRecord
+from plexichat_desktop.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+STATE_COLOURS = {"active": "#1f9d55", "failed": "#d64545", "incompatible": "#c77c02",
+                 "disabled": "#8a94a6", "validated": "#3563e9", "discovered": "#8a94a6"}
+HOME_PATH = "/"
+PaneFactory = Callable[[str, str, QWidget | None], Pane]
+
+
+def state_icon(state: str) -> QIcon:
+    pixmap = QPixmap(16, 16)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(QColor(STATE_COLOURS.get(state, "#8a94a6")))
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.drawEllipse(3, 3, 10, 10)
+    painter.end()
+    return QIcon(pixmap)
+
+
+class PluginWindow(QMainWindow):
+    """A standalone window holding one pane; remembers its geometry per page."""
+
+    def __init__(self, pane: Pane, settings: QSettings, on_closed: Callable[[PluginWindow], None]):
+        super().__init__()
+        self.pane = pane
+        self._settings = settings
+        self._on_closed = on_closed
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.setCentralWidget(pane)
+        self.setWindowTitle(f"{pane.title} — PlexiChat Desktop")
+        pane.titleChanged.connect(lambda t: self.setWindowTitle(f"{t} — PlexiChat Desktop"))
+        geometry = settings.value(self._key())
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1000, 720)
+        for keys, slot in ((QKeySequence.StandardKey.Refresh, pane.reload),
+                           (QKeySequence.StandardKey.Close, self.close)):
+            action = QAction(self)
+            action.setShortcut(keys)
+            action.triggered.connect(slot)
+            self.addAction(action)
+
+    def _key(self) -> str:
+        return "windows/" + self.pane.home_path.strip("/").replace("/", "_") + "/geometry"
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._settings.setValue(self._key(), self.saveGeometry())
+        self.pane.shutdown()
+        self._on_closed(self)
+        super().closeEvent(event)
+
+
+class MainWindow(QMainWindow):
+    """Plugin list on the left, a tab per opened page, a status bar with the server URL."""
+
+    def __init__(self, runtime: Runtime, bridge: EventBridge, pane_factory: PaneFactory,
+                 settings: QSettings, closed: asyncio.Event):
+        super().__init__()
+        self.runtime = runtime
+        self.bridge = bridge
+        self.pane_factory = pane_factory
+        self.settings = settings
+        self.closed = closed
+        self.windows: list[PluginWindow] = []
+        self._running_runs: set[int] = set()
+        self.setWindowTitle("PlexiChat Desktop")
+        self.resize(1280, 820)
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setTabsClosable(True)
+        self.tabs.setMovable(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.tabBar().setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tabs.tabBar().customContextMenuRequested.connect(self._tab_menu)
+        self.setCentralWidget(self.tabs)
+
+        self.plugin_list = QListWidget(self)
+        self.plugin_list.setObjectName("pluginList")
+        self.plugin_list.itemActivated.connect(self._open_item)
+        self.plugin_list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.plugin_list.customContextMenuRequested.connect(self._plugin_menu)
+        self.plugins_dock = QDockWidget("Plugins", self)
+        self.plugins_dock.setObjectName("pluginsDock")
+        self.plugins_dock.setWidget(self.plugin_list)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.plugins_dock)
+        self.refresh_plugins()
+        bridge.pluginStateChanged.connect(lambda *_: self.refresh_plugins())
+        bridge.runsChanged.connect(self._run_changed)
+        bridge.focusRequested.connect(self.bring_to_front)
+
+        self.url_label = QLabel(self)
+        self.url_label.setText(f'<a href="copy">{runtime.url}</a>')
+        self.url_label.setToolTip("Click to copy the server URL")
+        self.url_label.linkActivated.connect(self._copy_url)
+        self.tests_label = QLabel("No tests running", self)
+        self.statusBar().addWidget(self.url_label)
+        self.statusBar().addPermanentWidget(self.tests_label)
+        self._build_menus()
+
+    # -- menus and shortcuts ----------------------------------------------------------------
+    def _build_menus(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        self._add(file_menu, "&New tab (plugin list)", "Ctrl+T", lambda: self.open_page(HOME_PATH))
+        self._add(file_menu, "Open in new &window", "Ctrl+N", self.current_to_window)
+        self._add(file_menu, "&Close tab", "Ctrl+W",
+                  lambda: self.close_tab(self.tabs.currentIndex()))
+        file_menu.addSeparator()
+        self._add(file_menu, "&Quit", "Ctrl+Q", self.close)
+        view_menu = menu.addMenu("&View")
+        self._add(view_menu, "&Reload", "F5", lambda: self._current(lambda p: p.reload()))
+        self._add(view_menu, "&Developer tools", "Ctrl+Shift+I", self._toggle_devtools)
+        self._add(view_menu, "Next tab", "Ctrl+Tab", lambda: self._cycle(1))
+        self._add(view_menu, "Previous tab", "Ctrl+Shift+Tab", lambda: self._cycle(-1))
+        view_menu.addSeparator()
+        view_menu.addAction(self.plugins_dock.toggleViewAction())
+        help_menu = menu.addMenu("&Help")
+        self._add(help_menu, "&About PlexiChat Desktop", None, self._about)
+
+    def _add(self, menu: QMenu, text: str, shortcut: str | None, slot: Callable[[], Any]
+             ) -> QAction:
+        action = menu.addAction(text)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        return action
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About PlexiChat Desktop",
+                          f"<h3>PlexiChat Desktop {__version__}</h3>"
+                          f"<p>A desktop host for web-UI plugins and their tests.</p>"
+                          f"<p>Server: {self.runtime.url}</p>")
+
+    def _copy_url(self, _link: str) -> None:
+        QGuiApplication.clipboard().setText(self.runtime.url)
+        self.statusBar().showMessage("Server URL copied", 3000)
+
+    def _current(self, fn: Callable[[Pane], Any]) -> None:
+        pane = self.tabs.currentWidget()
+        if isinstance(pane, Pane):
+            fn(pane)
+
+    def _toggle_devtools(self) -> None:
+        def toggle(pane: Pane) -> None:
+            if hasattr(pane, "set_devtools"):
+                pane.set_devtools(pane.devtools is None)  # type: ignore[attr-defined]
+
+        self._current(toggle)
+
+    def _cycle(self, step: int) -> None:
+        if self.tabs.count():
+            self.tabs.setCurrentIndex((self.tabs.currentIndex() + step) % self.tabs.count())
+
+    def bring_to_front(self) -> None:
+        self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized)
+        self.show()
+        self.raise_()
+        self.activateWindow()
+
+    # -- plugins ------------------------------------------------------------------------------
+    def refresh_plugins(self) -> None:
+        current = self.plugin_list.currentItem()
+        selected = current.data(Qt.ItemDataRole.UserRole) if current else None
+        self.plugin_list.clear()
+        for rec in self.runtime.plugins.records:
+            item = QListWidgetItem(state_icon(str(rec.state)), rec.name)
+            item.setData(Qt.ItemDataRole.UserRole, rec.id)
+            tip = f"{rec.id} {rec.manifest.version if rec.manifest else ''} — {rec.state}"
+            if rec.reason and str(rec.state) != "active":
+                tip += f"\n{rec.reason}"
+            item.setToolTip(tip)
+            self.plugin_list.addItem(item)
+            if rec.id == selected:
+                self.plugin_list.setCurrentItem(item)
+
+    def _record(self, item: QListWidgetItem | None) -> PluginRecord | None:
+        if item is None:
+            return None
+        return self.runtime.plugins.by_id.get(item.data(Qt.ItemDataRole.UserRole))
+
+    def default_path(self, rec: PluginRecord) -> str:
+        pages = rec.pages()
+        return pages[0]["url"] if pages else f"/plugins/{rec.id}/"
+
+    def _open_item(self, item: QListWidgetItem) -> None:
+        rec = self._record(item)
+        if rec is not None:
+            self.open_page(self.default_path(rec), rec.name)
+
+    def _plugin_menu(self, pos: Any) -> None:
+        rec = self._record(self.plugin_list.itemAt(pos))
+        if rec is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.open_page(self.default_path(rec), rec.name))
+        menu.addAction("Open in new window",
+                       lambda: self.open_window(self.default_path(rec), rec.name))
+        menu.addSeparator()
+        loop = asyncio.get_running_loop()
+        if str(rec.state) == "disabled":
+            menu.addAction("Enable", lambda: loop.create_task(self.runtime.plugins.enable(rec.id)))
+        elif str(rec.state) == "active":
+            menu.addAction("Disable",
+                           lambda: loop.create_task(self.runtime.plugins.disable(rec.id)))
+        menu.addAction("Details…", lambda: self.show_details(rec))
+        menu.exec(self.plugin_list.mapToGlobal(pos))
+
+    def show_details(self, rec: PluginRecord) -> None:
+        box = QMessageBox(self)
+        box.setWindowTitle(f"Plugin {rec.id}")
+        box.setText(f"<b>{rec.name}</b> — {rec.state}<br>{rec.reason or ''}")
+        box.setInformativeText(str(rec.root))
+        if rec.detail:
+            box.setDetailedText(rec.detail)
+        box.setIcon(QMessageBox.Icon.Warning if str(rec.state) == "failed"
+                    else QMessageBox.Icon.Information)
+        box.open()
+
+    def _run_changed(self, run: dict[str, Any]) -> None:
+        if run.get("status") == "running":
+            self._running_runs.add(run["id"])
+        else:
+            self._running_runs.discard(run["id"])
+        count = len(self._running_runs)
+        self.tests_label.setText(f"{count} test run{'s' if count != 1 else ''} going"
+                                 if count else "No tests running")
+
+    # -- tabs and windows ---------------------------------------------------------------------
+    def open_page(self, path: str, title: str | None = None, focus: bool = True) -> Pane:
+        for index in range(self.tabs.count()):
+            pane = self.tabs.widget(index)
+            if isinstance(pane, Pane) and pane.home_path == path:
+                if focus:
+                    self.tabs.setCurrentIndex(index)
+                return pane
+        pane = self.pane_factory(path, title or path, self.tabs)
+        pane.openInWindowRequested.connect(lambda p: self.open_window(p, pane.title))
+        index = self.tabs.addTab(pane, title or path)
+        pane.titleChanged.connect(lambda t, p=pane: self._retitle(p, t))
+        if focus:
+            self.tabs.setCurrentIndex(index)
+        return pane
+
+    def _retitle(self, pane: Pane, title: str) -> None:
+        index = self.tabs.indexOf(pane)
+        if index >= 0:
+            self.tabs.setTabText(index, title[:40])
+            self.tabs.setTabToolTip(index, title)
+
+    def close_tab(self, index: int) -> None:
+        pane = self.tabs.widget(index)
+        if isinstance(pane, Pane):
+            self.tabs.removeTab(index)
+            pane.shutdown()
+            pane.deleteLater()
+
+    def _tab_menu(self, pos: Any) -> None:
+        index = self.tabs.tabBar().tabAt(pos)
+        pane = self.tabs.widget(index)
+        if not isinstance(pane, Pane):
+            return
+        menu = QMenu(self)
+        menu.addAction("Open in new window", lambda: self.tab_to_window(index))
+        menu.addAction("Reload", pane.reload)
+        menu.addAction("Close", lambda: self.close_tab(index))
+        menu.exec(self.tabs.tabBar().mapToGlobal(pos))
+
+    def current_to_window(self) -> None:
+        if self.tabs.currentIndex() >= 0:
+            self.tab_to_window(self.tabs.currentIndex())
+
+    def tab_to_window(self, index: int) -> None:
+        pane = self.tabs.widget(index)
+        if isinstance(pane, Pane):
+            self.open_window(pane.path, pane.title)
+            self.close_tab(index)
+
+    def open_window(self, path: str, title: str | None = None) -> PluginWindow:
+        pane = self.pane_factory(path, title or path, None)
+        window = PluginWindow(pane, self.settings, self.windows.remove)
+        self.windows.append(window)
+        window.show()
+        return window
+
+    # -- state ----------------------------------------------------------------------------------
+    def save_state(self) -> None:
+        tabs = [self.tabs.widget(i) for i in range(self.tabs.count())]
+        self.settings.setValue("main/geometry", self.saveGeometry())
+        self.settings.setValue("main/state", self.saveState())
+        self.settings.setValue("main/tabs", json.dumps(
+            [{"path": p.path, "title": p.title} for p in tabs if isinstance(p, Pane)]))
+        self.settings.setValue("main/current", self.tabs.currentIndex())
+        self.settings.setValue("main/windows", json.dumps(
+            [{"path": w.pane.path, "title": w.pane.title} for w in self.windows]))
+        self.settings.sync()
+
+    def restore_state(self) -> None:
+        geometry = self.settings.value("main/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        state = self.settings.value("main/state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        tabs = _json_list(self.settings.value("main/tabs"))
+        for tab in tabs:
+            self.open_page(tab["path"], tab.get("title"), focus=False)
+        if not tabs:
+            self.open_page(HOME_PATH, "Plugins")
+        current = self.settings.value("main/current", 0)
+        self.tabs.setCurrentIndex(int(current) if str(current).lstrip("-").isdigit() else 0)
+        for window in _json_list(self.settings.value("main/windows")):
+            self.open_window(window["path"], window.get("title"))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # Standalone windows belong to this app instance: they close with it (and are
+        # reopened next time), so nothing keeps running without its main window.
+        self.save_state()
+        for window in list(self.windows):
+            window.close()
+        while self.tabs.count():
+            self.close_tab(0)
+        self.closed.set()
+        super().closeEvent(event)
+
+
+def _json_list(value: Any) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(value) if isinstance(value, str) else []
+    except ValueError:
+        return []
+    return [d for d in data if isinstance(d, dict) and isinstance(d.get("path"), str)
+            and d["path"].startswith("/")] if isinstance(data, list) else []
+

@@ -1,0 +1,113 @@
+"""Web views done the Anki way: one profile of our own, one page per view, the token
+added by an interceptor (never visible to page JavaScript or in URLs), and navigation
+outside our origin sent to the system browser."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWebEngineCore import (
+    QWebEnginePage,
+    QWebEngineProfile,
+    QWebEngineUrlRequestInfo,
+    QWebEngineUrlRequestInterceptor,
+)
+from PySide6.QtWebEngineWidgets import QWebEngineView
+
+log = logging.getLogger(__name__)
+js_log = logging.getLogger("plexichat_desktop.gui.js")
+
+
+class TokenInterceptor(QWebEngineUrlRequestInterceptor):
+    """Adds ``Authorization: Bearer`` to requests for our server, and only to those:
+    scheme, host and port must all match."""
+
+    def __init__(self, port: int, token: str, parent: QObject | None = None):
+        super().__init__(parent)
+        self.port = port
+        self._header = f"Bearer {token}".encode()
+
+    def is_ours(self, url: QUrl) -> bool:
+        return (url.scheme() == "http" and url.host() in ("127.0.0.1", "localhost")
+                and url.port() == self.port)
+
+    def interceptRequest(self, info: QWebEngineUrlRequestInfo) -> None:
+        if self.is_ours(info.requestUrl()):
+            info.setHttpHeader(b"Authorization", self._header)
+
+
+def create_profile(parent: QObject, interceptor: TokenInterceptor, storage: Path,
+                   cache: Path) -> QWebEngineProfile:
+    """The one profile for our pages. Parented to the application so that it outlives
+    every page (deleting it first crashes Chromium at exit)."""
+    profile = QWebEngineProfile("plexichat-desktop", parent)
+    profile.setPersistentStoragePath(str(storage))
+    profile.setCachePath(str(cache))
+    profile.setUrlRequestInterceptor(interceptor)
+    return profile
+
+
+class PluginPage(QWebEnginePage):
+    """A page that stays on our origin; everything else opens in the system browser."""
+
+    def __init__(self, profile: QWebEngineProfile, interceptor: TokenInterceptor,
+                 open_tab: Callable[[str], object] | None = None,
+                 parent: QObject | None = None):
+        super().__init__(profile, parent)
+        self._interceptor = interceptor
+        self._open_tab = open_tab
+        self.external_urls: list[QUrl] = []
+
+    def acceptNavigationRequest(self, url: QUrl, nav_type: QWebEnginePage.NavigationType,
+                                is_main_frame: bool) -> bool:
+        if self._interceptor.is_ours(url) or url.scheme() in ("data", "about", "blob"):
+            return True
+        if is_main_frame and url.scheme() in ("http", "https", "mailto"):
+            self.external_urls.append(url)
+            QDesktopServices.openUrl(url)
+        log.info("navigation to %s kept out of the app view", url.toString())
+        return False
+
+    def createWindow(self, window_type: QWebEnginePage.WebWindowType
+                     ) -> QWebEnginePage | None:
+        # target=_blank and window.open(): a new tab of ours; foreign URLs are then
+        # refused by that tab's acceptNavigationRequest and go to the system browser.
+        return self._open_tab() if self._open_tab else None
+
+    def javaScriptConsoleMessage(self, level: QWebEnginePage.JavaScriptConsoleMessageLevel,
+                                 message: str, line: int, source: str) -> None:
+        if level == QWebEnginePage.JavaScriptConsoleMessageLevel.ErrorMessageLevel:
+            js_log.warning("%s:%d: %s", source, line, message)
+        else:
+            js_log.debug("%s:%d: %s", source, line, message)
+
+
+class _NewWindowCatcher(QWebEnginePage):
+    def __init__(self, profile: QWebEngineProfile, interceptor: TokenInterceptor,
+                 open_tab: Callable[[str], object] | None, parent: QObject):
+        super().__init__(profile, parent)
+        self._interceptor = interceptor
+        self._open_tab = open_tab
+
+    def acceptNavigationRequest(self, url: QUrl, nav_type: QWebEnginePage.NavigationType,
+                                is_main_frame: bool) -> bool:
+        if self._interceptor.is_ours(url):
+            if self._open_tab is not None:
+                self._open_tab(url.path() + (f"?{url.query()}" if url.query() else ""))
+        elif url.scheme() in ("http", "https", "mailto"):
+            QDesktopServices.openUrl(url)
+        self.deleteLater()
+        return False
+
+
+class PluginView(QWebEngineView):
+    """A view that owns its page (pages die with their view, before the profile)."""
+
+    def __init__(self, page_factory: Callable[[QObject], PluginPage],
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.setPage(page_factory(self))

@@ -1,0 +1,72 @@
+"""GUI tests: pytest-qt, offscreen, QtWebEngine included.
+
+One qasync loop for the whole session, never stopped (re-entering a qasync loop after a
+web view existed segfaults: see ../shared/reference/qt-webengine-notes.md). Tests stay
+synchronous and drive coroutines with ``arun``. Between GUI tests the loop is unset as the
+running loop, so the asyncio tests of the other modules get their own loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from plexichat_desktop.gui.environment import prepare_qt_environment
+
+prepare_qt_environment()
+
+import pytest  # noqa: E402
+
+try:
+    import PySide6.QtWebEngineWidgets  # noqa: F401  (before the QApplication exists)
+except ImportError as exc:  # pragma: no cover - the project depends on it
+    raise RuntimeError(f"GUI tests need QtWebEngine: {exc}") from exc
+import qasync  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def qloop(qapp: Any) -> Iterator[qasync.QEventLoop]:
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp, already_running=True)
+    # Plain threads for asyncio.to_thread: qasync's QThread pool would be destroyed with
+    # its threads still running at interpreter exit, since this loop is never closed.
+    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="gui-tests")
+    loop.set_default_executor(executor)
+    yield loop
+    executor.shutdown(wait=True)
+    asyncio.events._set_running_loop(None)
+
+
+@pytest.fixture
+def arun(qloop: qasync.QEventLoop, qtbot: Any) -> Iterator[Callable[..., Any]]:
+    asyncio.set_event_loop(qloop)
+    asyncio.events._set_running_loop(qloop)
+
+    def run(coro: Coroutine[Any, Any, Any], timeout: int = 30_000) -> Any:
+        task = qloop.create_task(coro)
+        qtbot.waitUntil(task.done, timeout=timeout)
+        return task.result()
+
+    yield run
+    asyncio.events._set_running_loop(None)
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def js(qtbot: Any) -> Callable[[Any, str], Any]:
+    """Evaluate a JS expression in a view's page; the value comes back through JSON
+    (PySide6 turns JS objects into '' otherwise)."""
+
+    def evaluate(view: Any, expression: str, timeout: int = 5_000) -> Any:
+        results: list[str] = []
+        view.page().runJavaScript(f"JSON.stringify({expression})", 0, results.append)
+        qtbot.waitUntil(lambda: bool(results), timeout=timeout)
+        return json.loads(results[0]) if results[0] else None
+
+    return evaluate

@@ -1,0 +1,201 @@
+"""The desktop shell for real: offscreen Qt, QtWebEngine, the real server over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QSettings, QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWebEngineWidgets import QWebEngineView
+
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.gui.app import DesktopShell
+from plexichat_desktop.gui.browser import BrowserPane, FallbackPane
+from plexichat_desktop.gui.main_window import MainWindow, PluginWindow
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.conftest import FIXTURE_PLUGINS
+
+SCREENSHOTS = os.environ.get("PLEXICHAT_SCREENSHOT_DIR")
+
+
+@pytest.fixture
+def opened_urls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The system browser is outside this machine's tests: record what would open."""
+    opened: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl",
+                        staticmethod(lambda url: opened.append(QUrl(url).toString()) or True))
+    return opened
+
+
+@pytest.fixture
+def runtime(home: Any, arun: Any) -> Any:
+    settings = Settings()
+    settings.server.port = 0
+    rt = Runtime(home, settings, RuntimeOptions(include_installed=False,
+                                                extra_plugin_dirs=[FIXTURE_PLUGINS]))
+    arun(rt.start())
+    yield rt
+    arun(rt.stop())
+
+
+def make_shell(qapp: Any, runtime: Any, home: Any, webengine_missing: str | None = None
+               ) -> DesktopShell:
+    shell = DesktopShell(qapp, runtime, home, asyncio.Event(), webengine_missing)
+    shell.show()
+    return shell
+
+
+@pytest.fixture
+def shell(qapp: Any, runtime: Any, home: Any, arun: Any) -> Any:
+    made = make_shell(qapp, runtime, home)
+    yield made
+    arun(made.shutdown())
+
+
+def wait_loaded(qtbot: Any, js: Any, pane: BrowserPane, expression: str, timeout: int = 15_000
+                ) -> None:
+    qtbot.waitUntil(lambda: bool(js(pane.view, expression)), timeout=timeout)
+
+
+def test_window_opens_with_plugins_and_the_home_tab(shell: Any, qtbot: Any, js: Any) -> None:
+    window: MainWindow = shell.window
+    assert window.isVisible()
+    names = [window.plugin_list.item(i).text() for i in range(window.plugin_list.count())]
+    assert "Performance Monitor" in names and "Good Plugin" in names
+    home = window.tabs.currentWidget()
+    assert isinstance(home, BrowserPane) and home.home_path == "/"
+    wait_loaded(qtbot, js, home, "document.querySelectorAll('.plugin').length > 3")
+    qtbot.waitUntil(lambda: window.tabs.tabText(0).startswith("Plugins"), timeout=5_000)
+    assert str(shell.runtime.url) in window.url_label.text()
+
+
+def test_a_plugin_tab_renders_live_data(shell: Any, qtbot: Any, js: Any) -> None:
+    window: MainWindow = shell.window
+    item = next(window.plugin_list.item(i) for i in range(window.plugin_list.count())
+                if window.plugin_list.item(i).text() == "Performance Monitor")
+    window.plugin_list.itemActivated.emit(item)
+    pane = window.tabs.currentWidget()
+    assert isinstance(pane, BrowserPane)
+    assert pane.home_path == "/plugins/performance_monitor/index.html"
+    wait_loaded(qtbot, js, pane, r"/^\d+(\.\d+)?%$/.test("
+                                 r"document.getElementById('cpu-value').textContent.trim())")
+    qtbot.waitUntil(lambda: window.tabs.tabText(window.tabs.currentIndex()) ==
+                    "Performance Monitor",
+                    timeout=5_000)
+    if SCREENSHOTS:
+        window.resize(1280, 820)
+        qtbot.wait(2500)
+        window.open_window("/plugins/performance_monitor/index.html", "Performance")
+        other = window.windows[-1]
+        other.resize(900, 640)
+        qtbot.wait(3000)
+        window.grab().save(os.path.join(SCREENSHOTS, "main-window.png"))
+        other.grab().save(os.path.join(SCREENSHOTS, "plugin-window.png"))
+
+
+def test_the_token_comes_from_the_interceptor_only(shell: Any, qtbot: Any, js: Any) -> None:
+    pane = shell.window.open_page("/healthz")
+    wait_loaded(qtbot, js, pane, "document.body && document.body.innerText.includes('ok')")
+    # The token is in no URL and no page script can read it.
+    assert "token" not in pane.view.url().toString()
+    assert shell.runtime.token not in js(pane.view, "document.documentElement.outerHTML")
+    plain = QWebEngineView()  # the default profile has no interceptor
+    try:
+        with qtbot.waitSignal(plain.loadFinished, timeout=15_000):
+            plain.load(QUrl(shell.runtime.url + "healthz"))
+        assert "missing or wrong token" in js(plain, "document.body.innerText")
+    finally:
+        plain.deleteLater()
+
+
+def test_foreign_navigation_leaves_the_view(shell: Any, qtbot: Any, js: Any,
+                                            opened_urls: list[str]) -> None:
+    pane = shell.window.open_page("/plugins/good_plugin/index.html")
+    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
+    port = shell.runtime.server.port
+    foreign = f"http://127.0.0.1:{port + 1 if port < 65535 else port - 1}/elsewhere"
+    js(pane.view, f"(location.href = {foreign!r}, 1)")
+    qtbot.waitUntil(lambda: foreign in opened_urls, timeout=5_000)
+    qtbot.wait(300)
+    assert pane.view.url().toString().startswith(shell.runtime.url)
+    assert js(pane.view, "document.querySelector('h1').textContent") == "Good page"
+
+
+def test_a_standalone_window_opens_and_closes(shell: Any, qtbot: Any, js: Any) -> None:
+    window: MainWindow = shell.window
+    plugin_window = window.open_window("/plugins/good_plugin/index.html", "Good")
+    assert isinstance(plugin_window, PluginWindow) and plugin_window.isVisible()
+    wait_loaded(qtbot, js, plugin_window.pane,
+                "document.querySelector('h1') && document.querySelector('h1').textContent")
+    assert window.windows == [plugin_window]
+    plugin_window.close()
+    assert window.windows == []
+
+
+def test_a_failed_plugin_shows_why(shell: Any, qtbot: Any, js: Any) -> None:
+    pane = shell.window.open_page("/plugins/setup_raises/")
+    wait_loaded(qtbot, js, pane, "document.body && document.body.innerText.includes('setup')")
+    text = js(pane.view, "document.body.innerText")
+    assert "Plugin not running" in text and "setup exploded on purpose" in text
+
+
+def test_tabs_windows_and_geometry_come_back(qapp: Any, runtime: Any, home: Any, arun: Any,
+                                            qtbot: Any) -> None:
+    first = make_shell(qapp, runtime, home)
+    first.window.open_page("/plugins/good_plugin/index.html", "Good")
+    first.window.open_window("/plugins/performance_monitor/index.html", "Performance")
+    first.window.resize(643, 477)  # inside the 800x600 offscreen screen
+    first.window.close()  # saves the state, closes the windows
+    arun(first.shutdown())
+    second = make_shell(qapp, runtime, home)
+    try:
+        paths = [second.window.tabs.widget(i).home_path
+                 for i in range(second.window.tabs.count())]
+        assert paths == ["/", "/plugins/good_plugin/index.html"]
+        assert [w.pane.home_path for w in second.window.windows] == [
+            "/plugins/performance_monitor/index.html"]
+        assert second.window.size().width() == 643
+        settings = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
+        assert settings.value("main/tabs")
+    finally:
+        arun(second.shutdown())
+
+
+def test_without_webengine_pages_open_in_the_browser(qapp: Any, runtime: Any, home: Any,
+                                                     arun: Any, opened_urls: list[str]) -> None:
+    shell = make_shell(qapp, runtime, home, webengine_missing="it was turned off")
+    try:
+        pane = shell.window.open_page("/plugins/good_plugin/index.html", "Good")
+        assert isinstance(pane, FallbackPane)
+        assert opened_urls and opened_urls[-1].startswith(runtime.url + "login?token=")
+        assert opened_urls[-1].endswith("next=/plugins/good_plugin/index.html")
+    finally:
+        arun(shell.shutdown())
+
+
+def test_the_app_exits_cleanly_on_sigterm(home: Any) -> None:
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
+           "QT_QPA_PLATFORM": "offscreen"}
+    env.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    proc = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert re.search(r"serving at http://127\.0\.0\.1:\d+/", line), line
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stderr = proc.stderr.read() if proc.stderr else ""
+    assert rc == 0, stderr[-3000:]
+    assert "Traceback" not in stderr and "Segmentation" not in stderr
+    assert "closing the desktop window" in stderr
