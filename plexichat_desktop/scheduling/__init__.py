@@ -1,0 +1,1 @@
+"""Pure, clock-injected scheduling core: schedule expressions and misfire planning."""
