@@ -157,9 +157,46 @@ def _default_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
     from plexichat_desktop.gui.app import run_gui
     from plexichat_desktop.runtime import RuntimeOptions
 
-    _prepare(paths, settings)
-    return run_gui(paths, settings, RuntimeOptions(safe_mode=args.safe_mode),
-                   no_webengine=args.no_webengine)
+    lock, refused = _single_instance(paths, focus_existing=True)
+    if lock is None:
+        return refused
+    try:
+        _prepare(paths, settings)
+        return run_gui(paths, settings, RuntimeOptions(safe_mode=args.safe_mode),
+                       no_webengine=args.no_webengine, on_ready=lock.publish)
+    finally:
+        lock.release()
+
+
+def _single_instance(paths: AppPaths, focus_existing: bool) -> tuple[Any, int]:
+    """(the lock, 0) for the first instance on a home; (None, exit code) for a second one,
+    which brings the first one's window to the front when it can."""
+    from plexichat_desktop.core.instance import InstanceLock
+
+    lock = InstanceLock(paths.data_dir)
+    if lock.acquire():
+        return lock, EXIT_OK
+    holder = lock.holder()
+    url, pid = holder.get("url"), holder.get("pid", "?")
+    where = f" at {url}" if url else ""
+    if focus_existing and url:
+        import httpx
+
+        from plexichat_desktop.server.token import load_or_create_token
+
+        token = load_or_create_token(paths.token_file)
+        try:
+            httpx.post(f"{url}api/app/focus", headers={"Authorization": f"Bearer {token}"},
+                       timeout=3).raise_for_status()
+            print(f"PlexiChat Desktop is already running{where} (pid {pid}); "
+                  "its window was brought to the front.")
+            return None, EXIT_OK
+        except httpx.HTTPError:
+            pass
+    print(f"error: PlexiChat Desktop is already running{where} (pid {pid}) with this home "
+          f"({paths.data_dir}); stop it first, or set PLEXICHAT_DESKTOP_HOME to run another "
+          "instance.", file=sys.stderr)
+    return None, EXIT_ERROR
 
 
 def _prepare(paths: AppPaths, settings: Settings) -> None:
@@ -174,6 +211,9 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
     from plexichat_desktop.server.app import login_url
     from plexichat_desktop.server.web_server import PortInUseError
 
+    lock, refused = _single_instance(paths, focus_existing=False)
+    if lock is None:
+        return refused
     _prepare(paths, settings)
 
     async def run() -> int:
@@ -188,6 +228,7 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
             print(f"error: {exc.strerror}", file=sys.stderr)
             await runtime.stop()
             return EXIT_ERROR
+        lock.publish(url)
         print(f"PlexiChat Desktop is serving at {url}", flush=True)
         print(f"Open in a browser: {login_url(url, runtime.token)}", flush=True)
         await stop.wait()
@@ -195,7 +236,10 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
         await runtime.stop()
         return EXIT_OK
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        lock.release()
 
 
 def _test_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:

@@ -69,6 +69,22 @@ def test_serve_prints_url_answers_and_stops_cleanly(env, sig):
     assert "stopped" in stderr
 
 
+def test_a_second_server_on_the_same_home_is_refused(env):
+    served = start_serve(env)
+    try:
+        second = run(["serve", "--port", "0"], env)
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(15) == 0
+    assert second.returncode == 1
+    assert f"already running at {served.url}" in second.stderr
+    assert "PLEXICHAT_DESKTOP_HOME" in second.stderr
+    # Once the first has stopped, the home is free again.
+    third = start_serve(env)
+    third.proc.send_signal(signal.SIGTERM)
+    assert third.proc.wait(15) == 0
+
+
 def test_a_taken_port_is_a_clear_error(env):
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))

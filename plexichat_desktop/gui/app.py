@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from plexichat_desktop.core.paths import AppPaths, resources_dir
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
-            no_webengine: bool = False) -> int:
+            no_webengine: bool = False, on_ready: Callable[[str], None] | None = None) -> int:
     """Run the desktop app until its window closes or a signal arrives; the exit code."""
     prepare_qt_environment()
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
@@ -42,11 +43,12 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
-        return loop.run_until_complete(_main(app, paths, settings, options, problem))
+        return loop.run_until_complete(_main(app, paths, settings, options, problem,
+                                             on_ready))
 
 
 async def _main(app: object, paths: AppPaths, settings: Settings, options: RuntimeOptions,
-                webengine_missing: str | None) -> int:
+                webengine_missing: str | None, on_ready: Callable[[str], None] | None) -> int:
     from plexichat_desktop.server.web_server import PortInUseError
 
     runtime = Runtime(paths, settings, options)
@@ -61,6 +63,8 @@ async def _main(app: object, paths: AppPaths, settings: Settings, options: Runti
         await runtime.stop()
         return 1
     shell = DesktopShell(app, runtime, paths, closed, webengine_missing)
+    if on_ready is not None:
+        on_ready(url)
     print(f"PlexiChat Desktop is serving at {url}", flush=True)
     try:
         shell.show()

@@ -194,6 +194,7 @@ class MainWindow(QMainWindow):
             self.tabs.setCurrentIndex((self.tabs.currentIndex() + step) % self.tabs.count())
 
     def bring_to_front(self) -> None:
+        log.info("bringing the window to the front (another launch asked for it)")
         self.setWindowState(self.windowState() & ~Qt.WindowState.WindowMinimized)
         self.show()
         self.raise_()

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plexichat_desktop import __version__
-from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.events import AppFocusRequested, EventBus
 from plexichat_desktop.plugins.manager import PluginManager, PluginState
 from plexichat_desktop.plugins.sse import event_stream
 from plexichat_desktop.server.plugin_routes import PluginDispatcher
@@ -100,6 +100,12 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
     async def disable_plugin(plugin_id: str) -> dict[str, Any]:
         known(plugin_id)
         return (await manager.disable(plugin_id)).to_dict()
+
+    @app.post("/api/app/focus")
+    async def focus_window() -> dict[str, Any]:
+        """Ask the desktop window (if any) to come to the front; a second launch uses it."""
+        bus.publish(AppFocusRequested())
+        return {"requested": True}
 
     @app.get("/events", include_in_schema=False)
     async def events() -> Response:

@@ -180,6 +180,28 @@ def test_without_webengine_pages_open_in_the_browser(qapp: Any, runtime: Any, ho
         arun(shell.shutdown())
 
 
+def test_a_second_launch_focuses_the_running_window(home: Any) -> None:
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
+           "QT_QPA_PLATFORM": "offscreen"}
+    env.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    first = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stdout is not None
+        url = re.search(r"serving at (\S+)", first.stdout.readline())[1]
+        second = subprocess.run([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+        assert f"already running at {url}" in second.stdout
+        assert "brought to the front" in second.stdout
+    finally:
+        first.send_signal(signal.SIGTERM)
+        rc = first.wait(30)
+    stderr = first.stderr.read() if first.stderr else ""
+    assert rc == 0, stderr[-3000:]
+    assert "bringing the window to the front" in stderr
+
+
 def test_the_app_exits_cleanly_on_sigterm(home: Any) -> None:
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
            "QT_QPA_PLATFORM": "offscreen"}
