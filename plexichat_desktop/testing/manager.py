@@ -117,6 +117,7 @@ class TestManager:
         self._queue: list[tuple[int, int, int]] = []   # (-priority, seq, run id)
         self._jobs: dict[int, _Job] = {}
         self._running: dict[int, str] = {}               # run id -> plugin id
+        self._in_flight: dict[int, str] = {}             # run id -> node id running now
         self._seq = itertools.count()
         self._wakeup = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
@@ -278,6 +279,11 @@ class TestManager:
         return [self._jobs[rid].run for _, _, rid in sorted(self._queue)
                 if rid in self._jobs]
 
+    def in_flight(self) -> list[dict[str, Any]]:
+        """The tests executing right now, one per running run."""
+        return [{"run_id": rid, "plugin_name": self._running.get(rid), "test_name": nodeid}
+                for rid, nodeid in self._in_flight.items()]
+
     def running(self) -> list[RunRecord]:
         return [self._jobs[rid].run for rid in self._running if rid in self._jobs]
 
@@ -325,6 +331,7 @@ class TestManager:
                 await self._finish(job, RunStatus.ERROR, f"internal error: {exc}")
             finally:
                 self._running.pop(job.run.id, None)
+                self._in_flight.pop(job.run.id, None)
                 self._wakeup.set()
 
     async def _execute(self, job: _Job) -> None:
@@ -344,9 +351,11 @@ class TestManager:
                 self.bus.publish(TestsCollected(run_id=run.id, plugin_id=run.plugin_id,
                                                 total=progress["total"]))
             elif kind == "test_start":
+                self._in_flight[run.id] = event["nodeid"]
                 self.bus.publish(TestStarted(run_id=run.id, plugin_id=run.plugin_id,
                                              nodeid=event["nodeid"]))
             elif kind == "test_end":
+                self._in_flight.pop(run.id, None)
                 progress["completed"] += 1
                 self.bus.publish(TestFinished(
                     run_id=run.id, plugin_id=run.plugin_id, nodeid=event["nodeid"],
