@@ -84,6 +84,14 @@ class TestsSettings(_Section):
     retention_runs: int = Field(
         200, ge=1, description="Runs kept per plugin; older ones are deleted."
     )
+    daily_at: str = Field(
+        "00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Local time of day (HH:MM) for daily, weekly and monthly schedules."
+    )
+    catch_up_spread: float = Field(
+        30.0, ge=0, le=3600, description="Catch-up runs after a pause start within this many "
+                                         "seconds, at random, not all at once."
+    )
 
 
 class Settings(_Section):

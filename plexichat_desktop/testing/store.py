@@ -26,7 +26,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
@@ -43,7 +43,10 @@ from plexichat_desktop.testing.models import (
 )
 
 __all__ = [
+    "FIRE_HISTORY_KEEP",
+    "FIRE_STATUSES",
     "MESSAGE_CAP",
+    "SCHEDULE_COLUMNS",
     "SCHEMA_VERSION",
     "TEXT_CAP",
     "TRUNCATION_MARKER",
@@ -240,7 +243,60 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [_migration_1]
+# Schedules live here too: a schedule's fire history sits next to the runs it started,
+# and one file keeps backups and "move the file away to start fresh" simple.
+_SCHEMA_2 = (
+    # Everything the scheduler needs to carry on after a restart. ``anchor`` fixes the phase
+    # of every_N_* grids (so a restart keeps the same fire times); ``armed_at`` is when the
+    # schedule's current timing took effect (creation, re-enable, expression change): fire
+    # times at or before it were never due, so they are never reported as missed.
+    """
+    CREATE TABLE schedules (
+        id           TEXT    PRIMARY KEY,
+        plugin_id    TEXT    NOT NULL,
+        test_id      TEXT,                      -- NULL = the whole suite
+        expression   TEXT    NOT NULL,
+        timezone     TEXT,                      -- IANA name; NULL = the machine's zone
+        priority     INTEGER NOT NULL,
+        timeout      REAL,
+        retries      INTEGER,
+        enabled      INTEGER NOT NULL DEFAULT 1,
+        created_at   REAL    NOT NULL,
+        armed_at     REAL    NOT NULL,
+        anchor       REAL,                      -- UNIX s; NULL for crons
+        last_fire_at REAL,
+        last_run_id  INTEGER,
+        last_status  TEXT,
+        next_run_at  REAL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX schedules_plugin ON schedules(plugin_id)",
+    # No foreign key on run_id: retention deletes old runs, and the history row must stay
+    # (a gap in the history is the point of this table), with an id that no longer resolves.
+    """
+    CREATE TABLE schedule_fires (
+        id          INTEGER PRIMARY KEY,
+        schedule_id TEXT    NOT NULL REFERENCES schedules(id) ON DELETE CASCADE,
+        fire_at     REAL    NOT NULL,
+        status      TEXT    NOT NULL
+                    CHECK (status IN ('fired', 'caught_up', 'missed', 'skipped')),
+        run_id      INTEGER,
+        detail      TEXT,                       -- why it was skipped
+        recorded_at REAL    NOT NULL
+    )
+    """,
+    # fire_history (newest first), prune_fire_history and the cascade from schedules.
+    "CREATE INDEX schedule_fires_schedule ON schedule_fires(schedule_id, fire_at)",
+)
+
+
+def _migration_2(conn: sqlite3.Connection) -> None:
+    """Schedules and their fire history (fired, caught up, missed, skipped)."""
+    for statement in _SCHEMA_2:
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
 """Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
 
 Append only; never edit a released entry. Each one runs in its own transaction together with
@@ -322,6 +378,55 @@ def _attempt_from_row(row: sqlite3.Row) -> TestAttempt:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
     )
+
+
+SCHEDULE_COLUMNS = ("id", "plugin_id", "test_id", "expression", "timezone", "priority",
+                    "timeout", "retries", "enabled", "created_at", "armed_at", "anchor",
+                    "last_fire_at", "last_run_id", "last_status", "next_run_at")
+"""The keys of a schedule dict as :meth:`ResultStore.save_schedule` takes and returns it."""
+FIRE_STATUSES = frozenset({"fired", "caught_up", "missed", "skipped"})
+"""What became of one fire time of a schedule."""
+FIRE_HISTORY_KEEP = 1000
+"""Fire records kept per schedule by :meth:`ResultStore.prune_fire_history`."""
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _schedule_params(schedule: Mapping[str, Any]) -> tuple[Any, ...]:
+    missing = [name for name in SCHEDULE_COLUMNS if name not in schedule]
+    if missing:
+        raise KeyError(f"schedule dict lacks {', '.join(missing)}")
+    s = schedule
+    return (
+        sanitise_text(s["id"]), sanitise_text(s["plugin_id"]), _nullable(s["test_id"]),
+        sanitise_text(s["expression"]), _nullable(s["timezone"]),
+        int(Priority.parse(s["priority"])), _optional_float(s["timeout"]),
+        _optional_int(s["retries"]), int(bool(s["enabled"])), float(s["created_at"]),
+        float(s["armed_at"]), _optional_float(s["anchor"]), _optional_float(s["last_fire_at"]),
+        _optional_int(s["last_run_id"]), _nullable(s["last_status"]),
+        _optional_float(s["next_run_at"]),
+    )
+
+
+def _schedule_from_row(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["enabled"] = bool(data["enabled"])
+    return data
+
+
+def _fire_params(schedule_id: str, fire_at: float, status: str, run_id: int | None = None,
+                 detail: str | None = None) -> tuple[Any, ...]:
+    if status not in FIRE_STATUSES:
+        raise ValueError(f"fire status must be one of {', '.join(sorted(FIRE_STATUSES))}; "
+                         f"got {status!r}")
+    return (sanitise_text(schedule_id), float(fire_at), status, _optional_int(run_id),
+            None if detail is None else clip_text(detail, MESSAGE_CAP), time.time())
 
 
 def _local_midnight(day: dt.date) -> float:
@@ -621,6 +726,119 @@ class ResultStore:
                 WHERE a.is_final = 1
                 """, (plugin_id,)).fetchall()
         return {row["nodeid"]: _attempt_from_row(row) for row in rows}
+
+    def recent_results(self, plugin_id: str | None = None, outcome: str | None = None,
+                       limit: int = 50, offset: int = 0) -> tuple[list[TestAttempt], int]:
+        """Final results, newest first, filtered before the limit; with the filtered total."""
+        where, params = ["is_final = 1"], []
+        if plugin_id is not None:
+            where.append("plugin_id = ?")
+            params.append(plugin_id)
+        if outcome is not None:
+            where.append("outcome = ?")
+            params.append(str(outcome))
+        clause = " AND ".join(where)
+        with self._read() as conn:
+            total = conn.execute(f"SELECT COUNT(*) FROM attempts WHERE {clause}",
+                                 params).fetchone()[0]
+            rows = conn.execute(
+                f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE {clause} "
+                "ORDER BY finished_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, int(limit), int(offset)]).fetchall()
+        return [_attempt_from_row(row) for row in rows], int(total)
+
+    # -- schedules --------------------------------------------------------------------------
+    # Plain dicts in and out (keys = SCHEDULE_COLUMNS): the ScheduleRecord dataclass lives in
+    # plexichat_desktop.scheduling.service, which imports this module.
+
+    def save_schedule(self, schedule: Mapping[str, Any] | None = None, /,
+                      **fields: Any) -> None:
+        """Insert or update one schedule: a dict of :data:`SCHEDULE_COLUMNS` and/or fields.
+
+        Every column must be given (``KeyError`` otherwise). An existing row is updated in
+        place, so its fire history stays.
+        """
+        self.save_schedules([{**(schedule or {}), **fields}])
+
+    def save_schedules(self, schedules: Sequence[Mapping[str, Any]],
+                       fires: Sequence[Sequence[Any]] = ()) -> None:
+        """Upsert many schedules and append fire records, all in one transaction.
+
+        ``fires`` holds ``(schedule_id, fire_at, status, run_id[, detail])`` tuples, as for
+        :meth:`add_fire`. One transaction per scheduler tick or start-up, not one per
+        schedule: 10,000 schedules re-planned after a night's sleep commit once.
+        """
+        rows = [_schedule_params(schedule) for schedule in schedules]
+        fire_rows = [_fire_params(*fire) for fire in fires]
+        if not rows and not fire_rows:
+            return
+        names = ", ".join(SCHEDULE_COLUMNS)
+        marks = ", ".join("?" * len(SCHEDULE_COLUMNS))
+        updates = ", ".join(f"{name} = excluded.{name}" for name in SCHEDULE_COLUMNS[1:])
+        with self._write() as conn:
+            # An upsert, not INSERT OR REPLACE: a replace deletes the row first, and the
+            # cascade would take the schedule's fire history with it.
+            conn.executemany(
+                f"INSERT INTO schedules ({names}) VALUES ({marks}) "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}", rows)
+            conn.executemany(
+                "INSERT INTO schedule_fires (schedule_id, fire_at, status, run_id, detail, "
+                "recorded_at) VALUES (?, ?, ?, ?, ?, ?)", fire_rows)
+
+    def delete_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule and its fire history; False when there was none."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM schedules WHERE id = ?",
+                                (schedule_id,)).rowcount > 0
+
+    def load_schedules(self) -> list[dict[str, Any]]:
+        """Every schedule as a dict of :data:`SCHEDULE_COLUMNS`, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM schedules "
+                f"ORDER BY created_at, id").fetchall()
+        return [_schedule_from_row(row) for row in rows]
+
+    def add_fire(self, schedule_id: str, fire_at: float, status: str,
+                 run_id: int | None = None, detail: str | None = None) -> None:
+        """Record what became of one fire time of a schedule.
+
+        ``status`` is one of :data:`FIRE_STATUSES`; ``fire_at`` is the scheduled instant
+        (UNIX seconds), not when it was recorded. The schedule must exist
+        (``sqlite3.IntegrityError`` otherwise).
+        """
+        self.save_schedules((), [(schedule_id, fire_at, status, run_id, detail)])
+
+    def fire_history(self, schedule_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` fire records of a schedule, newest fire time first.
+
+        Each is a dict with ``schedule_id``, ``fire_at``, ``status``, ``run_id``, ``detail``
+        and ``recorded_at``.
+        """
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT schedule_id, fire_at, status, run_id, detail, recorded_at "
+                "FROM schedule_fires WHERE schedule_id = ? "
+                "ORDER BY fire_at DESC, id DESC LIMIT ?",
+                (schedule_id, max(0, int(limit)))).fetchall()
+        return [dict(row) for row in rows]
+
+    def prune_fire_history(self, keep: int = FIRE_HISTORY_KEEP) -> int:
+        """Keep the newest ``keep`` fire records of each schedule; return how many went.
+
+        An every-minute schedule adds 1,440 rows a day; the scheduler calls this at start
+        and once a day rather than on every insert, which would cost an index walk per fire.
+        """
+        with self._write() as conn:
+            return conn.execute(
+                """
+                DELETE FROM schedule_fires WHERE id IN (
+                    SELECT id FROM (
+                        SELECT id, ROW_NUMBER() OVER (
+                            PARTITION BY schedule_id ORDER BY fire_at DESC, id DESC) AS n
+                        FROM schedule_fires)
+                    WHERE n > ?)
+                """, (max(0, int(keep)),)).rowcount
 
     # -- collected tests --------------------------------------------------------------------
 
