@@ -7,7 +7,10 @@ object inside its qasync loop and is just one more subscriber of the bus.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
+import signal
+import sys
 from dataclasses import dataclass, field
 
 from plexichat_desktop import __version__
@@ -16,7 +19,9 @@ from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_pl
 from plexichat_desktop.core.paths import resources_dir as default_resources_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.scheduling.service import SchedulerService
 from plexichat_desktop.server.app import create_app
+from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.server.security import ServerIdentity
 from plexichat_desktop.server.token import load_or_create_token
 from plexichat_desktop.server.web_server import WebServer
@@ -56,6 +61,11 @@ class Runtime:
         self.store = ResultStore(paths.data_dir / "tests.sqlite3")
         self.tests = TestManager(self.plugins, self.store, self.bus, paths.cache_dir / "runs",
                                  settings.tests)
+        hour, minute = (int(part) for part in settings.tests.daily_at.split(":"))
+        self.scheduler = SchedulerService(self.store, self.tests, self.bus,
+                                          catch_up_spread=settings.tests.catch_up_spread,
+                                          at=datetime.time(hour, minute))
+        self.event_log = EventLog(self.bus, ("tests.", "schedules."))
 
     @property
     def url(self) -> str:
@@ -69,14 +79,16 @@ class Runtime:
         Raises ``PortInUseError`` before any plugin code runs if the port is taken.
         """
         self.bus.bind(asyncio.get_running_loop())
+        self.event_log.start()
         app = create_app(self.plugins, self.bus, self.identity, default_resources_dir(),
-                         self.stopping)
+                         self.stopping, self.tests, self.scheduler, self.event_log)
         self.server = WebServer(app, self.settings.server.port,
                                 self.settings.server.shutdown_timeout)
         self.identity.port = self.server.port
         self.plugins.discover()
         await self.plugins.start()
         await self.tests.start()
+        await self.scheduler.start()
         await self.server.start()
         self.bus.publish(ServerStarted(url=self.server.url))
         active = len(self.plugins.active())
@@ -88,10 +100,28 @@ class Runtime:
         """Stop in order: end live streams, test runs, plugins, then the server."""
         self.bus.publish(ServerStopping())
         self.stopping.set()
+        await self.scheduler.stop()
         await self.tests.stop()
         await self.plugins.stop()
         if self.server is not None:
             await self.server.stop()
             self.server = None
+        await self.event_log.stop()
         self.store.close()
         log.info("PlexiChat Desktop stopped")
+
+
+async def start_until_signal(runtime: Runtime, stop: asyncio.Event) -> str | None:
+    """Start ``runtime`` with SIGINT/SIGTERM setting ``stop``; the URL, or None after
+    telling the user why it could not start (the port was taken)."""
+    from plexichat_desktop.server.web_server import PortInUseError
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        return await runtime.start()
+    except PortInUseError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        await runtime.stop()
+        return None

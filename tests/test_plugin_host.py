@@ -181,8 +181,9 @@ async def test_events_stream_pushes_plugin_state_changes(start_core):
                 if line.startswith("data:") and '"state": "disabled"' in line:
                     return
 
+    before = core.runtime.bus.subscriber_count
     reader = asyncio.create_task(read_until_state())
-    while core.runtime.bus.subscriber_count == 0:
+    while core.runtime.bus.subscriber_count == before:
         await asyncio.sleep(0.01)
     await core.client.post("/api/plugins/unknown_fields/disable")
     await asyncio.wait_for(reader, 5)

@@ -1,9 +1,10 @@
 """Server-Sent Events responses, for plugins and the host alike.
 
 ``event_stream(source, stop)`` turns an async iterator of ``(event_name, data)`` pairs
-into a ``text/event-stream`` response. It sends a comment every ``keepalive`` seconds so
-proxies and browsers keep the connection, and ends when ``stop`` is set (plugin teardown
-or server shutdown) or the client goes away.
+(or ``(event_name, data, event_id)`` triples, for streams a client may resume with
+``Last-Event-ID``) into a ``text/event-stream`` response. It sends a comment every
+``keepalive`` seconds so proxies and browsers keep the connection, and ends when ``stop``
+is set (plugin teardown or server shutdown) or the client goes away.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ def format_event(name: str, data: Any, event_id: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def _stream(source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event,
+async def _stream(source: AsyncIterator[tuple[Any, ...]], stop: asyncio.Event,
                   keepalive: float, retry_ms: int) -> AsyncIterator[str]:
     yield f"retry: {retry_ms}\n\n"
     stop_wait = asyncio.ensure_future(stop.wait())
-    next_item: asyncio.Future[tuple[str, Any]] | None = None
+    next_item: asyncio.Future[tuple[Any, ...]] | None = None
     try:
         while not stop.is_set():
             if next_item is None:
@@ -40,11 +41,11 @@ async def _stream(source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event,
                                          return_when=asyncio.FIRST_COMPLETED)
             if next_item in done:
                 try:
-                    name, data = next_item.result()
+                    name, data, *event_id = next_item.result()
                 except StopAsyncIteration:
                     return
                 next_item = None
-                yield format_event(name, data)
+                yield format_event(name, data, str(event_id[0]) if event_id else None)
             elif not done:
                 yield ": keepalive\n\n"
     finally:
@@ -59,7 +60,7 @@ async def _stream(source: AsyncIterator[tuple[str, Any]], stop: asyncio.Event,
 
 
 def event_stream(
-    source: AsyncIterator[tuple[str, Any]],
+    source: AsyncIterator[tuple[Any, ...]],
     stop: asyncio.Event,
     *,
     keepalive: float = 15.0,

@@ -20,16 +20,21 @@ from plexichat_desktop import __version__
 from plexichat_desktop.core.events import AppFocusRequested, EventBus
 from plexichat_desktop.plugins.manager import PluginManager, PluginState
 from plexichat_desktop.plugins.sse import event_stream
+from plexichat_desktop.scheduling.service import SchedulerService
+from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.server.plugin_routes import PluginDispatcher
 from plexichat_desktop.server.security import (
     SecurityMiddleware,
     ServerIdentity,
     cookie_name,
 )
+from plexichat_desktop.server.tests_api import tests_router
+from plexichat_desktop.testing.manager import TestManager
 
 
 def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
-               resources: Path, stopping: asyncio.Event) -> SecurityMiddleware:
+               resources: Path, stopping: asyncio.Event, tests: TestManager,
+               scheduler: SchedulerService, event_log: EventLog) -> SecurityMiddleware:
     """Build the app; the returned object is the ASGI callable to serve."""
     started_at = time.time()
     templates = Jinja2Templates(directory=str(resources / "templates"))
@@ -120,6 +125,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
 
         return event_stream(source(), stopping)
 
+    app.include_router(tests_router(tests, scheduler, event_log, stopping))
     app.mount("/_app", StaticFiles(directory=str(resources / "web")), name="app-assets")
     app.mount("/plugins", PluginDispatcher(manager), name="plugins")
 

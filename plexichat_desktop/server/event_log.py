@@ -1,0 +1,59 @@
+"""Recent bus events with increasing ids, so that a page whose event stream dropped can
+reconnect with ``Last-Event-ID`` and receive exactly what it missed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+from plexichat_desktop.core.events import EventBus
+
+
+class EventLog:
+    """A bounded history of the bus events whose topic starts with one of ``prefixes``."""
+
+    def __init__(self, bus: EventBus, prefixes: tuple[str, ...], size: int = 2000):
+        self._sub = bus.subscribe(name="event log", maxsize=10_000)
+        self._prefixes = prefixes
+        self._items: deque[tuple[int, str, dict[str, Any]]] = deque(maxlen=size)
+        self._next_id = 1
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._pump(), name="event log")
+
+    async def stop(self) -> None:
+        self._sub.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _pump(self) -> None:
+        async for event in self._sub:
+            if event.topic.startswith(self._prefixes):
+                self._items.append((self._next_id, event.topic, event.to_dict()))
+                self._next_id += 1
+                changed, self._changed = self._changed, asyncio.Event()
+                changed.set()
+
+    @property
+    def last_id(self) -> int:
+        return self._next_id - 1
+
+    def since(self, last_id: int) -> list[tuple[int, str, dict[str, Any]]]:
+        return [item for item in self._items if item[0] > last_id]
+
+    async def follow(self, last_id: int | None) -> AsyncIterator[tuple[str, dict[str, Any], int]]:
+        """Events after ``last_id`` (from now on when None), then live ones, forever."""
+        cursor = self.last_id if last_id is None else last_id
+        while True:
+            waiter = self._changed
+            for event_id, topic, data in self.since(cursor):
+                cursor = event_id
+                yield topic, data, event_id
+            await waiter.wait()

@@ -1,0 +1,328 @@
+"""The /tests HTTP API: discovery, runs, results, statistics, schedules and live events.
+
+It keeps the original PlexiChat contract where clients may rely on it (paths, request
+fields such as ``plugin_name`` and ``test_name``, ``{"success": true, ...}`` bodies) and
+fixes what it got wrong: runs are queued and answered at once with 202 (``?wait=true``
+waits), unknown things are 404 not 500, filters apply before the limit, and every
+input error is a 4xx whose ``detail`` starts with the field it concerns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from plexichat_desktop.plugins.sse import event_stream
+from plexichat_desktop.scheduling.expressions import InvalidScheduleError
+from plexichat_desktop.server.event_log import EventLog
+from plexichat_desktop.testing.manager import TestManager, TestSelectionError
+from plexichat_desktop.testing.models import Outcome, RunRecord, TestAttempt
+
+PriorityName = Literal["low", "medium", "high", "critical"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiscoverRequest(_Body):
+    plugin_name: str | None = None
+
+
+class RunRequest(_Body):
+    plugin_name: str = Field(min_length=1)
+    test_name: str | None = None
+    timeout: float | None = Field(None, gt=0, le=86_400)
+    priority: PriorityName = "medium"
+    retries: int | None = Field(None, ge=0, le=10)
+
+
+class BulkRunRequest(_Body):
+    plugins: list[str] = Field(min_length=1)
+    priority: PriorityName = "medium"
+
+
+class ScheduleRequest(_Body):
+    plugin_name: str = Field(min_length=1)
+    test_name: str | None = None
+    schedule_expression: str = Field(min_length=1, max_length=200)
+    priority: PriorityName = "medium"
+    timeout: float | None = Field(None, gt=0, le=86_400)
+    retries: int | None = Field(None, ge=0, le=10)
+    enabled: bool = True
+    timezone: str | None = None
+
+
+class ScheduleChange(_Body):
+    test_name: str | None = None
+    schedule_expression: str | None = Field(None, min_length=1, max_length=200)
+    priority: PriorityName | None = None
+    timeout: float | None = Field(None, gt=0, le=86_400)
+    retries: int | None = Field(None, ge=0, le=10)
+    enabled: bool | None = None
+    timezone: str | None = None
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def result_dict(attempt: TestAttempt, attempts: int | None = None) -> dict[str, Any]:
+    """One result in the original contract's shape, plus the details a dashboard needs."""
+    return {
+        "test_id": f"{attempt.run_id}:{attempt.nodeid}",
+        "run_id": attempt.run_id,
+        "plugin_name": attempt.plugin_id,
+        "test_name": attempt.nodeid,
+        "status": str(attempt.outcome),
+        "duration": attempt.duration,
+        "message": attempt.message,
+        "error": attempt.longrepr or None,
+        "timestamp": _iso(attempt.finished_at),
+        "metadata": {"attempt": attempt.attempt, "attempts": attempts or attempt.attempt,
+                     "phase": attempt.phase, "stdout": attempt.stdout,
+                     "stderr": attempt.stderr, "log": attempt.log},
+    }
+
+
+def _selection_error(field: str, exc: Exception, status: int = 404) -> HTTPException:
+    return HTTPException(status, f"{field}: {exc}")
+
+
+def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
+                 stopping: asyncio.Event) -> APIRouter:
+    """The /tests routes over one test manager and one scheduler service."""
+    router = APIRouter(prefix="/tests", tags=["tests"])
+    store = manager.store
+
+    async def run_payload(run: RunRecord) -> dict[str, Any]:
+        assert run.id is not None
+        attempts = await asyncio.to_thread(store.attempts_for_run, run.id)
+        per_test: dict[str, list[TestAttempt]] = {}
+        for attempt in attempts:
+            per_test.setdefault(attempt.nodeid, []).append(attempt)
+        results = [result_dict(tries[-1], len(tries)) for tries in per_test.values()]
+        return {"success": True, "run": run.to_dict(), "results": results}
+
+    def check_plugin(plugin_id: str, field: str = "plugin_name") -> None:
+        try:
+            manager._record(plugin_id)
+        except TestSelectionError as exc:
+            raise _selection_error(field, exc) from None
+
+    @router.post("/discover")
+    async def discover(plugin_name: str | None = None,
+                       body: Annotated[DiscoverRequest | None, Body()] = None
+                       ) -> dict[str, Any]:
+        """Collect tests (all plugins, or one by ``plugin_name`` in the query or body)."""
+        wanted = plugin_name or (body.plugin_name if body else None)
+        try:
+            found = ({wanted: await manager.discover(wanted, refresh=True)} if wanted
+                     else await manager.discover_all(refresh=True))
+        except TestSelectionError as exc:
+            raise _selection_error("plugin_name", exc) from None
+        plugins = {pid: {"tests": len(d.items), "errors": d.errors} for pid, d in found.items()}
+        count = sum(p["tests"] for p in plugins.values())
+        return {"success": True, "message": f"Discovered {count} tests",
+                "discovered_count": count, "plugins": plugins}
+
+    @router.get("/discovered")
+    async def discovered(plugin_name: str | None = None) -> dict[str, Any]:
+        """What discovery found last (from the store: instant, no pytest run)."""
+        if plugin_name:
+            check_plugin(plugin_name)
+        tests = await asyncio.to_thread(store.collected, plugin_name)
+        return {"success": True, "tests": [t.to_dict() for t in tests]}
+
+    async def submit(plugin_id: str, test_name: str | None, priority: str,
+                     timeout: float | None = None, retries: int | None = None) -> RunRecord:
+        try:
+            return await manager.submit(plugin_id, [test_name] if test_name else None,
+                                        priority=priority, trigger="api", timeout=timeout,
+                                        reruns=retries)
+        except TestSelectionError as exc:
+            field = "test_name" if test_name and "no test" in str(exc) else "plugin_name"
+            raise _selection_error(field, exc) from None
+
+    @router.post("/run", status_code=202)
+    async def run(body: RunRequest, wait: bool = False) -> JSONResponse:
+        """Queue a run; 202 with its id at once, or (``?wait=true``) 200 with the results."""
+        queued = await submit(body.plugin_name, body.test_name, body.priority, body.timeout,
+                              body.retries)
+        assert queued.id is not None
+        if wait:
+            return JSONResponse(await run_payload(await manager.wait(queued.id)))
+        return JSONResponse({"success": True, "run_id": queued.id, "run": queued.to_dict(),
+                             "status_url": f"/tests/runs/{queued.id}"}, status_code=202)
+
+    @router.post("/bulk-run", status_code=202)
+    async def bulk_run(body: Annotated[list[str] | BulkRunRequest, Body()]) -> JSONResponse:
+        """Queue a run for each named plugin (a JSON array, or ``{"plugins": [...]}``)."""
+        names, priority = (body, "medium") if isinstance(body, list) else (
+            body.plugins, body.priority)
+        if not names:
+            raise HTTPException(422, "plugins: name at least one plugin")
+        for index, name in enumerate(names):
+            check_plugin(name, f"plugins[{index}]")
+        runs = [await submit(name, None, priority) for name in names]
+        return JSONResponse({"success": True, "run_ids": [r.id for r in runs],
+                             "runs": [r.to_dict() for r in runs]}, status_code=202)
+
+    @router.get("/runs")
+    async def runs(plugin_name: str | None = None,
+                   limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                   offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        if plugin_name:
+            check_plugin(plugin_name)
+        found = await asyncio.to_thread(store.list_runs, plugin_name, limit, offset)
+        total = await asyncio.to_thread(store.count_runs, plugin_name)
+        return {"success": True, "runs": [r.to_dict() for r in found], "total": total,
+                "limit": limit, "offset": offset, "has_more": offset + len(found) < total}
+
+    @router.get("/runs/{run_id}")
+    async def get_run(run_id: int) -> dict[str, Any]:
+        found = await asyncio.to_thread(store.get_run, run_id)
+        if found is None:
+            raise HTTPException(404, f"run_id: no run {run_id}")
+        return await run_payload(found)
+
+    @router.delete("/runs/{run_id}")
+    async def cancel_run(run_id: int) -> dict[str, Any]:
+        """Cancel a queued or running run."""
+        found = await asyncio.to_thread(store.get_run, run_id)
+        if found is None:
+            raise HTTPException(404, f"run_id: no run {run_id}")
+        if not await manager.cancel(run_id):
+            raise HTTPException(409, f"run_id: run {run_id} is already {found.status}")
+        return {"success": True, "message": f"run {run_id} cancelled"}
+
+    @router.get("/results")
+    async def results(plugin_name: str | None = None,
+                      status: Outcome | None = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                      offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        """Final results, newest first, filtered by plugin and status before the limit."""
+        if plugin_name:
+            check_plugin(plugin_name)
+        found, total = await asyncio.to_thread(store.recent_results, plugin_name,
+                                               status, limit, offset)
+        return {"success": True, "results": [result_dict(a) for a in found],
+                "count": len(found), "total": total, "limit": limit, "offset": offset,
+                "has_more": offset + len(found) < total}
+
+    @router.get("/statistics")
+    async def statistics(plugin_name: str | None = None, test_name: str | None = None,
+                         days: Annotated[int, Query(ge=1, le=365)] = 30) -> dict[str, Any]:
+        """Totals, success rate, durations, flaky rate, last green and a per-day trend."""
+        if plugin_name:
+            check_plugin(plugin_name)
+        if test_name and not plugin_name:
+            raise HTTPException(422, "test_name: give plugin_name too")
+        stats = await asyncio.to_thread(store.statistics, plugin_name, test_name)
+        trend = await asyncio.to_thread(store.daily_trend, plugin_name, test_name, days)
+        if test_name:
+            stats["flip_rate"] = await asyncio.to_thread(store.flip_rate, plugin_name,
+                                                         test_name)
+        return {"success": True, "statistics": {**stats, "daily": trend}}
+
+    @router.get("/live-updates")
+    async def live_updates() -> dict[str, Any]:
+        """A polling fallback for clients without Server-Sent Events."""
+        recent, _ = await asyncio.to_thread(store.recent_results, None, None, 5, 0)
+        return {"success": True,
+                "running_tests": manager.in_flight(),
+                "running_runs": [r.to_dict() for r in manager.running()],
+                "queued_runs": [r.to_dict() for r in manager.queued()],
+                "recent_results": [result_dict(a) for a in recent],
+                "last_event_id": events.last_id, "time": time.time()}
+
+    @router.get("/events")
+    async def live_events(last_event_id: Annotated[str | None, Header()] = None,
+                          since: Annotated[int | None, Query(ge=0)] = None) -> Any:
+        """Server-Sent Events of test runs and schedules; resumable with Last-Event-ID."""
+        cursor = since
+        if last_event_id is not None:
+            try:
+                cursor = int(last_event_id)
+            except ValueError:
+                raise HTTPException(400, "Last-Event-ID: not an event id") from None
+        return event_stream(events.follow(cursor), stopping)
+
+    # -- schedules ----------------------------------------------------------------------
+    def schedule_error(exc: Exception) -> HTTPException:
+        if isinstance(exc, TestSelectionError):
+            field = "test_name" if "no test" in str(exc) else "plugin_name"
+            return _selection_error(field, exc)
+        if isinstance(exc, InvalidScheduleError):
+            field = "timezone" if "zone" in str(exc).split("\n", 1)[0].lower() else \
+                "schedule_expression"
+            return HTTPException(422, f"{field}: {exc}")
+        if isinstance(exc, KeyError):
+            return HTTPException(404, f"schedule_id: {exc.args[0] if exc.args else exc}")
+        return HTTPException(422, str(exc))
+
+    @router.post("/schedule", status_code=201)
+    async def create_schedule(body: ScheduleRequest) -> dict[str, Any]:
+        """Schedule a plugin's tests (or one test); answers the schedule and its next run."""
+        try:
+            record = await scheduler.create(
+                body.plugin_name, body.schedule_expression, test_id=body.test_name,
+                timezone=body.timezone, priority=body.priority, timeout=body.timeout,
+                retries=body.retries, enabled=body.enabled)
+        except (TestSelectionError, InvalidScheduleError, ValueError) as exc:
+            raise schedule_error(exc) from None
+        return {"success": True, "schedule_id": record.id, "schedule": record.to_dict(),
+                "message": "Test scheduled successfully"}
+
+    @router.get("/schedules")
+    async def list_schedules(plugin_name: str | None = None) -> dict[str, Any]:
+        return {"success": True,
+                "schedules": [r.to_dict() for r in scheduler.list(plugin_name)]}
+
+    @router.get("/schedule/preview")
+    async def preview(expression: Annotated[str, Query(min_length=1, max_length=200)],
+                      timezone: str | None = None,
+                      count: Annotated[int, Query(ge=1, le=20)] = 5) -> dict[str, Any]:
+        """The next fire times of an expression, for a form's live validation."""
+        try:
+            times = scheduler.preview(expression, timezone, count)
+        except (InvalidScheduleError, ValueError) as exc:
+            raise schedule_error(exc) from None
+        return {"success": True, "expression": expression,
+                "next": [t.isoformat() for t in times]}
+
+    @router.get("/schedule/{schedule_id}")
+    async def get_schedule(schedule_id: str) -> dict[str, Any]:
+        try:
+            record = scheduler.get(schedule_id)
+        except KeyError as exc:
+            raise schedule_error(exc) from None
+        history = await asyncio.to_thread(store.fire_history, schedule_id, 50)
+        return {"success": True, "schedule": record.to_dict(), "history": history}
+
+    @router.patch("/schedule/{schedule_id}")
+    async def update_schedule(schedule_id: str, body: ScheduleChange) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True)
+        renamed = {"schedule_expression": "expression", "test_name": "test_id"}
+        try:
+            record = await scheduler.update(
+                schedule_id, **{renamed.get(k, k): v for k, v in changes.items()})
+        except (TestSelectionError, InvalidScheduleError, ValueError, KeyError) as exc:
+            raise schedule_error(exc) from None
+        return {"success": True, "schedule": record.to_dict()}
+
+    @router.delete("/schedule/{schedule_id}")
+    async def delete_schedule(schedule_id: str) -> dict[str, Any]:
+        try:
+            await scheduler.delete(schedule_id)
+        except KeyError as exc:
+            raise schedule_error(exc) from None
+        return {"success": True, "message": "Test unscheduled successfully"}
+
+    return router

@@ -1,0 +1,195 @@
+"""The /tests HTTP API against the real server, real pytest children and a real store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.conftest import FIXTURES
+
+SUITES = FIXTURES / "suites"
+pytestmark = pytest.mark.asyncio
+
+
+async def wait_for_run(core, run_id: int, timeout: float = 60) -> dict:
+    async with asyncio.timeout(timeout):
+        while True:
+            body = (await core.client.get(f"/tests/runs/{run_id}")).json()
+            if body["run"]["status"] not in ("queued", "running"):
+                return body
+            await asyncio.sleep(0.05)
+
+
+async def test_the_seed_curl_examples_work(start_core):
+    core = await start_core(SUITES)
+    r = await core.client.post("/tests/discover")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["success"] and body["discovered_count"] >= 22
+    assert body["plugins"]["mixed_suite"]["tests"] == 22
+    assert body["plugins"]["broken_suite"]["errors"][0]["nodeid"] == "tests/test_syntax_error.py"
+
+    r = await core.client.post("/tests/run", json={"plugin_name": "mixed_suite"})
+    assert r.status_code == 202
+    run_id = r.json()["run_id"]
+    assert r.json()["status_url"] == f"/tests/runs/{run_id}"
+    done = await wait_for_run(core, run_id)
+    assert done["run"]["status"] == "failed"
+    outcomes = {res["test_name"]: res["status"] for res in done["results"]}
+    assert outcomes["tests/test_mixed.py::test_passes"] == "passed"
+    assert outcomes["tests/test_mixed.py::test_xfails"] == "xfailed"
+
+    r = await core.client.post("/tests/schedule", json={
+        "plugin_name": "mixed_suite", "test_name": "test_passes",
+        "schedule_expression": "daily", "priority": "high"})
+    assert r.status_code == 201, r.text
+    schedule = r.json()["schedule"]
+    assert schedule["priority"] == "high" and schedule["next_run_at"] is not None
+
+
+async def test_run_and_wait_returns_results(start_core):
+    core = await start_core(SUITES)
+    r = await core.client.post("/tests/run?wait=true",
+                               json={"plugin_name": "mixed_suite", "test_name": "test_param"})
+    assert r.status_code == 200
+    body = r.json()
+    assert sorted(res["status"] for res in body["results"]) == ["failed", "passed", "passed"]
+    failed = next(res for res in body["results"] if res["status"] == "failed")
+    assert failed["message"] == "assert 2 != 2" and "assert value != 2" in failed["error"]
+
+
+async def test_bad_input_is_4xx_naming_the_field(start_core):
+    core = await start_core(SUITES)
+    cases = [
+        ("post", "/tests/run", {"plugin_name": "ghost"}, 404, "plugin_name: "),
+        ("post", "/tests/run", {"plugin_name": "mixed_suite", "test_name": "nope"}, 404,
+         "test_name: "),
+        ("post", "/tests/run", {"plugin_name": "mixed_suite", "priority": "urgent"}, 422,
+         "priority"),
+        ("post", "/tests/run", {"plugin_name": "mixed_suite", "timeout": "soon"}, 422,
+         "timeout"),
+        ("post", "/tests/run", {"plugin_name": "mixed_suite", "colour": 1}, 422, "colour"),
+        ("post", "/tests/bulk-run", ["mixed_suite", "ghost"], 404, "plugins[1]: "),
+        ("post", "/tests/bulk-run", {"plugins": []}, 422, "plugins"),
+        ("post", "/tests/discover?plugin_name=ghost", None, 404, "plugin_name: "),
+        ("get", "/tests/runs/999999", None, 404, "run_id: "),
+        ("delete", "/tests/runs/999999", None, 404, "run_id: "),
+        ("get", "/tests/results?limit=0", None, 422, "limit"),
+        ("get", "/tests/results?status=great", None, 422, "status"),
+        ("get", "/tests/results?plugin_name=ghost", None, 404, "plugin_name: "),
+        ("get", "/tests/statistics?plugin_name=ghost", None, 404, "plugin_name: "),
+        ("post", "/tests/schedule", {"plugin_name": "mixed_suite",
+                                     "schedule_expression": "every_0_minutes"}, 422,
+         "schedule_expression: "),
+        ("post", "/tests/schedule", {"plugin_name": "mixed_suite",
+                                     "schedule_expression": "daily",
+                                     "timezone": "Mars/Olympus"}, 422, "timezone"),
+        ("post", "/tests/schedule", {"plugin_name": "ghost", "schedule_expression": "daily"},
+         404, "plugin_name: "),
+        ("patch", "/tests/schedule/nope", {"enabled": False}, 404, "schedule_id: "),
+        ("delete", "/tests/schedule/nope", None, 404, "schedule_id: "),
+        ("get", "/tests/schedule/preview?expression=bogus", None, 422, "schedule_expression"),
+    ]
+    for method, path, body, status, needle in cases:
+        kwargs = {} if body is None else {"json": body}
+        r = await core.client.request(method.upper(), path, **kwargs)
+        assert r.status_code == status, (method, path, r.status_code, r.text)
+        assert needle in json.dumps(r.json()["detail"]), (path, r.text)
+
+
+async def test_results_filter_before_limit_and_statistics(start_core):
+    core = await start_core(SUITES)
+    r = await core.client.post("/tests/run?wait=true", json={"plugin_name": "mixed_suite"})
+    assert r.status_code == 200
+    failed = (await core.client.get("/tests/results",
+                                    params={"status": "failed", "limit": 3})).json()
+    assert failed["count"] == 3 and failed["total"] == 9 and failed["has_more"]
+    assert all(res["status"] == "failed" for res in failed["results"])
+    stats = (await core.client.get("/tests/statistics",
+                                   params={"plugin_name": "mixed_suite"})).json()["statistics"]
+    assert stats["total"] == 22 and stats["counts"]["failed"] == 9
+    assert len(stats["daily"]) == 30
+
+
+async def test_cancel_and_bulk_run(start_core):
+    core = await start_core(SUITES)
+    r = await core.client.post("/tests/bulk-run", json=["fault_suite", "mixed_suite"])
+    assert r.status_code == 202
+    fault_run, mixed_run = r.json()["run_ids"]
+    r = await core.client.delete(f"/tests/runs/{fault_run}")
+    assert r.status_code == 200
+    assert (await wait_for_run(core, fault_run))["run"]["status"] == "cancelled"
+    assert (await wait_for_run(core, mixed_run))["run"]["status"] == "failed"
+    assert (await core.client.delete(f"/tests/runs/{fault_run}")).status_code == 409
+
+
+async def test_schedules_crud_and_preview(start_core):
+    core = await start_core(SUITES)
+    preview = (await core.client.get("/tests/schedule/preview",
+                                     params={"expression": "every_30_minutes"})).json()
+    assert len(preview["next"]) == 5
+    created = (await core.client.post("/tests/schedule", json={
+        "plugin_name": "mixed_suite", "schedule_expression": "hourly",
+        "timezone": "Europe/Berlin"})).json()["schedule"]
+    listed = (await core.client.get("/tests/schedules")).json()["schedules"]
+    assert [s["id"] for s in listed] == [created["id"]]
+    r = await core.client.patch(f"/tests/schedule/{created['id']}",
+                                json={"enabled": False})
+    assert r.json()["schedule"]["enabled"] is False
+    assert r.json()["schedule"]["next_run_at"] is None
+    one = (await core.client.get(f"/tests/schedule/{created['id']}")).json()
+    assert one["schedule"]["timezone"] == "Europe/Berlin"
+    assert (await core.client.delete(f"/tests/schedule/{created['id']}")).status_code == 200
+    assert (await core.client.get("/tests/schedules")).json()["schedules"] == []
+
+
+async def test_events_stream_a_run_in_order_and_resume(start_core):
+    core = await start_core(SUITES)
+    seen: list[tuple[int, str, dict]] = []
+
+    async def read(until_finished: int) -> None:
+        async with core.client.stream("GET", "/tests/events") as response:
+            event_id, name = None, None
+            async for line in response.aiter_lines():
+                if line.startswith("id: "):
+                    event_id = int(line[4:])
+                elif line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: ") and name:
+                    seen.append((event_id, name, json.loads(line[6:])))
+                    if name == "tests.run_finished" and \
+                            seen[-1][2]["run"]["id"] == until_finished:
+                        return
+
+    r = await core.client.post("/tests/run", json={"plugin_name": "mixed_suite",
+                                                  "test_name": "test_param"})
+    run_id = r.json()["run_id"]
+    reader = asyncio.create_task(read(run_id))
+    await asyncio.wait_for(reader, 60)
+    names = [name for _, name, _ in seen]
+    # Events from before the connection are not replayed without Last-Event-ID ...
+    assert names[-1] == "tests.run_finished"
+    ids = [event_id for event_id, _, _ in seen]
+    assert ids == sorted(ids)
+    # ... and a client that resumes gets exactly what it missed, in order.
+    first_id = ids[0]
+    async with core.client.stream("GET", "/tests/events",
+                                  headers={"Last-Event-ID": str(first_id - 1)}) as response:
+        replay = []
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                replay.append(int(line[4:]))
+                if replay[-1] == ids[-1]:
+                    break
+    assert replay == ids
+
+
+async def test_live_updates_fallback(start_core):
+    core = await start_core(SUITES)
+    await core.client.post("/tests/run?wait=true", json={"plugin_name": "mixed_suite",
+                                                        "test_name": "test_passes"})
+    body = (await core.client.get("/tests/live-updates")).json()
+    assert body["success"] and body["running_tests"] == []
+    assert body["recent_results"][0]["test_name"] == "tests/test_mixed.py::test_passes"
