@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -207,9 +206,8 @@ def _prepare(paths: AppPaths, settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
-    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
     from plexichat_desktop.server.app import login_url
-    from plexichat_desktop.server.web_server import PortInUseError
 
     lock, refused = _single_instance(paths, focus_existing=False)
     if lock is None:
@@ -219,14 +217,8 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
     async def run() -> int:
         runtime = Runtime(paths, settings, RuntimeOptions(safe_mode=args.safe_mode))
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            url = await runtime.start()
-        except PortInUseError as exc:
-            print(f"error: {exc.strerror}", file=sys.stderr)
-            await runtime.stop()
+        url = await start_until_signal(runtime, stop)
+        if url is None:
             return EXIT_ERROR
         lock.publish(url)
         print(f"PlexiChat Desktop is serving at {url}", flush=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from plexichat_desktop.core.paths import AppPaths, resources_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +48,10 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
 
 async def _main(app: object, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_ready: Callable[[str], None] | None) -> int:
-    from plexichat_desktop.server.web_server import PortInUseError
-
     runtime = Runtime(paths, settings, options)
     closed = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, closed.set)
-    try:
-        url = await runtime.start()
-    except PortInUseError as exc:
-        print(f"error: {exc.strerror}", file=sys.stderr)
-        await runtime.stop()
+    url = await start_until_signal(runtime, closed)
+    if url is None:
         return 1
     shell = DesktopShell(app, runtime, paths, closed, webengine_missing)
     if on_ready is not None:
@@ -128,11 +119,10 @@ class DesktopShell:
 
     async def shutdown(self) -> None:
         """Pages and views first, then let Qt delete them, then the bridge."""
-        from PySide6.QtCore import QCoreApplication
-
         if self.window.isVisible():
             self.window.close()
         self.window.deleteLater()
+        # Awaiting lets the qasync loop run Qt's deferred deletes; calling processEvents()
+        # here instead would re-enter the loop from inside a task (seen to hang at exit).
         await asyncio.sleep(0.05)
-        QCoreApplication.processEvents()
         await self.bridge.close()

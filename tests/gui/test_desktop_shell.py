@@ -180,10 +180,16 @@ def test_without_webengine_pages_open_in_the_browser(qapp: Any, runtime: Any, ho
         arun(shell.shutdown())
 
 
-def test_a_second_launch_focuses_the_running_window(home: Any) -> None:
+def app_env(home: Any) -> dict[str, str]:
+    """The environment of a real app process on ``home``, offscreen, bundled plugins only."""
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
            "QT_QPA_PLATFORM": "offscreen"}
     env.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    return env
+
+
+def test_a_second_launch_focuses_the_running_window(home: Any) -> None:
+    env = app_env(home)
     first = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -203,9 +209,7 @@ def test_a_second_launch_focuses_the_running_window(home: Any) -> None:
 
 
 def test_the_app_exits_cleanly_on_sigterm(home: Any) -> None:
-    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
-           "QT_QPA_PLATFORM": "offscreen"}
-    env.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    env = app_env(home)
     proc = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -8,7 +8,6 @@ alerts, ``suggestions`` computes advice, ``streams`` fans events out to event st
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Annotated, Any
 
@@ -55,8 +54,15 @@ class PerformanceMonitorPlugin(Plugin):
     async def current(self) -> Any:
         """The latest sample (waits for the first one right after start-up)."""
         wait = max(5.0, 2 * self.config.interval_seconds + FIRST_SAMPLE_DELAY)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), wait)
+        # Stop waiting when the plugin stops, or the app's shutdown waits for this request.
+        ready = asyncio.ensure_future(self._ready.wait())
+        stopping = asyncio.ensure_future(self.ctx.stopping.wait())
+        try:
+            await asyncio.wait({ready, stopping}, timeout=wait,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            stopping.cancel()
         latest = self.history.latest
         if latest is None:
             return JSONResponse({"detail": f"no sample could be taken within {wait:g} s; "
