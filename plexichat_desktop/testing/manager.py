@@ -279,11 +279,6 @@ class TestManager:
         return [self._jobs[rid].run for _, _, rid in sorted(self._queue)
                 if rid in self._jobs]
 
-    def is_active(self, run_id: int) -> bool:
-        """True while the run is queued or running."""
-        job = self._jobs.get(run_id)
-        return job is not None and not job.run.status.finished
-
     def in_flight(self) -> list[dict[str, Any]]:
         """The tests executing right now, one per running run."""
         return [{"run_id": rid, "plugin_name": self._running.get(rid), "test_name": nodeid}
