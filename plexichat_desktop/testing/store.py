@@ -513,23 +513,16 @@ class ResultStore:
     def _migrate(self) -> None:
         target = len(MIGRATIONS)
         while True:
-            # IMMEDIATE takes the write lock before reading the version, so two processes
-            # opening the same old file cannot both run the same migration.
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                current = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            # _write() begins IMMEDIATE: the write lock is taken before the version is read,
+            # so two processes opening the same old file cannot both run one migration.
+            with self._write() as conn:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
                 if current > target:
                     raise SchemaVersionError(self.path, current, target)
                 if current == target:
-                    self._conn.execute("COMMIT")
                     return
-                MIGRATIONS[current](self._conn)
-                self._conn.execute(f"PRAGMA user_version = {current + 1}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+                MIGRATIONS[current](conn)
+                conn.execute(f"PRAGMA user_version = {current + 1}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
