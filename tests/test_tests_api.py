@@ -193,3 +193,27 @@ async def test_live_updates_fallback(start_core):
     body = (await core.client.get("/tests/live-updates")).json()
     assert body["success"] and body["running_tests"] == []
     assert body["recent_results"][0]["test_name"] == "tests/test_mixed.py::test_passes"
+
+
+async def test_a_schedule_fires_on_time_and_its_results_show(start_core):
+    core = await start_core(SUITES)
+    created = await core.client.post("/tests/schedule", json={
+        "plugin_name": "mixed_suite", "test_name": "test_passes",
+        "schedule_expression": "* * * * * */2"})  # every two seconds
+    assert created.status_code == 201, created.text
+    schedule_id = created.json()["schedule_id"]
+    async with asyncio.timeout(30):
+        while True:
+            body = (await core.client.get("/tests/results",
+                                          params={"plugin_name": "mixed_suite"})).json()
+            if body["total"]:
+                break
+            await asyncio.sleep(0.1)
+    result = body["results"][0]
+    assert result["test_name"] == "tests/test_mixed.py::test_passes"
+    run = (await core.client.get(f"/tests/runs/{result['run_id']}")).json()["run"]
+    assert run["trigger"] == "schedule" and run["schedule_id"] == schedule_id
+    stats = (await core.client.get("/tests/statistics",
+                                   params={"plugin_name": "mixed_suite"})).json()
+    assert stats["statistics"]["total"] >= 1
+    await core.client.delete(f"/tests/schedule/{schedule_id}")
