@@ -360,6 +360,11 @@ async def test_a_run_killed_with_the_app_is_marked_interrupted(home, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        # The pytest child runs in a session of its own, so it outlives the killed app
+        # (as it would after a real crash); end it here so nothing keeps running.
+        for leftover in psutil.process_iter(["cmdline"]):
+            if str(home.cache_dir) in " ".join(leftover.info["cmdline"] or []):
+                leftover.kill()
     manager, _ = make_manager(home, [SUITES])
     await manager.start()
     await manager.stop()

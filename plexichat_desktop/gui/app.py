@@ -125,4 +125,10 @@ class DesktopShell:
         # Awaiting lets the qasync loop run Qt's deferred deletes; calling processEvents()
         # here instead would re-enter the loop from inside a task (seen to hang at exit).
         await asyncio.sleep(0.05)
+        if self.profile is not None:
+            # Deleted explicitly once its pages are gone: left to die with the
+            # application, Chromium can hang or crash at process exit.
+            self.profile.deleteLater()
+            self.profile = None
+            await asyncio.sleep(0.05)
         await self.bridge.close()

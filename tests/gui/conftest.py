@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import sys
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -70,3 +71,22 @@ def js(qtbot: Any) -> Callable[[Any, str], Any]:
         return json.loads(results[0]) if results[0] else None
 
     return evaluate
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave without Qt's and Chromium's exit-time teardown. Each test already shut its
+    views and profiles down in order; what is left at interpreter exit is QtWebEngine's
+    global state, whose teardown was seen to hang the finished test process now and then
+    (main thread in a futex after the summary). Everything pytest reports is written by
+    now; the exit status is kept."""
+    if "PySide6.QtWidgets" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        session = getattr(config, "_plexichat_session", None)
+        os._exit(int(getattr(session, "exitstatus", 0)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._plexichat_session = session  # type: ignore[attr-defined]
