@@ -119,6 +119,7 @@ class DesktopShell:
 
     async def shutdown(self) -> None:
         """Pages and views first, then let Qt delete them, then the bridge."""
+        await self.window.dashboard.close()
         if self.window.isVisible():
             self.window.close()
         self.window.deleteLater()

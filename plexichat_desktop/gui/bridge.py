@@ -9,7 +9,14 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from plexichat_desktop.core.events import AppFocusRequested, Event, EventBus, PluginStateChanged
-from plexichat_desktop.testing.events import RunFinished, RunQueued, RunStarted
+from plexichat_desktop.testing.events import (
+    RunFinished,
+    RunQueued,
+    RunStarted,
+    TestFinished,
+    TestsCollected,
+    TestStarted,
+)
 
 
 class EventBridge(QObject):
@@ -18,6 +25,9 @@ class EventBridge(QObject):
     pluginStateChanged = Signal(str, str, str)   # plugin id, state, reason
     runsChanged = Signal(dict)                    # a run's dict whenever it changes state
     focusRequested = Signal()
+    testsCollected = Signal(int, str, int)        # run id, plugin id, total
+    testStarted = Signal(int, str, str)           # run id, plugin id, node id
+    testFinished = Signal(object)                 # the TestFinished event
     event = Signal(object)                        # every event, for widgets that want more
 
     def __init__(self, bus: EventBus, parent: QObject | None = None):
@@ -36,6 +46,12 @@ class EventBridge(QObject):
         elif isinstance(event, RunQueued | RunStarted | RunFinished):
             run: dict[str, Any] = event.run
             self.runsChanged.emit(run)
+        elif isinstance(event, TestFinished):
+            self.testFinished.emit(event)
+        elif isinstance(event, TestStarted):
+            self.testStarted.emit(event.run_id, event.plugin_id, event.nodeid)
+        elif isinstance(event, TestsCollected):
+            self.testsCollected.emit(event.run_id, event.plugin_id, event.total)
         elif isinstance(event, AppFocusRequested):
             self.focusRequested.emit()
 

@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 from plexichat_desktop import __version__
 from plexichat_desktop.gui.bridge import EventBridge
 from plexichat_desktop.gui.browser import Pane
+from plexichat_desktop.gui.dashboard.panel import TestDashboard
+from plexichat_desktop.gui.notify import Notifier
 from plexichat_desktop.plugins.manager import PluginRecord
 from plexichat_desktop.runtime import Runtime
 
@@ -103,7 +105,6 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.closed = closed
         self.windows: list[PluginWindow] = []
-        self._running_runs: set[int] = set()
         self.setWindowTitle("PlexiChat Desktop")
         self.resize(1280, 820)
 
@@ -127,8 +128,17 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.plugins_dock)
         self.refresh_plugins()
         bridge.pluginStateChanged.connect(lambda *_: self.refresh_plugins())
-        bridge.runsChanged.connect(self._run_changed)
         bridge.focusRequested.connect(self.bring_to_front)
+
+        self.dashboard = TestDashboard(runtime, bridge, self)
+        self.tests_dock = QDockWidget("Tests", self)
+        self.tests_dock.setObjectName("testsDock")
+        self.tests_dock.setWidget(self.dashboard)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.tests_dock)
+        self.resizeDocks([self.tests_dock], [330], Qt.Orientation.Vertical)
+        self.notifier = Notifier(self, self.windowIcon())
+        self.dashboard.scheduledRunFailed.connect(self._scheduled_run_failed)
+        self.dashboard.countsChanged.connect(self._counts_changed)
 
         self.url_label = QLabel(self)
         self.url_label.setText(f'<a href="copy">{runtime.url}</a>')
@@ -156,6 +166,11 @@ class MainWindow(QMainWindow):
         self._add(view_menu, "Previous tab", "Ctrl+Shift+Tab", lambda: self._cycle(-1))
         view_menu.addSeparator()
         view_menu.addAction(self.plugins_dock.toggleViewAction())
+        tests_toggle = self.tests_dock.toggleViewAction()
+        tests_toggle.setShortcut(QKeySequence("Ctrl+Shift+T"))
+        view_menu.addAction(tests_toggle)
+        self._add(view_menu, "Test dashboard (&web)", None,
+                  lambda: self.open_page("/tests", "Tests"))
         help_menu = menu.addMenu("&Help")
         self._add(help_menu, "&About PlexiChat Desktop", None, self._about)
 
@@ -259,14 +274,18 @@ class MainWindow(QMainWindow):
                     else QMessageBox.Icon.Information)
         box.open()
 
-    def _run_changed(self, run: dict[str, Any]) -> None:
-        if run.get("status") == "running":
-            self._running_runs.add(run["id"])
-        else:
-            self._running_runs.discard(run["id"])
-        count = len(self._running_runs)
-        self.tests_label.setText(f"{count} test run{'s' if count != 1 else ''} going"
-                                 if count else "No tests running")
+    def _counts_changed(self, running: int, queued: int) -> None:
+        parts = [f"{running} run{'s' if running != 1 else ''} going"] if running else []
+        parts += [f"{queued} queued"] if queued else []
+        self.tests_label.setText(" · ".join(parts) or "No tests running")
+
+    def _scheduled_run_failed(self, run: dict[str, Any]) -> None:
+        counts = run.get("counts") or {}
+        bad = sum(counts.get(k, 0) for k in ("failed", "error", "timed_out", "crashed"))
+        detail = f"{bad} of {counts.get('total', '?')} tests failed" if bad else (
+            run.get("error") or str(run.get("status")))
+        self.notifier.notify(f"Scheduled tests of {run['plugin_id']} failed",
+                             f"Run #{run['id']}: {detail}")
 
     # -- tabs and windows ---------------------------------------------------------------------
     def open_page(self, path: str, title: str | None = None, focus: bool = True) -> Pane:
@@ -358,6 +377,7 @@ class MainWindow(QMainWindow):
         # Standalone windows belong to this app instance: they close with it (and are
         # reopened next time), so nothing keeps running without its main window.
         self.save_state()
+        self.notifier.close()
         for window in list(self.windows):
             window.close()
         while self.tabs.count():

@@ -1,0 +1,552 @@
+"""The native test dashboard: counts, actions, a live test tree, run progress and details.
+
+Every action calls the test manager or the scheduler directly (no web page involved);
+live state comes from the event bridge's Qt signals and updates the model row by row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QSplitter,
+    QToolBar,
+    QToolButton,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from plexichat_desktop.gui.bridge import EventBridge
+from plexichat_desktop.gui.dashboard.details import TestDetails
+from plexichat_desktop.gui.dashboard.schedule_dialog import ScheduleDialog
+from plexichat_desktop.gui.dashboard.tree_model import (
+    BAD,
+    KEY_ROLE,
+    KIND_ROLE,
+    PLUGIN_ROLE,
+    TestFilterProxy,
+    TestTreeModel,
+    format_duration,
+    outcome_filter_groups,
+)
+from plexichat_desktop.runtime import Runtime
+from plexichat_desktop.testing.events import TestFinished
+from plexichat_desktop.testing.manager import TestSelectionError
+from plexichat_desktop.testing.summary import summary_cards
+
+log = logging.getLogger(__name__)
+
+CARDS = (("total", "Tests"), ("passed", "Passed"), ("failed", "Failed"),
+         ("errors", "Errors"), ("skipped", "Skipped"), ("success_rate", "Success rate"),
+         ("mean_duration", "Mean duration"))
+SCHEDULED_TRIGGERS = {"schedule", "catch_up"}
+NO_VALUE = "\u2013"  # an en dash: nothing measured yet
+
+
+class RunProgress(QWidget):
+    """One running or queued suite: label, bar and a cancel button."""
+
+    def __init__(self, run: dict[str, Any], cancel: Callable[[int], None],
+                 parent: QWidget | None = None):
+        super().__init__(parent)
+        self.run_id: int = run["id"]
+        self.plugin_id: str = run["plugin_id"]
+        self.total = 0
+        self.completed = 0
+        self.bad = 0
+        self.label = QLabel()
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.bar.setMaximumHeight(16)
+        self.cancel_button = QToolButton()
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setAccessibleName(f"Cancel run {self.run_id}")
+        self.cancel_button.clicked.connect(lambda: cancel(self.run_id))
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label, 2)
+        layout.addWidget(self.bar, 3)
+        layout.addWidget(self.cancel_button)
+        # QProgressBar.setValue repaints synchronously (~0.35 ms); a frame timer keeps a
+        # burst of results from paying that per result.
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(16)
+        self._render_timer.timeout.connect(self._render)
+        self.set_status(run.get("status", "queued"))
+
+    def set_status(self, status: str) -> None:
+        self.status = status
+        self._render()
+
+    def set_total(self, total: int) -> None:
+        self.total = total
+        self._render()
+
+    def finished_one(self, completed: int, total: int, bad: bool) -> None:
+        self.completed = completed
+        self.total = max(total, self.total, completed)
+        self.bad += int(bad)
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def _render(self) -> None:
+        bad = f" · {self.bad} bad" if self.bad else ""
+        self.label.setText(f"{self.plugin_id} · run {self.run_id} · {self.status}{bad}")
+        if self.status == "queued" or not self.total:
+            self.bar.setRange(0, 0 if self.status == "running" else 1)
+            self.bar.setFormat("queued" if self.status == "queued" else "collecting…")
+        else:
+            self.bar.setRange(0, self.total)
+            self.bar.setValue(self.completed)
+            self.bar.setFormat(f"{self.completed}/{self.total}")
+
+
+class TestDashboard(QWidget):
+    """The dock's content. ``message`` shows inline what an action did or why it failed."""
+
+    __test__ = False
+
+    scheduledRunFailed = Signal(dict)   # a run started by a schedule ended failed or error
+    countsChanged = Signal(int, int)    # running, queued
+
+    def __init__(self, runtime: Runtime, bridge: EventBridge, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.runtime = runtime
+        self.manager = runtime.tests
+        self.store = runtime.store
+        self.scheduler = runtime.scheduler
+        self.model = TestTreeModel(self)
+        self.proxy = TestFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.progress: dict[int, RunProgress] = {}
+        self.runs: dict[int, dict[str, Any]] = {}
+        self.cards: dict[str, Any] = {}
+        self._bad_before: set[tuple[int, str]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._details_generation = 0
+        self._loaded = asyncio.Event()
+
+        self._build_header()
+        self._build_toolbar()
+        self._build_filters()
+        self._build_tree()
+        self.details = TestDetails()
+        self.details.setObjectName("testDetails")
+        self.progress_box = QFrame()
+        self.progress_box.setObjectName("runProgress")
+        self.progress_layout = QVBoxLayout(self.progress_box)
+        self.progress_layout.setContentsMargins(0, 0, 0, 0)
+        self.progress_box.hide()
+        self.message = QLabel()
+        self.message.setObjectName("dashboardMessage")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(self.filter_row)
+        left_layout.addWidget(self.progress_box)
+        left_layout.addWidget(self.tree, 1)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.details)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([700, 460])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 6)
+        layout.addWidget(self.header)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(self.message)
+        layout.addWidget(self.splitter, 1)
+
+        # Statistics come from the store, which a run writes when it ends; recomputing
+        # them at most every 300 ms keeps a burst of finishing runs cheap.
+        self._stats_timer = QTimer(self)
+        self._stats_timer.setSingleShot(True)
+        self._stats_timer.setInterval(300)
+        self._stats_timer.timeout.connect(lambda: self.spawn(self.refresh_counts()))
+
+        bridge.testStarted.connect(self._test_started)
+        bridge.testFinished.connect(self._test_finished)
+        bridge.testsCollected.connect(self._tests_collected)
+        bridge.runsChanged.connect(self._run_changed)
+        bridge.pluginStateChanged.connect(lambda *_: self.spawn(self.reload()))
+        for run in self.manager.queued() + self.manager.running():
+            self._run_changed(run.to_dict())
+        self.spawn(self.reload())
+
+    # -- layout ---------------------------------------------------------------------------
+    def _build_header(self) -> None:
+        self.header = QFrame()
+        self.header.setObjectName("dashboardCards")
+        grid = QGridLayout(self.header)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.setHorizontalSpacing(18)
+        self.card_labels: dict[str, QLabel] = {}
+        for column, (key, title) in enumerate(CARDS):
+            value = QLabel(NO_VALUE)
+            value.setObjectName(f"card_{key}")
+            font = value.font()
+            font.setPointSizeF(font.pointSizeF() * 1.5)
+            font.setBold(True)
+            value.setFont(font)
+            caption = QLabel(title)
+            caption.setEnabled(False)  # the palette's secondary text colour
+            grid.addWidget(value, 0, column)
+            grid.addWidget(caption, 1, column)
+            self.card_labels[key] = value
+        grid.setColumnStretch(len(CARDS), 1)
+
+    def _build_toolbar(self) -> None:
+        self.toolbar = QToolBar("Test actions")
+        self.toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.actions_by_name: dict[str, QAction] = {}
+        for name, tip, shortcut, slot in (
+            ("Discover", "Collect every plugin's tests again", None, self.discover),
+            ("Run all", "Run every plugin's tests", None, self.run_all),
+            ("Run plugin", "Run all tests of the selected plugin", None, self.run_plugin),
+            ("Run selected", "Run the selected tests and files", "Ctrl+Return",
+             self.run_selected),
+            ("Rerun failed", "Run the tests whose last result was bad", None,
+             self.rerun_failed),
+            ("Cancel", "Cancel the selected plugin's runs (all runs when none is selected)",
+             None, self.cancel),
+            ("Schedule…", "Schedule runs of the selected plugin or test", None,
+             self.open_schedule_dialog),
+        ):
+            action = self.toolbar.addAction(name)
+            action.setToolTip(tip)
+            if shortcut:
+                action.setShortcut(QKeySequence(shortcut))
+                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+            self.actions_by_name[name] = action
+
+    def _build_filters(self) -> None:
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setObjectName("testFilter")
+        self.filter_edit.setPlaceholderText("Filter tests by name or id…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.textChanged.connect(self.proxy.set_text)
+        self.filter_row = QHBoxLayout()
+        self.filter_row.addWidget(self.filter_edit, 1)
+        self.outcome_buttons: dict[str, QToolButton] = {}
+        for name in outcome_filter_groups():
+            button = QToolButton()
+            button.setText(name)
+            button.setCheckable(True)
+            button.toggled.connect(self._outcomes_changed)
+            self.filter_row.addWidget(button)
+            self.outcome_buttons[name] = button
+
+    def _build_tree(self) -> None:
+        self.tree = QTreeView()
+        self.tree.setObjectName("testTree")
+        self.tree.setModel(self.proxy)
+        self.tree.setSortingEnabled(True)
+        self.tree.sortByColumn(0, Qt.SortOrder.AscendingOrder)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setUniformRowHeights(True)  # cheap layout while results stream in
+        self.tree.setAlternatingRowColors(True)
+        header = self.tree.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(False)
+        for column, width in ((1, 190), (2, 80), (3, 50)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
+            header.resizeSection(column, width)
+        self.tree.selectionModel().currentChanged.connect(self._current_changed)
+        self.tree.doubleClicked.connect(lambda _: self.run_selected())
+
+    def _outcomes_changed(self) -> None:
+        groups = outcome_filter_groups()
+        chosen: set[str] = set()
+        for name, button in self.outcome_buttons.items():
+            if button.isChecked():
+                chosen |= groups[name]
+        self.proxy.set_outcomes(chosen)
+        if chosen or self.proxy.text:
+            self.tree.expandAll()
+
+    # -- async helpers ----------------------------------------------------------------------
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run an action; its failure is shown in the panel, never lost."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, TestSelectionError | ValueError):
+            self.say(str(exc), error=True)
+        elif exc is not None:
+            log.error("dashboard action failed", exc_info=exc)
+            self.say(f"Something went wrong: {exc}", error=True)
+
+    def say(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet("color: #d64545" if error else "")
+        self.message.setText(text)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- loading ------------------------------------------------------------------------------
+    def _plugins(self) -> list[tuple[str, str]]:
+        return [(rec.id, rec.name) for rec in self.manager.testable()
+                if self.manager.tests_dir(rec).is_dir()]
+
+    async def reload(self) -> None:
+        """Rebuild the tree from the store (collected tests and last results)."""
+        plugins = self._plugins()
+        collected = await asyncio.to_thread(self.store.collected)
+        known = {pid for pid, _ in plugins}
+        last = {}
+        for pid in known:
+            last[pid] = await asyncio.to_thread(self.store.last_results, pid)
+        collected = [c for c in collected if c.plugin_id in known]
+        self.model.reset(plugins, collected, last)
+        for run in self.runs.values():
+            if run.get("status") == "running":
+                self.model.ensure_plugin(run["plugin_id"])
+        self.tree.expandToDepth(0)
+        await self.refresh_counts()
+        self._loaded.set()
+
+    async def refresh_counts(self) -> None:
+        stats = await asyncio.to_thread(self.store.statistics)
+        self.cards = summary_cards(stats)
+        for key, label in self.card_labels.items():
+            value = self.cards.get(key)
+            if key == "success_rate":
+                label.setText(NO_VALUE if value is None else f"{value:.1%}")
+            elif key == "mean_duration":
+                label.setText(NO_VALUE if value is None else format_duration(value))
+            else:
+                label.setText(str(value))
+
+    # -- actions --------------------------------------------------------------------------------
+    def discover(self) -> None:
+        self.spawn(self._discover())
+
+    async def _discover(self) -> None:
+        self.say("Discovering tests…")
+        found = await self.manager.discover_all(refresh=True)
+        for pid, discovery in found.items():
+            self.model.ensure_plugin(pid, self.manager.plugins.by_id[pid].name)
+            self.model.merge_collected(pid, discovery.items)
+        errors = sum(len(d.errors) for d in found.values())
+        tests = sum(len(d.items) for d in found.values())
+        self.say(f"Found {tests} tests in {len(found)} plugins"
+                 + (f"; {errors} collection errors" if errors else "") + ".", error=bool(errors))
+        self.tree.expandToDepth(0)
+
+    def run_all(self) -> None:
+        self.spawn(self._submit_many([(pid, None) for pid, _ in self._plugins()], "all"))
+
+    def run_plugin(self) -> None:
+        plugin = self.selected_plugin()
+        if plugin is None:
+            self.say("Select a plugin (or one of its tests) first.", error=True)
+            return
+        self.spawn(self._submit_many([(plugin, None)], plugin))
+
+    def run_selected(self) -> None:
+        chosen: dict[str, list[str]] = {}
+        whole: list[str] = []
+        for index in self._selected_source():
+            kind, key, plugin = (index.data(KIND_ROLE), index.data(KEY_ROLE),
+                                 index.data(PLUGIN_ROLE))
+            if kind == "plugin":
+                whole.append(plugin)
+            else:
+                chosen.setdefault(plugin, []).append(key)
+        jobs = [(pid, None) for pid in whole]
+        jobs += [(pid, ids) for pid, ids in chosen.items() if pid not in whole]
+        if not jobs:
+            self.say("Select tests, files or plugins to run.", error=True)
+            return
+        self.spawn(self._submit_many(jobs, "the selection"))
+
+    def rerun_failed(self) -> None:
+        plugin = self.selected_plugin()
+        by_plugin: dict[str, list[str]] = {}
+        for node in self.model.failed(plugin):
+            by_plugin.setdefault(node.plugin_id, []).append(node.key)
+        if not by_plugin:
+            self.say("No failed tests to rerun" + (f" in {plugin}." if plugin else "."))
+            return
+        self.spawn(self._submit_many(list(by_plugin.items()), "failed tests"))
+
+    async def _submit_many(self, jobs: list[tuple[str, list[str] | None]], what: str) -> None:
+        ids, problems = [], []
+        for plugin_id, tests in jobs:
+            try:
+                run = await self.manager.submit(plugin_id, tests, trigger="manual")
+            except TestSelectionError as exc:
+                problems.append(str(exc))
+                continue
+            ids.append(str(run.id))
+        text = f"Queued {len(ids)} run{'s' if len(ids) != 1 else ''} of {what}" + (
+            f" (#{', #'.join(ids)})." if ids else ".")
+        self.say(text + (" " + "; ".join(problems) if problems else ""), error=bool(problems))
+
+    def cancel(self) -> None:
+        plugin = self.selected_plugin()
+        targets = [rid for rid, run in self.runs.items()
+                   if plugin is None or run["plugin_id"] == plugin]
+        if not targets:
+            self.say("Nothing is running" + (f" for {plugin}." if plugin else "."))
+            return
+        for rid in targets:
+            self.cancel_run(rid)
+
+    def cancel_run(self, run_id: int) -> None:
+        async def go() -> None:
+            if await self.manager.cancel(run_id):
+                self.say(f"Cancelled run #{run_id}.")
+        self.spawn(go())
+
+    def open_schedule_dialog(self) -> ScheduleDialog:
+        """Open the (non-modal) dialog; returns it so callers and tests can drive it."""
+        tests = {node.plugin_id: [] for node in self.model.root.children}
+        for node in self.model.tests():
+            tests[node.plugin_id].append(node.key)
+        current = self.model.node(self.proxy.mapToSource(self.tree.currentIndex()))
+        dialog = ScheduleDialog(self.scheduler, self._plugins(), tests,
+                                plugin_id=current.plugin_id if current else None,
+                                test_id=current.key if current and current.kind != "plugin"
+                                else None, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def created(result: int) -> None:
+            if result == QDialog.DialogCode.Accepted and dialog.created is not None:
+                record = dialog.created
+                self.say(f"Schedule {record.id} created for {record.plugin_id} "
+                         f"({record.expression}).")
+
+        dialog.finished.connect(created)
+        dialog.open()
+        return dialog
+
+    # -- selection ------------------------------------------------------------------------------
+    def _selected_source(self) -> list[QModelIndex]:
+        rows = self.tree.selectionModel().selectedRows(0)
+        return [self.proxy.mapToSource(index) for index in rows]
+
+    def selected_plugin(self) -> str | None:
+        index = self.proxy.mapToSource(self.tree.currentIndex())
+        return index.data(PLUGIN_ROLE) if index.isValid() else None
+
+    def select(self, plugin_id: str, nodeid: str | None = None) -> bool:
+        """Make a row current (for keyboard users' scripts and tests)."""
+        node = self.model.find(plugin_id, nodeid)
+        if node is None:
+            return False
+        index = self.proxy.mapFromSource(self.model.index_for(node))
+        if not index.isValid():
+            return False
+        self.tree.scrollTo(index)
+        self.tree.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+            | QItemSelectionModel.SelectionFlag.Rows)
+        return True
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self._details_generation += 1
+        source = self.proxy.mapToSource(current)
+        if not source.isValid():
+            self.details.clear()
+            return
+        self.spawn(self._load_details(self._details_generation, source.data(KIND_ROLE),
+                                      source.data(PLUGIN_ROLE), source.data(KEY_ROLE)))
+
+    async def _load_details(self, generation: int, kind: str, plugin_id: str, key: str) -> None:
+        store = self.store
+        if kind == "test":
+            history = await asyncio.to_thread(store.test_history, plugin_id, key, 30)
+            trend = await asyncio.to_thread(store.daily_trend, plugin_id, key, 14)
+            flips = await asyncio.to_thread(store.flip_rate, plugin_id, key)
+            if generation == self._details_generation:
+                self.details.show_test(plugin_id, key, history, trend, flips)
+            return
+        # A file has no statistics of its own in the store; show its plugin's.
+        stats = await asyncio.to_thread(store.statistics, plugin_id)
+        trend = await asyncio.to_thread(store.daily_trend, plugin_id, None, 14)
+        if generation == self._details_generation:
+            title = plugin_id if kind == "plugin" else f"{plugin_id} (plugin of {key})"
+            self.details.show_scope(title, stats, trend)
+
+    def refresh_details(self) -> None:
+        self._current_changed(self.tree.currentIndex(), QModelIndex())
+
+    # -- live -------------------------------------------------------------------------------------
+    def _test_started(self, run_id: int, plugin_id: str, nodeid: str) -> None:
+        self.model.test_started(plugin_id, nodeid)
+
+    def _test_finished(self, event: TestFinished) -> None:
+        key = (event.run_id, event.nodeid)
+        bad = event.outcome in BAD
+        flaky = not bad and key in self._bad_before and event.outcome == "passed"
+        if bad:
+            self._bad_before.add(key)
+        self.model.test_finished(event.plugin_id, event.nodeid, event.outcome,
+                                 event.duration, event.message, flaky)
+        bar = self.progress.get(event.run_id)
+        if bar is not None:
+            bar.finished_one(event.completed, event.total, bad)
+
+    def _tests_collected(self, run_id: int, plugin_id: str, total: int) -> None:
+        bar = self.progress.get(run_id)
+        if bar is not None:
+            bar.set_total(total)
+
+    def _run_changed(self, run: dict[str, Any]) -> None:
+        run_id, status = run["id"], run.get("status")
+        if status in ("queued", "running"):
+            self.runs[run_id] = run
+            bar = self.progress.get(run_id)
+            if bar is None:
+                bar = RunProgress(run, self.cancel_run)
+                self.progress[run_id] = bar
+                self.progress_layout.addWidget(bar)
+            bar.set_status(status)
+        else:
+            self.runs.pop(run_id, None)
+            bar = self.progress.pop(run_id, None)
+            if bar is not None:
+                bar.deleteLater()
+            self._bad_before = {k for k in self._bad_before if k[0] != run_id}
+            if not any(r["plugin_id"] == run["plugin_id"] for r in self.runs.values()):
+                self.model.clear_states(run["plugin_id"])
+            self._stats_timer.start()
+            current = self.proxy.mapToSource(self.tree.currentIndex())
+            if current.isValid() and current.data(PLUGIN_ROLE) == run["plugin_id"]:
+                self.refresh_details()
+            if run.get("trigger") in SCHEDULED_TRIGGERS and status in ("failed", "error"):
+                self.scheduledRunFailed.emit(run)
+        self.progress_box.setVisible(bool(self.progress))
+        running = sum(1 for r in self.runs.values() if r.get("status") == "running")
+        self.countsChanged.emit(running, len(self.runs) - running)
