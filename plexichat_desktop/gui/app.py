@@ -39,6 +39,9 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     app.setDesktopFileName("plexichat-desktop")
     app.setWindowIcon(QIcon(str(resources_dir() / "icons" / "plexichat-desktop.svg")))
     app.setQuitOnLastWindowClosed(False)  # the loop ends when main() returns, not before
+    from plexichat_desktop.gui.theme import apply_theme
+
+    apply_theme(app)  # type: ignore[arg-type]
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:

@@ -34,6 +34,9 @@ import qasync  # noqa: E402
 @pytest.fixture(scope="session")
 def qloop(qapp: Any) -> Iterator[qasync.QEventLoop]:
     qapp.setQuitOnLastWindowClosed(False)
+    from plexichat_desktop.gui.theme import apply_theme
+
+    apply_theme(qapp)  # the look the app gives itself
     loop = qasync.QEventLoop(qapp, already_running=True)
     # Plain threads for asyncio.to_thread: qasync's QThread pool would be destroyed with
     # its threads still running at interpreter exit, since this loop is never closed.

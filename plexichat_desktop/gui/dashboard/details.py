@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from PySide6.QtCharts import QChart, QChartView, QDateTimeAxis, QLineSeries, QValueAxis
-from PySide6.QtCore import QDateTime, QMargins, Qt
+from PySide6.QtCore import QDateTime, QEvent, QMargins, Qt
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QPainter, QPen
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -80,6 +80,11 @@ class HistoryChart(QChartView):
             axis.setLabelsColor(palette.text().color())
             axis.setGridLineColor(palette.mid().color())
 
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self.apply_palette()  # the desktop switched between light and dark
+        super().changeEvent(event)
+
     def set_trend(self, trend: list[dict[str, Any]], title: str) -> None:
         """``trend``: rows of ResultStore.daily_trend (oldest first)."""
         self.chart().setTitle(title)
@@ -126,7 +131,7 @@ class TestDetails(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(
-            0, QHeaderView.ResizeMode.ResizeToContents)
+            QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._show_selected)
 

@@ -25,6 +25,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
 from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
+from plexichat_desktop.testing.summary import CARD_OUTCOMES
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
@@ -348,14 +349,14 @@ class TestTreeModel(QAbstractItemModel):
 
     @staticmethod
     def _summary(node: Node) -> str:
-        good = sum(node.counts[o] for o in SUCCESS)
-        bad = sum(node.counts[o] for o in BAD)
-        skipped = node.counts["skipped"] + node.counts["not_run"]
-        never = node.counts["never"]
-        parts = [f"{good} passed"] if good else []
-        parts += [f"{bad} failed"] if bad else []
-        parts += [f"{skipped} skipped"] if skipped else []
-        parts += [f"{never} not run yet"] if never else []
+        # The same folding as the cards (and the web dashboard's).
+        parts = []
+        for card, outcomes in CARD_OUTCOMES.items():
+            count = sum(node.counts[o] for o in outcomes)
+            if count:
+                parts.append(f"{count} {card}")
+        if node.counts["never"]:
+            parts.append(f"{node.counts['never']} not run yet")
         return " · ".join(parts)
 
     def _worst(self, node: Node) -> str | None:
