@@ -1,3 +1,13 @@
+"""``python -m plexichat_desktop`` and the frozen bundle's entry point."""
+
+import sys
+
+from plexichat_desktop.testing.child import PYTEST_CHILD_FLAG, run_pytest_child
+
+if len(sys.argv) > 1 and sys.argv[1] == PYTEST_CHILD_FLAG:
+    # The bundle's executable started as a test runner's pytest child.
+    raise SystemExit(run_pytest_child(sys.argv[2:]))
+
 from plexichat_desktop.cli import main
 
 raise SystemExit(main())

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.testing.child import child_command
 from plexichat_desktop.testing.models import CollectedTest, Outcome, TestAttempt
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
 
@@ -183,7 +184,7 @@ class PytestRunner:
             empty = run_dir / "pytest.ini"
             empty.write_text("[pytest]\n", encoding="utf-8")
             config = ["-c", str(empty)]
-        return [self.python, "-m", "pytest", *config,
+        return [*child_command(self.python), *config,
                 "-p", "plexichat_desktop.testing.reporter",
                 "-p", "no:cacheprovider", "--import-mode=importlib",
                 f"--rootdir={plugin_root}", f"--basetemp={run_dir / 'tmp'}",
