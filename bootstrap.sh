@@ -3,18 +3,21 @@
 #   ./bootstrap.sh run  [ARGS...]   install what is missing, then start the app
 #   ./bootstrap.sh test [ARGS...]   install what is missing, then lint and run the tests
 #   ./bootstrap.sh bench            install what is missing (and pytest-xdist), run benchmarks
+#   ./bootstrap.sh bundle           build the desktop bundle into dist/ (PyInstaller)
+#   ./bootstrap.sh bundle-smoke     build the bundle, then start it headless and test it
 # Installs: the Debian libraries QtWebEngine needs (apt-get as root or through sudo; otherwise
 # it prints the apt-get line to run and stops), a virtual environment in .venv, and the
 # package with its test extras. A second run with nothing changed takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-usage() { echo "usage: $0 run|test|bench [ARGS...]" >&2; exit 2; }
+usage() { echo "usage: $0 run|test|bench|bundle|bundle-smoke [ARGS...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 mode=$1; shift
-case "$mode" in run|test|bench) ;; *) usage ;; esac
+case "$mode" in run|test|bench|bundle|bundle-smoke) ;; *) usage ;; esac
 extras=test
 [ "$mode" = bench ] && extras=test,bench
+case "$mode" in bundle|bundle-smoke) extras=test,package ;; esac
 
 # Shared libraries of QtWebEngine (offscreen) plus the xcb platform plugin (a real display).
 DEB_PACKAGES="libasound2 libdbus-1-3 libegl1 libfontconfig1 libgbm1 libgl1 libglib2.0-0 \
@@ -97,6 +100,11 @@ install_venv
 
 if [ "$mode" = run ]; then
   exec .venv/bin/plexichat-desktop "$@"
+fi
+if [ "$mode" = bundle ] || [ "$mode" = bundle-smoke ]; then
+  .venv/bin/python packaging/build_bundle.py
+  [ "$mode" = bundle ] && exit 0
+  exec .venv/bin/python packaging/smoke.py dist/plexichat-desktop
 fi
 if [ "$mode" = bench ]; then
   for bench in benchmarks/*.py; do

@@ -33,3 +33,21 @@ def run_pytest_child(argv: list[str]) -> int:
     import pytest
 
     return int(pytest.main(argv))
+
+
+def run_as_interpreter(argv: list[str]) -> int:
+    """Be ``python -c CODE ...`` or ``python -m MODULE ...`` inside a frozen bundle.
+
+    Tests often start helper processes with ``[sys.executable, "-c", ...]``; in the bundle
+    ``sys.executable`` is the app, so the app answers those two forms like Python would.
+    """
+    flag, target, *rest = argv
+    if flag == "-c":
+        sys.argv = ["-c", *rest]
+        exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+    else:
+        import runpy
+
+        sys.argv = [target, *rest]
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    return 0

@@ -74,7 +74,8 @@ def test_top_by_cpu_finds_a_busy_process(busy_process: subprocess.Popen[bytes]) 
     busy = next(p for p in top if p.pid == busy_process.pid)
     cores = psutil.cpu_count() or 1
     # A spinning process uses one core: about 100 / cores percent of the machine.
-    assert busy.cpu_percent > 100 / cores * 0.3
+    # A tenth of a core is the floor even on a machine busy with other work.
+    assert busy.cpu_percent > 100 / cores * 0.1
 
 
 def test_cpu_suggestions_from_real_processes(busy_process: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,139 @@
+"""Smoke test of the built desktop bundle (not part of the default test run: the build
+takes minutes). `./bootstrap.sh bundle-smoke` builds the bundle, then runs this.
+
+    .venv/bin/python packaging/smoke.py [dist/plexichat-desktop]
+
+With a fresh home and no display: --version; the headless server starts and prints its
+ready line; /healthz answers with the version; the bundled plugin is active; its tests
+run through the bundle's own executable as the pytest child (over the /tests API and with
+the `test` command); SIGTERM stops it with exit code 0. Exit code 0 when all of that held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from plexichat_desktop import __version__  # noqa: E402
+
+PLUGIN = "performance_monitor"
+
+
+def check(condition: bool, what: str) -> None:
+    print(("ok   " if condition else "FAIL ") + what, flush=True)
+    if not condition:
+        raise SystemExit(1)
+
+
+def gui_check(exe: Path, env: dict[str, str]) -> None:
+    """The desktop window offscreen: it starts, Chromium's helper processes come up from
+    the bundle, it keeps running, and SIGTERM closes it cleanly."""
+    import psutil
+
+    gui_env = {**env, "QT_QPA_PLATFORM": "offscreen", "LANG": "C.UTF-8"}
+    started = time.monotonic()
+    proc = subprocess.Popen([str(exe), "--port", "0"], env=gui_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None
+        ready = False
+        while not ready and time.monotonic() - started < 90:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            ready = "serving at http://127.0.0.1:" in line
+        check(ready, f"the desktop app (offscreen) is ready in {time.monotonic() - started:.1f} s")
+        deadline = time.monotonic() + 30
+        helpers: list[str] = []
+        while not helpers and time.monotonic() < deadline:
+            helpers = [c.name() for c in psutil.Process(proc.pid).children(recursive=True)
+                       if "QtWebEngine" in c.name()]
+            time.sleep(0.5)
+        check(bool(helpers), f"QtWebEngine's helper processes run from the bundle ({len(helpers)})")
+        time.sleep(3)
+        check(proc.poll() is None, "the window keeps running")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    check(code == 0, "SIGTERM closes the desktop app with exit code 0")
+
+
+def main() -> int:
+    bundle = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "dist" / "plexichat-desktop")
+    exe = bundle / "plexichat-desktop"
+    check(exe.is_file(), f"the bundle's executable exists ({exe})")
+    with tempfile.TemporaryDirectory() as home:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("PLEXICHAT_DESKTOP", "PYTHON", "VIRTUAL_ENV"))
+               and k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+        env["PLEXICHAT_DESKTOP_HOME"] = home
+        env["PATH"] = "/usr/bin:/bin"  # no project venv, no pyenv: the bundle stands alone
+
+        def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(exe), *args], env=env, text=True, capture_output=True,
+                                  timeout=timeout)
+
+        version = run("--version")
+        check(version.stdout.strip().endswith(__version__), f"--version says {__version__}")
+
+        started = time.monotonic()
+        proc = subprocess.Popen([str(exe), "serve", "--port", "0"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            url = None
+            assert proc.stdout is not None
+            while url is None and time.monotonic() - started < 90:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                found = re.search(r"serving at (http://127\.0\.0\.1:\d+/)", line)
+                url = found.group(1) if found else None
+            check(url is not None, f"headless server ready in {time.monotonic() - started:.1f} s")
+            token = run("token").stdout.strip()
+            client = httpx.Client(base_url=url or "", timeout=300,
+                                  headers={"Authorization": f"Bearer {token}"})
+            health = client.get("/healthz").json()
+            check(health.get("version") == __version__, "/healthz answers with the version")
+            plugins = {p["id"]: p for p in client.get("/api/plugins").json()["plugins"]}
+            check(plugins.get(PLUGIN, {}).get("state") == "active", f"{PLUGIN} is active")
+            t0 = time.monotonic()
+            body = client.post("/tests/run?wait=true", json={"plugin_name": PLUGIN}).json()
+            statuses = [r["status"] for r in body.get("results", [])]
+            for result in body.get("results", []):
+                if result["status"] not in ("passed", "skipped"):
+                    print(f"     {result['test_name']}: {result['status']}: {result['message']}")
+            check(body.get("run", {}).get("status") == "passed" and statuses
+                  and set(statuses) <= {"passed", "skipped"},
+                  f"{len(statuses)} tests of {PLUGIN} passed through the bundle's pytest child "
+                  f"in {time.monotonic() - t0:.1f} s")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        check(code == 0, "SIGTERM stops the server with exit code 0")
+
+        gui_check(exe, env)
+
+        cli = run("test", PLUGIN, "--json", timeout=300)
+        summary = json.loads(cli.stdout) if cli.stdout.strip().startswith("{") else {}
+        check(cli.returncode == 0, f"`plexichat-desktop test {PLUGIN}` passes "
+              f"({summary.get('summary', summary) if summary else cli.stderr[-300:]})")
+    print("The bundle works.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
