@@ -192,6 +192,27 @@ async def test_bad_selections_are_clear_errors(manager_factory):
         await manager.submit("mixed_suite", priority="urgent")
 
 
+async def test_selections_are_checked_without_queuing(manager_factory):
+    manager, _ = await manager_factory()
+    assert manager.plugin_record("mixed_suite").id == "mixed_suite"
+    assert await manager.check_selection("mixed_suite") is None
+    assert await manager.check_selection("mixed_suite", "test_param") == [
+        "tests/test_mixed.py::test_param[one]", "tests/test_mixed.py::test_param[two]",
+        "tests/test_mixed.py::test_param[three]"]
+    cases = [(("ghost",), "plugin", "unknown plugin 'ghost' (known: "),
+             (("no_tests_suite",), "plugin", "has no tests folder"),
+             (("no_tests_suite", "test_x"), "plugin", "has no tests folder"),
+             (("mixed_suite", "nope"), "test", "no test 'nope' in plugin 'mixed_suite'")]
+    for args, subject, message in cases:
+        with pytest.raises(TestSelectionError, match=re.escape(message)) as caught:
+            await manager.check_selection(*args)
+        assert caught.value.subject == subject, args
+    with pytest.raises(TestSelectionError) as caught:
+        manager.plugin_record("ghost")
+    assert caught.value.subject == "plugin"
+    assert manager.queued() == [] and manager.store.count_runs() == 0
+
+
 async def test_discovery_is_cached_until_a_file_changes(manager_factory, tmp_path):
     shutil.copytree(SUITES / "mixed", tmp_path / "suites" / "mixed")
     manager, _ = await manager_factory(tmp_path / "suites")

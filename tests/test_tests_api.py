@@ -217,3 +217,65 @@ async def test_a_schedule_fires_on_time_and_its_results_show(start_core):
                                    params={"plugin_name": "mixed_suite"})).json()
     assert stats["statistics"]["total"] >= 1
     await core.client.delete(f"/tests/schedule/{schedule_id}")
+
+
+# -- regressions found by the schema-driven fuzz pass (tests/test_api_fuzz.py) --------------
+
+async def test_numbers_beyond_sqlite_integers_are_422_not_500(start_core):
+    core = await start_core(SUITES)
+    huge = 2**63  # one past SQLite's largest integer: the driver raised OverflowError
+    for method, path, field in [("GET", f"/tests/runs/{huge}", "run_id"),
+                                ("DELETE", f"/tests/runs/{huge}", "run_id"),
+                                ("GET", f"/tests/runs?offset={huge}", "offset"),
+                                ("GET", f"/tests/results?offset={10**25}", "offset")]:
+        r = await core.client.request(method, path)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.json()["detail"][0]["loc"][-1] == field
+    r = await core.client.get(f"/tests/runs/{2**63 - 1}")
+    assert r.status_code == 404
+
+
+async def test_bulk_run_checks_every_plugin_before_queuing_any(start_core):
+    core = await start_core(SUITES)
+    r = await core.client.post("/tests/bulk-run", json=["mixed_suite", "no_tests_suite"])
+    assert r.status_code == 404, r.text
+    assert r.json()["detail"].startswith("plugins[1]: plugin 'no_tests_suite' has no tests")
+    assert (await core.client.get("/tests/runs")).json()["total"] == 0
+
+
+async def test_a_plugin_without_tests_is_blamed_on_plugin_name(start_core):
+    # The field used to come from the message: "no tests folder" contains "no test".
+    core = await start_core(SUITES)
+    for path, body in [("/tests/schedule", {"plugin_name": "no_tests_suite",
+                                            "schedule_expression": "daily"}),
+                       ("/tests/run", {"plugin_name": "no_tests_suite", "test_name": "x"})]:
+        r = await core.client.post(path, json=body)
+        assert r.status_code == 404, r.text
+        assert r.json()["detail"].startswith("plugin_name: "), r.text
+
+
+async def test_patching_a_schedule_field_to_null_is_422_naming_it(start_core):
+    core = await start_core(SUITES)
+    created = (await core.client.post("/tests/schedule", json={
+        "plugin_name": "mixed_suite", "schedule_expression": "daily"})).json()["schedule"]
+    for field in ("schedule_expression", "priority", "enabled"):
+        r = await core.client.patch(f"/tests/schedule/{created['id']}", json={field: None})
+        assert r.status_code == 422, (field, r.text)
+        assert r.json()["detail"][0]["loc"] == ["body", field]
+    r = await core.client.patch(f"/tests/schedule/{created['id']}", json={"timeout": None})
+    assert r.status_code == 200, r.text
+
+
+async def test_openapi_documents_the_error_answers(start_core):
+    core = await start_core(SUITES)
+    doc = (await core.client.get("/openapi.json")).json()
+    paths = doc["paths"]
+    assert {"404", "422"} <= set(paths["/tests/runs/{run_id}"]["get"]["responses"])
+    assert "409" in paths["/tests/runs/{run_id}"]["delete"]["responses"]
+    assert {"200", "202", "400", "404"} <= set(paths["/tests/run"]["post"]["responses"])
+    assert "404" in paths["/api/plugins/{plugin_id}"]["get"]["responses"]
+    error = doc["components"]["schemas"]["ErrorBody"]["properties"]["detail"]
+    assert {"string", "array"} <= {alt.get("type") for alt in error["anyOf"]}
+    bulk = paths["/tests/bulk-run"]["post"]["requestBody"]["content"]["application/json"]
+    array = next(alt for alt in bulk["schema"]["anyOf"] if alt.get("type") == "array")
+    assert array["minItems"] == 1

@@ -611,24 +611,13 @@ class SchedulerService:
             raise ValueError(f"enabled must be true or false, got {enabled!r}")
         return schedule, zone, level, timeout, retries
 
-    async def _check_selection(self, plugin_id: str, test_id: str | None) -> None:
-        # The manager has no public "check this selection" call; these are the same checks
-        # submit() makes, so a schedule that validates here can queue its runs.
-        rec = self.manager._record(plugin_id)
-        if test_id is None:
-            if not self.manager.tests_dir(rec).is_dir():
-                raise TestSelectionError(f"plugin '{plugin_id}' has no tests folder "
-                                         f"({self.manager.tests_dir(rec)})")
-            return
-        discovery = await self.manager.discover(plugin_id)
-        self.manager._resolve_selection(plugin_id, [test_id], discovery)
-
     @staticmethod
     def _clean_test_id(test_id: str | None) -> str | None:
         if test_id is None:
             return None
         if not isinstance(test_id, str):
-            raise TestSelectionError(f"test id must be a string, got {test_id!r}")
+            raise TestSelectionError(f"test id must be a string, got {test_id!r}",
+                                     subject="test")
         return test_id.strip() or None
 
     def _get(self, schedule_id: str) -> ScheduleRecord:
@@ -649,11 +638,13 @@ class SchedulerService:
         the expression or time zone (its message lists the accepted forms), ValueError
         for the priority, a timeout that is not > 0, retries or enabled.
         """
-        self.manager._record(plugin_id)  # cheap, and first: a typo'd plugin is the usual error
+        # Cheap, and first: a typo'd plugin is the usual error.
+        self.manager.plugin_record(plugin_id)
         test_id = self._clean_test_id(test_id)
         schedule, zone, level, timeout, retries = self._check_fields(
             expression, timezone, priority, timeout, retries, enabled)
-        await self._check_selection(plugin_id, test_id)
+        # The checks submit() makes, so a schedule that validates here can queue its runs.
+        await self.manager.check_selection(plugin_id, test_id)
         async with self._lock:
             now = self.clock()
             anchor = self._anchor_for(schedule, now)
@@ -702,8 +693,7 @@ class SchedulerService:
             enabled)
         re_enabled = enabled and not current.enabled
         if test_id != current.test_id or re_enabled:
-            self.manager._record(current.plugin_id)
-            await self._check_selection(current.plugin_id, test_id)
+            await self.manager.check_selection(current.plugin_id, test_id)
         async with self._lock:
             record = self._get(schedule_id)  # it may have been deleted meanwhile
             now = self.clock()

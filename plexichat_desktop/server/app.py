@@ -28,7 +28,7 @@ from plexichat_desktop.server.security import (
     ServerIdentity,
     cookie_name,
 )
-from plexichat_desktop.server.tests_api import tests_router
+from plexichat_desktop.server.tests_api import error_responses, tests_router
 from plexichat_desktop.testing.manager import TestManager
 
 
@@ -89,19 +89,21 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         if plugin_id not in manager.by_id:
             raise HTTPException(404, f"no plugin with id '{plugin_id}'")
 
-    @app.get("/api/plugins/{plugin_id}")
+    @app.get("/api/plugins/{plugin_id}", responses=error_responses(404))
     async def get_plugin(plugin_id: str) -> dict[str, Any]:
         known(plugin_id)
         return manager.by_id[plugin_id].to_dict()
 
-    @app.post("/api/plugins/{plugin_id}/enable")
+    @app.post("/api/plugins/{plugin_id}/enable", responses={
+        **error_responses(404),
+        409: {"description": "The plugin did not start: its record, with the reason."}})
     async def enable_plugin(plugin_id: str) -> JSONResponse:
         known(plugin_id)
         rec = await manager.enable(plugin_id)
         status = 200 if rec.state is PluginState.ACTIVE else 409
         return JSONResponse(rec.to_dict(), status_code=status)
 
-    @app.post("/api/plugins/{plugin_id}/disable")
+    @app.post("/api/plugins/{plugin_id}/disable", responses=error_responses(404))
     async def disable_plugin(plugin_id: str) -> dict[str, Any]:
         known(plugin_id)
         return (await manager.disable(plugin_id)).to_dict()

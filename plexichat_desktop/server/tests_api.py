@@ -14,9 +14,10 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, HTTPException, Query
+from fastapi import APIRouter, Body, Header, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from plexichat_desktop.plugins.sse import event_stream
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError
@@ -25,6 +26,33 @@ from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Outcome, RunRecord, TestAttempt
 
 PriorityName = Literal["low", "medium", "high", "critical"]
+
+SQL_INT_MAX = 2**63 - 1
+"""Ids and offsets go to SQLite, whose integers are 64-bit: a larger number must be a 422,
+not an OverflowError (a 500) from the driver."""
+RunId = Annotated[int, Path(ge=1, le=SQL_INT_MAX)]
+Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX)]
+
+
+class ErrorBody(BaseModel):
+    """Every error answer. ``detail`` is a message that starts with the field it concerns,
+    or, when the request does not match this document, FastAPI's list of validation
+    errors (each with its ``loc``)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+_ERRORS = {
+    400: "The body is not JSON.",
+    404: "An unknown plugin, test, run or schedule (detail names the field).",
+    409: "The run is already over.",
+    422: "A field is missing, of the wrong type, or not a valid value (detail names it).",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error codes a route answers with."""
+    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
 
 
 class _Body(BaseModel):
@@ -43,8 +71,11 @@ class RunRequest(_Body):
     retries: int | None = Field(None, ge=0, le=10)
 
 
+PluginNames = Annotated[list[str], Field(min_length=1)]
+
+
 class BulkRunRequest(_Body):
-    plugins: list[str] = Field(min_length=1)
+    plugins: PluginNames
     priority: PriorityName = "medium"
 
 
@@ -60,13 +91,26 @@ class ScheduleRequest(_Body):
 
 
 class ScheduleChange(_Body):
+    """Only the fields present change. A null test_name, timeout, retries or timezone
+    means the default (whole suite, the manifest's, the setting's, local time)."""
+
     test_name: str | None = None
-    schedule_expression: str | None = Field(None, min_length=1, max_length=200)
-    priority: PriorityName | None = None
+    # None below only stands for "absent": a null has no meaning for these, so it is a
+    # 422 naming the field, and the document does not offer it.
+    schedule_expression: str | SkipJsonSchema[None] = Field(None, min_length=1,
+                                                            max_length=200)
+    priority: PriorityName | SkipJsonSchema[None] = None
     timeout: float | None = Field(None, gt=0, le=86_400)
     retries: int | None = Field(None, ge=0, le=10)
-    enabled: bool | None = None
+    enabled: bool | SkipJsonSchema[None] = None
     timezone: str | None = None
+
+    @field_validator("schedule_expression", "priority", "enabled", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null; leave the field out to keep its value")
+        return value
 
 
 def _iso(ts: float | None) -> str | None:
@@ -95,6 +139,10 @@ def _selection_error(field: str, exc: Exception, status: int = 404) -> HTTPExcep
     return HTTPException(status, f"{field}: {exc}")
 
 
+def _selection_field(exc: TestSelectionError, plugin_field: str = "plugin_name") -> str:
+    return "test_name" if exc.subject == "test" else plugin_field
+
+
 def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
                  stopping: asyncio.Event) -> APIRouter:
     """The /tests routes over one test manager and one scheduler service."""
@@ -112,11 +160,11 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
 
     def check_plugin(plugin_id: str, field: str = "plugin_name") -> None:
         try:
-            manager._record(plugin_id)
+            manager.plugin_record(plugin_id)
         except TestSelectionError as exc:
             raise _selection_error(field, exc) from None
 
-    @router.post("/discover")
+    @router.post("/discover", responses=error_responses(400, 404, 422))
     async def discover(plugin_name: str | None = None,
                        body: Annotated[DiscoverRequest | None, Body()] = None
                        ) -> dict[str, Any]:
@@ -132,7 +180,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         return {"success": True, "message": f"Discovered {count} tests",
                 "discovered_count": count, "plugins": plugins}
 
-    @router.get("/discovered")
+    @router.get("/discovered", responses=error_responses(404, 422))
     async def discovered(plugin_name: str | None = None) -> dict[str, Any]:
         """What discovery found last (from the store: instant, no pytest run)."""
         if plugin_name:
@@ -147,10 +195,11 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
                                         priority=priority, trigger="api", timeout=timeout,
                                         reruns=retries)
         except TestSelectionError as exc:
-            field = "test_name" if test_name and "no test" in str(exc) else "plugin_name"
-            raise _selection_error(field, exc) from None
+            raise _selection_error(_selection_field(exc), exc) from None
 
-    @router.post("/run", status_code=202)
+    @router.post("/run", status_code=202, responses={
+        200: {"description": "With ``?wait=true``: the finished run and its results."},
+        **error_responses(400, 404, 422)})
     async def run(body: RunRequest, wait: bool = False) -> JSONResponse:
         """Queue a run; 202 with its id at once, or (``?wait=true``) 200 with the results."""
         queued = await submit(body.plugin_name, body.test_name, body.priority, body.timeout,
@@ -161,23 +210,26 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         return JSONResponse({"success": True, "run_id": queued.id, "run": queued.to_dict(),
                              "status_url": f"/tests/runs/{queued.id}"}, status_code=202)
 
-    @router.post("/bulk-run", status_code=202)
-    async def bulk_run(body: Annotated[list[str] | BulkRunRequest, Body()]) -> JSONResponse:
+    @router.post("/bulk-run", status_code=202,
+                 responses=error_responses(400, 404, 422))
+    async def bulk_run(body: Annotated[PluginNames | BulkRunRequest, Body()]) -> JSONResponse:
         """Queue a run for each named plugin (a JSON array, or ``{"plugins": [...]}``)."""
         names, priority = (body, "medium") if isinstance(body, list) else (
             body.plugins, body.priority)
-        if not names:
-            raise HTTPException(422, "plugins: name at least one plugin")
+        # Every name first: an error must not leave the runs before it queued.
         for index, name in enumerate(names):
-            check_plugin(name, f"plugins[{index}]")
+            try:
+                await manager.check_selection(name)
+            except TestSelectionError as exc:
+                raise _selection_error(f"plugins[{index}]", exc) from None
         runs = [await submit(name, None, priority) for name in names]
         return JSONResponse({"success": True, "run_ids": [r.id for r in runs],
                              "runs": [r.to_dict() for r in runs]}, status_code=202)
 
-    @router.get("/runs")
+    @router.get("/runs", responses=error_responses(404, 422))
     async def runs(plugin_name: str | None = None,
                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                   offset: Offset = 0) -> dict[str, Any]:
         if plugin_name:
             check_plugin(plugin_name)
         found = await asyncio.to_thread(store.list_runs, plugin_name, limit, offset)
@@ -185,15 +237,15 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         return {"success": True, "runs": [r.to_dict() for r in found], "total": total,
                 "limit": limit, "offset": offset, "has_more": offset + len(found) < total}
 
-    @router.get("/runs/{run_id}")
-    async def get_run(run_id: int) -> dict[str, Any]:
+    @router.get("/runs/{run_id}", responses=error_responses(404, 422))
+    async def get_run(run_id: RunId) -> dict[str, Any]:
         found = await asyncio.to_thread(store.get_run, run_id)
         if found is None:
             raise HTTPException(404, f"run_id: no run {run_id}")
         return await run_payload(found)
 
-    @router.delete("/runs/{run_id}")
-    async def cancel_run(run_id: int) -> dict[str, Any]:
+    @router.delete("/runs/{run_id}", responses=error_responses(404, 409, 422))
+    async def cancel_run(run_id: RunId) -> dict[str, Any]:
         """Cancel a queued or running run."""
         found = await asyncio.to_thread(store.get_run, run_id)
         if found is None:
@@ -202,11 +254,11 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
             raise HTTPException(409, f"run_id: run {run_id} is already {found.status}")
         return {"success": True, "message": f"run {run_id} cancelled"}
 
-    @router.get("/results")
+    @router.get("/results", responses=error_responses(404, 422))
     async def results(plugin_name: str | None = None,
                       status: Outcome | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                      offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                      offset: Offset = 0) -> dict[str, Any]:
         """Final results, newest first, filtered by plugin and status before the limit."""
         if plugin_name:
             check_plugin(plugin_name)
@@ -216,7 +268,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
                 "count": len(found), "total": total, "limit": limit, "offset": offset,
                 "has_more": offset + len(found) < total}
 
-    @router.get("/statistics")
+    @router.get("/statistics", responses=error_responses(404, 422))
     async def statistics(plugin_name: str | None = None, test_name: str | None = None,
                          days: Annotated[int, Query(ge=1, le=365)] = 30) -> dict[str, Any]:
         """Totals, success rate, durations, flaky rate, last green and a per-day trend."""
@@ -257,8 +309,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
     # -- schedules ----------------------------------------------------------------------
     def schedule_error(exc: Exception) -> HTTPException:
         if isinstance(exc, TestSelectionError):
-            field = "test_name" if "no test" in str(exc) else "plugin_name"
-            return _selection_error(field, exc)
+            return _selection_error(_selection_field(exc), exc)
         if isinstance(exc, InvalidScheduleError):
             field = "timezone" if "zone" in str(exc).split("\n", 1)[0].lower() else \
                 "schedule_expression"
@@ -267,7 +318,8 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
             return HTTPException(404, f"schedule_id: {exc.args[0] if exc.args else exc}")
         return HTTPException(422, str(exc))
 
-    @router.post("/schedule", status_code=201)
+    @router.post("/schedule", status_code=201,
+                 responses=error_responses(400, 404, 422))
     async def create_schedule(body: ScheduleRequest) -> dict[str, Any]:
         """Schedule a plugin's tests (or one test); answers the schedule and its next run."""
         try:
@@ -285,7 +337,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         return {"success": True,
                 "schedules": [r.to_dict() for r in scheduler.list(plugin_name)]}
 
-    @router.get("/schedule/preview")
+    @router.get("/schedule/preview", responses=error_responses(422))
     async def preview(expression: Annotated[str, Query(min_length=1, max_length=200)],
                       timezone: str | None = None,
                       count: Annotated[int, Query(ge=1, le=20)] = 5) -> dict[str, Any]:
@@ -297,7 +349,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         return {"success": True, "expression": expression,
                 "next": [t.isoformat() for t in times]}
 
-    @router.get("/schedule/{schedule_id}")
+    @router.get("/schedule/{schedule_id}", responses=error_responses(404))
     async def get_schedule(schedule_id: str) -> dict[str, Any]:
         try:
             record = scheduler.get(schedule_id)
@@ -306,7 +358,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         history = await asyncio.to_thread(store.fire_history, schedule_id, 50)
         return {"success": True, "schedule": record.to_dict(), "history": history}
 
-    @router.patch("/schedule/{schedule_id}")
+    @router.patch("/schedule/{schedule_id}", responses=error_responses(400, 404, 422))
     async def update_schedule(schedule_id: str, body: ScheduleChange) -> dict[str, Any]:
         changes = body.model_dump(exclude_unset=True)
         renamed = {"schedule_expression": "expression", "test_name": "test_id"}
@@ -317,7 +369,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
             raise schedule_error(exc) from None
         return {"success": True, "schedule": record.to_dict()}
 
-    @router.delete("/schedule/{schedule_id}")
+    @router.delete("/schedule/{schedule_id}", responses=error_responses(404))
     async def delete_schedule(schedule_id: str) -> dict[str, Any]:
         try:
             await scheduler.delete(schedule_id)

@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from plexichat_desktop.core.events import EventBus
 from plexichat_desktop.core.settings import TestsSettings
@@ -46,10 +46,22 @@ from plexichat_desktop.testing.store import ResultStore
 log = logging.getLogger(__name__)
 
 
+SelectionSubject = Literal["plugin", "test", "run"]
+
+
 class TestSelectionError(ValueError):
-    """An unknown plugin or test id, or a plugin without tests."""
+    """An unknown plugin or test id, or a plugin without tests.
+
+    ``subject`` says what the caller got wrong: ``"plugin"`` (unknown, or without a tests
+    folder), ``"test"`` (nothing collected matches the test id) or ``"run"`` (unknown run
+    id), so an API can name the field without parsing the message.
+    """
 
     __test__ = False
+
+    def __init__(self, message: str, *, subject: SelectionSubject = "plugin"):
+        super().__init__(message)
+        self.subject: SelectionSubject = subject
 
 
 @dataclass
@@ -163,12 +175,45 @@ class TestManager:
         are exactly the ones worth running)."""
         return [rec for rec in self.plugins.by_id.values() if rec.manifest is not None]
 
-    def _record(self, plugin_id: str) -> PluginRecord:
+    def plugin_record(self, plugin_id: str) -> PluginRecord:
+        """The record of a plugin whose tests can be discovered and run (see
+        :meth:`testable`); cheap, no pytest involved.
+
+        Raises TestSelectionError (subject ``"plugin"``) for an unknown id or a plugin whose
+        manifest is invalid; the message lists the testable plugins.
+        """
         rec = self.plugins.by_id.get(plugin_id)
         if rec is None or rec.manifest is None:
             known = ", ".join(sorted(r.id for r in self.testable())) or "none"
             raise TestSelectionError(f"unknown plugin '{plugin_id}' (known: {known})")
         return rec
+
+    # The old private name, until every caller (server/dashboard_api.py) uses the public one.
+    _record = plugin_record
+
+    async def check_selection(self, plugin_id: str, test_id: str | None = None
+                              ) -> list[str] | None:
+        """Check a selection the way :meth:`submit` does, without queuing anything.
+
+        ``test_id`` is anything ``submit`` accepts as a test: a node id, a file, a class,
+        a test name (all its parametrised cases) or one case; None means the whole suite.
+        Returns the node ids it stands for (None for the whole suite). Naming a test runs
+        discovery (a pytest child, cached until a file of the plugin changes).
+
+        Raises TestSelectionError: subject ``"plugin"`` for an unknown plugin or one
+        without a tests folder, ``"test"`` when nothing collected matches ``test_id``.
+        """
+        return await self._selection(self.plugin_record(plugin_id),
+                                     [test_id] if test_id is not None else None)
+
+    async def _selection(self, rec: PluginRecord, tests: list[str] | None) -> list[str] | None:
+        if tests:
+            discovery = await self.discover(rec.id)
+            return self._resolve_selection(rec.id, tests, discovery)
+        if not self.tests_dir(rec).is_dir():
+            raise TestSelectionError(f"plugin '{rec.id}' has no tests folder "
+                                     f"({self.tests_dir(rec)})")
+        return None
 
     def tests_dir(self, rec: PluginRecord) -> Path:
         assert rec.manifest is not None
@@ -176,7 +221,7 @@ class TestManager:
 
     async def discover(self, plugin_id: str, refresh: bool = False) -> Discovery:
         """What pytest collects for the plugin; cached until a file under it changes."""
-        rec = self._record(plugin_id)
+        rec = self.plugin_record(plugin_id)
         tests = self.tests_dir(rec)
         if not tests.is_dir():
             raise TestSelectionError(f"plugin '{plugin_id}' has no tests folder ({tests})")
@@ -209,15 +254,9 @@ class TestManager:
         Test ids are checked against discovery, so a typo is a clear error, not an empty
         run. Returns the queued run; ``wait(run.id)`` waits for its end.
         """
-        rec = self._record(plugin_id)
+        rec = self.plugin_record(plugin_id)
         assert rec.manifest is not None
-        selection = None
-        if tests:
-            discovery = await self.discover(plugin_id)
-            selection = self._resolve_selection(plugin_id, tests, discovery)
-        elif not self.tests_dir(rec).is_dir():
-            raise TestSelectionError(f"plugin '{plugin_id}' has no tests folder "
-                                     f"({self.tests_dir(rec)})")
+        selection = await self._selection(rec, tests)
         limits = RunLimits(test_timeout=timeout or rec.manifest.tests.timeout,
                            run_timeout=self.settings.run_timeout,
                            reruns=reruns if reruns is not None
@@ -238,7 +277,7 @@ class TestManager:
             if not matches:
                 raise TestSelectionError(
                     f"no test '{wanted}' in plugin '{plugin_id}'; known ids look like "
-                    f"{known[0] if known else '(none collected)'}")
+                    f"{known[0] if known else '(none collected)'}", subject="test")
             chosen += [m for m in matches if m not in chosen]
         return chosen
 
@@ -262,7 +301,7 @@ class TestManager:
             return await asyncio.shield(job.done)
         run = await asyncio.to_thread(self.store.get_run, run_id)
         if run is None:
-            raise TestSelectionError(f"no run with id {run_id}")
+            raise TestSelectionError(f"no run with id {run_id}", subject="run")
         return run
 
     async def cancel(self, run_id: int) -> bool:
@@ -337,7 +376,7 @@ class TestManager:
     async def _execute(self, job: _Job) -> None:
         run = job.run
         assert run.id is not None
-        rec = self._record(run.plugin_id)
+        rec = self.plugin_record(run.plugin_id)
         run.status, run.started_at = RunStatus.RUNNING, time.time()
         await asyncio.to_thread(self.store.update_run, run)
         self.bus.publish(RunStarted(run=run.to_dict()))
