@@ -279,3 +279,18 @@ async def test_openapi_documents_the_error_answers(start_core):
     bulk = paths["/tests/bulk-run"]["post"]["requestBody"]["content"]["application/json"]
     array = next(alt for alt in bulk["schema"]["anyOf"] if alt.get("type") == "array")
     assert array["minItems"] == 1
+
+
+async def test_odd_inputs_get_clear_answers(start_core):
+    core = await start_core(SUITES)
+    r = await core.client.post("/tests/run", json={"plugin_name": "mixed_suite",
+                                                   "test_name": "test_passes",
+                                                   "timeout": 1e-320})
+    assert r.status_code == 422 and "timeout" in r.text
+    r = await core.client.post("/tests/schedule", json={
+        "plugin_name": "mixed_suite", "schedule_expression": "daily", "timezone": "Factory"})
+    assert r.status_code == 422 and "unknown time zone 'Factory'" in r.text
+    r = await core.client.post("/tests/run", json={"plugin_name": "mixed_suite",
+                                                   "test_name": "  "})
+    assert r.status_code == 202 and r.json()["run"]["selection"] is None
+    await core.client.delete(f"/tests/runs/{r.json()['run_id']}")

@@ -249,6 +249,9 @@ def _local_zone_keys() -> Iterator[str]:
         yield debian
 
 
+NOT_ZONES = frozenset({"Factory", "posixrules", "localtime", "posix", "right"})
+
+
 def _try_zone(key: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(key)
@@ -261,7 +264,9 @@ def _zone(name: str | None) -> ZoneInfo:
         return local_zone()
     if not isinstance(name, str) or not name.strip():
         raise InvalidScheduleError(f"time zone must be an IANA zone name, got {name!r}")
-    zone = _try_zone(name.strip())
+    # tzdata also ships files that are not zones a person means ('Factory' reports the
+    # abbreviation "-00", 'posixrules' is a template for POSIX TZ strings).
+    zone = None if name.strip() in NOT_ZONES else _try_zone(name.strip())
     if zone is None:
         raise InvalidScheduleError(f"unknown time zone {name!r} (use an IANA name such as "
                                    "'Europe/Berlin')")

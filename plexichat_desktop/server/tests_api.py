@@ -66,7 +66,7 @@ class DiscoverRequest(_Body):
 class RunRequest(_Body):
     plugin_name: str = Field(min_length=1)
     test_name: str | None = None
-    timeout: float | None = Field(None, gt=0, le=86_400)
+    timeout: float | None = Field(None, ge=0.01, le=86_400)
     priority: PriorityName = "medium"
     retries: int | None = Field(None, ge=0, le=10)
 
@@ -84,7 +84,7 @@ class ScheduleRequest(_Body):
     test_name: str | None = None
     schedule_expression: str = Field(min_length=1, max_length=200)
     priority: PriorityName = "medium"
-    timeout: float | None = Field(None, gt=0, le=86_400)
+    timeout: float | None = Field(None, ge=0.01, le=86_400)
     retries: int | None = Field(None, ge=0, le=10)
     enabled: bool = True
     timezone: str | None = None
@@ -100,7 +100,7 @@ class ScheduleChange(_Body):
     schedule_expression: str | SkipJsonSchema[None] = Field(None, min_length=1,
                                                             max_length=200)
     priority: PriorityName | SkipJsonSchema[None] = None
-    timeout: float | None = Field(None, gt=0, le=86_400)
+    timeout: float | None = Field(None, ge=0.01, le=86_400)
     retries: int | None = Field(None, ge=0, le=10)
     enabled: bool | SkipJsonSchema[None] = None
     timezone: str | None = None
@@ -191,7 +191,9 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
     async def submit(plugin_id: str, test_name: str | None, priority: str,
                      timeout: float | None = None, retries: int | None = None) -> RunRecord:
         try:
-            return await manager.submit(plugin_id, [test_name] if test_name else None,
+            # A blank test_name means the whole suite, as an absent one does.
+            tests = [test_name] if test_name and test_name.strip() else None
+            return await manager.submit(plugin_id, tests,
                                         priority=priority, trigger="api", timeout=timeout,
                                         reruns=retries)
         except TestSelectionError as exc:
