@@ -4,7 +4,8 @@ A generated set of 15 plugins x 40 small tests runs
   (a) through the test manager (one pytest child per plugin, default concurrency),
   (b) by plain pytest in one process,
   (c) by pytest -n <cores> (pytest-xdist), when installed,
-in the same run; then the latency from "run this one test" to its finished event.
+in the same run; then the latency from "run this one test" to its finished event,
+with the runner's warm child and with a cold start (interleaved, same run).
 
     .venv/bin/python benchmarks/test_manager.py [--plugins 15] [--tests 40] [--latency-runs 20]
 """
@@ -63,7 +64,7 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 
 async def through_manager(home: AppPaths, plugin_root: Path, latency_runs: int
-                          ) -> tuple[float, int, list[float]]:
+                          ) -> tuple[float, int, dict[str, list[float]]]:
     settings = Settings()
     bus = EventBus()
     plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
@@ -80,13 +81,23 @@ async def through_manager(home: AppPaths, plugin_root: Path, latency_runs: int
         total = sum(r.counts.get("passed", 0) for r in done)
         first = manager.testable()[0].id
         await manager.discover(first)  # warm the discovery cache, as the UI would have it
-        latencies = []
+        latencies: dict[str, list[float]] = {"warm": [], "cold": []}
         sub = bus.subscribe(TestFinished)
+        # Interleaved, each run on its own: a person clicks "run", reads the result, clicks
+        # again; the pause lets the runner's next warm child finish its imports.
         for _ in range(latency_runs):
-            t0 = time.perf_counter()
-            await manager.submit(first, ["test_plain_1"])
-            await sub.get()
-            latencies.append(time.perf_counter() - t0)
+            for mode in ("warm", "cold"):
+                manager.runner.warm = mode == "warm"
+                if mode == "warm":
+                    manager.runner._replenish()
+                else:
+                    await manager.runner._drop_warm()
+                await asyncio.sleep(0.3)
+                t0 = time.perf_counter()
+                run = await manager.submit(first, ["test_plain_1"])
+                await sub.get()
+                latencies[mode].append(time.perf_counter() - t0)
+                await manager.wait(run.id)
         sub.close()
         return wall, total, latencies
     finally:
@@ -124,9 +135,13 @@ def main() -> int:
               f"{wall_a / wall_c:.2f}")
     else:
         print("(c) pytest-xdist is not installed: run ./bootstrap.sh bench to install it")
-    print(f"run one test -> finished event: median {statistics.median(latencies) * 1000:.0f} ms "
-          f"(min {min(latencies) * 1000:.0f}, max {max(latencies) * 1000:.0f}, "
-          f"{len(latencies)} runs)")
+    for mode, label in (("warm", "warm child (default)"), ("cold", "cold child (baseline)")):
+        values = latencies[mode]
+        print(f"run one test -> finished event, {label}: median "
+              f"{statistics.median(values) * 1000:.0f} ms (min {min(values) * 1000:.0f}, "
+              f"max {max(values) * 1000:.0f}, {len(values)} runs)")
+    print(f"warm/cold median ratio: "
+          f"{statistics.median(latencies['warm']) / statistics.median(latencies['cold']):.2f}")
     return 0
 
 

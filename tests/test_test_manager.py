@@ -403,3 +403,50 @@ async def test_results_survive_in_the_store(manager_factory):
     assert stored.status is RunStatus.FAILED and stored.counts["passed"] == 2
     stats = manager.store.statistics("mixed_suite")
     assert stats["total"] == 3 and stats["counts"][Outcome.FAILED.value] == 1
+
+
+async def test_the_next_run_starts_in_the_warm_child(manager_factory, tmp_path):
+    plugin = tmp_path / "plugins" / "warm"
+    (plugin / "tests").mkdir(parents=True)
+    (plugin / "plugin.toml").write_text(
+        'id = "warm_suite"\nname = "Warm"\nversion = "1.0.0"\nentry = "warm_pkg:P"\n')
+    pids = tmp_path / "pids.txt"
+    (plugin / "tests" / "test_pid.py").write_text(textwrap.dedent(f"""
+        import os
+
+        def test_records_its_process():
+            with open({str(pids)!r}, "a") as out:
+                out.write(f"{{os.getpid()}} {{os.getcwd()}}\\n")
+
+        def test_fails():
+            assert 1 == 2
+        """))
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    runner = manager.runner
+
+    async def run_once() -> dict[str, str]:
+        run = await manager.submit("warm_suite")
+        done = await manager.wait(run.id)
+        assert done.counts == {"passed": 1, "failed": 1, "total": 2}
+        return {a.nodeid.split("::")[1]: str(a.outcome)
+                for a in manager.store.attempts_for_run(run.id)}
+
+    first = await run_once()  # cold: nothing was warm yet
+    async with asyncio.timeout(30):
+        while runner._warm is None:
+            await asyncio.sleep(0.02)
+    warm_pid = runner._warm.proc.pid
+    assert await run_once() == first
+    pid, cwd = pids.read_text().splitlines()[-1].split()
+    assert int(pid) == warm_pid and Path(cwd) == plugin  # ran in the warm child, in place
+
+    # A warm child that died meanwhile: the run starts cold instead, same results.
+    async with asyncio.timeout(30):
+        while runner._warm is None:
+            await asyncio.sleep(0.02)
+    runner._warm.proc.kill()
+    await runner._warm.proc.wait()
+    assert await run_once() == first
+
+    await manager.stop()
+    assert runner._warm is None  # no child left behind

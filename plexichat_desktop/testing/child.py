@@ -51,3 +51,50 @@ def run_as_interpreter(argv: list[str]) -> int:
         sys.argv = [target, *rest]
         runpy.run_module(target, run_name="__main__", alter_sys=True)
     return 0
+
+
+WARM_CHILD_FLAG = "--pytest-warm"
+
+
+def warm_command(python: str) -> list[str]:
+    """A child that imports pytest now and runs one session when told what to run."""
+    if is_frozen():
+        return [sys.executable, WARM_CHILD_FLAG]
+    return [python, "-m", "plexichat_desktop.testing.child"]
+
+
+def run_warm_child() -> int:
+    """Import pytest, then wait for one JSON line on stdin and be that pytest session.
+
+    The line holds ``cwd``, ``pythonpath``, ``env`` (added to the environment), ``log``
+    (where stdout and stderr go from then on) and ``args``. EOF instead of a line (the
+    app went away) ends the child quietly.
+    """
+    import faulthandler
+    import json
+
+    # The slow imports, done ahead of the order.
+    import _pytest.assertion.rewrite
+    import _pytest.python  # noqa: F401
+    import pytest
+
+    import plexichat_desktop.testing.reporter  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    order = json.loads(line)
+    log = os.open(order["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    faulthandler.enable()
+    os.chdir(order["cwd"])
+    os.environ.update(order["env"])
+    os.environ["PYTHONPATH"] = order["pythonpath"]
+    sys.path.insert(0, order["pythonpath"])
+    return int(pytest.main(order["args"]))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_warm_child())

@@ -160,6 +160,7 @@ class TestManager:
             if not job.run.status.finished:
                 await self._finish(job, RunStatus.INTERRUPTED, "the app stopped")
         self._workers = []
+        await self.runner.close()
 
     async def _retention(self) -> None:
         with contextlib.suppress(Exception):
