@@ -24,6 +24,7 @@ from plexichat_desktop.server.app import create_app
 from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.server.security import ServerIdentity
 from plexichat_desktop.server.token import load_or_create_token
+from plexichat_desktop.server.v1 import ApiV1
 from plexichat_desktop.server.web_server import WebServer
 from plexichat_desktop.testing.manager import TestManager
 from plexichat_desktop.testing.store import ResultStore
@@ -66,6 +67,8 @@ class Runtime:
                                           catch_up_spread=settings.tests.catch_up_spread,
                                           at=datetime.time(hour, minute))
         self.event_log = EventLog(self.bus, ("tests.", "schedules."))
+        # The embedded PlexiChat v1 API: its own store and background work (webhooks, metrics).
+        self.api_v1 = ApiV1(paths, settings.api) if settings.api.enabled else None
 
     @property
     def url(self) -> str:
@@ -81,7 +84,8 @@ class Runtime:
         self.bus.bind(asyncio.get_running_loop())
         self.event_log.start()
         app = create_app(self.plugins, self.bus, self.identity, default_resources_dir(),
-                         self.stopping, self.tests, self.scheduler, self.event_log)
+                         self.stopping, self.tests, self.scheduler, self.event_log,
+                         api_v1=self.api_v1)
         self.server = WebServer(app, self.settings.server.port,
                                 self.settings.server.shutdown_timeout)
         self.identity.port = self.server.port
@@ -89,6 +93,8 @@ class Runtime:
         await self.plugins.start()
         await self.tests.start()
         await self.scheduler.start()
+        if self.api_v1 is not None:
+            await self.api_v1.start()
         await self.server.start()
         self.bus.publish(ServerStarted(url=self.server.url))
         active = len(self.plugins.active())
@@ -106,6 +112,8 @@ class Runtime:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+        if self.api_v1 is not None:
+            await self.api_v1.stop()
         await self.event_log.stop()
         self.store.close()
         log.info("PlexiChat Desktop stopped")

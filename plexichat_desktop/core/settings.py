@@ -94,6 +94,93 @@ class TestsSettings(_Section):
     )
 
 
+DEFAULT_UPLOAD_TYPES = [".txt", ".pdf", ".doc", ".docx", ".jpg", ".jpeg", ".png", ".gif",
+                        ".mp3", ".mp4", ".zip", ".csv", ".json", ".xml"]
+
+
+class ApiSettings(_Section):
+    """The embedded PlexiChat v1 API served at /api/v1 (see docs/api-v1.md)."""
+
+    enabled: bool = Field(True, description="Serve the PlexiChat v1 API at /api/v1.")
+    max_upload_mb: float = Field(
+        10.0, gt=0, le=4096, description="Largest file accepted by /files/upload, in MiB."
+    )
+    allowed_upload_types: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_UPLOAD_TYPES),
+        description="File name extensions /files/upload accepts (with the dot, any case).",
+    )
+    max_backup_mb: float = Field(
+        2048.0, gt=0, description="Largest backup archive accepted by /backup/upload, in MiB."
+    )
+    access_token_minutes: float = Field(
+        60.0, gt=0, le=10_080, description="Lifetime of an access token, in minutes."
+    )
+    refresh_token_days: float = Field(
+        30.0, gt=0, le=365, description="Lifetime of a refresh token (login with "
+                                        "remember_me), in days; without it at most one day."
+    )
+    password_min_length: int = Field(
+        12, ge=8, le=128, description="Shortest password /auth/register accepts."
+    )
+    scrypt_cost: int = Field(
+        14, ge=4, le=20, description="log2 of the scrypt work factor N for new password "
+                                     "hashes (stored hashes keep their own)."
+    )
+    login_rate_limit: int = Field(
+        10, ge=0, description="Login attempts per client address and username in each "
+                              "rate_limit_window; 0 = no limit."
+    )
+    register_rate_limit: int = Field(
+        5, ge=0, description="Registrations per client address in each rate_limit_window; "
+                             "0 = no limit."
+    )
+    rate_limit_window: float = Field(
+        60.0, gt=0, le=86_400, description="Window of the login and register limits, seconds."
+    )
+    requests_per_minute: int = Field(
+        0, ge=0, description="Authenticated requests per user and minute; 0 = no limit."
+    )
+    webhook_max_attempts: int = Field(
+        5, ge=1, le=20, description="Delivery attempts per webhook event, the first included."
+    )
+    webhook_retry_base: float = Field(
+        5.0, gt=0, le=3600, description="Seconds before the first webhook retry; each next "
+                                        "retry waits twice as long (plus up to 25% jitter)."
+    )
+    webhook_retry_cap: float = Field(
+        900.0, gt=0, description="Longest wait between two webhook attempts, seconds."
+    )
+    webhook_timeout: float = Field(
+        10.0, gt=0, le=120, description="Seconds a webhook receiver has to answer."
+    )
+    performance_interval: float = Field(
+        5.0, gt=0, le=3600, description="Seconds between two samples of /performance/history."
+    )
+    performance_history: int = Field(
+        720, ge=1, le=100_000, description="Samples kept by /performance/history."
+    )
+    cpu_alert_percent: float = Field(
+        90.0, ge=0, le=100, description="System CPU use above which an alert is raised."
+    )
+    memory_alert_percent: float = Field(
+        90.0, ge=0, le=100, description="Memory use above which an alert is raised."
+    )
+    disk_alert_percent: float = Field(
+        95.0, ge=0, le=100, description="Use of the data dir's disk above which an alert "
+                                        "is raised."
+    )
+    latency_alert_ms: float = Field(
+        2000.0, gt=0, description="95th-percentile API latency above which an alert is raised."
+    )
+    ws_auth_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds a WebSocket without a token in its URL or "
+                                       "header has to send its auth message."
+    )
+    max_backups: int = Field(
+        20, ge=1, le=1000, description="Backups kept; the oldest are deleted first."
+    )
+
+
 class Settings(_Section):
     """All settings of the application. Section names are the TOML table names."""
 
@@ -101,6 +188,7 @@ class Settings(_Section):
     plugins: PluginsSettings = Field(default_factory=PluginsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     tests: TestsSettings = Field(default_factory=TestsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     plugin: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-plugin settings, one table per plugin id: [plugin.<id>].",

@@ -29,13 +29,16 @@ from plexichat_desktop.server.security import (
     cookie_name,
 )
 from plexichat_desktop.server.tests_api import error_responses, tests_router
+from plexichat_desktop.server.v1 import ApiV1
 from plexichat_desktop.testing.manager import TestManager
 
 
 def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                resources: Path, stopping: asyncio.Event, tests: TestManager,
-               scheduler: SchedulerService, event_log: EventLog) -> SecurityMiddleware:
-    """Build the app; the returned object is the ASGI callable to serve."""
+               scheduler: SchedulerService, event_log: EventLog,
+               api_v1: ApiV1 | None = None) -> SecurityMiddleware:
+    """Build the app; the returned object is the ASGI callable to serve. ``api_v1``, when
+    given, is mounted at ``/api/v1`` (it authenticates with its own tokens)."""
     started_at = time.time()
     templates = Jinja2Templates(directory=str(resources / "templates"))
     app = FastAPI(title="PlexiChat Desktop", version=__version__, docs_url=None,
@@ -130,6 +133,8 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
     app.include_router(tests_router(tests, scheduler, event_log, stopping))
     app.mount("/_app", StaticFiles(directory=str(resources / "web")), name="app-assets")
     app.mount("/plugins", PluginDispatcher(manager), name="plugins")
+    if api_v1 is not None:
+        app.mount("/api/v1", api_v1.asgi, name="api-v1")
 
     def unauthorized_page(detail: str, path: str) -> bytes:
         template = templates.get_template("login.html")

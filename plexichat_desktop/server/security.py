@@ -3,7 +3,8 @@
 Modelled on Anki's media server and Jupyter server:
 1. the Host header must be ``127.0.0.1:<port>`` or ``localhost:<port>`` (DNS rebinding),
 2. every request carries the secret token, as ``Authorization: Bearer <token>`` or as the
-   cookie set by ``/login?token=...``; only the login page and its assets are exempt,
+   cookie set by ``/login?token=...``; only the login page and its assets are exempt, and
+   the PlexiChat v1 API under ``/api/v1``, which checks its own Bearer tokens instead,
 3. a state-changing request (or a WebSocket) with a foreign ``Origin`` is refused,
 4. every response carries a Content-Security-Policy and related headers.
 Wrong Host is 403, missing or wrong token 401, foreign Origin 403: never a 500.
@@ -36,6 +37,9 @@ SECURITY_HEADERS = [
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 PUBLIC_PREFIXES = ("/_app/public/",)
 PUBLIC_PATHS = {"/login", "/favicon.ico"}
+# The v1 API authenticates every request with its own tokens (from /api/v1/auth/login);
+# the app token would be the wrong credential there. Host, Origin and headers still apply.
+OWN_AUTH_PREFIX = "/api/v1"
 
 
 def cookie_name(port: int) -> str:
@@ -112,7 +116,8 @@ class SecurityMiddleware:
                              f"Host header {host!r} is not allowed; use "
                              f"http://127.0.0.1:{self.identity.port}/")
             return
-        public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+        public = (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+                  or path == OWN_AUTH_PREFIX or path.startswith(OWN_AUTH_PREFIX + "/"))
         if not public and not self.identity.token_ok(
                 request_token(headers, self.identity.port)):
             await self._deny(scope, send, 401,

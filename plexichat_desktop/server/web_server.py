@@ -30,7 +30,10 @@ class _EmbeddedServer(uvicorn.Server):
 
 def bind_socket(port: int) -> socket.socket:
     """Bind 127.0.0.1:port (0 = any free port) now, so a taken port fails early and clearly."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on accepted sockets whose proto
+    # is IPPROTO_TCP, and proto 0 is inherited otherwise. Without NODELAY every keep-alive
+    # response waits ~40 ms for the client's delayed ACK (Nagle), on loopback too.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((HOST, port))

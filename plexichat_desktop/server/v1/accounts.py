@@ -1,0 +1,71 @@
+"""User rows and their public shapes, shared by the auth, users and other routers."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from plexichat_desktop.server.v1.common import iso, now
+from plexichat_desktop.server.v1.hub import RealtimeHub
+from plexichat_desktop.server.v1.store import one
+
+PUBLIC_COLUMNS = "id, username, display_name, created_at, is_active"
+
+
+def get_user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
+    """The full row of an active user, or None."""
+    return one(conn.execute("SELECT * FROM users WHERE id = ? AND is_active = 1", (user_id,)))
+
+
+def find_login(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    """The user whose username or email is ``name`` (case-insensitive)."""
+    return one(conn.execute("SELECT * FROM users WHERE username = ? OR email = ?",
+                            (name, name)))
+
+
+def existing_ids(conn: sqlite3.Connection, user_ids: list[str]) -> set[str]:
+    """Which of ``user_ids`` are active users."""
+    if not user_ids:
+        return set()
+    marks = ", ".join("?" * len(user_ids))
+    return {row[0] for row in conn.execute(
+        f"SELECT id FROM users WHERE is_active = 1 AND id IN ({marks})", user_ids)}
+
+
+def profile(row: dict[str, Any], hub: RealtimeHub | None, own: bool) -> dict[str, Any]:
+    """``UserProfile``: the full shape for the owner; email and login times only for them."""
+    body = {
+        "id": row["id"],
+        "username": row["username"],
+        "email": row["email"] if own else None,
+        "display_name": row["display_name"] or row["username"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "last_login": iso(row["last_login"]) if own else None,
+        "is_active": bool(row["is_active"]),
+        "is_admin": bool(row["is_admin"]),
+        "is_online": hub.is_online(row["id"]) if hub else False,
+    }
+    if hub is not None:
+        body["presence"] = hub.status_of(row["id"])
+    return body
+
+
+def brief(row: dict[str, Any], hub: RealtimeHub | None = None) -> dict[str, Any]:
+    """The short shape of a user inside lists."""
+    return {
+        "id": row["id"],
+        "username": row["username"],
+        "display_name": row["display_name"] or row["username"],
+        "created_at": iso(row["created_at"]),
+        "is_active": bool(row["is_active"]),
+        "is_online": hub.is_online(row["id"]) if hub else False,
+    }
+
+
+def record_activity(conn: sqlite3.Connection, user_id: str | None, kind: str) -> None:
+    """Log one event (login, logout, register, ...) for analytics."""
+    conn.execute("INSERT INTO activity (user_id, kind, created_at) VALUES (?, ?, ?)",
+                 (user_id, kind, now()))

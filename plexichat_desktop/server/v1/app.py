@@ -1,0 +1,220 @@
+"""The v1 sub-application mounted at ``/api/v1``, and the ASGI guard in front of it.
+
+The guard does three things no route should have to remember:
+* it refuses request bodies over the limit of their path with 413, from the
+  ``Content-Length`` header when there is one, else while the body streams in;
+* it times every request for ``/performance`` (status and latency);
+* an unexpected exception becomes a JSON 500 ``{"detail": ...}`` (and a logged traceback)
+  instead of a bare text error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute, APIWebSocketRoute
+
+from plexichat_desktop import __version__
+from plexichat_desktop.server.v1 import deps
+from plexichat_desktop.server.v1.routes import (
+    analytics,
+    auth,
+    backup,
+    files,
+    groups,
+    messages,
+    notifications,
+    performance,
+    realtime,
+    search,
+    system,
+    users,
+    webhooks,
+)
+
+if TYPE_CHECKING:
+    from plexichat_desktop.server.v1.service import ApiV1
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_BODY_LIMIT = 1 << 20
+MULTIPART_OVERHEAD = 64 * 1024
+DRAIN_LIMIT = 64 << 20
+ROUTERS = (auth, users, messages, files, groups, search, notifications, system, realtime,
+           webhooks, analytics, backup, performance)
+
+
+class _BodyTooLarge(HTTPException):
+    pass
+
+
+class V1Guard:
+    """Pure ASGI wrapper of the v1 FastAPI app; see the module docstring."""
+
+    def __init__(self, app: FastAPI, api: ApiV1):
+        self.app = app
+        self.api = api
+
+    def body_limit(self, path: str) -> int:
+        mib = 1 << 20
+        if path.endswith("/files/upload"):
+            return int(self.api.settings.max_upload_mb * mib) + MULTIPART_OVERHEAD
+        if path.endswith("/backup/upload"):
+            return int(self.api.settings.max_backup_mb * mib) + MULTIPART_OVERHEAD
+        return JSON_BODY_LIMIT
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        limit = self.body_limit(scope.get("path", ""))
+        status = 500
+        response_started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _drain(receive)
+            await _json(send_tracking, 413, _too_large(limit))
+            self.api.perf.record_request(time.perf_counter() - started, 413)
+            return
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if message.get("more_body", False):
+                        await _drain(receive)
+                    raise _BodyTooLarge(413, _too_large(limit))
+            return message
+
+        try:
+            await self.app(scope, receive_limited, send_tracking)
+        except Exception:
+            if response_started:
+                raise
+            log.exception("v1 API: unexpected error in %s %s", scope.get("method"),
+                          scope.get("path"))
+            await _json(send_tracking, 500, "internal error in the PlexiChat v1 API; the "
+                                            "server log has the details")
+        finally:
+            self.api.perf.record_request(time.perf_counter() - started, status)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body (up to ``DRAIN_LIMIT`` bytes): closing a
+    socket with unread data resets it, and the client would never see the 413."""
+    drained = 0
+    while drained <= DRAIN_LIMIT:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _too_large(limit: int) -> str:
+    return f"request body too large: at most {limit} bytes here"
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _json(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _needs_auth(dependant: Dependant) -> bool:
+    return any(dep.call in (deps.current_user, deps.authenticate) or _needs_auth(dep)
+               for dep in dependant.dependencies)
+
+
+def describe_routes(app: FastAPI, prefix: str) -> list[dict[str, Any]]:
+    """Every route of the app as ``{method, path, group, name, auth}``: the discovery list
+    is generated from the routers themselves, so it cannot go stale like the origin's was."""
+    out: list[dict[str, Any]] = []
+    own = [r for r in app.routes if isinstance(r, APIRoute | APIWebSocketRoute)]
+    for route in [*own, *(r for module in ROUTERS for r in module.router.routes)]:
+        if isinstance(route, APIRoute) and route.include_in_schema:
+            for method in sorted(route.methods - {"HEAD"}):
+                out.append({"method": method, "path": prefix + route.path,
+                            "group": route.tags[0] if route.tags else "root",
+                            "name": route.name, "auth": _needs_auth(route.dependant)})
+        elif isinstance(route, APIWebSocketRoute):
+            out.append({"method": "WEBSOCKET", "path": prefix + route.path,
+                        "group": "realtime", "name": route.name, "auth": True})
+    return out
+
+
+def create_v1_app(api: ApiV1) -> FastAPI:
+    """Build the v1 FastAPI app over ``api``; ``app.state.asgi`` is the guarded callable."""
+    app = FastAPI(title="PlexiChat v1 API (embedded)", version=__version__, docs_url=None,
+                  redoc_url=None, openapi_url="/openapi.json",
+                  description="The PlexiChat v1 REST API served by PlexiChat Desktop. "
+                              "See docs/api-v1.md.")
+    app.state.api = api
+
+    def info(request: Request) -> dict[str, Any]:
+        prefix = request.scope.get("root_path", "").rstrip("/")
+        routes = describe_routes(app, prefix)
+        groups = sorted({r["group"] for r in routes if r["group"] != "root"})
+        return {
+            "name": "PlexiChat", "version": __version__, "api_version": "v1",
+            "status": "online", "server": "plexichat-desktop-embedded",
+            "base_path": prefix or "/",
+            "endpoints": {group: f"{prefix}/{group}" for group in groups},
+            "websocket": f"{prefix}/realtime/ws",
+            "routes": routes,
+            "auth": {"scheme": "bearer", "login": f"{prefix}/auth/login",
+                     "refresh": f"{prefix}/auth/refresh",
+                     "access_token_ttl": round(api.settings.access_token_minutes * 60)},
+            "documentation": f"{prefix}/openapi.json",
+        }
+
+    @app.get("/", tags=["root"])
+    async def discovery(request: Request) -> dict[str, Any]:
+        """Name, version and every endpoint of this server (no auth)."""
+        return info(request)
+
+    @app.get("/info", tags=["root"])
+    async def api_info(request: Request) -> dict[str, Any]:
+        """The same description as ``GET /api/v1/`` (kept for origin clients)."""
+        return info(request)
+
+    for module in ROUTERS:
+        app.include_router(module.router)
+    app.state.asgi = V1Guard(app, api)
+    return app

@@ -1,0 +1,304 @@
+"""Backups of the v1 data: the database and the uploaded files, in one zip archive.
+
+An archive holds ``manifest.json``, ``plexichat.sqlite3`` (a consistent snapshot taken with
+SQLite's online backup API while the server keeps running) and ``files/<xx>/<file id>``.
+Its SHA-256 is recorded when it is made (or uploaded) and checked again before a restore:
+a damaged or swapped archive is refused, never half-restored.
+
+Backups live beside the data, in ``<data>/api_v1/backups/<id>.zip`` with a ``<id>.json``
+record each. They are deliberately not inside the database, so restoring an old backup does
+not forget the backups made after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop import __version__
+from plexichat_desktop.server.v1.common import iso, new_id, now
+from plexichat_desktop.server.v1.store import SCHEMA_VERSION, ApiStore, inspect_database
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "plexichat.sqlite3"
+FORMAT = 1
+_FILE_ENTRY = re.compile(r"^files/[0-9a-f]{2}/[0-9a-f-]{36}$")
+_ID = re.compile(r"^[0-9a-f-]{36}$")
+_CHUNK = 1 << 20
+COUNTED_TABLES = ("users", "messages", "files", "groups", "notifications", "webhooks")
+
+
+class BackupError(Exception):
+    """A backup cannot be made or restored; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _counts(db: Path) -> dict[str, int]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {table: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+                for table in COUNTED_TABLES}
+    finally:
+        conn.close()
+
+
+class BackupManager:
+    """Create, list, verify, restore and delete backups; one operation at a time."""
+
+    def __init__(self, store: ApiStore, files_dir: Path, backups_dir: Path, keep: int,
+                 on_completed: Callable[[dict[str, Any]], None] | None = None):
+        self.store = store
+        self.files_dir = files_dir
+        self.dir = backups_dir
+        self.keep = keep
+        self.on_completed = on_completed
+        self._lock = asyncio.Lock()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    # -- records ----------------------------------------------------------------------
+
+    def archive(self, backup_id: str) -> Path:
+        return self.dir / f"{backup_id}.zip"
+
+    def _record_path(self, backup_id: str) -> Path:
+        return self.dir / f"{backup_id}.json"
+
+    def _save(self, record: dict[str, Any]) -> None:
+        target = self._record_path(record["id"])
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+        os.replace(tmp, target)
+
+    def get(self, backup_id: str) -> dict[str, Any] | None:
+        """The record of ``backup_id``, or None (also for malformed ids)."""
+        if not _ID.match(backup_id):
+            return None
+        try:
+            return json.loads(self._record_path(backup_id).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every backup record, newest first."""
+        records = []
+        for path in self.dir.glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                records.append(json.loads(path.read_text(encoding="utf-8")))
+        records.sort(key=lambda r: r.get("created_ts", 0), reverse=True)
+        return records
+
+    def recover(self) -> None:
+        """Mark backups that were being made when the app stopped as failed."""
+        for record in self.list():
+            if record.get("status") in ("pending", "running"):
+                record.update(status="failed", error="the app stopped while it was being made")
+                self._save(record)
+
+    # -- create -----------------------------------------------------------------------
+
+    def start_create(self, user_id: str, name: str | None) -> dict[str, Any]:
+        """Record a pending backup and start making it in the background."""
+        current = now()
+        record = {
+            "id": new_id(), "name": name or f"backup {iso(current)}", "status": "pending",
+            "source": "created", "created_by": user_id, "created_at": iso(current),
+            "created_ts": current, "completed_at": None, "size": None, "checksum": None,
+            "checksum_algorithm": "sha256", "schema_version": SCHEMA_VERSION,
+            "app_version": __version__, "counts": None, "file_count": None, "error": None,
+            "last_restored_at": None,
+        }
+        self._save(record)
+        task = asyncio.get_running_loop().create_task(self._create(record),
+                                                      name=f"v1 backup {record['id']}")
+        self._tasks[record["id"]] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(record["id"], None))
+        return record
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Let backups being made finish (they need the store), cancelling after ``timeout``;
+        a cancelled one is marked failed at the next start."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+
+    async def wait(self, backup_id: str, timeout: float) -> None:
+        task = self._tasks.get(backup_id)
+        if task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    async def _create(self, record: dict[str, Any]) -> None:
+        async with self._lock:
+            record["status"] = "running"
+            self._save(record)
+            try:
+                await asyncio.to_thread(self._make_archive, record)
+                record["status"] = "completed"
+            except Exception as exc:
+                log.exception("v1 backup %s failed", record["id"])
+                record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+                with contextlib.suppress(OSError):
+                    self.archive(record["id"]).unlink()
+            record["completed_at"] = iso(now())
+            self._save(record)
+            await asyncio.to_thread(self._prune)
+        if record["status"] == "completed" and self.on_completed is not None:
+            self.on_completed(record)
+
+    def _make_archive(self, record: dict[str, Any]) -> None:
+        final = self.archive(record["id"])
+        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".make-") as tmp:
+            snapshot = Path(tmp) / DB_NAME
+            self.store.snapshot_to(snapshot)
+            counts = _counts(snapshot)
+            partial = Path(tmp) / "archive.zip"
+            file_count = 0
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.write(snapshot, DB_NAME)
+                if self.files_dir.is_dir():
+                    for path in sorted(self.files_dir.rglob("*")):
+                        name = path.relative_to(self.files_dir.parent).as_posix()
+                        if path.is_file() and _FILE_ENTRY.match(name):
+                            zf.write(path, name)
+                            file_count += 1
+                manifest = {"format": FORMAT, "created_at": record["created_at"],
+                            "schema_version": SCHEMA_VERSION, "app_version": __version__,
+                            "counts": counts, "file_count": file_count}
+                zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+            record.update(counts=counts, file_count=file_count, size=partial.stat().st_size,
+                          checksum=sha256_of(partial))
+            os.replace(partial, final)
+
+    def _prune(self) -> None:
+        done = [r for r in self.list() if r.get("status") in ("completed", "failed")]
+        for record in done[self.keep:]:
+            self._delete_files(record["id"])
+
+    # -- upload, delete ---------------------------------------------------------------
+
+    def adopt_upload(self, upload: Path, checksum: str, user_id: str,
+                     name: str | None) -> dict[str, Any]:
+        """Take an uploaded archive whose SHA-256 must equal ``checksum``; blocking."""
+        actual = sha256_of(upload)
+        if actual != checksum.lower():
+            raise BackupError(409, f"checksum: the upload has SHA-256 {actual}, not "
+                                   f"{checksum.lower()}; it was damaged on the way")
+        manifest = self._validate_archive(upload)
+        current = now()
+        record = {
+            "id": new_id(), "name": name or f"uploaded backup {iso(current)}",
+            "status": "completed", "source": "uploaded", "created_by": user_id,
+            "created_at": manifest.get("created_at") or iso(current), "created_ts": current,
+            "completed_at": iso(current), "size": upload.stat().st_size, "checksum": actual,
+            "checksum_algorithm": "sha256",
+            "schema_version": manifest.get("schema_version"),
+            "app_version": manifest.get("app_version"), "counts": manifest.get("counts"),
+            "file_count": manifest.get("file_count"), "error": None, "last_restored_at": None,
+        }
+        shutil.move(str(upload), self.archive(record["id"]))
+        self._save(record)
+        self._prune()
+        return record
+
+    def delete(self, backup_id: str) -> None:
+        self._delete_files(backup_id)
+
+    def _delete_files(self, backup_id: str) -> None:
+        for path in (self.archive(backup_id), self._record_path(backup_id)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    # -- restore ----------------------------------------------------------------------
+
+    async def restore(self, backup_id: str, expected: str | None) -> dict[str, Any]:
+        """Verify and restore ``backup_id``; raises :class:`BackupError`."""
+        async with self._lock:
+            record = self.get(backup_id)
+            if record is None:
+                raise BackupError(404, f"backup '{backup_id}' not found")
+            if record.get("status") != "completed":
+                raise BackupError(409, f"backup '{backup_id}' is {record.get('status')}, "
+                                       f"only a completed backup can be restored")
+            counts = await asyncio.to_thread(self._restore, record, expected)
+            record["last_restored_at"] = iso(now())
+            self._save(record)
+            return {"backup": record, "counts": counts}
+
+    def _validate_archive(self, archive: Path) -> dict[str, Any]:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                names = zf.namelist()
+                odd = [n for n in names if n not in (DB_NAME, "manifest.json")
+                       and not _FILE_ENTRY.match(n)]
+                if odd:
+                    raise BackupError(422, f"file: the archive has unexpected entries: "
+                                           f"{', '.join(sorted(odd)[:5])}")
+                if DB_NAME not in names or "manifest.json" not in names:
+                    raise BackupError(422, "file: the archive has no database or manifest; "
+                                           "it is not a PlexiChat v1 backup")
+                manifest = json.loads(zf.read("manifest.json"))
+        except (zipfile.BadZipFile, ValueError, OSError) as exc:
+            raise BackupError(422, f"file: not a readable backup archive ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise BackupError(422, "file: unknown backup format")
+        return manifest
+
+    def _restore(self, record: dict[str, Any], expected: str | None) -> dict[str, int]:
+        archive = self.archive(record["id"])
+        if not archive.is_file():
+            raise BackupError(409, f"backup '{record['id']}' has no archive on disk")
+        actual = sha256_of(archive)
+        if actual != record["checksum"]:
+            raise BackupError(409, f"checksum: the archive's SHA-256 is {actual} but "
+                                   f"{record['checksum']} was recorded; it is damaged")
+        if expected is not None and expected.lower() != actual:
+            raise BackupError(409, f"checksum: the archive's SHA-256 is {actual}, not the "
+                                   f"expected {expected.lower()}")
+        self._validate_archive(archive)
+        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".restore-") as tmp:
+            staging = Path(tmp)
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(staging)  # names checked above: no absolute or '..' paths
+            db = staging / DB_NAME
+            try:
+                inspect_database(db)
+            except ValueError as exc:
+                raise BackupError(422, f"backup '{record['id']}': {exc}") from None
+            counts = _counts(db)
+            self.store.replace_from(db)
+            new_files = staging / "files"
+            new_files.mkdir(exist_ok=True)
+            old = staging / "files-replaced"
+            if self.files_dir.exists():
+                os.replace(self.files_dir, old)
+            os.replace(new_files, self.files_dir)
+        return counts

@@ -1,0 +1,92 @@
+"""Conventions shared by every v1 endpoint: ids, timestamps, pagination, errors.
+
+* ids are UUID4 strings; an unknown or malformed id is simply "not found" (404);
+* timestamps are stored as UNIX seconds and sent as ISO-8601 UTC strings;
+* lists are ``{<items>: [...], "total", "limit", "offset", "has_more"}``;
+* errors are ``{"detail": ...}`` via :class:`fastapi.HTTPException`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import HTTPException, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+
+
+def new_id() -> str:
+    """A fresh UUID4 string, the id format of every v1 resource."""
+    return str(uuid.uuid4())
+
+
+def now() -> float:
+    """The current time as UNIX seconds (what the store keeps)."""
+    return time.time()
+
+
+def iso(ts: float | None) -> str | None:
+    """UNIX seconds -> ISO-8601 UTC with milliseconds (``2025-01-31T12:00:00.000+00:00``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def page(name: str, items: list[Any], total: int, limit: int, offset: int,
+         **extra: Any) -> dict[str, Any]:
+    """The one list shape of the API."""
+    return {name: items, "total": total, "limit": limit, "offset": offset,
+            "has_more": offset + len(items) < total, **extra}
+
+
+def done(message: str, **extra: Any) -> dict[str, Any]:
+    """The body of an action that has no resource to return (delete, join, logout...)."""
+    return {"success": True, "message": message, **extra}
+
+
+def not_found(what: str, ident: str) -> HTTPException:
+    """404 naming the kind of thing and the id the caller asked for."""
+    return HTTPException(404, f"{what} '{ident}' not found")
+
+
+def forbidden(detail: str) -> HTTPException:
+    return HTTPException(403, detail)
+
+
+def conflict(detail: str) -> HTTPException:
+    return HTTPException(409, detail)
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, with its wildcards escaped (ESCAPE '\\')."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def limit_query(default: int, maximum: int) -> Any:
+    """``Annotated`` metadata of a ``limit`` query parameter (its default goes after ``=``)."""
+    return Query(ge=1, le=maximum, description=f"Page size (1-{maximum}, default {default}).")
+
+
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000, description="Items to skip.")]
+
+
+class Body(BaseModel):
+    """Base of request bodies: unknown fields are an error (422), not silently dropped.
+
+    Strings are kept exactly as sent (no stripping): message content and passwords are
+    data, and code blocks keep their indentation.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def invalid(field: str, message: str, value: Any = None, where: str = "body"
+            ) -> RequestValidationError:
+    """A 422 in FastAPI's own shape (``detail`` = list of ``{loc, msg, type}``), for checks
+    that need more than the request model (settings-dependent rules, cross-field rules)."""
+    return RequestValidationError([{"type": "value_error", "loc": (where, field),
+                                    "msg": message, "input": value}])

@@ -1,0 +1,172 @@
+"""``/users``: profiles, search, listing, stats, account deletion."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import Field
+
+from plexichat_desktop.server.v1 import accounts
+from plexichat_desktop.server.v1.common import (
+    Body,
+    Offset,
+    conflict,
+    done,
+    invalid,
+    iso,
+    like_pattern,
+    limit_query,
+    not_found,
+    now,
+    page,
+)
+from plexichat_desktop.server.v1.deps import Api, User
+from plexichat_desktop.server.v1.routes.auth import EMAIL
+from plexichat_desktop.server.v1.store import rows, scalar
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+class ProfileUpdate(Body):
+    display_name: str | None = Field(None, max_length=100)
+    email: str | None = Field(None, min_length=3, max_length=254)
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
+
+
+@router.get("/me")
+async def get_me(user: User, api: Api) -> dict[str, Any]:
+    """The caller's full profile."""
+    row = await api.store.read(accounts.get_user, user.id)
+    if row is None:
+        raise HTTPException(404, "the account no longer exists")
+    return accounts.profile(row, api.hub, own=True)
+
+
+def _update(conn: sqlite3.Connection, user_id: str, changes: dict[str, Any]
+            ) -> dict[str, Any]:
+    email = changes.get("email")
+    if email is not None and scalar(conn, "SELECT 1 FROM users WHERE email = ? AND id != ?",
+                                    (email, user_id)):
+        raise conflict(f"email '{email}' is already taken")
+    if changes:
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        conn.execute(f"UPDATE users SET {columns}, updated_at = ? WHERE id = ?",
+                     (*changes.values(), now(), user_id))
+    row = accounts.get_user(conn, user_id)
+    assert row is not None
+    return row
+
+
+@router.put("/me")
+async def update_me(body: ProfileUpdate, user: User, api: Api) -> dict[str, Any]:
+    """Change display name, email, first or last name; returns the updated profile."""
+    changes = body.model_dump(exclude_unset=True)
+    if "email" in changes:
+        if changes["email"] is None:
+            raise invalid("email", "email cannot be removed")
+        if not EMAIL.match(changes["email"]):
+            raise invalid("email", "not a valid email address", changes["email"])
+    try:
+        row = await api.store.write(_update, user.id, changes)
+    except sqlite3.IntegrityError:
+        raise conflict(f"email '{changes.get('email')}' is already taken") from None
+    return accounts.profile(row, api.hub, own=True)
+
+
+def _delete(conn: sqlite3.Connection, user_id: str) -> tuple[list[str], list[str]]:
+    sessions = [r[0] for r in conn.execute("SELECT id FROM sessions WHERE user_id = ?",
+                                           (user_id,))]
+    files = [r[0] for r in conn.execute("SELECT id FROM files WHERE owner_id = ?", (user_id,))]
+    # Cascades remove sessions, messages, files, shares, memberships, owned groups,
+    # notifications and webhooks.
+    conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+    accounts.record_activity(conn, None, "account_deleted")
+    return sessions, files
+
+
+@router.delete("/me")
+async def delete_me(user: User, api: Api) -> dict[str, Any]:
+    """Delete the caller's account and everything it owns (messages, files, groups...)."""
+    sessions, files = await api.store.write(_delete, user.id)
+    await api.hub.close_sessions(sessions, reason="account deleted")
+
+    def unlink_all() -> None:
+        for file_id in files:
+            with contextlib.suppress(FileNotFoundError):
+                api.file_path(file_id).unlink()
+
+    await asyncio.to_thread(unlink_all)
+    return done("Account deleted", user_id=user.id, files_deleted=len(files))
+
+
+def _search(conn: sqlite3.Connection, query: str, limit: int, offset: int
+            ) -> tuple[list[dict[str, Any]], int]:
+    pattern = like_pattern(query)
+    where = ("is_active = 1 AND (username LIKE ? ESCAPE '\\' OR display_name LIKE ? "
+             "ESCAPE '\\')")
+    total = scalar(conn, f"SELECT COUNT(*) FROM users WHERE {where}", (pattern, pattern))
+    # Exact and prefix matches first, then alphabetical.
+    found = rows(conn.execute(
+        f"SELECT {accounts.PUBLIC_COLUMNS} FROM users WHERE {where} ORDER BY "
+        "CASE WHEN username = ? COLLATE NOCASE THEN 0 "
+        "WHEN username LIKE ? ESCAPE '\\' THEN 1 ELSE 2 END, username LIMIT ? OFFSET ?",
+        (pattern, pattern, query, pattern[1:], limit, offset)))
+    return found, total
+
+
+@router.get("/search")
+async def search_users(
+    user: User, api: Api,
+    query: Annotated[str, Query(min_length=1, max_length=100)],
+    limit: Annotated[int, limit_query(10, 50)] = 10, offset: Offset = 0,
+) -> dict[str, Any]:
+    """Users whose username or display name contains ``query``."""
+    found, total = await api.store.read(_search, query.strip(), limit, offset)
+    return page("users", [accounts.brief(r, api.hub) for r in found], total, limit, offset,
+                query=query)
+
+
+def _stats(conn: sqlite3.Connection, since: float) -> tuple[int, int]:
+    return (scalar(conn, "SELECT COUNT(*) FROM users WHERE is_active = 1"),
+            scalar(conn, "SELECT COUNT(DISTINCT user_id) FROM sessions "
+                         "WHERE last_used_at >= ?", (since,)))
+
+
+@router.get("/stats/summary")
+async def stats(user: User, api: Api) -> dict[str, Any]:
+    """How many users there are, were active in the last 24 h and are connected now."""
+    total, active = await api.store.read(_stats, now() - 86_400)
+    return {"total_users": total, "active_users": active,
+            "online_users": len(api.hub.by_user), "timestamp": iso(now())}
+
+
+def _list(conn: sqlite3.Connection, limit: int, offset: int
+          ) -> tuple[list[dict[str, Any]], int]:
+    total = scalar(conn, "SELECT COUNT(*) FROM users WHERE is_active = 1")
+    found = rows(conn.execute(
+        f"SELECT {accounts.PUBLIC_COLUMNS} FROM users WHERE is_active = 1 "
+        "ORDER BY created_at, username LIMIT ? OFFSET ?", (limit, offset)))
+    return found, total
+
+
+@router.get("/")
+@router.get("", include_in_schema=False)
+async def list_users(user: User, api: Api, limit: Annotated[int, limit_query(20, 100)] = 20,
+                     offset: Offset = 0) -> dict[str, Any]:
+    """Every active user, oldest account first."""
+    found, total = await api.store.read(_list, limit, offset)
+    return page("users", [accounts.brief(r, api.hub) for r in found], total, limit, offset)
+
+
+@router.get("/{user_id}")
+async def get_user(user_id: str, user: User, api: Api) -> dict[str, Any]:
+    """Another user's profile (email and last login only for oneself)."""
+    row = await api.store.read(accounts.get_user, user_id)
+    if row is None:
+        raise not_found("user", user_id)
+    return accounts.profile(row, api.hub, own=row["id"] == user.id)

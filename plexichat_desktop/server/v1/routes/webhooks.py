@@ -1,0 +1,294 @@
+"""``/webhooks``: register, list, update, test and delete webhooks; their delivery log.
+
+A webhook belongs to the user who registered it and receives the events that concern that
+user (see ``webhooks.EVENTS``; ``backup.completed`` and ``system.alert`` go to
+administrators' webhooks). The signing secret is shown once, in the answer to
+``/register``; afterwards only its first characters are.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, HTTPException, Response
+from pydantic import Field, field_validator
+
+from plexichat_desktop.server.v1.common import (
+    Body,
+    Offset,
+    done,
+    invalid,
+    iso,
+    limit_query,
+    new_id,
+    not_found,
+    now,
+    page,
+)
+from plexichat_desktop.server.v1.deps import Api, User
+from plexichat_desktop.server.v1.store import one, rows, scalar
+from plexichat_desktop.server.v1.webhooks import (
+    ADMIN_EVENTS,
+    EVENTS,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    delivery_dict,
+    enqueue_rows,
+)
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+MAX_PER_USER = 50
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL")
+    if parts.username or parts.password:
+        raise ValueError("must not carry a user name or password")
+    return value
+
+
+def _check_events(value: list[str]) -> list[str]:
+    unknown = [e for e in value if e != "*" and e not in EVENTS]
+    if unknown:
+        raise ValueError(f"unknown event(s) {', '.join(unknown)}; known: * or "
+                         f"{', '.join(EVENTS)}")
+    return list(dict.fromkeys(value))
+
+
+class RegisterBody(Body):
+    url: str = Field(min_length=8, max_length=2000)
+    events: list[str] = Field(min_length=1, max_length=len(EVENTS) + 1)
+    secret: str | None = Field(None, min_length=16, max_length=256,
+                               description="Default: a random 32-byte secret.")
+    description: str | None = Field(None, max_length=500)
+    active: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        return _check_events(value)
+
+
+class UpdateBody(Body):
+    url: str | None = Field(None, min_length=8, max_length=2000)
+    events: list[str] | None = Field(None, min_length=1, max_length=len(EVENTS) + 1)
+    description: str | None = Field(None, max_length=500)
+    active: bool | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_events(value)
+
+
+def webhook_dict(row: dict[str, Any], with_secret: bool = False) -> dict[str, Any]:
+    """``Webhook``; the full secret only right after registration."""
+    body = {
+        "id": row["id"], "url": row["url"], "events": json.loads(row["events"]),
+        "description": row["description"], "active": bool(row["active"]),
+        "owner_id": row["owner_id"], "created_at": iso(row["created_at"]),
+        "secret_hint": row["secret"][:4] + "…",
+        "signature_header": SIGNATURE_HEADER, "timestamp_header": TIMESTAMP_HEADER,
+    }
+    for key in ("deliveries_total", "deliveries_delivered", "deliveries_failed",
+                "deliveries_pending"):
+        if key in row:
+            body[key] = row[key]
+    if with_secret:
+        body["secret"] = row["secret"]
+    return body
+
+
+STATS = ("(SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id) "
+         "AS deliveries_total, (SELECT COUNT(*) FROM webhook_deliveries d WHERE "
+         "d.webhook_id = w.id AND d.status = 'delivered') AS deliveries_delivered, "
+         "(SELECT COUNT(*) FROM webhook_deliveries d WHERE d.webhook_id = w.id AND "
+         "d.status = 'failed') AS deliveries_failed, (SELECT COUNT(*) FROM webhook_deliveries "
+         "d WHERE d.webhook_id = w.id AND d.status IN ('pending', 'retrying')) "
+         "AS deliveries_pending")
+
+
+def _own(conn: sqlite3.Connection, webhook_id: str, me: str) -> dict[str, Any] | None:
+    return one(conn.execute(f"SELECT w.*, {STATS} FROM webhooks w WHERE w.id = ? AND "
+                            f"w.owner_id = ?", (webhook_id, me)))
+
+
+def _register(conn: sqlite3.Connection, me: str, body: RegisterBody, secret: str
+              ) -> dict[str, Any]:
+    if scalar(conn, "SELECT COUNT(*) FROM webhooks WHERE owner_id = ?", (me,)) >= MAX_PER_USER:
+        raise HTTPException(409, f"at most {MAX_PER_USER} webhooks per user; delete one first")
+    webhook_id = new_id()
+    conn.execute("INSERT INTO webhooks (id, owner_id, url, events, secret, description, "
+                 "active, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                 (webhook_id, me, body.url, json.dumps(body.events), secret, body.description,
+                  int(body.active), now()))
+    row = _own(conn, webhook_id, me)
+    assert row is not None
+    return row
+
+
+@router.post("/register", status_code=201)
+async def register(body: RegisterBody, user: User, api: Api) -> dict[str, Any]:
+    """Register a webhook. The answer holds the signing ``secret`` (shown only here)."""
+    secret = body.secret or secrets.token_hex(32)
+    row = await api.store.write(_register, user.id, body, secret)
+    result = webhook_dict(row, with_secret=True)
+    admin_only = sorted(set(body.events) & ADMIN_EVENTS)
+    if admin_only and not user.is_admin:
+        result["warnings"] = [f"{', '.join(admin_only)}: delivered to administrators only"]
+    return result
+
+
+@router.get("/events")
+async def events(user: User) -> dict[str, Any]:
+    """The events a webhook can subscribe to."""
+    return {"events": list(EVENTS), "admin_only": sorted(ADMIN_EVENTS), "wildcard": "*"}
+
+
+def _list(conn: sqlite3.Connection, me: str, limit: int, offset: int
+          ) -> tuple[list[dict[str, Any]], int]:
+    total = scalar(conn, "SELECT COUNT(*) FROM webhooks WHERE owner_id = ?", (me,))
+    found = rows(conn.execute(f"SELECT w.*, {STATS} FROM webhooks w WHERE w.owner_id = ? "
+                              f"ORDER BY w.seq DESC LIMIT ? OFFSET ?", (me, limit, offset)))
+    return found, total
+
+
+@router.get("/")
+@router.get("", include_in_schema=False)
+async def list_webhooks(user: User, api: Api, limit: Annotated[int, limit_query(50, 100)] = 50,
+                        offset: Offset = 0) -> dict[str, Any]:
+    """The caller's webhooks with delivery counts, newest first."""
+    found, total = await api.store.read(_list, user.id, limit, offset)
+    return page("webhooks", [webhook_dict(r) for r in found], total, limit, offset)
+
+
+def _delivery(conn: sqlite3.Connection, delivery_id: str, me: str) -> dict[str, Any] | None:
+    return one(conn.execute(
+        "SELECT d.* FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+        "WHERE d.id = ? AND w.owner_id = ?", (delivery_id, me)))
+
+
+@router.get("/deliveries/{delivery_id}")
+async def get_delivery(delivery_id: str, user: User, api: Api) -> dict[str, Any]:
+    """One delivery of one of the caller's webhooks, with every attempt."""
+    row = await api.store.read(_delivery, delivery_id, user.id)
+    if row is None:
+        raise not_found("delivery", delivery_id)
+    return delivery_dict(row)
+
+
+@router.get("/{webhook_id}")
+async def get_webhook(webhook_id: str, user: User, api: Api) -> dict[str, Any]:
+    row = await api.store.read(_own, webhook_id, user.id)
+    if row is None:
+        raise not_found("webhook", webhook_id)
+    return webhook_dict(row)
+
+
+def _update(conn: sqlite3.Connection, webhook_id: str, me: str, changes: dict[str, Any]
+            ) -> dict[str, Any] | None:
+    if _own(conn, webhook_id, me) is None:
+        return None
+    if "events" in changes:
+        changes["events"] = json.dumps(changes["events"])
+    if "active" in changes:
+        changes["active"] = int(changes["active"])
+    if changes:
+        columns = ", ".join(f"{name} = :{name}" for name in changes)
+        conn.execute(f"UPDATE webhooks SET {columns} WHERE id = :id",
+                     {**changes, "id": webhook_id})
+    return _own(conn, webhook_id, me)
+
+
+@router.put("/{webhook_id}")
+async def update(webhook_id: str, body: UpdateBody, user: User, api: Api) -> dict[str, Any]:
+    """Change the URL, events, description or active flag; returns the webhook."""
+    changes = body.model_dump(exclude_unset=True)
+    for key in ("url", "events", "active"):
+        if key in changes and changes[key] is None:
+            raise invalid(key, f"{key} cannot be null")
+    row = await api.store.write(_update, webhook_id, user.id, changes)
+    if row is None:
+        raise not_found("webhook", webhook_id)
+    return webhook_dict(row)
+
+
+@router.delete("/{webhook_id}")
+async def delete(webhook_id: str, user: User, api: Api) -> dict[str, Any]:
+    """Delete a webhook and its delivery log."""
+    removed = await api.store.write(
+        lambda conn: conn.execute("DELETE FROM webhooks WHERE id = ? AND owner_id = ?",
+                                  (webhook_id, user.id)).rowcount)
+    if not removed:
+        raise not_found("webhook", webhook_id)
+    return done("Webhook deleted", webhook_id=webhook_id)
+
+
+@router.post("/{webhook_id}/test", status_code=202)
+async def test(webhook_id: str, user: User, api: Api, response: Response,
+               wait: bool = False) -> dict[str, Any]:
+    """Queue a ``webhook.test`` delivery (even to an inactive webhook). 202 with the
+    delivery; with ``?wait=true``, 200 once the first attempt is done (or timed out)."""
+    row = await api.store.read(_own, webhook_id, user.id)
+    if row is None:
+        raise not_found("webhook", webhook_id)
+    data = {"message": "This is a test delivery from PlexiChat Desktop.",
+            "webhook_id": webhook_id, "user_id": user.id, "username": user.username}
+    created = await api.store.write(_force_test, webhook_id, data)
+    api.webhooks.wake()
+    if wait:
+        await api.webhooks.wait_first_attempt(created, api.settings.webhook_timeout + 5)
+        response.status_code = 200
+    delivery = await api.store.read(_delivery, created, user.id)
+    assert delivery is not None
+    return delivery_dict(delivery)
+
+
+def _force_test(conn: sqlite3.Connection, webhook_id: str, data: dict[str, Any]) -> str:
+    # A test goes to the named webhook whatever its events and active flag say.
+    active = scalar(conn, "SELECT active FROM webhooks WHERE id = ?", (webhook_id,))
+    conn.execute("UPDATE webhooks SET active = 1 WHERE id = ?", (webhook_id,))
+    created = enqueue_rows(conn, "webhook.test", data, None, webhook_id)
+    conn.execute("UPDATE webhooks SET active = ? WHERE id = ?", (active, webhook_id))
+    return created[0]
+
+
+def _deliveries(conn: sqlite3.Connection, webhook_id: str, status: str | None, limit: int,
+                offset: int) -> tuple[list[dict[str, Any]], int]:
+    where = "webhook_id = :id" + (" AND status = :status" if status else "")
+    args = {"id": webhook_id, "status": status, "limit": limit, "offset": offset}
+    total = scalar(conn, f"SELECT COUNT(*) FROM webhook_deliveries WHERE {where}", args)
+    found = rows(conn.execute(f"SELECT * FROM webhook_deliveries WHERE {where} ORDER BY seq "
+                              f"DESC LIMIT :limit OFFSET :offset", args))
+    return found, total
+
+
+@router.get("/{webhook_id}/deliveries")
+async def deliveries(
+    webhook_id: str, user: User, api: Api,
+    status: Literal["pending", "retrying", "delivered", "failed"] | None = None,
+    limit: Annotated[int, limit_query(50, 100)] = 50, offset: Offset = 0,
+) -> dict[str, Any]:
+    """The delivery log of a webhook, newest first, optionally only one ``status``."""
+    if await api.store.read(_own, webhook_id, user.id) is None:
+        raise not_found("webhook", webhook_id)
+    found, total = await api.store.read(_deliveries, webhook_id, status, limit, offset)
+    return page("deliveries", [delivery_dict(r) for r in found], total, limit, offset,
+                webhook_id=webhook_id)

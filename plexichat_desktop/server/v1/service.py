@@ -1,0 +1,94 @@
+"""The embedded PlexiChat v1 server as one object the runtime starts and stops."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.settings import ApiSettings
+from plexichat_desktop.server.v1.backup import BackupManager
+from plexichat_desktop.server.v1.hub import RealtimeHub
+from plexichat_desktop.server.v1.perf import PerformanceMonitor
+from plexichat_desktop.server.v1.ratelimit import SlidingWindowLimiter
+from plexichat_desktop.server.v1.store import ApiStore
+from plexichat_desktop.server.v1.webhooks import WebhookDispatcher
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_NAME = "api_v1"
+DB_NAME = "plexichat.sqlite3"
+
+
+class ApiV1:
+    """State of the v1 API: store, files, limits, realtime hub, webhooks, metrics, backups.
+
+    ``asgi`` is the application to mount at ``/api/v1``. Opening the store happens here;
+    :meth:`start` / :meth:`stop` run the background work (webhook delivery, sampling).
+    """
+
+    def __init__(self, paths: AppPaths, settings: ApiSettings):
+        self.settings = settings
+        self.root: Path = paths.data_dir / DATA_DIR_NAME
+        self.files_dir = self.root / "files"
+        self.uploads_tmp = self.root / "incoming"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.files_dir.mkdir(exist_ok=True)
+        self.uploads_tmp.mkdir(exist_ok=True)
+        self.store = ApiStore(self.root / DB_NAME)
+        self.started_at = time.time()
+        self.login_limiter = SlidingWindowLimiter(
+            "login", settings.login_rate_limit, settings.rate_limit_window)
+        self.register_limiter = SlidingWindowLimiter(
+            "register", settings.register_rate_limit, settings.rate_limit_window)
+        self.request_limiter = SlidingWindowLimiter(
+            "API", settings.requests_per_minute, 60.0)
+        self.hub = RealtimeHub()
+        self.webhooks = WebhookDispatcher(self.store, settings)
+        self.perf = PerformanceMonitor(settings, self.root, on_alert=self._on_alert)
+        self.backups = BackupManager(self.store, self.files_dir, self.root / "backups",
+                                     settings.max_backups, on_completed=self._on_backup)
+        from plexichat_desktop.server.v1.app import create_v1_app  # app imports this module
+
+        self.app = create_v1_app(self)
+        self.asgi = self.app.state.asgi
+        self._started = False
+
+    @property
+    def upload_types(self) -> set[str]:
+        return {t.lower() if t.startswith(".") else "." + t.lower()
+                for t in self.settings.allowed_upload_types}
+
+    def file_path(self, file_id: str) -> Path:
+        """Where the content of file ``file_id`` lives on disk."""
+        return self.files_dir / file_id[:2] / file_id
+
+    async def start(self) -> None:
+        """Start webhook delivery and metric sampling; resume interrupted work."""
+        self.backups.recover()
+        await self.webhooks.start()
+        await self.perf.start()
+        self._started = True
+        log.info("PlexiChat v1 API ready (data in %s)", self.root)
+
+    async def stop(self) -> None:
+        """Close sockets, stop background work and close the store. Idempotent."""
+        if self._started:
+            await self.hub.close_all()
+            await self.perf.stop()
+            await self.webhooks.stop()
+            await self.backups.stop()
+            self._started = False
+        self.store.close()
+
+    def emit(self, event: str, data: dict[str, Any], user_ids: list[str] | None = None) -> None:
+        """Queue webhook deliveries for ``event`` (see webhooks.EVENTS) without waiting."""
+        self.webhooks.emit(event, data, user_ids)
+
+    def _on_alert(self, alert: dict[str, Any]) -> None:
+        self.emit("system.alert", alert)
+
+    def _on_backup(self, record: dict[str, Any]) -> None:
+        self.emit("backup.completed", {k: v for k, v in record.items() if k != "created_ts"})

@@ -1,0 +1,406 @@
+"""The v1 API's SQLite store: schema, migrations and the transaction helpers.
+
+Same approach as :mod:`plexichat_desktop.testing.store`: stdlib ``sqlite3``, one file in WAL
+mode, one connection shared by every thread and serialised by a lock, explicit
+``BEGIN IMMEDIATE`` write transactions and ``PRAGMA user_version`` migrations. Each router
+keeps its SQL next to its logic as small functions ``fn(conn, ...)``; the store runs them
+inside one transaction, off the event loop with :meth:`ApiStore.read` / :meth:`ApiStore.write`.
+
+Timestamps are UNIX seconds (REAL, UTC); ids are UUID4 strings. Tables that are listed in
+insertion order also have an integer ``seq`` so that ties in time never reorder a page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["SCHEMA_VERSION", "ApiStore", "SchemaVersionError", "inspect_database"]
+
+BUSY_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
+
+
+class SchemaVersionError(RuntimeError):
+    """The database file was written by a newer version of the app."""
+
+    def __init__(self, path: Path | str, found: int, supported: int):
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"{path}: the PlexiChat v1 database has schema version {found}, but this version "
+            f"of PlexiChat Desktop only understands up to {supported}; upgrade the app or "
+            f"move the file away to start empty")
+
+
+_SCHEMA_1 = (
+    """
+    CREATE TABLE users (
+        id            TEXT PRIMARY KEY,
+        username      TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        email         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        display_name  TEXT,
+        first_name    TEXT,
+        last_name     TEXT,
+        is_active     INTEGER NOT NULL DEFAULT 1,
+        is_admin      INTEGER NOT NULL DEFAULT 0,
+        created_at    REAL NOT NULL,
+        updated_at    REAL NOT NULL,
+        last_login    REAL
+    ) WITHOUT ROWID
+    """,
+    # Only digests of tokens are stored: a copy of the database never yields usable tokens.
+    # prev_refresh_hash remembers the refresh token that was rotated out, so its reuse (a
+    # sign that it was stolen) can revoke the whole session.
+    """
+    CREATE TABLE sessions (
+        id                TEXT PRIMARY KEY,
+        user_id           TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        access_hash       TEXT NOT NULL UNIQUE,
+        access_expires    REAL NOT NULL,
+        refresh_hash      TEXT NOT NULL UNIQUE,
+        refresh_expires   REAL NOT NULL,
+        prev_refresh_hash TEXT,
+        remember_me       INTEGER NOT NULL DEFAULT 0,
+        device            TEXT NOT NULL DEFAULT '{}',
+        created_at        REAL NOT NULL,
+        last_used_at      REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX sessions_user ON sessions(user_id)",
+    "CREATE INDEX sessions_prev_refresh ON sessions(prev_refresh_hash)",
+    """
+    CREATE TABLE activity (
+        seq        INTEGER PRIMARY KEY,
+        user_id    TEXT,
+        kind       TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX activity_time ON activity(created_at, kind)",
+    """
+    CREATE TABLE messages (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        id           TEXT NOT NULL UNIQUE,
+        sender_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        recipient_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        content      TEXT NOT NULL,
+        message_type TEXT NOT NULL,
+        encrypted    INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL,
+        read_at      REAL,
+        deleted_at   REAL
+    )
+    """,
+    "CREATE INDEX messages_pair ON messages(sender_id, recipient_id, seq)",
+    "CREATE INDEX messages_inbox ON messages(recipient_id, read_at)",
+    "CREATE INDEX messages_time ON messages(created_at)",
+    """
+    CREATE TABLE files (
+        seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+        id             TEXT NOT NULL UNIQUE,
+        owner_id       TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        filename       TEXT NOT NULL,
+        extension      TEXT NOT NULL,
+        content_type   TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        sha256         TEXT NOT NULL,
+        description    TEXT,
+        is_public      INTEGER NOT NULL DEFAULT 0,
+        download_count INTEGER NOT NULL DEFAULT 0,
+        created_at     REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX files_owner ON files(owner_id, seq)",
+    "CREATE INDEX files_time ON files(created_at)",
+    """
+    CREATE TABLE file_shares (
+        file_id    TEXT NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        permission TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (file_id, user_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX file_shares_user ON file_shares(user_id)",
+    """
+    CREATE TABLE groups (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          TEXT NOT NULL UNIQUE,
+        name        TEXT NOT NULL,
+        description TEXT,
+        type        TEXT NOT NULL,
+        is_public   INTEGER NOT NULL,
+        max_members INTEGER NOT NULL,
+        owner_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE group_members (
+        group_id  TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        user_id   TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role      TEXT NOT NULL,
+        joined_at REAL NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX group_members_user ON group_members(user_id)",
+    """
+    CREATE TABLE group_invites (
+        group_id   TEXT NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        invited_by TEXT REFERENCES users(id) ON DELETE SET NULL,
+        message    TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE notifications (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        sender_id  TEXT REFERENCES users(id) ON DELETE SET NULL,
+        title      TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        priority   TEXT NOT NULL,
+        action_url TEXT,
+        metadata   TEXT NOT NULL DEFAULT '{}',
+        read_at    REAL,
+        archived   INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX notifications_user ON notifications(user_id, seq)",
+    """
+    CREATE TABLE notification_settings (
+        user_id  TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+        settings TEXT NOT NULL
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE searches (
+        seq        INTEGER PRIMARY KEY,
+        user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        query      TEXT NOT NULL,
+        type       TEXT NOT NULL,
+        results    INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX searches_user ON searches(user_id, seq)",
+    """
+    CREATE TABLE webhooks (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        id            TEXT NOT NULL UNIQUE,
+        owner_id      TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        url           TEXT NOT NULL,
+        events        TEXT NOT NULL,          -- JSON list
+        secret        TEXT NOT NULL,
+        description   TEXT,
+        active        INTEGER NOT NULL DEFAULT 1,
+        created_at    REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX webhooks_owner ON webhooks(owner_id)",
+    # One row per event and webhook; attempts (JSON list) is the per-try log.
+    """
+    CREATE TABLE webhook_deliveries (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        id              TEXT NOT NULL UNIQUE,
+        webhook_id      TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+        event           TEXT NOT NULL,
+        payload         TEXT NOT NULL,
+        status          TEXT NOT NULL
+                        CHECK (status IN ('pending', 'retrying', 'delivered', 'failed')),
+        attempts        TEXT NOT NULL DEFAULT '[]',
+        attempt_count   INTEGER NOT NULL DEFAULT 0,
+        response_status INTEGER,
+        error           TEXT,
+        next_attempt_at REAL,
+        created_at      REAL NOT NULL,
+        updated_at      REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX webhook_deliveries_hook ON webhook_deliveries(webhook_id, seq)",
+    """
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at)
+        WHERE status IN ('pending', 'retrying')
+    """,
+)
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    """Initial schema."""
+    for statement in _SCHEMA_1:
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+"""Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class ApiStore:
+    """The v1 API database. Thread-safe and blocking; async code uses :meth:`read`/:meth:`write`."""
+
+    def __init__(self, path: Path):
+        """Open (or create) the database at ``path`` and bring its schema up to date.
+
+        Raises :class:`SchemaVersionError` when the file comes from a newer app version.
+        """
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One shared connection behind a lock (see testing/store.py for the reasoning):
+        # to_thread workers come and go, and SQLite has a single writer anyway.
+        self._lock = threading.Lock()
+        self._closed = False
+        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
+                                     isolation_level=None, check_same_thread=False)
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA optimize")
+            self._conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        target = len(MIGRATIONS)
+        while True:
+            with self._transaction(write=True) as conn:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                if current > target:
+                    raise SchemaVersionError(self.path, current, target)
+                if current == target:
+                    return
+                MIGRATIONS[current](conn)
+                conn.execute(f"PRAGMA user_version = {current + 1}")
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.path}: the v1 API store is closed")
+            # IMMEDIATE takes the write lock up front: no upgrade deadlock halfway through.
+            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def call(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
+        """Run ``fn(conn, *args)`` in one transaction (blocking)."""
+        with self._transaction(write) as conn:
+            return fn(conn, *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one read transaction, off the event loop."""
+        return await asyncio.to_thread(self.call, fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one write transaction, off the event loop."""
+        return await asyncio.to_thread(self.call, fn, *args, write=True)
+
+    def snapshot_to(self, target: Path) -> None:
+        """Write a consistent copy of the database to ``target`` (SQLite online backup)."""
+        dest = sqlite3.connect(str(target))
+        try:
+            with self._lock:
+                self._conn.backup(dest)
+        finally:
+            dest.close()
+
+    def replace_from(self, source: Path) -> None:
+        """Replace every table's content with the database at ``source``, then migrate.
+
+        The caller has checked that ``source`` is a sound v1 database of a schema version
+        this code understands.
+        """
+        src = sqlite3.connect(str(source))
+        try:
+            with self._lock:
+                src.backup(self._conn)
+                # The backup copies the source's journal mode too; keep our guarantees.
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA foreign_keys = ON")
+        finally:
+            src.close()
+        self._migrate()
+
+
+def inspect_database(path: Path) -> int:
+    """Check that ``path`` is a healthy v1 database; returns its schema version.
+
+    Raises ``ValueError`` saying what is wrong (not SQLite, damaged, unknown schema).
+    """
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise ValueError(f"cannot open the database in the backup: {exc}") from None
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        tables = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise ValueError(f"the database in the backup is not readable: {exc}") from None
+    finally:
+        conn.close()
+    if check != "ok":
+        raise ValueError(f"the database in the backup is damaged: {check}")
+    if version < 1 or not {"users", "sessions", "messages", "files"} <= tables:
+        raise ValueError("the database in the backup is not a PlexiChat v1 database")
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"the backup has schema version {version}; this app understands up "
+                         f"to {SCHEMA_VERSION}")
+    return version
+
+
+def rows(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """All rows of ``cursor`` as plain dicts."""
+    return [dict(row) for row in cursor.fetchall()]
+
+
+def one(cursor: sqlite3.Cursor) -> dict[str, Any] | None:
+    """The first row of ``cursor`` as a dict, or None."""
+    row = cursor.fetchone()
+    return None if row is None else dict(row)
+
+
+def scalar(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
+    """The first column of the first row of ``sql``."""
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else row[0]

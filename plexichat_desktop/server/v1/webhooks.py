@@ -1,0 +1,304 @@
+"""Outbound webhook delivery: signed POSTs, retries with exponential backoff, a log.
+
+Deliveries are rows of ``webhook_deliveries`` before anything is sent, so a delivery that is
+due when the app stops is sent after the next start. One dispatcher task sleeps until the
+earliest due delivery (or until woken by a new one) and sends due deliveries concurrently,
+at most ``MAX_IN_FLIGHT`` at once.
+
+Each request carries ``X-PlexiChat-Signature: sha256=<hex>``, the HMAC-SHA256 under the
+webhook's secret of ``"<X-PlexiChat-Timestamp>.<raw body>"``; signing the timestamp too lets
+a receiver refuse replays of old deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import sqlite3
+import time
+from typing import Any
+
+import httpx
+
+from plexichat_desktop import __version__
+from plexichat_desktop.core.settings import ApiSettings
+from plexichat_desktop.server.v1.common import iso, new_id, now
+from plexichat_desktop.server.v1.store import ApiStore, one
+
+log = logging.getLogger(__name__)
+
+EVENTS = (
+    "message.sent", "message.received", "user.login", "user.logout", "file.uploaded",
+    "file.shared", "group.invited", "notification.created", "backup.completed",
+    "system.alert", "webhook.test",
+)
+"""Event names a webhook may subscribe to (``*`` subscribes to all of them)."""
+ADMIN_EVENTS = frozenset({"backup.completed", "system.alert"})
+"""Events about the whole server, delivered to administrators' webhooks only."""
+MAX_IN_FLIGHT = 8
+BATCH = 32
+EXCERPT = 300
+SIGNATURE_HEADER = "X-PlexiChat-Signature"
+TIMESTAMP_HEADER = "X-PlexiChat-Timestamp"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body,
+                   hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def delivery_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivery log entry as the API shows it."""
+    return {
+        "id": row["id"],
+        "webhook_id": row["webhook_id"],
+        "event": row["event"],
+        "status": row["status"],
+        "attempt_count": row["attempt_count"],
+        "response_status": row["response_status"],
+        "error": row["error"],
+        "next_attempt_at": iso(row["next_attempt_at"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "payload": json.loads(row["payload"]),
+        "attempts": json.loads(row["attempts"]),
+    }
+
+
+def enqueue_rows(conn: sqlite3.Connection, event: str, data: dict[str, Any],
+             user_ids: list[str] | None, webhook_id: str | None) -> list[str]:
+    """Insert the deliveries of ``event``; returns their ids (see WebhookDispatcher.enqueue)."""
+    if webhook_id is not None:
+        hooks = conn.execute("SELECT id, events FROM webhooks WHERE id = ? AND active = 1",
+                             (webhook_id,)).fetchall()
+    elif event in ADMIN_EVENTS:
+        hooks = conn.execute(
+            "SELECT w.id, w.events FROM webhooks w JOIN users u ON u.id = w.owner_id "
+            "WHERE w.active = 1 AND u.is_admin = 1").fetchall()
+    else:
+        wanted = sorted(set(user_ids or ()))
+        if not wanted:
+            return []
+        marks = ", ".join("?" * len(wanted))
+        hooks = conn.execute(f"SELECT id, events FROM webhooks WHERE active = 1 AND "
+                             f"owner_id IN ({marks})", wanted).fetchall()
+    created: list[str] = []
+    current = now()
+    for hook in hooks:
+        events = json.loads(hook["events"])
+        if webhook_id is None and event not in events and "*" not in events:
+            continue
+        delivery_id = new_id()
+        payload = {"id": delivery_id, "event": event, "webhook_id": hook["id"],
+                   "created_at": iso(current), "data": data}
+        conn.execute(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, "
+            "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (delivery_id, hook["id"], event, json.dumps(payload), current, current, current))
+        created.append(delivery_id)
+    return created
+
+
+def _claim_due(conn: sqlite3.Connection, at: float, limit: int,
+               skip: list[str]) -> tuple[list[dict[str, Any]], float | None]:
+    marks = ", ".join("?" * len(skip)) or "''"
+    due = [dict(row) for row in conn.execute(
+        f"SELECT d.id, d.event, d.payload, d.attempt_count, d.attempts, w.url, w.secret "
+        f"FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
+        f"WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ? "
+        f"AND d.id NOT IN ({marks}) ORDER BY d.next_attempt_at LIMIT ?",
+        (at, *skip, limit))]
+    for row in due:
+        # NULL = in flight; reset at start-up in case the app stopped mid-attempt.
+        conn.execute("UPDATE webhook_deliveries SET next_attempt_at = NULL WHERE id = ?",
+                     (row["id"],))
+    upcoming = conn.execute(
+        "SELECT MIN(next_attempt_at) FROM webhook_deliveries "
+        "WHERE status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL").fetchone()[0]
+    return due, upcoming
+
+
+def _record_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: dict[str, Any],
+                    status: str, next_at: float | None) -> None:
+    row = conn.execute("SELECT attempts FROM webhook_deliveries WHERE id = ?",
+                       (delivery_id,)).fetchone()
+    if row is None:  # the webhook was deleted meanwhile
+        return
+    attempts = [*json.loads(row["attempts"]), attempt]
+    conn.execute(
+        "UPDATE webhook_deliveries SET status = ?, attempts = ?, attempt_count = ?, "
+        "response_status = ?, error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+        (status, json.dumps(attempts), len(attempts), attempt["status_code"], attempt["error"],
+         next_at, now(), delivery_id))
+
+
+def _requeue_in_flight(conn: sqlite3.Connection, at: float) -> int:
+    return conn.execute(
+        "UPDATE webhook_deliveries SET next_attempt_at = ? "
+        "WHERE status IN ('pending', 'retrying') AND next_attempt_at IS NULL", (at,)).rowcount
+
+
+def _get_delivery(conn: sqlite3.Connection, delivery_id: str) -> dict[str, Any] | None:
+    return one(conn.execute("SELECT * FROM webhook_deliveries WHERE id = ?", (delivery_id,)))
+
+
+class WebhookDispatcher:
+    """Sends queued deliveries; see the module docstring."""
+
+    def __init__(self, store: ApiStore, settings: ApiSettings):
+        self.store = store
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+
+    async def start(self) -> None:
+        """Resume deliveries left in flight by the last run, then start dispatching."""
+        await self.store.write(_requeue_in_flight, now())
+        # No redirects: a receiver must answer itself, and a redirect could point the signed
+        # payload somewhere the user never registered.
+        self._client = httpx.AsyncClient(
+            timeout=self.settings.webhook_timeout, follow_redirects=False,
+            headers={"User-Agent": f"PlexiChat-Desktop-Webhooks/{__version__}"})
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                            name="v1 webhook dispatcher")
+
+    async def stop(self) -> None:
+        """Stop dispatching; attempts in flight are cancelled and retried after a restart."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for task in list(self._in_flight.values()):
+            task.cancel()
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def wake(self) -> None:
+        """Look for due deliveries now (after new ones were queued, or a restore)."""
+        self._wake.set()
+
+    async def enqueue(self, event: str, data: dict[str, Any], user_ids: list[str] | None = None,
+                      webhook_id: str | None = None) -> list[str]:
+        """Queue ``event`` for the subscribed webhooks of ``user_ids`` (admins' for server
+        events, or exactly ``webhook_id``); returns the new delivery ids."""
+        created = await self.store.write(enqueue_rows, event, data, user_ids, webhook_id)
+        if created:
+            self.wake()
+        return created
+
+    def emit(self, event: str, data: dict[str, Any], user_ids: list[str] | None = None) -> None:
+        """Fire-and-forget :meth:`enqueue` for code paths that must not wait on it."""
+        if self._task is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.enqueue(event, data, user_ids))
+        task.add_done_callback(_log_failure)
+
+    async def wait_first_attempt(self, delivery_id: str, timeout: float) -> None:
+        """Wait until ``delivery_id`` had its first attempt (or ``timeout`` passed)."""
+        row = await self.store.read(_get_delivery, delivery_id)
+        if row is None or row["attempt_count"] > 0:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(delivery_id, []).append(future)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(future, timeout)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retry number ``attempt`` (1 = the first retry), with jitter."""
+        base = self.settings.webhook_retry_base * 2 ** (attempt - 1)
+        return min(self.settings.webhook_retry_cap, base) * random.uniform(1.0, 1.25)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due, upcoming = await self.store.write(_claim_due, now(), BATCH,
+                                                       list(self._in_flight))
+            except Exception:
+                # A database hiccup must not end delivery for good: log, pause, go on.
+                log.exception("webhook dispatcher: reading due deliveries failed")
+                await asyncio.sleep(1.0)
+                continue
+            for row in due:
+                task = asyncio.get_running_loop().create_task(
+                    self._attempt(row), name=f"v1 webhook delivery {row['id']}")
+                self._in_flight[row["id"]] = task
+                task.add_done_callback(lambda _t, key=row["id"]: self._in_flight.pop(key, None))
+            if len(due) == BATCH:
+                continue
+            timeout = None if upcoming is None else max(0.0, upcoming - now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _attempt(self, row: dict[str, Any]) -> None:
+        try:
+            await self._send(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook delivery %s: recording the attempt failed; it is retried "
+                          "after the next start", row["id"])
+
+    async def _send(self, row: dict[str, Any]) -> None:
+        assert self._client is not None
+        async with self._slots:
+            number = row["attempt_count"] + 1
+            body = row["payload"].encode("utf-8")
+            stamp = str(int(time.time()))
+            headers = {
+                "Content-Type": "application/json",
+                "X-PlexiChat-Event": row["event"],
+                "X-PlexiChat-Delivery": row["id"],
+                "X-PlexiChat-Attempt": str(number),
+                TIMESTAMP_HEADER: stamp,
+                SIGNATURE_HEADER: sign(row["secret"], stamp, body),
+            }
+            started = time.perf_counter()
+            status_code: int | None = None
+            error: str | None = None
+            excerpt = ""
+            try:
+                response = await self._client.post(row["url"], content=body, headers=headers)
+                status_code = response.status_code
+                excerpt = response.text[:EXCERPT]
+                if not 200 <= status_code < 300:
+                    error = f"receiver answered HTTP {status_code}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            attempt = {"attempt": number, "at": iso(now()), "status_code": status_code,
+                       "error": error, "duration_ms": round(
+                           (time.perf_counter() - started) * 1000, 2), "response": excerpt}
+            if error is None:
+                status, next_at = "delivered", None
+            elif number >= self.settings.webhook_max_attempts:
+                status, next_at = "failed", None
+                log.warning("webhook delivery %s to %s failed after %d attempts: %s",
+                            row["id"], row["url"], number, error)
+            else:
+                status, next_at = "retrying", now() + self.delay(number)
+            await self.store.write(_record_attempt, row["id"], attempt, status, next_at)
+        for future in self._waiters.pop(row["id"], []):
+            if not future.done():
+                future.set_result(None)
+        if next_at is not None:
+            self.wake()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("queueing a webhook event failed", exc_info=task.exception())

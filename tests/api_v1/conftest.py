@@ -1,0 +1,132 @@
+"""Fixtures of the v1 API tests: the real core on a free port, accounts, clients.
+
+Everything goes over real HTTP (and WebSocket) on 127.0.0.1. scrypt runs at a tiny cost
+here (``scrypt_cost=4``) so that registering and logging in stay fast.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest_asyncio
+
+from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.settings import ApiSettings, Settings
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.conftest import RunningCore
+
+PASSWORD = "Corr3ct-Horse-Battery"
+FAST = {"scrypt_cost": 4, "performance_interval": 3600.0, "register_rate_limit": 1000,
+        "login_rate_limit": 1000}
+_names = itertools.count(1)
+
+
+@dataclass
+class Account:
+    """A registered, logged-in user with a client that sends their access token."""
+
+    id: str
+    username: str
+    email: str
+    login: dict[str, Any]
+    client: httpx.AsyncClient
+
+    @property
+    def token(self) -> str:
+        return self.login["access_token"]
+
+    @property
+    def refresh_token(self) -> str:
+        return self.login["refresh_token"]
+
+
+@dataclass
+class V1:
+    """One running core with its v1 API, plus helpers."""
+
+    core: Any
+    base: str
+    anon: httpx.AsyncClient
+    clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    @property
+    def api(self) -> Any:
+        return self.core.runtime.api_v1
+
+    @property
+    def ws_url(self) -> str:
+        return self.base.replace("http://", "ws://") + "/realtime/ws"
+
+    def client(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        client = httpx.AsyncClient(base_url=self.base, timeout=10, headers=headers)
+        self.clients.append(client)
+        return client
+
+    async def register(self, name: str | None = None, **extra: Any) -> httpx.Response:
+        name = name or f"user{next(_names)}"
+        body = {"username": name, "email": f"{name}@example.org", "password": PASSWORD,
+                "display_name": name.title(), **extra}
+        return await self.anon.post("/auth/register", json=body)
+
+    async def account(self, name: str | None = None, remember_me: bool = False) -> Account:
+        """Register and log in a new user."""
+        name = name or f"user{next(_names)}"
+        r = await self.register(name)
+        assert r.status_code == 201, r.text
+        r = await self.anon.post("/auth/login", json={"username": name, "password": PASSWORD,
+                                                      "remember_me": remember_me})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        return Account(body["user_id"], name, f"{name}@example.org", body,
+                       self.client(body["access_token"]))
+
+
+def v1_settings(**api: Any) -> Settings:
+    settings = Settings()
+    settings.api = ApiSettings(**{**FAST, **api})
+    return settings
+
+
+@pytest_asyncio.fixture
+async def make_v1(start_core: Callable[..., Awaitable[Any]]
+                  ) -> AsyncIterator[Callable[..., Awaitable[V1]]]:
+    """Start the core with ``[api]`` settings given as keyword arguments; ``home=AppPaths``
+    starts one more core on a home of its own (a second, independent server)."""
+    made: list[V1] = []
+    own: list[RunningCore] = []
+
+    async def make(home: AppPaths | None = None, **api: Any) -> V1:
+        if home is None:
+            core = await start_core(settings=v1_settings(**api))
+        else:
+            settings = v1_settings(**api)
+            settings.server.port = 0
+            runtime = Runtime(home, settings, RuntimeOptions(bundled=False,
+                                                             include_installed=False))
+            core = RunningCore(runtime, await runtime.start())
+            own.append(core)
+        base = core.url.rstrip("/") + "/api/v1"
+        v1 = V1(core, base, httpx.AsyncClient(base_url=base, timeout=10))
+        made.append(v1)
+        return v1
+
+    yield make
+    for v1 in made:
+        await v1.anon.aclose()
+        for client in v1.clients:
+            await client.aclose()
+    for core in own:
+        await core.client.aclose()
+        await core.anonymous.aclose()
+        await core.runtime.stop()
+
+
+@pytest_asyncio.fixture
+async def v1(make_v1: Callable[..., Awaitable[V1]]) -> V1:
+    """The core with the default test settings."""
+    return await make_v1()

@@ -1,0 +1,254 @@
+"""v1 auth: register, login, refresh rotation, expiry, logout, rate limits, discovery,
+and how the host's security layer treats /api/v1."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from tests.api_v1.conftest import PASSWORD
+from tests.test_server_security import raw_request
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_register_login_me_and_status(v1):
+    r = await v1.register("alice", first_name="Alice")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["success"] and body["username"] == "alice"
+    assert body["user"]["is_admin"] is True  # the first account administers the server
+    alice_id = body["user_id"]
+    assert len(alice_id) == 36 and alice_id.count("-") == 4
+
+    r = await v1.anon.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    assert tokens["token_type"] == "bearer" and tokens["user_id"] == alice_id
+    assert tokens["access_token"].startswith("pxa_") and len(tokens["access_token"]) > 40
+    assert tokens["refresh_token"].startswith("pxr_")
+    assert tokens["expires_in"] == 3600 and tokens["permissions"] == ["user", "admin"]
+    assert tokens["requires_mfa"] is False and tokens["session_id"]
+    assert tokens["expires_at"].endswith("+00:00")
+
+    alice = v1.client(tokens["access_token"])
+    me = (await alice.get("/auth/me")).json()
+    assert me["username"] == "alice" and me["email"] == "alice@example.org"
+    assert me["first_name"] == "Alice" and me["last_login"] is not None
+
+    # Login by email works too; a second account is not an administrator.
+    bob = await v1.account("bob")
+    assert bob.login["permissions"] == ["user"]
+    r = await v1.anon.post("/auth/login", json={"username": "BOB@example.org",
+                                                "password": PASSWORD})
+    assert r.status_code == 200
+
+    status = (await v1.anon.get("/auth/status")).json()
+    assert status["service"] == "authentication" and status["total_users"] == 2
+    assert status["active_sessions"] == 3
+
+    # Only digests of tokens and salted scrypt hashes are stored.
+    db = sqlite3.connect(v1.api.store.path)
+    stored = db.execute("SELECT access_hash, refresh_hash FROM sessions").fetchall()
+    hashes = [row[0] for row in db.execute("SELECT password_hash FROM users")]
+    db.close()
+    assert all(tokens["access_token"] not in row for row in stored)
+    assert all(h.startswith("scrypt$4$8$1$") for h in hashes) and len(set(hashes)) == 2
+
+
+async def test_register_bad_input_and_conflicts(v1):
+    assert (await v1.register("carol")).status_code == 201
+    cases = [
+        ({"username": "ab"}, 422, "username"),
+        ({"username": "bad name!"}, 422, "username"),
+        ({"email": "not-an-email"}, 422, "email"),
+        ({"password": "short1A!"}, 422, "at least 12 characters"),
+        ({"password": "alllowercase-but-long1"}, 422, "upper-case"),
+        ({"password": "NoDigitsHere-at-all"}, 422, "digit"),
+        ({"password": "NoSpecials12345678"}, 422, "special"),
+        ({"terms_accepted": False}, 422, "terms"),
+        ({"colour": "red"}, 422, "colour"),
+        ({"username": 12345}, 422, "username"),
+    ]
+    for extra, status, needle in cases:
+        body = {"username": "dave", "email": "dave@example.org", "password": PASSWORD,
+                **extra}
+        r = await v1.anon.post("/auth/register", json=body)
+        assert r.status_code == status, (extra, r.text)
+        assert needle in r.text, (extra, r.text)
+    for missing in ("username", "email", "password"):
+        body = {"username": "dave", "email": "dave@example.org", "password": PASSWORD}
+        del body[missing]
+        r = await v1.anon.post("/auth/register", json=body)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", missing]
+    r = await v1.anon.post("/auth/register", content=b"{not json",
+                           headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    r = await v1.register("CAROL")
+    assert r.status_code == 409 and "username 'CAROL' already exists" in r.json()["detail"]
+    r = await v1.register("carol2", email="Carol@Example.org")
+    assert r.status_code == 409 and "email" in r.json()["detail"]
+
+
+async def test_bad_credentials_are_401(v1):
+    await v1.account("erin")
+    for body in ({"username": "erin", "password": "Wrong-password-1"},
+                 {"username": "nobody", "password": PASSWORD}):
+        r = await v1.anon.post("/auth/login", json=body)
+        assert r.status_code == 401 and r.json()["detail"] == "invalid credentials"
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    r = await v1.anon.post("/auth/login", json={"username": "erin"})
+    assert r.status_code == 422
+
+
+async def test_protected_routes_need_a_valid_token(v1):
+    await v1.account()
+    for path in ("/auth/me", "/users/me", "/messages/conversations", "/files/",
+                 "/groups/", "/notifications/", "/webhooks/", "/analytics/usage",
+                 "/performance/metrics", "/backup/"):
+        r = await v1.anon.get(path)
+        assert r.status_code == 401, path
+        assert "not authenticated" in r.json()["detail"]
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    r = await v1.client("pxa_made-up-token").get("/users/me")
+    assert r.status_code == 401 and "invalid access token" in r.json()["detail"]
+    # The app's own token is not a v1 token.
+    r = await v1.client(v1.core.token).get("/users/me")
+    assert r.status_code == 401
+
+
+async def test_access_tokens_expire(make_v1):
+    v1 = await make_v1(access_token_minutes=1 / 60)  # one second
+    frank = await v1.account("frank")
+    assert frank.login["expires_in"] == 1
+    assert (await frank.client.get("/users/me")).status_code == 200
+    await asyncio.sleep(1.2)
+    r = await frank.client.get("/users/me")
+    assert r.status_code == 401 and "expired" in r.json()["detail"]
+    # The refresh token still works and gives a fresh access token.
+    r = await v1.anon.post("/auth/refresh", json={"refresh_token": frank.refresh_token})
+    assert r.status_code == 200
+    assert (await v1.client(r.json()["access_token"]).get("/users/me")).status_code == 200
+
+
+async def test_refresh_rotates_and_detects_reuse(v1):
+    gina = await v1.account("gina")
+    r = await v1.anon.post("/auth/refresh", json={"refresh_token": gina.refresh_token})
+    assert r.status_code == 200, r.text
+    rotated = r.json()
+    assert rotated["session_id"] == gina.login["session_id"]
+    assert rotated["refresh_token"] != gina.refresh_token
+    assert rotated["access_token"] != gina.token
+    # The old access token is replaced; the new one works.
+    assert (await gina.client.get("/users/me")).status_code == 401
+    new_client = v1.client(rotated["access_token"])
+    assert (await new_client.get("/users/me")).status_code == 200
+    # Reusing the rotated-out refresh token is refused and revokes the whole session.
+    r = await v1.anon.post("/auth/refresh", json={"refresh_token": gina.refresh_token})
+    assert r.status_code == 401 and "already used" in r.json()["detail"]
+    assert (await new_client.get("/users/me")).status_code == 401
+    r = await v1.anon.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+    assert r.status_code == 401
+    r = await v1.anon.post("/auth/refresh", json={"refresh_token": "pxr_nonsense"})
+    assert r.status_code == 401 and r.json()["detail"] == "invalid refresh token"
+    r = await v1.anon.post("/auth/refresh", json={})
+    assert r.status_code == 422
+
+
+async def test_remember_me_sets_the_refresh_lifetime(v1):
+    short = await v1.account("hank")
+    assert short.login["refresh_expires_in"] == 86_400
+    long = await v1.account("ivy", remember_me=True)
+    assert long.login["refresh_expires_in"] == 30 * 86_400
+
+
+async def test_logout_ends_this_session_or_all(v1):
+    jack = await v1.account("jack")
+    r = await v1.anon.post("/auth/login", json={"username": "jack", "password": PASSWORD})
+    second = v1.client(r.json()["access_token"])
+    r = await jack.client.post("/auth/logout")
+    assert r.status_code == 200 and r.json() == {
+        "success": True, "message": "Logged out successfully", "sessions_ended": 1}
+    assert (await jack.client.get("/users/me")).status_code == 401
+    assert (await second.get("/users/me")).status_code == 200
+    r = await v1.anon.post("/auth/login", json={"username": "jack", "password": PASSWORD})
+    third = v1.client(r.json()["access_token"])
+    r = await second.post("/auth/logout", params={"all_sessions": "true"})
+    assert r.json()["sessions_ended"] == 2
+    assert (await third.get("/users/me")).status_code == 401
+
+
+async def test_login_and_register_are_rate_limited(make_v1):
+    v1 = await make_v1(login_rate_limit=3, register_rate_limit=2, rate_limit_window=2)
+    assert (await v1.register("kate")).status_code == 201
+    assert (await v1.register("kyle")).status_code == 201
+    r = await v1.register("kurt")
+    assert r.status_code == 429
+    assert 1 <= int(r.headers["retry-after"]) <= 2 and "retry in" in r.json()["detail"]
+    for _ in range(3):
+        r = await v1.anon.post("/auth/login", json={"username": "kate", "password": "Wrong-1!"})
+        assert r.status_code == 401
+    r = await v1.anon.post("/auth/login", json={"username": "kate", "password": PASSWORD})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    # Another username from the same address has its own budget.
+    r = await v1.anon.post("/auth/login", json={"username": "kyle", "password": PASSWORD})
+    assert r.status_code == 200
+    await asyncio.sleep(float(r.headers.get("retry-after", 0)) or 2.05)
+    r = await v1.anon.post("/auth/login", json={"username": "kate", "password": PASSWORD})
+    assert r.status_code == 200
+
+
+async def test_per_user_request_limit(make_v1):
+    v1 = await make_v1(requests_per_minute=5)
+    liam = await v1.account("liam")
+    statuses = [(await liam.client.get("/users/me")).status_code for _ in range(6)]
+    assert statuses == [200] * 5 + [429]
+    r = await liam.client.get("/users/me")
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+async def test_discovery_lists_every_route(v1):
+    r = await v1.anon.get("/")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["name"] == "PlexiChat" and body["api_version"] == "v1"
+    assert body["status"] == "online" and body["base_path"] == "/api/v1"
+    assert body["endpoints"]["auth"] == "/api/v1/auth"
+    assert set(body["endpoints"]) >= {"auth", "users", "messages", "files", "groups",
+                                      "search", "notifications", "system", "realtime",
+                                      "webhooks", "analytics", "backup", "performance"}
+    routes = {(x["method"], x["path"]): x for x in body["routes"]}
+    assert routes[("POST", "/api/v1/auth/login")]["auth"] is False
+    assert routes[("POST", "/api/v1/messages/send")]["auth"] is True
+    assert routes[("WEBSOCKET", "/api/v1/realtime/ws")]["auth"] is True
+    assert (await v1.anon.get("/info")).json()["routes"] == body["routes"]
+    # Without the trailing slash the client is redirected to it.
+    r = await v1.anon.get(v1.base)
+    assert r.status_code in (200, 307)
+    openapi = (await v1.anon.get("/openapi.json")).json()
+    assert "/auth/login" in openapi["paths"]
+
+
+async def test_host_security_applies_but_not_the_app_token(v1):
+    core = v1.core
+    # No app token needed under /api/v1 ...
+    r = await core.anonymous.get("/api/v1/system/health")
+    assert r.status_code == 200 and r.json()["status"] == "healthy"
+    assert "content-security-policy" in r.headers  # the security headers still apply
+    # ... but everything else still needs it.
+    assert (await core.anonymous.get("/tests/results")).status_code == 401
+    assert (await core.anonymous.get("/api/plugins")).status_code == 401
+    assert (await core.anonymous.get("/api/v1x")).status_code == 401
+    # The Host check still applies to /api/v1.
+    r = await core.anonymous.get("/api/v1/system/health", headers={"Host": "evil.example"})
+    assert r.status_code == 403 and "Host header" in r.json()["detail"]
+    # So does the Origin check on state-changing requests.
+    r = await core.anonymous.post("/api/v1/auth/login", headers={
+        "Origin": "http://evil.example"}, json={"username": "x", "password": "y"})
+    assert r.status_code == 403 and "Origin" in r.json()["detail"]
+    # A path that climbs out of /api/v1 is not served by the host app.
+    status, data = await raw_request(core.port, "GET /api/v1/../tests/results HTTP/1.1",
+                                     {"Host": f"127.0.0.1:{core.port}"})
+    assert status == 404, data[:300]

@@ -1,0 +1,135 @@
+"""v1 backups: create -> download -> restore round trips, verified by SHA-256."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import zipfile
+from io import BytesIO
+
+import pytest
+
+from plexichat_desktop.core.paths import AppPaths
+
+pytestmark = pytest.mark.asyncio
+
+
+async def wait_done(client, backup_id: str) -> dict:
+    async with asyncio.timeout(10):
+        while True:
+            record = (await client.get(f"/backup/{backup_id}/status")).json()
+            if record["status"] in ("completed", "failed"):
+                return record
+            await asyncio.sleep(0.05)
+
+
+async def test_create_download_restore_round_trip(v1):
+    ann = await v1.account("ann")  # the administrator
+    ben = await v1.account("ben")
+    await ann.client.post("/messages/send", json={"recipient_id": ben.id, "content": "kept"})
+    upload = await ann.client.post("/files/upload", files={"file": ("keep.txt", b"keep me")})
+    file_id = upload.json()["id"]
+
+    r = await ann.client.post("/backup/create", json={"name": "before"})
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] in ("pending", "running", "completed")
+    record = await wait_done(ann.client, r.json()["id"])
+    assert record["status"] == "completed" and record["name"] == "before"
+    assert (await ann.client.get(f"/backup/{record['id']}")).json() == record
+    assert record["counts"]["messages"] == 1 and record["file_count"] == 1
+    assert len(record["checksum"]) == 64 and record["checksum_algorithm"] == "sha256"
+
+    r = await ann.client.get(f"/backup/{record['id']}/download")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert hashlib.sha256(r.content).hexdigest() == record["checksum"]
+    assert r.headers["x-content-sha256"] == record["checksum"]
+    names = zipfile.ZipFile(BytesIO(r.content)).namelist()
+    assert {"manifest.json", "plexichat.sqlite3", f"files/{file_id[:2]}/{file_id}"} <= set(
+        names)
+
+    # Changes after the backup ...
+    await ann.client.post("/messages/send", json={"recipient_id": ben.id, "content": "lost"})
+    await ann.client.delete(f"/files/{file_id}")
+    later = await ann.client.post("/files/upload", files={"file": ("later.txt", b"later")})
+    # ... are undone by the restore, which checks the expected checksum too.
+    r = await ann.client.post(f"/backup/{record['id']}/restore",
+                              json={"confirm": True, "checksum": record["checksum"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["checksum_verified"] and body["counts"]["messages"] == 1
+    history = (await ben.client.get(f"/messages/conversation/{ann.id}")).json()
+    assert [m["content"] for m in history["messages"]] == ["kept"]
+    assert (await ann.client.get(f"/files/{file_id}/download")).content == b"keep me"
+    assert (await ann.client.get(f"/files/{later.json()['id']}/info")).status_code == 404
+    listing = (await ann.client.get("/backup/")).json()
+    assert listing["total"] == 1 and listing["backups"][0]["last_restored_at"]
+
+
+async def test_restore_refuses_damaged_or_unexpected_archives(v1):
+    ann = await v1.account("ann")
+    record = (await ann.client.post("/backup/create", params={"wait": "true"})).json()
+    assert record["status"] == "completed"
+    r = await ann.client.post(f"/backup/{record['id']}/restore",
+                              json={"confirm": True, "checksum": "0" * 64})
+    assert r.status_code == 409 and "checksum" in r.json()["detail"]
+    r = await ann.client.post(f"/backup/{record['id']}/restore", json={"confirm": False})
+    assert r.status_code == 422
+    r = await ann.client.post(f"/backup/{record['id']}/restore", json={"checksum": "abc"})
+    assert r.status_code == 422
+    # Flip one byte of the archive on disk: the recorded checksum no longer matches.
+    archive = v1.api.backups.archive(record["id"])
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    r = await ann.client.post(f"/backup/{record['id']}/restore", json={"confirm": True})
+    assert r.status_code == 409 and "damaged" in r.json()["detail"]
+    assert (await ann.client.get("/users/me")).status_code == 200  # nothing was touched
+    assert (await ann.client.post("/backup/nope/restore", json={"confirm": True})).status_code \
+        == 404
+    assert (await ann.client.get("/backup/nope/status")).status_code == 404
+    assert (await ann.client.delete(f"/backup/{record['id']}")).status_code == 200
+    assert (await ann.client.get(f"/backup/{record['id']}/download")).status_code == 404
+
+
+async def test_backups_are_for_administrators(v1):
+    await v1.account("ann")
+    ben = await v1.account("ben")
+    for call in (ben.client.post("/backup/create"), ben.client.get("/backup/"),
+                 ben.client.get("/backup/x/status")):
+        r = await call
+        assert r.status_code == 403 and "administrator" in r.json()["detail"]
+
+
+async def test_upload_a_backup_into_another_server(make_v1, tmp_path):
+    source = await make_v1()
+    ann = await source.account("ann")
+    bob = await source.account("bob")
+    await ann.client.post("/messages/send", json={"recipient_id": bob.id, "content": "moved"})
+    await ann.client.post("/files/upload", files={"file": ("f.txt", b"file body")})
+    record = (await ann.client.post("/backup/create", params={"wait": "true"})).json()
+    archive = (await ann.client.get(f"/backup/{record['id']}/download")).content
+
+    elsewhere = tmp_path / "elsewhere"
+    target = await make_v1(home=AppPaths(elsewhere / "config", elsewhere / "data",
+                                         elsewhere / "cache", elsewhere / "logs"))
+    admin = await target.account("zed")
+    r = await admin.client.post("/backup/upload", files={"file": ("b.zip", archive)},
+                                data={"checksum": "f" * 64})
+    assert r.status_code == 409 and "damaged on the way" in r.json()["detail"]
+    r = await admin.client.post("/backup/upload", files={"file": ("b.zip", b"PK not a zip")},
+                                data={"checksum": hashlib.sha256(b"PK not a zip").hexdigest()})
+    assert r.status_code == 422
+    r = await admin.client.post("/backup/upload", files={"file": ("b.zip", archive)},
+                                data={"checksum": record["checksum"]})
+    assert r.status_code == 201, r.text
+    uploaded = r.json()
+    assert uploaded["source"] == "uploaded" and uploaded["checksum"] == record["checksum"]
+    r = await admin.client.post(f"/backup/{uploaded['id']}/restore", json={"confirm": True})
+    assert r.status_code == 200, r.text
+    # The target now holds the source's data; zed's own session is gone with its data.
+    assert (await admin.client.get("/users/me")).status_code == 401
+    login = await target.anon.post("/auth/login", json={"username": "bob",
+                                                        "password": "Corr3ct-Horse-Battery"})
+    bob_there = target.client(login.json()["access_token"])
+    history = (await bob_there.get(f"/messages/conversation/{ann.id}")).json()
+    assert [m["content"] for m in history["messages"]] == ["moved"]
