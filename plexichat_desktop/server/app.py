@@ -21,6 +21,8 @@ from plexichat_desktop.core.events import AppFocusRequested, EventBus
 from plexichat_desktop.plugins.manager import PluginManager, PluginState
 from plexichat_desktop.plugins.sse import event_stream
 from plexichat_desktop.scheduling.service import SchedulerService
+from plexichat_desktop.server.dashboard_api import dashboard_router
+from plexichat_desktop.server.dashboard_pages import dashboard_pages
 from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.server.plugin_routes import PluginDispatcher
 from plexichat_desktop.server.security import (
@@ -131,6 +133,8 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         return event_stream(source(), stopping)
 
     app.include_router(tests_router(tests, scheduler, event_log, stopping))
+    app.include_router(dashboard_router(tests, event_log))
+    app.include_router(dashboard_pages(tests, templates, __version__))
     app.mount("/_app", StaticFiles(directory=str(resources / "web")), name="app-assets")
     app.mount("/plugins", PluginDispatcher(manager), name="plugins")
     if api_v1 is not None:

@@ -1106,3 +1106,59 @@ class ResultStore:
             deleted += len(ids)
             if len(ids) < self.retention_batch:
                 return deleted
+
+    # -- dashboards -----------------------------------------------------------------------
+
+    def test_summaries(self, plugin_id: str, window: int = 30) -> dict[str, dict[str, Any]]:
+        """What a dashboard row shows for each test of a plugin, without the big text.
+
+        ``nodeid -> dict`` with, of the test's newest final result (newest ``finished_at``,
+        then highest run id): ``run_id``, ``outcome``, ``duration``, ``finished_at``,
+        ``flaky`` (bool) and ``message`` (only for a failure, else ``""``); and over its
+        newest ``window`` final results: ``recent_flaky`` (how many were flaky), ``flips``
+        (switches between success and failure, skipped and not_run left out as in
+        :meth:`flip_rate`) and ``decided`` (how many were a success or a failure).
+        Tests no longer collected are included, as in :meth:`last_results`.
+        """
+        window = max(1, int(window))
+        with self._read() as conn:
+            # The partition order is the covering index's own (plugin_id, nodeid,
+            # finished_at, run_id): no sort, and no table row is read.
+            rows = conn.execute(
+                """
+                SELECT nodeid, run_id, outcome, duration, finished_at, flaky FROM (
+                    SELECT nodeid, run_id, outcome, duration, finished_at, flaky,
+                           ROW_NUMBER() OVER (PARTITION BY nodeid
+                                              ORDER BY finished_at DESC, run_id DESC) AS n
+                    FROM attempts WHERE is_final = 1 AND plugin_id = ?)
+                WHERE n <= ? ORDER BY nodeid, n
+                """, (plugin_id, window)).fetchall()
+            out: dict[str, dict[str, Any]] = {}
+            history: dict[str, list[bool]] = {}
+            for row in rows:
+                nodeid = row["nodeid"]
+                summary = out.get(nodeid)
+                if summary is None:
+                    summary = out[nodeid] = {
+                        "run_id": row["run_id"], "outcome": row["outcome"],
+                        "duration": row["duration"], "finished_at": row["finished_at"],
+                        "flaky": bool(row["flaky"]), "message": "", "recent_flaky": 0,
+                        "flips": 0, "decided": 0}
+                summary["recent_flaky"] += row["flaky"]
+                if row["outcome"] not in NEUTRAL_OUTCOMES:
+                    history.setdefault(nodeid, []).append(row["outcome"] in SUCCESS_OUTCOMES)
+            for nodeid, oks in history.items():
+                out[nodeid]["decided"] = len(oks)
+                out[nodeid]["flips"] = sum(oks[i] != oks[i - 1] for i in range(1, len(oks)))
+            # Messages of failures only: the message column is the first not in the index.
+            failing = [(s["run_id"], nodeid) for nodeid, s in out.items()
+                       if s["outcome"] in BAD_OUTCOMES]
+            for start in range(0, len(failing), 400):
+                chunk = failing[start:start + 400]
+                pairs = " OR ".join("(run_id = ? AND nodeid = ?)" for _ in chunk)
+                for row in conn.execute(
+                        f"SELECT nodeid, message FROM attempts "
+                        f"WHERE is_final = 1 AND ({pairs})",
+                        [value for pair in chunk for value in pair]):
+                    out[row["nodeid"]]["message"] = row["message"]
+        return out
