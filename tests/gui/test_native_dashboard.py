@@ -123,6 +123,8 @@ def test_the_panel_shows_a_real_run_as_it_arrives(shell: Any, qtbot: Any, arun: 
     assert panel.card_labels["failed"].text() == str(cards["failed"])
     assert panel.card_labels["passed"].text() == str(cards["passed"])
     assert cards["failed"] > 0 and cards["passed"] > 0
+    # The web dashboard's wording of the rarer outcomes (resources/web/dashboard/cards.js).
+    assert panel.cards_note.text().startswith("Also 1 xfailed, 1 xpassed. Final results of 1 run")
 
     # Outcome and text filters.
     panel.outcome_buttons["Failed"].setChecked(True)

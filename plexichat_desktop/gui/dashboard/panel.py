@@ -47,7 +47,7 @@ from plexichat_desktop.gui.dashboard.tree_model import (
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import TestFinished
 from plexichat_desktop.testing.manager import TestSelectionError
-from plexichat_desktop.testing.summary import summary_cards
+from plexichat_desktop.testing.summary import outcome_word, summary_cards
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,25 @@ CARDS = (("total", "Tests"), ("passed", "Passed"), ("failed", "Failed"),
          ("mean_duration", "Mean duration"))
 SCHEDULED_TRIGGERS = {"schedule", "catch_up"}
 NO_VALUE = "\u2013"  # an en dash: nothing measured yet
+
+
+def cards_note(cards: dict[str, Any]) -> str:
+    """The line under the cards, worded as on the web dashboard."""
+    bits = []
+    others = [f"{n} {outcome_word(o)}" for o, n in cards.get("others", {}).items()]
+    if others:
+        bits.append(f"Also {', '.join(others)}.")
+    if cards.get("total"):
+        runs = cards.get("runs", 0)
+        line = f"Final results of {runs} run{'s' if runs != 1 else ''}"
+        if cards.get("p95_duration") is not None:
+            line += f"; p95 duration {format_duration(cards['p95_duration'])}"
+        if cards.get("flaky_rate"):
+            line += f"; flaky {cards['flaky_rate']:.1%}"
+        bits.append(line + ".")
+    else:
+        bits.append("No results yet.")
+    return " ".join(bits)
 
 
 class RunProgress(QWidget):
@@ -214,6 +233,10 @@ class TestDashboard(QWidget):
             grid.addWidget(caption, 1, column)
             self.card_labels[key] = value
         grid.setColumnStretch(len(CARDS), 1)
+        self.cards_note = QLabel()
+        self.cards_note.setObjectName("cardsNote")
+        self.cards_note.setEnabled(False)
+        grid.addWidget(self.cards_note, 2, 0, 1, len(CARDS) + 1)
 
     def _build_toolbar(self) -> None:
         self.toolbar = QToolBar("Test actions")
@@ -346,6 +369,7 @@ class TestDashboard(QWidget):
                 label.setText(NO_VALUE if value is None else format_duration(value))
             else:
                 label.setText(str(value))
+        self.cards_note.setText(cards_note(self.cards))
 
     # -- actions --------------------------------------------------------------------------------
     def discover(self) -> None:

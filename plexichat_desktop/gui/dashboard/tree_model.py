@@ -25,7 +25,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
 from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
-from plexichat_desktop.testing.summary import CARD_OUTCOMES
+from plexichat_desktop.testing.summary import CARD_OUTCOMES, OTHER_OUTCOMES, outcome_word
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 
@@ -349,12 +349,14 @@ class TestTreeModel(QAbstractItemModel):
 
     @staticmethod
     def _summary(node: Node) -> str:
-        # The same folding as the cards (and the web dashboard's).
+        # The cards' words (and the web dashboard's), then the rarer outcomes.
         parts = []
-        for card, outcomes in CARD_OUTCOMES.items():
-            count = sum(node.counts[o] for o in outcomes)
-            if count:
-                parts.append(f"{count} {card}")
+        for card, outcome in CARD_OUTCOMES.items():
+            if node.counts[outcome]:
+                parts.append(f"{node.counts[outcome]} {card}")
+        for outcome in OTHER_OUTCOMES:
+            if node.counts[outcome]:
+                parts.append(f"{node.counts[outcome]} {outcome_word(outcome)}")
         if node.counts["never"]:
             parts.append(f"{node.counts['never']} not run yet")
         return " · ".join(parts)
