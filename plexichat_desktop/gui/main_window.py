@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -135,7 +135,6 @@ class MainWindow(QMainWindow):
         self.tests_dock.setObjectName("testsDock")
         self.tests_dock.setWidget(self.dashboard)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.tests_dock)
-        self.resizeDocks([self.tests_dock], [330], Qt.Orientation.Vertical)
         self.notifier = Notifier(self, self.windowIcon())
         self.dashboard.scheduledRunFailed.connect(self._scheduled_run_failed)
         self.dashboard.countsChanged.connect(self._counts_changed)
@@ -372,6 +371,10 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(int(current) if str(current).lstrip("-").isdigit() else 0)
         for window in _json_list(self.settings.value("main/windows")):
             self.open_window(window["path"], window.get("title"))
+        if not isinstance(state, QByteArray):
+            # First start: the pages get most of the height, the test dock a strip below.
+            QTimer.singleShot(0, lambda: self.resizeDocks(
+                [self.tests_dock], [max(240, self.height() // 3)], Qt.Orientation.Vertical))
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # Standalone windows belong to this app instance: they close with it (and are

@@ -47,7 +47,7 @@ class HistoryChart(QChartView):
         chart.setBackgroundRoundness(0)
         super().__init__(chart, parent)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setMinimumHeight(170)
+        self.setMinimumHeight(110)
         self.pass_rate = QLineSeries(name="Pass rate")
         self.duration = QLineSeries(name="Mean duration")
         self.pass_rate.setPen(QPen(QColor(PASS_COLOUR), 2))
@@ -134,6 +134,7 @@ class TestDetails(QWidget):
             QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._show_selected)
+        self.table.setMinimumHeight(60)
 
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.texts: dict[str, QPlainTextEdit] = {}

@@ -176,6 +176,7 @@ class TestDashboard(QWidget):
         self.message.setObjectName("dashboardMessage")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.hide()
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -288,6 +289,7 @@ class TestDashboard(QWidget):
         self.tree.sortByColumn(0, Qt.SortOrder.AscendingOrder)
         self.tree.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.tree.setUniformRowHeights(True)  # cheap layout while results stream in
+        self.tree.setMinimumHeight(80)
         self.tree.setAlternatingRowColors(True)
         header = self.tree.header()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -330,6 +332,7 @@ class TestDashboard(QWidget):
     def say(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet("color: #d64545" if error else "")
         self.message.setText(text)
+        self.message.setVisible(bool(text))
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -357,6 +360,16 @@ class TestDashboard(QWidget):
         self.tree.expandToDepth(0)
         await self.refresh_counts()
         self._loaded.set()
+        # A plugin never collected would show an empty row: collect it once, quietly, so
+        # the tree lists its tests the first time the panel opens.
+        never = [pid for pid in known if not any(c.plugin_id == pid for c in collected)]
+        for pid in never:
+            try:
+                discovery = await self.manager.discover(pid)
+            except TestSelectionError as exc:
+                log.info("could not collect the tests of %s: %s", pid, exc)
+                continue
+            self.model.merge_collected(pid, discovery.items)
 
     async def refresh_counts(self) -> None:
         stats = await asyncio.to_thread(self.store.statistics)
