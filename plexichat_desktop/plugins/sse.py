@@ -2,7 +2,8 @@
 
 ``event_stream(source, stop)`` turns an async iterator of ``(event_name, data)`` pairs
 (or ``(event_name, data, event_id)`` triples, for streams a client may resume with
-``Last-Event-ID``) into a ``text/event-stream`` response. It sends a comment every
+``Last-Event-ID``; or lists of them, sent in one write) into a ``text/event-stream``
+response. It sends a comment every
 ``keepalive`` seconds so proxies and browsers keep the connection, and ends when ``stop``
 is set (plugin teardown or server shutdown) or the client goes away.
 """
@@ -41,11 +42,13 @@ async def _stream(source: AsyncIterator[tuple[Any, ...]], stop: asyncio.Event,
                                          return_when=asyncio.FIRST_COMPLETED)
             if next_item in done:
                 try:
-                    name, data, *event_id = next_item.result()
+                    item = next_item.result()
                 except StopAsyncIteration:
                     return
                 next_item = None
-                yield format_event(name, data, str(event_id[0]) if event_id else None)
+                yield "".join(format_event(name, data, str(rest[0]) if rest else None)
+                              for name, data, *rest in (item if isinstance(item, list)
+                                                        else [item]))
             elif not done:
                 yield ": keepalive\n\n"
     finally:

@@ -46,14 +46,31 @@ class EventLog:
         return self._next_id - 1
 
     def since(self, last_id: int) -> list[tuple[int, str, dict[str, Any]]]:
-        return [item for item in self._items if item[0] > last_id]
+        # Ids are consecutive, so the newer items are a tail: walk back only over those.
+        newer = []
+        for item in reversed(self._items):
+            if item[0] <= last_id:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer
 
     async def follow(self, last_id: int | None) -> AsyncIterator[tuple[str, dict[str, Any], int]]:
         """Events after ``last_id`` (from now on when None), then live ones, forever."""
+        async for batch in self.follow_batches(last_id):
+            for item in batch:
+                yield item
+
+    async def follow_batches(self, last_id: int | None
+                             ) -> AsyncIterator[list[tuple[str, dict[str, Any], int]]]:
+        """Like :meth:`follow`, but everything that arrived since the last wake-up at once:
+        a burst of results costs one round trip through the loop (and one network write),
+        not one per event."""
         cursor = self.last_id if last_id is None else last_id
         while True:
             waiter = self._changed
-            for event_id, topic, data in self.since(cursor):
-                cursor = event_id
-                yield topic, data, event_id
+            batch = [(topic, data, event_id) for event_id, topic, data in self.since(cursor)]
+            if batch:
+                cursor = batch[-1][2]
+                yield batch
             await waiter.wait()

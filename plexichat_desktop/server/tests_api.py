@@ -306,7 +306,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
                 cursor = int(last_event_id)
             except ValueError:
                 raise HTTPException(400, "Last-Event-ID: not an event id") from None
-        return event_stream(events.follow(cursor), stopping)
+        return event_stream(events.follow_batches(cursor), stopping)
 
     # -- schedules ----------------------------------------------------------------------
     def schedule_error(exc: Exception) -> HTTPException:
