@@ -24,14 +24,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from plexichat_desktop.core.sqlite import SchemaVersionError, SqliteDatabase
 from plexichat_desktop.testing.models import (
     BAD_OUTCOMES,
     CollectedTest,
@@ -63,7 +62,6 @@ MESSAGE_CAP = 4 * 1024
 TRUNCATION_MARKER = "\n... [truncated {} bytes]"
 """Appended to clipped text; ``{}`` is the number of UTF-8 bytes dropped."""
 
-BUSY_TIMEOUT_S = 10.0
 RETENTION_BATCH = 500
 
 SUCCESS_OUTCOMES = frozenset({Outcome.PASSED, Outcome.XFAILED, Outcome.XPASSED})
@@ -80,20 +78,6 @@ _SUCCESS_SQL = _sql_list(SUCCESS_OUTCOMES)
 _BAD_SQL = _sql_list(BAD_OUTCOMES)
 _NEUTRAL_SQL = _sql_list(NEUTRAL_OUTCOMES)
 _UNFINISHED_SQL = _sql_list(UNFINISHED_STATUSES)
-
-
-class SchemaVersionError(RuntimeError):
-    """The database file was written by a newer version of the app."""
-
-    def __init__(self, path: Path, found: int, supported: int):
-        self.path = path
-        self.found = found
-        self.supported = supported
-        super().__init__(
-            f"{path}: the test result database has schema version {found}, but this version "
-            f"of PlexiChat Desktop only understands up to version {supported}. It was "
-            f"written by a newer release; upgrade the app, or move the file away to start "
-            f"a fresh history.")
 
 
 # ---------------------------------------------------------------------------------------
@@ -443,12 +427,13 @@ def _ratio(numerator: int, denominator: int) -> float | None:
 # The store
 
 
-class ResultStore:
+class ResultStore(SqliteDatabase):
     """Persistent history of test runs, per-test attempts and collected tests.
 
     Thread-safe; blocking. Open one per database file and share it between threads.
     """
 
+    what = "test result database"
     retention_batch: int = RETENTION_BATCH
     """Runs deleted per transaction by :meth:`enforce_retention`."""
 
@@ -457,97 +442,16 @@ class ResultStore:
 
         Raises :class:`SchemaVersionError` when the file comes from a newer app version.
         """
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection shared by all threads, serialised by a lock, rather than one
-        # connection per thread: SQLite allows a single writer at a time anyway, so the lock
-        # costs little; asyncio.to_thread runs us on pool threads that come and go, whose
-        # per-thread connections could never be closed by close(); and our own connections
-        # can no longer fight each other with SQLITE_BUSY. Long writers (retention) commit in
-        # batches so readers never wait long. isolation_level=None: we issue BEGIN/COMMIT
-        # ourselves, so every transaction boundary is explicit.
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
-                                     isolation_level=None, check_same_thread=False)
-        try:
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            # WAL: readers in other processes (CLI, a second window) never block our writer.
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL is durable across app crashes under WAL; only an OS crash can lose the
-            # last commits, which is acceptable for test history.
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
-        self._closed = False
+        # Long writers (retention) commit in batches so readers never wait long.
+        super().__init__(path, MIGRATIONS)
 
-    # -- lifecycle ------------------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the connection. Idempotent; further calls to other methods raise."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            with suppress(sqlite3.Error):
-                # Cheap; refreshes planner statistics only where they went stale.
-                self._conn.execute("PRAGMA optimize")
-            self._conn.close()
-
-    def __enter__(self) -> ResultStore:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-    @property
-    def schema_version(self) -> int:
-        """The schema version stored in the file (``PRAGMA user_version``)."""
-        with self._lock:
-            return self._conn.execute("PRAGMA user_version").fetchone()[0]
-
-    def _migrate(self) -> None:
-        target = len(MIGRATIONS)
-        while True:
-            # _write() begins IMMEDIATE: the write lock is taken before the version is read,
-            # so two processes opening the same old file cannot both run one migration.
-            with self._write() as conn:
-                current = conn.execute("PRAGMA user_version").fetchone()[0]
-                if current > target:
-                    raise SchemaVersionError(self.path, current, target)
-                if current == target:
-                    return
-                MIGRATIONS[current](conn)
-                conn.execute(f"PRAGMA user_version = {current + 1}")
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
         """Lock + one write transaction; rolls back on any error."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                # Also after a failed COMMIT, which leaves the transaction open.
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        return self.transaction(write=True)
 
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
         """Lock + one read transaction, so several queries see the same snapshot."""
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            finally:
-                if self._conn.in_transaction:
-                    self._conn.execute("COMMIT")
+        return self.transaction(write=False)
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -14,29 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from plexichat_desktop.core.sqlite import SchemaVersionError, SqliteDatabase
+
 __all__ = ["SCHEMA_VERSION", "ApiStore", "SchemaVersionError", "inspect_database"]
 
-BUSY_TIMEOUT_S = 10.0
 
 T = TypeVar("T")
-
-
-class SchemaVersionError(RuntimeError):
-    """The database file was written by a newer version of the app."""
-
-    def __init__(self, path: Path | str, found: int, supported: int):
-        self.found = found
-        self.supported = supported
-        super().__init__(
-            f"{path}: the PlexiChat v1 database has schema version {found}, but this version "
-            f"of PlexiChat Desktop only understands up to {supported}; upgrade the app or "
-            f"move the file away to start empty")
 
 
 _SCHEMA_1 = (
@@ -252,78 +239,21 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class ApiStore:
+class ApiStore(SqliteDatabase):
     """The v1 API database. Thread-safe and blocking; async code uses :meth:`read`/:meth:`write`."""
+
+    what = "PlexiChat v1 database"
 
     def __init__(self, path: Path):
         """Open (or create) the database at ``path`` and bring its schema up to date.
 
         Raises :class:`SchemaVersionError` when the file comes from a newer app version.
         """
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One shared connection behind a lock (see testing/store.py for the reasoning):
-        # to_thread workers come and go, and SQLite has a single writer anyway.
-        self._lock = threading.Lock()
-        self._closed = False
-        self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,
-                                     isolation_level=None, check_same_thread=False)
-        try:
-            self._conn.row_factory = sqlite3.Row
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
-        except BaseException:
-            self._conn.close()
-            raise
-
-    def close(self) -> None:
-        """Close the connection. Idempotent."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            with suppress(sqlite3.Error):
-                self._conn.execute("PRAGMA optimize")
-            self._conn.close()
-
-    @property
-    def schema_version(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-
-    def _migrate(self) -> None:
-        target = len(MIGRATIONS)
-        while True:
-            with self._transaction(write=True) as conn:
-                current = conn.execute("PRAGMA user_version").fetchone()[0]
-                if current > target:
-                    raise SchemaVersionError(self.path, current, target)
-                if current == target:
-                    return
-                MIGRATIONS[current](conn)
-                conn.execute(f"PRAGMA user_version = {current + 1}")
-
-    @contextmanager
-    def _transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"{self.path}: the v1 API store is closed")
-            # IMMEDIATE takes the write lock up front: no upgrade deadlock halfway through.
-            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+        super().__init__(path, MIGRATIONS)
 
     def call(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
         """Run ``fn(conn, *args)`` in one transaction (blocking)."""
-        with self._transaction(write) as conn:
+        with self.transaction(write) as conn:
             return fn(conn, *args)
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -358,7 +288,7 @@ class ApiStore:
                 self._conn.execute("PRAGMA foreign_keys = ON")
         finally:
             src.close()
-        self._migrate()
+        self._migrate(MIGRATIONS)
 
 
 def inspect_database(path: Path) -> int:
