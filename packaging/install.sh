@@ -19,7 +19,19 @@ for dir in "$here"/share/icons/hicolor/*/apps; do
   cp "$dir"/plexichat-desktop.* "$data/icons/hicolor/$size/apps/"
 done
 mkdir -p "$data/applications"
-sed "s|@EXEC@|\"$here/plexichat-desktop\"|" "$here/share/applications/plexichat-desktop.desktop" > "$entry"
+# Exec= quoting per the Desktop Entry spec: inside double quotes, \ " ` $ take a
+# backslash; then every backslash doubles again (the file format's own escaping), and a
+# literal % doubles (field codes).
+exe="$here/plexichat-desktop"
+exe=${exe//\\/\\\\}; exe=${exe//\"/\\\"}; exe=${exe//\`/\\\`}; exe=${exe//\$/\\\$}
+exe=${exe//\\/\\\\}; exe=${exe//%/%%}
+while IFS= read -r line || [ -n "$line" ]; do
+  if [ "${line%%=*}" = "Exec" ]; then
+    printf 'Exec="%s" %%U\n' "$exe"
+  else
+    printf '%s\n' "$line"
+  fi
+done < "$here/share/applications/plexichat-desktop.desktop" > "$entry"
 command -v update-desktop-database >/dev/null && update-desktop-database -q "$data/applications" || true
 command -v gtk-update-icon-cache >/dev/null && gtk-update-icon-cache -q -t "$data/icons/hicolor" || true
 echo "PlexiChat Desktop is in the applications menu ($entry)."

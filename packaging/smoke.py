@@ -38,6 +38,30 @@ def check(condition: bool, what: str) -> None:
         raise SystemExit(1)
 
 
+def start(exe: Path, args: list[str], env: dict[str, str]
+          ) -> tuple[subprocess.Popen[bytes], Path]:
+    """The app with its output in a file: a pipe nobody reads would fill up and block it."""
+    output = Path(tempfile.mkstemp(prefix="plexichat-smoke-", suffix=".log")[1])
+    with output.open("wb") as sink:
+        proc = subprocess.Popen([str(exe), *args], env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return proc, output
+
+
+def wait_ready(proc: subprocess.Popen[bytes], output: Path, started: float) -> str | None:
+    """The URL of the ready line, or None when the app exits or 90 s pass first."""
+    while time.monotonic() - started < 90:
+        found = re.search(r"serving at (http://127\.0\.0\.1:\d+/)",
+                          output.read_text(errors="replace"))
+        if found:
+            return found.group(1)
+        if proc.poll() is not None:
+            print(output.read_text(errors="replace")[-3000:])
+            return None
+        time.sleep(0.1)
+    return None
+
+
 def menu_check(bundle: Path, home: Path) -> None:
     """install.sh puts a valid menu entry pointing at this bundle, --remove takes it away."""
     data = home / "xdg-data"
@@ -66,17 +90,9 @@ def gui_check(exe: Path, env: dict[str, str]) -> None:
 
     gui_env = {**env, "QT_QPA_PLATFORM": "offscreen", "LANG": "C.UTF-8"}
     started = time.monotonic()
-    proc = subprocess.Popen([str(exe), "--port", "0"], env=gui_env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc, output = start(exe, ["--port", "0"], gui_env)
     try:
-        assert proc.stdout is not None
-        ready = False
-        while not ready and time.monotonic() - started < 90:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            ready = "serving at http://127.0.0.1:" in line
+        ready = wait_ready(proc, output, started) is not None
         check(ready, f"the desktop app (offscreen) is ready in {time.monotonic() - started:.1f} s")
         deadline = time.monotonic() + 30
         helpers: list[str] = []
@@ -110,20 +126,23 @@ def main() -> int:
 
         version = run("--version")
         check(version.stdout.strip().endswith(__version__), f"--version says {__version__}")
+        # What plugin tests may do with sys.executable inside the bundle.
+        stdlib = run("-c", "import unittest.mock, html.parser, email.mime.text, timeit; "
+                     "print('stdlib ok')")
+        check(stdlib.stdout.strip() == "stdlib ok",
+              f"the bundle runs `-c` code using the standard library {stdlib.stderr[-300:]}")
+        spawn = run("-u", "-c", "import multiprocessing as m\n"
+                    "if __name__ == '__main__':\n"
+                    "    p = m.get_context('spawn').Process(target=print, args=('child',))\n"
+                    "    p.start(); p.join(); print('exit', p.exitcode)")
+        check(spawn.stdout.split() == ["child", "exit", "0"],
+              f"multiprocessing (spawn) works from the bundle {spawn.stdout!r} "
+              f"{spawn.stderr[-300:]}")
 
         started = time.monotonic()
-        proc = subprocess.Popen([str(exe), "serve", "--port", "0"], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc, output = start(exe, ["serve", "--port", "0"], env)
         try:
-            url = None
-            assert proc.stdout is not None
-            while url is None and time.monotonic() - started < 90:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                found = re.search(r"serving at (http://127\.0\.0\.1:\d+/)", line)
-                url = found.group(1) if found else None
+            url = wait_ready(proc, output, started)
             check(url is not None, f"headless server ready in {time.monotonic() - started:.1f} s")
             token = run("token").stdout.strip()
             client = httpx.Client(base_url=url or "", timeout=300,

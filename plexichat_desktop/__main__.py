@@ -1,24 +1,30 @@
 """``python -m plexichat_desktop`` and the frozen bundle's entry point."""
 
+import multiprocessing
 import sys
 
 from plexichat_desktop.testing.child import (
     PYTEST_CHILD_FLAG,
     WARM_CHILD_FLAG,
+    interpreter_args,
     is_frozen,
     run_as_interpreter,
     run_pytest_child,
     run_warm_child,
 )
 
+# In the frozen bundle, multiprocessing's helper processes (spawn, resource tracker) start
+# this executable; freeze_support lets them run their own code instead of the app.
+multiprocessing.freeze_support()
+
 if len(sys.argv) > 1 and sys.argv[1] == PYTEST_CHILD_FLAG:
     # The bundle's executable started as a test runner's pytest child.
     raise SystemExit(run_pytest_child(sys.argv[2:]))
 if len(sys.argv) > 1 and sys.argv[1] == WARM_CHILD_FLAG:
     raise SystemExit(run_warm_child())
-if is_frozen() and len(sys.argv) > 2 and sys.argv[1] in ("-c", "-m"):
+if is_frozen() and interpreter_args(sys.argv[1:]) is not None:
     raise SystemExit(run_as_interpreter(sys.argv[1:]))
 
-from plexichat_desktop.cli import main
+from plexichat_desktop.cli import main  # noqa: E402  (after the child modes above)
 
 raise SystemExit(main())

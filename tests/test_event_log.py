@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from plexichat_desktop.core.events import EventBus
-from plexichat_desktop.plugins.sse import _stream
+from plexichat_desktop.plugins.sse import EventBatch, _stream
 from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.testing.events import TestStarted
 
@@ -45,9 +45,11 @@ async def test_a_burst_arrives_as_one_batch_and_resumes_by_id():
 
 async def test_a_batch_is_written_as_one_chunk_of_sse_messages():
     async def source():
-        yield [("tests.a", {"n": 1}, 7), ("tests.b", {"n": 2}, 8)]
+        yield EventBatch([("tests.a", {"n": 1}, 7), ("tests.b", {"n": 2}, 8)])
+        yield ["status", {"ok": True}]  # a plugin's plain pair, as a list: one event
 
     chunks = [chunk async for chunk in _stream(source(), asyncio.Event(), 15.0, 3000)]
     assert chunks[0] == "retry: 3000\n\n"
     assert chunks[1] == ('id: 7\nevent: tests.a\ndata: {"n": 1}\n\n'
                          'id: 8\nevent: tests.b\ndata: {"n": 2}\n\n')
+    assert chunks[2] == 'event: status\ndata: {"ok": true}\n\n'

@@ -106,3 +106,19 @@ def test_the_installed_app_starts_and_runs_a_plugins_tests(installed: Path,
                            text=True, capture_output=True, timeout=300)
     assert tests.returncode == 0, tests.stdout[-2000:] + tests.stderr[-2000:]
     assert '"passed"' in tests.stdout
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["-c", "print(1)"], ("-c", "print(1)", [])),
+    (["-u", "-c", "x", "a"], ("-c", "x", ["a"])),
+    (["-B", "-s", "-X", "dev", "-m", "pkg.mod", "--flag"], ("-m", "pkg.mod", ["--flag"])),
+    (["-Wignore", "-c", "x"], ("-c", "x", [])),
+    (["serve", "--port", "0"], None),
+    (["-c"], None),
+])
+def test_the_bundle_reads_interpreter_command_lines(argv: list[str], expected: object) -> None:
+    """What the frozen executable answers like Python (tests and multiprocessing start
+    ``sys.executable [options] -c CODE``); anything else goes to the app's own CLI."""
+    from plexichat_desktop.testing.child import interpreter_args
+
+    assert interpreter_args(argv) == expected

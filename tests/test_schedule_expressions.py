@@ -520,3 +520,9 @@ def test_default_zone_is_the_machines_iana_zone(fresh_local_zone: None,
     zone = parse("daily").tz
     assert isinstance(zone, ZoneInfo)
     assert zone.utcoffset(datetime(2026, 1, 1)) is not None
+
+
+@pytest.mark.parametrize("name", ["Factory", "posixrules", "right/UTC", "posix/Europe/Berlin"])
+def test_tzdata_files_that_are_not_zones_are_refused(name):
+    with pytest.raises(InvalidScheduleError, match="unknown time zone"):
+        parse("daily", tz=name)

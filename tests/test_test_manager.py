@@ -450,3 +450,41 @@ async def test_the_next_run_starts_in_the_warm_child(manager_factory, tmp_path):
 
     await manager.stop()
     assert runner._warm is None  # no child left behind
+
+
+async def test_warm_runs_of_a_plugin_that_turns_warnings_into_errors(manager_factory, tmp_path):
+    plugin = tmp_path / "plugins" / "strict"
+    (plugin / "tests").mkdir(parents=True)
+    (plugin / "plugin.toml").write_text(
+        'id = "strict_suite"\nname = "Strict"\nversion = "1.0.0"\nentry = "strict_pkg:P"\n')
+    (plugin / "pytest.ini").write_text("[pytest]\nfilterwarnings =\n    error\n")
+    (plugin / "tests" / "test_ok.py").write_text("def test_ok():\n    assert True\n")
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    for attempt in range(3):  # the first cold, the others in the warm child
+        if attempt:
+            async with asyncio.timeout(30):
+                while manager.runner._warm is None:
+                    await asyncio.sleep(0.02)
+        run = await manager.wait((await manager.submit("strict_suite")).id)
+        assert run.status == RunStatus.PASSED, (attempt, run.error)
+
+
+async def test_a_timeout_is_charged_to_the_test_that_ran_too_long(manager_factory, tmp_path):
+    plugin = tmp_path / "plugins" / "late"
+    (plugin / "tests").mkdir(parents=True)
+    (plugin / "plugin.toml").write_text(
+        'id = "late_suite"\nname = "Late"\nversion = "1.0.0"\nentry = "late_pkg:P"\n')
+    (plugin / "tests" / "test_late.py").write_text(textwrap.dedent("""
+        import time
+
+        def test_a_slow():
+            time.sleep(1.15)  # past the 1 s timeout, done within the stack-dump grace
+
+        def test_b_fast():
+            pass
+        """))
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    run = await manager.wait((await manager.submit("late_suite", timeout=1.0)).id)
+    outcomes = {a.nodeid.split("::")[1]: str(a.outcome)
+                for a in manager.store.attempts_for_run(run.id)}
+    assert outcomes == {"test_a_slow": "timed_out", "test_b_fast": "passed"}

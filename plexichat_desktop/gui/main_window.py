@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self.tests_dock.setObjectName("testsDock")
         self.tests_dock.setWidget(self.dashboard)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.tests_dock)
-        self.notifier = Notifier(self, self.windowIcon())
+        self.notifier = Notifier(self, self.windowIcon(), self.bring_to_front)
         self.dashboard.scheduledRunFailed.connect(self._scheduled_run_failed)
         self.dashboard.countsChanged.connect(self._counts_changed)
 

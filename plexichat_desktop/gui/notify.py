@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QMainWindow, QSystemTrayIcon
@@ -16,14 +17,16 @@ class Notifier:
     ``sent`` keeps every (title, text) pair, newest last, for the window's own log.
     """
 
-    def __init__(self, window: QMainWindow, icon: QIcon):
+    def __init__(self, window: QMainWindow, icon: QIcon,
+                 bring_to_front: Callable[[], None] | None = None):
         self.window = window
         self.sent: list[tuple[str, str]] = []
         self.tray: QSystemTrayIcon | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.tray = QSystemTrayIcon(icon, window)
             self.tray.setToolTip("PlexiChat Desktop")
-            self.tray.activated.connect(lambda _reason: window.activateWindow())
+            front = bring_to_front or window.activateWindow
+            self.tray.activated.connect(lambda _reason: front())
             self.tray.show()
 
     def notify(self, title: str, text: str, error: bool = True) -> None:

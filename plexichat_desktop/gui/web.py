@@ -18,13 +18,16 @@ from PySide6.QtWebEngineCore import (
 )
 from PySide6.QtWebEngineWidgets import QWebEngineView
 
+from plexichat_desktop.server.security import uses_own_auth
+
 log = logging.getLogger(__name__)
 js_log = logging.getLogger("plexichat_desktop.gui.js")
 
 
 class TokenInterceptor(QWebEngineUrlRequestInterceptor):
     """Adds ``Authorization: Bearer`` to requests for our server, and only to those:
-    scheme, host and port must all match."""
+    scheme, host and port must all match. Not under ``/api/v1``: that API takes the
+    page's own Bearer token (from its login), which the app token must not replace."""
 
     def __init__(self, port: int, token: str, parent: QObject | None = None):
         super().__init__(parent)
@@ -36,7 +39,8 @@ class TokenInterceptor(QWebEngineUrlRequestInterceptor):
                 and url.port() == self.port)
 
     def interceptRequest(self, info: QWebEngineUrlRequestInfo) -> None:
-        if self.is_ours(info.requestUrl()):
+        url = info.requestUrl()
+        if self.is_ours(url) and not uses_own_auth(url.path()):
             info.setHttpHeader(b"Authorization", self._header)
 
 

@@ -2,8 +2,8 @@
 
 ``event_stream(source, stop)`` turns an async iterator of ``(event_name, data)`` pairs
 (or ``(event_name, data, event_id)`` triples, for streams a client may resume with
-``Last-Event-ID``; or lists of them, sent in one write) into a ``text/event-stream``
-response. It sends a comment every
+``Last-Event-ID``; or an :class:`EventBatch` of them, sent in one write) into a
+``text/event-stream`` response. It sends a comment every
 ``keepalive`` seconds so proxies and browsers keep the connection, and ends when ``stop``
 is set (plugin teardown or server shutdown) or the client goes away.
 """
@@ -17,6 +17,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import StreamingResponse
+
+
+class EventBatch(list[tuple[Any, ...]]):
+    """Several events a source has at once; the stream writes them in one chunk."""
 
 
 def format_event(name: str, data: Any, event_id: str | None = None) -> str:
@@ -47,7 +51,7 @@ async def _stream(source: AsyncIterator[tuple[Any, ...]], stop: asyncio.Event,
                     return
                 next_item = None
                 yield "".join(format_event(name, data, str(rest[0]) if rest else None)
-                              for name, data, *rest in (item if isinstance(item, list)
+                              for name, data, *rest in (item if isinstance(item, EventBatch)
                                                         else [item]))
             elif not done:
                 yield ": keepalive\n\n"

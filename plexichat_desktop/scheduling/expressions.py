@@ -113,6 +113,7 @@ __all__ = [
     "MIDNIGHT",
     "InvalidScheduleError",
     "Schedule",
+    "is_zone_name",
     "local_zone",
     "parse",
 ]
@@ -252,6 +253,12 @@ def _local_zone_keys() -> Iterator[str]:
 NOT_ZONES = frozenset({"Factory", "posixrules", "localtime", "posix", "right"})
 
 
+def is_zone_name(name: str) -> bool:
+    """False for tzdata's files that are not zones a person means: 'Factory', 'posixrules',
+    and the 'posix/' and 'right/' copies (right/ counts leap seconds, ~27 s off UTC)."""
+    return name not in NOT_ZONES and not name.startswith(("posix/", "right/"))
+
+
 def _try_zone(key: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(key)
@@ -264,9 +271,7 @@ def _zone(name: str | None) -> ZoneInfo:
         return local_zone()
     if not isinstance(name, str) or not name.strip():
         raise InvalidScheduleError(f"time zone must be an IANA zone name, got {name!r}")
-    # tzdata also ships files that are not zones a person means ('Factory' reports the
-    # abbreviation "-00", 'posixrules' is a template for POSIX TZ strings).
-    zone = None if name.strip() in NOT_ZONES else _try_zone(name.strip())
+    zone = _try_zone(name.strip()) if is_zone_name(name.strip()) else None
     if zone is None:
         raise InvalidScheduleError(f"unknown time zone {name!r} (use an IANA name such as "
                                    "'Europe/Berlin')")

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.plugins.sse import EventBatch
 
 
 class EventLog:
@@ -61,15 +62,15 @@ class EventLog:
             for item in batch:
                 yield item
 
-    async def follow_batches(self, last_id: int | None
-                             ) -> AsyncIterator[list[tuple[str, dict[str, Any], int]]]:
+    async def follow_batches(self, last_id: int | None) -> AsyncIterator[EventBatch]:
         """Like :meth:`follow`, but everything that arrived since the last wake-up at once:
         a burst of results costs one round trip through the loop (and one network write),
         not one per event."""
         cursor = self.last_id if last_id is None else last_id
         while True:
             waiter = self._changed
-            batch = [(topic, data, event_id) for event_id, topic, data in self.since(cursor)]
+            batch = EventBatch((topic, data, event_id)
+                               for event_id, topic, data in self.since(cursor))
             if batch:
                 cursor = batch[-1][2]
                 yield batch

@@ -42,6 +42,11 @@ PUBLIC_PATHS = {"/login", "/favicon.ico"}
 OWN_AUTH_PREFIX = "/api/v1"
 
 
+def uses_own_auth(path: str) -> bool:
+    """Whether ``path`` belongs to the v1 API, which checks its own tokens."""
+    return path == OWN_AUTH_PREFIX or path.startswith(OWN_AUTH_PREFIX + "/")
+
+
 def cookie_name(port: int) -> str:
     """Cookies are not port-scoped, so two instances on one host need distinct names."""
     return f"plexichat_token_{port}"
@@ -117,7 +122,7 @@ class SecurityMiddleware:
                              f"http://127.0.0.1:{self.identity.port}/")
             return
         public = (path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-                  or path == OWN_AUTH_PREFIX or path.startswith(OWN_AUTH_PREFIX + "/"))
+                  or uses_own_auth(path))
         if not public and not self.identity.token_ok(
                 request_token(headers, self.identity.port)):
             await self._deny(scope, send, 401,

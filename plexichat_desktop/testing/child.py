@@ -35,13 +35,40 @@ def run_pytest_child(argv: list[str]) -> int:
     return int(pytest.main(argv))
 
 
+# Interpreter options that may come before -c/-m (multiprocessing passes some); the bundle
+# cannot honour them, and none changes what the code does. Those taking a value: -X, -W.
+_FLAGS = {"-B", "-E", "-I", "-O", "-OO", "-P", "-q", "-s", "-S", "-u", "-b", "-bb", "-d", "-v"}
+_FLAGS_WITH_VALUE = {"-X", "-W"}
+
+
+def interpreter_args(argv: list[str]) -> tuple[str, str, list[str]] | None:
+    """``(flag, target, rest)`` when ``argv`` reads like ``python [options] -c CODE ...``
+    or ``python [options] -m MODULE ...``; None otherwise."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-c", "-m") and i + 1 < len(argv):
+            return arg, argv[i + 1], argv[i + 2:]
+        if arg in _FLAGS_WITH_VALUE:
+            i += 2
+        elif arg in _FLAGS or (arg[:2] in _FLAGS_WITH_VALUE and len(arg) > 2):
+            i += 1
+        else:
+            return None
+    return None
+
+
 def run_as_interpreter(argv: list[str]) -> int:
-    """Be ``python -c CODE ...`` or ``python -m MODULE ...`` inside a frozen bundle.
+    """Be ``python [options] -c CODE ...`` or ``python [options] -m MODULE ...`` inside a
+    frozen bundle.
 
     Tests often start helper processes with ``[sys.executable, "-c", ...]``; in the bundle
-    ``sys.executable`` is the app, so the app answers those two forms like Python would.
+    ``sys.executable`` is the app, so the app answers those forms like Python would.
     """
-    flag, target, *rest = argv
+    parsed = interpreter_args(argv)
+    if parsed is None:
+        raise SystemExit(f"not an interpreter command line: {argv!r}")
+    flag, target, rest = parsed
     if flag == "-c":
         sys.argv = ["-c", *rest]
         exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
@@ -73,12 +100,12 @@ def run_warm_child() -> int:
     import faulthandler
     import json
 
-    # The slow imports, done ahead of the order.
+    # The slow imports, done ahead of the order. Not our reporter plugin: pytest loads it
+    # with -p and would warn that an already imported module cannot be rewritten (an
+    # error for plugins that turn warnings into errors).
     import _pytest.assertion.rewrite
     import _pytest.python  # noqa: F401
     import pytest
-
-    import plexichat_desktop.testing.reporter  # noqa: F401
 
     line = sys.stdin.readline()
     if not line.strip():
@@ -89,6 +116,10 @@ def run_warm_child() -> int:
     os.dup2(log, 2)
     os.close(log)
     faulthandler.enable()
+    # Started with ``-m`` in the runner's work dir, which Python put first on sys.path; a
+    # cold child has the plugin folder there instead.
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
     os.chdir(order["cwd"])
     os.environ.update(order["env"])
     os.environ["PYTHONPATH"] = order["pythonpath"]

@@ -168,6 +168,13 @@ class _ChildReport:
     killed_for: str | None = None    # "test_timeout", "run_timeout", "cancel"
 
 
+MAX_WARM_DEATHS = 3
+
+
+def _ignore(_line: bytes) -> None:
+    pass
+
+
 @dataclass
 class _WarmChild:
     proc: asyncio.subprocess.Process
@@ -185,6 +192,7 @@ class PytestRunner:
         self.warm = warm
         self._warm: _WarmChild | None = None
         self._warming: asyncio.Task[None] | None = None
+        self._warm_deaths = 0
         self._closed = False
 
     def _pytest_args(self, plugin_root: Path, run_dir: Path, targets: list[str]) -> list[str]:
@@ -222,9 +230,12 @@ class PytestRunner:
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL, pass_fds=(write_fd,),
                 start_new_session=True)
-        except OSError:
+        except BaseException as exc:
             os.close(read_fd)
+            if not isinstance(exc, OSError):
+                raise
             log.warning("could not start a warm pytest child; runs start cold", exc_info=True)
+            self.warm = False
             return
         finally:
             os.close(write_fd)
@@ -254,6 +265,13 @@ class PytestRunner:
         if warm.proc.returncode is not None:  # it died while it waited
             self._warm = warm
             await self._drop_warm()
+            self._warm_deaths += 1
+            if self._warm_deaths >= MAX_WARM_DEATHS:
+                # Something in this environment kills it at start: stop paying for it.
+                log.warning("the warm pytest child died %d times before use (exit code %s); "
+                            "runs start cold from now on", self._warm_deaths,
+                            warm.proc.returncode)
+                self.warm = False
             return None
         order = {"cwd": str(plugin_root), "pythonpath": str(plugin_root), "log": str(log_path),
                  "env": env, "args": args}
@@ -297,6 +315,9 @@ class PytestRunner:
                         *child_command(self.python), *args, cwd=plugin_root, env=env,
                         stdin=asyncio.subprocess.DEVNULL, stdout=child_log, stderr=child_log,
                         pass_fds=(write_fd,), start_new_session=True)
+            except BaseException:
+                os.close(read_fd)
+                raise
             finally:
                 os.close(write_fd)
         self._replenish()
@@ -324,10 +345,15 @@ class PytestRunner:
                     return_when=asyncio.FIRST_COMPLETED)
                 if cancel_wait is not None and cancel_wait in done:
                     report.killed_for = "cancel"
+                    lines.on_line = _ignore  # the run's record ends here
                     _kill_group(proc.pid)
                     break
                 if not done:
                     report.killed_for = reason
+                    # The verdict is about the test in flight now: what the child still
+                    # says while it dies (a test_end a moment late, the next test) must
+                    # not move it to another test.
+                    lines.on_line = _ignore
                     if reason == "test_timeout":
                         _kill_group(proc.pid, signal.SIGUSR1)  # stacks to the child log
                         await asyncio.sleep(DUMP_GRACE)

@@ -225,3 +225,27 @@ def test_the_app_exits_cleanly_on_sigterm(home: Any) -> None:
     assert rc == 0, stderr[-3000:]
     assert "Traceback" not in stderr and "Segmentation" not in stderr
     assert "closing the desktop window" in stderr
+
+
+def test_pages_call_the_v1_api_with_their_own_token(shell: Any, qtbot: Any, js: Any) -> None:
+    """The interceptor adds the app token everywhere on our origin except /api/v1, where
+    the page's own Bearer token (from its v1 login) must reach the server unchanged."""
+    pane = shell.window.open_page("/healthz")
+    wait_loaded(qtbot, js, pane, "document.body && document.body.innerText.includes('ok')")
+    pane.view.page().runJavaScript("""
+        (async () => {
+          const post = (path, body) => fetch(path, {method: "POST", body: JSON.stringify(body),
+              headers: {"Content-Type": "application/json"}});
+          await post("/api/v1/auth/register", {username: "pagetester",
+              email: "page@example.org", password: "Correct-Horse-9!", terms_accepted: true});
+          const login = await (await post("/api/v1/auth/login",
+              {username: "pagetester", password: "Correct-Horse-9!"})).json();
+          const me = await fetch("/api/v1/users/me",
+              {headers: {Authorization: "Bearer " + login.access_token}});
+          window.__v1 = {status: me.status, body: await me.json()};
+        })().catch((e) => { window.__v1 = {error: String(e)}; });
+    """)
+    qtbot.waitUntil(lambda: js(pane.view, "window.__v1 || null") is not None, timeout=15_000)
+    result = js(pane.view, "window.__v1")
+    assert result.get("status") == 200, result
+    assert result["body"]["username"] == "pagetester"

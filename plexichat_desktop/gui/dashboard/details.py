@@ -206,6 +206,9 @@ class TestDetails(QWidget):
         if attempts:
             # The newest failing attempt is what a person opens the pane for.
             bad = next((i for i, a in enumerate(attempts) if a.longrepr or a.message), 0)
+            # Cleared first: re-selecting the row that is already selected emits nothing,
+            # and the text panes were just emptied.
+            self.table.clearSelection()
             self.table.selectRow(bad)
 
     def _show_selected(self) -> None:

@@ -157,6 +157,9 @@ class TestDashboard(QWidget):
         self.runs: dict[int, dict[str, Any]] = {}
         self.cards: dict[str, Any] = {}
         self._bad_before: set[tuple[int, str]] = set()
+        # Results of runs still going, which the store only gets when a run ends: a reload
+        # meanwhile replays them over what the store knows.
+        self._live: dict[int, dict[str, tuple[str, str, float, str, bool]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._details_generation = 0
         self._loaded = asyncio.Event()
@@ -357,6 +360,9 @@ class TestDashboard(QWidget):
         for run in self.runs.values():
             if run.get("status") == "running":
                 self.model.ensure_plugin(run["plugin_id"])
+        for results in self._live.values():
+            for nodeid, (plugin_id, outcome, duration, message, flaky) in results.items():
+                self.model.test_finished(plugin_id, nodeid, outcome, duration, message, flaky)
         self.tree.expandToDepth(0)
         await self.refresh_counts()
         self._loaded.set()
@@ -551,6 +557,8 @@ class TestDashboard(QWidget):
             self._bad_before.add(key)
         self.model.test_finished(event.plugin_id, event.nodeid, event.outcome,
                                  event.duration, event.message, flaky)
+        self._live.setdefault(event.run_id, {})[event.nodeid] = (
+            event.plugin_id, event.outcome, event.duration, event.message, flaky)
         bar = self.progress.get(event.run_id)
         if bar is not None:
             bar.finished_one(event.completed, event.total, bad)
@@ -576,6 +584,7 @@ class TestDashboard(QWidget):
             if bar is not None:
                 bar.deleteLater()
             self._bad_before = {k for k in self._bad_before if k[0] != run_id}
+            self._live.pop(run_id, None)  # the store has them now
             if not any(r["plugin_id"] == run["plugin_id"] for r in self.runs.values()):
                 self.model.clear_states(run["plugin_id"])
             self._stats_timer.start()

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from plexichat_desktop.scheduling.expressions import InvalidScheduleError
+from plexichat_desktop.scheduling.expressions import InvalidScheduleError, is_zone_name
 from plexichat_desktop.scheduling.service import ScheduleRecord, SchedulerService
 from plexichat_desktop.testing.manager import TestSelectionError
 
@@ -64,7 +64,8 @@ class ScheduleDialog(QDialog):
         self.timezone = QComboBox()
         self.timezone.setEditable(True)
         self.timezone.addItem(LOCAL_ZONE)
-        self.timezone.addItems(sorted(zoneinfo.available_timezones()))
+        self.timezone.addItems(sorted(z for z in zoneinfo.available_timezones()
+                                      if is_zone_name(z)))
         self.priority = QComboBox()
         self.priority.addItems(PRIORITIES)
         self.priority.setCurrentText("medium")
@@ -167,6 +168,13 @@ class ScheduleDialog(QDialog):
         self.error.clear()
         self.buttons.setEnabled(False)
         self._task = asyncio.get_running_loop().create_task(self._create(self.values()))
+
+    def reject(self) -> None:
+        # Esc while the schedule is being created: it will exist either way, so the dialog
+        # stays until it can say so (the task needs the dialog alive).
+        if self._task is not None and not self._task.done():
+            return
+        super().reject()
 
     async def _create(self, values: dict[str, Any]) -> None:
         plugin_id = values.pop("plugin_id")

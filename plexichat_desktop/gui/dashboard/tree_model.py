@@ -201,7 +201,7 @@ class TestTreeModel(QAbstractItemModel):
         node = self._test_node(plugin_id, nodeid, create=True)
         if node is not None:
             node.state = "running"
-            self._changed(node, upwards=False)
+            self._changed(node, upwards=True)  # the file and plugin dots turn "running"
 
     def test_finished(self, plugin_id: str, nodeid: str, outcome: str, duration: float,
                       message: str = "", flaky: bool = False) -> None:
@@ -218,7 +218,7 @@ class TestTreeModel(QAbstractItemModel):
             for test in file_node.children:
                 if test.state is not None:
                     test.state = None
-                    self._changed(test, upwards=False)
+                    self._changed(test, upwards=True)
 
     def _set_result(self, node: Node, outcome: str, duration: float, flaky: bool,
                     message: str) -> None:
