@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import logging
 import signal
+import sqlite3
 import sys
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from plexichat_desktop.core.events import EventBus, ServerStarted, ServerStoppin
 from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
 from plexichat_desktop.core.paths import resources_dir as default_resources_dir
 from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.core.sqlite import SchemaVersionError
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.scheduling.service import SchedulerService
 from plexichat_desktop.server.app import create_app
@@ -68,7 +70,15 @@ class Runtime:
                                           at=datetime.time(hour, minute))
         self.event_log = EventLog(self.bus, ("tests.", "schedules."))
         # The embedded PlexiChat v1 API: its own store and background work (webhooks, metrics).
-        self.api_v1 = ApiV1(paths, settings.api) if settings.api.enabled else None
+        self.api_v1 = self._open_api_v1() if settings.api.enabled else None
+
+    def _open_api_v1(self) -> ApiV1 | None:
+        # Optional: a v1 database the app cannot open must not keep the app from starting.
+        try:
+            return ApiV1(self.paths, self.settings.api)
+        except (SchemaVersionError, OSError, sqlite3.Error) as exc:
+            log.error("the PlexiChat v1 API is off for this session: %s", exc)
+            return None
 
     @property
     def url(self) -> str:
@@ -89,6 +99,7 @@ class Runtime:
         self.server = WebServer(app, self.settings.server.port,
                                 self.settings.server.shutdown_timeout)
         self.identity.port = self.server.port
+        self.plugins.server_url = self.server.url
         self.plugins.discover()
         await self.plugins.start()
         await self.tests.start()

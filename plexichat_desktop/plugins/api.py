@@ -16,6 +16,25 @@ started (tasks, callbacks registered with ``on_teardown``) is cleaned up.
 
 Anything a plugin raises (import, setup, a route handler, teardown) is caught by the
 host: the plugin is marked failed with the traceback and the app keeps running.
+
+Plugins can offer services to each other. A provider calls ``ctx.provide(name, factory)``
+in its ``setup``; a consumer lists the provider under ``[requires]`` in its
+``plugin.toml`` (so it starts after the provider and stops before it) and calls
+``ctx.service(name)``, which returns ``factory(consumer_ctx)``: the provider sees who is
+asking (id, manifest, declared permissions) and can hand out something tailored to it.
+The bundled API integration layer offers ``"api"`` this way, a PlexiChat v1 client limited
+to the API scopes the consumer declares (``ctx.api`` is the shorthand)::
+
+    # plugin.toml of the consumer
+    [requires]
+    api_integration_layer = ">=1.0,<2"
+    [permissions]
+    api_scopes = ["messages:read", "files:write"]
+
+    # its setup()
+    async def setup(self, ctx):
+        self.api = ctx.api
+        conversations = await self.api.messages.conversations()
 """
 
 from __future__ import annotations
@@ -37,6 +56,65 @@ from plexichat_desktop.plugins.manifest import Manifest, Page
 from plexichat_desktop.plugins.sse import event_stream
 
 log = logging.getLogger(__name__)
+
+ServiceFactory = Callable[["PluginContext"], Any]
+
+
+class ServiceUnavailable(LookupError):
+    """A plugin asked for a service that is not offered, or not to it; the message says
+    which plugin, which service and what to change."""
+
+
+class ServiceRegistry:
+    """The services plugins offer each other, by name; one registry per plugin manager.
+
+    Plugin code does not use this class directly: providers call
+    :meth:`PluginContext.provide`, consumers :meth:`PluginContext.service`.
+    """
+
+    def __init__(self) -> None:
+        self._services: dict[str, tuple[str, ServiceFactory]] = {}
+
+    def offer(self, name: str, provider_id: str, factory: ServiceFactory) -> None:
+        """Register ``factory`` under ``name`` for ``provider_id``; a name has one provider."""
+        current = self._services.get(name)
+        if current is not None and current[0] != provider_id:
+            raise ValueError(f"service '{name}' is already provided by plugin '{current[0]}'")
+        self._services[name] = (provider_id, factory)
+
+    def withdraw(self, provider_id: str) -> list[str]:
+        """Remove every service of ``provider_id`` (it is stopping); the names removed."""
+        names = [n for n, (pid, _) in self._services.items() if pid == provider_id]
+        for name in names:
+            del self._services[name]
+        return names
+
+    def provider_of(self, name: str) -> str | None:
+        """The id of the plugin offering ``name``, or None."""
+        entry = self._services.get(name)
+        return entry[0] if entry else None
+
+    def names(self) -> dict[str, str]:
+        """{service name: provider plugin id}."""
+        return {name: pid for name, (pid, _) in self._services.items()}
+
+    def create(self, name: str, consumer: PluginContext) -> Any:
+        """Build ``name`` for ``consumer``, checking that the consumer requires the provider."""
+        entry = self._services.get(name)
+        if entry is None:
+            offered = ", ".join(sorted(self._services)) or "none"
+            raise ServiceUnavailable(
+                f"plugin '{consumer.plugin_id}' asked for service '{name}', which no active "
+                f"plugin offers (offered now: {offered}); is its provider installed, "
+                "enabled and listed under [requires]?")
+        provider_id, factory = entry
+        if provider_id != consumer.plugin_id and provider_id not in consumer.manifest.requires:
+            raise ServiceUnavailable(
+                f"plugin '{consumer.plugin_id}' asked for service '{name}' of plugin "
+                f"'{provider_id}' without requiring it: add {provider_id} = \">=1.0\" (or "
+                f"the range it needs) under [requires] in its plugin.toml, so it starts "
+                f"after '{provider_id}' and stops before it")
+        return factory(consumer)
 
 
 class Plugin:
@@ -72,6 +150,9 @@ class PluginContext:
         router: a FastAPI ``APIRouter`` mounted at ``/plugins/<id>/api/``.
         stopping: an ``asyncio.Event`` set when the plugin is being stopped; long-lived
             responses (event streams) end when it is set.
+        server_url: the app's own server, e.g. ``http://127.0.0.1:8000/`` (known before
+            ``setup`` runs, although requests are only answered once start-up is over);
+            None when the plugin runs without the server (some tests).
     """
 
     def __init__(
@@ -81,6 +162,8 @@ class PluginContext:
         data_root: Path,
         bus: EventBus,
         settings: Mapping[str, Any],
+        services: ServiceRegistry | None = None,
+        server_url: str | None = None,
     ):
         self.plugin_id = manifest.id
         self.manifest = manifest
@@ -94,6 +177,46 @@ class PluginContext:
         self._pages: list[Page] = list(manifest.pages)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._teardown_callbacks: list[Callable[[], Any]] = []
+        self.server_url = server_url
+        self._registry = services if services is not None else ServiceRegistry()
+        self._services: dict[str, Any] = {}
+
+    # -- services between plugins --------------------------------------------------------
+    def provide(self, name: str, factory: ServiceFactory) -> None:
+        """Offer the service ``name`` to other plugins.
+
+        ``factory(consumer_ctx)`` is called once per consumer, on its first
+        ``ctx.service(name)``, with the consumer's context: use its ``plugin_id`` and
+        ``manifest`` (e.g. ``manifest.permissions.api_scopes``) to limit what it may do, and
+        ``consumer_ctx.on_teardown`` to release what you made for it. The service is
+        withdrawn when this plugin stops; the host stops the plugins that require this one
+        first. Raises ``ValueError`` when another plugin already provides ``name``.
+        """
+        self._registry.offer(name, self.plugin_id, factory)
+
+    def service(self, name: str) -> Any:
+        """The service ``name`` offered by another plugin, made for this plugin.
+
+        The provider must be listed under ``[requires]`` in this plugin's ``plugin.toml``;
+        the same object is returned on every call while this plugin runs. Raises
+        :class:`ServiceUnavailable` (naming this plugin, the service and the fix) when
+        nobody offers it or the provider is not required, and whatever the provider's
+        factory raises (e.g. a permission error for scopes it does not know).
+        """
+        if name not in self._services:
+            self._services[name] = self._registry.create(name, self)
+        return self._services[name]
+
+    @property
+    def api(self) -> Any:
+        """The PlexiChat v1 API client of the ``api_integration_layer`` plugin, limited to
+        the scopes in ``[permissions] api_scopes``: the same as ``self.service("api")``.
+
+        Needs ``api_integration_layer`` under ``[requires]``. A call outside the declared
+        scopes raises a ``PermissionError`` naming the plugin, the scope and the call; see
+        the plugin's README for the scope names and the client's methods.
+        """
+        return self.service("api")
 
     # -- files -------------------------------------------------------------------------
     @property
@@ -170,6 +293,9 @@ class PluginContext:
     async def _close(self) -> None:
         """Host side: release everything the context owns. Errors are logged, not raised."""
         self.stopping.set()
+        # Withdrawn first: a consumer starting while this plugin stops must not get a
+        # service whose provider is going away.
+        self._registry.withdraw(self.plugin_id)
         for callback in reversed(self._teardown_callbacks):
             try:
                 result = callback()
@@ -183,6 +309,7 @@ class PluginContext:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._services.clear()
 
 
-__all__ = ["Plugin", "PluginContext"]
+__all__ = ["Plugin", "PluginContext", "ServiceRegistry", "ServiceUnavailable"]

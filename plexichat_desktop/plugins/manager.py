@@ -29,7 +29,7 @@ from plexichat_desktop.core.logs import plugin_filter
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.core.validation import ConfigError
-from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover
 from plexichat_desktop.plugins.manifest import Manifest, load_manifest
 from plexichat_desktop.plugins.resolve import Node, resolve
@@ -135,6 +135,11 @@ class PluginManager:
         self.by_id: dict[str, PluginRecord] = {}
         self._active_order: list[str] = []
         self._lock = asyncio.Lock()
+        # Services plugins offer each other (PluginContext.provide / .service).
+        self.services = ServiceRegistry()
+        # The app's server URL, handed to every plugin's context; set by the runtime once
+        # the port is bound (before plugins start), None without a server.
+        self.server_url: str | None = None
 
     # -- persistence of enable/disable -------------------------------------------------
     def _load_disabled(self) -> set[str]:
@@ -263,7 +268,8 @@ class PluginManager:
             self._fail(rec, str(exc), exc.__cause__)
             return
         ctx = PluginContext(manifest, rec.root, self.paths.plugin_data_root, self.bus,
-                            plugin_settings)
+                            plugin_settings, services=self.services,
+                            server_url=self.server_url)
         instance.ctx = ctx
         try:
             await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout)

@@ -66,13 +66,31 @@ class Page(_Strict):
         return None if value is None else _relative_web_path(value, "icon")
 
 
+SCOPE_PATTERN = r"^(\*|[a-z][a-z0-9_]*:(\*|[a-z][a-z0-9_]*))$"
+
+
 class Permissions(_Strict):
-    """What the plugin declares it needs. Shown to the user; scopes limit the API client."""
+    """What the plugin declares it needs. Shown to the user; scopes limit the API client.
+
+    ``api_scopes`` are ``"<group>:<access>"`` strings such as ``"messages:read"`` or
+    ``"files:write"``, ``"<group>:*"`` for every access to a group, or ``"*"`` for all.
+    Only their form is checked here; the plugin providing the API (the API integration
+    layer) knows which names exist and refuses unknown ones.
+    """
 
     network: bool = False
     filesystem: bool = False
     subprocess: bool = False
     api_scopes: list[str] = Field(default_factory=list)
+
+    @field_validator("api_scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not re.match(SCOPE_PATTERN, scope):
+                raise ValueError(f"{scope!r} is not an API scope like 'messages:read', "
+                                 "'files:*' or '*'")
+        return list(dict.fromkeys(value))
 
 
 class TestsConfig(_Strict):

@@ -1,0 +1,98 @@
+"""The live log of requests the client makes, for the plugin's page and its event stream."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+Event = tuple[str, Any]
+
+
+@dataclass
+class RequestRecord:
+    """One call through the client (retries and a token refresh included)."""
+
+    id: int
+    at: float  # UNIX time the call started
+    method: str
+    path: str  # relative to the base URL, without the query (it may hold search terms)
+    endpoint: str
+    status: int | None  # None: no answer (the server was unreachable)
+    latency_ms: float
+    cache_hit: bool = False
+    attempts: int = 1
+    statuses: list[int | None] = field(default_factory=list)  # one per attempt
+    caller: str | None = None  # the plugin that made the call, None for the layer itself
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EventHub:
+    """Fans ``(name, data)`` events out to every open stream, one bounded queue each.
+
+    Publishing never blocks: a stalled page loses its oldest events rather than holding
+    up the client or growing without bound.
+    """
+
+    def __init__(self, maxsize: int = 256):
+        self.maxsize = maxsize
+        self._queues: set[asyncio.Queue[Event]] = set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._queues)
+
+    def publish(self, name: str, data: Any) -> None:
+        for queue in list(self._queues):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait((name, data))
+
+    async def events(self, first: Iterable[Event] = ()) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=self.maxsize)
+        self._queues.add(queue)
+        try:
+            for event in first:
+                yield event
+            while True:
+                yield await queue.get()
+        finally:
+            self._queues.discard(queue)
+
+
+class ActivityLog:
+    """The last ``size`` request records, and a hub that streams new ones."""
+
+    def __init__(self, size: int = 200):
+        self.records: deque[RequestRecord] = deque(maxlen=size)
+        self.hub = EventHub()
+        self._ids = itertools.count(1)
+        self.total = 0
+        # Extra fields for the streamed event (the rate limiter's state), computed only
+        # when someone is listening.
+        self.extra: Callable[[], dict[str, Any]] | None = None
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def add(self, record: RequestRecord) -> None:
+        self.records.append(record)
+        self.total += 1
+        if self.hub.subscriber_count:
+            data = record.to_dict()
+            if self.extra is not None:
+                data.update(self.extra())
+            self.hub.publish("request", data)
+
+    def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest last."""
+        items = list(self.records)
+        if limit is not None:
+            items = items[-limit:] if limit > 0 else []
+        return [r.to_dict() for r in items]

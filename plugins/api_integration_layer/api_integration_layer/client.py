@@ -1,0 +1,432 @@
+"""The async PlexiChat v1 client: one request pipeline under typed endpoint groups.
+
+Every call goes through :meth:`ApiClient.call`: cache lookup (GETs) -> rate limiter ->
+access token (refreshed ahead of expiry) -> the HTTP request -> retries of transient
+failures (idempotent requests only) -> one refresh and resend after a 401 -> waiting out
+a 429's Retry-After -> cache invalidation after writes -> a typed answer. Each call is
+recorded in :attr:`ApiClient.activity` (method, path, status, latency, cache hit).
+
+    async with ApiClient("http://127.0.0.1:8000/api/v1") as client:
+        await client.auth.login("ann", "Corr3ct-Horse-Battery")
+        await client.messages.send(bob_id, "hello")
+        history = await client.messages.conversation(bob_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import copy
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from api_integration_layer.activity import ActivityLog, RequestRecord
+from api_integration_layer.batch import BatchResult, run_batch
+from api_integration_layer.cache import ResponseCache
+from api_integration_layer.config import ClientConfig
+from api_integration_layer.endpoints import ENDPOINTS, Endpoint
+from api_integration_layer.errors import (
+    ApiHTTPError,
+    ApiUnavailable,
+    InvalidResponse,
+    NotAuthenticated,
+    RateLimited,
+)
+from api_integration_layer.groups import Groups
+from api_integration_layer.ratelimit import GLOBAL, PausedError, RateLimiter
+from api_integration_layer.retry import RetryPolicy
+from api_integration_layer.session import Session
+from api_integration_layer.tokens import FallbackTokenStore, MemoryTokenStore, TokenStore
+
+if TYPE_CHECKING:
+    from api_integration_layer.realtime import Subscription
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+# How many 429s in a row one call waits out before giving up.
+MAX_RATE_LIMIT_WAITS = 3
+_bypass_cache: contextvars.ContextVar[bool] = contextvars.ContextVar("bypass_cache",
+                                                                     default=False)
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``base_url`` + ``path`` keeping every segment of the base.
+
+    ``urljoin("http://h/api/v1", "auth/login")`` gives ``http://h/api/auth/login`` (the
+    origin's bug: the last segment of a base without a trailing slash is replaced); this
+    appends instead: ``http://h/api/v1/auth/login``.
+    """
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def websocket_url(base_url: str, path: str) -> str:
+    """The ws:// (or wss://) URL of ``path`` under ``base_url``; only the scheme changes
+    (the origin's ``replace("http", "ws")`` also rewrote hosts containing "http")."""
+    parts = urlsplit(join_url(base_url, path))
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
+
+
+def format_path(endpoint: Endpoint, values: Mapping[str, Any] | None) -> str:
+    """The endpoint's path with its parameters filled in, each quoted as one segment
+    (an id like ``../admin`` cannot climb out of its place)."""
+    values = values or {}
+    missing = [p for p in endpoint.params if values.get(p) in (None, "")]
+    if missing:
+        raise ValueError(f"{endpoint.name}: missing path parameter(s) {', '.join(missing)}")
+    path = endpoint.path
+    for name in endpoint.params:
+        path = path.replace("{" + name + "}", quote(str(values[name]), safe=""))
+    return path
+
+
+def _query(params: Mapping[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (params or {}).items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, list | tuple | set):
+            out[key] = ",".join(str(v) for v in value)
+        else:
+            out[key] = str(value)
+    return out
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), None when absent."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason_phrase
+    return body.get("detail", body) if isinstance(body, dict) else body
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ApiClient(Groups):
+    """The client. Endpoint groups are attributes (``auth``, ``users``, ``messages``,
+    ``files``, ``groups``, ``search``, ``notifications``, ``system``, ``realtime``,
+    ``webhooks``, ``analytics``, ``backup``, ``performance``); see :mod:`groups`.
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/api/v1``.
+        config: timeouts, cache, rate limit, retries (defaults: :class:`ClientConfig`).
+        token_store: where the session is kept (default: memory only).
+        token_key: the session's key in the store (default: the base URL).
+        transport: an httpx transport (tests, proxies).
+        http_client: an ``httpx.AsyncClient`` to send with (its own limits, proxies,
+            certificates); closed with this client. ``timeout`` still applies per call.
+    """
+
+    def __init__(self, base_url: str, config: ClientConfig | None = None, *,
+                 token_store: TokenStore | FallbackTokenStore | None = None,
+                 token_key: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 http_client: httpx.AsyncClient | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.config = config or ClientConfig()
+        self._http = http_client or httpx.AsyncClient(
+            timeout=self.config.timeout, transport=transport, follow_redirects=False)
+        self.cache = ResponseCache(self.config.cache_ttl, self.config.cache_max_entries)
+        self.limiter = RateLimiter(self.config.rate_limit_per_second,
+                                   self.config.rate_limit_burst)
+        self.retry = RetryPolicy(self.config.max_retries, self.config.retry_base_delay,
+                                 self.config.retry_max_delay)
+        self.session = Session(self, token_store or MemoryTokenStore(),
+                               token_key or self.base_url, self.config.refresh_margin)
+        self.activity = ActivityLog(self.config.log_size)
+        self.last_error: str | None = None
+        self.last_ok_at: float | None = None
+        self._closed = False
+        self._subscriptions: set[Subscription] = set()
+        super().__init__(self)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close the connections and every realtime subscription."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.close_subscriptions()
+        await self._http.aclose()
+
+    async def close_subscriptions(self) -> None:
+        """Close every realtime subscription, whoever made it (the session ended)."""
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def client(self) -> ApiClient:
+        return self
+
+    @property
+    def user(self) -> dict[str, Any] | None:
+        """``{id, username}`` of the logged-in user, None when logged out."""
+        t = self.session.tokens
+        return None if t is None else {"id": t.user_id, "username": t.username}
+
+    def check(self, endpoint: Endpoint) -> None:
+        """Scope check hook; the unrestricted client allows everything."""
+
+    def url(self, path: str) -> str:
+        return join_url(self.base_url, path)
+
+    @contextlib.contextmanager
+    def bypass_cache(self) -> Any:
+        """Within this block (this task and what it awaits), GETs skip the cache."""
+        token = _bypass_cache.set(True)
+        try:
+            yield
+        finally:
+            _bypass_cache.reset(token)
+
+    # -- batches -------------------------------------------------------------------------
+    async def batch(self, calls: Iterable[Callable[[], Awaitable[T]]],
+                    concurrency: int | None = None) -> BatchResult[T]:
+        """Run ``calls`` (zero-argument callables returning awaitables), at most
+        ``concurrency`` (default: the ``batch_concurrency`` setting) at a time, each with
+        its own result or error."""
+        return await run_batch(calls, concurrency or self.config.batch_concurrency)
+
+    async def batch_map(self, fn: Callable[[Any], Awaitable[T]], items: Iterable[Any],
+                        concurrency: int | None = None) -> BatchResult[T]:
+        """``batch`` of ``fn(item)`` for every item."""
+        return await self.batch([lambda item=item: fn(item) for item in items], concurrency)
+
+    # -- the pipeline --------------------------------------------------------------------
+    async def call(self, name: str, *, path: Mapping[str, Any] | None = None,
+                   params: Mapping[str, Any] | None = None, json: Any = None,
+                   files: Any = None, data: Mapping[str, Any] | None = None,
+                   model: type[M] | None = None, raw: bool = False,
+                   caller: str | None = None) -> Any:
+        """Call endpoint ``name`` (see :data:`endpoints.ENDPOINTS`).
+
+        Returns ``model`` parsed from the JSON answer, the JSON itself without a model,
+        or the ``httpx.Response`` with ``raw``. Raises :class:`ApiHTTPError` (and its
+        subclasses :class:`NotAuthenticated`, :class:`RateLimited`) for error answers and
+        :class:`ApiUnavailable` when the server cannot be reached.
+        """
+        endpoint = ENDPOINTS[name]
+        rel = format_path(endpoint, path)
+        query = _query(params)
+        if isinstance(json, BaseModel):
+            json = json.model_dump(mode="json", exclude_unset=True)
+        cache_key = None
+        if endpoint.is_cacheable and self.cache.enabled and not raw and not _bypass_cache.get():
+            identity = self.session.identity if endpoint.auth else ""
+            cache_key = (identity, rel + ("?" + urlencode(sorted(query.items()))
+                                          if query else ""))
+            cached = self.cache.get(cache_key)
+            if cached is not None:
+                self._record(endpoint, rel, 200, 0.0, caller, cache_hit=True, statuses=[200])
+                # A fresh object per hit: one caller changing its answer must not change
+                # what the next one gets.
+                return model.model_validate(cached) if model else copy.deepcopy(cached)
+        generation = self.cache.generation
+        started = time.perf_counter()
+        statuses: list[int | None] = []
+        try:
+            response = await self._send(endpoint, rel, query, json, files, data, statuses)
+        except ApiUnavailable as exc:
+            self.last_error = str(exc)
+            self._record(endpoint, rel, None, time.perf_counter() - started, caller,
+                         statuses=statuses, error=exc.reason)
+            raise
+        except ApiHTTPError as exc:
+            self._record(endpoint, rel, exc.status, time.perf_counter() - started, caller,
+                         statuses=statuses, error=str(exc.detail))
+            raise
+        latency = time.perf_counter() - started
+        self.last_ok_at, self.last_error = time.time(), None
+        status = response.status_code
+        if status >= 400:
+            error = self._error(endpoint, rel, response)
+            self._record(endpoint, rel, status, latency, caller, statuses=statuses,
+                         error=str(error.detail))
+            raise error
+        self._record(endpoint, rel, status, latency, caller, statuses=statuses)
+        if endpoint.stale_prefixes:
+            self.cache.invalidate(endpoint.stale_prefixes)
+        if raw:
+            return response
+        try:
+            body = response.json() if response.content else None
+            result = model.model_validate(body) if model else body
+        except (ValueError, ValidationError) as exc:
+            # ValidationError is a ValueError too; both mean the server is not speaking
+            # the v1 contract here (an incompatible remote server, a proxy's error page).
+            raise InvalidResponse(f"{endpoint.method} {rel}: unexpected answer: "
+                                  f"{str(exc)[:300]}") from exc
+        if cache_key is not None:
+            self.cache.put(cache_key, body, generation=generation)
+        return result
+
+    async def _send(self, endpoint: Endpoint, rel: str, query: dict[str, str], json: Any,
+                    files: Any, data: Any, statuses: list[int | None]) -> httpx.Response:
+        url = self.url(rel)
+        # The server limits login and register per address (and username), everything else
+        # per user: a 429 from one of those must not hold back the other kind.
+        rate_key = GLOBAL if endpoint.auth else rel
+        retries = waits = 0
+        auth_retried = False
+        while True:
+            try:
+                await self.limiter.acquire(rate_key, self.config.max_retry_after)
+            except PausedError as exc:
+                # An earlier 429 asked for a longer pause than we wait: refuse locally
+                # rather than hang, and do not hammer a server that said "later".
+                raise RateLimited(endpoint.method, rel,
+                                  f"held back: the server asked for a pause after a 429; "
+                                  f"retry in {exc.seconds:.1f} s", exc.seconds) from None
+            headers: dict[str, str] = {}
+            used: str | None = None
+            if endpoint.auth:
+                used = await self.session.access_token()
+                if used is None:
+                    raise NotAuthenticated(endpoint.method, rel, 401,
+                                           "not logged in: call auth.login first")
+                headers["Authorization"] = f"Bearer {used}"
+            try:
+                response = await self._http.request(
+                    endpoint.method, url, params=query or None, json=json,
+                    files=files() if callable(files) else files, data=data, headers=headers,
+                    timeout=self.config.timeout)
+            except httpx.HTTPError as exc:
+                statuses.append(None)
+                if (self.retry.retryable_error(exc)
+                        and self.retry.should_retry(endpoint.is_idempotent, retries)):
+                    await asyncio.sleep(self.retry.delay(retries))
+                    retries += 1
+                    continue
+                raise ApiUnavailable(endpoint.method, rel, _describe(exc),
+                                     len(statuses)) from exc
+            status = response.status_code
+            statuses.append(status)
+            if self.retry.retryable_status(status):
+                if self.retry.should_retry(endpoint.is_idempotent, retries):
+                    await asyncio.sleep(self.retry.delay(retries, retry_after_seconds(response)))
+                    retries += 1
+                    continue
+                raise ApiUnavailable(endpoint.method, rel,
+                                     f"{status} {_detail(response)}", len(statuses))
+            if status == 429:
+                # Refused before the server acted on it: sending it again is safe for any
+                # method once the wait is over (the limiter holds every caller back).
+                wait = retry_after_seconds(response)
+                wait = 1.0 if wait is None else wait
+                self.limiter.pause(wait, rate_key)
+                if wait <= self.config.max_retry_after and waits < MAX_RATE_LIMIT_WAITS:
+                    waits += 1
+                    continue
+                raise RateLimited(endpoint.method, rel, _detail(response), wait,
+                                  dict(response.headers))
+            if status == 401 and endpoint.auth and not auth_retried:
+                auth_retried = True
+                if await self.session.recover(used):
+                    continue
+            return response
+
+    def _error(self, endpoint: Endpoint, rel: str, response: httpx.Response) -> ApiHTTPError:
+        detail = _detail(response)
+        headers = dict(response.headers)
+        if response.status_code == 401:
+            if endpoint.auth:
+                # A 401 that outlived the refresh: the session is over (revoked, or expired
+                # beyond its refresh token). Forget it and say what to do.
+                self.session.clear()
+                if isinstance(detail, str):
+                    detail = f"{detail}; the session could not be refreshed: log in again"
+            return NotAuthenticated(endpoint.method, rel, 401, detail, headers)
+        return ApiHTTPError(endpoint.method, rel, response.status_code, detail, headers)
+
+    def _record(self, endpoint: Endpoint, rel: str, status: int | None, latency: float,
+                caller: str | None, *, cache_hit: bool = False,
+                statuses: list[int | None] | None = None, error: str | None = None) -> None:
+        record = RequestRecord(
+            id=self.activity.next_id(), at=time.time(), method=endpoint.method, path=rel,
+            endpoint=endpoint.name, status=status, latency_ms=round(latency * 1000, 3),
+            cache_hit=cache_hit, attempts=max(1, len(statuses or ())),
+            statuses=list(statuses or ()), caller=caller, error=error)
+        self.activity.add(record)
+
+    async def probe(self, timeout: float = 3.0) -> float:
+        """Whether the server answers: ``GET /system/ping`` outside the pipeline (no
+        cache, limiter or log: the page's connection check must not flood the request
+        log). Returns the latency in seconds; raises :class:`ApiUnavailable`."""
+        path = ENDPOINTS["system.ping"].path
+        started = time.perf_counter()
+        try:
+            response = await self._http.get(self.url(path), timeout=timeout)
+        except httpx.HTTPError as exc:
+            self.last_error = f"GET {path}: {_describe(exc)}"
+            raise ApiUnavailable("GET", path, _describe(exc), 1) from exc
+        if response.status_code != 200:
+            self.last_error = f"GET {path}: HTTP {response.status_code}"
+            raise ApiUnavailable("GET", path, f"HTTP {response.status_code}", 1)
+        self.last_ok_at, self.last_error = time.time(), None
+        return time.perf_counter() - started
+
+    # -- streaming downloads -------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def stream(self, name: str, *, path: Mapping[str, Any] | None = None,
+                     caller: str | None = None) -> AsyncIterator[httpx.Response]:
+        """A GET whose body is read as it arrives (large downloads). Token refresh applies;
+        retries do not (the body may be half consumed)."""
+        endpoint = ENDPOINTS[name]
+        rel = format_path(endpoint, path)
+        token = await self.session.access_token() if endpoint.auth else None
+        if endpoint.auth and token is None:
+            raise NotAuthenticated(endpoint.method, rel, 401,
+                                   "not logged in: call auth.login first")
+        try:
+            await self.limiter.acquire(GLOBAL, self.config.max_retry_after)
+        except PausedError as exc:
+            raise RateLimited(endpoint.method, rel, "held back after a 429", exc.seconds
+                              ) from None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        started = time.perf_counter()
+        try:
+            async with self._http.stream(endpoint.method, self.url(rel), headers=headers,
+                                         timeout=self.config.timeout) as response:
+                status = response.status_code
+                self._record(endpoint, rel, status, time.perf_counter() - started, caller,
+                             statuses=[status])
+                if status >= 400:
+                    await response.aread()
+                    raise self._error(endpoint, rel, response)
+                yield response
+        except httpx.HTTPError as exc:
+            raise ApiUnavailable(endpoint.method, rel, _describe(exc), 1) from exc

@@ -1,0 +1,57 @@
+"""The plugin's settings (``[plugin.api_integration_layer]`` in settings.toml), validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A setting is out of range; the message names it."""
+
+
+class ClientConfig(BaseModel):
+    """How the client talks to the server. Defaults suit the embedded server."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    base_url: str = Field("", description="'' = the app's embedded server (<app>/api/v1).")
+    timeout: float = Field(10.0, gt=0, le=600)
+    cache_ttl: float = Field(30.0, ge=0, le=86_400, description="0 switches the cache off.")
+    cache_max_entries: int = Field(1000, ge=1, le=1_000_000)
+    rate_limit_per_second: float = Field(50.0, ge=0, description="0 = no client-side limit.")
+    rate_limit_burst: int = Field(100, ge=1, le=100_000)
+    max_retries: int = Field(3, ge=0, le=10)
+    retry_base_delay: float = Field(0.2, ge=0, le=60)
+    retry_max_delay: float = Field(5.0, ge=0, le=600)
+    max_retry_after: float = Field(
+        30.0, ge=0, le=3600,
+        description="A 429's Retry-After up to this is waited out and the request sent "
+                    "again; a longer one raises RateLimited at once.")
+    refresh_margin: float = Field(
+        60.0, ge=0, le=86_400,
+        description="Refresh the access token this long before it expires (at most a "
+                    "quarter of its lifetime); 0 = only after a 401.")
+    batch_concurrency: int = Field(8, ge=1, le=256)
+    token_storage: Literal["auto", "keyring", "file"] = "auto"
+    ws_reconnect_max_delay: float = Field(30.0, gt=0, le=3600)
+    log_size: int = Field(200, ge=1, le=100_000)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value.rstrip("/")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> ClientConfig:
+        try:
+            return cls.model_validate(dict(settings))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+            raise ConfigError(f"settings [plugin.api_integration_layer]: {problems}") from None

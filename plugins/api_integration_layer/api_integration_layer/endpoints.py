@@ -1,0 +1,258 @@
+"""Every endpoint of the PlexiChat v1 API the client knows, with the scope it needs.
+
+One table drives the client: the HTTP method and path, whether a token is sent, the API
+scope a plugin must declare to call it, whether its answers may be cached and which cached
+resources a successful call makes stale. Paths are relative to the base URL
+(``.../api/v1``) and are written exactly as the server's discovery lists them.
+
+Scopes are ``<group>:read`` for reading and ``<group>:write`` for changing, per endpoint
+group, plus ``users:delete`` (deleting the account) and ``auth:write`` (log in, log out,
+register: the session every plugin shares). ``<group>:*`` grants a whole group and ``*``
+everything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+# What each scope allows, shown on the plugin's page and in its README.
+SCOPES: dict[str, str] = {
+    "auth:read": "read the current account (/auth/me) and the auth service status",
+    "auth:write": "register accounts, log in and out (the session all plugins share)",
+    "users:read": "read profiles, search and list users, user statistics",
+    "users:write": "change the current user's profile",
+    "users:delete": "delete the current user's account and everything it owns",
+    "messages:read": "read conversations, messages and message statistics",
+    "messages:write": "send and delete direct messages",
+    "files:read": "list files, read their details, download them, file statistics",
+    "files:write": "upload, share, unshare and delete files",
+    "groups:read": "list and read groups and their members",
+    "groups:write": "create, change, delete, join, leave groups and invite to them",
+    "search:read": "search, suggestions, the caller's search analytics",
+    "notifications:read": "read notifications, their settings and statistics",
+    "notifications:write": "send, broadcast, mark read, archive, delete notifications; "
+                           "change notification settings",
+    "system:read": "server health, info, metrics, status, version, time, capabilities, "
+                   "discovery",
+    "realtime:read": "the realtime WebSocket (events, joining rooms), connection figures",
+    "realtime:write": "broadcast and send realtime events, typing and presence",
+    "webhooks:read": "list webhooks, their events and delivery logs",
+    "webhooks:write": "register, change, test and delete webhooks",
+    "analytics:read": "usage, trends and reports",
+    "backup:read": "list backups, their status, download them (administrators)",
+    "backup:write": "create, upload, restore and delete backups (administrators)",
+    "performance:read": "server metrics, history, alerts and summary",
+}
+SCOPE_GROUPS = frozenset(scope.split(":", 1)[0] for scope in SCOPES)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route of the API as the client calls it."""
+
+    name: str  # "<group>.<client method>", e.g. "messages.send"
+    method: str
+    path: str  # relative to the base URL, "{name}" for path parameters
+    scope: str
+    auth: bool = True
+    cacheable: bool | None = None  # None: GETs are, other methods are not
+    idempotent: bool | None = None  # None: by the HTTP method
+    # Resource prefixes whose cached answers a successful call makes stale, besides the
+    # endpoint's own group; "*" clears the whole cache.
+    invalidates: tuple[str, ...] = ()
+    params: tuple[str, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", tuple(re.findall(r"{(\w+)}", self.path)))
+
+    @property
+    def group(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def is_cacheable(self) -> bool:
+        return self.method == "GET" if self.cacheable is None else self.cacheable
+
+    @property
+    def is_idempotent(self) -> bool:
+        return self.method in IDEMPOTENT_METHODS if self.idempotent is None else self.idempotent
+
+    @property
+    def is_write(self) -> bool:
+        return self.method not in ("GET", "HEAD", "OPTIONS")
+
+    @property
+    def stale_prefixes(self) -> tuple[str, ...]:
+        """The cached resources a successful call of this endpoint makes stale."""
+        if not self.is_write:
+            return ()
+        return ("/" + self.path.strip("/").split("/", 1)[0], *self.invalidates)
+
+    @property
+    def call(self) -> str:
+        """``name (METHOD /path)``: how errors name the call."""
+        return f"{self.name} ({self.method} {self.path})"
+
+
+def _e(name: str, method: str, path: str, scope: str | None = None, **kw: object
+       ) -> Endpoint:
+    if scope is None:
+        group = name.split(".", 1)[0]
+        scope = f"{group}:{'read' if method == 'GET' else 'write'}"
+    return Endpoint(name, method, path, scope, **kw)  # type: ignore[arg-type]
+
+
+_ENDPOINTS = [
+    # discovery
+    _e("system.discover", "GET", "/", "system:read", auth=False),
+    _e("system.describe", "GET", "/info", "system:read", auth=False),
+    # auth
+    _e("auth.register", "POST", "/auth/register", auth=False, invalidates=("/system",)),
+    _e("auth.login", "POST", "/auth/login", auth=False, invalidates=("*",)),
+    _e("auth.refresh", "POST", "/auth/refresh", auth=False),
+    _e("auth.logout", "POST", "/auth/logout", invalidates=("*",)),
+    _e("auth.me", "GET", "/auth/me"),
+    _e("auth.status", "GET", "/auth/status", auth=False),
+    # users
+    _e("users.me", "GET", "/users/me"),
+    _e("users.update_me", "PUT", "/users/me", invalidates=("/auth/me",)),
+    _e("users.delete_me", "DELETE", "/users/me", "users:delete", invalidates=("*",)),
+    _e("users.search", "GET", "/users/search"),
+    _e("users.stats", "GET", "/users/stats/summary"),
+    _e("users.list", "GET", "/users/"),
+    _e("users.get", "GET", "/users/{user_id}"),
+    # messages
+    _e("messages.send", "POST", "/messages/send", invalidates=("/search",)),
+    _e("messages.conversations", "GET", "/messages/conversations"),
+    # Reading a conversation marks its messages read: never answered from the cache.
+    _e("messages.conversation", "GET", "/messages/conversation/{other_user_id}",
+       cacheable=False),
+    _e("messages.stats", "GET", "/messages/stats"),
+    _e("messages.get", "GET", "/messages/{message_id}"),
+    _e("messages.delete", "DELETE", "/messages/{message_id}", invalidates=("/search",)),
+    # files
+    _e("files.upload", "POST", "/files/upload", invalidates=("/search",)),
+    _e("files.stats", "GET", "/files/stats"),
+    _e("files.list", "GET", "/files/"),
+    _e("files.info", "GET", "/files/{file_id}/info"),
+    # Downloads are counted by the server and may be large: not cached.
+    _e("files.download", "GET", "/files/{file_id}/download", cacheable=False),
+    _e("files.share", "POST", "/files/{file_id}/share", idempotent=True),
+    _e("files.unshare", "DELETE", "/files/{file_id}/share/{user_id}"),
+    _e("files.delete", "DELETE", "/files/{file_id}", invalidates=("/search",)),
+    # groups
+    _e("groups.create", "POST", "/groups/create", invalidates=("/search",)),
+    _e("groups.list", "GET", "/groups/"),
+    _e("groups.stats", "GET", "/groups/stats"),
+    _e("groups.mine", "GET", "/groups/my/groups"),
+    _e("groups.get", "GET", "/groups/{group_id}"),
+    _e("groups.update", "PUT", "/groups/{group_id}", invalidates=("/search",)),
+    _e("groups.delete", "DELETE", "/groups/{group_id}", invalidates=("/search",)),
+    _e("groups.join", "POST", "/groups/{group_id}/join"),
+    _e("groups.leave", "POST", "/groups/{group_id}/leave"),
+    _e("groups.invite", "POST", "/groups/{group_id}/invite"),
+    _e("groups.members", "GET", "/groups/{group_id}/members"),
+    # search (a POST that only reads)
+    _e("search.search", "POST", "/search/", "search:read", cacheable=False, idempotent=True),
+    _e("search.suggestions", "GET", "/search/suggestions"),
+    _e("search.overview", "GET", "/search/analytics/overview"),
+    _e("search.trends", "GET", "/search/analytics/trends"),
+    _e("search.status", "GET", "/search/status"),
+    # notifications
+    _e("notifications.send", "POST", "/notifications/send"),
+    _e("notifications.broadcast", "POST", "/notifications/broadcast"),
+    _e("notifications.list", "GET", "/notifications/"),
+    _e("notifications.unread_count", "GET", "/notifications/unread/count"),
+    _e("notifications.settings", "GET", "/notifications/settings"),
+    _e("notifications.update_settings", "PUT", "/notifications/settings"),
+    _e("notifications.stats", "GET", "/notifications/stats"),
+    _e("notifications.system_status", "GET", "/notifications/system/status"),
+    _e("notifications.mark_all_read", "POST", "/notifications/mark-all-read",
+       idempotent=True),
+    _e("notifications.test", "POST", "/notifications/test"),
+    _e("notifications.get", "GET", "/notifications/{notification_id}"),
+    _e("notifications.update", "PUT", "/notifications/{notification_id}"),
+    _e("notifications.delete", "DELETE", "/notifications/{notification_id}"),
+    # system (no auth); live figures are never cached
+    _e("system.health", "GET", "/system/health", auth=False, cacheable=False),
+    _e("system.info", "GET", "/system/info", auth=False),
+    _e("system.metrics", "GET", "/system/metrics", auth=False, cacheable=False),
+    _e("system.status", "GET", "/system/status", auth=False, cacheable=False),
+    _e("system.version", "GET", "/system/version", auth=False),
+    _e("system.ping", "GET", "/system/ping", auth=False, cacheable=False),
+    _e("system.time", "GET", "/system/time", auth=False, cacheable=False),
+    _e("system.capabilities", "GET", "/system/capabilities", auth=False),
+    _e("system.stats", "GET", "/system/stats/summary", auth=False, cacheable=False),
+    # realtime
+    _e("realtime.subscribe", "WEBSOCKET", "/realtime/ws", "realtime:read",
+       cacheable=False, idempotent=False),
+    # Frames sent over the socket that act on others (typing, presence): a scope of their own.
+    _e("realtime.typing", "WEBSOCKET", "/realtime/ws", "realtime:write", cacheable=False,
+       idempotent=False),
+    _e("realtime.presence", "WEBSOCKET", "/realtime/ws", "realtime:write", cacheable=False,
+       idempotent=False),
+    _e("realtime.connections", "GET", "/realtime/connections", cacheable=False),
+    _e("realtime.status", "GET", "/realtime/status", auth=False, cacheable=False),
+    _e("realtime.broadcast", "POST", "/realtime/broadcast"),
+    _e("realtime.send", "POST", "/realtime/send/{user_id}"),
+    # webhooks
+    _e("webhooks.register", "POST", "/webhooks/register"),
+    _e("webhooks.events", "GET", "/webhooks/events"),
+    _e("webhooks.list", "GET", "/webhooks/"),
+    _e("webhooks.delivery", "GET", "/webhooks/deliveries/{delivery_id}", cacheable=False),
+    _e("webhooks.get", "GET", "/webhooks/{webhook_id}"),
+    _e("webhooks.update", "PUT", "/webhooks/{webhook_id}"),
+    _e("webhooks.delete", "DELETE", "/webhooks/{webhook_id}"),
+    _e("webhooks.test", "POST", "/webhooks/{webhook_id}/test"),
+    _e("webhooks.deliveries", "GET", "/webhooks/{webhook_id}/deliveries", cacheable=False),
+    # analytics
+    _e("analytics.usage", "GET", "/analytics/usage"),
+    _e("analytics.trends", "GET", "/analytics/trends"),
+    _e("analytics.reports", "GET", "/analytics/reports"),
+    _e("analytics.report", "GET", "/analytics/reports/{report_type}"),
+    # backup (administrators); status changes while a backup is made: not cached
+    _e("backup.create", "POST", "/backup/create"),
+    _e("backup.list", "GET", "/backup/", cacheable=False),
+    _e("backup.upload", "POST", "/backup/upload"),
+    _e("backup.status", "GET", "/backup/{backup_id}/status", cacheable=False),
+    _e("backup.get", "GET", "/backup/{backup_id}", cacheable=False),
+    _e("backup.download", "GET", "/backup/{backup_id}/download", cacheable=False),
+    _e("backup.restore", "POST", "/backup/{backup_id}/restore", invalidates=("*",)),
+    _e("backup.delete", "DELETE", "/backup/{backup_id}"),
+    # performance: live figures
+    _e("performance.metrics", "GET", "/performance/metrics", cacheable=False),
+    _e("performance.history", "GET", "/performance/history", cacheable=False),
+    _e("performance.alerts", "GET", "/performance/alerts", cacheable=False),
+    _e("performance.summary", "GET", "/performance/summary", cacheable=False),
+]
+
+ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in _ENDPOINTS}
+assert len(ENDPOINTS) == len(_ENDPOINTS), "duplicate endpoint names"
+assert all(e.scope in SCOPES for e in _ENDPOINTS), "an endpoint has an unknown scope"
+
+
+def route_key(method: str, path: str) -> tuple[str, str]:
+    """A route's identity independent of parameter names: ``("GET", "/users/{}")``."""
+    return method.upper(), re.sub(r"{[^}]*}", "{}", "/" + path.lstrip("/"))
+
+
+def scope_matches(granted: str, needed: str) -> bool:
+    """Whether the declared scope ``granted`` covers ``needed`` (wildcards included)."""
+    if granted in ("*", needed):
+        return True
+    group, _, access = granted.partition(":")
+    return access == "*" and needed.split(":", 1)[0] == group
+
+
+def unknown_scopes(declared: list[str]) -> list[str]:
+    """The declared scopes that name nothing the API has."""
+    out = []
+    for scope in declared:
+        group, _, access = scope.partition(":")
+        if scope == "*" or scope in SCOPES or (access == "*" and group in SCOPE_GROUPS):
+            continue
+        out.append(scope)
+    return out

@@ -1,0 +1,680 @@
+"""The endpoint groups: one typed method per route of the v1 API.
+
+Every method builds its request and hands it to the *caller* it was made with: the client
+itself (everything allowed) or a plugin's scoped view (which checks the scope first). So
+the unrestricted client and the facade other plugins get share this one implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import mimetypes
+from email.message import Message as MimeMessage
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+import httpx
+
+from api_integration_layer import models as m
+from api_integration_layer.endpoints import ENDPOINTS, Endpoint
+from api_integration_layer.errors import ChecksumMismatch
+
+if TYPE_CHECKING:
+    from api_integration_layer.client import ApiClient
+    from api_integration_layer.discovery import DiscoveryReport
+    from api_integration_layer.realtime import Subscription
+
+FileSource = bytes | str | Path | BinaryIO
+
+
+class Caller(Protocol):
+    """What a group needs: ``call`` (the pipeline), ``check`` (scopes), ``client``."""
+
+    @property
+    def client(self) -> ApiClient: ...
+    def check(self, endpoint: Endpoint) -> None: ...
+    async def call(self, name: str, **kwargs: Any) -> Any: ...
+
+
+def _body(model: type[m.Request], **fields: Any) -> dict[str, Any]:
+    """Validate a request body; fields left at None are not sent (the server keeps its
+    default or, for updates, the current value)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    return model.model_validate(given).model_dump(mode="json", exclude_unset=True)
+
+
+async def _read_source(source: FileSource, filename: str | None) -> tuple[str, bytes]:
+    if isinstance(source, bytes | bytearray):
+        if not filename:
+            raise ValueError("filename is required when uploading bytes")
+        return filename, bytes(source)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        return filename or path.name, await asyncio.to_thread(path.read_bytes)
+    content = await asyncio.to_thread(source.read)
+    name = filename or Path(str(getattr(source, "name", "") or "")).name
+    if not name:
+        raise ValueError("filename is required for a file object without a name")
+    return name, content
+
+
+def _filename(response: httpx.Response) -> str | None:
+    header = response.headers.get("content-disposition")
+    if not header:
+        return None
+    parsed = MimeMessage()
+    parsed["content-disposition"] = header
+    return parsed.get_filename()
+
+
+def _download(response: httpx.Response, verify: bool) -> m.Download:
+    content = response.content
+    digest = hashlib.sha256(content).hexdigest()
+    announced = response.headers.get("x-content-sha256")
+    if verify and announced and announced.lower() != digest:
+        raise ChecksumMismatch(f"{response.request.url.path}: the content's SHA-256 is "
+                               f"{digest}, the server announced {announced}")
+    return m.Download(filename=_filename(response),
+                      content_type=response.headers.get("content-type"), content=content,
+                      sha256=digest)
+
+
+class _Group:
+    def __init__(self, caller: Caller):
+        self._c = caller
+
+
+class AuthApi(_Group):
+    """``/auth``: register, log in and out, refresh; the session is kept by the client."""
+
+    async def register(self, username: str, email: str, password: str, *,
+                       display_name: str | None = None, first_name: str | None = None,
+                       last_name: str | None = None, invite_code: str | None = None
+                       ) -> m.RegisterResult:
+        body = _body(m.RegisterRequest, username=username, email=email, password=password,
+                     display_name=display_name, first_name=first_name, last_name=last_name,
+                     invite_code=invite_code)
+        return await self._c.call("auth.register", json=body, model=m.RegisterResult)
+
+    async def login(self, username: str, password: str, *, remember_me: bool = False,
+                    device_info: dict[str, Any] | None = None) -> m.TokenResponse:
+        """Log in (``username`` may be the email); the tokens become the client's session."""
+        body = _body(m.LoginRequest, username=username, password=password,
+                     remember_me=remember_me, device_info=device_info)
+        answer = await self._c.call("auth.login", json=body)
+        self._c.client.session.set(answer)
+        return m.TokenResponse.model_validate(answer)
+
+    async def refresh(self) -> None:
+        """Rotate the tokens now (the client also does this by itself when needed)."""
+        self._c.check(ENDPOINTS["auth.refresh"])
+        await self._c.client.session.refresh()
+
+    async def logout(self, *, all_sessions: bool = False) -> m.ActionResult:
+        """End the session on the server (or all of the user's) and forget it here; the
+        session is forgotten even when the server no longer knew it."""
+        session = self._c.client.session
+        self._c.check(ENDPOINTS["auth.logout"])
+        if not session.logged_in:
+            return m.ActionResult(success=True, message="not logged in")
+        try:
+            return await self._c.call("auth.logout", params={"all_sessions": all_sessions},
+                                      model=m.ActionResult)
+        finally:
+            await self._c.client.close_subscriptions()
+            session.clear()
+            self._c.client.cache.clear()
+
+    async def me(self) -> m.UserProfile:
+        return await self._c.call("auth.me", model=m.UserProfile)
+
+    async def status(self) -> m.AuthStatus:
+        return await self._c.call("auth.status", model=m.AuthStatus)
+
+
+class UsersApi(_Group):
+    """``/users``: profiles, search, list, statistics."""
+
+    async def me(self) -> m.UserProfile:
+        return await self._c.call("users.me", model=m.UserProfile)
+
+    async def update_me(self, *, display_name: str | None = None, email: str | None = None,
+                        first_name: str | None = None, last_name: str | None = None
+                        ) -> m.UserProfile:
+        """Change the given fields (None: unchanged)."""
+        body = _body(m.ProfileUpdate, display_name=display_name, email=email,
+                     first_name=first_name, last_name=last_name)
+        return await self._c.call("users.update_me", json=body, model=m.UserProfile)
+
+    async def delete_me(self) -> m.AccountDeleted:
+        """Delete the account and everything it owns; the session ends with it."""
+        result = await self._c.call("users.delete_me", model=m.AccountDeleted)
+        client = self._c.client
+        await client.close_subscriptions()
+        client.session.clear()
+        return result
+
+    async def search(self, query: str, *, limit: int = 10, offset: int = 0) -> m.UserList:
+        return await self._c.call("users.search", model=m.UserList,
+                                  params={"query": query, "limit": limit, "offset": offset})
+
+    async def list(self, *, limit: int = 20, offset: int = 0) -> m.UserList:
+        return await self._c.call("users.list", params={"limit": limit, "offset": offset},
+                                  model=m.UserList)
+
+    async def get(self, user_id: str) -> m.UserProfile:
+        return await self._c.call("users.get", path={"user_id": user_id}, model=m.UserProfile)
+
+    async def stats(self) -> m.UserStats:
+        return await self._c.call("users.stats", model=m.UserStats)
+
+
+class MessagesApi(_Group):
+    """``/messages``: direct messages."""
+
+    async def send(self, recipient_id: str, content: str, *,
+                   message_type: m.MessageType = "text", encrypted: bool = False) -> m.Message:
+        body = _body(m.SendMessage, recipient_id=recipient_id, content=content,
+                     message_type=message_type, encrypted=encrypted)
+        return await self._c.call("messages.send", json=body, model=m.Message)
+
+    async def conversations(self, *, limit: int = 50, offset: int = 0) -> m.ConversationList:
+        return await self._c.call("messages.conversations", model=m.ConversationList,
+                                  params={"limit": limit, "offset": offset})
+
+    async def conversation(self, other_user_id: str, *, limit: int = 50, offset: int = 0,
+                           order: str = "desc", mark_read: bool = True) -> m.Conversation:
+        """The messages exchanged with ``other_user_id``, newest first by default; the
+        received ones on the page are marked read unless ``mark_read=False``."""
+        return await self._c.call(
+            "messages.conversation", path={"other_user_id": other_user_id},
+            params={"limit": limit, "offset": offset, "order": order, "mark_read": mark_read},
+            model=m.Conversation)
+
+    async def get(self, message_id: str) -> m.Message:
+        return await self._c.call("messages.get", path={"message_id": message_id},
+                                  model=m.Message)
+
+    async def delete(self, message_id: str) -> m.ActionResult:
+        return await self._c.call("messages.delete", path={"message_id": message_id},
+                                  model=m.ActionResult)
+
+    async def stats(self) -> m.MessageStats:
+        return await self._c.call("messages.stats", model=m.MessageStats)
+
+
+class FilesApi(_Group):
+    """``/files``: upload, download, share, list."""
+
+    async def upload(self, file: FileSource, filename: str | None = None, *,
+                     description: str | None = None, is_public: bool = False) -> m.FileInfo:
+        """Upload bytes (``filename`` required), a path or a binary file object."""
+        name, content = await _read_source(file, filename)
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        data = {"is_public": "true" if is_public else "false"}
+        if description is not None:
+            data["description"] = description
+        return await self._c.call("files.upload", files={"file": (name, content, content_type)},
+                                  data=data, model=m.FileInfo)
+
+    async def download(self, file_id: str, *, verify: bool = True) -> m.Download:
+        """The content in memory, its SHA-256 checked against ``X-Content-SHA256``."""
+        response = await self._c.call("files.download", path={"file_id": file_id}, raw=True)
+        return _download(response, verify)
+
+    async def download_to(self, file_id: str, destination: str | Path, *,
+                          verify: bool = True) -> Path:
+        """Stream the content to ``destination`` (a file path), checking its SHA-256; a
+        partial file is removed when anything fails."""
+        self._c.check(ENDPOINTS["files.download"])
+        target = Path(destination)
+        digest = hashlib.sha256()
+        client = self._c.client
+        try:
+            async with client.stream("files.download", path={"file_id": file_id},
+                                     caller=getattr(self._c, "plugin_id", None)) as response:
+                with target.open("wb") as handle:
+                    async for chunk in response.aiter_bytes():
+                        digest.update(chunk)
+                        handle.write(chunk)
+                announced = response.headers.get("x-content-sha256")
+            if verify and announced and announced.lower() != digest.hexdigest():
+                raise ChecksumMismatch(f"{target}: SHA-256 {digest.hexdigest()} differs from "
+                                       f"the announced {announced}")
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
+
+    async def info(self, file_id: str) -> m.FileInfo:
+        return await self._c.call("files.info", path={"file_id": file_id}, model=m.FileInfo)
+
+    async def list(self, *, scope: str = "own", file_type: str | None = None,
+                   limit: int = 20, offset: int = 0) -> m.FileList:
+        return await self._c.call("files.list", model=m.FileList, params={
+            "scope": scope, "file_type": file_type, "limit": limit, "offset": offset})
+
+    async def share(self, file_id: str, user_id: str) -> m.ActionResult:
+        return await self._c.call("files.share", path={"file_id": file_id},
+                                  json=_body(m.ShareRequest, user_id=user_id),
+                                  model=m.ActionResult)
+
+    async def unshare(self, file_id: str, user_id: str) -> m.ActionResult:
+        return await self._c.call("files.unshare", path={"file_id": file_id, "user_id": user_id},
+                                  model=m.ActionResult)
+
+    async def delete(self, file_id: str) -> m.ActionResult:
+        return await self._c.call("files.delete", path={"file_id": file_id},
+                                  model=m.ActionResult)
+
+    async def stats(self) -> m.FileStats:
+        return await self._c.call("files.stats", model=m.FileStats)
+
+
+class GroupsApi(_Group):
+    """``/groups``: groups, channels and private groups."""
+
+    async def create(self, name: str, *, description: str | None = None,
+                     type: m.GroupType = "group", is_public: bool | None = None,
+                     max_members: int = 100) -> m.Group:
+        body = _body(m.CreateGroup, name=name, description=description, type=type,
+                     is_public=is_public, max_members=max_members)
+        return await self._c.call("groups.create", json=body, model=m.Group)
+
+    async def list(self, *, type: m.GroupType | None = None, public_only: bool = False,
+                   limit: int = 50, offset: int = 0) -> m.GroupList:
+        return await self._c.call("groups.list", model=m.GroupList, params={
+            "type": type, "public_only": public_only, "limit": limit, "offset": offset})
+
+    async def mine(self, *, limit: int = 50, offset: int = 0) -> m.GroupList:
+        return await self._c.call("groups.mine", params={"limit": limit, "offset": offset},
+                                  model=m.GroupList)
+
+    async def stats(self) -> m.GroupStats:
+        return await self._c.call("groups.stats", model=m.GroupStats)
+
+    async def get(self, group_id: str) -> m.Group:
+        return await self._c.call("groups.get", path={"group_id": group_id}, model=m.Group)
+
+    async def update(self, group_id: str, *, name: str | None = None,
+                     description: str | None = None, is_public: bool | None = None,
+                     max_members: int | None = None) -> m.Group:
+        body = _body(m.GroupUpdate, name=name, description=description, is_public=is_public,
+                     max_members=max_members)
+        return await self._c.call("groups.update", path={"group_id": group_id}, json=body,
+                                  model=m.Group)
+
+    async def delete(self, group_id: str) -> m.ActionResult:
+        return await self._c.call("groups.delete", path={"group_id": group_id},
+                                  model=m.ActionResult)
+
+    async def join(self, group_id: str) -> m.JoinResult:
+        return await self._c.call("groups.join", path={"group_id": group_id},
+                                  model=m.JoinResult)
+
+    async def leave(self, group_id: str) -> m.ActionResult:
+        return await self._c.call("groups.leave", path={"group_id": group_id},
+                                  model=m.ActionResult)
+
+    async def invite(self, group_id: str, user_ids: list[str], *,
+                     message: str | None = None) -> m.InviteResult:
+        return await self._c.call("groups.invite", path={"group_id": group_id},
+                                  json=_body(m.InviteRequest, user_ids=user_ids,
+                                             message=message),
+                                  model=m.InviteResult)
+
+    async def members(self, group_id: str, *, limit: int = 50, offset: int = 0
+                      ) -> m.MemberList:
+        return await self._c.call("groups.members", path={"group_id": group_id},
+                                  params={"limit": limit, "offset": offset},
+                                  model=m.MemberList)
+
+
+class SearchApi(_Group):
+    """``/search``: search, suggestions and the caller's search analytics."""
+
+    async def search(self, query: str, *, type: m.SearchType = "all",
+                     filters: m.SearchFilters | dict[str, Any] | None = None,
+                     sort_by: str = "relevance", limit: int = 20, offset: int = 0
+                     ) -> m.SearchResults:
+        body = m.SearchRequest.model_validate({
+            "query": query, "type": type, "sort_by": sort_by, "limit": limit, "offset": offset,
+            **({"filters": filters} if filters is not None else {})})
+        return await self._c.call("search.search", model=m.SearchResults,
+                                  json=body.model_dump(mode="json", exclude_none=True))
+
+    async def suggestions(self, q: str, *, type: m.SearchType = "all", limit: int = 10
+                          ) -> m.Suggestions:
+        return await self._c.call("search.suggestions", model=m.Suggestions,
+                                  params={"q": q, "type": type, "limit": limit})
+
+    async def overview(self) -> m.SearchOverview:
+        return await self._c.call("search.overview", model=m.SearchOverview)
+
+    async def trends(self, *, days: int = 30) -> m.SearchTrends:
+        return await self._c.call("search.trends", params={"days": days},
+                                  model=m.SearchTrends)
+
+    async def status(self) -> m.ServiceStatus:
+        return await self._c.call("search.status", model=m.ServiceStatus)
+
+
+class NotificationsApi(_Group):
+    """``/notifications``."""
+
+    async def send(self, recipient_id: str, title: str, message: str, *,
+                   type: m.NotificationType = "info", priority: m.Priority = "normal",
+                   action_url: str | None = None, metadata: dict[str, Any] | None = None
+                   ) -> m.Notification:
+        body = _body(m.SendNotification, recipient_id=recipient_id, title=title,
+                     message=message, type=type, priority=priority, action_url=action_url,
+                     metadata=metadata)
+        return await self._c.call("notifications.send", json=body, model=m.Notification)
+
+    async def broadcast(self, recipient_ids: list[str], title: str, message: str, *,
+                        type: m.NotificationType = "info", priority: m.Priority = "normal",
+                        action_url: str | None = None, metadata: dict[str, Any] | None = None
+                        ) -> m.BroadcastResult:
+        body = _body(m.BroadcastNotification, recipient_ids=recipient_ids, title=title,
+                     message=message, type=type, priority=priority, action_url=action_url,
+                     metadata=metadata)
+        return await self._c.call("notifications.broadcast", json=body,
+                                  model=m.BroadcastResult)
+
+    async def list(self, *, unread_only: bool = False, type: str | None = None,
+                   include_archived: bool = False, limit: int = 50, offset: int = 0
+                   ) -> m.NotificationList:
+        return await self._c.call("notifications.list", model=m.NotificationList, params={
+            "unread_only": unread_only, "type": type, "include_archived": include_archived,
+            "limit": limit, "offset": offset})
+
+    async def unread_count(self) -> m.UnreadCount:
+        return await self._c.call("notifications.unread_count", model=m.UnreadCount)
+
+    async def settings(self) -> m.NotificationSettings:
+        return await self._c.call("notifications.settings", model=m.NotificationSettings)
+
+    async def update_settings(self, **fields: Any) -> m.NotificationSettings:
+        """Save settings: ``email_notifications``, ``push_notifications``,
+        ``desktop_notifications``, ``sound_enabled``, ``notification_types`` (dict),
+        ``quiet_hours`` (``{"start": "22:00", "end": "07:00"}``)."""
+        body = m.NotificationSettingsUpdate.model_validate(fields)
+        return await self._c.call("notifications.update_settings", model=m.NotificationSettings,
+                                  json=body.model_dump(mode="json", exclude_unset=True))
+
+    async def stats(self) -> m.NotificationStats:
+        return await self._c.call("notifications.stats", model=m.NotificationStats)
+
+    async def system_status(self) -> m.ServiceStatus:
+        return await self._c.call("notifications.system_status", model=m.ServiceStatus)
+
+    async def mark_all_read(self) -> m.ActionResult:
+        return await self._c.call("notifications.mark_all_read", model=m.ActionResult)
+
+    async def test(self) -> m.Notification:
+        return await self._c.call("notifications.test", model=m.Notification)
+
+    async def get(self, notification_id: str) -> m.Notification:
+        return await self._c.call("notifications.get", path={"notification_id": notification_id},
+                                  model=m.Notification)
+
+    async def update(self, notification_id: str, *, read: bool | None = None,
+                     archived: bool | None = None) -> m.Notification:
+        return await self._c.call("notifications.update",
+                                  path={"notification_id": notification_id},
+                                  json=_body(m.NotificationChange, read=read, archived=archived),
+                                  model=m.Notification)
+
+    async def delete(self, notification_id: str) -> m.ActionResult:
+        return await self._c.call("notifications.delete",
+                                  path={"notification_id": notification_id},
+                                  model=m.ActionResult)
+
+
+class SystemApi(_Group):
+    """``/system`` and discovery (no auth)."""
+
+    async def discover(self) -> m.ServerDescription:
+        """``GET /api/v1/``: the server's name, version and every route it serves."""
+        return await self._c.call("system.discover", model=m.ServerDescription)
+
+    async def describe(self) -> m.ServerDescription:
+        """``GET /api/v1/info`` (the same description, for origin clients)."""
+        return await self._c.call("system.describe", model=m.ServerDescription)
+
+    async def health(self) -> m.Health:
+        return await self._c.call("system.health", model=m.Health)
+
+    async def info(self) -> m.SystemInfo:
+        return await self._c.call("system.info", model=m.SystemInfo)
+
+    async def metrics(self) -> m.SystemMetrics:
+        return await self._c.call("system.metrics", model=m.SystemMetrics)
+
+    async def status(self) -> m.SystemStatus:
+        return await self._c.call("system.status", model=m.SystemStatus)
+
+    async def version(self) -> m.Version:
+        return await self._c.call("system.version", model=m.Version)
+
+    async def ping(self) -> m.Ping:
+        return await self._c.call("system.ping", model=m.Ping)
+
+    async def time(self) -> m.ServerTime:
+        return await self._c.call("system.time", model=m.ServerTime)
+
+    async def capabilities(self) -> m.Capabilities:
+        return await self._c.call("system.capabilities", model=m.Capabilities)
+
+    async def stats(self) -> m.StatsSummary:
+        return await self._c.call("system.stats", model=m.StatsSummary)
+
+
+class RealtimeApi(_Group):
+    """``/realtime``: the WebSocket subscription and the REST side."""
+
+    def __init__(self, caller: Caller):
+        super().__init__(caller)
+        self._subscriptions: set[Subscription] = set()
+
+    def subscribe(self, rooms: list[str] | tuple[str, ...] = (), *,
+                  queue_size: int = 256) -> Subscription:
+        """A subscription to the realtime socket that reconnects by itself and rejoins
+        ``rooms``. Use it as ``async with``, or call ``start()`` / ``close()``;
+        iterate it (or ``await sub.next("message")``) for :class:`models.RealtimeEvent`."""
+        from api_integration_layer.realtime import Subscription
+
+        self._c.check(ENDPOINTS["realtime.subscribe"])
+        client = self._c.client
+        subscription = Subscription(client, rooms, check=self._c.check, queue_size=queue_size)
+        self._subscriptions.add(subscription)
+        client._subscriptions.add(subscription)
+        subscription.on_closed(self._subscriptions.discard)
+        subscription.on_closed(client._subscriptions.discard)
+        return subscription
+
+    async def close_all(self) -> None:
+        """Close every subscription made through this group (this client or facade)."""
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+
+    async def connections(self) -> m.Connections:
+        return await self._c.call("realtime.connections", model=m.Connections)
+
+    async def status(self) -> m.RealtimeStatus:
+        return await self._c.call("realtime.status", model=m.RealtimeStatus)
+
+    async def broadcast(self, type: str, data: dict[str, Any] | None = None, *,
+                        room_id: str | None = None) -> m.RealtimeDelivery:
+        body = _body(m.RealtimeEventRequest, type=type, data=data, room_id=room_id)
+        return await self._c.call("realtime.broadcast", json=body, model=m.RealtimeDelivery)
+
+    async def send(self, user_id: str, type: str, data: dict[str, Any] | None = None
+                   ) -> m.RealtimeDelivery:
+        body = _body(m.RealtimeEventRequest, type=type, data=data)
+        return await self._c.call("realtime.send", path={"user_id": user_id}, json=body,
+                                  model=m.RealtimeDelivery)
+
+
+class WebhooksApi(_Group):
+    """``/webhooks``: outbound, signed event deliveries."""
+
+    async def register(self, url: str, events: list[str], *, secret: str | None = None,
+                       description: str | None = None, active: bool = True) -> m.Webhook:
+        """Register a webhook; the answer (only this one) carries the full ``secret``."""
+        body = _body(m.RegisterWebhook, url=url, events=events, secret=secret,
+                     description=description, active=active)
+        return await self._c.call("webhooks.register", json=body, model=m.Webhook)
+
+    async def events(self) -> m.WebhookEvents:
+        return await self._c.call("webhooks.events", model=m.WebhookEvents)
+
+    async def list(self, *, limit: int = 50, offset: int = 0) -> m.WebhookList:
+        return await self._c.call("webhooks.list", params={"limit": limit, "offset": offset},
+                                  model=m.WebhookList)
+
+    async def get(self, webhook_id: str) -> m.Webhook:
+        return await self._c.call("webhooks.get", path={"webhook_id": webhook_id},
+                                  model=m.Webhook)
+
+    async def update(self, webhook_id: str, *, url: str | None = None,
+                     events: list[str] | None = None, description: str | None = None,
+                     active: bool | None = None) -> m.Webhook:
+        body = _body(m.WebhookUpdate, url=url, events=events, description=description,
+                     active=active)
+        return await self._c.call("webhooks.update", path={"webhook_id": webhook_id},
+                                  json=body, model=m.Webhook)
+
+    async def delete(self, webhook_id: str) -> m.ActionResult:
+        return await self._c.call("webhooks.delete", path={"webhook_id": webhook_id},
+                                  model=m.ActionResult)
+
+    async def test(self, webhook_id: str, *, wait: bool = False) -> m.Delivery:
+        """Send a ``webhook.test`` event; ``wait=True`` returns after the first attempt."""
+        return await self._c.call("webhooks.test", path={"webhook_id": webhook_id},
+                                  params={"wait": wait}, model=m.Delivery)
+
+    async def deliveries(self, webhook_id: str, *, status: str | None = None,
+                         limit: int = 50, offset: int = 0) -> m.DeliveryList:
+        return await self._c.call("webhooks.deliveries", path={"webhook_id": webhook_id},
+                                  params={"status": status, "limit": limit, "offset": offset},
+                                  model=m.DeliveryList)
+
+    async def delivery(self, delivery_id: str) -> m.Delivery:
+        return await self._c.call("webhooks.delivery", path={"delivery_id": delivery_id},
+                                  model=m.Delivery)
+
+
+class AnalyticsApi(_Group):
+    """``/analytics``: usage, trends and reports over the stored data."""
+
+    async def usage(self, *, days: int = 30) -> m.Usage:
+        return await self._c.call("analytics.usage", params={"days": days}, model=m.Usage)
+
+    async def trends(self, *, days: int = 30, metrics: list[str] | None = None) -> m.Trends:
+        return await self._c.call("analytics.trends", params={"days": days, "metrics": metrics},
+                                  model=m.Trends)
+
+    async def reports(self) -> m.ReportList:
+        return await self._c.call("analytics.reports", model=m.ReportList)
+
+    async def report(self, report_type: str, *, days: int = 30) -> m.Report:
+        return await self._c.call("analytics.report", path={"report_type": report_type},
+                                  params={"days": days, "format": "json"}, model=m.Report)
+
+    async def report_csv(self, report_type: str, *, days: int = 30) -> str:
+        response = await self._c.call("analytics.report", path={"report_type": report_type},
+                                      params={"days": days, "format": "csv"}, raw=True)
+        return str(response.text)
+
+
+class BackupApi(_Group):
+    """``/backup`` (administrators): create, list, download, upload, restore."""
+
+    async def create(self, *, name: str | None = None, wait: bool = False) -> m.Backup:
+        return await self._c.call("backup.create", params={"wait": wait},
+                                  json={"name": name} if name is not None else None,
+                                  model=m.Backup)
+
+    async def list(self, *, limit: int = 50, offset: int = 0) -> m.BackupList:
+        return await self._c.call("backup.list", params={"limit": limit, "offset": offset},
+                                  model=m.BackupList)
+
+    async def status(self, backup_id: str) -> m.Backup:
+        return await self._c.call("backup.status", path={"backup_id": backup_id},
+                                  model=m.Backup)
+
+    async def get(self, backup_id: str) -> m.Backup:
+        return await self._c.call("backup.get", path={"backup_id": backup_id}, model=m.Backup)
+
+    async def download(self, backup_id: str, *, verify: bool = True) -> m.Download:
+        response = await self._c.call("backup.download", path={"backup_id": backup_id},
+                                      raw=True)
+        return _download(response, verify)
+
+    async def upload(self, archive: FileSource, checksum: str, *, name: str | None = None,
+                     filename: str | None = None) -> m.Backup:
+        fname, content = await _read_source(archive, filename or "backup.zip")
+        data = {"checksum": checksum}
+        if name is not None:
+            data["name"] = name
+        return await self._c.call("backup.upload", data=data, model=m.Backup,
+                                  files={"file": (fname, content, "application/zip")})
+
+    async def restore(self, backup_id: str, *, confirm: bool, checksum: str | None = None
+                      ) -> m.RestoreResult:
+        """Replace **all** of the server's data with the backup; ``confirm=True`` is
+        required. Sessions issued after the backup stop working."""
+        body = {"confirm": confirm, **({"checksum": checksum} if checksum else {})}
+        return await self._c.call("backup.restore", path={"backup_id": backup_id}, json=body,
+                                  model=m.RestoreResult)
+
+    async def delete(self, backup_id: str) -> m.ActionResult:
+        return await self._c.call("backup.delete", path={"backup_id": backup_id},
+                                  model=m.ActionResult)
+
+
+class PerformanceApi(_Group):
+    """``/performance``: the server's metrics, history and alerts."""
+
+    async def metrics(self) -> m.PerformanceMetrics:
+        return await self._c.call("performance.metrics", model=m.PerformanceMetrics)
+
+    async def history(self, *, minutes: float = 60, limit: int = 100, offset: int = 0
+                      ) -> m.PerformanceHistory:
+        return await self._c.call("performance.history", model=m.PerformanceHistory,
+                                  params={"minutes": minutes, "limit": limit, "offset": offset})
+
+    async def alerts(self, *, active_only: bool = False, limit: int = 50, offset: int = 0
+                     ) -> m.PerformanceAlerts:
+        return await self._c.call("performance.alerts", model=m.PerformanceAlerts, params={
+            "active_only": active_only, "limit": limit, "offset": offset})
+
+    async def summary(self) -> m.PerformanceSummary:
+        return await self._c.call("performance.summary", model=m.PerformanceSummary)
+
+
+class Groups:
+    """The endpoint groups over one caller; the client and the scoped facade are both."""
+
+    def __init__(self, caller: Caller):
+        self.auth = AuthApi(caller)
+        self.users = UsersApi(caller)
+        self.messages = MessagesApi(caller)
+        self.files = FilesApi(caller)
+        self.groups = GroupsApi(caller)
+        self.search = SearchApi(caller)
+        self.notifications = NotificationsApi(caller)
+        self.system = SystemApi(caller)
+        self.realtime = RealtimeApi(caller)
+        self.webhooks = WebhooksApi(caller)
+        self.analytics = AnalyticsApi(caller)
+        self.backup = BackupApi(caller)
+        self.performance = PerformanceApi(caller)
+
+    async def discover(self) -> DiscoveryReport:
+        """The server's description compared with the endpoints this client knows."""
+        from api_integration_layer.discovery import compare
+
+        return compare(await self.system.discover())

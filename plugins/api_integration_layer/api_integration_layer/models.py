@@ -1,0 +1,805 @@
+"""Typed request bodies and responses of the PlexiChat v1 API (docs/api-v1.md).
+
+Responses accept fields they do not know (``extra="allow"``, readable as attributes), so a
+newer server does not break the client; request bodies refuse unknown fields, like the
+server does. Times are parsed into aware ``datetime`` objects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MessageType = Literal["text", "markdown", "code"]
+GroupType = Literal["group", "channel", "private"]
+SearchType = Literal["all", "messages", "users", "files", "groups"]
+NotificationType = Literal["info", "success", "warning", "error", "message", "mention",
+                           "system", "update", "group_invite"]
+Priority = Literal["low", "normal", "high", "urgent"]
+Presence = Literal["online", "away", "busy", "offline"]
+
+
+class Response(BaseModel):
+    """Base of every answer: unknown fields are kept and readable as attributes."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Request(BaseModel):
+    """Base of request bodies: unknown fields are an error, as on the server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(Response):
+    """The common part of every list answer."""
+
+    total: int
+    limit: int
+    offset: int
+    has_more: bool
+
+
+class ActionResult(Response):
+    """``{success, message, ...details}`` of deletes, joins, logout and similar."""
+
+    success: bool = True
+    message: str = ""
+
+
+# -- auth ------------------------------------------------------------------------------
+class RegisterRequest(Request):
+    username: str
+    email: str
+    password: str
+    display_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    invite_code: str | None = None
+    terms_accepted: bool = True
+
+
+class LoginRequest(Request):
+    username: str
+    password: str
+    remember_me: bool = False
+    device_info: dict[str, Any] = Field(default_factory=dict)
+    mfa_code: str | None = None
+
+
+class RefreshRequest(Request):
+    refresh_token: str
+
+
+class TokenResponse(Response):
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    expires_in: float
+    expires_at: dt.datetime | None = None
+    refresh_expires_in: float | None = None
+    refresh_expires_at: dt.datetime | None = None
+    user_id: str
+    username: str
+    requires_mfa: bool = False
+    session_id: str | None = None
+    permissions: list[str] = Field(default_factory=list)
+
+
+class PresenceInfo(Response):
+    status: str = "offline"
+    last_seen: dt.datetime | None = None
+
+
+class UserProfile(Response):
+    id: str
+    username: str
+    email: str | None = None
+    display_name: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    last_login: dt.datetime | None = None
+    is_active: bool = True
+    is_admin: bool = False
+    is_online: bool = False
+    presence: PresenceInfo | None = None
+
+
+class RegisterResult(Response):
+    success: bool = True
+    message: str = ""
+    user_id: str
+    username: str
+    user: UserProfile | None = None
+
+
+class AuthStatus(Response):
+    service: str
+    status: str
+    total_users: int
+    active_sessions: int
+    timestamp: dt.datetime
+
+
+# -- users -----------------------------------------------------------------------------
+class ProfileUpdate(Request):
+    display_name: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+class UserBrief(Response):
+    id: str
+    username: str
+    display_name: str | None = None
+    created_at: dt.datetime | None = None
+    is_active: bool = True
+    is_online: bool = False
+
+
+class UserList(Page):
+    users: list[UserBrief]
+    query: str | None = None
+
+
+class UserStats(Response):
+    total_users: int
+    active_users: int
+    online_users: int = 0
+    timestamp: dt.datetime | None = None
+
+
+class AccountDeleted(ActionResult):
+    user_id: str
+    files_deleted: int = 0
+
+
+# -- messages --------------------------------------------------------------------------
+class SendMessage(Request):
+    recipient_id: str
+    content: str
+    message_type: MessageType = "text"
+    encrypted: bool = False
+
+
+class Message(Response):
+    id: str
+    sender_id: str
+    recipient_id: str
+    content: str
+    message_type: str = "text"
+    encrypted: bool = False
+    timestamp: dt.datetime
+    read: bool = False
+    read_at: dt.datetime | None = None
+
+
+class ConversationSummary(Response):
+    user_id: str
+    username: str
+    display_name: str | None = None
+    last_message: str | None = None
+    last_message_time: dt.datetime | None = None
+    unread_count: int = 0
+    is_online: bool = False
+
+
+class ConversationList(Page):
+    conversations: list[ConversationSummary]
+
+
+class OtherUser(Response):
+    id: str
+    username: str
+    display_name: str | None = None
+
+
+class Conversation(Page):
+    messages: list[Message]
+    other_user: OtherUser
+
+
+class MessageStats(Response):
+    sent_messages: int
+    received_messages: int
+    unread_messages: int
+    total_messages: int
+    conversations: int = 0
+
+
+# -- files -----------------------------------------------------------------------------
+class FileShare(Response):
+    user_id: str
+    username: str | None = None
+    permission: str = "read"
+    shared_at: dt.datetime | None = None
+
+
+class FileInfo(Response):
+    id: str
+    filename: str
+    content_type: str | None = None
+    file_type: str | None = None
+    size: int
+    sha256: str | None = None
+    uploaded_by: str | None = None
+    uploaded_at: dt.datetime | None = None
+    description: str | None = None
+    is_public: bool = False
+    download_count: int = 0
+    is_owner: bool = False
+    shared_with: list[FileShare] | None = None
+
+
+class FileList(Page):
+    files: list[FileInfo]
+
+
+class FileStats(Response):
+    total_files: int
+    total_size_bytes: int
+    total_downloads: int
+    file_types: dict[str, int] = Field(default_factory=dict)
+    public_files: int = 0
+    shared_files: int = 0
+    shared_with_me: int = 0
+
+
+class ShareRequest(Request):
+    user_id: str
+    permission: Literal["read"] = "read"
+
+
+class Download(Response):
+    """A downloaded file (or backup archive) held in memory."""
+
+    filename: str | None
+    content_type: str | None
+    content: bytes
+    sha256: str
+
+
+# -- groups ----------------------------------------------------------------------------
+class CreateGroup(Request):
+    name: str
+    description: str | None = None
+    type: GroupType = "group"
+    is_public: bool | None = None
+    max_members: int = 100
+
+
+class GroupUpdate(Request):
+    name: str | None = None
+    description: str | None = None
+    is_public: bool | None = None
+    max_members: int | None = None
+
+
+class InviteRequest(Request):
+    user_ids: list[str]
+    message: str | None = None
+
+
+class Group(Response):
+    id: str
+    name: str
+    description: str | None = None
+    type: str = "group"
+    is_public: bool = True
+    max_members: int = 100
+    owner_id: str | None = None
+    member_count: int = 0
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    is_member: bool = False
+    role: str | None = None
+    invited: bool = False
+
+
+class GroupList(Page):
+    groups: list[Group]
+
+
+class GroupStats(Response):
+    total_groups: int
+    public_groups: int
+    my_groups: int
+    owned_groups: int
+    pending_invites: int = 0
+    by_type: dict[str, int] = Field(default_factory=dict)
+
+
+class JoinResult(ActionResult):
+    group: Group
+
+
+class InviteResult(ActionResult):
+    group_id: str
+    invited_users: list[str] = Field(default_factory=list)
+    already_members: list[str] = Field(default_factory=list)
+    total_invited: int = 0
+
+
+class Member(Response):
+    user_id: str
+    username: str
+    display_name: str | None = None
+    role: str | None = None
+    joined_at: dt.datetime | None = None
+    is_online: bool = False
+
+
+class MemberList(Page):
+    members: list[Member]
+    group_id: str
+
+
+# -- search ----------------------------------------------------------------------------
+class SearchFilters(Request):
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    user_id: str | None = None
+    file_type: str | None = None
+
+
+class SearchRequest(Request):
+    query: str
+    type: SearchType = "all"
+    filters: SearchFilters = Field(default_factory=SearchFilters)
+    sort_by: Literal["relevance", "date"] = "relevance"
+    limit: int = 20
+    offset: int = 0
+
+
+class SearchHit(Response):
+    id: str
+    type: str
+    title: str | None = None
+    content: str | None = None
+    score: float = 0.0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: dt.datetime | None = None
+
+
+class SearchResults(Page):
+    results: list[SearchHit]
+    query: str
+    type: str
+
+
+class Suggestion(Response):
+    type: str
+    text: str
+    description: str | None = None
+
+
+class Suggestions(Response):
+    suggestions: list[Suggestion]
+    query: str
+
+
+class SearchOverview(Response):
+    user_id: str
+    messages_sent: int
+    files_uploaded: int
+    total_file_size: int = 0
+    searches: int = 0
+    recent_activity: dict[str, Any] = Field(default_factory=dict)
+    generated_at: dt.datetime | None = None
+
+
+class DailyCount(Response):
+    date: str
+    count: int
+
+
+class SearchTrends(Response):
+    user_id: str
+    days: int
+    series: dict[str, list[DailyCount]]
+    generated_at: dt.datetime | None = None
+
+
+class ServiceStatus(Response):
+    service: str
+    status: str
+    timestamp: dt.datetime | None = None
+
+
+# -- notifications ---------------------------------------------------------------------
+class SendNotification(Request):
+    title: str
+    message: str
+    recipient_id: str
+    type: NotificationType = "info"
+    priority: Priority = "normal"
+    action_url: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class BroadcastNotification(Request):
+    title: str
+    message: str
+    recipient_ids: list[str]
+    type: NotificationType = "info"
+    priority: Priority = "normal"
+    action_url: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class NotificationChange(Request):
+    read: bool | None = None
+    archived: bool | None = None
+
+
+class Notification(Response):
+    id: str
+    user_id: str
+    sender_id: str | None = None
+    title: str
+    message: str
+    type: str = "info"
+    priority: str = "normal"
+    action_url: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    read: bool = False
+    read_at: dt.datetime | None = None
+    archived: bool = False
+    created_at: dt.datetime | None = None
+
+
+class NotificationList(Page):
+    notifications: list[Notification]
+    unread_count: int = 0
+
+
+class BroadcastResult(ActionResult):
+    sent_count: int
+    notification_ids: list[str]
+    notifications: list[Notification] = Field(default_factory=list)
+
+
+class UnreadCount(Response):
+    unread_count: int
+    user_id: str | None = None
+
+
+class NotificationTypes(Request):
+    messages: bool = True
+    mentions: bool = True
+    system: bool = True
+    updates: bool = True
+
+
+class QuietHours(Request):
+    start: str
+    end: str
+
+
+class NotificationSettingsUpdate(Request):
+    email_notifications: bool | None = None
+    push_notifications: bool | None = None
+    desktop_notifications: bool | None = None
+    sound_enabled: bool | None = None
+    notification_types: NotificationTypes | None = None
+    quiet_hours: QuietHours | None = None
+
+
+class NotificationSettings(Response):
+    user_id: str | None = None
+    email_notifications: bool = True
+    push_notifications: bool = True
+    desktop_notifications: bool = True
+    sound_enabled: bool = True
+    notification_types: dict[str, bool] = Field(default_factory=dict)
+    quiet_hours: dict[str, str] | None = None
+
+
+class NotificationStats(Response):
+    total: int
+    unread: int
+    archived: int
+    by_type: dict[str, int] = Field(default_factory=dict)
+    by_priority: dict[str, int] = Field(default_factory=dict)
+
+
+# -- system ----------------------------------------------------------------------------
+class Health(Response):
+    status: str
+    timestamp: dt.datetime | None = None
+    uptime: float | None = None
+    version: str | None = None
+    checks: dict[str, Any] = Field(default_factory=dict)
+
+
+class SystemInfo(Response):
+    platform: str | None = None
+    python_version: str | None = None
+    cpu_count: int | None = None
+    memory_total: int | None = None
+    disk_total: int | None = None
+    version: str | None = None
+
+
+class SystemMetrics(Response):
+    timestamp: Any = None
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    disk_percent: float | None = None
+    network_sent: int | None = None
+    network_recv: int | None = None
+
+
+class SystemStatus(Response):
+    status: str
+    service: str | None = None
+    version: str | None = None
+    uptime: float | None = None
+    counts: dict[str, Any] = Field(default_factory=dict)
+
+
+class Version(Response):
+    version: str
+    api_version: str
+    build_date: str | None = None
+    environment: str | None = None
+    features: Any = None
+
+
+class Ping(Response):
+    message: str
+    status: str
+    timestamp: dt.datetime | None = None
+
+
+class ServerTime(Response):
+    timestamp: dt.datetime
+    unix: float
+    timezone: str | None = None
+    utc_offset_seconds: int = 0
+
+
+class Capabilities(Response):
+    features: Any = None
+
+
+class StatsSummary(Response):
+    users: int
+    sessions: int
+    messages: int
+    files: int
+    total_file_size: int = 0
+    groups: int = 0
+    uptime: float | None = None
+
+
+# -- realtime --------------------------------------------------------------------------
+class RealtimeEventRequest(Request):
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    room_id: str | None = None
+
+
+class RealtimeDelivery(ActionResult):
+    delivered: int = 0
+    online: bool | None = None
+
+
+class Connections(Response):
+    total_connections: int
+    active_users: int
+    active_rooms: int
+    user_connections: int
+    rooms: list[str] = Field(default_factory=list)
+
+
+class RealtimeStatus(Response):
+    service: str
+    status: str
+    websocket: str | None = None
+    total_connections: int = 0
+    active_users: int = 0
+    active_rooms: int = 0
+
+
+class RealtimeEvent(Response):
+    """A frame from the realtime socket: ``{type, data, timestamp}``."""
+
+    type: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    timestamp: dt.datetime | None = None
+
+
+# -- webhooks --------------------------------------------------------------------------
+class RegisterWebhook(Request):
+    url: str
+    events: list[str]
+    secret: str | None = None
+    description: str | None = None
+    active: bool = True
+
+
+class WebhookUpdate(Request):
+    url: str | None = None
+    events: list[str] | None = None
+    description: str | None = None
+    active: bool | None = None
+
+
+class Webhook(Response):
+    id: str
+    url: str
+    events: list[str]
+    description: str | None = None
+    active: bool = True
+    owner_id: str | None = None
+    created_at: dt.datetime | None = None
+    secret: str | None = None  # only in the answer to register
+    secret_hint: str | None = None
+    signature_header: str | None = None
+    timestamp_header: str | None = None
+    deliveries_total: int = 0
+    deliveries_delivered: int = 0
+    deliveries_failed: int = 0
+    deliveries_pending: int = 0
+    warnings: list[str] | None = None
+
+
+class WebhookList(Page):
+    webhooks: list[Webhook]
+
+
+class WebhookEvents(Response):
+    events: list[str]
+    admin_only: list[str] = Field(default_factory=list)
+    wildcard: str = "*"
+
+
+class DeliveryAttempt(Response):
+    attempt: int
+    at: dt.datetime | None = None
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+    response: str | None = None
+
+
+class Delivery(Response):
+    id: str
+    webhook_id: str
+    event: str
+    status: str
+    attempt_count: int = 0
+    response_status: int | None = None
+    error: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    attempts: list[DeliveryAttempt] = Field(default_factory=list)
+
+
+class DeliveryList(Page):
+    deliveries: list[Delivery]
+    webhook_id: str
+
+
+# -- analytics -------------------------------------------------------------------------
+class Usage(Response):
+    period_days: int
+    since: dt.datetime | None = None
+    generated_at: dt.datetime | None = None
+    users: dict[str, Any] = Field(default_factory=dict)
+    messages: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, Any] = Field(default_factory=dict)
+    me: dict[str, Any] = Field(default_factory=dict)
+
+
+class Trends(Response):
+    days: int
+    metrics: list[str]
+    series: dict[str, list[DailyCount]]
+    summary: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    generated_at: dt.datetime | None = None
+
+
+class ReportInfo(Response):
+    type: str
+    description: str = ""
+    admin_only: bool = False
+    formats: list[str] = Field(default_factory=list)
+
+
+class ReportList(Response):
+    reports: list[ReportInfo]
+
+
+class Report(Response):
+    type: str
+    title: str | None = None
+    period_days: int | None = None
+    columns: list[str] = Field(default_factory=list)
+    rows: list[Any] = Field(default_factory=list)
+    summary: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- backup ----------------------------------------------------------------------------
+class Backup(Response):
+    id: str
+    name: str | None = None
+    status: str
+    source: str | None = None
+    created_by: str | None = None
+    created_at: dt.datetime | None = None
+    completed_at: dt.datetime | None = None
+    size: int | None = None
+    checksum: str | None = None
+    checksum_algorithm: str | None = None
+    counts: dict[str, Any] | None = None
+    error: str | None = None
+    download_url: str | None = None
+
+
+class BackupList(Page):
+    backups: list[Backup]
+
+
+class RestoreResult(ActionResult):
+    backup_id: str
+    checksum: str | None = None
+    checksum_verified: bool = False
+    counts: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- performance -----------------------------------------------------------------------
+class PerformanceMetrics(Response):
+    timestamp: Any = None
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    disk_percent: float | None = None
+    api: dict[str, Any] = Field(default_factory=dict)
+
+
+class PerformanceHistory(Page):
+    samples: list[dict[str, Any]]
+    interval_seconds: float | None = None
+
+
+class PerformanceAlerts(Page):
+    alerts: list[dict[str, Any]]
+    active_count: int = 0
+    thresholds: dict[str, Any] = Field(default_factory=dict)
+
+
+class PerformanceSummary(Response):
+    pass
+
+
+# -- discovery -------------------------------------------------------------------------
+class RouteInfo(Response):
+    method: str
+    path: str
+    group: str = ""
+    name: str = ""
+    auth: bool = True
+
+
+class ServerDescription(Response):
+    """``GET /api/v1/``: what the server is and every route it serves."""
+
+    name: str
+    version: str | None = None
+    api_version: str | None = None
+    status: str | None = None
+    server: str | None = None
+    base_path: str = "/api/v1"
+    endpoints: dict[str, str] = Field(default_factory=dict)
+    websocket: str | None = None
+    routes: list[RouteInfo] = Field(default_factory=list)
+    auth: dict[str, Any] = Field(default_factory=dict)
+    documentation: str | None = None

@@ -1,0 +1,100 @@
+"""The client-side rate limiter: a token bucket, plus pauses the server asks for (429)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+GLOBAL = "*"
+
+
+class PausedError(Exception):
+    """The server asked for a pause (429 + Retry-After) longer than the caller waits."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"paused for {seconds:.1f} s more after a 429")
+
+
+class RateLimiter:
+    """At most ``rate`` requests per second on average, bursts of up to ``burst``.
+
+    ``acquire()`` waits for a token. Waiters are served in arrival order (one lock), so a
+    steady stream of callers cannot starve an early one. :meth:`pause` records a server's
+    ``Retry-After``: every request with the same key (``"*"`` for all) waits until then.
+    A ``rate`` of 0 turns the bucket off; pauses still apply.
+    """
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._clock = clock
+        self._tokens = float(self.burst)
+        self._updated = clock()
+        self._lock = asyncio.Lock()
+        self._paused_until: dict[str, float] = {}
+        self.throttled = 0  # requests that had to wait for a token
+        self.waited = 0.0  # seconds spent waiting, tokens and pauses
+        self.server_limited = 0  # 429 answers seen
+
+    def _refill(self, now: float) -> None:
+        if self.rate > 0:
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def _pause_left(self, key: str, now: float) -> float:
+        until = max(self._paused_until.get(GLOBAL, 0.0), self._paused_until.get(key, 0.0))
+        return max(0.0, until - now)
+
+    def pause_left(self, key: str = GLOBAL) -> float:
+        """Seconds until requests for ``key`` may go again after a 429 (0: now)."""
+        return self._pause_left(key, self._clock())
+
+    async def acquire(self, key: str = GLOBAL, max_pause: float | None = None) -> float:
+        """Wait until a request for ``key`` may go; returns the seconds waited.
+
+        Raises :class:`PausedError` instead of waiting when a server-imposed pause has
+        more than ``max_pause`` seconds left (a caller should not hang for a minute).
+        """
+        waited = 0.0
+        async with self._lock:
+            while True:
+                now = self._clock()
+                pause = self._pause_left(key, now)
+                if pause > 0:
+                    if max_pause is not None and pause > max_pause:
+                        raise PausedError(pause)
+                    await asyncio.sleep(pause)
+                    waited += pause
+                    continue
+                if self.rate <= 0:
+                    break
+                self._refill(now)
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    break
+                delay = (1 - self._tokens) / self.rate
+                self.throttled += 1 if waited == 0 else 0
+                await asyncio.sleep(delay)
+                waited += delay
+        self.waited += waited
+        return waited
+
+    def pause(self, seconds: float, key: str = GLOBAL) -> None:
+        """Hold requests for ``key`` back for ``seconds`` (a server's Retry-After)."""
+        self.server_limited += 1
+        until = self._clock() + max(0.0, seconds)
+        self._paused_until[key] = max(self._paused_until.get(key, 0.0), until)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state for the status page."""
+        now = self._clock()
+        self._refill(now)
+        pauses = {key: round(until - now, 3) for key, until in self._paused_until.items()
+                  if until > now}
+        return {"rate_per_second": self.rate, "burst": self.burst,
+                "tokens": round(self._tokens, 2) if self.rate > 0 else None,
+                "throttled": self.throttled, "waited_seconds": round(self.waited, 3),
+                "server_limited": self.server_limited, "paused": pauses}

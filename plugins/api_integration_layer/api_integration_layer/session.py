@@ -1,0 +1,157 @@
+"""The session: the tokens of the logged-in user, refreshed ahead of expiry and after a 401.
+
+Refresh tokens rotate on the server, and presenting one that was already used revokes the
+whole session. So refreshing is serialised (one lock) and a caller whose token was already
+replaced by a concurrent refresh just uses the new one instead of refreshing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from api_integration_layer.errors import ApiHTTPError, ApiUnavailable, NotAuthenticated
+from api_integration_layer.tokens import FallbackTokenStore, TokenSet, TokenStore
+
+if TYPE_CHECKING:
+    from api_integration_layer.client import ApiClient
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """Holds the :class:`TokenSet` and keeps it valid; persisted through a token store."""
+
+    def __init__(self, client: ApiClient, store: TokenStore | FallbackTokenStore, key: str,
+                 refresh_margin: float):
+        self._client = client
+        self.store = store
+        self.key = key
+        self.refresh_margin = refresh_margin
+        self._lock = asyncio.Lock()
+        self._listeners: list[Callable[[Session], Any]] = []
+        self.refreshes = 0
+        try:
+            self.tokens: TokenSet | None = store.load(key)
+        except Exception as exc:
+            log.warning("could not read the stored session (%s); starting logged out", exc)
+            self.tokens = None
+
+    # -- state ---------------------------------------------------------------------------
+    @property
+    def identity(self) -> str:
+        """Whose answers the cache holds: the user id, '' when logged out."""
+        return self.tokens.user_id if self.tokens else ""
+
+    @property
+    def logged_in(self) -> bool:
+        return self.tokens is not None
+
+    def on_change(self, listener: Callable[[Session], Any]) -> None:
+        """Call ``listener(session)`` after every login, refresh and logout."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self)
+            except Exception:
+                log.exception("session listener %r failed", listener)
+
+    def set(self, body: dict[str, Any]) -> TokenSet:
+        """Adopt the tokens of a login or refresh answer and store them."""
+        self.tokens = TokenSet.from_login(body)
+        try:
+            self.store.save(self.key, self.tokens)
+        except Exception as exc:
+            # The session still works for this run; only keeping it across restarts failed.
+            log.warning("could not store the session tokens (%s)", exc)
+        self._changed()
+        return self.tokens
+
+    def clear(self) -> None:
+        """Forget the session here and in the store."""
+        had = self.tokens is not None
+        self.tokens = None
+        try:
+            self.store.delete(self.key)
+        except Exception as exc:
+            log.warning("could not delete the stored session tokens (%s)", exc)
+        if had:
+            self._changed()
+
+    def margin(self, tokens: TokenSet) -> float:
+        """How long before expiry to refresh: the setting, at most a quarter of the token's
+        lifetime (a 2-second token is refreshed after 1.5 s, not at once)."""
+        return min(self.refresh_margin, tokens.lifetime / 4)
+
+    def describe(self) -> dict[str, Any] | None:
+        t = self.tokens
+        if t is None:
+            return None
+        now = time.time()
+        return {"user_id": t.user_id, "username": t.username, "session_id": t.session_id,
+                "permissions": list(t.permissions), "expires_at": t.expires_at,
+                "expires_in": round(t.expires_at - now, 3),
+                "refresh_expires_at": t.refresh_expires_at, "refreshes": self.refreshes}
+
+    # -- tokens for requests ---------------------------------------------------------------
+    async def access_token(self) -> str | None:
+        """The access token to send, refreshed first when it is about to expire."""
+        t = self.tokens
+        if t is None:
+            return None
+        if self.refresh_margin > 0 and t.expires_in() <= self.margin(t) and self._refreshable(t):
+            try:
+                await self.refresh(t.access_token)
+            except ApiUnavailable as exc:
+                # The server is unreachable: the request will fail or succeed on its own.
+                log.info("refreshing ahead of expiry failed (%s); using the current token", exc)
+        return self.tokens.access_token if self.tokens else None
+
+    async def recover(self, used: str | None) -> bool:
+        """After a 401 for ``used``: whether the request may be sent again with a new
+        token (someone refreshed meanwhile, or a refresh worked now)."""
+        t = self.tokens
+        if t is None:
+            return False
+        if used is not None and t.access_token != used:
+            return True
+        try:
+            return await self.refresh(used)
+        except NotAuthenticated:
+            return False
+
+    def _refreshable(self, t: TokenSet) -> bool:
+        return t.refresh_expires_at is None or t.refresh_expires_at > time.time()
+
+    async def refresh(self, used: str | None = None) -> bool:
+        """Rotate the tokens with ``/auth/refresh``. Raises :class:`NotAuthenticated`
+        (and forgets the session) when the server refuses the refresh token."""
+        async with self._lock:
+            t = self.tokens
+            if t is None:
+                raise NotAuthenticated("POST", "/auth/refresh", 401,
+                                       "not logged in: call auth.login first")
+            if used is not None and t.access_token != used:
+                return True  # a concurrent refresh already replaced it
+            if not self._refreshable(t):
+                self.clear()
+                raise NotAuthenticated("POST", "/auth/refresh", 401,
+                                       "the session expired; log in again")
+            try:
+                body = await self._client.call("auth.refresh",
+                                               json={"refresh_token": t.refresh_token})
+            except ApiHTTPError as exc:
+                if exc.status in (400, 401, 403, 422):
+                    self.clear()
+                    raise NotAuthenticated("POST", "/auth/refresh", 401,
+                                           f"the session ended: {exc.detail}; log in again",
+                                           exc.headers) from exc
+                raise
+            self.refreshes += 1
+            self.set(body)
+            return True

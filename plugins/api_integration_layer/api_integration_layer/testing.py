@@ -1,0 +1,267 @@
+"""Helpers for tests that need a real PlexiChat v1 server: the app's core, on loopback.
+
+Plugin authors can use them too::
+
+    from api_integration_layer.testing import embedded_server
+
+    async def test_something(tmp_path):
+        async with embedded_server(tmp_path) as server:
+            ann = await server.account("ann")     # a logged-in ApiClient
+            bob = await server.account("bob")
+            await ann.messages.send(bob.user["id"], "hi")
+
+Each server has its own home under the given folder and a free port on 127.0.0.1;
+password hashing runs at a tiny cost so registering and logging in stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import os
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from api_integration_layer.client import ApiClient
+from api_integration_layer.config import ClientConfig
+from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
+from plexichat_desktop.core.settings import ApiSettings, Settings
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+
+PASSWORD = "Corr3ct-Horse-Battery"
+FAST_API: dict[str, Any] = {"scrypt_cost": 4, "performance_interval": 3600.0,
+                            "register_rate_limit": 0, "login_rate_limit": 0}
+# Test clients fail fast instead of waiting out real-world backoffs.
+FAST_CLIENT: dict[str, Any] = {"retry_base_delay": 0.02, "retry_max_delay": 0.2,
+                               "ws_reconnect_max_delay": 0.5, "timeout": 10.0}
+_names = itertools.count(1)
+
+
+def unique_name(prefix: str = "user") -> str:
+    return f"{prefix}{os.getpid() % 10000}x{next(_names)}"
+
+
+@contextlib.contextmanager
+def _no_plugin_path() -> Iterator[None]:
+    # The runtime adds folders from this variable; a developer's own plugins must not load.
+    saved = os.environ.pop(PLUGINS_PATH_ENV, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[PLUGINS_PATH_ENV] = saved
+
+
+@dataclass
+class EmbeddedServer:
+    """A running core with its v1 API; :meth:`client` and :meth:`account` make clients
+    that are closed with the server."""
+
+    home: Path
+    settings: Settings
+    plugin_dirs: list[Path]
+    runtime: Runtime | None = None
+    clients: list[ApiClient] = field(default_factory=list)
+
+    @property
+    def paths(self) -> AppPaths:
+        h = self.home
+        return AppPaths(h / "config", h / "data", h / "cache", h / "logs")
+
+    @property
+    def url(self) -> str:
+        assert self.runtime is not None
+        return self.runtime.url
+
+    @property
+    def base_url(self) -> str:
+        return self.url.rstrip("/") + "/api/v1"
+
+    @property
+    def port(self) -> int:
+        assert self.runtime is not None and self.runtime.server is not None
+        return self.runtime.server.port
+
+    @property
+    def app_headers(self) -> dict[str, str]:
+        """The app token, for the host's own routes (plugin pages and routes)."""
+        assert self.runtime is not None
+        return {"Authorization": f"Bearer {self.runtime.token}"}
+
+    def plugin(self, plugin_id: str) -> Any:
+        """The running instance of a plugin (fails with its reason when it is not active)."""
+        assert self.runtime is not None
+        record = self.runtime.plugins.by_id[plugin_id]
+        assert str(record.state) == "active", (record.reason, record.detail)
+        return record.instance
+
+    async def start(self) -> EmbeddedServer:
+        with _no_plugin_path():
+            self.runtime = Runtime(self.paths, self.settings, RuntimeOptions(
+                bundled=False, include_installed=False, extra_plugin_dirs=self.plugin_dirs))
+        await self.runtime.start()
+        return self
+
+    async def stop(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+            self.runtime = None
+
+    async def restart(self) -> None:
+        """Stop the core and start a new one on the same home and port."""
+        port = self.port
+        await self.stop()
+        self.settings.server.port = port
+        await self.start()
+
+    def client(self, base_url: str | None = None, **config: Any) -> ApiClient:
+        """A new client (tokens in memory) for this server or ``base_url``."""
+        client = ApiClient(base_url or self.base_url,
+                           ClientConfig.model_validate({**FAST_CLIENT, **config}))
+        self.clients.append(client)
+        return client
+
+    async def account(self, name: str | None = None, *, remember_me: bool = False,
+                      **config: Any) -> ApiClient:
+        """Register ``name`` (a fresh name by default) and return its logged-in client."""
+        name = name or unique_name()
+        client = self.client(**config)
+        await client.auth.register(name, f"{name}@example.org", PASSWORD,
+                                   display_name=name.title())
+        await client.auth.login(name, PASSWORD, remember_me=remember_me)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+        self.clients.clear()
+        await self.stop()
+
+
+def server_settings(plugin_settings: dict[str, dict[str, Any]] | None = None, port: int = 0,
+                    **api: Any) -> Settings:
+    settings = Settings()
+    settings.server.port = port
+    settings.api = ApiSettings(**{**FAST_API, **api})
+    if plugin_settings:
+        settings.plugin = dict(plugin_settings)
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def embedded_server(home: Path, *, plugin_dirs: Sequence[Path] = (),
+                          plugin_settings: dict[str, dict[str, Any]] | None = None,
+                          **api: Any) -> AsyncIterator[EmbeddedServer]:
+    """Start the core (with ``plugin_dirs``, each holding plugin folders) on a free
+    port; ``api`` overrides ``[api]`` settings (e.g. ``access_token_minutes=1/30``)."""
+    server = EmbeddedServer(Path(home), server_settings(plugin_settings, **api),
+                            list(plugin_dirs))
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.aclose()
+
+
+def plugin_folder(tmp_path: Path, *roots: Path) -> Path:
+    """A folder holding only the given plugin folders (symlinked), so other plugins next
+    to them do not load."""
+    folder = tmp_path / "plugins"
+    folder.mkdir(exist_ok=True)
+    for root in roots:
+        link = folder / root.name
+        if not link.exists():
+            link.symlink_to(root, target_is_directory=True)
+    return folder
+
+
+def signature_ok(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """Check ``X-PlexiChat-Signature`` as docs/api-v1.md says:
+    ``sha256=`` + HMAC-SHA256(secret, timestamp + "." + raw body)."""
+    expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body,
+                                    hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature)
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class LoopbackHTTPServer:
+    """A tiny HTTP/1.1 server on 127.0.0.1 that follows a script, one entry per
+    connection: ``"drop"`` (accept, then close without answering) or
+    ``(status, body_dict, headers)``; the last entry repeats. Every request is recorded.
+    For webhook receivers, retry tests and servers that misbehave on purpose."""
+
+    def __init__(self, script: Sequence[Any] = ((200, {"ok": True}, {}),)):
+        self.script = list(script)
+        self.connections = 0
+        self.requests: list[ReceivedRequest] = []
+        self.received: asyncio.Queue[ReceivedRequest] = asyncio.Queue()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def __aenter__(self) -> LoopbackHTTPServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                      ) -> None:
+        index = min(self.connections, len(self.script) - 1)
+        self.connections += 1
+        action = self.script[index]
+        try:
+            if action == "drop":
+                return
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {}
+            for line in lines[1:]:
+                if ":" in line:
+                    key, value = line.split(":", 1)
+                    headers[key.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            request = ReceivedRequest(method, path, headers, body)
+            self.requests.append(request)
+            self.received.put_nowait(request)
+            status, payload, extra = action
+            data = json.dumps(payload).encode()
+            head_out = [f"HTTP/1.1 {status} X", "Content-Type: application/json",
+                        f"Content-Length: {len(data)}", "Connection: close",
+                        *(f"{k}: {v}" for k, v in extra.items())]
+            writer.write(("\r\n".join(head_out) + "\r\n\r\n").encode() + data)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()

@@ -1,0 +1,129 @@
+"""The session against the real server: expiry and refresh (ahead of time and after a
+401), rotation, revoked sessions, concurrent requests at expiry, persisted tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from api_integration_layer.client import ApiClient
+from api_integration_layer.config import ClientConfig
+from api_integration_layer.errors import NotAuthenticated
+from api_integration_layer.testing import FAST_CLIENT, PASSWORD, embedded_server, unique_name
+from api_integration_layer.tokens import FileTokenStore
+
+pytestmark = pytest.mark.asyncio
+TWO_SECONDS = 2 / 60  # access_token_minutes
+
+
+def records(client: ApiClient, endpoint: str) -> list:
+    return [r for r in client.activity.records if r.endpoint == endpoint]
+
+
+async def test_token_is_refreshed_shortly_before_it_expires(home: Path):
+    async with embedded_server(home, access_token_minutes=TWO_SECONDS) as server:
+        client = await server.account(refresh_margin=60.0)
+        first = client.session.tokens
+        assert first is not None and 1.5 < first.lifetime <= 2.0
+        assert client.session.margin(first) == pytest.approx(first.lifetime / 4)
+        await asyncio.sleep(1.6)  # inside the last quarter of the token's life
+        with client.bypass_cache():
+            assert (await client.users.me()).id == first.user_id
+        assert client.session.refreshes == 1
+        assert client.session.tokens.access_token != first.access_token  # type: ignore[union-attr]
+        me = records(client, "users.me")[-1]
+        assert me.statuses == [200]  # no 401 on the way
+        assert records(client, "auth.refresh")[-1].status == 200
+
+
+async def test_an_expired_token_is_refreshed_once_after_a_401(home: Path):
+    async with embedded_server(home, access_token_minutes=TWO_SECONDS) as server:
+        client = await server.account(refresh_margin=0.0)
+        old = client.session.tokens
+        assert old is not None
+        await asyncio.sleep(2.1)
+        assert (await client.messages.stats()).sent_messages == 0
+        call = records(client, "messages.stats")[-1]
+        assert call.statuses == [401, 200] and call.status == 200
+        assert client.session.refreshes == 1
+
+        # Rotation: the replaced refresh token no longer works, and using it again is
+        # treated as theft: the whole session is revoked.
+        async with httpx.AsyncClient() as raw:
+            reuse = await raw.post(server.base_url + "/auth/refresh",
+                                   json={"refresh_token": old.refresh_token})
+        assert reuse.status_code == 401
+        with pytest.raises(NotAuthenticated) as info:
+            await client.messages.stats()
+        assert info.value.status == 401
+        assert not client.session.logged_in  # the revoked session is forgotten
+        with pytest.raises(NotAuthenticated, match="not logged in"):
+            await client.users.me()
+
+
+async def test_concurrent_requests_at_expiry_share_one_refresh(home: Path):
+    async with embedded_server(home, access_token_minutes=TWO_SECONDS) as server:
+        client = await server.account(refresh_margin=0.0)
+        await asyncio.sleep(2.1)
+        with client.bypass_cache():
+            answers = await asyncio.gather(*(client.users.me() for _ in range(8)))
+        assert {a.id for a in answers} == {client.user["id"]}  # type: ignore[index]
+        assert client.session.refreshes == 1  # a second refresh would revoke the session
+        assert client.session.logged_in
+
+
+async def test_a_session_ended_elsewhere_means_log_in_again(home: Path):
+    async with embedded_server(home) as server:
+        name = unique_name()
+        first = await server.account(name)
+        second = server.client()
+        await second.auth.login(name, PASSWORD)
+        assert (await second.auth.logout(all_sessions=True)).sessions_ended == 2
+        with pytest.raises(NotAuthenticated) as info:
+            await first.users.stats()
+        assert "log in again" in str(info.value.detail)
+        assert not first.session.logged_in
+        await first.auth.login(name, PASSWORD)
+        assert (await first.users.stats()).total_users == 1
+
+
+async def test_the_session_survives_a_restart_of_the_client_in_a_private_file(
+        home: Path, tmp_path: Path):
+    async with embedded_server(home) as server:
+        name = unique_name()
+        await server.client().auth.register(name, f"{name}@example.org", PASSWORD)
+        store = FileTokenStore(tmp_path / "data" / "tokens.json")
+        config = ClientConfig(**FAST_CLIENT)
+        async with ApiClient(server.base_url, config, token_store=store,
+                             token_key="embedded") as client:
+            await client.auth.login(name, PASSWORD, remember_me=True)
+        assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+        saved = store.load("embedded")
+        assert saved is not None and saved.username == name
+        assert saved.refresh_expires_at - saved.issued_at > 86_400  # type: ignore[operator]
+        async with ApiClient(server.base_url, config, token_store=store,
+                             token_key="embedded") as again:
+            assert again.user == {"id": saved.user_id, "username": name}
+            assert (await again.users.me()).username == name
+            await again.auth.logout()
+        assert store.load("embedded") is None
+        async with ApiClient(server.base_url, config, token_store=store,
+                             token_key="embedded") as third:
+            assert third.user is None
+
+
+async def test_bad_credentials_and_validation_errors_are_not_retried(home: Path):
+    async with embedded_server(home) as server:
+        client = server.client()
+        with pytest.raises(NotAuthenticated) as info:
+            await client.auth.login("nobody", "Wrong-Passw0rd!")
+        assert info.value.status == 401 and "invalid credentials" in str(info.value.detail)
+        with pytest.raises(Exception) as weak:
+            await client.auth.register(unique_name(), "x@example.org", "short")
+        assert getattr(weak.value, "status", None) == 422
+        assert "password" in str(weak.value)
+        assert [r.attempts for r in client.activity.records] == [1, 1]

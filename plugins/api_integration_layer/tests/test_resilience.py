@@ -1,0 +1,244 @@
+"""Cache hits and invalidation, 429 with Retry-After, retries against servers that drop
+connections or answer 503, never retrying a 4xx, and batches with mixed failures."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from api_integration_layer.client import ApiClient
+from api_integration_layer.config import ClientConfig
+from api_integration_layer.errors import (
+    ApiHTTPError,
+    ApiUnavailable,
+    ChecksumMismatch,
+    InvalidResponse,
+    RateLimited,
+)
+from api_integration_layer.testing import (
+    FAST_CLIENT,
+    PASSWORD,
+    LoopbackHTTPServer,
+    embedded_server,
+    unique_name,
+)
+
+pytestmark = pytest.mark.asyncio
+PING = (200, {"message": "pong", "status": "ok", "timestamp": "2025-07-01T12:00:00+00:00"}, {})
+INFO = (200, {"platform": "test", "cpu_count": 2}, {})
+
+
+async def test_gets_are_cached_per_user_and_writes_invalidate_their_resource(home: Path):
+    async with embedded_server(home) as server:
+        ann = await server.account()
+        bob = await server.account()
+        first = await ann.users.me()
+        again = await ann.users.me()
+        assert again == first and again is not first  # a fresh object per hit
+        hits = [r.cache_hit for r in ann.activity.records if r.endpoint == "users.me"]
+        assert hits == [False, True]
+        assert ann.cache.stats()["hits"] == 1
+
+        # A write to /users invalidates it: the next read goes to the server.
+        await ann.users.update_me(display_name="Annie")
+        assert (await ann.users.me()).display_name == "Annie"
+        assert [r.cache_hit for r in ann.activity.records if r.endpoint == "users.me"] == \
+            [False, True, False]
+
+        # Conversations are cached until a message is sent through this client.
+        assert (await ann.messages.conversations()).total == 0
+        assert (await ann.messages.conversations()).total == 0
+        await ann.messages.send(bob.user["id"], "hi")
+        assert (await ann.messages.conversations()).total == 1
+        assert [r.cache_hit for r in ann.activity.records
+                if r.endpoint == "messages.conversations"] == [False, True, False]
+
+        # Other writes elsewhere do not touch unrelated entries.
+        await ann.users.me()
+        await ann.files.upload(b"x", "x.txt")
+        before = sum(r.cache_hit for r in ann.activity.records)
+        await ann.users.me()
+        assert sum(r.cache_hit for r in ann.activity.records) == before + 1
+
+        # Reading a conversation marks messages read: never cached.
+        await bob.messages.conversation(ann.user["id"])
+        await bob.messages.conversation(ann.user["id"])
+        assert not any(r.cache_hit for r in bob.activity.records
+                       if r.endpoint == "messages.conversation")
+
+        # An explicit bypass, and a short TTL that runs out.
+        with ann.bypass_cache():
+            await ann.users.me()
+        assert not ann.activity.records[-1].cache_hit
+        short = await server.account(cache_ttl=0.2)
+        await short.users.me()
+        time.sleep(0.25)
+        await short.users.me()
+        assert not short.activity.records[-1].cache_hit
+
+
+async def test_logging_in_as_someone_else_never_serves_the_previous_users_answers(home: Path):
+    async with embedded_server(home) as server:
+        client = await server.account()
+        other = unique_name()
+        await server.client().auth.register(other, f"{other}@example.org", PASSWORD)
+        first = (await client.users.me()).username
+        await client.auth.login(other, PASSWORD)
+        assert (await client.users.me()).username == other != first
+
+
+async def test_429_retry_after_is_waited_out_or_reported(home: Path):
+    async with embedded_server(home, login_rate_limit=2, rate_limit_window=1.0) as server:
+        name = unique_name()
+        client = server.client()
+        await client.auth.register(name, f"{name}@example.org", PASSWORD)
+        await client.auth.login(name, PASSWORD)
+        await client.auth.login(name, PASSWORD)
+        started = time.monotonic()
+        await client.auth.login(name, PASSWORD)  # the server says 429, Retry-After: 1
+        assert time.monotonic() - started >= 0.9
+        third = client.activity.records[-1]
+        assert third.statuses[0] == 429 and third.statuses[-1] == 200
+        assert client.limiter.snapshot()["server_limited"] >= 1
+        # The pause is per route: an authenticated call is not held back by it.
+        assert (await client.users.me()).username == name
+
+        # The server counts per address and username: another user has a fresh window.
+        other = unique_name()
+        impatient = server.client(max_retry_after=0.0)
+        await impatient.auth.register(other, f"{other}@example.org", PASSWORD)
+        with pytest.raises(RateLimited) as info:
+            for _ in range(3):
+                await impatient.auth.login(other, PASSWORD)
+        assert info.value.status == 429 and info.value.retry_after >= 1
+        assert "too many login requests" in str(info.value.detail)
+        # Until the pause is over, the client refuses locally instead of asking again.
+        sent = len(impatient.activity.records)
+        with pytest.raises(RateLimited, match="held back"):
+            await impatient.auth.login(other, PASSWORD)
+        assert impatient.activity.records[-1].statuses == []
+        assert len(impatient.activity.records) == sent + 1
+
+
+async def test_per_user_request_limit_429(home: Path):
+    async with embedded_server(home, requests_per_minute=3) as server:
+        client = await server.account(max_retry_after=1.0)
+        with client.bypass_cache():
+            for _ in range(3):
+                await client.users.me()
+            with pytest.raises(RateLimited) as info:
+                await client.users.me()
+        assert info.value.retry_after > 1  # the window is a minute: not waited out
+
+
+@contextlib.asynccontextmanager
+async def fake_server(script: list, **config: object
+                      ) -> AsyncIterator[tuple[LoopbackHTTPServer, ApiClient]]:
+    """A scripted loopback server and a client pointed at it."""
+    async with LoopbackHTTPServer(script) as server:
+        client = ApiClient(server.url + "/api/v1",
+                           ClientConfig.model_validate({**FAST_CLIENT, **config}))
+        async with client:
+            yield server, client
+
+
+async def test_idempotent_requests_are_retried_when_the_connection_drops():
+    async with fake_server(["drop", "drop", PING]) as (flaky, client):
+        started = time.monotonic()
+        assert (await client.system.ping()).message == "pong"
+        assert flaky.connections == 3
+        record = client.activity.records[-1]
+        assert record.statuses == [None, None, 200] and record.attempts == 3
+        assert time.monotonic() - started < 2
+
+
+async def test_retries_give_up_after_max_retries():
+    async with fake_server(["drop"], max_retries=2) as (dead, client):
+        with pytest.raises(ApiUnavailable) as info:
+            await client.system.info()
+        assert info.value.attempts == 3 and dead.connections == 3
+        assert "RemoteProtocolError" in info.value.reason
+
+
+async def test_non_idempotent_requests_are_never_resent():
+    async with fake_server(["drop", (201, {}, {})]) as (flaky, client):
+        client.session.set({"access_token": "pxa_x", "refresh_token": "pxr_x",
+                            "expires_in": 3600, "user_id": "u", "username": "ann"})
+        with pytest.raises(ApiUnavailable):
+            await client.messages.send("someone", "only once")
+        assert flaky.connections == 1
+
+
+async def test_nothing_listening_is_a_connect_error_retried_then_reported():
+    async with fake_server([PING]) as (server, client):
+        port = server.port
+    client = ApiClient(f"http://127.0.0.1:{port}/api/v1",
+                       ClientConfig.model_validate({**FAST_CLIENT, "max_retries": 1}))
+    async with client:
+        with pytest.raises(ApiUnavailable) as info:
+            await client.system.version()
+        assert info.value.attempts == 2 and "ConnectError" in info.value.reason
+
+
+async def test_503_is_retried_with_backoff_but_4xx_is_not():
+    script = [(503, {"detail": "busy"}, {"Retry-After": "0"}), INFO]
+    async with fake_server(script) as (_, client):
+        assert (await client.system.info()).platform == "test"
+        assert client.activity.records[-1].statuses == [503, 200]
+    for status in (400, 404, 409, 422, 500):
+        async with fake_server([(status, {"detail": "no"}, {})]) as (refusing, client):
+            with pytest.raises(ApiHTTPError) as info:
+                await client.system.info()
+            assert info.value.status == status and refusing.connections == 1
+
+
+async def test_4xx_from_the_real_server_are_not_retried(home: Path):
+    async with embedded_server(home) as server:
+        client = await server.account()
+        with pytest.raises(ApiHTTPError) as info:
+            await client.users.get("00000000-0000-4000-8000-000000000000")
+        assert info.value.status == 404 and client.activity.records[-1].attempts == 1
+
+
+async def test_batch_with_mixed_failures_has_a_result_per_item(home: Path):
+    async with embedded_server(home) as server:
+        ann = await server.account()
+        bob = await server.account()
+        recipients = [bob.user["id"], "00000000-0000-4000-8000-000000000000",
+                      ann.user["id"], bob.user["id"]]
+        result = await ann.batch_map(lambda uid: ann.messages.send(uid, "batch"), recipients,
+                                     concurrency=2)
+        assert [i.ok for i in result] == [True, False, False, True]
+        assert [i.status for i in result] == [None, 404, 400, None]
+        assert result.items[0].value.recipient_id == bob.user["id"]  # type: ignore[union-attr]
+        assert "yourself" in str(result.items[2].error)
+        assert (await bob.messages.stats()).received_messages == 2
+
+        files = await ann.batch([
+            lambda: ann.files.upload(b"a", "a.txt"),
+            lambda: ann.files.upload(b"b", "b.exe"),  # type not allowed: 400
+            lambda: ann.files.info("nope"),
+        ])
+        assert [i.status for i in files] == [None, 400, 404]
+        assert [i.to_dict()["ok"] for i in files] == [True, False, False]
+
+
+async def test_an_answer_that_breaks_the_contract_is_reported_not_cached():
+    async with fake_server([(200, {"unexpected": True}, {})]) as (_, client):
+        with pytest.raises(InvalidResponse, match="GET /system/version"):
+            await client.system.version()  # "version" and "api_version" are required
+        assert len(client.cache) == 0
+
+
+async def test_a_download_whose_checksum_differs_is_refused():
+    script = [(200, {"not": "what was announced"}, {"X-Content-SHA256": "0" * 64})]
+    async with fake_server(script) as (_, client):
+        client.session.set({"access_token": "pxa_x", "refresh_token": "pxr_x",
+                            "expires_in": 3600, "user_id": "u", "username": "ann"})
+        with pytest.raises(ChecksumMismatch, match="announced"):
+            await client.files.download("some-file")
+        unchecked = await client.files.download("some-file", verify=False)
+        assert unchecked.content == b'{"not": "what was announced"}'

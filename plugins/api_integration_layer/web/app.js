@@ -1,0 +1,252 @@
+// API Integration page. No libraries: the page works offline and the host's CSP only
+// allows scripts from this origin. URLs are relative, so they stay inside
+// /plugins/api_integration_layer/.
+"use strict";
+
+const MAX_ROWS = 200;
+const $ = (id) => document.getElementById(id);
+const state = { status: null, mode: "login", paused: false, rows: 0 };
+
+// ---- formatting ---------------------------------------------------------------------
+function clock(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString([], {
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+}
+
+function duration(seconds) {
+  const s = Math.round(seconds);
+  if (s < 0) return "expired";
+  if (s < 120) return `in ${s} s`;
+  if (s < 7200) return `in ${Math.round(s / 60)} min`;
+  return `in ${Math.round(s / 3600)} h`;
+}
+
+function detailText(detail) {
+  if (Array.isArray(detail)) {
+    return detail.map((d) => {
+      const loc = (d.loc || []).filter((x) => x !== "body").join(".");
+      return loc ? `${loc}: ${d.msg}` : d.msg;
+    }).join("; ");
+  }
+  return typeof detail === "string" ? detail : JSON.stringify(detail);
+}
+
+function setText(id, text) {
+  $(id).textContent = text;
+}
+
+// ---- status -------------------------------------------------------------------------
+function renderStatus(status) {
+  state.status = status;
+  const conn = status.connection;
+  const badge = $("connection");
+  const labels = { online: "Online", offline: "Offline", unknown: "Connecting…" };
+  badge.textContent = labels[conn.state] || conn.state;
+  badge.className = "badge " + ({ online: "badge-live", offline: "badge-down" }[conn.state]
+    || "badge-wait");
+  setText("base-url", status.base_url);
+  setText("server-kind", status.embedded ? "embedded server of this app" : "remote server");
+  const server = status.server;
+  setText("server-name", server ? `${server.name} ${server.version || ""} (${server.server || "?"})` : "—");
+  setText("server-routes", server
+    ? `${server.routes} served, ${server.supported} known to the client` +
+      (server.missing_on_server.length ? `, ${server.missing_on_server.length} missing` : "")
+    : "—");
+  setText("server-latency", conn.latency_ms == null ? "—" : `${conn.latency_ms.toFixed(1)} ms`);
+  setText("server-error", conn.last_error || "none");
+
+  const user = status.user;
+  $("signed-in").hidden = !user;
+  $("auth-form").hidden = !!user;
+  if (user) {
+    setText("user-name", user.display_name && user.display_name !== user.username
+      ? `${user.display_name} (@${user.username})` : `@${user.username}`);
+    setText("user-id", user.id);
+    const session = status.session;
+    setText("session-expiry", session ? `${clock(session.expires_at)} (${duration(session.expires_in)})` : "—");
+    setText("session-refreshes", session ? String(session.refreshes) : "0");
+  }
+  setText("token-storage", { keyring: "the keyring", file: "a private file (0600)",
+    memory: "memory only" }[status.token_storage] || status.token_storage);
+
+  renderLimit(status.rate_limit);
+  const cache = status.cache;
+  setText("cache-entries", cache.enabled ? `${cache.entries} of ${cache.max_entries} (TTL ${cache.ttl} s)` : "off");
+  setText("cache-rate", cache.hit_rate == null ? "—"
+    : `${(cache.hit_rate * 100).toFixed(1)} % (${cache.hits} hits, ${cache.misses} misses)`);
+  setText("cache-invalidations", String(cache.invalidations));
+  setText("requests-total", String(status.requests_total));
+  setText("consumers", status.consumers.length
+    ? status.consumers.map((c) => `${c.plugin_id} [${c.scopes.join(", ") || "no scopes"}]`).join("; ")
+    : "none");
+}
+
+function renderLimit(limit) {
+  const bar = $("tokens-bar");
+  if (limit.tokens == null) {
+    setText("limit-tokens", "no client-side limit");
+    bar.querySelector(".fill").style.width = "100%";
+    bar.setAttribute("aria-valuenow", "100");
+    bar.className = "bar";
+  } else {
+    const pct = Math.max(0, Math.min(100, (limit.tokens / limit.burst) * 100));
+    setText("limit-tokens", `${limit.tokens.toFixed(1)} of ${limit.burst}`);
+    bar.querySelector(".fill").style.width = `${pct}%`;
+    bar.setAttribute("aria-valuenow", String(Math.round(pct)));
+    bar.className = "bar" + (pct < 5 ? " empty" : pct < 25 ? " low" : "");
+  }
+  setText("limit-rate", limit.rate_per_second ? `${limit.rate_per_second} / s` : "unlimited");
+  setText("limit-throttled", `${limit.throttled} request(s), ${limit.waited_seconds.toFixed(2)} s`);
+  setText("limit-server", String(limit.server_limited));
+  const paused = Object.entries(limit.paused || {});
+  setText("limit-paused", paused.length
+    ? paused.map(([key, s]) => `${key === "*" ? "all requests" : key} for ${s.toFixed(1)} s`).join(", ")
+    : "no");
+}
+
+// ---- request log --------------------------------------------------------------------
+function statusClass(status) {
+  if (status == null || status >= 500) return "status-bad";
+  if (status >= 400) return "status-warn";
+  return "status-ok";
+}
+
+function addRow(record, fresh) {
+  const row = document.createElement("tr");
+  if (fresh) row.className = "fresh";
+  const cells = [
+    clock(record.at),
+    record.method,
+    record.path,
+    record.status == null ? "no answer" : String(record.status),
+    record.cache_hit ? "—" : `${record.latency_ms.toFixed(1)} ms`,
+    record.cache_hit ? "hit" : "",
+    record.caller || "",
+  ];
+  cells.forEach((text, i) => {
+    const cell = document.createElement("td");
+    cell.textContent = text;
+    if (i === 2) cell.className = "path";
+    if (i === 3) cell.className = statusClass(record.status);
+    if (i === 4) cell.className = "num";
+    if (i === 5 && record.cache_hit) cell.className = "hit";
+    if (record.attempts > 1 && i === 3) cell.title = `attempts: ${record.statuses.join(", ")}`;
+    if (record.error && i === 3) cell.title = (cell.title ? cell.title + "\n" : "") + record.error;
+    row.appendChild(cell);
+  });
+  const body = $("log-rows");
+  body.insertBefore(row, body.firstChild);
+  while (body.children.length > MAX_ROWS) body.removeChild(body.lastChild);
+  $("log-empty").hidden = true;
+}
+
+// ---- forms --------------------------------------------------------------------------
+function setMode(mode) {
+  state.mode = mode;
+  $("tab-login").setAttribute("aria-selected", String(mode === "login"));
+  $("tab-register").setAttribute("aria-selected", String(mode === "register"));
+  document.querySelectorAll(".register-only").forEach((el) => { el.hidden = mode !== "register"; });
+  $("f-password").autocomplete = mode === "register" ? "new-password" : "current-password";
+  setText("submit", mode === "register" ? "Create account and log in" : "Log in");
+  $("form-error").hidden = true;
+}
+
+async function post(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body || {}),
+    credentials: "same-origin",
+  });
+  let data = null;
+  try { data = await response.json(); } catch (_) { data = null; }
+  if (!response.ok) {
+    throw new Error(data && data.detail !== undefined ? detailText(data.detail)
+      : `HTTP ${response.status}`);
+  }
+  return data;
+}
+
+async function submitForm(event) {
+  event.preventDefault();
+  const error = $("form-error");
+  error.hidden = true;
+  const body = {
+    username: $("f-username").value.trim(),
+    password: $("f-password").value,
+    remember_me: $("f-remember").checked,
+  };
+  if (state.mode === "register") {
+    body.email = $("f-email").value.trim();
+    const display = $("f-display").value.trim();
+    if (display) body.display_name = display;
+  }
+  $("submit").disabled = true;
+  try {
+    renderStatus(await post(state.mode === "register" ? "api/register" : "api/login", body));
+    $("f-password").value = "";
+  } catch (err) {
+    error.textContent = err.message;
+    error.hidden = false;
+  } finally {
+    $("submit").disabled = false;
+  }
+}
+
+async function logout() {
+  $("logout").disabled = true;
+  try {
+    renderStatus(await post("api/logout"));
+  } catch (err) {
+    showError(`Logging out failed: ${err.message}`);
+  } finally {
+    $("logout").disabled = false;
+  }
+}
+
+function showError(text) {
+  const el = $("page-error");
+  el.textContent = text;
+  el.hidden = !text;
+}
+
+// ---- start --------------------------------------------------------------------------
+async function load() {
+  try {
+    const [status, log] = await Promise.all([
+      fetch("api/status", { credentials: "same-origin" }).then((r) => r.json()),
+      fetch("api/log", { credentials: "same-origin" }).then((r) => r.json()),
+    ]);
+    renderStatus(status);
+    log.requests.forEach((record) => addRow(record, false));
+  } catch (err) {
+    showError(`Could not load the status: ${err.message}`);
+  }
+  const events = new EventSource("api/events");
+  events.addEventListener("status", (e) => { showError(""); renderStatus(JSON.parse(e.data)); });
+  events.addEventListener("request", (e) => {
+    const record = JSON.parse(e.data);
+    if (!state.paused) addRow(record, true);
+    if (record.rate_limit) renderLimit(record.rate_limit);
+    if (state.status) {
+      state.status.requests_total += 1;
+      setText("requests-total", String(state.status.requests_total));
+    }
+  });
+  events.addEventListener("error", () => {
+    const badge = $("connection");
+    badge.textContent = "Reconnecting…";
+    badge.className = "badge badge-wait";
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("auth-form").addEventListener("submit", submitForm);
+  $("tab-login").addEventListener("click", () => setMode("login"));
+  $("tab-register").addEventListener("click", () => setMode("register"));
+  $("logout").addEventListener("click", logout);
+  $("pause-log").addEventListener("change", (e) => { state.paused = e.target.checked; });
+  setMode("login");
+  load();
+});
