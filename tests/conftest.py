@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -45,6 +47,14 @@ class RunningCore:
         return self.runtime.server.port
 
 
+async def wait_for_run(core: RunningCore, run_id: int, timeout: float = 60) -> dict[str, Any]:
+    """``GET /tests/runs/<run_id>`` once the run has ended (neither queued nor running)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            body: dict[str, Any] = (await core.client.get(f"/tests/runs/{run_id}")).json()
+            if body["run"]["status"] not in ("queued", "running"):
+                return body
+            await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture

@@ -7,19 +7,10 @@ import json
 
 import pytest
 
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, wait_for_run
 
 SUITES = FIXTURES / "suites"
 pytestmark = pytest.mark.asyncio
-
-
-async def wait_for_run(core, run_id: int, timeout: float = 60) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            body = (await core.client.get(f"/tests/runs/{run_id}")).json()
-            if body["run"]["status"] not in ("queued", "running"):
-                return body
-            await asyncio.sleep(0.05)
 
 
 async def test_the_seed_curl_examples_work(start_core):

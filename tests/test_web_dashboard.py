@@ -11,7 +11,7 @@ import pytest
 
 from plexichat_desktop.testing.models import Outcome, RunRecord, TestAttempt
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, wait_for_run
 
 SUITES = FIXTURES / "suites"
 pytestmark = pytest.mark.asyncio
@@ -29,15 +29,6 @@ def make_plugin(root: Path, plugin_id: str, tests: str, reruns: int = 0) -> Path
         f"[tests]\ntimeout = 30\nreruns = {reruns}\n")
     (folder / "tests" / f"test_{plugin_id}.py").write_text(tests)
     return folder
-
-
-async def wait_for_run(core, run_id: int, timeout: float = 60) -> dict:
-    async with asyncio.timeout(timeout):
-        while True:
-            body = (await core.client.get(f"/tests/runs/{run_id}")).json()
-            if body["run"]["status"] not in ("queued", "running"):
-                return body
-            await asyncio.sleep(0.05)
 
 
 async def test_pages_render_with_the_token_only(start_core):

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fastapi import HTTPException
 
 from plexichat_desktop.server.v1.common import iso, now
 from plexichat_desktop.server.v1.hub import RealtimeHub
 from plexichat_desktop.server.v1.store import one
+
+if TYPE_CHECKING:
+    from plexichat_desktop.server.v1.service import ApiV1
 
 PUBLIC_COLUMNS = "id, username, display_name, created_at, is_active"
 
@@ -51,6 +56,15 @@ def profile(row: dict[str, Any], hub: RealtimeHub | None, own: bool) -> dict[str
     if hub is not None:
         body["presence"] = hub.status_of(row["id"])
     return body
+
+
+async def own_profile(api: ApiV1, user_id: str) -> dict[str, Any]:
+    """The caller's own ``UserProfile`` (``GET /auth/me``, ``GET /users/me``); 404 when the
+    account is gone."""
+    row = await api.store.read(get_user, user_id)
+    if row is None:
+        raise HTTPException(404, "the account no longer exists")
+    return profile(row, api.hub, own=True)
 
 
 def brief(row: dict[str, Any], hub: RealtimeHub | None = None) -> dict[str, Any]:

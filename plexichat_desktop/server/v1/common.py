@@ -1,4 +1,5 @@
-"""Conventions shared by every v1 endpoint: ids, timestamps, pagination, errors.
+"""Conventions shared by every v1 endpoint: ids, timestamps, pagination, errors (plus
+:func:`cancel_and_wait`, how the background services stop their task).
 
 * ids are UUID4 strings; an unknown or malformed id is simply "not found" (404);
 * timestamps are stored as UNIX seconds and sent as ISO-8601 UTC strings;
@@ -8,6 +9,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
@@ -56,6 +59,23 @@ def forbidden(detail: str) -> HTTPException:
     return HTTPException(403, detail)
 
 
+def or_404(row: dict[str, Any] | None, what: str, ident: str) -> dict[str, Any]:
+    """``row``, or 404 (:func:`not_found`) when there is none."""
+    if row is None:
+        raise not_found(what, ident)
+    return row
+
+
+def owned(row: dict[str, Any] | None, me: str, what: str, ident: str, refusal: str,
+          owner: str = "owner_id") -> dict[str, Any]:
+    """``row`` when its ``owner`` column is ``me``: 404 when the caller cannot see it (None),
+    403 with ``refusal`` when they can but someone else owns it."""
+    row = or_404(row, what, ident)
+    if row[owner] != me:
+        raise forbidden(refusal)
+    return row
+
+
 def conflict(detail: str) -> HTTPException:
     return HTTPException(409, detail)
 
@@ -90,3 +110,21 @@ def invalid(field: str, message: str, value: Any = None, where: str = "body"
     that need more than the request model (settings-dependent rules, cross-field rules)."""
     return RequestValidationError([{"type": "value_error", "loc": (where, field),
                                     "msg": message, "input": value}])
+
+
+def sent_fields(body: BaseModel, not_null: tuple[str, ...]) -> dict[str, Any]:
+    """The fields of an update body the client sent (the others stay as they are); 422 for
+    one of ``not_null`` sent as null."""
+    changes = body.model_dump(exclude_unset=True)
+    for key in not_null:
+        if key in changes and changes[key] is None:
+            raise invalid(key, f"{key} cannot be null")
+    return changes
+
+
+async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel ``task`` (when there is one) and wait until it has ended."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -9,7 +9,6 @@ ring); an alert opens when a figure crosses its threshold and resolves when it d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -20,7 +19,7 @@ from typing import Any
 import psutil
 
 from plexichat_desktop.core.settings import ApiSettings
-from plexichat_desktop.server.v1.common import iso, new_id, now
+from plexichat_desktop.server.v1.common import cancel_and_wait, iso, new_id, now
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +165,8 @@ class PerformanceMonitor:
                                                             name="v1 performance sampler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

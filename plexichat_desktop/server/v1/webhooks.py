@@ -27,7 +27,7 @@ import httpx
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.settings import ApiSettings
-from plexichat_desktop.server.v1.common import iso, new_id, now
+from plexichat_desktop.server.v1.common import cancel_and_wait, iso, new_id, now
 from plexichat_desktop.server.v1.store import ApiStore, one
 
 log = logging.getLogger(__name__)
@@ -175,11 +175,8 @@ class WebhookDispatcher:
 
     async def stop(self) -> None:
         """Stop dispatching; attempts in flight are cancelled and retried after a restart."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for task in list(self._in_flight.values()):
             task.cancel()
         if self._in_flight:

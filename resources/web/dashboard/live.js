@@ -6,6 +6,8 @@
 // gives up (an HTTP error ends an EventSource for good) we reconnect ourselves with
 // ?since=. Only while errors persist do we fall back to refreshing every 30 s.
 
+import { debounce, refreshTimes } from "./util.js";
+
 export const TOPICS = [
   "tests.run_queued", "tests.run_started", "tests.collected", "tests.test_started",
   "tests.test_finished", "tests.run_finished",
@@ -146,4 +148,41 @@ export function statusBadge(el) {
     el.textContent = text;
     el.title = state === "live" ? "Results arrive as tests finish" : text;
   };
+}
+
+/** What every dashboard page does around its feed: the debug object for tests and tooling
+ * (window.plexichatDashboard; a page that reloaded would lose it), catching up on events
+ * newer than a snapshot, a debounced refresh, fresh relative times and the first load.
+ * refresh(): load the page's snapshot; resolves to its last_event_id.
+ * applyEvent(topic, data, replay): apply one event (replay: again, on top of a snapshot). */
+export class LivePage {
+  constructor({ root, messages, refresh, applyEvent }) {
+    Object.assign(this, { root, messages, refresh, applyEvent });
+    this.debug = { loadedAt: Date.now(), snapshots: 0, events: 0, feed: null };
+    window.plexichatDashboard = this.debug;
+    this.refreshSoon = debounce(() => refresh().catch((err) => messages.error(err.message)), 300);
+  }
+
+  /** Re-apply the events that arrived while a snapshot taken at `lastEventId` was on its way. */
+  replay(lastEventId) {
+    const feed = this.debug.feed;
+    if (!feed) return;
+    for (const e of feed.since(lastEventId)) this.applyEvent(e.topic, e.data, true);
+  }
+
+  /** Load the first snapshot, then follow the events from it; `onLoaded` runs once the
+   * first snapshot is in. */
+  async start(onLoaded) {
+    const feed = new LiveFeed({ onEvent: (topic, data) => this.applyEvent(topic, data, false),
+      resync: this.refresh, onStatus: statusBadge(document.getElementById("conn")) });
+    this.debug.feed = feed;
+    setInterval(() => refreshTimes(this.root), 30000);
+    try {
+      feed.start(await this.refresh());
+      if (onLoaded) onLoaded();
+    } catch (err) {
+      this.messages.error(`Could not load the dashboard: ${err.message}`);
+      feed.start(0);
+    }
+  }
 }

@@ -4,14 +4,11 @@
 import { api, cancelRun, discover, rerunFailed, runTests } from "./api.js";
 import { renderCards } from "./cards.js";
 import { sparkline } from "./charts.js";
-import { LiveFeed, statusBadge } from "./live.js";
+import { LivePage } from "./live.js";
 import { RecentResults, fromResult } from "./recent.js";
 import { LiveRuns } from "./runs.js";
 import { setupSchedules } from "./schedules.js";
-import {
-  Messages, badge, busy, debounce, fmtCount, fmtPercent, h, placeInOrder, refreshTimes, setText,
-  timeEl,
-} from "./util.js";
+import { Messages, badge, fmtCount, fmtPercent, h, placeInOrder, setText, timeEl } from "./util.js";
 
 const root = document.getElementById("dashboard");
 const messages = new Messages(document.getElementById("messages"));
@@ -25,26 +22,12 @@ const recent = new RecentResults({ tbody: document.getElementById("recent"),
   empty: document.getElementById("recent-empty"), names, cap: RECENT });
 const runs = new LiveRuns({ list: document.getElementById("running"),
   section: document.getElementById("running-section"), names,
-  onCancel: (runId, button) => act(button, () => cancelRun(runId), `Run ${runId} cancelled.`),
+  onCancel: (runId, button) => messages.act(button, () => cancelRun(runId), `Run ${runId} cancelled.`),
   onChange: (entry, runId, finished) => pluginLive(entry ? entry.run.plugin_id : finished.plugin_id) });
 const { list: schedules } = setupSchedules({ messages, names });
 
-// For tests and tooling: a page that reloaded would lose this object.
-const debug = { loadedAt: Date.now(), snapshots: 0, events: 0, feed: null };
-window.plexichatDashboard = debug;
-
-async function act(button, action, done) {
-  return busy(button, async () => {
-    try {
-      const body = await action();
-      if (done) messages.ok(typeof done === "function" ? done(body) : done);
-      return body;
-    } catch (err) {
-      messages.error(err.message);
-      return undefined;
-    }
-  });
-}
+const page = new LivePage({ root, messages, refresh, applyEvent });
+const { debug } = page;
 
 // -- the plugin table ------------------------------------------------------------------
 
@@ -54,9 +37,9 @@ function pluginRow(p) {
     const run = h("button", { type: "button", class: "small", "aria-label": `Run ${p.name}` }, "Run");
     const rerun = h("button", { type: "button", class: "small secondary",
       "aria-label": `Rerun failed tests of ${p.name}` }, "Rerun failed");
-    run.addEventListener("click", () => act(run, () => runTests(p.id),
+    run.addEventListener("click", () => messages.act(run, () => runTests(p.id),
       (b) => `${p.name}: run #${b.run_id} queued.`));
-    rerun.addEventListener("click", () => act(rerun, () => rerunFailed(p.id),
+    rerun.addEventListener("click", () => messages.act(rerun, () => rerunFailed(p.id),
       (b) => `${p.name}: rerunning ${b.tests.length} failed test${b.tests.length === 1 ? "" : "s"} (run #${b.run_id}).`));
     tr = h("tr", { dataset: { pluginId: p.id } },
       h("th", { scope: "row" },
@@ -140,9 +123,7 @@ async function refresh() {
   for (const entry of overview.live) overlay(entry);
   for (const p of overview.plugins) pluginLive(p.id);
   // Events that arrived while the snapshot was on its way: they are newer than it.
-  if (debug.feed) {
-    for (const e of debug.feed.since(overview.last_event_id)) applyEvent(e.topic, e.data, true);
-  }
+  page.replay(overview.last_event_id);
   return overview.last_event_id;
 }
 
@@ -163,8 +144,6 @@ function overlay(entry) {
   }
 }
 
-const refreshSoon = debounce(() => refresh().catch((err) => messages.error(err.message)), 300);
-
 function applyEvent(topic, data, replay = false) {
   if (!replay) debug.events += 1;
   if (topic.startsWith("schedules.")) {
@@ -180,16 +159,16 @@ function applyEvent(topic, data, replay = false) {
       outcome: finished ? data.outcome : "running", duration: finished ? data.duration : null,
       ts: data.timestamp, message: finished ? data.message : "" });
   } else if (topic === "tests.run_finished" && !replay) {
-    refreshSoon();
+    page.refreshSoon();
   }
 }
 
 // -- actions ---------------------------------------------------------------------------
 
 const discoverButton = document.getElementById("discover");
-discoverButton.addEventListener("click", () => act(discoverButton, discover, (body) => {
+discoverButton.addEventListener("click", () => messages.act(discoverButton, discover, (body) => {
   const broken = Object.entries(body.plugins).filter(([, p]) => p.errors.length).map(([id]) => id);
-  refreshSoon();
+  page.refreshSoon();
   return `${body.message} in ${Object.keys(body.plugins).length} plugins` +
     (broken.length ? `; collection errors in ${broken.join(", ")}.` : ".");
 }));
@@ -201,20 +180,10 @@ runAllButton.addEventListener("click", () => {
     messages.error("No plugin has tests to run.");
     return;
   }
-  act(runAllButton, () => api("/tests/bulk-run", { method: "POST", body: { plugins: ids } }),
+  messages.act(runAllButton, () => api("/tests/bulk-run", { method: "POST", body: { plugins: ids } }),
     (body) => `Queued ${body.run_ids.length} runs.`);
 });
 
 // -- start -----------------------------------------------------------------------------
 
-const feed = new LiveFeed({ onEvent: (topic, data) => applyEvent(topic, data, false), resync: refresh,
-  onStatus: statusBadge(document.getElementById("conn")) });
-debug.feed = feed;
-setInterval(() => refreshTimes(root), 30000);
-
-refresh()
-  .then((lastId) => feed.start(lastId))
-  .catch((err) => {
-    messages.error(`Could not load the dashboard: ${err.message}`);
-    feed.start(0);
-  });
+page.start();

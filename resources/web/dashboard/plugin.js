@@ -4,12 +4,12 @@
 import { api, cancelRun, discover, rerunFailed, runTests } from "./api.js";
 import { renderCards } from "./cards.js";
 import { durationChart, rateChart } from "./charts.js";
-import { LiveFeed, statusBadge } from "./live.js";
+import { LivePage } from "./live.js";
 import { LiveRuns, runSummary } from "./runs.js";
 import { setupSchedules } from "./schedules.js";
 import {
-  BAD, Messages, SUCCESS, badge, busy, debounce, fill, fmtDuration, fmtPercent, fmtTime, h,
-  placeInOrder, refreshTimes, setText, timeEl,
+  BAD, Messages, SUCCESS, badge, debounce, fill, fmtDuration, fmtPercent, fmtTime, h, placeInOrder,
+  setText, timeEl,
 } from "./util.js";
 
 const root = document.getElementById("dashboard");
@@ -30,26 +30,13 @@ let selected = null;
 let autoDiscovered = false;
 let treeShape = null;
 
-const debug = { loadedAt: Date.now(), snapshots: 0, events: 0, feed: null };
-window.plexichatDashboard = debug;
+const page = new LivePage({ root, messages, refresh, applyEvent });
+const { debug } = page;
 
 const runs = new LiveRuns({ list: document.getElementById("running"),
   section: document.getElementById("running-section"), pluginId, names,
-  onCancel: (runId, button) => act(button, () => cancelRun(runId), `Run ${runId} cancelled.`) });
+  onCancel: (runId, button) => messages.act(button, () => cancelRun(runId), `Run ${runId} cancelled.`) });
 const { list: schedules, form: scheduleForm } = setupSchedules({ messages, names, pluginId });
-
-async function act(button, action, done) {
-  return busy(button, async () => {
-    try {
-      const body = await action();
-      if (done) messages.ok(typeof done === "function" ? done(body) : done);
-      return body;
-    } catch (err) {
-      messages.error(err.message);
-      return undefined;
-    }
-  });
-}
 
 // -- the tree ----------------------------------------------------------------------------
 
@@ -68,7 +55,7 @@ function runButton(text, target, what) {
     "aria-label": `Run ${what}` }, text);
   button.addEventListener("click", (ev) => {
     ev.stopPropagation();
-    act(button, () => runTests(pluginId, target), (b) => `Run #${b.run_id} queued: ${what}.`);
+    messages.act(button, () => runTests(pluginId, target), (b) => `Run #${b.run_id} queued: ${what}.`);
   });
   return button;
 }
@@ -481,9 +468,7 @@ async function refresh() {
     buildTree(snapshot.tests);
   }
   renderRuns(snapshot.runs);
-  if (debug.feed) {
-    for (const e of debug.feed.since(snapshot.last_event_id)) applyEvent(e.topic, e.data, true);
-  }
+  page.replay(snapshot.last_event_id);
   if (selected && tests.has(selected)) {
     tests.get(selected).li.classList.add("selected");
     loadDetails(selected);
@@ -492,12 +477,11 @@ async function refresh() {
     autoDiscovered = true;
     // The tree lists what pytest collects; without a discovery it would only hold tests
     // that ran before. One discovery, then the tree shows everything.
-    discover(pluginId).then(() => refreshSoon()).catch((err) => messages.error(err.message));
+    discover(pluginId).then(() => page.refreshSoon()).catch((err) => messages.error(err.message));
   }
   return snapshot.last_event_id;
 }
 
-const refreshSoon = debounce(() => refresh().catch((err) => messages.error(err.message)), 300);
 const repaintGroups = debounce(() => {
   paintGroups();
   if (outcomeFilter.value) applyFilter();
@@ -523,22 +507,22 @@ function applyEvent(topic, data, replay = false) {
     runRow(data.run);
     for (const nodeid of tests.keys()) paintTest(nodeid);
     paintGroups();
-    if (!replay) refreshSoon();
+    if (!replay) page.refreshSoon();
   }
 }
 
 // -- actions ---------------------------------------------------------------------------------
 
 const runPlugin = document.getElementById("run-plugin");
-runPlugin.addEventListener("click", () => act(runPlugin, () => runTests(pluginId),
+runPlugin.addEventListener("click", () => messages.act(runPlugin, () => runTests(pluginId),
   (b) => `Run #${b.run_id} queued.`));
 const rerun = document.getElementById("rerun-failed");
-rerun.addEventListener("click", () => act(rerun, () => rerunFailed(pluginId),
+rerun.addEventListener("click", () => messages.act(rerun, () => rerunFailed(pluginId),
   (b) => `Rerunning ${b.tests.length} failed test${b.tests.length === 1 ? "" : "s"} (run #${b.run_id}).`));
 const discoverButton = document.getElementById("discover");
-discoverButton.addEventListener("click", () => act(discoverButton, () => discover(pluginId),
+discoverButton.addEventListener("click", () => messages.act(discoverButton, () => discover(pluginId),
   (body) => {
-    refreshSoon();
+    page.refreshSoon();
     const errors = body.plugins[pluginId] ? body.plugins[pluginId].errors : [];
     return `${body.message}.` + (errors.length
       ? ` Collection errors: ${errors.map((e) => e.nodeid || e.file).join(", ")}.` : "");
@@ -546,11 +530,6 @@ discoverButton.addEventListener("click", () => act(discoverButton, () => discove
 daysSelect.addEventListener("change", () => loadStatistics().catch((err) => messages.error(err.message)));
 
 // -- start -------------------------------------------------------------------------------------
-
-const feed = new LiveFeed({ onEvent: (topic, data) => applyEvent(topic, data, false), resync: refresh,
-  onStatus: statusBadge(document.getElementById("conn")) });
-debug.feed = feed;
-setInterval(() => refreshTimes(root), 30000);
 
 function initialSelection() {
   const match = /^#test=(.+)$/.exec(location.hash);
@@ -560,13 +539,7 @@ function initialSelection() {
   return null;
 }
 
-refresh()
-  .then((lastId) => {
-    feed.start(lastId);
-    const first = initialSelection();
-    if (first) select(first);
-  })
-  .catch((err) => {
-    messages.error(`Could not load the dashboard: ${err.message}`);
-    feed.start(0);
-  });
+page.start(() => {
+  const first = initialSelection();
+  if (first) select(first);
+});

@@ -153,6 +153,21 @@ export class Messages {
 
   error(text) { return this.show(text, "error"); }
   ok(text) { return this.show(text, "ok"); }
+
+  /** Run `action` behind busy(button), then say `done` (a text, or a function of the
+   * action's result giving one) or the error. Resolves to the result, undefined on error. */
+  async act(button, action, done) {
+    return busy(button, async () => {
+      try {
+        const body = await action();
+        if (done) this.ok(typeof done === "function" ? done(body) : done);
+        return body;
+      } catch (err) {
+        this.error(err.message);
+        return undefined;
+      }
+    });
+  }
 }
 
 /** Run fn at most once per `ms`, the last call winning; returns a promise of its result. */

@@ -8,7 +8,7 @@ import re
 import sqlite3
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import Field
 
 from plexichat_desktop.server.v1 import accounts
@@ -186,10 +186,7 @@ async def logout(user: User, api: Api, all_sessions: bool = False) -> dict[str, 
 @router.get("/me")
 async def me(user: User, api: Api) -> dict[str, Any]:
     """The caller's profile (same as ``GET /users/me``)."""
-    row = await api.store.read(accounts.get_user, user.id)
-    if row is None:
-        raise HTTPException(404, "the account no longer exists")
-    return accounts.profile(row, api.hub, own=True)
+    return await accounts.own_profile(api, user.id)
 
 
 def _status(conn: sqlite3.Connection, at: float) -> tuple[int, int]:

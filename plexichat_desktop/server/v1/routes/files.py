@@ -21,13 +21,14 @@ from plexichat_desktop.server.v1.common import (
     Body,
     Offset,
     done,
-    forbidden,
     invalid,
     iso,
     limit_query,
     new_id,
     not_found,
     now,
+    or_404,
+    owned,
     page,
 )
 from plexichat_desktop.server.v1.deps import Api, User
@@ -227,9 +228,7 @@ async def list_files(
 async def info(file_id: str, user: User, api: Api) -> dict[str, Any]:
     """A file's metadata; its owner also sees whom it is shared with."""
     row, shares = await api.store.read(_info, file_id, user.id)
-    if row is None:
-        raise not_found("file", file_id)
-    return file_dict(row, user.id, shares)
+    return file_dict(or_404(row, "file", file_id), user.id, shares)
 
 
 def _count_download(conn: sqlite3.Connection, file_id: str, me: str) -> dict[str, Any] | None:
@@ -244,8 +243,7 @@ def _count_download(conn: sqlite3.Connection, file_id: str, me: str) -> dict[str
 async def download(file_id: str, user: User, api: Api) -> FileResponse:
     """The file's content as an attachment (never rendered inline)."""
     row = await api.store.write(_count_download, file_id, user.id)
-    if row is None:
-        raise not_found("file", file_id)
+    or_404(row, "file", file_id)
     path = api.file_path(file_id)
     if not path.is_file():
         raise HTTPException(404, f"file '{file_id}': its content is missing on disk")
@@ -255,13 +253,10 @@ async def download(file_id: str, user: User, api: Api) -> FileResponse:
 
 
 def _share(conn: sqlite3.Connection, file_id: str, me: str, body: ShareBody) -> str:
-    row = _visible(conn, file_id, me)
-    if row is None:
-        return "missing"
-    if row["owner_id"] != me:
-        return "forbidden"
+    row = owned(_visible(conn, file_id, me), me, "file", file_id,
+                "only the owner can share a file")
     if accounts.get_user(conn, body.user_id) is None:
-        return "no-user"
+        raise not_found("user", body.user_id)
     conn.execute("INSERT INTO file_shares (file_id, user_id, permission, created_at) "
                  "VALUES (?, ?, ?, ?) ON CONFLICT (file_id, user_id) DO UPDATE SET "
                  "permission = excluded.permission", (file_id, body.user_id, body.permission,
@@ -274,62 +269,39 @@ async def share(file_id: str, body: ShareBody, user: User, api: Api) -> dict[str
     """Let another user read a file (owner only; sharing again is harmless)."""
     if body.user_id == user.id:
         raise HTTPException(400, "user_id: you own this file already")
-    outcome = await api.store.write(_share, file_id, user.id, body)
-    if outcome == "missing":
-        raise not_found("file", file_id)
-    if outcome == "forbidden":
-        raise forbidden("only the owner can share a file")
-    if outcome == "no-user":
-        raise not_found("user", body.user_id)
-    event = {"file_id": file_id, "filename": outcome, "owner_id": user.id,
+    filename = await api.store.write(_share, file_id, user.id, body)
+    event = {"file_id": file_id, "filename": filename, "owner_id": user.id,
              "shared_with": body.user_id, "permission": body.permission}
     api.emit("file.shared", event, [user.id, body.user_id])
     return done("File shared", file_id=file_id, shared_with=body.user_id,
                 permission=body.permission)
 
 
-def _unshare(conn: sqlite3.Connection, file_id: str, me: str, other: str) -> str:
-    row = _visible(conn, file_id, me)
-    if row is None:
-        return "missing"
-    if row["owner_id"] != me:
-        return "forbidden"
+def _unshare(conn: sqlite3.Connection, file_id: str, me: str, other: str) -> None:
+    owned(_visible(conn, file_id, me), me, "file", file_id,
+          "only the owner can change who a file is shared with")
     removed = conn.execute("DELETE FROM file_shares WHERE file_id = ? AND user_id = ?",
                            (file_id, other)).rowcount
-    return "ok" if removed else "not-shared"
+    if not removed:
+        raise HTTPException(404, f"file '{file_id}' is not shared with user '{other}'")
 
 
 @router.delete("/{file_id}/share/{user_id}")
 async def unshare(file_id: str, user_id: str, user: User, api: Api) -> dict[str, Any]:
     """Stop sharing a file with a user (owner only)."""
-    outcome = await api.store.write(_unshare, file_id, user.id, user_id)
-    if outcome == "missing":
-        raise not_found("file", file_id)
-    if outcome == "forbidden":
-        raise forbidden("only the owner can change who a file is shared with")
-    if outcome == "not-shared":
-        raise HTTPException(404, f"file '{file_id}' is not shared with user '{user_id}'")
+    await api.store.write(_unshare, file_id, user.id, user_id)
     return done("File no longer shared", file_id=file_id, user_id=user_id)
 
 
-def _delete(conn: sqlite3.Connection, file_id: str, me: str) -> str:
-    row = _visible(conn, file_id, me)
-    if row is None:
-        return "missing"
-    if row["owner_id"] != me:
-        return "forbidden"
+def _delete(conn: sqlite3.Connection, file_id: str, me: str) -> None:
+    owned(_visible(conn, file_id, me), me, "file", file_id, "only the owner can delete a file")
     conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
-    return "ok"
 
 
 @router.delete("/{file_id}")
 async def delete(file_id: str, user: User, api: Api) -> dict[str, Any]:
     """Delete a file and its content (owner only)."""
-    outcome = await api.store.write(_delete, file_id, user.id)
-    if outcome == "missing":
-        raise not_found("file", file_id)
-    if outcome == "forbidden":
-        raise forbidden("only the owner can delete a file")
+    await api.store.write(_delete, file_id, user.id)
     with contextlib.suppress(FileNotFoundError):
         await asyncio.to_thread(api.file_path(file_id).unlink)
     return done("File deleted", file_id=file_id)

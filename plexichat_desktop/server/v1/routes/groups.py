@@ -24,9 +24,11 @@ from plexichat_desktop.server.v1.common import (
     iso,
     limit_query,
     new_id,
-    not_found,
     now,
+    or_404,
+    owned,
     page,
+    sent_fields,
 )
 from plexichat_desktop.server.v1.deps import Api, User
 from plexichat_desktop.server.v1.hub import frame
@@ -169,18 +171,13 @@ async def my_groups(user: User, api: Api, limit: Annotated[int, limit_query(50, 
 @router.get("/{group_id}")
 async def get_group(group_id: str, user: User, api: Api) -> dict[str, Any]:
     row = await api.store.read(_get, group_id, user.id)
-    if row is None:
-        raise not_found("group", group_id)
-    return group_dict(row)
+    return group_dict(or_404(row, "group", group_id))
 
 
 def _update(conn: sqlite3.Connection, group_id: str, me: str, changes: dict[str, Any]
-            ) -> dict[str, Any] | str:
-    row = _get(conn, group_id, me)
-    if row is None:
-        return "missing"
-    if row["owner_id"] != me:
-        return "forbidden"
+            ) -> dict[str, Any]:
+    row = owned(_get(conn, group_id, me), me, "group", group_id,
+                "only the owner can change a group")
     if changes.get("is_public") and row["type"] == "private":
         raise invalid("is_public", "a private group cannot be public", True)
     if "max_members" in changes and changes["max_members"] < row["member_count"]:
@@ -199,46 +196,26 @@ def _update(conn: sqlite3.Connection, group_id: str, me: str, changes: dict[str,
 @router.put("/{group_id}")
 async def update(group_id: str, body: UpdateBody, user: User, api: Api) -> dict[str, Any]:
     """Change a group (owner only); returns the updated group."""
-    changes = body.model_dump(exclude_unset=True)
-    for key in ("name", "is_public", "max_members"):
-        if key in changes and changes[key] is None:
-            raise invalid(key, f"{key} cannot be null")
+    changes = sent_fields(body, not_null=("name", "is_public", "max_members"))
     if "name" in changes and not changes["name"].strip():
         raise invalid("name", "name must not be blank", changes["name"])
-    outcome = await api.store.write(_update, group_id, user.id, changes)
-    if outcome == "missing":
-        raise not_found("group", group_id)
-    if outcome == "forbidden":
-        raise forbidden("only the owner can change a group")
-    assert isinstance(outcome, dict)
-    return group_dict(outcome)
+    return group_dict(await api.store.write(_update, group_id, user.id, changes))
 
 
-def _delete(conn: sqlite3.Connection, group_id: str, me: str) -> str:
-    row = _get(conn, group_id, me)
-    if row is None:
-        return "missing"
-    if row["owner_id"] != me:
-        return "forbidden"
+def _delete(conn: sqlite3.Connection, group_id: str, me: str) -> None:
+    owned(_get(conn, group_id, me), me, "group", group_id, "only the owner can delete a group")
     conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
-    return "ok"
 
 
 @router.delete("/{group_id}")
 async def delete(group_id: str, user: User, api: Api) -> dict[str, Any]:
     """Delete a group (owner only)."""
-    outcome = await api.store.write(_delete, group_id, user.id)
-    if outcome == "missing":
-        raise not_found("group", group_id)
-    if outcome == "forbidden":
-        raise forbidden("only the owner can delete a group")
+    await api.store.write(_delete, group_id, user.id)
     return done("Group deleted", group_id=group_id)
 
 
 def _join(conn: sqlite3.Connection, group_id: str, me: str) -> dict[str, Any]:
-    row = _get(conn, group_id, me)
-    if row is None:
-        raise not_found("group", group_id)
+    row = or_404(_get(conn, group_id, me), "group", group_id)
     if row["my_role"] is not None:
         raise conflict("already a member of this group")
     if row["member_count"] >= row["max_members"]:
@@ -262,9 +239,7 @@ async def join(group_id: str, user: User, api: Api) -> dict[str, Any]:
 
 
 def _leave(conn: sqlite3.Connection, group_id: str, me: str) -> None:
-    row = _get(conn, group_id, me)
-    if row is None:
-        raise not_found("group", group_id)
+    row = or_404(_get(conn, group_id, me), "group", group_id)
     if row["my_role"] is None:
         raise conflict("not a member of this group")
     if row["owner_id"] == me:
@@ -282,9 +257,7 @@ async def leave(group_id: str, user: User, api: Api) -> dict[str, Any]:
 
 def _invite(conn: sqlite3.Connection, group_id: str, me: str, body: InviteBody
             ) -> tuple[dict[str, Any], list[str], list[str], list[dict[str, Any]]]:
-    row = _get(conn, group_id, me)
-    if row is None:
-        raise not_found("group", group_id)
+    row = or_404(_get(conn, group_id, me), "group", group_id)
     if row["my_role"] is None:
         raise forbidden("only members can invite to a group")
     wanted = list(dict.fromkeys(body.user_ids))
@@ -347,8 +320,7 @@ async def members(group_id: str, user: User, api: Api,
                   offset: Offset = 0) -> dict[str, Any]:
     """Members of a group the caller can see, owner first."""
     row, found, total = await api.store.read(_members, group_id, user.id, limit, offset)
-    if row is None:
-        raise not_found("group", group_id)
+    or_404(row, "group", group_id)
     items = [{"user_id": r["user_id"], "username": r["username"],
               "display_name": r["display_name"] or r["username"], "role": r["role"],
               "joined_at": iso(r["joined_at"]), "is_online": api.hub.is_online(r["user_id"])}

@@ -13,13 +13,14 @@ from plexichat_desktop.server.v1.common import (
     Body,
     Offset,
     done,
-    forbidden,
     invalid,
     iso,
     limit_query,
     new_id,
     not_found,
     now,
+    or_404,
+    owned,
     page,
 )
 from plexichat_desktop.server.v1.deps import Api, User
@@ -196,30 +197,22 @@ async def stats(user: User, api: Api) -> dict[str, Any]:
     return await api.store.read(_stats, user.id)
 
 
-def _get(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | None:
-    return one(conn.execute(f"SELECT * FROM messages WHERE id = ? AND {VISIBLE}",
-                            (message_id,)))
-
-
-def _visible_to(row: dict[str, Any] | None, user_id: str) -> bool:
-    return row is not None and user_id in (row["sender_id"], row["recipient_id"])
+def _visible(conn: sqlite3.Connection, message_id: str, me: str) -> dict[str, Any] | None:
+    """A message of a conversation ``me`` is part of, or None."""
+    return one(conn.execute(f"SELECT * FROM messages WHERE id = :id AND {VISIBLE} AND "
+                            f":me IN (sender_id, recipient_id)", {"id": message_id, "me": me}))
 
 
 @router.get("/{message_id}")
 async def get_message(message_id: str, user: User, api: Api) -> dict[str, Any]:
     """One message of a conversation the caller is part of."""
-    row = await api.store.read(_get, message_id)
-    if row is None or not _visible_to(row, user.id):
-        raise not_found("message", message_id)
-    return message_dict(row)
+    row = await api.store.read(_visible, message_id, user.id)
+    return message_dict(or_404(row, "message", message_id))
 
 
 def _delete(conn: sqlite3.Connection, message_id: str, user_id: str) -> str:
-    row = _get(conn, message_id)
-    if row is None or not _visible_to(row, user_id):
-        return "missing"
-    if row["sender_id"] != user_id:
-        return "forbidden"
+    row = owned(_visible(conn, message_id, user_id), user_id, "message", message_id,
+                "only the sender can delete a message", owner="sender_id")
     conn.execute("UPDATE messages SET deleted_at = ? WHERE id = ?", (now(), message_id))
     return row["recipient_id"]
 
@@ -227,12 +220,8 @@ def _delete(conn: sqlite3.Connection, message_id: str, user_id: str) -> str:
 @router.delete("/{message_id}")
 async def delete_message(message_id: str, user: User, api: Api) -> dict[str, Any]:
     """Delete a message the caller sent (for both sides). The recipient gets 403."""
-    outcome = await api.store.write(_delete, message_id, user.id)
-    if outcome == "missing":
-        raise not_found("message", message_id)
-    if outcome == "forbidden":
-        raise forbidden("only the sender can delete a message")
-    event = frame("message_deleted", id=message_id, sender_id=user.id, recipient_id=outcome)
-    api.hub.to_user(outcome, event)
+    recipient = await api.store.write(_delete, message_id, user.id)
+    event = frame("message_deleted", id=message_id, sender_id=user.id, recipient_id=recipient)
+    api.hub.to_user(recipient, event)
     api.hub.to_user(user.id, event)
     return done("Message deleted", message_id=message_id)

@@ -25,6 +25,7 @@ from plexichat_desktop.server.v1.common import (
     new_id,
     not_found,
     now,
+    or_404,
     page,
 )
 from plexichat_desktop.server.v1.deps import Api, User
@@ -280,9 +281,7 @@ def _own(conn: sqlite3.Connection, notification_id: str, me: str) -> dict[str, A
 @router.get("/{notification_id}")
 async def get_notification(notification_id: str, user: User, api: Api) -> dict[str, Any]:
     row = await api.store.read(_own, notification_id, user.id)
-    if row is None:
-        raise not_found("notification", notification_id)
-    return notification_dict(row)
+    return notification_dict(or_404(row, "notification", notification_id))
 
 
 def _change(conn: sqlite3.Connection, notification_id: str, me: str, body: ChangeBody
@@ -305,9 +304,7 @@ async def change(notification_id: str, body: ChangeBody, user: User, api: Api
                  ) -> dict[str, Any]:
     """Mark read/unread or (un)archive; returns the notification."""
     row = await api.store.write(_change, notification_id, user.id, body)
-    if row is None:
-        raise not_found("notification", notification_id)
-    return notification_dict(row)
+    return notification_dict(or_404(row, "notification", notification_id))
 
 
 @router.delete("/{notification_id}")

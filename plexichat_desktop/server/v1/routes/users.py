@@ -7,7 +7,7 @@ import contextlib
 import sqlite3
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import Field
 
 from plexichat_desktop.server.v1 import accounts
@@ -20,8 +20,8 @@ from plexichat_desktop.server.v1.common import (
     iso,
     like_pattern,
     limit_query,
-    not_found,
     now,
+    or_404,
     page,
 )
 from plexichat_desktop.server.v1.deps import Api, User
@@ -41,10 +41,7 @@ class ProfileUpdate(Body):
 @router.get("/me")
 async def get_me(user: User, api: Api) -> dict[str, Any]:
     """The caller's full profile."""
-    row = await api.store.read(accounts.get_user, user.id)
-    if row is None:
-        raise HTTPException(404, "the account no longer exists")
-    return accounts.profile(row, api.hub, own=True)
+    return await accounts.own_profile(api, user.id)
 
 
 def _update(conn: sqlite3.Connection, user_id: str, changes: dict[str, Any]
@@ -166,7 +163,5 @@ async def list_users(user: User, api: Api, limit: Annotated[int, limit_query(20,
 @router.get("/{user_id}")
 async def get_user(user_id: str, user: User, api: Api) -> dict[str, Any]:
     """Another user's profile (email and last login only for oneself)."""
-    row = await api.store.read(accounts.get_user, user_id)
-    if row is None:
-        raise not_found("user", user_id)
+    row = or_404(await api.store.read(accounts.get_user, user_id), "user", user_id)
     return accounts.profile(row, api.hub, own=row["id"] == user.id)

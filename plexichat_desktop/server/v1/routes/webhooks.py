@@ -21,13 +21,14 @@ from plexichat_desktop.server.v1.common import (
     Body,
     Offset,
     done,
-    invalid,
     iso,
     limit_query,
     new_id,
     not_found,
     now,
+    or_404,
     page,
+    sent_fields,
 )
 from plexichat_desktop.server.v1.deps import Api, User
 from plexichat_desktop.server.v1.store import one, rows, scalar
@@ -189,17 +190,13 @@ def _delivery(conn: sqlite3.Connection, delivery_id: str, me: str) -> dict[str, 
 async def get_delivery(delivery_id: str, user: User, api: Api) -> dict[str, Any]:
     """One delivery of one of the caller's webhooks, with every attempt."""
     row = await api.store.read(_delivery, delivery_id, user.id)
-    if row is None:
-        raise not_found("delivery", delivery_id)
-    return delivery_dict(row)
+    return delivery_dict(or_404(row, "delivery", delivery_id))
 
 
 @router.get("/{webhook_id}")
 async def get_webhook(webhook_id: str, user: User, api: Api) -> dict[str, Any]:
     row = await api.store.read(_own, webhook_id, user.id)
-    if row is None:
-        raise not_found("webhook", webhook_id)
-    return webhook_dict(row)
+    return webhook_dict(or_404(row, "webhook", webhook_id))
 
 
 def _update(conn: sqlite3.Connection, webhook_id: str, me: str, changes: dict[str, Any]
@@ -220,14 +217,9 @@ def _update(conn: sqlite3.Connection, webhook_id: str, me: str, changes: dict[st
 @router.put("/{webhook_id}")
 async def update(webhook_id: str, body: UpdateBody, user: User, api: Api) -> dict[str, Any]:
     """Change the URL, events, description or active flag; returns the webhook."""
-    changes = body.model_dump(exclude_unset=True)
-    for key in ("url", "events", "active"):
-        if key in changes and changes[key] is None:
-            raise invalid(key, f"{key} cannot be null")
+    changes = sent_fields(body, not_null=("url", "events", "active"))
     row = await api.store.write(_update, webhook_id, user.id, changes)
-    if row is None:
-        raise not_found("webhook", webhook_id)
-    return webhook_dict(row)
+    return webhook_dict(or_404(row, "webhook", webhook_id))
 
 
 @router.delete("/{webhook_id}")
@@ -246,9 +238,7 @@ async def test(webhook_id: str, user: User, api: Api, response: Response,
                wait: bool = False) -> dict[str, Any]:
     """Queue a ``webhook.test`` delivery (even to an inactive webhook). 202 with the
     delivery; with ``?wait=true``, 200 once the first attempt is done (or timed out)."""
-    row = await api.store.read(_own, webhook_id, user.id)
-    if row is None:
-        raise not_found("webhook", webhook_id)
+    or_404(await api.store.read(_own, webhook_id, user.id), "webhook", webhook_id)
     data = {"message": "This is a test delivery from PlexiChat Desktop.",
             "webhook_id": webhook_id, "user_id": user.id, "username": user.username}
     created = await api.store.write(_force_test, webhook_id, data)
@@ -287,8 +277,7 @@ async def deliveries(
     limit: Annotated[int, limit_query(50, 100)] = 50, offset: Offset = 0,
 ) -> dict[str, Any]:
     """The delivery log of a webhook, newest first, optionally only one ``status``."""
-    if await api.store.read(_own, webhook_id, user.id) is None:
-        raise not_found("webhook", webhook_id)
+    or_404(await api.store.read(_own, webhook_id, user.id), "webhook", webhook_id)
     found, total = await api.store.read(_deliveries, webhook_id, status, limit, offset)
     return page("deliveries", [delivery_dict(r) for r in found], total, limit, offset,
                 webhook_id=webhook_id)
