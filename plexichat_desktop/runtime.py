@@ -24,7 +24,7 @@ from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.scheduling.service import SchedulerService
 from plexichat_desktop.server.app import create_app
 from plexichat_desktop.server.event_log import EventLog
-from plexichat_desktop.server.security import ServerIdentity
+from plexichat_desktop.server.security import ServerIdentity, app_token_of
 from plexichat_desktop.server.token import load_or_create_token
 from plexichat_desktop.server.v1 import ApiV1
 from plexichat_desktop.server.web_server import WebServer
@@ -58,6 +58,7 @@ class Runtime:
             extra_dirs=[*extra_plugin_dirs(), *opts.extra_plugin_dirs],
             include_installed=opts.include_installed, safe_mode=opts.safe_mode,
         )
+        self.plugins.app_token = self.token
         self.stopping = asyncio.Event()
         self.identity = ServerIdentity(self.token)
         self.server: WebServer | None = None
@@ -75,10 +76,13 @@ class Runtime:
     def _open_api_v1(self) -> ApiV1 | None:
         # Optional: a v1 database the app cannot open must not keep the app from starting.
         try:
-            return ApiV1(self.paths, self.settings.api)
+            api = ApiV1(self.paths, self.settings.api)
         except (SchemaVersionError, OSError, sqlite3.Error) as exc:
             log.error("the PlexiChat v1 API is off for this session: %s", exc)
             return None
+        api.is_owner = lambda headers: self.identity.token_ok(
+            app_token_of(headers, self.identity.port))
+        return api
 
     @property
     def url(self) -> str:

@@ -153,6 +153,9 @@ class PluginContext:
         server_url: the app's own server, e.g. ``http://127.0.0.1:8000/`` (known before
             ``setup`` runs, although requests are only answered once start-up is over);
             None when the plugin runs without the server (some tests).
+        app_token: the app's own secret token (what the desktop window sends), for a
+            plugin that calls the app's server on the user's behalf; None without one.
+            Never put it in a page, a URL or a log.
     """
 
     def __init__(
@@ -164,6 +167,7 @@ class PluginContext:
         settings: Mapping[str, Any],
         services: ServiceRegistry | None = None,
         server_url: str | None = None,
+        app_token: str | None = None,
     ):
         self.plugin_id = manifest.id
         self.manifest = manifest
@@ -178,6 +182,7 @@ class PluginContext:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._teardown_callbacks: list[Callable[[], Any]] = []
         self.server_url = server_url
+        self.app_token = app_token
         self._registry = services if services is not None else ServiceRegistry()
         self._services: dict[str, Any] = {}
 

@@ -140,6 +140,7 @@ class PluginManager:
         # The app's server URL, handed to every plugin's context; set by the runtime once
         # the port is bound (before plugins start), None without a server.
         self.server_url: str | None = None
+        self.app_token: str | None = None
 
     # -- persistence of enable/disable -------------------------------------------------
     def _load_disabled(self) -> set[str]:
@@ -269,7 +270,7 @@ class PluginManager:
             return
         ctx = PluginContext(manifest, rec.root, self.paths.plugin_data_root, self.bus,
                             plugin_settings, services=self.services,
-                            server_url=self.server_url)
+                            server_url=self.server_url, app_token=self.app_token)
         instance.ctx = ctx
         try:
             await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -40,6 +40,24 @@ PUBLIC_PATHS = {"/login", "/favicon.ico"}
 # The v1 API authenticates every request with its own tokens (from /api/v1/auth/login);
 # the app token would be the wrong credential there. Host, Origin and headers still apply.
 OWN_AUTH_PREFIX = "/api/v1"
+
+
+APP_TOKEN_HEADER = "x-plexichat-app-token"
+
+
+def app_token_of(headers: Mapping[str, str], port: int) -> str | None:
+    """The app token a request carries besides its own credentials: the
+    ``X-PlexiChat-App-Token`` header, or the cookie the app sets for its web views."""
+    explicit = headers.get(APP_TOKEN_HEADER, "").strip()
+    if explicit:
+        return explicit
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:  # a malformed cookie header is no token, not an error
+        return None
+    morsel = cookie.get(cookie_name(port))
+    return morsel.value if morsel else None
 
 
 def uses_own_auth(path: str) -> bool:

@@ -71,7 +71,9 @@ class V1:
         name = name or f"user{next(_names)}"
         body = {"username": name, "email": f"{name}@example.org", "password": PASSWORD,
                 "display_name": name.title(), **extra}
-        return await self.anon.post("/auth/register", json=body)
+        # As the install's owner (the app token), so the first account is the administrator.
+        return await self.anon.post("/auth/register", json=body,
+                                    headers={"X-PlexiChat-App-Token": self.core.token})
 
     async def account(self, name: str | None = None, remember_me: bool = False) -> Account:
         """Register and log in a new user."""

@@ -252,3 +252,25 @@ async def test_host_security_applies_but_not_the_app_token(v1):
     status, data = await raw_request(core.port, "GET /api/v1/../tests/results HTTP/1.1",
                                      {"Host": f"127.0.0.1:{core.port}"})
     assert status == 404, data[:300]
+
+
+async def test_only_the_installs_owner_creates_the_administrator(v1):
+    """The server listens on loopback, which other local users reach too: whoever
+    registers first without the app token gets an ordinary account."""
+    body = {"password": "Corr3ct-Horse-Battery", "terms_accepted": True}
+    stranger = await v1.anon.post("/auth/register", json={
+        **body, "username": "mallory", "email": "mallory@example.org"})
+    assert stranger.status_code == 201 and stranger.json()["user"]["is_admin"] is False
+    wrong = await v1.anon.post("/auth/register", headers={"X-PlexiChat-App-Token": "nope"},
+                               json={**body, "username": "eve", "email": "eve@example.org"})
+    assert wrong.json()["user"]["is_admin"] is False
+    # The desktop window's cookie proves ownership, as the header does.
+    cookie = f"plexichat_token_{v1.core.port}={v1.core.token}"
+    owner = await v1.anon.post("/auth/register", headers={"Cookie": cookie}, json={
+        **body, "username": "olivia", "email": "olivia@example.org"})
+    assert owner.json()["user"]["is_admin"] is True
+    # One administrator only.
+    again = await v1.anon.post(
+        "/auth/register", headers={"X-PlexiChat-App-Token": v1.core.token},
+        json={**body, "username": "oscar", "email": "oscar@example.org"})
+    assert again.json()["user"]["is_admin"] is False

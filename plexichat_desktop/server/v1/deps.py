@@ -92,8 +92,8 @@ User = Annotated[CurrentUser, Depends(current_user)]
 async def admin_user(user: User) -> CurrentUser:
     """The caller, who must be an administrator (403 otherwise)."""
     if not user.is_admin:
-        raise HTTPException(403, "this needs an administrator account (the first account "
-                                 "registered on this server)")
+        raise HTTPException(403, "this needs the administrator account (the first account "
+                                 "the install's owner registered, with the app token)")
     return user
 
 

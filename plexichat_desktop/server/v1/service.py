@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,10 @@ class ApiV1:
         self.app = create_v1_app(self)
         self.asgi = self.app.state.asgi
         self._started = False
+        # Whether a request comes from the owner of this install (it carries the app's
+        # token). Only the owner can create the administrator: the server listens on
+        # loopback, which every local process and user can reach. The runtime sets it.
+        self.is_owner: Callable[[Mapping[str, str]], bool] = lambda _headers: False
 
     @property
     def upload_types(self) -> set[str]:

@@ -67,7 +67,8 @@ class ApiIntegrationLayerPlugin(Plugin):
         self.store = make_token_store(self.config.token_storage, ctx.data_dir)
         # The embedded server's port may change between runs; its session does not.
         self.client = ApiClient(base_url, self.config, token_store=self.store,
-                                token_key="embedded" if self.embedded else base_url)
+                                token_key="embedded" if self.embedded else base_url,
+                                owner_token=ctx.app_token if self.embedded else None)
         self.consumers: dict[str, ScopedApi] = {}
         self.profile: dict[str, Any] | None = None
         self.server: dict[str, Any] | None = None

@@ -149,8 +149,12 @@ class ApiClient(Groups):
                  token_store: TokenStore | FallbackTokenStore | None = None,
                  token_key: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
-                 http_client: httpx.AsyncClient | None = None):
+                 http_client: httpx.AsyncClient | None = None,
+                 owner_token: str | None = None):
         self.base_url = base_url.rstrip("/")
+        # The app's token, sent with registrations only (the embedded server makes the
+        # owner's first account its administrator); None for other servers.
+        self.owner_token = owner_token
         self.config = config or ClientConfig()
         self._http = http_client or httpx.AsyncClient(
             timeout=self.config.timeout, transport=transport, follow_redirects=False)
@@ -319,6 +323,8 @@ class ApiClient(Groups):
                     raise NotAuthenticated(endpoint.method, rel, 401,
                                            "not logged in: call auth.login first")
                 headers["Authorization"] = f"Bearer {used}"
+            if self.owner_token and endpoint.name == "auth.register":
+                headers["X-PlexiChat-App-Token"] = self.owner_token
             try:
                 response = await self._http.request(
                     endpoint.method, url, params=query or None, json=json,

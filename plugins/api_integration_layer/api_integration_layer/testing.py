@@ -123,7 +123,8 @@ class EmbeddedServer:
     def client(self, base_url: str | None = None, **config: Any) -> ApiClient:
         """A new client (tokens in memory) for this server or ``base_url``."""
         client = ApiClient(base_url or self.base_url,
-                           ClientConfig.model_validate({**FAST_CLIENT, **config}))
+                           ClientConfig.model_validate({**FAST_CLIENT, **config}),
+                           owner_token=self.runtime.token if base_url is None else None)
         self.clients.append(client)
         return client
 

@@ -71,13 +71,13 @@ def password_problem(password: str, min_length: int) -> str | None:
     return f"password needs {', '.join(missing)}" if missing else None
 
 
-def _register(conn: sqlite3.Connection, body: RegisterBody, password_hash: str
-              ) -> dict[str, Any]:
+def _register(conn: sqlite3.Connection, body: RegisterBody, password_hash: str,
+              owner: bool) -> dict[str, Any]:
     if scalar(conn, "SELECT 1 FROM users WHERE username = ?", (body.username,)):
         raise conflict(f"username '{body.username}' already exists")
     if scalar(conn, "SELECT 1 FROM users WHERE email = ?", (body.email,)):
         raise conflict(f"email '{body.email}' is already registered")
-    first = not scalar(conn, "SELECT 1 FROM users LIMIT 1")
+    admin = owner and not scalar(conn, "SELECT 1 FROM users WHERE is_admin = 1 LIMIT 1")
     current = now()
     user_id = new_id()
     conn.execute(
@@ -85,7 +85,7 @@ def _register(conn: sqlite3.Connection, body: RegisterBody, password_hash: str
         "last_name, is_active, is_admin, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
         (user_id, body.username, body.email, password_hash, body.display_name,
-         body.first_name, body.last_name, int(first), current, current))
+         body.first_name, body.last_name, int(admin), current, current))
     accounts.record_activity(conn, user_id, "register")
     row = accounts.get_user(conn, user_id)
     assert row is not None
@@ -94,7 +94,9 @@ def _register(conn: sqlite3.Connection, body: RegisterBody, password_hash: str
 
 @router.post("/register", status_code=201)
 async def register(body: RegisterBody, request: Request, api: Api) -> dict[str, Any]:
-    """Create an account; the first account of a server is its administrator."""
+    """Create an account. The administrator is the first account registered by the
+    install's owner (the request carries the app token: ``X-PlexiChat-App-Token`` or the
+    desktop window's cookie); anyone else registers an ordinary account."""
     api.register_limiter.check(client_address(request))
     if not body.terms_accepted:
         raise invalid("terms_accepted", "the terms must be accepted", False)
@@ -105,7 +107,8 @@ async def register(body: RegisterBody, request: Request, api: Api) -> dict[str, 
     password_hash = await asyncio.to_thread(hash_password, body.password,
                                             api.settings.scrypt_cost)
     try:
-        row = await api.store.write(_register, body, password_hash)
+        row = await api.store.write(_register, body, password_hash,
+                                    api.is_owner(request.headers))
     except sqlite3.IntegrityError:  # a concurrent registration won the race
         raise conflict(f"username '{body.username}' or email '{body.email}' already "
                        f"exists") from None
