@@ -250,6 +250,9 @@ def test_the_overview_follows_a_run_live_without_reloading(
     assert js(view, "document.querySelector('[data-plugin-id=\"gated\"] .plugin-name')"
                     ".textContent") == "Gated suite"
     assert cards(js, view)["total"] == "0"
+    # Never collected, never run: the page collects the plugin once by itself.
+    wait_js(qtbot, js, view, "document.querySelector('[data-plugin-id=\"gated\"] "
+                             ".tests-count').textContent === '3'")
 
     run_id = api("POST", "/tests/run", json={"plugin_name": "gated"}).json()["run_id"]
     # While the third test holds the run open, the first two rows already show their

@@ -124,7 +124,20 @@ async function refresh() {
   for (const p of overview.plugins) pluginLive(p.id);
   // Events that arrived while the snapshot was on its way: they are newer than it.
   page.replay(overview.last_event_id);
+  collectOnce(overview.plugins.filter((p) => p.has_tests && p.tests === null));
   return overview.last_event_id;
+}
+
+/** Plugins never collected and never run would show "–" tests: collect each once, as
+ * the plugin page does, then refresh. */
+const collected = new Set();
+function collectOnce(pending) {
+  const ids = pending.map((p) => p.id).filter((id) => !collected.has(id));
+  if (!ids.length) return;
+  for (const id of ids) collected.add(id);
+  Promise.all(ids.map((id) => discover(id)))
+    .then(() => page.refreshSoon())
+    .catch((err) => messages.error(err.message));
 }
 
 /** Results of a run still going are not stored yet: show them from the snapshot's live
