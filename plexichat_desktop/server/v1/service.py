@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from plexichat_desktop.server.v1.perf import PerformanceMonitor
 from plexichat_desktop.server.v1.ratelimit import SlidingWindowLimiter
 from plexichat_desktop.server.v1.store import ApiStore
 from plexichat_desktop.server.v1.webhooks import WebhookDispatcher
+
+ASGIApp = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +56,12 @@ class ApiV1:
         self.perf = PerformanceMonitor(settings, self.root, on_alert=self._on_alert)
         self.backups = BackupManager(self.store, self.files_dir, self.root / "backups",
                                      settings.max_backups, on_completed=self._on_backup)
-        from plexichat_desktop.server.v1.app import create_v1_app  # app imports this module
-
-        self.app = create_v1_app(self)
-        self.asgi = self.app.state.asgi
+        # The FastAPI app of ~135 routes takes ~0.2 s to build (route and model analysis):
+        # built in a worker thread when the first request comes, not during the app's
+        # start (in the desktop app that start includes loading the first pages).
+        self._asgi: ASGIApp | None = None
+        self._building: asyncio.Future[None] | None = None
+        self._build_lock = threading.Lock()
         self._started = False
         # Whether a request comes from the owner of this install (it carries the app's
         # token). Only the owner can create the administrator: the server listens on
@@ -70,6 +77,32 @@ class ApiV1:
         """Where the content of file ``file_id`` lives on disk."""
         return self.files_dir / file_id[:2] / file_id
 
+    def _build(self) -> None:
+        from plexichat_desktop.server.v1.app import create_v1_app  # app imports this module
+
+        with self._build_lock:
+            if self._asgi is None:
+                self._asgi = create_v1_app(self).state.asgi
+
+    def build_soon(self) -> None:
+        """Start building the sub-application in a worker thread."""
+        if self._building is None and self._asgi is None:
+            self._building = asyncio.ensure_future(asyncio.to_thread(self._build))
+
+    async def ready(self) -> None:
+        """Wait until the sub-application is built (building it now if nobody has)."""
+        if self._asgi is None:
+            self.build_soon()
+            assert self._building is not None
+            await asyncio.shield(self._building)
+
+    async def asgi(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI application to mount at ``/api/v1``."""
+        if self._asgi is None:
+            await self.ready()
+        assert self._asgi is not None
+        await self._asgi(scope, receive, send)
+
     async def start(self) -> None:
         """Start webhook delivery and metric sampling; resume interrupted work."""
         self.backups.recover()
@@ -80,6 +113,9 @@ class ApiV1:
 
     async def stop(self) -> None:
         """Close sockets, stop background work and close the store. Idempotent."""
+        if self._building is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._building)
         if self._started:
             await self.hub.close_all()
             await self.perf.stop()

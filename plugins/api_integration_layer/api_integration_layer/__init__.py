@@ -27,7 +27,9 @@ from plexichat_desktop.plugins.api import Plugin, PluginContext
 SERVICE_NAME = "api"
 # How often the connection check pings the server while the page is open.
 PROBE_INTERVAL = 10.0
-FIRST_PROBE_DELAY = 0.5
+# The first check waits until the app's start (and the window's first pages) is over:
+# it is the embedded server's first request, which builds that server's routes.
+FIRST_PROBE_DELAY = 2.0
 
 
 class LoginForm(BaseModel):
