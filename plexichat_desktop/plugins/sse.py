@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.responses import StreamingResponse
@@ -79,3 +79,30 @@ def event_stream(
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+# -- the client side, for plugin tests ---------------------------------------------------
+
+async def read_events(response: Any) -> AsyncIterator[tuple[str, Any]]:
+    """Parse a streaming ``text/event-stream`` response (an ``httpx`` response opened with
+    ``client.stream(...)``) into ``(event name, JSON data)`` pairs."""
+    name, data = "message", []
+    async for line in response.aiter_lines():
+        if line == "":
+            if data:
+                yield name, json.loads("\n".join(data))
+            name, data = "message", []
+        elif line.startswith("event:"):
+            name = line[len("event:"):].strip()
+        elif line.startswith("data:"):
+            data.append(line[len("data:"):].strip())
+
+
+async def next_event(events: AsyncIterator[tuple[str, Any]], wanted: str,
+                     match: Callable[[Any], bool] | None = None) -> Any:
+    """The data of the next event named ``wanted`` (for which ``match`` is true);
+    ``AssertionError`` when the stream ends first."""
+    async for name, data in events:
+        if name == wanted and (match is None or match(data)):
+            return data
+    raise AssertionError(f"the stream ended before a {wanted!r} event")

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -16,29 +14,10 @@ from api_integration_layer.errors import ApiPermissionError, UnknownScopeError
 from api_integration_layer.scoped import ScopedApi
 from api_integration_layer.testing import PASSWORD, embedded_server, plugin_folder, unique_name
 
+from plexichat_desktop.plugins.sse import next_event, read_events
+
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ID = "api_integration_layer"
-
-
-async def sse_events(response: httpx.Response) -> AsyncGenerator[tuple[str, Any], None]:
-    name, data = "message", []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield name, json.loads("\n".join(data))
-            name, data = "message", []
-        elif line.startswith("event:"):
-            name = line[len("event:"):].strip()
-        elif line.startswith("data:"):
-            data.append(line[len("data:"):].strip())
-
-
-async def next_event(events: AsyncIterator[tuple[str, Any]], wanted: str,
-                     match: Any = None) -> Any:
-    async for name, data in events:
-        if name == wanted and (match is None or match(data)):
-            return data
-    raise AssertionError(f"the stream ended before a {wanted!r} event")
 
 
 def test_the_page_is_csp_safe_and_follows_the_colour_scheme():
@@ -81,7 +60,7 @@ async def test_page_routes_login_and_the_live_log(home: Path, tmp_path: Path):
 
             name = unique_name()
             async with http.stream("GET", "api/events") as stream:
-                events = sse_events(stream)
+                events = read_events(stream)
                 first = await next_event(events, "status")
                 assert first["user"] is None
                 created = await http.post("api/register", json={

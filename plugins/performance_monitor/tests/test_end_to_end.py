@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +12,7 @@ import pytest
 from plexichat_desktop.core.events import PluginEvent
 from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
 from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.plugins.sse import next_event, read_events
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
@@ -30,29 +28,6 @@ def plugins_folder(tmp_path: Path) -> Path:
     except OSError:  # no symlinks (Windows without the privilege): use the repo's folder
         return PLUGIN_ROOT.parent
     return folder
-
-
-async def sse_events(response: httpx.Response) -> AsyncGenerator[tuple[str, Any], None]:
-    """Parse a text/event-stream into (event name, JSON data) pairs."""
-    name, data = "message", []
-    async for line in response.aiter_lines():
-        if line == "":
-            if data:
-                yield name, json.loads("\n".join(data))
-            name, data = "message", []
-        elif line.startswith("event:"):
-            name = line[len("event:"):].strip()
-        elif line.startswith("data:"):
-            data.append(line[len("data:"):].strip())
-
-
-async def next_event(events: AsyncIterator[tuple[str, Any]], wanted: str,
-                     match: Any = None) -> Any:
-    """The data of the next event named ``wanted`` (for which ``match`` is true)."""
-    async for name, data in events:
-        if name == wanted and (match is None or match(data)):
-            return data
-    raise AssertionError(f"the stream ended before a {wanted!r} event")
 
 
 @pytest.mark.asyncio
@@ -117,7 +92,7 @@ async def test_routes_stream_and_alerts_through_the_host(
             async with client.stream("GET", "stream") as response:
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/event-stream")
-                events = sse_events(response)
+                events = read_events(response)
                 thresholds = await next_event(events, "thresholds")
                 assert thresholds["cpu"] == 100
                 seen = await next_event(events, "sample")
