@@ -111,7 +111,7 @@ class DesktopShell:
         from plexichat_desktop.gui.web import PluginPage, PluginView
 
         def page_factory(view: object) -> PluginPage:
-            return PluginPage(self.profile, self.interceptor, self.window.open_page, view)
+            return PluginPage(self.profile, self.interceptor, self.window, view)
 
         return BrowserPane(base, path, title, lambda owner: PluginView(page_factory, owner),
                            parent)

@@ -8,11 +8,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
     QColor,
+    QDesktopServices,
     QGuiApplication,
     QIcon,
     QKeySequence,
@@ -301,6 +302,21 @@ class MainWindow(QMainWindow):
         if focus:
             self.tabs.setCurrentIndex(index)
         return pane
+
+    def open_tab(self, path: str, background: bool = False) -> Pane:
+        """A link asked for a new tab (target=_blank, middle-click, window.open)."""
+        return self.open_page(path, focus=not background)
+
+    def open_external(self, url: QUrl) -> bool:
+        """A foreign link: the system browser, and the status bar says where it went."""
+        shown = url.toString()
+        if QDesktopServices.openUrl(url):
+            self.statusBar().showMessage(f"Opened in your web browser: {shown}", 8000)
+            return True
+        QGuiApplication.clipboard().setText(shown)
+        self.statusBar().showMessage(
+            f"No web browser could open {shown}. The address is on the clipboard.", 20000)
+        return False
 
     def _retitle(self, pane: Pane, title: str) -> None:
         index = self.tabs.indexOf(pane)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QDesktopServices
@@ -55,32 +56,65 @@ def create_profile(parent: QObject, interceptor: TokenInterceptor, storage: Path
     return profile
 
 
+class LinkHandler(Protocol):
+    """Where links that leave a page go: the window that shows it."""
+
+    def open_tab(self, path: str, background: bool) -> object: ...
+
+    def open_external(self, url: QUrl) -> bool: ...
+
+
+EXTERNAL_SCHEMES = ("http", "https", "mailto")
+
+
+def path_of(url: QUrl) -> str:
+    return url.path() + (f"?{url.query()}" if url.query() else "")
+
+
+def route_link(url: QUrl, interceptor: TokenInterceptor, links: LinkHandler | None,
+               background: bool) -> None:
+    """A link meant for a new tab: ours opens as a tab, a foreign web or mail link in the
+    system browser, anything else (file:, javascript:, custom schemes) nowhere."""
+    if links is None:
+        return
+    if interceptor.is_ours(url):
+        links.open_tab(path_of(url), background)
+    elif url.scheme() in EXTERNAL_SCHEMES:
+        links.open_external(url)
+    else:
+        log.info("link to %s not opened: not a web address", url.toString())
+
+
 class PluginPage(QWebEnginePage):
     """A page that stays on our origin; everything else opens in the system browser."""
 
     def __init__(self, profile: QWebEngineProfile, interceptor: TokenInterceptor,
-                 open_tab: Callable[[str], object] | None = None,
-                 parent: QObject | None = None):
+                 links: LinkHandler | None = None, parent: QObject | None = None):
         super().__init__(profile, parent)
         self._interceptor = interceptor
-        self._open_tab = open_tab
+        self._links = links
         self.external_urls: list[QUrl] = []
 
     def acceptNavigationRequest(self, url: QUrl, nav_type: QWebEnginePage.NavigationType,
                                 is_main_frame: bool) -> bool:
         if self._interceptor.is_ours(url) or url.scheme() in ("data", "about", "blob"):
             return True
-        if is_main_frame and url.scheme() in ("http", "https", "mailto"):
+        if is_main_frame and url.scheme() in EXTERNAL_SCHEMES:
             self.external_urls.append(url)
-            QDesktopServices.openUrl(url)
+            if self._links is not None:
+                self._links.open_external(url)
+            else:
+                QDesktopServices.openUrl(url)
         log.info("navigation to %s kept out of the app view", url.toString())
         return False
 
     def createWindow(self, window_type: QWebEnginePage.WebWindowType
                      ) -> QWebEnginePage | None:
-        # target=_blank and window.open(): a new tab of ours; foreign URLs are then
-        # refused by that tab's acceptNavigationRequest and go to the system browser.
-        return self._open_tab() if self._open_tab else None
+        # target=_blank, middle-click, Ctrl+click and window.open() ask for a new page
+        # before its URL is known: a catcher page takes the first navigation and routes it.
+        background = window_type == QWebEnginePage.WebWindowType.WebBrowserBackgroundTab
+        return _NewWindowCatcher(self.profile(), self._interceptor, self._links, background,
+                                 self)
 
     def javaScriptConsoleMessage(self, level: QWebEnginePage.JavaScriptConsoleMessageLevel,
                                  message: str, line: int, source: str) -> None:
@@ -91,20 +125,23 @@ class PluginPage(QWebEnginePage):
 
 
 class _NewWindowCatcher(QWebEnginePage):
+    """Never shown: refuses its first navigation and hands the URL to a tab or the
+    system browser, then goes away."""
+
     def __init__(self, profile: QWebEngineProfile, interceptor: TokenInterceptor,
-                 open_tab: Callable[[str], object] | None, parent: QObject):
+                 links: LinkHandler | None, background: bool, parent: QObject):
         super().__init__(profile, parent)
         self._interceptor = interceptor
-        self._open_tab = open_tab
+        self._links = links
+        self._background = background
+        self._done = False
 
     def acceptNavigationRequest(self, url: QUrl, nav_type: QWebEnginePage.NavigationType,
                                 is_main_frame: bool) -> bool:
-        if self._interceptor.is_ours(url):
-            if self._open_tab is not None:
-                self._open_tab(url.path() + (f"?{url.query()}" if url.query() else ""))
-        elif url.scheme() in ("http", "https", "mailto"):
-            QDesktopServices.openUrl(url)
-        self.deleteLater()
+        if not self._done and is_main_frame and url.scheme() != "about":
+            self._done = True
+            route_link(url, self._interceptor, self._links, self._background)
+            self.deleteLater()
         return False
 
 

@@ -76,6 +76,43 @@ def js(qtbot: Any) -> Callable[[Any, str], Any]:
     return evaluate
 
 
+@pytest.fixture
+def opened_urls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The system browser is outside this machine's tests: record what would open."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtGui import QDesktopServices
+
+    opened: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl",
+                        staticmethod(lambda url: opened.append(QUrl(url).toString()) or True))
+    return opened
+
+
+@pytest.fixture
+def runtime(home: Any, arun: Any) -> Any:
+    """The real core with the bundled and the fixture plugins, server on a free port."""
+    from plexichat_desktop.core.settings import Settings
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+    from tests.conftest import FIXTURE_PLUGINS
+
+    settings = Settings()
+    settings.server.port = 0
+    rt = Runtime(home, settings, RuntimeOptions(include_installed=False,
+                                                extra_plugin_dirs=[FIXTURE_PLUGINS]))
+    arun(rt.start())
+    yield rt
+    arun(rt.stop())
+
+
+@pytest.fixture
+def shell(qapp: Any, runtime: Any, home: Any, arun: Any) -> Any:
+    from tests.gui.shell_helpers import make_shell
+
+    made = make_shell(qapp, runtime, home)
+    yield made
+    arun(made.shutdown())
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave without Qt's and Chromium's exit-time teardown. Each test already shut its

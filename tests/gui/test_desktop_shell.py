@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -10,58 +9,14 @@ import subprocess
 import sys
 from typing import Any
 
-import pytest
 from PySide6.QtCore import QSettings, QUrl
-from PySide6.QtGui import QDesktopServices
 from PySide6.QtWebEngineWidgets import QWebEngineView
 
-from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.gui.app import DesktopShell
 from plexichat_desktop.gui.browser import BrowserPane, FallbackPane
 from plexichat_desktop.gui.main_window import MainWindow, PluginWindow
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.conftest import FIXTURE_PLUGINS
+from tests.gui.shell_helpers import make_shell, wait_loaded
 
 SCREENSHOTS = os.environ.get("PLEXICHAT_SCREENSHOT_DIR")
-
-
-@pytest.fixture
-def opened_urls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The system browser is outside this machine's tests: record what would open."""
-    opened: list[str] = []
-    monkeypatch.setattr(QDesktopServices, "openUrl",
-                        staticmethod(lambda url: opened.append(QUrl(url).toString()) or True))
-    return opened
-
-
-@pytest.fixture
-def runtime(home: Any, arun: Any) -> Any:
-    settings = Settings()
-    settings.server.port = 0
-    rt = Runtime(home, settings, RuntimeOptions(include_installed=False,
-                                                extra_plugin_dirs=[FIXTURE_PLUGINS]))
-    arun(rt.start())
-    yield rt
-    arun(rt.stop())
-
-
-def make_shell(qapp: Any, runtime: Any, home: Any, webengine_missing: str | None = None
-               ) -> DesktopShell:
-    shell = DesktopShell(qapp, runtime, home, asyncio.Event(), webengine_missing)
-    shell.show()
-    return shell
-
-
-@pytest.fixture
-def shell(qapp: Any, runtime: Any, home: Any, arun: Any) -> Any:
-    made = make_shell(qapp, runtime, home)
-    yield made
-    arun(made.shutdown())
-
-
-def wait_loaded(qtbot: Any, js: Any, pane: BrowserPane, expression: str, timeout: int = 15_000
-                ) -> None:
-    qtbot.waitUntil(lambda: bool(js(pane.view, expression)), timeout=timeout)
 
 
 def test_window_opens_with_plugins_and_the_home_tab(shell: Any, qtbot: Any, js: Any) -> None:

@@ -1,0 +1,81 @@
+"""Links that ask for a new window: target=_blank, middle-click. App pages open as tabs,
+foreign ones in the system browser (never a real one here: ``opened_urls`` records them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from PySide6.QtCore import QPoint, Qt, QUrl
+from PySide6.QtGui import QDesktopServices
+
+from plexichat_desktop.gui.main_window import MainWindow
+from tests.gui.shell_helpers import wait_loaded
+
+ADD_LINK = """(() => {
+  const a = document.createElement("a");
+  a.id = %(id)r; a.href = %(href)r; a.target = "_blank"; a.textContent = "follow me";
+  a.style.cssText = "position:fixed;left:0;top:0;width:300px;height:120px;display:block;"
+    + "z-index:9999;background:#fc0";
+  document.body.append(a);
+  return true;
+})()"""
+
+
+def add_link(js: Any, pane: Any, href: str) -> None:
+    for old in ("link",):
+        js(pane.view, f"(document.getElementById({old!r}) || {{remove() {{}}}}).remove(), 1")
+    assert js(pane.view, ADD_LINK % {"id": "link", "href": href})
+
+
+def click(qtbot: Any, pane: Any, button: Qt.MouseButton) -> None:
+    target = pane.view.focusProxy()
+    qtbot.mouseMove(target, QPoint(40, 40))
+    qtbot.mouseClick(target, button, pos=QPoint(40, 40))
+
+
+def paths(window: MainWindow) -> list[str]:
+    return [window.tabs.widget(i).home_path for i in range(window.tabs.count())]
+
+
+def test_blank_links_and_middle_clicks_open_tabs_or_the_browser(
+        shell: Any, qtbot: Any, js: Any, opened_urls: list[str]) -> None:
+    window: MainWindow = shell.window
+    window.resize(1000, 700)
+    pane = window.open_page("/plugins/good_plugin/index.html", "Good")
+    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
+
+    add_link(js, pane, "/healthz?from=blank")
+    click(qtbot, pane, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "/healthz?from=blank" in paths(window), timeout=10_000)
+    assert window.tabs.currentWidget().home_path == "/healthz?from=blank"
+
+    # A middle-click opens the tab behind the current one.
+    window.tabs.setCurrentWidget(pane)
+    add_link(js, pane, "/healthz?from=middle")
+    click(qtbot, pane, Qt.MouseButton.MiddleButton)
+    qtbot.waitUntil(lambda: "/healthz?from=middle" in paths(window), timeout=10_000)
+    assert window.tabs.currentWidget() is pane
+
+    add_link(js, pane, "https://example.org/docs")
+    click(qtbot, pane, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "https://example.org/docs" in opened_urls, timeout=10_000)
+    assert "Opened in your web browser: https://example.org/docs" in \
+        window.statusBar().currentMessage()
+    assert not any(p.startswith("http") for p in paths(window))
+
+
+def test_without_a_browser_the_status_bar_says_so(
+        shell: Any, qtbot: Any, js: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(QDesktopServices, "openUrl", staticmethod(lambda url: False))
+    window: MainWindow = shell.window
+    window.resize(1000, 700)
+    pane = window.open_page("/plugins/good_plugin/index.html", "Good")
+    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
+    add_link(js, pane, "https://example.org/nowhere")
+    click(qtbot, pane, Qt.MouseButton.MiddleButton)
+    qtbot.waitUntil(lambda: "No web browser could open" in window.statusBar().currentMessage(),
+                    timeout=10_000)
+    from PySide6.QtGui import QGuiApplication
+
+    assert QGuiApplication.clipboard().text() == QUrl("https://example.org/nowhere").toString()
