@@ -24,7 +24,7 @@ from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.scheduling.service import SchedulerService
 from plexichat_desktop.server.app import create_app
 from plexichat_desktop.server.event_log import EventLog
-from plexichat_desktop.server.security import ServerIdentity, app_token_of
+from plexichat_desktop.server.security import ServerIdentity
 from plexichat_desktop.server.token import load_or_create_token
 from plexichat_desktop.server.v1 import ApiV1
 from plexichat_desktop.server.web_server import WebServer
@@ -60,7 +60,8 @@ class Runtime:
         )
         self.plugins.app_token = self.token
         self.stopping = asyncio.Event()
-        self.identity = ServerIdentity(self.token)
+        self.identity = ServerIdentity(self.token,
+                                       settings.server.browser_session_hours * 3600)
         self.server: WebServer | None = None
         self.store = ResultStore(paths.data_dir / "tests.sqlite3")
         self.tests = TestManager(self.plugins, self.store, self.bus, paths.cache_dir / "runs",
@@ -80,9 +81,22 @@ class Runtime:
         except (SchemaVersionError, OSError, sqlite3.Error) as exc:
             log.error("the PlexiChat v1 API is off for this session: %s", exc)
             return None
-        api.is_owner = lambda headers: self.identity.token_ok(
-            app_token_of(headers, self.identity.port))
+        api.is_owner = self.identity.is_owner
         return api
+
+    def browser_login_link(self, next_path: str = "/") -> str:
+        """A link that signs a browser in once: a one-time code (valid five minutes),
+        never the token. For "copy a login link" and for opening pages in the system
+        browser."""
+        if self.server is None:
+            raise RuntimeError("the runtime is not started")
+        return self.identity.login_link(next_path)
+
+    def sign_out_browsers(self) -> int:
+        """End every browser session ("Sign out all browsers"); how many were active."""
+        ended = self.identity.sessions.revoke_all()
+        log.info("signed out %d browser session(s)", ended)
+        return ended
 
     @property
     def url(self) -> str:

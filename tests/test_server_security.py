@@ -48,21 +48,39 @@ async def test_a_browser_without_token_gets_the_login_page(start_core):
     assert (await core.anonymous.get("/_app/index.js")).status_code == 401
 
 
-async def test_login_sets_a_cookie_that_authenticates(start_core):
+async def test_login_sets_a_session_cookie_that_authenticates(start_core):
     core = await start_core(FIXTURE_PLUGINS)
+    identity = core.runtime.identity
+    install = f"{identity.install_host}:{core.port}"
     r = await core.anonymous.get("/login", params={"token": "nope"})
     assert r.status_code == 401 and "not right" in r.text
+    assert r.headers["cache-control"] == "no-store"
+    # On 127.0.0.1 no cookie is set: the browser moves to the install host with a code.
     r = await core.anonymous.get("/login", params={"token": core.token,
                                                   "next": "/plugins/good_plugin/"})
+    assert r.status_code == 303 and r.headers["cache-control"] == "no-store"
+    location = r.headers["location"]
+    assert location.startswith(f"http://{install}/login?code=")
+    assert core.token not in location
+    assert "plexichat_session" not in r.headers.get("set-cookie", "")
+    path = location.split(install, 1)[1]
+    r = await core.anonymous.get(path, headers={"Host": install})
     assert r.status_code == 303 and r.headers["location"] == "/plugins/good_plugin/"
-    cookie = r.headers["set-cookie"]
-    assert cookie.startswith(f"plexichat_token_{core.port}=")
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-    r = await core.anonymous.get("/healthz")  # the client kept the cookie
+    cookie = next(c for c in r.headers.get_list("set-cookie")
+              if c.startswith(f"plexichat_session_{core.port}="))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Domain" not in cookie
+    value = cookie.split(";", 1)[0].split("=", 1)[1]
+    assert value and core.token not in cookie
+    jar = {"Cookie": f"plexichat_session_{core.port}={value}"}
+    r = await core.anonymous.get("/healthz", headers={"Host": install, **jar})
     assert r.status_code == 200
+    # The code was used up.
+    r = await core.anonymous.get(path, headers={"Host": install})
+    assert r.status_code == 401 and "used already" in r.text
     # An open redirect is refused: next must be a local path.
     r = await core.anonymous.get("/login", params={"token": core.token,
-                                                  "next": "//evil.example/"})
+                                                  "next": "//evil.example/"},
+                                 headers={"Host": install})
     assert r.headers["location"] == "/"
 
 

@@ -34,6 +34,18 @@ class ServerSettings(_Section):
     shutdown_timeout: float = Field(
         3.0, gt=0, le=60, description="Seconds open connections get to finish at shutdown."
     )
+    browser_session_hours: float = Field(
+        24.0, gt=0, le=24 * 90, description="Hours a browser stays signed in after /login "
+                                            "(sessions also end when the app stops)."
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, le=600, description="Seconds a client has to send a request's headers; "
+                                        "slower connections are closed."
+    )
+    body_timeout: float = Field(
+        30.0, gt=0, le=3600, description="Seconds a request body may stall between two "
+                                         "reads before the connection is closed."
+    )
 
 
 class PluginsSettings(_Section):

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -29,7 +30,10 @@ from plexichat_desktop.server.security import (
     SecurityMiddleware,
     ServerIdentity,
     cookie_name,
+    legacy_cookie_name,
+    safe_next,
 )
+from plexichat_desktop.server.strict_json import StrictJsonBodies, validation_error_response
 from plexichat_desktop.server.tests_api import error_responses, tests_router
 from plexichat_desktop.server.v1 import ApiV1
 from plexichat_desktop.testing.manager import TestManager
@@ -65,18 +69,96 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         records = [r.to_dict() for r in manager.records]
         return page(request, "index.html", plugins=records, safe_mode=manager.safe_mode)
 
-    @app.get("/login", include_in_schema=False)
-    async def login(request: Request, token: str | None = None, next: str = "/") -> Response:
-        if token is None:
-            return page(request, "login.html", message=None, next=next)
-        if not identity.token_ok(token):
-            return page(request, "login.html", 401, message="That token is not right.",
-                        next=next)
-        target = next if next.startswith("/") and not next.startswith("//") else "/"
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(cookie_name(identity.port), token, httponly=True,
-                            samesite="strict", path="/")
+    app.add_exception_handler(RequestValidationError, validation_error_response)
+
+    def no_store(response: Response) -> Response:
+        # A login answer must not be kept by caches or restored from history.
+        response.headers["Cache-Control"] = "no-store"
         return response
+
+    def login_page(request: Request, status_code: int, message: str | None,
+                   next_path: str) -> Response:
+        return no_store(page(request, "login.html", status_code, message=message,
+                             next=next_path))
+
+    def start_session(request: Request, target: str) -> Response:
+        """The browser gets a fresh session cookie, host-only for the install host; the
+        token itself never goes into a cookie."""
+        install = f"{identity.install_host}:{identity.port}"
+        if request.headers.get("host") != install:
+            # Never set a cookie for 127.0.0.1 or localhost (sent to every port there):
+            # move to the install host with a one-time code instead.
+            code = identity.sessions.new_code()
+            location = (f"{identity.browser_base}login?code={quote(code)}"
+                        f"&next={quote(target)}")
+            response = RedirectResponse(location, status_code=303)
+        else:
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(cookie_name(identity.port), identity.sessions.create(),
+                                max_age=int(identity.sessions.lifetime), httponly=True,
+                                samesite="strict", path="/")
+        # Older versions put the token itself into this cookie: remove it from the browser.
+        response.delete_cookie(legacy_cookie_name(identity.port), path="/")
+        return no_store(response)
+
+    @app.get("/login", include_in_schema=False)
+    async def login(request: Request, token: str | None = None, code: str | None = None,
+                    next: str = "/") -> Response:
+        target = safe_next(next)
+        if code is not None:
+            if request.headers.get("host") != f"{identity.install_host}:{identity.port}":
+                # Redeemed where the cookie will live; the code is not used up here.
+                return no_store(RedirectResponse(
+                    f"{identity.browser_base}login?code={quote(code)}&next={quote(target)}",
+                    status_code=303))
+            if not identity.sessions.redeem(code):
+                return login_page(request, 401, "That sign-in link was used already or has "
+                                                "expired; sign in with the token.", target)
+            return start_session(request, target)
+        if token is None:
+            return login_page(request, 200, None, target)
+        if not identity.token_ok(token):
+            return login_page(request, 401, "That token is not right.", target)
+        return start_session(request, target)
+
+    @app.post("/login", include_in_schema=False)
+    async def login_form(request: Request) -> Response:
+        form = await request.form()
+        token = form.get("token")
+        target = safe_next(str(form.get("next") or "/"))
+        if not isinstance(token, str) or not identity.token_ok(token.strip()):
+            return login_page(request, 401, "That token is not right.", target)
+        return start_session(request, target)
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        """End this browser's session (the cookie is worthless from now on)."""
+        value = identity.session_of(request.headers)
+        ended = identity.sessions.revoke(value)
+        response: Response
+        if "text/html" in request.headers.get("accept", ""):
+            response = RedirectResponse("/login", status_code=303)
+        else:
+            response = JSONResponse({"signed_out": ended})
+        response.delete_cookie(cookie_name(identity.port), path="/")
+        return no_store(response)
+
+    @app.get("/api/browser-sessions")
+    async def browser_sessions() -> dict[str, Any]:
+        """How many browsers are signed in, and the host name they use."""
+        return {"active": identity.sessions.active, "host": identity.install_host,
+                "lifetime_seconds": identity.sessions.lifetime}
+
+    @app.post("/api/browser-sessions/revoke-all")
+    async def revoke_browser_sessions() -> dict[str, Any]:
+        """Sign out every browser (the desktop window's "Sign out all browsers")."""
+        return {"revoked": identity.sessions.revoke_all()}
+
+    @app.post("/api/browser-sessions/login-link")
+    async def browser_login_link(next: str = "/") -> dict[str, Any]:
+        """A link that signs a browser in once (a one-time code, not the token)."""
+        return {"url": identity.login_link(next),
+                "expires_in": identity.sessions.code_lifetime}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
@@ -144,8 +226,11 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         template = templates.get_template("login.html")
         return template.render(version=__version__, message=detail, next=path).encode()
 
-    return SecurityMiddleware(app, identity, unauthorized_page)
+    return SecurityMiddleware(StrictJsonBodies(app), identity, unauthorized_page)
 
 
 def login_url(base_url: str, token: str) -> str:
+    """A link with the token itself (for the terminal of ``serve``). Opening it moves the
+    browser to a session cookie at once; prefer :meth:`ServerIdentity.login_link`, which
+    carries a one-time code instead of the token."""
     return f"{base_url}login?token={quote(token)}"

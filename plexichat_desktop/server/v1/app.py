@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from plexichat_desktop import __version__
+from plexichat_desktop.server.strict_json import validation_error_response
 from plexichat_desktop.server.v1 import deps
 from plexichat_desktop.server.v1.routes import (
     analytics,
@@ -186,6 +188,8 @@ def create_v1_app(api: ApiV1) -> FastAPI:
                   description="The PlexiChat v1 REST API served by PlexiChat Desktop. "
                               "See docs/api-v1.md.")
     app.state.api = api
+    # FastAPI's own handler fails (500) on inputs JSON cannot express, such as 1e400.
+    app.add_exception_handler(RequestValidationError, validation_error_response)
 
     def info(request: Request) -> dict[str, Any]:
         prefix = request.scope.get("root_path", "").rstrip("/")

@@ -1,0 +1,99 @@
+"""Red-team findings about hostile input, tried for real over HTTP on 127.0.0.1:
+non-finite JSON numbers (3), traversal past the public prefix (4), over-limit and slow
+requests (10)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from plexichat_desktop.core.settings import ApiSettings, Settings
+from tests.conftest import FIXTURE_PLUGINS
+from tests.test_server_security import raw_request
+
+pytestmark = pytest.mark.asyncio
+
+NON_FINITE = ("1e400", "-1e400", "NaN", "Infinity", "-Infinity")
+
+
+def v1_settings() -> Settings:
+    settings = Settings()
+    settings.api = ApiSettings(scrypt_cost=4, performance_interval=3600.0)
+    return settings
+
+
+async def test_non_finite_numbers_are_422_naming_the_field_never_500(start_core, caplog):
+    core = await start_core(FIXTURE_PLUGINS, settings=v1_settings())
+    v1 = core.url + "api/v1"
+    cases = [
+        # unauthenticated v1 routes, a number field and a free-form dict
+        (core.anonymous, f"{v1}/auth/register", '{"username": "ann", "email": "a@b.org", '
+         '"password": "x", "display_name": %s}', "display_name"),
+        (core.anonymous, f"{v1}/auth/login", '{"username": "ann", "password": "p", '
+         '"device_info": {"screen": [1, %s]}}', "device_info.screen.1"),
+        (core.anonymous, f"{v1}/auth/refresh", '{"refresh_token": %s}', "refresh_token"),
+        # the host's own API (with the app token)
+        (core.client, "/tests/run", '{"plugin_name": "good_plugin", "timeout": %s}', "timeout"),
+    ]
+    caplog.set_level(logging.INFO)
+    for client, url, template, field in cases:
+        for literal in NON_FINITE:
+            caplog.clear()
+            r = await client.post(url, content=(template % literal).encode(),
+                                  headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (url, literal, r.status_code, r.text[:300])
+            detail = r.json()["detail"]
+            assert detail[0]["loc"] == ["body", *(int(p) if p.isdigit() else p
+                                                  for p in field.split("."))]
+            assert field in detail[0]["msg"] and "finite" in detail[0]["msg"]
+            assert "Traceback" not in caplog.text
+            server_lines = [rec for rec in caplog.records
+                            if rec.name.startswith(("plexichat_desktop", "uvicorn.error"))]
+            assert len(server_lines) <= 1, [rec.getMessage() for rec in server_lines]
+            assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    # Deeply nested JSON and integers too long to convert: 422 as well, never 500.
+    for body in (b"[" * 200_000 + b"]" * 200_000, b'{"refresh_token": ' + b"9" * 5000 + b"}"):
+        r = await core.anonymous.post(f"{v1}/auth/refresh", content=body,
+                                      headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, r.text[:300]
+    # A validation error whose input is itself not plain JSON still answers 422.
+    r = await core.client.post("/tests/run", json={"plugin_name": "good_plugin",
+                                                    "timeout": "soon"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "timeout"
+    # Finite numbers still work.
+    r = await core.anonymous.post(f"{v1}/auth/login", json={
+        "username": "nobody", "password": "x", "device_info": {"screen": [1, 2.5e3]}})
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize("path", [
+    "/_app/public/../index.js",
+    "/_app/public/%2e%2e/index.js",
+    "/_app/public/%2E%2E/index.js",
+    "/_app/public/..%2findex.js",
+    "/_app/public/.%2e/index.js",
+    "/_app/public/x/../../index.js",
+    "/_app/public/../../_app/index.js",
+    "/_app/public/./../index.js",
+    "/login/../_app/index.js",
+    "/_app/public/../../healthz",
+])
+async def test_the_public_prefix_is_decided_on_the_normalised_path(start_core, path):
+    core = await start_core(FIXTURE_PLUGINS)
+    # The file behind the traversal exists and is private: with the token it is served.
+    assert (await core.client.get("/_app/index.js")).status_code == 200
+    status, data = await raw_request(core.port, f"GET {path} HTTP/1.1",
+                                     {"Host": f"127.0.0.1:{core.port}"})
+    assert status == 401, (path, status, data[:300])
+    # Paths that stay inside the public folder are still public.
+    status, _ = await raw_request(core.port, "GET /_app/public/x/../app.css HTTP/1.1",
+                                  {"Host": f"127.0.0.1:{core.port}"})
+    assert status == 200
+
+
+async def read_all(reader: asyncio.StreamReader, bound: float = 20.0) -> bytes:
+    """Everything until the server closes the connection (bounded, so a bug cannot hang)."""
+    async with asyncio.timeout(bound):
+        return await reader.read()
