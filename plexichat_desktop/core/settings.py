@@ -191,6 +191,15 @@ class ApiSettings(_Section):
     max_backups: int = Field(
         20, ge=1, le=1000, description="Backups kept; the oldest are deleted first."
     )
+    max_restore_mb: float = Field(
+        8192.0, gt=0, description="Largest unpacked size of a backup archive that is "
+                                  "accepted or restored, in MiB (checked before unpacking)."
+    )
+    webhook_allow_private: bool = Field(
+        False, description="Let webhooks target loopback, private, link-local or "
+                           "unspecified addresses (off: a webhook could probe this machine "
+                           "and its network)."
+    )
 
 
 class Settings(_Section):

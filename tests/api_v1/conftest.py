@@ -21,7 +21,7 @@ from tests.conftest import RunningCore
 
 PASSWORD = "Corr3ct-Horse-Battery"
 FAST = {"scrypt_cost": 4, "performance_interval": 3600.0, "register_rate_limit": 1000,
-        "login_rate_limit": 1000}
+        "login_rate_limit": 1000, "webhook_allow_private": True}
 _names = itertools.count(1)
 
 

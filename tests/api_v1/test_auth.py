@@ -248,10 +248,10 @@ async def test_host_security_applies_but_not_the_app_token(v1):
     r = await core.anonymous.post("/api/v1/auth/login", headers={
         "Origin": "http://evil.example"}, json={"username": "x", "password": "y"})
     assert r.status_code == 403 and "Origin" in r.json()["detail"]
-    # A path that climbs out of /api/v1 is not served by the host app.
+    # A path that climbs out of /api/v1 is judged where it lands: it needs the app token.
     status, data = await raw_request(core.port, "GET /api/v1/../tests/results HTTP/1.1",
                                      {"Host": f"127.0.0.1:{core.port}"})
-    assert status == 404, data[:300]
+    assert status == 401, data[:300]
 
 
 async def test_only_the_installs_owner_creates_the_administrator(v1):
@@ -264,10 +264,18 @@ async def test_only_the_installs_owner_creates_the_administrator(v1):
     wrong = await v1.anon.post("/auth/register", headers={"X-PlexiChat-App-Token": "nope"},
                                json={**body, "username": "eve", "email": "eve@example.org"})
     assert wrong.json()["user"]["is_admin"] is False
-    # The desktop window's cookie proves ownership, as the header does.
-    cookie = f"plexichat_token_{v1.core.port}={v1.core.token}"
-    owner = await v1.anon.post("/auth/register", headers={"Cookie": cookie}, json={
-        **body, "username": "olivia", "email": "olivia@example.org"})
+    # The old cookie that carried the token itself proves nothing any more ...
+    legacy = f"plexichat_token_{v1.core.port}={v1.core.token}"
+    old = await v1.anon.post("/auth/register", headers={"Cookie": legacy}, json={
+        **body, "username": "otto", "email": "otto@example.org"})
+    assert old.json()["user"]["is_admin"] is False
+    # ... a browser session of the owner (signed in with the token) does, as the header does.
+    identity = v1.core.runtime.identity
+    install = f"{identity.install_host}:{v1.core.port}"
+    session = f"plexichat_session_{v1.core.port}={identity.sessions.create()}"
+    owner = await v1.anon.post("/auth/register", headers={"Cookie": session, "Host": install},
+                               json={**body, "username": "olivia",
+                                     "email": "olivia@example.org"})
     assert owner.json()["user"]["is_admin"] is True
     # One administrator only.
     again = await v1.anon.post(

@@ -8,7 +8,7 @@ existing accounts.
 Tokens are opaque random strings (``pxa_`` access, ``pxr_`` refresh, 256 bits each). The
 database keeps only their SHA-256 digests, so a copy of it (a backup, say) yields no usable
 token. A session holds one access and one refresh token; refreshing replaces both (rotation),
-and presenting a refresh token that was already rotated out revokes the session.
+and presenting any refresh token the session already rotated out revokes the session.
 """
 
 from __future__ import annotations
@@ -159,10 +159,10 @@ def rotate_session(conn: sqlite3.Connection, refresh_token: str, access_ttl: flo
         "u.is_active, u.is_admin FROM sessions s JOIN users u ON u.id = s.user_id "
         "WHERE s.refresh_hash = ?", (token_hash,)).fetchone()
     if row is None:
-        reused = conn.execute("SELECT id FROM sessions WHERE prev_refresh_hash = ?",
+        reused = conn.execute("SELECT session_id FROM refresh_history WHERE refresh_hash = ?",
                               (token_hash,)).fetchone()
         if reused is not None:
-            conn.execute("DELETE FROM sessions WHERE id = ?", (reused["id"],))
+            conn.execute("DELETE FROM sessions WHERE id = ?", (reused["session_id"],))
             return Rotation(error="refresh token was already used; the session has been "
                                   "revoked, log in again")
         return Rotation(error="invalid refresh token")
@@ -180,5 +180,7 @@ def rotate_session(conn: sqlite3.Connection, refresh_token: str, access_ttl: flo
         "refresh_expires = ?, prev_refresh_hash = ?, last_used_at = ? WHERE id = ?",
         (digest(tokens.access_token), tokens.access_expires, digest(tokens.refresh_token),
          tokens.refresh_expires, token_hash, current, session_id))
+    conn.execute("INSERT OR IGNORE INTO refresh_history (refresh_hash, session_id, rotated_at) "
+                 "VALUES (?, ?, ?)", (token_hash, session_id, current))
     return Rotation(tokens, {"id": row["id"], "username": row["username"],
                              "is_admin": bool(row["is_admin"])})

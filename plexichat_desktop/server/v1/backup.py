@@ -29,7 +29,12 @@ from typing import Any
 
 from plexichat_desktop import __version__
 from plexichat_desktop.server.v1.common import iso, new_id, now
-from plexichat_desktop.server.v1.store import SCHEMA_VERSION, ApiStore, inspect_database
+from plexichat_desktop.server.v1.store import (
+    SCHEMA_VERSION,
+    ApiStore,
+    clean_copy,
+    inspect_database,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +76,11 @@ class BackupManager:
     """Create, list, verify, restore and delete backups; one operation at a time."""
 
     def __init__(self, store: ApiStore, files_dir: Path, backups_dir: Path, keep: int,
-                 on_completed: Callable[[dict[str, Any]], None] | None = None):
+                 on_completed: Callable[[dict[str, Any]], None] | None = None,
+                 max_unpacked: Callable[[], int] = lambda: 4 << 30):
         self.store = store
+        # Read at each check, so that a settings change applies without a restart.
+        self.max_unpacked = max_unpacked
         self.files_dir = files_dir
         self.dir = backups_dir
         self.keep = keep
@@ -265,6 +273,14 @@ class BackupManager:
                 if DB_NAME not in names or "manifest.json" not in names:
                     raise BackupError(422, "file: the archive has no database or manifest; "
                                            "it is not a PlexiChat v1 backup")
+                # Decided from the directory, before anything is unpacked; zipfile never
+                # writes more than an entry's declared size.
+                unpacked = sum(info.file_size for info in zf.infolist())
+                cap = self.max_unpacked()
+                if unpacked > cap:
+                    raise BackupError(422, f"file: the archive unpacks to {unpacked} bytes, "
+                                           f"more than the {cap} allowed ([api] "
+                                           f"max_restore_mb)")
                 manifest = json.loads(zf.read("manifest.json"))
         except (zipfile.BadZipFile, ValueError, OSError) as exc:
             raise BackupError(422, f"file: not a readable backup archive ({exc})") from None
@@ -289,12 +305,14 @@ class BackupManager:
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(staging)  # names checked above: no absolute or '..' paths
             db = staging / DB_NAME
+            clean = staging / "clean.sqlite3"
             try:
                 inspect_database(db)
+                clean_copy(db, clean)
             except ValueError as exc:
                 raise BackupError(422, f"backup '{record['id']}': {exc}") from None
-            counts = _counts(db)
-            self.store.replace_from(db)
+            counts = _counts(clean)
+            self.store.replace_from(clean)
             new_files = staging / "files"
             new_files.mkdir(exist_ok=True)
             old = staging / "files-replaced"

@@ -180,6 +180,16 @@ class RealtimeHub:
                                         username=conn.username))
         return True
 
+    def evict(self, room_id: str, user_id: str | None = None, reason: str = "") -> int:
+        """Take ``user_id``'s connections (everyone's when None) out of ``room_id`` now,
+        each told with a ``room_left`` frame: membership changes act on the hub at once,
+        not when the socket next asks. The number of connections removed."""
+        victims = [c for c in self.rooms.get(room_id, ()) if user_id in (None, c.user_id)]
+        for conn in victims:
+            self.leave(conn, room_id)
+            self.send(conn, frame("room_left", room_id=room_id, reason=reason))
+        return len(victims)
+
     def room_members(self, room_id: str) -> list[dict[str, str]]:
         seen: dict[str, str] = {}
         for conn in self.rooms.get(room_id, ()):

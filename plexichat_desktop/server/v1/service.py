@@ -54,8 +54,10 @@ class ApiV1:
         self.hub = RealtimeHub()
         self.webhooks = WebhookDispatcher(self.store, settings)
         self.perf = PerformanceMonitor(settings, self.root, on_alert=self._on_alert)
-        self.backups = BackupManager(self.store, self.files_dir, self.root / "backups",
-                                     settings.max_backups, on_completed=self._on_backup)
+        self.backups = BackupManager(
+            self.store, self.files_dir, self.root / "backups", settings.max_backups,
+            on_completed=self._on_backup,
+            max_unpacked=lambda: int(self.settings.max_restore_mb * (1 << 20)))
         # The FastAPI app of ~135 routes takes ~0.2 s to build (route and model analysis):
         # built in a worker thread when the first request comes, not during the app's
         # start (in the desktop app that start includes loading the first pages).

@@ -233,7 +233,23 @@ def _migration_1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+def _migration_2(conn: sqlite3.Connection) -> None:
+    """Every refresh token a session rotated out, not only the last one: presenting any of
+    them (a copy of an old one) must revoke the session. Rows go with their session."""
+    conn.execute("""
+        CREATE TABLE refresh_history (
+            refresh_hash TEXT PRIMARY KEY,
+            session_id   TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            rotated_at   REAL NOT NULL
+        ) WITHOUT ROWID
+    """)
+    conn.execute("CREATE INDEX refresh_history_session ON refresh_history(session_id)")
+    conn.execute("INSERT OR IGNORE INTO refresh_history (refresh_hash, session_id, rotated_at) "
+                 "SELECT prev_refresh_hash, id, last_used_at FROM sessions "
+                 "WHERE prev_refresh_hash IS NOT NULL")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -274,10 +290,10 @@ class ApiStore(SqliteDatabase):
             dest.close()
 
     def replace_from(self, source: Path) -> None:
-        """Replace every table's content with the database at ``source``, then migrate.
+        """Replace the whole database with ``source``, then migrate.
 
-        The caller has checked that ``source`` is a sound v1 database of a schema version
-        this code understands.
+        ``source`` must be a database built by :func:`clean_copy` (our schema, copied rows),
+        never an archive's file itself: the copy brings the source's schema objects along.
         """
         src = sqlite3.connect(str(source))
         try:
@@ -289,6 +305,61 @@ class ApiStore(SqliteDatabase):
         finally:
             src.close()
         self._migrate(MIGRATIONS)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def clean_copy(source: Path, target: Path) -> None:
+    """Build ``target`` with our own migrations and copy into it the rows of the tables and
+    columns this version knows from ``source`` (an archive's database).
+
+    Nothing of the source's schema is taken: not its triggers, views or indexes, not
+    its extra tables or columns, so a crafted backup cannot plant a trigger that runs in
+    the live database later. Raises ``ValueError`` when the rows break our constraints.
+    """
+    ApiStore(target).close()
+    conn = sqlite3.connect(str(target), isolation_level=None, uri=True)
+    try:
+        # No functions with side effects from a schema we did not write, just in case.
+        conn.execute("PRAGMA trusted_schema = OFF")
+        conn.execute("PRAGMA foreign_keys = OFF")  # rows arrive in table order
+        conn.execute("ATTACH DATABASE ? AS src", (f"file:{source}?mode=ro",))
+        ours = [r[0] for r in conn.execute(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        theirs = {r[0] for r in conn.execute(
+            "SELECT name FROM src.sqlite_master WHERE type = 'table'")}
+        conn.execute("BEGIN")
+        try:
+            for table in ours:
+                if table not in theirs:
+                    continue
+                known = [r[1] for r in conn.execute(f"PRAGMA main.table_info({_quote(table)})")]
+                present = {r[1] for r in conn.execute(
+                    f"PRAGMA src.table_info({_quote(table)})")}
+                columns = ", ".join(_quote(c) for c in known if c in present)
+                if columns:
+                    conn.execute(f"INSERT INTO main.{_quote(table)} ({columns}) "
+                                 f"SELECT {columns} FROM src.{_quote(table)}")
+            if "refresh_history" not in theirs:  # an archive from before it existed
+                conn.execute(
+                    "INSERT OR IGNORE INTO refresh_history (refresh_hash, session_id, "
+                    "rotated_at) SELECT prev_refresh_hash, id, last_used_at FROM sessions "
+                    "WHERE prev_refresh_hash IS NOT NULL")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise ValueError(f"the database in the backup does not fit this schema: {exc}"
+                             ) from None
+        dangling = conn.execute("PRAGMA main.foreign_key_check").fetchall()
+        if dangling:
+            raise ValueError(f"the database in the backup has {len(dangling)} dangling "
+                             f"reference(s), first in table {dangling[0][0]}")
+        conn.execute("DETACH DATABASE src")
+    finally:
+        conn.close()
 
 
 def inspect_database(path: Path) -> int:

@@ -211,6 +211,7 @@ def _delete(conn: sqlite3.Connection, group_id: str, me: str) -> None:
 async def delete(group_id: str, user: User, api: Api) -> dict[str, Any]:
     """Delete a group (owner only)."""
     await api.store.write(_delete, group_id, user.id)
+    api.hub.evict(group_id, reason="the group was deleted")
     return done("Group deleted", group_id=group_id)
 
 
@@ -252,6 +253,7 @@ def _leave(conn: sqlite3.Connection, group_id: str, me: str) -> None:
 async def leave(group_id: str, user: User, api: Api) -> dict[str, Any]:
     """Leave a group (its owner cannot)."""
     await api.store.write(_leave, group_id, user.id)
+    api.hub.evict(group_id, user.id, reason="you left the group")
     return done("Left the group", group_id=group_id)
 
 

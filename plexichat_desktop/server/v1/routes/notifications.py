@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from plexichat_desktop.server.v1 import accounts
 from plexichat_desktop.server.v1.common import (
@@ -41,12 +42,37 @@ Priority = Literal["low", "normal", "high", "urgent"]
 METADATA_MAX = 4000
 
 
+def _check_action_url(value: str | None) -> str | None:
+    """An absolute http(s) URL or a path on this server: a client renders it as a link,
+    and ``javascript:``, ``data:`` or ``file:`` there would run or open whatever the sender
+    chose. Control characters and backslashes are refused because browsers strip or
+    reinterpret them (``java<TAB>script:``, ``/\\evil.example``)."""
+    if value is None:
+        return None
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in value) or value != value.strip():
+        raise ValueError("must not contain control characters, backslashes or surrounding "
+                         "spaces")
+    parts = urlsplit(value)
+    if parts.scheme:
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"scheme {parts.scheme!r} is not allowed; use an http(s):// URL "
+                             "or a path starting with /")
+        return value
+    if not value.startswith("/") or value.startswith("//"):
+        raise ValueError("must be an absolute http(s):// URL or a path starting with / "
+                         "(not //host)")
+    return value
+
+
+ActionUrl = Annotated[str | None, Field(max_length=2000), AfterValidator(_check_action_url)]
+
+
 class SendBody(Body):
     title: str = Field(min_length=1, max_length=200)
     message: str = Field(min_length=1, max_length=2000)
     type: Kind = "info"
     recipient_id: str = Field(min_length=1, max_length=64)
-    action_url: str | None = Field(None, max_length=2000)
+    action_url: ActionUrl = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = "normal"
 
@@ -56,7 +82,7 @@ class BroadcastBody(Body):
     message: str = Field(min_length=1, max_length=2000)
     type: Kind = "info"
     recipient_ids: list[str] = Field(min_length=1, max_length=100)
-    action_url: str | None = Field(None, max_length=2000)
+    action_url: ActionUrl = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     priority: Priority = "normal"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import sqlite3
 import time
@@ -22,6 +21,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from pydantic import Field
 
+from plexichat_desktop.server.strict_json import loads_strict
 from plexichat_desktop.server.v1 import accounts
 from plexichat_desktop.server.v1.common import Body, done, forbidden, iso, not_found, now
 from plexichat_desktop.server.v1.deps import Api, CurrentUser, User, authenticate
@@ -63,16 +63,36 @@ def _header_token(websocket: WebSocket) -> str | None:
     return value.strip() or None if scheme.lower() == "bearer" else None
 
 
+async def _receive_frame(websocket: WebSocket) -> str | bytes:
+    """The next frame's text, or its bytes for a binary frame (the protocol is JSON text);
+    raises WebSocketDisconnect when the peer is gone."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+def _parse(raw: str) -> Any:
+    """A frame's JSON; ValueError (also for nesting too deep or non-finite numbers)."""
+    try:
+        return loads_strict(raw)
+    except RecursionError:
+        raise ValueError("the JSON nests too deeply") from None
+
+
 async def _first_frame_auth(websocket: WebSocket, api: ApiV1) -> CurrentUser | None:
     try:
-        raw = await asyncio.wait_for(websocket.receive_text(), api.settings.ws_auth_timeout)
+        raw = await asyncio.wait_for(_receive_frame(websocket), api.settings.ws_auth_timeout)
     except TimeoutError:
         await websocket.close(CLOSE_AUTH_TIMEOUT, "no auth message in time")
         return None
     except (WebSocketDisconnect, RuntimeError):
         return None
     try:
-        message = json.loads(raw)
+        if not isinstance(raw, str) or len(raw) > MAX_FRAME:
+            raise ValueError
+        message = _parse(raw)
         token = message.get("token") or (message.get("data") or {}).get("token")
         if message.get("type") != "auth" or not isinstance(token, str):
             raise ValueError
@@ -122,7 +142,7 @@ async def _serve(api: ApiV1, conn: Connection) -> None:
     checked = time.monotonic()
     while True:
         try:
-            raw = await conn.websocket.receive_text()
+            raw = await _receive_frame(conn.websocket)
         except (WebSocketDisconnect, RuntimeError):
             return
         if conn.closed:
@@ -144,19 +164,22 @@ def _field(message: dict[str, Any], name: str) -> Any:
     return data.get(name) if isinstance(data, dict) else None
 
 
-async def _handle(api: ApiV1, conn: Connection, raw: str) -> None:
+async def _handle(api: ApiV1, conn: Connection, raw: str | bytes) -> None:
     hub = api.hub
 
     def error(text: str, code: str = "bad_request") -> None:
         hub.send(conn, frame("error", message=text, code=code))
 
+    if isinstance(raw, bytes):
+        error("binary frames are not understood; send JSON text frames", "invalid_json")
+        return
     if len(raw) > MAX_FRAME:
         error(f"frame too large: at most {MAX_FRAME} characters", "too_large")
         return
     try:
-        message = json.loads(raw)
-    except ValueError:
-        error("Invalid JSON format", "invalid_json")
+        message = _parse(raw)
+    except ValueError as exc:
+        error(f"Invalid JSON format: {str(exc)[:200]}", "invalid_json")
         return
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         error('a frame is a JSON object with a "type"')

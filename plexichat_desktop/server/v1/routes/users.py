@@ -75,22 +75,27 @@ async def update_me(body: ProfileUpdate, user: User, api: Api) -> dict[str, Any]
     return accounts.profile(row, api.hub, own=True)
 
 
-def _delete(conn: sqlite3.Connection, user_id: str) -> tuple[list[str], list[str]]:
+def _delete(conn: sqlite3.Connection, user_id: str
+            ) -> tuple[list[str], list[str], list[str]]:
     sessions = [r[0] for r in conn.execute("SELECT id FROM sessions WHERE user_id = ?",
                                            (user_id,))]
     files = [r[0] for r in conn.execute("SELECT id FROM files WHERE owner_id = ?", (user_id,))]
+    groups = [r[0] for r in conn.execute("SELECT id FROM groups WHERE owner_id = ?",
+                                         (user_id,))]
     # Cascades remove sessions, messages, files, shares, memberships, owned groups,
     # notifications and webhooks.
     conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
     accounts.record_activity(conn, None, "account_deleted")
-    return sessions, files
+    return sessions, files, groups
 
 
 @router.delete("/me")
 async def delete_me(user: User, api: Api) -> dict[str, Any]:
     """Delete the caller's account and everything it owns (messages, files, groups...)."""
-    sessions, files = await api.store.write(_delete, user.id)
+    sessions, files, groups = await api.store.write(_delete, user.id)
     await api.hub.close_sessions(sessions, reason="account deleted")
+    for group_id in groups:  # its groups went with the account: so do their rooms
+        api.hub.evict(group_id, reason="the group was deleted")
 
     def unlink_all() -> None:
         for file_id in files:
