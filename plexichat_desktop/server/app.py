@@ -25,6 +25,7 @@ from plexichat_desktop.scheduling.service import SchedulerService
 from plexichat_desktop.server.dashboard_api import dashboard_router
 from plexichat_desktop.server.dashboard_pages import dashboard_pages
 from plexichat_desktop.server.event_log import EventLog
+from plexichat_desktop.server.live_hub import live_hub_router
 from plexichat_desktop.server.plugin_routes import PluginDispatcher
 from plexichat_desktop.server.security import (
     SecurityMiddleware,
@@ -214,6 +215,8 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
 
         return event_stream(source(), stopping)
 
+    # Pages follow /events and the other streams through one shared connection.
+    app.include_router(live_hub_router(stopping))
     app.include_router(tests_router(tests, scheduler, event_log, stopping))
     app.include_router(dashboard_router(tests, event_log))
     app.include_router(dashboard_pages(tests, templates, __version__))

@@ -1,9 +1,11 @@
-// Live plugin states on the host index page, pushed over Server-Sent Events.
+// Live plugin states on the host index page, pushed over Server-Sent Events (through the
+// app's shared live connection when /_app/live/client.js is loaded).
 (function () {
   "use strict";
   const list = document.getElementById("plugins");
   if (!list || !window.EventSource) return;
-  const source = new EventSource("/events");
+  const source = window.plexichatLive ? window.plexichatLive.open("/events")
+    : new EventSource("/events");
   source.addEventListener("plugin.state", (msg) => {
     const ev = JSON.parse(msg.data);
     const item = list.querySelector(`[data-plugin="${CSS.escape(ev.plugin_id)}"]`);

@@ -223,7 +223,16 @@ async function load() {
   } catch (err) {
     showError(`Could not load the status: ${err.message}`);
   }
-  const events = new EventSource("api/events");
+  follow();
+}
+
+const RECONNECT_MS = 5000;
+
+function follow() {
+  // The app's shared live connection (/_app/live/client.js) when the page has it: a
+  // stream per open page would use up the browser's connections to the server.
+  const events = window.plexichatLive ? window.plexichatLive.open("api/events")
+    : new EventSource("api/events");
   events.addEventListener("status", (e) => { showError(""); renderStatus(JSON.parse(e.data)); });
   events.addEventListener("request", (e) => {
     const record = JSON.parse(e.data);
@@ -238,6 +247,11 @@ async function load() {
     const badge = $("connection");
     badge.textContent = "Reconnecting…";
     badge.className = "badge badge-wait";
+    if (events.readyState === EventSource.CLOSED) {
+      // Refused (e.g. the plugin was disabled): the browser will not retry by itself.
+      events.close();
+      setTimeout(follow, RECONNECT_MS);
+    }
   });
 }
 

@@ -533,7 +533,10 @@ function onSample(sample) {
 }
 
 function connect() {
-  source = new EventSource("api/stream");
+  // The app's shared live connection (/_app/live/client.js) when the page has it: a
+  // stream per open page would use up the browser's connections to the server.
+  source = window.plexichatLive ? window.plexichatLive.open("api/stream")
+    : new EventSource("api/stream");
   source.addEventListener("open", () => {
     setConnection("live", "Live");
     showPageError("");

@@ -37,7 +37,7 @@ export class LiveFeed {
 
   start(lastId) {
     this.lastId = lastId || 0;
-    if (!("EventSource" in window)) {
+    if (!window.plexichatLive && !("EventSource" in window)) {
       this.startPolling("this browser cannot receive live updates");
       return;
     }
@@ -48,7 +48,10 @@ export class LiveFeed {
     clearTimeout(this.retryTimer);
     if (this.source) this.source.close();
     this.status("connecting", "Connecting…");
-    const source = new EventSource(`${this.url}?since=${this.lastId}`);
+    // One shared connection for all pages (client.js), so live pages never use up the
+    // browser's connections to the server.
+    const url = `${this.url}?since=${this.lastId}`;
+    const source = window.plexichatLive ? window.plexichatLive.open(url) : new EventSource(url);
     this.source = source;
     for (const topic of TOPICS) {
       source.addEventListener(topic, (msg) => this.receive(topic, msg));
