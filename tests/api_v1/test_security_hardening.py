@@ -13,9 +13,11 @@ from io import BytesIO
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from tests.api_v1.test_realtime import next_frame, send
+from tests.api_v1.test_webhooks import Receiver
 
 pytestmark = pytest.mark.asyncio
 
@@ -239,3 +241,88 @@ async def test_archives_that_unpack_too_large_are_refused_before_unpacking(make_
     assert r.status_code == 422 and "unpacks to" in r.json()["detail"]
     assert list(v1.api.backups.dir.glob(".restore-*")) == staged == []
     assert not (v1.api.files_dir / "ab").exists()
+
+
+# -- webhooks: server-side request forgery (5) -------------------------------------------
+# No test here sends anything to a non-loopback address: refused targets are refused while
+# validating, before any connection, and the receiver is on 127.0.0.1.
+
+REFUSED_TARGETS = [
+    "http://10.0.0.1/hook", "http://172.16.5.4/", "http://192.168.1.1:8080/x",
+    "http://169.254.169.254/latest/meta-data/", "http://0.0.0.0:8000/", "http://0/",
+    "http://127.0.0.1:1/", "http://127.9.9.9/", "http://localhost:1/",
+    "http://[::1]:1/", "http://[::]/", "http://[::ffff:127.0.0.1]:1/",
+    "http://[::ffff:a9fe:a9fe]/", "http://[fe80::1]/", "http://[fd00::1]/",
+    "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.0.0.1/", "http://127.1/",
+    "http://017700000001/", "http://0xa9fea9fe/", "https://100.64.0.1/",
+    "http://[2002:7f00:1::]/",  # 6to4 around 127.0.0.1
+]
+
+
+async def test_webhooks_to_private_addresses_are_refused_without_connecting(make_v1):
+    target = Receiver()
+    await target.start()
+    try:
+        v1 = await make_v1(webhook_allow_private=False)
+        ann = await v1.account("ann")
+        for url in [*REFUSED_TARGETS, target.url]:
+            r = await ann.client.post("/webhooks/register", json={"url": url,
+                                                                  "events": ["*"]})
+            assert r.status_code == 422, (url, r.text)
+            item = r.json()["detail"][0]
+            assert item["loc"] == ["body", "url"] and "webhook_allow_private" in item["msg"]
+        assert (await ann.client.get("/webhooks/")).json()["total"] == 0
+        # Changing a webhook's URL is checked the same way.
+        v1.api.settings.webhook_allow_private = True
+        hook = (await ann.client.post("/webhooks/register", json={
+            "url": target.url, "events": ["*"]})).json()
+        v1.api.settings.webhook_allow_private = False
+        r = await ann.client.put(f"/webhooks/{hook['id']}", json={
+            "url": "http://169.254.169.254/latest/meta-data/"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "url"]
+        # At delivery time the target is checked again (the address a name resolves to can
+        # change after registration): nothing reaches the target.
+        r = await ann.client.post(f"/webhooks/{hook['id']}/test", params={"wait": "true"})
+        attempt = r.json()["attempts"][0]
+        assert attempt["status_code"] is None and "refused" in attempt["error"]
+        assert "loopback" in attempt["error"]
+        assert target.requests == []
+    finally:
+        await target.stop()
+
+
+@pytest_asyncio.fixture
+async def receiver():
+    rec = Receiver()
+    await rec.start()
+    yield rec
+    await rec.stop()
+
+
+async def test_deliveries_go_to_the_checked_address_and_only_admins_read_answers(v1, receiver):
+    ann = await v1.account("ann")  # the administrator
+    ben = await v1.account("ben")
+    port = receiver.url.split(":")[2].split("/")[0]
+    # A name: resolved, checked, and the request sent to that address with the name kept
+    # in the Host header.
+    named = f"http://localhost:{port}/hook"
+    hooks = {}
+    for who in (ann, ben):
+        r = await who.client.post("/webhooks/register", json={"url": named, "events": ["*"]})
+        assert r.status_code == 201, r.text
+        hooks[who.username] = r.json()["id"]
+    for who in (ann, ben):
+        r = await who.client.post(f"/webhooks/{hooks[who.username]}/test",
+                                  params={"wait": "true"})
+        assert r.json()["status"] == "delivered", r.text
+    received = await receiver.wait_for(2)
+    assert {req.headers["host"] for req in received} == {f"localhost:{port}"}
+    # The receiver's answer is in the log for the administrator only.
+    for who, sees in ((ann, True), (ben, False)):
+        log = (await who.client.get(f"/webhooks/{hooks[who.username]}/deliveries")).json()
+        attempt = log["deliveries"][0]["attempts"][0]
+        assert attempt["status_code"] == 200 and "duration_ms" in attempt
+        assert ("response" in attempt) is sees
+        one = (await who.client.get(
+            f"/webhooks/deliveries/{log['deliveries'][0]['id']}")).json()
+        assert ("response" in one["attempts"][0]) is sees

@@ -8,6 +8,14 @@ at most ``MAX_IN_FLIGHT`` at once.
 Each request carries ``X-PlexiChat-Signature: sha256=<hex>``, the HMAC-SHA256 under the
 webhook's secret of ``"<X-PlexiChat-Timestamp>.<raw body>"``; signing the timestamp too lets
 a receiver refuse replays of old deliveries.
+
+Targets are checked twice against server-side request forgery: at registration, and again
+right before every attempt (the name may resolve elsewhere by then: DNS rebinding). Unless
+``[api] webhook_allow_private`` is on, a target that resolves to a loopback, private,
+link-local, unspecified or otherwise non-public address is refused; the request then goes
+to the very address that was checked (the URL's host is replaced by it, the ``Host`` header
+and the TLS server name keep the name). Receivers' answers are kept in the delivery log
+for administrators only: for anyone else the log must not be a way to read other servers.
 """
 
 from __future__ import annotations
@@ -16,12 +24,16 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import random
+import socket
 import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -47,6 +59,90 @@ SIGNATURE_HEADER = "X-PlexiChat-Signature"
 TIMESTAMP_HEADER = "X-PlexiChat-Timestamp"
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TargetRefused(ValueError):
+    """A webhook URL whose host is (or resolves to) an address webhooks may not reach."""
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """``host`` as an IP address when it is one in any form a resolver accepts: dotted,
+    IPv6, and the legacy integer, octal, hex and short forms (``2130706433``,
+    ``0177.0.0.1``, ``0x7f.1``, ``127.1``) that ``inet_aton`` reads as 127.0.0.1."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        return None
+
+
+def non_public_reason(address: IPAddress) -> str | None:
+    """Why ``address`` is not a public internet address (None when it is one)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour or (
+            address.teredo[1] if address.teredo else None)
+        if embedded is not None:
+            return non_public_reason(embedded)
+    for reason, flag in (("unspecified", address.is_unspecified),
+                         ("loopback", address.is_loopback),
+                         ("link-local", address.is_link_local),
+                         ("private", address.is_private),
+                         ("multicast", address.is_multicast),
+                         ("reserved", address.is_reserved)):
+        if flag:
+            return reason
+    return None if address.is_global else "not public"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one delivery goes: the URL with the checked address in place of the name."""
+
+    url: str
+    host_header: str
+    sni_hostname: str | None
+
+
+async def resolve_target(url: str, allow_private: bool) -> Target:
+    """Resolve ``url``'s host, check every address and pin the first one.
+
+    Raises :class:`TargetRefused` naming the address and why, ``OSError`` when the name
+    does not resolve."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    literal = literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(
+            ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))
+        if not addresses:
+            raise OSError(f"{host} has no address")
+    if not allow_private:
+        for address in addresses:
+            reason = non_public_reason(address)
+            if reason is not None:
+                shown = host if str(address) == host else f"{host} resolves to {address}, which"
+                article = "an" if reason[0] in "aeiou" else "a"
+                raise TargetRefused(
+                    f"url: {shown} is {article} {reason} address; webhooks may only reach public "
+                    f"addresses unless an administrator sets [api] webhook_allow_private")
+    pinned = addresses[0]
+    netloc = f"[{pinned}]" if pinned.version == 6 else str(pinned)
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return Target(url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+                  host_header=parts.netloc.rsplit("@", 1)[-1],
+                  sni_hostname=host if parts.scheme == "https" and literal is None else None)
+
+
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """The signature header value for ``body`` sent at ``timestamp``."""
     mac = hmac.new(secret.encode("utf-8"), timestamp.encode("ascii") + b"." + body,
@@ -54,8 +150,13 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def delivery_dict(row: dict[str, Any]) -> dict[str, Any]:
-    """A delivery log entry as the API shows it."""
+def delivery_dict(row: dict[str, Any], admin: bool = False) -> dict[str, Any]:
+    """A delivery log entry as the API shows it; the receivers' answers (``response`` of
+    each attempt) only to administrators."""
+    attempts = json.loads(row["attempts"])
+    if not admin:
+        attempts = [{k: v for k, v in attempt.items() if k != "response"}
+                    for attempt in attempts]
     return {
         "id": row["id"],
         "webhook_id": row["webhook_id"],
@@ -68,7 +169,7 @@ def delivery_dict(row: dict[str, Any]) -> dict[str, Any]:
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
         "payload": json.loads(row["payload"]),
-        "attempts": json.loads(row["attempts"]),
+        "attempts": attempts,
     }
 
 
@@ -167,8 +268,10 @@ class WebhookDispatcher:
         await self.store.write(_requeue_in_flight, now())
         # No redirects: a receiver must answer itself, and a redirect could point the signed
         # payload somewhere the user never registered.
+        # trust_env off: a proxy from the environment would connect somewhere other than
+        # the address that was checked.
         self._client = httpx.AsyncClient(
-            timeout=self.settings.webhook_timeout, follow_redirects=False,
+            timeout=self.settings.webhook_timeout, follow_redirects=False, trust_env=False,
             headers={"User-Agent": f"PlexiChat-Desktop-Webhooks/{__version__}"})
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                             name="v1 webhook dispatcher")
@@ -270,11 +373,21 @@ class WebhookDispatcher:
             error: str | None = None
             excerpt = ""
             try:
-                response = await self._client.post(row["url"], content=body, headers=headers)
+                # Checked again now: the name may point somewhere else than at registration.
+                target = await resolve_target(row["url"], self.settings.webhook_allow_private)
+                headers["Host"] = target.host_header
+                extensions = ({"sni_hostname": target.sni_hostname}
+                              if target.sni_hostname else None)
+                response = await self._client.post(target.url, content=body, headers=headers,
+                                                   extensions=extensions)
                 status_code = response.status_code
                 excerpt = response.text[:EXCERPT]
                 if not 200 <= status_code < 300:
                     error = f"receiver answered HTTP {status_code}"
+            except TargetRefused as exc:
+                error = f"refused: {exc}"
+            except OSError as exc:
+                error = f"cannot resolve the host: {exc}"
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             attempt = {"attempt": number, "at": iso(now()), "status_code": status_code,

@@ -21,6 +21,7 @@ from plexichat_desktop.server.v1.common import (
     Body,
     Offset,
     done,
+    invalid,
     iso,
     limit_query,
     new_id,
@@ -31,14 +32,17 @@ from plexichat_desktop.server.v1.common import (
     sent_fields,
 )
 from plexichat_desktop.server.v1.deps import Api, User
+from plexichat_desktop.server.v1.service import ApiV1
 from plexichat_desktop.server.v1.store import one, rows, scalar
 from plexichat_desktop.server.v1.webhooks import (
     ADMIN_EVENTS,
     EVENTS,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    TargetRefused,
     delivery_dict,
     enqueue_rows,
+    resolve_target,
 )
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -131,6 +135,17 @@ def _own(conn: sqlite3.Connection, webhook_id: str, me: str) -> dict[str, Any] |
                             f"w.owner_id = ?", (webhook_id, me)))
 
 
+async def check_target(api: ApiV1, url: str) -> None:
+    """422 naming ``url`` when it points at an address webhooks may not reach. A name
+    that does not resolve now is accepted: every delivery resolves and checks it again."""
+    try:
+        await resolve_target(url, api.settings.webhook_allow_private)
+    except TargetRefused as exc:
+        raise invalid("url", str(exc), url) from None
+    except OSError:
+        pass
+
+
 def _register(conn: sqlite3.Connection, me: str, body: RegisterBody, secret: str
               ) -> dict[str, Any]:
     if scalar(conn, "SELECT COUNT(*) FROM webhooks WHERE owner_id = ?", (me,)) >= MAX_PER_USER:
@@ -148,6 +163,7 @@ def _register(conn: sqlite3.Connection, me: str, body: RegisterBody, secret: str
 @router.post("/register", status_code=201)
 async def register(body: RegisterBody, user: User, api: Api) -> dict[str, Any]:
     """Register a webhook. The answer holds the signing ``secret`` (shown only here)."""
+    await check_target(api, body.url)
     secret = body.secret or secrets.token_hex(32)
     row = await api.store.write(_register, user.id, body, secret)
     result = webhook_dict(row, with_secret=True)
@@ -190,7 +206,7 @@ def _delivery(conn: sqlite3.Connection, delivery_id: str, me: str) -> dict[str, 
 async def get_delivery(delivery_id: str, user: User, api: Api) -> dict[str, Any]:
     """One delivery of one of the caller's webhooks, with every attempt."""
     row = await api.store.read(_delivery, delivery_id, user.id)
-    return delivery_dict(or_404(row, "delivery", delivery_id))
+    return delivery_dict(or_404(row, "delivery", delivery_id), user.is_admin)
 
 
 @router.get("/{webhook_id}")
@@ -218,6 +234,8 @@ def _update(conn: sqlite3.Connection, webhook_id: str, me: str, changes: dict[st
 async def update(webhook_id: str, body: UpdateBody, user: User, api: Api) -> dict[str, Any]:
     """Change the URL, events, description or active flag; returns the webhook."""
     changes = sent_fields(body, not_null=("url", "events", "active"))
+    if "url" in changes:
+        await check_target(api, changes["url"])
     row = await api.store.write(_update, webhook_id, user.id, changes)
     return webhook_dict(or_404(row, "webhook", webhook_id))
 
@@ -248,7 +266,7 @@ async def test(webhook_id: str, user: User, api: Api, response: Response,
         response.status_code = 200
     delivery = await api.store.read(_delivery, created, user.id)
     assert delivery is not None
-    return delivery_dict(delivery)
+    return delivery_dict(delivery, user.is_admin)
 
 
 def _force_test(conn: sqlite3.Connection, webhook_id: str, data: dict[str, Any]) -> str:
@@ -279,5 +297,6 @@ async def deliveries(
     """The delivery log of a webhook, newest first, optionally only one ``status``."""
     or_404(await api.store.read(_own, webhook_id, user.id), "webhook", webhook_id)
     found, total = await api.store.read(_deliveries, webhook_id, status, limit, offset)
-    return page("deliveries", [delivery_dict(r) for r in found], total, limit, offset,
+    return page("deliveries", [delivery_dict(r, user.is_admin) for r in found], total, limit,
+                offset,
                 webhook_id=webhook_id)
