@@ -35,8 +35,10 @@ from plexichat_desktop.core.settings import ApiSettings, Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 
 PASSWORD = "Corr3ct-Horse-Battery"
+# webhook_allow_private: the tests' webhook receivers listen on 127.0.0.1.
 FAST_API: dict[str, Any] = {"scrypt_cost": 4, "performance_interval": 3600.0,
-                            "register_rate_limit": 0, "login_rate_limit": 0}
+                            "register_rate_limit": 0, "login_rate_limit": 0,
+                            "webhook_allow_private": True}
 # Test clients fail fast instead of waiting out real-world backoffs.
 FAST_CLIENT: dict[str, Any] = {"retry_base_delay": 0.02, "retry_max_delay": 0.2,
                                "ws_reconnect_max_delay": 0.5, "timeout": 10.0}
