@@ -192,7 +192,11 @@ async def test_login_and_register_are_rate_limited(make_v1):
         assert r.status_code == 401
     r = await v1.anon.post("/auth/login", json={"username": "kate", "password": PASSWORD})
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
-    # Another username from the same address has its own budget.
+    # The same account by its email address: the same bucket.
+    r = await v1.anon.post("/auth/login", json={"username": "kate@example.org",
+                                                "password": PASSWORD})
+    assert r.status_code == 429
+    # Another account has its own budget.
     r = await v1.anon.post("/auth/login", json={"username": "kyle", "password": PASSWORD})
     assert r.status_code == 200
     await asyncio.sleep(float(r.headers.get("retry-after", 0)) or 2.05)

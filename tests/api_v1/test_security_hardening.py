@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from websockets.asyncio.client import connect
 
+from tests.api_v1.conftest import PASSWORD
 from tests.api_v1.test_realtime import next_frame, send
 from tests.api_v1.test_webhooks import Receiver
 
@@ -326,3 +327,43 @@ async def test_deliveries_go_to_the_checked_address_and_only_admins_read_answers
         one = (await who.client.get(
             f"/webhooks/deliveries/{log['deliveries'][0]['id']}")).json()
         assert ("response" in one["attempts"][0]) is sees
+
+
+# -- login rate limit (9) ----------------------------------------------------------------
+
+async def test_a_stranger_cannot_lock_the_owner_out_of_an_account(make_v1):
+    v1 = await make_v1(login_rate_limit=3, rate_limit_window=600)
+    await v1.account("kate")  # kate logged in from this client before: she has a device
+    earlier = await v1.anon.post("/auth/login", json={"username": "kate",
+                                                      "password": PASSWORD})
+    device = earlier.json()["device_token"]
+    assert device.startswith("pxd_")
+    # Mallory, another local process, hammers kate's account under both of its names.
+    statuses = []
+    for name in ("kate", "KATE", "kate@example.org", "Kate@Example.org", "kate"):
+        r = await v1.anon.post("/auth/login", json={"username": name, "password": "Guess-1!x"})
+        statuses.append(r.status_code)
+    # One bucket whatever name: two logins of kate and one guess fill the three places.
+    assert statuses == [401, 429, 429, 429, 429]
+    assert int(r.headers["retry-after"]) >= 1
+    # Mallory cannot even try the right password now ...
+    r = await v1.anon.post("/auth/login", json={"username": "kate", "password": PASSWORD})
+    assert r.status_code == 429
+    # ... nor borrow a device token: it must be kate's own.
+    other = await v1.account("otto")
+    r = await v1.anon.post("/auth/login", json={
+        "username": "kate", "password": PASSWORD, "device_token": other.login["device_token"]})
+    assert r.status_code == 429
+    # Kate, on her device, gets in at once.
+    r = await v1.anon.post("/auth/login", json={"username": "kate", "password": PASSWORD,
+                                                "device_token": device})
+    assert r.status_code == 200 and r.json()["device_token"] == device
+    # So does the install's owner (the app token), in a bucket of its own.
+    r = await v1.anon.post("/auth/login", json={"username": "kate", "password": PASSWORD},
+                           headers={"X-PlexiChat-App-Token": v1.core.token})
+    assert r.status_code == 200
+    # Guessing through the device bucket is limited as well.
+    for _ in range(3):
+        r = await v1.anon.post("/auth/login", json={"username": "kate", "password": "x",
+                                                    "device_token": device})
+    assert r.status_code == 429

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import secrets
 import time
 from collections import deque
 
@@ -60,3 +62,36 @@ class SlidingWindowLimiter:
                  if not hits or hits[-1] <= current - self.window]
         for key in stale:
             del self._hits[key]
+
+
+class DeviceTokens:
+    """Proof that a client logged in to an account before (OWASP's "device cookies").
+
+    Every successful login returns a ``device_token``; a later login of the same account
+    that presents it is counted in a bucket of its own. Anyone hammering an account with
+    wrong passwords exhausts only the account's shared bucket, so its owner, on a client
+    that logged in before, still gets in. Kept in memory (digests only, the newest
+    ``cap``): after a restart a client gets a new one at its next successful login.
+    """
+
+    def __init__(self, cap: int = 10_000):
+        self.cap = cap
+        self._owners: dict[str, str] = {}
+
+    @staticmethod
+    def _digest(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def issue(self, user_id: str) -> str:
+        token = "pxd_" + secrets.token_urlsafe(24)
+        while len(self._owners) >= self.cap:
+            del self._owners[next(iter(self._owners))]
+        self._owners[self._digest(token)] = user_id
+        return token
+
+    def bucket(self, token: str | None, user_id: str) -> str | None:
+        """The bucket suffix of ``token`` when it belongs to ``user_id``, else None."""
+        if not token:
+            return None
+        key = self._digest(token)
+        return f"device:{key[:24]}" if self._owners.get(key) == user_id else None

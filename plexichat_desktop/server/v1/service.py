@@ -16,7 +16,7 @@ from plexichat_desktop.core.settings import ApiSettings
 from plexichat_desktop.server.v1.backup import BackupManager
 from plexichat_desktop.server.v1.hub import RealtimeHub
 from plexichat_desktop.server.v1.perf import PerformanceMonitor
-from plexichat_desktop.server.v1.ratelimit import SlidingWindowLimiter
+from plexichat_desktop.server.v1.ratelimit import DeviceTokens, SlidingWindowLimiter
 from plexichat_desktop.server.v1.store import ApiStore
 from plexichat_desktop.server.v1.webhooks import WebhookDispatcher
 
@@ -47,6 +47,7 @@ class ApiV1:
         self.started_at = time.time()
         self.login_limiter = SlidingWindowLimiter(
             "login", settings.login_rate_limit, settings.rate_limit_window)
+        self.login_devices = DeviceTokens()
         self.register_limiter = SlidingWindowLimiter(
             "register", settings.register_rate_limit, settings.rate_limit_window)
         self.request_limiter = SlidingWindowLimiter(

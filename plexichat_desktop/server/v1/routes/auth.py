@@ -52,6 +52,10 @@ class LoginBody(Body):
                                  description="Accepted for origin clients; no MFA here.")
     remember_me: bool = False
     device_info: dict[str, Any] = Field(default_factory=dict)
+    device_token: str | None = Field(
+        None, max_length=200, description="The device_token of an earlier successful login "
+                                          "of this account: such a client keeps its own "
+                                          "login rate limit.")
 
 
 class RefreshBody(Body):
@@ -131,11 +135,23 @@ def _failed_login(conn: sqlite3.Connection, user_id: str | None) -> None:
 
 @router.post("/login")
 async def login(body: LoginBody, request: Request, api: Api) -> dict[str, Any]:
-    """Exchange a username (or email) and password for an access and a refresh token."""
-    api.login_limiter.check(f"{client_address(request)}|{body.username.lower()}")
+    """Exchange a username (or email) and password for an access and a refresh token.
+
+    Rate limit: one bucket per account whatever name (username or email) is used; every
+    local process shares 127.0.0.1, so the client address is no key. A client that
+    presents the ``device_token`` of an earlier successful login of the account (or the
+    install's app token) has a bucket of its own, so failures of others cannot lock it out.
+    """
     if len(json.dumps(body.device_info)) > DEVICE_INFO_MAX:
         raise invalid("device_info", f"at most {DEVICE_INFO_MAX} characters of JSON")
     row = await api.store.read(accounts.find_login, body.username)
+    bucket = f"user:{row['id']}" if row else f"name:{body.username.lower()}"
+    device = api.login_devices.bucket(body.device_token, row["id"]) if row else None
+    if device is not None:
+        bucket += "|" + device
+    elif api.is_owner(request.headers):
+        bucket += "|owner"
+    api.login_limiter.check(bucket)
     usable = row is not None and bool(row["is_active"])
     ok = await asyncio.to_thread(verify_password, body.password,
                                  row["password_hash"] if usable and row else None,
@@ -149,7 +165,9 @@ async def login(body: LoginBody, request: Request, api: Api) -> dict[str, Any]:
         body.device_info)
     api.emit("user.login", {"user_id": row["id"], "username": row["username"],
                             "session_id": tokens.session_id, "at": iso(now())}, [row["id"]])
-    return tokens.body(row)
+    device_token = (body.device_token if device is not None
+                    else api.login_devices.issue(row["id"]))
+    return {**tokens.body(row), "device_token": device_token}
 
 
 @router.post("/refresh")
