@@ -182,6 +182,18 @@ class TestDetails(QWidget):
         self._fill([])
         self.chart.set_trend(trend, "Pass rate and mean duration per day")
 
+    def show_error(self, run: dict[str, Any], attempts: list[TestAttempt]) -> None:
+        """Under a plugin's or file's statistics: why its last run could not run tests.
+        ``attempts``: the collection errors (file-level results) of that run, whose
+        tracebacks the Failure tab shows; else the run's own error text."""
+        self.heading.setText(f"{self.heading.text()} · run #{run['id']} ended with an error")
+        self._fill(attempts)
+        if not attempts:
+            self.texts["Failure"].setPlainText(
+                f"Run #{run['id']} ended with an error:\n\n"
+                f"{run.get('error') or 'no reason was recorded'}")
+        self.text_tabs.setCurrentIndex(0)
+
     def clear(self) -> None:
         self.heading.setText("Select a test to see its attempts and history.")
         self._fill([])

@@ -42,11 +42,13 @@ from plexichat_desktop.gui.dashboard.tree_model import (
     TestFilterProxy,
     TestTreeModel,
     format_duration,
+    is_file_result,
     outcome_filter_groups,
 )
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import TestFinished
 from plexichat_desktop.testing.manager import TestSelectionError
+from plexichat_desktop.testing.models import TestAttempt
 from plexichat_desktop.testing.summary import outcome_word, summary_cards
 
 log = logging.getLogger(__name__)
@@ -81,10 +83,11 @@ class RunProgress(QWidget):
     """One running or queued suite: label, bar and a cancel button."""
 
     def __init__(self, run: dict[str, Any], cancel: Callable[[int], None],
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, name: str | None = None):
         super().__init__(parent)
         self.run_id: int = run["id"]
         self.plugin_id: str = run["plugin_id"]
+        self.name = name or self.plugin_id  # as the tree calls it
         self.total = 0
         self.completed = 0
         self.bad = 0
@@ -126,7 +129,7 @@ class RunProgress(QWidget):
 
     def _render(self) -> None:
         bad = f" · {self.bad} bad" if self.bad else ""
-        self.label.setText(f"{self.plugin_id} · run {self.run_id} · {self.status}{bad}")
+        self.label.setText(f"{self.name} · run {self.run_id} · {self.status}{bad}")
         if self.status == "queued" or not self.total:
             self.bar.setRange(0, 0 if self.status == "running" else 1)
             self.bar.setFormat("queued" if self.status == "queued" else "collecting…")
@@ -160,6 +163,9 @@ class TestDashboard(QWidget):
         # Results of runs still going, which the store only gets when a run ends: a reload
         # meanwhile replays them over what the store knows.
         self._live: dict[int, dict[str, tuple[str, str, float, str, bool]]] = {}
+        # Per plugin: its last run when that ended with an error, and the collection errors
+        # (file-level results) it recorded; the tree marks them, the details pane shows them.
+        self.run_errors: dict[str, tuple[dict[str, Any], list[TestAttempt]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._details_generation = 0
         self._loaded = asyncio.Event()
@@ -357,6 +363,11 @@ class TestDashboard(QWidget):
             last[pid] = await asyncio.to_thread(self.store.last_results, pid)
         collected = [c for c in collected if c.plugin_id in known]
         self.model.reset(plugins, collected, last)
+        self.run_errors.clear()
+        for pid in known:
+            latest = await asyncio.to_thread(self.store.list_runs, pid, 1)
+            if latest and str(latest[0].status) == "error":
+                await self._run_outcome(latest[0].to_dict(), announce=False)
         for run in self.runs.values():
             if run.get("status") == "running":
                 self.model.ensure_plugin(run["plugin_id"])
@@ -539,11 +550,42 @@ class TestDashboard(QWidget):
         stats = await asyncio.to_thread(store.statistics, plugin_id)
         trend = await asyncio.to_thread(store.daily_trend, plugin_id, None, 14)
         if generation == self._details_generation:
-            title = plugin_id if kind == "plugin" else f"{plugin_id} (plugin of {key})"
+            name = self.plugin_name(plugin_id)
+            title = name if kind == "plugin" else f"{key} (statistics of {name})"
             self.details.show_scope(title, stats, trend)
+            failed = self.run_errors.get(plugin_id)
+            if failed is not None and (kind == "plugin" or key in self.model.errors(plugin_id)):
+                run, collect = failed
+                self.details.show_error(run, [a for a in collect
+                                              if kind == "plugin" or a.nodeid == key])
 
     def refresh_details(self) -> None:
         self._current_changed(self.tree.currentIndex(), QModelIndex())
+
+    def plugin_name(self, plugin_id: str) -> str:
+        rec = self.manager.plugins.by_id.get(plugin_id)
+        return rec.name if rec is not None else plugin_id
+
+    async def _run_outcome(self, run: dict[str, Any], announce: bool = True) -> None:
+        """A run ended: an error (collection error, timeout, crash of pytest itself) marks
+        the plugin's row and the files it names; any other end clears the marks."""
+        plugin_id = run["plugin_id"]
+        if str(run.get("status")) == "error":
+            attempts = await asyncio.to_thread(self.store.attempts_for_run, run["id"])
+            collect = [a for a in attempts
+                       if is_file_result(a.nodeid) and str(a.outcome) == "error"]
+            self.run_errors[plugin_id] = (run, collect)
+            self.model.set_errors(plugin_id, run.get("error") or "the run ended with an error",
+                                  {a.nodeid: a.message for a in collect})
+            if announce:
+                first = (run.get("error") or "no reason recorded").splitlines()[0]
+                self.say(f"Run #{run['id']} of {self.plugin_name(plugin_id)} ended with an "
+                         f"error: {first}", error=True)
+        elif self.run_errors.pop(plugin_id, None) is not None:
+            self.model.clear_errors(plugin_id)
+        current = self.proxy.mapToSource(self.tree.currentIndex())
+        if current.isValid() and current.data(PLUGIN_ROLE) == plugin_id:
+            self.refresh_details()
 
     # -- live -------------------------------------------------------------------------------------
     def _test_started(self, run_id: int, plugin_id: str, nodeid: str) -> None:
@@ -574,7 +616,7 @@ class TestDashboard(QWidget):
             self.runs[run_id] = run
             bar = self.progress.get(run_id)
             if bar is None:
-                bar = RunProgress(run, self.cancel_run)
+                bar = RunProgress(run, self.cancel_run, name=self.plugin_name(run["plugin_id"]))
                 self.progress[run_id] = bar
                 self.progress_layout.addWidget(bar)
             bar.set_status(status)
@@ -588,9 +630,7 @@ class TestDashboard(QWidget):
             if not any(r["plugin_id"] == run["plugin_id"] for r in self.runs.values()):
                 self.model.clear_states(run["plugin_id"])
             self._stats_timer.start()
-            current = self.proxy.mapToSource(self.tree.currentIndex())
-            if current.isValid() and current.data(PLUGIN_ROLE) == run["plugin_id"]:
-                self.refresh_details()
+            self.spawn(self._run_outcome(run))
             if run.get("trigger") in SCHEDULED_TRIGGERS and status in ("failed", "error"):
                 self.scheduledRunFailed.emit(run)
         self.progress_box.setVisible(bool(self.progress))

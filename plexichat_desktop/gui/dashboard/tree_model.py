@@ -106,9 +106,16 @@ class Node:
     message: str = ""
     counts: Counter[str] = field(default_factory=Counter)   # aggregates: outcomes below
     total_duration: float = 0.0
+    error: str = ""                  # plugins and files: why the last run could not run them
 
     def shown_outcome(self) -> str | None:
         return self.state or self.outcome
+
+
+def is_file_result(nodeid: str) -> bool:
+    """A result without a test part ("tests/test_x.py"): pytest's collection error of a
+    whole file (or conftest), which belongs to the file's row, not to a test row."""
+    return "::" not in nodeid
 
 
 def _split(nodeid: str) -> tuple[str, str]:
@@ -144,6 +151,8 @@ class TestTreeModel(QAbstractItemModel):
             self._test_node(item.plugin_id, item.nodeid, create=True, notify=False)
         for plugin_id, results in last.items():
             for nodeid, attempt in results.items():
+                if is_file_result(nodeid):
+                    continue  # collection errors: marked from the plugin's last run only
                 node = self._test_node(plugin_id, nodeid, create=True, notify=False)
                 if node is not None:
                     self._set_result(node, str(attempt.outcome), attempt.duration,
@@ -205,11 +214,48 @@ class TestTreeModel(QAbstractItemModel):
 
     def test_finished(self, plugin_id: str, nodeid: str, outcome: str, duration: float,
                       message: str = "", flaky: bool = False) -> None:
+        if is_file_result(nodeid):
+            self.set_errors(plugin_id, None, {nodeid: message or outcome}, clear=False)
+            return
         node = self._test_node(plugin_id, nodeid, create=True)
         if node is not None:
             node.state = None
             self._set_result(node, outcome, duration, flaky, message)
             self._changed(node, upwards=True)
+
+    def set_errors(self, plugin_id: str, run_error: str | None, files: dict[str, str],
+                   clear: bool = True) -> None:
+        """Mark why a run could not run tests: ``files`` maps a file (or conftest) to its
+        collection error, ``run_error`` is the run's own error, shown on the plugin row."""
+        plugin = self.ensure_plugin(plugin_id)
+        if clear:
+            self.clear_errors(plugin_id)
+        if run_error is not None or files:
+            plugin.error = run_error or next(iter(files.values()))
+            self._changed(plugin, upwards=False)
+        for file, message in files.items():
+            file_node = plugin.by_key.get(file)
+            if file_node is None:
+                file_node = Node("file", file, file, plugin_id)
+                self._insert(plugin, file_node)
+            file_node.error = message or "collection error"
+            self._changed(file_node, upwards=True)
+
+    def clear_errors(self, plugin_id: str) -> None:
+        plugin = self.root.by_key.get(plugin_id)
+        if plugin is None:
+            return
+        for node in (plugin, *plugin.children):
+            if node.error:
+                node.error = ""
+                self._changed(node, upwards=node is not plugin)
+
+    def errors(self, plugin_id: str) -> dict[str, str]:
+        """The rows marked with an error: key (plugin id or file) -> message."""
+        plugin = self.root.by_key.get(plugin_id)
+        if plugin is None:
+            return {}
+        return {n.key: n.error for n in (plugin, *plugin.children) if n.error}
 
     def clear_states(self, plugin_id: str) -> None:
         """A run ended: whatever it left marked as running is not running any more."""
@@ -342,7 +388,10 @@ class TestTreeModel(QAbstractItemModel):
                     else format_duration(node.duration) if column == 2
                     else "flaky" if column == 3 and node.flaky else "")
         if column == 1:
-            return self._summary(node)
+            summary = self._summary(node)
+            if node.error:
+                return "error: could not run" + (f" · {summary}" if summary else "")
+            return summary
         if column == 2:
             return format_duration(node.total_duration) if node.total_duration else ""
         return ""
@@ -366,6 +415,8 @@ class TestTreeModel(QAbstractItemModel):
             return node.shown_outcome()
         if self._any_state(node):
             return "running"
+        if node.error or any(child.error for child in node.children if node.kind == "plugin"):
+            return "error"
         for outcome in ("crashed", "timed_out", "error", "failed", "xpassed", "passed",
                         "xfailed", "skipped", "not_run"):
             if node.counts[outcome] > 0:
@@ -383,7 +434,10 @@ class TestTreeModel(QAbstractItemModel):
             if node.message:
                 text += f": {node.message[:300]}"
             return text
-        return f"{node.key}\n{self._summary(node)}"
+        text = f"{node.key}\n{self._summary(node)}"
+        if node.error:
+            text += f"\nError: {node.error[:300]}"
+        return text
 
     def _sort_key(self, node: Node, column: int) -> Any:
         if column == 2:

@@ -1,0 +1,94 @@
+"""The native dock when a run cannot run its tests: a file that does not import.
+
+The row of the plugin and of the file are marked as errors, the message line says what
+happened and the details pane shows the collection error (with its traceback when the
+runner recorded one), instead of nothing at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtCore import Qt
+
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.gui.app import DesktopShell
+from plexichat_desktop.gui.dashboard.panel import TestDashboard
+from plexichat_desktop.gui.dashboard.tree_model import KEY_ROLE
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.conftest import FIXTURES
+
+
+@pytest.fixture
+def shell(qapp: Any, home: Any, arun: Any, tmp_path: Path, opened_urls: list[str]
+          ) -> Any:
+    root = tmp_path / "plugins"
+    shutil.copytree(FIXTURES / "suites" / "broken", root / "broken",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[root]))
+    arun(runtime.start())
+    made = DesktopShell(qapp, runtime, home, asyncio.Event(), "not needed by these tests")
+    made.show()
+    yield made
+    arun(made.shutdown())
+    arun(runtime.stop())
+
+
+def column_text(panel: TestDashboard, key: str, column: int = 1) -> str:
+    node = panel.model.find("broken_suite") if key == "broken_suite" else next(
+        f for f in panel.model.find("broken_suite").children if f.key == key)
+    return str(panel.model.data(panel.model.index_for(node, column),
+                                Qt.ItemDataRole.DisplayRole))
+
+
+def test_a_collection_error_marks_the_rows_and_fills_the_details(
+        shell: Any, qtbot: Any, arun: Any) -> None:
+    panel: TestDashboard = shell.window.dashboard
+    qtbot.waitUntil(panel._loaded.is_set, timeout=10_000)
+    assert panel.select("broken_suite")
+    panel.actions_by_name["Run plugin"].trigger()
+    qtbot.waitUntil(lambda: "broken_suite" in panel.run_errors, timeout=60_000)
+
+    run, _collect = panel.run_errors["broken_suite"]
+    assert run["status"] == "error" and "test_syntax_error.py" in run["error"]
+    assert "ended with an error" in panel.message.text()
+    assert "test_syntax_error.py" in panel.message.text()
+    plugin = panel.model.find("broken_suite")
+    assert plugin is not None
+    assert panel.model._worst(plugin) == "error"
+    assert column_text(panel, "broken_suite").startswith("error: could not run")
+    # The file that does not import has a row of its own, marked as the error.
+    errors = panel.model.errors("broken_suite")
+    bad_file = next(key for key in errors if key.endswith("test_syntax_error.py"))
+    assert column_text(panel, bad_file).startswith("error")
+
+    # The plugin row's details: the error itself, not an empty Failure pane.
+    failure = panel.details.texts["Failure"]
+    qtbot.waitUntil(lambda: "test_syntax_error.py" in failure.toPlainText(), timeout=10_000)
+    assert "ended with an error" in panel.details.heading.text()
+    assert panel.details.text_tabs.currentIndex() == 0
+
+    # The file row: its collection error, with pytest's traceback when there is one.
+    assert panel.select("broken_suite")
+    index = next(panel.proxy.index(r, 0, panel.tree.currentIndex())
+                 for r in range(panel.proxy.rowCount(panel.tree.currentIndex()))
+                 if panel.proxy.index(r, 0, panel.tree.currentIndex()).data(KEY_ROLE)
+                 == bad_file)
+    panel.tree.setCurrentIndex(index)
+    qtbot.waitUntil(lambda: panel.details.heading.text().startswith(bad_file),
+                    timeout=10_000)
+    assert "ended with an error" in panel.details.heading.text()
+    assert "test_syntax_error.py" in failure.toPlainText()
+    if _collect:  # the runner recorded the file's result: pytest's own report of it
+        assert "SyntaxError" in failure.toPlainText()
+
+    # Still marked after a reload from the store (as after a restart).
+    arun(panel.reload())
+    assert panel.model._worst(panel.model.find("broken_suite")) == "error"
