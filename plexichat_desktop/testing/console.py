@@ -15,11 +15,15 @@ from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.testing.events import RunFinished, TestFinished, TestsCollected
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
-from plexichat_desktop.testing.models import BAD_OUTCOMES, Outcome, RunRecord
+from plexichat_desktop.testing.models import BAD_OUTCOMES, Outcome, RunRecord, summary_counts
 from plexichat_desktop.testing.store import ResultStore
 
 SUMMARY_ORDER = ["failed", "passed", "skipped", "xfailed", "xpassed", "error", "timed_out",
-                 "crashed", "not_run", "flaky"]
+                 "crashed", "not_run", "flaky", "errors at teardown", "subtests failed",
+                 "subtests passed"]
+LONGREPR_LINES = 40      # of each failure shown in the text report
+# pytest's exit codes a run can end with that say more than "tests failed" (1).
+PYTEST_EXIT_CODES = {2, 3, 4}
 
 
 def store_path(paths: AppPaths) -> Any:
@@ -72,13 +76,14 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
     progress = Progress(sys.stderr)
     started = time.monotonic()
     await manager.start()
+    # Subscribed before anything is queued: a fast run could otherwise end unseen.
+    sub = bus.subscribe((TestsCollected, TestFinished, RunFinished), name="cli progress")
     try:
         try:
             runs = await _submit(manager, target, timeout, retries, priority)
         except (TestSelectionError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        sub = bus.subscribe((TestsCollected, TestFinished, RunFinished), name="cli progress")
         pending = {run.id for run in runs}
         while pending:
             event = await sub.get()
@@ -90,11 +95,11 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
                 progress.update(event.nodeid)
             elif isinstance(event, RunFinished):
                 pending.discard(event.run["id"])
-        sub.close()
         progress.close()
         finished = [await manager.wait(run.id) for run in runs if run.id is not None]
         report = await asyncio.to_thread(_report, store, finished)
     finally:
+        sub.close()
         await manager.stop()
         store.close()
     elapsed = time.monotonic() - started
@@ -104,18 +109,31 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
         out.write("\n")
     else:
         _print_report(report, elapsed, out)
-    bad = any(r["status"] in ("failed", "error", "cancelled", "interrupted")
-              for r in report["runs"])
-    return 1 if bad else 0
+    return exit_code(report["runs"])
+
+
+def exit_code(runs: list[dict[str, Any]]) -> int:
+    """The process exit code for finished runs, as pytest would give it: 0 all good, 1
+    tests failed or errored, pytest's own 2/3/4 (interrupted, internal error, usage error)
+    when every bad run ended so, 5 when no run collected a test."""
+    bad = [r for r in runs if r["status"] in ("failed", "error", "cancelled", "interrupted")]
+    if bad:
+        codes = {r.get("exit_code") for r in bad}
+        only = codes.pop() if len(codes) == 1 else None
+        return only if only in PYTEST_EXIT_CODES else 1
+    if runs and all(r["status"] == "no_tests" for r in runs):
+        return 5
+    return 0
 
 
 async def _submit(manager: TestManager, target: str | None, timeout: float | None,
                   retries: int | None, priority: str) -> list[RunRecord]:
     if target:
         plugin_id, _, test_id = target.partition("::")
+        # Like pytest's own command line: an id naming a file goes straight to pytest.
         return [await manager.submit(plugin_id, [test_id] if test_id else None,
                                      priority=priority, trigger="cli", timeout=timeout,
-                                     reruns=retries)]
+                                     reruns=retries, precheck=False)]
     runs = []
     for rec in manager.testable():
         if manager.tests_dir(rec).is_dir():
@@ -131,20 +149,22 @@ def _report(store: ResultStore, runs: list[RunRecord]) -> dict[str, Any]:
     summary: dict[str, int] = {}
     for run in runs:
         assert run.id is not None
+        attempts = store.attempts_for_run(run.id)
+        for key, value in summary_counts(attempts).items():
+            if key != "total":
+                summary[key] = summary.get(key, 0) + value
         by_test: dict[str, list[Any]] = {}
-        for attempt in store.attempts_for_run(run.id):
+        for attempt in attempts:
             by_test.setdefault(attempt.nodeid, []).append(attempt)
         for nodeid, tries in by_test.items():
             final = tries[-1]
             flaky = final.outcome is Outcome.PASSED and any(
                 t.outcome in BAD_OUTCOMES for t in tries[:-1])
-            summary[str(final.outcome)] = summary.get(str(final.outcome), 0) + 1
-            if flaky:
-                summary["flaky"] = summary.get("flaky", 0) + 1
             results.append({"plugin": run.plugin_id, "nodeid": nodeid,
                             "outcome": str(final.outcome), "duration": final.duration,
                             "message": final.message, "attempts": len(tries), "flaky": flaky,
-                            "longrepr": final.longrepr})
+                            "phase": final.phase, "longrepr": final.longrepr,
+                            "reports": final.reports})
     return {"summary": summary, "results": results, "runs": [r.to_dict() for r in runs]}
 
 
@@ -156,14 +176,29 @@ def _print_report(report: dict[str, Any], elapsed: float, out: TextIO) -> None:
             line += f" in {run['duration']:.2f}s"
         out.write(line + "\n")
         if run.get("error"):
-            out.write(f"  {run['error'].splitlines()[0]}\n")
+            out.write(_indented(run["error"]))
     bad = [r for r in report["results"] if r["outcome"] in BAD_OUTCOMES]
+    for r in bad:
+        # What pytest shows under FAILURES/ERRORS: the assertion diff or the collection
+        # report, so a failure can be fixed without another round trip.
+        if r["longrepr"]:
+            title = f" {r['plugin']} {r['nodeid']} "
+            out.write(f"\n{title:_^78}\n{_indented(r['longrepr'], '')}")
     if bad:
         out.write("\n")
         for r in bad:
             shown = r["outcome"].upper()
             out.write(f"{shown} {r['plugin']} {r['nodeid']} - {r['message'][:120]}\n")
     out.write(f"==== {_summary_words(report['summary'])} in {elapsed:.2f}s ====\n")
+
+
+def _indented(text: str, prefix: str = "  ") -> str:
+    lines = text.rstrip().splitlines()
+    if len(lines) > LONGREPR_LINES:
+        cut = len(lines) - LONGREPR_LINES
+        lines = [*lines[:LONGREPR_LINES // 4], f"... [{cut} lines] ...",
+                 *lines[-(LONGREPR_LINES * 3 // 4):]]
+    return "".join(f"{prefix}{line}\n" for line in lines)
 
 
 def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bool) -> int:

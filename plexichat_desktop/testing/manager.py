@@ -16,6 +16,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,7 @@ from plexichat_desktop.testing.models import (
     RunRecord,
     RunStatus,
     TestAttempt,
+    summary_counts,
 )
 from plexichat_desktop.testing.runner import CollectResult, PytestRunner, RunLimits, RunResult
 from plexichat_desktop.testing.store import ResultStore
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 
 SelectionSubject = Literal["plugin", "test", "run"]
+USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR, without importing pytest into the app
 
 
 class TestSelectionError(ValueError):
@@ -105,10 +108,28 @@ def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(entries))
 
 
+def _test_files(folder: Path) -> list[str]:
+    """Files pytest would look at by its default ``python_files`` patterns."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith((".", "__pycache__"))]
+        found += [str(Path(root, name).relative_to(folder)) for name in files
+                  if name.endswith(".py") and (name.startswith("test_")
+                                               or name.endswith("_test.py"))]
+    return sorted(found)
+
+
+def _file_part(wanted: str) -> str:
+    return wanted.strip().removeprefix("./").split("::", 1)[0]
+
+
 def _selects(nodeid: str, wanted: str) -> bool:
-    if nodeid == wanted or nodeid.startswith(wanted + "::"):
+    wanted = wanted.strip().removeprefix("./")
+    if nodeid == wanted or nodeid.startswith((wanted + "::", wanted + "[")):
         return True
     file, *parts = nodeid.split("::")
+    if "::" not in wanted and file.startswith(wanted.rstrip("/") + "/"):
+        return True  # a folder of the plugin
     return wanted == file or wanted in parts or wanted in (p.split("[", 1)[0] for p in parts)
 
 
@@ -209,8 +230,8 @@ class TestManager:
 
     async def _selection(self, rec: PluginRecord, tests: list[str] | None) -> list[str] | None:
         if tests:
-            discovery = await self.discover(rec.id)
-            return self._resolve_selection(rec.id, tests, discovery)
+            items, broken = await self._items_for(rec, tests)
+            return self._resolve_selection(rec.id, tests, items, broken)
         if not self.tests_dir(rec).is_dir():
             raise TestSelectionError(f"plugin '{rec.id}' has no tests folder "
                                      f"({self.tests_dir(rec)})")
@@ -248,16 +269,24 @@ class TestManager:
     async def submit(self, plugin_id: str, tests: list[str] | None = None, *,
                      priority: Priority | str = Priority.MEDIUM, trigger: str = "manual",
                      timeout: float | None = None, reruns: int | None = None,
-                     allow_parallel: bool = False, schedule_id: str | None = None
-                     ) -> RunRecord:
+                     allow_parallel: bool = False, schedule_id: str | None = None,
+                     precheck: bool = True) -> RunRecord:
         """Queue a run of a plugin's tests (all, or the given node ids / files).
 
         Test ids are checked against discovery, so a typo is a clear error, not an empty
-        run. Returns the queued run; ``wait(run.id)`` waits for its end.
+        run. With ``precheck=False``, ids that name a file of the plugin
+        (``tests/test_x.py[::...]``) go to pytest unchecked, as on pytest's own command
+        line: no collection before the run, and a typo ends the run as an error with
+        pytest's "not found". Returns the queued run; ``wait(run.id)`` waits for its end.
         """
         rec = self.plugin_record(plugin_id)
         assert rec.manifest is not None
-        selection = await self._selection(rec, tests)
+        files = {_file_part(t) for t in tests or []}
+        if not precheck and tests and all(f.endswith(".py") and (rec.root / f).is_file()
+                                          for f in files):
+            selection: list[str] | None = [t.strip().removeprefix("./") for t in tests]
+        else:
+            selection = await self._selection(rec, tests)
         limits = RunLimits(test_timeout=timeout or rec.manifest.tests.timeout,
                            run_timeout=self.settings.run_timeout,
                            reruns=reruns if reruns is not None
@@ -266,12 +295,35 @@ class TestManager:
                         priority=Priority.parse(priority), schedule_id=schedule_id)
         return await self._enqueue(run, limits, allow_parallel)
 
+    async def _items_for(self, rec: PluginRecord, tests: list[str]
+                         ) -> tuple[list[CollectedTest], list[str]]:
+        """The collected tests that a selection is checked against, and the node ids of
+        files that failed to collect (selecting one runs it, and pytest reports the error).
+
+        Ids that name files of the plugin (``tests/test_x.py`` or ``tests/test_x.py::...``)
+        need only those files collected: on a suite of thousands of tests that is the
+        difference between a one-test run starting at once or after a full collection.
+        Anything else (a bare test or class name) needs the whole suite's discovery.
+        """
+        files = sorted({_file_part(t) for t in tests})
+        cached = self._discoveries.get(rec.id)
+        fingerprint = await asyncio.to_thread(_fingerprint, rec.root)
+        if cached is None or cached.fingerprint != fingerprint:
+            if all(f.endswith(".py") and (rec.root / f).is_file() for f in files):
+                result = await self.runner.collect(
+                    rec.id, rec.root, str(self.tests_dir(rec).relative_to(rec.root)),
+                    targets=files)
+                return result.items, [e["nodeid"] for e in result.errors if e.get("nodeid")]
+            cached = await self.discover(rec.id)
+        return cached.items, [e["nodeid"] for e in cached.errors if e.get("nodeid")]
+
     @staticmethod
-    def _resolve_selection(plugin_id: str, tests: list[str],
-                           discovery: Discovery) -> list[str]:
-        """Node ids for what the user named: a full node id, a file, a class, a test name
-        (all its parametrised cases) or one parametrised case."""
-        known = [t.nodeid for t in discovery.items]
+    def _resolve_selection(plugin_id: str, tests: list[str], items: list[CollectedTest],
+                           broken: Sequence[str] = ()) -> list[str]:
+        """Node ids for what the user named: every node-id prefix pytest accepts (a folder,
+        a file, a class, a function with all its parametrised cases, one case), or a bare
+        test or class name. Files that failed to collect are kept as they are named."""
+        known = [t.nodeid for t in items] + [b for b in broken if b]
         chosen: list[str] = []
         for wanted in (t.strip() for t in tests):
             matches = [n for n in known if _selects(n, wanted)]
@@ -381,13 +433,16 @@ class TestManager:
         run.status, run.started_at = RunStatus.RUNNING, time.time()
         await asyncio.to_thread(self.store.update_run, run)
         self.bus.publish(RunStarted(run=run.to_dict()))
-        progress = {"total": len(run.selection or []), "completed": 0}
+        progress = {"total": len(run.selection or []), "completed": 0, "announced": 0}
         pending: list[TestAttempt] = []
 
         def emit(event: dict[str, Any]) -> None:
             kind = event["event"]
-            if kind == "collected" and not progress["total"]:
-                progress["total"] = len(event.get("items", []))
+            if kind == "collected" and not progress["announced"]:
+                # The first child's collection is the run's size (a selected function
+                # may stand for several parametrised cases); later children collect less.
+                progress["announced"] = 1
+                progress["total"] = max(progress["total"], len(event.get("items", [])))
                 self.bus.publish(TestsCollected(run_id=run.id, plugin_id=run.plugin_id,
                                                 total=progress["total"]))
             elif kind == "test_start":
@@ -410,7 +465,8 @@ class TestManager:
             selection=run.selection, limits=job.limits, emit=emit, cancel=job.cancel)
         pending = result.attempts
         for attempt in pending:
-            if attempt.outcome in (Outcome.TIMED_OUT, Outcome.CRASHED, Outcome.NOT_RUN):
+            if (attempt.outcome in (Outcome.TIMED_OUT, Outcome.CRASHED, Outcome.NOT_RUN)
+                    or attempt.phase == "collect"):
                 # The runner made these itself: no test_end event announced them.
                 progress["completed"] += 1
                 self.bus.publish(TestFinished(
@@ -421,6 +477,14 @@ class TestManager:
         await asyncio.to_thread(self.store.add_attempts, pending)
         run.exit_code = result.exit_code
         status, error = self._status(result)
+        if status is RunStatus.NO_TESTS:
+            files = await asyncio.to_thread(_test_files, self.tests_dir(rec))
+            if files:
+                # pytest exits 5 here; a plugin whose test files yield nothing is broken
+                # (a config that points elsewhere, a python_files typo), never green.
+                status, error = RunStatus.ERROR, (
+                    f"no tests were collected although {len(files)} test file(s) exist, "
+                    f"e.g. {files[0]}; check the plugin's pytest configuration")
         await self._finish(job, status, error, result)
         if status is RunStatus.ERROR and not result.cancelled:
             await self._maybe_retry(job, result)
@@ -437,13 +501,17 @@ class TestManager:
         if result.infrastructure_error:
             return RunStatus.ERROR, result.infrastructure_error
         if result.collect_errors:
+            first = result.collect_errors[0]
             files = ", ".join(sorted({e.get("file") or e.get("nodeid") or "?"
                                       for e in result.collect_errors}))
-            return RunStatus.ERROR, f"collection errors in {files}"
+            return RunStatus.ERROR, (f"collection errors in {files}: "
+                                     f"{first.get('message') or 'see the results'}")
         if not finals:
             return RunStatus.NO_TESTS, "no tests were collected"
         if any(a.outcome in BAD_OUTCOMES for a in finals.values()):
             return RunStatus.FAILED, None
+        if result.unexplained_failure:
+            return RunStatus.FAILED, result.unexplained_failure
         return RunStatus.PASSED, None
 
     async def _finish(self, job: _Job, status: RunStatus, error: str | None,
@@ -458,26 +526,15 @@ class TestManager:
         if job.done is not None and not job.done.done():
             job.done.set_result(run)
 
-    @staticmethod
-    def _counts(attempts: list[TestAttempt]) -> dict[str, int]:
-        by_test: dict[str, list[TestAttempt]] = {}
-        for attempt in attempts:
-            by_test.setdefault(attempt.nodeid, []).append(attempt)
-        counts: dict[str, int] = {}
-        for tries in by_test.values():
-            final = tries[-1].outcome
-            counts[str(final)] = counts.get(str(final), 0) + 1
-            if final is Outcome.PASSED and any(t.outcome in BAD_OUTCOMES for t in tries[:-1]):
-                counts["flaky"] = counts.get("flaky", 0) + 1
-        counts["total"] = len(by_test)
-        return counts
+    _counts = staticmethod(summary_counts)
 
     async def _maybe_retry(self, job: _Job, result: RunResult) -> None:
         """Infrastructure failures get another run after an exponential, jittered delay;
         a test failure or a collection error never does (that would hide regressions)."""
         run = job.run
-        if run.attempt >= self.settings.retry_attempts or result.collect_errors:
-            return
+        if (run.attempt >= self.settings.retry_attempts or result.collect_errors
+                or run.exit_code == USAGE_ERROR):
+            return  # a usage error (a test id pytest cannot find) fails the same way again
         redo = sorted({a.nodeid for a in result.attempts
                        if a.outcome in (Outcome.CRASHED, Outcome.TIMED_OUT, Outcome.NOT_RUN)})
         delay = min(self.settings.retry_cap,

@@ -9,12 +9,14 @@ Events, in order:
 - ``collected``: items = [{nodeid, file, line, name, cls}]
 - ``collect_error``: nodeid, file, message, longrepr
 - ``test_start``: nodeid
-- ``phase``: nodeid, when (setup|call|teardown), outcome (passed|failed|skipped), category
-  (pytest's own status word: passed, failed, error, skipped, xfailed, xpassed or ""),
-  duration, message, longrepr, stdout, stderr, log
+- ``phase``: nodeid, when (setup|call|teardown|subtest), label (a subtest's ``(i=1)``, else
+  null), outcome (passed|failed|skipped), category (pytest's own status word: passed,
+  failed, error, skipped, xfailed, xpassed or ""), duration, message, longrepr, stdout,
+  stderr, log
 - ``test_end``: nodeid, outcome (the test's final outcome), duration, message, phase
 - ``warning``: message, category, filename, lineno, nodeid
-- ``session_end``: exitstatus
+- ``internal_error``: message, longrepr (pytest's INTERNALERROR report; the session ends)
+- ``session_end``: exitstatus (pytest's exit code)
 
 Text fields are truncated to ``MAX_TEXT`` characters with a marker saying how much was cut.
 """

@@ -94,8 +94,10 @@ class Reporter:
         category, _, _ = self.config.hook.pytest_report_teststatus(report=report,
                                                                    config=self.config)
         sections = dict(report.sections)
+        subtest = _subtest_label(report)
         phase = {
-            "nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+            "nodeid": report.nodeid, "when": "subtest" if subtest is not None else report.when,
+            "label": subtest, "outcome": report.outcome,
             "category": category, "duration": report.duration, "message": _message(report),
             "longrepr": truncate(str(report.longrepr)) if report.longrepr else "",
             "stdout": truncate(sections.get(f"Captured stdout {report.when}", "")),
@@ -110,9 +112,17 @@ class Reporter:
         phases = self.phases.pop(nodeid, [])
         outcome, decided = final_outcome(phases)
         self.channel.send("test_end", nodeid=nodeid, outcome=outcome,
-                          duration=sum(p["duration"] for p in phases),
+                          duration=sum(p["duration"] for p in phases
+                                       if p["when"] != "subtest"),
                           message=decided["message"] if decided else "",
-                          phase=decided["when"] if decided else None)
+                          phase=decided["when"] if decided else None,
+                          label=decided.get("label") if decided else None)
+
+    def pytest_internalerror(self, excrepr: Any, excinfo: Any) -> None:
+        # pytest stops the session after this; without it the host would only see tests
+        # that never ran and could not tell a broken suite from an empty one.
+        self.channel.send("internal_error", longrepr=truncate(str(excrepr)),
+                          message=_first_line(excinfo))
 
     def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str,
                                 location: Any) -> None:
@@ -126,13 +136,39 @@ class Reporter:
         self.channel.send("session_end", exitstatus=int(exitstatus))
 
 
+def _subtest_label(report: pytest.TestReport) -> str | None:
+    """The label pytest prints for a subtest report (``(i=1)``, ``[msg] (i=1)``), or None
+    for an ordinary phase report."""
+    describe = getattr(report, "_sub_test_description", None)
+    if getattr(report, "context", None) is None or not callable(describe):
+        return None
+    try:
+        return str(describe())
+    except Exception:
+        return "(<subtest>)"
+
+
+def _first_line(excinfo: Any) -> str:
+    try:
+        text = str(excinfo.exconly()).strip()
+    except Exception:
+        return "internal error"
+    return text.splitlines()[0] if text else "internal error"
+
+
 def final_outcome(phases: list[dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
     """A test's outcome from its phase reports, the way pytest's summary counts them:
-    a failing setup or teardown is an error, otherwise the call decides."""
-    by_when = {p["when"]: p for p in phases}
+    a failing setup or teardown is an error, otherwise the call decides, and a test with a
+    failed subtest failed (whatever its own call report says: pytest counts the subtest's
+    failure and exits 1)."""
+    by_when = {p["when"]: p for p in phases if p["when"] != "subtest"}
     setup, call, teardown = (by_when.get(w) for w in ("setup", "call", "teardown"))
     if setup is not None and setup["outcome"] != "passed":
         return setup["category"] or setup["outcome"], setup
+    failed_subtest = next((p for p in phases
+                           if p["when"] == "subtest" and p["outcome"] == "failed"), None)
+    if failed_subtest is not None:
+        return "failed", failed_subtest
     teardown_failed = teardown is not None and teardown["outcome"] == "failed"
     if call is not None and (call["category"] != "passed" or not teardown_failed):
         return call["category"] or call["outcome"], call
@@ -148,6 +184,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     is left to that plugin when it is loaded, else run on a fresh asyncio loop.
     Everything else behaves as in pytest's own hook."""
     function = pyfuncitem.obj
+    if inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function):
+        return None  # pytest's own hook fails these; so must we (an async generator passed)
     is_async = inspect.iscoroutinefunction(function)
     if is_async and any(any(pyfuncitem.iter_markers(name))
                         and pyfuncitem.config.pluginmanager.has_plugin(name)

@@ -9,6 +9,7 @@ own process group, so killing it also kills whatever it forked.
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
 import json
 import logging
@@ -17,13 +18,14 @@ import shutil
 import signal
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plexichat_desktop.testing.child import child_command, warm_command
-from plexichat_desktop.testing.models import CollectedTest, Outcome, TestAttempt
+from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,41 @@ EXIT_TIMEOUT = 5.0        # a child that reported session_end but does not exit
 DUMP_GRACE = 0.3          # time for the child to write its stacks after SIGUSR1
 
 PYTEST_CONFIG_FILES = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def _is_pytest_config(path: Path) -> bool:
+    """Whether pytest would take ``path`` as its config file: pytest.ini always, the others
+    only with a pytest section. A file we cannot parse counts, so pytest reports it."""
+    if not path.is_file():
+        return False
+    if path.name in ("pytest.ini", ".pytest.ini"):
+        return True
+    try:
+        if path.name == "pyproject.toml":
+            with path.open("rb") as fh:
+                tool = tomllib.load(fh).get("tool", {})
+            return isinstance(tool, dict) and "pytest" in tool
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(path, encoding="utf-8")
+        return parser.has_section("pytest" if path.name == "tox.ini" else "tool:pytest")
+    except (OSError, ValueError, configparser.Error):
+        return True
+
+
+def plugin_pytest_config(plugin_root: Path, tests_path: str) -> Path | None:
+    """The pytest config file pytest would find for the plugin's tests, looking from the
+    tests folder up to the plugin folder and no further; None when the plugin has none."""
+    folder = (plugin_root / tests_path).resolve()
+    root = plugin_root.resolve()
+    if not folder.is_dir():
+        folder = folder.parent
+    while True:
+        for name in PYTEST_CONFIG_FILES:
+            if _is_pytest_config(folder / name):
+                return folder / name
+        if folder == root or root not in folder.parents:
+            return None
+        folder = folder.parent
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -125,6 +162,9 @@ class RunResult:
     infrastructure_error: str | None = None   # crash outside a test, failure to start...
     timed_out: bool = False                   # the whole-run timeout fired
     cancelled: bool = False
+    # pytest said tests failed (exit code 1) in a child none of whose tests we saw fail:
+    # the run must not look greener than pytest.
+    unexplained_failure: str | None = None
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -166,6 +206,8 @@ class _ChildReport:
     in_flight: str | None = None
     in_flight_since: float = 0.0
     killed_for: str | None = None    # "test_timeout", "run_timeout", "cancel"
+    pytest_exit: int | None = None   # the exit status pytest reported at session end
+    internal_error: str | None = None
 
 
 MAX_WARM_DEATHS = 3
@@ -195,17 +237,18 @@ class PytestRunner:
         self._warm_deaths = 0
         self._closed = False
 
-    def _pytest_args(self, plugin_root: Path, run_dir: Path, targets: list[str]) -> list[str]:
+    def _pytest_args(self, plugin_root: Path, run_dir: Path, targets: list[str],
+                     tests_path: str) -> list[str]:
         args_file = run_dir / f"args-{time.monotonic_ns()}.txt"
         args_file.write_text("\n".join(targets) + "\n", encoding="utf-8")
-        config: list[str] = []
-        if not any((plugin_root / name).is_file() for name in PYTEST_CONFIG_FILES):
-            # Without a config of its own, pytest would climb to whatever project holds
-            # the plugin folder and apply that project's options to the plugin's tests.
-            empty = run_dir / "pytest.ini"
-            empty.write_text("[pytest]\n", encoding="utf-8")
-            config = ["-c", str(empty)]
-        return [*config, "-p", "plexichat_desktop.testing.reporter",
+        # Always name the config: left to itself, pytest climbs past the plugin folder to
+        # whatever project holds it and applies that project's options (or test paths)
+        # to the plugin's tests. The plugin folder is the config boundary.
+        config = plugin_pytest_config(plugin_root, tests_path)
+        if config is None:
+            config = run_dir / "pytest.ini"
+            config.write_text("[pytest]\n", encoding="utf-8")
+        return ["-c", str(config), "-p", "plexichat_desktop.testing.reporter",
                 "-p", "no:cacheprovider", "--import-mode=importlib",
                 f"--rootdir={plugin_root}", f"--basetemp={run_dir / 'tmp'}",
                 "-o", "console_output_style=classic", "--continue-on-collection-errors",
@@ -294,12 +337,13 @@ class PytestRunner:
                 await self._warming
         await self._drop_warm()
 
-    async def _child(self, plugin_root: Path, run_dir: Path, targets: list[str], mode: str,
+    async def _child(self, plugin_root: Path, run_dir: Path, tests_path: str,
+                     targets: list[str], mode: str,
                      on_event: Callable[[dict[str, Any], _ChildReport], None],
                      test_timeout: float | None, deadline: float | None,
                      cancel: asyncio.Event | None, log_path: Path) -> _ChildReport:
         report = _ChildReport()
-        args = self._pytest_args(plugin_root, run_dir, targets)
+        args = self._pytest_args(plugin_root, run_dir, targets, tests_path)
         per_run = {MODE_ENV: mode, STACKS_ENV: str(run_dir / "stacks.txt")}
         loop = asyncio.get_running_loop()
         started = await self._start_warm(plugin_root, log_path, args, per_run)
@@ -398,12 +442,18 @@ class PytestRunner:
             report.in_flight = None
         elif kind == "session_end":
             report.session_ended = True
+            with contextlib.suppress(TypeError, ValueError):
+                report.pytest_exit = int(event.get("exitstatus"))
+        elif kind == "internal_error":
+            report.internal_error = str(event.get("longrepr") or event.get("message") or "")
         on_event(event, report)
 
     # -- collection ----------------------------------------------------------------------
     async def collect(self, plugin_id: str, plugin_root: Path, tests_path: str,
-                      timeout: float = 120.0) -> CollectResult:
-        """What pytest would collect under ``tests_path``: items and per-file errors."""
+                      timeout: float = 120.0, targets: list[str] | None = None
+                      ) -> CollectResult:
+        """What pytest would collect under ``tests_path`` (or only ``targets``, paths
+        relative to the plugin folder): items and per-file errors."""
         result = CollectResult()
         run_dir = self._run_dir(f"collect-{plugin_id}")
         log_path = run_dir / "child.log"
@@ -415,13 +465,19 @@ class PytestRunner:
                 result.errors.append(_collect_error(event))
 
         try:
-            report = await self._child(plugin_root, run_dir, [tests_path], "collect", on_event,
+            report = await self._child(plugin_root, run_dir, tests_path,
+                                       targets or [tests_path], "collect", on_event,
                                        None, time.monotonic() + timeout, None, log_path)
             result.exit_code = report.exit_code
             result.stderr_tail = _tail(log_path)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
-        if not report.session_ended and not result.errors:
+        verdict = _pytest_verdict(report, [], result.stderr_tail)
+        if verdict is not None and verdict[0] == "error":
+            result.errors.append({"nodeid": tests_path, "file": tests_path,
+                                  "message": verdict[1].splitlines()[0],
+                                  "longrepr": verdict[1]})
+        elif not report.session_ended and not result.errors:
             result.errors.append({"nodeid": tests_path, "file": tests_path,
                                   "message": f"collection did not finish "
                                              f"({describe_exit(report.exit_code)})",
@@ -454,7 +510,17 @@ class PytestRunner:
                 result.collected = [_collected(plugin_id, i) for i in event.get("items", [])]
                 order.extend(t.nodeid for t in result.collected)
             elif kind == "collect_error":
-                result.collect_errors.append(_collect_error(event))
+                error = _collect_error(event)
+                result.collect_errors.append(error)
+                # A file that does not import is a result of its own, as in pytest's
+                # summary ("1 passed, 1 error"), not only a note on the run.
+                nodeid = error["nodeid"] or error["file"] or "(collection)"
+                now = time.time()
+                result.attempts.append(TestAttempt(
+                    run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=Outcome.ERROR,
+                    attempt=attempt_no.get(nodeid, 1), phase="collect",
+                    message=error["message"] or "collection failed",
+                    longrepr=error["longrepr"], started_at=now, finished_at=now))
             elif kind == "test_start":
                 phases[event["nodeid"]] = []
                 started[event["nodeid"]] = time.time()
@@ -488,7 +554,9 @@ class PytestRunner:
         restarts = 0
         rerun_round = 0
         while targets:
-            report = await self._child(plugin_root, run_dir, targets, "run", on_event,
+            before = len(result.attempts)
+            report = await self._child(plugin_root, run_dir, tests_path, targets, "run",
+                                       on_event,
                                        limits.test_timeout, deadline, cancel, log_path)
             result.exit_code = report.exit_code
             if report.killed_for == "cancel":
@@ -498,6 +566,13 @@ class PytestRunner:
                 break
             if report.session_ended:
                 targets = []
+                verdict = _pytest_verdict(report, result.attempts[before:], _tail(log_path))
+                if verdict is not None:
+                    kind, text = verdict
+                    if kind == "error":
+                        result.infrastructure_error = text
+                        break
+                    result.unexplained_failure = text
             else:
                 tail = _tail(log_path)
                 if report.in_flight is None:
@@ -584,18 +659,82 @@ class PytestRunner:
         def joined(key: str) -> str:
             return truncate("".join(p.get(key) or "" for p in phases))
 
-        decided = next((p for p in phases if p.get("when") == end.get("phase")), None)
+        decided = next((p for p in phases if p.get("when") == end.get("phase")
+                        and p.get("label") == end.get("label")), None)
         try:
             outcome = Outcome(end.get("outcome"))
         except ValueError:
             outcome = Outcome.ERROR
+        reports = _extra_reports(phases, decided, outcome)
+        message = end.get("message") or ""
+        sections = [(decided or {}).get("longrepr") or ""]
+        failed_subtests = [r for r in reports if r["kind"] == "subtest"
+                           and r["outcome"] == "failed"]
+        if failed_subtests:
+            first = failed_subtests[0]
+            more = len(failed_subtests) - 1
+            message = (f"subtest {first['label']} failed: {first['message']}"
+                       + (f" (and {more} more failed subtests)" if more else ""))
+            sections = [f"--- subtest {r['label']} ---\n{r['longrepr']}"
+                        for r in failed_subtests]
+        sections += [f"--- error at teardown ---\n{r['longrepr']}"
+                     for r in reports if r["kind"] == "teardown"]
+        longrepr = "\n\n".join(part for part in sections if part)
         return TestAttempt(
             run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=outcome,
             attempt=attempt, duration=float(end.get("duration") or 0.0),
-            phase=end.get("phase"), message=end.get("message") or "",
-            longrepr=(decided or {}).get("longrepr") or "",
+            phase=end.get("phase"), message=message, longrepr=truncate(longrepr.strip()),
             stdout=joined("stdout"), stderr=joined("stderr"), log=joined("log"),
-            started_at=start, finished_at=time.time())
+            started_at=start, finished_at=time.time(), reports=reports)
+
+
+def _extra_reports(phases: list[dict[str, Any]], decided: dict[str, Any] | None,
+                   outcome: Outcome) -> list[dict[str, Any]]:
+    """Subtest results, and a teardown error after a failed call: pytest counts both in
+    its summary besides the test's own outcome."""
+    reports: list[dict[str, Any]] = []
+    passed = 0
+    for phase in phases:
+        if phase.get("when") == "subtest":
+            if phase.get("outcome") == "passed":
+                passed += 1
+                continue
+            reports.append({"kind": "subtest", "label": phase.get("label") or "(<subtest>)",
+                            "outcome": phase.get("outcome"), "message": phase.get("message"),
+                            "longrepr": phase.get("longrepr") or ""})
+        elif (phase.get("when") == "teardown" and phase.get("outcome") == "failed"
+              and phase is not decided and outcome is not Outcome.ERROR):
+            reports.append({"kind": "teardown", "label": None, "outcome": "error",
+                            "message": phase.get("message"),
+                            "longrepr": phase.get("longrepr") or ""})
+    if passed:
+        reports.append({"kind": "subtest", "label": None, "outcome": "passed",
+                        "count": passed})
+    return reports
+
+
+# pytest's exit codes (pytest.ExitCode) that say the session itself went wrong.
+_SESSION_FAILURES = {2: "pytest was interrupted", 3: "pytest stopped with an internal error",
+                     4: "pytest refused its command line (usage error)"}
+
+
+def _pytest_verdict(report: _ChildReport, attempts: list[TestAttempt], tail: str
+                    ) -> tuple[str, str] | None:
+    """What pytest's own exit status says that the attempts of this child do not.
+
+    ``("error", why)`` when the session went wrong (internal error, interrupted, usage
+    error), ``("failed", why)`` when pytest counted a failure none of the attempts shows;
+    None when the two agree.
+    """
+    status = report.pytest_exit
+    if report.internal_error or status in _SESSION_FAILURES:
+        head = _SESSION_FAILURES.get(status or 3, "pytest stopped with an internal error")
+        detail = report.internal_error or tail
+        return "error", f"{head} (exit code {status}):\n{detail}".rstrip()
+    if status == 1 and not any(a.outcome in BAD_OUTCOMES for a in attempts):
+        return "failed", ("pytest reported failed tests (exit code 1) that no result shows; "
+                          "see the run's log")
+    return None
 
 
 def _collected(plugin_id: str, item: dict[str, Any]) -> CollectedTest:

@@ -59,6 +59,9 @@ TEXT_CAP = 64 * 1024
 """Cap, in UTF-8 bytes, of an attempt's longrepr, stdout, stderr and log and a run's error."""
 MESSAGE_CAP = 4 * 1024
 """Cap, in UTF-8 bytes, of an attempt's one-line message."""
+REPORTS_CAP = 200
+"""Extra reports (failed subtests...) kept per attempt; a suite with thousands of failing
+subtests keeps the first ones, and the counts stay right (passed ones are one entry)."""
 TRUNCATION_MARKER = "\n... [truncated {} bytes]"
 """Appended to clipped text; ``{}`` is the number of UTF-8 bytes dropped."""
 
@@ -280,7 +283,13 @@ def _migration_2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2]
+def _migration_3(conn: sqlite3.Connection) -> None:
+    """What pytest reported besides a test's deciding phase: subtests, a teardown error
+    after a failed call (JSON list; see TestAttempt.reports)."""
+    conn.execute("ALTER TABLE attempts ADD COLUMN reports TEXT NOT NULL DEFAULT '[]'")
+
+
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
 """Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
 
 Append only; never edit a released entry. Each one runs in its own transaction together with
@@ -303,7 +312,7 @@ SCHEMA_VERSION = schema_version()
 _RUN_COLUMNS = ("plugin_id, selection, trigger, priority, status, queued_at, started_at, "
                 "finished_at, exit_code, attempt, parent_run_id, schedule_id, error, counts")
 _ATTEMPT_COLUMNS = ("run_id, plugin_id, nodeid, attempt, outcome, duration, phase, message, "
-                    "longrepr, stdout, stderr, log, started_at, finished_at")
+                    "longrepr, stdout, stderr, log, started_at, finished_at, reports")
 
 
 def _run_params(run: RunRecord) -> tuple[Any, ...]:
@@ -361,7 +370,23 @@ def _attempt_from_row(row: sqlite3.Row) -> TestAttempt:
         log=row["log"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        reports=json.loads(row["reports"] or "[]"),
     )
+
+
+def _reports_json(reports: Sequence[Mapping[str, Any]]) -> str:
+    kept = [dict(r) for r in reports[:REPORTS_CAP]]
+    dropped: dict[tuple[str, str], int] = {}
+    for report in reports[REPORTS_CAP:]:
+        key = (str(report.get("kind")), str(report.get("outcome")))
+        dropped[key] = dropped.get(key, 0) + int(report.get("count", 1))
+    # What is dropped still counts: one entry per kind and outcome carries the number.
+    kept += [{"kind": kind, "label": None, "outcome": outcome, "count": n}
+             for (kind, outcome), n in dropped.items()]
+    clipped = [{key: clip_text(value, MESSAGE_CAP if key == "message" else TEXT_CAP // 4)
+                if isinstance(value, str) else value for key, value in report.items()}
+               for report in kept]
+    return json.dumps(clipped)
 
 
 SCHEDULE_COLUMNS = ("id", "plugin_id", "test_id", "expression", "timezone", "priority",
@@ -547,6 +572,7 @@ class ResultStore(SqliteDatabase):
                 _nullable(a.phase), clip_text(a.message, MESSAGE_CAP),
                 clip_text(a.longrepr), clip_text(a.stdout), clip_text(a.stderr),
                 clip_text(a.log), float(a.started_at), float(a.finished_at),
+                _reports_json(a.reports),
             )
             groups.setdefault((row[0], row[2]), []).append(row)
 
@@ -585,7 +611,7 @@ class ResultStore(SqliteDatabase):
             conn.executemany("UPDATE attempts SET flaky = ? WHERE id = ?", set_flaky)
             conn.executemany(
                 f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}, is_final, flaky) "
-                f"VALUES ({', '.join('?' * 16)})", inserts)
+                f"VALUES ({', '.join('?' * 17)})", inserts)
 
     def attempts_for_run(self, run_id: int) -> list[TestAttempt]:
         """Every attempt of a run, in insertion order."""

@@ -1,0 +1,378 @@
+"""The manager is never greener than pytest: generated suites with every outcome kind are
+run through the real manager, the real CLI and plain pytest, and compared test by test,
+count by count and exit code by exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from plexichat_desktop.testing.manager import TestManager
+from plexichat_desktop.testing.models import RunStatus, summary_counts
+from plexichat_desktop.testing.runner import plugin_pytest_config
+from plexichat_desktop.testing.store import ResultStore
+from tests.test_test_manager import finals, manager_factory  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.asyncio
+
+MANIFEST = """\
+id = "{id}"
+name = "{id}"
+version = "1.0.0"
+entry = "{id}_pkg:Plugin"
+
+[tests]
+timeout = 60
+"""
+
+OUTCOMES = '''
+import unittest
+import warnings
+
+import pytest
+
+
+def test_passes():
+    assert True
+
+
+def test_fails():
+    assert [1, 2] == [1, 3]
+
+
+@pytest.fixture
+def broken_setup():
+    raise RuntimeError("setup exploded")
+
+
+def test_setup_error(broken_setup):
+    pass
+
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown exploded")
+
+
+def test_teardown_error_after_pass(broken_teardown):
+    pass
+
+
+def test_teardown_error_after_failure(broken_teardown):
+    assert 1 == 2, "the call failed first"
+
+
+def test_skipped():
+    pytest.skip("not here")
+
+
+@pytest.mark.xfail(reason="known")
+def test_xfails():
+    assert False
+
+
+@pytest.mark.xfail(reason="fixed already")
+def test_xpasses():
+    pass
+
+
+@pytest.mark.xfail(reason="must fail", strict=True)
+def test_strict_xpass_fails():
+    pass
+
+
+def test_warning_is_an_error():
+    warnings.warn("suite runs with filterwarnings = error", UserWarning)
+
+
+async def test_async_generator_is_refused():
+    yield 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_param(n):
+    assert n != 2
+
+
+class TestUnittestSubtests(unittest.TestCase):
+    def test_one_subtest_fails(self):
+        for i in range(3):
+            with self.subTest(i=i):
+                self.assertNotEqual(i, 1)
+
+    def test_all_subtests_pass(self):
+        for i in range(2):
+            with self.subTest(i=i):
+                self.assertLess(i, 5)
+
+
+def test_subtests_fixture(subtests):
+    for i in range(3):
+        with subtests.test(msg="check", i=i):
+            assert i != 2
+'''
+
+DOCTEST = """\
+>>> 1 + 1
+2
+>>> [1, 2][5]
+"""
+
+CONFIG = """\
+[tool.pytest.ini_options]
+filterwarnings = ["error"]
+"""
+
+
+def write_plugin(root: Path, plugin_id: str, files: dict[str, str]) -> Path:
+    folder = root / plugin_id
+    (folder / "tests").mkdir(parents=True)
+    (folder / "plugin.toml").write_text(MANIFEST.format(id=plugin_id))
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(textwrap.dedent(text))
+    return folder
+
+
+def plain_pytest(folder: Path, *targets: str) -> tuple[dict[str, str], dict[str, int], int]:
+    """Plain pytest on a plugin folder as the manager runs it: per-test verdicts, the
+    summary line's counts and the exit code."""
+    config = plugin_pytest_config(folder, "tests")
+    cmd = [sys.executable, "-m", "pytest", "-v", "-rA", "-p", "no:cacheprovider",
+           "--import-mode=importlib", f"--rootdir={folder}", "-o",
+           "console_output_style=classic", "--continue-on-collection-errors"]
+    if config is not None:
+        cmd += ["-c", str(config)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    proc = subprocess.run([*cmd, *(targets or ["tests"])], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120)
+    words: dict[str, list[str]] = {}
+    for line in proc.stdout.splitlines():
+        if match := re.match(r"^(\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS|"
+                             r"SUBFAILED|SUBPASSED)\b", line):
+            words.setdefault(match[1], []).append(match[2])
+        elif (match := re.match(r"^ERROR (\S+?)(?: - .*)?$", line)) and "::" not in match[1]:
+            words.setdefault(match[1], []).append("ERROR")  # a file that did not collect
+    verdicts = {}
+    for nodeid, seen in words.items():
+        if "FAILED" in seen or "SUBFAILED" in seen:
+            verdicts[nodeid] = "failed"
+        elif "ERROR" in seen:
+            verdicts[nodeid] = "error"
+        else:
+            verdicts[nodeid] = {"PASSED": "passed", "SKIPPED": "skipped", "XFAIL": "xfailed",
+                                "XPASS": "xpassed"}[seen[0]]
+    counts: dict[str, int] = {}
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    for n, word in re.findall(r"(\d+) ([a-z]+(?: [a-z]+)?)(?=,| in )", summary):
+        counts[{"errors": "error", "warnings": "warning"}.get(word, word)] = int(n)
+    return verdicts, counts, proc.returncode
+
+
+def run_cli(home, plugins_dir: Path, target: str) -> tuple[int, dict]:
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
+           "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(plugins_dir)}
+    proc = subprocess.run([sys.executable, "-m", "plexichat_desktop", "test", target,
+                           "--json"], env=env, capture_output=True, text=True, timeout=180)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"no JSON from the CLI (rc {proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}") from None
+
+
+async def run_through(manager: TestManager, plugin_id: str, tests: list[str] | None = None):
+    run = await manager.submit(plugin_id, tests)
+    done = await asyncio.wait_for(manager.wait(run.id), 120)
+    return done, finals(manager, run.id)
+
+
+@pytest.fixture
+def suites(tmp_path: Path) -> Path:
+    root = tmp_path / "suites"
+    write_plugin(root, "fidelity_all", {
+        "pyproject.toml": CONFIG, "tests/test_outcomes.py": OUTCOMES,
+        "tests/test_doc.txt": DOCTEST,
+        "tests/test_broken.py": "def test_never(:\n    pass\n"})
+    write_plugin(root, "fidelity_internal", {
+        "pyproject.toml": CONFIG,
+        "tests/conftest.py": """\
+            import warnings
+
+
+            def pytest_collection_modifyitems(items):
+                warnings.warn(DeprecationWarning("this hook style is deprecated"))
+            """,
+        "tests/test_fine.py": "def test_fine():\n    pass\n"})
+    return root
+
+
+async def test_every_outcome_kind_matches_plain_pytest(manager_factory, suites, home):  # noqa: F811
+    folder = suites / "fidelity_all"
+    theirs, their_counts, their_exit = plain_pytest(folder)
+    assert their_exit == 1
+    # The suite does hold every kind the manager once got wrong.
+    assert {"tests/test_broken.py", "tests/test_doc.txt::test_doc.txt",
+            "tests/test_outcomes.py::test_async_generator_is_refused"} <= set(theirs)
+    assert their_counts["error"] == 4 and their_counts["subtests passed"] == 6
+
+    manager, _ = await manager_factory(suites)
+    done, ours = await run_through(manager, "fidelity_all")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert done.status is RunStatus.ERROR  # a file did not collect
+    assert done.exit_code == their_exit
+
+    counts = summary_counts(list(ours.values()))
+    for key in ("skipped", "xfailed", "xpassed", "subtests passed"):
+        assert counts.get(key, 0) == their_counts.get(key, 0), key
+    assert counts["error"] + counts["errors at teardown"] == their_counts["error"]
+    # pytest counts a test whose teardown failed after a passing call as passed and
+    # error, a unittest parent as passed beside its failed subtest; the manager gives each
+    # test one outcome and counts the rest apart: the same reports in all.
+    passed_then_teardown = sum(a.phase == "teardown" for a in ours.values())
+    assert (counts["passed"] + counts["failed"] + counts["subtests failed"]
+            + passed_then_teardown) == their_counts["passed"] + their_counts["failed"]
+
+    exit_code, report = run_cli(home, suites, "fidelity_all")
+    assert exit_code == their_exit
+    assert {r["nodeid"]: r["outcome"] for r in report["results"]} == theirs
+
+
+async def test_internal_error_is_an_error_run_with_pytests_report(manager_factory, suites,  # noqa: F811
+                                                                   home):
+    _, _, their_exit = plain_pytest(suites / "fidelity_internal")
+    assert their_exit == 3
+    manager, _ = await manager_factory(suites, retry_attempts=1)
+    done, ours = await run_through(manager, "fidelity_internal")
+    assert done.status is RunStatus.ERROR
+    assert "internal error" in done.error
+    assert "DeprecationWarning: this hook style is deprecated" in done.error
+    assert {str(a.outcome) for a in ours.values()} <= {"not_run"}
+
+    exit_code, report = run_cli(home, suites, "fidelity_internal")
+    assert exit_code == their_exit
+    assert report["runs"][0]["status"] == "error"
+    assert "this hook style is deprecated" in report["runs"][0]["error"]
+
+
+async def test_a_failing_subtest_fails_its_test_with_each_message(manager_factory, suites):  # noqa: F811
+    manager, _ = await manager_factory(suites)
+    _, ours = await run_through(manager, "fidelity_all", [
+        "tests/test_outcomes.py::TestUnittestSubtests", "test_subtests_fixture"])
+    failing = ours["tests/test_outcomes.py::TestUnittestSubtests::test_one_subtest_fails"]
+    assert str(failing.outcome) == "failed"
+    assert failing.message.startswith("subtest (i=1) failed: AssertionError")
+    assert "--- subtest (i=1) ---" in failing.longrepr
+    assert [(r["label"], r["outcome"]) for r in failing.reports if "count" not in r] == \
+        [("(i=1)", "failed")]
+    assert str(ours["tests/test_outcomes.py::TestUnittestSubtests::test_all_subtests_pass"]
+               .outcome) == "passed"
+    fixture = ours["tests/test_outcomes.py::test_subtests_fixture"]
+    assert str(fixture.outcome) == "failed" and "[check] (i=2)" in fixture.message
+    # Stored and read back with its reports.
+    stored = manager.store.attempts_for_run(failing.run_id)
+    assert any(a.reports == failing.reports for a in stored)
+
+
+async def test_a_teardown_error_after_a_failure_is_kept(manager_factory, suites):  # noqa: F811
+    manager, _ = await manager_factory(suites)
+    done, ours = await run_through(manager, "fidelity_all",
+                                   ["tests/test_outcomes.py::test_teardown_error_after_failure"])
+    attempt = ours["tests/test_outcomes.py::test_teardown_error_after_failure"]
+    assert str(attempt.outcome) == "failed" and "the call failed first" in attempt.message
+    assert [r["kind"] for r in attempt.reports] == ["teardown"]
+    assert "teardown exploded" in attempt.longrepr
+    # pytest's "1 failed, 1 error"
+    assert done.counts["failed"] == 1 and done.counts["errors at teardown"] == 1
+
+
+async def test_collection_errors_are_results_with_pytests_report(manager_factory, suites):  # noqa: F811
+    manager, _ = await manager_factory(suites)
+    done, ours = await run_through(manager, "fidelity_all", ["tests/test_outcomes.py::test_passes",
+                                                              "tests/test_broken.py"])
+    broken = ours["tests/test_broken.py"]
+    assert str(broken.outcome) == "error" and broken.phase == "collect"
+    assert "SyntaxError" in broken.longrepr
+    assert done.status is RunStatus.ERROR and "SyntaxError" in done.error
+    assert done.counts["error"] == 1 and done.counts["passed"] == 1
+
+
+async def test_the_plugin_folder_is_the_config_boundary(manager_factory, tmp_path, home):  # noqa: F811
+    # A parent project whose pytest.ini would leave nothing to collect, and a plugin whose
+    # pyproject.toml has no pytest section: pytest alone climbs to the parent's ini.
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    (outer / "pytest.ini").write_text("[pytest]\npython_files = nothing_*.py\n")
+    folder = write_plugin(outer / "plugins", "isolated_suite", {
+        "pyproject.toml": "[project]\nname = 'isolated'\n",
+        "tests/test_a.py": "def test_a():\n    pass\n"})
+    assert plugin_pytest_config(folder, "tests") is None
+    manager, _ = await manager_factory(outer / "plugins")
+    done, ours = await run_through(manager, "isolated_suite")
+    assert done.status is RunStatus.PASSED
+    assert list(ours) == ["tests/test_a.py::test_a"]
+
+
+async def test_no_tests_collected_from_test_files_is_an_error(manager_factory, tmp_path):  # noqa: F811
+    folder = write_plugin(tmp_path / "plugins", "misconfigured_suite", {
+        "pytest.ini": "[pytest]\npython_files = check_*.py\n",
+        "tests/test_a.py": "def test_a():\n    pass\n"})
+    assert plugin_pytest_config(folder, "tests") == folder / "pytest.ini"
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    done, _ = await run_through(manager, "misconfigured_suite")
+    assert done.status is RunStatus.ERROR
+    assert "no tests were collected although 1 test file(s) exist" in done.error
+
+
+async def test_every_node_id_prefix_pytest_accepts_selects(manager_factory, suites):  # noqa: F811
+    manager, _ = await manager_factory(suites)
+    check = manager.check_selection
+    assert await check("fidelity_all", "tests/test_outcomes.py::test_param") == [
+        f"tests/test_outcomes.py::test_param[{n}]" for n in (1, 2, 3)]
+    assert await check("fidelity_all", "tests/test_outcomes.py::TestUnittestSubtests::"
+                                       "test_all_subtests_pass") == [
+        "tests/test_outcomes.py::TestUnittestSubtests::test_all_subtests_pass"]
+    assert len(await check("fidelity_all", "./tests/test_outcomes.py::TestUnittestSubtests")) == 2
+    assert len(await check("fidelity_all", "tests/")) == len(await check("fidelity_all",
+                                                                          "tests"))
+    run = await manager.submit("fidelity_all", ["tests/test_outcomes.py::test_param"])
+    done = await manager.wait(run.id)
+    assert done.counts == {"passed": 2, "failed": 1, "total": 3}
+
+
+async def test_an_exact_id_collects_only_its_file(manager_factory, suites):  # noqa: F811
+    manager, _ = await manager_factory(suites)
+    assert await manager.check_selection("fidelity_all", "tests/test_outcomes.py::test_passes")
+    # Only that file was collected: no discovery of the whole suite was cached or stored.
+    assert "fidelity_all" not in manager._discoveries
+    assert manager.store.collected("fidelity_all") == []
+    # A typo is still a clear error, found in that file.
+    with pytest.raises(ValueError, match=r"no test 'tests/test_outcomes\.py::test_pases'"):
+        await manager.check_selection("fidelity_all", "tests/test_outcomes.py::test_pases")
+
+
+async def test_the_cli_hands_an_exact_id_to_pytest_as_pytest_would(suites, home):
+    exit_code, report = run_cli(home, suites, "fidelity_all::tests/test_outcomes.py::test_param")
+    assert exit_code == 1
+    assert {r["nodeid"]: r["outcome"] for r in report["results"]} == {
+        "tests/test_outcomes.py::test_param[1]": "passed",
+        "tests/test_outcomes.py::test_param[2]": "failed",
+        "tests/test_outcomes.py::test_param[3]": "passed"}
+    # Nothing but that file was collected: the suite's discovery was never stored.
+    with ResultStore(home.data_dir / "tests.sqlite3") as store:
+        assert store.collected("fidelity_all") == []
+    # A typo ends as pytest ends it: usage error, exit code 4, pytest's own words.
+    exit_code, report = run_cli(home, suites, "fidelity_all::tests/test_outcomes.py::test_pases")
+    assert exit_code == 4
+    assert report["runs"][0]["status"] == "error"
+    assert "not found" in report["runs"][0]["error"]
