@@ -10,6 +10,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QIcon
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QSplitter,
@@ -126,14 +127,17 @@ class BrowserPane(Pane):
             return
         url = info.url()
         # A navigation we refused (foreign origin) also "fails": only our own pages that
-        # could not be fetched get the explanation.
-        if not url.toString().startswith(self.base_url + "/") or info.errorCode() == -3:
+        # could not be fetched get the explanation. An HTTP error status (a 503 of a
+        # plugin that is not running, a 404) is no fetch failure: the server's own page
+        # says what is wrong, and Chromium's text for it is a template ("$1 is unable...").
+        if not url.toString().startswith(self.base_url + "/") or info.errorCode() == -3 \
+                or info.errorDomain() == QWebEngineLoadingInfo.ErrorDomain.HttpStatusCodeDomain:
             return
         self.view.setHtml(
             "<body style='font-family:sans-serif;padding:2em'><h2>Page not loaded</h2>"
-            f"<p>{html.escape(url.toString())} did not load ({html.escape(info.errorString())})."
-            " Is PlexiChat Desktop's server still running?</p><p>Press F5 to try again.</p>"
-            "</body>", url)
+            f"<p>{html.escape(url.toString())} could not be fetched "
+            f"({html.escape(info.errorString())}). Is PlexiChat Desktop's server still "
+            "running?</p><p>Press F5 to try again.</p></body>", url)
 
     def reload(self) -> None:
         self.view.reload()
@@ -163,6 +167,50 @@ class BrowserPane(Pane):
         page = self.view.page()
         self.view.setPage(None)  # type: ignore[arg-type]
         page.deleteLater()
+
+
+class ProblemPane(Pane):
+    """A plugin page that cannot load because its plugin is not running: the reason (as
+    the plugin list's tooltip and Details… give it), Details… and Try again."""
+
+    detailsRequested = Signal()
+    retryRequested = Signal()
+
+    def __init__(self, base_url: str, path: str, title: str, name: str, state: str,
+                 reason: str, parent: QWidget | None = None):
+        super().__init__(base_url, path, title, parent)
+        self.setObjectName("pluginProblem")
+        layout = QVBoxLayout(self)
+        layout.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        heading = QLabel(f"<h2>{html.escape(name)} is not running</h2>", self)
+        heading.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.reason = QLabel(self)
+        self.reason.setObjectName("problemReason")
+        self.reason.setWordWrap(True)
+        self.reason.setMaximumWidth(720)
+        self.reason.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.reason.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.set_reason(state, reason)
+        self.details_button = QPushButton("Details…", self)
+        self.details_button.clicked.connect(self.detailsRequested)
+        self.retry_button = QPushButton("Try again", self)
+        self.retry_button.setToolTip("Open the page if the plugin runs now (F5)")
+        self.retry_button.clicked.connect(self.retryRequested)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.details_button)
+        buttons.addWidget(self.retry_button)
+        buttons.addStretch(1)
+        layout.addWidget(heading)
+        layout.addWidget(self.reason, alignment=Qt.AlignmentFlag.AlignCenter)
+        layout.addLayout(buttons)
+
+    def set_reason(self, state: str, reason: str) -> None:
+        self.reason.setText(f"Its page {self.home_path} cannot open: the plugin is {state}"
+                            + (f".\n\n{reason}" if reason else "."))
+
+    def reload(self) -> None:
+        self.retryRequested.emit()
 
 
 class FallbackPane(Pane):

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from plexichat_desktop import __version__
 from plexichat_desktop.gui.bridge import EventBridge
-from plexichat_desktop.gui.browser import Pane
+from plexichat_desktop.gui.browser import Pane, ProblemPane
 from plexichat_desktop.gui.dashboard.panel import TestDashboard
 from plexichat_desktop.gui.notify import Notifier
 from plexichat_desktop.plugins.manager import PluginRecord
@@ -295,13 +295,50 @@ class MainWindow(QMainWindow):
                 if focus:
                     self.tabs.setCurrentIndex(index)
                 return pane
-        pane = self.pane_factory(path, title or path, self.tabs)
-        pane.openInWindowRequested.connect(lambda p: self.open_window(p, pane.title))
+        pane = self.make_pane(path, title or path, self.tabs)
         index = self.tabs.addTab(pane, title or path)
         pane.titleChanged.connect(lambda t, p=pane: self._retitle(p, t))
         if focus:
             self.tabs.setCurrentIndex(index)
         return pane
+
+    def plugin_of(self, path: str) -> PluginRecord | None:
+        """The plugin whose page ``path`` is (``/plugins/<id>/...``), if any."""
+        parts = path.split("?", 1)[0].split("/")
+        if len(parts) > 2 and parts[1] == "plugins":
+            return self.runtime.plugins.by_id.get(parts[2])
+        return None
+
+    def make_pane(self, path: str, title: str, parent: QWidget | None) -> Pane:
+        """The page, or, for a plugin that is not running, why not (its page would only
+        answer 503)."""
+        rec = self.plugin_of(path)
+        if rec is not None and str(rec.state) != "active":
+            problem = ProblemPane(self.runtime.url, path, title, rec.name, str(rec.state),
+                                  rec.reason or "", parent)
+            problem.detailsRequested.connect(lambda r=rec: self.show_details(r))
+            problem.retryRequested.connect(lambda p=problem: self._retry(p))
+            return problem
+        pane = self.pane_factory(path, title, parent)
+        pane.openInWindowRequested.connect(lambda p: self.open_window(p, pane.title))
+        return pane
+
+    def _retry(self, problem: ProblemPane) -> None:
+        rec = self.plugin_of(problem.home_path)
+        if rec is not None and str(rec.state) != "active":
+            problem.set_reason(str(rec.state), rec.reason or "")
+            self.statusBar().showMessage(f"{rec.name} is still {rec.state}", 5000)
+            return
+        index = self.tabs.indexOf(problem)
+        if index >= 0:
+            self.close_tab(index)
+            self.open_page(problem.home_path, problem.title)
+            self.tabs.tabBar().moveTab(self.tabs.currentIndex(), index)
+            return
+        for window in self.windows:
+            if window.pane is problem:
+                window.close()
+                self.open_window(problem.home_path, problem.title)
 
     def open_tab(self, path: str, background: bool = False) -> Pane:
         """A link asked for a new tab (target=_blank, middle-click, window.open)."""
@@ -353,7 +390,7 @@ class MainWindow(QMainWindow):
             self.close_tab(index)
 
     def open_window(self, path: str, title: str | None = None) -> PluginWindow:
-        pane = self.pane_factory(path, title or path, None)
+        pane = self.make_pane(path, title or path, None)
         window = PluginWindow(pane, self.settings, self.windows.remove)
         self.windows.append(window)
         window.show()

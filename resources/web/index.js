@@ -16,5 +16,7 @@
     const reason = item.querySelector('[data-role="reason"]');
     reason.textContent = ev.reason || "";
     reason.hidden = !ev.reason || ev.state === "active";
+    const pages = item.querySelector('[data-role="pages"]');
+    if (pages) pages.hidden = ev.state !== "active";
   });
 })();

@@ -9,11 +9,15 @@ import subprocess
 import sys
 from typing import Any
 
-from PySide6.QtCore import QSettings, QUrl
+from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtWebEngineWidgets import QWebEngineView
+from PySide6.QtWidgets import QLabel, QMessageBox
 
-from plexichat_desktop.gui.browser import BrowserPane, FallbackPane
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, ProblemPane
 from plexichat_desktop.gui.main_window import MainWindow, PluginWindow
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.conftest import FIXTURE_PLUGINS
 from tests.gui.shell_helpers import make_shell, wait_loaded
 
 SCREENSHOTS = os.environ.get("PLEXICHAT_SCREENSHOT_DIR")
@@ -94,11 +98,70 @@ def test_a_standalone_window_opens_and_closes(shell: Any, qtbot: Any, js: Any) -
     assert window.windows == []
 
 
-def test_a_failed_plugin_shows_why(shell: Any, qtbot: Any, js: Any) -> None:
-    pane = shell.window.open_page("/plugins/setup_raises/")
-    wait_loaded(qtbot, js, pane, "document.body && document.body.innerText.includes('setup')")
-    text = js(pane.view, "document.body.innerText")
-    assert "Plugin not running" in text and "setup exploded on purpose" in text
+SYNTAX_PLUGIN = """id = "syntax_page"
+name = "Syntax Page"
+version = "1.0.0"
+entry = "syntax_pkg:Plugin"
+
+[[pages]]
+title = "Broken"
+path = "index.html"
+"""
+
+
+def test_a_failed_plugins_page_says_why_and_offers_details(
+        qapp: Any, home: Any, arun: Any, qtbot: Any, js: Any, tmp_path: Any,
+        opened_urls: list[str]) -> None:
+    root = tmp_path / "plugins" / "syntax"
+    (root / "syntax_pkg").mkdir(parents=True)
+    (root / "web").mkdir()
+    (root / "plugin.toml").write_text(SYNTAX_PLUGIN)
+    (root / "syntax_pkg" / "__init__.py").write_text("def broken(:\n    pass\n")
+    (root / "web" / "index.html").write_text("<h1>never shown</h1>")
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(
+        include_installed=False, extra_plugin_dirs=[FIXTURE_PLUGINS, root.parent]))
+    arun(runtime.start())
+    shell = make_shell(qapp, runtime, home)
+    try:
+        window: MainWindow = shell.window
+        item = next(window.plugin_list.item(i) for i in range(window.plugin_list.count())
+                    if window.plugin_list.item(i).text() == "Syntax Page")
+        assert "SyntaxError" in item.toolTip()
+        window.plugin_list.itemActivated.emit(item)
+        pane = window.tabs.currentWidget()
+        assert isinstance(pane, ProblemPane)
+        assert "Syntax Page is not running" in pane.findChild(QLabel).text()
+        assert "SyntaxError" in pane.reason.text()
+        qtbot.mouseClick(pane.details_button, Qt.MouseButton.LeftButton)
+        box = next(b for b in window.findChildren(QMessageBox) if b.isVisible())
+        assert "SyntaxError" in box.text() + box.detailedText()
+        box.close()
+
+        # The page itself, when it is loaded anyway (a reload, a link): the server's
+        # answer naming the reason stays; no "$1 is unable to handle this request".
+        browser = shell.make_pane("/plugins/syntax_page/index.html", "Broken", None)
+        try:
+            wait_loaded(qtbot, js, browser,
+                        "document.body && document.body.innerText.includes('SyntaxError')")
+            qtbot.wait(500)
+            text = js(browser.view, "document.body.innerText")
+            assert "Plugin not running" in text and "$1" not in text
+            assert "Page not loaded" not in text
+        finally:
+            browser.shutdown()
+            browser.deleteLater()
+
+        # The home page links to the pages of running plugins only.
+        home_pane = window.open_page("/")
+        visible = ("[...document.querySelectorAll('[data-plugin=\"%s\"] .pages a')]"
+                   ".filter((a) => a.offsetParent !== null).length")
+        wait_loaded(qtbot, js, home_pane, visible % "good_plugin" + " > 0")
+        assert js(home_pane.view, visible % "syntax_page") == 0
+    finally:
+        arun(shell.shutdown())
+        arun(runtime.stop())
 
 
 def test_tabs_windows_and_geometry_come_back(qapp: Any, runtime: Any, home: Any, arun: Any,
