@@ -8,9 +8,15 @@ hub) and the other connections stay free.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
+import httpx
+
+from plexichat_desktop.core.events import AppFocusRequested
 from plexichat_desktop.gui.main_window import MainWindow
+from plexichat_desktop.plugins.sse import next_event, read_events
 from tests.gui.shell_helpers import wait_loaded
 
 LIVE_PATHS = ["/plugins/performance_monitor/index.html", "/plugins/api_integration_layer/",
@@ -52,3 +58,51 @@ def test_twelve_live_pages_leave_a_post_from_the_thirteenth_fast(
         assert before is not None
     for window_ in list(window.windows):
         window_.close()
+
+
+def test_the_hub_carries_several_streams_and_refuses_what_is_not_one(
+        runtime: Any, arun: Any) -> None:
+    """The server half over real HTTP: one connection, streams asked for by POST, their
+    events tagged with the subscription id; a path that is no stream fails with its
+    status, the hub itself cannot be nested."""
+
+    async def scenario() -> dict[str, list[dict[str, Any]]]:
+        seen: dict[str, list[dict[str, Any]]] = {}
+        client = httpx.AsyncClient(base_url=runtime.url, timeout=10, headers={
+            "Authorization": f"Bearer {runtime.token}"})
+        try:
+            async with client.stream("GET", "/_live/stream") as response:
+                assert response.status_code == 200
+                events = read_events(response)
+                hub = (await next_event(events, "hello"))["hub"]
+                answer = await client.post(f"/_live/{hub}", json={"subscribe": [
+                    {"id": "bus", "url": "/events"},
+                    {"id": "tests", "url": "/tests/events", "last_event_id": "0"},
+                    {"id": "missing", "url": "/tests/no-such-stream"},
+                    {"id": "nested", "url": "/_live/stream"}]})
+                assert answer.status_code == 200, answer.text
+                focused = False
+                async with asyncio.timeout(20):
+                    async for name, items in events:
+                        for item in items if name == "m" else []:
+                            seen.setdefault(item["s"], []).append(item)
+                        if not focused and any(i["t"] == "open" for i in seen.get("bus", [])):
+                            focused = True
+                            await client.post("/api/app/focus")
+                        if any(i["t"] == "event" for i in seen.get("bus", [])) and \
+                                "missing" in seen and "nested" in seen and "tests" in seen:
+                            break
+                gone = await client.post("/_live/not-a-hub", json={})
+                assert gone.status_code == 404
+        finally:
+            await client.aclose()
+        return seen
+
+    seen = arun(scenario())
+    assert seen["bus"][0]["t"] == "open"
+    focus = next(i for i in seen["bus"] if i["t"] == "event")
+    assert focus["e"] == AppFocusRequested.topic and json.loads(focus["d"]) is not None
+    assert seen["tests"][0]["t"] == "open"
+    assert seen["missing"] == [{"s": "missing", "t": "fail", "status": 404,
+                                "detail": seen["missing"][0]["detail"]}]
+    assert seen["nested"][0]["t"] == "fail" and seen["nested"][0]["status"] == 400
