@@ -115,7 +115,9 @@ class Runtime:
                          self.stopping, self.tests, self.scheduler, self.event_log,
                          api_v1=self.api_v1)
         self.server = WebServer(app, self.settings.server.port,
-                                self.settings.server.shutdown_timeout)
+                                self.settings.server.shutdown_timeout,
+                                header_timeout=self.settings.server.header_timeout,
+                                body_timeout=self.settings.server.body_timeout)
         self.identity.port = self.server.port
         self.plugins.server_url = self.server.url
         self.plugins.discover()

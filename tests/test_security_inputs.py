@@ -5,6 +5,7 @@ requests (10)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
@@ -97,3 +98,81 @@ async def read_all(reader: asyncio.StreamReader, bound: float = 20.0) -> bytes:
     """Everything until the server closes the connection (bounded, so a bug cannot hang)."""
     async with asyncio.timeout(bound):
         return await reader.read()
+
+
+async def read_response(reader: asyncio.StreamReader, bound: float = 10.0) -> tuple[int, bytes]:
+    """One HTTP response (status, body) as soon as it is complete; bounded."""
+    async with asyncio.timeout(bound):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        body = await reader.readexactly(length)
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize("path", ["/api/v1/messages/send", "/api/v1/files/upload",
+                                  "/api/v1/backup/upload", "/api/v1/auth/login"])
+async def test_a_declared_over_limit_body_is_413_before_any_body_is_sent(start_core, path):
+    core = await start_core(FIXTURE_PLUGINS, settings=v1_settings())
+    reader, writer = await asyncio.open_connection("127.0.0.1", core.port)
+    try:
+        # 100 GiB declared, not one byte of it sent: the answer must not wait for it.
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{core.port}\r\n"
+                     f"Content-Type: application/json\r\n"
+                     f"Content-Length: {100 << 30}\r\n\r\n".encode())
+        await writer.drain()
+        status, body = await read_response(reader)
+        assert status == 413 and b"too large" in body
+    finally:
+        writer.close()
+
+
+async def test_idle_and_slow_connections_are_closed(start_core, caplog):
+    settings = v1_settings()
+    settings.server.header_timeout = 0.5
+    settings.server.body_timeout = 0.5
+    core = await start_core(FIXTURE_PLUGINS, settings=settings)
+    assert core.runtime.server is not None
+    caplog.clear()  # the fixture plugins fail to start on purpose, with tracebacks
+    host = f"Host: 127.0.0.1:{core.port}\r\n"
+    connections = [await asyncio.open_connection("127.0.0.1", core.port) for _ in range(50)]
+    stop_trickling = asyncio.Event()
+
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        # Slowloris: a header line that never ends, one byte at a time.
+        writer.write(b"GET /healthz HTTP/1.1\r\n" + host.encode() + b"X-Slow: ")
+        with contextlib.suppress(ConnectionError):
+            while not stop_trickling.is_set():
+                writer.write(b"a")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+    trickles = []
+    for index, (_reader, writer) in enumerate(connections):
+        kind = index % 5
+        if kind in (1, 2):
+            trickles.append(asyncio.create_task(trickle(writer)))
+        elif kind == 3:  # a JSON body that stalls after 10 of 100 bytes
+            writer.write(f"POST /api/v1/auth/login HTTP/1.1\r\n{host}Content-Type: "
+                         f"application/json\r\nContent-Length: 100\r\n\r\n".encode()
+                         + b'{"username"')
+        elif kind == 4:  # an upload that stalls
+            writer.write(f"POST /api/v1/files/upload HTTP/1.1\r\n{host}Content-Type: "
+                         f"multipart/form-data; boundary=b\r\nContent-Length: 5000\r\n\r\n"
+                         .encode() + b"--b\r\n")
+        # kind 0: connects and says nothing at all
+    try:
+        for reader, _writer in connections:
+            data = await read_all(reader)
+            assert b"200 OK" not in data
+    finally:
+        stop_trickling.set()
+        await asyncio.gather(*trickles)
+        for _reader, writer in connections:
+            writer.close()
+    async with asyncio.timeout(10):
+        while core.runtime.server.open_connections:
+            await asyncio.sleep(0.05)
+    # The server is fine and still answers.
+    assert (await core.client.get("/healthz")).status_code == 200
+    assert "Traceback" not in caplog.text

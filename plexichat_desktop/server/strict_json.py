@@ -160,8 +160,7 @@ class StrictJsonBodies:
             message = await receive()
             buffered.append(message)
             if message["type"] != "http.request":
-                complete = True  # a disconnect: let the app see it
-                break
+                return  # the client went away (or was timed out) before its body came
             size += len(message.get("body", b""))
             if not message.get("more_body", False):
                 complete = True

@@ -10,10 +10,89 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
+
+
+class ReadTimeoutsProtocol(H11Protocol):
+    """uvicorn's h11 protocol with read deadlines, so idle or trickling clients cannot hold
+    connections open (uvicorn only times out idle keep-alive connections):
+
+    * ``header_timeout``: a request's headers must be complete within this many seconds of
+      the connection opening (or of the previous response ending); bytes trickling in do
+      not extend it;
+    * ``body_timeout``: while the app waits for a request body, the client may pause this
+      long between two reads.
+
+    Long responses (SSE) are unaffected: the deadlines only run while the server waits for
+    the client. A WebSocket upgrade hands the connection to another protocol.
+    """
+
+    header_timeout = 10.0
+    body_timeout = 30.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm(self.header_timeout, "request headers")
+
+    def _arm(self, seconds: float, what: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired, what)
+
+    def _disarm(self) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, what: str) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if what == "request body" and (self.flow.read_paused or
+                                       self.conn.their_state is not h11.SEND_BODY):
+            return  # we are not waiting for the client after all
+        log.info("closing a connection from %s: no %s in time",
+                 f"{self.client[0]}:{self.client[1]}" if self.client else "?", what)
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        state = self.conn.their_state
+        if state is h11.SEND_BODY:
+            self._arm(self.body_timeout, "request body")
+        elif state is not h11.IDLE:
+            self._disarm()  # headers and body complete: the app has the request
+        # IDLE: headers still incomplete; the header deadline keeps running.
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm(self.header_timeout, "request headers")
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._disarm()
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+
+def protocol_with_timeouts(header_timeout: float, body_timeout: float) -> type[H11Protocol]:
+    """A :class:`ReadTimeoutsProtocol` class with the given deadlines."""
+    return type("ConfiguredReadTimeoutsProtocol", (ReadTimeoutsProtocol,),
+                {"header_timeout": header_timeout, "body_timeout": body_timeout})
 
 
 class PortInUseError(OSError):
@@ -54,11 +133,13 @@ def bind_socket(port: int) -> socket.socket:
 class WebServer:
     """One uvicorn server on one pre-bound loopback socket."""
 
-    def __init__(self, app: Any, port: int, shutdown_timeout: float = 3.0):
+    def __init__(self, app: Any, port: int, shutdown_timeout: float = 3.0,
+                 header_timeout: float = 10.0, body_timeout: float = 30.0):
         self._sock = bind_socket(port)
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=True,
-                                timeout_graceful_shutdown=shutdown_timeout, ws="auto")
+                                timeout_graceful_shutdown=shutdown_timeout, ws="auto",
+                                http=protocol_with_timeouts(header_timeout, body_timeout))
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
@@ -74,6 +155,11 @@ class WebServer:
                 self._task.result()  # raises the start-up error
                 raise RuntimeError("the web server stopped during start-up")
             await asyncio.sleep(0.005)
+
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections the server holds now (WebSockets included)."""
+        return len(self._server.server_state.connections)
 
     async def stop(self) -> None:
         if self._task is None:

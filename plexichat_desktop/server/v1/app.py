@@ -1,8 +1,9 @@
 """The v1 sub-application mounted at ``/api/v1``, and the ASGI guard in front of it.
 
 The guard does three things no route should have to remember:
-* it refuses request bodies over the limit of their path with 413, from the
-  ``Content-Length`` header when there is one, else while the body streams in;
+* it refuses request bodies over the limit of their path with 413: at once from the
+  ``Content-Length`` header when there is one (the body is not waited for), else while
+  the body streams in;
 * it times every request for ``/performance`` (status and latency);
 * an unexpected exception becomes a JSON 500 ``{"detail": ...}`` (and a logged traceback)
   instead of a bare text error.
@@ -10,6 +11,7 @@ The guard does three things no route should have to remember:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,6 +22,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.requests import ClientDisconnect
 
 from plexichat_desktop import __version__
 from plexichat_desktop.server.strict_json import validation_error_response
@@ -53,6 +56,7 @@ Send = Callable[[Message], Awaitable[None]]
 JSON_BODY_LIMIT = 1 << 20
 MULTIPART_OVERHEAD = 64 * 1024
 DRAIN_LIMIT = 64 << 20
+DRAIN_IDLE_S = 5.0
 ROUTERS = (auth, users, messages, files, groups, search, notifications, system, realtime,
            webhooks, analytics, backup, performance)
 
@@ -94,8 +98,7 @@ class V1Guard:
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _drain(receive)
-            await _json(send_tracking, 413, _too_large(limit))
+            await _refuse_at_once(send_tracking, receive, 413, _too_large(limit))
             self.api.perf.record_request(time.perf_counter() - started, 413)
             return
         received = 0
@@ -113,6 +116,8 @@ class V1Guard:
 
         try:
             await self.app(scope, receive_limited, send_tracking)
+        except ClientDisconnect:
+            status = 499  # the client left (or was timed out) mid-body: nobody to answer
         except Exception:
             if response_started:
                 raise
@@ -135,6 +140,31 @@ async def _drain(receive: Receive) -> None:
         drained += len(message.get("body", b""))
         if not message.get("more_body", False):
             return
+
+
+async def _refuse_at_once(send: Send, receive: Receive, status: int, detail: str) -> None:
+    """Answer from the headers alone, before the body is read: the whole response goes
+    out now (its Content-Length is complete), then the declared body is drained so that a
+    client still sending it sees the answer instead of a reset. Draining stops at
+    ``DRAIN_LIMIT`` bytes or when the client pauses ``DRAIN_IDLE_S``; the connection is
+    closed after it."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    try:
+        async with asyncio.timeout(DRAIN_IDLE_S) as deadline:
+            drained = 0
+            while drained <= DRAIN_LIMIT:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+                drained += len(message.get("body", b""))
+                deadline.reschedule(asyncio.get_running_loop().time() + DRAIN_IDLE_S)
+    except TimeoutError:
+        pass
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _too_large(limit: int) -> str:
