@@ -18,6 +18,7 @@ from plexichat_desktop import __version__
 from plexichat_desktop.core.events import EventBus, ServerStarted, ServerStopping
 from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
 from plexichat_desktop.core.paths import resources_dir as default_resources_dir
+from plexichat_desktop.core.permissions import secure_app_dirs
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.core.sqlite import SchemaVersionError
 from plexichat_desktop.plugins.manager import PluginManager
@@ -48,6 +49,8 @@ class Runtime:
     def __init__(self, paths: AppPaths, settings: Settings,
                  options: RuntimeOptions | None = None):
         opts = options or RuntimeOptions()
+        # First: everything below is created private, and older files are tightened.
+        secure_app_dirs(paths.roots)
         self.paths = paths
         self.settings = settings
         self.bus = EventBus()

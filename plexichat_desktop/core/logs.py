@@ -13,6 +13,8 @@ import logging.handlers
 import sys
 from pathlib import Path
 
+from plexichat_desktop.core.permissions import private_dir, private_file
+
 PLUGIN_LOGGER_PREFIX = "plexichat.plugin."
 LOG_FILE_NAME = "plexichat-desktop.log"
 FORMAT = "%(asctime)s %(levelname)-7s [%(plugin_id)s] %(name)s: %(message)s"
@@ -51,12 +53,13 @@ def setup_logging(log_dir: Path, level: str = "INFO", max_bytes: int = 2_000_000
         root.removeHandler(handler)
         handler.close()
     _installed.clear()
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir)
     log_file = log_dir / LOG_FILE_NAME
     formatter = logging.Formatter(FORMAT)
     file_handler = logging.handlers.RotatingFileHandler(
         log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
     )
+    private_file(log_file)  # the log tells what the user did: theirs alone
     handlers: list[logging.Handler] = [file_handler]
     if console:
         handlers.append(logging.StreamHandler(sys.stderr))

@@ -64,9 +64,18 @@ class AppPaths:
     def plugin_states_file(self) -> Path:
         return self.data_dir / "plugin-states.json"
 
+    @property
+    def roots(self) -> tuple[Path, Path, Path, Path]:
+        return (self.config_dir, self.data_dir, self.cache_dir, self.log_dir)
+
     def ensure(self) -> None:
-        for folder in (self.config_dir, self.data_dir, self.cache_dir, self.log_dir):
-            folder.mkdir(parents=True, exist_ok=True)
+        """Create the four folders, private to the user (0700), and make everything the
+        process creates from now on private too (umask 077)."""
+        from plexichat_desktop.core.permissions import private_dir, private_umask
+
+        private_umask()
+        for folder in self.roots:
+            private_dir(folder)
 
 
 def extra_plugin_dirs(environ: os._Environ[str] | dict[str, str] | None = None) -> list[Path]:

@@ -11,6 +11,7 @@ boundary is explicit.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
+
+from plexichat_desktop.core.permissions import FILE_MODE, private_dir
 
 BUSY_TIMEOUT_S = 10.0
 
@@ -52,7 +55,11 @@ class SqliteDatabase:
         """Open (or create) the file; raises :class:`SchemaVersionError` when it comes from
         a newer app version."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        with suppress(FileExistsError):
+            # Created 0600 before SQLite opens it: its -wal and -shm files take the
+            # database file's mode, so they are private too.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
         self._lock = threading.Lock()
         self._closed = False
         self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S,

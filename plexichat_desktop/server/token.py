@@ -8,12 +8,14 @@ import secrets
 import stat
 from pathlib import Path
 
+from plexichat_desktop.core.permissions import private_dir
+
 log = logging.getLogger(__name__)
 
 
 def load_or_create_token(path: Path) -> str:
     """Read the token file, creating it (mode 0600) with a fresh random token if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from plexichat_desktop import __version__
+from plexichat_desktop.core.permissions import private_dir, private_file
 from plexichat_desktop.server.v1.common import iso, new_id, now
 from plexichat_desktop.server.v1.store import (
     SCHEMA_VERSION,
@@ -87,7 +88,7 @@ class BackupManager:
         self.on_completed = on_completed
         self._lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
 
     # -- records ----------------------------------------------------------------------
 
@@ -101,7 +102,7 @@ class BackupManager:
         target = self._record_path(record["id"])
         tmp = target.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-        os.replace(tmp, target)
+        os.replace(private_file(tmp), target)
 
     def get(self, backup_id: str) -> dict[str, Any] | None:
         """The record of ``backup_id``, or None (also for malformed ids)."""
@@ -204,7 +205,7 @@ class BackupManager:
                 zf.writestr("manifest.json", json.dumps(manifest, indent=1))
             record.update(counts=counts, file_count=file_count, size=partial.stat().st_size,
                           checksum=sha256_of(partial))
-            os.replace(partial, final)
+            os.replace(private_file(partial), final)
 
     def _prune(self) -> None:
         done = [r for r in self.list() if r.get("status") in ("completed", "failed")]
@@ -232,7 +233,7 @@ class BackupManager:
             "app_version": manifest.get("app_version"), "counts": manifest.get("counts"),
             "file_count": manifest.get("file_count"), "error": None, "last_restored_at": None,
         }
-        shutil.move(str(upload), self.archive(record["id"]))
+        shutil.move(str(private_file(upload)), self.archive(record["id"]))
         self._save(record)
         self._prune()
         return record
@@ -313,8 +314,7 @@ class BackupManager:
                 raise BackupError(422, f"backup '{record['id']}': {exc}") from None
             counts = _counts(clean)
             self.store.replace_from(clean)
-            new_files = staging / "files"
-            new_files.mkdir(exist_ok=True)
+            new_files = private_dir(staging / "files")
             old = staging / "files-replaced"
             if self.files_dir.exists():
                 os.replace(self.files_dir, old)

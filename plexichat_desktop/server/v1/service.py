@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.permissions import private_dir
 from plexichat_desktop.core.settings import ApiSettings
 from plexichat_desktop.server.v1.backup import BackupManager
 from plexichat_desktop.server.v1.hub import RealtimeHub
@@ -40,9 +41,8 @@ class ApiV1:
         self.root: Path = paths.data_dir / DATA_DIR_NAME
         self.files_dir = self.root / "files"
         self.uploads_tmp = self.root / "incoming"
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.files_dir.mkdir(exist_ok=True)
-        self.uploads_tmp.mkdir(exist_ok=True)
+        for folder in (self.root, self.files_dir, self.uploads_tmp):
+            private_dir(folder)
         self.store = ApiStore(self.root / DB_NAME)
         self.started_at = time.time()
         self.login_limiter = SlidingWindowLimiter(

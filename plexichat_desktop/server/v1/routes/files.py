@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import Field
 
+from plexichat_desktop.core.permissions import FILE_MODE, private_dir
 from plexichat_desktop.server.v1 import accounts
 from plexichat_desktop.server.v1.common import (
     Body,
@@ -81,12 +82,14 @@ def file_dict(row: dict[str, Any], me: str, shared_with: list[dict[str, Any]] | 
 
 def _store_upload(source: Any, target: Path, limit: int) -> tuple[int, str] | None:
     """Copy the spooled upload to ``target``; None (and nothing left) when over ``limit``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     digest = hashlib.sha256()
     size = 0
     source.seek(0)
     partial = target.with_name(target.name + ".part")
-    with partial.open("wb") as out:
+    # Created 0600 whatever the umask: uploads may be private files.
+    with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE),
+                   "wb") as out:
         while chunk := source.read(CHUNK):
             size += len(chunk)
             if size > limit:
