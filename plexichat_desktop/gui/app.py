@@ -85,13 +85,22 @@ class DesktopShell:
         self.webengine_missing = webengine_missing
         self.profile = None
         self.interceptor = None
+        from plexichat_desktop.gui.theme import current_scheme, on_scheme_applied
+
+        self.scheme = current_scheme(app)  # type: ignore[arg-type]
+        self._unhook_theme = on_scheme_applied(self._theme_changed)
         if webengine_missing is None:
-            from plexichat_desktop.gui.web import TokenInterceptor, create_profile
+            from plexichat_desktop.gui.web import (
+                TokenInterceptor,
+                create_profile,
+                set_profile_theme,
+            )
 
             assert runtime.server is not None
             self.interceptor = TokenInterceptor(runtime.server.port, runtime.token, app)
             self.profile = create_profile(app, self.interceptor, paths.data_dir / "webengine",
                                           paths.cache_dir / "webengine")
+            set_profile_theme(self.profile, self.scheme)
         else:
             log.warning("plugin pages open in the system browser: %s", webengine_missing)
         self.bridge = EventBridge(runtime.bus)
@@ -108,13 +117,33 @@ class DesktopShell:
                 open_in_system_browser(login_url(base, self.runtime.token) + "&next=" + p)
 
             return FallbackPane(base, path, title, self.webengine_missing, external, parent)
-        from plexichat_desktop.gui.web import PluginPage, PluginView
+        from PySide6.QtGui import QColor
+
+        from plexichat_desktop.gui.web import PAGE_BACKGROUNDS, PluginPage, PluginView
 
         def page_factory(view: object) -> PluginPage:
-            return PluginPage(self.profile, self.interceptor, self.window, view)
+            page = PluginPage(self.profile, self.interceptor, self.window, view)
+            page.setBackgroundColor(QColor(PAGE_BACKGROUNDS[self.scheme]))
+            return page
 
         return BrowserPane(base, path, title, lambda owner: PluginView(page_factory, owner),
                            parent)
+
+    def _theme_changed(self, scheme: str) -> None:
+        """The app switched theme: the pages switch with it, open ones at once."""
+        self.scheme = scheme
+        if self.profile is None:
+            return
+        from plexichat_desktop.gui.browser import BrowserPane
+        from plexichat_desktop.gui.web import set_page_theme, set_profile_theme
+
+        set_profile_theme(self.profile, scheme)
+        window = self.window
+        panes = [window.tabs.widget(i) for i in range(window.tabs.count())]
+        panes += [w.pane for w in window.windows]
+        for pane in panes:
+            if isinstance(pane, BrowserPane):
+                set_page_theme(pane.view.page(), scheme)
 
     def show(self) -> None:
         self.window.restore_state()
@@ -122,6 +151,7 @@ class DesktopShell:
 
     async def shutdown(self) -> None:
         """Pages and views first, then let Qt delete them, then the bridge."""
+        self._unhook_theme()
         await self.window.dashboard.close()
         if self.window.isVisible():
             self.window.close()

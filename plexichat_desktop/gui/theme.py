@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
@@ -34,6 +35,21 @@ DARK = {
     "placeholder": "#8a93a3", "disabled": "#6c7482", "link": "#8fb0ff",
     "highlight": "#4a74f0", "highlighted_text": "#ffffff",
 }
+
+
+_listeners: list[Callable[[str], None]] = []
+
+
+def on_scheme_applied(listener: Callable[[str], None]) -> Callable[[], None]:
+    """Call ``listener("light"|"dark")`` whenever a scheme is applied (the web views use it
+    to carry the theme into their pages); returns the function that unregisters it."""
+    _listeners.append(listener)
+    return lambda: _listeners.remove(listener) if listener in _listeners else None
+
+
+def current_scheme(app: QGuiApplication) -> str:
+    scheme = app.property("plexichatScheme")
+    return scheme if scheme in ("light", "dark") else wanted_scheme(app)
 
 
 def wanted_scheme(app: QGuiApplication) -> str:
@@ -77,8 +93,21 @@ def apply_theme(app: QApplication) -> str:
 
     def apply() -> str:
         scheme = wanted_scheme(app)
+        override = os.environ.get(THEME_ENV, "").strip().lower()
+        hints = app.styleHints()
+        # Where the platform can, it learns the override too, and with it Chromium's
+        # prefers-color-scheme (for plugin pages that know no data-theme). Elsewhere a no-op.
+        if override in ("light", "dark"):
+            hints.setColorScheme(Qt.ColorScheme.Dark if override == "dark"
+                                 else Qt.ColorScheme.Light)
+            app.setProperty("plexichatSchemeSet", True)
+        elif app.property("plexichatSchemeSet"):
+            app.setProperty("plexichatSchemeSet", False)
+            hints.unsetColorScheme()
         app.setPalette(palette_for(scheme))
         app.setProperty("plexichatScheme", scheme)
+        for listener in list(_listeners):
+            listener(scheme)
         return scheme
 
     if not app.property("plexichatThemeHooked"):

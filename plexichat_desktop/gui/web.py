@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Protocol
 
 from PySide6.QtCore import QObject, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWebEngineCore import (
     QWebEnginePage,
     QWebEngineProfile,
+    QWebEngineScript,
     QWebEngineUrlRequestInfo,
     QWebEngineUrlRequestInterceptor,
 )
@@ -54,6 +55,41 @@ def create_profile(parent: QObject, interceptor: TokenInterceptor, storage: Path
     profile.setCachePath(str(cache))
     profile.setUrlRequestInterceptor(interceptor)
     return profile
+
+
+THEME_SCRIPT = "plexichat-theme"
+PAGE_BACKGROUNDS = {"light": "#f6f7f9", "dark": "#15181e"}  # app.css's --bg
+
+
+def theme_source(scheme: str) -> str:
+    # Our pages' CSS reads data-theme before prefers-color-scheme, so the pages follow the
+    # app's theme even where Chromium cannot know it (an override, offscreen, no desktop).
+    # At document creation <html> does not exist yet: set it the moment it is inserted,
+    # which is before the first paint.
+    return ("(() => { const set = () => document.documentElement && "
+            f"(document.documentElement.dataset.theme = {scheme!r}); "
+            "if (!set()) new MutationObserver((_, watch) => { if (set()) watch.disconnect(); })"
+            ".observe(document, {childList: true}); })();")
+
+
+def set_profile_theme(profile: QWebEngineProfile, scheme: str) -> None:
+    """Every page loaded from now on starts in ``scheme``."""
+    scripts = profile.scripts()
+    for old in scripts.find(THEME_SCRIPT):
+        scripts.remove(old)
+    script = QWebEngineScript()
+    script.setName(THEME_SCRIPT)
+    script.setInjectionPoint(QWebEngineScript.InjectionPoint.DocumentCreation)
+    script.setWorldId(QWebEngineScript.ScriptWorldId.MainWorld)
+    script.setRunsOnSubFrames(True)
+    script.setSourceCode(theme_source(scheme))
+    scripts.insert(script)
+
+
+def set_page_theme(page: QWebEnginePage, scheme: str) -> None:
+    """A page already open switches now (and shows no white flash while loading)."""
+    page.setBackgroundColor(QColor(PAGE_BACKGROUNDS.get(scheme, PAGE_BACKGROUNDS["light"])))
+    page.runJavaScript(theme_source(scheme), QWebEngineScript.ScriptWorldId.MainWorld)
 
 
 class LinkHandler(Protocol):

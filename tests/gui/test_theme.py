@@ -49,3 +49,37 @@ def test_an_unknown_override_follows_the_desktop(qapp: Any, monkeypatch: pytest.
     finally:
         monkeypatch.delenv(THEME_ENV)
         apply_theme(qapp)
+
+
+DARK_BG = "rgb(21, 24, 30)"     # app.css's dark --bg, #15181e
+LIGHT_BG = "rgb(246, 247, 249)"  # and its light one, #f6f7f9
+BODY_BG = "getComputedStyle(document.body).backgroundColor"
+
+
+def test_web_pages_follow_the_apps_theme(shell: Any, qapp: Any, qtbot: Any, js: Any,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.gui.shell_helpers import wait_loaded
+
+    try:
+        monkeypatch.setenv(THEME_ENV, "dark")
+        apply_theme(qapp)
+        home = shell.window.open_page("/", "Plugins")
+        wait_loaded(qtbot, js, home, "document.querySelectorAll('.plugin').length > 0")
+        qtbot.waitUntil(lambda: js(home.view, BODY_BG) == DARK_BG, timeout=5_000)
+        # A page opened now starts dark (no script of its own needed: the profile's).
+        perf = shell.window.open_page("/plugins/performance_monitor/index.html")
+        wait_loaded(qtbot, js, perf, "location.pathname.endsWith('index.html') && "
+                                     "document.readyState === 'complete'")
+        assert js(perf.view, BODY_BG) == DARK_BG
+        assert js(perf.view, "document.documentElement.dataset.theme") == "dark"
+
+        # Switching while the pages are open: they follow without a reload.
+        js(home.view, "(window.__stayed = true)")
+        monkeypatch.setenv(THEME_ENV, "light")
+        apply_theme(qapp)
+        qtbot.waitUntil(lambda: js(home.view, BODY_BG) == LIGHT_BG, timeout=5_000)
+        qtbot.waitUntil(lambda: js(perf.view, BODY_BG) == LIGHT_BG, timeout=5_000)
+        assert js(home.view, "window.__stayed") is True
+    finally:
+        monkeypatch.delenv(THEME_ENV, raising=False)
+        apply_theme(qapp)
