@@ -115,4 +115,6 @@ if [ "$mode" = bench ]; then
 fi
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+# One pytest-xdist worker per core; the GUI tests stay together in one of them (see
+# tests/conftest.py). Pass -n 0 to run everything in one process.
+exec .venv/bin/python -m pytest -n auto --dist loadgroup "$@"

@@ -79,3 +79,15 @@ async def start_core(home: AppPaths) -> AsyncIterator[Callable[..., object]]:
         await core.client.aclose()
         await core.anonymous.aclose()
         await core.runtime.stop()
+
+
+GUI_TESTS = Path(__file__).parent / "gui"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``-n``), every GUI test runs in one worker: they share one
+    QApplication and one qasync loop per process, and QtWebEngine's helpers are the
+    heaviest processes of the suite."""
+    for item in items:
+        if GUI_TESTS in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.xdist_group("gui"))

@@ -507,7 +507,7 @@ async def test_the_store_keeps_schedules_and_fire_history(tmp_path, monkeypatch)
     ResultStore(path).close()  # a file from before schedules existed
     monkeypatch.undo()
     with ResultStore(path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == store_module.SCHEMA_VERSION
         row = dict.fromkeys(SCHEDULE_COLUMNS)
         row.update(id="abc", plugin_id="quick", expression="daily", priority="high",
                    enabled=True, created_at=1.0, armed_at=1.0)
