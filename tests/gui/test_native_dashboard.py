@@ -220,7 +220,7 @@ def test_actions_run_selected_cancel_and_rerun_failed(shell: Any, qtbot: Any,
     panel.tree.selectionModel().select(other, QItemSelectionModel.SelectionFlag.Select
                                        | QItemSelectionModel.SelectionFlag.Rows)
     trigger(panel, "Run selected")
-    qtbot.waitUntil(lambda: panel.message.text().startswith("Queued 1 run"), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(store.list_runs("mixed_suite", limit=1)), timeout=10_000)
     wait_idle(panel, qtbot)
     last = store.list_runs("mixed_suite", limit=1)[0]
     assert sorted(last.selection or []) == ["tests/test_mixed.py::test_fails",
@@ -233,6 +233,24 @@ def test_actions_run_selected_cancel_and_rerun_failed(shell: Any, qtbot: Any,
     assert rerun.selection == ["tests/test_mixed.py::test_fails"]
     wait_idle(panel, qtbot)
     del manager
+
+
+def test_ctrl_enter_in_the_tree_runs_the_selection_and_the_line_says_how_it_ended(
+        shell: Any, qtbot: Any) -> None:
+    from PySide6.QtCore import Qt
+
+    panel = dashboard_of(shell, qtbot)
+    discover(panel, qtbot)
+    store = shell.runtime.store
+    assert panel.select("mixed_suite", "tests/test_mixed.py::test_passes")
+    panel.tree.setFocus()
+    qtbot.waitUntil(panel.tree.hasFocus, timeout=2_000)
+    qtbot.keyClick(panel.tree, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: bool(store.list_runs("mixed_suite", limit=1)), timeout=10_000)
+    assert store.list_runs("mixed_suite", limit=1)[0].selection == [
+        "tests/test_mixed.py::test_passes"]
+    # "Queued 1 run ..." does not stay once the run is over.
+    qtbot.waitUntil(lambda: panel.message.text() == "1 run ended: 1 passed.", timeout=60_000)
 
 
 def test_schedule_dialog_validates_and_creates(shell: Any, qtbot: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -168,6 +169,9 @@ class TestDashboard(QWidget):
         self.run_errors: dict[str, tuple[dict[str, Any], list[TestAttempt]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._details_generation = 0
+        # The runs the message line last announced as queued, and how each one ended: when
+        # all have ended, the line says so instead of "Queued ..." forever.
+        self._announced: dict[int, str | None] = {}
         self._loaded = asyncio.Event()
 
         self._build_header()
@@ -268,8 +272,12 @@ class TestDashboard(QWidget):
             action = self.toolbar.addAction(name)
             action.setToolTip(tip)
             if shortcut:
-                action.setShortcut(QKeySequence(shortcut))
+                # Ctrl+Enter is Ctrl+Return on the main keys and Ctrl+Enter on the keypad.
+                action.setShortcuts([QKeySequence(shortcut), QKeySequence("Ctrl+Enter")])
                 action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                # Added to the panel too: the shortcut then works wherever the focus is in
+                # the panel (the tree above all), not only in the toolbar.
+                self.addAction(action)
             action.triggered.connect(slot)
             self.actions_by_name[name] = action
 
@@ -463,6 +471,7 @@ class TestDashboard(QWidget):
                 problems.append(str(exc))
                 continue
             ids.append(str(run.id))
+        self._announced = {int(i): None for i in ids}
         text = f"Queued {len(ids)} run{'s' if len(ids) != 1 else ''} of {what}" + (
             f" (#{', #'.join(ids)})." if ids else ".")
         self.say(text + (" " + "; ".join(problems) if problems else ""), error=bool(problems))
@@ -630,6 +639,15 @@ class TestDashboard(QWidget):
             if not any(r["plugin_id"] == run["plugin_id"] for r in self.runs.values()):
                 self.model.clear_states(run["plugin_id"])
             self._stats_timer.start()
+            if run_id in self._announced:
+                self._announced[run_id] = str(status)
+                if all(self._announced.values()):
+                    ended = Counter(self._announced.values())
+                    runs = len(self._announced)
+                    self.say(f"{'All ' if runs > 1 else ''}{runs} run{'s' if runs != 1 else ''}"
+                             f" ended: " + ", ".join(f"{n} {s}" for s, n in ended.items()) + ".",
+                             error=any(s in ("failed", "error") for s in ended))
+                    self._announced = {}
             self.spawn(self._run_outcome(run))
             if run.get("trigger") in SCHEDULED_TRIGGERS and status in ("failed", "error"):
                 self.scheduledRunFailed.emit(run)
