@@ -308,6 +308,9 @@ class SecurityMiddleware:
             if refusal:
                 await self._deny(scope, send, 403, refusal)
                 return
+        if path != scope.get("path"):
+            # The app routes exactly the path that was judged, not a spelling of it.
+            scope = dict(scope, path=path, raw_path=quote(path).encode("ascii"))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
