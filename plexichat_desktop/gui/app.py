@@ -109,12 +109,12 @@ class DesktopShell:
 
     def make_pane(self, path: str, title: str, parent: object) -> object:
         from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, open_in_system_browser
-        from plexichat_desktop.server.app import login_url
 
         base = self.runtime.url
         if self.webengine_missing is not None:
             def external(p: str) -> None:
-                open_in_system_browser(login_url(base, self.runtime.token) + "&next=" + p)
+                # A one-time sign-in link: the token itself never goes into a browser.
+                open_in_system_browser(self.runtime.browser_login_link(p))
 
             return FallbackPane(base, path, title, self.webengine_missing, external, parent)
         from PySide6.QtGui import QColor

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QIcon
+from PySide6.QtGui import QColor, QDesktopServices, QIcon, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -19,6 +19,35 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+
+def house_icon(colour: QColor) -> QIcon:
+    """A house: Qt's standard "home" pixmap is a folder (the home directory)."""
+    icon = QIcon.fromTheme("go-home")
+    if not icon.isNull():
+        return icon
+    pixmap = QPixmap(32, 32)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    pen = QPen(colour, 2.6)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    painter.setPen(pen)
+    roof = QPainterPath()
+    roof.moveTo(4, 16)
+    roof.lineTo(16, 5)
+    roof.lineTo(28, 16)
+    painter.drawPath(roof)
+    body = QPainterPath()
+    body.moveTo(8, 13)
+    body.lineTo(8, 27)
+    body.lineTo(24, 27)
+    body.lineTo(24, 13)
+    painter.drawPath(body)
+    painter.drawRect(14, 19, 4, 8)
+    painter.end()
+    return QIcon(pixmap)
 
 
 class Pane(QWidget):
@@ -67,10 +96,12 @@ class BrowserPane(Pane):
             (QStyle.StandardPixmap.SP_ArrowForward, "Forward (Alt+Right)",
              lambda: page.triggerAction(QWebEnginePage.WebAction.Forward)),
             (QStyle.StandardPixmap.SP_BrowserReload, "Reload (F5)", self.reload),
-            (QStyle.StandardPixmap.SP_DirHomeIcon, "Home", self.go_home),
+            (None, "Back to this tab's first page", self.go_home),
         ]
         for icon, tip, slot in actions:
-            action = self.toolbar.addAction(style.standardIcon(icon), tip.split(" (")[0])
+            shown = style.standardIcon(icon) if icon is not None else house_icon(
+                self.palette().color(self.palette().ColorRole.ButtonText))
+            action = self.toolbar.addAction(shown, tip.split(" (")[0])
             action.setToolTip(tip)
             action.triggered.connect(slot)
         self.toolbar.addSeparator()
@@ -82,10 +113,11 @@ class BrowserPane(Pane):
         spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding,
                              spacer.sizePolicy().verticalPolicy())
         self.toolbar.addWidget(spacer)
-        window_action = self.toolbar.addAction(
-            style.standardIcon(QStyle.StandardPixmap.SP_TitleBarNormalButton), "New window")
-        window_action.setToolTip("Open this page in its own window")
-        window_action.triggered.connect(lambda: self.openInWindowRequested.emit(self.path))
+        self.window_action = self.toolbar.addAction(
+            style.standardIcon(QStyle.StandardPixmap.SP_TitleBarNormalButton), "Own window")
+        self.window_action.setToolTip("Move this page to its own window (Ctrl+N)")
+        self.window_action.triggered.connect(
+            lambda: self.openInWindowRequested.emit(self.path))
         self.devtools_action = self.toolbar.addAction(QIcon.fromTheme("tools-report-bug"),
                                                       "Developer tools")
         self.devtools_action.setCheckable(True)

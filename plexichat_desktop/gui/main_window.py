@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QMessageBox,
+    QStackedWidget,
     QTabWidget,
     QWidget,
 )
@@ -46,6 +47,30 @@ STATE_COLOURS = {"active": "#1f9d55", "failed": "#d64545", "incompatible": "#c77
                  "disabled": "#8a94a6", "validated": "#3563e9", "discovered": "#8a94a6"}
 HOME_PATH = "/"
 PaneFactory = Callable[[str, str, QWidget | None], Pane]
+
+
+MAIN_MINIMUM = (640, 420)
+WINDOW_MINIMUM = (420, 300)
+
+
+def clamp_to_screen(widget: QWidget) -> None:
+    """Keep a restored window on the screen it is on, and no larger than that screen:
+    geometry saved at another scale or on a larger monitor comes back usable."""
+    screen = widget.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        return
+    area = screen.availableGeometry()
+    frame = widget.frameGeometry()
+    extra_w = max(0, frame.width() - widget.width())
+    extra_h = max(0, frame.height() - widget.height())
+    width = max(min(widget.width(), area.width() - extra_w), widget.minimumWidth())
+    height = max(min(widget.height(), area.height() - extra_h), widget.minimumHeight())
+    if (width, height) != (widget.width(), widget.height()):
+        widget.resize(width, height)
+    x = min(max(widget.x(), area.left()), max(area.left(), area.right() - width - extra_w))
+    y = min(max(widget.y(), area.top()), max(area.top(), area.bottom() - height - extra_h))
+    if (x, y) != (widget.x(), widget.y()):
+        widget.move(x, y)
 
 
 def state_icon(state: str) -> QIcon:
@@ -69,7 +94,11 @@ class PluginWindow(QMainWindow):
         self._settings = settings
         self._on_closed = on_closed
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.setMinimumSize(*WINDOW_MINIMUM)
         self.setCentralWidget(pane)
+        window_action = getattr(pane, "window_action", None)
+        if window_action is not None:
+            window_action.setVisible(False)  # it already is in its own window
         self.setWindowTitle(f"{pane.title} — PlexiChat Desktop")
         pane.titleChanged.connect(lambda t: self.setWindowTitle(f"{t} — PlexiChat Desktop"))
         geometry = settings.value(self._key())
@@ -77,6 +106,7 @@ class PluginWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1000, 720)
+        clamp_to_screen(self)
         for keys, slot in ((QKeySequence.StandardKey.Refresh, pane.reload),
                            (QKeySequence.StandardKey.Close, self.close)):
             action = QAction(self)
@@ -107,7 +137,9 @@ class MainWindow(QMainWindow):
         self.closed = closed
         self.windows: list[PluginWindow] = []
         self.setWindowTitle("PlexiChat Desktop")
+        self.setMinimumSize(*MAIN_MINIMUM)
         self.resize(1280, 820)
+        clamp_to_screen(self)
 
         self.tabs = QTabWidget(self)
         self.tabs.setTabsClosable(True)
@@ -116,7 +148,17 @@ class MainWindow(QMainWindow):
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.tabBar().setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.tabs.tabBar().customContextMenuRequested.connect(self._tab_menu)
-        self.setCentralWidget(self.tabs)
+        self.empty = QLabel(
+            "<h3>No pages open</h3><p><b>Ctrl+T</b> shows the plugin list.<br>"
+            "Double-click (or Enter on) a plugin on the left to open its page.<br>"
+            "<b>Ctrl+Shift+T</b> shows or hides the Tests panel.</p>", self)
+        self.empty.setObjectName("emptyState")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setEnabled(False)  # the palette's secondary text colour
+        self.pages = QStackedWidget(self)
+        self.pages.addWidget(self.tabs)
+        self.pages.addWidget(self.empty)
+        self.setCentralWidget(self.pages)
 
         self.plugin_list = QListWidget(self)
         self.plugin_list.setObjectName("pluginList")
@@ -142,7 +184,8 @@ class MainWindow(QMainWindow):
 
         self.url_label = QLabel(self)
         self.url_label.setText(f'<a href="copy">{runtime.url}</a>')
-        self.url_label.setToolTip("Click to copy the server URL")
+        self.url_label.setToolTip("Click to copy a sign-in link for a web browser "
+                                  "(the address alone asks for the token)")
         self.url_label.linkActivated.connect(self._copy_url)
         self.tests_label = QLabel("No tests running", self)
         self.statusBar().addWidget(self.url_label)
@@ -153,8 +196,11 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        self._add(file_menu, "&New tab (plugin list)", "Ctrl+T", lambda: self.open_page(HOME_PATH))
-        self._add(file_menu, "Open in new &window", "Ctrl+N", self.current_to_window)
+        # The plugin list is one tab: Ctrl+T brings it back (or to the front), it does
+        # not open copies of it.
+        self._add(file_menu, "Show the plugin &list tab", "Ctrl+T",
+                  lambda: self.open_page(HOME_PATH, "Plugins"))
+        self._add(file_menu, "Move tab to own &window", "Ctrl+N", self.current_to_window)
         self._add(file_menu, "&Close tab", "Ctrl+W",
                   lambda: self.close_tab(self.tabs.currentIndex()))
         file_menu.addSeparator()
@@ -189,8 +235,11 @@ class MainWindow(QMainWindow):
                           f"<p>Server: {self.runtime.url}</p>")
 
     def _copy_url(self, _link: str) -> None:
-        QGuiApplication.clipboard().setText(self.runtime.url)
-        self.statusBar().showMessage("Server URL copied", 3000)
+        # The bare URL answers 401 in a browser: what a person can paste is a sign-in link.
+        QGuiApplication.clipboard().setText(self.runtime.browser_login_link("/"))
+        self.statusBar().showMessage(
+            "Sign-in link copied: paste it into a browser within 5 minutes (it works once)",
+            8000)
 
     def _current(self, fn: Callable[[Pane], Any]) -> None:
         pane = self.tabs.currentWidget()
@@ -251,7 +300,7 @@ class MainWindow(QMainWindow):
             return
         menu = QMenu(self)
         menu.addAction("Open", lambda: self.open_page(self.default_path(rec), rec.name))
-        menu.addAction("Open in new window",
+        menu.addAction("Open in own window",
                        lambda: self.open_window(self.default_path(rec), rec.name))
         menu.addSeparator()
         loop = asyncio.get_running_loop()
@@ -300,7 +349,11 @@ class MainWindow(QMainWindow):
         pane.titleChanged.connect(lambda t, p=pane: self._retitle(p, t))
         if focus:
             self.tabs.setCurrentIndex(index)
+        self._show_empty_state()
         return pane
+
+    def _show_empty_state(self) -> None:
+        self.pages.setCurrentWidget(self.tabs if self.tabs.count() else self.empty)
 
     def plugin_of(self, path: str) -> PluginRecord | None:
         """The plugin whose page ``path`` is (``/plugins/<id>/...``), if any."""
@@ -320,7 +373,7 @@ class MainWindow(QMainWindow):
             problem.retryRequested.connect(lambda p=problem: self._retry(p))
             return problem
         pane = self.pane_factory(path, title, parent)
-        pane.openInWindowRequested.connect(lambda p: self.open_window(p, pane.title))
+        pane.openInWindowRequested.connect(lambda _p, pn=pane: self.pane_to_window(pn))
         return pane
 
     def _retry(self, problem: ProblemPane) -> None:
@@ -367,6 +420,7 @@ class MainWindow(QMainWindow):
             self.tabs.removeTab(index)
             pane.shutdown()
             pane.deleteLater()
+        self._show_empty_state()
 
     def _tab_menu(self, pos: Any) -> None:
         index = self.tabs.tabBar().tabAt(pos)
@@ -374,7 +428,7 @@ class MainWindow(QMainWindow):
         if not isinstance(pane, Pane):
             return
         menu = QMenu(self)
-        menu.addAction("Open in new window", lambda: self.tab_to_window(index))
+        menu.addAction("Move to own window", lambda: self.tab_to_window(index))
         menu.addAction("Reload", pane.reload)
         menu.addAction("Close", lambda: self.close_tab(index))
         menu.exec(self.tabs.tabBar().mapToGlobal(pos))
@@ -384,12 +438,32 @@ class MainWindow(QMainWindow):
             self.tab_to_window(self.tabs.currentIndex())
 
     def tab_to_window(self, index: int) -> None:
+        """The toolbar button, Ctrl+N and the tab menu all do this: the page moves out of
+        its tab into a window of its own (or to the window already showing it)."""
         pane = self.tabs.widget(index)
         if isinstance(pane, Pane):
             self.open_window(pane.path, pane.title)
             self.close_tab(index)
 
+    def pane_to_window(self, pane: Pane) -> None:
+        index = self.tabs.indexOf(pane)
+        if index >= 0:
+            self.tab_to_window(index)
+        # else: it already is in a window of its own
+
+    def window_for(self, path: str) -> PluginWindow | None:
+        return next((w for w in self.windows if path in (w.pane.path, w.pane.home_path)),
+                    None)
+
     def open_window(self, path: str, title: str | None = None) -> PluginWindow:
+        existing = self.window_for(path)
+        if existing is not None:
+            # One window per page: asking again brings it up instead of a second copy.
+            existing.setWindowState(existing.windowState() & ~Qt.WindowState.WindowMinimized)
+            existing.show()
+            existing.raise_()
+            existing.activateWindow()
+            return existing
         pane = self.make_pane(path, title or path, None)
         window = PluginWindow(pane, self.settings, self.windows.remove)
         self.windows.append(window)
@@ -412,6 +486,7 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("main/geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
+            clamp_to_screen(self)
         state = self.settings.value("main/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)

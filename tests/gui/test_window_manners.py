@@ -1,0 +1,73 @@
+"""Small things a new user trips over in the window: sizes, own windows, an empty tab
+area, menu words, the status-bar link."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtGui import QGuiApplication
+
+from plexichat_desktop.gui.main_window import MAIN_MINIMUM, WINDOW_MINIMUM, MainWindow
+from tests.gui.shell_helpers import make_shell
+
+
+def test_restored_geometry_fits_the_screen_and_keeps_minimum_sizes(
+        qapp: Any, runtime: Any, home: Any, arun: Any) -> None:
+    screen = QGuiApplication.primaryScreen().availableGeometry()
+    first = make_shell(qapp, runtime, home)
+    # Saved at 200 % on a larger monitor, and a window shrunk to almost nothing.
+    first.window.resize(screen.width() * 2, screen.height() * 2)
+    first.window.move(screen.width(), screen.height())
+    small = first.window.open_window("/plugins/good_plugin/index.html", "Good")
+    small.setMinimumSize(1, 1)
+    small.resize(200, 90)
+    first.window.close()
+    arun(first.shutdown())
+    second = make_shell(qapp, runtime, home)
+    try:
+        window = second.window
+        assert window.width() <= screen.width() and window.height() <= screen.height()
+        assert screen.contains(window.geometry().topLeft())
+        assert window.minimumWidth() == MAIN_MINIMUM[0]
+        restored = second.window.windows[0]
+        assert restored.width() >= WINDOW_MINIMUM[0] and restored.height() >= WINDOW_MINIMUM[1]
+    finally:
+        arun(second.shutdown())
+
+
+def test_own_window_moves_the_page_and_raises_an_existing_one(shell: Any) -> None:
+    window: MainWindow = shell.window
+    path = "/plugins/good_plugin/index.html"
+    pane = window.open_page(path, "Good")
+    pane.window_action.trigger()  # the toolbar button: the same as Ctrl+N and the tab menu
+    assert [w.pane.home_path for w in window.windows] == [path]
+    assert all(window.tabs.widget(i).home_path != path for i in range(window.tabs.count()))
+    assert not window.windows[0].pane.window_action.isVisible()
+    # Asked again (from the plugin list's menu, or another tab of the page): the same
+    # window comes up, no second copy.
+    again = window.open_page(path, "Good")
+    window.tabs.setCurrentWidget(again)
+    window.current_to_window()
+    assert len(window.windows) == 1
+    assert window.open_window(path) is window.windows[0]
+
+
+def test_closing_the_last_tab_shows_what_to_do(shell: Any) -> None:
+    window: MainWindow = shell.window
+    while window.tabs.count():
+        window.close_tab(0)
+    assert window.pages.currentWidget() is window.empty
+    assert "Ctrl+T" in window.empty.text()
+    labels = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
+    assert "Show the plugin &list tab" in labels
+    window.open_page("/", "Plugins")
+    assert window.pages.currentWidget() is window.tabs
+
+
+def test_the_status_bar_link_copies_a_sign_in_link(shell: Any) -> None:
+    window: MainWindow = shell.window
+    window.url_label.linkActivated.emit("copy")
+    copied = QGuiApplication.clipboard().text()
+    assert "/login?code=" in copied and shell.runtime.token not in copied
+    assert "Sign-in link copied" in window.statusBar().currentMessage()
+
