@@ -83,3 +83,13 @@ def test_web_pages_follow_the_apps_theme(shell: Any, qapp: Any, qtbot: Any, js: 
     finally:
         monkeypatch.delenv(THEME_ENV, raising=False)
         apply_theme(qapp)
+
+
+def test_the_history_chart_draws_a_single_day(qtbot: Any) -> None:
+    chart = HistoryChart()
+    qtbot.addWidget(chart)
+    chart.set_trend([{"day": "2026-12-06", "success_rate": 0.75, "mean_duration": 0.4}],
+                    "Pass rate and mean duration per day")
+    assert chart.x_axis.min() < chart.x_axis.max()
+    assert chart.pass_rate.count() == 1 and chart.pass_rate.pointsVisible()
+    assert chart.minimumHeight() >= 150

@@ -47,9 +47,13 @@ class HistoryChart(QChartView):
         chart.setBackgroundRoundness(0)
         super().__init__(chart, parent)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        self.setMinimumHeight(110)
+        # Below this the axis labels are elided to "…" and the plot is a few pixels tall.
+        self.setMinimumHeight(180)
         self.pass_rate = QLineSeries(name="Pass rate")
         self.duration = QLineSeries(name="Mean duration")
+        for series in (self.pass_rate, self.duration):
+            # A day on its own is a point, not a line: markers make it visible.
+            series.setPointsVisible(True)
         self.pass_rate.setPen(QPen(QColor(PASS_COLOUR), 2))
         self.duration.setPen(QPen(QColor(DURATION_COLOUR), 2, Qt.PenStyle.DashLine))
         chart.addSeries(self.pass_rate)
@@ -107,8 +111,13 @@ class HistoryChart(QChartView):
         if trend:
             first = QDateTime.fromString(trend[0]["day"], "yyyy-MM-dd")
             last = QDateTime.fromString(trend[-1]["day"], "yyyy-MM-dd")
+            if first == last:
+                # One day: an empty range draws nothing; half a day either side of it.
+                first, last = first.addSecs(-12 * 3600), last.addSecs(12 * 3600)
+                self.x_axis.setTickCount(3)
+            else:
+                self.x_axis.setTickCount(min(len(trend), 8))
             self.x_axis.setRange(first, last)
-            self.x_axis.setTickCount(min(len(trend), 8))
         self.duration_axis.setRange(0, max(longest * 1.15, 0.01))
 
 

@@ -54,7 +54,9 @@ from plexichat_desktop.testing.summary import outcome_word, summary_cards
 
 log = logging.getLogger(__name__)
 
-CARDS = (("total", "Tests"), ("passed", "Passed"), ("failed", "Failed"),
+# "Tests" counts the tests the tree knows (collected or run); the other cards count the
+# final results of the runs in the store, as the web dashboard's cards do.
+CARDS = (("tests", "Tests"), ("passed", "Passed"), ("failed", "Failed"),
          ("errors", "Errors"), ("skipped", "Skipped"), ("success_rate", "Success rate"),
          ("mean_duration", "Mean duration"))
 SCHEDULED_TRIGGERS = {"schedule", "catch_up"}
@@ -68,8 +70,9 @@ def cards_note(cards: dict[str, Any]) -> str:
     if others:
         bits.append(f"Also {', '.join(others)}.")
     if cards.get("total"):
-        runs = cards.get("runs", 0)
-        line = f"Final results of {runs} run{'s' if runs != 1 else ''}"
+        runs, total = cards.get("runs", 0), cards["total"]
+        line = (f"{total} final result{'s' if total != 1 else ''} of {runs} "
+                f"run{'s' if runs != 1 else ''}")
         if cards.get("p95_duration") is not None:
             line += f"; p95 duration {format_duration(cards['p95_duration'])}"
         if cards.get("flaky_rate"):
@@ -395,10 +398,16 @@ class TestDashboard(QWidget):
                 log.info("could not collect the tests of %s: %s", pid, exc)
                 continue
             self.model.merge_collected(pid, discovery.items)
+            self.show_test_count()
+
+    def show_test_count(self) -> None:
+        self.cards["tests"] = len(self.model.tests())
+        self.card_labels["tests"].setText(str(self.cards["tests"]))
 
     async def refresh_counts(self) -> None:
         stats = await asyncio.to_thread(self.store.statistics)
         self.cards = summary_cards(stats)
+        self.cards["tests"] = len(self.model.tests())
         for key, label in self.card_labels.items():
             value = self.cards.get(key)
             if key == "success_rate":
@@ -419,6 +428,7 @@ class TestDashboard(QWidget):
         for pid, discovery in found.items():
             self.model.ensure_plugin(pid, self.manager.plugins.by_id[pid].name)
             self.model.merge_collected(pid, discovery.items)
+        self.show_test_count()
         errors = sum(len(d.errors) for d in found.values())
         tests = sum(len(d.items) for d in found.values())
         self.say(f"Found {tests} tests in {len(found)} plugins"
