@@ -267,7 +267,18 @@ def test_schedule_dialog_validates_and_creates(shell: Any, qtbot: Any) -> None:
 
     dialog.expression.setCurrentText("every_90_fortnights")
     qtbot.waitUntil(lambda: not ok.isEnabled(), timeout=3_000)
-    assert "every_N_minutes" in dialog.preview.text()  # the accepted forms are listed
+    assert "every_N_minutes" in dialog.problem.text()  # the accepted forms are listed
+    assert dialog.problem.isVisibleTo(dialog) and dialog.problem.wordWrap()
+    # A cron that does not parse: said in plain words, not by the library's name.
+    dialog.expression.setCurrentText("61 * * * *")
+    qtbot.waitUntil(lambda: "cron" in dialog.problem.text(), timeout=3_000)
+    assert "croniter" not in dialog.problem.text()
+    # A zone that does not exist: only that, not the expression forms.
+    dialog.expression.setCurrentText("daily")
+    dialog.timezone.setCurrentText("Mars/Olympus_Mons")
+    qtbot.waitUntil(lambda: "zone" in dialog.problem.text(), timeout=3_000)
+    assert "accepted forms" not in dialog.problem.text().lower()
+    dialog.timezone.setCurrentIndex(0)
 
     dialog.expression.setCurrentText("every_30_minutes")
     qtbot.waitUntil(ok.isEnabled, timeout=3_000)

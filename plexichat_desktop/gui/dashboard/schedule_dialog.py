@@ -22,7 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from plexichat_desktop.scheduling.expressions import InvalidScheduleError, is_zone_name
+from plexichat_desktop.scheduling.expressions import (
+    ACCEPTED_FORMS,
+    InvalidScheduleError,
+    is_zone_name,
+)
 from plexichat_desktop.scheduling.service import ScheduleRecord, SchedulerService
 from plexichat_desktop.testing.manager import TestSelectionError
 
@@ -85,6 +89,14 @@ class ScheduleDialog(QDialog):
         self.preview.setWordWrap(True)
         self.preview.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.preview.setMinimumWidth(420)
+        # What is wrong with the expression or zone: a row of its own, the dialog's full
+        # width and as many lines as it needs (in the form it was cut off).
+        self.problem = QLabel()
+        self.problem.setObjectName("scheduleProblem")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("color: #d64545")
+        self.problem.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.problem.hide()
         self.error = QLabel()
         self.error.setObjectName("scheduleError")
         self.error.setWordWrap(True)
@@ -107,6 +119,7 @@ class ScheduleDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.problem)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
 
@@ -141,9 +154,13 @@ class ScheduleDialog(QDialog):
         try:
             times = self.scheduler.preview(self.expression.currentText().strip(), self._zone())
         except (InvalidScheduleError, ValueError) as exc:
-            self.preview.setText(f'<span style="color:#d64545">{_escape(str(exc))}</span>')
+            self.preview.setText("\u2013")
+            self.problem.setText(problem_text(exc))
+            self.problem.show()
+            self.adjustSize()
             ok_button.setEnabled(False)
             return False
+        self.problem.hide()
         lines = [t.astimezone().strftime("%a %Y-%m-%d %H:%M:%S %Z") for t in times]
         self.preview.setText("<br>".join(lines) or "never")
         ok_button.setEnabled(self.plugin.count() > 0)
@@ -182,7 +199,7 @@ class ScheduleDialog(QDialog):
         try:
             self.created = await self.scheduler.create(plugin_id, expression, **values)
         except (TestSelectionError, InvalidScheduleError, ValueError) as exc:
-            self.error.setText(str(exc))
+            self.error.setText(problem_text(exc))
             self.buttons.setEnabled(True)
             return
         except Exception as exc:  # shown, not swallowed: the dialog stays open
@@ -196,5 +213,13 @@ class ScheduleDialog(QDialog):
         self.accept()
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def problem_text(exc: Exception) -> str:
+    """The scheduler's reason in the dialog's words: the list of expression forms only
+    when the expression is what is wrong, and no library names."""
+    if not isinstance(exc, InvalidScheduleError):
+        return str(exc)
+    reason = exc.reason.replace("croniter refuses it", "not a valid cron expression")
+    if "zone" in reason.lower():
+        return reason[:1].upper() + reason[1:] + "."
+    forms = ACCEPTED_FORMS[:1].upper() + ACCEPTED_FORMS[1:]
+    return f"{reason[:1].upper() + reason[1:]}.\n\n{forms}."
