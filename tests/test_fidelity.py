@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from plexichat_desktop.testing.manager import TestManager
-from plexichat_desktop.testing.models import RunStatus, summary_counts
+from plexichat_desktop.testing.models import RunStatus
+from plexichat_desktop.testing.results import run_counts
 from plexichat_desktop.testing.runner import plugin_pytest_config
 from plexichat_desktop.testing.store import ResultStore
 from tests.test_test_manager import finals, manager_factory  # noqa: F401 (a fixture)
@@ -232,7 +233,7 @@ async def test_every_outcome_kind_matches_plain_pytest(manager_factory, suites, 
     assert done.status is RunStatus.ERROR  # a file did not collect
     assert done.exit_code == their_exit
 
-    counts = summary_counts(list(ours.values()))
+    counts = run_counts(list(ours.values()))
     for key in ("skipped", "xfailed", "xpassed", "subtests passed"):
         assert counts.get(key, 0) == their_counts.get(key, 0), key
     assert counts["error"] + counts["errors at teardown"] == their_counts["error"]

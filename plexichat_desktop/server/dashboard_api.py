@@ -27,10 +27,9 @@ from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.server.tests_api import result_dict
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import BAD_OUTCOMES, RunRecord
-from plexichat_desktop.testing.store import SUCCESS_OUTCOMES
+from plexichat_desktop.testing.results import FLAKY_WINDOW, is_flaky, success_rate
 
 SPARKLINE_RUNS = 20
-FLAKY_WINDOW = 30
 PluginId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
@@ -54,23 +53,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": DashboardError, "description": text[code]} for code in codes}
 
 
-def run_success_rate(counts: dict[str, int]) -> float | None:
-    """Successes over successes + failures of one run's final results, as the store's
-    ``success_rate`` counts them (skipped and not_run are neither)."""
-    good = sum(counts.get(str(o), 0) for o in SUCCESS_OUTCOMES)
-    bad = sum(counts.get(str(o), 0) for o in BAD_OUTCOMES)
-    return good / (good + bad) if good + bad else None
-
-
 def _spark(run: RunRecord) -> dict[str, Any]:
     return {"id": run.id, "status": str(run.status), "finished_at": run.finished_at,
-            "total": run.counts.get("total", 0), "success_rate": run_success_rate(run.counts)}
-
-
-def is_flaky(summary: dict[str, Any]) -> bool:
-    """Marked flaky: its last result passed only on a retry, or within its recent results it
-    passed on a retry, or it went from pass to fail and back (more than one flip)."""
-    return bool(summary["flaky"] or summary["recent_flaky"] or summary["flips"] > 1)
+            "total": run.counts.get("total", 0), "success_rate": success_rate(run.counts)}
 
 
 def dashboard_router(manager: TestManager, events: EventLog) -> APIRouter:

@@ -24,6 +24,7 @@ from plexichat_desktop.scheduling.expressions import InvalidScheduleError
 from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Outcome, RunRecord, TestAttempt
+from plexichat_desktop.testing.results import results_of
 
 PriorityName = Literal["low", "medium", "high", "critical"]
 
@@ -117,8 +118,10 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def result_dict(attempt: TestAttempt, attempts: int | None = None) -> dict[str, Any]:
-    """One result in the original contract's shape, plus the details a dashboard needs."""
+def result_dict(attempt: TestAttempt, attempts: int | None = None,
+                flaky: bool | None = None) -> dict[str, Any]:
+    """One result in the original contract's shape, plus the details a dashboard needs
+    (``metadata.flaky``: passed on a retry within its run, when known)."""
     return {
         "test_id": f"{attempt.run_id}:{attempt.nodeid}",
         "run_id": attempt.run_id,
@@ -131,7 +134,8 @@ def result_dict(attempt: TestAttempt, attempts: int | None = None) -> dict[str, 
         "timestamp": _iso(attempt.finished_at),
         "metadata": {"attempt": attempt.attempt, "attempts": attempts or attempt.attempt,
                      "phase": attempt.phase, "stdout": attempt.stdout,
-                     "stderr": attempt.stderr, "log": attempt.log},
+                     "stderr": attempt.stderr, "log": attempt.log, "flaky": flaky,
+                     "reports": attempt.reports},
     }
 
 
@@ -152,10 +156,8 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
     async def run_payload(run: RunRecord) -> dict[str, Any]:
         assert run.id is not None
         attempts = await asyncio.to_thread(store.attempts_for_run, run.id)
-        per_test: dict[str, list[TestAttempt]] = {}
-        for attempt in attempts:
-            per_test.setdefault(attempt.nodeid, []).append(attempt)
-        results = [result_dict(tries[-1], len(tries)) for tries in per_test.values()]
+        results = [result_dict(r.final, r.attempts, r.flaky) for r in results_of(attempts)
+                   if r.final is not None]
         return {"success": True, "run": run.to_dict(), "results": results}
 
     def check_plugin(plugin_id: str, field: str = "plugin_name") -> None:

@@ -15,7 +15,8 @@ from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.testing.events import RunFinished, TestFinished, TestsCollected
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
-from plexichat_desktop.testing.models import BAD_OUTCOMES, Outcome, RunRecord, summary_counts
+from plexichat_desktop.testing.models import BAD_OUTCOMES, RunRecord
+from plexichat_desktop.testing.results import results_of, run_counts
 from plexichat_desktop.testing.store import ResultStore
 
 SUMMARY_ORDER = ["failed", "passed", "skipped", "xfailed", "xpassed", "error", "timed_out",
@@ -150,21 +151,15 @@ def _report(store: ResultStore, runs: list[RunRecord]) -> dict[str, Any]:
     for run in runs:
         assert run.id is not None
         attempts = store.attempts_for_run(run.id)
-        for key, value in summary_counts(attempts).items():
+        for key, value in run_counts(attempts).items():
             if key != "total":
                 summary[key] = summary.get(key, 0) + value
-        by_test: dict[str, list[Any]] = {}
-        for attempt in attempts:
-            by_test.setdefault(attempt.nodeid, []).append(attempt)
-        for nodeid, tries in by_test.items():
-            final = tries[-1]
-            flaky = final.outcome is Outcome.PASSED and any(
-                t.outcome in BAD_OUTCOMES for t in tries[:-1])
-            results.append({"plugin": run.plugin_id, "nodeid": nodeid,
-                            "outcome": str(final.outcome), "duration": final.duration,
-                            "message": final.message, "attempts": len(tries), "flaky": flaky,
-                            "phase": final.phase, "longrepr": final.longrepr,
-                            "reports": final.reports})
+        for result in results_of(attempts):
+            results.append({"plugin": run.plugin_id, "nodeid": result.nodeid,
+                            "outcome": result.outcome, "duration": result.duration,
+                            "message": result.message, "attempts": result.attempts,
+                            "flaky": result.flaky, "phase": result.phase,
+                            "longrepr": result.longrepr, "reports": result.reports})
     return {"summary": summary, "results": results, "runs": [r.to_dict() for r in runs]}
 
 

@@ -40,8 +40,8 @@ from plexichat_desktop.testing.models import (
     RunRecord,
     RunStatus,
     TestAttempt,
-    summary_counts,
 )
+from plexichat_desktop.testing.results import RunProgress, final_attempt, group_attempts, run_counts
 from plexichat_desktop.testing.runner import CollectResult, PytestRunner, RunLimits, RunResult
 from plexichat_desktop.testing.store import ResultStore
 
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 
 SelectionSubject = Literal["plugin", "test", "run"]
+RETENTION_INTERVAL = 24 * 3600.0
 USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR, without importing pytest into the app
 
 
@@ -176,7 +177,8 @@ class TestManager:
             job.cancel.set()
         for worker in self._workers:
             worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        housekeeping = [self._housekeeping] if self._housekeeping is not None else []
+        await asyncio.gather(*self._workers, *housekeeping, return_exceptions=True)
         for job in list(self._jobs.values()):
             if not job.run.status.finished:
                 await self._finish(job, RunStatus.INTERRUPTED, "the app stopped")
@@ -184,12 +186,20 @@ class TestManager:
         await self.runner.close()
 
     async def _retention(self) -> None:
-        with contextlib.suppress(Exception):
-            deleted = await asyncio.to_thread(self.store.enforce_retention,
-                                              self.settings.retention_days,
-                                              self.settings.retention_runs)
-            if deleted:
-                log.info("deleted %d old test run(s)", deleted)
+        """Old runs go at start and then once a day (an app left open for weeks would
+        otherwise keep everything); a failure is logged and tried again the next day."""
+        while True:
+            try:
+                deleted = await asyncio.to_thread(self.store.enforce_retention,
+                                                  self.settings.retention_days,
+                                                  self.settings.retention_runs)
+            except Exception:
+                log.exception("enforcing the test result retention failed; next try in %s s",
+                              RETENTION_INTERVAL)
+            else:
+                if deleted:
+                    log.info("deleted %d old test run(s)", deleted)
+            await asyncio.sleep(RETENTION_INTERVAL)
 
     # -- plugins and discovery ------------------------------------------------------------
     def testable(self) -> list[PluginRecord]:
@@ -209,9 +219,6 @@ class TestManager:
             known = ", ".join(sorted(r.id for r in self.testable())) or "none"
             raise TestSelectionError(f"unknown plugin '{plugin_id}' (known: {known})")
         return rec
-
-    # The old private name, until every caller (server/dashboard_api.py) uses the public one.
-    _record = plugin_record
 
     async def check_selection(self, plugin_id: str, test_id: str | None = None
                               ) -> list[str] | None:
@@ -433,47 +440,34 @@ class TestManager:
         run.status, run.started_at = RunStatus.RUNNING, time.time()
         await asyncio.to_thread(self.store.update_run, run)
         self.bus.publish(RunStarted(run=run.to_dict()))
-        progress = {"total": len(run.selection or []), "completed": 0, "announced": 0}
-        pending: list[TestAttempt] = []
+        progress = RunProgress(len(run.selection or []))
 
         def emit(event: dict[str, Any]) -> None:
             kind = event["event"]
-            if kind == "collected" and not progress["announced"]:
-                # The first child's collection is the run's size (a selected function
-                # may stand for several parametrised cases); later children collect less.
-                progress["announced"] = 1
-                progress["total"] = max(progress["total"], len(event.get("items", [])))
+            if kind == "collected" and progress.collected(len(event.get("items", []))):
                 self.bus.publish(TestsCollected(run_id=run.id, plugin_id=run.plugin_id,
-                                                total=progress["total"]))
+                                                total=progress.total))
             elif kind == "test_start":
                 self._in_flight[run.id] = event["nodeid"]
                 self.bus.publish(TestStarted(run_id=run.id, plugin_id=run.plugin_id,
                                              nodeid=event["nodeid"]))
             elif kind == "test_end":
                 self._in_flight.pop(run.id, None)
-                progress["completed"] += 1
-                self.bus.publish(TestFinished(
-                    run_id=run.id, plugin_id=run.plugin_id, nodeid=event["nodeid"],
-                    outcome=event.get("outcome", "error"), attempt=1,
-                    duration=float(event.get("duration") or 0.0),
-                    message=event.get("message") or "", completed=progress["completed"],
-                    total=progress["total"]))
+
+        def on_record(attempt: TestAttempt) -> None:
+            progress.finished(attempt.nodeid)
+            self.bus.publish(TestFinished(
+                run_id=run.id, plugin_id=run.plugin_id, nodeid=attempt.nodeid,
+                outcome=str(attempt.outcome), attempt=attempt.attempt,
+                duration=attempt.duration, message=attempt.message,
+                completed=progress.completed, total=progress.total))
 
         result: RunResult = await self.runner.run(
             run_id=run.id, plugin_id=run.plugin_id, plugin_root=rec.root,
             tests_path=str(self.tests_dir(rec).relative_to(rec.root)),
-            selection=run.selection, limits=job.limits, emit=emit, cancel=job.cancel)
+            selection=run.selection, limits=job.limits, emit=emit, cancel=job.cancel,
+            on_record=on_record)
         pending = result.attempts
-        for attempt in pending:
-            if (attempt.outcome in (Outcome.TIMED_OUT, Outcome.CRASHED, Outcome.NOT_RUN)
-                    or attempt.phase == "collect"):
-                # The runner made these itself: no test_end event announced them.
-                progress["completed"] += 1
-                self.bus.publish(TestFinished(
-                    run_id=run.id, plugin_id=run.plugin_id, nodeid=attempt.nodeid,
-                    outcome=str(attempt.outcome), attempt=attempt.attempt,
-                    duration=attempt.duration, message=attempt.message,
-                    completed=progress["completed"], total=progress["total"]))
         await asyncio.to_thread(self.store.add_attempts, pending)
         run.exit_code = result.exit_code
         status, error = self._status(result)
@@ -491,9 +485,8 @@ class TestManager:
 
     @staticmethod
     def _status(result: RunResult) -> tuple[RunStatus, str | None]:
-        finals: dict[str, TestAttempt] = {}
-        for attempt in result.attempts:
-            finals[attempt.nodeid] = attempt
+        finals = {nodeid: final_attempt(tries)
+                  for (_, nodeid), tries in group_attempts(result.attempts).items()}
         if result.cancelled:
             return RunStatus.CANCELLED, "cancelled"
         if result.timed_out:
@@ -526,7 +519,7 @@ class TestManager:
         if job.done is not None and not job.done.done():
             job.done.set_result(run)
 
-    _counts = staticmethod(summary_counts)
+    _counts = staticmethod(run_counts)
 
     async def _maybe_retry(self, job: _Job, result: RunResult) -> None:
         """Infrastructure failures get another run after an exponential, jittered delay;

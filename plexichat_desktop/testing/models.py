@@ -102,39 +102,6 @@ class TestAttempt:
         return asdict(self)
 
 
-def summary_counts(attempts: list[TestAttempt]) -> dict[str, int]:
-    """Counts of a run: one outcome per test (its final attempt), ``flaky``, ``total``
-    (tests), and what pytest's summary line counts besides: ``errors at teardown`` (a
-    teardown that failed after the call had failed: pytest says "1 failed, 1 error"),
-    ``subtests failed`` and ``subtests passed``.
-
-    Two differences from pytest's line, both so that a test has exactly one outcome: a
-    test whose call passed and whose teardown failed is an ``error`` (pytest counts a
-    passed and an error), and a unittest test whose subtest failed is ``failed`` (pytest
-    counts it passed, beside the failed subtest)."""
-    by_test: dict[str, list[TestAttempt]] = {}
-    for attempt in attempts:
-        by_test.setdefault(attempt.nodeid, []).append(attempt)
-    counts: dict[str, int] = {}
-
-    def add(key: str, n: int = 1) -> None:
-        counts[key] = counts.get(key, 0) + n
-
-    for tries in by_test.values():
-        last = tries[-1]
-        add(str(last.outcome))
-        if last.outcome is Outcome.PASSED and any(t.outcome in BAD_OUTCOMES
-                                                  for t in tries[:-1]):
-            add("flaky")
-        for report in last.reports:
-            if report.get("kind") == "teardown":
-                add("errors at teardown")
-            elif report.get("kind") == "subtest":
-                add(f"subtests {report.get('outcome')}", int(report.get("count", 1)))
-    counts["total"] = len(by_test)
-    return counts
-
-
 @dataclass
 class RunRecord:
     """One run of (some of) a plugin's tests in one or more pytest children."""

@@ -27,6 +27,7 @@ from typing import Any
 from plexichat_desktop.testing.child import child_command, warm_command
 from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
+from plexichat_desktop.testing.results import final_attempt, group_attempts
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,14 @@ class RunResult:
     # pytest said tests failed (exit code 1) in a child none of whose tests we saw fail:
     # the run must not look greener than pytest.
     unexplained_failure: str | None = None
+    # Told of every attempt as it is recorded (pytest's own and those the runner makes:
+    # timed out, crashed, not run, a file that did not collect), so live views see each.
+    on_record: Callable[[TestAttempt], None] | None = field(default=None, repr=False)
+
+    def record(self, attempt: TestAttempt) -> None:
+        self.attempts.append(attempt)
+        if self.on_record is not None:
+            self.on_record(attempt)
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -493,9 +502,13 @@ class PytestRunner:
     async def run(self, *, run_id: int, plugin_id: str, plugin_root: Path, tests_path: str,
                   selection: list[str] | None, limits: RunLimits,
                   emit: EventSink | None = None,
-                  cancel: asyncio.Event | None = None) -> RunResult:
-        """Run the selected tests (all under ``tests_path`` when ``selection`` is None)."""
-        result = RunResult()
+                  cancel: asyncio.Event | None = None,
+                  on_record: Callable[[TestAttempt], None] | None = None) -> RunResult:
+        """Run the selected tests (all under ``tests_path`` when ``selection`` is None).
+
+        ``emit`` gets the child's protocol events as they arrive; ``on_record`` every
+        attempt as it is recorded, with its attempt number."""
+        result = RunResult(on_record=on_record)
         run_dir = self._run_dir(f"run-{run_id}")
         deadline = None if limits.run_timeout is None else time.monotonic() + limits.run_timeout
         emit = emit or (lambda _e: None)
@@ -516,7 +529,7 @@ class PytestRunner:
                 # summary ("1 passed, 1 error"), not only a note on the run.
                 nodeid = error["nodeid"] or error["file"] or "(collection)"
                 now = time.time()
-                result.attempts.append(TestAttempt(
+                result.record(TestAttempt(
                     run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=Outcome.ERROR,
                     attempt=attempt_no.get(nodeid, 1), phase="collect",
                     message=error["message"] or "collection failed",
@@ -528,7 +541,7 @@ class PytestRunner:
                 phases.setdefault(event["nodeid"], []).append(event)
             elif kind == "test_end":
                 nodeid = event["nodeid"]
-                result.attempts.append(self._attempt(
+                result.record(self._attempt(
                     run_id, plugin_id, nodeid, attempt_no.get(nodeid, 1), event,
                     phases.pop(nodeid, []), started.pop(nodeid, time.time())))
             emit(event)
@@ -612,20 +625,14 @@ class PytestRunner:
                     break
                 continue
             if rerun_round < limits.reruns:
-                failing = [a.nodeid for a in self._finals(result.attempts)
+                failing = [a.nodeid for a in map(final_attempt,
+                                                 group_attempts(result.attempts).values())
                            if a.outcome in (Outcome.FAILED, Outcome.ERROR)]
                 if failing:
                     rerun_round += 1
                     for nodeid in failing:
                         attempt_no[nodeid] = rerun_round + 1
                     targets = failing
-
-    @staticmethod
-    def _finals(attempts: list[TestAttempt]) -> list[TestAttempt]:
-        final: dict[str, TestAttempt] = {}
-        for attempt in attempts:
-            final[attempt.nodeid] = attempt
-        return list(final.values())
 
     def _close_in_flight(self, result: RunResult, run_id: int, plugin_id: str,
                          report: _ChildReport, outcome: Outcome, message: str, tail: str,
@@ -634,7 +641,7 @@ class PytestRunner:
         if nodeid is None:
             return
         start = started.pop(nodeid, time.time())
-        result.attempts.append(TestAttempt(
+        result.record(TestAttempt(
             run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=outcome,
             attempt=attempt_no.get(nodeid, 1), duration=time.time() - start, phase="call",
             message=message, longrepr=truncate(tail), started_at=start,
@@ -647,7 +654,7 @@ class PytestRunner:
         now = time.time()
         for nodeid in order or selection or []:
             if nodeid not in done:
-                result.attempts.append(TestAttempt(
+                result.record(TestAttempt(
                     run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=Outcome.NOT_RUN,
                     message="not run: the run ended before this test started",
                     started_at=now, finished_at=now))

@@ -40,6 +40,12 @@ from plexichat_desktop.testing.models import (
     RunStatus,
     TestAttempt,
 )
+from plexichat_desktop.testing.results import (
+    NEUTRAL_OUTCOMES,
+    SUCCESS_OUTCOMES,
+    flips,
+    passed_on_retry,
+)
 
 __all__ = [
     "FIRE_HISTORY_KEEP",
@@ -67,8 +73,6 @@ TRUNCATION_MARKER = "\n... [truncated {} bytes]"
 
 RETENTION_BATCH = 500
 
-SUCCESS_OUTCOMES = frozenset({Outcome.PASSED, Outcome.XFAILED, Outcome.XPASSED})
-NEUTRAL_OUTCOMES = frozenset({Outcome.SKIPPED, Outcome.NOT_RUN})
 UNFINISHED_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 
@@ -595,8 +599,8 @@ class ResultStore(SqliteDatabase):
                 else:
                     final_outcome = old_final["outcome"]
                     final_index = next(i for i, r in enumerate(old) if r["is_final"])
-                flaky = int(final_outcome in SUCCESS_OUTCOMES and any(
-                    o in BAD_OUTCOMES for i, o in enumerate(outcomes) if i != final_index))
+                flaky = int(passed_on_retry(
+                    final_outcome, (o for i, o in enumerate(outcomes) if i != final_index)))
                 for i, row in enumerate(new):
                     final = new_wins and i == best_new
                     inserts.append((*row, int(final), flaky if final else 0))
@@ -1064,7 +1068,7 @@ class ResultStore(SqliteDatabase):
                 WHERE n <= ? ORDER BY nodeid, n
                 """, (plugin_id, window)).fetchall()
             out: dict[str, dict[str, Any]] = {}
-            history: dict[str, list[bool]] = {}
+            history: dict[str, list[str]] = {}
             for row in rows:
                 nodeid = row["nodeid"]
                 summary = out.get(nodeid)
@@ -1075,11 +1079,9 @@ class ResultStore(SqliteDatabase):
                         "flaky": bool(row["flaky"]), "message": "", "recent_flaky": 0,
                         "flips": 0, "decided": 0}
                 summary["recent_flaky"] += row["flaky"]
-                if row["outcome"] not in NEUTRAL_OUTCOMES:
-                    history.setdefault(nodeid, []).append(row["outcome"] in SUCCESS_OUTCOMES)
-            for nodeid, oks in history.items():
-                out[nodeid]["decided"] = len(oks)
-                out[nodeid]["flips"] = sum(oks[i] != oks[i - 1] for i in range(1, len(oks)))
+                history.setdefault(nodeid, []).append(row["outcome"])
+            for nodeid, outcomes in history.items():
+                out[nodeid]["flips"], out[nodeid]["decided"] = flips(outcomes)
             # Messages of failures only: the message column is the first not in the index.
             failing = [(s["run_id"], nodeid) for nodeid, s in out.items()
                        if s["outcome"] in BAD_OUTCOMES]
