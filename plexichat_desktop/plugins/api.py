@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -53,11 +54,13 @@ from starlette.responses import StreamingResponse
 from plexichat_desktop.core.events import EventBus, PluginEvent
 from plexichat_desktop.core.logs import PLUGIN_LOGGER_PREFIX
 from plexichat_desktop.plugins.manifest import Manifest, Page
+from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.sse import event_stream
 
 log = logging.getLogger(__name__)
 
 ServiceFactory = Callable[["PluginContext"], Any]
+HOST_PREFIX = "/_host"
 
 
 class ServiceUnavailable(LookupError):
@@ -156,6 +159,11 @@ class PluginContext:
         app_token: the app's own secret token (what the desktop window sends), for a
             plugin that calls the app's server on the user's behalf; None without one.
             Never put it in a page, a URL or a log.
+        missing: the optional ``[requires_python]``/``[requires_system]`` entries this
+            machine lacks (:class:`~plexichat_desktop.plugins.requirements.
+            MissingRequirement`: ``requirement``, ``kind``, ``install``, ``reason``).
+            Empty unless the plugin is ``degraded``. Check it before using an optional
+            package, or use :meth:`has`.
     """
 
     def __init__(
@@ -168,6 +176,7 @@ class PluginContext:
         services: ServiceRegistry | None = None,
         server_url: str | None = None,
         app_token: str | None = None,
+        missing: list[MissingRequirement] | None = None,
     ):
         self.plugin_id = manifest.id
         self.manifest = manifest
@@ -185,6 +194,27 @@ class PluginContext:
         self.app_token = app_token
         self._registry = services if services is not None else ServiceRegistry()
         self._services: dict[str, Any] = {}
+        self.missing: tuple[MissingRequirement, ...] = tuple(missing or ())
+        self._mount_host_routes()
+
+    # -- requirements ----------------------------------------------------------------------
+    @property
+    def degraded(self) -> list[str]:
+        """Why the plugin runs with features off (one reason per missing optional
+        requirement, e.g. ``"missing semgrep>=1 (install: pip install 'semgrep>=1')"``);
+        empty when nothing is missing. Also served to the plugin's page at
+        ``GET /plugins/<id>/api/_host/status``."""
+        return [m.reason for m in self.missing]
+
+    def has(self, requirement: str) -> bool:
+        """False when the optional requirement ``requirement`` (as written in the manifest,
+        or just its name: ``"semgrep"``) is missing; True otherwise::
+
+            if ctx.has("semgrep"):
+                rules.append(run_semgrep)
+        """
+        wanted = _requirement_name(requirement)
+        return not any(_requirement_name(m.requirement) == wanted for m in self.missing)
 
     # -- services between plugins --------------------------------------------------------
     def provide(self, name: str, factory: ServiceFactory) -> None:
@@ -250,10 +280,29 @@ class PluginContext:
         self, path: str, endpoint: Callable[..., Any], methods: list[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Serve ``endpoint`` at ``/plugins/<id>/api<path>`` (FastAPI semantics)."""
+        """Serve ``endpoint`` at ``/plugins/<id>/api<path>`` (FastAPI semantics).
+
+        Paths under ``/_host/`` belong to the host (see :meth:`_mount_host_routes`) and
+        raise ``ValueError``."""
         if not path.startswith("/"):
             path = "/" + path
+        if path == HOST_PREFIX or path.startswith(HOST_PREFIX + "/"):
+            raise ValueError(f"plugin '{self.plugin_id}': route {path!r} is under "
+                             f"{HOST_PREFIX}/, which the host reserves for its own routes")
         self.router.add_api_route(path, endpoint, methods=methods or ["GET"], **kwargs)
+
+    def _mount_host_routes(self) -> None:
+        """Routes every plugin gets from the host, under ``/plugins/<id>/api/_host/``:
+
+        * ``GET _host/status``: ``{"plugin_id", "degraded": [reason...], "missing":
+          [{"requirement", "kind", "optional", "found", "install", "reason"}...]}`` for
+          the page to say which features are off and how to get them.
+        """
+        async def status() -> dict[str, Any]:
+            return {"plugin_id": self.plugin_id, "degraded": self.degraded,
+                    "missing": [m.to_dict() for m in self.missing]}
+
+        self.router.add_api_route(HOST_PREFIX + "/status", status, methods=["GET"])
 
     def add_page(self, title: str, path: str = "", icon: str | None = None) -> Page:
         """Register a page (besides those in the manifest) shown in tabs and windows."""
@@ -315,6 +364,11 @@ class PluginContext:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._services.clear()
+
+
+def _requirement_name(text: str) -> str:
+    name = re.split(r"[\s\[<>=!~;@]", text.strip(), maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 __all__ = ["Plugin", "PluginContext", "ServiceRegistry", "ServiceUnavailable"]

@@ -44,6 +44,12 @@ def check_plugin_folder(path: Path) -> CheckResult:
         result.errors.append(str(exc))
         return result
     result.manifest, result.warnings = manifest, list(warnings)
+    for missing in manifest.missing_requirements():
+        if missing.optional:
+            result.warnings.append(f"{manifest_path}: optional requirement: {missing.reason}; "
+                                   "the plugin will run degraded")
+        else:
+            result.errors.append(f"{manifest_path}: {missing.reason}")
     module_file = _module_file(root, manifest.module)
     if module_file is None:
         result.errors.append(f"{manifest_path}: entry: module '{manifest.module}' not found "

@@ -32,18 +32,32 @@ from plexichat_desktop.core.validation import ConfigError
 from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover
 from plexichat_desktop.plugins.manifest import Manifest, load_manifest
+from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.resolve import Node, resolve
 
 log = logging.getLogger(__name__)
 
 
 class PluginState(StrEnum):
+    """Where a plugin is in its lifecycle.
+
+    ``degraded`` is ``validated``/``active`` with optional requirements missing: the
+    plugin is started (and runs) like any other, the reason names what is missing. A
+    degraded plugin is running when it has a context (``PluginRecord.running``).
+    """
+
     DISCOVERED = "discovered"
     VALIDATED = "validated"
     ACTIVE = "active"
+    DEGRADED = "degraded"
     FAILED = "failed"
     DISABLED = "disabled"
     INCOMPATIBLE = "incompatible"
+
+
+# States a plugin is started from, and states it can be in while it runs.
+STARTABLE = frozenset({PluginState.VALIDATED, PluginState.DEGRADED})
+RUNNING = frozenset({PluginState.ACTIVE, PluginState.DEGRADED})
 
 
 class PluginError(Exception):
@@ -65,6 +79,24 @@ class PluginRecord:
     instance: Plugin | None = None
     context: PluginContext | None = None
     dependency_failure: bool = False
+    # Declared requirements this machine lacks (required ones make it incompatible).
+    missing: list[MissingRequirement] = field(default_factory=list)
+
+    @property
+    def running(self) -> bool:
+        """True while the plugin is set up and serving (``active`` or ``degraded``)."""
+        return self.state in RUNNING and self.context is not None
+
+    @property
+    def degraded(self) -> list[str]:
+        """Why the plugin runs with features off: one reason per missing optional entry."""
+        return [m.reason for m in self.missing if m.optional]
+
+    def ready_state(self) -> PluginState:
+        """The state it has when startable or running: degraded or validated/active."""
+        if self.degraded:
+            return PluginState.DEGRADED
+        return PluginState.ACTIVE if self.context is not None else PluginState.VALIDATED
 
     @property
     def name(self) -> str:
@@ -91,7 +123,12 @@ class PluginRecord:
             "reason": self.reason,
             "detail": self.detail,
             "warnings": list(self.warnings),
+            "running": self.running,
+            "degraded": self.degraded,
+            "missing": [x.to_dict() for x in self.missing],
             "requires": dict(m.requires) if m else {},
+            "requires_python": m.requires_python.model_dump() if m else {},
+            "requires_system": m.requires_system.model_dump() if m else {},
             "permissions": m.permissions.model_dump() if m else {},
             "pages": self.pages(),
         }
@@ -198,12 +235,17 @@ class PluginManager:
         rec.id, rec.manifest, rec.warnings = manifest.id, manifest, warnings
         for warning in warnings:
             log.warning("plugin %s: %s", manifest.id, warning)
+        rec.missing = manifest.missing_requirements()
+        required = [m.reason for m in rec.missing if not m.optional]
         if manifest.min_host_version and Version(manifest.min_host_version) > Version(
             self.host_version
         ):
             rec.state = PluginState.INCOMPATIBLE
             rec.reason = (f"needs PlexiChat Desktop {manifest.min_host_version} or newer; "
                           f"this is {self.host_version}")
+        elif required:
+            rec.state, rec.reason = PluginState.INCOMPATIBLE, "; ".join(required)
+            log.error("plugin %s cannot start: %s", manifest.id, rec.reason)
         elif self.safe_mode and not (
             cand.source is Source.BUNDLED and manifest.id in self.settings.plugins.essential
         ):
@@ -211,7 +253,10 @@ class PluginManager:
         elif manifest.id in disabled:
             rec.state, rec.reason = PluginState.DISABLED, "disabled by the user"
         else:
-            rec.state = PluginState.VALIDATED
+            rec.state = rec.ready_state()
+            rec.reason = "; ".join(rec.degraded) or None
+            if rec.reason:
+                log.warning("plugin %s runs degraded: %s", manifest.id, rec.reason)
         return rec
 
     # -- start and stop --------------------------------------------------------------------
@@ -224,7 +269,7 @@ class PluginManager:
         return {
             pid: Node(pid, rec.manifest.version if rec.manifest else "0",
                       rec.manifest.requires if rec.manifest else {},
-                      startable=rec.state in (PluginState.VALIDATED, PluginState.ACTIVE),
+                      startable=rec.state in STARTABLE | RUNNING,
                       state=str(rec.state))
             for pid, rec in self.by_id.items()
         }
@@ -242,16 +287,16 @@ class PluginManager:
         order, failures = resolve(self._nodes())
         for pid, why in failures.items():
             rec = self.by_id[pid]
-            if rec.state in (PluginState.VALIDATED, PluginState.ACTIVE):
+            if rec.state in STARTABLE | RUNNING:
                 rec.dependency_failure = True
                 log.error("plugin %s cannot start: %s", pid, why)
                 self._set_state(rec, PluginState.FAILED, why)
         for pid in order:
             rec = self.by_id[pid]
-            if rec.state is not PluginState.VALIDATED:
+            if rec.state not in STARTABLE or rec.context is not None:
                 continue
-            down = [d for d in rec.manifest.requires if self.by_id[d].state  # type: ignore[union-attr]
-                    is not PluginState.ACTIVE] if rec.manifest else []
+            down = [d for d in rec.manifest.requires if not self.by_id[d].running
+                    ] if rec.manifest else []
             if down:
                 rec.dependency_failure = True
                 self._set_state(rec, PluginState.FAILED,
@@ -270,7 +315,8 @@ class PluginManager:
             return
         ctx = PluginContext(manifest, rec.root, self.paths.plugin_data_root, self.bus,
                             plugin_settings, services=self.services,
-                            server_url=self.server_url, app_token=self.app_token)
+                            server_url=self.server_url, app_token=self.app_token,
+                            missing=[m for m in rec.missing if m.optional])
         instance.ctx = ctx
         try:
             await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout)
@@ -285,7 +331,7 @@ class PluginManager:
             return
         rec.instance, rec.context, rec.dependency_failure = instance, ctx, False
         self._active_order.append(rec.id)
-        self._set_state(rec, PluginState.ACTIVE)
+        self._set_state(rec, rec.ready_state(), "; ".join(rec.degraded) or None)
         log.info("plugin %s %s active (%s)", rec.id, manifest.version, rec.source)
 
     def _fail(self, rec: PluginRecord, reason: str, exc: BaseException | None) -> None:
@@ -348,8 +394,9 @@ class PluginManager:
         except Exception as exc:
             raise PluginError(f"{class_name}() raised {_describe(exc)}") from exc
 
-    async def _deactivate(self, rec: PluginRecord, state: PluginState,
+    async def _deactivate(self, rec: PluginRecord, state: PluginState | None,
                           reason: str | None = None) -> None:
+        """Tear ``rec`` down and move it to ``state`` (None: startable again)."""
         instance, ctx = rec.instance, rec.context
         rec.instance = rec.context = None
         if rec.id in self._active_order:
@@ -362,13 +409,14 @@ class PluginManager:
                     "teardown() raised %s", _describe(exc), exc_info=exc)
         if ctx is not None:
             await ctx._close()
-        self._set_state(rec, state, reason)
+        self._set_state(rec, state if state is not None else rec.ready_state(), reason)
 
     async def stop(self) -> None:
         """Tear down every active plugin, dependents before their dependencies."""
         async with self._lock:
             for pid in reversed(list(self._active_order)):
-                await self._deactivate(self.by_id[pid], PluginState.VALIDATED, "stopped")
+                rec = self.by_id[pid]
+                await self._deactivate(rec, None, "stopped")
 
     # -- enable and disable at run time ------------------------------------------------
     def _dependents(self, pid: str) -> list[str]:
@@ -389,24 +437,41 @@ class PluginManager:
                 dep_rec.dependency_failure = True
                 await self._deactivate(dep_rec, PluginState.FAILED,
                                        f"requires '{pid}', which is disabled")
-            if rec.state is PluginState.ACTIVE:
+            if rec.running:
                 await self._deactivate(rec, PluginState.DISABLED, "disabled by the user")
-            elif rec.state in (PluginState.VALIDATED, PluginState.DISABLED):
+            elif rec.state in STARTABLE | {PluginState.DISABLED}:
                 self._set_state(rec, PluginState.DISABLED, "disabled by the user")
         return rec
 
     async def enable(self, pid: str) -> PluginRecord:
-        """Enable a disabled plugin and start it (and plugins that were waiting for it)."""
+        """Enable a disabled plugin and start it (and plugins that were waiting for it).
+
+        Its ``[requires_python]``/``[requires_system]`` are checked again first, so a
+        package installed meanwhile counts (an incompatible plugin whose only problem was
+        a missing requirement can be enabled once it is installed)."""
         rec = self.get(pid)
         async with self._lock:
             self.remember_enabled(pid, True)
-            if rec.state is PluginState.DISABLED:
-                self._set_state(rec, PluginState.VALIDATED)
+            if rec.state in (PluginState.DISABLED, PluginState.INCOMPATIBLE) and rec.manifest:
+                self._recheck(rec)
             for other in self.by_id.values():
                 if other.state is PluginState.FAILED and other.dependency_failure:
-                    other.state = PluginState.VALIDATED
+                    other.state = other.ready_state()
             await self._start_pending()
         return rec
+
+    def _recheck(self, rec: PluginRecord) -> None:
+        assert rec.manifest is not None
+        manifest = rec.manifest
+        if manifest.min_host_version and Version(manifest.min_host_version) > Version(
+                self.host_version):
+            return
+        rec.missing = manifest.missing_requirements()
+        required = [m.reason for m in rec.missing if not m.optional]
+        if required:
+            self._set_state(rec, PluginState.INCOMPATIBLE, "; ".join(required))
+        else:
+            self._set_state(rec, rec.ready_state(), "; ".join(rec.degraded) or None)
 
     def get(self, pid: str) -> PluginRecord:
         try:

@@ -13,6 +13,9 @@ A minimal manifest::
 
 Optional: ``description``, ``author``, ``license``, ``min_host_version``, ``[requires]``
 (plugin id = version range, e.g. ``api_integration_layer = ">=1.0,<2"``),
+``[requires_python]`` (``packages`` and ``optional``: PEP 508 requirements such as
+``"radon>=6"``), ``[requires_system]`` (``binaries`` and ``optional``: programs on PATH
+such as ``"git"``; see :mod:`plexichat_desktop.plugins.requirements`),
 ``[permissions]`` (network, filesystem, subprocess, api_scopes), ``[tests]`` (path,
 timeout, schedule) and ``[settings]`` (default values of the plugin's own settings).
 Unknown keys are warned about and ignored.
@@ -29,6 +32,11 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from plexichat_desktop.core.validation import ConfigError, read_toml, validate_lenient
+from plexichat_desktop.plugins.requirements import (
+    MissingRequirement,
+    check_requirements,
+    parse_python_requirement,
+)
 
 MANIFEST_NAME = "plugin.toml"
 ID_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
@@ -111,6 +119,49 @@ class TestsConfig(_Strict):
         return value
 
 
+_BINARY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
+
+
+class RequiresPython(_Strict):
+    """``[requires_python]``: distributions from PyPI the plugin imports.
+
+    ``packages`` are needed (missing -> the plugin is ``incompatible``), ``optional`` ones
+    switch features on (missing -> ``degraded``, the plugin still runs). Each entry is a
+    PEP 508 requirement string: ``"radon>=6"``, ``"tree-sitter-python>=0.23"``,
+    ``"pywin32; sys_platform == 'win32'"``.
+    """
+
+    packages: list[str] = Field(default_factory=list, description="Needed distributions.")
+    optional: list[str] = Field(default_factory=list, description="Wanted distributions.")
+
+    @field_validator("packages", "optional")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_python_requirement(text)
+        return list(dict.fromkeys(value))
+
+
+class RequiresSystem(_Strict):
+    """``[requires_system]``: programs the plugin runs, looked up on ``PATH``.
+
+    ``binaries`` are needed (missing -> ``incompatible``), ``optional`` ones switch
+    features on (missing -> ``degraded``). Plain program names: ``"git"``, ``"nmap"``.
+    """
+
+    binaries: list[str] = Field(default_factory=list, description="Needed programs.")
+    optional: list[str] = Field(default_factory=list, description="Wanted programs.")
+
+    @field_validator("binaries", "optional")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.match(_BINARY_PATTERN, name):
+                raise ValueError(f"{name!r} is not a program name like 'git' (no paths, "
+                                 "no arguments)")
+        return list(dict.fromkeys(value))
+
+
 class Manifest(_Strict):
     """The validated content of a ``plugin.toml``."""
 
@@ -123,6 +174,8 @@ class Manifest(_Strict):
     entry: str = Field(pattern=ENTRY_PATTERN, description="'module:Class' of the plugin class.")
     min_host_version: str | None = None
     requires: dict[str, str] = Field(default_factory=dict)
+    requires_python: RequiresPython = Field(default_factory=RequiresPython)
+    requires_system: RequiresSystem = Field(default_factory=RequiresSystem)
     permissions: Permissions = Field(default_factory=Permissions)
     pages: list[Page] = Field(default_factory=list)
     tests: TestsConfig = Field(default_factory=TestsConfig)
@@ -152,6 +205,12 @@ class Manifest(_Strict):
                 ) from None
         return value
 
+    def missing_requirements(self) -> list[MissingRequirement]:
+        """``[requires_python]`` and ``[requires_system]`` entries this machine lacks
+        (checked without importing plugin code), required ones first."""
+        return check_requirements(self.requires_python.packages, self.requires_python.optional,
+                                  self.requires_system.binaries, self.requires_system.optional)
+
     @property
     def module(self) -> str:
         return self.entry.split(":", 1)[0]
@@ -167,5 +226,5 @@ def load_manifest(path: Path) -> tuple[Manifest, list[str]]:
     return validate_lenient(Manifest, data, str(path))
 
 
-__all__ = ["MANIFEST_NAME", "ConfigError", "Manifest", "Page", "Permissions", "TestsConfig",
-           "load_manifest"]
+__all__ = ["MANIFEST_NAME", "ConfigError", "Manifest", "Page", "Permissions", "RequiresPython",
+           "RequiresSystem", "TestsConfig", "load_manifest"]

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.events import AppFocusRequested, EventBus
-from plexichat_desktop.plugins.manager import PluginManager, PluginState
+from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.plugins.sse import event_stream
 from plexichat_desktop.scheduling.service import SchedulerService
 from plexichat_desktop.server.dashboard_api import dashboard_router
@@ -188,7 +188,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
     async def enable_plugin(plugin_id: str) -> JSONResponse:
         known(plugin_id)
         rec = await manager.enable(plugin_id)
-        status = 200 if rec.state is PluginState.ACTIVE else 409
+        status = 200 if rec.running else 409
         return JSONResponse(rec.to_dict(), status_code=status)
 
     @app.post("/api/plugins/{plugin_id}/disable", responses=error_responses(404))

@@ -17,7 +17,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from plexichat_desktop.plugins.manager import PluginManager, PluginState
+from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.server.security import Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class PluginDispatcher:
         rec = self.manager.by_id.get(pid)
         if rec is None:
             raise HTTPException(404, f"no plugin with id '{pid}'")
-        if rec.state is not PluginState.ACTIVE or rec.context is None:
+        if not rec.running or rec.context is None:  # active, or degraded
             raise HTTPException(
                 503, f"plugin '{pid}' is {rec.state}" + (f": {rec.reason}" if rec.reason else ""))
         if rest == "":

@@ -1,0 +1,132 @@
+"""What a plugin needs outside the host: Python packages and programs on ``PATH``.
+
+Declared in ``plugin.toml``::
+
+    [requires_python]
+    packages = ["radon>=6", "lizard>=1.17"]      # needed: the plugin cannot run without them
+    optional = ["semgrep>=1.100"]                # wanted: some features are off without them
+
+    [requires_system]
+    binaries = ["git"]
+    optional = ["nmap"]
+
+Entries of ``packages``/``optional`` under ``[requires_python]`` are PEP 508 requirement
+strings (``name``, a version range, extras, an environment marker such as
+``; sys_platform == 'linux'``); entries under ``[requires_system]`` are program names
+looked up on ``PATH`` (no paths, no arguments).
+
+The check runs at validation, before any plugin code is imported: an installed
+distribution is found with :mod:`importlib.metadata` (by its distribution name, as
+``pip install`` takes it) and its version compared with :mod:`packaging`; a program with
+:func:`shutil.which`. A requirement whose environment marker does not apply to this
+machine is not needed here. A missing (or too old) required entry makes the plugin
+``incompatible`` with ``missing radon>=6 (install: pip install 'radon>=6')``; a missing
+optional one makes it ``degraded``: it still runs, and its context says what is missing
+(``ctx.missing``, ``ctx.degraded``) so its page can tell the user. Extras
+(``pkg[extra]``) are not resolved: only ``pkg`` itself is checked.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+Kind = Literal["python", "system"]
+
+
+@dataclass(frozen=True)
+class MissingRequirement:
+    """One declared requirement that this machine does not satisfy.
+
+    Attributes:
+        kind: ``"python"`` (a distribution) or ``"system"`` (a program on PATH).
+        requirement: as declared, e.g. ``"radon>=6"`` or ``"git"``.
+        optional: True when declared under ``optional`` (the plugin runs degraded).
+        found: what is installed instead (``"radon 5.1.0"``), None when nothing is.
+        install: a command that installs it, e.g. ``pip install 'radon>=6'``.
+    """
+
+    kind: Kind
+    requirement: str
+    optional: bool
+    found: str | None
+    install: str
+
+    @property
+    def reason(self) -> str:
+        """``missing radon>=6 (install: pip install 'radon>=6')``, with what was found."""
+        what = self.requirement if self.kind == "python" else f"program '{self.requirement}'"
+        have = f", {self.found} is installed" if self.found else ""
+        return f"missing {what}{have} (install: {self.install})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reason": self.reason}
+
+
+def parse_python_requirement(text: str) -> Requirement:
+    """A PEP 508 requirement; ``ValueError`` naming the entry when it is not one."""
+    try:
+        return Requirement(text)
+    except InvalidRequirement as exc:
+        raise ValueError(f"{text!r} is not a requirement like 'radon>=6' ({exc})") from None
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    # Metadata may spell the name differently (Foo_Bar vs foo-bar); compare canonically.
+    wanted = canonicalize_name(name)
+    for dist in importlib.metadata.distributions():
+        dist_name = dist.metadata["Name"]
+        if dist_name and canonicalize_name(dist_name) == wanted:
+            return dist.version
+    return None
+
+
+def check_python(text: str, optional: bool,
+                 installed: Callable[[str], str | None] = _installed_version
+                 ) -> MissingRequirement | None:
+    """None when ``text`` is satisfied here (or its marker excludes this machine)."""
+    req = parse_python_requirement(text)
+    if req.marker is not None and not req.marker.evaluate():
+        return None
+    version = installed(req.name)
+    if version is not None and (not req.specifier
+                                or req.specifier.contains(version, prereleases=True)):
+        return None
+    found = f"{req.name} {version}" if version is not None else None
+    return MissingRequirement("python", text, optional, found, f"pip install '{text}'")
+
+
+def check_binary(name: str, optional: bool,
+                 which: Callable[[str], str | None] = shutil.which
+                 ) -> MissingRequirement | None:
+    """None when the program ``name`` is on PATH."""
+    if which(name) is not None:
+        return None
+    return MissingRequirement("system", name, optional, None,
+                              f"your system's package manager, e.g. 'sudo apt install {name}'")
+
+
+def check_requirements(python_required: list[str], python_optional: list[str],
+                       binaries_required: list[str], binaries_optional: list[str]
+                       ) -> list[MissingRequirement]:
+    """Everything declared and missing, required entries first."""
+    out: list[MissingRequirement] = []
+    for optional, packages, binaries in ((False, python_required, binaries_required),
+                                         (True, python_optional, binaries_optional)):
+        out += [m for m in (check_python(p, optional) for p in packages) if m]
+        out += [m for m in (check_binary(b, optional) for b in binaries) if m]
+    return out
+
+
+__all__ = ["MissingRequirement", "check_binary", "check_python", "check_requirements",
+           "parse_python_requirement"]
