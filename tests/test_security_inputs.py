@@ -111,13 +111,15 @@ async def read_response(reader: asyncio.StreamReader, bound: float = 10.0) -> tu
 
 
 @pytest.mark.parametrize("path", ["/api/v1/messages/send", "/api/v1/files/upload",
-                                  "/api/v1/backup/upload", "/api/v1/auth/login"])
+                                  "/api/v1/backup/upload", "/api/v1/auth/login",
+                                  "/tests/run", "/api/plugins/good_plugin/enable"])
 async def test_a_declared_over_limit_body_is_413_before_any_body_is_sent(start_core, path):
     core = await start_core(FIXTURE_PLUGINS, settings=v1_settings())
     reader, writer = await asyncio.open_connection("127.0.0.1", core.port)
     try:
         # 100 GiB declared, not one byte of it sent: the answer must not wait for it.
         writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{core.port}\r\n"
+                     f"Authorization: Bearer {core.token}\r\n"
                      f"Content-Type: application/json\r\n"
                      f"Content-Length: {100 << 30}\r\n\r\n".encode())
         await writer.drain()

@@ -15,6 +15,7 @@ serialise its own 422 (an unauthenticated 500 with a long traceback). Two layers
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -37,6 +38,13 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # and the host's own routes take only small bodies.
 CHECK_LIMIT = 1 << 20
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# A refused body is read and dropped up to this much (so the client sees the answer)...
+DRAIN_LIMIT = 64 << 20
+# ... unless it pauses this long.
+DRAIN_IDLE_S = 5.0
+# The host's own routes take small JSON bodies; these prefixes set their own limits (the
+# v1 guard) or may take large bodies (plugin routes).
+OWN_LIMIT_PREFIXES = ("/api/v1/", "/plugins/")
 
 
 class NonFiniteNumber(ValueError):
@@ -150,8 +158,11 @@ class StrictJsonBodies:
             return
         declared = _content_length(scope)
         if declared is not None and declared > CHECK_LIMIT:
-            # Too large to check here: the v1 guard answers 413 from the header at once.
-            await self.app(scope, receive, send)
+            if scope.get("path", "").startswith(OWN_LIMIT_PREFIXES):
+                await self.app(scope, receive, send)  # the v1 guard answers 413 itself
+            else:
+                await refuse_at_once(send, receive, 413, f"request body too large: at most "
+                                                         f"{CHECK_LIMIT} bytes of JSON here")
             return
         buffered: list[Message] = []
         size = 0
@@ -179,6 +190,31 @@ class StrictJsonBodies:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+async def refuse_at_once(send: Send, receive: Receive, status: int, detail: str) -> None:
+    """Answer from the headers alone, before the body is read: the whole response goes
+    out now (its Content-Length is complete), then the declared body is drained so that a
+    client still sending it sees the answer instead of a reset. Draining stops at
+    ``DRAIN_LIMIT`` bytes or when the client pauses ``DRAIN_IDLE_S``; the connection is
+    closed after it."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body, "more_body": True})
+    try:
+        async with asyncio.timeout(DRAIN_IDLE_S) as deadline:
+            drained = 0
+            while drained <= DRAIN_LIMIT:
+                message = await receive()
+                if message["type"] != "http.request" or not message.get("more_body"):
+                    break
+                drained += len(message.get("body", b""))
+                deadline.reschedule(asyncio.get_running_loop().time() + DRAIN_IDLE_S)
+    except TimeoutError:
+        pass
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _plain(value: Any) -> bool:

@@ -11,7 +11,6 @@ The guard does three things no route should have to remember:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -25,7 +24,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import ClientDisconnect
 
 from plexichat_desktop import __version__
-from plexichat_desktop.server.strict_json import validation_error_response
+from plexichat_desktop.server.strict_json import refuse_at_once, validation_error_response
 from plexichat_desktop.server.v1 import deps
 from plexichat_desktop.server.v1.routes import (
     analytics,
@@ -56,7 +55,6 @@ Send = Callable[[Message], Awaitable[None]]
 JSON_BODY_LIMIT = 1 << 20
 MULTIPART_OVERHEAD = 64 * 1024
 DRAIN_LIMIT = 64 << 20
-DRAIN_IDLE_S = 5.0
 ROUTERS = (auth, users, messages, files, groups, search, notifications, system, realtime,
            webhooks, analytics, backup, performance)
 
@@ -98,7 +96,7 @@ class V1Guard:
 
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await _refuse_at_once(send_tracking, receive, 413, _too_large(limit))
+            await refuse_at_once(send_tracking, receive, 413, _too_large(limit))
             self.api.perf.record_request(time.perf_counter() - started, 413)
             return
         received = 0
@@ -140,31 +138,6 @@ async def _drain(receive: Receive) -> None:
         drained += len(message.get("body", b""))
         if not message.get("more_body", False):
             return
-
-
-async def _refuse_at_once(send: Send, receive: Receive, status: int, detail: str) -> None:
-    """Answer from the headers alone, before the body is read: the whole response goes
-    out now (its Content-Length is complete), then the declared body is drained so that a
-    client still sending it sees the answer instead of a reset. Draining stops at
-    ``DRAIN_LIMIT`` bytes or when the client pauses ``DRAIN_IDLE_S``; the connection is
-    closed after it."""
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body, "more_body": True})
-    try:
-        async with asyncio.timeout(DRAIN_IDLE_S) as deadline:
-            drained = 0
-            while drained <= DRAIN_LIMIT:
-                message = await receive()
-                if message["type"] != "http.request" or not message.get("more_body"):
-                    break
-                drained += len(message.get("body", b""))
-                deadline.reschedule(asyncio.get_running_loop().time() + DRAIN_IDLE_S)
-    except TimeoutError:
-        pass
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 def _too_large(limit: int) -> str:
