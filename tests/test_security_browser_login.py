@@ -127,7 +127,12 @@ async def test_a_login_link_is_a_one_time_code_not_the_token(start_core):
     assert "plexichat_session_" in r.headers["set-cookie"]
     r = await core.anonymous.get(path, headers={"Host": install})  # used up
     assert r.status_code == 401 and "plexichat_session_" not in r.headers.get("set-cookie", "")
-    # Over HTTP too, for the window or a script holding the token.
+    # A browser session cannot mint links (it would outlive its own expiry that way).
+    _, value = await sign_in(core)
+    r = await core.anonymous.post("/api/browser-sessions/login-link", headers={
+        "Host": install, "Origin": f"http://{install}", **cookie_header(core, value)})
+    assert r.status_code == 403
+    # Over HTTP, for the window or a script holding the token.
     r = await core.client.post("/api/browser-sessions/login-link", params={"next": "/"})
     assert r.json()["url"].startswith(f"http://{install}/login?code=")
     # A code is redeemed on the install host only: elsewhere it moves there, unused.

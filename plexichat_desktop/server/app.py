@@ -30,6 +30,7 @@ from plexichat_desktop.server.plugin_routes import PluginDispatcher
 from plexichat_desktop.server.security import (
     SecurityMiddleware,
     ServerIdentity,
+    bearer_of,
     cookie_name,
     legacy_cookie_name,
     safe_next,
@@ -155,9 +156,12 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         """Sign out every browser (the desktop window's "Sign out all browsers")."""
         return {"revoked": identity.sessions.revoke_all()}
 
-    @app.post("/api/browser-sessions/login-link")
-    async def browser_login_link(next: str = "/") -> dict[str, Any]:
-        """A link that signs a browser in once (a one-time code, not the token)."""
+    @app.post("/api/browser-sessions/login-link", responses=error_responses(403))
+    async def browser_login_link(request: Request, next: str = "/") -> dict[str, Any]:
+        """A link that signs a browser in once (a one-time code, not the token). Only for
+        the token's holder: a browser session minting links could outlive its expiry."""
+        if not identity.token_ok(bearer_of(request.headers)):
+            raise HTTPException(403, "a login link needs 'Authorization: Bearer <token>'")
         return {"url": identity.login_link(next),
                 "expires_in": identity.sessions.code_lifetime}
 
