@@ -156,7 +156,8 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         """Sign out every browser (the desktop window's "Sign out all browsers")."""
         return {"revoked": identity.sessions.revoke_all()}
 
-    @app.post("/api/browser-sessions/login-link", responses=error_responses(403))
+    @app.post("/api/browser-sessions/login-link", responses={
+        403: {"description": "Not sent with the app token (a browser session)."}})
     async def browser_login_link(request: Request, next: str = "/") -> dict[str, Any]:
         """A link that signs a browser in once (a one-time code, not the token). Only for
         the token's holder: a browser session minting links could outlive its expiry."""
