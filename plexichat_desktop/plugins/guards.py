@@ -1,0 +1,363 @@
+"""Guards for what users type into plugins: file paths and network targets.
+
+Two functions plugins call before they touch a file or open a connection on a user's
+say-so. Both raise a ``ValueError`` subclass whose message names the field and the
+reason, fit to answer as a 4xx (``field`` defaults to ``"path"`` / ``"target"``)::
+
+    from plexichat_desktop.plugins.guards import UnsafePath, safe_path, check_target
+
+    async def read_file(name: str):
+        try:
+            path = safe_path(ctx.data_dir / "files", name, field="name")
+        except UnsafePath as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        return FileResponse(path)
+
+    target = check_target(url, allow=ctx.settings["allowed_hosts"])
+    async with httpx.AsyncClient() as client:      # connect to the pinned address
+        await client.get(target.url, headers={"Host": target.host_header})
+
+:func:`safe_path` keeps a path inside a root folder: no ``..`` component, no NUL, no
+backslash or drive letter, no over-long name, and no symlink (anywhere along the path)
+that leads out of the root. It returns the resolved path: use that, not the input. It
+checks the file system as it is now; a plugin that lets others write into the root
+concurrently should also open with ``O_NOFOLLOW`` where it matters.
+
+:func:`check_target` allows loopback and what the user listed explicitly, nothing else.
+Every literal spelling of an address is read as the C resolver would read it (so
+``2130706433``, ``0177.0.0.1``, ``0x7f.1`` and ``127.1`` are all 127.0.0.1), IPv4-mapped
+and -compatible IPv6 forms (``::ffff:127.0.0.1``, ``::ffff:7f00:1``) and NAT64 (``64:ff9b::``)
+are judged by the IPv4 address inside, ``localhost`` and ``*.localhost`` are loopback by
+name (RFC 6761; never looked up), and trailing dots (``localhost.``) are dropped. A host
+name is looked up only when it is on the allow-list by name, once, and the address it
+gave is returned *pinned*: connect to ``Target.address`` (``Target.url`` is the URL with
+that address), so a DNS answer that changes between the check and the connection
+(rebinding) cannot move the request elsewhere. A name not on the list is refused without
+any lookup. Unspecified (``0.0.0.0``, ``::``), multicast and broadcast addresses are
+refused even though some of them reach the local machine, and so is an allowed name that
+resolves to a link-local address (cloud metadata) unless that address is itself allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+__all__ = ["MAX_NAME_BYTES", "MAX_PATH_CHARS", "Target", "TargetRefused", "UnsafePath",
+           "check_target", "safe_path"]
+
+MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255  # one component, as most file systems limit it
+_DRIVE = re.compile(r"^[A-Za-z]:")
+# What inet_aton accepts: 1-4 parts of decimal, octal (leading 0) or hex (0x) numbers.
+_INET_ATON = re.compile(r"^(0[xX][0-9a-fA-F]*|[0-9]+)(\.(0[xX][0-9a-fA-F]*|[0-9]+)){0,3}$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_SCHEMES = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class UnsafePath(ValueError):
+    """A user path that would leave its root or cannot be a file name; says which field
+    and why."""
+
+
+class TargetRefused(ValueError):
+    """A network target that is neither loopback nor on the user's allow-list, or cannot
+    be parsed; says which field, which host and why."""
+
+
+# -- paths -------------------------------------------------------------------------------
+
+def safe_path(root: str | os.PathLike[str], user_path: str | os.PathLike[str], *,
+              field: str = "path", max_chars: int = MAX_PATH_CHARS) -> Path:
+    """The resolved ``root / user_path``, guaranteed inside ``root``.
+
+    Refused (:class:`UnsafePath`, naming ``field``): NUL, backslashes and drive letters
+    (Windows separators a later copy could honour), a ``..`` component anywhere (even one
+    that would stay inside), a path longer than ``max_chars`` or a component longer than
+    255 bytes, an absolute path outside ``root`` (an absolute one inside is accepted), and
+    a path whose symlinks lead out of ``root``. ``""`` and ``"."`` are the root itself.
+    The target need not exist (for a file about to be created).
+    """
+    text = os.fspath(user_path)
+    if not isinstance(text, str):
+        raise UnsafePath(f"{field}: must be text, got {type(text).__name__}")
+    if "\x00" in text:
+        raise UnsafePath(f"{field}: contains a NUL character")
+    if len(text) > max_chars:
+        raise UnsafePath(f"{field}: {len(text)} characters, longer than {max_chars}")
+    if "\\" in text:
+        raise UnsafePath(f"{field}: contains a backslash; use '/' between folders")
+    if _DRIVE.match(text):
+        raise UnsafePath(f"{field}: {_show(text)} starts with a drive letter")
+    parts = PurePosixPath(text).parts
+    if ".." in parts:
+        raise UnsafePath(f"{field}: {_show(text)} contains '..'")
+    for part in parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+            raise UnsafePath(f"{field}: a name in {_show(text)} is longer than "
+                             f"{MAX_NAME_BYTES} bytes")
+    base = Path(root).resolve()
+    candidate = Path(text) if text.startswith("/") else base / text
+    try:
+        resolved = candidate.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise UnsafePath(f"{field}: {_show(text)} cannot be resolved: {exc}") from None
+    if not resolved.is_relative_to(base):
+        how = ("is outside" if text.startswith("/") and not candidate.is_relative_to(base)
+               else "leads (through a symlink) outside")
+        raise UnsafePath(f"{field}: {_show(text)} {how} the allowed folder {base}")
+    return resolved
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+# -- network targets ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Target:
+    """A checked network target. Connect to ``address`` (pinned), not to ``host``.
+
+    Attributes:
+        host: the host as given, normalised (lower case, no trailing dot, no brackets).
+        address: the IP address to connect to, in canonical form.
+        port: the port (from the URL or host:port, else the scheme's default, else None).
+        scheme: the URL's scheme, or None when a bare host was given.
+        path: the URL's path and query ("" for a bare host).
+        why: ``"loopback"`` or ``"allowed by <entry>"``.
+    """
+
+    host: str
+    address: str
+    port: int | None
+    scheme: str | None
+    path: str
+    why: str
+
+    @property
+    def host_header(self) -> str:
+        """What to send as ``Host``: the name as given (with a non-default port)."""
+        name = f"[{self.host}]" if ":" in self.host else self.host
+        default = _SCHEMES.get(self.scheme or "")
+        return name if self.port is None or self.port == default else f"{name}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL with the pinned address in place of the host (needs a scheme)."""
+        if self.scheme is None:
+            raise ValueError(f"{self.host!r} was given without a scheme; no URL to make")
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        port = "" if self.port is None else f":{self.port}"
+        return f"{self.scheme}://{host}{port}{self.path}"
+
+
+@dataclass(frozen=True)
+class _Allow:
+    names: frozenset[str]
+    networks: tuple[tuple[str, IPNetwork], ...]
+
+
+def _parse_allow(allow: Iterable[str], field: str) -> _Allow:
+    if isinstance(allow, str):
+        allow = [allow]
+    names: set[str] = set()
+    networks: list[tuple[str, IPNetwork]] = []
+    for entry in allow:
+        text = str(entry).strip().lower().rstrip(".")
+        if not text:
+            continue
+        try:
+            networks.append((entry, ipaddress.ip_network(text.strip("[]"), strict=False)))
+            continue
+        except ValueError:
+            pass
+        literal = _literal_address(text)
+        if literal is not None:
+            networks.append((entry, ipaddress.ip_network(literal)))
+        elif _is_host_name(text):
+            names.add(text)
+        else:
+            raise TargetRefused(f"{field}: allow-list entry {entry!r} is neither a host name, "
+                                "an IP address nor a network like '192.168.1.0/24'")
+    return _Allow(frozenset(names), tuple(networks))
+
+
+def _is_host_name(text: str) -> bool:
+    return len(text) <= 253 and all(_HOST_LABEL.match(label) for label in text.split("."))
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """The address a literal host spells, the way the C resolver reads it; None for names."""
+    if _INET_ATON.match(host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            raise TargetRefused(f"{host!r} looks like an IPv4 address but is not one"
+                                ) from None
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host)
+        except ValueError:
+            raise TargetRefused(f"{host!r} is not a valid IPv6 address") from None
+    return None
+
+
+def _effective(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one carries (mapped, compatible, NAT64), else itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        packed = int(address)
+        if packed >> 32 == 0 and packed > 1:  # ::a.b.c.d, deprecated IPv4-compatible
+            return ipaddress.IPv4Address(packed)
+    return address
+
+
+def _split(host_or_url: str, field: str) -> tuple[str, int | None, str | None, str]:
+    text = host_or_url.strip()
+    if not text or len(text) > 2048 or any(ord(c) < 33 for c in text):
+        raise TargetRefused(f"{field}: {_show(text)} is empty, too long or has spaces or "
+                            "control characters")
+    if "://" in text:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES:
+            raise TargetRefused(f"{field}: scheme {scheme!r} is not one of "
+                                f"{', '.join(sorted(_SCHEMES))}")
+        if parts.username is not None or parts.password is not None:
+            raise TargetRefused(f"{field}: {_show(text)} has credentials before the host "
+                                "('user@host'); pass them another way")
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise TargetRefused(f"{field}: bad port in {_show(text)}: {exc}") from None
+        host = parts.hostname or ""
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return host, port if port is not None else _SCHEMES[scheme], scheme, path
+    if text.startswith("["):
+        if "]" not in text:
+            raise TargetRefused(f"{field}: {_show(text)} has '[' without ']'")
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else (None if not rest else "x")
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, None
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise TargetRefused(f"{field}: bad port in {_show(text)}")
+        port = int(port_text)
+    return host, port, None, ""
+
+
+def check_target(host_or_url: str, allow: Iterable[str] = (), *, field: str = "target",
+                 resolve: bool = True) -> Target:
+    """Allow ``host_or_url`` only if it is loopback or on ``allow``; pin its address.
+
+    Args:
+        host_or_url: ``"host"``, ``"host:port"``, ``"[v6]:port"`` or an http(s)/ws(s) URL.
+        allow: the user's explicit allow-list (a plugin setting): host names (exact match,
+            case-insensitive, no wildcards), IP addresses in any literal form, networks
+            (``"192.168.1.0/24"``). Empty: loopback only.
+        field: the name the error messages give the input.
+        resolve: look allowed names up (default). False refuses every name that is not
+            ``localhost``-like, for callers that must not touch DNS.
+
+    Returns a :class:`Target`; raises :class:`TargetRefused` naming the field, the host
+    and the reason. Blocking: a name on the allow-list is looked up with
+    :func:`socket.getaddrinfo`; call it with ``asyncio.to_thread`` in a coroutine.
+    """
+    rules = _parse_allow(allow, field)
+    host, port, scheme, path = _split(host_or_url, field)
+    host = host.lower().strip("[]")
+    host = host.split("%", 1)[0] if ":" in host else host  # an IPv6 zone (fe80::1%eth0)
+    while host.endswith("."):
+        host = host[:-1]
+    if not host:
+        raise TargetRefused(f"{field}: {_show(host_or_url)} has no host")
+
+    def make(address: IPAddress, why: str) -> Target:
+        return Target(host, str(address), port, scheme, path, why)
+
+    try:
+        literal = _literal_address(host)
+    except TargetRefused as exc:
+        raise TargetRefused(f"{field}: {exc}") from None
+    if literal is not None:
+        return make(literal, _judge(literal, rules, field, host_or_url, named=False))
+    if not _is_host_name(host):
+        raise TargetRefused(f"{field}: {_show(host)} is not a valid host name")
+    if host == "localhost" or host.endswith(".localhost"):
+        return make(ipaddress.IPv4Address("127.0.0.1"), "loopback")
+    if host not in rules.names:
+        raise TargetRefused(f"{field}: {host!r} is not loopback and not on the allow-list "
+                            f"({_listed(rules)}); add it to the plugin's allowed hosts to "
+                            "reach it")
+    if not resolve:
+        raise TargetRefused(f"{field}: {host!r} would need a DNS lookup, which this caller "
+                            "does not allow; give an IP address")
+    addresses = _lookup(host, port, field)
+    problems = []
+    for address in addresses:
+        try:
+            _judge(address, rules, field, host_or_url, named=True)
+        except TargetRefused as exc:
+            problems.append(str(exc))
+            continue
+        return make(address, f"allowed by {host!r}")
+    raise TargetRefused(f"{field}: {host!r} resolves only to refused addresses: "
+                        + "; ".join(problems))
+
+
+def _lookup(host: str, port: int | None, field: str) -> list[IPAddress]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetRefused(f"{field}: {host!r} cannot be resolved: {exc}") from None
+    found: list[IPAddress] = []
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if address not in found:
+            found.append(address)
+    return found
+
+
+def _judge(address: IPAddress, rules: _Allow, field: str, given: str, named: bool) -> str:
+    """Why ``address`` is allowed; TargetRefused when it is not."""
+    inner = _effective(address)
+    shown = str(address) if inner == address else f"{address} (= {inner})"
+    if inner.is_unspecified:
+        raise TargetRefused(f"{field}: {_show(given)} is the unspecified address {shown}; "
+                            "use 127.0.0.1 for this machine")
+    if inner.is_multicast or (isinstance(inner, ipaddress.IPv4Address)
+                              and inner == ipaddress.IPv4Address("255.255.255.255")):
+        raise TargetRefused(f"{field}: {_show(given)} is a multicast/broadcast address "
+                            f"{shown}")
+    for entry, network in rules.networks:
+        if inner in network or address in network:
+            return f"allowed by {entry!r}"
+    if inner.is_loopback:
+        return "loopback"
+    if named and not inner.is_link_local:
+        return "allowed by name"
+    raise TargetRefused(f"{field}: {_show(given)} is {shown}, which is not loopback and not "
+                        f"on the allow-list ({_listed(rules)})")
+
+
+def _listed(rules: _Allow) -> str:
+    entries = sorted(rules.names) + [entry for entry, _ in rules.networks]
+    return "empty" if not entries else ", ".join(entries)

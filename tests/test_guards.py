@@ -1,0 +1,229 @@
+"""Table tests of the guards against attacks: paths on real files and symlinks, network
+targets judged without connecting anywhere (only loopback is ever contacted: one test
+opens a real socket on 127.0.0.1 through a pinned target)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+
+from plexichat_desktop.plugins.guards import (
+    TargetRefused,
+    UnsafePath,
+    check_target,
+    safe_path,
+)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A root with a file, a folder, inward and outward symlinks, and a secret outside."""
+    base = tmp_path / "root"
+    (base / "docs").mkdir(parents=True)
+    (base / "docs" / "a.txt").write_text("a")
+    (tmp_path / "secret.txt").write_text("secret")
+    (tmp_path / "outside").mkdir()
+    (base / "to_secret").symlink_to(tmp_path / "secret.txt")
+    (base / "to_outside_dir").symlink_to(tmp_path / "outside")
+    (base / "to_docs").symlink_to(base / "docs")
+    (base / "relative_out").symlink_to("../outside")
+    (base / "loop").symlink_to(base / "loop")
+    return base
+
+
+@pytest.mark.parametrize(("user_path", "words"), [
+    ("../secret.txt", "contains '..'"),
+    ("docs/../../secret.txt", "contains '..'"),
+    ("docs/../a.txt", "contains '..'"),           # even one that would stay inside
+    ("..", "contains '..'"),
+    ("/etc/passwd", "is outside"),
+    ("//etc/passwd", "is outside"),
+    ("docs/a.txt\x00.png", "NUL"),
+    ("..\\secret.txt", "backslash"),
+    ("docs\\a.txt", "backslash"),
+    ("C:/Windows/system.ini", "drive letter"),
+    ("c:secret", "drive letter"),
+    ("to_secret", "through a symlink"),
+    ("to_outside_dir/new.txt", "through a symlink"),
+    ("relative_out", "through a symlink"),
+    ("x" * 256, "longer than 255 bytes"),
+    ("é" * 128, "longer than 255 bytes"),          # 256 bytes in UTF-8
+    ("a/" * 2100, "longer than 4096"),
+    ("loop/file", "cannot be resolved"),
+])
+def test_safe_path_refuses(root, user_path, words):
+    with pytest.raises(UnsafePath) as info:
+        safe_path(root, user_path, field="name")
+    assert str(info.value).startswith("name: ") and words in str(info.value)
+
+
+@pytest.mark.parametrize(("user_path", "expected"), [
+    ("docs/a.txt", "docs/a.txt"),
+    ("docs/new/deeper.txt", "docs/new/deeper.txt"),   # need not exist
+    ("./docs//a.txt", "docs/a.txt"),
+    ("", "."),
+    (".", "."),
+    ("to_docs/a.txt", "docs/a.txt"),                  # a symlink that stays inside
+    ("x" * 255, "x" * 255),
+    ("..hidden", "..hidden"),                         # a name, not a parent reference
+])
+def test_safe_path_accepts_and_resolves(root, user_path, expected):
+    assert safe_path(root, user_path) == (root / expected).resolve()
+
+
+def test_safe_path_accepts_an_absolute_path_inside_the_root(root):
+    assert safe_path(root, str(root / "docs" / "a.txt")) == root / "docs" / "a.txt"
+    with pytest.raises(UnsafePath, match="is outside"):
+        safe_path(root / "docs", str(root / "to_secret"))
+
+
+# -- targets --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("given", "address"), [
+    ("127.0.0.1", "127.0.0.1"),
+    ("127.0.0.1:8080", "127.0.0.1"),
+    ("http://127.0.0.1:8000/api?x=1", "127.0.0.1"),
+    ("127.255.1.2", "127.255.1.2"),
+    ("2130706433", "127.0.0.1"),                      # integer form
+    ("0177.0.0.1", "127.0.0.1"),                      # octal
+    ("0x7f.0.0.1", "127.0.0.1"),                      # hex
+    ("0x7f000001", "127.0.0.1"),
+    ("017700000001", "127.0.0.1"),
+    ("127.1", "127.0.0.1"),                           # short form
+    ("::1", "::1"),
+    ("[::1]:9000", "::1"),
+    ("http://[::1]/", "::1"),
+    ("::ffff:127.0.0.1", "::ffff:7f00:1"),            # IPv4-mapped
+    ("::ffff:7f00:1", "::ffff:7f00:1"),
+    ("http://[::ffff:127.0.0.1]:80/", "::ffff:7f00:1"),
+    ("localhost", "127.0.0.1"),
+    ("LOCALHOST.", "127.0.0.1"),
+    ("localhost..", "127.0.0.1"),
+    ("app.localhost", "127.0.0.1"),
+    ("http://localhost.:8000/x", "127.0.0.1"),
+])
+def test_loopback_in_every_spelling_is_allowed_and_pinned(given, address):
+    target = check_target(given)
+    assert target.address == address
+    assert target.why == "loopback"
+
+
+@pytest.mark.parametrize(("given", "words"), [
+    ("10.0.0.1", "not loopback"),
+    ("192.168.1.10:80", "not loopback"),
+    ("169.254.169.254", "not loopback"),              # cloud metadata
+    ("http://169.254.169.254/latest/meta-data/", "not loopback"),
+    ("2852039166", "not loopback"),                   # 169.254.169.254 as an integer
+    ("0251.0376.0251.0376", "not loopback"),          # ... in octal
+    ("0xa9fea9fe", "not loopback"),                   # ... in hex
+    ("::ffff:169.254.169.254", "not loopback"),       # ... IPv4-mapped
+    ("::ffff:a9fe:a9fe", "not loopback"),
+    ("64:ff9b::a9fe:a9fe", "not loopback"),           # ... NAT64
+    ("::169.254.169.254", "not loopback"),            # ... IPv4-compatible
+    ("fe80::1%eth0", "not loopback"),
+    ("fd00::1", "not loopback"),
+    ("8.8.8.8", "not loopback"),
+    ("0.0.0.0", "unspecified"),                       # reaches this machine on Linux
+    ("0", "unspecified"),
+    ("::", "unspecified"),
+    ("::ffff:0.0.0.0", "unspecified"),
+    ("224.0.0.1", "multicast"),
+    ("255.255.255.255", "broadcast"),
+    ("ff02::1", "multicast"),
+    ("evil.example", "not on the allow-list"),        # refused without a DNS lookup
+    ("localhost.evil.example", "not on the allow-list"),
+    ("127.0.0.1.nip.io", "not on the allow-list"),
+    ("http://evil.example#@127.0.0.1/", "not on the allow-list"),
+    ("http://127.0.0.1:80@evil.example/", "credentials"),
+    ("http://user:pw@127.0.0.1/", "credentials"),
+    ("http://127.0.0.1\\@evil.example/", "credentials"),
+    ("file:///etc/passwd", "scheme"),
+    ("gopher://127.0.0.1:6379/", "scheme"),
+    ("http://%31%32%37.0.0.1/", "not a valid host name"),
+    ("\uff4c\uff4f\uff43\uff41\uff4c\uff48\uff4f\uff53\uff54",  # full-width localhost
+     "not a valid host name"),
+    ("4294967296", "not one"),                        # 2**32: no address
+    ("127.0.0.1:99999", "bad port"),
+    ("127.0.0.1:0", "bad port"),
+    ("[::1", "without ']'"),
+    ("[::1]x", "bad port"),
+    ("127.0.0.1 evil.example", "spaces"),
+    ("", "empty"),
+    ("http:///path", "no host"),
+])
+def test_refusals_name_the_field_and_never_connect(given, words):
+    with pytest.raises(TargetRefused) as info:
+        check_target(given, field="url")
+    assert str(info.value).startswith("url: ") and words in str(info.value)
+
+
+@pytest.mark.parametrize(("given", "allow", "address", "why"), [
+    ("192.168.1.10", ["192.168.1.0/24"], "192.168.1.10", "allowed by '192.168.1.0/24'"),
+    ("http://10.1.2.3:8080/", ["10.1.2.3"], "10.1.2.3", "allowed by '10.1.2.3'"),
+    ("0xa010203", ["10.1.2.3"], "10.1.2.3", "allowed by '10.1.2.3'"),
+    ("::ffff:10.1.2.3", ["10.0.0.0/8"], "::ffff:a01:203", "allowed by '10.0.0.0/8'"),
+    ("fd00::5", ["fd00::/64"], "fd00::5", "allowed by 'fd00::/64'"),
+])
+def test_the_allow_list_admits_exactly_what_it_names(given, allow, address, why):
+    target = check_target(given, allow=allow)
+    assert (target.address, target.why) == (address, why)
+    with pytest.raises(TargetRefused):
+        check_target("192.168.2.10", allow=allow)
+
+
+def test_bad_allow_list_entries_are_named():
+    with pytest.raises(TargetRefused, match="'not a host!' is neither"):
+        check_target("127.0.0.1", allow=["not a host!"])
+
+
+def _loopback_alias() -> str | None:
+    """A name other than localhost that this machine's /etc/hosts maps to loopback."""
+    try:
+        lines = Path("/etc/hosts").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[0].startswith("127."):
+            for name in fields[1:]:
+                if "localhost" not in name:
+                    return name.lower()
+    return None
+
+
+def test_an_allowed_name_is_resolved_once_and_pinned():
+    name = _loopback_alias()
+    if name is None:
+        pytest.skip("no loopback alias in /etc/hosts to resolve without DNS")
+    with pytest.raises(TargetRefused, match="not on the allow-list"):
+        check_target(name)                                 # not listed: no lookup
+    target = check_target(f"http://{name}:8123/x?y=1", allow=[name.upper() + "."])
+    assert target.address.startswith("127.") and target.why == f"allowed by {name!r}"
+    assert target.url == f"http://{target.address}:8123/x?y=1"
+    assert target.host_header == f"{name}:8123"
+    with pytest.raises(TargetRefused, match="DNS lookup"):
+        check_target(name, allow=[name], resolve=False)
+
+
+@pytest.mark.asyncio
+async def test_a_pinned_target_reaches_the_loopback_server(unused_tcp_port):
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", unused_tcp_port,
+                                        family=socket.AF_INET)
+    async with server:
+        target = check_target(f"http://0177.0.0.1:{unused_tcp_port}/")
+        assert target.url == f"http://127.0.0.1:{unused_tcp_port}/"
+        reader, writer = await asyncio.open_connection(target.address, target.port)
+        writer.write(b"hello\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+    assert seen == [b"hello\n"]
