@@ -62,11 +62,6 @@ class _Bad:
         self.text = text
 
 
-def _parse_float(text: str) -> float | _Bad:
-    value = float(text)
-    return value if math.isfinite(value) else _Bad(text)
-
-
 def _find_bad(value: Any, path: list[str | int]) -> tuple[list[str | int], str] | None:
     # Iterative: a structure json.loads could build is never deeper than its recursion limit,
     # but this walk must not be the thing that overflows the stack.
@@ -89,8 +84,22 @@ def loads_strict(text: str | bytes) -> Any:
     malformed JSON, ``RecursionError`` for nesting too deep, and ``ValueError`` for an
     integer too long to convert.
     """
-    value = json.loads(text, parse_float=_parse_float, parse_constant=_Bad)
-    found = _find_bad(value, [])
+    bad: list[_Bad] = []
+
+    def parse_float(literal: str) -> float | _Bad:
+        number = float(literal)
+        if math.isfinite(number):
+            return number
+        bad.append(_Bad(literal))
+        return bad[-1]
+
+    def parse_constant(literal: str) -> _Bad:
+        bad.append(_Bad(literal))
+        return bad[-1]
+
+    value = json.loads(text, parse_float=parse_float, parse_constant=parse_constant)
+    # The walk that finds the field is paid for only when there is something to find.
+    found = _find_bad(value, []) if bad else None
     if found is not None:
         exc = NonFiniteNumber(found[1])
         exc.path = found[0]  # type: ignore[attr-defined]
