@@ -24,7 +24,7 @@ const BUNDLES = {
   charts: {entry: "src/charts.js", main: ["vega", "vega-lite", "vega-interpreter"]},
   editor: {
     entry: "src/editor.js",
-    main: ["codemirror", "@codemirror/view", "@codemirror/state", "yjs", "y-codemirror.next",
+    main: ["@codemirror/view", "@codemirror/state", "yjs", "y-codemirror.next",
       "y-protocols"],
   },
 };

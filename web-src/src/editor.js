@@ -1,4 +1,4 @@
-// A code editor for plugin pages: CodeMirror 6 (the basic setup; Python, JavaScript,
+// A code editor for plugin pages: CodeMirror 6 (basic setup; Python, JavaScript,
 // JSON, SQL, Markdown) with Yjs and y-codemirror.next for collaborative editing.
 //
 //   import {createEditor} from "/_app/vendor/editor.js";
