@@ -107,8 +107,9 @@ class Target:
     sni_hostname: str | None
 
 
-async def resolve_target(url: str, allow_private: bool) -> Target:
-    """Resolve ``url``'s host, check every address and pin the first one.
+async def resolve_target(url: str, allow_private: bool) -> list[Target]:
+    """Resolve ``url``'s host and check every address; one pinned target per address, in
+    the resolver's order (tried in turn, as a client falls back from ::1 to 127.0.0.1).
 
     Raises :class:`TargetRefused` naming the address and why, ``OSError`` when the name
     does not resolve."""
@@ -134,13 +135,16 @@ async def resolve_target(url: str, allow_private: bool) -> Target:
                 raise TargetRefused(
                     f"url: {shown} is {article} {reason} address; webhooks may only reach public "
                     f"addresses unless an administrator sets [api] webhook_allow_private")
-    pinned = addresses[0]
-    netloc = f"[{pinned}]" if pinned.version == 6 else str(pinned)
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return Target(url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
-                  host_header=parts.netloc.rsplit("@", 1)[-1],
-                  sni_hostname=host if parts.scheme == "https" and literal is None else None)
+    targets = []
+    for pinned in addresses:
+        netloc = f"[{pinned}]" if pinned.version == 6 else str(pinned)
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        targets.append(Target(
+            url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
+            host_header=parts.netloc.rsplit("@", 1)[-1],
+            sni_hostname=host if parts.scheme == "https" and literal is None else None))
+    return targets
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -374,12 +378,9 @@ class WebhookDispatcher:
             excerpt = ""
             try:
                 # Checked again now: the name may point somewhere else than at registration.
-                target = await resolve_target(row["url"], self.settings.webhook_allow_private)
-                headers["Host"] = target.host_header
-                extensions = ({"sni_hostname": target.sni_hostname}
-                              if target.sni_hostname else None)
-                response = await self._client.post(target.url, content=body, headers=headers,
-                                                   extensions=extensions)
+                targets = await resolve_target(row["url"],
+                                               self.settings.webhook_allow_private)
+                response = await self._post_first(targets, body, headers)
                 status_code = response.status_code
                 excerpt = response.text[:EXCERPT]
                 if not 200 <= status_code < 300:
@@ -407,6 +408,23 @@ class WebhookDispatcher:
                 future.set_result(None)
         if next_at is not None:
             self.wake()
+
+
+    async def _post_first(self, targets: list[Target], body: bytes, headers: dict[str, str]
+                          ) -> httpx.Response:
+        """POST to the first checked address that accepts a connection."""
+        assert self._client is not None
+        for index, target in enumerate(targets):
+            extensions = ({"sni_hostname": target.sni_hostname}
+                          if target.sni_hostname else None)
+            try:
+                return await self._client.post(
+                    target.url, content=body, headers={**headers, "Host": target.host_header},
+                    extensions=extensions)
+            except httpx.ConnectError:
+                if index == len(targets) - 1:
+                    raise
+        raise AssertionError("resolve_target returns at least one target")
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
