@@ -15,6 +15,7 @@ from plexichat_desktop.core.logs import setup_logging
 from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
 from plexichat_desktop.core.settings import Settings, load_settings, write_template_if_missing
 from plexichat_desktop.core.validation import ConfigError
+from plexichat_desktop.testing.analytics import CATEGORIES
 
 log = logging.getLogger("plexichat_desktop")
 
@@ -65,10 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=["low", "medium", "high", "critical"])
     test.add_argument("--json", action="store_true",
                       help="print one JSON document with the summary and every result")
-    results = sub.add_parser("results", help="recent test runs and statistics",
-                             description="Show recent test runs and statistics.")
-    results.add_argument("plugin", nargs="?")
+    results = sub.add_parser("results", help="recent test runs, statistics and analytics",
+                             description="Show recent test runs and statistics, a run's "
+                                         "results, failure patterns or slow tests.")
+    results.add_argument("plugin", nargs="?", metavar="PLUGIN|RUN_ID",
+                         help="a plugin id, or a run id (a number) to list its results")
     results.add_argument("--limit", type=int, default=20)
+    results.add_argument("--failed", action="store_true",
+                         help="with a run id: only its failed, errored, timed out or "
+                              "crashed results, with their tracebacks")
+    results.add_argument("--failures", action="store_true",
+                         help="failures grouped by pattern, newest first")
+    results.add_argument("--slow", action="store_true",
+                         help="slowest tests and plugins, tests that got slower, suggestions")
+    results.add_argument("--category", choices=list(CATEGORIES),
+                         help="only tests with this category marker")
     results.add_argument("--json", action="store_true")
 
     sub.add_parser("token", help="print the access token of the active home",
@@ -139,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "results":
         from plexichat_desktop.testing.console import show_results
 
-        return show_results(paths, args.plugin, args.limit, args.json)
+        return show_results(paths, args.plugin, args.limit, args.json, failed=args.failed,
+                            failures=args.failures, slow=args.slow, category=args.category)
     if command is None:
         return _default_command(args, paths, settings)
     return _serve(args, paths, settings)

@@ -22,11 +22,14 @@ from pydantic.json_schema import SkipJsonSchema
 from plexichat_desktop.plugins.sse import event_stream
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError
 from plexichat_desktop.server.event_log import EventLog
+from plexichat_desktop.testing.analytics import CATEGORIES, duration_report
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Outcome, RunRecord, TestAttempt
 from plexichat_desktop.testing.results import results_of
 
 PriorityName = Literal["low", "medium", "high", "critical"]
+CategoryName = Literal["functionality", "performance", "security", "integration",
+                       "analytics", "ux"]
 
 SQL_INT_MAX = 2**63 - 1
 """Ids and offsets go to SQLite, whose integers are 64-bit: a larger number must be a 422,
@@ -262,30 +265,85 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
     async def results(plugin_name: str | None = None,
                       status: Outcome | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-                      offset: Offset = 0) -> dict[str, Any]:
-        """Final results, newest first, filtered by plugin and status before the limit."""
+                      offset: Offset = 0, category: CategoryName | None = None,
+                      run_id: Annotated[int | None, Query(ge=1, le=2**62)] = None
+                      ) -> dict[str, Any]:
+        """Final results, newest first, filtered by plugin, status, test category and run
+        before the limit."""
         if plugin_name:
             check_plugin(plugin_name)
         found, total = await asyncio.to_thread(store.recent_results, plugin_name,
-                                               status, limit, offset)
+                                               status, limit, offset, category, run_id)
         return {"success": True, "results": [result_dict(a) for a in found],
                 "count": len(found), "total": total, "limit": limit, "offset": offset,
                 "has_more": offset + len(found) < total}
 
     @router.get("/statistics", responses=error_responses(404, 422))
     async def statistics(plugin_name: str | None = None, test_name: str | None = None,
-                         days: Annotated[int, Query(ge=1, le=365)] = 30) -> dict[str, Any]:
-        """Totals, success rate, durations, flaky rate, last green and a per-day trend."""
+                         days: Annotated[int, Query(ge=1, le=365)] = 30,
+                         category: CategoryName | None = None) -> dict[str, Any]:
+        """Totals, success rate, durations, flaky rate, last green and a per-day trend;
+        ``category`` narrows the totals to tests with that category marker."""
         if plugin_name:
             check_plugin(plugin_name)
         if test_name and not plugin_name:
             raise HTTPException(422, "test_name: give plugin_name too")
-        stats = await asyncio.to_thread(store.statistics, plugin_name, test_name)
+        stats = await asyncio.to_thread(store.statistics, plugin_name, test_name, None,
+                                        category)
         trend = await asyncio.to_thread(store.daily_trend, plugin_name, test_name, days)
         if test_name:
             stats["flip_rate"] = await asyncio.to_thread(store.flip_rate, plugin_name,
                                                          test_name)
         return {"success": True, "statistics": {**stats, "daily": trend}}
+
+    @router.get("/analytics/failures", responses=error_responses(404, 422))
+    async def failure_patterns(plugin_name: str | None = None,
+                               category: CategoryName | None = None,
+                               days: Annotated[int | None, Query(ge=1, le=3650)] = None,
+                               new_since_run: Annotated[int | None,
+                                                        Query(ge=0, le=2**62)] = None,
+                               limit: Annotated[int, Query(ge=1, le=500)] = 50
+                               ) -> dict[str, Any]:
+        """Failures grouped by pattern (exception type, masked message, innermost frames
+        of the plugin's own code), newest first, with first and last seen, count and the
+        tests affected; ``new_since_run`` keeps patterns first seen after that run."""
+        if plugin_name:
+            check_plugin(plugin_name)
+        since = None if days is None else time.time() - days * 86400
+        found = await asyncio.to_thread(store.failure_groups, plugin_name, category, since,
+                                        new_since_run, limit)
+        return {"success": True, "patterns": [p.to_dict() for p in found]}
+
+    @router.get("/analytics/durations", responses=error_responses(404, 422))
+    async def durations(plugin_name: str | None = None,
+                        top: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
+        """The slowest tests and plugins, tests that got slower than their own history,
+        and suggestions from what the test processes saw, each with its evidence."""
+        if plugin_name:
+            check_plugin(plugin_name)
+
+        def gather() -> dict[str, Any]:
+            return duration_report(store.duration_history(plugin_name),
+                                   store.run_durations(plugin_name), top)
+
+        return {"success": True, **await asyncio.to_thread(gather)}
+
+    @router.get("/analytics/categories", responses=error_responses(404, 422))
+    async def categories(plugin_name: str | None = None) -> dict[str, Any]:
+        """Per test category (functionality, performance, security, integration,
+        analytics, ux): final results, outcome counts and success rate."""
+        if plugin_name:
+            check_plugin(plugin_name)
+
+        def gather() -> dict[str, Any]:
+            out = {}
+            for name in CATEGORIES:
+                stats = store.statistics(plugin_name, None, None, name)
+                out[name] = {k: stats[k] for k in ("total", "counts", "success_rate",
+                                                   "mean_duration")}
+            return out
+
+        return {"success": True, "categories": await asyncio.to_thread(gather)}
 
     @router.get("/live-updates")
     async def live_updates() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from plexichat_desktop.core.events import EventBus
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.testing.analytics import duration_report
 from plexichat_desktop.testing.events import RunFinished, TestFinished, TestsCollected
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import BAD_OUTCOMES, RunRecord
@@ -196,11 +197,28 @@ def _indented(text: str, prefix: str = "  ") -> str:
     return "".join(f"{prefix}{line}\n" for line in lines)
 
 
-def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bool) -> int:
-    """Recent runs and statistics from the store."""
+def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bool, *,
+                 failed: bool = False, failures: bool = False, slow: bool = False,
+                 category: str | None = None) -> int:
+    """Recent runs and statistics from the store; with a run id, that run's results
+    (``failed``: only the bad ones, with tracebacks); ``failures``: failure patterns;
+    ``slow``: the duration report."""
+    if not store_path(paths).exists():
+        print("No test results yet: run some tests first (plexichat-desktop test).")
+        return 0
+    if plugin_id is not None and plugin_id.isdigit():
+        return _show_run(paths, int(plugin_id), failed, limit, as_json)
+    if failed:
+        print("error: --failed goes with a run id (plexichat-desktop results RUN_ID --failed)",
+              file=sys.stderr)
+        return 2
+    if failures:
+        return _show_failures(paths, plugin_id, category, limit, as_json)
+    if slow:
+        return _show_durations(paths, plugin_id, limit, as_json)
     with ResultStore(store_path(paths)) as store:
         runs = store.list_runs(plugin_id, limit=limit)
-        stats = store.statistics(plugin_id)
+        stats = store.statistics(plugin_id, category=category)
     if as_json:
         print(json.dumps({"runs": [r.to_dict() for r in runs], "statistics": stats},
                          indent=2, default=str))
@@ -221,4 +239,77 @@ def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bo
           f"mean {stats.get('mean_duration') or 0:.3f}s, "
           f"p95 {stats.get('p95_duration') or 0:.3f}s, "
           f"flaky rate {(stats.get('flaky_rate') or 0):.1%}")
+    return 0
+
+
+def _show_run(paths: AppPaths, run_id: int, failed: bool, limit: int, as_json: bool) -> int:
+    with ResultStore(store_path(paths)) as store:
+        run = store.get_run(run_id)
+        attempts = store.attempts_for_run(run_id) if run is not None else []
+    if run is None:
+        print(f"error: no run {run_id}", file=sys.stderr)
+        return 2
+    shown = [r for r in results_of(attempts) if not failed or r.outcome in BAD_OUTCOMES]
+    if as_json:
+        print(json.dumps({"run": run.to_dict(), "results": [r.to_dict() for r in shown]},
+                         indent=2, default=str))
+        return 0
+    counts = {k: v for k, v in run.counts.items() if k != "total"}
+    print(f"Run #{run.id} of {run.plugin_id}: {run.status}, {_summary_words(counts)}")
+    if run.error:
+        print(_indented(run.error), end="")
+    for r in shown:
+        print(f"{r.outcome.upper():<10} {r.nodeid}" + (f" - {r.message[:120]}"
+                                                      if r.message else ""))
+        if failed and r.longrepr:
+            print(_indented(r.longrepr, "    "), end="")
+    if failed and not shown:
+        print("No failed results in this run.")
+    return 0
+
+
+def _show_failures(paths: AppPaths, plugin_id: str | None, category: str | None,
+                   limit: int, as_json: bool) -> int:
+    with ResultStore(store_path(paths)) as store:
+        patterns = store.failure_groups(plugin_id, category, limit=limit)
+    if as_json:
+        print(json.dumps({"patterns": [p.to_dict() for p in patterns]}, indent=2,
+                         default=str))
+        return 0
+    if not patterns:
+        print("No failures recorded" + (f" for '{plugin_id}'." if plugin_id else "."))
+        return 0
+    for p in patterns:
+        first = time.strftime("%Y-%m-%d %H:%M", time.localtime(p.first_seen))
+        last = time.strftime("%Y-%m-%d %H:%M", time.localtime(p.last_seen))
+        print(f"[{p.id}] {p.count}x in {p.tests_affected} test(s), first {first} "
+              f"(run #{p.first_run_id}), last {last} (run #{p.last_run_id})")
+        print(f"  {p.signature}")
+        for test in p.tests[:5]:
+            print(f"    {test}")
+        if p.tests_affected > 5:
+            print(f"    ... and {p.tests_affected - 5} more")
+    return 0
+
+
+def _show_durations(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bool
+                    ) -> int:
+    with ResultStore(store_path(paths)) as store:
+        report = duration_report(store.duration_history(plugin_id),
+                                 store.run_durations(plugin_id), limit)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print("Slowest tests (median of their newest results):")
+    for t in report["slowest_tests"]:
+        print(f"  {t['median']:8.3f}s  {t['plugin_id']}::{t['nodeid']}")
+    if report["slowest_plugins"]:
+        print("Slowest plugins (median whole-suite run):")
+        for p in report["slowest_plugins"]:
+            print(f"  {p['median_run']:8.2f}s  {p['plugin_id']} ({p['runs']} runs)")
+    for title, key in (("Got slower", "slower"), ("Suggestions", "suggestions")):
+        if report[key]:
+            print(f"{title}:")
+            for f in report[key]:
+                print(f"  {f['plugin_id']}::{f['nodeid']}: {f['text']}")
     return 0

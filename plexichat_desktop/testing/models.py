@@ -67,6 +67,7 @@ class CollectedTest:
     line: int | None     # 1-based, None when pytest does not know
     name: str            # e.g. "test_add[1-2]"
     cls: str | None = None
+    categories: list[str] = field(default_factory=list)   # its category markers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +98,10 @@ class TestAttempt:
     # ones as one {"kind": "subtest", "outcome": "passed", "count"}, and a teardown error
     # after a failed call ({"kind": "teardown", "outcome": "error", ...}).
     reports: list[dict[str, Any]] = field(default_factory=list)
+    # Seconds per phase (setup, call, teardown) and the child's CPU seconds (cpu).
+    timings: dict[str, float] = field(default_factory=dict)
+    categories: list[str] = field(default_factory=list)
+    signature: str = ""        # failure pattern (see testing/analytics.py); "" if none
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

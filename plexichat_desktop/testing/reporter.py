@@ -19,7 +19,9 @@ import inspect
 import os
 import signal
 import sys
+import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,17 @@ import pytest
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, encode, truncate
 
 ASYNC_MARKERS = ("asyncio", "anyio", "trio")
+# The test categories of the original PlexiChat, registered so that suites run with
+# --strict-markers may use them; results can be filtered and broken down by them.
+CATEGORIES = {
+    "functionality": "what a feature does",
+    "performance": "speed and resource use",
+    "security": "authentication, permissions, hostile input",
+    "integration": "several parts or a real server together",
+    "analytics": "figures, reports and statistics",
+    "ux": "what the user sees and does",
+}
+FRAMES_KEPT = 3
 _STACKS_KEY = pytest.StashKey[Any]()
 
 
@@ -62,6 +75,7 @@ class Reporter:
         self.config = config
         self.channel = channel
         self.phases: dict[str, list[dict[str, Any]]] = {}
+        self.cpu_started: dict[str, float] = {}
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -80,24 +94,59 @@ class Reporter:
         for item in session.items:
             path, line, _ = item.location
             cls = item.getparent(pytest.Class)
+            categories = sorted({m.name for m in item.iter_markers() if m.name in CATEGORIES})
             items.append({"nodeid": item.nodeid, "file": path,
                           "line": None if line is None else line + 1, "name": item.name,
-                          "cls": cls.name if cls is not None else None})
+                          "cls": cls.name if cls is not None else None,
+                          "categories": categories})
         self.channel.send("collected", items=items)
 
     def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]
                                 ) -> None:
         self.phases[nodeid] = []
+        self.cpu_started[nodeid] = time.process_time()
         self.channel.send("test_start", nodeid=nodeid)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[Any]
+                                  ) -> Any:
+        report = yield
+        if call.excinfo is not None:
+            # Structured, so failures can be grouped by where they happened in the
+            # plugin's own code, whatever the traceback style.
+            report.plexichat_exc = {"type": call.excinfo.typename,
+                                    "frames": self._frames(call.excinfo)}
+        return report
+
+    def _frames(self, excinfo: Any) -> list[dict[str, Any]]:
+        root = self.config.rootpath
+        frames = []
+        try:
+            entries = list(excinfo.traceback)
+        except Exception:
+            return []
+        for entry in reversed(entries):
+            try:
+                path = Path(entry.path)
+                relative = path.relative_to(root)
+            except (TypeError, ValueError):
+                continue  # outside the plugin: pytest, the standard library, packages
+            frames.append({"path": relative.as_posix(), "func": entry.name,
+                           "line": entry.lineno + 1})
+            if len(frames) == FRAMES_KEPT:
+                break
+        return frames
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         category, _, _ = self.config.hook.pytest_report_teststatus(report=report,
                                                                    config=self.config)
         sections = dict(report.sections)
         subtest = _subtest_label(report)
+        exc = getattr(report, "plexichat_exc", None) or {}
         phase = {
             "nodeid": report.nodeid, "when": "subtest" if subtest is not None else report.when,
-            "label": subtest, "outcome": report.outcome,
+            "label": subtest, "outcome": report.outcome, "exc_type": exc.get("type"),
+            "frames": exc.get("frames", []),
             "category": category, "duration": report.duration, "message": _message(report),
             "longrepr": truncate(str(report.longrepr)) if report.longrepr else "",
             "stdout": truncate(sections.get(f"Captured stdout {report.when}", "")),
@@ -110,10 +159,14 @@ class Reporter:
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]
                                  ) -> None:
         phases = self.phases.pop(nodeid, [])
+        cpu = time.process_time() - self.cpu_started.pop(nodeid, time.process_time())
         outcome, decided = final_outcome(phases)
         self.channel.send("test_end", nodeid=nodeid, outcome=outcome,
                           duration=sum(p["duration"] for p in phases
                                        if p["when"] != "subtest"),
+                          timings={p["when"]: round(p["duration"], 6) for p in phases
+                                   if p["when"] != "subtest"},
+                          cpu=round(cpu, 6),
                           message=decided["message"] if decided else "",
                           phase=decided["when"] if decided else None,
                           label=decided.get("label") if decided else None)
@@ -211,6 +264,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    for name, what in CATEGORIES.items():
+        config.addinivalue_line("markers", f"{name}: test category: {what}")
     fd = os.environ.get(FD_ENV)
     if fd is None:
         return  # loaded outside the host (a plain pytest run): only the compat rules apply

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.testing.analytics import failure_signature
 from plexichat_desktop.testing.child import child_command, warm_command
 from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
@@ -170,7 +171,15 @@ class RunResult:
     # timed out, crashed, not run, a file that did not collect), so live views see each.
     on_record: Callable[[TestAttempt], None] | None = field(default=None, repr=False)
 
+    # Category markers by node id, from the run's collection.
+    categories: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
     def record(self, attempt: TestAttempt) -> None:
+        if not attempt.categories:
+            attempt.categories = self.categories.get(attempt.nodeid, [])
+        if attempt.outcome in BAD_OUTCOMES and not attempt.signature:
+            attempt.signature = failure_signature(str(attempt.outcome), attempt.message,
+                                                  attempt.nodeid)
         self.attempts.append(attempt)
         if self.on_record is not None:
             self.on_record(attempt)
@@ -522,6 +531,8 @@ class PytestRunner:
             if kind == "collected" and not result.collected:
                 result.collected = [_collected(plugin_id, i) for i in event.get("items", [])]
                 order.extend(t.nodeid for t in result.collected)
+                result.categories.update({t.nodeid: t.categories for t in result.collected
+                                          if t.categories})
             elif kind == "collect_error":
                 error = _collect_error(event)
                 result.collect_errors.append(error)
@@ -687,12 +698,22 @@ class PytestRunner:
         sections += [f"--- error at teardown ---\n{r['longrepr']}"
                      for r in reports if r["kind"] == "teardown"]
         longrepr = "\n\n".join(part for part in sections if part)
+        timings = {k: float(v) for k, v in (end.get("timings") or {}).items()
+                   if isinstance(v, int | float)}
+        if isinstance(end.get("cpu"), int | float):
+            timings["cpu"] = float(end["cpu"])
+        signature = ""
+        if outcome in BAD_OUTCOMES:
+            signature = failure_signature(str(outcome), message, nodeid,
+                                          (decided or {}).get("exc_type"),
+                                          (decided or {}).get("frames") or [])
         return TestAttempt(
             run_id=run_id, plugin_id=plugin_id, nodeid=nodeid, outcome=outcome,
             attempt=attempt, duration=float(end.get("duration") or 0.0),
             phase=end.get("phase"), message=message, longrepr=truncate(longrepr.strip()),
             stdout=joined("stdout"), stderr=joined("stderr"), log=joined("log"),
-            started_at=start, finished_at=time.time(), reports=reports)
+            started_at=start, finished_at=time.time(), reports=reports, timings=timings,
+            signature=signature)
 
 
 def _extra_reports(phases: list[dict[str, Any]], decided: dict[str, Any] | None,
@@ -746,7 +767,8 @@ def _pytest_verdict(report: _ChildReport, attempts: list[TestAttempt], tail: str
 
 def _collected(plugin_id: str, item: dict[str, Any]) -> CollectedTest:
     return CollectedTest(plugin_id=plugin_id, nodeid=item["nodeid"], file=item["file"],
-                         line=item.get("line"), name=item["name"], cls=item.get("cls"))
+                         line=item.get("line"), name=item["name"], cls=item.get("cls"),
+                         categories=list(item.get("categories") or []))
 
 
 def _collect_error(event: dict[str, Any]) -> dict[str, Any]:

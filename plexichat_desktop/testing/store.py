@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from plexichat_desktop.core.sqlite import SchemaVersionError, SqliteDatabase
+from plexichat_desktop.testing.analytics import FailurePattern, pattern_id
 from plexichat_desktop.testing.models import (
     BAD_OUTCOMES,
     CollectedTest,
@@ -287,10 +288,26 @@ def _migration_2(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+_SCHEMA_3 = (
+    # What pytest reported besides a test's deciding phase: subtests, a teardown error
+    # after a failed call (JSON list; see TestAttempt.reports).
+    "ALTER TABLE attempts ADD COLUMN reports TEXT NOT NULL DEFAULT '[]'",
+    # Seconds per phase and CPU seconds (JSON object), for duration suggestions.
+    "ALTER TABLE attempts ADD COLUMN timings TEXT NOT NULL DEFAULT '{}'",
+    # Category markers as ",security,integration," so one LIKE finds a category.
+    "ALTER TABLE attempts ADD COLUMN categories TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE collected ADD COLUMN categories TEXT NOT NULL DEFAULT ''",
+    # The failure pattern of a bad final result; patterns are a GROUP BY over it.
+    "ALTER TABLE attempts ADD COLUMN signature TEXT NOT NULL DEFAULT ''",
+    # Every failed attempt counts towards its pattern, a rerun's included.
+    "CREATE INDEX attempts_signature ON attempts(signature, finished_at) WHERE signature != ''",
+)
+
+
 def _migration_3(conn: sqlite3.Connection) -> None:
-    """What pytest reported besides a test's deciding phase: subtests, a teardown error
-    after a failed call (JSON list; see TestAttempt.reports)."""
-    conn.execute("ALTER TABLE attempts ADD COLUMN reports TEXT NOT NULL DEFAULT '[]'")
+    """Subtest and teardown reports, phase timings, categories and failure signatures."""
+    for statement in _SCHEMA_3:
+        conn.execute(statement)
 
 
 MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
@@ -316,7 +333,8 @@ SCHEMA_VERSION = schema_version()
 _RUN_COLUMNS = ("plugin_id, selection, trigger, priority, status, queued_at, started_at, "
                 "finished_at, exit_code, attempt, parent_run_id, schedule_id, error, counts")
 _ATTEMPT_COLUMNS = ("run_id, plugin_id, nodeid, attempt, outcome, duration, phase, message, "
-                    "longrepr, stdout, stderr, log, started_at, finished_at, reports")
+                    "longrepr, stdout, stderr, log, started_at, finished_at, reports, "
+                    "timings, categories, signature")
 
 
 def _run_params(run: RunRecord) -> tuple[Any, ...]:
@@ -375,7 +393,18 @@ def _attempt_from_row(row: sqlite3.Row) -> TestAttempt:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         reports=json.loads(row["reports"] or "[]"),
+        timings=json.loads(row["timings"] or "{}"),
+        categories=_split_categories(row["categories"]),
+        signature=row["signature"],
     )
+
+
+def _join_categories(categories: Sequence[str]) -> str:
+    return f",{','.join(sorted(set(categories)))}," if categories else ""
+
+
+def _split_categories(text: str | None) -> list[str]:
+    return [c for c in (text or "").split(",") if c]
 
 
 def _reports_json(reports: Sequence[Mapping[str, Any]]) -> str:
@@ -576,7 +605,8 @@ class ResultStore(SqliteDatabase):
                 _nullable(a.phase), clip_text(a.message, MESSAGE_CAP),
                 clip_text(a.longrepr), clip_text(a.stdout), clip_text(a.stderr),
                 clip_text(a.log), float(a.started_at), float(a.finished_at),
-                _reports_json(a.reports),
+                _reports_json(a.reports), json.dumps(dict(a.timings)),
+                _join_categories(a.categories), sanitise_text(a.signature),
             )
             groups.setdefault((row[0], row[2]), []).append(row)
 
@@ -615,7 +645,7 @@ class ResultStore(SqliteDatabase):
             conn.executemany("UPDATE attempts SET flaky = ? WHERE id = ?", set_flaky)
             conn.executemany(
                 f"INSERT INTO attempts ({_ATTEMPT_COLUMNS}, is_final, flaky) "
-                f"VALUES ({', '.join('?' * 17)})", inserts)
+                f"VALUES ({', '.join('?' * 20)})", inserts)
 
     def attempts_for_run(self, run_id: int) -> list[TestAttempt]:
         """Every attempt of a run, in insertion order."""
@@ -655,9 +685,16 @@ class ResultStore(SqliteDatabase):
         return {row["nodeid"]: _attempt_from_row(row) for row in rows}
 
     def recent_results(self, plugin_id: str | None = None, outcome: str | None = None,
-                       limit: int = 50, offset: int = 0) -> tuple[list[TestAttempt], int]:
+                       limit: int = 50, offset: int = 0, category: str | None = None,
+                       run_id: int | None = None) -> tuple[list[TestAttempt], int]:
         """Final results, newest first, filtered before the limit; with the filtered total."""
         where, params = ["is_final = 1"], []
+        if category is not None:
+            where.append("categories LIKE ?")
+            params.append(f"%,{category},%")
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(int(run_id))
         if plugin_id is not None:
             where.append("plugin_id = ?")
             params.append(plugin_id)
@@ -781,7 +818,8 @@ class ResultStore(SqliteDatabase):
                                  f"not {plugin_id!r}")
         now = time.time()
         rows = [(plugin_id, sanitise_text(t.nodeid), sanitise_text(t.file), t.line,
-                 sanitise_text(t.name), _nullable(t.cls), position, now, now)
+                 sanitise_text(t.name), _nullable(t.cls), _join_categories(t.categories),
+                 position, now, now)
                 for position, t in enumerate(tests)]
         keep = {row[1] for row in rows}
         with self._write() as conn:
@@ -792,17 +830,18 @@ class ResultStore(SqliteDatabase):
             conn.executemany(
                 """
                 INSERT INTO collected
-                    (plugin_id, nodeid, file, line, name, cls, position, first_seen, last_seen)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    (plugin_id, nodeid, file, line, name, cls, categories, position,
+                     first_seen, last_seen)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (plugin_id, nodeid) DO UPDATE SET
                     file = excluded.file, line = excluded.line, name = excluded.name,
-                    cls = excluded.cls, position = excluded.position,
-                    last_seen = excluded.last_seen
+                    cls = excluded.cls, categories = excluded.categories,
+                    position = excluded.position, last_seen = excluded.last_seen
                 """, rows)
 
     def collected(self, plugin_id: str | None = None) -> list[CollectedTest]:
         """Collected tests of one plugin (or all, grouped by plugin) in collection order."""
-        sql = "SELECT plugin_id, nodeid, file, line, name, cls FROM collected"
+        sql = "SELECT plugin_id, nodeid, file, line, name, cls, categories FROM collected"
         params: tuple[Any, ...] = ()
         if plugin_id is not None:
             sql += " WHERE plugin_id = ?"
@@ -810,7 +849,8 @@ class ResultStore(SqliteDatabase):
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY plugin_id, position", params).fetchall()
         return [CollectedTest(plugin_id=r["plugin_id"], nodeid=r["nodeid"], file=r["file"],
-                              line=r["line"], name=r["name"], cls=r["cls"]) for r in rows]
+                              line=r["line"], name=r["name"], cls=r["cls"],
+                              categories=_split_categories(r["categories"])) for r in rows]
 
     def collected_seen(self, plugin_id: str) -> dict[str, tuple[float, float]]:
         """``nodeid -> (first_seen, last_seen)`` for a plugin's collected tests.
@@ -827,11 +867,15 @@ class ResultStore(SqliteDatabase):
 
     @staticmethod
     def _final_filter(plugin_id: str | None, nodeid: str | None,
-                      since: float | None) -> tuple[str, list[Any]]:
+                      since: float | None, category: str | None = None
+                      ) -> tuple[str, list[Any]]:
         # "is_final = 1" spelled literally: SQLite only uses a partial index when the query
         # repeats its WHERE term.
         clauses = ["is_final = 1"]
         params: list[Any] = []
+        if category is not None:
+            clauses.append("categories LIKE ?")
+            params.append(f"%,{category},%")
         if plugin_id is not None:
             clauses.append("plugin_id = ?")
             params.append(plugin_id)
@@ -844,10 +888,12 @@ class ResultStore(SqliteDatabase):
         return " AND ".join(clauses), params
 
     def statistics(self, plugin_id: str | None = None, nodeid: str | None = None,
-                   since: float | None = None) -> dict[str, Any]:
+                   since: float | None = None, category: str | None = None
+                   ) -> dict[str, Any]:
         """Aggregate final results of a scope: everything, one plugin, or one test.
 
-        ``since`` keeps results (and, for ``runs``, runs queued) at or after that time.
+        ``since`` keeps results (and, for ``runs``, runs queued) at or after that time;
+        ``category`` keeps results of tests with that category marker.
         Returns a dict with:
 
         * ``total``: number of final results (one per test per run);
@@ -862,7 +908,7 @@ class ResultStore(SqliteDatabase):
           result; ``None`` if never. Not limited by ``since``;
         * ``runs``: runs in scope (for one test: runs with a result of it).
         """
-        where, params = self._final_filter(plugin_id, nodeid, since)
+        where, params = self._final_filter(plugin_id, nodeid, since, category)
         with self._read() as conn:
             rows = conn.execute(
                 f"""
@@ -1040,6 +1086,110 @@ class ResultStore(SqliteDatabase):
             deleted += len(ids)
             if len(ids) < self.retention_batch:
                 return deleted
+
+    # -- analytics ------------------------------------------------------------------------
+
+    def failure_groups(self, plugin_id: str | None = None, category: str | None = None,
+                       since: float | None = None, new_since_run: int | None = None,
+                       limit: int = 50) -> list[FailurePattern]:
+        """Failures grouped by signature (every failed attempt, reruns included), newest
+        group first. ``new_since_run`` keeps groups first seen in a later run."""
+        where, params = ["signature != ''"], []
+        if plugin_id is not None:
+            where.append("plugin_id = ?")
+            params.append(plugin_id)
+        if category is not None:
+            where.append("categories LIKE ?")
+            params.append(f"%,{category},%")
+        if since is not None:
+            where.append("finished_at >= ?")
+            params.append(float(since))
+        having, having_params = "", []
+        if new_since_run is not None:
+            having, having_params = "HAVING MIN(run_id) > ?", [int(new_since_run)]
+        clause = " AND ".join(where)
+        out: list[FailurePattern] = []
+        with self._read() as conn:
+            groups = conn.execute(
+                f"""
+                SELECT signature, COUNT(*) AS n, MIN(finished_at) AS first_seen,
+                       MAX(finished_at) AS last_seen, MIN(run_id) AS first_run,
+                       MAX(run_id) AS last_run,
+                       COUNT(DISTINCT plugin_id || '::' || nodeid) AS tests
+                FROM attempts WHERE {clause} GROUP BY signature {having}
+                ORDER BY last_seen DESC LIMIT ?
+                """, [*params, *having_params, int(limit)]).fetchall()
+            for group in groups:
+                members = conn.execute(
+                    f"""
+                    SELECT plugin_id, nodeid, MAX(finished_at) AS last FROM attempts
+                    WHERE {clause} AND signature = ? GROUP BY plugin_id, nodeid
+                    ORDER BY last DESC LIMIT 20
+                    """, [*params, group["signature"]]).fetchall()
+                newest = conn.execute(
+                    f"""
+                    SELECT run_id, plugin_id, nodeid, message, finished_at FROM attempts
+                    WHERE {clause} AND signature = ? ORDER BY finished_at DESC, id DESC
+                    LIMIT 1
+                    """, [*params, group["signature"]]).fetchone()
+                out.append(FailurePattern(
+                    id=pattern_id(group["signature"]), signature=group["signature"],
+                    count=group["n"], tests=[f"{m['plugin_id']}::{m['nodeid']}"
+                                             for m in members],
+                    tests_affected=group["tests"],
+                    plugins=sorted({m["plugin_id"] for m in members}),
+                    first_seen=group["first_seen"], last_seen=group["last_seen"],
+                    first_run_id=group["first_run"], last_run_id=group["last_run"],
+                    example=dict(newest)))
+        return out
+
+    def duration_history(self, plugin_id: str | None = None, window: int = 30
+                         ) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """``(plugin, nodeid) -> newest final results first`` (duration, timings, run
+        id, outcome), at most ``window`` per test, for tests that ran."""
+        where, params = "is_final = 1 AND outcome != 'not_run'", []
+        if plugin_id is not None:
+            where += " AND plugin_id = ?"
+            params.append(plugin_id)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"""
+                SELECT plugin_id, nodeid, run_id, outcome, duration, timings FROM (
+                    SELECT plugin_id, nodeid, run_id, outcome, duration, timings,
+                           ROW_NUMBER() OVER (PARTITION BY plugin_id, nodeid
+                                              ORDER BY finished_at DESC, run_id DESC) AS n
+                    FROM attempts WHERE {where})
+                WHERE n <= ? ORDER BY plugin_id, nodeid, n
+                """, [*params, max(1, int(window))]).fetchall()
+        out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            out.setdefault((row["plugin_id"], row["nodeid"]), []).append(
+                {"run_id": row["run_id"], "outcome": row["outcome"],
+                 "duration": row["duration"], "timings": json.loads(row["timings"] or "{}")})
+        return out
+
+    def run_durations(self, plugin_id: str | None = None, per_plugin: int = 10
+                      ) -> dict[str, list[float]]:
+        """``plugin -> durations (s) of its newest finished whole-suite runs``, newest
+        first."""
+        where, params = "started_at IS NOT NULL AND finished_at IS NOT NULL " \
+                        "AND selection IS NULL AND status IN ('passed', 'failed')", []
+        if plugin_id is not None:
+            where += " AND plugin_id = ?"
+            params.append(plugin_id)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"""
+                SELECT plugin_id, took FROM (
+                    SELECT plugin_id, finished_at - started_at AS took,
+                           ROW_NUMBER() OVER (PARTITION BY plugin_id ORDER BY id DESC) AS n
+                    FROM runs WHERE {where})
+                WHERE n <= ? ORDER BY plugin_id, n
+                """, [*params, max(1, int(per_plugin))]).fetchall()
+        out: dict[str, list[float]] = {}
+        for row in rows:
+            out.setdefault(row["plugin_id"], []).append(float(row["took"]))
+        return out
 
     # -- dashboards -----------------------------------------------------------------------
 
