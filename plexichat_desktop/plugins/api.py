@@ -46,9 +46,10 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
 from plexichat_desktop.core.events import EventBus, PluginEvent
@@ -128,6 +129,11 @@ class Plugin:
     """
 
     ctx: PluginContext
+    #: A :class:`~plexichat_desktop.plugins.settings.PluginSettings` model of the
+    #: plugin's settings: the host validates ``ctx.settings`` with it before ``setup``
+    #: (a bad value fails the plugin, naming the key) and hands the result as
+    #: ``ctx.config``. None: no validation beyond the types of the manifest defaults.
+    settings_model: ClassVar[type[BaseModel] | None] = None
 
     def setup(self, ctx: PluginContext) -> Awaitable[None] | None:
         """Called once when the plugin starts. Register routes and pages here."""
@@ -159,6 +165,8 @@ class PluginContext:
         app_token: the app's own secret token (what the desktop window sends), for a
             plugin that calls the app's server on the user's behalf; None without one.
             Never put it in a page, a URL or a log.
+        config: the plugin's settings validated with its ``Plugin.settings_model`` (set
+            before ``setup``), or None when the plugin declares no model.
         missing: the optional ``[requires_python]``/``[requires_system]`` entries this
             machine lacks (:class:`~plexichat_desktop.plugins.requirements.
             MissingRequirement`: ``requirement``, ``kind``, ``install``, ``reason``).
@@ -195,6 +203,7 @@ class PluginContext:
         self._registry = services if services is not None else ServiceRegistry()
         self._services: dict[str, Any] = {}
         self.missing: tuple[MissingRequirement, ...] = tuple(missing or ())
+        self.config: Any = None
         self._mount_host_routes()
 
     # -- requirements ----------------------------------------------------------------------

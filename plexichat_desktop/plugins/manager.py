@@ -34,6 +34,7 @@ from plexichat_desktop.plugins.discovery import Candidate, Source, discover
 from plexichat_desktop.plugins.manifest import Manifest, load_manifest
 from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.resolve import Node, resolve
+from plexichat_desktop.plugins.settings import SettingsError, validate_settings
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +319,14 @@ class PluginManager:
                             server_url=self.server_url, app_token=self.app_token,
                             missing=[m for m in rec.missing if m.optional])
         instance.ctx = ctx
+        model = getattr(instance, "settings_model", None)
+        if model is not None:
+            try:
+                ctx.config = validate_settings(model, plugin_settings, manifest.id)
+            except SettingsError as exc:
+                await ctx._close()
+                self._fail(rec, str(exc), None)
+                return
         try:
             await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout)
         except TimeoutError as exc:

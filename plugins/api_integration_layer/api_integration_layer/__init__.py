@@ -55,9 +55,11 @@ def _error_response(exc: ApiError) -> JSONResponse:
 class ApiIntegrationLayerPlugin(Plugin):
     """Provides the ``api`` service and the layer's page."""
 
+    settings_model = ClientConfig
+
     def setup(self, ctx: PluginContext) -> None:
         self.ctx = ctx
-        self.config = ClientConfig.from_settings(ctx.settings)
+        self.config: ClientConfig = ctx.config
         self.embedded = not self.config.base_url
         if self.embedded:
             if ctx.server_url is None:

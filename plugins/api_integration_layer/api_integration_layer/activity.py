@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-Event = tuple[str, Any]
+from plexichat_desktop.plugins.hub import EventHub
 
 
 @dataclass
@@ -31,39 +30,6 @@ class RequestRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class EventHub:
-    """Fans ``(name, data)`` events out to every open stream, one bounded queue each.
-
-    Publishing never blocks: a stalled page loses its oldest events rather than holding
-    up the client or growing without bound.
-    """
-
-    def __init__(self, maxsize: int = 256):
-        self.maxsize = maxsize
-        self._queues: set[asyncio.Queue[Event]] = set()
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._queues)
-
-    def publish(self, name: str, data: Any) -> None:
-        for queue in list(self._queues):
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait((name, data))
-
-    async def events(self, first: Iterable[Event] = ()) -> AsyncIterator[Event]:
-        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=self.maxsize)
-        self._queues.add(queue)
-        try:
-            for event in first:
-                yield event
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues.discard(queue)
 
 
 class ActivityLog:

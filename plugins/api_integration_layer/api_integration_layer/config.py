@@ -1,21 +1,21 @@
-"""The plugin's settings (``[plugin.api_integration_layer]`` in settings.toml), validated."""
+"""The plugin's settings (``[plugin.api_integration_layer]`` in settings.toml), validated
+by the host's settings validator before ``setup`` (``settings_model`` on the plugin)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
+
+from plexichat_desktop.plugins.settings import PluginSettings, SettingsError
+
+# A setting is out of range or missing; the message names it. The host's class, kept
+# under the name the layer's callers know.
+ConfigError = SettingsError
 
 
-class ConfigError(ValueError):
-    """A setting is out of range; the message names it."""
-
-
-class ClientConfig(BaseModel):
+class ClientConfig(PluginSettings):
     """How the client talks to the server. Defaults suit the embedded server."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     base_url: str = Field("", description="'' = the app's embedded server (<app>/api/v1).")
     timeout: float = Field(10.0, gt=0, le=600)
@@ -46,12 +46,3 @@ class ClientConfig(BaseModel):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> ClientConfig:
-        try:
-            return cls.model_validate(dict(settings))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-            raise ConfigError(f"settings [plugin.api_integration_layer]: {problems}") from None

@@ -2,7 +2,8 @@
 
 The plugin class lives here; the work is in modules layered so tests can use each on its
 own: ``metrics`` samples with psutil and keeps the history, ``alerts`` turns values into
-alerts, ``suggestions`` computes advice, ``streams`` fans events out to event streams.
+alerts, ``suggestions`` computes advice; the host's ``EventHub`` fans events out to the page's
+event streams and its settings validator checks ``config.MonitorConfig``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from fastapi.responses import JSONResponse
 from performance_monitor.alerts import Alert, AlertMonitor, ThresholdError, parse_thresholds_update
 from performance_monitor.config import MonitorConfig
 from performance_monitor.metrics import METRIC_LABELS, History, Sample, Sampler
-from performance_monitor.streams import EventHub
 from performance_monitor.suggestions import compute_suggestions
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.hub import EventHub
 
 # Suggestions name processes, which come and go; redo them this often while an alert lasts.
 SUGGESTION_REFRESH_SECONDS = 15.0
@@ -30,13 +31,15 @@ FIRST_SAMPLE_DELAY = 1.0
 class PerformanceMonitorPlugin(Plugin):
     """Samples the system, keeps an hour of history, raises alerts, serves the dashboard."""
 
+    settings_model = MonitorConfig
+
     def setup(self, ctx: PluginContext) -> None:
-        """Validate the settings, register the routes and start the sampler."""
+        """Register the routes and start the sampler (the host validated the settings)."""
         self.ctx = ctx
-        self.config = MonitorConfig.from_settings(ctx.settings)
+        self.config: MonitorConfig = ctx.config
         self.history = History(self.config.interval_seconds)
         self.monitor = AlertMonitor(self.config.thresholds, self.config.sustain_samples)
-        self.hub = EventHub()
+        self.hub = EventHub(maxsize=64)
         self._ready = asyncio.Event()
 
         ctx.add_route("/current", self.current)

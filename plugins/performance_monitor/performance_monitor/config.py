@@ -1,19 +1,19 @@
-"""The plugin's settings (``[settings]`` in plugin.toml, overridden by settings.toml)."""
+"""The plugin's settings (``[settings]`` in plugin.toml, overridden by settings.toml).
+
+Validated by the host before ``setup`` (``settings_model`` on the plugin class), so a bad
+value fails the plugin with the key named; the result is ``ctx.config``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from performance_monitor.alerts import Thresholds
+from plexichat_desktop.plugins.settings import PluginSettings
 
 
-class MonitorConfig(BaseModel):
+class MonitorConfig(PluginSettings):
     """Validated settings; the host has already checked the types against the defaults."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
 
     interval_seconds: float = Field(2.0, ge=0.1, le=300)
     sustain_samples: int = Field(3, ge=1, le=1000)
@@ -21,17 +21,6 @@ class MonitorConfig(BaseModel):
     memory_threshold: float = Field(85.0, gt=0, le=100)
     disk_threshold: float = Field(90.0, gt=0, le=100)
     swap_threshold: float = Field(80.0, gt=0, le=100)
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> MonitorConfig:
-        """Validate ``ctx.settings``; a ``ValueError`` names each bad key and its range."""
-        try:
-            return cls.model_validate(dict(settings))
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in err['loc'])}: {err['msg']} "
-                f"(got {err.get('input')!r})" for err in exc.errors())
-            raise ValueError(f"settings [plugin.performance_monitor]: {problems}") from None
 
     @property
     def thresholds(self) -> Thresholds:

@@ -1,11 +1,13 @@
-"""The per-connection event queues: bounded, drop-oldest, unregistered on close."""
+"""The per-connection event queues the plugin uses (the host's EventHub): bounded,
+drop-oldest, unregistered on close."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from performance_monitor.streams import EventHub
+
+from plexichat_desktop.plugins.hub import EventHub
 
 
 @pytest.mark.asyncio
