@@ -500,9 +500,15 @@ class MainWindow(QMainWindow):
         for window in _json_list(self.settings.value("main/windows")):
             self.open_window(window["path"], window.get("title"))
         if not isinstance(state, QByteArray):
-            # First start: the pages get most of the height, the test dock a strip below.
-            QTimer.singleShot(0, lambda: self.resizeDocks(
-                [self.tests_dock], [max(240, self.height() // 3)], Qt.Orientation.Vertical))
+            QTimer.singleShot(0, self.first_start_layout)
+
+    def first_start_layout(self) -> None:
+        """The pages get most of the height, the test dock a third of it: as much as its
+        panes need to show a few rows each, never more."""
+        wanted = max(self.height() * 36 // 100, self.dashboard.minimumSizeHint().height())
+        self.resizeDocks([self.tests_dock], [wanted], Qt.Orientation.Vertical)
+        self.resizeDocks([self.plugins_dock], [max(200, self.width() // 6)],
+                         Qt.Orientation.Horizontal)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # Standalone windows belong to this app instance: they close with it (and are

@@ -92,4 +92,4 @@ def test_the_history_chart_draws_a_single_day(qtbot: Any) -> None:
                     "Pass rate and mean duration per day")
     assert chart.x_axis.min() < chart.x_axis.max()
     assert chart.pass_rate.count() == 1 and chart.pass_rate.pointsVisible()
-    assert chart.minimumHeight() >= 150
+    assert chart.minimumHeight() >= 120

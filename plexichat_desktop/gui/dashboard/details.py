@@ -47,8 +47,9 @@ class HistoryChart(QChartView):
         chart.setBackgroundRoundness(0)
         super().__init__(chart, parent)
         self.setRenderHint(QPainter.RenderHint.Antialiasing)
-        # Below this the axis labels are elided to "…" and the plot is a few pixels tall.
-        self.setMinimumHeight(180)
+        # Below this the axis labels are elided to "…" and the plot is a few pixels tall;
+        # more would make the whole dock taller than a first start gives it.
+        self.setMinimumHeight(130)
         self.pass_rate = QLineSeries(name="Pass rate")
         self.duration = QLineSeries(name="Mean duration")
         for series in (self.pass_rate, self.duration):
@@ -143,7 +144,7 @@ class TestDetails(QWidget):
             QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._show_selected)
-        self.table.setMinimumHeight(60)
+        self.table.setMinimumHeight(50)
 
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self.texts: dict[str, QPlainTextEdit] = {}
