@@ -64,12 +64,12 @@ WATCH_SOURCE = r"""
 })();
 """
 WATCH_SCRIPT = "plexichat-test-page-watch"
-# Idle: loaded, nothing in flight, and one more animation frame run since (so that the
+# Idle: loaded, nothing in flight, and two animation frames run since (so that the
 # promise callbacks of the last answer have had their turn).
 IDLE = """(() => {
   const w = window.__pageWatch;
   if (!w || document.readyState !== "complete" || w.inflight) return false;
-  if (w.frameAfterIdle) return true;
+  if (w.frameAfterIdle) { w.frameAfterIdle = false; return true; }
   if (!w.waitingFrame) {
     w.waitingFrame = true;
     requestAnimationFrame(() => requestAnimationFrame(() => {
