@@ -50,10 +50,11 @@ from typing import Any, ClassVar
 
 from fastapi import APIRouter
 from pydantic import BaseModel
-from starlette.responses import StreamingResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
 from plexichat_desktop.core.events import EventBus, PluginEvent
 from plexichat_desktop.core.logs import PLUGIN_LOGGER_PREFIX
+from plexichat_desktop.plugins.jobs import Job, JobManager, UnknownJob
 from plexichat_desktop.plugins.manifest import Manifest, Page
 from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.sse import event_stream
@@ -167,6 +168,11 @@ class PluginContext:
             Never put it in a page, a URL or a log.
         config: the plugin's settings validated with its ``Plugin.settings_model`` (set
             before ``setup``), or None when the plugin declares no model.
+        jobs: the plugin's :class:`~plexichat_desktop.plugins.jobs.JobManager`:
+            ``ctx.jobs.start(name, work, *args)`` runs long work with progress and
+            cancel, streamed to the page and served under ``/plugins/<id>/api/_host/jobs``;
+            unfinished jobs are cancelled when the plugin stops. A finished job also
+            publishes ``job.finished`` on the bus.
         missing: the optional ``[requires_python]``/``[requires_system]`` entries this
             machine lacks (:class:`~plexichat_desktop.plugins.requirements.
             MissingRequirement`: ``requirement``, ``kind``, ``install``, ``reason``).
@@ -204,6 +210,7 @@ class PluginContext:
         self._services: dict[str, Any] = {}
         self.missing: tuple[MissingRequirement, ...] = tuple(missing or ())
         self.config: Any = None
+        self.jobs = JobManager(self.plugin_id, self.logger, on_finished=self._job_finished)
         self._mount_host_routes()
 
     # -- requirements ----------------------------------------------------------------------
@@ -306,12 +313,43 @@ class PluginContext:
         * ``GET _host/status``: ``{"plugin_id", "degraded": [reason...], "missing":
           [{"requirement", "kind", "optional", "found", "install", "reason"}...]}`` for
           the page to say which features are off and how to get them.
+        * ``GET _host/jobs``, ``GET _host/jobs/{id}``, ``POST _host/jobs/{id}/cancel``,
+          ``GET _host/jobs/events`` (SSE): the plugin's jobs, see
+          :mod:`plexichat_desktop.plugins.jobs`.
         """
+        def route(path: str, endpoint: Callable[..., Any], method: str = "GET") -> None:
+            self.router.add_api_route(HOST_PREFIX + path, endpoint, methods=[method],
+                                      include_in_schema=False)
+
         async def status() -> dict[str, Any]:
             return {"plugin_id": self.plugin_id, "degraded": self.degraded,
                     "missing": [m.to_dict() for m in self.missing]}
 
-        self.router.add_api_route(HOST_PREFIX + "/status", status, methods=["GET"])
+        async def jobs() -> dict[str, Any]:
+            return {"jobs": [j.to_dict() for j in self.jobs.list()]}
+
+        async def job_events() -> StreamingResponse:
+            return self.event_stream(self.jobs.events())
+
+        async def job(job_id: str) -> Any:
+            try:
+                return self.jobs.get(job_id).to_dict()
+            except UnknownJob as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=404)
+
+        async def cancel_job(job_id: str) -> Any:
+            try:
+                return self.jobs.cancel(job_id).to_dict()
+            except UnknownJob as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=404)
+            except ValueError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=409)
+
+        route("/status", status)
+        route("/jobs", jobs)
+        route("/jobs/events", job_events)   # before /jobs/{job_id}, which would match it
+        route("/jobs/{job_id}", job)
+        route("/jobs/{job_id}/cancel", cancel_job, "POST")
 
     def add_page(self, title: str, path: str = "", icon: str | None = None) -> Page:
         """Register a page (besides those in the manifest) shown in tabs and windows."""
@@ -334,6 +372,13 @@ class PluginContext:
         return event_stream(source, self.stopping)
 
     # -- background work -----------------------------------------------------------------
+    # ``jobs`` (a :class:`~plexichat_desktop.plugins.jobs.JobManager`) runs long work the
+    # user sees and may cancel: ``ctx.jobs.start(name, work, *args)``; see that module.
+
+    def _job_finished(self, job: Job) -> None:
+        self.publish("job.finished", {"id": job.id, "name": job.name, "state": str(job.state),
+                                      "error": job.error})
+
     def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None
                     ) -> asyncio.Task[Any]:
         """Start background work owned by the plugin; cancelled when the plugin stops.
@@ -367,6 +412,7 @@ class PluginContext:
             except Exception:
                 self.logger.exception("teardown callback %r failed", callback)
         self._teardown_callbacks.clear()
+        await self.jobs.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
