@@ -110,3 +110,31 @@ def test_the_hub_carries_several_streams_and_refuses_what_is_not_one(
     assert seen["missing"] == [{"s": "missing", "t": "fail", "status": 404,
                                 "detail": seen["missing"][0]["detail"]}]
     assert seen["nested"][0]["t"] == "fail" and seen["nested"][0]["status"] == 400
+
+
+def hub_streams() -> list[str]:
+    """The streams the live hub follows for pages right now (its tasks are named
+    'live hub <connection> <url>')."""
+    return sorted(t.get_name().split(" ", 3)[3] for t in asyncio.all_tasks()
+                  if t.get_name().startswith("live hub ") and not t.done())
+
+
+def test_closing_pages_ends_their_streams_on_the_server(shell: Any, qtbot: Any,
+                                                        js: Any) -> None:
+    window: MainWindow = shell.window
+    perf = "/plugins/performance_monitor/api/stream"
+    tabs = [window.open_page(f"/plugins/performance_monitor/index.html?n={n}")
+            for n in range(2)]
+    own = window.open_window("/tests?n=3")
+    for pane in [*tabs, own.pane]:
+        wait_loaded(qtbot, js, pane, IS_LIVE, timeout=30_000)
+    assert hub_streams().count(perf) == 2
+    assert any(s.startswith("/tests/events") for s in hub_streams())
+    window.close_tab(window.tabs.indexOf(tabs[0]))
+    qtbot.waitUntil(lambda: hub_streams().count(perf) == 1, timeout=10_000)
+    own.close()
+    qtbot.waitUntil(lambda: not any(s.startswith("/tests/events") for s in hub_streams()),
+                    timeout=10_000)
+    while window.tabs.count():
+        window.close_tab(0)
+    qtbot.waitUntil(lambda: hub_streams() == [], timeout=10_000)
