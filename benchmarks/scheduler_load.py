@@ -4,7 +4,7 @@ Measures, in one process and one event loop, each figure next to a baseline take
 same run:
 
 * load and arm: ``SchedulerService.start()`` over N stored schedules (read, parse, plan,
-  persist, arm), against reading the N rows alone (``ResultStore.load_schedules``);
+  persist, arm), against reading the N rows alone (``ScheduleStore.load_schedules``);
 * start-up after the app was closed for 3 hours: the same, with catch-ups and missed
   fire times to plan and record;
 * idle CPU: ``time.process_time`` over an idle period with the service running, scaled to
@@ -62,6 +62,7 @@ from plexichat_desktop.scheduling.service import (  # noqa: E402
     ScheduleRecord,
     SchedulerService,
 )
+from plexichat_desktop.scheduling.store import ScheduleStore  # noqa: E402
 from plexichat_desktop.testing.manager import TestManager  # noqa: E402
 from plexichat_desktop.testing.models import Priority, RunRecord, RunStatus  # noqa: E402
 from plexichat_desktop.testing.store import ResultStore  # noqa: E402
@@ -280,7 +281,7 @@ async def measure(plugins: Path | None, folder: Path, rows: list[dict],
     plugins in ``plugins``. Also returns the manager's pool size (0 for the stand-in)."""
     folder.mkdir(parents=True)
     store = ResultStore(folder / "tests.sqlite3")
-    store.save_schedules(rows)
+    ScheduleStore(store).save_schedules(rows)
     bus = EventBus()
     manager: Any
     calls: list[float] = []
@@ -388,8 +389,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print()
 
         store = ResultStore(folder / "baseline.sqlite3")
-        store.save_schedules(rows)
-        read_rows = min(timed_sync(store.load_schedules) for _ in range(3))
+        ScheduleStore(store).save_schedules(rows)
+        read_rows = min(timed_sync(ScheduleStore(store).load_schedules) for _ in range(3))
         store.close()
         await asyncio.sleep(1.0)
         bare_minute = await cpu_over(args.idle) / args.idle * 60

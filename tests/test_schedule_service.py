@@ -28,11 +28,12 @@ from plexichat_desktop.scheduling.events import (
 )
 from plexichat_desktop.scheduling.expressions import ACCEPTED_FORMS, InvalidScheduleError
 from plexichat_desktop.scheduling.service import SchedulerService
+from plexichat_desktop.scheduling.store import SCHEDULE_COLUMNS, ScheduleStore
 from plexichat_desktop.testing import store as store_module
 from plexichat_desktop.testing.events import RunFinished
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Priority
-from plexichat_desktop.testing.store import SCHEDULE_COLUMNS, ResultStore
+from plexichat_desktop.testing.store import ResultStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -171,7 +172,7 @@ async def test_create_validates_everything_before_storing(world):
             await service.create("quick", "daily", timeout=timeout)
     with pytest.raises(ValueError, match="retries"):
         await service.create("quick", "daily", retries=-1)
-    assert service.list() == [] and world.store.load_schedules() == []
+    assert service.list() == [] and ScheduleStore(world.store).load_schedules() == []
     assert world.drain() == []
 
     record = await service.create("quick", " every_15_minutes ", test_id="test_passes",
@@ -231,7 +232,7 @@ async def test_a_due_schedule_fires_and_its_run_outcome_is_recorded(world):
     kinds = [(type(e).__name__, getattr(e, "change", None)) for e in world.drain()]
     assert kinds == [("ScheduleChanged", "created"), ("ScheduleFired", None),
                      ("ScheduleChanged", "updated")]
-    assert world.store.load_schedules()[0]["last_status"] == "passed"
+    assert ScheduleStore(world.store).load_schedules()[0]["last_status"] == "passed"
 
 
 async def test_a_schedule_whose_run_is_still_going_is_skipped(world):
@@ -323,7 +324,7 @@ async def test_run_results_follow_the_last_run_and_its_retries_only(world):
     await second.start()
     again = second.get(record.id)
     assert again.last_run_id == run_id + 1 and again.last_status == "error"
-    world.store.save_schedule({**again.to_row(), "last_run_id": run_id,
+    ScheduleStore(world.store).save_schedule({**again.to_row(), "last_run_id": run_id,
                                "last_status": "running"})
     await second.stop()
     third = world.service(clock)
@@ -438,7 +439,7 @@ async def test_update_rearms_and_delete_removes(world):
     assert service.get(record.id) == moved  # failed updates change nothing
     paused = await service.update(record.id, enabled=False)
     assert paused.next_run_at is None
-    assert world.store.load_schedules()[0]["enabled"] is False
+    assert ScheduleStore(world.store).load_schedules()[0]["enabled"] is False
     with pytest.raises(KeyError):
         await service.update("nope", enabled=True)
 
@@ -449,7 +450,7 @@ async def test_update_rearms_and_delete_removes(world):
             result = call()
             if asyncio.iscoroutine(result):
                 await result
-    assert world.store.load_schedules() == []
+    assert ScheduleStore(world.store).load_schedules() == []
     changes = [e.change for e in world.drain() if isinstance(e, ScheduleChanged)]
     assert changes == ["created", "updated", "updated", "updated", "updated", "deleted"]
 
@@ -506,8 +507,9 @@ async def test_the_store_keeps_schedules_and_fire_history(tmp_path, monkeypatch)
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
     ResultStore(path).close()  # a file from before schedules existed
     monkeypatch.undo()
-    with ResultStore(path) as store:
-        assert store.schema_version == store_module.SCHEMA_VERSION
+    with ResultStore(path) as results:
+        assert results.schema_version == store_module.SCHEMA_VERSION
+        store = ScheduleStore(results)
         row = dict.fromkeys(SCHEDULE_COLUMNS)
         row.update(id="abc", plugin_id="quick", expression="daily", priority="high",
                    enabled=True, created_at=1.0, armed_at=1.0)
@@ -533,6 +535,10 @@ async def test_the_store_keeps_schedules_and_fire_history(tmp_path, monkeypatch)
         assert [h["fire_at"] for h in store.fire_history("abc")] == [20.0, 10.0]
         assert store.delete_schedule("abc") and not store.delete_schedule("abc")
         assert store.fire_history("abc") == [] and store.load_schedules() == []
+    # One path for every read and write: a closed store says so the same way for both.
+    for call in (results.list_runs, store.load_schedules):
+        with pytest.raises(RuntimeError, match="is closed"):
+            call()
 
 
 # -- the real timer --------------------------------------------------------------------------

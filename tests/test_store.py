@@ -137,8 +137,10 @@ def test_close_is_idempotent_and_final(db_path: Path) -> None:
     store = ResultStore(db_path)
     store.close()
     store.close()
-    with pytest.raises(sqlite3.ProgrammingError):
-        store.count_runs()
+    # Reads and writes say it the same way.
+    for call in (store.count_runs, lambda: store.create_run(RunRecord(plugin_id="a"))):
+        with pytest.raises(RuntimeError, match="is closed"):
+            call()
 
 
 # -- runs ---------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from plexichat_desktop.scheduling.planner import (
     plan_misfires,
     spread,
 )
+from plexichat_desktop.scheduling.store import ScheduleStore
 from plexichat_desktop.testing.events import RunFinished
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Priority, RunStatus
@@ -124,7 +125,7 @@ class ScheduleRecord:
         return data
 
     def to_row(self) -> dict[str, Any]:
-        """The dict :meth:`ResultStore.save_schedule` takes."""
+        """The dict :meth:`ScheduleStore.save_schedule` takes."""
         data = self._fields()
         data["priority"] = int(self.priority)
         data["armed_at"] = self.created_at if self.armed_at is None else self.armed_at
@@ -137,7 +138,7 @@ class ScheduleRecord:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ScheduleRecord:
-        """Rebuild a record from :meth:`ResultStore.load_schedules` output."""
+        """Rebuild a record from :meth:`ScheduleStore.load_schedules` output."""
         values = {k: v for k, v in row.items() if k in _RECORD_FIELDS}
         values["priority"] = Priority.parse(row["priority"])
         values["enabled"] = bool(row["enabled"])
@@ -161,7 +162,7 @@ class _Due:
     missed: list[float] = field(default_factory=list)
 
 
-Fire = tuple[str, float, str, int | None, str | None]   # as ResultStore.save_schedules takes
+Fire = tuple[str, float, str, int | None, str | None]   # as ScheduleStore.save_schedules takes
 
 
 class SchedulerService:
@@ -188,7 +189,8 @@ class SchedulerService:
             raise ValueError(f"max_sleep must be a finite number > 0, got {max_sleep!r}")
         if not isinstance(at, time_of_day) or at.tzinfo is not None or at.microsecond:
             raise ValueError(f"at must be a naive datetime.time in whole seconds, got {at!r}")
-        self.store = store
+        self.store = store                      # runs (a schedule's last run)
+        self.schedules = ScheduleStore(store)   # schedules and their fire history
         self.manager = manager
         self.bus = bus
         self.clock = clock
@@ -252,7 +254,7 @@ class SchedulerService:
         log.info("scheduler started with %d schedule(s)", len(self._records))
 
     def _load_rows(self) -> list[dict[str, Any]]:
-        rows = self.store.load_schedules()
+        rows = self.schedules.load_schedules()
         for row in rows:
             # A run still "queued" or "running" belonged to the previous process; the test
             # manager has marked it interrupted by now, and its RunFinished went unseen.
@@ -317,7 +319,7 @@ class SchedulerService:
         if self._last_prune is not None and mono - self._last_prune < PRUNE_EVERY:
             return
         self._last_prune = mono
-        task = self._io_task(self.store.prune_fire_history)
+        task = self._io_task(self.schedules.prune_fire_history)
         task.add_done_callback(_log_failure("pruning the schedule fire history"))
 
     async def tick(self) -> list[int]:
@@ -566,7 +568,7 @@ class SchedulerService:
         rows = {r.id: r.to_row() for r in records if self._records.get(r.id) is r}
         kept = [f for f in fires if f[0] in self._records]
         if rows or kept:
-            await asyncio.shield(self._io_task(self.store.save_schedules, list(rows.values()),
+            await asyncio.shield(self._io_task(self.schedules.save_schedules, list(rows.values()),
                                                kept))
 
     # -- validation ---------------------------------------------------------------------------
@@ -727,7 +729,7 @@ class SchedulerService:
             del self._records[schedule_id]
             self._parsed.pop(schedule_id, None)
             self._catch_ups.pop(schedule_id, None)
-            await asyncio.shield(self._io_task(self.store.delete_schedule, schedule_id))
+            await asyncio.shield(self._io_task(self.schedules.delete_schedule, schedule_id))
         self._wake.set()
         self.bus.publish(ScheduleChanged(schedule=record.to_dict(), change="deleted"))
         log.info("schedule %s deleted", schedule_id)
@@ -747,10 +749,10 @@ class SchedulerService:
         """The schedule's newest fire records, newest first (KeyError for an unknown id).
 
         Each has ``fire_at``, ``status`` (fired, caught_up, missed, skipped), ``run_id``,
-        ``detail`` and ``recorded_at``; see :meth:`ResultStore.fire_history`.
+        ``detail`` and ``recorded_at``; see :meth:`ScheduleStore.fire_history`.
         """
         self._get(schedule_id)
-        return await asyncio.to_thread(self.store.fire_history, schedule_id, limit)
+        return await asyncio.to_thread(self.schedules.fire_history, schedule_id, limit)
 
     def preview(self, expression: str, timezone: str | None = None,
                 count: int = 5) -> list[datetime]:

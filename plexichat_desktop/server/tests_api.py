@@ -417,7 +417,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
             record = scheduler.get(schedule_id)
         except KeyError as exc:
             raise schedule_error(exc) from None
-        history = await asyncio.to_thread(store.fire_history, schedule_id, 50)
+        history = await scheduler.history(schedule_id, 50)
         return {"success": True, "schedule": record.to_dict(), "history": history}
 
     @router.patch("/schedule/{schedule_id}", responses=error_responses(400, 404, 422))

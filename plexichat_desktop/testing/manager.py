@@ -266,11 +266,17 @@ class TestManager:
         return discovery
 
     async def discover_all(self, refresh: bool = False) -> dict[str, Discovery]:
-        out = {}
-        for rec in self.testable():
-            if self.tests_dir(rec).is_dir():
-                out[rec.id] = await self.discover(rec.id, refresh)
-        return out
+        """Discovery of every testable plugin with a tests folder, as many collections at
+        once as the pool has workers."""
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(plugin_id: str) -> tuple[str, Discovery]:
+            async with gate:
+                return plugin_id, await self.discover(plugin_id, refresh)
+
+        found = await asyncio.gather(*(one(rec.id) for rec in self.testable()
+                                       if self.tests_dir(rec).is_dir()))
+        return dict(found)
 
     # -- submitting -------------------------------------------------------------------------
     async def submit(self, plugin_id: str, tests: list[str] | None = None, *,

@@ -49,10 +49,7 @@ from plexichat_desktop.testing.results import (
 )
 
 __all__ = [
-    "FIRE_HISTORY_KEEP",
-    "FIRE_STATUSES",
     "MESSAGE_CAP",
-    "SCHEDULE_COLUMNS",
     "SCHEMA_VERSION",
     "TEXT_CAP",
     "TRUNCATION_MARKER",
@@ -422,55 +419,6 @@ def _reports_json(reports: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps(clipped)
 
 
-SCHEDULE_COLUMNS = ("id", "plugin_id", "test_id", "expression", "timezone", "priority",
-                    "timeout", "retries", "enabled", "created_at", "armed_at", "anchor",
-                    "last_fire_at", "last_run_id", "last_status", "next_run_at")
-"""The keys of a schedule dict as :meth:`ResultStore.save_schedule` takes and returns it."""
-FIRE_STATUSES = frozenset({"fired", "caught_up", "missed", "skipped"})
-"""What became of one fire time of a schedule."""
-FIRE_HISTORY_KEEP = 1000
-"""Fire records kept per schedule by :meth:`ResultStore.prune_fire_history`."""
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _optional_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _schedule_params(schedule: Mapping[str, Any]) -> tuple[Any, ...]:
-    missing = [name for name in SCHEDULE_COLUMNS if name not in schedule]
-    if missing:
-        raise KeyError(f"schedule dict lacks {', '.join(missing)}")
-    s = schedule
-    return (
-        sanitise_text(s["id"]), sanitise_text(s["plugin_id"]), _nullable(s["test_id"]),
-        sanitise_text(s["expression"]), _nullable(s["timezone"]),
-        int(Priority.parse(s["priority"])), _optional_float(s["timeout"]),
-        _optional_int(s["retries"]), int(bool(s["enabled"])), float(s["created_at"]),
-        float(s["armed_at"]), _optional_float(s["anchor"]), _optional_float(s["last_fire_at"]),
-        _optional_int(s["last_run_id"]), _nullable(s["last_status"]),
-        _optional_float(s["next_run_at"]),
-    )
-
-
-def _schedule_from_row(row: sqlite3.Row) -> dict[str, Any]:
-    data = dict(row)
-    data["enabled"] = bool(data["enabled"])
-    return data
-
-
-def _fire_params(schedule_id: str, fire_at: float, status: str, run_id: int | None = None,
-                 detail: str | None = None) -> tuple[Any, ...]:
-    if status not in FIRE_STATUSES:
-        raise ValueError(f"fire status must be one of {', '.join(sorted(FIRE_STATUSES))}; "
-                         f"got {status!r}")
-    return (sanitise_text(schedule_id), float(fire_at), status, _optional_int(run_id),
-            None if detail is None else clip_text(detail, MESSAGE_CAP), time.time())
-
-
 def _local_midnight(day: dt.date) -> float:
     # mktime with isdst=-1 lets the C library pick the DST state, as SQLite's 'localtime'
     # does, so the window edges agree with the day labels SQLite computes.
@@ -537,16 +485,16 @@ class ResultStore(SqliteDatabase):
 
     def get_run(self, run_id: int) -> RunRecord | None:
         """The run with this id, or ``None``."""
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        with self._read() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else _run_from_row(row)
 
     def list_runs(self, plugin_id: str | None = None, limit: int = 50, offset: int = 0,
                   status: RunStatus | None = None) -> list[RunRecord]:
         """Runs, newest queued first, optionally of one plugin and/or in one status."""
         where, params = self._run_filter(plugin_id, status)
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 f"SELECT * FROM runs {where} ORDER BY queued_at DESC, id DESC "
                 f"LIMIT ? OFFSET ?", (*params, int(limit), int(offset))).fetchall()
         return [_run_from_row(row) for row in rows]
@@ -554,8 +502,8 @@ class ResultStore(SqliteDatabase):
     def count_runs(self, plugin_id: str | None = None) -> int:
         """How many runs are stored (of one plugin, or all)."""
         where, params = self._run_filter(plugin_id, None)
-        with self._lock:
-            return self._conn.execute(f"SELECT COUNT(*) FROM runs {where}",
+        with self._read() as conn:
+            return conn.execute(f"SELECT COUNT(*) FROM runs {where}",
                                       params).fetchone()[0]
 
     @staticmethod
@@ -649,16 +597,16 @@ class ResultStore(SqliteDatabase):
 
     def attempts_for_run(self, run_id: int) -> list[TestAttempt]:
         """Every attempt of a run, in insertion order."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ? ORDER BY id",
                 (run_id,)).fetchall()
         return [_attempt_from_row(row) for row in rows]
 
     def test_history(self, plugin_id: str, nodeid: str, limit: int = 30) -> list[TestAttempt]:
         """The newest ``limit`` attempts of one test, retries included, newest first."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE plugin_id = ? AND nodeid = ? "
                 f"ORDER BY finished_at DESC, id DESC LIMIT ?",
                 (plugin_id, nodeid, int(limit))).fetchall()
@@ -670,8 +618,8 @@ class ResultStore(SqliteDatabase):
         For each test: its final attempt (highest attempt number) in the newest run (highest
         run id) that has an attempt of it. Tests no longer collected are included too.
         """
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 f"""
                 WITH latest AS (
                     SELECT nodeid, MAX(run_id) AS run_id FROM attempts
@@ -710,99 +658,6 @@ class ResultStore(SqliteDatabase):
                 "ORDER BY finished_at DESC, id DESC LIMIT ? OFFSET ?",
                 [*params, int(limit), int(offset)]).fetchall()
         return [_attempt_from_row(row) for row in rows], int(total)
-
-    # -- schedules --------------------------------------------------------------------------
-    # Plain dicts in and out (keys = SCHEDULE_COLUMNS): the ScheduleRecord dataclass lives in
-    # plexichat_desktop.scheduling.service, which imports this module.
-
-    def save_schedule(self, schedule: Mapping[str, Any] | None = None, /,
-                      **fields: Any) -> None:
-        """Insert or update one schedule: a dict of :data:`SCHEDULE_COLUMNS` and/or fields.
-
-        Every column must be given (``KeyError`` otherwise). An existing row is updated in
-        place, so its fire history stays.
-        """
-        self.save_schedules([{**(schedule or {}), **fields}])
-
-    def save_schedules(self, schedules: Sequence[Mapping[str, Any]],
-                       fires: Sequence[Sequence[Any]] = ()) -> None:
-        """Upsert many schedules and append fire records, all in one transaction.
-
-        ``fires`` holds ``(schedule_id, fire_at, status, run_id[, detail])`` tuples, as for
-        :meth:`add_fire`. One transaction per scheduler tick or start-up, not one per
-        schedule: 10,000 schedules re-planned after a night's sleep commit once.
-        """
-        rows = [_schedule_params(schedule) for schedule in schedules]
-        fire_rows = [_fire_params(*fire) for fire in fires]
-        if not rows and not fire_rows:
-            return
-        names = ", ".join(SCHEDULE_COLUMNS)
-        marks = ", ".join("?" * len(SCHEDULE_COLUMNS))
-        updates = ", ".join(f"{name} = excluded.{name}" for name in SCHEDULE_COLUMNS[1:])
-        with self._write() as conn:
-            # An upsert, not INSERT OR REPLACE: a replace deletes the row first, and the
-            # cascade would take the schedule's fire history with it.
-            conn.executemany(
-                f"INSERT INTO schedules ({names}) VALUES ({marks}) "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}", rows)
-            conn.executemany(
-                "INSERT INTO schedule_fires (schedule_id, fire_at, status, run_id, detail, "
-                "recorded_at) VALUES (?, ?, ?, ?, ?, ?)", fire_rows)
-
-    def delete_schedule(self, schedule_id: str) -> bool:
-        """Delete a schedule and its fire history; False when there was none."""
-        with self._write() as conn:
-            return conn.execute("DELETE FROM schedules WHERE id = ?",
-                                (schedule_id,)).rowcount > 0
-
-    def load_schedules(self) -> list[dict[str, Any]]:
-        """Every schedule as a dict of :data:`SCHEDULE_COLUMNS`, oldest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {', '.join(SCHEDULE_COLUMNS)} FROM schedules "
-                f"ORDER BY created_at, id").fetchall()
-        return [_schedule_from_row(row) for row in rows]
-
-    def add_fire(self, schedule_id: str, fire_at: float, status: str,
-                 run_id: int | None = None, detail: str | None = None) -> None:
-        """Record what became of one fire time of a schedule.
-
-        ``status`` is one of :data:`FIRE_STATUSES`; ``fire_at`` is the scheduled instant
-        (UNIX seconds), not when it was recorded. The schedule must exist
-        (``sqlite3.IntegrityError`` otherwise).
-        """
-        self.save_schedules((), [(schedule_id, fire_at, status, run_id, detail)])
-
-    def fire_history(self, schedule_id: str, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest ``limit`` fire records of a schedule, newest fire time first.
-
-        Each is a dict with ``schedule_id``, ``fire_at``, ``status``, ``run_id``, ``detail``
-        and ``recorded_at``.
-        """
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT schedule_id, fire_at, status, run_id, detail, recorded_at "
-                "FROM schedule_fires WHERE schedule_id = ? "
-                "ORDER BY fire_at DESC, id DESC LIMIT ?",
-                (schedule_id, max(0, int(limit)))).fetchall()
-        return [dict(row) for row in rows]
-
-    def prune_fire_history(self, keep: int = FIRE_HISTORY_KEEP) -> int:
-        """Keep the newest ``keep`` fire records of each schedule; return how many went.
-
-        An every-minute schedule adds 1,440 rows a day; the scheduler calls this at start
-        and once a day rather than on every insert, which would cost an index walk per fire.
-        """
-        with self._write() as conn:
-            return conn.execute(
-                """
-                DELETE FROM schedule_fires WHERE id IN (
-                    SELECT id FROM (
-                        SELECT id, ROW_NUMBER() OVER (
-                            PARTITION BY schedule_id ORDER BY fire_at DESC, id DESC) AS n
-                        FROM schedule_fires)
-                    WHERE n > ?)
-                """, (max(0, int(keep)),)).rowcount
 
     # -- collected tests --------------------------------------------------------------------
 
@@ -846,8 +701,8 @@ class ResultStore(SqliteDatabase):
         if plugin_id is not None:
             sql += " WHERE plugin_id = ?"
             params = (plugin_id,)
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY plugin_id, position", params).fetchall()
+        with self._read() as conn:
+            rows = conn.execute(sql + " ORDER BY plugin_id, position", params).fetchall()
         return [CollectedTest(plugin_id=r["plugin_id"], nodeid=r["nodeid"], file=r["file"],
                               line=r["line"], name=r["name"], cls=r["cls"],
                               categories=_split_categories(r["categories"])) for r in rows]
@@ -857,8 +712,8 @@ class ResultStore(SqliteDatabase):
 
         Separate from :meth:`collected` because :class:`CollectedTest` has no such fields.
         """
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 "SELECT nodeid, first_seen, last_seen FROM collected WHERE plugin_id = ?",
                 (plugin_id,)).fetchall()
         return {r["nodeid"]: (r["first_seen"], r["last_seen"]) for r in rows}
@@ -989,8 +844,8 @@ class ResultStore(SqliteDatabase):
         start = _local_midnight(first)
         end = _local_midnight(today + dt.timedelta(days=1))
         where, params = self._final_filter(plugin_id, nodeid, None)
-        with self._lock:
-            rows = self._conn.execute(
+        with self._read() as conn:
+            rows = conn.execute(
                 f"""
                 SELECT date(finished_at, 'unixepoch', 'localtime') AS day,
                        COUNT(*) AS total,
@@ -1030,8 +885,8 @@ class ResultStore(SqliteDatabase):
         and not_run are left out before counting), the number of switches between
         consecutive results divided by (n - 1). ``None`` with fewer than two results.
         """
-        with self._lock:
-            row = self._conn.execute(
+        with self._read() as conn:
+            row = conn.execute(
                 f"""
                 WITH recent AS (
                     SELECT outcome IN {_SUCCESS_SQL} AS ok, finished_at, run_id
