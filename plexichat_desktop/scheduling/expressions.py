@@ -354,10 +354,9 @@ class _CronRule:
     of one prototype: the parsed fields are shared and never mutated.
     """
 
-    def __init__(self, cron: str, proto: croniter, fields: int) -> None:
+    def __init__(self, cron: str, proto: croniter) -> None:
         self.cron = cron
         self._proto = proto
-        self.has_seconds = fields == 6
         self.wall_clock = proto.expanded[1] != ["*"]
 
     def next(self, wall: datetime) -> datetime:
@@ -488,7 +487,7 @@ def _compile_cron(cron: str) -> _CronRule:
         raise InvalidScheduleError(
             "the seconds field (the 6th, last one) fires every second; write 0 for once a "
             "minute, or drop it (a seconds-first Quartz expression does not fit here)", cron)
-    return _CronRule(cron, proto, fields)
+    return _CronRule(cron, proto)
 
 
 # -- schedules -------------------------------------------------------------------------

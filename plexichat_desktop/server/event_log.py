@@ -56,16 +56,10 @@ class EventLog:
         newer.reverse()
         return newer
 
-    async def follow(self, last_id: int | None) -> AsyncIterator[tuple[str, dict[str, Any], int]]:
-        """Events after ``last_id`` (from now on when None), then live ones, forever."""
-        async for batch in self.follow_batches(last_id):
-            for item in batch:
-                yield item
-
     async def follow_batches(self, last_id: int | None) -> AsyncIterator[EventBatch]:
-        """Like :meth:`follow`, but everything that arrived since the last wake-up at once:
-        a burst of results costs one round trip through the loop (and one network write),
-        not one per event."""
+        """Events after ``last_id`` (from now on when None), then live ones, forever;
+        everything that arrived since the last wake-up comes at once: a burst of results
+        costs one round trip through the loop (and one network write), not one per event."""
         cursor = self.last_id if last_id is None else last_id
         while True:
             waiter = self._changed
