@@ -150,6 +150,14 @@ def count(selector: str) -> str:
     return f"document.querySelectorAll({selector!r}).length"
 
 
+INSIDE_SVG = """(() => {
+  const svg = document.querySelector('CHART svg').getBoundingClientRect();
+  return [...document.querySelectorAll('CHART svg text')].every((t) => {
+    const r = t.getBoundingClientRect();
+    return r.top >= svg.top - 1 && r.bottom <= svg.bottom + 1 && r.left >= svg.left - 1 &&
+      r.right <= svg.right + 1;
+  }) && document.querySelector('CHART svg').textContent.includes('Wed');
+})()"""
 HOVER_THU = """(() => {
   const bar = document.querySelectorAll('#bars .mark-rect.role-mark path')[3];
   const box = bar.getBoundingClientRect();
@@ -186,7 +194,7 @@ def doc_of(browser: PageBrowser, view: Any, editor: str) -> str:
 def test_demo_page_draws_charts_and_editors_without_errors(
         qapp: Any, qtbot: Any, demo_runtime: Runtime, arun: Any, tmp_path: Path) -> None:
     with page_browser(qapp, qtbot, demo_runtime, tmp_path, arun) as browser:
-        view = browser.open(DEMO)
+        view = browser.open(DEMO, size=(1280, 900))
         qtbot.waitUntil(lambda: browser.js(view, "window.__demo && window.__demo.state")
                         in ("ready", "failed"), timeout=30_000)
         browser.wait_idle(view)
@@ -203,6 +211,14 @@ def test_demo_page_draws_charts_and_editors_without_errors(
         # A selection (signals and their expressions, all interpreted) recolours a bar.
         assert browser.js(view, HOVER_THU)
         qtbot.waitUntil(lambda: browser.js(view, BAR_FILLS)[3] == "#e4572e", timeout=10_000)
+        # README's example: named data, rows inserted through the View afterwards.
+        live_bars = count("#live .mark-rect.role-mark path")
+        assert browser.js(view, live_bars) == 2
+        assert browser.js(view, "(window.__demo.liveView.insert('rows', [{day: 'Wed', n: 5}])"
+                                ".runAsync(), true)")
+        qtbot.waitUntil(lambda: browser.js(view, live_bars) == 3, timeout=10_000)
+        # Laid out again for the new rows: the x axis (labels, title) is inside the SVG.
+        assert browser.js(view, INSIDE_SVG.replace("CHART", "#live")), "axis cut off"
 
         # Editors: CodeMirror's DOM, Python highlighting, typed text reaches the document.
         assert browser.js(view, count("#editor .cm-editor .cm-content")) == 1
@@ -235,7 +251,7 @@ def test_demo_page_in_the_dark_theme(qapp: Any, qtbot: Any, demo_runtime: Runtim
                                      arun: Any, tmp_path: Path) -> None:
     """The helpers read the app's theme (data-theme): dark axes and a dark editor."""
     with page_browser(qapp, qtbot, demo_runtime, tmp_path, arun, theme="dark") as browser:
-        view = browser.open(DEMO)
+        view = browser.open(DEMO, size=(1280, 900))
         qtbot.waitUntil(lambda: browser.js(view, "window.__demo && window.__demo.state")
                         in ("ready", "failed"), timeout=30_000)
         browser.wait_idle(view)

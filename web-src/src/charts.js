@@ -50,9 +50,14 @@ export function vegaView(spec, options = {}) {
   const {renderer = "svg", theme = "auto", config = {}, ...viewOptions} = options;
   const themeConfig = (theme === "auto" ? pageTheme() : theme) === "dark"
     ? DARK_CONFIG : LIGHT_CONFIG;
-  const merged = vega.mergeConfig(themeConfig, config);
-  const vegaSpec = isVegaLite(spec) ? vegaLite.compile(spec, {config: merged}).spec : spec;
-  const runtime = vega.parse(vegaSpec, isVegaLite(spec) ? null : merged, {ast: true});
+  const lite = isVegaLite(spec);
+  // Layout again on every update (Vega's default lays out once): a chart whose data
+  // arrives later (view.insert, view.data) would otherwise keep the size of its empty
+  // first drawing and cut its axes off. A spec's own autosize wins.
+  const autosize = {autosize: lite ? {resize: true} : {type: "pad", resize: true}};
+  const merged = vega.mergeConfig(autosize, themeConfig, config);
+  const vegaSpec = lite ? vegaLite.compile(spec, {config: merged}).spec : spec;
+  const runtime = vega.parse(vegaSpec, lite ? null : merged, {ast: true});
   return new vega.View(runtime, {
     renderer, hover: true, ...viewOptions, expr: expressionInterpreter,
   });
