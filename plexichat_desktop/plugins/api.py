@@ -44,6 +44,7 @@ import inspect
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -57,6 +58,7 @@ from plexichat_desktop.core.logs import PLUGIN_LOGGER_PREFIX
 from plexichat_desktop.plugins.jobs import Job, JobManager, UnknownJob
 from plexichat_desktop.plugins.manifest import Manifest, Page
 from plexichat_desktop.plugins.requirements import MissingRequirement
+from plexichat_desktop.plugins.schedules import PluginSchedule, PluginScheduler
 from plexichat_desktop.plugins.sse import event_stream
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,7 @@ class PluginContext:
         server_url: str | None = None,
         app_token: str | None = None,
         missing: list[MissingRequirement] | None = None,
+        schedule_options: Mapping[str, Any] | None = None,
     ):
         self.plugin_id = manifest.id
         self.manifest = manifest
@@ -211,6 +214,9 @@ class PluginContext:
         self.missing: tuple[MissingRequirement, ...] = tuple(missing or ())
         self.config: Any = None
         self.jobs = JobManager(self.plugin_id, self.logger, on_finished=self._job_finished)
+        self._scheduler = PluginScheduler(
+            self.plugin_id, data_root / ".schedules" / f"{self.plugin_id}.json", self.logger,
+            **dict(schedule_options or {}))
         self._mount_host_routes()
 
     # -- requirements ----------------------------------------------------------------------
@@ -313,6 +319,7 @@ class PluginContext:
         * ``GET _host/status``: ``{"plugin_id", "degraded": [reason...], "missing":
           [{"requirement", "kind", "optional", "found", "install", "reason"}...]}`` for
           the page to say which features are off and how to get them.
+        * ``GET _host/schedules``: ``{"schedules": [...]}``, see :meth:`schedule`.
         * ``GET _host/jobs``, ``GET _host/jobs/{id}``, ``POST _host/jobs/{id}/cancel``,
           ``GET _host/jobs/events`` (SSE): the plugin's jobs, see
           :mod:`plexichat_desktop.plugins.jobs`.
@@ -345,7 +352,11 @@ class PluginContext:
             except ValueError as exc:
                 return JSONResponse({"detail": str(exc)}, status_code=409)
 
+        async def schedules() -> dict[str, Any]:
+            return {"schedules": [r.to_dict() for r in self._scheduler.list()]}
+
         route("/status", status)
+        route("/schedules", schedules)
         route("/jobs", jobs)
         route("/jobs/events", job_events)   # before /jobs/{job_id}, which would match it
         route("/jobs/{job_id}", job)
@@ -374,6 +385,29 @@ class PluginContext:
     # -- background work -----------------------------------------------------------------
     # ``jobs`` (a :class:`~plexichat_desktop.plugins.jobs.JobManager`) runs long work the
     # user sees and may cancel: ``ctx.jobs.start(name, work, *args)``; see that module.
+
+    def schedule(self, expression: str, work: Callable[[], Awaitable[Any]], name: str, *,
+                 timezone: str | None = None, grace: timedelta | None = None
+                 ) -> PluginSchedule:
+        """Run ``await work()`` on ``expression`` (``"daily"``, ``"every_15_minutes"``,
+        ``"0 9 * * 1-5"``...) for as long as the plugin runs; ``name`` (stable, unique in
+        the plugin) keys its persisted last run.
+
+        The host's schedule grammar, DST rules and misfire policy apply: a fire missed
+        while the app was closed runs once as a catch-up when it is within ``grace``
+        (default: the schedule's period, at most 24 h), a fire while the previous run
+        still goes is skipped. ``timezone`` is an IANA name (default: the machine's).
+        Cancelled, a run in progress included, when the plugin stops. Listed at
+        ``GET /plugins/<id>/api/_host/schedules``. Raises ``ValueError`` for a bad
+        expression (the message lists the accepted forms) or a duplicate name. Details:
+        :mod:`plexichat_desktop.plugins.schedules`. Example::
+
+            async def nightly_report() -> None:
+                ctx.jobs.start("report", build_report)
+
+            ctx.schedule("daily", nightly_report, "nightly report")
+        """
+        return self._scheduler.add(expression, work, name, timezone=timezone, grace=grace)
 
     def _job_finished(self, job: Job) -> None:
         self.publish("job.finished", {"id": job.id, "name": job.name, "state": str(job.state),
@@ -412,6 +446,7 @@ class PluginContext:
             except Exception:
                 self.logger.exception("teardown callback %r failed", callback)
         self._teardown_callbacks.clear()
+        await self._scheduler.close()
         await self.jobs.close()
         tasks = list(self._tasks)
         for task in tasks:

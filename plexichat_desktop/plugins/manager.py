@@ -7,6 +7,7 @@ reason and the traceback) and start-up goes on with the others.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import importlib
 import importlib.util
 import inspect
@@ -317,7 +318,8 @@ class PluginManager:
         ctx = PluginContext(manifest, rec.root, self.paths.plugin_data_root, self.bus,
                             plugin_settings, services=self.services,
                             server_url=self.server_url, app_token=self.app_token,
-                            missing=[m for m in rec.missing if m.optional])
+                            missing=[m for m in rec.missing if m.optional],
+                            schedule_options=self._schedule_options())
         instance.ctx = ctx
         model = getattr(instance, "settings_model", None)
         if model is not None:
@@ -342,6 +344,13 @@ class PluginManager:
         self._active_order.append(rec.id)
         self._set_state(rec, rec.ready_state(), "; ".join(rec.degraded) or None)
         log.info("plugin %s %s active (%s)", rec.id, manifest.version, rec.source)
+
+    def _schedule_options(self) -> dict[str, Any]:
+        # Plugin schedules follow the app's test-schedule settings: one "daily" time and
+        # one catch-up spread for the whole app.
+        tests = self.settings.tests
+        hour, minute = (int(part) for part in tests.daily_at.split(":"))
+        return {"at": datetime.time(hour, minute), "catch_up_spread": tests.catch_up_spread}
 
     def _fail(self, rec: PluginRecord, reason: str, exc: BaseException | None) -> None:
         detail = "".join(traceback.format_exception(exc)) if exc is not None else None
