@@ -14,8 +14,8 @@ from datetime import time as time_of_day
 import pytest
 
 from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.plugins.schedules import PluginScheduler
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
+from plexichat_desktop.plugins.schedules import PluginScheduler
 
 pytestmark = pytest.mark.asyncio
 LOG = logging.getLogger("test.schedules")
