@@ -299,6 +299,24 @@ def test_schedule_dialog_validates_and_creates(shell: Any, qtbot: Any) -> None:
     assert second.isVisible() and second.created is None
     second.reject()
 
+    # The dock lists the schedules, disables and deletes them.
+    listing = panel.open_schedules_list()
+    assert listing.table.rowCount() == 1
+    assert listing.table.item(0, 0).text() == "Mixed suite"
+    assert listing.table.item(0, 2).text() == "every_30_minutes"
+    from PySide6.QtCore import Qt
+
+    listing.table.item(0, 5).setCheckState(Qt.CheckState.Unchecked)
+    qtbot.waitUntil(lambda: not shell.runtime.scheduler.list("mixed_suite")[0].enabled,
+                    timeout=5_000)
+    qtbot.waitUntil(lambda: listing.table.item(0, 3).text() == "disabled", timeout=5_000)
+    listing.table.selectRow(0)
+    listing.delete_button.click()
+    qtbot.waitUntil(lambda: shell.runtime.scheduler.list() == [], timeout=5_000)
+    qtbot.waitUntil(lambda: listing.table.rowCount() == 0, timeout=5_000)
+    assert "deleted" in listing.message.text()
+    listing.close()
+
 
 def test_a_failed_scheduled_run_notifies(shell: Any, qtbot: Any, arun: Any) -> None:
     panel = dashboard_of(shell, qtbot)

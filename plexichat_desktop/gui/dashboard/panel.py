@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 from plexichat_desktop.gui.bridge import EventBridge
 from plexichat_desktop.gui.dashboard.details import TestDetails
 from plexichat_desktop.gui.dashboard.schedule_dialog import ScheduleDialog
+from plexichat_desktop.gui.dashboard.schedules_list import SchedulesDialog
 from plexichat_desktop.gui.dashboard.tree_model import (
     BAD,
     KEY_ROLE,
@@ -154,6 +155,7 @@ class TestDashboard(QWidget):
     def __init__(self, runtime: Runtime, bridge: EventBridge, parent: QWidget | None = None):
         super().__init__(parent)
         self.runtime = runtime
+        self.bridge = bridge
         self.manager = runtime.tests
         self.store = runtime.store
         self.scheduler = runtime.scheduler
@@ -271,6 +273,8 @@ class TestDashboard(QWidget):
              None, self.cancel),
             ("Schedule…", "Schedule runs of the selected plugin or test", None,
              self.open_schedule_dialog),
+            ("Schedules…", "List, enable, disable and delete the schedules", None,
+             self.open_schedules_list),
         ):
             action = self.toolbar.addAction(name)
             action.setToolTip(tip)
@@ -522,6 +526,14 @@ class TestDashboard(QWidget):
 
         dialog.finished.connect(created)
         dialog.open()
+        return dialog
+
+    def open_schedules_list(self) -> SchedulesDialog:
+        """The schedules, wherever they were made; returns the (non-modal) dialog."""
+        dialog = SchedulesDialog(self.scheduler, self.bridge, self.plugin_name,
+                                 self.open_schedule_dialog, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
         return dialog
 
     # -- selection ------------------------------------------------------------------------------
