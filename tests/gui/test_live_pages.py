@@ -98,6 +98,11 @@ def test_the_hub_carries_several_streams_and_refuses_what_is_not_one(
                             break
                 gone = await client.post("/_live/not-a-hub", json={})
                 assert gone.status_code == 404
+                # Without the app's token (or a browser session) the hub is closed, like
+                # every route it could follow.
+                async with httpx.AsyncClient(base_url=runtime.url, timeout=10) as anonymous:
+                    assert (await anonymous.get("/_live/stream")).status_code == 401
+                    assert (await anonymous.post(f"/_live/{hub}", json={})).status_code == 401
         finally:
             await client.aclose()
         return seen
