@@ -6,7 +6,7 @@ opens them. A page fails on any console error, Content-Security-Policy violation
 refused eval or inline script, a foreign source), resource that failed to load, or
 uncaught error, up to the moment its first requests have answered. Each page is a subtest
 that names the plugin, the page and the messages. The host's own pages (home, test
-dashboards) are held to the same rule.
+dashboards) and the page of a plugin fresh from ``plugins new`` are held to the same rule.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.plugins.scaffold import scaffold_plugin
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from tests.gui.page_console import PageBrowser, page_browser
 
@@ -34,7 +35,7 @@ def bundled_runtime(home: Any, arun: Any) -> Iterator[Runtime]:
     arun(rt.stop())
 
 
-def bundled_plugins(runtime: Runtime, arun: Any) -> list[dict[str, Any]]:
+def all_plugins(runtime: Runtime, arun: Any) -> list[dict[str, Any]]:
     async def get() -> list[dict[str, Any]]:
         async with httpx.AsyncClient(base_url=runtime.url, timeout=30, headers={
                 "Authorization": f"Bearer {runtime.token}"}) as client:
@@ -43,7 +44,12 @@ def bundled_plugins(runtime: Runtime, arun: Any) -> list[dict[str, Any]]:
             body = answer.json()
         return body["plugins"] if isinstance(body, dict) else body
 
-    return [p for p in arun(get()) if p["source"] == "bundled"]
+    plugins: list[dict[str, Any]] = arun(get())
+    return plugins
+
+
+def bundled_plugins(runtime: Runtime, arun: Any) -> list[dict[str, Any]]:
+    return [p for p in all_plugins(runtime, arun) if p["source"] == "bundled"]
 
 
 # A live page has also heard from its streams once they are open: what its first events
@@ -93,3 +99,25 @@ def test_host_pages_load_without_errors(qapp: Any, qtbot: Any, bundled_runtime: 
         for path in paths:
             with subtests.test(msg="host page", page=path):
                 check_page(browser, path, f"host page {path}")
+
+
+def test_a_new_plugins_pages_load_without_errors(qapp: Any, qtbot: Any, home: Any,
+                                                 arun: Any, tmp_path: Path,
+                                                 subtests: pytest.Subtests) -> None:
+    """What ``plugins new`` writes is where every plugin author starts from."""
+    scaffold_plugin("fresh_start", tmp_path / "authored")
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path / "authored"]))
+    arun(runtime.start())
+    try:
+        (plugin,) = all_plugins(runtime, arun)
+        assert plugin["state"] == "active", plugin["reason"]
+        assert plugin["pages"], "plugins new made no page"
+        with page_browser(qapp, qtbot, runtime, tmp_path, arun) as browser:
+            for page in plugin["pages"]:
+                with subtests.test(msg="page", page=page["url"]):
+                    check_page(browser, page["url"], f"new plugin, page {page['title']!r}")
+    finally:
+        arun(runtime.stop())
