@@ -1,4 +1,5 @@
-"""The WebUI test dashboard's HTML pages: ``/tests`` and ``/tests/plugin/<id>``.
+"""The WebUI test dashboard's HTML pages: ``/tests``, ``/tests/plugin/<id>`` and
+``/tests/analytics``.
 
 The pages are shells: their scripts (``resources/web/dashboard/``) fill them from
 ``/tests/dashboard/...`` and ``/tests/statistics`` and keep them live over
@@ -16,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from plexichat_desktop.testing.analytics import CATEGORIES
 from plexichat_desktop.testing.manager import TestManager
 
 PRESETS = [("hourly", "Hourly"), ("daily", "Daily"), ("weekly", "Weekly"),
@@ -31,8 +33,8 @@ def _timezones() -> list[str]:
 
 def dashboard_pages(manager: TestManager, templates: Jinja2Templates,
                     version: str) -> APIRouter:
-    """The two pages; ``GET /tests`` has no API twin, every ``/tests/<x>`` API path is
-    longer, so nothing is shadowed."""
+    """The pages; ``GET /tests`` and ``GET /tests/analytics`` have no API twin (the API is
+    under ``/tests/analytics/<x>``), so nothing is shadowed."""
     router = APIRouter(include_in_schema=False)
 
     def render(request: Request, name: str, status_code: int = 200, **context: Any
@@ -49,6 +51,13 @@ def dashboard_pages(manager: TestManager, templates: Jinja2Templates,
     async def overview(request: Request) -> HTMLResponse:
         return render(request, "tests_overview.html", plugins=schedulable(),
                       selected_plugin=None, timezones=_timezones(), presets=PRESETS)
+
+    @router.get("/tests/analytics", response_class=HTMLResponse)
+    async def analytics(request: Request, plugin: str | None = None) -> HTMLResponse:
+        choices = schedulable()
+        selected = plugin if any(p["id"] == plugin for p in choices) else None
+        return render(request, "tests_analytics.html", plugins=choices,
+                      selected_plugin=selected, categories=CATEGORIES)
 
     @router.get("/tests/plugin/{plugin_id}", response_class=HTMLResponse)
     async def plugin_page(request: Request, plugin_id: str) -> HTMLResponse:
