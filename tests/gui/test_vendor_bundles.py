@@ -267,3 +267,35 @@ def test_demo_page_in_the_dark_theme(qapp: Any, qtbot: Any, demo_runtime: Runtim
         assert not report.problems, "\n".join(report.problems)
         if SCREENSHOTS:
             view.grab().save(os.path.join(SCREENSHOTS, "vendor-demo-dark.png"))
+
+
+PLAIN_VEGA = """(() => {
+  window.__plain = null;
+  import(new URL('/_app/vendor/charts.js', location.href).href).then(async ({vega, vegaLite}) => {
+    const spec = vegaLite.compile({data: {values: [{a: 1}]},
+      transform: [{calculate: 'datum.a * 2', as: 'b'}], mark: 'point',
+      encoding: {x: {field: 'b', type: 'quantitative'}}}).spec;
+    try {
+      await new vega.View(vega.parse(spec), {renderer: 'none'}).runAsync();
+      window.__plain = 'drawn';
+    } catch (err) {
+      window.__plain = err.name;
+    }
+  }).catch((err) => { window.__plain = `unexpected ${err}`; });
+  return true;
+})()"""
+
+
+def test_without_the_interpreter_vega_is_refused_by_the_csp(
+        qapp: Any, qtbot: Any, demo_runtime: Runtime, arun: Any, tmp_path: Path) -> None:
+    """Why renderChart exists: the same bundle's Vega, used the plain way, compiles
+    expressions with Function, which the pages' CSP refuses (and reports)."""
+    with page_browser(qapp, qtbot, demo_runtime, tmp_path, arun) as browser:
+        view = browser.open(DEMO)
+        qtbot.waitUntil(lambda: browser.js(view, "window.__demo && window.__demo.state")
+                        == "ready", timeout=30_000)
+        assert browser.js(view, PLAIN_VEGA)
+        qtbot.waitUntil(lambda: browser.js(view, "window.__plain") is not None,
+                        timeout=10_000)
+        assert browser.js(view, "window.__plain") == "EvalError"
+        assert any("script-src refused eval" in v for v in browser.report(view).csp)
