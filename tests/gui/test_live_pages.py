@@ -143,3 +143,24 @@ def test_closing_pages_ends_their_streams_on_the_server(shell: Any, qtbot: Any,
     while window.tabs.count():
         window.close_tab(0)
     qtbot.waitUntil(lambda: hub_streams() == [], timeout=10_000)
+
+
+def test_without_shared_workers_pages_use_their_own_streams(shell: Any, qtbot: Any,
+                                                            js: Any) -> None:
+    """A browser without SharedWorker (or one that refuses to start it) still gets live
+    pages: plexichatLive.open() then is a plain EventSource."""
+    from PySide6.QtWebEngineCore import QWebEngineScript
+
+    script = QWebEngineScript()
+    script.setName("no-shared-worker")
+    script.setInjectionPoint(QWebEngineScript.InjectionPoint.DocumentCreation)
+    script.setWorldId(QWebEngineScript.ScriptWorldId.MainWorld)
+    script.setSourceCode("delete window.SharedWorker;")
+    shell.profile.scripts().insert(script)
+    try:
+        pane = shell.window.open_page("/tests?direct=1")
+        wait_loaded(qtbot, js, pane, IS_LIVE, timeout=30_000)
+        assert js(pane.view, "plexichatLive.mode") == "direct"
+        wait_loaded(qtbot, js, pane, "document.getElementById('conn').dataset.state === 'live'")
+    finally:
+        shell.profile.scripts().remove(script)
