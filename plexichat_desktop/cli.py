@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="only tests with this category marker")
     results.add_argument("--json", action="store_true")
 
+    sub.add_parser("login-link", help="print a fresh one-time browser sign-in link",
+                   description="Ask the running server for a one-time link that signs a "
+                               "browser in (valid 5 minutes; the token itself never goes "
+                               "to the browser).")
     sub.add_parser("token", help="print the access token of the active home",
                    description="Print the secret token that requests to the server need "
                                "(Authorization: Bearer <token>).")
@@ -104,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     pval = psub.add_parser("validate", help="check a plugin folder without running it",
                            description="Validate a plugin folder (or its plugin.toml).")
     pval.add_argument("path", type=Path)
+    psub.add_parser("schema", help="print the JSON Schema of plugin.toml",
+                    description="Print the manifest's JSON Schema, for editors that validate "
+                                "TOML with one (e.g. Taplo / Even Better TOML: "
+                                "#:schema ./plugin.schema.json at the top of plugin.toml).")
     for action in ("enable", "disable"):
         p = psub.add_parser(action, help=f"{action} a plugin from the next start on",
                             description=f"{action.capitalize()} a plugin; remembered across "
@@ -139,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: bad settings, nothing was started.\n{exc}", file=sys.stderr)
         return EXIT_USAGE
     command = args.command
+    if command == "login-link":
+        return _login_link(paths)
     if command == "token":
         from plexichat_desktop.server.token import load_or_create_token
 
@@ -178,6 +188,29 @@ def _default_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
                        no_webengine=args.no_webengine, on_ready=lock.publish)
     finally:
         lock.release()
+
+
+def _login_link(paths: AppPaths) -> int:
+    import httpx
+
+    from plexichat_desktop.core.instance import InstanceLock
+    from plexichat_desktop.server.token import load_or_create_token
+
+    url = InstanceLock(paths.data_dir).holder().get("url")
+    if not url:
+        print(f"error: PlexiChat Desktop is not running with this home ({paths.data_dir}); "
+              "start it with 'plexichat-desktop serve'.", file=sys.stderr)
+        return EXIT_ERROR
+    token = load_or_create_token(paths.token_file)
+    try:
+        answer = httpx.post(f"{url}api/browser-sessions/login-link",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"error: the server at {url} did not give a login link: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    print(answer.json()["url"])
+    return EXIT_OK
 
 
 def _single_instance(paths: AppPaths, focus_existing: bool) -> tuple[Any, int]:
@@ -220,7 +253,6 @@ def _prepare(paths: AppPaths, settings: Settings) -> None:
 
 def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
     from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
-    from plexichat_desktop.server.app import login_url
 
     lock, refused = _single_instance(paths, focus_existing=False)
     if lock is None:
@@ -235,7 +267,10 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
             return EXIT_ERROR
         lock.publish(url)
         print(f"PlexiChat Desktop is serving at {url}", flush=True)
-        print(f"Open in a browser: {login_url(url, runtime.token)}", flush=True)
+        # A one-time code, never the token: the link ends up in the browser's history.
+        print(f"Open in a browser: {runtime.browser_login_link()}", flush=True)
+        print("(the link works once, within 5 minutes; 'plexichat-desktop login-link' "
+              "prints a fresh one)", flush=True)
         await stop.wait()
         log.info("stopping (signal received)")
         await runtime.stop()
@@ -270,6 +305,11 @@ def _plugins_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
     from plexichat_desktop.plugins.scaffold import scaffold_plugin
 
     action = args.plugins_command
+    if action == "schema":
+        from plexichat_desktop.plugins.manifest import manifest_schema
+
+        print(json.dumps(manifest_schema(), indent=2))
+        return EXIT_OK
     if action == "new":
         parent = args.dir if args.dir is not None else paths.user_plugins_dir
         try:

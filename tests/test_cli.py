@@ -59,7 +59,11 @@ def test_serve_prints_url_answers_and_stops_cleanly(env, sig):
         token = run(["token"], env).stdout.strip()
         r = httpx.get(served.url + "healthz", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json()["status"] == "ok"
-        assert f"/login?token={token}" in served.lines[1]
+        # The terminal shows a one-time sign-in link, never the token itself.
+        assert "/login?code=" in served.lines[1] and token not in served.lines[1]
+        fresh = [run(["login-link"], env).stdout.strip() for _ in range(2)]
+        assert all("/login?code=" in link and token not in link for link in fresh)
+        assert fresh[0] != fresh[1]
     finally:
         served.proc.send_signal(sig)
         rc = served.proc.wait(15)

@@ -235,10 +235,3 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         return template.render(version=__version__, message=detail, next=path).encode()
 
     return SecurityMiddleware(StrictJsonBodies(app), identity, unauthorized_page)
-
-
-def login_url(base_url: str, token: str) -> str:
-    """A link with the token itself (for the terminal of ``serve``). Opening it moves the
-    browser to a session cookie at once; prefer :meth:`ServerIdentity.login_link`, which
-    carries a one-time code instead of the token."""
-    return f"{base_url}login?token={quote(token)}"
