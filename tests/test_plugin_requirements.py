@@ -105,7 +105,7 @@ def test_binaries_on_the_real_path(tmp_path, monkeypatch):
 
 
 def test_validate_reports_required_as_errors_and_optional_as_warnings(tmp_path):
-    root = scaffold_plugin("needy", tmp_path)
+    root = scaffold_plugin("needy_check", tmp_path)
     add_requirements(root, f'[requires_python]\npackages = ["{NOWHERE}>=6"]\n'
                            f'optional = ["{NOWHERE}-extra"]\n')
     result = check_plugin_folder(root)
@@ -182,17 +182,17 @@ async def test_enable_rechecks_so_an_installed_program_counts(start_core, tmp_pa
 
 
 def test_plugins_list_shows_degraded_in_text_and_json(home, tmp_path):
-    root = scaffold_plugin("partial", tmp_path)
+    root = scaffold_plugin("partial_listed", tmp_path)
     add_requirements(root, f'[requires_python]\noptional = ["{NOWHERE}>=2"]\n')
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
            "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(tmp_path)}
     cli = [sys.executable, "-m", "plexichat_desktop", "plugins", "list"]
     text = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60).stdout
-    line = next(ln for ln in text.splitlines() if ln.startswith("partial"))
+    line = next(ln for ln in text.splitlines() if ln.startswith("partial_listed"))
     assert "degraded" in line
     assert f"-> missing {NOWHERE}>=2 (install: pip install '{NOWHERE}>=2')" in text
     listed = subprocess.run([*cli, "--json"], env=env, capture_output=True, text=True,
                             timeout=60).stdout
-    row = next(p for p in json.loads(listed)["plugins"] if p["id"] == "partial")
+    row = next(p for p in json.loads(listed)["plugins"] if p["id"] == "partial_listed")
     assert row["state"] == "degraded"
     assert row["missing"][0]["install"] == f"pip install '{NOWHERE}>=2'"

@@ -1,4 +1,14 @@
-"""``plexichat-desktop plugins validate``: check a plugin folder without running its code."""
+"""The one validator of a plugin folder, without running its code.
+
+``plexichat-desktop plugins validate``, ``plugins list``, the running app and ``plugins
+new`` all use it, so they agree: a plugin that fails here is shown as failed everywhere
+(with the same reason) and never started. It checks the manifest (with "did you mean"
+for misspelt keys), the ``[requires_python]``/``[requires_system]`` entries, that the
+entry module's file exists and compiles, that its package name is not taken by another
+module (``json``, ``test``, another plugin), and that every page's file exists. The
+tests folder and the entry class are only warned about here (a class may be imported
+from elsewhere; the import reports a missing one precisely).
+"""
 
 from __future__ import annotations
 
@@ -30,8 +40,70 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
-def check_plugin_folder(path: Path) -> CheckResult:
-    """Validate the manifest, the entry module's file, pages and the tests folder."""
+def module_name_taken(top: str, root: Path) -> str | None:
+    """Where ``top`` is found outside ``root`` when it is (the plugin's package name would
+    be shadowed by, or shadow, another module), else None."""
+    try:
+        other = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if other is None:
+        return None
+    where = other.origin or next(iter(other.submodule_search_locations or []), None)
+    if where is None or where in ("built-in", "frozen"):
+        return str(where or "a namespace package")
+    return None if Path(where).resolve().is_relative_to(root.resolve()) else where
+
+
+def check_code(root: Path, manifest: Manifest, installed: bool = False
+               ) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the folder's files: entry module, name, pages, tests.
+
+    ``installed``: a pip-installed plugin, whose package is the folder itself and is
+    imported from site-packages; its module file and name are not checked here.
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    manifest_path = root / MANIFEST_NAME
+    if not installed:
+        module_file = _module_file(root, manifest.module)
+        if module_file is None:
+            errors.append(f"{manifest_path}: entry: module '{manifest.module}' not found "
+                          f"in {root} (expected {manifest.module.replace('.', '/')}"
+                          "/__init__.py or .py)")
+        else:
+            source = module_file.read_text(encoding="utf-8", errors="replace")
+            try:
+                compile(source, str(module_file), "exec")
+            except SyntaxError as exc:
+                errors.append(f"{module_file}:{exc.lineno}: syntax error: {exc.msg}")
+            if (f"class {manifest.class_name}" not in source
+                    and manifest.module.count(".") == 0):
+                warnings.append(f"{module_file}: no 'class {manifest.class_name}' found "
+                                "(fine if it is imported from elsewhere)")
+        top = manifest.module.split(".", 1)[0]
+        taken = module_name_taken(top, root)
+        if taken is not None:
+            errors.append(f"{manifest_path}: entry: module name '{top}' is already taken by "
+                          f"{taken}; rename the plugin's package")
+    web = root / "web"
+    for page in manifest.pages:
+        target = web / page.path if page.path else web
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            errors.append(f"{manifest_path}: pages: '{page.title}' points to "
+                          f"{target}, which does not exist")
+    tests = root / manifest.tests.path
+    if not tests.is_dir():
+        warnings.append(f"{root}: no tests folder '{manifest.tests.path}'")
+    elif not any(tests.glob("test_*.py")) and not any(tests.glob("*_test.py")):
+        warnings.append(f"{tests}: no test_*.py files")
+    return errors, warnings
+
+
+def check_plugin_folder(path: Path, installed: bool = False) -> CheckResult:
+    """Validate the manifest, the requirements, the entry module's file, pages and tests."""
     root = path.parent if path.name == MANIFEST_NAME else path
     result = CheckResult(root)
     manifest_path = root / MANIFEST_NAME
@@ -50,40 +122,7 @@ def check_plugin_folder(path: Path) -> CheckResult:
                                    "the plugin will run degraded")
         else:
             result.errors.append(f"{manifest_path}: {missing.reason}")
-    module_file = _module_file(root, manifest.module)
-    if module_file is None:
-        result.errors.append(f"{manifest_path}: entry: module '{manifest.module}' not found "
-                             f"in {root} (expected {manifest.module.replace('.', '/')}"
-                             "/__init__.py or .py)")
-    else:
-        source = module_file.read_text(encoding="utf-8", errors="replace")
-        try:
-            compile(source, str(module_file), "exec")
-        except SyntaxError as exc:
-            result.errors.append(f"{module_file}:{exc.lineno}: syntax error: {exc.msg}")
-        if f"class {manifest.class_name}" not in source and manifest.module.count(".") == 0:
-            result.warnings.append(f"{module_file}: no 'class {manifest.class_name}' found "
-                                   "(fine if it is imported from elsewhere)")
-    web = root / "web"
-    for page in manifest.pages:
-        target = web / page.path if page.path else web
-        if target.is_dir():
-            target = target / "index.html"
-        if not target.is_file():
-            result.errors.append(f"{manifest_path}: pages: '{page.title}' points to "
-                                 f"{target}, which does not exist")
-    tests = root / manifest.tests.path
-    if not tests.is_dir():
-        result.warnings.append(f"{root}: no tests folder '{manifest.tests.path}'")
-    elif not any(tests.glob("test_*.py")) and not any(tests.glob("*_test.py")):
-        result.warnings.append(f"{tests}: no test_*.py files")
-    top = manifest.module.split(".", 1)[0]
-    try:
-        other = importlib.util.find_spec(top)
-    except (ImportError, ValueError):
-        other = None
-    if other is not None and other.origin and not Path(other.origin).resolve().is_relative_to(
-            root.resolve()):
-        result.errors.append(f"{manifest_path}: entry: module name '{top}' is already taken by "
-                             f"{other.origin}; rename the plugin's package")
+    errors, warnings = check_code(root, manifest, installed)
+    result.errors += errors
+    result.warnings += warnings
     return result

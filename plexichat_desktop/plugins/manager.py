@@ -31,6 +31,7 @@ from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.core.validation import ConfigError
 from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
+from plexichat_desktop.plugins.checks import check_code
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover
 from plexichat_desktop.plugins.manifest import Manifest, load_manifest
 from plexichat_desktop.plugins.requirements import MissingRequirement
@@ -224,7 +225,23 @@ class PluginManager:
             else:
                 self.by_id[rec.id] = rec
             self.records.append(rec)
+        self._check_folders()
         return self.records
+
+    def _check_folders(self) -> None:
+        """Fail the startable plugins whose folder the shared validator refuses (missing
+        entry module or page file, a package name taken elsewhere, a syntax error), so
+        ``plugins list``, the server and ``plugins validate`` agree. A plugin that cannot
+        start for a dependency reason keeps that reason: it is the one to fix first."""
+        problems = resolve(self._nodes())[1]
+        for rec in self.by_id.values():
+            if rec.state not in STARTABLE or rec.manifest is None or rec.id in problems:
+                continue
+            errors, _ = check_code(rec.root, rec.manifest,
+                                   installed=rec.source is Source.INSTALLED)
+            if errors:
+                rec.state, rec.reason = PluginState.FAILED, "; ".join(errors)
+                log.error("plugin %s: %s", rec.id, rec.reason)
 
     def _validate(self, cand: Candidate, disabled: set[str]) -> PluginRecord:
         rec = PluginRecord(id=cand.root.name, root=cand.root, source=cand.source)
@@ -404,6 +421,14 @@ class PluginManager:
         except Exception as exc:
             raise PluginError(f"import of '{module_name}' failed: {_describe(exc)}") from exc
         cls = getattr(module, class_name, None)
+        if cls is None:
+            found = sorted(name for name, value in vars(module).items()
+                           if isinstance(value, type) and issubclass(value, Plugin)
+                           and value is not Plugin)
+            hint = (f"; its Plugin classes: {', '.join(found)}" if found
+                    else "; it defines no Plugin subclass")
+            raise PluginError(f"entry '{rec.manifest.entry}': module '{module_name}' has no "
+                              f"'{class_name}'{hint}")
         if not (isinstance(cls, type) and issubclass(cls, Plugin)):
             raise PluginError(f"entry '{rec.manifest.entry}': '{class_name}' is not a subclass "
                               "of plexichat_desktop.plugins.api.Plugin")

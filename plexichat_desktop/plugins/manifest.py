@@ -23,6 +23,7 @@ Unknown keys are warned about and ignored.
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -220,11 +221,84 @@ class Manifest(_Strict):
         return self.entry.split(":", 1)[1]
 
 
+# Spellings people reach for, beyond what difflib finds close enough.
+_ALIASES = {"licence": "license", "page": "pages", "test": "tests", "entrypoint": "entry",
+            "entry_point": "entry", "main": "entry", "permission": "permissions",
+            "setting": "settings", "dependencies": "requires", "depends": "requires",
+            "requirements": "requires_python", "python_requires": "requires_python",
+            "min_version": "min_host_version", "host_version": "min_host_version",
+            "authors": "author", "title": "name"}
+
+
+def _suggest(key: str, fields: list[str]) -> str | None:
+    if key in _ALIASES and _ALIASES[key] in fields:
+        return _ALIASES[key]
+    close = difflib.get_close_matches(key.lower(), fields, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def near_misses(data: dict[str, Any]) -> list[str]:
+    """Unknown keys that look like misspelt known ones, as messages with the fix:
+    ``entyr: unknown key; did you mean 'entry'?``. Keys far from every known one are not
+    listed (they are warned about and ignored, so newer manifests still load)."""
+    tables = {"permissions": Permissions, "tests": TestsConfig,
+              "requires_python": RequiresPython, "requires_system": RequiresSystem}
+    out = []
+    top = list(Manifest.model_fields)
+    for key, value in data.items():
+        if key not in Manifest.model_fields:
+            hint = _suggest(key, top)
+            if hint:
+                out.append(f"{key}: unknown key; did you mean '{hint}'?"
+                           + (" ([[pages]] is a list of tables)" if hint == "pages" else ""))
+        elif key in tables and isinstance(value, dict):
+            fields = list(tables[key].model_fields)
+            for sub in value:
+                hint = None if sub in fields else _suggest(sub, fields)
+                if hint:
+                    out.append(f"{key}.{sub}: unknown key; did you mean '{hint}'?")
+        elif key == "pages" and isinstance(value, list):
+            fields = list(Page.model_fields)
+            for index, page in enumerate(value):
+                for sub in page if isinstance(page, dict) else ():
+                    hint = None if sub in fields else _suggest(sub, fields)
+                    if hint:
+                        out.append(f"pages[{index}].{sub}: unknown key; did you mean "
+                                   f"'{hint}'?")
+    return out
+
+
 def load_manifest(path: Path) -> tuple[Manifest, list[str]]:
-    """Read and validate a manifest file; raises ``ConfigError`` naming file and field."""
+    """Read and validate a manifest file; raises ``ConfigError`` naming file and field.
+
+    Unknown keys are warnings, except near misses of known ones (``entyr``, ``[[page]]``,
+    ``[test]``, ``licence``): those are errors with a "did you mean", since the plugin
+    would otherwise start without what the author meant to declare.
+    """
     data = read_toml(path)
-    return validate_lenient(Manifest, data, str(path))
+    typos = near_misses(data)
+    try:
+        manifest, warnings = validate_lenient(Manifest, data, str(path))
+    except ConfigError as exc:
+        if not typos:
+            raise
+        missing = {p.split(":", 1)[0] for p in exc.problems if "required field" in p}
+        problems = [p for p in exc.problems if p.split(":", 1)[0] not in missing
+                    or not any(f"'{p.split(':', 1)[0]}'" in t for t in typos)]
+        raise ConfigError(str(path), typos + problems) from None
+    if typos:
+        raise ConfigError(str(path), typos)
+    return manifest, warnings
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema of ``plugin.toml`` (``plexichat-desktop plugins schema``); editors
+    with TOML schema support (Taplo, Even Better TOML) validate manifests with it."""
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "PlexiChat Desktop plugin manifest (plugin.toml)"
+    return schema
 
 
 __all__ = ["MANIFEST_NAME", "ConfigError", "Manifest", "Page", "Permissions", "RequiresPython",
-           "RequiresSystem", "TestsConfig", "load_manifest"]
+           "RequiresSystem", "TestsConfig", "load_manifest", "manifest_schema", "near_misses"]

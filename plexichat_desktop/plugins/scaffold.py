@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from plexichat_desktop.plugins.checks import check_plugin_folder, module_name_taken
 from plexichat_desktop.plugins.manifest import ID_PATTERN
 
 
@@ -24,6 +25,10 @@ def scaffold_plugin(plugin_id: str, parent: Path, name: str | None = None) -> Pa
     root = parent / plugin_id
     if root.exists():
         raise FileExistsError(f"{root} already exists; choose another id or --dir")
+    taken = module_name_taken(plugin_id, root)
+    if taken is not None:
+        raise ValueError(f"{plugin_id!r} cannot be a plugin id here: its package name "
+                         f"'{plugin_id}' is already taken by {taken}; choose another id")
     title = name or _title(plugin_id)
     cls = _class_name(plugin_id)
     files = {
@@ -99,4 +104,9 @@ def test_greeting_names_who() -> None:
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content, encoding="utf-8")
+    # The same validator as `plugins validate`, the list and the app: what it makes works.
+    result = check_plugin_folder(root)
+    if not result.ok:
+        raise ValueError(f"the new plugin in {root} does not validate: "
+                         + "; ".join(result.errors))
     return root

@@ -1,0 +1,130 @@
+"""One validator: `plugins validate`, `plugins list`, the server and `plugins new` agree;
+misspelt manifest keys get a "did you mean"; a missing entry class is named as missing;
+`plugins schema` prints the manifest's JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from plexichat_desktop.core.validation import ConfigError
+from plexichat_desktop.plugins.checks import check_plugin_folder
+from plexichat_desktop.plugins.manifest import Manifest, load_manifest
+from plexichat_desktop.plugins.scaffold import scaffold_plugin
+
+MINIMAL = 'id = "hello"\nname = "Hello"\nversion = "1.0.0"\nentry = "hello:HelloPlugin"\n'
+CLI = [sys.executable, "-m", "plexichat_desktop"]
+
+
+def cli(args, home, plugins_path=None):
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent)}
+    env.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    if plugins_path is not None:
+        env["PLEXICHAT_DESKTOP_PLUGINS_PATH"] = str(plugins_path)
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('id = "hello"\nname = "Hello"\nversion = "1.0.0"\nentyr = "hello:HelloPlugin"\n',
+     "entyr: unknown key; did you mean 'entry'?"),
+    (MINIMAL + 'licence = "MIT"\n', "licence: unknown key; did you mean 'license'?"),
+    (MINIMAL + '[[page]]\ntitle = "Main"\n', "page: unknown key; did you mean 'pages'?"),
+    (MINIMAL + '[test]\ntimeout = 5\n', "test: unknown key; did you mean 'tests'?"),
+    (MINIMAL + '[permissions]\nnetwrok = true\n',
+     "permissions.netwrok: unknown key; did you mean 'network'?"),
+    (MINIMAL + '[[pages]]\ntitle = "x"\npaht = "a.html"\n',
+     "pages[0].paht: unknown key; did you mean 'path'?"),
+    (MINIMAL + '[requires_python]\npackage = ["radon"]\n',
+     "requires_python.package: unknown key; did you mean 'packages'?"),
+])
+def test_misspelt_keys_are_errors_with_a_did_you_mean(tmp_path, text, expected):
+    path = tmp_path / "plugin.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    assert expected in str(info.value)
+    # The missing field the typo stood for is not reported a second time.
+    assert "entry: required field is missing" not in str(info.value)
+
+
+def test_far_away_unknown_keys_stay_warnings(tmp_path):
+    path = tmp_path / "plugin.toml"
+    path.write_text(MINIMAL + 'colour = "blue"\n')
+    _, warnings = load_manifest(path)
+    assert warnings == [f"{path}: unknown key 'colour' ignored"]
+
+
+def broken_page(parent):
+    root = scaffold_plugin("pageless", parent)
+    (root / "web" / "index.html").unlink()
+    return root
+
+
+def json_package(parent):
+    root = scaffold_plugin("jsonish", parent)
+    manifest = root / "plugin.toml"
+    manifest.write_text(manifest.read_text().replace('entry = "jsonish:JsonishPlugin"',
+                                                     'entry = "json:JsonishPlugin"'))
+    (root / "jsonish").rename(root / "json")
+    return root
+
+
+@pytest.mark.asyncio
+async def test_validate_list_and_server_agree(start_core, home, tmp_path):
+    plugins = tmp_path / "plugins"
+    pageless, jsonish = broken_page(plugins), json_package(plugins)
+    page_error = check_plugin_folder(pageless).errors
+    json_error = check_plugin_folder(jsonish).errors
+    assert len(page_error) == 1 and "index.html, which does not exist" in page_error[0]
+    assert len(json_error) == 1 and "module name 'json' is already taken" in json_error[0]
+
+    listed = json.loads(cli(["plugins", "list", "--json"], home, plugins).stdout)["plugins"]
+    rows = {p["id"]: p for p in listed}
+    assert (rows["pageless"]["state"], rows["pageless"]["reason"]) == ("failed", page_error[0])
+    assert (rows["jsonish"]["state"], rows["jsonish"]["reason"]) == ("failed", json_error[0])
+
+    core = await start_core(plugins)
+    for pid, error in (("pageless", page_error[0]), ("jsonish", json_error[0])):
+        rec = (await core.client.get(f"/api/plugins/{pid}")).json()
+        assert (rec["state"], rec["reason"]) == ("failed", error)
+        r = await core.client.get(f"/plugins/{pid}/")
+        assert r.status_code == 503 and error in r.json()["detail"]
+
+
+def test_plugins_new_refuses_a_taken_package_name(home, tmp_path):
+    result = cli(["plugins", "new", "json", "--dir", str(tmp_path)], home)
+    assert result.returncode == 2
+    assert "package name 'json' is already taken by" in result.stderr
+    assert not (tmp_path / "json").exists()
+    with pytest.raises(ValueError, match="'test' is already taken"):
+        scaffold_plugin("test", tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_a_missing_entry_class_is_named_as_missing(start_core, tmp_path):
+    root = scaffold_plugin("classless", tmp_path)
+    (root / "classless" / "__init__.py").write_text(
+        "from plexichat_desktop.plugins.api import Plugin\n\n\n"
+        "class ClasslessPlugn(Plugin):\n    pass\n")
+    core = await start_core(tmp_path)
+    rec = (await core.client.get("/api/plugins/classless")).json()
+    assert rec["state"] == "failed"
+    assert rec["reason"] == ("entry 'classless:ClasslessPlugin': module 'classless' has no "
+                             "'ClasslessPlugin'; its Plugin classes: ClasslessPlugn")
+
+
+def test_plugins_schema_prints_the_manifest_schema(home):
+    result = cli(["plugins", "schema"], home)
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["title"].startswith("PlexiChat Desktop plugin manifest")
+    assert set(schema["required"]) == {"id", "name", "version", "entry"}
+    assert {"requires_python", "requires_system", "pages", "permissions"} <= set(
+        schema["properties"])
+    assert schema["additionalProperties"] is False
+    assert schema == json.loads(json.dumps(Manifest.model_json_schema() | {
+        "$schema": schema["$schema"], "title": schema["title"]}))
