@@ -79,7 +79,14 @@ SCOPE_PATTERN = r"^(\*|[a-z][a-z0-9_]*:(\*|[a-z][a-z0-9_]*))$"
 
 
 class Permissions(_Strict):
-    """What the plugin declares it needs. Shown to the user; scopes limit the API client.
+    """What the plugin declares it needs: declarations shown to the user, not a sandbox.
+
+    Only ``api_scopes`` is enforced: ``ctx.api`` refuses calls outside them. ``network``,
+    ``filesystem`` and ``subprocess`` are not: plugins run in the app's process with the
+    user's rights, and nothing stops a plugin's code from opening sockets, writing files
+    or starting programs whatever it declares. Install only plugins you trust; the host's
+    guards (:mod:`plexichat_desktop.plugins.guards`) help a plugin keep *its users'*
+    input inside the folders and hosts they allowed.
 
     ``api_scopes`` are ``"<group>:<access>"`` strings such as ``"messages:read"`` or
     ``"files:write"``, ``"<group>:*"`` for every access to a group, or ``"*"`` for all.
