@@ -171,6 +171,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.plugins_dock)
         self.refresh_plugins()
         bridge.pluginStateChanged.connect(lambda *_: self.refresh_plugins())
+        bridge.pluginStateChanged.connect(self._plugin_state_changed)
         bridge.focusRequested.connect(self.bring_to_front)
 
         self.dashboard = TestDashboard(runtime, bridge, self)
@@ -375,6 +376,17 @@ class MainWindow(QMainWindow):
         pane = self.pane_factory(path, title, parent)
         pane.openInWindowRequested.connect(lambda _p, pn=pane: self.pane_to_window(pn))
         return pane
+
+    def _plugin_state_changed(self, plugin_id: str, state: str, _reason: str) -> None:
+        """A plugin that starts running replaces the panes that said it was not."""
+        if state != "active":
+            return
+        panes = [self.tabs.widget(i) for i in range(self.tabs.count())]
+        panes += [w.pane for w in self.windows]
+        for pane in panes:
+            if isinstance(pane, ProblemPane) and (rec := self.plugin_of(pane.home_path)) \
+                    and rec.id == plugin_id:
+                self._retry(pane)
 
     def _retry(self, problem: ProblemPane) -> None:
         rec = self.plugin_of(problem.home_path)

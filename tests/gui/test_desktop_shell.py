@@ -126,28 +126,30 @@ def test_a_failed_plugins_page_says_why_and_offers_details(
     shell = make_shell(qapp, runtime, home)
     try:
         window: MainWindow = shell.window
+        reason = runtime.plugins.by_id["syntax_page"].reason
+        assert reason and "syntax" in reason.lower()
         item = next(window.plugin_list.item(i) for i in range(window.plugin_list.count())
                     if window.plugin_list.item(i).text() == "Syntax Page")
-        assert "SyntaxError" in item.toolTip()
+        assert reason in item.toolTip()
         window.plugin_list.itemActivated.emit(item)
         pane = window.tabs.currentWidget()
         assert isinstance(pane, ProblemPane)
         assert "Syntax Page is not running" in pane.findChild(QLabel).text()
-        assert "SyntaxError" in pane.reason.text()
+        assert reason in pane.reason.text()
         qtbot.mouseClick(pane.details_button, Qt.MouseButton.LeftButton)
         box = next(b for b in window.findChildren(QMessageBox) if b.isVisible())
-        assert "SyntaxError" in box.text() + box.detailedText()
+        assert reason in box.text() + box.detailedText()
         box.close()
 
         # The page itself, when it is loaded anyway (a reload, a link): the server's
         # answer naming the reason stays; no "$1 is unable to handle this request".
         browser = shell.make_pane("/plugins/syntax_page/index.html", "Broken", None)
         try:
-            wait_loaded(qtbot, js, browser,
-                        "document.body && document.body.innerText.includes('SyntaxError')")
+            wait_loaded(qtbot, js, browser, "document.body && "
+                        "document.body.innerText.includes('Plugin not running')")
             qtbot.wait(500)
             text = js(browser.view, "document.body.innerText")
-            assert "Plugin not running" in text and "$1" not in text
+            assert "syntax" in text.lower() and "$1" not in text
             assert "Page not loaded" not in text
         finally:
             browser.shutdown()
@@ -268,3 +270,18 @@ def test_pages_call_the_v1_api_with_their_own_token(shell: Any, qtbot: Any, js: 
     result = js(pane.view, "window.__v1")
     assert result.get("status") == 200, result
     assert result["body"]["username"] == "pagetester"
+
+
+def test_a_disabled_plugins_page_opens_once_it_runs(shell: Any, arun: Any, qtbot: Any,
+                                                    js: Any) -> None:
+    window: MainWindow = shell.window
+    arun(shell.runtime.plugins.disable("good_plugin"))
+    pane = window.open_page("/plugins/good_plugin/index.html", "Good")
+    assert isinstance(pane, ProblemPane) and "disabled" in pane.reason.text()
+    index = window.tabs.indexOf(pane)
+    arun(shell.runtime.plugins.enable("good_plugin"))
+    qtbot.waitUntil(lambda: isinstance(window.tabs.widget(index), BrowserPane),
+                    timeout=10_000)
+    page = window.tabs.widget(index)
+    assert window.tabs.currentWidget() is page
+    wait_loaded(qtbot, js, page, "document.querySelector('h1') !== null")
