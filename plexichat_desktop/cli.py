@@ -350,7 +350,15 @@ def _offline_manager(paths: AppPaths, settings: Settings, args: argparse.Namespa
     manager = PluginManager(paths=paths, settings=settings, bus=EventBus(),
                             bundled_dir=bundled_plugins_dir(), extra_dirs=extra_plugin_dirs(),
                             safe_mode=getattr(args, "safe_mode", False))
-    manager.discover()
+    # Discovery logs every broken plugin; these commands print the states and reasons
+    # themselves, so the same text would show twice.
+    quiet = logging.getLogger("plexichat_desktop.plugins")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        manager.discover()
+    finally:
+        quiet.setLevel(level)
     return manager
 
 
@@ -373,9 +381,10 @@ def _list_plugins(manager: Any, as_json: bool) -> int:
         version = r["version"] or "-"
         line = f"{r['id']:<{width}}  {r['state']:<12} {version:<10} {r['source']:<9} {r['path']}"
         print(line)
+        indent = " " * (width + 2)
         if r["reason"] and r["state"] != "validated":
-            print(f"{'':<{width}}  -> {r['reason']}")
+            print(f"{indent}-> " + r["reason"].replace("\n", "\n" + indent + "   "))
         for warning in r["warnings"]:
-            print(f"{'':<{width}}  warning: {warning}")
+            print(f"{indent}warning: {warning}")
     return EXIT_OK
 

@@ -128,3 +128,13 @@ def test_plugins_schema_prints_the_manifest_schema(home):
     assert schema["additionalProperties"] is False
     assert schema == json.loads(json.dumps(Manifest.model_json_schema() | {
         "$schema": schema["$schema"], "title": schema["title"]}))
+
+
+def test_plugins_list_says_each_problem_once(home):
+    from tests.conftest import FIXTURE_PLUGINS
+
+    result = cli(["plugins", "list"], home, FIXTURE_PLUGINS)
+    assert result.returncode == 0
+    assert result.stderr == ""                     # no log lines repeating the list
+    assert result.stdout.count("duplicate plugin id 'dup'") == 1
+    assert "\n                            tests.timeout: " in result.stdout  # indented
