@@ -208,6 +208,8 @@ def test_actions_run_selected_cancel_and_rerun_failed(shell: Any, qtbot: Any,
         "slow_suite", "tests/test_slow.py::test_sleeps")) is not None
         and node.state == "running", timeout=30_000)
     running = next(iter(panel.runs))
+    # The progress row names the plugin as the tree does.
+    assert panel.progress[running].label.text().startswith("Slow suite · run")
     trigger(panel, "Cancel")
     wait_idle(panel, qtbot)
     assert store.get_run(running).status == "cancelled"
