@@ -1,12 +1,170 @@
-"""``plexichat-desktop plugins new``: a complete, working plugin to start from."""
+"""``plexichat-desktop plugins new``: a complete, working plugin to start from.
+
+What it writes uses the platform: a settings model the host validates (``ctx.config``),
+a route, a job with progress and cancel (``ctx.jobs``), a page that starts the job and
+shows it with the host's jobs component, and a test that passes as written. The files
+are templates below with ``__ID__``, ``__TITLE__`` and ``__CLASS__`` filled in.
+"""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 from plexichat_desktop.plugins.checks import check_plugin_folder, module_name_taken
 from plexichat_desktop.plugins.manifest import ID_PATTERN
+
+MANIFEST = '''id = "__ID__"
+name = "__TITLE__"
+version = "0.1.0"
+description = "What __TITLE__ does, in one sentence."
+author = ""
+license = "MIT"
+entry = "__ID__:__CLASS__"
+
+[[pages]]
+title = "__TITLE__"
+path = "index.html"
+
+# Python packages and programs it needs, checked before it starts, e.g.
+# [requires_python]
+# packages = ["radon>=6"]          # missing -> the plugin is "incompatible"
+# optional = ["semgrep>=1.100"]    # missing -> "degraded" (ctx.has("semgrep") is False)
+# [requires_system]
+# binaries = ["git"]
+
+[tests]
+timeout = 60
+
+[settings]
+# Defaults; users override them in [plugin.__ID__] of settings.toml.
+greeting = "Hello"
+steps = 20
+'''
+
+PACKAGE = '''"""__TITLE__: a PlexiChat Desktop plugin."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.jobs import JobHandle
+from plexichat_desktop.plugins.settings import PluginSettings
+
+
+class Settings(PluginSettings):
+    """The settings and their ranges; the host checks them before setup (ctx.config)."""
+
+    greeting: str = Field("Hello", min_length=1, max_length=100)
+    steps: int = Field(20, ge=1, le=10_000)
+
+
+class CountRequest(BaseModel):
+    text: str = Field(max_length=100_000)
+
+
+def make_greeting(greeting: str, who: str) -> dict[str, str]:
+    """The answer of the /hello route; kept apart so tests can call it directly."""
+    return {"message": f"{greeting}, {who}!"}
+
+
+async def count_words(job: JobHandle, text: str, steps: int) -> dict[str, int]:
+    """A job: long work that reports progress and can be cancelled from the page."""
+    words = text.split()
+    for step in range(1, steps + 1):
+        await asyncio.sleep(0)  # real work awaits here; a cancel arrives at an await
+        job.progress(step, steps, f"step {step} of {steps}")
+    return {"words": len(words)}
+
+
+class __CLASS__(Plugin):
+    settings_model = Settings
+
+    def setup(self, ctx: PluginContext) -> None:
+        config: Settings = ctx.config
+
+        async def hello(who: str = "world") -> dict[str, str]:
+            return make_greeting(config.greeting, who)
+
+        async def count(body: CountRequest) -> dict[str, Any]:
+            job = ctx.jobs.start("count words", count_words, body.text, config.steps)
+            return job.to_dict()
+
+        ctx.add_route("/hello", hello)
+        ctx.add_route("/count", count, methods=["POST"])
+        ctx.logger.info("__ID__ is set up")
+'''
+
+PAGE = '''<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>__TITLE__</title>
+  <link rel="stylesheet" href="/_app/plugins/jobs.css">
+  <link rel="stylesheet" href="style.css">
+</head>
+<body>
+  <h1>__TITLE__</h1>
+  <p id="message">Loading...</p>
+  <form id="count-form">
+    <label for="text">Text to count</label>
+    <textarea id="text" rows="3">one two three</textarea>
+    <button type="submit">Count words</button>
+  </form>
+  <h2>Jobs</h2>
+  <section data-plexichat-jobs data-empty="No jobs yet." aria-label="Jobs"></section>
+  <script src="/_app/live/client.js"></script>
+  <script src="/_app/plugins/jobs.js"></script>
+  <script src="app.js"></script>
+</body>
+</html>
+'''
+
+STYLE = '''body { font-family: system-ui, sans-serif; margin: 2rem; max-width: 40rem; }
+form { display: grid; gap: .5rem; margin: 1rem 0; }
+'''
+
+SCRIPT = '''// Relative URLs stay inside /plugins/<id>/; scripts come from this origin only (CSP).
+fetch("api/hello?who=PlexiChat")
+  .then((r) => r.json())
+  .then((data) => { document.getElementById("message").textContent = data.message; })
+  .catch((err) => { document.getElementById("message").textContent = String(err); });
+
+// Start a job; the jobs component above shows its progress bar and a Cancel button.
+document.getElementById("count-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  fetch("api/count", {
+    method: "POST", credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ text: document.getElementById("text").value }),
+  }).catch((err) => { document.getElementById("message").textContent = String(err); });
+});
+'''
+
+TEST = '''import asyncio
+import logging
+
+from __ID__ import Settings, count_words, make_greeting
+from plexichat_desktop.plugins.jobs import JobManager
+
+
+def test_greeting_settings_and_the_count_job() -> None:
+    assert make_greeting("Hello", "world") == {"message": "Hello, world!"}
+    assert Settings.from_settings({"steps": 5}).steps == 5
+
+    async def run_job():
+        jobs = JobManager("__ID__", logging.getLogger("test"))
+        job = jobs.start("count words", count_words, "one two three", 4)
+        return await jobs.wait(job.id)
+
+    job = asyncio.run(run_job())
+    assert (job.state, job.result, job.fraction) == ("succeeded", {"words": 3}, 1.0)
+'''
 
 
 def _title(plugin_id: str) -> str:
@@ -18,7 +176,10 @@ def _class_name(plugin_id: str) -> str:
 
 
 def scaffold_plugin(plugin_id: str, parent: Path, name: str | None = None) -> Path:
-    """Create ``parent/<plugin_id>/`` with a manifest, package, page and a passing test."""
+    """Create ``parent/<plugin_id>/``: a manifest, a package with a validated settings
+    model, a route and a job, a page that starts the job and shows it with the host's jobs
+    component, and a passing test. ``ValueError`` for an id that is not valid or whose
+    package name another module has; ``FileExistsError`` when the folder exists."""
     if not re.match(ID_PATTERN, plugin_id):
         raise ValueError(f"{plugin_id!r} is not a valid plugin id: use 2-64 lowercase letters, "
                          "digits and underscores, starting with a letter")
@@ -29,81 +190,22 @@ def scaffold_plugin(plugin_id: str, parent: Path, name: str | None = None) -> Pa
     if taken is not None:
         raise ValueError(f"{plugin_id!r} cannot be a plugin id here: its package name "
                          f"'{plugin_id}' is already taken by {taken}; choose another id")
-    title = name or _title(plugin_id)
-    cls = _class_name(plugin_id)
+    title = (name or _title(plugin_id)).replace('"', "'")
     files = {
-        "plugin.toml": f'''id = "{plugin_id}"
-name = "{title}"
-version = "0.1.0"
-description = "What {title} does, in one sentence."
-author = ""
-license = "MIT"
-entry = "{plugin_id}:{cls}"
-
-[[pages]]
-title = "{title}"
-path = "index.html"
-
-[tests]
-timeout = 60
-
-[settings]
-greeting = "Hello"
-''',
-        f"{plugin_id}/__init__.py": f'''"""{title}: a PlexiChat Desktop plugin."""
-
-from __future__ import annotations
-
-from plexichat_desktop.plugins.api import Plugin, PluginContext
-
-
-def make_greeting(greeting: str, who: str) -> dict[str, str]:
-    """The answer of the /hello route; kept apart so tests can call it directly."""
-    return {{"message": f"{{greeting}}, {{who}}!"}}
-
-
-class {cls}(Plugin):
-    def setup(self, ctx: PluginContext) -> None:
-        greeting = ctx.settings["greeting"]
-
-        async def hello(who: str = "world") -> dict[str, str]:
-            return make_greeting(greeting, who)
-
-        ctx.add_route("/hello", hello)
-        ctx.logger.info("{plugin_id} is set up")
-''',
-        "web/index.html": f'''<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>{title}</title>
-  <link rel="stylesheet" href="style.css">
-</head>
-<body>
-  <h1>{title}</h1>
-  <p id="message">Loading...</p>
-  <script src="app.js"></script>
-</body>
-</html>
-''',
-        "web/style.css": "body { font-family: system-ui, sans-serif; margin: 2rem; }\n",
-        "web/app.js": '''// Fetch the plugin's own route; relative URLs stay inside /plugins/<id>/.
-fetch("api/hello?who=PlexiChat")
-  .then((r) => r.json())
-  .then((data) => { document.getElementById("message").textContent = data.message; })
-  .catch((err) => { document.getElementById("message").textContent = String(err); });
-''',
-        f"tests/test_{plugin_id}.py": f'''from {plugin_id} import make_greeting
-
-
-def test_greeting_names_who() -> None:
-    assert make_greeting("Hello", "world") == {{"message": "Hello, world!"}}
-''',
+        "plugin.toml": MANIFEST,
+        f"{plugin_id}/__init__.py": PACKAGE,
+        "web/index.html": PAGE,
+        "web/style.css": STYLE,
+        "web/app.js": SCRIPT,
+        f"tests/test_{plugin_id}.py": TEST,
     }
-    for rel, content in files.items():
+    for rel, template in files.items():
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
+        shown = html.escape(title) if rel.endswith(".html") else title
+        text = (template.replace("__CLASS__", _class_name(plugin_id))
+                .replace("__ID__", plugin_id).replace("__TITLE__", shown))
+        target.write_text(text, encoding="utf-8")
     # The same validator as `plugins validate`, the list and the app: what it makes works.
     result = check_plugin_folder(root)
     if not result.ok:
