@@ -5,7 +5,8 @@ A generated set of 15 plugins x 40 small tests runs
   (b) by plain pytest in one process,
   (c) by pytest -n <cores> (pytest-xdist), when installed,
 in the same run; then the latency from "run this one test" to its finished event,
-with the runner's warm child and with a cold start (interleaved, same run).
+with the runner's fork server (the default), its warm child and a cold start (interleaved,
+same run).
 
     .venv/bin/python benchmarks/test_manager.py [--plugins 15] [--tests 40] [--latency-runs 20]
 """
@@ -34,6 +35,9 @@ from plexichat_desktop.testing.events import TestFinished  # noqa: E402
 from plexichat_desktop.testing.manager import TestManager  # noqa: E402
 from plexichat_desktop.testing.store import ResultStore  # noqa: E402
 
+MODES = {"fork": "fork server (default)", "warm": "warm child",
+         "cold": "cold child (baseline)"}
+
 
 def generate(root: Path, plugins: int, tests: int) -> list[Path]:
     folders = []
@@ -43,6 +47,11 @@ def generate(root: Path, plugins: int, tests: int) -> list[Path]:
         (folder / "plugin.toml").write_text(
             f'id = "bench_{p:02d}"\nname = "Bench {p}"\nversion = "1.0.0"\n'
             f'entry = "bench_{p:02d}_pkg:Plugin"\n')
+        package = folder / f"bench_{p:02d}_pkg"
+        package.mkdir()
+        (package / "__init__.py").write_text(
+            "from plexichat_desktop.plugins.api import Plugin as Base\n\n\n"
+            "class Plugin(Base):\n    pass\n")
         body = ["import pytest", ""]
         for t in range(tests // 2):
             body += [f"def test_plain_{t}():", f"    assert sum(range({t})) >= 0", ""]
@@ -81,17 +90,19 @@ async def through_manager(home: AppPaths, plugin_root: Path, latency_runs: int
         total = sum(r.counts.get("passed", 0) for r in done)
         first = manager.testable()[0].id
         await manager.discover(first)  # warm the discovery cache, as the UI would have it
-        latencies: dict[str, list[float]] = {"warm": [], "cold": []}
+        latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
         sub = bus.subscribe(TestFinished)
+        runner = manager.runner
         # Interleaved, each run on its own: a person clicks "run", reads the result, clicks
         # again; the pause lets the runner's next warm child finish its imports.
         for _ in range(latency_runs):
-            for mode in ("warm", "cold"):
-                manager.runner.warm = mode == "warm"
+            for mode in MODES:
+                runner.fork = mode == "fork"
+                runner.warm = mode != "cold"
                 if mode == "warm":
-                    manager.runner._replenish()
+                    runner._replenish()
                 else:
-                    await manager.runner._drop_warm()
+                    await runner._drop_warm()
                 await asyncio.sleep(0.3)
                 t0 = time.perf_counter()
                 run = await manager.submit(first, ["test_plain_1"])
@@ -135,13 +146,14 @@ def main() -> int:
               f"{wall_a / wall_c:.2f}")
     else:
         print("(c) pytest-xdist is not installed: run ./bootstrap.sh bench to install it")
-    for mode, label in (("warm", "warm child (default)"), ("cold", "cold child (baseline)")):
+    for mode, label in MODES.items():
         values = latencies[mode]
         print(f"run one test -> finished event, {label}: median "
               f"{statistics.median(values) * 1000:.0f} ms (min {min(values) * 1000:.0f}, "
               f"max {max(values) * 1000:.0f}, {len(values)} runs)")
-    print(f"warm/cold median ratio: "
-          f"{statistics.median(latencies['warm']) / statistics.median(latencies['cold']):.2f}")
+    cold = statistics.median(latencies["cold"])
+    print(f"fork/cold median ratio: {statistics.median(latencies['fork']) / cold:.2f}; "
+          f"warm/cold: {statistics.median(latencies['warm']) / cold:.2f}")
     return 0
 
 

@@ -4,11 +4,13 @@ import multiprocessing
 import sys
 
 from plexichat_desktop.testing.child import (
+    FORK_SERVER_FLAG,
     PYTEST_CHILD_FLAG,
     WARM_CHILD_FLAG,
     interpreter_args,
     is_frozen,
     run_as_interpreter,
+    run_fork_server,
     run_pytest_child,
     run_warm_child,
 )
@@ -22,6 +24,8 @@ if len(sys.argv) > 1 and sys.argv[1] == PYTEST_CHILD_FLAG:
     raise SystemExit(run_pytest_child(sys.argv[2:]))
 if len(sys.argv) > 1 and sys.argv[1] == WARM_CHILD_FLAG:
     raise SystemExit(run_warm_child())
+if len(sys.argv) > 1 and sys.argv[1] == FORK_SERVER_FLAG:
+    raise SystemExit(run_fork_server())
 if is_frozen() and interpreter_args(sys.argv[1:]) is not None:
     raise SystemExit(run_as_interpreter(sys.argv[1:]))
 

@@ -423,6 +423,7 @@ async def test_the_next_run_starts_in_the_warm_child(manager_factory, tmp_path):
         """))
     manager, _ = await manager_factory(tmp_path / "plugins")
     runner = manager.runner
+    runner.fork = False  # the fallback where fork is missing: one warm child at a time
 
     async def run_once() -> dict[str, str]:
         run = await manager.submit("warm_suite")
@@ -452,7 +453,54 @@ async def test_the_next_run_starts_in_the_warm_child(manager_factory, tmp_path):
     assert runner._warm is None  # no child left behind
 
 
-async def test_warm_runs_of_a_plugin_that_turns_warnings_into_errors(manager_factory, tmp_path):
+async def test_runs_are_forked_from_the_fork_server(manager_factory, tmp_path):
+    plugin = tmp_path / "plugins" / "forked"
+    (plugin / "tests").mkdir(parents=True)
+    (plugin / "plugin.toml").write_text(
+        'id = "forked_suite"\nname = "Forked"\nversion = "1.0.0"\nentry = "forked_pkg:P"\n')
+    pids = tmp_path / "pids.txt"
+    (plugin / "tests" / "test_pid.py").write_text(textwrap.dedent(f"""
+        import os
+        import sys
+
+        def test_a_sees_a_pristine_process():
+            # The second run's fork must not see what the first run's test left behind.
+            assert "leaked_by_a_test" not in sys.modules
+
+        def test_b_records_its_process_and_leaks():
+            with open({str(pids)!r}, "a") as out:
+                out.write(f"{{os.getpid()}} {{os.getppid()}} {{os.getpgid(0)}} {{os.getcwd()}}\\n")
+            sys.modules["leaked_by_a_test"] = sys
+        """))
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    runner = manager.runner
+    assert runner.fork
+
+    async def run_once() -> tuple[int, int, int, Path]:
+        run = await manager.wait((await manager.submit("forked_suite")).id)
+        assert run.status is RunStatus.PASSED, run.error
+        pid, ppid, pgid, cwd = pids.read_text().splitlines()[-1].split()
+        return int(pid), int(ppid), int(pgid), Path(cwd)
+
+    first, second = await run_once(), await run_once()
+    server = runner._fork_server
+    assert server is not None and server.alive
+    for pid, ppid, pgid, cwd in (first, second):
+        # A fork of the server, in a process group of its own, in the plugin folder.
+        assert ppid == server.proc.pid and pgid == pid and cwd == plugin
+    assert first[0] != second[0]
+    # A fork server that died: the next run starts another one, same results.
+    server.proc.kill()
+    await server.proc.wait()
+    third = await run_once()
+    assert runner._fork_server is not None and third[1] == runner._fork_server.proc.pid
+    await manager.stop()
+    assert not psutil.pid_exists(third[1])  # nothing left behind
+
+
+@pytest.mark.parametrize("fork", [True, False], ids=["fork-server", "warm-child"])
+async def test_warm_runs_of_a_plugin_that_turns_warnings_into_errors(manager_factory, tmp_path,
+                                                                     fork):
     plugin = tmp_path / "plugins" / "strict"
     (plugin / "tests").mkdir(parents=True)
     (plugin / "plugin.toml").write_text(
@@ -460,8 +508,9 @@ async def test_warm_runs_of_a_plugin_that_turns_warnings_into_errors(manager_fac
     (plugin / "pytest.ini").write_text("[pytest]\nfilterwarnings =\n    error\n")
     (plugin / "tests" / "test_ok.py").write_text("def test_ok():\n    assert True\n")
     manager, _ = await manager_factory(tmp_path / "plugins")
+    manager.runner.fork = fork
     for attempt in range(3):  # the first cold, the others in the warm child
-        if attempt:
+        if attempt and not fork:
             async with asyncio.timeout(30):
                 while manager.runner._warm is None:
                     await asyncio.sleep(0.02)

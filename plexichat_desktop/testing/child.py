@@ -7,8 +7,12 @@ is :data:`PYTEST_CHILD_FLAG`, so plugin tests run the same way from the desktop 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import sys
+from typing import Any
 
 PYTEST_CHILD_FLAG = "--pytest-child"
 
@@ -83,6 +87,23 @@ def run_as_interpreter(argv: list[str]) -> int:
 WARM_CHILD_FLAG = "--pytest-warm"
 
 
+def _import_pytest() -> None:
+    """The slow imports, done ahead of any order: pytest and every built-in plugin module
+    it would import while configuring a session (~50 ms of each session otherwise). Not
+    our reporter plugin: pytest loads it with -p and would warn that an already imported
+    module cannot be rewritten (an error for suites that turn warnings into errors)."""
+    import importlib
+
+    import _pytest.assertion.rewrite
+    import _pytest.python  # noqa: F401
+    import pytest  # noqa: F401
+    from _pytest.config import default_plugins, essential_plugins
+
+    for name in (*essential_plugins, *default_plugins):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"_pytest.{name}")
+
+
 def warm_command(python: str) -> list[str]:
     """A child that imports pytest now and runs one session when told what to run."""
     if is_frozen():
@@ -100,13 +121,9 @@ def run_warm_child() -> int:
     import faulthandler
     import json
 
-    # The slow imports, done ahead of the order. Not our reporter plugin: pytest loads it
-    # with -p and would warn that an already imported module cannot be rewritten (an
-    # error for plugins that turn warnings into errors).
-    import _pytest.assertion.rewrite
-    import _pytest.python  # noqa: F401
     import pytest
 
+    _import_pytest()
     line = sys.stdin.readline()
     if not line.strip():
         return 0
@@ -127,5 +144,119 @@ def run_warm_child() -> int:
     return int(pytest.main(order["args"]))
 
 
+FORK_SERVER_FLAG = "--pytest-fork-server"
+FORK_SERVER_FD_ENV = "PLEXICHAT_FORK_SERVER_FD"
+
+
+def fork_server_command(python: str) -> list[str]:
+    """A process that imports pytest once and forks one pytest session per order."""
+    if is_frozen():
+        return [sys.executable, FORK_SERVER_FLAG]
+    return [python, "-m", "plexichat_desktop.testing.child", FORK_SERVER_FLAG]
+
+
+def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket) -> int:
+    """In a freshly forked child: become the pytest session the order asks for."""
+    import faulthandler
+
+    import pytest
+
+    control.close()
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()  # its own process group: a timeout kills it and whatever it forked
+    log = os.open(order["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    faulthandler.enable()
+    os.chdir(order["cwd"])
+    os.environ.update(order["env"])
+    os.environ[order["fd_env"]] = str(event_fd)
+    os.environ["PYTHONPATH"] = order["pythonpath"]
+    sys.path.insert(0, order["pythonpath"])
+    return int(pytest.main(order["args"]))
+
+
+def run_fork_server() -> int:
+    """Import pytest once, then fork one pytest session per order until the app goes.
+
+    Orders arrive on the SOCK_SEQPACKET socket named by :data:`FORK_SERVER_FD_ENV`: a JSON
+    object (``id``, ``cwd``, ``pythonpath``, ``env``, ``fd_env``, ``log``, ``args``) with
+    the session's event pipe attached (SCM_RIGHTS). The server answers
+    ``{"event": "started", "id", "pid"}`` and, when that child ends,
+    ``{"event": "exited", "pid", "code"}`` (``code`` as ``subprocess`` gives it: negative
+    for a signal). Each session is a fork of this pristine process: nothing one suite
+    imports or changes is seen by the next, at the cost of a fork (about a millisecond)
+    instead of an interpreter start and pytest's imports (about 150 ms).
+    """
+    import json
+    import selectors
+
+    _import_pytest()
+    control = socket.socket(fileno=int(os.environ.pop(FORK_SERVER_FD_ENV)))
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]
+    # A child's end wakes the loop through this pipe, so it is reaped (and reported) at once.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    os.set_blocking(wake_r, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+
+    def reap() -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            control.send(json.dumps({"event": "exited", "pid": pid, "code": code}).encode())
+
+    while True:
+        for key, _ in selector.select():
+            if key.fileobj is wake_r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(wake_r, 512):
+                        pass
+                reap()
+                continue
+            try:
+                data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
+            except OSError:
+                data, fds = b"", []
+            if not data:  # the app went away: its runs' children have their own groups
+                return 0
+            order = json.loads(data)
+            pid = os.fork()
+            if pid == 0:
+                code = 70
+                try:
+                    code = _be_the_session(order, fds[0], control)
+                except BaseException:
+                    import traceback
+
+                    traceback.print_exc()
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(code)
+            for fd in fds:
+                os.close(fd)
+            control.send(json.dumps({"event": "started", "id": order["id"],
+                                     "pid": pid}).encode())
+        reap()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == [FORK_SERVER_FLAG]:
+        raise SystemExit(run_fork_server())
     raise SystemExit(run_warm_child())

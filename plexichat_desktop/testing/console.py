@@ -78,6 +78,7 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
     progress = Progress(sys.stderr)
     started = time.monotonic()
     await manager.start()
+    manager.runner.prepare()  # pytest's imports while the plugins' tests are looked up
     # Subscribed before anything is queued: a fast run could otherwise end unseen.
     sub = bus.subscribe((TestsCollected, TestFinished, RunFinished), name="cli progress")
     try:

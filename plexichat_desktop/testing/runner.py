@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import configparser
 import contextlib
+import itertools
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import time
 import tomllib
@@ -25,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from plexichat_desktop.testing.analytics import failure_signature
-from plexichat_desktop.testing.child import child_command, warm_command
+from plexichat_desktop.testing.child import (
+    FORK_SERVER_FD_ENV,
+    child_command,
+    fork_server_command,
+    warm_command,
+)
 from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
 from plexichat_desktop.testing.results import final_attempt, group_attempts
@@ -229,6 +236,139 @@ class _ChildReport:
 
 
 MAX_WARM_DEATHS = 3
+FORK_SERVER_ENV = "PLEXICHAT_FORK_SERVER"   # "0" turns the fork server off
+
+
+class _ForkedProcess:
+    """A pytest session forked by the fork server: what the runner needs of a process
+    (pid, returncode, wait, kill), though it is the fork server's child, not ours."""
+
+    def __init__(self, pid: int, exited: asyncio.Future[int]):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited = exited
+        exited.add_done_callback(self._set)
+
+    def _set(self, future: asyncio.Future[int]) -> None:
+        self.returncode = -signal.SIGKILL if future.cancelled() else future.result()
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._exited)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        _kill_group(self.pid)
+
+
+class _ForkServer:
+    """One process that has paid for Python's start and pytest's imports once and forks
+    a pytest session per run (see ``child.run_fork_server``): a suite starts in about a
+    millisecond instead of ~150 ms, and still runs in a process (and process group) of
+    its own, with the same outcomes, timeouts and crash attribution."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, control: socket.socket):
+        self.proc = proc
+        self.control = control
+        self._ids = itertools.count(1)
+        self._starting: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._early_exits: dict[int, int] = {}
+        self._reader = asyncio.get_running_loop().create_task(self._read(),
+                                                              name="pytest fork server")
+
+    @classmethod
+    async def start(cls, python: str, cwd: Path, env: dict[str, str]) -> _ForkServer:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *fork_server_command(python), cwd=cwd,
+                env={**env, FORK_SERVER_FD_ENV: str(theirs.fileno())},
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                start_new_session=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        return cls(proc, ours)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None and not self._reader.done()
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await loop.sock_recv(self.control, 65536)
+                if not data:
+                    break
+                message = json.loads(data)
+                if message["event"] == "started":
+                    future = self._starting.pop(message["id"], None)
+                    if future is not None and not future.done():
+                        future.set_result(int(message["pid"]))
+                elif message["event"] == "exited":
+                    pid, code = int(message["pid"]), int(message["code"])
+                    exit_future = self._exits.pop(pid, None)
+                    if exit_future is None:
+                        self._early_exits[pid] = code  # ended before "started" was read
+                    elif not exit_future.done():
+                        exit_future.set_result(code)
+        except (OSError, ValueError, KeyError):
+            log.warning("the pytest fork server's channel broke", exc_info=True)
+        finally:
+            # The server is gone: children it had started cannot be reaped by us; end
+            # their groups and report them killed, so no run waits forever.
+            for pid, future in list(self._exits.items()):
+                _kill_group(pid)
+                if not future.done():
+                    future.set_result(-signal.SIGKILL)
+            for future in self._starting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("the pytest fork server ended"))
+            self._exits.clear()
+            self._starting.clear()
+
+    async def spawn(self, order: dict[str, Any], event_fd: int) -> _ForkedProcess:
+        """Fork a session for ``order``; ``event_fd`` (the write end of its event pipe)
+        travels with the order and is the session's own from then on."""
+        loop = asyncio.get_running_loop()
+        order_id = next(self._ids)
+        started: asyncio.Future[int] = loop.create_future()
+        self._starting[order_id] = started
+        payload = json.dumps({**order, "id": order_id}).encode()
+        # SOCK_SEQPACKET keeps the order in one message with its descriptor; a local
+        # socket's buffer takes it at once, so the blocking send never waits.
+        self.control.setblocking(True)
+        try:
+            socket.send_fds(self.control, [payload], [event_fd])
+        finally:
+            self.control.setblocking(False)
+        pid = await asyncio.wait_for(started, 30)
+        exited: asyncio.Future[int] = loop.create_future()
+        if pid in self._early_exits:
+            exited.set_result(self._early_exits.pop(pid))
+        else:
+            self._exits[pid] = exited
+        return _ForkedProcess(pid, exited)
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.control.shutdown(socket.SHUT_RDWR)
+        self.control.close()
+        _kill_group(self.proc.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), 2)
+        except TimeoutError:
+            _kill_group(self.proc.pid)
+            await self.proc.wait()
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
 
 
 def _ignore(_line: bytes) -> None:
@@ -254,6 +394,56 @@ class PytestRunner:
         self._warming: asyncio.Task[None] | None = None
         self._warm_deaths = 0
         self._closed = False
+        # Better still: one process with pytest imported forks each session (POSIX). The
+        # warm child stays as the fallback where fork is missing or the server keeps dying.
+        self.fork = (warm and hasattr(os, "fork") and hasattr(socket, "send_fds")
+                     and os.environ.get(FORK_SERVER_ENV, "1") != "0")
+        self._fork_server: _ForkServer | None = None
+        self._fork_starting: asyncio.Task[_ForkServer] | None = None
+        self._fork_deaths = 0
+
+    def prepare(self) -> None:
+        """Start the fork server now (in the background), so the first run does not pay
+        for Python's start and pytest's imports."""
+        if self.fork and not self._closed:
+            self._fork_server_task()
+
+    def _fork_server_task(self) -> asyncio.Task[_ForkServer]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        server = self._fork_server
+        if server is not None and not server.alive:
+            self._fork_server = None
+            self._fork_starting = None
+        if self._fork_starting is None:
+            self._fork_starting = asyncio.get_running_loop().create_task(
+                _ForkServer.start(self.python, self.work_dir, self._base_env()),
+                name="start pytest fork server")
+        return self._fork_starting
+
+    async def _start_forked(self, plugin_root: Path, log_path: Path, args: list[str],
+                            env: dict[str, str], write_fd: int) -> _ForkedProcess | None:
+        """A session forked by the fork server; None when there is none to be had."""
+        if not self.fork or self._closed:
+            return None
+        try:
+            server = self._fork_server = await self._fork_server_task()
+            order = {"cwd": str(plugin_root), "pythonpath": str(plugin_root),
+                     "log": str(log_path), "env": env, "fd_env": FD_ENV, "args": args}
+            return await server.spawn(order, write_fd)
+        except (OSError, ConnectionError, TimeoutError) as exc:
+            self._fork_deaths += 1
+            if self._fork_deaths >= MAX_WARM_DEATHS:
+                log.warning("the pytest fork server failed %d times (%s); runs start in "
+                            "their own interpreter from now on", self._fork_deaths, exc)
+                self.fork = False
+            else:
+                log.warning("the pytest fork server failed (%s); starting another", exc)
+            server = self._fork_server
+            self._fork_server = None
+            self._fork_starting = None
+            if server is not None:
+                await server.close()
+            return None
 
     def _pytest_args(self, plugin_root: Path, run_dir: Path, targets: list[str],
                      tests_path: str) -> list[str]:
@@ -305,7 +495,7 @@ class PytestRunner:
             await self._drop_warm()
 
     def _replenish(self) -> None:
-        if (self.warm and not self._closed and self._warm is None
+        if (self.warm and not self.fork and not self._closed and self._warm is None
                 and (self._warming is None or self._warming.done())):
             self._warming = asyncio.get_running_loop().create_task(self._spawn_warm(),
                                                                     name="warm pytest child")
@@ -348,8 +538,16 @@ class PytestRunner:
         return warm.proc, warm.read_fd
 
     async def close(self) -> None:
-        """End the warm child; call when the runner is done for good."""
+        """End the warm child and the fork server; call when the runner is done for good."""
         self._closed = True
+        if self._fork_starting is not None:
+            try:
+                server: _ForkServer | None = await self._fork_starting
+            except (OSError, asyncio.CancelledError):
+                server = None
+            if server is not None:
+                await server.close()
+            self._fork_starting = self._fork_server = None
         if self._warming is not None:
             with contextlib.suppress(asyncio.CancelledError, OSError):
                 await self._warming
@@ -364,7 +562,20 @@ class PytestRunner:
         args = self._pytest_args(plugin_root, run_dir, targets, tests_path)
         per_run = {MODE_ENV: mode, STACKS_ENV: str(run_dir / "stacks.txt")}
         loop = asyncio.get_running_loop()
-        started = await self._start_warm(plugin_root, log_path, args, per_run)
+        proc: asyncio.subprocess.Process | _ForkedProcess | None = None
+        read_fd, write_fd = os.pipe()
+        try:
+            proc = await self._start_forked(plugin_root, log_path, args, per_run, write_fd)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the forked session has its own copy
+        if proc is None:
+            os.close(read_fd)
+            started = await self._start_warm(plugin_root, log_path, args, per_run)
+        else:
+            started = (proc, read_fd)
         if started is not None:
             proc, read_fd = started
         else:
