@@ -7,6 +7,7 @@ reason and the traceback) and start-up goes on with the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import importlib
 import importlib.util
@@ -243,7 +244,8 @@ class PluginManager:
                 rec.state, rec.reason = PluginState.FAILED, "; ".join(errors)
                 log.error("plugin %s: %s", rec.id, rec.reason)
 
-    def _validate(self, cand: Candidate, disabled: set[str]) -> PluginRecord:
+    def _validate(self, cand: Candidate, disabled: set[str],
+                  honour_safe_mode: bool = True) -> PluginRecord:
         rec = PluginRecord(id=cand.root.name, root=cand.root, source=cand.source)
         try:
             manifest, warnings = load_manifest(cand.manifest_path)
@@ -265,7 +267,7 @@ class PluginManager:
         elif required:
             rec.state, rec.reason = PluginState.INCOMPATIBLE, "; ".join(required)
             log.error("plugin %s cannot start: %s", manifest.id, rec.reason)
-        elif self.safe_mode and not (
+        elif honour_safe_mode and self.safe_mode and not (
             cand.source is Source.BUNDLED and manifest.id in self.settings.plugins.essential
         ):
             rec.state, rec.reason = PluginState.DISABLED, "safe mode"
@@ -487,34 +489,73 @@ class PluginManager:
         return rec
 
     async def enable(self, pid: str) -> PluginRecord:
-        """Enable a disabled plugin and start it (and plugins that were waiting for it).
+        """Enable a plugin and start it (and the plugins that were waiting for it).
 
-        Its ``[requires_python]``/``[requires_system]`` are checked again first, so a
-        package installed meanwhile counts (an incompatible plugin whose only problem was
-        a missing requirement can be enabled once it is installed)."""
+        This is a real reload: a plugin that is not running is read again from disk
+        first (manifest, requirements, folder checks) and its modules are imported afresh,
+        so code edited while it was disabled (or after it failed) is what starts. An
+        incompatible plugin whose requirement was installed meanwhile starts too."""
         rec = self.get(pid)
         async with self._lock:
             self.remember_enabled(pid, True)
-            if rec.state in (PluginState.DISABLED, PluginState.INCOMPATIBLE) and rec.manifest:
-                self._recheck(rec)
+            if not rec.running:
+                self._refresh(rec)
             for other in self.by_id.values():
                 if other.state is PluginState.FAILED and other.dependency_failure:
                     other.state = other.ready_state()
             await self._start_pending()
         return rec
 
-    def _recheck(self, rec: PluginRecord) -> None:
-        assert rec.manifest is not None
-        manifest = rec.manifest
-        if manifest.min_host_version and Version(manifest.min_host_version) > Version(
-                self.host_version):
-            return
-        rec.missing = manifest.missing_requirements()
-        required = [m.reason for m in rec.missing if not m.optional]
-        if required:
-            self._set_state(rec, PluginState.INCOMPATIBLE, "; ".join(required))
-        else:
-            self._set_state(rec, rec.ready_state(), "; ".join(rec.degraded) or None)
+    async def reload(self, pid: str) -> PluginRecord:
+        """Stop ``pid`` (and the running plugins that need it), read it again from disk,
+        import its code afresh and start it and them again. A disabled plugin stays
+        disabled (use :meth:`enable`). Returns its record with the new state."""
+        rec = self.get(pid)
+        async with self._lock:
+            dependents = self._dependents(pid)
+            for dep in reversed(dependents):
+                await self._deactivate(self.by_id[dep], None, "reloading a dependency")
+            if rec.running:
+                await self._deactivate(rec, None, "reloading")
+            if rec.state is not PluginState.DISABLED:
+                self._refresh(rec)
+            await self._start_pending()
+        return rec
+
+    def _refresh(self, rec: PluginRecord) -> None:
+        """Re-read a stopped plugin from disk into ``rec`` and forget its imported modules."""
+        fresh = self._validate(Candidate(rec.root, rec.source), disabled=set(),
+                               honour_safe_mode=False)
+        if fresh.state in STARTABLE and fresh.manifest is not None:
+            errors, _ = check_code(rec.root, fresh.manifest,
+                                   installed=rec.source is Source.INSTALLED)
+            if errors:
+                fresh.state, fresh.reason = PluginState.FAILED, "; ".join(errors)
+        if fresh.manifest is not None and fresh.id != rec.id:
+            fresh.state = PluginState.FAILED
+            fresh.reason = (f"{rec.root / 'plugin.toml'} now declares id '{fresh.id}' instead "
+                            f"of '{rec.id}'; restart the app to load it under its new id")
+            fresh.manifest = rec.manifest
+        for name in ("manifest", "warnings", "missing"):
+            setattr(rec, name, getattr(fresh, name))
+        rec.dependency_failure = False
+        self._forget_modules(rec)
+        self._set_state(rec, fresh.state, fresh.reason)
+
+    def _forget_modules(self, rec: PluginRecord) -> None:
+        """Drop the plugin's own modules from ``sys.modules`` so the next import reads the
+        files again. Only modules whose file is inside the plugin folder are dropped."""
+        root = rec.root.resolve()
+        for name, module in list(sys.modules.items()):
+            where = getattr(module, "__file__", None)
+            if where and Path(where).resolve().is_relative_to(root):
+                del sys.modules[name]
+                if where.endswith(".py"):
+                    # The bytecode cache trusts mtime and size: a file edited within the
+                    # same second to the same length would load the old code.
+                    with contextlib.suppress(OSError, NotImplementedError, ValueError):
+                        Path(importlib.util.cache_from_source(where)).unlink(missing_ok=True)
+        importlib.invalidate_caches()
 
     def get(self, pid: str) -> PluginRecord:
         try:

@@ -61,6 +61,9 @@ def _dependency_problem(node: Node, nodes: Mapping[str, Node], live: set[str],
         dep = nodes.get(dep_id)
         if dep is None:
             return f"requires plugin '{dep_id}', which is not installed"
+        # Why it cannot run comes first: the version of a broken plugin may be unknown.
+        if dep_id not in live and not dep.startable:
+            return f"requires '{dep_id}', which is {dep.state}"
         if spec and Version(dep.version) not in SpecifierSet(spec, prereleases=True):
             return f"requires '{dep_id}' {spec}, but version {dep.version} is installed"
         if dep_id not in live:
