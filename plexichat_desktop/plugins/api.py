@@ -10,9 +10,24 @@ A plugin is a folder with ``plugin.toml``, a Python package, ``web/`` and ``test
 
 The host imports the entry class, creates it without arguments and calls
 ``setup(ctx)`` with a :class:`PluginContext`. Routes added through the context are served
-under ``/plugins/<id>/api/``; files in ``web/`` under ``/plugins/<id>/``. When the plugin
-is disabled or the app quits, ``teardown()`` is called, then everything the context
-started (tasks, callbacks registered with ``on_teardown``) is cleaned up.
+under ``/plugins/<id>/api/``; files in ``web/`` under ``/plugins/<id>/``.
+
+What is injected when, in order:
+
+1. before the import: the manifest was validated and ``[requires_python]`` /
+   ``[requires_system]`` checked (:mod:`~plexichat_desktop.plugins.requirements`);
+2. the plugin's folder is appended to ``sys.path``, the entry module imported and the
+   class created without arguments;
+3. the context is built (settings merged and type-checked, ``missing``, ``jobs``, the
+   host routes under ``/plugins/<id>/api/_host/``); if the class names a
+   ``settings_model`` the settings are validated with it into ``ctx.config``;
+4. ``instance.ctx = ctx``, then ``setup(ctx)`` (within ``[plugins] setup_timeout``).
+
+When the plugin is disabled, reloaded or the app quits, in this order: ``teardown()``;
+``ctx.stopping`` is set (event streams end) and the services it provides are withdrawn;
+the ``on_teardown`` callbacks run, last registered first; its schedules stop (a run in
+progress is cancelled); unfinished jobs are cancelled; the tasks of ``create_task`` are
+cancelled; all of them are awaited. Plugins that require it are stopped before it.
 
 Anything a plugin raises (import, setup, a route handler, teardown) is caught by the
 host: the plugin is marked failed with the traceback and the app keeps running.
@@ -139,12 +154,23 @@ class Plugin:
     settings_model: ClassVar[type[BaseModel] | None] = None
 
     def setup(self, ctx: PluginContext) -> Awaitable[None] | None:
-        """Called once when the plugin starts. Register routes and pages here."""
+        """Called once when the plugin starts. Register routes, pages, jobs' starters and
+        schedules here; start long-lived work with ``ctx.create_task``. An exception (or
+        running past ``[plugins] setup_timeout``) fails the plugin with the reason shown
+        to the user; what the context started so far is released. Example::
+
+            def setup(self, ctx):
+                async def hello(who: str = "world") -> dict:
+                    return {"message": f"{ctx.settings['greeting']}, {who}!"}
+
+                ctx.add_route("/hello", hello)          # GET /plugins/<id>/api/hello
+        """
         return None
 
     def teardown(self) -> Awaitable[None] | None:
-        """Called once when the plugin stops. Tasks from ``ctx.create_task`` are
-        cancelled after this returns."""
+        """Called once when the plugin stops, before the context releases anything (the
+        plugin's tasks, jobs and schedules still exist here). Stop what ``setup`` started
+        outside the context, e.g. close a client. Exceptions are logged, not raised."""
         return None
 
 
@@ -363,7 +389,11 @@ class PluginContext:
         route("/jobs/{job_id}/cancel", cancel_job, "POST")
 
     def add_page(self, title: str, path: str = "", icon: str | None = None) -> Page:
-        """Register a page (besides those in the manifest) shown in tabs and windows."""
+        """Register a page besides those in the manifest, shown in tabs and windows.
+
+        ``path`` and ``icon`` are relative to the plugin's ``web/`` folder (``""`` is
+        ``web/index.html``); no ``..``, no URL. Example: ``ctx.add_page("Reports",
+        "reports.html")`` shows ``/plugins/<id>/reports.html``."""
         page = Page(title=title, path=path, icon=icon)
         self._pages.append(page)
         return page
@@ -374,12 +404,26 @@ class PluginContext:
 
     # -- events ------------------------------------------------------------------------
     def publish(self, name: str, data: dict[str, Any] | None = None) -> None:
-        """Publish a :class:`PluginEvent` named ``name`` on the bus."""
+        """Publish a :class:`~plexichat_desktop.core.events.PluginEvent` (topic
+        ``plugin.event``) named ``name`` on the app's event bus. It reaches every bus
+        subscriber: the desktop window, the app's ``/events`` stream (so any page of the
+        app, not only this plugin's), other plugins subscribed to the bus. Keep ``data``
+        small and JSON-serialisable; for a stream only your page follows, use an
+        :class:`~plexichat_desktop.plugins.hub.EventHub` and :meth:`event_stream`.
+        Example: ``ctx.publish("alert", {"metric": "cpu", "value": 93.5})``."""
         self.bus.publish(PluginEvent(plugin_id=self.plugin_id, name=name, data=data or {}))
 
     def event_stream(self, source: AsyncIterator[tuple[str, Any]]) -> StreamingResponse:
-        """A Server-Sent Events response fed by ``source`` (``(name, data)`` pairs);
-        it ends when the plugin stops."""
+        """A Server-Sent Events response fed by ``source`` (``(name, data)`` pairs, or
+        ``(name, data, id)`` triples for resumable streams); it ends when the plugin stops
+        or the client goes away (``source`` is closed then). Pages follow it with
+        ``plexichatLive.open(url)`` (``/_app/live/client.js``), which shares one connection
+        between all pages. Example::
+
+            async def stream():
+                return ctx.event_stream(hub.events(first=[("state", state())]))
+
+            ctx.add_route("/stream", stream)"""
         return event_stream(source, self.stopping)
 
     # -- background work -----------------------------------------------------------------
@@ -429,7 +473,10 @@ class PluginContext:
                               exc_info=task.exception())
 
     def on_teardown(self, callback: Callable[[], Any]) -> None:
-        """Call ``callback`` (sync or async) when the plugin stops, in reverse order."""
+        """Call ``callback`` (sync or async) when the plugin stops, after ``teardown()``;
+        callbacks run last registered first, before schedules, jobs and tasks end. An
+        exception is logged and the next callback still runs. Example:
+        ``ctx.on_teardown(client.aclose)``."""
         self._teardown_callbacks.append(callback)
 
     async def _close(self) -> None:
