@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
                     description="Print the manifest's JSON Schema, for editors that validate "
                                 "TOML with one (e.g. Taplo / Even Better TOML: "
                                 "#:schema ./plugin.schema.json at the top of plugin.toml).")
+    preload = psub.add_parser(
+        "reload", help="reload a plugin in the running app",
+        description="Ask the running app to stop the plugin (and the plugins that need it), "
+                    "read its manifest and code again from disk and start them again. Exit "
+                    "code 0 when it runs again, 1 otherwise (the reason is printed).")
+    preload.add_argument("id")
     for action in ("enable", "disable"):
         p = psub.add_parser(action, help=f"{action} a plugin from the next start on",
                             description=f"{action.capitalize()} a plugin; remembered across "
@@ -330,6 +336,8 @@ def _plugins_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
         if result.ok and result.manifest:
             print(f"OK: {result.manifest.id} {result.manifest.version} ({result.path})")
         return EXIT_OK if result.ok else EXIT_ERROR
+    if action == "reload":
+        return _reload_plugin(paths, args.id)
     manager = _offline_manager(paths, settings, args)
     if action == "list":
         return _list_plugins(manager, args.json)
@@ -341,6 +349,34 @@ def _plugins_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
     manager.remember_enabled(args.id, action == "enable")
     print(f"Plugin '{args.id}' {action}d; it takes effect at the next start.")
     return EXIT_OK
+
+
+def _reload_plugin(paths: AppPaths, plugin_id: str) -> int:
+    import httpx
+
+    from plexichat_desktop.core.instance import InstanceLock
+    from plexichat_desktop.server.token import load_or_create_token
+
+    url = InstanceLock(paths.data_dir).holder().get("url")
+    if not url:
+        print(f"error: PlexiChat Desktop is not running with this home ({paths.data_dir}); "
+              "a plugin is read from disk anyway when the app starts.", file=sys.stderr)
+        return EXIT_ERROR
+    token = load_or_create_token(paths.token_file)
+    try:
+        answer = httpx.post(f"{url}api/plugins/{plugin_id}/reload",
+                            headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    except httpx.HTTPError as exc:
+        print(f"error: the app at {url} did not answer: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    body = answer.json() if answer.headers.get("content-type", "").startswith(
+        "application/json") else {}
+    if answer.status_code == 404:
+        print(f"error: {body.get('detail', f'no plugin {plugin_id!r}')}", file=sys.stderr)
+        return EXIT_ERROR
+    state, reason = body.get("state", "?"), body.get("reason")
+    print(f"Plugin '{plugin_id}' reloaded: {state}" + (f" ({reason})" if reason else ""))
+    return EXIT_OK if answer.status_code == 200 else EXIT_ERROR
 
 
 def _offline_manager(paths: AppPaths, settings: Settings, args: argparse.Namespace) -> Any:

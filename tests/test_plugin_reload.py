@@ -7,8 +7,6 @@ import pytest
 
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
 
-pytestmark = pytest.mark.asyncio
-
 CODE = '''from plexichat_desktop.plugins.api import Plugin
 
 MARK = {mark!r}
@@ -35,6 +33,7 @@ def bump_version(root, version):
     manifest.write_text(text.replace(f'version = "{current}"', f'version = "{version}"', 1))
 
 
+@pytest.mark.asyncio
 async def test_enable_after_an_edit_runs_the_new_code_and_manifest(start_core, tmp_path):
     root = scaffold_plugin("reloader", tmp_path)
     write_code(root, "reloader", "first")
@@ -50,6 +49,7 @@ async def test_enable_after_an_edit_runs_the_new_code_and_manifest(start_core, t
         "mark": "second, edited while disabled", "version": "0.2.0"}
 
 
+@pytest.mark.asyncio
 async def test_a_failed_plugin_fixed_on_disk_starts_on_enable(start_core, tmp_path):
     root = scaffold_plugin("fixme", tmp_path)
     (root / "fixme" / "__init__.py").write_text("raise RuntimeError('not yet')\n")
@@ -62,6 +62,7 @@ async def test_a_failed_plugin_fixed_on_disk_starts_on_enable(start_core, tmp_pa
     assert (await core.client.get("/plugins/fixme/api/mark")).json()["mark"] == "fixed"
 
 
+@pytest.mark.asyncio
 async def test_reload_restarts_a_running_plugin_and_its_dependents(start_core, tmp_path):
     base = scaffold_plugin("base_lib", tmp_path)
     write_code(base, "base_lib", "v1")
@@ -85,3 +86,63 @@ async def test_reload_restarts_a_running_plugin_and_its_dependents(start_core, t
     dependent = manager.get("base_user")
     assert (dependent.state, dependent.reason) == ("failed",
                                                    "requires 'base_lib', which is failed")
+
+
+@pytest.mark.asyncio
+async def test_reload_over_http(start_core, tmp_path):
+    root = scaffold_plugin("http_reloaded", tmp_path)
+    write_code(root, "http_reloaded", "before")
+    core = await start_core(tmp_path)
+    write_code(root, "http_reloaded", "after the edit")
+    r = await core.client.post("/api/plugins/http_reloaded/reload")
+    assert r.status_code == 200 and r.json()["state"] == "active"
+    assert (await core.client.get("/plugins/http_reloaded/api/mark")).json()["mark"] == (
+        "after the edit")
+    (root / "http_reloaded" / "__init__.py").write_text("raise ValueError('broken edit')\n")
+    r = await core.client.post("/api/plugins/http_reloaded/reload")
+    assert r.status_code == 409 and "broken edit" in r.json()["reason"]
+    assert (await core.client.post("/api/plugins/nobody/reload")).status_code == 404
+
+
+def test_plugins_reload_command_reloads_in_the_running_app(home, tmp_path):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import httpx
+
+    root = scaffold_plugin("cli_reloaded", tmp_path)
+    write_code(root, "cli_reloaded", "one")
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
+           "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(tmp_path)}
+    cli = [sys.executable, "-m", "plexichat_desktop"]
+    idle = subprocess.run([*cli, "plugins", "reload", "cli_reloaded"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert idle.returncode == 1 and "is not running" in idle.stderr
+    proc = subprocess.Popen([*cli, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        url = None
+        for line in proc.stdout:
+            if match := re.search(r"serving at (http://127\.0\.0\.1:\d+/)", line):
+                url = match.group(1)
+                break
+        assert url is not None, "serve did not start"
+        token = subprocess.run([*cli, "token"], env=env, capture_output=True, text=True,
+                               timeout=60).stdout.strip()
+        write_code(root, "cli_reloaded", "two, reloaded from the command line")
+        done = subprocess.run([*cli, "plugins", "reload", "cli_reloaded"], env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "Plugin 'cli_reloaded' reloaded: active"
+        answer = httpx.get(f"{url}plugins/cli_reloaded/api/mark",
+                           headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.json()["mark"] == "two, reloaded from the command line"
+        missing = subprocess.run([*cli, "plugins", "reload", "ghost"], env=env,
+                                 capture_output=True, text=True, timeout=60)
+        assert missing.returncode == 1 and "ghost" in missing.stderr
+    finally:
+        proc.terminate()
+        proc.wait(30)

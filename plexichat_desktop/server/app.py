@@ -196,6 +196,16 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         status = 200 if rec.running else 409
         return JSONResponse(rec.to_dict(), status_code=status)
 
+    @app.post("/api/plugins/{plugin_id}/reload", responses={
+        **error_responses(404),
+        409: {"description": "The plugin did not start again: its record, with the reason."}})
+    async def reload_plugin(plugin_id: str) -> JSONResponse:
+        """Stop the plugin (and the plugins that need it), read its manifest and code again
+        from disk and start them again. A disabled plugin stays disabled (409)."""
+        known(plugin_id)
+        rec = await manager.reload(plugin_id)
+        return JSONResponse(rec.to_dict(), status_code=200 if rec.running else 409)
+
     @app.post("/api/plugins/{plugin_id}/disable", responses=error_responses(404))
     async def disable_plugin(plugin_id: str) -> dict[str, Any]:
         known(plugin_id)
