@@ -99,3 +99,25 @@ async def test_live_events_carry_attempt_numbers_and_test_progress(manager_facto
     assert stored["test_flaky"].flaky and stored["test_flaky"].attempts == 2
     assert str(finals(manager, run.id)["tests/test_r.py::test_always_fails"].outcome) == \
         "failed"
+
+
+@pytest.mark.asyncio
+async def test_failures_are_rerun_even_when_the_last_child_crashed(manager_factory,  # noqa: F811
+                                                                    tmp_path):
+    suite = tmp_path / "suites" / "crashy"
+    (suite / "tests").mkdir(parents=True)
+    (suite / "plugin.toml").write_text(
+        'id = "crashy_suite"\nname = "Crashy"\nversion = "1.0.0"\nentry = "c_pkg:P"\n')
+    marker = tmp_path / "first-try-done"
+    (suite / "tests" / "test_c.py").write_text(
+        "import os\nfrom pathlib import Path\n"
+        f"MARK = Path({str(marker)!r})\n"
+        "def test_a_flaky():\n"
+        "    if not MARK.exists():\n"
+        "        MARK.write_text('x')\n"
+        "        assert False\n"
+        "def test_b_crashes():\n    os._exit(3)\n")
+    manager, _ = await manager_factory(tmp_path / "suites")
+    run = await manager.submit("crashy_suite", reruns=1)
+    done = await asyncio.wait_for(manager.wait(run.id), 60)
+    assert done.counts == {"passed": 1, "crashed": 1, "flaky": 1, "total": 2}

@@ -788,7 +788,22 @@ class PytestRunner:
         targets = list(selection) if selection else [tests_path]
         restarts = 0
         rerun_round = 0
-        while targets:
+        round_nodes: list[str] | None = None   # the tests of this rerun round
+        round_start = 0                        # where this round's attempts begin
+        while True:
+            if not targets:
+                # A rerun round follows however the last child ended (a crash or a
+                # timeout restarts the child; the failures before it still get reruns).
+                failing = [a.nodeid for a in map(final_attempt,
+                                                 group_attempts(result.attempts).values())
+                           if a.outcome in (Outcome.FAILED, Outcome.ERROR)]
+                if rerun_round >= limits.reruns or not failing:
+                    break
+                rerun_round += 1
+                for nodeid in failing:
+                    attempt_no[nodeid] = rerun_round + 1
+                targets = round_nodes = failing
+                round_start = len(result.attempts)
             before = len(result.attempts)
             report = await self._child(plugin_root, run_dir, tests_path, targets, "run",
                                        on_event,
@@ -839,22 +854,13 @@ class PytestRunner:
                                           f"({describe_exit(report.exit_code)})",
                                           tail, started, attempt_no)
                 restarts += 1
-                done = {a.nodeid for a in result.attempts}
-                targets = [n for n in (order or selection or []) if n not in done]
+                done = {a.nodeid for a in result.attempts[round_start:]}
+                pool = round_nodes if round_nodes is not None else (order or selection or [])
+                targets = [n for n in pool if n not in done]
                 if restarts > limits.max_restarts and targets:
                     result.infrastructure_error = (f"gave up after {restarts} crashes or "
                                                    "timeouts in this run")
                     break
-                continue
-            if rerun_round < limits.reruns:
-                failing = [a.nodeid for a in map(final_attempt,
-                                                 group_attempts(result.attempts).values())
-                           if a.outcome in (Outcome.FAILED, Outcome.ERROR)]
-                if failing:
-                    rerun_round += 1
-                    for nodeid in failing:
-                        attempt_no[nodeid] = rerun_round + 1
-                    targets = failing
 
     def _close_in_flight(self, result: RunResult, run_id: int, plugin_id: str,
                          report: _ChildReport, outcome: Outcome, message: str, tail: str,

@@ -51,6 +51,7 @@ from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import TestFinished
 from plexichat_desktop.testing.manager import TestSelectionError
 from plexichat_desktop.testing.models import TestAttempt
+from plexichat_desktop.testing.results import FLAKY_WINDOW
 from plexichat_desktop.testing.summary import outcome_word, summary_cards
 
 log = logging.getLogger(__name__)
@@ -373,11 +374,12 @@ class TestDashboard(QWidget):
         plugins = self._plugins()
         collected = await asyncio.to_thread(self.store.collected)
         known = {pid for pid, _ in plugins}
-        last = {}
+        summaries = {}
         for pid in known:
-            last[pid] = await asyncio.to_thread(self.store.last_results, pid)
+            summaries[pid] = await asyncio.to_thread(self.store.test_summaries, pid,
+                                                     FLAKY_WINDOW)
         collected = [c for c in collected if c.plugin_id in known]
-        self.model.reset(plugins, collected, last)
+        self.model.reset(plugins, collected, summaries)
         self.run_errors.clear()
         for pid in known:
             latest = await asyncio.to_thread(self.store.list_runs, pid, 1)
@@ -618,6 +620,15 @@ class TestDashboard(QWidget):
         if current.isValid() and current.data(PLUGIN_ROLE) == plugin_id:
             self.refresh_details()
 
+    async def _refresh_plugin(self, plugin_id: str) -> None:
+        """After a run: the plugin's rows as the store (and so the web dashboard) has them,
+        flaky marks included."""
+        summaries = await asyncio.to_thread(self.store.test_summaries, plugin_id,
+                                            FLAKY_WINDOW)
+        if any(r["plugin_id"] == plugin_id for r in self.runs.values()):
+            return  # another run of it is going: its own end refreshes the rows
+        self.model.apply_summaries(plugin_id, summaries)
+
     # -- live -------------------------------------------------------------------------------------
     def _test_started(self, run_id: int, plugin_id: str, nodeid: str) -> None:
         self.model.test_started(plugin_id, nodeid)
@@ -671,6 +682,7 @@ class TestDashboard(QWidget):
                              error=any(s in ("failed", "error") for s in ended))
                     self._announced = {}
             self.spawn(self._run_outcome(run))
+            self.spawn(self._refresh_plugin(run["plugin_id"]))
             if run.get("trigger") in SCHEDULED_TRIGGERS and status in ("failed", "error"):
                 self.scheduledRunFailed.emit(run)
         self.progress_box.setVisible(bool(self.progress))

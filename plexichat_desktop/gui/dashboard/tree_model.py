@@ -24,7 +24,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
-from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
+from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome
+from plexichat_desktop.testing.results import is_flaky
 from plexichat_desktop.testing.summary import CARD_OUTCOMES, OTHER_OUTCOMES, outcome_word
 
 ModelIndex = QModelIndex | QPersistentModelIndex
@@ -140,8 +141,9 @@ class TestTreeModel(QAbstractItemModel):
 
     # -- building -------------------------------------------------------------------------
     def reset(self, plugins: list[tuple[str, str]], collected: list[CollectedTest],
-              last: dict[str, dict[str, TestAttempt]]) -> None:
-        """Rebuild from scratch: (plugin id, name) pairs, collected tests, last results."""
+              summaries: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Rebuild from scratch: (plugin id, name) pairs, collected tests, and per plugin
+        the test summaries of ``ResultStore.test_summaries`` (last result, flaky mark)."""
         self.beginResetModel()
         self._dirty.clear()
         self.root = Node("root", "", "", "")
@@ -149,16 +151,31 @@ class TestTreeModel(QAbstractItemModel):
             self._add(self.root, Node("plugin", plugin_id, name, plugin_id))
         for item in collected:
             self._test_node(item.plugin_id, item.nodeid, create=True, notify=False)
-        for plugin_id, results in last.items():
-            for nodeid, attempt in results.items():
-                if is_file_result(nodeid):
-                    continue  # collection errors: marked from the plugin's last run only
-                node = self._test_node(plugin_id, nodeid, create=True, notify=False)
-                if node is not None:
-                    self._set_result(node, str(attempt.outcome), attempt.duration,
-                                     flaky=attempt.attempt > 1 and str(attempt.outcome)
-                                     in SUCCESS, message=attempt.message)
+        for plugin_id, results in summaries.items():
+            self._apply(plugin_id, results, notify=False)
         self.endResetModel()
+
+    def apply_summaries(self, plugin_id: str, summaries: dict[str, dict[str, Any]]) -> None:
+        """Every test of a plugin as the store now says (after a run ended): last outcome,
+        duration, message and the flaky mark, the same rule the web dashboard applies."""
+        self._apply(plugin_id, summaries, notify=True)
+
+    def _apply(self, plugin_id: str, summaries: dict[str, dict[str, Any]], notify: bool
+               ) -> None:
+        for nodeid, summary in summaries.items():
+            if is_file_result(nodeid):
+                continue  # collection errors: marked from the plugin's last run only
+            node = self._test_node(plugin_id, nodeid, create=True, notify=notify)
+            if node is None:
+                continue
+            flaky = is_flaky(summary)
+            if (notify and node.outcome == summary["outcome"] and node.flaky == flaky
+                    and node.duration == summary["duration"]):
+                continue
+            self._set_result(node, str(summary["outcome"]), float(summary["duration"]),
+                             flaky=flaky, message=summary.get("message") or "")
+            if notify:
+                self._changed(node, upwards=True)
 
     def merge_collected(self, plugin_id: str, items: list[CollectedTest]) -> None:
         """Add newly discovered tests without disturbing the rows already shown."""
