@@ -16,8 +16,6 @@ from plexichat_desktop.plugins.jobs import JobManager, JobState, UnknownJob
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
 from plexichat_desktop.plugins.sse import next_event, read_events
 
-pytestmark = pytest.mark.asyncio
-
 PLUGIN = '''
 import asyncio
 
@@ -79,6 +77,7 @@ async def wait_state(core, base, job_id, state):
     raise AssertionError(f"job {job_id} never reached {state}: {job}")
 
 
+@pytest.mark.asyncio
 async def test_progress_result_and_the_live_stream(start_core, tmp_path):
     core = await start_jobby(start_core, tmp_path, "jobby")
     base = "/plugins/jobby/api"
@@ -104,6 +103,7 @@ async def test_progress_result_and_the_live_stream(start_core, tmp_path):
     assert [("cleanup", job["id"])] == jobby.EVENTS
 
 
+@pytest.mark.asyncio
 async def test_cancel_failure_unknown_ids_and_teardown(start_core, tmp_path):
     core = await start_jobby(start_core, tmp_path, "jobber")
     base = "/plugins/jobber/api"
@@ -139,6 +139,7 @@ async def test_cancel_failure_unknown_ids_and_teardown(start_core, tmp_path):
     assert (await core.client.get(f"{base}/_host/jobs")).status_code == 503
 
 
+@pytest.mark.asyncio
 async def test_plugin_routes_may_not_take_the_host_prefix(start_core, tmp_path):
     root = scaffold_plugin("squatter", tmp_path)
     (root / "squatter" / "__init__.py").write_text(
@@ -153,6 +154,7 @@ async def test_plugin_routes_may_not_take_the_host_prefix(start_core, tmp_path):
 
 # -- the manager on its own -------------------------------------------------------------
 
+@pytest.mark.asyncio
 async def test_slots_queue_jobs_and_old_finished_ones_are_forgotten():
     manager = JobManager("demo", logging.getLogger("test"), max_running=1, keep_finished=2)
     gates = [asyncio.Event() for _ in range(4)]
@@ -178,6 +180,7 @@ async def test_slots_queue_jobs_and_old_finished_ones_are_forgotten():
         manager.start("late", work, 0)
 
 
+@pytest.mark.asyncio
 async def test_progress_events_are_sent_only_when_they_show():
     manager = JobManager("demo", logging.getLogger("test"))
     queue = manager.hub.subscribe()
@@ -203,6 +206,43 @@ async def test_progress_events_are_sent_only_when_they_show():
     assert job.state is JobState.SUCCEEDED
 
 
+@pytest.mark.asyncio
+async def test_results_become_json_or_fail_the_job_naming_it():
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    @dataclass
+    class Report:
+        path: Path
+        lines: int
+
+    manager = JobManager("demo", logging.getLogger("test"))
+
+    async def good(job):
+        return Report(Path("/tmp/report.txt"), 3)
+
+    async def bad(job):
+        return {"handle": object()}
+
+    ok = await manager.wait(manager.start("good", good).id)
+    assert ok.state is JobState.SUCCEEDED
+    assert ok.result == {"path": "/tmp/report.txt", "lines": 3}
+    broken = await manager.wait(manager.start("bad", bad).id)
+    assert broken.state is JobState.FAILED and broken.result is None
+    assert broken.error.startswith("TypeError: job 'bad' returned a dict, which is not "
+                                   "JSON-serialisable")
+
+
+def test_start_outside_the_loop_says_where_to_call_it():
+    manager = JobManager("demo", logging.getLogger("test"))
+
+    async def work(job):
+        return None
+
+    with pytest.raises(RuntimeError, match="from the app's event loop"):
+        manager.start("threaded", work)
+
+
 def _drain(queue):
     out = []
     while not queue.empty():
@@ -212,6 +252,7 @@ def _drain(queue):
 
 # -- the page component -----------------------------------------------------------------
 
+@pytest.mark.asyncio
 async def test_the_page_component_is_served_and_csp_safe(start_core, tmp_path):
     core = await start_jobby(start_core, tmp_path, "jobpage")
     js = await core.client.get("/_app/plugins/jobs.js")

@@ -43,6 +43,7 @@ header for the markup.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import secrets
@@ -51,6 +52,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import Any
+
+from fastapi.encoders import jsonable_encoder
 
 from plexichat_desktop.plugins.hub import Event, EventHub
 
@@ -187,13 +190,19 @@ class JobManager:
         if self._closed:
             raise RuntimeError(f"plugin '{self.plugin_id}' is stopping; no new job "
                                f"{name!r} can start")
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(f"plugin '{self.plugin_id}': start job {name!r} from the app's "
+                               "event loop (an async def route, setup or task), not from a "
+                               "thread or a plain def route") from None
         if not name or len(name) > 200:
             raise ValueError(f"plugin '{self.plugin_id}': a job needs a name of 1-200 "
                              f"characters, got {name!r}")
         job = Job(secrets.token_hex(8), name, self.plugin_id)
         self._jobs[job.id] = job
         handle = JobHandle(job, self._changed)
-        job.task = asyncio.get_running_loop().create_task(
+        job.task = loop.create_task(
             self._run(job, handle, work, args, kwargs),
             name=f"plugin {self.plugin_id} job {name} {job.id}")
         self._publish(job)
@@ -205,7 +214,15 @@ class JobManager:
             async with self._slots:
                 job.state, job.started_at = JobState.RUNNING, time.time()
                 self._publish(job)
-                job.result = await work(handle, *args, **kwargs)
+                result = await work(handle, *args, **kwargs)
+            try:
+                # Pydantic models, dataclasses, paths and datetimes become JSON here, once,
+                # instead of breaking every page's stream later.
+                job.result = jsonable_encoder(result)
+                json.dumps(job.result, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"job {job.name!r} returned a {type(result).__name__}, which "
+                                f"is not JSON-serialisable ({exc})") from None
             job.state = JobState.SUCCEEDED
         except asyncio.CancelledError:
             job.state = JobState.CANCELLED
