@@ -14,6 +14,7 @@ from plexichat_desktop.plugins.guards import (
     TargetRefused,
     UnsafePath,
     check_target,
+    check_target_async,
     safe_path,
 )
 
@@ -227,3 +228,11 @@ async def test_a_pinned_target_reaches_the_loopback_server(unused_tcp_port):
         await reader.read()
         writer.close()
     assert seen == [b"hello\n"]
+
+
+@pytest.mark.asyncio
+async def test_the_async_form_judges_the_same():
+    target = await check_target_async("http://0x7f.1:8080/", allow=["10.0.0.0/8"])
+    assert (target.address, target.port) == ("127.0.0.1", 8080)
+    with pytest.raises(TargetRefused, match="not loopback"):
+        await check_target_async("::ffff:169.254.169.254")

@@ -40,6 +40,7 @@ resolves to a link-local address (cloud metadata) unless that address is itself 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import re
@@ -50,7 +51,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 __all__ = ["MAX_NAME_BYTES", "MAX_PATH_CHARS", "Target", "TargetRefused", "UnsafePath",
-           "check_target", "safe_path"]
+           "check_target", "check_target_async", "safe_path"]
 
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255  # one component, as most file systems limit it
@@ -321,6 +322,14 @@ def check_target(host_or_url: str, allow: Iterable[str] = (), *, field: str = "t
         return make(address, f"allowed by {host!r}")
     raise TargetRefused(f"{field}: {host!r} resolves only to refused addresses: "
                         + "; ".join(problems))
+
+
+async def check_target_async(host_or_url: str, allow: Iterable[str] = (), *,
+                             field: str = "target", resolve: bool = True) -> Target:
+    """:func:`check_target` for coroutines: the one DNS lookup runs in a worker thread,
+    so a slow resolver does not hold up the app's event loop."""
+    return await asyncio.to_thread(check_target, host_or_url, list(allow) if not isinstance(
+        allow, str) else [allow], field=field, resolve=resolve)
 
 
 def _lookup(host: str, port: int | None, field: str) -> list[IPAddress]:
