@@ -205,6 +205,10 @@ class MainWindow(QMainWindow):
         self._add(file_menu, "&Close tab", "Ctrl+W",
                   lambda: self.close_tab(self.tabs.currentIndex()))
         file_menu.addSeparator()
+        self._add(file_menu, "Copy a browser sign-in &link", None,
+                  lambda: self._copy_url(""))
+        self._add(file_menu, "Sign &out all browsers", None, self.sign_out_browsers)
+        file_menu.addSeparator()
         self._add(file_menu, "&Quit", "Ctrl+Q", self.close)
         view_menu = menu.addMenu("&View")
         self._add(view_menu, "&Reload", "F5", lambda: self._current(lambda p: p.reload()))
@@ -234,6 +238,15 @@ class MainWindow(QMainWindow):
                           f"<h3>PlexiChat Desktop {__version__}</h3>"
                           f"<p>A desktop host for web-UI plugins and their tests.</p>"
                           f"<p>Server: {self.runtime.url}</p>")
+
+    def sign_out_browsers(self) -> int:
+        """End every browser session of this server (the window itself keeps working: it
+        never used one); says how many ended in the status bar."""
+        ended = self.runtime.sign_out_browsers()
+        self.statusBar().showMessage(
+            f"Signed out {ended} browser session{'' if ended == 1 else 's'}; browsers "
+            "need a new sign-in link.", 8000)
+        return ended
 
     def _copy_url(self, _link: str) -> None:
         # The bare URL answers 401 in a browser: what a person can paste is a sign-in link.

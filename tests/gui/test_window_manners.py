@@ -71,3 +71,29 @@ def test_the_status_bar_link_copies_a_sign_in_link(shell: Any) -> None:
     assert "/login?code=" in copied and shell.runtime.token not in copied
     assert "Sign-in link copied" in window.statusBar().currentMessage()
 
+
+
+def test_sign_out_all_browsers_ends_their_sessions(shell: Any, arun: Any) -> None:
+    import httpx
+
+    runtime = shell.runtime
+    identity = runtime.identity
+    port = runtime.server.port
+    install = f"{identity.install_host}:{port}"
+    link = runtime.browser_login_link("/healthz")
+    anonymous = httpx.AsyncClient(base_url=runtime.url, timeout=10)
+    try:
+        # Signed in as a browser would be: the one-time link, then the session cookie.
+        r = arun(anonymous.get(link.split(install, 1)[1], headers={"Host": install}))
+        cookie = next(c for c in r.headers.get_list("set-cookie")
+                      if c.startswith(f"plexichat_session_{port}=")).split(";", 1)[0]
+        as_browser = {"Host": install, "Cookie": cookie}
+        assert arun(anonymous.get("/healthz", headers=as_browser)).status_code == 200
+        window: MainWindow = shell.window
+        action = next(a for a in window.menuBar().actions()[0].menu().actions()
+                      if a.text() == "Sign &out all browsers")
+        action.trigger()
+        assert arun(anonymous.get("/healthz", headers=as_browser)).status_code == 401
+        assert window.statusBar().currentMessage().startswith("Signed out 1 browser session;")
+    finally:
+        arun(anonymous.aclose())

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from plexichat_desktop.gui.bridge import EventBridge
+from plexichat_desktop.gui.dashboard.analytics_dialog import AnalyticsDialog
 from plexichat_desktop.gui.dashboard.details import TestDetails
 from plexichat_desktop.gui.dashboard.schedule_dialog import ScheduleDialog
 from plexichat_desktop.gui.dashboard.schedules_list import SchedulesDialog
@@ -276,6 +277,8 @@ class TestDashboard(QWidget):
              self.open_schedule_dialog),
             ("Schedules…", "List, enable, disable and delete the schedules", None,
              self.open_schedules_list),
+            ("Analytics…", "Failure patterns, slow tests with suggestions, categories",
+             None, self.open_analytics),
         ):
             action = self.toolbar.addAction(name)
             action.setToolTip(tip)
@@ -534,6 +537,15 @@ class TestDashboard(QWidget):
         """The schedules, wherever they were made; returns the (non-modal) dialog."""
         dialog = SchedulesDialog(self.scheduler, self.bridge, self.plugin_name,
                                  self.open_schedule_dialog, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def open_analytics(self) -> AnalyticsDialog:
+        """Failure patterns, durations and categories (of the selected plugin, if any);
+        returns the (non-modal) dialog."""
+        dialog = AnalyticsDialog(self.store, self.bridge, self._plugins(), self.plugin_name,
+                                 parent=self, plugin_id=self.selected_plugin())
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog
