@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -33,7 +34,7 @@ def dotted(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def describe_error(err: dict[str, Any]) -> str:
+def describe_error(err: ErrorDetails) -> str:
     key = dotted(err["loc"])
     if err["type"] == "missing":
         return f"{key}: required field is missing"

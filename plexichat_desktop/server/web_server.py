@@ -137,8 +137,11 @@ class WebServer:
                  header_timeout: float = 10.0, body_timeout: float = 30.0):
         self._sock = bind_socket(port)
         self.port: int = self._sock.getsockname()[1]
+        # uvicorn annotates timeout_graceful_shutdown as int but only hands it to
+        # asyncio.timeout(), which takes seconds as a float (the setting is a float).
         config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=True,
-                                timeout_graceful_shutdown=shutdown_timeout, ws="auto",
+                                timeout_graceful_shutdown=shutdown_timeout,  # type: ignore[arg-type]
+                                ws="auto",
                                 http=protocol_with_timeouts(header_timeout, body_timeout))
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None

@@ -174,7 +174,7 @@ def describe_routes(app: FastAPI, prefix: str) -> list[dict[str, Any]]:
     own = [r for r in app.routes if isinstance(r, APIRoute | APIWebSocketRoute)]
     for route in [*own, *(r for module in ROUTERS for r in module.router.routes)]:
         if isinstance(route, APIRoute) and route.include_in_schema:
-            for method in sorted(route.methods - {"HEAD"}):
+            for method in sorted((route.methods or set()) - {"HEAD"}):
                 out.append({"method": method, "path": prefix + route.path,
                             "group": route.tags[0] if route.tags else "root",
                             "name": route.name, "auth": _needs_auth(route.dependant)})

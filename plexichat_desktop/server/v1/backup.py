@@ -134,7 +134,7 @@ class BackupManager:
     def start_create(self, user_id: str, name: str | None) -> dict[str, Any]:
         """Record a pending backup and start making it in the background."""
         current = now()
-        record = {
+        record: dict[str, Any] = {
             "id": new_id(), "name": name or f"backup {iso(current)}", "status": "pending",
             "source": "created", "created_by": user_id, "created_at": iso(current),
             "created_ts": current, "completed_at": None, "size": None, "checksum": None,
@@ -223,7 +223,7 @@ class BackupManager:
                                    f"{checksum.lower()}; it was damaged on the way")
         manifest = self._validate_archive(upload)
         current = now()
-        record = {
+        record: dict[str, Any] = {
             "id": new_id(), "name": name or f"uploaded backup {iso(current)}",
             "status": "completed", "source": "uploaded", "created_by": user_id,
             "created_at": manifest.get("created_at") or iso(current), "created_ts": current,

@@ -22,7 +22,7 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1
 
 def get_api(request: Request) -> ApiV1:
     """The :class:`ApiV1` service serving this request."""
-    return request.app.state.api  # type: ignore[no-any-return]
+    return request.app.state.api
 
 
 Api = Annotated[ApiV1, Depends(get_api)]

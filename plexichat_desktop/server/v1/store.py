@@ -401,7 +401,8 @@ def one(cursor: sqlite3.Cursor) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-def scalar(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] | list[Any] = ()) -> Any:
-    """The first column of the first row of ``sql``."""
+def scalar(conn: sqlite3.Connection, sql: str,
+           params: tuple[Any, ...] | list[Any] | dict[str, Any] = ()) -> Any:
+    """The first column of the first row of ``sql`` (positional or named ``params``)."""
     row = conn.execute(sql, params).fetchone()
     return None if row is None else row[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -342,12 +343,15 @@ class WebhookDispatcher:
                 task = asyncio.get_running_loop().create_task(
                     self._attempt(row), name=f"v1 webhook delivery {row['id']}")
                 self._in_flight[row["id"]] = task
-                task.add_done_callback(lambda _t, key=row["id"]: self._in_flight.pop(key, None))
+                task.add_done_callback(functools.partial(self._forget, row["id"]))
             if len(due) == BATCH:
                 continue
             timeout = None if upcoming is None else max(0.0, upcoming - now())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _forget(self, delivery_id: str, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(delivery_id, None)
 
     async def _attempt(self, row: dict[str, Any]) -> None:
         try:

@@ -245,8 +245,7 @@ def _count_download(conn: sqlite3.Connection, file_id: str, me: str) -> dict[str
 @router.get("/{file_id}/download", response_class=FileResponse)
 async def download(file_id: str, user: User, api: Api) -> FileResponse:
     """The file's content as an attachment (never rendered inline)."""
-    row = await api.store.write(_count_download, file_id, user.id)
-    or_404(row, "file", file_id)
+    row = or_404(await api.store.write(_count_download, file_id, user.id), "file", file_id)
     path = api.file_path(file_id)
     if not path.is_file():
         raise HTTPException(404, f"file '{file_id}': its content is missing on disk")
