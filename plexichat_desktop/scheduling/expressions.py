@@ -354,7 +354,7 @@ class _CronRule:
     of one prototype: the parsed fields are shared and never mutated.
     """
 
-    def __init__(self, cron: str, proto: croniter) -> None:
+    def __init__(self, cron: str, proto: croniter[datetime]) -> None:
         self.cron = cron
         self._proto = proto
         self.wall_clock = proto.expanded[1] != ["*"]

@@ -24,6 +24,7 @@ talking to :mod:`expressions`/:mod:`planner`.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import heapq
@@ -738,6 +739,7 @@ class SchedulerService:
         """A copy of one schedule (KeyError for an unknown id)."""
         return dataclasses.replace(self._get(schedule_id))
 
+    # Annotations below this method write builtins.list: in the class body, list is it.
     def list(self, plugin_id: str | None = None) -> list[ScheduleRecord]:
         """Copies of the schedules (all, or one plugin's): soonest first, disabled last."""
         found = [r for r in self._records.values() if plugin_id in (None, r.plugin_id)]
@@ -745,7 +747,8 @@ class SchedulerService:
                                   r.id))
         return [dataclasses.replace(r) for r in found]
 
-    async def history(self, schedule_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    async def history(self, schedule_id: str,
+                      limit: int = 50) -> builtins.list[dict[str, Any]]:
         """The schedule's newest fire records, newest first (KeyError for an unknown id).
 
         Each has ``fire_at``, ``status`` (fired, caught_up, missed, skipped), ``run_id``,
@@ -755,7 +758,7 @@ class SchedulerService:
         return await asyncio.to_thread(self.schedules.fire_history, schedule_id, limit)
 
     def preview(self, expression: str, timezone: str | None = None,
-                count: int = 5) -> list[datetime]:
+                count: int = 5) -> builtins.list[datetime]:
         """The next ``count`` fire times (aware UTC) a schedule created now would have.
 
         For a form's live validation; InvalidScheduleError on a bad expression or zone.
