@@ -169,8 +169,8 @@ def dashboard_router(manager: TestManager, events: EventLog) -> APIRouter:
                 tests.append({"plugin_id": plugin_id, "nodeid": nodeid, "file": file,
                               "line": None, "name": name or nodeid, "cls": cls or None,
                               "collected": False, "last": summaries[nodeid]})
-            for test in tests:
-                test["flaky"] = bool(test["last"]) and is_flaky(test["last"])
+            for entry in tests:
+                entry["flaky"] = bool(entry["last"]) and is_flaky(entry["last"])
             recent = store.list_runs(plugin_id, runs)
             # Without any discovery yet, "not collected" would mean "unknown", not "gone".
             return {"tests": tests, "discovered": bool(seen),

@@ -180,7 +180,8 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
                      else await manager.discover_all(refresh=True))
         except TestSelectionError as exc:
             raise _selection_error("plugin_name", exc) from None
-        plugins = {pid: {"tests": len(d.items), "errors": d.errors} for pid, d in found.items()}
+        plugins: dict[str, dict[str, Any]] = {
+            pid: {"tests": len(d.items), "errors": d.errors} for pid, d in found.items()}
         count = sum(p["tests"] for p in plugins.values())
         return {"success": True, "message": f"Discovered {count} tests",
                 "discovered_count": count, "plugins": plugins}
@@ -291,7 +292,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         stats = await asyncio.to_thread(store.statistics, plugin_name, test_name, None,
                                         category)
         trend = await asyncio.to_thread(store.daily_trend, plugin_name, test_name, days)
-        if test_name:
+        if test_name and plugin_name:  # plugin_name is given with test_name (422 above)
             stats["flip_rate"] = await asyncio.to_thread(store.flip_rate, plugin_name,
                                                          test_name)
         return {"success": True, "statistics": {**stats, "daily": trend}}
