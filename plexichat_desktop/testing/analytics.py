@@ -185,7 +185,7 @@ def duration_report(history: Mapping[tuple[str, str], Sequence[Mapping[str, Any]
     """What a user asks about time: the slowest tests (median of their newest results),
     the slowest plugins (median whole-suite run), tests that got slower, and suggestions,
     each with its evidence. ``history`` as ``ResultStore.duration_history`` gives it."""
-    tests = []
+    tests: list[dict[str, Any]] = []
     slower: list[DurationFinding] = []
     newest_by_plugin: dict[str, list[dict[str, Any]]] = {}
     for (plugin_id, nodeid), rows in history.items():
@@ -203,9 +203,10 @@ def duration_report(history: Mapping[tuple[str, str], Sequence[Mapping[str, Any]
                 evidence))
         newest_by_plugin.setdefault(plugin_id, []).append({"nodeid": nodeid, **rows[0]})
     tests.sort(key=lambda t: t["median"], reverse=True)
-    plugins = sorted(({"plugin_id": p, "median_run": round(statistics.median(d), 3),
-                       "runs": len(d)} for p, d in run_durations.items() if d),
-                     key=lambda p: p["median_run"], reverse=True)
+    plugins: list[dict[str, Any]] = sorted(
+        ({"plugin_id": p, "median_run": round(statistics.median(d), 3), "runs": len(d)}
+         for p, d in run_durations.items() if d),
+        key=lambda p: p["median_run"], reverse=True)
     hints = [finding.to_dict() for plugin_id, rows in sorted(newest_by_plugin.items())
              for finding in suggestions(plugin_id, rows)]
     return {"slowest_tests": tests[:top], "slowest_plugins": plugins[:top],

@@ -442,6 +442,7 @@ class TestManager:
     async def _execute(self, job: _Job) -> None:
         run = job.run
         assert run.id is not None
+        run_id = run.id  # the closures below see it as an int
         rec = self.plugin_record(run.plugin_id)
         run.status, run.started_at = RunStatus.RUNNING, time.time()
         await asyncio.to_thread(self.store.update_run, run)
@@ -451,19 +452,19 @@ class TestManager:
         def emit(event: dict[str, Any]) -> None:
             kind = event["event"]
             if kind == "collected" and progress.collected(len(event.get("items", []))):
-                self.bus.publish(TestsCollected(run_id=run.id, plugin_id=run.plugin_id,
+                self.bus.publish(TestsCollected(run_id=run_id, plugin_id=run.plugin_id,
                                                 total=progress.total))
             elif kind == "test_start":
-                self._in_flight[run.id] = event["nodeid"]
-                self.bus.publish(TestStarted(run_id=run.id, plugin_id=run.plugin_id,
+                self._in_flight[run_id] = event["nodeid"]
+                self.bus.publish(TestStarted(run_id=run_id, plugin_id=run.plugin_id,
                                              nodeid=event["nodeid"]))
             elif kind == "test_end":
-                self._in_flight.pop(run.id, None)
+                self._in_flight.pop(run_id, None)
 
         def on_record(attempt: TestAttempt) -> None:
             progress.finished(attempt.nodeid)
             self.bus.publish(TestFinished(
-                run_id=run.id, plugin_id=run.plugin_id, nodeid=attempt.nodeid,
+                run_id=run_id, plugin_id=run.plugin_id, nodeid=attempt.nodeid,
                 outcome=str(attempt.outcome), attempt=attempt.attempt,
                 duration=attempt.duration, message=attempt.message,
                 completed=progress.completed, total=progress.total))

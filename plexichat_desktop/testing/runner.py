@@ -438,11 +438,11 @@ class PytestRunner:
                 self.fork = False
             else:
                 log.warning("the pytest fork server failed (%s); starting another", exc)
-            server = self._fork_server
+            stale = self._fork_server
             self._fork_server = None
             self._fork_starting = None
-            if server is not None:
-                await server.close()
+            if stale is not None:
+                await stale.close()
             return None
 
     def _pytest_args(self, plugin_root: Path, run_dir: Path, targets: list[str],
@@ -571,6 +571,7 @@ class PytestRunner:
             raise
         finally:
             os.close(write_fd)  # the forked session has its own copy
+        started: tuple[asyncio.subprocess.Process | _ForkedProcess, int] | None
         if proc is None:
             os.close(read_fd)
             started = await self._start_warm(plugin_root, log_path, args, per_run)
@@ -611,8 +612,9 @@ class PytestRunner:
                 # Woken by each chunk from the pipe, so the timeouts follow the test in
                 # flight; the lines themselves were handled as the chunk arrived.
                 arrived = lines.next_chunk()
-                waiters = {arrived, lines.eof, exit_wait} | (
-                    {cancel_wait} if cancel_wait else set())
+                waiters: set[asyncio.Future[Any]] = {arrived, lines.eof, exit_wait}
+                if cancel_wait is not None:
+                    waiters.add(cancel_wait)
                 done, _ = await asyncio.wait(
                     waiters, timeout=None if wake_at is None else max(0.0, wake_at - now),
                     return_when=asyncio.FIRST_COMPLETED)
@@ -671,8 +673,10 @@ class PytestRunner:
             report.in_flight = None
         elif kind == "session_end":
             report.session_ended = True
+            status = event.get("exitstatus")
             with contextlib.suppress(TypeError, ValueError):
-                report.pytest_exit = int(event.get("exitstatus"))
+                if status is not None:
+                    report.pytest_exit = int(status)
         elif kind == "internal_error":
             report.internal_error = str(event.get("longrepr") or event.get("message") or "")
         on_event(event, report)
@@ -897,7 +901,7 @@ class PytestRunner:
         decided = next((p for p in phases if p.get("when") == end.get("phase")
                         and p.get("label") == end.get("label")), None)
         try:
-            outcome = Outcome(end.get("outcome"))
+            outcome = Outcome(end.get("outcome") or "")  # "" and unknown names: ValueError
         except ValueError:
             outcome = Outcome.ERROR
         reports = _extra_reports(phases, decided, outcome)

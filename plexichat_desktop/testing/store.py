@@ -575,6 +575,7 @@ class ResultStore(SqliteDatabase):
                     final_outcome = new[best_new][4]
                     final_index = len(old) + best_new
                 else:
+                    assert old_final is not None  # new_wins when there is none
                     final_outcome = old_final["outcome"]
                     final_index = next(i for i, r in enumerate(old) if r["is_final"])
                 flaky = int(passed_on_retry(
@@ -584,9 +585,9 @@ class ResultStore(SqliteDatabase):
                     inserts.append((*row, int(final), flaky if final else 0))
                 # Touch old rows only when their flags change: an UPDATE rewrites the whole
                 # row, overflow pages of a 64 KiB traceback included.
-                if new_wins and old_final is not None:
+                if old_final is not None and new_wins:
                     clear_final.append((old_final["id"],))
-                elif not new_wins and old_final["flaky"] != flaky:
+                elif old_final is not None and old_final["flaky"] != flaky:
                     set_flaky.append((flaky, old_final["id"]))
             conn.executemany("UPDATE attempts SET is_final = 0, flaky = 0 WHERE id = ?",
                              clear_final)
@@ -636,7 +637,8 @@ class ResultStore(SqliteDatabase):
                        limit: int = 50, offset: int = 0, category: str | None = None,
                        run_id: int | None = None) -> tuple[list[TestAttempt], int]:
         """Final results, newest first, filtered before the limit; with the filtered total."""
-        where, params = ["is_final = 1"], []
+        where: list[str] = ["is_final = 1"]
+        params: list[Any] = []
         if category is not None:
             where.append("categories LIKE ?")
             params.append(f"%,{category},%")
@@ -949,7 +951,8 @@ class ResultStore(SqliteDatabase):
                        limit: int = 50) -> list[FailurePattern]:
         """Failures grouped by signature (every failed attempt, reruns included), newest
         group first. ``new_since_run`` keeps groups first seen in a later run."""
-        where, params = ["signature != ''"], []
+        where: list[str] = ["signature != ''"]
+        params: list[Any] = []
         if plugin_id is not None:
             where.append("plugin_id = ?")
             params.append(plugin_id)
