@@ -66,6 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=["low", "medium", "high", "critical"])
     test.add_argument("--json", action="store_true",
                       help="print one JSON document with the summary and every result")
+    test.add_argument("--watch", action="store_true",
+                      help="keep running: on every save in the plugin's folder rerun the "
+                           "tests the change affects (Ctrl+C stops)")
+    dev = sub.add_parser(
+        "dev", help="serve one plugin and reload it whenever its files change",
+        description="Serve the plugin folder PATH with the app (the window when a display "
+                    "exists, else headless). Saving a Python file or plugin.toml reloads "
+                    "the plugin (teardown, fresh import, setup); saving a file under web/ "
+                    "reloads its open pages; the tests the change affects rerun and show "
+                    "in the Tests panel, the web dashboard and here. A failed reload shows "
+                    "its reason in the page; the next good save recovers. Stops on Ctrl+C.")
+    dev.add_argument("path", type=Path, metavar="PATH", help="the plugin folder")
+    dev.add_argument("--no-tests", action="store_true",
+                     help="do not rerun the affected tests on save")
+    dev.add_argument("--headless", action="store_true",
+                     help="no window even when a display exists")
+    _server_options(dev, argparse.SUPPRESS)
     results = sub.add_parser("results", help="recent test runs, statistics and analytics",
                              description="Show recent test runs and statistics, a run's "
                                          "results, failure patterns or slow tests.")
@@ -169,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return show_results(paths, args.plugin, args.limit, args.json, failed=args.failed,
                             failures=args.failures, slow=args.slow, category=args.category)
+    if command == "dev":
+        return _dev_command(args, paths, settings)
     if command is None:
         return _default_command(args, paths, settings)
     return _serve(args, paths, settings)
@@ -285,6 +304,59 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
     try:
         return asyncio.run(run())
     finally:
+        lock.release()
+
+
+def _dev_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
+    from plexichat_desktop.dev import DevSession, cleanup_holder, describe_start, plugin_dir_for
+    from plexichat_desktop.gui.environment import has_display
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
+
+    root = args.path.expanduser().resolve()
+    if not (root / "plugin.toml").is_file():
+        print(f"error: {root} is not a plugin folder (no plugin.toml); "
+              "'plexichat-desktop plugins new ID --dir FOLDER' makes one.", file=sys.stderr)
+        return EXIT_USAGE
+    lock, refused = _single_instance(paths, focus_existing=False)
+    if lock is None:
+        return refused
+    _prepare(paths, settings)
+    folder, holder = plugin_dir_for(root, paths)
+    options = RuntimeOptions(safe_mode=args.safe_mode,
+                             extra_plugin_dirs=[folder] if folder is not None else [])
+    tests = not args.no_tests
+
+    async def attach(runtime: Runtime) -> Any:
+        session = DevSession(runtime, root, tests=tests, out=sys.stdout)
+        await session.start()
+        print(describe_start(await session.settled(), root, runtime.url, tests), flush=True)
+        return session.stop
+
+    try:
+        if not args.headless and has_display():
+            from plexichat_desktop.gui.app import run_gui
+
+            return run_gui(paths, settings, options, no_webengine=args.no_webengine,
+                           on_ready=lock.publish, attach=attach)
+
+        async def run() -> int:
+            runtime = Runtime(paths, settings, options)
+            stop = asyncio.Event()
+            url = await start_until_signal(runtime, stop)
+            if url is None:
+                return EXIT_ERROR
+            lock.publish(url)
+            print(f"PlexiChat Desktop is serving at {url}", flush=True)
+            print(f"Open in a browser: {runtime.browser_login_link()}", flush=True)
+            detach = await attach(runtime)
+            await stop.wait()
+            await detach()
+            await runtime.stop()
+            return EXIT_OK
+
+        return asyncio.run(run())
+    finally:
+        cleanup_holder(holder)
         lock.release()
 
 

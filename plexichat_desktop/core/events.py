@@ -71,6 +71,21 @@ class PluginEvent(Event):
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PluginReloaded(Event):
+    """A plugin's files changed under ``plexichat-desktop dev`` (or a reload was asked for):
+    ``kind`` is ``"code"`` (torn down and set up again; ``state``/``reason`` say how that
+    went) or ``"page"`` (only files under ``web/`` changed). Open views of the plugin's
+    pages reload on it; a failed code reload shows the reason instead."""
+
+    topic: ClassVar[str] = "plugin.reloaded"
+    plugin_id: str
+    kind: str
+    state: str
+    reason: str | None = None
+    files: list[str] = field(default_factory=list)
+
+
 class Subscription:
     """A subscriber's bounded queue. Iterate it with ``async for``; close it when done."""
 

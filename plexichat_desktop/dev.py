@@ -1,0 +1,197 @@
+"""``plexichat-desktop dev PATH``: one plugin served and reloaded on every save.
+
+A :class:`DevSession` watches the plugin folder of a running :class:`Runtime`:
+
+- a Python file of the plugin or its ``plugin.toml`` changed -> ``PluginManager.reload``
+  (teardown, a fresh import, setup), then a :class:`PluginReloaded` event of kind
+  ``"code"`` with the new state and, when it failed, the reason;
+- only files under ``web/`` changed -> a :class:`PluginReloaded` event of kind ``"page"``;
+- and, in both cases and for test files, the tests the change affects rerun through the
+  app's test manager (:mod:`plexichat_desktop.testing.watch`).
+
+The desktop window reloads the open views of the plugin on that event (or shows the
+failed-plugin pane with the reason); browser pages can follow it on ``/events``
+(topic ``plugin.reloaded``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+from plexichat_desktop.core.events import PluginReloaded
+from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
+from plexichat_desktop.plugins.manager import STARTABLE, PluginRecord
+from plexichat_desktop.runtime import Runtime
+from plexichat_desktop.testing.events import RunFinished
+from plexichat_desktop.testing.watch import TestWatch, watch_changes
+
+log = logging.getLogger(__name__)
+
+
+def plugin_dir_for(root: Path, paths: AppPaths) -> tuple[Path | None, Path | None]:
+    """The folder to add to the plugin dirs so that the plugin at ``root`` loads, and a
+    temporary folder to delete afterwards. (None, None) when a plugin dir the app already
+    reads holds it. Otherwise a fresh folder with a link to ``root`` only: adding its
+    parent would load every plugin next to it."""
+    parent = root.parent.resolve()
+    known = [bundled_plugins_dir(), paths.user_plugins_dir, *extra_plugin_dirs()]
+    if any(folder is not None and parent == Path(folder).resolve() for folder in known):
+        return None, None
+    holder = Path(tempfile.mkdtemp(prefix="plexichat-dev-"))
+    try:
+        (holder / root.name).symlink_to(root, target_is_directory=True)
+    except OSError:
+        # No symlinks (Windows without the privilege): its parent, siblings and all.
+        os.rmdir(holder)
+        return parent, None
+    return holder, holder
+
+
+class DevSession:
+    """Reloads one plugin of ``runtime`` when its files change; reruns affected tests."""
+
+    def __init__(self, runtime: Runtime, root: Path, *, tests: bool = True,
+                 out: TextIO | None = None):
+        self.runtime = runtime
+        self.root = root.resolve()
+        self.tests = tests
+        self.out = out
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._watch: TestWatch | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def record(self) -> PluginRecord | None:
+        """The plugin's record (found by folder: its id may be what is being edited)."""
+        for rec in self.runtime.plugins.records:
+            if rec.root.resolve() == self.root:
+                return rec
+        return None
+
+    def _say(self, text: str) -> None:
+        if self.out is not None:
+            print(text, file=self.out, flush=True)
+
+    async def settled(self, limit: float = 30.0) -> PluginRecord | None:
+        """The record once the plugin's first start is over (the app may start plugins in
+        the background, after the server answers)."""
+        deadline = time.monotonic() + limit
+        rec = self.record
+        while (rec is not None and rec.state in STARTABLE and not rec.running
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.05)
+        return rec
+
+    async def start(self) -> None:
+        """Start watching (returns at once; ``ready`` is set once the watcher runs)."""
+        # Its per-burst INFO line would repeat what the reload line below says.
+        logging.getLogger("watchfiles").setLevel(logging.WARNING)
+        rec = self.record
+        if rec is None:
+            self._say(f"dev: no plugin was loaded from {self.root}; is plugin.toml there?")
+        elif self.tests:
+            self._watch = TestWatch(self.runtime.tests, rec.id)
+            self._reporter = asyncio.get_running_loop().create_task(
+                self._report_runs(), name="dev test results")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="dev watcher")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for task in (self._task, self._reporter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self) -> None:
+        changes = watch_changes(self.root, self._stop)
+        # awatch starts watching on its first step; the loop below is that first step.
+        self.ready.set()
+        async for paths in changes:
+            try:
+                await self.changed(paths)
+            except Exception:
+                log.exception("dev: handling the change of %s failed", sorted(paths))
+
+    async def changed(self, paths: set[Path]) -> None:
+        """Act on one burst of saved files (see the module doc)."""
+        rec = self.record
+        if rec is None:
+            return
+        if self._watch is not None:
+            await self._watch.changed(paths)
+        tests = (rec.root / rec.manifest.tests.path).resolve() if rec.manifest else None
+        code, page = [], []
+        for path in paths:
+            rel = path.resolve().relative_to(self.root) if path.resolve().is_relative_to(
+                self.root) else None
+            if rel is None or (tests is not None and path.resolve().is_relative_to(tests)):
+                continue
+            if rel.parts[0] == "web":
+                page.append(rel.as_posix())
+            elif rel.suffix == ".py" or rel == Path("plugin.toml"):
+                code.append(rel.as_posix())
+        if code:
+            started = time.monotonic()
+            rec = await self.runtime.plugins.reload(rec.id)
+            took = time.monotonic() - started
+            self.runtime.bus.publish(PluginReloaded(plugin_id=rec.id, kind="code",
+                                                    state=str(rec.state), reason=rec.reason,
+                                                    files=sorted(code)))
+            if rec.running:
+                self._say(f"reloaded {rec.id} in {took * 1000:.0f} ms ({', '.join(code)})")
+            else:
+                self._say(f"reload of {rec.id} failed: {rec.state}: {rec.reason}")
+        elif page:
+            self.runtime.bus.publish(PluginReloaded(plugin_id=rec.id, kind="page",
+                                                    state=str(rec.state), reason=rec.reason,
+                                                    files=sorted(page)))
+            self._say(f"page changed: {', '.join(sorted(page))}")
+
+    async def _report_runs(self) -> None:
+        sub = self.runtime.bus.subscribe(RunFinished, name="dev test results")
+        try:
+            async for event in sub:
+                run = event.run  # type: ignore[attr-defined]
+                if run.get("trigger") != "watch":
+                    continue
+                counts = ", ".join(f"{v} {k}" for k, v in run.get("counts", {}).items()
+                                   if k != "total" and v)
+                self._say(f"tests #{run['id']} {run['status']}: {counts or 'no results'}"
+                          + (f" ({run['error']})" if run.get("error") else ""))
+        finally:
+            sub.close()
+
+
+def cleanup_holder(holder: Path | None) -> None:
+    """Delete the temporary folder of :func:`plugin_dir_for` (only the link inside)."""
+    if holder is None:
+        return
+    for child in holder.iterdir():
+        with contextlib.suppress(OSError):
+            child.unlink()
+    with contextlib.suppress(OSError):
+        holder.rmdir()
+
+
+def describe_start(rec: PluginRecord | None, root: Path, url: str, tests: bool) -> str:
+    """The lines ``dev`` prints once the app serves."""
+    if rec is None:
+        return f"No plugin was loaded from {root}."
+    pages = ", ".join(f"{url.rstrip('/')}{p['url']}" for p in rec.pages()) or "(no pages)"
+    state = str(rec.state) + (f": {rec.reason}" if rec.reason else "")
+    return (f"Plugin {rec.id} ({state}) from {root}\n  pages: {pages}\n"
+            f"Watching {root}: Python or plugin.toml -> reload, web/ -> page reload"
+            + (", tests affected -> rerun" if tests else "") + ". Ctrl+C stops.")
+
+
+

@@ -1,0 +1,215 @@
+"""Watch mode: which of a plugin's tests a saved file affects, and rerunning them.
+
+The rules (:func:`affected_tests`), from the changed files to test files:
+
+- a test file (``test_*.py`` / ``*_test.py`` under the tests folder) -> that file;
+- any other Python file under the tests folder (``conftest.py``, helpers) -> the whole
+  suite: fixtures can reach every test;
+- a module of the plugin -> the test files that import it, directly or through other
+  modules of the plugin, plus the files that run the plugin in the app (they use the
+  harness's ``plexichat_app``); the whole suite when no test file can be tied to it;
+- ``plugin.toml`` -> the whole suite (timeouts, settings and requirements change);
+- a file under ``web/`` -> the test files that name it, else none (the page reloads);
+- any other file -> the test files that name it, else the whole suite.
+
+Reruns go through the :class:`~plexichat_desktop.testing.manager.TestManager`, so their
+results land in the store and on the bus like any other run (Tests dock, web dashboard).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from plexichat_desktop.testing.manager import TestManager, TestSelectionError
+from plexichat_desktop.testing.models import Priority, RunRecord
+
+log = logging.getLogger(__name__)
+
+WHOLE_SUITE = None
+HARNESS_FIXTURE = "plexichat_app"
+# How long the watcher waits for a burst of writes (an editor's save, a git checkout) to
+# end before it reports them; short, because this is on the path from save to result.
+STEP_MS = 30
+DEBOUNCE_MS = 400
+
+
+def _is_test_file(path: Path) -> bool:
+    return path.suffix == ".py" and (path.name.startswith("test_")
+                                     or path.name.endswith("_test.py"))
+
+
+def _module_name(root: Path, path: Path) -> str | None:
+    try:
+        parts = list(path.relative_to(root).with_suffix("").parts)
+    except ValueError:
+        return None
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts) or None
+
+
+def _imports(path: Path, module: str | None) -> set[str]:
+    """Every module name ``path`` imports (``from a import b`` counts as ``a`` and
+    ``a.b``: b may be a submodule); relative imports are resolved against ``module``."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    package = (module or "").split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[:len(package) - node.level + 1] if node.level > 1 else package
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            if name:
+                found.add(name)
+                found.update(f"{name}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _with_parents(names: Iterable[str]) -> set[str]:
+    """``a.b.c`` also imports ``a.b`` and ``a``."""
+    out: set[str] = set()
+    for name in names:
+        parts = name.split(".")
+        out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return out
+
+
+def affected_tests(root: Path, tests_path: str, changed: Iterable[Path]) -> list[str] | None:
+    """The test files (relative to the plugin folder ``root``, sorted) to rerun after
+    ``changed`` were saved; None for the whole suite, [] for none. See the module doc."""
+    root = root.resolve()
+    tests_dir = (root / tests_path).resolve()
+    test_files = sorted(p for p in tests_dir.rglob("*.py")
+                        if _is_test_file(p) and "__pycache__" not in p.parts)
+    chosen: set[Path] = set()
+    changed_modules: set[str] = set()
+    for raw in changed:
+        path = Path(raw).resolve()
+        if not path.is_relative_to(root):
+            continue
+        rel = path.relative_to(root)
+        if path.is_relative_to(tests_dir):
+            if _is_test_file(path):
+                if path.exists():
+                    chosen.add(path)
+                continue
+            if path.suffix == ".py":
+                return WHOLE_SUITE
+        if rel == Path("plugin.toml"):
+            return WHOLE_SUITE
+        if path.suffix == ".py" and not path.is_relative_to(tests_dir):
+            name = _module_name(root, path)
+            if name is not None:
+                changed_modules.add(name)
+            continue
+        naming = [t for t in test_files if path.name in _text(t)]
+        if naming:
+            chosen.update(naming)
+        elif rel.parts[0] != "web" and not path.is_relative_to(tests_dir):
+            return WHOLE_SUITE
+    if changed_modules:
+        hit = _tests_importing(root, test_files, changed_modules)
+        if hit is None:
+            return WHOLE_SUITE
+        chosen.update(hit)
+    return sorted(p.relative_to(root).as_posix() for p in chosen)
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return ""
+
+
+def _tests_importing(root: Path, test_files: list[Path], changed: set[str]
+                     ) -> set[Path] | None:
+    """Test files reaching a changed module through the plugin's import graph, plus the
+    ones running the plugin in the app; None when none can be tied to it."""
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        rel_parts = path.relative_to(root).parts
+        if "__pycache__" in rel_parts or rel_parts[0] in ("tests", "web") or any(
+                part.startswith(".") for part in rel_parts):
+            continue
+        name = _module_name(root, path)
+        if name is not None:
+            graph[name] = _with_parents(_imports(path, name))
+    # Everything that imports a changed module, transitively, is affected too.
+    affected = set(changed)
+    grew = True
+    while grew:
+        grew = False
+        for name, deps in graph.items():
+            if name not in affected and deps & affected:
+                affected.add(name)
+                grew = True
+    hit: set[Path] = set()
+    for test in test_files:
+        module = _module_name(root, test)
+        if _with_parents(_imports(test, module)) & affected or HARNESS_FIXTURE in _text(test):
+            hit.add(test)
+    return hit or None
+
+
+async def watch_changes(root: Path, stop: asyncio.Event) -> AsyncIterator[set[Path]]:
+    """Sets of changed files under ``root`` (created, modified or deleted; caches, VCS
+    folders and editor swap files left out), one set per burst of writes, until ``stop``
+    is set."""
+    import watchfiles
+
+    async for changes in watchfiles.awatch(root, stop_event=stop, step=STEP_MS,
+                                           debounce=DEBOUNCE_MS, recursive=True,
+                                           watch_filter=watchfiles.DefaultFilter()):
+        yield {Path(path) for _, path in changes}
+
+
+class TestWatch:
+    """Reruns the tests a change affects through ``manager`` (trigger ``"watch"``, high
+    priority). A newer save supersedes a watch run that has not finished."""
+
+    __test__ = False
+
+    def __init__(self, manager: TestManager, plugin_id: str):
+        self.manager = manager
+        self.plugin_id = plugin_id
+        self._last: RunRecord | None = None
+
+    async def changed(self, paths: Iterable[Path]) -> RunRecord | None:
+        """Queue the affected tests of the changed ``paths``; the run, or None when the
+        change affects no test (or the plugin has no tests to run)."""
+        try:
+            rec = self.manager.plugin_record(self.plugin_id)
+        except TestSelectionError:
+            return None  # its manifest is broken now: the reload says why
+        tests_dir = self.manager.tests_dir(rec)
+        if not tests_dir.is_dir():
+            return None
+        assert rec.manifest is not None
+        selection = affected_tests(rec.root, rec.manifest.tests.path, paths)
+        if selection == []:
+            return None
+        last = self._last
+        if last is not None and last.id is not None and not last.status.finished:
+            await self.manager.cancel(last.id)
+        try:
+            run = await self.manager.submit(self.plugin_id, selection, priority=Priority.HIGH,
+                                            trigger="watch", precheck=False)
+        except (TestSelectionError, ValueError) as exc:
+            log.warning("watch: tests of %s not rerun: %s", self.plugin_id, exc)
+            return None
+        self._last = run
+        return run

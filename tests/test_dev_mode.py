@@ -1,0 +1,218 @@
+"""``plexichat-desktop dev PATH`` as a real process: a save reloads the plugin, a broken
+save shows the failure with its reason, the next good save recovers; page saves and
+test reruns reach the bus. Plus the affected-tests rules of watch mode, on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from plexichat_desktop.plugins.scaffold import scaffold_plugin
+from plexichat_desktop.testing.watch import affected_tests
+
+CLI = [sys.executable, "-m", "plexichat_desktop"]
+WAIT = 30.0  # the bound on every wait below; how fast it goes is the benchmark's job
+
+
+def eventually(check: Callable[[], Any], what: str, limit: float = WAIT) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except httpx.HTTPError as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {limit} s (last: {last!r})")
+
+
+class Dev:
+    def __init__(self, proc: subprocess.Popen[str], url: str, client: httpx.Client,
+                 out: Path):
+        self.proc, self.url, self.client, self.out = proc, url, client, out
+
+    def plugin(self, plugin_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.client.get(f"/api/plugins/{plugin_id}").json()
+        return body
+
+
+@pytest.fixture
+def env(home: Any) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    out["PLEXICHAT_DESKTOP_HOME"] = str(home.config_dir.parent)
+    out.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    return out
+
+
+@pytest.fixture
+def start_dev(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Dev]]:
+    started: list[Dev] = []
+
+    def start(root: Path, *extra: str) -> Dev:
+        out = tmp_path / f"dev-{len(started)}.log"
+        handle = out.open("w")
+        proc = subprocess.Popen([*CLI, "dev", str(root), "--port", "0", *extra], env=env,
+                                stdout=handle, stderr=subprocess.STDOUT, text=True)
+        handle.close()
+
+        def served() -> str | None:
+            if proc.poll() is not None:
+                raise AssertionError(f"dev exited: {out.read_text()}")
+            text = out.read_text()
+            match = re.search(r"serving at (http://127\.0\.0\.1:\d+/)", text)
+            return match.group(1) if match and "Watching " in text else None
+
+        url = eventually(served, "dev prints its URL and starts watching")
+        token = subprocess.run([*CLI, "token"], env=env, capture_output=True, text=True,
+                               timeout=60).stdout.strip()
+        client = httpx.Client(base_url=url, timeout=10,
+                              headers={"Authorization": f"Bearer {token}"})
+        dev = Dev(proc, url, client, out)
+        started.append(dev)
+        return dev
+
+    yield start
+    for dev in started:
+        dev.client.close()
+        if dev.proc.poll() is None:
+            dev.proc.send_signal(signal.SIGINT)
+            try:
+                dev.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                dev.proc.kill()
+                dev.proc.wait()
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (old, path)
+    path.write_text(text.replace(old, new))
+
+
+def test_dev_reloads_python_shows_a_broken_save_and_recovers(start_dev, tmp_path: Path):
+    root = scaffold_plugin("notes_dev", tmp_path / "work")
+    module = root / "notes_dev" / "__init__.py"
+    dev = start_dev(root, "--headless", "--no-tests")
+    assert "Plugin notes_dev (active)" in dev.out.read_text()
+    assert dev.client.get("/plugins/notes_dev/api/hello").json() == {
+        "message": "Hello, world!"}
+    # Only the plugin at PATH is added: its siblings stay out.
+    assert dev.plugin("notes_dev")["path"] == str(root)
+
+    _edit(module, 'f"{greeting}, {who}!"', 'f"{greeting}, {who}! (edited)"')
+    eventually(lambda: dev.client.get("/plugins/notes_dev/api/hello").json() == {
+        "message": "Hello, world! (edited)"}, "the route answers the edited text")
+
+    good = module.read_text()
+    module.write_text(good + "\ndef broken(:\n")
+    failed = eventually(lambda: (p := dev.plugin("notes_dev"))["state"] == "failed" and p,
+                        "the broken save shows as failed")
+    assert "syntax error" in failed["reason"].lower() and "__init__.py" in failed["reason"]
+    assert dev.client.get("/plugins/notes_dev/api/hello").status_code >= 400
+
+    module.write_text(good.replace("(edited)", "(fixed)"))
+    eventually(lambda: dev.plugin("notes_dev")["state"] == "active", "the fix recovers")
+    assert dev.client.get("/plugins/notes_dev/api/hello").json() == {
+        "message": "Hello, world! (fixed)"}
+    log = dev.out.read_text()
+    assert "reloaded notes_dev in" in log and "reload of notes_dev failed" in log
+
+
+def test_dev_publishes_page_changes_and_reruns_affected_tests(start_dev, tmp_path: Path):
+    root = scaffold_plugin("pages_dev", tmp_path / "work")
+    dev = start_dev(root, "--headless")
+    events: list[dict[str, Any]] = []
+    with dev.client.stream("GET", "/events", timeout=WAIT) as stream:
+        lines = stream.iter_lines()
+        (root / "web" / "style.css").write_text("body { color: teal; }\n")
+        for line in lines:
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                events.append(event)
+                if event["topic"] == "plugin.reloaded":
+                    break
+    reloaded = events[-1]
+    assert reloaded["plugin_id"] == "pages_dev" and reloaded["kind"] == "page"
+    assert reloaded["files"] == ["web/style.css"] and reloaded["state"] == "active"
+
+    test_file = root / "tests" / "test_pages_dev.py"
+    test_file.write_text(test_file.read_text()
+                         + "\n\ndef test_added_by_the_author() -> None:\n    assert 1 + 1 == 2\n")
+
+    def watch_run() -> dict[str, Any] | None:
+        runs = dev.client.get("/tests/runs", params={"plugin_name": "pages_dev"}).json()["runs"]
+        done = [r for r in runs if r["trigger"] == "watch"
+                and r["status"] not in ("queued", "running")]
+        return done[0] if done else None
+
+    run = eventually(watch_run, "the saved test file reruns through the test manager")
+    assert run["selection"] == ["tests/test_pages_dev.py"], run
+    assert run["status"] == "passed" and run["counts"]["passed"] == 2, run
+    assert re.search(rf"tests #{run['id']} passed", dev.out.read_text())
+
+
+def _plugin(tmp_path: Path) -> Path:
+    root = tmp_path / "demo"
+    files = {
+        "plugin.toml": "",
+        "demo/__init__.py": "from demo.core import add\n",
+        "demo/core.py": "def add(a, b):\n    return a + b\n",
+        "demo/util.py": "from .core import add\n\ndef twice(a):\n    return add(a, a)\n",
+        "demo/lonely.py": "X = 1\n",
+        "tests/conftest.py": "",
+        "tests/test_core.py": "from demo.core import add\n",
+        "tests/test_util.py": "from demo import util\n",
+        "tests/test_app.py": "def test_x(plexichat_app):\n    pass\n",
+        "tests/test_other.py": "import json\n",
+        "tests/data.json": "{}",
+        "web/index.html": "",
+        "web/app.js": "",
+        "README.md": "",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "tests" / "test_other.py").write_text("import json\nDATA = 'data.json'\n")
+    return root
+
+
+@pytest.mark.parametrize(("changed", "expected"), [
+    (["tests/test_other.py"], ["tests/test_other.py"]),
+    (["demo/core.py"], ["tests/test_app.py", "tests/test_core.py", "tests/test_util.py"]),
+    (["demo/util.py"], ["tests/test_app.py", "tests/test_util.py"]),
+    (["demo/lonely.py"], ["tests/test_app.py"]),
+    (["tests/conftest.py"], None),
+    (["plugin.toml"], None),
+    (["web/app.js"], []),
+    (["tests/data.json"], ["tests/test_other.py"]),
+    (["README.md"], None),
+    (["tests/test_core.py", "web/index.html"], ["tests/test_core.py"]),
+])
+def test_affected_tests_of_a_save(tmp_path: Path, changed: list[str],
+                                  expected: list[str] | None):
+    root = _plugin(tmp_path)
+    assert affected_tests(root, "tests", [root / c for c in changed]) == expected
+
+
+def test_a_plugin_module_no_test_reaches_means_the_whole_suite(tmp_path: Path):
+    root = _plugin(tmp_path)
+    (root / "tests" / "test_app.py").unlink()
+    assert affected_tests(root, "tests", [root / "demo" / "lonely.py"]) is None
+    # A deleted test file has nothing left to run.
+    (root / "tests" / "test_core.py").unlink()
+    assert affected_tests(root, "tests", [root / "tests" / "test_core.py"]) == []
