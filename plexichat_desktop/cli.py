@@ -373,6 +373,19 @@ def _test_command(args: argparse.Namespace, paths: AppPaths, settings: Settings)
     setup_logging(paths.log_dir, "WARNING" if settings.logging.level == "INFO"
                   else settings.logging.level, settings.logging.file_max_bytes,
                   settings.logging.file_backups)
+    if args.watch:
+        from plexichat_desktop.testing.watch import watch_tests
+
+        plugin_id = (args.target or "").partition("::")[0]
+        if not plugin_id or "::" in (args.target or ""):
+            print("error: --watch takes a plugin id (plexichat-desktop test ID --watch)",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            return asyncio.run(watch_tests(paths, settings, plugin_id, extra_plugin_dirs(),
+                                           bundled_plugins_dir(), sys.stdout))
+        except KeyboardInterrupt:
+            return EXIT_OK
     return asyncio.run(run_tests(paths, settings, args.target, args.timeout, args.retries,
                                  args.priority, args.json, extra_plugin_dirs(),
                                  bundled_plugins_dir()))

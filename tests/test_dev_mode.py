@@ -216,3 +216,53 @@ def test_a_plugin_module_no_test_reaches_means_the_whole_suite(tmp_path: Path):
     # A deleted test file has nothing left to run.
     (root / "tests" / "test_core.py").unlink()
     assert affected_tests(root, "tests", [root / "tests" / "test_core.py"]) == []
+
+
+def test_test_watch_reruns_what_a_save_affects(env: dict[str, str], tmp_path: Path):
+    root = scaffold_plugin("watched", tmp_path / "work")
+    out = tmp_path / "watch.log"
+    with out.open("w") as handle:
+        proc = subprocess.Popen(
+            [*CLI, "test", "watched", "--watch"], stdout=handle, stderr=subprocess.STDOUT,
+            env={**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(tmp_path / "work")}, text=True)
+    try:
+        eventually(lambda: "Watching " in out.read_text(), "test --watch starts watching")
+        test_file = root / "tests" / "test_watched.py"
+        good = test_file.read_text()
+        test_file.write_text(good + "\n\ndef test_new() -> None:\n    assert 'a' == 'b'\n")
+        eventually(lambda: "FAILED watched tests/test_watched.py::test_new"
+                   in out.read_text(), "the failing new test is reported")
+        assert "running tests/test_watched.py" in out.read_text()
+        assert "AssertionError" in out.read_text()  # the diff, not only the test's name
+        (root / "web" / "app.js").write_text("// only the page\n")
+        test_file.write_text(good + "\n\ndef test_new() -> None:\n    assert 'a' == 'a'\n")
+        eventually(lambda: "2 passed" in out.read_text(), "the fixed test passes")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, out.read_text()
+
+
+def test_unknown_plugin_hint_names_the_running_apps_folder(env: dict[str, str],
+                                                          tmp_path: Path):
+    target = tmp_path / "elsewhere"
+    scaffold_plugin("far_away", target)
+    server = subprocess.Popen([*CLI, "serve", "--port", "0"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True,
+                              env={**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(target)})
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if "serving at" in line:
+                break
+        result = subprocess.run([*CLI, "test", "far_away"], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 2
+        assert "unknown plugin 'far_away'" in result.stderr
+        assert f"PLEXICHAT_DESKTOP_PLUGINS_PATH={target}" in result.stderr, result.stderr
+        assert f"plexichat-desktop dev {target / 'far_away'}" in result.stderr
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(20) == 0
+    alone = subprocess.run([*CLI, "test", "far_away"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert alone.returncode == 2 and "through PLEXICHAT_DESKTOP_PLUGINS_PATH" in alone.stderr

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from plexichat_desktop.core.events import EventBus
@@ -86,6 +88,8 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
             runs = await _submit(manager, target, timeout, retries, priority)
         except (TestSelectionError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
+            if isinstance(exc, TestSelectionError) and exc.subject == "plugin" and target:
+                print(unknown_plugin_hint(paths, target.partition("::")[0]), file=sys.stderr)
             return 2
         pending = {run.id for run in runs}
         while pending:
@@ -113,6 +117,39 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
     else:
         _print_report(report, elapsed, out)
     return exit_code(report["runs"])
+
+
+def unknown_plugin_hint(paths: AppPaths, plugin_id: str) -> str:
+    """What to do when ``test`` does not know a plugin: this process only looks in the
+    bundled, installed and user plugin dirs and on its own PLEXICHAT_DESKTOP_PLUGINS_PATH.
+    When the running app knows the plugin, the hint names the folder it has it from."""
+    from plexichat_desktop.core.instance import InstanceLock
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
+
+    where = None
+    url = InstanceLock(paths.data_dir).holder().get("url")
+    if url:
+        import httpx
+
+        from plexichat_desktop.server.token import load_or_create_token
+
+        try:
+            answer = httpx.get(f"{url}api/plugins/{plugin_id}", timeout=3, headers={
+                "Authorization": f"Bearer {load_or_create_token(paths.token_file)}"})
+            if answer.status_code == 200:
+                where = answer.json().get("path")
+        except (httpx.HTTPError, ValueError):
+            where = None
+    if where:
+        return (f"hint: the running app at {url} has '{plugin_id}' from {where}; this "
+                f"command does not see that folder. Run it with {PLUGINS_PATH_ENV}="
+                f"{Path(where).parent} (the app's value of it), or work on the plugin with "
+                f"'plexichat-desktop dev {where}', which reruns its tests on every save.")
+    return (f"hint: plugins outside the bundled, installed and user plugin folders are found "
+            f"through {PLUGINS_PATH_ENV} (folders holding plugin folders, "
+            f"'{os.pathsep}'-separated) in this command's environment too; "
+            "'plexichat-desktop dev PATH' serves one plugin folder and reruns its tests on "
+            "every save.")
 
 
 def exit_code(runs: list[dict[str, Any]]) -> int:

@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import logging
+import signal
+import sys
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any, TextIO
 
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Priority, RunRecord
@@ -213,3 +218,67 @@ class TestWatch:
             return None
         self._last = run
         return run
+
+
+async def watch_tests(paths: Any, settings: Any, plugin_id: str, extra_dirs: list[Path],
+                      bundled_dir: Path | None, out: TextIO,
+                      stop: asyncio.Event | None = None) -> int:
+    """``plexichat-desktop test ID --watch``: rerun the tests each save affects until
+    ``stop`` is set (or SIGINT/SIGTERM), printing each run's report; the exit code."""
+    from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.plugins.manager import PluginManager
+    from plexichat_desktop.testing.console import _print_report, _report, store_path
+    from plexichat_desktop.testing.store import ResultStore
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    bus = EventBus()
+    plugins = PluginManager(paths=paths, settings=settings, bus=bus, bundled_dir=bundled_dir,
+                            extra_dirs=extra_dirs)
+    plugins.discover()
+    store = ResultStore(store_path(paths))
+    manager = TestManager(plugins, store, bus, paths.cache_dir / "runs", settings.tests)
+    try:
+        rec = manager.plugin_record(plugin_id)
+    except TestSelectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        store.close()
+        return 2
+    await manager.start()
+    manager.runner.prepare()  # the fork server is warm before the first save
+    watch = TestWatch(manager, plugin_id)
+    print(f"Watching {rec.root} for {plugin_id}: each save reruns the tests it affects. "
+          "Ctrl+C stops.", file=out, flush=True)
+
+    async def report(run: RunRecord) -> None:
+        assert run.id is not None
+        started = time.monotonic()
+        done = await manager.wait(run.id)
+        if done.status.value == "cancelled":
+            return
+        result = await asyncio.to_thread(_report, store, [done])
+        _print_report(result, time.monotonic() - started, out)
+        out.flush()
+
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        async for changed in watch_changes(rec.root, stop):
+            shown = ", ".join(sorted(p.relative_to(rec.root).as_posix() for p in changed
+                                     if p.is_relative_to(rec.root)))
+            run = await watch.changed(changed)
+            if run is None:
+                continue
+            what = ", ".join(run.selection) if run.selection else "the whole suite"
+            print(f"\n-- saved {shown}: running {what}", file=out, flush=True)
+            task = loop.create_task(report(run))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+    finally:
+        for task in pending:
+            task.cancel()
+        await manager.stop()
+        store.close()
+    return 0
