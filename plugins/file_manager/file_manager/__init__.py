@@ -1,0 +1,305 @@
+"""File Manager: two panes over configured roots, undoable jobs, safe archives, search.
+
+Layers, each usable on its own in tests: ``core`` (roots, checked paths, listings),
+``ops`` (copy/move/trash/undo, atomic writes), ``archives`` (create/list/test/extract with
+bomb and traversal checks), ``search`` and ``hashing``; ``worker`` runs their blocking
+parts in threads as host jobs with progress and a cancel that cleans up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from file_manager import ops
+from file_manager.config import FileManagerConfig
+from file_manager.core import FieldError, Roots, check_name, list_folder, require_writable
+from file_manager.worker import Ctl, run_in_thread
+from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.jobs import Job, JobHandle
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Sources(_Body):
+    root: str = Field(max_length=40)
+    paths: list[str] = Field(min_length=1, max_length=10_000)
+
+
+class Transfer(Sources):
+    dest_root: str = Field(max_length=40)
+    dest: str = ""
+    conflict: Literal["skip", "rename", "overwrite"] = "skip"
+
+
+class Rename(_Body):
+    root: str = Field(max_length=40)
+    path: str
+    name: str
+
+
+class Mkdir(_Body):
+    root: str = Field(max_length=40)
+    path: str = ""
+    name: str
+
+
+def error(exc: FieldError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+
+async def parse(request: Request, model: type[Any]) -> Any:
+    """The request's JSON body as ``model``; a :class:`FieldError` naming the first bad
+    field otherwise (the host's 422 lists pydantic's raw errors; this says it in words)."""
+    try:
+        data = await request.json()
+    except ValueError:
+        raise FieldError(400, "body", "must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise FieldError(400, "body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise FieldError(422, where, first["msg"]) from None
+
+
+def _os_error(exc: OSError, field: str) -> FieldError:
+    if isinstance(exc, PermissionError):
+        return FieldError(403, field, f"permission denied ({exc.filename})")
+    return FieldError(409, field, f"{exc.strerror or exc} ({exc.filename})")
+
+
+class FileManagerPlugin(Plugin):
+    """Serves the two-pane page and its API under /plugins/file_manager/api/."""
+
+    settings_model = FileManagerConfig
+
+    def setup(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        self.config: FileManagerConfig = ctx.config
+        self.roots = Roots(self.config.root_paths())
+        self.last_undo: ops.UndoRecord | None = None
+        self._undo_lock = asyncio.Lock()
+        routes: list[tuple[str, Any, list[str]]] = [
+            ("/roots", self.get_roots, ["GET"]),
+            ("/list", self.get_list, ["GET"]),
+            ("/ops/copy", self.op_copy, ["POST"]),
+            ("/ops/move", self.op_move, ["POST"]),
+            ("/ops/rename", self.op_rename, ["POST"]),
+            ("/ops/mkdir", self.op_mkdir, ["POST"]),
+            ("/ops/trash", self.op_trash, ["POST"]),
+            ("/ops/undo", self.op_undo, ["POST"]),
+            ("/ops/undo", self.get_undo, ["GET"]),
+        ]
+        for path, endpoint, methods in routes:
+            ctx.add_route(path, self._guarded(endpoint), methods=methods)
+        ctx.logger.info("roots: %s", ", ".join(str(r.path) for r in self.roots.items))
+
+    def _guarded(self, endpoint: Any) -> Any:
+        """Every route answers a FieldError as 4xx JSON naming the field."""
+        async def route(request: Request) -> Any:
+            try:
+                return await endpoint(request)
+            except FieldError as exc:
+                return error(exc)
+        route.__name__ = endpoint.__name__
+        route.__doc__ = endpoint.__doc__
+        return route
+
+    # -- browsing ----------------------------------------------------------------------
+    async def get_roots(self, request: Request) -> Any:
+        """The configured roots (id, name, absolute path) and what is available."""
+        return {"roots": [r.to_dict() for r in self.roots.items],
+                "capabilities": self.capabilities(), "degraded": self.ctx.degraded}
+
+    def capabilities(self) -> dict[str, Any]:
+        return {"trash": self.ctx.has("send2trash")}
+
+    async def get_list(self, request: Request) -> Any:
+        """``?root=&path=&sort=name|size|mtime|type&order=asc|desc&filter=&hidden=``."""
+        q = request.query_params
+        hidden = q.get("hidden", "false").lower()
+        if hidden not in ("true", "false", "1", "0"):
+            raise FieldError(422, "hidden", f"must be true or false, got {hidden[:20]!r}")
+        return await asyncio.to_thread(
+            list_folder, self.roots, q.get("root", "0"), q.get("path", ""),
+            sort=q.get("sort", "name"), order=q.get("order", "asc"),
+            name_filter=q.get("filter", ""), hidden=hidden in ("true", "1"),
+            limit=self.config.list_max_entries)
+
+    # -- operations --------------------------------------------------------------------
+    def _sources(self, root: str, paths: list[str], field: str = "paths") -> list[Path]:
+        out = []
+        for i, rel in enumerate(paths):
+            name = f"{field}[{i}]"
+            path = self.roots.resolve(root, rel, field=name, follow=False)
+            if path == self.roots.get(root).path:
+                raise FieldError(400, name, "is the root itself")
+            if not os.path.lexists(path):
+                raise FieldError(404, name, f"{rel!r} does not exist")
+            out.append(path)
+        return out
+
+    def _dest_folder(self, root: str, rel: str) -> Path:
+        folder = self.roots.resolve(root, rel, field="dest", root_field="dest_root")
+        if not folder.is_dir():
+            raise FieldError(404 if not folder.exists() else 409, "dest",
+                             f"{rel!r} is not an existing folder")
+        require_writable(folder, "dest", rel or "/")
+        return folder
+
+    def _new_undo(self, kind: str, description: str) -> ops.UndoRecord:
+        stash = self.ctx.data_dir / "undo" / os.urandom(6).hex()
+        return ops.UndoRecord(kind, description, stash_dir=str(stash))
+
+    def _keep_undo(self, record: ops.UndoRecord) -> None:
+        """One-step undo: the newest operation replaces the one before (and its stash)."""
+        if record.empty:
+            return
+        old, self.last_undo = self.last_undo, record
+        if old and old.stash_dir and old.stash_dir != record.stash_dir:
+            shutil.rmtree(old.stash_dir, ignore_errors=True)
+
+    async def _start(self, request: Request, name: str, work: Any, *args: Any) -> Any:
+        job = self.ctx.jobs.start(name, work, *args)
+        if request.query_params.get("wait", "").lower() in ("1", "true"):
+            job = await self.ctx.jobs.wait(job.id)
+        return JSONResponse(job.to_dict(), status_code=202 if not job.state.finished else 200)
+
+    async def _transfer(self, request: Request, move: bool) -> Any:
+        body: Transfer = await parse(request, Transfer)
+        sources = self._sources(body.root, body.paths)
+        dest = self._dest_folder(body.dest_root, body.dest)
+        for i, src in enumerate(sources):
+            if src.is_dir() and not src.is_symlink() and (dest == src or
+                                                          dest.is_relative_to(src)):
+                raise FieldError(409, "dest", f"cannot {'move' if move else 'copy'} "
+                                 f"{src.name!r} into itself (paths[{i}])")
+            if move:
+                require_writable(src.parent, f"paths[{i}]", body.paths[i])
+        verb = "move" if move else "copy"
+        label = f"{verb} {len(sources)} item(s) to {body.dest or '/'}"
+        return await self._start(request, verb, self._transfer_job, sources, dest,
+                                 body.conflict, move, label)
+
+    async def _transfer_job(self, job: JobHandle, sources: list[Path], dest: Path,
+                            conflict: str, move: bool, label: str) -> dict[str, Any]:
+        record = self._new_undo("move" if move else "copy", label)
+
+        def work(ctl: Ctl) -> ops.Outcome:
+            total = sum(ops.tree_size(s) for s in sources)
+            mover = ops.Mover(ctl, conflict, record, Path(str(record.stash_dir)), move=move,
+                              total=total)
+            return mover.run([(s, dest) for s in sources])
+
+        try:
+            outcome = await run_in_thread(job, work)
+        finally:
+            # Even a cancelled or failed run keeps what it finished undoable.
+            self._keep_undo(record)
+        return {**outcome.to_dict(), "undo": not record.empty}
+
+    async def op_copy(self, request: Request) -> Any:
+        """Copy ``paths`` of ``root`` into ``dest_root``/``dest`` (a job)."""
+        return await self._transfer(request, move=False)
+
+    async def op_move(self, request: Request) -> Any:
+        """Move ``paths`` of ``root`` into ``dest_root``/``dest`` (a job)."""
+        return await self._transfer(request, move=True)
+
+    async def op_rename(self, request: Request) -> Any:
+        """Rename ``path`` to ``name`` in the same folder (a job)."""
+        body: Rename = await parse(request, Rename)
+        src = self._sources(body.root, [body.path], field="path")[0]
+        name = check_name(body.name)
+        target = src.parent / name
+        require_writable(src.parent, "path", body.path)
+        if os.path.lexists(target) and target != src:
+            raise FieldError(409, "name", f"{name!r} already exists in that folder")
+        record = self._new_undo("rename", f"rename {src.name} to {name}")
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            try:
+                await asyncio.to_thread(os.rename, src, target)
+            except OSError as exc:
+                raise RuntimeError(f"renaming {src} failed: {exc.strerror}") from None
+            record.moved.append((str(src), str(target)))
+            self._keep_undo(record)
+            return {"done": [str(target)]}
+
+        return await self._start(request, "rename", work)
+
+    async def op_mkdir(self, request: Request) -> Any:
+        """Create folder ``name`` inside ``path`` (a job)."""
+        body: Mkdir = await parse(request, Mkdir)
+        parent = self.roots.resolve(body.root, body.path)
+        if not parent.is_dir():
+            raise FieldError(404, "path", f"{body.path!r} is not an existing folder")
+        name = check_name(body.name)
+        require_writable(parent, "path", body.path or "/")
+        target = parent / name
+        if os.path.lexists(target):
+            raise FieldError(409, "name", f"{name!r} already exists")
+        record = self._new_undo("mkdir", f"new folder {name}")
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            await asyncio.to_thread(target.mkdir)
+            record.created.append(str(target))
+            self._keep_undo(record)
+            return {"done": [str(target)]}
+
+        return await self._start(request, "mkdir", work)
+
+    async def op_trash(self, request: Request) -> Any:
+        """Send ``paths`` to the system trash (a job; undo restores them)."""
+        if not self.ctx.has("send2trash"):
+            raise FieldError(503, "paths", "the trash needs the send2trash package: "
+                             + "; ".join(self.ctx.degraded))
+        body: Sources = await parse(request, Sources)
+        sources = self._sources(body.root, body.paths)
+        for i, src in enumerate(sources):
+            require_writable(src.parent, f"paths[{i}]", body.paths[i])
+        record = self._new_undo("trash", f"trash {len(sources)} item(s)")
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            try:
+                outcome = await run_in_thread(job, ops.trash, sources, record)
+            finally:
+                self._keep_undo(record)
+            return {**outcome.to_dict(), "undo": not record.empty}
+
+        return await self._start(request, "trash", work)
+
+    async def get_undo(self, request: Request) -> Any:
+        """What one step of undo would reverse (``null`` when nothing)."""
+        return {"undo": self.last_undo.to_dict() if self.last_undo else None}
+
+    async def op_undo(self, request: Request) -> Any:
+        """Reverse the last operation (a job)."""
+        record = self.last_undo
+        if record is None:
+            raise FieldError(409, "undo", "nothing to undo")
+        self.last_undo = None
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            async with self._undo_lock:
+                return await run_in_thread(job, ops.undo, record)
+
+        return await self._start(request, "undo", work)
+
+    def job(self, job_id: str) -> Job:
+        return self.ctx.jobs.get(job_id)
+
+
+__all__ = ["FileManagerPlugin"]

@@ -1,0 +1,209 @@
+"""Copy, move, rename, mkdir and trash as jobs: conflict policies, atomic writes, cancel
+that leaves nothing partial, and one-step undo of each."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from file_manager import ops
+from file_manager.worker import Cancelled, Ctl
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (relative path -> text), for before/after comparisons."""
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*"))
+            if p.is_file() or p.is_symlink()}
+
+
+def parts_left(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ops.PART_MARK in p.name]
+
+
+def mover(ctl: Ctl, conflict: str, tmp: Path, move: bool = False) -> tuple[ops.Mover, Any]:
+    record = ops.UndoRecord("copy", "test", stash_dir=str(tmp / "stash"))
+    return ops.Mover(ctl, conflict, record, tmp / "stash", move=move, total=0), record
+
+
+@pytest.mark.parametrize("conflict", ["skip", "rename", "overwrite"])
+def test_conflict_policies_and_their_undo(tmp_path: Path, ctl: Ctl, conflict: str) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "folder" / "deep").mkdir(parents=True)
+    dst.mkdir()
+    (src / "a.txt").write_text("new a")
+    (src / "folder" / "deep" / "x.txt").write_text("new x")
+    (src / "folder" / "y.txt").write_text("new y")
+    (src / "link").symlink_to("a.txt")
+    (dst / "a.txt").write_text("old a")
+    (dst / "folder").mkdir()
+    (dst / "folder" / "y.txt").write_text("old y")
+    (dst / "folder" / "keep.txt").write_text("keep")
+    before = tree(dst)
+
+    run, record = mover(ctl, conflict, tmp_path)
+    out = run.run([(src / "a.txt", dst), (src / "folder", dst), (src / "link", dst)])
+    after = tree(dst)
+    if conflict == "skip":
+        assert {s["path"] for s in out.skipped} == {str(src / "a.txt"), str(src / "folder")}
+        assert after == {**before, "link": "old a"}  # a relative link: dst's a.txt
+    elif conflict == "rename":
+        assert after == {**before, "a (1).txt": "new a", "folder (1)/y.txt": "new y",
+                         "folder (1)/deep/x.txt": "new x", "link": "old a"}
+    else:
+        # Folders merge; files are replaced; the old versions wait in the undo stash.
+        assert after == {"a.txt": "new a", "folder/y.txt": "new y", "folder/keep.txt": "keep",
+                         "folder/deep/x.txt": "new x", "link": "new a"}
+        assert len(record.stashed) == 2
+    assert (dst / "link").is_symlink() and str((dst / "link").readlink()) == "a.txt"
+    assert tree(src)["a.txt"] == "new a" and not parts_left(dst)
+
+    result = ops.undo(ctl, record)
+    assert result["problems"] == [] and tree(dst) == before
+
+
+def test_move_with_overwrite_and_undo(tmp_path: Path, ctl: Ctl) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "d").mkdir(parents=True)
+    dst.mkdir()
+    (src / "d" / "f.txt").write_text("moving")
+    (src / "g.txt").write_text("g new")
+    (dst / "g.txt").write_text("g old")
+    src_before, dst_before = tree(src), tree(dst)
+    run, record = mover(ctl, "overwrite", tmp_path, move=True)
+    run.run([(src / "d", dst), (src / "g.txt", dst)])
+    assert tree(src) == {} and tree(dst) == {"d/f.txt": "moving", "g.txt": "g new"}
+    assert ops.undo(ctl, record)["problems"] == []
+    assert tree(src) == src_before and tree(dst) == dst_before
+
+
+class StopAfterFirstChunk(Ctl):
+    def __init__(self) -> None:
+        super().__init__(None, None)
+
+    def progress(self, done: float, total: float | None, message: str | None = None,
+                 *, force: bool = False) -> None:
+        if done:
+            self.cancel_event.set()
+
+
+def test_cancel_mid_file_leaves_no_partial_file(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ops, "CHUNK", 1024 * 1024)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "big.bin").write_bytes(b"\1" * (8 * 1024 * 1024))
+    run, record = mover(StopAfterFirstChunk(), "skip", tmp_path)
+    with pytest.raises(Cancelled):
+        run.run([(src / "big.bin", dst)])
+    assert list(dst.iterdir()) == [] and record.empty
+
+
+def test_unique_names_and_dotfiles() -> None:
+    assert ops.unique_name(Path("/nonexistent/a.txt")).name == "a (1).txt"
+    assert ops.unique_name(Path("/nonexistent/.bashrc")).name == ".bashrc (1)"
+    assert ops.unique_name(Path("/nonexistent/archive.tar.gz")).name == "archive.tar (1).gz"
+
+
+async def finished(client: Any, answer: Any) -> dict[str, Any]:
+    assert answer.status_code in (200, 202), answer.text
+    job = answer.json()
+    for _ in range(600):
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        await asyncio.sleep(0.05)
+        job = (await client.get(f"_host/jobs/{job['id']}")).json()
+    raise AssertionError(f"job never finished: {job}")
+
+
+@pytest.mark.asyncio
+async def test_jobs_through_the_app_with_undo_and_trash(app, tmp_path: Path,
+                                                        trash_home: Path) -> None:
+    root = tmp_path / "root"
+    (root / "in").mkdir(parents=True)
+    (root / "out").mkdir()
+    (root / "in" / "note with spaces.txt").write_text("n")
+    (root / "in" / "ü.txt").write_text("u")
+    async with app([root]) as (client, plugin, _rt):
+        assert (await client.get("ops/undo")).json() == {"undo": None}
+        assert (await client.post("ops/undo")).status_code == 409
+
+        job = await finished(client, await client.post("ops/copy", json={
+            "root": "0", "paths": ["in/note with spaces.txt", "in/ü.txt"],
+            "dest_root": "0", "dest": "out"}))
+        assert job["state"] == "succeeded" and job["result"]["bytes"] == 2
+        assert tree(root / "out") == {"note with spaces.txt": "n", "ü.txt": "u"}
+        # The same again with "rename" keeps both.
+        job = await finished(client, await client.post("ops/copy?wait=true", json={
+            "root": "0", "paths": ["in/ü.txt"], "dest_root": "0", "dest": "out",
+            "conflict": "rename"}))
+        assert (root / "out" / "ü (1).txt").exists()
+        undo = (await client.get("ops/undo")).json()["undo"]
+        assert undo["kind"] == "copy" and undo["count"] == 1
+        job = await finished(client, await client.post("ops/undo"))
+        assert job["result"]["restored"] == 1 and not (root / "out" / "ü (1).txt").exists()
+
+        job = await finished(client, await client.post("ops/rename", json={
+            "root": "0", "path": "out/ü.txt", "name": "renamed.txt"}))
+        assert (root / "out" / "renamed.txt").exists()
+        answer = await client.post("ops/rename", json={
+            "root": "0", "path": "out/renamed.txt", "name": "note with spaces.txt"})
+        assert answer.status_code == 409 and answer.json()["field"] == "name"
+        await finished(client, await client.post("ops/undo"))
+        assert (root / "out" / "ü.txt").exists() and not (root / "out" / "renamed.txt").exists()
+
+        await finished(client, await client.post("ops/mkdir", json={
+            "root": "0", "path": "out", "name": "new folder"}))
+        assert (root / "out" / "new folder").is_dir()
+        await finished(client, await client.post("ops/undo"))
+        assert not (root / "out" / "new folder").exists()
+
+        job = await finished(client, await client.post("ops/move", json={
+            "root": "0", "paths": ["out/ü.txt"], "dest_root": "0", "dest": ""}))
+        assert (root / "ü.txt").exists() and not (root / "out" / "ü.txt").exists()
+        answer = await client.post("ops/move", json={
+            "root": "0", "paths": ["in"], "dest_root": "0", "dest": "in"})
+        assert answer.status_code == 409 and "into itself" in answer.json()["detail"]
+
+        # Trash goes to the (test's) system trash; undo brings it back.
+        job = await finished(client, await client.post("ops/trash", json={
+            "root": "0", "paths": ["in"]}))
+        assert job["state"] == "succeeded", job
+        assert not (root / "in").exists()
+        trashed = list((trash_home / "Trash" / "files").iterdir())
+        assert any(p.name.startswith("in") for p in trashed)
+        job = await finished(client, await client.post("ops/undo"))
+        assert job["result"]["problems"] == [], job
+        assert tree(root / "in") == {"note with spaces.txt": "n", "ü.txt": "u"}
+        assert plugin.last_undo is None
+
+
+@pytest.mark.asyncio
+async def test_cancelling_a_copy_job_leaves_no_partial_file(
+        app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "root"
+    (root / "dst").mkdir(parents=True)
+    (root / "big.bin").write_bytes(b"\2" * (4 * 1024 * 1024))
+    monkeypatch.setattr(ops, "CHUNK", 512 * 1024)
+    reached, release = threading.Event(), threading.Event()
+    original = ops.Mover._advance
+
+    def gated(self: ops.Mover, n: int, name: str) -> None:
+        original(self, n, name)
+        reached.set()
+        release.wait(10)  # the test cancels while the copy sits between two chunks
+
+    monkeypatch.setattr(ops.Mover, "_advance", gated)
+    async with app([root]) as (client, _plugin, _rt):
+        answer = await client.post("ops/copy", json={
+            "root": "0", "paths": ["big.bin"], "dest_root": "0", "dest": "dst"})
+        job = answer.json()
+        assert await asyncio.to_thread(reached.wait, 10)
+        assert (await client.post(f"_host/jobs/{job['id']}/cancel")).status_code == 200
+        release.set()
+        job = await finished(client, answer)
+        assert job["state"] == "cancelled"
+        assert list((root / "dst").iterdir()) == []
