@@ -18,7 +18,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from file_manager import ops
+from file_manager import archives, ops
 from file_manager.config import FileManagerConfig
 from file_manager.core import FieldError, Roots, check_name, list_folder, require_writable
 from file_manager.worker import Ctl, run_in_thread
@@ -39,6 +39,23 @@ class Transfer(Sources):
     dest_root: str = Field(max_length=40)
     dest: str = ""
     conflict: Literal["skip", "rename", "overwrite"] = "skip"
+
+
+class ArchiveCreate(Sources):
+    dest_root: str = Field(max_length=40)
+    dest: str = ""
+    name: str
+    format: Literal["zip", "tar.gz", "tar.xz", "tar.zst", "7z"] = "zip"
+
+
+class ArchivePath(_Body):
+    root: str = Field(max_length=40)
+    path: str
+
+
+class ArchiveExtract(ArchivePath):
+    dest_root: str = Field(max_length=40)
+    dest: str = ""
 
 
 class Rename(_Body):
@@ -101,6 +118,10 @@ class FileManagerPlugin(Plugin):
             ("/ops/trash", self.op_trash, ["POST"]),
             ("/ops/undo", self.op_undo, ["POST"]),
             ("/ops/undo", self.get_undo, ["GET"]),
+            ("/archive/list", self.archive_list, ["GET"]),
+            ("/archive/create", self.archive_create, ["POST"]),
+            ("/archive/test", self.archive_test, ["POST"]),
+            ("/archive/extract", self.archive_extract, ["POST"]),
         ]
         for path, endpoint, methods in routes:
             ctx.add_route(path, self._guarded(endpoint), methods=methods)
@@ -124,7 +145,9 @@ class FileManagerPlugin(Plugin):
                 "capabilities": self.capabilities(), "degraded": self.ctx.degraded}
 
     def capabilities(self) -> dict[str, Any]:
-        return {"trash": self.ctx.has("send2trash")}
+        return {"trash": self.ctx.has("send2trash"),
+                "create_formats": [f for f in archives.CREATE_FORMATS
+                                   if self.ctx.has(archives.OPTIONAL.get(f, f))]}
 
     async def get_list(self, request: Request) -> Any:
         """``?root=&path=&sort=name|size|mtime|type&order=asc|desc&filter=&hidden=``."""
@@ -297,6 +320,106 @@ class FileManagerPlugin(Plugin):
                 return await run_in_thread(job, ops.undo, record)
 
         return await self._start(request, "undo", work)
+
+    # -- archives ----------------------------------------------------------------------
+    @property
+    def caps(self) -> archives.Caps:
+        return archives.Caps(self.config.max_extract_bytes, self.config.max_ratio)
+
+    def _archive(self, root: str, rel: str) -> Path:
+        path = self.roots.resolve(root, rel)
+        if not path.is_file():
+            raise FieldError(404, "path", f"{rel!r} is not an existing file")
+        fmt = archives.detect(path)
+        if fmt is None:
+            raise FieldError(415, "path", f"{path.name!r} is not an archive this plugin "
+                             "reads (zip, tar, tar.gz, tar.bz2, tar.xz, tar.zst, 7z)")
+        if not archives.available(fmt):
+            raise FieldError(503, "path", f"{fmt} needs the {archives.OPTIONAL[fmt]} "
+                             "package, which is not installed")
+        return path
+
+    async def _members(self, path: Path) -> tuple[str, list[archives.Member]]:
+        try:
+            return await asyncio.to_thread(archives.members, path)
+        except archives.ArchiveError as exc:
+            raise FieldError(422, "path", str(exc)) from None
+
+    async def archive_list(self, request: Request) -> Any:
+        """``?root=&path=&inner=``: the archive's members inside folder ``inner`` (browse
+        it as a folder), with the first unsafe member named under ``refused``."""
+        q = request.query_params
+        path = self._archive(q.get("root", "0"), q.get("path", ""))
+        inner = q.get("inner", "")
+        if "\x00" in inner or len(inner) > 4096:
+            raise FieldError(422, "inner", "must be a folder name inside the archive")
+        fmt, found = await self._members(path)
+        refused = None
+        try:
+            archives.check(found, self.caps, path.stat().st_size)
+        except archives.ArchiveRefused as exc:
+            refused = {"member": exc.member, "reason": exc.reason, "detail": str(exc)}
+        return {"format": fmt, "path": q.get("path", ""), "inner": inner.strip("/"),
+                "entries": archives.browse(found, inner), "members": len(found),
+                "size": path.stat().st_size, "unpacked": sum(m.size for m in found),
+                "refused": refused}
+
+    async def archive_create(self, request: Request) -> Any:
+        """Pack ``paths`` of ``root`` into ``dest_root``/``dest``/``name`` (a job)."""
+        body: ArchiveCreate = await parse(request, ArchiveCreate)
+        if not archives.available(body.format):
+            raise FieldError(503, "format", f"{body.format} needs the "
+                             f"{archives.OPTIONAL[body.format]} package, not installed")
+        sources = self._sources(body.root, body.paths)
+        dest = self._dest_folder(body.dest_root, body.dest)
+        name = check_name(body.name)
+        if not name.lower().endswith("." + body.format):
+            name = f"{name}.{body.format}"
+        out = dest / name
+        if os.path.lexists(out):
+            raise FieldError(409, "name", f"{name!r} already exists")
+        record = self._new_undo("archive", f"create {name}")
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            result = await run_in_thread(job, archives.create, sources, out, body.format)
+            record.created.append(str(out))
+            self._keep_undo(record)
+            return result
+
+        return await self._start(request, "archive", work)
+
+    async def archive_test(self, request: Request) -> Any:
+        """Read every member of the archive at ``path`` (a job; ``result.ok``)."""
+        body: ArchivePath = await parse(request, ArchivePath)
+        path = self._archive(body.root, body.path)
+        return await self._start(request, "test archive", self._test_job, path)
+
+    async def _test_job(self, job: JobHandle, path: Path) -> dict[str, Any]:
+        return await run_in_thread(job, archives.test, path)
+
+    async def archive_extract(self, request: Request) -> Any:
+        """Extract the archive at ``path`` into a new folder in ``dest`` (a job). An
+        unsafe archive is refused before anything is written: 422 naming the member."""
+        body: ArchiveExtract = await parse(request, ArchiveExtract)
+        path = self._archive(body.root, body.path)
+        dest = self._dest_folder(body.dest_root, body.dest)
+        _fmt, found = await self._members(path)
+        try:
+            archives.check(found, self.caps, path.stat().st_size)
+        except archives.ArchiveRefused as exc:
+            return JSONResponse({"detail": f"path: {exc}", "field": "path",
+                                 "member": exc.member, "reason": exc.reason},
+                                status_code=422)
+        record = self._new_undo("extract", f"extract {path.name}")
+        caps = self.caps
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            result = await run_in_thread(job, archives.extract, path, dest, caps)
+            record.created.append(result["folder"])
+            self._keep_undo(record)
+            return result
+
+        return await self._start(request, "extract", work)
 
     def job(self, job_id: str) -> Job:
         return self.ctx.jobs.get(job_id)

@@ -1,0 +1,527 @@
+"""Archives: create, list, test, extract safely, and browse as folders.
+
+Before anything is extracted every member is checked, and the first bad one refuses the
+whole archive with its name: an absolute name, a ``..`` component, a drive letter or
+backslash, NUL, a symlink or hard link, a device or FIFO, a member expanding more than
+``max_ratio`` times, or a total past ``max_extract_bytes``. Declared sizes can lie, so
+zip and tar extraction also counts the bytes actually written and stops at the caps.
+Extraction writes into a temp folder renamed into place at the end: a refused, failed or
+cancelled extraction leaves nothing behind.
+
+Formats: zip, tar, tar.gz, tar.bz2, tar.xz (stdlib), tar.zst (``zstandard``) and 7z
+(``py7zr``); the last two are optional and imported only when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import secrets
+import shutil
+import stat
+import tarfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from file_manager.ops import unique_name
+from file_manager.worker import Ctl
+
+CREATE_FORMATS = ("zip", "tar.gz", "tar.xz", "tar.zst", "7z")
+SUFFIXES = {
+    ".zip": "zip", ".tar": "tar", ".tar.gz": "tar.gz", ".tgz": "tar.gz",
+    ".tar.bz2": "tar.bz2", ".tbz2": "tar.bz2", ".tar.xz": "tar.xz", ".txz": "tar.xz",
+    ".tar.zst": "tar.zst", ".tzst": "tar.zst", ".7z": "7z",
+}
+OPTIONAL = {"tar.zst": "zstandard", "7z": "py7zr"}
+BUFFER = 1024 * 1024
+# Small members compress absurdly well (a file of zeros) without being a threat; the ratio
+# is judged only from this size up.
+RATIO_FLOOR = 1024 * 1024
+
+
+class ArchiveError(Exception):
+    """An archive that cannot be read or written; the message says which and why."""
+
+
+class ArchiveRefused(ArchiveError):
+    """An unsafe archive: ``member`` names the first member that makes it so."""
+
+    def __init__(self, member: str, reason: str):
+        super().__init__(f"member {member!r}: {reason}")
+        self.member = member
+        self.reason = reason
+
+
+@dataclass
+class Member:
+    name: str
+    type: str  # file, dir, symlink, hardlink, device, fifo, other
+    size: int
+    compressed: int | None = None
+    mtime: float | None = None
+    link: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Caps:
+    max_bytes: int
+    max_ratio: float
+
+
+def detect(path: Path) -> str | None:
+    """The archive format from the file name, or None."""
+    name = path.name.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return SUFFIXES[suffix]
+    return None
+
+
+def available(fmt: str) -> bool:
+    module = OPTIONAL.get(fmt)
+    if module is None:
+        return True
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _need(fmt: str) -> None:
+    if not available(fmt):
+        raise ArchiveError(f"{fmt} needs the {OPTIONAL[fmt]} package, which is not "
+                           f"installed (pip install {OPTIONAL[fmt]})")
+
+
+def archive_stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)] or name
+    return path.stem
+
+
+# -- reading -----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _open_tar(path: Path, fmt: str) -> Iterator[tarfile.TarFile]:
+    if fmt == "tar.zst":
+        _need(fmt)
+        import zstandard
+
+        with open(path, "rb") as raw, \
+                zstandard.ZstdDecompressor().stream_reader(raw) as reader, \
+                tarfile.open(fileobj=reader, mode="r|") as tar:
+            yield tar
+    else:
+        mode = {"tar": "r:", "tar.gz": "r:gz", "tar.bz2": "r:bz2", "tar.xz": "r:xz"}[fmt]
+        with tarfile.open(path, mode) as tar:
+            yield tar
+
+
+def _tar_member(info: tarfile.TarInfo) -> Member:
+    if info.isdir():
+        kind = "dir"
+    elif info.issym():
+        kind = "symlink"
+    elif info.islnk():
+        kind = "hardlink"
+    elif info.ischr() or info.isblk():
+        kind = "device"
+    elif info.isfifo():
+        kind = "fifo"
+    elif info.isfile():
+        kind = "file"
+    else:
+        kind = "other"
+    return Member(info.name, kind, info.size if kind == "file" else 0, None,
+                  float(info.mtime), info.linkname or None)
+
+
+def _zip_member(info: zipfile.ZipInfo) -> Member:
+    mode = info.external_attr >> 16
+    if info.is_dir():
+        kind = "dir"
+    elif stat.S_ISLNK(mode):
+        kind = "symlink"
+    elif mode and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+        kind = "device"
+    elif mode and stat.S_ISFIFO(mode):
+        kind = "fifo"
+    else:
+        kind = "file"
+    import datetime
+
+    try:
+        mtime = datetime.datetime(*info.date_time).timestamp()
+    except ValueError:
+        mtime = None
+    return Member(info.filename, kind, info.file_size, info.compress_size, mtime)
+
+
+def members(path: Path) -> tuple[str, list[Member]]:
+    """The format and every member of the archive at ``path``."""
+    fmt = detect(path)
+    if fmt is None:
+        raise ArchiveError(f"{path.name!r} is not an archive this plugin reads "
+                           f"({', '.join(sorted(set(SUFFIXES.values())))})")
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(path) as zf:
+                return fmt, [_zip_member(i) for i in zf.infolist()]
+        if fmt == "7z":
+            _need(fmt)
+            import py7zr
+
+            with py7zr.SevenZipFile(path, "r") as sz:
+                out = []
+                for info in sz.list():
+                    kind = ("dir" if info.is_directory else
+                            "symlink" if getattr(info, "is_symlink", False) else "file")
+                    mtime = info.creationtime.timestamp() if info.creationtime else None
+                    out.append(Member(info.filename, kind, info.uncompressed or 0,
+                                      info.compressed, mtime))
+                return fmt, out
+        with _open_tar(path, fmt) as tar:
+            return fmt, [_tar_member(i) for i in tar]
+    except ArchiveError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError) as exc:
+        raise ArchiveError(f"{path.name!r} cannot be read as {fmt}: {exc}") from None
+    except Exception as exc:  # py7zr's own errors (Bad7zFile, unsupported methods...)
+        raise ArchiveError(f"{path.name!r} cannot be read as {fmt}: "
+                           f"{type(exc).__name__}: {exc}") from None
+
+
+def check_name(name: str) -> str | None:
+    """Why a member name is unsafe to extract, or None."""
+    if "\x00" in name:
+        return "contains a NUL character"
+    if name.startswith("/") or name.startswith("\\"):
+        return "is an absolute path"
+    if len(name) > 1 and name[1] == ":":
+        return "starts with a drive letter"
+    if "\\" in name:
+        return "contains a backslash"
+    if ".." in PurePosixPath(name).parts:
+        return "leads outside the extraction folder ('..')"
+    return None
+
+
+def check(members_: list[Member], caps: Caps, archive_size: int) -> None:
+    """Raise :class:`ArchiveRefused` for the first unsafe member (see the module doc)."""
+    total = 0
+    for m in members_:
+        reason = check_name(m.name)
+        if reason:
+            raise ArchiveRefused(m.name, reason)
+        if m.type in ("symlink", "hardlink"):
+            raise ArchiveRefused(m.name, f"is a {m.type} (to {m.link!r}); links in "
+                                 "archives are not extracted")
+        if m.type in ("device", "fifo", "other"):
+            raise ArchiveRefused(m.name, f"is a {m.type}, not a file or folder")
+        if m.compressed is not None and m.size >= RATIO_FLOOR and \
+                m.size > caps.max_ratio * max(m.compressed, 1):
+            raise ArchiveRefused(m.name, f"expands {m.size / max(m.compressed, 1):.0f} "
+                                 f"times (limit {caps.max_ratio:g}): a zip bomb")
+        total += m.size
+        if total > caps.max_bytes:
+            raise ArchiveRefused(m.name, f"brings the total to {total} bytes, over the "
+                                 f"limit of {caps.max_bytes}")
+    if total >= RATIO_FLOOR and total > caps.max_ratio * max(archive_size, 1):
+        raise ArchiveRefused(members_[-1].name if members_ else "", f"the archive expands "
+                             f"{total / max(archive_size, 1):.0f} times (limit "
+                             f"{caps.max_ratio:g}): a bomb")
+
+
+def browse(members_: list[Member], inner: str) -> list[dict[str, Any]]:
+    """The members directly inside folder ``inner`` of the archive, folders synthesised
+    from deeper names (many archives list no folder entries)."""
+    prefix = inner.strip("/")
+    prefix = f"{prefix}/" if prefix else ""
+    seen: dict[str, dict[str, Any]] = {}
+    for m in members_:
+        name = m.name.lstrip("./") if m.name.startswith("./") else m.name
+        if not name.startswith(prefix) or name == prefix:
+            continue
+        rest = name[len(prefix):].strip("/")
+        if not rest:
+            continue
+        head, _, tail = rest.partition("/")
+        if tail or m.type == "dir":
+            entry = seen.setdefault(head, {"name": head, "path": prefix + head,
+                                           "type": "dir", "size": 0, "mtime": m.mtime,
+                                           "compressed": None})
+            entry["size"] += m.size
+        else:
+            seen[head] = {**m.to_dict(), "name": head, "path": prefix + head}
+    return sorted(seen.values(), key=lambda e: (e["type"] != "dir", e["name"].lower()))
+
+
+# -- extracting --------------------------------------------------------------------------
+
+class _Budget:
+    """Counts bytes really written, against the caps, whatever the headers said."""
+
+    def __init__(self, ctl: Ctl, caps: Caps, total: int, archive_size: int):
+        self.ctl, self.caps, self.total = ctl, caps, total
+        self.archive_size = archive_size
+        self.done = 0
+
+    def copy(self, src: IO[bytes], target: Path, member: Member) -> None:
+        written = 0
+        with open(target, "xb") as out:
+            while chunk := src.read(BUFFER):
+                self.ctl.check()
+                written += len(chunk)
+                self.done += len(chunk)
+                if self.done > self.caps.max_bytes:
+                    raise ArchiveRefused(member.name, f"writing it passed the limit of "
+                                         f"{self.caps.max_bytes} bytes (the header said "
+                                         f"{member.size})")
+                if member.compressed is not None and written >= RATIO_FLOOR and \
+                        written > self.caps.max_ratio * max(member.compressed, 1):
+                    raise ArchiveRefused(member.name, "expands past the ratio limit "
+                                         f"{self.caps.max_ratio:g} while extracting")
+                out.write(chunk)
+                self.ctl.progress(self.done, self.total, f"extracting {member.name}")
+
+
+def _target(base: Path, name: str) -> Path:
+    target = (base / name).resolve()
+    if not target.is_relative_to(base):  # checked already; kept as the last line
+        raise ArchiveRefused(name, "leads outside the extraction folder")
+    return target
+
+
+def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps) -> dict[str, Any]:
+    """Extract ``path`` into a new folder in ``dest`` named after the archive (a free
+    name: an existing folder is never merged into). Returns the folder and counts."""
+    fmt, found = members(path)
+    archive_size = path.stat().st_size
+    check(found, caps, archive_size)
+    final = dest / archive_stem(path)
+    if os.path.lexists(final):
+        final = unique_name(final)
+    work = dest / f".{final.name}.fm-extract-{secrets.token_hex(4)}"
+    work.mkdir()
+    base = work.resolve()
+    budget = _Budget(ctl, caps, sum(m.size for m in found), archive_size)
+    files = 0
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(path) as zf:
+                for info, m in zip(zf.infolist(), found, strict=True):
+                    files += _put(budget, base, m, lambda i=info: zf.open(i))
+        elif fmt == "7z":
+            import py7zr
+
+            with py7zr.SevenZipFile(path, "r") as sz:
+                sz.extractall(path=base)
+            # py7zr writes directly; the caps were checked on the headers, and the
+            # result is measured here so a lying header is caught before it is used.
+            written = sum(p.stat().st_size for p in base.rglob("*") if p.is_file())
+            if written > caps.max_bytes:
+                raise ArchiveRefused(found[-1].name if found else "", "the extracted "
+                                     f"files take {written} bytes, over the limit")
+            for p in base.rglob("*"):
+                if p.is_symlink() or not (p.is_file() or p.is_dir()):
+                    raise ArchiveRefused(str(p.relative_to(base)), "is not a plain file")
+            files = sum(1 for m in found if m.type == "file")
+        else:
+            with _open_tar(path, fmt) as tar:
+                for info in tar:
+                    m = _tar_member(info)
+                    check([m], caps, archive_size)  # a stream may differ from the listing
+                    files += _put(budget, base, m, lambda i=info: tar.extractfile(i))
+        ctl.check()
+        os.rename(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    ctl.progress(budget.total, budget.total, f"extracted {files} file(s)", force=True)
+    return {"folder": str(final), "files": files, "bytes": budget.done or budget.total,
+            "format": fmt}
+
+
+def _put(budget: _Budget, base: Path, m: Member, opener: Any) -> int:
+    target = _target(base, m.name)
+    if m.type == "dir":
+        target.mkdir(parents=True, exist_ok=True)
+        return 0
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = opener()
+    if src is None:
+        raise ArchiveRefused(m.name, "has no content to extract")
+    with src:
+        budget.copy(src, target, m)
+    if m.mtime:
+        with contextlib.suppress(OSError, OverflowError):
+            os.utime(target, (m.mtime, m.mtime))
+    return 1
+
+
+# -- testing -----------------------------------------------------------------------------
+
+def test(ctl: Ctl, path: Path) -> dict[str, Any]:
+    """Read every member completely, checking the CRCs the format has."""
+    fmt, found = members(path)
+    total = sum(m.size for m in found) or 1
+    done = 0
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(path) as zf:
+                for info in zf.infolist():
+                    if info.is_dir():
+                        continue
+                    with zf.open(info) as src:  # zipfile raises BadZipFile on a bad CRC
+                        while chunk := src.read(BUFFER):
+                            ctl.check()
+                            done += len(chunk)
+                            ctl.progress(done, total, f"testing {info.filename}")
+        elif fmt == "7z":
+            import py7zr
+
+            with py7zr.SevenZipFile(path, "r") as sz:
+                bad = sz.test()
+            if bad is False:
+                raise ArchiveError(f"{path.name!r}: a member fails its CRC check")
+        else:
+            with _open_tar(path, fmt) as tar:
+                for info in tar:
+                    src = tar.extractfile(info) if info.isfile() else None
+                    if src is None:
+                        continue
+                    with src:
+                        while chunk := src.read(BUFFER):
+                            ctl.check()
+                            done += len(chunk)
+                            ctl.progress(done, total, f"testing {info.name}")
+    except ArchiveError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError) as exc:
+        return {"ok": False, "format": fmt, "members": len(found),
+                "error": f"{type(exc).__name__}: {exc}"}
+    return {"ok": True, "format": fmt, "members": len(found), "bytes": total}
+
+
+# -- creating ----------------------------------------------------------------------------
+
+class _Reader(io.RawIOBase):
+    """A file read for tarfile that checks cancel and reports progress per chunk."""
+
+    def __init__(self, fh: IO[bytes], advance: Any):
+        self.fh, self.advance = fh, advance
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.fh.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self.advance(n)
+        return n or 0
+
+
+def _walk(sources: list[Path]) -> Iterator[tuple[Path, str]]:
+    for src in sources:
+        yield src, src.name
+        if src.is_dir() and not src.is_symlink():
+            for folder, dirs, files in os.walk(src):
+                dirs.sort()
+                rel = Path(folder).relative_to(src.parent)
+                for name in dirs + sorted(files):
+                    yield Path(folder) / name, (rel / name).as_posix()
+
+
+def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str) -> dict[str, Any]:
+    """Write ``sources`` into a new archive ``out`` (temp file renamed at the end).
+
+    Symlinks, devices and FIFOs are left out and listed as skipped: the archive holds
+    plain files and folders, the same rule extraction enforces."""
+    if fmt not in CREATE_FORMATS:
+        raise ArchiveError(f"format must be one of {', '.join(CREATE_FORMATS)}")
+    _need(fmt)
+    entries: list[tuple[Path, str, os.stat_result]] = []
+    skipped: list[dict[str, str]] = []
+    for path, arc in _walk(sources):
+        st = path.lstat()
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+            entries.append((path, arc, st))
+        else:
+            skipped.append({"path": str(path), "reason": "not a regular file or folder"})
+    total = sum(st.st_size for _p, _a, st in entries if stat.S_ISREG(st.st_mode)) or 1
+    done = 0
+
+    def advance(n: int, name: str = "") -> None:
+        nonlocal done
+        ctl.check()
+        done += n
+        ctl.progress(done, total, f"packing {name}" if name else None)
+
+    tmp = out.with_name(f".{out.name}.fm-part-{secrets.token_hex(4)}")
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(tmp, "x", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+                for path, arc, st in entries:
+                    info = zipfile.ZipInfo.from_file(path, arc)
+                    if stat.S_ISDIR(st.st_mode):
+                        zf.writestr(info, b"")
+                        continue
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with open(path, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
+                        while chunk := src.read(BUFFER):
+                            dst.write(chunk)
+                            advance(len(chunk), arc)
+        elif fmt == "7z":
+            import py7zr
+
+            with py7zr.SevenZipFile(tmp, "w") as sz:
+                for path, arc, st in entries:
+                    ctl.check()
+                    sz.write(path, arc)
+                    if stat.S_ISREG(st.st_mode):
+                        advance(st.st_size, arc)
+        else:
+            _create_tar(tmp, fmt, entries, advance)
+        ctl.check()
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return {"archive": str(out), "format": fmt, "members": len(entries),
+            "bytes": out.stat().st_size, "skipped": skipped}
+
+
+def _create_tar(tmp: Path, fmt: str, entries: list[tuple[Path, str, os.stat_result]],
+                advance: Any) -> None:
+    def add_all(tar: tarfile.TarFile) -> None:
+        for path, arc, _st in entries:
+            info = tar.gettarinfo(str(path), arc)
+            info.uname = info.gname = ""
+            if info.isfile():
+                with open(path, "rb") as fh:
+                    tar.addfile(info, io.BufferedReader(
+                        _Reader(fh, lambda n, a=arc: advance(n, a)), BUFFER))
+            else:
+                tar.addfile(info)
+
+    if fmt == "tar.zst":
+        import zstandard
+
+        with open(tmp, "xb") as raw, \
+                zstandard.ZstdCompressor(level=10, threads=-1).stream_writer(raw) as writer, \
+                tarfile.open(fileobj=writer, mode="w|") as tar:
+            add_all(tar)
+    else:
+        mode = {"tar.gz": "x:gz", "tar.xz": "x:xz"}[fmt]
+        with tarfile.open(tmp, mode) as tar:
+            add_all(tar)

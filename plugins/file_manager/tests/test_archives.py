@@ -1,0 +1,223 @@
+"""Archives: every format round-trips; hostile archives (zip-slip, absolute members,
+links, devices, bombs) are refused naming the member, and leave nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import stat
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from file_manager import archives
+from file_manager.archives import ArchiveRefused, Caps
+from file_manager.worker import Ctl
+
+CAPS = Caps(max_bytes=50 * 1024 * 1024, max_ratio=200)
+
+
+def sample(root: Path) -> Path:
+    src = root / "project"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    (src / "readme.md").write_text("# hi\n")
+    (src / "sub" / "data ü.bin").write_bytes(bytes(range(256)) * 100)
+    (src / "sub" / "deeper" / "x.txt").write_text("x")
+    (src / "link").symlink_to("readme.md")
+    return src
+
+
+def contents(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("fmt", archives.CREATE_FORMATS)
+def test_every_format_round_trips(tmp_path: Path, ctl: Ctl, fmt: str) -> None:
+    src = sample(tmp_path)
+    out = tmp_path / f"pack.{fmt}"
+    made = archives.create(ctl, [src], out, fmt)
+    assert made["skipped"] == [{"path": str(src / "link"),
+                                "reason": "not a regular file or folder"}]
+    assert archives.detect(out) == fmt
+    found_fmt, found = archives.members(out)
+    names = {m.name.rstrip("/") for m in found}
+    assert found_fmt == fmt and "project/sub/data ü.bin" in names and "project/link" not in names
+    assert archives.test(ctl, out)["ok"] is True
+    top = archives.browse(found, "")
+    assert [(e["name"], e["type"]) for e in top] == [("project", "dir")]
+    inner = archives.browse(found, "project/sub")
+    assert [(e["name"], e["type"]) for e in inner] == [("deeper", "dir"), ("data ü.bin", "file")]
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    result = archives.extract(ctl, out, dest, CAPS)
+    assert result["folder"] == str(dest / "pack") and result["files"] == 3
+    expected = {k: v for k, v in contents(tmp_path / "project").items() if k != "link"}
+    assert contents(dest / "pack" / "project") == expected
+    # Again: a second folder, never a merge into the first.
+    assert archives.extract(ctl, out, dest, CAPS)["folder"] == str(dest / "pack (1)")
+
+
+def zip_with(tmp_path: Path, name: str, data: bytes = b"evil", *, mode: int | None = None,
+             compress: int = zipfile.ZIP_DEFLATED) -> Path:
+    path = tmp_path / f"hostile{len(list(tmp_path.iterdir()))}.zip"
+    with zipfile.ZipFile(path, "w", compress) as zf:
+        zf.writestr("fine.txt", b"fine")
+        info = zipfile.ZipInfo(name)
+        if mode is not None:
+            info.external_attr = mode << 16
+        info.compress_type = compress
+        zf.writestr(info, data)
+    return path
+
+
+def tar_with(tmp_path: Path, info: tarfile.TarInfo, data: bytes = b"") -> Path:
+    path = tmp_path / f"hostile{len(list(tmp_path.iterdir()))}.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        ok = tarfile.TarInfo("fine.txt")
+        ok.size = 4
+        tar.addfile(ok, io.BytesIO(b"fine"))
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data) if data else None)
+    return path
+
+
+def tarinfo(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    return info
+
+
+def hostile(tmp_path: Path) -> list[tuple[Path, str, str]]:
+    """(archive, the member it must name, words of the reason)."""
+    return [
+        (zip_with(tmp_path, "../../evil.txt"), "../../evil.txt", "outside"),
+        (zip_with(tmp_path, "a/../../evil.txt"), "a/../../evil.txt", "outside"),
+        (zip_with(tmp_path, "/etc/evil"), "/etc/evil", "absolute"),
+        (zip_with(tmp_path, "C:/evil"), "C:/evil", "drive letter"),
+        (zip_with(tmp_path, "link", b"/etc/passwd", mode=stat.S_IFLNK | 0o777), "link",
+         "symlink"),
+        (zip_with(tmp_path, "bomb.bin", b"\0" * (20 * 1024 * 1024)), "bomb.bin", "bomb"),
+        (tar_with(tmp_path, tarinfo("/abs/evil.txt"), b"x"), "/abs/evil.txt", "absolute"),
+        (tar_with(tmp_path, tarinfo("../up.txt"), b"x"), "../up.txt", "outside"),
+        (tar_with(tmp_path, tarinfo("sym", tarfile.SYMTYPE, "/etc/passwd")), "sym", "symlink"),
+        (tar_with(tmp_path, tarinfo("hard", tarfile.LNKTYPE, "fine.txt")), "hard", "hardlink"),
+        (tar_with(tmp_path, tarinfo("dev", tarfile.CHRTYPE)), "dev", "device"),
+        (tar_with(tmp_path, tarinfo("pipe", tarfile.FIFOTYPE)), "pipe", "fifo"),
+    ]
+
+
+def test_hostile_archives_are_refused_naming_the_member(tmp_path: Path, ctl: Ctl) -> None:
+    made = tmp_path / "archives"
+    made.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for path, member, words in hostile(made):
+        with pytest.raises(ArchiveRefused) as caught:
+            archives.extract(ctl, path, dest, CAPS)
+        assert caught.value.member == member, (path, caught.value)
+        assert words in str(caught.value), str(caught.value)
+        assert member in str(caught.value)
+    assert list(dest.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
+
+
+def test_size_cap_and_lying_headers(tmp_path: Path, ctl: Ctl) -> None:
+    big = tmp_path / "big.zip"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("one.bin", b"1" * 3000)
+        zf.writestr("two.bin", b"2" * 3000)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(ArchiveRefused) as caught:
+        archives.extract(ctl, big, dest, Caps(max_bytes=4000, max_ratio=200))
+    assert caught.value.member == "two.bin" and "4000" in str(caught.value)
+
+    # A header that under-states the size: the bytes really written are counted.
+    class Lying(archives._Budget):
+        pass
+
+    budget = Lying(ctl, Caps(max_bytes=1000, max_ratio=200), 10, 10)
+    with pytest.raises(ArchiveRefused) as caught:
+        budget.copy(io.BytesIO(b"z" * 5000), dest / "out.bin",
+                    archives.Member("liar.bin", "file", 10))
+    assert caught.value.member == "liar.bin" and "the header said 10" in str(caught.value)
+
+
+def test_corrupt_archive_fails_its_test(tmp_path: Path, ctl: Ctl) -> None:
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("data.txt", b"A" * 1000)
+    raw = bytearray(good.read_bytes())
+    raw[raw.index(b"AAAA") + 10] = ord("B")  # same size, wrong CRC
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(raw))
+    assert archives.test(ctl, good)["ok"] is True
+    result = archives.test(ctl, bad)
+    assert result["ok"] is False and "CRC" in result["error"]
+    (tmp_path / "not.zip").write_text("plain text")
+    with pytest.raises(archives.ArchiveError, match="cannot be read as zip"):
+        archives.members(tmp_path / "not.zip")
+
+
+async def finished(client: Any, answer: Any) -> dict[str, Any]:
+    assert answer.status_code in (200, 202), answer.text
+    job = answer.json()
+    while job["state"] not in ("succeeded", "failed", "cancelled"):
+        await asyncio.sleep(0.05)
+        job = (await client.get(f"_host/jobs/{job['id']}")).json()
+    return job
+
+
+@pytest.mark.asyncio
+async def test_archive_routes_create_browse_test_extract_and_refuse(app, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    sample(root)
+    hostile_zip = zip_with(root, "../../evil.txt")
+    async with app([root], max_ratio=50.0) as (client, _plugin, _rt):
+        caps = (await client.get("roots")).json()["capabilities"]
+        assert caps["create_formats"] == list(archives.CREATE_FORMATS)
+        job = await finished(client, await client.post("archive/create", json={
+            "root": "0", "paths": ["project"], "dest_root": "0", "name": "backup",
+            "format": "tar.xz"}))
+        assert job["state"] == "succeeded" and job["result"]["members"] == 6, job
+        assert (root / "backup.tar.xz").is_file()
+
+        listing = (await client.get("archive/list", params={
+            "root": "0", "path": "backup.tar.xz", "inner": "project/sub"})).json()
+        assert listing["format"] == "tar.xz" and listing["refused"] is None
+        assert [e["name"] for e in listing["entries"]] == ["deeper", "data ü.bin"]
+
+        job = await finished(client, await client.post("archive/test", json={
+            "root": "0", "path": "backup.tar.xz"}))
+        assert job["result"]["ok"] is True
+
+        job = await finished(client, await client.post("archive/extract", json={
+            "root": "0", "path": "backup.tar.xz", "dest_root": "0", "dest": ""}))
+        assert job["state"] == "succeeded" and (root / "backup" / "project" / "readme.md").exists()
+        await finished(client, await client.post("ops/undo"))
+        assert not (root / "backup").exists()
+
+        refused = await client.post("archive/extract", json={
+            "root": "0", "path": hostile_zip.name, "dest_root": "0"})
+        assert refused.status_code == 422
+        assert refused.json()["member"] == "../../evil.txt" and refused.json()["field"] == "path"
+        listing = (await client.get("archive/list", params={
+            "root": "0", "path": hostile_zip.name})).json()
+        assert listing["refused"]["member"] == "../../evil.txt"
+
+        for params, status, field in (({"path": "project/readme.md"}, 415, "path"),
+                                      ({"path": "nothing.zip"}, 404, "path"),
+                                      ({"path": "../x.zip"}, 400, "path")):
+            answer = await client.get("archive/list", params={"root": "0", **params})
+            assert answer.status_code == status and answer.json()["field"] == field
+        answer = await client.post("archive/create", json={
+            "root": "0", "paths": ["project"], "dest_root": "0", "name": "b", "format": "rar"})
+        assert answer.status_code == 422 and answer.json()["field"] == "format"
+        answer = await client.post("archive/create", json={
+            "root": "0", "paths": ["project"], "dest_root": "0", "name": "backup.tar.xz",
+            "format": "tar.xz"})
+        assert answer.status_code == 409 and answer.json()["field"] == "name"
