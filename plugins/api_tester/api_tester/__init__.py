@@ -1,0 +1,295 @@
+"""API Tester: send HTTP requests, keep them as plain-text collections, check and chain
+them, run them (from CSV, with JUnit reports), monitor them on the host's schedule and
+load-test loopback or allowed hosts.
+
+Modules: ``models`` (requests, collections, settings), ``sender`` (guarded sending, the
+response view), ``checks`` (captures and assertions), ``storage`` (files and secrets),
+``engine`` (one request end to end, the runner, reports), ``monitors``, ``convert``
+(curl, OpenAPI, Postman, HAR in; curl and httpx out) and ``load``. This module only wires
+routes to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from api_tester.engine import Engine, StepResult, junit, parse_csv, run
+from api_tester.models import CollectionInfo, Environment, RequestSpec, TesterSettings
+from api_tester.sender import RequestProblem, Sender
+from api_tester.storage import Collections, SecretStore, StorageProblem, externalize
+from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.hub import EventHub
+
+KEEP_REPORTS = 50
+
+
+def problem(exc: Exception) -> JSONResponse:
+    """A 4xx answer naming the field, for the errors the modules raise on bad input."""
+    status = getattr(exc, "status", 422)
+    field = getattr(exc, "field", None) or str(exc).split(":", 1)[0]
+    return JSONResponse({"detail": str(exc), "field": field}, status_code=status)
+
+
+class SendBody(BaseModel):
+    request: RequestSpec
+    collection: str | None = None
+    environment: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class NewCollection(BaseModel):
+    name: str
+    description: str = ""
+
+
+class RunBody(BaseModel):
+    collection: str
+    folder: str = ""
+    environment: str | None = None
+    csv: str = Field("", max_length=5_000_000)
+    stop_on_fail: bool = False
+    variables: dict[str, str] = Field(default_factory=dict)
+
+
+class ApiTesterPlugin(Plugin):
+    settings_model = TesterSettings
+
+    def setup(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        self.config: TesterSettings = ctx.config
+        root = (Path(self.config.collections_dir).expanduser() if self.config.collections_dir
+                else ctx.data_dir / "collections")
+        root.mkdir(parents=True, exist_ok=True)
+        self.collections = Collections(root)
+        self.secrets = SecretStore(ctx.data_dir, self.config.secrets_storage)
+        self.sender = Sender(self.config.allowed_hosts, timeout=self.config.timeout,
+                             max_body_bytes=self.config.max_body_bytes,
+                             follow_redirects=self.config.follow_redirects)
+        ctx.on_teardown(self.sender.aclose)
+        self.engine = Engine(self.collections, self.secrets, self.sender,
+                             app_url=ctx.server_url, preview_bytes=self.config.preview_bytes)
+        self.hub = EventHub(maxsize=512)
+        self.reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.reports_dir = ctx.data_dir / "reports"
+
+        add = ctx.add_route
+        add("/info", self.info)
+        add("/send", self.send, methods=["POST"])
+        add("/collections", self.list_collections)
+        add("/collections", self.create_collection, methods=["POST"])
+        add("/collections/{collection}", self.collection_tree)
+        add("/collections/{collection}/request", self.get_request)
+        add("/collections/{collection}/request", self.put_request, methods=["PUT"])
+        add("/collections/{collection}/request", self.delete_request, methods=["DELETE"])
+        add("/collections/{collection}/environments/{name}", self.get_env)
+        add("/collections/{collection}/environments/{name}", self.put_env, methods=["PUT"])
+        add("/run", self.start_run, methods=["POST"])
+        add("/runs", self.list_runs)
+        add("/runs/{run_id}", self.get_run)
+        add("/runs/{run_id}/junit.xml", self.get_junit)
+        add("/stream", self.stream)
+
+    # -- basics ----------------------------------------------------------------------
+    async def info(self) -> dict[str, Any]:
+        return {"collections_dir": str(self.collections.root),
+                "allowed_hosts": list(self.config.allowed_hosts),
+                "secrets_backend": self.secrets.backend, "app_url": self.ctx.server_url,
+                "limits": {"users": self.config.load_max_users,
+                           "seconds": self.config.load_max_seconds,
+                           "requests": self.config.load_max_requests}}
+
+    async def stream(self) -> Any:
+        return self.ctx.event_stream(self.hub.events())
+
+    def _scope(self, collection: str | None, environment: str | None,
+               extra: dict[str, str]) -> dict[str, str]:
+        return {**self.engine.scope(collection, environment), **extra}
+
+    # -- sending ---------------------------------------------------------------------
+    async def send(self, body: SendBody) -> Any:
+        """Send one request; the answer's view, the captures and the assertion results."""
+        try:
+            scope = self._scope(body.collection, body.environment, body.variables)
+            outcome = await self.engine.execute(body.request, scope)
+        except (RequestProblem, StorageProblem) as exc:
+            return problem(exc)
+        assert outcome.exchange is not None
+        return {"response": outcome.exchange.view(self.config.preview_bytes),
+                "captures": outcome.captures, "assertions": outcome.assertions,
+                "passed": outcome.passed, "error": outcome.error}
+
+    # -- collections -----------------------------------------------------------------
+    async def list_collections(self) -> Any:
+        try:
+            return {"root": str(self.collections.root),
+                    "collections": [self.collections.tree(n) for n in self.collections.names()]}
+        except StorageProblem as exc:
+            return problem(exc)
+
+    async def create_collection(self, body: NewCollection) -> Any:
+        try:
+            info = self.collections.create(body.name, CollectionInfo(
+                name=body.name, description=body.description))
+        except StorageProblem as exc:
+            return problem(exc)
+        return JSONResponse(info.model_dump(mode="json"), status_code=201)
+
+    async def collection_tree(self, collection: str) -> Any:
+        try:
+            return self.collections.tree(collection)
+        except StorageProblem as exc:
+            return problem(exc)
+
+    async def get_request(self, collection: str, path: str = Query(max_length=1000)) -> Any:
+        try:
+            return {"path": path, "request": self.collections.read(collection, path)
+                    .model_dump(mode="json"), "text": self.collections.read_text(collection, path)}
+        except StorageProblem as exc:
+            return problem(exc)
+
+    async def put_request(self, collection: str, spec: RequestSpec,
+                          path: str = Query(max_length=1000)) -> Any:
+        """Save a request; literal secrets go to the secret store, the file gets
+        ``{{secret.<name>}}`` references (listed in ``secrets_moved``)."""
+        try:
+            stem = path.removesuffix(".request.json")
+            clean, moved = externalize(spec, stem)
+            self.collections.write(collection, path, clean)
+        except StorageProblem as exc:
+            return problem(exc)
+        for name, value in moved.items():
+            self.secrets.set(f"{collection}:{name}", value)
+        return {"path": path, "request": clean.model_dump(mode="json"),
+                "secrets_moved": sorted(moved)}
+
+    async def delete_request(self, collection: str, path: str = Query(max_length=1000)) -> Any:
+        try:
+            self.collections.delete(collection, path)
+        except StorageProblem as exc:
+            return problem(exc)
+        return Response(status_code=204)
+
+    async def get_env(self, collection: str, name: str) -> Any:
+        try:
+            env = self.collections.read_env(collection, name)
+        except StorageProblem as exc:
+            return problem(exc)
+        data = env.model_dump(mode="json")
+        for var in data["variables"]:
+            if var["secret"]:
+                stored = self.secrets.get(f"{collection}:env.{name}.{var['name']}")
+                var["value"] = ""
+                var["stored"] = stored is not None
+        return data
+
+    async def put_env(self, collection: str, name: str, request: Request) -> Any:
+        """Save an environment; a secret variable's value goes to the secret store (an
+        empty value keeps the stored one), the file keeps it empty."""
+        try:
+            env = Environment.model_validate_json(await request.body())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return JSONResponse({"detail": f"{'.'.join(str(p) for p in first['loc'])}: "
+                                           f"{first['msg']}", "field": first["loc"][0]},
+                                status_code=422)
+        if env.name != name:
+            return JSONResponse({"detail": f"name: {env.name!r} differs from the URL's "
+                                           f"{name!r}", "field": "name"}, status_code=422)
+        clean = env.model_copy(deep=True)
+        secrets: dict[str, str] = {}
+        for var in clean.variables:
+            if var.secret:
+                if var.value:
+                    secrets[f"{collection}:env.{name}.{var.name}"] = var.value
+                var.value = ""
+        try:
+            self.collections.write_env(collection, clean)
+        except StorageProblem as exc:
+            return problem(exc)
+        for key, value in secrets.items():
+            self.secrets.set(key, value)
+        return await self.get_env(collection, name)
+
+    # -- runner ----------------------------------------------------------------------
+    async def start_run(self, body: RunBody) -> Any:
+        """Start a run as a job; results are streamed as ``result`` events and the
+        report is kept under ``/runs/<job id>``."""
+        try:
+            items = self.collections.requests(body.collection, body.folder)
+            if not items:
+                raise StorageProblem(f"folder: no request in {body.collection!r}"
+                                     + (f"/{body.folder}" if body.folder else ""), 404)
+            rows = parse_csv(body.csv)
+            scope = self._scope(body.collection, body.environment, body.variables)
+        except (RequestProblem, StorageProblem) as exc:
+            return problem(exc)
+        name = body.collection + (f"/{body.folder}" if body.folder else "")
+        job = self.ctx.jobs.start("run", self._run_job, name, items, scope, rows,
+                                  body.stop_on_fail)
+        return JSONResponse(job.to_dict(), status_code=202)
+
+    async def _run_job(self, job: Any, name: str, items: list[tuple[str, RequestSpec]],
+                       scope: dict[str, str], rows: list[dict[str, str]],
+                       stop_on_fail: bool) -> dict[str, Any]:
+        def report_step(result: StepResult, done: int, total: int) -> None:
+            job.progress(done, total, f"{result.method} {result.name}: "
+                         + ("passed" if result.passed else "FAILED"))
+            self.hub.publish("result", {"run": job.id, "done": done, "total": total,
+                                        "result": result.__dict__})
+
+        report = await run(self.engine, items, scope, rows, stop_on_fail=stop_on_fail,
+                           on_result=report_step)
+        report.update({"id": job.id, "name": name})
+        await asyncio.to_thread(self._keep_report, job.id, report)
+        self.hub.publish("run", {key: report[key] for key in (
+            "id", "name", "total", "executed", "passed", "failed", "stopped_early")})
+        return {key: report[key] for key in ("id", "name", "total", "executed", "passed",
+                                             "failed", "stopped_early")}
+
+    def _keep_report(self, run_id: str, report: dict[str, Any]) -> None:
+        self.reports[run_id] = report
+        while len(self.reports) > KEEP_REPORTS:
+            self.reports.popitem(last=False)
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        (self.reports_dir / f"{run_id}.json").write_text(json.dumps(report, indent=1))
+
+    def _report(self, run_id: str) -> dict[str, Any] | None:
+        if run_id in self.reports:
+            return self.reports[run_id]
+        if not run_id.replace("-", "").replace("_", "").isalnum():
+            return None
+        file = self.reports_dir / f"{run_id}.json"
+        if file.is_file():
+            loaded: dict[str, Any] = json.loads(file.read_text())
+            return loaded
+        return None
+
+    async def list_runs(self) -> dict[str, Any]:
+        return {"runs": [{k: r[k] for k in ("id", "name", "total", "executed", "passed",
+                                            "failed", "stopped_early", "started_at")}
+                         for r in reversed(self.reports.values())]}
+
+    async def get_run(self, run_id: str) -> Any:
+        report = self._report(run_id)
+        if report is None:
+            return JSONResponse({"detail": f"run_id: no report {run_id!r}", "field": "run_id"},
+                                status_code=404)
+        return report
+
+    async def get_junit(self, run_id: str) -> Any:
+        report = self._report(run_id)
+        if report is None:
+            return JSONResponse({"detail": f"run_id: no report {run_id!r}", "field": "run_id"},
+                                status_code=404)
+        return Response(junit(report, report["name"]), media_type="application/xml")
+
+
+__all__ = ["ApiTesterPlugin"]

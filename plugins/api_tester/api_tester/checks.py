@@ -1,0 +1,201 @@
+"""Captures (a value of the answer into a variable) and assertions (a value compared).
+
+Every failure says what was looked at, what was expected and what was found, so a red
+row in a report is readable without opening the response.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from api_tester.models import Assertion, Capture
+from api_tester.sender import Exchange
+
+_MISSING = object()
+
+
+class CheckProblem(ValueError):
+    """A capture or assertion that cannot be evaluated as written (a bad JSONPath or
+    regex, a body that is not JSON)."""
+
+
+def _json(exchange: Exchange) -> Any:
+    try:
+        return exchange.json()
+    except (ValueError, UnicodeDecodeError):
+        raise CheckProblem(f"the body is not JSON (content type "
+                           f"{exchange.content_type or 'none'!r})") from None
+
+
+_PATHS: dict[str, Any] = {}
+
+
+def jsonpath(exchange: Exchange, expr: str) -> Any:
+    """The first match of ``expr`` (a list when it matches several), or ``_MISSING``."""
+    compiled = _PATHS.get(expr)
+    if compiled is None:
+        from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+        from jsonpath_ng.ext import parse  # imported on first use: keeps start-up cheap
+        try:
+            compiled = parse(expr)
+        except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
+            raise CheckProblem(f"JSONPath {expr!r} is not valid: {exc}") from None
+        if len(_PATHS) < 1000:
+            _PATHS[expr] = compiled
+    matches = [m.value for m in compiled.find(_json(exchange))]
+    if not matches:
+        return _MISSING
+    return matches[0] if len(matches) == 1 else matches
+
+
+def _regex(exchange: Exchange, expr: str) -> Any:
+    try:
+        pattern = re.compile(expr)
+    except re.error as exc:
+        raise CheckProblem(f"regex {expr!r} is not valid: {exc}") from None
+    match = pattern.search(exchange.text())
+    if match is None:
+        return _MISSING
+    return match.group(1) if pattern.groups else match.group(0)
+
+
+def pick(exchange: Exchange, source: str, expr: str) -> Any:
+    if source == "status":
+        return exchange.status
+    if source == "header":
+        value = exchange.header(expr)
+        return _MISSING if value is None else value
+    if source == "jsonpath":
+        return jsonpath(exchange, expr)
+    if source == "regex":
+        return _regex(exchange, expr)
+    if source == "duration":
+        return round(exchange.total_ms, 3)
+    return exchange.text()
+
+
+def capture(exchange: Exchange, spec: Capture) -> str:
+    """The captured value as text (JSON for objects and lists)."""
+    value = pick(exchange, spec.source, spec.expr)
+    if value is _MISSING:
+        raise CheckProblem(f"capture {spec.name!r}: {spec.source} {spec.expr!r} found "
+                           "nothing in the response")
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _equal(actual: Any, expected: Any) -> bool:
+    if actual == expected:
+        return True
+    a, b = _number(actual), _number(expected)
+    if a is not None and b is not None and not isinstance(actual, bool):
+        return a == b
+    return str(actual) == str(expected) if isinstance(actual, str) or isinstance(
+        expected, str) else False
+
+
+def _shown(value: Any) -> str:
+    if value is _MISSING:
+        return "nothing"
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def describe(spec: Assertion) -> str:
+    what = spec.source if not spec.expr else f"{spec.source} {spec.expr}"
+    if spec.op in ("exists", "not_exists", "valid"):
+        return f"{what} {spec.op}"
+    return f"{what} {spec.op} {_shown(spec.value)}"
+
+
+def check(exchange: Exchange, spec: Assertion) -> dict[str, Any]:
+    """``{"assertion", "passed", "actual", "message"}`` for one assertion."""
+    label = describe(spec)
+    try:
+        passed, actual, message = _evaluate(exchange, spec)
+    except CheckProblem as exc:
+        return {"assertion": label, "passed": False, "actual": None, "message": str(exc)}
+    return {"assertion": label, "passed": passed,
+            "actual": None if actual is _MISSING else actual,
+            "message": "" if passed else message}
+
+
+def _evaluate(exchange: Exchange, spec: Assertion) -> tuple[bool, Any, str]:
+    if spec.source == "schema":
+        return _schema(exchange, spec)
+    actual = pick(exchange, spec.source, spec.expr)
+    where = spec.source if not spec.expr else f"{spec.source} {spec.expr!r}"
+    op, expected = spec.op, spec.value
+    if op == "exists":
+        return actual is not _MISSING, actual, f"{where}: expected something, found nothing"
+    if op == "not_exists":
+        return actual is _MISSING, actual, f"{where}: expected nothing, found {_shown(actual)}"
+    if actual is _MISSING:
+        return False, actual, f"{where}: expected {op} {_shown(expected)}, found nothing"
+    found = f"{where}: expected {op} {_shown(expected)}, found {_shown(actual)}"
+    if op == "eq":
+        return _equal(actual, expected), actual, found
+    if op == "ne":
+        return not _equal(actual, expected), actual, found
+    if op in ("lt", "le", "gt", "ge"):
+        a, b = _number(actual), _number(expected)
+        if a is None or b is None:
+            return False, actual, f"{found} (both must be numbers)"
+        result = {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
+        return result, actual, found
+    if op in ("contains", "not_contains"):
+        if isinstance(actual, list | dict):
+            inside = expected in actual
+        else:
+            inside = str(expected) in str(actual)
+        return inside == (op == "contains"), actual, found
+    if op == "matches":
+        try:
+            ok = re.search(str(expected), actual if isinstance(actual, str) else
+                           json.dumps(actual)) is not None
+        except re.error as exc:
+            raise CheckProblem(f"regex {expected!r} is not valid: {exc}") from None
+        return ok, actual, found
+    raise CheckProblem(f"operator {op!r} does not apply to {spec.source}")
+
+
+def _schema(exchange: Exchange, spec: Assertion) -> tuple[bool, Any, str]:
+    import jsonschema  # first use only: its import costs start-up time
+
+    schema = spec.value
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError:
+            raise CheckProblem("schema: the expected value is not a JSON Schema") from None
+    if not isinstance(schema, dict | bool):
+        raise CheckProblem("schema: the expected value must be a JSON Schema object")
+    document = _json(exchange)
+    try:
+        validator_cls = jsonschema.validators.validator_for(schema)
+        validator_cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise CheckProblem(f"schema: not a valid JSON Schema: {exc.message}") from None
+    errors = sorted(validator_cls(schema).iter_errors(document), key=lambda e: list(e.path))
+    if not errors:
+        return True, None, ""
+    first = errors[0]
+    where = "$" + "".join(f"[{p!r}]" if isinstance(p, str) else f"[{p}]" for p in first.path)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return False, None, f"schema: {where}: {first.message}{more}"

@@ -1,0 +1,260 @@
+"""One request end to end (variables, auth, guard, send, captures, assertions) and the
+runner of a collection, with its JUnit and JSON reports."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from api_tester.checks import CheckProblem, capture, check, describe
+from api_tester.models import RequestSpec
+from api_tester.sender import (
+    Exchange,
+    RequestProblem,
+    Resolved,
+    Sender,
+    apply_auth,
+    guard,
+    resolve,
+)
+from api_tester.storage import Collections, SecretStore
+from api_tester.variables import UndefinedVariable, substitute
+
+MAX_CSV_ROWS = 10_000
+
+
+@dataclass
+class Outcome:
+    """What one request did: the exchange (None when it could not be sent), the values
+    captured, the assertion results and an error."""
+
+    exchange: Exchange | None
+    captures: dict[str, str] = field(default_factory=dict)
+    assertions: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(a["passed"] for a in self.assertions)
+
+
+class Engine:
+    def __init__(self, collections: Collections, secrets: SecretStore, sender: Sender, *,
+                 app_url: str | None = None, preview_bytes: int = 256 * 1024):
+        self.collections = collections
+        self.secrets = secrets
+        self.sender = sender
+        self.app_url = app_url
+        self.preview_bytes = preview_bytes
+        self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    # -- variables -------------------------------------------------------------------
+    def scope(self, collection: str | None, environment: str | None) -> dict[str, str]:
+        """Collection variables, then the environment's (they win), then the collection's
+        secrets as ``secret.<name>``."""
+        variables: dict[str, str] = {}
+        if self.app_url:
+            variables["app_url"] = self.app_url.rstrip("/")
+        if not collection:
+            return variables
+        info = self.collections.info(collection)
+        for var in info.variables:
+            variables[var.name] = (self.secrets.get(f"{collection}:var.{var.name}") or ""
+                                   if var.secret else var.value)
+        if environment:
+            env = self.collections.read_env(collection, environment)
+            for var in env.variables:
+                variables[var.name] = (
+                    self.secrets.get(f"{collection}:env.{environment}.{var.name}") or ""
+                    if var.secret else var.value)
+        for name, value in self.secrets.values(f"{collection}:secret.").items():
+            variables[f"secret.{name}"] = value
+        return variables
+
+    # -- auth ------------------------------------------------------------------------
+    async def v1_token(self, base: str, username: str, password: str) -> str:
+        """An access token of the PlexiChat v1 API at ``base`` (the app's own when
+        empty), from ``POST <base>/auth/login``; reused until shortly before it expires."""
+        root = (base or (self.app_url or "")).rstrip("/")
+        if not root:
+            raise RequestProblem("auth.base", "no v1 API address: the app's server is not "
+                                 "known here; give the base URL")
+        if not root.endswith("/api/v1"):
+            root += "/api/v1"
+        if not username or not password:
+            raise RequestProblem("auth.username", "the PlexiChat v1 login needs a username "
+                                 "and a password")
+        # The password is part of the key: a wrong one must fail, not reuse a token.
+        key = (root, username, hashlib.sha256(password.encode()).hexdigest())
+        cached = self._tokens.get(key)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        import json
+
+        login = Resolved("POST", root + "/auth/login", [],
+                         [("Content-Type", "application/json")],
+                         json.dumps({"username": username, "password": password}).encode())
+        exchange = await self.sender.send(login, await guard(login.url, self.sender.allow,
+                                                             "auth.base"))
+        if exchange.status != 200:
+            detail = exchange.text()[:300]
+            raise RequestProblem("auth.username", f"PlexiChat v1 login at {root} answered "
+                                 f"{exchange.status}: {detail}", 422)
+        body = exchange.json()
+        token = str(body["access_token"])
+        lifetime = float(body.get("expires_in") or 300)
+        self._tokens[key] = (token, time.monotonic() + max(1.0, lifetime - 30))
+        return token
+
+    # -- one request -----------------------------------------------------------------
+    async def prepare(self, spec: RequestSpec, variables: Mapping[str, str]) -> Resolved:
+        resolved = resolve(spec, variables)
+        token = None
+        if resolved.auth.type == "plexichat":
+            token = await self.v1_token(resolved.auth.base, resolved.auth.username,
+                                        resolved.auth.password)
+        apply_auth(resolved, token)
+        return resolved
+
+    async def execute(self, spec: RequestSpec, variables: Mapping[str, str]) -> Outcome:
+        """Send ``spec``; problems with the request itself raise :class:`RequestProblem`."""
+        resolved = await self.prepare(spec, variables)
+        exchange = await self.sender.send(resolved)
+        outcome = Outcome(exchange)
+        for cap in spec.captures:
+            try:
+                outcome.captures[cap.name] = capture(exchange, cap)
+            except CheckProblem as exc:
+                outcome.error = str(exc)
+        # Expected values may use variables, this request's captures included.
+        scope = {**variables, **outcome.captures}
+        for assertion in spec.asserts:
+            if isinstance(assertion.value, str) and "{{" in assertion.value:
+                try:
+                    value = substitute(assertion.value, scope, "asserts.value")
+                except UndefinedVariable as exc:
+                    outcome.assertions.append({"assertion": describe(assertion),
+                                               "passed": False, "actual": None,
+                                               "message": str(exc)})
+                    continue
+                assertion = assertion.model_copy(update={"value": value})
+            outcome.assertions.append(check(exchange, assertion))
+        return outcome
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    """Rows of a CSV with a header line; a BOM and ``;`` separators are accepted."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text.strip():
+        return []
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel  # type: ignore[assignment]
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    rows: list[dict[str, str]] = []
+    try:
+        for row in reader:
+            if None in row:
+                raise RequestProblem("csv", f"line {reader.line_num}: more values than the "
+                                     f"{len(reader.fieldnames or [])} columns of the header")
+            rows.append({k: v or "" for k, v in row.items()})
+            if len(rows) > MAX_CSV_ROWS:
+                raise RequestProblem("csv", f"more than {MAX_CSV_ROWS} rows", 413)
+    except csv.Error as exc:
+        raise RequestProblem("csv", f"line {reader.line_num}: {exc}") from None
+    return rows
+
+
+@dataclass
+class StepResult:
+    iteration: int
+    path: str
+    name: str
+    method: str
+    url: str
+    passed: bool
+    status: int | None
+    duration_ms: float | None
+    size: int | None
+    error: str | None
+    assertions: list[dict[str, Any]]
+    captures: dict[str, str]
+
+
+async def run(engine: Engine, items: Sequence[tuple[str, RequestSpec]],
+              variables: Mapping[str, str], rows: Sequence[Mapping[str, str]] = (), *,
+              stop_on_fail: bool = False,
+              on_result: Callable[[StepResult, int, int], Awaitable[None] | None] | None = None
+              ) -> dict[str, Any]:
+    """Run ``items`` once per CSV row (once without rows); captures chain forward within
+    an iteration. Returns the JSON report."""
+    iterations = list(rows) or [{}]
+    total = len(iterations) * len(items)
+    results: list[StepResult] = []
+    started = time.time()
+    stopped = False
+    for number, row in enumerate(iterations, 1):
+        scope = {**variables, **row}
+        for path, spec in items:
+            try:
+                outcome = await engine.execute(spec, scope)
+            except RequestProblem as exc:
+                outcome = Outcome(None, error=str(exc))
+            ex = outcome.exchange
+            result = StepResult(
+                iteration=number, path=path, name=spec.name, method=spec.method,
+                url=ex.url if ex else spec.url, passed=outcome.passed,
+                status=ex.status if ex else None,
+                duration_ms=round(ex.total_ms, 2) if ex else None,
+                size=len(ex.body) if ex else None, error=outcome.error,
+                assertions=outcome.assertions, captures=outcome.captures)
+            scope.update(outcome.captures)
+            results.append(result)
+            if on_result is not None:
+                maybe = on_result(result, len(results), total)
+                if maybe is not None:
+                    await maybe
+            if stop_on_fail and not result.passed:
+                stopped = True
+                break
+        if stopped:
+            break
+    failed = sum(1 for r in results if not r.passed)
+    return {"started_at": started, "finished_at": time.time(), "total": total,
+            "executed": len(results), "passed": len(results) - failed, "failed": failed,
+            "stopped_early": stopped, "iterations": len(iterations),
+            "results": [asdict(r) for r in results]}
+
+
+def junit(report: Mapping[str, Any], suite_name: str) -> str:
+    """The report as JUnit XML: one test case per request and iteration."""
+    results = report["results"]
+    suite = ET.Element("testsuite", {
+        "name": suite_name, "tests": str(len(results)),
+        "failures": str(sum(1 for r in results if not r["passed"] and not r["error"])),
+        "errors": str(sum(1 for r in results if r["error"])),
+        "time": f"{sum((r['duration_ms'] or 0) for r in results) / 1000:.3f}",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(report["started_at"]))})
+    for r in results:
+        name = r["name"] if report["iterations"] == 1 else f"{r['name']} [{r['iteration']}]"
+        case = ET.SubElement(suite, "testcase", {
+            "classname": f"{suite_name}.{r['path'].removesuffix('.request.json')}",
+            "name": name, "time": f"{(r['duration_ms'] or 0) / 1000:.3f}"})
+        if r["error"]:
+            error = ET.SubElement(case, "error", {"message": r["error"][:1000]})
+            error.text = r["error"]
+        elif not r["passed"]:
+            bad = [a for a in r["assertions"] if not a["passed"]]
+            failure = ET.SubElement(case, "failure", {
+                "message": bad[0]["message"][:1000] if bad else "failed"})
+            failure.text = "\n".join(f"{a['assertion']}: {a['message']}" for a in bad)
+    xml: str = ET.tostring(suite, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n"

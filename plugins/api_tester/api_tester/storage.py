@@ -1,0 +1,338 @@
+"""Collections as plain-text files, and the secrets kept out of them.
+
+Layout of the collections folder (put it in a git repository to version it)::
+
+    <collection>/collection.json          name, description, collection variables
+    <collection>/<folder>/.../<name>.request.json
+    <collection>/environments/<env>.json  environment variables (secret ones empty)
+
+Files are JSON written one way only (2-space indent, fields in model order, defaults left
+out, a final newline), so loading and saving a file gives the same bytes and a change in
+the page is a one-line diff. Secrets never reach these files: a literal token, password,
+API key or secret header typed in a request is moved to the secret store on save and the
+file gets ``{{secret.<name>}}`` in its place; a secret environment variable is stored
+with an empty value in the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from api_tester.models import CollectionInfo, Environment, RequestSpec
+from plexichat_desktop.plugins.guards import UnsafePath, safe_path
+
+REQUEST_SUFFIX = ".request.json"
+COLLECTION_FILE = "collection.json"
+ENV_DIR = "environments"
+SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+M = TypeVar("M", bound=BaseModel)
+
+
+class StorageProblem(ValueError):
+    """A bad collection, folder or file name, or a file that does not parse; names the
+    field (or the file) and why. ``status`` is the HTTP answer (404 for a missing one)."""
+
+    def __init__(self, message: str, status: int = 422):
+        self.status = status
+        super().__init__(message)
+
+
+def dumps(model: BaseModel) -> str:
+    """The one text a model is written as."""
+    data = model.model_dump(mode="json", exclude_defaults=True)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def loads(model: type[M], text: str, where: str) -> M:
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
+                             for e in exc.errors()[:5])
+        raise StorageProblem(f"{where}: {problems}") from None
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write through a temporary file and a rename, so a crash leaves the old file whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_name(name: str, field: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name) or name.endswith("."):
+        raise StorageProblem(f"{field}: {name!r} must be 1-100 letters, digits, spaces, "
+                             "'_', '-' or '.', starting with a letter or digit")
+    return name
+
+
+class Collections:
+    """The collections under one root folder."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _dir(self, collection: str) -> Path:
+        check_name(collection, "collection")
+        return self.root / collection
+
+    def _existing(self, collection: str) -> Path:
+        folder = self._dir(collection)
+        if not (folder / COLLECTION_FILE).is_file():
+            raise StorageProblem(f"collection: {collection!r} does not exist", 404)
+        return folder
+
+    def _request_path(self, collection: str, path: str) -> Path:
+        folder = self._existing(collection)
+        if not isinstance(path, str) or not path.endswith(REQUEST_SUFFIX):
+            raise StorageProblem(f"path: {path!r} must end with {REQUEST_SUFFIX}")
+        try:
+            resolved = safe_path(folder, path, field="path")
+        except UnsafePath as exc:
+            raise StorageProblem(str(exc)) from None
+        parts = Path(path).parts
+        if parts[0] == ENV_DIR or any(p.startswith(".") for p in parts):
+            raise StorageProblem(f"path: {path!r} is inside a reserved or hidden folder")
+        for part in parts[:-1]:
+            check_name(part, "path")
+        return resolved
+
+    # -- collections -----------------------------------------------------------------
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if (p / COLLECTION_FILE).is_file() and _NAME.match(p.name))
+
+    def create(self, collection: str, info: CollectionInfo | None = None) -> CollectionInfo:
+        folder = self._dir(collection)
+        if (folder / COLLECTION_FILE).exists():
+            raise StorageProblem(f"collection: {collection!r} exists already", 409)
+        info = info or CollectionInfo(name=collection)
+        write_atomic(folder / COLLECTION_FILE, dumps(info))
+        return info
+
+    def info(self, collection: str) -> CollectionInfo:
+        path = self._existing(collection) / COLLECTION_FILE
+        return loads(CollectionInfo, path.read_text("utf-8"), str(path))
+
+    def save_info(self, collection: str, info: CollectionInfo) -> None:
+        write_atomic(self._existing(collection) / COLLECTION_FILE, dumps(info))
+
+    def tree(self, collection: str) -> dict[str, Any]:
+        """``{"name", "info", "items", "environments"}``; items are folders (with items)
+        and requests (name, method, path), in file-name order."""
+        folder = self._existing(collection)
+
+        def walk(directory: Path, prefix: str) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            for entry in sorted(directory.iterdir(), key=lambda p: p.name):
+                if entry.name.startswith(".") or entry.is_symlink():
+                    continue
+                rel = f"{prefix}{entry.name}"
+                if entry.is_dir():
+                    if prefix == "" and entry.name == ENV_DIR:
+                        continue
+                    items.append({"type": "folder", "name": entry.name, "path": rel,
+                                  "items": walk(entry, rel + "/")})
+                elif entry.name.endswith(REQUEST_SUFFIX):
+                    try:
+                        spec = self.read(collection, rel)
+                        items.append({"type": "request", "name": spec.name,
+                                      "method": spec.method, "path": rel})
+                    except StorageProblem as exc:
+                        items.append({"type": "request", "name": entry.name, "path": rel,
+                                      "method": "?", "error": str(exc)})
+            return items
+
+        return {"name": collection, "info": self.info(collection).model_dump(mode="json"),
+                "items": walk(folder, ""), "environments": self.environments(collection)}
+
+    def requests(self, collection: str, folder: str = "") -> list[tuple[str, RequestSpec]]:
+        """Every request of the collection (or under ``folder``), in run order."""
+        found: list[tuple[str, RequestSpec]] = []
+
+        def walk(items: list[dict[str, Any]]) -> None:
+            for item in items:
+                if item["type"] == "folder":
+                    walk(item["items"])
+                elif not folder or item["path"].startswith(folder.rstrip("/") + "/"):
+                    found.append((item["path"], self.read(collection, item["path"])))
+
+        if folder:
+            self._request_path(collection, folder.rstrip("/") + "/x" + REQUEST_SUFFIX)
+        walk(self.tree(collection)["items"])
+        return found
+
+    # -- requests --------------------------------------------------------------------
+    def read(self, collection: str, path: str) -> RequestSpec:
+        file = self._request_path(collection, path)
+        if not file.is_file():
+            raise StorageProblem(f"path: {path!r} does not exist in {collection!r}", 404)
+        return loads(RequestSpec, file.read_text("utf-8"), f"{collection}/{path}")
+
+    def read_text(self, collection: str, path: str) -> str:
+        return self._request_path(collection, path).read_text("utf-8")
+
+    def write(self, collection: str, path: str, spec: RequestSpec) -> Path:
+        file = self._request_path(collection, path)
+        write_atomic(file, dumps(spec))
+        return file
+
+    def delete(self, collection: str, path: str) -> None:
+        file = self._request_path(collection, path)
+        if not file.is_file():
+            raise StorageProblem(f"path: {path!r} does not exist in {collection!r}", 404)
+        file.unlink()
+
+    # -- environments ----------------------------------------------------------------
+    def environments(self, collection: str) -> list[str]:
+        folder = self._existing(collection) / ENV_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(p.name[:-5] for p in folder.glob("*.json") if _NAME.match(p.name[:-5]))
+
+    def read_env(self, collection: str, name: str) -> Environment:
+        file = self._existing(collection) / ENV_DIR / f"{check_name(name, 'environment')}.json"
+        if not file.is_file():
+            raise StorageProblem(f"environment: {name!r} does not exist in {collection!r}", 404)
+        return loads(Environment, file.read_text("utf-8"), str(file))
+
+    def write_env(self, collection: str, env: Environment) -> None:
+        check_name(env.name, "environment")
+        write_atomic(self._existing(collection) / ENV_DIR / f"{env.name}.json", dumps(env))
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")[:60] or "value"
+
+
+def externalize(spec: RequestSpec, prefix: str) -> tuple[RequestSpec, dict[str, str]]:
+    """``spec`` with every literal secret replaced by ``{{secret.<name>}}``, and the
+    secrets by name. ``prefix`` (the request's file stem) keeps names apart."""
+    secrets: dict[str, str] = {}
+    data = spec.model_copy(deep=True)
+
+    def move(value: str, field: str) -> str:
+        if not value or "{{" in value:
+            return value
+        name = f"secret.{slug(prefix)}.{field}"
+        secrets[name] = value
+        return "{{" + name + "}}"
+
+    auth = data.auth
+    if auth.type == "bearer":
+        auth.token = move(auth.token, "token")
+    elif auth.type in ("basic", "plexichat"):
+        auth.password = move(auth.password, "password")
+    elif auth.type == "apikey":
+        auth.value = move(auth.value, "apikey")
+    for header in data.headers:
+        if header.name.lower() in SECRET_HEADERS:
+            header.value = move(header.value, slug(header.name.lower()))
+    return data, secrets
+
+
+class SecretStore:
+    """Secrets by name: in the keyring when usable, else a 0600 JSON file.
+
+    The names (never the values) are indexed in the plugin's data dir, because the
+    keyring cannot list what it holds.
+    """
+
+    SERVICE = "plexichat-desktop-api-tester"
+
+    def __init__(self, data_dir: Path, mode: str = "auto"):
+        self.file = Path(data_dir) / "secrets.json"
+        self.index_file = Path(data_dir) / "secret-names.json"
+        self._keyring: Any = None
+        if mode in ("auto", "keyring"):
+            self._keyring = self._usable_keyring()
+            if self._keyring is None and mode == "keyring":
+                raise RuntimeError("secrets_storage = 'keyring' but no usable keyring "
+                                   "backend is installed; install keyring or use 'file'")
+        self.backend = "keyring" if self._keyring is not None else "file"
+
+    @staticmethod
+    def _usable_keyring() -> Any:
+        try:
+            import keyring
+            from keyring.backends import fail
+        except ImportError:
+            return None
+        try:
+            backend = keyring.get_keyring()
+        except Exception:
+            return None
+        if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
+            return None
+        return keyring
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise StorageProblem(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+        return data if isinstance(data, dict) else {}
+
+    def names(self, prefix: str = "") -> list[str]:
+        source = (self._read(self.index_file).get("names", []) if self._keyring
+                  else list(self._read(self.file)))
+        return sorted(n for n in source if n.startswith(prefix))
+
+    def get(self, name: str) -> str | None:
+        if self._keyring is not None:
+            value = self._keyring.get_password(self.SERVICE, name)
+            return None if value is None else str(value)
+        value = self._read(self.file).get(name)
+        return None if value is None else str(value)
+
+    def set(self, name: str, value: str) -> None:
+        if self._keyring is not None:
+            self._keyring.set_password(self.SERVICE, name, value)
+            names = set(self.names())
+            names.add(name)
+            write_atomic(self.index_file, json.dumps({"names": sorted(names)}) + "\n", 0o600)
+            return
+        data = self._read(self.file)
+        data[name] = value
+        write_atomic(self.file, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o600)
+
+    def delete(self, name: str) -> None:
+        if self._keyring is not None:
+            with contextlib.suppress(Exception):
+                self._keyring.delete_password(self.SERVICE, name)
+            names = [n for n in self.names() if n != name]
+            write_atomic(self.index_file, json.dumps({"names": names}) + "\n", 0o600)
+            return
+        data = self._read(self.file)
+        if data.pop(name, None) is not None:
+            write_atomic(self.file, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o600)
+
+    def values(self, prefix: str) -> dict[str, str]:
+        """Every secret whose name starts with ``prefix``, with the prefix removed."""
+        out: dict[str, str] = {}
+        for name in self.names(prefix):
+            value = self.get(name)
+            if value is not None:
+                out[name[len(prefix):]] = value
+        return out

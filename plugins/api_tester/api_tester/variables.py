@@ -1,0 +1,61 @@
+"""``{{name}}`` substitution with a clear error for a name nobody defined.
+
+Scopes are looked up in order (captures of this run, a CSV row, the environment, the
+collection); built-ins start with ``$``: ``{{$uuid}}``, ``{{$timestamp}}``,
+``{{$isoTimestamp}}``, ``{{$randomInt}}``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+PATTERN = re.compile(r"\{\{\s*(\$?[A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+
+
+class UndefinedVariable(ValueError):
+    """A ``{{name}}`` that no scope defines; names the field and what is defined."""
+
+    def __init__(self, field: str, name: str, known: list[str]):
+        self.field = field
+        self.name = name
+        shown = ", ".join(sorted(known)[:30]) or "none"
+        super().__init__(f"{field}: variable '{name}' is not defined (defined: {shown})")
+
+
+def _builtin(name: str) -> str | None:
+    if name == "$uuid":
+        return str(uuid.uuid4())
+    if name == "$timestamp":
+        return str(int(time.time()))
+    if name == "$isoTimestamp":
+        return datetime.now(UTC).isoformat()
+    if name == "$randomInt":
+        return str(random.randint(0, 1000))
+    return None
+
+
+def substitute(text: str, variables: Mapping[str, str], field: str) -> str:
+    """``text`` with every ``{{name}}`` replaced; :class:`UndefinedVariable` otherwise."""
+    if "{{" not in text:
+        return text
+
+    def repl(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in variables:
+            return str(variables[name])
+        value = _builtin(name)
+        if value is None:
+            raise UndefinedVariable(field, name, list(variables))
+        return value
+
+    return PATTERN.sub(repl, text)
+
+
+def references(text: str) -> list[str]:
+    """The variable names ``text`` uses (built-ins left out)."""
+    return [n for n in PATTERN.findall(text) if not n.startswith("$")]

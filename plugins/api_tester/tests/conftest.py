@@ -1,0 +1,15 @@
+"""Shared set-up of the API tester's tests: the plugin folder on the path.
+
+Run directly (``pytest plugins/api_tester/tests``) the folder is put on the path here;
+the helpers (a loopback server, the real app core) are in ``api_tester.testing``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
+if str(PLUGIN_ROOT) not in sys.path:
+    # Appended: first on the path, the plugin folder's "tests" would shadow the project's.
+    sys.path.append(str(PLUGIN_ROOT))

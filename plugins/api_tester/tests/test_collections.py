@@ -1,0 +1,116 @@
+"""Collections on disk: byte-stable files, the tree, bad names, and secrets kept out."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from api_tester.models import CollectionInfo, Environment, RequestSpec
+from api_tester.storage import Collections, SecretStore, StorageProblem, dumps, externalize
+
+FULL = RequestSpec.model_validate({
+    "name": "Create user", "method": "POST", "url": "{{base}}/users?x=1",
+    "params": [{"name": "verbose", "value": "1"}, {"name": "off", "value": "", "enabled": False}],
+    "headers": [{"name": "Accept", "value": "application/json"}],
+    "body": {"mode": "json", "text": "{\n  \"name\": \"Zoë\"\n}"},
+    "auth": {"type": "bearer", "token": "{{token}}"},
+    "captures": [{"name": "id", "source": "jsonpath", "expr": "$.id"}],
+    "asserts": [{"source": "status", "op": "eq", "value": 201},
+                {"source": "schema", "op": "valid", "value": {"type": "object"}}],
+    "description": "Makes a user.\nTwo lines."})
+
+
+def test_files_round_trip_byte_for_byte(tmp_path: Path) -> None:
+    store = Collections(tmp_path)
+    store.create("Demo", CollectionInfo(name="Demo", description="d"))
+    store.write("Demo", "users/create.request.json", FULL)
+    file = tmp_path / "Demo" / "users" / "create.request.json"
+    first = file.read_bytes()
+    # Human-readable and diff-friendly: one field per line, UTF-8 as is, final newline.
+    assert first.endswith(b"}\n") and "Zoë".encode() in first and b'"method": "POST"' in first
+    loaded = store.read("Demo", "users/create.request.json")
+    assert loaded == FULL
+    store.write("Demo", "users/create.request.json", loaded)
+    assert file.read_bytes() == first
+    # A hand edit in the same style survives a load and save untouched too.
+    edited = first.replace(b'"Create user"', b'"Create a user"')
+    file.write_bytes(edited)
+    store.write("Demo", "users/create.request.json", store.read("Demo",
+                                                                "users/create.request.json"))
+    assert file.read_bytes() == edited
+    # Defaults are left out, so a minimal request is a minimal file.
+    assert dumps(RequestSpec(url="http://127.0.0.1/")) == '{\n  "url": "http://127.0.0.1/"\n}\n'
+
+    store.write("Demo", "a-first.request.json", RequestSpec(name="First", url="http://x/"))
+    tree = store.tree("Demo")
+    assert [i["name"] for i in tree["items"]] == ["First", "users"]
+    assert tree["items"][1]["items"][0] == {"type": "request", "name": "Create a user",
+                                            "method": "POST",
+                                            "path": "users/create.request.json"}
+    assert [p for p, _ in store.requests("Demo")] == ["a-first.request.json",
+                                                       "users/create.request.json"]
+    assert [p for p, _ in store.requests("Demo", "users")] == ["users/create.request.json"]
+
+
+@pytest.mark.parametrize(("collection", "path", "words"), [
+    ("../x", "a.request.json", "collection: '../x' must be"),
+    ("Demo", "../../etc/x.request.json", "path: '../../etc/x.request.json' contains '..'"),
+    ("Demo", "/etc/x.request.json", "is outside the allowed folder"),
+    ("Demo", "a.txt", "must end with .request.json"),
+    ("Demo", "environments/x.request.json", "reserved or hidden"),
+    ("Demo", "a\x00.request.json", "NUL"),
+    ("Nope", "a.request.json", "'Nope' does not exist"),
+])
+def test_bad_names_are_refused(tmp_path: Path, collection: str, path: str, words: str) -> None:
+    store = Collections(tmp_path)
+    store.create("Demo")
+    with pytest.raises(StorageProblem) as info:
+        store.write(collection, path, FULL)
+    assert words in str(info.value)
+
+
+def test_a_broken_file_is_named_not_fatal(tmp_path: Path) -> None:
+    store = Collections(tmp_path)
+    store.create("Demo")
+    (tmp_path / "Demo" / "bad.request.json").write_text('{"url": 3, "surprise": 1}')
+    with pytest.raises(StorageProblem, match=r"Demo/bad\.request\.json: url: "):
+        store.read("Demo", "bad.request.json")
+    item = store.tree("Demo")["items"][0]
+    assert item["method"] == "?" and "surprise" in item["error"]
+
+
+def test_secrets_never_reach_the_files(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    secrets = SecretStore(data, "file")
+    assert secrets.backend == "file"
+    spec = RequestSpec.model_validate({
+        "url": "http://127.0.0.1/", "auth": {"type": "basic", "username": "ann",
+                                             "password": "hunter2-literal"},
+        "headers": [{"name": "Cookie", "value": "sid=cookie-literal"},
+                    {"name": "X-Plain", "value": "visible"}]})
+    clean, moved = externalize(spec, "users/login")
+    assert clean.auth.password == "{{secret.users_login.password}}"
+    assert clean.headers[0].value == "{{secret.users_login.cookie}}"
+    assert clean.headers[1].value == "visible"
+    assert moved == {"secret.users_login.password": "hunter2-literal",
+                     "secret.users_login.cookie": "sid=cookie-literal"}
+    for name, value in moved.items():
+        secrets.set(f"Demo:{name}", value)
+    assert secrets.values("Demo:secret.") == {"users_login.password": "hunter2-literal",
+                                              "users_login.cookie": "sid=cookie-literal"}
+    assert stat.S_IMODE(os.stat(data / "secrets.json").st_mode) == 0o600
+    store = Collections(tmp_path / "collections")
+    store.create("Demo")
+    store.write("Demo", "users/login.request.json", clean)
+    store.write_env("Demo", Environment.model_validate({"name": "dev", "variables": [
+        {"name": "base", "value": "http://127.0.0.1"}, {"name": "pw", "secret": True}]}))
+    everything = b"".join(p.read_bytes() for p in (tmp_path / "collections").rglob("*")
+                          if p.is_file())
+    assert b"hunter2-literal" not in everything and b"cookie-literal" not in everything
+    # A value already written as a variable stays as it is.
+    again, none = externalize(clean, "users/login")
+    assert again == clean and none == {}
+    secrets.delete("Demo:secret.users_login.cookie")
+    assert secrets.names("Demo:") == ["Demo:secret.users_login.password"]

@@ -1,0 +1,154 @@
+"""The request editor's sender against a real loopback server, and its refusals."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_tester.engine import Engine
+from api_tester.models import RequestSpec
+from api_tester.sender import RequestProblem, Sender, body_view, resolve
+from api_tester.storage import Collections, SecretStore
+from api_tester.testing import loopback_server
+
+
+def spec(url: str, **fields: Any) -> RequestSpec:
+    return RequestSpec.model_validate({"url": url, **fields})
+
+
+def engine(tmp_path: Path, **sender: Any) -> Engine:
+    return Engine(Collections(tmp_path / "c"), SecretStore(tmp_path, "file"),
+                  Sender(**sender))
+
+
+@pytest.mark.asyncio
+async def test_method_params_headers_and_every_body_mode(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    async with loopback_server() as srv:
+        url = srv.url + "/echo?fixed=1"
+        got = await eng.execute(spec(url, method="put", params=[
+            {"name": "q", "value": "{{word}}"}, {"name": "off", "value": "x", "enabled": False}],
+            headers=[{"name": "X-Trace", "value": "t-{{word}}"}],
+            body={"mode": "json", "text": '{"a": "{{word}}"}'}), {"word": "héllo"})
+        echo = got.exchange.json()
+        assert echo["method"] == "PUT"
+        assert echo["args"] == [["fixed", "1"], ["q", "héllo"]]
+        # Sent as UTF-8 bytes (Starlette reads header bytes as latin-1).
+        assert echo["headers"]["x-trace"].encode("latin-1").decode() == "t-héllo"
+        assert echo["headers"]["content-type"] == "application/json"
+        assert json.loads(echo["body"]) == {"a": "héllo"}
+        # The Host header names what the URL said, the connection went to the pinned address.
+        assert echo["headers"]["host"] == f"127.0.0.1:{srv.port}"
+
+        form = await eng.execute(spec(srv.url + "/echo", method="POST", body={
+            "mode": "form", "fields": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"},
+                                       {"name": "b", "value": "x y"}]}), {})
+        assert form.exchange.json()["form"] == {"a": ["1", "2"], "b": ["x y"]}
+
+        multi = await eng.execute(spec(srv.url + "/echo", method="POST", body={
+            "mode": "multipart", "fields": [
+                {"name": "note", "value": "plain"},
+                {"name": "upload", "value": "file body", "filename": "a.txt",
+                 "content_type": "text/plain"}]}), {})
+        echoed = multi.exchange.json()
+        assert echoed["headers"]["content-type"].startswith("multipart/form-data")
+        assert echoed["form"] == {"note": ["plain"],
+                                  "upload": {"filename": "a.txt", "content": "file body"}}
+
+        raw = await eng.execute(spec(srv.url + "/echo", method="POST", body={
+            "mode": "raw", "text": "<x/>", "content_type": "application/xml"}), {})
+        assert raw.exchange.json()["body"] == "<x/>"
+        assert raw.exchange.json()["headers"]["content-type"] == "application/xml"
+
+        view = form.exchange.view(1000)
+        assert view["status"] == 200 and view["kind"] == "json"
+        assert view["body"].startswith("{\n  ")  # pretty-printed
+        assert view["timing"]["total_ms"] >= view["timing"]["ttfb_ms"] >= 0
+        assert view["size"] == len(form.exchange.body) > 0
+        assert ["x-request-id", "req-42"] in view["headers"]
+
+
+@pytest.mark.asyncio
+async def test_auth_helpers(tmp_path: Path) -> None:
+    eng = engine(tmp_path)
+    async with loopback_server() as srv:
+        bearer = await eng.execute(spec(srv.url + "/whoami", auth={
+            "type": "bearer", "token": "{{tok}}"}), {"tok": "good-token"})
+        assert bearer.exchange.status == 200
+        basic = await eng.execute(spec(srv.url + "/echo", auth={
+            "type": "basic", "username": "ann", "password": "s3cret"}), {})
+        sent = basic.exchange.json()["headers"]["authorization"]
+        assert base64.b64decode(sent.split()[1]) == b"ann:s3cret"
+        # The page shows the request it sent with the credential shortened.
+        shown = dict(basic.exchange.view(1000)["request"]["headers"])
+        assert shown["authorization"].endswith("…") and "s3cret" not in str(shown)
+        header_key = await eng.execute(spec(srv.url + "/echo", auth={
+            "type": "apikey", "key": "X-Api-Key", "value": "k1"}), {})
+        assert header_key.exchange.json()["headers"]["x-api-key"] == "k1"
+        query_key = await eng.execute(spec(srv.url + "/echo", auth={
+            "type": "apikey", "key": "api_key", "value": "k2", "where": "query"}), {})
+        assert query_key.exchange.json()["args"] == [["api_key", "k2"]]
+
+
+@pytest.mark.asyncio
+async def test_binary_huge_and_redirect_bodies(tmp_path: Path) -> None:
+    eng = engine(tmp_path, max_body_bytes=50_000)
+    async with loopback_server() as srv:
+        binary = (await eng.execute(spec(srv.url + "/binary"), {})).exchange
+        kind, text = body_view(binary.body, binary.content_type, 10_000)
+        assert kind == "binary" and text.startswith("00000000  00 01 02 03")
+        assert len(binary.body) == 1024
+
+        huge = (await eng.execute(spec(srv.url + "/huge", params=[
+            {"name": "n", "value": "200000"}]), {})).exchange
+        assert huge.body_truncated and len(huge.body) == 50_000
+        view = huge.view(4096)
+        assert view["preview_truncated"] and len(view["body"]) == 4096
+
+        moved = (await eng.execute(spec(srv.url + "/redirect"), {})).exchange
+        assert moved.status == 302  # redirects are not followed unless the settings say so
+    follow = engine(tmp_path, follow_redirects=True)
+    async with loopback_server() as srv:
+        landed = (await follow.execute(spec(srv.url + "/redirect"), {})).exchange
+        assert landed.status == 200 and landed.json()["name"] == "Ann"
+        assert landed.redirects == [srv.url + "/redirect"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("url", "status", "words"), [
+    ("file:///etc/passwd", 400, "scheme 'file'"),
+    ("ftp://127.0.0.1/x", 400, "scheme 'ftp'"),
+    ("http://ann:pw@127.0.0.1:9/x", 400, "credentials in the URL"),
+    ("http://10.0.0.1/", 403, "not loopback"),
+    ("http://169.254.169.254/latest/meta-data/", 403, "not loopback"),
+    ("http://example.org/", 403, "not on the allow-list"),
+    ("127.0.0.1:8000/x", 422, "not an absolute"),
+])
+async def test_refused_targets_never_connect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             url: str, status: int, words: str) -> None:
+    def no_connection(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"a connection or lookup was attempted for {url}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_connection)
+    monkeypatch.setattr(socket.socket, "connect", no_connection)
+    monkeypatch.setattr(socket.socket, "connect_ex", no_connection)
+    eng = engine(tmp_path)
+    with pytest.raises(RequestProblem) as info:
+        await eng.execute(spec(url), {})
+    assert info.value.field == "url" and info.value.status == status
+    assert words in str(info.value) and str(info.value).startswith("url: ")
+
+
+def test_undefined_variable_and_bad_json_name_the_field() -> None:
+    with pytest.raises(RequestProblem) as info:
+        resolve(spec("http://127.0.0.1/{{base}}/x", headers=[
+            {"name": "A", "value": "{{nope}}"}]), {"base": "v1"})
+    assert str(info.value).startswith("headers[0].value: variable 'nope' is not defined")
+    assert "base" in str(info.value)
+    with pytest.raises(RequestProblem) as info:
+        resolve(spec("http://127.0.0.1/", body={"mode": "json", "text": "{oops"}), {})
+    assert info.value.field == "body.text" and "not valid JSON" in str(info.value)
