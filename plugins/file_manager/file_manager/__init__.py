@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from file_manager import archives, ops
+from file_manager import archives, hashing, ops, search
 from file_manager.config import FileManagerConfig
 from file_manager.core import FieldError, Roots, check_name, list_folder, require_writable
 from file_manager.worker import Ctl, run_in_thread
@@ -56,6 +58,18 @@ class ArchivePath(_Body):
 class ArchiveExtract(ArchivePath):
     dest_root: str = Field(max_length=40)
     dest: str = ""
+
+
+class HashRequest(ArchivePath):
+    algorithms: list[Literal["sha256", "blake3", "sha1", "md5"]] = Field(
+        default_factory=lambda: ["sha256"], min_length=1, max_length=4)
+
+
+class DuplicatesRequest(_Body):
+    root: str = Field(max_length=40)
+    path: str = ""
+    min_size: int = Field(1, ge=0)
+    hidden: bool = False
 
 
 class Rename(_Body):
@@ -122,6 +136,9 @@ class FileManagerPlugin(Plugin):
             ("/archive/create", self.archive_create, ["POST"]),
             ("/archive/test", self.archive_test, ["POST"]),
             ("/archive/extract", self.archive_extract, ["POST"]),
+            ("/search", self.search, ["GET"]),
+            ("/hash", self.hash, ["POST"]),
+            ("/duplicates", self.duplicates, ["POST"]),
         ]
         for path, endpoint, methods in routes:
             ctx.add_route(path, self._guarded(endpoint), methods=methods)
@@ -145,7 +162,7 @@ class FileManagerPlugin(Plugin):
                 "capabilities": self.capabilities(), "degraded": self.ctx.degraded}
 
     def capabilities(self) -> dict[str, Any]:
-        return {"trash": self.ctx.has("send2trash"),
+        return {"trash": self.ctx.has("send2trash"), "blake3": hashing.has_blake3(),
                 "create_formats": [f for f in archives.CREATE_FORMATS
                                    if self.ctx.has(archives.OPTIONAL.get(f, f))]}
 
@@ -420,6 +437,104 @@ class FileManagerPlugin(Plugin):
             return result
 
         return await self._start(request, "extract", work)
+
+    # -- search ------------------------------------------------------------------------
+    async def search(self, request: Request) -> Any:
+        """Server-Sent Events: ``match`` per hit, ``progress`` now and then, then ``done``
+        with counts (or ``error``). Query: ``root``, ``path``, ``name`` with ``mode``
+        glob|regex, ``content`` with ``content_mode`` text|regex, ``case``,
+        ``gitignore`` (default true), ``hidden``. Bad patterns are 422 before streaming."""
+        q = request.query_params
+        base = self.roots.resolve(q.get("root", "0"), q.get("path", ""))
+        root = self.roots.get(q.get("root", "0"))
+        if not base.is_dir():
+            raise FieldError(404, "path", f"{q.get('path', '')!r} is not an existing folder")
+        flags = {}
+        for key, default in (("case", "false"), ("gitignore", "true"), ("hidden", "false")):
+            value = q.get(key, default).lower()
+            if value not in ("true", "false", "1", "0"):
+                raise FieldError(422, key, f"must be true or false, got {value[:20]!r}")
+            flags[key] = value in ("true", "1")
+        mode, content_mode = q.get("mode", "glob"), q.get("content_mode", "text")
+        if mode not in ("glob", "regex"):
+            raise FieldError(422, "mode", f"must be glob or regex, got {mode[:20]!r}")
+        if content_mode not in ("text", "regex"):
+            raise FieldError(422, "content_mode", "must be text or regex")
+        name, content = q.get("name", ""), q.get("content", "")
+        if not name and not content:
+            raise FieldError(422, "name", "give a name pattern, a content pattern or both")
+        for field, value in (("name", name), ("content", content)):
+            if len(value) > 1000 or "\x00" in value:
+                raise FieldError(422, field, "must be at most 1000 characters without NUL")
+        try:
+            name_re = search.compile_name(name, mode, flags["case"])
+        except re.error as exc:
+            raise FieldError(422, "name", f"not a valid regular expression: {exc}") from None
+        try:
+            content_re = search.compile_content(content, content_mode, flags["case"])
+        except re.error as exc:
+            raise FieldError(422, "content", f"not a valid regular expression: {exc}") \
+                from None
+        query = search.Query(name_re, content_re, self.config.search_max_file_bytes,
+                             self.config.search_max_results, flags["gitignore"],
+                             flags["hidden"])
+        return self.ctx.event_stream(self._search_events(base, root.path, query))
+
+    async def _search_events(self, base: Path, root_path: Path,
+                             query: search.Query) -> AsyncIterator[tuple[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        ctl = Ctl(None, None)
+
+        def emit(name: str, data: Any) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, (name, data))
+
+        future = loop.run_in_executor(None, search.search, ctl, base, root_path, query, emit)
+        future.add_done_callback(lambda _f: queue.put_nowait(None))
+        try:
+            yield "start", {"path": base.relative_to(root_path).as_posix()}
+            while (item := await queue.get()) is not None:
+                yield item
+            try:
+                yield "done", future.result()
+            except Exception as exc:
+                self.ctx.logger.warning("search in %s failed: %s", base, exc)
+                yield "error", {"detail": f"{type(exc).__name__}: {exc}"}
+        finally:
+            # The page went away (or the plugin stops): the walk ends at its next check.
+            ctl.cancel_event.set()
+
+    # -- metadata ----------------------------------------------------------------------
+    async def hash(self, request: Request) -> Any:
+        """SHA-256 (and BLAKE3, SHA-1, MD5 on request) of the file at ``path`` (a job)."""
+        body: HashRequest = await parse(request, HashRequest)
+        path = self.roots.resolve(body.root, body.path)
+        if not path.is_file():
+            raise FieldError(404, "path", f"{body.path!r} is not an existing file")
+        algorithms = list(dict.fromkeys(body.algorithms))
+        if "blake3" in algorithms and not hashing.has_blake3():
+            raise FieldError(503, "algorithms", "blake3 needs the blake3 package, which is "
+                             "not installed")
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            result = await run_in_thread(job, hashing.digests, path, algorithms)
+            return {"path": body.path, **result}
+
+        return await self._start(request, "hash", work)
+
+    async def duplicates(self, request: Request) -> Any:
+        """Groups of identical files under ``path`` (size first, then hashes; a job)."""
+        body: DuplicatesRequest = await parse(request, DuplicatesRequest)
+        base = self.roots.resolve(body.root, body.path)
+        if not base.is_dir():
+            raise FieldError(404, "path", f"{body.path!r} is not an existing folder")
+        root_path = self.roots.get(body.root).path
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            return await run_in_thread(job, hashing.duplicates, base, root_path,
+                                       body.min_size, body.hidden)
+
+        return await self._start(request, "duplicates", work)
 
     def job(self, job_id: str) -> Job:
         return self.ctx.jobs.get(job_id)

@@ -1,0 +1,134 @@
+"""Search (name glob/regex, content, .gitignore, binary and size skips, streamed over SSE)
+and metadata: SHA-256/BLAKE3 digests and the duplicate finder."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from file_manager import hashing, search
+from file_manager.worker import Ctl
+
+from plexichat_desktop.plugins.sse import read_events
+
+
+def project(root: Path) -> None:
+    (root / "src" / "pkg").mkdir(parents=True)
+    (root / "build").mkdir()
+    (root / "src" / "main.py").write_text("import os\nTODO = 'fix me'\nprint('todo later')\n")
+    (root / "src" / "pkg" / "util.py").write_text("def helper():\n    return 'TODO'\n")
+    (root / "src" / "notes.txt").write_text("nothing here\n")
+    (root / "src" / "blob.bin").write_bytes(b"TODO\x00\x01binary")
+    (root / "src" / "huge.log").write_text("TODO\n" * 5000)
+    (root / "build" / "out.py").write_text("TODO generated\n")
+    (root / "src" / "pkg" / "cache.tmp").write_text("TODO tmp\n")
+    (root / ".gitignore").write_text("build/\n")
+    (root / "src" / ".gitignore").write_text("*.tmp\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_text("TODO inside git\n")
+
+
+def run(ctl: Ctl, root: Path, **kwargs: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    hits: list[dict[str, Any]] = []
+    query = search.Query(**{"name": None, "content": None, "max_file_bytes": 10_000,
+                            "max_results": 100, **kwargs})
+    summary = search.search(ctl, root, root, query,
+                            lambda name, data: hits.append(data) if name == "match" else None)
+    return hits, summary
+
+
+def test_name_and_content_search_respects_gitignore_binary_and_size(tmp_path: Path,
+                                                                    ctl: Ctl) -> None:
+    project(tmp_path)
+    hits, _ = run(ctl, tmp_path, name=search.compile_name("*.py", "glob", False))
+    assert sorted(h["path"] for h in hits) == ["src/main.py", "src/pkg/util.py"]
+    hits, _ = run(ctl, tmp_path, name=search.compile_name(r"^u.*\.py$", "regex", False))
+    assert [h["path"] for h in hits] == ["src/pkg/util.py"]
+    hits, _ = run(ctl, tmp_path, name=search.compile_name("PKG", "glob", False))
+    assert [(h["path"], h["type"]) for h in hits] == [("src/pkg", "dir")]
+
+    hits, summary = run(ctl, tmp_path, content=search.compile_content("todo", "text", False))
+    assert sorted(h["path"] for h in hits) == ["src/main.py", "src/pkg/util.py"]
+    main = next(h for h in hits if h["path"] == "src/main.py")
+    assert [line["line"] for line in main["lines"]] == [2, 3]
+    assert summary["skipped"]["binary"] == 1 and summary["skipped"]["too_large"] == 1
+    assert summary["skipped"]["ignored"] == 2  # build/ and cache.tmp
+
+    hits, _ = run(ctl, tmp_path, content=search.compile_content("TODO", "text", True),
+                  gitignore=False)
+    assert "build/out.py" in {h["path"] for h in hits}
+    assert not any(h["path"].startswith(".git/") for h in hits)
+    hits, summary = run(ctl, tmp_path, content=search.compile_content("TODO", "text", False),
+                        max_results=1)
+    assert len(hits) == 1 and summary["truncated"] is True
+
+
+def test_digests_and_duplicates(tmp_path: Path, ctl: Ctl) -> None:
+    data = b"same content " * 10_000
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "one.bin").write_bytes(data)
+    (tmp_path / "two.bin").write_bytes(data)
+    (tmp_path / "three.bin").write_bytes(data)
+    (tmp_path / "same size.bin").write_bytes(data[:-1] + b"X")  # same size, other bytes
+    (tmp_path / "small.txt").write_text("x")
+    (tmp_path / "also small.txt").write_text("x")
+    algorithms = ["sha256", "blake3"] if hashing.has_blake3() else ["sha256"]
+    result = hashing.digests(ctl, tmp_path / "two.bin", algorithms)
+    assert result["sha256"] == hashlib.sha256(data).hexdigest() and result["size"] == len(data)
+    if hashing.has_blake3():
+        import blake3
+        assert result["blake3"] == blake3.blake3(data).hexdigest()
+
+    found = hashing.duplicates(ctl, tmp_path, tmp_path, min_size=2)
+    assert [g["paths"] for g in found["groups"]] == [["a/one.bin", "three.bin", "two.bin"]]
+    assert found["wasted"] == 2 * len(data)
+    with_small = hashing.duplicates(ctl, tmp_path, tmp_path, min_size=1)
+    assert len(with_small["groups"]) == 2
+
+
+@pytest.mark.asyncio
+async def test_search_streams_over_the_app_and_refuses_bad_patterns(app, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    project(root)
+    async with app([root]) as (client, _plugin, _rt):
+        events: list[tuple[str, Any]] = []
+        async with client.stream("GET", "search", params={
+                "root": "0", "content": "todo", "name": "*.py"}) as answer, \
+                asyncio.timeout(20):
+            assert answer.status_code == 200
+            async for name, data in read_events(answer):
+                events.append((name, data))
+                if name in ("done", "error"):
+                    break
+        names = [n for n, _ in events]
+        assert names[0] == "start" and names[-1] == "done"
+        assert sorted(d["path"] for n, d in events if n == "match") == [
+            "src/main.py", "src/pkg/util.py"]
+        assert events[-1][1]["matches"] == 2
+
+        for params, field in (({"name": "(unclosed", "mode": "regex"}, "name"),
+                              ({"content": "[x", "content_mode": "regex"}, "content"),
+                              ({}, "name"), ({"name": "a", "mode": "fuzzy"}, "mode"),
+                              ({"name": "a", "path": "../.."}, "path"),
+                              ({"name": "a", "gitignore": "perhaps"}, "gitignore")):
+            answer = await client.get("search", params={"root": "0", **params})
+            assert 400 <= answer.status_code < 500, (params, answer.text)
+            assert answer.json()["field"] == field
+
+        job = (await client.post("hash?wait=true", json={
+            "root": "0", "path": "src/main.py", "algorithms": ["sha256"]})).json()
+        assert job["result"]["sha256"] == hashlib.sha256(
+            (root / "src" / "main.py").read_bytes()).hexdigest()
+        answer = await client.post("hash", json={"root": "0", "path": "src",
+                                                 "algorithms": ["sha256"]})
+        assert answer.status_code == 404 and answer.json()["field"] == "path"
+        answer = await client.post("hash", json={"root": "0", "path": "src/main.py",
+                                                 "algorithms": ["crc32"]})
+        assert answer.status_code == 422 and answer.json()["field"].startswith("algorithms")
+        (root / "copy.py").write_bytes((root / "src" / "main.py").read_bytes())
+        job = (await client.post("duplicates?wait=true", json={"root": "0"})).json()
+        assert job["result"]["groups"][0]["paths"] == ["copy.py", "src/main.py"]
