@@ -2,8 +2,10 @@
 
 What it writes uses the platform: a settings model the host validates (``ctx.config``),
 a route, a job with progress and cancel (``ctx.jobs``), a page that starts the job and
-shows it with the host's jobs component, and a test that passes as written. The files
-are templates below with ``__ID__``, ``__TITLE__`` and ``__CLASS__`` filled in.
+shows it with the host's jobs component, tests that pass as written (one runs the plugin in
+the app through the harness, :mod:`plexichat_desktop.testing.harness`) and a ``pytest.ini``
+that loads the harness under the test manager and plain pytest alike. The files are
+templates below with ``__ID__``, ``__TITLE__`` and ``__CLASS__`` filled in.
 """
 
 from __future__ import annotations
@@ -146,24 +148,50 @@ document.getElementById("count-form").addEventListener("submit", (event) => {
 });
 '''
 
-TEST = '''import asyncio
+TEST = '''"""Tests of __TITLE__: its parts on their own, then the plugin running in the app.
+
+pytest.ini loads the host's harness, so these run the same under plexichat-desktop test,
+plain pytest and an IDE: plexichat_app, plain async tests and the [tests] timeout.
+"""
+
 import logging
 
 from __ID__ import Settings, count_words, make_greeting
 from plexichat_desktop.plugins.jobs import JobManager
+from plexichat_desktop.testing.harness import PlexiChatApp
 
 
-def test_greeting_settings_and_the_count_job() -> None:
+def test_greeting_and_settings() -> None:
     assert make_greeting("Hello", "world") == {"message": "Hello, world!"}
     assert Settings.from_settings({"steps": 5}).steps == 5
 
-    async def run_job():
-        jobs = JobManager("__ID__", logging.getLogger("test"))
-        job = jobs.start("count words", count_words, "one two three", 4)
-        return await jobs.wait(job.id)
 
-    job = asyncio.run(run_job())
-    assert (job.state, job.result, job.fraction) == ("succeeded", {"words": 3}, 1.0)
+async def test_the_count_job_on_its_own() -> None:  # a plain async test: no marker needed
+    jobs = JobManager("__ID__", logging.getLogger("test"))
+    job = jobs.start("count words", count_words, "one two three", 4)
+    done = await jobs.wait(job.id)
+    assert (done.state, done.result, done.fraction) == ("succeeded", {"words": 3}, 1.0)
+
+
+def test_route_page_and_job_in_the_app(plexichat_app: PlexiChatApp) -> None:
+    client = plexichat_app.client  # /plugins/__ID__/ with the app's token
+    assert client.get("api/hello", params={"who": "you"}).json() == {"message": "Hello, you!"}
+    assert 'id="message"' in client.get("").text
+    started = client.post("api/count", json={"text": "a b c d"})
+    assert started.status_code == 200, started.text
+    jobs = plexichat_app.record.context.jobs  # plugin objects live on the app's loop:
+    done = plexichat_app.call(jobs.wait(started.json()["id"]))  # call() runs work there
+    assert (done.state, done.result) == ("succeeded", {"words": 4})
+    assert client.get(f"api/_host/jobs/{done.id}").json()["state"] == "succeeded"
+'''
+
+PYTEST_INI = '''# Read by plexichat-desktop test and by plain pytest / an IDE alike: the host's
+# harness (the plexichat_app fixture, plain async tests, the [tests] timeout) and the
+# plugin folder on the import path.
+[pytest]
+testpaths = tests
+pythonpath = .
+addopts = -p plexichat_desktop.testing.harness --import-mode=importlib
 '''
 
 
@@ -178,7 +206,8 @@ def _class_name(plugin_id: str) -> str:
 def scaffold_plugin(plugin_id: str, parent: Path, name: str | None = None) -> Path:
     """Create ``parent/<plugin_id>/``: a manifest, a package with a validated settings
     model, a route and a job, a page that starts the job and shows it with the host's jobs
-    component, and a passing test. ``ValueError`` for an id that is not valid or whose
+    component, tests that pass as written (one with the harness's app) and the pytest.ini
+    that loads the harness. ``ValueError`` for an id that is not valid or whose
     package name another module has; ``FileExistsError`` when the folder exists."""
     if not re.match(ID_PATTERN, plugin_id):
         raise ValueError(f"{plugin_id!r} is not a valid plugin id: use 2-64 lowercase letters, "
@@ -198,6 +227,7 @@ def scaffold_plugin(plugin_id: str, parent: Path, name: str | None = None) -> Pa
         "web/style.css": STYLE,
         "web/app.js": SCRIPT,
         f"tests/test_{plugin_id}.py": TEST,
+        "pytest.ini": PYTEST_INI,
     }
     for rel, template in files.items():
         target = root / rel

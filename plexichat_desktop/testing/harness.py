@@ -1,0 +1,405 @@
+"""The pytest plugin for plugin authors' tests: the app with your plugin, and the same rules
+under plain pytest (an IDE) as under ``plexichat-desktop test``.
+
+Load it from the plugin's ``pytest.ini`` (``plugins new`` writes it)::
+
+    [pytest]
+    testpaths = tests
+    pythonpath = .
+    addopts = -p plexichat_desktop.testing.harness --import-mode=importlib
+
+pytest reads that file both when the test manager runs the suite (it passes the plugin's
+config with ``-c``) and when an IDE or a terminal runs ``pytest`` on any of its test files,
+and ``-p`` loads the plugin even with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set (the manager
+sets it). What it gives:
+
+- the fixture ``plexichat_app``: the app started on a temporary home with the plugin under
+  test (the one whose folder holds the test file) and the plugins it needs, as a
+  :class:`PlexiChatApp` (HTTP clients with the token, a v1 user where the plugin declares
+  ``api_scopes``), stopped cleanly afterwards;
+- the fixture ``plexichat_settings``: override it to change settings (``{"plugin":
+  {"<id>": {...}}}`` and any ``settings.toml`` section);
+- the compatibility rules of the test manager (shared with its reporter, not copied): a
+  plain ``async def`` test runs without a marker, a returned ``{"success": False, ...}``
+  fails with its message;
+- the per-test timeout of ``plugin.toml`` ``[tests] timeout`` when pytest runs without the
+  test manager (the manager enforces it itself, with the stacks of a hung test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import itertools
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from plexichat_desktop.core.events import Event
+from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths, bundled_plugins_dir
+from plexichat_desktop.plugins.manifest import Manifest, load_manifest
+from plexichat_desktop.testing.protocol import FD_ENV
+
+T = TypeVar("T")
+REPORTER = "plexichat_desktop.testing.reporter"
+START_LIMIT = 120.0     # seconds the app may take to start or stop in a fixture
+# The v1 API tuned for tests: cheap password hashing and no sign-up/login rate limits.
+FAST_API: dict[str, Any] = {"scrypt_cost": 4, "register_rate_limit": 0,
+                            "login_rate_limit": 0, "performance_interval": 3600.0}
+API_PROVIDER = "api_integration_layer"  # offers ctx.api to plugins with api_scopes
+USER_PASSWORD = "Harness-Passw0rd-Long"
+_users = itertools.count(1)
+_TIMEOUT_KEY = pytest.StashKey[float | None]()
+
+
+# -- finding the plugin under test -------------------------------------------------------
+def plugin_root_of(path: Path) -> Path | None:
+    """The plugin folder holding ``path``: the nearest folder upwards with a plugin.toml."""
+    for folder in [path, *path.parents] if path.is_dir() else path.parents:
+        if (folder / "plugin.toml").is_file():
+            return folder
+    return None
+
+
+_manifests: dict[Path, Manifest | None] = {}
+
+
+def _manifest(root: Path) -> Manifest | None:
+    if root not in _manifests:
+        try:
+            _manifests[root] = load_manifest(root / "plugin.toml")[0]
+        except Exception:  # a broken manifest is the app's to report, with the reason
+            _manifests[root] = None
+    return _manifests[root]
+
+
+# -- the app -----------------------------------------------------------------------------
+@dataclass
+class V1User:
+    """A registered, logged-in user of the app's PlexiChat v1 API."""
+
+    username: str
+    password: str
+    user_id: str
+    access_token: str
+    client: httpx.Client  # base URL .../api/v1/, the user's bearer token
+
+
+@dataclass
+class PlexiChatApp:
+    """The running app of a test (see :func:`plexichat_app`).
+
+    ``client`` talks to the plugin (base URL ``/plugins/<id>/``: ``client.get("api/x")``
+    is the route ``ctx.add_route("/x", ...)``, ``client.get("")`` its page); ``host``
+    to the app's own API (``/api/plugins``, ``/tests/...``); both send the token. The app
+    runs in a thread of its own with its own event loop: call into plugin objects with
+    :meth:`call`, never directly from an ``async`` test's loop."""
+
+    plugin_id: str
+    root: Path
+    paths: AppPaths
+    url: str
+    token: str
+    runtime: Any
+    client: httpx.Client
+    host: httpx.Client
+    user: V1User | None = None
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+
+    @property
+    def plugin_url(self) -> str:
+        """``http://127.0.0.1:<port>/plugins/<id>/``."""
+        return f"{self.url}plugins/{self.plugin_id}/"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The header that authorises requests to the app."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def record(self) -> Any:
+        """The plugin's record in the app (state, reason, detail, manifest)."""
+        return self.runtime.plugins.by_id[self.plugin_id]
+
+    @property
+    def plugin(self) -> Any:
+        """The running instance of the plugin's class."""
+        return self.record.instance
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """An ``httpx.AsyncClient`` like ``client``, for async tests (close it, e.g. with
+        ``async with``)."""
+        options: dict[str, Any] = {"base_url": self.plugin_url, "headers": self.headers,
+                                   "timeout": 30.0, **kwargs}
+        return httpx.AsyncClient(**options)
+
+    def call(self, work: Callable[[], T | Awaitable[T]] | Awaitable[T],
+             timeout: float = 60.0) -> T:
+        """Run ``work`` (a coroutine, or a function, whose awaitable result is awaited) on
+        the app's loop and return its result; plugin objects live there."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            result = work() if callable(work) else work
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def reload(self) -> str:
+        """Reload the plugin from disk (as a save under ``dev`` does); its new state."""
+        rec = self.call(self.runtime.plugins.reload(self.plugin_id))
+        return str(rec.state)
+
+    def events(self, *types: type[Event]) -> EventRecorder:
+        """Start recording bus events of ``types`` (all when none are given)."""
+        return EventRecorder(self, types)
+
+
+class EventRecorder:
+    """Bus events seen since it was made (see :meth:`PlexiChatApp.events`)."""
+
+    def __init__(self, app: PlexiChatApp, types: tuple[type[Event], ...]):
+        self._app = app
+        self._seen: list[Event] = []
+        self._changed = threading.Condition()
+
+        async def subscribe() -> Any:
+            bus = app.runtime.bus
+            return bus.subscribe(types, name="harness recorder", maxsize=10_000)
+
+        self._sub = app.call(subscribe())
+        assert app._loop is not None
+        self._task = asyncio.run_coroutine_threadsafe(self._pump(), app._loop)
+
+    async def _pump(self) -> None:
+        async for event in self._sub:
+            with self._changed:
+                self._seen.append(event)
+                self._changed.notify_all()
+
+    @property
+    def seen(self) -> list[Event]:
+        with self._changed:
+            return list(self._seen)
+
+    def wait_for(self, match: Callable[[Event], bool], timeout: float = 30.0) -> Event:
+        """The first recorded event for which ``match`` is true, waiting up to
+        ``timeout`` seconds for it; ``TimeoutError`` otherwise."""
+        with self._changed:
+            found = self._changed.wait_for(
+                lambda: next((e for e in self._seen if match(e)), None), timeout)
+        if found is None:
+            raise TimeoutError(f"no matching event within {timeout:g} s; seen: "
+                               f"{[e.topic for e in self._seen]}")
+        return found
+
+    def close(self) -> None:
+        self._task.cancel()
+        self._app.call(lambda: self._sub.close())
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
+    """The plugin under test and the plugins it needs (``requires``, and the API layer
+    when it declares ``api_scopes``), found next to it or among the bundled ones."""
+    wanted = list(manifest.requires) if manifest is not None else []
+    if manifest is not None and manifest.permissions.api_scopes and API_PROVIDER not in wanted:
+        wanted.append(API_PROVIDER)
+    found = [root]
+    places = [root.parent, bundled_plugins_dir()]
+    for plugin_id in wanted:
+        for place in places:
+            candidate = place / plugin_id
+            if (candidate / "plugin.toml").is_file():
+                found.append(candidate.resolve())
+                break
+    return found
+
+
+@contextlib.contextmanager
+def _without_plugin_path() -> Iterator[None]:
+    # Only the plugins of the test load: not the developer's own from this variable.
+    saved = os.environ.pop(PLUGINS_PATH_ENV, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[PLUGINS_PATH_ENV] = saved
+
+
+@contextlib.contextmanager
+def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
+              ) -> Iterator[PlexiChatApp]:
+    """Start the app on ``home`` with the plugin at ``root`` (and the plugins it needs),
+    yield a :class:`PlexiChatApp`, stop it. What the ``plexichat_app`` fixture uses; call
+    it directly for a second app in one test."""
+    from plexichat_desktop.core.settings import Settings
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+
+    root = root.resolve()
+    manifest = _manifest(root)
+    plugin_id = manifest.id if manifest is not None else root.name
+    holder = Path(tempfile.mkdtemp(prefix="plugins-", dir=home.parent))
+    for folder in _needed_plugins(root, manifest):
+        (holder / folder.name).symlink_to(folder, target_is_directory=True)
+    paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
+    settings = Settings.model_validate(_deep_merge(
+        {"server": {"port": 0}, "api": FAST_API}, overrides or {}))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="plexichat app", daemon=True)
+    thread.start()
+
+    async def start() -> Any:
+        with _without_plugin_path():
+            runtime = Runtime(paths, settings, RuntimeOptions(
+                bundled=False, include_installed=False, extra_plugin_dirs=[holder]))
+        await runtime.start()
+        return runtime
+
+    runtime = None
+    clients: list[httpx.Client] = []
+    try:
+        runtime = asyncio.run_coroutine_threadsafe(start(), loop).result(START_LIMIT)
+        url = runtime.url
+        headers = {"Authorization": f"Bearer {runtime.token}"}
+        client = httpx.Client(base_url=f"{url}plugins/{plugin_id}/", headers=headers,
+                              timeout=30.0)
+        host = httpx.Client(base_url=url, headers=headers, timeout=30.0)
+        clients += [client, host]
+        app = PlexiChatApp(plugin_id, root, paths, url, runtime.token, runtime, client, host,
+                           _loop=loop)
+        rec = runtime.plugins.by_id.get(plugin_id)
+        if rec is None or not rec.running:
+            state = "not found" if rec is None else f"{rec.state}: {rec.reason}"
+            detail = f"\n{rec.detail}" if rec is not None and rec.detail else ""
+            pytest.fail(f"plugin {plugin_id} did not start in the test app ({state}){detail}",
+                        pytrace=False)
+        if manifest is not None and manifest.permissions.api_scopes:
+            app.user = _v1_user(app, clients)
+        yield app
+    finally:
+        for c in clients:
+            c.close()
+        if runtime is not None:
+            asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(START_LIMIT)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(START_LIMIT)
+        loop.close()
+        for link in holder.iterdir():
+            link.unlink()
+        holder.rmdir()
+
+
+def _v1_user(app: PlexiChatApp, clients: list[httpx.Client]) -> V1User:
+    """Register and log in a user of the v1 API, and sign the API layer in as them, so
+    that the plugin's ``ctx.api`` acts for that user."""
+    name = f"harness{os.getpid() % 10_000}u{next(_users)}"
+    v1 = httpx.Client(base_url=f"{app.url}api/v1/", timeout=30.0)
+    clients.append(v1)
+    created = v1.post("auth/register", json={
+        "username": name, "email": f"{name}@example.org", "password": USER_PASSWORD,
+        "terms_accepted": True})
+    created.raise_for_status()
+    login = v1.post("auth/login", json={"username": name, "password": USER_PASSWORD})
+    login.raise_for_status()
+    body = login.json()
+    v1.headers["Authorization"] = f"Bearer {body['access_token']}"
+    layer = app.host.post(f"plugins/{API_PROVIDER}/api/login",
+                          json={"username": name, "password": USER_PASSWORD})
+    layer.raise_for_status()
+    return V1User(name, USER_PASSWORD, str(body["user_id"]), body["access_token"], v1)
+
+
+@pytest.fixture
+def plexichat_settings() -> dict[str, Any]:
+    """Settings for ``plexichat_app``, as in settings.toml: override this fixture, e.g.
+    ``return {"plugin": {"my_plugin": {"interval": 0.1}}}``."""
+    return {}
+
+
+@pytest.fixture
+def plexichat_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                  plexichat_settings: dict[str, Any]) -> Iterator[PlexiChatApp]:
+    """The app, started on a fresh temporary home with the plugin under test (the one
+    whose folder holds the test file) and the plugins it needs; a :class:`PlexiChatApp`
+    with HTTP clients that send the token, and ``user`` (a logged-in v1 user, also what
+    ``ctx.api`` acts as) when the plugin declares ``api_scopes``. Stopped after the
+    test. A plugin that does not start fails the test with its reason."""
+    root = plugin_root_of(Path(str(request.path)))
+    if root is None:
+        pytest.fail(f"{request.path} is not inside a plugin folder (no plugin.toml above "
+                    "it)", pytrace=False)
+    home = tmp_path_factory.mktemp("plexichat-home")
+    with start_app(root, home, plexichat_settings) as app:
+        yield app
+
+
+# -- the rules shared with the test manager ------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    # The reporter carries the compatibility rules; the manager loads it with -p, plain
+    # pytest gets it here, so both run the same code.
+    if not config.pluginmanager.has_plugin(REPORTER):
+        config.pluginmanager.import_plugin(REPORTER)
+
+
+def _timeout_for(item: pytest.Item) -> float | None:
+    if os.environ.get(FD_ENV):
+        return None  # under the test manager, which enforces it with the stacks
+    root = plugin_root_of(Path(str(item.path)))
+    manifest = _manifest(root) if root is not None else None
+    return manifest.tests.timeout if manifest is not None else None
+
+
+class TestTimeout(Exception):
+    """A test ran past its plugin's ``[tests] timeout``."""
+
+    __test__ = False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """The plugin's per-test timeout (set-up, call and teardown together) under plain
+    pytest: SIGALRM interrupts the test, which fails with where it was; where there is no
+    SIGALRM (or not on the main thread) the stacks are dumped and the process exits."""
+    timeout = _timeout_for(item)
+    if timeout is None:
+        return (yield)
+    alarm = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if alarm:
+        def expired(signum: int, frame: Any) -> None:
+            raise TestTimeout(f"{item.nodeid} ran longer than its timeout of {timeout:g} s "
+                              "(plugin.toml [tests] timeout)")
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+    else:
+        faulthandler.dump_traceback_later(timeout, exit=True, file=sys.stderr)
+    try:
+        return (yield)
+    finally:
+        if alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        else:
+            faulthandler.cancel_dump_traceback_later()

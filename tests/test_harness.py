@@ -1,0 +1,200 @@
+"""The plugin authors' harness (plexichat_desktop.testing.harness) in real pytest runs: the
+same rules under plain pytest as under the test manager, the plexichat_app fixture with a
+real app over HTTP, and a v1 user for a plugin that declares api_scopes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.plugins.scaffold import scaffold_plugin
+from plexichat_desktop.testing.manager import TestManager
+from plexichat_desktop.testing.store import ResultStore
+
+RULES = '''
+import asyncio
+import time
+
+
+async def test_unmarked_async_runs() -> None:
+    await asyncio.sleep(0)
+
+
+def test_returned_failure_dict_fails():
+    return {"success": False, "message": "the old way of failing"}
+
+
+def test_returned_success_dict_passes():
+    return {"success": True}
+
+
+def test_hanging_test_is_stopped() -> None:
+    time.sleep(600)
+
+
+async def test_hanging_async_test_is_stopped() -> None:
+    await asyncio.sleep(600)
+
+
+def test_after_the_hangs_still_runs() -> None:
+    assert True
+'''
+EXPECTED = {
+    "test_unmarked_async_runs": "passed",
+    "test_returned_failure_dict_fails": "failed",
+    "test_returned_success_dict_passes": "passed",
+    "test_hanging_test_is_stopped": "failed",
+    "test_hanging_async_test_is_stopped": "failed",
+    "test_after_the_hangs_still_runs": "passed",
+}
+
+
+def _rules_plugin(tmp_path: Path) -> Path:
+    root = scaffold_plugin("rules_demo", tmp_path / "plugins")
+    manifest = root / "plugin.toml"
+    manifest.write_text(manifest.read_text().replace("timeout = 60", "timeout = 1"))
+    (root / "tests" / "test_rules.py").write_text(RULES)
+    return root
+
+
+def _plain_env() -> dict[str, str]:
+    # As an IDE runs it: whatever plugins the environment autoloads, no manager around.
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTEST_", "PLEXICHAT_REPORT"))}
+
+
+def test_plain_pytest_applies_the_managers_rules_and_the_manifest_timeout(tmp_path: Path):
+    root = _rules_plugin(tmp_path)
+    junit = tmp_path / "junit.xml"
+    # From the repository root, naming one file, as an IDE does: the plugin's pytest.ini
+    # is found from the file and loads the harness.
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         f"--junitxml={junit}", str(root / "tests" / "test_rules.py")],
+        cwd=Path(__file__).resolve().parent.parent, env=_plain_env(), capture_output=True,
+        text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    outcomes = {}
+    messages = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        failure = case.find("failure")
+        outcomes[case.get("name")] = "failed" if failure is not None else (
+            "error" if case.find("error") is not None else "passed")
+        if failure is not None:
+            messages[case.get("name")] = failure.get("message", "")
+    assert outcomes == EXPECTED, result.stdout
+    assert "the old way of failing" in messages["test_returned_failure_dict_fails"]
+    for hung in ("test_hanging_test_is_stopped", "test_hanging_async_test_is_stopped"):
+        assert "ran longer than its timeout of 1 s" in messages[hung], messages[hung]
+
+
+@pytest.mark.asyncio
+async def test_the_manager_gives_the_same_verdicts(home, tmp_path: Path):
+    root = _rules_plugin(tmp_path)
+    settings = Settings()
+    bus = EventBus()
+    plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
+                            extra_dirs=[root.parent], include_installed=False)
+    plugins.discover()
+    store = ResultStore(home.data_dir / "tests.sqlite3")
+    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+    await manager.start()
+    try:
+        run = await manager.submit("rules_demo", ["tests/test_rules.py"], precheck=False)
+        await manager.wait(run.id)
+        got = {a.nodeid.split("::")[-1]: a.outcome for a in store.attempts_for_run(run.id)}
+    finally:
+        await manager.stop()
+        store.close()
+    # The manager names a hang "timed_out" (and keeps its stacks); plain pytest fails it.
+    assert got == {name: ("timed_out" if "hanging" in name else outcome)
+                   for name, outcome in EXPECTED.items()}
+
+
+CONSUMER_MANIFEST = '''id = "api_consumer"
+name = "API Consumer"
+version = "0.1.0"
+entry = "api_consumer:ApiConsumer"
+
+[requires]
+api_integration_layer = ">=1.0"
+
+[permissions]
+api_scopes = ["users:read"]
+'''
+CONSUMER = '''from plexichat_desktop.plugins.api import Plugin, PluginContext
+
+
+class ApiConsumer(Plugin):
+    def setup(self, ctx: PluginContext) -> None:
+        async def me() -> dict:
+            return (await ctx.api.users.me()).model_dump(mode="json")
+
+        ctx.add_route("/me", me)
+'''
+CONSUMER_TEST = '''from plexichat_desktop.core.events import PluginStateChanged
+
+
+def test_the_app_with_a_v1_user(plexichat_app):
+    app = plexichat_app
+    assert app.user is not None
+    # ctx.api acts as the harness's user, and the user's own client works too.
+    me = app.client.get("api/me")
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == app.user.username
+    assert app.user.client.get("users/me").json()["username"] == app.user.username
+    plugins = {p["id"]: p["state"] for p in app.host.get("/api/plugins").json()["plugins"]}
+    assert plugins == {"api_consumer": "active", "api_integration_layer": "active"}
+    assert app.client.get("api/me", headers={"Authorization": ""}).status_code == 401
+
+    events = app.events(PluginStateChanged)
+    assert app.reload() == "active"
+    events.wait_for(lambda e: e.plugin_id == "api_consumer" and e.state == "active")
+    events.close()
+    assert app.call(lambda: app.plugin.ctx.plugin_id) == "api_consumer"
+
+
+async def test_async_tests_use_the_async_client(plexichat_app):
+    async with plexichat_app.async_client() as client:
+        assert (await client.get("api/me")).status_code == 200
+'''
+
+
+def test_plexichat_app_starts_the_plugin_with_what_it_needs(tmp_path: Path):
+    root = tmp_path / "plugins" / "api_consumer"
+    (root / "api_consumer").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "plugin.toml").write_text(CONSUMER_MANIFEST)
+    (root / "api_consumer" / "__init__.py").write_text(CONSUMER)
+    (root / "tests" / "test_consumer.py").write_text(CONSUMER_TEST)
+    from plexichat_desktop.plugins.scaffold import PYTEST_INI
+
+    (root / "pytest.ini").write_text(PYTEST_INI)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio"],
+        cwd=root, env={**_plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
+
+
+def test_a_plugin_that_does_not_start_fails_the_test_with_its_reason(tmp_path: Path):
+    root = scaffold_plugin("broken_start", tmp_path / "plugins")
+    module = root / "broken_start" / "__init__.py"
+    module.write_text(module.read_text().replace(
+        'ctx.logger.info("broken_start is set up")', 'raise RuntimeError("no database")'))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "in_the_app"],
+        cwd=root, env={**_plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert ("plugin broken_start did not start in the test app (failed: setup() raised "
+            "RuntimeError: no database)") in result.stdout, result.stdout
