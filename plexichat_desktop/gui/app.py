@@ -13,11 +13,15 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from plexichat_desktop.core.paths import AppPaths, resources_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
 from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
+
+if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment is set
+    from PySide6.QtCore import QSettings
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +110,26 @@ class DesktopShell:
         self.bridge = EventBridge(runtime.bus)
         qsettings = QSettings(str(Path(paths.config_dir) / "gui.ini"), QSettings.Format.IniFormat)
         self.window = MainWindow(runtime, self.bridge, self.make_pane, qsettings, closed)
+        self.downloads = None
+        self.permissions = None
+        if self.profile is not None:
+            self._guard_pages(paths, qsettings)
+
+    def _guard_pages(self, paths: AppPaths, qsettings: QSettings) -> None:
+        """Downloads and permission requests of every page of the profile."""
+        from plexichat_desktop.gui.downloads import DownloadManager
+        from plexichat_desktop.gui.permissions import PermissionGate, PermissionStore, own_origins
+        from plexichat_desktop.server.security import install_host
+
+        assert self.profile is not None and self.runtime.server is not None
+        self.downloads = DownloadManager(self.profile, qsettings, self.window,
+                                         parent=self.window)
+        plugins = self.runtime.plugins.by_id
+        self.permissions = PermissionGate(
+            self.profile, own_origins(self.runtime.server.port, install_host(self.runtime.token)),
+            PermissionStore(Path(paths.config_dir) / "permissions.json"),
+            lambda pid: plugins[pid].name if pid in plugins else pid, self.window,
+            parent=self.window)
 
     def make_pane(self, path: str, title: str, parent: object) -> object:
         from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, open_in_system_browser
@@ -123,6 +147,8 @@ class DesktopShell:
 
         def page_factory(view: object) -> PluginPage:
             page = PluginPage(self.profile, self.interceptor, self.window, view)
+            if self.permissions is not None:
+                self.permissions.watch(page)
             page.setBackgroundColor(QColor(PAGE_BACKGROUNDS[self.scheme]))
             return page
 
@@ -152,6 +178,8 @@ class DesktopShell:
     async def shutdown(self) -> None:
         """Pages and views first, then let Qt delete them, then the bridge."""
         self._unhook_theme()
+        if self.downloads is not None:
+            self.downloads.cancel_all()
         await self.window.dashboard.close()
         if self.window.isVisible():
             self.window.close()

@@ -113,6 +113,43 @@ def shell(qapp: Any, runtime: Any, home: Any, arun: Any) -> Any:
     arun(made.shutdown())
 
 
+@pytest.fixture
+def kit_runtime(home: Any, arun: Any) -> Any:
+    """The real core with the desktop-window fixture plugins only (tests/fixtures/plugins/
+    _desktop: exports, schedules, a degraded plugin), server on a free port."""
+    from plexichat_desktop.core.settings import Settings
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+    from tests.conftest import FIXTURE_PLUGINS
+
+    settings = Settings()
+    settings.server.port = 0
+    rt = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False,
+        extra_plugin_dirs=[FIXTURE_PLUGINS / "_desktop"]))
+    arun(rt.start())
+    yield rt
+    arun(rt.stop())
+
+
+@pytest.fixture
+def download_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Where the window saves downloads in these tests (never the user's Downloads)."""
+    from plexichat_desktop.gui.downloads import FOLDER_ENV
+
+    folder = tmp_path / "downloads"
+    monkeypatch.setenv(FOLDER_ENV, str(folder))
+    return folder
+
+
+@pytest.fixture
+def kit_shell(qapp: Any, kit_runtime: Any, home: Any, arun: Any, download_dir: Any) -> Any:
+    from tests.gui.shell_helpers import make_shell
+
+    made = make_shell(qapp, kit_runtime, home)
+    yield made
+    arun(made.shutdown())
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave without Qt's and Chromium's exit-time teardown. Each test already shut its
