@@ -1,0 +1,125 @@
+"""The git facts the gate and the hotspots need, from the ``git`` program (argument lists).
+
+New code is what ``git diff <ref>`` shows as added in the working tree (committed or not)
+plus untracked files that are not ignored: the lines a change would bring in.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+# A ref a user types: names, ~N, ^N, @{...}, hashes. No option (leading '-') can pass.
+REF = re.compile(r"^(?!-)[A-Za-z0-9_./@{}~^:+-]{1,200}$")
+
+
+class GitError(RuntimeError):
+    """git is missing, the folder is no repository, or a ref does not exist."""
+
+
+def _git(repo: Path, *args: str, timeout: float = 60) -> str:
+    exe = shutil.which("git")
+    if exe is None:
+        raise GitError("git is not installed")
+    proc = subprocess.run([exe, "-C", str(repo), *args], capture_output=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise GitError(f"git {args[0]}: {proc.stderr.decode('utf-8', 'replace').strip()}")
+    return proc.stdout.decode("utf-8", "surrogateescape")
+
+
+def toplevel(folder: Path) -> Path | None:
+    """The work tree holding ``folder``, or None (not a repo, or no git)."""
+    try:
+        return Path(_git(folder, "rev-parse", "--show-toplevel").strip()).resolve()
+    except (GitError, OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def resolve_ref(repo: Path, ref: str) -> str:
+    if not REF.match(ref) or ".." in ref:
+        raise GitError(f"ref: {ref!r} is not a git ref")
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                    f"{ref}^{{commit}}").strip()
+    except GitError:
+        raise GitError(f"ref: {ref!r} names no commit in {repo}") from None
+
+
+@dataclass
+class Change:
+    """One changed file: its path from the repo top, status, and its new line numbers."""
+
+    path: str
+    status: str  # A(dded) M(odified) R(enamed) U(ntracked)
+    old_path: str | None
+    lines: set[int] = field(default_factory=set)
+    whole: bool = False  # every line is new (added or untracked)
+
+
+def changes(repo: Path, commit: str, under: str) -> list[Change]:
+    """Files changed since ``commit`` under the repo-relative folder ``under`` ('' = all)."""
+    spec = [f":(top){under}" if under else ":(top)"]
+    found: dict[str, Change] = {}
+    out = _git(repo, "diff", "--name-status", "-z", "-M", "--no-ext-diff", commit, "--",
+               *spec)
+    parts = out.split("\0")
+    i = 0
+    while i < len(parts) - 1:
+        status = parts[i]
+        if status.startswith(("R", "C")):
+            old, new = parts[i + 1], parts[i + 2]
+            i += 3
+            found[new] = Change(new, "R", old)
+        else:
+            path = parts[i + 1]
+            i += 2
+            if status != "D":
+                found[path] = Change(path, status[0], path if status[0] != "A" else None,
+                                     whole=status[0] == "A")
+    diff = _git(repo, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", commit, "--",
+                *spec)
+    current: Change | None = None
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            name = line[4:]
+            current = found.get(name[2:]) if name.startswith("b/") else None
+        elif current is not None and (m := HUNK.match(line)):
+            start, count = int(m[1]), int(m[2]) if m[2] is not None else 1
+            current.lines.update(range(start, start + count))
+    untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "-z", "--",
+                     *spec)
+    for path in filter(None, untracked.split("\0")):
+        found[path] = Change(path, "U", None, whole=True)
+    return sorted(found.values(), key=lambda c: c.path)
+
+
+def show(repo: Path, commit: str, path: str) -> bytes | None:
+    """``path`` as it was at ``commit`` (None if it did not exist there)."""
+    exe = shutil.which("git")
+    if exe is None:
+        return None
+    proc = subprocess.run([exe, "-C", str(repo), "show", f"{commit}:{path}"],
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def churn(repo: Path, under: str, days: int) -> dict[str, dict[str, int]]:
+    """Per repo-relative file: commits touching it and lines added + deleted in ``days``."""
+    spec = [f":(top){under}" if under else ":(top)"]
+    out = _git(repo, "log", f"--since={days} days ago", "--no-merges", "--numstat",
+               "--format=@%H", "--no-renames", "--", *spec, timeout=120)
+    stats: dict[str, dict[str, int]] = {}
+    for line in out.splitlines():
+        if not line or line.startswith("@"):
+            continue
+        added, deleted, path = line.split("\t", 2)
+        entry = stats.setdefault(path, {"commits": 0, "lines": 0})
+        entry["commits"] += 1
+        if added != "-":  # binary files show '-'
+            entry["lines"] += int(added) + int(deleted)
+    return stats

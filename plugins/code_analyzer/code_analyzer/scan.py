@@ -1,0 +1,282 @@
+"""A project scan: files -> cached metrics (in worker processes) -> tool issues -> import
+graph -> hotspots -> one JSON result.
+
+Runs in a thread (blocking work); the job wrapper passes a thread-safe ``progress`` and a
+``cancel`` event that is checked between batches, and kills a running tool.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from code_analyzer import gitutil, imports, tools
+from code_analyzer.metrics import analyze, content_key, finding
+from code_analyzer.store import Store
+from code_analyzer.walk import Candidate, Skipped, discover
+
+Progress = Callable[[float, float | None, str], None]
+# Below this many files to analyse, worker start-up (~0.3 s each) costs more than it saves.
+PARALLEL_MIN_FILES = 60
+BATCH_FILES = 25
+SEVERITIES = ("high", "medium", "low")
+
+
+class ScanCancelled(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    max_bytes: int = 1024 * 1024
+    workers: int = 0
+    exclude: tuple[str, ...] = ()
+    run_tools: bool = True
+    tool_timeout: float = 300.0
+    vulture_min_confidence: int = 80
+    max_complexity: int = 15
+    churn_days: int = 180
+
+
+def _check(cancel: threading.Event) -> None:
+    if cancel.is_set():
+        raise ScanCancelled
+
+
+def _read(c: Candidate) -> bytes | str:
+    try:
+        with open(c.path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+
+
+def compute_metrics(entries: list[tuple[str, bytes, str]], store: Store | None,
+                    options: ScanOptions, cancel: threading.Event, progress: Progress,
+                    ) -> tuple[list[dict[str, Any]], int]:
+    """Metrics per entry (same order) and how many came from the cache."""
+    keys = [content_key(data, lang) for _, data, lang in entries]
+    cached = store.cached(keys) if store is not None else {}
+    results: list[dict[str, Any] | None] = [cached.get(k) for k in keys]
+    missing = [i for i, r in enumerate(results) if r is None]
+    hits = len(entries) - len(missing)
+    total = len(entries)
+    done = hits
+    progress(done, total, f"{hits} files from the cache")
+    fresh: list[tuple[str, dict[str, Any]]] = []
+    workers = options.workers or os.cpu_count() or 1
+    if len(missing) >= PARALLEL_MIN_FILES and workers > 1:
+        batches = [missing[i:i + BATCH_FILES] for i in range(0, len(missing), BATCH_FILES)]
+        with WorkerPool(min(workers, len(batches))) as pool:
+            for batch, batch_results in pool.map(
+                    batches, lambda b: [entries[i] for i in b], cancel):
+                for i, r in zip(batch, batch_results, strict=True):
+                    results[i] = r
+                    fresh.append((keys[i], r))
+                done += len(batch)
+                progress(done, total, f"analysed {entries[batch[-1]][0]}")
+    else:
+        for n, i in enumerate(missing, 1):
+            if n % 10 == 0:
+                _check(cancel)
+            results[i] = r = analyze(*entries[i])
+            fresh.append((keys[i], r))
+            done += 1
+            if n % 10 == 0 or n == len(missing):
+                progress(done, total, f"analysed {entries[i][0]}")
+    if store is not None and fresh:
+        store.remember(fresh)
+    return [r for r in results if r is not None], hits
+
+
+class WorkerPool:
+    """Worker processes (``code_analyzer.worker``) fed batches by one thread each."""
+
+    def __init__(self, size: int):
+        env = dict(os.environ)
+        plugin_root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [plugin_root,
+                                                           env.get("PYTHONPATH")]))
+        self.procs = [subprocess.Popen(
+            [sys.executable, "-m", "code_analyzer.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env=env, start_new_session=True) for _ in range(size)]
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            for stream in (p.stdin, p.stdout):
+                if stream is not None:
+                    stream.close()
+
+    def map(self, batches: list[list[int]], payload: Callable[[list[int]], Any],
+            cancel: threading.Event) -> Iterator[tuple[list[int], list[dict[str, Any]]]]:
+        """Yield ``(batch, results)`` as workers finish them; stop on cancel."""
+        todo: queue.Queue[list[int]] = queue.Queue()
+        for b in batches:
+            todo.put(b)
+        done: queue.Queue[tuple[list[int], Any]] = queue.Queue()
+
+        def feed(proc: subprocess.Popen[bytes]) -> None:
+            assert proc.stdin is not None and proc.stdout is not None
+            while not cancel.is_set():
+                try:
+                    batch = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    data = pickle.dumps(payload(batch), protocol=pickle.HIGHEST_PROTOCOL)
+                    proc.stdin.write(len(data).to_bytes(8, "big") + data)
+                    proc.stdin.flush()
+                    size = int.from_bytes(proc.stdout.read(8), "big")
+                    done.put((batch, pickle.loads(proc.stdout.read(size))))
+                except Exception as exc:  # a dead worker: report, the scan fails clearly
+                    done.put((batch, RuntimeError(
+                        f"metrics worker {proc.pid} failed (exit {proc.poll()}): {exc!r}")))
+                    return
+
+        threads = [threading.Thread(target=feed, args=(p,), daemon=True,
+                                    name="code_analyzer worker feed") for p in self.procs]
+        for t in threads:
+            t.start()
+        for _ in batches:
+            while True:
+                _check(cancel)
+                try:
+                    batch, result = done.get(timeout=0.2)
+                    break
+                except queue.Empty:
+                    if not any(t.is_alive() for t in threads) and done.empty():
+                        raise RuntimeError(
+                            "metrics workers stopped before the scan ended") from None
+            if isinstance(result, Exception):
+                raise result
+            yield batch, result
+
+
+def scan_folder(folder: Path, store: Store | None, options: ScanOptions,
+                cancel: threading.Event | None = None,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """Scan ``folder`` (already checked to be inside the roots)."""
+    cancel = cancel or threading.Event()
+    report: Progress = progress or (lambda *_: None)
+    started = time.monotonic()
+    folder = folder.resolve()
+    report(0, None, "listing files")
+    candidates, skipped = discover(folder, max_bytes=options.max_bytes,
+                                   exclude=options.exclude)
+    _check(cancel)
+    entries: list[tuple[str, bytes, str]] = []
+    for c in candidates:
+        data = _read(c)
+        if isinstance(data, str):
+            skipped.append(Skipped(c.rel, data))
+            continue
+        entries.append((c.rel, data, c.language))
+    metrics, hits = compute_metrics(entries, store, options, cancel, report)
+    files: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    for (rel, _, _), m in zip(entries, metrics, strict=True):
+        if m.get("binary"):
+            skipped.append(Skipped(rel, "binary (NUL bytes)"))
+            continue
+        files.append({"path": rel, **m})
+        for f in m["findings"]:
+            findings.append({**f, "path": rel})
+        for fn in m["functions"]:
+            if fn["complexity"] > options.max_complexity:
+                findings.append({**finding(
+                    "CA003", "medium", f"{fn['name']} has cyclomatic complexity "
+                    f"{fn['complexity']} (limit {options.max_complexity})", fn["line"]),
+                    "path": rel})
+    _check(cancel)
+    tool_runs: list[dict[str, Any]] = []
+    issues = list(findings)
+    python_files = [f["path"] for f in files if f["language"] == "python"]
+    if options.run_tools:
+        report(len(entries), len(entries), "running ruff, bandit and vulture")
+        try:
+            runs = tools.run_all(folder, python_files, cancel, timeout=options.tool_timeout,
+                                 min_confidence=options.vulture_min_confidence)
+        except tools.Cancelled:
+            raise ScanCancelled from None
+        for r in runs:
+            tool_runs.append(r.summary())
+            issues.extend(r.issues)
+    _check(cancel)
+    issues.sort(key=lambda i: (SEVERITIES.index(i["severity"]), i["path"], i["line"]))
+    graph = imports.build_graph(files, imports.package_prefix(folder))
+    report(len(entries), len(entries), "reading git history")
+    hotspots, git_note = _hotspots(folder, files, options.churn_days)
+    for f in files:  # the graph has what the page needs; keep results small
+        f.pop("imports", None)
+    result = {
+        "folder": str(folder),
+        "summary": summarize(files, issues, graph, hits, len(skipped)),
+        "files": files, "issues": issues, "skipped": [s.to_dict() for s in skipped],
+        "tools": tool_runs, "imports": graph, "hotspots": hotspots, "git": git_note,
+    }
+    result["summary"]["seconds"] = round(time.monotonic() - started, 3)
+    return result
+
+
+def summarize(files: list[dict[str, Any]], issues: list[dict[str, Any]],
+              graph: dict[str, Any], cache_hits: int, skipped: int) -> dict[str, Any]:
+    functions = [fn for f in files for fn in f["functions"]]
+    mis = [f["mi"] for f in files if f["mi"] is not None]
+    by_severity = {s: sum(1 for i in issues if i["severity"] == s) for s in SEVERITIES}
+    languages: dict[str, int] = {}
+    for f in files:
+        languages[f["language"]] = languages.get(f["language"], 0) + f["sloc"]
+    return {
+        "files": len(files), "skipped": skipped, "cache_hits": cache_hits,
+        "loc": sum(f["loc"] for f in files), "sloc": sum(f["sloc"] for f in files),
+        "comments": sum(f["comments"] for f in files),
+        "blank": sum(f["blank"] for f in files),
+        "functions": len(functions),
+        "complexity_total": sum(fn["complexity"] for fn in functions),
+        "complexity_mean": round(sum(fn["complexity"] for fn in functions)
+                                 / len(functions), 2) if functions else 0,
+        "complexity_max": max((fn["complexity"] for fn in functions), default=0),
+        "mi_mean": round(sum(mis) / len(mis), 2) if mis else None,
+        "mi_min": round(min(mis), 2) if mis else None,
+        "issues": by_severity, "cycles": len(graph["cycles"]), "languages": languages,
+    }
+
+
+def _hotspots(folder: Path, files: list[dict[str, Any]], days: int,
+              ) -> tuple[list[dict[str, Any]], str]:
+    """Files ranked by commits x complexity (CodeScene's hotspot idea): code that is both
+    hard to read and often changed is where a clean-up pays off first."""
+    repo = gitutil.toplevel(folder)
+    if repo is None:
+        return [], "not a git repository: no hotspots"
+    under = folder.relative_to(repo).as_posix() if folder != repo else ""
+    try:
+        stats = gitutil.churn(repo, under, days)
+    except (gitutil.GitError, OSError) as exc:
+        return [], f"git log failed: {exc}"
+    prefix = f"{under}/" if under else ""
+    rows = []
+    for f in files:
+        s = stats.get(prefix + f["path"])
+        if not s or not f["complexity"]:
+            continue
+        rows.append({"path": f["path"], "commits": s["commits"], "churn": s["lines"],
+                     "complexity": f["complexity"], "max_complexity": f["max_complexity"],
+                     "score": s["commits"] * f["complexity"]})
+    rows.sort(key=lambda r: (-r["score"], r["path"]))
+    return rows[:100], f"git history of the last {days} days"

@@ -1,0 +1,140 @@
+"""Finding the files of a project: .gitignore respected, symlinks never followed.
+
+Every .gitignore from the scanned folder down applies to its own subtree (git's rule,
+through pathspec's ``GitIgnoreSpec``). Symlinked folders are not entered, so a symlink
+loop cannot make the walk endless; symlinked files are reported as skipped with the
+reason (a loop, a dangling link, a target outside the folder) instead of being read
+twice or read from outside the folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+
+# Extensions lizard reads (lizard_languages), minus Python, which radon handles.
+LIZARD_EXTENSIONS: dict[str, str] = {
+    **dict.fromkeys(["c", "h"], "c"),
+    **dict.fromkeys(["cpp", "cc", "cxx", "hh", "hpp"], "cpp"),
+    "java": "java", "cs": "csharp", **dict.fromkeys(["js", "cjs", "mjs"], "javascript"),
+    **dict.fromkeys(["m", "mm"], "objective-c"), "rb": "ruby", "php": "php",
+    "swift": "swift", "scala": "scala", "gd": "gdscript", "go": "go", "lua": "lua",
+    "rs": "rust", "ts": "typescript", **dict.fromkeys(["tsx", "jsx"], "tsx"),
+    **dict.fromkeys(["f90", "f95", "f03", "f08", "for", "ftn"], "fortran"),
+    **dict.fromkeys(["kt", "kts"], "kotlin"), "sol": "solidity",
+    **dict.fromkeys(["erl", "hrl"], "erlang"), "zig": "zig", "vue": "vue",
+    **dict.fromkeys(["pl", "pm"], "perl"), "r": "r",
+}
+
+
+def language_of(name: str) -> str | None:
+    """The language analysed for a file name, or None for files the scan ignores."""
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if ext in ("py", "pyi"):
+        return "python"
+    return LIZARD_EXTENSIONS.get(ext)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A source file to analyse. ``rel`` uses '/' whatever the platform."""
+
+    rel: str
+    path: Path
+    language: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    rel: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.rel, "reason": self.reason}
+
+
+def _load_spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
+    try:
+        text = (folder / ".gitignore").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(text.splitlines())
+
+
+def _ignored(specs: Iterable[tuple[str, pathspec.GitIgnoreSpec]], rel: str,
+             is_dir: bool) -> bool:
+    for base, spec in specs:
+        sub = rel[len(base) + 1:] if base else rel
+        if spec.match_file(sub + "/" if is_dir else sub):
+            return True
+    return False
+
+
+def discover(folder: Path, *, max_bytes: int, exclude: Iterable[str] = (),
+             ) -> tuple[list[Candidate], list[Skipped]]:
+    """The analysable files under ``folder`` (sorted) and those skipped, with why."""
+    excluded = set(exclude)
+    candidates: list[Candidate] = []
+    skipped: list[Skipped] = []
+    specs: dict[str, pathspec.GitIgnoreSpec] = {}
+    root = folder.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        base = here.relative_to(root).as_posix()
+        base = "" if base == "." else base
+        spec = _load_spec(here)
+        if spec is not None:
+            specs[base] = spec
+        active = [(b, s) for b, s in specs.items()
+                  if not b or base == b or base.startswith(b + "/")]
+        kept = []
+        for name in sorted(dirnames):
+            rel = f"{base}/{name}" if base else name
+            if name in excluded or _ignored(active, rel, True):
+                continue
+            if (here / name).is_symlink():
+                if language_of(name) is None:
+                    skipped.append(Skipped(rel, "symlinked folder, not followed"))
+                continue
+            kept.append(name)
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            language = language_of(name)
+            rel = f"{base}/{name}" if base else name
+            if language is None or _ignored(active, rel, False):
+                continue
+            path = here / name
+            if path.is_symlink():
+                skipped.append(Skipped(rel, _symlink_reason(path, root)))
+                continue
+            try:
+                size = path.stat().st_size
+            except OSError as exc:
+                skipped.append(Skipped(rel, f"cannot read: {exc.strerror or exc}"))
+                continue
+            if size > max_bytes:
+                skipped.append(Skipped(rel, f"too large: {size // 1024} KiB, the limit is "
+                                            f"{max_bytes // 1024} KiB (setting max_file_kb)"))
+                continue
+            candidates.append(Candidate(rel, path, language, size))
+    candidates.sort(key=lambda c: c.rel)
+    return candidates, skipped
+
+
+def _symlink_reason(path: Path, root: Path) -> str:
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:
+        return "symlink loop"
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            return "symlink loop"
+        return "dangling symlink"
+    if not target.is_relative_to(root):
+        return "symlink leading outside the scanned folder"
+    return f"symlink to {target.relative_to(root).as_posix()} (analysed there)"
