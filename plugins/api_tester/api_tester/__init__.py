@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api_tester.engine import Engine, StepResult, junit, parse_csv, run
 from api_tester.models import CollectionInfo, Environment, RequestSpec, TesterSettings
+from api_tester.monitors import MonitorProblem, Monitors, MonitorSpec
 from api_tester.sender import RequestProblem, Sender
 from api_tester.storage import Collections, SecretStore, StorageProblem, externalize
 from plexichat_desktop.plugins.api import Plugin, PluginContext
@@ -96,6 +97,17 @@ class ApiTesterPlugin(Plugin):
         add("/runs/{run_id}", self.get_run)
         add("/runs/{run_id}/junit.xml", self.get_junit)
         add("/stream", self.stream)
+        add("/monitors", self.list_monitors)
+        add("/monitors", self.create_monitor, methods=["POST"])
+        add("/monitors/{monitor_id}", self.update_monitor, methods=["PUT"])
+        add("/monitors/{monitor_id}", self.delete_monitor, methods=["DELETE"])
+        add("/monitors/{monitor_id}/run", self.run_monitor, methods=["POST"])
+        self.monitors = Monitors(ctx.data_dir / "monitors.json", self._monitor_run,
+                                 ctx.schedule, self._notify)
+        try:
+            self.monitors.start()
+        except MonitorProblem as exc:  # a hand-edited schedule: say so, keep the rest
+            ctx.logger.error("a monitor could not be scheduled: %s", exc)
 
     # -- basics ----------------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
@@ -217,6 +229,53 @@ class ApiTesterPlugin(Plugin):
         for key, value in secrets.items():
             self.secrets.set(key, value)
         return await self.get_env(collection, name)
+
+    # -- monitors --------------------------------------------------------------------
+    def _notify(self, name: str, data: dict[str, Any]) -> None:
+        """Every run refreshes the page's list; a pass/fail transition also goes on the
+        app's event bus (the desktop window and every page's /events stream)."""
+        if name != "monitor.transition":
+            self.hub.publish("monitors", {"monitors": self.monitors.list()})
+            return
+        self.ctx.publish(name, data)
+        self.hub.publish("monitor", data)
+        self.ctx.logger.warning("monitor %s went from %s to %s %s", data["name"],
+                                data["from"] or "(never run)", data["to"], data["detail"])
+
+    async def _monitor_run(self, spec: MonitorSpec) -> dict[str, Any]:
+        items = self.collections.requests(spec.collection, spec.folder)
+        scope = self.engine.scope(spec.collection, spec.environment)
+        return await run(self.engine, items, scope)
+
+    async def list_monitors(self) -> dict[str, Any]:
+        return {"monitors": self.monitors.list()}
+
+    async def create_monitor(self, spec: MonitorSpec) -> Any:
+        try:
+            return JSONResponse(self.monitors.create(spec, self.collections), status_code=201)
+        except MonitorProblem as exc:
+            return problem(exc)
+
+    async def update_monitor(self, monitor_id: str, spec: MonitorSpec) -> Any:
+        try:
+            return self.monitors.update(monitor_id, spec, self.collections)
+        except MonitorProblem as exc:
+            return problem(exc)
+
+    async def delete_monitor(self, monitor_id: str) -> Any:
+        try:
+            self.monitors.delete(monitor_id)
+        except MonitorProblem as exc:
+            return problem(exc)
+        return Response(status_code=204)
+
+    async def run_monitor(self, monitor_id: str) -> Any:
+        """Run a monitor now (as its schedule would); its run and any transition."""
+        try:
+            self.monitors.get(monitor_id)
+        except MonitorProblem as exc:
+            return problem(exc)
+        return await self.monitors.run(monitor_id)
 
     # -- runner ----------------------------------------------------------------------
     async def start_run(self, body: RunBody) -> Any:

@@ -379,6 +379,63 @@ function finishRun(data) {
     el("a", { href: `api/runs/${data.id}/junit.xml`, text: "JUnit XML" }));
 }
 
+// ---- monitors -----------------------------------------------------------------------
+function when(ts) {
+  return ts ? new Date(ts * 1000).toLocaleString() : "never";
+}
+
+function renderMonitors(list) {
+  const box = $("monitors");
+  box.replaceChildren();
+  if (!list.length) { box.append(el("p", { class: "muted", text: "No monitor yet." })); return; }
+  for (const m of list) {
+    const status = m.status || "unknown";
+    const last = m.last_run;
+    const card = el("article", { class: "card", "aria-label": `Monitor ${m.name}` },
+      el("h3", {}, el("span", { class: `pill ${status}`, text: status }), m.name),
+      el("p", { class: "muted small-text", text: `${m.collection}${m.folder ? "/" + m.folder : ""}${m.environment ? " · " + m.environment : ""} · ${m.schedule}${m.enabled ? "" : " (off)"} · last run ${when(last && last.at)}` }));
+    if (last && last.detail) card.append(el("p", { class: "why small-text", text: last.detail }));
+    for (const t of (m.transitions || []).slice(-3).reverse()) {
+      card.append(el("p", { class: "transition", text: `${when(t.at)}: ${t.from || "new"} → ${t.to}` }));
+    }
+    card.append(el("div", { class: "row-form" },
+      el("button", { type: "button", class: "small", text: "Run now", onclick: () => runMonitor(m.id) }),
+      el("button", { type: "button", class: "small ghost", text: "Delete", onclick: () => deleteMonitor(m.id) })));
+    box.append(card);
+  }
+}
+
+async function loadMonitors() {
+  try { renderMonitors((await api("monitors")).monitors); } catch (err) { showError(err); }
+}
+
+async function createMonitor(event) {
+  event.preventDefault();
+  showError(null);
+  if (!state.collection) { showError(new Error("Select a collection or folder to monitor first.")); return; }
+  try {
+    await api("monitors", { method: "POST", json: { name: $("monitor-name").value,
+      schedule: $("monitor-schedule").value, collection: state.collection, folder: state.folder,
+      environment: $("environment").value || null } });
+    $("monitor-name").value = "";
+    await loadMonitors();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function runMonitor(id) {
+  try { await api(`monitors/${encodeURIComponent(id)}/run`, { method: "POST" }); await loadMonitors(); } catch (err) { showError(err); }
+}
+
+async function deleteMonitor(id) {
+  try { await api(`monitors/${encodeURIComponent(id)}`, { method: "DELETE" }); await loadMonitors(); } catch (err) { showError(err); }
+}
+
+function transition(data) {
+  $("monitor-notice").textContent = `Monitor “${data.name}” went from ${data.from || "new"} to ${data.to}${data.detail ? ": " + data.detail : ""}`;
+}
+
 // ---- live ---------------------------------------------------------------------------
 function connect() {
   const source = window.plexichatLive ? window.plexichatLive.open("api/stream") : new EventSource("api/stream");
@@ -389,7 +446,7 @@ function connect() {
   source.addEventListener("run", (e) => finishRun(JSON.parse(e.data)));
   for (const [name, handler] of extraEvents) source.addEventListener(name, (e) => handler(JSON.parse(e.data)));
 }
-const extraEvents = [];
+const extraEvents = [["monitors", (d) => renderMonitors(d.monitors)], ["monitor", transition]];
 
 async function loadInfo() {
   try {
@@ -409,10 +466,12 @@ function init() {
   $("new-collection").addEventListener("submit", createCollection);
   $("run-form").addEventListener("submit", startRun);
   $("refresh-tree").addEventListener("click", loadTree);
+  $("monitor-form").addEventListener("submit", createMonitor);
   showAuthFields();
   connect();
   loadInfo();
   loadTree();
+  loadMonitors();
 }
 
 window.apiTester = { api, el, state, loadTree, formFromRequest, showError, extraEvents, describe };

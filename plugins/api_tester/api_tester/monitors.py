@@ -1,0 +1,182 @@
+"""Scheduled monitors: a collection (or folder) run on the host's scheduler, offline, with
+a notification when its outcome changes from passed to failed or back.
+
+A monitor's state (last outcome, recent runs, transitions) is kept in ``monitors.json``
+in the plugin's data dir, so a transition across an app restart is still seen. The host
+cannot remove a schedule once added, so each monitor's schedule is named after the
+monitor and its version: editing or deleting a monitor bumps the version and the old
+schedule's runs return at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from api_tester.storage import StorageProblem, check_name, write_atomic
+
+KEEP_RUNS = 30
+KEEP_TRANSITIONS = 30
+
+
+class MonitorSpec(BaseModel):
+    """What the page sends to create or change a monitor."""
+
+    name: str = Field(min_length=1, max_length=100)
+    collection: str = Field(max_length=100)
+    folder: str = Field("", max_length=1000)
+    environment: str | None = Field(None, max_length=100)
+    schedule: str = Field("every_5_minutes", max_length=200)
+    enabled: bool = True
+
+
+class MonitorProblem(ValueError):
+    def __init__(self, field: str, message: str, status: int = 422):
+        self.field = field
+        self.status = status
+        super().__init__(message if message.startswith(field) else f"{field}: {message}")
+
+
+RunCollection = Callable[[MonitorSpec], Awaitable[dict[str, Any]]]
+Schedule = Callable[[str, Callable[[], Awaitable[Any]], str], Any]
+Notify = Callable[[str, dict[str, Any]], None]
+
+
+class Monitors:
+    def __init__(self, file: Path, run_collection: RunCollection, schedule: Schedule,
+                 notify: Notify):
+        self.file = file
+        self._run_collection = run_collection
+        self._schedule = schedule
+        self._notify = notify
+        self.items: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        if file.is_file():
+            try:
+                self.items = json.loads(file.read_text("utf-8")).get("monitors", {})
+            except ValueError as exc:
+                raise StorageProblem(f"{file}: not valid JSON ({exc}); fix or delete it"
+                                     ) from None
+
+    def start(self) -> None:
+        """Register the schedule of every enabled monitor (from ``setup``)."""
+        for monitor_id, item in self.items.items():
+            if item["spec"]["enabled"]:
+                self._arm(monitor_id, item)
+
+    def _save(self) -> None:
+        write_atomic(self.file, json.dumps({"monitors": self.items}, indent=1) + "\n", 0o600)
+
+    def _arm(self, monitor_id: str, item: dict[str, Any]) -> None:
+        version = item["version"]
+
+        async def fire() -> None:
+            await self.run(monitor_id, version=version)
+
+        try:
+            self._schedule(item["spec"]["schedule"], fire, f"monitor {monitor_id} v{version}")
+        except ValueError as exc:
+            text = str(exc).split(": ", 2)[-1]
+            raise MonitorProblem("schedule", text) from None
+
+    def _validate(self, spec: MonitorSpec, collections: Any) -> None:
+        try:
+            check_name(spec.collection, "collection")
+            if spec.environment:
+                collections.read_env(spec.collection, spec.environment)
+            if not collections.requests(spec.collection, spec.folder):
+                raise MonitorProblem("folder", "has no request to run", 422)
+        except StorageProblem as exc:
+            field = str(exc).split(":", 1)[0]
+            raise MonitorProblem(field, str(exc), exc.status) from None
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.public(i) for i in sorted(self.items)]
+
+    def public(self, monitor_id: str) -> dict[str, Any]:
+        item = self.items[monitor_id]
+        return {"id": monitor_id, **item["spec"], "status": item["status"],
+                "last_run": item["runs"][-1] if item["runs"] else None,
+                "runs": item["runs"][-10:], "transitions": item["transitions"][-10:]}
+
+    def get(self, monitor_id: str) -> dict[str, Any]:
+        if monitor_id not in self.items:
+            raise MonitorProblem("id", f"no monitor {monitor_id!r}", 404)
+        return self.items[monitor_id]
+
+    def create(self, spec: MonitorSpec, collections: Any) -> dict[str, Any]:
+        self._validate(spec, collections)
+        base = re.sub(r"[^a-z0-9]+", "-", spec.name.lower()).strip("-")[:40] or "monitor"
+        monitor_id = base if base not in self.items else f"{base}-{secrets.token_hex(3)}"
+        item = {"spec": spec.model_dump(), "version": 1, "status": None, "runs": [],
+                "transitions": []}
+        if spec.enabled:
+            self._arm(monitor_id, item)  # raises on a bad schedule before anything is kept
+        self.items[monitor_id] = item
+        self._save()
+        return self.public(monitor_id)
+
+    def update(self, monitor_id: str, spec: MonitorSpec, collections: Any) -> dict[str, Any]:
+        item = self.get(monitor_id)
+        self._validate(spec, collections)
+        changed = {**item, "spec": spec.model_dump(), "version": item["version"] + 1}
+        if spec.enabled:
+            self._arm(monitor_id, changed)
+        self.items[monitor_id] = changed
+        self._save()
+        return self.public(monitor_id)
+
+    def delete(self, monitor_id: str) -> None:
+        self.get(monitor_id)
+        del self.items[monitor_id]
+        self._save()
+
+    async def run(self, monitor_id: str, version: int | None = None) -> dict[str, Any] | None:
+        """Run the monitor once; None when a stale schedule fired (the monitor changed)."""
+        item = self.items.get(monitor_id)
+        if item is None or (version is not None and (
+                item["version"] != version or not item["spec"]["enabled"])):
+            return None
+        lock = self._locks.setdefault(monitor_id, asyncio.Lock())
+        async with lock:
+            spec = MonitorSpec(**item["spec"])
+            started = time.time()
+            try:
+                report = await self._run_collection(spec)
+                failed = report["failed"]
+                status = "passed" if failed == 0 else "failed"
+                first_failure = next((r for r in report["results"] if not r["passed"]), None)
+                detail = "" if first_failure is None else (
+                    f"{first_failure['name']}: " + (first_failure["error"] or "; ".join(
+                        a["message"] for a in first_failure["assertions"] if not a["passed"])))
+                summary = {"at": started, "status": status, "passed": report["passed"],
+                           "failed": failed, "detail": detail[:500],
+                           "duration_ms": round((time.time() - started) * 1000, 1)}
+            except (StorageProblem, ValueError) as exc:
+                status = "failed"
+                summary = {"at": started, "status": status, "passed": 0, "failed": 0,
+                           "detail": f"could not run: {exc}"[:500],
+                           "duration_ms": round((time.time() - started) * 1000, 1)}
+            item = self.items.get(monitor_id)
+            if item is None:  # deleted while it ran
+                return summary
+            previous = item["status"]
+            item["status"] = status
+            item["runs"] = [*item["runs"], summary][-KEEP_RUNS:]
+            # A first run that passes is no news; a first failure is.
+            if previous != status and not (previous is None and status == "passed"):
+                transition = {"monitor": monitor_id, "name": spec.name, "at": started,
+                              "from": previous, "to": status, "detail": summary["detail"]}
+                item["transitions"] = [*item["transitions"], transition][-KEEP_TRANSITIONS:]
+                self._notify("monitor.transition", transition)
+            self._save()
+            self._notify("monitor.run", summary)
+            return {"monitor": self.public(monitor_id), "run": summary}

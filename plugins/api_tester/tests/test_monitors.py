@@ -1,0 +1,98 @@
+"""Monitors: a collection on the host's scheduler that notifies on pass/fail transitions
+(the bus and the page's stream), never on a repeat; bad monitors are 4xx."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_tester.testing import loopback_server, running_app
+
+from plexichat_desktop.core.events import PluginEvent
+from plexichat_desktop.plugins.sse import next_event, read_events
+
+
+async def next_transition(queue: Any) -> dict[str, Any]:
+    async with asyncio.timeout(15):
+        while True:
+            event = await queue.get()
+            if isinstance(event, PluginEvent) and event.name == "monitor.transition":
+                return dict(event.data)
+
+
+@pytest.mark.asyncio
+async def test_monitor_notifies_on_transitions_only(tmp_path: Path) -> None:
+    async with running_app(tmp_path) as app, loopback_server() as srv, app.client() as client:
+        bus = app.runtime.bus.subscribe(PluginEvent, name="test")
+        await client.post("collections", json={"name": "Health"})
+        await client.put("collections/Health/request", params={"path": "ping.request.json"},
+                         json={"name": "Ping", "url": srv.url + "/toggle", "asserts": [
+                             {"source": "status", "op": "eq", "value": 200}]})
+        for bad, field, status in [
+            ({"name": "m", "collection": "Health", "schedule": "every blue moon"},
+             "schedule", 422),
+            ({"name": "m", "collection": "Nope"}, "collection", 404),
+            ({"name": "m", "collection": "Health", "environment": "x"}, "environment", 404),
+            ({"name": "", "collection": "Health"}, None, 422),
+        ]:
+            refused = await client.post("monitors", json=bad)
+            assert refused.status_code == status, refused.text
+            if field:
+                assert refused.json()["field"] == field
+        created = await client.post("monitors", json={
+            "name": "API health", "collection": "Health", "schedule": "every_30_minutes"})
+        assert created.status_code == 201, created.text
+        monitor_id = created.json()["id"]
+        assert monitor_id == "api-health" and created.json()["status"] is None
+
+        async with client.stream("GET", "stream") as stream:
+            events = read_events(stream)
+            first = (await client.post(f"monitors/{monitor_id}/run")).json()
+            assert first["run"]["status"] == "passed"
+            assert first["monitor"]["transitions"] == []  # a first pass is no news
+
+            srv.state["healthy"] = False
+            down = (await client.post(f"monitors/{monitor_id}/run")).json()
+            assert down["run"]["status"] == "failed"
+            assert "expected eq 200, found 500" in down["run"]["detail"]
+            page_event = await next_event(events, "monitor")
+            assert (page_event["from"], page_event["to"]) == ("passed", "failed")
+            transition = await next_transition(bus)
+            assert transition["monitor"] == monitor_id and transition["to"] == "failed"
+
+            again = (await client.post(f"monitors/{monitor_id}/run")).json()
+            assert again["run"]["status"] == "failed"
+            assert len(again["monitor"]["transitions"]) == 1  # still down: no new notice
+
+            srv.state["healthy"] = True
+            up = (await client.post(f"monitors/{monitor_id}/run")).json()
+            assert [(t["from"], t["to"]) for t in up["monitor"]["transitions"]] == [
+                ("passed", "failed"), ("failed", "passed")]
+            assert (await next_transition(bus))["to"] == "passed"
+
+            # Now on the host's scheduler, every 2 s: it notices the outage by itself.
+            changed = await client.put(f"monitors/{monitor_id}", json={
+                "name": "API health", "collection": "Health", "schedule": "* * * * * */2"})
+            assert changed.status_code == 200, changed.text
+            names = [s["name"] for s in (await client.get("_host/schedules")).json()[
+                "schedules"]]
+            assert f"monitor {monitor_id} v2" in names
+            srv.state["healthy"] = False
+            scheduled = await next_transition(bus)
+            assert (scheduled["from"], scheduled["to"]) == ("passed", "failed")
+
+        async def fired() -> int:
+            listed = (await client.get("_host/schedules")).json()["schedules"]
+            return int(next(s["runs"] for s in listed if s["name"] == schedule_name))
+
+        schedule_name = f"monitor {monitor_id} v2"
+        assert (await client.delete(f"monitors/{monitor_id}")).status_code == 204
+        hits, runs = srv.state["hits"], await fired()
+        async with asyncio.timeout(10):
+            while await fired() == runs:  # the old schedule fires once more...
+                await asyncio.sleep(0.1)
+        assert srv.state["hits"] == hits  # ...and returns without sending anything
+        assert (await client.get("monitors")).json() == {"monitors": []}
+        assert (await client.post("monitors/nope/run")).status_code == 404
