@@ -20,7 +20,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from file_manager import archives, hashing, ops, search
+from file_manager import archives, hashing, ops, search, sync
 from file_manager.config import FileManagerConfig
 from file_manager.core import FieldError, Roots, check_name, list_folder, require_writable
 from file_manager.worker import Ctl, run_in_thread
@@ -70,6 +70,17 @@ class DuplicatesRequest(_Body):
     path: str = ""
     min_size: int = Field(1, ge=0)
     hidden: bool = False
+
+
+class SyncPlanRequest(_Body):
+    root: str = Field(max_length=40)
+    path: str = ""
+    cloud: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+
+
+class SyncApplyRequest(_Body):
+    plan_id: str = Field(max_length=40)
+    approve: list[str] = Field(max_length=100_000)
 
 
 class Rename(_Body):
@@ -122,6 +133,8 @@ class FileManagerPlugin(Plugin):
         self.roots = Roots(self.config.root_paths())
         self.last_undo: ops.UndoRecord | None = None
         self._undo_lock = asyncio.Lock()
+        self.plans: dict[str, tuple[sync.Plan, Path]] = {}
+        self._sync_lock = asyncio.Lock()
         routes: list[tuple[str, Any, list[str]]] = [
             ("/roots", self.get_roots, ["GET"]),
             ("/list", self.get_list, ["GET"]),
@@ -139,6 +152,9 @@ class FileManagerPlugin(Plugin):
             ("/search", self.search, ["GET"]),
             ("/hash", self.hash, ["POST"]),
             ("/duplicates", self.duplicates, ["POST"]),
+            ("/sync/status", self.sync_status, ["GET"]),
+            ("/sync/plan", self.sync_plan, ["POST"]),
+            ("/sync/apply", self.sync_apply, ["POST"]),
         ]
         for path, endpoint, methods in routes:
             ctx.add_route(path, self._guarded(endpoint), methods=methods)
@@ -535,6 +551,86 @@ class FileManagerPlugin(Plugin):
                                        body.min_size, body.hidden)
 
         return await self._start(request, "duplicates", work)
+
+    # -- sync ----------------------------------------------------------------------------
+    def _api(self) -> Any:
+        try:
+            api = self.ctx.api
+        except Exception as exc:
+            raise FieldError(503, "cloud", f"the PlexiChat API is not available: {exc}") \
+                from None
+        if api.user is None:
+            raise FieldError(409, "cloud", "nobody is signed in to PlexiChat; sign in on "
+                             "the API Integration page first")
+        return api
+
+    async def sync_status(self, request: Request) -> Any:
+        """Who the cloud side belongs to, and the max-delete guard in force."""
+        try:
+            api = self.ctx.api
+            user = api.user
+        except Exception as exc:
+            return {"available": False, "reason": str(exc), "user": None}
+        return {"available": True, "user": user and {"id": user.get("id"),
+                                                     "username": user.get("username")},
+                "max_delete": self.config.sync_max_delete}
+
+    async def sync_plan(self, request: Request) -> Any:
+        """A dry run (a job): what syncing folder ``path`` with cloud folder ``cloud``
+        would do, item by item. Nothing is written; ``result`` is the plan."""
+        body: SyncPlanRequest = await parse(request, SyncPlanRequest)
+        folder = self.roots.resolve(body.root, body.path)
+        if not folder.is_dir():
+            raise FieldError(404, "path", f"{body.path!r} is not an existing folder")
+        api = self._api()
+        baseline_path = sync.baseline_file(self.ctx.data_dir, folder, body.cloud)
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            job.message(f"comparing {folder.name} with the cloud folder {body.cloud}")
+            baseline = await asyncio.to_thread(sync.Baseline, baseline_path)
+            plan = await sync.make_plan(api, folder, body.cloud, baseline)
+            self.plans[plan.id] = (plan, baseline_path)
+            while len(self.plans) > 20:
+                del self.plans[next(iter(self.plans))]
+            return {**plan.to_dict(), "max_delete": self.config.sync_max_delete}
+
+        return await self._start(request, "sync plan", work)
+
+    async def sync_apply(self, request: Request) -> Any:
+        """Carry out the approved items of plan ``plan_id`` (a job); ``approve`` lists
+        their paths. Anything not listed is left alone on both sides."""
+        body: SyncApplyRequest = await parse(request, SyncApplyRequest)
+        if body.plan_id not in self.plans:
+            raise FieldError(404, "plan_id", "no such plan (plans are kept until the "
+                             "plugin restarts); make a new one")
+        plan, baseline_path = self.plans[body.plan_id]
+        by_path = {item.path: item for item in plan.items}
+        for i, rel in enumerate(body.approve):
+            if rel not in by_path:
+                raise FieldError(422, f"approve[{i}]", f"{rel[:200]!r} is not an item of "
+                                 "the plan")
+        approved = [by_path[rel] for rel in dict.fromkeys(body.approve)]
+        deletes = sum(1 for item in approved if item.action.startswith("delete"))
+        if deletes > self.config.sync_max_delete:
+            raise FieldError(409, "approve", f"{deletes} deletions approved, over the "
+                             f"max-delete limit of {self.config.sync_max_delete} "
+                             "(sync_max_delete in the settings); approve fewer")
+        api = self._api()
+        folder = Path(plan.folder)
+        del self.plans[body.plan_id]  # a plan is used once: the baseline moves on
+
+        def trash(path: Path) -> None:
+            from send2trash import send2trash
+            send2trash(str(path))
+
+        async def work(job: JobHandle) -> dict[str, Any]:
+            async with self._sync_lock:
+                baseline = await asyncio.to_thread(sync.Baseline, baseline_path)
+                applier = sync.Applier(api, folder, plan, baseline, trash, job.progress)
+                result = await applier.run(approved)
+            return {**result, "plan_id": plan.id, "left": len(plan.items) - len(approved)}
+
+        return await self._start(request, "sync", work)
 
     def job(self, job_id: str) -> Job:
         return self.ctx.jobs.get(job_id)

@@ -30,6 +30,9 @@ class FileManagerConfig(PluginSettings):
     # One listing shows at most this many entries (the rest is counted, not sent).
     list_max_entries: int = Field(20_000, ge=10, le=1_000_000)
 
+    # A sync that would delete more files than this (on both sides together) is refused.
+    sync_max_delete: int = Field(20, ge=0, le=1_000_000)
+
     @field_validator("roots")
     @classmethod
     def _roots_are_folders(cls, value: list[str]) -> list[str]:

@@ -21,9 +21,11 @@ import pytest
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ID = "file_manager"
-if str(PLUGIN_ROOT) not in sys.path:
-    # Appended, so the plugin folder's "tests" cannot shadow the project's "tests".
-    sys.path.append(str(PLUGIN_ROOT))
+LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
+for _folder in (PLUGIN_ROOT, LAYER_ROOT):
+    if str(_folder) not in sys.path:
+        # Appended, so a plugin folder's "tests" cannot shadow the project's "tests".
+        sys.path.append(str(_folder))
 
 _TRASH_HOME = tempfile.mkdtemp(prefix="fm-test-xdg-")
 os.environ["XDG_DATA_HOME"] = _TRASH_HOME
@@ -46,45 +48,32 @@ def ctl() -> Any:
     return Ctl(None, None)
 
 
-def _plugins_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "plugins"
-    folder.mkdir(exist_ok=True)
-    link = folder / PLUGIN_ID
-    if not link.exists():
-        link.symlink_to(PLUGIN_ROOT, target_is_directory=True)
-    return folder
-
-
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """``async with app(roots=[...], **settings) as (client, plugin, runtime)``: the real
-    host with only this plugin, an httpx client on its API with the app token."""
+    """``async with app(roots=[...], **settings) as (client, plugin, server)``: the real
+    app core (with the API integration layer, which sync needs, and the v1 API) running
+    only these two plugins; ``client`` is an httpx client on this plugin's API with the
+    app token, ``server`` the layer's ``EmbeddedServer`` (``server.account(...)``)."""
     import httpx
+    from api_integration_layer.testing import embedded_server, plugin_folder
 
-    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
-    from plexichat_desktop.core.settings import Settings
-    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
 
     monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
 
     @contextlib.asynccontextmanager
-    async def start(roots: list[Path], **settings: Any) -> AsyncIterator[Any]:
-        home = tmp_path / "apphome"
-        paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
-        config = Settings(server={"port": 0}, plugin={
-            PLUGIN_ID: {"roots": [str(r) for r in roots], **settings}})
-        runtime = Runtime(paths, config, RuntimeOptions(
-            bundled=False, include_installed=False,
-            extra_plugin_dirs=[_plugins_folder(tmp_path)]))
-        url = await runtime.start()
-        try:
-            record = runtime.plugins.by_id[PLUGIN_ID]
+    async def start(roots: list[Path], api: dict[str, Any] | None = None,
+                    **settings: Any) -> AsyncIterator[Any]:
+        folder = plugin_folder(tmp_path, PLUGIN_ROOT, LAYER_ROOT)
+        async with embedded_server(
+                tmp_path / "apphome", plugin_dirs=[folder], plugin_settings={
+                    PLUGIN_ID: {"roots": [str(r) for r in roots], **settings}},
+                **(api or {})) as server:
+            record = server.runtime.plugins.by_id[PLUGIN_ID]
             assert str(record.state) in ("active", "degraded"), (record.reason, record.detail)
             async with httpx.AsyncClient(
-                    base_url=f"{url}plugins/{PLUGIN_ID}/api/", timeout=30,
-                    headers={"Authorization": f"Bearer {runtime.token}"}) as client:
-                yield client, record.instance, runtime
-        finally:
-            await runtime.stop()
+                    base_url=f"{server.url}plugins/{PLUGIN_ID}/api/", timeout=30,
+                    headers=server.app_headers) as client:
+                yield client, record.instance, server
 
     return start

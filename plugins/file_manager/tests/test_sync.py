@@ -1,0 +1,140 @@
+"""Sync with the real embedded v1 files API: a dry-run plan approved file by file, the
+bisync matrix (new, changed, deleted on either side; both changed -> conflict copy),
+the max-delete guard, files the server refuses listed as skipped with the reason, and
+SHA-256 verification of what was written."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_integration_layer.testing import PASSWORD
+
+
+async def finished(client: Any, answer: Any) -> dict[str, Any]:
+    assert answer.status_code in (200, 202), answer.text
+    job = answer.json()
+    while job["state"] not in ("succeeded", "failed", "cancelled"):
+        await asyncio.sleep(0.05)
+        job = (await client.get(f"_host/jobs/{job['id']}")).json()
+    assert job["state"] == "succeeded", job
+    return job["result"]
+
+
+async def plan(client: Any) -> dict[str, Any]:
+    return await finished(client, await client.post("sync/plan", json={
+        "root": "0", "path": "notes", "cloud": "Notes"}))
+
+
+def actions(p: dict[str, Any]) -> dict[str, str]:
+    return {i["path"]: i["action"] for i in p["items"]}
+
+
+async def cloud_files(api: Any) -> dict[str, bytes]:
+    """The cloud side as the v1 API shows it: relative path -> content."""
+    out = {}
+    for info in (await api.files.list(limit=100)).files:
+        if info.description and info.description.startswith("fm-sync:Notes:"):
+            data = await api.files.download(info.id)
+            assert hashlib.sha256(data.content).hexdigest() == info.sha256
+            out[info.description.removeprefix("fm-sync:Notes:")] = data.content
+    return out
+
+
+@pytest.mark.asyncio
+async def test_sync_plan_approval_matrix_conflicts_and_guards(app, tmp_path: Path,
+                                                              trash_home: Path) -> None:
+    root = tmp_path / "root"
+    notes = root / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.txt").write_text("alpha")
+    (notes / "sub" / "b.txt").write_text("bravo")
+    (notes / "c.txt").write_text("charlie")
+    (notes / "tool.exe").write_bytes(b"MZ...")
+    (notes / "big.csv").write_bytes(b"1," * 700_000)  # 1.4 MB, over the test's 1 MiB
+    async with app([root], api={"max_upload_mb": 1.0}, sync_max_delete=1) as (
+            client, _plugin, server), asyncio.timeout(60):
+        answer = await client.post("sync/plan", json={"root": "0", "path": "notes",
+                                                      "cloud": "Notes"})
+        assert answer.status_code == 409 and answer.json()["field"] == "cloud"
+
+        layer = server.plugin("api_integration_layer")
+        await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
+        await layer.client.auth.login("ann", PASSWORD)
+        api = layer.client
+
+        first = await plan(client)
+        assert actions(first) == {"a.txt": "upload", "sub/b.txt": "upload", "c.txt": "upload"}
+        skipped = {s["path"]: s["reason"] for s in first["skipped"]}
+        assert skipped["tool.exe"] == "type '.exe' is not allowed by the server"
+        assert "over the server's upload limit" in skipped["big.csv"]
+        assert await cloud_files(api) == {}  # a plan writes nothing
+
+        # Approve two of three: only those go up.
+        result = await finished(client, await client.post("sync/apply", json={
+            "plan_id": first["id"], "approve": ["a.txt", "sub/b.txt"]}))
+        assert sorted(d["path"] for d in result["done"]) == ["a.txt", "sub/b.txt"]
+        assert await cloud_files(api) == {"a.txt": b"alpha", "sub/b.txt": b"bravo"}
+        answer = await client.post("sync/apply", json={"plan_id": first["id"],
+                                                       "approve": ["c.txt"]})
+        assert answer.status_code == 404 and answer.json()["field"] == "plan_id"
+
+        second = await plan(client)
+        assert actions(second) == {"c.txt": "upload"}
+        await finished(client, await client.post("sync/apply", json={
+            "plan_id": second["id"], "approve": ["c.txt"]}))
+
+        # Changes on both sides, and one file changed on both: a conflict.
+        (notes / "a.txt").write_text("alpha, edited here")
+        ids = {i.description.removeprefix("fm-sync:Notes:"): i.id
+               for i in (await api.files.list(limit=100)).files}
+        await api.files.delete(ids["sub/b.txt"])
+        await api.files.delete(ids["c.txt"])
+        await api.files.upload(b"charlie, edited in the cloud", "c.txt",
+                               description="fm-sync:Notes:c.txt")
+        await api.files.upload(b"delta from the cloud", "d.txt",
+                               description="fm-sync:Notes:d.txt")
+        (notes / "c.txt").write_text("charlie, edited here too")
+        third = await plan(client)
+        assert actions(third) == {"a.txt": "update-cloud", "sub/b.txt": "delete-local",
+                                  "c.txt": "conflict", "d.txt": "download"}
+        by_path = {i["path"]: i for i in third["items"]}
+        assert by_path["sub/b.txt"]["approved"] is False  # deletes start unticked
+        assert by_path["a.txt"]["approved"] is True
+
+        # The unknown path and the max-delete guard are refused before anything runs.
+        answer = await client.post("sync/apply", json={"plan_id": third["id"],
+                                                       "approve": ["nope.txt"]})
+        assert answer.status_code == 422 and answer.json()["field"] == "approve[0]"
+
+        # A file changed after the plan is skipped, not overwritten.
+        (notes / "a.txt").write_text("alpha, edited again after the plan")
+        result = await finished(client, await client.post("sync/apply", json={
+            "plan_id": third["id"], "approve": list(actions(third))}))
+        done = {d["path"] for d in result["done"]}
+        assert done == {"sub/b.txt", "c.txt", "d.txt"}
+        assert result["skipped"] == [{"path": "a.txt", "action": "update-cloud",
+                                      "reason": "changed since the plan; plan again"}]
+        assert not (notes / "sub" / "b.txt").exists()  # to the trash, not unlinked
+        assert any(p.name.startswith("b") for p in (trash_home / "Trash" / "files").iterdir())
+        assert (notes / "d.txt").read_text() == "delta from the cloud"
+        conflict = [p for p in notes.iterdir() if "cloud conflict" in p.name]
+        assert [p.read_text() for p in conflict] == ["charlie, edited in the cloud"]
+        assert (notes / "c.txt").read_text() == "charlie, edited here too"
+        cloud = await cloud_files(api)
+        assert cloud["c.txt"] == b"charlie, edited here too" and "sub/b.txt" not in cloud
+
+        # Two local deletions with a max-delete of 1: refused, naming the field.
+        fourth = await plan(client)
+        (notes / "d.txt").unlink()
+        (notes / "c.txt").unlink()
+        fifth = await plan(client)
+        deletes = [p for p, a in actions(fifth).items() if a == "delete-cloud"]
+        assert sorted(deletes) == ["c.txt", "d.txt"], (fourth, fifth)
+        answer = await client.post("sync/apply", json={"plan_id": fifth["id"],
+                                                       "approve": deletes})
+        assert answer.status_code == 409 and answer.json()["field"] == "approve"
+        assert "max-delete" in answer.json()["detail"]
