@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+import httpx
+import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QAction,
@@ -43,8 +47,10 @@ from plexichat_desktop.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-STATE_COLOURS = {"active": "#1f9d55", "failed": "#d64545", "incompatible": "#c77c02",
-                 "disabled": "#8a94a6", "validated": "#3563e9", "discovered": "#8a94a6"}
+# Degraded is amber: running (its pages open) but with something optional missing.
+STATE_COLOURS = {"active": "#1f9d55", "degraded": "#e0a800", "failed": "#d64545",
+                 "incompatible": "#c77c02", "disabled": "#8a94a6", "validated": "#3563e9",
+                 "discovered": "#8a94a6"}
 HOME_PATH = "/"
 PaneFactory = Callable[[str, str, QWidget | None], Pane]
 
@@ -136,6 +142,7 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.closed = closed
         self.windows: list[PluginWindow] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self.setWindowTitle("PlexiChat Desktop")
         self.setMinimumSize(*MAIN_MINIMUM)
         self.resize(1280, 820)
@@ -287,7 +294,9 @@ class MainWindow(QMainWindow):
             item = QListWidgetItem(state_icon(str(rec.state)), rec.name)
             item.setData(Qt.ItemDataRole.UserRole, rec.id)
             tip = f"{rec.id} {rec.manifest.version if rec.manifest else ''} — {rec.state}"
-            if rec.reason and str(rec.state) != "active":
+            if rec.running and rec.degraded:
+                tip += " (running without:)\n" + "\n".join(f"• {r}" for r in rec.degraded)
+            elif rec.reason and not rec.running:
                 tip += f"\n{rec.reason}"
             item.setToolTip(tip)
             self.plugin_list.addItem(item)
@@ -320,22 +329,44 @@ class MainWindow(QMainWindow):
         loop = asyncio.get_running_loop()
         if str(rec.state) == "disabled":
             menu.addAction("Enable", lambda: loop.create_task(self.runtime.plugins.enable(rec.id)))
-        elif str(rec.state) == "active":
+        elif rec.running:
             menu.addAction("Disable",
                            lambda: loop.create_task(self.runtime.plugins.disable(rec.id)))
         menu.addAction("Details…", lambda: self.show_details(rec))
         menu.exec(self.plugin_list.mapToGlobal(pos))
 
-    def show_details(self, rec: PluginRecord) -> None:
+    def show_details(self, rec: PluginRecord) -> QMessageBox:
+        """State, reason, what a degraded plugin runs without, and its schedules (next
+        run, last result; fetched from the plugin's ``_host/schedules`` as a page would)."""
         box = QMessageBox(self)
+        box.setObjectName("pluginDetails")
         box.setWindowTitle(f"Plugin {rec.id}")
-        box.setText(f"<b>{rec.name}</b> — {rec.state}<br>{rec.reason or ''}")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(details_html(rec, None if rec.running else []))
         box.setInformativeText(str(rec.root))
         if rec.detail:
             box.setDetailedText(rec.detail)
-        box.setIcon(QMessageBox.Icon.Warning if str(rec.state) == "failed"
+        box.setIcon(QMessageBox.Icon.Warning if str(rec.state) == "failed" or rec.degraded
                     else QMessageBox.Icon.Information)
         box.open()
+        if rec.running:
+            task = asyncio.get_running_loop().create_task(self._fill_schedules(box, rec))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return box
+
+    async def _fill_schedules(self, box: QMessageBox, rec: PluginRecord) -> None:
+        schedules: list[dict[str, Any]] | str
+        try:
+            async with httpx.AsyncClient(base_url=self.runtime.url, timeout=10, headers={
+                    "Authorization": f"Bearer {self.runtime.token}"}) as client:
+                answer = await client.get(f"/plugins/{rec.id}/api/_host/schedules")
+                answer.raise_for_status()
+                schedules = list(answer.json().get("schedules", []))
+        except (httpx.HTTPError, ValueError) as exc:
+            schedules = f"its schedules could not be read ({exc})"
+        if shiboken6.isValid(box):  # closed while the answer came: nothing to fill
+            box.setText(details_html(rec, schedules))
 
     def _counts_changed(self, running: int, queued: int) -> None:
         parts = [f"{running} run{'s' if running != 1 else ''} going"] if running else []
@@ -380,7 +411,7 @@ class MainWindow(QMainWindow):
         """The page, or, for a plugin that is not running, why not (its page would only
         answer 503)."""
         rec = self.plugin_of(path)
-        if rec is not None and str(rec.state) != "active":
+        if rec is not None and not rec.running:
             problem = ProblemPane(self.runtime.url, path, title, rec.name, str(rec.state),
                                   rec.reason or "", parent)
             problem.detailsRequested.connect(lambda r=rec: self.show_details(r))
@@ -388,11 +419,15 @@ class MainWindow(QMainWindow):
             return problem
         pane = self.pane_factory(path, title, parent)
         pane.openInWindowRequested.connect(lambda _p, pn=pane: self.pane_to_window(pn))
+        if rec is not None and rec.degraded:
+            self.statusBar().showMessage(
+                f"{rec.name} runs without: {'; '.join(rec.degraded)}", 15_000)
         return pane
 
-    def _plugin_state_changed(self, plugin_id: str, state: str, _reason: str) -> None:
+    def _plugin_state_changed(self, plugin_id: str, _state: str, _reason: str) -> None:
         """A plugin that starts running replaces the panes that said it was not."""
-        if state != "active":
+        rec = self.runtime.plugins.by_id.get(plugin_id)
+        if rec is None or not rec.running:
             return
         panes = [self.tabs.widget(i) for i in range(self.tabs.count())]
         panes += [w.pane for w in self.windows]
@@ -403,7 +438,7 @@ class MainWindow(QMainWindow):
 
     def _retry(self, problem: ProblemPane) -> None:
         rec = self.plugin_of(problem.home_path)
-        if rec is not None and str(rec.state) != "active":
+        if rec is not None and not rec.running:
             problem.set_reason(str(rec.state), rec.reason or "")
             self.statusBar().showMessage(f"{rec.name} is still {rec.state}", 5000)
             return
@@ -546,6 +581,52 @@ class MainWindow(QMainWindow):
             self.close_tab(0)
         self.closed.set()
         super().closeEvent(event)
+
+
+def when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%a %d %b %H:%M:%S") if ts else "—"
+
+
+def last_result(schedule: dict[str, Any]) -> str:
+    status = schedule.get("last_status")
+    if schedule.get("running"):
+        return "running now"
+    if not status:
+        return "not run yet"
+    at = schedule.get("last_finished_at") or schedule.get("last_fire_at")
+    text = f"{status} {when(at)}" if at else str(status)
+    if schedule.get("last_error"):
+        text += f": {schedule['last_error']}"
+    extra = [f"{schedule[k]} {k}" for k in ("skipped", "missed") if schedule.get(k)]
+    return text + (f" ({', '.join(extra)})" if extra else "")
+
+
+def details_html(rec: PluginRecord, schedules: list[dict[str, Any]] | str | None) -> str:
+    """The Details… text; ``schedules`` None while they load, a string when unreadable."""
+    def e(text: str) -> str:
+        return html.escape(text, quote=False)  # text, not attributes: quotes stay readable
+
+    parts = [f"<b>{e(rec.name)}</b> — {e(str(rec.state))}"]
+    if rec.running and rec.degraded:
+        parts.append("Running, without:<ul>"
+                     + "".join(f"<li>{e(r)}</li>" for r in rec.degraded) + "</ul>")
+    elif rec.reason:
+        parts.append(e(rec.reason))
+    if schedules is None:
+        parts.append("<i>Reading its schedules…</i>")
+    elif isinstance(schedules, str):
+        parts.append(f"<i>{e(schedules)}</i>")
+    elif schedules:
+        rows = "".join(
+            f"<tr><td>{e(str(s.get('name')))}</td><td><code>{e(str(s.get('expression')))}"
+            f"</code></td><td>{e(when(s.get('next_fire_at')))}</td>"
+            f"<td>{e(last_result(s))}</td></tr>" for s in schedules)
+        parts.append("<b>Schedules</b><table cellspacing='6'><tr><th align='left'>Name</th>"
+                     "<th align='left'>When</th><th align='left'>Next run</th>"
+                     f"<th align='left'>Last result</th></tr>{rows}</table>")
+    elif rec.running:
+        parts.append("No schedules.")
+    return "<br>".join(parts)
 
 
 def _json_list(value: Any) -> list[dict[str, Any]]:
