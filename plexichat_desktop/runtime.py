@@ -7,11 +7,13 @@ object inside its qasync loop and is just one more subscriber of the bus.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import signal
 import sqlite3
 import sys
+import time
 from dataclasses import dataclass, field
 
 from plexichat_desktop import __version__
@@ -76,6 +78,7 @@ class Runtime:
         self.event_log = EventLog(self.bus, ("tests.", "schedules."))
         # The embedded PlexiChat v1 API: its own store and background work (webhooks, metrics).
         self.api_v1 = self._open_api_v1() if settings.api.enabled else None
+        self._plugins_starting: asyncio.Task[None] | None = None
 
     def _open_api_v1(self) -> ApiV1 | None:
         # Optional: a v1 database the app cannot open must not keep the app from starting.
@@ -107,10 +110,14 @@ class Runtime:
             raise RuntimeError("the runtime is not started")
         return self.server.url
 
-    async def start(self) -> str:
+    async def start(self, plugins_in_background: bool = False) -> str:
         """Bind the port, start plugins, then serve. Returns the server URL.
 
-        Raises ``PortInUseError`` before any plugin code runs if the port is taken.
+        With ``plugins_in_background`` the server answers first and the plugins start
+        right after, in the background (what ``serve`` and the window do: the first page
+        does not wait for every plugin's imports); a request for a plugin still starting
+        waits for it. Raises ``PortInUseError`` before any plugin code runs if the port
+        is taken.
         """
         self.bus.bind(asyncio.get_running_loop())
         self.event_log.start()
@@ -124,22 +131,41 @@ class Runtime:
         self.identity.port = self.server.port
         self.plugins.server_url = self.server.url
         self.plugins.discover()
-        await self.plugins.start()
+        if not plugins_in_background:
+            await self.plugins.start()
         await self.tests.start()
         await self.scheduler.start()
         if self.api_v1 is not None:
             await self.api_v1.start()
         await self.server.start()
         self.bus.publish(ServerStarted(url=self.server.url))
-        active = len(self.plugins.active())
-        log.info("PlexiChat Desktop %s serving %s with %d of %d plugin(s) active",
-                 __version__, self.server.url, active, len(self.plugins.records))
+        if plugins_in_background:
+            self._plugins_starting = asyncio.get_running_loop().create_task(
+                self._start_plugins(), name="start plugins")
+        else:
+            self._log_started()
         return self.server.url
+
+    async def _start_plugins(self) -> None:
+        started = time.perf_counter()
+        await self.plugins.start()
+        self._log_started(f" (plugins started in {time.perf_counter() - started:.2f} s)")
+
+    def _log_started(self, extra: str = "") -> None:
+        assert self.server is not None
+        log.info("PlexiChat Desktop %s serving %s with %d of %d plugin(s) active%s",
+                 __version__, self.server.url, len(self.plugins.active()),
+                 len(self.plugins.records), extra)
 
     async def stop(self) -> None:
         """Stop in order: end live streams, test runs, plugins, then the server."""
         self.bus.publish(ServerStopping())
         self.stopping.set()
+        if self._plugins_starting is not None:
+            # Let the plugin being set up finish: tearing down half a setup is worse.
+            with contextlib.suppress(Exception):
+                await self._plugins_starting
+            self._plugins_starting = None
         await self.scheduler.stop()
         await self.tests.stop()
         await self.plugins.stop()
@@ -162,7 +188,7 @@ async def start_until_signal(runtime: Runtime, stop: asyncio.Event) -> str | Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        return await runtime.start()
+        return await runtime.start(plugins_in_background=True)
     except PortInUseError as exc:
         print(f"error: {exc.strerror}", file=sys.stderr)
         await runtime.stop()

@@ -176,8 +176,10 @@ class DesktopShell:
         self.window.show()
 
     async def shutdown(self) -> None:
-        """Pages and views first, then let Qt delete them, then the bridge."""
+        """The bridge first (no event may reach a widget being deleted: plugins may still
+        be starting in the background), then pages and views, then let Qt delete them."""
         self._unhook_theme()
+        await self.bridge.close()
         if self.downloads is not None:
             self.downloads.cancel_all()
         await self.window.dashboard.close()
@@ -193,4 +195,3 @@ class DesktopShell:
             self.profile.deleteLater()
             self.profile = None
             await asyncio.sleep(0.05)
-        await self.bridge.close()

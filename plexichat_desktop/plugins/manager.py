@@ -176,6 +176,9 @@ class PluginManager:
         self.by_id: dict[str, PluginRecord] = {}
         self._active_order: list[str] = []
         self._lock = asyncio.Lock()
+        # Set once the first start() has tried every plugin: requests that arrive while a
+        # start in the background is still going wait for it (see server/plugin_routes.py).
+        self.started = asyncio.Event()
         # Services plugins offer each other (PluginContext.provide / .service).
         self.services = ServiceRegistry()
         # The app's server URL, handed to every plugin's context; set by the runtime once
@@ -301,8 +304,15 @@ class PluginManager:
 
     async def start(self) -> None:
         """Start every validated plugin in dependency order."""
-        async with self._lock:
-            await self._start_pending()
+        try:
+            async with self._lock:
+                await self._start_pending()
+        finally:
+            self.started.set()
+
+    def starting(self, rec: PluginRecord) -> bool:
+        """Whether ``rec`` is waiting for the first start() to reach it."""
+        return not self.started.is_set() and rec.state in STARTABLE and rec.context is None
 
     async def _start_pending(self) -> None:
         order, failures = resolve(self._nodes())
@@ -330,7 +340,9 @@ class PluginManager:
         manifest = rec.manifest
         try:
             plugin_settings = self._plugin_settings(manifest)
-            instance = self._instantiate(rec)
+            # Imported in a worker thread: a plugin's imports (often the slowest part of
+            # its start) then leave the loop free to answer requests meanwhile.
+            instance = await asyncio.to_thread(self._instantiate, rec)
         except PluginError as exc:
             self._fail(rec, str(exc), exc.__cause__)
             return

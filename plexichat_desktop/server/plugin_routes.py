@@ -8,6 +8,8 @@ not running, never a blank 404. An exception escaping a plugin's route handler b
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import mimetypes
@@ -34,6 +36,7 @@ for _ext, _type in {
 }.items():
     mimetypes.add_type(_type, _ext)
 
+START_WAIT = 60.0  # seconds a request waits for plugins still starting in the background
 _PLUGIN_PATH = re.compile(r"^/(?P<id>[a-z][a-z0-9_]{1,63})(?P<rest>/.*)?$")
 
 
@@ -63,6 +66,11 @@ class PluginDispatcher:
         rec = self.manager.by_id.get(pid)
         if rec is None:
             raise HTTPException(404, f"no plugin with id '{pid}'")
+        if self.manager.starting(rec):
+            # The app answers before its plugins are up (they start in the background):
+            # a page asked for meanwhile waits for its plugin instead of failing.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.manager.started.wait(), START_WAIT)
         if not rec.running or rec.context is None:  # active, or degraded
             raise HTTPException(
                 503, f"plugin '{pid}' is {rec.state}" + (f": {rec.reason}" if rec.reason else ""))

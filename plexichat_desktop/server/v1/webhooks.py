@@ -33,15 +33,16 @@ import socket
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.settings import ApiSettings
 from plexichat_desktop.server.v1.common import cancel_and_wait, iso, new_id, now
 from plexichat_desktop.server.v1.store import ApiStore, one
+
+if TYPE_CHECKING:  # imported when the first delivery goes out: not on the app's start path
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -271,13 +272,6 @@ class WebhookDispatcher:
     async def start(self) -> None:
         """Resume deliveries left in flight by the last run, then start dispatching."""
         await self.store.write(_requeue_in_flight, now())
-        # No redirects: a receiver must answer itself, and a redirect could point the signed
-        # payload somewhere the user never registered.
-        # trust_env off: a proxy from the environment would connect somewhere other than
-        # the address that was checked.
-        self._client = httpx.AsyncClient(
-            timeout=self.settings.webhook_timeout, follow_redirects=False, trust_env=False,
-            headers={"User-Agent": f"PlexiChat-Desktop-Webhooks/{__version__}"})
         self._task = asyncio.get_running_loop().create_task(self._run(),
                                                             name="v1 webhook dispatcher")
 
@@ -363,7 +357,8 @@ class WebhookDispatcher:
                           "after the next start", row["id"])
 
     async def _send(self, row: dict[str, Any]) -> None:
-        assert self._client is not None
+        import httpx
+
         async with self._slots:
             number = row["attempt_count"] + 1
             body = row["payload"].encode("utf-8")
@@ -414,15 +409,30 @@ class WebhookDispatcher:
             self.wake()
 
 
+    def _http(self) -> httpx.AsyncClient:
+        import httpx
+
+        if self._client is None:
+            # No redirects: a receiver must answer itself, and a redirect could point the
+            # signed payload somewhere the user never registered. trust_env off: a proxy
+            # from the environment would connect somewhere other than the checked address.
+            self._client = httpx.AsyncClient(
+                timeout=self.settings.webhook_timeout, follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": f"PlexiChat-Desktop-Webhooks/{__version__}"})
+        return self._client
+
     async def _post_first(self, targets: list[Target], body: bytes, headers: dict[str, str]
                           ) -> httpx.Response:
         """POST to the first checked address that accepts a connection."""
-        assert self._client is not None
+        import httpx
+
+        client = self._http()
         for index, target in enumerate(targets):
             extensions = ({"sni_hostname": target.sni_hostname}
                           if target.sni_hostname else None)
             try:
-                return await self._client.post(
+                return await client.post(
                     target.url, content=body, headers={**headers, "Host": target.host_header},
                     extensions=extensions)
             except httpx.ConnectError:
