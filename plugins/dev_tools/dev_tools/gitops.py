@@ -1,0 +1,221 @@
+"""Source control through the ``git`` program (argument lists, no shell, no pager)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from typing import Any
+
+from dev_tools import procs
+from dev_tools.errors import ApiError
+from dev_tools.workspace import Workspace
+
+MAX_DIFF_BYTES = 2_000_000
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])$")
+_XY = {"M": "modified", "A": "added", "D": "deleted", "R": "renamed", "C": "copied",
+       "T": "type changed", "U": "unmerged", ".": ""}
+
+
+def git_binary() -> str:
+    git = shutil.which("git")
+    if git is None:
+        raise ApiError(409, None, "git is not installed: Source Control is off "
+                                  "(install git and press Enable in the plugin list)")
+    return git
+
+
+async def git(ws: Workspace, *args: str, stdin: bytes | None = None,
+              cap: int = MAX_DIFF_BYTES, check: bool = True) -> procs.ProcResult:
+    # -c core.quotepath=off: paths as they are, not octal-escaped.
+    argv = [git_binary(), "-c", "core.quotepath=off", "-c", "color.ui=false", *args]
+    result = await procs.run(argv, ws.path, cap=cap, stdin=stdin,
+                             env=procs.child_env({"LC_ALL": "C"}), timeout=120)
+    if check and result.exit_code != 0:
+        raise ApiError(409, None, f"git {args[0]} failed: {result.output.strip()[-2000:]}")
+    return result
+
+
+async def repo_state(ws: Workspace) -> dict[str, Any] | None:
+    """None when the workspace is not in a git work tree (the page says so)."""
+    if shutil.which("git") is None:
+        return None
+    result = await git(ws, "rev-parse", "--show-toplevel", check=False)
+    if result.exit_code != 0:
+        return None
+    return {"toplevel": result.output.strip()}
+
+
+async def require_repo(ws: Workspace) -> None:
+    if await repo_state(ws) is None:
+        raise ApiError(409, "workspace", f"{ws.path} is not a git repository "
+                                         "(run `git init` there to start one)",
+                       state="not_a_repository")
+
+
+async def status(ws: Workspace) -> dict[str, Any]:
+    state = await repo_state(ws)
+    if state is None:
+        available = shutil.which("git") is not None
+        return {"repository": False, "git_available": available,
+                "message": (f"{ws.name} is not a git repository." if available
+                            else "git is not installed.")}
+    result = await git(ws, "status", "--porcelain=v2", "--branch", "-z",
+                       "--untracked-files=all", "--", ".")
+    branch: dict[str, Any] = {"head": None, "upstream": None, "ahead": 0, "behind": 0,
+                              "oid": None}
+    files: list[dict[str, Any]] = []
+    records = result.output.split("\x00")
+    index = 0
+    while index < len(records):
+        rec = records[index]
+        index += 1
+        if not rec:
+            continue
+        if rec.startswith("# "):
+            key, _, value = rec[2:].partition(" ")
+            if key == "branch.head":
+                branch["head"] = None if value == "(detached)" else value
+            elif key == "branch.oid":
+                branch["oid"] = None if value == "(initial)" else value
+            elif key == "branch.upstream":
+                branch["upstream"] = value
+            elif key == "branch.ab":
+                ahead, behind = value.split()
+                branch["ahead"], branch["behind"] = int(ahead), -int(behind)
+            continue
+        kind = rec[0]
+        if kind == "1":
+            parts = rec.split(" ", 8)
+            files.append(_entry(parts[8], parts[1]))
+        elif kind == "2":
+            parts = rec.split(" ", 9)
+            entry = _entry(parts[9], parts[1])
+            entry["from"] = records[index]
+            index += 1
+            files.append(entry)
+        elif kind == "u":
+            parts = rec.split(" ", 10)
+            files.append({"path": parts[10], "staged": None, "unstaged": "unmerged",
+                          "conflict": True, "untracked": False})
+        elif kind == "?":
+            files.append({"path": rec[2:], "staged": None, "unstaged": "untracked",
+                          "conflict": False, "untracked": True})
+    return {"repository": True, "toplevel": state["toplevel"], "branch": branch,
+            "files": files, "clean": not files}
+
+
+def _entry(path: str, xy: str) -> dict[str, Any]:
+    return {"path": path, "staged": _XY.get(xy[0]) or None, "unstaged": _XY.get(xy[1]) or None,
+            "conflict": False, "untracked": False}
+
+
+async def diff(ws: Workspace, path: str | None, staged: bool) -> dict[str, Any]:
+    await require_repo(ws)
+    args = ["diff", "--no-ext-diff", "--patch", "--find-renames"]
+    if staged:
+        args.append("--cached")
+    args += ["--", path] if path else ["--", "."]
+    result = await git(ws, *args)
+    text = result.output
+    if path and not text and not staged:
+        # An untracked file has no diff against the index: show it as all new.
+        untracked = await git(ws, "ls-files", "--others", "--exclude-standard", "--", path)
+        if untracked.output.strip():
+            shown = await git(ws, "diff", "--no-index", "--", "/dev/null", path, check=False)
+            text = shown.output
+    return {"path": path, "staged": staged, "diff": text, "truncated": result.truncated}
+
+
+async def has_head(ws: Workspace) -> bool:
+    return (await git(ws, "rev-parse", "--verify", "-q", "HEAD", check=False)).exit_code == 0
+
+
+async def stage(ws: Workspace, paths: list[str]) -> None:
+    await require_repo(ws)
+    # -A also stages deletions of the given paths.
+    await git(ws, "add", "-A", "--", *paths)
+
+
+async def unstage(ws: Workspace, paths: list[str]) -> None:
+    await require_repo(ws)
+    if await has_head(ws):
+        await git(ws, "restore", "--staged", "--", *paths)
+    else:  # nothing committed yet: "unstage" means dropping from the index
+        await git(ws, "rm", "--cached", "-r", "-q", "--", *paths)
+
+
+async def commit(ws: Workspace, message: str, amend: bool = False) -> dict[str, Any]:
+    await require_repo(ws)
+    if not message.strip():
+        raise ApiError(422, "message", "a commit needs a message (it is empty)")
+    if not amend:
+        staged = await git(ws, "diff", "--cached", "--quiet", check=False)
+        if staged.exit_code == 0:
+            raise ApiError(409, None, "nothing is staged: stage changes before committing")
+    args = ["commit", "--file=-", "--cleanup=strip"]
+    if amend:
+        args.append("--amend")
+    await git(ws, *args, stdin=message.encode("utf-8"))
+    head = await git(ws, "log", "-1", "--format=%H%x1f%s")
+    sha, _, subject = head.output.strip().partition("\x1f")
+    return {"commit": sha, "subject": subject}
+
+
+async def branches(ws: Workspace) -> dict[str, Any]:
+    await require_repo(ws)
+    result = await git(ws, "branch", "--all",
+                       "--format=%(HEAD)%1f%(refname)%1f%(refname:short)%1f"
+                       "%(objectname:short)%1f%(upstream:short)%1f%(committerdate:unix)%1f"
+                       "%(contents:subject)")
+    items = []
+    for line in result.output.splitlines():
+        parts = line.split("\x1f")
+        if len(parts) < 7:
+            continue
+        current, full, name, sha, upstream, when, subject = parts[:7]
+        items.append({"name": name, "current": current == "*", "commit": sha,
+                      "upstream": upstream or None, "date": int(when) if when else None,
+                      "subject": subject, "remote": full.startswith("refs/remotes/")})
+    return {"branches": items}
+
+
+def check_branch(name: str, field: str = "branch") -> str:
+    if not _BRANCH.match(name) or name.endswith(".lock"):
+        raise ApiError(422, field, f"{name!r} is not a valid branch name")
+    return name
+
+
+async def switch(ws: Workspace, name: str, create: bool) -> None:
+    await require_repo(ws)
+    check_branch(name)
+    await git(ws, "switch", *(["-c"] if create else []), name, "--")
+
+
+async def log(ws: Workspace, limit: int, ref: str | None = None) -> dict[str, Any]:
+    await require_repo(ws)
+    if not await has_head(ws):
+        return {"commits": [], "message": "no commit yet"}
+    args = ["log", f"-n{limit}", "--format=%H%x1f%h%x1f%an%x1f%ae%x1f%at%x1f%D%x1f%s%x1e"]
+    if ref:
+        check_branch(ref, "ref")
+        args.append(ref)
+    args.append("--")
+    result = await git(ws, *args)
+    commits = []
+    for record in result.output.split("\x1e"):
+        parts = record.strip("\n").split("\x1f")
+        if len(parts) != 7:
+            continue
+        sha, short, author, email, when, refs, subject = parts
+        commits.append({"commit": sha, "short": short, "author": author, "email": email,
+                        "date": int(when), "refs": refs, "subject": subject})
+    return {"commits": commits}
+
+
+async def show(ws: Workspace, sha: str) -> dict[str, Any]:
+    await require_repo(ws)
+    if not re.fullmatch(r"[0-9a-fA-F]{4,64}", sha):
+        raise ApiError(422, "commit", f"{sha!r} is not a commit id")
+    result = await git(ws, "show", "--no-ext-diff", "--format=%H%n%an <%ae>%n%ad%n%n%B",
+                       sha, "--")
+    return {"commit": sha, "text": result.output, "truncated": result.truncated}

@@ -1,0 +1,98 @@
+"""Source control on real repositories made in the test with the real git."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from devtools_helpers import git, make_repo, open_env
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_status_stage_diff_unstage_commit_log_branches(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("repo", {"a.py": "x = 1\n", "notes.txt": "hi\n"}))
+        ws = str(folder)
+        status = (await env.client.get("git/status", params={"workspace": ws})).json()
+        assert status["repository"] is True and status["branch"]["head"] == "main"
+        assert {(f["path"], f["untracked"]) for f in status["files"]} == {
+            ("a.py", True), ("notes.txt", True)}
+
+        # Before the first commit "unstage" must still work (there is no HEAD to restore from).
+        staged = (await env.client.post("git/stage", json={"workspace": ws,
+                                                           "paths": ["a.py", "notes.txt"]})).json()
+        assert {f["path"]: f["staged"] for f in staged["files"]} == {"a.py": "added",
+                                                                     "notes.txt": "added"}
+        unstaged = (await env.client.post("git/unstage", json={"workspace": ws,
+                                                               "paths": ["notes.txt"]})).json()
+        assert {f["path"]: f["untracked"] for f in unstaged["files"]} == {"a.py": False,
+                                                                          "notes.txt": True}
+        empty = await env.client.post("git/commit", json={"workspace": ws, "message": "  \n "})
+        assert empty.status_code == 422 and empty.json()["field"] == "message"
+        first = await env.client.post("git/commit", json={"workspace": ws, "message": "First"})
+        assert first.status_code == 200, first.text
+        assert first.json()["subject"] == "First"
+
+        (folder / "a.py").write_text("x = 2\n")
+        diff = (await env.client.get("git/diff", params={"workspace": ws, "path": "a.py"})).json()
+        assert "-x = 1\n+x = 2\n" in diff["diff"]
+        new_file = (await env.client.get("git/diff", params={"workspace": ws,
+                                                             "path": "notes.txt"})).json()
+        assert "+hi" in new_file["diff"]  # an untracked file shows as all new
+        await env.client.post("git/stage", json={"workspace": ws, "paths": ["a.py"]})
+        cached = (await env.client.get("git/diff", params={"workspace": ws, "staged": "true"})
+                  ).json()
+        assert "+x = 2" in cached["diff"]
+        back = (await env.client.post("git/unstage", json={"workspace": ws, "paths": ["a.py"]})
+                ).json()
+        assert {f["path"]: (f["staged"], f["unstaged"]) for f in back["files"]}["a.py"] == (
+            None, "modified")
+        nothing = await env.client.post("git/commit", json={"workspace": ws, "message": "x"})
+        assert nothing.status_code == 409 and "nothing is staged" in nothing.json()["detail"]
+
+        await env.client.post("git/stage", json={"workspace": ws, "paths": ["a.py"]})
+        # A message that looks like options or shell is just a message (it goes in on stdin).
+        message = "--amend; rm -rf / $(x)\n\nbody"
+        assert (await env.client.post("git/commit", json={"workspace": ws, "message": message})
+                ).status_code == 200
+        log = (await env.client.get("git/log", params={"workspace": ws})).json()["commits"]
+        assert [c["subject"] for c in log] == ["--amend; rm -rf / $(x)", "First"]
+        shown = (await env.client.get("git/show", params={"workspace": ws,
+                                                          "commit": log[0]["commit"]})).json()
+        assert "+x = 2" in shown["text"] and "body" in shown["text"]
+
+        switched = await env.client.post("git/switch", json={"workspace": ws,
+                                                             "branch": "feature", "create": True})
+        assert switched.status_code == 200
+        names = {b["name"]: b["current"] for b in switched.json()["branches"]}
+        assert names == {"feature": True, "main": False}
+        assert git(folder, "branch", "--show-current").strip() == "feature"
+        for bad in ("-D", "a..b", "x y", "@{-1}"):
+            refused = await env.client.post("git/switch", json={"workspace": ws, "branch": bad})
+            assert refused.status_code == 422 and refused.json()["field"] == "branch"
+
+
+async def test_a_non_git_folder_shows_a_clear_state(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = env.make("plain", {"a.txt": "x"})
+        ws = str(folder)
+        status = (await env.client.get("git/status", params={"workspace": ws})).json()
+        assert status == {"repository": False, "git_available": True,
+                          "message": "plain is not a git repository."}
+        for route in ("git/log", "git/branches", "git/diff"):
+            answer = await env.client.get(route, params={"workspace": ws})
+            assert answer.status_code == 409, route
+            assert answer.json()["state"] == "not_a_repository"
+        commit = await env.client.post("git/commit", json={"workspace": ws, "message": "m"})
+        assert commit.status_code == 409
+
+
+async def test_paths_outside_the_workspace_are_refused(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("repo", {"a.py": ""}))
+        for bad, status in (("../x", 400), ("/etc/passwd", 400), ("", 422)):
+            answer = await env.client.post("git/stage", json={"workspace": str(folder),
+                                                              "paths": ["a.py", bad]})
+            assert answer.status_code in (status, 422), answer.text
+            assert "paths" in answer.text

@@ -1,0 +1,168 @@
+"""Format, fixes and local hooks run on a copy; changes shown, written only on approval,
+and only over files that did not change since the preview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from devtools_helpers import git, make_repo, open_env
+
+pytestmark = pytest.mark.asyncio
+
+UGLY = "x = {  'a':1 }\n"
+PRETTY = 'x = {"a": 1}\n'
+# F401 (unused import) has a safe fix; RUF005 (collection literal concatenation) an unsafe one.
+LINTED = "import os\nfoo = [1]\nbar = foo + [2]\n"
+RUFF_CONFIG = '[tool.ruff.lint]\nselect = ["F", "RUF005"]\n'
+HOOKS = """\
+repos:
+  - repo: https://github.com/astral-sh/ruff-pre-commit
+    rev: v0.6.0
+    hooks: [{id: ruff}]
+  - repo: local
+    hooks:
+      - id: strip-todo
+        name: strip TODO lines
+        language: system
+        entry: sed -i /TODO/d
+        types: [python]
+      - id: no-print
+        name: no print
+        language: pygrep
+        entry: 'print\\('
+        files: '\\.py$'
+      - id: missing-tool
+        name: needs a tool that is not installed
+        language: system
+        entry: definitely-not-installed-tool
+      - id: docker-thing
+        name: docker
+        language: docker_image
+        entry: foo
+  - repo: meta
+    hooks: [{id: identity}]
+"""
+
+
+async def test_format_preview_then_apply_per_file_with_conflict_409(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("fmt", {"a.py": UGLY, "b.py": UGLY, "ok.py": PRETTY}))
+        ws = str(folder)
+        result = await env.result(await env.client.post("format/preview", json={"workspace": ws}))
+        files = {f["path"]: f for f in result["files"]}
+        assert set(files) == {"a.py", "b.py"}
+        assert "-x = {  'a':1 }\n+x = {\"a\": 1}\n" in files["a.py"]["diff"]
+        assert (folder / "a.py").read_text() == UGLY  # nothing written by the preview
+
+        applied = await env.client.post("preview/apply", json={
+            "workspace": ws, "preview": result["id"], "files": ["a.py"]})
+        assert applied.status_code == 200 and applied.json()["applied"] == ["a.py"]
+        assert (folder / "a.py").read_text() == PRETTY
+
+        (folder / "b.py").write_text(UGLY + "y = 2\n")  # edited after the preview
+        conflict = await env.client.post("preview/apply", json={
+            "workspace": ws, "preview": result["id"], "files": ["b.py"]})
+        assert conflict.status_code == 409 and conflict.json()["conflicts"] == ["b.py"]
+        assert (folder / "b.py").read_text() == UGLY + "y = 2\n"  # untouched
+        again = await env.client.post("preview/apply", json={
+            "workspace": ws, "preview": result["id"], "files": ["a.py"]})
+        assert again.status_code == 409  # already applied: the file is no longer the original
+
+        unknown = await env.client.post("preview/apply", json={
+            "workspace": ws, "preview": result["id"], "files": ["ok.py"]})
+        assert unknown.status_code == 404 and unknown.json()["field"] == "files[0]"
+        gone = await env.client.post("preview/apply", json={"workspace": ws, "preview": "nope"})
+        assert gone.status_code == 404 and gone.json()["field"] == "preview"
+
+
+async def test_lint_problems_with_rule_links_and_fix_kinds(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = env.make("lint", {"pyproject.toml": RUFF_CONFIG, "m.py": LINTED,
+                                   "broken.py": "def (:\n"})
+        result = await env.result(await env.client.post("lint", json={"workspace": str(folder)}))
+        by_rule = {p["rule"]: p for p in result["problems"]}
+        assert by_rule["F401"]["path"] == "m.py" and by_rule["F401"]["line"] == 1
+        assert by_rule["F401"]["url"] == "https://docs.astral.sh/ruff/rules/unused-import"
+        assert by_rule["F401"]["fix"] == "safe"
+        assert by_rule["RUF005"]["fix"] == "unsafe"
+        syntax = [p for p in result["problems"] if p["path"] == "broken.py"]
+        assert syntax and syntax[0]["syntax_error"] and syntax[0]["severity"] == "error"
+        assert syntax[0]["url"] is None
+        assert not (folder / ".ruff_cache").exists()  # reading writes nothing
+
+
+async def test_safe_fixes_by_default_unsafe_only_on_request(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        config = "[tool.ruff]\nunsafe-fixes = true\n" + RUFF_CONFIG
+        folder = env.make("fix", {"pyproject.toml": config, "m.py": LINTED})
+        ws = str(folder)
+        safe = await env.result(await env.client.post("fix/preview", json={"workspace": ws}))
+        diff = safe["files"][0]["diff"]
+        assert "-import os\n" in diff
+        assert "+bar = [*foo, 2]" not in diff  # unsafe fix left out despite the project setting
+        assert (folder / "m.py").read_text() == LINTED
+        unsafe = await env.result(await env.client.post("fix/preview", json={"workspace": ws,
+                                                                             "unsafe": True}))
+        assert "+bar = [*foo, 2]" in unsafe["files"][0]["diff"]
+        applied = await env.client.post("preview/apply", json={"workspace": ws,
+                                                               "preview": safe["id"]})
+        assert applied.status_code == 200
+        assert (folder / "m.py").read_text() == "foo = [1]\nbar = foo + [2]\n"
+
+
+async def test_local_hooks_run_on_a_copy_and_every_change_waits_for_approval(
+        tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("hooks", {
+            ".pre-commit-config.yaml": HOOKS, "a.py": "x = 1  # TODO remove\nprint(x)\n",
+            "b.py": "y = 2\n", "notes.md": "TODO stays: not python\n"}))
+        ws = str(folder)
+        listed = (await env.client.get("hooks", params={"workspace": ws})).json()
+        assert listed["skipped_repos"] == ["https://github.com/astral-sh/ruff-pre-commit"]
+        assert [h["id"] for h in listed["hooks"]] == [
+            "strip-todo", "no-print", "missing-tool", "docker-thing", "identity"]
+
+        result = await env.result(await env.client.post("hooks/preview", json={"workspace": ws}))
+        hooks = {h["id"]: h for h in result["hooks"]}
+        assert hooks["strip-todo"]["status"] == "modified"
+        assert hooks["strip-todo"]["modified"] == ["a.py"] and hooks["strip-todo"]["files"] == 2
+        assert hooks["no-print"]["status"] == "failed" and "a.py:1:print(x)" in \
+            hooks["no-print"]["output"]  # it sees the copy as the previous hook left it
+        assert hooks["missing-tool"]["status"] == "skipped"
+        assert "not installed" in hooks["missing-tool"]["output"]
+        assert hooks["docker-thing"]["status"] == "skipped"
+        assert hooks["identity"]["output"].split() == [".pre-commit-config.yaml", "a.py",
+                                                       "b.py", "notes.md"]
+        assert result["passed"] is False
+        assert [f["path"] for f in result["files"]] == ["a.py"]
+        assert "-x = 1  # TODO remove\n" in result["files"][0]["diff"]
+        assert (folder / "a.py").read_text().startswith("x = 1  # TODO")  # not yet written
+
+        applied = await env.client.post("preview/apply", json={"workspace": ws,
+                                                               "preview": result["id"]})
+        assert applied.status_code == 200
+        assert (folder / "a.py").read_text() == "print(x)\n"
+
+        # Only staged files: b.py staged, the others not.
+        (folder / "b.py").write_text("y = 2  # TODO\n")
+        git(folder, "add", "b.py")
+        staged = await env.result(await env.client.post("hooks/preview", json={
+            "workspace": ws, "files": "staged", "hooks": ["strip-todo"]}))
+        assert [h["files"] for h in staged["hooks"]] == [1]
+        assert [f["path"] for f in staged["files"]] == ["b.py"]
+
+        unknown = await env.client.post("hooks/preview", json={"workspace": ws, "hooks": ["zzz"]})
+        assert unknown.status_code == 404 and unknown.json()["field"] == "hooks[0]"
+        bad_scope = await env.client.post("hooks/preview", json={"workspace": ws, "files": "x"})
+        assert bad_scope.status_code == 422
+
+
+async def test_a_bad_or_missing_hook_config_is_a_4xx(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        none = env.make("none", {"a.py": ""})
+        answer = await env.client.get("hooks", params={"workspace": str(none)})
+        assert answer.status_code == 404
+        bad = env.make("bad", {".pre-commit-config.yaml": "repos: [\n"})
+        answer = await env.client.get("hooks", params={"workspace": str(bad)})
+        assert answer.status_code == 422 and answer.json()["field"] == ".pre-commit-config.yaml"
