@@ -228,7 +228,13 @@ class CodeAnalyzerPlugin(Plugin):
         folder = self._folder_or_error(body.folder)
         if isinstance(folder, JSONResponse):
             return folder
-        from code_analyzer.gate import GateRule
+        from code_analyzer.gate import GateRule, check_target
+        try:  # a typo in the ref is answered at once, not as a failed job
+            await asyncio.to_thread(check_target, folder, body.ref)
+        except ValueError as exc:
+            text = str(exc)
+            field = text.split(":", 1)[0]
+            return _error(422, text, field if field in ("folder", "ref") else None)
         rule = GateRule(body.ref, body.max_complexity or self.config.max_complexity,
                         self.config.min_maintainability if body.min_maintainability is None
                         else body.min_maintainability, body.fail_on)

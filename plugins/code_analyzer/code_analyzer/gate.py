@@ -37,6 +37,18 @@ class GateRule:
     fail_on: str = "high"
 
 
+def check_target(folder: Path, ref: str) -> str:
+    """The commit ``ref`` names in the repository of ``folder``; ``GateError`` naming the
+    field (folder, ref) otherwise."""
+    repo = gitutil.toplevel(folder)
+    if repo is None:
+        raise GateError(f"folder: {folder} is not inside a git repository")
+    try:
+        return gitutil.resolve_ref(repo, ref)
+    except gitutil.GitError as exc:
+        raise GateError(str(exc)) from None
+
+
 def run_gate(folder: Path, rule: GateRule, store: Store | None, options: ScanOptions,
              cancel: threading.Event | None = None, progress: Progress | None = None,
              ) -> dict[str, Any]:
@@ -145,4 +157,4 @@ def _base_metrics(repo: Path, commit: str, old_path: str | None, language: str,
     return None if data is None else analyze(old_path, data, language)
 
 
-__all__ = ["GateError", "GateRule", "finding", "run_gate"]
+__all__ = ["GateError", "GateRule", "check_target", "finding", "run_gate"]

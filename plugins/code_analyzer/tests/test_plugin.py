@@ -99,9 +99,8 @@ async def test_bad_input_is_a_4xx_naming_the_field(host: Host, tmp_path: Path) -
         answer = await c.post("gate", json=body)
         assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
     answer = await c.post("gate", json={"folder": ".", "ref": "HEAD"})
-    job = await host.finished(answer.json())
-    assert job["state"] == "failed" and "folder:" in job["error"]
-    assert "not inside a git repository" in job["error"]
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("folder: ")
+    assert "not inside a git repository" in answer.json()["detail"]
     assert (await c.get("scans/999")).status_code == 404
     assert (await c.get("scans", params={"limit": 0})).status_code == 422
     assert (await c.get("scans/abc")).status_code == 422
@@ -162,3 +161,28 @@ async def test_a_scan_can_be_cancelled_from_the_page_api(host: Host, make_files:
     done = await host.finished(job)
     assert done["state"] == "cancelled"
     assert (await host.client.get("scans")).json()["scans"] == []
+
+
+@pytest.mark.asyncio
+async def test_gate_job_through_the_api(host: Host, make_files: Files,
+                                        run_git: Callable[..., str]) -> None:
+    repo = host.root / "repo"
+    make_files(repo, {"app.py": "def ok(x):\n    return x\n"})
+    run_git(repo, "init", "-q", "-b", "main")
+    run_git(repo, "add", "-A")
+    run_git(repo, "commit", "-q", "-m", "base")
+    (repo / "app.py").write_text("import subprocess\n\n\ndef ok(x):\n"
+                                 "    return subprocess.call(x, shell=True)\n")
+    answer = await host.client.post("gate", json={"folder": "repo", "ref": "HEAD",
+                                                  "max_complexity": 5})
+    assert answer.status_code == 202 and answer.json()["name"] == "gate"
+    job = await host.finished(answer.json())
+    assert job["state"] == "succeeded", job["error"]
+    result = job["result"]
+    assert result["passed"] is False and result["new_issues_total"] >= 1
+    assert result["conditions"][1]["threshold"] == 5
+    assert "gate failed against HEAD" in job["message"]
+    bad_ref = await host.client.post("gate", json={"folder": "repo", "ref": "nope"})
+    assert bad_ref.status_code == 422
+    assert bad_ref.json()["detail"].startswith("ref: 'nope' names no commit")
+    assert list(bad_ref.json()["errors"]) == ["ref"]

@@ -1,0 +1,125 @@
+"""The quality gate on new code, in real git repositories made here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from code_analyzer.gate import GateError, GateRule, run_gate
+from code_analyzer.scan import ScanOptions
+from code_analyzer.store import Store
+
+Git = Callable[..., str]
+Files = Callable[[Path, dict[str, str | bytes]], None]
+OPTIONS = ScanOptions()
+
+BASE = '''\
+import subprocess
+
+
+def run(cmd):
+    """Old code: its problem is not new, so the gate does not count it."""
+    return subprocess.call(cmd, shell=True)
+
+
+def ok(x):
+    return x + 1
+'''
+
+NEW_HIGH = BASE + '''
+
+def more(cmd):
+    return subprocess.Popen(cmd, shell=True)
+'''
+
+
+def branches(n: int) -> str:
+    body = "".join(f"    if x == {i}:\n        return {i}\n" for i in range(n))
+    return f"\n\ndef branchy(x):\n{body}    return -1\n"
+
+
+def committed(repo: Path, git: Git, make_files: Files, files: dict[str, str | bytes],
+              message: str = "base") -> None:
+    make_files(repo, files)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def conditions(result: dict) -> dict[str, bool]:
+    return {c["name"].split(" ")[0] + " " + c["name"].split(" ")[1]: c["passed"]
+            for c in result["conditions"]}
+
+
+def test_gate_flips_when_a_high_issue_is_added_and_back_when_removed(
+        repo: Path, run_git: Git, make_files: Files) -> None:
+    committed(repo, run_git, make_files, {"app.py": BASE, "README.md": "x\n"})
+    rule = GateRule("HEAD")
+    clean = run_gate(repo, rule, None, OPTIONS)
+    assert clean["passed"] is True and clean["analysed_files"] == 0
+    # The old shell=True (line 6) is not new code: the gate passes on an unrelated change.
+    (repo / "app.py").write_text(BASE + "\n\ndef ok2(x):\n    return x + 2\n")
+    unrelated = run_gate(repo, rule, None, OPTIONS)
+    assert unrelated["passed"] is True, unrelated["new_issues"]
+    assert [f["name"] for f in unrelated["functions"]] == ["ok2"]
+    # A new shell=True (bandit B602, high) on a new line fails it, uncommitted...
+    (repo / "app.py").write_text(NEW_HIGH)
+    failed = run_gate(repo, rule, None, OPTIONS)
+    assert failed["passed"] is False
+    [blocking] = [i for i in failed["new_issues"] if i["severity"] == "high"]
+    assert (blocking["tool"], blocking["rule"], blocking["line"]) == ("bandit", "B602", 14)
+    assert failed["conditions"][0]["actual"] == 1 and not failed["conditions"][0]["passed"]
+    # ...and committed, against the parent commit: the same answer.
+    run_git(repo, "commit", "-q", "-am", "more")
+    assert run_gate(repo, rule, None, OPTIONS)["passed"] is True  # nothing new since HEAD
+    against_parent = run_gate(repo, GateRule("HEAD~1"), None, OPTIONS)
+    assert against_parent["passed"] is False
+    assert against_parent["commit"] == run_git(repo, "rev-parse", "HEAD~1").strip()
+    # Removing it passes again.
+    (repo / "app.py").write_text(BASE)
+    assert run_gate(repo, GateRule("HEAD~1"), None, OPTIONS)["passed"] is True
+
+
+def test_complexity_and_maintainability_conditions(repo: Path, run_git: Git,
+                                                   make_files: Files, tmp_path: Path) -> None:
+    committed(repo, run_git, make_files, {"pkg/mod.py": BASE})
+    run_git(repo, "tag", "v1")
+    (repo / "pkg/mod.py").write_text(BASE + branches(20))
+    store = Store(tmp_path / "cache.sqlite3")
+    result = run_gate(repo, GateRule("v1", max_complexity=15, min_maintainability=0),
+                      store, OPTIONS)
+    assert result["passed"] is False
+    [fn] = result["functions"]
+    assert (fn["name"], fn["complexity"], fn["base_complexity"]) == ("branchy", 21, None)
+    assert [c["passed"] for c in result["conditions"]] == [True, False, True]
+    assert result["conditions"][1]["actual"] == 21
+    loose = run_gate(repo, GateRule("v1", max_complexity=25, min_maintainability=100),
+                     store, OPTIONS)
+    assert [c["passed"] for c in loose["conditions"]] == [True, True, False]
+    [f] = loose["files"]
+    assert f["path"] == "pkg/mod.py" and f["mi"] < f["base_mi"]
+
+
+def test_untracked_files_and_subfolders_are_new_code(repo: Path, run_git: Git,
+                                                     make_files: Files) -> None:
+    committed(repo, run_git, make_files, {"a/keep.py": "x = 1\n", "b/other.py": "y = 1\n",
+                                          ".gitignore": "ignored.py\n"})
+    make_files(repo, {"a/new.py": "def f(:\n", "ignored.py": "def g(:\n",
+                      "b/new.py": "def h(:\n"})
+    result = run_gate(repo / "a", GateRule("HEAD"), None, OPTIONS)
+    assert result["passed"] is False
+    assert {(i["path"], i["rule"]) for i in result["new_issues"]} >= {("new.py", "CA001")}
+    assert {i["path"] for i in result["new_issues"]} == {"new.py"}  # only inside a/
+
+
+def test_a_bad_ref_or_folder_names_the_field(repo: Path, run_git: Git, make_files: Files,
+                                             tmp_path: Path) -> None:
+    committed(repo, run_git, make_files, {"a.py": "x = 1\n"})
+    with pytest.raises(GateError, match=r"^ref: 'nope' names no commit"):
+        run_gate(repo, GateRule("nope"), None, OPTIONS)
+    with pytest.raises(GateError, match=r"^ref: '--output=x' is not a git ref"):
+        run_gate(repo, GateRule("--output=x"), None, OPTIONS)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(GateError, match=r"^folder: .* is not inside a git repository"):
+        run_gate(plain, GateRule("HEAD"), None, OPTIONS)
