@@ -17,8 +17,12 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# What the app would use offscreen, plus a fake microphone and camera: without a capture
+# device Chromium answers getUserMedia with NotFoundError before any permission request.
+FAKE_MEDIA = "--use-fake-device-for-media-stream"
+os.environ.setdefault("QTWEBENGINE_CHROMIUM_FLAGS", f"--log-level=3 --disable-gpu {FAKE_MEDIA}")
 
-from plexichat_desktop.gui.environment import prepare_qt_environment
+from plexichat_desktop.gui.environment import prepare_qt_environment  # noqa: E402
 
 prepare_qt_environment()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from PySide6.QtWebEngineCore import QWebEnginePage
 from PySide6.QtWebEngineWidgets import QWebEngineView
 from PySide6.QtWidgets import QMessageBox
 
+from tests.gui.conftest import FAKE_MEDIA
 from tests.gui.shell_helpers import wait_loaded
 
 KIT_PAGE = "/plugins/desktop_kit/index.html"
@@ -186,7 +188,36 @@ def test_a_foreign_origin_is_refused_without_a_question(
         assert (decision.origin, decision.kind, decision.granted, decision.how) == (
             foreign_server.rstrip("/"), "clipboard", False, "refused")
         assert gate.store.of("app") == {}
+        if FAKE_MEDIA in os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", ""):
+            js(view, "(window.__copied = undefined, navigator.mediaDevices.getUserMedia("
+                     "{audio: true}).then(() => { window.__copied = 'listening'; }, (e) => {"
+                     " window.__copied = `refused: ${e.name}`; }), 1)")
+            qtbot.waitUntil(lambda: copied(js, view) is not None, timeout=15_000)
+            # A refused capture ends in AbortError in QtWebEngine, not NotAllowedError.
+            assert copied(js, view).startswith("refused: ")
+            assert asked == [] and gate.decisions[-1].kind == "microphone"
+            assert gate.decisions[-1].how == "refused"
     finally:
         view.close()
         view.deleteLater()
         arun(asyncio.sleep(0.05))
+
+
+LISTEN = "(window.__copied = undefined, window.listen().then((r) => { window.__copied = r; }), 1)"
+
+
+def test_the_microphone_is_asked_for_like_the_clipboard(
+        kit_shell: Any, qtbot: Any, js: Any, home: Any) -> None:
+    if FAKE_MEDIA not in os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", ""):
+        pytest.skip(f"needs {FAKE_MEDIA} in QTWEBENGINE_CHROMIUM_FLAGS (no capture device)")
+    gate = kit_shell.permissions
+    pane = open_kit(kit_shell, qtbot, js)
+    js(pane.view, LISTEN)
+    qtbot.waitUntil(lambda: bool(gate.open_questions), timeout=15_000)
+    (question,) = gate.open_questions
+    assert question.kind == "microphone" and "use the microphone" in question.box.text()
+    next(b for b in question.box.buttons() if b.text() == "Allow").click()
+    qtbot.waitUntil(lambda: copied(js, pane.view) is not None, timeout=15_000)
+    assert copied(js, pane.view) == "listening"
+    stored = json.loads((home.config_dir / "permissions.json").read_text())
+    assert stored == {"desktop_kit": {"microphone": "granted"}}
