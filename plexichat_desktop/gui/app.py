@@ -21,7 +21,10 @@ from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_
 from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
 
 if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment is set
-    from PySide6.QtCore import QSettings
+    from PySide6.QtCore import QObject, QSettings
+    from PySide6.QtWidgets import QApplication, QWidget
+
+    from plexichat_desktop.gui.browser import Pane
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication), "a QCoreApplication exists: the window needs more"
     app.setApplicationName("PlexiChat Desktop")
     app.setOrganizationName("PlexiChat")
     app.setDesktopFileName("plexichat-desktop")
@@ -45,7 +49,7 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     app.setQuitOnLastWindowClosed(False)  # the loop ends when main() returns, not before
     from plexichat_desktop.gui.theme import apply_theme
 
-    apply_theme(app)  # type: ignore[arg-type]
+    apply_theme(app)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
@@ -53,7 +57,7 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
                                              on_ready))
 
 
-async def _main(app: object, paths: AppPaths, settings: Settings, options: RuntimeOptions,
+async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_ready: Callable[[str], None] | None) -> int:
     runtime = Runtime(paths, settings, options)
     closed = asyncio.Event()
@@ -77,7 +81,7 @@ async def _main(app: object, paths: AppPaths, settings: Settings, options: Runti
 class DesktopShell:
     """Owns the Qt side: profile, bridge, main window; builds panes for tabs and windows."""
 
-    def __init__(self, app: object, runtime: Runtime, paths: AppPaths, closed: asyncio.Event,
+    def __init__(self, app: QApplication, runtime: Runtime, paths: AppPaths, closed: asyncio.Event,
                  webengine_missing: str | None):
         from PySide6.QtCore import QSettings
 
@@ -91,7 +95,7 @@ class DesktopShell:
         self.interceptor = None
         from plexichat_desktop.gui.theme import current_scheme, on_scheme_applied
 
-        self.scheme = current_scheme(app)  # type: ignore[arg-type]
+        self.scheme = current_scheme(app)
         self._unhook_theme = on_scheme_applied(self._theme_changed)
         if webengine_missing is None:
             from plexichat_desktop.gui.web import (
@@ -131,7 +135,7 @@ class DesktopShell:
             lambda pid: plugins[pid].name if pid in plugins else pid, self.window,
             parent=self.window)
 
-    def make_pane(self, path: str, title: str, parent: object) -> object:
+    def make_pane(self, path: str, title: str, parent: QWidget | None) -> Pane:
         from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, open_in_system_browser
 
         base = self.runtime.url
@@ -145,8 +149,11 @@ class DesktopShell:
 
         from plexichat_desktop.gui.web import PAGE_BACKGROUNDS, PluginPage, PluginView
 
-        def page_factory(view: object) -> PluginPage:
-            page = PluginPage(self.profile, self.interceptor, self.window, view)
+        profile, interceptor = self.profile, self.interceptor
+        assert profile is not None and interceptor is not None  # made when WebEngine is there
+
+        def page_factory(view: QObject) -> PluginPage:
+            page = PluginPage(profile, interceptor, self.window, view)
             if self.permissions is not None:
                 self.permissions.watch(page)
             page.setBackgroundColor(QColor(PAGE_BACKGROUNDS[self.scheme]))
@@ -182,7 +189,7 @@ class DesktopShell:
         await self.bridge.close()
         if self.downloads is not None:
             self.downloads.cancel_all()
-        await self.window.dashboard.close()
+        await self.window.dashboard.shutdown()
         if self.window.isVisible():
             self.window.close()
         self.window.deleteLater()

@@ -28,7 +28,7 @@ class EventBridge(QObject):
     testsCollected = Signal(int, str, int)        # run id, plugin id, total
     testStarted = Signal(int, str, str)           # run id, plugin id, node id
     testFinished = Signal(object)                 # the TestFinished event
-    event = Signal(object)                        # every event, for widgets that want more
+    busEvent = Signal(object)                     # every event, for widgets that want more
 
     def __init__(self, bus: EventBus, parent: QObject | None = None):
         super().__init__(parent)
@@ -40,7 +40,7 @@ class EventBridge(QObject):
             self._dispatch(event)
 
     def _dispatch(self, event: Event) -> None:
-        self.event.emit(event)
+        self.busEvent.emit(event)
         if isinstance(event, PluginStateChanged):
             self.pluginStateChanged.emit(event.plugin_id, event.state, event.reason or "")
         elif isinstance(event, RunQueued | RunStarted | RunFinished):

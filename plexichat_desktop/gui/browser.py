@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QIcon, QPainter, QPainterPath, QPen, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -19,6 +19,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+if TYPE_CHECKING:  # QtWebEngine is imported only where it is used: it may be missing
+    from PySide6.QtWebEngineWidgets import QWebEngineView
 
 
 def house_icon(colour: QColor) -> QIcon:
@@ -78,11 +81,12 @@ class Pane(QWidget):
 class BrowserPane(Pane):
     """The web pane: back, forward, reload, home, developer tools, open in window."""
 
-    def __init__(self, base_url: str, path: str, title: str, view_factory: Callable[[QObject],
-                 object], parent: QWidget | None = None):
+    def __init__(self, base_url: str, path: str, title: str,
+                 view_factory: Callable[[QWidget], QWebEngineView],
+                 parent: QWidget | None = None):
         super().__init__(base_url, path, title, parent)
         self.view = view_factory(self)
-        self.devtools = None
+        self.devtools: QWebEngineView | None = None
         style = self.style()
         self.toolbar = QToolBar(self)
         self.toolbar.setIconSize(self.toolbar.iconSize() * 0.8)
@@ -186,7 +190,8 @@ class BrowserPane(Pane):
             self.splitter.addWidget(self.devtools)
             self.splitter.setSizes([2, 1])
         elif not on and self.devtools is not None:
-            self.view.page().setDevToolsPage(None)
+            # Qt takes nullptr (no developer tools); PySide6's stubs do not allow None.
+            self.view.page().setDevToolsPage(None)  # type: ignore[arg-type]
             self.devtools.setParent(None)
             self.devtools.deleteLater()
             self.devtools = None
@@ -197,6 +202,7 @@ class BrowserPane(Pane):
         self.set_devtools(False)
         self.view.stop()
         page = self.view.page()
+        # Qt takes nullptr (the view lets go of its page); PySide6's stubs do not allow None.
         self.view.setPage(None)  # type: ignore[arg-type]
         page.deleteLater()
 

@@ -556,7 +556,7 @@ class MainWindow(QMainWindow):
         if not tabs:
             self.open_page(HOME_PATH, "Plugins")
         current = self.settings.value("main/current", 0)
-        self.tabs.setCurrentIndex(int(current) if str(current).lstrip("-").isdigit() else 0)
+        self.tabs.setCurrentIndex(int(str(current)) if str(current).lstrip("-").isdigit() else 0)
         for window in _json_list(self.settings.value("main/windows")):
             self.open_window(window["path"], window.get("title"))
         if not isinstance(state, QByteArray):

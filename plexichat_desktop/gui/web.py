@@ -19,6 +19,7 @@ from PySide6.QtWebEngineCore import (
     QWebEngineUrlRequestInterceptor,
 )
 from PySide6.QtWebEngineWidgets import QWebEngineView
+from PySide6.QtWidgets import QWidget
 
 from plexichat_desktop.server.security import uses_own_auth
 
@@ -131,7 +132,9 @@ class PluginPage(QWebEnginePage):
         self._links = links
         self.external_urls: list[QUrl] = []
 
-    def acceptNavigationRequest(self, url: QUrl, nav_type: QWebEnginePage.NavigationType,
+    # Qt calls these with a QUrl; PySide6's stubs widen every QUrl parameter to QUrl | str.
+    def acceptNavigationRequest(self, url: QUrl,  # type: ignore[override]
+                                nav_type: QWebEnginePage.NavigationType,
                                 is_main_frame: bool) -> bool:
         if self._interceptor.is_ours(url) or url.scheme() in ("data", "about", "blob"):
             return True
@@ -144,8 +147,7 @@ class PluginPage(QWebEnginePage):
         log.info("navigation to %s kept out of the app view", url.toString())
         return False
 
-    def createWindow(self, window_type: QWebEnginePage.WebWindowType
-                     ) -> QWebEnginePage | None:
+    def createWindow(self, window_type: QWebEnginePage.WebWindowType) -> QWebEnginePage:
         # target=_blank, middle-click, Ctrl+click and window.open() ask for a new page
         # before its URL is known: a catcher page takes the first navigation and routes it.
         background = window_type == QWebEnginePage.WebWindowType.WebBrowserBackgroundTab
@@ -172,7 +174,9 @@ class _NewWindowCatcher(QWebEnginePage):
         self._background = background
         self._done = False
 
-    def acceptNavigationRequest(self, url: QUrl, nav_type: QWebEnginePage.NavigationType,
+    # Qt calls these with a QUrl; PySide6's stubs widen every QUrl parameter to QUrl | str.
+    def acceptNavigationRequest(self, url: QUrl,  # type: ignore[override]
+                                nav_type: QWebEnginePage.NavigationType,
                                 is_main_frame: bool) -> bool:
         if not self._done and is_main_frame and url.scheme() != "about":
             self._done = True
@@ -185,6 +189,6 @@ class PluginView(QWebEngineView):
     """A view that owns its page (pages die with their view, before the profile)."""
 
     def __init__(self, page_factory: Callable[[QObject], PluginPage],
-                 parent: QObject | None = None):
+                 parent: QWidget | None = None):
         super().__init__(parent)
         self.setPage(page_factory(self))

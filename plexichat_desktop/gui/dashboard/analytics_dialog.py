@@ -134,7 +134,7 @@ class AnalyticsDialog(QDialog):
         layout.addWidget(buttons)
         self.resize(900, 520)
         self._bridge = bridge
-        bridge.event.connect(self._event)
+        bridge.busEvent.connect(self._event)
         self.loaded = asyncio.Event()
         self.refresh()
 
@@ -144,7 +144,7 @@ class AnalyticsDialog(QDialog):
 
     def closeEvent(self, event: Any) -> None:
         with contextlib.suppress(RuntimeError, TypeError):  # already gone with the bridge
-            self._bridge.event.disconnect(self._event)
+            self._bridge.busEvent.disconnect(self._event)
         super().closeEvent(event)
 
     def refresh(self) -> None:

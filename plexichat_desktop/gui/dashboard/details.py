@@ -50,8 +50,10 @@ class HistoryChart(QChartView):
         # Below this the axis labels are elided to "…" and the plot is a few pixels tall;
         # more would make the whole dock taller than a first start gives it.
         self.setMinimumHeight(130)
-        self.pass_rate = QLineSeries(name="Pass rate")
-        self.duration = QLineSeries(name="Mean duration")
+        self.pass_rate = QLineSeries()
+        self.pass_rate.setName("Pass rate")
+        self.duration = QLineSeries()
+        self.duration.setName("Mean duration")
         for series in (self.pass_rate, self.duration):
             # A day on its own is a point, not a line: markers make it visible.
             series.setPointsVisible(True)

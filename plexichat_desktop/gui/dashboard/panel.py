@@ -362,7 +362,8 @@ class TestDashboard(QWidget):
         self.message.setText(text)
         self.message.setVisible(bool(text))
 
-    async def close(self) -> None:
+    async def shutdown(self) -> None:
+        """Cancel the panel's tasks and wait for them (not QWidget.close: it stays shown)."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -464,7 +465,7 @@ class TestDashboard(QWidget):
                 whole.append(plugin)
             else:
                 chosen.setdefault(plugin, []).append(key)
-        jobs = [(pid, None) for pid in whole]
+        jobs: list[tuple[str, list[str] | None]] = [(pid, None) for pid in whole]
         jobs += [(pid, ids) for pid, ids in chosen.items() if pid not in whole]
         if not jobs:
             self.say("Select tests, files or plugins to run.", error=True)
@@ -513,7 +514,7 @@ class TestDashboard(QWidget):
 
     def open_schedule_dialog(self) -> ScheduleDialog:
         """Open the (non-modal) dialog; returns it so callers and tests can drive it."""
-        tests = {node.plugin_id: [] for node in self.model.root.children}
+        tests: dict[str, list[str]] = {node.plugin_id: [] for node in self.model.root.children}
         for node in self.model.tests():
             tests[node.plugin_id].append(node.key)
         current = self.model.node(self.proxy.mapToSource(self.tree.currentIndex()))

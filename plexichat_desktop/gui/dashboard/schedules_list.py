@@ -74,7 +74,7 @@ class SchedulesDialog(QDialog):
         layout.addWidget(self.buttons)
         self.resize(820, 360)
         self._bridge = bridge
-        bridge.event.connect(self._event)
+        bridge.busEvent.connect(self._event)
         self.refresh()
 
     def _event(self, event: Any) -> None:
@@ -143,5 +143,5 @@ class SchedulesDialog(QDialog):
         self._spawn(delete())
 
     def closeEvent(self, event: Any) -> None:
-        self._bridge.event.disconnect(self._event)
+        self._bridge.busEvent.disconnect(self._event)
         super().closeEvent(event)

@@ -324,7 +324,7 @@ class TestTreeModel(QAbstractItemModel):
 
     # -- queries ----------------------------------------------------------------------------
     def node(self, index: ModelIndex) -> Node | None:
-        return index.internalPointer() if index.isValid() else None  # type: ignore[return-value]
+        return index.internalPointer() if index.isValid() else None
 
     def find(self, plugin_id: str, nodeid: str | None = None) -> Node | None:
         if nodeid is None:
