@@ -115,6 +115,7 @@ class PlexiChatApp:
     host: httpx.Client
     user: V1User | None = None
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
+    _restart: Callable[[], Any] | None = field(default=None, repr=False)
 
     @property
     def plugin_url(self) -> str:
@@ -161,6 +162,12 @@ class PlexiChatApp:
         """Reload the plugin from disk (as a save under ``dev`` does); its new state."""
         rec = self.call(self.runtime.plugins.reload(self.plugin_id))
         return str(rec.state)
+
+    def restart(self) -> None:
+        """Stop the app and start it again on the same home and port (what survives a
+        restart: stored sessions, files, settings); ``runtime`` is the new one after."""
+        assert self._restart is not None
+        self.runtime = self._restart()
 
     def events(self, *types: type[Event]) -> EventRecorder:
         """Start recording bus events of ``types`` (all when none are given)."""
@@ -224,7 +231,8 @@ def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
     """The plugin under test and the plugins it needs (``requires``, and the API layer
     when it declares ``api_scopes``), found next to it or among the bundled ones."""
     wanted = list(manifest.requires) if manifest is not None else []
-    if manifest is not None and manifest.permissions.api_scopes and API_PROVIDER not in wanted:
+    if (manifest is not None and manifest.permissions.api_scopes
+            and API_PROVIDER not in wanted and manifest.id != API_PROVIDER):
         wanted.append(API_PROVIDER)
     found = [root]
     places = [root.parent, bundled_plugins_dir()]
@@ -278,6 +286,16 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
         return runtime
 
     runtime = None
+
+    def restart() -> Any:
+        nonlocal runtime
+        assert runtime is not None and runtime.server is not None
+        settings.server.port = runtime.server.port
+        old, runtime = runtime, None
+        asyncio.run_coroutine_threadsafe(old.stop(), loop).result(START_LIMIT)
+        runtime = asyncio.run_coroutine_threadsafe(start(), loop).result(START_LIMIT)
+        return runtime
+
     clients: list[httpx.Client] = []
     try:
         runtime = asyncio.run_coroutine_threadsafe(start(), loop).result(START_LIMIT)
@@ -288,14 +306,15 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
         host = httpx.Client(base_url=url, headers=headers, timeout=30.0)
         clients += [client, host]
         app = PlexiChatApp(plugin_id, root, paths, url, runtime.token, runtime, client, host,
-                           _loop=loop)
+                           _loop=loop, _restart=restart)
         rec = runtime.plugins.by_id.get(plugin_id)
         if rec is None or not rec.running:
             state = "not found" if rec is None else f"{rec.state}: {rec.reason}"
             detail = f"\n{rec.detail}" if rec is not None and rec.detail else ""
             pytest.fail(f"plugin {plugin_id} did not start in the test app ({state}){detail}",
                         pytrace=False)
-        if manifest is not None and manifest.permissions.api_scopes:
+        if (manifest is not None and manifest.permissions.api_scopes
+                and plugin_id != API_PROVIDER):
             app.user = _v1_user(app, clients)
         yield app
     finally:

@@ -15,6 +15,7 @@ from api_integration_layer.scoped import ScopedApi
 from api_integration_layer.testing import PASSWORD, embedded_server, plugin_folder, unique_name
 
 from plexichat_desktop.plugins.sse import next_event, read_events
+from plexichat_desktop.testing.harness import PlexiChatApp
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ID = "api_integration_layer"
@@ -34,74 +35,73 @@ def test_the_page_is_csp_safe_and_follows_the_colour_scheme():
     assert not re.search(r"https?://", js)
 
 
-@pytest.mark.asyncio
-async def test_page_routes_login_and_the_live_log(home: Path, tmp_path: Path):
-    folder = plugin_folder(tmp_path, PLUGIN_ROOT)
-    async with embedded_server(home, plugin_dirs=[folder]) as server:
-        plugin = server.plugin(PLUGIN_ID)
-        assert plugin.client.base_url == server.base_url  # the embedded server by default
-        base = f"{server.url}plugins/{PLUGIN_ID}/"
-        async with httpx.AsyncClient(base_url=base, headers=server.app_headers,
-                                     timeout=10) as http, asyncio.timeout(30):
-            page = await http.get("")
-            assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-            assert "script-src 'self'" in page.headers["content-security-policy"]
-            assert (await http.get("app.js")).status_code == 200
-            assert (await http.get("api/status", headers={"Authorization": ""})
-                    ).status_code == 401  # the host's token protects the routes
+async def test_page_routes_login_and_the_live_log(plexichat_app: PlexiChatApp):
+    # The harness's app: this plugin alone on a temporary home. The plugin's objects live
+    # on the app's loop, so calls into them go through plexichat_app.call.
+    app = plexichat_app
+    base_url = app.url.rstrip("/") + "/api/v1"
+    plugin = app.plugin
+    assert plugin.client.base_url == base_url  # the embedded server by default
+    async with app.async_client(timeout=10) as http, asyncio.timeout(30):
+        page = await http.get("")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert (await http.get("app.js")).status_code == 200
+        assert (await http.get("api/status", headers={"Authorization": ""})
+                ).status_code == 401  # the host's token protects the routes
 
-            status = (await http.get("api/status")).json()
-            assert status["embedded"] is True and status["user"] is None
-            assert status["base_url"] == server.base_url
-            assert status["token_storage"] in ("file", "keyring")
-            assert status["rate_limit"]["rate_per_second"] == 50.0
-            scopes = (await http.get("api/scopes")).json()["scopes"]
-            assert "messages:read" in scopes
+        status = (await http.get("api/status")).json()
+        assert status["embedded"] is True and status["user"] is None
+        assert status["base_url"] == base_url
+        assert status["token_storage"] in ("file", "keyring")
+        assert status["rate_limit"]["rate_per_second"] == 50.0
+        scopes = (await http.get("api/scopes")).json()["scopes"]
+        assert "messages:read" in scopes
 
-            name = unique_name()
-            async with http.stream("GET", "api/events") as stream:
-                events = read_events(stream)
-                first = await next_event(events, "status")
-                assert first["user"] is None
-                created = await http.post("api/register", json={
-                    "username": name, "email": f"{name}@example.org", "password": PASSWORD,
-                    "display_name": "Page User"})
-                assert created.status_code == 200, created.text
-                assert created.json()["user"]["username"] == name
-                assert created.json()["user"]["display_name"] == "Page User"
-                request = await next_event(events, "request",
-                                           lambda d: d["endpoint"] == "auth.register")
-                assert request["method"] == "POST" and request["path"] == "/auth/register"
-                assert request["status"] == 201 and request["latency_ms"] > 0
-                assert request["cache_hit"] is False and "rate_limit" in request
-                signed_in = await next_event(events, "status", lambda d: d["user"])
-                assert signed_in["user"]["username"] == name
-                await plugin.client.users.me()
-                hit = await next_event(events, "request", lambda d: d["cache_hit"])
-                assert hit["endpoint"] == "users.me"
-                await events.aclose()
+        name = unique_name()
+        async with http.stream("GET", "api/events") as stream:
+            events = read_events(stream)
+            first = await next_event(events, "status")
+            assert first["user"] is None
+            created = await http.post("api/register", json={
+                "username": name, "email": f"{name}@example.org", "password": PASSWORD,
+                "display_name": "Page User"})
+            assert created.status_code == 200, created.text
+            assert created.json()["user"]["username"] == name
+            assert created.json()["user"]["display_name"] == "Page User"
+            request = await next_event(events, "request",
+                                       lambda d: d["endpoint"] == "auth.register")
+            assert request["method"] == "POST" and request["path"] == "/auth/register"
+            assert request["status"] == 201 and request["latency_ms"] > 0
+            assert request["cache_hit"] is False and "rate_limit" in request
+            signed_in = await next_event(events, "status", lambda d: d["user"])
+            assert signed_in["user"]["username"] == name
+            app.call(plugin.client.users.me())
+            hit = await next_event(events, "request", lambda d: d["cache_hit"])
+            assert hit["endpoint"] == "users.me"
+            await events.aclose()
 
-            log = (await http.get("api/log")).json()
-            endpoints = [r["endpoint"] for r in log["requests"]]
-            assert endpoints[0] == "system.discover"  # the status page's first check
-            assert endpoints[1:4] == ["auth.register", "auth.login", "users.me"]
-            bad = await http.post("api/login", json={"username": name, "password": "nope"})
-            assert bad.status_code == 401 and "invalid credentials" in bad.json()["detail"]
-            assert (await http.post("api/login", json={"username": name})).status_code == 422
-            assert (await http.get("api/status")).json()["user"]["username"] == name
+        log = (await http.get("api/log")).json()
+        endpoints = [r["endpoint"] for r in log["requests"]]
+        assert endpoints[0] == "system.discover"  # the status page's first check
+        assert endpoints[1:4] == ["auth.register", "auth.login", "users.me"]
+        bad = await http.post("api/login", json={"username": name, "password": "nope"})
+        assert bad.status_code == 401 and "invalid credentials" in bad.json()["detail"]
+        assert (await http.post("api/login", json={"username": name})).status_code == 422
+        assert (await http.get("api/status")).json()["user"]["username"] == name
 
-            out = await http.post("api/logout")
-            assert out.status_code == 200 and out.json()["user"] is None
-            again = await http.post("api/login", json={"username": name, "password": PASSWORD})
-            assert again.json()["user"]["username"] == name
-            discovery = (await http.get("api/discovery")).json()
-            assert discovery["missing_on_server"] == [] and discovery["routes"] > 90
+        out = await http.post("api/logout")
+        assert out.status_code == 200 and out.json()["user"] is None
+        again = await http.post("api/login", json={"username": name, "password": PASSWORD})
+        assert again.json()["user"]["username"] == name
+        discovery = (await http.get("api/discovery")).json()
+        assert discovery["missing_on_server"] == [] and discovery["routes"] > 90
 
-        # The session was stored (0600 file or keyring) and comes back after a restart.
-        await server.restart()
-        plugin = server.plugin(PLUGIN_ID)
-        assert plugin.client.user["username"] == name
-        assert (await plugin.client.users.me()).username == name
+    # The session was stored (0600 file or keyring) and comes back after a restart.
+    app.restart()
+    plugin = app.plugin
+    assert plugin.client.user["username"] == name
+    assert app.call(plugin.client.users.me()).username == name
 
 
 @pytest.mark.asyncio

@@ -4,53 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from plexichat_desktop.core.events import PluginEvent
-from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
-from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.sse import next_event, read_events
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from plexichat_desktop.testing.harness import PlexiChatApp
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ID = "performance_monitor"
 
 
-def plugins_folder(tmp_path: Path) -> Path:
-    """A folder holding only this plugin, so other plugins in the repo do not load."""
-    folder = tmp_path / "plugins"
-    folder.mkdir()
-    try:
-        (folder / PLUGIN_ID).symlink_to(PLUGIN_ROOT, target_is_directory=True)
-    except OSError:  # no symlinks (Windows without the privilege): use the repo's folder
-        return PLUGIN_ROOT.parent
-    return folder
+@pytest.fixture
+def plexichat_settings() -> dict[str, Any]:
+    """Fast samples, so alerts start and end within a few tenths of a second."""
+    return {"plugin": {PLUGIN_ID: {"interval_seconds": 0.2, "sustain_samples": 2}}}
 
 
-@pytest.mark.asyncio
-async def test_routes_stream_and_alerts_through_the_host(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
-    home = tmp_path / "home"
-    paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
-    settings = Settings(server={"port": 0},
-                        plugin={PLUGIN_ID: {"interval_seconds": 0.2, "sustain_samples": 2}})
-    runtime = Runtime(paths, settings, RuntimeOptions(
-        bundled=False, include_installed=False, extra_plugin_dirs=[plugins_folder(tmp_path)]))
-    url = await runtime.start()
-    bus_events = runtime.bus.subscribe(PluginEvent, name="test")
+async def test_routes_stream_and_alerts_through_the_host(plexichat_app: PlexiChatApp) -> None:
+    bus_events = None
     try:
-        record = runtime.plugins.by_id[PLUGIN_ID]
+        record = plexichat_app.record
         assert str(record.state) == "active", (record.reason, record.detail)
-        assert [r.id for r in runtime.plugins.records] == [PLUGIN_ID]
-        plugin = record.instance
-        api = f"{url}plugins/{PLUGIN_ID}/api/"
-        auth = {"Authorization": f"Bearer {runtime.token}"}
-        async with httpx.AsyncClient(base_url=api, headers=auth, timeout=10) as client, \
-                asyncio.timeout(20):
+        listed = plexichat_app.host.get("/api/plugins").json()["plugins"]
+        assert [p["id"] for p in listed] == [PLUGIN_ID]
+        plugin = plexichat_app.plugin
+        async with plexichat_app.async_client(base_url=plexichat_app.plugin_url + "api/",
+                                              timeout=10) as client, asyncio.timeout(20):
             assert (await client.get("current", headers={"Authorization": ""})
                     ).status_code == 401
 
@@ -88,6 +68,9 @@ async def test_routes_stream_and_alerts_through_the_host(
             # suites) must not raise real CPU, disk or swap alerts. 100 switches them off.
             quiet = {"cpu": 100, "disk": 100, "swap": 100}
             assert (await client.put("thresholds", json=quiet)).status_code == 200
+            # Recorded from here: a real alert may have started before the quiet
+            # thresholds (and so end after them); none may start now but the forced one.
+            bus_events = plexichat_app.events(PluginEvent)
 
             async with client.stream("GET", "stream") as response:
                 assert response.status_code == 200
@@ -131,13 +114,11 @@ async def test_routes_stream_and_alerts_through_the_host(
             assert alerts["recent"][0]["id"] == alert["id"]
             assert alerts["recent"][0]["peak"] >= alert["peak"]
 
-        published = []
-        while not bus_events.queue.empty():
-            event = bus_events.queue.get_nowait()
-            if isinstance(event, PluginEvent) and event.plugin_id == PLUGIN_ID:
-                published.append((event.name, event.data["kind"], event.data["alert"]["id"]))
+        published = [(e.name, e.data["kind"], e.data["alert"]["id"])
+                     for e in bus_events.seen
+                     if isinstance(e, PluginEvent) and e.plugin_id == PLUGIN_ID
+                     and (e.data["kind"] == "start" or e.data["alert"]["id"] == alert["id"])]
         assert published == [("alert", "start", alert["id"]), ("alert", "end", alert["id"])]
     finally:
-        bus_events.close()
-        await runtime.stop()
-    assert str(runtime.plugins.by_id[PLUGIN_ID].state) != "active"
+        if bus_events is not None:
+            bus_events.close()
