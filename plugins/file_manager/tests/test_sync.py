@@ -65,6 +65,8 @@ async def test_sync_plan_approval_matrix_conflicts_and_guards(app, tmp_path: Pat
         await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
         await layer.client.auth.login("ann", PASSWORD)
         api = layer.client
+        status = (await client.get("sync/status")).json()
+        assert status["user"]["username"] == "ann" and status["max_delete"] == 1, status
 
         first = await plan(client)
         assert actions(first) == {"a.txt": "upload", "sub/b.txt": "upload", "c.txt": "upload"}

@@ -78,7 +78,7 @@ class Pane {
     const q = (sel) => section.querySelector(sel);
     this.rootSelect = q(".root");
     for (const root of state.roots) {
-      this.rootSelect.append(el("option", { value: root.id, textContent: `${root.name} (${root.path})` }));
+      this.rootSelect.append(el("option", { value: root.id, textContent: root.name, title: root.path }));
     }
     this.rootSelect.value = this.root;
     this.rootSelect.addEventListener("change", () => { this.root = this.rootSelect.value; this.go(""); });
@@ -310,4 +310,7 @@ async function start() {
 }
 
 window.fileManager = { state, call, post, el, size, when, showError, announce, activePane, otherPane, joinPath, refreshAll };
-start();
+// After every script of the page has run: archive.js, tools.js and sync.js listen for
+// "fm-ready", and the roots request may answer before they have loaded.
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+else start();
