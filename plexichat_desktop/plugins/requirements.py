@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -77,18 +78,29 @@ def parse_python_requirement(text: str) -> Requirement:
         raise ValueError(f"{text!r} is not a requirement like 'radon>=6' ({exc})") from None
 
 
+_INDEX_TTL = 1.0  # seconds: one scan serves a whole discovery, a later Enable sees installs
+_index: tuple[float, dict[str, str]] | None = None
+
+
+def _installed_versions() -> dict[str, str]:
+    """Canonical distribution name -> version of everything importable, from one scan of
+    sys.path (each importlib.metadata.version() call scans it again: ~5 ms apiece)."""
+    global _index
+    now = time.monotonic()
+    if _index is None or now - _index[0] > _INDEX_TTL:
+        found: dict[str, str] = {}
+        for dist in importlib.metadata.distributions():
+            name = dist.metadata["Name"]
+            # The first one on sys.path wins, as for imports.
+            if name and canonicalize_name(name) not in found:
+                found[canonicalize_name(name)] = dist.version
+        _index = (now, found)
+    return _index[1]
+
+
 def _installed_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        pass
     # Metadata may spell the name differently (Foo_Bar vs foo-bar); compare canonically.
-    wanted = canonicalize_name(name)
-    for dist in importlib.metadata.distributions():
-        dist_name = dist.metadata["Name"]
-        if dist_name and canonicalize_name(dist_name) == wanted:
-            return dist.version
-    return None
+    return _installed_versions().get(canonicalize_name(name))
 
 
 def check_python(text: str, optional: bool,
