@@ -15,14 +15,22 @@ import asyncio
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import httpx
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
+from api_tester import convert
 from api_tester.engine import Engine, StepResult, junit, parse_csv, run
-from api_tester.models import CollectionInfo, Environment, RequestSpec, TesterSettings
+from api_tester.models import (
+    CollectionInfo,
+    Environment,
+    RequestSpec,
+    TesterSettings,
+    Variable,
+)
 from api_tester.monitors import MonitorProblem, Monitors, MonitorSpec
 from api_tester.sender import RequestProblem, Sender
 from api_tester.storage import Collections, SecretStore, StorageProblem, externalize
@@ -60,6 +68,21 @@ class RunBody(BaseModel):
     variables: dict[str, str] = Field(default_factory=dict)
 
 
+class ImportBody(BaseModel):
+    kind: Literal["curl", "openapi", "postman", "har"]
+    text: str = Field(max_length=20_000_000)
+    collection: str = Field(max_length=100)
+
+
+class BuiltinBody(BaseModel):
+    which: Literal["v1", "app"] = "v1"
+
+
+class ExportBody(BaseModel):
+    request: RequestSpec
+    kind: Literal["curl", "httpx"]
+
+
 class ApiTesterPlugin(Plugin):
     settings_model = TesterSettings
 
@@ -76,7 +99,8 @@ class ApiTesterPlugin(Plugin):
                              follow_redirects=self.config.follow_redirects)
         ctx.on_teardown(self.sender.aclose)
         self.engine = Engine(self.collections, self.secrets, self.sender,
-                             app_url=ctx.server_url, preview_bytes=self.config.preview_bytes)
+                             app_url=ctx.server_url, app_token=ctx.app_token,
+                             preview_bytes=self.config.preview_bytes)
         self.hub = EventHub(maxsize=512)
         self.reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.reports_dir = ctx.data_dir / "reports"
@@ -97,6 +121,9 @@ class ApiTesterPlugin(Plugin):
         add("/runs/{run_id}", self.get_run)
         add("/runs/{run_id}/junit.xml", self.get_junit)
         add("/stream", self.stream)
+        add("/import", self.import_requests, methods=["POST"])
+        add("/import/builtin", self.import_builtin, methods=["POST"])
+        add("/export", self.export, methods=["POST"])
         add("/monitors", self.list_monitors)
         add("/monitors", self.create_monitor, methods=["POST"])
         add("/monitors/{monitor_id}", self.update_monitor, methods=["PUT"])
@@ -229,6 +256,114 @@ class ApiTesterPlugin(Plugin):
         for key, value in secrets.items():
             self.secrets.set(key, value)
         return await self.get_env(collection, name)
+
+    # -- import and export -----------------------------------------------------------
+    def _write_imported(self, collection: str, items: list[tuple[str, RequestSpec]],
+                        variables: list[Variable] | None = None) -> list[str]:
+        if collection not in self.collections.names():
+            self.collections.create(collection, CollectionInfo(
+                name=collection, variables=variables or []))
+        existing = {p for p, _ in self.collections.requests(collection)}
+        written = []
+        for path, spec in items:
+            stem, n = path.removesuffix(".request.json"), 2
+            while path in existing:
+                path, n = f"{stem}-{n}.request.json", n + 1
+            existing.add(path)
+            clean, moved = externalize(spec, path.removesuffix(".request.json"))
+            self.collections.write(collection, path, clean)
+            for name, value in moved.items():
+                self.secrets.set(f"{collection}:{name}", value)
+            written.append(path)
+        return written
+
+    async def import_requests(self, body: ImportBody) -> Any:
+        """Import into ``collection`` (made if needed); ``created`` lists the files."""
+        skipped = 0
+        variables: list[Variable] = []
+        try:
+            if body.kind == "curl":
+                spec = convert.from_curl(body.text)
+                items = [(convert.file_name(spec.name, set()), spec)]
+            else:
+                try:
+                    doc = json.loads(body.text)
+                except ValueError:
+                    if body.kind != "openapi":
+                        raise convert.ConvertProblem("text", "not valid JSON") from None
+                    try:
+                        import yaml  # OpenAPI documents are often YAML
+                    except ImportError:
+                        raise convert.ConvertProblem(
+                            "text", "not valid JSON (YAML needs PyYAML)") from None
+                    try:
+                        doc = yaml.safe_load(body.text)
+                    except yaml.YAMLError as exc:
+                        raise convert.ConvertProblem(
+                            "text", f"neither JSON nor YAML: {exc}") from None
+                if body.kind == "openapi":
+                    _, server, items, path_vars = convert.from_openapi(doc)
+                    variables = [Variable(name="baseUrl", value=server), *(
+                        Variable(name=k, value=v) for k, v in path_vars.items())]
+                elif body.kind == "postman":
+                    _, found, items, skipped = convert.from_postman(doc)
+                    variables = [Variable(**v) for v in found]
+                else:
+                    items = convert.from_har(doc)
+            created = self._write_imported(body.collection, items, variables)
+        except (convert.ConvertProblem, StorageProblem) as exc:
+            return problem(exc)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            return JSONResponse({"detail": f"text: an imported item is not a valid request: "
+                                           f"{'.'.join(str(p) for p in first['loc'])}: "
+                                           f"{first['msg']}", "field": "text"},
+                                status_code=422)
+        return {"collection": body.collection, "created": created,
+                "scripts_skipped": skipped}
+
+    async def import_builtin(self, body: BuiltinBody) -> Any:
+        """A ready collection for the app's own API: ``v1`` (the PlexiChat v1 API, with a
+        ``local`` environment and the v1 login helper) or ``app`` (the host's routes,
+        sent with the app token)."""
+        if not self.ctx.server_url:
+            return JSONResponse({"detail": "which: the app's server is not running",
+                                 "field": "which"}, status_code=409)
+        base = self.ctx.server_url.rstrip("/")
+        name = "PlexiChat v1" if body.which == "v1" else "PlexiChat app"
+        if name in self.collections.names():
+            return JSONResponse({"detail": f"which: collection {name!r} exists already; "
+                                           "delete its folder to import it again",
+                                 "field": "which"}, status_code=409)
+        url = f"{base}/api/v1/openapi.json" if body.which == "v1" else f"{base}/openapi.json"
+        headers = {} if body.which == "v1" else {"Authorization": f"Bearer {self.ctx.app_token}"}
+        async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+            answer = await client.get(url, headers=headers)
+        if answer.status_code != 200:
+            return JSONResponse({"detail": f"which: {url} answered {answer.status_code}",
+                                 "field": "which"}, status_code=502)
+        try:
+            _, server, items, path_vars = convert.from_openapi(
+                answer.json(), v1_login=body.which == "v1", app_token=body.which == "app")
+        except convert.ConvertProblem as exc:
+            return problem(exc)
+        root = base + (server if server.startswith("/") else "") if body.which == "v1" \
+            else base
+        if body.which == "v1" and not root.endswith("/api/v1"):
+            root = base + "/api/v1"
+        created = self._write_imported(name, items, [
+            Variable(name="baseUrl", value=root),
+            *(Variable(name=k, value=v) for k, v in path_vars.items())])
+        if body.which == "v1":
+            self.collections.write_env(name, Environment(name="local", variables=[
+                Variable(name="username", value=""),
+                Variable(name="password", secret=True)]))
+        return {"collection": name, "created": created}
+
+    async def export(self, body: ExportBody) -> Any:
+        code = (convert.to_curl(body.request) if body.kind == "curl"
+                else convert.to_httpx(body.request))
+        return {"kind": body.kind, "code": code}
 
     # -- monitors --------------------------------------------------------------------
     def _notify(self, name: str, data: dict[str, Any]) -> None:

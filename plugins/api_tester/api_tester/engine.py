@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
 from api_tester.checks import CheckProblem, capture, check, describe
@@ -46,11 +47,13 @@ class Outcome:
 
 class Engine:
     def __init__(self, collections: Collections, secrets: SecretStore, sender: Sender, *,
-                 app_url: str | None = None, preview_bytes: int = 256 * 1024):
+                 app_url: str | None = None, app_token: str | None = None,
+                 preview_bytes: int = 256 * 1024):
         self.collections = collections
         self.secrets = secrets
         self.sender = sender
         self.app_url = app_url
+        self._app_token = app_token
         self.preview_bytes = preview_bytes
         self._tokens: dict[tuple[str, str, str], tuple[str, float]] = {}
 
@@ -119,8 +122,23 @@ class Engine:
         if resolved.auth.type == "plexichat":
             token = await self.v1_token(resolved.auth.base, resolved.auth.username,
                                         resolved.auth.password)
+        if resolved.auth.type == "app":
+            token = self._app_token_for(resolved.url)
         apply_auth(resolved, token)
         return resolved
+
+    def _app_token_for(self, url: str) -> str:
+        """The app's token, only for a URL on the app's own server: it opens every host
+        route, so it must never leave for another address."""
+        if not self.app_url or not self._app_token:
+            raise RequestProblem("auth.type", "the app token is not available here")
+        mine, theirs = urlsplit(self.app_url), urlsplit(url)
+        local = {"127.0.0.1", "localhost", mine.hostname}
+        if (theirs.scheme != mine.scheme or theirs.port != mine.port
+                or theirs.hostname not in local):
+            raise RequestProblem("auth.type", f"the app token is only sent to this app "
+                                 f"({self.app_url}), not to {url[:200]}", 403)
+        return self._app_token
 
     async def execute(self, spec: RequestSpec, variables: Mapping[str, str]) -> Outcome:
         """Send ``spec``; problems with the request itself raise :class:`RequestProblem`."""

@@ -46,11 +46,12 @@ class Body(Strict):
 
 
 class Auth(Strict):
-    """``bearer`` (token), ``basic`` (username, password), ``apikey`` (key, value, where)
-    and ``plexichat`` (v1 login with username and password at ``base``: the app's own v1
-    API when empty). Secret fields hold ``{{variables}}`` in saved files."""
+    """``bearer`` (token), ``basic`` (username, password), ``apikey`` (key, value, where),
+    ``plexichat`` (v1 login with username and password at ``base``: the app's own v1
+    API when empty) and ``app`` (the app's own token, added on the server and only for
+    the app's own address). Secret fields hold ``{{variables}}`` in saved files."""
 
-    type: Literal["none", "bearer", "basic", "apikey", "plexichat"] = "none"
+    type: Literal["none", "bearer", "basic", "apikey", "plexichat", "app"] = "none"
     token: str = Field("", max_length=100_000)
     username: str = Field("", max_length=1000)
     password: str = Field("", max_length=10_000)

@@ -152,7 +152,7 @@ def apply_auth(resolved: Resolved, bearer_for_login: str | None = None) -> None:
             resolved.params.append((auth.key, auth.value))
         else:
             resolved.headers.append((auth.key, auth.value))
-    elif auth.type == "plexichat" and bearer_for_login:
+    elif auth.type in ("plexichat", "app") and bearer_for_login:
         resolved.headers.append(("Authorization", f"Bearer {bearer_for_login}"))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -188,5 +187,11 @@ async def running_app(tmp_path: Path, **settings: Any) -> AsyncIterator[App]:
             os.environ[PLUGINS_PATH_ENV] = saved
 
 
-def dump(data: Any) -> str:
-    return json.dumps(data, indent=2)
+async def wait_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    """Poll a job of the plugin until it has finished (20 s at most)."""
+    async with asyncio.timeout(20):
+        while True:
+            job: dict[str, Any] = (await client.get(f"_host/jobs/{job_id}")).json()
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            await asyncio.sleep(0.05)

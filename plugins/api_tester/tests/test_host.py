@@ -3,25 +3,13 @@ the embedded v1 API, saving with secrets moved out, and a run as a job with repo
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 from xml.etree import ElementTree as ET
 
-import httpx
 import pytest
-from api_tester.testing import PASSWORD, loopback_server, running_app
+from api_tester.testing import PASSWORD, loopback_server, running_app, wait_job
 
 from plexichat_desktop.plugins.sse import next_event, read_events
-
-
-async def wait_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while True:
-            job = (await client.get(f"_host/jobs/{job_id}")).json()
-            if job["state"] in ("succeeded", "failed", "cancelled"):
-                return job
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.asyncio

@@ -108,7 +108,7 @@ function requestFromForm() {
   }
   const auth = { type: $("auth-type").value };
   const fields = { bearer: ["token"], basic: ["username", "password"],
-    apikey: ["key", "value", "where"], plexichat: ["username", "password", "base"] }[auth.type] || [];
+    apikey: ["key", "value", "where"], plexichat: ["username", "password", "base"], app: [] }[auth.type] || [];
   for (const f of fields) auth[f] = $(`auth-${f}`).value;
   return {
     name: $("request-name").value || "Untitled",
@@ -379,6 +379,49 @@ function finishRun(data) {
     el("a", { href: `api/runs/${data.id}/junit.xml`, text: "JUnit XML" }));
 }
 
+// ---- import / export ----------------------------------------------------------------
+async function importText(event) {
+  event.preventDefault();
+  showError(null);
+  const collection = $("import-collection").value.trim();
+  try {
+    const data = await api("import", { method: "POST", json: { kind: $("import-kind").value,
+      collection, text: $("import-text").value } });
+    $("import-status").textContent = `Imported ${data.created.length} request(s) into ${data.collection}` +
+      (data.scripts_skipped ? `; ${data.scripts_skipped} script(s) not imported` : "");
+    state.collection = collection;
+    state.folder = "";
+    await loadTree();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function importBuiltin(which) {
+  showError(null);
+  try {
+    const data = await api("import/builtin", { method: "POST", json: { which } });
+    $("import-status").textContent = `${data.collection}: ${data.created.length} requests` +
+      (which === "v1" ? "; fill in the local environment's username and password" : "");
+    state.collection = data.collection;
+    state.folder = "";
+    await loadTree();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function exportAs(kind) {
+  showError(null);
+  try {
+    const data = await api("export", { method: "POST", json: { kind, request: requestFromForm() } });
+    $("export-out").hidden = false;
+    $("export-out").textContent = data.code;
+  } catch (err) {
+    showError(err);
+  }
+}
+
 // ---- monitors -----------------------------------------------------------------------
 function when(ts) {
   return ts ? new Date(ts * 1000).toLocaleString() : "never";
@@ -467,6 +510,11 @@ function init() {
   $("run-form").addEventListener("submit", startRun);
   $("refresh-tree").addEventListener("click", loadTree);
   $("monitor-form").addEventListener("submit", createMonitor);
+  $("import-form").addEventListener("submit", importText);
+  $("builtin-v1").addEventListener("click", () => importBuiltin("v1"));
+  $("builtin-app").addEventListener("click", () => importBuiltin("app"));
+  $("export-curl").addEventListener("click", () => exportAs("curl"));
+  $("export-httpx").addEventListener("click", () => exportAs("httpx"));
   showAuthFields();
   connect();
   loadInfo();
