@@ -134,6 +134,7 @@ class DesktopShell:
             PermissionStore(Path(paths.config_dir) / "permissions.json"),
             lambda pid: plugins[pid].name if pid in plugins else pid, self.window,
             parent=self.window)
+        self.window.permission_gate = self.permissions
 
     def make_pane(self, path: str, title: str, parent: QWidget | None) -> Pane:
         from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, open_in_system_browser

@@ -42,6 +42,7 @@ from plexichat_desktop.gui.bridge import EventBridge
 from plexichat_desktop.gui.browser import Pane, ProblemPane
 from plexichat_desktop.gui.dashboard.panel import TestDashboard
 from plexichat_desktop.gui.notify import Notifier
+from plexichat_desktop.gui.permissions import PermissionGate
 from plexichat_desktop.plugins.manager import PluginRecord
 from plexichat_desktop.runtime import Runtime
 
@@ -143,6 +144,8 @@ class MainWindow(QMainWindow):
         self.closed = closed
         self.windows: list[PluginWindow] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set by the shell when pages can ask for permissions (QtWebEngine is there).
+        self.permission_gate: PermissionGate | None = None
         self.setWindowTitle("PlexiChat Desktop")
         self.setMinimumSize(*MAIN_MINIMUM)
         self.resize(1280, 820)
@@ -342,7 +345,13 @@ class MainWindow(QMainWindow):
         box.setObjectName("pluginDetails")
         box.setWindowTitle(f"Plugin {rec.id}")
         box.setTextFormat(Qt.TextFormat.RichText)
-        box.setText(details_html(rec, None if rec.running else []))
+        answers = self.permission_gate.store.of(rec.id) if self.permission_gate else {}
+        box.setText(details_html(rec, None if rec.running else [], answers))
+        if answers:
+            forget = box.addButton("Forget its permissions", QMessageBox.ButtonRole.ResetRole)
+            forget.setToolTip("Its pages ask again for the clipboard or the microphone")
+            forget.clicked.connect(lambda: self.forget_permissions(rec))
+            box.addButton(QMessageBox.StandardButton.Ok)
         box.setInformativeText(str(rec.root))
         if rec.detail:
             box.setDetailedText(rec.detail)
@@ -366,7 +375,14 @@ class MainWindow(QMainWindow):
         except (httpx.HTTPError, ValueError) as exc:
             schedules = f"its schedules could not be read ({exc})"
         if shiboken6.isValid(box):  # closed while the answer came: nothing to fill
-            box.setText(details_html(rec, schedules))
+            gate = self.permission_gate
+            box.setText(details_html(rec, schedules, gate.store.of(rec.id) if gate else {}))
+
+    def forget_permissions(self, rec: PluginRecord) -> None:
+        if self.permission_gate is not None:
+            self.permission_gate.forget(rec.id)
+            self.statusBar().showMessage(
+                f"{rec.name} will ask again for the clipboard or the microphone", 8000)
 
     def _counts_changed(self, running: int, queued: int) -> None:
         parts = [f"{running} run{'s' if running != 1 else ''} going"] if running else []
@@ -601,8 +617,10 @@ def last_result(schedule: dict[str, Any]) -> str:
     return text + (f" ({', '.join(extra)})" if extra else "")
 
 
-def details_html(rec: PluginRecord, schedules: list[dict[str, Any]] | str | None) -> str:
-    """The Details… text; ``schedules`` None while they load, a string when unreadable."""
+def details_html(rec: PluginRecord, schedules: list[dict[str, Any]] | str | None,
+                 permissions: dict[str, bool] | None = None) -> str:
+    """The Details… text; ``schedules`` None while they load, a string when unreadable;
+    ``permissions`` what the user answered for the plugin (``{"clipboard": True}``)."""
     def e(text: str) -> str:
         return html.escape(text, quote=False)  # text, not attributes: quotes stay readable
 
@@ -612,6 +630,10 @@ def details_html(rec: PluginRecord, schedules: list[dict[str, Any]] | str | None
                      + "".join(f"<li>{e(r)}</li>" for r in rec.degraded) + "</ul>")
     elif rec.reason:
         parts.append(e(rec.reason))
+    if permissions:
+        parts.append("Permissions: " + "; ".join(
+            f"{kind} {'allowed' if granted else 'denied'}"
+            for kind, granted in sorted(permissions.items())))
     if schedules is None:
         parts.append("<i>Reading its schedules…</i>")
     elif isinstance(schedules, str):

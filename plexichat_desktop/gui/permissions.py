@@ -121,8 +121,11 @@ def ask_with_message_box(question: Question, parent: QWidget | None,
     box.setObjectName("permissionQuestion")
     question.box = box
     # Window-modal and not blocking: the page waits for its answer, the app does not.
-    box.finished.connect(lambda _r: (answer(box.clickedButton() is allow),
-                                     box.deleteLater()))
+    def done(_result: int) -> None:
+        answer(box.clickedButton() is allow)
+        box.deleteLater()
+
+    box.finished.connect(done)
     box.open()
 
 
@@ -154,8 +157,8 @@ class PermissionGate(QObject):
         self._parent_window = parent_window
         self._asker = asker
         self._pending: dict[tuple[str, str], Question] = {}
-        # id(page) -> (the plugin it showed, the grants Chromium now holds for it)
-        self._granted: dict[int, tuple[str, list[QWebEnginePermission]]] = {}
+        # id(page) -> (the plugin it showed, the answers Chromium now holds for it)
+        self._held: dict[int, tuple[str, list[QWebEnginePermission]]] = {}
         self.decisions: list[Decision] = []
         # Chromium would otherwise remember a grant for the origin, which every plugin
         # shares: one plugin's yes would be every plugin's.
@@ -166,18 +169,26 @@ class PermissionGate(QObject):
         page.permissionRequested.connect(lambda p, pg=page: self.request(pg, p))
         page.urlChanged.connect(lambda url, pg=page: self._moved(pg, url))
         key = id(page)
-        page.destroyed.connect(lambda *_: self._granted.pop(key, None))
+        page.destroyed.connect(lambda *_: self._held.pop(key, None))
 
     def _moved(self, page: QWebEnginePage, url: QUrl) -> None:
-        """Chromium keeps a grant for the origin as long as the page lives, and every
+        """Chromium keeps an answer for the origin as long as the page lives, and every
         plugin shares the origin: a page that moves to another plugin's pages loses what
-        the one before was granted (it asks again, and gets that plugin's answer)."""
-        granted = self._granted.get(id(page))
-        if not granted or granted[0] == plugin_of_url(url):
-            return
-        for permission in granted[1]:
+        the one before was answered (it asks again, and gets that plugin's answer)."""
+        held = self._held.get(id(page))
+        if held and held[0] != plugin_of_url(url):
+            self._release(id(page))
+
+    def _release(self, key: int) -> None:
+        for permission in self._held.pop(key, ("", []))[1]:
             permission.reset()
-        del self._granted[id(page)]
+
+    def forget(self, plugin: str) -> None:
+        """The plugin's pages ask again, open ones included."""
+        self.store.forget(plugin)
+        for key in [k for k, (p, _) in self._held.items() if p == plugin]:
+            self._release(key)
+        log.info("permissions of %s forgotten: its pages will ask again", plugin)
 
     @property
     def open_questions(self) -> list[Question]:
@@ -214,7 +225,7 @@ class PermissionGate(QObject):
         view = QWebEngineView.forPage(page)
         parent = view.window() if view is not None else self._parent_window
         self.asked.emit(question)
-        self._asker(question, parent, lambda granted, q=question: self._answer(q, granted))
+        self._asker(question, parent, lambda granted: self._answer(question, granted))
 
     def _answer(self, question: Question, granted: bool) -> None:
         self._pending.pop((question.plugin, question.kind), None)
@@ -229,13 +240,10 @@ class PermissionGate(QObject):
 
     def _settle(self, page: QWebEnginePage, plugin: str, permission: QWebEnginePermission,
                 granted: bool) -> None:
-        if not granted:
-            permission.deny()
-            return
-        permission.grant()
-        held = self._granted.get(id(page))
+        permission.grant() if granted else permission.deny()
+        held = self._held.get(id(page))
         if held is None or held[0] != plugin:
-            held = self._granted[id(page)] = (plugin, [])
+            held = self._held[id(page)] = (plugin, [])
         held[1].append(permission)
 
     def _record(self, decision: Decision) -> None:

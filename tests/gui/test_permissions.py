@@ -221,3 +221,32 @@ def test_the_microphone_is_asked_for_like_the_clipboard(
     assert copied(js, pane.view) == "listening"
     stored = json.loads((home.config_dir / "permissions.json").read_text())
     assert stored == {"desktop_kit": {"microphone": "granted"}}
+
+
+def test_details_shows_the_answers_and_forgets_them(kit_shell: Any, qtbot: Any,
+                                                    js: Any) -> None:
+    gate = kit_shell.permissions
+    window = kit_shell.window
+    pane = open_kit(kit_shell, qtbot, js)
+    copy(js, pane.view, "first")
+    qtbot.waitUntil(lambda: bool(gate.open_questions), timeout=15_000)
+    next(b for b in gate.open_questions[0].box.buttons() if b.text() == "Deny").click()
+    qtbot.waitUntil(lambda: copied(js, pane.view) is not None, timeout=15_000)
+    assert copied(js, pane.view) == "refused: NotAllowedError"
+
+    box = window.show_details(kit_shell.runtime.plugins.by_id["desktop_kit"])
+    qtbot.waitUntil(lambda: "Schedules" in box.text(), timeout=15_000)
+    assert "Permissions: clipboard denied" in box.text()
+    forget = next(b for b in box.buttons() if b.text() == "Forget its permissions")
+    forget.click()
+    assert gate.store.of("desktop_kit") == {}
+    assert "will ask again" in window.statusBar().currentMessage()
+
+    # The open page asks again too (Chromium's answer for it was dropped).
+    focus(qtbot, js, window, pane.view)
+    copy(js, pane.view, "second")
+    qtbot.waitUntil(lambda: bool(gate.open_questions), timeout=15_000)
+    next(b for b in gate.open_questions[0].box.buttons() if b.text() == "Allow").click()
+    qtbot.waitUntil(lambda: copied(js, pane.view) is not None, timeout=15_000)
+    assert copied(js, pane.view) == "copied"
+    assert QGuiApplication.clipboard().text() == "second"
