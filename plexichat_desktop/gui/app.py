@@ -25,6 +25,8 @@ if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment i
     from PySide6.QtWidgets import QApplication, QWidget
 
     from plexichat_desktop.gui.browser import Pane
+    from plexichat_desktop.gui.downloads import DownloadManager
+    from plexichat_desktop.gui.permissions import PermissionGate
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +116,8 @@ class DesktopShell:
         self.bridge = EventBridge(runtime.bus)
         qsettings = QSettings(str(Path(paths.config_dir) / "gui.ini"), QSettings.Format.IniFormat)
         self.window = MainWindow(runtime, self.bridge, self.make_pane, qsettings, closed)
-        self.downloads = None
-        self.permissions = None
+        self.downloads: DownloadManager | None = None
+        self.permissions: PermissionGate | None = None
         if self.profile is not None:
             self._guard_pages(paths, qsettings)
 
