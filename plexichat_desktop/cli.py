@@ -215,7 +215,10 @@ def _default_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
         lock.release()
 
 
-def _login_link(paths: AppPaths) -> int:
+def _ask_running_app(paths: AppPaths, path: str, when_not_running: str,
+                     timeout: float) -> Any:
+    """POST ``path`` to the app running on this home, with its token: the answer, or
+    None after saying why there is none (not running, or it did not answer)."""
     import httpx
 
     from plexichat_desktop.core.instance import InstanceLock
@@ -224,15 +227,25 @@ def _login_link(paths: AppPaths) -> int:
     url = InstanceLock(paths.data_dir).holder().get("url")
     if not url:
         print(f"error: PlexiChat Desktop is not running with this home ({paths.data_dir}); "
-              "start it with 'plexichat-desktop serve'.", file=sys.stderr)
-        return EXIT_ERROR
+              f"{when_not_running}", file=sys.stderr)
+        return None
     token = load_or_create_token(paths.token_file)
     try:
-        answer = httpx.post(f"{url}api/browser-sessions/login-link",
-                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
-        answer.raise_for_status()
+        return httpx.post(f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
+                          timeout=timeout)
     except httpx.HTTPError as exc:
-        print(f"error: the server at {url} did not give a login link: {exc}", file=sys.stderr)
+        print(f"error: the app at {url} did not answer: {exc}", file=sys.stderr)
+        return None
+
+
+def _login_link(paths: AppPaths) -> int:
+    answer = _ask_running_app(paths, "api/browser-sessions/login-link",
+                              "start it with 'plexichat-desktop serve'.", 10)
+    if answer is None:
+        return EXIT_ERROR
+    if answer.status_code != 200:
+        print(f"error: the app gave no login link (HTTP {answer.status_code})",
+              file=sys.stderr)
         return EXIT_ERROR
     print(answer.json()["url"])
     return EXIT_OK
@@ -437,22 +450,9 @@ def _plugins_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
 
 
 def _reload_plugin(paths: AppPaths, plugin_id: str) -> int:
-    import httpx
-
-    from plexichat_desktop.core.instance import InstanceLock
-    from plexichat_desktop.server.token import load_or_create_token
-
-    url = InstanceLock(paths.data_dir).holder().get("url")
-    if not url:
-        print(f"error: PlexiChat Desktop is not running with this home ({paths.data_dir}); "
-              "a plugin is read from disk anyway when the app starts.", file=sys.stderr)
-        return EXIT_ERROR
-    token = load_or_create_token(paths.token_file)
-    try:
-        answer = httpx.post(f"{url}api/plugins/{plugin_id}/reload",
-                            headers={"Authorization": f"Bearer {token}"}, timeout=60)
-    except httpx.HTTPError as exc:
-        print(f"error: the app at {url} did not answer: {exc}", file=sys.stderr)
+    answer = _ask_running_app(paths, f"api/plugins/{plugin_id}/reload",
+                              "a plugin is read from disk anyway when the app starts.", 60)
+    if answer is None:
         return EXIT_ERROR
     body = answer.json() if answer.headers.get("content-type", "").startswith(
         "application/json") else {}
