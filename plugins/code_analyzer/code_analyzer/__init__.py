@@ -85,7 +85,8 @@ class CodeAnalyzerPlugin(Plugin):
         return ScanOptions(max_bytes=c.max_file_kb * 1024, workers=c.workers,
                            exclude=tuple(c.exclude), tool_timeout=c.tool_timeout_seconds,
                            vulture_min_confidence=c.vulture_min_confidence,
-                           max_complexity=c.max_complexity)
+                           max_complexity=c.max_complexity,
+                           ruff_cache_dir=self.ctx.data_dir / "ruff-cache")
 
     def resolve_folder(self, text: str) -> Path:
         """The folder inside one of the roots; ``UnsafePath`` (403) or

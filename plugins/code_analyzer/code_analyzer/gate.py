@@ -115,8 +115,11 @@ def run_gate(folder: Path, rule: GateRule, store: Store | None, options: ScanOpt
     py_files = [e[0] for e in entries if e[2] == "python"]
     report(len(entries), len(entries), "running ruff and bandit on the changed files")
     try:
-        for run in (tools.run_ruff(folder, py_files, cancel, options.tool_timeout),
-                    tools.run_bandit(folder, py_files, cancel, options.tool_timeout)):
+        contents = {rel: data for rel, data, lang in entries if lang == "python"}
+        for run in (tools.run_ruff(folder, py_files, cancel, options.tool_timeout,
+                                   options.ruff_cache_dir),
+                    tools.run_bandit_cached(folder, contents, store, cancel,
+                                            options.tool_timeout)):
             issues.extend(run.issues)
     except tools.Cancelled:
         raise ScanCancelled from None

@@ -41,9 +41,11 @@ class ScanOptions:
     workers: int = 0
     exclude: tuple[str, ...] = ()
     run_tools: bool = True
+    tool_names: tuple[str, ...] = tools.TOOLS
     tool_timeout: float = 300.0
     vulture_min_confidence: int = 80
     max_complexity: int = 15
+    ruff_cache_dir: Path | None = None
     churn_days: int = 180
 
 
@@ -209,8 +211,12 @@ def scan_folder(folder: Path, store: Store | None, options: ScanOptions,
     if options.run_tools:
         report(len(entries), len(entries), "running ruff, bandit and vulture")
         try:
+            py = set(python_files)
             runs = tools.run_all(folder, python_files, cancel, timeout=options.tool_timeout,
-                                 min_confidence=options.vulture_min_confidence)
+                                 min_confidence=options.vulture_min_confidence,
+                                 names=options.tool_names, store=store,
+                                 contents={rel: data for rel, data, _ in entries if rel in py},
+                                 ruff_cache_dir=options.ruff_cache_dir)
         except tools.Cancelled:
             raise ScanCancelled from None
         for r in runs:

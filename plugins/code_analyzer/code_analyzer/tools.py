@@ -9,6 +9,7 @@ path (relative, '/'), line, column, link, fix_available, fix_applicability}``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -120,7 +121,7 @@ def parse_ruff(folder: Path, text: str) -> list[dict[str, Any]]:
 
 
 def run_ruff(folder: Path, files: Sequence[str], cancel: threading.Event | None,
-             timeout: float) -> ToolRun:
+             timeout: float, cache_dir: Path | None = None) -> ToolRun:
     result = ToolRun("ruff")
     exe = tool_path("ruff")
     if exe is None:
@@ -128,10 +129,11 @@ def run_ruff(folder: Path, files: Sequence[str], cancel: threading.Event | None,
     for chunk in _chunks(files):
         if not chunk:
             break
-        # The project's own ruff configuration applies, as when the user runs ruff.
-        rc, out, err = run([exe, "check", "--output-format", "json", "--exit-zero",
-                            "--no-cache", "--force-exclude", "--", *chunk],
-                           folder, cancel, timeout)
+        # The project's own ruff configuration applies, as when the user runs ruff. Its
+        # cache goes to our data folder: a scan must not write into the user's project.
+        cache = ["--cache-dir", str(cache_dir)] if cache_dir else ["--no-cache"]
+        rc, out, err = run([exe, "check", "--output-format", "json", "--exit-zero", *cache,
+                            "--force-exclude", "--", *chunk], folder, cancel, timeout)
         if rc != 0:
             return ToolRun("ruff", "failed", f"ruff exited with {rc}: {err.strip()[:500]}")
         result.issues += parse_ruff(folder, out)
@@ -226,9 +228,43 @@ def run_vulture(folder: Path, files: Sequence[str], cancel: threading.Event | No
     return ToolRun("vulture", issues=parse_vulture(folder, out))
 
 
+def run_bandit_cached(folder: Path, contents: dict[str, bytes], store: Any,
+                      cancel: threading.Event | None, timeout: float) -> ToolRun:
+    """bandit on the files whose content it has not judged before. Its findings depend on
+    one file's content and bandit's version only, so they are cached per content hash
+    (ruff keeps its own cache; vulture's findings depend on the whole project)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        tag = f"bandit:{version('bandit')}:"
+    except PackageNotFoundError:
+        tag = "bandit:?:"
+    keys = {rel: tag + hashlib.sha256(data).hexdigest() for rel, data in contents.items()}
+    cached = store.cached(keys.values()) if store is not None else {}
+    todo = [rel for rel, key in keys.items() if key not in cached]
+    result = run_bandit(folder, todo, cancel, timeout) if todo else ToolRun("bandit")
+    if todo and tool_path("bandit") is None:
+        return result
+    if result.status != "ok":
+        return result
+    fresh: dict[str, list[dict[str, Any]]] = {rel: [] for rel in todo}
+    for issue in result.issues:
+        fresh.setdefault(issue["path"], []).append(issue)
+    if store is not None and todo:
+        store.remember((keys[rel], {"issues": fresh[rel]}) for rel in todo)
+    for rel, key in keys.items():
+        if key in cached:
+            result.issues += [{**i, "path": rel} for i in cached[key]["issues"]]
+    result.detail = f"{len(keys) - len(todo)} files from the cache" if cached else ""
+    return result
+
+
 def run_all(folder: Path, files: Sequence[str], cancel: threading.Event | None, *,
-            timeout: float, min_confidence: int) -> list[ToolRun]:
-    """The three tools at once (each is a process: threads only wait for them)."""
+            timeout: float, min_confidence: int, names: Sequence[str] = TOOLS,
+            contents: dict[str, bytes] | None = None, store: Any = None,
+            ruff_cache_dir: Path | None = None) -> list[ToolRun]:
+    """The tools at once (each is a process: threads only wait for them). With
+    ``contents`` (path -> bytes of ``files``) bandit's findings are cached in ``store``."""
     runs: dict[str, ToolRun] = {}
     errors: list[BaseException] = []
 
@@ -236,7 +272,9 @@ def run_all(folder: Path, files: Sequence[str], cancel: threading.Event | None, 
         started = time.monotonic()
         try:
             if name == "ruff":
-                r = run_ruff(folder, files, cancel, timeout)
+                r = run_ruff(folder, files, cancel, timeout, ruff_cache_dir)
+            elif name == "bandit" and contents is not None:
+                r = run_bandit_cached(folder, contents, store, cancel, timeout)
             elif name == "bandit":
                 r = run_bandit(folder, files, cancel, timeout)
             else:
@@ -250,11 +288,11 @@ def run_all(folder: Path, files: Sequence[str], cancel: threading.Event | None, 
         runs[name] = r
 
     threads = [threading.Thread(target=one, args=(n,), name=f"code_analyzer {n}")
-               for n in TOOLS]
+               for n in names]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     if errors:
         raise errors[0]
-    return [runs[n] for n in TOOLS]
+    return [runs[n] for n in names]

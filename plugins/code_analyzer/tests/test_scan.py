@@ -121,7 +121,10 @@ def test_ruff_bandit_and_vulture_feed_one_issue_list(tmp_path: Path, make_files:
                    "def unused_helper():\n    return 1\n    print('never')\n"),
         "tests/test_app.py": "def test_x():\n    assert True\n",
     })
-    result = scan_folder(tmp_path, None, ScanOptions(vulture_min_confidence=60))
+    store = Store(tmp_path.parent / f"{tmp_path.name}-cache.sqlite3")
+    options = ScanOptions(vulture_min_confidence=60,
+                          ruff_cache_dir=tmp_path.parent / f"{tmp_path.name}-ruff")
+    result = scan_folder(tmp_path, store, options)
     assert [(t["tool"], t["status"]) for t in result["tools"]] == [
         ("ruff", "ok"), ("bandit", "ok"), ("vulture", "ok")]
     issues = {(i["tool"], i["rule"]): i for i in result["issues"]}
@@ -138,3 +141,8 @@ def test_ruff_bandit_and_vulture_feed_one_issue_list(tmp_path: Path, make_files:
     assert issues[("vulture", "unreachable-code")]["severity"] == "medium"
     severities = [i["severity"] for i in result["issues"]]
     assert severities == sorted(severities, key=("high", "medium", "low").index)
+    assert not (tmp_path / ".ruff_cache").exists()  # nothing written into the project
+    # Again: bandit's findings come from the content cache, the list is the same.
+    again = scan_folder(tmp_path, store, options)
+    assert again["issues"] == result["issues"]
+    assert {t["tool"]: t["detail"] for t in again["tools"]}["bandit"] == "2 files from the cache"
