@@ -80,8 +80,9 @@ def test_every_bundled_plugin_page_loads_without_errors(
     with page_browser(qapp, qtbot, bundled_runtime, tmp_path, arun) as browser:
         for plugin in plugins:
             with subtests.test(msg="running", plugin=plugin["id"]):
-                # A plugin that did not start shows a host error page instead of its own.
-                assert plugin["state"] == "active", \
+                # A plugin that did not start shows a host error page instead of its own;
+                # a degraded one (an optional requirement missing here) runs.
+                assert plugin["running"], \
                     f"plugin {plugin['id']} is {plugin['state']}: {plugin['reason']}"
         for plugin, page in pages:
             with subtests.test(msg="page", plugin=plugin["id"], page=page["url"]):
@@ -113,7 +114,7 @@ def test_a_new_plugins_pages_load_without_errors(qapp: Any, qtbot: Any, home: An
     arun(runtime.start())
     try:
         (plugin,) = all_plugins(runtime, arun)
-        assert plugin["state"] == "active", plugin["reason"]
+        assert plugin["running"], plugin["reason"]
         assert plugin["pages"], "plugins new made no page"
         with page_browser(qapp, qtbot, runtime, tmp_path, arun) as browser:
             for page in plugin["pages"]:
