@@ -14,18 +14,23 @@ import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from file_manager import archives, hashing, ops, search, sync
+from file_manager import hashing, ops, search, sync
 from file_manager.config import FileManagerConfig
 from file_manager.core import FieldError, Roots, check_name, list_folder, require_writable
 from file_manager.worker import Ctl, run_in_thread
 from plexichat_desktop.plugins.api import Plugin, PluginContext
-from plexichat_desktop.plugins.jobs import Job, JobHandle
+from plexichat_desktop.plugins.jobs import JobHandle
+
+if TYPE_CHECKING:
+    # At run time each archive route imports it: it pulls in tarfile, zipfile, bz2 and
+    # lzma, which app start-up (every plugin's setup) should not pay for.
+    from file_manager import archives
 
 
 class _Body(BaseModel):
@@ -178,6 +183,7 @@ class FileManagerPlugin(Plugin):
                 "capabilities": self.capabilities(), "degraded": self.ctx.degraded}
 
     def capabilities(self) -> dict[str, Any]:
+        from file_manager import archives
         return {"trash": self.ctx.has("send2trash"), "blake3": hashing.has_blake3(),
                 "create_formats": [f for f in archives.CREATE_FORMATS
                                    if self.ctx.has(archives.OPTIONAL.get(f, f))]}
@@ -357,9 +363,11 @@ class FileManagerPlugin(Plugin):
     # -- archives ----------------------------------------------------------------------
     @property
     def caps(self) -> archives.Caps:
+        from file_manager import archives
         return archives.Caps(self.config.max_extract_bytes, self.config.max_ratio)
 
     def _archive(self, root: str, rel: str) -> Path:
+        from file_manager import archives
         path = self.roots.resolve(root, rel)
         if not path.is_file():
             raise FieldError(404, "path", f"{rel!r} is not an existing file")
@@ -373,6 +381,7 @@ class FileManagerPlugin(Plugin):
         return path
 
     async def _members(self, path: Path) -> tuple[str, list[archives.Member]]:
+        from file_manager import archives
         try:
             return await asyncio.to_thread(archives.members, path)
         except archives.ArchiveError as exc:
@@ -381,6 +390,7 @@ class FileManagerPlugin(Plugin):
     async def archive_list(self, request: Request) -> Any:
         """``?root=&path=&inner=``: the archive's members inside folder ``inner`` (browse
         it as a folder), with the first unsafe member named under ``refused``."""
+        from file_manager import archives
         q = request.query_params
         path = self._archive(q.get("root", "0"), q.get("path", ""))
         inner = q.get("inner", "")
@@ -399,6 +409,7 @@ class FileManagerPlugin(Plugin):
 
     async def archive_create(self, request: Request) -> Any:
         """Pack ``paths`` of ``root`` into ``dest_root``/``dest``/``name`` (a job)."""
+        from file_manager import archives
         body: ArchiveCreate = await parse(request, ArchiveCreate)
         if not archives.available(body.format):
             raise FieldError(503, "format", f"{body.format} needs the "
@@ -428,11 +439,13 @@ class FileManagerPlugin(Plugin):
         return await self._start(request, "test archive", self._test_job, path)
 
     async def _test_job(self, job: JobHandle, path: Path) -> dict[str, Any]:
+        from file_manager import archives
         return await run_in_thread(job, archives.test, path)
 
     async def archive_extract(self, request: Request) -> Any:
         """Extract the archive at ``path`` into a new folder in ``dest`` (a job). An
         unsafe archive is refused before anything is written: 422 naming the member."""
+        from file_manager import archives
         body: ArchiveExtract = await parse(request, ArchiveExtract)
         path = self._archive(body.root, body.path)
         dest = self._dest_folder(body.dest_root, body.dest)
@@ -631,9 +644,6 @@ class FileManagerPlugin(Plugin):
             return {**result, "plan_id": plan.id, "left": len(plan.items) - len(approved)}
 
         return await self._start(request, "sync", work)
-
-    def job(self, job_id: str) -> Job:
-        return self.ctx.jobs.get(job_id)
 
 
 __all__ = ["FileManagerPlugin"]

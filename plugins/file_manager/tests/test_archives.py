@@ -180,7 +180,7 @@ async def test_archive_routes_create_browse_test_extract_and_refuse(app, tmp_pat
     async with app([root], max_ratio=50.0) as (client, _plugin, _rt):
         caps = (await client.get("roots")).json()["capabilities"]
         assert caps["create_formats"] == list(archives.CREATE_FORMATS)
-        job = await finished(client, await client.post("archive/create", json={
+        job = await finished(client, await client.post("archive/create?wait=true", json={
             "root": "0", "paths": ["project"], "dest_root": "0", "name": "backup",
             "format": "tar.xz"}))
         assert job["state"] == "succeeded" and job["result"]["members"] == 6, job
@@ -191,14 +191,14 @@ async def test_archive_routes_create_browse_test_extract_and_refuse(app, tmp_pat
         assert listing["format"] == "tar.xz" and listing["refused"] is None
         assert [e["name"] for e in listing["entries"]] == ["deeper", "data ü.bin"]
 
-        job = await finished(client, await client.post("archive/test", json={
+        job = await finished(client, await client.post("archive/test?wait=true", json={
             "root": "0", "path": "backup.tar.xz"}))
         assert job["result"]["ok"] is True
 
-        job = await finished(client, await client.post("archive/extract", json={
+        job = await finished(client, await client.post("archive/extract?wait=true", json={
             "root": "0", "path": "backup.tar.xz", "dest_root": "0", "dest": ""}))
         assert job["state"] == "succeeded" and (root / "backup" / "project" / "readme.md").exists()
-        await finished(client, await client.post("ops/undo"))
+        await finished(client, await client.post("ops/undo?wait=true"))
         assert not (root / "backup").exists()
 
         refused = await client.post("archive/extract", json={

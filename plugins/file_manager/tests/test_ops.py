@@ -131,7 +131,7 @@ async def test_jobs_through_the_app_with_undo_and_trash(app, tmp_path: Path,
         assert (await client.get("ops/undo")).json() == {"undo": None}
         assert (await client.post("ops/undo")).status_code == 409
 
-        job = await finished(client, await client.post("ops/copy", json={
+        job = await finished(client, await client.post("ops/copy?wait=true", json={
             "root": "0", "paths": ["in/note with spaces.txt", "in/ü.txt"],
             "dest_root": "0", "dest": "out"}))
         assert job["state"] == "succeeded" and job["result"]["bytes"] == 2
@@ -143,25 +143,25 @@ async def test_jobs_through_the_app_with_undo_and_trash(app, tmp_path: Path,
         assert (root / "out" / "ü (1).txt").exists()
         undo = (await client.get("ops/undo")).json()["undo"]
         assert undo["kind"] == "copy" and undo["count"] == 1
-        job = await finished(client, await client.post("ops/undo"))
+        job = await finished(client, await client.post("ops/undo?wait=true"))
         assert job["result"]["restored"] == 1 and not (root / "out" / "ü (1).txt").exists()
 
-        job = await finished(client, await client.post("ops/rename", json={
+        job = await finished(client, await client.post("ops/rename?wait=true", json={
             "root": "0", "path": "out/ü.txt", "name": "renamed.txt"}))
         assert (root / "out" / "renamed.txt").exists()
         answer = await client.post("ops/rename", json={
             "root": "0", "path": "out/renamed.txt", "name": "note with spaces.txt"})
         assert answer.status_code == 409 and answer.json()["field"] == "name"
-        await finished(client, await client.post("ops/undo"))
+        await finished(client, await client.post("ops/undo?wait=true"))
         assert (root / "out" / "ü.txt").exists() and not (root / "out" / "renamed.txt").exists()
 
-        await finished(client, await client.post("ops/mkdir", json={
+        await finished(client, await client.post("ops/mkdir?wait=true", json={
             "root": "0", "path": "out", "name": "new folder"}))
         assert (root / "out" / "new folder").is_dir()
-        await finished(client, await client.post("ops/undo"))
+        await finished(client, await client.post("ops/undo?wait=true"))
         assert not (root / "out" / "new folder").exists()
 
-        job = await finished(client, await client.post("ops/move", json={
+        job = await finished(client, await client.post("ops/move?wait=true", json={
             "root": "0", "paths": ["out/ü.txt"], "dest_root": "0", "dest": ""}))
         assert (root / "ü.txt").exists() and not (root / "out" / "ü.txt").exists()
         answer = await client.post("ops/move", json={
@@ -169,13 +169,13 @@ async def test_jobs_through_the_app_with_undo_and_trash(app, tmp_path: Path,
         assert answer.status_code == 409 and "into itself" in answer.json()["detail"]
 
         # Trash goes to the (test's) system trash; undo brings it back.
-        job = await finished(client, await client.post("ops/trash", json={
+        job = await finished(client, await client.post("ops/trash?wait=true", json={
             "root": "0", "paths": ["in"]}))
         assert job["state"] == "succeeded", job
         assert not (root / "in").exists()
         trashed = list((trash_home / "Trash" / "files").iterdir())
         assert any(p.name.startswith("in") for p in trashed)
-        job = await finished(client, await client.post("ops/undo"))
+        job = await finished(client, await client.post("ops/undo?wait=true"))
         assert job["result"]["problems"] == [], job
         assert tree(root / "in") == {"note with spaces.txt": "n", "ü.txt": "u"}
         assert plugin.last_undo is None

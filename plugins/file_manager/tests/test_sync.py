@@ -25,7 +25,7 @@ async def finished(client: Any, answer: Any) -> dict[str, Any]:
 
 
 async def plan(client: Any) -> dict[str, Any]:
-    return await finished(client, await client.post("sync/plan", json={
+    return await finished(client, await client.post("sync/plan?wait=true", json={
         "root": "0", "path": "notes", "cloud": "Notes"}))
 
 
@@ -76,7 +76,7 @@ async def test_sync_plan_approval_matrix_conflicts_and_guards(app, tmp_path: Pat
         assert await cloud_files(api) == {}  # a plan writes nothing
 
         # Approve two of three: only those go up.
-        result = await finished(client, await client.post("sync/apply", json={
+        result = await finished(client, await client.post("sync/apply?wait=true", json={
             "plan_id": first["id"], "approve": ["a.txt", "sub/b.txt"]}))
         assert sorted(d["path"] for d in result["done"]) == ["a.txt", "sub/b.txt"]
         assert await cloud_files(api) == {"a.txt": b"alpha", "sub/b.txt": b"bravo"}
@@ -86,7 +86,7 @@ async def test_sync_plan_approval_matrix_conflicts_and_guards(app, tmp_path: Pat
 
         second = await plan(client)
         assert actions(second) == {"c.txt": "upload"}
-        await finished(client, await client.post("sync/apply", json={
+        await finished(client, await client.post("sync/apply?wait=true", json={
             "plan_id": second["id"], "approve": ["c.txt"]}))
 
         # Changes on both sides, and one file changed on both: a conflict.
@@ -114,7 +114,7 @@ async def test_sync_plan_approval_matrix_conflicts_and_guards(app, tmp_path: Pat
 
         # A file changed after the plan is skipped, not overwritten.
         (notes / "a.txt").write_text("alpha, edited again after the plan")
-        result = await finished(client, await client.post("sync/apply", json={
+        result = await finished(client, await client.post("sync/apply?wait=true", json={
             "plan_id": third["id"], "approve": list(actions(third))}))
         done = {d["path"] for d in result["done"]}
         assert done == {"sub/b.txt", "c.txt", "d.txt"}
