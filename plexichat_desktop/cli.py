@@ -339,10 +339,14 @@ def _dev_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) 
                              extra_plugin_dirs=[folder] if folder is not None else [])
     tests = not args.no_tests
 
-    async def attach(runtime: Runtime) -> Any:
+    async def attach(runtime: Runtime, window: Any = None) -> Any:
         session = DevSession(runtime, root, tests=tests, out=sys.stdout)
         await session.start()
-        print(describe_start(await session.settled(), root, runtime.url, tests), flush=True)
+        rec = await session.settled()
+        print(describe_start(rec, root, runtime.url, tests), flush=True)
+        if window is not None and rec is not None:
+            for page in rec.pages()[:1]:  # the page being worked on, in front
+                window.open_page(page["url"], page["title"])
         return session.stop
 
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,10 +29,14 @@ if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment i
     from plexichat_desktop.gui.permissions import PermissionGate
 
 log = logging.getLogger(__name__)
+# Extra work on the running app (``plexichat-desktop dev``): called with the runtime and the
+# main window once both are up; returns what to await before they stop.
+Attach = Callable[[Runtime, object], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
-            no_webengine: bool = False, on_ready: Callable[[str], None] | None = None) -> int:
+            no_webengine: bool = False, on_ready: Callable[[str], None] | None = None,
+            attach: Attach | None = None) -> int:
     """Run the desktop app until its window closes or a signal arrives; the exit code."""
     prepare_qt_environment()
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
@@ -56,11 +60,12 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     asyncio.set_event_loop(loop)
     with loop:
         return loop.run_until_complete(_main(app, paths, settings, options, problem,
-                                             on_ready))
+                                             on_ready, attach))
 
 
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
-                webengine_missing: str | None, on_ready: Callable[[str], None] | None) -> int:
+                webengine_missing: str | None, on_ready: Callable[[str], None] | None,
+                attach: Attach | None = None) -> int:
     runtime = Runtime(paths, settings, options)
     closed = asyncio.Event()
     url = await start_until_signal(runtime, closed)
@@ -70,11 +75,16 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
     if on_ready is not None:
         on_ready(url)
     print(f"PlexiChat Desktop is serving at {url}", flush=True)
+    detach = None
     try:
         shell.show()
+        if attach is not None:
+            detach = await attach(runtime, shell.window)
         await closed.wait()
         log.info("closing the desktop window")
     finally:
+        if detach is not None:
+            await detach()
         await shell.shutdown()
         await runtime.stop()
     return 0

@@ -8,7 +8,13 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from plexichat_desktop.core.events import AppFocusRequested, Event, EventBus, PluginStateChanged
+from plexichat_desktop.core.events import (
+    AppFocusRequested,
+    Event,
+    EventBus,
+    PluginReloaded,
+    PluginStateChanged,
+)
 from plexichat_desktop.testing.events import (
     RunFinished,
     RunQueued,
@@ -25,6 +31,7 @@ class EventBridge(QObject):
     pluginStateChanged = Signal(str, str, str)   # plugin id, state, reason
     runsChanged = Signal(dict)                    # a run's dict whenever it changes state
     focusRequested = Signal()
+    pluginReloaded = Signal(str, str, str, str)   # plugin id, kind (code/page), state, reason
     testsCollected = Signal(int, str, int)        # run id, plugin id, total
     testStarted = Signal(int, str, str)           # run id, plugin id, node id
     testFinished = Signal(object)                 # the TestFinished event
@@ -54,6 +61,9 @@ class EventBridge(QObject):
             self.testsCollected.emit(event.run_id, event.plugin_id, event.total)
         elif isinstance(event, AppFocusRequested):
             self.focusRequested.emit()
+        elif isinstance(event, PluginReloaded):
+            self.pluginReloaded.emit(event.plugin_id, event.kind, event.state,
+                                     event.reason or "")
 
     async def close(self) -> None:
         self._sub.close()

@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.refresh_plugins()
         bridge.pluginStateChanged.connect(lambda *_: self.refresh_plugins())
         bridge.pluginStateChanged.connect(self._plugin_state_changed)
+        bridge.pluginReloaded.connect(self._plugin_reloaded)
         bridge.focusRequested.connect(self.bring_to_front)
 
         self.dashboard = TestDashboard(runtime, bridge, self)
@@ -451,6 +452,42 @@ class MainWindow(QMainWindow):
             if isinstance(pane, ProblemPane) and (rec := self.plugin_of(pane.home_path)) \
                     and rec.id == plugin_id:
                 self._retry(pane)
+
+    def _plugin_reloaded(self, plugin_id: str, kind: str, state: str, reason: str) -> None:
+        """Files of a plugin changed (``dev``): its open views reload; after a code
+        reload that failed they show the failed-plugin pane with the reason instead,
+        and the next good reload brings the pages back (``_plugin_state_changed``)."""
+        panes = [self.tabs.widget(i) for i in range(self.tabs.count())]
+        panes += [w.pane for w in self.windows]
+        running = state in ("active", "degraded")
+        for pane in panes:
+            rec = self.plugin_of(pane.home_path) if isinstance(pane, Pane) else None
+            if rec is None or rec.id != plugin_id:
+                continue
+            if isinstance(pane, ProblemPane):
+                if running:
+                    self._retry(pane)
+                else:
+                    pane.set_reason(state, reason)
+            elif running:
+                pane.reload()
+            else:
+                self._replace_with_problem(pane)
+        shown = "reloaded" if running else f"{state}: {reason}"
+        self.statusBar().showMessage(f"{plugin_id} ({kind}) {shown}", 8000)
+
+    def _replace_with_problem(self, pane: Pane) -> None:
+        index = self.tabs.indexOf(pane)
+        if index >= 0:
+            current = self.tabs.currentIndex() == index
+            self.close_tab(index)
+            self.open_page(pane.home_path, pane.title, focus=current)
+            self.tabs.tabBar().moveTab(self.tabs.count() - 1, index)
+            return
+        for window in self.windows:
+            if window.pane is pane:
+                window.close()
+                self.open_window(pane.home_path, pane.title)
 
     def _retry(self, problem: ProblemPane) -> None:
         rec = self.plugin_of(problem.home_path)

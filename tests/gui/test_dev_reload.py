@@ -1,0 +1,67 @@
+"""``dev`` in the desktop window, with real QtWebEngine: saving a page file reloads its
+open tab; a Python save that breaks the plugin turns the tab into the failed-plugin pane
+with the reason; the next good save brings the page back, running the new code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.dev import DevSession
+from plexichat_desktop.gui.browser import BrowserPane, ProblemPane
+from plexichat_desktop.plugins.scaffold import scaffold_plugin
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.gui.shell_helpers import make_shell, wait_loaded
+
+WAIT = 30_000  # ms; a bound, not a goal (benchmarks/author_loop.py measures the speed)
+
+
+def test_saves_reload_the_open_tab_and_a_broken_save_shows_why(
+        qapp: Any, home: Any, arun: Any, qtbot: Any, js: Any, tmp_path: Path) -> None:
+    root = scaffold_plugin("live_edit", tmp_path / "plugins")
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[root.parent]))
+    arun(runtime.start())
+    shell = make_shell(qapp, runtime, home)
+    session = DevSession(runtime, root, tests=False)
+    arun(session.start())
+    qtbot.waitUntil(session.ready.is_set, timeout=WAIT)
+    try:
+        window = shell.window
+        pane = window.open_page("/plugins/live_edit/index.html", "Live Edit")
+        assert isinstance(pane, BrowserPane)
+        wait_loaded(qtbot, js, pane, "document.getElementById('message').textContent"
+                                     ".startsWith('Hello')", timeout=WAIT)
+
+        # A page save: the same view reloads (the marker set in the old document goes).
+        js(pane.view, "window.__before_reload = true")
+        (root / "web" / "index.html").write_text(
+            (root / "web" / "index.html").read_text().replace("<h1>", "<h1 id='edited'>"))
+        wait_loaded(qtbot, js, pane, "!window.__before_reload && "
+                                     "!!document.getElementById('edited')", timeout=WAIT)
+        assert window.tabs.currentWidget() is pane
+        index, count = window.tabs.indexOf(pane), window.tabs.count()
+
+        # A broken Python save: the tab says why, in place.
+        module = root / "live_edit" / "__init__.py"
+        good = module.read_text()
+        module.write_text(good + "\ndef broken(:\n")
+        qtbot.waitUntil(lambda: isinstance(window.tabs.widget(index), ProblemPane), timeout=WAIT)
+        problem = window.tabs.widget(index)
+        assert isinstance(problem, ProblemPane) and window.tabs.currentWidget() is problem
+        assert "syntax error" in problem.reason.text().lower()
+
+        # The next good save: the page again, with the new code behind it.
+        module.write_text(good.replace('f"{greeting}, {who}!"', 'f"{greeting}, {who}! v2"'))
+        qtbot.waitUntil(lambda: isinstance(window.tabs.widget(index), BrowserPane), timeout=WAIT)
+        again = window.tabs.widget(index)
+        assert isinstance(again, BrowserPane) and window.tabs.count() == count
+        wait_loaded(qtbot, js, again, "document.getElementById('message').textContent"
+                                      ".endsWith('v2')", timeout=WAIT)
+    finally:
+        arun(session.stop())
+        arun(shell.shutdown())
+        arun(runtime.stop())
