@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QStyle,
     QToolBar,
@@ -114,8 +115,7 @@ class BrowserPane(Pane):
         self.address.setObjectName("address")
         self.toolbar.addWidget(self.address)
         spacer = QWidget(self)
-        spacer.setSizePolicy(spacer.sizePolicy().horizontalPolicy().Expanding,
-                             spacer.sizePolicy().verticalPolicy())
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, spacer.sizePolicy().verticalPolicy())
         self.toolbar.addWidget(spacer)
         self.window_action = self.toolbar.addAction(
             style.standardIcon(QStyle.StandardPixmap.SP_TitleBarNormalButton), "Own window")
