@@ -37,9 +37,10 @@ class RunningCore:
         self.runtime = runtime
         self.url = url
         self.token = runtime.token
-        self.client = httpx.AsyncClient(base_url=url, timeout=10,
+        # Generous: a loaded machine must slow the tests down, not fail them.
+        self.client = httpx.AsyncClient(base_url=url, timeout=60,
                                         headers={"Authorization": f"Bearer {runtime.token}"})
-        self.anonymous = httpx.AsyncClient(base_url=url, timeout=10)
+        self.anonymous = httpx.AsyncClient(base_url=url, timeout=60)
 
     @property
     def port(self) -> int:

@@ -396,6 +396,25 @@ def _attempt_from_row(row: sqlite3.Row) -> TestAttempt:
     )
 
 
+def _attempt_filter(first: str, *, plugin_id: str | None = None, nodeid: str | None = None,
+                    category: str | None = None, since: float | None = None,
+                    run_id: int | None = None, outcome: str | None = None
+                    ) -> tuple[str, list[Any]]:
+    """A WHERE clause over attempts (``first`` and every filter given) and its params."""
+    clauses: list[str] = [first]
+    params: list[Any] = []
+    for column, value in (("plugin_id = ?", plugin_id), ("nodeid = ?", nodeid),
+                          ("run_id = ?", None if run_id is None else int(run_id)),
+                          ("outcome = ?", None if outcome is None else str(outcome)),
+                          ("finished_at >= ?", None if since is None else float(since)),
+                          ("categories LIKE ?",
+                           None if category is None else f"%,{category},%")):
+        if value is not None:
+            clauses.append(column)
+            params.append(value)
+    return " AND ".join(clauses), params
+
+
 def _join_categories(categories: Sequence[str]) -> str:
     return f",{','.join(sorted(set(categories)))}," if categories else ""
 
@@ -637,21 +656,8 @@ class ResultStore(SqliteDatabase):
                        limit: int = 50, offset: int = 0, category: str | None = None,
                        run_id: int | None = None) -> tuple[list[TestAttempt], int]:
         """Final results, newest first, filtered before the limit; with the filtered total."""
-        where: list[str] = ["is_final = 1"]
-        params: list[Any] = []
-        if category is not None:
-            where.append("categories LIKE ?")
-            params.append(f"%,{category},%")
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(int(run_id))
-        if plugin_id is not None:
-            where.append("plugin_id = ?")
-            params.append(plugin_id)
-        if outcome is not None:
-            where.append("outcome = ?")
-            params.append(str(outcome))
-        clause = " AND ".join(where)
+        clause, params = _attempt_filter("is_final = 1", plugin_id=plugin_id,
+                                         category=category, run_id=run_id, outcome=outcome)
         with self._read() as conn:
             total = conn.execute(f"SELECT COUNT(*) FROM attempts WHERE {clause}",
                                  params).fetchone()[0]
@@ -728,21 +734,8 @@ class ResultStore(SqliteDatabase):
                       ) -> tuple[str, list[Any]]:
         # "is_final = 1" spelled literally: SQLite only uses a partial index when the query
         # repeats its WHERE term.
-        clauses = ["is_final = 1"]
-        params: list[Any] = []
-        if category is not None:
-            clauses.append("categories LIKE ?")
-            params.append(f"%,{category},%")
-        if plugin_id is not None:
-            clauses.append("plugin_id = ?")
-            params.append(plugin_id)
-        if nodeid is not None:
-            clauses.append("nodeid = ?")
-            params.append(nodeid)
-        if since is not None:
-            clauses.append("finished_at >= ?")
-            params.append(float(since))
-        return " AND ".join(clauses), params
+        return _attempt_filter("is_final = 1", plugin_id=plugin_id, nodeid=nodeid,
+                               since=since, category=category)
 
     def statistics(self, plugin_id: str | None = None, nodeid: str | None = None,
                    since: float | None = None, category: str | None = None
@@ -951,21 +944,11 @@ class ResultStore(SqliteDatabase):
                        limit: int = 50) -> list[FailurePattern]:
         """Failures grouped by signature (every failed attempt, reruns included), newest
         group first. ``new_since_run`` keeps groups first seen in a later run."""
-        where: list[str] = ["signature != ''"]
-        params: list[Any] = []
-        if plugin_id is not None:
-            where.append("plugin_id = ?")
-            params.append(plugin_id)
-        if category is not None:
-            where.append("categories LIKE ?")
-            params.append(f"%,{category},%")
-        if since is not None:
-            where.append("finished_at >= ?")
-            params.append(float(since))
+        clause, params = _attempt_filter("signature != ''", plugin_id=plugin_id,
+                                         category=category, since=since)
         having, having_params = "", []
         if new_since_run is not None:
             having, having_params = "HAVING MIN(run_id) > ?", [int(new_since_run)]
-        clause = " AND ".join(where)
         out: list[FailurePattern] = []
         with self._read() as conn:
             groups = conn.execute(
