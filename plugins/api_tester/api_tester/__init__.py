@@ -32,7 +32,7 @@ from api_tester.models import (
     Variable,
 )
 from api_tester.monitors import MonitorProblem, Monitors, MonitorSpec
-from api_tester.sender import RequestProblem, Sender
+from api_tester.sender import RequestProblem, Sender, guard
 from api_tester.storage import Collections, SecretStore, StorageProblem, externalize
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.hub import EventHub
@@ -83,6 +83,16 @@ class ExportBody(BaseModel):
     kind: Literal["curl", "httpx"]
 
 
+class LoadBody(BaseModel):
+    request: RequestSpec
+    collection: str | None = None
+    environment: str | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    users: int = Field(5, ge=1)
+    duration: float = Field(10.0, gt=0)
+    max_requests: int | None = Field(None, ge=1)
+
+
 class ApiTesterPlugin(Plugin):
     settings_model = TesterSettings
 
@@ -124,6 +134,7 @@ class ApiTesterPlugin(Plugin):
         add("/import", self.import_requests, methods=["POST"])
         add("/import/builtin", self.import_builtin, methods=["POST"])
         add("/export", self.export, methods=["POST"])
+        add("/load", self.start_load, methods=["POST"])
         add("/monitors", self.list_monitors)
         add("/monitors", self.create_monitor, methods=["POST"])
         add("/monitors/{monitor_id}", self.update_monitor, methods=["PUT"])
@@ -364,6 +375,49 @@ class ApiTesterPlugin(Plugin):
         code = (convert.to_curl(body.request) if body.kind == "curl"
                 else convert.to_httpx(body.request))
         return {"kind": body.kind, "code": code}
+
+    # -- load test -------------------------------------------------------------------
+    async def start_load(self, body: LoadBody) -> Any:
+        """Start a load test job; refused beyond the caps of the settings and for targets
+        the network guard refuses."""
+        config = self.config
+        caps = (("users", body.users, config.load_max_users, "load_max_users"),
+                ("duration", body.duration, config.load_max_seconds, "load_max_seconds"),
+                ("max_requests", body.max_requests or 0, config.load_max_requests,
+                 "load_max_requests"))
+        for field, value, cap, setting in caps:
+            if value > cap:
+                return JSONResponse({"detail": f"{field}: {value:g} is over the cap of "
+                                               f"{cap:g} (plugin setting {setting})",
+                                     "field": field}, status_code=422)
+        try:
+            scope = self._scope(body.collection, body.environment, body.variables)
+            resolved = await self.engine.prepare(body.request, scope)
+            target = await guard(resolved.url, self.config.allowed_hosts)
+        except (RequestProblem, StorageProblem) as exc:
+            return problem(exc)
+        job = self.ctx.jobs.start("load", self._load_job, resolved, target, body)
+        return JSONResponse(job.to_dict(), status_code=202)
+
+    async def _load_job(self, job: Any, resolved: Any, target: Any, body: LoadBody
+                        ) -> dict[str, Any]:
+        from api_tester.load import load_test
+
+        started = asyncio.get_running_loop().time()
+
+        def progress(figures: dict[str, Any]) -> None:
+            elapsed = asyncio.get_running_loop().time() - started
+            job.progress(min(elapsed, body.duration), body.duration,
+                         f"{figures['requests']} requests, {figures['rps']:.0f}/s, "
+                         f"p95 {figures['p95_ms'] or 0:.1f} ms, errors {figures['errors']}")
+            self.hub.publish("load", {"job": job.id, **figures})
+
+        result = await load_test(
+            resolved, target, users=body.users, duration=body.duration,
+            max_requests=body.max_requests or self.config.load_max_requests,
+            timeout=self.config.timeout, progress=progress)
+        self.hub.publish("load", {"job": job.id, "final": True, **result})
+        return result
 
     # -- monitors --------------------------------------------------------------------
     def _notify(self, name: str, data: dict[str, Any]) -> None:

@@ -422,6 +422,35 @@ async function exportAs(kind) {
   }
 }
 
+// ---- load test ----------------------------------------------------------------------
+async function startLoad(event) {
+  event.preventDefault();
+  showError(null);
+  try {
+    const body = { request: requestFromForm(), collection: state.collection,
+      environment: $("environment").value || null, users: Number($("load-users").value),
+      duration: Number($("load-duration").value) };
+    if ($("load-max").value) body.max_requests = Number($("load-max").value);
+    const job = await api("load", { method: "POST", json: body });
+    state.loadId = job.id;
+    $("load-figures").replaceChildren();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+function loadFigures(data) {
+  if (data.job !== state.loadId) return;
+  const ms = (v) => (v == null ? "—" : `${v.toFixed(1)} ms`);
+  const rows = [["Requests", `${data.requests} in ${data.elapsed_s.toFixed(1)} s`],
+    ["Requests/s", data.rps.toFixed(1)],
+    ["Latency p50 / p95 / p99", `${ms(data.p50_ms)} / ${ms(data.p95_ms)} / ${ms(data.p99_ms)}`],
+    ["Errors", `${data.errors} (${(data.error_rate * 100).toFixed(2)} %)`],
+    ["Statuses", Object.entries(data.statuses).map(([k, v]) => `${k}: ${v}`).join(", ") || "—"]];
+  if (data.final) rows.push(["Per second", (data.per_second || []).join(" ")]);
+  $("load-figures").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: v }))));
+}
+
 // ---- monitors -----------------------------------------------------------------------
 function when(ts) {
   return ts ? new Date(ts * 1000).toLocaleString() : "never";
@@ -489,12 +518,16 @@ function connect() {
   source.addEventListener("run", (e) => finishRun(JSON.parse(e.data)));
   for (const [name, handler] of extraEvents) source.addEventListener(name, (e) => handler(JSON.parse(e.data)));
 }
-const extraEvents = [["monitors", (d) => renderMonitors(d.monitors)], ["monitor", transition]];
+const extraEvents = [["monitors", (d) => renderMonitors(d.monitors)], ["monitor", transition],
+  ["load", loadFigures]];
 
 async function loadInfo() {
   try {
     const info = await api("info");
     const hosts = info.allowed_hosts.length ? info.allowed_hosts.join(", ") : "none";
+    $("load-users").max = info.limits.users;
+    $("load-duration").max = info.limits.seconds;
+    $("load-caps").textContent = `Sends the request above from up to ${info.limits.users} virtual users for up to ${info.limits.seconds} s; loopback and allowed hosts only.`;
     $("limits").textContent = `Targets: loopback and allowed hosts (${hosts}) · secrets in the ${info.secrets_backend === "keyring" ? "keyring" : "0600 secrets file"}`;
   } catch (err) {
     showError(err);
@@ -511,6 +544,7 @@ function init() {
   $("refresh-tree").addEventListener("click", loadTree);
   $("monitor-form").addEventListener("submit", createMonitor);
   $("import-form").addEventListener("submit", importText);
+  $("load-form").addEventListener("submit", startLoad);
   $("builtin-v1").addEventListener("click", () => importBuiltin("v1"));
   $("builtin-app").addEventListener("click", () => importBuiltin("app"));
   $("export-curl").addEventListener("click", () => exportAs("curl"));

@@ -1,0 +1,105 @@
+"""Load test: virtual users send one request in a loop for a while, within hard caps.
+
+The target was checked once by the network guard and its address pinned; every virtual
+user connects there through one pool of ``users`` connections. Requests are counted
+against ``max_requests`` before they are sent, so the cap holds exactly. Latency is the
+time from sending to the whole body read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from api_tester.sender import Resolved, build
+from plexichat_desktop.plugins.guards import Target
+
+
+def percentile(ordered: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of an ascending list; None when empty."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+async def load_test(resolved: Resolved, target: Target, *, users: int, duration: float,
+                    max_requests: int, timeout: float = 30.0,
+                    progress: Callable[[dict[str, Any]], None] | None = None
+                    ) -> dict[str, Any]:
+    """Run the load and return the figures (requests, rps, error rate, p50/p95/p99...)."""
+    limits = httpx.Limits(max_connections=users, max_keepalive_connections=users)
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    per_second: Counter[int] = Counter()
+    budget = max_requests
+    started = time.perf_counter()
+    deadline = started + duration
+
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
+        async def user() -> None:
+            nonlocal budget
+            while budget > 0 and time.perf_counter() < deadline:
+                budget -= 1
+                request = build(client, resolved, target)
+                sent = time.perf_counter()
+                try:
+                    response = await client.send(request)
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] += 1
+                    statuses["error"] += 1
+                    continue
+                done = time.perf_counter()
+                latencies.append(done - sent)
+                per_second[int(done - started)] += 1
+                statuses[str(response.status_code)] += 1
+                if response.status_code >= 400:
+                    errors[f"HTTP {response.status_code}"] += 1
+
+        async def reporter() -> None:
+            while True:
+                await asyncio.sleep(0.25)
+                if progress is not None:
+                    progress(_figures(latencies, statuses, errors, per_second,
+                                      time.perf_counter() - started, final=False))
+
+        ticker = asyncio.ensure_future(reporter())
+        try:
+            await asyncio.gather(*(user() for _ in range(users)))
+        finally:
+            ticker.cancel()
+    result = _figures(latencies, statuses, errors, per_second, time.perf_counter() - started,
+                      final=True)
+    result.update({"users": users, "duration_limit": duration, "max_requests": max_requests,
+                   "target": f"{target.scheme}://{target.host_header} ({target.address})"})
+    return result
+
+
+def _figures(latencies: list[float], statuses: Counter[str], errors: Counter[str],
+             per_second: Counter[int], elapsed: float, final: bool) -> dict[str, Any]:
+    total = sum(statuses.values())
+    failed = sum(errors.values())
+    ordered = sorted(latencies) if final else sorted(latencies[-5000:])
+
+    def ms(value: float | None) -> float | None:
+        return None if value is None else round(value * 1000, 3)
+
+    figures: dict[str, Any] = {
+        "requests": total, "elapsed_s": round(elapsed, 3),
+        "rps": round(total / elapsed, 1) if elapsed > 0 else 0.0,
+        "errors": failed, "error_rate": round(failed / total, 4) if total else 0.0,
+        "p50_ms": ms(percentile(ordered, 50)), "p95_ms": ms(percentile(ordered, 95)),
+        "p99_ms": ms(percentile(ordered, 99)),
+        "max_ms": ms(ordered[-1] if ordered else None),
+        "statuses": dict(statuses), "error_kinds": dict(errors),
+    }
+    if final:
+        figures["per_second"] = [per_second.get(s, 0) for s in range(int(elapsed) + 1)]
+    return figures

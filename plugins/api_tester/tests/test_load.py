@@ -1,0 +1,70 @@
+"""Load test: virtual users against a loopback server within hard caps, its figures, and
+refusals (caps, non-loopback targets) before anything is sent."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_tester.load import load_test, percentile
+from api_tester.sender import Resolved, guard
+from api_tester.testing import loopback_server, running_app, wait_job
+
+
+def test_percentiles() -> None:
+    data = [float(n) for n in range(1, 101)]
+    assert (percentile(data, 50), percentile(data, 95), percentile(data, 99)) == (
+        50.0, 95.0, 99.0)
+    assert percentile([], 50) is None and percentile([3.0], 99) == 3.0
+
+
+@pytest.mark.asyncio
+async def test_load_loop_counts_exactly_and_reports_errors() -> None:
+    async with loopback_server() as srv:
+        target = await guard(srv.url + "/toggle", [])
+        ok = await load_test(Resolved("GET", srv.url + "/toggle", [], []), target, users=4,
+                             duration=30, max_requests=120)
+        # The request cap ends the test long before the duration.
+        assert ok["requests"] == 120 == srv.state["hits"] and ok["statuses"] == {"200": 120}
+        assert ok["error_rate"] == 0 and ok["p50_ms"] <= ok["p95_ms"] <= ok["p99_ms"]
+        assert sum(ok["per_second"]) == 120 and ok["rps"] > 0
+        srv.state["healthy"] = False
+        bad = await load_test(Resolved("GET", srv.url + "/toggle", [], []), target, users=2,
+                              duration=30, max_requests=10)
+        assert bad["error_rate"] == 1.0 and bad["error_kinds"] == {"HTTP 500": 10}
+
+
+@pytest.mark.asyncio
+async def test_load_route_caps_and_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    async with running_app(tmp_path, load_max_users=8, load_max_seconds=5.0) as app, \
+            loopback_server() as srv, app.client() as client:
+        request = {"url": srv.url + "/users/{{who}}"}
+        started = await client.post("load", json={
+            "request": request, "variables": {"who": "ann"}, "users": 3, "duration": 5,
+            "max_requests": 60})
+        assert started.status_code == 202, started.text
+        job = await wait_job(client, started.json()["id"])
+        assert job["state"] == "succeeded", job
+        result: dict[str, Any] = job["result"]
+        assert result["requests"] == 60 and result["users"] == 3
+        assert result["statuses"] == {"200": 60} and result["p99_ms"] is not None
+
+        for body, field in [({"users": 9}, "users"), ({"duration": 6}, "duration"),
+                            ({"users": 0}, "users")]:
+            refused = await client.post("load", json={"request": request,
+                                                      "variables": {"who": "a"}, **body})
+            assert refused.status_code == 422, refused.text
+            assert field in str(refused.json()["detail"])
+
+        def no_connection(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("a connection or lookup was attempted")
+
+        monkeypatch.setattr(socket, "getaddrinfo", no_connection)
+        for url in ("http://10.0.0.1/", "http://169.254.169.254/latest",
+                    "http://192.168.1.1:8080/", "file:///etc/passwd"):
+            refused = await client.post("load", json={"request": {"url": url}, "duration": 1})
+            assert refused.status_code in (400, 403), refused.text
+            assert refused.json()["field"] == "url"
