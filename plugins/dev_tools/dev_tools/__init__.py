@@ -219,6 +219,8 @@ class DevToolsPlugin(Plugin):
             await asyncio.to_thread(self._save_history)
         if run.state == "error":
             raise RuntimeError(run.output.strip().splitlines()[-1])
+        # The job ran to its end either way; the message says how the task itself ended.
+        job.message(f"{task.id}: {run.state} (exit {run.exit_code})")
         return {"run": run.id, "exit_code": run.exit_code, "state": run.state}
 
     def _save_history(self) -> None:
@@ -411,7 +413,7 @@ class DevToolsPlugin(Plugin):
             code, output = _meta(hook, config, copy, files, every, tag_cache)
         else:
             try:
-                command = hooks.argv(hook, copy.dir)
+                command = hooks.argv(hook, copy.dir, copy.ws.path)
             except FileNotFoundError as exc:
                 return report | {"status": "skipped", "output": f"not run: {exc}"}
             batches = ([selected[i:i + hooks.BATCH]

@@ -13,6 +13,7 @@ import os
 import re
 import shlex
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,9 +187,10 @@ def select(hook: Hook, config: HookConfig, root: Path, files: list[str],
     return chosen
 
 
-def argv(hook: Hook, root: Path) -> list[str]:
-    """The command of a runnable hook, without file names; 409 when its program is not
-    installed."""
+def argv(hook: Hook, root: Path, tools_root: Path) -> list[str]:
+    """The command of a runnable hook in the copy ``root``, without file names. Programs
+    are looked up in the workspace ``tools_root``'s virtualenv, on PATH, then next to the
+    app's interpreter; FileNotFoundError names one that is not installed."""
     try:
         parts = shlex.split(hook.entry)
     except ValueError as exc:
@@ -200,7 +202,7 @@ def argv(hook: Hook, root: Path) -> list[str]:
             raise FileNotFoundError(f"script {program!r} is not a file in the workspace")
         parts[0] = str(script)
     elif "/" not in program:
-        found = _which(program, root)
+        found = _which(program, tools_root)
         if found is None:
             raise FileNotFoundError(f"{program!r} is not installed (not on PATH)")
         parts[0] = found
@@ -213,7 +215,9 @@ def _which(program: str, root: Path) -> str | None:
         candidate = root / folder / "bin" / program
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
-    return shutil.which(program)
+    # The app's own environment last: tools installed with it (ruff) are "installed"
+    # even when the app was started without activating its virtualenv.
+    return shutil.which(program) or shutil.which(program, path=str(Path(sys.executable).parent))
 
 
 def pygrep(hook: Hook, root: Path, files: list[str]) -> tuple[int, str]:

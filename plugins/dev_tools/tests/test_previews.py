@@ -166,3 +166,27 @@ async def test_a_bad_or_missing_hook_config_is_a_4xx(tmp_path: Path) -> None:
         bad = env.make("bad", {".pre-commit-config.yaml": "repos: [\n"})
         answer = await env.client.get("hooks", params={"workspace": str(bad)})
         assert answer.status_code == 422 and answer.json()["field"] == ".pre-commit-config.yaml"
+
+
+async def test_hook_tools_come_from_the_workspace_venv_and_the_apps_environment(
+        tmp_path: Path) -> None:
+    config = """\
+repos:
+  - repo: local
+    hooks:
+      - {id: ruff-format, name: ruff format, language: system, entry: ruff format,
+         types: [python]}
+      - {id: own-tool, name: own tool, language: system, entry: stamp, files: '\\.txt$'}
+"""
+    async with open_env(tmp_path) as env:
+        stamp = '#!/bin/sh\nfor f; do echo stamped > "$f"; done\n'
+        folder = env.make("venv", {".pre-commit-config.yaml": config, "a.py": UGLY,
+                                   "n.txt": "x\n", ".venv/bin/stamp": stamp})
+        (folder / ".venv/bin/stamp").chmod(0o755)
+        result = await env.result(await env.client.post("hooks/preview",
+                                                        json={"workspace": str(folder)}))
+        assert {h["id"]: h["status"] for h in result["hooks"]} == {
+            "ruff-format": "modified", "own-tool": "modified"}, result["hooks"]
+        changed = {f["path"]: f["diff"] for f in result["files"]}
+        assert set(changed) == {"a.py", "n.txt"} and "+stamped" in changed["n.txt"]
+        assert (folder / "n.txt").read_text() == "x\n"

@@ -300,8 +300,8 @@ function renderTasks() {
         const started = await api("tasks/run", { body: { workspace: state.ws.path,
           task: task.id, args: splitArgs(input.value) } });
         state.currentRun = started.run.id;
-        $("console").textContent = `$ ${started.run.argv.slice(-1 - started.run.args.length)
-          .join(" ")}\n`;
+        // The arguments as the list the program gets: no shell reads them.
+        $("console").textContent = `▶ ${task.id} ${JSON.stringify(started.run.args)}\n`;
         $("console-title").textContent = `Output: ${task.id}`;
         status.textContent = "";
         loadHistory();
@@ -333,7 +333,7 @@ async function loadHistory() {
     const items = runs.slice(0, 15).map((run) => el("li", {},
       el("span", { class: `state-${run.state}`, text: run.state }),
       el("button", { type: "button", class: "link grow", onclick: () => showRun(run.id) },
-        `${run.task} ${run.args.join(" ")}`),
+        `${run.task} ${run.args.length ? JSON.stringify(run.args) : ""}`),
       el("span", { class: "muted", text: run.exit_code === null ? ""
         : `exit ${run.exit_code}` }),
       el("span", { class: "muted", text: `${run.duration.toFixed(1)} s` })));
