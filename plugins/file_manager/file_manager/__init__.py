@@ -53,11 +53,14 @@ class ArchiveCreate(Sources):
     dest: str = ""
     name: str
     format: Literal["zip", "tar.gz", "tar.xz", "tar.zst", "7z"] = "zip"
+    # AES-256 (zip only); never logged or kept.
+    password: str | None = Field(None, min_length=1, max_length=1024)
 
 
 class ArchivePath(_Body):
     root: str = Field(max_length=40)
     path: str
+    password: str | None = Field(None, max_length=1024)
 
 
 class ArchiveExtract(ArchivePath):
@@ -185,6 +188,7 @@ class FileManagerPlugin(Plugin):
     def capabilities(self) -> dict[str, Any]:
         from file_manager import archives
         return {"trash": self.ctx.has("send2trash"), "blake3": hashing.has_blake3(),
+                "aes_zip": archives.has_aes(),
                 "create_formats": [f for f in archives.CREATE_FORMATS
                                    if self.ctx.has(archives.OPTIONAL.get(f, f))]}
 
@@ -414,6 +418,11 @@ class FileManagerPlugin(Plugin):
         if not archives.available(body.format):
             raise FieldError(503, "format", f"{body.format} needs the "
                              f"{archives.OPTIONAL[body.format]} package, not installed")
+        if body.password and body.format != "zip":
+            raise FieldError(422, "password", "encryption is offered for zip only")
+        if body.password and not archives.has_aes():
+            raise FieldError(503, "password", "an encrypted zip needs the pyzipper "
+                             "package, which is not installed")
         sources = self._sources(body.root, body.paths)
         dest = self._dest_folder(body.dest_root, body.dest)
         name = check_name(body.name)
@@ -425,7 +434,8 @@ class FileManagerPlugin(Plugin):
         record = self._new_undo("archive", f"create {name}")
 
         async def work(job: JobHandle) -> dict[str, Any]:
-            result = await run_in_thread(job, archives.create, sources, out, body.format)
+            result = await run_in_thread(job, archives.create, sources, out, body.format,
+                                         body.password)
             record.created.append(str(out))
             self._keep_undo(record)
             return result
@@ -436,11 +446,26 @@ class FileManagerPlugin(Plugin):
         """Read every member of the archive at ``path`` (a job; ``result.ok``)."""
         body: ArchivePath = await parse(request, ArchivePath)
         path = self._archive(body.root, body.path)
-        return await self._start(request, "test archive", self._test_job, path)
+        await self._check_password(path, body.password)
+        return await self._start(request, "test archive", self._test_job, path,
+                                 body.password)
 
-    async def _test_job(self, job: JobHandle, path: Path) -> dict[str, Any]:
+    async def _check_password(self, path: Path, password: str | None) -> None:
+        """An encrypted zip without (or with a wrong) password: 422 on ``password``."""
         from file_manager import archives
-        return await run_in_thread(job, archives.test, path)
+        if archives.detect(path) != "zip":
+            return
+        try:
+            await asyncio.to_thread(archives.check_password, path, password)
+        except archives.PasswordError as exc:
+            raise FieldError(422, "password", str(exc)) from None
+        except archives.ArchiveError as exc:
+            raise FieldError(422, "path", str(exc)) from None
+
+    async def _test_job(self, job: JobHandle, path: Path,
+                        password: str | None) -> dict[str, Any]:
+        from file_manager import archives
+        return await run_in_thread(job, archives.test, path, password)
 
     async def archive_extract(self, request: Request) -> Any:
         """Extract the archive at ``path`` into a new folder in ``dest`` (a job). An
@@ -456,11 +481,13 @@ class FileManagerPlugin(Plugin):
             return JSONResponse({"detail": f"path: {exc}", "field": "path",
                                  "member": exc.member, "reason": exc.reason},
                                 status_code=422)
+        await self._check_password(path, body.password)
         record = self._new_undo("extract", f"extract {path.name}")
         caps = self.caps
 
         async def work(job: JobHandle) -> dict[str, Any]:
-            result = await run_in_thread(job, archives.extract, path, dest, caps)
+            result = await run_in_thread(job, archives.extract, path, dest, caps,
+                                         body.password)
             record.created.append(result["folder"])
             self._keep_undo(record)
             return result

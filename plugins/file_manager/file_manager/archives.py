@@ -37,6 +37,7 @@ SUFFIXES = {
     ".tar.zst": "tar.zst", ".tzst": "tar.zst", ".7z": "7z",
 }
 OPTIONAL = {"tar.zst": "zstandard", "7z": "py7zr"}
+AES_PACKAGE = "pyzipper"  # writes and reads AES-encrypted zips (stdlib zipfile cannot)
 BUFFER = 1024 * 1024
 # Small members compress absurdly well (a file of zeros) without being a threat; the ratio
 # is judged only from this size up.
@@ -45,6 +46,10 @@ RATIO_FLOOR = 1024 * 1024
 
 class ArchiveError(Exception):
     """An archive that cannot be read or written; the message says which and why."""
+
+
+class PasswordError(ArchiveError):
+    """An encrypted archive without its password, or with a wrong one."""
 
 
 class ArchiveRefused(ArchiveError):
@@ -64,6 +69,7 @@ class Member:
     compressed: int | None = None
     mtime: float | None = None
     link: str | None = None
+    encrypted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +99,62 @@ def available(fmt: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def has_aes() -> bool:
+    try:
+        __import__(AES_PACKAGE)
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _open_zip(path: Path, password: str | None) -> Iterator[zipfile.ZipFile]:
+    """The zip for reading; through pyzipper when a password is given (AES and the old
+    ZipCrypto both), else the standard library."""
+    if not password:
+        with zipfile.ZipFile(path) as zf:
+            yield zf
+        return
+    if not has_aes():
+        raise PasswordError("encrypted zips need the pyzipper package, which is not "
+                            "installed (pip install pyzipper)")
+    import pyzipper
+
+    with pyzipper.AESZipFile(path) as zf:
+        zf.setpassword(password.encode("utf-8"))
+        yield zf
+
+
+def _password_problem(exc: RuntimeError, name: str) -> PasswordError | None:
+    text = str(exc).lower()
+    if "password" in text or "encrypted" in text:
+        return PasswordError(f"member {name!r}: " + ("wrong password" if "bad password" in
+                                                     text else "encrypted; give the password"))
+    return None
+
+
+def check_password(path: Path, password: str | None) -> None:
+    """Raise :class:`PasswordError` unless every encrypted member of the zip at ``path``
+    can be read with ``password`` (only the first bytes of each are read)."""
+    try:
+        with zipfile.ZipFile(path) as plain:
+            encrypted = [i for i in plain.infolist() if i.flag_bits & 0x1 and not i.is_dir()]
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ArchiveError(f"{path.name!r} cannot be read as zip: {exc}") from None
+    if not encrypted:
+        return
+    if not password:
+        raise PasswordError(f"member {encrypted[0].filename!r}: encrypted; give the "
+                            "password")
+    with _open_zip(path, password) as zf:
+        for info in encrypted:
+            try:
+                with zf.open(info.filename) as src:
+                    src.read(1)
+            except RuntimeError as exc:
+                raise _password_problem(exc, info.filename) or exc from None
 
 
 def _need(fmt: str) -> None:
@@ -164,7 +226,8 @@ def _zip_member(info: zipfile.ZipInfo) -> Member:
         mtime = datetime.datetime(*info.date_time).timestamp()
     except ValueError:
         mtime = None
-    return Member(info.filename, kind, info.file_size, info.compress_size, mtime)
+    return Member(info.filename, kind, info.file_size, info.compress_size, mtime,
+                  encrypted=bool(info.flag_bits & 0x1))
 
 
 def members(path: Path) -> tuple[str, list[Member]]:
@@ -302,7 +365,8 @@ def _target(base: Path, name: str) -> Path:
     return target
 
 
-def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps) -> dict[str, Any]:
+def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
+            password: str | None = None) -> dict[str, Any]:
     """Extract ``path`` into a new folder in ``dest`` named after the archive (a free
     name: an existing folder is never merged into). Returns the folder and counts."""
     fmt, found = members(path)
@@ -318,9 +382,12 @@ def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps) -> dict[str, Any]:
     files = 0
     try:
         if fmt == "zip":
-            with zipfile.ZipFile(path) as zf:
+            with _open_zip(path, password) as zf:
                 for info, m in zip(zf.infolist(), found, strict=True):
-                    files += _put(budget, base, m, lambda i=info: zf.open(i))
+                    try:
+                        files += _put(budget, base, m, lambda i=info: zf.open(i.filename))
+                    except RuntimeError as exc:
+                        raise _password_problem(exc, m.name) or exc from None
         elif fmt == "7z":
             import py7zr
 
@@ -371,18 +438,19 @@ def _put(budget: _Budget, base: Path, m: Member, opener: Any) -> int:
 
 # -- testing -----------------------------------------------------------------------------
 
-def test(ctl: Ctl, path: Path) -> dict[str, Any]:
+def test(ctl: Ctl, path: Path, password: str | None = None) -> dict[str, Any]:
     """Read every member completely, checking the CRCs the format has."""
     fmt, found = members(path)
     total = sum(m.size for m in found) or 1
     done = 0
     try:
         if fmt == "zip":
-            with zipfile.ZipFile(path) as zf:
+            with _open_zip(path, password) as zf:
                 for info in zf.infolist():
                     if info.is_dir():
                         continue
-                    with zf.open(info) as src:  # zipfile raises BadZipFile on a bad CRC
+                    # BadZipFile on a bad CRC; RuntimeError for a missing/wrong password.
+                    with zf.open(info.filename) as src:
                         while chunk := src.read(BUFFER):
                             ctl.check()
                             done += len(chunk)
@@ -407,7 +475,8 @@ def test(ctl: Ctl, path: Path) -> dict[str, Any]:
                             ctl.progress(done, total, f"testing {info.name}")
     except ArchiveError:
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError,
+            RuntimeError) as exc:
         return {"ok": False, "format": fmt, "members": len(found),
                 "error": f"{type(exc).__name__}: {exc}"}
     return {"ok": True, "format": fmt, "members": len(found), "bytes": total}
@@ -442,8 +511,10 @@ def _walk(sources: list[Path]) -> Iterator[tuple[Path, str]]:
                     yield Path(folder) / name, (rel / name).as_posix()
 
 
-def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str) -> dict[str, Any]:
-    """Write ``sources`` into a new archive ``out`` (temp file renamed at the end).
+def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str,
+           password: str | None = None) -> dict[str, Any]:
+    """Write ``sources`` into a new archive ``out`` (temp file renamed at the end); a zip
+    with a ``password`` is AES-256 encrypted (WinZip AES, which 7-Zip reads).
 
     Symlinks, devices and FIFOs are left out and listed as skipped: the archive holds
     plain files and folders, the same rule extraction enforces."""
@@ -469,7 +540,9 @@ def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str) -> dict[str, Any]
 
     tmp = out.with_name(f".{out.name}.fm-part-{secrets.token_hex(4)}")
     try:
-        if fmt == "zip":
+        if fmt == "zip" and password:
+            _create_aes_zip(tmp, entries, password, advance)
+        elif fmt == "zip":
             with zipfile.ZipFile(tmp, "x", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
                 for path, arc, st in entries:
                     info = zipfile.ZipInfo.from_file(path, arc)
@@ -498,7 +571,27 @@ def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str) -> dict[str, Any]
         tmp.unlink(missing_ok=True)
         raise
     return {"archive": str(out), "format": fmt, "members": len(entries),
-            "bytes": out.stat().st_size, "skipped": skipped}
+            "bytes": out.stat().st_size, "skipped": skipped, "encrypted": bool(password)}
+
+
+def _create_aes_zip(tmp: Path, entries: list[tuple[Path, str, os.stat_result]],
+                    password: str, advance: Any) -> None:
+    if not has_aes():
+        raise ArchiveError("an encrypted zip needs the pyzipper package, which is not "
+                           "installed (pip install pyzipper)")
+    import pyzipper
+
+    with pyzipper.AESZipFile(tmp, "w", compression=pyzipper.ZIP_DEFLATED,
+                             encryption=pyzipper.WZ_AES) as zf:
+        zf.setpassword(password.encode("utf-8"))
+        for path, arc, st in entries:
+            if stat.S_ISDIR(st.st_mode):
+                zf.writestr(arc.rstrip("/") + "/", b"")
+                continue
+            with open(path, "rb") as src, zf.open(arc, "w") as dst:
+                while chunk := src.read(BUFFER):
+                    dst.write(chunk)
+                    advance(len(chunk), arc)
 
 
 def _create_tar(tmp: Path, fmt: str, entries: list[tuple[Path, str, os.stat_result]],

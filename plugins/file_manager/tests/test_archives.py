@@ -214,6 +214,21 @@ async def test_archive_routes_create_browse_test_extract_and_refuse(app, tmp_pat
                                       ({"path": "../x.zip"}, 400, "path")):
             answer = await client.get("archive/list", params={"root": "0", **params})
             assert answer.status_code == status and answer.json()["field"] == field
+        job = await finished(client, await client.post("archive/create?wait=true", json={
+            "root": "0", "paths": ["project/readme.md"], "dest_root": "0", "name": "locked",
+            "format": "zip", "password": "pw"}))
+        assert job["result"]["encrypted"] is True
+        for password, status in ((None, 422), ("nope", 422)):
+            answer = await client.post("archive/extract", json={
+                "root": "0", "path": "locked.zip", "dest_root": "0", "password": password})
+            assert answer.status_code == status and answer.json()["field"] == "password"
+        job = await finished(client, await client.post("archive/extract?wait=true", json={
+            "root": "0", "path": "locked.zip", "dest_root": "0", "password": "pw"}))
+        assert (root / "locked" / "readme.md").exists()
+        answer = await client.post("archive/create", json={
+            "root": "0", "paths": ["project"], "dest_root": "0", "name": "c",
+            "format": "tar.gz", "password": "pw"})
+        assert answer.status_code == 422 and answer.json()["field"] == "password"
         answer = await client.post("archive/create", json={
             "root": "0", "paths": ["project"], "dest_root": "0", "name": "b", "format": "rar"})
         assert answer.status_code == 422 and answer.json()["field"] == "format"
@@ -221,3 +236,28 @@ async def test_archive_routes_create_browse_test_extract_and_refuse(app, tmp_pat
             "root": "0", "paths": ["project"], "dest_root": "0", "name": "backup.tar.xz",
             "format": "tar.xz"})
         assert answer.status_code == 409 and answer.json()["field"] == "name"
+
+
+@pytest.mark.skipif(not archives.has_aes(), reason="pyzipper is not installed")
+def test_aes_zip_round_trip_and_wrong_password(tmp_path: Path, ctl: Ctl) -> None:
+    src = sample(tmp_path)
+    out = tmp_path / "secret.zip"
+    made = archives.create(ctl, [src], out, "zip", "s3cret pässword")
+    assert made["encrypted"] is True
+    _fmt, found = archives.members(out)  # names are readable, contents are not
+    assert all(m.encrypted for m in found if m.type == "file")
+    with zipfile.ZipFile(out) as plain, pytest.raises(RuntimeError):
+        plain.read("project/readme.md")
+    for password, words in ((None, "give the password"), ("wrong", "wrong password")):
+        with pytest.raises(archives.PasswordError, match=words):
+            archives.check_password(out, password)
+    archives.check_password(out, "s3cret pässword")
+    assert archives.test(ctl, out, "s3cret pässword")["ok"] is True
+    assert archives.test(ctl, out, "wrong")["ok"] is False
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(archives.PasswordError):
+        archives.extract(ctl, out, dest, CAPS, "wrong")
+    assert list(dest.iterdir()) == []
+    archives.extract(ctl, out, dest, CAPS, "s3cret pässword")
+    assert (dest / "secret" / "project" / "readme.md").read_text() == "# hi\n"

@@ -8,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const ARCHIVE = /\.(zip|tar|tgz|tar\.gz|tbz2|tar\.bz2|txz|tar\.xz|tzst|tar\.zst|7z)$/i;
   const current = { root: null, path: null, inner: "" };
+  const password = () => $("archive-password").value || null;
 
   async function show(root, path, inner) {
     Object.assign(current, { root, path, inner });
@@ -20,6 +21,7 @@
       return;
     }
     $("archive-panel").hidden = false;
+    if (current.path !== listing.path) $("archive-password").value = "";
     $("archive-title").textContent = path.split("/").pop();
     $("archive-summary").textContent = `${listing.format} · ${listing.members} member(s) · ` +
       `${fm.size(listing.size)} packed, ${fm.size(listing.unpacked)} unpacked`;
@@ -57,14 +59,14 @@
   $("archive-close").addEventListener("click", () => { $("archive-panel").hidden = true; });
   $("archive-test").addEventListener("click", async () => {
     try {
-      await fm.post("archive/test", { root: current.root, path: current.path });
+      await fm.post("archive/test", { root: current.root, path: current.path, password: password() });
       fm.announce("Testing the archive");
     } catch (err) { fm.showError(err.message); }
   });
   $("archive-extract").addEventListener("click", async () => {
     const to = fm.otherPane();
     try {
-      await fm.post("archive/extract", { root: current.root, path: current.path, dest_root: to.root, dest: to.path });
+      await fm.post("archive/extract", { root: current.root, path: current.path, dest_root: to.root, dest: to.path, password: password() });
       fm.showError("");
     } catch (err) { fm.showError(err.message); }
   });
@@ -102,7 +104,9 @@
     $("pack-form").hidden = true;
     try {
       await fm.post("archive/create", { root: from.root, paths: from.selection(), dest_root: to.root,
-        dest: to.path, name: $("pack-name").value.trim(), format: $("pack-format").value });
+        dest: to.path, name: $("pack-name").value.trim(), format: $("pack-format").value,
+        password: $("pack-password").value || null });
+      $("pack-password").value = "";
       fm.showError("");
     } catch (err) { fm.showError(err.message); }
   });
