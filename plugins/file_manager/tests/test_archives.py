@@ -261,3 +261,21 @@ def test_aes_zip_round_trip_and_wrong_password(tmp_path: Path, ctl: Ctl) -> None
     assert list(dest.iterdir()) == []
     archives.extract(ctl, out, dest, CAPS, "s3cret pässword")
     assert (dest / "secret" / "project" / "readme.md").read_text() == "# hi\n"
+
+
+def test_missing_optional_packages_turn_formats_off_with_the_reason(
+        tmp_path: Path, ctl: Ctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for module in ("py7zr", "zstandard", "pyzipper"):
+        monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
+    assert not archives.available("7z") and not archives.available("tar.zst")
+    assert archives.available("zip") and not archives.has_aes()
+    src = sample(tmp_path)
+    for fmt, package in (("7z", "py7zr"), ("tar.zst", "zstandard")):
+        with pytest.raises(archives.ArchiveError, match=f"needs the {package} package"):
+            archives.create(ctl, [src], tmp_path / f"x.{fmt}", fmt)
+        assert not (tmp_path / f"x.{fmt}").exists()
+    with pytest.raises(archives.ArchiveError, match="pyzipper"):
+        archives.create(ctl, [src], tmp_path / "x.zip", "zip", "pw")
+    assert not list(tmp_path.glob("*.fm-part-*"))
