@@ -8,6 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QTextDocumentFragment
+from pytestqt.exceptions import TimeoutError as WaitTimeout
 
 from plexichat_desktop.gui.browser import BrowserPane, ProblemPane
 from plexichat_desktop.gui.main_window import STATE_COLOURS, MainWindow
@@ -33,6 +34,14 @@ def home_card(js: Any, pane: Any) -> Any:
                  reason: reason.hidden ? null : reason.textContent,
                  pages: pages.hidden ? null : [...pages.querySelectorAll('a')].map(
                    (a) => a.getAttribute('href'))}}; }})()""")
+
+
+def card_shows(qtbot: Any, js: Any, home: Any, state: str) -> None:
+    try:
+        qtbot.waitUntil(lambda: home_card(js, home)["state"] == state, timeout=15_000)
+    except WaitTimeout as exc:  # say what the page shows instead
+        raise AssertionError(f"the home page did not show {state}: {home_card(js, home)}"
+                             ) from exc
 
 
 def test_a_degraded_plugin_looks_running_with_its_reason(kit_shell: Any, qtbot: Any,
@@ -85,13 +94,13 @@ def test_the_home_page_and_the_window_follow_it_off_and_back(
                                  "&& plexichatLive.streams().every((s) => s.readyState === 1)")
 
     arun(plugins.disable("degraded_kit"))
-    qtbot.waitUntil(lambda: home_card(js, home)["state"] == "disabled", timeout=15_000)
+    card_shows(qtbot, js, home, "disabled")
     assert home_card(js, home)["pages"] is None
     pane = window.open_page(PAGE, "Degraded")
     assert isinstance(pane, ProblemPane)
 
     arun(plugins.enable("degraded_kit"))
-    qtbot.waitUntil(lambda: home_card(js, home)["state"] == "degraded", timeout=15_000)
+    card_shows(qtbot, js, home, "degraded")
     card = home_card(js, home)
     assert card["pages"] == [PAGE] and MISSING in card["reason"]
     # The pane that said "not running" gives way to the page, as for an active plugin.

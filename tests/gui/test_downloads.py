@@ -102,14 +102,12 @@ def test_a_download_that_breaks_off_says_it_failed(kit_shell: Any, qtbot: Any, j
     assert not (download_dir / "broken.bin").exists()
 
 
-def answer_dialog(act: Callable[[QFileDialog], None]) -> None:
+def answer_dialog(act: Callable[[QFileDialog], bool]) -> None:
     """Once the modal save dialog is up (it runs its own event loop inside the download
-    handler), ``act`` on it."""
+    handler), ``act`` on it until it says it is done."""
     def poll() -> None:
         dialog = QApplication.activeModalWidget()
-        if isinstance(dialog, QFileDialog) and dialog.isVisible():
-            act(dialog)
-        else:
+        if not (isinstance(dialog, QFileDialog) and dialog.isVisible() and act(dialog)):
             QTimer.singleShot(20, poll)
 
     QTimer.singleShot(0, poll)
@@ -119,26 +117,37 @@ def test_the_save_dialog_opens_in_the_folder_used_last(kit_shell: Any, qtbot: An
                                                        tmp_path: Path) -> None:
     downloads = kit_shell.downloads
     downloads.ask, downloads.folder = True, None  # as on a desktop with no folder set
-    pane = open_kit(kit_shell, qtbot, js)
-    chosen = tmp_path / "chosen"
+    first, chosen = tmp_path / "first", tmp_path / "chosen"
+    first.mkdir()
     chosen.mkdir()
+    kit_shell.window.settings.setValue(FOLDER_KEY, str(first))  # used last time
+    pane = open_kit(kit_shell, qtbot, js)
     seen: dict[str, str] = {}
 
-    def save_as(dialog: QFileDialog) -> None:
-        seen["name"] = dialog.selectedFiles()[0]
-        dialog.selectFile(str(chosen / "mine.csv"))
+    def save_as(dialog: QFileDialog) -> bool:
+        seen.setdefault("proposed", dialog.selectedFiles()[0])
+        # The dialog's folder model catches up with a new folder in its own time: the
+        # answer goes in once the dialog shows it, as a person would see it.
+        dialog.setDirectory(str(chosen))
+        dialog.selectFile("mine.csv")
+        if dialog.selectedFiles() != [str(chosen / "mine.csv")]:
+            return False
         dialog.accept()
+        return True
 
     answer_dialog(save_as)
     outcome = download(qtbot, js, kit_shell, pane, "export")
     assert outcome.state == "completed", outcome
-    assert Path(seen["name"]).name == "report 2026.csv"  # the page's name, made safe
+    # It opened in the folder used last, with the page's name made safe.
+    assert seen["proposed"] == str(first / "report 2026.csv")
+    assert outcome.path == chosen / "mine.csv"
     assert (chosen / "mine.csv").read_bytes() == REPORT
     assert kit_shell.window.settings.value(FOLDER_KEY) == str(chosen)
 
-    def cancel(dialog: QFileDialog) -> None:
+    def cancel(dialog: QFileDialog) -> bool:
         seen["folder"] = dialog.directory().absolutePath()
         dialog.reject()
+        return True
 
     answer_dialog(cancel)
     outcome = download(qtbot, js, kit_shell, pane, "export")
