@@ -327,9 +327,11 @@ class DevToolsPlugin(Plugin):
             changes = await asyncio.to_thread(copy.changes)
         finally:
             await asyncio.to_thread(copy.cleanup)
-        if result.exit_code not in (0, 1):
-            raise RuntimeError(f"{kind} failed (exit {result.exit_code}): "
-                               f"{result.output.strip()[-1500:]}")
+        if result.exit_code is None:
+            raise RuntimeError(f"{kind} stopped after {self.config.tool_timeout:g} s "
+                               "(tool_timeout)")
+        # ruff exits 2 when some file cannot be parsed but still formats or fixes the
+        # others: show those changes with ruff's message rather than failing them all.
         item = self.previews.add(preview.Preview(
             preview.new_id(), kind, ws.path, changes,
             {"output": result.output, "exit_code": result.exit_code}))

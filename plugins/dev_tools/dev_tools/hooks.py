@@ -94,7 +94,10 @@ def load(root: Path) -> HookConfig:
         if url not in ("local", "meta"):
             skipped.append(url)
             continue
-        for h_index, raw in enumerate(repo.get("hooks") or []):
+        repo_hooks = repo.get("hooks") or []
+        if not isinstance(repo_hooks, list):
+            raise ApiError(422, CONFIG, f"repos[{r_index}].hooks must be a list")
+        for h_index, raw in enumerate(repo_hooks):
             where = f"repos[{r_index}].hooks[{h_index}]"
             if not isinstance(raw, dict) or not raw.get("id"):
                 raise ApiError(422, CONFIG, f"{where} needs an id")

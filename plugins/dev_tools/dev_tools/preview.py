@@ -224,9 +224,15 @@ def apply(preview: Preview, ws: Workspace, paths: list[str]) -> dict[str, Any]:
         raise ApiError(409, "files", "changed since the preview, nothing was written: "
                                      + ", ".join(conflicts) + " (preview again)",
                        conflicts=conflicts)
-    written = []
+    written: list[str] = []
     for change in chosen:
-        _write(ws.path / change.path, change.after)
+        try:
+            _write(ws.path / change.path, change.after)
+        except OSError as exc:
+            done = f"; written before it: {', '.join(written)}" if written else ""
+            raise ApiError(403 if isinstance(exc, PermissionError) else 409, "files",
+                           f"{change.path} cannot be written ({exc.strerror or exc}){done}",
+                           applied=written) from None
         change.applied = True
         written.append(change.path)
     return {"preview": preview.id, "applied": written}

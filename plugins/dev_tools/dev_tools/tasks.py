@@ -57,7 +57,9 @@ def discover(ws: Workspace) -> tuple[list[Task], list[str]]:
         try:
             data = json.loads(package.read_text("utf-8"))
             scripts = data.get("scripts") if isinstance(data, dict) else None
-            for name, body in (scripts or {}).items():
+            if not isinstance(scripts, dict):
+                scripts = {}
+            for name, body in scripts.items():
                 if isinstance(name, str) and isinstance(body, str):
                     tasks.append(Task(f"npm:{name}", "npm", name, body))
         except (OSError, ValueError) as exc:
@@ -66,7 +68,10 @@ def discover(ws: Workspace) -> tuple[list[Task], list[str]]:
     if pyproject.is_file():
         try:
             data = tomllib.loads(pyproject.read_text("utf-8"))
-            scripts = data.get("project", {}).get("scripts", {})
+            project = data.get("project")
+            scripts = project.get("scripts") if isinstance(project, dict) else None
+            if not isinstance(scripts, dict):
+                scripts = {}
             for name, target in scripts.items():
                 if isinstance(target, str) and _ENTRY_POINT.match(target.strip()):
                     tasks.append(Task(f"script:{name}", "script", name, target.strip()))

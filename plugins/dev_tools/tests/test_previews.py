@@ -47,11 +47,14 @@ repos:
 
 async def test_format_preview_then_apply_per_file_with_conflict_409(tmp_path: Path) -> None:
     async with open_env(tmp_path) as env:
-        folder = make_repo(env.make("fmt", {"a.py": UGLY, "b.py": UGLY, "ok.py": PRETTY}))
+        folder = make_repo(env.make("fmt", {"a.py": UGLY, "b.py": UGLY, "ok.py": PRETTY,
+                                            "broken.py": "def (:\n"}))
         ws = str(folder)
         result = await env.result(await env.client.post("format/preview", json={"workspace": ws}))
         files = {f["path"]: f for f in result["files"]}
         assert set(files) == {"a.py", "b.py"}
+        # A file ruff cannot parse is reported; the others are still previewed.
+        assert result["exit_code"] == 2 and "broken.py" in result["output"]
         assert "-x = {  'a':1 }\n+x = {\"a\": 1}\n" in files["a.py"]["diff"]
         assert (folder / "a.py").read_text() == UGLY  # nothing written by the preview
 

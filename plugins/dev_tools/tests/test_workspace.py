@@ -72,3 +72,19 @@ async def test_browse_lists_roots_then_folders_with_markers(tmp_path: Path) -> N
         assert listing["parent"] == ""  # the root has no parent to go up to
         refused = await env.client.get("browse", params={"path": "/"})
         assert refused.status_code == 400 and refused.json()["field"] == "path"
+
+
+async def test_malformed_project_files_are_reported_not_fatal(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = env.make("odd", {"package.json": '{"scripts": ["not", "a", "map"]}',
+                                  "pyproject.toml": 'project = "text"\n',
+                                  "Makefile": "all:\n\ttrue\n"})
+        info = (await env.client.get("workspace", params={"workspace": str(folder)})).json()
+        assert [t["id"] for t in info["tasks"]] == ["make:all"]
+        broken = env.make("broken", {"pyproject.toml": "[project\n",
+                                     ".pre-commit-config.yaml": "repos: [{repo: local, "
+                                                                "hooks: 3}]\n"})
+        info = (await env.client.get("workspace", params={"workspace": str(broken)})).json()
+        assert info["tasks"] == [] and info["problems"][0].startswith("pyproject.toml:")
+        hooks = await env.client.get("hooks", params={"workspace": str(broken)})
+        assert hooks.status_code == 422 and "hooks must be a list" in hooks.json()["detail"]

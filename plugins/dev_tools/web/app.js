@@ -269,6 +269,10 @@ async function previewInto(path, body, container) {
   try {
     const preview = await runJob(path, body);
     renderPreview(container, preview);
+    if (preview.exit_code) {
+      container.prepend(el("pre", { class: "console bad", text: preview.output,
+        "aria-label": "Tool messages" }));
+    }
     return preview;
   } catch (error) {
     container.replaceChildren(el("p", { class: "bad", text: error.message }));
