@@ -175,6 +175,10 @@ class FileManagerPlugin(Plugin):
                 return await endpoint(request)
             except FieldError as exc:
                 return error(exc)
+            except OSError as exc:
+                # A file system refusal found while checking a request (permissions, a
+                # vanished file, a full disk) is the user's situation, not a server bug.
+                return error(_os_error(exc, "path"))
         route.__name__ = endpoint.__name__
         route.__doc__ = endpoint.__doc__
         return route
@@ -254,6 +258,10 @@ class FileManagerPlugin(Plugin):
                                  f"{src.name!r} into itself (paths[{i}])")
             if move:
                 require_writable(src.parent, f"paths[{i}]", body.paths[i])
+            if src.parent == dest and (move or body.conflict == "overwrite"):
+                raise FieldError(409, "dest", f"{src.name!r} (paths[{i}]) is already in that "
+                                 "folder; " + ("moving it there does nothing" if move else
+                                               "overwriting it with itself would lose it"))
         verb = "move" if move else "copy"
         label = f"{verb} {len(sources)} item(s) to {body.dest or '/'}"
         return await self._start(request, verb, self._transfer_job, sources, dest,

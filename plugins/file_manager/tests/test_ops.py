@@ -167,6 +167,16 @@ async def test_jobs_through_the_app_with_undo_and_trash(app, tmp_path: Path,
         answer = await client.post("ops/move", json={
             "root": "0", "paths": ["in"], "dest_root": "0", "dest": "in"})
         assert answer.status_code == 409 and "into itself" in answer.json()["detail"]
+        for route, conflict in (("ops/move", "skip"), ("ops/copy", "overwrite")):
+            answer = await client.post(route, json={
+                "root": "0", "paths": ["ü.txt"], "dest_root": "0", "dest": "",
+                "conflict": conflict})
+            assert answer.status_code == 409 and answer.json()["field"] == "dest", answer.text
+        # Copy into the same folder with "keep both" is a duplicate.
+        await finished(client, await client.post("ops/copy?wait=true", json={
+            "root": "0", "paths": ["ü.txt"], "dest_root": "0", "dest": "",
+            "conflict": "rename"}))
+        assert (root / "ü (1).txt").read_text() == "u"
 
         # Trash goes to the (test's) system trash; undo brings it back.
         job = await finished(client, await client.post("ops/trash?wait=true", json={
