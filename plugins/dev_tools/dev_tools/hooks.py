@@ -77,7 +77,11 @@ def load(root: Path) -> HookConfig:
     path = root / CONFIG
     if not path.is_file():
         raise ApiError(404, "workspace", f"{root.name} has no {CONFIG}")
-    import yaml  # lazily: only pages that run hooks need it
+    try:
+        import yaml  # lazily: only pages that run hooks need it
+    except ImportError:
+        raise ApiError(409, None, "PyYAML is not installed, so hooks are off "
+                                  "(install: pip install 'PyYAML>=6')") from None
 
     try:
         data = yaml.safe_load(path.read_text("utf-8"))

@@ -3,9 +3,11 @@ and only over files that did not change since the preview."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+from dev_tools import hooks
 from devtools_helpers import git, make_repo, open_env
 
 pytestmark = pytest.mark.asyncio
@@ -193,3 +195,26 @@ repos:
         changed = {f["path"]: f["diff"] for f in result["files"]}
         assert set(changed) == {"a.py", "n.txt"} and "+stamped" in changed["n.txt"]
         assert (folder / "n.txt").read_text() == "x\n"
+
+
+async def test_missing_ruff_or_pyyaml_turns_only_their_feature_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("bare", {".pre-commit-config.yaml": "repos: []\n",
+                                             "a.py": UGLY}))
+        ws = str(folder)
+        empty = tmp_path / "empty-path"
+        empty.mkdir()
+        monkeypatch.setitem(sys.modules, "ruff.__main__", None)  # import fails
+        monkeypatch.setitem(sys.modules, "yaml", None)
+        monkeypatch.setenv("PATH", f"{empty}:/usr/bin:/bin")
+        monkeypatch.setattr(hooks.sys, "executable", str(empty / "python"))
+        roots = (await env.client.get("roots")).json()
+        assert roots["tools"]["ruff"] is False
+        for route in ("lint", "format/preview", "fix/preview", "hooks/preview"):
+            answer = await env.client.post(route, json={"workspace": ws})
+            assert answer.status_code == 409, (route, answer.text)
+            assert "not installed" in answer.json()["detail"]
+        # Everything else still works.
+        status = (await env.client.get("git/status", params={"workspace": ws})).json()
+        assert status["repository"] is True
