@@ -45,8 +45,8 @@ async def cloud_files(api: Any) -> dict[str, bytes]:
 
 
 @pytest.mark.asyncio
-async def test_sync_plan_approval_matrix_conflicts_and_guards(app, tmp_path: Path,
-                                                              trash_home: Path) -> None:
+async def test_sync_plan_approval_matrix_conflicts_and_guards(
+        app, tmp_path: Path, trash_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "root"
     notes = root / "notes"
     (notes / "sub").mkdir(parents=True)
@@ -140,3 +140,20 @@ async def test_sync_plan_approval_matrix_conflicts_and_guards(app, tmp_path: Pat
                                                        "approve": deletes})
         assert answer.status_code == 409 and answer.json()["field"] == "approve"
         assert "max-delete" in answer.json()["detail"]
+
+        # A server whose limits are not known in advance: what it refuses during the sync
+        # is listed as skipped with its own reason, and the rest goes on.
+        from file_manager import sync
+
+        async def unknown_limits(api: Any) -> sync.Limits:
+            return sync.Limits(None, None)
+
+        monkeypatch.setattr(sync, "server_limits", unknown_limits)
+        sixth = await plan(client)
+        assert {"tool.exe", "big.csv"} <= set(actions(sixth))
+        result = await finished(client, await client.post("sync/apply?wait=true", json={
+            "plan_id": sixth["id"], "approve": ["tool.exe", "big.csv"]}))
+        reasons = {s["path"]: s["reason"] for s in result["skipped"]}
+        assert result["done"] == [] and set(reasons) == {"tool.exe", "big.csv"}
+        assert "(400)" in reasons["tool.exe"] and "'.exe' is not allowed" in reasons["tool.exe"]
+        assert "(413)" in reasons["big.csv"]
