@@ -40,15 +40,21 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
 import pytest
 
-from plexichat_desktop.core.events import Event
-from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths, bundled_plugins_dir
-from plexichat_desktop.plugins.manifest import Manifest, load_manifest
 from plexichat_desktop.testing.protocol import FD_ENV
+
+if TYPE_CHECKING:
+    # Imported where used: every forked test session loads this plugin, and httpx and the
+    # manifest's pydantic models would add hundreds of ms to a one-test rerun that needs
+    # neither (the app's own imports are paid by the tests that start it).
+    import httpx
+
+    from plexichat_desktop.core.events import Event
+    from plexichat_desktop.core.paths import AppPaths
+    from plexichat_desktop.plugins.manifest import Manifest
 
 T = TypeVar("T")
 REPORTER = "plexichat_desktop.testing.reporter"
@@ -59,7 +65,6 @@ FAST_API: dict[str, Any] = {"scrypt_cost": 4, "register_rate_limit": 0,
 API_PROVIDER = "api_integration_layer"  # offers ctx.api to plugins with api_scopes
 USER_PASSWORD = "Harness-Passw0rd-Long"
 _users = itertools.count(1)
-_TIMEOUT_KEY = pytest.StashKey[float | None]()
 
 
 # -- finding the plugin under test -------------------------------------------------------
@@ -76,6 +81,8 @@ _manifests: dict[Path, Manifest | None] = {}
 
 def _manifest(root: Path) -> Manifest | None:
     if root not in _manifests:
+        from plexichat_desktop.plugins.manifest import load_manifest
+
         try:
             _manifests[root] = load_manifest(root / "plugin.toml")[0]
         except Exception:  # a broken manifest is the app's to report, with the reason
@@ -140,6 +147,8 @@ class PlexiChatApp:
     def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` like ``client``, for async tests (close it, e.g. with
         ``async with``)."""
+        import httpx
+
         options: dict[str, Any] = {"base_url": self.plugin_url, "headers": self.headers,
                                    "timeout": 30.0, **kwargs}
         return httpx.AsyncClient(**options)
@@ -230,6 +239,8 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
     """The plugin under test and the plugins it needs (``requires``, and the API layer
     when it declares ``api_scopes``), found next to it or among the bundled ones."""
+    from plexichat_desktop.core.paths import bundled_plugins_dir
+
     wanted = list(manifest.requires) if manifest is not None else []
     if (manifest is not None and manifest.permissions.api_scopes
             and API_PROVIDER not in wanted and manifest.id != API_PROVIDER):
@@ -248,6 +259,8 @@ def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
 @contextlib.contextmanager
 def _without_plugin_path() -> Iterator[None]:
     # Only the plugins of the test load: not the developer's own from this variable.
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
+
     saved = os.environ.pop(PLUGINS_PATH_ENV, None)
     try:
         yield
@@ -262,6 +275,9 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
     """Start the app on ``home`` with the plugin at ``root`` (and the plugins it needs),
     yield a :class:`PlexiChatApp`, stop it. What the ``plexichat_app`` fixture uses; call
     it directly for a second app in one test."""
+    import httpx
+
+    from plexichat_desktop.core.paths import AppPaths
     from plexichat_desktop.core.settings import Settings
     from plexichat_desktop.runtime import Runtime, RuntimeOptions
 
@@ -333,6 +349,8 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
 def _v1_user(app: PlexiChatApp, clients: list[httpx.Client]) -> V1User:
     """Register and log in a user of the v1 API, and sign the API layer in as them, so
     that the plugin's ``ctx.api`` acts for that user."""
+    import httpx
+
     name = f"harness{os.getpid() % 10_000}u{next(_users)}"
     v1 = httpx.Client(base_url=f"{app.url}api/v1/", timeout=30.0)
     clients.append(v1)

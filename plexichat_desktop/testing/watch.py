@@ -38,7 +38,7 @@ WHOLE_SUITE = None
 HARNESS_FIXTURE = "plexichat_app"
 # How long the watcher waits for a burst of writes (an editor's save, a git checkout) to
 # end before it reports them; short, because this is on the path from save to result.
-STEP_MS = 30
+STEP_MS = 20
 DEBOUNCE_MS = 400
 
 
