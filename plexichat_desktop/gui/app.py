@@ -66,12 +66,20 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_ready: Callable[[str], None] | None,
                 attach: Attach | None = None) -> int:
+    # Chromium's helper processes (zygote, GPU, renderer) take a good part of a second to
+    # come up: a throwaway page starts them now, while the server and plugins start, so
+    # the first real tab finds them running.
+    warm_up = _warm_up_webengine() if webengine_missing is None else None
     runtime = Runtime(paths, settings, options)
     closed = asyncio.Event()
     url = await start_until_signal(runtime, closed)
     if url is None:
+        if warm_up is not None:
+            warm_up.deleteLater()
         return 1
     shell = DesktopShell(app, runtime, paths, closed, webengine_missing)
+    if warm_up is not None:
+        warm_up.deleteLater()  # its processes stay for the real pages
     if on_ready is not None:
         on_ready(url)
     print(f"PlexiChat Desktop is serving at {url}", flush=True)
@@ -88,6 +96,14 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
         await shell.shutdown()
         await runtime.stop()
     return 0
+
+
+def _warm_up_webengine() -> QObject:
+    from PySide6.QtWebEngineCore import QWebEnginePage
+
+    page = QWebEnginePage()  # the default profile: the app's own one is made later
+    page.setHtml("")
+    return page
 
 
 class DesktopShell:
