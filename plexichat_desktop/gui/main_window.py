@@ -461,7 +461,9 @@ class MainWindow(QMainWindow):
         panes += [w.pane for w in self.windows]
         running = state in ("active", "degraded")
         for pane in panes:
-            rec = self.plugin_of(pane.home_path) if isinstance(pane, Pane) else None
+            if not isinstance(pane, Pane):
+                continue
+            rec = self.plugin_of(pane.home_path)
             if rec is None or rec.id != plugin_id:
                 continue
             if isinstance(pane, ProblemPane):
