@@ -160,6 +160,7 @@ class FileManagerPlugin(Plugin):
             ("/search", self.search, ["GET"]),
             ("/hash", self.hash, ["POST"]),
             ("/duplicates", self.duplicates, ["POST"]),
+            ("/metadata", self.metadata, ["GET"]),
             ("/sync/status", self.sync_status, ["GET"]),
             ("/sync/plan", self.sync_plan, ["POST"]),
             ("/sync/apply", self.sync_apply, ["POST"]),
@@ -585,6 +586,21 @@ class FileManagerPlugin(Plugin):
             return {"path": body.path, **result}
 
         return await self._start(request, "hash", work)
+
+    async def metadata(self, request: Request) -> Any:
+        """``?root=&path=``: EXIF of an image, PDF document info, audio tags, plus size,
+        mtime and permissions of any file."""
+        from file_manager import metadata
+        from file_manager.core import entry_info
+
+        q = request.query_params
+        rel = q.get("path", "")
+        path = self.roots.resolve(q.get("root", "0"), rel)
+        if not path.is_file():
+            raise FieldError(404, "path", f"{rel!r} is not an existing file")
+        root = self.roots.get(q.get("root", "0"))
+        info = await asyncio.to_thread(entry_info, path, rel, root.path)
+        return {**info, **await asyncio.to_thread(metadata.read, path)}
 
     async def duplicates(self, request: Request) -> Any:
         """Groups of identical files under ``path`` (size first, then hashes; a job)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,63 @@ async def test_search_streams_over_the_app_and_refuses_bad_patterns(app, tmp_pat
         answer = await client.post("hash", json={"root": "0", "path": "src/main.py",
                                                  "algorithms": ["crc32"]})
         assert answer.status_code == 422 and answer.json()["field"].startswith("algorithms")
+        answer = await client.get("metadata", params={"root": "0", "path": "src/main.py"})
+        assert answer.status_code == 200 and answer.json()["kind"] is None
+        assert answer.json()["size"] == (root / "src" / "main.py").stat().st_size
+        answer = await client.get("metadata", params={"root": "0", "path": "src"})
+        assert answer.status_code == 404 and answer.json()["field"] == "path"
         (root / "copy.py").write_bytes((root / "src" / "main.py").read_bytes())
         job = (await client.post("duplicates?wait=true", json={"root": "0"})).json()
         assert job["result"]["groups"][0]["paths"] == ["copy.py", "src/main.py"]
+
+
+def media(folder: Path) -> None:
+    """A JPEG with EXIF, a PDF with document info, a WAV with ID3 tags, made here."""
+    import wave
+
+    from mutagen.id3 import TIT2, TPE1
+    from mutagen.wave import WAVE
+    from PIL import Image
+    from pypdf import PdfWriter
+
+    exif = Image.Exif()
+    exif[0x010F] = "Acme"  # Make
+    exif[0x0110] = "Model X"  # Model
+    Image.new("RGB", (4, 3), "red").save(folder / "photo.jpg", exif=exif)
+    writer = PdfWriter()
+    writer.add_blank_page(72, 72)
+    writer.add_blank_page(72, 72)
+    writer.add_metadata({"/Title": "Quarterly report", "/Author": "Ann"})
+    with open(folder / "report.pdf", "wb") as fh:
+        writer.write(fh)
+    with wave.open(str(folder / "song.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 8000)
+    audio = WAVE(folder / "song.wav")
+    audio.add_tags()
+    audio.tags.add(TIT2(encoding=3, text="Song title"))
+    audio.tags.add(TPE1(encoding=3, text="The Band"))
+    audio.save()
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("PIL", "pypdf", "mutagen")),
+                    reason="pillow, pypdf or mutagen is not installed")
+def test_exif_pdf_info_and_audio_tags(tmp_path: Path) -> None:
+    from file_manager import metadata
+
+    media(tmp_path)
+    image = metadata.read(tmp_path / "photo.jpg")
+    assert image["kind"] == "image" and image["fields"]["Make"] == "Acme"
+    assert image["fields"]["Model"] == "Model X" and image["fields"]["Size"] == "4 x 3"
+    pdf = metadata.read(tmp_path / "report.pdf")
+    assert pdf["fields"]["Title"] == "Quarterly report" and pdf["fields"]["Pages"] == "2"
+    audio = metadata.read(tmp_path / "song.wav")
+    assert audio["fields"]["TIT2"] == "Song title" and audio["fields"]["TPE1"] == "The Band"
+    assert audio["fields"]["Length"] == "1.0 s"
+    (tmp_path / "broken.pdf").write_text("not a pdf")
+    broken = metadata.read(tmp_path / "broken.pdf")
+    assert broken["fields"] == {} and broken["error"]
+    assert metadata.read(tmp_path / "notes.txt") == {"kind": None, "fields": {},
+                                                      "missing": None}

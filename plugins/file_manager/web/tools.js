@@ -130,6 +130,23 @@
     } catch (err) { fm.showError(err.message); }
   });
 
+  $("op-details").addEventListener("click", async () => {
+    const pane = fm.activePane();
+    const paths = pane.selection();
+    if (paths.length !== 1) { fm.showError("Select one file for its details."); return; }
+    try {
+      const info = await fm.call(`metadata?${new URLSearchParams({ root: pane.root, path: paths[0] })}`);
+      fm.showError("");
+      $("search-status").textContent = `Details of ${info.path}`;
+      const rows = [["Size", fm.size(info.size)], ["Modified", fm.when(info.mtime)],
+        ["Permissions", `${info.mode} (${info.octal})`], ["Type", info.mime || info.type]];
+      for (const [key, value] of Object.entries(info.fields || {})) rows.push([key, value]);
+      if (info.missing) rows.push(["Note", `install ${info.missing} to read its ${info.kind} details`]);
+      if (info.error) rows.push(["Could not read", info.error]);
+      $("search-results").replaceChildren(...rows.map(([k, v]) => fm.el("li", { textContent: `${k}: ${v}` })));
+    } catch (err) { fm.showError(err.message); }
+  });
+
   document.addEventListener("fm-job", (event) => {
     const job = event.detail;
     if (job.state !== "succeeded") return;
