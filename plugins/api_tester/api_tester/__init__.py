@@ -212,11 +212,13 @@ class ApiTesterPlugin(Plugin):
         try:
             stem = path.removesuffix(".request.json")
             clean, moved = externalize(spec, stem)
+            # Secrets first: the file must never refer to a secret that is not stored.
+            self.collections.check(collection, path)
+            for name, value in moved.items():
+                self.secrets.set(f"{collection}:{name}", value)
             self.collections.write(collection, path, clean)
         except StorageProblem as exc:
             return problem(exc)
-        for name, value in moved.items():
-            self.secrets.set(f"{collection}:{name}", value)
         return {"path": path, "request": clean.model_dump(mode="json"),
                 "secrets_moved": sorted(moved)}
 
@@ -261,11 +263,12 @@ class ApiTesterPlugin(Plugin):
                     secrets[f"{collection}:env.{name}.{var.name}"] = var.value
                 var.value = ""
         try:
+            self.collections.info(collection)
+            for key, value in secrets.items():
+                self.secrets.set(key, value)
             self.collections.write_env(collection, clean)
         except StorageProblem as exc:
             return problem(exc)
-        for key, value in secrets.items():
-            self.secrets.set(key, value)
         return await self.get_env(collection, name)
 
     # -- import and export -----------------------------------------------------------

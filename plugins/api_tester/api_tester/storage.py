@@ -114,6 +114,10 @@ class Collections:
             check_name(part, "path")
         return resolved
 
+    def check(self, collection: str, path: str) -> Path:
+        """The file a request path names, after every check (the file need not exist)."""
+        return self._request_path(collection, path)
+
     # -- collections -----------------------------------------------------------------
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -262,13 +266,27 @@ class SecretStore:
     def __init__(self, data_dir: Path, mode: str = "auto"):
         self.file = Path(data_dir) / "secrets.json"
         self.index_file = Path(data_dir) / "secret-names.json"
-        self._keyring: Any = None
-        if mode in ("auto", "keyring"):
-            self._keyring = self._usable_keyring()
-            if self._keyring is None and mode == "keyring":
-                raise RuntimeError("secrets_storage = 'keyring' but no usable keyring "
-                                   "backend is installed; install keyring or use 'file'")
-        self.backend = "keyring" if self._keyring is not None else "file"
+        self.mode = mode
+        self._chosen = False
+        self._keyring_module: Any = None
+
+    @property
+    def _keyring(self) -> Any:
+        # Chosen on first use: importing keyring probes its backends (D-Bus and the
+        # like), which the app's start-up should not wait for.
+        if not self._chosen:
+            if self.mode in ("auto", "keyring"):
+                self._keyring_module = self._usable_keyring()
+                if self._keyring_module is None and self.mode == "keyring":
+                    raise StorageProblem("secrets_storage: 'keyring' is set but no usable "
+                                         "keyring backend is installed; install keyring or "
+                                         "use 'file'", 503)
+            self._chosen = True
+        return self._keyring_module
+
+    @property
+    def backend(self) -> str:
+        return "keyring" if self._keyring is not None else "file"
 
     @staticmethod
     def _usable_keyring() -> Any:

@@ -95,12 +95,16 @@ def make_app(state: dict[str, Any]) -> Starlette:
             return JSONResponse({"detail": "no"}, status_code=401)
         return JSONResponse({"user": "ann"})
 
+    async def slow(request: Request) -> Response:
+        await asyncio.sleep(float(request.query_params.get("s", "2")))
+        return PlainTextResponse("late")
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[
         Route("/echo", echo, methods=methods), Route("/users/{name}", user),
         Route("/binary", binary), Route("/huge", huge), Route("/redirect", redirect),
         Route("/toggle", toggle), Route("/status/{code:int}", status),
-        Route("/whoami", whoami)])
+        Route("/whoami", whoami), Route("/slow", slow)])
 
 
 @contextlib.asynccontextmanager

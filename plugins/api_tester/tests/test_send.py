@@ -152,3 +152,13 @@ def test_undefined_variable_and_bad_json_name_the_field() -> None:
     with pytest.raises(RequestProblem) as info:
         resolve(spec("http://127.0.0.1/", body={"mode": "json", "text": "{oops"}), {})
     assert info.value.field == "body.text" and "not valid JSON" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_a_slow_answer_is_a_504_naming_the_url(tmp_path: Path) -> None:
+    eng = engine(tmp_path, timeout=0.2)
+    async with loopback_server() as srv:
+        with pytest.raises(RequestProblem) as info:
+            await eng.execute(spec(srv.url + "/slow?s=0.8"), {})
+    assert info.value.status == 504 and info.value.field == "url"
+    assert "no answer from" in str(info.value) and "0.2 s" in str(info.value)

@@ -341,6 +341,58 @@ async function createCollection(event) {
   }
 }
 
+async function deleteRequest() {
+  showError(null);
+  if (!state.collection || !state.path) { showError(new Error("Open a saved request to delete it.")); return; }
+  try {
+    await api(`collections/${encodeURIComponent(state.collection)}/request?path=${encodeURIComponent(state.path)}`, { method: "DELETE" });
+    $("save-status").textContent = `Deleted ${state.path}.`;
+    state.path = null;
+    await loadTree();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// ---- environments -------------------------------------------------------------------
+async function loadEnvironment() {
+  const name = $("environment").value;
+  $("env-name").value = name;
+  $("env-status").textContent = "";
+  if (!name || !state.collection) { $("env-vars").value = ""; return; }
+  try {
+    const env = await api(`collections/${encodeURIComponent(state.collection)}/environments/${encodeURIComponent(name)}`);
+    $("env-vars").value = env.variables.map((v) => `${v.secret ? "!" : ""}${v.name}=${v.value}`).join("\n");
+    const stored = env.variables.filter((v) => v.secret);
+    if (stored.length) {
+      $("env-status").textContent = stored.map((v) => `${v.name}: ${v.stored ? "stored" : "not set"}`).join(", ");
+    }
+  } catch (err) {
+    showError(err);
+  }
+}
+
+async function saveEnvironment(event) {
+  event.preventDefault();
+  showError(null);
+  if (!state.collection) { showError(new Error("Select a collection first.")); return; }
+  const name = $("env-name").value.trim();
+  const variables = pairs($("env-vars").value, "=").filter((p) => p.enabled).map((p) => {
+    const secret = p.name.startsWith("!");
+    return { name: secret ? p.name.slice(1) : p.name, value: p.value, secret };
+  });
+  try {
+    await api(`collections/${encodeURIComponent(state.collection)}/environments/${encodeURIComponent(name)}`,
+      { method: "PUT", json: { name, variables } });
+    await loadTree();
+    $("environment").value = name;
+    await loadEnvironment();
+    $("env-status").textContent = `Saved ${name}. ${$("env-status").textContent}`;
+  } catch (err) {
+    showError(err);
+  }
+}
+
 // ---- runner -------------------------------------------------------------------------
 async function startRun(event) {
   event.preventDefault();
@@ -545,6 +597,9 @@ function init() {
   $("monitor-form").addEventListener("submit", createMonitor);
   $("import-form").addEventListener("submit", importText);
   $("load-form").addEventListener("submit", startLoad);
+  $("delete-request").addEventListener("click", deleteRequest);
+  $("environment").addEventListener("change", loadEnvironment);
+  $("env-form").addEventListener("submit", saveEnvironment);
   $("builtin-v1").addEventListener("click", () => importBuiltin("v1"));
   $("builtin-app").addEventListener("click", () => importBuiltin("app"));
   $("export-curl").addEventListener("click", () => exportAs("curl"));
