@@ -65,3 +65,39 @@ def test_saves_reload_the_open_tab_and_a_broken_save_shows_why(
         arun(session.stop())
         arun(shell.shutdown())
         arun(runtime.stop())
+
+
+def test_dev_with_the_window_reloads_and_exits_cleanly(home: Any, tmp_path: Path) -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.gui.test_desktop_shell import app_env
+
+    root = scaffold_plugin("windowed", tmp_path / "plugins")
+    out = tmp_path / "dev.log"
+    with out.open("w") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "dev", str(root),
+                                 "--port", "0", "--no-tests"], env=app_env(home),
+                                stdout=handle, stderr=subprocess.STDOUT, text=True)
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + WAIT / 1000
+        while text not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+
+    try:
+        wait_for("Watching ")
+        assert re.search(r"Plugin windowed \(active\)", out.read_text())
+        module = root / "windowed" / "__init__.py"
+        module.write_text(module.read_text().replace('"Hello"', '"Hi"'))
+        wait_for("reloaded windowed in")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    log = out.read_text()
+    assert rc == 0, log[-3000:]
+    assert "Traceback" not in log and "closing the desktop window" in log
