@@ -1,7 +1,8 @@
 """Takes docs/file-manager.png: the page in QtWebEngine offscreen, as the desktop window
 shows it, on a demo folder with an archive open, a search done and a sync plan waiting.
 
-Run from the repository root (it uses the project's GUI test fixtures):
+Run from the repository root (it uses the project's GUI test fixtures; set
+FM_SCREENSHOT_THEME=dark for docs/file-manager-dark.png):
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
         -p tests.gui.conftest plugins/file_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
@@ -59,7 +60,8 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
         layer = rt.plugins.by_id["api_integration_layer"].instance
         arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD))
         arun(layer.client.auth.login("ann", PASSWORD))
-        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+        theme = os.environ.get("FM_SCREENSHOT_THEME", "light")
+        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
             view = browser.open("/plugins/file_manager/", size=(1400, 1750))
             browser.wait_idle(view)
             js = browser.js
@@ -99,6 +101,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             qtbot.wait(400)
             report = browser.report(view)
             assert not report.problems, report.problems
-            view.grab().save(str(HERE / "file-manager.png"))
+            name = "file-manager.png" if theme == "light" else f"file-manager-{theme}.png"
+            view.grab().save(str(HERE / name))
     finally:
         arun(rt.stop())
