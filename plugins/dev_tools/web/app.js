@@ -9,7 +9,7 @@ const state = {
   pickerPath: "",
   currentRun: null,    // the task run whose output the console shows
   jobWaiters: new Map(),
-  gitFiles: [],
+  gitFiles: { staged: [], changes: [] },
 };
 const $ = (id) => document.getElementById(id);
 
@@ -353,7 +353,8 @@ async function showRun(id) {
     const run = await api(`tasks/history/${encodeURIComponent(id)}`);
     state.currentRun = run.id;
     $("console-title").textContent = `Output: ${run.task} (${run.state})`;
-    $("console").textContent = run.output || "(no output)";
+    $("console").textContent = `▶ ${run.task} ${JSON.stringify(run.args)}\n`
+      + (run.output || "(no output)\n");
   } catch (error) {
     $("console").textContent = error.message;
   }
@@ -370,12 +371,14 @@ function listen() {
     pre.append(data.text);
     if (atEnd) pre.scrollTop = pre.scrollHeight;
   });
-  source.addEventListener("run", (event) => {
+  source.addEventListener("run", async (event) => {
     const run = JSON.parse(event.data);
     if (run.finished_at && run.id === state.currentRun) {
-      const pre = $("console");
-      if (run.truncated) pre.append(`\n… output over the cap; the end:\n${run.tail}`);
-      pre.append(`\n[${run.state}${run.exit_code === null ? "" : `, exit ${run.exit_code}`}]\n`);
+      // The stored output is complete (output streamed before the page knew the run's
+      // id, and the tail of a capped run, are only there).
+      await showRun(run.id);
+      $("console").append(`\n[${run.state}${run.exit_code === null ? ""
+        : `, exit ${run.exit_code}`}]\n`);
     }
     if (state.ws && run.workspace === state.ws.path) loadHistory();
   });
@@ -401,6 +404,9 @@ async function refreshGit() {
     const changes = status.files.filter((f) => f.unstaged);
     $("git-staged").replaceChildren(...fileRows(staged, true));
     $("git-changes").replaceChildren(...fileRows(changes, false));
+    state.gitFiles = { staged: staged.map((f) => f.path), changes: changes.map((f) => f.path) };
+    $("unstage-all").disabled = !staged.length;
+    $("stage-all").disabled = !changes.length;
     loadBranches();
     loadLog();
   } catch (error) {
@@ -431,9 +437,11 @@ async function showDiff(path, staged) {
 }
 
 async function stage(path, unstage) {
+  const paths = Array.isArray(path) ? path : [path];
+  if (!paths.length) return;
   try {
     await api(unstage ? "git/unstage" : "git/stage", { body: { workspace: state.ws.path,
-      paths: [path] } });
+      paths } });
   } catch (error) {
     $("git-state").textContent = error.message;
   }
@@ -518,6 +526,8 @@ async function loadHooks() {
   try {
     const { hooks, skipped_repos: skipped } = await api("hooks", { query: wsQuery() });
     const items = hooks.map((h) => el("li", {},
+      el("input", { type: "checkbox", class: "hook-pick", value: h.id, checked: "",
+        "aria-label": `Run hook ${h.id}` }),
       el("span", { class: "badge", text: h.language }),
       el("span", { class: "grow" }, el("strong", { text: h.id }), " ",
         el("span", { class: "muted", text: h.name })),
@@ -534,8 +544,11 @@ async function loadHooks() {
 
 async function runHooks() {
   const view = $("hooks-view");
+  const picks = [...document.querySelectorAll(".hook-pick")];
+  // No list (it failed to load): let the server run them all.
+  const hooks = picks.length ? picks.filter((c) => c.checked).map((c) => c.value) : null;
   const preview = await previewInto("hooks/preview", { workspace: state.ws.path,
-    files: $("hooks-scope").value }, view);
+    files: $("hooks-scope").value, hooks }, view);
   if (!preview) return;
   const report = el("ul", { class: "list report", "aria-label": "Hook results" },
     ...preview.hooks.map((h) => el("li", {},
@@ -564,7 +577,9 @@ function treeNode(node) {
   }
   const details = el("details", bad ? { open: "" } : {},
     el("summary", { class: bad ? "failed" : "" }, node.name,
-      el("span", { class: "count", text: counts })),
+      el("span", { class: "count", text: counts }), " ",
+      el("button", { type: "button", class: "small", "aria-label": `Run ${node.id}`,
+        onclick: (event) => { event.preventDefault(); runTests(false, [node.id]); } }, "Run")),
     el("ul", {}, ...node.children.map(treeNode)));
   return el("li", {}, details);
 }
@@ -577,11 +592,11 @@ function renderTests(result) {
   $("tests-rerun").disabled = !result.failed.length;
 }
 
-async function runTests(rerun) {
+async function runTests(rerun, nodeids = []) {
   const summary = $("tests-summary");
   try {
     renderTests(await runJob("tests/run", { workspace: state.ws.path, rerun_failed: rerun,
-      plugins: $("tests-plugins").checked }, summary));
+      nodeids, plugins: $("tests-plugins").checked }, summary));
   } catch (error) {
     summary.textContent = error.message;
   }
@@ -624,6 +639,10 @@ $("hooks-run").addEventListener("click", needWorkspace(runHooks));
 $("tests-run").addEventListener("click", needWorkspace(() => runTests(false)));
 $("tests-rerun").addEventListener("click", needWorkspace(() => runTests(true)));
 $("git-refresh").addEventListener("click", needWorkspace(refreshGit));
+$("stage-all").addEventListener("click", needWorkspace(() => stage(state.gitFiles.changes,
+  false)));
+$("unstage-all").addEventListener("click", needWorkspace(() => stage(state.gitFiles.staged,
+  true)));
 $("branch-switch").addEventListener("click", needWorkspace(() => switchBranch(false)));
 $("branch-create").addEventListener("click", needWorkspace(() => switchBranch(true)));
 $("commit-form").addEventListener("submit", (event) => {
