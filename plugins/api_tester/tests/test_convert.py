@@ -17,7 +17,7 @@ from api_tester.convert import (
     to_httpx,
 )
 from api_tester.models import RequestSpec
-from api_tester.testing import PASSWORD, loopback_server, running_app
+from api_tester.testing import PASSWORD, loopback_server, running_app, wait_job
 
 
 def test_curl_import_cases() -> None:
@@ -169,8 +169,6 @@ async def test_ready_collections_for_the_apps_own_apis(tmp_path: Path) -> None:
         started = await client.post("run", json={
             "collection": "PlexiChat v1", "folder": "users", "environment": "local"})
         assert started.status_code == 202, started.text
-        from test_host import wait_job
-
         job = await wait_job(client, started.json()["id"])
         report = (await client.get(f"runs/{job['id']}")).json()
         assert report["results"][-1]["method"] == "DELETE"  # deletes run last
