@@ -60,6 +60,14 @@ async def test_sync_plan_approval_matrix_conflicts_and_guards(
         answer = await client.post("sync/plan", json={"root": "0", "path": "notes",
                                                       "cloud": "Notes"})
         assert answer.status_code == 409 and answer.json()["field"] == "cloud"
+        for body, field in (({"root": "0", "path": "notes", "cloud": "../x"}, "cloud"),
+                            ({"root": "0", "path": "notes", "cloud": ""}, "cloud"),
+                            ({"root": "0", "path": "../..", "cloud": "Notes"}, "path"),
+                            ({"root": "0", "path": "notes/a.txt", "cloud": "Notes"}, "path")):
+            answer = await client.post("sync/plan", json=body)
+            assert 400 <= answer.status_code < 500 and answer.json()["field"] == field, body
+        answer = await client.post("sync/apply", json={"plan_id": "x", "approve": "all"})
+        assert answer.status_code == 422 and answer.json()["field"] == "approve"
 
         layer = server.plugin("api_integration_layer")
         await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
