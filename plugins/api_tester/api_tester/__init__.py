@@ -22,7 +22,6 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from api_tester import convert
 from api_tester.engine import Engine, StepResult, junit, parse_csv, run
 from api_tester.models import (
     CollectionInfo,
@@ -293,6 +292,8 @@ class ApiTesterPlugin(Plugin):
 
     async def import_requests(self, body: ImportBody) -> Any:
         """Import into ``collection`` (made if needed); ``created`` lists the files."""
+        from api_tester import convert  # on first use: keeps the app's start-up lean
+
         skipped = 0
         variables: list[Variable] = []
         try:
@@ -340,6 +341,8 @@ class ApiTesterPlugin(Plugin):
         """A ready collection for the app's own API: ``v1`` (the PlexiChat v1 API, with a
         ``local`` environment and the v1 login helper) or ``app`` (the host's routes,
         sent with the app token)."""
+        from api_tester import convert
+
         if not self.ctx.server_url:
             return JSONResponse({"detail": "which: the app's server is not running",
                                  "field": "which"}, status_code=409)
@@ -375,6 +378,8 @@ class ApiTesterPlugin(Plugin):
         return {"collection": name, "created": created}
 
     async def export(self, body: ExportBody) -> Any:
+        from api_tester import convert
+
         code = (convert.to_curl(body.request) if body.kind == "curl"
                 else convert.to_httpx(body.request))
         return {"kind": body.kind, "code": code}
