@@ -10,7 +10,6 @@ preview is refused (409) rather than overwritten with a stale result.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import hashlib
 import os
 import secrets
@@ -184,6 +183,8 @@ def unified(rel: str, old: bytes, new: bytes, created: bool = False,
             deleted: bool = False) -> str:
     if b"\x00" in old[:8192] or b"\x00" in new[:8192]:
         return f"Binary file {rel} changed ({len(old)} -> {len(new)} bytes)\n"
+    import difflib  # lazily: app start-up imports every plugin
+
     a = old.decode("utf-8", "replace").splitlines(keepends=True)
     b = new.decode("utf-8", "replace").splitlines(keepends=True)
     lines = difflib.unified_diff(a, b, "/dev/null" if created else f"a/{rel}",

@@ -13,7 +13,6 @@ import json
 import re
 import sys
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,8 @@ def discover(ws: Workspace) -> tuple[list[Task], list[str]]:
             problems.append(f"package.json: {exc}")
     pyproject = ws.path / "pyproject.toml"
     if pyproject.is_file():
+        import tomllib  # lazily: app start-up imports every plugin
+
         try:
             data = tomllib.loads(pyproject.read_text("utf-8"))
             project = data.get("project")
