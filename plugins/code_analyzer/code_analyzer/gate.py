@@ -49,98 +49,119 @@ def check_target(folder: Path, ref: str) -> str:
         raise GateError(str(exc)) from None
 
 
+@dataclass
+class _NewCode:
+    """The changed source files (folder-relative) and which of their lines are new."""
+
+    entries: list[tuple[str, bytes, str]]
+    lines: dict[str, set[int] | None]  # None: every line is new
+    old_paths: dict[str, str | None]
+
+    def is_new(self, rel: str, first: int, last: int | None = None) -> bool:
+        if rel not in self.lines:
+            return False
+        new = self.lines[rel]
+        return new is None or any(n in new for n in range(first, (last or first) + 1))
+
+
+def _diff(folder: Path, rule: GateRule) -> tuple[Path, str, str, list[gitutil.Change]]:
+    repo = gitutil.toplevel(folder)
+    if repo is None:
+        raise GateError(f"folder: {folder} is not inside a git repository")
+    under = folder.relative_to(repo).as_posix() if folder != repo else ""
+    try:
+        commit = gitutil.resolve_ref(repo, rule.ref)
+        return repo, commit, under, gitutil.changes(repo, commit, under)
+    except gitutil.GitError as exc:
+        text = str(exc)
+        raise GateError(text if text.startswith("ref:") else f"ref: {text}") from None
+
+
+def _read(repo: Path, changed: list[gitutil.Change], prefix: str, max_bytes: int) -> _NewCode:
+    code = _NewCode([], {}, {})
+    for ch in changed:
+        language = language_of(ch.path)
+        path = repo / ch.path
+        try:
+            if language is None or path.is_symlink() or path.stat().st_size > max_bytes:
+                continue
+            data = path.read_bytes()
+        except OSError:  # deleted or unreadable since the diff
+            continue
+        rel = ch.path[len(prefix):]
+        code.entries.append((rel, data, language))
+        code.lines[rel] = None if ch.whole else ch.lines
+        code.old_paths[rel] = ch.old_path
+    return code
+
+
+def _measure(code: _NewCode, metrics: list[dict[str, Any]], repo: Path, commit: str,
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Changed files (MI now and before), changed functions, and our own findings."""
+    files, functions, findings = [], [], []
+    for (rel, _, language), m in zip(code.entries, metrics, strict=True):
+        if m.get("binary"):
+            continue
+        base = _base_metrics(repo, commit, code.old_paths.get(rel), language) or {}
+        base_cc = {fn["name"]: fn["complexity"] for fn in base.get("functions", [])}
+        new_lines = code.lines[rel]
+        files.append({"path": rel, "language": language, "mi": m["mi"],
+                      "base_mi": base.get("mi"),
+                      "new_lines": m["loc"] if new_lines is None else len(new_lines)})
+        findings += [{**f, "path": rel} for f in m["findings"]]
+        functions += [{"path": rel, **fn, "base_complexity": base_cc.get(fn["name"])}
+                      for fn in m["functions"]
+                      if code.is_new(rel, fn["line"], fn["end_line"])]
+    return files, functions, findings
+
+
+def _conditions(rule: GateRule, new_issues: list[dict[str, Any]],
+                functions: list[dict[str, Any]], files: list[dict[str, Any]],
+                ) -> list[dict[str, Any]]:
+    limit = SEVERITIES.index(rule.fail_on)
+    blocking = [i for i in new_issues if SEVERITIES.index(i["severity"]) <= limit]
+    mis = [f["mi"] for f in files if f["mi"] is not None]
+    worst_cc = max((f["complexity"] for f in functions), default=0)
+    worse = "" if rule.fail_on == "high" else " or worse"
+    return [
+        {"name": f"no new {rule.fail_on}{worse} issues", "threshold": 0,
+         "actual": len(blocking), "passed": not blocking},
+        {"name": "max cyclomatic complexity of changed functions",
+         "threshold": rule.max_complexity, "actual": worst_cc,
+         "passed": worst_cc <= rule.max_complexity},
+        {"name": "min maintainability index of changed files",
+         "threshold": rule.min_maintainability, "actual": min(mis, default=None),
+         "passed": all(mi >= rule.min_maintainability for mi in mis)},
+    ]
+
+
 def run_gate(folder: Path, rule: GateRule, store: Store | None, options: ScanOptions,
              cancel: threading.Event | None = None, progress: Progress | None = None,
              ) -> dict[str, Any]:
+    """The verdict on the code changed in ``folder`` since ``rule.ref``."""
     cancel = cancel or threading.Event()
     report: Progress = progress or (lambda *_: None)
     started = time.monotonic()
     folder = folder.resolve()
-    repo = gitutil.toplevel(folder)
-    if repo is None:
-        raise GateError(f"folder: {folder} is not inside a git repository")
-    try:
-        commit = gitutil.resolve_ref(repo, rule.ref)
-        under = folder.relative_to(repo).as_posix() if folder != repo else ""
-        report(0, None, f"diff against {rule.ref}")
-        changed = gitutil.changes(repo, commit, under)
-    except gitutil.GitError as exc:
-        text = str(exc)
-        raise GateError(text if text.startswith("ref:") else f"ref: {text}") from None
-    prefix = f"{under}/" if under else ""
-    entries: list[tuple[str, bytes, str]] = []
-    lines: dict[str, set[int] | None] = {}  # folder-relative path -> new lines (None=all)
-    old_paths: dict[str, str | None] = {}
-    for ch in changed:
-        language = language_of(ch.path)
-        if language is None:
-            continue
-        path = repo / ch.path
-        try:
-            if path.is_symlink() or path.stat().st_size > options.max_bytes:
-                continue
-            data = path.read_bytes()
-        except OSError:
-            continue
-        rel = ch.path[len(prefix):]
-        entries.append((rel, data, language))
-        lines[rel] = None if ch.whole else ch.lines
-        old_paths[rel] = ch.old_path
+    report(0, None, f"diff against {rule.ref}")
+    repo, commit, under, changed = _diff(folder, rule)
+    code = _read(repo, changed, f"{under}/" if under else "", options.max_bytes)
     if cancel.is_set():
         raise ScanCancelled
-    metrics, _ = compute_metrics(entries, store, options, cancel, report)
-
-    def is_new(rel: str, first: int, last: int | None = None) -> bool:
-        new = lines.get(rel)
-        if new is None:
-            return rel in lines
-        return any(n in new for n in range(first, (last or first) + 1))
-
-    issues: list[dict[str, Any]] = []
-    functions: list[dict[str, Any]] = []
-    files: list[dict[str, Any]] = []
-    for (rel, _, language), m in zip(entries, metrics, strict=True):
-        if m.get("binary"):
-            continue
-        base = _base_metrics(repo, commit, old_paths.get(rel), language)
-        base_cc = {fn["name"]: fn["complexity"] for fn in (base or {}).get("functions", [])}
-        files.append({"path": rel, "language": language, "mi": m["mi"],
-                      "base_mi": (base or {}).get("mi"), "new_lines": (
-                          m["loc"] if lines[rel] is None else len(lines[rel] or ()))})
-        for f in m["findings"]:
-            issues.append({**f, "path": rel})
-        for fn in m["functions"]:
-            if is_new(rel, fn["line"], fn["end_line"]):
-                functions.append({"path": rel, **fn, "base_complexity": base_cc.get(fn["name"])})
-    py_files = [e[0] for e in entries if e[2] == "python"]
-    report(len(entries), len(entries), "running ruff and bandit on the changed files")
+    metrics, _ = compute_metrics(code.entries, store, options, cancel, report)
+    files, functions, issues = _measure(code, metrics, repo, commit)
+    report(len(files), len(files), "running ruff and bandit on the changed files")
+    python = {rel: data for rel, data, lang in code.entries if lang == "python"}
     try:
-        contents = {rel: data for rel, data, lang in entries if lang == "python"}
-        for run in (tools.run_ruff(folder, py_files, cancel, options.tool_timeout,
-                                   options.ruff_cache_dir),
-                    tools.run_bandit_cached(folder, contents, store, cancel,
-                                            options.tool_timeout)):
-            issues.extend(run.issues)
+        issues += tools.run_ruff(folder, list(python), cancel, options.tool_timeout,
+                                 options.ruff_cache_dir).issues
+        issues += tools.run_bandit_cached(folder, python, store, cancel,
+                                          options.tool_timeout).issues
     except tools.Cancelled:
         raise ScanCancelled from None
-    new_issues = [i for i in issues if is_new(i["path"], i["line"])]
-    new_issues.sort(key=lambda i: (SEVERITIES.index(i["severity"]), i["path"], i["line"]))
-    limit = SEVERITIES.index(rule.fail_on)
-    blocking = [i for i in new_issues if SEVERITIES.index(i["severity"]) <= limit]
-    too_complex = [f for f in functions if f["complexity"] > rule.max_complexity]
-    low_mi = [f for f in files if f["mi"] is not None and f["mi"] < rule.min_maintainability]
-    conditions = [
-        {"name": f"no new {rule.fail_on}{'' if rule.fail_on == 'high' else ' or worse'} "
-                 "issues", "threshold": 0, "actual": len(blocking), "passed": not blocking},
-        {"name": "max cyclomatic complexity of changed functions",
-         "threshold": rule.max_complexity,
-         "actual": max((f["complexity"] for f in functions), default=0),
-         "passed": not too_complex},
-        {"name": "min maintainability index of changed files",
-         "threshold": rule.min_maintainability,
-         "actual": min((f["mi"] for f in files if f["mi"] is not None), default=None),
-         "passed": not low_mi},
-    ]
+    new_issues = sorted((i for i in issues if code.is_new(i["path"], i["line"])),
+                        key=lambda i: (SEVERITIES.index(i["severity"]), i["path"], i["line"]))
+    conditions = _conditions(rule, new_issues, functions, files)
     functions.sort(key=lambda f: -f["complexity"])
     return {
         "passed": all(c["passed"] for c in conditions), "ref": rule.ref, "commit": commit,

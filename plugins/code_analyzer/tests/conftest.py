@@ -41,7 +41,7 @@ def run_git() -> Callable[..., str]:
     return git
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_files() -> Callable[[Path, dict[str, str | bytes]], None]:
     return write
 

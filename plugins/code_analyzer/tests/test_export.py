@@ -25,8 +25,10 @@ def validate(log: dict[str, Any]) -> None:
     jsonschema.Draft4Validator(SCHEMA, format_checker=jsonschema.FormatChecker()).validate(log)
 
 
-@pytest.fixture
-def scanned(tmp_path: Path, make_files: Files) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory, make_files: Files) -> dict[str, Any]:
+    """One real scan (ruff, bandit and vulture included) shared by the tests here."""
+    tmp_path = tmp_path_factory.mktemp("export")
     make_files(tmp_path / "p", {
         "ruff.toml": "[lint]\nselect = ['F']\n",
         "my app/main.py": "import os\nimport subprocess\n\n\ndef go(c):\n"

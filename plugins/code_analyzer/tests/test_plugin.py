@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
 from plexichat_desktop.core.settings import Settings
@@ -42,8 +42,10 @@ class Host:
         return answer.json()
 
 
-@pytest_asyncio.fixture
-async def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Host]:
+@asynccontextmanager
+async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Host]:
+    """The real host with only this plugin, its roots set to one temp folder. (A context
+    manager, not an async fixture: the test manager runs pytest without pytest-asyncio.)"""
     monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
     home = tmp_path / "home"
     root = tmp_path / "projects"
@@ -66,123 +68,130 @@ async def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
 
 
 @pytest.mark.asyncio
-async def test_bad_input_is_a_4xx_naming_the_field(host: Host, tmp_path: Path) -> None:
-    c = host.client
-    outside = tmp_path / "elsewhere"
-    outside.mkdir()
-    cases: list[tuple[Any, int, str]] = [
-        ({"folder": str(outside)}, 403, "folder"),
-        ({"folder": "../elsewhere"}, 403, "folder"),
-        ({"folder": "a\x00b"}, 403, "folder"),
-        ({"folder": "missing"}, 404, "folder"),
-        ({}, 422, "folder"),
-        ({"folder": "."}, 202, ""),
-        ({"folder": ".", "extra": 1}, 422, "extra"),
-        ({"folder": 5}, 422, "folder"),
-    ]
-    for body, status, field in cases:
-        answer = await c.post("scan", json=body)
-        assert answer.status_code == status, (body, answer.text)
-        if status != 202:
-            assert answer.json()["detail"].startswith(field), answer.json()
-            assert field in answer.json()["errors"]
-    (host.root / "file.py").write_text("x = 1\n")
-    answer = await c.post("scan", json={"folder": "file.py"})
-    assert answer.status_code == 400 and answer.json()["detail"].startswith("folder")
-    answer = await c.post("scan", content=b"{not json")
-    assert answer.status_code == 422
-    for body, field in (({"folder": ".", "ref": "-x"}, "ref"),
-                        ({"folder": ".", "ref": "a..b"}, "ref"),
-                        ({"folder": ".", "ref": "HEAD", "max_complexity": 0},
-                         "max_complexity"),
-                        ({"folder": ".", "ref": "HEAD", "fail_on": "worst"}, "fail_on")):
-        answer = await c.post("gate", json=body)
-        assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
-    answer = await c.post("gate", json={"folder": ".", "ref": "HEAD"})
-    assert answer.status_code == 422 and answer.json()["detail"].startswith("folder: ")
-    assert "not inside a git repository" in answer.json()["detail"]
-    assert (await c.get("scans/999")).status_code == 404
-    assert (await c.get("scans", params={"limit": 0})).status_code == 422
-    assert (await c.get("scans/abc")).status_code == 422
+async def test_bad_input_is_a_4xx_naming_the_field(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with running(tmp_path, monkeypatch) as host:
+        c = host.client
+        outside = tmp_path / "elsewhere"
+        outside.mkdir()
+        cases: list[tuple[Any, int, str]] = [
+            ({"folder": str(outside)}, 403, "folder"),
+            ({"folder": "../elsewhere"}, 403, "folder"),
+            ({"folder": "a\x00b"}, 403, "folder"),
+            ({"folder": "missing"}, 404, "folder"),
+            ({}, 422, "folder"),
+            ({"folder": "."}, 202, ""),
+            ({"folder": ".", "extra": 1}, 422, "extra"),
+            ({"folder": 5}, 422, "folder"),
+        ]
+        for body, status, field in cases:
+            answer = await c.post("scan", json=body)
+            assert answer.status_code == status, (body, answer.text)
+            if status != 202:
+                assert answer.json()["detail"].startswith(field), answer.json()
+                assert field in answer.json()["errors"]
+        (host.root / "file.py").write_text("x = 1\n")
+        answer = await c.post("scan", json={"folder": "file.py"})
+        assert answer.status_code == 400 and answer.json()["detail"].startswith("folder")
+        answer = await c.post("scan", content=b"{not json")
+        assert answer.status_code == 422
+        for body, field in (({"folder": ".", "ref": "-x"}, "ref"),
+                            ({"folder": ".", "ref": "a..b"}, "ref"),
+                            ({"folder": ".", "ref": "HEAD", "max_complexity": 0},
+                             "max_complexity"),
+                            ({"folder": ".", "ref": "HEAD", "fail_on": "worst"}, "fail_on")):
+            answer = await c.post("gate", json=body)
+            assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
+        answer = await c.post("gate", json={"folder": ".", "ref": "HEAD"})
+        assert answer.status_code == 422 and answer.json()["detail"].startswith("folder: ")
+        assert "not inside a git repository" in answer.json()["detail"]
+        assert (await c.get("scans/999")).status_code == 404
+        assert (await c.get("scans", params={"limit": 0})).status_code == 422
+        assert (await c.get("scans/abc")).status_code == 422
 
 
 @pytest.mark.asyncio
-async def test_scan_job_result_history_and_exports(host: Host, make_files: Files,
-                                                   four_branches: str) -> None:
-    c = host.client
-    make_files(host.root / "proj", {"a.py": four_branches, "b.ts": "let x = 1;\n"})
-    roots = (await c.get("roots")).json()
-    assert roots["roots"] == [str(host.root)]
-    assert roots["tools"] == {"ruff": True, "bandit": True, "vulture": True}
-    answer = await c.post("scan", json={"folder": "proj", "run_tools": False})
-    assert answer.status_code == 202 and answer.json()["name"] == "scan"
-    job = await host.finished(answer.json())
-    assert job["state"] == "succeeded", job["error"]
-    assert job["fraction"] == 1 and "2 files" in job["message"]
-    scan_id = job["result"]["scan_id"]
-    assert job["result"]["summary"]["functions"] == 1
-    scan = (await c.get(f"scans/{scan_id}")).json()
-    assert [f["path"] for f in scan["files"]] == ["a.py", "b.ts"]
-    # A second scan: served from the cache, and a second point of the trend.
-    job2 = await host.finished((await c.post("scan", json={
-        "folder": str(host.root / "proj"), "run_tools": False})).json())
-    assert job2["result"]["summary"]["cache_hits"] == 2
-    trend = (await c.get("scans", params={"folder": "proj"})).json()["scans"]
-    assert [s["id"] for s in trend] == [scan_id, job2["result"]["scan_id"]]
-    assert trend[0]["sloc"] == scan["summary"]["sloc"]
-    csv = await c.get(f"scans/{scan_id}/export", params={"format": "csv"})
-    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-    assert csv.text.splitlines()[1].startswith("a.py,python,11,10,")
-    assert "attachment" in csv.headers["content-disposition"]
-    sarif = (await c.get(f"scans/{scan_id}/export", params={"format": "sarif"})).json()
-    assert sarif["version"] == "2.1.0"
-    assert (await c.get(f"scans/{scan_id}/export", params={"format": "xml"})
-            ).status_code == 422
+async def test_scan_job_result_history_and_exports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_files: Files,
+        four_branches: str) -> None:
+    async with running(tmp_path, monkeypatch) as host:
+        c = host.client
+        make_files(host.root / "proj", {"a.py": four_branches, "b.ts": "let x = 1;\n"})
+        roots = (await c.get("roots")).json()
+        assert roots["roots"] == [str(host.root)]
+        assert roots["tools"] == {"ruff": True, "bandit": True, "vulture": True}
+        answer = await c.post("scan", json={"folder": "proj", "run_tools": False})
+        assert answer.status_code == 202 and answer.json()["name"] == "scan"
+        job = await host.finished(answer.json())
+        assert job["state"] == "succeeded", job["error"]
+        assert job["fraction"] == 1 and "2 files" in job["message"]
+        scan_id = job["result"]["scan_id"]
+        assert job["result"]["summary"]["functions"] == 1
+        scan = (await c.get(f"scans/{scan_id}")).json()
+        assert [f["path"] for f in scan["files"]] == ["a.py", "b.ts"]
+        # A second scan: served from the cache, and a second point of the trend.
+        job2 = await host.finished((await c.post("scan", json={
+            "folder": str(host.root / "proj"), "run_tools": False})).json())
+        assert job2["result"]["summary"]["cache_hits"] == 2
+        trend = (await c.get("scans", params={"folder": "proj"})).json()["scans"]
+        assert [s["id"] for s in trend] == [scan_id, job2["result"]["scan_id"]]
+        assert trend[0]["sloc"] == scan["summary"]["sloc"]
+        csv = await c.get(f"scans/{scan_id}/export", params={"format": "csv"})
+        assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+        assert csv.text.splitlines()[1].startswith("a.py,python,11,10,")
+        assert "attachment" in csv.headers["content-disposition"]
+        sarif = (await c.get(f"scans/{scan_id}/export", params={"format": "sarif"})).json()
+        assert sarif["version"] == "2.1.0"
+        assert (await c.get(f"scans/{scan_id}/export", params={"format": "xml"})
+                ).status_code == 422
 
 
 @pytest.mark.asyncio
-async def test_a_scan_can_be_cancelled_from_the_page_api(host: Host, make_files: Files,
-                                                        ) -> None:
-    make_files(host.root / "big", {f"m{i:04}.py": f"def f{i}(x):\n    return x\n"
-                                   for i in range(400)})
-    plugin = host.plugin
-    started = asyncio.Event()
-    real = plugin._run_threaded
+async def test_a_scan_can_be_cancelled_from_the_page_api(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_files: Files) -> None:
+    async with running(tmp_path, monkeypatch) as host:
+        make_files(host.root / "big", {f"m{i:04}.py": f"def f{i}(x):\n    return x\n"
+                                       for i in range(400)})
+        plugin = host.plugin
+        started = asyncio.Event()
+        real = plugin._run_threaded
 
-    async def spy(job: Any, fn: Any, *args: Any) -> Any:
-        started.set()
-        return await real(job, fn, *args)
+        async def spy(job: Any, fn: Any, *args: Any) -> Any:
+            started.set()
+            return await real(job, fn, *args)
 
-    plugin._run_threaded = spy
-    job = (await host.client.post("scan", json={"folder": "big"})).json()
-    await started.wait()
-    answer = await host.client.post(f"_host/jobs/{job['id']}/cancel")
-    assert answer.status_code == 200
-    done = await host.finished(job)
-    assert done["state"] == "cancelled"
-    assert (await host.client.get("scans")).json()["scans"] == []
+        plugin._run_threaded = spy
+        job = (await host.client.post("scan", json={"folder": "big"})).json()
+        await started.wait()
+        answer = await host.client.post(f"_host/jobs/{job['id']}/cancel")
+        assert answer.status_code == 200
+        done = await host.finished(job)
+        assert done["state"] == "cancelled"
+        assert (await host.client.get("scans")).json()["scans"] == []
 
 
 @pytest.mark.asyncio
-async def test_gate_job_through_the_api(host: Host, make_files: Files,
-                                        run_git: Callable[..., str]) -> None:
-    repo = host.root / "repo"
-    make_files(repo, {"app.py": "def ok(x):\n    return x\n"})
-    run_git(repo, "init", "-q", "-b", "main")
-    run_git(repo, "add", "-A")
-    run_git(repo, "commit", "-q", "-m", "base")
-    (repo / "app.py").write_text("import subprocess\n\n\ndef ok(x):\n"
-                                 "    return subprocess.call(x, shell=True)\n")
-    answer = await host.client.post("gate", json={"folder": "repo", "ref": "HEAD",
-                                                  "max_complexity": 5})
-    assert answer.status_code == 202 and answer.json()["name"] == "gate"
-    job = await host.finished(answer.json())
-    assert job["state"] == "succeeded", job["error"]
-    result = job["result"]
-    assert result["passed"] is False and result["new_issues_total"] >= 1
-    assert result["conditions"][1]["threshold"] == 5
-    assert "gate failed against HEAD" in job["message"]
-    bad_ref = await host.client.post("gate", json={"folder": "repo", "ref": "nope"})
-    assert bad_ref.status_code == 422
-    assert bad_ref.json()["detail"].startswith("ref: 'nope' names no commit")
-    assert list(bad_ref.json()["errors"]) == ["ref"]
+async def test_gate_job_through_the_api(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_files: Files,
+        run_git: Callable[..., str]) -> None:
+    async with running(tmp_path, monkeypatch) as host:
+        repo = host.root / "repo"
+        make_files(repo, {"app.py": "def ok(x):\n    return x\n"})
+        run_git(repo, "init", "-q", "-b", "main")
+        run_git(repo, "add", "-A")
+        run_git(repo, "commit", "-q", "-m", "base")
+        (repo / "app.py").write_text("import subprocess\n\n\ndef ok(x):\n"
+                                     "    return subprocess.call(x, shell=True)\n")
+        answer = await host.client.post("gate", json={"folder": "repo", "ref": "HEAD",
+                                                      "max_complexity": 5})
+        assert answer.status_code == 202 and answer.json()["name"] == "gate"
+        job = await host.finished(answer.json())
+        assert job["state"] == "succeeded", job["error"]
+        result = job["result"]
+        assert result["passed"] is False and result["new_issues_total"] >= 1
+        assert result["conditions"][1]["threshold"] == 5
+        assert "gate failed against HEAD" in job["message"]
+        bad_ref = await host.client.post("gate", json={"folder": "repo", "ref": "nope"})
+        assert bad_ref.status_code == 422
+        assert bad_ref.json()["detail"].startswith("ref: 'nope' names no commit")
+        assert list(bad_ref.json()["errors"]) == ["ref"]

@@ -111,6 +111,13 @@ async function loadRoots() {
 }
 
 async function loadLatest() {
+  // The last gate of this session (jobs live as long as the app) is shown again on reload.
+  const {jobs} = await requestJSON(`${API}_host/jobs`);
+  const gate = jobs.find((j) => j.name === "gate" && j.state === "succeeded");
+  if (gate) {
+    state.handledJobs.add(gate.id);
+    renderGate(gate.result);
+  }
   const {scans} = await requestJSON(`${API}scans?limit=1`);
   if (scans.length) await loadScan(scans[scans.length - 1].id);
 }
@@ -261,7 +268,8 @@ function fillToolFilter(issues) {
     ...tools.map((t) => el("option", {value: t, text: t})));
   select.value = tools.includes(current) ? current : "";
   const lines = (state.scan.tools || []).map((t) => `${t.tool}: ${t.status === "ok"
-    ? `${t.issues} in ${t.seconds.toFixed(1)} s` : `${t.status} (${t.detail})`}`);
+    ? `${t.issues} in ${t.seconds.toFixed(1)} s${t.detail ? ` (${t.detail})` : ""}`
+    : `${t.status} (${t.detail})`}`);
   $("tools-line").textContent = lines.length ? lines.join(" · ") : "Tools were not run for this scan.";
 }
 
@@ -450,17 +458,23 @@ async function loadTrend(folder) {
 async function renderTrend() {
   const metric = $("trend-metric").value;
   const label = $("trend-metric").selectedOptions[0].textContent;
+  const counts = metric === "sloc" || metric === "issues_total";
+  // One point per stored scan, in order: scans minutes apart would crowd a time axis.
   const values = state.trend.map((s) => ({
-    when: new Date(s.finished_at * 1000).toISOString(),
+    scan: `#${s.id}`,
+    when: new Date(s.finished_at * 1000).toLocaleString(),
     value: metric === "issues_total" ? s.issues.high + s.issues.medium + s.issues.low : s[metric],
   })).filter((v) => v.value !== null && v.value !== undefined);
   await renderChart($("trend-chart"), {
     width: "container", height: 180,
     data: {values},
-    mark: {type: "line", point: true, tooltip: true},
+    mark: {type: "line", point: true},
     encoding: {
-      x: {field: "when", type: "temporal", title: null},
-      y: {field: "value", type: "quantitative", title: label, scale: {zero: false}},
+      x: {field: "scan", type: "ordinal", sort: null, title: "scan", axis: {labelAngle: 0}},
+      y: {field: "value", type: "quantitative", title: label, scale: {zero: counts},
+        axis: {format: counts ? "~s" : ".1f"}},
+      tooltip: [{field: "when", title: "finished"}, {field: "value", title: label,
+        format: counts ? "," : ".2f"}],
     },
   });
 }
