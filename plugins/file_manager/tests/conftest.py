@@ -9,8 +9,10 @@ runner and pytest-asyncio both run them); the app is started inside a test with 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +30,7 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
         sys.path.append(str(_folder))
 
 _TRASH_HOME = tempfile.mkdtemp(prefix="fm-test-xdg-")
+atexit.register(shutil.rmtree, _TRASH_HOME, True)
 os.environ["XDG_DATA_HOME"] = _TRASH_HOME
 if "send2trash.plat_other" in sys.modules:  # imported earlier in this process: repoint it
     _po = sys.modules["send2trash.plat_other"]
