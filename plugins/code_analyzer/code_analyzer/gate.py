@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from code_analyzer import gitutil, tools
-from code_analyzer.metrics import analyze, finding
+from code_analyzer.metrics import finding
 from code_analyzer.scan import SEVERITIES, Progress, ScanCancelled, ScanOptions, compute_metrics
 from code_analyzer.store import Store
 from code_analyzer.walk import language_of
@@ -95,14 +95,15 @@ def _read(repo: Path, changed: list[gitutil.Change], prefix: str, max_bytes: int
     return code
 
 
-def _measure(code: _NewCode, metrics: list[dict[str, Any]], repo: Path, commit: str,
+def _measure(code: _NewCode, metrics: list[dict[str, Any]],
+             before: dict[str, dict[str, Any]],
              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """Changed files (MI now and before), changed functions, and our own findings."""
     files, functions, findings = [], [], []
     for (rel, _, language), m in zip(code.entries, metrics, strict=True):
         if m.get("binary"):
             continue
-        base = _base_metrics(repo, commit, code.old_paths.get(rel), language) or {}
+        base = before.get(rel, {})
         base_cc = {fn["name"]: fn["complexity"] for fn in base.get("functions", [])}
         new_lines = code.lines[rel]
         files.append({"path": rel, "language": language, "mi": m["mi"],
@@ -113,6 +114,19 @@ def _measure(code: _NewCode, metrics: list[dict[str, Any]], repo: Path, commit: 
                       for fn in m["functions"]
                       if code.is_new(rel, fn["line"], fn["end_line"])]
     return files, functions, findings
+
+
+def _before(code: _NewCode, repo: Path, commit: str, store: Store | None,
+            options: ScanOptions, cancel: threading.Event) -> dict[str, dict[str, Any]]:
+    """Metrics of the changed files as they were at the ref (from the content cache when
+    that version was scanned before, which it usually was)."""
+    olds = {rel: old for rel, old in code.old_paths.items() if old is not None}
+    blobs = gitutil.show_many(repo, commit, list(olds.values()))
+    languages = {rel: lang for rel, _, lang in code.entries}
+    entries = [(rel, data, languages[rel]) for rel, old in olds.items()
+               if (data := blobs.get(old)) is not None]
+    metrics, _ = compute_metrics(entries, store, options, cancel, lambda *_: None)
+    return {rel: m for (rel, _, _), m in zip(entries, metrics, strict=True)}
 
 
 def _conditions(rule: GateRule, new_issues: list[dict[str, Any]],
@@ -149,7 +163,8 @@ def run_gate(folder: Path, rule: GateRule, store: Store | None, options: ScanOpt
     if cancel.is_set():
         raise ScanCancelled
     metrics, _ = compute_metrics(code.entries, store, options, cancel, report)
-    files, functions, issues = _measure(code, metrics, repo, commit)
+    files, functions, issues = _measure(code, metrics,
+                                        _before(code, repo, commit, store, options, cancel))
     report(len(files), len(files), "running ruff and bandit on the changed files")
     python = {rel: data for rel, data, lang in code.entries if lang == "python"}
     try:
@@ -171,14 +186,6 @@ def run_gate(folder: Path, rule: GateRule, store: Store | None, options: ScanOpt
         "new_lines": sum(f["new_lines"] for f in files),
         "seconds": round(time.monotonic() - started, 3),
     }
-
-
-def _base_metrics(repo: Path, commit: str, old_path: str | None, language: str,
-                  ) -> dict[str, Any] | None:
-    if old_path is None:
-        return None
-    data = gitutil.show(repo, commit, old_path)
-    return None if data is None else analyze(old_path, data, language)
 
 
 __all__ = ["GateError", "GateRule", "check_target", "finding", "run_gate"]

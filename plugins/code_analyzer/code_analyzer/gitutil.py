@@ -108,6 +108,33 @@ def show(repo: Path, commit: str, path: str) -> bytes | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def show_many(repo: Path, commit: str, paths: list[str]) -> dict[str, bytes | None]:
+    """Each of ``paths`` as it was at ``commit`` (None where it did not exist), read by one
+    ``git cat-file --batch`` instead of a process per file."""
+    exe = shutil.which("git")
+    if exe is None or not paths:
+        return dict.fromkeys(paths)
+    request = "".join(f"{commit}:{p}\n" for p in paths).encode("utf-8", "surrogateescape")
+    proc = subprocess.run([exe, "-C", str(repo), "cat-file", "--batch"], input=request,
+                          capture_output=True, timeout=120)
+    if proc.returncode != 0:
+        raise GitError(f"git cat-file: {proc.stderr.decode('utf-8', 'replace').strip()}")
+    out, pos, found = proc.stdout, 0, {}
+    for path in paths:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            found[path] = out[pos:pos + size]
+            pos += size + 1  # the content is followed by a newline
+        else:  # "<name> missing", or a tree/submodule where a file is now
+            found[path] = None
+            if len(header) == 3:
+                pos += int(header[2]) + 1
+    return found
+
+
 def churn(repo: Path, under: str, days: int) -> dict[str, dict[str, int]]:
     """Per repo-relative file: commits touching it and lines added + deleted in ``days``."""
     spec = [f":(top){under}" if under else ":(top)"]

@@ -123,3 +123,15 @@ def test_a_bad_ref_or_folder_names_the_field(repo: Path, run_git: Git, make_file
     plain.mkdir()
     with pytest.raises(GateError, match=r"^folder: .* is not inside a git repository"):
         run_gate(plain, GateRule("HEAD"), None, OPTIONS)
+
+
+def test_old_versions_are_read_in_one_batch(repo: Path, run_git: Git, make_files: Files,
+                                            ) -> None:
+    from code_analyzer.gitutil import show_many
+    blob = bytes(range(256)) * 3  # binary, with newlines inside
+    committed(repo, run_git, make_files, {"a.py": "x = 1\n", "sub/b.bin": blob,
+                                          "empty.py": ""})
+    head = run_git(repo, "rev-parse", "HEAD").strip()
+    got = show_many(repo, head, ["sub/b.bin", "missing.py", "a.py", "sub", "empty.py"])
+    assert got == {"sub/b.bin": blob, "missing.py": None, "a.py": b"x = 1\n", "sub": None,
+                   "empty.py": b""}
