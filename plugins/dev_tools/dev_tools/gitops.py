@@ -39,10 +39,11 @@ async def repo_state(ws: Workspace) -> dict[str, Any] | None:
     """None when the workspace is not in a git work tree (the page says so)."""
     if shutil.which("git") is None:
         return None
-    result = await git(ws, "rev-parse", "--show-toplevel", check=False)
+    result = await git(ws, "rev-parse", "--show-toplevel", "--show-prefix", check=False)
     if result.exit_code != 0:
         return None
-    return {"toplevel": result.output.strip()}
+    toplevel, _, prefix = result.output.partition("\n")
+    return {"toplevel": toplevel.strip(), "prefix": prefix.strip()}
 
 
 async def require_repo(ws: Workspace) -> None:
@@ -100,8 +101,15 @@ async def status(ws: Workspace) -> dict[str, Any]:
         elif kind == "?":
             files.append({"path": rec[2:], "staged": None, "unstaged": "untracked",
                           "conflict": False, "untracked": True})
-    return {"repository": True, "toplevel": state["toplevel"], "branch": branch,
-            "files": files, "clean": not files}
+    # Porcelain paths are relative to the repository's top; the page and the stage
+    # routes speak workspace-relative paths (the workspace may be a sub-folder).
+    prefix = state["prefix"]
+    for entry in files:
+        for key in ("path", "from"):
+            if key in entry and prefix and entry[key].startswith(prefix):
+                entry[key] = entry[key][len(prefix):]
+    return {"repository": True, "toplevel": state["toplevel"], "prefix": prefix,
+            "branch": branch, "files": files, "clean": not files}
 
 
 def _entry(path: str, xy: str) -> dict[str, Any]:

@@ -96,3 +96,20 @@ async def test_paths_outside_the_workspace_are_refused(tmp_path: Path) -> None:
                                                               "paths": ["a.py", bad]})
             assert answer.status_code in (status, 422), answer.text
             assert "paths" in answer.text
+
+
+async def test_a_workspace_inside_a_repository_speaks_its_own_paths(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        repo = make_repo(env.make("mono", {"app/a.py": "x = 1\n", "other/b.py": ""}))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "init")
+        (repo / "app" / "a.py").write_text("x = 2\n")
+        (repo / "other" / "b.py").write_text("y\n")
+        ws = str(repo / "app")
+        status = (await env.client.get("git/status", params={"workspace": ws})).json()
+        assert status["prefix"] == "app/"
+        assert [f["path"] for f in status["files"]] == ["a.py"]  # only this folder
+        staged = (await env.client.post("git/stage", json={"workspace": ws,
+                                                           "paths": ["a.py"]})).json()
+        assert [(f["path"], f["staged"]) for f in staged["files"]] == [("a.py", "modified")]
+        assert git(repo, "diff", "--cached", "--name-only").split() == ["app/a.py"]
