@@ -373,7 +373,7 @@ class DevToolsPlugin(Plugin):
         copy, _ = await self._make_copy(job, ws)
         try:
             if which == "staged":
-                staged = await gitops.git(ws, "diff", "--cached", "--name-only", "-z",
+                staged = await gitops.git(ws, "diff", "--cached", "--name-only", "-z", "--relative",
                                           "--diff-filter=ACMR")
                 files = [f for f in staged.output.split("\x00") if f in copy.before]
             else:
