@@ -3,6 +3,7 @@ the embedded v1 API, saving with secrets moved out, and a run as a job with repo
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -117,3 +118,21 @@ async def test_send_save_and_run_through_the_app(tmp_path: Path) -> None:
                            ({"collection": "Demo", "environment": "prod"}, "environment")]:
             refused = await client.post("run", json=bad)
             assert refused.status_code in (404, 422) and refused.json()["field"] == field
+
+
+@pytest.mark.asyncio
+async def test_a_run_can_be_cancelled(tmp_path: Path) -> None:
+    async with running_app(tmp_path) as app, loopback_server() as srv, app.client() as client:
+        await client.post("collections", json={"name": "Slow"})
+        await client.put("collections/Slow/request", params={"path": "slow.request.json"},
+                         json={"url": srv.url + "/slow?s=1.5"})
+        started = await client.post("run", json={"collection": "Slow",
+                                                 "csv": "n\n1\n2\n3\n4\n5\n"})
+        run_id = started.json()["id"]
+        async with asyncio.timeout(10):
+            while (await client.get(f"_host/jobs/{run_id}")).json()["state"] != "running":
+                await asyncio.sleep(0.02)
+        assert (await client.post(f"_host/jobs/{run_id}/cancel")).status_code == 200
+        job = await wait_job(client, run_id)
+        assert job["state"] == "cancelled"
+        assert (await client.get(f"runs/{run_id}")).status_code == 404  # no half report

@@ -162,3 +162,25 @@ async def test_a_slow_answer_is_a_504_naming_the_url(tmp_path: Path) -> None:
             await eng.execute(spec(srv.url + "/slow?s=0.8"), {})
     assert info.value.status == 504 and info.value.field == "url"
     assert "no answer from" in str(info.value) and "0.2 s" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_an_allowed_name_is_looked_up_once_and_pinned(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lookups: list[str] = []
+    real = socket.getaddrinfo
+
+    def fake_dns(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "api.example.test":  # the allowed name "resolves" to loopback here
+            lookups.append(host)
+            return real("127.0.0.1", *args, **kwargs)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_dns)
+    eng = engine(tmp_path, allow=["api.example.test"])
+    async with loopback_server() as srv:
+        got = await eng.execute(spec(f"http://api.example.test:{srv.port}/echo"), {})
+        assert got.exchange.json()["headers"]["host"] == f"api.example.test:{srv.port}"
+        assert lookups == ["api.example.test"]
+        with pytest.raises(RequestProblem, match="not on the allow-list"):
+            await eng.execute(spec(f"http://other.example.test:{srv.port}/echo"), {})
