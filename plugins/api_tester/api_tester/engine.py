@@ -109,9 +109,13 @@ class Engine:
             detail = exchange.text()[:300]
             raise RequestProblem("auth.username", f"PlexiChat v1 login at {root} answered "
                                  f"{exchange.status}: {detail}", 422)
-        body = exchange.json()
-        token = str(body["access_token"])
-        lifetime = float(body.get("expires_in") or 300)
+        try:
+            body = exchange.json()
+            token = str(body["access_token"])
+            lifetime = float(body.get("expires_in") or 300)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise RequestProblem("auth.base", f"{root}/auth/login answered 200 without an "
+                                 "access_token: is this a PlexiChat v1 API?", 502) from None
         self._tokens[key] = (token, time.monotonic() + max(1.0, lifetime - 30))
         return token
 

@@ -89,6 +89,11 @@ async def test_auth_helpers(tmp_path: Path) -> None:
         header_key = await eng.execute(spec(srv.url + "/echo", auth={
             "type": "apikey", "key": "X-Api-Key", "value": "k1"}), {})
         assert header_key.exchange.json()["headers"]["x-api-key"] == "k1"
+        with pytest.raises(RequestProblem) as info:  # /echo is no v1 API: said, not a 500
+            await eng.execute(spec(srv.url + "/echo", auth={
+                "type": "plexichat", "username": "a", "password": "b",
+                "base": srv.url + "/echo?"}), {})
+        assert info.value.field.startswith("auth.")
         query_key = await eng.execute(spec(srv.url + "/echo", auth={
             "type": "apikey", "key": "api_key", "value": "k2", "where": "query"}), {})
         assert query_key.exchange.json()["args"] == [["api_key", "k2"]]
