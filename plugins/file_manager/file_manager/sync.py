@@ -68,6 +68,9 @@ class Plan:
     skipped: list[dict[str, str]]
     unchanged: int
     created_at: float = field(default_factory=time.time)
+    # Identical on both sides but not (yet) in the baseline: recorded when the plan is
+    # applied, so a later edit on one side is an update, not a conflict.
+    settle: list[tuple[str, Side, Side]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -194,7 +197,7 @@ def classify(local: dict[str, Side], cloud: dict[str, Side], baseline: Baseline,
         c_state = _state(cl, base_sha)
         action, reason = _decide(l_state, c_state, lo, cl)
         if action is None:
-            if l_state != "absent" or c_state != "absent":
+            if lo is not None and cl is not None:
                 unchanged += 1
             continue
         if action in ("upload", "update-cloud", "conflict") and lo is not None:
@@ -249,7 +252,11 @@ async def make_plan(api: Any, folder: Path, cloud: str, baseline: Baseline) -> P
     remote = await scan_cloud(api, cloud)
     limits = await server_limits(api)
     items, skipped, unchanged = classify(local, remote, baseline, limits)
-    return Plan(secrets.token_hex(8), str(folder), cloud, items, skipped, unchanged)
+    settle = [(rel, lo, remote[rel]) for rel, lo in local.items()
+              if rel in remote and remote[rel].sha256 == lo.sha256
+              and (baseline.entries.get(rel) or {}).get("sha256") != lo.sha256]
+    return Plan(secrets.token_hex(8), str(folder), cloud, items, skipped, unchanged,
+                settle=settle)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -283,6 +290,22 @@ class Applier:
 
     async def run(self, approved: list[PlanItem]) -> dict[str, Any]:
         remote_now = await scan_cloud(self.api, self.plan.cloud)
+        # Paths deleted on both sides since the last sync: nothing to do but forget them.
+        local_paths = await asyncio.to_thread(
+            lambda: {rel for rel in self.baseline.entries if (self.folder / rel).exists()})
+        for rel in list(self.baseline.entries):
+            if rel not in local_paths and rel not in remote_now:
+                del self.baseline.entries[rel]
+        for rel, lo, cl in self.plan.settle:
+            now = remote_now.get(rel)
+            try:
+                st = (self.folder / rel).stat()
+            except OSError:
+                continue
+            if now is not None and now.sha256 == cl.sha256 and st.st_size == lo.size \
+                    and st.st_mtime_ns == lo.mtime_ns:
+                self._record(rel, lo.sha256, lo.size, lo.mtime_ns, now.id)
+        await asyncio.to_thread(self.baseline.save)
         for n, item in enumerate(approved, 1):
             self.progress(n - 1, len(approved), f"{item.action} {item.path}")
             local_now = await asyncio.to_thread(self._local_now, item.path)

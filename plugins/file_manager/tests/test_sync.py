@@ -165,3 +165,68 @@ async def test_sync_plan_approval_matrix_conflicts_and_guards(
         assert result["done"] == [] and set(reasons) == {"tool.exe", "big.csv"}
         assert "(400)" in reasons["tool.exe"] and "'.exe' is not allowed" in reasons["tool.exe"]
         assert "(413)" in reasons["big.csv"]
+
+
+def test_the_bisync_matrix_decides_every_combination(tmp_path: Path) -> None:
+    from file_manager import sync
+
+    def side(sha: str, size: int = 5, cloud_id: str | None = None) -> sync.Side:
+        return sync.Side(sha, size, None, cloud_id)
+
+    baseline = sync.Baseline(tmp_path / "base.json")
+    for name in ("same", "l-changed", "c-changed", "both-changed", "both-same-change",
+                 "l-deleted", "c-deleted", "both-deleted", "l-del-c-chg", "l-chg-c-del"):
+        baseline.entries[name] = {"sha256": "base", "size": 5}
+    local = {"same": side("base"), "l-changed": side("L"), "c-changed": side("base"),
+             "both-changed": side("L"), "both-same-change": side("X"),
+             "c-deleted": side("base"), "l-chg-c-del": side("L"), "l-new": side("N"),
+             "both-new": side("A"), "both-new-same": side("S"), "big.txt": side("B", 99),
+             "app.exe": side("E")}
+    cloud = {"same": side("base", cloud_id="1"), "l-changed": side("base", cloud_id="2"),
+             "c-changed": side("C", cloud_id="3"), "both-changed": side("C", cloud_id="4"),
+             "both-same-change": side("X", cloud_id="5"), "l-deleted": side("base"),
+             "l-del-c-chg": side("C"), "c-new": side("N"), "both-new": side("B"),
+             "both-new-same": side("S")}
+    limits = sync.Limits(max_upload_bytes=50, allowed_types=frozenset({".txt", ""}))
+    items, skipped, unchanged = sync.classify(local, cloud, baseline, limits)
+    assert {i.path: i.action for i in items} == {
+        "l-changed": "update-cloud", "c-changed": "update-local",
+        "both-changed": "conflict", "l-deleted": "delete-cloud",
+        "c-deleted": "delete-local", "l-del-c-chg": "download", "l-chg-c-del": "upload",
+        "l-new": "upload", "c-new": "download", "both-new": "conflict"}
+    assert {s["path"]: s["reason"].split(",")[0] for s in skipped} == {
+        "big.txt": "99 bytes", "app.exe": "type '.exe' is not allowed by the server"}
+    assert unchanged == 3  # same, both-same-change, both-new-same; both-deleted vanishes
+    assert [i.approved for i in items if i.action.startswith("delete")] == [False, False]
+    assert sync.conflict_name("a/notes.txt", 0).startswith("a/notes (cloud conflict ")
+
+
+@pytest.mark.asyncio
+async def test_identical_on_both_sides_is_settled_into_the_baseline(tmp_path: Path) -> None:
+    """Both sides got the same content outside the sync: applying any plan records it,
+    so the next edit on one side is an update, not a conflict. (The cloud here is a
+    stand-in listing one file: the applier's bookkeeping is what is tested.)"""
+    from file_manager import sync
+
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "n.txt").write_text("same")
+    sha = hashlib.sha256(b"same").hexdigest()
+
+    class Files:
+        async def list(self, **_: Any) -> Any:
+            info = type("Info", (), {"id": "c1", "sha256": sha, "size": 4, "uploaded_at": None,
+                                     "description": "fm-sync:C:n.txt"})()
+            return type("Page", (), {"files": [info], "has_more": False})()
+
+    api = type("Api", (), {"files": Files()})()
+    baseline = sync.Baseline(tmp_path / "base.json")
+    local = sync.scan_local(folder, baseline)
+    remote = await sync.scan_cloud(api, "C")
+    items, _skipped, unchanged = sync.classify(local, remote, baseline, sync.Limits(None, None))
+    assert items == [] and unchanged == 1
+    plan = sync.Plan("p", str(folder), "C", items, [], unchanged, settle=[
+        ("n.txt", local["n.txt"], remote["n.txt"])])
+    await sync.Applier(api, folder, plan, baseline, None, lambda *a: None).run([])
+    assert baseline.entries["n.txt"]["sha256"] == sha
+    assert sync.Baseline(tmp_path / "base.json").entries["n.txt"]["cloud_id"] == "c1"
