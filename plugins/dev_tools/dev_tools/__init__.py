@@ -21,7 +21,7 @@ from fastapi import Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from dev_tools import gitops, hooks, preview, procs, pytests, ruffing, tasks
+from dev_tools import gitops, hooks, preview, procs, pytests, ruffing, shellchecking, tasks
 from dev_tools.config import DevToolsConfig
 from dev_tools.errors import ApiError
 from dev_tools.workspace import Workspace, browse, open_workspace
@@ -148,7 +148,9 @@ class DevToolsPlugin(Plugin):
     async def roots(self) -> dict[str, Any]:
         return {"roots": [str(r) for r in self.config.root_paths()],
                 "tools": {name: shutil.which(name) is not None
-                          for name in ("git", "make", "npm")} | {"ruff": _has_ruff()},
+                          for name in ("git", "make", "npm")} | {
+                              "ruff": _has_ruff(),
+                              "shellcheck": shellchecking.shellcheck_binary() is not None},
                 "degraded": self.ctx.degraded}
 
     async def browse(self, path: Annotated[str, Query(max_length=4096)] = "") -> Any:
@@ -291,6 +293,18 @@ class DevToolsPlugin(Plugin):
     async def _lint_job(self, job: JobHandle, ws: Workspace) -> dict[str, Any]:
         job.message(f"ruff check {ws.name}")
         result = await ruffing.lint(ws, self.config.tool_timeout)
+        result["tools"] = ["ruff"]
+        if shellchecking.shellcheck_binary() is not None:
+            job.message("shellcheck")
+            is_git = (await gitops.repo_state(ws)) is not None
+            files = await preview.list_files(ws, is_git)
+            scripts = await asyncio.to_thread(shellchecking.shell_files, ws, files)
+            found = await shellchecking.check(ws, scripts, self.config.tool_timeout)
+            result["problems"] += found
+            result["problems"].sort(key=lambda p: (p["path"], p["line"], p["column"]))
+            result["total"] += len(found)
+            result["shown"] += len(found)
+            result["tools"].append("shellcheck")
         job.message(f"{result['total']} problems")
         return result
 

@@ -75,6 +75,7 @@ def _problem(root: Path, item: dict[str, Any]) -> dict[str, Any]:
                      or code.startswith(("E9", "F")) else "warning"),
         "fix": fix.get("applicability") if fix else None,
         "fix_message": fix.get("message") if fix else None,
+        "tool": "ruff",
     }
 
 

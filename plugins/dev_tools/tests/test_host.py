@@ -44,7 +44,8 @@ async def test_starts_in_the_host_and_serves_page_and_routes(
             roots = (await client.get(f"plugins/{PLUGIN_ID}/api/roots")).json()
             assert roots["roots"] == [str(work.resolve())]
             assert roots["tools"] == {"git": "git" not in missing, "make": "make" not in missing,
-                                      "npm": "npm" not in missing, "ruff": True}
+                                      "npm": "npm" not in missing, "ruff": True,
+                                      "shellcheck": True}
             assert len(roots["degraded"]) == len(missing)
             info = await client.get(f"plugins/{PLUGIN_ID}/api/workspace",
                                     params={"workspace": "proj"})

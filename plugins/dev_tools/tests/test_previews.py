@@ -97,6 +97,20 @@ async def test_lint_problems_with_rule_links_and_fix_kinds(tmp_path: Path) -> No
         assert not (folder / ".ruff_cache").exists()  # reading writes nothing
 
 
+async def test_shell_scripts_join_the_problems_through_shellcheck(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        folder = env.make("sh", {"deploy.sh": "#!/bin/sh\necho $1\n",
+                                 "bin/run": "#!/bin/bash\ncd somewhere\n", "ok.py": ""})
+        result = await env.result(await env.client.post("lint",
+                                                        json={"workspace": str(folder)}))
+        assert result["tools"] == ["ruff", "shellcheck"]
+        found = {(p["path"], p["rule"]): p for p in result["problems"]}
+        assert set(found) == {("bin/run", "SC2164"), ("deploy.sh", "SC2086")}
+        assert found[("deploy.sh", "SC2086")]["url"] == \
+            "https://www.shellcheck.net/wiki/SC2086"
+        assert found[("deploy.sh", "SC2086")]["line"] == 2
+
+
 async def test_safe_fixes_by_default_unsafe_only_on_request(tmp_path: Path) -> None:
     async with open_env(tmp_path) as env:
         config = "[tool.ruff]\nunsafe-fixes = true\n" + RUFF_CONFIG

@@ -255,7 +255,8 @@ async function lint() {
     if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", class: "ok",
       text: "No problems." })));
     $("problems").replaceChildren(...rows);
-    summary.textContent = `${result.total} problem(s); ${result.fixable.safe} with a safe fix, `
+    summary.textContent = `${result.tools.join(" + ")}: `
+      + `${result.total} problem(s); ${result.fixable.safe} with a safe fix, `
       + `${result.fixable.unsafe} with an unsafe fix` + (result.total > result.shown
       ? ` (first ${result.shown} shown)` : "");
   } catch (error) {
@@ -662,6 +663,7 @@ $("commit-form").addEventListener("submit", (event) => {
     if (!info.tools.ruff) off.push("ruff (Problems, Format)");
     if (!info.tools.make) off.push("make (Make targets)");
     if (!info.tools.npm) off.push("npm (package.json scripts)");
+    if (!info.tools.shellcheck) off.push("shellcheck (shell scripts in Problems)");
     if (off.length) {
       $("degraded").textContent = `Not installed, so off: ${off.join(", ")}.`;
       $("degraded").hidden = false;
