@@ -142,11 +142,9 @@ class DevSession:
                 code.append(rel.as_posix())
         if code:
             started = time.monotonic()
-            rec = await self.runtime.plugins.reload(rec.id)
+            # The manager publishes the PluginReloaded event the window follows.
+            rec = await self.runtime.plugins.reload(rec.id, files=sorted(code))
             took = time.monotonic() - started
-            self.runtime.bus.publish(PluginReloaded(plugin_id=rec.id, kind="code",
-                                                    state=str(rec.state), reason=rec.reason,
-                                                    files=sorted(code)))
             if rec.running:
                 self._say(f"reloaded {rec.id} in {took * 1000:.0f} ms ({', '.join(code)})")
             else:

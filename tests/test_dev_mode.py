@@ -266,3 +266,43 @@ def test_unknown_plugin_hint_names_the_running_apps_folder(env: dict[str, str],
     alone = subprocess.run([*CLI, "test", "far_away"], env=env, capture_output=True,
                            text=True, timeout=60)
     assert alone.returncode == 2 and "through PLEXICHAT_DESKTOP_PLUGINS_PATH" in alone.stderr
+
+
+@pytest.mark.asyncio
+async def test_every_reload_publishes_plugin_reloaded_for_it_and_its_dependents(
+        home: Any, tmp_path: Path):
+    from plexichat_desktop.core.events import EventBus, PluginReloaded
+    from plexichat_desktop.core.settings import Settings
+    from plexichat_desktop.plugins.manager import PluginManager
+
+    base = scaffold_plugin("base_one", tmp_path / "plugins")
+    needs = tmp_path / "plugins" / "needs_base"
+    (needs / "needs_base_pkg").mkdir(parents=True)
+    (needs / "plugin.toml").write_text(
+        'id = "needs_base"\nname = "Needs base"\nversion = "1.0.0"\n'
+        'entry = "needs_base_pkg:P"\n\n[requires]\nbase_one = ">=0.1"\n')
+    (needs / "needs_base_pkg" / "__init__.py").write_text(
+        "from plexichat_desktop.plugins.api import Plugin\n\n\nclass P(Plugin):\n"
+        "    def setup(self, ctx):\n        pass\n")
+    bus = EventBus()
+    manager = PluginManager(paths=home, settings=Settings(), bus=bus, bundled_dir=None,
+                            extra_dirs=[tmp_path / "plugins"], include_installed=False)
+    manager.discover()
+    await manager.start()
+    sub = bus.subscribe(PluginReloaded)
+    try:
+        await manager.reload("base_one", files=["base_one/__init__.py"])
+        first, second = sub.queue.get_nowait(), sub.queue.get_nowait()
+        assert (first.plugin_id, first.kind, first.state, first.files) == (
+            "base_one", "code", "active", ["base_one/__init__.py"])
+        assert (second.plugin_id, second.state, second.files) == ("needs_base", "active", [])
+
+        module = base / "base_one" / "__init__.py"
+        module.write_text(module.read_text() + "\ndef broken(:\n")
+        await manager.reload("base_one")  # as plugins reload / the API do: no file list
+        failed = sub.queue.get_nowait()
+        assert failed.plugin_id == "base_one" and failed.state == "failed"
+        assert "syntax error" in (failed.reason or "")
+    finally:
+        sub.close()
+        await manager.stop()

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any
 from packaging.version import Version
 
 from plexichat_desktop import __version__
-from plexichat_desktop.core.events import EventBus, PluginStateChanged
+from plexichat_desktop.core.events import EventBus, PluginReloaded, PluginStateChanged
 from plexichat_desktop.core.logs import plugin_filter
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
@@ -518,10 +518,14 @@ class PluginManager:
             await self._start_pending()
         return rec
 
-    async def reload(self, pid: str) -> PluginRecord:
+    async def reload(self, pid: str, files: Sequence[str] = ()) -> PluginRecord:
         """Stop ``pid`` (and the running plugins that need it), read it again from disk,
         import its code afresh and start it and them again. A disabled plugin stays
-        disabled (use :meth:`enable`). Returns its record with the new state."""
+        disabled (use :meth:`enable`). Returns its record with the new state.
+
+        Publishes a :class:`PluginReloaded` (kind ``"code"``) for it and each restarted
+        dependent, with ``files`` (what changed, when the caller knows: ``dev``) on its
+        own; the window reloads their open views, or shows why they failed."""
         rec = self.get(pid)
         async with self._lock:
             dependents = self._dependents(pid)
@@ -532,6 +536,11 @@ class PluginManager:
             if rec.state is not PluginState.DISABLED:
                 self._refresh(rec)
             await self._start_pending()
+        for name in [pid, *dependents]:
+            done = self.by_id[name]
+            self.bus.publish(PluginReloaded(plugin_id=name, kind="code", state=str(done.state),
+                                            reason=done.reason,
+                                            files=list(files) if name == pid else []))
         return rec
 
     def _refresh(self, rec: PluginRecord) -> None:
