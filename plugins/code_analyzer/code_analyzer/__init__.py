@@ -104,8 +104,7 @@ class CodeAnalyzerPlugin(Plugin):
             if not path.is_dir():
                 raise NotADirectoryError(f"folder: {text!r} is not a folder")
             return path
-        assert last is not None
-        raise last
+        raise last or UnsafePath("folder: no root folder is configured (setting roots)")
 
     async def _parse(self, request: Request, model: type[BaseModel]) -> Any:
         try:

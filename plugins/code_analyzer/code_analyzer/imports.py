@@ -62,17 +62,24 @@ def package_prefix(folder: Path) -> str:
     return ".".join(names)
 
 
-def build_graph(files: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
-    """``{"modules": n, "edges": [{source, target, eager}], "cycles": [[module...]]}``."""
+def _modules(files: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
     modules: dict[str, dict[str, Any]] = {}
     for f in files:
-        name = module_name(f["path"]) if f.get("language") == "python" else None
-        if name is not None and prefix:
+        if f.get("language") != "python":
+            continue
+        name = module_name(f["path"])
+        if name is None and f["path"] == "__init__.py":
+            name = prefix or None
+        elif name is not None and prefix:
             name = f"{prefix}.{name}"
-        elif name is None and prefix and f["path"] == "__init__.py":
-            name = prefix
-        if name is not None and name not in modules:
-            modules[name] = f
+        if name is not None:
+            modules.setdefault(name, f)
+    return modules
+
+
+def build_graph(files: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
+    """``{"modules": n, "edges": [{source, target, eager}], "cycles": [[module...]]}``."""
+    modules = _modules(files, prefix)
     known = set(modules)
     edges: dict[tuple[str, str], bool] = {}
     for name, f in modules.items():
@@ -85,8 +92,8 @@ def build_graph(files: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]
     for (a, b), eager in edges.items():
         if eager:
             graph[a].append(b)
-    cycles = [sorted(c) for c in _sccs(graph) if len(c) > 1]
-    cycles.sort(key=lambda c: (-len(c), c))
+    cycles = sorted((sorted(c) for c in _sccs(graph) if len(c) > 1),
+                    key=lambda c: (-len(c), c))
     return {"modules": len(known),
             "edges": [{"source": a, "target": b, "eager": e}
                       for (a, b), e in sorted(edges.items())],

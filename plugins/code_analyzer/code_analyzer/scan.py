@@ -71,33 +71,42 @@ def compute_metrics(entries: list[tuple[str, bytes, str]], store: Store | None,
     results: list[dict[str, Any] | None] = [cached.get(k) for k in keys]
     missing = [i for i, r in enumerate(results) if r is None]
     hits = len(entries) - len(missing)
-    total = len(entries)
+    progress(hits, len(entries), f"{hits} files from the cache")
     done = hits
-    progress(done, total, f"{hits} files from the cache")
-    fresh: list[tuple[str, dict[str, Any]]] = []
-    workers = options.workers or os.cpu_count() or 1
-    if len(missing) >= PARALLEL_MIN_FILES and workers > 1:
-        batches = [missing[i:i + BATCH_FILES] for i in range(0, len(missing), BATCH_FILES)]
-        with WorkerPool(min(workers, len(batches))) as pool:
-            for batch, batch_results in pool.map(
-                    batches, lambda b: [entries[i] for i in b], cancel):
-                for i, r in zip(batch, batch_results, strict=True):
-                    results[i] = r
-                    fresh.append((keys[i], r))
-                done += len(batch)
-                progress(done, total, f"analysed {entries[batch[-1]][0]}")
-    else:
-        for n, i in enumerate(missing, 1):
-            if n % 10 == 0:
-                _check(cancel)
-            results[i] = r = analyze(*entries[i])
-            fresh.append((keys[i], r))
-            done += 1
-            if n % 10 == 0 or n == len(missing):
-                progress(done, total, f"analysed {entries[i][0]}")
-    if store is not None and fresh:
-        store.remember(fresh)
+    for batch, batch_results in _batches(entries, missing, options.workers, cancel):
+        for i, r in zip(batch, batch_results, strict=True):
+            results[i] = r
+        done += len(batch)
+        progress(done, len(entries), f"analysed {entries[batch[-1]][0]}")
+    if store is not None and missing:
+        store.remember((keys[i], results[i]) for i in missing)
     return [r for r in results if r is not None], hits
+
+
+Batches = Iterator[tuple[list[int], list[dict[str, Any]]]]
+
+
+def _batches(entries: list[tuple[str, bytes, str]], missing: list[int], workers: int,
+             cancel: threading.Event) -> Batches:
+    workers = workers or os.cpu_count() or 1
+    if len(missing) >= PARALLEL_MIN_FILES and workers > 1:
+        return _in_workers(entries, missing, workers, cancel)
+    return _in_thread(entries, missing, cancel)
+
+
+def _in_thread(entries: list[tuple[str, bytes, str]], missing: list[int],
+               cancel: threading.Event) -> Batches:
+    for start in range(0, len(missing), 10):
+        _check(cancel)
+        batch = missing[start:start + 10]
+        yield batch, [analyze(*entries[i]) for i in batch]
+
+
+def _in_workers(entries: list[tuple[str, bytes, str]], missing: list[int], workers: int,
+                cancel: threading.Event) -> Batches:
+    batches = [missing[i:i + BATCH_FILES] for i in range(0, len(missing), BATCH_FILES)]
+    with WorkerPool(min(workers, len(batches))) as pool:
+        yield from pool.map(batches, lambda b: [entries[i] for i in b], cancel)
 
 
 class WorkerPool:
@@ -133,7 +142,9 @@ class WorkerPool:
         done: queue.Queue[tuple[list[int], Any]] = queue.Queue()
 
         def feed(proc: subprocess.Popen[bytes]) -> None:
-            assert proc.stdin is not None and proc.stdout is not None
+            stdin, stdout = proc.stdin, proc.stdout
+            if stdin is None or stdout is None:  # cannot happen: both are PIPE
+                raise RuntimeError("metrics worker started without pipes")
             while not cancel.is_set():
                 try:
                     batch = todo.get_nowait()
@@ -141,10 +152,11 @@ class WorkerPool:
                     return
                 try:
                     data = pickle.dumps(payload(batch), protocol=pickle.HIGHEST_PROTOCOL)
-                    proc.stdin.write(len(data).to_bytes(8, "big") + data)
-                    proc.stdin.flush()
-                    size = int.from_bytes(proc.stdout.read(8), "big")
-                    done.put((batch, pickle.loads(proc.stdout.read(size))))
+                    stdin.write(len(data).to_bytes(8, "big") + data)
+                    stdin.flush()
+                    size = int.from_bytes(stdout.read(8), "big")
+                    # Our own child's answer to our own request: trusted input.
+                    done.put((batch, pickle.loads(stdout.read(size))))  # nosec B301
                 except Exception as exc:  # a dead worker: report, the scan fails clearly
                     done.put((batch, RuntimeError(
                         f"metrics worker {proc.pid} failed (exit {proc.poll()}): {exc!r}")))
@@ -186,40 +198,15 @@ def scan_folder(folder: Path, store: Store | None, options: ScanOptions,
         data = _read(c)
         if isinstance(data, str):
             skipped.append(Skipped(c.rel, data))
-            continue
-        entries.append((c.rel, data, c.language))
+        else:
+            entries.append((c.rel, data, c.language))
     metrics, hits = compute_metrics(entries, store, options, cancel, report)
-    files: list[dict[str, Any]] = []
-    findings: list[dict[str, Any]] = []
-    for (rel, _, _), m in zip(entries, metrics, strict=True):
-        if m.get("binary"):
-            skipped.append(Skipped(rel, "binary (NUL bytes)"))
-            continue
-        files.append({"path": rel, **m})
-        for f in m["findings"]:
-            findings.append({**f, "path": rel})
-        for fn in m["functions"]:
-            if fn["complexity"] > options.max_complexity:
-                findings.append({**finding(
-                    "CA003", "medium", f"{fn['name']} has cyclomatic complexity "
-                    f"{fn['complexity']} (limit {options.max_complexity})", fn["line"]),
-                    "path": rel})
+    files, issues = _files_and_findings(entries, metrics, options.max_complexity, skipped)
     _check(cancel)
     tool_runs: list[dict[str, Any]] = []
-    issues = list(findings)
-    python_files = [f["path"] for f in files if f["language"] == "python"]
     if options.run_tools:
         report(len(entries), len(entries), "running ruff, bandit and vulture")
-        try:
-            py = set(python_files)
-            runs = tools.run_all(folder, python_files, cancel, timeout=options.tool_timeout,
-                                 min_confidence=options.vulture_min_confidence,
-                                 names=options.tool_names, store=store,
-                                 contents={rel: data for rel, data, _ in entries if rel in py},
-                                 ruff_cache_dir=options.ruff_cache_dir)
-        except tools.Cancelled:
-            raise ScanCancelled from None
-        for r in runs:
+        for r in _tools(folder, files, entries, store, options, cancel):
             tool_runs.append(r.summary())
             issues.extend(r.issues)
     _check(cancel)
@@ -229,38 +216,71 @@ def scan_folder(folder: Path, store: Store | None, options: ScanOptions,
     hotspots, git_note = _hotspots(folder, files, options.churn_days)
     for f in files:  # the graph has what the page needs; keep results small
         f.pop("imports", None)
-    result = {
-        "folder": str(folder),
-        "summary": summarize(files, issues, graph, hits, len(skipped)),
-        "files": files, "issues": issues, "skipped": [s.to_dict() for s in skipped],
-        "tools": tool_runs, "imports": graph, "hotspots": hotspots, "git": git_note,
-    }
-    result["summary"]["seconds"] = round(time.monotonic() - started, 3)
-    return result
+    summary = summarize(files, issues, graph, hits, len(skipped))
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    return {"folder": str(folder), "summary": summary, "files": files, "issues": issues,
+            "skipped": [s.to_dict() for s in skipped], "tools": tool_runs,
+            "imports": graph, "hotspots": hotspots, "git": git_note}
+
+
+def _files_and_findings(entries: list[tuple[str, bytes, str]],
+                        metrics: list[dict[str, Any]], max_complexity: int,
+                        skipped: list[Skipped],
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The measured files, and our own findings: bad files and too complex functions."""
+    files: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    for (rel, _, _), m in zip(entries, metrics, strict=True):
+        if m.get("binary"):
+            skipped.append(Skipped(rel, "binary (NUL bytes)"))
+            continue
+        files.append({"path": rel, **m})
+        findings += [{**f, "path": rel} for f in m["findings"]]
+        findings += [{**finding("CA003", "medium", f"{fn['name']} has cyclomatic complexity "
+                                f"{fn['complexity']} (limit {max_complexity})", fn["line"]),
+                      "path": rel}
+                     for fn in m["functions"] if fn["complexity"] > max_complexity]
+    return files, findings
+
+
+def _tools(folder: Path, files: list[dict[str, Any]], entries: list[tuple[str, bytes, str]],
+           store: Store | None, options: ScanOptions, cancel: threading.Event,
+           ) -> list[tools.ToolRun]:
+    python = {f["path"] for f in files if f["language"] == "python"}
+    contents = {rel: data for rel, data, _ in entries if rel in python}
+    try:
+        return tools.run_all(folder, sorted(python), cancel, timeout=options.tool_timeout,
+                             min_confidence=options.vulture_min_confidence,
+                             names=options.tool_names, store=store, contents=contents,
+                             ruff_cache_dir=options.ruff_cache_dir)
+    except tools.Cancelled:
+        raise ScanCancelled from None
 
 
 def summarize(files: list[dict[str, Any]], issues: list[dict[str, Any]],
               graph: dict[str, Any], cache_hits: int, skipped: int) -> dict[str, Any]:
-    functions = [fn for f in files for fn in f["functions"]]
+    complexities = [fn["complexity"] for f in files for fn in f["functions"]]
     mis = [f["mi"] for f in files if f["mi"] is not None]
-    by_severity = {s: sum(1 for i in issues if i["severity"] == s) for s in SEVERITIES}
+    severities = [i["severity"] for i in issues]
     languages: dict[str, int] = {}
     for f in files:
         languages[f["language"]] = languages.get(f["language"], 0) + f["sloc"]
     return {
         "files": len(files), "skipped": skipped, "cache_hits": cache_hits,
-        "loc": sum(f["loc"] for f in files), "sloc": sum(f["sloc"] for f in files),
-        "comments": sum(f["comments"] for f in files),
-        "blank": sum(f["blank"] for f in files),
-        "functions": len(functions),
-        "complexity_total": sum(fn["complexity"] for fn in functions),
-        "complexity_mean": round(sum(fn["complexity"] for fn in functions)
-                                 / len(functions), 2) if functions else 0,
-        "complexity_max": max((fn["complexity"] for fn in functions), default=0),
-        "mi_mean": round(sum(mis) / len(mis), 2) if mis else None,
+        **{key: sum(f[key] for f in files) for key in ("loc", "sloc", "comments", "blank")},
+        "functions": len(complexities),
+        "complexity_total": sum(complexities),
+        "complexity_mean": _mean(complexities),
+        "complexity_max": max(complexities, default=0),
+        "mi_mean": _mean(mis) if mis else None,
         "mi_min": round(min(mis), 2) if mis else None,
-        "issues": by_severity, "cycles": len(graph["cycles"]), "languages": languages,
+        "issues": {s: severities.count(s) for s in SEVERITIES},
+        "cycles": len(graph["cycles"]), "languages": languages,
     }
+
+
+def _mean(values: list[float] | list[int]) -> float:
+    return round(sum(values) / len(values), 2) if values else 0
 
 
 def _hotspots(folder: Path, files: list[dict[str, Any]], days: int,

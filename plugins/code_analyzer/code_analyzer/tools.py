@@ -228,34 +228,40 @@ def run_vulture(folder: Path, files: Sequence[str], cancel: threading.Event | No
     return ToolRun("vulture", issues=parse_vulture(folder, out))
 
 
+def _bandit_tag() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"bandit:{version('bandit')}:"
+    except PackageNotFoundError:
+        return "bandit:?:"
+
+
 def run_bandit_cached(folder: Path, contents: dict[str, bytes], store: Any,
                       cancel: threading.Event | None, timeout: float) -> ToolRun:
     """bandit on the files whose content it has not judged before. Its findings depend on
     one file's content and bandit's version only, so they are cached per content hash
     (ruff keeps its own cache; vulture's findings depend on the whole project)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        tag = f"bandit:{version('bandit')}:"
-    except PackageNotFoundError:
-        tag = "bandit:?:"
+    tag = _bandit_tag()
     keys = {rel: tag + hashlib.sha256(data).hexdigest() for rel, data in contents.items()}
     cached = store.cached(keys.values()) if store is not None else {}
     todo = [rel for rel, key in keys.items() if key not in cached]
-    result = run_bandit(folder, todo, cancel, timeout) if todo else ToolRun("bandit")
-    if todo and tool_path("bandit") is None:
-        return result
-    if result.status != "ok":
-        return result
-    fresh: dict[str, list[dict[str, Any]]] = {rel: [] for rel in todo}
-    for issue in result.issues:
-        fresh.setdefault(issue["path"], []).append(issue)
-    if store is not None and todo:
-        store.remember((keys[rel], {"issues": fresh[rel]}) for rel in todo)
+    if not todo:
+        result = ToolRun("bandit")
+    else:
+        result = run_bandit(folder, todo, cancel, timeout)
+        if result.status != "ok":
+            return result
+        if store is not None:
+            fresh: dict[str, list[dict[str, Any]]] = {rel: [] for rel in todo}
+            for issue in result.issues:
+                fresh.setdefault(issue["path"], []).append(issue)
+            store.remember((keys[rel], {"issues": fresh[rel]}) for rel in todo)
     for rel, key in keys.items():
         if key in cached:
             result.issues += [{**i, "path": rel} for i in cached[key]["issues"]]
-    result.detail = f"{len(keys) - len(todo)} files from the cache" if cached else ""
+    if cached:
+        result.detail = f"{len(keys) - len(todo)} files from the cache"
     return result
 
 

@@ -92,38 +92,46 @@ def discover(folder: Path, *, max_bytes: int, exclude: Iterable[str] = (),
             specs[base] = spec
         active = [(b, s) for b, s in specs.items()
                   if not b or base == b or base.startswith(b + "/")]
-        kept = []
-        for name in sorted(dirnames):
-            rel = f"{base}/{name}" if base else name
-            if name in excluded or _ignored(active, rel, True):
-                continue
-            if (here / name).is_symlink():
-                if language_of(name) is None:
-                    skipped.append(Skipped(rel, "symlinked folder, not followed"))
-                continue
-            kept.append(name)
-        dirnames[:] = kept
+        dirnames[:] = _subfolders(here, base, sorted(dirnames), active, excluded, skipped)
         for name in sorted(filenames):
-            language = language_of(name)
             rel = f"{base}/{name}" if base else name
-            if language is None or _ignored(active, rel, False):
-                continue
-            path = here / name
-            if path.is_symlink():
-                skipped.append(Skipped(rel, _symlink_reason(path, root)))
-                continue
-            try:
-                size = path.stat().st_size
-            except OSError as exc:
-                skipped.append(Skipped(rel, f"cannot read: {exc.strerror or exc}"))
-                continue
-            if size > max_bytes:
-                skipped.append(Skipped(rel, f"too large: {size // 1024} KiB, the limit is "
-                                            f"{max_bytes // 1024} KiB (setting max_file_kb)"))
-                continue
-            candidates.append(Candidate(rel, path, language, size))
+            language = language_of(name)
+            if language is not None and not _ignored(active, rel, False):
+                found = _candidate(here / name, rel, language, root, max_bytes)
+                (candidates if isinstance(found, Candidate) else skipped).append(found)
     candidates.sort(key=lambda c: c.rel)
     return candidates, skipped
+
+
+def _subfolders(here: Path, base: str, names: list[str],
+                active: list[tuple[str, pathspec.GitIgnoreSpec]], excluded: set[str],
+                skipped: list[Skipped]) -> list[str]:
+    """The subfolders to enter: not excluded, not ignored, not symlinks (never followed,
+    so a symlink loop cannot make the walk endless)."""
+    kept = []
+    for name in names:
+        rel = f"{base}/{name}" if base else name
+        if name in excluded or _ignored(active, rel, True):
+            continue
+        if (here / name).is_symlink():
+            skipped.append(Skipped(rel, "symlinked folder, not followed"))
+            continue
+        kept.append(name)
+    return kept
+
+
+def _candidate(path: Path, rel: str, language: str, root: Path, max_bytes: int,
+               ) -> Candidate | Skipped:
+    if path.is_symlink():
+        return Skipped(rel, _symlink_reason(path, root))
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return Skipped(rel, f"cannot read: {exc.strerror or exc}")
+    if size > max_bytes:
+        return Skipped(rel, f"too large: {size // 1024} KiB, the limit is "
+                            f"{max_bytes // 1024} KiB (setting max_file_kb)")
+    return Candidate(rel, path, language, size)
 
 
 def _symlink_reason(path: Path, root: Path) -> str:
