@@ -25,6 +25,7 @@ from typing import Any
 from dev_tools import procs
 from dev_tools.errors import ApiError
 from dev_tools.workspace import SKIP_DIRS, Workspace
+from plexichat_desktop.plugins.guards import UnsafePath, safe_path
 
 MAX_DIFF_CHARS = 400_000
 KEEP_PREVIEWS = 20
@@ -209,6 +210,12 @@ def apply(preview: Preview, ws: Workspace, paths: list[str]) -> dict[str, Any]:
         change = preview.changes.get(rel)
         if change is None:
             raise ApiError(404, f"files[{index}]", f"{rel!r} is not part of the preview")
+        # A tool may have created a folder in the copy where the workspace has a symlink
+        # leading out of it: never write through one.
+        try:
+            safe_path(ws.path, change.path, field=f"files[{index}]")
+        except UnsafePath as exc:
+            raise ApiError(409, f"files[{index}]", str(exc).partition(": ")[2]) from None
         chosen.append(change)
     conflicts = []
     for change in chosen:

@@ -232,3 +232,33 @@ async def test_missing_ruff_or_pyyaml_turns_only_their_feature_off(
         # Everything else still works.
         status = (await env.client.get("git/status", params={"workspace": ws})).json()
         assert status["repository"] is True
+
+
+async def test_apply_never_writes_through_a_symlink_out_of_the_workspace(
+        tmp_path: Path) -> None:
+    config = """\
+repos:
+  - repo: local
+    hooks:
+      - id: make-dir
+        name: creates out/x.txt
+        language: script
+        entry: mk.sh
+        always_run: true
+        pass_filenames: false
+"""
+    async with open_env(tmp_path) as env:
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        folder = env.make("links", {".pre-commit-config.yaml": config,
+                                    "mk.sh": "#!/bin/sh\nmkdir -p out && echo x > out/x.txt\n"})
+        (folder / "mk.sh").chmod(0o755)
+        (folder / "out").symlink_to(outside, target_is_directory=True)
+        result = await env.result(await env.client.post("hooks/preview",
+                                                        json={"workspace": str(folder)}))
+        assert [f["path"] for f in result["files"]] == ["out/x.txt"]
+        refused = await env.client.post("preview/apply", json={
+            "workspace": str(folder), "preview": result["id"], "files": ["out/x.txt"]})
+        assert refused.status_code == 409 and refused.json()["field"] == "files[0]"
+        assert "outside" in refused.json()["detail"]
+        assert list(outside.iterdir()) == []
