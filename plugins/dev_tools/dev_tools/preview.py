@@ -127,7 +127,6 @@ class Copy:
         self.max_bytes = max_bytes
         self.dir = Path(tempfile.mkdtemp(prefix="dev_tools-preview-"))
         self.before: dict[str, str] = {}
-        self.originals: dict[str, bytes] = {}
 
     def fill(self) -> None:
         """Copy the files (real copies: a tool writing in place must never reach the
@@ -149,7 +148,6 @@ class Copy:
             target.write_bytes(data)
             os.chmod(target, mode)
             self.before[rel] = sha256(data)
-            self.originals[rel] = data
 
     def snapshot(self) -> dict[str, str]:
         """Hashes of the copy's files now (to tell which step changed what)."""
@@ -171,7 +169,19 @@ class Copy:
             if before == after:
                 continue
             new = (self.dir / rel).read_bytes() if after is not None else None
-            old = self.originals.get(rel, b"")
+            # The original is read again rather than kept from the copy: a preview of a
+            # big tree must not hold every file twice in memory.
+            old = b""
+            if before is not None:
+                try:
+                    old = (self.ws.path / rel).read_bytes()
+                except OSError:
+                    old = b""
+                if sha256(old) != before:
+                    changes[rel] = FileChange(rel, before, new, f"{rel} changed in the "
+                                              "workspace while the preview ran; preview "
+                                              "again to see its diff\n")
+                    continue
             changes[rel] = FileChange(rel, before, new, unified(rel, old, new or b"",
                                                                  before is None, new is None))
         return changes
