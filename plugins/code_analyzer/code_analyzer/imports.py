@@ -1,4 +1,5 @@
-"""The Python import graph of a scanned folder, and its cycles (Tarjan's SCCs).
+"""The import graph of a scanned folder, and its cycles (Tarjan's SCCs): Python from
+``ast``, JavaScript/TypeScript from tree-sitter (``jsimports``), relative imports only.
 
 Module names come from file paths relative to the folder (``pkg/sub/mod.py`` ->
 ``pkg.sub.mod``, ``pkg/__init__.py`` -> ``pkg``), also tried under a ``src/`` layout. Only
@@ -9,6 +10,7 @@ not run at import time.
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +79,39 @@ def _modules(files: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, An
     return modules
 
 
+JS_LANGUAGES = ("javascript", "typescript", "tsx")
+JS_SUFFIXES = (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs")
+
+
+def _js_edges(files: list[dict[str, Any]], edges: dict[tuple[str, str], bool]) -> set[str]:
+    """Edges between JS/TS files (named by their path), from relative specifiers only:
+    a bare specifier is a package, outside the folder."""
+    paths = {f["path"] for f in files if f.get("language") in JS_LANGUAGES}
+    for f in files:
+        if f["path"] not in paths:
+            continue
+        here = posixpath.dirname(f["path"])
+        for spec, eager in f.get("imports", []):
+            if not spec.startswith("."):
+                continue
+            target = _js_target(posixpath.normpath(posixpath.join(here, spec)), paths)
+            if target is not None and target != f["path"]:
+                key = (f["path"], target)
+                edges[key] = edges.get(key, False) or eager
+    return paths
+
+
+def _js_target(base: str, paths: set[str]) -> str | None:
+    stem, ext = posixpath.splitext(base)
+    # "./a.js" may name a.ts (TypeScript's rule), "./a" a file or a folder's index.
+    tries = [base] if ext not in JS_SUFFIXES else [base, *(stem + s for s in JS_SUFFIXES)]
+    tries += [base + s for s in JS_SUFFIXES] + [f"{base}/index{s}" for s in JS_SUFFIXES]
+    return next((t for t in tries if t in paths), None)
+
+
 def build_graph(files: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
-    """``{"modules": n, "edges": [{source, target, eager}], "cycles": [[module...]]}``."""
+    """``{"modules": n, "edges": [{source, target, eager}], "cycles": [[module...]]}``;
+    Python modules by dotted name, JS/TS modules by path."""
     modules = _modules(files, prefix)
     known = set(modules)
     edges: dict[tuple[str, str], bool] = {}
@@ -88,6 +121,7 @@ def build_graph(files: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]
             for target in _resolve(name, is_package, module, level, names or [], known):
                 if target != name:
                     edges[(name, target)] = edges.get((name, target), False) or eager
+    known |= _js_edges(files, edges)
     graph: dict[str, list[str]] = {m: [] for m in known}
     for (a, b), eager in edges.items():
         if eager:

@@ -12,7 +12,7 @@ import hashlib
 from typing import Any
 
 # Part of the cache key: bump it when what :func:`analyze` returns changes.
-ANALYZER_VERSION = "1"
+ANALYZER_VERSION = "2"
 BINARY_SNIFF = 8192
 
 
@@ -64,7 +64,7 @@ def analyze(name: str, data: bytes, language: str) -> dict[str, Any]:
                 "blank": 0, "functions": [], "complexity": 0, "max_complexity": 0,
                 "mi": None, "halstead": None, "findings": [], "imports": []}
     text, bad_encoding = decode(data)
-    result = _python(text) if language == "python" else _lizard(name, text)
+    result = _python(text) if language == "python" else _lizard(name, text, language)
     result["language"] = language
     result["binary"] = False
     result.setdefault("imports", [])
@@ -144,7 +144,7 @@ def python_imports(tree: Any) -> list[list[Any]]:
     return found
 
 
-def _lizard(name: str, text: str) -> dict[str, Any]:
+def _lizard(name: str, text: str, language: str) -> dict[str, Any]:
     from lizard import analyze_file
 
     loc, blank = _line_counts(text)
@@ -155,8 +155,13 @@ def _lizard(name: str, text: str) -> dict[str, Any]:
     sloc = info.nloc
     # lizard counts code lines (nloc); what is neither code nor blank is comment.
     comments = max(0, loc - blank - sloc)
+    imports = None
+    if language in ("javascript", "typescript", "tsx"):
+        from code_analyzer.jsimports import js_imports
+        imports = js_imports(text, language)
     return {"loc": loc, "sloc": sloc, "comments": comments, "blank": blank,
-            "functions": functions, "mi": None, "halstead": None, "findings": []}
+            "functions": functions, "mi": None, "halstead": None, "findings": [],
+            "imports": imports or []}
 
 
 def analyze_batch(batch: list[tuple[str, bytes, str]]) -> list[dict[str, Any]]:

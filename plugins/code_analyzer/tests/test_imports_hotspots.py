@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from code_analyzer.imports import build_graph
 from code_analyzer.scan import ScanOptions, scan_folder
 
@@ -76,3 +77,34 @@ def test_no_git_means_no_hotspots_with_the_reason(tmp_path: Path, make_files: Fi
     make_files(tmp_path, {"a.py": "def f():\n    return 1\n"})
     result = scan_folder(tmp_path, None, NO_TOOLS)
     assert result["hotspots"] == [] and result["git"] == "not a git repository: no hotspots"
+
+
+def test_javascript_and_typescript_cycles_through_tree_sitter(tmp_path: Path,
+                                                              make_files: Files) -> None:
+    make_files(tmp_path, {
+        "web/a.ts": "import {b} from './b';\nexport const a = 1;\n",
+        "web/b.ts": "import {c} from './util/c.js';\nexport const b = 2;\n",  # c.ts
+        "web/util/c.ts": "import {a} from '../a';\nimport type {T} from '../types';\n",
+        "web/types.ts": "import {a} from './a';\nexport type T = number;\n",
+        "web/lazy.js": "const x = require('./widgets');\nasync function f() {\n"
+                       "  await import('./late.mjs');\n}\n",
+        "web/widgets/index.jsx": "import React from 'react';\nimport './../lazy';\n",
+        "web/late.mjs": "import './lazy.js';\n",
+    })
+    graph = scan_folder(tmp_path, None, NO_TOOLS)["imports"]
+    assert graph["cycles"] == [["web/a.ts", "web/b.ts", "web/util/c.ts"],
+                               ["web/lazy.js", "web/widgets/index.jsx"]]
+    edges = {(e["source"], e["target"]): e["eager"] for e in graph["edges"]}
+    assert edges[("web/util/c.ts", "web/types.ts")] is False  # import type
+    assert edges[("web/lazy.js", "web/late.mjs")] is False  # dynamic import()
+    assert edges[("web/late.mjs", "web/lazy.js")] is True
+    assert not any(target == "react" for _, target in edges)  # packages are outside
+
+
+def test_without_the_grammars_the_graph_is_python_only(
+        tmp_path: Path, make_files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    from code_analyzer import jsimports
+    monkeypatch.setattr(jsimports, "_parser", lambda language: None)
+    make_files(tmp_path, {"a.ts": "import './b';\n", "b.ts": "import './a';\n"})
+    result = scan_folder(tmp_path, None, NO_TOOLS)
+    assert result["imports"]["cycles"] == [] and result["summary"]["files"] == 2

@@ -98,9 +98,10 @@ async function loadRoots() {
     $("gate-mi").value = info.gate_defaults.min_maintainability;
     const missing = Object.entries(info.tools).filter(([, ok]) => !ok).map(([name]) => name);
     const badge = $("tools-status");
-    if (missing.length) {
+    if (missing.length || info.missing.length) {
       badge.className = "badge badge-wait";
-      badge.textContent = `Degraded: ${missing.join(", ")} missing`;
+      badge.textContent = missing.length ? `Degraded: ${missing.join(", ")} missing` : "Degraded";
+      badge.title = info.missing.join("\n");
     } else {
       badge.className = "badge badge-ok";
       badge.textContent = "ruff · bandit · vulture ready";
@@ -254,7 +255,8 @@ function renderCards(s) {
     card("Issues", fmt(issues.high + issues.medium + issues.low),
       `${issues.high} high · ${issues.medium} medium · ${issues.low} low`,
       issues.high ? "bad" : undefined),
-    card("Import cycles", fmt(s.cycles), "Python, import-time only", s.cycles ? "warn" : undefined),
+    card("Import cycles", fmt(s.cycles), "Python and JS/TS, import-time only",
+      s.cycles ? "warn" : undefined),
     card("Scan time", `${fmt(s.seconds, 2)} s`, "cached files are not analysed again"),
   );
 }
@@ -415,7 +417,8 @@ function renderHotspots(scan) {
 function renderImports(scan) {
   const graph = scan.imports;
   $("imports-note").textContent =
-    `${graph.modules} modules, ${graph.edges.length} internal imports, ${graph.cycles.length} cycles.`;
+    `${graph.modules} modules (Python, JS/TS), ${graph.edges.length} internal imports, ` +
+    `${graph.cycles.length} cycles.`;
   $("cycles").replaceChildren(...(graph.cycles.length
     ? graph.cycles.map((c) => el("li", {className: "path", text: `${c.join(" → ")} → ${c[0]}`}))
     : [el("li", {className: "muted", text: "No import cycle."})]));
