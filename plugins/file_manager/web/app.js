@@ -98,6 +98,13 @@ class Pane {
       });
     }
     this.body = q("tbody");
+    this.cursor = 0;
+    // Commander keys on the list: arrows move, Enter opens, Space/Insert select,
+    // Backspace goes up.
+    this.wrap = q(".table-wrap");
+    this.wrap.tabIndex = 0;
+    this.wrap.setAttribute("aria-label", "Files; arrow keys move, Enter opens, Space selects, Backspace goes up");
+    this.wrap.addEventListener("keydown", (event) => this.key(event));
     this.crumbs = q(".crumbs");
     this.status = q(".pane-status");
     section.addEventListener("focusin", () => activate(this.index));
@@ -106,6 +113,7 @@ class Pane {
 
   go(path) {
     this.path = path;
+    this.cursor = 0;
     this.selected.clear();
     this.load();
   }
@@ -143,6 +151,8 @@ class Pane {
     });
     const rows = listing.entries.map((entry) => this.row(entry));
     this.body.replaceChildren(...rows);
+    this.cursor = Math.min(this.cursor, Math.max(0, rows.length - 1));
+    if (rows.length) rows[this.cursor].classList.add("cursor");
     const extra = listing.truncated ? ` (showing ${listing.entries.length})` : "";
     const hidden = listing.hidden_count && !this.hidden.checked ? `, ${listing.hidden_count} hidden` : "";
     const ro = listing.writable ? "" : " · read-only";
@@ -173,9 +183,45 @@ class Pane {
       el("td", { textContent: entry.type === "file" ? (entry.mime || "file") : entry.type }),
       el("td", { className: "mode", textContent: entry.mode, title: entry.octal }),
     );
-    tr.addEventListener("click", () => { box.checked = !box.checked; this.toggle(entry.path, box.checked, tr); });
+    tr.addEventListener("click", () => {
+      box.checked = !box.checked;
+      this.toggle(entry.path, box.checked, tr);
+      this.moveCursor([...this.body.rows].indexOf(tr));
+    });
     if (this.selected.has(entry.path)) tr.classList.add("selected");
     return tr;
+  }
+
+  key(event) {
+    const rows = [...this.body.rows];
+    if (!rows.length && event.key !== "Backspace") return;
+    const entry = this.entries[this.cursor];
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      this.moveCursor(this.cursor + (event.key === "ArrowDown" ? 1 : -1));
+    } else if (event.key === "Home" || event.key === "End") {
+      this.moveCursor(event.key === "Home" ? 0 : rows.length - 1);
+    } else if (event.key === "Enter" && entry) {
+      if (entry.type === "dir" || entry.link_type === "dir") this.go(entry.path);
+      else this.open(entry);
+    } else if ((event.key === " " || event.key === "Insert") && entry) {
+      const box = rows[this.cursor].querySelector("input");
+      box.checked = !box.checked;
+      this.toggle(entry.path, box.checked, rows[this.cursor]);
+      if (event.key === "Insert") this.moveCursor(this.cursor + 1);
+    } else if (event.key === "Backspace" && this.parent !== null && this.parent !== undefined) {
+      this.go(this.parent);
+    } else {
+      return;
+    }
+    event.preventDefault();
+  }
+
+  moveCursor(index) {
+    const rows = [...this.body.rows];
+    if (!rows.length) return;
+    this.cursor = Math.max(0, Math.min(rows.length - 1, index));
+    rows.forEach((row, i) => row.classList.toggle("cursor", i === this.cursor));
+    rows[this.cursor].scrollIntoView({ block: "nearest" });
   }
 
   toggle(path, on, tr) {
