@@ -69,7 +69,7 @@ async def test_routes_stream_and_alerts_through_the_host(plexichat_app: PlexiCha
             quiet = {"cpu": 100, "disk": 100, "swap": 100}
             assert (await client.put("thresholds", json=quiet)).status_code == 200
             # Recorded from here: a real alert may have started before the quiet
-            # thresholds (and so end after them); none may start now but the forced one.
+            # thresholds (and so end after them).
             bus_events = plexichat_app.events(PluginEvent)
 
             async with client.stream("GET", "stream") as response:
@@ -114,11 +114,15 @@ async def test_routes_stream_and_alerts_through_the_host(plexichat_app: PlexiCha
             assert alerts["recent"][0]["id"] == alert["id"]
             assert alerts["recent"][0]["peak"] >= alert["peak"]
 
-        published = [(e.name, e.data["kind"], e.data["alert"]["id"])
-                     for e in bus_events.seen
-                     if isinstance(e, PluginEvent) and e.plugin_id == PLUGIN_ID
-                     and (e.data["kind"] == "start" or e.data["alert"]["id"] == alert["id"])]
-        assert published == [("alert", "start", alert["id"]), ("alert", "end", alert["id"])]
+        seen = [e for e in bus_events.seen
+                if isinstance(e, PluginEvent) and e.plugin_id == PLUGIN_ID]
+        published = [(e.name, e.data["kind"]) for e in seen
+                     if e.data["alert"]["id"] == alert["id"]]
+        assert published == [("alert", "start"), ("alert", "end")]
+        # A real alert raised just before the quiet thresholds may still show; no other
+        # memory alert may.
+        assert all(e.data["alert"]["id"] == alert["id"] for e in seen
+                   if e.data["alert"]["metric"] == "memory")
     finally:
         if bus_events is not None:
             bus_events.close()
