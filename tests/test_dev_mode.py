@@ -202,6 +202,7 @@ def _plugin(tmp_path: Path) -> Path:
     (["tests/data.json"], ["tests/test_other.py"]),
     (["README.md"], None),
     (["tests/test_core.py", "web/index.html"], ["tests/test_core.py"]),
+    (["4913", "tests/test_core.py"], ["tests/test_core.py"]),  # vim's probe, gone again
 ])
 def test_affected_tests_of_a_save(tmp_path: Path, changed: list[str],
                                   expected: list[str] | None):

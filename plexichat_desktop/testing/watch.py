@@ -106,6 +106,8 @@ def affected_tests(root: Path, tests_path: str, changed: Iterable[Path]) -> list
         if not path.is_relative_to(root):
             continue
         rel = path.relative_to(root)
+        if not path.exists() and path.suffix != ".py" and rel != Path("plugin.toml"):
+            continue  # an editor's probe or swap file, come and gone (vim's "4913")
         if path.is_relative_to(tests_dir):
             if _is_test_file(path):
                 if path.exists():
