@@ -15,6 +15,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
@@ -318,10 +319,13 @@ class DevToolsPlugin(Plugin):
         command = ruffing.fix_command(body.unsafe)
         return self._start("fix", self._command_preview, ws, "fix", command)
 
-    async def _make_copy(self, job: JobHandle, ws: Workspace) -> tuple[preview.Copy, bool]:
+    async def _make_copy(self, job: JobHandle, ws: Workspace,
+                         only: set[str] | None = None) -> tuple[preview.Copy, bool]:
         is_git = (await gitops.repo_state(ws)) is not None
         job.message("listing files")
         files = await preview.list_files(ws, is_git)
+        if only is not None:
+            files = [f for f in files if f in only or Path(f).name in ruffing.CONFIG_FILES]
         copy = preview.Copy(ws, files, self.config.max_copy_files, self.config.max_copy_bytes)
         job.message(f"copying {len(files)} files")
         try:
@@ -331,24 +335,56 @@ class DevToolsPlugin(Plugin):
             raise
         return copy, is_git
 
+    def _discard(self, copy: preview.Copy) -> None:
+        """Delete a preview's copy in the background: on a slow disk removing thousands
+        of files takes seconds the user need not wait for."""
+        self.ctx.create_task(asyncio.to_thread(copy.cleanup), name="dev_tools remove copy")
+
     async def _command_preview(self, job: JobHandle, ws: Workspace, kind: str,
                                command: list[str]) -> dict[str, Any]:
-        copy, _ = await self._make_copy(job, ws)
+        only = None
+        check: procs.ProcResult | None = None
+        if kind == "format":
+            # Formatting is per file: ask ruff (read-only) which files it would change and
+            # copy only those and the config files, not the whole tree.
+            job.message("ruff format --diff (read-only)")
+            check = await procs.run(ruffing.check_format_command(), ws.path,
+                                    cap=50_000_000, timeout=self.config.tool_timeout)
+            only = ruffing.would_reformat(check.output)
+            if not only:
+                item = self.previews.add(preview.Preview(
+                    preview.new_id(), kind, ws.path, {},
+                    {"output": check.output, "exit_code": check.exit_code}))
+                job.message("0 files would change")
+                return item.to_dict()
+        copy, _ = await self._make_copy(job, ws, only)
+        # The files to format go in batches: thousands of names must stay far below the
+        # system's command-line limit.
+        batches: list[list[str]] = [[]] if only is None else [sorted(only)[i:i + 1000]
+                                             for i in range(0, len(only), 1000)]
         try:
             job.message(f"running {kind} on a copy")
-            result = await procs.run(command, copy.dir, cap=self.config.max_output_bytes,
-                                     timeout=self.config.tool_timeout)
+            for batch in batches:
+                result = await procs.run([*command[:-1], *batch] if batch else command,
+                                         copy.dir, cap=self.config.max_output_bytes,
+                                         timeout=self.config.tool_timeout)
+                if result.exit_code is None or result.exit_code > 1:
+                    break
             changes = await asyncio.to_thread(copy.changes)
         finally:
-            await asyncio.to_thread(copy.cleanup)
+            self._discard(copy)
         if result.exit_code is None:
             raise RuntimeError(f"{kind} stopped after {self.config.tool_timeout:g} s "
                                "(tool_timeout)")
         # ruff exits 2 when some file cannot be parsed but still formats or fixes the
         # others: show those changes with ruff's message rather than failing them all.
+        output: str = result.output
+        code: int | None = result.exit_code
+        if check is not None and check.exit_code not in (0, 1):
+            # Files the check could not parse are not in the copy: keep its messages.
+            output, code = ruffing.messages(check.output) + output, check.exit_code
         item = self.previews.add(preview.Preview(
-            preview.new_id(), kind, ws.path, changes,
-            {"output": result.output, "exit_code": result.exit_code}))
+            preview.new_id(), kind, ws.path, changes, {"output": output, "exit_code": code}))
         job.message(f"{len(changes)} files would change")
         return item.to_dict()
 
@@ -401,7 +437,7 @@ class DevToolsPlugin(Plugin):
             job.progress(len(chosen), len(chosen), "comparing")
             changes = await asyncio.to_thread(copy.changes)
         finally:
-            await asyncio.to_thread(copy.cleanup)
+            self._discard(copy)
         item = self.previews.add(preview.Preview(
             preview.new_id(), "hooks", ws.path, changes,
             {"hooks": reports, "skipped_repos": config.skipped_repos, "scope": which,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -79,8 +80,30 @@ def _problem(root: Path, item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Files ruff reads its settings from; copied with the files of a format preview.
+CONFIG_FILES = frozenset({"pyproject.toml", "ruff.toml", ".ruff.toml"})
+
+
 def format_command() -> list[str]:
+    """Formats ``.`` (the last argument; a preview replaces it with the files to format)."""
     return [ruff_binary(), "format", "--no-cache", "--force-exclude", "."]
+
+
+def check_format_command() -> list[str]:
+    # --diff rather than --check: its file headers read the same in every ruff >= 0.6
+    # (--check's report changed format), and it writes nothing.
+    return [ruff_binary(), "format", "--diff", "--no-cache", "--force-exclude", "."]
+
+
+def would_reformat(output: str) -> set[str]:
+    """The files of ``ruff format --diff``: a ``--- path`` line directly followed by
+    ``+++ path`` (the same path), which a changed line of code cannot imitate."""
+    lines = output.splitlines()
+    found = set()
+    for first, second in itertools.pairwise(lines):
+        if first.startswith("--- ") and second.startswith("+++ ") and first[4:] == second[4:]:
+            found.add(first[4:].strip())
+    return found
 
 
 def fix_command(unsafe: bool) -> list[str]:
@@ -90,3 +113,9 @@ def fix_command(unsafe: bool) -> list[str]:
     # into a preview the user asked to keep safe.
     command.insert(3, "--unsafe-fixes" if unsafe else "--no-unsafe-fixes")
     return command
+
+
+def messages(output: str) -> str:
+    """ruff's own messages (errors, warnings) from an output that also holds diffs."""
+    return "".join(line + "\n" for line in output.splitlines()
+                   if line.startswith(("error", "warning")))
