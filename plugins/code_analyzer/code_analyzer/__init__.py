@@ -33,6 +33,12 @@ class ScanRequest(BaseModel):
     run_tools: bool = True
 
 
+class HistoryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    folder: str = Field(min_length=1, max_length=4096)
+    commits: int = Field(20, ge=1, le=500)
+
+
 class GateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     folder: str = Field(min_length=1, max_length=4096)
@@ -68,7 +74,8 @@ class CodeAnalyzerPlugin(Plugin):
                 ("/scans", self.list_scans, ["GET"]),
                 ("/scans/{scan_id}", self.get_scan, ["GET"]),
                 ("/scans/{scan_id}/export", self.export_scan, ["GET"]),
-                ("/gate", self.start_gate, ["POST"])):
+                ("/gate", self.start_gate, ["POST"]),
+                ("/history", self.start_history, ["POST"])):
             ctx.add_route(path, fn, methods=methods)
 
     # -- helpers -------------------------------------------------------------------------
@@ -240,6 +247,29 @@ class CodeAnalyzerPlugin(Plugin):
                         else body.min_maintainability, body.fail_on)
         job = self.ctx.jobs.start("gate", self._gate_job, folder, rule)
         return JSONResponse(job.to_dict(), status_code=202)
+
+    async def start_history(self, request: Request) -> Any:
+        """Metrics of the last ``commits`` commits of a git folder -> 202 with the job."""
+        body = await self._parse(request, HistoryRequest)
+        if isinstance(body, JSONResponse):
+            return body
+        folder = self._folder_or_error(body.folder)
+        if isinstance(folder, JSONResponse):
+            return folder
+        from code_analyzer.gitutil import toplevel
+        if await asyncio.to_thread(toplevel, folder) is None:
+            return _error(422, f"folder: {folder} is not inside a git repository", "folder")
+        job = self.ctx.jobs.start("history", self._history_job, folder, body.commits)
+        return JSONResponse(job.to_dict(), status_code=202)
+
+    async def _history_job(self, job: JobHandle, folder: Path, commits: int) -> Any:
+        from code_analyzer.history import history
+        result = await self._run_threaded(job, history, folder, commits, self.store,
+                                          self.options())
+        job.progress(len(result["points"]), len(result["points"]),
+                     f"{len(result['points'])} commits, {result['analysed_files']} file "
+                     f"versions analysed in {result['seconds']:.1f} s")
+        return result
 
     async def _gate_job(self, job: JobHandle, folder: Path, rule: Any) -> Any:
         from code_analyzer.gate import run_gate

@@ -111,28 +111,63 @@ def show(repo: Path, commit: str, path: str) -> bytes | None:
 def show_many(repo: Path, commit: str, paths: list[str]) -> dict[str, bytes | None]:
     """Each of ``paths`` as it was at ``commit`` (None where it did not exist), read by one
     ``git cat-file --batch`` instead of a process per file."""
+    return cat_objects(repo, paths, [f"{commit}:{p}" for p in paths])
+
+
+def cat_objects(repo: Path, keys: list[str], names: list[str]) -> dict[str, bytes | None]:
+    """``{key: content}`` of the blobs ``names`` (object names or ``commit:path``), None for
+    a missing object or one that is not a blob."""
     exe = shutil.which("git")
-    if exe is None or not paths:
-        return dict.fromkeys(paths)
-    request = "".join(f"{commit}:{p}\n" for p in paths).encode("utf-8", "surrogateescape")
+    if exe is None or not names:
+        return dict.fromkeys(keys)
+    request = "".join(f"{n}\n" for n in names).encode("utf-8", "surrogateescape")
     proc = subprocess.run([exe, "-C", str(repo), "cat-file", "--batch"], input=request,
-                          capture_output=True, timeout=120)
+                          capture_output=True, timeout=300)
     if proc.returncode != 0:
         raise GitError(f"git cat-file: {proc.stderr.decode('utf-8', 'replace').strip()}")
     out, pos, found = proc.stdout, 0, {}
-    for path in paths:
+    for key in keys:
         end = out.index(b"\n", pos)
         header = out[pos:end].split()
         pos = end + 1
-        if len(header) == 3 and header[1] == b"blob":
-            size = int(header[2])
-            found[path] = out[pos:pos + size]
+        size = int(header[2]) if len(header) == 3 else -1
+        found[key] = out[pos:pos + size] if header[1:2] == [b"blob"] else None
+        if size >= 0:
             pos += size + 1  # the content is followed by a newline
-        else:  # "<name> missing", or a tree/submodule where a file is now
-            found[path] = None
-            if len(header) == 3:
-                pos += int(header[2]) + 1
     return found
+
+
+@dataclass
+class Commit:
+    sha: str
+    time: int
+    subject: str
+
+
+def log(repo: Path, under: str, count: int) -> list[Commit]:
+    """The last ``count`` commits touching ``under`` (newest first)."""
+    spec = [f":(top){under}" if under else ":(top)"]
+    out = _git(repo, "log", f"-n{count}", "--no-merges", "--format=%H%x00%ct%x00%s", "--",
+               *spec)
+    commits = []
+    for line in out.splitlines():
+        sha, when, subject = line.split("\0", 2)
+        commits.append(Commit(sha, int(when), subject))
+    return commits
+
+
+def tree_files(repo: Path, commit: str, under: str) -> list[tuple[str, int, str]]:
+    """``(path from the repo top, size, blob name)`` of every file at ``commit`` under
+    ``under``; symlinks and submodules are left out."""
+    spec = [f":(top){under}" if under else ":(top)"]
+    out = _git(repo, "ls-tree", "-r", "-l", "-z", "--full-tree", commit, "--", *spec)
+    files = []
+    for item in filter(None, out.split("\0")):
+        meta, path = item.split("\t", 1)
+        mode, kind, blob, size = meta.split()
+        if kind == "blob" and mode in ("100644", "100755"):
+            files.append((path, int(size), blob))
+    return files
 
 
 def churn(repo: Path, under: str, days: int) -> dict[str, dict[str, int]]:

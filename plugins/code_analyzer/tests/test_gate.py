@@ -135,3 +135,25 @@ def test_old_versions_are_read_in_one_batch(repo: Path, run_git: Git, make_files
     got = show_many(repo, head, ["sub/b.bin", "missing.py", "a.py", "sub", "empty.py"])
     assert got == {"sub/b.bin": blob, "missing.py": None, "a.py": b"x = 1\n", "sub": None,
                    "empty.py": b""}
+
+
+def test_history_of_past_commits_analyses_only_what_changed(
+        repo: Path, run_git: Git, make_files: Files, tmp_path: Path) -> None:
+    from code_analyzer.history import HistoryError, history
+    committed(repo, run_git, make_files, {"app.py": BASE, "web/x.js": "function f(a) {"
+                                          " return a ? 1 : 2; }\n", "big.py": "x = 1\n" * 2000})
+    committed(repo, run_git, make_files, {"app.py": BASE + branches(3)}, "branchy")
+    committed(repo, run_git, make_files, {"README.md": "docs only\n"}, "docs")
+    (repo / "app.py").write_text("broken(\n")  # the working tree is not history
+    store = Store(tmp_path / "cache.sqlite3")
+    result = history(repo, 10, store, ScanOptions(max_bytes=5000))
+    points = result["points"]
+    assert [p["subject"] for p in points] == ["base", "branchy", "docs"]
+    assert [p["files"] for p in points] == [2, 2, 2]  # big.py is over max_bytes
+    assert [p["complexity_max"] for p in points] == [2, 4, 4]  # x.js's f, then branchy
+    assert points[1]["functions"] == points[0]["functions"] + 1
+    assert points[2]["sloc"] == points[1]["sloc"] and points[0]["findings"] == 0
+    assert result["analysed_files"] == 3  # app.py twice, x.js once; the rest cached
+    assert history(repo, 10, store, ScanOptions(max_bytes=5000))["analysed_files"] == 0
+    with pytest.raises(HistoryError, match=r"^folder: "):
+        history(tmp_path, 5, None, OPTIONS)

@@ -195,3 +195,13 @@ async def test_gate_job_through_the_api(
         assert bad_ref.status_code == 422
         assert bad_ref.json()["detail"].startswith("ref: 'nope' names no commit")
         assert list(bad_ref.json()["errors"]) == ["ref"]
+        history = await host.client.post("history", json={"folder": "repo", "commits": 5})
+        assert history.status_code == 202
+        job = await host.finished(history.json())
+        assert job["state"] == "succeeded", job["error"]
+        assert [p["subject"] for p in job["result"]["points"]] == ["base"]
+        (host.root / "plain").mkdir()
+        for body, field in (({"folder": "repo", "commits": 0}, "commits"),
+                            ({"folder": "plain"}, "folder")):
+            answer = await host.client.post("history", json=body)
+            assert answer.status_code == 422 and answer.json()["detail"].startswith(field)

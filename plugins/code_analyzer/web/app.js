@@ -173,8 +173,55 @@ $("jobs").addEventListener("plexichat-job", (event) => {
     loadScan(job.result.scan_id).catch((error) => showError(error.message));
   } else if (job.name === "gate" && job.result) {
     renderGate(job.result);
+  } else if (job.name === "history" && job.result) {
+    state.history = job.result.points;
+    state.historyFolder = job.result.folder;
+    renderHistory().catch((error) => showError(error.message));
   }
 });
+
+$("history-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearFieldErrors(event.currentTarget);
+  showError("");
+  const folder = $("folder").value.trim();
+  if (!folder) { fieldError("folder", "folder: enter the folder of a git repository"); return; }
+  $("history-button").disabled = true;
+  try {
+    await postJSON(`${API}history`, {folder, commits: Number($("history-commits").value)});
+  } catch (error) {
+    reportRequestError(error);
+  } finally {
+    $("history-button").disabled = false;
+  }
+});
+
+// Past commits measured from git objects (wily's view), with the same metric as the trend.
+async function renderHistory() {
+  if (!state.history) return;
+  const element = $("history-chart");
+  element.hidden = false;
+  const metric = $("trend-metric").value;
+  const label = $("trend-metric").selectedOptions[0].textContent;
+  const values = state.history.map((p) => ({
+    commit: p.commit.slice(0, 8), subject: p.subject,
+    when: new Date(p.time * 1000).toLocaleString(),
+    value: metric === "issues_total" ? p.findings : p[metric],
+  })).filter((v) => v.value !== null && v.value !== undefined);
+  await renderChart(element, {
+    width: "container", height: 180,
+    title: metric === "issues_total" ? "own findings per commit (tools are not run on history)"
+      : `${label} per commit of ${state.historyFolder}`,
+    data: {values},
+    mark: {type: "line", point: true},
+    encoding: {
+      x: {field: "commit", type: "ordinal", sort: null, title: null, axis: {labelAngle: -45}},
+      y: {field: "value", type: "quantitative", title: label, scale: {zero: false}},
+      tooltip: [{field: "commit"}, {field: "subject"}, {field: "when"},
+        {field: "value", title: label}],
+    },
+  });
+}
 
 // ---- gate -------------------------------------------------------------------------------
 function renderGate(result) {
@@ -481,7 +528,10 @@ async function renderTrend() {
     },
   });
 }
-$("trend-metric").addEventListener("change", () => renderTrend().catch((e) => showError(e.message)));
+$("trend-metric").addEventListener("change", () => {
+  renderTrend().catch((e) => showError(e.message));
+  renderHistory().catch((e) => showError(e.message));
+});
 
 // ---- go ---------------------------------------------------------------------------------
 loadRoots();
