@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dev_tools import hooks
+from dev_tools import hooks, ruffing
 from devtools_helpers import git, make_repo, open_env
 
 pytestmark = pytest.mark.asyncio
@@ -262,3 +262,11 @@ repos:
         assert refused.status_code == 409 and refused.json()["field"] == "files[0]"
         assert "outside" in refused.json()["detail"]
         assert list(outside.iterdir()) == []
+
+
+def test_the_files_to_format_are_read_from_diff_headers_only() -> None:
+    diff = ("--- a.py\n+++ a.py\n@@ -1 +1 @@\n--- x\n+++ y\n"
+            "--- sub/b c.py\n+++ sub/b c.py\n@@ -1 +1 @@\n-y=1\n+y = 1\n")
+    assert ruffing.would_reformat(diff) == {"a.py", "sub/b c.py"}
+    assert ruffing.messages("error: Failed to parse x.py\n--- a.py\n") == \
+        "error: Failed to parse x.py\n"
