@@ -92,7 +92,7 @@ class DevSession:
         return rec
 
     async def start(self) -> None:
-        """Start watching (returns at once; ``ready`` is set once the watcher runs)."""
+        """Start watching; returns (and sets ``ready``) once the watches are in place."""
         # Its per-burst INFO line would repeat what the reload line below says.
         logging.getLogger("watchfiles").setLevel(logging.WARNING)
         rec = self.record
@@ -103,6 +103,10 @@ class DevSession:
             self._reporter = asyncio.get_running_loop().create_task(
                 self._report_runs(), name="dev test results")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="dev watcher")
+        # The task's first step creates the inotify (or polling) watches, synchronously,
+        # before its first await: once it has run, no save can be missed.
+        await asyncio.sleep(0)
+        self.ready.set()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -113,10 +117,7 @@ class DevSession:
                     await task
 
     async def _run(self) -> None:
-        changes = watch_changes(self.root, self._stop)
-        # awatch starts watching on its first step; the loop below is that first step.
-        self.ready.set()
-        async for paths in changes:
+        async for paths in watch_changes(self.root, self._stop):
             try:
                 await self.changed(paths)
             except Exception:
