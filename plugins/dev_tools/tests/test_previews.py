@@ -264,7 +264,7 @@ repos:
         assert list(outside.iterdir()) == []
 
 
-def test_the_files_to_format_are_read_from_diff_headers_only() -> None:
+async def test_the_files_to_format_are_read_from_diff_headers_only() -> None:
     diff = ("--- a.py\n+++ a.py\n@@ -1 +1 @@\n--- x\n+++ y\n"
             "--- sub/b c.py\n+++ sub/b c.py\n@@ -1 +1 @@\n-y=1\n+y = 1\n")
     assert ruffing.would_reformat(diff) == {"a.py", "sub/b c.py"}
