@@ -77,6 +77,8 @@ class CodeAnalyzerPlugin(Plugin):
                 ("/gate", self.start_gate, ["POST"]),
                 ("/history", self.start_history, ["POST"])):
             ctx.add_route(path, fn, methods=methods)
+        if self.config.scheduled_folders:
+            ctx.schedule(self.config.scan_schedule, self.scheduled_scan, "scheduled scan")
 
     # -- helpers -------------------------------------------------------------------------
     @property
@@ -180,6 +182,23 @@ class CodeAnalyzerPlugin(Plugin):
                      f"{s['files']} files, {s['sloc']} lines, "
                      f"{sum(s['issues'].values())} issues in {s['seconds']:.1f} s")
         return {"scan_id": scan_id, "folder": str(folder), "summary": s}
+
+    async def scheduled_scan(self) -> list[dict[str, Any]]:
+        """Scan each of ``scheduled_folders`` as a job (shown on the page like any scan);
+        a folder that is gone or outside the roots is logged and skipped."""
+        outcomes = []
+        for text in self.config.scheduled_folders:
+            try:
+                folder = self.resolve_folder(text)
+            except (UnsafePath, OSError) as exc:
+                self.ctx.logger.warning("scheduled scan of %r skipped: %s", text, exc)
+                outcomes.append({"folder": text, "state": "skipped", "error": str(exc)})
+                continue
+            job = self.ctx.jobs.start("scan", self._scan_job, folder, True)
+            done = await self.ctx.jobs.wait(job.id)
+            outcomes.append({"folder": str(folder), "state": str(done.state),
+                             "error": done.error})
+        return outcomes
 
     async def list_scans(self, folder: str | None = None, limit: int = 100) -> Any:
         """Scan summaries, oldest first: the trend of one folder (or of all)."""

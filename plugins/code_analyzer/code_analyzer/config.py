@@ -29,6 +29,10 @@ class AnalyzerConfig(PluginSettings):
     vulture_min_confidence: int = Field(80, ge=0, le=100)
     keep_scans: int = Field(100, ge=1, le=10_000)
     tool_timeout_seconds: float = Field(300.0, gt=0, le=3600)
+    # Folders scanned on ``scan_schedule`` (the host's grammar: "daily", "every_6_hours",
+    # cron...), so the trends grow without anyone pressing Scan.
+    scheduled_folders: list[str] = Field(default_factory=list)
+    scan_schedule: str = Field("daily", min_length=1, max_length=100)
 
     def root_paths(self) -> list[Path]:
         """The roots with ``~`` and variables expanded."""

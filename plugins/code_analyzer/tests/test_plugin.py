@@ -43,7 +43,8 @@ class Host:
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Host]:
+async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                  extra: dict[str, Any] | None = None) -> AsyncIterator[Host]:
     """The real host with only this plugin, its roots set to one temp folder. (A context
     manager, not an async fixture: the test manager runs pytest without pytest-asyncio.)"""
     monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
@@ -51,7 +52,8 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
     root = tmp_path / "projects"
     root.mkdir()
     paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
-    settings = Settings(server={"port": 0}, plugin={PLUGIN_ID: {"roots": [str(root)]}})
+    settings = Settings(server={"port": 0},
+                        plugin={PLUGIN_ID: {"roots": [str(root)], **(extra or {})}})
     runtime = Runtime(paths, settings, RuntimeOptions(
         bundled=False, include_installed=False, extra_plugin_dirs=[plugins_folder(tmp_path)]))
     url = await runtime.start()
@@ -205,3 +207,18 @@ async def test_gate_job_through_the_api(
                             ({"folder": "plain"}, "folder")):
             answer = await host.client.post("history", json=body)
             assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
+
+
+@pytest.mark.asyncio
+async def test_scheduled_scans_feed_the_trend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              make_files: Files) -> None:
+    settings = {"scheduled_folders": ["proj", "gone"], "scan_schedule": "every_6_hours"}
+    async with running(tmp_path, monkeypatch, settings) as host:
+        make_files(host.root / "proj", {"a.py": "def f(x):\n    return x\n"})
+        schedules = (await host.client.get("_host/schedules")).json()
+        assert "scheduled scan" in str(schedules) and "every_6_hours" in str(schedules)
+        outcomes = await host.plugin.scheduled_scan()  # what the schedule runs
+        assert [o["state"] for o in outcomes] == ["succeeded", "skipped"]
+        assert outcomes[1]["error"].startswith("folder: 'gone' does not exist")
+        trend = (await host.client.get("scans", params={"folder": "proj"})).json()["scans"]
+        assert len(trend) == 1 and trend[0]["functions"] == 1
