@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QFileDialog
+from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit
 
 from plexichat_desktop.gui.downloads import FOLDER_KEY, safe_file_name, unique_path
 from tests.gui.shell_helpers import wait_loaded
@@ -63,8 +63,11 @@ def download(qtbot: Any, js: Any, shell: Any, pane: Any, element_id: str) -> Any
 def test_an_export_lands_in_the_configured_folder_under_a_safe_name(
         kit_shell: Any, qtbot: Any, js: Any, download_dir: Path, tmp_path: Path) -> None:
     pane = open_kit(kit_shell, qtbot, js)
+    messages: list[str] = []
+    kit_shell.window.statusBar().messageChanged.connect(messages.append)
     outcome = download(qtbot, js, kit_shell, pane, "export")
     assert outcome.state == "completed", outcome
+    assert "Downloading report 2026.csv…" in messages
     # The page asked for "../../escaped/report 2026.csv": the folder is not its choice.
     saved = download_dir / "report 2026.csv"
     assert outcome.path == saved
@@ -78,6 +81,16 @@ def test_an_export_lands_in_the_configured_folder_under_a_safe_name(
     assert again.path.read_bytes() == REPORT
     assert sorted(p.name for p in download_dir.iterdir()) == [
         "report 2026 (1).csv", "report 2026.csv"]
+
+
+def test_a_download_from_a_standalone_window_reports_there(
+        kit_shell: Any, qtbot: Any, js: Any, download_dir: Path) -> None:
+    window = kit_shell.window.open_window(KIT_PAGE, "Kit")
+    wait_loaded(qtbot, js, window.pane, "document.getElementById('export') !== null")
+    outcome = download(qtbot, js, kit_shell, window.pane, "export")
+    assert outcome.state == "completed" and outcome.path == download_dir / "report 2026.csv"
+    assert window.statusBar().currentMessage().startswith("Saved report 2026.csv")
+    assert not kit_shell.window.statusBar().currentMessage().startswith("Saved")
 
 
 def test_a_blob_made_in_the_page_downloads_too(kit_shell: Any, qtbot: Any, js: Any,
@@ -102,15 +115,31 @@ def test_a_download_that_breaks_off_says_it_failed(kit_shell: Any, qtbot: Any, j
     assert not (download_dir / "broken.bin").exists()
 
 
-def answer_dialog(act: Callable[[QFileDialog], bool]) -> None:
+POLLS = 750  # 15 s of 20 ms polls, within download()'s wait
+
+
+def answer_dialog(act: Callable[[QFileDialog], bool]) -> list[str]:
     """Once the modal save dialog is up (it runs its own event loop inside the download
-    handler), ``act`` on it until it says it is done."""
-    def poll() -> None:
+    handler), ``act`` on it until it says it is done. A dialog left open would hold that
+    loop, and the test, forever: after POLLS tries it is rejected and the returned list
+    says so, for the test to fail on."""
+    gave_up: list[str] = []
+
+    def poll(tries: int = 0) -> None:
         dialog = QApplication.activeModalWidget()
-        if not (isinstance(dialog, QFileDialog) and dialog.isVisible() and act(dialog)):
-            QTimer.singleShot(20, poll)
+        up = isinstance(dialog, QFileDialog) and dialog.isVisible()
+        if up and act(dialog):
+            return
+        if tries >= POLLS:
+            gave_up.append(f"no answer after {POLLS} tries (dialog up: {up}, showing "
+                           f"{dialog.selectedFiles() if up else None})")
+            if up:
+                dialog.reject()
+            return
+        QTimer.singleShot(20, lambda: poll(tries + 1))
 
     QTimer.singleShot(0, poll)
+    return gave_up
 
 
 def test_the_save_dialog_opens_in_the_folder_used_last(kit_shell: Any, qtbot: Any, js: Any,
@@ -129,14 +158,19 @@ def test_the_save_dialog_opens_in_the_folder_used_last(kit_shell: Any, qtbot: An
         # The dialog's folder model catches up with a new folder in its own time: the
         # answer goes in once the dialog shows it, as a person would see it.
         dialog.setDirectory(str(chosen))
-        dialog.selectFile("mine.csv")
-        if dialog.selectedFiles() != [str(chosen / "mine.csv")]:
+        # Typed as a person would: selectFile() was seen to leave the page's name there.
+        name = dialog.findChild(QLineEdit, "fileNameEdit")
+        assert name is not None, "not Qt's own file dialog"
+        name.setText("mine.csv")
+        if [Path(f).resolve() for f in dialog.selectedFiles()] != [
+                (chosen / "mine.csv").resolve()]:
             return False
         dialog.accept()
         return True
 
-    answer_dialog(save_as)
+    gave_up = answer_dialog(save_as)
     outcome = download(qtbot, js, kit_shell, pane, "export")
+    assert not gave_up, gave_up
     assert outcome.state == "completed", outcome
     # It opened in the folder used last, with the page's name made safe.
     assert seen["proposed"] == str(first / "report 2026.csv")
