@@ -162,7 +162,9 @@ class Runtime:
         self.bus.publish(ServerStopping())
         self.stopping.set()
         if self._plugins_starting is not None:
-            # Let the plugin being set up finish: tearing down half a setup is worse.
+            # Let the plugin being set up finish (tearing down half a setup is worse), but
+            # start no other.
+            self.plugins.abort_start()
             with contextlib.suppress(Exception):
                 await self._plugins_starting
             self._plugins_starting = None

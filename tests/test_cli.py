@@ -164,9 +164,10 @@ def test_scaffolded_plugin_serves_its_page_and_route(env, tmp_path):
         token = run(["token"], env).stdout.strip()
         with httpx.Client(base_url=served.url,
                           headers={"Authorization": f"Bearer {token}"}) as client:
-            assert client.get("/api/plugins/greeter").json()["state"] == "active"
+            # Plugins start right after the server answers: the route waits for its plugin.
             assert client.get("/plugins/greeter/api/hello?who=you").json() == {
                 "message": "Hello, you!"}
+            assert client.get("/api/plugins/greeter").json()["state"] == "active"
             assert "<h1>Greeter</h1>" in client.get("/plugins/greeter/").text
     finally:
         served.proc.send_signal(signal.SIGTERM)

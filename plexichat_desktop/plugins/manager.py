@@ -179,6 +179,7 @@ class PluginManager:
         # Set once the first start() has tried every plugin: requests that arrive while a
         # start in the background is still going wait for it (see server/plugin_routes.py).
         self.started = asyncio.Event()
+        self._abort_start = False
         # Services plugins offer each other (PluginContext.provide / .service).
         self.services = ServiceRegistry()
         # The app's server URL, handed to every plugin's context; set by the runtime once
@@ -310,6 +311,11 @@ class PluginManager:
         finally:
             self.started.set()
 
+    def abort_start(self) -> None:
+        """Make a start still going stop after the plugin it is setting up (the app is
+        stopping: starting the rest only to tear them down makes quitting slow)."""
+        self._abort_start = True
+
     def starting(self, rec: PluginRecord) -> bool:
         """Whether ``rec`` is waiting for the first start() to reach it."""
         return not self.started.is_set() and rec.state in STARTABLE and rec.context is None
@@ -323,6 +329,8 @@ class PluginManager:
                 log.error("plugin %s cannot start: %s", pid, why)
                 self._set_state(rec, PluginState.FAILED, why)
         for pid in order:
+            if self._abort_start:
+                break  # the app is stopping: the plugins not reached yet stay unstarted
             rec = self.by_id[pid]
             if rec.state not in STARTABLE or rec.context is not None:
                 continue
