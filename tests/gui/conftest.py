@@ -71,7 +71,8 @@ def js(qtbot: Any) -> Callable[[Any, str], Any]:
     """Evaluate a JS expression in a view's page; the value comes back through JSON
     (PySide6 turns JS objects into '' otherwise)."""
 
-    def evaluate(view: Any, expression: str, timeout: int = 5_000) -> Any:
+    # Generous: on a loaded machine a page can take seconds to answer, which is no failure.
+    def evaluate(view: Any, expression: str, timeout: int = 20_000) -> Any:
         results: list[str] = []
         view.page().runJavaScript(f"JSON.stringify({expression})", 0, results.append)
         qtbot.waitUntil(lambda: bool(results), timeout=timeout)
