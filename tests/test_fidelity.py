@@ -20,7 +20,7 @@ from plexichat_desktop.testing.models import RunStatus
 from plexichat_desktop.testing.results import run_counts
 from plexichat_desktop.testing.runner import plugin_pytest_config
 from plexichat_desktop.testing.store import ResultStore
-from tests.test_test_manager import finals, manager_factory  # noqa: F401 (a fixture)
+from tests.test_test_manager import SUITES, finals, manager_factory  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.asyncio
 
@@ -377,3 +377,16 @@ async def test_the_cli_hands_an_exact_id_to_pytest_as_pytest_would(suites, home)
     assert exit_code == 4
     assert report["runs"][0]["status"] == "error"
     assert "not found" in report["runs"][0]["error"]
+
+
+async def test_testing_one_plugin_does_not_print_the_others_problems(home):
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
+           "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(SUITES)}
+    proc = subprocess.run([sys.executable, "-m", "plexichat_desktop", "test",
+                           "mixed_suite::tests/test_mixed.py::test_passes"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # The fixture folder holds broken plugins: their problems go to the log file only.
+    assert "fault_suite" not in proc.stderr and "broken_suite" not in proc.stderr
+    log_text = "".join(p.read_text() for p in home.log_dir.glob("*.log"))
+    assert "broken_suite" in log_text

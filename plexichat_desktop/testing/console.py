@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -73,7 +76,13 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
     bus = EventBus()
     plugins = PluginManager(paths=paths, settings=settings, bus=bus, bundled_dir=bundled_dir,
                             extra_dirs=extra_dirs)
-    plugins.discover()
+    if target:
+        # Other plugins' problems are not this command's business (they stay in the log
+        # file and `plugins list`); the target's own problem is reported when it is run.
+        with _quiet_console(logging.getLogger("plexichat_desktop.plugins.manager")):
+            plugins.discover()
+    else:
+        plugins.discover()
     store = ResultStore(store_path(paths))
     manager = TestManager(plugins, store, bus, paths.cache_dir / "runs", settings.tests)
     out = sys.stdout
@@ -224,6 +233,29 @@ def _print_report(report: dict[str, Any], elapsed: float, out: TextIO) -> None:
             shown = r["outcome"].upper()
             out.write(f"{shown} {r['plugin']} {r['nodeid']} - {r['message'][:120]}\n")
     out.write(f"==== {_summary_words(report['summary'])} in {elapsed:.2f}s ====\n")
+
+
+class _DropLogger(logging.Filter):
+    """Drops the records of one logger (and its children)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == self.name or record.name.startswith(self.name + "."))
+
+
+@contextlib.contextmanager
+def _quiet_console(logger: logging.Logger) -> Iterator[None]:
+    """Keep ``logger``'s records off the terminal (the log file still gets them)."""
+    consoles = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler)
+                and not isinstance(h, logging.FileHandler)]
+    guard = _DropLogger(logger.name)
+    for handler in consoles:
+        handler.addFilter(guard)
+    try:
+        yield
+    finally:
+        for handler in consoles:
+            handler.removeFilter(guard)
 
 
 def _indented(text: str, prefix: str = "  ") -> str:
