@@ -298,6 +298,16 @@ class PluginContext:
         Needs ``api_integration_layer`` under ``[requires]``. A call outside the declared
         scopes raises a ``PermissionError`` naming the plugin, the scope and the call; see
         the plugin's README for the scope names and the client's methods.
+
+        Typed as ``Any`` here because the host must not import a plugin; for your editor
+        and type checker, name its type yourself::
+
+            from typing import TYPE_CHECKING
+            if TYPE_CHECKING:
+                from api_integration_layer.scoped import ScopedApi
+
+            api: ScopedApi = ctx.api
+            me = await api.auth.me()
         """
         return self.service("api")
 
