@@ -29,7 +29,9 @@ optional one makes it ``degraded``: it still runs, and its context says what is 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -84,18 +86,39 @@ _index: tuple[float, dict[str, str]] | None = None
 
 def _installed_versions() -> dict[str, str]:
     """Canonical distribution name -> version of everything importable, from one scan of
-    sys.path (each importlib.metadata.version() call scans it again: ~5 ms apiece)."""
+    sys.path (each importlib.metadata.version() call scans it again: ~5 ms apiece).
+
+    Names and versions come from the ``name-version.dist-info`` folder names, as pip reads
+    them: parsing every METADATA file instead costs ~0.2 s for a few hundred packages.
+    Only folders that do not say their version are asked through importlib.metadata."""
     global _index
     now = time.monotonic()
-    if _index is None or now - _index[0] > _INDEX_TTL:
-        found: dict[str, str] = {}
-        for dist in importlib.metadata.distributions():
-            name = dist.metadata["Name"]
-            # The first one on sys.path wins, as for imports.
-            if name and canonicalize_name(name) not in found:
-                found[canonicalize_name(name)] = dist.version
-        _index = (now, found)
-    return _index[1]
+    if _index is not None and now - _index[0] <= _INDEX_TTL:
+        return _index[1]
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for folder in names:
+            stem, dot, suffix = folder.rpartition(".")
+            if not dot or suffix not in ("dist-info", "egg-info"):
+                continue
+            name, dash, version = stem.partition("-")
+            key = canonicalize_name(name)
+            if key in found:
+                continue  # the first one on sys.path wins, as for imports
+            if dash and version and suffix == "dist-info":
+                found[key] = version
+                continue
+            try:
+                found[key] = importlib.metadata.Distribution.at(
+                    os.path.join(entry or ".", folder)).version
+            except Exception:  # a broken metadata folder is no installed package
+                continue
+    _index = (now, found)
+    return found
 
 
 def _installed_version(name: str) -> str | None:
