@@ -180,6 +180,8 @@ class PluginManager:
         # start in the background is still going wait for it (see server/plugin_routes.py).
         self.started = asyncio.Event()
         self._abort_start = False
+        self._wanted: set[str] = set()       # plugins a request waits for: they go first
+        self._state_changed = asyncio.Event()
         # Services plugins offer each other (PluginContext.provide / .service).
         self.services = ServiceRegistry()
         # The app's server URL, handed to every plugin's context; set by the runtime once
@@ -289,6 +291,9 @@ class PluginManager:
                    detail: str | None = None) -> None:
         rec.state, rec.reason, rec.detail = state, reason, detail
         self.bus.publish(PluginStateChanged(plugin_id=rec.id, state=str(state), reason=reason))
+        # Wake whoever waits for a state (wait_started); they look again and wait anew.
+        changed, self._state_changed = self._state_changed, asyncio.Event()
+        changed.set()
 
     def _nodes(self) -> dict[str, Node]:
         return {
@@ -320,6 +325,33 @@ class PluginManager:
         """Whether ``rec`` is waiting for the first start() to reach it."""
         return not self.started.is_set() and rec.state in STARTABLE and rec.context is None
 
+    async def wait_started(self, rec: PluginRecord, timeout: float) -> None:
+        """Wait until the first start() has reached ``rec`` (started or failed it), asking
+        for it to go before plugins nobody waits for; at most ``timeout`` seconds."""
+        self._wanted.add(rec.id)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.starting(rec):
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state_changed.wait(), left)
+
+    def _next_to_start(self, remaining: list[str]) -> str:
+        """What a request waits for goes first: the first plugin in dependency order that
+        is wanted or that a wanted one needs (``remaining`` is in dependency order, so
+        that one's own requirements have had their turn); else the next in order."""
+        needed: set[str] = set()
+        todo = [pid for pid in remaining if pid in self._wanted]
+        while todo:
+            pid = todo.pop()
+            if pid in needed or pid not in self.by_id:
+                continue
+            needed.add(pid)
+            manifest = self.by_id[pid].manifest
+            todo.extend(manifest.requires if manifest else ())
+        return next((pid for pid in remaining if pid in needed), remaining[0])
+
     async def _start_pending(self) -> None:
         order, failures = resolve(self._nodes())
         for pid, why in failures.items():
@@ -328,9 +360,12 @@ class PluginManager:
                 rec.dependency_failure = True
                 log.error("plugin %s cannot start: %s", pid, why)
                 self._set_state(rec, PluginState.FAILED, why)
-        for pid in order:
+        remaining = list(order)
+        while remaining:
             if self._abort_start:
                 break  # the app is stopping: the plugins not reached yet stay unstarted
+            pid = self._next_to_start(remaining)
+            remaining.remove(pid)
             rec = self.by_id[pid]
             if rec.state not in STARTABLE or rec.context is not None:
                 continue

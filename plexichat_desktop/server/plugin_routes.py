@@ -8,8 +8,6 @@ not running, never a blank 404. An exception escaping a plugin's route handler b
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import mimetypes
@@ -68,9 +66,9 @@ class PluginDispatcher:
             raise HTTPException(404, f"no plugin with id '{pid}'")
         if self.manager.starting(rec):
             # The app answers before its plugins are up (they start in the background):
-            # a page asked for meanwhile waits for its plugin instead of failing.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.manager.started.wait(), START_WAIT)
+            # a page asked for meanwhile waits for its plugin (which goes first) instead
+            # of failing.
+            await self.manager.wait_started(rec, START_WAIT)
         if not rec.running or rec.context is None:  # active, or degraded
             raise HTTPException(
                 503, f"plugin '{pid}' is {rec.state}" + (f": {rec.reason}" if rec.reason else ""))
