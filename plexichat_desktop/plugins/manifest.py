@@ -248,8 +248,9 @@ def near_misses(data: dict[str, Any]) -> list[str]:
     """Unknown keys that look like misspelt known ones, as messages with the fix:
     ``entyr: unknown key; did you mean 'entry'?``. Keys far from every known one are not
     listed (they are warned about and ignored, so newer manifests still load)."""
-    tables = {"permissions": Permissions, "tests": TestsConfig,
-              "requires_python": RequiresPython, "requires_system": RequiresSystem}
+    tables: dict[str, type[BaseModel]] = {
+        "permissions": Permissions, "tests": TestsConfig,
+        "requires_python": RequiresPython, "requires_system": RequiresSystem}
     out = []
     top = list(Manifest.model_fields)
     for key, value in data.items():

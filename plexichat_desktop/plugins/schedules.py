@@ -37,6 +37,7 @@ yet).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
@@ -262,7 +263,7 @@ class PluginScheduler:
                 self.logger.exception("the plugin's scheduler tick failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
 
-    async def tick(self) -> list[str]:
+    async def tick(self) -> builtins.list[str]:  # list, in this class, is the method
         """Fire what is due at ``clock()`` now; return the names of the runs started.
 
         Re-plans every schedule first when the wall clock jumped against the monotonic

@@ -33,11 +33,11 @@ def format_event(name: str, data: Any, event_id: str | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
-async def _stream(source: AsyncIterator[tuple[Any, ...]], stop: asyncio.Event,
+async def _stream(source: AsyncIterator[tuple[Any, ...] | EventBatch], stop: asyncio.Event,
                   keepalive: float, retry_ms: int) -> AsyncIterator[str]:
     yield f"retry: {retry_ms}\n\n"
-    stop_wait = asyncio.ensure_future(stop.wait())
-    next_item: asyncio.Future[tuple[Any, ...]] | None = None
+    stop_wait: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    next_item: asyncio.Future[tuple[Any, ...] | EventBatch] | None = None
     try:
         while not stop.is_set():
             if next_item is None:
@@ -67,7 +67,7 @@ async def _stream(source: AsyncIterator[tuple[Any, ...]], stop: asyncio.Event,
 
 
 def event_stream(
-    source: AsyncIterator[tuple[Any, ...]],
+    source: AsyncIterator[tuple[Any, ...] | EventBatch],
     stop: asyncio.Event,
     *,
     keepalive: float = 15.0,
@@ -86,7 +86,8 @@ def event_stream(
 async def read_events(response: Any) -> AsyncIterator[tuple[str, Any]]:
     """Parse a streaming ``text/event-stream`` response (an ``httpx`` response opened with
     ``client.stream(...)``) into ``(event name, JSON data)`` pairs."""
-    name, data = "message", []
+    name = "message"
+    data: list[str] = []
     async for line in response.aiter_lines():
         if line == "":
             if data:
