@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # PlexiChat Desktop set-up in one command, for Debian and Ubuntu.
 #   ./bootstrap.sh run  [ARGS...]   install what is missing, then start the app
-#   ./bootstrap.sh test [ARGS...]   install what is missing, then lint and run the tests
+#   ./bootstrap.sh test [ARGS...]   install what is missing, then lint, type-check, run the tests
 #   ./bootstrap.sh bench            install what is missing (and pytest-xdist), run benchmarks
 #   ./bootstrap.sh bundle           build the desktop bundle into dist/ (PyInstaller)
 #   ./bootstrap.sh bundle-smoke     build the bundle, then start it headless and test it
@@ -115,6 +115,7 @@ if [ "$mode" = bench ]; then
 fi
 export QT_QPA_PLATFORM=offscreen
 .venv/bin/ruff check .
+.venv/bin/mypy  # plexichat_desktop/, with the settings of [tool.mypy] in pyproject.toml
 # One pytest-xdist worker per core; the GUI tests stay together in one of them (see
 # tests/conftest.py). Pass -n 0 to run everything in one process.
 exec .venv/bin/python -m pytest -n auto --dist loadgroup "$@"
