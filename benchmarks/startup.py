@@ -1,4 +1,5 @@
-"""Start-up benchmark: process start -> /healthz answering with every bundled plugin active.
+"""Start-up benchmark: process start -> /healthz answering, and with every bundled plugin started;
+then 100 generated plugins against 15 (bundled ones disabled).
 
 Compared with a bare FastAPI + uvicorn hello-world started the same way (a subprocess on a
 pre-bound loopback port, polled over HTTP) in the same run. Prints medians and the ratio.
@@ -124,7 +125,65 @@ def main() -> int:
           f"median {base_median * 1000:.0f} ms (min {min(base_times) * 1000:.0f}, "
           f"max {max(base_times) * 1000:.0f})")
     print(f"ratio (every plugin started): {app_median / base_median:.2f}x the bare framework")
+    many_plugins(args.runs, app_cmd)
     return 0
+
+
+PLUGIN_CODE = """from plexichat_desktop.plugins.api import Plugin, PluginContext
+
+
+class Generated(Plugin):
+    def setup(self, ctx: PluginContext) -> None:
+        ctx.add_route("/ping", self.ping)
+
+    async def ping(self) -> dict[str, str]:
+        return {"pong": "yes"}
+"""
+
+
+def generate_plugins(root: Path, count: int) -> None:
+    """``count`` small real plugins (manifest, package with a route, a page)."""
+    for n in range(count):
+        folder = root / f"gen_{n:03d}"
+        (folder / f"gen_{n:03d}_pkg").mkdir(parents=True)
+        (folder / "web").mkdir()
+        (folder / "plugin.toml").write_text(
+            f'id = "gen_{n:03d}"\nname = "Generated {n}"\nversion = "1.0.0"\n'
+            f'entry = "gen_{n:03d}_pkg:Generated"\n\n[[pages]]\ntitle = "Page"\n'
+            'path = "index.html"\n')
+        (folder / f"gen_{n:03d}_pkg" / "__init__.py").write_text(PLUGIN_CODE)
+        (folder / "web" / "index.html").write_text("<!doctype html><title>gen</title>")
+
+
+def many_plugins(runs: int, app_cmd: list[str]) -> None:
+    """Start-up with 100 generated plugins against 15 (the bundled ones switched off), in
+    the same run: what each plugin costs the start."""
+    results: dict[int, tuple[list[float], list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="plexichat-bench-many-") as tmp:
+        for count in (15, 100):
+            generate_plugins(Path(tmp) / f"plugins-{count}", count)
+        envs = {count: {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(Path(tmp) / f"home-{count}"),
+                        "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(Path(tmp) / f"plugins-{count}")}
+                for count in (15, 100)}
+        bundled = [c.root.name for c in scan_folder(bundled_plugins_dir(), Source.BUNDLED)]
+        for env in envs.values():  # only the generated plugins count
+            for plugin_id in bundled:
+                subprocess.run([sys.executable, "-m", "plexichat_desktop", "plugins", "disable",
+                                plugin_id], env=env, capture_output=True, check=True)
+        for _ in range(runs):
+            for count, env in envs.items():
+                auth = {"Authorization":
+                        f"Bearer {load_or_create_token(AppPaths.from_env(env).token_file)}"}
+                answering, started = results.setdefault(count, ([], []))
+                started.append(time_to_healthy(app_cmd, env, auth, settled, answering))
+    for count, (answering, started) in results.items():
+        print(f"{count:3d} generated plugins: /healthz answering median "
+              f"{statistics.median(answering) * 1000:.0f} ms, every plugin started median "
+              f"{statistics.median(started) * 1000:.0f} ms")
+    ratio_answer = statistics.median(results[100][0]) / statistics.median(results[15][0])
+    ratio_started = statistics.median(results[100][1]) / statistics.median(results[15][1])
+    print(f"100 vs 15 plugins: answering {ratio_answer:.2f}x, every plugin started "
+          f"{ratio_started:.2f}x")
 
 
 if __name__ == "__main__":
