@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.plugins.guards import safe_path
+
 TAG = "fm-sync:"
 CLOUD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 PAGE = 100
@@ -135,6 +137,14 @@ def scan_local(folder: Path, baseline: Baseline) -> dict[str, Side]:
     return out
 
 
+def safe_rel(rel: str) -> bool:
+    """A plain relative POSIX path of named parts: no absolute path, no "." or "..",
+    no empty part, no backslash or NUL."""
+    if not rel or rel.startswith("/") or "\\" in rel or "\x00" in rel:
+        return False
+    return all(part not in ("", ".", "..") for part in rel.split("/"))
+
+
 async def scan_cloud(api: Any, cloud: str) -> dict[str, Side]:
     """The user's own cloud files tagged for ``cloud``; the newest wins a duplicate."""
     prefix = f"{TAG}{cloud}:"
@@ -146,6 +156,10 @@ async def scan_cloud(api: Any, cloud: str) -> dict[str, Side]:
             if not info.description or not info.description.startswith(prefix):
                 continue
             rel = info.description[len(prefix):]
+            if not safe_rel(rel):
+                # The name comes from the server: one that would land outside the synced
+                # folder (absolute, "..", backslashes) is never used as a local path.
+                continue
             side = Side(info.sha256 or "", info.size, None, info.id)
             seen = out.get(rel)
             if seen is None or (info.uploaded_at or dt.datetime.min) > seen[1]:
@@ -278,8 +292,13 @@ class Applier:
         self.done: list[dict[str, str]] = []
         self.skipped: list[dict[str, str]] = []
 
+    def _path(self, rel: str) -> Path:
+        """The local file for ``rel``, never outside the synced folder (symlinks
+        included): a plan or baseline entry that would leave it is refused."""
+        return safe_path(self.folder, rel, field="path")
+
     def _local_now(self, rel: str) -> Side | None:
-        path = self.folder / rel
+        path = self._path(rel)
         try:
             st = path.lstat()
         except FileNotFoundError:
@@ -292,15 +311,16 @@ class Applier:
         remote_now = await scan_cloud(self.api, self.plan.cloud)
         # Paths deleted on both sides since the last sync: nothing to do but forget them.
         local_paths = await asyncio.to_thread(
-            lambda: {rel for rel in self.baseline.entries if (self.folder / rel).exists()})
+            lambda: {rel for rel in self.baseline.entries
+                     if safe_rel(rel) and self._path(rel).exists()})
         for rel in list(self.baseline.entries):
             if rel not in local_paths and rel not in remote_now:
                 del self.baseline.entries[rel]
         for rel, lo, cl in self.plan.settle:
             now = remote_now.get(rel)
             try:
-                st = (self.folder / rel).stat()
-            except OSError:
+                st = self._path(rel).stat()
+            except (OSError, ValueError):  # gone, or a name that would leave the folder
                 continue
             if now is not None and now.sha256 == cl.sha256 and st.st_size == lo.size \
                     and st.st_mtime_ns == lo.mtime_ns:
@@ -329,7 +349,7 @@ class Applier:
         return {"done": self.done, "skipped": self.skipped}
 
     async def _upload(self, rel: str, local: Side, replace: Side | None) -> Side:
-        path = self.folder / rel
+        path = self._path(rel)
         info = await self.api.files.upload(path, path.name,
                                            description=f"{TAG}{self.plan.cloud}:{rel}")
         if info.sha256 and info.sha256 != local.sha256:
@@ -341,7 +361,7 @@ class Applier:
         return Side(local.sha256, local.size, None, info.id)
 
     async def _download(self, rel: str, cloud: Side, target_rel: str | None = None) -> Side:
-        target = self.folder / (target_rel or rel)
+        target = self._path(target_rel or rel)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.fm-part-{secrets.token_hex(4)}")
         try:
@@ -374,7 +394,7 @@ class Applier:
             await self.api.files.delete(cl.id)
             self.baseline.entries.pop(rel, None)
         elif item.action == "delete-local":
-            await asyncio.to_thread(self.trash, self.folder / rel)
+            await asyncio.to_thread(self.trash, self._path(rel))
             self.baseline.entries.pop(rel, None)
         elif item.action == "conflict" and lo is not None and cl is not None:
             # Keep both: the cloud's version lands next to the local file under a

@@ -230,3 +230,45 @@ async def test_identical_on_both_sides_is_settled_into_the_baseline(tmp_path: Pa
     await sync.Applier(api, folder, plan, baseline, None, lambda *a: None).run([])
     assert baseline.entries["n.txt"]["sha256"] == sha
     assert sync.Baseline(tmp_path / "base.json").entries["n.txt"]["cloud_id"] == "c1"
+
+
+@pytest.mark.asyncio
+async def test_cloud_names_never_leave_the_synced_folder(tmp_path: Path) -> None:
+    """The cloud decides the names: one that would land outside the folder (absolute,
+    "..", a backslash) is never planned, written or trashed."""
+    import types
+
+    from file_manager import sync
+
+    folder = tmp_path / "root" / "synced"
+    folder.mkdir(parents=True)
+    data = b"evil\n"
+    sha = hashlib.sha256(data).hexdigest()
+    names = ["../../OUTSIDE.txt", str(tmp_path / "abs.txt"), "a/../../b.txt", "x\\y.txt",
+             "ok.txt"]
+
+    class Files:
+        async def list(self, **_: Any) -> Any:
+            return types.SimpleNamespace(has_more=False, files=[types.SimpleNamespace(
+                description=f"fm-sync:c:{name}", sha256=sha, size=len(data), id=str(n),
+                uploaded_at=None) for n, name in enumerate(names)])
+
+        async def download_to(self, file_id: str, target: Any) -> None:
+            Path(target).write_bytes(data)
+
+    class System:
+        async def capabilities(self) -> Any:
+            raise RuntimeError("no capabilities here")
+
+    api = types.SimpleNamespace(files=Files(), system=System())
+    assert set(await sync.scan_cloud(api, "c")) == {"ok.txt"}
+    baseline = sync.Baseline(tmp_path / "base.json")
+    plan = await sync.make_plan(api, folder, "c", baseline)
+    assert [item.path for item in plan.items] == ["ok.txt"]
+    await sync.Applier(api, folder, plan, baseline, lambda _p: None,
+                       lambda *_a: None).run(plan.items)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.txt"))
+    assert written == ["root/synced/ok.txt"]
+    # A baseline entry from an older version with such a name is never touched either.
+    assert not sync.safe_rel("../x") and not sync.safe_rel("/etc/passwd")
+    assert sync.safe_rel("notes/today.txt")
