@@ -26,6 +26,22 @@ MAX_REDIRECTS = 10
 _TEXT_TYPES = ("json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv", "html",
                "graphql")
 _SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
+# Header names that carry credentials by their look (X-Auth-Token, Api-Key, X-Session...).
+_SECRET_WORDS = ("auth", "token", "key", "secret", "session", "cookie", "password")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _without_credentials(resolved: Resolved) -> Resolved:
+    headers = [(name, value) for name, value in resolved.headers
+               if name.lower() not in _SECRET_HEADERS
+               and not any(word in name.lower() for word in _SECRET_WORDS)]
+    return Resolved(resolved.method, resolved.url, resolved.params, headers,
+                    resolved.content, resolved.data, resolved.files, Auth())
 
 
 class RequestProblem(ValueError):
@@ -331,8 +347,12 @@ class Sender:
             if (self.follow_redirects and location and response.status_code in
                     (301, 302, 303, 307, 308) and len(redirects) < MAX_REDIRECTS):
                 redirects.append(url)
-                url = urljoin(url, location)
+                previous, url = url, urljoin(url, location)
                 target = await guard(url, self.allow, "redirect")
+                if _origin(url) != _origin(previous):
+                    # As browsers and curl do: credentials are for the origin they were
+                    # given to, never for wherever it redirects.
+                    resolved = _without_credentials(resolved)
                 if response.status_code == 303 or (
                         response.status_code in (301, 302) and resolved.method == "POST"):
                     resolved = Resolved("GET", url, [], [h for h in resolved.headers if

@@ -189,3 +189,59 @@ async def test_an_allowed_name_is_looked_up_once_and_pinned(
         assert lookups == ["api.example.test"]
         with pytest.raises(RequestProblem, match="not on the allow-list"):
             await eng.execute(spec(f"http://other.example.test:{srv.port}/echo"), {})
+
+
+@pytest.mark.asyncio
+async def test_credentials_never_follow_a_redirect_to_another_origin() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from api_tester.sender import apply_auth
+
+    seen: dict[str, dict[str, str | None]] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/away"):
+                self.send_response(302)
+                self.send_header("Location", f"http://localhost:{other.server_port}/steal")
+                self.end_headers()
+                return
+            if self.path.startswith("/same"):
+                self.send_response(302)
+                self.send_header("Location", "/landed")
+                self.end_headers()
+                return
+            seen[self.path] = {h: self.headers.get(h) for h in
+                               ("Authorization", "X-Api-Key", "X-Auth-Token", "Accept")}
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    first, other = HTTPServer(("127.0.0.1", 0), Handler), HTTPServer(("127.0.0.1", 0), Handler)
+    for server in (first, other):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    sender = Sender([], follow_redirects=True)
+    try:
+        headers = [{"name": "X-Api-Key", "value": "k123"},
+                   {"name": "X-Auth-Token", "value": "t456"}, {"name": "Accept", "value": "*/*"}]
+        for path in ("/away", "/same"):
+            resolved = resolve(spec(f"http://127.0.0.1:{first.server_port}{path}",
+                                    auth={"type": "bearer", "token": "SECRET-TOKEN"},
+                                    headers=headers), {})
+            apply_auth(resolved)
+            assert (await sender.send(resolved)).status == 200
+    finally:
+        await sender.aclose()
+        for server in (first, other):
+            server.shutdown()
+            server.server_close()
+    # Another origin (localhost:<other port>) gets the request but none of the credentials.
+    assert seen["/steal"] == {"Authorization": None, "X-Api-Key": None, "X-Auth-Token": None,
+                              "Accept": "*/*"}
+    # The same origin keeps them.
+    assert seen["/landed"]["Authorization"] == "Bearer SECRET-TOKEN"
+    assert seen["/landed"]["X-Api-Key"] == "k123"
