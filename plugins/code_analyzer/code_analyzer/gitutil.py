@@ -25,7 +25,11 @@ def _git(repo: Path, *args: str, timeout: float = 60) -> str:
     exe = shutil.which("git")
     if exe is None:
         raise GitError("git is not installed")
-    proc = subprocess.run([exe, "-C", str(repo), *args], capture_output=True,
+    # The repository's own .git/config is not trusted to run programs (it may come from
+    # an archive or a shared drive): no fsmonitor, hooks or pager.
+    proc = subprocess.run([exe, "-C", str(repo), "-c", "core.fsmonitor=false",
+                           "-c", "core.hooksPath=/dev/null", "-c", "core.pager=cat",
+                           *args], capture_output=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise GitError(f"git {args[0]}: {proc.stderr.decode('utf-8', 'replace').strip()}")

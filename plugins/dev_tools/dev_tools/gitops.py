@@ -24,10 +24,18 @@ def git_binary() -> str:
     return git
 
 
+SAFE_GIT_CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.pager=cat",
+                   "-c", "pager.diff=false")
+NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+
+
 async def git(ws: Workspace, *args: str, stdin: bytes | None = None,
               cap: int = MAX_DIFF_BYTES, check: bool = True) -> procs.ProcResult:
-    # -c core.quotepath=off: paths as they are, not octal-escaped.
-    argv = [git_binary(), "-c", "core.quotepath=off", "-c", "color.ui=false", *args]
+    # -c core.quotepath=off: paths as they are, not octal-escaped. The workspace's own
+    # .git/config is not trusted to run programs (it may come from an unpacked archive or
+    # a shared drive): no fsmonitor, no pager; hooks only for a commit the user makes.
+    argv = [git_binary(), "-c", "core.quotepath=off", "-c", "color.ui=false",
+            *SAFE_GIT_CONFIG, *(() if args[:1] == ("commit",) else NO_HOOKS), *args]
     result = await procs.run(argv, ws.path, cap=cap, stdin=stdin,
                              env=procs.child_env({"LC_ALL": "C"}), timeout=120)
     if check and result.exit_code != 0:

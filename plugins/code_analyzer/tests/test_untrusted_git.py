@@ -1,0 +1,27 @@
+"""The quality gate asks git about a repository whose .git/config is not trusted."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from code_analyzer import gitutil
+
+
+def test_the_gate_runs_nothing_from_the_repos_config(tmp_path: Path) -> None:
+    repo, marker = tmp_path / "repo", tmp_path / "ran"
+    repo.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    run("init", "-q")
+    (repo / "a.py").write_text("x = 1\n")
+    run("add", "a.py")
+    run("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    run("config", "core.fsmonitor", f"sh -c 'touch {marker}'; false")
+    (repo / "a.py").write_text("x = 1\ny = 2\n")
+    commit = gitutil.resolve_ref(repo, "HEAD")
+    changed = gitutil.changes(repo, commit, "")
+    assert changed  # the change is seen ...
+    assert not marker.exists()  # ... and nothing of the repository's config ran
