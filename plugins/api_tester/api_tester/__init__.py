@@ -248,8 +248,10 @@ class ApiTesterPlugin(Plugin):
             env = Environment.model_validate_json(await request.body())
         except ValidationError as exc:
             first = exc.errors()[0]
-            return JSONResponse({"detail": f"{'.'.join(str(p) for p in first['loc'])}: "
-                                           f"{first['msg']}", "field": first["loc"][0]},
+            # A body that is no object at all ([] or not JSON) has an empty location.
+            loc = tuple(first["loc"]) or ("body",)
+            return JSONResponse({"detail": f"{'.'.join(str(p) for p in loc)}: "
+                                           f"{first['msg']}", "field": loc[0]},
                                 status_code=422)
         if env.name != name:
             return JSONResponse({"detail": f"name: {env.name!r} differs from the URL's "

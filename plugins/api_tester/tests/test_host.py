@@ -81,6 +81,9 @@ async def test_send_save_and_run_through_the_app(tmp_path: Path) -> None:
                                           "secret": True}]})
         assert env.status_code == 200 and env.json()["variables"][1] == {
             "name": "key", "value": "", "secret": True, "stored": True}
+        for bad in (b"[]", b"not json"):  # no object at all: 422 naming the body, not 500
+            refused = await client.put("collections/Demo/environments/dev", content=bad)
+            assert refused.status_code == 422 and refused.json()["field"] == "body"
         files = b"".join(p.read_bytes() for p in (tmp_path / "collections").rglob("*")
                          if p.is_file())
         assert b"good-token" not in files and b"s3cr3t-env" not in files
