@@ -27,9 +27,11 @@ def _git(repo: Path, *args: str, timeout: float = 60) -> str:
         raise GitError("git is not installed")
     # The repository's own .git/config is not trusted to run programs (it may come from
     # an archive or a shared drive): no fsmonitor, hooks or pager.
+    # core.quotepath=off: a path with non-ASCII characters comes as it is, not quoted
+    # with octal escapes the diff parser would not match.
     proc = subprocess.run([exe, "-C", str(repo), "-c", "core.fsmonitor=false",
                            "-c", "core.hooksPath=/dev/null", "-c", "core.pager=cat",
-                           *args], capture_output=True,
+                           "-c", "core.quotepath=off", *args], capture_output=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise GitError(f"git {args[0]}: {proc.stderr.decode('utf-8', 'replace').strip()}")

@@ -25,3 +25,22 @@ def test_the_gate_runs_nothing_from_the_repos_config(tmp_path: Path) -> None:
     changed = gitutil.changes(repo, commit, "")
     assert changed  # the change is seen ...
     assert not marker.exists()  # ... and nothing of the repository's config ran
+
+
+def test_new_lines_of_files_with_non_ascii_names_count(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def run(*args: str) -> None:
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    run("init", "-q")
+    for name in ("café.py", "plain.py"):
+        (repo / name).write_text("x = 1\n")
+    run("add", ".")
+    run("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    for name in ("café.py", "plain.py"):
+        (repo / name).write_text("x = 1\ny = 2\nz = 3\n")
+    changed = gitutil.changes(repo, gitutil.resolve_ref(repo, "HEAD"), "")
+    # The new lines of café.py count like those of plain.py (git quoted its name before).
+    assert {c.path: c.lines for c in changed} == {"café.py": {2, 3}, "plain.py": {2, 3}}
