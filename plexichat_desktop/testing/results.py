@@ -155,17 +155,6 @@ def is_flaky(summary: Mapping[str, Any]) -> bool:
                 or summary.get("flips", 0) > 1)
 
 
-def flaky_reason(summary: Mapping[str, Any]) -> str:
-    """Why :func:`is_flaky` marks a test, in words ("" when it does not)."""
-    if summary.get("flaky"):
-        return "its last result passed only on a retry"
-    if summary.get("recent_flaky"):
-        return f"passed on a retry {summary['recent_flaky']}x in its recent results"
-    if summary.get("flips", 0) > 1:
-        return f"switched between pass and fail {summary['flips']}x recently"
-    return ""
-
-
 class RunProgress:
     """Live progress of one run: ``completed`` counts tests (not attempts) that have a
     result, out of ``total`` tests; a rerun of a failed test does not move it."""
