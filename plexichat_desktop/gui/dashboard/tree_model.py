@@ -24,8 +24,8 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
-from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome
-from plexichat_desktop.testing.results import is_flaky
+from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest
+from plexichat_desktop.testing.results import NEUTRAL_OUTCOMES, SUCCESS_OUTCOMES, is_flaky
 from plexichat_desktop.testing.summary import CARD_OUTCOMES, OTHER_OUTCOMES, outcome_word
 
 ModelIndex = QModelIndex | QPersistentModelIndex
@@ -37,7 +37,6 @@ OUTCOME_COLOURS = {
 }
 OUTCOME_LABELS = {"timed_out": "timed out", "not_run": "not run", None: "never run"}
 BAD = frozenset(str(o) for o in BAD_OUTCOMES)
-SUCCESS = frozenset({"passed", "xfailed", "xpassed"})
 
 KIND_ROLE = Qt.ItemDataRole.UserRole + 1      # "plugin", "file" or "test"
 KEY_ROLE = Qt.ItemDataRole.UserRole + 2       # plugin id, file path or node id
@@ -514,10 +513,9 @@ class TestFilterProxy(QSortFilterProxyModel):
 def outcome_filter_groups() -> dict[str, frozenset[str]]:
     """The outcome filter buttons and the outcomes each one shows."""
     return {
-        "Passed": frozenset({"passed", "xfailed", "xpassed"}),
-        "Failed": frozenset({str(o) for o in (Outcome.FAILED, Outcome.ERROR,
-                                              Outcome.TIMED_OUT, Outcome.CRASHED)}),
-        "Skipped": frozenset({"skipped", "not_run"}),
+        "Passed": frozenset(str(o) for o in SUCCESS_OUTCOMES),
+        "Failed": BAD,
+        "Skipped": frozenset(str(o) for o in NEUTRAL_OUTCOMES),
         "Running": frozenset({"running"}),
         "Not run yet": frozenset({"never"}),
     }
