@@ -249,7 +249,87 @@ def _migration_2(conn: sqlite3.Connection) -> None:
                  "WHERE prev_refresh_hash IS NOT NULL")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
+def _migration_3(conn: sqlite3.Connection) -> None:
+    """Account security: TOTP 2FA, recovery codes, login challenges, password reset tokens,
+    the security log and the devices each account signed in from.
+
+    Recovery codes, challenge and reset tokens are kept as SHA-256 digests only (like
+    session tokens). The TOTP secret is kept as is: checking a code needs it.
+    """
+    for statement in (
+        """
+        CREATE TABLE mfa (
+            user_id    TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            secret     TEXT NOT NULL,
+            enabled    INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            enabled_at REAL,
+            last_step  INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE recovery_codes (
+            user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            code_hash  TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            used_at    REAL,
+            PRIMARY KEY (user_id, code_hash)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE mfa_challenges (
+            token_hash  TEXT PRIMARY KEY,
+            user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            remember_me INTEGER NOT NULL DEFAULT 0,
+            device      TEXT NOT NULL DEFAULT '{}',
+            user_agent  TEXT,
+            device_key  TEXT,
+            expires_at  REAL NOT NULL,
+            created_at  REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX mfa_challenges_user ON mfa_challenges(user_id)",
+        """
+        CREATE TABLE password_resets (
+            token_hash TEXT PRIMARY KEY,
+            user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            issued_by  TEXT REFERENCES users(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX password_resets_user ON password_resets(user_id)",
+        """
+        CREATE TABLE security_events (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            id         TEXT NOT NULL UNIQUE,
+            user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            kind       TEXT NOT NULL,
+            session_id TEXT,
+            user_agent TEXT,
+            device     TEXT NOT NULL DEFAULT '{}',
+            detail     TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX security_events_user ON security_events(user_id, seq)",
+        """
+        CREATE TABLE known_devices (
+            user_id     TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            fingerprint TEXT NOT NULL,
+            label       TEXT NOT NULL,
+            first_seen  REAL NOT NULL,
+            last_seen   REAL NOT NULL,
+            PRIMARY KEY (user_id, fingerprint)
+        ) WITHOUT ROWID
+        """,
+        "ALTER TABLE sessions ADD COLUMN user_agent TEXT",
+    ):
+        conn.execute(statement)
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
+                                                       _migration_3]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
