@@ -328,8 +328,26 @@ def _migration_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migration_4(conn: sqlite3.Connection) -> None:
+    """Webhooks: secret rotation with a grace period for the previous secret, auto-disable
+    after N consecutive failed deliveries (0 = never), and redeliveries that point at the
+    delivery they repeat (resend and recover-since)."""
+    for statement in (
+        "ALTER TABLE webhooks ADD COLUMN previous_secret TEXT",
+        "ALTER TABLE webhooks ADD COLUMN previous_secret_expires REAL",
+        "ALTER TABLE webhooks ADD COLUMN disable_after INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE webhooks ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE webhooks ADD COLUMN disabled_reason TEXT",
+        "ALTER TABLE webhooks ADD COLUMN disabled_at REAL",
+        "ALTER TABLE webhook_deliveries ADD COLUMN redelivery_of TEXT",
+        "CREATE INDEX webhook_deliveries_time ON webhook_deliveries(webhook_id, created_at)",
+        "CREATE INDEX webhook_deliveries_redelivery ON webhook_deliveries(redelivery_of)",
+    ):
+        conn.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
-                                                       _migration_3]
+                                                       _migration_3, _migration_4]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
