@@ -34,6 +34,16 @@ METRIC_SQL = {
     "notifications": "SELECT created_at FROM notifications",
     "groups": "SELECT created_at FROM groups",
     "webhook_deliveries": "SELECT created_at FROM webhook_deliveries",
+    "webhook_delivered": "SELECT created_at FROM webhook_deliveries WHERE status = 'delivered'",
+    "webhook_failed": "SELECT created_at FROM webhook_deliveries WHERE status = 'failed'",
+    # One row per user and UTC day with any activity (a message, an upload, a login), dated
+    # inside that day, so the per-day count is the day's distinct active users.
+    "active_users": """SELECT MIN(created_at) AS created_at FROM (
+        SELECT sender_id AS uid, created_at FROM messages
+        UNION ALL SELECT owner_id, created_at FROM files
+        UNION ALL SELECT user_id, created_at FROM activity
+                  WHERE kind = 'login' AND user_id IS NOT NULL)
+        GROUP BY uid, CAST(created_at / 86400 AS INTEGER)""",
 }
 REPORTS = {
     "activity": "Activity per day: messages, files, logins, new users, searches",
@@ -96,15 +106,62 @@ def _usage(conn: sqlite3.Connection, me: str, since: float) -> dict[str, Any]:
     }
 
 
+def _period(conn: sqlite3.Connection, since: float, until: float) -> dict[str, Any]:
+    """The period figures of ``/usage`` for ``since <= created_at < until``: the
+    ``previous`` block of ``compare=true``, so a client compares like with like."""
+    span = (since, until)
+
+    def count(sql: str, repeat: int = 1) -> int:
+        return int(scalar(conn, sql, span * repeat) or 0)
+
+    within = "created_at >= ? AND created_at < ?"
+    messages = conn.execute(
+        "SELECT COUNT(*), COALESCE(AVG(LENGTH(content)), 0) FROM messages WHERE "
+        f"deleted_at IS NULL AND {within}", span).fetchone()
+    deliveries = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(status = 'delivered'), 0), "
+        f"COALESCE(SUM(status = 'failed'), 0) FROM webhook_deliveries WHERE {within}",
+        span).fetchone()
+    return {
+        "since": iso(since), "until": iso(until),
+        "users": {"new": count(f"SELECT COUNT(*) FROM users WHERE {within}"),
+                  "active": count(f"""SELECT COUNT(DISTINCT uid) FROM (
+            SELECT sender_id AS uid FROM messages WHERE {within}
+            UNION SELECT owner_id FROM files WHERE {within}
+            UNION SELECT user_id FROM activity WHERE {within} AND user_id IS NOT NULL
+                  AND kind = 'login')""", 3)},
+        "messages": {"in_period": messages[0], "average_length": round(messages[1], 1)},
+        "files": {"in_period": count(f"SELECT COUNT(*) FROM files WHERE {within}")},
+        "groups": {"in_period": count(f"SELECT COUNT(*) FROM groups WHERE {within}")},
+        "notifications": {"in_period": count(
+            f"SELECT COUNT(*) FROM notifications WHERE {within}")},
+        "logins": {"successful": count(
+                       f"SELECT COUNT(*) FROM activity WHERE kind = 'login' AND {within}"),
+                   "failed": count(f"SELECT COUNT(*) FROM activity WHERE kind = "
+                                   f"'login_failed' AND {within}")},
+        "searches": {"in_period": count(f"SELECT COUNT(*) FROM searches WHERE {within}")},
+        "webhooks": {"deliveries": deliveries[0], "delivered": deliveries[1],
+                     "failed": deliveries[2]},
+    }
+
+
 def _start_of(days: int) -> float:
     first = dt.datetime.now(dt.UTC).date() - dt.timedelta(days=days - 1)
     return dt.datetime.combine(first, dt.time(), dt.UTC).timestamp()
 
 
 @router.get("/usage")
-async def usage(user: User, api: Api, days: Days = 30) -> dict[str, Any]:
-    """Counts over the whole server for the last ``days`` UTC days (and all time)."""
+async def usage(
+    user: User, api: Api, days: Days = 30,
+    compare: Annotated[bool, Query(description="Add `previous`: the same figures for the "
+                                               "`days` UTC days before the period.")] = False,
+) -> dict[str, Any]:
+    """Counts over the whole server for the last ``days`` UTC days (and all time); with
+    ``compare``, also for the period of the same length just before."""
     figures = await api.store.read(_usage, user.id, _start_of(days))
+    if compare:
+        figures["previous"] = await api.store.read(_period, _start_of(2 * days),
+                                                   _start_of(days))
     return {"period_days": days, "since": iso(_start_of(days)), "generated_at": iso(now()),
             **figures}
 
