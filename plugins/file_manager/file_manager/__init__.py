@@ -377,7 +377,8 @@ class FileManagerPlugin(Plugin):
     @property
     def caps(self) -> archives.Caps:
         from file_manager import archives
-        return archives.Caps(self.config.max_extract_bytes, self.config.max_ratio)
+        return archives.Caps(self.config.max_extract_bytes, self.config.max_ratio,
+                             self.config.max_members)
 
     def _archive(self, root: str, rel: str) -> Path:
         from file_manager import archives
@@ -396,7 +397,7 @@ class FileManagerPlugin(Plugin):
     async def _members(self, path: Path) -> tuple[str, list[archives.Member]]:
         from file_manager import archives
         try:
-            return await asyncio.to_thread(archives.members, path)
+            return await asyncio.to_thread(archives.members, path, self.config.max_members)
         except archives.ArchiveError as exc:
             raise FieldError(422, "path", str(exc)) from None
 
@@ -474,7 +475,8 @@ class FileManagerPlugin(Plugin):
     async def _test_job(self, job: JobHandle, path: Path,
                         password: str | None) -> dict[str, Any]:
         from file_manager import archives
-        return await run_in_thread(job, archives.test, path, password)
+        return await run_in_thread(job, archives.test, path, password,
+                                   self.config.max_members)
 
     async def archive_extract(self, request: Request) -> Any:
         """Extract the archive at ``path`` into a new folder in ``dest`` (a job). An

@@ -42,6 +42,9 @@ BUFFER = 1024 * 1024
 # Small members compress absurdly well (a file of zeros) without being a threat; the ratio
 # is judged only from this size up.
 RATIO_FLOOR = 1024 * 1024
+# Listing an archive holds one Member per entry: past this many the archive is refused
+# (naming the count) before memory grows with a header that claims millions of members.
+DEFAULT_MAX_MEMBERS = 100_000
 
 
 class ArchiveError(Exception):
@@ -50,6 +53,16 @@ class ArchiveError(Exception):
 
 class PasswordError(ArchiveError):
     """An encrypted archive without its password, or with a wrong one."""
+
+
+class TooManyMembers(ArchiveError):
+    """An archive with more members than the ``max_members`` cap (the count is named)."""
+
+    def __init__(self, name: str, count: int | str, cap: int):
+        super().__init__(f"{name!r} has {count} members, more than the limit of {cap} "
+                         "(setting max_members); it is not listed or extracted")
+        self.count = count
+        self.cap = cap
 
 
 class ArchiveRefused(ArchiveError):
@@ -79,6 +92,7 @@ class Member:
 class Caps:
     max_bytes: int
     max_ratio: float
+    max_members: int = DEFAULT_MAX_MEMBERS
 
 
 def detect(path: Path) -> str | None:
@@ -230,23 +244,72 @@ def _zip_member(info: zipfile.ZipInfo) -> Member:
                   encrypted=bool(info.flag_bits & 0x1))
 
 
-def members(path: Path) -> tuple[str, list[Member]]:
-    """The format and every member of the archive at ``path``."""
+def _capped(items: Iterator[Any] | list[Any], name: str, cap: int) -> Iterator[Any]:
+    """``items`` one by one, refusing (:class:`TooManyMembers`) at the first past ``cap``:
+    tar is read as a stream, so nothing beyond the cap is ever held."""
+    for count, item in enumerate(items, 1):
+        if count > cap:
+            raise TooManyMembers(name, f"more than {cap}", cap)
+        yield item
+
+
+def _zip_count(path: Path, cap: int) -> tuple[int, int]:
+    """How many entries the zip's central directory holds, counted up to ``cap + 1``,
+    and the total its end record declares.
+
+    The declared total in the end record can lie, and ``zipfile`` builds one ZipInfo per
+    record of the directory whatever the total says, so the records themselves are
+    walked (46 fixed bytes plus three lengths each) before ``zipfile`` parses them."""
+    with open(path, "rb") as fh:
+        # zipfile's own reader of the end record (zip64 included); stable since 2.x.
+        end = zipfile._EndRecData(fh)  # type: ignore[attr-defined]
+        if not end:
+            raise ArchiveError(f"{path.name!r} cannot be read as zip: no end of central "
+                               "directory")
+        size_cd = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+        offset_cd = end[zipfile._ECD_OFFSET]  # type: ignore[attr-defined]
+        concat = end[zipfile._ECD_LOCATION] - size_cd - offset_cd  # type: ignore[attr-defined]
+        if end[zipfile._ECD_SIGNATURE] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
+            concat -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
+        fh.seek(offset_cd + concat)
+        declared = int(end[zipfile._ECD_ENTRIES_TOTAL])  # type: ignore[attr-defined]
+        count = read = 0
+        while read < size_cd and count <= cap:
+            head = fh.read(46)
+            if len(head) < 46 or head[:4] != b"PK\x01\x02":
+                break  # zipfile reports the damage with its own words
+            skip = (int.from_bytes(head[28:30], "little") + int.from_bytes(head[30:32], "little")
+                    + int.from_bytes(head[32:34], "little"))
+            fh.seek(skip, os.SEEK_CUR)
+            read += 46 + skip
+            count += 1
+    return count, declared
+
+
+def members(path: Path, max_members: int = DEFAULT_MAX_MEMBERS) -> tuple[str, list[Member]]:
+    """The format and every member of the archive at ``path``; :class:`TooManyMembers`
+    past ``max_members`` (counted before the entries are parsed where the format says
+    how many it has, zip and 7z, and while streaming a tar)."""
     fmt = detect(path)
     if fmt is None:
         raise ArchiveError(f"{path.name!r} is not an archive this plugin reads "
                            f"({', '.join(sorted(set(SUFFIXES.values())))})")
     try:
         if fmt == "zip":
+            count, declared = _zip_count(path, max_members)
+            if count > max_members or declared > max_members:
+                raise TooManyMembers(path.name, declared if declared > max_members else
+                                     f"more than {max_members}", max_members)
             with zipfile.ZipFile(path) as zf:
-                return fmt, [_zip_member(i) for i in zf.infolist()]
+                return fmt, [_zip_member(i) for i in
+                             _capped(zf.infolist(), path.name, max_members)]
         if fmt == "7z":
             _need(fmt)
             import py7zr
 
             with py7zr.SevenZipFile(path, "r") as sz:
                 out = []
-                for info in sz.list():
+                for info in _capped(sz.list(), path.name, max_members):
                     kind = ("dir" if info.is_directory else
                             "symlink" if getattr(info, "is_symlink", False) else "file")
                     mtime = info.creationtime.timestamp() if info.creationtime else None
@@ -254,7 +317,8 @@ def members(path: Path) -> tuple[str, list[Member]]:
                                       info.compressed, mtime))
                 return fmt, out
         with _open_tar(path, fmt) as tar:
-            return fmt, [_tar_member(i) for i in tar]
+            return fmt, [_tar_member(i) for i in _capped(_tar_stream(tar), path.name,
+                                                           max_members)]
     except ArchiveError:
         raise
     except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, ValueError) as exc:
@@ -262,6 +326,14 @@ def members(path: Path) -> tuple[str, list[Member]]:
     except Exception as exc:  # py7zr's own errors (Bad7zFile, unsupported methods...)
         raise ArchiveError(f"{path.name!r} cannot be read as {fmt}: "
                            f"{type(exc).__name__}: {exc}") from None
+
+
+def _tar_stream(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members one at a time. TarFile keeps every TarInfo it reads in ``members``
+    (for random access we never use): dropping them keeps memory flat while counting."""
+    for info in tar:
+        tar.members = []  # type: ignore[attr-defined]
+        yield info
 
 
 def check_name(name: str) -> str | None:
@@ -369,7 +441,7 @@ def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
             password: str | None = None) -> dict[str, Any]:
     """Extract ``path`` into a new folder in ``dest`` named after the archive (a free
     name: an existing folder is never merged into). Returns the folder and counts."""
-    fmt, found = members(path)
+    fmt, found = members(path, caps.max_members)
     archive_size = path.stat().st_size
     check(found, caps, archive_size)
     final = dest / archive_stem(path)
@@ -438,9 +510,10 @@ def _put(budget: _Budget, base: Path, m: Member, opener: Any) -> int:
 
 # -- testing -----------------------------------------------------------------------------
 
-def test(ctl: Ctl, path: Path, password: str | None = None) -> dict[str, Any]:
+def test(ctl: Ctl, path: Path, password: str | None = None,
+         max_members: int = DEFAULT_MAX_MEMBERS) -> dict[str, Any]:
     """Read every member completely, checking the CRCs the format has."""
-    fmt, found = members(path)
+    fmt, found = members(path, max_members)
     total = sum(m.size for m in found) or 1
     done = 0
     try:

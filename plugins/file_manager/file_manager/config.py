@@ -23,6 +23,9 @@ class FileManagerConfig(PluginSettings):
     max_extract_bytes: int = Field(4 * GIB, ge=1, le=1024 * GIB)
     # A member (or the whole archive) expanding more than this many times is a bomb.
     max_ratio: float = Field(200.0, ge=1, le=100_000)
+    # An archive with more members than this is refused (naming the count) before its
+    # listing is held in memory: a header can claim millions of tiny members.
+    max_members: int = Field(100_000, ge=1, le=10_000_000)
     # Content search reads files up to this size only.
     search_max_file_bytes: int = Field(10 * 1024**2, ge=1, le=GIB)
     # A search stops after this many matches.

@@ -279,3 +279,59 @@ def test_missing_optional_packages_turn_formats_off_with_the_reason(
     with pytest.raises(archives.ArchiveError, match="pyzipper"):
         archives.create(ctl, [src], tmp_path / "x.zip", "zip", "pw")
     assert not list(tmp_path.glob("*.fm-part-*"))
+
+
+# -- member count cap (review finding: listing millions of members blew up memory) ---------
+
+def _many(tmp_path: Path, fmt: str, count: int) -> Path:
+    if fmt == "zip":
+        out = tmp_path / "many.zip"
+        with zipfile.ZipFile(out, "w") as zf:
+            for i in range(count):
+                zf.writestr(f"f{i}", b"")
+        return out
+    out = tmp_path / "many.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        for i in range(count):
+            tar.addfile(tarfile.TarInfo(f"f{i}"), io.BytesIO(b""))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["zip", "tar.gz"])
+def test_an_archive_with_too_many_members_is_refused_naming_the_count(
+        tmp_path: Path, ctl: Ctl, fmt: str) -> None:
+    path = _many(tmp_path, fmt, 30)
+    assert len(archives.members(path, max_members=30)[1]) == 30
+    with pytest.raises(archives.TooManyMembers, match="more than the limit of 29"):
+        archives.members(path, max_members=29)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(archives.TooManyMembers):
+        archives.extract(ctl, path, dest, Caps(CAPS.max_bytes, CAPS.max_ratio, 10))
+    assert list(dest.iterdir()) == []
+
+
+def test_a_zip_whose_end_record_understates_its_members_is_still_counted(
+        tmp_path: Path) -> None:
+    path = _many(tmp_path, "zip", 20)
+    data = bytearray(path.read_bytes())
+    end = data.rindex(b"PK\x05\x06")
+    data[end + 8:end + 12] = (1).to_bytes(2, "little") * 2  # "1 entry" on disk and total
+    path.write_bytes(bytes(data))
+    with pytest.raises(archives.TooManyMembers, match="more than 5 members"):
+        archives.members(path, max_members=5)
+    honest = tmp_path / "honest"
+    honest.mkdir()
+    with pytest.raises(archives.TooManyMembers, match="has 12 members"):
+        archives.members(_many(honest, "zip", 12), max_members=11)
+
+
+@pytest.mark.asyncio
+async def test_the_listing_route_refuses_too_many_members_as_422(app, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    _many(root, "zip", 12)
+    async with app([root], max_members=10) as (client, _plugin, _server):
+        answer = await client.get("archive/list", params={"root": "0", "path": "many.zip"})
+    assert answer.status_code == 422, answer.text
+    assert "has 12 members, more than the limit of 10" in answer.json()["detail"]
