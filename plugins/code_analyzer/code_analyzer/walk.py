@@ -10,6 +10,7 @@ twice or read from outside the folder.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,10 +59,39 @@ class Skipped:
         return {"path": self.rel, "reason": self.reason}
 
 
-def _load_spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
+# A .gitignore bigger than this is not read (git's own are a few KiB).
+MAX_GITIGNORE_BYTES = 1024 * 1024
+
+
+def read_gitignore(path: Path, cap: int = MAX_GITIGNORE_BYTES) -> str | None:
+    """The text of the .gitignore at ``path``, or None when it is no regular file (git
+    does not follow a symlinked .gitignore either), is unreadable or is over ``cap``.
+
+    Opened with O_NOFOLLOW and O_NONBLOCK and checked with fstat: a FIFO must not block
+    the scan waiting for a writer, and a link to /dev/zero must not be read forever."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        text = (folder / ".gitignore").read_text(encoding="utf-8", errors="replace")
+        fd = os.open(path, flags)
     except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(cap + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > cap:  # grew since the fstat
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def _load_spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
+    text = read_gitignore(folder / ".gitignore")
+    if text is None:
         return None
     return pathspec.GitIgnoreSpec.from_lines(text.splitlines())
 

@@ -146,3 +146,23 @@ def test_ruff_bandit_and_vulture_feed_one_issue_list(tmp_path: Path, make_files:
     again = scan_folder(tmp_path, store, options)
     assert again["issues"] == result["issues"]
     assert {t["tool"]: t["detail"] for t in again["tools"]}["bandit"] == "2 files from the cache"
+
+
+def test_a_gitignore_that_is_no_regular_file_or_too_big_is_not_read(tmp_path: Path,
+                                                                      make_files: Files,
+                                                                      ) -> None:
+    # Review finding: a .gitignore linked to /dev/zero or made a FIFO was read without
+    # end (or blocked the walk waiting for a writer). Only regular files, capped, count.
+    from code_analyzer import walk
+
+    make_files(tmp_path, {"a/x.py": "x = 1\n", "b/x.py": "x = 1\n", "c/x.py": "x = 1\n",
+                          "d/x.py": "x = 1\n", "real": "x.py\n"})
+    (tmp_path / "a" / ".gitignore").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "b" / ".gitignore")
+    (tmp_path / "c" / ".gitignore").symlink_to(tmp_path / "real")  # git skips these too
+    (tmp_path / "d" / ".gitignore").write_text("x.py\n" + "#" * walk.MAX_GITIGNORE_BYTES)
+    found, _ = discover(tmp_path, max_bytes=10_000)
+    assert [c.rel for c in found] == ["a/x.py", "b/x.py", "c/x.py", "d/x.py"]
+    (tmp_path / "d" / ".gitignore").write_text("x.py\n")
+    assert [c.rel for c in discover(tmp_path, max_bytes=10_000)[0]] == [
+        "a/x.py", "b/x.py", "c/x.py"]

@@ -22,6 +22,8 @@ from file_manager.worker import Ctl
 SNIFF = 8192
 MAX_LINES_PER_FILE = 20
 MAX_LINE_CHARS = 300
+# A .gitignore bigger than this is not read (git's own are a few KiB).
+MAX_GITIGNORE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,37 @@ def compile_content(text: str, mode: str, case: bool) -> re.Pattern[str] | None:
     return re.compile(text if mode == "regex" else re.escape(text), flags)
 
 
-def _ignore_spec(folder: Path) -> Any:
-    path = folder / ".gitignore"
+def read_gitignore(path: Path, cap: int = MAX_GITIGNORE_BYTES) -> str | None:
+    """The text of the .gitignore at ``path``, or None when it is no regular file (git
+    does not follow a symlinked .gitignore either), is unreadable or is over ``cap``.
+
+    Opened with O_NOFOLLOW and O_NONBLOCK and checked with fstat: a FIFO must not block
+    the walk waiting for a writer, and a link to /dev/zero must not be read forever."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        lines = path.read_text("utf-8", "replace").splitlines()
+        fd = os.open(path, flags)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(cap + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > cap:  # grew since the fstat
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def _ignore_spec(folder: Path) -> Any:
+    text = read_gitignore(folder / ".gitignore")
+    if text is None:
+        return None
+    lines = text.splitlines()
     import pathspec
 
     return pathspec.GitIgnoreSpec.from_lines(lines)

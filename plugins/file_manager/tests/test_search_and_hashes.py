@@ -190,3 +190,24 @@ def test_exif_pdf_info_and_audio_tags(tmp_path: Path) -> None:
     assert broken["fields"] == {} and broken["error"]
     assert metadata.read(tmp_path / "notes.txt") == {"kind": None, "fields": {},
                                                       "missing": None}
+
+
+def test_a_gitignore_that_is_no_regular_file_or_too_big_is_not_read(tmp_path: Path,
+                                                                      ctl: Ctl) -> None:
+    # Review finding: a .gitignore linked to /dev/zero or made a FIFO was read without
+    # end (or blocked the walk waiting for a writer). Only regular files, capped, count.
+    import os
+
+    for folder in "abcd":
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.txt").write_text("x\n")
+    (tmp_path / "real").write_text("x.txt\n")
+    (tmp_path / "a" / ".gitignore").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "b" / ".gitignore")
+    (tmp_path / "c" / ".gitignore").symlink_to(tmp_path / "real")  # git skips these too
+    (tmp_path / "d" / ".gitignore").write_text("x.txt\n" + "#" * search.MAX_GITIGNORE_BYTES)
+    hits, _ = run(ctl, tmp_path, name=search.compile_name("x.txt", "glob", True))
+    assert sorted(h["path"] for h in hits) == ["a/x.txt", "b/x.txt", "c/x.txt", "d/x.txt"]
+    (tmp_path / "d" / ".gitignore").write_text("x.txt\n")
+    hits, _ = run(ctl, tmp_path, name=search.compile_name("x.txt", "glob", True))
+    assert sorted(h["path"] for h in hits) == ["a/x.txt", "b/x.txt", "c/x.txt"]
