@@ -138,3 +138,21 @@ def test_plugins_list_says_each_problem_once(home):
     assert result.stderr == ""                     # no log lines repeating the list
     assert result.stdout.count("duplicate plugin id 'dup'") == 1
     assert "\n                            tests.timeout: " in result.stdout  # indented
+
+
+def test_a_stale_byte_code_file_does_not_hide_a_syntax_error(tmp_path):
+    """The syntax check trusts Python's byte-code cache only while it matches the source:
+    an edit that breaks the module is reported even with the old .pyc next to it."""
+    import py_compile
+
+    root = scaffold_plugin("cached", tmp_path)
+    module = root / "cached" / "__init__.py"
+    py_compile.compile(str(module), doraise=True)
+    assert check_plugin_folder(root).ok
+
+    broken = module.read_text() + "\ndef broken(:\n    pass\n"
+    module.write_text(broken)
+    stat = module.stat()
+    os.utime(module, (stat.st_atime, stat.st_mtime + 5))
+    errors = check_plugin_folder(root).errors
+    assert len(errors) == 1 and f"{module}:" in errors[0] and "syntax error" in errors[0]

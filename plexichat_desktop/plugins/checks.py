@@ -40,6 +40,30 @@ def _module_file(root: Path, module: str) -> Path | None:
     return None
 
 
+def _compiled_before(source: Path) -> bool:
+    """Whether Python's own cache holds a byte-code file of ``source`` as it is now.
+
+    Python writes that file only after compiling the source without error, and its header
+    records the source's mtime and size (PEP 552, timestamp form), so a matching header
+    means the syntax check would pass again: a start-up with many plugins skips compiling
+    them all a second time."""
+    try:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        with cached.open("rb") as handle:
+            header = handle.read(16)
+        stat = source.stat()
+    except (OSError, NotImplementedError, ValueError):
+        return False
+    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    if int.from_bytes(header[4:8], "little") != 0:  # hash-based: not worth checking here
+        return False
+    mtime = int.from_bytes(header[8:12], "little")
+    size = int.from_bytes(header[12:16], "little")
+    return (mtime == int(stat.st_mtime) & 0xFFFFFFFF
+            and size == stat.st_size & 0xFFFFFFFF)
+
+
 def module_name_taken(top: str, root: Path) -> str | None:
     """Where ``top`` is found outside ``root`` when it is (the plugin's package name would
     be shadowed by, or shadow, another module), else None."""
@@ -73,10 +97,11 @@ def check_code(root: Path, manifest: Manifest, installed: bool = False
                           "/__init__.py or .py)")
         else:
             source = module_file.read_text(encoding="utf-8", errors="replace")
-            try:
-                compile(source, str(module_file), "exec")
-            except SyntaxError as exc:
-                errors.append(f"{module_file}:{exc.lineno}: syntax error: {exc.msg}")
+            if not _compiled_before(module_file):
+                try:
+                    compile(source, str(module_file), "exec")
+                except SyntaxError as exc:
+                    errors.append(f"{module_file}:{exc.lineno}: syntax error: {exc.msg}")
             if (f"class {manifest.class_name}" not in source
                     and manifest.module.count(".") == 0):
                 warnings.append(f"{module_file}: no 'class {manifest.class_name}' found "

@@ -99,14 +99,17 @@ def runtime(home: Any, arun: Any) -> Any:
     from plexichat_desktop.core.settings import Settings
     from plexichat_desktop.runtime import Runtime, RuntimeOptions
     from tests.conftest import FIXTURE_PLUGINS
+    from tests.gui.shell_helpers import WINDOW_PLUGINS, keep_bundled
 
     settings = Settings()
     settings.server.port = 0
     rt = Runtime(home, settings, RuntimeOptions(include_installed=False,
                                                 extra_plugin_dirs=[FIXTURE_PLUGINS]))
+    keep_bundled(rt, *WINDOW_PLUGINS)
     arun(rt.start())
     yield rt
     arun(rt.stop())
+
 
 
 @pytest.fixture

@@ -19,3 +19,20 @@ def wait_loaded(qtbot: Any, js: Any, pane: Any, expression: str, timeout: int = 
                 ) -> None:
     """Until ``expression`` is truthy in the pane's page."""
     qtbot.waitUntil(lambda: bool(js(pane.view, expression)), timeout=timeout)
+
+
+# The bundled plugins the window tests open. The others are switched off the way a user
+# switches a plugin off (remembered in the plugin states file), so a window test does not
+# pay for starting all of them: every page of every bundled plugin is covered by
+# test_plugin_pages.py and tests/test_bundled_plugins.py instead.
+WINDOW_PLUGINS = ("performance_monitor", "api_integration_layer")
+
+
+def keep_bundled(runtime: Any, *keep: str) -> None:
+    """Disable every bundled plugin of ``runtime`` but ``keep``, before it starts."""
+    from plexichat_desktop.core.paths import bundled_plugins_dir
+    from plexichat_desktop.plugins.discovery import Source, scan_folder
+
+    for candidate in scan_folder(bundled_plugins_dir(), Source.BUNDLED):
+        if candidate.root.name not in keep:
+            runtime.plugins.remember_enabled(candidate.root.name, False)

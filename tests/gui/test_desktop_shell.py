@@ -18,7 +18,7 @@ from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, ProblemPane
 from plexichat_desktop.gui.main_window import MainWindow, PluginWindow
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from tests.conftest import FIXTURE_PLUGINS
-from tests.gui.shell_helpers import make_shell, wait_loaded
+from tests.gui.shell_helpers import WINDOW_PLUGINS, keep_bundled, make_shell, wait_loaded
 
 SCREENSHOTS = os.environ.get("PLEXICHAT_SCREENSHOT_DIR")
 
@@ -122,6 +122,7 @@ def test_a_failed_plugins_page_says_why_and_offers_details(
     settings.server.port = 0
     runtime = Runtime(home, settings, RuntimeOptions(
         include_installed=False, extra_plugin_dirs=[FIXTURE_PLUGINS, root.parent]))
+    keep_bundled(runtime, *WINDOW_PLUGINS)
     arun(runtime.start())
     shell = make_shell(qapp, runtime, home)
     try:
