@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from file_manager.ops import unique_name
+from file_manager.ops import NotRegular, open_regular, unique_name
 from file_manager.worker import Ctl
 
 CREATE_FORMATS = ("zip", "tar.gz", "tar.xz", "tar.zst", "7z")
@@ -584,6 +584,33 @@ def _walk(sources: list[Path]) -> Iterator[tuple[Path, str]]:
                     yield Path(folder) / name, (rel / name).as_posix()
 
 
+@contextlib.contextmanager
+def _source(path: Path, arc: str) -> Iterator[tuple[IO[bytes], os.stat_result]]:
+    """The file to pack, opened without following a symlink and checked by fstat: what
+    was listed as a regular file may have been swapped for a link to a file outside
+    the chosen folders (or for a FIFO) since; that is refused naming it, never packed."""
+    try:
+        fd, st = open_regular(path)
+    except NotRegular as exc:
+        raise ArchiveError(f"{arc!r} {exc.strerror} since it was listed; nothing was "
+                           "packed") from None
+    with open(fd, "rb") as fh:
+        yield fh, st
+
+
+def _zip_info(arc: str, st: os.stat_result) -> zipfile.ZipInfo:
+    """What ``ZipInfo.from_file`` makes, from the opened file's own fstat."""
+    import time
+
+    date_time = time.localtime(st.st_mtime)[:6]
+    if date_time[0] < 1980:
+        date_time = (1980, 1, 1, 0, 0, 0)
+    info = zipfile.ZipInfo(arc, date_time)
+    info.external_attr = (st.st_mode & 0xFFFF) << 16
+    info.file_size = st.st_size
+    return info
+
+
 def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str,
            password: str | None = None) -> dict[str, Any]:
     """Write ``sources`` into a new archive ``out`` (temp file renamed at the end); a zip
@@ -618,24 +645,29 @@ def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str,
         elif fmt == "zip":
             with zipfile.ZipFile(tmp, "x", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
                 for path, arc, st in entries:
-                    info = zipfile.ZipInfo.from_file(path, arc)
                     if stat.S_ISDIR(st.st_mode):
-                        zf.writestr(info, b"")
+                        zf.writestr(zipfile.ZipInfo.from_file(path, arc), b"")
                         continue
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    with open(path, "rb") as src, zf.open(info, "w", force_zip64=True) as dst:
-                        while chunk := src.read(BUFFER):
-                            dst.write(chunk)
-                            advance(len(chunk), arc)
+                    with _source(path, arc) as (src, opened):
+                        info = _zip_info(arc, opened)
+                        info.compress_type = zipfile.ZIP_DEFLATED
+                        with zf.open(info, "w", force_zip64=True) as dst:
+                            while chunk := src.read(BUFFER):
+                                dst.write(chunk)
+                                advance(len(chunk), arc)
         elif fmt == "7z":
             import py7zr
 
             with py7zr.SevenZipFile(tmp, "w") as sz:
                 for path, arc, st in entries:
                     ctl.check()
-                    sz.write(path, arc)
-                    if stat.S_ISREG(st.st_mode):
-                        advance(st.st_size, arc)
+                    if not stat.S_ISREG(st.st_mode):
+                        sz.write(path, arc)  # a folder: no content to swap
+                        continue
+                    with _source(path, arc) as (src, opened):
+                        sz.writef(src, arc)
+                    _seven_mtime(sz, opened)
+                    advance(opened.st_size, arc)
         else:
             _create_tar(tmp, fmt, entries, advance)
         ctl.check()
@@ -645,6 +677,16 @@ def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str,
         raise
     return {"archive": str(out), "format": fmt, "members": len(entries),
             "bytes": out.stat().st_size, "skipped": skipped, "encrypted": bool(password)}
+
+
+def _seven_mtime(sz: Any, st: os.stat_result) -> None:
+    """py7zr's ``writef`` stamps the member "now"; give it the file's own times (the
+    header is written on close, from these dicts)."""
+    from py7zr.helpers import ArchiveTimestamp
+
+    when = ArchiveTimestamp.from_datetime(st.st_mtime)  # takes epoch seconds
+    with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
+        sz.files[-1]["lastwritetime"] = when
 
 
 def _create_aes_zip(tmp: Path, entries: list[tuple[Path, str, os.stat_result]],
@@ -661,7 +703,7 @@ def _create_aes_zip(tmp: Path, entries: list[tuple[Path, str, os.stat_result]],
             if stat.S_ISDIR(st.st_mode):
                 zf.writestr(arc.rstrip("/") + "/", b"")
                 continue
-            with open(path, "rb") as src, zf.open(arc, "w") as dst:
+            with _source(path, arc) as (src, _opened), zf.open(arc, "w") as dst:
                 while chunk := src.read(BUFFER):
                     dst.write(chunk)
                     advance(len(chunk), arc)
@@ -670,15 +712,19 @@ def _create_aes_zip(tmp: Path, entries: list[tuple[Path, str, os.stat_result]],
 def _create_tar(tmp: Path, fmt: str, entries: list[tuple[Path, str, os.stat_result]],
                 advance: Any) -> None:
     def add_all(tar: tarfile.TarFile) -> None:
-        for path, arc, _st in entries:
-            info = tar.gettarinfo(str(path), arc)
-            info.uname = info.gname = ""
-            if info.isfile():
-                with open(path, "rb") as fh:
-                    tar.addfile(info, io.BufferedReader(
-                        _Reader(fh, lambda n, a=arc: advance(n, a)), BUFFER))
-            else:
+        for path, arc, st in entries:
+            if not stat.S_ISREG(st.st_mode):
+                info = tar.gettarinfo(str(path), arc)
+                if not info.isdir():  # swapped since it was listed: never a link member
+                    raise ArchiveError(f"{arc!r} is no longer a folder; nothing was packed")
+                info.uname = info.gname = ""
                 tar.addfile(info)
+                continue
+            with _source(path, arc) as (fh, _opened):
+                info = tar.gettarinfo(arcname=arc, fileobj=fh)  # from the fd's fstat
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BufferedReader(
+                    _Reader(fh, lambda n, a=arc: advance(n, a)), BUFFER))
 
     if fmt == "tar.zst":
         import zstandard

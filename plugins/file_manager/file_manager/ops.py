@@ -63,6 +63,36 @@ class Outcome:
         return {"done": self.done, "skipped": self.skipped, "bytes": self.bytes}
 
 
+class NotRegular(OSError):
+    """A path that was a regular file when listed is no longer one when opened (it was
+    swapped for a symlink, FIFO or device in between)."""
+
+
+def open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """A read descriptor of the regular file at ``path`` and its fstat.
+
+    O_NOFOLLOW: a symlink put in place of the file after it was looked at is refused
+    instead of followed (the check and the open are one step, no lstat-then-open race);
+    O_NONBLOCK: a FIFO put there does not block the job waiting for a writer; the fstat
+    of the descriptor is what was really opened."""
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(errno.ELOOP, "became a symlink; not followed", str(path)
+                             ) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotRegular(errno.EINVAL, "is no longer a regular file", str(path))
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return fd, st
+
+
 def tree_size(path: Path) -> int:
     """Bytes of regular files under ``path`` (not following symlinks)."""
     try:
@@ -181,7 +211,12 @@ class Mover:
             if self.move:
                 src.unlink()
         elif stat.S_ISREG(st.st_mode):
-            copy_file(self.ctl, src, target, self._advance)
+            try:
+                copy_file(self.ctl, src, target, self._advance)
+            except NotRegular as exc:
+                self.out.skipped.append({"path": str(src), "reason": exc.strerror or
+                                         "is no longer a regular file"})
+                return
             if not fresh:
                 self._record(src, target)
             if self.move:
@@ -212,9 +247,10 @@ def _remove_empty_dir(path: Path) -> None:
 
 def copy_file(ctl: Ctl, src: Path, target: Path, advance: Any) -> None:
     """Copy one file's bytes and metadata to ``target`` atomically (temp + rename)."""
+    fd, st = open_regular(src)
     tmp = target.with_name(f".{target.name}{PART_MARK}{secrets.token_hex(4)}")
     try:
-        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+        with open(fd, "rb") as fin, open(tmp, "xb") as fout:
             fd_in, fd_out = fin.fileno(), fout.fileno()
             fast = hasattr(os, "copy_file_range")
             while True:
@@ -238,11 +274,24 @@ def copy_file(ctl: Ctl, src: Path, target: Path, advance: Any) -> None:
                 if not n:
                     break
                 advance(n, src.name)
-        shutil.copystat(src, tmp)
+            fout.flush()  # before the times are set: a later write would change them
+            _copy_meta(fd_in, fd_out, st)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _copy_meta(fd_in: int, fd_out: int, st: os.stat_result) -> None:
+    """Mode, times and extended attributes of the file that was really read (through its
+    descriptor: the path may point elsewhere by now)."""
+    if hasattr(os, "listxattr"):
+        with contextlib.suppress(OSError):
+            for name in os.listxattr(fd_in):
+                with contextlib.suppress(OSError):
+                    os.setxattr(fd_out, name, os.getxattr(fd_in, name))
+    os.chmod(fd_out, stat.S_IMODE(st.st_mode))
+    os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 # -- trash -------------------------------------------------------------------------------

@@ -335,3 +335,27 @@ async def test_the_listing_route_refuses_too_many_members_as_422(app, tmp_path: 
         answer = await client.get("archive/list", params={"root": "0", "path": "many.zip"})
     assert answer.status_code == 422, answer.text
     assert "has 12 members, more than the limit of 10" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("fmt", archives.CREATE_FORMATS)
+def test_a_file_swapped_for_a_symlink_after_listing_is_not_packed(
+        tmp_path: Path, ctl: Ctl, fmt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review finding: create() lstat'ed every source, then opened it by path later: a
+    # file swapped for a link in between packed whatever the link pointed at.
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the chosen folders")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("plain")
+    real_walk = archives._walk
+
+    def walk_then_swap(sources: list[Path]) -> Any:
+        yield from real_walk(sources)
+        (src / "a.txt").unlink()  # runs once every entry was listed, before packing
+        (src / "a.txt").symlink_to(secret)
+
+    monkeypatch.setattr(archives, "_walk", walk_then_swap)
+    out = tmp_path / f"out.{fmt}"
+    with pytest.raises(archives.ArchiveError, match=r"'src/a\.txt' became a symlink"):
+        archives.create(ctl, [src], out, fmt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.txt", "src"]

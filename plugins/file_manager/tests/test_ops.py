@@ -4,6 +4,7 @@ that leaves nothing partial, and one-step undo of each."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,34 @@ async def test_cancelling_a_copy_job_leaves_no_partial_file(
         job = await finished(client, answer)
         assert job["state"] == "cancelled"
         assert list((root / "dst").iterdir()) == []
+
+
+def test_a_file_swapped_for_a_symlink_after_the_lstat_is_not_followed(
+        tmp_path: Path, ctl: Ctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review finding: lstat, then open by path, followed a symlink swapped in between.
+    # The open itself now refuses a link (O_NOFOLLOW) and checks what it opened (fstat).
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside the chosen folders")
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    (src / "a.txt").write_text("plain")
+    (src / "fifo.txt").write_text("plain too")
+    real_copy = ops.copy_file
+
+    def swap_then_copy(ctl_: Ctl, path: Path, target: Path, advance: Any) -> None:
+        path.unlink()  # the race: after place() looked, before copy_file opens
+        if path.name == "fifo.txt":
+            os.mkfifo(path)
+        else:
+            path.symlink_to(secret)
+        real_copy(ctl_, path, target, advance)
+
+    monkeypatch.setattr(ops, "copy_file", swap_then_copy)
+    runner, _record = mover(ctl, "skip", tmp_path)
+    out = runner.run([(src, dest)])
+    assert sorted(s["path"] for s in out.skipped) == [str(src / "a.txt"),
+                                                     str(src / "fifo.txt")]
+    assert {s["reason"] for s in out.skipped} == {"became a symlink; not followed",
+                                                  "is no longer a regular file"}
+    assert sorted(p.name for p in (dest / "src").iterdir()) == []  # no copy, no temp file
