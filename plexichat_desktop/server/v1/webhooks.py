@@ -7,12 +7,21 @@ at most ``MAX_IN_FLIGHT`` at once.
 
 Each request carries ``X-PlexiChat-Signature: sha256=<hex>``, the HMAC-SHA256 under the
 webhook's secret of ``"<X-PlexiChat-Timestamp>.<raw body>"``; signing the timestamp too lets
-a receiver refuse replays of old deliveries.
+a receiver refuse replays of old deliveries. While a rotated-out secret is still in its grace
+period the header carries two entries, ``sha256=<new> sha256=<previous>`` (space-separated,
+as Standard Webhooks and Stripe do), so receivers still holding the old secret keep
+verifying until they are updated.
+
+A delivery that ends failed counts against its webhook: after ``disable_after`` consecutive
+failed deliveries (0 = never) the webhook is switched off, its owner gets a notification, and
+what was still queued for it is failed (recoverable later with ``recover``).
 
 Targets are checked twice against server-side request forgery: at registration, and again
 right before every attempt (the name may resolve elsewhere by then: DNS rebinding). Unless
 ``[api] webhook_allow_private`` is on, a target that resolves to a loopback, private,
-link-local, unspecified or otherwise non-public address is refused; the request then goes
+link-local, unspecified or otherwise non-public address is refused (except a loopback
+address on a port the app itself announced as one of its own receivers, see
+:attr:`WebhookDispatcher.local_ports`); the request then goes
 to the very address that was checked (the URL's host is replaced by it, the ``Host`` header
 and the TLS server name keep the name). Receivers' answers are kept in the delivery log
 for administrators only: for anyone else the log must not be a way to read other servers.
@@ -21,6 +30,7 @@ for administrators only: for anyone else the log must not be a way to read other
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import hashlib
@@ -59,6 +69,7 @@ BATCH = 32
 EXCERPT = 300
 SIGNATURE_HEADER = "X-PlexiChat-Signature"
 TIMESTAMP_HEADER = "X-PlexiChat-Timestamp"
+REDELIVERY_HEADER = "X-PlexiChat-Redelivery-Of"
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -109,9 +120,11 @@ class Target:
     sni_hostname: str | None
 
 
-async def resolve_target(url: str, allow_private: bool) -> list[Target]:
+async def resolve_target(url: str, allow_private: bool,
+                         local_ports: frozenset[int] | set[int] = frozenset()) -> list[Target]:
     """Resolve ``url``'s host and check every address; one pinned target per address, in
     the resolver's order (tried in turn, as a client falls back from ::1 to 127.0.0.1).
+    A loopback address on one of ``local_ports`` (the app's own receivers) is allowed.
 
     Raises :class:`TargetRefused` naming the address and why, ``OSError`` when the name
     does not resolve."""
@@ -131,6 +144,8 @@ async def resolve_target(url: str, allow_private: bool) -> list[Target]:
     if not allow_private:
         for address in addresses:
             reason = non_public_reason(address)
+            if reason == "loopback" and parts.port in local_ports:
+                continue  # the app's own receiver (the webhook manager's inspector)
             if reason is not None:
                 shown = host if str(address) == host else f"{host} resolves to {address}, which"
                 article = "an" if reason[0] in "aeiou" else "a"
@@ -156,6 +171,51 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def shown_url(url: str) -> str:
+    """``url`` for a log line: scheme, host and port only. Many receivers' URLs carry a
+    secret in their path or query (Slack, Discord, the inspector's inboxes)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    hidden = "/…" if (parts.path not in ("", "/") or parts.query) else ""
+    return f"{parts.scheme}://{host}{hidden}"
+
+
+class _HideTargets(logging.Filter):
+    """Shortens the URLs of webhook deliveries in httpx's "HTTP Request: ..." lines (the
+    app logs httpx at INFO): a receiver's path often holds its secret token."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: collections.Counter[str] = collections.Counter()  # URLs in flight
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) > 1 and str(args[1]) in self.urls:
+            record.args = (args[0], shown_url(str(args[1])), *args[2:])
+        return True
+
+
+_hide_targets = _HideTargets()
+
+
+def sign_all(secrets: list[str], timestamp: str, body: bytes) -> str:
+    """The header value under every secret in force (current first), space-separated."""
+    return " ".join(sign(secret, timestamp, body) for secret in secrets)
+
+
+def secrets_in_force(row: dict[str, Any], at: float) -> list[str]:
+    """The webhook's current secret, plus the previous one while its grace lasts."""
+    found = [row["secret"]]
+    if row.get("previous_secret") and (row.get("previous_secret_expires") or 0) > at:
+        found.append(row["previous_secret"])
+    return found
+
+
+SHOWN_REQUEST_HEADERS = ("Content-Type", "X-PlexiChat-Event", "X-PlexiChat-Delivery",
+                         "X-PlexiChat-Attempt", TIMESTAMP_HEADER, SIGNATURE_HEADER,
+                         REDELIVERY_HEADER)
+
+
 def delivery_dict(row: dict[str, Any], admin: bool = False) -> dict[str, Any]:
     """A delivery log entry as the API shows it; the receivers' answers (``response`` of
     each attempt) only to administrators."""
@@ -176,6 +236,7 @@ def delivery_dict(row: dict[str, Any], admin: bool = False) -> dict[str, Any]:
         "updated_at": iso(row["updated_at"]),
         "payload": json.loads(row["payload"]),
         "attempts": attempts,
+        "redelivery_of": row.get("redelivery_of"),
     }
 
 
@@ -217,7 +278,8 @@ def _claim_due(conn: sqlite3.Connection, at: float, limit: int,
                skip: list[str]) -> tuple[list[dict[str, Any]], float | None]:
     marks = ", ".join("?" * len(skip)) or "''"
     due = [dict(row) for row in conn.execute(
-        f"SELECT d.id, d.event, d.payload, d.attempt_count, d.attempts, w.url, w.secret "
+        f"SELECT d.id, d.event, d.payload, d.attempt_count, d.attempts, d.redelivery_of, "
+        f"w.url, w.secret, w.previous_secret, w.previous_secret_expires "
         f"FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id "
         f"WHERE d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ? "
         f"AND d.id NOT IN ({marks}) ORDER BY d.next_attempt_at LIMIT ?",
@@ -233,17 +295,80 @@ def _claim_due(conn: sqlite3.Connection, at: float, limit: int,
 
 
 def _record_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: dict[str, Any],
-                    status: str, next_at: float | None) -> None:
-    row = conn.execute("SELECT attempts FROM webhook_deliveries WHERE id = ?",
+                    status: str, next_at: float | None) -> dict[str, Any] | None:
+    """Store one attempt; a final outcome updates the webhook's run of failures. Returns
+    the webhook (id, owner, url) when this attempt made it switch itself off."""
+    row = conn.execute("SELECT attempts, webhook_id FROM webhook_deliveries WHERE id = ?",
                        (delivery_id,)).fetchone()
     if row is None:  # the webhook was deleted meanwhile
-        return
+        return None
     attempts = [*json.loads(row["attempts"]), attempt]
+    current = now()
     conn.execute(
         "UPDATE webhook_deliveries SET status = ?, attempts = ?, attempt_count = ?, "
         "response_status = ?, error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
         (status, json.dumps(attempts), len(attempts), attempt["status_code"], attempt["error"],
-         next_at, now(), delivery_id))
+         next_at, current, delivery_id))
+    if status == "delivered":
+        conn.execute("UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?",
+                     (row["webhook_id"],))
+    elif status == "failed":
+        conn.execute("UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 "
+                     "WHERE id = ?", (row["webhook_id"],))
+        return _maybe_disable(conn, row["webhook_id"], current)
+    return None
+
+
+def _maybe_disable(conn: sqlite3.Connection, webhook_id: str, at: float
+                   ) -> dict[str, Any] | None:
+    hook = one(conn.execute(
+        "SELECT id, owner_id, url, description, active, disable_after, consecutive_failures "
+        "FROM webhooks WHERE id = ?", (webhook_id,)))
+    if (hook is None or not hook["active"] or hook["disable_after"] <= 0
+            or hook["consecutive_failures"] < hook["disable_after"]):
+        return None
+    reason = (f"disabled automatically after {hook['consecutive_failures']} consecutive "
+              f"failed deliveries")
+    conn.execute("UPDATE webhooks SET active = 0, disabled_reason = ?, disabled_at = ? "
+                 "WHERE id = ?", (reason, at, webhook_id))
+    # What was still queued would only fail too: it is failed now, and recover brings it
+    # back once the receiver works again.
+    conn.execute(
+        "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, "
+        "error = 'not sent: the webhook was disabled', updated_at = ? "
+        "WHERE webhook_id = ? AND status IN ('pending', 'retrying') "
+        "AND next_attempt_at IS NOT NULL", (at, webhook_id))
+    name = hook["description"] or hook["url"]
+    conn.execute(
+        "INSERT INTO notifications (id, user_id, sender_id, title, message, type, priority, "
+        "action_url, metadata, created_at) VALUES (?, ?, NULL, ?, ?, 'warning', 'high', "
+        "NULL, ?, ?)",
+        (new_id(), hook["owner_id"], "Webhook disabled",
+         f"{name}: {reason}. Fix the receiver, switch the webhook on again and recover the "
+         f"failed deliveries.",
+         json.dumps({"webhook_id": webhook_id, "kind": "webhook.disabled"}), at))
+    return {**hook, "disabled_reason": reason}
+
+
+def redeliver_rows(conn: sqlite3.Connection, delivery_ids: list[str]) -> list[str]:
+    """Queue a copy of each delivery (same webhook, event and body, byte for byte, so
+    receivers can deduplicate on the body's ``id``); returns the new ids, in order."""
+    created: list[str] = []
+    current = now()
+    for original in delivery_ids:
+        row = one(conn.execute("SELECT webhook_id, event, payload FROM webhook_deliveries "
+                               "WHERE id = ?", (original,)))
+        if row is None:
+            continue
+        new = new_id()
+        conn.execute(
+            "INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, "
+            "next_attempt_at, created_at, updated_at, redelivery_of) "
+            "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            (new, row["webhook_id"], row["event"], row["payload"], current, current, current,
+             original))
+        created.append(new)
+    return created
 
 
 def _requeue_in_flight(conn: sqlite3.Connection, at: float) -> int:
@@ -268,6 +393,10 @@ class WebhookDispatcher:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        #: Loopback ports of the app's own receivers (announced with the app token, see
+        #: ``PUT /webhooks/local-receivers/{port}``): reachable without
+        #: ``webhook_allow_private``. Kept in memory: a receiver announces itself each start.
+        self.local_ports: set[int] = set()
 
     async def start(self) -> None:
         """Resume deliveries left in flight by the last run, then start dispatching."""
@@ -369,8 +498,10 @@ class WebhookDispatcher:
                 "X-PlexiChat-Delivery": row["id"],
                 "X-PlexiChat-Attempt": str(number),
                 TIMESTAMP_HEADER: stamp,
-                SIGNATURE_HEADER: sign(row["secret"], stamp, body),
+                SIGNATURE_HEADER: sign_all(secrets_in_force(row, time.time()), stamp, body),
             }
+            if row.get("redelivery_of"):
+                headers[REDELIVERY_HEADER] = row["redelivery_of"]
             started = time.perf_counter()
             status_code: int | None = None
             error: str | None = None
@@ -378,7 +509,8 @@ class WebhookDispatcher:
             try:
                 # Checked again now: the name may point somewhere else than at registration.
                 targets = await resolve_target(row["url"],
-                                               self.settings.webhook_allow_private)
+                                               self.settings.webhook_allow_private,
+                                               frozenset(self.local_ports))
                 response = await self._post_first(targets, body, headers)
                 status_code = response.status_code
                 excerpt = response.text[:EXCERPT]
@@ -392,16 +524,24 @@ class WebhookDispatcher:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             attempt = {"attempt": number, "at": iso(now()), "status_code": status_code,
                        "error": error, "duration_ms": round(
-                           (time.perf_counter() - started) * 1000, 2), "response": excerpt}
+                           (time.perf_counter() - started) * 1000, 2), "response": excerpt,
+                       # What was sent, for the log (signatures are no secret).
+                       "request_headers": {k: headers[k] for k in SHOWN_REQUEST_HEADERS
+                                           if k in headers}}
             if error is None:
                 status, next_at = "delivered", None
             elif number >= self.settings.webhook_max_attempts:
                 status, next_at = "failed", None
                 log.warning("webhook delivery %s to %s failed after %d attempts: %s",
-                            row["id"], row["url"], number, error)
+                            row["id"], shown_url(row["url"]), number, error)
             else:
                 status, next_at = "retrying", now() + self.delay(number)
-            await self.store.write(_record_attempt, row["id"], attempt, status, next_at)
+            disabled = await self.store.write(_record_attempt, row["id"], attempt, status,
+                                              next_at)
+            if disabled is not None:
+                # The URL only: no secret or payload goes to the log.
+                log.warning("webhook %s (%s) %s", disabled["id"],
+                            shown_url(disabled["url"]), disabled["disabled_reason"])
         for future in self._waiters.pop(row["id"], []):
             if not future.done():
                 future.set_result(None)
@@ -420,6 +560,8 @@ class WebhookDispatcher:
                 timeout=self.settings.webhook_timeout, follow_redirects=False,
                 trust_env=False,
                 headers={"User-Agent": f"PlexiChat-Desktop-Webhooks/{__version__}"})
+            if _hide_targets not in logging.getLogger("httpx").filters:
+                logging.getLogger("httpx").addFilter(_hide_targets)
         return self._client
 
     async def _post_first(self, targets: list[Target], body: bytes, headers: dict[str, str]
@@ -431,6 +573,7 @@ class WebhookDispatcher:
         for index, target in enumerate(targets):
             extensions = ({"sni_hostname": target.sni_hostname}
                           if target.sni_hostname else None)
+            _hide_targets.urls[target.url] += 1
             try:
                 return await client.post(
                     target.url, content=body, headers={**headers, "Host": target.host_header},
@@ -438,6 +581,10 @@ class WebhookDispatcher:
             except httpx.ConnectError:
                 if index == len(targets) - 1:
                     raise
+            finally:
+                _hide_targets.urls[target.url] -= 1
+                if _hide_targets.urls[target.url] <= 0:
+                    del _hide_targets.urls[target.url]
         raise AssertionError("resolve_target returns at least one target")
 
 
