@@ -9,6 +9,8 @@ parts in threads as host jobs with progress and a cancel that cleans up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     # At run time each archive route imports it: it pulls in tarfile, zipfile, bz2 and
     # lzma, which app start-up (every plugin's setup) should not pay for.
     from file_manager import archives
+
+
+# One line of the search process's output: a match with its lines is a few KiB.
+SEARCH_LINE_LIMIT = 1024 * 1024
 
 
 class _Body(BaseModel):
@@ -549,27 +555,42 @@ class FileManagerPlugin(Plugin):
 
     async def _search_events(self, base: Path, root_path: Path,
                              query: search.Query) -> AsyncIterator[tuple[str, Any]]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
-        ctl = Ctl(None, None)
+        """Run the search in a child process (see :mod:`file_manager.search`): a user
+        regex that backtracks costs that process a few seconds per file, never a thread
+        of the app's shared executor; the page going away kills it."""
+        import json
 
-        def emit(name: str, data: Any) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, (name, data))
-
-        future = loop.run_in_executor(None, search.search, ctl, base, root_path, query, emit)
-        future.add_done_callback(lambda _f: queue.put_nowait(None))
+        query = dataclasses.replace(query, regex_seconds=self.config.search_regex_seconds)
+        proc = await asyncio.create_subprocess_exec(
+            *search.child_command(), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            limit=SEARCH_LINE_LIMIT)
+        assert proc.stdin is not None and proc.stdout is not None
         try:
+            proc.stdin.write(search.child_request(base, root_path, query))
+            await proc.stdin.drain()
+            proc.stdin.close()
             yield "start", {"path": base.relative_to(root_path).as_posix()}
-            while (item := await queue.get()) is not None:
-                yield item
-            try:
-                yield "done", future.result()
-            except Exception as exc:
-                self.ctx.logger.warning("search in %s failed: %s", base, exc)
-                yield "error", {"detail": f"{type(exc).__name__}: {exc}"}
+            final: tuple[str, Any] | None = None
+            while line := await proc.stdout.readline():
+                name, data = json.loads(line)
+                if name in ("done", "error"):
+                    final = (name, data)
+                    break
+                yield name, data
+            await proc.wait()
+            if final is None:
+                final = ("error", {"detail": f"the search process ended with code "
+                                             f"{proc.returncode} before it finished"})
+            if final[0] == "error":
+                self.ctx.logger.warning("search in %s failed: %s", base, final[1]["detail"])
+            yield final
         finally:
-            # The page went away (or the plugin stops): the walk ends at its next check.
-            ctl.cancel_event.set()
+            # The page went away (or the plugin stops): the search ends with its process.
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
 
     # -- metadata ----------------------------------------------------------------------
     async def hash(self, request: Request) -> Any:

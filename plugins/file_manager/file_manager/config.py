@@ -28,6 +28,9 @@ class FileManagerConfig(PluginSettings):
     max_members: int = Field(100_000, ge=1, le=10_000_000)
     # Content search reads files up to this size only.
     search_max_file_bytes: int = Field(10 * 1024**2, ge=1, le=GIB)
+    # A regex matching one file's lines (or one name) longer than this skips that file,
+    # counted as regex_timeout: a backtracking pattern cannot stall the search.
+    search_regex_seconds: float = Field(2.0, gt=0, le=600)
     # A search stops after this many matches.
     search_max_results: int = Field(2000, ge=1, le=100_000)
     # One listing shows at most this many entries (the rest is counted, not sent).

@@ -4,20 +4,35 @@ The walk never follows symlinks, skips ``.git``, honours every ``.gitignore`` on
 down (the rules of a folder apply below it, as git applies them), reads content only
 from files up to the size cap and skips binary files (a NUL byte in the first 8 KiB, as
 git and grep judge it).
+
+A user's regular expression can backtrack for hours on one line. The plugin therefore
+runs a search in a child process (this file run as a script, :func:`child_main`): matching
+one name or one file's lines gets ``regex_seconds`` (a SIGALRM timer, which interrupts
+``re`` between steps), after which that file is skipped and counted as
+``regex_timeout``; the page going away kills the process. No thread of the app's shared
+executor is ever held by a pattern.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import json
 import os
 import re
+import signal
 import stat
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from file_manager.worker import Ctl
+if TYPE_CHECKING:
+    # Only the type: run as the child process's script, this module imports nothing of
+    # the plugin (nor of the app).
+    from file_manager.worker import Ctl
 
 SNIFF = 8192
 MAX_LINES_PER_FILE = 20
@@ -34,6 +49,33 @@ class Query:
     max_results: int
     gitignore: bool = True
     hidden: bool = False
+    # Seconds one name or one file's lines may take to match; None: unbounded (only the
+    # main thread of a process can have the timer: the child process has it).
+    regex_seconds: float | None = None
+
+
+class RegexTimeout(Exception):
+    """Matching one name or one file took longer than ``regex_seconds``."""
+
+
+def _on_alarm(_signum: int, _frame: Any) -> None:
+    raise RegexTimeout
+
+
+@contextlib.contextmanager
+def _time_bound(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`RegexTimeout` inside the block after ``seconds`` (main thread only;
+    elsewhere, or with None, the block runs unbounded)."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def compile_name(text: str, mode: str, case: bool) -> re.Pattern[str] | None:
@@ -96,7 +138,18 @@ def search(ctl: Ctl, base: Path, root_path: Path, q: Query,
     """Walk ``base``; call ``emit("match", ...)`` per hit and ``emit("progress", ...)`` now
     and then. Returns the summary (also what the stream's last event says)."""
     scanned = matches = 0
-    skipped = {"binary": 0, "too_large": 0, "unreadable": 0, "ignored": 0}
+    skipped = {"binary": 0, "too_large": 0, "unreadable": 0, "ignored": 0,
+               "regex_timeout": 0}
+
+    def name_matches(name: str) -> bool:
+        assert q.name is not None
+        try:
+            with _time_bound(q.regex_seconds):
+                return q.name.match(name) is not None
+        except RegexTimeout:
+            skipped["regex_timeout"] += 1
+            return False
+
     # (folder, spec) of every .gitignore above the current folder, outermost first.
     specs: dict[str, list[tuple[Path, Any]]] = {}
     truncated = False
@@ -126,7 +179,7 @@ def search(ctl: Ctl, base: Path, root_path: Path, q: Query,
                 continue
             kept_dirs.append(name)
             specs[str(child)] = chain
-            if q.name is not None and q.content is None and q.name.match(name):
+            if q.name is not None and q.content is None and name_matches(name):
                 matches += 1
                 emit("match", _hit(child, root_path, "dir"))
         dirs[:] = kept_dirs
@@ -144,7 +197,7 @@ def search(ctl: Ctl, base: Path, root_path: Path, q: Query,
             if scanned % 200 == 0:
                 ctl.check()
                 emit("progress", {"scanned": scanned, "matches": matches})
-            if q.name is not None and not q.name.match(name):
+            if q.name is not None and not name_matches(name):
                 continue
             if q.content is None:
                 matches += 1
@@ -191,10 +244,73 @@ def _grep(path: Path, q: Query, skipped: dict[str, int]) -> list[dict[str, Any]]
         skipped["binary"] += 1
         return []
     text = data.decode("utf-8", "replace")
-    out = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if q.content.search(line):
-            out.append({"line": number, "text": line[:MAX_LINE_CHARS]})
-            if len(out) >= MAX_LINES_PER_FILE:
-                break
+    out: list[dict[str, Any]] = []
+    try:
+        with _time_bound(q.regex_seconds):
+            for number, line in enumerate(text.splitlines(), 1):
+                if q.content.search(line):
+                    out.append({"line": number, "text": line[:MAX_LINE_CHARS]})
+                    if len(out) >= MAX_LINES_PER_FILE:
+                        break
+    except RegexTimeout:
+        skipped["regex_timeout"] += 1
+        return []
     return out
+
+
+# -- the child process -------------------------------------------------------------------
+
+def child_command() -> list[str]:
+    """The command that runs a search in a child process: this file as a script, in
+    isolated mode (no PYTHON* variables, no user site: only the interpreter's own
+    packages, pathspec among them)."""
+    return [sys.executable, "-I", os.path.abspath(__file__)]
+
+
+def child_request(base: Path, root_path: Path, q: Query) -> bytes:
+    """What the parent writes to the child's stdin: the query as JSON."""
+    def pattern(p: re.Pattern[str] | None) -> list[Any] | None:
+        return None if p is None else [p.pattern, p.flags]
+
+    return json.dumps({"base": str(base), "root": str(root_path), "name": pattern(q.name),
+                       "content": pattern(q.content), "max_file_bytes": q.max_file_bytes,
+                       "max_results": q.max_results, "gitignore": q.gitignore,
+                       "hidden": q.hidden, "regex_seconds": q.regex_seconds}).encode()
+
+
+class _NoCancel:
+    """The child's Ctl: cancelling is the parent killing the process."""
+
+    def check(self) -> None:
+        return None
+
+
+def child_main() -> int:
+    """Read the query from stdin, write ``[event, data]`` JSON lines to stdout; the last
+    is ``["done", summary]`` or ``["error", {"detail": ...}]``."""
+    out = sys.stdout
+
+    def emit(name: str, data: Any) -> None:
+        out.write(json.dumps([name, data]) + "\n")
+        out.flush()
+
+    try:
+        spec = json.loads(sys.stdin.read())
+
+        def pattern(value: list[Any] | None) -> re.Pattern[str] | None:
+            return None if value is None else re.compile(value[0], value[1])
+
+        q = Query(pattern(spec["name"]), pattern(spec["content"]), spec["max_file_bytes"],
+                  spec["max_results"], spec["gitignore"], spec["hidden"],
+                  spec["regex_seconds"])
+        summary = search(_NoCancel(), Path(spec["base"]), Path(spec["root"]), q,  # type: ignore[arg-type]
+                         emit)
+    except Exception as exc:
+        emit("error", {"detail": f"{type(exc).__name__}: {exc}"})
+        return 1
+    emit("done", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(child_main())

@@ -211,3 +211,53 @@ def test_a_gitignore_that_is_no_regular_file_or_too_big_is_not_read(tmp_path: Pa
     (tmp_path / "d" / ".gitignore").write_text("x.txt\n")
     hits, _ = run(ctl, tmp_path, name=search.compile_name("x.txt", "glob", True))
     assert sorted(h["path"] for h in hits) == ["a/x.txt", "b/x.txt", "c/x.txt"]
+
+
+# A line of many a's and a '!': '^(a+)+$' backtracks over it for 2**40 steps.
+BACKTRACKS = "a" * 40 + "!"
+
+
+def test_a_backtracking_regex_skips_the_file_after_its_time(tmp_path: Path,
+                                                            ctl: Ctl) -> None:
+    # Review finding: a user regex could backtrack for hours on one file.
+    (tmp_path / "bad.txt").write_text(f"{BACKTRACKS}\n")
+    (tmp_path / "good.txt").write_text("aaa\n")
+    hits, summary = run(ctl, tmp_path, regex_seconds=0.2,
+                        content=search.compile_content("^(a+)+$", "regex", True))
+    assert [h["path"] for h in hits] == ["good.txt"]
+    assert summary["skipped"]["regex_timeout"] == 1
+    (tmp_path / BACKTRACKS).write_text("")  # a name backtracks the same way
+    hits, summary = run(ctl, tmp_path, regex_seconds=0.2,
+                        name=search.compile_name("^(a+)+$", "regex", True))
+    assert hits == [] and summary["skipped"]["regex_timeout"] == 1
+
+
+@pytest.mark.asyncio
+async def test_the_app_runs_a_search_in_its_own_process_with_a_time_bound(
+        app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review finding: the search ran on the shared default executor, where a backtracking
+    # pattern held a thread every other plugin needs.
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "bad.txt").write_text(f"{BACKTRACKS}\n")
+    (root / "good.txt").write_text("aaa\n")
+    async with app([root], search_regex_seconds=0.2) as (client, _plugin, _rt):
+        loop = asyncio.get_running_loop()
+
+        def no_executor(*_args: Any) -> Any:
+            raise AssertionError("the search used the shared default executor")
+
+        events: list[tuple[str, Any]] = []
+        with monkeypatch.context() as patched:
+            patched.setattr(loop, "run_in_executor", no_executor)
+            async with client.stream("GET", "search", params={
+                    "root": "0", "content": "^(a+)+$", "content_mode": "regex",
+                    "case": "true"}) as answer, asyncio.timeout(60):
+                assert answer.status_code == 200
+                async for name, data in read_events(answer):
+                    events.append((name, data))
+                    if name in ("done", "error"):
+                        break
+    assert events[-1][0] == "done", events
+    assert [d["path"] for n, d in events if n == "match"] == ["good.txt"]
+    assert events[-1][1]["skipped"]["regex_timeout"] == 1
