@@ -27,6 +27,7 @@ from plexichat_desktop import __version__
 from plexichat_desktop.server.strict_json import refuse_at_once, validation_error_response
 from plexichat_desktop.server.v1 import deps
 from plexichat_desktop.server.v1.routes import (
+    account_security,
     analytics,
     auth,
     backup,
@@ -56,7 +57,7 @@ JSON_BODY_LIMIT = 1 << 20
 MULTIPART_OVERHEAD = 64 * 1024
 DRAIN_LIMIT = 64 << 20
 ROUTERS = (auth, users, messages, files, groups, search, notifications, system, realtime,
-           webhooks, analytics, backup, performance)
+           webhooks, analytics, backup, performance, account_security)
 
 
 class _BodyTooLarge(HTTPException):

@@ -1,4 +1,10 @@
-"""``/auth``: register, login, refresh, logout, me, status."""
+"""``/auth``: register, login, refresh, logout, me, status.
+
+Login is one step for an account without 2FA and two for one with it: the password
+answers ``{requires_mfa: true, mfa_token}`` and ``POST /auth/login-2fa`` (in
+:mod:`account_security`) completes it with a code. Both end in :func:`finish_login`, which
+starts the session, writes the security log and notices new devices.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,18 @@ import asyncio
 import json
 import re
 import sqlite3
+import weakref
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import Field
 
-from plexichat_desktop.server.v1 import accounts
+from plexichat_desktop.server.v1 import accounts, mfa
 from plexichat_desktop.server.v1.auth import (
     IssuedTokens,
     Rotation,
     create_session,
+    digest,
     hash_password,
     refresh_ttl,
     rotate_session,
@@ -23,6 +31,9 @@ from plexichat_desktop.server.v1.auth import (
 )
 from plexichat_desktop.server.v1.common import Body, conflict, done, invalid, iso, new_id, now
 from plexichat_desktop.server.v1.deps import Api, User, client_address, unauthorized
+from plexichat_desktop.server.v1.hub import frame
+from plexichat_desktop.server.v1.routes.notifications import insert_notification
+from plexichat_desktop.server.v1.service import ApiV1
 from plexichat_desktop.server.v1.store import scalar
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -49,7 +60,9 @@ class LoginBody(Body):
     username: str = Field(min_length=1, max_length=254, description="Username or email.")
     password: str = Field(min_length=1, max_length=256)
     mfa_code: str | None = Field(None, max_length=20,
-                                 description="Accepted for origin clients; no MFA here.")
+                                 description="A current 2FA code: an account with 2FA logs "
+                                             "in in one step (without it the answer asks "
+                                             "for the code with requires_mfa).")
     remember_me: bool = False
     device_info: dict[str, Any] = Field(default_factory=dict)
     device_token: str | None = Field(
@@ -120,17 +133,98 @@ async def register(body: RegisterBody, request: Request, api: Api) -> dict[str, 
             "username": row["username"], "user": accounts.profile(row, api.hub, own=True)}
 
 
+_failure_limiters: weakref.WeakKeyDictionary[ApiV1, mfa.FailureLimiter] = (
+    weakref.WeakKeyDictionary())
+
+
+def mfa_limiter(api: ApiV1) -> mfa.FailureLimiter:
+    """The failure limit of 2FA codes, recovery codes, reset tokens and the passwords the
+    security routes ask for, one per server (keyed by account)."""
+    limiter = _failure_limiters.get(api)
+    if limiter is None:
+        limiter = _failure_limiters[api] = mfa.FailureLimiter("verification")
+    return limiter
+
+
 def _start_session(conn: sqlite3.Connection, user_id: str, access_ttl: float,
-                   refresh_ttl_s: float, remember_me: bool,
-                   device: dict[str, Any]) -> IssuedTokens:
+                   refresh_ttl_s: float, remember_me: bool, device: dict[str, Any],
+                   user_agent: str | None, method: str
+                   ) -> tuple[IssuedTokens, dict[str, Any] | None]:
+    """The session of a successful login, its security-log entry and, when the device is
+    new for the account, the notification that says so."""
     tokens = create_session(conn, user_id, access_ttl, refresh_ttl_s, remember_me, device)
+    conn.execute("UPDATE sessions SET user_agent = ? WHERE id = ?",
+                 ((user_agent or "")[:300] or None, tokens.session_id))
     conn.execute("UPDATE users SET last_login = ? WHERE id = ?", (now(), user_id))
     accounts.record_activity(conn, user_id, "login")
-    return tokens
+    new_device = mfa.remember_device(conn, user_id, user_agent, device)
+    mfa.record_event(conn, user_id, "login", session_id=tokens.session_id,
+                     user_agent=user_agent, device=device,
+                     detail={"method": method, "new_device": new_device})
+    note = None
+    if new_device:
+        label = mfa.device_label(user_agent, device)
+        mfa.record_event(conn, user_id, "new_device", session_id=tokens.session_id,
+                         user_agent=user_agent, device=device, detail={"label": label})
+        note = insert_notification(
+            conn, user_id, None, title="New sign-in to your account",
+            message=f"Your account was signed in from a new device: {label}. If this was "
+                    "not you, change your password and end that session.",
+            kind="warning", priority="high", action_url=None,
+            metadata={"session_id": tokens.session_id, "device": label,
+                      "kind": "security.new_device"})
+    return tokens, note
 
 
-def _failed_login(conn: sqlite3.Connection, user_id: str | None) -> None:
+def _failed_login(conn: sqlite3.Connection, user_id: str | None, reason: str = "password",
+                  user_agent: str | None = None, device: dict[str, Any] | None = None
+                  ) -> None:
     accounts.record_activity(conn, user_id, "login_failed")
+    if user_id is not None:
+        mfa.record_event(conn, user_id, "login_failed", user_agent=user_agent, device=device,
+                         detail={"reason": reason})
+
+
+async def finish_login(api: ApiV1, row: dict[str, Any], remember_me: bool,
+                       device: dict[str, Any], user_agent: str | None, method: str,
+                       device_token: str | None = None) -> dict[str, Any]:
+    """Start the session of a login that passed every step; the ``TokenResponse`` plus
+    ``device_token``."""
+    tokens, note = await api.store.write(
+        _start_session, row["id"], api.settings.access_token_minutes * 60,
+        refresh_ttl(remember_me, api.settings.refresh_token_days), remember_me, device,
+        user_agent, method)
+    if note is not None:
+        api.hub.to_user(row["id"], frame("notification", **note))
+        api.emit("notification.created", note, [row["id"]])
+    api.emit("user.login", {"user_id": row["id"], "username": row["username"],
+                            "session_id": tokens.session_id, "at": iso(now())}, [row["id"]])
+    return {**tokens.body(row),
+            "device_token": device_token or api.login_devices.issue(row["id"])}
+
+
+def _challenge(conn: sqlite3.Connection, user_id: str, remember_me: bool,
+               device: dict[str, Any], user_agent: str | None) -> tuple[str, float]:
+    """A short-lived ticket for the second step of a login (only its digest is kept)."""
+    token = mfa.new_challenge_token()
+    current = now()
+    conn.execute("DELETE FROM mfa_challenges WHERE expires_at <= ?", (current,))
+    conn.execute(
+        "INSERT INTO mfa_challenges (token_hash, user_id, remember_me, device, user_agent, "
+        "expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (digest(token), user_id, int(remember_me), json.dumps(device),
+         (user_agent or "")[:300] or None, current + mfa.MFA_TOKEN_TTL, current))
+    return token, current + mfa.MFA_TOKEN_TTL
+
+
+def mfa_required_body(row: dict[str, Any], token: str, expires: float) -> dict[str, Any]:
+    """The answer of a correct password for an account with 2FA."""
+    return {"requires_mfa": True, "mfa_token": token, "token_type": "mfa",
+            "mfa_expires_in": round(expires - now()), "mfa_expires_at": iso(expires),
+            "methods": ["totp", "recovery_code"], "user_id": row["id"],
+            "username": row["username"],
+            "message": "2FA is on for this account: send a code from the authenticator app "
+                       "(or a recovery code) with this mfa_token to /auth/login-2fa"}
 
 
 @router.post("/login")
@@ -156,18 +250,30 @@ async def login(body: LoginBody, request: Request, api: Api) -> dict[str, Any]:
     ok = await asyncio.to_thread(verify_password, body.password,
                                  row["password_hash"] if usable and row else None,
                                  api.settings.scrypt_cost)
+    user_agent = request.headers.get("user-agent")
     if not ok or row is None:
-        await api.store.write(_failed_login, row["id"] if row else None)
+        await api.store.write(_failed_login, row["id"] if row else None, "password",
+                              user_agent, body.device_info)
         raise unauthorized("invalid credentials", error="invalid_grant")
-    tokens = await api.store.write(
-        _start_session, row["id"], api.settings.access_token_minutes * 60,
-        refresh_ttl(body.remember_me, api.settings.refresh_token_days), body.remember_me,
-        body.device_info)
-    api.emit("user.login", {"user_id": row["id"], "username": row["username"],
-                            "session_id": tokens.session_id, "at": iso(now())}, [row["id"]])
-    device_token = (body.device_token if device is not None
-                    else api.login_devices.issue(row["id"]))
-    return {**tokens.body(row), "device_token": device_token}
+    device_token = body.device_token if device is not None else None
+    if await api.store.read(mfa.mfa_enabled, row["id"]):
+        if not body.mfa_code:
+            token, expires = await api.store.write(_challenge, row["id"], body.remember_me,
+                                                   body.device_info, user_agent)
+            return mfa_required_body(row, token, expires)
+        # One-step login with the code in the body (version B's mfa_code).
+        limiter = mfa_limiter(api)
+        limiter.check(row["id"])
+        if not await api.store.write(mfa.verify_totp, row["id"], body.mfa_code):
+            limiter.fail(row["id"])
+            await api.store.write(_failed_login, row["id"], "2fa_code", user_agent,
+                                  body.device_info)
+            raise unauthorized("mfa_code: invalid or already used 2FA code",
+                               error="invalid_grant")
+        return await finish_login(api, row, body.remember_me, body.device_info, user_agent,
+                                  "totp", device_token)
+    return await finish_login(api, row, body.remember_me, body.device_info, user_agent,
+                              "password", device_token)
 
 
 @router.post("/refresh")
@@ -183,6 +289,8 @@ async def refresh(body: RefreshBody, api: Api) -> dict[str, Any]:
 
 def _logout(conn: sqlite3.Connection, user_id: str, session_id: str,
             everywhere: bool) -> list[str]:
+    mfa.record_event(conn, user_id, "logout", session_id=session_id,
+                     detail={"all_sessions": everywhere})
     if everywhere:
         ended = [r[0] for r in conn.execute("SELECT id FROM sessions WHERE user_id = ?",
                                             (user_id,))]

@@ -1,0 +1,307 @@
+"""Account security of the v1 API: TOTP codes, recovery codes, the failure limiter, the
+security log and known devices.
+
+TOTP (RFC 6238) with the parameters every authenticator app supports: HMAC-SHA1, 6 digits,
+30-second steps. A code is accepted for the current step and one step either side (clocks
+drift, people type slowly) and **never twice**: the account remembers the last step it
+accepted, and a code of that step or an earlier one is refused, so a code seen over a
+shoulder or in a log cannot be replayed even within its 90 seconds.
+
+Recovery codes are random (40 bits each, ``xxxxx-xxxxx``), single use, and stored as
+SHA-256 digests like the session tokens: a copy of the database yields none. Tokens of
+the login challenge (``pxm_``) and of password resets (``pxp_``) likewise.
+
+The TOTP secret itself is stored as is: checking a code needs it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import math
+import re
+import secrets
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pyotp
+import segno
+from fastapi import HTTPException
+
+from plexichat_desktop.server.v1.auth import digest
+from plexichat_desktop.server.v1.common import iso, new_id, now
+
+ISSUER = "PlexiChat"
+PERIOD = 30
+DIGITS = 6
+WINDOW = 1  # steps accepted either side of the current one
+RECOVERY_CODES = 10
+LOW_RECOVERY_CODES = 3  # status says "low" at or below this many unused codes
+MFA_TOKEN_PREFIX = "pxm_"
+RESET_TOKEN_PREFIX = "pxp_"
+MFA_TOKEN_TTL = 300.0  # seconds to answer the second step of a login
+# Wrong codes (or passwords on the security routes) per account before 429: a guesser of
+# 6-digit codes then needs ~10^5 windows. Only failures count, so the owner's own
+# successful steps (setup, login, disable in a row) never lock them out.
+FAILURE_LIMIT = 5
+FAILURE_WINDOW = 300.0
+_CODE_RE = re.compile(r"^\d{6}$")
+_RECOVERY_ALPHABET = "0123456789abcdef"
+
+
+def current_time() -> float:
+    """The clock TOTP steps are taken from (one place, so tests can set it)."""
+    return time.time()
+
+
+# -- TOTP ---------------------------------------------------------------------------------
+
+def new_secret() -> str:
+    """A fresh TOTP secret: 160 random bits in base32 (RFC 4226's recommended length)."""
+    return pyotp.random_base32(32)
+
+
+def code_at(secret: str, step: int, digits: int = DIGITS,
+            digest_name: str = "sha1") -> str:
+    """The code of time step ``step`` (``floor(unix time / 30)``) for a base32 ``secret``."""
+    algorithm = getattr(hashlib, digest_name)
+    return pyotp.TOTP(secret, digits=digits, digest=algorithm, interval=PERIOD
+                      ).generate_otp(step)
+
+
+def step_of(at: float) -> int:
+    return int(at // PERIOD)
+
+
+def accepted_step(secret: str, code: str, last_step: int, at: float) -> int | None:
+    """The step ``code`` belongs to when it is valid now (+-``WINDOW`` steps) and newer
+    than ``last_step``; None otherwise (wrong, too old, or already used)."""
+    code = code.strip().replace(" ", "")
+    if not _CODE_RE.match(code):
+        return None
+    current = step_of(at)
+    found = None
+    # Check every candidate (no early exit) so timing does not say which step matched.
+    for step in range(current - WINDOW, current + WINDOW + 1):
+        if hmac.compare_digest(code_at(secret, step), code) and step > last_step:
+            found = step if found is None else max(found, step)
+    return found
+
+
+def otpauth_uri(secret: str, account: str) -> str:
+    """The ``otpauth://`` URI authenticator apps read from the QR code."""
+    return pyotp.TOTP(secret, digits=DIGITS, interval=PERIOD).provisioning_uri(
+        name=account, issuer_name=ISSUER)
+
+
+def qr_svg(uri: str) -> str:
+    """The QR code of ``uri`` as a standalone SVG document (black on white with the quiet
+    zone, so it scans in a dark theme too)."""
+    out = io.BytesIO()
+    segno.make(uri, error="m").save(out, kind="svg", xmldecl=False, scale=5, border=4,
+                                    dark="#000000", light="#ffffff")
+    return out.getvalue().decode("utf-8")
+
+
+def group_secret(secret: str) -> str:
+    """The secret in groups of four for typing it by hand."""
+    return " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
+
+
+# -- recovery codes -----------------------------------------------------------------------
+
+def new_recovery_codes(count: int = RECOVERY_CODES) -> list[str]:
+    codes: set[str] = set()
+    while len(codes) < count:
+        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(10))
+        codes.add(f"{raw[:5]}-{raw[5:]}")
+    return sorted(codes)
+
+
+def normalise_recovery_code(code: str) -> str:
+    """Case, spaces and dashes do not matter when a recovery code is typed."""
+    return re.sub(r"[\s-]", "", code).lower()
+
+
+def recovery_digest(code: str) -> str:
+    return digest("recovery:" + normalise_recovery_code(code))
+
+
+def store_recovery_codes(conn: sqlite3.Connection, user_id: str, codes: list[str]) -> None:
+    """Replace every recovery code of ``user_id`` with ``codes`` (their digests)."""
+    conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+    at = now()
+    conn.executemany(
+        "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?, ?, ?)",
+        [(user_id, recovery_digest(code), at) for code in codes])
+
+
+def use_recovery_code(conn: sqlite3.Connection, user_id: str, code: str) -> bool:
+    """Spend one unused recovery code of ``user_id``; False when it is unknown or used."""
+    cursor = conn.execute(
+        "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? "
+        "AND used_at IS NULL", (now(), user_id, recovery_digest(code)))
+    return cursor.rowcount == 1
+
+
+def recovery_counts(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
+    """(unused, total) recovery codes of ``user_id``."""
+    row = conn.execute("SELECT COUNT(*) - COUNT(used_at), COUNT(*) FROM recovery_codes "
+                       "WHERE user_id = ?", (user_id,)).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def mfa_row(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM mfa WHERE user_id = ?", (user_id,)).fetchone()
+    return None if row is None else dict(row)
+
+
+def mfa_enabled(conn: sqlite3.Connection, user_id: str) -> bool:
+    row = mfa_row(conn, user_id)
+    return bool(row and row["enabled"])
+
+
+def verify_totp(conn: sqlite3.Connection, user_id: str, code: str, *,
+                pending: bool = False) -> bool:
+    """Check ``code`` against the (enabled, or with ``pending`` the set-up) secret of
+    ``user_id`` and remember its step, so it is never accepted again."""
+    row = mfa_row(conn, user_id)
+    if row is None or bool(row["enabled"]) == pending:
+        return False
+    step = accepted_step(row["secret"], code, row["last_step"], current_time())
+    if step is None:
+        return False
+    conn.execute("UPDATE mfa SET last_step = ? WHERE user_id = ?", (step, user_id))
+    return True
+
+
+# -- limits -------------------------------------------------------------------------------
+
+class FailureLimiter:
+    """At most ``limit`` failures per ``window`` seconds per key; then 429 until the
+    oldest failure leaves the window. Successes cost nothing."""
+
+    def __init__(self, name: str, limit: int = FAILURE_LIMIT, window: float = FAILURE_WINDOW,
+                 clock: Callable[[], float] = time.monotonic):
+        self.name = name
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def _live(self, key: str) -> deque[float]:
+        failures = self._failures.setdefault(key, deque())
+        cutoff = self.clock() - self.window
+        while failures and failures[0] <= cutoff:
+            failures.popleft()
+        return failures
+
+    def check(self, key: str) -> None:
+        """Raise 429 with ``Retry-After`` when ``key`` has used up its failures."""
+        failures = self._live(key)
+        if len(failures) >= self.limit:
+            seconds = max(1, math.ceil(failures[0] + self.window - self.clock()))
+            raise HTTPException(
+                429, f"too many failed {self.name} attempts: at most {self.limit} per "
+                     f"{self.window:g} s; retry in {seconds} s",
+                headers={"Retry-After": str(seconds)})
+
+    def fail(self, key: str) -> None:
+        self._live(key).append(self.clock())
+        if len(self._failures) > 10_000:  # drop keys that went quiet
+            for stale in [k for k, v in self._failures.items() if not v]:
+                del self._failures[stale]
+
+    def reset(self) -> None:
+        self._failures.clear()
+
+
+# -- the security log and devices ---------------------------------------------------------
+
+EVENT_KINDS = (
+    "login", "login_failed", "new_device", "logout", "session_revoked", "2fa_setup_started",
+    "2fa_enabled", "2fa_disabled", "recovery_codes_regenerated", "recovery_code_used",
+    "password_changed", "password_reset", "password_reset_issued",
+)
+DEVICE_INFO_KEYS = ("name", "platform", "os", "browser", "app", "model")
+
+
+def record_event(conn: sqlite3.Connection, user_id: str, kind: str, *,
+                 session_id: str | None = None, user_agent: str | None = None,
+                 device: dict[str, Any] | None = None,
+                 detail: dict[str, Any] | None = None) -> None:
+    """Append one entry to the user's security log. Never pass a secret in ``detail``."""
+    conn.execute(
+        "INSERT INTO security_events (id, user_id, kind, session_id, user_agent, device, "
+        "detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (new_id(), user_id, kind, session_id, (user_agent or "")[:300] or None,
+         json.dumps(device or {}), json.dumps(detail or {}), now()))
+
+
+def event_dict(row: dict[str, Any]) -> dict[str, Any]:
+    device = json.loads(row["device"] or "{}")
+    return {"id": row["id"], "kind": row["kind"], "at": iso(row["created_at"]),
+            "session_id": row["session_id"], "user_agent": row["user_agent"],
+            "device": device, "device_label": device_label(row["user_agent"], device),
+            "detail": json.loads(row["detail"] or "{}")}
+
+
+def device_label(user_agent: str | None, device: dict[str, Any]) -> str:
+    """A short human name of a device: what the client said about itself, else a reading
+    of its user agent."""
+    parts = [str(device[key]) for key in DEVICE_INFO_KEYS
+             if isinstance(device.get(key), str | int) and str(device[key]).strip()]
+    if parts:
+        return " · ".join(dict.fromkeys(p.strip()[:60] for p in parts))
+    agent = (user_agent or "").strip()
+    if not agent:
+        return "unknown client"
+    for name in ("QtWebEngine", "Firefox", "Edg", "Chrome", "Safari", "curl",
+                 "python-httpx", "python-requests", "PlexiChat"):
+        if name in agent:
+            system = next((s for s in ("Linux", "Windows", "Mac OS X", "Android", "iPhone")
+                           if s in agent), None)
+            label = {"Edg": "Edge"}.get(name, name)
+            return f"{label} on {system}" if system else label
+    return agent[:60]
+
+
+def device_fingerprint(user_agent: str | None, device: dict[str, Any]) -> str:
+    """What tells two devices apart: the user agent and what the client says about itself
+    (the name, platform...). The address is no key: every local client is 127.0.0.1."""
+    picked = {key: device.get(key) for key in DEVICE_INFO_KEYS if key in device}
+    return digest(json.dumps([user_agent or "", picked], sort_keys=True))[:32]
+
+
+def remember_device(conn: sqlite3.Connection, user_id: str, user_agent: str | None,
+                    device: dict[str, Any]) -> bool:
+    """Record the device of a successful login; True when it is new for an account that
+    had signed in before (the first device of an account is no surprise)."""
+    fingerprint = device_fingerprint(user_agent, device)
+    at = now()
+    seen = conn.execute("SELECT 1 FROM known_devices WHERE user_id = ? AND fingerprint = ?",
+                        (user_id, fingerprint)).fetchone()
+    if seen is not None:
+        conn.execute("UPDATE known_devices SET last_seen = ? WHERE user_id = ? AND "
+                     "fingerprint = ?", (at, user_id, fingerprint))
+        return False
+    had_any = conn.execute("SELECT 1 FROM known_devices WHERE user_id = ? LIMIT 1",
+                           (user_id,)).fetchone() is not None
+    conn.execute("INSERT INTO known_devices (user_id, fingerprint, label, first_seen, "
+                 "last_seen) VALUES (?, ?, ?, ?, ?)",
+                 (user_id, fingerprint, device_label(user_agent, device), at, at))
+    return had_any
+
+
+def new_challenge_token() -> str:
+    return MFA_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_reset_token() -> str:
+    return RESET_TOKEN_PREFIX + secrets.token_urlsafe(32)
+

@@ -1,0 +1,406 @@
+"""v1 account security: TOTP 2FA (RFC 6238 vectors, the +-1 step window, replay),
+recovery codes, the two-step login, password change and reset, sessions, the security log,
+the new-device notification and the export of one's own data.
+
+The TOTP clock is the module's ``current_time``: the tests set it, so no code depends on
+where in its 30 seconds the real clock happens to be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from plexichat_desktop.server.v1 import mfa
+from plexichat_desktop.server.v1.routes.auth import mfa_limiter
+from tests.api_v1.conftest import PASSWORD
+
+pytestmark = pytest.mark.asyncio
+
+NEW_PASSWORD = "Another-Str0ng-Passphrase"
+T0 = 1_900_000_005.0  # 5 s into a step: far from both of its edges
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """The TOTP clock, fixed at ``T0``; tests move it with ``clock["now"] = ...``."""
+    state = {"now": T0}
+    monkeypatch.setattr(mfa, "current_time", lambda: state["now"])
+    return state
+
+
+def code(secret: str, step_offset: int, at: float = T0) -> str:
+    return mfa.code_at(secret, mfa.step_of(at) + step_offset)
+
+
+async def enable_2fa(account: Any) -> tuple[str, list[str]]:
+    """Turn 2FA on for ``account`` at ``T0``; its secret and recovery codes."""
+    setup = (await account.client.post("/auth/2fa/setup")).json()
+    secret = setup["secret"]
+    r = await account.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 0)})
+    assert r.status_code == 200, r.text
+    return secret, r.json()["recovery_codes"]
+
+
+async def password_step(v1: Any, username: str, **extra: Any) -> dict[str, Any]:
+    r = await v1.anon.post("/auth/login", json={"username": username, "password": PASSWORD,
+                                                **extra})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+RFC_6238 = [  # (unix time, SHA1, SHA256, SHA512) from RFC 6238, appendix B
+    (59, "94287082", "46119246", "90693936"),
+    (1111111109, "07081804", "68084774", "25091201"),
+    (1111111111, "14050471", "67062674", "99943326"),
+    (1234567890, "89005924", "91819424", "93441116"),
+    (2000000000, "69279037", "90698825", "38618901"),
+    (20000000000, "65353130", "77737706", "47863826"),
+]
+
+
+async def test_totp_matches_the_rfc_6238_vectors():
+    seeds = {"sha1": b"12345678901234567890",
+             "sha256": b"12345678901234567890123456789012",
+             "sha512": b"1234567890" * 6 + b"1234"}
+    for at, *expected in RFC_6238:
+        for (name, seed), want in zip(seeds.items(), expected, strict=True):
+            secret = base64.b32encode(seed).decode()
+            assert mfa.code_at(secret, mfa.step_of(at), digits=8, digest_name=name) == want
+    # What the server checks: 6 digits, SHA-1, the same secret.
+    secret = base64.b32encode(seeds["sha1"]).decode()
+    assert mfa.code_at(secret, mfa.step_of(59)) == "287082"
+    assert mfa.accepted_step(secret, "287082", 0, 59) == 1
+    assert mfa.accepted_step(secret, "287082", 1, 59) is None  # that step was used
+    assert mfa.accepted_step(secret, "28708", 0, 59) is None
+
+
+async def test_setup_login_window_and_replay(v1, clock):
+    ann = await v1.account("ann")
+    setup = (await ann.client.post("/auth/2fa/setup")).json()
+    secret = setup["secret"]
+    assert setup["otpauth_uri"].startswith("otpauth://totp/PlexiChat:ann?secret=" + secret)
+    assert "issuer=PlexiChat" in setup["otpauth_uri"]
+    assert setup["qr_svg"].startswith("<svg") and "xmlns" in setup["qr_svg"]
+    assert setup["digits"] == 6 and setup["period"] == 30
+    status = (await ann.client.get("/auth/2fa/status")).json()
+    assert status["enabled"] is False and status["pending_setup"] is True
+    # Until confirmed, logging in is unchanged.
+    assert "access_token" in await password_step(v1, "ann")
+
+    r = await ann.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 5)})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "code"]
+    r = await ann.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 0)})
+    assert r.status_code == 200, r.text
+    codes = r.json()["recovery_codes"]
+    assert len(codes) == 10 and len(set(codes)) == 10
+    status = (await ann.client.get("/auth/2fa/status")).json()
+    assert status["enabled"] and status["recovery_codes_remaining"] == 10
+    assert not status["low_recovery_codes"]
+    assert (await ann.client.post("/auth/2fa/setup")).status_code == 409
+
+    # The password alone no longer gives tokens.
+    step = await password_step(v1, "ann")
+    assert step["requires_mfa"] is True and "access_token" not in step
+    assert step["mfa_token"].startswith("pxm_") and step["methods"] == ["totp",
+                                                                        "recovery_code"]
+    token = step["mfa_token"]
+    # The code used to confirm the set-up is spent: a replay is refused.
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 0)})
+    assert r.status_code == 401 and "invalid or already used" in r.json()["detail"]
+    assert 'error="invalid_grant"' in r.headers["www-authenticate"]
+    # Two steps ahead is outside the window; one step ahead is inside.
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 2)})
+    assert r.status_code == 401
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    assert tokens["access_token"].startswith("pxa_") and tokens["requires_mfa"] is False
+    assert (await v1.client(tokens["access_token"]).get("/auth/me")).status_code == 200
+    # The challenge is spent with its login.
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 401 and "mfa_token" in r.json()["detail"]
+
+    # Later: one step back is inside the window, two are not, and no code works twice.
+    mfa_limiter(v1.api).reset()
+    clock["now"] = T0 + 5 * mfa.PERIOD
+    later = T0 + 5 * mfa.PERIOD
+    token = (await password_step(v1, "ann"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, -2, later)})
+    assert r.status_code == 401
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, -1, later)})
+    assert r.status_code == 200, r.text
+    # version B's one-step form: the code in the login body.
+    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": PASSWORD,
+                                                "mfa_code": code(secret, -1, later)})
+    assert r.status_code == 401 and "mfa_code" in r.json()["detail"]
+    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": PASSWORD,
+                                                "mfa_code": code(secret, 0, later)})
+    assert r.status_code == 200 and r.json()["access_token"].startswith("pxa_")
+
+    # Exactly one of code / recovery_code.
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token})
+    assert r.status_code == 422 and "code" in r.text
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": "pxm_nope", "code": "123456"})
+    assert r.status_code == 401
+
+
+async def test_recovery_codes_are_single_use_regenerate_and_disable(v1, clock):
+    bob = await v1.account("bob")
+    secret, codes = await enable_2fa(bob)
+    token = (await password_step(v1, "bob"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "recovery_code": codes[0].upper()})
+    assert r.status_code == 200, r.text
+    assert r.json()["recovery_codes_remaining"] == 9
+    token = (await password_step(v1, "bob"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "recovery_code": codes[0]})
+    assert r.status_code == 401 and "recovery_code" in r.json()["detail"]
+    # Spaces and dashes do not matter.
+    r = await v1.anon.post("/auth/login-2fa", json={
+        "mfa_token": token, "recovery_code": " ".join(codes[1].replace("-", ""))})
+    assert r.status_code == 200, r.text
+    for used in codes[2:8]:
+        token = (await password_step(v1, "bob"))["mfa_token"]
+        r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                        "recovery_code": used})
+        assert r.status_code == 200
+    status = (await bob.client.get("/auth/2fa/status")).json()
+    assert status["recovery_codes_remaining"] == 2 and status["low_recovery_codes"] is True
+
+    # Regenerating needs the password; a wrong one is 401 but the session lives on.
+    r = await bob.client.post("/auth/2fa/backup-codes", json={"password": "wrong"})
+    assert r.status_code == 401 and 'error="invalid_grant"' in r.headers["www-authenticate"]
+    assert (await bob.client.get("/auth/me")).status_code == 200
+    r = await bob.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD})
+    assert r.status_code == 200
+    fresh = r.json()["recovery_codes"]
+    assert len(fresh) == 10 and not set(fresh) & set(codes)
+    token = (await password_step(v1, "bob"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "recovery_code": codes[9]})
+    assert r.status_code == 401  # an old code that was never used is gone too
+    mfa_limiter(v1.api).reset()
+
+    # Disabling needs the password and a code.
+    r = await bob.client.post("/auth/2fa/disable", json={"password": PASSWORD})
+    assert r.status_code == 422
+    r = await bob.client.post("/auth/2fa/disable", json={"password": "wrong",
+                                                         "code": code(secret, 1)})
+    assert r.status_code == 401
+    r = await bob.client.post("/auth/2fa/disable", json={"password": PASSWORD,
+                                                         "code": "000000"})
+    assert r.status_code == 401
+    r = await bob.client.post("/auth/2fa/disable", json={"password": PASSWORD,
+                                                         "code": code(secret, 1)})
+    assert r.status_code == 200, r.text
+    assert (await bob.client.get("/auth/2fa/status")).json()["enabled"] is False
+    assert "access_token" in await password_step(v1, "bob")
+    assert (await bob.client.post("/auth/2fa/disable", json={
+        "password": PASSWORD, "code": "123456"})).status_code == 409
+    # The secret and the codes are stored as the module docstring says.
+    db = v1.api.store
+    assert db.call(lambda c: c.execute("SELECT COUNT(*) FROM recovery_codes").fetchone()[0]
+                   ) == 0
+
+
+async def test_2fa_verification_is_rate_limited(v1, clock):
+    cid = await v1.account("cid")
+    secret = (await cid.client.post("/auth/2fa/setup")).json()["secret"]
+    for _ in range(mfa.FAILURE_LIMIT):
+        r = await cid.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 9)})
+        assert r.status_code == 422
+    r = await cid.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 0)})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    mfa_limiter(v1.api).reset()
+    await cid.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 0)})
+    token = (await password_step(v1, "cid"))["mfa_token"]
+    for _ in range(mfa.FAILURE_LIMIT):
+        r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                        "code": code(secret, 7)})
+        assert r.status_code == 401
+    # Even the right code waits now: guessing is bounded.
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 429 and "too many failed" in r.json()["detail"]
+
+
+async def test_password_change_ends_other_sessions_and_sockets(v1):
+    ann = await v1.account("ann")
+    other = v1.client((await password_step(v1, "ann"))["access_token"])
+    other_token = other.headers["authorization"].split()[1]
+    r = await ann.client.post("/auth/password/change", json={
+        "current_password": "wrong", "new_password": NEW_PASSWORD})
+    assert r.status_code == 401 and 'error="invalid_grant"' in r.headers["www-authenticate"]
+    assert (await ann.client.get("/auth/me")).status_code == 200
+    r = await ann.client.post("/auth/password/change", json={
+        "current_password": PASSWORD, "new_password": "weakpassword"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "new_password"]
+    r = await ann.client.post("/auth/password/change", json={
+        "current_password": PASSWORD, "new_password": PASSWORD})
+    assert r.status_code == 422 and "differ" in r.text
+    policy = (await v1.anon.get("/auth/password/policy")).json()
+    assert policy["min_length"] == 12 and policy["require_special"] is True
+
+    async with connect(f"{v1.ws_url}?token={other_token}") as ws:
+        json.loads(await ws.recv())  # welcome
+        r = await ann.client.post("/auth/password/change", json={
+            "current_password": PASSWORD, "new_password": NEW_PASSWORD,
+            "end_other_sessions": True})
+        assert r.status_code == 200, r.text
+        assert r.json()["sessions_ended"] == 1
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(5):
+                while True:
+                    await ws.recv()
+    assert ws.close_code == 4401
+    assert (await other.get("/auth/me")).status_code == 401
+    assert (await ann.client.get("/auth/me")).status_code == 200  # this session stays
+    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": PASSWORD})
+    assert r.status_code == 401
+    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": NEW_PASSWORD})
+    assert r.status_code == 200
+    kinds = [e["kind"] for e in (await ann.client.get("/users/me/security-log")).json()[
+        "events"]]
+    assert "password_changed" in kinds and "login_failed" in kinds
+
+
+async def test_password_reset_by_admin_token_or_recovery_code(v1, clock):
+    admin = await v1.account("admin")
+    bob = await v1.account("bob")
+    r = await bob.client.post("/auth/password/reset-token", json={"user_id": admin.id})
+    assert r.status_code == 403
+    r = await admin.client.post("/auth/password/reset-token",
+                                json={"user_id": "00000000-0000-4000-8000-000000000000"})
+    assert r.status_code == 404
+    r = await admin.client.post("/auth/password/reset-token", json={"user_id": bob.id})
+    assert r.status_code == 200, r.text
+    reset_token = r.json()["reset_token"]
+    assert reset_token.startswith("pxp_")
+    notes = (await bob.client.get("/notifications/")).json()["notifications"]
+    assert any(n["title"] == "Password reset issued" for n in notes)
+    assert reset_token not in json.dumps(notes)
+
+    body = {"username": "bob", "new_password": NEW_PASSWORD}
+    r = await v1.anon.post("/auth/password/reset", json={**body, "reset_token": "pxp_x"})
+    assert r.status_code == 401
+    r = await v1.anon.post("/auth/password/reset", json={**body, "reset_token": reset_token,
+                                                         "new_password": "short"})
+    assert r.status_code == 422 and "new_password" in r.text
+    r = await v1.anon.post("/auth/password/reset", json={
+        "username": "admin", "new_password": NEW_PASSWORD, "reset_token": reset_token})
+    assert r.status_code == 401  # the token is bob's only
+    r = await v1.anon.post("/auth/password/reset", json={**body, "reset_token": reset_token})
+    assert r.status_code == 200 and r.json()["sessions_ended"] == 1
+    assert (await bob.client.get("/auth/me")).status_code == 401
+    r = await v1.anon.post("/auth/password/reset", json={**body, "reset_token": reset_token})
+    assert r.status_code == 401  # one time only
+    r = await v1.anon.post("/auth/login", json={"username": "bob", "password": NEW_PASSWORD})
+    assert r.status_code == 200
+
+    # A recovery code resets the password of an account with 2FA.
+    _, codes = await enable_2fa(admin)
+    r = await v1.anon.post("/auth/password/reset", json={
+        "username": "admin@example.org", "new_password": NEW_PASSWORD,
+        "recovery_code": codes[3]})
+    assert r.status_code == 200, r.text
+    assert (await admin.client.get("/auth/me")).status_code == 401
+    step = (await v1.anon.post("/auth/login", json={"username": "admin",
+                                                    "password": NEW_PASSWORD})).json()
+    assert step["requires_mfa"] is True  # 2FA stays on
+    r = await v1.anon.post("/auth/password/reset", json={
+        "username": "admin", "new_password": PASSWORD, "recovery_code": codes[3]})
+    assert r.status_code == 401
+    r = await v1.anon.post("/auth/password/reset", json={
+        "username": "admin", "new_password": PASSWORD, "recovery_code": codes[4],
+        "reset_token": "pxp_x"})
+    assert r.status_code == 422
+
+
+async def test_sessions_list_and_sign_out(v1):
+    ann = await v1.account("ann")
+    bob = await v1.account("bob")
+    phone = await password_step(v1, "ann", device_info={"name": "Ann's phone",
+                                                        "platform": "Android"})
+    laptop = await password_step(v1, "ann", device_info={"name": "Work laptop"})
+    listing = (await ann.client.get("/auth/sessions")).json()
+    assert listing["total"] == 3 and listing["current_session_id"] == ann.login["session_id"]
+    current = [s for s in listing["sessions"] if s["current"]]
+    assert [s["id"] for s in current] == [ann.login["session_id"]]
+    labels = {s["device_label"] for s in listing["sessions"]}
+    assert "Ann's phone · Android" in labels and "Work laptop" in labels
+    text = json.dumps(listing)
+    assert "pxa_" not in text and "pxr_" not in text
+
+    r = await bob.client.delete(f"/auth/sessions/{phone['session_id']}")
+    assert r.status_code == 404  # someone else's session is invisible
+    r = await ann.client.delete(f"/auth/sessions/{phone['session_id']}")
+    assert r.status_code == 200 and r.json()["current"] is False
+    assert (await v1.client(phone["access_token"]).get("/auth/me")).status_code == 401
+    r = await ann.client.post("/auth/sessions/revoke-others")
+    assert r.json()["sessions_ended"] == 1
+    assert (await v1.client(laptop["access_token"]).get("/auth/me")).status_code == 401
+    assert (await ann.client.get("/auth/sessions")).json()["total"] == 1
+    r = await ann.client.delete(f"/auth/sessions/{ann.login['session_id']}")
+    assert r.status_code == 200 and r.json()["current"] is True
+    assert (await ann.client.get("/auth/me")).status_code == 401
+
+
+async def test_security_log_and_new_device_notification(v1):
+    ann = await v1.account("ann")
+    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": "nope"})
+    assert r.status_code == 401
+    # The same client again is no news; another device is.
+    await password_step(v1, "ann")
+    assert (await ann.client.get("/notifications/")).json()["total"] == 0
+    await password_step(v1, "ann", device_info={"name": "Tablet"})
+    notes = (await ann.client.get("/notifications/")).json()["notifications"]
+    assert len(notes) == 1 and notes[0]["title"] == "New sign-in to your account"
+    assert "Tablet" in notes[0]["message"] and notes[0]["type"] == "warning"
+
+    log = (await ann.client.get("/users/me/security-log")).json()
+    kinds = [e["kind"] for e in log["events"]]
+    assert kinds[:2] == ["new_device", "login"]
+    assert kinds.count("login") == 3 and "login_failed" in kinds
+    failed = next(e for e in log["events"] if e["kind"] == "login_failed")
+    assert failed["detail"] == {"reason": "password"}
+    assert "nope" not in json.dumps(log) and PASSWORD not in json.dumps(log)
+    only = (await ann.client.get("/users/me/security-log?kind=new_device")).json()
+    assert only["total"] == 1 and only["events"][0]["device_label"] == "Tablet"
+    r = await ann.client.get("/users/me/security-log?kind=bogus")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "kind"]
+
+
+async def test_export_holds_only_your_own_data_and_no_secret(v1, clock):
+    ann = await v1.account("ann")
+    bob = await v1.account("bob")
+    cid = await v1.account("cid")
+    await ann.client.post("/messages/send", json={"recipient_id": bob.id, "content": "hi bob"})
+    await bob.client.post("/messages/send", json={"recipient_id": ann.id, "content": "hi ann"})
+    await bob.client.post("/messages/send", json={"recipient_id": cid.id,
+                                                  "content": "private to cid"})
+    secret, codes = await enable_2fa(ann)
+    export = (await ann.client.get("/users/me/export")).json()
+    assert export["format"] == "plexichat-v1-account-export"
+    assert export["profile"]["username"] == "ann" and export["profile"]["email"]
+    assert sorted(m["content"] for m in export["messages"]) == ["hi ann", "hi bob"]
+    assert export["security"]["two_factor"]["enabled"] is True
+    assert any(e["kind"] == "2fa_enabled" for e in export["security"]["log"])
+    text = json.dumps(export)
+    assert "private to cid" not in text and cid.id not in text
+    for secret_text in (secret, *codes, ann.token, ann.refresh_token, "scrypt$"):
+        assert secret_text not in text
