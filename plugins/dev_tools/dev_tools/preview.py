@@ -135,14 +135,14 @@ class Copy:
         for rel in self.files:
             source = self.ws.path / rel
             try:
-                data = source.read_bytes()
-                mode = stat.S_IMODE(source.stat().st_mode)
-            except OSError:
-                continue  # vanished or unreadable: the tool will not see it either
-            total += len(data)
-            if total > self.max_bytes:
+                data, mode = _read_capped(source, self.max_bytes - total)
+            except _TooBig:
                 raise ApiError(413, "workspace", f"more than {self.max_bytes} bytes to copy "
-                                                 "for the preview (max_copy_bytes)")
+                                                 "for the preview (max_copy_bytes)"
+                               ) from None
+            except OSError:
+                continue  # vanished, unreadable or no regular file: the tool will not see it
+            total += len(data)
             target = self.dir / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
@@ -188,6 +188,30 @@ class Copy:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _TooBig(Exception):
+    """A file that would take the copy past its byte budget."""
+
+
+def _read_capped(path: Path, budget: int) -> tuple[bytes, int]:
+    """The bytes and permission bits of the regular file at ``path``, reading at most
+    ``budget + 1`` bytes: the size is judged (fstat) before anything is read, and a file
+    growing meanwhile is still cut at the budget, so a huge file never reaches memory.
+    OSError for a file that is gone, unreadable, a link or not a regular file."""
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, flags)
+    with open(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        if st.st_size > budget:
+            raise _TooBig
+        data = handle.read(budget + 1)
+    if len(data) > budget:
+        raise _TooBig
+    return data, stat.S_IMODE(st.st_mode)
 
 
 def unified(rel: str, old: bytes, new: bytes, created: bool = False,

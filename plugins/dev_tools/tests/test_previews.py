@@ -270,3 +270,41 @@ async def test_the_files_to_format_are_read_from_diff_headers_only() -> None:
     assert ruffing.would_reformat(diff) == {"a.py", "sub/b c.py"}
     assert ruffing.messages("error: Failed to parse x.py\n--- a.py\n") == \
         "error: Failed to parse x.py\n"
+
+
+async def test_the_preview_copy_judges_sizes_before_reading(tmp_path: Path) -> None:
+    # Review finding: Copy.fill read each whole file, then compared with the cap.
+    import os
+
+    from dev_tools.errors import ApiError
+    from dev_tools.preview import Copy
+    from dev_tools.workspace import Workspace
+
+    ws = Workspace(tmp_path, tmp_path)
+    (tmp_path / "small.py").write_text("x = 1\n")
+    os.mkfifo(tmp_path / "pipe.py")  # never blocks the copy waiting for a writer
+    with open(tmp_path / "huge.bin", "wb") as handle:
+        handle.truncate(64 * 1024**3)  # sparse: 64 GiB to read, none on disk
+    copy = Copy(ws, ["small.py", "pipe.py"], 10, 1_000_000)
+    try:
+        copy.fill()
+        assert sorted(copy.before) == ["small.py"]
+    finally:
+        copy.cleanup()
+    copy = Copy(ws, ["small.py", "huge.bin"], 10, 1_000_000)
+    try:
+        with pytest.raises(ApiError) as refused:
+            copy.fill()
+        assert refused.value.status == 413 and "max_copy_bytes" in str(refused.value)
+    finally:
+        copy.cleanup()
+    # The budget is for all files together: the second file's size is judged against
+    # what is left of it.
+    (tmp_path / "half.bin").write_bytes(b"x" * 600_000)
+    (tmp_path / "half2.bin").write_bytes(b"x" * 600_000)
+    copy = Copy(ws, ["half.bin", "half2.bin"], 10, 1_000_000)
+    try:
+        with pytest.raises(ApiError, match="max_copy_bytes"):
+            copy.fill()
+    finally:
+        copy.cleanup()
