@@ -1,0 +1,176 @@
+"""Import and export: KeePass KDBX 4 (pykeepass), Bitwarden CSV and KeePassXC CSV.
+
+Imports produce plain entry dicts (``title``, ``username``, ``password``, ``url``,
+``notes``, ``totp``, ``folder``, ``tags``); the vault module gives them ids and stamps.
+Every refusal names the field, and a CSV refusal the line number.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from pykeepass import PyKeePass
+from pykeepass.exceptions import (
+    CredentialsError,
+    HeaderChecksumError,
+    PayloadChecksumError,
+)
+
+from security_toolkit.errors import Problem
+
+BITWARDEN = ["folder", "favorite", "type", "name", "notes", "fields", "reprompt", "login_uri",
+             "login_username", "login_password", "login_totp"]
+KEEPASSXC = ["Group", "Title", "Username", "Password", "URL", "Notes", "TOTP", "Icon",
+             "Last Modified", "Created"]
+MAX_FIELD = 100_000
+# An empty KDBX 4 database (Argon2d, 1 pass, 1 MiB, password "blank-template") made once
+# from pykeepass's own template: pykeepass's create_database opens its template with
+# 64 MiB x 14 passes, seconds per export. Exports set the real password and costs.
+BLANK = Path(__file__).with_name("data") / "blank.kdbx"
+BLANK_PASSWORD = "blank-template"
+
+
+def _detect(header: list[str]) -> str:
+    names = {h.strip() for h in header}
+    if {"name", "login_password"} <= names:
+        return "bitwarden"
+    if {"Title", "Password"} <= names:
+        return "keepassxc"
+    raise Problem("csv", "line 1: unknown columns; expected a Bitwarden export (name, "
+                         "login_username, login_password, ...) or a KeePassXC export "
+                         "(Title, Username, Password, ...)")
+
+
+def read_csv(text: str) -> tuple[str, list[dict[str, Any]]]:
+    """Entries from a Bitwarden or KeePassXC CSV export; returns (format, entries)."""
+    if not text.strip():
+        raise Problem("csv", "line 1: the file is empty")
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), strict=True)
+    entries: list[dict[str, Any]] = []
+    try:
+        header = next(reader)
+        kind = _detect(header)
+        width = len(header)
+        columns = [h.strip() for h in header]
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != width:
+                raise Problem("csv", f"line {line}: {len(row)} fields where the header has "
+                                     f"{width} (a quote not closed, or a stray comma?)")
+            if any(len(c) > MAX_FIELD for c in row):
+                raise Problem("csv", f"line {line}: a field is over {MAX_FIELD} characters")
+            record = dict(zip(columns, row, strict=True))
+            entry = _from_bitwarden(record) if kind == "bitwarden" else _from_keepassxc(record)
+            if entry is None:
+                continue
+            if not entry["title"] and not entry["username"] and not entry["password"]:
+                raise Problem("csv", f"line {line}: no title, username or password")
+            entries.append(entry)
+    except csv.Error as exc:
+        raise Problem("csv", f"line {reader.line_num}: {exc}") from None
+    return kind, entries
+
+
+def _from_bitwarden(r: dict[str, str]) -> dict[str, Any] | None:
+    if r.get("type", "login") not in ("login", ""):
+        return None  # cards, identities and secure notes have no password to keep
+    return {"title": r.get("name", ""), "username": r.get("login_username", ""),
+            "password": r.get("login_password", ""), "url": r.get("login_uri", ""),
+            "notes": r.get("notes", ""), "totp": r.get("login_totp", ""),
+            "folder": r.get("folder", ""), "tags": []}
+
+
+def _from_keepassxc(r: dict[str, str]) -> dict[str, Any]:
+    group = r.get("Group", "")
+    # KeePassXC writes the root group's name ("Root") first; drop it.
+    folder = group.split("/", 1)[1] if group.startswith("Root/") else (
+        "" if group == "Root" else group)
+    return {"title": r.get("Title", ""), "username": r.get("Username", ""),
+            "password": r.get("Password", ""), "url": r.get("URL", ""),
+            "notes": r.get("Notes", ""), "totp": r.get("TOTP", ""), "folder": folder,
+            "tags": []}
+
+
+def write_csv(entries: list[dict[str, Any]], kind: str) -> str:
+    """The entries as a CSV the other tool imports (plain text: warn the user)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if kind == "bitwarden":
+        writer.writerow(BITWARDEN)
+        for e in entries:
+            writer.writerow([e.get("folder", ""), "", "login", e["title"], e.get("notes", ""),
+                             "", "0", e.get("url", ""), e.get("username", ""),
+                             e.get("password", ""), e.get("totp", "")])
+    elif kind == "keepassxc":
+        writer.writerow(KEEPASSXC)
+        for e in entries:
+            group = "Root/" + e["folder"] if e.get("folder") else "Root"
+            writer.writerow([group, e["title"], e.get("username", ""), e.get("password", ""),
+                             e.get("url", ""), e.get("notes", ""), e.get("totp", ""), "0",
+                             e.get("updated", ""), e.get("created", "")])
+    else:
+        raise Problem("format", "use 'bitwarden' or 'keepassxc'")
+    return out.getvalue()
+
+
+def read_kdbx(data: bytes, password: str, keyfile: bytes | None = None
+              ) -> list[dict[str, Any]]:
+    """Entries of a KeePass database (KDBX 3.1 or 4)."""
+    if not data.startswith(b"\x03\xd9\xa2\x9a"):
+        raise Problem("file", "not a KeePass database (.kdbx)")
+    try:
+        kp = PyKeePass(io.BytesIO(data), password=password or None,
+                       keyfile=io.BytesIO(keyfile) if keyfile else None)
+    except CredentialsError:
+        raise Problem("password", "wrong password (or key file) for the KeePass "
+                                  "database") from None
+    except (HeaderChecksumError, PayloadChecksumError) as exc:
+        raise Problem("file", f"the KeePass database is damaged ({exc})") from None
+    except Exception as exc:  # construct raises many types for a truncated file
+        raise Problem("file", f"the KeePass database could not be read ({type(exc).__name__}"
+                              ")") from None
+    found = []
+    for entry in kp.entries:
+        if entry.is_a_history_entry:
+            continue
+        path = [g for g in (entry.group.path or []) if g]
+        found.append({
+            "title": entry.title or "", "username": entry.username or "",
+            "password": entry.password or "", "url": entry.url or "",
+            "notes": entry.notes or "", "totp": entry.otp or "",
+            "folder": "/".join(path), "tags": list(entry.tags or []),
+        })
+    return found
+
+
+def write_kdbx(entries: list[dict[str, Any]], password: str, *, time_cost: int = 10,
+               memory_kib: int = 65536, parallelism: int = 2) -> bytes:
+    """A KDBX 4 database with the entries, protected by ``password`` and Argon2 with the
+    given costs (KeePassXC's defaults are in the same range)."""
+    if len(password) < 8:
+        raise Problem("password", "protect the export with at least 8 characters")
+    kp = PyKeePass(io.BytesIO(BLANK.read_bytes()), password=BLANK_PASSWORD)
+    kp.password = password
+    kdf = kp.kdbx.header.value.dynamic_header.kdf_parameters.data.dict
+    kdf["I"].value, kdf["M"].value, kdf["P"].value = time_cost, memory_kib * 1024, parallelism
+    groups: dict[str, Any] = {"": kp.root_group}
+    for e in entries:
+        group = kp.root_group
+        path = ""
+        for part in [p for p in e.get("folder", "").split("/") if p]:
+            path = f"{path}/{part}"
+            if path not in groups:
+                groups[path] = kp.add_group(group, part)
+            group = groups[path]
+        kp.add_entry(group, e["title"] or "(untitled)", e.get("username", ""),
+                     e.get("password", ""), url=e.get("url") or None,
+                     notes=e.get("notes") or None, tags=e.get("tags") or None,
+                     otp=e.get("totp") or None, force_creation=True)
+    out = io.BytesIO()
+    kp.save(out)
+    return out.getvalue()
