@@ -22,9 +22,15 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SCOPES: dict[str, str] = {
     "auth:read": "read the current account (/auth/me) and the auth service status",
     "auth:write": "register accounts, log in and out (the session all plugins share)",
+    "auth:2fa": "read the account's 2FA status; set up, confirm and disable 2FA, make new "
+                "recovery codes",
+    "auth:password": "change the password, reset it with a reset token or recovery code, "
+                     "issue reset tokens (administrators)",
+    "auth:sessions": "list and sign out the account's sessions, read its security log",
     "users:read": "read profiles, search and list users, user statistics",
     "users:write": "change the current user's profile",
     "users:delete": "delete the current user's account and everything it owns",
+    "users:export": "export everything the server keeps about the current user (JSON)",
     "messages:read": "read conversations, messages and message statistics",
     "messages:write": "send and delete direct messages",
     "files:read": "list files, read their details, download them, file statistics",
@@ -41,6 +47,9 @@ SCOPES: dict[str, str] = {
     "realtime:write": "broadcast and send realtime events, typing and presence",
     "webhooks:read": "list webhooks, their events and delivery logs",
     "webhooks:write": "register, change, test and delete webhooks",
+    "webhooks:recover": "send deliveries again: one (redeliver) or every failed one since a "
+                        "time (recover)",
+    "webhooks:secrets": "rotate a webhook's signing secret (the answer holds the new one)",
     "analytics:read": "usage, trends and reports",
     "backup:read": "list backups, their status, download them (administrators)",
     "backup:write": "create, upload, restore and delete backups (administrators)",
@@ -116,6 +125,25 @@ _ENDPOINTS = [
     _e("auth.logout", "POST", "/auth/logout", invalidates=("*",)),
     _e("auth.me", "GET", "/auth/me"),
     _e("auth.status", "GET", "/auth/status", auth=False),
+    # account security: the second login step, 2FA, passwords, sessions (never cached:
+    # each answer holds state that changes under the user's hands, or a one-time secret)
+    _e("auth.login_2fa", "POST", "/auth/login-2fa", "auth:write", auth=False,
+       invalidates=("*",)),
+    _e("auth.mfa_status", "GET", "/auth/2fa/status", "auth:2fa", cacheable=False),
+    _e("auth.mfa_setup", "POST", "/auth/2fa/setup", "auth:2fa"),
+    _e("auth.mfa_verify_setup", "POST", "/auth/2fa/verify-setup", "auth:2fa"),
+    _e("auth.mfa_backup_codes", "POST", "/auth/2fa/backup-codes", "auth:2fa"),
+    _e("auth.mfa_disable", "POST", "/auth/2fa/disable", "auth:2fa"),
+    _e("auth.password_policy", "GET", "/auth/password/policy", "auth:password", auth=False),
+    _e("auth.change_password", "POST", "/auth/password/change", "auth:password"),
+    _e("auth.reset_token", "POST", "/auth/password/reset-token", "auth:password"),
+    _e("auth.reset_password", "POST", "/auth/password/reset", "auth:password", auth=False),
+    _e("auth.sessions", "GET", "/auth/sessions", "auth:sessions", cacheable=False),
+    _e("auth.revoke_others", "POST", "/auth/sessions/revoke-others", "auth:sessions"),
+    _e("auth.revoke_session", "DELETE", "/auth/sessions/{session_id}", "auth:sessions"),
+    _e("users.security_log", "GET", "/users/me/security-log", "auth:sessions",
+       cacheable=False),
+    _e("users.export", "GET", "/users/me/export", "users:export", cacheable=False),
     # users
     _e("users.me", "GET", "/users/me"),
     _e("users.update_me", "PUT", "/users/me", invalidates=("/auth/me",)),
@@ -208,6 +236,13 @@ _ENDPOINTS = [
     _e("webhooks.delete", "DELETE", "/webhooks/{webhook_id}"),
     _e("webhooks.test", "POST", "/webhooks/{webhook_id}/test"),
     _e("webhooks.deliveries", "GET", "/webhooks/{webhook_id}/deliveries", cacheable=False),
+    _e("webhooks.all_deliveries", "GET", "/webhooks/deliveries", cacheable=False),
+    # Not idempotent: a retried POST would send the delivery twice.
+    _e("webhooks.redeliver", "POST", "/webhooks/deliveries/{delivery_id}/redeliver",
+       "webhooks:recover"),
+    _e("webhooks.recover", "POST", "/webhooks/{webhook_id}/recover", "webhooks:recover"),
+    _e("webhooks.rotate_secret", "POST", "/webhooks/{webhook_id}/rotate-secret",
+       "webhooks:secrets"),
     # analytics
     _e("analytics.usage", "GET", "/analytics/usage"),
     _e("analytics.trends", "GET", "/analytics/trends"),

@@ -8,8 +8,10 @@ the unrestricted client and the facade other plugins get share this one implemen
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import mimetypes
+from collections.abc import Awaitable, Callable
 from email.message import Message as MimeMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -18,7 +20,7 @@ import httpx
 
 from api_integration_layer import models as m
 from api_integration_layer.endpoints import ENDPOINTS, Endpoint
-from api_integration_layer.errors import ChecksumMismatch
+from api_integration_layer.errors import ChecksumMismatch, MfaRequired
 
 if TYPE_CHECKING:
     from api_integration_layer.client import ApiClient
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
     from api_integration_layer.realtime import Subscription
 
 FileSource = bytes | str | Path | BinaryIO
+# Asked for the second factor of a login: returns a 6-digit code or a recovery code.
+MfaPrompt = Callable[[MfaRequired], Awaitable[str]]
 
 
 class Caller(Protocol):
@@ -57,6 +61,13 @@ async def _read_source(source: FileSource, filename: str | None) -> tuple[str, b
     if not name:
         raise ValueError("filename is required for a file object without a name")
     return name, content
+
+
+def _when(value: dt.datetime | str | None) -> str | None:
+    """A time for the API: ISO 8601 (a datetime without a zone is taken as UTC)."""
+    if value is None or isinstance(value, str):
+        return value
+    return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).isoformat()
 
 
 def _filename(response: httpx.Response) -> str | None:
@@ -98,13 +109,106 @@ class AuthApi(_Group):
         return await self._c.call("auth.register", json=body, model=m.RegisterResult)
 
     async def login(self, username: str, password: str, *, remember_me: bool = False,
-                    device_info: dict[str, Any] | None = None) -> m.TokenResponse:
-        """Log in (``username`` may be the email); the tokens become the client's session."""
+                    device_info: dict[str, Any] | None = None, mfa_code: str | None = None,
+                    on_mfa: MfaPrompt | None = None) -> m.TokenResponse:
+        """Log in (``username`` may be the email); the tokens become the client's session.
+
+        For an account with 2FA the password alone is not enough: with ``mfa_code`` the
+        code goes along (one step); with ``on_mfa`` that coroutine is asked for a code (or
+        a recovery code) and the login completes; with neither, :class:`MfaRequired` is
+        raised carrying the ``mfa_token`` for :meth:`login_2fa`.
+        """
         body = _body(m.LoginRequest, username=username, password=password,
-                     remember_me=remember_me, device_info=device_info)
+                     remember_me=remember_me, device_info=device_info, mfa_code=mfa_code)
         answer = await self._c.call("auth.login", json=body)
+        if answer.get("requires_mfa"):
+            info = m.MfaChallengeInfo.model_validate(answer)
+            challenge = MfaRequired(info.mfa_token, info.user_id, info.username,
+                                    info.mfa_expires_in, info.methods)
+            if on_mfa is None:
+                raise challenge
+            given = (await on_mfa(challenge)).strip()
+            is_code = given.replace(" ", "").isdigit() and len(given.replace(" ", "")) == 6
+            return await self.login_2fa(info.mfa_token, code=given if is_code else None,
+                                        recovery_code=None if is_code else given)
         self._c.client.session.set(answer)
         return m.TokenResponse.model_validate(answer)
+
+    async def login_2fa(self, mfa_token: str, *, code: str | None = None,
+                        recovery_code: str | None = None) -> m.TokenResponse:
+        """The second step of a login that raised :class:`MfaRequired`: a TOTP ``code`` or
+        a ``recovery_code``. The tokens become the client's session."""
+        body = _body(m.Login2faRequest, mfa_token=mfa_token, code=code,
+                     recovery_code=recovery_code)
+        answer = await self._c.call("auth.login_2fa", json=body)
+        self._c.client.session.set(answer)
+        return m.TokenResponse.model_validate(answer)
+
+    # -- 2FA, passwords, sessions ----------------------------------------------------------
+    async def mfa_status(self) -> m.MfaStatus:
+        return await self._c.call("auth.mfa_status", model=m.MfaStatus)
+
+    async def mfa_setup(self) -> m.MfaSetup:
+        """A new TOTP key with its QR code; confirm it with :meth:`mfa_verify_setup`."""
+        return await self._c.call("auth.mfa_setup", model=m.MfaSetup)
+
+    async def mfa_verify_setup(self, code: str) -> m.RecoveryCodes:
+        """Turn 2FA on with a current code; returns the recovery codes (shown once)."""
+        return await self._c.call("auth.mfa_verify_setup", json={"code": code},
+                                  model=m.RecoveryCodes)
+
+    async def mfa_backup_codes(self, password: str) -> m.RecoveryCodes:
+        """New recovery codes (the old ones stop working)."""
+        return await self._c.call("auth.mfa_backup_codes", json={"password": password},
+                                  model=m.RecoveryCodes)
+
+    async def mfa_disable(self, password: str, *, code: str | None = None,
+                          recovery_code: str | None = None) -> m.ActionResult:
+        body = {"password": password, "code": code, "recovery_code": recovery_code}
+        return await self._c.call("auth.mfa_disable", model=m.ActionResult,
+                                  json={k: v for k, v in body.items() if v is not None})
+
+    async def password_policy(self) -> m.PasswordPolicy:
+        return await self._c.call("auth.password_policy", model=m.PasswordPolicy)
+
+    async def change_password(self, current_password: str, new_password: str, *,
+                              end_other_sessions: bool = False) -> m.SessionsEnded:
+        """A wrong current password raises :class:`errors.InvalidCredentials` (the
+        session stays); a weak new one a 422 on ``new_password``."""
+        return await self._c.call("auth.change_password", model=m.SessionsEnded, json={
+            "current_password": current_password, "new_password": new_password,
+            "end_other_sessions": end_other_sessions})
+
+    async def issue_reset_token(self, user_id: str, *, expires_minutes: int = 60
+                                ) -> m.ResetToken:
+        """Administrators: a one-time password reset token for ``user_id``."""
+        return await self._c.call("auth.reset_token", model=m.ResetToken, json={
+            "user_id": user_id, "expires_minutes": expires_minutes})
+
+    async def reset_password(self, username: str, new_password: str, *,
+                             reset_token: str | None = None,
+                             recovery_code: str | None = None) -> m.SessionsEnded:
+        body = {"username": username, "new_password": new_password,
+                "reset_token": reset_token, "recovery_code": recovery_code}
+        return await self._c.call("auth.reset_password", model=m.SessionsEnded,
+                                  json={k: v for k, v in body.items() if v is not None})
+
+    async def sessions(self, *, limit: int = 50, offset: int = 0) -> m.SessionList:
+        return await self._c.call("auth.sessions", model=m.SessionList,
+                                  params={"limit": limit, "offset": offset})
+
+    async def revoke_session(self, session_id: str) -> m.ActionResult:
+        """Sign out one session; signing out this client's own ends its session here too."""
+        result = await self._c.call("auth.revoke_session", path={"session_id": session_id},
+                                    model=m.ActionResult)
+        client = self._c.client
+        if getattr(result, "current", False):
+            await client.close_subscriptions()
+            client.session.clear()
+        return result
+
+    async def revoke_other_sessions(self) -> m.SessionsEnded:
+        return await self._c.call("auth.revoke_others", model=m.SessionsEnded)
 
     async def refresh(self) -> None:
         """Rotate the tokens now (the client also does this by itself when needed)."""
@@ -168,6 +272,17 @@ class UsersApi(_Group):
 
     async def stats(self) -> m.UserStats:
         return await self._c.call("users.stats", model=m.UserStats)
+
+    async def security_log(self, *, limit: int = 50, offset: int = 0,
+                           kind: str | None = None) -> m.SecurityLog:
+        """The account's security events, newest first (logins, failures, 2FA, ...)."""
+        return await self._c.call("users.security_log", model=m.SecurityLog,
+                                  params={"limit": limit, "offset": offset, "kind": kind})
+
+    async def export(self) -> dict[str, Any]:
+        """Everything the server keeps about the account, as one JSON document."""
+        result: dict[str, Any] = await self._c.call("users.export")
+        return result
 
 
 class MessagesApi(_Group):
@@ -521,10 +636,12 @@ class WebhooksApi(_Group):
     """``/webhooks``: outbound, signed event deliveries."""
 
     async def register(self, url: str, events: list[str], *, secret: str | None = None,
-                       description: str | None = None, active: bool = True) -> m.Webhook:
-        """Register a webhook; the answer (only this one) carries the full ``secret``."""
+                       description: str | None = None, active: bool = True,
+                       disable_after: int | None = None) -> m.Webhook:
+        """Register a webhook; the answer (only this one) carries the full ``secret``.
+        ``disable_after``: switch it off after that many consecutive failed deliveries."""
         body = _body(m.RegisterWebhook, url=url, events=events, secret=secret,
-                     description=description, active=active)
+                     description=description, active=active, disable_after=disable_after)
         return await self._c.call("webhooks.register", json=body, model=m.Webhook)
 
     async def events(self) -> m.WebhookEvents:
@@ -540,9 +657,11 @@ class WebhooksApi(_Group):
 
     async def update(self, webhook_id: str, *, url: str | None = None,
                      events: list[str] | None = None, description: str | None = None,
-                     active: bool | None = None) -> m.Webhook:
+                     active: bool | None = None, disable_after: int | None = None
+                     ) -> m.Webhook:
+        """Change a webhook; ``active=True`` also clears an automatic disable."""
         body = _body(m.WebhookUpdate, url=url, events=events, description=description,
-                     active=active)
+                     active=active, disable_after=disable_after)
         return await self._c.call("webhooks.update", path={"webhook_id": webhook_id},
                                   json=body, model=m.Webhook)
 
@@ -556,10 +675,52 @@ class WebhooksApi(_Group):
                                   params={"wait": wait}, model=m.Delivery)
 
     async def deliveries(self, webhook_id: str, *, status: str | None = None,
-                         limit: int = 50, offset: int = 0) -> m.DeliveryList:
+                         event: str | None = None, since: dt.datetime | str | None = None,
+                         until: dt.datetime | str | None = None, limit: int = 50,
+                         offset: int = 0) -> m.DeliveryList:
+        """One webhook's log, newest first; ``status``, ``event`` and a time window filter."""
+        params = {"status": status, "event": event, "since": _when(since),
+                  "until": _when(until), "limit": limit, "offset": offset}
         return await self._c.call("webhooks.deliveries", path={"webhook_id": webhook_id},
-                                  params={"status": status, "limit": limit, "offset": offset},
+                                  params={k: v for k, v in params.items() if v is not None},
                                   model=m.DeliveryList)
+
+    async def all_deliveries(self, *, webhook_id: str | None = None, status: str | None = None,
+                             event: str | None = None, since: dt.datetime | str | None = None,
+                             until: dt.datetime | str | None = None,
+                             updated_since: dt.datetime | str | None = None, limit: int = 50,
+                             offset: int = 0) -> m.DeliveryLog:
+        """The log across the caller's webhooks, newest first; ``updated_since`` gives only
+        what changed after a time (to follow the log)."""
+        params = {"webhook_id": webhook_id, "status": status, "event": event,
+                  "since": _when(since), "until": _when(until),
+                  "updated_since": _when(updated_since), "limit": limit, "offset": offset}
+        return await self._c.call("webhooks.all_deliveries", model=m.DeliveryLog,
+                                  params={k: v for k, v in params.items() if v is not None})
+
+    async def redeliver(self, delivery_id: str, *, wait: bool = False) -> m.Delivery:
+        """Send one delivery again (a new delivery with the same body, ``redelivery_of``
+        set); ``wait=True`` returns after its first attempt."""
+        return await self._c.call("webhooks.redeliver", path={"delivery_id": delivery_id},
+                                  params={"wait": wait}, model=m.Delivery)
+
+    async def recover(self, webhook_id: str, since: dt.datetime | str, *,
+                      until: dt.datetime | str | None = None) -> m.RecoverResult:
+        """Send again every failed delivery created since ``since`` (and until ``until``)
+        that was not sent again already."""
+        body = {"since": _when(since), **({"until": _when(until)} if until else {})}
+        return await self._c.call("webhooks.recover", path={"webhook_id": webhook_id},
+                                  json=body, model=m.RecoverResult)
+
+    async def rotate_secret(self, webhook_id: str, *, secret: str | None = None,
+                            grace_seconds: int = 86_400) -> m.Webhook:
+        """A new signing secret (in the answer only); the previous one stays valid for
+        ``grace_seconds``."""
+        body: dict[str, Any] = {"grace_seconds": grace_seconds}
+        if secret is not None:
+            body["secret"] = secret
+        return await self._c.call("webhooks.rotate_secret", path={"webhook_id": webhook_id},
+                                  json=body, model=m.Webhook)
 
     async def delivery(self, delivery_id: str) -> m.Delivery:
         return await self._c.call("webhooks.delivery", path={"delivery_id": delivery_id},
@@ -569,8 +730,13 @@ class WebhooksApi(_Group):
 class AnalyticsApi(_Group):
     """``/analytics``: usage, trends and reports over the stored data."""
 
-    async def usage(self, *, days: int = 30) -> m.Usage:
-        return await self._c.call("analytics.usage", params={"days": days}, model=m.Usage)
+    async def usage(self, *, days: int = 30, compare: bool = False) -> m.Usage:
+        """Server-wide counts over the last ``days`` UTC days; ``compare=True`` adds
+        ``previous``, the same figures for the period of the same length before."""
+        params: dict[str, Any] = {"days": days}
+        if compare:  # only sent when asked, so older servers see the request they know
+            params["compare"] = True
+        return await self._c.call("analytics.usage", params=params, model=m.Usage)
 
     async def trends(self, *, days: int = 30, metrics: list[str] | None = None) -> m.Trends:
         return await self._c.call("analytics.trends", params={"days": days, "metrics": metrics},
@@ -612,6 +778,32 @@ class BackupApi(_Group):
         response = await self._c.call("backup.download", path={"backup_id": backup_id},
                                       raw=True)
         return _download(response, verify)
+
+    async def download_to(self, backup_id: str, destination: str | Path, *,
+                          verify: bool = True) -> Path:
+        """Stream the archive to ``destination`` (a file path) instead of memory, checking
+        its SHA-256 against ``X-Content-SHA256``; a partial file is removed when anything
+        fails (a damaged archive raises ``ChecksumMismatch``)."""
+        self._c.check(ENDPOINTS["backup.download"])
+        target = Path(destination)
+        digest = hashlib.sha256()
+        try:
+            async with self._c.client.stream(
+                    "backup.download", path={"backup_id": backup_id},
+                    caller=getattr(self._c, "plugin_id", None)) as response:
+                with target.open("wb") as handle:
+                    async for chunk in response.aiter_bytes():
+                        digest.update(chunk)
+                        handle.write(chunk)
+                announced = response.headers.get("x-content-sha256")
+            if verify and announced and announced.lower() != digest.hexdigest():
+                raise ChecksumMismatch(f"backup {backup_id}: the download's SHA-256 is "
+                                       f"{digest.hexdigest()}, the server announced "
+                                       f"{announced}")
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        return target
 
     async def upload(self, archive: FileSource, checksum: str, *, name: str | None = None,
                      filename: str | None = None) -> m.Backup:

@@ -125,6 +125,110 @@ class AuthStatus(Response):
     timestamp: dt.datetime
 
 
+# -- account security --------------------------------------------------------------------
+class Login2faRequest(Request):
+    mfa_token: str
+    code: str | None = None
+    recovery_code: str | None = None
+
+
+class MfaChallengeInfo(Response):
+    """The answer of a correct password for an account with 2FA: no tokens yet."""
+
+    requires_mfa: Literal[True] = True
+    mfa_token: str
+    mfa_expires_in: float = 300
+    mfa_expires_at: dt.datetime | None = None
+    methods: list[str] = Field(default_factory=lambda: ["totp", "recovery_code"])
+    user_id: str
+    username: str
+
+
+class MfaStatus(Response):
+    enabled: bool
+    pending_setup: bool = False
+    enabled_at: dt.datetime | None = None
+    method: str | None = None
+    digits: int = 6
+    period: int = 30
+    recovery_codes_remaining: int = 0
+    recovery_codes_total: int = 0
+    low_recovery_codes: bool = False
+
+
+class MfaSetup(Response):
+    """A new TOTP key (shown once): the key, its otpauth:// URI and the QR code as SVG."""
+
+    secret: str
+    secret_grouped: str | None = None
+    otpauth_uri: str
+    qr_svg: str
+    issuer: str = "PlexiChat"
+    account: str | None = None
+    digits: int = 6
+    period: int = 30
+
+
+class RecoveryCodes(ActionResult):
+    recovery_codes: list[str]
+
+
+class PasswordPolicy(Response):
+    min_length: int
+    max_length: int = 256
+    require_upper: bool = True
+    require_lower: bool = True
+    require_digit: bool = True
+    require_special: bool = True
+    description: str = ""
+
+
+class SessionsEnded(ActionResult):
+    sessions_ended: int = 0
+
+
+class ResetToken(ActionResult):
+    reset_token: str
+    user_id: str
+    username: str
+    expires_at: dt.datetime
+    expires_in: float
+
+
+class SessionInfo(Response):
+    id: str
+    current: bool = False
+    created_at: dt.datetime | None = None
+    last_used_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = None
+    remember_me: bool = False
+    device: dict[str, Any] = Field(default_factory=dict)
+    device_label: str = ""
+    user_agent: str | None = None
+    connected: bool = False
+
+
+class SessionList(Page):
+    sessions: list[SessionInfo]
+    current_session_id: str | None = None
+
+
+class SecurityEvent(Response):
+    id: str
+    kind: str
+    at: dt.datetime
+    session_id: str | None = None
+    user_agent: str | None = None
+    device: dict[str, Any] = Field(default_factory=dict)
+    device_label: str = ""
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class SecurityLog(Page):
+    events: list[SecurityEvent]
+    kinds: list[str] = Field(default_factory=list)
+
+
 # -- users -----------------------------------------------------------------------------
 class ProfileUpdate(Request):
     display_name: str | None = None
@@ -622,6 +726,7 @@ class RegisterWebhook(Request):
     secret: str | None = None
     description: str | None = None
     active: bool = True
+    disable_after: int | None = None  # consecutive failed deliveries; 0 = never
 
 
 class WebhookUpdate(Request):
@@ -629,6 +734,7 @@ class WebhookUpdate(Request):
     events: list[str] | None = None
     description: str | None = None
     active: bool | None = None
+    disable_after: int | None = None
 
 
 class Webhook(Response):
@@ -648,6 +754,11 @@ class Webhook(Response):
     deliveries_failed: int = 0
     deliveries_pending: int = 0
     warnings: list[str] | None = None
+    disable_after: int = 0
+    consecutive_failures: int = 0
+    disabled_reason: str | None = None
+    disabled_at: dt.datetime | None = None
+    previous_secret_expires_at: dt.datetime | None = None  # while a rotation's grace lasts
 
 
 class WebhookList(Page):
@@ -667,6 +778,7 @@ class DeliveryAttempt(Response):
     error: str | None = None
     duration_ms: float | None = None
     response: str | None = None
+    request_headers: dict[str, str] = Field(default_factory=dict)
 
 
 class Delivery(Response):
@@ -682,11 +794,28 @@ class Delivery(Response):
     updated_at: dt.datetime | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
     attempts: list[DeliveryAttempt] = Field(default_factory=list)
+    redelivery_of: str | None = None
 
 
 class DeliveryList(Page):
     deliveries: list[Delivery]
     webhook_id: str
+
+
+class DeliveryLog(Page):
+    """The delivery log across the caller's webhooks."""
+
+    deliveries: list[Delivery]
+
+
+class RecoverResult(Response):
+    webhook_id: str
+    since: dt.datetime
+    until: dt.datetime
+    recovered: int
+    delivery_ids: list[str] = Field(default_factory=list)
+    recovered_from: list[str] = Field(default_factory=list)
+    remaining: int = 0
 
 
 # -- analytics -------------------------------------------------------------------------
@@ -697,7 +826,14 @@ class Usage(Response):
     users: dict[str, Any] = Field(default_factory=dict)
     messages: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, Any] = Field(default_factory=dict)
+    groups: dict[str, Any] = Field(default_factory=dict)
+    notifications: dict[str, Any] = Field(default_factory=dict)
+    logins: dict[str, Any] = Field(default_factory=dict)
+    searches: dict[str, Any] = Field(default_factory=dict)
+    webhooks: dict[str, Any] = Field(default_factory=dict)
     me: dict[str, Any] = Field(default_factory=dict)
+    #: With ``compare=True``: the period figures of the ``period_days`` before ``since``.
+    previous: dict[str, Any] | None = None
 
 
 class Trends(Response):

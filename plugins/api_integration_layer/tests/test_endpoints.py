@@ -229,6 +229,15 @@ async def exercise_webhooks(ann: ApiClient) -> None:
         deliveries = await ann.webhooks.deliveries(hook.id, status="delivered")
         assert deliveries.deliveries[0].id == delivery.id
         assert (await ann.webhooks.delivery(delivery.id)).attempt_count == 1
+        log = await ann.webhooks.all_deliveries(event="webhook.test", status="delivered")
+        assert [d.id for d in log.deliveries] == [delivery.id]
+        again = await ann.webhooks.redeliver(delivery.id, wait=True)
+        assert again.redelivery_of == delivery.id and again.status == "delivered"
+        recovered = await ann.webhooks.recover(hook.id, delivery.created_at)
+        assert recovered.recovered == 0  # nothing failed
+        rotated = await ann.webhooks.rotate_secret(hook.id, grace_seconds=60)
+        assert rotated.secret and rotated.secret != hook.secret
+        assert rotated.previous_secret_expires_at is not None
         changed = await ann.webhooks.update(hook.id, active=False, events=["*"])
         assert changed.active is False and changed.events == ["*"]
         assert (await ann.webhooks.delete(hook.id)).success
