@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +40,15 @@ class Workspace:
         return self.path.name or str(self.path)
 
     def detect(self) -> dict[str, Any]:
-        found = sorted({label for name, label in MARKERS.items()
-                        if (self.path / name).exists()})
+        """The markers found; a folder that cannot be searched is a 4xx naming it."""
+        try:
+            found = sorted({label for name, label in MARKERS.items()
+                            if (self.path / name).exists()})
+            git = (self.path / ".git").exists()
+        except OSError as exc:
+            raise os_problem(exc, self.path, "workspace") from None
         return {"path": str(self.path), "name": self.name, "root": str(self.root),
-                "markers": found, "git": (self.path / ".git").exists()}
+                "markers": found, "git": git}
 
     def rel(self, user_path: str, field: str = "path") -> str:
         """A path inside the workspace, checked, as the workspace-relative POSIX text."""
@@ -54,6 +61,19 @@ class Workspace:
         if resolved == self.path:
             raise ApiError(422, field, "names the workspace itself, not a file in it")
         return resolved.relative_to(self.path).as_posix()
+
+
+def os_problem(exc: OSError, path: Path | str, field: str) -> ApiError:
+    """A file system error as the 4xx answer naming the path and the field: permission
+    denied is 403, a symlink loop or a name too long for the file system is 400, any
+    other (an I/O error, a folder gone meanwhile) 409."""
+    shown = repr(str(path)) if len(str(path)) <= 200 else repr(str(path)[:197] + "...")
+    reason = exc.strerror or type(exc).__name__
+    if isinstance(exc, PermissionError):
+        return ApiError(403, field, f"{shown} cannot be read (permission denied)")
+    if exc.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+        return ApiError(400, field, f"{shown} cannot be opened: {reason}")
+    return ApiError(409, field, f"{shown} cannot be read: {reason}")
 
 
 def open_workspace(roots: list[Path], user_path: str | None,
@@ -74,9 +94,13 @@ def open_workspace(roots: list[Path], user_path: str | None,
         except UnsafePath as exc:
             reasons.append(str(exc))
             continue
-        if not resolved.exists():
-            raise ApiError(404, field, f"{user_path!r} does not exist")
-        if not resolved.is_dir():
+        try:
+            st = resolved.stat()
+        except FileNotFoundError:
+            raise ApiError(404, field, f"{user_path!r} does not exist") from None
+        except OSError as exc:
+            raise os_problem(exc, user_path, field) from None
+        if not stat.S_ISDIR(st.st_mode):
             raise ApiError(422, field, f"{user_path!r} is not a folder")
         return Workspace(resolved, root)
     shown = ", ".join(str(r) for r in roots)
@@ -102,11 +126,12 @@ def browse(roots: list[Path], user_path: str | None) -> dict[str, Any]:
                         folders.append(_entry(Path(entry.path), entry.name))
                 except OSError:
                     continue
-    except PermissionError:
-        raise ApiError(403, "path", f"{ws.path} cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise os_problem(exc, ws.path, "path") from None
+    detected = ws.detect()
     folders.sort(key=lambda f: f["name"].lower())
     parent = str(ws.path.parent) if ws.path != ws.root else ""
-    return {"path": str(ws.path), "parent": parent, "workspace": ws.detect(),
+    return {"path": str(ws.path), "parent": parent, "workspace": detected,
             "folders": folders[:MAX_LISTED], "more": max(0, len(folders) - MAX_LISTED)}
 
 

@@ -88,3 +88,50 @@ async def test_malformed_project_files_are_reported_not_fatal(tmp_path: Path) ->
         assert info["tasks"] == [] and info["problems"][0].startswith("pyproject.toml:")
         hooks = await env.client.get("hooks", params={"workspace": str(broken)})
         assert hooks.status_code == 422 and "hooks must be a list" in hooks.json()["detail"]
+
+
+async def test_browse_answers_file_system_errors_as_4xx_naming_the_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review finding: browse answered 500 for errors other than a permission denied
+    # while listing (a name too long for the file system, a loop, EACCES on stat).
+    import errno
+    import os
+
+    from dev_tools import workspace
+
+    async with open_env(tmp_path) as env:
+        # Each part is short enough for safe_path, the whole too long for the kernel.
+        deep = "/".join(["d" * 203] * 20)
+        answer = await env.client.get("browse", params={"path": deep})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["field"] == "path" and "too long" in answer.json()["detail"]
+
+        env.make("proj", {"a.txt": "a"})
+        real_scandir = os.scandir
+        for error, status, words in (
+                (OSError(errno.ELOOP, "Too many levels of symbolic links"), 400, "levels"),
+                (PermissionError(errno.EACCES, "Permission denied"), 403, "permission"),
+                (OSError(errno.EIO, "Input/output error"), 409, "Input/output")):
+            def failing(path: object, error: OSError = error) -> object:
+                if str(path).endswith("proj"):
+                    raise error
+                return real_scandir(path)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(workspace.os, "scandir", failing)
+            answer = await env.client.get("browse", params={"path": "proj"})
+            assert answer.status_code == status, answer.text
+            assert "proj" in answer.json()["detail"] and words in answer.json()["detail"]
+            assert answer.json()["field"] == "path"
+        monkeypatch.setattr(workspace.os, "scandir", real_scandir)
+
+        real_stat = Path.stat
+
+        def stat_denied(self: Path, **kw: object) -> object:
+            if self.name == "proj":
+                raise PermissionError(errno.EACCES, "Permission denied", str(self))
+            return real_stat(self, **kw)  # type: ignore[arg-type]
+
+        # As root the kernel never denies: the denial comes from a patched stat.
+        monkeypatch.setattr(workspace.Path, "stat", stat_denied)
+        answer = await env.client.get("browse", params={"path": "proj"})
+        assert answer.status_code == 403 and "permission denied" in answer.json()["detail"]
