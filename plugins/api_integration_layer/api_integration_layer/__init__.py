@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from api_integration_layer.client import ApiClient
 from api_integration_layer.config import ClientConfig, ConfigError
 from api_integration_layer.endpoints import SCOPES
-from api_integration_layer.errors import ApiError, ApiHTTPError, ApiUnavailable
+from api_integration_layer.errors import ApiError, ApiHTTPError, ApiUnavailable, MfaRequired
 from api_integration_layer.scoped import ScopedApi
 from api_integration_layer.tokens import make_token_store
 from plexichat_desktop.plugins.api import Plugin, PluginContext
@@ -36,6 +36,14 @@ class LoginForm(BaseModel):
     username: str = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=256)
     remember_me: bool = False
+
+
+class SecondStepForm(BaseModel):
+    """The second step of a login for an account with 2FA (the page asks for the code)."""
+
+    mfa_token: str = Field(min_length=1, max_length=200)
+    code: str = Field(min_length=1, max_length=40,
+                      description="A 6-digit code, or a recovery code.")
 
 
 class RegisterForm(BaseModel):
@@ -89,6 +97,7 @@ class ApiIntegrationLayerPlugin(Plugin):
         ctx.add_route("/events", self.events_route)
         ctx.add_route("/scopes", self.scopes_route)
         ctx.add_route("/login", self.login_route, methods=["POST"])
+        ctx.add_route("/login-2fa", self.login_2fa_route, methods=["POST"])
         ctx.add_route("/register", self.register_route, methods=["POST"])
         ctx.add_route("/logout", self.logout_route, methods=["POST"])
         ctx.add_route("/discovery", self.discovery_route)
@@ -231,6 +240,26 @@ class ApiIntegrationLayerPlugin(Plugin):
         try:
             await self.client.auth.login(form.username, form.password,
                                          remember_me=form.remember_me)
+        except MfaRequired as step:
+            # The page asks for the code and answers with /login-2fa.
+            return {"requires_mfa": True, "mfa_token": step.mfa_token,
+                    "username": step.username, "expires_in": step.expires_in,
+                    "methods": step.methods}
+        except ApiError as exc:
+            return _error_response(exc)
+        await self._load_profile()
+        self._publish_status()
+        return self.status()
+
+    async def login_2fa_route(self, form: SecondStepForm) -> Any:
+        """Complete a 2FA login: a 6-digit code or a recovery code."""
+        answer = form.code.strip()
+        digits = answer.replace(" ", "")
+        is_totp = digits.isdigit() and len(digits) == 6
+        try:
+            await self.client.auth.login_2fa(
+                form.mfa_token, code=digits if is_totp else None,
+                recovery_code=None if is_totp else answer)
         except ApiError as exc:
             return _error_response(exc)
         await self._load_profile()

@@ -35,6 +35,7 @@ from api_integration_layer.endpoints import ENDPOINTS, Endpoint
 from api_integration_layer.errors import (
     ApiHTTPError,
     ApiUnavailable,
+    InvalidCredentials,
     InvalidResponse,
     NotAuthenticated,
     RateLimited,
@@ -123,6 +124,13 @@ def _detail(response: httpx.Response) -> Any:
     except ValueError:
         return response.text[:500] or response.reason_phrase
     return body.get("detail", body) if isinstance(body, dict) else body
+
+
+def bad_input_401(response: httpx.Response) -> bool:
+    """A 401 about credentials the caller sent in the body (wrong current password, 2FA
+    code, reset token: ``error="invalid_grant"``), not about the access token: refreshing
+    cannot help, and the session must not be dropped for it."""
+    return 'error="invalid_grant"' in response.headers.get("www-authenticate", "")
 
 
 def _describe(exc: BaseException) -> str:
@@ -359,7 +367,8 @@ class ApiClient(Groups):
                     continue
                 raise RateLimited(endpoint.method, rel, _detail(response), wait,
                                   dict(response.headers))
-            if status == 401 and endpoint.auth and not auth_retried:
+            if status == 401 and endpoint.auth and not auth_retried \
+                    and not bad_input_401(response):
                 auth_retried = True
                 if await self.session.recover(used):
                     continue
@@ -369,6 +378,8 @@ class ApiClient(Groups):
         detail = _detail(response)
         headers = dict(response.headers)
         if response.status_code == 401:
+            if endpoint.auth and bad_input_401(response):
+                return InvalidCredentials(endpoint.method, rel, 401, detail, headers)
             if endpoint.auth:
                 # A 401 that outlived the refresh: the session is over (revoked, or expired
                 # beyond its refresh token). Forget it and say what to do.

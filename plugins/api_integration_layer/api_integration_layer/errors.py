@@ -30,6 +30,31 @@ class NotAuthenticated(ApiHTTPError):
     """401: no session, or the session ended and could not be refreshed; log in again."""
 
 
+class InvalidCredentials(ApiHTTPError):
+    """401 for what the caller *typed* on a call made with a valid session: a wrong current
+    password, 2FA code, recovery code or reset token (the server's challenge says
+    ``error="invalid_grant"``). The session is kept: only the input was wrong."""
+
+
+class MfaRequired(ApiError):
+    """The password was right and the account has 2FA: the login needs a second step.
+
+    Answer it with ``await client.auth.login_2fa(exc.mfa_token, code="123456")`` (or
+    ``recovery_code=...``) within ``expires_in`` seconds, or pass ``on_mfa=`` to
+    ``auth.login`` to be asked for the code instead of getting this exception.
+    """
+
+    def __init__(self, mfa_token: str, user_id: str, username: str, expires_in: float,
+                 methods: list[str]):
+        self.mfa_token = mfa_token
+        self.user_id = user_id
+        self.username = username
+        self.expires_in = expires_in
+        self.methods = list(methods)
+        super().__init__(f"2FA is on for '{username}': complete the login with a code "
+                         f"(auth.login_2fa) within {expires_in:g} s")
+
+
 class RateLimited(ApiHTTPError):
     """429 whose ``Retry-After`` is longer than the client is willing to wait
     (``max_retry_after``); ``retry_after`` is in seconds."""

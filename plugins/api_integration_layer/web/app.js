@@ -149,6 +149,8 @@ function setMode(mode) {
   document.querySelectorAll(".register-only").forEach((el) => { el.hidden = mode !== "register"; });
   $("f-password").autocomplete = mode === "register" ? "new-password" : "current-password";
   setText("submit", mode === "register" ? "Create account and log in" : "Log in");
+  state.mfaToken = null;
+  $("mfa-step").hidden = true;
   $("form-error").hidden = true;
 }
 
@@ -184,7 +186,24 @@ async function submitForm(event) {
   }
   $("submit").disabled = true;
   try {
-    renderStatus(await post(state.mode === "register" ? "api/register" : "api/login", body));
+    let answer;
+    if (state.mfaToken) {
+      // The second step of a login with 2FA: the code (or a recovery code).
+      answer = await post("api/login-2fa", { mfa_token: state.mfaToken, code: $("f-mfa").value });
+    } else {
+      answer = await post(state.mode === "register" ? "api/register" : "api/login", body);
+    }
+    if (answer && answer.requires_mfa) {
+      state.mfaToken = answer.mfa_token;
+      $("mfa-step").hidden = false;
+      setText("submit", "Confirm code");
+      $("f-mfa").focus();
+      return;
+    }
+    state.mfaToken = null;
+    $("mfa-step").hidden = true;
+    $("f-mfa").value = "";
+    renderStatus(answer);
     $("f-password").value = "";
   } catch (err) {
     error.textContent = err.message;
