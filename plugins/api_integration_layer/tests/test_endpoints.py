@@ -313,6 +313,56 @@ async def test_every_endpoint_through_the_client(home: Path, tmp_path: Path):
             await server.client().auth.login(dave_name, PASSWORD)
         assert bad.value.status == 401  # deleted accounts cannot log in
 
+        await exercise_account_security(ann, bob, server)
+
         covered = used(ann, bob, carol, dave) | ws_used
         missing = sorted(set(ENDPOINTS) - covered)
         assert missing == [], f"endpoints never called: {missing}"
+
+
+async def exercise_account_security(ann: ApiClient, bob: ApiClient, server) -> None:
+    """2FA with the MFA login step, recovery codes, sessions, the security log, the
+    export, password change and an administrator's reset token: each call through the
+    client once (tests/test_mfa.py checks them in depth, on a fixed TOTP clock)."""
+    import time
+
+    from api_integration_layer.errors import MfaRequired
+
+    from plexichat_desktop.server.v1 import mfa
+
+    assert bob.user is not None
+    name = bob.user["username"]
+    assert (await bob.auth.password_policy()).min_length >= 12
+    assert (await bob.auth.mfa_status()).enabled is False
+    setup = await bob.auth.mfa_setup()
+    # The server accepts the step before and after its own: codes of the step now and the
+    # next one stay valid however the real clock's 30 s fall between these calls.
+    step = mfa.step_of(time.time())
+    codes = (await bob.auth.mfa_verify_setup(mfa.code_at(setup.secret, step))
+             ).recovery_codes
+    codes = (await bob.auth.mfa_backup_codes(PASSWORD)).recovery_codes
+    with pytest.raises(MfaRequired) as challenge:
+        await bob.auth.login(name, PASSWORD)
+    await bob.auth.login_2fa(challenge.value.mfa_token,
+                             code=mfa.code_at(setup.secret, step + 1))
+
+    async def recovery(_: MfaRequired) -> str:
+        return codes[0]
+
+    other = server.client()
+    await other.auth.login(name, PASSWORD, on_mfa=recovery)
+    sessions = await bob.auth.sessions()
+    assert sessions.total >= 3
+    others = [s for s in sessions.sessions if not s.current]
+    assert (await bob.auth.revoke_session(others[0].id)).success
+    await bob.auth.revoke_other_sessions()
+    assert (await bob.auth.sessions()).total == 1
+    assert (await bob.auth.mfa_disable(PASSWORD, recovery_code=codes[1])).success
+    assert any(e.kind == "2fa_enabled" for e in (await bob.users.security_log()).events)
+    assert (await bob.users.export())["profile"]["username"] == name
+    new = PASSWORD + "-2"
+    await bob.auth.change_password(PASSWORD, new)
+    issued = await ann.auth.issue_reset_token(bob.user["id"])
+    reset = await bob.auth.reset_password(name, PASSWORD, reset_token=issued.reset_token)
+    assert reset.sessions_ended == 1
+    await bob.auth.login(name, PASSWORD)
