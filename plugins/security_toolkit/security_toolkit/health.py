@@ -113,28 +113,30 @@ class BreachList:
         return 0
 
 
+def _line_from(handle: IO[bytes], pos: int) -> bytes:
+    """The first whole line starting at or after byte ``pos`` (b"" past the end)."""
+    if pos == 0:
+        handle.seek(0)
+    else:
+        handle.seek(pos - 1)
+        handle.readline()  # the rest of the line holding pos - 1, newline included
+    return handle.readline()
+
+
 def _bisect(handle: IO[bytes], size: int, target: bytes) -> int:
     """Binary search of a file of lines sorted by their first 40 bytes.
 
-    Invariant: every line starting before ``lo`` sorts below ``target``; the first line
-    starting at or after ``hi`` sorts at or above it. Each step reads one line."""
+    ``_line_from(pos)`` sorts no lower as ``pos`` grows, so we look for the smallest
+    ``pos`` whose line is at or above ``target`` (or the end); one line read per step."""
     lo, hi = 0, size
     while lo < hi:
         mid = (lo + hi) // 2
-        handle.seek(mid)
-        if mid:
-            handle.readline()  # finish the line we landed in
-        start = handle.tell()
-        line = handle.readline()
-        if not line or start >= hi:
-            hi = mid
-            continue
-        if line[:40].upper() < target:
-            lo = handle.tell()
+        line = _line_from(handle, mid)
+        if line and line[:40].upper() < target:
+            lo = mid + 1
         else:
             hi = mid
-    handle.seek(lo)
-    line = handle.readline()
+    line = _line_from(handle, lo)
     if line[:40].upper() == target:
         _, _, count = line.strip().partition(b":")
         return int(count) if count.isdigit() else 1

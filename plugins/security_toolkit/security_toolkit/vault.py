@@ -190,6 +190,7 @@ def atomic_write(path: Path, data: bytes, keep_backup: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
+    link = path.with_name(f".{path.name}.bak.tmp")
     try:
         os.fchmod(fd, 0o600)  # mkstemp already makes 0600; be explicit about it
         with os.fdopen(fd, "wb") as handle:
@@ -197,7 +198,6 @@ def atomic_write(path: Path, data: bytes, keep_backup: bool = True) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         if keep_backup and path.exists():
-            link = path.with_name(f".{path.name}.bak.tmp")
             with contextlib.suppress(FileNotFoundError):
                 link.unlink()
             try:
@@ -208,8 +208,9 @@ def atomic_write(path: Path, data: bytes, keep_backup: bool = True) -> None:
             os.replace(link, backup_path(path))
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for leftover in (tmp, link):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
