@@ -1,0 +1,541 @@
+"""Analytics Dashboard: PlexiChat usage analytics with reports, subscriptions and alerts.
+
+* KPI cards over 7/30/90/365 days, each against the period before;
+* trends with a moving average, % change, anomalies explained in words, a forecast band;
+* reports (activity, files, messaging, top users) as tables and charts, CSV and PDF;
+* report subscriptions and alert rules (threshold or anomaly) that notify through a v1
+  notification or a webhook: no mail server, no separate service.
+
+Data comes from the v1 analytics API through ``ctx.api`` (the API integration layer,
+acting as the signed-in user). Routes are under ``/plugins/analytics_dashboard/api/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field
+
+from analytics_dashboard import analysis, delivery, exports, stats
+from analytics_dashboard.automation import (
+    OPERATORS,
+    AutomationStore,
+    RuleIn,
+    SubscriptionIn,
+    next_run,
+    public,
+    step,
+)
+from analytics_dashboard.metrics import KPI_KEYS, METRICS, PERIODS, SERIES_KEYS
+from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.guards import UnsafePath, safe_path
+from plexichat_desktop.plugins.settings import PluginSettings
+
+Days = Annotated[int, Query(ge=1, le=365, description="UTC days back, today included")]
+PAGE = "/plugins/analytics_dashboard/"
+SIGN_IN = ("not signed in to PlexiChat: sign in on the API Integration page "
+           "(/plugins/api_integration_layer/), then reload")
+ADMIN_NEEDED = "administrator needed: this report is for PlexiChat's administrator"
+#: A failed subscription run is tried again this much later, this many times in a row,
+#: before it waits for its next slot (the sign-in may simply not be restored yet).
+RETRY_SECONDS = 600.0
+RETRIES = 3
+
+
+class DashboardSettings(PluginSettings):
+    """``[plugin.analytics_dashboard]`` in settings.toml."""
+
+    alert_check_minutes: int = Field(15, ge=1, le=1440)
+    keep_reports: int = Field(30, ge=1, le=1000)
+    forecast_days: int = Field(14, ge=1, le=90)
+    anomaly_threshold: float = Field(stats.DEFAULT_THRESHOLD, ge=2.0, le=20.0)
+    #: Seconds after start before missed subscriptions run (the sign-in is restored first).
+    start_delay: float = Field(5.0, ge=0, le=600)
+
+
+class ApiProblem(Exception):
+    """An answer for the page: status and detail (plus flags the page acts on)."""
+
+    def __init__(self, status: int, detail: str, **flags: Any):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.flags = flags
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"detail": self.detail, **self.flags}, status_code=self.status)
+
+
+def _problem(exc: Exception) -> ApiProblem:
+    """The v1 client's errors as answers the page can show."""
+    from api_integration_layer.errors import ApiHTTPError, ApiUnavailable, NotAuthenticated
+
+    if isinstance(exc, ApiProblem):
+        return exc
+    if isinstance(exc, NotAuthenticated):
+        return ApiProblem(401, SIGN_IN, sign_in_needed=True)
+    if isinstance(exc, ApiHTTPError):
+        if exc.status == 403:
+            return ApiProblem(403, f"{ADMIN_NEEDED} ({exc.detail})", admin_needed=True)
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return ApiProblem(exc.status if 400 <= exc.status < 500 else 502,
+                          f"PlexiChat answered {exc.status}: {detail}")
+    if isinstance(exc, ApiUnavailable):
+        return ApiProblem(502, f"PlexiChat is unreachable: {exc}")
+    if isinstance(exc, delivery.DeliveryError):
+        return ApiProblem(502, str(exc))
+    raise exc
+
+
+def _csv_list(text: str, field: str, known: tuple[str, ...]) -> list[str]:
+    wanted = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in known]
+    if unknown or not wanted:
+        raise ApiProblem(422, f"{field}: unknown {', '.join(unknown) or '(none given)'}; "
+                              f"known: {', '.join(known)}")
+    return list(dict.fromkeys(wanted))
+
+
+class AnalyticsDashboardPlugin(Plugin):
+    """Routes, the alert schedule and the subscription timer."""
+
+    settings_model = DashboardSettings
+
+    def setup(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        self.config: DashboardSettings = ctx.config
+        self.api = ctx.api
+        self.store = AutomationStore(ctx.data_dir / "automation.json")
+        self.reports_dir = ctx.data_dir / "reports"
+        self.reports_dir.mkdir(parents=True, exist_ok=True)
+        self._check_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._admin: dict[str, bool] = {}
+
+        route = ctx.add_route
+        route("/status", self.status_route)
+        route("/overview", self.overview_route)
+        route("/trends", self.trends_route)
+        route("/reports/{report_type}", self.report_route)
+        route("/reports/{report_type}/export", self.export_route)
+        route("/rules", self.rules_route)
+        route("/rules", self.add_rule_route, methods=["POST"])
+        route("/rules/check", self.check_rules_route, methods=["POST"])
+        route("/rules/{rule_id}", self.update_rule_route, methods=["PUT"])
+        route("/rules/{rule_id}", self.delete_rule_route, methods=["DELETE"])
+        route("/subscriptions", self.subscriptions_route)
+        route("/subscriptions", self.add_subscription_route, methods=["POST"])
+        route("/subscriptions/{sub_id}", self.update_subscription_route, methods=["PUT"])
+        route("/subscriptions/{sub_id}", self.delete_subscription_route, methods=["DELETE"])
+        route("/subscriptions/{sub_id}/run", self.run_subscription_route, methods=["POST"])
+        route("/events", self.events_route)
+        route("/files", self.files_route)
+        route("/files/{name}", self.file_route)
+
+        minutes = self.config.alert_check_minutes
+        every = (f"every_{minutes // 60}_hours" if minutes % 60 == 0
+                 else f"every_{minutes}_minutes")
+        ctx.schedule(every, self.check_rules, "alert rules")
+        ctx.create_task(self._subscription_timer(), name="analytics subscriptions")
+
+    # -- helpers -----------------------------------------------------------------------
+    async def _guard(self, work: Callable[[], Awaitable[Any]]) -> Any:
+        """Run ``work``; the v1 client's errors become answers naming the problem."""
+        if not self.api.user:
+            return ApiProblem(401, SIGN_IN, sign_in_needed=True).response()
+        try:
+            return await work()
+        except Exception as exc:  # _problem re-raises what it does not know
+            return _problem(exc).response()
+
+    async def is_admin(self) -> bool:
+        user = self.api.user or {}
+        uid = str(user.get("id", ""))
+        if uid not in self._admin:
+            me = await self.api.auth.me()
+            self._admin[uid] = bool(getattr(me, "is_admin", False))
+        return self._admin[uid]
+
+    # -- dashboard routes --------------------------------------------------------------
+    async def status_route(self) -> dict[str, Any]:
+        """Who is signed in, the metrics, periods and reports the page offers."""
+        user = self.api.user
+        admin = None
+        if user:
+            try:
+                admin = await self.is_admin()
+            except Exception:  # the page still works; admin stays unknown
+                admin = None
+        return {
+            "signed_in": bool(user), "user": user, "is_admin": admin,
+            "sign_in_hint": None if user else SIGN_IN,
+            "periods": list(PERIODS), "kpis": list(KPI_KEYS),
+            "metrics": [{"key": k, "label": m.label, "unit": m.unit, "help": m.help,
+                         "series": m.series is not None} for k, m in METRICS.items()],
+            "series_metrics": list(SERIES_KEYS),
+            "reports": [{"type": t, "admin_only": t == "top_users"}
+                        for t in analysis.REPORT_CHARTS],
+            "settings": self.config.model_dump(),
+        }
+
+    async def overview_route(self, days: Days = 30, fresh: bool = False) -> Any:
+        """KPI cards for the last ``days`` days against the ``days`` before."""
+        async def work() -> Any:
+            if fresh:
+                with self.api.bypass_cache():
+                    return await analysis.overview(self.api, days)
+            return await analysis.overview(self.api, days)
+        return await self._guard(work)
+
+    async def trends_route(
+        self, days: Days = 30,
+        metrics: Annotated[str, Query(max_length=300)] = "messages,active_users",
+        forecast: Annotated[int, Query(ge=0, le=90, description="days to forecast")] = 0,
+        window: Annotated[int | None, Query(ge=1, le=90)] = None,
+        threshold: Annotated[float | None, Query(ge=2.0, le=20.0)] = None,
+        fresh: bool = False,
+    ) -> Any:
+        """Daily series with moving average, anomalies (explained) and a forecast."""
+        try:
+            keys = _csv_list(metrics, "metrics", SERIES_KEYS)
+        except ApiProblem as exc:
+            return exc.response()
+
+        async def work() -> Any:
+            limit = threshold or self.config.anomaly_threshold
+            if fresh:
+                with self.api.bypass_cache():
+                    return await analysis.trends(self.api, keys, days, window=window,
+                                                 threshold=limit, forecast_days=forecast)
+            return await analysis.trends(self.api, keys, days, window=window,
+                                         threshold=limit, forecast_days=forecast)
+        return await self._guard(work)
+
+    def _known_report(self, report_type: str) -> None:
+        if report_type not in analysis.REPORT_CHARTS:
+            raise ApiProblem(404, f"report_type: no report {report_type!r}; known: "
+                                  f"{', '.join(analysis.REPORT_CHARTS)}")
+
+    async def report_route(self, report_type: str, days: Days = 30) -> Any:
+        """A report as columns, rows, summary and what to chart."""
+        async def work() -> Any:
+            self._known_report(report_type)
+            return await analysis.report(self.api, report_type, days)
+        return await self._guard(work)
+
+    async def export_route(
+        self, report_type: str, days: Days = 30,
+        format: Annotated[str, Query(pattern="^(csv|pdf)$")] = "csv",
+    ) -> Any:
+        """The report as a CSV (formula-safe) or PDF download."""
+        async def work() -> Any:
+            self._known_report(report_type)
+            data = await analysis.report(self.api, report_type, days)
+            content, media, name = self.render(data, format)
+            return Response(content, media_type=media, headers={
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Cache-Control": "no-store"})
+        return await self._guard(work)
+
+    def render(self, data: dict[str, Any], fmt: str) -> tuple[bytes, str, str]:
+        """``(bytes, media type, file name)`` of a report in ``fmt`` (csv or pdf)."""
+        base = f"{data['type']}-{data['period_days']}d-{exports.stamp()}"
+        if fmt == "csv":
+            text = exports.to_csv(data["columns"], data["rows"])
+            return text.encode("utf-8"), "text/csv; charset=utf-8", base + ".csv"
+        subtitle = (f"Last {data['period_days']} days (UTC) since {data.get('since') or '?'}"
+                    f"; generated {data.get('generated_at') or '?'}")
+        pdf = exports.to_pdf(data["title"], subtitle, data["columns"], data["rows"],
+                             data["summary"])
+        return pdf, "application/pdf", base + ".pdf"
+
+    # -- alert rules -------------------------------------------------------------------
+    async def rules_route(self) -> dict[str, Any]:
+        """Every rule with its state and condition in words."""
+        return {"rules": [self._rule_view(r) for r in self.store.rules.values()],
+                "check_every_minutes": self.config.alert_check_minutes}
+
+    def _rule_view(self, record: dict[str, Any]) -> dict[str, Any]:
+        rule = RuleIn.model_validate({k: record[k] for k in RuleIn.model_fields})
+        return {**public(record), "condition": rule.describe()}
+
+    async def add_rule_route(self, rule: RuleIn) -> Any:
+        """Create a rule and check it at once (so the page shows its state)."""
+        record = self.store.add_rule(rule)
+        if self.api.user:
+            await self.check_rules([record["id"]])
+        return JSONResponse(self._rule_view(record), status_code=201)
+
+    async def update_rule_route(self, rule_id: str, rule: RuleIn) -> Any:
+        """Change a rule; its state is kept, so the next check reports a transition."""
+        if rule_id not in self.store.rules:
+            return JSONResponse({"detail": f"rule_id: no rule {rule_id!r}"}, status_code=404)
+        record = self.store.update_rule(rule_id, rule)
+        return self._rule_view(record)
+
+    async def delete_rule_route(self, rule_id: str) -> Any:
+        record = self.store.rules.pop(rule_id, None)
+        if record is None:
+            return JSONResponse({"detail": f"rule_id: no rule {rule_id!r}"}, status_code=404)
+        self.store.save()
+        return {"deleted": rule_id}
+
+    async def check_rules_route(self) -> Any:
+        """Check every enabled rule now; the events this produced."""
+        if not self.api.user:
+            return ApiProblem(401, SIGN_IN, sign_in_needed=True).response()
+        events = await self.check_rules()
+        return {"events": events,
+                "rules": [self._rule_view(r) for r in self.store.rules.values()]}
+
+    async def check_rules(self, only: list[str] | None = None) -> list[dict[str, Any]]:
+        """Check the enabled rules (or ``only`` these) once; fire and resolve on
+        transitions. Returns the events logged. Run by the schedule, too."""
+        async with self._check_lock:
+            events: list[dict[str, Any]] = []
+            if not self.api.user:
+                return events
+            cache: dict[Any, Any] = {}
+            now = time.time()
+            for rule_id, record in list(self.store.rules.items()):
+                if (only is not None and rule_id not in only) or not record.get("enabled"):
+                    continue
+                state = record["state"]
+                state["last_checked_at"] = now
+                try:
+                    breached, value, message = await self._condition(record, cache)
+                except Exception as exc:  # recorded on the rule, next goes on
+                    state["last_error"] = str(_problem(exc).detail)
+                    continue
+                state.update(last_value=value, last_message=message, last_error=None)
+                change = step(record, breached, now)
+                if change.event is None:
+                    continue
+                event = self.store.log(f"alert.{change.event}", message, rule_id=rule_id,
+                                       rule_name=record["name"], value=value,
+                                       sent=change.send, note=change.note)
+                if change.send:
+                    await self._send_alert(record, change.event, message, value, event)
+                events.append(event)
+            self.store.save()
+            return events
+
+    async def _condition(self, record: dict[str, Any], cache: dict[Any, Any]
+                         ) -> tuple[bool, float | None, str]:
+        rule = RuleIn.model_validate({k: record[k] for k in RuleIn.model_fields})
+        metric = METRICS[rule.metric]
+        if rule.kind == "threshold":
+            key = ("usage", rule.window_days)
+            if key not in cache:
+                cache[key] = await analysis.metric_values(self.api, list(METRICS),
+                                                          rule.window_days)
+            value = cache[key][rule.metric]
+            if value is None:
+                return False, None, f"{metric.label}: no data in the window, nothing to compare"
+            assert rule.value is not None
+            breached = OPERATORS[rule.operator](value, rule.value)
+            shown = f"{value:.1f} %" if rule.metric == "webhook_delivery_rate" else f"{value:,.0f}"
+            verdict = "breaks" if breached else "within"
+            return breached, value, (f"{metric.label}: {shown} — {verdict} the rule "
+                                     f"“{rule.describe()}”.")
+        key = ("series", rule.metric)
+        if key not in cache:
+            cache[key] = (await analysis.gather_series(self.api, [rule.metric], 60))[rule.metric]
+        points = cache[key]
+        dates = [p["date"] for p in points]
+        values = [float(p["count"]) for p in points]
+        checks = []  # (index, side): spikes show today; drops need a whole day
+        if rule.direction in ("up", "both"):
+            checks.append((len(values) - 1, "up"))
+        if rule.direction in ("down", "both"):
+            checks.append((len(values) - 2, "down"))
+        for index, side in checks:
+            found = stats.anomalies(dates[:index + 1], values[:index + 1], label=metric.unit,
+                                    threshold=rule.sensitivity, start=index,
+                                    direction=side)  # type: ignore[arg-type]
+            if found:
+                return True, found[0].value, found[0].explanation
+        index = checks[0][0]
+        z, mid, _ = stats.robust_z(values[index], values[max(0, index - 28):index])
+        return False, values[index], (
+            f"{metric.label}: {values[index]:,.0f} on {dates[index]}, usual {mid:,.0f} "
+            f"(robust z {z:+.1f}, within ±{rule.sensitivity:g}).")
+
+    async def _send_alert(self, record: dict[str, Any], event: str, message: str,
+                          value: float | None, logged: dict[str, Any]) -> None:
+        title = f"{'Alert' if event == 'fired' else 'Resolved'}: {record['name']}"
+        try:
+            if record["channel"] == "webhook":
+                await delivery.post_webhook(record["webhook_url"], record["secret"],
+                                            f"analytics.alert.{event}", {
+                                                "rule_id": record["id"],
+                                                "rule": record["name"], "value": value,
+                                                "message": message, "title": title})
+            else:
+                await delivery.notify(self.api, title, message,
+                                      kind="warning" if event == "fired" else "success",
+                                      priority="high" if event == "fired" else "normal",
+                                      action_url=PAGE + "#alerts",
+                                      metadata={"rule_id": record["id"], "event": event})
+            logged["delivered"] = True
+        except delivery.DeliveryError as exc:
+            logged["delivered"] = False
+            logged["delivery_error"] = str(exc)
+            record["state"]["last_error"] = f"delivery failed: {exc}"
+
+    # -- subscriptions -----------------------------------------------------------------
+    async def subscriptions_route(self) -> dict[str, Any]:
+        return {"subscriptions": [public(s) for s in self.store.subscriptions.values()]}
+
+    async def add_subscription_route(self, sub: SubscriptionIn) -> Any:
+        """Create a subscription; it first runs at its next scheduled time."""
+        if sub.upload and not self.api.allows("files:write"):
+            return JSONResponse({"detail": "upload: this plugin may not upload files"},
+                                status_code=422)
+        record = self.store.add_subscription(sub, time.time())
+        self._wake.set()
+        return JSONResponse(public(record), status_code=201)
+
+    async def update_subscription_route(self, sub_id: str, sub: SubscriptionIn) -> Any:
+        if sub_id not in self.store.subscriptions:
+            return JSONResponse({"detail": f"sub_id: no subscription {sub_id!r}"},
+                                status_code=404)
+        record = self.store.update_subscription(sub_id, sub, time.time())
+        self._wake.set()
+        return public(record)
+
+    async def delete_subscription_route(self, sub_id: str) -> Any:
+        if self.store.subscriptions.pop(sub_id, None) is None:
+            return JSONResponse({"detail": f"sub_id: no subscription {sub_id!r}"},
+                                status_code=404)
+        self.store.save()
+        self._wake.set()
+        return {"deleted": sub_id}
+
+    async def run_subscription_route(self, sub_id: str) -> Any:
+        """Run a subscription now (its schedule is unchanged)."""
+        if sub_id not in self.store.subscriptions:
+            return JSONResponse({"detail": f"sub_id: no subscription {sub_id!r}"},
+                                status_code=404)
+        if not self.api.user:
+            return ApiProblem(401, SIGN_IN, sign_in_needed=True).response()
+        record = await self.run_subscription(sub_id, scheduled=False)
+        status = 200 if record["last_status"] == "ok" else 502
+        if record["last_status"] != "ok" and str(record["last_error"]).startswith(
+                "administrator needed"):
+            status = 403
+        return JSONResponse(public(record), status_code=status)
+
+    async def run_subscription(self, sub_id: str, *, scheduled: bool = True
+                               ) -> dict[str, Any]:
+        """Render the report, keep the file, deliver it; record the outcome. A scheduled
+        run that fails is retried :data:`RETRIES` times, :data:`RETRY_SECONDS` apart."""
+        record = self.store.subscriptions[sub_id]
+        now = time.time()
+        try:
+            if not self.api.user:
+                raise delivery.DeliveryError(SIGN_IN)
+            data = await analysis.report(self.api, record["report"], record["days"])
+            content, _media, name = self.render(data, record["format"])
+            name = f"{record['id']}-{name}"
+            (self.reports_dir / name).write_bytes(content)
+            self._prune(record["id"])
+            uploaded = None
+            if record.get("upload"):
+                info = await self.api.files.upload(content, name,
+                                                   description=f"Report: {record['name']}")
+                uploaded = info.id
+            await self._deliver_report(record, data, name, uploaded)
+        except Exception as exc:  # recorded and shown on the subscription
+            detail = _problem(exc).detail
+            record.update(last_status="failed", last_error=detail, last_run_at=now)
+            record["failures"] = int(record.get("failures") or 0) + 1
+            if scheduled:
+                slot = next_run(record["schedule"], now)
+                record["next_run_at"] = (min(slot, now + RETRY_SECONDS)
+                                         if record["failures"] <= RETRIES else slot)
+            self.store.log("report.failed", f"{record['name']}: {detail}",
+                           subscription_id=sub_id)
+        else:
+            record.update(last_status="ok", last_error=None, last_run_at=now, last_file=name,
+                          runs=int(record.get("runs") or 0) + 1, failures=0)
+            if scheduled:
+                record["next_run_at"] = next_run(record["schedule"], now)
+            self.store.log("report.sent", f"{record['name']}: {name}",
+                           subscription_id=sub_id, file=name, uploaded_file_id=uploaded)
+        self.store.save()
+        return record
+
+    async def _deliver_report(self, record: dict[str, Any], data: dict[str, Any], name: str,
+                              uploaded: str | None) -> None:
+        link = f"{PAGE}api/files/{name}"
+        if record["channel"] == "webhook":
+            await delivery.post_webhook(record["webhook_url"], record["secret"],
+                                        "analytics.report", {
+                                            "subscription": record["name"], "file": name,
+                                            "report": {k: data[k] for k in (
+                                                "type", "title", "period_days", "since",
+                                                "columns", "rows", "summary")}})
+            return
+        rows = len(data["rows"])
+        extra = " It is also in your PlexiChat files." if uploaded else ""
+        await delivery.notify(self.api, f"Report: {record['name']}",
+                              f"{data['title']}, last {data['period_days']} days: {rows} "
+                              f"rows, {record['format'].upper()} ready.{extra}",
+                              action_url=link, metadata={"file": name,
+                                                         "subscription_id": record["id"]})
+
+    def _prune(self, sub_id: str) -> None:
+        mine = sorted(self.reports_dir.glob(f"{sub_id}-*"), key=lambda p: p.stat().st_mtime)
+        for old in mine[:-self.config.keep_reports]:
+            old.unlink(missing_ok=True)
+
+    async def _subscription_timer(self) -> None:
+        """Sleep until the earliest enabled subscription is due (or a change), run what
+        is due. A slot missed while the app was closed runs once at start. The sleep is
+        capped so a machine waking from suspend catches up within five minutes."""
+        await asyncio.sleep(self.config.start_delay)
+        while True:
+            now = time.time()
+            for sub_id, record in list(self.store.subscriptions.items()):
+                if record.get("enabled") and record["next_run_at"] <= now:
+                    await self.run_subscription(sub_id)
+            upcoming = [r["next_run_at"] for r in self.store.subscriptions.values()
+                        if r.get("enabled")]
+            wait = min(upcoming) - time.time() if upcoming else 300.0
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.05, min(wait, 300.0)))
+
+    # -- events and files --------------------------------------------------------------
+    async def events_route(self, limit: Annotated[int, Query(ge=1, le=300)] = 50
+                           ) -> dict[str, Any]:
+        """The newest alert and report events first."""
+        return {"events": list(reversed(self.store.events[-limit:]))}
+
+    async def files_route(self) -> dict[str, Any]:
+        """Reports kept by subscriptions, newest first."""
+        files = sorted(self.reports_dir.glob("*.*"), key=lambda p: p.stat().st_mtime,
+                       reverse=True)
+        return {"files": [{"name": p.name, "size": p.stat().st_size,
+                           "modified": p.stat().st_mtime} for p in files]}
+
+    async def file_route(self, name: str) -> Any:
+        """One kept report, as a download."""
+        try:
+            path: Path = safe_path(self.reports_dir, name, field="name")
+        except UnsafePath as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        if path.parent != self.reports_dir.resolve() or not path.is_file():
+            return JSONResponse({"detail": f"name: no kept report {name!r}"}, status_code=404)
+        media = "application/pdf" if path.suffix == ".pdf" else "text/csv; charset=utf-8"
+        return Response(path.read_bytes(), media_type=media, headers={
+            "Content-Disposition": f'attachment; filename="{path.name}"',
+            "Cache-Control": "no-store"})

@@ -1,0 +1,105 @@
+"""Shared set-up of the Analytics Dashboard's tests.
+
+``app`` starts the real app core on loopback with this plugin, the API integration layer
+and the embedded v1 API, signs the layer in (the first account is the administrator)
+and yields a :class:`Running` with an httpx client on the plugin's routes. Activity in
+the past is written straight into the v1 store (the API only records "now"); activity
+of today goes through the real API. Async tests carry ``pytest.mark.asyncio`` and take
+no async fixtures, so the test manager's runner and pytest-asyncio both run them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_ID = "analytics_dashboard"
+LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
+for _folder in (PLUGIN_ROOT, LAYER_ROOT):
+    if str(_folder) not in sys.path:
+        # Appended, so a plugin folder's "tests" cannot shadow the project's "tests".
+        sys.path.append(str(_folder))
+
+DAY = 86400.0
+
+
+def day_start(days_ago: int) -> float:
+    """UNIX time of 00:00 UTC, ``days_ago`` days before today."""
+    today = dt.datetime.now(dt.UTC).date()
+    return dt.datetime.combine(today - dt.timedelta(days=days_ago), dt.time(),
+                               dt.UTC).timestamp()
+
+
+@dataclass
+class Running:
+    client: Any          # httpx.AsyncClient on /plugins/analytics_dashboard/api/
+    plugin: Any          # the running plugin instance
+    server: Any          # api_integration_layer.testing.EmbeddedServer
+    admin: Any           # the layer's client, signed in as the administrator
+
+    async def seed(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` in one write transaction of the v1 store."""
+        return await self.server.runtime.api_v1.store.write(fn)
+
+    async def seed_messages(self, sender: str, recipient: str, per_day: dict[int, int]
+                            ) -> None:
+        """``{days_ago: count}`` messages at noon UTC of those days."""
+        def write(conn: sqlite3.Connection) -> None:
+            for days_ago, count in per_day.items():
+                at = day_start(days_ago) + DAY / 2
+                conn.executemany(
+                    "INSERT INTO messages (id, sender_id, recipient_id, content, "
+                    "message_type, created_at) VALUES (?, ?, ?, 'seeded', 'text', ?)",
+                    [(str(uuid.uuid4()), sender, recipient, at + i) for i in range(count)])
+        await self.seed(write)
+
+    async def seed_activity(self, user_id: str | None, kind: str, per_day: dict[int, int]
+                            ) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            for days_ago, count in per_day.items():
+                at = day_start(days_ago) + DAY / 2
+                conn.executemany(
+                    "INSERT INTO activity (user_id, kind, created_at) VALUES (?, ?, ?)",
+                    [(user_id, kind, at + i) for i in range(count)])
+        await self.seed(write)
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    """``async with app(**settings) as running``; ``signed_in=False`` leaves the layer
+    signed out."""
+    import httpx
+    from api_integration_layer.testing import PASSWORD, embedded_server, plugin_folder
+
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
+
+    monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
+
+    @contextlib.asynccontextmanager
+    async def start(signed_in: bool = True, **settings: Any) -> AsyncIterator[Running]:
+        folder = plugin_folder(tmp_path, PLUGIN_ROOT, LAYER_ROOT)
+        async with embedded_server(
+                tmp_path / "apphome", plugin_dirs=[folder],
+                plugin_settings={PLUGIN_ID: {"start_delay": 0.0, **settings}}) as server:
+            record = server.runtime.plugins.by_id[PLUGIN_ID]
+            assert str(record.state) == "active", (record.reason, record.detail)
+            layer = server.plugin("api_integration_layer")
+            if signed_in:
+                await layer.client.auth.register("boss", "boss@example.org", PASSWORD)
+                await layer.client.auth.login("boss", PASSWORD)
+            async with httpx.AsyncClient(
+                    base_url=f"{server.url}plugins/{PLUGIN_ID}/api/", timeout=60,
+                    headers=server.app_headers) as client:
+                yield Running(client, record.instance, server, layer.client)
+
+    return start

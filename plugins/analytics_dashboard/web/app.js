@@ -1,0 +1,503 @@
+// Analytics Dashboard page: KPI cards, a trend chart, reports, alert rules and
+// subscriptions. Charts are Vega-Lite through the app's vendored, CSP-safe bundle.
+import {renderChart} from "/_app/vendor/charts.js";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  days: Number(localStorage.getItem("analytics.days")) || 30,
+  metric: localStorage.getItem("analytics.metric") || "messages",
+  report: localStorage.getItem("analytics.report") || "activity",
+  status: null, overview: null, rules: [],
+};
+const COLORS = {bar: "#3563e9", average: "#1f7a63", anomaly: "#d64545", forecast: "#c77c02"};
+
+// -- helpers ------------------------------------------------------------------------------
+async function api(path, options = {}) {
+  const response = await fetch(`api/${path}`, {
+    headers: {"Content-Type": "application/json"}, ...options});
+  let body = null;
+  try { body = await response.json(); } catch { body = null; }
+  if (!response.ok) {
+    const error = new Error(describe(body, response.status));
+    error.status = response.status;
+    error.body = body || {};
+    throw error;
+  }
+  return body;
+}
+
+function describe(body, status) {
+  if (!body) return `HTTP ${status}`;
+  if (typeof body.detail === "string") return body.detail;
+  if (Array.isArray(body.detail)) {
+    return body.detail.map((d) => {
+      const where = (d.loc || []).filter((p) => p !== "body" && p !== "query").join(".");
+      return where ? `${where}: ${d.msg}` : d.msg;
+    }).join("; ");
+  }
+  return `HTTP ${status}`;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+function showError(message) {
+  const box = $("page-error");
+  box.hidden = !message;
+  box.textContent = message || "";
+}
+
+const when = (ts) => new Date(ts * 1000).toLocaleString(undefined, {
+  dateStyle: "medium", timeStyle: "short"});
+const number = (v) => (typeof v === "number" ? v.toLocaleString(undefined, {
+  maximumFractionDigits: 1}) : v === null || v === undefined ? "–" : String(v));
+const label = (key) => (state.status?.metrics.find((m) => m.key === key) || {label: key}).label;
+
+// -- status, period, tabs -------------------------------------------------------------------
+async function loadStatus() {
+  const status = await api("status");
+  state.status = status;
+  const who = $("who");
+  if (!status.signed_in) {
+    who.textContent = "Not signed in";
+    who.className = "badge badge-bad";
+    showError("");
+    const box = $("page-error");
+    box.hidden = false;
+    box.replaceChildren("Not signed in to PlexiChat. ",
+      el("a", {href: "/plugins/api_integration_layer/", text: "Sign in on the API Integration page"}),
+      ", then press Refresh.");
+  } else {
+    who.textContent = `${status.user.username}${status.is_admin ? " · administrator" : ""}`;
+    who.className = "badge badge-live";
+  }
+  fillSelect($("trend-metric"), status.metrics.filter((m) => m.series), state.metric);
+  fillSelect($("rule-metric"), status.metrics, "failed_logins");
+  const reports = status.reports.map((r) => ({key: r.type, label:
+    r.type.replace("_", " ") + (r.admin_only ? " (administrators)" : "")}));
+  fillSelect($("report-type"), reports, state.report);
+  fillSelect($("sub-report"), reports, "activity");
+  return status;
+}
+
+function fillSelect(select, items, chosen) {
+  select.replaceChildren(...items.map((i) => el("option", {value: i.key, text: i.label})));
+  if (items.some((i) => i.key === chosen)) select.value = chosen;
+}
+
+function setPeriod(days) {
+  state.days = days;
+  localStorage.setItem("analytics.days", String(days));
+  for (const button of document.querySelectorAll(".seg")) {
+    button.setAttribute("aria-pressed", String(Number(button.dataset.days) === days));
+  }
+}
+
+function showView(name) {
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    const on = tab.dataset.view === name;
+    tab.setAttribute("aria-selected", String(on));
+    $(`view-${tab.dataset.view}`).hidden = !on;
+  }
+  if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  if (name === "reports") loadReport().catch(report_failed);
+  if (name === "alerts") loadAutomation().catch((e) => showError(e.message));
+  if (name === "overview") loadTrend().catch((e) => showError(e.message));
+}
+
+function report_failed(error) { showError(error.message); }
+
+// -- overview ---------------------------------------------------------------------------
+async function loadOverview(fresh = false) {
+  const data = await api(`overview?days=${state.days}${fresh ? "&fresh=true" : ""}`);
+  state.overview = data;
+  const since = data.since ? data.since.slice(0, 10) : "?";
+  const before = data.previous_since ? data.previous_since.slice(0, 10) : "?";
+  $("period-text").textContent = `Last ${data.days} days (UTC) from ${since}, each compared ` +
+    `with the ${data.days} days from ${before}. Updated ${new Date().toLocaleTimeString()}.`;
+  $("kpis").replaceChildren(...data.kpis.map(kpiCard));
+}
+
+function kpiCard(k) {
+  const chipClass = k.good === true ? "chip good" : k.good === false ? "chip bad" : "chip";
+  // The delivery rate has no daily series; its card shows the failed deliveries' trend.
+  const seriesKey = k.key === "webhook_delivery_rate" ? "webhook_failed" : k.key;
+  const card = el("button", {type: "button", class: "kpi", title: `${k.label}: ${k.help}`,
+                             "aria-pressed": String(seriesKey === state.metric),
+                             "data-metric": seriesKey || ""},
+    el("span", {class: "label", text: k.label}),
+    el("span", {class: "value", text: k.value_text}),
+    el("span", {class: chipClass, text: k.change_text,
+                title: k.change === null ? `n/a: ${k.why}` : k.why}),
+    el("span", {class: "vs", text: `previous: ${k.previous_text}`}));
+  card.addEventListener("click", () => {
+    $("trend-metric").value = seriesKey;
+    chooseMetric(seriesKey);
+  });
+  return card;
+}
+
+function chooseMetric(key) {
+  state.metric = key;
+  localStorage.setItem("analytics.metric", key);
+  for (const card of document.querySelectorAll(".kpi")) {
+    card.setAttribute("aria-pressed", String(card.dataset.metric === key));
+  }
+  loadTrend().catch((e) => showError(e.message));
+}
+
+async function loadTrend(fresh = false) {
+  const forecast = $("trend-forecast").checked ? state.status?.settings?.forecast_days || 14 : 0;
+  const data = await api(`trends?days=${state.days}&metrics=${state.metric}` +
+                         `&forecast=${forecast}${fresh ? "&fresh=true" : ""}`);
+  const trend = data.metrics[state.metric];
+  const change = trend.summary.change === null ? "n/a (nothing in the first half)"
+    : `${(trend.summary.change * 100).toFixed(0)} %`;
+  $("trend-words").textContent = trend.summary.words;
+  $("trend-legend").textContent =
+    `Bars: ${trend.unit} per UTC day · line: ${trend.window}-day moving average · ` +
+    `red dots: unusual days (robust z beyond ±${data.threshold}) · change first → second ` +
+    `half: ${change} · total ${number(trend.summary.total)}` +
+    (forecast ? ` · amber: forecast with its 95 % band. ${trend.forecast_note || ""}` : "");
+  const list = trend.anomalies.map((a) => el("li", {class: a.direction, text: a.explanation}));
+  $("anomalies").replaceChildren(...(list.length ? list : [el("li", {class: "none",
+    text: `No unusual day in this period: every day is within ±${data.threshold} robust ` +
+          "standard deviations of the median of the days before it."})]));
+  await renderChart($("trend-chart"), trendSpec(trend));
+}
+
+function trendSpec(trend) {
+  const x = {field: "date", type: "temporal", timeUnit: "utcyearmonthdate", title: null,
+             axis: {labelOverlap: true, format: "%d %b", formatType: "utc"}};
+  const y = {type: "quantitative", title: trend.unit};
+  const tooltip = [{field: "date", type: "temporal", timeUnit: "utcyearmonthdate", title: "day"},
+                   {field: "count", type: "quantitative", title: trend.unit},
+                   {field: "average", type: "quantitative", title: "moving average",
+                    format: ".1f"}];
+  const layers = [];
+  if (trend.forecast.length) {
+    layers.push(
+      {data: {values: trend.forecast}, mark: {type: "area", color: COLORS.forecast, opacity: 0.18},
+       encoding: {x, y: {...y, field: "lower"}, y2: {field: "upper"}}},
+      {data: {values: trend.forecast}, mark: {type: "line", color: COLORS.forecast,
+                                                strokeDash: [5, 3]},
+       encoding: {x, y: {...y, field: "value"},
+                  tooltip: [{field: "date", type: "temporal", timeUnit: "utcyearmonthdate",
+                             title: "forecast day"},
+                            {field: "value", title: "forecast", format: ".1f"},
+                            {field: "lower", title: "low", format: ".1f"},
+                            {field: "upper", title: "high", format: ".1f"}]}});
+  }
+  layers.push(
+    {mark: {type: "bar", color: COLORS.bar, opacity: 0.45},
+     encoding: {x, y: {...y, field: "count"}, tooltip}},
+    {transform: [{filter: {field: "average", valid: true}}],
+     mark: {type: "line", color: COLORS.average, strokeWidth: 2},
+     encoding: {x, y: {...y, field: "average"}}},
+    {transform: [{filter: {field: "anomaly", oneOf: ["up", "down"]}}],
+     mark: {type: "point", filled: true, size: 90, color: COLORS.anomaly},
+     encoding: {x, y: {...y, field: "count"}, tooltip}});
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    width: "container", height: 260, data: {values: trend.points}, layer: layers,
+  };
+}
+
+// -- reports ----------------------------------------------------------------------------
+async function loadReport() {
+  const type = $("report-type").value || state.report;
+  state.report = type;
+  localStorage.setItem("analytics.report", type);
+  const base = `api/reports/${type}/export?days=${state.days}`;
+  const note = $("report-note");
+  note.hidden = true;
+  for (const [id, fmt] of [["export-csv", "csv"], ["export-pdf", "pdf"]]) {
+    const link = $(id);
+    link.href = `${base}&format=${fmt}`;
+    link.classList.remove("disabled");
+    link.removeAttribute("aria-disabled");
+  }
+  let data;
+  try {
+    data = await api(`reports/${type}?days=${state.days}`);
+  } catch (error) {
+    if (error.body && error.body.admin_needed) {
+      adminNeeded(type);
+      return;
+    }
+    throw error;
+  }
+  $("report-title").textContent = `${data.title} · last ${data.period_days} days`;
+  $("report-summary").textContent = Object.entries(data.summary)
+    .map(([k, v]) => `${k.replaceAll("_", " ")}: ${typeof v === "object" && v !== null
+      ? Object.entries(v).map(([a, b]) => `${a} ${number(b)}`).join(", ") || "–"
+      : number(v)}`).join(" · ");
+  renderTable(data.columns, data.rows);
+  const rows = data.rows.map((r) => Object.fromEntries(data.columns.map((c, i) => [c, r[i]])));
+  if (!rows.length || !data.chart.y.length) {
+    $("report-chart").replaceChildren(el("p", {class: "muted", text: "Nothing to chart in this period."}));
+    return;
+  }
+  await renderChart($("report-chart"), reportSpec(data, rows));
+}
+
+function adminNeeded(type) {
+  const note = $("report-note");
+  const user = state.status?.user?.username || "this account";
+  note.replaceChildren(el("strong", {text: "Administrator needed"}),
+    `The ${type.replace("_", " ")} report names individual users, so PlexiChat shows it to ` +
+    `its administrator only. You are signed in as ${user}. Every other report works as usual.`);
+  note.hidden = false;
+  $("report-title").textContent = type.replace("_", " ");
+  $("report-summary").textContent = "";
+  $("report-chart").replaceChildren();
+  $("report-table").replaceChildren();
+  for (const id of ["export-csv", "export-pdf"]) {
+    $(id).classList.add("disabled");
+    $(id).setAttribute("aria-disabled", "true");
+    $(id).removeAttribute("href");
+  }
+}
+
+function renderTable(columns, rows) {
+  const numeric = columns.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === "number"));
+  const head = el("tr", {}, ...columns.map((c, i) => el("th", {class: numeric[i] ? "num" : null,
+                                                                 text: c.replaceAll("_", " ")})));
+  const body = rows.map((r) => el("tr", {}, ...r.map((v, i) => el("td", {
+    class: numeric[i] ? "num" : null, text: number(v)}))));
+  if (!rows.length) body.push(el("tr", {}, el("td", {colspan: String(columns.length),
+                                                       class: "muted", text: "No rows in this period."})));
+  $("report-table").replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
+}
+
+function reportSpec(data, rows) {
+  const {x, y, mark} = data.chart;
+  const temporal = x === "date";
+  const xEnc = temporal
+    ? {field: x, type: "temporal", timeUnit: "utcyearmonthdate", title: null,
+       axis: {format: "%d %b", formatType: "utc", labelOverlap: true}}
+    : {field: x, type: "ordinal", title: x.replaceAll("_", " "),
+       sort: mark === "bar" && x !== "hour_utc" ? "-y" : null, axis: {labelAngle: -40}};
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    width: "container", height: 240, data: {values: rows},
+    transform: [{fold: y, as: ["series", "value"]}],
+    mark: {type: mark, tooltip: true, ...(mark === "line" ? {point: false, strokeWidth: 2} : {})},
+    encoding: {
+      x: xEnc,
+      y: {field: "value", type: "quantitative", title: y.length === 1 ? y[0].replaceAll("_", " ") : null,
+          ...(mark === "bar" && y.length > 1 ? {stack: true} : {})},
+      color: {field: "series", type: "nominal", title: null,
+              legend: y.length > 1 ? {orient: "top"} : null},
+    },
+  };
+}
+
+// -- alerts and subscriptions -----------------------------------------------------------
+async function loadAutomation() {
+  const [rules, subs, events, files] = await Promise.all([
+    api("rules"), api("subscriptions"), api("events?limit=40"), api("files")]);
+  state.rules = rules.rules;
+  $("rules-note").textContent = `Checked every ${rules.check_every_minutes} minutes and ` +
+    "on Check now; a rule sends when it fires and when it resolves, never while it stays the same.";
+  $("rules").replaceChildren(...(rules.rules.length ? rules.rules.map(ruleItem)
+    : [el("li", {class: "muted", text: "No rules yet."})]));
+  $("subscriptions").replaceChildren(...(subs.subscriptions.length
+    ? subs.subscriptions.map(subItem) : [el("li", {class: "muted", text: "No subscriptions yet."})]));
+  $("events").replaceChildren(...(events.events.length ? events.events.map(eventItem)
+    : [el("li", {class: "muted", text: "Nothing yet: fires, resolutions and reports show here."})]));
+  $("files").replaceChildren(...(files.files.length ? files.files.map((f) => el("li", {},
+    el("time", {text: when(f.modified)}),
+    el("a", {href: `api/files/${encodeURIComponent(f.name)}`, download: f.name, text: f.name}),
+    ` (${(f.size / 1024).toFixed(1)} KiB)`)) : [el("li", {class: "muted", text: "No reports kept yet."})]));
+  updateFiring();
+}
+
+function updateFiring() {
+  const firing = state.rules.filter((r) => r.enabled && r.state.status === "firing").length;
+  const badge = $("firing-count");
+  badge.hidden = firing === 0;
+  badge.textContent = String(firing);
+  badge.title = `${firing} rule(s) firing`;
+}
+
+function ruleItem(rule) {
+  const status = !rule.enabled ? "off" : rule.state.status;
+  const channel = rule.channel === "webhook" ? `webhook ${new URL(rule.webhook_url).host}` : "notification";
+  const lines = [rule.state.last_message || "Not checked yet.",
+                 `Sends to: ${channel}; cooldown ${rule.cooldown_minutes} min.`];
+  if (rule.state.last_checked_at) lines.push(`Last check ${when(rule.state.last_checked_at)}.`);
+  if (rule.state.last_error) lines.push(`Problem: ${rule.state.last_error}`);
+  if (rule.channel === "webhook") lines.push(`Signing secret: ${rule.secret}`);
+  return el("li", {},
+    el("div", {}, el("span", {class: "title", text: rule.name}),
+       el("span", {class: `state ${status}`, text: status === "off" ? "paused" : status}),
+       el("div", {class: "muted small-text", text: `When ${rule.condition}`})),
+    el("div", {class: "actions"},
+       button(rule.enabled ? "Pause" : "Resume", () => saveRule(rule, {enabled: !rule.enabled})),
+       button("Delete", () => remove(`rules/${rule.id}`, `Delete the rule “${rule.name}”?`))),
+    el("div", {class: "detail", text: lines.join(" ")}));
+}
+
+function subItem(sub) {
+  const status = !sub.enabled ? "off" : sub.last_status === "failed" ? "failed" : "ok";
+  const lines = [`${sub.report.replace("_", " ")} over ${sub.days} days as ${sub.format.toUpperCase()}, ` +
+                 `schedule “${sub.schedule}”, next ${when(sub.next_run_at)}.`];
+  if (sub.last_run_at) lines.push(`Last run ${when(sub.last_run_at)}: ${sub.last_status}` +
+                                  (sub.last_error ? ` (${sub.last_error})` : "") + ".");
+  if (sub.channel === "webhook") lines.push(`Signing secret: ${sub.secret}`);
+  const item = el("li", {},
+    el("div", {}, el("span", {class: "title", text: sub.name}),
+       el("span", {class: `state ${status}`, text: status === "off" ? "paused" : status === "ok" ? "active" : "failing"})),
+    el("div", {class: "actions"},
+       button("Run now", async (b) => {
+         b.disabled = true;
+         try { await api(`subscriptions/${sub.id}/run`, {method: "POST"}); }
+         catch (error) { showError(error.message); }
+         await loadAutomation();
+       }),
+       button("Delete", () => remove(`subscriptions/${sub.id}`, `Delete the subscription “${sub.name}”?`))),
+    el("div", {class: "detail", text: lines.join(" ")}));
+  if (sub.last_file) {
+    item.querySelector(".detail").append(" ", el("a", {
+      href: `api/files/${encodeURIComponent(sub.last_file)}`, download: sub.last_file,
+      text: "Latest file"}));
+  }
+  return item;
+}
+
+function eventItem(event) {
+  const kind = event.kind.replace("alert.", "").replace("report.", "report ");
+  const css = event.kind.split(".").pop();
+  const extra = [];
+  if (event.note) extra.push(event.note);
+  if (event.delivered === false) extra.push(`not delivered: ${event.delivery_error}`);
+  return el("li", {}, el("time", {text: when(event.at)}),
+            el("span", {class: `kind ${css}`, text: kind}),
+            event.rule_name ? `${event.rule_name}: ` : "", event.message,
+            extra.length ? el("span", {class: "muted", text: ` (${extra.join("; ")})`}) : null);
+}
+
+function button(text, action) {
+  const node = el("button", {type: "button", class: "small ghost", text});
+  node.addEventListener("click", () => action(node));
+  return node;
+}
+
+async function remove(path, question) {
+  if (!confirm(question)) return;
+  try { await api(path, {method: "DELETE"}); } catch (error) { showError(error.message); }
+  await loadAutomation();
+}
+
+async function saveRule(rule, change) {
+  const fields = ["name", "metric", "kind", "operator", "value", "window_days", "direction",
+                  "sensitivity", "channel", "webhook_url", "cooldown_minutes", "enabled"];
+  const body = Object.fromEntries(fields.map((f) => [f, rule[f]]));
+  try {
+    await api(`rules/${rule.id}`, {method: "PUT", body: JSON.stringify({...body, ...change})});
+  } catch (error) { showError(error.message); }
+  await loadAutomation();
+}
+
+function formBody(form, numbers) {
+  const body = {};
+  for (const field of form.elements) {
+    if (!field.name || field.closest("[hidden]") || field.hidden) continue;
+    if (field.type === "checkbox") body[field.name] = field.checked;
+    else if (field.value !== "") body[field.name] = numbers.includes(field.name) ? Number(field.value) : field.value;
+  }
+  return body;
+}
+
+function wireForm(form, path, numbers, done) {
+  const status = form.querySelector(".form-status");
+  for (const channel of form.querySelectorAll(".channel")) {
+    const url = form.querySelector(".webhook-url");
+    channel.addEventListener("change", () => { url.hidden = channel.value !== "webhook"; url.required = !url.hidden; });
+  }
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status.textContent = "Saving…";
+    try {
+      await api(path, {method: "POST", body: JSON.stringify(formBody(form, numbers))});
+      status.textContent = "Saved.";
+      form.reset();
+      for (const url of form.querySelectorAll(".webhook-url")) url.hidden = true;
+      done();
+      await loadAutomation();
+    } catch (error) {
+      status.textContent = error.message;
+    }
+  });
+}
+
+// -- start --------------------------------------------------------------------------------
+async function refresh(fresh = false) {
+  showError("");
+  try {
+    const status = await loadStatus();
+    if (!status.signed_in) return;
+    await loadOverview(fresh);
+    const view = (location.hash || "#overview").slice(1);
+    if (view === "overview") await loadTrend(fresh);
+    else if (view === "reports") await loadReport();
+    else await loadAutomation();
+    if (view !== "alerts") {
+      const rules = await api("rules");
+      state.rules = rules.rules;
+      updateFiring();
+    }
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+function start() {
+  setPeriod([7, 30, 90, 365].includes(state.days) ? state.days : 30);
+  for (const button of document.querySelectorAll(".seg")) {
+    button.addEventListener("click", () => { setPeriod(Number(button.dataset.days)); refresh(); });
+  }
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    tab.addEventListener("click", () => showView(tab.dataset.view));
+  }
+  $("refresh").addEventListener("click", () => refresh(true));
+  $("trend-metric").addEventListener("change", (e) => chooseMetric(e.target.value));
+  $("trend-forecast").addEventListener("change", () => loadTrend().catch((e) => showError(e.message)));
+  $("report-type").addEventListener("change", () => loadReport().catch(report_failed));
+  $("rule-kind").addEventListener("change", (e) => {
+    const anomaly = e.target.value === "anomaly";
+    document.querySelector(".when-threshold").hidden = anomaly;
+    document.querySelector(".when-anomaly").hidden = !anomaly;
+  });
+  $("check-now").addEventListener("click", async () => {
+    $("check-now").disabled = true;
+    try { await api("rules/check", {method: "POST"}); } catch (error) { showError(error.message); }
+    $("check-now").disabled = false;
+    await loadAutomation();
+  });
+  wireForm($("rule-form"), "rules", ["value", "window_days", "sensitivity", "cooldown_minutes"],
+           () => { $("rule-box").open = false; });
+  wireForm($("sub-form"), "subscriptions", ["days"], () => { $("sub-box").open = false; });
+  const view = (location.hash || "#overview").slice(1);
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    const on = tab.dataset.view === (["overview", "reports", "alerts"].includes(view) ? view : "overview");
+    tab.setAttribute("aria-selected", String(on));
+    $(`view-${tab.dataset.view}`).hidden = !on;
+  }
+  window.addEventListener("hashchange", () => showView((location.hash || "#overview").slice(1)));
+  refresh();
+  // Figures change slowly; a refresh every 5 minutes keeps an open tab current.
+  setInterval(() => { if (!document.hidden) refresh(); }, 300000);
+}
+
+start();
