@@ -5,6 +5,7 @@ opens a real socket on 127.0.0.1 through a pinned target)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from pathlib import Path
 
@@ -236,3 +237,43 @@ async def test_the_async_form_judges_the_same():
     assert (target.address, target.port) == ("127.0.0.1", 8080)
     with pytest.raises(TargetRefused, match="not loopback"):
         await check_target_async("::ffff:169.254.169.254")
+
+
+# -- untrusted git repositories ------------------------------------------------------------
+
+def test_untrusted_git_settings_neutralise_every_driver_named(tmp_path: Path) -> None:
+    import subprocess
+
+    from plexichat_desktop.plugins.guards import (
+        GIT_DRIVER_QUERY,
+        git_config_env,
+        untrusted_git_settings,
+    )
+
+    repo, marker = tmp_path / "repo", tmp_path / "ran"
+    repo.mkdir()
+
+    def git(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
+                              text=True, env=env)
+
+    git("init", "-q")
+    # A driver name with '=' and '.': as a -c argument it would split the key.
+    (repo / ".gitattributes").write_text("*.txt filter=a=b.c\n")
+    (repo / "a.txt").write_text("a\n")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    git("config", "filter.a=b.c.clean", f"sh -c 'touch {marker}; cat'")
+    git("config", "filter.a=b.c.required", "true")
+    (repo / "a.txt").write_text("b\n")
+    git("status", "--porcelain")
+    assert marker.exists()  # without the overrides git runs it: the test is real
+    marker.unlink()
+    os.utime(repo / "a.txt", (1, 1))
+    names = git(*GIT_DRIVER_QUERY).stdout.split("\0")
+    assert "filter.a=b.c.clean" in names
+    settings = untrusted_git_settings(names)
+    assert ("filter.a=b.c.clean", "") in settings and ("core.fsmonitor", "false") in settings
+    env = {**os.environ, **git_config_env(settings)}
+    assert git("status", "--porcelain", env=env).stdout == " M a.txt\n"
+    assert not marker.exists()

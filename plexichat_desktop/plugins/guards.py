@@ -1,4 +1,5 @@
-"""Guards for what users type into plugins: file paths and network targets.
+"""Guards for what users type into plugins: file paths, network targets, and git
+repositories a plugin did not create.
 
 Two functions plugins call before they touch a file or open a connection on a user's
 say-so. Both raise a ``ValueError`` subclass whose message names the field and the
@@ -50,8 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
-__all__ = ["MAX_NAME_BYTES", "MAX_PATH_CHARS", "Target", "TargetRefused", "UnsafePath",
-           "check_target", "check_target_async", "safe_path"]
+__all__ = ["GIT_DRIVER_QUERY", "MAX_NAME_BYTES", "MAX_PATH_CHARS", "Target",
+           "TargetRefused", "UnsafePath", "check_target", "check_target_async",
+           "git_config_env", "safe_path", "untrusted_git_settings"]
 
 MAX_PATH_CHARS = 4096
 MAX_NAME_BYTES = 255  # one component, as most file systems limit it
@@ -370,3 +372,79 @@ def _judge(address: IPAddress, rules: _Allow, field: str, given: str, named: boo
 def _listed(rules: _Allow) -> str:
     entries = sorted(rules.names) + [entry for entry, _ in rules.networks]
     return "empty" if not entries else ", ".join(entries)
+
+
+# -- git repositories --------------------------------------------------------------------
+#
+# A repository's own configuration (.git/config and what it includes) may come with a
+# clone, an unpacked archive or a shared drive, and git runs programs named there: clean
+# and smudge filters (``git status``/``diff`` run clean on changed files), textconv and
+# external diff drivers, the fsmonitor, the pager, hooks, signature checks in ``log``.
+# A plugin that only *reads* a repository (status, diff, log, show, blame) runs git with
+# :func:`untrusted_git_settings` as overrides, passed through :func:`git_config_env`:
+#
+#     names = run([git, "-C", repo, *GIT_DRIVER_QUERY]).stdout.split("\0")
+#     env = {**os.environ, **git_config_env(untrusted_git_settings(names))}
+#     run([git, "-C", repo, "diff", "--no-ext-diff", "--no-textconv"], env=env)
+
+# Lists (NUL-separated) every filter and diff driver that names a program, in every
+# config file git reads for the repository. Reading configuration runs nothing.
+GIT_DRIVER_QUERY = ("config", "--null", "--name-only", "--get-regexp",
+                    r"^(filter|diff)\..+\.(clean|smudge|process|textconv|command)$")
+
+# Settings that would run a program, neutralised whatever the repository says.
+_GIT_STATIC = (
+    ("core.fsmonitor", "false"),
+    ("core.hooksPath", os.devnull),
+    ("core.pager", "cat"),
+    ("diff.external", ""),            # empty: git refuses to run it (with --no-ext-diff: unused)
+    ("log.showSignature", "false"),   # would run gpg.program
+    ("gpg.program", "false"),
+    ("gpg.ssh.program", "false"),
+    ("gpg.x509.program", "false"),
+    ("core.alternateRefsCommand", ""),
+    ("uploadpack.packObjectsHook", ""),
+    ("core.sshCommand", "false"),
+    ("credential.helper", ""),
+)
+
+
+def untrusted_git_settings(driver_names: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``(key, value)`` overrides that keep a repository's configuration from running
+    programs in read-only git commands; ``driver_names`` are the keys
+    :data:`GIT_DRIVER_QUERY` printed (``filter.<name>.clean``...).
+
+    Each filter named gets empty ``clean``/``smudge``/``process`` (git then passes the
+    content through) and ``required=false``; each diff driver a ``textconv`` of ``cat``
+    (an empty one makes git fail) and an empty ``command`` (run only as an external diff,
+    which callers also turn off with ``--no-ext-diff``)."""
+    pairs = list(_GIT_STATIC)
+    seen: set[tuple[str, str]] = set()
+    for raw in driver_names:
+        key = raw.strip()
+        section, _, rest = key.partition(".")
+        name, _, _variable = rest.rpartition(".")
+        section = section.lower()
+        if not name or section not in ("filter", "diff") or (section, name) in seen:
+            continue
+        seen.add((section, name))
+        if section == "filter":
+            pairs += [(f"filter.{name}.clean", ""), (f"filter.{name}.smudge", ""),
+                      (f"filter.{name}.process", ""), (f"filter.{name}.required", "false")]
+        else:
+            pairs += [(f"diff.{name}.textconv", "cat"), (f"diff.{name}.command", "")]
+    return pairs
+
+
+def git_config_env(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``GIT_CONFIG_COUNT``/``GIT_CONFIG_KEY_<n>``/``GIT_CONFIG_VALUE_<n>`` for ``pairs``
+    (git 2.31+): unlike ``-c key=value`` a driver name holding ``=`` cannot split the
+    key, and they win over every config file as ``-c`` does."""
+    env: dict[str, str] = {}
+    count = 0
+    for key, value in pairs:
+        env[f"GIT_CONFIG_KEY_{count}"] = key
+        env[f"GIT_CONFIG_VALUE_{count}"] = value
+        count += 1
+    env["GIT_CONFIG_COUNT"] = str(count)
+    return env

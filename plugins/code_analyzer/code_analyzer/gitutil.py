@@ -6,11 +6,18 @@ plus untracked files that are not ignored: the lines a change would bring in.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from plexichat_desktop.plugins.guards import (
+    GIT_DRIVER_QUERY,
+    git_config_env,
+    untrusted_git_settings,
+)
 
 HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 # A ref a user types: names, ~N, ^N, @{...}, hashes. No option (leading '-') can pass.
@@ -21,18 +28,31 @@ class GitError(RuntimeError):
     """git is missing, the folder is no repository, or a ref does not exist."""
 
 
+_BASE = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+         "-c", "core.pager=cat", "-c", "core.quotepath=off")
+
+
 def _git(repo: Path, *args: str, timeout: float = 60) -> str:
     exe = shutil.which("git")
     if exe is None:
         raise GitError("git is not installed")
-    # The repository's own .git/config is not trusted to run programs (it may come from
-    # an archive or a shared drive): no fsmonitor, hooks or pager.
+    # The repository's own config is not trusted to run programs (it may come from a
+    # clone, an archive or a shared drive): every command here only reads, so besides
+    # fsmonitor, hooks and pager, its filters (clean runs on changed files), textconv and
+    # external diff drivers and signature programs are neutralised (the host's
+    # untrusted_git_settings, as GIT_CONFIG_* variables).
     # core.quotepath=off: a path with non-ASCII characters comes as it is, not quoted
     # with octal escapes the diff parser would not match.
-    proc = subprocess.run([exe, "-C", str(repo), "-c", "core.fsmonitor=false",
-                           "-c", "core.hooksPath=/dev/null", "-c", "core.pager=cat",
-                           "-c", "core.quotepath=off", *args], capture_output=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    query = subprocess.run([exe, "-C", str(repo), *_BASE, *GIT_DRIVER_QUERY],
+                           capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    names = (query.stdout.decode("utf-8", "surrogateescape").split("\0")
+             if query.returncode == 0 else [])
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0",
+           **git_config_env(untrusted_git_settings(names))}
+    if args[0] in ("diff", "log", "show"):
+        args = (args[0], "--no-ext-diff", "--no-textconv", *args[1:])
+    proc = subprocess.run([exe, "-C", str(repo), *_BASE, *args], capture_output=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, env=env)
     if proc.returncode != 0:
         raise GitError(f"git {args[0]}: {proc.stderr.decode('utf-8', 'replace').strip()}")
     return proc.stdout.decode("utf-8", "surrogateescape")

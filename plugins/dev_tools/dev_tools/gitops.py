@@ -1,4 +1,14 @@
-"""Source control through the ``git`` program (argument lists, no shell, no pager)."""
+"""Source control through the ``git`` program (argument lists, no shell, no pager).
+
+The workspace's own git configuration is not trusted to run programs (it may come from a
+clone, an unpacked archive or a shared drive). Every command runs without fsmonitor,
+pager or (but for a commit the user makes) hooks. The read-only ones the page runs on its
+own (status, diff, log, show, branch listing, rev-parse, ls-files) also run with the
+host's :func:`untrusted_git_settings`: the repository's clean/smudge filters, textconv
+and external diff drivers, signature programs and the like are neutralised, through
+``GIT_CONFIG_*`` variables. Staging, commit and switch are actions the user takes and
+keep the repository's filters (git-lfs works there as on the command line).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +19,11 @@ from typing import Any
 from dev_tools import procs
 from dev_tools.errors import ApiError
 from dev_tools.workspace import Workspace
+from plexichat_desktop.plugins.guards import (
+    GIT_DRIVER_QUERY,
+    git_config_env,
+    untrusted_git_settings,
+)
 
 MAX_DIFF_BYTES = 2_000_000
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/-]{1,200}(?<![./])$")
@@ -27,17 +42,36 @@ def git_binary() -> str:
 SAFE_GIT_CONFIG = ("-c", "core.fsmonitor=false", "-c", "core.pager=cat",
                    "-c", "pager.diff=false")
 NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+# Commands that only read: they get the full set of overrides (filters, drivers...).
+READ_ONLY = frozenset({"status", "diff", "log", "show", "branch", "rev-parse", "ls-files",
+                       "blame", "cat-file"})
+
+
+async def _read_only_env(ws: Workspace, git_exe: str) -> dict[str, str]:
+    """The overrides for the filter and diff drivers the repository's config names."""
+    query = await procs.run([git_exe, *SAFE_GIT_CONFIG, *NO_HOOKS, *GIT_DRIVER_QUERY],
+                            ws.path, cap=1_000_000, env=procs.child_env({"LC_ALL": "C"}),
+                            timeout=60)
+    names = query.output.split("\x00") if query.exit_code == 0 else []
+    return git_config_env(untrusted_git_settings(names))
 
 
 async def git(ws: Workspace, *args: str, stdin: bytes | None = None,
               cap: int = MAX_DIFF_BYTES, check: bool = True) -> procs.ProcResult:
-    # -c core.quotepath=off: paths as they are, not octal-escaped. The workspace's own
-    # .git/config is not trusted to run programs (it may come from an unpacked archive or
-    # a shared drive): no fsmonitor, no pager; hooks only for a commit the user makes.
-    argv = [git_binary(), "-c", "core.quotepath=off", "-c", "color.ui=false",
+    # -c core.quotepath=off: paths as they are, not octal-escaped. See the module doc
+    # for what the workspace's own config may not run.
+    exe = git_binary()
+    argv = [exe, "-c", "core.quotepath=off", "-c", "color.ui=false",
             *SAFE_GIT_CONFIG, *(() if args[:1] == ("commit",) else NO_HOOKS), *args]
+    extra = {"LC_ALL": "C"}
+    if args[0] in READ_ONLY:
+        extra |= await _read_only_env(ws, exe)
+    if args[0] in ("diff", "show", "log"):
+        # Whatever the caller passed: no external diff, no textconv program.
+        argv[len(argv) - len(args) + 1:len(argv) - len(args) + 1] = [
+            "--no-ext-diff", "--no-textconv"]
     result = await procs.run(argv, ws.path, cap=cap, stdin=stdin,
-                             env=procs.child_env({"LC_ALL": "C"}), timeout=120)
+                             env=procs.child_env(extra), timeout=120)
     if check and result.exit_code != 0:
         raise ApiError(409, None, f"git {args[0]} failed: {result.output.strip()[-2000:]}")
     return result
@@ -127,7 +161,7 @@ def _entry(path: str, xy: str) -> dict[str, Any]:
 
 async def diff(ws: Workspace, path: str | None, staged: bool) -> dict[str, Any]:
     await require_repo(ws)
-    args = ["diff", "--no-ext-diff", "--patch", "--find-renames"]
+    args = ["diff", "--no-ext-diff", "--no-textconv", "--patch", "--find-renames"]
     if staged:
         args.append("--cached")
     args += ["--", path] if path else ["--", "."]
@@ -137,7 +171,8 @@ async def diff(ws: Workspace, path: str | None, staged: bool) -> dict[str, Any]:
         # An untracked file has no diff against the index: show it as all new.
         untracked = await git(ws, "ls-files", "--others", "--exclude-standard", "--", path)
         if untracked.output.strip():
-            shown = await git(ws, "diff", "--no-index", "--", "/dev/null", path, check=False)
+            shown = await git(ws, "diff", "--no-index", "--no-ext-diff", "--no-textconv",
+                              "--", "/dev/null", path, check=False)
             text = shown.output
     return {"path": path, "staged": staged, "diff": text, "truncated": result.truncated}
 
@@ -232,6 +267,6 @@ async def show(ws: Workspace, sha: str) -> dict[str, Any]:
     await require_repo(ws)
     if not re.fullmatch(r"[0-9a-fA-F]{4,64}", sha):
         raise ApiError(422, "commit", f"{sha!r} is not a commit id")
-    result = await git(ws, "show", "--no-ext-diff", "--format=%H%n%an <%ae>%n%ad%n%n%B",
-                       sha, "--")
+    result = await git(ws, "show", "--no-ext-diff", "--no-textconv",
+                       "--format=%H%n%an <%ae>%n%ad%n%n%B", sha, "--")
     return {"commit": sha, "text": result.output, "truncated": result.truncated}

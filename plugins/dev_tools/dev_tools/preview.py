@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dev_tools import procs
+from dev_tools import gitops
 from dev_tools.errors import ApiError
 from dev_tools.workspace import SKIP_DIRS, Workspace
 from plexichat_desktop.plugins.guards import UnsafePath, safe_path
@@ -94,9 +94,10 @@ async def list_files(ws: Workspace, is_git: bool) -> list[str]:
     """The workspace's files, workspace-relative: git's view (tracked and untracked, not
     ignored) in a repository, else every file outside cache and environment folders."""
     if is_git and shutil.which("git"):
-        result = await procs.run(["git", "-c", "core.quotepath=off", "ls-files", "-z",
-                                  "--cached", "--others", "--exclude-standard", "--", "."],
-                                 ws.path, cap=200_000_000, timeout=120)
+        # Through gitops: with the overrides that keep an untrusted repository's config
+        # from running programs.
+        result = await gitops.git(ws, "ls-files", "-z", "--cached", "--others",
+                           "--exclude-standard", "--", ".", cap=200_000_000, check=False)
         if result.exit_code == 0 and not result.truncated:
             names = [n for n in result.output.split("\x00") if n]
             return sorted({n for n in names if (ws.path / n).is_file()
