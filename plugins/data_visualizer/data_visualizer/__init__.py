@@ -184,7 +184,7 @@ class DataVisualizerPlugin(Plugin):
             if size == 0:
                 return _error(422, "body: the file is empty", line=1)
             fmt = format or detect_format(filename, head)
-            job = self.ctx.jobs.start(f"load {filename}", self._load, path, filename,
+            job = self.ctx.jobs.start("load", self._load, path, filename,
                                       target, fmt, sheet)
             job = await self.ctx.jobs.wait(job.id)
             failure = self._load_failures.pop(job.id, None)

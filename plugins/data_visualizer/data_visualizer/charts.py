@@ -223,6 +223,8 @@ def build_chart(engine: Engine, request: ChartRequest, base_expanded: str,
             x_enc["title"] = f"{x['name']} (per {grain})"
         if t == "bar" and x["kind"] == "nominal":
             x_enc["sort"] = "-y"
+            # Level labels read better; Vega hides the ones that would overlap.
+            x_enc["axis"] = {"labelAngle": 0, "labelOverlap": True, "labelLimit": 140}
         if t == "bar" and x["kind"] == "temporal":
             x_enc["type"] = "ordinal" if not grain else "temporal"
         encoding["x"] = x_enc

@@ -271,7 +271,11 @@ def suggest_dashboard(dataset: Dataset, build: Any) -> Dashboard:
             continue
         panels.append(Panel(title=request["title"], sql=built["sql"], spec=built["spec"],
                             builder=request, width=width, source=dataset.name))
-    if len(panels) % 2 == 1 and panels and panels[-1].width == 6:
+    # A half-width panel alone on the last row of the 12-column grid takes the whole row.
+    used = 0
+    for panel in panels:
+        used = panel.width if used + panel.width > 12 else used + panel.width
+    if panels and used == 6:
         panels[-1].width = 12
     return Dashboard(title=f"{dataset.filename}", panels=panels)
 

@@ -1,0 +1,111 @@
+"""Takes docs/data-visualizer.png: the page in QtWebEngine offscreen, as the desktop window
+shows it, right after a CSV was dropped (the dashboard the plugin made for it), and
+docs/data-visualizer-explore.png: the SQL editor and chart builder on the same file.
+
+Run from the repository root (it uses the project's GUI test fixtures; set
+DV_SCREENSHOT_THEME=dark for the dark variants):
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+        -p tests.gui.conftest plugins/data_visualizer/docs/screenshot.py -q -n 0 \\
+        -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.gui.page_console import page_browser
+
+HERE = Path(__file__).resolve().parent
+
+
+def demo_csv(path: Path, rows: int = 20_000) -> None:
+    """Orders of a small shop over 120 days: a trend, regions, products, a price spread."""
+    rng = random.Random(7)
+    start = dt.datetime(2026, 6, 1)
+    regions = {"North": 1.3, "South": 1.0, "East": 0.8, "West": 0.6}
+    products = {"Tea": 4.5, "Coffee": 7.0, "Cocoa": 5.5, "Mate": 6.0}
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:  # Excel's BOM
+        handle.write("ordered_at;region;product;units;price\n")
+        for i in range(rows):
+            when = start + dt.timedelta(minutes=rng.uniform(0, 120 * 24 * 60))
+            region = rng.choices(list(regions), weights=list(regions.values()))[0]
+            product = rng.choice(list(products))
+            growth = 1 + (when - start).days / 120
+            units = max(1, int(rng.gauss(3 * growth, 1.5)))
+            price = round(products[product] * rng.uniform(0.8, 1.25), 2)
+            # A European export: ';' between fields, a decimal comma in the price.
+            handle.write(f"{when:%Y-%m-%d %H:%M:%S};{region};{product};{units};"
+                         f"{str(price).replace('.', ',')}\n")
+        del i
+
+
+def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    settings = Settings()
+    settings.server.port = 0
+    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
+    arun(rt.start())
+    try:
+        csv_path = tmp_path / "orders.csv"
+        demo_csv(csv_path)
+
+        async def upload() -> dict[str, Any]:
+            async with httpx.AsyncClient(base_url=rt.url, timeout=60, headers={
+                    "Authorization": f"Bearer {rt.token}"}) as client:
+                answer = await client.post(
+                    "/plugins/data_visualizer/api/datasets",
+                    params={"filename": "orders.csv", "dashboard": True},
+                    content=csv_path.read_bytes())
+                answer.raise_for_status()
+                return dict(answer.json())
+
+        loaded = arun(upload(), timeout=60_000)
+        assert loaded["dataset"]["rows"] == 20_000
+        theme = os.environ.get("DV_SCREENSHOT_THEME", "light")
+        suffix = "" if theme == "light" else f"-{theme}"
+        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
+            view = browser.open("/plugins/data_visualizer/", size=(1440, 1100))
+            browser.wait_idle(view)
+            js = browser.js
+
+            def count(selector: str) -> int:
+                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
+
+            panels = len(loaded["dashboard"]["panels"])
+            assert panels >= 3
+            qtbot.waitUntil(lambda: count("#grid .chart svg") == panels, timeout=30_000)
+            browser.wait_idle(view)
+            qtbot.wait(500)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / f"data-visualizer{suffix}.png"))
+
+            # Explore: a query, its grid and a chart drawn by the builder.
+            js(view, "document.getElementById('tab-explore').click() || 1")
+            js(view, "dataVisualizer.state && document.querySelector('#datasets button.link')"
+                     ".click() || 1")
+            qtbot.waitUntil(lambda: count("#results tbody tr") > 0, timeout=30_000)
+            js(view, "(document.getElementById('chart-type').value = 'bar') && "
+                     "(document.getElementById('chart-x').value = 'region') && "
+                     "(document.getElementById('chart-y').value = 'units') && "
+                     "(document.getElementById('chart-color').value = 'product') && "
+                     "(document.getElementById('chart-aggregate').value = 'sum') && "
+                     "(document.getElementById('chart-title').value = 'units sold per region')"
+                     " && 1")
+            js(view, "dataVisualizer.drawChart() || 1")
+            qtbot.waitUntil(lambda: count("#chart svg .mark-rect path") > 0, timeout=30_000)
+            browser.wait_idle(view)
+            qtbot.wait(400)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / f"data-visualizer-explore{suffix}.png"))
+    finally:
+        arun(rt.stop())
