@@ -1,0 +1,176 @@
+"""Alert rules and report subscriptions against the real embedded v1 API: a rule fires
+once (a v1 notification, or a signed webhook POST), resolves, and its cooldown holds; an
+anomaly rule explains itself; a subscription runs when due and keeps its file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from api_integration_layer.errors import ApiHTTPError
+from api_integration_layer.testing import LoopbackHTTPServer, signature_ok
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _fail_logins(running, count):
+    bad = running.server.client()
+    for _ in range(count):
+        with pytest.raises(ApiHTTPError):
+            await bad.auth.login("boss", "Wrong-password-1")
+
+
+async def _notifications(running):
+    with running.admin.bypass_cache():
+        page = await running.admin.notifications.list(limit=50)
+    return [n for n in page.notifications if n.title.startswith(("Alert", "Resolved"))]
+
+
+async def test_threshold_rule_fires_once_resolves_and_cooldown_holds(app):
+    async with app() as running:
+        await _fail_logins(running, 3)
+        rule = {"name": "Failed logins", "metric": "failed_logins", "kind": "threshold",
+                "operator": ">", "value": 2, "window_days": 1, "cooldown_minutes": 60}
+        r = await running.client.post("rules", json=rule)
+        assert r.status_code == 201, r.text
+        created = r.json()
+        assert created["condition"] == "failed logins over today (UTC) > 2"
+        assert created["state"]["status"] == "firing"      # checked at once
+        assert created["state"]["last_value"] == 3
+        assert "Failed logins: 3" in created["state"]["last_message"]
+        sent = await _notifications(running)
+        assert [n.title for n in sent] == ["Alert: Failed logins"]
+        assert sent[0].type == "warning" and "breaks the rule" in sent[0].message
+
+        # still above: checking again sends nothing new
+        again = (await running.client.post("rules/check")).json()
+        assert again["events"] == []
+        assert len(await _notifications(running)) == 1
+
+        # the threshold moves above the value: the next check resolves it, once
+        r = await running.client.put(f"rules/{created['id']}", json={**rule, "value": 10})
+        assert r.status_code == 200 and r.json()["state"]["status"] == "firing"
+        resolved = (await running.client.post("rules/check")).json()
+        assert [e["kind"] for e in resolved["events"]] == ["alert.resolved"]
+        assert resolved["events"][0]["sent"] is True
+        titles = sorted(n.title for n in await _notifications(running))
+        assert titles == ["Alert: Failed logins", "Resolved: Failed logins"]
+
+        # back above within the hour: recorded, not sent (cooldown)
+        await running.client.put(f"rules/{created['id']}", json=rule)
+        refired = (await running.client.post("rules/check")).json()["events"]
+        assert [(e["kind"], e["sent"]) for e in refired] == [("alert.fired", False)]
+        assert "cooling down" in refired[0]["note"]
+        assert len(await _notifications(running)) == 2
+        events = (await running.client.get("events")).json()["events"]
+        assert [e["kind"] for e in events] == ["alert.fired", "alert.resolved", "alert.fired"]
+
+
+async def test_rule_to_a_webhook_is_signed(app):
+    async with app() as running, LoopbackHTTPServer() as receiver:
+        await _fail_logins(running, 1)
+        r = await running.client.post("rules", json={
+            "name": "Any failure", "metric": "failed_logins", "value": 0,
+            "channel": "webhook", "webhook_url": f"{receiver.url}/hook?team=ops"})
+        assert r.status_code == 201, r.text
+        rule = r.json()
+        assert rule["state"]["status"] == "firing" and len(rule["secret"]) == 48
+        request = receiver.requests[0]
+        assert request.method == "POST" and request.path == "/hook?team=ops"
+        assert request.headers["x-plexichat-event"] == "analytics.alert.fired"
+        assert signature_ok(rule["secret"], request.headers["x-plexichat-timestamp"],
+                            request.body, request.headers["x-plexichat-signature"])
+        body = json.loads(request.body)
+        assert body["data"]["rule"] == "Any failure" and body["data"]["value"] == 1
+
+
+async def test_a_webhook_that_fails_is_recorded_not_lost(app):
+    async with app() as running, LoopbackHTTPServer([(500, {"no": 1}, {})]) as receiver:
+        await _fail_logins(running, 1)
+        r = await running.client.post("rules", json={
+            "name": "Broken hook", "metric": "failed_logins", "value": 0,
+            "channel": "webhook", "webhook_url": receiver.url})
+        assert r.json()["state"]["last_error"] == (
+            "delivery failed: webhook 127.0.0.1 answered HTTP 500")
+        event = (await running.client.get("events")).json()["events"][0]
+        assert event["delivered"] is False and "HTTP 500" in event["delivery_error"]
+
+
+async def test_an_anomaly_rule_fires_on_a_spike_with_an_explanation(app):
+    async with app() as running:
+        boss = running.admin.user["id"]
+        ann = running.server.client()
+        from api_integration_layer.testing import PASSWORD
+        await ann.auth.register("ann", "ann@example.org", PASSWORD)
+        await ann.auth.login("ann", PASSWORD)
+        # 44 ordinary days of 5-6 messages, then 40 today
+        await running.seed_messages(boss, ann.user["id"],
+                                    {d: 5 + d % 2 for d in range(1, 45)} | {0: 40})
+        r = await running.client.post("rules", json={
+            "name": "Message spike", "metric": "messages", "kind": "anomaly",
+            "direction": "up"})
+        rule = r.json()
+        assert r.status_code == 201 and rule["state"]["status"] == "firing"
+        assert rule["condition"] == ("an unusual spike in daily messages (robust z beyond "
+                                     "±3.5)")
+        assert "40 messages" in rule["state"]["last_message"]
+        assert "times the usual" in rule["state"]["last_message"]
+        quiet = await running.client.post("rules", json={
+            "name": "Search spike", "metric": "searches", "kind": "anomaly"})
+        assert quiet.json()["state"]["status"] == "ok"
+        assert "within ±3.5" in quiet.json()["state"]["last_message"]
+
+
+async def test_a_subscription_runs_when_due_and_keeps_its_file(app):
+    async with app() as running:
+        r = await running.client.post("subscriptions", json={
+            "name": "Weekly files", "report": "files", "days": 7, "format": "pdf",
+            "schedule": "0 8 * * 1", "upload": True})
+        assert r.status_code == 201, r.text
+        sub = r.json()
+        assert sub["next_run_at"] > time.time() and sub["last_run_at"] is None
+
+        # make it due, as if the app had been closed over its slot
+        plugin = running.plugin
+        plugin.store.subscriptions[sub["id"]]["next_run_at"] = time.time() - 60
+        plugin._wake.set()
+        for _ in range(600):  # a condition to wait for, not a time to assert
+            if plugin.store.subscriptions[sub["id"]]["last_run_at"]:
+                break
+            await asyncio.sleep(0.05)
+        record = (await running.client.get("subscriptions")).json()["subscriptions"][0]
+        assert record["last_status"] == "ok", record["last_error"]
+        assert record["runs"] == 1 and record["next_run_at"] > time.time()
+        assert record["last_file"].endswith(".pdf")
+        r = await running.client.get(f"files/{record['last_file']}")
+        assert r.status_code == 200 and r.content.startswith(b"%PDF-")
+        with running.admin.bypass_cache():
+            notes = (await running.admin.notifications.list()).notifications
+            files = (await running.admin.files.list()).files
+        assert notes[0].title == "Report: Weekly files"
+        link = f"/plugins/analytics_dashboard/api/files/{record['last_file']}"
+        assert notes[0].action_url == link
+        assert [f.filename for f in files] == [record["last_file"]]
+        events = (await running.client.get("events")).json()["events"]
+        assert events[0]["kind"] == "report.sent"
+
+        for bad in ("../automation.json", "nothing.pdf", "%2e%2e%2fautomation.json"):
+            r = await running.client.get(f"files/{bad}")
+            assert r.status_code in (404, 422), (bad, r.status_code)
+
+
+async def test_a_non_administrators_top_users_subscription_says_why(app):
+    async with app() as running:
+        layer = running.server.plugin("api_integration_layer")
+        from api_integration_layer.testing import PASSWORD
+        await layer.client.auth.logout()
+        await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
+        await layer.client.auth.login("ann", PASSWORD)
+        sub = (await running.client.post("subscriptions", json={
+            "name": "Top", "report": "top_users", "format": "csv"})).json()
+        r = await running.client.post(f"subscriptions/{sub['id']}/run")
+        assert r.status_code == 403
+        assert r.json()["last_error"].startswith("administrator needed")
+        assert (await running.client.get("files")).json()["files"] == []
