@@ -189,7 +189,9 @@ def test_hash_vectors_and_verification() -> None:
 
 
 # -- CSV and KDBX ------------------------------------------------------------------------
-BITWARDEN_CSV = """folder,favorite,type,name,notes,fields,reprompt,login_uri,login_username,login_password,login_totp
+# Bitwarden's export header, as its exports write it.
+BITWARDEN_CSV = ("folder,favorite,type,name,notes,fields,reprompt,login_uri,login_username,"
+                 "login_password,login_totp") + """
 Work,,login,Mail,"two
 lines",,0,https://mail.example.org,ann,hunter22,
 ,,note,Just a note,text,,0,,,,
@@ -273,7 +275,7 @@ def test_breach_list_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert found.kind == "sorted list"
     for n, p in enumerate(PWNED):
         assert found.lookup(sha(p)) == n + 7, p
-    for h in filler[::97] + [filler[0], filler[-1]]:
+    for h in [*filler[::97], filler[0], filler[-1]]:
         assert found.lookup(h) == 1
     assert found.lookup("0" * 40) == 0 and found.lookup("F" * 40) == 0
     unsorted = tmp_path / "by-count.txt"
@@ -291,7 +293,7 @@ def test_breach_list_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(health, "SMALL_LIST", 1 << 30)
     broken = tmp_path / "broken.txt"
     broken.write_text(f"{sha('a')}:1\nnot-a-hash\n")
-    with pytest.raises(Problem, match="broken.txt line 2"):
+    with pytest.raises(Problem, match=r"broken\.txt line 2"):
         health.BreachList(broken)
     with pytest.raises(Problem, match="does not exist"):
         health.BreachList(tmp_path / "nope.txt")
