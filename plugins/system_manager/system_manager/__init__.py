@@ -104,7 +104,15 @@ class SystemManagerPlugin(Plugin):
         await self.manager.rebuild_timer()
 
     async def _close(self) -> None:
+        # The host cancels jobs only after these callbacks; the store must outlive them
+        # (a cancelled run still writes its history entry).
         await self.manager.close()
+        jobs = self.manager.ctx.jobs
+        unfinished = [j for j in jobs.list() if not j.state.finished]
+        for job in unfinished:
+            jobs.cancel(job.id)
+        for job in unfinished:
+            await jobs.wait(job.id)
         self.manager.store.close()
 
     # -- routes -------------------------------------------------------------------------

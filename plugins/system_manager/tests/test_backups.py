@@ -1,0 +1,256 @@
+"""Backups, checks, drills, copies, retention and restores against the real embedded v1
+server (the app core on a temp home, loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _backup(a: Any, **body: Any) -> dict[str, Any]:
+    job = await a.wait_job(await a.client.post("backups", json=body))
+    assert job["state"] == "succeeded", job
+    return job["result"]
+
+
+async def test_a_backup_is_made_verified_and_drilled_and_the_counts_match(app, v1_data):
+    async with app() as a:
+        await v1_data(a, users=3)
+        live = (await a.admin.backup.list()).total
+        result = await _backup(a, verify=True, drill=True)
+        steps = {s["step"]: s for s in result["steps"]}
+        assert list(steps) == ["create", "download", "archive test", "restore drill"]
+        assert all(s["ok"] for s in steps.values())
+        drill = steps["restore drill"]["data"]
+        counts = result["backup"]["counts"]
+        assert counts["users"] == 4 and counts["messages"] == 2 and counts["files"] == 1
+        assert {t["table"]: t["restored"] for t in drill["tables"]} == counts
+        assert all(t["manifest"] == t["reported"] == t["restored"] for t in drill["tables"])
+        assert drill["files_verified"] == drill["files_checked"] == 1
+        # The drill ran on a throw-away server: the live one has exactly one new backup,
+        # its data is unchanged, and no drill folder is left behind.
+        assert (await a.admin.backup.list()).total == live + 1
+        assert (await a.admin.users.me()).username == "root"
+        assert not list(a.manager.work_dir.glob(".drill-*"))
+        assert not list(a.manager.work_dir.glob(".work-*"))
+        catalog = a.manager.store.catalog_entry(result["backup"]["id"])
+        assert catalog["origin"] == "manual" and catalog["drill"]["ok"]
+        entry = (await a.client.get("history")).json()["history"][0]
+        assert entry["kind"] == "backup" and entry["status"] == "succeeded"
+
+
+async def test_a_corrupted_download_is_detected_and_notified(app):
+    async with app() as a:
+        result = await _backup(a, verify=False)
+        backup_id = result["backup"]["id"]
+        archive = a.server.paths.data_dir / "api_v1" / "backups" / f"{backup_id}.zip"
+        raw = bytearray(archive.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        archive.write_bytes(bytes(raw))
+        job = await a.wait_job(await a.client.post(f"backups/{backup_id}/verify",
+                                                   json={"drill": True}))
+        assert job["state"] == "succeeded" and job["result"]["ok"] is False
+        download = job["result"]["steps"][0]
+        assert download["step"] == "download" and not download["ok"]
+        assert "SHA-256" in download["detail"]
+        assert len(job["result"]["steps"]) == 1  # nothing is tested or drilled from bad bytes
+        assert a.manager.store.catalog_entry(backup_id)["verify"]["ok"] is False
+        note = a.manager.store.notifications(1)[0]
+        assert note["level"] == "error" and "failed" in note["title"]
+        assert not list(a.manager.work_dir.glob(".work-*"))
+
+
+async def test_a_schedule_fires_creates_a_backup_and_a_busy_one_skips(app):
+    from plexichat_desktop.plugins.schedules import PluginScheduler
+
+    async with app() as a:
+        m = a.manager
+        clock = [time.time()]
+        m._scheduler_factory = lambda: PluginScheduler(  # driven by tick(), no waiting
+            "system_manager", m.ctx.data_dir / "timer-test.json", m.log,
+            clock=lambda: clock[0], catch_up_spread=0)
+        answer = await a.client.post("schedules", json={
+            "name": "hourly", "expression": "every_1_hours", "verify": True, "drill": False,
+            "policy": {"last": 2, "daily": 0, "weekly": 0, "monthly": 0}})
+        assert answer.status_code == 201, answer.text
+        sid = answer.json()["id"]
+        entry = m.timer.get(f"backup {sid}")
+        clock[0] = entry.next_fire_at + 1
+        assert f"backup {sid}" in await m.timer.tick()
+        while sid not in m.running:  # the fire's task starts the job on its first step
+            await asyncio.sleep(0)
+        # The fire is running its job; a second fire now finds it still going.
+        job = m.running[sid]
+        assert not job.state.finished
+        assert await m.run_scheduled(sid) is None
+        await m.ctx.jobs.wait(job.id)
+        await m.timer.wait_idle()
+        history = m.store.history(10, "backup")
+        assert [h["status"] for h in history] == ["succeeded", "skipped"]
+        assert "still going" in history[1]["summary"]
+        made = history[0]["details"]["backup"]["id"]
+        assert m.store.catalog_entry(made)["source_id"] == sid
+        assert (await a.admin.backup.status(made)).status == "completed"
+        state = (await a.client.get("state")).json()
+        assert state["schedules"][0]["last_run"]["status"] == "succeeded"
+        assert state["schedules"][0]["next_fire_at"]
+
+
+async def test_retention_previews_then_deletes_only_what_was_shown(app):
+    async with app() as a:
+        ids = []
+        for _ in range(4):
+            ids.append((await _backup(a, verify=False))["backup"]["id"])
+        policy = {"last": 2, "daily": 0, "weekly": 0, "monthly": 0}
+        preview = (await a.client.post("retention/preview", json={
+            "scope": "all", "policy": policy})).json()
+        assert [d["id"] for d in preview["decisions"]] == ids[::-1]
+        assert preview["delete"] == [ids[1], ids[0]]
+        assert preview["decisions"][0]["reasons"] == ["last 1"]
+        refused = await a.client.post("retention/apply", json={"scope": "all",
+                                                               "policy": policy})
+        assert refused.status_code == 422 and "delete" in refused.json()["detail"]
+        # Only the confirmed id goes, and an id the fresh plan keeps is left alone.
+        done = (await a.client.post("retention/apply", json={
+            "scope": "all", "policy": policy, "delete": [ids[0], ids[3]]})).json()
+        assert done["deleted"] == [ids[0]] and done["left_alone"] == [ids[3]]
+        left = {b.id for b in (await a.admin.backup.list()).backups}
+        assert left == {ids[1], ids[2], ids[3]}
+        newest = await a.client.delete(f"backups/{ids[3]}")
+        assert newest.status_code == 409 and "newest" in newest.json()["detail"]
+
+
+async def test_restore_needs_confirm_and_the_checksum_and_makes_a_safety_backup(app, v1_data):
+    async with app() as a:
+        await v1_data(a)
+        result = await _backup(a, verify=False)
+        backup = result["backup"]
+        bob = await a.server.account("latecomer")
+        await bob.messages.send(a.admin.user["id"], "after the backup")
+        before = (await a.admin.backup.list()).total
+        no = await a.client.post("restore", json={"backup_id": backup["id"],
+                                                  "checksum": backup["checksum"],
+                                                  "confirm": False})
+        assert no.status_code == 422 and "confirm" in no.text
+        bad = await a.client.post("restore", json={"backup_id": backup["id"],
+                                                   "checksum": "ab" * 32, "confirm": True})
+        job = await a.wait_job(bad)
+        assert job["state"] == "failed" and "checksum" in job["error"]
+        assert (await a.admin.backup.list()).total == before  # refused before anything
+        preflight = (await a.client.get("restore/preflight",
+                                        params={"backup_id": backup["id"]})).json()
+        assert preflight["backup"]["checksum"] == backup["checksum"]
+        job = await a.wait_job(await a.client.post("restore", json={
+            "backup_id": backup["id"], "checksum": backup["checksum"].upper(),
+            "confirm": True}))
+        assert job["state"] == "succeeded", job
+        assert job["result"]["counts"] == backup["counts"]
+        safety = job["result"]["safety_backup"]
+        assert safety["counts"]["users"] == backup["counts"]["users"] + 1
+        assert a.manager.store.catalog_entry(safety["id"])["origin"] == "safety"
+        layer = a.server.plugin("api_integration_layer").client
+        users = await layer.users.list(limit=50)
+        assert "latecomer" not in {u.username for u in users.users}
+
+
+async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path):
+    async with app() as a:
+        usb = tmp_path / "usb"
+        usb.mkdir()
+        target = await a.client.post("targets", json={
+            "name": "usb stick", "path": str(usb), "keep": 2, "encrypt": True,
+            "password": "long enough secret"})
+        assert target.status_code == 201, target.text
+        tid = target.json()["id"]
+        assert "password" not in target.json()
+        for _ in range(3):
+            result = await _backup(a, verify=False, targets=[tid])
+            assert result["steps"][-1]["ok"], result["steps"]
+        listing = (await a.client.get(f"targets/{tid}/copies",
+                                      params={"verify": True})).json()
+        assert listing["reachable"] and len(listing["copies"]) == 2
+        assert all(c["encrypted"] and c["check"]["ok"] for c in listing["copies"])
+        assert oct((a.manager.ctx.data_dir / "secrets.json").stat().st_mode & 0o777) == "0o600"
+        newest = listing["copies"][0]
+        job = await a.wait_job(await a.client.post(f"targets/{tid}/import",
+                                                   json={"file": newest["file"]}))
+        assert job["state"] == "succeeded", job
+        imported = await a.admin.backup.status(job["result"]["backup_id"])
+        assert imported.checksum == newest["backup"]["checksum"]
+        assert a.manager.store.catalog_entry(imported.id)["origin"] == "imported"
+        missing = await a.client.post(f"targets/{tid}/import", json={"file": "nope.zip"})
+        assert missing.status_code == 404 and "file" in missing.json()["detail"]
+
+
+async def test_an_unwritable_target_is_recorded_and_notified(app, tmp_path: Path):
+    async with app() as a:
+        if os.geteuid() == 0:
+            blocked = "/sys"  # root writes anywhere else; sysfs refuses new files
+        else:
+            (tmp_path / "ro").mkdir()
+            (tmp_path / "ro").chmod(0o555)
+            blocked = str(tmp_path / "ro")
+        tid = (await a.client.post("targets", json={"name": "locked", "path": blocked,
+                                                    "keep": 3})).json()["id"]
+        job = await a.wait_job(await a.client.post("backups", json={
+            "verify": False, "targets": [tid]}))
+        assert job["state"] == "succeeded"          # the backup itself exists
+        copy = job["result"]["steps"][-1]
+        assert copy["step"] == "copy to locked" and not copy["ok"]
+        assert "locked" in copy["detail"]
+        entry = a.manager.store.history(1, "backup")[0]
+        assert entry["status"] == "failed" and "copy to locked" in entry["summary"]
+        note = a.manager.store.notifications(1)[0]
+        assert note["level"] == "error" and "copy to locked" in note["message"]
+        assert not note["suppressed"]
+
+
+async def test_a_non_administrator_gets_a_clear_state(app):
+    async with app(login="user") as a:
+        state = (await a.client.get("state")).json()
+        assert state["account"]["logged_in"] and not state["account"]["admin"]
+        assert "not an administrator" in state["account"]["reason"]
+        refused = await a.client.post("backups", json={})
+        assert refused.status_code == 403
+        assert refused.json()["detail"].startswith("administrator needed")
+
+
+async def test_logged_out_says_where_to_log_in(app):
+    async with app(login=None) as a:
+        state = (await a.client.get("state")).json()
+        assert state["account"] == {"logged_in": False, "admin": False, "user": None,
+                                    "reason": state["account"]["reason"]}
+        assert "Log in" in state["account"]["reason"]
+        assert (await a.client.get("backups")).status_code == 403
+
+
+async def test_bad_input_is_a_422_naming_the_field(app):
+    async with app() as a:
+        cases = [
+            ("schedules", {"name": "x", "expression": "every_tuesday"}, "expression"),
+            ("schedules", {"name": "x", "expression": "daily", "timezone": "Mars/X"},
+             "timezone"),
+            ("schedules", {"name": "x", "expression": "daily", "targets": ["nope"]},
+             "targets"),
+            ("schedules", {"name": "x", "expression": "daily",
+                           "policy": {"last": -1}}, "last"),
+            ("targets", {"name": "t", "path": "relative/path"}, "path"),
+            ("targets", {"name": "t", "path": "/tmp", "encrypt": True}, "password"),
+            ("windows", {"name": "w", "days": [9], "start": "01:00", "minutes": 60}, "days"),
+            ("restore", {"backup_id": "x", "checksum": "zz", "confirm": True}, "checksum"),
+            ("retention/preview", {"scope": "all", "timezone": "Nowhere/City"}, "timezone"),
+        ]
+        for path, body, field in cases:
+            answer = await a.client.post(path, json=body)
+            assert answer.status_code == 422, (path, body, answer.text)
+            assert field in answer.text, (path, answer.text)
+        assert (await a.client.delete("schedules/none")).status_code == 404
+        assert (await a.client.post("retention/preview",
+                                    json={"scope": "missing"})).status_code == 404
