@@ -277,3 +277,55 @@ def test_untrusted_git_settings_neutralise_every_driver_named(tmp_path: Path) ->
     env = {**os.environ, **git_config_env(settings)}
     assert git("status", "--porcelain", env=env).stdout == " M a.txt\n"
     assert not marker.exists()
+
+
+# -- DNS rebinding (review finding: one refused address in an allowed name's answer was
+# passed over for another, and private ones were "allowed by name") ------------------
+
+def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: list[str]) -> list[str]:
+    """Resolve every name to ``answers`` (in that order); returns the names looked up."""
+    asked: list[str] = []
+
+    def getaddrinfo(host: str, port: object, *args: object, **kwargs: object) -> list[object]:
+        asked.append(host)
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                 (a, port or 0)) for a in answers]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+@pytest.mark.parametrize(("answers", "refused"), [
+    (["93.184.216.34", "10.0.0.5"], "10.0.0.5"),
+    (["10.0.0.5", "93.184.216.34"], "10.0.0.5"),
+    (["192.168.1.4"], "192.168.1.4"),
+    (["100.64.0.1"], "100.64.0.1"),                    # shared (CGNAT)
+    (["169.254.169.254"], "169.254.169.254"),          # cloud metadata
+    (["::ffff:10.0.0.1"], "::ffff:a00:1"),
+    (["64:ff9b::a00:1"], "64:ff9b::a00:1"),            # NAT64 of 10.0.0.1
+    (["fd00::1"], "fd00::1"),                          # unique local
+    (["2606:4700::1", "0.0.0.0"], "0.0.0.0"),
+    (["224.0.0.1"], "224.0.0.1"),
+])
+def test_an_allowed_name_with_any_refused_address_is_refused(
+        monkeypatch: pytest.MonkeyPatch, answers: list[str], refused: str) -> None:
+    asked = _fake_dns(monkeypatch, answers)
+    with pytest.raises(TargetRefused) as info:
+        check_target("http://api.example/x", allow=["api.example"], field="url")
+    assert str(info.value).startswith(f"url: 'api.example' resolves to {refused}, which")
+    assert asked == ["api.example"]  # one lookup
+
+
+@pytest.mark.parametrize(("answers", "allow", "address"), [
+    (["93.184.216.34", "2606:2800:220:1::1"], [], "93.184.216.34"),
+    (["127.0.0.1"], [], "127.0.0.1"),                  # loopback: reachable literally too
+    (["192.168.1.4", "192.168.1.5"], ["192.168.1.0/24"], "192.168.1.4"),
+])
+def test_an_allowed_name_is_pinned_to_the_first_checked_address(
+        monkeypatch: pytest.MonkeyPatch, answers: list[str], allow: list[str],
+        address: str) -> None:
+    asked = _fake_dns(monkeypatch, answers)
+    target = check_target("http://api.example:8080/x", allow=["api.example", *allow])
+    assert target.address == address and target.why == "allowed by 'api.example'"
+    assert target.url == f"http://{address}:8080/x" and target.host_header == "api.example:8080"
+    assert asked == ["api.example"]

@@ -30,13 +30,17 @@ Every literal spelling of an address is read as the C resolver would read it (so
 and -compatible IPv6 forms (``::ffff:127.0.0.1``, ``::ffff:7f00:1``) and NAT64 (``64:ff9b::``)
 are judged by the IPv4 address inside, ``localhost`` and ``*.localhost`` are loopback by
 name (RFC 6761; never looked up), and trailing dots (``localhost.``) are dropped. A host
-name is looked up only when it is on the allow-list by name, once, and the address it
-gave is returned *pinned*: connect to ``Target.address`` (``Target.url`` is the URL with
-that address), so a DNS answer that changes between the check and the connection
-(rebinding) cannot move the request elsewhere. A name not on the list is refused without
-any lookup. Unspecified (``0.0.0.0``, ``::``), multicast and broadcast addresses are
-refused even though some of them reach the local machine, and so is an allowed name that
-resolves to a link-local address (cloud metadata) unless that address is itself allowed.
+name is looked up only when it is on the allow-list by name, once, and *every* address
+the answer holds must pass: a public address, loopback (reachable by its literal anyway),
+or one inside an allow-listed network. One private, shared (100.64/10), link-local (cloud
+metadata), unique-local, reserved, unspecified or multicast address in the answer
+refuses the name, naming that address: listing ``api.example.com`` must not let its DNS
+answer reach the LAN (rebinding). The first address is returned *pinned*: connect to
+``Target.address`` (``Target.url`` is the URL with that address), so an answer that
+changes between the check and the connection cannot move the request elsewhere. A name
+not on the list is refused without any lookup. Unspecified (``0.0.0.0``, ``::``),
+multicast and broadcast addresses are refused even though some of them reach the local
+machine.
 """
 
 from __future__ import annotations
@@ -314,16 +318,17 @@ def check_target(host_or_url: str, allow: Iterable[str] = (), *, field: str = "t
         raise TargetRefused(f"{field}: {host!r} would need a DNS lookup, which this caller "
                             "does not allow; give an IP address")
     addresses = _lookup(host, port, field)
-    problems = []
+    if not addresses:
+        raise TargetRefused(f"{field}: {host!r} resolves to no address")
+    # Every address, not just the one used: a resolver (or the next lookup of a client
+    # that ignores the pin) may pick any of them.
     for address in addresses:
         try:
             _judge(address, rules, field, host_or_url, named=True)
         except TargetRefused as exc:
-            problems.append(str(exc))
-            continue
-        return make(address, f"allowed by {host!r}")
-    raise TargetRefused(f"{field}: {host!r} resolves only to refused addresses: "
-                        + "; ".join(problems))
+            raise TargetRefused(f"{field}: {host!r} resolves to {address}, which is "
+                                f"refused: {str(exc).partition(': ')[2]}") from None
+    return make(addresses[0], f"allowed by {host!r}")
 
 
 async def check_target_async(host_or_url: str, allow: Iterable[str] = (), *,
@@ -363,8 +368,12 @@ def _judge(address: IPAddress, rules: _Allow, field: str, given: str, named: boo
             return f"allowed by {entry!r}"
     if inner.is_loopback:
         return "loopback"
-    if named and not inner.is_link_local:
+    if named and inner.is_global:
         return "allowed by name"
+    if named:
+        raise TargetRefused(f"{field}: {_show(given)} is {shown}, which is not public, not "
+                            f"loopback and not in an allowed network ({_listed(rules)}); "
+                            "list that address or network to reach it by this name")
     raise TargetRefused(f"{field}: {_show(given)} is {shown}, which is not loopback and not "
                         f"on the allow-list ({_listed(rules)})")
 

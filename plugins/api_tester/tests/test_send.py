@@ -245,3 +245,42 @@ async def test_credentials_never_follow_a_redirect_to_another_origin() -> None:
     # The same origin keeps them.
     assert seen["/landed"]["Authorization"] == "Bearer SECRET-TOKEN"
     assert seen["/landed"]["X-Api-Key"] == "k123"
+
+
+@pytest.mark.asyncio
+async def test_an_allowed_name_is_resolved_once_and_the_checked_address_is_connected(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review finding (DNS rebinding): the address the guard checked must be the one
+    # connected to, whatever the name resolves to afterwards. No lookup leaves this
+    # machine and any connection to something else than loopback fails the test.
+    import ipaddress
+
+    asked: list[str] = []
+    real_connect = socket.socket.connect
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        try:
+            answer = str(ipaddress.ip_address(host))  # a literal: itself
+        except ValueError:
+            asked.append(host)
+            # First the checked answer, then a rebinding one.
+            answer = "127.0.0.1" if len(asked) == 1 else "10.0.0.5"
+        family = socket.AF_INET6 if ":" in answer else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (answer, port or 0))]
+
+    def loopback_only(sock: socket.socket, address: Any) -> Any:
+        assert address[0] in ("127.0.0.1", "::1"), f"connection to {address}"
+        return real_connect(sock, address)
+
+    async with loopback_server() as srv:
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        monkeypatch.setattr(socket.socket, "connect", loopback_only)
+        eng = engine(tmp_path, allow=["api.example"])
+        first = await eng.execute(spec(f"http://api.example:{srv.port}/echo"), {})
+        assert first.exchange is not None and first.exchange.status == 200
+        assert first.exchange.json()["headers"]["host"] == f"api.example:{srv.port}"
+        assert asked == ["api.example"]  # resolved once, by the guard
+        # The name now resolves to a private address: refused, nothing is sent there.
+        with pytest.raises(RequestProblem, match=r"resolves to 10\.0\.0\.5"):
+            await eng.execute(spec(f"http://api.example:{srv.port}/echo"), {})
+        await eng.sender.aclose()
