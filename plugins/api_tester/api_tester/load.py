@@ -3,7 +3,9 @@
 The target was checked once by the network guard and its address pinned; every virtual
 user connects there through one pool of ``users`` connections. Requests are counted
 against ``max_requests`` before they are sent, so the cap holds exactly. Latency is the
-time from sending to the whole body read.
+time from sending to the whole body read. Bodies are streamed and thrown away as they
+come, only their bytes counted: ``users`` concurrent answers of any size cost a chunk
+each, not their whole size.
 """
 
 from __future__ import annotations
@@ -40,18 +42,24 @@ async def load_test(resolved: Resolved, target: Target, *, users: int, duration:
     errors: Counter[str] = Counter()
     per_second: Counter[int] = Counter()
     budget = max_requests
+    received = 0
     started = time.perf_counter()
     deadline = started + duration
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
         async def user() -> None:
-            nonlocal budget
+            nonlocal budget, received
             while budget > 0 and time.perf_counter() < deadline:
                 budget -= 1
                 request = build(client, resolved, target)
                 sent = time.perf_counter()
                 try:
-                    response = await client.send(request)
+                    response = await client.send(request, stream=True)
+                    try:
+                        async for chunk in response.aiter_raw():
+                            received += len(chunk)  # counted, not kept
+                    finally:
+                        await response.aclose()
                 except httpx.HTTPError as exc:
                     errors[type(exc).__name__] += 1
                     statuses["error"] += 1
@@ -77,7 +85,8 @@ async def load_test(resolved: Resolved, target: Target, *, users: int, duration:
             ticker.cancel()
     result = _figures(latencies, statuses, errors, per_second, time.perf_counter() - started,
                       final=True)
-    result.update({"users": users, "duration_limit": duration, "max_requests": max_requests,
+    result.update({"bytes_received": received, "users": users, "duration_limit": duration,
+                   "max_requests": max_requests,
                    "target": f"{target.scheme}://{target.host_header} ({target.address})"})
     return result
 

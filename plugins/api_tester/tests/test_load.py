@@ -68,3 +68,22 @@ async def test_load_route_caps_and_guard(tmp_path: Path, monkeypatch: pytest.Mon
             refused = await client.post("load", json={"request": {"url": url}, "duration": 1})
             assert refused.status_code in (400, 403), refused.text
             assert refused.json()["field"] == "url"
+
+
+@pytest.mark.asyncio
+async def test_load_streams_bodies_and_counts_their_bytes(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    # Review finding: every answer was read whole into memory (users x body size).
+    import httpx
+
+    def no_whole_body(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("a whole body was read into memory")
+
+    monkeypatch.setattr(httpx.Response, "aread", no_whole_body)
+    async with loopback_server() as srv:
+        url = srv.url + "/huge?n=3000000"
+        target = await guard(url, [])
+        result = await load_test(Resolved("GET", url, [], []), target, users=2,
+                                 duration=60, max_requests=4)
+    assert result["statuses"] == {"200": 4}
+    assert result["bytes_received"] == 4 * 3_000_000
