@@ -313,7 +313,7 @@ class SecurityToolkitPlugin(Plugin):
     async def totp_codes(self) -> dict[str, Any]:
         """Current codes of every entry with TOTP (codes, never the secrets)."""
         codes = []
-        for entry in self.session.vault().payload["entries"]:
+        for entry in self.session.vault(touch=False).payload["entries"]:
             if entry.get("totp"):
                 spec = otp.parse(entry["totp"], "totp")
                 codes.append({"entry_id": entry["id"], "title": entry["title"],

@@ -52,12 +52,15 @@ class Session:
                 info["damaged"] = exc.message
         return info
 
-    def vault(self) -> Vault:
-        """The unlocked vault (and activity noted); :class:`Problem` 423 when locked."""
+    def vault(self, touch: bool = True) -> Vault:
+        """The unlocked vault; :class:`Problem` 423 when locked. ``touch=False`` for
+        reads that are no sign of a user at work (the TOTP page refreshing its codes
+        every period must not keep the vault open forever)."""
         self.check_idle()
         if self._vault is None:
             raise Problem("vault", f"the vault is locked ({self.lock_reason})", 423)
-        self.touch()
+        if touch:
+            self.touch()
         return self._vault
 
     def touch(self) -> None:
