@@ -22,7 +22,7 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 SCOPES: dict[str, str] = {
     "auth:read": "read the current account (/auth/me) and the auth service status",
     "auth:write": "register accounts, log in and out (the session all plugins share)",
-    "auth:2fa": "read the account's 2FA status; set up, confirm and disable 2FA, make new "
+    "auth:mfa": "read the account's 2FA status; set up, confirm and disable 2FA, make new "
                 "recovery codes",
     "auth:password": "change the password, reset it with a reset token or recovery code, "
                      "issue reset tokens (administrators)",
@@ -129,11 +129,11 @@ _ENDPOINTS = [
     # each answer holds state that changes under the user's hands, or a one-time secret)
     _e("auth.login_2fa", "POST", "/auth/login-2fa", "auth:write", auth=False,
        invalidates=("*",)),
-    _e("auth.mfa_status", "GET", "/auth/2fa/status", "auth:2fa", cacheable=False),
-    _e("auth.mfa_setup", "POST", "/auth/2fa/setup", "auth:2fa"),
-    _e("auth.mfa_verify_setup", "POST", "/auth/2fa/verify-setup", "auth:2fa"),
-    _e("auth.mfa_backup_codes", "POST", "/auth/2fa/backup-codes", "auth:2fa"),
-    _e("auth.mfa_disable", "POST", "/auth/2fa/disable", "auth:2fa"),
+    _e("auth.mfa_status", "GET", "/auth/2fa/status", "auth:mfa", cacheable=False),
+    _e("auth.mfa_setup", "POST", "/auth/2fa/setup", "auth:mfa"),
+    _e("auth.mfa_verify_setup", "POST", "/auth/2fa/verify-setup", "auth:mfa"),
+    _e("auth.mfa_backup_codes", "POST", "/auth/2fa/backup-codes", "auth:mfa"),
+    _e("auth.mfa_disable", "POST", "/auth/2fa/disable", "auth:mfa"),
     _e("auth.password_policy", "GET", "/auth/password/policy", "auth:password", auth=False),
     _e("auth.change_password", "POST", "/auth/password/change", "auth:password"),
     _e("auth.reset_token", "POST", "/auth/password/reset-token", "auth:password"),

@@ -146,13 +146,13 @@ async def test_sign_out_one_session_and_the_new_scopes(home: Path):
         narrow = ScopedApi(client, "some_plugin", ["auth:read"])
         with pytest.raises(ApiPermissionError) as denied:
             await narrow.auth.mfa_status()
-        assert "auth:2fa" in str(denied.value)
+        assert "auth:mfa" in str(denied.value)
         with pytest.raises(ApiPermissionError):
             await narrow.users.security_log()
         with pytest.raises(ApiPermissionError):
             await narrow.users.export()
         wide = ScopedApi(client, "user_manager",
-                         ["auth:2fa", "auth:sessions", "auth:password", "users:export"])
+                         ["auth:mfa", "auth:sessions", "auth:password", "users:export"])
         assert (await wide.auth.mfa_status()).enabled is False
         assert (await wide.users.security_log()).total >= 2
         assert (await wide.auth.password_policy()).require_digit is True
