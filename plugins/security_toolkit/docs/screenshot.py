@@ -1,0 +1,116 @@
+"""Takes docs/security-toolkit.png (the vault with sample entries) and
+docs/security-toolkit-health.png (the health report, one fix applied): the page in
+QtWebEngine offscreen, as the desktop window shows it, unlocked through its own form.
+
+Run from the repository root (it uses the project's GUI test fixtures):
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+        -p tests.gui.conftest plugins/security_toolkit/docs/screenshot.py -q -n 0 \\
+        -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.gui.page_console import page_browser
+
+HERE = Path(__file__).resolve().parent
+sys.path.append(str(HERE.parents[1] / "api_integration_layer"))
+MASTER = "Tr0ub4dor&3-horse"
+SAMPLES = [
+    ("Mail", "ann@example.org", "hunter22", "https://mail.example.org", "Personal", ["2fa"]),
+    ("Forum", "ann_s", "hunter22", "https://forum.example.net", "Personal", []),
+    ("Bank", "ann.smith", "Kt5$pQ1&nB7*yH3-ok", "https://bank.example", "Money", []),
+    ("Tax office", "A-1234-55", "summer2019", "https://tax.example.gov", "Money", []),
+    ("Work VPN", "asmith", "Wd3^cF6(jM0)sV8-vpn", "https://vpn.corp.example", "Work", ["vpn"]),
+    ("Git server", "asmith", "correct-horse-battery-staple", "https://git.corp.example",
+     "Work", []),
+    ("Wi-Fi", "", "letmein123", "", "Home", []),
+]
+
+
+def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    pwned = tmp_path / "pwned-passwords.txt"
+    pwned.write_text("".join(f"{hashlib.sha1(p.encode()).hexdigest().upper()}:{n}\n"
+                             for p, n in (("hunter22", 18264), ("letmein123", 41022))))
+    settings = Settings()
+    settings.server.port = 0
+    settings.plugin = {"security_toolkit": {"kdf_memory_kib": 8192, "kdf_time_cost": 1,
+                                            "breach_list": str(pwned)}}
+    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
+    arun(rt.start())
+    try:
+        plugin = rt.plugins.by_id["security_toolkit"].instance
+
+        async def seed() -> None:
+            async with httpx.AsyncClient(
+                    base_url=f"{rt.url}plugins/security_toolkit/api/", timeout=30,
+                    headers={"Authorization": f"Bearer {rt.token}"}) as client:
+                await client.post("vault/create", json={"password": MASTER})
+                for title, user, password, url, folder, tags in SAMPLES:
+                    answer = await client.post("entries", json={
+                        "title": title, "username": user, "password": password, "url": url,
+                        "folder": folder, "tags": tags})
+                    assert answer.status_code == 201, answer.text
+                entries = plugin.session.vault().payload["entries"]
+                mail = next(e for e in entries if e["title"] == "Mail")
+                await client.post("totp/import", json={
+                    "uri": "otpauth://totp/Example:ann?secret=JBSWY3DPEHPK3PXP&issuer=Mail",
+                    "entry_id": mail["id"]})
+                # An old password: the health report's "old" finding.
+                tax = next(e for e in entries if e["title"] == "Tax office")
+                tax["password_changed"] = "2023-02-01T09:00:00+00:00"
+                plugin.session.vault().save()
+                await client.post("vault/lock")
+
+        arun(seed())
+        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+            view = browser.open("/plugins/security_toolkit/", size=(1280, 900))
+            browser.wait_idle(view)
+            js = browser.js
+
+            def run(code: str) -> None:
+                js(view, f"({code}) || 1")
+
+            qtbot.waitUntil(lambda: not js(view, "document.getElementById('unlock-form')"
+                                                 ".hidden"))
+            run(f"document.getElementById('unlock-password').value = {MASTER!r}")
+            run("document.getElementById('unlock-form').requestSubmit()")
+            qtbot.waitUntil(lambda: js(view, "document.querySelectorAll('#entry-list "
+                                             "button').length") == 7, timeout=20_000)
+            run("securityToolkit.openEntry(securityToolkit.state.entries"
+                ".find(e => e.title === 'Bank').id)")
+            qtbot.waitUntil(lambda: js(view, "document.getElementById('e-title').value")
+                            == "Bank")
+            qtbot.waitUntil(lambda: "Strength" in js(
+                view, "document.getElementById('e-strength').textContent"))
+            qtbot.waitUntil(lambda: "locks in" in js(
+                view, "document.getElementById('lock-state').textContent"))
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            view.grab().save(str(HERE / "security-toolkit.png"))
+
+            run("securityToolkit.showTab('health')")
+            run("document.getElementById('health-form').requestSubmit()")
+            qtbot.waitUntil(lambda: js(view, "document.querySelectorAll('#health-rows tr')"
+                                             ".length") >= 4, timeout=20_000)
+            # One click on the Wi-Fi row's Fix: regenerated, stored, report refreshed.
+            run("[...document.querySelectorAll('#health-rows tr')].find(r => r.textContent"
+                ".includes('Wi-Fi')).querySelector('td:last-child button').click()")
+            qtbot.waitUntil(lambda: not js(view, "document.getElementById('fixed-box')"
+                                                 ".hidden"), timeout=20_000)
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / "security-toolkit-health.png"))
+    finally:
+        arun(rt.stop())
