@@ -32,7 +32,13 @@ from api_tester.models import (
 )
 from api_tester.monitors import MonitorProblem, Monitors, MonitorSpec
 from api_tester.sender import RequestProblem, Sender, guard
-from api_tester.storage import Collections, SecretStore, StorageProblem, externalize
+from api_tester.storage import (
+    AppTokenGrants,
+    Collections,
+    SecretStore,
+    StorageProblem,
+    externalize,
+)
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.hub import EventHub
 
@@ -73,6 +79,10 @@ class ImportBody(BaseModel):
     collection: str = Field(max_length=100)
 
 
+class GrantBody(BaseModel):
+    enabled: bool
+
+
 class BuiltinBody(BaseModel):
     which: Literal["v1", "app"] = "v1"
 
@@ -107,9 +117,10 @@ class ApiTesterPlugin(Plugin):
                              max_body_bytes=self.config.max_body_bytes,
                              follow_redirects=self.config.follow_redirects)
         ctx.on_teardown(self.sender.aclose)
+        self.grants = AppTokenGrants(ctx.data_dir)
         self.engine = Engine(self.collections, self.secrets, self.sender,
                              app_url=ctx.server_url, app_token=ctx.app_token,
-                             preview_bytes=self.config.preview_bytes)
+                             preview_bytes=self.config.preview_bytes, grants=self.grants)
         self.hub = EventHub(maxsize=512)
         self.reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.reports_dir = ctx.data_dir / "reports"
@@ -120,6 +131,8 @@ class ApiTesterPlugin(Plugin):
         add("/collections", self.list_collections)
         add("/collections", self.create_collection, methods=["POST"])
         add("/collections/{collection}", self.collection_tree)
+        add("/collections/{collection}/app-token", self.get_grant)
+        add("/collections/{collection}/app-token", self.put_grant, methods=["PUT"])
         add("/collections/{collection}/request", self.get_request)
         add("/collections/{collection}/request", self.put_request, methods=["PUT"])
         add("/collections/{collection}/request", self.delete_request, methods=["DELETE"])
@@ -167,7 +180,7 @@ class ApiTesterPlugin(Plugin):
         """Send one request; the answer's view, the captures and the assertion results."""
         try:
             scope = self._scope(body.collection, body.environment, body.variables)
-            outcome = await self.engine.execute(body.request, scope)
+            outcome = await self.engine.execute(body.request, scope, body.collection)
         except (RequestProblem, StorageProblem) as exc:
             return problem(exc)
         assert outcome.exchange is not None
@@ -176,10 +189,14 @@ class ApiTesterPlugin(Plugin):
                 "passed": outcome.passed, "error": outcome.error}
 
     # -- collections -----------------------------------------------------------------
+    def _tree(self, collection: str) -> dict[str, Any]:
+        return {**self.collections.tree(collection),
+                "app_token": self.grants.allowed(collection)}
+
     async def list_collections(self) -> Any:
         try:
             return {"root": str(self.collections.root),
-                    "collections": [self.collections.tree(n) for n in self.collections.names()]}
+                    "collections": [self._tree(n) for n in self.collections.names()]}
         except StorageProblem as exc:
             return problem(exc)
 
@@ -193,9 +210,27 @@ class ApiTesterPlugin(Plugin):
 
     async def collection_tree(self, collection: str) -> Any:
         try:
-            return self.collections.tree(collection)
+            return self._tree(collection)
         except StorageProblem as exc:
             return problem(exc)
+
+    async def get_grant(self, collection: str) -> Any:
+        """Whether the collection's requests may use the app token (``auth.type`` app)."""
+        try:
+            self.collections.info(collection)
+        except StorageProblem as exc:
+            return problem(exc)
+        return {"collection": collection, "enabled": self.grants.allowed(collection)}
+
+    async def put_grant(self, collection: str, body: GrantBody) -> Any:
+        """Let (or stop) the collection's requests use the app token, still only towards
+        this app's own address. Only the page sets it: no file can."""
+        try:
+            self.collections.info(collection)
+            self.grants.set(collection, body.enabled)
+        except StorageProblem as exc:
+            return problem(exc)
+        return {"collection": collection, "enabled": body.enabled}
 
     async def get_request(self, collection: str, path: str = Query(max_length=1000)) -> Any:
         try:
@@ -373,6 +408,8 @@ class ApiTesterPlugin(Plugin):
         created = self._write_imported(name, items, [
             Variable(name="baseUrl", value=root),
             *(Variable(name=k, value=v) for k, v in path_vars.items())])
+        if body.which == "app":
+            self.grants.set(name, True)  # the user asked for this collection of the app
         if body.which == "v1":
             self.collections.write_env(name, Environment(name="local", variables=[
                 Variable(name="username", value=""),
@@ -402,7 +439,7 @@ class ApiTesterPlugin(Plugin):
                                      "field": field}, status_code=422)
         try:
             scope = self._scope(body.collection, body.environment, body.variables)
-            resolved = await self.engine.prepare(body.request, scope)
+            resolved = await self.engine.prepare(body.request, scope, body.collection)
             target = await guard(resolved.url, self.config.allowed_hosts)
         except (RequestProblem, StorageProblem) as exc:
             return problem(exc)
@@ -444,7 +481,7 @@ class ApiTesterPlugin(Plugin):
     async def _monitor_run(self, spec: MonitorSpec) -> dict[str, Any]:
         items = self.collections.requests(spec.collection, spec.folder)
         scope = self.engine.scope(spec.collection, spec.environment)
-        return await run(self.engine, items, scope)
+        return await run(self.engine, items, scope, collection=spec.collection)
 
     async def list_monitors(self) -> dict[str, Any]:
         return {"monitors": self.monitors.list()}
@@ -491,20 +528,20 @@ class ApiTesterPlugin(Plugin):
             return problem(exc)
         name = body.collection + (f"/{body.folder}" if body.folder else "")
         job = self.ctx.jobs.start("run", self._run_job, name, items, scope, rows,
-                                  body.stop_on_fail)
+                                  body.stop_on_fail, body.collection)
         return JSONResponse(job.to_dict(), status_code=202)
 
     async def _run_job(self, job: Any, name: str, items: list[tuple[str, RequestSpec]],
                        scope: dict[str, str], rows: list[dict[str, str]],
-                       stop_on_fail: bool) -> dict[str, Any]:
+                       stop_on_fail: bool, collection: str) -> dict[str, Any]:
         def report_step(result: StepResult, done: int, total: int) -> None:
             job.progress(done, total, f"{result.method} {result.name}: "
                          + ("passed" if result.passed else "FAILED"))
             self.hub.publish("result", {"run": job.id, "done": done, "total": total,
                                         "result": result.__dict__})
 
-        report = await run(self.engine, items, scope, rows, stop_on_fail=stop_on_fail,
-                           on_result=report_step)
+        report = await run(self.engine, items, scope, rows, collection=collection,
+                           stop_on_fail=stop_on_fail, on_result=report_step)
         report.update({"id": job.id, "name": name})
         await asyncio.to_thread(self._keep_report, job.id, report)
         self.hub.publish("run", {key: report[key] for key in (

@@ -24,7 +24,7 @@ from api_tester.sender import (
     guard,
     resolve,
 )
-from api_tester.storage import Collections, SecretStore
+from api_tester.storage import AppTokenGrants, Collections, SecretStore
 from api_tester.variables import UndefinedVariable, substitute
 
 MAX_CSV_ROWS = 10_000
@@ -48,8 +48,9 @@ class Outcome:
 class Engine:
     def __init__(self, collections: Collections, secrets: SecretStore, sender: Sender, *,
                  app_url: str | None = None, app_token: str | None = None,
-                 preview_bytes: int = 256 * 1024):
+                 preview_bytes: int = 256 * 1024, grants: AppTokenGrants | None = None):
         self.collections = collections
+        self.grants = grants
         self.secrets = secrets
         self.sender = sender
         self.app_url = app_url
@@ -120,22 +121,32 @@ class Engine:
         return token
 
     # -- one request -----------------------------------------------------------------
-    async def prepare(self, spec: RequestSpec, variables: Mapping[str, str]) -> Resolved:
+    async def prepare(self, spec: RequestSpec, variables: Mapping[str, str],
+                      collection: str | None = None) -> Resolved:
+        """``spec`` resolved and authenticated. ``collection`` is where the request
+        comes from (None: typed in the page's editor, outside any collection)."""
         resolved = resolve(spec, variables)
         token = None
         if resolved.auth.type == "plexichat":
             token = await self.v1_token(resolved.auth.base, resolved.auth.username,
                                         resolved.auth.password)
         if resolved.auth.type == "app":
-            token = self._app_token_for(resolved.url)
+            token = self._app_token_for(resolved.url, collection)
         apply_auth(resolved, token)
         return resolved
 
-    def _app_token_for(self, url: str) -> str:
-        """The app's token, only for a URL on the app's own server: it opens every host
-        route, so it must never leave for another address."""
+    def _app_token_for(self, url: str, collection: str | None) -> str:
+        """The app's token, only for a URL on the app's own server (it opens every host
+        route, so it must never leave for another address), and for a request of a
+        collection only when the user enabled it for that collection in the page: a
+        collection file someone hands over cannot send it on its own (run, monitor)."""
         if not self.app_url or not self._app_token:
             raise RequestProblem("auth.type", "the app token is not available here")
+        if collection is not None and (self.grants is None
+                                       or not self.grants.allowed(collection)):
+            raise RequestProblem("auth.type", f"collection {collection!r} may not use the "
+                                 "app token: enable \"Use the app token\" for it in the page "
+                                 "(only for collections you trust)", 403)
         mine, theirs = urlsplit(self.app_url), urlsplit(url)
         local = {"127.0.0.1", "localhost", mine.hostname}
         if (theirs.scheme != mine.scheme or theirs.port != mine.port
@@ -144,9 +155,11 @@ class Engine:
                                  f"({self.app_url}), not to {url[:200]}", 403)
         return self._app_token
 
-    async def execute(self, spec: RequestSpec, variables: Mapping[str, str]) -> Outcome:
-        """Send ``spec``; problems with the request itself raise :class:`RequestProblem`."""
-        resolved = await self.prepare(spec, variables)
+    async def execute(self, spec: RequestSpec, variables: Mapping[str, str],
+                      collection: str | None = None) -> Outcome:
+        """Send ``spec``; problems with the request itself raise :class:`RequestProblem`.
+        ``collection``: see :meth:`prepare`."""
+        resolved = await self.prepare(spec, variables, collection)
         exchange = await self.sender.send(resolved)
         outcome = Outcome(exchange)
         for cap in spec.captures:
@@ -213,11 +226,11 @@ class StepResult:
 
 async def run(engine: Engine, items: Sequence[tuple[str, RequestSpec]],
               variables: Mapping[str, str], rows: Sequence[Mapping[str, str]] = (), *,
-              stop_on_fail: bool = False,
+              collection: str = "", stop_on_fail: bool = False,
               on_result: Callable[[StepResult, int, int], Awaitable[None] | None] | None = None
               ) -> dict[str, Any]:
-    """Run ``items`` once per CSV row (once without rows); captures chain forward within
-    an iteration. Returns the JSON report."""
+    """Run ``items`` (of ``collection``) once per CSV row (once without rows); captures
+    chain forward within an iteration. Returns the JSON report."""
     iterations = list(rows) or [{}]
     total = len(iterations) * len(items)
     results: list[StepResult] = []
@@ -227,7 +240,7 @@ async def run(engine: Engine, items: Sequence[tuple[str, RequestSpec]],
         scope = {**variables, **row}
         for path, spec in items:
             try:
-                outcome = await engine.execute(spec, scope)
+                outcome = await engine.execute(spec, scope, collection)
             except RequestProblem as exc:
                 outcome = Outcome(None, error=str(exc))
             ex = outcome.exchange

@@ -254,6 +254,36 @@ def externalize(spec: RequestSpec, prefix: str) -> tuple[RequestSpec, dict[str, 
     return data, secrets
 
 
+class AppTokenGrants:
+    """The collections the user let use the app's own token (``auth.type = "app"``).
+
+    Kept in the plugin's data dir, never in the collections folder: a collection someone
+    hands over (a shared folder, a git clone, an import) cannot grant itself the token.
+    The user enables it per collection in the page; importing the built-in "PlexiChat
+    app" collection (a click of the user's) enables it for that one."""
+
+    def __init__(self, data_dir: Path):
+        self.file = Path(data_dir) / "app-token-collections.json"
+
+    def names(self) -> set[str]:
+        try:
+            data = json.loads(self.file.read_text("utf-8"))
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError):
+            return set()  # unreadable: nothing granted (fail closed)
+        names = data.get("collections", []) if isinstance(data, dict) else []
+        return {n for n in names if isinstance(n, str)}
+
+    def allowed(self, collection: str | None) -> bool:
+        return collection is not None and collection in self.names()
+
+    def set(self, collection: str, enabled: bool) -> None:
+        names = self.names()
+        (names.add if enabled else names.discard)(collection)
+        write_atomic(self.file, json.dumps({"collections": sorted(names)}) + "\n", 0o600)
+
+
 class SecretStore:
     """Secrets by name: in the keyring when usable, else a 0600 JSON file.
 

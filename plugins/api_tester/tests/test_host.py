@@ -136,3 +136,49 @@ async def test_send_save_and_run_through_the_app(tmp_path: Path) -> None:
         job = await wait_job(client, run_id)
         assert job["state"] == "cancelled"
         assert (await client.get(f"runs/{run_id}")).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_a_handed_over_collection_cannot_send_the_app_token(tmp_path: Path) -> None:
+    # Review finding: auth.type "app" was honoured for any collection, a shared or an
+    # imported one included, by runs and monitors too. Now the user enables it per
+    # collection in the page (kept outside the collections folder), and it still goes
+    # only to this app's own address.
+    import json
+
+    async with running_app(tmp_path) as app, app.client() as client:
+        shared = tmp_path / "collections" / "Shared"
+        shared.mkdir(parents=True)
+        # As a git clone or a shared folder brings it: files only, nothing granted.
+        (shared / "collection.json").write_text(json.dumps({"name": "Shared"}))
+        request = {"name": "info", "url": "{{app_url}}/plugins/api_tester/api/info",
+                   "auth": {"type": "app"}}
+        (shared / "info.request.json").write_text(json.dumps(request))
+        tree = (await client.get("collections/Shared")).json()
+        assert tree["app_token"] is False
+
+        sent = await client.post("send", json={"request": request, "collection": "Shared"})
+        assert sent.status_code == 403 and sent.json()["field"] == "auth.type"
+        assert "enable" in sent.json()["detail"]
+        started = await client.post("run", json={"collection": "Shared"})
+        job = await wait_job(client, started.json()["id"])
+        report = (await client.get(f"runs/{job['id']}")).json()
+        assert report["failed"] == 1 and "may not use the app token" in report["results"][0][
+            "error"]
+        monitor = (await client.post("monitors", json={
+            "name": "m", "collection": "Shared", "enabled": False})).json()
+        ran = (await client.post(f"monitors/{monitor['id']}/run")).json()
+        assert ran["run"]["status"] == "failed" and "app token" in ran["run"]["detail"]
+
+        # The user enables it in the page: then it is sent, to the app only.
+        granted = await client.put("collections/Shared/app-token", json={"enabled": True})
+        assert granted.json() == {"collection": "Shared", "enabled": True}
+        assert not list(shared.glob("*app*"))  # nothing the collection's files carry
+        sent = await client.post("send", json={"request": request, "collection": "Shared"})
+        assert sent.status_code == 200 and sent.json()["response"]["status"] == 200
+        elsewhere = await client.post("send", json={"collection": "Shared", "request": {
+            **request, "url": "http://127.0.0.2:9/x"}})
+        assert elsewhere.status_code == 403 and elsewhere.json()["field"] == "auth.type"
+        await client.put("collections/Shared/app-token", json={"enabled": False})
+        sent = await client.post("send", json={"request": request, "collection": "Shared"})
+        assert sent.status_code == 403

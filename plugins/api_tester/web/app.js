@@ -263,7 +263,10 @@ function renderTree() {
   }
   if (!state.collections.length) root.append(el("li", { class: "muted", text: "No collection yet: create one, or import one below." }));
   $("tree").replaceChildren(root);
-  const envs = (state.collections.find((c) => c.name === state.collection) || {}).environments || [];
+  const chosen = state.collections.find((c) => c.name === state.collection) || {};
+  $("app-token-grant").checked = Boolean(chosen.app_token);
+  $("app-token-grant").disabled = !state.collection;
+  const envs = chosen.environments || [];
   const current = $("environment").value;
   $("environment").replaceChildren(el("option", { value: "", text: "(none)" }),
     ...envs.map((e) => el("option", { value: e, text: e })));
@@ -271,6 +274,22 @@ function renderTree() {
   $("run-target").textContent = state.collection
     ? `Runs ${state.collection}${state.folder ? "/" + state.folder : ""}` : "Select a collection or folder.";
   $("run-button").disabled = !state.collection;
+}
+
+// The app token is granted per collection, here only (never by a collection's files).
+async function setAppTokenGrant() {
+  const box = $("app-token-grant");
+  if (!state.collection) return;
+  try {
+    const data = await api(`collections/${encodeURIComponent(state.collection)}/app-token`,
+      { method: "PUT", json: { enabled: box.checked } });
+    const chosen = state.collections.find((c) => c.name === state.collection);
+    if (chosen) chosen.app_token = data.enabled;
+    showError(null);
+  } catch (err) {
+    box.checked = !box.checked;
+    showError(err);
+  }
 }
 
 async function loadTree() {
@@ -599,6 +618,7 @@ function init() {
   $("load-form").addEventListener("submit", startLoad);
   $("delete-request").addEventListener("click", deleteRequest);
   $("environment").addEventListener("change", loadEnvironment);
+  $("app-token-grant").addEventListener("change", setAppTokenGrant);
   $("env-form").addEventListener("submit", saveEnvironment);
   $("builtin-v1").addEventListener("click", () => importBuiltin("v1"));
   $("builtin-app").addEventListener("click", () => importBuiltin("app"));
