@@ -1,0 +1,123 @@
+"""The pure parts: the verdict on a request, the template sandbox, health figures and the
+verification snippets (the Python one is run against a real signature)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from typing import Any
+
+import pytest
+from webhook_manager.health import health, percentile
+from webhook_manager.snippets import snippets
+from webhook_manager.templates import PRESETS, TemplateProblem, render, sample_payload
+from webhook_manager.verify import verify
+
+SECRET = "unit-test-secret-0123456789"
+OLD = "the-previous-secret-abcdef"
+BODY = b'{"id": "d1", "event": "webhook.test", "data": {"n": 1}}'
+
+
+def signed(body: bytes = BODY, *, secrets: tuple[str, ...] = (SECRET,), at: float | None = None
+           ) -> dict[str, str]:
+    stamp = str(int(time.time() if at is None else at))
+    entries = [("sha256=" + hmac.new(s.encode(), stamp.encode() + b"." + body,
+                                     hashlib.sha256).hexdigest()) for s in secrets]
+    return {"X-PlexiChat-Timestamp": stamp, "X-PlexiChat-Signature": " ".join(entries)}
+
+
+def test_a_valid_request_passes_and_says_which_secret_matched() -> None:
+    verdict = verify(signed(), BODY, [SECRET], now=time.time())
+    assert verdict.ok and verdict.matched == "current"
+    assert [c.name for c in verdict.checks] == ["timestamp", "signature"]
+    # Header names are case-insensitive, as in HTTP.
+    lower = {k.lower(): v for k, v in signed().items()}
+    assert verify(lower, BODY, [SECRET], now=time.time()).ok
+
+
+@pytest.mark.parametrize(("headers", "body", "secrets", "reason"), [
+    (signed(), BODY.replace(b"1", b"2"), [SECRET], "does not match"),
+    (signed(at=time.time() - 1000), BODY, [SECRET], "outside the 300 s window (a replay?)"),
+    (signed(at=time.time() + 1000), BODY, [SECRET], "in the future"),
+    (signed(), BODY, ["a-wrong-secret-entirely"], "does not match"),
+    ({"X-PlexiChat-Timestamp": str(int(time.time()))}, BODY, [SECRET],
+     "no X-PlexiChat-Signature header"),
+    ({**signed(), "X-PlexiChat-Timestamp": "yesterday"}, BODY, [SECRET], "not UNIX seconds"),
+    ({**signed(), "X-PlexiChat-Signature": "md5=abc"}, BODY, [SECRET], "malformed entry"),
+    (signed(), BODY, [], "no secret to check against"),
+])
+def test_tampered_old_and_wrongly_signed_requests_fail_with_the_reason(
+        headers: dict[str, str], body: bytes, secrets: list[str], reason: str) -> None:
+    verdict = verify(headers, body, secrets, now=time.time(), tolerance=300)
+    assert not verdict.ok
+    assert reason in verdict.reason, verdict.reason
+
+
+def test_during_a_rotation_either_secret_verifies() -> None:
+    both = signed(secrets=(SECRET, OLD))
+    assert verify(both, BODY, [SECRET], now=time.time()).matched == "current"
+    assert verify(both, BODY, ["someone-else", OLD], now=time.time()).matched == "previous"
+    only_old = signed(secrets=(OLD,))
+    assert verify(only_old, BODY, [SECRET, OLD], now=time.time()).matched == "previous"
+
+
+def test_every_preset_renders_json_for_every_sample_event() -> None:
+    for event in ("message.sent", "user.login", "file.uploaded", "system.alert", "webhook.test"):
+        for name, preset in PRESETS.items():
+            output = render(preset["template"], sample_payload(event))
+            assert isinstance(output, dict), name
+    slack = render(PRESETS["slack"]["template"], sample_payload("message.sent"))
+    assert slack["text"] == "[message.sent] Message sent: The release is out 🎉"
+    matrix = render(PRESETS["matrix"]["template"], {**sample_payload(), "event": "<b>x</b>"})
+    assert "&lt;b&gt;" in matrix["formatted_body"]  # HTML escaped where it is HTML
+
+
+@pytest.mark.parametrize(("template", "line", "needle"), [
+    ('{\n  "a": {{ data.missing }}\n}', 2, "has no attribute 'missing'"),
+    ('{\n"a": 1,\n{% if %}\n}', 3, "Expected an expression"),
+    ('{"a": {{ "".__class__.__mro__ | tojson }}}', 1, "not allowed in the sandbox"),
+    ('{"a": {{ payload.update({"x": 1}) }}}', 1, "not allowed in the sandbox"),
+    ('{\n"a": {{ ("x" * 100000) | tojson }}}', 2, "repeating"),
+    ('{% for i in range(100000) %}{% endfor %}', 1, "range of 100000"),
+    ('{"a": 1\n "b": 2}', 2, "the output is not JSON"),
+    ('{"a": {{ 2 ** 1000 }}}', 1, "exponent"),
+])
+def test_template_errors_name_their_line_and_the_sandbox_holds(template: str, line: int,
+                                                              needle: str) -> None:
+    with pytest.raises(TemplateProblem) as info:
+        render(template, sample_payload())
+    assert info.value.line == line, str(info.value)
+    assert needle in str(info.value)
+    assert str(info.value).startswith(f"template: line {line}: ")
+
+
+def test_health_figures() -> None:
+    def delivery(status: str, *durations: float, code: int | None = 200) -> dict[str, Any]:
+        return {"status": status, "updated_at": "t", "attempts": [
+            {"status_code": code, "duration_ms": d} for d in durations]}
+
+    hook = {"active": True, "consecutive_failures": 1, "disable_after": 5}
+    rows = [delivery("failed", 40.0, code=500), delivery("delivered", 10.0),
+            delivery("delivered", 20.0, 30.0), delivery("pending")]
+    figures = health(hook, rows)
+    assert figures["state"] == "failing" and figures["success_rate"] == 0.6667
+    assert figures["p95_ms"] == 40.0 and figures["attempts"] == 4
+    assert health({**hook, "active": False}, rows)["state"] == "disabled"
+    assert health(hook, [delivery("pending")])["state"] == "idle"
+    assert health(hook, [])["success_rate"] is None
+    assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
+
+
+def test_the_python_snippet_verifies_a_real_signature(monkeypatch: pytest.MonkeyPatch) -> None:
+    code = snippets("X-PlexiChat-Signature", "X-PlexiChat-Timestamp", 300)
+    assert "X-PlexiChat-Signature" in code["go"] and "x-plexichat-timestamp" in code["node"]
+    assert SECRET not in str(code)
+    monkeypatch.setitem(os.environ, "PLEXICHAT_WEBHOOK_SECRET", SECRET)
+    scope: dict[str, Any] = {}
+    exec(compile(code["python"], "snippet.py", "exec"), scope)  # our own snippet, run as is
+    assert scope["verify"](signed(), BODY)
+    assert scope["verify"](signed(secrets=(SECRET, OLD)), BODY)
+    assert not scope["verify"](signed(), BODY + b" ")
+    assert not scope["verify"](signed(at=time.time() - 301), BODY)
