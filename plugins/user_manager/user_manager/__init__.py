@@ -1,0 +1,471 @@
+"""User Manager: the account console of the PlexiChat account the app is signed in to.
+
+Everything goes through ``ctx.api``, the API integration layer's session limited to this
+plugin's scopes, so it works the same against the embedded server (offline, on this
+computer: no identity server to run) and against a remote PlexiChat v1 server. The page
+talks to the routes below; they add what the v1 API leaves to a client: the password
+meter (the server's policy rule by rule plus a zxcvbn estimate), the minimum zxcvbn score,
+the typed confirmation before deleting the account, and the export as a file.
+
+Errors of the API keep their status and detail, except 401: a wrong password or code the
+user typed (``InvalidCredentials``) is 403 here and a session that ended is 409, so that
+nothing in front of the page mistakes them for the app's own credential being refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.settings import PluginSettings
+from user_manager.strength import evaluate
+
+if TYPE_CHECKING:
+    from api_integration_layer.scoped import ScopedApi
+
+T = TypeVar("T")
+TOTP_CODE = re.compile(r"^\d{6}$")
+
+
+class UserManagerSettings(PluginSettings):
+    min_score: int = Field(2, ge=0, le=4, description="Lowest zxcvbn score (0-4) a new "
+                                                      "password needs; 0 = policy only.")
+    log_page_size: int = Field(50, ge=10, le=200, description="Security-log entries per "
+                                                              "page.")
+
+
+class Form(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginForm(Form):
+    username: str = Field(min_length=1, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+    remember_me: bool = False
+
+
+class SecondStepForm(Form):
+    mfa_token: str = Field(min_length=1, max_length=200)
+    code: str = Field(min_length=1, max_length=40,
+                      description="A 6-digit code or a recovery code.")
+
+
+class ForgotForm(Form):
+    username: str = Field(min_length=1, max_length=254)
+    new_password: str = Field(min_length=1, max_length=256)
+    reset_token: str | None = Field(None, max_length=200)
+    recovery_code: str | None = Field(None, max_length=40)
+
+
+class ProfileForm(Form):
+    display_name: str | None = Field(None, max_length=100)
+    email: str | None = Field(None, min_length=3, max_length=254)
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
+
+
+class StrengthForm(Form):
+    password: str = Field("", max_length=256)
+
+
+class ChangeForm(Form):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+    end_other_sessions: bool = False
+
+
+class CodeForm(Form):
+    code: str = Field(min_length=1, max_length=20)
+
+
+class PasswordForm(Form):
+    password: str = Field(min_length=1, max_length=256)
+
+
+class DisableForm(Form):
+    password: str = Field(min_length=1, max_length=256)
+    code: str = Field(min_length=1, max_length=40,
+                      description="A current 6-digit code or a recovery code.")
+
+
+class DeleteForm(Form):
+    confirm: str = Field(max_length=100, description="The account's username, typed.")
+
+
+class ResetTokenForm(Form):
+    user_id: str = Field(min_length=1, max_length=64)
+    expires_minutes: int = Field(60, ge=5, le=10_080)
+
+
+class PageError(Exception):
+    """An answer for the page: status and a detail naming the field when one is at fault."""
+
+    def __init__(self, status: int, detail: Any):
+        self.status = status
+        self.detail = detail
+        super().__init__(str(detail))
+
+
+def field_error(field: str, message: str) -> PageError:
+    """422 in FastAPI's list form, so the page shows it beside ``field``."""
+    return PageError(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+def _split_code(code: str) -> tuple[str | None, str | None]:
+    """(TOTP code, recovery code) from what the user typed in the one code field."""
+    compact = code.strip().replace(" ", "")
+    return (compact, None) if TOTP_CODE.match(compact) else (None, code.strip())
+
+
+class UserManagerPlugin(Plugin):
+    """The account console: profile, password, 2FA, sessions, log, data, administration."""
+
+    settings_model = UserManagerSettings
+
+    def setup(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        self.config: UserManagerSettings = ctx.config
+        self._policy: dict[str, Any] | None = None
+        routes: list[tuple[str, Any, str]] = [
+            ("/overview", self.overview, "GET"),
+            ("/login", self.login, "POST"),
+            ("/login-2fa", self.login_2fa, "POST"),
+            ("/logout", self.logout, "POST"),
+            ("/forgot", self.forgot, "POST"),
+            ("/profile", self.update_profile, "PUT"),
+            ("/password/strength", self.strength, "POST"),
+            ("/password/change", self.change_password, "POST"),
+            ("/2fa", self.mfa_status, "GET"),
+            ("/2fa/setup", self.mfa_setup, "POST"),
+            ("/2fa/verify", self.mfa_verify, "POST"),
+            ("/2fa/regenerate", self.mfa_regenerate, "POST"),
+            ("/2fa/disable", self.mfa_disable, "POST"),
+            ("/sessions", self.sessions, "GET"),
+            ("/sessions/revoke-others", self.revoke_others, "POST"),
+            ("/sessions/{session_id}/revoke", self.revoke_session, "POST"),
+            ("/security-log", self.security_log, "GET"),
+            ("/export", self.export, "GET"),
+            ("/delete-account", self.delete_account, "POST"),
+            ("/admin/users", self.admin_users, "GET"),
+            ("/admin/reset-token", self.admin_reset_token, "POST"),
+        ]
+        for path, endpoint, method in routes:
+            ctx.add_route(path, endpoint, methods=[method])
+
+    # -- plumbing ------------------------------------------------------------------------
+    def api(self) -> ScopedApi:
+        try:
+            api: ScopedApi = self.ctx.api
+        except Exception as exc:  # the layer failed or is disabled
+            raise PageError(503, f"the PlexiChat API is not available: {exc}") from None
+        return api
+
+    def signed_in(self) -> ScopedApi:
+        api = self.api()
+        if api.user is None:
+            raise PageError(409, "nobody is signed in to PlexiChat: sign in first")
+        return api
+
+    async def answer(self, work: Awaitable[T]) -> Any:
+        """Run an API call for the page, turning the client's errors into answers."""
+        from api_integration_layer.errors import (
+            ApiError,
+            ApiHTTPError,
+            ApiPermissionError,
+            ApiUnavailable,
+            InvalidCredentials,
+            NotAuthenticated,
+        )
+
+        try:
+            return await work
+        except PageError as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        except InvalidCredentials as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=403)
+        except NotAuthenticated as exc:
+            return JSONResponse({"detail": exc.detail, "signed_out": True}, status_code=409)
+        except ApiHTTPError as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status,
+                                headers={k: v for k, v in exc.headers.items()
+                                         if k.lower() == "retry-after"})
+        except ApiPermissionError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=403)
+        except ApiUnavailable as exc:
+            return JSONResponse({"detail": f"the PlexiChat server cannot be reached: "
+                                           f"{exc.reason}"}, status_code=502)
+        except ApiError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=502)
+
+    async def policy(self) -> dict[str, Any]:
+        """The server's password policy (asked once; it is a setting of the server)."""
+        if self._policy is None:
+            self._policy = (await self.api().auth.password_policy()).model_dump(mode="json")
+        return self._policy
+
+    async def _user_words(self, api: ScopedApi) -> list[str]:
+        """Words a password must not be built from: the account's names and email."""
+        if api.user is None:
+            return []
+        me = await api.users.me()
+        words = [me.username, me.display_name or "", me.first_name or "", me.last_name or ""]
+        if me.email:
+            words += [me.email, me.email.split("@", 1)[0]]
+        return [w for w in words if w]
+
+    # -- overview and signing in ---------------------------------------------------------
+    async def overview(self) -> Any:
+        """Who is signed in, their profile and 2FA state, the policy and the server."""
+        async def work() -> dict[str, Any]:
+            api = self.api()
+            policy = await self.policy()
+            base = {"policy": policy, "min_score": self.config.min_score,
+                    "server": {"base_url": api.base_url,
+                               "embedded": "127.0.0.1" in api.base_url
+                               or "localhost" in api.base_url},
+                    "log_page_size": self.config.log_page_size}
+            if api.user is None:
+                return {"signed_in": False, "user": None, **base}
+            with api.bypass_cache():
+                me, mfa, devices = await asyncio.gather(
+                    api.users.me(), api.auth.mfa_status(),
+                    api.users.security_log(kind="new_device", limit=3))
+            return {"signed_in": True, "user": me.model_dump(mode="json"),
+                    "mfa": mfa.model_dump(mode="json"),
+                    "recent_new_devices": [e.model_dump(mode="json") for e in devices.events],
+                    **base}
+        return await self.answer(work())
+
+    async def login(self, form: LoginForm) -> Any:
+        """Sign in; for an account with 2FA the answer asks for the code
+        (``requires_mfa`` with the ``mfa_token`` for ``/login-2fa``)."""
+        from api_integration_layer.errors import MfaRequired
+
+        async def work() -> dict[str, Any]:
+            try:
+                await self._typed(self.api().auth.login(
+                    form.username, form.password, remember_me=form.remember_me,
+                    device_info={"app": "PlexiChat Desktop"}))
+            except MfaRequired as step:
+                return {"requires_mfa": True, "mfa_token": step.mfa_token,
+                        "username": step.username, "expires_in": step.expires_in}
+            return {"requires_mfa": False, "signed_in": True}
+        return await self.answer(work())
+
+    async def login_2fa(self, form: SecondStepForm) -> Any:
+        """The second step: a 6-digit code or a recovery code."""
+        code, recovery = _split_code(form.code)
+
+        async def work() -> dict[str, Any]:
+            tokens = await self._typed(self.api().auth.login_2fa(
+                form.mfa_token, code=code, recovery_code=recovery))
+            left = getattr(tokens, "recovery_codes_remaining", None)
+            return {"signed_in": True, "recovery_codes_remaining": left}
+        return await self.answer(work())
+
+    async def logout(self) -> Any:
+        async def work() -> dict[str, Any]:
+            await self.api().auth.logout()
+            return {"signed_in": False}
+        return await self.answer(work())
+
+    async def forgot(self, form: ForgotForm) -> Any:
+        """Set a new password while signed out: with an administrator's reset token or a
+        2FA recovery code (there is no e-mail to send a link to)."""
+        if bool(form.reset_token) == bool(form.recovery_code):
+            return await self.answer(self._raise(field_error(
+                "reset_token", "give either a reset token or a recovery code")))
+
+        async def work() -> dict[str, Any]:
+            await self._check_new(self.api(), form.new_password, [form.username],
+                                  own=False)
+            result = await self._typed(self.api().auth.reset_password(
+                form.username, form.new_password, reset_token=form.reset_token,
+                recovery_code=form.recovery_code))
+            return {"success": True, "message": result.message}
+        return await self.answer(work())
+
+    @staticmethod
+    async def _raise(error: PageError) -> None:
+        raise error
+
+    @staticmethod
+    async def _typed(work: Awaitable[T]) -> T:
+        """Calls made without a session (sign in, its second step, a reset): their 401
+        means what was typed is wrong, not that a session ended, so it is a 403 here."""
+        from api_integration_layer.errors import NotAuthenticated
+
+        try:
+            return await work
+        except NotAuthenticated as exc:
+            raise PageError(403, exc.detail) from None
+
+    # -- profile and password -------------------------------------------------------------
+    async def update_profile(self, form: ProfileForm) -> Any:
+        async def work() -> dict[str, Any]:
+            changes = form.model_dump(exclude_unset=True)
+            updated = await self.signed_in().users.update_me(**{
+                key: value for key, value in changes.items() if key in (
+                    "display_name", "email", "first_name", "last_name")})
+            return updated.model_dump(mode="json")
+        return await self.answer(work())
+
+    async def strength(self, form: StrengthForm) -> Any:
+        """The meter: the server's policy rule by rule and zxcvbn's estimate. The password
+        is only measured, never stored or logged."""
+        async def work() -> dict[str, Any]:
+            api = self.api()
+            words = await self._user_words(api)
+            policy = await self.policy()
+            return await asyncio.to_thread(evaluate, form.password, policy, words,
+                                           self.config.min_score)
+        return await self.answer(work())
+
+    async def _check_new(self, api: ScopedApi, password: str, extra_words: list[str],
+                         own: bool = True) -> None:
+        """422 on ``new_password`` unless it meets the policy and ``min_score``; the
+        signed-in account's names count as known words (``own``)."""
+        words = (await self._user_words(api) if own else []) + extra_words
+        verdict = await asyncio.to_thread(evaluate, password, await self.policy(), words,
+                                          self.config.min_score)
+        if not verdict["acceptable"]:
+            raise field_error("new_password", "; ".join(verdict["problems"]))
+
+    async def change_password(self, form: ChangeForm) -> Any:
+        async def work() -> dict[str, Any]:
+            api = self.signed_in()
+            await self._check_new(api, form.new_password, [])
+            result = await api.auth.change_password(
+                form.current_password, form.new_password,
+                end_other_sessions=form.end_other_sessions)
+            return result.model_dump(mode="json")
+        return await self.answer(work())
+
+    # -- two-factor ----------------------------------------------------------------------
+    async def mfa_status(self) -> Any:
+        async def work() -> dict[str, Any]:
+            return (await self.signed_in().auth.mfa_status()).model_dump(mode="json")
+        return await self.answer(work())
+
+    async def mfa_setup(self) -> Any:
+        """A new key with its QR code (SVG) and the key for typing by hand."""
+        async def work() -> dict[str, Any]:
+            return (await self.signed_in().auth.mfa_setup()).model_dump(mode="json")
+        return await self.answer(work())
+
+    async def mfa_verify(self, form: CodeForm) -> Any:
+        async def work() -> dict[str, Any]:
+            result = await self.signed_in().auth.mfa_verify_setup(form.code.replace(" ", ""))
+            return result.model_dump(mode="json")
+        return await self.answer(work())
+
+    async def mfa_regenerate(self, form: PasswordForm) -> Any:
+        async def work() -> dict[str, Any]:
+            result = await self.signed_in().auth.mfa_backup_codes(form.password)
+            return result.model_dump(mode="json")
+        return await self.answer(work())
+
+    async def mfa_disable(self, form: DisableForm) -> Any:
+        code, recovery = _split_code(form.code)
+
+        async def work() -> dict[str, Any]:
+            result = await self.signed_in().auth.mfa_disable(form.password, code=code,
+                                                             recovery_code=recovery)
+            return result.model_dump(mode="json")
+        return await self.answer(work())
+
+    # -- sessions and the log ------------------------------------------------------------
+    async def sessions(self) -> Any:
+        async def work() -> dict[str, Any]:
+            return (await self.signed_in().auth.sessions(limit=100)).model_dump(mode="json")
+        return await self.answer(work())
+
+    async def revoke_session(self, session_id: str) -> Any:
+        async def work() -> dict[str, Any]:
+            result = await self.signed_in().auth.revoke_session(session_id)
+            return result.model_dump(mode="json")
+        return await self.answer(work())
+
+    async def revoke_others(self) -> Any:
+        async def work() -> dict[str, Any]:
+            result = await self.signed_in().auth.revoke_other_sessions()
+            return result.model_dump(mode="json")
+        return await self.answer(work())
+
+    async def security_log(self, offset: int = 0, kind: str | None = None) -> Any:
+        async def work() -> dict[str, Any]:
+            if offset < 0:
+                raise PageError(422, [{"loc": ["query", "offset"], "msg": "must be >= 0",
+                                       "type": "value_error"}])
+            log = await self.signed_in().users.security_log(
+                limit=self.config.log_page_size, offset=offset, kind=kind or None)
+            return log.model_dump(mode="json")
+        return await self.answer(work())
+
+    # -- your data -----------------------------------------------------------------------
+    async def export(self) -> Any:
+        """Everything the server keeps about the account, as a JSON file to save."""
+        async def work() -> Response:
+            api = self.signed_in()
+            data = await api.users.export()
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", str(data["profile"]["username"]))
+            day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+            return Response(json.dumps(data, indent=2, ensure_ascii=False),
+                            media_type="application/json", headers={
+                                "Content-Disposition": f'attachment; filename="plexichat-'
+                                                       f'account-{name}-{day}.json"',
+                                "Cache-Control": "no-store"})
+        return await self.answer(work())
+
+    async def delete_account(self, form: DeleteForm) -> Any:
+        """Delete the account and everything it owns, once its username is typed."""
+        async def work() -> dict[str, Any]:
+            api = self.signed_in()
+            username = api.user["username"] if api.user else ""
+            if form.confirm != username:
+                raise field_error("confirm", f"type the username '{username}' exactly to "
+                                             "delete the account")
+            result = await api.users.delete_me()
+            return result.model_dump(mode="json")
+        return await self.answer(work())
+
+    # -- administration ------------------------------------------------------------------
+    async def _require_admin(self, api: ScopedApi) -> None:
+        me = await api.users.me()
+        if not me.is_admin:
+            raise PageError(403, "this needs the administrator account")
+
+    async def admin_users(self, request: Request) -> Any:
+        """Users, oldest first, or those matching ``?query=``; ``offset`` pages."""
+        async def work() -> dict[str, Any]:
+            api = self.signed_in()
+            await self._require_admin(api)
+            query = (request.query_params.get("query") or "").strip()[:100]
+            try:
+                offset = max(0, int(request.query_params.get("offset") or 0))
+            except ValueError:
+                raise PageError(422, [{"loc": ["query", "offset"], "msg": "not a number",
+                                       "type": "int_parsing"}]) from None
+            with api.bypass_cache():
+                found = (await api.users.search(query, limit=50, offset=offset) if query
+                         else await api.users.list(limit=50, offset=offset))
+            return found.model_dump(mode="json")
+        return await self.answer(work())
+
+    async def admin_reset_token(self, form: ResetTokenForm) -> Any:
+        """A one-time password reset token for a user (shown once, to hand over)."""
+        async def work() -> dict[str, Any]:
+            api = self.signed_in()
+            result = await api.auth.issue_reset_token(form.user_id,
+                                                      expires_minutes=form.expires_minutes)
+            return result.model_dump(mode="json")
+        return await self.answer(work())
