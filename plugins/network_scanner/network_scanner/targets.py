@@ -30,6 +30,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -318,11 +319,15 @@ class RateLimiter:
     """A token bucket: at most ``rate`` acquisitions per second, bursts of ``burst``.
     ``rate`` 0 means no limit. Used for connections to hosts other than loopback."""
 
-    def __init__(self, rate: float, burst: int | None = None):
+    def __init__(self, rate: float, burst: int | None = None, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep):
         self.rate = rate
         self.capacity = float(burst if burst is not None else max(1, int(rate // 10) or 1))
         self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self.updated = clock()
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
@@ -330,10 +335,10 @@ class RateLimiter:
             return
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self._clock()
                 self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
+                if self.tokens >= 1 - 1e-9:  # float error must not cost another sleep
+                    self.tokens = max(0.0, self.tokens - 1)
                     return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+                await self._sleep((1 - self.tokens) / self.rate)

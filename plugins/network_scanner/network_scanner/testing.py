@@ -207,18 +207,23 @@ def closed_port() -> int:
 
 def tls_context(ca: Any, *, expired: bool = False, self_signed: bool = False,
                 names: tuple[str, ...] = ("localhost", "127.0.0.1"),
-                ciphers: str | None = None) -> ssl.SSLContext:
+                ciphers: str | None = None, rsa: bool = False) -> ssl.SSLContext:
     """A server context with a trustme certificate: issued by ``ca`` for ``names``,
-    expired (valid until yesterday), or the CA's own self-signed certificate."""
+    expired (valid until yesterday), or the CA's own self-signed certificate; ``rsa``
+    gives the leaf an RSA key (static-RSA suites need one), ``ciphers`` limits the server
+    to those suites and TLS 1.2."""
+    import trustme
+
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     if self_signed:
         ctx.load_cert_chain(*_write_pair(ca.cert_pem.bytes(), ca.private_key_pem.bytes()))
     else:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"key_type": trustme.KeyType.RSA if rsa
+                                  else trustme.KeyType.ECDSA}
         if expired:
             now = dt.datetime.now(dt.UTC)
-            kwargs = {"not_before": now - dt.timedelta(days=400),
-                      "not_after": now - dt.timedelta(days=1)}
+            kwargs.update(not_before=now - dt.timedelta(days=400),
+                          not_after=now - dt.timedelta(days=1))
         cert = ca.issue_cert(*names, **kwargs)
         cert.configure_cert(ctx)
     if ciphers:

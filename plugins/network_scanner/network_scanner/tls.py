@@ -241,7 +241,7 @@ async def check_tls(address: str, port: int, *, server_name: str | None = None,
     try:
         obj = await _handshake(address, port, client_context(), server_name, timeout)
     except (OSError, ssl.SSLError, TimeoutError) as exc:
-        report.error = f"no TLS handshake: {exc or type(exc).__name__}"
+        report.error = f"no TLS handshake: {str(exc) or type(exc).__name__}"
         return report
     report.negotiated = obj.version()
     cipher = obj.cipher()

@@ -1,0 +1,181 @@
+"""The scanner's target policy: what it admits, what it refuses, and that a refusal
+never reaches the network (the autouse ``no_escape`` fixture fails any connect or
+lookup outside loopback; the stub resolver records every lookup)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from network_scanner.scanner import connect_scan
+from network_scanner.targets import Host, Policy, RateLimiter, TargetRefused, resolve_targets
+
+
+class StubResolver:
+    """A resolver that answers from a table and records what it was asked."""
+
+    def __init__(self, table: dict[str, list[str]]):
+        self.table = table
+        self.asked: list[str] = []
+
+    async def __call__(self, name: str) -> list[str]:
+        self.asked.append(name)
+        if name not in self.table:
+            raise OSError(f"no such name {name}")
+        return self.table[name]
+
+
+RESOLVER = StubResolver({"evil.example": ["10.0.0.5"], "nas.lan": ["192.168.1.10"],
+                         "meta.lan": ["169.254.169.254"], "loop.lan": ["127.0.0.2"],
+                         "mapped.lan": ["::ffff:10.9.9.9"]})
+
+
+async def resolve(spec: str, allow: list[str] | None = None, resolver: StubResolver = RESOLVER,
+                  max_hosts: int = 256) -> list[Host]:
+    return (await resolve_targets(spec, Policy.from_entries(allow or [], max_hosts),
+                                  resolver)).hosts
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spec, expected", [
+    ("127.0.0.1", "127.0.0.1"),
+    ("2130706433", "127.0.0.1"),        # integer form
+    ("0177.0.0.1", "127.0.0.1"),        # octal
+    ("0x7f.1", "127.0.0.1"),            # hex, short form
+    ("127.1", "127.0.0.1"),
+    ("::1", "::1"),
+    ("[::1]", "::1"),
+    ("::ffff:127.0.0.1", "127.0.0.1"),  # IPv4-mapped: connected to as IPv4
+    ("::ffff:7f00:2", "127.0.0.2"),
+    ("localhost", "127.0.0.1"),
+    ("LOCALHOST.", "127.0.0.1"),
+    ("db.localhost", "127.0.0.1"),
+])
+async def test_loopback_in_every_spelling_is_admitted_without_a_lookup(spec: str,
+                                                                      expected: str) -> None:
+    resolver = StubResolver({})
+    hosts = await resolve(spec, resolver=resolver)
+    assert [h.address for h in hosts] == [expected]
+    assert hosts[0].why == "loopback"
+    assert resolver.asked == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spec, reason", [
+    ("10.0.0.1", "not loopback"),
+    ("192.168.1.1", "not loopback"),
+    ("8.8.8.8", "not loopback"),
+    ("::ffff:10.0.0.1", "not loopback"),
+    ("::ffff:8.8.8.8", "not loopback"),
+    ("167772161", "not loopback"),          # 10.0.0.1 as an integer
+    ("012.0.0.1", "not loopback"),          # octal 012 = 10
+    ("0x0a000001", "not loopback"),
+    ("64:ff9b::7f00:1", "not loopback"),    # NAT64 of 127.0.0.1 leaves the machine
+    ("::127.0.0.1", "not loopback"),        # IPv4-compatible: not the loopback
+    ("2001:db8::1", "not loopback"),
+    ("0.0.0.0", "unspecified"),
+    ("::", "unspecified"),
+    ("224.0.0.1", "multicast"),
+    ("255.255.255.255", "broadcast"),
+    ("0.0.0.0/0", "addresses"),             # far over the cap
+    ("10.0.0.0/24", "not inside loopback"),
+    ("127.0.0.0/8", "addresses"),           # loopback, but over the cap
+    ("evil.example", "was not looked up"),  # a name not listed: never resolved
+    ("localhost.evil.example", "was not looked up"),
+])
+async def test_refusal_matrix_never_reaches_the_network(spec: str, reason: str,
+                                                        no_escape: list[str]) -> None:
+    resolver = StubResolver({"evil.example": ["10.0.0.5"]})
+    with pytest.raises(TargetRefused) as caught:
+        await resolve(spec, resolver=resolver)
+    assert reason in str(caught.value)
+    assert str(caught.value).startswith("targets: ")
+    assert resolver.asked == []
+    assert no_escape == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("spec, reason", [
+    ("256.1.1.1", "not one"), ("1.2.3.4.5", "not one"), ("fe80::zz", "not a valid IPv6"),
+    ("a b", "cannot"), ("-bad-.x", "not a valid host name"), ("10.0.0.0/x", "prefix"),
+])
+async def test_unreadable_targets_are_422(spec: str, reason: str) -> None:
+    with pytest.raises(TargetRefused) as caught:
+        await resolve(spec.replace(" ", "\x01") if spec == "a b" else spec)
+    assert caught.value.status == 422
+    assert reason in str(caught.value) or spec == "a b"
+
+
+@pytest.mark.asyncio
+async def test_names_resolve_once_and_are_pinned_or_refused() -> None:
+    resolver = StubResolver({"nas.lan": ["192.168.1.10"], "meta.lan": ["169.254.169.254"],
+                             "loop.lan": ["127.0.0.2"], "mapped.lan": ["::ffff:10.9.9.9"]})
+    hosts = await resolve("nas.lan, loop.lan, mapped.lan", ["nas.lan", "loop.lan", "mapped.lan"],
+                          resolver)
+    assert [(h.address, h.name) for h in hosts] == [
+        ("192.168.1.10", "nas.lan"), ("127.0.0.2", "loop.lan"), ("10.9.9.9", "mapped.lan")]
+    assert hosts[0].why == "allowed by name nas.lan" and hosts[1].why == "loopback"
+    assert resolver.asked == ["nas.lan", "loop.lan", "mapped.lan"]
+    # An allowed name that points at cloud metadata (link-local) is still refused.
+    with pytest.raises(TargetRefused, match="link-local"):
+        await resolve("meta.lan", ["meta.lan"], resolver)
+    with pytest.raises(TargetRefused, match="cannot be resolved"):
+        await resolve("gone.lan", ["gone.lan"], resolver)
+
+
+@pytest.mark.asyncio
+async def test_allowed_networks_and_the_cap() -> None:
+    allow = ["192.168.1.0/24", "10.1.2.3"]
+    hosts = await resolve("192.168.1.0/30, 10.1.2.3, ::ffff:192.168.1.7", allow)
+    assert [h.address for h in hosts] == ["192.168.1.1", "192.168.1.2", "10.1.2.3",
+                                          "192.168.1.7"]
+    assert hosts[0].why == "allowed by 192.168.1.0/24"
+    assert len(await resolve("192.168.1.0/24", allow)) == 254
+    with pytest.raises(TargetRefused, match="more than the 16"):
+        await resolve("192.168.1.0/24", allow, max_hosts=16)
+    with pytest.raises(TargetRefused, match="not inside"):
+        await resolve("192.168.0.128/25", allow)        # outside what is allowed
+    with pytest.raises(TargetRefused, match="not loopback"):
+        await resolve("10.1.2.4", allow)
+    assert len(await resolve("127.0.0.0/28")) == 14
+
+
+def test_allow_list_entries_are_checked() -> None:
+    for entry in ("0.0.0.0/0", "10.0.0.0/8", "2001:db8::/32"):
+        with pytest.raises(TargetRefused, match="broader than"):
+            Policy.from_entries([entry])
+    with pytest.raises(TargetRefused, match="neither"):
+        Policy.from_entries(["not a host!"])
+    policy = Policy.from_entries(["NAS.lan.", "192.168.1.0/24", "2130706433"])
+    assert policy.describe() == ["nas.lan", "192.168.1.0/24", "2130706433"]
+
+
+@pytest.mark.asyncio
+async def test_refused_targets_are_refused_before_the_scanner_runs(no_escape: list[str]
+                                                                   ) -> None:
+    """Belt and braces: even called directly with a host the policy never made, the
+    connect scan's attempt is stopped by the test guard, proving the guard works."""
+    with pytest.raises(BaseException) as caught:
+        await connect_scan([Host("10.0.0.1", None, "forged")], [80], timeout=0.2)
+    assert "not loopback" in repr(caught.value)
+    assert no_escape == ["connect ('10.0.0.1', 80)"]
+    no_escape.clear()
+
+
+@pytest.mark.asyncio
+async def test_rate_limiter_paces_without_waiting_for_real() -> None:
+    clock = [100.0]
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = RateLimiter(10, burst=2, clock=lambda: clock[0], sleep=fake_sleep)
+    for _ in range(6):
+        await limiter.acquire()
+    # Two from the burst, then one every 0.1 s of (fake) time.
+    assert len(slept) == 4 and all(abs(s - 0.1) < 1e-9 for s in slept)
+    unlimited = RateLimiter(0)
+    await asyncio.gather(*(unlimited.acquire() for _ in range(100)))
+    assert len(slept) == 4
