@@ -93,6 +93,12 @@ def check_spec(spec: Any, where: str = "spec") -> dict[str, Any]:
     schema = str(spec.get("$schema", ""))
     if schema and "vega-lite" not in schema:
         raise SpecError(f"{where}.$schema: {schema!r} is not a Vega-Lite schema")
+    if not any(k in spec for k in ("mark", "layer", "facet", "repeat", "concat", "hconcat",
+                                   "vconcat")):
+        raise SpecError(f"{where}: no mark (and no layer or concat) to draw")
+    if "data" not in spec:
+        # A panel's data is its query's rows, inserted as the named source "rows".
+        spec = {**spec, "data": {"name": "rows"}}
     error = jsonschema.exceptions.best_match(_validator().iter_errors(spec))
     if error is not None:
         location = "".join(f"[{p}]" if isinstance(p, int) else f".{p}"
@@ -101,9 +107,6 @@ def check_spec(spec: Any, where: str = "spec") -> dict[str, Any]:
         if len(message) > 300:
             message = message[:300] + "..."
         raise SpecError(f"{where}{location}: {message}")
-    if not any(k in spec for k in ("mark", "layer", "facet", "repeat", "concat", "hconcat",
-                                   "vconcat")):
-        raise SpecError(f"{where}: no mark (and no layer or concat) to draw")
     return spec
 
 
@@ -323,9 +326,9 @@ def build_chart(engine: Engine, request: ChartRequest, base_expanded: str,
         return {"sql": sql, "spec": check_spec(spec)}
     else:  # pie
         x = column(request.x, "x")
-        expr, out, y_title = measure()
         if request.aggregate == "none":
             raise ChartError("aggregate: a pie chart sums its slices; choose count, sum, ...")
+        expr, out, y_title = measure()
         keep = max(1, min(request.limit, 12) - 1)
         sql = (f"WITH t AS (SELECT {ident(x['name'])} AS cat, {expr} AS value FROM {src}"
                f"{time_filter(x)} GROUP BY ALL), r AS (SELECT *, row_number() OVER "

@@ -109,7 +109,7 @@ def parse_dashboard(data: Any) -> Dashboard:
         raise DashboardError(f"{where.lstrip('.') or 'body'}: {first['msg']}") from None
     ids: set[str] = set()
     for i, panel in enumerate(board.panels):
-        check_spec(panel.spec, f"panels[{i}].spec")
+        panel.spec = check_spec(panel.spec, f"panels[{i}].spec")
         if panel.id in ids:
             raise DashboardError(f"panels[{i}].id: {panel.id!r} is used twice")
         ids.add(panel.id)

@@ -37,7 +37,7 @@ SNIFF_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 _DECIMAL_COMMA = re.compile(r"^-?\d{1,3}(\.\d{3})*,\d+$|^-?\d+,\d+$")
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
-_JSON_BYTE = re.compile(r"at byte (\d+)")
+MAX_JSON_RECHECK = 256 * 1024 * 1024
 # Settings of every loader instance: nothing is fetched or loaded behind the user's back.
 OFFLINE_CONFIG = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
 
@@ -140,7 +140,10 @@ def _quote(text: str) -> str:
 
 def _csv_sql(path: Path, options: dict[str, Any], full_sample: bool) -> str:
     parts = [_quote(str(path)), f"delim={_quote(options['delim'])}", "quote='\"'",
-             "escape='\"'", "strict_mode=true"]
+             "escape='\"'", "strict_mode=true",
+             # Never let the sniffer skip leading lines it finds irregular: that drops
+             # rows silently instead of naming the line that is wrong.
+             "skip=0"]
     if "decimal_separator" in options:
         parts.append(f"decimal_separator={_quote(options['decimal_separator'])}")
     if full_sample:
@@ -213,6 +216,31 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, work: Path
     raise AssertionError("unreachable")
 
 
+def _locate_json_problem(path: Path, fmt: str) -> tuple[str, int] | None:
+    """(reason, line) of the first JSON syntax error, or None (also for files too large
+    to parse again in memory)."""
+    import json
+
+    if fmt == "ndjson":
+        with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
+            for number, text in enumerate(handle, 1):
+                if text.strip():
+                    try:
+                        json.loads(text)
+                    except ValueError as exc:
+                        return str(exc).split(":")[0], number
+        return None
+    if path.stat().st_size > MAX_JSON_RECHECK:
+        return None
+    try:
+        json.loads(path.read_text(encoding="utf-8-sig", errors="replace"))
+    except json.JSONDecodeError as exc:
+        return exc.msg, exc.lineno
+    except ValueError:
+        return None
+    return None
+
+
 def _load_json(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> dict[str, Any]:
     layout = "newline_delimited" if fmt == "ndjson" else "auto"
     try:
@@ -221,13 +249,12 @@ def _load_json(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> dict[str
     except duckdb.InterruptException:
         raise
     except duckdb.Error as exc:
-        match = _JSON_BYTE.search(str(exc))
-        line = None
-        if match:
-            with path.open("rb") as handle:
-                line = handle.read(int(match.group(1))).count(b"\n") + 1
-        where = f"line {line}: " if line else ""
-        raise LoadError(f"{where}not valid JSON ({_duckdb_reason(exc)})", line) from None
+        # DuckDB counts bytes within a record; Python's parser names the line.
+        found = _locate_json_problem(path, fmt)
+        if found is not None:
+            reason, line = found
+            raise LoadError(f"line {line}: not valid JSON ({reason})", line) from None
+        raise LoadError(f"not valid JSON ({_duckdb_reason(exc)})") from None
     # Values of mixed types come back as the JSON type; text charts and filters better.
     columns = con.execute("SELECT column_name, column_type FROM (DESCRIBE raw)").fetchall()
     select = []

@@ -35,7 +35,7 @@ def demo_csv(path: Path, rows: int = 20_000) -> None:
     products = {"Tea": 4.5, "Coffee": 7.0, "Cocoa": 5.5, "Mate": 6.0}
     with path.open("w", encoding="utf-8-sig", newline="") as handle:  # Excel's BOM
         handle.write("ordered_at;region;product;units;price\n")
-        for i in range(rows):
+        for _ in range(rows):
             when = start + dt.timedelta(minutes=rng.uniform(0, 120 * 24 * 60))
             region = rng.choices(list(regions), weights=list(regions.values()))[0]
             product = rng.choice(list(products))
@@ -45,7 +45,6 @@ def demo_csv(path: Path, rows: int = 20_000) -> None:
             # A European export: ';' between fields, a decimal comma in the price.
             handle.write(f"{when:%Y-%m-%d %H:%M:%S};{region};{product};{units};"
                          f"{str(price).replace('.', ',')}\n")
-        del i
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:

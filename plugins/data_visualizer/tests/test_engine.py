@@ -1,0 +1,165 @@
+"""The query engine: escape attempts refused (by the guard and, behind it, by the engine
+itself), runaway queries stopped, a failed load that changes nothing, datasets that
+survive a restart, live tables."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+from data_visualizer.engine import Engine, NameError_, QueryCancelled, QueryTimeout, safe_name
+from data_visualizer.loaders import LoadError
+from data_visualizer.sqlguard import SqlRefused
+
+Write = Callable[[str, str | bytes], Path]
+
+
+@pytest.fixture
+def engine(tmp_path: Path, write_file: Write) -> Iterator[Engine]:
+    engine = Engine(tmp_path / "workspace", reserved={"pm_samples"})
+    engine.load(write_file("sales.csv", "region,amount\nnorth,10\nsouth,5\nnorth,2\n"),
+                "sales.csv", "sales", "csv")
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize(("sql", "words"), [
+    ("ATTACH '/tmp/other.db' AS other", "ATTACH is refused"),
+    ("COPY sales TO '/tmp/out.csv'", "COPY is refused"),
+    ("INSTALL httpfs", "INSTALL is refused"),
+    ("LOAD httpfs", "LOAD is refused"),
+    ("SET enable_external_access = true", "SET is refused"),
+    ("PRAGMA enable_profiling", "PRAGMA is refused"),
+    ("CREATE TABLE t AS SELECT 1", "CREATE is refused"),
+    ("DETACH ds__sales", "DETACH is refused"),
+    ("EXPORT DATABASE '/tmp/x'", "EXPORT is refused"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv() is refused"),
+    ("SELECT * FROM read_text('/etc/hostname')", "read_text() is refused"),
+    ("SELECT * FROM '/etc/passwd'", "looks like a file"),
+    ("SELECT * FROM 'data.parquet'", "looks like a file"),
+    ("SELECT * FROM glob('/home/*')", "glob() is refused"),
+    ("SELECT * FROM query('SELECT 1')", "query() is refused"),
+    ("SELECT * FROM sales WHERE region IN (SELECT * FROM read_json_auto('x.json'))",
+     "read_json_auto() is refused"),
+    ("SELECT 1; ATTACH 'x' AS y", "2 statements"),
+    ("/* harmless */ SELECT 1; -- trailing\n COPY sales TO 'x'", "2 statements"),
+    ("   ", "empty"),
+    ("SELEC 1", "syntax error"),
+])
+def test_escape_attempts_and_bad_sql_are_refused_with_a_reason(engine: Engine, sql: str,
+                                                                words: str) -> None:
+    with pytest.raises(SqlRefused, match=r"^sql: ") as caught:
+        engine.run(sql)
+    assert words in str(caught.value)
+
+
+def test_the_engine_itself_refuses_files_and_keeps_its_settings(engine: Engine) -> None:
+    # Behind the guard: the reader cannot read files, attach, load extensions or be
+    # reconfigured, even when a statement reaches it directly.
+    cursor = engine.cursor()
+    try:
+        for sql in ("SELECT * FROM read_csv('/etc/passwd')", "ATTACH '/tmp/x.db' AS x",
+                    "LOAD httpfs", "COPY (SELECT 1) TO '/tmp/never.csv'"):
+            with pytest.raises(duckdb.Error):
+                cursor.execute(sql)
+        with pytest.raises(duckdb.Error, match=r"lock|configuration"):
+            cursor.execute("SET enable_external_access = true")
+        settings = dict(cursor.execute(
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ("
+            "'enable_external_access', 'lock_configuration', 'autoload_known_extensions',"
+            " 'autoinstall_known_extensions')").fetchall())
+    finally:
+        cursor.close()
+    assert settings == {"enable_external_access": "false", "lock_configuration": "true",
+                        "autoload_known_extensions": "false",
+                        "autoinstall_known_extensions": "false"}
+    assert not Path("/tmp/never.csv").exists()
+
+
+def test_read_only_queries_run(engine: Engine) -> None:
+    result = engine.run("WITH t AS (SELECT region, sum(amount) AS total FROM sales GROUP BY 1) "
+                        "SELECT * FROM t ORDER BY total DESC")
+    assert result.rows == [["north", 12], ["south", 5]]
+    assert [c["kind"] for c in result.columns] == ["nominal", "quantitative"]
+    assert result.tables == ["sales", "t"]
+    assert "EXPLAIN" not in engine.run("EXPLAIN SELECT * FROM sales").columns[0]["name"]
+    cut = engine.run("SELECT * FROM range(100)", max_rows=10)
+    assert cut.truncated and len(cut.rows) == 10
+
+
+def test_a_runaway_query_is_interrupted_by_its_time_limit_or_on_request(
+        engine: Engine) -> None:
+    endless = "SELECT count(*) FROM range(1000000000000) a"
+    with pytest.raises(QueryTimeout, match=r"limit of 0\.3 s"):
+        engine.run(endless, timeout=0.3)
+    started = threading.Event()
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        started.set()
+        try:
+            engine.run(endless, query_id="q1", timeout=600)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    started.wait()
+    while not engine.interrupt("q1"):  # until the query is registered as running
+        worker.join(0.01)
+    worker.join()
+    assert isinstance(outcome[0], QueryCancelled)
+    assert engine.run("SELECT 1 AS still_works").rows == [[1]]  # the reader is fine
+
+
+def test_a_failed_load_keeps_the_previous_dataset(engine: Engine, write_file: Write) -> None:
+    bad = write_file("sales2.csv", "region,amount\nnorth,1\nsouth,2,3\n")
+    with pytest.raises(LoadError, match="line 3"):
+        engine.load(bad, "sales2.csv", "sales", "csv")
+    assert engine.run("SELECT count(*) FROM sales").rows == [[3]]
+    files = sorted(p.name for p in engine.folder.iterdir())
+    assert len([f for f in files if f.endswith(".duckdb")]) == 1
+
+
+def test_replacing_and_dropping_and_the_workspace_survives_a_restart(
+        engine: Engine, write_file: Write, tmp_path: Path) -> None:
+    engine.load(write_file("s.csv", "region,amount\neast,7\n"), "s.csv", "sales", "csv")
+    assert engine.run("SELECT * FROM sales").rows == [["east", 7]]
+    engine.load(write_file("o.csv", "x\n1\n"), "o.csv", "other", "csv")
+    engine.drop("other")
+    engine.close()
+    again = Engine(tmp_path / "workspace")
+    try:
+        assert sorted(again.datasets) == ["sales"]
+        assert again.run("SELECT * FROM sales").rows == [["east", 7]]
+        duckdb_files = [p for p in again.folder.iterdir() if p.suffix == ".duckdb"]
+        assert len(duckdb_files) == 1  # the replaced and dropped files are gone
+    finally:
+        again.close()
+
+
+def test_names(engine: Engine) -> None:
+    assert safe_name("Sales Report 2024.csv") == "sales_report_2024"
+    assert safe_name("2024.csv") == "t_2024"
+    for bad in ("Sales", "1abc", "a-b", "x" * 49, "pm_samples"):
+        with pytest.raises(NameError_, match=r"^name: "):
+            engine.check_name(bad)
+
+
+def test_live_tables_append_keep_the_newest_rows_and_survive_a_load(
+        tmp_path: Path, write_file: Write) -> None:
+    engine = Engine(tmp_path / "live", live_keep=5)
+    try:
+        columns = [("n", "BIGINT"), ("label", "VARCHAR")]
+        engine.set_live("feed", columns, [(i, f"r{i}") for i in range(3)])
+        engine.set_live("feed", columns, [(i, f"r{i}") for i in range(3, 8)], append=True)
+        assert engine.run("SELECT min(n), max(n), count(*) FROM feed").rows == [[3, 7, 5]]
+        engine.load(write_file("x.csv", "a\n1\n"), "x.csv", "x", "csv")  # rebuilds the reader
+        assert engine.run("SELECT count(*) FROM feed").rows == [[5]]
+        with pytest.raises(SqlRefused, match="INSERT is refused"):
+            engine.run("INSERT INTO feed VALUES (99, 'x')")
+    finally:
+        engine.close()
