@@ -25,7 +25,6 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
         sys.path.append(str(_folder))
 
 FAST_KDF = {"kdf_time_cost": 1, "kdf_memory_kib": 64, "kdf_parallelism": 1}
-MASTER = "Tr0ub4dor&3-horse"
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MASTER
 from security_toolkit import e2e
+
+MASTER = "Tr0ub4dor&3-horse"
 
 SECRETS = ["hunter22", "Zq8#vL2!mW9@xR4-long", "my secret note about the safe",
            "JBSWY3DPEHPK3PXP", MASTER]
