@@ -38,6 +38,7 @@ from api_tester.storage import (
     SecretStore,
     StorageProblem,
     externalize,
+    write_atomic,
 )
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.hub import EventHub
@@ -371,6 +372,11 @@ class ApiTesterPlugin(Plugin):
                                            f"{'.'.join(str(p) for p in first['loc'])}: "
                                            f"{first['msg']}", "field": "text"},
                                 status_code=422)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # A document of the right kind in an unexpected shape ("info" a string...).
+            return JSONResponse({"detail": f"text: not a {body.kind} document this importer "
+                                           f"reads ({type(exc).__name__}: {exc})",
+                                 "field": "text"}, status_code=422)
         return {"collection": body.collection, "created": created,
                 "scripts_skipped": skipped}
 
@@ -391,16 +397,30 @@ class ApiTesterPlugin(Plugin):
                                  "field": "which"}, status_code=409)
         url = f"{base}/api/v1/openapi.json" if body.which == "v1" else f"{base}/openapi.json"
         headers = {} if body.which == "v1" else {"Authorization": f"Bearer {self.ctx.app_token}"}
-        async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
-            answer = await client.get(url, headers=headers)
+        try:
+            async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+                answer = await client.get(url, headers=headers)
+        except httpx.HTTPError as exc:
+            return JSONResponse({"detail": f"which: {url} cannot be fetched: "
+                                           f"{type(exc).__name__}: {exc}",
+                                 "field": "which"}, status_code=409)
         if answer.status_code != 200:
             return JSONResponse({"detail": f"which: {url} answered {answer.status_code}",
                                  "field": "which"}, status_code=502)
         try:
+            document = answer.json()
+        except ValueError as exc:  # not JSON (or not UTF-8): said, naming the file
+            return JSONResponse({"detail": f"which: {url} is not a JSON OpenAPI document "
+                                           f"({exc})", "field": "which"}, status_code=422)
+        try:
             _, server, items, path_vars = convert.from_openapi(
-                answer.json(), v1_login=body.which == "v1", app_token=body.which == "app")
+                document, v1_login=body.which == "v1", app_token=body.which == "app")
         except convert.ConvertProblem as exc:
             return problem(exc)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"detail": f"which: {url} is not an OpenAPI document this "
+                                           f"importer reads ({type(exc).__name__}: {exc})",
+                                 "field": "which"}, status_code=422)
         root = base + (server if server.startswith("/") else "") if body.which == "v1" \
             else base
         if body.which == "v1" and not root.endswith("/api/v1"):
@@ -553,19 +573,30 @@ class ApiTesterPlugin(Plugin):
         self.reports[run_id] = report
         while len(self.reports) > KEEP_REPORTS:
             self.reports.popitem(last=False)
-        self.reports_dir.mkdir(parents=True, exist_ok=True)
-        (self.reports_dir / f"{run_id}.json").write_text(json.dumps(report, indent=1))
+        # Owner-only: a report holds the requests' URLs and answers (secrets masked, but
+        # what an API returns is still the user's business).
+        self.reports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(self.reports_dir / f"{run_id}.json", json.dumps(report, indent=1),
+                     0o600)
 
     def _report(self, run_id: str) -> dict[str, Any] | None:
+        """The report of ``run_id``; None when there is none, :class:`StorageProblem`
+        (a 422 naming the file) when its file is not a report."""
         if run_id in self.reports:
             return self.reports[run_id]
         if not run_id.replace("-", "").replace("_", "").isalnum():
             return None
         file = self.reports_dir / f"{run_id}.json"
-        if file.is_file():
-            loaded: dict[str, Any] = json.loads(file.read_text())
-            return loaded
-        return None
+        if not file.is_file():
+            return None
+        try:
+            loaded = json.loads(file.read_text("utf-8"))
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise StorageProblem(f"run_id: the report file {file} cannot be read: "
+                                 f"{exc}") from None
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("results"), list):
+            raise StorageProblem(f"run_id: the report file {file} holds no report")
+        return loaded
 
     async def list_runs(self) -> dict[str, Any]:
         return {"runs": [{k: r[k] for k in ("id", "name", "total", "executed", "passed",
@@ -573,18 +604,29 @@ class ApiTesterPlugin(Plugin):
                          for r in reversed(self.reports.values())]}
 
     async def get_run(self, run_id: str) -> Any:
-        report = self._report(run_id)
+        try:
+            report = self._report(run_id)
+        except StorageProblem as exc:
+            return problem(exc)
         if report is None:
             return JSONResponse({"detail": f"run_id: no report {run_id!r}", "field": "run_id"},
                                 status_code=404)
         return report
 
     async def get_junit(self, run_id: str) -> Any:
-        report = self._report(run_id)
+        try:
+            report = self._report(run_id)
+        except StorageProblem as exc:
+            return problem(exc)
         if report is None:
             return JSONResponse({"detail": f"run_id: no report {run_id!r}", "field": "run_id"},
                                 status_code=404)
-        return Response(junit(report, report["name"]), media_type="application/xml")
+        try:
+            xml = junit(report, str(report.get("name", run_id)))
+        except (KeyError, TypeError, ValueError) as exc:
+            return problem(StorageProblem(f"run_id: the report of {run_id!r} is incomplete "
+                                          f"({type(exc).__name__}: {exc})"))
+        return Response(xml, media_type="application/xml")
 
 
 __all__ = ["ApiTesterPlugin"]

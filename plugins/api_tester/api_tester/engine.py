@@ -15,6 +15,7 @@ from xml.etree import ElementTree as ET
 
 from api_tester.checks import CheckProblem, capture, check, describe
 from api_tester.models import RequestSpec
+from api_tester.redact import Redactor, is_secret_name, mask
 from api_tester.sender import (
     Exchange,
     RequestProblem,
@@ -39,6 +40,9 @@ class Outcome:
     captures: dict[str, str] = field(default_factory=dict)
     assertions: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    # Secret values this request sent (auth helper values, secret-named headers and
+    # parameters, tokens) or captured under a secret name: masked in reports.
+    secrets: set[str] = field(default_factory=set)
 
     @property
     def passed(self) -> bool:
@@ -155,18 +159,34 @@ class Engine:
                                  f"({self.app_url}), not to {url[:200]}", 403)
         return self._app_token
 
+    def secret_values(self, collection: str | None) -> list[str]:
+        """Every secret value known for ``collection`` (the secret store's values of its
+        variables, environments and moved secrets) and the app's token."""
+        values = [self._app_token] if self._app_token else []
+        if collection:
+            values += self.secrets.values(f"{collection}:").values()
+        return values
+
     async def execute(self, spec: RequestSpec, variables: Mapping[str, str],
                       collection: str | None = None) -> Outcome:
         """Send ``spec``; problems with the request itself raise :class:`RequestProblem`.
         ``collection``: see :meth:`prepare`."""
         resolved = await self.prepare(spec, variables, collection)
+        sent = {resolved.auth.token, resolved.auth.password, resolved.auth.value}
+        sent |= {value for name, value in resolved.headers if is_secret_name(name)}
+        sent |= {value.split(" ", 1)[-1] for name, value in resolved.headers
+                 if is_secret_name(name)}  # the token of "Bearer <token>"
+        sent |= {value for name, value in resolved.params if is_secret_name(name)}
         exchange = await self.sender.send(resolved)
-        outcome = Outcome(exchange)
+        outcome = Outcome(exchange, secrets={v for v in sent if v})
         for cap in spec.captures:
             try:
                 outcome.captures[cap.name] = capture(exchange, cap)
             except CheckProblem as exc:
                 outcome.error = str(exc)
+                continue
+            if is_secret_name(cap.name) or is_secret_name(cap.expr):
+                outcome.secrets.add(outcome.captures[cap.name])
         # Expected values may use variables, this request's captures included.
         scope = {**variables, **outcome.captures}
         for assertion in spec.asserts:
@@ -234,6 +254,8 @@ async def run(engine: Engine, items: Sequence[tuple[str, RequestSpec]],
     iterations = list(rows) or [{}]
     total = len(iterations) * len(items)
     results: list[StepResult] = []
+    # What the report (kept, written, streamed, a monitor's detail, logs) may not show.
+    redactor = Redactor(engine.secret_values(collection))
     started = time.time()
     stopped = False
     for number, row in enumerate(iterations, 1):
@@ -244,13 +266,18 @@ async def run(engine: Engine, items: Sequence[tuple[str, RequestSpec]],
             except RequestProblem as exc:
                 outcome = Outcome(None, error=str(exc))
             ex = outcome.exchange
+            redactor.add(outcome.secrets)
             result = StepResult(
                 iteration=number, path=path, name=spec.name, method=spec.method,
-                url=ex.url if ex else spec.url, passed=outcome.passed,
+                url=redactor.text(ex.url if ex else spec.url), passed=outcome.passed,
                 status=ex.status if ex else None,
                 duration_ms=round(ex.total_ms, 2) if ex else None,
-                size=len(ex.body) if ex else None, error=outcome.error,
-                assertions=outcome.assertions, captures=outcome.captures)
+                size=len(ex.body) if ex else None,
+                error=None if outcome.error is None else redactor.text(outcome.error),
+                assertions=redactor.value(outcome.assertions),
+                captures={name: mask(value) if value in outcome.secrets
+                          else redactor.text(value)
+                          for name, value in outcome.captures.items()})
             scope.update(outcome.captures)
             results.append(result)
             if on_result is not None:

@@ -19,15 +19,13 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 
 from api_tester.models import Auth, RequestSpec
+from api_tester.redact import is_secret_name, mask_header
 from api_tester.variables import UndefinedVariable, substitute
 from plexichat_desktop.plugins.guards import Target, TargetRefused, check_target_async
 
 MAX_REDIRECTS = 10
 _TEXT_TYPES = ("json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv", "html",
                "graphql")
-_SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
-# Header names that carry credentials by their look (X-Auth-Token, Api-Key, X-Session...).
-_SECRET_WORDS = ("auth", "token", "key", "secret", "session", "cookie", "password")
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
@@ -38,8 +36,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def _without_credentials(resolved: Resolved) -> Resolved:
     headers = [(name, value) for name, value in resolved.headers
-               if name.lower() not in _SECRET_HEADERS
-               and not any(word in name.lower() for word in _SECRET_WORDS)]
+               if not is_secret_name(name)]
     return Resolved(resolved.method, resolved.url, resolved.params, headers,
                     resolved.content, resolved.data, resolved.files, Auth())
 
@@ -207,9 +204,9 @@ def with_params(url: str, params: list[tuple[str, str]]) -> str:
 
 
 def masked(name: str, value: str) -> str:
-    if name.lower() in _SECRET_HEADERS and len(value) > 12:
-        return value[:12] + "…"
-    return value
+    """A request header as the page shows it: secrets show at most their last 4
+    characters (see :mod:`api_tester.redact`)."""
+    return mask_header(name, value)
 
 
 @dataclass

@@ -27,12 +27,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from api_tester.models import CollectionInfo, Environment, RequestSpec
+from api_tester.redact import is_secret_name
 from plexichat_desktop.plugins.guards import UnsafePath, safe_path
 
 REQUEST_SUFFIX = ".request.json"
 COLLECTION_FILE = "collection.json"
 ENV_DIR = "environments"
-SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
 M = TypeVar("M", bound=BaseModel)
 
@@ -248,9 +248,16 @@ def externalize(spec: RequestSpec, prefix: str) -> tuple[RequestSpec, dict[str, 
         auth.password = move(auth.password, "password")
     elif auth.type == "apikey":
         auth.value = move(auth.value, "apikey")
+    # A header or query parameter is a secret by its name (the same rule that masks it
+    # when shown: X-Auth-Token, Api-Key, access_token...) or when it is the one the API
+    # key helper names (a custom auth.key typed as a plain header too).
+    custom = auth.key.lower() if auth.type == "apikey" and auth.key else None
     for header in data.headers:
-        if header.name.lower() in SECRET_HEADERS:
+        if is_secret_name(header.name) or header.name.lower() == custom:
             header.value = move(header.value, slug(header.name.lower()))
+    for param in data.params:
+        if is_secret_name(param.name) or param.name.lower() == custom:
+            param.value = move(param.value, "query." + slug(param.name.lower()))
     return data, secrets
 
 

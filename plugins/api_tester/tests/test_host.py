@@ -182,3 +182,105 @@ async def test_a_handed_over_collection_cannot_send_the_app_token(tmp_path: Path
         await client.put("collections/Shared/app-token", json={"enabled": False})
         sent = await client.post("send", json={"request": request, "collection": "Shared"})
         assert sent.status_code == 403
+
+
+QUERY_KEY = "query-secret-1234567890"
+PLAIN_HEADER = "plain-header-secret-99"
+
+
+@pytest.mark.asyncio
+async def test_reports_and_logs_mask_secrets_and_report_files_are_private(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Review finding: query-string API keys and captured tokens were written in clear
+    # in run reports (0644 files), a header named by a custom auth.key stayed in the
+    # collection file, and the same went into a monitor's log line.
+    import json
+    import logging
+    import stat
+
+    caplog.set_level(logging.WARNING)
+    async with running_app(tmp_path) as app, loopback_server() as srv, app.client() as client:
+        assert (await client.post("collections", json={"name": "S"})).status_code == 201
+        saved = await client.put("collections/S/request", params={
+            "path": "1-key.request.json"}, json={
+                "name": "key", "url": srv.url + "/echo?x=1",
+                "auth": {"type": "apikey", "key": "api_key", "value": QUERY_KEY,
+                         "where": "query"},
+                "asserts": [{"source": "jsonpath", "expr": "$.query", "op": "eq",
+                             "value": "nope"}]})
+        assert saved.status_code == 200, saved.text
+        saved = await client.put("collections/S/request", params={
+            "path": "2-token.request.json"}, json={
+                "name": "token", "url": srv.url + "/users/someone",
+                "captures": [{"name": "access_token", "source": "jsonpath",
+                              "expr": "$.token"}]})
+        assert saved.status_code == 200
+        custom = await client.put("collections/S/request", params={
+            "path": "3-custom.request.json"}, json={
+                "name": "custom", "url": srv.url + "/echo?t={{access_token}}",
+                "headers": [{"name": "X-Plain", "value": PLAIN_HEADER}],
+                "auth": {"type": "apikey", "key": "X-Plain", "value": "other-secret-77"}})
+        assert custom.json()["secrets_moved"] == ["secret.3_custom.apikey",
+                                                  "secret.3_custom.x_plain"]
+        folder = tmp_path / "collections" / "S"
+        assert PLAIN_HEADER not in (folder / "3-custom.request.json").read_text()
+        assert QUERY_KEY not in (folder / "1-key.request.json").read_text()
+
+        started = await client.post("run", json={"collection": "S"})
+        job = await wait_job(client, started.json()["id"])
+        report = (await client.get(f"runs/{job['id']}")).json()
+        text = json.dumps(report)
+        for secret in (QUERY_KEY, "tok-someone", PLAIN_HEADER):
+            assert secret not in text
+        assert "api_key=…7890" in report["results"][0]["url"]  # at most the last 4
+        assert report["results"][1]["captures"] == {"access_token": "…"}  # short: none
+        assert report["results"][2]["url"].endswith("t=…")
+        file = app.plugin().reports_dir / f"{job['id']}.json"
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+        assert QUERY_KEY not in file.read_text()
+        junit = (await client.get(f"runs/{job['id']}/junit.xml")).text
+        assert QUERY_KEY not in junit
+
+        monitor = (await client.post("monitors", json={
+            "name": "m", "collection": "S", "enabled": False})).json()
+        ran = (await client.post(f"monitors/{monitor['id']}/run")).json()
+        assert ran["run"]["status"] == "failed"
+        assert "api_key" in caplog.text  # the transition was logged ...
+        assert QUERY_KEY not in caplog.text  # ... without the key
+        assert QUERY_KEY not in (app.plugin().ctx.data_dir / "monitors.json").read_text()
+
+
+@pytest.mark.asyncio
+async def test_a_corrupt_report_and_a_non_json_openapi_are_4xx_naming_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Review finding: both were 500s.
+    async def not_json(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 9\r\nConnection: close\r\n\r\nnot json!")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_json, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, running_app(tmp_path) as app, app.client() as client:
+        reports = app.plugin().reports_dir
+        reports.mkdir(parents=True, exist_ok=True)
+        (reports / "broken.json").write_text("{")
+        (reports / "alist.json").write_text("[1, 2]")
+        for run_id in ("broken", "alist"):
+            for path in (f"runs/{run_id}", f"runs/{run_id}/junit.xml"):
+                answer = await client.get(path)
+                assert answer.status_code == 422, answer.text
+                assert answer.json()["field"] == "run_id"
+                assert f"{run_id}.json" in answer.json()["detail"]
+
+        monkeypatch.setattr(app.plugin().ctx, "server_url", f"http://127.0.0.1:{port}/")
+        answer = await client.post("import/builtin", json={"which": "app"})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "which"
+        assert f"127.0.0.1:{port}/openapi.json is not a JSON" in answer.json()["detail"]
+        bad = await client.post("import", json={"kind": "openapi", "collection": "X",
+                                                "text": '{"openapi": "3.0.0", "paths": {},'
+                                                        ' "info": "a string"}'})
+        assert bad.status_code == 422 and bad.json()["field"] == "text"

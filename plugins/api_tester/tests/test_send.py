@@ -83,9 +83,14 @@ async def test_auth_helpers(tmp_path: Path) -> None:
             "type": "basic", "username": "ann", "password": "s3cret"}), {})
         sent = basic.exchange.json()["headers"]["authorization"]
         assert base64.b64decode(sent.split()[1]) == b"ann:s3cret"
-        # The page shows the request it sent with the credential shortened.
+        # The page shows the request it sent with the credential masked: at most its
+        # last 4 characters (review finding: 5 of the start were shown).
         shown = dict(basic.exchange.view(1000)["request"]["headers"])
-        assert shown["authorization"].endswith("…") and "s3cret" not in str(shown)
+        assert shown["authorization"] == "Basic …" + sent.split()[1][-4:]
+        assert "s3cret" not in str(shown)
+        short = await eng.execute(spec(srv.url + "/echo", headers=[
+            {"name": "X-Session", "value": "abcdefgh"}]), {})
+        assert dict(short.exchange.view(1000)["request"]["headers"])["x-session"] == "…"
         header_key = await eng.execute(spec(srv.url + "/echo", auth={
             "type": "apikey", "key": "X-Api-Key", "value": "k1"}), {})
         assert header_key.exchange.json()["headers"]["x-api-key"] == "k1"
