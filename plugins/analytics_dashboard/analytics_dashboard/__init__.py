@@ -362,11 +362,14 @@ class AnalyticsDashboardPlugin(Plugin):
                                     direction=side)  # type: ignore[arg-type]
             if found:
                 return True, found[0].value, found[0].explanation
-        index = checks[0][0]
-        z, mid, _ = stats.robust_z(values[index], values[max(0, index - 28):index])
-        return False, values[index], (
-            f"{metric.label}: {values[index]:,.0f} on {dates[index]}, usual {mid:,.0f} "
-            f"(robust z {z:+.1f}, within ±{rule.sensitivity:g}).")
+        parts = []
+        for index, side in checks:
+            z, mid, _ = stats.robust_z(values[index], values[max(0, index - 28):index])
+            day = "today so far" if side == "up" else f"yesterday ({dates[index]})"
+            parts.append(f"no {'spike' if side == 'up' else 'drop'}: {values[index]:,.0f} "
+                         f"{day}, usually {mid:,.0f} (robust z {z:+.1f}; "
+                         f"{'+' if side == 'up' else '-'}{rule.sensitivity:g} needed)")
+        return False, values[checks[0][0]], f"{metric.label}: {'; '.join(parts)}."
 
     async def _send_alert(self, record: dict[str, Any], event: str, message: str,
                           value: float | None, logged: dict[str, Any]) -> None:

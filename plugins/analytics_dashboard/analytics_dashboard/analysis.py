@@ -100,16 +100,24 @@ def analyse(key: str, points: Sequence[dict[str, Any]], days: int, *, window: in
         "forecast": [],
     }
     if forecast_days:
-        if len(shown) >= 14:
-            predicted = stats.holt_forecast(shown, forecast_days)
-            last = dt.date.fromisoformat(dates[-1])
+        # Today is not over: its count so far would drag the forecast down, so the fit
+        # stops at yesterday and the forecast starts with today.
+        # Flagged days are replaced by their usual level first: one spike would
+        # otherwise bend the level and the trend of every day forecast after it.
+        cleaned = [by_date[d].baseline if d in by_date else v
+                   for d, v in zip(dates[lead:], shown, strict=True)]
+        complete = cleaned[:-1] if partial_last else cleaned
+        if len(complete) >= 14:
+            predicted = stats.holt_forecast(complete, forecast_days)
+            last = dt.date.fromisoformat(dates[-2] if partial_last else dates[-1])
             result["forecast"] = [
                 {"date": (last + dt.timedelta(days=h + 1)).isoformat(),
                  "value": predicted.values[h], "lower": predicted.lower[h],
                  "upper": predicted.upper[h]} for h in range(forecast_days)]
             result["forecast_note"] = (
-                f"Holt's linear smoothing (alpha {predicted.alpha:g}, beta {predicted.beta:g}); "
-                "the band holds 95 % of days if the recent pattern goes on.")
+                f"Holt's linear smoothing (alpha {predicted.alpha:g}, beta {predicted.beta:g}) "
+                "of the whole days, unusual days counted at their usual level; the band "
+                "holds 95 % of days if the recent pattern goes on.")
         else:
             result["forecast_note"] = "A forecast needs at least 14 days: pick a longer period."
     return result

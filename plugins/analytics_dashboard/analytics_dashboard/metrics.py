@@ -44,7 +44,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
            help="sign-ins refused (wrong password or unknown user)"),
     Metric("searches", "Searches", "searches", ("searches", "in_period"), "searches",
            higher_is_better=None, help="searches run"),
-    Metric("webhook_delivery_rate", "Webhook delivery rate", "% delivered", None, None,
+    Metric("webhook_delivery_rate", "Webhook delivery rate", "webhook delivery rate (%)",
+           None, None,
            help="delivered ÷ (delivered + failed) of the period's webhook deliveries; "
                 "pending ones are left out"),
     Metric("webhook_failed", "Failed webhook deliveries", "failed deliveries",

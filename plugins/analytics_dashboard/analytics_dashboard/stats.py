@@ -25,6 +25,9 @@ DEFAULT_THRESHOLD = 3.5
 BASELINE_DAYS = 28
 #: Days of history needed before a day can be judged at all.
 MIN_HISTORY = 7
+#: Weeks of the same weekday a day is also compared with, and how many are needed.
+WEEKS = 8
+MIN_SAME_WEEKDAYS = 3
 #: The smallest spread used: counts that hardly move (MAD 0) would otherwise make a
 #: one-unit wiggle infinitely unusual.
 MIN_SCALE = 1.0
@@ -124,13 +127,17 @@ def robust_z(value: float, history: Sequence[float]) -> tuple[float, float, floa
 def anomalies(dates: Sequence[str], values: Sequence[float], *, label: str = "events",
               threshold: float = DEFAULT_THRESHOLD, baseline_days: int = BASELINE_DAYS,
               min_history: int = MIN_HISTORY, direction: Direction = "both",
-              start: int = 0) -> list[Anomaly]:
+              start: int = 0, weekly: bool = True) -> list[Anomaly]:
     """The days from index ``start`` on whose robust z-score against the (up to)
     ``baseline_days`` days before them is beyond ``threshold`` in ``direction``.
 
     A day needs ``min_history`` days before it to be judged. The median and the MAD
     ignore one-off spikes in the history, so one bad day does not hide the next one and a
-    flat series is never flagged (its spread is at least :data:`MIN_SCALE`)."""
+    flat series is never flagged (its spread is at least :data:`MIN_SCALE`).
+
+    ``weekly``: once a day has :data:`MIN_SAME_WEEKDAYS` or more of the same weekday
+    before it, it must also stand out against those (up to :data:`WEEKS` of them): a
+    quiet Sunday on a server that is always quiet on Sundays is no anomaly."""
     if len(dates) != len(values):
         raise ValueError("dates and values differ in length")
     found: list[Anomaly] = []
@@ -142,12 +149,27 @@ def anomalies(dates: Sequence[str], values: Sequence[float], *, label: str = "ev
         side: Literal["up", "down"] = "up" if z > 0 else "down"
         if direction != "both" and direction != side:
             continue
+        same_day = [values[j] for j in range(i - 7, max(-1, i - 7 * WEEKS - 1), -7) if j >= 0]
+        note = ""
+        if weekly and len(same_day) >= MIN_SAME_WEEKDAYS:
+            z_week, mid_week, _ = robust_z(values[i], same_day)
+            if abs(z_week) < threshold or (z_week > 0) != (z > 0):
+                continue
+            note = (f" The previous {len(same_day)} {_weekday_name(dates[i])}s agree: "
+                    f"usually {_fmt(mid_week)}.")
         found.append(Anomaly(
             date=dates[i], value=values[i], baseline=mid, spread=round(spread, 3),
             z=round(z, 2), direction=side, history_days=len(history),
             explanation=explain(dates[i], values[i], mid, z, len(history), label,
-                                threshold)))
+                                threshold) + note))
     return found
+
+
+def _weekday_name(date: str) -> str:
+    try:
+        return dt.date.fromisoformat(date).strftime("%A")
+    except ValueError:
+        return "same weekday"
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,8 @@ async def test_trends_flag_a_seeded_spike_with_words_and_forecast(app):
         assert messages["points"][-1]["average"] is not None
         assert len(messages["forecast"]) == 10
         first = messages["forecast"][0]
+        assert first["date"] == messages["points"][-1]["date"]   # from today, still going
+        assert 9 <= first["value"] <= 13                          # the level of whole days
         assert first["lower"] <= first["value"] <= first["upper"]
         assert body["metrics"]["failed_logins"]["anomalies"] == []
 

@@ -167,3 +167,18 @@ def test_next_run_is_after_now():
     now = time.time()
     assert now < next_run("every_6_hours", now) <= now + 6 * 3600
     assert now < next_run("daily", now) <= now + 86400 + 3600
+
+
+def test_quiet_weekends_are_not_anomalies_but_a_quiet_weekday_is():
+    # five busy weekdays and two quiet weekend days, for eight weeks; judged from the
+    # fourth week on (the dashboard fetches four weeks before the period for this)
+    week = [120.0, 118, 125, 122, 119, 50, 45]
+    values = week * 8
+    dates = [f"d{i}" for i in range(len(values))]
+    assert stats.anomalies(dates, values, start=21) == []
+    without_weekly = stats.anomalies(dates, values, start=21, weekly=False)
+    assert without_weekly and all(a.direction == "down" for a in without_weekly)
+    values[-4] = 48.0  # a Thursday as quiet as a Sunday
+    found = stats.anomalies(dates, values, start=21)
+    assert [a.date for a in found] == [dates[-4]]
+    assert "The previous 7 same weekdays agree: usually 122." in found[0].explanation

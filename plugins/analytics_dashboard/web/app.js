@@ -168,7 +168,9 @@ async function loadTrend(fresh = false) {
     `red dots: unusual days (robust z beyond ±${data.threshold}) · change first → second ` +
     `half: ${change} · total ${number(trend.summary.total)}` +
     (forecast ? ` · amber: forecast with its 95 % band. ${trend.forecast_note || ""}` : "");
-  const list = trend.anomalies.map((a) => el("li", {class: a.direction, text: a.explanation}));
+  // Newest first: the day someone asks about is usually a recent one.
+  const list = trend.anomalies.slice().reverse().map((a) => el("li", {class: a.direction,
+                                                                       text: a.explanation}));
   $("anomalies").replaceChildren(...(list.length ? list : [el("li", {class: "none",
     text: `No unusual day in this period: every day is within ±${data.threshold} robust ` +
           "standard deviations of the median of the days before it."})]));
@@ -279,14 +281,19 @@ function renderTable(columns, rows) {
   $("report-table").replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
 }
 
-function reportSpec(data, rows) {
-  const {x, y, mark} = data.chart;
-  const temporal = x === "date";
+function reportSpec(data, source) {
+  // Column names as people read them ("new users"), for the axes and the legend.
+  const pretty = (name) => name.replaceAll("_", " ");
+  const rows = source.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [pretty(k), v])));
+  const x = pretty(data.chart.x);
+  const y = data.chart.y.map(pretty);
+  const mark = data.chart.mark;
+  const temporal = data.chart.x === "date";
   const xEnc = temporal
     ? {field: x, type: "temporal", timeUnit: "utcyearmonthdate", title: null,
        axis: {format: "%d %b", formatType: "utc", labelOverlap: true}}
-    : {field: x, type: "ordinal", title: x.replaceAll("_", " "),
-       sort: mark === "bar" && x !== "hour_utc" ? "-y" : null, axis: {labelAngle: -40}};
+    : {field: x, type: "ordinal", title: x,
+       sort: mark === "bar" && data.chart.x !== "hour_utc" ? "-y" : null, axis: {labelAngle: -40}};
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     width: "container", height: 240, data: {values: rows},
@@ -294,7 +301,7 @@ function reportSpec(data, rows) {
     mark: {type: mark, tooltip: true, ...(mark === "line" ? {point: false, strokeWidth: 2} : {})},
     encoding: {
       x: xEnc,
-      y: {field: "value", type: "quantitative", title: y.length === 1 ? y[0].replaceAll("_", " ") : null,
+      y: {field: "value", type: "quantitative", title: y.length === 1 ? y[0] : null,
           ...(mark === "bar" && y.length > 1 ? {stack: true} : {})},
       color: {field: "series", type: "nominal", title: null,
               legend: y.length > 1 ? {orient: "top"} : null},
