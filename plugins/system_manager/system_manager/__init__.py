@@ -177,14 +177,16 @@ class SystemManagerPlugin(Plugin):
         async def verify_backup(backup_id: str, body: VerifyIn | None = None) -> JSONResponse:
             await m.require_admin()
             await m.api.backup.get(backup_id)  # 404 now, not inside the job
-            return job_answer(ctx.jobs.start("verify", m.verify_job, backup_id,
-                                             (body or VerifyIn()).drill))
+            drill = (body or VerifyIn()).drill
+            return job_answer(ctx.jobs.start("verify and drill" if drill else "verify",
+                                             m.verify_job, backup_id, drill))
 
         async def copy_backup(backup_id: str, body: CopyIn) -> JSONResponse:
             m.check_targets([body.target_id], "target_id")
             await m.require_admin()
             await m.api.backup.get(backup_id)
-            return job_answer(ctx.jobs.start("copy", m.copy_job, backup_id, body.target_id))
+            return job_answer(ctx.jobs.start("off-site copy", m.copy_job, backup_id,
+                                             body.target_id))
 
         async def delete_backup(backup_id: str) -> dict[str, Any]:
             await m.require_admin()
@@ -289,7 +291,8 @@ class SystemManagerPlugin(Plugin):
             copies = await asyncio.to_thread(offsite.list_copies, m.target_path(target))
             if not any(c.get("file") == body.file for c in copies):
                 raise UserError(404, f"file: no copy {body.file!r} in '{target.name}'")
-            return job_answer(ctx.jobs.start("import", m.import_job, tid, body.file))
+            return job_answer(ctx.jobs.start("bring back an off-site copy", m.import_job,
+                                             tid, body.file))
 
         # restore
         async def restore_preflight(backup_id: str = Query(min_length=1, max_length=64)

@@ -59,7 +59,7 @@ class Decision:
     def to_dict(self, zone: ZoneInfo) -> dict[str, Any]:
         return {"id": self.item.id, "label": self.item.label,
                 "created_at": self.item.created.astimezone(UTC).isoformat(),
-                "local": self.item.created.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+                "local": self.item.created.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z"),
                 "keep": self.keep, "reasons": list(self.reasons)}
 
 

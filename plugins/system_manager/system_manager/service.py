@@ -38,6 +38,10 @@ from system_manager.store import Store
 from system_manager.windows import Window, active_window
 
 SCHEDULE, TARGET, WINDOW, CONFIG = "schedule", "target", "window", "config"
+LABELS = {"v1": "v1 API health", "perf:cpu_percent": "Server CPU",
+          "perf:memory_percent": "Server memory", "perf:disk_percent": "Server disk",
+          "perf:latency_ms_p95": "API latency (p95)", "disk": "Free space on the data disk",
+          "backup_age": "Age of the newest backup"}
 
 
 class UserError(Exception):
@@ -262,7 +266,8 @@ class Manager:
 
     def start_backup(self, spec: ScheduleIn, source_id: str | None, trigger: str) -> Job:
         """Start a backup run (create, check, drill, copy, retention) as a job."""
-        job: Job = self.ctx.jobs.start("backup", self._backup_job, spec, source_id, trigger)
+        job: Job = self.ctx.jobs.start(f"backup: {spec.name}", self._backup_job, spec,
+                                       source_id, trigger)
         if source_id is not None:
             self.running[source_id] = job
         return job
@@ -720,9 +725,11 @@ class Manager:
         watch = self.health_config()
         checks: list[dict[str, Any]] = []
 
-        def add(key: str, ok: bool, severity: str, message: str, value: Any = None) -> None:
-            checks.append({"key": key, "ok": ok, "severity": "ok" if ok else severity,
-                           "message": message, "value": value})
+        def add(key: str, ok: bool, severity: str, message: str, value: Any = None,
+                label: str | None = None) -> None:
+            checks.append({"key": key, "label": label or LABELS.get(key, key), "ok": ok,
+                           "severity": "ok" if ok else severity, "message": message,
+                           "value": value})
 
         logged_in = self.api.logged_in
         if watch.check_v1:
@@ -759,9 +766,11 @@ class Manager:
             try:
                 await asyncio.to_thread(offsite.check_folder, self.target_path(target),
                                         target.name)
-                add(f"target:{tid}", True, "warning", f"target '{target.name}' reachable")
+                add(f"target:{tid}", True, "warning", f"target '{target.name}' reachable",
+                    label=f"Off-site target “{target.name}”")
             except offsite.OffsiteError as exc:
-                add(f"target:{tid}", False, "warning", str(exc))
+                add(f"target:{tid}", False, "warning", str(exc),
+                    label=f"Off-site target “{target.name}”")
         enabled = [s for _, s in self.store.all(SCHEDULE) if s.get("enabled", True)]
         if watch.backup_max_age_hours and enabled and logged_in:
             try:
@@ -793,11 +802,11 @@ class Manager:
                 self.store.set_alert(check["key"], "firing", check["severity"],
                                      check["message"], now)
                 self.notify("error" if check["severity"] == "critical" else "warning",
-                            f"Alert: {check['key']}", check["message"], check["key"],
+                            f"Alert: {check['label']}", check["message"], check["key"],
                             alert=True)
             elif check["ok"] and firing:
                 self.store.set_alert(check["key"], "ok", "ok", check["message"], now)
-                self.notify("success", f"Recovered: {check['key']}", check["message"],
+                self.notify("success", f"Recovered: {check['label']}", check["message"],
                             check["key"], alert=True)
             elif current is not None:
                 self.store.set_alert(check["key"], current["state"], check["severity"],

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.asyncio
+DISK = "Free space on the data disk"
 
 
 def _window_around_now(minutes: int = 180) -> dict[str, Any]:
@@ -31,15 +32,15 @@ async def test_an_alert_notifies_and_its_recovery_too(app):
         assert not disk["ok"] and "GiB free" in disk["message"]
         assert next(c for c in checks if c["key"] == "v1")["ok"]
         note = a.manager.store.notifications(1)[0]
-        assert note["title"] == "Alert: disk" and not note["suppressed"]
+        assert note["title"] == f"Alert: {DISK}" and not note["suppressed"]
         # Still failing: no second notification for the same alert.
         await a.client.post("health/check")
         assert len([n for n in a.manager.store.notifications(20)
-                    if n["title"] == "Alert: disk"]) == 1
+                    if n["title"] == f"Alert: {DISK}"]) == 1
         await _watch(a, disk_min_free_percent=0.0, disk_min_free_gb=0.0,
                      backup_max_age_hours=0)
         await a.client.post("health/check")
-        assert a.manager.store.notifications(1)[0]["title"] == "Recovered: disk"
+        assert a.manager.store.notifications(1)[0]["title"] == f"Recovered: {DISK}"
         state = (await a.client.get("state")).json()
         assert {x["key"]: x["state"] for x in state["alerts"]}["disk"] == "ok"
 
@@ -52,7 +53,7 @@ async def test_a_maintenance_window_suppresses_the_alert(app):
         health = (await a.client.post("health/check")).json()
         assert health["window"]["name"] == "now"
         note = a.manager.store.notifications(1)[0]
-        assert note["title"] == "Alert: disk" and note["suppressed"] and note["read"]
+        assert note["title"] == f"Alert: {DISK}" and note["suppressed"] and note["read"]
         state = (await a.client.get("state")).json()
         assert state["unread"] == 0 and state["window_now"]["name"] == "now"
         assert state["alerts"][0]["state"] == "firing"   # recorded all the same

@@ -1,0 +1,126 @@
+"""Takes docs/system-manager.png (the Backups tab) and docs/system-manager-retention.png
+(a schedule's retention dry run): the page in QtWebEngine offscreen, as the desktop window
+shows it, after real backups, drills, an encrypted off-site copy and a health check on
+the embedded v1 server.
+
+Run from the repository root (it uses the project's GUI test fixtures):
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+        -p tests.gui.conftest plugins/system_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.gui.page_console import page_browser
+
+HERE = Path(__file__).resolve().parent
+sys.path.append(str(HERE.parents[1] / "api_integration_layer"))
+sys.path.append(str(HERE.parents[1] / "system_manager"))
+
+
+async def demo(rt: Runtime, usb: Path) -> None:
+    """Accounts, messages and a file; schedules, a target, a window; backups with checks."""
+    from api_integration_layer.testing import PASSWORD
+    from system_manager.models import ScheduleIn, TargetIn, WindowIn
+    from system_manager.service import SCHEDULE, WINDOW
+
+    layer = rt.plugins.by_id["api_integration_layer"].instance
+    await layer.client.auth.register("ada", "ada@example.org", PASSWORD)
+    await layer.client.auth.login("ada", PASSWORD)
+    me = (await layer.client.auth.me()).id
+    for name in ("bob", "cleo", "dev"):
+        await layer.client.auth.register(name, f"{name}@example.org", PASSWORD)
+    users = await layer.client.users.list(limit=10)
+    for user in users.users:
+        if user.id != me:
+            await layer.client.messages.send(user.id, f"hello {user.username}")
+    note = usb.parent / "minutes.txt"
+    note.write_text("Minutes of the meeting\n" * 400)
+    await layer.client.files.upload(note, description="minutes")
+
+    m = rt.plugins.by_id["system_manager"].instance.manager
+    tid = m.save_target(TargetIn(name="USB stick", path=str(usb), keep=5, encrypt=True,
+                                 password="correct horse battery"))
+    nightly = ScheduleIn(name="nightly", expression="30 2 * * *", targets=[tid],
+                         policy={"last": 7, "daily": 7, "weekly": 4, "monthly": 6})
+    sid = m.store.put(SCHEDULE, nightly.model_dump())
+    m.store.put(SCHEDULE, ScheduleIn(name="before updates", expression="every_6_hours",
+                                     drill=False, policy={"last": 4, "daily": 0, "weekly": 0,
+                                                          "monthly": 0}).model_dump())
+    m.store.put(WINDOW, WindowIn(name="Sunday night", days=[6], start="01:00",
+                                 minutes=180).model_dump())
+    await m.rebuild_timer()
+    for _ in range(4):
+        job = m.start_backup(nightly, sid, "schedule")
+        await m.ctx.jobs.wait(job.id)
+    manual = ScheduleIn(name="before the upgrade", expression="daily", drill=False)
+    await m.ctx.jobs.wait(m.start_backup(manual, None, "manual").id)
+    await m.check_health()
+
+
+def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    from api_integration_layer.testing import FAST_API
+
+    from plexichat_desktop.core.settings import ApiSettings
+
+    usb = tmp_path / "media" / "BACKUP"
+    usb.mkdir(parents=True)
+    settings = Settings()
+    settings.server.port = 0
+    settings.api = ApiSettings(**FAST_API)
+    settings.plugin = {"system_manager": {"scrypt_log_n": 12}}
+    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
+    arun(rt.start())
+    try:
+        arun(demo(rt, usb), timeout=120_000)
+        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+            view = browser.open("/plugins/system_manager/", size=(1400, 1000))
+            browser.wait_idle(view)
+            js = browser.js
+
+            def count(selector: str) -> int:
+                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
+
+            qtbot.waitUntil(lambda: count("#backups-table tbody tr") == 5, timeout=20_000)
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / "system-manager.png"))
+
+            js(view, "document.querySelector('[data-tab=schedules]').click() || 1")
+            js(view, "[...document.querySelectorAll('#schedules-table button')]"
+                     ".find(b => b.textContent === 'Edit').click() || 1")
+            # A stricter policy than the schedule's: the dry run shows what it would delete.
+            js(view, "(document.getElementById('sf-last').value = '2') && 1")
+            js(view, "document.getElementById('sf-preview').click() || 1")
+            qtbot.waitUntil(lambda: count("#retention-table tbody tr") == 4, timeout=20_000)
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / "system-manager-retention.png"))
+            # The other tabs, for a look (not kept in docs/).
+            for tab in ("offsite", "restore", "maintenance", "health", "history"):
+                js(view, f"document.querySelector('[data-tab={tab}]').click() || 1")
+                if tab == "restore":
+                    js(view, "(document.getElementById('rw-backup').selectedIndex = 2) && 1")
+                    js(view, "document.getElementById('rw-backup').dispatchEvent("
+                             "new Event('change')) || 1")
+                if tab == "maintenance":
+                    js(view, "document.getElementById('mf-preview').click() || 1")
+                browser.wait_idle(view)
+                qtbot.wait(500)
+                view.grab().save(str(Path(os.environ.get("SM_TABS_DIR", tmp_path))
+                                     / f"tab-{tab}.png"))
+            report = browser.report(view)
+            assert not report.problems, report.problems
+    finally:
+        arun(rt.stop())
