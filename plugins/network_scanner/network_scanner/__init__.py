@@ -38,7 +38,8 @@ from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 
-Problem = TargetRefused | PortSpecError | ProfileProblem | NmapProblem | UnknownScan
+# What the routes answer as 4xx (each names its field and carries its status).
+Problem = (TargetRefused, PortSpecError, ProfileProblem, NmapProblem, UnknownScan)
 
 
 class ScannerSettings(PluginSettings):
@@ -164,12 +165,12 @@ class NetworkScannerPlugin(Plugin):
         out: dict[str, Any] = {"ok": True, "hosts": [], "problems": [], "port_count": None}
         if body.targets.strip():
             try:
-                options = ScanOptions(targets=body.targets, ports=body.ports or "1")
-                prepared = await prepare(options, self.scan_context())
+                # Targets alone here; the ports are judged on their own below.
+                prepared = await prepare(ScanOptions(targets=body.targets, ports="1"),
+                                         self.scan_context())
                 out["hosts"] = [h.to_dict() for h in prepared.targets.hosts]
-            except (TargetRefused, PortSpecError) as exc:
-                if isinstance(exc, TargetRefused):
-                    out["problems"].append({"field": exc.field, "detail": str(exc)})
+            except TargetRefused as exc:
+                out["problems"].append({"field": exc.field, "detail": str(exc)})
         else:
             out["problems"].append({"field": "targets", "detail": "targets: none given"})
         if body.ports.strip():

@@ -80,10 +80,14 @@ def loopback_only(monkeypatch: Any) -> Iterator[list[str]]:
 # -- loopback listeners ---------------------------------------------------------------
 
 @contextlib.asynccontextmanager
-async def listener(handler: Any, ssl_context: ssl.SSLContext | None = None
-                   ) -> AsyncIterator[int]:
-    """``asyncio.start_server`` on 127.0.0.1:<free>; yields the port."""
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ssl_context)
+async def listener(handler: Any, ssl_context: ssl.SSLContext | None = None,
+                   sock: socket.socket | None = None) -> AsyncIterator[int]:
+    """``asyncio.start_server`` on 127.0.0.1:<free> (or on ``sock``, a bound socket from
+    :func:`reserved_port`); yields the port."""
+    if sock is not None:
+        server = await asyncio.start_server(handler, sock=sock, ssl=ssl_context)
+    else:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ssl_context)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
@@ -100,12 +104,13 @@ async def _close(writer: asyncio.StreamWriter) -> None:
             await writer.wait_closed()
 
 
-def greeter(text: bytes, reply: bytes = b"") -> Any:
+def greeter(text: bytes | list[bytes], reply: bytes = b"") -> Any:
     """A service that greets first (SSH, FTP, SMTP): sends ``text``, then answers each
-    line with ``reply`` until the client goes."""
+    line with ``reply`` until the client goes. Given a list, it greets with its first
+    item at each connection, so a test can "upgrade" the service on the same port."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            writer.write(text)
+            writer.write(text[0] if isinstance(text, list) else text)
             await writer.drain()
             while await reader.readline():
                 if reply:
@@ -194,6 +199,15 @@ def full_backlog() -> Iterator[int]:
         for sock in fillers:
             sock.close()
         server.close()
+
+
+def reserved_port() -> socket.socket:
+    """A socket bound to 127.0.0.1:<free> but not listening: the port answers connects
+    with a reset (closed) until :func:`listener` is started on it (open), so a test can
+    open a service on a port a scan already saw closed."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
 
 
 def closed_port() -> int:

@@ -1,0 +1,238 @@
+"""The plugin in the real app: 422/403 before anything is sent, a scan as a job with live
+events, exports, nmap XML import, and a profile whose rescan finds a change and raises a
+v1 notification to the logged-in user."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from network_scanner.testing import (
+    closed_port,
+    full_backlog,
+    greeter,
+    http_server,
+    listener,
+    reserved_port,
+    running_app,
+    wait_job,
+)
+
+from plexichat_desktop.plugins.sse import next_event, read_events
+
+FAST = {"connect_timeout": 0.3, "probe_timeout": 0.5}
+
+
+@pytest.mark.asyncio
+async def test_bad_input_is_a_4xx_naming_the_field(tmp_path: Path, no_escape: list[str]
+                                                   ) -> None:
+    async with running_app(tmp_path) as (client, _plugin, _server):
+        for spec in ("0", "65536", "1-", "a", "", "9-3", "top5000"):
+            answer = await client.post("scans", json={"targets": "127.0.0.1", "ports": spec})
+            assert answer.status_code == 422, (spec, answer.text)
+            assert answer.json()["field"] == "ports", spec
+            assert answer.json()["detail"].startswith("ports: ")
+        for target, status in (("10.0.0.1", 403), ("::ffff:10.0.0.1", 403),
+                               ("167772161", 403), ("0.0.0.0/0", 403), ("8.8.8.8", 403),
+                               ("evil.example", 403), ("256.1.1.1", 422), ("", 422)):
+            answer = await client.post("scans", json={"targets": target, "ports": "80"})
+            assert answer.status_code == status, (target, answer.text)
+            assert answer.json()["field"] == "targets"
+        answer = await client.post("scans", json={"targets": "127.0.0.1", "ports": "80",
+                                                  "concurrency": 0})
+        assert answer.status_code == 422 and "concurrency" in answer.text
+        answer = await client.post("scans", json={"targets": "127.0.0.1", "ports": "80",
+                                                  "backend": "nmap"})
+        assert answer.status_code in (202, 409)
+        if answer.status_code == 409:
+            assert answer.json()["field"] == "backend"
+        else:
+            await wait_job(client, answer.json()["job"])
+        check = (await client.post("check", json={"targets": "10.0.0.1, 127.0.0.1",
+                                                  "ports": "a"})).json()
+        assert check["ok"] is False
+        assert {p["field"] for p in check["problems"]} == {"targets", "ports"}
+        good = (await client.post("check", json={"targets": "localhost 0177.0.0.1",
+                                                 "ports": "top100"})).json()
+        assert good["ok"] and good["port_count"] == 100
+        assert [h["address"] for h in good["hosts"]] == ["127.0.0.1"]
+        for path in ("scans/nope", "scans/nope/export.csv", "diff?old=a&new=b"):
+            answer = await client.get(path)
+            assert answer.status_code == 404 and answer.json()["field"] == "scan_id"
+        answer = await client.post("import", json={"xml": "<nope/>"})
+        assert answer.status_code == 422 and answer.json()["field"] == "xml"
+        bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+                '<!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><nmaprun>&lol2;</nmaprun>')
+        answer = await client.post("import", json={"xml": bomb})
+        assert answer.status_code == 422 and "unsafe" in answer.json()["detail"]
+    assert no_escape == []
+
+
+@pytest.mark.asyncio
+async def test_a_scan_job_streams_progress_and_is_kept_and_exported(tmp_path: Path) -> None:
+    async with running_app(tmp_path, **FAST) as (client, _plugin, _server), \
+            listener(greeter(b"SSH-2.0-OpenSSH_9.6p1 Debian\r\n")) as ssh, \
+            listener(http_server("nginx/1.25.3")) as web:
+        shut = closed_port()
+        ports = f"{ssh},{web},{shut}"
+        async with client.stream("GET", "stream") as stream:
+            events = read_events(stream)
+            first = await next_event(events, "running")
+            assert first == {"scans": []}
+            answer = await client.post("scans", json={"targets": "localhost", "ports": ports,
+                                                      "name": "mine", **FAST})
+            assert answer.status_code == 202, answer.text
+            job_id = answer.json()["job"]
+            running = await next_event(events, "scan")
+            assert running["state"] == "running" and running["port_count"] == 3
+            grid = await next_event(events, "ports")
+            assert grid["id"] == job_id and grid["items"]
+            job = await wait_job(client, job_id)
+        assert job["state"] == "succeeded", job
+        assert job["result"]["counts"] == {"open": 2, "closed": 1, "filtered": 0}
+        scan = (await client.get(f"scans/{job_id}")).json()
+        assert scan["hosts"] == [{"address": "127.0.0.1", "name": "localhost",
+                                  "why": "loopback"}]
+        services = {p["port"]: p["service"]["product"] for p in scan["ports"]}
+        assert services == {ssh: "OpenSSH", web: "nginx"}
+        assert scan["diff"] is None  # the first scan of these targets
+        listed = (await client.get("scans")).json()["scans"]
+        assert listed[0]["id"] == job_id and listed[0]["open_ports"] == 2
+        exported = await client.get(f"scans/{job_id}/export.json")
+        assert exported.json()["id"] == job_id
+        assert "attachment" in exported.headers["content-disposition"]
+        rows = list(csv.DictReader(io.StringIO(
+            (await client.get(f"scans/{job_id}/export.csv")).text)))
+        assert {int(r["port"]) for r in rows} == {ssh, web}
+        ssh_row = next(r for r in rows if int(r["port"]) == ssh)
+        assert ssh_row["product"] == "OpenSSH" and ssh_row["version"] == "9.6p1"
+        assert ssh_row["name"] == "localhost"
+
+        # the same targets again: the diff against the first is attached
+        again = (await client.post("scans", json={"targets": "localhost", "ports": ports,
+                                                  **FAST})).json()
+        await wait_job(client, again["job"])
+        second = (await client.get(f"scans/{again['job']}")).json()
+        assert second["diff"]["summary"] == "no changes"
+        assert (await client.delete(f"scans/{job_id}")).status_code == 204
+        assert (await client.get(f"scans/{job_id}")).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_cancel_a_running_scan(tmp_path: Path) -> None:
+    async with running_app(tmp_path) as (client, _plugin, _server):
+        with full_backlog() as dropped:
+            answer = await client.post("scans", json={
+                "targets": "127.0.0.1", "ports": str(dropped), "connect_timeout": 20})
+            job_id = answer.json()["job"]
+            async with asyncio.timeout(10):
+                while (await client.get(f"_host/jobs/{job_id}")).json()["state"] != "running":
+                    await asyncio.sleep(0.02)
+            assert (await client.post(f"_host/jobs/{job_id}/cancel")).status_code == 200
+            job = await wait_job(client, job_id)
+        assert job["state"] == "cancelled"
+        assert (await client.get(f"scans/{job_id}")).status_code == 404
+        assert (await client.get("info")).json()["running"] == []
+
+
+@pytest.mark.asyncio
+async def test_profile_rescan_detects_changes_and_notifies(tmp_path: Path) -> None:
+    from api_integration_layer.testing import PASSWORD
+
+    from plexichat_desktop.core.events import PluginEvent
+
+    async with running_app(tmp_path, **FAST) as (client, plugin, server):
+        layer = server.plugin("api_integration_layer")
+        await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
+        await layer.client.auth.login("ann", PASSWORD)
+        assert (await client.get("info")).json()["notify_user"] == "ann"
+        bus = server.runtime.bus.subscribe(PluginEvent, name="test")
+        banner = [b"SSH-2.0-OpenSSH_9.3p1\r\n"]
+        later = reserved_port()  # closed now, a web server opens on it later
+        web_port = later.getsockname()[1]
+        async with listener(greeter(banner)) as ssh:
+            spec = {"name": "laptop", "schedule": "every_5_minutes", "notify": True,
+                    "options": {"targets": "127.0.0.1", "ports": f"{ssh},{web_port}",
+                                **FAST}}
+            bad = await client.post("profiles", json={**spec, "schedule": "sometimes"})
+            assert bad.status_code == 422 and bad.json()["field"] == "schedule"
+            bad = await client.post("profiles", json={**spec, "options": {
+                **spec["options"], "ports": "a"}})
+            assert bad.status_code == 422 and bad.json()["field"] == "options.ports"
+            bad = await client.post("profiles", json={**spec, "options": {
+                **spec["options"], "targets": "10.0.0.1"}})
+            assert bad.status_code == 403 and bad.json()["field"] == "options.targets"
+            created = await client.post("profiles", json=spec)
+            assert created.status_code == 201, created.text
+            profile = created.json()
+            schedules = (await client.get("_host/schedules")).json()["schedules"]
+            assert [s["name"] for s in schedules] == [profile["schedule_name"]]
+            first = (await client.post(f"profiles/{profile['id']}/run")).json()
+            job = await wait_job(client, first["job"])
+            assert job["result"]["diff"] is None and job["result"]["counts"]["open"] == 1
+
+            # What changed on the machine: SSH was upgraded, a web server came up.
+            banner[0] = b"SSH-2.0-OpenSSH_9.8p1\r\n"
+            async with listener(http_server("nginx/1.25.3"), sock=later):
+                second = (await client.post(f"profiles/{profile['id']}/run")).json()
+                job = await wait_job(client, second["job"])
+        diff = job["result"]["diff"]
+        changes = {(c["kind"], c["port"]): c for c in diff["changes"]}
+        assert changes[("service", ssh)]["old"] == "ssh OpenSSH 9.3p1"
+        assert changes[("service", ssh)]["new"] == "ssh OpenSSH 9.8p1"
+        assert changes[("opened", web_port)]["detail"].endswith("(http nginx 1.25.3)")
+        assert ("finding-gone", ssh) in changes  # 9.8p1 is past regreSSHion
+        assert not any(kind == "closed" for kind, _ in changes)
+
+        # Everything went away: two closed ports.
+        third = (await client.post(f"profiles/{profile['id']}/run")).json()
+        job = await wait_job(client, third["job"])
+        kinds = {(c["kind"], c["port"]) for c in job["result"]["diff"]["changes"]}
+        assert {("closed", ssh), ("closed", web_port)} <= kinds
+
+        alerts = (await client.get("alerts")).json()["alerts"]
+        assert [a["id"] for a in alerts] == [third["job"], second["job"]]
+        notes = (await layer.client.notifications.list()).notifications
+        titles = sorted(n.title for n in notes)
+        assert len(titles) == 2, titles
+        assert any("1 opened" in t and "1 service" in t for t in titles), titles
+        assert any("2 closed" in t for t in titles), titles
+        sent: list[Any] = []
+        async with asyncio.timeout(10):  # the host's job.finished events come between
+            while len(sent) < 2:
+                event = await bus.get()
+                if isinstance(event, PluginEvent) and event.name == "scan.changes":
+                    sent.append(event)
+        bus.close()
+        assert [e.data["notified"] for e in sent] == ["ann", "ann"]
+        assert sent[0].plugin_id == "network_scanner" and sent[0].data["profile"] == "laptop"
+        assert plugin.profiles.view(profile["id"])["last_change"] == third["job"]
+
+        # Editing bumps the version (a new schedule name); deleting retires its runs.
+        spec["schedule"] = "hourly"
+        updated = await client.put(f"profiles/{profile['id']}", json=spec)
+        assert updated.status_code == 200 and updated.json()["version"] == 2
+        assert (await client.delete(f"profiles/{profile['id']}")).status_code == 204
+        assert (await client.get("profiles")).json()["profiles"] == []
+
+
+@pytest.mark.asyncio
+async def test_nmap_xml_import_joins_the_history(tmp_path: Path) -> None:
+    xml = (Path(__file__).parent / "data" / "nmap-sample.xml").read_text()
+    async with running_app(tmp_path) as (client, _plugin, _server):
+        answer = await client.post("import", json={"xml": xml, "name": "nightly"})
+        assert answer.status_code == 201, answer.text
+        summary = answer.json()
+        assert summary == {"id": summary["id"], "hosts": 1, "ports": 3, "findings": 5}
+        scan = (await client.get(f"scans/{summary['id']}")).json()
+        assert scan["backend"] == "nmap-import" and scan["counts"]["closed"] == 997
+        rules = {f["rule"]: f["confidence"] for f in scan["findings"]}
+        assert rules["openssh-regresshion"] == "banner match"
+        assert rules["vsftpd-234-backdoor"] == "banner match"
+        assert rules["ftp-cleartext"] == "confirmed"
+        https = next(p for p in scan["ports"] if p["port"] == 443)
+        assert https["service"]["name"] == "https" and https["service"]["tls"] is True
