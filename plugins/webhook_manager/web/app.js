@@ -152,7 +152,7 @@ function renderEndpoints() {
       el("button", { type: "button", class: `card${state.selected && state.selected.id === hook.id ? " selected" : ""}`, "data-id": hook.id, onclick: () => showEndpoint(hook, true) },
         el("span", { class: "card-top" }, el("b", { text: hook.description || shortUrl(hook.url) }), badge(h.state, statusKind[h.state] || "wait")),
         el("span", { class: "muted small-text", text: shortUrl(hook.url) }),
-        el("span", { class: "small-text" }, `${fmtRate(h.success_rate)} ok · p95 ${fmtMs(h.p95_ms)} · ${h.consecutive_failures}${h.disable_after ? "/" + h.disable_after : ""} failures in a row`)));
+        el("span", { class: "small-text" }, `${fmtRate(h.success_rate)} ok · p95 ${fmtMs(h.p95_ms)} · ${h.consecutive_failures}${h.disable_after ? "/" + h.disable_after : ""} failed in a row`)));
   }));
 }
 
@@ -168,7 +168,7 @@ async function showEndpoint(hook, loadSnippets) {
   const st = $("ep-state"); st.className = `badge badge-${statusKind[h.state] || "wait"}`; st.textContent = h.state;
   const figures = [["Success", fmtRate(h.success_rate)], ["p95", fmtMs(h.p95_ms)], ["Failures in a row", `${h.consecutive_failures}${h.disable_after ? " of " + h.disable_after : ""}`],
     ["Delivered", hook.deliveries_delivered], ["Failed", hook.deliveries_failed], ["Pending", hook.deliveries_pending], ["Last success", fmtTime(h.last_success_at)], ["Secret", hook.secret_hint + (hook.previous_secret_expires_at ? " (+ old until " + fmtTime(hook.previous_secret_expires_at) + ")" : "")]];
-  $("ep-figures").replaceChildren(...figures.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })]));
+  $("ep-figures").replaceChildren(...figures.map(([k, v]) => el("div", { class: "fig" }, el("dt", { text: k }), el("dd", { text: String(v) }))));
   $("ep-disabled").hidden = !hook.disabled_reason;
   $("ep-disabled").textContent = hook.disabled_reason ? `Switched off ${fmtTime(hook.disabled_at)}: ${hook.disabled_reason}. Fix the receiver, tick Active and save, then recover the failed deliveries.` : "";
   // Do not overwrite what the user is typing in the form of the same endpoint.
