@@ -447,7 +447,21 @@ class Engine:
             return False
         con, reasons = entry
         reasons.append("cancel")
-        con.interrupt()
+
+        def keep_interrupting() -> None:
+            # DuckDB drops an interrupt that arrives before the query has started; repeat
+            # it until the query is gone (at most ~10 s).
+            for _ in range(200):
+                if self._running.get(query_id) is not entry:
+                    return
+                try:
+                    con.interrupt()
+                except (duckdb.Error, RuntimeError):
+                    return
+                time.sleep(0.05)
+
+        threading.Thread(target=keep_interrupting, daemon=True,
+                         name=f"interrupt {query_id}").start()
         return True
 
     def summarize(self, name: str) -> list[dict[str, Any]]:

@@ -110,7 +110,7 @@ def test_a_runaway_query_is_interrupted_by_its_time_limit_or_on_request(
     started.wait()
     while not engine.interrupt("q1"):  # until the query is registered as running
         worker.join(0.01)
-    worker.join()
+    worker.join(60)
     assert isinstance(outcome[0], QueryCancelled)
     assert engine.run("SELECT 1 AS still_works").rows == [[1]]  # the reader is fine
 
