@@ -33,6 +33,7 @@ from plexichat_desktop.server.v1.routes import (
     backup,
     files,
     groups,
+    keys,
     messages,
     notifications,
     performance,
@@ -57,7 +58,8 @@ JSON_BODY_LIMIT = 1 << 20
 MULTIPART_OVERHEAD = 64 * 1024
 DRAIN_LIMIT = 64 << 20
 ROUTERS = (auth, users, messages, files, groups, search, notifications, system, realtime,
-           webhooks, analytics, backup, performance, account_security)
+           webhooks, analytics, backup, performance, account_security,
+           keys)
 
 
 class _BodyTooLarge(HTTPException):

@@ -346,8 +346,23 @@ def _migration_4(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migration_5(conn: sqlite3.Connection) -> None:
+    """Public keys for end-to-end encrypted messages (``routes/keys.py``): one per user and
+    algorithm, gone with the account."""
+    conn.execute("""
+        CREATE TABLE public_keys (
+            user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            algorithm  TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (user_id, algorithm)
+        ) WITHOUT ROWID
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
-                                                       _migration_3, _migration_4]
+                                                       _migration_3, _migration_4,
+                                                       _migration_5]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

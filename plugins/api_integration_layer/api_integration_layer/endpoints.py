@@ -33,6 +33,8 @@ SCOPES: dict[str, str] = {
     "users:export": "export everything the server keeps about the current user (JSON)",
     "messages:read": "read conversations, messages and message statistics",
     "messages:write": "send and delete direct messages",
+    "keys:read": "read users' published public keys (end-to-end encrypted messages)",
+    "keys:write": "publish and withdraw the current user's public key",
     "files:read": "list files, read their details, download them, file statistics",
     "files:write": "upload, share, unshare and delete files",
     "groups:read": "list and read groups and their members",
@@ -152,6 +154,10 @@ _ENDPOINTS = [
     _e("users.stats", "GET", "/users/stats/summary"),
     _e("users.list", "GET", "/users/"),
     _e("users.get", "GET", "/users/{user_id}"),
+    # public keys for end-to-end encryption; a key must be current: never from the cache
+    _e("keys.publish", "PUT", "/users/me/keys"),
+    _e("keys.get", "GET", "/users/{user_id}/keys", cacheable=False),
+    _e("keys.withdraw", "DELETE", "/users/me/keys"),
     # messages
     _e("messages.send", "POST", "/messages/send", invalidates=("/search",)),
     _e("messages.conversations", "GET", "/messages/conversations"),

@@ -847,6 +847,24 @@ class PerformanceApi(_Group):
         return await self._c.call("performance.summary", model=m.PerformanceSummary)
 
 
+class KeysApi(_Group):
+    """``/users/me/keys``, ``/users/{user_id}/keys``: the public-key directory for
+    end-to-end encrypted messages (the server never sees a private key)."""
+
+    async def publish(self, public_key: str, *, algorithm: str = "x25519") -> m.PublishedKey:
+        """Publish (or replace) the caller's public key (base64url of the raw key)."""
+        return await self._c.call("keys.publish", json={"algorithm": algorithm,
+                                                        "public_key": public_key},
+                                  model=m.PublishedKey)
+
+    async def get(self, user_id: str) -> m.UserKeys:
+        """A user's published keys (empty ``keys`` when none); 404 unknown user."""
+        return await self._c.call("keys.get", path={"user_id": user_id}, model=m.UserKeys)
+
+    async def withdraw(self) -> m.ActionResult:
+        return await self._c.call("keys.withdraw", model=m.ActionResult)
+
+
 class Groups:
     """The endpoint groups over one caller; the client and the scoped facade are both."""
 
@@ -864,6 +882,7 @@ class Groups:
         self.analytics = AnalyticsApi(caller)
         self.backup = BackupApi(caller)
         self.performance = PerformanceApi(caller)
+        self.keys = KeysApi(caller)
 
     async def discover(self) -> DiscoveryReport:
         """The server's description compared with the endpoints this client knows."""

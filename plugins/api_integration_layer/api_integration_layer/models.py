@@ -916,6 +916,21 @@ class PerformanceSummary(Response):
     pass
 
 
+class PublicKey(Response):
+    algorithm: str
+    public_key: str
+    updated_at: dt.datetime | None = None
+
+
+class PublishedKey(PublicKey):
+    user_id: str
+
+
+class UserKeys(Response):
+    user_id: str
+    keys: list[PublicKey]
+
+
 # -- discovery -------------------------------------------------------------------------
 class RouteInfo(Response):
     method: str

@@ -3,6 +3,7 @@ real WebSocket on 127.0.0.1, with typed answers."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -68,6 +69,21 @@ async def exercise_messages(ann: ApiClient, bob: ApiClient) -> str:
         await bob.messages.get(doomed.id)
     assert info.value.status == 404
     return sent.id
+
+
+async def exercise_keys(ann: ApiClient, bob: ApiClient) -> None:
+    # base64url of 32 bytes, as an X25519 public key is (unpadded, the server's spelling)
+    key = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
+    published = await ann.keys.publish(key)
+    assert published.user_id == ann.user["id"] and published.public_key == key
+    found = await bob.keys.get(ann.user["id"])
+    assert [(k.algorithm, k.public_key) for k in found.keys] == [("x25519", key)]
+    assert (await ann.keys.get(bob.user["id"])).keys == []
+    with pytest.raises(ApiHTTPError) as info:
+        await ann.keys.publish("too-short")
+    assert info.value.status == 422
+    assert (await ann.keys.withdraw()).success
+    assert (await bob.keys.get(ann.user["id"])).keys == []
 
 
 async def exercise_files(ann: ApiClient, bob: ApiClient, tmp: Path) -> None:
@@ -289,6 +305,7 @@ async def test_every_endpoint_through_the_client(home: Path, tmp_path: Path):
 
         await exercise_auth_and_users(ann, bob)
         await exercise_messages(ann, bob)
+        await exercise_keys(ann, bob)
         await exercise_files(ann, bob, tmp_path)
         group_id = await exercise_groups(ann, bob, carol)
         await exercise_search(ann, bob)
