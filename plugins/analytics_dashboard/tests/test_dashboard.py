@@ -9,7 +9,6 @@ import io
 
 import pytest
 from api_integration_layer.errors import ApiHTTPError
-from conftest import day_start
 
 pytestmark = pytest.mark.asyncio
 
@@ -179,4 +178,3 @@ async def test_status_lists_metrics_periods_and_reports(app):
         assert "webhook_delivery_rate" in status["kpis"]
         assert {r["type"] for r in status["reports"]} == {"activity", "files", "messaging",
                                                          "top_users"}
-        assert day_start(0) > day_start(1)
