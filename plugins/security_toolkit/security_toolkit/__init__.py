@@ -121,6 +121,7 @@ class SecurityToolkitPlugin(Plugin):
             ("/import/kdbx", self.import_kdbx, "POST"),
             ("/export", self.export, "POST"),
             ("/keys", self.keys, "GET"),
+            ("/keys/publish", self.publish_key, "POST"),
             ("/contacts", self.add_contact, "POST"),
             ("/contacts/{user_id}", self.verify_contact, "PUT"),
             ("/contacts/{user_id}", self.delete_contact, "DELETE"),
@@ -454,8 +455,16 @@ class SecurityToolkitPlugin(Plugin):
 
         payload, mine = self._me()
         age_public = str(pyrage.x25519.Identity.from_str(payload["age_identity"]).to_public())
+        published = None
+        if self.api.user:
+            try:
+                published = await self._directory_key(self.api.user["id"]) == e2e.public_text(
+                    payload["identity"]["x25519"])
+            except Problem:
+                published = None  # the directory is unreachable: say nothing about it
         return {"public_key": e2e.public_text(payload["identity"]["x25519"]),
                 "fingerprint": e2e.fingerprint(mine), "age_recipient": age_public,
+                "published": published,
                 "contacts": [e2e.describe_contact(c, mine) for c in payload["contacts"]]}
 
     def _v1_user(self) -> dict[str, Any]:
@@ -482,24 +491,60 @@ class SecurityToolkitPlugin(Plugin):
                 return user.id, user.username
         raise Problem("username", f"no PlexiChat user named {username!r}", 404)
 
+    async def _directory_key(self, user_id: str) -> str | None:
+        """The ``stk1:`` key ``user_id`` published in the v1 key directory, or None."""
+        from api_integration_layer.errors import ApiHTTPError
+
+        try:
+            found = await self.api.keys.get(user_id)
+        except ApiHTTPError as exc:
+            if exc.status == 404:
+                raise Problem("user_id", f"no PlexiChat user {user_id}", 404) from None
+            raise Problem("v1", f"PlexiChat answered {exc.status}: {exc.detail}", 502) from None
+        for key in found.keys:
+            if key.algorithm == "x25519":
+                return e2e.from_directory(key.public_key)
+        return None
+
+    async def publish_key(self) -> dict[str, Any]:
+        """Publish this vault's public key in the v1 key directory (idempotent)."""
+        self._v1_user()
+        _payload, mine = self._me()
+        published = await self.api.keys.publish(e2e.directory_text(mine))
+        self.ctx.logger.info("public key published in the v1 key directory")
+        return {"published": True, "updated_at": published.updated_at.isoformat()
+                if published.updated_at else None}
+
     async def add_contact(self, body: ContactBody) -> JSONResponse:
-        """Pin a contact's public key, exchanged by hand (see the README)."""
-        e2e.parse_public(body.public_key)
+        """Pin a contact's public key: the one given (exchanged by hand) or, with none, the
+        one they published in the v1 key directory (trust on first use; the safety number
+        is what makes it verified)."""
+        if body.public_key:
+            e2e.parse_public(body.public_key)
         self._v1_user()
         user_id, username = await self._resolve(body.user_id, body.username)
+        key = body.public_key.strip()
+        source = "by hand"
+        if not key:
+            found = await self._directory_key(user_id)
+            if found is None:
+                raise Problem("public_key", f"{username} has not published a key: ask them "
+                                            "to open the Security Toolkit, or for their key "
+                                            "text", 404)
+            key, source = found, "directory"
         payload, mine = self._me()
         contacts = payload["contacts"]
         existing = next((c for c in contacts if c["user_id"] == user_id), None)
-        key = body.public_key.strip()
         if existing is not None:
             if existing["public_key"] != key:
                 # A new key for a known person: the safety number changes and the
                 # contact is unverified again, as in Signal.
                 existing.update(public_key=key, verified=False, added=now_iso())
+            existing["source"] = source
             contact = existing
         else:
             contact = {"user_id": user_id, "username": username, "public_key": key,
-                       "verified": False, "added": now_iso()}
+                       "verified": False, "added": now_iso(), "source": source}
             contacts.append(contact)
         self.session.vault().save()
         return JSONResponse(e2e.describe_contact(contact, mine), status_code=201)
@@ -539,6 +584,13 @@ class SecurityToolkitPlugin(Plugin):
         me = self._v1_user()
         payload, _ = self._me()
         contact = self._contact(payload, user_id)
+        published = await self._directory_key(user_id)
+        if published is not None and published != contact["public_key"]:
+            # They (or the server) published another key since we pinned this one: do not
+            # send blindly; the user compares safety numbers and pins the new key.
+            raise Problem("public_key", f"{contact['username']}'s published key changed "
+                                        "since you pinned it: compare safety numbers, then "
+                                        "pin the new key", 409)
         content = e2e.seal(body.text, payload["identity"]["x25519"],
                            e2e.parse_public(contact["public_key"]), me["id"], user_id)
         sent = await self.api.messages.send(user_id, content, encrypted=True)

@@ -1,8 +1,10 @@
 """End-to-end encrypted direct messages over PlexiChat v1: X25519 + HKDF + AES-256-GCM.
 
-Each user has one X25519 key pair, kept in their vault. Public keys are exchanged by hand
-(the key text, ``stk1:...``) and pinned per contact; both sides compare the pair's
-*safety number* out of band (read aloud, in person) and mark the contact verified.
+Each user has one X25519 key pair, kept in their vault. Public keys travel through the v1
+key directory (``PUT /users/me/keys``, ``GET /users/{id}/keys``) or by hand (the key text,
+``stk1:...``), and are pinned per contact on first use; both sides compare the pair's
+*safety number* out of band (read aloud, in person) and mark the contact verified, since
+a server could hand out a key of its own.
 
 A message (``content`` of a v1 message sent with ``encrypted=true``) is
 ``stk-e2e1:`` + base64url(JSON) holding:
@@ -83,6 +85,18 @@ def parse_public(text: str, field: str = "public_key") -> bytes:
     if len(raw) != 32:
         raise Problem(field, f"the key is {len(raw)} bytes, an X25519 key has 32")
     return raw
+
+
+def directory_text(public_raw: bytes) -> str:
+    """The spelling of the v1 key directory: base64url of the raw key, no prefix."""
+    return _b64(public_raw)
+
+
+def from_directory(text: str) -> str:
+    """A key from the v1 key directory as ``stk1:`` text (checked like one typed in)."""
+    key = KEY_PREFIX + text.strip().rstrip("=")
+    parse_public(key, "public_key")
+    return key
 
 
 def fingerprint(public_raw: bytes) -> str:
@@ -172,4 +186,5 @@ def describe_contact(contact: dict[str, Any], mine: bytes) -> dict[str, Any]:
     return {"user_id": contact["user_id"], "username": contact.get("username", ""),
             "public_key": contact["public_key"], "fingerprint": fingerprint(theirs),
             "safety_number": safety_number(mine, theirs),
-            "verified": bool(contact.get("verified")), "added": contact.get("added")}
+            "verified": bool(contact.get("verified")), "added": contact.get("added"),
+            "source": contact.get("source", "by hand")}

@@ -102,7 +102,8 @@ class ExportBody(BaseModel):
 class ContactBody(BaseModel):
     user_id: str = Field("", max_length=64)
     username: str = Field("", max_length=100)
-    public_key: str = Field(min_length=1, max_length=200)
+    public_key: str = Field("", max_length=200, description="stk1:...; empty = fetch the "
+                            "key the user published in the v1 key directory")
 
     @model_validator(mode="after")
     def _someone(self) -> ContactBody:

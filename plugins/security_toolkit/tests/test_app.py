@@ -240,11 +240,21 @@ async def test_secure_messages_leave_only_ciphertext_on_the_server(app: Any) -> 
         unpinned = await client.post(f"messages/{bob_id}", json={"text": text})
         assert unpinned.status_code == 404 and unpinned.json()["field"] == "user_id"
 
-        pinned = await client.post("contacts", json={"username": "bob",
-                                                     "public_key": bob_public})
+        # The v1 key directory: nothing published yet, then both publish.
+        unpublished = await client.post("contacts", json={"username": "bob"})
+        assert unpublished.status_code == 404 and unpublished.json()["field"] == "public_key"
+        assert (await client.get("keys")).json()["published"] is False
+        assert (await client.post("keys/publish")).status_code == 200
+        assert (await client.get("keys")).json()["published"] is True
+        listed = (await bob.keys.get(ann_id)).keys
+        assert e2e.from_directory(listed[0].public_key) == ann_public
+        await bob.keys.publish(e2e.directory_text(e2e.parse_public(bob_public)))
+
+        pinned = await client.post("contacts", json={"username": "bob"})
         assert pinned.status_code == 201, pinned.text
         contact = pinned.json()
         assert contact["user_id"] == bob_id and contact["verified"] is False
+        assert contact["public_key"] == bob_public and contact["source"] == "directory"
         # Both sides compute the same safety number from the two public keys.
         assert contact["safety_number"] == e2e.safety_number(
             e2e.parse_public(bob_public), e2e.parse_public(ann_public))
@@ -293,7 +303,16 @@ async def test_secure_messages_leave_only_ciphertext_on_the_server(app: Any) -> 
         assert convs["conversations"][0]["username"] == "bob"
         assert convs["conversations"][0]["verified"] is True
 
-        # A new key for Bob: pinned again, and no longer verified.
-        rotated = await client.post("contacts", json={"user_id": bob_id,
-                                                      "public_key": e2e.public_text(mallory)})
+        # Another key appears in the directory for Bob (a new device, or a server
+        # swapping keys): sending stops until the user looks and pins it again.
+        await bob.keys.publish(e2e.directory_text(e2e.parse_public(e2e.public_text(mallory))))
+        held = await client.post(f"messages/{bob_id}", json={"text": "still there?"})
+        assert held.status_code == 409 and held.json()["field"] == "public_key"
+        rotated = await client.post("contacts", json={"user_id": bob_id})
         assert rotated.json()["verified"] is False
+        assert rotated.json()["public_key"] == e2e.public_text(mallory)
+        assert (await client.post(f"messages/{bob_id}", json={"text": "ok"})).status_code == 201
+        # Exchanged by hand still works: the key text pasted in.
+        by_hand = await client.post("contacts", json={"user_id": bob_id,
+                                                      "public_key": bob_public})
+        assert by_hand.json()["source"] == "by hand" and by_hand.json()["verified"] is False

@@ -633,6 +633,9 @@ async function loadKeys() {
     $("my-age").textContent = keys.age_recipient;
     state.contacts = keys.contacts;
     renderContacts();
+    $("publish-key").hidden = keys.published !== false;  // null: not logged in to PlexiChat
+    $("publish-state").textContent = keys.published === true ? "✓ published in the PlexiChat key directory"
+      : keys.published === false ? "not published yet: contacts cannot fetch it" : "";
     const status = await api("status");
     $("v1-user").textContent = status.v1_user ? `as ${status.v1_user.username}` : "(log in on the API Integration page to send)";
     const select = $("thread-with");
@@ -646,7 +649,8 @@ async function loadKeys() {
 function renderContacts() {
   $("contacts").replaceChildren(...state.contacts.map((c) => el("li", {},
     el("div", {}, el("strong", { text: c.username }), " ",
-      el("span", { class: `trust ${c.verified ? "verified" : "unverified"}`, text: c.verified ? "verified" : "not verified" })),
+      el("span", { class: `trust ${c.verified ? "verified" : "unverified"}`, text: c.verified ? "verified" : "not verified" }),
+      el("span", { class: "muted small-text", text: ` · key ${c.source === "directory" ? "from the directory" : "exchanged by hand"}` })),
     el("div", { class: "small-text" }, "Safety number — compare it with theirs, in person or by voice:"),
     el("div", { class: "safety", text: c.safety_number }),
     el("div", { class: "row-form" },
@@ -668,6 +672,10 @@ async function removeContact(contact) {
   });
 }
 $("copy-key").addEventListener("click", () => copy($("my-key").textContent, "Public key"));
+$("publish-key").addEventListener("click", () => guarded($("publish-key"), "contact-error", async () => {
+  await api("keys/publish", { method: "POST" });
+  await loadKeys();
+}));
 $("contact-form").addEventListener("submit", (event) => {
   event.preventDefault();
   guarded(event.submitter, "contact-error", async () => {
