@@ -156,3 +156,34 @@ async def test_sign_out_one_session_and_the_new_scopes(home: Path):
         assert (await wide.auth.mfa_status()).enabled is False
         assert (await wide.users.security_log()).total >= 2
         assert (await wide.auth.password_policy()).require_digit is True
+
+
+def test_the_pages_login_asks_for_the_code(plexichat_app):
+    """The layer's own page: the password answers requires_mfa, /login-2fa completes it
+    with a code (or a recovery code typed in the same field)."""
+    import httpx
+
+    v1 = httpx.Client(base_url=plexichat_app.url.rstrip("/") + "/api/v1", timeout=30)
+    try:
+        name = unique_name("page")
+        assert v1.post("/auth/register", json={"username": name, "password": PASSWORD,
+                                               "email": f"{name}@example.org"}
+                       ).status_code == 201
+        token = v1.post("/auth/login", json={"username": name, "password": PASSWORD}
+                        ).json()["access_token"]
+        me = {"Authorization": f"Bearer {token}"}
+        secret = v1.post("/auth/2fa/setup", headers=me).json()["secret"]
+        codes = v1.post("/auth/2fa/verify-setup", headers=me, json={"code": code(secret)}
+                        ).json()["recovery_codes"]
+    finally:
+        v1.close()
+    page = plexichat_app.client
+    step = page.post("api/login", json={"username": name, "password": PASSWORD}).json()
+    assert step["requires_mfa"] is True and step["username"] == name
+    assert page.get("api/status").json()["user"] is None  # not signed in yet
+    wrong = page.post("api/login-2fa", json={"mfa_token": step["mfa_token"],
+                                             "code": code(secret, 3)})
+    assert wrong.status_code == 401 and "invalid or already used" in wrong.text
+    status = page.post("api/login-2fa", json={"mfa_token": step["mfa_token"],
+                                              "code": codes[0]}).json()
+    assert status["user"]["username"] == name
