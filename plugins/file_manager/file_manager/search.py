@@ -66,7 +66,8 @@ def _on_alarm(_signum: int, _frame: Any) -> None:
 def _time_bound(seconds: float | None) -> Iterator[None]:
     """Raise :class:`RegexTimeout` inside the block after ``seconds`` (main thread only;
     elsewhere, or with None, the block runs unbounded)."""
-    if seconds is None or threading.current_thread() is not threading.main_thread():
+    if (seconds is None or not hasattr(signal, "setitimer")  # no SIGALRM on Windows
+            or threading.current_thread() is not threading.main_thread()):
         yield
         return
     previous = signal.signal(signal.SIGALRM, _on_alarm)
