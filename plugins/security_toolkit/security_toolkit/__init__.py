@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import File, Form, UploadFile
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from security_toolkit import e2e, entries, files, generator, health, interop, otp
@@ -71,6 +72,14 @@ def guarded(fn: Handler) -> Handler:
         except Problem as exc:
             return problem_response(exc)
     return wrapper
+
+
+def why(exc: Exception) -> str:
+    """A refusal in words, never the refused value (it may be a password)."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                         for e in exc.errors())
+    return str(exc)
 
 
 def attachment(data: bytes, name: str, media_type: str) -> Response:
@@ -396,33 +405,40 @@ class SecurityToolkitPlugin(Plugin):
                          key_encoding=body.key_encoding, expected=body.expected)
 
     # -- import / export -----------------------------------------------------------
-    def _add_imported(self, found: list[dict[str, Any]]) -> dict[str, Any]:
-        vault = self.session.vault()
-        added, skipped = [], []
+    @staticmethod
+    def _build_imported(found: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Entries from imported rows. Slow (zxcvbn scores each password), touches nothing
+        shared: runs in a worker thread so a 2,000-entry import does not stall the app."""
+        added: list[dict[str, Any]] = []
+        warnings: list[str] = []
         for n, raw in enumerate(found, 1):
+            row = {**raw, "title": raw["title"] or raw["username"] or "(untitled)"}
             try:
-                data = EntryIn(**{**raw, "title": raw["title"] or raw["username"]
-                                  or "(untitled)"})
-                added.append(entries.new_entry(data))
+                added.append(entries.new_entry(EntryIn(**row)))
             except (Problem, ValueError) as exc:
                 # One bad TOTP field must not sink a 500-entry import: keep the entry
                 # without it and say so.
-                raw = {**raw, "totp": ""}
                 try:
-                    added.append(entries.new_entry(EntryIn(**{**raw, "title": raw["title"]
-                                                              or "(untitled)"})))
-                    skipped.append(f"entry {n}: TOTP dropped ({exc})")
+                    added.append(entries.new_entry(EntryIn(**{**row, "totp": ""})))
+                    warnings.append(f"entry {n} ({row['title'][:40]}): TOTP dropped "
+                                    f"({why(exc)})")
                 except ValueError as again:
-                    skipped.append(f"entry {n}: skipped ({again})")
+                    warnings.append(f"entry {n}: skipped ({why(again)})")
+        return added, warnings
+
+    async def _add_imported(self, found: list[dict[str, Any]]) -> dict[str, Any]:
+        self.session.vault()
+        added, warnings = await asyncio.to_thread(self._build_imported, found)
+        vault = self.session.vault()  # again: it may have locked meanwhile
         vault.payload["entries"].extend(added)
         vault.save()
         self.ctx.logger.info("%d entries imported", len(added))
-        return {"imported": len(added), "warnings": skipped}
+        return {"imported": len(added), "warnings": warnings}
 
     async def import_csv(self, body: CsvImportBody) -> dict[str, Any]:
         self.session.vault()
         kind, found = interop.read_csv(body.text)
-        return {"format": kind, **self._add_imported(found)}
+        return {"format": kind, **await self._add_imported(found)}
 
     async def import_kdbx(self, file: Upload, password: FormText = "",
                           keyfile: OptionalUpload = None) -> dict[str, Any]:
@@ -430,7 +446,7 @@ class SecurityToolkitPlugin(Plugin):
         data = await self._read_upload(file)
         key = await self._read_upload(keyfile, "keyfile") if keyfile is not None else None
         found = await asyncio.to_thread(interop.read_kdbx, data, password, key)
-        return {"format": "kdbx", **self._add_imported(found)}
+        return {"format": "kdbx", **await self._add_imported(found)}
 
     async def export(self, body: ExportBody) -> Response:
         items = self.session.vault().payload["entries"]
@@ -602,10 +618,11 @@ class SecurityToolkitPlugin(Plugin):
         payload, mine = self._me()
         private = payload["identity"]["x25519"]
         pinned = next((c for c in payload["contacts"] if c["user_id"] == user_id), None)
+        # The newest page, shown oldest first.
         page = await self.api.messages.conversation(user_id, limit=max(1, min(limit, 100)),
-                                                    order="asc")
+                                                    order="desc")
         shown = []
-        for message in page.messages:
+        for message in reversed(page.messages):
             item: dict[str, Any] = {"id": message.id, "from_me": message.sender_id == me["id"],
                                     "timestamp": message.timestamp.isoformat(),
                                     "encrypted": message.encrypted}

@@ -146,8 +146,15 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
             "text": "Title,Username,Password\nA,b,c\nB,c\n"})
         assert csv_bad.status_code == 422 and csv_bad.json()["detail"].startswith("csv: line 3")
         csv_ok = await client.post("import/csv", json={
-            "text": "Title,Username,Password,URL\nShop,ann,pw-from-csv,https://shop\n"})
-        assert csv_ok.json() == {"format": "keepassxc", "imported": 1, "warnings": []}
+            "text": "Title,Username,Password,URL,TOTP\nShop,ann,pw-from-csv,https://shop,\n"
+                    "Old,ann,x,,otpauth://hotp/x?secret=JBSWY3DPEHPK3PXP&counter=1\n"})
+        imported = csv_ok.json()
+        assert imported["format"] == "keepassxc" and imported["imported"] == 2
+        assert len(imported["warnings"]) == 1 and "TOTP dropped" in imported["warnings"][0]
+        too_long = await client.post("import/csv", json={
+            "text": "Title,Username,Password\nHuge,ann," + "Zy" * 600 + "\n"})
+        assert too_long.json()["imported"] == 0 and "ZyZy" not in too_long.text
+        assert too_long.json()["warnings"][0].startswith("entry 1: skipped (password:")
         exported = await client.post("export", json={"format": "kdbx", "password": "kdbx-pass"})
         assert exported.status_code == 200 and exported.content[:4] == b"\x03\xd9\xa2\x9a"
         wrong = await client.post("import/kdbx", files={"file": ("v.kdbx", exported.content)},
@@ -155,7 +162,7 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         assert wrong.status_code == 422 and wrong.json()["field"] == "password"
         back = await client.post("import/kdbx", files={"file": ("v.kdbx", exported.content)},
                                  data={"password": "kdbx-pass"})
-        assert back.json()["imported"] == 5, back.text
+        assert back.json()["imported"] == 6, back.text
         csv_out = await client.post("export", json={"format": "bitwarden"})
         assert csv_out.text.startswith("folder,favorite,type,name")
         backup = await client.get("vault/backup")
