@@ -1,0 +1,104 @@
+"""The User Manager's page signed in, in QtWebEngine: the 2FA wizard driven through the
+page (key read from it, code typed), the recovery codes shown, the low-codes warning, and
+signing in again through the page's form with a recovery code — with no console error.
+
+The code is computed from the real clock: the server accepts the step before and after
+its own, so the seconds between typing and checking do not matter.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from plexichat_desktop.core.settings import ApiSettings, Settings
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from plexichat_desktop.server.v1 import mfa
+from tests.gui.page_console import page_browser
+
+LAYER = Path(__file__).resolve().parents[2] / "plugins" / "api_integration_layer"
+PASSWORD = "Corr3ct-Horse-Battery"
+
+
+def test_two_factor_wizard_and_sign_in_through_the_page(
+        qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    if str(LAYER) not in sys.path:
+        sys.path.append(str(LAYER))
+    from api_integration_layer.testing import FAST_API
+
+    settings = Settings()
+    settings.server.port = 0
+    settings.api = ApiSettings(**FAST_API)
+    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
+    arun(rt.start())
+    try:
+        layer = rt.plugins.by_id["api_integration_layer"].instance
+        arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD))
+        arun(layer.client.auth.login("ann", PASSWORD))
+        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+            view = browser.open("/plugins/user_manager/", size=(1280, 1800))
+            browser.wait_idle(view)
+            js = browser.js
+
+            def visible(element_id: str) -> bool:
+                return bool(js(view, f"!document.getElementById({element_id!r}).hidden"))
+
+            def text(element_id: str) -> str:
+                return str(js(view, f"document.getElementById({element_id!r}).textContent"))
+
+            def type_in(element_id: str, value: str) -> None:
+                js(view, f"(document.getElementById({element_id!r}).value = {value!r}) && 1")
+
+            qtbot.waitUntil(lambda: visible("signed-in"), timeout=20_000)
+            assert text("mfa-badge") == "Off"
+            js(view, "document.getElementById('mfa-start').click() || 1")
+            qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('mfa-key')"
+                                                  ".dataset.secret || ''")), timeout=20_000)
+            secret = str(js(view, "document.getElementById('mfa-key').dataset.secret"))
+            assert js(view, "document.getElementById('mfa-qr').src.startsWith("
+                            "'data:image/svg+xml')")
+            type_in("mfa-code", mfa.code_at(secret, mfa.step_of(time.time())))
+            js(view, "document.getElementById('mfa-verify').click() || 1")
+            qtbot.waitUntil(lambda: visible("codes-panel"), timeout=20_000)
+            codes = js(view, "[...document.querySelectorAll('#codes-list li')]"
+                             ".map(li => li.textContent)")
+            assert len(codes) == 10
+            qtbot.waitUntil(lambda: text("mfa-badge") == "On", timeout=20_000)
+            assert not visible("mfa-low")
+
+            async def spend(used: list[str]) -> None:
+                # Another client signs in with seven of the codes.
+                async with httpx.AsyncClient(base_url=rt.url.rstrip("/") + "/api/v1",
+                                             timeout=30) as v1:
+                    for recovery in used:
+                        step = (await v1.post("/auth/login", json={
+                            "username": "ann", "password": PASSWORD})).json()
+                        done = await v1.post("/auth/login-2fa", json={
+                            "mfa_token": step["mfa_token"], "recovery_code": recovery})
+                        assert done.status_code == 200, done.text
+
+            arun(spend(codes[:7]))
+            js(view, "document.getElementById('refresh').click() || 1")
+            qtbot.waitUntil(lambda: visible("mfa-low"), timeout=20_000)
+            assert "Only 3 recovery code(s) left" in text("mfa-low")
+
+            # Sign out, and in again through the form with the second step.
+            js(view, "document.getElementById('sign-out').click() || 1")
+            qtbot.waitUntil(lambda: visible("signed-out"), timeout=20_000)
+            type_in("si-username", "ann")
+            type_in("si-password", PASSWORD)
+            js(view, "document.getElementById('si-submit').click() || 1")
+            qtbot.waitUntil(lambda: visible("si-mfa-step"), timeout=20_000)
+            type_in("si-code", codes[8])
+            js(view, "document.getElementById('si-submit').click() || 1")
+            qtbot.waitUntil(lambda: visible("signed-in"), timeout=20_000)
+            assert "2 left" in text("page-note")
+            browser.wait_idle(view)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+    finally:
+        arun(rt.stop())
