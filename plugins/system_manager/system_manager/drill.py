@@ -7,7 +7,9 @@ are never touched. It goes through the same code path as a real disaster recover
 
 1. register an administrator on the empty drill server (the owner check is a secret of
    this drill only);
-2. ``POST /backup/upload`` the archive with its SHA-256 (the server re-hashes it);
+2. hand the archive with its SHA-256 to the drill server's backup manager, as its
+   ``POST /backup/upload`` route does with a received body (it re-hashes the archive
+   and checks its format and unpacked size);
 3. ``POST /backup/{id}/restore`` with ``confirm`` and the expected checksum;
 4. compare the restored database with the archive's manifest: the counts the restore
    reports, the rows counted again in the restored database, SQLite's
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import os
 import secrets
 import shutil
 import sqlite3
@@ -35,7 +37,7 @@ from typing import Any
 
 import httpx
 
-from system_manager.archive import COUNTED, ArchiveProblem, read_manifest
+from system_manager.archive import COUNTED, ArchiveProblem, read_manifest, sha256_of
 
 DRILL_PREFIX = ".drill-"
 _PASSWORD_CHARS = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -85,7 +87,7 @@ def _verify_restored(root: Path) -> dict[str, Any]:
         if blob.stat().st_size != size:
             problems.append(f"file {file_id}: {blob.stat().st_size} bytes, {size} recorded")
             continue
-        actual = hashlib.sha256(blob.read_bytes()).hexdigest()
+        actual = sha256_of(blob)
         if actual != digest:
             problems.append(f"file {file_id}: SHA-256 differs from the recorded one")
             continue
@@ -105,6 +107,7 @@ async def run_drill(archive: Path, checksum: str, work_root: Path,
     """
     from plexichat_desktop.core.paths import AppPaths
     from plexichat_desktop.core.settings import ApiSettings
+    from plexichat_desktop.server.v1.backup import BackupError
     from plexichat_desktop.server.v1.service import ApiV1
 
     def step(percent: int, message: str) -> None:
@@ -147,16 +150,27 @@ async def run_drill(archive: Path, checksum: str, work_root: Path,
                 "username": "drill_admin", "password": password})
             if response.status_code >= 400:
                 raise DrillFailed("login", _detail(response))
-            auth = {"Authorization": f"Bearer {response.json()['access_token']}"}
-            step(25, "uploading the archive to the drill server")
-            with archive.open("rb") as fh:
-                response = await client.post(
-                    "/backup/upload", headers=auth, data={"checksum": checksum,
-                                                          "name": "restore drill"},
-                    files={"file": (archive.name, fh, "application/zip")})
+            login = response.json()
+            auth = {"Authorization": f"Bearer {login['access_token']}"}
+            response = await client.get("/users/me", headers=auth)
             if response.status_code >= 400:
-                raise DrillFailed("upload", _detail(response))
-            drill_id = response.json()["id"]
+                raise DrillFailed("login", _detail(response))
+            user_id = response.json()["id"]
+            step(25, "handing the archive to the drill server")
+            # What POST /backup/upload does once the body is on disk, without the body:
+            # over in-process ASGI a multipart upload would sit in memory whole, and
+            # archives can be gigabytes. A hard link costs nothing on the same disk.
+            staged = home / "incoming.zip"
+            try:
+                await asyncio.to_thread(os.link, archive, staged)
+            except OSError:
+                await asyncio.to_thread(shutil.copyfile, archive, staged)
+            try:
+                record = await asyncio.to_thread(api.backups.adopt_upload, staged, checksum,
+                                                 user_id, "restore drill")
+            except BackupError as exc:
+                raise DrillFailed("upload", f"HTTP {exc.status}: {exc.detail}") from None
+            drill_id = record["id"]
             step(45, "restoring into the drill server")
             response = await client.post(f"/backup/{drill_id}/restore", headers=auth,
                                          json={"confirm": True, "checksum": checksum})

@@ -648,13 +648,18 @@ class Manager:
         if job.task is not None:
             await asyncio.shield(asyncio.gather(job.task, return_exceptions=True))
 
+    def _busy_paths(self) -> set[Path]:
+        """Work files and drill homes of jobs still running: never cleaned up."""
+        if all(j.state.finished for j in self.ctx.jobs.list()
+               if j.name != "maintenance"):
+            return set()
+        return set(self.work_dir.glob(".*"))
+
     async def maintenance_preview(self) -> dict[str, Any]:
         plan = self.maintenance_plan()
-        busy = {p for p in self.work_dir.glob(".*")} if any(
-            not j.state.finished for j in self.ctx.jobs.list()) else set()
         cleanup = await asyncio.to_thread(maintenance.cleanup_plan, self.dirs,
                                           log_days=plan.log_days, temp_days=plan.temp_days,
-                                          busy=busy)
+                                          busy=self._busy_paths())
         tests = await asyncio.to_thread(maintenance.results_retention_plan,
                                         self.dirs.tests_db, plan.test_keep_days,
                                         plan.test_keep_runs)
@@ -695,7 +700,8 @@ class Manager:
                 job.message("cleaning up logs and leftovers")
                 entries = await asyncio.to_thread(maintenance.cleanup_plan, self.dirs,
                                                   log_days=plan.log_days,
-                                                  temp_days=plan.temp_days)
+                                                  temp_days=plan.temp_days,
+                                                  busy=self._busy_paths())
                 done = await asyncio.to_thread(maintenance.apply_cleanup, entries)
                 steps.append({"step": "cleanup", "ok": not done["errors"], "data": done,
                               "detail": f"{done['deleted']} removed, {done['bytes']} bytes"

@@ -254,3 +254,35 @@ async def test_bad_input_is_a_422_naming_the_field(app):
         assert (await a.client.delete("schedules/none")).status_code == 404
         assert (await a.client.post("retention/preview",
                                     json={"scope": "missing"})).status_code == 404
+
+
+async def test_a_drill_reports_counts_that_differ_from_the_manifest(app, v1_data, tmp_path):
+    """An archive whose manifest promises more than its database holds restores fine on
+    the server, and the drill is what catches it."""
+    import json
+    import zipfile
+
+    from system_manager.archive import sha256_of
+    from system_manager.drill import DrillFailed, run_drill
+
+    async with app() as a:
+        await v1_data(a)
+        record = await a.admin.backup.create(wait=True)
+        good = await a.admin.backup.download_to(record.id, tmp_path / "good.zip")
+        bad = tmp_path / "bad.zip"
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as out:
+            for info in src.infolist():
+                data = src.read(info)
+                if info.filename == "manifest.json":
+                    manifest = json.loads(data)
+                    manifest["counts"]["messages"] += 5
+                    data = json.dumps(manifest).encode()
+                out.writestr(info, data)
+        report = await run_drill(bad, sha256_of(bad), tmp_path / "drills")
+        assert report["passed"] is False
+        wrong = [t for t in report["tables"] if not t["ok"]]
+        assert [(t["table"], t["manifest"], t["restored"]) for t in wrong] == [
+            ("messages", record.counts["messages"] + 5, record.counts["messages"])]
+        with pytest.raises(DrillFailed, match="upload: HTTP 409"):
+            await run_drill(good, "0" * 64, tmp_path / "drills")
+        assert not list((tmp_path / "drills").iterdir())   # nothing left behind
