@@ -106,5 +106,12 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             report = browser.report(view)
             assert not report.problems, report.problems
             view.grab().save(str(HERE / f"data-visualizer-explore{suffix}.png"))
+            # What the SVG button downloads: Vega's own SVG of the view, with its marks.
+            js(view, "dataVisualizer.state.chartView.toSVG().then((svg) => "
+                     "{ window.__svg = svg; }) && 1")
+            qtbot.waitUntil(lambda: bool(js(view, "Boolean(window.__svg)")))
+            svg = str(js(view, "window.__svg"))
+            assert svg.startswith("<svg") and "mark-rect" in svg and "units sold per region" in svg
+            assert svg.count("<path") >= 12  # 4 regions x 4 products, stacked
     finally:
         arun(rt.stop())

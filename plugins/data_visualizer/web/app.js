@@ -439,7 +439,9 @@ function saveBoard() {
   state.saving = setTimeout(async () => {
     if (!state.board) return;
     try {
-      state.board = await post(`dashboards/${state.board.id}`, state.board, "PUT");
+      const board = {...state.board,
+                     panels: state.board.panels.map(({refreshing, ...panel}) => panel)};
+      state.board = await post(`dashboards/${state.board.id}`, board, "PUT");
     } catch (err) {
       showError("page-error", err.message);
     }
@@ -507,23 +509,28 @@ async function drawPanel(panel, element, status) {
   }
 }
 
-async function refreshPanels() {
-  // New rows into the existing views: no view is rebuilt, so nothing flickers.
-  if (!state.board) return;
-  for (const panel of state.board.panels) {
-    const view = state.views.get(panel.id);
-    if (!view) continue;
-    try {
-      const result = await post("query", {sql: panel.sql, time_range: timeRange(),
-                                          variables: variableValues()});
-      await view.change("rows", vega.changeset().remove(() => true)
-        .insert(objects(result))).runAsync();
-      $(`status-${panel.id}`).textContent =
-        `${fmtNumber(result.rows.length)} rows · ${result.seconds} s`;
-    } catch (err) {
-      $(`status-${panel.id}`).textContent = err.message;
-    }
+async function refreshPanel(panel) {
+  // New rows into the existing view: it is not rebuilt, so nothing flickers.
+  const view = state.views.get(panel.id);
+  if (!view || panel.refreshing) return;
+  panel.refreshing = true;
+  try {
+    const result = await post("query", {sql: panel.sql, time_range: timeRange(),
+                                        variables: variableValues()});
+    await view.change("rows", vega.changeset().remove(() => true)
+      .insert(objects(result))).runAsync();
+    $(`status-${panel.id}`).textContent =
+      `${fmtNumber(result.rows.length)} rows · ${result.seconds} s`;
+  } catch (err) {
+    $(`status-${panel.id}`).textContent = err.message;
+  } finally {
+    panel.refreshing = false;
   }
+}
+
+async function refreshPanels() {
+  if (!state.board) return;
+  await Promise.all(state.board.panels.map(refreshPanel));
 }
 
 function appendLive(source, rows) {
@@ -533,12 +540,19 @@ function appendLive(source, rows) {
     if (!panel.live || panel.source !== source) continue;
     const view = state.views.get(panel.id);
     if (!view) continue;
+    const builder = panel.builder || {};
+    if (builder.aggregate && builder.aggregate !== "none" && builder.type !== "scatter") {
+      // An aggregated panel's rows are sums or averages, not the raw rows streamed: its
+      // query runs again (on the live table, a few thousand rows at most).
+      refreshPanel(panel);
+      continue;
+    }
     let change = vega.changeset().insert(rows);
-    const timeField = panel.builder && panel.builder.x;
+    const timeField = builder.x;
     if (from && timeField) {
       // Keep the window: rows that slid out of the time range leave the chart.
-      const span = {m: 60e3, h: 3600e3, d: 86400e3}[from.slice(-1)] || 0;
-      const cutoff = Date.now() - Number(from.slice(4, -1)) * span;
+      const unit = {s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 604800e3}[from.slice(-1)] || 0;
+      const cutoff = Date.now() - Number(from.slice(4, -1)) * unit;
       change = change.remove((d) => new Date(d[timeField]).getTime() < cutoff);
     }
     view.change("rows", change).runAsync();
