@@ -1,4 +1,4 @@
-"""Takes docs/endpoints.png, docs/deliveries.png and docs/inspector.png: the page in
+"""Takes docs/endpoints.png, deliveries.png, inspector.png and templates.png: the page in
 QtWebEngine offscreen, as the desktop window shows it, with a signed-in user, three
 endpoints (one healthy to the inspector, one failing and switched off, one unreachable),
 real deliveries and a forged request the inspector failed.
@@ -118,8 +118,18 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                                                  ".hidden"))
             browser.wait_idle(view)
             qtbot.wait(300)
+            view.grab().save(str(HERE / "inspector.png"))
+
+            js(view, "document.getElementById('tab-templates').click() || 1")
+            js(view, "(document.getElementById('tpl-preset').value = 'teams') && 1")
+            js(view, "document.getElementById('tpl-preset').dispatchEvent(new Event('change'))"
+                     " || 1")
+            qtbot.waitUntil(lambda: "AdaptiveCard" in str(js(
+                view, "document.getElementById('tpl-output').textContent")))
+            browser.wait_idle(view)
+            qtbot.wait(300)
             report = browser.report(view)
             assert not report.problems, report.problems
-            view.grab().save(str(HERE / "inspector.png"))
+            view.grab().save(str(HERE / "templates.png"))
     finally:
         arun(rt.stop())

@@ -349,6 +349,8 @@ async function loadInboxes() {
 }
 
 function renderInboxes() {
+  $("tpl-inbox").replaceChildren(...state.inboxes.map((ib) => el("option", { value: ib.id, text: ib.name })));
+  $("tpl-use").hidden = state.inboxes.length === 0;
   $("inbox-list").replaceChildren(...state.inboxes.map((ib) => el("li", {},
     el("button", { type: "button", class: `card${state.inbox && state.inbox.id === ib.id ? " selected" : ""}`, onclick: () => showInbox(ib, true) },
       el("span", { class: "card-top" }, el("b", { text: ib.name }), badge(ib.has_secret ? "verifies" : "no secret", ib.has_secret ? "ok" : "warn")),
@@ -369,7 +371,10 @@ async function showInbox(ib, reload) {
     $("ib-tolerance").value = ib.tolerance; $("ib-status").value = String(ib.respond_status);
     $("ib-forward-url").value = ib.forward_url || "";
     const preset = Object.entries(state.presets).find(([, p]) => p.template === ib.forward_template);
-    $("ib-preset").value = preset ? preset[0] : "slack";
+    const custom = $("ib-preset").querySelector('option[value="custom"]');
+    if (custom) custom.remove();
+    if (ib.forward_template && !preset) $("ib-preset").append(el("option", { value: "custom", text: "custom (from the Templates tab)" }));
+    $("ib-preset").value = preset ? preset[0] : ib.forward_template ? "custom" : "slack";
     $("cap-detail").hidden = true;
     await loadCaptures();
   }
@@ -445,8 +450,10 @@ async function saveForward(event) {
   event.preventDefault();
   clearError("ib-forward-error");
   try {
+    const body = { forward_url: $("ib-forward-url").value.trim() || null };
     const preset = state.presets[$("ib-preset").value];
-    await api(`inboxes/${state.inbox.id}`, { method: "PUT", body: { forward_url: $("ib-forward-url").value.trim() || null, forward_template: preset ? preset.template : null } });
+    if (preset) body.forward_template = preset.template;  // "custom": keep the saved one
+    await api(`inboxes/${state.inbox.id}`, { method: "PUT", body });
     notice("Forwarding saved: verified deliveries to this inbox are sent on.");
     await loadInboxes();
   } catch (err) { showError(err, "ib-forward-error"); }
@@ -500,6 +507,17 @@ async function preview(event) {
   }
 }
 
+async function useTemplate(event) {
+  event.preventDefault();
+  const id = $("tpl-inbox").value;
+  try {
+    // Checked and saved by the plugin; a wrong template is refused with its line.
+    const ib = await api(`inboxes/${id}`, { method: "PUT", body: { forward_template: $("tpl-text").value } });
+    $("tpl-use-result").textContent = ib.forward_url ? `Saved: “${ib.name}” forwards with it.` : `Saved to “${ib.name}”; set its target URL on the Inspector tab.`;
+    await loadInboxes();
+  } catch (err) { $("tpl-use-result").textContent = err.message; }
+}
+
 // ---- live ---------------------------------------------------------------------------
 function connect() {
   const source = window.plexichatLive ? window.plexichatLive.open("api/stream") : new EventSource("api/stream");
@@ -540,6 +558,7 @@ async function init() {
   $("ib-clear").addEventListener("click", async () => { try { await api(`inboxes/${state.inbox.id}/captures`, { method: "DELETE" }); await loadCaptures(); } catch (err) { showError(err); } });
   $("ib-copy").addEventListener("click", async () => { try { await navigator.clipboard.writeText($("ib-url").textContent); $("ib-copy").textContent = "Copied"; } catch { $("ib-copy").textContent = "Select and copy"; } });
   $("tpl-form").addEventListener("submit", preview);
+  $("tpl-use").addEventListener("submit", useTemplate);
   $("tpl-preset").addEventListener("change", () => { $("tpl-text").value = state.presets[$("tpl-preset").value].template; preview(); });
   $("secret-copy").addEventListener("click", () => copyText($("secret-value").textContent, $("secret-copy")));
   $("secret-close").addEventListener("click", closeSecret);

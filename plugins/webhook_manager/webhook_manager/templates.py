@@ -160,7 +160,7 @@ def sample_payload(event: str = "message.sent") -> dict[str, Any]:
     """A delivery body like the server sends, for previews."""
     samples: dict[str, dict[str, Any]] = {
         "message.sent": {"id": "5f0c…", "sender_id": "ann", "recipient_id": "bob",
-                         "content": "The release is out 🎉", "message_type": "text"},
+                         "content": "The release is out", "message_type": "text"},
         "user.login": {"user_id": "ann", "username": "ann"},
         "file.uploaded": {"id": "9a1e…", "filename": "report.pdf", "size": 48213},
         "system.alert": {"metric": "cpu", "value": 96.5, "message": "CPU above 90 %"},
