@@ -3,7 +3,9 @@
 shows it, after real backups, drills, an encrypted off-site copy and a health check on
 the embedded v1 server.
 
-Run from the repository root (it uses the project's GUI test fixtures):
+Run from the repository root (it uses the project's GUI test fixtures; set
+SM_SCREENSHOT_THEME=dark for the -dark variants, SM_TABS_DIR=folder to keep a shot of
+every other tab for a look):
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
         -p tests.gui.conftest plugins/system_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
@@ -80,7 +82,9 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
     arun(rt.start())
     try:
         arun(demo(rt, usb), timeout=120_000)
-        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+        theme = os.environ.get("SM_SCREENSHOT_THEME", "light")
+        suffix = "" if theme == "light" else f"-{theme}"
+        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
             view = browser.open("/plugins/system_manager/", size=(1400, 1000))
             browser.wait_idle(view)
             js = browser.js
@@ -93,7 +97,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             qtbot.wait(300)
             report = browser.report(view)
             assert not report.problems, report.problems
-            view.grab().save(str(HERE / "system-manager.png"))
+            view.grab().save(str(HERE / f"system-manager{suffix}.png"))
 
             js(view, "document.querySelector('[data-tab=schedules]').click() || 1")
             js(view, "[...document.querySelectorAll('#schedules-table button')]"
@@ -106,7 +110,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             qtbot.wait(300)
             report = browser.report(view)
             assert not report.problems, report.problems
-            view.grab().save(str(HERE / "system-manager-retention.png"))
+            view.grab().save(str(HERE / f"system-manager-retention{suffix}.png"))
             # The other tabs, for a look (not kept in docs/).
             for tab in ("offsite", "restore", "maintenance", "health", "history"):
                 js(view, f"document.querySelector('[data-tab={tab}]').click() || 1")
@@ -119,7 +123,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                 browser.wait_idle(view)
                 qtbot.wait(500)
                 view.grab().save(str(Path(os.environ.get("SM_TABS_DIR", tmp_path))
-                                     / f"tab-{tab}.png"))
+                                     / f"tab-{tab}{suffix}.png"))
             report = browser.report(view)
             assert not report.problems, report.problems
     finally:
