@@ -88,3 +88,66 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             view.grab().save(str(HERE / name))
     finally:
         arun(rt.stop())
+
+
+def test_screenshot_two_factor(qapp: Any, qtbot: Any, home: Any, arun: Any,
+                               tmp_path: Path) -> None:
+    """docs/user-manager-2fa.png (dark): 2FA just turned on through the page, the recovery
+    codes on show, a low-codes warning from codes spent elsewhere."""
+    import time
+
+    from api_integration_layer.testing import FAST_API, PASSWORD
+
+    from plexichat_desktop.core.settings import ApiSettings
+    from plexichat_desktop.server.v1 import mfa
+
+    settings = Settings()
+    settings.server.port = 0
+    settings.api = ApiSettings(**FAST_API)
+    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
+    arun(rt.start())
+    try:
+        layer = rt.plugins.by_id["api_integration_layer"].instance
+        arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD,
+                                        display_name="Ann Lindqvist"))
+        arun(layer.client.auth.login("ann", PASSWORD, device_info={"app": "PlexiChat Desktop"}))
+        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme="dark") as browser:
+            view = browser.open("/plugins/user_manager/#sec-2fa", size=(1280, 900))
+            browser.wait_idle(view)
+            js = browser.js
+
+            def visible(element_id: str) -> bool:
+                return bool(js(view, f"!document.getElementById({element_id!r}).hidden"))
+
+            qtbot.waitUntil(lambda: visible("signed-in"), timeout=20_000)
+            js(view, "document.getElementById('mfa-start').click() || 1")
+            qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('mfa-key')"
+                                                  ".dataset.secret || ''")), timeout=20_000)
+            secret = str(js(view, "document.getElementById('mfa-key').dataset.secret"))
+            code = mfa.code_at(secret, mfa.step_of(time.time()))
+            js(view, f"(document.getElementById('mfa-code').value = {code!r}) && 1")
+            js(view, "document.getElementById('mfa-verify').click() || 1")
+            qtbot.waitUntil(lambda: visible("codes-panel"), timeout=20_000)
+            codes = js(view, "[...document.querySelectorAll('#codes-list li')]"
+                             ".map(li => li.textContent)")
+
+            async def spend() -> None:
+                async with httpx.AsyncClient(base_url=rt.url.rstrip("/") + "/api/v1",
+                                             timeout=30) as v1:
+                    for recovery in codes[:7]:
+                        step = (await v1.post("/auth/login", json={
+                            "username": "ann", "password": PASSWORD})).json()
+                        await v1.post("/auth/login-2fa", json={
+                            "mfa_token": step["mfa_token"], "recovery_code": recovery})
+
+            arun(spend())
+            js(view, "document.getElementById('refresh').click() || 1")
+            qtbot.waitUntil(lambda: visible("mfa-low"), timeout=20_000)
+            js(view, "document.getElementById('sec-2fa').scrollIntoView() || 1")
+            browser.wait_idle(view)
+            qtbot.wait(400)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / "user-manager-2fa.png"))
+    finally:
+        arun(rt.stop())
