@@ -1,6 +1,8 @@
-"""Takes docs/security-toolkit.png (the vault with sample entries) and
-docs/security-toolkit-health.png (the health report, one fix applied): the page in
-QtWebEngine offscreen, as the desktop window shows it, unlocked through its own form.
+"""Takes docs/security-toolkit.png (the vault with sample entries),
+docs/security-toolkit-health.png (the health report, one fix applied) and
+docs/security-toolkit-messages.png (keys, a contact's safety number, an encrypted
+thread): the page in QtWebEngine offscreen, as the desktop window shows it, unlocked
+through its own form.
 
 Run from the repository root (it uses the project's GUI test fixtures):
 
@@ -37,12 +39,45 @@ SAMPLES = [
 ]
 
 
+async def seed_messages(rt: Runtime, plugin: Any, client: httpx.AsyncClient) -> None:
+    """Ann (the app's v1 session) and Bob (another install: a client and his own key)
+    publish keys, Ann pins and verifies Bob, and they exchange two encrypted messages."""
+    from api_integration_layer.client import ApiClient
+    from api_integration_layer.testing import PASSWORD
+    from security_toolkit import e2e
+
+    layer = rt.plugins.by_id["api_integration_layer"].instance
+    await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
+    await layer.client.auth.login("ann", PASSWORD)
+    bob_key = e2e.new_private()
+    async with ApiClient(rt.url + "api/v1") as bob:
+        await bob.auth.register("bob", "bob@example.org", PASSWORD)
+        await bob.auth.login("bob", PASSWORD)
+        await bob.keys.publish(e2e.directory_text(e2e.parse_public(e2e.public_text(bob_key))))
+        await client.post("keys/publish")
+        pinned = (await client.post("contacts", json={"username": "bob"})).json()
+        await client.put(f"contacts/{pinned['user_id']}", json={"verified": True})
+        sent = await client.post(f"messages/{pinned['user_id']}", json={
+            "text": "The new Wi-Fi password is in the vault; the old one is revoked."})
+        assert sent.status_code == 201, sent.text
+        ann_id = layer.client.user["id"]
+        ann_public = (await client.get("keys")).json()["public_key"]
+        reply = e2e.seal("Got it, thanks. Safety numbers matched on the call.", bob_key,
+                         e2e.parse_public(ann_public), bob.user["id"], ann_id)
+        await bob.messages.send(ann_id, reply, encrypted=True)
+
+
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    from api_integration_layer.testing import FAST_API
+
+    from plexichat_desktop.core.settings import ApiSettings
+
     pwned = tmp_path / "pwned-passwords.txt"
     pwned.write_text("".join(f"{hashlib.sha1(p.encode()).hexdigest().upper()}:{n}\n"
                              for p, n in (("hunter22", 18264), ("letmein123", 41022))))
     settings = Settings()
     settings.server.port = 0
+    settings.api = ApiSettings(**FAST_API)
     settings.plugin = {"security_toolkit": {"kdf_memory_kib": 8192, "kdf_time_cost": 1,
                                             "breach_list": str(pwned)}}
     rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
@@ -69,6 +104,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                 tax = next(e for e in entries if e["title"] == "Tax office")
                 tax["password_changed"] = "2023-02-01T09:00:00+00:00"
                 plugin.session.vault().save()
+                await seed_messages(rt, plugin, client)
                 await client.post("vault/lock")
 
         arun(seed())
@@ -112,5 +148,14 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             report = browser.report(view)
             assert not report.problems, report.problems
             view.grab().save(str(HERE / "security-toolkit-health.png"))
+
+            run("securityToolkit.showTab('messages')")
+            qtbot.waitUntil(lambda: js(view, "document.querySelectorAll('#thread li')"
+                                             ".length") == 2, timeout=20_000)
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / "security-toolkit-messages.png"))
     finally:
         arun(rt.stop())

@@ -274,6 +274,7 @@ class SecurityToolkitPlugin(Plugin):
 
     # -- generator -----------------------------------------------------------------
     async def generate(self, body: GenerateBody) -> dict[str, Any]:
+        self.session.activity()
         rules = body.password if body.kind == "password" else body.passphrase
         make = (functools.partial(generator.password, body.password) if body.kind == "password"
                 else functools.partial(generator.passphrase, body.passphrase))
@@ -283,6 +284,7 @@ class SecurityToolkitPlugin(Plugin):
                 "entropy_bits": generator.entropy_bits(rules), "strength": verdict}
 
     async def strength(self, body: StrengthBody) -> dict[str, Any]:
+        self.session.activity()
         return await asyncio.to_thread(generator.strength, body.password, body.user_inputs)
 
     # -- health --------------------------------------------------------------------
@@ -386,6 +388,7 @@ class SecurityToolkitPlugin(Plugin):
 
     async def hash_file(self, file: Upload, expected: FormText = ""
                         ) -> dict[str, Any]:
+        self.session.activity()
         data = await self._read_upload(file)
         found = await asyncio.to_thread(files.digests, data)
         result: dict[str, Any] = {"name": file.filename, "size": len(data), "digests": found}
@@ -394,6 +397,7 @@ class SecurityToolkitPlugin(Plugin):
         return result
 
     async def hash_text(self, body: HashTextBody) -> dict[str, Any]:
+        self.session.activity()
         found = files.digests(body.text.encode("utf-8"))
         result: dict[str, Any] = {"size": len(body.text.encode()), "digests": found}
         if body.expected and body.expected.strip():
@@ -401,6 +405,7 @@ class SecurityToolkitPlugin(Plugin):
         return result
 
     async def hmac(self, body: HmacBody) -> dict[str, Any]:
+        self.session.activity()
         return files.mac(body.message.encode("utf-8"), body.key, algorithm=body.algorithm,
                          key_encoding=body.key_encoding, expected=body.expected)
 

@@ -63,6 +63,12 @@ class Session:
             self.touch()
         return self._vault
 
+    def activity(self) -> None:
+        """The user is at work in the toolkit without reading the vault (generator,
+        hashes): keep an unlocked vault open, but never revive one past its deadline."""
+        if not self.check_idle() and self._vault is not None:
+            self.touch()
+
     def touch(self) -> None:
         self._last_used = self.clock()
         self._arm()

@@ -187,6 +187,14 @@ async def test_idle_lock_with_a_moved_clock(tmp_path: Path) -> None:
     assert info.value.status == 423 and "idle" in str(info.value)
     assert session.status()["lock_reason"] == "idle for too long"
     await session.unlock(PASSWORD)
+    clock.now += 50
+    session.activity()  # the generator in use keeps the vault open...
+    clock.now += 50
+    assert session.status()["unlocked"]
+    clock.now += 11
+    session.activity()  # ...but never reopens it past its deadline
+    assert not session.status()["unlocked"]
+    await session.unlock(PASSWORD)
     # The timer path: firing after the deadline locks without any request.
     clock.now += 61
     session._fire()

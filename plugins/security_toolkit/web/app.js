@@ -29,6 +29,8 @@ function describe(status, body) {
 
 async function api(path, options = {}) {
   const init = { credentials: "same-origin", ...options };
+  delete init.touch;
+  delete init.raw;
   if (options.json !== undefined) {
     init.body = JSON.stringify(options.json);
     init.headers = { "Content-Type": "application/json" };
@@ -46,7 +48,8 @@ async function api(path, options = {}) {
     if (response.status === 423) setTimeout(refreshStatus, 0);  // locked meanwhile
     throw error;
   }
-  if (state.unlocked) state.locksAt = Date.now() + state.idleMs;
+  // Routes that read the vault push the server's idle deadline; status and TOTP do not.
+  if (state.unlocked && options.touch !== false) state.locksAt = Date.now() + state.idleMs;
   return body;
 }
 
@@ -135,7 +138,7 @@ function debounce(fn, ms) {
 // ---- lock state ------------------------------------------------------------------------
 async function refreshStatus() {
   let status;
-  try { status = await api("status"); } catch (error) { showError("page-error", error); return; }
+  try { status = await api("status", { touch: false }); } catch (error) { showError("page-error", error); return; }
   showError("page-error", null);
   state.idleMs = status.idle_lock_seconds * 1000;
   const wasUnlocked = state.unlocked;
@@ -464,7 +467,7 @@ $("check-password").addEventListener("input", debounce(async () => {
 // ---- TOTP ------------------------------------------------------------------------------
 async function loadTotp() {
   try {
-    const data = await api("totp");
+    const data = await api("totp", { touch: false });
     state.totp = data.codes;
     state.totpFetched = Date.now();
     renderTotp();
@@ -636,7 +639,7 @@ async function loadKeys() {
     $("publish-key").hidden = keys.published !== false;  // null: not logged in to PlexiChat
     $("publish-state").textContent = keys.published === true ? "✓ published in the PlexiChat key directory"
       : keys.published === false ? "not published yet: contacts cannot fetch it" : "";
-    const status = await api("status");
+    const status = await api("status", { touch: false });
     $("v1-user").textContent = status.v1_user ? `as ${status.v1_user.username}` : "(log in on the API Integration page to send)";
     const select = $("thread-with");
     const current = select.value;
@@ -652,7 +655,7 @@ function renderContacts() {
       el("span", { class: `trust ${c.verified ? "verified" : "unverified"}`, text: c.verified ? "verified" : "not verified" }),
       el("span", { class: "muted small-text", text: ` · key ${c.source === "directory" ? "from the directory" : "exchanged by hand"}` })),
     el("div", { class: "small-text" }, "Safety number — compare it with theirs, in person or by voice:"),
-    el("div", { class: "safety", text: c.safety_number }),
+    el("div", { class: "safety", text: c.safety_number.split(" ").reduce((out, group, i) => out + (i === 6 ? "\n" : i ? " " : "") + group, "") }),
     el("div", { class: "row-form" },
       el("button", { type: "button", class: "small ghost", onclick: () => setVerified(c, !c.verified) }, c.verified ? "Mark unverified" : "Numbers match: mark verified"),
       el("button", { type: "button", class: "small ghost danger", onclick: () => removeContact(c) }, "Remove")))));
