@@ -152,6 +152,31 @@ function useSource(name) {
                                 insert: `SELECT * FROM ${name}`}});
   $("chart-type").dataset.source = name;
   runQuery();
+  showSummary(name);
+}
+
+async function showSummary(name) {
+  // DuckDB's SUMMARIZE: what each column holds, before charting it.
+  const box = $("summary-box");
+  try {
+    const preview = await call(`datasets/${name}`);
+    const keys = [["column_name", "column"], ["column_type", "type"], ["min", "min"],
+                  ["max", "max"], ["approx_unique", "distinct ≈"], ["avg", "mean"],
+                  ["q50", "median"], ["null_percentage", "nulls %"]];
+    $("summary-title").textContent = `Columns of ${name} (${preview.summary.length})`;
+    $("summary-table").replaceChildren(
+      el("thead", {}, el("tr", {}, ...keys.map(([, label]) => el("th", {scope: "col"}, label)))),
+      el("tbody", {}, ...preview.summary.map((row) => el("tr", {}, ...keys.map(([key]) => {
+        const value = row[key];
+        const shown = value === null || value === undefined ? "" :
+          key === "avg" && !Number.isNaN(Number(value)) ? Number(value).toPrecision(4) : String(value);
+        return el("td", {class: typeof value === "number" ? "num" : ""}, shown);
+      })))));
+    box.hidden = false;
+  } catch (err) {
+    box.hidden = true;
+    showError("query-error", `summary of ${name}: ${err.message}`);
+  }
 }
 
 async function upload(file) {
