@@ -301,7 +301,15 @@ function renderLog() {
   $("log-count").textContent = `${state.logTotal} deliver${state.logTotal === 1 ? "y" : "ies"}`;
 }
 
+// Endpoint health follows finished deliveries, at most every 3 s.
+let healthTimer = null;
+function refreshHealthSoon() {
+  if (healthTimer) return;
+  healthTimer = setTimeout(() => { healthTimer = null; loadEndpoints().catch(showError); }, 3000);
+}
+
 function liveDelivery(d) {
+  if (d.status === "delivered" || d.status === "failed") refreshHealthSoon();
   const index = state.deliveries.findIndex((x) => x.id === d.id);
   if (index >= 0) state.deliveries[index] = d;
   else if (matchesFilters(d)) { state.deliveries.unshift(d); state.logTotal += 1; state.logOffset += 1; }
@@ -571,6 +579,14 @@ async function init() {
     await preview();
   } catch (err) { showError(err); }
   connect();
+  // Signing in happens on the API Integration page: notice it without a reload.
+  setInterval(async () => {
+    if (state.signedIn) return;
+    try {
+      await loadStatus();
+      if (state.signedIn) { await loadCatalogue(); await loadEndpoints(); if (state.inbox) showInbox(state.inbox, false); }
+    } catch (err) { showError(err); }
+  }, 10000);
 }
 
 window.webhookManager = { state, loadEndpoints, loadLog, loadInboxes, showDelivery, selectTab };

@@ -63,7 +63,7 @@ class WebhookSettings(PluginSettings):
     forward_allowed_hosts: list[str] = Field(default_factory=list)
     forward_attempts: int = Field(3, ge=1, le=10)
     forward_retry_base: float = Field(1.0, gt=0, le=300)
-    poll_interval: float = Field(1.0, ge=0.2, le=60)
+    poll_interval: float = Field(2.0, ge=0.2, le=60)
 
 
 class Problem(Exception):
