@@ -324,16 +324,26 @@ class Manager:
             if need_file:
                 work = self._work_file()
                 await self._step(steps, "download", self._download(job, record, work, 10, 30))
-            if work is not None and spec.verify:
+            if work is not None and spec.verify and _passed(steps):
                 await self._step(steps, "archive test", self._verify_file(job, record, work))
-            if work is not None and spec.drill:
+            if work is not None and spec.drill and _passed(steps):
                 await self._step(steps, "restore drill", self._drill(job, record, work))
+            # A backup that failed a check is not copied off-site, and does not make
+            # retention delete older ones: they may be the last good backups.
+            checked = _passed(steps)
             for tid in spec.targets:
-                await self._step(steps, f"copy to {self._target_name(tid)}",
-                                 self._copy(job, record, work, tid))
+                name = f"copy to {self._target_name(tid)}"
+                if checked:
+                    await self._step(steps, name, self._copy(job, record, work, tid))
+                else:
+                    steps.append(_skipped(name, "the new backup failed a check"))
             if source_id is not None:
-                await self._step(steps, "retention",
-                                 self._apply_retention(source_id, spec.policy, spec.timezone))
+                if checked:
+                    await self._step(steps, "retention", self._apply_retention(
+                        source_id, spec.policy, spec.timezone))
+                else:
+                    steps.append(_skipped("retention", "the new backup failed a check; "
+                                                       "nothing was deleted"))
             status = "succeeded" if all(s["ok"] for s in steps) else "failed"
         except asyncio.CancelledError:
             status = "cancelled"
@@ -527,7 +537,7 @@ class Manager:
             await self._step(steps, "download", self._download(job, record, work, 5, 30))
             if steps[-1]["ok"]:
                 await self._step(steps, "archive test", self._verify_file(job, record, work))
-                if drill:
+                if drill and steps[-1]["ok"]:
                     await self._step(steps, "restore drill", self._drill(job, record, work))
             else:
                 self.store.remember(backup_id, verify={"ok": False, "at": time.time(),
@@ -817,6 +827,15 @@ class Manager:
             elif current is not None:
                 self.store.set_alert(check["key"], current["state"], check["severity"],
                                      check["message"], current["since"])
+
+
+def _passed(steps: list[dict[str, Any]]) -> bool:
+    return all(s["ok"] for s in steps)
+
+
+def _skipped(step: str, why: str) -> dict[str, Any]:
+    # ok: a skip is not a failure of its own (the run already failed on the cause).
+    return {"step": step, "ok": True, "skipped": True, "detail": f"skipped: {why}"}
 
 
 def _text(exc: BaseException) -> str:

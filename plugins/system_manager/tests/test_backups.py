@@ -286,3 +286,35 @@ async def test_a_drill_reports_counts_that_differ_from_the_manifest(app, v1_data
         with pytest.raises(DrillFailed, match="upload: HTTP 409"):
             await run_drill(good, "0" * 64, tmp_path / "drills")
         assert not list((tmp_path / "drills").iterdir())   # nothing left behind
+
+
+async def test_a_backup_failing_its_check_is_not_copied_and_deletes_nothing(
+        app, tmp_path, monkeypatch):
+    import system_manager.service as service
+    from system_manager.archive import ArchiveProblem
+
+    async with app() as a:
+        usb = tmp_path / "usb"
+        usb.mkdir()
+        tid = (await a.client.post("targets", json={"name": "usb", "path": str(usb),
+                                                    "keep": 3})).json()["id"]
+        sid = (await a.client.post("schedules", json={
+            "name": "strict", "expression": "daily", "drill": False, "targets": [tid],
+            "policy": {"last": 1, "daily": 0, "weekly": 0, "monthly": 0}})).json()["id"]
+        first = await a.wait_job(await a.client.post(f"schedules/{sid}/run"))
+        assert first["state"] == "succeeded", first
+
+        def damaged(path, work_dir=None, progress=None):
+            raise ArchiveProblem("member files/ab/x is damaged (Bad CRC-32)")
+
+        monkeypatch.setattr(service, "check_archive", damaged)
+        second = await a.wait_job(await a.client.post(f"schedules/{sid}/run"))
+        steps = {s["step"]: s for s in second["result"]["steps"]}
+        assert not steps["archive test"]["ok"] and "Bad CRC" in steps["archive test"]["detail"]
+        assert steps["copy to usb"]["skipped"] and steps["retention"]["skipped"]
+        # last=1 would have deleted the first backup: it is kept, and not copied twice.
+        kept = {b.id for b in (await a.admin.backup.list()).backups}
+        assert first["result"]["backup"]["id"] in kept and len(kept) == 2
+        assert len(list(usb.glob("*.json"))) == 1
+        history = a.manager.store.history(1, "backup")[0]
+        assert history["status"] == "failed" and "archive test" in history["summary"]
