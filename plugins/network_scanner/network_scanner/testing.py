@@ -84,14 +84,33 @@ async def listener(handler: Any, ssl_context: ssl.SSLContext | None = None,
                    sock: socket.socket | None = None) -> AsyncIterator[int]:
     """``asyncio.start_server`` on 127.0.0.1:<free> (or on ``sock``, a bound socket from
     :func:`reserved_port`); yields the port."""
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        try:
+            await handler(reader, writer)
+        except asyncio.CancelledError:
+            # Stopped with the listener: end quietly (a handler task ending cancelled
+            # makes asyncio's stream callback log a traceback).
+            writer.close()
+        finally:
+            tasks.discard(task)
+
     if sock is not None:
-        server = await asyncio.start_server(handler, sock=sock, ssl=ssl_context)
+        server = await asyncio.start_server(guarded, sock=sock, ssl=ssl_context)
     else:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=ssl_context)
+        server = await asyncio.start_server(guarded, "127.0.0.1", 0, ssl=ssl_context)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
         server.close()
+        for task in list(tasks):
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2):
                 await server.wait_closed()
