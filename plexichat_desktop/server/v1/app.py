@@ -170,9 +170,15 @@ def _needs_auth(dependant: Dependant) -> bool:
                for dep in dependant.dependencies)
 
 
+def _needs_admin(dependant: Dependant) -> bool:
+    return any(dep.call is deps.admin_user or _needs_admin(dep)
+               for dep in dependant.dependencies)
+
+
 def describe_routes(app: FastAPI, prefix: str) -> list[dict[str, Any]]:
-    """Every route of the app as ``{method, path, group, name, auth}``: the discovery list
-    is generated from the routers themselves, so it cannot go stale like the origin's was."""
+    """Every route of the app as ``{method, path, group, name, auth, admin}``: the
+    discovery list is generated from the routers themselves, so it cannot go stale like the
+    origin's was. ``admin``: only administrators may call it (checked before the handler)."""
     out: list[dict[str, Any]] = []
     own = [r for r in app.routes if isinstance(r, APIRoute | APIWebSocketRoute)]
     for route in [*own, *(r for module in ROUTERS for r in module.router.routes)]:
@@ -180,10 +186,12 @@ def describe_routes(app: FastAPI, prefix: str) -> list[dict[str, Any]]:
             for method in sorted((route.methods or set()) - {"HEAD"}):
                 out.append({"method": method, "path": prefix + route.path,
                             "group": route.tags[0] if route.tags else "root",
-                            "name": route.name, "auth": _needs_auth(route.dependant)})
+                            "name": route.name, "auth": _needs_auth(route.dependant),
+                            "admin": _needs_admin(route.dependant)})
         elif isinstance(route, APIWebSocketRoute):
             out.append({"method": "WEBSOCKET", "path": prefix + route.path,
-                        "group": "realtime", "name": route.name, "auth": True})
+                        "group": "realtime", "name": route.name, "auth": True,
+                        "admin": _needs_admin(route.dependant)})
     return out
 
 
