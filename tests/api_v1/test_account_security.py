@@ -404,3 +404,18 @@ async def test_export_holds_only_your_own_data_and_no_secret(v1, clock):
     assert "private to cid" not in text and cid.id not in text
     for secret_text in (secret, *codes, ann.token, ann.refresh_token, "scrypt$"):
         assert secret_text not in text
+
+
+async def test_the_security_log_keeps_the_newest_entries_per_account(v1):
+    ann = await v1.account("ann")
+    bob = await v1.account("bob")
+
+    def fill(conn):
+        for n in range(mfa.LOG_KEEP + 5):
+            mfa.record_event(conn, ann.id, "login_failed", detail={"n": n})
+
+    v1.api.store.call(fill, write=True)
+    log = (await ann.client.get("/users/me/security-log?limit=1")).json()
+    assert log["total"] == mfa.LOG_KEEP
+    assert log["events"][0]["detail"] == {"n": mfa.LOG_KEEP + 4}
+    assert (await bob.client.get("/users/me/security-log")).json()["total"] == 1  # bob's

@@ -228,6 +228,7 @@ EVENT_KINDS = (
     "2fa_enabled", "2fa_disabled", "recovery_codes_regenerated", "recovery_code_used",
     "password_changed", "password_reset", "password_reset_issued",
 )
+LOG_KEEP = 1000  # security-log entries kept per account
 DEVICE_INFO_KEYS = ("name", "platform", "os", "browser", "app", "model")
 
 
@@ -235,12 +236,18 @@ def record_event(conn: sqlite3.Connection, user_id: str, kind: str, *,
                  session_id: str | None = None, user_agent: str | None = None,
                  device: dict[str, Any] | None = None,
                  detail: dict[str, Any] | None = None) -> None:
-    """Append one entry to the user's security log. Never pass a secret in ``detail``."""
+    """Append one entry to the user's security log (keeping the newest ``LOG_KEEP``).
+    Never pass a secret in ``detail``."""
     conn.execute(
         "INSERT INTO security_events (id, user_id, kind, session_id, user_agent, device, "
         "detail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (new_id(), user_id, kind, session_id, (user_agent or "")[:300] or None,
          json.dumps(device or {}), json.dumps(detail or {}), now()))
+    # Bounded per account: a script failing logins all day must not grow it forever.
+    conn.execute(
+        "DELETE FROM security_events WHERE user_id = ? AND seq <= (SELECT seq FROM "
+        "security_events WHERE user_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        (user_id, user_id, LOG_KEEP))
 
 
 def event_dict(row: dict[str, Any]) -> dict[str, Any]:
