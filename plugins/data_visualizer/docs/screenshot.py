@@ -66,6 +66,25 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                 answer.raise_for_status()
                 return dict(answer.json())
 
+        async def live_board() -> str:
+            async with httpx.AsyncClient(base_url=rt.url + "plugins/data_visualizer/api/",
+                                         timeout=60, headers={
+                                             "Authorization": f"Bearer {rt.token}"}) as client:
+                panels = []
+                for y, kind, title in (("cpu_percent", "line", "CPU % (live)"),
+                                       ("memory_percent", "area", "Memory % (live)")):
+                    choice = {"source": "pm_samples", "type": kind, "x": "ts", "y": y,
+                              "aggregate": "none", "title": title}
+                    built = (await client.post("chart", json={**choice, "run": False})).json()
+                    panels.append({"title": title, "sql": built["sql"], "spec": built["spec"],
+                                   "builder": choice, "live": True, "source": "pm_samples",
+                                   "width": 6})
+                answer = await client.post("dashboards", json={
+                    "title": "This machine, live", "panels": panels, "refresh_seconds": 0,
+                    "time_range": {"from": "now-15m", "to": "now"}})
+                answer.raise_for_status()
+                return str(answer.json()["id"])
+
         loaded = arun(upload(), timeout=60_000)
         assert loaded["dataset"]["rows"] == 20_000
         theme = os.environ.get("DV_SCREENSHOT_THEME", "light")
@@ -113,5 +132,24 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             svg = str(js(view, "window.__svg"))
             assert svg.startswith("<svg") and "mark-rect" in svg and "units sold per region" in svg
             assert svg.count("<path") >= 12  # 4 regions x 4 products, stacked
+
+            # A live dashboard of this machine: the Performance Monitor's samples stream in
+            # and are appended to the panels' existing views (the SVG is never redrawn).
+            board_id = arun(live_board())
+            js(view, f"dataVisualizer.loadBoards({board_id!r}) && "
+                     "document.getElementById('tab-dashboard').click() || 1")
+            qtbot.waitUntil(lambda: count("#grid .chart svg") == 2, timeout=30_000)
+            size = ("dataVisualizer.state.views.get(dataVisualizer.state.board.panels[0].id)"
+                    ".data('rows').length")
+            qtbot.waitUntil(lambda: int(js(view, size)) > 0, timeout=30_000)
+            first = int(js(view, size))
+            js(view, "(document.querySelector('#grid .chart svg').dataset.first = 'yes') && 1")
+            qtbot.waitUntil(lambda: int(js(view, size)) > first, timeout=30_000)
+            assert js(view, "document.querySelector('#grid .chart svg').dataset.first") == "yes"
+            browser.wait_idle(view)
+            qtbot.wait(400)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+            view.grab().save(str(HERE / f"data-visualizer-live{suffix}.png"))
     finally:
         arun(rt.stop())

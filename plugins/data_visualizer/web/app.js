@@ -580,7 +580,9 @@ function appendLive(source, rows) {
       const cutoff = Date.now() - Number(from.slice(4, -1)) * unit;
       change = change.remove((d) => new Date(d[timeField]).getTime() < cutoff);
     }
-    view.change("rows", change).runAsync();
+    view.change("rows", change).runAsync().then(() => {
+      $(`status-${panel.id}`).textContent = `${fmtNumber(view.data("rows").length)} rows · live`;
+    });
   }
 }
 
