@@ -360,9 +360,35 @@ def _migration_5(conn: sqlite3.Connection) -> None:
     """)
 
 
+def _migration_6(conn: sqlite3.Connection) -> None:
+    """Threads, reactions and edits of messages (``routes/messages.py``).
+
+    ``reply_to`` is the message answered; ``thread_id`` the root of its thread (the first
+    message, which has none), kept so a thread is one indexed query however deep it goes.
+    One reaction per user, message and emoji; reactions go with the message or the user.
+    """
+    for statement in (
+        "ALTER TABLE messages ADD COLUMN reply_to TEXT",
+        "ALTER TABLE messages ADD COLUMN thread_id TEXT",
+        "ALTER TABLE messages ADD COLUMN edited_at REAL",
+        "CREATE INDEX messages_thread ON messages(thread_id, seq)",
+        """
+        CREATE TABLE message_reactions (
+            message_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+            user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            emoji      TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (message_id, emoji, user_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX message_reactions_user ON message_reactions(user_id)",
+    ):
+        conn.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
                                                        _migration_3, _migration_4,
-                                                       _migration_5]
+                                                       _migration_5, _migration_6]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

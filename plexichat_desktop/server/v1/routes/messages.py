@@ -1,17 +1,27 @@
-"""``/messages``: direct messages between two users."""
+"""``/messages``: direct messages between two users, with threads, reactions and edits.
+
+A reply names the message it answers (``reply_to``); every message of a thread carries the
+id of the thread's first message (``thread_id``), so ``GET /messages/{id}/thread`` is one
+indexed query however deep the replies go. Reactions are one per user, message and emoji;
+messages carry their counts. Both parties of the conversation get ``reaction`` and
+``message_updated`` frames on the realtime socket.
+"""
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import unicodedata
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException
-from pydantic import Field
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import Field, field_validator
 
 from plexichat_desktop.server.v1 import accounts
 from plexichat_desktop.server.v1.common import (
     Body,
     Offset,
+    conflict,
     done,
     invalid,
     iso,
@@ -23,8 +33,9 @@ from plexichat_desktop.server.v1.common import (
     owned,
     page,
 )
-from plexichat_desktop.server.v1.deps import Api, User
+from plexichat_desktop.server.v1.deps import Api, CurrentUser, User
 from plexichat_desktop.server.v1.hub import frame
+from plexichat_desktop.server.v1.service import ApiV1
 from plexichat_desktop.server.v1.store import one, rows, scalar
 
 router = APIRouter(prefix="/messages", tags=["messages"])
@@ -32,19 +43,66 @@ router = APIRouter(prefix="/messages", tags=["messages"])
 MAX_CONTENT = 10_000
 PREVIEW = 100
 VISIBLE = "deleted_at IS NULL"
+MAX_EMOJI = 32  # characters: a ZWJ family sequence is up to ~11; a :shortcode: up to 32
+MAX_DISTINCT_REACTIONS = 50  # distinct emojis on one message
+SHORTCODE = re.compile(r"^:[a-z0-9_+-]{1,30}:$")
+
+
+def check_emoji(value: str) -> str:
+    """``value`` when it is one emoji (a grapheme sequence without letters, digits, spaces
+    or control characters) or a ``:shortcode:``; ValueError saying what is accepted."""
+    if SHORTCODE.match(value):
+        return value
+    if not value or len(value) > MAX_EMOJI:
+        raise ValueError(f"emoji: 1-{MAX_EMOJI} characters")
+    refusal = "emoji: one emoji (e.g. 👍) or a :shortcode: of a-z, 0-9, _ + -"
+    keycap = "\u20e3" in value  # 1️⃣ and #️⃣ are an ASCII character plus the keycap mark
+    symbols = 0
+    for char in value:
+        category = unicodedata.category(char)
+        if keycap and char in "#*0123456789":
+            continue
+        # Emoji are symbols (So, Sk) glued by joiners and selectors (Cf, Mn, Me). Letters,
+        # digits, punctuation, spaces and control characters are text, not a reaction.
+        if char.isascii() or (category[0] in "LNZPC" and category != "Cf"):
+            raise ValueError(refusal)
+        symbols += category in ("So", "Sk")
+    if not symbols and not keycap:
+        raise ValueError(refusal)
+    return value
 
 
 class SendBody(Body):
-    recipient_id: str = Field(min_length=1, max_length=64)
+    recipient_id: str | None = Field(None, min_length=1, max_length=64, description=(
+        "Who gets the message. May be left out of a reply: it is then the other party of "
+        "the message replied to."))
     content: str = Field(min_length=1, max_length=MAX_CONTENT)
     message_type: Literal["text", "markdown", "code"] = "text"
     encrypted: bool = Field(False, description="A flag stored as given: the server does "
                                                "not encrypt; end-to-end encryption is the "
                                                "clients' business.")
+    reply_to: str | None = Field(None, min_length=1, max_length=64, description=(
+        "The id of the message this one answers (of the same conversation): the reply joins "
+        "that message's thread."))
 
 
-def message_dict(row: dict[str, Any]) -> dict[str, Any]:
-    """``MessageResponse``."""
+class EditBody(Body):
+    content: str = Field(min_length=1, max_length=MAX_CONTENT)
+
+
+class ReactionBody(Body):
+    emoji: str = Field(min_length=1, max_length=MAX_EMOJI,
+                       description="One emoji (👍) or a :shortcode: (:thumbsup:).")
+
+    @field_validator("emoji")
+    @classmethod
+    def _emoji(cls, value: str) -> str:
+        return check_emoji(value)
+
+
+def message_dict(row: dict[str, Any], reactions: list[dict[str, Any]] | None = None,
+                 reply_count: int = 0) -> dict[str, Any]:
+    """``MessageResponse``: the message, its place in a thread, its reaction counts."""
     return {
         "id": row["id"],
         "sender_id": row["sender_id"],
@@ -55,39 +113,104 @@ def message_dict(row: dict[str, Any]) -> dict[str, Any]:
         "timestamp": iso(row["created_at"]),
         "read": row["read_at"] is not None,
         "read_at": iso(row["read_at"]),
+        "reply_to": row["reply_to"],
+        "thread_id": row["thread_id"],
+        "reply_count": reply_count,
+        "edited": row["edited_at"] is not None,
+        "edited_at": iso(row["edited_at"]),
+        "reactions": reactions or [],
     }
 
 
+def _reactions(conn: sqlite3.Connection, ids: list[str], me: str
+               ) -> dict[str, list[dict[str, Any]]]:
+    """Reaction counts of the messages ``ids``: ``{id: [{emoji, count, me}]}``, each list
+    in the order the emojis were first used on that message."""
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    found = rows(conn.execute(
+        f"SELECT message_id, emoji, COUNT(*) AS count, MAX(user_id = ?) AS mine, "
+        f"MIN(created_at) AS first FROM message_reactions WHERE message_id IN ({marks}) "
+        f"GROUP BY message_id, emoji ORDER BY first, emoji", (me, *ids)))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in found:
+        out.setdefault(r["message_id"], []).append(
+            {"emoji": r["emoji"], "count": r["count"], "me": bool(r["mine"])})
+    return out
+
+
+def _reply_counts(conn: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
+    """How many visible replies the thread rooted at each of ``ids`` has."""
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    return {r["thread_id"]: r["n"] for r in rows(conn.execute(
+        f"SELECT thread_id, COUNT(*) AS n FROM messages WHERE thread_id IN ({marks}) AND "
+        f"{VISIBLE} GROUP BY thread_id", ids))}
+
+
+def decorated(conn: sqlite3.Connection, found: list[dict[str, Any]], me: str
+              ) -> list[dict[str, Any]]:
+    """``found`` rows as message dicts with reactions (as seen by ``me``) and reply counts."""
+    ids = [r["id"] for r in found]
+    reactions = _reactions(conn, ids, me)
+    counts = _reply_counts(conn, ids)
+    return [message_dict(r, reactions.get(r["id"]), counts.get(r["id"], 0)) for r in found]
+
+
+def _one_message(conn: sqlite3.Connection, message_id: str, me: str) -> dict[str, Any]:
+    row = one(conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)))
+    assert row is not None
+    return decorated(conn, [row], me)[0]
+
+
 def _send(conn: sqlite3.Connection, sender_id: str, body: SendBody
-          ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    recipient = accounts.get_user(conn, body.recipient_id)
-    if recipient is None:
-        return None, None
+          ) -> tuple[dict[str, Any] | None, str]:
+    recipient_id = body.recipient_id
+    thread_id = None
+    if body.reply_to is not None:
+        parent = _visible(conn, body.reply_to, sender_id)
+        if parent is None:
+            raise invalid("reply_to", f"no message '{body.reply_to}' in your conversations",
+                          body.reply_to)
+        other = (parent["recipient_id"] if parent["sender_id"] == sender_id
+                 else parent["sender_id"])
+        if recipient_id is None:
+            recipient_id = other
+        elif recipient_id != other:
+            raise invalid("reply_to", "the message replied to belongs to another "
+                                      "conversation than recipient_id's", body.reply_to)
+        thread_id = parent["thread_id"] or parent["id"]
+    if recipient_id is None:
+        raise invalid("recipient_id", "recipient_id is required (unless reply_to is given)")
+    if recipient_id == sender_id:
+        raise HTTPException(400, "recipient_id: you cannot send a message to yourself")
+    if accounts.get_user(conn, recipient_id) is None:
+        return None, recipient_id
     message_id = new_id()
     conn.execute(
         "INSERT INTO messages (id, sender_id, recipient_id, content, message_type, encrypted, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (message_id, sender_id, body.recipient_id, body.content, body.message_type,
-         int(body.encrypted), now()))
-    return one(conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,))), recipient
+        "created_at, reply_to, thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (message_id, sender_id, recipient_id, body.content, body.message_type,
+         int(body.encrypted), now(), body.reply_to, thread_id))
+    return _one_message(conn, message_id, sender_id), recipient_id
 
 
 @router.post("/send", status_code=201)
 async def send(body: SendBody, user: User, api: Api) -> dict[str, Any]:
-    """Send a direct message; the recipient's open WebSockets get it at once."""
-    if body.recipient_id == user.id:
-        raise HTTPException(400, "recipient_id: you cannot send a message to yourself")
+    """Send a direct message, or with ``reply_to`` a reply in that message's thread; the
+    recipient's open WebSockets get it at once."""
     if not body.content.strip():
         raise invalid("content", "content must not be blank")
-    row, _recipient = await api.store.write(_send, user.id, body)
-    if row is None:
-        raise not_found("recipient", body.recipient_id)
-    message = message_dict(row)
+    message, recipient_id = await api.store.write(_send, user.id, body)
+    if message is None:
+        raise not_found("recipient", recipient_id)
     event = frame("message", **message, sender_username=user.username)
-    api.hub.to_user(body.recipient_id, event)
+    api.hub.to_user(recipient_id, event)
     api.hub.to_user(user.id, event)
     api.emit("message.sent", message, [user.id])
-    api.emit("message.received", message, [body.recipient_id])
+    api.emit("message.received", message, [recipient_id])
     return message
 
 
@@ -171,7 +294,8 @@ async def conversation(
         _conversation, user.id, other_user_id, limit, offset, order, mark_read)
     if other is None:
         raise not_found("user", other_user_id)
-    return page("messages", [message_dict(r) for r in found], total, limit, offset,
+    items = await api.store.read(decorated, found, user.id)
+    return page("messages", items, total, limit, offset,
                 other_user={"id": other["id"], "username": other["username"],
                             "display_name": other["display_name"] or other["username"]})
 
@@ -206,8 +330,11 @@ def _visible(conn: sqlite3.Connection, message_id: str, me: str) -> dict[str, An
 @router.get("/{message_id}")
 async def get_message(message_id: str, user: User, api: Api) -> dict[str, Any]:
     """One message of a conversation the caller is part of."""
-    row = await api.store.read(_visible, message_id, user.id)
-    return message_dict(or_404(row, "message", message_id))
+    def fetch(conn: sqlite3.Connection) -> dict[str, Any] | None:
+        row = _visible(conn, message_id, user.id)
+        return None if row is None else decorated(conn, [row], user.id)[0]
+
+    return or_404(await api.store.read(fetch), "message", message_id)
 
 
 def _delete(conn: sqlite3.Connection, message_id: str, user_id: str) -> str:
@@ -225,3 +352,111 @@ async def delete_message(message_id: str, user: User, api: Api) -> dict[str, Any
     api.hub.to_user(recipient, event)
     api.hub.to_user(user.id, event)
     return done("Message deleted", message_id=message_id)
+
+
+def _thread(conn: sqlite3.Connection, message_id: str, me: str, limit: int, offset: int
+            ) -> tuple[str, dict[str, Any] | None, list[dict[str, Any]], int] | None:
+    start = _visible(conn, message_id, me)
+    if start is None:
+        return None
+    thread_id = start["thread_id"] or start["id"]
+    root = _visible(conn, thread_id, me)
+    total = scalar(conn, f"SELECT COUNT(*) FROM messages WHERE thread_id = ? AND {VISIBLE}",
+                   (thread_id,))
+    replies = rows(conn.execute(
+        f"SELECT * FROM messages WHERE thread_id = ? AND {VISIBLE} ORDER BY seq "
+        f"LIMIT ? OFFSET ?", (thread_id, limit, offset)))
+    root_dict = decorated(conn, [root], me)[0] if root is not None else None
+    return thread_id, root_dict, decorated(conn, replies, me), total
+
+
+@router.get("/{message_id}/thread")
+async def thread(message_id: str, user: User, api: Api,
+                 limit: Annotated[int, limit_query(50, 100)] = 50,
+                 offset: Offset = 0) -> dict[str, Any]:
+    """The thread a message belongs to: its first message (``root``; null once deleted)
+    and the replies, oldest first. Any message of the thread names it."""
+    found = await api.store.read(_thread, message_id, user.id, limit, offset)
+    if found is None:
+        raise not_found("message", message_id)
+    thread_id, root, replies, total = found
+    return page("messages", replies, total, limit, offset, thread_id=thread_id, root=root)
+
+
+def _edit(conn: sqlite3.Connection, message_id: str, me: str, content: str
+          ) -> dict[str, Any]:
+    owned(_visible(conn, message_id, me), me, "message", message_id,
+          "only the sender can edit a message", owner="sender_id")
+    conn.execute("UPDATE messages SET content = ?, edited_at = ? WHERE id = ?",
+                 (content, now(), message_id))
+    return _one_message(conn, message_id, me)
+
+
+@router.patch("/{message_id}")
+async def edit_message(message_id: str, body: EditBody, user: User, api: Api
+                       ) -> dict[str, Any]:
+    """Change the content of a message the caller sent (the recipient gets 403); it is
+    marked ``edited`` and both parties get a ``message_updated`` frame."""
+    if not body.content.strip():
+        raise invalid("content", "content must not be blank")
+    message = await api.store.write(_edit, message_id, user.id, body.content)
+    event = frame("message_updated", **message, sender_username=user.username)
+    api.hub.to_user(message["recipient_id"], event)
+    api.hub.to_user(user.id, event)
+    return message
+
+
+def _react(conn: sqlite3.Connection, message_id: str, me: str, emoji: str, add: bool
+           ) -> tuple[bool, dict[str, Any]]:
+    row = or_404(_visible(conn, message_id, me), "message", message_id)
+    if add:
+        exists = scalar(conn, "SELECT 1 FROM message_reactions WHERE message_id = ? AND "
+                              "emoji = ?", (message_id, emoji))
+        distinct = scalar(conn, "SELECT COUNT(DISTINCT emoji) FROM message_reactions WHERE "
+                                "message_id = ?", (message_id,))
+        if not exists and distinct >= MAX_DISTINCT_REACTIONS:
+            raise conflict(f"emoji: this message already has {MAX_DISTINCT_REACTIONS} "
+                           f"different reactions; add to one of them")
+        changed = conn.execute(
+            "INSERT OR IGNORE INTO message_reactions (message_id, user_id, emoji, created_at) "
+            "VALUES (?, ?, ?, ?)", (message_id, me, emoji, now())).rowcount
+    else:
+        changed = conn.execute("DELETE FROM message_reactions WHERE message_id = ? AND "
+                               "user_id = ? AND emoji = ?", (message_id, me, emoji)).rowcount
+    return bool(changed), decorated(conn, [row], me)[0]
+
+
+async def _reaction(api: ApiV1, user: CurrentUser, message_id: str, emoji: str, add: bool
+                    ) -> dict[str, Any]:
+    changed, message = await api.store.write(_react, message_id, user.id, emoji, add)
+    if changed:
+        # Counts only: "me" differs per reader, so each client keeps its own flag.
+        counts = [{"emoji": r["emoji"], "count": r["count"]} for r in message["reactions"]]
+        event = frame("reaction", message_id=message_id, emoji=emoji,
+                      action="added" if add else "removed", user_id=user.id,
+                      username=user.username, reactions=counts)
+        for party in {message["sender_id"], message["recipient_id"]}:
+            api.hub.to_user(party, event)
+    return {**message, "changed": changed}
+
+
+@router.post("/{message_id}/reactions")
+async def add_reaction(message_id: str, body: ReactionBody, user: User, api: Api
+                       ) -> dict[str, Any]:
+    """React to a message of a conversation the caller is part of. Reacting twice with the
+    same emoji changes nothing (``changed: false``). Answers the message with its counts."""
+    return await _reaction(api, user, message_id, body.emoji, True)
+
+
+@router.delete("/{message_id}/reactions")
+async def remove_reaction(
+    message_id: str, user: User, api: Api,
+    emoji: Annotated[str, Query(min_length=1, max_length=MAX_EMOJI,
+                                description="The emoji to take back.")],
+) -> dict[str, Any]:
+    """Take back the caller's reaction ``emoji`` (``changed: false`` when there was none)."""
+    try:
+        check_emoji(emoji)
+    except ValueError as exc:
+        raise invalid("emoji", str(exc), emoji, where="query") from None
+    return await _reaction(api, user, message_id, emoji, False)
