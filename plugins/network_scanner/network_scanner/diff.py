@@ -89,12 +89,12 @@ def diff_scans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                 if f["address"] in both and f["port"] in common_ports}
 
     old_f, new_f = finding_keys(old), finding_keys(new)
-    for key in sorted(set(new_f) - set(old_f)):
-        f = new_f[key]
+    for fkey in sorted(set(new_f) - set(old_f)):
+        f = new_f[fkey]
         add("finding-new", f["address"], f["port"], None, f["severity"],
             f"{f['address']}:{f['port']}: {f['title']} ({f['confidence']})")
-    for key in sorted(set(old_f) - set(new_f)):
-        f = old_f[key]
+    for fkey in sorted(set(old_f) - set(new_f)):
+        f = old_f[fkey]
         add("finding-gone", f["address"], f["port"], f["severity"], None,
             f"{f['address']}:{f['port']}: no longer {f['title']}")
     counts = {kind: sum(1 for c in changes if c["kind"] == kind) for kind in KINDS}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import builtins
 import threading
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ class History:
                         "change_summary": diff["summary"] if diff else None})
         return out
 
-    def alerts(self, limit: int = 30) -> list[dict[str, Any]]:
+    def alerts(self, limit: int = 30) -> builtins.list[dict[str, Any]]:
         """The newest scans whose diff found changes, with their changes."""
         with self._lock:
             rows = self._db.execute(

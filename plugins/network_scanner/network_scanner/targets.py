@@ -11,8 +11,10 @@ scan fans out to many ports and possibly many addresses:
   because packets to them leave the machine; they need an explicit allow entry;
 * a name is looked up only when it is on the allow-list by name (``localhost`` and
   ``*.localhost`` are loopback without a lookup), once per scan, and the address is
-  pinned for the whole scan; it must not be unspecified, multicast, link-local
-  (cloud metadata) or reserved;
+  pinned for the whole scan. A name alone admits only public addresses: one resolving
+  to a private, shared, link-local (cloud metadata) or reserved address is refused unless
+  that address is loopback or inside an allowed network too (so whoever controls the
+  name's DNS cannot point your scan into your LAN);
 * a network (``192.168.1.0/24``) is allowed only when it lies inside loopback or inside
   an allowed network, and is capped at ``max_hosts`` addresses;
 * allow-list networks broader than /16 (IPv4) or /64 (IPv6) are refused outright.
@@ -283,14 +285,21 @@ async def resolve_targets(spec: str, policy: Policy, resolver: Resolver = system
             try:
                 address = ipaddress.ip_address(answer.split("%", 1)[0])
                 inner = effective(address)
-                if inner.is_link_local or inner.is_reserved:
-                    raise TargetRefused(f"{item!r} resolves to {address}, a link-local or "
-                                        "reserved address (cloud metadata lives there)")
-                why = judge(address, policy, item) if is_loopback(inner) or any(
-                    inner in n for _, n in policy.networks if n.version == inner.version
-                ) else f"allowed by name {host}"
                 if inner.is_unspecified or inner.is_multicast:
-                    judge(address, policy, item)
+                    judge(address, policy, item)  # raises with the reason
+                if is_loopback(inner) or any(inner in n for _, n in policy.networks
+                                             if n.version == inner.version):
+                    why = judge(address, policy, item)
+                elif inner.is_global:
+                    why = f"allowed by name {host}"
+                else:
+                    # A name alone never takes a scan into private, shared, link-local
+                    # (cloud metadata) or reserved space: whoever controls its DNS could
+                    # point it there. The address or its network must be listed too.
+                    raise TargetRefused(
+                        f"{item!r} resolves to {address}, a private, link-local or "
+                        "reserved address; list that address or its network in allowed "
+                        "targets too to scan it")
             except (TargetRefused, ValueError) as exc:
                 problems.append(str(exc))
                 continue
@@ -305,7 +314,7 @@ async def resolve_targets(spec: str, policy: Policy, resolver: Resolver = system
 
 
 def _network_allowed(net: IPNetwork, policy: Policy) -> str | None:
-    if net.version == 4 and net.subnet_of(_LOOP4):  # type: ignore[arg-type]
+    if isinstance(net, ipaddress.IPv4Network) and net.subnet_of(_LOOP4):
         return "loopback"
     if net.version == 6 and net.num_addresses == 1 and net.network_address == _LOOP6:
         return "loopback"

@@ -29,7 +29,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from network_scanner.probes import client_context
 
@@ -135,8 +135,7 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 def cert_names(cert: x509.Certificate) -> list[str]:
     try:
-        san = cert.extensions.get_extension_for_oid(
-            ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return [str(cn[0].value)] if cn else []
@@ -192,7 +191,7 @@ async def _handshake(address: str, port: int, ctx: ssl.SSLContext, server_name: 
     try:
         obj = writer.get_extra_info("ssl_object")
         assert obj is not None
-        return obj  # type: ignore[no-any-return]
+        return obj
     finally:
         writer.close()
         try:

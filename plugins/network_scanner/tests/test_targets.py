@@ -109,16 +109,22 @@ async def test_unreadable_targets_are_422(spec: str, reason: str) -> None:
 @pytest.mark.asyncio
 async def test_names_resolve_once_and_are_pinned_or_refused() -> None:
     resolver = StubResolver({"nas.lan": ["192.168.1.10"], "meta.lan": ["169.254.169.254"],
-                             "loop.lan": ["127.0.0.2"], "mapped.lan": ["::ffff:10.9.9.9"]})
-    hosts = await resolve("nas.lan, loop.lan, mapped.lan", ["nas.lan", "loop.lan", "mapped.lan"],
-                          resolver)
+                             "loop.lan": ["127.0.0.2"], "mapped.lan": ["::ffff:10.9.9.9"],
+                             "www.example.org": ["93.184.215.14", "10.0.0.1"]})
+    allow = ["nas.lan", "loop.lan", "mapped.lan", "www.example.org", "192.168.1.0/24",
+             "10.9.9.0/24"]
+    hosts = await resolve("nas.lan, loop.lan, mapped.lan www.example.org", allow, resolver)
     assert [(h.address, h.name) for h in hosts] == [
-        ("192.168.1.10", "nas.lan"), ("127.0.0.2", "loop.lan"), ("10.9.9.9", "mapped.lan")]
-    assert hosts[0].why == "allowed by name nas.lan" and hosts[1].why == "loopback"
-    assert resolver.asked == ["nas.lan", "loop.lan", "mapped.lan"]
-    # An allowed name that points at cloud metadata (link-local) is still refused.
-    with pytest.raises(TargetRefused, match="link-local"):
-        await resolve("meta.lan", ["meta.lan"], resolver)
+        ("192.168.1.10", "nas.lan"), ("127.0.0.2", "loop.lan"), ("10.9.9.9", "mapped.lan"),
+        ("93.184.215.14", "www.example.org")]
+    assert hosts[0].why == "allowed by 192.168.1.0/24" and hosts[1].why == "loopback"
+    assert hosts[3].why == "allowed by name www.example.org"
+    assert resolver.asked == ["nas.lan", "loop.lan", "mapped.lan", "www.example.org"]
+    # A listed name alone never leads into private space (its DNS could point anywhere),
+    # nor to cloud metadata (link-local).
+    for name in ("nas.lan", "mapped.lan", "meta.lan"):
+        with pytest.raises(TargetRefused, match="private, link-local or reserved"):
+            await resolve(name, [name], resolver)
     with pytest.raises(TargetRefused, match="cannot be resolved"):
         await resolve("gone.lan", ["gone.lan"], resolver)
 
