@@ -23,7 +23,16 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from data_visualizer.charts import ChartError, ChartRequest, SpecError, build_chart, check_spec
+from data_visualizer.charts import (
+    AGGREGATES,
+    CHART_TYPES,
+    ChartError,
+    ChartRequest,
+    SpecError,
+    build_chart,
+    check_spec,
+    schema_version,
+)
 from data_visualizer.config import VisualizerConfig
 from data_visualizer.dashboards import (
     Dashboard,
@@ -127,8 +136,6 @@ class DataVisualizerPlugin(Plugin):
     # -- overview ------------------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
         """Limits and choices the page needs (formats, chart types, sizes)."""
-        from data_visualizer.charts import AGGREGATES, CHART_TYPES, schema_version
-
         return {"formats": list(FORMATS), "chart_types": list(CHART_TYPES),
                 "aggregates": list(AGGREGATES), "vega_lite": schema_version(),
                 "max_upload_bytes": int(self.config.max_upload_mb * 1024 * 1024),

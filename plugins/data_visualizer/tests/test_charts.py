@@ -17,6 +17,7 @@ from data_visualizer.charts import (
     SpecError,
     build_chart,
     check_spec,
+    schema_version,
 )
 from data_visualizer.dashboards import (
     DashboardError,
@@ -31,6 +32,7 @@ from data_visualizer.engine import Engine
 
 Write = Callable[[str, str | bytes], Path]
 ROWS = 2000
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,19 @@ def test_impossible_choices_name_the_field(engine: Engine, choice: dict[str, Any
                                            words: str) -> None:
     with pytest.raises(ChartError, match=words):
         build(engine, **choice)
+
+
+def test_the_schema_is_the_one_of_the_vega_lite_in_the_page_bundle() -> None:
+    repo = PLUGIN_ROOT.parents[1]
+    bundle = repo / "resources" / "web" / "vendor" / "charts.js"
+    if not bundle.exists():
+        pytest.skip("the app's vendored chart bundle is not next to this plugin")
+    with bundle.open(encoding="utf-8") as handle:
+        banner = handle.readline()
+    assert f"vega-lite {schema_version()}," in banner
+    source = repo / "web-src" / "node_modules" / "vega-lite" / "build" / "vega-lite-schema.json"
+    if source.exists():  # only where the bundle's npm packages are installed
+        assert source.read_bytes() == SCHEMA_FILE.read_bytes()
 
 
 def test_the_spec_check_uses_the_vega_lite_schema() -> None:
