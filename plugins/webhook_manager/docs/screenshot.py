@@ -128,8 +128,26 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                 view, "document.getElementById('tpl-output').textContent")))
             browser.wait_idle(view)
             qtbot.wait(300)
+            view.grab().save(str(HERE / "templates.png"))
+
+            # The form path a person takes: a bad URL is refused with the field named, a
+            # good one shows the secret once in the dialog.
+            js(view, "document.getElementById('tab-endpoints').click() || 1")
+            js(view, "(document.getElementById('new-url').value = 'ftp://example.org/x') && 1")
+            js(view, "document.querySelector('#new-endpoint button[type=submit]').click() || 1")
+            qtbot.waitUntil(lambda: str(js(view, "document.getElementById("
+                                                 "'new-endpoint-error').textContent"))
+                            .startswith("url:"))
+            js(view, "(document.getElementById('new-url').value = 'https://example.org/x') && 1")
+            js(view, "document.querySelector('#new-endpoint button[type=submit]').click() || 1")
+            qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('secret-dialog')"
+                                                  ".open")))
+            assert len(str(js(view, "document.getElementById('secret-value').textContent"))) \
+                == 64
+            js(view, "document.getElementById('secret-close').click() || 1")
+            qtbot.waitUntil(lambda: count("#endpoint-list li") == 4)
+            assert js(view, "document.getElementById('secret-value').textContent") == ""
             report = browser.report(view)
             assert not report.problems, report.problems
-            view.grab().save(str(HERE / "templates.png"))
     finally:
         arun(rt.stop())

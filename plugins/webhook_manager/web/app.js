@@ -190,10 +190,20 @@ function renderSnippet() {
   for (const b of document.querySelectorAll("[data-lang]")) b.setAttribute("aria-pressed", String(b.dataset.lang === state.lang));
 }
 
+// The server's URL rules, checked here first: a typo is answered without a round trip.
+function checkUrl(text) {
+  let url;
+  try { url = new URL(text); } catch { throw new ApiProblem("url: must be an absolute http:// or https:// URL", "url", 422); }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || !url.hostname) throw new ApiProblem("url: must be an absolute http:// or https:// URL", "url", 422);
+  if (url.username || url.password) throw new ApiProblem("url: must not carry a user name or password", "url", 422);
+}
+
 async function createEndpoint(event) {
   event.preventDefault();
   clearError("new-endpoint-error");
   try {
+    checkUrl($("new-url").value.trim());
+    if (!chosenEvents($("new-events")).length) throw new ApiProblem("events: choose at least one", "events", 422);
     const hook = await api("endpoints", { method: "POST", body: {
       url: $("new-url").value.trim(), events: chosenEvents($("new-events")),
       description: $("new-description").value.trim() || null,
@@ -209,6 +219,8 @@ async function saveEndpoint(event) {
   event.preventDefault();
   clearError("edit-error");
   try {
+    checkUrl($("ep-url").value.trim());
+    if (!chosenEvents($("ep-events")).length) throw new ApiProblem("events: choose at least one", "events", 422);
     await api(`endpoints/${state.selected.id}`, { method: "PUT", body: {
       url: $("ep-url").value.trim(), events: chosenEvents($("ep-events")),
       description: $("ep-description").value.trim() || null, active: $("ep-active").checked,
@@ -459,6 +471,16 @@ async function saveForward(event) {
   clearError("ib-forward-error");
   try {
     const body = { forward_url: $("ib-forward-url").value.trim() || null };
+    if (body.forward_url) {
+      checkUrl(body.forward_url);
+      // The network guard's rule (loopback or an allowed host), checked here first.
+      const host = new URL(body.forward_url).hostname.replace(/^\[|\]$/g, "").toLowerCase();
+      const local = host === "localhost" || host.endsWith(".localhost") || host === "::1" || /^127\./.test(host);
+      const literal = /^[0-9.]+$/.test(host) || host.includes(":");  // networks: the server decides
+      if (!local && !literal && !state.status.forward_allowed_hosts.map((h) => h.toLowerCase()).includes(host)) {
+        throw new ApiProblem(`forward_url: ${host} is not loopback and not on the allowed hosts (${state.status.forward_allowed_hosts.join(", ") || "none"}); add it to forward_allowed_hosts`, "forward_url", 422);
+      }
+    }
     const preset = state.presets[$("ib-preset").value];
     if (preset) body.forward_template = preset.template;  // "custom": keep the saved one
     await api(`inboxes/${state.inbox.id}`, { method: "PUT", body });
