@@ -98,7 +98,7 @@ class SystemManagerPlugin(Plugin):
         store.interrupted()
         self.manager = Manager(ctx, store, daily_at=time_of_day(hour, minute),
                                scrypt_log_n=config.scrypt_log_n, work_dir=work_dir,
-                               dirs=dirs)
+                               dirs=dirs, v1_notifications=config.v1_notifications)
         ctx.on_teardown(self._close)
         self._routes(ctx)
         await self.manager.rebuild_timer()
@@ -107,6 +107,7 @@ class SystemManagerPlugin(Plugin):
         # The host cancels jobs only after these callbacks; the store must outlive them
         # (a cancelled run still writes its history entry).
         await self.manager.close()
+        await self.manager.flush_notifications()
         jobs = self.manager.ctx.jobs
         unfinished = [j for j in jobs.list() if not j.state.finished]
         for job in unfinished:

@@ -22,6 +22,7 @@ class Config(PluginSettings):
     daily_at: str = Field("03:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     scrypt_log_n: int = Field(15, ge=10, le=20)
     work_dir: str = ""
+    v1_notifications: bool = True
 
 
 class _Body(BaseModel):

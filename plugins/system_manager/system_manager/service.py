@@ -70,7 +70,7 @@ class Manager:
     """State and operations of the plugin; the routes in ``__init__`` are thin."""
 
     def __init__(self, ctx: Any, store: Store, *, daily_at: time_of_day, scrypt_log_n: int,
-                 work_dir: Path, dirs: maintenance.AppDirs,
+                 work_dir: Path, dirs: maintenance.AppDirs, v1_notifications: bool = True,
                  scheduler_factory: Callable[[], PluginScheduler] | None = None):
         self.ctx = ctx
         self.store = store
@@ -86,6 +86,8 @@ class Manager:
         self.timer: PluginScheduler | None = None
         self._timer_lock = asyncio.Lock()
         self._secrets = ctx.data_dir / "secrets.json"
+        self.v1_notifications = v1_notifications
+        self._sending: set[asyncio.Task[None]] = set()
 
     # -- plumbing -----------------------------------------------------------------------
     def changed(self, what: str) -> None:
@@ -148,8 +150,32 @@ class Manager:
         else:
             self.ctx.publish("notification", {"level": level, "title": title,
                                               "message": message})
+            if self.v1_notifications:
+                task = self.ctx.create_task(self._send_v1(level, title, message),
+                                            name="system_manager v1 notification")
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
         self.hub.publish("notification", note)
         return note
+
+    async def _send_v1(self, level: str, title: str, message: str) -> None:
+        """The same notification as a v1 notification to the logged-in administrator, so
+        every v1 client (and its realtime socket) sees it; failures only go to the log."""
+        user = self.api.user
+        if not user:
+            return
+        kind = level if level in ("info", "success", "warning", "error") else "info"
+        try:
+            await self.api.notifications.send(
+                user["id"], f"System Manager: {title}"[:200], message[:2000], type=kind,
+                priority="high" if level == "error" else "normal")
+        except Exception as exc:  # never let a notification fail the work
+            self.log.info("could not send the v1 notification %r: %s", title, exc)
+
+    async def flush_notifications(self) -> None:
+        """Wait for v1 notifications still being sent (tests, teardown)."""
+        if self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
 
     # -- account ------------------------------------------------------------------------
     async def account(self) -> dict[str, Any]:

@@ -210,6 +210,10 @@ async def test_an_unwritable_target_is_recorded_and_notified(app, tmp_path: Path
         note = a.manager.store.notifications(1)[0]
         assert note["level"] == "error" and "copy to locked" in note["message"]
         assert not note["suppressed"]
+        await a.manager.flush_notifications()   # also sent to the administrator over v1
+        inbox = await a.admin.notifications.list(limit=5)
+        sent = [n for n in inbox.notifications if "failed" in n.title]
+        assert sent and sent[0].type == "error" and "copy to locked" in sent[0].message
 
 
 async def test_a_non_administrator_gets_a_clear_state(app):
