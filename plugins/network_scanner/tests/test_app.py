@@ -212,11 +212,22 @@ async def test_profile_rescan_detects_changes_and_notifies(tmp_path: Path) -> No
         assert sent[0].plugin_id == "network_scanner" and sent[0].data["profile"] == "laptop"
         assert plugin.profiles.view(profile["id"])["last_change"] == third["job"]
 
-        # Editing bumps the version (a new schedule name); deleting retires its runs.
+        # The schedule's own run (what the host's scheduler calls when it fires) scans.
+        scheduler = plugin.ctx._scheduler
+        before = len((await client.get("scans")).json()["scans"])
+        await scheduler.get(profile["schedule_name"]).work()
+        assert len((await client.get("scans")).json()["scans"]) == before + 1
+
+        # Editing bumps the version (a new schedule name): the old schedule's runs return
+        # without scanning; deleting retires the new one the same way.
         spec["schedule"] = "hourly"
         updated = await client.put(f"profiles/{profile['id']}", json=spec)
         assert updated.status_code == 200 and updated.json()["version"] == 2
+        await scheduler.get(profile["schedule_name"]).work()
+        assert len((await client.get("scans")).json()["scans"]) == before + 1
         assert (await client.delete(f"profiles/{profile['id']}")).status_code == 204
+        await scheduler.get(updated.json()["schedule_name"]).work()
+        assert len((await client.get("scans")).json()["scans"]) == before + 1
         assert (await client.get("profiles")).json()["profiles"] == []
 
 
