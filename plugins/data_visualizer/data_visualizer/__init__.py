@@ -146,7 +146,8 @@ class DataVisualizerPlugin(Plugin):
     async def datasets(self) -> dict[str, Any]:
         """The loaded datasets (newest first) and the live sources."""
         loaded = sorted(self.engine.datasets.values(), key=lambda d: -d.loaded_at)
-        return {"datasets": [d.to_dict() for d in loaded], "live": self.live.info()}
+        return {"datasets": [d.to_dict() for d in loaded], "live": self.live.info(),
+                "broken": [{"name": n, "reason": r} for n, r in self.engine.broken.items()]}
 
     # -- loading -------------------------------------------------------------------------
     async def upload(

@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import decimal
 import json
+import logging
 import math
 import re
 import secrets
@@ -44,6 +45,7 @@ __all__ = ["Dataset", "Engine", "NameError_", "QueryCancelled", "QueryResult", "
            "field_kind", "ident", "json_value", "safe_name"]
 
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+log = logging.getLogger(__name__)
 
 
 class NameError_(ValueError):
@@ -170,6 +172,8 @@ class Engine:
         self.live_keep = live_keep
         self.reserved = frozenset(reserved)
         self.datasets: dict[str, Dataset] = {}
+        # Datasets whose file DuckDB could not open (damaged on disk): name -> reason.
+        self.broken: dict[str, str] = {}
         self._live: dict[str, _Live] = {}
         self._lock = threading.RLock()
         self._reader: duckdb.DuckDBPyConnection | None = None
@@ -314,11 +318,20 @@ class Engine:
         con = duckdb.connect(":memory:", config={
             **OFFLINE_CONFIG, "threads": self.threads, "memory_limit": self.memory_limit,
             "temp_directory": str(self.tmp)})
-        for dataset in self.datasets.values():
+        self.broken.clear()
+        for dataset in list(self.datasets.values()):
             alias = ident("ds__" + dataset.name)
             path = str(self.folder / dataset.file).replace("'", "''")
-            con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
-            con.execute(f"CREATE VIEW {ident(dataset.name)} AS SELECT * FROM {alias}.main.data")
+            try:
+                con.execute(f"ATTACH '{path}' AS {alias} (READ_ONLY)")
+                con.execute(f"CREATE VIEW {ident(dataset.name)} AS SELECT * FROM "
+                            f"{alias}.main.data")
+            except duckdb.Error as exc:
+                # One damaged file must not take the other datasets (or the plugin) down;
+                # loading the file again under its name replaces it.
+                log.warning("dataset %s cannot be opened: %s", dataset.name, exc)
+                self.broken[dataset.name] = _first_line(exc)
+                del self.datasets[dataset.name]
         for name, live in self._live.items():
             self._create_live(con, name, live)
         con.execute("SET enable_external_access = false")

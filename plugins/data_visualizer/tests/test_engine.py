@@ -163,3 +163,21 @@ def test_live_tables_append_keep_the_newest_rows_and_survive_a_load(
             engine.run("INSERT INTO feed VALUES (99, 'x')")
     finally:
         engine.close()
+
+
+def test_a_damaged_dataset_file_does_not_take_the_others_down(
+        tmp_path: Path, write_file: Write) -> None:
+    engine = Engine(tmp_path / "ws")
+    engine.load(write_file("a.csv", "x\n1\n"), "a.csv", "good", "csv")
+    engine.load(write_file("b.csv", "y\n2\n"), "b.csv", "damaged", "csv")
+    damaged = engine.folder / engine.datasets["damaged"].file
+    engine.close()
+    damaged.write_bytes(b"this is not a DuckDB file" * 100)
+    again = Engine(tmp_path / "ws")
+    try:
+        assert sorted(again.datasets) == ["good"] and "damaged" in again.broken
+        assert again.run("SELECT * FROM good").rows == [[1]]
+        again.load(write_file("c.csv", "y\n3\n"), "c.csv", "damaged", "csv")  # replaced
+        assert again.run("SELECT * FROM damaged").rows == [[3]] and not again.broken
+    finally:
+        again.close()

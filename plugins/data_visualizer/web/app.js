@@ -102,6 +102,7 @@ async function loadSources() {
   const data = await call("datasets");
   state.datasets = data.datasets;
   state.live = data.live;
+  state.broken = data.broken || [];
   renderSources();
   fillBuilderSources();
 }
@@ -117,6 +118,11 @@ function renderSources() {
                   onclick: () => dropDataset(d.name)}, "×"))));
   if (!state.datasets.length) {
     list.replaceChildren(el("li", {class: "muted small-text"}, "None yet."));
+  }
+  for (const broken of state.broken) {
+    list.append(el("li", {class: "item broken"}, el("strong", {}, broken.name),
+      el("span", {class: "small-text", title: broken.reason},
+         `cannot be opened; drop the file again to replace it (${broken.reason})`)));
   }
   $("live").replaceChildren(...state.live.map((s) => el("li", {class: "item"},
     el("button", {type: "button", class: "link", title: `Query ${s.name}`,
