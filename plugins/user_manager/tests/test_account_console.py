@@ -9,6 +9,7 @@ The server's TOTP clock is fixed in these tests, so a code never depends on timi
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -39,8 +40,14 @@ def ok(response: httpx.Response, status: int = 200) -> Any:
 def test_the_page_and_its_script_are_served(plexichat_app):
     page = plexichat_app.client.get("")
     assert page.status_code == 200 and "<title>Account</title>" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
     assert 'src="app.js"' in page.text and "<script>" not in page.text
-    assert plexichat_app.client.get("app.js").status_code == 200
+    assert not re.search(r"\son[a-z]+=", page.text)  # no inline handlers (the CSP)
+    script = plexichat_app.client.get("app.js")
+    assert script.status_code == 200
+    for text in (page.text, script.text):  # no CDN: everything is served by the app
+        assert not re.search(r"(src|href)=\"https?://", text)
+        assert "eval(" not in text and "new Function" not in text
 
 
 def test_overview_profile_and_the_meter(plexichat_app):

@@ -432,6 +432,24 @@ function codesText() {
     "Each code works once.", "", ...state.codes, ""].join("\n");
 }
 
+function escapeHtml(text) {
+  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;",
+    '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function printableSheet() {
+  const user = state.overview && state.overview.user ? state.overview.user.username : "";
+  const items = state.codes.map((c) => `<li>${escapeHtml(c)}</li>`).join("");
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>PlexiChat recovery codes</title><style>
+body{font:14px/1.5 system-ui,sans-serif;margin:2cm}ol{columns:2;font:16px ui-monospace,monospace}
+</style></head><body><h1>PlexiChat recovery codes</h1>
+<p>Account <strong>${escapeHtml(user)}</strong>, made ${escapeHtml(new Date().toLocaleString())}.
+Each code works once: to sign in without your authenticator app, or to reset a forgotten
+password. Print this page (Ctrl+P), keep it somewhere safe, then delete the file.</p>
+<ol>${items}</ol></body></html>\n`;
+}
+
 async function regenerate(event) {
   event.preventDefault();
   $("regen-error").hidden = true;
@@ -652,9 +670,14 @@ function wire() {
   $("codes-copy").addEventListener("click", async () => {
     note(await copyText(codesText()) ? "Recovery codes copied." : "Copy failed: download them instead.");
   });
-  // The desktop window has no print dialog: printing is offered where a browser has one.
-  $("codes-print").hidden = /QtWebEngine/.test(navigator.userAgent);
-  $("codes-print").addEventListener("click", () => window.print());
+  // The desktop window has no print dialog: there, "Print" saves a printable sheet to
+  // open in any browser; a browser prints the page itself (print CSS shows only the codes).
+  const desktop = /QtWebEngine/.test(navigator.userAgent);
+  if (desktop) setText("codes-print", "Printable sheet (.html)");
+  $("codes-print").addEventListener("click", () => {
+    if (desktop) saveText("plexichat-recovery-codes.html", printableSheet(), "text/html");
+    else window.print();
+  });
   $("codes-done").addEventListener("click", () => { show("codes-panel", false); state.codes = []; });
   $("regen-form").addEventListener("submit", regenerate);
   $("disable-form").addEventListener("submit", disableMfa);
