@@ -418,13 +418,15 @@ class SecurityToolkitPlugin(Plugin):
         warnings: list[str] = []
         for n, raw in enumerate(found, 1):
             row = {**raw, "title": raw["title"] or raw["username"] or "(untitled)"}
+            changed = raw.get("changed")
             try:
-                added.append(entries.new_entry(EntryIn(**row)))
+                added.append(entries.new_entry(EntryIn(**row), changed=changed))
             except (Problem, ValueError) as exc:
                 # One bad TOTP field must not sink a 500-entry import: keep the entry
                 # without it and say so.
                 try:
-                    added.append(entries.new_entry(EntryIn(**{**row, "totp": ""})))
+                    added.append(entries.new_entry(EntryIn(**{**row, "totp": ""}),
+                                                   changed=changed))
                     warnings.append(f"entry {n} ({row['title'][:40]}): TOTP dropped "
                                     f"({why(exc)})")
                 except ValueError as again:

@@ -48,10 +48,13 @@ def _normal_totp(text: str) -> str:
     return otp.parse(text, "totp").uri() if text.strip() else ""
 
 
-def new_entry(data: EntryIn, stamp: str | None = None) -> dict[str, Any]:
+def new_entry(data: EntryIn, stamp: str | None = None, changed: str | None = None
+              ) -> dict[str, Any]:
+    """A new entry; ``changed`` (ISO time) is when its password last changed, if known
+    from an import (else now)."""
     stamp = stamp or now_iso()
-    entry = {"id": uuid.uuid4().hex, **data.model_dump(), "created": stamp,
-             "updated": stamp, "password_changed": stamp, "history": []}
+    entry = {"id": uuid.uuid4().hex, **data.model_dump(), "created": changed or stamp,
+             "updated": stamp, "password_changed": changed or stamp, "history": []}
     entry["totp"] = _normal_totp(data.totp)
     entry["score"] = score(entry)
     return entry

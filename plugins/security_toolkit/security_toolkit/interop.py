@@ -1,13 +1,16 @@
 """Import and export: KeePass KDBX 4 (pykeepass), Bitwarden CSV and KeePassXC CSV.
 
 Imports produce plain entry dicts (``title``, ``username``, ``password``, ``url``,
-``notes``, ``totp``, ``folder``, ``tags``); the vault module gives them ids and stamps.
+``notes``, ``totp``, ``folder``, ``tags`` and, when the source has it, ``changed``: when the
+entry was last modified, so the health report's "old" check means something right after
+an import); the vault module gives them ids and stamps.
 Every refusal names the field, and a CSV refusal the line number.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,19 @@ def _from_bitwarden(r: dict[str, str]) -> dict[str, Any] | None:
             "folder": r.get("folder", ""), "tags": []}
 
 
+def _stamp(text: str | None) -> str | None:
+    """An ISO 8601 time (``Z`` allowed) as UTC ISO text, or None when unreadable."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.astimezone(dt.UTC).replace(microsecond=0).isoformat()
+
+
 def _from_keepassxc(r: dict[str, str]) -> dict[str, Any]:
     group = r.get("Group", "")
     # KeePassXC writes the root group's name ("Root") first; drop it.
@@ -93,7 +109,7 @@ def _from_keepassxc(r: dict[str, str]) -> dict[str, Any]:
     return {"title": r.get("Title", ""), "username": r.get("Username", ""),
             "password": r.get("Password", ""), "url": r.get("URL", ""),
             "notes": r.get("Notes", ""), "totp": r.get("TOTP", ""), "folder": folder,
-            "tags": []}
+            "tags": [], "changed": _stamp(r.get("Last Modified"))}
 
 
 def write_csv(entries: list[dict[str, Any]], kind: str) -> str:
@@ -112,7 +128,7 @@ def write_csv(entries: list[dict[str, Any]], kind: str) -> str:
             group = "Root/" + e["folder"] if e.get("folder") else "Root"
             writer.writerow([group, e["title"], e.get("username", ""), e.get("password", ""),
                              e.get("url", ""), e.get("notes", ""), e.get("totp", ""), "0",
-                             e.get("updated", ""), e.get("created", "")])
+                             e.get("password_changed", ""), e.get("created", "")])
     else:
         raise Problem("format", "use 'bitwarden' or 'keepassxc'")
     return out.getvalue()
@@ -144,6 +160,8 @@ def read_kdbx(data: bytes, password: str, keyfile: bytes | None = None
             "password": entry.password or "", "url": entry.url or "",
             "notes": entry.notes or "", "totp": entry.otp or "",
             "folder": "/".join(path), "tags": list(entry.tags or []),
+            "changed": entry.mtime.astimezone(dt.UTC).replace(microsecond=0).isoformat()
+            if entry.mtime else None,
         })
     return found
 
@@ -167,10 +185,15 @@ def write_kdbx(entries: list[dict[str, Any]], password: str, *, time_cost: int =
             if path not in groups:
                 groups[path] = kp.add_group(group, part)
             group = groups[path]
-        kp.add_entry(group, e["title"] or "(untitled)", e.get("username", ""),
-                     e.get("password", ""), url=e.get("url") or None,
-                     notes=e.get("notes") or None, tags=e.get("tags") or None,
-                     otp=e.get("totp") or None, force_creation=True)
+        added = kp.add_entry(group, e["title"] or "(untitled)", e.get("username", ""),
+                             e.get("password", ""), url=e.get("url") or None,
+                             notes=e.get("notes") or None, tags=e.get("tags") or None,
+                             otp=e.get("totp") or None, force_creation=True)
+        # KeePass has no "password changed" time; its modification time is the closest,
+        # and what a later import reads back.
+        changed = _stamp(e.get("password_changed"))
+        if changed:
+            added.mtime = dt.datetime.fromisoformat(changed)
     out = io.BytesIO()
     kp.save(out)
     return out.getvalue()

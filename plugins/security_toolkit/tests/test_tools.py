@@ -205,6 +205,9 @@ def test_csv_import_export_round_trip() -> None:
     kind, found = interop.read_csv(BITWARDEN_CSV)
     assert kind == "bitwarden" and [e["title"] for e in found] == ["Mail", "Bank"]
     assert found[0]["notes"] == "two\nlines" and found[1]["password"] == 'pa,ss"word'
+    stamped = interop.read_csv(interop.write_csv(
+        [dict(found[0], password_changed="2020-01-02T03:04:05+00:00")], "keepassxc"))[1]
+    assert stamped[0]["changed"] == "2020-01-02T03:04:05+00:00"
     for fmt in ("bitwarden", "keepassxc"):
         entries = [dict(e, created="", updated="") for e in found]
         again = interop.read_csv(interop.write_csv(entries, fmt))[1]
@@ -232,7 +235,7 @@ def test_malformed_csv_names_the_line(text: str, line: int) -> None:
 def test_kdbx_round_trip_and_errors() -> None:
     entries = [{"title": "Mail", "username": "ann", "password": "hunter22", "url":
                 "https://mail.example.org", "notes": "n", "totp": "", "folder": "Work/Web",
-                "tags": ["a"]},
+                "tags": ["a"], "password_changed": "2021-03-04T05:06:07+00:00"},
                {"title": "Bank", "username": "ann", "password": "x" * 30, "url": "",
                 "notes": "", "totp": "otpauth://totp/Bank:ann?secret=JBSWY3DPEHPK3PXP",
                 "folder": "", "tags": []}]
@@ -243,6 +246,7 @@ def test_kdbx_round_trip_and_errors() -> None:
     assert [(e["title"], e["password"], e["folder"]) for e in back] == [
         ("Bank", "x" * 30, ""), ("Mail", "hunter22", "Work/Web")]
     assert back[0]["totp"].startswith("otpauth://") and back[1]["tags"] == ["a"]
+    assert back[1]["changed"] == "2021-03-04T05:06:07+00:00"  # "old" survives the trip
     with pytest.raises(Problem) as info:
         interop.read_kdbx(data, "wrong-pass")
     assert info.value.field == "password"
