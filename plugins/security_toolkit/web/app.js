@@ -371,7 +371,6 @@ function renderReport(report) {
     stat(s.old, "old", "warn"), el("div", { class: "stat ok" }, el("b", { text: String(s.healthy) }), el("span", { text: `healthy of ${report.checked}` })));
   const rows = report.issues.map((issue) => {
     const box = el("input", { type: "checkbox", value: issue.entry_id, "aria-label": `Select ${issue.title}` });
-    const fixable = issue.problems.some((p) => p.kind !== "old") || issue.problems.length;
     return el("tr", {},
       el("td", {}, box),
       el("td", {}, el("button", { type: "button", class: "small ghost", onclick: () => openEntry(issue.entry_id) }, issue.title),
@@ -379,7 +378,7 @@ function renderReport(report) {
       el("td", {}, ...issue.problems.map((p) => el("span", { class: `chip ${p.kind}`, title: p.detail, text: p.kind === "reused" ? `reused #${p.group}` : KIND_LABEL[p.kind] })),
         el("div", { class: "sub", text: issue.problems.map((p) => p.detail).join("; ") })),
       el("td", {}, el("span", { class: `dots s${issue.score}` }, el("i"), el("i"), el("i"), el("i"))),
-      el("td", {}, fixable ? el("button", { type: "button", class: "small", onclick: (ev) => fix([issue.entry_id], ev.currentTarget) }, "Fix") : null));
+      el("td", {}, el("button", { type: "button", class: "small", title: "Generate a new password and store it (undo below)", onclick: (ev) => fix([issue.entry_id], ev.currentTarget) }, "Fix")));
   });
   $("health-rows").replaceChildren(...rows);
   $("health-table").hidden = rows.length === 0;
