@@ -3,7 +3,8 @@ QtWebEngine offscreen, as the desktop window shows it, with a signed-in user, th
 endpoints (one healthy to the inspector, one failing and switched off, one unreachable),
 real deliveries and a forged request the inspector failed.
 
-Run from the repository root (it uses the project's GUI test fixtures):
+Run from the repository root (it uses the project's GUI test fixtures; set
+WM_SCREENSHOT_THEME=dark for the dark theme, written as endpoints-dark.png and so on):
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
         -p tests.gui.conftest plugins/webhook_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
@@ -11,6 +12,7 @@ Run from the repository root (it uses the project's GUI test fixtures):
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -83,7 +85,9 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             await forge(ok_box["url"])
 
         arun(scene(), timeout=60_000)
-        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+        theme = os.environ.get("WM_SCREENSHOT_THEME", "light")
+        suffix = "" if theme == "light" else f"-{theme}"
+        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
             view = browser.open("/plugins/webhook_manager/", size=(1440, 1180))
             browser.wait_idle(view)
             js = browser.js
@@ -97,7 +101,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                                                   ".textContent.length > 100")))
             browser.wait_idle(view)
             qtbot.wait(300)
-            view.grab().save(str(HERE / "endpoints.png"))
+            view.grab().save(str(HERE / f"endpoints{suffix}.png"))
 
             js(view, "document.getElementById('tab-deliveries').click() || 1")
             qtbot.waitUntil(lambda: count("#log-rows tr") >= 6, timeout=20_000)
@@ -106,7 +110,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             js(view, "document.querySelector('#d-attempts details').open = true")
             browser.wait_idle(view)
             qtbot.wait(300)
-            view.grab().save(str(HERE / "deliveries.png"))
+            view.grab().save(str(HERE / f"deliveries{suffix}.png"))
 
             js(view, "document.getElementById('tab-inspector').click() || 1")
             js(view, "[...document.querySelectorAll('#inbox-list button')].find(b => b"
@@ -118,7 +122,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                                                  ".hidden"))
             browser.wait_idle(view)
             qtbot.wait(300)
-            view.grab().save(str(HERE / "inspector.png"))
+            view.grab().save(str(HERE / f"inspector{suffix}.png"))
 
             js(view, "document.getElementById('tab-templates').click() || 1")
             js(view, "(document.getElementById('tpl-preset').value = 'teams') && 1")
@@ -128,7 +132,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                 view, "document.getElementById('tpl-output').textContent")))
             browser.wait_idle(view)
             qtbot.wait(300)
-            view.grab().save(str(HERE / "templates.png"))
+            view.grab().save(str(HERE / f"templates{suffix}.png"))
 
             # The form path a person takes: a bad URL is refused with the field named, a
             # good one shows the secret once in the dialog.
