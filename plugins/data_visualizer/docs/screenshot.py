@@ -151,5 +151,22 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             report = browser.report(view)
             assert not report.problems, report.problems
             view.grab().save(str(HERE / f"data-visualizer-live{suffix}.png"))
+
+            # The page's own upload (what a drop does): a good file becomes a dataset and
+            # a dashboard; a malformed one shows the line (its 422 is expected here).
+            def page_upload(text: str, name: str) -> None:
+                js(view, f"dataVisualizer.upload(new File([{text!r}], {name!r}, "
+                         "{type: 'text/csv'})) && 1")
+                qtbot.waitUntil(lambda: not js(view, "Boolean(document.body.dataset.uploading)"),
+                                timeout=30_000)
+
+            page_upload("city;temp\nKöln;3,5\nOslo;-2\n", "weather.csv")
+            names = ("[...document.querySelectorAll('#datasets button.link')]"
+                     ".map(b => b.textContent)")
+            assert "weather" in js(view, f"{names}.join(',')")
+            assert js(view, "dataVisualizer.state.board.title") == "weather.csv"
+            page_upload("a,b\n1,2\n3,4,5\n", "broken.csv")
+            shown = str(js(view, "document.getElementById('page-error').textContent"))
+            assert "line 3" in shown and "expected 2 fields" in shown
     finally:
         arun(rt.stop())

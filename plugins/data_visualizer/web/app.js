@@ -187,6 +187,7 @@ async function showSummary(name) {
 
 async function upload(file) {
   showError("page-error", "");
+  document.body.dataset.uploading = "true";
   const params = new URLSearchParams({filename: file.name,
                                       dashboard: $("make-dashboard").checked});
   $("summary").textContent = `Loading ${file.name}…`;
@@ -202,6 +203,8 @@ async function upload(file) {
   } catch (err) {
     showError("page-error", err.message);
     await loadSources();
+  } finally {
+    delete document.body.dataset.uploading;
   }
 }
 
@@ -741,7 +744,8 @@ async function start() {
     await loadSources();
     await loadBoards();
     connect();
-    window.dataVisualizer = {state, refreshPanels, appendLive, runQuery, drawChart, loadBoards};
+    window.dataVisualizer = {state, refreshPanels, appendLive, runQuery, drawChart, loadBoards,
+                             upload};
     document.body.dataset.ready = "true";
   } catch (err) {
     showError("page-error", `Could not load: ${err.message}`);
