@@ -419,3 +419,16 @@ async def test_the_security_log_keeps_the_newest_entries_per_account(v1):
     assert log["total"] == mfa.LOG_KEEP
     assert log["events"][0]["detail"] == {"n": mfa.LOG_KEEP + 4}
     assert (await bob.client.get("/users/me/security-log")).json()["total"] == 1  # bob's
+
+
+async def test_failed_resets_do_not_lock_the_owners_2fa_sign_in(v1, clock):
+    dan = await v1.account("dan")
+    secret, _ = await enable_2fa(dan)
+    body = {"username": "dan", "new_password": NEW_PASSWORD, "reset_token": "pxp_guess"}
+    for _ in range(mfa.FAILURE_LIMIT):
+        assert (await v1.anon.post("/auth/password/reset", json=body)).status_code == 401
+    assert (await v1.anon.post("/auth/password/reset", json=body)).status_code == 429
+    token = (await password_step(v1, "dan"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 200, r.text

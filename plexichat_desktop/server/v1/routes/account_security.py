@@ -457,7 +457,9 @@ async def reset_password(body: ResetBody, request: Request, api: Api) -> dict[st
     _check_new_password(api, body.new_password)
     row = await api.store.read(accounts.find_login, body.username)
     usable = row is not None and bool(row["is_active"])
-    key = row["id"] if row is not None else f"name:{body.username.lower()}"
+    # A bucket of its own: anyone may try resets without a password, and their failures
+    # must not lock the owner's 2FA sign-in (whose failures need the password first).
+    key = "reset:" + (row["id"] if row is not None else f"name:{body.username.lower()}")
     limiter = mfa_limiter(api)
     limiter.check(key)
     # Hashed whether or not the account exists: the answer's timing tells nothing.
