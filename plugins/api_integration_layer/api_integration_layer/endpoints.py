@@ -32,7 +32,8 @@ SCOPES: dict[str, str] = {
     "users:delete": "delete the current user's account and everything it owns",
     "users:export": "export everything the server keeps about the current user (JSON)",
     "messages:read": "read conversations, messages and message statistics",
-    "messages:write": "send and delete direct messages",
+    "messages:write": "send, reply to, edit and delete direct messages",
+    "messages:react": "add and take back reactions to messages",
     "keys:read": "read users' published public keys (end-to-end encrypted messages)",
     "keys:write": "publish and withdraw the current user's public key",
     "files:read": "list files, read their details, download them, file statistics",
@@ -167,6 +168,12 @@ _ENDPOINTS = [
     _e("messages.stats", "GET", "/messages/stats"),
     _e("messages.get", "GET", "/messages/{message_id}"),
     _e("messages.delete", "DELETE", "/messages/{message_id}", invalidates=("/search",)),
+    _e("messages.edit", "PATCH", "/messages/{message_id}", invalidates=("/search",)),
+    # Threads grow and counts change under the reader: never from the cache.
+    _e("messages.thread", "GET", "/messages/{message_id}/thread", cacheable=False),
+    _e("messages.react", "POST", "/messages/{message_id}/reactions", "messages:react",
+       idempotent=True),
+    _e("messages.unreact", "DELETE", "/messages/{message_id}/reactions", "messages:react"),
     # files
     _e("files.upload", "POST", "/files/upload", invalidates=("/search",)),
     _e("files.stats", "GET", "/files/stats"),

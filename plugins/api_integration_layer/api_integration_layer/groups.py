@@ -288,11 +288,42 @@ class UsersApi(_Group):
 class MessagesApi(_Group):
     """``/messages``: direct messages."""
 
-    async def send(self, recipient_id: str, content: str, *,
-                   message_type: m.MessageType = "text", encrypted: bool = False) -> m.Message:
+    async def send(self, recipient_id: str | None, content: str, *,
+                   message_type: m.MessageType = "text", encrypted: bool = False,
+                   reply_to: str | None = None) -> m.Message:
+        """Send a message; with ``reply_to`` a reply in that message's thread (then
+        ``recipient_id`` may be None: the other party of the message replied to)."""
         body = _body(m.SendMessage, recipient_id=recipient_id, content=content,
-                     message_type=message_type, encrypted=encrypted)
+                     message_type=message_type, encrypted=encrypted, reply_to=reply_to)
         return await self._c.call("messages.send", json=body, model=m.Message)
+
+    async def reply(self, message_id: str, content: str, *,
+                    message_type: m.MessageType = "text") -> m.Message:
+        """Answer ``message_id`` in its thread (to the other party of that message)."""
+        return await self.send(None, content, message_type=message_type, reply_to=message_id)
+
+    async def thread(self, message_id: str, *, limit: int = 50, offset: int = 0) -> m.Thread:
+        """The thread ``message_id`` belongs to: its first message and the replies, oldest
+        first."""
+        return await self._c.call("messages.thread", path={"message_id": message_id},
+                                  params={"limit": limit, "offset": offset}, model=m.Thread)
+
+    async def edit(self, message_id: str, content: str) -> m.Message:
+        """Change the content of a message the caller sent (403 for anyone else)."""
+        return await self._c.call("messages.edit", path={"message_id": message_id},
+                                  json=_body(m.EditMessage, content=content), model=m.Message)
+
+    async def react(self, message_id: str, emoji: str) -> m.ReactionResult:
+        """Add the caller's reaction (one emoji or a :shortcode:); the message with its
+        counts comes back, ``changed`` False when the reaction was already there."""
+        return await self._c.call("messages.react", path={"message_id": message_id},
+                                  json=_body(m.Reaction, emoji=emoji),
+                                  model=m.ReactionResult)
+
+    async def unreact(self, message_id: str, emoji: str) -> m.ReactionResult:
+        """Take back the caller's reaction ``emoji``."""
+        return await self._c.call("messages.unreact", path={"message_id": message_id},
+                                  params={"emoji": emoji}, model=m.ReactionResult)
 
     async def conversations(self, *, limit: int = 50, offset: int = 0) -> m.ConversationList:
         return await self._c.call("messages.conversations", model=m.ConversationList,

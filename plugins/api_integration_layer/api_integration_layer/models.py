@@ -265,10 +265,25 @@ class AccountDeleted(ActionResult):
 
 # -- messages --------------------------------------------------------------------------
 class SendMessage(Request):
-    recipient_id: str
+    recipient_id: str | None = None  # may be left out of a reply (the other party)
     content: str
     message_type: MessageType = "text"
     encrypted: bool = False
+    reply_to: str | None = None
+
+
+class EditMessage(Request):
+    content: str
+
+
+class Reaction(Request):
+    emoji: str
+
+
+class ReactionCount(Response):
+    emoji: str
+    count: int
+    me: bool = False  # whether the caller is one of them
 
 
 class Message(Response):
@@ -281,6 +296,22 @@ class Message(Response):
     timestamp: dt.datetime
     read: bool = False
     read_at: dt.datetime | None = None
+    reply_to: str | None = None
+    thread_id: str | None = None  # the first message of the thread, for a reply
+    reply_count: int = 0
+    edited: bool = False
+    edited_at: dt.datetime | None = None
+    reactions: list[ReactionCount] = []
+
+
+class ReactionResult(Message):
+    changed: bool  # False: the reaction was already there (or already gone)
+
+
+class Thread(Page):
+    thread_id: str
+    root: Message | None  # None once the first message is deleted
+    messages: list[Message]
 
 
 class ConversationSummary(Response):

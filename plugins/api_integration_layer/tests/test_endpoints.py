@@ -63,6 +63,22 @@ async def exercise_messages(ann: ApiClient, bob: ApiClient) -> str:
     assert (await ann.messages.get(sent.id)).read  # read by bob's fetch
     stats = await bob.messages.stats()
     assert stats.received_messages == 1 and stats.unread_messages == 0
+    reply = await bob.messages.reply(sent.id, "hello ann")
+    assert reply.recipient_id == ann.user["id"] and reply.thread_id == sent.id
+    thread = await ann.messages.thread(reply.id)
+    assert thread.root is not None and thread.root.reply_count == 1
+    assert [x.content for x in thread.messages] == ["hello ann"]
+    edited = await bob.messages.edit(reply.id, "hello, ann")
+    assert edited.edited and edited.content == "hello, ann"
+    reacted = await ann.messages.react(reply.id, "👍")
+    assert reacted.changed and [(r.emoji, r.count, r.me) for r in reacted.reactions] == [
+        ("👍", 1, True)]
+    assert not (await ann.messages.react(reply.id, "👍")).changed
+    assert (await bob.messages.get(reply.id)).reactions[0].me is False
+    assert (await ann.messages.unreact(reply.id, "👍")).reactions == []
+    with pytest.raises(ApiHTTPError) as refused:
+        await ann.messages.edit(reply.id, "not mine")
+    assert refused.value.status == 403
     doomed = await ann.messages.send(bob.user["id"], "oops")
     assert (await ann.messages.delete(doomed.id)).success
     with pytest.raises(ApiHTTPError) as info:
