@@ -644,6 +644,9 @@
   let first = "backups";
   try { first = sessionStorage.getItem("system_manager.tab") || first; } catch (e) { /* private mode */ }
   selectTab(first);
-  refresh();
+  refresh().then(() => {
+    // The watch runs every few minutes; a page opened before its first run checks now.
+    if (state && !state.health.checked_at) act(() => api("health/check", { method: "POST" }));
+  });
   connect();
 })();
