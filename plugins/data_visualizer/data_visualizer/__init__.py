@@ -178,6 +178,7 @@ class DataVisualizerPlugin(Plugin):
             target = self.engine.check_name(name or safe_name(filename))
         except NameError_ as exc:
             return _error(422, str(exc))
+        previous = self.engine.datasets.get(target)
         path = self.uploads / secrets.token_hex(8)
         try:
             size, head = 0, b""
@@ -209,8 +210,16 @@ class DataVisualizerPlugin(Plugin):
         dataset = self.engine.datasets[target]
         answer: dict[str, Any] = {"dataset": dataset.to_dict()}
         if dashboard:
-            board = await asyncio.to_thread(suggest_dashboard, dataset, self._builder())
-            answer["dashboard"] = self.store.save(board).model_dump(mode="json", by_alias=True)
+            # The same file dropped again (a fresh export) keeps the dashboard made for it
+            # when its columns did not change; its panels show the new rows.
+            same = [b for b in self.store.list() if b.made_for == target] if (
+                previous is not None and previous.columns == dataset.columns) else []
+            if same:
+                board = same[0]
+            else:
+                board = await asyncio.to_thread(suggest_dashboard, dataset, self._builder())
+                self.store.save(board)
+            answer["dashboard"] = board.model_dump(mode="json", by_alias=True)
         self.hub.publish("dataset", {"name": target, "action": "loaded",
                                      "dataset": answer["dataset"]})
         return JSONResponse(answer, status_code=201)

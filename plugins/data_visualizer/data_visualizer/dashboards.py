@@ -91,6 +91,8 @@ class Dashboard(BaseModel):
     refresh_seconds: int = Field(0, ge=0, le=86_400, description="0 = no auto-refresh.")
     variables: list[Variable] = Field(default_factory=list, max_length=50)
     panels: list[Panel] = Field(default_factory=list, max_length=MAX_PANELS)
+    made_for: str | None = Field(None, max_length=48,
+                                 description="The dataset a dropped file's dashboard was made for.")
     created: float = Field(default_factory=time.time)
     updated: float = Field(default_factory=time.time)
     format: Literal["plexichat-data-visualizer/1"] = "plexichat-data-visualizer/1"
@@ -277,7 +279,7 @@ def suggest_dashboard(dataset: Dataset, build: Any) -> Dashboard:
         used = panel.width if used + panel.width > 12 else used + panel.width
     if panels and used == 6:
         panels[-1].width = 12
-    return Dashboard(title=f"{dataset.filename}", panels=panels)
+    return Dashboard(title=f"{dataset.filename}", panels=panels, made_for=dataset.name)
 
 
 def _title(choice: dict[str, Any]) -> str:

@@ -54,8 +54,13 @@ def test_drop_a_csv_and_get_a_dashboard_whose_panels_run(plexichat_app: Any) -> 
     totals = client.post("api/query", json={
         "sql": "SELECT region, sum(amount) FROM sales_2026 GROUP BY 1 ORDER BY 1"}).json()
     assert totals["rows"] == [["east", 4.0], ["north", 4.75], ["south", 2.0]]
+    # A fresh export of the same file keeps its dashboard; the panels read the new rows.
+    again = upload(client, "Sales 2026.csv", CSV + "2026-01-05;west;5\n", dashboard=True)
+    assert again.json()["dashboard"]["id"] == board["id"]
+    assert again.json()["dataset"]["rows"] == 5
+    assert len(client.get("api/dashboards").json()["dashboards"]) == 1
     preview = client.get("api/datasets/sales_2026").json()
-    assert len(preview["rows"]) == 4 and preview["summary"][2]["column_name"] == "amount"
+    assert len(preview["rows"]) == 5 and preview["summary"][2]["column_name"] == "amount"
     assert client.get("").status_code == 200  # the page
 
 
