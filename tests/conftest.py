@@ -32,6 +32,23 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
     return AppPaths.from_env()
 
 
+def switch_off_bundled(paths: AppPaths, keep: tuple[str, ...] = ()) -> None:
+    """Switch the bundled plugins off in ``paths`` as a user would (the plugin states file),
+    but ``keep``: for tests of the app that start it in a subprocess and need none of them.
+    Each bundled plugin's pages and suite are tested in test_bundled_plugins.py and
+    gui/test_plugin_pages.py; starting all of them in every such subprocess only costs."""
+    from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.core.paths import bundled_plugins_dir
+    from plexichat_desktop.plugins.discovery import Source, scan_folder
+    from plexichat_desktop.plugins.manager import PluginManager
+
+    manager = PluginManager(paths=paths, settings=Settings(), bus=EventBus(), bundled_dir=None,
+                            include_installed=False)
+    for candidate in scan_folder(bundled_plugins_dir(), Source.BUNDLED):
+        if candidate.root.name not in keep:
+            manager.remember_enabled(candidate.root.name, False)
+
+
 class RunningCore:
     def __init__(self, runtime: Runtime, url: str):
         self.runtime = runtime

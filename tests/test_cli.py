@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FIXTURE_PLUGINS
+from tests.conftest import FIXTURE_PLUGINS, switch_off_bundled
 
 CLI = [sys.executable, "-m", "plexichat_desktop"]
 
@@ -24,6 +24,7 @@ def env(home, tmp_path) -> dict[str, str]:
     out = dict(os.environ)
     out["PLEXICHAT_DESKTOP_HOME"] = str(home.config_dir.parent)
     out.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    switch_off_bundled(home)
     return out
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
 from plexichat_desktop.testing.watch import affected_tests
+from tests.conftest import switch_off_bundled
 
 CLI = [sys.executable, "-m", "plexichat_desktop"]
 WAIT = 30.0  # the bound on every wait below; how fast it goes is the benchmark's job
@@ -56,6 +57,7 @@ def env(home: Any) -> dict[str, str]:
     out = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     out["PLEXICHAT_DESKTOP_HOME"] = str(home.config_dir.parent)
     out.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)
+    switch_off_bundled(home)
     return out
 
 

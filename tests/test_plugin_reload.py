@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
+from tests.conftest import switch_off_bundled
 
 CODE = '''from plexichat_desktop.plugins.api import Plugin
 
@@ -117,6 +118,7 @@ def test_plugins_reload_command_reloads_in_the_running_app(home, tmp_path):
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
            "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(tmp_path)}
     cli = [sys.executable, "-m", "plexichat_desktop"]
+    switch_off_bundled(home)
     idle = subprocess.run([*cli, "plugins", "reload", "cli_reloaded"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert idle.returncode == 1 and "is not running" in idle.stderr
