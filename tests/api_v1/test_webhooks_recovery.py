@@ -209,3 +209,19 @@ async def test_the_apps_own_receivers_are_reachable_without_allow_private(
     assert (await ann.client.post("/webhooks/register", json=body)).status_code == 422
     routes = (await v1.anon.get("/")).json()
     assert "local-receivers" not in str(routes)  # the app's own, not the public API
+
+
+async def test_a_switched_off_webhook_gets_no_more_retries(make_v1, receiver):  # noqa: F811
+    v1 = await make_v1(webhook_retry_base=0.05, webhook_max_attempts=3)
+    ann = await v1.account("ann")
+    hook = (await ann.client.post("/webhooks/register", json={
+        "url": receiver.url, "events": ["*"], "disable_after": 1})).json()
+    receiver.statuses = [500, 500, 500, 500]
+    first = (await ann.client.post(f"/webhooks/{hook['id']}/test")).json()
+    failed = await wait_status(ann.client, first["id"], "failed")
+    assert failed["attempt_count"] == 3
+    assert (await ann.client.get(f"/webhooks/{hook['id']}")).json()["active"] is False
+    # A test still goes out (the owner asked), but a failure is not retried while off.
+    second = (await ann.client.post(f"/webhooks/{hook['id']}/test")).json()
+    failed = await wait_status(ann.client, second["id"], "failed")
+    assert failed["attempt_count"] == 1 and failed["attempts"][0]["status_code"] == 500

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit, urlunsplit
 from plexichat_desktop import __version__
 from plexichat_desktop.core.settings import ApiSettings
 from plexichat_desktop.server.v1.common import cancel_and_wait, iso, new_id, now
-from plexichat_desktop.server.v1.store import ApiStore, one
+from plexichat_desktop.server.v1.store import ApiStore, one, scalar
 
 if TYPE_CHECKING:  # imported when the first delivery goes out: not on the app's start path
     import httpx
@@ -302,6 +302,11 @@ def _record_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: dict[st
                        (delivery_id,)).fetchone()
     if row is None:  # the webhook was deleted meanwhile
         return None
+    if status == "retrying" and scalar(
+            conn, "SELECT disabled_reason IS NOT NULL AND active = 0 FROM webhooks "
+                  "WHERE id = ?", (row["webhook_id"],)):
+        # In flight when the webhook switched itself off: no more retries (recover later).
+        status, next_at = "failed", None
     attempts = [*json.loads(row["attempts"]), attempt]
     current = now()
     conn.execute(
