@@ -1,6 +1,7 @@
 """Service and version detection on open ports: banners first, then probes.
 
-For each open port, in order, each on a fresh connection and within ``timeout``:
+For each open port, each probe on a fresh connection and within ``timeout`` (2-4 run at
+once when the service stays silent after connecting):
 
 1. *null probe*: wait for what the service says on its own (SSH, FTP, SMTP, POP3, IMAP,
    MySQL, VNC and telnet greet first);
@@ -223,8 +224,14 @@ async def detect(address: str, port: int, *, timeout: float = 2.0,
             service.name = "unknown"
         return service
 
+    # 2-4 at once, each on its own connection: a silent port then costs one timeout, not
+    # three; the answers are read in the order TLS, Redis, HTTP.
+    hello, pong, answer = await asyncio.gather(
+        attempt(_http_request(host), client_context(), read_all=True),
+        attempt(b"PING\r\n"),
+        attempt(_http_request(host), read_all=True))
+
     # 2. TLS
-    hello = await attempt(_http_request(host), client_context(), read_all=True)
     if hello is not None:
         service.tls = True
         service.method = "probe:tls"
@@ -235,7 +242,6 @@ async def detect(address: str, port: int, *, timeout: float = 2.0,
         return service
 
     # 3. Redis
-    pong = await attempt(b"PING\r\n")
     if pong and (pong.startswith(b"+PONG") or pong.startswith(b"-NOAUTH")
                  or pong.startswith(b"-DENIED")):
         service.name, service.product, service.method = "redis", "Redis", "probe:redis"
@@ -249,7 +255,6 @@ async def detect(address: str, port: int, *, timeout: float = 2.0,
         return service
 
     # 4. HTTP
-    answer = await attempt(_http_request(host), read_all=True)
     if answer and read_http(answer, service):
         return service
     if pong and read_http(pong, service):  # answered PING with an HTTP error

@@ -8,9 +8,9 @@ are deleted.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
-import builtins
 import threading
 from pathlib import Path
 from typing import Any
