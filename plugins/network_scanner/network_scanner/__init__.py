@@ -305,7 +305,12 @@ class NetworkScannerPlugin(Plugin):
             return problem(exc)
         from network_scanner.findings import evaluate, summarize
 
-        ports = [p["port"] for p in report["ports"]] or [1]
+        listed = [p["port"] for p in report["ports"]]
+        try:  # nmap's own list of what it scanned; else only the ports it listed
+            ports = parse_ports(report["scanned"]) if report["scanned"] else listed
+        except PortSpecError:
+            ports = listed
+        ports = sorted(set(ports) | set(listed)) or [1]
         found = [f.to_dict() for p in report["ports"] for f in evaluate(p)]
         started = report["started"] or time.time()
         scan = {"id": "imp-" + hashlib.sha256(body.xml.encode()).hexdigest()[:10],

@@ -33,8 +33,9 @@ def nmap_path() -> str | None:
 
 
 def parse_xml(text: str | bytes) -> dict[str, Any]:
-    """An nmap XML report as ``{"hosts": [...], "ports": [...], "args", "started",
-    "finished", "version"}``; ports carry ``service`` like the built-in scanner's.
+    """An nmap XML report as ``{"hosts": [...], "ports": [...], "counts", "scanned" (the
+    TCP ports nmap looked at, nmap's own spec), "args", "started", "finished",
+    "version"}``; ports carry ``service`` like the built-in scanner's.
     Raises :class:`NmapProblem` (field ``xml``) for XML that is unsafe, broken or not
     an nmap report."""
     if len(text) > MAX_XML:
@@ -91,7 +92,11 @@ def parse_xml(text: str | bytes) -> dict[str, Any]:
     if not hosts and root.find("host") is None and root.find("runstats") is None:
         raise NmapProblem("an <nmaprun> without hosts or run statistics")
     finished = root.find("runstats/finished")
-    return {"hosts": hosts, "ports": ports, "counts": counts,
+    # What nmap looked at ("1-1000" or "22,80,443"), so a diff against this report knows
+    # which unlisted ports were scanned (closed) and which were not scanned at all.
+    scanned = ",".join(info.get("services", "") for info in root.findall("scaninfo")
+                       if info.get("protocol", "tcp") == "tcp" and info.get("services"))
+    return {"hosts": hosts, "ports": ports, "counts": counts, "scanned": scanned,
             "args": root.get("args", ""), "version": root.get("version", ""),
             "started": float(root.get("start", "0") or 0),
             "finished": float(finished.get("time", "0") or 0) if finished is not None else None}

@@ -241,6 +241,7 @@ async def test_nmap_xml_import_joins_the_history(tmp_path: Path) -> None:
         assert summary == {"id": summary["id"], "hosts": 1, "ports": 3, "findings": 5}
         scan = (await client.get(f"scans/{summary['id']}")).json()
         assert scan["backend"] == "nmap-import" and scan["counts"]["closed"] == 997
+        assert scan["scanned_ports"] == "1-1000" and scan["port_count"] == 1000
         rules = {f["rule"]: f["confidence"] for f in scan["findings"]}
         assert rules["openssh-regresshion"] == "banner match"
         assert rules["vsftpd-234-backdoor"] == "banner match"
