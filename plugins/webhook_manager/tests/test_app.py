@@ -295,6 +295,16 @@ def test_rotation_keeps_the_inbox_verifying(app: PlexiChatApp) -> None:
     assert answer.json()["verified"] is False
     assert app.client.post(f"api/endpoints/{hook['id']}/rotate",
                            json={"grace_seconds": -5}).status_code == 422
+    # A secret set by hand replaces the inbox's (a receiver of another sender).
+    manual = "typed-in-by-hand-secret"
+    SEEN_SECRETS.append(manual)
+    ok(app.client.put(f"api/inboxes/{inbox['id']}", json={"secret": manual}))
+    with httpx.Client(timeout=10) as raw:
+        answer = raw.post(inbox["url"], content=body, headers=forged(manual, body, time.time()))
+    assert answer.json()["verified"] is True
+    assert app.client.put(f"api/inboxes/{inbox['id']}", json={"tolerance": 0}
+                          ).status_code == 422
+    assert app.client.put("api/inboxes/nope", json={"name": "x"}).status_code == 404
 
 
 class ChatServer(http.server.ThreadingHTTPServer):

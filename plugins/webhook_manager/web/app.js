@@ -451,8 +451,11 @@ async function createInbox(event) {
 async function saveInbox(event) {
   event.preventDefault();
   try {
-    const ib = await api(`inboxes/${state.inbox.id}`, { method: "PUT", body: { tolerance: Number($("ib-tolerance").value), respond_status: Number($("ib-status").value) } });
-    notice(`Inbox “${ib.name}” answers ${ib.respond_status} and accepts timestamps within ±${ib.tolerance} s.`);
+    const body = { tolerance: Number($("ib-tolerance").value), respond_status: Number($("ib-status").value) };
+    if ($("ib-new-secret").value) body.secret = $("ib-new-secret").value;  // else unchanged
+    const ib = await api(`inboxes/${state.inbox.id}`, { method: "PUT", body });
+    $("ib-new-secret").value = "";
+    notice(`Inbox “${ib.name}” answers ${ib.respond_status}, accepts timestamps within ±${ib.tolerance} s${body.secret ? " and verifies with the new secret" : ""}.`);
     await loadInboxes();
   } catch (err) { showError(err); }
 }
