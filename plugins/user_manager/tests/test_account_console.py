@@ -143,6 +143,15 @@ def test_password_change_ends_other_sessions(plexichat_app):
     assert log["total"] == 1 and log["events"][0]["detail"]["sessions_ended"] == 1
 
 
+def test_a_session_ended_elsewhere_shows_the_sign_in(plexichat_app):
+    client, user = plexichat_app.client, plexichat_app.user
+    assert ok(client.get("api/overview"))["signed_in"] is True
+    # The harness's own client signs every session out (as another device would).
+    assert user.client.post("auth/logout?all_sessions=true").status_code == 200
+    overview = ok(client.get("api/overview"))
+    assert overview["signed_in"] is False and "log in again" in overview["ended"]
+
+
 def test_sign_out_one_session_and_the_others(plexichat_app):
     client, user = plexichat_app.client, plexichat_app.user
     base = f"{plexichat_app.url}api/v1/"

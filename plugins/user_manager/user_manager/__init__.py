@@ -225,6 +225,8 @@ class UserManagerPlugin(Plugin):
     # -- overview and signing in ---------------------------------------------------------
     async def overview(self) -> Any:
         """Who is signed in, their profile and 2FA state, the policy and the server."""
+        from api_integration_layer.errors import NotAuthenticated
+
         async def work() -> dict[str, Any]:
             api = self.api()
             policy = await self.policy()
@@ -235,10 +237,15 @@ class UserManagerPlugin(Plugin):
                     "log_page_size": self.config.log_page_size}
             if api.user is None:
                 return {"signed_in": False, "user": None, **base}
-            with api.bypass_cache():
-                me, mfa, devices = await asyncio.gather(
-                    api.users.me(), api.auth.mfa_status(),
-                    api.users.security_log(kind="new_device", limit=3))
+            try:
+                with api.bypass_cache():
+                    me, mfa, devices = await asyncio.gather(
+                        api.users.me(), api.auth.mfa_status(),
+                        api.users.security_log(kind="new_device", limit=3))
+            except NotAuthenticated as exc:
+                # The stored session ended meanwhile (signed out elsewhere, password reset,
+                # a restored backup): the page offers the sign-in again.
+                return {"signed_in": False, "user": None, "ended": str(exc.detail), **base}
             return {"signed_in": True, "user": me.model_dump(mode="json"),
                     "mfa": mfa.model_dump(mode="json"),
                     "recent_new_devices": [e.model_dump(mode="json") for e in devices.events],

@@ -162,6 +162,7 @@ async function loadOverview() {
   show("signed-in", data.signed_in);
   show("sign-out", data.signed_in);
   if (!data.signed_in) {
+    if (data.ended) note(`The session ended: ${data.ended}`);
     setText("who", "Signed out");
     $("who").className = "badge badge-wait";
     return;
