@@ -65,6 +65,7 @@ class ChartRequest(BaseModel):
     bins: int = Field(30, ge=2, le=200)
     limit: int = Field(50, ge=1, le=1000, description="Categories kept (bar, heatmap, pie).")
     max_points: int = Field(5000, ge=10, le=100_000, description="Raw points kept.")
+    trend: bool = Field(False, description="Scatter: add a least-squares trend line.")
     title: str = Field("", max_length=200)
 
 
@@ -252,7 +253,21 @@ def build_chart(engine: Engine, request: ChartRequest, base_expanded: str,
         encoding["x"] = {"field": x["name"], "type": _vl_type(x["kind"]), "scale": {"zero": False}}
         encoding["y"] = {"field": y["name"], "type": "quantitative", "scale": {"zero": False}}
         encoding["tooltip"] = _tooltip(encoding["x"], encoding["y"], color)
-        spec["mark"] = {"type": "point", "filled": True, "opacity": 0.6, "tooltip": True}
+        points = {"mark": {"type": "point", "filled": True, "opacity": 0.6, "tooltip": True}}
+        if not request.trend:
+            spec["mark"] = points["mark"]
+        else:
+            # Least squares in the page (Vega's regression transform), over the points
+            # drawn; one line per colour group.
+            regression: dict[str, Any] = {"regression": y["name"], "on": x["name"]}
+            if color:
+                regression["groupby"] = [color["name"]]
+            line_encoding = {k: v for k, v in encoding.items() if k != "tooltip"}
+            spec["layer"] = [
+                {**points, "encoding": encoding},
+                {"transform": [regression], "mark": {"type": "line", "strokeWidth": 2},
+                 "encoding": line_encoding}]
+            return {"sql": sql, "spec": check_spec(spec)}
     elif t == "histogram":
         x = column(request.x, "x", "quantitative")
         name = ident(x["name"])

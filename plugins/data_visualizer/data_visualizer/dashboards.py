@@ -257,7 +257,7 @@ def suggest_dashboard(dataset: Dataset, build: Any) -> Dashboard:
     if numbers:
         wanted.append({"type": "histogram", "x": numbers[0]})
     if len(numbers) >= 2:
-        wanted.append({"type": "scatter", "x": numbers[0], "y": numbers[1],
+        wanted.append({"type": "scatter", "x": numbers[0], "y": numbers[1], "trend": True,
                        "color": kinds["nominal"][0] if kinds["nominal"] else None})
     elif numbers and kinds["nominal"]:
         wanted.append({"type": "boxplot", "x": kinds["nominal"][0], "y": numbers[0]})

@@ -90,7 +90,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
         theme = os.environ.get("DV_SCREENSHOT_THEME", "light")
         suffix = "" if theme == "light" else f"-{theme}"
         with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/data_visualizer/", size=(1440, 1100))
+            view = browser.open("/plugins/data_visualizer/", size=(1440, 1380))
             browser.wait_idle(view)
             js = browser.js
 

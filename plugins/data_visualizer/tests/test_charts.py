@@ -86,6 +86,9 @@ def test_histogram_bins_count_every_row(engine: Engine) -> None:
 def test_scatter_is_sampled_and_other_types_build(engine: Engine) -> None:
     _, rows = build(engine, type="scatter", x="units", y="price", max_points=100)
     assert len(rows) == 100
+    built, _ = build(engine, type="scatter", x="units", y="price", color="region", trend=True)
+    regression = built["spec"]["layer"][1]["transform"][0]
+    assert regression == {"regression": "price", "on": "units", "groupby": ["region"]}
     _, rows = build(engine, type="heatmap", x="region", y="units")
     assert sum(r["count"] for r in rows) == ROWS
     _, rows = build(engine, type="boxplot", x="region", y="price")

@@ -342,7 +342,8 @@ function builderChoice() {
   const value = (id) => $(id).value || null;
   return {sql: sqlText(), type: $("chart-type").value, x: value("chart-x"),
           y: value("chart-y"), color: value("chart-color"),
-          aggregate: $("chart-aggregate").value, title: $("chart-title").value};
+          aggregate: $("chart-aggregate").value, title: $("chart-title").value,
+          trend: $("chart-trend").checked};
 }
 
 async function drawChart(event) {
