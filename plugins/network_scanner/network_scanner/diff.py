@@ -58,6 +58,8 @@ def diff_scans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         if address not in both or port not in common_ports:
             continue
         was, now = before.get(key), after.get(key)
+        if (was is None and old.get("truncated")) or (now is None and new.get("truncated")):
+            continue  # not listed because the listing was cut: its state is unknown
         was_state = was["state"] if was else "closed"
         now_state = now["state"] if now else "closed"
         if now_state == "open" and was_state != "open":

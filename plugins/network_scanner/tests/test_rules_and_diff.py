@@ -112,6 +112,10 @@ def test_diff_reports_what_ndiff_would_and_more() -> None:
     assert diff["counts"]["opened"] == 2
     assert diff["summary"].startswith("2 opened, 1 closed, 1 service, 1 certificate")
     assert diff_scans(new, new)["summary"] == "no changes"
+    # A listing cut short (over 5,000 open/filtered ports) says nothing of unlisted ports.
+    cut = {**new, "truncated": True}
+    assert ("closed", 80) not in {(c["kind"], c["port"]) for c in diff_scans(old, cut)[
+        "changes"]}
 
 
 def test_csv_export_defuses_formulas() -> None:
