@@ -72,28 +72,46 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
 
             js(view, "localStorage.setItem('analytics.days', '90') || 1")
             js(view, "document.querySelector('.seg[data-days=\"90\"]').click() || 1")
-            qtbot.waitUntil(lambda: count("#kpis .kpi") == 8, timeout=20_000)
+            qtbot.waitUntil(lambda: count("#kpis .kpi") == 8, timeout=30_000)
             js(view, "document.getElementById('trend-forecast').click() || 1")
             qtbot.waitUntil(lambda: count("#trend-chart svg") == 1 and
                             "forecast" in str(js(view, "document.getElementById("
                                                        "'trend-legend').textContent")),
-                            timeout=20_000)
+                            timeout=30_000)
             browser.wait_idle(view)
             qtbot.wait(500)
             view.grab().save(str(HERE / f"analytics-dashboard{suffix}.png"))
 
             js(view, "document.getElementById('tab-reports').click() || 1")
-            qtbot.waitUntil(lambda: count("#report-table tbody tr") > 5, timeout=20_000)
-            qtbot.waitUntil(lambda: count("#report-chart svg") == 1, timeout=20_000)
+            qtbot.waitUntil(lambda: count("#report-table tbody tr") > 5, timeout=30_000)
+            qtbot.waitUntil(lambda: count("#report-chart svg") == 1, timeout=30_000)
             qtbot.wait(400)
             view.grab().save(str(HERE / f"analytics-dashboard-reports{suffix}.png"))
 
             js(view, "document.getElementById('tab-alerts').click() || 1")
-            qtbot.waitUntil(lambda: count("#rules li") == 3, timeout=20_000)
-            qtbot.waitUntil(lambda: count("#files li a") == 1, timeout=20_000)
+            qtbot.waitUntil(lambda: count("#rules li") == 3, timeout=30_000)
+            qtbot.waitUntil(lambda: count("#files li a") == 1, timeout=30_000)
             qtbot.wait(400)
             view.grab().save(str(HERE / f"analytics-dashboard-alerts{suffix}.png"))
             report = browser.report(view)
+            assert not report.problems, report.problems
+
+            # A non-administrator asking for top users: a notice, not a broken panel.
+            arun(layer.client.auth.logout())
+            arun(layer.client.auth.register("sam", "sam@example.org", PASSWORD))
+            arun(layer.client.auth.login("sam", PASSWORD))
+            js(view, "localStorage.setItem('analytics.report', 'top_users') || 1")
+            other = browser.open("/plugins/analytics_dashboard/#reports", size=(1360, 700))
+            qtbot.waitUntil(lambda: "Administrator needed" in str(js(
+                other, "(document.getElementById('report-note') || {}).textContent")),
+                timeout=30_000)
+            assert "signed in as sam" in str(js(
+                other, "document.getElementById('report-note').textContent"))
+            assert js(other, "document.getElementById('export-csv').hasAttribute('href')") \
+                is False
+            qtbot.wait(300)
+            other.grab().save(str(HERE / f"analytics-dashboard-non-admin{suffix}.png"))
+            report = browser.report(other)
             assert not report.problems, report.problems
     finally:
         arun(rt.stop())

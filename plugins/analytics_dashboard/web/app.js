@@ -9,7 +9,18 @@ const state = {
   report: localStorage.getItem("analytics.report") || "activity",
   status: null, overview: null, rules: [],
 };
-const COLORS = {bar: "#3563e9", average: "#1f7a63", anomaly: "#d64545", forecast: "#c77c02"};
+// Each loader numbers its requests; an answer that is no longer the newest (the period or
+// the metric changed while it was on its way) is dropped instead of drawn over a newer one.
+const latest = {};
+const ticket = (name) => (latest[name] = (latest[name] || 0) + 1);
+const stale = (name, n) => latest[name] !== n;
+// Chart colours follow the page's theme (the CSS variables of style.css).
+function colors() {
+  const css = getComputedStyle(document.documentElement);
+  const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  return {bar: v("--blue", "#3563e9"), average: v("--accent", "#1f7a63"),
+          anomaly: v("--bad", "#d64545"), forecast: v("--warn", "#c77c02")};
+}
 
 // -- helpers ------------------------------------------------------------------------------
 async function api(path, options = {}) {
@@ -118,7 +129,9 @@ function report_failed(error) { showError(error.message); }
 
 // -- overview ---------------------------------------------------------------------------
 async function loadOverview(fresh = false) {
+  const n = ticket("overview");
   const data = await api(`overview?days=${state.days}${fresh ? "&fresh=true" : ""}`);
+  if (stale("overview", n)) return;
   state.overview = data;
   const since = data.since ? data.since.slice(0, 10) : "?";
   const before = data.previous_since ? data.previous_since.slice(0, 10) : "?";
@@ -157,8 +170,10 @@ function chooseMetric(key) {
 
 async function loadTrend(fresh = false) {
   const forecast = $("trend-forecast").checked ? state.status?.settings?.forecast_days || 14 : 0;
+  const n = ticket("trend");
   const data = await api(`trends?days=${state.days}&metrics=${state.metric}` +
                          `&forecast=${forecast}${fresh ? "&fresh=true" : ""}`);
+  if (stale("trend", n)) return;
   const trend = data.metrics[state.metric];
   const change = trend.summary.change === null ? "n/a (nothing in the first half)"
     : `${(trend.summary.change * 100).toFixed(0)} %`;
@@ -178,6 +193,7 @@ async function loadTrend(fresh = false) {
 }
 
 function trendSpec(trend) {
+  const COLORS = colors();
   const x = {field: "date", type: "temporal", timeUnit: "utcyearmonthdate", title: null,
              axis: {labelOverlap: true, format: "%d %b", formatType: "utc"}};
   const y = {type: "quantitative", title: trend.unit};
@@ -228,9 +244,17 @@ async function loadReport() {
     link.classList.remove("disabled");
     link.removeAttribute("aria-disabled");
   }
+  // Known to be refused: say so without asking (the server would answer 403 anyway).
+  const info = state.status?.reports.find((r) => r.type === type);
+  if (info && info.admin_only && state.status.is_admin === false) {
+    adminNeeded(type);
+    return;
+  }
   let data;
+  const n = ticket("report");
   try {
     data = await api(`reports/${type}?days=${state.days}`);
+    if (stale("report", n)) return;
   } catch (error) {
     if (error.body && error.body.admin_needed) {
       adminNeeded(type);
