@@ -157,6 +157,16 @@ async def test_a_subscription_runs_when_due_and_keeps_its_file(app):
         events = (await running.client.get("events")).json()["events"]
         assert events[0]["kind"] == "report.sent"
 
+        # paused: it keeps its schedule but the timer leaves it alone
+        body = {k: record[k] for k in ("name", "report", "days", "format", "schedule",
+                                       "channel", "webhook_url", "upload")}
+        r = await running.client.put(f"subscriptions/{sub['id']}",
+                                     json={**body, "enabled": False})
+        assert r.status_code == 200 and r.json()["enabled"] is False
+        assert r.json()["next_run_at"] == record["next_run_at"]
+        r = await running.client.put("subscriptions/nope", json=body)
+        assert r.status_code == 404 and "sub_id" in r.json()["detail"]
+
         for bad in ("../automation.json", "nothing.pdf", "%2e%2e%2fautomation.json"):
             r = await running.client.get(f"files/{bad}")
             assert r.status_code in (404, 422), (bad, r.status_code)

@@ -396,6 +396,7 @@ function subItem(sub) {
          catch (error) { showError(error.message); }
          await loadAutomation();
        }),
+       button(sub.enabled ? "Pause" : "Resume", () => saveSubscription(sub, {enabled: !sub.enabled})),
        button("Delete", () => remove(`subscriptions/${sub.id}`, `Delete the subscription “${sub.name}”?`))),
     el("div", {class: "detail", text: lines.join(" ")}));
   if (sub.last_file) {
@@ -436,6 +437,16 @@ async function saveRule(rule, change) {
   const body = Object.fromEntries(fields.map((f) => [f, rule[f]]));
   try {
     await api(`rules/${rule.id}`, {method: "PUT", body: JSON.stringify({...body, ...change})});
+  } catch (error) { showError(error.message); }
+  await loadAutomation();
+}
+
+async function saveSubscription(sub, change) {
+  const fields = ["name", "report", "days", "format", "schedule", "channel", "webhook_url",
+                  "upload", "enabled"];
+  const body = Object.fromEntries(fields.map((f) => [f, sub[f]]));
+  try {
+    await api(`subscriptions/${sub.id}`, {method: "PUT", body: JSON.stringify({...body, ...change})});
   } catch (error) { showError(error.message); }
   await loadAutomation();
 }
