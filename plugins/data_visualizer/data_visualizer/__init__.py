@@ -301,6 +301,9 @@ class DataVisualizerPlugin(Plugin):
         try:
             checked = await asyncio.to_thread(self.engine.check, sql)
             await self.live.refresh_if_stale(checked.tables)
+            empty = self._unfilled_live(checked.tables)
+            if empty is not None:
+                return empty
             result = await asyncio.to_thread(
                 self.engine.run, sql, max_rows=max_rows,
                 timeout=self.config.query_timeout_seconds, query_id=query_id, checked=checked)
@@ -311,6 +314,14 @@ class DataVisualizerPlugin(Plugin):
         except QueryCancelled as exc:
             return _error(409, str(exc))
         return result.to_dict()
+
+    def _unfilled_live(self, tables: set[str]) -> JSONResponse | None:
+        """A 503 naming why a live source the query reads has no table yet, or None."""
+        for name in sorted(tables & set(LIVE_SOURCES)):
+            if self.engine.live_info(name) is None:
+                reason = self.live.errors.get(name, "it has not been read yet")
+                return _error(503, f"{name}: {reason}")
+        return None
 
     async def query(self, body: QueryBody) -> Any:
         """Run one read-only query (SELECT/EXPLAIN; macros and ``$variables`` expanded):
@@ -392,6 +403,9 @@ class DataVisualizerPlugin(Plugin):
             if body.source in LIVE_SOURCES and self.engine.live_info(body.source) is None:
                 with contextlib.suppress(SourceUnavailable):
                     await self.live.refresh(body.source)
+                empty = self._unfilled_live({body.source})
+                if empty is not None:
+                    return empty
             expanded_base = self._expand(base, body.time_range, body.variables)
             built = await asyncio.to_thread(build_chart, self.engine, body, expanded_base, base)
             if not body.run:

@@ -231,9 +231,15 @@ def test_live_sources_from_the_v1_api_stream_their_rows(plexichat_app: Any) -> N
 
 def test_performance_monitor_samples_need_the_plugin(plexichat_app: Any) -> None:
     # In this app the Performance Monitor does not run: a clear 503, not a 500.
-    answer = plexichat_app.client.post("api/live/pm_samples/refresh")
+    client = plexichat_app.client
+    answer = client.post("api/live/pm_samples/refresh")
     assert answer.status_code == 503
     assert "Performance Monitor plugin is not running" in answer.json()["detail"]
+    for answer in (client.post("api/query", json={"sql": "SELECT * FROM pm_samples"}),
+                   client.post("api/chart", json={"source": "pm_samples", "type": "line",
+                                                  "x": "ts", "y": "cpu_percent"})):
+        assert answer.status_code == 503
+        assert answer.json()["detail"].startswith("pm_samples: the Performance Monitor")
 
 
 async def test_performance_monitor_samples_arrive_from_the_running_plugin(
