@@ -5,7 +5,8 @@ Every long operation runs as a host job (progress, cancel) and leaves one histor
 with its steps. Failures notify; so does the first success after a failure (recovery).
 Scheduled fires go through one :class:`~plexichat_desktop.plugins.schedules.
 PluginScheduler` of the plugin's own, rebuilt when the user changes a schedule; a fire
-that finds the previous run of the same schedule still going is skipped and recorded.
+starts a job and returns, and a fire that finds the previous run of the same schedule
+still going is skipped, recorded in the history and notified.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Manager:
 
     async def rebuild_timer(self) -> None:
         """(Re)arm the plugin's timer from the configured schedules, maintenance plan and
-        health watch. A run in progress keeps going: runs await their job shielded."""
+        health watch. A run in progress keeps going: it is a job, not the timer's task."""
         async with self._timer_lock:
             if self.timer is not None:
                 await self.timer.close()
@@ -304,9 +305,12 @@ class Manager:
         return fire
 
     async def run_scheduled(self, sid: str) -> Job | None:
-        """What a schedule's fire does: skip (recorded, notified) while its previous run
-        goes on, else start a run and wait for it (shielded: rebuilding the timer does not
-        cancel a backup)."""
+        """What a schedule's fire does: skip (recorded in the history, notified) while its
+        previous run goes on, else start a run as a job and return it.
+
+        The fire does not wait for the job: the timer would then see the fire itself as
+        still running and skip the next one silently, where this records and notifies
+        it; and rebuilding the timer (any schedule edited) cannot cancel a backup."""
         spec = self.schedule(sid)
         previous = self.running.get(sid)
         if previous is not None and not previous.state.finished:
@@ -317,10 +321,7 @@ class Manager:
                         "The previous run is still going; this fire was skipped.", sid)
             self.changed("history")
             return None
-        job = self.start_backup(spec, sid, "schedule")
-        if job.task is not None:
-            await asyncio.shield(asyncio.gather(job.task, return_exceptions=True))
-        return job
+        return self.start_backup(spec, sid, "schedule")
 
     async def _backup_job(self, job: JobHandle, spec: ScheduleIn, source_id: str | None,
                           trigger: str) -> dict[str, Any]:
@@ -681,8 +682,6 @@ class Manager:
             return
         job = self.ctx.jobs.start("maintenance", self.maintenance_job, plan.tasks, "schedule")
         self.running["maintenance"] = job
-        if job.task is not None:
-            await asyncio.shield(asyncio.gather(job.task, return_exceptions=True))
 
     def _busy_paths(self) -> set[Path]:
         """Work files and drill homes of jobs still running: never cleaned up."""

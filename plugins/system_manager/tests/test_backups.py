@@ -3,7 +3,6 @@ server (the app core on a temp home, loopback only)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -81,21 +80,28 @@ async def test_a_schedule_fires_creates_a_backup_and_a_busy_one_skips(app):
             "policy": {"last": 2, "daily": 0, "weekly": 0, "monthly": 0}})
         assert answer.status_code == 201, answer.text
         sid = answer.json()["id"]
-        entry = m.timer.get(f"backup {sid}")
-        clock[0] = entry.next_fire_at + 1
-        assert f"backup {sid}" in await m.timer.tick()
-        while sid not in m.running:  # the fire's task starts the job on its first step
-            await asyncio.sleep(0)
-        # The fire is running its job; a second fire now finds it still going.
-        job = m.running[sid]
-        assert not job.state.finished
-        assert await m.run_scheduled(sid) is None
+        # The server's backup lock held: the first run cannot finish before the second
+        # fire, whatever the machine's speed.
+        server_lock = a.server.runtime.api_v1.backups._lock
+        await server_lock.acquire()
+        try:
+            clock[0] = m.timer.get(f"backup {sid}").next_fire_at + 1
+            assert f"backup {sid}" in await m.timer.tick()
+            await m.timer.wait_idle()              # the fire started a job and returned
+            job = m.running[sid]
+            assert not job.state.finished
+            clock[0] = m.timer.get(f"backup {sid}").next_fire_at + 1
+            assert f"backup {sid}" in await m.timer.tick()   # the timer is free to fire
+            await m.timer.wait_idle()
+            assert m.running[sid] is job and not job.state.finished
+        finally:
+            server_lock.release()
         await m.ctx.jobs.wait(job.id)
-        await m.timer.wait_idle()
-        history = m.store.history(10, "backup")
-        assert [h["status"] for h in history] == ["succeeded", "skipped"]
-        assert "still going" in history[1]["summary"]
-        made = history[0]["details"]["backup"]["id"]
+        history = {h["status"]: h for h in m.store.history(10, "backup")}
+        assert set(history) == {"succeeded", "skipped"}
+        assert "still going" in history["skipped"]["summary"]
+        assert any(n["title"] == "Backup 'hourly' skipped" for n in m.store.notifications(5))
+        made = history["succeeded"]["details"]["backup"]["id"]
         assert m.store.catalog_entry(made)["source_id"] == sid
         assert (await a.admin.backup.status(made)).status == "completed"
         state = (await a.client.get("state")).json()

@@ -122,6 +122,7 @@ async def test_a_scheduled_maintenance_outside_every_window_is_skipped(app):
         assert entry["status"] == "skipped" and "outside" in entry["summary"]
         await a.client.post("windows", json=_window_around_now())
         await a.manager._fire_maintenance()
+        await a.manager.ctx.jobs.wait(a.manager.running["maintenance"].id)
         entry = a.manager.store.history(1, "maintenance")[0]
         assert entry["status"] == "succeeded"
         bad = await a.client.put("maintenance", json={**plan, "tasks": ["defrag"]})
