@@ -252,3 +252,21 @@ def test_ssl_module_can_offer_what_the_tls_checks_need() -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.set_ciphers("kRSA:@SECLEVEL=0")
     assert ctx.get_ciphers()
+
+
+@pytest.mark.asyncio
+async def test_ipv6_loopback() -> None:
+    try:
+        server = await asyncio.start_server(greeter(b"SSH-2.0-OpenSSH_9.6p1\r\n"), "::1", 0)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        port = server.sockets[0].getsockname()[1]
+        ctx = context()
+        prepared = await prepare(ScanOptions(targets="[::1]", ports=f"{port}", **FAST), ctx)
+        result = await run_scan(prepared, ctx, lambda *_: None)
+    finally:
+        server.close()
+    (item,) = result["ports"]
+    assert item["address"] == "::1" and item["state"] == OPEN
+    assert item["service"]["product"] == "OpenSSH"
