@@ -136,7 +136,7 @@ class SystemManagerPlugin(Plugin):
                 schedules.append({"id": sid, **data, "next_fire_at": entry.get("next_fire_iso"),
                                   "last_status": entry.get("last_status"),
                                   "running": job is not None and not job.state.finished,
-                                  "skipped": entry.get("skipped", 0),
+                                  "skipped": m.store.count("backup", sid, "skipped"),
                                   "last_run": m.store.last_finished("backup", sid)})
             targets = [{"id": tid, **data, "password_set": m.password(tid) is not None}
                        for tid, data in m.store.all(TARGET)]

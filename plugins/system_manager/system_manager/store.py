@@ -144,6 +144,12 @@ class Store:
                           (kind, source_id))
         return dict(rows[0]) if rows else None
 
+    def count(self, kind: str, source_id: str, status: str) -> int:
+        """How many history entries of ``source_id`` ended with ``status``."""
+        rows = self._rows("SELECT COUNT(*) AS n FROM history WHERE kind = ? AND "
+                          "source_id = ? AND status = ?", (kind, source_id, status))
+        return int(rows[0]["n"])
+
     def interrupted(self) -> int:
         """Entries left 'running' by an app that stopped: marked interrupted."""
         with self._tx() as conn:

@@ -107,6 +107,7 @@ async def test_a_schedule_fires_creates_a_backup_and_a_busy_one_skips(app):
         state = (await a.client.get("state")).json()
         assert state["schedules"][0]["last_run"]["status"] == "succeeded"
         assert state["schedules"][0]["next_fire_at"]
+        assert state["schedules"][0]["skipped"] == 1
 
 
 async def test_retention_previews_then_deletes_only_what_was_shown(app):
