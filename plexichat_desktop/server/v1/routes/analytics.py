@@ -37,14 +37,20 @@ METRIC_SQL = {
     "webhook_delivered": "SELECT created_at FROM webhook_deliveries WHERE status = 'delivered'",
     "webhook_failed": "SELECT created_at FROM webhook_deliveries WHERE status = 'failed'",
     # One row per user and UTC day with any activity (a message, an upload, a login), dated
-    # inside that day, so the per-day count is the day's distinct active users.
+    # inside that day, so the per-day count is the day's distinct active users. Each ? is
+    # the period's start (see _metric_args): the outer filter cannot reach past GROUP BY.
     "active_users": """SELECT MIN(created_at) AS created_at FROM (
-        SELECT sender_id AS uid, created_at FROM messages
-        UNION ALL SELECT owner_id, created_at FROM files
+        SELECT sender_id AS uid, created_at FROM messages WHERE created_at >= ?
+        UNION ALL SELECT owner_id, created_at FROM files WHERE created_at >= ?
         UNION ALL SELECT user_id, created_at FROM activity
-                  WHERE kind = 'login' AND user_id IS NOT NULL)
+                  WHERE created_at >= ? AND kind = 'login' AND user_id IS NOT NULL)
         GROUP BY uid, CAST(created_at / 86400 AS INTEGER)""",
 }
+
+
+def _metric_args(metric: str, days: int) -> tuple[float, ...]:
+    """The arguments of ``METRIC_SQL[metric]``: the period's start for each ``?``."""
+    return (_start_of(days),) * METRIC_SQL[metric].count("?")
 REPORTS = {
     "activity": "Activity per day: messages, files, logins, new users, searches",
     "files": "Files by type: count, total size and downloads",
@@ -181,7 +187,8 @@ async def trends(
                                  f"known: {', '.join(METRIC_SQL)}", metrics, where="query")
 
     def query(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
-        return {m: daily_series(conn, METRIC_SQL[m], (), days) for m in wanted}
+        return {m: daily_series(conn, METRIC_SQL[m], _metric_args(m, days), days)
+                for m in wanted}
 
     series = await api.store.read(query)
     summary = {}
