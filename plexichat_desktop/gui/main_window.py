@@ -10,7 +10,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
 import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import (
@@ -366,6 +365,8 @@ class MainWindow(QMainWindow):
         return box
 
     async def _fill_schedules(self, box: QMessageBox, rec: PluginRecord) -> None:
+        import httpx  # here: a quarter of a second of imports the first window can skip
+
         schedules: list[dict[str, Any]] | str
         try:
             async with httpx.AsyncClient(base_url=self.runtime.url, timeout=10, headers={
