@@ -66,6 +66,16 @@ def _detail(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}: {detail}"
 
 
+def _unpacked_size(archive: Path) -> int:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            return sum(info.file_size for info in zf.infolist())
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DrillFailed("archive", f"not a readable zip archive ({exc})") from None
+
+
 def _verify_restored(root: Path) -> dict[str, Any]:
     """Count the restored database's rows and check every file's content (blocking)."""
     db = root / "plexichat.sqlite3"
@@ -120,6 +130,13 @@ async def run_drill(archive: Path, checksum: str, work_root: Path,
     except ArchiveProblem as exc:
         raise DrillFailed("manifest", str(exc)) from None
     work_root.mkdir(parents=True, exist_ok=True)
+    unpacked = await asyncio.to_thread(_unpacked_size, archive)
+    # The restore unpacks into a staging folder and builds a clean database beside it.
+    need = 2 * unpacked + archive.stat().st_size
+    free = shutil.disk_usage(work_root).free
+    if free < need:
+        raise DrillFailed("space", f"{work_root} has {free} bytes free; the drill needs "
+                                   f"about {need} (set work_dir to a roomier folder)")
     home = Path(tempfile.mkdtemp(prefix=DRILL_PREFIX, dir=work_root))
     api: Any = None
     try:
@@ -130,7 +147,10 @@ async def run_drill(archive: Path, checksum: str, work_root: Path,
             "scrypt_cost": 4, "login_rate_limit": 0, "register_rate_limit": 0,
             "requests_per_minute": 0, "max_backups": 5,
             "max_backup_mb": max(float(base.max_backup_mb),
-                                 archive.stat().st_size / (1 << 20) + 1)})
+                                 archive.stat().st_size / (1 << 20) + 1),
+            # The live server may allow more than the default; the drill must not refuse
+            # what the live server would restore (space was checked above).
+            "max_restore_mb": max(float(base.max_restore_mb), unpacked / (1 << 20) + 1)})
         paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
         api = await asyncio.to_thread(ApiV1, paths, settings)
         owner = secrets.token_urlsafe(24)
