@@ -399,7 +399,7 @@ class Manager:
                           "detail": detail.pop("summary", ""), "data": detail,
                           "seconds": round(time.monotonic() - started, 2)})
         except (StepFailed, ArchiveProblem, DrillFailed, offsite.OffsiteError, OSError,
-                crypto.DecryptionError) as exc:
+                crypto.DecryptionError, ImportError) as exc:
             steps.append({"step": name, "ok": False, "detail": _text(exc),
                           "seconds": round(time.monotonic() - started, 2)})
         except Exception as exc:

@@ -3,6 +3,7 @@ server (the app core on a temp home, loopback only)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -329,3 +330,25 @@ async def test_a_backup_failing_its_check_is_not_copied_and_deletes_nothing(
         assert len(list(usb.glob("*.json"))) == 1
         history = a.manager.store.history(1, "backup")[0]
         assert history["status"] == "failed" and "archive test" in history["summary"]
+
+
+async def test_cancelling_a_running_backup_records_it_and_leaves_no_work_files(app):
+    async with app() as a:
+        m = a.manager
+        server_lock = a.server.runtime.api_v1.backups._lock
+        await server_lock.acquire()        # the run waits inside "create" until released
+        try:
+            answer = await a.client.post("backups", json={"verify": True, "drill": True})
+            job_id = answer.json()["id"]
+            while not m.store.history(1, "backup"):   # the job has begun its entry
+                await asyncio.sleep(0)
+            cancelled = await a.client.post(f"_host/jobs/{job_id}/cancel")
+            assert cancelled.status_code == 200, cancelled.text
+            job = await m.ctx.jobs.wait(job_id)
+        finally:
+            server_lock.release()
+        assert str(job.state) == "cancelled"
+        entry = m.store.history(1, "backup")[0]
+        assert entry["status"] == "cancelled"
+        assert not list(m.work_dir.glob(".work-*")) and not list(m.work_dir.glob(".drill-*"))
+        assert not [n for n in m.store.notifications(5) if n["level"] == "error"]
