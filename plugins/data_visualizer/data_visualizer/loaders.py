@@ -288,10 +288,11 @@ def _load_xlsx(con: duckdb.DuckDBPyConnection, path: Path, work: Path,
     import zipfile
 
     import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
 
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
         raise LoadError(f"not a readable XLSX workbook: {exc}") from None
     try:
         names = book.sheetnames
@@ -334,14 +335,21 @@ def load_file(path: Path, fmt: str, target: Path, *, sheet: str | None = None,
     try:
         if on_connection is not None:
             on_connection(con)
-        if fmt in ("csv", "tsv"):
-            options = _load_csv(con, path, fmt, work)
-        elif fmt in ("json", "ndjson"):
-            options = _load_json(con, path, fmt)
-        elif fmt == "parquet":
-            options = _load_parquet(con, path)
-        else:
-            options = _load_xlsx(con, path, work, sheet)
+        try:
+            if fmt in ("csv", "tsv"):
+                options = _load_csv(con, path, fmt, work)
+            elif fmt in ("json", "ndjson"):
+                options = _load_json(con, path, fmt)
+            elif fmt == "parquet":
+                options = _load_parquet(con, path)
+            else:
+                options = _load_xlsx(con, path, work, sheet)
+        except duckdb.InterruptException:
+            raise
+        except duckdb.Error as exc:
+            # Anything else DuckDB says about this file (a value it cannot store, the
+            # memory limit...) is still about the file: said as such, not as a crash.
+            raise LoadError(f"could not be loaded: {_duckdb_reason(exc)}") from None
         rows_row = con.execute("SELECT count(*) FROM data").fetchone()
         columns = [{"name": str(n), "type": str(t)} for n, t in con.execute(
             "SELECT column_name, column_type FROM (DESCRIBE data)").fetchall()]
