@@ -266,6 +266,27 @@ async def test_bad_input_is_a_422_naming_the_field(app):
         assert (await a.client.delete("schedules/none")).status_code == 404
         assert (await a.client.post("retention/preview",
                                     json={"scope": "missing"})).status_code == 404
+        unknown = "00000000-0000-4000-8000-000000000000"
+        for method, path, body, status in (
+                ("POST", f"backups/{unknown}/verify", {}, 404),
+                ("POST", f"backups/{unknown}/copy", {"target_id": "nope"}, 422),
+                ("DELETE", f"backups/{unknown}", None, 404),
+                ("GET", f"restore/preflight?backup_id={unknown}", None, 404),
+                ("GET", "restore/preflight", None, 422),
+                ("POST", "restore", {"backup_id": unknown, "checksum": "a" * 64,
+                                     "confirm": True}, 404),
+                ("PUT", "windows/nope", {"name": "w", "days": [1], "start": "01:00",
+                                         "minutes": 60}, 404),
+                ("POST", "targets/nope/import", {"file": "x"}, 404),
+                ("GET", "targets/nope/copies", None, 404),
+                ("POST", "backups", {"targets": "usb"}, 422),
+                ("POST", "backups", {"surprise": 1}, 422),
+                ("POST", "retention/apply", {"scope": "all", "delete": "all"}, 422),
+                ("PUT", "health/config", {"interval_minutes": 0}, 422),
+                ("POST", "maintenance/run", {"tasks": ["defrag"]}, 422)):
+            answer = await a.client.request(method, path, json=body)
+            assert answer.status_code == status, (method, path, answer.text)
+            assert answer.json()["detail"], (method, path)
 
 
 async def test_a_drill_reports_counts_that_differ_from_the_manifest(app, v1_data, tmp_path):
