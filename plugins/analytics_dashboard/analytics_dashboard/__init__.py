@@ -36,6 +36,7 @@ from analytics_dashboard.automation import (
 from analytics_dashboard.metrics import KPI_KEYS, METRICS, PERIODS, SERIES_KEYS
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.guards import UnsafePath, safe_path
+from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 
 Days = Annotated[int, Query(ge=1, le=365, description="UTC days back, today included")]
@@ -118,6 +119,8 @@ class AnalyticsDashboardPlugin(Plugin):
         self._check_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._admin: dict[str, bool] = {}
+        # Live updates for open pages: a fire, a resolution, a report sent, a change.
+        self.hub = EventHub()
 
         route = ctx.add_route
         route("/status", self.status_route)
@@ -128,6 +131,8 @@ class AnalyticsDashboardPlugin(Plugin):
         route("/rules", self.rules_route)
         route("/rules", self.add_rule_route, methods=["POST"])
         route("/rules/check", self.check_rules_route, methods=["POST"])
+        route("/rules/{rule_id}/test", self.test_rule_route, methods=["POST"])
+        route("/stream", self.stream_route)
         route("/rules/{rule_id}", self.update_rule_route, methods=["PUT"])
         route("/rules/{rule_id}", self.delete_rule_route, methods=["DELETE"])
         route("/subscriptions", self.subscriptions_route)
@@ -162,6 +167,23 @@ class AnalyticsDashboardPlugin(Plugin):
             me = await self.api.auth.me()
             self._admin[uid] = bool(getattr(me, "is_admin", False))
         return self._admin[uid]
+
+    def firing(self) -> int:
+        """How many enabled rules are firing now."""
+        return sum(1 for r in self.store.rules.values()
+                   if r.get("enabled") and r["state"]["status"] == "firing")
+
+    def changed(self, why: str) -> None:
+        """Tell open pages that rules, subscriptions or the event log changed."""
+        self.hub.publish("automation", {"why": why, "firing": self.firing(),
+                                        "events": len(self.store.events)})
+
+    async def stream_route(self) -> Any:
+        """Server-Sent Events: ``automation`` (``{why, firing, events}``) on every change,
+        the current state first."""
+        first = [("automation", {"why": "connected", "firing": self.firing(),
+                                 "events": len(self.store.events)})]
+        return self.ctx.event_stream(self.hub.events(first=first))
 
     # -- dashboard routes --------------------------------------------------------------
     async def status_route(self) -> dict[str, Any]:
@@ -271,6 +293,7 @@ class AnalyticsDashboardPlugin(Plugin):
         record = self.store.add_rule(rule)
         if self.api.user:
             await self.check_rules([record["id"]])
+        self.changed("rule added")
         return JSONResponse(self._rule_view(record), status_code=201)
 
     async def update_rule_route(self, rule_id: str, rule: RuleIn) -> Any:
@@ -278,6 +301,7 @@ class AnalyticsDashboardPlugin(Plugin):
         if rule_id not in self.store.rules:
             return JSONResponse({"detail": f"rule_id: no rule {rule_id!r}"}, status_code=404)
         record = self.store.update_rule(rule_id, rule)
+        self.changed("rule changed")
         return self._rule_view(record)
 
     async def delete_rule_route(self, rule_id: str) -> Any:
@@ -285,6 +309,7 @@ class AnalyticsDashboardPlugin(Plugin):
         if record is None:
             return JSONResponse({"detail": f"rule_id: no rule {rule_id!r}"}, status_code=404)
         self.store.save()
+        self.changed("rule deleted")
         return {"deleted": rule_id}
 
     async def check_rules_route(self) -> Any:
@@ -294,6 +319,24 @@ class AnalyticsDashboardPlugin(Plugin):
         events = await self.check_rules()
         return {"events": events,
                 "rules": [self._rule_view(r) for r in self.store.rules.values()]}
+
+    async def test_rule_route(self, rule_id: str) -> Any:
+        """Send a test message through the rule's channel now (its state is unchanged),
+        so a webhook or the notification can be checked before anything fires."""
+        record = self.store.rules.get(rule_id)
+        if record is None:
+            return JSONResponse({"detail": f"rule_id: no rule {rule_id!r}"}, status_code=404)
+        message = (f"Test of the rule “{record['name']}”: when it fires, a message like "
+                   "this one arrives here.")
+        logged = self.store.log("alert.test", message, rule_id=rule_id,
+                                rule_name=record["name"], sent=True)
+        await self._send_alert(record, "test", message, None, logged)
+        self.store.save()
+        self.changed("test")
+        if not logged.get("delivered"):
+            return JSONResponse({"detail": logged.get("delivery_error"), "delivered": False},
+                                status_code=502)
+        return {"delivered": True, "channel": record["channel"]}
 
     async def check_rules(self, only: list[str] | None = None) -> list[dict[str, Any]]:
         """Check the enabled rules (or ``only`` these) once; fire and resolve on
@@ -325,6 +368,8 @@ class AnalyticsDashboardPlugin(Plugin):
                     await self._send_alert(record, change.event, message, value, event)
                 events.append(event)
             self.store.save()
+            if events:
+                self.changed("alerts")
             return events
 
     async def _condition(self, record: dict[str, Any], cache: dict[Any, Any]
@@ -373,7 +418,8 @@ class AnalyticsDashboardPlugin(Plugin):
 
     async def _send_alert(self, record: dict[str, Any], event: str, message: str,
                           value: float | None, logged: dict[str, Any]) -> None:
-        title = f"{'Alert' if event == 'fired' else 'Resolved'}: {record['name']}"
+        title = {"fired": "Alert", "resolved": "Resolved", "test": "Test"}[event] + \
+            f": {record['name']}"
         try:
             if record["channel"] == "webhook":
                 await delivery.post_webhook(record["webhook_url"], record["secret"],
@@ -383,7 +429,8 @@ class AnalyticsDashboardPlugin(Plugin):
                                                 "message": message, "title": title})
             else:
                 await delivery.notify(self.api, title, message,
-                                      kind="warning" if event == "fired" else "success",
+                                      kind={"fired": "warning", "resolved": "success"}.get(
+                                          event, "info"),
                                       priority="high" if event == "fired" else "normal",
                                       action_url=PAGE + "#alerts",
                                       metadata={"rule_id": record["id"], "event": event})
@@ -404,6 +451,7 @@ class AnalyticsDashboardPlugin(Plugin):
                                 status_code=422)
         record = self.store.add_subscription(sub, time.time())
         self._wake.set()
+        self.changed("subscription added")
         return JSONResponse(public(record), status_code=201)
 
     async def update_subscription_route(self, sub_id: str, sub: SubscriptionIn) -> Any:
@@ -412,6 +460,7 @@ class AnalyticsDashboardPlugin(Plugin):
                                 status_code=404)
         record = self.store.update_subscription(sub_id, sub, time.time())
         self._wake.set()
+        self.changed("subscription changed")
         return public(record)
 
     async def delete_subscription_route(self, sub_id: str) -> Any:
@@ -420,6 +469,7 @@ class AnalyticsDashboardPlugin(Plugin):
                                 status_code=404)
         self.store.save()
         self._wake.set()
+        self.changed("subscription deleted")
         return {"deleted": sub_id}
 
     async def run_subscription_route(self, sub_id: str) -> Any:
@@ -474,6 +524,7 @@ class AnalyticsDashboardPlugin(Plugin):
             self.store.log("report.sent", f"{record['name']}: {name}",
                            subscription_id=sub_id, file=name, uploaded_file_id=uploaded)
         self.store.save()
+        self.changed("report")
         return record
 
     async def _deliver_report(self, record: dict[str, Any], data: dict[str, Any], name: str,

@@ -185,3 +185,43 @@ async def test_a_non_administrators_top_users_subscription_says_why(app):
         assert r.status_code == 403
         assert r.json()["last_error"].startswith("administrator needed")
         assert (await running.client.get("files")).json()["files"] == []
+
+
+async def test_test_delivery_and_the_live_stream(app):
+    async with app() as running, LoopbackHTTPServer() as receiver:
+        quiet = (await running.client.post("rules", json={
+            "name": "Quiet", "metric": "messages", "value": 1000})).json()
+        hooked = (await running.client.post("rules", json={
+            "name": "Hooked", "metric": "messages", "value": 1000, "channel": "webhook",
+            "webhook_url": receiver.url})).json()
+        assert quiet["state"]["status"] == hooked["state"]["status"] == "ok"
+
+        r = await running.client.post(f"rules/{quiet['id']}/test")
+        assert r.json() == {"delivered": True, "channel": "notification"}
+        assert [n.title for n in await _notifications(running)] == []  # "Test: ..." only
+        with running.admin.bypass_cache():
+            titles = [n.title for n in (await running.admin.notifications.list()).notifications]
+        assert titles == ["Test: Quiet"]
+        r = await running.client.post(f"rules/{hooked['id']}/test")
+        assert r.status_code == 200
+        assert receiver.requests[0].headers["x-plexichat-event"] == "analytics.alert.test"
+        rule = (await running.client.get("rules")).json()["rules"][0]
+        assert rule["state"]["status"] == "ok"                          # a test is no fire
+        assert (await running.client.post("rules/nope/test")).status_code == 404
+
+        # the page's live stream: the state first, then a line per change
+        async with running.client.stream("GET", "stream") as stream:
+            lines = stream.aiter_lines()
+            seen: list[str] = []
+            async for line in lines:
+                seen.append(line)
+                if line.startswith("data:"):
+                    break
+            assert "event: automation" in seen
+            assert json.loads(seen[-1][5:]) == {"why": "connected", "firing": 0,
+                                                "events": 2}
+            await running.client.delete(f"rules/{quiet['id']}")
+            async for line in lines:
+                if line.startswith("data:"):
+                    assert json.loads(line[5:])["why"] == "rule deleted"
+                    break

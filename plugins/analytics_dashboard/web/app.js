@@ -353,8 +353,8 @@ async function loadAutomation() {
   updateFiring();
 }
 
-function updateFiring() {
-  const firing = state.rules.filter((r) => r.enabled && r.state.status === "firing").length;
+function updateFiring(count = null) {
+  const firing = count ?? state.rules.filter((r) => r.enabled && r.state.status === "firing").length;
   const badge = $("firing-count");
   badge.hidden = firing === 0;
   badge.textContent = String(firing);
@@ -374,6 +374,13 @@ function ruleItem(rule) {
        el("span", {class: `state ${status}`, text: status === "off" ? "paused" : status}),
        el("div", {class: "muted small-text", text: `When ${rule.condition}`})),
     el("div", {class: "actions"},
+       button("Test", async (b) => {
+         b.disabled = true;
+         try {
+           await api(`rules/${rule.id}/test`, {method: "POST"});
+           b.textContent = "Sent ✓";
+         } catch (error) { showError(`Test of “${rule.name}”: ${error.message}`); b.disabled = false; }
+       }),
        button(rule.enabled ? "Pause" : "Resume", () => saveRule(rule, {enabled: !rule.enabled})),
        button("Delete", () => remove(`rules/${rule.id}`, `Delete the rule “${rule.name}”?`))),
     el("div", {class: "detail", text: lines.join(" ")}));
@@ -483,6 +490,21 @@ function wireForm(form, path, numbers, done) {
   });
 }
 
+// -- live ---------------------------------------------------------------------------------
+// A rule checked on its schedule, a report sent or a change from another window: the
+// server says so at once, and the open views follow.
+function connect() {
+  const source = window.plexichatLive ? window.plexichatLive.open("api/stream")
+    : new EventSource("api/stream");
+  source.addEventListener("automation", (event) => {
+    const data = JSON.parse(event.data);
+    updateFiring(data.firing);
+    if (data.why !== "connected" && !$("view-alerts").hidden) {
+      loadAutomation().catch((e) => showError(e.message));
+    }
+  });
+}
+
 // -- start --------------------------------------------------------------------------------
 async function refresh(fresh = false) {
   showError("");
@@ -538,6 +560,7 @@ function start() {
   }
   window.addEventListener("hashchange", () => showView((location.hash || "#overview").slice(1)));
   refresh();
+  connect();
   // Figures change slowly; a refresh every 5 minutes keeps an open tab current.
   setInterval(() => { if (!document.hidden) refresh(); }, 300000);
 }
