@@ -195,6 +195,12 @@ async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path)
         assert a.manager.store.catalog_entry(imported.id)["origin"] == "imported"
         missing = await a.client.post(f"targets/{tid}/import", json={"file": "nope.zip"})
         assert missing.status_code == 404 and "file" in missing.json()["detail"]
+        # Editing without a password keeps the one set; the page never gets it back.
+        edited = await a.client.put(f"targets/{tid}", json={
+            "name": "usb stick", "path": str(usb), "keep": 5, "encrypt": True})
+        assert edited.status_code == 200, edited.text
+        target = (await a.client.get("state")).json()["targets"][0]
+        assert target["keep"] == 5 and target["password_set"] and "password" not in target
 
 
 async def test_an_unwritable_target_is_recorded_and_notified(app, tmp_path: Path):

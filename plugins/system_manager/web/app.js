@@ -314,6 +314,7 @@
       el("td", { text: `${t.keep} newest` }),
       el("td", {}, t.encrypt ? tag(t.password_set ? "encrypted" : "encrypted, no password!", t.password_set ? "ok" : "bad") : tag("plain")),
       el("td", { class: "actions-cell" },
+        el("button", { type: "button", onclick: () => editTarget(t) }, "Edit"),
         el("button", { type: "button", onclick: () => act(() => showCopies(t, false)) }, "Copies"),
         el("button", { type: "button", onclick: () => act(() => showCopies(t, true)), title: "Re-hash every copy against its recorded SHA-256" }, "Verify copies"),
         el("button", { type: "button", class: "danger", onclick: () => act(async () => {
@@ -321,6 +322,27 @@
           await api(`targets/${t.id}`, { method: "DELETE" });
         }) }, "Remove")))));
     $("targets-empty").hidden = state.targets.length > 0;
+  }
+
+  function editTarget(t) {
+    $("tf-id").value = t.id;
+    $("target-form-title").textContent = `Edit “${t.name}”`;
+    $("tf-name").value = t.name;
+    $("tf-path").value = t.path;
+    $("tf-keep").value = t.keep;
+    $("tf-encrypt").checked = t.encrypt;
+    $("tf-password").value = "";
+    $("tf-submit").textContent = "Save target";
+    $("tf-reset").hidden = false;
+    $("tf-name").focus();
+  }
+
+  function resetTarget() {
+    $("target-form").reset();
+    $("tf-id").value = "";
+    $("target-form-title").textContent = "Add a target";
+    $("tf-submit").textContent = "Add target";
+    $("tf-reset").hidden = true;
   }
 
   async function showCopies(target, verify) {
@@ -590,11 +612,13 @@
       await refresh();
     }));
     $("target-form").addEventListener("submit", (event) => { event.preventDefault(); act(async () => {
-      await api("targets", { method: "POST", json: { name: $("tf-name").value.trim(), path: $("tf-path").value.trim(),
+      const id = $("tf-id").value;
+      await api(id ? `targets/${id}` : "targets", { method: id ? "PUT" : "POST", json: { name: $("tf-name").value.trim(), path: $("tf-path").value.trim(),
         keep: Number($("tf-keep").value), encrypt: $("tf-encrypt").checked, password: $("tf-password").value || null } });
-      $("target-form").reset();
+      resetTarget();
       await refresh();
     }); });
+    $("tf-reset").addEventListener("click", resetTarget);
     $("rw-backup").addEventListener("change", wizardDetails);
     $("rw-checksum").addEventListener("input", updateMatch);
     $("rw-use-recorded").addEventListener("click", () => {
