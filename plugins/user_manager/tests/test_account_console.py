@@ -8,6 +8,7 @@ The server's TOTP clock is fixed in these tests, so a code never depends on timi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -229,3 +230,42 @@ def test_administrators_list_users_and_issue_reset_tokens(plexichat_app):
     assert again.status_code == 403  # the token worked once
     assert ok(client.post("api/login", json={"username": user.username,
                                              "password": STRONG}))["signed_in"]
+
+
+async def test_a_new_device_and_the_session_ending_reach_the_page_live(plexichat_app):
+    from plexichat_desktop.plugins.sse import next_event, read_events
+
+    user = plexichat_app.user
+    v1 = f"{plexichat_app.url}api/v1"
+    async with plexichat_app.async_client(timeout=30) as page, httpx.AsyncClient(
+            base_url=v1, timeout=30) as other, asyncio.timeout(60), page.stream(
+            "GET", "api/events") as stream:
+        events = read_events(stream)
+        assert (await next_event(events, "following"))["signed_in"] is True
+        await next_event(events, "live")  # the account's socket is open
+        login = await other.post("/auth/login", json={
+            "username": user.username, "password": user.password,
+            "device_info": {"name": "Stranger's laptop"}})
+        assert login.status_code == 200
+        alert = await next_event(events, "security")
+        assert alert["kind"] == "security.new_device"
+        assert "Stranger's laptop" in alert["message"]
+
+        # That new session signs this one out: the page hears it at once.
+        mine = next(s for s in (await page.get("api/sessions")).json()["sessions"]
+                    if s["current"])
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        ended = await other.delete(f"/auth/sessions/{mine['id']}", headers=headers)
+        assert ended.status_code == 200
+        assert "4401" in (await next_event(events, "signed_out"))["reason"]
+        overview = (await page.get("api/overview")).json()
+        assert overview["signed_in"] is False
+
+        # Signing in (and out and in) through the page follows each new session.
+        for _ in range(2):
+            again = await page.post("api/login", json={"username": user.username,
+                                                       "password": user.password})
+            assert again.json()["signed_in"] is True
+            await next_event(events, "live")
+            assert (await page.post("api/logout")).status_code == 200
+        await events.aclose()

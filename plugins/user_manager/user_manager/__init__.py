@@ -15,10 +15,11 @@ nothing in front of the page mistakes them for the app's own credential being re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 from user_manager.strength import evaluate
 
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 TOTP_CODE = re.compile(r"^\d{6}$")
+# While a page listens and nobody is signed in, how long the follower waits before looking
+# again (a sign-in through this plugin wakes it at once; one on another page, after this).
+FOLLOW_RECHECK = 5.0
 
 
 class UserManagerSettings(PluginSettings):
@@ -135,6 +140,11 @@ class UserManagerPlugin(Plugin):
         self.ctx = ctx
         self.config: UserManagerSettings = ctx.config
         self._policy: dict[str, Any] | None = None
+        # Live events for the page: security notifications of the account and the end of
+        # its session, relayed from the account's realtime socket while a page listens.
+        self.hub = EventHub()
+        self._follower: asyncio.Task[None] | None = None
+        self._session_changed = asyncio.Event()
         routes: list[tuple[str, Any, str]] = [
             ("/overview", self.overview, "GET"),
             ("/login", self.login, "POST"),
@@ -157,9 +167,100 @@ class UserManagerPlugin(Plugin):
             ("/delete-account", self.delete_account, "POST"),
             ("/admin/users", self.admin_users, "GET"),
             ("/admin/reset-token", self.admin_reset_token, "POST"),
+            ("/events", self.events, "GET"),
         ]
         for path, endpoint, method in routes:
             ctx.add_route(path, endpoint, methods=[method])
+
+    async def teardown(self) -> None:
+        await self._stop_following()
+
+    # -- live events ---------------------------------------------------------------------
+    async def events(self) -> Any:
+        """Server-Sent Events for the page: ``security`` when the account gets a security
+        notification (a sign-in from a new device, a reset token issued), ``signed_out``
+        when its session ends elsewhere, ``live`` once the account's socket is open and
+        ``refresh`` after it reconnected (events may have been missed)."""
+        return self.ctx.event_stream(self._stream())
+
+    async def _stream(self) -> AsyncIterator[tuple[str, Any]]:
+        queue = self.hub.subscribe()
+        self._follow()
+        try:
+            yield "following", {"signed_in": self._signed_in_now()}
+            while True:
+                yield await queue.get()
+        finally:
+            self.hub.unsubscribe(queue)
+            if not self.hub.subscriber_count:
+                await self._stop_following()
+
+    def _signed_in_now(self) -> bool:
+        try:
+            return self.api().user is not None
+        except PageError:
+            return False
+
+    def _follow(self) -> None:
+        """Follow the account's socket while a page listens (one follower at a time)."""
+        if self._follower is None or self._follower.done():
+            self._follower = self.ctx.create_task(self._follow_loop(),
+                                                  name="user_manager follower")
+
+    async def _stop_following(self) -> None:
+        task, self._follower = self._follower, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _session_switched(self) -> None:
+        """A sign-in or sign-out here: follow the new session (if a page listens)."""
+        self._session_changed.set()
+        if self.hub.subscriber_count:
+            await self._stop_following()
+            self._follow()
+
+    async def _wait_for_session(self) -> None:
+        self._session_changed.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+        # arrives as the event is set, and the follower would never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FOLLOW_RECHECK):
+                await self._session_changed.wait()
+
+    async def _follow_loop(self) -> None:
+        while self.hub.subscriber_count:
+            try:
+                api = self.api()
+            except PageError:
+                return
+            user = api.user
+            if user is None:
+                await self._wait_for_session()
+                continue
+            subscription = api.realtime.subscribe()
+            async with subscription:
+                async for event in subscription:
+                    self._relay(event.type, event.data or {})
+                    if (api.user or {}).get("id") != user["id"]:
+                        break  # someone else signed in: follow them instead
+            if subscription.state == "unauthorized":
+                # The socket was closed with 4401: the session ended elsewhere.
+                self.hub.publish("signed_out",
+                                 {"reason": subscription.last_error or "the session ended"})
+                await self._wait_for_session()
+
+    def _relay(self, kind: str, data: dict[str, Any]) -> None:
+        if kind == "notification":
+            meta = data.get("metadata") or {}
+            if str(meta.get("kind", "")).startswith("security."):
+                self.hub.publish("security", {
+                    "kind": meta["kind"], "title": data.get("title"),
+                    "message": data.get("message"), "at": data.get("created_at")})
+        elif kind == "subscription.open":
+            # After a reconnect events may have been missed: the page reloads what it shows.
+            self.hub.publish("refresh" if data.get("reconnect") else "live", {})
 
     # -- plumbing ------------------------------------------------------------------------
     def api(self) -> ScopedApi:
@@ -265,6 +366,7 @@ class UserManagerPlugin(Plugin):
             except MfaRequired as step:
                 return {"requires_mfa": True, "mfa_token": step.mfa_token,
                         "username": step.username, "expires_in": step.expires_in}
+            await self._session_switched()
             return {"requires_mfa": False, "signed_in": True}
         return await self.answer(work())
 
@@ -276,12 +378,14 @@ class UserManagerPlugin(Plugin):
             tokens = await self._typed(self.api().auth.login_2fa(
                 form.mfa_token, code=code, recovery_code=recovery))
             left = getattr(tokens, "recovery_codes_remaining", None)
+            await self._session_switched()
             return {"signed_in": True, "recovery_codes_remaining": left}
         return await self.answer(work())
 
     async def logout(self) -> Any:
         async def work() -> dict[str, Any]:
             await self.api().auth.logout()
+            await self._session_switched()
             return {"signed_in": False}
         return await self.answer(work())
 

@@ -695,7 +695,22 @@ function wire() {
   });
 }
 
+// Live: the plugin relays the account's security notifications and the end of its
+// session from the realtime socket (api/events); the browser reconnects by itself.
+function follow() {
+  const source = new EventSource("api/events");
+  const signedIn = () => state.overview && state.overview.signed_in;
+  source.addEventListener("security", (event) => {
+    const data = JSON.parse(event.data);
+    note(`${data.title}: ${data.message}`);
+    if (signedIn()) loadOverview();
+  });
+  source.addEventListener("signed_out", () => { if (signedIn()) loadOverview(); });
+  source.addEventListener("refresh", () => { if (signedIn()) loadOverview(); });
+}
+
 wire();
+follow();
 loadOverview().then(() => {
   if (state.overview && state.overview.signed_in) measure();
 });
