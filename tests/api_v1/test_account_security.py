@@ -155,6 +155,11 @@ async def test_setup_login_window_and_replay(v1, clock):
     assert r.status_code == 422 and "code" in r.text
     r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": "pxm_nope", "code": "123456"})
     assert r.status_code == 401
+    # Digits of other scripts are no code (and no server error).
+    token = (await password_step(v1, "ann"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": "\uff11" * 6})  # fullwidth 1
+    assert r.status_code == 401
 
 
 async def test_recovery_codes_are_single_use_regenerate_and_disable(v1, clock):

@@ -50,7 +50,7 @@ MFA_TOKEN_TTL = 300.0  # seconds to answer the second step of a login
 # successful steps (setup, login, disable in a row) never lock them out.
 FAILURE_LIMIT = 5
 FAILURE_WINDOW = 300.0
-_CODE_RE = re.compile(r"^\d{6}$")
+_CODE_RE = re.compile(r"^[0-9]{6}$")  # ASCII: compare_digest refuses other text
 _RECOVERY_ALPHABET = "0123456789abcdef"
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from api_integration_layer.scoped import ScopedApi
 
 T = TypeVar("T")
-TOTP_CODE = re.compile(r"^\d{6}$")
+TOTP_CODE = re.compile(r"^[0-9]{6}$")
 # While a page listens and nobody is signed in, how long the follower waits before looking
 # again (a sign-in through this plugin wakes it at once; one on another page, after this).
 FOLLOW_RECHECK = 5.0
