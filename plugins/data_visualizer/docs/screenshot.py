@@ -165,6 +165,23 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                      ".map(b => b.textContent)")
             assert "weather" in js(view, f"{names}.join(',')")
             assert js(view, "dataVisualizer.state.board.title") == "weather.csv"
+            # Edit a panel of the dropped file's dashboard: the bar chart becomes a pie.
+            orders_board = loaded["dashboard"]["id"]
+            js(view, f"dataVisualizer.loadBoards({orders_board!r}) && "
+                     "document.getElementById('tab-dashboard').click() || 1")
+            qtbot.waitUntil(lambda: count("#grid .chart svg") == panels, timeout=30_000)
+            js(view, "[...document.querySelectorAll('#grid article')].find((a) => "
+                     "a.getAttribute('aria-label') === 'rows per region')"
+                     ".querySelector('button[title=\"Open in Explore\"]').click() || 1")
+            qtbot.waitUntil(lambda: not js(view, "document.getElementById('chart-update').hidden"))
+            assert js(view, "document.getElementById('chart-x').value") == "region"
+            js(view, "(document.getElementById('chart-type').value = 'pie') && 1")
+            js(view, "dataVisualizer.drawChart() || 1")
+            qtbot.waitUntil(lambda: count("#chart svg .mark-arc path") == 4, timeout=30_000)
+            js(view, "document.getElementById('chart-update').click() || 1")
+            qtbot.waitUntil(lambda: count("#grid .chart svg .mark-arc path") == 4,
+                            timeout=30_000)
+
             page_upload("a,b\n1,2\n3,4,5\n", "broken.csv")
             shown = str(js(view, "document.getElementById('page-error').textContent"))
             assert "line 3" in shown and "expected 2 fields" in shown

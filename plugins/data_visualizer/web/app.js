@@ -154,6 +154,8 @@ async function dropDataset(name) {
 
 function useSource(name) {
   selectTab("explore");
+  state.editing = null;
+  $("chart-update").hidden = true;
   sqlEditor.dispatch({changes: {from: 0, to: sqlEditor.state.doc.length,
                                 insert: `SELECT * FROM ${name}`}});
   $("chart-type").dataset.source = name;
@@ -602,24 +604,53 @@ async function removePanel(id) {
   renderBoard();
 }
 
-function editPanel(panel) {
+async function editPanel(panel) {
+  // Explore gets the panel's base query and builder choices, so Draw rebuilds it; the
+  // chart shown is the panel's own spec until then.
   selectTab("explore");
-  sqlEditor.dispatch({changes: {from: 0, to: sqlEditor.state.doc.length, insert: panel.sql}});
-  state.chart = {sql: panel.sql, spec: panel.spec, builder: panel.builder || {}};
   const b = panel.builder || {};
-  for (const [id, key] of [["chart-type", "type"], ["chart-aggregate", "aggregate"]]) {
-    if (b[key]) $(id).value = b[key];
+  const base = b.sql || (b.source ? `SELECT * FROM ${b.source}` : panel.sql);
+  sqlEditor.dispatch({changes: {from: 0, to: sqlEditor.state.doc.length, insert: base}});
+  $("chart-type").dataset.source = b.source || panel.source || "";
+  await runQuery();
+  for (const [id, key] of [["chart-type", "type"], ["chart-x", "x"], ["chart-y", "y"],
+                           ["chart-color", "color"], ["chart-aggregate", "aggregate"]]) {
+    if (b[key] !== undefined) $(id).value = b[key] ?? "";
   }
+  $("chart-trend").checked = Boolean(b.trend);
   $("chart-title").value = panel.title || "";
-  post("query", {sql: panel.sql, time_range: timeRange(), variables: variableValues()})
-    .then((result) => showChart(panel.spec, objects(result)))
-    .catch((err) => showError("chart-error", err.message));
-  if (b.source) useSourceBase(b.source);
+  $("add-live").checked = Boolean(panel.live);
+  state.chart = {sql: panel.sql, spec: panel.spec, builder: b};
+  state.editing = {board: state.board.id, panel: panel.id};
+  $("chart-update").hidden = false;
+  $("chart-update").disabled = false;
+  try {
+    const result = await post("query", {sql: panel.sql, time_range: timeRange(),
+                                        variables: variableValues()});
+    await showChart(panel.spec, objects(result));
+  } catch (err) {
+    showError("chart-error", err.message);
+  }
 }
 
-function useSourceBase(source) {
-  $("chart-type").dataset.source = source;
-}
+$("chart-update").addEventListener("click", async () => {
+  const editing = state.editing;
+  if (!editing || !state.chart || !state.board || state.board.id !== editing.board) return;
+  const panel = state.board.panels.find((p) => p.id === editing.panel);
+  if (!panel) return;
+  Object.assign(panel, {sql: state.chart.sql, spec: state.chart.spec,
+                        builder: state.chart.builder, live: $("add-live").checked,
+                        title: $("chart-title").value || panel.title});
+  try {
+    const board = {...state.board,
+                   panels: state.board.panels.map(({refreshing, ...rest}) => rest)};
+    state.board = await post(`dashboards/${state.board.id}`, board, "PUT");
+    renderBoard();
+    selectTab("dashboard");
+  } catch (err) {
+    showError("chart-error", err.message);
+  }
+});
 
 function renderVariables() {
   const box = $("variables");
