@@ -1,0 +1,895 @@
+"""Messaging Hub: one person's direct messages, with the tools of a support desk.
+
+* a unified inbox with unread, **waiting on you** (their message is the last human one),
+  scheduled and draft filters, kept live from the realtime socket;
+* a composer for text, markdown (sanitised preview) and code, with drafts saved as you
+  type and templates whose variables are checked before sending (:mod:`templating`);
+* an outbox for the undo window and send-later, persisted and sent exactly once
+  (:mod:`store`, :mod:`outbox`);
+* threads, reactions and edits of the v1 API; search that opens the conversation at the
+  message found;
+* response analytics offline — volume by day and hour, median and first response time
+  per contact, against the previous period, as CSV too (:mod:`analytics`);
+* an away auto-reply, once per conversation per window, that never answers another
+  auto-reply (:mod:`autoreply`).
+
+Every v1 call goes through ``ctx.api`` (the API integration layer's session, limited to
+the scopes in ``plugin.toml``); the page talks only to this plugin's routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from messaging_hub import analytics
+from messaging_hub.autoreply import (
+    AWAY_VARIABLES,
+    MARKER,
+    AutoResponder,
+    AwaySettings,
+    is_auto_reply,
+    next_change,
+)
+from messaging_hub.inbox import FILTERS, conversation_state, matches
+from messaging_hub.outbox import Dispatcher, public_item
+from messaging_hub.render import markdown_html
+from messaging_hub.store import Store
+from messaging_hub.templating import BUILTINS, TemplateProblem, builtin_values, check, render
+from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.hub import EventHub
+from plexichat_desktop.plugins.settings import PluginSettings
+
+if TYPE_CHECKING:
+    from api_integration_layer.scoped import ScopedApi
+
+MAX_CONTENT = 10_000
+MessageType = Literal["text", "markdown", "code"]
+QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "👀", "✅", "🙏", "😮"]
+
+
+class HubSettings(PluginSettings):
+    """``[plugin.messaging_hub]`` settings."""
+
+    undo_seconds: int = Field(5, ge=0, le=60)
+    inbox_size: int = Field(100, ge=10, le=500)
+    inbox_depth: int = Field(20, ge=1, le=100)
+    analytics_max_per_contact: int = Field(2000, ge=100, le=20_000)
+
+
+class Problem(Exception):
+    """A 4xx answer naming the field."""
+
+    def __init__(self, status: int, field: str, message: str, **extra: Any):
+        super().__init__(f"{field}: {message}")
+        self.status = status
+        self.field = field
+        self.extra = extra
+
+
+def _from_api(exc: Exception) -> Problem:
+    """A v1 (or layer) error as this plugin's answer: the same status, the field named."""
+    from api_integration_layer.errors import ApiHTTPError, ApiPermissionError
+
+    if isinstance(exc, ApiHTTPError):
+        detail = exc.detail
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+            first = detail[0]
+            loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
+            field = ".".join(loc) or "request"
+            return Problem(exc.status if exc.status < 500 else 502, field,
+                           "; ".join(str(d.get("msg", "")) for d in detail))
+        text = str(detail)
+        field = text.split(":", 1)[0] if ":" in text and " " not in text.split(":", 1)[0] \
+            else "request"
+        if text.startswith(field + ":"):
+            text = text[len(field) + 1:].strip()
+        return Problem(exc.status if exc.status < 500 else 502, field, text)
+    if isinstance(exc, ApiPermissionError):
+        return Problem(403, "scope", str(exc))
+    return Problem(502, "api", f"the PlexiChat API did not answer: {exc}")
+
+
+def answers(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Route wrapper: a :class:`Problem`, a template problem, a v1 error or a bad model
+    becomes a JSON 4xx ``{"detail": "field: why", "field": ...}``, never a 500."""
+    @functools.wraps(handler)
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        from api_integration_layer.errors import ApiError
+
+        try:
+            return await handler(*args, **kwargs)
+        except Problem as exc:
+            return JSONResponse({"detail": str(exc), "field": exc.field, **exc.extra},
+                                status_code=exc.status)
+        except TemplateProblem as exc:
+            return JSONResponse({"detail": str(exc), "field": exc.field,
+                                 "missing": exc.missing}, status_code=422)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(p) for p in error["loc"]) or "request"
+            return JSONResponse({"detail": f"{field}: {error['msg']}", "field": field},
+                                status_code=422)
+        except (ApiError, PermissionError) as exc:
+            problem = _from_api(exc)
+            return JSONResponse({"detail": str(problem), "field": problem.field},
+                                status_code=problem.status)
+    return wrapped
+
+
+def _zone(name: str, field: str = "tz") -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Problem(422, field, f"unknown time zone {name!r} (an IANA name such as "
+                                  "Europe/Berlin)") from None
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _content(text: str, field: str = "content") -> str:
+    if not text.strip():
+        raise Problem(422, field, "the message is empty")
+    if len(text) > MAX_CONTENT:
+        raise Problem(422, field, f"{len(text)} characters; a message has at most "
+                                  f"{MAX_CONTENT}")
+    return text
+
+
+# -- request bodies ---------------------------------------------------------------------
+class SendBody(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    recipient_id: str = Field(min_length=1, max_length=64)
+    content: str | None = Field(None, max_length=50_000)  # checked against 10,000 below
+    message_type: MessageType | None = None
+    reply_to: str | None = Field(None, min_length=1, max_length=64)
+    send_at: datetime | None = None
+    template_id: str | None = Field(None, min_length=1, max_length=64)
+    variables: dict[str, str] = Field(default_factory=dict)
+    timezone: str = "UTC"
+    undo: bool = True  # False: no undo window (still through the outbox)
+
+
+class OutboxEdit(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    content: str | None = Field(None, max_length=50_000)
+    message_type: MessageType | None = None
+    send_at: datetime | None = None
+
+
+class DraftBody(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    content: str = Field(max_length=50_000)
+    message_type: MessageType = "text"
+    reply_to: str | None = Field(None, max_length=64)
+
+
+class TemplateBody(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=80)
+    body: str = Field(min_length=1, max_length=MAX_CONTENT)
+    message_type: MessageType = "text"
+    description: str = Field("", max_length=300)
+
+
+class CheckBody(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    body: str = Field(max_length=MAX_CONTENT)
+    variables: dict[str, str] = Field(default_factory=dict)
+    recipient_id: str | None = Field(None, max_length=64)
+    timezone: str = "UTC"
+
+
+class ReactionBody(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    emoji: str = Field(min_length=1, max_length=32)
+
+
+class EditBody(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    content: str = Field(max_length=50_000)
+
+
+class RenderBody(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    content: str = Field(max_length=50_000)
+
+
+class MessagingHubPlugin(Plugin):
+    """Wires the store, the dispatcher, the live socket and the routes."""
+
+    settings_model = HubSettings
+
+    async def setup(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        self.config: HubSettings = ctx.config
+        self.hub = EventHub(maxsize=512)
+        self.store = Store(ctx.data_dir / "messaging_hub.sqlite3")
+        ctx.on_teardown(self.store.close)
+        self.dispatcher = Dispatcher(self.store, self._identity, self.hub.publish, ctx.logger)
+        self.live_state = "signed out"
+        self._profiles: dict[str, dict[str, Any]] = {}
+        self._responders: dict[str, AutoResponder] = {}
+        ctx.create_task(self.dispatcher.run(), name="messaging_hub outbox")
+        ctx.create_task(self._live(), name="messaging_hub realtime")
+
+        add = ctx.add_route
+        add("/status", self.status)
+        add("/inbox", self.inbox)
+        add("/users", self.users)
+        add("/conversation/{user_id}", self.conversation)
+        add("/thread/{message_id}", self.thread)
+        add("/send", self.send, methods=["POST"])
+        add("/outbox", self.outbox)
+        add("/outbox/{item_id}", self.edit_outbox, methods=["PATCH"])
+        add("/outbox/{item_id}/cancel", self.cancel_outbox, methods=["POST"])
+        add("/outbox/{item_id}/send-now", self.send_now, methods=["POST"])
+        add("/outbox/{item_id}/retry", self.retry_outbox, methods=["POST"])
+        add("/messages/{message_id}", self.edit_message, methods=["PATCH"])
+        add("/messages/{message_id}", self.delete_message, methods=["DELETE"])
+        add("/messages/{message_id}/reactions", self.react, methods=["POST"])
+        add("/messages/{message_id}/reactions", self.unreact, methods=["DELETE"])
+        add("/drafts", self.drafts)
+        add("/drafts/{user_id}", self.get_draft)
+        add("/drafts/{user_id}", self.put_draft, methods=["PUT"])
+        add("/drafts/{user_id}", self.delete_draft, methods=["DELETE"])
+        add("/templates", self.templates)
+        add("/templates", self.create_template, methods=["POST"])
+        add("/templates/check", self.check_template, methods=["POST"])
+        add("/templates/{template_id}", self.update_template, methods=["PUT"])
+        add("/templates/{template_id}", self.delete_template, methods=["DELETE"])
+        add("/render", self.render_preview, methods=["POST"])
+        add("/search", self.search)
+        add("/analytics", self.analytics)
+        add("/analytics.csv", self.analytics_csv)
+        add("/away", self.get_away)
+        add("/away", self.put_away, methods=["PUT"])
+        add("/stream", self.stream)
+
+    # -- who is signed in -------------------------------------------------------------
+    def _identity(self) -> tuple[ScopedApi, str] | None:
+        try:
+            api: ScopedApi = self.ctx.api
+        except Exception:
+            return None
+        user = api.user
+        if not user or not user.get("id"):
+            return None
+        return api, str(user["id"])
+
+    def _who(self) -> tuple[ScopedApi, str]:
+        who = self._identity()
+        if who is None:
+            raise Problem(409, "api", "nobody is signed in to PlexiChat; sign in on the API "
+                                      "Integration page first")
+        return who
+
+    async def _profile(self, api: ScopedApi, user_id: str) -> dict[str, Any]:
+        """A user's ``{id, username, display_name}``, remembered for the session."""
+        known = self._profiles.get(user_id)
+        if known is None:
+            profile = await api.users.get(user_id)
+            known = {"id": profile.id, "username": profile.username,
+                     "display_name": profile.display_name or profile.username}
+            self._profiles[user_id] = known
+        return known
+
+    def _decorate(self, message: Any, owner: str) -> dict[str, Any]:
+        """A v1 message for the page: ``html`` for markdown (sanitised), flags."""
+        data = message if isinstance(message, dict) else message.model_dump(mode="json")
+        data = dict(data)
+        content = str(data.get("content", ""))
+        data["mine"] = data.get("sender_id") == owner
+        data["auto"] = is_auto_reply(content)
+        if data.get("message_type") == "markdown":
+            data["html"] = markdown_html(content)
+        return data
+
+    # -- the realtime socket -----------------------------------------------------------
+    def _responder(self, api: ScopedApi, owner: str, me: dict[str, Any]) -> AutoResponder:
+        responder = self._responders.get(owner)
+        if responder is None:
+            async def send(recipient: str, content: str) -> dict[str, Any]:
+                sent = await api.messages.send(recipient, content)
+                return dict(sent.model_dump(mode="json"))
+
+            async def contact(user_id: str) -> dict[str, Any]:
+                return await self._profile(api, user_id)
+
+            responder = AutoResponder(self.store, me, send, contact,
+                                      on_decision=lambda d: self.hub.publish("away", d))
+            self._responders[owner] = responder
+        return responder
+
+    async def _live(self) -> None:
+        """Follow the realtime socket of whoever is signed in; restart on a change."""
+        while True:
+            who = self._identity()
+            if who is None:
+                self.live_state = "signed out"
+                await asyncio.sleep(1.0)
+                continue
+            api, owner = who
+            try:
+                me = await self._profile(api, owner)
+            except Exception as exc:
+                self.live_state = f"waiting: {exc}"
+                await asyncio.sleep(2.0)
+                continue
+            responder = self._responder(api, owner, me)
+            queue: asyncio.Queue[Any] = asyncio.Queue()
+            subscription = api.realtime.subscribe(queue_size=64)
+            subscription.on("*", queue.put_nowait)
+            subscription.start()
+            self.live_state = "connecting"
+            try:
+                while True:
+                    event = None
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):  # not wait_for: see outbox.run
+                            event = await queue.get()
+                    current = self._identity()
+                    if current is None or current[1] != owner or subscription.finished:
+                        break
+                    if event is not None:
+                        self._on_event(owner, responder, event)
+            finally:
+                await subscription.close()
+                self.live_state = "closed"
+                self.hub.publish("live", {"state": "closed"})
+
+    def _on_event(self, owner: str, responder: AutoResponder, event: Any) -> None:
+        kind, data = event.type, dict(event.data or {})
+        if kind == "subscription.open":
+            self.live_state = "open"
+            self.hub.publish("live", {"state": "open", "reconnect": data.get("reconnect")})
+        elif kind == "subscription.closed":
+            self.live_state = str(data.get("state") or "closed")
+            self.hub.publish("live", {"state": self.live_state})
+        elif kind in ("message", "message_updated"):
+            self.hub.publish(kind, self._decorate(data, owner))
+            if kind == "message" and data.get("recipient_id") == owner:
+                self.ctx.create_task(responder.consider(data),
+                                     name=f"messaging_hub away {data.get('id')}")
+        elif kind in ("message_deleted", "reaction", "presence_update", "typing"):
+            self.hub.publish(kind, data)
+
+    async def stream(self) -> Any:
+        """Server-sent events for the page: message, message_updated, message_deleted,
+        reaction, presence_update, outbox, away, live."""
+        return self.ctx.event_stream(self.hub.events(first=[("live", {
+            "state": self.live_state})]))
+
+    # -- status, inbox, conversations ---------------------------------------------------
+    @answers
+    async def status(self) -> Any:
+        """Who ctx.api acts as; the limits the page enforces before asking."""
+        who = self._identity()
+        user = None
+        if who is not None:
+            api, owner = who
+            try:
+                user = await self._profile(api, owner)
+            except Exception:
+                user = {"id": owner, "username": (api.user or {}).get("username"),
+                        "display_name": (api.user or {}).get("username")}
+        return {"user": user, "signed_in": user is not None, "live": self.live_state,
+                "undo_seconds": self.config.undo_seconds, "max_content": MAX_CONTENT,
+                "marker": MARKER, "filters": list(FILTERS), "reactions": QUICK_REACTIONS,
+                "builtins": BUILTINS}
+
+    @answers
+    async def inbox(self, filter: str = Query("all"), q: str = Query("", max_length=100)
+                    ) -> Any:
+        """Every conversation with unread, waiting-on-you, draft and scheduled marks;
+        ``counts`` per filter for the sidebar."""
+        if filter not in FILTERS:
+            raise Problem(422, "filter", f"one of {', '.join(FILTERS)}")
+        api, owner = self._who()
+        with api.bypass_cache():
+            listing = await api.messages.conversations(limit=min(100, self.config.inbox_size))
+            convs = [c.model_dump(mode="json") for c in listing.conversations]
+            states = await asyncio.gather(*(self._state(api, owner, c["user_id"])
+                                            for c in convs))
+        drafts = {d["recipient_id"]: d for d in self.store.drafts(owner)}
+        scheduled = self.store.scheduled_counts(owner)
+        rows = []
+        for conv, state in zip(convs, states, strict=True):
+            conv["display_name"] = conv.get("display_name") or conv["username"]
+            conv.update(state)
+            conv["draft"] = conv["user_id"] in drafts
+            conv["scheduled"] = scheduled.get(conv["user_id"], 0)
+            rows.append(conv)
+        known = {c["user_id"] for c in rows}
+        # A draft or a scheduled message to someone never written to yet is a row too.
+        for uid in {*drafts, *scheduled} - known:
+            try:
+                profile = await self._profile(api, uid)
+            except Exception:
+                continue
+            rows.append({"user_id": uid, "username": profile["username"],
+                         "display_name": profile["display_name"], "last_message": None,
+                         "last_message_time": None, "unread_count": 0, "is_online": False,
+                         "waiting": False, "waiting_since": None, "waiting_count": 0,
+                         "last_from": None, "last_auto": False, "draft": uid in drafts,
+                         "scheduled": scheduled.get(uid, 0)})
+        counts = {f: sum(1 for r in rows if matches(r, f, "")) for f in FILTERS}
+        shown = [r for r in rows if matches(r, filter, q)]
+        if filter == "waiting":  # the longest wait first, as a queue should be worked
+            shown.sort(key=lambda r: r["waiting_since"] or "")
+        return {"conversations": shown, "counts": counts, "filter": filter, "q": q,
+                "total": listing.total}
+
+    async def _state(self, api: ScopedApi, owner: str, user_id: str) -> dict[str, Any]:
+        page = await api.messages.conversation(user_id, limit=self.config.inbox_depth,
+                                               mark_read=False)
+        return conversation_state([m.model_dump(mode="json") for m in page.messages], owner)
+
+    @answers
+    async def users(self, q: str = Query(min_length=1, max_length=100)) -> Any:
+        """People to start a conversation with."""
+        api, owner = self._who()
+        found = await api.users.search(q, limit=10)
+        return {"users": [u.model_dump(mode="json") for u in found.users if u.id != owner]}
+
+    @answers
+    async def conversation(self, user_id: str, limit: int = Query(50, ge=1, le=100),
+                           offset: int = Query(0, ge=0),
+                           around: str | None = Query(None, max_length=64)) -> Any:
+        """Messages with ``user_id``, oldest first (received ones are marked read). With
+        ``around``: from the newest back to that message and a few before it (search
+        jumps there); 404 naming ``around`` when it is not in this conversation."""
+        api, owner = self._who()
+        messages: list[Any] = []
+        total = 0
+        other = None
+        with api.bypass_cache():
+            if around is None:
+                page = await api.messages.conversation(user_id, limit=limit, offset=offset)
+                messages, total, other = list(page.messages), page.total, page.other_user
+            else:
+                found_at = None
+                while found_at is None and offset < 5000:
+                    page = await api.messages.conversation(user_id, limit=100, offset=offset)
+                    other, total = page.other_user, page.total
+                    for i, m in enumerate(page.messages):
+                        if m.id == around:
+                            found_at = len(messages) + i
+                    messages += page.messages
+                    if not page.has_more:
+                        break
+                    offset += 100
+                if found_at is None:
+                    raise Problem(404, "around", f"message {around} is not in this "
+                                                 "conversation")
+                messages = messages[:found_at + 11]
+        decorated = [self._decorate(m, owner) for m in reversed(messages)]
+        draft = self.store.draft(owner, user_id)
+        pending = [public_item(i) for i in self.store.items(
+            owner, ("pending", "sending", "failed"), recipient_id=user_id)]
+        loaded = (offset if around is None else 0) + len(messages)
+        return {"messages": decorated, "total": total, "has_more": loaded < total,
+                "next_offset": loaded, "around": around,
+                "other_user": other.model_dump(mode="json") if other else None,
+                "draft": draft, "outbox": pending}
+
+    @answers
+    async def thread(self, message_id: str) -> Any:
+        api, owner = self._who()
+        found = await api.messages.thread(message_id, limit=100)
+        return {"thread_id": found.thread_id, "total": found.total,
+                "root": self._decorate(found.root, owner) if found.root else None,
+                "messages": [self._decorate(m, owner) for m in found.messages]}
+
+    # -- sending: the outbox ------------------------------------------------------------
+    @answers
+    async def send(self, body: SendBody) -> Any:
+        """Queue a message: held ``undo_seconds`` (undo-send), or until ``send_at``. A
+        template is rendered here and refused (422 naming the variable) when it cannot."""
+        api, owner = self._who()
+        if body.recipient_id == owner:
+            raise Problem(422, "recipient_id", "you cannot send a message to yourself")
+        zone = _zone(body.timezone, "timezone")
+        try:
+            recipient = await self._profile(api, body.recipient_id)
+        except Exception as exc:
+            problem = _from_api(exc)
+            if problem.status == 404:
+                raise Problem(422, "recipient_id", f"no user {body.recipient_id}") from None
+            raise problem from None
+        message_type: str = body.message_type or "text"
+        if body.template_id is not None:
+            template = self.store.template(body.template_id)
+            if template is None:
+                raise Problem(422, "template_id", f"no template {body.template_id}")
+            me = await self._profile(api, owner)
+            content = render(template["body"], body.variables,
+                             builtin_values(recipient, me, datetime.now(zone)))
+            message_type = body.message_type or template["message_type"]
+            self.store.used_template(template["id"])
+        elif body.content is None:
+            raise Problem(422, "content", "give the message's content or a template_id")
+        else:
+            content = body.content
+        content = _content(content)
+        now = time.time()
+        if body.send_at is not None:
+            at = _aware(body.send_at).timestamp()
+            if at <= now:
+                raise Problem(422, "send_at", "must be in the future")
+            if at > now + 366 * 86400:
+                raise Problem(422, "send_at", "at most a year ahead")
+            kind = "scheduled"
+        else:
+            at = now + (self.config.undo_seconds if body.undo else 0)
+            kind = "undo"
+        item = self.store.queue(owner, body.recipient_id, content, message_type,
+                                body.reply_to, kind, at)
+        self.store.delete_draft(owner, body.recipient_id)
+        self.hub.publish("outbox", public_item(item))
+        self.dispatcher.poke()
+        return JSONResponse({**public_item(item), "undo_seconds":
+                             self.config.undo_seconds if kind == "undo" and body.undo else 0},
+                            status_code=202)
+
+    @answers
+    async def outbox(self, state: str = Query("open"),
+                     recipient_id: str | None = Query(None, max_length=64)) -> Any:
+        """``open`` (pending and sending), ``pending``, ``sent``, ``failed``,
+        ``cancelled`` or ``all``."""
+        choices = {"open": ("pending", "sending"), "pending": ("pending",),
+                   "sending": ("sending",), "sent": ("sent",), "failed": ("failed",),
+                   "cancelled": ("cancelled",), "all": None}
+        if state not in choices:
+            raise Problem(422, "state", f"one of {', '.join(choices)}")
+        _api, owner = self._who()
+        items = self.store.items(owner, choices[state], recipient_id=recipient_id)
+        return {"items": [public_item(i) for i in items], "state": state}
+
+    def _item(self, owner: str, item_id: str) -> dict[str, Any]:
+        item = self.store.item(item_id)
+        if item is None or item["owner_id"] != owner:
+            raise Problem(404, "item_id", f"no outbox item {item_id}")
+        return item
+
+    def _not_pending(self, item: dict[str, Any]) -> Problem:
+        return Problem(409, "state", f"the message is {item['state']} and can no longer "
+                                     "be changed", item=public_item(item))
+
+    @answers
+    async def edit_outbox(self, item_id: str, body: OutboxEdit) -> Any:
+        """Change a message that has not left yet (content, type, time)."""
+        _api, owner = self._who()
+        self._item(owner, item_id)  # 404 for an unknown id
+        send_at = None
+        kind = None
+        if body.send_at is not None:
+            send_at = _aware(body.send_at).timestamp()
+            if send_at <= time.time():
+                raise Problem(422, "send_at", "must be in the future")
+            kind = "scheduled"
+        content = _content(body.content) if body.content is not None else None
+        changed = self.store.update_pending(item_id, owner, content=content,
+                                            message_type=body.message_type, send_at=send_at,
+                                            kind=kind)
+        if changed is None:
+            raise self._not_pending(self._item(owner, item_id))
+        self.hub.publish("outbox", public_item(changed))
+        self.dispatcher.poke()
+        return public_item(changed)
+
+    @answers
+    async def cancel_outbox(self, item_id: str) -> Any:
+        """Undo / cancel: the message does not leave; its content comes back (the page
+        puts it back into the composer)."""
+        _api, owner = self._who()
+        self._item(owner, item_id)
+        if not self.store.cancel(item_id, owner):
+            raise self._not_pending(self._item(owner, item_id))
+        item = self._item(owner, item_id)
+        self.hub.publish("outbox", public_item(item))
+        return public_item(item)
+
+    @answers
+    async def send_now(self, item_id: str) -> Any:
+        _api, owner = self._who()
+        self._item(owner, item_id)
+        changed = self.store.update_pending(item_id, owner, send_at=time.time())
+        if changed is None:
+            raise self._not_pending(self._item(owner, item_id))
+        self.dispatcher.poke()
+        return public_item(changed)
+
+    @answers
+    async def retry_outbox(self, item_id: str) -> Any:
+        _api, owner = self._who()
+        item = self._item(owner, item_id)
+        changed = self.store.retry(item_id, owner, time.time())
+        if changed is None:
+            raise Problem(409, "state", f"only a failed message can be retried; this one is "
+                                        f"{item['state']}")
+        self.dispatcher.poke()
+        return public_item(changed)
+
+    # -- messages: edit, delete, reactions ------------------------------------------------
+    @answers
+    async def edit_message(self, message_id: str, body: EditBody) -> Any:
+        api, owner = self._who()
+        edited = await api.messages.edit(message_id, _content(body.content))
+        return self._decorate(edited, owner)
+
+    @answers
+    async def delete_message(self, message_id: str) -> Any:
+        api, _owner = self._who()
+        result = await api.messages.delete(message_id)
+        return result.model_dump(mode="json")
+
+    @answers
+    async def react(self, message_id: str, body: ReactionBody) -> Any:
+        api, owner = self._who()
+        return self._decorate(await api.messages.react(message_id, body.emoji), owner)
+
+    @answers
+    async def unreact(self, message_id: str,
+                      emoji: str = Query(min_length=1, max_length=32)) -> Any:
+        api, owner = self._who()
+        return self._decorate(await api.messages.unreact(message_id, emoji), owner)
+
+    # -- drafts ---------------------------------------------------------------------
+    @answers
+    async def drafts(self) -> Any:
+        _api, owner = self._who()
+        return {"drafts": self.store.drafts(owner)}
+
+    @answers
+    async def get_draft(self, user_id: str) -> Any:
+        _api, owner = self._who()
+        return {"draft": self.store.draft(owner, user_id)}
+
+    @answers
+    async def put_draft(self, user_id: str, body: DraftBody) -> Any:
+        """Save what the composer holds (an empty one removes the draft)."""
+        _api, owner = self._who()
+        if not body.content.strip():
+            self.store.delete_draft(owner, user_id)
+            return {"draft": None}
+        return {"draft": self.store.save_draft(owner, user_id, body.content,
+                                               body.message_type, body.reply_to)}
+
+    @answers
+    async def delete_draft(self, user_id: str) -> Any:
+        _api, owner = self._who()
+        return {"deleted": self.store.delete_draft(owner, user_id)}
+
+    # -- templates ------------------------------------------------------------------
+    def _template_out(self, template: dict[str, Any]) -> dict[str, Any]:
+        info = check(template["body"], {})
+        return {**template, "variables": info["variables"],
+                "needs": info["missing"]}
+
+    @answers
+    async def templates(self) -> Any:
+        return {"templates": [self._template_out(t) for t in self.store.templates()],
+                "builtins": BUILTINS}
+
+    def _checked_template(self, body: TemplateBody, template_id: str | None) -> None:
+        check(body.body, {})  # a syntax error is a 422 on 'body' with its line
+        same = self.store.template_named(body.name.strip())
+        if same is not None and same["id"] != template_id:
+            raise Problem(409, "name", f"a template named {body.name.strip()!r} exists")
+
+    @answers
+    async def create_template(self, body: TemplateBody) -> Any:
+        self._checked_template(body, None)
+        saved = self.store.save_template(None, body.name.strip(), body.body,
+                                         body.message_type, body.description)
+        return JSONResponse(self._template_out(saved), status_code=201)
+
+    @answers
+    async def update_template(self, template_id: str, body: TemplateBody) -> Any:
+        if self.store.template(template_id) is None:
+            raise Problem(404, "template_id", f"no template {template_id}")
+        self._checked_template(body, template_id)
+        saved = self.store.save_template(template_id, body.name.strip(), body.body,
+                                         body.message_type, body.description)
+        return self._template_out(saved)
+
+    @answers
+    async def delete_template(self, template_id: str) -> Any:
+        if not self.store.delete_template(template_id):
+            raise Problem(404, "template_id", f"no template {template_id}")
+        return {"deleted": True}
+
+    @answers
+    async def check_template(self, body: CheckBody) -> Any:
+        """Lint as you type: variables, which are missing, and the preview when none is
+        (a syntax error or a sandbox refusal is in ``problem``, not an error status)."""
+        zone = _zone(body.timezone, "timezone")
+        try:
+            info = check(body.body, body.variables)
+        except TemplateProblem as exc:
+            return {"variables": [], "builtin": [], "given": [], "missing": [],
+                    "problem": str(exc), "field": exc.field, "preview": None}
+        recipient = None
+        me = None
+        who = self._identity()
+        if who is not None:
+            api, owner = who
+            me = await self._profile(api, owner)
+            if body.recipient_id:
+                try:
+                    recipient = await self._profile(api, body.recipient_id)
+                except Exception:
+                    recipient = None
+        values = builtin_values(recipient or {"display_name": "Ada Lovelace",
+                                              "username": "ada"}, me, datetime.now(zone))
+        preview = None
+        problem = None
+        if not info["missing"]:
+            try:
+                preview = render(body.body, body.variables, values)
+            except TemplateProblem as exc:
+                problem = str(exc)
+        return {**info, "problem": problem, "preview": preview}
+
+    @answers
+    async def render_preview(self, body: RenderBody) -> Any:
+        """The composer's markdown preview, sanitised as received messages are."""
+        return {"html": markdown_html(body.content), "length": len(body.content),
+                "max": MAX_CONTENT}
+
+    # -- search -------------------------------------------------------------------------
+    @answers
+    async def search(self, q: str = Query(min_length=1, max_length=200),
+                     user_id: str | None = Query(None, max_length=64),
+                     since: datetime | None = None, until: datetime | None = None,
+                     limit: int = Query(30, ge=1, le=100)) -> Any:
+        """Messages found, newest first, each with the contact to open and the id to
+        jump to."""
+        api, owner = self._who()
+        filters: dict[str, Any] = {}
+        if user_id:
+            filters["user_id"] = user_id
+        if since:
+            filters["since"] = _aware(since)
+        if until:
+            filters["until"] = _aware(until)
+        found = await api.search.search(q, type="messages", filters=filters or None,
+                                        sort_by="date", limit=limit)
+        results = []
+        for hit in found.results:
+            meta = hit.metadata or {}
+            sender = meta.get("sender_id")
+            contact = meta.get("recipient_id") if sender == owner else sender
+            name = None
+            if contact:
+                try:
+                    name = (await self._profile(api, str(contact)))["display_name"]
+                except Exception:
+                    name = None
+            results.append({"message_id": hit.id, "contact_id": contact, "contact": name,
+                            "mine": sender == owner, "content": hit.content,
+                            "created_at": hit.created_at.isoformat() if hit.created_at
+                            else None, "score": hit.score})
+        return {"results": results, "total": found.total, "query": q}
+
+    # -- analytics ------------------------------------------------------------------
+    async def _report(self, days: int, tz: str, gap_hours: float) -> dict[str, Any]:
+        zone = _zone(tz)
+        api, owner = self._who()
+        now = datetime.now(UTC)
+        oldest = now - timedelta(days=2 * days, hours=gap_hours)
+        messages: list[analytics.Msg] = []
+        names: dict[str, str] = {}
+        contacts: list[Any] = []
+        with api.bypass_cache():
+            offset = 0
+            while True:
+                listing = await api.messages.conversations(limit=100, offset=offset)
+                contacts += listing.conversations
+                if not listing.has_more or len(contacts) >= 1000:
+                    break
+                offset += 100
+            limit = asyncio.Semaphore(4)
+
+            async def history(contact_id: str) -> list[analytics.Msg]:
+                out: list[analytics.Msg] = []
+                async with limit:
+                    off = 0
+                    while off < self.config.analytics_max_per_contact:
+                        page = await api.messages.conversation(contact_id, limit=100,
+                                                               offset=off, mark_read=False)
+                        for m in page.messages:
+                            out.append(analytics.Msg(m.id, m.sender_id, m.recipient_id,
+                                                     _aware(m.timestamp),
+                                                     is_auto_reply(m.content)))
+                        if (not page.has_more or not page.messages
+                                or _aware(page.messages[-1].timestamp) < oldest):
+                            break
+                        off += 100
+                return out
+
+            for c in contacts:
+                names[c.user_id] = c.display_name or c.username
+            for chunk in await asyncio.gather(*(history(c.user_id) for c in contacts)):
+                messages += chunk
+        data = analytics.report(messages, owner, names, days=days, now=now, tz=zone,
+                                gap=timedelta(hours=gap_hours))
+        data["messages_read"] = len(messages)
+        return data
+
+    @answers
+    async def analytics(self, days: int = Query(30, ge=1, le=365),
+                        tz: str = Query("UTC", max_length=64),
+                        gap_hours: float = Query(8.0, gt=0, le=24 * 14)) -> Any:
+        """Response metrics of the last ``days`` against the ``days`` before, in ``tz``;
+        a conversation opens after ``gap_hours`` of silence."""
+        return await self._report(days, tz, gap_hours)
+
+    @answers
+    async def analytics_csv(self, kind: str = Query("contacts"),
+                            days: int = Query(30, ge=1, le=365),
+                            tz: str = Query("UTC", max_length=64),
+                            gap_hours: float = Query(8.0, gt=0, le=24 * 14)) -> Any:
+        """The per-contact (``contacts``) or per-day (``daily``) figures as CSV; text
+        cells that a spreadsheet would run as a formula are escaped."""
+        if kind not in ("contacts", "daily"):
+            raise Problem(422, "kind", "contacts or daily")
+        data = await self._report(days, tz, gap_hours)
+        name = f"messaging-{kind}-{days}d-{datetime.now(UTC):%Y%m%d}.csv"
+        return Response(analytics.to_csv(data, kind), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    # -- away -------------------------------------------------------------------------
+    @answers
+    async def get_away(self) -> Any:
+        """The away settings, whether you are away now, when that changes next, the
+        message as a contact would get it, and the responder's recent decisions."""
+        api, owner = self._who()
+        responder = self._responder(api, owner, await self._profile(api, owner))
+        settings = responder.settings()
+        now = datetime.now(UTC)
+        zone = ZoneInfo(settings.timezone)
+        back = ""
+        if settings.enabled and settings.until is not None:
+            back = _aware(settings.until).astimezone(zone).strftime("%a %d %b %H:%M")
+        try:
+            preview = MARKER + " " + render(settings.message, {"back": back}, builtin_values(
+                {"display_name": "Ada Lovelace", "username": "ada"}, responder.me,
+                now.astimezone(zone)))
+        except TemplateProblem as exc:
+            preview = f"({exc})"
+        change = next_change(settings, now)
+        return {"settings": settings.model_dump(mode="json"), "away_now": settings.away_at(now),
+                "next_change": change.isoformat() if change else None, "preview": preview,
+                "marker": MARKER, "variables": sorted(AWAY_VARIABLES),
+                "decisions": self.store.decisions(owner, 50)}
+
+    @answers
+    async def put_away(self, body: dict[str, Any]) -> Any:
+        """Save the away settings (422 naming the field: a bad time, zone or variable)."""
+        _api, owner = self._who()
+        settings = AwaySettings.model_validate(body)
+        self.store.save_away(owner, settings.model_dump(mode="json"))
+        self.hub.publish("away_settings", {"away_now": settings.away_at(datetime.now(UTC))})
+        return await self.get_away()

@@ -1,0 +1,185 @@
+"""The dispatcher: sends what the outbox holds when it is due, exactly once.
+
+Undo-send and send-later are the same mechanism: a message is written to the outbox
+(SQLite) with the time it may leave, and this loop sends it then. Held for the undo
+window, it can be taken back; scheduled, it can be edited or cancelled until it leaves.
+Nothing is kept in memory only, so a restart loses nothing.
+
+Why not ``ctx.schedule``: its grammar is for recurring work at minute granularity; an
+undo window is seconds long and every item has its own time. One timer to the next due
+item, woken early when the outbox changes, costs nothing while idle.
+
+Exactly once, step by step:
+
+1. ``claim`` moves the item from ``pending`` to ``sending`` in one UPDATE; a second
+   dispatcher (or a second run of the loop) changes no row and sends nothing;
+2. the v1 ``POST /messages/send`` is not retried by the API layer (it is not idempotent);
+3. the answer's id is written with ``mark_sent`` at once;
+4. a 4xx (the server refused: recipient gone, content rejected) makes it ``failed`` with
+   the reason, kept for the user to fix and retry; a connection error leaves it unknown
+   whether the server stored it, so it is *reconciled*: the conversation is read back
+   and a message of ours with the same content sent after the claim counts as the send;
+   only when there is none does the item go back to ``pending``.
+5. At start-up (and whenever the owner signs in again) items found in ``sending`` — the
+   app died between 1 and 3 — are reconciled the same way before anything else is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from messaging_hub.store import Store
+
+if TYPE_CHECKING:
+    from api_integration_layer.scoped import ScopedApi
+
+IDLE_CHECK = 2.0  # seconds between looks for a signed-in user while nobody is
+MAX_SLEEP = 30.0
+RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
+RECONCILE_WINDOW = 100  # our most recent messages to the recipient looked at
+
+
+class Dispatcher:
+    """Sends due outbox items for whoever is signed in to the API layer."""
+
+    def __init__(self, store: Store, identity: Callable[[], tuple[ScopedApi, str] | None],
+                 publish: Callable[[str, Any], None], logger: Any,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self._identity = identity
+        self._publish = publish
+        self._log = logger
+        self._clock = clock
+        self.wake = asyncio.Event()
+        self._recovered: set[str] = set()
+        self.sent = 0
+
+    def poke(self) -> None:
+        """The outbox changed: look again now."""
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            delay = IDLE_CHECK
+            who = self._identity()
+            if who is not None:
+                api, owner = who
+                try:
+                    delay = await self.step(api, owner)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # never let one bad item stop the loop
+                    self._log.exception("outbox: dispatch step failed")
+                    delay = RETRY_DELAYS[0]
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+            # that arrives as the event is set, and the plugin would never stop.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.wake.wait()
+
+    async def step(self, api: ScopedApi, owner: str) -> float:
+        """Recover (once per owner), send what is due; seconds until the next due item."""
+        if owner not in self._recovered:
+            for item in self.store.sending(owner):
+                await self.reconcile(api, item)
+            self._recovered.add(owner)
+        for item in self.store.due(owner, self._clock()):
+            await self.deliver(api, item)
+        nxt = self.store.next_due(owner)
+        if nxt is None:
+            return MAX_SLEEP
+        return min(MAX_SLEEP, max(0.0, nxt - self._clock()))
+
+    async def deliver(self, api: ScopedApi, item: dict[str, Any]) -> None:
+        from api_integration_layer.errors import ApiHTTPError, NotAuthenticated, RateLimited
+
+        now = self._clock()
+        if not self.store.claim(item["id"], now):
+            return  # cancelled, edited to later, or taken by another dispatcher meanwhile
+        self._changed(item["id"])
+        try:
+            message = await api.messages.send(
+                item["recipient_id"], item["content"], message_type=item["message_type"],
+                reply_to=item["reply_to"])
+        except (NotAuthenticated, RateLimited) as exc:
+            # Refused before anything was stored: try again later, nothing is lost.
+            self.store.release(item["id"], self._retry_at(item), _reason(exc))
+        except ApiHTTPError as exc:
+            self.store.mark_failed(item["id"], _reason(exc))
+            self._log.warning("outbox: %s refused by the server: %s", item["id"], _reason(exc))
+        except Exception as exc:
+            # Unknown whether the server stored it (a dropped connection, a timeout).
+            self._log.warning("outbox: sending %s: %s; reconciling", item["id"], exc)
+            fresh = self.store.item(item["id"]) or item
+            await self.reconcile(api, fresh, error=_reason(exc))
+        else:
+            self.store.mark_sent(item["id"], message.id, self._clock())
+            self.sent += 1
+        self._changed(item["id"])
+
+    async def reconcile(self, api: ScopedApi, item: dict[str, Any],
+                        error: str = "interrupted while sending") -> None:
+        """Decide an item left in ``sending``: sent (found on the server) or pending."""
+        try:
+            with api.bypass_cache():
+                page = await api.messages.conversation(
+                    item["recipient_id"], limit=RECONCILE_WINDOW, mark_read=False)
+        except Exception as exc:
+            # Cannot tell yet: leave it in 'sending' and look again at the next start-up
+            # or sign-in, rather than risk sending it twice.
+            self._log.warning("outbox: cannot reconcile %s yet: %s", item["id"], exc)
+            self._recovered.discard(item["owner_id"])
+            return
+        claimed = item.get("claimed_at") or item["created_at"]
+        for message in page.messages:
+            at = message.timestamp.timestamp()
+            if (message.sender_id == item["owner_id"] and message.content == item["content"]
+                    and at >= claimed - 2.0
+                    and (item["reply_to"] is None or message.reply_to == item["reply_to"])):
+                self.store.mark_sent(item["id"], message.id, at)
+                self._changed(item["id"])
+                return
+        self.store.release(item["id"], self._clock(), error)
+        self._changed(item["id"])
+        self.poke()
+
+    def _retry_at(self, item: dict[str, Any]) -> float:
+        attempts = int(item.get("attempts") or 0)
+        return self._clock() + RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
+
+    def _changed(self, item_id: str) -> None:
+        item = self.store.item(item_id)
+        if item is not None:
+            self._publish("outbox", public_item(item))
+
+
+def _reason(exc: Exception) -> str:
+    detail = getattr(exc, "detail", None)
+    status = getattr(exc, "status", None)
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = [str(p) for p in detail[0].get("loc", []) if p not in ("body", "query", "path")]
+        detail = f"{'.'.join(loc) or 'request'}: {detail[0].get('msg', '')}"
+    text = str(detail) if detail else str(exc)
+    return f"{status}: {text}" if status else f"{type(exc).__name__}: {text}"
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts).astimezone().isoformat()
+
+
+def public_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row as the page sees it (times as ISO strings with the zone)."""
+    return {
+        "id": item["id"], "recipient_id": item["recipient_id"], "content": item["content"],
+        "message_type": item["message_type"], "reply_to": item["reply_to"],
+        "kind": item["kind"], "state": item["state"], "send_at": _iso(item["send_at"]),
+        "send_at_unix": item["send_at"], "attempts": item["attempts"],
+        "created_at": _iso(item["created_at"]), "sent_at": _iso(item["sent_at"]),
+        "message_id": item["message_id"], "error": item["error"],
+    }

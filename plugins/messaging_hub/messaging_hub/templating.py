@@ -1,0 +1,115 @@
+"""Message templates with variables, checked before anything is sent.
+
+Templates are Jinja2 run in its :class:`~jinja2.sandbox.SandboxedEnvironment` (no
+attribute walks to ``__class__``/``__globals__``, no unsafe callables, ranges capped) with
+:class:`~jinja2.StrictUndefined`, so a variable without a value is an error instead of an
+empty string in a message someone receives. Before rendering, the template's free
+variables are listed from its syntax tree and compared with what will be given: every
+missing one is reported at once, by name (Front's templates would have sent the blank).
+
+The variables every template gets without asking (``BUILTINS``) come from the
+conversation: the recipient's names, the sender's name, today's date and the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+
+MAX_OUTPUT = 10_000  # the v1 limit of a message's content
+BUILTINS = {
+    "name": "the recipient's display name",
+    "first_name": "the first word of the recipient's display name",
+    "username": "the recipient's user name",
+    "me": "your display name",
+    "today": "today's date (YYYY-MM-DD, your time zone)",
+    "now": "the time now (HH:MM, your time zone)",
+    "weekday": "today's weekday (Monday...)",
+}
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be sent: 422 naming the field (``body``, ``variables.x``)."""
+
+    status = 422
+
+    def __init__(self, field: str, message: str, missing: list[str] | None = None):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.missing = missing or []
+
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
+                            keep_trailing_newline=True)
+
+
+def variables(source: str) -> list[str]:
+    """The template's free variables, sorted; a syntax error is a :class:`TemplateProblem`
+    on ``body`` with its line."""
+    try:
+        tree = _env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem("body", f"line {exc.lineno}: {exc.message}") from None
+    return sorted(meta.find_undeclared_variables(tree))
+
+
+def builtin_values(recipient: Mapping[str, Any] | None, me: Mapping[str, Any] | None,
+                   now: datetime) -> dict[str, str]:
+    """The values of :data:`BUILTINS` for a conversation with ``recipient`` at ``now``
+    (an aware datetime in the user's zone)."""
+    display = str((recipient or {}).get("display_name") or (recipient or {}).get("username")
+                  or "")
+    return {
+        "name": display,
+        "first_name": display.split()[0] if display.split() else display,
+        "username": str((recipient or {}).get("username") or ""),
+        "me": str((me or {}).get("display_name") or (me or {}).get("username") or ""),
+        "today": now.strftime("%Y-%m-%d"),
+        "now": now.strftime("%H:%M"),
+        "weekday": now.strftime("%A"),
+    }
+
+
+def check(source: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """What the page shows while a template is typed: its variables, which are built in,
+    which the user gives, and which are missing (without raising)."""
+    names = variables(source)
+    missing = [n for n in names if n not in given and n not in BUILTINS]
+    return {"variables": names, "builtin": [n for n in names if n in BUILTINS],
+            "given": [n for n in names if n in given], "missing": missing}
+
+
+def render(source: str, given: Mapping[str, Any],
+           builtins: Mapping[str, Any] | None = None) -> str:
+    """The message text; :class:`TemplateProblem` for a syntax error, a missing variable
+    (all of them named), an attribute that does not exist, anything the sandbox refuses,
+    or a result that is blank or longer than a message may be."""
+    context = {**(builtins or {}), **{k: v for k, v in given.items()}}
+    missing = [n for n in variables(source) if n not in context]
+    if missing:
+        names = ", ".join(missing)
+        raise TemplateProblem(f"variables.{missing[0]}",
+                              f"undefined variable{'s' if len(missing) > 1 else ''} {names}: "
+                              "give a value before sending", missing)
+    try:
+        text = _env.from_string(source).render(context)
+    except SecurityError as exc:
+        raise TemplateProblem("body", f"not allowed in a template: {exc}") from None
+    except UndefinedError as exc:
+        raise TemplateProblem("variables", f"undefined: {exc.message}") from None
+    except TemplateError as exc:
+        raise TemplateProblem("body", f"{type(exc).__name__}: {exc}") from None
+    except (ArithmeticError, TypeError, ValueError, OverflowError) as exc:
+        # e.g. {{ 1 / 0 }} or {{ "a" + 1 }}: the template's own mistake, not a crash
+        raise TemplateProblem("body", f"{type(exc).__name__}: {exc}") from None
+    if not text.strip():
+        raise TemplateProblem("body", "the template renders to an empty message")
+    if len(text) > MAX_OUTPUT:
+        raise TemplateProblem("content", f"the rendered message has {len(text)} characters; "
+                                         f"at most {MAX_OUTPUT}")
+    return text
