@@ -202,7 +202,10 @@ class NetworkScannerPlugin(Plugin):
                 "targets": prepared.options.targets, "ports": prepared.options.ports,
                 "hosts": [h.to_dict() for h in prepared.targets.hosts],
                 "port_count": len(prepared.ports)}
-        self.running[job.id] = info
+        # A page opened while the scan runs gets this in its stream's first event and
+        # draws the grid (the list only when the grid can show it).
+        self.running[job.id] = {**info, "ports": prepared.ports
+                                if len(prepared.ports) <= 4096 else None}
         return info
 
     async def _scan_job(self, job: Any, prepared: Prepared, profile_id: str | None,

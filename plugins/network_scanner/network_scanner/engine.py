@@ -160,13 +160,15 @@ async def run_scan(prepared: Prepared, ctx: ScanContext, progress: Progress, *,
             async with limit:
                 name = names.get(item["address"])
                 if options.detect and (options.backend == "builtin" or item["service"] is None):
-                    if ctx.limiter is not None and item["address"] not in _loopbacks(hosts):
+                    if item["address"] not in _loopbacks(hosts):
                         await ctx.limiter.acquire()
                     item["service"] = (await detect(item["address"], item["port"],
                                                     timeout=options.probe_timeout,
                                                     server_name=name)).to_dict()
                 service = item["service"] or {}
                 if options.tls and service.get("tls"):
+                    if item["address"] not in _loopbacks(hosts):
+                        await ctx.limiter.acquire()  # a dozen handshakes follow
                     item["tls"] = (await check_tls(
                         item["address"], item["port"], server_name=name,
                         timeout=options.probe_timeout, warn_days=ctx.warn_days,

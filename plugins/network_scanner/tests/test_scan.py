@@ -206,21 +206,16 @@ async def test_concurrency_cap_is_respected() -> None:
 
 @pytest.mark.asyncio
 async def test_cancel_stops_the_scan_and_closes_its_sockets() -> None:
-    with full_backlog() as dropped:
-        started = asyncio.Event()
+    async with listener(silent()) as quiet:  # detection waits out its probe timeout
         events: list[tuple[str, Any]] = []
-
-        async def run() -> dict[str, Any]:
-            started.set()
-            return await scan([dropped] * 1, events, connect_timeout=30)
-
-        task = asyncio.ensure_future(run())
-        await started.wait()
-        await asyncio.sleep(0.05)
+        task = asyncio.ensure_future(scan([quiet], events, probe_timeout=30))
+        async with asyncio.timeout(10):
+            while not any(name == "ports" for name, _ in events):
+                await asyncio.sleep(0.01)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    assert not any(name == "ports" for name, _ in events)
+    assert not any(name == "service" for name, _ in events)
 
 
 @pytest.mark.asyncio

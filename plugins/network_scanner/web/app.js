@@ -498,6 +498,14 @@
     const source = window.plexichatLive ? window.plexichatLive.open("api/stream") : new EventSource("api/stream");
     source.addEventListener("open", () => { badge.className = "badge badge-live"; badge.textContent = "Live"; });
     source.addEventListener("error", () => { badge.className = "badge badge-wait"; badge.textContent = "Reconnecting…"; });
+    source.addEventListener("running", (e) => {
+      // Opened (or reconnected) while a scan runs: follow it from here on.
+      const running = JSON.parse(e.data).scans;
+      if (!running.length || (state.current && state.current.live)) return;
+      const scan = running[0];
+      beginLive(scan.scan_id, scan.hosts.map((h) => h.address), scan.ports, scan.port_count);
+      $("scan-caption").textContent = `joined a running scan of ${scan.hosts.length} host(s), ${scan.port_count} ports…`;
+    });
     source.addEventListener("scan", (e) => {
       const data = JSON.parse(e.data);
       if (data.state === "running") {
@@ -534,7 +542,10 @@
     $("import-form").addEventListener("submit", importXml);
     $("compare").addEventListener("click", compare);
     loadInfo().then(check);
-    loadHistory().then(() => { if (state.scans.length) showScan(state.scans[0].id); });
+    loadHistory().then(() => {
+      // The newest scan, unless the stream already joined a running one.
+      if (state.scans.length && !(state.current && state.current.live)) showScan(state.scans[0].id);
+    });
     loadProfiles();
     loadAlerts();
     connect();
