@@ -93,6 +93,14 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             qtbot.waitUntil(lambda: count("#files li a") == 1, timeout=30_000)
             qtbot.wait(400)
             view.grab().save(str(HERE / f"analytics-dashboard-alerts{suffix}.png"))
+
+            # Edit a rule through the form: the list shows the new condition.
+            js(view, "[...document.querySelectorAll('#rules button')]"
+                     ".find(b => b.textContent === 'Edit').click() || 1")
+            js(view, "(document.getElementById('rule-value').value = '400') && 1")
+            js(view, "document.querySelector('#rule-form button[type=submit]').click() || 1")
+            qtbot.waitUntil(lambda: "> 400" in str(js(
+                view, "document.getElementById('rules').textContent")), timeout=30_000)
             report = browser.report(view)
             assert not report.problems, report.problems
 

@@ -381,6 +381,7 @@ function ruleItem(rule) {
            b.textContent = "Sent ✓";
          } catch (error) { showError(`Test of “${rule.name}”: ${error.message}`); b.disabled = false; }
        }),
+       button("Edit", () => editRule(rule)),
        button(rule.enabled ? "Pause" : "Resume", () => saveRule(rule, {enabled: !rule.enabled})),
        button("Delete", () => remove(`rules/${rule.id}`, `Delete the rule “${rule.name}”?`))),
     el("div", {class: "detail", text: lines.join(" ")}));
@@ -438,6 +439,35 @@ async function remove(path, question) {
   await loadAutomation();
 }
 
+// Fill the rule form with a rule; saving it then changes that rule (its state is kept, so
+// a changed threshold resolves or fires at the next check, as a transition).
+function editRule(rule) {
+  const form = $("rule-form");
+  form.reset();
+  for (const field of form.elements) {
+    if (!field.name || !(field.name in rule) || rule[field.name] === null) continue;
+    field.value = String(rule[field.name]);
+  }
+  const anomaly = rule.kind === "anomaly";
+  document.querySelector(".when-threshold").hidden = anomaly;
+  document.querySelector(".when-anomaly").hidden = !anomaly;
+  const url = form.querySelector(".webhook-url");
+  url.hidden = rule.channel !== "webhook";
+  url.required = !url.hidden;
+  form.dataset.editing = rule.id;
+  form.dataset.enabled = String(rule.enabled);
+  form.querySelector('button[type="submit"]').textContent = "Save rule";
+  $("rule-box").querySelector("summary").textContent = `Edit “${rule.name}”`;
+  $("rule-box").open = true;
+  $("rule-name").focus();
+}
+
+function stopEditing(form) {
+  delete form.dataset.editing;
+  form.querySelector('button[type="submit"]').textContent = "Add rule";
+  $("rule-box").querySelector("summary").textContent = "New alert rule";
+}
+
 async function saveRule(rule, change) {
   const fields = ["name", "metric", "kind", "operator", "value", "window_days", "direction",
                   "sensitivity", "channel", "webhook_url", "cooldown_minutes", "enabled"];
@@ -478,9 +508,18 @@ function wireForm(form, path, numbers, done) {
     event.preventDefault();
     status.textContent = "Saving…";
     try {
-      await api(path, {method: "POST", body: JSON.stringify(formBody(form, numbers))});
+      const body = formBody(form, numbers);
+      if (form.dataset.editing) {
+        body.enabled = form.dataset.enabled !== "false";
+        await api(`${path}/${form.dataset.editing}`, {method: "PUT", body: JSON.stringify(body)});
+        stopEditing(form);
+      } else {
+        await api(path, {method: "POST", body: JSON.stringify(body)});
+      }
       status.textContent = "Saved.";
       form.reset();
+      // The fields shown depend on the selects (rule kind, channel): show the defaults'.
+      for (const select of form.querySelectorAll("select")) select.dispatchEvent(new Event("change"));
       for (const url of form.querySelectorAll(".webhook-url")) url.hidden = true;
       done();
       await loadAutomation();
