@@ -492,6 +492,10 @@ function renderBoard() {
   grid.replaceChildren();
   const board = state.board;
   $("board-empty").hidden = Boolean(board && board.panels.length);
+  $("board-empty").textContent = board
+    ? "This dashboard has no panel yet: build a chart in Explore and add it here."
+    : "No dashboard yet. Drop a file on the left for one made from it, or build a chart " +
+      "in Explore and add it here.";
   $("board-export").href = board ? `${API}dashboards/${board.id}/export` : "#";
   renderVariables();
   if (!board) return;
