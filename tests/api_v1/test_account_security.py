@@ -437,3 +437,15 @@ async def test_failed_resets_do_not_lock_the_owners_2fa_sign_in(v1, clock):
     r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
                                                     "code": code(secret, 1)})
     assert r.status_code == 200, r.text
+
+
+
+async def test_lone_surrogates_are_hashed_not_refused():
+    """JSON can carry lone surrogates; hashing them (token digests, recovery codes,
+    passwords) must not raise UnicodeEncodeError (a 500 wherever it happens)."""
+    from plexichat_desktop.server.v1.auth import digest, hash_password, verify_password
+
+    assert len(digest("\ud800")) == 64 and len(mfa.recovery_digest("\udfff")) == 64
+    stored = hash_password("Ab1!\ud800", 4)
+    assert verify_password("Ab1!\ud800", stored, 4) and not verify_password("Ab1!", stored, 4)
+    assert mfa.accepted_step("JBSWY3DPEHPK3PXP", "\ud800" * 6, 0, T0) is None

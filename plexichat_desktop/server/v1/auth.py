@@ -42,7 +42,10 @@ def _b64(data: bytes) -> str:
 def _scrypt(password: str, salt: bytes, log_n: int, r: int, p: int) -> bytes:
     n = 1 << log_n
     # maxmem must cover 128 * N * r bytes plus slack, or OpenSSL refuses large N.
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
+    # surrogatepass: a password with a lone surrogate (JSON allows "\ud800") is hashed
+    # like any other instead of failing with a UnicodeEncodeError (a 500).
+    return hashlib.scrypt(password.encode("utf-8", "surrogatepass"), salt=salt, n=n, r=r,
+                          p=p,
                           maxmem=132 * n * r * p + (1 << 20), dklen=_KEY_BYTES)
 
 
@@ -71,8 +74,10 @@ def verify_password(password: str, stored: str | None, cost: int) -> bool:
 
 
 def digest(token: str) -> str:
-    """The SHA-256 hex digest under which a token is stored."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    """The SHA-256 hex digest under which a token is stored. ``surrogatepass``: JSON can
+    carry lone surrogates (``"\\ud800"``), which strict UTF-8 refuses with an error (a
+    500); such a string is simply no valid token."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def new_token(prefix: str) -> str:
