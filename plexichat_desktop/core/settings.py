@@ -200,6 +200,38 @@ class ApiSettings(_Section):
                            "unspecified addresses (off: a webhook could probe this machine "
                            "and its network)."
     )
+    # -- AI (/api/v1/ai, docs/api-v1.md "ai") --
+    ai_max_tokens: int = Field(
+        1024, ge=1, le=131_072, description="Most tokens one AI answer may have (a request "
+                                            "asking for more is refused with 422)."
+    )
+    ai_requests_per_minute: int = Field(
+        30, ge=0, description="AI chat requests per user and minute; 0 = no limit."
+    )
+    ai_timeout: float = Field(
+        120.0, gt=0, le=3600, description="Default seconds an AI provider may take to "
+                                          "answer (and between two streamed pieces)."
+    )
+    ai_health_timeout: float = Field(
+        5.0, gt=0, le=120, description="Seconds /ai/health and /ai/models wait for each "
+                                       "provider's model list."
+    )
+    ai_default_model: str = Field(
+        "builtin/plexi-rules", min_length=3, description="Model of AI requests that name "
+                                                         "none, as '<provider>/<model>'."
+    )
+    ai_allow_private: bool = Field(
+        False, description="Let AI providers be on private or link-local addresses (a model "
+                           "server elsewhere on the LAN); loopback is always allowed."
+    )
+    ai_builtin_token_delay: float = Field(
+        0.0, ge=0, le=5, description="Seconds between the tokens the built-in AI provider "
+                                     "streams (0: as fast as possible; demos may slow it)."
+    )
+    ai_moderation_blocklist: list[str] = Field(
+        default_factory=list, description="Words or phrases /ai/moderate flags (whole "
+                                          "words, any case)."
+    )
 
 
 class Settings(_Section):

@@ -28,9 +28,11 @@ from plexichat_desktop.server.strict_json import refuse_at_once, validation_erro
 from plexichat_desktop.server.v1 import deps
 from plexichat_desktop.server.v1.routes import (
     account_security,
+    ai,
     analytics,
     auth,
     backup,
+    collaboration,
     files,
     groups,
     keys,
@@ -59,7 +61,7 @@ MULTIPART_OVERHEAD = 64 * 1024
 DRAIN_LIMIT = 64 << 20
 ROUTERS = (auth, users, messages, files, groups, search, notifications, system, realtime,
            webhooks, analytics, backup, performance, account_security,
-           keys)
+           keys, collaboration, ai)
 
 
 class _BodyTooLarge(HTTPException):

@@ -386,9 +386,109 @@ def _migration_6(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migration_7(conn: sqlite3.Connection) -> None:
+    """Collaboration sessions (``routes/collaboration.py``, ``collab.py``): the sessions,
+    their members and roles, the Yjs document as its binary updates (compacted into one
+    now and then) and named snapshots of its text for history and restore."""
+    for statement in (
+        """
+        CREATE TABLE collab_sessions (
+            seq                INTEGER PRIMARY KEY AUTOINCREMENT,
+            id                 TEXT NOT NULL UNIQUE,
+            title              TEXT NOT NULL,
+            collaboration_type TEXT NOT NULL,
+            owner_id           TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            max_users          INTEGER NOT NULL,
+            join_role          TEXT NOT NULL DEFAULT 'editor',
+            version            INTEGER NOT NULL DEFAULT 0,
+            created_at         REAL NOT NULL,
+            last_modified      REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX collab_sessions_owner ON collab_sessions(owner_id)",
+        """
+        CREATE TABLE collab_members (
+            session_id TEXT NOT NULL REFERENCES collab_sessions(id) ON DELETE CASCADE,
+            user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            role       TEXT NOT NULL,
+            joined_at  REAL NOT NULL,
+            PRIMARY KEY (session_id, user_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX collab_members_user ON collab_members(user_id)",
+        """
+        CREATE TABLE collab_updates (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            session_id TEXT NOT NULL REFERENCES collab_sessions(id) ON DELETE CASCADE,
+            data       BLOB NOT NULL,
+            created_at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX collab_updates_session ON collab_updates(session_id, seq)",
+        """
+        CREATE TABLE collab_snapshots (
+            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+            id         TEXT NOT NULL UNIQUE,
+            session_id TEXT NOT NULL REFERENCES collab_sessions(id) ON DELETE CASCADE,
+            label      TEXT NOT NULL,
+            content    TEXT NOT NULL,
+            version    INTEGER NOT NULL,
+            created_by TEXT REFERENCES users(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX collab_snapshots_session ON collab_snapshots(session_id, seq)",
+    ):
+        conn.execute(statement)
+
+
+def _migration_8(conn: sqlite3.Connection) -> None:
+    """AI (``routes/ai.py``, ``ai/``): configured providers (their API keys are not here but
+    in a 0600 file beside the database, so backups never carry them; only a hint is) and
+    one usage row per chat request (tokens, latency, outcome) for ``GET /ai/usage``."""
+    for statement in (
+        """
+        CREATE TABLE ai_providers (
+            name       TEXT PRIMARY KEY,
+            kind       TEXT NOT NULL,
+            base_url   TEXT,
+            model_path TEXT,
+            enabled    INTEGER NOT NULL DEFAULT 1,
+            timeout    REAL NOT NULL,
+            models     TEXT NOT NULL DEFAULT '[]',
+            key_hint   TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE ai_usage (
+            seq               INTEGER PRIMARY KEY AUTOINCREMENT,
+            id                TEXT NOT NULL UNIQUE,
+            user_id           TEXT REFERENCES users(id) ON DELETE CASCADE,
+            provider          TEXT NOT NULL,
+            model             TEXT NOT NULL,
+            status            TEXT NOT NULL,
+            stream            INTEGER NOT NULL,
+            prompt_tokens     INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            estimated         INTEGER NOT NULL,
+            latency_ms        REAL NOT NULL,
+            first_token_ms    REAL,
+            error             TEXT,
+            created_at        REAL NOT NULL
+        )
+        """,
+        "CREATE INDEX ai_usage_user ON ai_usage(user_id, created_at)",
+        "CREATE INDEX ai_usage_time ON ai_usage(created_at)",
+    ):
+        conn.execute(statement)
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
                                                        _migration_3, _migration_4,
-                                                       _migration_5, _migration_6]
+                                                       _migration_5, _migration_6,
+                                                       _migration_7, _migration_8]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

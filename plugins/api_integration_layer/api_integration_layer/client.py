@@ -419,9 +419,11 @@ class ApiClient(Groups):
     # -- streaming downloads -------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def stream(self, name: str, *, path: Mapping[str, Any] | None = None,
-                     caller: str | None = None) -> AsyncIterator[httpx.Response]:
-        """A GET whose body is read as it arrives (large downloads). Token refresh applies;
-        retries do not (the body may be half consumed)."""
+                     caller: str | None = None, json: Any = None
+                     ) -> AsyncIterator[httpx.Response]:
+        """A request whose answer is read as it arrives (large downloads, streamed AI
+        answers with ``json`` as the body). Token refresh applies; retries do not (the
+        body may be half consumed, a POST may have been acted on)."""
         endpoint = ENDPOINTS[name]
         rel = format_path(endpoint, path)
         token = await self.session.access_token() if endpoint.auth else None
@@ -437,7 +439,7 @@ class ApiClient(Groups):
         started = time.perf_counter()
         try:
             async with self._http.stream(endpoint.method, self.url(rel), headers=headers,
-                                         timeout=self.config.timeout) as response:
+                                         json=json, timeout=self.config.timeout) as response:
                 status = response.status_code
                 self._record(endpoint, rel, status, time.perf_counter() - started, caller,
                              statuses=[status])

@@ -57,6 +57,10 @@ SCOPES: dict[str, str] = {
     "backup:read": "list backups, their status, download them (administrators)",
     "backup:write": "create, upload, restore and delete backups (administrators)",
     "performance:read": "server metrics, history, alerts and summary",
+    "ai:read": "list AI models and providers, their health, the caller's AI usage",
+    "ai:write": "chat with AI models (whole or streamed answers) and run the local "
+                "moderation rules",
+    "ai:admin": "add, change, test and remove AI providers (administrators)",
 }
 SCOPE_GROUPS = frozenset(scope.split(":", 1)[0] for scope in SCOPES)
 
@@ -275,6 +279,18 @@ _ENDPOINTS = [
     _e("performance.history", "GET", "/performance/history", cacheable=False),
     _e("performance.alerts", "GET", "/performance/alerts", cacheable=False),
     _e("performance.summary", "GET", "/performance/summary", cacheable=False),
+    # ai: answers are never cached (models and health are asked of providers live);
+    # chat is not idempotent (a retried POST would be a second, billed request)
+    _e("ai.chat", "POST", "/ai/chat"),
+    _e("ai.request", "POST", "/ai/request"),
+    _e("ai.models", "GET", "/ai/models", cacheable=False),
+    _e("ai.providers", "GET", "/ai/providers", cacheable=False),
+    _e("ai.configure_provider", "PUT", "/ai/providers/{name}", "ai:admin"),
+    _e("ai.delete_provider", "DELETE", "/ai/providers/{name}", "ai:admin"),
+    _e("ai.test_provider", "POST", "/ai/providers/{name}/test", "ai:admin"),
+    _e("ai.health", "GET", "/ai/health", cacheable=False),
+    _e("ai.usage", "GET", "/ai/usage", cacheable=False),
+    _e("ai.moderate", "POST", "/ai/moderate", idempotent=True),
 ]
 
 ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in _ENDPOINTS}

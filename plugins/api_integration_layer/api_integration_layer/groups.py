@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import json
 import mimetypes
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from email.message import Message as MimeMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -20,7 +21,7 @@ import httpx
 
 from api_integration_layer import models as m
 from api_integration_layer.endpoints import ENDPOINTS, Endpoint
-from api_integration_layer.errors import ChecksumMismatch, MfaRequired
+from api_integration_layer.errors import ApiHTTPError, ChecksumMismatch, MfaRequired
 
 if TYPE_CHECKING:
     from api_integration_layer.client import ApiClient
@@ -896,6 +897,138 @@ class KeysApi(_Group):
         return await self._c.call("keys.withdraw", model=m.ActionResult)
 
 
+def _chat_messages(messages: Sequence[m.ChatMessage | dict[str, Any] | tuple[str, str]]
+                   ) -> list[dict[str, Any]]:
+    """Messages as the API takes them: models, dicts or ``(role, content)`` pairs."""
+    out = []
+    for item in messages:
+        if isinstance(item, tuple):
+            item = {"role": item[0], "content": item[1]}
+        message = item if isinstance(item, m.ChatMessage) else m.ChatMessage.model_validate(item)
+        out.append(message.model_dump())
+    return out
+
+
+ChatInput = Sequence[m.ChatMessage | dict[str, Any] | tuple[str, str]] | str
+
+
+class AiApi(_Group):
+    """``/ai``: chat (whole or streamed), models, providers, health, usage, moderation.
+
+    Models are ``"<provider>/<model>"`` (``"builtin/plexi-rules"``, ``"ollama/llama3.2"``);
+    ``model=None`` uses the server's default. ``messages`` may be a plain string (one user
+    message), ``(role, content)`` pairs, dicts or :class:`models.ChatMessage`.
+    """
+
+    @staticmethod
+    def _chat_body(messages: ChatInput, model: str | None, max_tokens: int | None,
+                   temperature: float | None, top_p: float | None,
+                   stop: list[str] | None, stream: bool) -> dict[str, Any]:
+        listed = [("user", messages)] if isinstance(messages, str) else messages
+        fields = {"messages": _chat_messages(listed), "model": model, "stream": stream,
+                  "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                  "stop": stop}
+        # Checked here as the server would (a bad role or temperature fails before sending).
+        return m.ChatRequest.model_validate(
+            {k: v for k, v in fields.items() if v is not None}).model_dump(
+            mode="json", exclude_none=True)
+
+    async def chat(self, messages: ChatInput, *, model: str | None = None,
+                   max_tokens: int | None = None, temperature: float | None = None,
+                   top_p: float | None = None, stop: list[str] | None = None
+                   ) -> m.ChatCompletion:
+        """The whole answer (``.content``, ``.usage``). A provider that is down or answers
+        badly raises with the server's 502/503/504 naming it."""
+        body = self._chat_body(messages, model, max_tokens, temperature, top_p, stop, False)
+        return await self._c.call("ai.chat", json=body, model=m.ChatCompletion)
+
+    async def chat_stream(self, messages: ChatInput, *, model: str | None = None,
+                          max_tokens: int | None = None, temperature: float | None = None,
+                          top_p: float | None = None, stop: list[str] | None = None
+                          ) -> AsyncIterator[m.ChatDelta]:
+        """The answer as it is generated: one :class:`models.ChatDelta` per piece of text,
+        then one with ``finish_reason`` and one with ``usage``. Leaving the loop early
+        closes the connection, and the server cancels the generation. A provider failure
+        before the first piece raises :class:`ApiHTTPError` (502/503/504); one after it
+        raises :class:`ApiHTTPError` with the status the stream's error event carries."""
+        self._c.check(ENDPOINTS["ai.chat"])
+        body = self._chat_body(messages, model, max_tokens, temperature, top_p, stop, True)
+        async with self._c.client.stream("ai.chat", json=body,
+                                         caller=getattr(self._c, "plugin_id", None)
+                                         ) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    error = chunk["error"]
+                    raise ApiHTTPError("POST", "/ai/chat", int(error.get("code") or 502),
+                                       error.get("message") or str(error))
+                delta = m.ChatDelta(id=chunk.get("id", ""), model=chunk.get("model", ""))
+                if chunk.get("usage") is not None:
+                    delta.usage = m.ChatUsage.model_validate(chunk["usage"])
+                    delta.usage_estimated = chunk.get("usage_estimated")
+                    yield delta
+                    continue
+                for choice in chunk.get("choices") or ():
+                    delta.content = (choice.get("delta") or {}).get("content") or ""
+                    delta.finish_reason = choice.get("finish_reason")
+                    if delta.content or delta.finish_reason:
+                        yield delta
+
+    async def request(self, prompt: str, *, model_id: str | None = None,
+                      system_prompt: str | None = None, max_tokens: int | None = None,
+                      temperature: float | None = None) -> m.AiRequestResult:
+        """The original PlexiChat's ``POST /ai/request`` (prompt in, content out)."""
+        body = {k: v for k, v in {"prompt": prompt, "model_id": model_id,
+                                  "system_prompt": system_prompt, "max_tokens": max_tokens,
+                                  "temperature": temperature}.items() if v is not None}
+        return await self._c.call("ai.request", json=body, model=m.AiRequestResult)
+
+    async def models(self) -> m.AiModelList:
+        """Every enabled provider's models, asked of the providers now."""
+        return await self._c.call("ai.models", model=m.AiModelList)
+
+    async def providers(self) -> m.AiProviderList:
+        return await self._c.call("ai.providers", model=m.AiProviderList)
+
+    async def configure_provider(self, name: str, **fields: Any) -> m.AiProvider:
+        """Add or change provider ``name`` (administrators): ``base_url``, ``api_key``
+        (write-only), ``enabled``, ``timeout``, ``models`` (allowlist), ``kind``,
+        ``model_path``, ``clear_api_key``."""
+        body = m.AiProviderConfig.model_validate(fields).model_dump(mode="json",
+                                                                    exclude_none=True)
+        return await self._c.call("ai.configure_provider", path={"name": name}, json=body,
+                                  model=m.AiProvider)
+
+    async def delete_provider(self, name: str) -> m.ActionResult:
+        return await self._c.call("ai.delete_provider", path={"name": name},
+                                  model=m.ActionResult)
+
+    async def test_provider(self, name: str, *, model: str | None = None,
+                            prompt: str | None = None) -> m.AiProviderTest:
+        """A real short chat with the provider (administrators); ``ok`` says how it went."""
+        body = {k: v for k, v in {"model": model, "prompt": prompt}.items() if v is not None}
+        return await self._c.call("ai.test_provider", path={"name": name}, json=body,
+                                  model=m.AiProviderTest)
+
+    async def health(self) -> m.AiHealth:
+        return await self._c.call("ai.health", model=m.AiHealth)
+
+    async def usage(self, *, days: int = 30, all_users: bool = False) -> m.AiUsage:
+        """Requests and tokens per user and model; everyone's with ``all_users``
+        (administrators)."""
+        return await self._c.call("ai.usage", params={"days": days, "all_users": all_users},
+                                  model=m.AiUsage)
+
+    async def moderate(self, text: str | list[str]) -> m.Moderation:
+        """The server's local moderation rules on ``text`` (one or a list)."""
+        return await self._c.call("ai.moderate", json={"input": text}, model=m.Moderation)
+
+
 class Groups:
     """The endpoint groups over one caller; the client and the scoped facade are both."""
 
@@ -914,6 +1047,7 @@ class Groups:
         self.backup = BackupApi(caller)
         self.performance = PerformanceApi(caller)
         self.keys = KeysApi(caller)
+        self.ai = AiApi(caller)
 
     async def discover(self) -> DiscoveryReport:
         """The server's description compared with the endpoints this client knows."""

@@ -985,3 +985,242 @@ class ServerDescription(Response):
     routes: list[RouteInfo] = Field(default_factory=list)
     auth: dict[str, Any] = Field(default_factory=dict)
     documentation: str | None = None
+
+
+# -- ai --------------------------------------------------------------------------------
+AiRole = Literal["system", "user", "assistant", "tool"]
+
+
+class ChatMessage(Request):
+    """One message of a chat, OpenAI's format."""
+
+    role: AiRole
+    content: str
+
+
+class ChatRequest(Request):
+    """``POST /ai/chat``: model ``<provider>/<model>`` (None: the server's default)."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    model: str | None = None
+    stream: bool = False
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: list[str] | None = None
+
+
+class ChatUsage(Response):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChatChoice(Response):
+    index: int = 0
+    message: ChatMessage
+    finish_reason: str | None = None
+
+
+class ChatCompletion(Response):
+    """A whole chat answer (OpenAI's ``chat.completion``, plus ``provider``,
+    ``usage_estimated`` and ``latency_ms``)."""
+
+    id: str
+    object: str = "chat.completion"
+    created: int = 0
+    model: str
+    provider: str | None = None
+    choices: list[ChatChoice]
+    usage: ChatUsage = Field(default_factory=ChatUsage)
+    usage_estimated: bool = False
+    latency_ms: float | None = None
+
+    @property
+    def content(self) -> str:
+        """The answer's text."""
+        return self.choices[0].message.content if self.choices else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.choices[0].finish_reason if self.choices else None
+
+
+class ChatDelta(Response):
+    """A piece of a streamed answer: text (``content``), or on the last pieces the
+    ``finish_reason`` and then the ``usage``."""
+
+    id: str = ""
+    model: str = ""
+    content: str = ""
+    finish_reason: str | None = None
+    usage: ChatUsage | None = None
+    usage_estimated: bool | None = None
+
+
+class AiRequestResult(Response):
+    """``POST /ai/request`` (the original PlexiChat's shape)."""
+
+    request_id: str
+    model_id: str
+    content: str
+    usage: ChatUsage
+    usage_estimated: bool = False
+    finish_reason: str | None = None
+    cost: float | None = None
+    latency_ms: float
+    provider: str
+    timestamp: dt.datetime
+    success: bool
+    error: str | None = None
+
+
+class AiModel(Response):
+    id: str
+    name: str
+    provider: str
+    kind: str = ""
+    owned_by: str = ""
+    description: str = ""
+    capabilities: list[str] = Field(default_factory=list)
+    status: str = "available"
+    max_tokens: int | None = None
+    deterministic: bool = False
+
+
+class AiModelList(Response):
+    data: list[AiModel]
+    total: int
+    default_model: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class AiProvider(Response):
+    """A provider's settings; the API key is never sent, only ``api_key_set`` and
+    ``api_key_hint``."""
+
+    name: str
+    kind: str
+    builtin: bool = False
+    enabled: bool = True
+    base_url: str | None = None
+    model_path: str | None = None
+    timeout: float | None = None
+    models: list[str] = Field(default_factory=list)
+    api_key_set: bool = False
+    api_key_hint: str | None = None
+    description: str = ""
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+class AiProviderList(Response):
+    providers: list[AiProvider]
+    total: int
+
+
+class AiProviderConfig(Request):
+    """``PUT /ai/providers/{name}``: fields left at None keep their value."""
+
+    kind: Literal["openai_compatible", "local_gguf"] | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    clear_api_key: bool | None = None
+    enabled: bool | None = None
+    timeout: float | None = Field(None, gt=0, le=3600)
+    models: list[str] | None = None
+    model_path: str | None = None
+
+
+class AiProviderTest(Response):
+    provider: str
+    ok: bool
+    model: str | None = None
+    latency_ms: float | None = None
+    reply: str | None = None
+    usage: ChatUsage | None = None
+    error: str | None = None
+    status_code: int | None = None
+
+
+class AiProviderHealth(Response):
+    name: str
+    kind: str
+    enabled: bool
+    status: Literal["healthy", "unreachable", "error", "disabled"]
+    reachable: bool | None = None
+    latency_ms: float | None = None
+    models: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class AiHealth(Response):
+    status: Literal["healthy", "degraded"]
+    checked_at: dt.datetime
+    providers: list[AiProviderHealth]
+    healthy: int = 0
+    unhealthy: int = 0
+
+
+class AiUsageFigures(Response):
+    requests: int = 0
+    ok: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    estimated_requests: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+
+
+class AiModelUsage(AiUsageFigures):
+    model: str
+    provider: str
+
+
+class AiUserUsage(Response):
+    user_id: str | None
+    username: str | None = None
+    totals: AiUsageFigures
+    models: list[AiModelUsage]
+
+
+class AiDayUsage(AiUsageFigures):
+    date: dt.date
+
+
+class AiUsage(Response):
+    period_days: int
+    since: dt.datetime
+    all_users: bool = False
+    totals: AiUsageFigures
+    users: list[AiUserUsage]
+    daily: list[AiDayUsage]
+
+
+class ModerationMatch(Response):
+    category: str
+    rule: str
+    start: int
+    end: int
+
+
+class ModerationResult(Response):
+    flagged: bool
+    categories: dict[str, bool]
+    category_counts: dict[str, int] = Field(default_factory=dict)
+    matches: list[ModerationMatch]
+
+
+class Moderation(Response):
+    """``POST /ai/moderate``: local rules; ``checks`` says what they look for and
+    ``not_checked`` what they cannot see."""
+
+    id: str
+    model: str
+    flagged: bool
+    results: list[ModerationResult]
+    checks: list[dict[str, str]]
+    not_checked: list[str]

@@ -268,3 +268,168 @@ class LoopbackHTTPServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+class FakeOpenAIServer:
+    """A small OpenAI-compatible server on 127.0.0.1 for tests of ``/api/v1/ai`` and of
+    plugins that chat: ``GET /v1/models`` and ``POST /v1/chat/completions`` (plain and
+    streamed as SSE). It answers ``"<reply_prefix><last user message>"``, one streamed
+    chunk per word, with usage (``prompt_tokens`` = words of all messages,
+    ``completion_tokens`` = words of the answer) unless ``usage`` is False.
+
+    ``mode`` changes its behaviour, also between requests: ``"ok"``; ``"malformed"``
+    (200 with JSON that is not a completion, or an SSE chunk that is not JSON);
+    ``"error"`` (``error_status`` with an OpenAI error body that echoes the request's
+    Authorization header, as careless servers do); ``"hang"`` (a streamed answer sends
+    its first word, then nothing until the client closes: ``closed`` is set then).
+    Every request is in ``requests`` (method, path, headers, JSON body).
+    """
+
+    def __init__(self, *, models: Sequence[str] = ("tiny", "small"), usage: bool = True,
+                 reply_prefix: str = "fake says: "):
+        self.models = list(models)
+        self.usage = usage
+        self.reply_prefix = reply_prefix
+        self.mode = "ok"
+        self.error_status = 500
+        self.requests: list[ReceivedRequest] = []
+        self.closed = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop listening (the provider is then "down": connections are refused)."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    def answer(self, body: dict[str, Any]) -> str:
+        users = [m.get("content", "") for m in body.get("messages", [])
+                 if m.get("role") == "user"]
+        return self.reply_prefix + (users[-1] if users else "")
+
+    @staticmethod
+    def _words(text: str) -> list[str]:
+        words = text.split(" ")
+        return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+    def _usage(self, body: dict[str, Any], reply: str) -> dict[str, int]:
+        prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        completion = len(reply.split())
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                      ) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, v in
+                       (line.split(":", 1) for line in lines[1:] if ":" in line)}
+            raw = await reader.readexactly(int(headers.get("content-length", "0")))
+            self.requests.append(ReceivedRequest(method, path, headers, raw))
+            body = json.loads(raw) if raw else {}
+            await self._respond(method, path, headers, body, reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, ValueError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, status: int, payload: Any,
+                    content_type: str = "application/json") -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
+                     f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                     + data)
+        await writer.drain()
+
+    async def _respond(self, method: str, path: str, headers: dict[str, str],
+                       body: dict[str, Any], reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+        if self.mode == "error":
+            await self._send(writer, self.error_status, {"error": {
+                "message": f"rejected; you sent {headers.get('authorization', 'nothing')}",
+                "type": "invalid_request_error"}})
+            return
+        if method == "GET" and path == "/v1/models":
+            if self.mode == "malformed":
+                await self._send(writer, 200, b"<html>not json</html>", "text/html")
+                return
+            await self._send(writer, 200, {"object": "list", "data": [
+                {"id": m, "object": "model", "owned_by": "fake"} for m in self.models]})
+            return
+        if method != "POST" or path != "/v1/chat/completions":
+            await self._send(writer, 404, {"error": {"message": f"no route {path}"}})
+            return
+        if body.get("model") not in self.models:
+            await self._send(writer, 404, {"error": {
+                "message": f"model '{body.get('model')}' not found"}})
+            return
+        reply = self.answer(body)
+        if self.mode == "malformed" and not body.get("stream"):
+            await self._send(writer, 200, {"id": "x", "object": "chat.completion",
+                                           "result": reply})
+            return
+        if not body.get("stream"):
+            answer: dict[str, Any] = {
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": 0,
+                "model": body["model"], "choices": [{
+                    "index": 0, "message": {"role": "assistant", "content": reply},
+                    "finish_reason": "stop"}]}
+            if self.usage:
+                answer["usage"] = self._usage(body, reply)
+            await self._send(writer, 200, answer)
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n")
+
+        def event(data: Any) -> bytes:
+            return b"data: " + (data if isinstance(data, bytes)
+                                else json.dumps(data).encode()) + b"\n\n"
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return event({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                          "created": 0, "model": body["model"], "choices": [
+                              {"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        writer.write(b": keep-alive\n\n" + chunk({"role": "assistant", "content": ""}))
+        words = self._words(reply)
+        if self.mode == "malformed":
+            writer.write(chunk({"content": words[0]}) + event(b"{not json"))
+            await writer.drain()
+            return
+        for index, word in enumerate(words):
+            writer.write(chunk({"content": word}))
+            await writer.drain()
+            if self.mode == "hang" and index == 0:
+                # Wait for the client to close the connection (the cancellation test).
+                await reader.read()
+                self.closed.set()
+                return
+        writer.write(chunk({}, "stop"))
+        if self.usage:
+            writer.write(event({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                "created": 0, "model": body["model"], "choices": [],
+                                "usage": self._usage(body, reply)}))
+        writer.write(event(b"[DONE]"))
+        await writer.drain()

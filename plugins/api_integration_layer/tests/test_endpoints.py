@@ -14,6 +14,7 @@ from api_integration_layer.endpoints import ENDPOINTS
 from api_integration_layer.errors import ApiHTTPError
 from api_integration_layer.testing import (
     PASSWORD,
+    FakeOpenAIServer,
     LoopbackHTTPServer,
     embedded_server,
     signature_ok,
@@ -312,6 +313,34 @@ async def exercise_backup(ann: ApiClient) -> None:
     assert (await ann.backup.delete(backup.id)).success
 
 
+async def exercise_ai(ann: ApiClient, bob: ApiClient) -> None:
+    """Each AI call once (tests/test_ai.py goes further, with a fake OpenAI server)."""
+    async with FakeOpenAIServer() as fake:
+        added = await ann.ai.configure_provider("fake", base_url=fake.base_url,
+                                                api_key="sk-endpoint-test-key-123456")
+        assert added.api_key_set and added.api_key_hint == "…3456"
+        assert [p.name for p in (await bob.ai.providers()).providers] == ["builtin", "fake"]
+        tested = await ann.ai.test_provider("fake", model="tiny")
+        assert tested.ok and tested.reply == "fake says: Say OK."
+        answer = await bob.ai.chat("hi there", model="fake/tiny")
+        assert answer.content == "fake says: hi there" and answer.usage.total_tokens == 6
+        pieces = [d async for d in bob.ai.chat_stream([("user", "one two")],
+                                                      model="builtin/plexi-echo")]
+        assert "".join(d.content for d in pieces) == "one two"
+        assert pieces[-1].usage is not None and pieces[-1].usage.completion_tokens == 2
+        old = await bob.ai.request("legacy", model_id="builtin/plexi-echo")
+        assert old.success and old.content == "legacy"
+        models = await bob.ai.models()
+        assert "fake/small" in [x.id for x in models.data]
+        assert (await bob.ai.health()).status == "healthy"
+        usage = await bob.ai.usage(days=1)
+        assert usage.totals.requests == 3
+        assert (await ann.ai.usage(all_users=True)).totals.requests == 4
+        flagged = await bob.ai.moderate(["mail ann@example.org", "fine"])
+        assert [r.flagged for r in flagged.results] == [True, False]
+        assert (await ann.ai.delete_provider("fake")).success
+
+
 async def test_every_endpoint_through_the_client(home: Path, tmp_path: Path):
     async with embedded_server(home) as server:
         ann = await server.account(unique_name("ann"), **BIG_LOG)
@@ -331,6 +360,7 @@ async def test_every_endpoint_through_the_client(home: Path, tmp_path: Path):
         await exercise_webhooks(ann)
         await exercise_analytics_and_performance(ann)
         await exercise_backup(ann)
+        await exercise_ai(ann, bob)
         assert (await ann.groups.delete(group_id)).success
 
         dave_name = unique_name("dave")

@@ -1,0 +1,222 @@
+"""The AI part of the v1 server: configured providers, their keys, the per-user limit.
+
+Providers: ``builtin`` is always there (:mod:`builtin`); administrators add
+OpenAI-compatible servers and in-process GGUF models with ``PUT /ai/providers/{name}``.
+Their settings are rows of ``ai_providers``. Their API keys are write-only: kept in
+``ai_provider_keys.json`` (0600, like the API integration layer's token file) beside the
+database and not in it, so a backup archive or a copy of the database never carries them;
+answers only ever show a hint (the last four characters) and whether one is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plexichat_desktop.core.settings import ApiSettings
+from plexichat_desktop.server.v1.ai.builtin import NAME as BUILTIN
+from plexichat_desktop.server.v1.ai.builtin import BuiltinProvider
+from plexichat_desktop.server.v1.ai.local_gguf import LocalGgufProvider
+from plexichat_desktop.server.v1.ai.openai_compat import OpenAICompatibleProvider
+from plexichat_desktop.server.v1.ai.providers import Provider
+from plexichat_desktop.server.v1.common import iso, now
+from plexichat_desktop.server.v1.ratelimit import SlidingWindowLimiter
+from plexichat_desktop.server.v1.store import ApiStore, one, rows
+
+log = logging.getLogger(__name__)
+
+KEYS_FILE = "ai_provider_keys.json"
+KINDS = ("openai_compatible", "local_gguf")
+
+
+def key_hint(key: str) -> str:
+    """What answers show of an API key: its last four characters (as provider dashboards
+    do), nothing for keys too short to spare four."""
+    return "…" + key[-4:] if len(key) >= 16 else "…"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model id of the API, ``<provider>/<model>``, split."""
+
+    provider: str
+    model: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+
+def parse_model(model_id: str) -> ModelRef | None:
+    provider, sep, model = model_id.partition("/")
+    return ModelRef(provider, model) if sep and provider and model else None
+
+
+class KeyFile:
+    """The providers' API keys in one JSON file readable by the user only."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("AI provider keys: %s is unreadable (%s); providers have no key",
+                        self.path.name, type(exc).__name__)
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def save(self, keys: dict[str, str]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(keys, handle)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+
+def _get(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    return one(conn.execute("SELECT * FROM ai_providers WHERE name = ?", (name,)))
+
+
+def _all(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return rows(conn.execute("SELECT * FROM ai_providers ORDER BY name"))
+
+
+def _upsert(conn: sqlite3.Connection, name: str, values: dict[str, Any]
+            ) -> tuple[dict[str, Any], bool]:
+    current = _get(conn, name)
+    stamp = now()
+    if current is None:
+        conn.execute(
+            "INSERT INTO ai_providers (name, kind, base_url, model_path, enabled, timeout, "
+            "models, key_hint, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (name, values["kind"], values.get("base_url"), values.get("model_path"),
+             int(values["enabled"]), values["timeout"], json.dumps(values["models"]),
+             values.get("key_hint"), stamp, stamp))
+    else:
+        merged = {**current, **values, "updated_at": stamp}
+        conn.execute(
+            "UPDATE ai_providers SET kind = ?, base_url = ?, model_path = ?, enabled = ?, "
+            "timeout = ?, models = ?, key_hint = ?, updated_at = ? WHERE name = ?",
+            (merged["kind"], merged["base_url"], merged["model_path"],
+             int(merged["enabled"]), merged["timeout"],
+             merged["models"] if isinstance(merged["models"], str)
+             else json.dumps(merged["models"]), merged["key_hint"], stamp, name))
+    row = _get(conn, name)
+    assert row is not None
+    return row, current is None
+
+
+def _delete(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("DELETE FROM ai_providers WHERE name = ?", (name,)).rowcount > 0
+
+
+class AiService:
+    """Providers, keys and limits of ``/api/v1/ai`` for one v1 server."""
+
+    def __init__(self, store: ApiStore, settings: ApiSettings, root: Path):
+        self.store = store
+        self.settings = settings
+        self.keys = KeyFile(root / KEYS_FILE)
+        self.limiter = SlidingWindowLimiter("AI chat", settings.ai_requests_per_minute, 60.0)
+        self.builtin = BuiltinProvider(lambda: self.settings.ai_builtin_token_delay)
+        self._providers: dict[str, Provider] | None = None
+        self._rows: dict[str, dict[str, Any]] = {}
+        # The in-process GGUF model stays loaded across configuration reads.
+        self._gguf: dict[tuple[str, str], LocalGgufProvider] = {}
+
+    # -- configuration -----------------------------------------------------------------
+    async def rows(self) -> dict[str, dict[str, Any]]:
+        """The configured providers' rows (``builtin`` excluded), by name."""
+        await self.providers()
+        return self._rows
+
+    async def providers(self) -> dict[str, Provider]:
+        """Every provider, enabled or not, by name (``builtin`` first)."""
+        if self._providers is None:
+            found = await self.store.read(_all)
+            keys = await _in_thread(self.keys.load)
+            providers: dict[str, Provider] = {BUILTIN: self.builtin}
+            for row in found:
+                providers[row["name"]] = self._make(row, keys.get(row["name"]))
+            self._rows = {row["name"]: row for row in found}
+            self._providers = providers
+        return self._providers
+
+    def _make(self, row: dict[str, Any], key: str | None) -> Provider:
+        if row["kind"] == "local_gguf":
+            cache_key = (row["name"], row["model_path"] or "")
+            if cache_key not in self._gguf:
+                self._gguf[cache_key] = LocalGgufProvider(row["name"], row["model_path"] or "")
+            return self._gguf[cache_key]
+        return OpenAICompatibleProvider(row["name"], row["base_url"] or "", key, row["timeout"],
+                                        lambda: self.settings.ai_allow_private)
+
+    def enabled(self, name: str) -> bool:
+        return name == BUILTIN or bool(self._rows.get(name, {}).get("enabled"))
+
+    def allowlist(self, name: str) -> list[str]:
+        row = self._rows.get(name)
+        return json.loads(row["models"]) if row else []
+
+    async def configure(self, name: str, values: dict[str, Any], api_key: str | None,
+                        clear_key: bool) -> tuple[dict[str, Any], bool]:
+        """Create or change provider ``name``; ``api_key`` replaces the key, ``clear_key``
+        removes it. Returns the row and whether it was created."""
+        keys = await _in_thread(self.keys.load)
+        if api_key is not None:
+            keys[name] = api_key
+            values["key_hint"] = key_hint(api_key)
+        elif clear_key:
+            keys.pop(name, None)
+            values["key_hint"] = None
+        if api_key is not None or clear_key:
+            await _in_thread(self.keys.save, keys)
+        try:
+            return await self.store.write(_upsert, name, values)
+        finally:
+            self._providers = None
+
+    async def remove(self, name: str) -> bool:
+        removed = await self.store.write(_delete, name)
+        keys = await _in_thread(self.keys.load)
+        if keys.pop(name, None) is not None:
+            await _in_thread(self.keys.save, keys)
+        for cache_key in [k for k in self._gguf if k[0] == name]:
+            del self._gguf[cache_key]
+        self._providers = None
+        return removed
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """A provider as ``GET /ai/providers`` shows it: never the key, only a hint."""
+        if name == BUILTIN:
+            return {"name": BUILTIN, "kind": "builtin", "builtin": True, "enabled": True,
+                    "base_url": None, "model_path": None, "timeout": None, "models": [],
+                    "api_key_set": False, "api_key_hint": None, "created_at": None,
+                    "updated_at": None,
+                    "description": "Deterministic rules, always present; not a language "
+                                   "model (tests and demos)."}
+        row = self._rows[name]
+        return {"name": name, "kind": row["kind"], "builtin": False,
+                "enabled": bool(row["enabled"]), "base_url": row["base_url"],
+                "model_path": row["model_path"], "timeout": row["timeout"],
+                "models": json.loads(row["models"]), "api_key_set": bool(row["key_hint"]),
+                "api_key_hint": row["key_hint"], "created_at": iso(row["created_at"]),
+                "updated_at": iso(row["updated_at"]),
+                "description": {"openai_compatible": "An OpenAI-compatible server",
+                                "local_gguf": "A GGUF model in process (llama-cpp-python)"
+                                }.get(row["kind"], row["kind"])}
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
