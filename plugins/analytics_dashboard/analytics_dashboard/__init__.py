@@ -353,7 +353,9 @@ class AnalyticsDashboardPlugin(Plugin):
                 state = record["state"]
                 state["last_checked_at"] = now
                 try:
-                    breached, value, message = await self._condition(record, cache)
+                    # Fresh figures: a cached answer could miss a change or a recovery.
+                    with self.api.bypass_cache():
+                        breached, value, message = await self._condition(record, cache)
                 except Exception as exc:  # recorded on the rule, next goes on
                     state["last_error"] = str(_problem(exc).detail)
                     continue
@@ -495,7 +497,8 @@ class AnalyticsDashboardPlugin(Plugin):
         try:
             if not self.api.user:
                 raise delivery.DeliveryError(SIGN_IN)
-            data = await analysis.report(self.api, record["report"], record["days"])
+            with self.api.bypass_cache():
+                data = await analysis.report(self.api, record["report"], record["days"])
             content, _media, name = self.render(data, record["format"])
             name = f"{record['id']}-{name}"
             (self.reports_dir / name).write_bytes(content)
