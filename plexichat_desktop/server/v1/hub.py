@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,10 @@ class RealtimeHub:
         self.by_user: dict[str, set[Connection]] = {}
         self.rooms: dict[str, set[Connection]] = {}
         self.presence: dict[str, Presence] = {}
+        # Other sockets that live as long as a login session (the collaboration sockets)
+        # register here, so that logout, a password change and shutdown reach them too.
+        self.session_closers: list[Callable[[set[str], int, str], Awaitable[int]]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
 
     # -- lifecycle of a connection ----------------------------------------------------
 
@@ -125,12 +129,17 @@ class RealtimeHub:
         for conn in victims:
             conn.closed = True
             await self._close(conn, code, reason)
-        return len(victims)
+        closed = len(victims)
+        for closer in list(self.session_closers):
+            closed += await closer(wanted, code, reason)
+        return closed
 
     async def close_all(self) -> None:
         """Close every connection (server shutdown)."""
         for conn in list(self.connections.values()):
             await self._close(conn, 1001, "server shutting down")
+        for hook in list(self.shutdown_hooks):
+            await hook()
 
     # -- fan-out ----------------------------------------------------------------------
 
