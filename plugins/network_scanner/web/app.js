@@ -275,7 +275,9 @@
         el("div", {class: "meta"},
           el("span", {class: "mono", text: `${f.address}:${f.port}`}),
           el("span", {class: `conf ${confidence}`, title: confidence === "confirmed" ? "a probe showed it" : "the announced version is in the affected range: check before acting (backports)", text: f.confidence}),
-          f.cve ? el("span", {class: "mono", text: f.cve}) : null,
+          f.cve && /^CVE-\d{4}-\d{4,7}$/.test(f.cve)
+            ? el("a", {class: "mono", href: `https://nvd.nist.gov/vuln/detail/${f.cve}`, target: "_blank", rel: "noopener noreferrer", title: "NVD entry (opens in your browser)", text: f.cve})
+            : null,
           f.score !== null && f.score !== undefined ? el("span", {text: `CVSS ${f.score}`}) : null,
           el("span", {text: f.evidence})),
         el("div", {class: "advice", text: f.advice})));
