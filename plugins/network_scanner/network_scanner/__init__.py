@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from network_scanner.diff import diff_scans
 from network_scanner.engine import Prepared, ScanContext, ScanOptions, prepare, run_scan
-from network_scanner.findings import load_rules
+from network_scanner.findings import evaluate, load_rules, summarize
 from network_scanner.nmap import NmapProblem, nmap_path, parse_xml
 from network_scanner.ports import PortSpecError, compact, parse_ports
 from network_scanner.profiles import ProfileProblem, Profiles, ProfileSpec
@@ -306,8 +306,6 @@ class NetworkScannerPlugin(Plugin):
             report = parse_xml(body.xml)
         except NmapProblem as exc:
             return problem(exc)
-        from network_scanner.findings import evaluate, summarize
-
         listed = [p["port"] for p in report["ports"]]
         try:  # nmap's own list of what it scanned; else only the ports it listed
             ports = parse_ports(report["scanned"]) if report["scanned"] else listed
