@@ -119,8 +119,16 @@ def to_pdf(title: str, subtitle: str, columns: Sequence[str],
     pdf.ln(3)
     pdf.set_font(family, size=8.5 if len(columns) > 4 else 9.5)
     if rows:
-        with pdf.table(text_align="LEFT", line_height=5.2, first_row_as_headings=True,
-                       repeat_headings=1) as table:
+        from fpdf.fonts import FontFace
+
+        numeric = [all(isinstance(r[i], int | float) and not isinstance(r[i], bool)
+                       for r in rows) for i in range(len(columns))]
+        pdf.set_draw_color(210, 214, 222)
+        with pdf.table(text_align=tuple("RIGHT" if n else "LEFT" for n in numeric),
+                       line_height=5.2, first_row_as_headings=True, repeat_headings=1,
+                       headings_style=FontFace(emphasis="BOLD", fill_color=(232, 236, 242)),
+                       cell_fill_color=(246, 247, 249), cell_fill_mode="ROWS",
+                       borders_layout="HORIZONTAL_LINES") as table:
             header = table.row()
             for name in columns:
                 header.cell(clean(name.replace("_", " ")))
@@ -145,7 +153,9 @@ def _bar_chart(pdf: Any, family: str, clean: Any, labels: list[str], values: lis
     peak = max(values) if values and max(values) > 0 else 1.0
     pdf.set_font(family, size=8)
     pdf.set_text_color(90, 98, 112)
-    pdf.cell(0, 4, clean(f"{name.replace('_', ' ')} (highest {_text(max(values))})"),
+    highest = max(values)
+    shown = _text(int(highest)) if highest == int(highest) else _text(highest)
+    pdf.cell(0, 4, clean(f"{name.replace('_', ' ')} (highest {shown})"),
              new_x="LMARGIN", new_y="NEXT")
     top += 5
     step = width / max(1, len(values))
@@ -158,6 +168,7 @@ def _bar_chart(pdf: Any, family: str, clean: Any, labels: list[str], values: lis
                      bar, style="F")
     pdf.set_draw_color(180, 186, 196)
     pdf.line(left, top + height, left + width, top + height)
+    pdf.set_fill_color(255, 255, 255)  # the table after the chart must not inherit the blue
     pdf.set_xy(left, top + height + 0.5)
     pdf.cell(width / 2, 4, clean(labels[0]))
     pdf.cell(width / 2, 4, clean(labels[-1]), align="R", new_x="LMARGIN", new_y="NEXT")
