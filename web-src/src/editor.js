@@ -39,9 +39,17 @@ import {
 import {oneDark} from "@codemirror/theme-one-dark";
 import * as Y from "yjs";
 import {Awareness} from "y-protocols/awareness";
+import * as awarenessProtocol from "y-protocols/awareness";
+import * as syncProtocol from "y-protocols/sync";
+import * as encoding from "lib0/encoding";
+import * as decoding from "lib0/decoding";
 import {yCollab, yUndoManagerKeymap} from "y-codemirror.next";
 
 export {Awareness, Compartment, EditorState, EditorView, Y, keymap, oneDark, yCollab};
+// The y-websocket wire format, for pages that carry a Y.Doc over a socket themselves
+// (the v1 collaboration socket): sync steps and updates, awareness updates, and lib0's
+// variable-length integers that frame them.
+export {awarenessProtocol, decoding, encoding, syncProtocol};
 
 /** The languages by name; each value makes the CodeMirror extension. */
 export const languages = {
