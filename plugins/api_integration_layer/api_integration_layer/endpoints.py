@@ -57,6 +57,11 @@ SCOPES: dict[str, str] = {
     "backup:read": "list backups, their status, download them (administrators)",
     "backup:write": "create, upload, restore and delete backups (administrators)",
     "performance:read": "server metrics, history, alerts and summary",
+    "collaboration:read": "list and read collaboration sessions, their content, history and "
+                          "statistics",
+    "collaboration:write": "create, join, leave and delete collaboration sessions, change "
+                           "roles, take and restore snapshots, edit documents live over "
+                           "their socket",
     "ai:read": "list AI models and providers, their health, the caller's AI usage",
     "ai:write": "chat with AI models (whole or streamed answers) and run the local "
                 "moderation rules",
@@ -274,6 +279,34 @@ _ENDPOINTS = [
     _e("backup.download", "GET", "/backup/{backup_id}/download", cacheable=False),
     _e("backup.restore", "POST", "/backup/{backup_id}/restore", invalidates=("*",)),
     _e("backup.delete", "DELETE", "/backup/{backup_id}"),
+    # collaboration: sessions change under the reader (content, who is online): not cached
+    _e("collaboration.create", "POST", "/collaboration/sessions"),
+    _e("collaboration.list", "GET", "/collaboration/sessions", cacheable=False),
+    _e("collaboration.stats", "GET", "/collaboration/stats", cacheable=False),
+    _e("collaboration.get", "GET", "/collaboration/sessions/{session_id}", cacheable=False),
+    _e("collaboration.delete", "DELETE", "/collaboration/sessions/{session_id}"),
+    _e("collaboration.join", "POST", "/collaboration/sessions/{session_id}/join",
+       idempotent=True),
+    _e("collaboration.leave", "POST", "/collaboration/sessions/{session_id}/leave",
+       idempotent=True),
+    _e("collaboration.set_role", "PUT",
+       "/collaboration/sessions/{session_id}/members/{user_id}"),
+    _e("collaboration.session_stats", "GET", "/collaboration/sessions/{session_id}/stats",
+       cacheable=False),
+    _e("collaboration.content", "GET", "/collaboration/sessions/{session_id}/content",
+       cacheable=False),
+    # A ticket opens the socket that edits: the write scope, like the socket itself.
+    _e("collaboration.ticket", "POST", "/collaboration/sessions/{session_id}/ticket",
+       "collaboration:write"),
+    _e("collaboration.history", "GET", "/collaboration/sessions/{session_id}/history",
+       cacheable=False),
+    _e("collaboration.snapshot", "POST", "/collaboration/sessions/{session_id}/history"),
+    _e("collaboration.get_snapshot", "GET",
+       "/collaboration/sessions/{session_id}/history/{snapshot_id}"),
+    _e("collaboration.restore", "POST",
+       "/collaboration/sessions/{session_id}/history/{snapshot_id}/restore"),
+    _e("collaboration.open", "WEBSOCKET", "/collaboration/ws/{session_id}",
+       "collaboration:write", cacheable=False, idempotent=False),
     # performance: live figures
     _e("performance.metrics", "GET", "/performance/metrics", cacheable=False),
     _e("performance.history", "GET", "/performance/history", cacheable=False),

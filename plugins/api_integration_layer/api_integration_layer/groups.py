@@ -8,6 +8,7 @@ the unrestricted client and the facade other plugins get share this one implemen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -1029,6 +1030,118 @@ class AiApi(_Group):
         return await self._c.call("ai.moderate", json={"input": text}, model=m.Moderation)
 
 
+class CollaborationApi(_Group):
+    """``/collaboration``: shared documents edited live (Yjs over y-websocket)."""
+
+    async def create(self, title: str, *, collaboration_type: m.CollaborationType = "document",
+                     initial_content: str = "", max_users: int = 50,
+                     join_role: m.JoinRole = "editor") -> m.CollaborationSession:
+        """A new session owned by the caller; ``join_role="viewer"`` makes joiners
+        read-only until the owner promotes them."""
+        body = _body(m.CreateCollaboration, title=title, collaboration_type=collaboration_type,
+                     initial_content=initial_content, max_users=max_users,
+                     join_role=join_role)
+        return await self._c.call("collaboration.create", json=body,
+                                  model=m.CollaborationSession)
+
+    async def list(self, *, limit: int = 50, offset: int = 0) -> m.CollaborationSessionList:
+        """The sessions the caller is a member of, most recently changed first."""
+        return await self._c.call("collaboration.list", params={"limit": limit,
+                                                                 "offset": offset},
+                                  model=m.CollaborationSessionList)
+
+    async def stats(self) -> m.CollaborationStats:
+        return await self._c.call("collaboration.stats", model=m.CollaborationStats)
+
+    async def get(self, session_id: str) -> m.CollaborationSession:
+        """The session with its members and current content."""
+        return await self._c.call("collaboration.get", path={"session_id": session_id},
+                                  model=m.CollaborationSession)
+
+    async def delete(self, session_id: str) -> m.ActionResult:
+        return await self._c.call("collaboration.delete", path={"session_id": session_id},
+                                  model=m.ActionResult)
+
+    async def join(self, session_id: str, role: m.CollaborationRole = "editor"
+                   ) -> m.CollaborationSession:
+        return await self._c.call("collaboration.join", path={"session_id": session_id},
+                                  json=_body(m.JoinCollaboration, role=role),
+                                  model=m.CollaborationSession)
+
+    async def leave(self, session_id: str) -> m.ActionResult:
+        return await self._c.call("collaboration.leave", path={"session_id": session_id},
+                                  model=m.ActionResult)
+
+    async def set_role(self, session_id: str, user_id: str, role: m.JoinRole
+                       ) -> m.RoleChanged:
+        """Make a member an editor or a viewer (the session's owner only)."""
+        return await self._c.call("collaboration.set_role",
+                                  path={"session_id": session_id, "user_id": user_id},
+                                  json=_body(m.MemberRole, role=role), model=m.RoleChanged)
+
+    async def session_stats(self, session_id: str) -> m.CollaborationSessionStats:
+        return await self._c.call("collaboration.session_stats",
+                                  path={"session_id": session_id},
+                                  model=m.CollaborationSessionStats)
+
+    async def content(self, session_id: str, *, format: str = "text"
+                      ) -> m.CollaborationContent:
+        """The document's text now (``format="markdown"``: under the title)."""
+        return await self._c.call("collaboration.content", path={"session_id": session_id},
+                                  params={"format": format}, model=m.CollaborationContent)
+
+    async def ticket(self, session_id: str) -> m.CollaborationTicket:
+        """A single-use ticket for the session's socket (valid for a minute)."""
+        return await self._c.call("collaboration.ticket", path={"session_id": session_id},
+                                  model=m.CollaborationTicket)
+
+    async def history(self, session_id: str, *, limit: int = 50, offset: int = 0
+                      ) -> m.SnapshotList:
+        return await self._c.call("collaboration.history", path={"session_id": session_id},
+                                  params={"limit": limit, "offset": offset},
+                                  model=m.SnapshotList)
+
+    async def snapshot(self, session_id: str, label: str = "") -> m.Snapshot:
+        """Keep the current text as a snapshot (editors and the owner)."""
+        return await self._c.call("collaboration.snapshot", path={"session_id": session_id},
+                                  json=_body(m.SnapshotRequest, label=label),
+                                  model=m.Snapshot)
+
+    async def get_snapshot(self, session_id: str, snapshot_id: str) -> m.Snapshot:
+        return await self._c.call("collaboration.get_snapshot",
+                                  path={"session_id": session_id, "snapshot_id": snapshot_id},
+                                  model=m.Snapshot)
+
+    async def restore(self, session_id: str, snapshot_id: str) -> m.SnapshotRestored:
+        """Make the text the snapshot's again (a new change every peer receives)."""
+        return await self._c.call("collaboration.restore",
+                                  path={"session_id": session_id, "snapshot_id": snapshot_id},
+                                  model=m.SnapshotRestored)
+
+    def open(self, session_id: str, doc: Any = None) -> Any:
+        """``async with client.collaboration.open(session_id) as live:`` a
+        :class:`~api_integration_layer.collaboration.LiveDocument` kept in sync until the
+        block ends (``live.text`` is the shared text). Pass ``doc`` (a ``pycrdt.Doc``)
+        to merge edits made offline into the session."""
+        from urllib.parse import quote
+
+        from api_integration_layer.client import format_path, websocket_url
+        from api_integration_layer.collaboration import live_document
+
+        endpoint = ENDPOINTS["collaboration.open"]
+        self._c.check(endpoint)
+
+        @contextlib.asynccontextmanager
+        async def opened() -> AsyncIterator[Any]:
+            ticket = await self.ticket(session_id)
+            url = websocket_url(self._c.client.base_url, format_path(
+                endpoint, {"session_id": session_id})) + "?ticket=" + quote(ticket.ticket)
+            async with live_document(url, ticket.role, doc) as live:
+                yield live
+
+        return opened()
+
+
 class Groups:
     """The endpoint groups over one caller; the client and the scoped facade are both."""
 
@@ -1047,6 +1160,7 @@ class Groups:
         self.backup = BackupApi(caller)
         self.performance = PerformanceApi(caller)
         self.keys = KeysApi(caller)
+        self.collaboration = CollaborationApi(caller)
         self.ai = AiApi(caller)
 
     async def discover(self) -> DiscoveryReport:

@@ -987,6 +987,136 @@ class ServerDescription(Response):
     documentation: str | None = None
 
 
+# -- collaboration -----------------------------------------------------------------------
+CollaborationType = Literal["document", "code", "whiteboard", "presentation", "screen_share"]
+CollaborationRole = Literal["owner", "editor", "viewer"]
+JoinRole = Literal["editor", "viewer"]
+
+
+class CreateCollaboration(Request):
+    title: str
+    collaboration_type: CollaborationType = "document"
+    initial_content: str = ""
+    max_users: int = 50
+    join_role: JoinRole = "editor"
+
+
+class JoinCollaboration(Request):
+    role: CollaborationRole = "editor"
+
+
+class MemberRole(Request):
+    role: JoinRole
+
+
+class SnapshotRequest(Request):
+    label: str = ""
+
+
+class CollaborationMember(Response):
+    user_id: str
+    username: str
+    role: str
+    joined_at: dt.datetime | None = None
+    online: bool = False
+
+
+class CollaborationSession(Response):
+    session_id: str
+    title: str
+    collaboration_type: str
+    owner_id: str
+    created_at: dt.datetime
+    last_modified: dt.datetime
+    version: int
+    max_users: int
+    join_role: str = "editor"
+    my_role: str
+    is_active: bool = False
+    connected_users: int = 0
+    member_count: int | None = None
+    users: list[CollaborationMember] = []  # on get, create and join only
+    content: str | None = None  # on get and create only
+    joined: str | None = None  # on join: joined, rejoined or changed
+
+
+class CollaborationSessionList(Page):
+    sessions: list[CollaborationSession]
+
+
+class CollaborationStats(Response):
+    sessions: int
+    owned: int
+    editing: int
+    viewing: int
+    live_sessions: int = 0
+    connected_sockets: int = 0
+    all_sessions: int | None = None  # administrators only
+    all_snapshots: int | None = None
+
+
+class CollaborationSessionStats(Response):
+    session_id: str
+    version: int
+    members: int
+    max_users: int
+    connected_sockets: int
+    connected_users: int
+    viewers_connected: int
+    document_bytes: int
+    content_length: int
+    stored_updates: int
+    snapshots: int
+    updates_applied: int
+    updates_dropped: int
+    awareness_relayed: int = 0
+    limits: dict[str, float] = {}
+
+
+class CollaborationContent(Response):
+    session_id: str
+    format: str
+    content: str
+    version: int
+    last_modified: dt.datetime | None = None
+
+
+class CollaborationTicket(Response):
+    ticket: str
+    expires_in: float
+    role: str
+    ws_path: str
+    session_id: str
+
+
+class Snapshot(Response):
+    snapshot_id: str
+    session_id: str
+    label: str
+    version: int
+    length: int
+    created_by: str | None = None
+    created_at: dt.datetime
+    content: str | None = None  # on get and take only
+
+
+class SnapshotList(Page):
+    snapshots: list[Snapshot]
+
+
+class SnapshotRestored(Response):
+    session_id: str
+    restored: str
+    version: int
+    content: str
+
+
+class RoleChanged(ActionResult):
+    session_id: str
+    user_id: str
+    role: str
+
+
 # -- ai --------------------------------------------------------------------------------
 AiRole = Literal["system", "user", "assistant", "tool"]
 

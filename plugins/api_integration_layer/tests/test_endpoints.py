@@ -360,6 +360,7 @@ async def test_every_endpoint_through_the_client(home: Path, tmp_path: Path):
         await exercise_webhooks(ann)
         await exercise_analytics_and_performance(ann)
         await exercise_backup(ann)
+        ws_used |= await exercise_collaboration(ann, bob, carol)
         await exercise_ai(ann, bob)
         assert (await ann.groups.delete(group_id)).success
 
@@ -381,6 +382,45 @@ async def test_every_endpoint_through_the_client(home: Path, tmp_path: Path):
         covered = used(ann, bob, carol, dave) | ws_used
         missing = sorted(set(ENDPOINTS) - covered)
         assert missing == [], f"endpoints never called: {missing}"
+
+
+async def exercise_collaboration(ann: ApiClient, bob: ApiClient, carol: ApiClient
+                                 ) -> set[str]:
+    """Sessions, roles, history and two live documents converging over the socket."""
+    made = await ann.collaboration.create("Spec", initial_content="v1", max_users=3)
+    assert isinstance(made, m.CollaborationSession) and made.content == "v1"
+    sid = made.session_id
+    joined = await bob.collaboration.join(sid)
+    assert joined.my_role == "editor" and joined.joined == "joined"
+    assert (await carol.collaboration.join(sid, "viewer")).my_role == "viewer"
+    assert [s.session_id for s in (await bob.collaboration.list()).sessions][:1] == [sid]
+    snap = await ann.collaboration.snapshot(sid, "first")
+    async with ann.collaboration.open(sid) as live_a, bob.collaboration.open(sid) as live_b:
+        assert live_a.content == live_b.content == "v1" and live_a.role == "owner"
+        live_a.text.insert(0, "A:")
+        live_b.text.insert(len(live_b.content), ":B")
+        await live_a.wait_for(lambda d: d.content == live_b.content == "A:v1:B")
+        await live_b.wait_for(lambda d: d.content == "A:v1:B")
+        stats = await ann.collaboration.session_stats(sid)
+        assert stats.connected_users == 2 and stats.members == 3
+    assert (await carol.collaboration.content(sid)).content == "A:v1:B"
+    with pytest.raises(ApiHTTPError) as refused:
+        await carol.collaboration.snapshot(sid)
+    assert refused.value.status == 403
+    changed = await ann.collaboration.set_role(sid, carol.user["id"], "editor")
+    assert changed.role == "editor"
+    restored = await bob.collaboration.restore(sid, snap.snapshot_id)
+    assert restored.content == "v1"
+    history = await ann.collaboration.history(sid)
+    assert history.total == 2
+    before = await ann.collaboration.get_snapshot(sid, history.snapshots[0].snapshot_id)
+    assert before.content == "A:v1:B"
+    assert (await ann.collaboration.get(sid)).content == "v1"
+    assert (await ann.collaboration.stats()).owned >= 1
+    assert (await carol.collaboration.leave(sid)).success
+    assert (await bob.collaboration.ticket(sid)).expires_in > 0
+    assert (await ann.collaboration.delete(sid)).success
+    return {"collaboration.open"}
 
 
 async def exercise_account_security(ann: ApiClient, bob: ApiClient, server) -> None:

@@ -24,6 +24,7 @@ from api_integration_layer.endpoints import (
     unknown_scopes,
 )
 from api_integration_layer.errors import ApiHTTPError, ApiPermissionError, UnknownScopeError
+from api_integration_layer.groups import Groups
 from api_integration_layer.ratelimit import PausedError, RateLimiter
 from api_integration_layer.retry import RetryPolicy
 from api_integration_layer.scoped import ScopedCaller
@@ -113,6 +114,24 @@ def test_scoped_caller_refuses_unknown_scopes_and_calls_outside_its_scopes():
     assert "plugin 'notes'" in message and "'messages:write'" in message
     assert "messages.send (POST /messages/send)" in message
     assert isinstance(denied.value, PermissionError)
+
+
+def test_collaboration_scopes_split_reading_from_editing():
+    """A plugin that only reads sessions can neither open the live socket nor get its
+    ticket; reactions have a scope of their own, apart from sending."""
+    reader = ScopedCaller(None, "viewer", ["collaboration:read"])  # type: ignore[arg-type]
+    for name in ("collaboration.get", "collaboration.content", "collaboration.history"):
+        reader.check(ENDPOINTS[name])
+    for name in ("collaboration.open", "collaboration.ticket", "collaboration.restore"):
+        with pytest.raises(ApiPermissionError):
+            reader.check(ENDPOINTS[name])
+    fan = ScopedCaller(None, "fan", ["messages:react"])  # type: ignore[arg-type]
+    fan.check(ENDPOINTS["messages.react"])
+    with pytest.raises(ApiPermissionError):
+        fan.check(ENDPOINTS["messages.send"])
+    groups = Groups(reader)  # type: ignore[arg-type]
+    with pytest.raises(ApiPermissionError):
+        groups.collaboration.open("any")  # refused before any connection is attempted
 
 
 # -- cache -----------------------------------------------------------------------------
