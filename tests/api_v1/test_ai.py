@@ -5,6 +5,7 @@ moderation, provider configuration and the API key that never comes back."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -368,6 +369,26 @@ async def test_client_going_away_cancels_the_upstream_request(v1):
         await asyncio.sleep(0.05)
     assert usage["totals"]["cancelled"] == 1
     assert usage["users"][0]["models"][0]["completion_tokens"] >= 1
+
+
+async def test_client_going_away_cancels_a_plain_request_too(v1):
+    admin = await v1.account()
+    async with FakeOpenAIServer() as fake:
+        await add_fake(admin, fake)
+        fake.mode = "hang"
+        waiting = asyncio.ensure_future(admin.client.post("/ai/chat", json={
+            "model": "fake/tiny", "messages": [{"role": "user", "content": "slow"}]}))
+        await asyncio.wait_for(fake.received.wait(), 10)
+        waiting.cancel()  # the client gives up: its connection closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        await asyncio.wait_for(fake.closed.wait(), 10)  # ... and so does the upstream one
+    for _ in range(100):
+        usage = (await admin.client.get("/ai/usage")).json()
+        if usage["totals"]["cancelled"]:
+            break
+        await asyncio.sleep(0.05)
+    assert usage["totals"]["cancelled"] == 1 and usage["totals"]["ok"] == 0
 
 
 async def test_origin_request_alias(v1):

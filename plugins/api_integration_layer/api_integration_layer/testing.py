@@ -281,8 +281,9 @@ class FakeOpenAIServer:
     (200 with JSON that is not a completion, or an SSE chunk that is not JSON);
     ``"error"`` (``error_status`` with an OpenAI error body that echoes the request's
     Authorization header, as careless servers do); ``"hang"`` (a streamed answer sends
-    its first word, then nothing until the client closes: ``closed`` is set then).
-    Every request is in ``requests`` (method, path, headers, JSON body).
+    its first word, a plain one nothing, then it waits until the client closes the
+    connection: ``closed`` is set then). Every request is in ``requests`` (method, path,
+    headers, JSON body) and sets ``received``.
     """
 
     def __init__(self, *, models: Sequence[str] = ("tiny", "small"), usage: bool = True,
@@ -294,6 +295,7 @@ class FakeOpenAIServer:
         self.error_status = 500
         self.requests: list[ReceivedRequest] = []
         self.closed = asyncio.Event()
+        self.received = asyncio.Event()
         self._server: asyncio.Server | None = None
 
     @property
@@ -345,6 +347,7 @@ class FakeOpenAIServer:
                        (line.split(":", 1) for line in lines[1:] if ":" in line)}
             raw = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append(ReceivedRequest(method, path, headers, raw))
+            self.received.set()
             body = json.loads(raw) if raw else {}
             await self._respond(method, path, headers, body, reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError, ValueError):
@@ -389,6 +392,10 @@ class FakeOpenAIServer:
         if self.mode == "malformed" and not body.get("stream"):
             await self._send(writer, 200, {"id": "x", "object": "chat.completion",
                                            "result": reply})
+            return
+        if self.mode == "hang" and not body.get("stream"):
+            await reader.read()  # until the client closes the connection
+            self.closed.set()
             return
         if not body.get("stream"):
             answer: dict[str, Any] = {

@@ -611,7 +611,8 @@ async def configure_provider(name: ProviderName, body: ProviderBody, response: R
     values = await _check_provider_body(ai, name, body, current)
     _row, created = await ai.configure(name, values, body.api_key, body.clear_api_key)
     response.status_code = 201 if created else 200
-    await ai.providers()
+    if name not in await ai.rows():
+        raise not_found("AI provider", name)  # removed meanwhile by another request
     return ai.describe(name)
 
 
