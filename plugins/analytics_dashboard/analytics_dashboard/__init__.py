@@ -272,10 +272,13 @@ class AnalyticsDashboardPlugin(Plugin):
         if fmt == "csv":
             text = exports.to_csv(data["columns"], data["rows"])
             return text.encode("utf-8"), "text/csv; charset=utf-8", base + ".csv"
-        subtitle = (f"Last {data['period_days']} days (UTC) since {data.get('since') or '?'}"
-                    f"; generated {data.get('generated_at') or '?'}")
-        pdf = exports.to_pdf(data["title"], subtitle, data["columns"], data["rows"],
-                             data["summary"])
+        subtitle = (f"Last {data['period_days']} days (UTC) from "
+                    f"{exports.day_text(data.get('since'))} · generated "
+                    f"{exports.moment_text(data.get('generated_at'))}")
+        summary = dict(data["summary"])
+        if data["type"] == "activity" and "users" in summary:  # v1 counts new accounts
+            summary["new_users"] = summary.pop("users")
+        pdf = exports.to_pdf(data["title"], subtitle, data["columns"], data["rows"], summary)
         return pdf, "application/pdf", base + ".pdf"
 
     # -- alert rules -------------------------------------------------------------------

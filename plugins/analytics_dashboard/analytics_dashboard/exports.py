@@ -175,6 +175,27 @@ def _bar_chart(pdf: Any, family: str, clean: Any, labels: list[str], values: lis
     pdf.set_text_color(0, 0, 0)
 
 
+def _parse(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.UTC)
+    except ValueError:
+        return None
+
+
+def day_text(value: str | None) -> str:
+    """``6 Dec 2026`` from an ISO timestamp (``?`` when missing)."""
+    moment = _parse(value)
+    return "?" if moment is None else f"{moment.day} {moment:%b %Y}"
+
+
+def moment_text(value: str | None) -> str:
+    """``6 Dec 2026 09:03 UTC`` from an ISO timestamp (``?`` when missing)."""
+    moment = _parse(value)
+    return "?" if moment is None else f"{moment.day} {moment:%b %Y %H:%M} UTC"
+
+
 def stamp(now: dt.datetime | None = None) -> str:
     """``20261206-0815`` (UTC), for file names."""
     return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d-%H%M%S")

@@ -60,7 +60,16 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             name="Monday activity", report="activity", days=7, format="pdf",
             schedule="0 8 * * 1"), time.time())
         arun(plugin.check_rules())
-        arun(plugin.run_subscription(sub["id"], scheduled=False))
+        ran = arun(plugin.run_subscription(sub["id"], scheduled=False))
+        assert ran["last_status"] == "ok", ran["last_error"]
+        if os.environ.get("AD_SCREENSHOT_THEME", "light") == "light":
+            # The first page of the PDF the subscription made, as the README shows it.
+            from PySide6.QtCore import QSize
+            from PySide6.QtPdf import QPdfDocument
+            document = QPdfDocument()
+            document.load(str(plugin.reports_dir / ran["last_file"]))
+            assert document.pageCount() >= 1
+            document.render(0, QSize(794, 1123)).save(str(HERE / "report-pdf.png"))
         theme = os.environ.get("AD_SCREENSHOT_THEME", "light")
         suffix = "" if theme == "light" else f"-{theme}"
         with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
