@@ -225,3 +225,29 @@ async def test_test_delivery_and_the_live_stream(app):
                 if line.startswith("data:"):
                     assert json.loads(line[5:])["why"] == "rule deleted"
                     break
+
+
+async def test_rules_subscriptions_and_state_survive_a_restart(app):
+    async with app() as running:
+        await _fail_logins(running, 2)
+        rule = (await running.client.post("rules", json={
+            "name": "Failures", "metric": "failed_logins", "value": 1})).json()
+        assert rule["state"]["status"] == "firing"
+        sub = (await running.client.post("subscriptions", json={
+            "name": "Daily files", "report": "files", "schedule": "daily"})).json()
+        await running.server.restart()
+        record = running.server.runtime.plugins.by_id["analytics_dashboard"]
+        assert str(record.state) == "active", record.reason
+        import httpx
+        async with httpx.AsyncClient(
+                base_url=f"{running.server.url}plugins/analytics_dashboard/api/",
+                headers=running.server.app_headers, timeout=60) as client:
+            rules = (await client.get("rules")).json()["rules"]
+            assert [(r["id"], r["state"]["status"]) for r in rules] == [(rule["id"], "firing")]
+            subs = (await client.get("subscriptions")).json()["subscriptions"]
+            assert [(s["id"], s["next_run_at"]) for s in subs] == [(sub["id"],
+                                                                   sub["next_run_at"])]
+            events = (await client.get("events")).json()["events"]
+            assert [e["kind"] for e in events] == ["alert.fired"]
+            # still firing after the restart: checking again sends nothing new
+            assert (await client.post("rules/check")).json()["events"] == []
