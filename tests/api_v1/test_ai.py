@@ -226,6 +226,26 @@ async def test_provider_down_unreachable_and_503_naming_it(v1):
     assert next(p for p in health["providers"] if p["name"] == "fake")["status"] == "disabled"
 
 
+async def test_provider_timeout_is_504_naming_it(v1):
+    admin = await v1.account()
+    async with FakeOpenAIServer() as fake:
+        await add_fake(admin, fake, timeout=0.3)
+        fake.mode = "hang"
+        for stream in (False, True):
+            r = await admin.client.post("/ai/chat", json={
+                "model": "fake/tiny", "stream": stream,
+                "messages": [{"role": "user", "content": "hello"}]})
+            if stream:  # the first word came in time, the rest did not
+                error = next(c["error"] for c in events(r.text)
+                             if isinstance(c, dict) and "error" in c)
+                assert error["code"] == 504 and "did not answer in time" in error["message"]
+            else:
+                assert r.status_code == 504, r.text
+                assert "AI provider 'fake' did not answer in time" in r.json()["detail"]
+    usage = (await admin.client.get("/ai/usage")).json()
+    assert usage["totals"]["errors"] == 2
+
+
 async def test_malformed_upstream_is_502(v1):
     admin = await v1.account()
     async with FakeOpenAIServer() as fake:
