@@ -96,3 +96,13 @@ async def test_compare_keeps_the_days_bounds(v1):
     assert r.status_code == 422 and "days" in r.text
     r = await ann.client.get("/analytics/usage", params={"days": 365, "compare": "true"})
     assert r.status_code == 200 and "previous" in r.json()
+
+
+async def test_trends_reach_two_years_back(v1):
+    ann = await v1.account("ann")
+    r = await ann.client.get("/analytics/trends", params={"days": 730, "metrics": "messages"})
+    assert r.status_code == 200 and len(r.json()["series"]["messages"]) == 730
+    r = await ann.client.get("/analytics/trends", params={"days": 731})
+    assert r.status_code == 422 and "days" in r.text
+    # the other routes keep their year
+    assert (await ann.client.get("/analytics/usage", params={"days": 366})).status_code == 422

@@ -24,6 +24,10 @@ from plexichat_desktop.server.v1.store import scalar
 router = APIRouter(prefix="/analytics", tags=["analytics"])
 
 Days = Annotated[int, Query(ge=1, le=365, description="Days back from now, today included.")]
+# Trends reach two years back: a year beside the year before it, and a year whose first
+# days still have days before them to be compared with.
+TrendDays = Annotated[int, Query(ge=1, le=730,
+                                 description="Days back from now, today included.")]
 METRIC_SQL = {
     "messages": "SELECT created_at FROM messages WHERE deleted_at IS NULL",
     "files": "SELECT created_at FROM files",
@@ -174,7 +178,7 @@ async def usage(
 
 @router.get("/trends")
 async def trends(
-    user: User, api: Api, days: Days = 30,
+    user: User, api: Api, days: TrendDays = 30,
     metrics: Annotated[str, Query(max_length=300, description="Comma-separated names.")] =
     "messages,files,users,logins",
 ) -> dict[str, Any]:
