@@ -253,8 +253,19 @@ async def test_viewer_updates_are_ignored_and_awareness_relayed(v1):
                 await intruder.send(awareness_message([(4242, 9, "null")]))
                 await answered(intruder)
                 assert 4242 in manager_for(v1.api).rooms[sid].awareness
+            observer = await connect(await ws_url(v1, ann, sid))
+            await awareness_states(observer)
         # ben's socket closed: his cursor is removed for everyone at once.
-        await until(lambda: 4242 not in manager_for(v1.api).rooms[sid].awareness)
+        async with observer:
+            async with asyncio.timeout(10):
+                while True:
+                    message = await observer.recv()
+                    if message[:1] == bytes([collab.MSG_AWARENESS]):
+                        entries = collab.parse_awareness(collab.Reader(message[1:]).bytes(),
+                                                         collab.CollabLimits())
+                        if (4242, 2, "null") in entries:
+                            break
+        assert 4242 not in manager_for(v1.api).rooms[sid].awareness
     del a_ws
 
 

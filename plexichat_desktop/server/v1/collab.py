@@ -62,6 +62,7 @@ CLOSE_PROTOCOL = 1002
 CLOSE_UNSUPPORTED = 1003
 CLOSE_INVALID = 1007
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
 CLOSE_SLOW = 1013
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -506,6 +507,12 @@ class CollabManager:
             await self._close(peer, exc.code, exc.reason)
         except (WebSocketDisconnect, RuntimeError):
             pass  # the peer went away mid-send or mid-receive
+        except Exception:
+            # A bug, not the client's fault: logged, and the socket still closes with a
+            # code (1011) instead of dropping.
+            log.exception("collaboration %s: unexpected error on %s's socket",
+                          room.session_id, username)
+            await self._close(peer, CLOSE_INTERNAL, "internal error; see the server log")
         finally:
             await self._leave(room, peer)
 
