@@ -131,6 +131,8 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                 "name": "Code review done", "message_type": "markdown",
                 "body": "Reviewed **{{ pr }}** — {{ verdict }}. Details in the PR."})
             await call("PUT", f"drafts/{dan}", {"content": "Sure, 3 pm works for"})
+            await call("PUT", "away", {"quiet_start": "22:00", "quiet_end": "07:30",
+                                       "timezone": "Europe/Berlin", "window_hours": 12})
             for c in (bc, cc, dc):
                 await c.aclose()
             return {"bob": bob, "root": root["id"]}

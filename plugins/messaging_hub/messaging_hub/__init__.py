@@ -745,12 +745,16 @@ class MessagingHubPlugin(Plugin):
                                               "username": "ada"}, me, datetime.now(zone))
         preview = None
         problem = None
-        if not info["missing"]:
-            try:
-                preview = render(body.body, body.variables, values)
-            except TemplateProblem as exc:
-                problem = str(exc)
-        return {**info, "problem": problem, "preview": preview}
+        # What the message will look like, with each variable still to be given shown as
+        # [name]; ``preview`` only once nothing is missing (what would really be sent).
+        placeholders = {name: f"[{name}]" for name in info["missing"]}
+        try:
+            sample = render(body.body, {**placeholders, **body.variables}, values)
+        except TemplateProblem as exc:
+            sample, problem = None, str(exc)
+        if not info["missing"] and problem is None:
+            preview = sample
+        return {**info, "problem": problem, "preview": preview, "sample": sample}
 
     @answers
     async def render_preview(self, body: RenderBody) -> Any:

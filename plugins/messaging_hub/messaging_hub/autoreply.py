@@ -173,7 +173,11 @@ class AutoResponder:
             received = _parse_time(message.get("timestamp")) or datetime.fromtimestamp(
                 now, ZoneInfo("UTC"))
             if not settings.away_at(received):
-                return self._skip(message_id, partner_id, "not away")
+                # Not stored: the log is about what happened while away, and a decision
+                # for every ordinary message would grow without bound.
+                return {"owner_id": self.owner_id, "message_id": message_id,
+                        "partner_id": partner_id, "decision": "skipped",
+                        "reason": "not away", "reply_id": None, "at": now}
             if self.store.replies_since(self.owner_id, now - 3600) >= MAX_PER_HOUR:
                 return self._skip(message_id, partner_id,
                                   f"rate guard: {MAX_PER_HOUR} auto-replies in the last hour")

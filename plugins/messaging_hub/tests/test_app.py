@@ -220,6 +220,7 @@ def test_templates_are_checked_before_sending(app: PlexiChatApp, ann: Person,
     lint = ok(app.client.post("api/templates/check", json={
         "body": body, "variables": {"order_id": "A-17"}, "recipient_id": bob.id}))
     assert lint["missing"] == ["when"] and lint["preview"] is None
+    assert lint["sample"] == "Hi Bob, your order A-17 ships [when]."
     lint = ok(app.client.post("api/templates/check", json={
         "body": body, "variables": {"order_id": "A-17", "when": "today"},
         "recipient_id": bob.id}))

@@ -695,7 +695,7 @@ async function lintTemplateForm() {
     class: `chip ${data.builtin.includes(name) ? "builtin" : "asks"}`,
     title: data.builtin.includes(name) ? "filled in for you" : "asked for when sending", text: name }));
   $("tpl-lint").replaceChildren(data.problem ? el("span", { class: "bad", text: data.problem }) : el("span", { class: "muted", text: data.variables.length ? "Variables: " : "No variables." }), ...chips);
-  $("tpl-preview").textContent = data.preview ?? (data.missing.length ? `(asks for ${data.missing.join(", ")} when sending)` : "");
+  $("tpl-preview").textContent = data.sample ?? "";
 }
 
 $("tpl-form").addEventListener("submit", async (event) => {
