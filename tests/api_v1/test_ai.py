@@ -165,6 +165,14 @@ async def test_openai_compatible_plain_stream_models_health(v1):
         assert chunks[-2]["usage"]["total_tokens"] == 8 and chunks[-1] == "[DONE]"
         assert fake.requests[-1].json()["stream"] is True
 
+        # An older server refusing stream_options: asked again without it.
+        fake.refuse_stream_options = True
+        r = await bob.client.post("/ai/chat", json={"model": "fake/tiny", "stream": True,
+                                                    "messages": messages})
+        assert streamed_text(events(r.text)) == "fake says: hello there"
+        assert "stream_options" not in fake.requests[-1].json()
+        fake.refuse_stream_options = False
+
         # Not in the allowlist: refused before anything is sent upstream.
         count = len(fake.requests)
         r = await bob.client.post("/ai/chat", json={"model": "fake/small",

@@ -293,6 +293,8 @@ class FakeOpenAIServer:
         self.reply_prefix = reply_prefix
         self.mode = "ok"
         self.error_status = 500
+        # Like older servers: 400 for OpenAI's newer "stream_options" field.
+        self.refuse_stream_options = False
         self.requests: list[ReceivedRequest] = []
         self.closed = asyncio.Event()
         self.received = asyncio.Event()
@@ -383,6 +385,10 @@ class FakeOpenAIServer:
             return
         if method != "POST" or path != "/v1/chat/completions":
             await self._send(writer, 404, {"error": {"message": f"no route {path}"}})
+            return
+        if self.refuse_stream_options and "stream_options" in body:
+            await self._send(writer, 400, {"error": {
+                "message": "Unrecognized request argument supplied: stream_options"}})
             return
         if body.get("model") not in self.models:
             await self._send(writer, 404, {"error": {

@@ -250,21 +250,31 @@ class OpenAICompatibleProvider:
         return self._completion(data, params)
 
     async def stream(self, params: ChatParams) -> AsyncIterator[Delta]:
-        async with self._open("POST", "/chat/completions", self._payload(params, True),
-                              self.timeout) as response:
-            if response.status_code >= 400:
-                raise await self._status_error(response)
-            if "text/event-stream" not in response.headers.get("content-type", ""):
-                # Some servers ignore "stream": one JSON completion, passed on as one piece.
-                raw = await _read_capped(response, MAX_BODY)
-                try:
-                    whole = self._completion(json.loads(raw), params)
-                except ValueError:
-                    raise self._malformed(f"neither SSE nor JSON: {raw[:80]!r}") from None
-                yield Delta(whole.content, whole.finish_reason, whole.usage)
+        payload = self._payload(params, True)
+        while True:
+            async with self._open("POST", "/chat/completions", payload,
+                                  self.timeout) as response:
+                if response.status_code >= 400:
+                    error = await self._status_error(response)
+                    if response.status_code == 400 and "stream_options" in payload and \
+                            "stream_options" in str(error):
+                        # An older server that refuses OpenAI's newer field: ask again
+                        # without it (usage is then estimated when it sends none).
+                        payload = {k: v for k, v in payload.items() if k != "stream_options"}
+                        continue
+                    raise error
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    # Some servers ignore "stream": one JSON completion, as one piece.
+                    raw = await _read_capped(response, MAX_BODY)
+                    try:
+                        whole = self._completion(json.loads(raw), params)
+                    except ValueError:
+                        raise self._malformed(f"neither SSE nor JSON: {raw[:80]!r}") from None
+                    yield Delta(whole.content, whole.finish_reason, whole.usage)
+                    return
+                async for delta in self._events(response, params):
+                    yield delta
                 return
-            async for delta in self._events(response, params):
-                yield delta
 
     async def _events(self, response: httpx.Response, params: ChatParams
                       ) -> AsyncIterator[Delta]:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from plexichat_desktop.server.v1.store import ApiStore, one, rows
 log = logging.getLogger(__name__)
 
 KEYS_FILE = "ai_provider_keys.json"
+RELOAD_AFTER = 5.0
 KINDS = ("openai_compatible", "local_gguf")
 
 
@@ -131,6 +133,7 @@ class AiService:
         self.limiter = SlidingWindowLimiter("AI chat", settings.ai_requests_per_minute, 60.0)
         self.builtin = BuiltinProvider(lambda: self.settings.ai_builtin_token_delay)
         self._providers: dict[str, Provider] | None = None
+        self._loaded_at = 0.0
         self._rows: dict[str, dict[str, Any]] = {}
         # The in-process GGUF model stays loaded across configuration reads.
         self._gguf: dict[tuple[str, str], LocalGgufProvider] = {}
@@ -142,8 +145,12 @@ class AiService:
         return self._rows
 
     async def providers(self) -> dict[str, Provider]:
-        """Every provider, enabled or not, by name (``builtin`` first)."""
-        if self._providers is None:
+        """Every provider, enabled or not, by name (``builtin`` first).
+
+        Kept in memory, dropped when this service changes the configuration and otherwise
+        re-read after :data:`RELOAD_AFTER` seconds: a backup restore replaces the rows
+        underneath without telling anyone."""
+        if self._providers is None or time.monotonic() - self._loaded_at > RELOAD_AFTER:
             found = await self.store.read(_all)
             keys = await _in_thread(self.keys.load)
             providers: dict[str, Provider] = {BUILTIN: self.builtin}
@@ -151,6 +158,7 @@ class AiService:
                 providers[row["name"]] = self._make(row, keys.get(row["name"]))
             self._rows = {row["name"]: row for row in found}
             self._providers = providers
+            self._loaded_at = time.monotonic()
         return self._providers
 
     def _make(self, row: dict[str, Any], key: str | None) -> Provider:
