@@ -222,9 +222,11 @@ class AnalyticsDashboardPlugin(Plugin):
         forecast: Annotated[int, Query(ge=0, le=90, description="days to forecast")] = 0,
         window: Annotated[int | None, Query(ge=1, le=90)] = None,
         threshold: Annotated[float | None, Query(ge=2.0, le=20.0)] = None,
+        compare: bool = True,
         fresh: bool = False,
     ) -> Any:
-        """Daily series with moving average, anomalies (explained) and a forecast."""
+        """Daily series with moving average, anomalies (explained), a forecast and (with
+        ``compare``) the previous period day by day."""
         try:
             keys = _csv_list(metrics, "metrics", SERIES_KEYS)
         except ApiProblem as exc:
@@ -232,12 +234,12 @@ class AnalyticsDashboardPlugin(Plugin):
 
         async def work() -> Any:
             limit = threshold or self.config.anomaly_threshold
+            options = {"window": window, "threshold": limit, "forecast_days": forecast,
+                       "compare": compare}
             if fresh:
                 with self.api.bypass_cache():
-                    return await analysis.trends(self.api, keys, days, window=window,
-                                                 threshold=limit, forecast_days=forecast)
-            return await analysis.trends(self.api, keys, days, window=window,
-                                         threshold=limit, forecast_days=forecast)
+                    return await analysis.trends(self.api, keys, days, **options)
+            return await analysis.trends(self.api, keys, days, **options)
         return await self._guard(work)
 
     def _known_report(self, report_type: str) -> None:

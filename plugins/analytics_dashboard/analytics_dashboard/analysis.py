@@ -17,7 +17,9 @@ from analytics_dashboard.metrics import KPI_KEYS, METRICS, SERIES_KEYS, card, va
 
 #: Extra days fetched before a trend's period so its first days have a baseline too.
 LEAD_DAYS = stats.BASELINE_DAYS
-MAX_DAYS = 365
+#: The longest series the v1 API gives (two years; servers from before that change: one).
+MAX_SERIES_DAYS = 730
+OLD_MAX_SERIES_DAYS = 365
 REPORT_CHARTS = {
     # report type: (x column, y columns, mark)
     "activity": ("date", ["messages", "files", "logins", "new_users", "searches"], "line"),
@@ -64,7 +66,9 @@ def analyse(key: str, points: Sequence[dict[str, Any]], days: int, *, window: in
             threshold: float, forecast_days: int, partial_last: bool = True
             ) -> dict[str, Any]:
     """One metric's trend: the last ``days`` of ``points`` (which may start earlier, to
-    give the first days a baseline) with moving average, anomalies and forecast.
+    give the first days a baseline) with moving average, anomalies and forecast; when
+    ``points`` hold twice ``days``, each day also carries the value of the same day of
+    the previous period (``previous``), and the summary the change against it.
     ``partial_last``: the last point is today, still going, so only a spike counts."""
     metric = METRICS[key]
     dates = [p["date"] for p in points]
@@ -78,12 +82,16 @@ def analyse(key: str, points: Sequence[dict[str, Any]], days: int, *, window: in
         flagged.pop()  # today is not over: being low so far is no drop yet
     by_date = {a.date: a for a in flagged}
     shown = values[lead:]
+    before = values[lead - days:lead] if lead >= days else None
     rows = []
     for i in range(lead, len(points)):
         anomaly = by_date.get(dates[i])
         avg = averages[i]
         rows.append({"date": dates[i], "count": values[i],
                      "average": None if avg is None else round(avg, 2),
+                     "previous": None if before is None else before[i - lead],
+                     "previous_average": None if before is None or averages[i - days] is None
+                     else round(averages[i - days] or 0.0, 2),
                      "anomaly": None if anomaly is None else anomaly.direction})
     half = len(shown) // 2
     first, second = sum(shown[:half]), sum(shown[half:])
@@ -98,6 +106,9 @@ def analyse(key: str, points: Sequence[dict[str, Any]], days: int, *, window: in
             "first_half": first, "second_half": second,
             "change": None if first == 0 else round((second - first) / first, 4),
             "words": _trend_words(metric.unit, per_day, mean, first, second, len(shown)),
+            "previous_total": None if before is None else sum(before),
+            "change_vs_previous": None if before is None else _rounded(
+                stats.percent_change(sum(shown), sum(before))),
         },
         "anomalies": [a.to_dict() for a in flagged],
         "forecast": [],
@@ -126,6 +137,10 @@ def analyse(key: str, points: Sequence[dict[str, Any]], days: int, *, window: in
     return result
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def _trend_words(unit: str, per_day: float, mean: float, first: float, second: float,
                  days: int) -> str:
     if days < 2 or (first == 0 and second == 0):
@@ -141,12 +156,21 @@ def _trend_words(unit: str, per_day: float, mean: float, first: float, second: f
 
 
 async def trends(api: Any, keys: Sequence[str], days: int, *, window: int | None = None,
-                 threshold: float = stats.DEFAULT_THRESHOLD, forecast_days: int = 0
-                 ) -> dict[str, Any]:
-    """Trends of ``keys`` over ``days`` days (the baseline reaches up to
-    :data:`LEAD_DAYS` further back, within the API's 365)."""
-    span = min(MAX_DAYS, days + LEAD_DAYS)
-    series = await daily_series(api, keys, span)
+                 threshold: float = stats.DEFAULT_THRESHOLD, forecast_days: int = 0,
+                 compare: bool = True) -> dict[str, Any]:
+    """Trends of ``keys`` over ``days`` days. The series fetched reach further back: at
+    least :data:`LEAD_DAYS` (a baseline for the first days) and, with ``compare``, the
+    whole previous period (day-by-day comparison)."""
+    from api_integration_layer.errors import ApiHTTPError
+
+    span = min(MAX_SERIES_DAYS, max(days + LEAD_DAYS, 2 * days if compare else 0))
+    try:
+        series = await daily_series(api, keys, span)
+    except ApiHTTPError as exc:
+        if exc.status != 422 or span <= OLD_MAX_SERIES_DAYS:
+            raise
+        # A server from before trends reached two years: one year is what it gives.
+        series = await daily_series(api, keys, OLD_MAX_SERIES_DAYS)
     use = window or default_window(days)
     return {"days": days, "window": use, "threshold": threshold,
             "metrics": {key: analyse(key, series[key], days, window=use,

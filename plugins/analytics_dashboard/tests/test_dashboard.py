@@ -122,6 +122,15 @@ async def test_trends_flag_a_seeded_spike_with_words_and_forecast(app):
         assert "times the usual 11" in flagged[0]["explanation"]
         assert messages["points"][-6]["anomaly"] == "up"
         assert messages["points"][-1]["average"] is not None
+        # the previous 30 days beside them, day by day: today faces 30 days ago
+        assert messages["points"][-1]["previous"] == 10 + 30 % 3
+        assert messages["points"][0]["previous"] == 10 + 59 % 3
+        week_before = [10 + d % 3 for d in range(30, 37)]       # 30-36 days ago
+        assert messages["points"][-1]["previous_average"] == round(sum(week_before) / 7, 2)
+        before = sum(10 + d % 3 for d in range(30, 60))
+        assert messages["summary"]["previous_total"] == before
+        now = messages["summary"]["total"]
+        assert messages["summary"]["change_vs_previous"] == round((now - before) / before, 4)
         assert len(messages["forecast"]) == 10
         first = messages["forecast"][0]
         assert first["date"] == messages["points"][-1]["date"]   # from today, still going

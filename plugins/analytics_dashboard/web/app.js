@@ -19,7 +19,8 @@ function colors() {
   const css = getComputedStyle(document.documentElement);
   const v = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
   return {bar: v("--blue", "#3563e9"), average: v("--accent", "#1f7a63"),
-          anomaly: v("--bad", "#d64545"), forecast: v("--warn", "#c77c02")};
+          anomaly: v("--bad", "#d64545"), forecast: v("--warn", "#c77c02"),
+          previous: v("--muted", "#5d6779")};
 }
 
 // -- helpers ------------------------------------------------------------------------------
@@ -170,16 +171,23 @@ function chooseMetric(key) {
 
 async function loadTrend(fresh = false) {
   const forecast = $("trend-forecast").checked ? state.status?.settings?.forecast_days || 14 : 0;
+  const compare = $("trend-compare").checked;
   const n = ticket("trend");
   const data = await api(`trends?days=${state.days}&metrics=${state.metric}` +
-                         `&forecast=${forecast}${fresh ? "&fresh=true" : ""}`);
+                         `&forecast=${forecast}&compare=${compare}${fresh ? "&fresh=true" : ""}`);
   if (stale("trend", n)) return;
   const trend = data.metrics[state.metric];
   const change = trend.summary.change === null ? "n/a (nothing in the first half)"
     : `${(trend.summary.change * 100).toFixed(0)} %`;
   $("trend-words").textContent = trend.summary.words;
+  const versus = trend.summary.change_vs_previous;
+  const previous = compare && trend.summary.previous_total !== null
+    ? ` · grey dotted: the same average ${data.days} days earlier (total ` +
+      `${number(trend.summary.previous_total)}; this period ` +
+      `${versus === null ? "n/a: nothing before" : `${versus > 0 ? "+" : ""}${(versus * 100).toFixed(0)} %`})`
+    : "";
   $("trend-legend").textContent =
-    `Bars: ${trend.unit} per UTC day · line: ${trend.window}-day moving average · ` +
+    `Bars: ${trend.unit} per UTC day · line: ${trend.window}-day moving average${previous} · ` +
     `red dots: unusual days (robust z beyond ±${data.threshold}) · change first → second ` +
     `half: ${change} · total ${number(trend.summary.total)}` +
     (forecast ? ` · amber: forecast with its 95 % band. ${trend.forecast_note || ""}` : "");
@@ -199,6 +207,7 @@ function trendSpec(trend) {
   const y = {type: "quantitative", title: trend.unit};
   const tooltip = [{field: "date", type: "temporal", timeUnit: "utcyearmonthdate", title: "day"},
                    {field: "count", type: "quantitative", title: trend.unit},
+                   {field: "previous", type: "quantitative", title: "same day, period before"},
                    {field: "average", type: "quantitative", title: "moving average",
                     format: ".1f"}];
   const layers = [];
@@ -217,7 +226,14 @@ function trendSpec(trend) {
   }
   layers.push(
     {mark: {type: "bar", color: COLORS.bar, opacity: 0.45},
-     encoding: {x, y: {...y, field: "count"}, tooltip}},
+     encoding: {x, y: {...y, field: "count"}, tooltip}});
+  if (trend.points.some((p) => p.previous !== null)) {
+    // The previous period's moving average: its raw days would hide this period's bars.
+    layers.push({transform: [{filter: {field: "previous_average", valid: true}}],
+                 mark: {type: "line", color: COLORS.previous, strokeWidth: 2, strokeDash: [2, 2]},
+                 encoding: {x, y: {...y, field: "previous_average"}}});
+  }
+  layers.push(
     {transform: [{filter: {field: "average", valid: true}}],
      mark: {type: "line", color: COLORS.average, strokeWidth: 2},
      encoding: {x, y: {...y, field: "average"}}},
@@ -576,6 +592,7 @@ function start() {
   $("refresh").addEventListener("click", () => refresh(true));
   $("trend-metric").addEventListener("change", (e) => chooseMetric(e.target.value));
   $("trend-forecast").addEventListener("change", () => loadTrend().catch((e) => showError(e.message)));
+  $("trend-compare").addEventListener("change", () => loadTrend().catch((e) => showError(e.message)));
   $("report-type").addEventListener("change", () => loadReport().catch(report_failed));
   $("rule-kind").addEventListener("change", (e) => {
     const anomaly = e.target.value === "anomaly";
