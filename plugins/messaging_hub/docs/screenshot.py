@@ -202,6 +202,33 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             qtbot.wait(400)
             view.grab().save(str(HERE / f"inbox{suffix}.png"))
 
+            # Driven as a person would: send, then Undo puts the text back.
+            js(view, "document.getElementById('send-btn').click() || 1")
+            qtbot.waitUntil(lambda: not js(view, "document.getElementById('toast-undo')"
+                                                 ".hidden"), timeout=10_000)
+            js(view, "document.getElementById('toast-undo').click() || 1")
+            qtbot.waitUntil(lambda: "line.split" in str(js(
+                view, "document.getElementById('content').value")), timeout=10_000)
+            # A template with a variable left empty is refused, the field named and marked.
+            js(view, "(document.getElementById('tpl-pick').value = [...document"
+                     ".querySelectorAll('#tpl-pick option')].find(o => o.textContent"
+                     ".includes('Meeting')).value) && 1")
+            js(view, "document.getElementById('tpl-pick').dispatchEvent(new Event('change'))"
+                     " || 1")
+            qtbot.waitUntil(lambda: count("#tpl-vars [data-var]") == 2, timeout=10_000)
+            js(view, "(document.querySelector('[data-var=meeting]').value = 'the review') "
+                     "&& 1")
+            js(view, "document.getElementById('send-btn').click() || 1")
+            qtbot.waitUntil(lambda: str(js(view, "document.getElementById('composer-error')"
+                                                 ".textContent")).startswith("variables.when"),
+                            timeout=10_000)
+            assert js(view, "document.querySelector('[data-var=when]').classList"
+                            ".contains('invalid')")
+            # The keyboard moves through the inbox.
+            js(view, "document.activeElement.blur() || 1")
+            js(view, "document.dispatchEvent(new KeyboardEvent('keydown', {key: 'j'})) || 1")
+            qtbot.waitUntil(lambda: count("#conv-list li.cursor") == 1, timeout=10_000)
+
             js(view, "document.getElementById('tab-analytics').click() || 1")
             qtbot.waitUntil(lambda: count("#an-table tbody tr") >= 3, timeout=20_000)
             qtbot.waitUntil(lambda: count("#chart-contacts svg") == 1, timeout=20_000)

@@ -258,6 +258,7 @@ async function openConversation(userId, around = null) {
   for (const msg of data.messages) addMessage(msg, false);
   $("load-older").hidden = !state.hasMore;
   const draft = data.draft;
+  if (draft && draft.reply_to && state.messages.has(draft.reply_to)) startReply(state.messages.get(draft.reply_to));
   $("content").value = draft ? draft.content : "";
   $("msg-type").value = draft ? draft.message_type : "text";
   $("draft-state").textContent = draft ? "draft restored" : "";
@@ -481,6 +482,15 @@ async function send(sendAt = null) {
   }
   if (!tplId && !payload.content.trim()) { showError("composer-error", new Error("content: the message is empty")); return; }
   try {
+    if (tplId) {
+      // Checked here first, so a variable left empty is shown without a refused request.
+      const tpl = state.templates.find((t) => t.id === tplId);
+      const lint = await api("templates/check", { method: "POST", body: { body: tpl.body, variables: payload.variables, recipient_id: state.open, timezone: state.zone } });
+      if (lint.missing.length) {
+        throw new ApiProblem(`variables.${lint.missing[0]}: undefined variable${lint.missing.length > 1 ? "s" : ""} ${lint.missing.join(", ")}: give a value before sending`, `variables.${lint.missing[0]}`, 422);
+      }
+      if (lint.problem) throw new ApiProblem(lint.problem, "body", 422);
+    }
     const item = await api("send", { method: "POST", body: payload });
     const content = $("content").value;
     const type = $("msg-type").value;
@@ -497,8 +507,12 @@ async function send(sendAt = null) {
   } catch (err) {
     showError("composer-error", err);
     if (err.field && err.field.startsWith("variables.")) {
-      const input = document.querySelector(`[data-var="${CSS.escape(err.field.slice(10))}"]`);
-      if (input) { input.classList.add("invalid"); input.focus(); }
+      const wanted = new Set(Object.keys(collectVars()));
+      document.querySelectorAll("#tpl-vars [data-var]").forEach((input) => {
+        if (!wanted.has(input.dataset.var)) input.classList.add("invalid");
+      });
+      const first = document.querySelector("#tpl-vars .invalid");
+      if (first) first.focus();
     }
   }
 }
