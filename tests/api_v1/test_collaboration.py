@@ -269,6 +269,15 @@ async def test_viewer_updates_are_ignored_and_awareness_relayed(v1):
     del a_ws
 
 
+async def next_event(ws: Any, kind: str) -> dict[str, Any]:
+    """The next realtime frame of type ``kind``."""
+    async with asyncio.timeout(10):
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == kind:
+                return message
+
+
 async def awareness_states(ws: Any) -> dict[int, str]:
     """The awareness states a fresh socket is sent on connect."""
     async with asyncio.timeout(10):
@@ -408,7 +417,12 @@ async def test_membership_changes_reach_open_sockets(v1):
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     sid = (await create(ann))["session_id"]
-    await ben.client.post(f"/collaboration/sessions/{sid}/join", json={})
+    async with connect(f"{v1.ws_url}?token={ann.token}") as events:
+        await next_event(events, "welcome")
+        await ben.client.post(f"/collaboration/sessions/{sid}/join", json={})
+        joined = (await next_event(events, "collaboration_member"))["data"]
+        assert joined == {"session_id": sid, "user_id": ben.id, "username": "ben",
+                          "role": "editor", "action": "joined"}
     async with connect(await ws_url(v1, ben, sid)) as ws:
         await answered(ws)
         await ben.client.post(f"/collaboration/sessions/{sid}/leave")

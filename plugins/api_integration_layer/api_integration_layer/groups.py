@@ -25,7 +25,10 @@ from api_integration_layer.endpoints import ENDPOINTS, Endpoint
 from api_integration_layer.errors import ApiHTTPError, ChecksumMismatch, MfaRequired
 
 if TYPE_CHECKING:
+    from pycrdt import Doc
+
     from api_integration_layer.client import ApiClient
+    from api_integration_layer.collaboration import LiveDocument
     from api_integration_layer.discovery import DiscoveryReport
     from api_integration_layer.realtime import Subscription
 
@@ -1118,7 +1121,8 @@ class CollaborationApi(_Group):
                                   path={"session_id": session_id, "snapshot_id": snapshot_id},
                                   model=m.SnapshotRestored)
 
-    def open(self, session_id: str, doc: Any = None) -> Any:
+    def open(self, session_id: str, doc: Doc[Any] | None = None
+             ) -> contextlib.AbstractAsyncContextManager[LiveDocument]:
         """``async with client.collaboration.open(session_id) as live:`` a
         :class:`~api_integration_layer.collaboration.LiveDocument` kept in sync until the
         block ends (``live.text`` is the shared text). Pass ``doc`` (a ``pycrdt.Doc``)
@@ -1132,7 +1136,7 @@ class CollaborationApi(_Group):
         self._c.check(endpoint)
 
         @contextlib.asynccontextmanager
-        async def opened() -> AsyncIterator[Any]:
+        async def opened() -> AsyncIterator[LiveDocument]:
             ticket = await self.ticket(session_id)
             url = websocket_url(self._c.client.base_url, format_path(
                 endpoint, {"session_id": session_id})) + "?ticket=" + quote(ticket.ticket)
