@@ -11,7 +11,8 @@ alternating in each round:
 * dashboard, fresh: ``GET .../overview?days=365&fresh=true`` and
   ``GET .../trends?days=365&metrics=<all 9>&forecast=14&fresh=true`` (through the layer's
   client, skipping its cache): KPI cards, moving averages, anomalies with explanations,
-  forecasts;
+  forecasts and the previous year beside this one (so it fetches 730 days of series; the
+  seeded data has none before the year);
 * dashboard, repeat view: the same without ``fresh`` (the layer's 30 s cache answers the
   v1 part, as when someone switches tabs and back).
 
