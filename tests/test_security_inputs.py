@@ -69,6 +69,24 @@ async def test_non_finite_numbers_are_422_naming_the_field_never_500(start_core,
     assert r.status_code == 401
 
 
+async def test_lone_surrogates_in_a_body_are_422_never_500(start_core):
+    """JSON may spell a lone surrogate ("\\ud800"); UTF-8 cannot carry it. Whether it is a
+    value or a key the model does not know, the answer is a 422 that encodes."""
+    core = await start_core(FIXTURE_PLUGINS, settings=v1_settings())
+    v1 = core.url + "api/v1"
+    for body in (b'{"username": "\\ud800", "password": "p"}',
+                 b'{"username": "ann", "password": "p", "\\udfff": 1}',
+                 b'{"username": ["\\ud800x"], "password": "p"}'):
+        r = await core.anonymous.post(f"{v1}/auth/login", content=body,
+                                      headers={"Content-Type": "application/json"})
+        assert r.status_code in (401, 422), (body, r.status_code, r.text[:300])
+        if r.status_code == 422:
+            assert r.json()["detail"][0]["loc"][0] == "body"
+    r = await core.client.post("/tests/run", content=b'{"plugin_name": "\\ud800"}',
+                               headers={"Content-Type": "application/json"})
+    assert r.status_code < 500, r.text[:300]
+
+
 @pytest.mark.parametrize("path", [
     "/_app/public/../index.js",
     "/_app/public/%2e%2e/index.js",

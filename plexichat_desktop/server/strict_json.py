@@ -227,11 +227,18 @@ async def refuse_at_once(send: Send, receive: Receive, status: int, detail: str)
 
 
 def _plain(value: Any) -> bool:
+    # Encoded as the response will be: a lone surrogate ("\\ud800" in the request's JSON)
+    # is valid JSON text but no UTF-8, and would fail the 422 itself with a 500.
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
         return False
     return True
+
+
+def _utf8(text: str) -> str:
+    """``text`` with anything UTF-8 cannot carry (lone surrogates) replaced by '?'."""
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def safe_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -239,9 +246,9 @@ def safe_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ``input`` and ``ctx`` only when they are plain JSON."""
     out: list[dict[str, Any]] = []
     for error in exc.errors():
-        item: dict[str, Any] = {"loc": [p if isinstance(p, int) else str(p)
+        item: dict[str, Any] = {"loc": [p if isinstance(p, int) else _utf8(str(p))
                                         for p in error.get("loc", ())],
-                                "msg": str(error.get("msg", "")),
+                                "msg": _utf8(str(error.get("msg", ""))),
                                 "type": str(error.get("type", "value_error"))}
         for key in ("input", "ctx"):
             if key in error and _plain(error[key]):
