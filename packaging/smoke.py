@@ -149,6 +149,17 @@ def main() -> int:
                                   headers={"Authorization": f"Bearer {token}"})
             health = client.get("/healthz").json()
             check(health.get("version") == __version__, "/healthz answers with the version")
+            # Plugins start in the background once the server answers.
+            deadline = time.monotonic() + 120
+            while not health.get("plugins_started") and time.monotonic() < deadline:
+                time.sleep(0.2)
+                health = client.get("/healthz").json()
+            check(bool(health.get("plugins_started")),
+                  f"every plugin started {time.monotonic() - started:.1f} s after launch")
+            states = {p["id"]: p["state"] for p in client.get("/api/plugins").json()["plugins"]}
+            unhappy = {pid: state for pid, state in states.items()
+                       if state not in ("active", "degraded")}
+            check(not unhappy, f"every bundled plugin is active or degraded {unhappy or ''}")
             plugins = {p["id"]: p for p in client.get("/api/plugins").json()["plugins"]}
             check(plugins.get(PLUGIN, {}).get("state") == "active", f"{PLUGIN} is active")
             t0 = time.monotonic()
