@@ -230,6 +230,10 @@ class MessagingHubPlugin(Plugin):
         self.live_state = "signed out"
         self._profiles: dict[str, dict[str, Any]] = {}
         self._responders: dict[str, AutoResponder] = {}
+        # Who waits on whom, per (owner, contact), valid while the conversation's last
+        # message time is unchanged: a refresh reads only the conversations that moved
+        # (60 conversations: 0.6 s -> one list call). Edits and deletions drop an entry.
+        self._states: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
         ctx.create_task(self.dispatcher.run(), name="messaging_hub outbox")
         ctx.create_task(self._live(), name="messaging_hub realtime")
 
@@ -367,12 +371,22 @@ class MessagingHubPlugin(Plugin):
             self.live_state = str(data.get("state") or "closed")
             self.hub.publish("live", {"state": self.live_state})
         elif kind in ("message", "message_updated"):
+            if kind == "message_updated":
+                self._forget(owner, data)
             self.hub.publish(kind, self._decorate(data, owner))
             if kind == "message" and data.get("recipient_id") == owner:
                 self.ctx.create_task(responder.consider(data),
                                      name=f"messaging_hub away {data.get('id')}")
         elif kind in ("message_deleted", "reaction", "presence_update", "typing"):
+            if kind == "message_deleted":
+                self._forget(owner, data)
             self.hub.publish(kind, data)
+
+    def _forget(self, owner: str, data: dict[str, Any]) -> None:
+        """Drop the cached waiting state of the conversation ``data`` belongs to."""
+        for party in (data.get("sender_id"), data.get("recipient_id")):
+            if party and party != owner:
+                self._states.pop((owner, str(party)), None)
 
     async def stream(self) -> Any:
         """Server-sent events for the page: message, message_updated, message_deleted,
@@ -409,7 +423,8 @@ class MessagingHubPlugin(Plugin):
         with api.bypass_cache():
             listing = await api.messages.conversations(limit=min(100, self.config.inbox_size))
             convs = [c.model_dump(mode="json") for c in listing.conversations]
-            states = await asyncio.gather(*(self._state(api, owner, c["user_id"])
+            states = await asyncio.gather(*(self._state(api, owner, c["user_id"],
+                                                        c["last_message_time"])
                                             for c in convs))
         drafts = {d["recipient_id"]: d for d in self.store.drafts(owner)}
         scheduled = self.store.scheduled_counts(owner)
@@ -440,10 +455,16 @@ class MessagingHubPlugin(Plugin):
         return {"conversations": shown, "counts": counts, "filter": filter, "q": q,
                 "total": listing.total}
 
-    async def _state(self, api: ScopedApi, owner: str, user_id: str) -> dict[str, Any]:
+    async def _state(self, api: ScopedApi, owner: str, user_id: str, last: Any
+                     ) -> dict[str, Any]:
+        cached = self._states.get((owner, user_id))
+        if cached is not None and cached[0] == last:
+            return dict(cached[1])
         page = await api.messages.conversation(user_id, limit=self.config.inbox_depth,
                                                mark_read=False)
-        return conversation_state([m.model_dump(mode="json") for m in page.messages], owner)
+        state = conversation_state([m.model_dump(mode="json") for m in page.messages], owner)
+        self._states[(owner, user_id)] = (last, state)
+        return dict(state)
 
     @answers
     async def users(self, q: str = Query(min_length=1, max_length=100)) -> Any:

@@ -121,8 +121,16 @@ def test_inbox_unread_waiting_on_you_and_filters(app: PlexiChatApp, ann: Person,
     assert status["signed_in"] and status["user"]["id"] == ann.id
     assert status["undo_seconds"] == 2 and status["max_content"] == 10_000
 
+    until(lambda: ok(app.client.get("api/status"))["live"] == "open", "the live socket")
+    typo = say(bob, ann, "Can yuo")
     first = say(bob, ann, "Can you review my PR?")
     say(bob, ann, "It's the one about the parser")
+    assert inbox_row(app, bob)["waiting_count"] == 3  # type: ignore[index]
+    # Deleting an older message does not change the conversation's last message time;
+    # the inbox hears of it on the realtime socket and counts again.
+    ok(bob.v1.delete(f"messages/{typo['id']}"))
+    until(lambda: inbox_row(app, bob)["waiting_count"] == 2,  # type: ignore[index]
+          "the deletion counted")
     say(ann, cat, "Lunch on Friday?")  # ann wrote last: cat owes the answer, not ann
 
     row = inbox_row(app, bob)
