@@ -6,7 +6,9 @@ Rows dated in the past are written straight into the store (the API only records
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import sqlite3
 import uuid
 
@@ -106,3 +108,13 @@ async def test_trends_reach_two_years_back(v1):
     assert r.status_code == 422 and "days" in r.text
     # the other routes keep their year
     assert (await ann.client.get("/analytics/usage", params={"days": 366})).status_code == 422
+
+
+async def test_report_csv_cannot_run_as_a_spreadsheet_formula(v1):
+    admin = await v1.account("admin")
+    sneaky = await v1.account("-cmd")
+    await sneaky.client.post("/messages/send", json={"recipient_id": admin.id, "content": "x"})
+    r = await admin.client.get("/analytics/reports/top_users", params={"format": "csv"})
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == ["username", "messages_sent", "files_uploaded"]
+    assert ["'-cmd", "1", "0"] in rows and ["admin", "0", "0"] in rows

@@ -253,6 +253,14 @@ def _report(conn: sqlite3.Connection, kind: str, since: float, days: int
     return ["username", "messages_sent", "files_uploaded"], table, {"users": len(table)}
 
 
+def _csv_cell(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR
+    first: a username like ``-cmd``) gets a leading ``'`` (CSV injection, CWE-1236)."""
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return value
+
+
 @router.get("/reports/{report_type}", response_model=None)
 async def report(report_type: str, user: User, api: Api, days: Days = 30,
                  format: Literal["json", "csv"] = "json") -> dict[str, Any] | Response:
@@ -267,7 +275,7 @@ async def report(report_type: str, user: User, api: Api, days: Days = 30,
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(columns)
-        writer.writerows(table)
+        writer.writerows([[_csv_cell(cell) for cell in row] for row in table])
         return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": f'attachment; filename="{report_type}-{days}d.csv"'})
     return {"type": report_type, "title": REPORTS[report_type], "period_days": days,
