@@ -228,6 +228,27 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             js(view, "document.activeElement.blur() || 1")
             js(view, "document.dispatchEvent(new KeyboardEvent('keydown', {key: 'j'})) || 1")
             qtbot.waitUntil(lambda: count("#conv-list li.cursor") == 1, timeout=10_000)
+            # Search with a filter, then jump to an old message.
+            js(view, "(document.getElementById('search-q').value = 'Notes from the call') "
+                     "&& 1")
+            js(view, "document.getElementById('search-form').requestSubmit() || 1")
+            qtbot.waitUntil(lambda: count("#right .result") >= 2, timeout=10_000)
+            js(view, f"(document.querySelector('#right select').value = '{ids['bob']}') && 1")
+            js(view, "document.querySelector('#right select').dispatchEvent(new Event("
+                     "'change')) || 1")
+            qtbot.waitUntil(lambda: bool(js(view, "[...document.querySelectorAll("
+                                                  "'#right .result')].every(r => r"
+                                                  ".textContent.includes('Bob'))")),
+                            timeout=10_000)
+            js(view, "[...document.querySelectorAll('#right .result')].at(-1).click() || 1")
+            qtbot.waitUntil(lambda: count("#messages li.found") == 1, timeout=10_000)
+            # The template and its variables belonged to the composer before the jump.
+            assert js(view, "document.getElementById('tpl-pick').value") == ""
+            assert "{{" not in str(js(view, "document.getElementById('content').value"))
+            js(view, "document.getElementById('toast').hidden = true")
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            view.grab().save(str(HERE / f"search{suffix}.png"))
 
             js(view, "document.getElementById('tab-analytics').click() || 1")
             qtbot.waitUntil(lambda: count("#an-table tbody tr") >= 3, timeout=20_000)

@@ -240,6 +240,9 @@ async function openConversation(userId, around = null) {
   await saveDraftNow();
   state.open = userId;
   state.replyTo = null;
+  $("tpl-pick").value = "";
+  renderTplVars(null);
+  showError("composer-error", null);
   $("reply-note").hidden = true;
   const query = around ? `around=${encodeURIComponent(around)}` : "limit=50";
   const data = await api(`conversation/${encodeURIComponent(userId)}?${query}`);
@@ -412,23 +415,39 @@ async function openThread(messageId) {
 $("right-close").addEventListener("click", closeRight);
 function closeRight() { $("right").hidden = true; openThreadId = null; }
 
-$("search-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
+const searchFilter = { user: "", since: "" };
+$("search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
+
+function searchFilters() {
+  // Who with and since when; kept while the panel shows results.
+  const who = el("select", { "aria-label": "Messages with", onchange: (e) => { searchFilter.user = e.target.value; runSearch(); } },
+    el("option", { value: "", text: "with anyone" }),
+    state.rows.map((r) => el("option", { value: r.user_id, text: `with ${r.display_name}` })));
+  who.value = searchFilter.user;
+  const since = el("input", { type: "date", "aria-label": "Since", value: searchFilter.since,
+    onchange: (e) => { searchFilter.since = e.target.value; runSearch(); } });
+  return el("div", { class: "row compact" }, who, el("label", { class: "small-text" }, "since ", since));
+}
+
+async function runSearch() {
   const q = $("search-q").value.trim();
   if (!q) return;
   showTab("inbox");
   try {
-    const data = await api(`search?q=${encodeURIComponent(q)}`);
+    let query = `search?q=${encodeURIComponent(q)}`;
+    if (searchFilter.user) query += `&user_id=${encodeURIComponent(searchFilter.user)}`;
+    if (searchFilter.since) query += `&since=${encodeURIComponent(new Date(`${searchFilter.since}T00:00`).toISOString())}`;
+    const data = await api(query);
     openThreadId = null;
     $("right").hidden = false;
     $("right-title").textContent = `${data.total} found for “${q}”`;
-    $("right-body").replaceChildren(el("ul", { class: "results" }, data.results.map((hit) => el("li", {},
+    $("right-body").replaceChildren(searchFilters(), el("ul", { class: "results" }, data.results.map((hit) => el("li", {},
       el("button", { type: "button", class: "result", onclick: () => openConversation(hit.contact_id, hit.message_id).catch(pageError) },
         el("span", { class: "small-text muted", text: `${hit.mine ? "You → " : ""}${hit.contact || "?"} · ${when(hit.created_at)}` }),
         el("span", { text: hit.content }))))));
     if (!data.results.length) $("right-body").append(el("p", { class: "muted", text: "Nothing found." }));
   } catch (err) { pageError(err); }
-});
+}
 
 // -- the composer ------------------------------------------------------------------------------
 function updateComposer() {
@@ -453,6 +472,7 @@ $("msg-type").addEventListener("change", () => { updateComposer(); saveDraftNow(
 async function saveDraftNow() {
   clearTimeout(state.draftTimer);
   if (!state.open || !state.status || !state.status.signed_in) return;
+  if ($("tpl-pick").value) return;  // the composer shows a template, not a draft
   const content = $("content").value;
   const saved = await api(`drafts/${encodeURIComponent(state.open)}`, { method: "PUT",
     body: { content, message_type: $("msg-type").value, reply_to: state.replyTo } });
