@@ -274,6 +274,9 @@ def build_chart(engine: Engine, request: ChartRequest, base_expanded: str,
         row = scalar(f"SELECT min({name})::DOUBLE, max({name})::DOUBLE FROM ({base_expanded})")
         low = float(row[0]) if row and row[0] is not None else 0.0
         high = float(row[1]) if row and row[1] is not None else 1.0
+        if not math.isfinite(high - low):
+            raise ChartError(f"x: the values of {x['name']!r} span from {low:g} to {high:g}, "
+                             "too wide a range to cut into bins")
         step = _nice_step(high - low, request.bins)
         start = math.floor(low / step) * step
         sql = (f"SELECT {_lit(start)} + floor(({name} - {_lit(start)}) / {_lit(step)}) * "

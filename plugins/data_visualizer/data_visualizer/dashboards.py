@@ -15,6 +15,7 @@ clock, as a CSV's timestamps and Vega's dates are.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import json
 import re
@@ -134,13 +135,17 @@ def resolve_time(text: str, now: dt.datetime | None = None) -> dt.datetime | Non
         if amount is None:
             return now
         n = int(amount)
-        if unit == "M":
-            month = now.month - 1 - n
-            year = now.year + month // 12
-            return now.replace(year=year, month=month % 12 + 1, day=min(now.day, 28))
-        if unit == "y":
-            return now.replace(year=now.year - n, day=min(now.day, 28))
-        return now - dt.timedelta(seconds=n * _UNIT_SECONDS[unit])
+        try:
+            if unit in ("M", "y"):
+                month = now.month - 1 - (n if unit == "M" else 12 * n)
+                year = now.year + month // 12
+                month = month % 12 + 1
+                # The same day of the month, or the month's last day (Mar 31 - 1M = Feb 28).
+                day = min(now.day, calendar.monthrange(year, month)[1])
+                return now.replace(year=year, month=month, day=day)
+            return now - dt.timedelta(seconds=n * _UNIT_SECONDS[unit])
+        except (ValueError, OverflowError, calendar.IllegalMonthError):
+            raise ValueError(f"{text!r} reaches before the year 1") from None
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:

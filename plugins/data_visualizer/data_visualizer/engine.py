@@ -353,10 +353,13 @@ class Engine:
             cursor.close()
 
     def columns_of(self, source_sql: str) -> list[dict[str, str]]:
-        """Names, types and kinds of what a checked query returns (nothing is run)."""
+        """Names, types and kinds of what a query returns (nothing is run). The query is
+        checked first (:func:`sqlguard.check_sql`): DuckDB runs every statement of a text,
+        so an unchecked ``SELECT 1); CREATE VIEW ...`` would write to the reader."""
+        checked = self.check(source_sql)
         cursor = self.cursor()
         try:
-            cursor.execute(f"DESCRIBE {source_sql}")
+            cursor.execute(f"DESCRIBE {checked.sql}")
             return [{"name": str(r[0]), "type": str(r[1]), "kind": field_kind(str(r[1]))}
                     for r in cursor.fetchall()]
         except duckdb.Error as exc:

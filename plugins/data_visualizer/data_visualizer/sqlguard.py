@@ -32,6 +32,7 @@ FILE_FUNCTIONS = frozenset({
     "iceberg_scan", "iceberg_metadata", "iceberg_snapshots", "delta_scan",
     "sqlite_scan", "sqlite_attach", "postgres_scan", "postgres_attach", "mysql_scan",
     "query", "query_table", "load_aws_credentials", "duckdb_secrets",
+    "json_execute_serialized_sql",
 })
 # Prefixes of such functions in extensions this list does not name one by one.
 FILE_PREFIXES = ("read_", "parquet_", "iceberg_", "delta_", "sqlite_", "postgres_",

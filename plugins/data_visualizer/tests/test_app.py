@@ -119,6 +119,33 @@ def test_queries_refuse_escapes_stop_runaways_and_cancel(plexichat_app: Any) -> 
     assert client.post("api/queries/gone/cancel").status_code == 404
 
 
+def test_the_chart_builder_checks_its_base_query_before_describing_it(
+        plexichat_app: Any) -> None:
+    # Review finding: the builder ran DESCRIBE on the unchecked base query, and DuckDB
+    # runs every statement of a text, so a closing parenthesis let a CREATE through.
+    client = plexichat_app.client
+    assert upload(client, "s.csv", "a,b\n1,2\n").status_code == 201
+    stacked = ("SELECT 1 AS a) AS t; CREATE OR REPLACE VIEW s AS SELECT 666 AS a, 0 AS b; "
+               "SELECT * FROM (SELECT 1 AS a")
+    answer = client.post("api/chart", json={"sql": stacked, "type": "bar", "x": "a",
+                                            "run": False})
+    assert answer.status_code == 422 and "statements" in answer.json()["detail"], answer.text
+    rows = client.post("api/query", json={"sql": "SELECT * FROM s"}).json()["rows"]
+    assert rows == [[1, 2]]
+
+
+def test_out_of_range_times_and_values_are_422_not_500(plexichat_app: Any) -> None:
+    client = plexichat_app.client
+    for end in ("now-99999999999y", "now-99999999999999999s", "now-99999999999M"):
+        answer = client.post("api/query", json={"sql": "SELECT 1", "time_range": {
+            "from": end, "to": "now"}})
+        assert answer.status_code == 422 and "year 1" in answer.text, answer.text
+    answer = client.post("api/chart", json={
+        "type": "histogram", "x": "a", "run": False,
+        "sql": "SELECT 1e308 AS a UNION ALL SELECT -1e308"})
+    assert answer.status_code == 422 and answer.json()["detail"].startswith("x: "), answer.text
+
+
 def test_charts_specs_and_dashboards_in_and_out(plexichat_app: Any) -> None:
     client = plexichat_app.client
     upload(client, "sales.csv", CSV)

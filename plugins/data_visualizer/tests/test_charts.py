@@ -149,6 +149,11 @@ def test_macros_and_variables_expand_as_literals() -> None:
     assert resolve_time("now-1h", now) == dt.datetime(2026, 3, 1, 11, 0, 0)
     assert resolve_time("now-7d", now) == dt.datetime(2026, 2, 22, 12, 0, 0)
     assert resolve_time("", now) is None
+    # Months and years keep the day of the month, or the month's last day.
+    assert resolve_time("now-1y", dt.datetime(2026, 12, 30)) == dt.datetime(2025, 12, 30)
+    assert resolve_time("now-1M", dt.datetime(2026, 3, 31)) == dt.datetime(2026, 2, 28)
+    assert resolve_time("now-1M", dt.datetime(2026, 1, 30)) == dt.datetime(2025, 12, 30)
+    assert resolve_time("now-1y", dt.datetime(2028, 2, 29)) == dt.datetime(2027, 2, 28)
     sql = expand_sql("SELECT * FROM t WHERE $__timeFilter(ts) AND region = $region "
                      "AND n > ${min}", TimeRange(**{"from": "2026-01-01T00:00:00", "to": ""}),
                      {"region": "x' OR '1'='1", "min": 3})

@@ -44,6 +44,8 @@ def engine(tmp_path: Path, write_file: Write) -> Iterator[Engine]:
     ("SELECT * FROM query('SELECT 1')", "query() is refused"),
     ("SELECT * FROM sales WHERE region IN (SELECT * FROM read_json_auto('x.json'))",
      "read_json_auto() is refused"),
+    ("SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+     "json_execute_serialized_sql() is refused"),
     ("SELECT 1; ATTACH 'x' AS y", "2 statements"),
     ("/* harmless */ SELECT 1; -- trailing\n COPY sales TO 'x'", "2 statements"),
     ("   ", "empty"),
