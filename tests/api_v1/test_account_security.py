@@ -449,3 +449,38 @@ async def test_lone_surrogates_are_hashed_not_refused():
     stored = hash_password("Ab1!\ud800", 4)
     assert verify_password("Ab1!\ud800", stored, 4) and not verify_password("Ab1!", stored, 4)
     assert mfa.accepted_step("JBSWY3DPEHPK3PXP", "\ud800" * 6, 0, T0) is None
+
+
+async def test_concurrent_wrong_codes_cannot_outrun_the_failure_limit(v1, clock, monkeypatch):
+    """Review finding: the limit was checked before the (awaited) verification and the
+    failure counted after it, so a burst of concurrent guesses all passed the check. Each
+    attempt is now counted before it is verified."""
+    import time
+
+    from plexichat_desktop.server.v1.routes import account_security
+
+    eve = await v1.account("eve")
+    secret, _ = await enable_2fa(eve)
+    token = (await password_step(v1, "eve"))["mfa_token"]
+    real = account_security._second_step
+
+    def slow(*args: Any) -> Any:
+        time.sleep(0.05)  # a verification that takes a moment, as under load
+        return real(*args)
+
+    monkeypatch.setattr(account_security, "_second_step", slow)
+    wrong = [c for c in (f"{n:06d}" for n in range(100))
+             if mfa.accepted_step(secret, c, 0, T0) is None][:4 * mfa.FAILURE_LIMIT]
+    answers = await asyncio.gather(*[
+        v1.anon.post("/auth/login-2fa", json={"mfa_token": token, "code": guess})
+        for guess in wrong])
+    statuses = [r.status_code for r in answers]
+    assert statuses.count(401) <= mfa.FAILURE_LIMIT, statuses
+    assert statuses.count(429) >= len(wrong) - mfa.FAILURE_LIMIT
+    # Successes and other errors give their slot back: the owner is not locked out by them.
+    mfa_limiter(v1.api).reset()
+    for _ in range(mfa.FAILURE_LIMIT + 2):
+        r = await eve.client.post("/auth/password/change", json={
+            "current_password": PASSWORD, "new_password": "weak"})
+        assert r.status_code == 422
+

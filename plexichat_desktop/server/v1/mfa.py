@@ -16,6 +16,7 @@ The TOTP secret itself is stored as is: checking a code needs it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
@@ -211,6 +212,23 @@ class FailureLimiter:
                      f"{self.window:g} s; retry in {seconds} s",
                 headers={"Retry-After": str(seconds)})
 
+    def attempt(self, key: str) -> Attempt:
+        """Check ``key`` and count this attempt as a failure *before* it is verified (a
+        success or an unrelated error gives it back, see :class:`Attempt`). Checking and
+        counting only after the ``await`` of the verification let a burst of concurrent
+        guesses all pass the check before the first failure was counted."""
+        self.check(key)
+        stamp = self.clock()
+        self._live(key).append(stamp)
+        return Attempt(self, key, stamp)
+
+    def forgive(self, key: str, stamp: float) -> None:
+        """Give back the failure ``attempt`` counted in advance."""
+        failures = self._failures.get(key)
+        if failures is not None:
+            with contextlib.suppress(ValueError):
+                failures.remove(stamp)
+
     def fail(self, key: str) -> None:
         self._live(key).append(self.clock())
         if len(self._failures) > 10_000:  # drop keys that went quiet
@@ -219,6 +237,29 @@ class FailureLimiter:
 
     def reset(self) -> None:
         self._failures.clear()
+
+
+class Attempt:
+    """One verification counted in advance against a :class:`FailureLimiter`: used as a
+    context manager, it stays counted only when :meth:`fail` was called (a wrong code or
+    password); leaving the block otherwise (success, or another error such as a 409 or 422)
+    gives the slot back."""
+
+    def __init__(self, limiter: FailureLimiter, key: str, stamp: float):
+        self.limiter = limiter
+        self.key = key
+        self.stamp = stamp
+        self.failed = False
+
+    def fail(self) -> None:
+        self.failed = True
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.failed:
+            self.limiter.forgive(self.key, self.stamp)
 
 
 # -- the security log and devices ---------------------------------------------------------

@@ -109,7 +109,8 @@ def _wrong(detail: str) -> Exception:
     return unauthorized(detail, error="invalid_grant")
 
 
-async def _check_password(api: ApiV1, user_id: str, password: str) -> dict[str, Any]:
+async def _check_password(api: ApiV1, user_id: str, password: str, attempt: mfa.Attempt
+                          ) -> dict[str, Any]:
     """The caller's row when ``password`` is theirs; else a counted failure and 401."""
     row = await api.store.read(accounts.get_user, user_id)
     if row is None:
@@ -117,7 +118,7 @@ async def _check_password(api: ApiV1, user_id: str, password: str) -> dict[str, 
     ok = await asyncio.to_thread(verify_password, password, row["password_hash"],
                                  api.settings.scrypt_cost)
     if not ok:
-        mfa_limiter(api).fail(user_id)
+        attempt.fail()
         raise _wrong("password: wrong password")
     return row
 
@@ -169,12 +170,12 @@ async def login_2fa(body: Login2faBody, request: Request, api: Api) -> dict[str,
     user_id = await api.store.read(_challenge_user, token_hash)
     if user_id is None:
         raise _wrong("mfa_token: unknown or expired; log in again with the password")
-    limiter = mfa_limiter(api)
-    limiter.check(user_id)
-    _, challenge, method = await api.store.write(_second_step, token_hash, body.code,
-                                                 body.recovery_code)
+    with mfa_limiter(api).attempt(user_id) as attempt:
+        _, challenge, method = await api.store.write(_second_step, token_hash, body.code,
+                                                     body.recovery_code)
+        if challenge is None:
+            attempt.fail()
     if challenge is None:
-        limiter.fail(user_id)
         reason = "2fa_code" if method == "totp" else "recovery_code"
         await api.store.write(_failed_login, user_id, reason, _ua(request))
         field = "code" if method == "totp" else "recovery_code"
@@ -262,11 +263,12 @@ async def mfa_verify_setup(body: CodeBody, request: Request, user: User, api: Ap
                            ) -> dict[str, Any]:
     """Confirm the set-up with a current code: 2FA is on from now, and the answer holds
     the recovery codes (shown this once; only their digests are kept)."""
-    limiter = mfa_limiter(api)
-    limiter.check(user.id)
     codes = mfa.new_recovery_codes()
-    if not await api.store.write(_enable, user.id, body.code, codes, _ua(request)):
-        limiter.fail(user.id)
+    with mfa_limiter(api).attempt(user.id) as attempt:
+        enabled = await api.store.write(_enable, user.id, body.code, codes, _ua(request))
+        if not enabled:
+            attempt.fail()
+    if not enabled:
         raise invalid("code", "the code does not match the new key (check that the "
                               "device's clock is right, and type the newest code)")
     return {"success": True, "enabled": True, "recovery_codes": codes,
@@ -287,8 +289,8 @@ def _regenerate(conn: sqlite3.Connection, user_id: str, codes: list[str],
 async def mfa_backup_codes(body: PasswordBody, request: Request, user: User, api: Api
                            ) -> dict[str, Any]:
     """New recovery codes (the password confirms it); every older code stops working."""
-    mfa_limiter(api).check(user.id)
-    await _check_password(api, user.id, body.password)
+    with mfa_limiter(api).attempt(user.id) as attempt:
+        await _check_password(api, user.id, body.password, attempt)
     codes = mfa.new_recovery_codes()
     await api.store.write(_regenerate, user.id, codes, _ua(request))
     return {"success": True, "recovery_codes": codes, "total": len(codes),
@@ -317,12 +319,13 @@ async def mfa_disable(body: DisableBody, request: Request, user: User, api: Api
                       ) -> dict[str, Any]:
     """Turn 2FA off: needs the password and a current code (or a recovery code)."""
     _one_of(("code", body.code), ("recovery_code", body.recovery_code))
-    limiter = mfa_limiter(api)
-    limiter.check(user.id)
-    await _check_password(api, user.id, body.password)
-    if not await api.store.write(_disable, user.id, body.code, body.recovery_code,
-                                 _ua(request)):
-        limiter.fail(user.id)
+    with mfa_limiter(api).attempt(user.id) as attempt:
+        await _check_password(api, user.id, body.password, attempt)
+        disabled = await api.store.write(_disable, user.id, body.code, body.recovery_code,
+                                         _ua(request))
+        if not disabled:
+            attempt.fail()
+    if not disabled:
         field = "code" if body.code else "recovery_code"
         raise _wrong(f"{field}: invalid or already used")
     return done("2FA is off", enabled=False)
@@ -369,9 +372,8 @@ async def change_password(body: ChangePasswordBody, request: Request, user: User
                           ) -> dict[str, Any]:
     """Change the password: the current one (401 when wrong), a new one under the server's
     policy (422 on ``new_password``); ``end_other_sessions`` signs out every other session."""
-    limiter = mfa_limiter(api)
-    limiter.check(user.id)
-    row = await _check_password(api, user.id, body.current_password)
+    with mfa_limiter(api).attempt(user.id) as attempt:
+        row = await _check_password(api, user.id, body.current_password, attempt)
     _check_new_password(api, body.new_password)
     if body.new_password == body.current_password:
         raise invalid("new_password", "the new password must differ from the current one")
@@ -460,17 +462,17 @@ async def reset_password(body: ResetBody, request: Request, api: Api) -> dict[st
     # A bucket of its own: anyone may try resets without a password, and their failures
     # must not lock the owner's 2FA sign-in (whose failures need the password first).
     key = "reset:" + (row["id"] if row is not None else f"name:{body.username.lower()}")
-    limiter = mfa_limiter(api)
-    limiter.check(key)
-    # Hashed whether or not the account exists: the answer's timing tells nothing.
-    new_hash = await asyncio.to_thread(hash_password, body.new_password,
-                                       api.settings.scrypt_cost)
-    ended = None
-    if usable and row is not None:
-        ended = await api.store.write(_reset, row["id"], body.reset_token,
-                                      body.recovery_code, new_hash, _ua(request))
+    with mfa_limiter(api).attempt(key) as attempt:
+        # Hashed whether or not the account exists: the answer's timing tells nothing.
+        new_hash = await asyncio.to_thread(hash_password, body.new_password,
+                                           api.settings.scrypt_cost)
+        ended = None
+        if usable and row is not None:
+            ended = await api.store.write(_reset, row["id"], body.reset_token,
+                                          body.recovery_code, new_hash, _ua(request))
+        if ended is None:
+            attempt.fail()
     if ended is None:
-        limiter.fail(key)
         field = "reset_token" if body.reset_token else "recovery_code"
         raise _wrong(f"{field}: invalid, expired or already used for this account")
     await api.hub.close_sessions(ended, reason="password reset")

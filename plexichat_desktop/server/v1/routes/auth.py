@@ -262,10 +262,11 @@ async def login(body: LoginBody, request: Request, api: Api) -> dict[str, Any]:
                                                    body.device_info, user_agent)
             return mfa_required_body(row, token, expires)
         # One-step login with the code in the body (version B's mfa_code).
-        limiter = mfa_limiter(api)
-        limiter.check(row["id"])
-        if not await api.store.write(mfa.verify_totp, row["id"], body.mfa_code):
-            limiter.fail(row["id"])
+        with mfa_limiter(api).attempt(row["id"]) as attempt:
+            verified = await api.store.write(mfa.verify_totp, row["id"], body.mfa_code)
+            if not verified:
+                attempt.fail()
+        if not verified:
             await api.store.write(_failed_login, row["id"], "2fa_code", user_agent,
                                   body.device_info)
             raise unauthorized("mfa_code: invalid or already used 2FA code",
