@@ -484,3 +484,17 @@ async def test_concurrent_wrong_codes_cannot_outrun_the_failure_limit(v1, clock,
             "current_password": PASSWORD, "new_password": "weak"})
         assert r.status_code == 422
 
+
+async def test_a_pending_second_step_ends_with_a_password_change(v1, clock):
+    """Review finding: an mfa_token issued for the old password still completed a login
+    after the password was changed."""
+    fay = await v1.account("fay")
+    secret, _ = await enable_2fa(fay)
+    token = (await password_step(v1, "fay"))["mfa_token"]
+    r = await fay.client.post("/auth/password/change", json={
+        "current_password": PASSWORD, "new_password": NEW_PASSWORD,
+        "end_other_sessions": True})
+    assert r.status_code == 200, r.text
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 401 and "mfa_token" in r.json()["detail"]

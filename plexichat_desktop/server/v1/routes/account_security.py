@@ -355,7 +355,9 @@ def _change(conn: sqlite3.Connection, user_id: str, old_hash: str, new_hash: str
                            "AND password_hash = ?", (new_hash, now(), user_id, old_hash))
     if changed.rowcount != 1:
         raise conflict("the password was changed meanwhile; try again")
-    conn.execute("DELETE FROM password_resets WHERE user_id = ?", (user_id,))
+    # A pending second login step passed the *old* password: it must not outlive it.
+    for table in ("password_resets", "mfa_challenges"):
+        conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
     ended: list[str] = []
     if end_others:
         ended = [r[0] for r in conn.execute(
