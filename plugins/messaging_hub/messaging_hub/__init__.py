@@ -547,7 +547,6 @@ class MessagingHubPlugin(Plugin):
             content = render(template["body"], body.variables,
                              builtin_values(recipient, me, datetime.now(zone)))
             message_type = body.message_type or template["message_type"]
-            self.store.used_template(template["id"])
         elif body.content is None:
             raise Problem(422, "content", "give the message's content or a template_id")
         else:
@@ -566,6 +565,8 @@ class MessagingHubPlugin(Plugin):
             kind = "undo"
         item = self.store.queue(owner, body.recipient_id, content, message_type,
                                 body.reply_to, kind, at)
+        if body.template_id is not None:
+            self.store.used_template(body.template_id)  # counted once it is queued
         self.store.delete_draft(owner, body.recipient_id)
         self.hub.publish("outbox", public_item(item))
         self.dispatcher.poke()

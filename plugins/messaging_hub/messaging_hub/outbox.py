@@ -42,6 +42,8 @@ IDLE_CHECK = 2.0  # seconds between looks for a signed-in user while nobody is
 MAX_SLEEP = 30.0
 RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 RECONCILE_WINDOW = 100  # our most recent messages to the recipient looked at
+MAX_ATTEMPTS = 8  # then 'failed' with the reason, for the user to retry
+RECOVERED = "interrupted while sending (the app stopped)"
 
 
 class Dispatcher:
@@ -111,8 +113,15 @@ class Dispatcher:
             # Refused before anything was stored: try again later, nothing is lost.
             self.store.release(item["id"], self._retry_at(item), _reason(exc))
         except ApiHTTPError as exc:
-            self.store.mark_failed(item["id"], _reason(exc))
-            self._log.warning("outbox: %s refused by the server: %s", item["id"], _reason(exc))
+            if exc.status >= 500:
+                # A server error may come after the message was stored: look before
+                # sending it again.
+                fresh = self.store.item(item["id"]) or item
+                await self.reconcile(api, fresh, error=_reason(exc))
+            else:
+                self.store.mark_failed(item["id"], _reason(exc))
+                self._log.warning("outbox: %s refused by the server: %s", item["id"],
+                                  _reason(exc))
         except Exception as exc:
             # Unknown whether the server stored it (a dropped connection, a timeout).
             self._log.warning("outbox: sending %s: %s; reconciling", item["id"], exc)
@@ -124,7 +133,7 @@ class Dispatcher:
         self._changed(item["id"])
 
     async def reconcile(self, api: ScopedApi, item: dict[str, Any],
-                        error: str = "interrupted while sending") -> None:
+                        error: str = RECOVERED) -> None:
         """Decide an item left in ``sending``: sent (found on the server) or pending."""
         try:
             with api.bypass_cache():
@@ -145,7 +154,14 @@ class Dispatcher:
                 self.store.mark_sent(item["id"], message.id, at)
                 self._changed(item["id"])
                 return
-        self.store.release(item["id"], self._clock(), error)
+        if int(item.get("attempts") or 0) >= MAX_ATTEMPTS:
+            # Kept, with the reason, for the user to retry: never dropped, never a loop.
+            self.store.mark_failed(item["id"], f"gave up after {MAX_ATTEMPTS} attempts: "
+                                               f"{error}")
+        else:
+            # At start-up at once (the app died mid-send); after a live failure, later.
+            again = self._clock() if error == RECOVERED else self._retry_at(item)
+            self.store.release(item["id"], again, error)
         self._changed(item["id"])
         self.poke()
 

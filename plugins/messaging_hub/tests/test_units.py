@@ -227,3 +227,88 @@ def test_the_responder_answers_once_per_window_and_never_an_auto_reply(tmp_path:
     assert [to for to, _ in sent] == [BOB, BOB]
     assert sent[0][1].startswith(f"{MARKER} Hi Bob,")
     store.close()
+
+
+class FakeMessages:
+    """The two v1 calls the dispatcher makes, with a server that fails on demand."""
+
+    def __init__(self) -> None:
+        self.stored: list[Any] = []
+        self.fail: list[tuple[int, bool]] = []  # (status, stored anyway)
+
+    async def send(self, recipient: str, content: str, **_: Any) -> Any:
+        from api_integration_layer.errors import ApiHTTPError
+        from api_integration_layer.models import Message
+
+        message = Message(id=f"v{len(self.stored)}", sender_id=ME, recipient_id=recipient,
+                          content=content, timestamp=datetime.now(UTC))
+        if self.fail:
+            status, stored = self.fail.pop(0)
+            if stored:
+                self.stored.append(message)
+            raise ApiHTTPError("POST", "/messages/send", status, "content: boom")
+        self.stored.append(message)
+        return message
+
+    async def conversation(self, other: str, **_: Any) -> Any:
+        class Page:
+            messages = list(reversed(self.stored))
+        return Page()
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.messages = FakeMessages()
+
+    def bypass_cache(self) -> Any:
+        import contextlib
+        return contextlib.nullcontext()
+
+
+def test_dispatcher_sends_once_through_server_errors(tmp_path: Path) -> None:
+    from messaging_hub.outbox import MAX_ATTEMPTS, Dispatcher
+
+    store = Store(tmp_path / "o.sqlite3")
+    api = FakeApi()
+    clock = [1000.0]
+    events: list[str] = []
+    dispatcher = Dispatcher(store, lambda: (api, ME), lambda n, d: events.append(d["state"]),
+                            logger=__import__("logging").getLogger("test"),
+                            clock=lambda: clock[0])
+
+    async def run() -> None:
+        # a 500 after the server stored it: found on read-back, not sent again
+        a = store.queue(ME, BOB, "stored then 500", "text", None, "undo", 1000.0)
+        api.messages.fail = [(500, True)]
+        await dispatcher.step(api, ME)  # type: ignore[arg-type]
+        assert store.item(a["id"])["state"] == "sent"  # type: ignore[index]
+        assert [m.content for m in api.messages.stored] == ["stored then 500"]
+        # a 500 before storing: pending again, later (backoff), then sent once
+        b = store.queue(ME, BOB, "lost in a 500", "text", None, "undo", 1000.0)
+        api.messages.fail = [(500, False)]
+        await dispatcher.step(api, ME)  # type: ignore[arg-type]
+        item = store.item(b["id"])
+        assert item is not None and item["state"] == "pending" and item["send_at"] > 1000
+        clock[0] = item["send_at"]
+        await dispatcher.step(api, ME)  # type: ignore[arg-type]
+        assert store.item(b["id"])["state"] == "sent"  # type: ignore[index]
+        # a 4xx: failed with the reason, kept
+        c = store.queue(ME, BOB, "refused", "text", None, "undo", clock[0])
+        api.messages.fail = [(422, False)]
+        await dispatcher.step(api, ME)  # type: ignore[arg-type]
+        assert store.item(c["id"])["error"] == "422: content: boom"  # type: ignore[index]
+        # a server that never stores it: failed after MAX_ATTEMPTS, not a loop
+        d = store.queue(ME, BOB, "never", "text", None, "undo", clock[0])
+        api.messages.fail = [(503, False)] * MAX_ATTEMPTS
+        for _ in range(MAX_ATTEMPTS):
+            clock[0] += 400
+            await dispatcher.step(api, ME)  # type: ignore[arg-type]
+        final = store.item(d["id"])
+        assert final is not None and final["state"] == "failed"
+        assert final["error"].startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+
+    asyncio.run(run())
+    contents = [m.content for m in api.messages.stored]
+    assert contents == ["stored then 500", "lost in a 500"]
+    assert "sending" in events and "sent" in events
+    store.close()
