@@ -19,12 +19,13 @@ extras=test
 [ "$mode" = bench ] && extras=test,bench
 case "$mode" in bundle|bundle-smoke) extras=test,package ;; esac
 
-# Shared libraries of QtWebEngine (offscreen) plus the xcb platform plugin (a real display).
+# Shared libraries of QtWebEngine (offscreen) plus the xcb platform plugin (a real display),
+# and espeak-ng (the Advanced Client reads aloud with it, offline).
 DEB_PACKAGES="libasound2 libdbus-1-3 libegl1 libfontconfig1 libgbm1 libgl1 libglib2.0-0 \
 libnss3 libxcomposite1 libxdamage1 libxext6 libxfixes3 libxkbcommon0 libxkbfile1 libxrandr2 \
 libxtst6 libxcb-dri3-0 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 \
 libxcb-render-util0 libxcb-render0 libxcb-shape0 libxcb-util1 libxcb-xkb1 libxkbcommon-x11-0 \
-fonts-dejavu-core"
+fonts-dejavu-core espeak-ng"
 
 find_python() {
   for candidate in python3.13 python3.12 python3.11 python3; do
