@@ -45,6 +45,12 @@ def test_a_valid_request_passes_and_says_which_secret_matched() -> None:
     ({"X-PlexiChat-Timestamp": str(int(time.time()))}, BODY, [SECRET],
      "no X-PlexiChat-Signature header"),
     ({**signed(), "X-PlexiChat-Timestamp": "yesterday"}, BODY, [SECRET], "not UNIX seconds"),
+    # Review finding: these raised (OverflowError, ValueError) instead of giving a verdict.
+    ({**signed(), "X-PlexiChat-Timestamp": "9" * 400}, BODY, [SECRET], "not UNIX seconds"),
+    ({**signed(), "X-PlexiChat-Timestamp": "9" * 5000}, BODY, [SECRET], "not UNIX seconds"),
+    ({**signed(), "X-PlexiChat-Timestamp": "\u00b2"}, BODY, [SECRET], "not UNIX seconds"),
+    ({**signed(), "X-PlexiChat-Timestamp": "\u0661\u0667\u0660\u0660"}, BODY, [SECRET],
+     "not UNIX seconds"),
     ({**signed(), "X-PlexiChat-Signature": "md5=abc"}, BODY, [SECRET], "malformed entry"),
     (signed(), BODY, [], "no secret to check against"),
 ])
