@@ -122,6 +122,7 @@ class Dispatcher:
                 self.store.mark_failed(item["id"], _reason(exc))
                 self._log.warning("outbox: %s refused by the server: %s", item["id"],
                                   _reason(exc))
+                await self._notify(api, item, _reason(exc))
         except Exception as exc:
             # Unknown whether the server stored it (a dropped connection, a timeout).
             self._log.warning("outbox: sending %s: %s; reconciling", item["id"], exc)
@@ -156,14 +157,30 @@ class Dispatcher:
                 return
         if int(item.get("attempts") or 0) >= MAX_ATTEMPTS:
             # Kept, with the reason, for the user to retry: never dropped, never a loop.
-            self.store.mark_failed(item["id"], f"gave up after {MAX_ATTEMPTS} attempts: "
-                                               f"{error}")
+            reason = f"gave up after {MAX_ATTEMPTS} attempts: {error}"
+            self.store.mark_failed(item["id"], reason)
+            await self._notify(api, item, reason)
         else:
             # At start-up at once (the app died mid-send); after a live failure, later.
             again = self._clock() if error == RECOVERED else self._retry_at(item)
             self.store.release(item["id"], again, error)
         self._changed(item["id"])
         self.poke()
+
+    async def _notify(self, api: ScopedApi, item: dict[str, Any], reason: str) -> None:
+        """Tell the owner on every client (a v1 notification to themselves): a message
+        sent later may fail while no page of this plugin is open."""
+        what = "A scheduled message" if item["kind"] == "scheduled" else "A message"
+        preview = item["content"][:120] + ("…" if len(item["content"]) > 120 else "")
+        try:
+            await api.notifications.send(
+                item["owner_id"], f"{what} was not sent",
+                f"{reason}\n\n“{preview}” is kept in the Messaging Hub's outbox to retry.",
+                type="error", priority="high", action_url="/plugins/messaging_hub/",
+                metadata={"kind": "messaging_hub.outbox_failed", "item_id": item["id"],
+                          "recipient_id": item["recipient_id"]})
+        except Exception as exc:  # the failure itself is stored and shown on the page
+            self._log.warning("outbox: could not notify about %s: %s", item["id"], exc)
 
     def _retry_at(self, item: dict[str, Any]) -> float:
         attempts = int(item.get("attempts") or 0)

@@ -341,6 +341,11 @@ def test_threads_reactions_edit_and_search_jump(app: PlexiChatApp, ann: Person,
         "api/outbox", params={"state": "failed"}))["items"] if i["id"] ==
         orphan.json()["id"]), None), "the orphan reply refused")
     assert "reply_to" in failed["error"]
+    # ...and the owner hears of it on every client, as a v1 notification to themselves
+    notes = ok(ann.v1.get("notifications/", params={"type": "error"}))["notifications"]
+    note = next(n for n in notes if n["metadata"].get("item_id") == failed["id"])
+    assert note["title"] == "A message was not sent" and "reply_to" in note["message"]
+    assert note["action_url"] == "/plugins/messaging_hub/"
     undone = ok(app.client.request("DELETE", f"api/messages/{root['id']}/reactions",
                                    params={"emoji": "👍"}))
     assert undone["reactions"] == []

@@ -256,9 +256,18 @@ class FakeMessages:
         return Page()
 
 
+class FakeNotifications:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, recipient: str, title: str, message: str, **_: Any) -> None:
+        self.sent.append(title)
+
+
 class FakeApi:
     def __init__(self) -> None:
         self.messages = FakeMessages()
+        self.notifications = FakeNotifications()
 
     def bypass_cache(self) -> Any:
         import contextlib
@@ -310,5 +319,6 @@ def test_dispatcher_sends_once_through_server_errors(tmp_path: Path) -> None:
     asyncio.run(run())
     contents = [m.content for m in api.messages.stored]
     assert contents == ["stored then 500", "lost in a 500"]
+    assert api.notifications.sent == ["A message was not sent"] * 2  # the 422, the give-up
     assert "sending" in events and "sent" in events
     store.close()
