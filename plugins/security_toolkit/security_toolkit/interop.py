@@ -134,11 +134,63 @@ def write_csv(entries: list[dict[str, Any]], kind: str) -> str:
     return out.getvalue()
 
 
+# Key-derivation costs a KDBX file may ask for before we derive its key: the file is
+# someone else's and its header is read before anything is authenticated, so a crafted
+# one could otherwise pin a worker thread for ever (AES-KDF runs pykeepass's Python loop
+# once per round, 2**64 rounds allowed) or allocate terabytes (Argon2 memory). The Argon2
+# bounds are the vault's own; AES-KDF: KeePassXC's one-second benchmark stays well below.
+MAX_AES_KDF_ROUNDS = 100_000_000
+
+
+def _kdbx_header(data: bytes) -> Any:
+    from construct import Bytes, Int16ul, Struct, Switch, this
+    from pykeepass.kdbx_parsing.kdbx3 import DynamicHeader as Header3
+    from pykeepass.kdbx_parsing.kdbx4 import DynamicHeader as Header4
+
+    layout = Struct("sig1" / Bytes(4), "sig2" / Bytes(4), "minor_version" / Int16ul,
+                    "major_version" / Int16ul,
+                    "dynamic_header" / Switch(this.major_version,
+                                              {3: Header3, 4: Header4}))
+    return layout.parse(data)
+
+
+def check_kdbx_costs(data: bytes) -> None:
+    """Refuse (422 on ``file``) a KDBX file whose key derivation is beyond the bounds,
+    before pykeepass runs it."""
+    from security_toolkit.vault import MAX_MEMORY_KIB, MAX_PARALLELISM, MAX_TIME_COST
+
+    try:
+        header = _kdbx_header(data)
+        dynamic = header.dynamic_header
+        if header.major_version == 3:
+            costs = {"R": int(dynamic.transform_rounds.data)}
+        elif header.major_version == 4:
+            params = dynamic.kdf_parameters.data.dict
+            costs = {key: int(params[key].value) for key in ("R", "I", "M", "P")
+                     if key in params}
+        else:
+            raise ValueError(f"KDBX version {header.major_version}")
+    except Exception as exc:  # construct raises many types for a damaged header
+        raise Problem("file", f"the KeePass database could not be read ({type(exc).__name__}"
+                              ")") from None
+    limits = {"R": ("AES-KDF rounds", MAX_AES_KDF_ROUNDS),
+              "I": ("Argon2 iterations", MAX_TIME_COST),
+              "M": ("Argon2 memory (bytes)", MAX_MEMORY_KIB * 1024),
+              "P": ("Argon2 parallelism", MAX_PARALLELISM)}
+    for key, value in costs.items():
+        name, limit = limits[key]
+        if value > limit:
+            raise Problem("file", f"the KeePass database asks for {name} of {value}, over "
+                                  f"the limit of {limit}: refused rather than spending "
+                                  "that memory or time (re-save it with lower costs)")
+
+
 def read_kdbx(data: bytes, password: str, keyfile: bytes | None = None
               ) -> list[dict[str, Any]]:
     """Entries of a KeePass database (KDBX 3.1 or 4)."""
     if not data.startswith(b"\x03\xd9\xa2\x9a"):
         raise Problem("file", "not a KeePass database (.kdbx)")
+    check_kdbx_costs(data)
     try:
         kp = PyKeePass(io.BytesIO(data), password=password or None,
                        keyfile=io.BytesIO(keyfile) if keyfile else None)

@@ -257,6 +257,32 @@ def test_kdbx_round_trip_and_errors() -> None:
         interop.read_kdbx(b"hello", "x")
 
 
+@pytest.mark.parametrize(("key", "value"), [(b"M", 1 << 50), (b"I", 1 << 40),
+                                            (b"P", 1 << 20)])
+def test_a_crafted_kdbx_cannot_make_us_derive_with_absurd_costs(
+        key: bytes, value: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: the KDF costs in a KDBX header (someone else's file, read before
+    anything is authenticated) went straight to Argon2 / pykeepass's Python AES-KDF loop:
+    terabytes of memory or a worker thread spinning for ever. They are bounded first."""
+    import argon2.low_level
+
+    data = interop.write_kdbx([{"title": "a", "password": "b"}], "export-pass",
+                              time_cost=1, memory_kib=64, parallelism=1)
+    size = 4 if key == b"P" else 8  # P is a UInt32 entry, I and M UInt64 ones
+    field = bytes([4 if size == 4 else 5, 1, 0, 0, 0]) + key + bytes([size, 0, 0, 0])
+    at = data.index(field) + len(field)
+    crafted = data[:at] + value.to_bytes(size, "little") + data[at + size:]
+    derived: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> bytes:
+        derived.append(kwargs)
+        raise MemoryError("would have derived with the crafted costs")
+
+    monkeypatch.setattr(argon2.low_level, "hash_secret_raw", refuse)
+    with pytest.raises(Problem, match="over the limit") as info:
+        interop.read_kdbx(crafted, "export-pass")
+    assert info.value.field == "file" and derived == []
+
 # -- breach lists and the report -----------------------------------------------------------
 PWNED = ["password", "123456", "hunter22", "letmein"]
 
