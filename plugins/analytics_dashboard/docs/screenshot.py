@@ -96,6 +96,21 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             qtbot.waitUntil(lambda: count("#report-chart svg") == 1, timeout=30_000)
             qtbot.wait(400)
             view.grab().save(str(HERE / f"analytics-dashboard-reports{suffix}.png"))
+            # Every other report draws its chart and table too (kept in /tmp to look at).
+            def title() -> str:
+                return str(js(view, "document.getElementById('report-title').textContent"))
+
+            for kind in ("files", "messaging", "top_users"):
+                before = title()
+                js(view, f"(document.getElementById('report-type').value = {kind!r}) && "
+                         "document.getElementById('report-type')"
+                         ".dispatchEvent(new Event('change')) || 1")
+                qtbot.waitUntil(lambda before=before: title() != before, timeout=30_000)
+                qtbot.waitUntil(lambda: count("#report-chart svg") == 1 and
+                                count("#report-table tbody tr") >= 1, timeout=30_000)
+                qtbot.wait(300)
+                view.grab().save(str(tmp_path / f"report-{kind}.png"))
+            print("report views in", tmp_path)
 
             js(view, "document.getElementById('tab-alerts').click() || 1")
             qtbot.waitUntil(lambda: count("#rules li") == 3, timeout=30_000)

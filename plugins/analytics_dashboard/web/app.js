@@ -72,6 +72,14 @@ const when = (ts) => new Date(ts * 1000).toLocaleString(undefined, {
   dateStyle: "medium", timeStyle: "short"});
 const number = (v) => (typeof v === "number" ? v.toLocaleString(undefined, {
   maximumFractionDigits: 1}) : v === null || v === undefined ? "–" : String(v));
+const bytes = (n) => {
+  if (typeof n !== "number") return number(n);
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n.toLocaleString(undefined, {maximumFractionDigits: i ? 1 : 0})} ${units[i]}`;
+};
+const cell = (name, value) => (name.includes("bytes") ? bytes(value) : number(value));
 const label = (key) => (state.status?.metrics.find((m) => m.key === key) || {label: key}).label;
 
 // -- status, period, tabs -------------------------------------------------------------------
@@ -282,7 +290,7 @@ async function loadReport() {
   $("report-summary").textContent = Object.entries(data.summary)
     .map(([k, v]) => `${k.replaceAll("_", " ")}: ${typeof v === "object" && v !== null
       ? Object.entries(v).map(([a, b]) => `${a} ${number(b)}`).join(", ") || "–"
-      : number(v)}`).join(" · ");
+      : cell(k, v)}`).join(" · ");
   renderTable(data.columns, data.rows);
   const rows = data.rows.map((r) => Object.fromEntries(data.columns.map((c, i) => [c, r[i]])));
   if (!rows.length || !data.chart.y.length) {
@@ -315,7 +323,8 @@ function renderTable(columns, rows) {
   const head = el("tr", {}, ...columns.map((c, i) => el("th", {class: numeric[i] ? "num" : null,
                                                                  text: c.replaceAll("_", " ")})));
   const body = rows.map((r) => el("tr", {}, ...r.map((v, i) => el("td", {
-    class: numeric[i] ? "num" : null, text: number(v)}))));
+    class: numeric[i] ? "num" : null, text: cell(columns[i], v),
+    title: columns[i].includes("bytes") ? `${number(v)} bytes` : null}))));
   if (!rows.length) body.push(el("tr", {}, el("td", {colspan: String(columns.length),
                                                        class: "muted", text: "No rows in this period."})));
   $("report-table").replaceChildren(el("thead", {}, head), el("tbody", {}, ...body));
@@ -332,8 +341,8 @@ function reportSpec(data, source) {
   const xEnc = temporal
     ? {field: x, type: "temporal", timeUnit: "utcyearmonthdate", title: null,
        axis: {format: "%d %b", formatType: "utc", labelOverlap: true}}
-    : {field: x, type: "ordinal", title: x,
-       sort: mark === "bar" && data.chart.x !== "hour_utc" ? "-y" : null, axis: {labelAngle: -40}};
+    // The server's order (most first, hours in order) is the order to read them in.
+    : {field: x, type: "ordinal", title: x, sort: null, axis: {labelAngle: -40}};
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     width: "container", height: 240, data: {values: rows},
@@ -342,8 +351,10 @@ function reportSpec(data, source) {
     encoding: {
       x: xEnc,
       y: {field: "value", type: "quantitative", title: y.length === 1 ? y[0] : null,
-          ...(mark === "bar" && y.length > 1 ? {stack: true} : {})},
-      color: {field: "series", type: "nominal", title: null,
+          // Side by side, not stacked: messages and files are not parts of one total.
+          ...(mark === "bar" && y.length > 1 ? {stack: null} : {})},
+      ...(mark === "bar" && y.length > 1 ? {xOffset: {field: "series", type: "nominal"}} : {}),
+      color: {field: "series", type: "nominal", title: null, scale: {domain: y},
               legend: y.length > 1 ? {orient: "top"} : null},
     },
   };
