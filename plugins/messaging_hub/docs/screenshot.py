@@ -266,6 +266,12 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             qtbot.wait(300)
             view.grab().save(str(HERE / f"templates{suffix}.png"))
 
+            js(view, "document.getElementById('tab-outbox').click() || 1")
+            qtbot.waitUntil(lambda: count("#outbox-list li") >= 1, timeout=20_000)
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            view.grab().save(str(HERE / f"outbox{suffix}.png"))
+
             js(view, "document.getElementById('tab-away').click() || 1")
             qtbot.waitUntil(lambda: count("#away-log li.replied") >= 1, timeout=20_000)
             browser.wait_idle(view)
