@@ -14,7 +14,8 @@ scan fans out to many ports and possibly many addresses:
   pinned for the whole scan. A name alone admits only public addresses: one resolving
   to a private, shared, link-local (cloud metadata) or reserved address is refused unless
   that address is loopback or inside an allowed network too (so whoever controls the
-  name's DNS cannot point your scan into your LAN);
+  name's DNS cannot point your scan into your LAN); an IPv6 answer that embeds an IPv4
+  address (NAT64, 6to4, IPv4-compatible, SIIT) is judged by that IPv4 address;
 * a network (``192.168.1.0/24``) is allowed only when it lies inside loopback or inside
   an allowed network, and is capped at ``max_hosts`` addresses;
 * allow-list networks broader than /16 (IPv4) or /64 (IPv6) are refused outright.
@@ -44,6 +45,13 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _LOOP4 = ipaddress.IPv4Network("127.0.0.0/8")
 _LOOP6 = ipaddress.IPv6Address("::1")
 MIN_PREFIX = {4: 16, 6: 64}
+# IPv6 forms that carry an IPv4 address a translator or tunnel delivers to: NAT64's
+# well-known prefix, IPv4-compatible and SIIT's IPv4-translated addresses (the embedded
+# address is the last 32 bits), 6to4 (``sixtofour``). Python 3.11 calls them all global.
+_EMBEDDING = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"),
+              ipaddress.IPv6Network("::ffff:0:0:0/96"))
+# NAT64's local-use prefix (RFC 8215): translated inside the site, never public.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 HARD_MAX_HOSTS = 4096
 
 
@@ -175,6 +183,30 @@ def is_loopback(address: IPAddress) -> bool:
     return inner == _LOOP6
 
 
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address is translated or tunnelled to (NAT64, 6to4,
+    IPv4-compatible, SIIT), or None."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in net for net in _EMBEDDING):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def is_public(address: IPAddress) -> bool:
+    """Whether packets to ``address`` go to the public Internet: global, and for the IPv6
+    forms that carry an IPv4 address, that address global too (a name resolving to
+    ``64:ff9b::a00:1`` reaches 10.0.0.1 through a NAT64 gateway)."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address in _NAT64_LOCAL:
+        return False
+    embedded = embedded_ipv4(address)
+    return embedded is None or embedded.is_global
+
+
 def judge(address: IPAddress, policy: Policy, given: str) -> str:
     """Why ``address`` may be scanned; raises :class:`TargetRefused` otherwise."""
     inner = effective(address)
@@ -290,7 +322,7 @@ async def resolve_targets(spec: str, policy: Policy, resolver: Resolver = system
                 if is_loopback(inner) or any(inner in n for _, n in policy.networks
                                              if n.version == inner.version):
                     why = judge(address, policy, item)
-                elif inner.is_global:
+                elif is_public(inner):
                     why = f"allowed by name {host}"
                 else:
                     # A name alone never takes a scan into private, shared, link-local
@@ -298,8 +330,9 @@ async def resolve_targets(spec: str, policy: Policy, resolver: Resolver = system
                     # point it there. The address or its network must be listed too.
                     raise TargetRefused(
                         f"{item!r} resolves to {address}, a private, link-local or "
-                        "reserved address; list that address or its network in allowed "
-                        "targets too to scan it")
+                        "reserved address (or one translated to such an IPv4 address); "
+                        "list that address or its network in allowed targets too to scan "
+                        "it")
             except (TargetRefused, ValueError) as exc:
                 problems.append(str(exc))
                 continue

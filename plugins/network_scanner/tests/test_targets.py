@@ -130,6 +130,28 @@ async def test_names_resolve_once_and_are_pinned_or_refused() -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("answer", [
+    "64:ff9b::a00:1",       # NAT64 (well-known prefix) of 10.0.0.1
+    "64:ff9b::a9fe:a9fe",   # ... of 169.254.169.254, cloud metadata
+    "64:ff9b:1::a00:1",     # NAT64 local-use prefix (RFC 8215): inside the site
+    "2002:c0a8:10a::1",     # 6to4 of 192.168.1.10
+    "::a00:1",              # IPv4-compatible 10.0.0.1
+    "::ffff:0:a00:1",       # SIIT IPv4-translated 10.0.0.1
+])
+async def test_a_name_cannot_reach_private_ipv4_through_an_ipv6_translation(
+        answer: str) -> None:
+    """Review finding: Python 3.11 calls these IPv6 forms global, so a listed name whose
+    DNS answered one of them was admitted 'by name' while a translator or tunnel delivers
+    the packets to a private IPv4 address."""
+    resolver = StubResolver({"www.example.org": [answer]})
+    with pytest.raises(TargetRefused, match="private, link-local or reserved"):
+        await resolve("www.example.org", ["www.example.org"], resolver)
+    # The same forms of a public IPv4 address stay admitted by name (DNS64 answers).
+    public = StubResolver({"www.example.org": ["64:ff9b::5db8:d70e"]})
+    hosts = await resolve("www.example.org", ["www.example.org"], public)
+    assert hosts[0].why == "allowed by name www.example.org"
+
+@pytest.mark.asyncio
 async def test_allowed_networks_and_the_cap() -> None:
     allow = ["192.168.1.0/24", "10.1.2.3"]
     hosts = await resolve("192.168.1.0/30, 10.1.2.3, ::ffff:192.168.1.7", allow)
