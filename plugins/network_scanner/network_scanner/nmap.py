@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import shutil
 from collections.abc import Callable
@@ -30,6 +31,29 @@ class NmapProblem(ValueError):
 
 def nmap_path() -> str | None:
     return shutil.which("nmap")
+
+
+def _number(value: str | None, what: str, low: int = 0, high: int = 2**31) -> int:
+    """An integer attribute of the report within ``low``..``high``; NmapProblem (422)
+    otherwise (an imported file is untrusted: ``portid="x"`` was a 500)."""
+    try:
+        number = int((value or "0").strip())
+    except ValueError:
+        raise NmapProblem(f"{what} {str(value)[:40]!r} is not a number") from None
+    if not low <= number <= high:
+        raise NmapProblem(f"{what} {number} is outside {low}-{high}")
+    return number
+
+
+def _time(value: str | None, what: str) -> float:
+    """A Unix time attribute (0 when absent); NmapProblem for text, NaN or infinity."""
+    try:
+        stamp = float((value or "0").strip())
+    except ValueError:
+        raise NmapProblem(f"{what} {str(value)[:40]!r} is not a time") from None
+    if not math.isfinite(stamp) or not 0 <= stamp < 2**40:
+        raise NmapProblem(f"{what} {str(value)[:40]!r} is not a time")
+    return stamp
 
 
 def parse_xml(text: str | bytes) -> dict[str, Any]:
@@ -68,7 +92,7 @@ def parse_xml(text: str | bytes) -> dict[str, Any]:
             state_el = port.find("state")
             state = state_el.get("state", "unknown") if state_el is not None else "unknown"
             state = {"open|filtered": "filtered", "closed|filtered": "filtered"}.get(state, state)
-            number = int(port.get("portid", "0"))
+            number = _number(port.get("portid"), "portid", 1, 65535)
             svc = port.find("service")
             service = None
             if svc is not None:
@@ -88,7 +112,7 @@ def parse_xml(text: str | bytes) -> dict[str, Any]:
         for extra in host.findall("ports/extraports"):
             state = extra.get("state", "")
             if state in counts:
-                counts[state] += int(extra.get("count", "0"))
+                counts[state] += _number(extra.get("count"), "extraports count", 0, 65535)
     if not hosts and root.find("host") is None and root.find("runstats") is None:
         raise NmapProblem("an <nmaprun> without hosts or run statistics")
     finished = root.find("runstats/finished")
@@ -98,8 +122,9 @@ def parse_xml(text: str | bytes) -> dict[str, Any]:
                        if info.get("protocol", "tcp") == "tcp" and info.get("services"))
     return {"hosts": hosts, "ports": ports, "counts": counts, "scanned": scanned,
             "args": root.get("args", ""), "version": root.get("version", ""),
-            "started": float(root.get("start", "0") or 0),
-            "finished": float(finished.get("time", "0") or 0) if finished is not None else None}
+            "started": _time(root.get("start"), "start"),
+            "finished": _time(finished.get("time"), "finished time")
+            if finished is not None else None}
 
 
 _PROGRESS = re.compile(rb'<taskprogress [^>]*task="([^"]+)"[^>]*percent="([\d.]+)"')

@@ -252,3 +252,22 @@ async def test_nmap_xml_import_joins_the_history(tmp_path: Path) -> None:
         assert rules["ftp-cleartext"] == "confirmed"
         https = next(p for p in scan["ports"] if p["port"] == 443)
         assert https["service"]["name"] == "https" and https["service"]["tls"] is True
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("attribute", "bad"), [
+    ('portid="22"', 'portid="x"'), ('portid="22"', 'portid="70000"'),
+    ('portid="22"', 'portid="-5"'), ('count="997"', 'count="many"'),
+    ('start="1733472000"', 'start="soon"'), ('start="1733472000"', 'start="nan"'),
+    ('start="1733472000"', 'start="1e400"')])
+async def test_an_imported_report_with_bad_numbers_is_422(tmp_path: Path, attribute: str,
+                                                          bad: str) -> None:
+    """Review finding: a non-numeric portid, count or time in an imported report was a
+    500, an impossible port (70000, -5) or a NaN/infinite time was stored."""
+    xml = (Path(__file__).parent / "data" / "nmap-sample.xml").read_text()
+    assert attribute in xml
+    async with running_app(tmp_path) as (client, _plugin, _server):
+        answer = await client.post("import", json={"xml": xml.replace(attribute, bad, 1)})
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"] == "xml"
+        assert (await client.get("scans")).json()["scans"] == []
