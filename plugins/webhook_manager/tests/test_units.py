@@ -61,6 +61,16 @@ def test_tampered_old_and_wrongly_signed_requests_fail_with_the_reason(
     assert reason in verdict.reason, verdict.reason
 
 
+def test_the_caps_leave_ordinary_formatting_alone() -> None:
+    output = render('{"a": {{ "order 123456789: %s" | format(1) | tojson }}, '
+                    '"b": {{ "{:>5}|{}".format(1, 2) | tojson }}, '
+                    '"c": {{ ("%05.2f" % 3.14159) | tojson }}, '
+                    '"d": {{ ["x", "y"] | join(", ") | tojson }}, '
+                    '"e": {{ ("a" ~ "b") | tojson }}}', sample_payload())
+    assert output == {"a": "order 123456789: 1", "b": "    1|2", "c": "03.14", "d": "x, y",
+                      "e": "ab"}
+
+
 def test_during_a_rotation_either_secret_verifies() -> None:
     both = signed(secrets=(SECRET, OLD))
     assert verify(both, BODY, [SECRET], now=time.time()).matched == "current"
@@ -89,6 +99,22 @@ def test_every_preset_renders_json_for_every_sample_event() -> None:
     ('{% for i in range(100000) %}{% endfor %}', 1, "range of 100000"),
     ('{"a": 1\n "b": 2}', 2, "the output is not JSON"),
     ('{"a": {{ 2 ** 1000 }}}', 1, "exponent"),
+    # Review finding: each of these built hundreds of MB (or ran for hours) in the
+    # app's event loop before the output limit was looked at.
+    ('{"a": {{ "x".ljust(400000000) | length }}}', 1, "an argument of 400000000"),
+    ('{"a": {{ "1".zfill(400000000) | length }}}', 1, "an argument of 400000000"),
+    ('{"a": {{ "x" | center(400000000) | length }}}', 1, "a width of 400000000"),
+    ('{"a": {{ "%400000000d" | format(1) | length }}}', 1, "a format width"),
+    ('{"a": {{ ("%400000000d" % 1) | length }}}', 1, "a format width"),
+    ('{"a": {{ "{:>400000000}".format(1) | length }}}', 1, "a format width"),
+    ('{"a": {{ "ab" | indent(400000000, first=True) | length }}}', 1, "an indent of"),
+    ('{"a": {{ data | tojson(indent=100000) | length }}}', 1, "an indent of"),
+    ('{"a": {{ ("x" * 10000) | join("y" * 10000) | length }}}', 1, "join would make"),
+    ('{"a": {{ ("x" * 10000).replace("x", "x" * 10000) | length }}}', 1, "replace()"),
+    ('{% set a = "x" * 10000 %}{% set a = a~a~a~a~a~a~a~a~a~a %}\n'
+     '{% set a = a~a~a~a~a~a~a~a~a~a %}{{ a | length }}', 2, "joining with ~"),
+    ('{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}'
+     '{% endfor %}{% endfor %}{% endfor %}', 1, "ran longer than 2 s"),
 ])
 def test_template_errors_name_their_line_and_the_sandbox_holds(template: str, line: int,
                                                               needle: str) -> None:

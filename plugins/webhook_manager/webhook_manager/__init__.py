@@ -298,8 +298,10 @@ class WebhookManagerPlugin(Plugin):
     async def _forward(self, inbox: dict[str, Any], capture_id: str, body: bytes) -> None:
         try:
             payload = json.loads(body)
-            message = render(inbox["forward_template"], payload if isinstance(payload, dict)
-                             else {"data": payload})
+            # In a worker thread: a render may take up to its time limit.
+            message = await asyncio.to_thread(
+                render, inbox["forward_template"],
+                payload if isinstance(payload, dict) else {"data": payload})
         except (ValueError, TemplateProblem) as exc:
             outcome: dict[str, Any] = {"ok": False, "status": None, "attempts": [],
                                        "error": str(exc)}
@@ -582,7 +584,7 @@ class WebhookManagerPlugin(Plugin):
                 raise InspectorProblem("forward_url", str(exc).split(": ", 1)[-1]) from None
         if template:
             try:
-                render(template, sample_payload())
+                await asyncio.to_thread(render, template, sample_payload())
             except TemplateProblem as exc:
                 raise InspectorProblem("forward_template", str(exc).split(": ", 1)[-1]) \
                     from None

@@ -13,16 +13,30 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import nodes as jinja_nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 MAX_TEMPLATE_CHARS = 20_000
 MAX_OUTPUT_CHARS = 256_000
 MAX_RANGE = 1_000
 MAX_REPEAT = 10_000
+# Seconds one render may take (a loop in a loop in a loop of range(1000) would otherwise
+# hold a worker thread for hours), and the largest number a call or filter may take as a
+# width or a count (``'x'.ljust(10**9)``, ``center``, ``indent``, ``'%999999999d'``...).
+MAX_SECONDS = 2.0
+MAX_WIDTH = MAX_OUTPUT_CHARS
+# The parts of a format string that hold widths: %-specs and {field:spec} fields.
+_FORMAT_SPEC = re.compile(r"%[-#0 +*.\d]*|\{[^{}]*\}")
+_FORMAT_NUMBER = re.compile(r"\d+")
 
 
 class TemplateProblem(ValueError):
@@ -45,10 +59,52 @@ def _limited_range(*args: int) -> range:
     return result
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox with caps on the operators that can make huge values."""
+def _check_width(value: Any, what: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH:
+        raise SecurityError(f"{what} of {value}; at most {MAX_WIDTH}")
 
-    intercepted_binops = frozenset({"*", "**"})
+
+def _check_format(spec: Any) -> None:
+    """Refuse a format string whose widths or precisions would make a huge text."""
+    if isinstance(spec, str):
+        for part in _FORMAT_SPEC.findall(spec):
+            for number in _FORMAT_NUMBER.findall(part):
+                if len(number) > 7 or int(number) > MAX_WIDTH:
+                    raise SecurityError(f"a format width of {number}; at most {MAX_WIDTH}")
+
+
+def _check_size(size: int, what: str) -> None:
+    if size > MAX_OUTPUT_CHARS:
+        raise SecurityError(f"{what} would make {size} characters; at most "
+                            f"{MAX_OUTPUT_CHARS}")
+
+
+def _concat(values: Iterable[Any]) -> str:
+    """``a ~ b``, refusing a text past the output limit (doubling it in a few ``set``
+    statements reached gigabytes)."""
+    parts = [str(v) for v in values]
+    _check_size(sum(len(p) for p in parts), "joining with ~")
+    return "".join(parts)
+
+
+class _Generator(CodeGenerator):
+    """Compiles ``~`` to :func:`_concat` (Jinja's own join has no limit)."""
+
+    def visit_Concat(self, node: jinja_nodes.Concat, frame: Frame) -> None:
+        self.write("environment.sandbox_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox with caps on the operators, calls and filters that can make huge
+    values."""
+
+    code_generator_class = _Generator
+    intercepted_binops = frozenset({"*", "**", "%"})
+    sandbox_concat = staticmethod(_concat)
 
     def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
         if operator_name == "**" and isinstance(right, int | float) and abs(right) > 100:
@@ -58,14 +114,94 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 if (isinstance(seq, str | list | tuple) and isinstance(count, int)
                         and len(seq) * count > MAX_REPEAT):
                     raise SecurityError(f"repeating makes over {MAX_REPEAT} items")
-        ops: dict[str, Callable[[Any, Any], Any]] = {"*": operator.mul, "**": operator.pow}
+        if operator_name == "%":
+            _check_format(left)
+        ops: dict[str, Callable[[Any, Any], Any]] = {"*": operator.mul, "**": operator.pow,
+                                                     "%": operator.mod}
         return ops[operator_name](left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any,
+             **kwargs: Any) -> Any:
+        # str.ljust/center/zfill/expandtabs(10**9) and the like: no number past the limit.
+        for value in (*args, *kwargs.values()):
+            _check_width(value, "an argument")
+        name = getattr(__obj, "__name__", "")
+        if isinstance(getattr(__obj, "__self__", None), str):
+            text = __obj.__self__
+            if name == "replace" and len(args) >= 2:
+                _check_size(len(text) + text.count(str(args[0])) * len(str(args[1])),
+                            "replace()")
+            elif name == "join" and args:
+                items = [str(item) for item in args[0]]
+                _check_size(sum(map(len, items)) + len(text) * len(items), "join()")
+                return text.join(items)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None:
+            # '{:>999999999}'.format(1): the widths are in the text the method is bound to.
+            _check_format(value.__self__)
+        return wrapped
+
+
+def _capped_filters(env: _Sandbox) -> None:
+    """Filters that take a width or repeat their input check their numbers first."""
+    filters = env.filters
+    center, indent, fmt, join, replace, tojson, wordwrap = (
+        filters["center"], filters["indent"], filters["format"], filters["join"],
+        filters["replace"], filters["tojson"], filters["wordwrap"])
+
+    def capped_center(value: Any, width: int = 80) -> str:
+        _check_width(width, "a width")
+        return str(center(value, width))
+
+    def capped_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:
+        _check_width(width, "an indent")
+        if isinstance(width, str):
+            _check_size(len(width) * (str(value).count("\n") + 1), "indent")
+        return indent(value, width, *args, **kwargs)
+
+    def capped_format(value: Any, *args: Any, **kwargs: Any) -> str:
+        _check_format(value)
+        return str(fmt(value, *args, **kwargs))
+
+    def capped_join(context: Any, value: Any, d: str = "", attribute: Any = None) -> str:
+        items = list(value)
+        _check_size(len(str(d)) * len(items) + sum(len(str(i)) for i in items), "join")
+        return str(join(context, items, d, attribute))
+
+    def capped_replace(context: Any, s: Any, old: str, new: str, count: int | None = None
+                       ) -> str:
+        _check_size(len(str(s)) + str(s).count(str(old)) * len(str(new)), "replace")
+        return str(replace(context, s, old, new, count))
+
+    def capped_tojson(context: Any, value: Any, indent: Any = None) -> Any:
+        _check_width(indent, "an indent")
+        if isinstance(indent, int) and indent > 16:
+            raise SecurityError(f"an indent of {indent}; at most 16")
+        return tojson(context, value, indent)
+
+    def capped_wordwrap(environment: Any, s: str, width: int = 79, *args: Any,
+                        **kwargs: Any) -> str:
+        _check_width(width, "a width")
+        return str(wordwrap(environment, s, width, *args, **kwargs))
+
+    # Keep Jinja's way of passing the context or environment to the wrapped filters.
+    for wrapper, original in ((capped_join, join), (capped_replace, replace),
+                              (capped_tojson, tojson), (capped_wordwrap, wordwrap)):
+        setattr(wrapper, "jinja_pass_arg", getattr(original, "jinja_pass_arg", None))  # noqa: B010
+    filters.update(center=capped_center, indent=capped_indent, format=capped_format,
+                   join=capped_join, replace=capped_replace, tojson=capped_tojson,
+                   wordwrap=capped_wordwrap)
 
 
 def _env() -> _Sandbox:
     env = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
     env.globals["range"] = _limited_range
+    env.globals.pop("lipsum", None)
     env.policies["json.dumps_kwargs"] = {"sort_keys": False, "ensure_ascii": False}
+    _capped_filters(env)
     return env
 
 
@@ -191,6 +327,24 @@ def compile_template(text: str) -> Any:
         raise TemplateProblem(exc.message or "syntax error", exc.lineno) from None
 
 
+def _render_in_time(template: Any, context: dict[str, Any]) -> str:
+    """``template.render(context)``, stopped with a :class:`SecurityError` after
+    :data:`MAX_SECONDS` (a trace function in this thread watches the clock)."""
+    deadline = time.monotonic() + MAX_SECONDS
+    previous = sys.gettrace()
+
+    def watch(frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > deadline:
+            raise SecurityError(f"the template ran longer than {MAX_SECONDS:g} s")
+        return watch
+
+    sys.settrace(watch)
+    try:
+        return str(template.render(context))
+    finally:
+        sys.settrace(previous)
+
+
 def render(text: str, payload: dict[str, Any]) -> Any:
     """Render ``text`` for ``payload`` (a delivery body) and parse the result as JSON."""
     template = compile_template(text)
@@ -201,7 +355,7 @@ def render(text: str, payload: dict[str, Any]) -> Any:
                "created_at": payload.get("created_at", ""),
                "summary": summary_of(event, data or {})}
     try:
-        output = template.render(context)
+        output = _render_in_time(template, context)
     except SecurityError as exc:
         raise TemplateProblem(f"not allowed in the sandbox: {exc}", _line_of(exc)) from None
     except UndefinedError as exc:
