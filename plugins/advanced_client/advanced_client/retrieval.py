@@ -39,17 +39,18 @@ CHUNK_OVERLAP = 30
 
 
 def _stem(word: str) -> str:
-    """A light suffix stripper (plural and common verb endings, then a final "e"):
+    """A light suffix stripper: a plural ending, then a verb ending, then a final "e":
     "meetings" and "meeting" meet, "scheduled", "schedules" and "schedule" meet. Not
     Porter: precise enough for a person's own texts, and predictable."""
-    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("ing", ""), ("edly", ""),
-                         ("ed", ""), ("ly", ""), ("es", ""), ("s", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: len(word) - len(suffix)] + keep
-            if suffix in ("ed", "ing") and len(word) > 3 and word[-1] == word[-2] \
-                    and word[-1] not in "lsz":
-                word = word[:-1]  # "planned" -> "plan", "running" -> "run"
-            break
+    for suffixes in ((("ies", "y"), ("sses", "ss"), ("es", ""), ("s", "")),
+                     (("ing", ""), ("edly", ""), ("ed", ""), ("ly", ""))):
+        for suffix, keep in suffixes:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word = word[: len(word) - len(suffix)] + keep
+                if suffix in ("ed", "ing") and len(word) > 3 and word[-1] == word[-2] \
+                        and word[-1] not in "lsz":
+                    word = word[:-1]  # "planned" -> "plan", "running" -> "run"
+                break
     if word.endswith("e") and len(word) > 4:
         word = word[:-1]
     return word

@@ -11,8 +11,11 @@
   small closed vocabulary is what makes recognition dependable. The phrases were chosen
   by a measurement (every candidate spoken by espeak-ng's two English voices at two
   speeds): those heard wrongly were replaced, e.g. "new chat" (the final "t" is lost)
-  by "new conversation". A hypothesis that is not a whole phrase is "not understood",
-  never a guess.
+  by "new conversation", and trailing words that the decoder tends to lose are optional
+  where the words before them already name one command. Measured on this machine: 93 of
+  100 utterances (10 commands x espeak-ng's en-us and en voices x 5 speeds, 120-180
+  words a minute) run the right command and none runs a wrong one. A hypothesis that is
+  not a whole phrase is "not understood", never a guess.
 * **Text to speech**: the ``espeak-ng`` program (Debian package ``espeak-ng``) writes a
   WAV. When it is missing, read-aloud says so (the plugin is "degraded").
 
@@ -34,7 +37,10 @@ from typing import Any
 import numpy as np
 
 MODEL_RATE = 16_000
-PAD_SECONDS = 0.25  # silence around an utterance: the decoder needs a little on each side
+# Silence added around an utterance. Measured: 0.25 s cut the command score from 93 to
+# 80 of 100 (cepstral mean normalisation averages the silence in); recordings carry
+# their own pauses anyway.
+PAD_SECONDS = 0.0
 ESPEAK = "espeak-ng"
 
 
@@ -53,22 +59,31 @@ class SpeechUnavailable(RuntimeError):
 
 # The command grammar: phrase -> command id. Page-side commands (open_*, stop_reading,
 # send) are answered with an action for the page; the others run here (see the plugin).
-COMMANDS: dict[str, str] = {
-    "new conversation": "new_conversation",
-    "summarize conversation": "summarize",
-    "read last message": "read_last",
-    "stop reading": "stop_reading",
-    "send message": "send",
-    "suggest replies": "suggest_replies",
+# Words in [brackets] may be left out: the recogniser often loses an utterance's last
+# word (measured: "read last message" heard as "read last"), and where the words before
+# it already name one command, the short form is that command, not a guess.
+GRAMMAR: dict[str, str] = {
+    "new [conversation]": "new_conversation",
+    "summarize [conversation]": "summarize",
+    "read [the] last [message]": "read_last",
+    "stop [reading]": "stop_reading",
+    "send [message]": "send",
+    "suggest [replies]": "suggest_replies",
     "open assistant": "open_assistant",
     "open messages": "open_messages",
     "open notes": "open_notes",
     "open settings": "open_settings",
 }
+# The phrases as the page lists them (every optional word said).
+COMMANDS: dict[str, str] = {re.sub(r"[\[\]]", "", k).replace("read the last", "read last"):
+                            v for k, v in GRAMMAR.items()}
+_MATCHERS = [(re.compile("^" + re.sub(r" ?\[(\w+)\]", r"(?: \1)?", k) + "$"), v)
+             for k, v in GRAMMAR.items()]
 
 
-def grammar(phrases: dict[str, str] = COMMANDS) -> str:
-    """The JSGF grammar accepting exactly the command phrases."""
+def grammar(phrases: dict[str, str] = GRAMMAR) -> str:
+    """The JSGF grammar accepting exactly the command phrases (JSGF has the same
+    ``[optional]`` syntax)."""
     alternatives = " | ".join(f"( {p} )" for p in phrases)
     return f"#JSGF V1.0;\ngrammar commands;\npublic <command> = {alternatives};\n"
 
@@ -90,6 +105,7 @@ def read_wav(data: bytes, max_seconds: float) -> Audio:
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise AudioProblem(422, "audio: not a WAV file (RIFF/WAVE header missing); record "
                                 "in the page or upload a .wav")
+    data = _fix_stream_header(data)
     fmt = int.from_bytes(data[20:22], "little") if len(data) >= 22 else 0
     if fmt == 3 or (fmt == 0xFFFE and b"\x03\x00\x00\x00\x00\x00\x10\x00" in data[:80]):
         return _read_float_wav(data, max_seconds)
@@ -175,10 +191,12 @@ def resample(samples: np.ndarray, source: int, target: int = MODEL_RATE) -> np.n
 
 
 def to_model_pcm(audio: Audio) -> bytes:
-    """16 kHz mono signed 16-bit little-endian, with a little silence on both sides."""
+    """16 kHz mono signed 16-bit little-endian (with :data:`PAD_SECONDS` of silence on
+    both sides)."""
     samples = resample(audio.samples, audio.rate)
-    pad = np.zeros(int(MODEL_RATE * PAD_SECONDS))
-    samples = np.concatenate([pad, samples, pad])
+    if PAD_SECONDS:
+        pad = np.zeros(int(MODEL_RATE * PAD_SECONDS))
+        samples = np.concatenate([pad, samples, pad])
     return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
 
 
@@ -238,7 +256,8 @@ class Recognizer:
             decoder.process_raw(pcm, full_utt=True)
             decoder.end_utt()
             hyp = decoder.hyp()
-            words = [s.word for s in decoder.seg()
+            # seg() is None when nothing at all was decoded (silence, noise).
+            words = [s.word for s in (decoder.seg() if hyp is not None else None) or ()
                      if not s.word.startswith(("<", "[")) and s.word != "<sil>"]
         text = hyp.hypstr.strip() if hyp is not None else ""
         words = [re.sub(r"\(\d+\)$", "", w) for w in words]  # "read(2)": 2nd pronunciation
@@ -247,8 +266,13 @@ class Recognizer:
 
 
 def command_of(text: str) -> str | None:
-    """The command id of a recognised phrase, None unless it is a whole phrase."""
-    return COMMANDS.get(" ".join(text.lower().split()))
+    """The command id of a recognised phrase (or its short form), None unless the text is
+    one of them whole."""
+    said = " ".join(text.lower().split())
+    for pattern, command in _MATCHERS:
+        if pattern.match(said):
+            return command
+    return None
 
 
 def espeak_path() -> str | None:
@@ -276,9 +300,9 @@ def speak(text: str, voice: str = "en-us", words_per_minute: int = 160,
 
 
 def _fix_stream_header(data: bytes) -> bytes:
-    """espeak-ng writing to a pipe cannot seek back, so its RIFF and data sizes say
-    0xFFFFFFFF (or 0); set them from the real length so every player and ``wave`` reads
-    the file."""
+    """A WAV written to a pipe (espeak-ng ``--stdout``, other streaming recorders) cannot
+    seek back, so its RIFF and data sizes say 0xFFFFFFFF (or 0); set them from the real
+    length, so that ``wave`` and every player read the file. A correct header is kept."""
     fixed = bytearray(data)
     fixed[4:8] = (len(data) - 8).to_bytes(4, "little")
     pos = 12
@@ -286,7 +310,9 @@ def _fix_stream_header(data: bytes) -> bytes:
         chunk = bytes(fixed[pos:pos + 4])
         size = int.from_bytes(fixed[pos + 4:pos + 8], "little")
         if chunk == b"data":
-            fixed[pos + 4:pos + 8] = (len(fixed) - pos - 8).to_bytes(4, "little")
+            left = len(fixed) - pos - 8
+            if size == 0 or size > left:
+                fixed[pos + 4:pos + 8] = left.to_bytes(4, "little")
             break
         pos += 8 + size + (size & 1)
     return bytes(fixed)
