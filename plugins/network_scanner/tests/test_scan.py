@@ -265,3 +265,34 @@ async def test_ipv6_loopback() -> None:
     (item,) = result["ports"]
     assert item["address"] == "::1" and item["state"] == OPEN
     assert item["service"]["product"] == "OpenSSH"
+
+
+@pytest.mark.asyncio
+async def test_a_streamed_scan_does_not_keep_every_port_state() -> None:
+    """Review finding: connect_scan kept every PortState even when the engine streams them
+    through on_result and ignores the list, so 256 hosts x 65535 ports (allowed on
+    loopback) held 16.7 million states in memory. A streaming caller keeps nothing."""
+    import tracemalloc
+
+    from network_scanner.scanner import PortState
+
+    async def refused(address: str, port: int, timeout: float) -> Any:
+        return CLOSED, "refused", 0.1  # no socket: only what the scanner keeps is measured
+
+    hosts = [Host(f"127.0.0.{n}", None, "loopback") for n in (1, 2)]
+    ports = list(range(1, 65536))
+    seen = 0
+
+    def count(_item: PortState) -> None:
+        nonlocal seen
+        seen += 1
+
+    tracemalloc.start()
+    try:
+        kept = await connect_scan(hosts, ports, concurrency=50, on_result=count,
+                                  connector=refused)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert seen == 2 * 65535 and kept == []
+    assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.1f} MiB held for a streamed scan"
