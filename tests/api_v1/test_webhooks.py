@@ -208,6 +208,12 @@ async def test_webhook_bad_input_and_ownership(v1, receiver):
         ({"url": receiver.url, "events": ["message.exploded"]}, "message.exploded"),
         ({"url": receiver.url, "events": ["*"], "secret": "short"}, "secret"),
         ({"events": ["*"]}, "url"),
+        # Review finding: these were 500s (the port and the IDNA name were first looked
+        # at while resolving).
+        ({"url": "http://127.0.0.1:99999/x", "events": ["*"]}, "url"),
+        ({"url": "http://" + "a" * 300 + ".example/x", "events": ["*"]}, "url"),
+        ({"url": "http://a..example/x", "events": ["*"]}, "url"),
+        ({"url": "http://[::1/x", "events": ["*"]}, "url"),
     ]
     for body, needle in bad:
         r = await ann.client.post("/webhooks/register", json=body)
@@ -231,8 +237,21 @@ async def test_webhook_bad_input_and_ownership(v1, receiver):
     assert r.status_code == 200 and r.json()["active"] is False
     assert (await ann.client.put(f"/webhooks/{hook['id']}", json={"url": None})).status_code \
         == 422
+    r = await ann.client.put(f"/webhooks/{hook['id']}", json={"url": "http://h:99999/"})
+    assert r.status_code == 422 and "url" in r.text, r.text
     assert (await ann.client.get(f"/webhooks/{hook['id']}/deliveries?status=odd")).status_code \
         == 422
     assert (await ann.client.delete(f"/webhooks/{hook['id']}")).status_code == 200
     assert (await ann.client.get(f"/webhooks/{hook['id']}")).status_code == 404
     assert (await ann.client.get("/webhooks/deliveries/nope")).status_code == 404
+
+
+async def test_resolving_a_malformed_stored_url_is_an_oserror_the_sender_records():
+    # Review finding: a UnicodeError (IDNA) or a port out of range escaped _send's
+    # handlers, so the attempt was never recorded and the delivery stayed in flight.
+    from plexichat_desktop.server.v1.webhooks import resolve_target
+
+    for url in ("http://" + "a" * 300 + ".example/x", "http://a..example/x",
+                "http://127.0.0.1:99999/x"):
+        with pytest.raises(OSError):
+            await resolve_target(url, allow_private=False)

@@ -130,13 +130,19 @@ async def resolve_target(url: str, allow_private: bool,
     does not resolve."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a port out of range: the same answer as a bad name
+        raise OSError(f"{url[:80]}: {exc}") from None
     literal = literal_address(host)
     if literal is not None:
         addresses = [literal]
     else:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM)
+        except UnicodeError:  # the IDNA codec refuses the name (a label over 63 chars...)
+            raise OSError(f"{host[:80]} is not a valid host name") from None
         addresses = list(dict.fromkeys(
             ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos))
         if not addresses:

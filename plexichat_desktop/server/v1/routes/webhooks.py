@@ -63,11 +63,20 @@ DeliveryStatus = Literal["pending", "retrying", "delivered", "failed"]
 
 
 def _check_url(value: str) -> str:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises for a port out of range ("http://h:99999/")
+    except ValueError as exc:
+        raise ValueError(f"is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http:// or https:// URL")
     if parts.username or parts.password:
         raise ValueError("must not carry a user name or password")
+    try:
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"the host name {parts.hostname[:80]!r} is not valid (an empty "
+                         "label, or one over 63 characters)") from None
     return value
 
 
