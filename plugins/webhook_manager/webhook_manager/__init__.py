@@ -109,7 +109,11 @@ def _from_api(exc: Exception) -> JSONResponse:
 
 def _check_url(url: str, field: str = "url") -> None:
     """The v1 rules, checked here first so the page gets them even when offline."""
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 -- raises for a port out of range
+    except ValueError as exc:  # "http://[::1/x": urlsplit itself refuses it
+        raise Problem(422, field, f"is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Problem(422, field, "must be an absolute http:// or https:// URL")
     if parts.username or parts.password:

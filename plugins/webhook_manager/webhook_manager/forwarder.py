@@ -64,7 +64,11 @@ class Forwarder:
 
     async def check(self, url: str, field: str = "forward_url") -> None:
         """Raise ``TargetRefused`` (naming ``field``) for a URL the guard refuses."""
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 -- raises for a port out of range
+        except ValueError as exc:
+            raise TargetRefused(f"{field}: is not a valid URL ({exc})") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TargetRefused(f"{field}: must be an absolute http:// or https:// URL")
         if parts.username or parts.password:
