@@ -445,7 +445,7 @@ async def test_lone_surrogates_are_hashed_not_refused():
     passwords) must not raise UnicodeEncodeError (a 500 wherever it happens)."""
     from plexichat_desktop.server.v1.auth import digest, hash_password, verify_password
 
-    assert len(digest("\ud800")) == 64 and len(mfa.recovery_digest("\udfff")) == 64
+    assert len(digest("\ud800")) == 64 and mfa.recovery_digest("\udfff", "u").startswith("s1$")
     stored = hash_password("Ab1!\ud800", 4)
     assert verify_password("Ab1!\ud800", stored, 4) and not verify_password("Ab1!", stored, 4)
     assert mfa.accepted_step("JBSWY3DPEHPK3PXP", "\ud800" * 6, 0, T0) is None
@@ -498,3 +498,43 @@ async def test_a_pending_second_step_ends_with_a_password_change(v1, clock):
     r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
                                                     "code": code(secret, 1)})
     assert r.status_code == 401 and "mfa_token" in r.json()["detail"]
+
+
+async def test_stored_recovery_codes_resist_an_offline_search(v1, clock):
+    """Review finding: recovery codes (40 bits) were stored as unsalted SHA-256, so a copy
+    of the database (a backup) gave every account's codes after a GPU search of minutes,
+    and a recovery code resets the password. They are scrypt digests salted with the
+    account now; codes stored the old way still work once."""
+    import hashlib
+
+    gil = await v1.account("gil")
+    _, codes = await enable_2fa(gil)
+
+    def stored(conn):
+        return [r[0] for r in conn.execute(
+            "SELECT code_hash FROM recovery_codes WHERE user_id = ?", (gil.id,))]
+
+    hashes = v1.api.store.call(stored)
+    assert len(hashes) == len(codes)
+    for one in codes:
+        fast = hashlib.sha256(f"recovery:{mfa.normalise_recovery_code(one)}".encode())
+        assert fast.hexdigest() not in hashes
+    assert sorted(hashes) == sorted(mfa.recovery_digest(c, gil.id) for c in codes)
+    assert mfa.recovery_digest(codes[0], gil.id) != mfa.recovery_digest(codes[0], "other")
+
+    # A code stored by the first version (plain SHA-256) is still accepted, once.
+    def legacy(conn):
+        conn.execute("INSERT INTO recovery_codes (user_id, code_hash, created_at) "
+                     "VALUES (?, ?, 0)", (gil.id, mfa.legacy_recovery_digest("aaaaa-bbbbb")))
+
+    v1.api.store.call(legacy, write=True)
+    for expected in (200, 401):
+        token = (await password_step(v1, "gil"))["mfa_token"]
+        r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                        "recovery_code": "AAAAA BBBBB"})
+        assert r.status_code == expected, r.text
+    # And a current code, typed loosely, works once too.
+    token = (await password_step(v1, "gil"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "recovery_code": codes[1].upper()})
+    assert r.status_code == 200 and r.json()["recovery_codes_remaining"] == len(codes) - 1

@@ -7,9 +7,13 @@ drift, people type slowly) and **never twice**: the account remembers the last s
 accepted, and a code of that step or an earlier one is refused, so a code seen over a
 shoulder or in a log cannot be replayed even within its 90 seconds.
 
-Recovery codes are random (40 bits each, ``xxxxx-xxxxx``), single use, and stored as
-SHA-256 digests like the session tokens: a copy of the database yields none. Tokens of
-the login challenge (``pxm_``) and of password resets (``pxp_``) likewise.
+Recovery codes are random (40 bits each, ``xxxxx-xxxxx``) and single use. 40 bits are
+too few for a fast digest: SHA-256 of every candidate takes minutes on one GPU, and a
+recovery code resets the password (``/auth/password/reset``), so a copy of the database
+(a backup) would give the account away. They are stored as scrypt digests (memory-hard,
+salted with the account id), which puts a search of the 2**40 codes of one account at
+centuries. Tokens of the login challenge (``pxm_``) and of password resets (``pxp_``) have
+256 bits: SHA-256 digests suffice, like the session tokens.
 
 The TOTP secret itself is stored as is: checking a code needs it.
 """
@@ -129,25 +133,49 @@ def normalise_recovery_code(code: str) -> str:
     return re.sub(r"[\s-]", "", code).lower()
 
 
-def recovery_digest(code: str) -> str:
+RECOVERY_SCRYPT_LOG_N = 14  # 16 MiB and some 50 ms per digest: one per attempt
+
+
+def recovery_digest(code: str, user_id: str) -> str:
+    """The stored form of a recovery code of ``user_id``: scrypt, salted with the account
+    (slow on purpose: run it in a thread, outside the database's write transaction)."""
+    n = 1 << RECOVERY_SCRYPT_LOG_N
+    key = hashlib.scrypt(normalise_recovery_code(code).encode("utf-8", "surrogatepass"),
+                         salt=("plexichat-recovery:" + user_id).encode("utf-8",
+                                                                       "surrogatepass"),
+                         n=n, r=8, p=1, maxmem=132 * n * 8 + (1 << 20), dklen=32)
+    return "s1$" + key.hex()
+
+
+def legacy_recovery_digest(code: str) -> str:
+    """How the first version stored recovery codes (unsalted SHA-256): still accepted, so
+    codes issued before the change keep working until they are used or regenerated."""
     return digest("recovery:" + normalise_recovery_code(code))
 
 
-def store_recovery_codes(conn: sqlite3.Connection, user_id: str, codes: list[str]) -> None:
-    """Replace every recovery code of ``user_id`` with ``codes`` (their digests)."""
+def recovery_digests(user_id: str, codes: list[str]) -> list[str]:
+    return [recovery_digest(code, user_id) for code in codes]
+
+
+def store_recovery_codes(conn: sqlite3.Connection, user_id: str, digests: list[str]
+                         ) -> None:
+    """Replace every recovery code of ``user_id`` with ``digests`` (of
+    :func:`recovery_digests`)."""
     conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
     at = now()
     conn.executemany(
         "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?, ?, ?)",
-        [(user_id, recovery_digest(code), at) for code in codes])
+        [(user_id, code_hash, at) for code_hash in digests])
 
 
-def use_recovery_code(conn: sqlite3.Connection, user_id: str, code: str) -> bool:
-    """Spend one unused recovery code of ``user_id``; False when it is unknown or used."""
+def use_recovery_code(conn: sqlite3.Connection, user_id: str, code: str,
+                      code_digest: str) -> bool:
+    """Spend one unused recovery code of ``user_id`` (``code_digest`` is its
+    :func:`recovery_digest`, made beforehand); False when it is unknown or used."""
     cursor = conn.execute(
-        "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash = ? "
-        "AND used_at IS NULL", (now(), user_id, recovery_digest(code)))
-    return cursor.rowcount == 1
+        "UPDATE recovery_codes SET used_at = ? WHERE user_id = ? AND code_hash IN (?, ?) "
+        "AND used_at IS NULL", (now(), user_id, code_digest, legacy_recovery_digest(code)))
+    return cursor.rowcount >= 1
 
 
 def recovery_counts(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:

@@ -123,6 +123,12 @@ async def _check_password(api: ApiV1, user_id: str, password: str, attempt: mfa.
     return row
 
 
+async def _recovery_digest(code: str | None, user_id: str) -> str:
+    """The scrypt digest of a typed recovery code (slow: in a thread, before the write
+    transaction); "" when none was typed."""
+    return await asyncio.to_thread(mfa.recovery_digest, code, user_id) if code else ""
+
+
 def _ua(request: Request) -> str | None:
     return request.headers.get("user-agent")
 
@@ -130,7 +136,8 @@ def _ua(request: Request) -> str | None:
 # -- the second login step ------------------------------------------------------------------
 
 def _second_step(conn: sqlite3.Connection, token_hash: str, code: str | None,
-                 recovery_code: str | None) -> tuple[str, dict[str, Any] | None, str | None]:
+                 recovery_code: str | None, recovery_hash: str
+                 ) -> tuple[str, dict[str, Any] | None, str | None]:
     """Check the challenge and the code in one transaction; the challenge is spent only on
     success. Returns (user id or '', the challenge on success, the method used)."""
     challenge = one(conn.execute("SELECT * FROM mfa_challenges WHERE token_hash = ? AND "
@@ -142,7 +149,7 @@ def _second_step(conn: sqlite3.Connection, token_hash: str, code: str | None,
         ok, method = mfa.verify_totp(conn, user_id, code), "totp"
     else:
         ok = bool(recovery_code) and mfa.mfa_enabled(conn, user_id) and \
-            mfa.use_recovery_code(conn, user_id, recovery_code or "")
+            mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
         method = "recovery_code"
     if not ok:
         return user_id, None, method
@@ -171,8 +178,11 @@ async def login_2fa(body: Login2faBody, request: Request, api: Api) -> dict[str,
     if user_id is None:
         raise _wrong("mfa_token: unknown or expired; log in again with the password")
     with mfa_limiter(api).attempt(user_id) as attempt:
+        # Salted with the account the challenge was read for; a challenge of another
+        # account (it cannot be: same token) would simply not match.
+        recovery_hash = await _recovery_digest(body.recovery_code, user_id)
         _, challenge, method = await api.store.write(_second_step, token_hash, body.code,
-                                                     body.recovery_code)
+                                                     body.recovery_code, recovery_hash)
         if challenge is None:
             attempt.fail()
     if challenge is None:
@@ -240,21 +250,23 @@ async def mfa_setup(request: Request, user: User, api: Api) -> dict[str, Any]:
                        "confirm a code with /auth/2fa/verify-setup"}
 
 
-def _enable(conn: sqlite3.Connection, user_id: str, code: str, codes: list[str],
+def _enable(conn: sqlite3.Connection, user_id: str, code: str, digests: list[str],
             user_agent: str | None) -> bool:
     row = mfa.mfa_row(conn, user_id)
     if row is None:
         raise conflict("no 2FA set-up is in progress; start with /auth/2fa/setup")
     if row["enabled"]:
         raise conflict("2FA is already on for this account")
-    if not mfa.verify_totp(conn, user_id, code, pending=True):
+    # No digests: the route found the code implausible (and made none); never turn 2FA on
+    # without the recovery codes its answer shows.
+    if not digests or not mfa.verify_totp(conn, user_id, code, pending=True):
         return False
     conn.execute("UPDATE mfa SET enabled = 1, enabled_at = ? WHERE user_id = ?",
                  (now(), user_id))
-    mfa.store_recovery_codes(conn, user_id, codes)
+    mfa.store_recovery_codes(conn, user_id, digests)
     conn.execute("DELETE FROM mfa_challenges WHERE user_id = ?", (user_id,))
     mfa.record_event(conn, user_id, "2fa_enabled", user_agent=user_agent,
-                     detail={"recovery_codes": len(codes)})
+                     detail={"recovery_codes": len(digests)})
     return True
 
 
@@ -265,7 +277,13 @@ async def mfa_verify_setup(body: CodeBody, request: Request, user: User, api: Ap
     the recovery codes (shown this once; only their digests are kept)."""
     codes = mfa.new_recovery_codes()
     with mfa_limiter(api).attempt(user.id) as attempt:
-        enabled = await api.store.write(_enable, user.id, body.code, codes, _ua(request))
+        # The (slow) digests only for a code that can be right; _enable decides.
+        row = await api.store.read(mfa.mfa_row, user.id)
+        plausible = row is not None and not row["enabled"] and mfa.accepted_step(
+            row["secret"], body.code, row["last_step"], mfa.current_time()) is not None
+        digests = (await asyncio.to_thread(mfa.recovery_digests, user.id, codes)
+                   if plausible else [])
+        enabled = await api.store.write(_enable, user.id, body.code, digests, _ua(request))
         if not enabled:
             attempt.fail()
     if not enabled:
@@ -276,13 +294,13 @@ async def mfa_verify_setup(body: CodeBody, request: Request, user: User, api: Ap
                        "when the authenticator is not at hand"}
 
 
-def _regenerate(conn: sqlite3.Connection, user_id: str, codes: list[str],
+def _regenerate(conn: sqlite3.Connection, user_id: str, digests: list[str],
                 user_agent: str | None) -> None:
     if not mfa.mfa_enabled(conn, user_id):
         raise conflict("2FA is off for this account: there are no recovery codes")
-    mfa.store_recovery_codes(conn, user_id, codes)
+    mfa.store_recovery_codes(conn, user_id, digests)
     mfa.record_event(conn, user_id, "recovery_codes_regenerated", user_agent=user_agent,
-                     detail={"recovery_codes": len(codes)})
+                     detail={"recovery_codes": len(digests)})
 
 
 @router.post("/auth/2fa/backup-codes", tags=AUTH)
@@ -292,19 +310,21 @@ async def mfa_backup_codes(body: PasswordBody, request: Request, user: User, api
     with mfa_limiter(api).attempt(user.id) as attempt:
         await _check_password(api, user.id, body.password, attempt)
     codes = mfa.new_recovery_codes()
-    await api.store.write(_regenerate, user.id, codes, _ua(request))
+    digests = await asyncio.to_thread(mfa.recovery_digests, user.id, codes)
+    await api.store.write(_regenerate, user.id, digests, _ua(request))
     return {"success": True, "recovery_codes": codes, "total": len(codes),
             "message": "new recovery codes; the old ones no longer work"}
 
 
 def _disable(conn: sqlite3.Connection, user_id: str, code: str | None,
-             recovery_code: str | None, user_agent: str | None) -> bool:
+             recovery_code: str | None, recovery_hash: str, user_agent: str | None
+             ) -> bool:
     if not mfa.mfa_enabled(conn, user_id):
         raise conflict("2FA is already off for this account")
     if code:
         ok = mfa.verify_totp(conn, user_id, code)
     else:
-        ok = mfa.use_recovery_code(conn, user_id, recovery_code or "")
+        ok = mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
     if not ok:
         return False
     for table in ("mfa", "recovery_codes", "mfa_challenges"):
@@ -321,8 +341,9 @@ async def mfa_disable(body: DisableBody, request: Request, user: User, api: Api
     _one_of(("code", body.code), ("recovery_code", body.recovery_code))
     with mfa_limiter(api).attempt(user.id) as attempt:
         await _check_password(api, user.id, body.password, attempt)
+        recovery_hash = await _recovery_digest(body.recovery_code, user.id)
         disabled = await api.store.write(_disable, user.id, body.code, body.recovery_code,
-                                         _ua(request))
+                                         recovery_hash, _ua(request))
         if not disabled:
             attempt.fail()
     if not disabled:
@@ -428,8 +449,8 @@ async def issue_reset_token(body: ResetTokenBody, admin: Admin, api: Api) -> dic
 
 
 def _reset(conn: sqlite3.Connection, user_id: str, reset_token: str | None,
-           recovery_code: str | None, new_hash: str, user_agent: str | None
-           ) -> list[str] | None:
+           recovery_code: str | None, recovery_hash: str, new_hash: str,
+           user_agent: str | None) -> list[str] | None:
     if reset_token:
         spent = conn.execute("DELETE FROM password_resets WHERE token_hash = ? AND "
                              "user_id = ? AND expires_at > ?",
@@ -437,7 +458,7 @@ def _reset(conn: sqlite3.Connection, user_id: str, reset_token: str | None,
         ok, method = spent.rowcount == 1, "reset_token"
     else:
         ok = mfa.mfa_enabled(conn, user_id) and \
-            mfa.use_recovery_code(conn, user_id, recovery_code or "")
+            mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
         method = "recovery_code"
     if not ok:
         return None
@@ -468,10 +489,13 @@ async def reset_password(body: ResetBody, request: Request, api: Api) -> dict[st
         # Hashed whether or not the account exists: the answer's timing tells nothing.
         new_hash = await asyncio.to_thread(hash_password, body.new_password,
                                            api.settings.scrypt_cost)
+        recovery_hash = await _recovery_digest(
+            body.recovery_code, row["id"] if row is not None else body.username.lower())
         ended = None
         if usable and row is not None:
             ended = await api.store.write(_reset, row["id"], body.reset_token,
-                                          body.recovery_code, new_hash, _ua(request))
+                                          body.recovery_code, recovery_hash, new_hash,
+                                          _ua(request))
         if ended is None:
             attempt.fail()
     if ended is None:
