@@ -255,3 +255,58 @@ async def test_resolving_a_malformed_stored_url_is_an_oserror_the_sender_records
                 "http://127.0.0.1:99999/x"):
         with pytest.raises(OSError):
             await resolve_target(url, allow_private=False)
+
+
+async def test_a_receivers_huge_or_dripping_answer_is_not_read_whole(make_v1):
+    # Review finding: the sender read every answer whole (response.text) before keeping
+    # 300 characters of it, so any receiver on the internet could make the app hold a
+    # gigabyte; and httpx's timeout is per read, so one dripping a byte at a time held a
+    # delivery slot for as long as it liked.
+    v1 = await make_v1(webhook_retry_base=0.05, webhook_max_attempts=1, webhook_timeout=1)
+    ann = await v1.account("ann")
+    total = 256 * 1024 * 1024
+    sent = {"huge": 0, "drip": 0}
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        kind = "drip" if b"/drip" in head.split(b"\r\n")[0] else "huge"
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n".encode())
+        try:
+            if kind == "huge":
+                chunk = b"x" * (1 << 20)
+                while sent["huge"] < total:
+                    writer.write(chunk)
+                    await writer.drain()
+                    sent["huge"] += len(chunk)
+            else:
+                for _ in range(40):
+                    writer.write(b"y")
+                    await writer.drain()
+                    sent["drip"] += 1
+                    await asyncio.sleep(0.25)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for kind in ("huge", "drip"):
+            hook = (await ann.client.post("/webhooks/register", json={
+                "url": f"http://127.0.0.1:{port}/{kind}", "events": ["*"]})).json()
+            r = await ann.client.post(f"/webhooks/{hook['id']}/test")
+            final = "delivered" if kind == "huge" else "failed"
+            delivery = await wait_status(ann.client, r.json()["id"], final, timeout=20)
+            attempt = delivery["attempts"][0]
+            if kind == "huge":
+                assert attempt["response"] == "x" * 300
+                assert sent["huge"] < total // 2, sent  # the sender stopped reading
+            else:
+                assert "ReadTimeout" in attempt["error"], attempt
+                assert attempt["duration_ms"] < 8000 and sent["drip"] < 40, (attempt, sent)
+    finally:
+        server.close()

@@ -522,9 +522,8 @@ class WebhookDispatcher:
                 targets = await resolve_target(row["url"],
                                                self.settings.webhook_allow_private,
                                                frozenset(self.local_ports))
-                response = await self._post_first(targets, body, headers)
+                response, excerpt = await self._post_first(targets, body, headers)
                 status_code = response.status_code
-                excerpt = response.text[:EXCERPT]
                 if not 200 <= status_code < 300:
                     error = f"receiver answered HTTP {status_code}"
             except TargetRefused as exc:
@@ -576,8 +575,14 @@ class WebhookDispatcher:
         return self._client
 
     async def _post_first(self, targets: list[Target], body: bytes, headers: dict[str, str]
-                          ) -> httpx.Response:
-        """POST to the first checked address that accepts a connection."""
+                          ) -> tuple[httpx.Response, str]:
+        """POST to the first checked address that accepts a connection; the response and
+        the first :data:`EXCERPT` characters of its body.
+
+        Only that much of the body is read (the receiver is anyone on the internet: a
+        gigabyte answer must not be held in memory), and the whole exchange has a
+        deadline of twice ``webhook_timeout`` (httpx's timeout is per read, so a receiver
+        dripping a byte at a time would otherwise hold a delivery slot for ever)."""
         import httpx
 
         client = self._http()
@@ -586,9 +591,21 @@ class WebhookDispatcher:
                           if target.sni_hostname else None)
             _hide_targets.urls[target.url] += 1
             try:
-                return await client.post(
-                    target.url, content=body, headers={**headers, "Host": target.host_header},
-                    extensions=extensions)
+                request = client.build_request(
+                    "POST", target.url, content=body,
+                    headers={**headers, "Host": target.host_header}, extensions=extensions)
+                try:
+                    async with asyncio.timeout(2 * self.settings.webhook_timeout):
+                        response = await client.send(request, stream=True)
+                        try:
+                            excerpt = await _excerpt(response)
+                        finally:
+                            await response.aclose()
+                except TimeoutError:
+                    raise httpx.ReadTimeout(
+                        f"no complete answer within {2 * self.settings.webhook_timeout:g} s",
+                        request=request) from None
+                return response, excerpt
             except httpx.ConnectError:
                 if index == len(targets) - 1:
                     raise
@@ -597,6 +614,18 @@ class WebhookDispatcher:
                 if _hide_targets.urls[target.url] <= 0:
                     del _hide_targets.urls[target.url]
         raise AssertionError("resolve_target returns at least one target")
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    """The start of a streamed response's body as text (at most :data:`EXCERPT`
+    characters); the rest is never read."""
+    limit = EXCERPT * 4  # UTF-8 takes at most 4 bytes a character
+    data = b""
+    async for chunk in response.aiter_bytes():
+        data += chunk[: limit - len(data)]
+        if len(data) >= limit:
+            break
+    return data.decode(response.encoding or "utf-8", errors="replace")[:EXCERPT]
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
