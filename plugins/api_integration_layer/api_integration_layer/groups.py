@@ -965,7 +965,11 @@ class AiApi(_Group):
                     continue
                 data = line[5:].strip()
                 if data == "[DONE]":
-                    return
+                    # Read on to the end of the body (nothing follows) rather than return:
+                    # a return leaves aiter_lines() suspended, and where the loop installs
+                    # no async-generator hooks (qasync, the desktop window) the garbage
+                    # collector closes it outside the loop: the connection is not released.
+                    continue
                 chunk = json.loads(data)
                 if "error" in chunk:
                     error = chunk["error"]
