@@ -177,7 +177,13 @@ def open_sealed(content: str, private: str, sender_id: str, recipient_id: str
     except (InvalidTag, ValueError, KeyError, TypeError):
         raise Problem("content", "the message failed authentication (altered, or moved "
                                  "from another conversation)") from None
-    return text.decode(), sender_pub
+    try:
+        # Authentic, but its sender sealed bytes that are no text: one unreadable message,
+        # not an error for the whole conversation.
+        return text.decode("utf-8"), sender_pub
+    except UnicodeDecodeError:
+        raise Problem("content", "the message is not text (its sender's app sealed "
+                                 "something else)") from None
 
 
 def describe_contact(contact: dict[str, Any], mine: bytes) -> dict[str, Any]:

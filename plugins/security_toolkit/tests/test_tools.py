@@ -16,7 +16,7 @@ import pyrage
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from security_toolkit import files, generator, health, interop, otp
+from security_toolkit import e2e, files, generator, health, interop, otp
 from security_toolkit.errors import Problem
 from security_toolkit.generator import AMBIGUOUS, SYMBOLS, PassphraseRules, PasswordRules
 
@@ -358,3 +358,31 @@ def test_report_finds_each_problem_without_showing_passwords(tmp_path: Path) -> 
     assert report["checked"] == 5 and report["issues"][0]["title"] == "Mail"
     text = str(report)
     assert "hunter22" not in text and "Zq8#" not in text and "Kt5$" not in text
+
+
+def test_a_sealed_message_that_is_not_utf8_is_unreadable_not_a_crash(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: the text was decoded outside the error handling, so a contact who
+    sealed bytes that are not UTF-8 (their key is valid) made open_sealed raise
+    UnicodeDecodeError: a 500 for the whole conversation instead of one unreadable
+    message."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    class Garbling:  # AESGCM, except that the text "MARK" is sealed as bytes of no text
+        generate_key = staticmethod(AESGCM.generate_key)
+
+        def __init__(self, key: bytes):
+            self.inner = AESGCM(key)
+
+        def encrypt(self, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+            return self.inner.encrypt(nonce, b"\xff\xfe\xfd" if data == b"MARK" else data,
+                                      aad)
+
+    sender, reader = e2e.new_private(), e2e.new_private()
+    reader_public = e2e.parse_public(e2e.public_text(reader))
+    with monkeypatch.context() as patch:
+        patch.setattr(e2e, "AESGCM", Garbling)
+        sealed = e2e.seal("MARK", sender, reader_public, "ann", "bob")
+    with pytest.raises(Problem) as info:
+        e2e.open_sealed(sealed, reader, "ann", "bob")
+    assert info.value.field == "content"
