@@ -153,3 +153,42 @@ def test_the_python_snippet_verifies_a_real_signature(monkeypatch: pytest.Monkey
     assert scope["verify"](signed(secrets=(SECRET, OLD)), BODY)
     assert not scope["verify"](signed(), BODY + b" ")
     assert not scope["verify"](signed(at=time.time() - 301), BODY)
+
+
+@pytest.mark.asyncio
+async def test_the_forwarder_never_reads_a_huge_answer_whole() -> None:
+    # Review finding: the forwarder read each answer whole (httpx's post) to use only its
+    # status; a target answering a gigabyte was held in memory.
+    import asyncio
+
+    from webhook_manager.forwarder import Forwarder
+
+    total = 256 * 1024 * 1024
+    sent = [0]
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        await reader.readexactly(length)
+        writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {total}\r\n\r\n".encode())
+        try:
+            while sent[0] < total:
+                writer.write(b"x" * (1 << 20))
+                await writer.drain()
+                sent[0] += 1 << 20
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    forwarder = Forwarder([], attempts=1, timeout=5)
+    try:
+        port = server.sockets[0].getsockname()[1]
+        outcome = await forwarder.send(f"http://127.0.0.1:{port}/hook", {"text": "hi"})
+        assert outcome["ok"] and outcome["status"] == 200, outcome
+        assert sent[0] < total // 2, sent
+    finally:
+        await forwarder.aclose()
+        server.close()

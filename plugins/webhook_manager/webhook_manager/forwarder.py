@@ -52,6 +52,7 @@ class Forwarder:
         self.allow = list(allow)
         self.attempts = attempts
         self.base_delay = base_delay
+        self.timeout = timeout
         self.log = logger or logging.getLogger(__name__)
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
                                          trust_env=False)
@@ -88,9 +89,19 @@ class Forwarder:
                               and target.host != target.address else None)
                 self._hide.urls.add(target.url)
                 try:
-                    response = await self._client.post(
-                        target.url, json=payload, headers={"Host": target.host_header},
-                        extensions=extensions)
+                    # Only the status is used: the answer's body is never read (a chat
+                    # service's answer is small; anything else must not fill memory),
+                    # and the exchange has a total deadline (httpx's is per read).
+                    request = self._client.build_request(
+                        "POST", target.url, json=payload,
+                        headers={"Host": target.host_header}, extensions=extensions)
+                    try:
+                        async with asyncio.timeout(2 * self.timeout):
+                            response = await self._client.send(request, stream=True)
+                            await response.aclose()
+                    except TimeoutError:
+                        raise httpx.ReadTimeout(f"no answer within {2 * self.timeout:g} s",
+                                                request=request) from None
                 finally:
                     self._hide.urls.discard(target.url)
                 status = response.status_code
