@@ -443,6 +443,28 @@ class AdvancedClientPlugin(Plugin):
     async def _answer_stream(self, api: ScopedApi, chat: dict[str, Any],
                              history: list[dict[str, Any]], question: dict[str, Any],
                              stop: asyncio.Event) -> AsyncIterator[bytes]:
+        """The response's side: relays what :meth:`_produce` finds. The model is read in a
+        task of its own (not in this generator, which the server steps from its response
+        task group): the upstream HTTP stream's cancel scopes must be entered and left in
+        one task, and the answer must be stored even when the page goes away."""
+        queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        producer = self.ctx.create_task(
+            self._produce(api, chat, history, question, stop, queue),
+            name=f"advanced_client answer {chat['id']}")
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                yield _sse(*item)
+        finally:
+            if not producer.done():
+                stop.set()  # the page went away: stop asking the model, keep the text
+
+    async def _produce(self, api: ScopedApi, chat: dict[str, Any],
+                       history: list[dict[str, Any]], question: dict[str, Any],
+                       stop: asyncio.Event,
+                       queue: asyncio.Queue[tuple[str, Any] | None]) -> None:
         from api_integration_layer.errors import ApiError, ApiHTTPError
 
         chat_id = chat["id"]
@@ -454,26 +476,30 @@ class AdvancedClientPlugin(Plugin):
         started = time.perf_counter()
         first_ms: float | None = None
         pieces: list[ContextPiece] = []
+        put = queue.put_nowait
         try:
-            yield _sse("user", self._message_out(question))
+            put(("user", self._message_out(question)))
             try:
                 pieces = await self._context(api, chat, question["content"],
-                                             [a for a in chat["attachments"]],
+                                             list(chat["attachments"]),
                                              chat["use_retrieval"], chat["context_budget"])
             except Problem as exc:  # an attachment that went away: answer without it
-                yield _sse("notice", {"detail": str(exc)})
+                put(("notice", {"detail": str(exc)}))
             messages, dropped = build_messages(chat["system_prompt"], history, pieces,
                                                self.config.history_budget)
-            yield _sse("context", {"pieces": [p.to_dict() for p in pieces],
-                                   "history_dropped": dropped, "answer_id": answer["id"]})
-            stream = api.ai.chat_stream(messages, model=model,
-                                        temperature=chat.get("temperature"),
-                                        max_tokens=self.config.max_tokens)
+            put(("context", {"pieces": [p.to_dict() for p in pieces],
+                             "history_dropped": dropped, "answer_id": answer["id"]}))
+            # Stop = cancel this task: the cancellation reaches the upstream read inside
+            # the client's stream, which closes its connection on the way out (the server
+            # then stops generating) in this same task, as its cancel scopes require.
+            me = asyncio.current_task()
+            assert me is not None
+            stopper = asyncio.ensure_future(stop.wait())
+            stopper.add_done_callback(lambda f: None if f.cancelled() else me.cancel())
             try:
-                async for delta in stream:
-                    if stop.is_set():
-                        status = "stopped"
-                        break
+                async for delta in api.ai.chat_stream(messages, model=model,
+                                                      temperature=chat.get("temperature"),
+                                                      max_tokens=self.config.max_tokens):
                     if delta.usage is not None:
                         usage, estimated = delta.usage, delta.usage_estimated
                     if delta.model:
@@ -482,22 +508,23 @@ class AdvancedClientPlugin(Plugin):
                         if first_ms is None:
                             first_ms = (time.perf_counter() - started) * 1000
                         text.append(delta.content)
-                        yield _sse("delta", {"text": delta.content})
+                        put(("delta", {"text": delta.content}))
             finally:
-                await stream.aclose()  # leaving early closes the upstream request
+                stopper.cancel()
         except ApiHTTPError as exc:
             status, error = "error", f"{exc.status}: {exc.detail}"
             retry = exc.status in (429, 502, 503, 504)
-            yield _sse("error", {"status": exc.status, "detail": str(exc.detail),
-                                 "retry": retry, "answer_id": answer["id"]})
+            put(("error", {"status": exc.status, "detail": str(exc.detail), "retry": retry,
+                           "answer_id": answer["id"]}))
         except (ApiError, PermissionError) as exc:
             status, error = "error", str(exc)
-            yield _sse("error", {"status": 503 if not isinstance(exc, PermissionError) else 403,
-                                 "detail": str(exc), "retry": True,
-                                 "answer_id": answer["id"]})
+            put(("error", {"status": 403 if isinstance(exc, PermissionError) else 503,
+                           "detail": str(exc), "retry": not isinstance(exc, PermissionError),
+                           "answer_id": answer["id"]}))
         except asyncio.CancelledError:
-            status = "stopped"  # the page went away (or aborted): keep what was written
-            raise
+            status = "stopped"  # keep what was written
+            if not stop.is_set():
+                raise  # the plugin is stopping, not the user: let the cancel through
         finally:
             self.running.pop(chat_id, None)
             elapsed = (time.perf_counter() - started) * 1000
@@ -513,7 +540,8 @@ class AdvancedClientPlugin(Plugin):
             if status == "done" and first_ms is not None:
                 self.store.add_timing("first_token", first_ms)
                 self.store.add_timing("answer", elapsed)
-        yield _sse("done", self._message_out(finished))
+            put(("done", self._message_out(finished)))
+            put(None)
 
     # -- context -------------------------------------------------------------------------
     async def _attachment_doc(self, api: ScopedApi | None, item: dict[str, Any]) -> Doc:

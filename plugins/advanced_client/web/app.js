@@ -121,7 +121,7 @@ function renderModelPicker() {
   for (const [provider, models] of byProvider) {
     const group = el("optgroup", {label: provider});
     for (const model of models) {
-      group.append(el("option", {value: model.id, text: `${model.name}${model.deterministic ? " (rules)" : ""}`,
+      group.append(el("option", {value: model.id, text: `${model.name}${model.deterministic ? " (deterministic)" : ""}`,
         title: model.description}));
     }
     select.append(group);
@@ -281,6 +281,7 @@ async function send({regenerate = false, text} = {}) {
   } finally {
     finishStreaming();
     await openChat(state.chat.id).catch(() => {});
+    loadActivity().catch(() => {});  // the timings of this answer
   }
 }
 
