@@ -255,6 +255,13 @@ def _load_json(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> dict[str
             reason, line = found
             raise LoadError(f"line {line}: not valid JSON ({reason})", line) from None
         raise LoadError(f"not valid JSON ({_duckdb_reason(exc)})") from None
+    if fmt == "json" and not _json_closed(path):
+        # DuckDB reads '[{"a": 1}, {"a": 2},' (a file cut short) as the rows it has.
+        found = _locate_json_problem(path, fmt)
+        line = found[1] if found else None
+        where = f"line {line}: " if line else ""
+        raise LoadError(f"{where}not valid JSON (the file ends before its closing bracket: "
+                        "cut short?)", line)
     # Values of mixed types come back as the JSON type; text charts and filters better.
     columns = con.execute("SELECT column_name, column_type FROM (DESCRIBE raw)").fetchall()
     select = []
@@ -269,6 +276,18 @@ def _load_json(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> dict[str
     con.execute(f"CREATE TABLE data AS SELECT {', '.join(select)} FROM raw")
     con.execute("DROP TABLE raw")
     return {"format": layout}
+
+
+def _json_closed(path: Path) -> bool:
+    """False when a JSON document that opens with ``[`` or ``{`` does not end with the
+    matching bracket (only the first and last bytes are read)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        first = handle.read(4096).lstrip(codecs.BOM_UTF8).lstrip()[:1]
+        handle.seek(max(0, size - 4096))
+        last = handle.read().rstrip()[-1:]
+    closing = {b"[": b"]", b"{": b"}"}.get(first)
+    return closing is None or last == closing
 
 
 def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, Any]:

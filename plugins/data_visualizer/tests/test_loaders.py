@@ -98,6 +98,17 @@ def test_json_array_ndjson_with_mixed_values_and_bad_json(write_file: Write,
     assert caught.value.line == 3 and "line 3" in str(caught.value)
 
 
+def test_a_json_array_cut_short_is_refused_not_loaded_in_part(write_file: Write,
+                                                             tmp_path: Path) -> None:
+    # Review finding: DuckDB loaded the rows before the cut and said nothing.
+    cut = write_file("cut.json", '[{"a": 1},\n {"a": 2},\n')
+    with pytest.raises(LoadError, match=r"line 3: not valid JSON") as info:
+        load_file(cut, "json", tmp_path / "cut.duckdb")
+    assert info.value.line == 3 and not (tmp_path / "cut.duckdb").exists()
+    rows, _ = load(write_file("fine.json", '[{"a": 1}]\n\n'), "json", tmp_path)
+    assert rows == [(1,)]
+
+
 def test_parquet_and_xlsx(tmp_path: Path) -> None:
     parquet = tmp_path / "p.parquet"
     con = duckdb.connect()
