@@ -19,6 +19,12 @@ from dataclasses import dataclass
 from network_scanner.targets import Host, RateLimiter
 
 OPEN, CLOSED, FILTERED = "open", "closed", "filtered"
+# Sockets a scan may hold at once, as a share of the process's file descriptor limit
+# (soft RLIMIT_NOFILE: often 1024 on Linux desktops, 256 on macOS). ``concurrency`` goes
+# up to 2000; past the limit socket() fails with EMFILE, the scan dies with it, and the
+# rest of the app (its server accepting the page's requests) cannot open files meanwhile.
+FD_SHARE = 4
+UNLIMITED_FDS = 1 << 20
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM}
 
 
@@ -60,13 +66,30 @@ async def tcp_connect(address: str, port: int, timeout: float) -> tuple[str, str
         sock.close()
 
 
+def socket_budget() -> int:
+    """How many sockets a scan may keep open at once (a quarter of the soft descriptor
+    limit, at least 8)."""
+    try:
+        import resource
+    except ImportError:  # Windows: no descriptor limit of this kind
+        return UNLIMITED_FDS
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return UNLIMITED_FDS
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return UNLIMITED_FDS
+    return max(8, soft // FD_SHARE)
+
+
 async def connect_scan(
     hosts: Iterable[Host], ports: list[int], *, concurrency: int = 200,
     timeout: float = 1.0, limiter: RateLimiter | None = None,
     on_result: Callable[[PortState], None] | None = None,
     connector: Connector = tcp_connect,
 ) -> list[PortState]:
-    """Scan every port of every host with at most ``concurrency`` connects in flight.
+    """Scan every port of every host with at most ``concurrency`` connects in flight
+    (and never more than :func:`socket_budget` allows).
 
     ``on_result`` is called for each port as it is decided (live progress); a caller
     that streams the results so gets an empty list back: keeping them all would hold
@@ -92,7 +115,7 @@ async def connect_scan(
                 results.append(item)
 
     total = len(host_list) * len(ports)
-    count = max(1, min(concurrency, total))
+    count = max(1, min(concurrency, total, socket_budget()))
     async with asyncio.TaskGroup() as group:
         for _ in range(count):
             group.create_task(worker())

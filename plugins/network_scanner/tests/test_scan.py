@@ -296,3 +296,30 @@ async def test_a_streamed_scan_does_not_keep_every_port_state() -> None:
         tracemalloc.stop()
     assert seen == 2 * 65535 and kept == []
     assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.1f} MiB held for a streamed scan"
+
+
+@pytest.mark.asyncio
+async def test_concurrency_stays_within_the_file_descriptor_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: concurrency (up to 2000) was used as asked, so under a soft
+    descriptor limit of 256 (macOS) or 1024 (many Linux desktops) socket() failed with
+    EMFILE, the scan died and the app could not open files meanwhile. A scan holds at most
+    a quarter of the limit."""
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (256, 4096))
+    in_flight = peak = 0
+
+    async def slow(address: str, port: int, timeout: float) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.001)  # no socket: only the pool size is measured
+            return CLOSED, "refused", 0.1
+        finally:
+            in_flight -= 1
+
+    results = await connect_scan([LOOP], list(range(1, 1001)), concurrency=2000,
+                                 connector=slow)
+    assert len(results) == 1000 and peak == 256 // 4
