@@ -105,7 +105,10 @@ def decrypt_file(source: Path, target: Path, password: str,
             if len(header) < _HEADER.size or not header.startswith(MAGIC):
                 raise DecryptionError(f"{source.name}: not an encrypted System Manager copy")
             _magic, log_n, r, p, salt, prefix, chunk = _HEADER.unpack(header)
-            if not (10 <= log_n <= 22 and 1 <= r <= 32 and 1 <= p <= 16
+            # What encrypt_file can write (scrypt_log_n is 10-20, r 8, p 1), no more: a
+            # crafted header of N = 2**22, r = 32 made scrypt take 16 GiB (128 r N bytes)
+            # before the password was even checked.
+            if not (10 <= log_n <= 20 and 1 <= r <= 8 and 1 <= p <= 4
                     and 1024 <= chunk <= 64 << 20):
                 raise DecryptionError(f"{source.name}: implausible header (damaged?)")
             aead = AESGCM(_key(password, salt, log_n, r, p))

@@ -54,6 +54,27 @@ def test_decryption_refuses_wrong_passwords_and_damage_and_leaves_nothing(
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.parametrize(("log_n", "r", "p"), [(22, 8, 1), (20, 32, 1), (15, 8, 16)])
+def test_a_header_asking_for_gigabytes_of_scrypt_is_refused_before_deriving(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log_n: int, r: int, p: int) -> None:
+    # Review finding: a copy's header (an off-site folder is a USB stick or a share) could
+    # ask for N = 2**22, r = 32: scrypt would take 128 r N = 16 GiB.
+    source = tmp_path / "plain"
+    source.write_bytes(b"x" * 100)
+    crypto.encrypt_file(source, tmp_path / "enc", "correct horse", log_n=10, chunk=4096)
+    raw = bytearray((tmp_path / "enc").read_bytes())
+    raw[8:11] = bytes([log_n, r, p])
+    (tmp_path / "enc").write_bytes(bytes(raw))
+
+    def derive(*args: object) -> bytes:
+        raise AssertionError(f"scrypt was run with {args[2:]}")
+
+    monkeypatch.setattr(crypto, "_key", derive)
+    with pytest.raises(crypto.DecryptionError, match="implausible header"):
+        crypto.decrypt_file(tmp_path / "enc", tmp_path / "out", "correct horse")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_plain_file_is_not_taken_for_an_encrypted_one(tmp_path: Path) -> None:
     (tmp_path / "x.zip").write_bytes(b"PK\x03\x04 not encrypted")
     with pytest.raises(crypto.DecryptionError, match="not an encrypted"):
