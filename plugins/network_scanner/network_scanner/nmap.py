@@ -20,6 +20,7 @@ import defusedxml.ElementTree as DET
 from defusedxml import DefusedXmlException
 
 MAX_XML = 50_000_000
+MAX_STDERR = 64 * 1024
 
 
 class NmapProblem(ValueError):
@@ -149,17 +150,34 @@ async def run_nmap(addresses: list[str], port_spec: str, *, timeout: float,
         *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE)
     out = bytearray()
+    err = bytearray()
+
+    async def drain_stderr() -> None:
+        # Read while stdout is read: nmap blocks once the stderr pipe (64 KiB) is full of
+        # warnings, and would never finish stdout. Only the tail is kept for the message.
+        assert process.stderr is not None
+        while chunk := await process.stderr.read(65536):
+            err.extend(chunk)
+            del err[:-MAX_STDERR]
+
     try:
         assert process.stdout is not None and process.stderr is not None
-        while True:
-            chunk = await process.stdout.read(65536)
-            if not chunk:
-                break
-            out.extend(chunk)
-            if progress is not None:
-                for task, percent in _PROGRESS.findall(chunk):
-                    progress(float(percent), task.decode("latin-1"))
-        err = await process.stderr.read()
+        errors = asyncio.ensure_future(drain_stderr())
+        try:
+            while True:
+                chunk = await process.stdout.read(65536)
+                if not chunk:
+                    break
+                out.extend(chunk)
+                if len(out) > MAX_XML:
+                    raise NmapProblem(f"nmap wrote more than {MAX_XML} bytes of XML",
+                                      field="backend", status=502)
+                if progress is not None:
+                    for task, percent in _PROGRESS.findall(chunk):
+                        progress(float(percent), task.decode("latin-1"))
+            await errors
+        finally:
+            errors.cancel()
         code = await process.wait()
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
@@ -168,6 +186,7 @@ async def run_nmap(addresses: list[str], port_spec: str, *, timeout: float,
             await asyncio.wait_for(process.wait(), 5)
         raise
     if code != 0:
-        raise NmapProblem(f"nmap exited with {code}: {err.decode(errors='replace')[-500:]}",
+        raise NmapProblem(f"nmap exited with {code}: "
+                          f"{bytes(err).decode(errors='replace')[-500:]}",
                           field="backend", status=502)
     return parse_xml(bytes(out))

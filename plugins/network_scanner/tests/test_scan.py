@@ -323,3 +323,28 @@ async def test_concurrency_stays_within_the_file_descriptor_limit(
     results = await connect_scan([LOOP], list(range(1, 1001)), concurrency=2000,
                                  connector=slow)
     assert len(results) == 1000 and peak == 256 // 4
+
+
+@pytest.mark.asyncio
+async def test_nmap_that_writes_much_to_stderr_does_not_hang_the_scan(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review finding: run_nmap read stdout to its end and only then stderr, so an nmap
+    with more than a pipe's worth (64 KiB) of warnings blocked on stderr and the scan
+    waited for ever. A stand-in 'nmap' (it connects nowhere) writes 256 KiB of warnings
+    before its report."""
+    import sys
+
+    from network_scanner import nmap
+
+    report = (Path(__file__).parent / "data" / "nmap-sample.xml").read_text()
+    (tmp_path / "report.xml").write_text(report)
+    fake = tmp_path / "nmap"
+    fake.write_text(f"#!{sys.executable}\nimport sys\n"
+                    "sys.stderr.write('Warning: something odd\\n' * 12000)\n"
+                    "sys.stderr.flush()\n"
+                    f"sys.stdout.write(open({str(tmp_path / 'report.xml')!r}).read())\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(nmap, "nmap_path", lambda: str(fake))
+    async with asyncio.timeout(20):
+        parsed = await nmap.run_nmap(["127.0.0.1"], "1-1000", timeout=1.0)
+    assert len(parsed["ports"]) == 3
