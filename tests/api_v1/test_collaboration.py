@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -488,3 +491,40 @@ async def test_documents_survive_a_restart(home):
     finally:
         await client.aclose()
         await runtime.stop()
+
+
+WEB_SRC = Path(__file__).resolve().parents[2] / "web-src"
+
+
+async def test_a_yjs_client_and_a_pycrdt_client_edit_together(v1):
+    """yjs (what pages run, from web-src's packages) and pycrdt on one session."""
+    node = shutil.which("node")
+    if node is None or not (WEB_SRC / "node_modules" / "yjs").is_dir():
+        pytest.skip("needs node and web-src/node_modules (npm ci in web-src)")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout
+    flags = ["--experimental-websocket"] if int(version.lstrip("v").split(".")[0]) < 22 else []
+    ann = await v1.account("ann")
+    sid = (await create(ann, initial_content="hello"))["session_id"]
+    async with synced(await ws_url(v1, ann, sid)) as (doc, _):
+        proc = await asyncio.create_subprocess_exec(
+            node, *flags, str(Path(__file__).with_name("yjs_client.mjs")), str(WEB_SRC),
+            await ws_url(v1, ann, sid), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            first = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20) or "{}")
+            if proc.returncode == 77 or not first:
+                pytest.skip("this node has no WebSocket")
+            assert first == {"synced": "hello"}
+            room = manager_for(v1.api).rooms[sid]
+            await until(lambda: text_of(doc) == "yjs:hello" and any(
+                '"yjs"' in state for _clock, state in room.awareness.values()))
+            doc.get("content", type=Text).insert(len(text_of(doc)), " python!")
+            final = json.loads(await asyncio.wait_for(proc.stdout.readline(), 20))
+            assert final == {"final": "yjs:hello python!"}
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    assert await content(ann, sid) == "yjs:hello python!"
