@@ -376,6 +376,8 @@ async def test_limits_close_with_a_code(v1):
             await ws.send(bytes([collab.MSG_QUERY_AWARENESS]))
         assert (await closed_with(ws))[0] == collab.CLOSE_RATE
     limits.rate, limits.burst = 100, 400
+    manager = manager_for(v1.api)
+    await until(lambda: sid not in manager.rooms)  # the closed sockets have left
     limits.connections_per_user = 1
     async with connect(await ws_url(v1, ann, sid)) as ws:
         await answered(ws)
