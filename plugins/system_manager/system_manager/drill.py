@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -40,6 +41,7 @@ import httpx
 from system_manager.archive import COUNTED, ArchiveProblem, read_manifest, sha256_of
 
 DRILL_PREFIX = ".drill-"
+_FILE_ID = re.compile(r"[0-9a-f-]{36}")
 _PASSWORD_CHARS = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
@@ -90,6 +92,11 @@ def _verify_restored(root: Path) -> dict[str, Any]:
     problems: list[str] = []
     verified = 0
     for file_id, size, digest in rows:
+        if not isinstance(file_id, str) or not _FILE_ID.fullmatch(file_id):
+            # The id comes from the archive's database: "../../.ssh/id_rsa" must not make
+            # the drill hash (and report the size of) a file outside the drill home.
+            problems.append(f"file {str(file_id)[:60]!r}: not a file id")
+            continue
         blob = root / "files" / file_id[:2] / file_id
         if not blob.is_file():
             problems.append(f"file {file_id}: missing")

@@ -336,3 +336,26 @@ def test_disk_usage_lists_every_plugin_folder_largest_first(tmp_path: Path) -> N
     assert [p["plugin"] for p in usage["plugins"]] == ["other", "system_manager"]
     assert usage["plugins"][0]["bytes"] == 5000
     assert 0 < usage["disk"]["free_percent"] <= 100
+
+
+def test_the_drill_never_follows_a_file_id_out_of_its_home(tmp_path: Path) -> None:
+    # Review finding: the restored database's file ids were joined to the drill home
+    # as they were; "../../secret" made the drill hash a file outside it and report its
+    # size.
+    from system_manager.drill import _verify_restored
+
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"s" * 1234)
+    home = tmp_path / "a" / "b"
+    (home / "files").mkdir(parents=True)
+    conn = sqlite3.connect(home / "plexichat.sqlite3")
+    for table in ("users", "messages", "groups", "notifications", "webhooks"):
+        conn.execute(f"CREATE TABLE {table} (id TEXT)")
+    conn.execute("CREATE TABLE files (id TEXT, size INTEGER, sha256 TEXT)")
+    conn.execute("INSERT INTO files VALUES ('../../secret', 1, 'x')")
+    conn.commit()
+    conn.close()
+    result = _verify_restored(home)
+    assert result["files_verified"] == 0
+    assert result["file_problems"] == ["file '../../secret': not a file id"]
+    assert "1234" not in json.dumps(result)
