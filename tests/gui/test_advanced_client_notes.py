@@ -1,7 +1,9 @@
 """Two real browser pages (QtWebEngine) co-edit one Advanced Client note over the v1
 collaboration socket and converge: each sees the other's presence, concurrent edits at
 both ends merge the same way in both pages and on the server, and undo in one page takes
-back only that page's own change (per-user undo), with no console error.
+back only that page's own change (per-user undo), with no console error. And the chat in
+the same page: a streamed answer whose model output tries to run script stays inert in
+the DOM.
 
 Both pages act as the same PlexiChat user (the API layer's one session), as two windows of
 one person do; every page is a Yjs client of its own (its own client id, cursor and undo
@@ -25,8 +27,8 @@ PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 EDITOR = "window.advancedClient.connection.view"
 
 
-def test_two_pages_co_edit_one_note_and_converge(
-        qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+def _start(home: Any, arun: Any, tmp_path: Path, **api: Any) -> Runtime:
+    """The app with the API layer and the Advanced Client only, ann signed in."""
     if str(PLUGINS / "api_integration_layer") not in sys.path:
         sys.path.append(str(PLUGINS / "api_integration_layer"))
     from api_integration_layer.testing import FAST_API, PASSWORD
@@ -37,14 +39,20 @@ def test_two_pages_co_edit_one_note_and_converge(
         (holder / name).symlink_to(PLUGINS / name, target_is_directory=True)
     settings = Settings()
     settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
+    settings.api = ApiSettings(**{**FAST_API, **api})
     rt = Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False,
                                                 extra_plugin_dirs=[holder]))
     arun(rt.start())
+    layer = rt.plugins.by_id["api_integration_layer"].instance
+    arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD))
+    arun(layer.client.auth.login("ann", PASSWORD))
+    return rt
+
+
+def test_two_pages_co_edit_one_note_and_converge(
+        qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    rt = _start(home, arun, tmp_path)
     try:
-        layer = rt.plugins.by_id["api_integration_layer"].instance
-        arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD))
-        arun(layer.client.auth.login("ann", PASSWORD))
         api = f"{rt.url}plugins/advanced_client/api/"
         headers = {"Authorization": f"Bearer {rt.token}"}
 
@@ -116,5 +124,54 @@ def test_two_pages_co_edit_one_note_and_converge(
                 browser.wait_idle(view)
                 report = browser.report(view)
                 assert not report.problems, report.problems
+    finally:
+        arun(rt.stop())
+
+
+ATTACK = ('See <img src=x onerror="document.title=\'owned\'"> and '
+          '<script>document.title="owned"</script> [link](javascript:alert(1)) **bold**')
+
+
+def test_streamed_answer_in_the_page_renders_model_output_inert(
+        qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    """A model (plexi-echo) answers with markup meant to run in the page: streamed into
+    the page, the answer's DOM has no script, image or handler, the title is untouched."""
+    rt = _start(home, arun, tmp_path, ai_builtin_token_delay=0.005)
+    try:
+        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+            js = browser.js
+            view = browser.open("/plugins/advanced_client/")
+            qtbot.waitUntil(lambda: js(view, "document.body.dataset.ready || ''") == "true",
+                            timeout=30_000)
+            js(view, "document.getElementById('new-chat').click() || 1")
+            qtbot.waitUntil(lambda: not js(view, "document.getElementById('chat-model')"
+                                                 ".disabled"), timeout=30_000)
+            js(view, "(document.getElementById('chat-model').value = 'builtin/plexi-echo')"
+                     " && 1")
+            js(view, "document.getElementById('chat-model').dispatchEvent(new Event('change'))"
+                     " || 1")
+            browser.wait_idle(view)
+            js(view, f"(document.getElementById('prompt').value = {ATTACK!r}) && 1")
+            js(view, "document.getElementById('send').click() || 1")
+            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
+                                                 "'#messages .msg.assistant').length")) == 1
+                            and not js(view, "document.querySelector('.msg.writing') !== null")
+                            and bool(js(view, "!document.getElementById('send').hidden")),
+                            timeout=30_000)
+            browser.wait_idle(view)
+            answer = "document.querySelector('#messages .msg.assistant .body')"
+            assert "document.title" in str(js(view, f"{answer}.textContent"))
+            assert js(view, f"{answer}.querySelectorAll('script, img, iframe, svg').length") \
+                == 0
+            assert js(view, "[...document.querySelectorAll('#messages *')].some(e => "
+                            "[...e.attributes].some(a => a.name.startsWith('on') || "
+                            "/^\\s*javascript:/i.test(a.value)))") is False
+            assert js(view, f"{answer}.querySelector('strong').textContent") == "bold"
+            assert js(view, "document.title") == "Advanced Client"
+            meta = str(js(view, "document.querySelector('#messages .msg.assistant .meta')"
+                                ".textContent"))
+            assert "first token" in meta and "tokens" in meta
+            report = browser.report(view)
+            assert not report.problems, report.problems
     finally:
         arun(rt.stop())
