@@ -538,3 +538,17 @@ async def test_stored_recovery_codes_resist_an_offline_search(v1, clock):
     r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
                                                     "recovery_code": codes[1].upper()})
     assert r.status_code == 200 and r.json()["recovery_codes_remaining"] == len(codes) - 1
+
+
+async def test_the_failure_limiter_forgets_quiet_keys():
+    """Review finding (of the fix that counts attempts in advance): attempts must prune
+    keys that went quiet like failures do, or every name ever tried stays in memory."""
+    now = [0.0]
+    limiter = mfa.FailureLimiter("test", clock=lambda: now[0])
+    for n in range(10_050):
+        with limiter.attempt(f"name:{n}") as attempt:
+            attempt.fail()
+    now[0] += mfa.FAILURE_WINDOW + 1
+    with limiter.attempt("owner"):
+        pass  # a success: its slot is given back
+    assert len(limiter._failures) <= 2

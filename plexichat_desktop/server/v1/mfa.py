@@ -248,6 +248,7 @@ class FailureLimiter:
         self.check(key)
         stamp = self.clock()
         self._live(key).append(stamp)
+        self._prune()
         return Attempt(self, key, stamp)
 
     def forgive(self, key: str, stamp: float) -> None:
@@ -259,8 +260,12 @@ class FailureLimiter:
 
     def fail(self, key: str) -> None:
         self._live(key).append(self.clock())
+        self._prune()
+
+    def _prune(self) -> None:
         if len(self._failures) > 10_000:  # drop keys that went quiet
-            for stale in [k for k, v in self._failures.items() if not v]:
+            cutoff = self.clock() - self.window
+            for stale in [k for k, v in self._failures.items() if not v or v[-1] <= cutoff]:
                 del self._failures[stale]
 
     def reset(self) -> None:
