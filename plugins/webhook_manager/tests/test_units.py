@@ -192,3 +192,21 @@ async def test_the_forwarder_never_reads_a_huge_answer_whole() -> None:
     finally:
         await forwarder.aclose()
         server.close()
+
+
+def test_an_inbox_hint_never_shows_most_of_a_short_secret() -> None:
+    # Review finding: the list showed the first 4 characters of any secret, so a short
+    # one typed by hand ("abcd") was listed whole.
+    import json as json_module
+
+    from webhook_manager.inspector import inbox_dict
+
+    def row(secret: str) -> dict[str, Any]:
+        return {"id": "i", "name": "n", "token": "t", "tolerance": 300, "respond_status": 200,
+                "webhook_id": None, "forward_url": None, "forward_template": None,
+                "created_at": 0.0, "secrets": json_module.dumps(
+                    [{"secret": secret, "expires_at": None}])}
+
+    short = inbox_dict(row("abcd"), None)
+    assert short["has_secret"] and "abcd" not in json_module.dumps(short)
+    assert inbox_dict(row("0123456789abcdef0123"), None)["secret_hint"] == "0123…"

@@ -222,7 +222,7 @@ def inbox_dict(row: dict[str, Any], base_url: str | None) -> dict[str, Any]:
     return {
         "id": row["id"], "name": row["name"],
         "url": f"{base_url}{INBOX_PREFIX}{row['token']}" if base_url else None,
-        "has_secret": bool(live), "secret_hint": live[0]["secret"][:4] + "…" if live else None,
+        "has_secret": bool(live), "secret_hint": _hint(live[0]["secret"]) if live else None,
         "secrets_in_force": len(live),
         "previous_expires_at": next((s["expires_at"] for s in live if s["expires_at"]), None),
         "tolerance": row["tolerance"], "respond_status": row["respond_status"],
@@ -230,6 +230,12 @@ def inbox_dict(row: dict[str, Any], base_url: str | None) -> dict[str, Any]:
         "forward_template": row["forward_template"], "created_at": row["created_at"],
         "captures": row.get("captures"),
     }
+
+
+def _hint(secret: str) -> str:
+    """The first characters of a secret, only when they are a small part of it: a
+    secret typed by hand may be short, and "abcd…" of "abcd" is the whole secret."""
+    return secret[:4] + "…" if len(secret) >= 16 else "…"
 
 
 def live_secrets(row: dict[str, Any], at: float) -> list[str]:
