@@ -44,3 +44,18 @@ async def test_publish_read_replace_withdraw(v1):
     await ann.client.put("/users/me/keys", json={"public_key": KEY})
     assert (await ann.client.delete("/users/me")).status_code == 200
     assert (await bob.client.get(f"/users/{ann.id}/keys")).status_code == 404
+
+
+async def test_small_order_keys_are_refused(v1):
+    """Review finding: any 32 bytes were published, including the small-order points of
+    X25519 (all-zero, one, ...). Key agreement with one yields the all-zero secret, which
+    clients refuse with an error: whoever published one broke every sender's encryption
+    to them (a 500 in the Security Toolkit)."""
+    ann = await v1.account("ann")
+    for raw in (bytes(32), b"\x01" + bytes(31), bytes.fromhex(
+            "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+            bytes.fromhex("ec" + "ff" * 30 + "7f")):
+        text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        bad = await ann.client.put("/users/me/keys", json={"public_key": text})
+        assert bad.status_code == 422 and "small order" in bad.text, raw.hex()
+    assert (await ann.client.put("/users/me/keys", json={"public_key": KEY})).status_code == 200

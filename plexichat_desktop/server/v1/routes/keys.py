@@ -15,6 +15,7 @@ import binascii
 import sqlite3
 from typing import Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from fastapi import APIRouter
 from pydantic import Field
 
@@ -49,7 +50,22 @@ def _raw_key(body: PublishKey) -> bytes:
         raise invalid("public_key", f"an {body.algorithm} public key has "
                                     f"{KEY_BYTES[body.algorithm]} bytes, this one {len(raw)}",
                       body.public_key)
+    if not _usable_x25519(raw):
+        raise invalid("public_key", "not a usable x25519 public key (a point of small "
+                                    "order: every shared secret with it is zero)",
+                      body.public_key)
     return raw
+
+
+def _usable_x25519(raw: bytes) -> bool:
+    """False for the small-order points (all-zero, one, ...): a key agreement with one
+    gives the all-zero secret, which clients refuse with an error, so a published one
+    would break every sender's encryption to its owner."""
+    try:
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(raw))
+    except ValueError:
+        return False
+    return True
 
 
 def _publish(conn: sqlite3.Connection, user_id: str, algorithm: str, key: str
