@@ -12,15 +12,20 @@ history), which is what convergence and per-user undo are about.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from plexichat_desktop.core.settings import ApiSettings, Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.gui.conftest import FAKE_MEDIA
 from tests.gui.page_console import page_browser
+from tests.gui.shell_helpers import keep_bundled, make_shell, wait_loaded
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -174,4 +179,50 @@ def test_streamed_answer_in_the_page_renders_model_output_inert(
             report = browser.report(view)
             assert not report.problems, report.problems
     finally:
+        arun(rt.stop())
+
+
+def test_dictation_records_through_the_permission_gate(
+        qapp: Any, qtbot: Any, home: Any, arun: Any, js: Any) -> None:
+    """The desktop window with a fake capture device: the page's 🎤 asks the app's gate,
+    which puts the question for this plugin; after Allow, the recording goes through the
+    AudioWorklet into a WAV that the plugin's pocketsphinx decodes (its timing is in the
+    activity panel's figures), and the grant is remembered for this plugin only."""
+    if FAKE_MEDIA not in os.environ.get("QTWEBENGINE_CHROMIUM_FLAGS", ""):
+        pytest.skip(f"needs {FAKE_MEDIA} in QTWEBENGINE_CHROMIUM_FLAGS (no capture device)")
+    settings = Settings()
+    settings.server.port = 0
+    rt = Runtime(home, settings, RuntimeOptions(include_installed=False))
+    keep_bundled(rt, "api_integration_layer", "advanced_client")
+    arun(rt.start())
+    shell = make_shell(qapp, rt, home)
+    try:
+        gate = shell.permissions
+        assert gate is not None
+        pane = shell.window.open_page("/plugins/advanced_client/index.html", "Advanced")
+        wait_loaded(qtbot, js, pane, "document.body.dataset.ready === 'true'", 30_000)
+        view = pane.view
+        js(view, "document.getElementById('dictate').click() || 1")
+        qtbot.waitUntil(lambda: bool(gate.open_questions), timeout=15_000)
+        (question,) = gate.open_questions
+        assert question.kind == "microphone" and question.plugin == "advanced_client"
+        next(b for b in question.box.buttons() if b.text() == "Allow").click()
+        qtbot.waitUntil(lambda: js(view, "document.getElementById('dictate')"
+                                         ".getAttribute('aria-pressed')") == "true",
+                        timeout=15_000)
+        qtbot.wait(1500)  # a second and a half of the fake device's tone
+        js(view, "document.getElementById('dictate').click() || 1")
+        qtbot.waitUntil(lambda: any(t in str(js(view, "document.getElementById('notice')"
+                                                      ".textContent"))
+                                    for t in ("Dictated", "Nothing was understood")),
+                        timeout=30_000)
+        figures = str(js(view, "document.getElementById('client-figures').textContent"))
+        assert "Recognition p50" in figures
+        wait_loaded(qtbot, js, pane, "!document.getElementById('client-figures').textContent"
+                                     ".includes('Recognition p50—')", 30_000)
+        assert js(view, "document.getElementById('page-error').hidden") is True
+        stored = json.loads((home.config_dir / "permissions.json").read_text())
+        assert stored == {"advanced_client": {"microphone": "granted"}}
+    finally:
+        arun(shell.shutdown())
         arun(rt.stop())

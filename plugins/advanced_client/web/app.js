@@ -466,7 +466,14 @@ async function toggleRecording(kind) {
 }
 
 async function handleRecording(kind, wav) {
-  if (kind === "command") return runVoiceCommand(wav);
+  try {
+    await (kind === "command" ? runVoiceCommand(wav) : dictate(wav));
+  } finally {
+    loadActivity().catch(() => {});  // the recognition timing
+  }
+}
+
+async function dictate(wav) {
   const result = await api("voice/transcribe", {method: "POST", raw: wav});
   if (!result.text) { notice("Nothing was understood."); return; }
   const box = $("prompt");
