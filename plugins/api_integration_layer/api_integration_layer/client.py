@@ -141,7 +141,8 @@ def _describe(exc: BaseException) -> str:
 class ApiClient(Groups):
     """The client. Endpoint groups are attributes (``auth``, ``users``, ``messages``,
     ``files``, ``groups``, ``search``, ``notifications``, ``system``, ``realtime``,
-    ``webhooks``, ``analytics``, ``backup``, ``performance``); see :mod:`groups`.
+    ``webhooks``, ``analytics``, ``backup``, ``performance``, ``keys``, ``ai``,
+    ``collaboration``); see :mod:`groups`.
 
     Args:
         base_url: the API root, e.g. ``http://127.0.0.1:8000/api/v1``.
