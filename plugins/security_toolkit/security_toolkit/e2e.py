@@ -84,6 +84,11 @@ def parse_public(text: str, field: str = "public_key") -> bytes:
         raise Problem(field, "the key is not valid base64url") from None
     if len(raw) != 32:
         raise Problem(field, f"the key is {len(raw)} bytes, an X25519 key has 32")
+    try:  # a small-order point (all-zero, one...): every shared secret with it is zero
+        X25519PrivateKey.generate().exchange(X25519PublicKey.from_public_bytes(raw))
+    except ValueError:
+        raise Problem(field, "not a usable X25519 public key (a point of small order)"
+                      ) from None
     return raw
 
 

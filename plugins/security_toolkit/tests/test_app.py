@@ -222,7 +222,8 @@ async def test_secure_messages_leave_only_ciphertext_on_the_server(app: Any) -> 
     async with app() as (client, _plugin, server):
         await client.post("vault/create", json={"password": MASTER})
         nobody = await client.post("contacts", json={"username": "bob",
-                                                     "public_key": "stk1:" + "A" * 43})
+                                                     "public_key": e2e.public_text(
+                                                         e2e.new_private())})
         assert nobody.status_code == 409 and nobody.json()["field"] == "v1"
         layer = server.plugin("api_integration_layer")
         await layer.client.auth.register("ann", "ann@example.org", PASSWORD)

@@ -386,3 +386,19 @@ def test_a_sealed_message_that_is_not_utf8_is_unreadable_not_a_crash(
     with pytest.raises(Problem) as info:
         e2e.open_sealed(sealed, reader, "ann", "bob")
     assert info.value.field == "content"
+
+
+def test_small_order_public_keys_are_refused() -> None:
+    """Review finding: any 32 bytes were accepted as a contact's key (by hand or from the
+    directory); with a small-order point the key agreement of seal() raised ValueError, a
+    500 on sending. Refused as a 422 on the key now."""
+    me = e2e.new_private()
+    for raw in (bytes(32), b"\x01" + bytes(31), bytes.fromhex("ec" + "ff" * 30 + "7f")):
+        text = e2e.KEY_PREFIX + e2e.directory_text(raw)
+        with pytest.raises(Problem) as info:
+            e2e.parse_public(text)
+        assert info.value.field == "public_key" and "small order" in info.value.message
+        with pytest.raises(Problem):
+            e2e.from_directory(e2e.directory_text(raw))
+    mine = e2e.parse_public(e2e.public_text(me))  # a real key still parses
+    assert len(mine) == 32
