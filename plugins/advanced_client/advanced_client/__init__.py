@@ -47,6 +47,7 @@ from advanced_client.render import plain_text, render_markdown
 from advanced_client.retrieval import BM25, ContextPiece, Doc, assemble, chunk_text
 from advanced_client.store import NotFound, Store
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 
 if TYPE_CHECKING:
@@ -55,6 +56,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CLIPS_KEPT = 32  # spoken clips kept in memory for the page's <audio> elements
 V1_CACHE_SECONDS = 30.0  # how long fetched PlexiChat messages serve retrieval
+# Realtime events after which the activity panel is out of date (presence, notifications,
+# new or changed messages): the page reloads it when one arrives.
+LIVE_KINDS = frozenset({"presence_update", "notification", "message", "message_updated",
+                        "message_deleted", "reaction", "user_joined", "user_left"})
 COLORS = ["#e5484d", "#0b8a7a", "#6e56cf", "#d6409f", "#3e63dd", "#ad5700", "#2f8f46"]
 
 
@@ -202,6 +207,8 @@ class AdvancedClientPlugin(Plugin):
         self.clips: OrderedDict[str, bytes] = OrderedDict()
         self.running: dict[str, asyncio.Event] = {}  # chat id -> stop request
         self._v1_cache: tuple[float, str, list[Doc]] | None = None
+        self.hub = EventHub(maxsize=64)
+        self._follower: asyncio.Task[Any] | None = None
 
         add = ctx.add_route
         add("/status", self.status)
@@ -242,6 +249,7 @@ class AdvancedClientPlugin(Plugin):
             methods=["POST"])
         add("/notes/{session_id}/export", self.note_export)
         add("/activity", self.activity)
+        add("/activity/events", self.activity_events)
 
     # -- helpers -------------------------------------------------------------------------
     def _api(self) -> ScopedApi:
@@ -972,6 +980,46 @@ class AdvancedClientPlugin(Plugin):
         return await self._guard(work())
 
     # -- activity ------------------------------------------------------------------------
+    async def activity_events(self) -> StreamingResponse:
+        """Server-Sent Events for the activity panel: ``changed`` (with the realtime
+        event's kind) whenever presence, notifications or messages change, ``live`` once
+        the account's realtime socket is followed. The plugin follows that socket only
+        while a page listens."""
+        return self.ctx.event_stream(self._activity_stream())
+
+    async def _activity_stream(self) -> AsyncIterator[tuple[str, Any]]:
+        queue = self.hub.subscribe()
+        if self._follower is None or self._follower.done():
+            self._follower = self.ctx.create_task(self._follow(),
+                                                  name="advanced_client activity follower")
+        try:
+            yield "hello", {"following": self._optional_api() is not None}
+            while True:
+                yield await queue.get()
+        finally:
+            self.hub.unsubscribe(queue)
+            if not self.hub.subscriber_count and self._follower is not None:
+                self._follower.cancel()
+
+    async def _follow(self) -> None:
+        """Relay the signed-in account's realtime events while a page listens; without a
+        sign-in, look again every few seconds (a sign-in on the layer's page)."""
+        while self.hub.subscriber_count:
+            api = self._optional_api()
+            if api is None or not api.allows("realtime:read"):
+                await asyncio.sleep(5)
+                continue
+            user = (api.user or {}).get("id")
+            async with api.realtime.subscribe() as subscription:
+                async for event in subscription:
+                    if event.type == "subscription.open":
+                        self.hub.publish("live", {})
+                    elif event.type in LIVE_KINDS:
+                        self.hub.publish("changed", {"kind": event.type})
+                    if (api.user or {}).get("id") != user or not self.hub.subscriber_count:
+                        break  # signed out or someone else signed in: start again
+            await asyncio.sleep(1)
+
     async def activity(self) -> Any:
         """Presence, notifications, the server's performance and this client's timings in
         one answer (the page asks every few seconds while it is visible)."""

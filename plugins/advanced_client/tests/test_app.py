@@ -366,3 +366,30 @@ def test_bad_input_is_a_4xx_naming_the_field(app: PlexiChatApp) -> None:
     assert bad_voice.status_code in (422, 503)
     clip = app.client.get("api/voice/clips/nothing")
     assert clip.status_code == 404 and clip.json()["field"] == "clip_id"
+
+
+def test_activity_is_pushed_when_someone_writes(app: PlexiChatApp) -> None:
+    """The panel's stream: once the account's realtime socket is followed (``live``), a
+    message from someone else arrives as ``changed``."""
+    assert app.user is not None
+    _carol_id, carol = _peer(app, "carolpush")
+    seen: list[str] = []
+    try:
+        with app.client.stream("GET", "api/activity/events", timeout=60) as response:
+            assert response.status_code == 200
+            name = None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                    continue
+                if not line.startswith("data: ") or name is None:
+                    continue
+                seen.append(name)
+                if name == "live":
+                    ok(carol.post("messages/send", json={
+                        "recipient_id": app.user.user_id, "content": "ping"}), 201)
+                if name == "changed" and json.loads(line[6:])["kind"] == "message":
+                    break
+    finally:
+        carol.close()
+    assert seen[0] == "hello" and "live" in seen and seen[-1] == "changed"

@@ -669,6 +669,31 @@ async function loadActivity() {
   ] : [["Server", data.signed_in ? "unavailable" : "sign in to see it"]]);
 }
 
+function followActivity() {
+  // Pushed: the plugin follows the account's realtime socket and says when presence,
+  // notifications or messages change. The server's figures still move on their own,
+  // so the panel also refreshes every 30 s (and every 5 s while the push is down).
+  const source = window.plexichatLive ? window.plexichatLive.open("api/activity/events")
+    : new EventSource("api/activity/events");
+  let timer = null;
+  const soon = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => loadActivity().catch(() => {}), 250);
+  };
+  source.addEventListener("changed", (event) => {
+    soon();
+    const kind = JSON.parse(event.data).kind;
+    if (kind === "message" && !$("sec-messages").hidden) loadConversations().catch(() => {});
+  });
+  source.addEventListener("live", soon);
+  let ticks = 0;
+  setInterval(() => {
+    ticks += 1;
+    const pushed = source.readyState === 1;
+    if (!document.hidden && (!pushed || ticks % 6 === 0)) loadActivity().catch(() => {});
+  }, 5000);
+}
+
 // ---- wiring ----------------------------------------------------------------------------
 function wire() {
   for (const tab of document.querySelectorAll('.tabs [role="tab"]')) {
@@ -778,8 +803,7 @@ async function start() {
     await openNote(id);
   } else if (state.chats.length) await openChat(state.chats[0].id);
   await loadActivity().catch(() => {});
-  // The panel follows the server every few seconds while the page is visible.
-  setInterval(() => { if (!document.hidden) loadActivity().catch(() => {}); }, 5000);
+  followActivity();
   document.body.dataset.ready = "true";
 }
 
