@@ -552,3 +552,28 @@ async def test_the_failure_limiter_forgets_quiet_keys():
     with limiter.attempt("owner"):
         pass  # a success: its slot is given back
     assert len(limiter._failures) <= 2
+
+
+async def test_no_user_can_send_a_security_alert_to_another(v1):
+    """Review finding: any user could send another a notification with metadata
+    kind 'security.new_device' (title 'New sign-in to your account'...), which the User
+    Manager shows as the server's own security alert: a phishing channel. The 'security.'
+    kinds are the server's."""
+    ann = await v1.account("ann")
+    bob = await v1.account("bob")
+    for kind in ("security.new_device", "security.password_reset_issued", "security.x"):
+        for path, target in (("/notifications/send", {"recipient_id": ann.id}),
+                             ("/notifications/broadcast", {"recipient_ids": [ann.id]})):
+            r = await bob.client.post(path, json={
+                "title": "New sign-in to your account", "message": "Change it at evil",
+                "metadata": {"kind": kind}, **target})
+            assert r.status_code == 422 and "reserved" in r.text, (path, kind, r.text)
+    r = await bob.client.post("/notifications/send", json={
+        "recipient_id": ann.id, "title": "hi", "message": "hello",
+        "metadata": {"kind": "chat.ping"}})
+    assert r.status_code == 201, r.text
+    # The server's own alert still arrives (a new device signs in).
+    await password_step(v1, "ann", device_info={"name": "Laptop"})
+    notes = (await ann.client.get("/notifications/")).json()["notifications"]
+    kinds = [n["metadata"].get("kind") for n in notes]
+    assert "security.new_device" in kinds and "chat.ping" in kinds

@@ -145,6 +145,11 @@ def insert_notification(conn: sqlite3.Connection, user_id: str, sender_id: str |
 def _check_metadata(metadata: dict[str, Any]) -> None:
     if len(json.dumps(metadata)) > METADATA_MAX:
         raise invalid("metadata", f"at most {METADATA_MAX} characters of JSON")
+    # "security.*" marks the server's own alerts (a new device, a reset token issued):
+    # clients show them as such, so no user may send one to another.
+    if str(metadata.get("kind", "")).startswith("security."):
+        raise invalid("metadata", "metadata.kind 'security.*' is reserved for the "
+                                  "server's own security alerts")
 
 
 def _send_many(conn: sqlite3.Connection, sender: str, recipients: list[str],
