@@ -458,6 +458,9 @@ async def recover(webhook_id: str, body: RecoverBody, user: User, api: Api
     if until < since:
         raise invalid("until", "must not be before since", body.until and
                       body.until.isoformat())
+    # No delivery is older than 1970 or newer than now; clamped, both ends can be echoed
+    # (iso() of a time before the year 1 or after 9999 raised: a 500).
+    since, until = max(since, 0.0), min(until, current)
     result = await api.store.write(_recover, webhook_id, since, until)
     if result["delivery_ids"]:
         api.webhooks.wake()
