@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import subprocess
 import time
 import uuid
 from collections import OrderedDict
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from api_integration_layer.scoped import ScopedApi
 
 T = TypeVar("T")
+MAX_SPOKEN = 4000  # characters read aloud at most
 CLIPS_KEPT = 32  # spoken clips kept in memory for the page's <audio> elements
 V1_CACHE_SECONDS = 30.0  # how long fetched PlexiChat messages serve retrieval
 # Realtime events after which the activity panel is out of date (presence, notifications,
@@ -805,6 +807,8 @@ class AdvancedClientPlugin(Plugin):
             raise Problem(503, "voice", str(exc)) from None
         except voice.AudioProblem as exc:
             raise Problem(exc.status, "voice", str(exc).split(": ", 1)[-1]) from None
+        except subprocess.TimeoutExpired:
+            raise Problem(504, "voice", "espeak-ng took longer than 30 s") from None
         ms = (time.perf_counter() - started) * 1000
         await self._db(self.store.add_timing, "speak", ms)
         clip_id = uuid.uuid4().hex
@@ -816,10 +820,16 @@ class AdvancedClientPlugin(Plugin):
                 "seconds": round(seconds, 2), "ms": round(ms, 1), "bytes": len(data)}
 
     async def speak(self, body: SpeakBody) -> Any:
-        text = plain_text(body.text) if body.markdown else body.text
+        """Read ``text`` aloud: a clip URL for the page's player. Long texts are cut at
+        :data:`MAX_SPOKEN` characters (about four minutes of speech, a 10 MB WAV)."""
+        text = plain_text(body.text, MAX_SPOKEN) if body.markdown else body.text[:MAX_SPOKEN]
         if not text.strip():
             return _answer(Problem(422, "text", "nothing to read aloud"))
-        return await self._guard(self._speak(text, body.voice, body.words_per_minute))
+
+        async def work() -> dict[str, Any]:
+            clip = await self._speak(text, body.voice, body.words_per_minute)
+            return {**clip, "truncated": len(body.text) > MAX_SPOKEN}
+        return await self._guard(work())
 
     async def clip(self, clip_id: str) -> Response:
         data = self.clips.get(clip_id)

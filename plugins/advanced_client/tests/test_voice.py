@@ -131,3 +131,11 @@ def test_bad_audio_is_422_and_long_audio_413(app: PlexiChatApp) -> None:
     r = app.client.post("api/voice/transcribe", content=silence)
     assert r.status_code == 413 and r.json()["field"] == "audio"
     assert "10 s" in r.json()["detail"]
+
+
+def test_long_text_is_read_up_to_the_limit(app: PlexiChatApp) -> None:
+    clip = app.client.post("api/voice/speak", json={"text": "word " * 2000, "markdown": False})
+    assert clip.status_code == 200, clip.text
+    assert clip.json()["truncated"] is True
+    with wave.open(io.BytesIO(app.client.get(clip.json()["clip_url"]).content)) as w:
+        assert w.getnframes() > 0
