@@ -405,19 +405,22 @@ def to_csv(scan: dict[str, Any]) -> str:
         svc = p.get("service") or {}
         tls = p.get("tls") or {}
         chain = tls.get("chain") or [{}]
-        writer.writerow([scan["id"], started, p["address"], names.get(p["address"], ""),
-                         p["port"], p["state"], p.get("reason", ""), svc.get("name") or "",
-                         svc.get("product") or "", svc.get("version") or "",
-                         tls.get("negotiated") or ("yes" if svc.get("tls") else ""),
-                         chain[0].get("not_after", ""), _cell(svc.get("banner") or ""),
-                         "; ".join(by_port.get((p["address"], p["port"]), []))])
+        # Every text cell is defused: besides banners, names, products, versions and
+        # reasons come from the scanned services or an imported (untrusted) report.
+        writer.writerow([_cell(str(value)) for value in (
+            scan["id"], started, p["address"], names.get(p["address"], ""),
+            p["port"], p["state"], p.get("reason", ""), svc.get("name") or "",
+            svc.get("product") or "", svc.get("version") or "",
+            tls.get("negotiated") or ("yes" if svc.get("tls") else ""),
+            chain[0].get("not_after", ""), svc.get("banner") or "",
+            "; ".join(by_port.get((p["address"], p["port"]), [])))])
     return out.getvalue()
 
 
 def _cell(text: str) -> str:
     """A spreadsheet must not run a banner as a formula (CSV injection)."""
     text = text.replace("\r", " ").replace("\n", " ")
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t") else text
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "|", "%") else text
 
 
 __all__ = ["NetworkScannerPlugin", "ScannerSettings", "to_csv"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +272,27 @@ async def test_an_imported_report_with_bad_numbers_is_422(tmp_path: Path, attrib
         assert answer.status_code == 422, answer.text
         assert answer.json()["field"] == "xml"
         assert (await client.get("scans")).json()["scans"] == []
+
+
+@pytest.mark.asyncio
+async def test_csv_export_defuses_formulas_in_every_imported_cell(tmp_path: Path) -> None:
+    """Review finding: only the banner was defused; an imported report (untrusted) put
+    formulas in the host name, product, version, service name and reason cells."""
+    xml = (Path(__file__).parent / "data" / "nmap-sample.xml").read_text()
+    evil = '=HYPERLINK(&quot;http://x&quot;)'
+    for old, new in (('product="OpenSSH"', f'product="{evil}"'),
+                     ('version="8.9p1"', 'version="+1+1"'),
+                     ('name="ssh"', 'name="@SUM(A1)"'),
+                     ('reason="syn-ack"', 'reason="-2+3"')):
+        assert old in xml, old
+        xml = xml.replace(old, new, 1)
+    xml = re.sub(r'<hostname name="[^"]*"', f'<hostname name="{evil}"', xml, count=1)
+    async with running_app(tmp_path) as (client, _plugin, _server):
+        answer = await client.post("import", json={"xml": xml})
+        assert answer.status_code == 201, answer.text
+        text = (await client.get(f"scans/{answer.json()['id']}/export.csv")).text
+        rows = list(csv.reader(io.StringIO(text)))[1:]
+        assert rows and any("HYPERLINK" in cell for row in rows for cell in row)
+        for row in rows:
+            for cell in row:
+                assert cell[:1] not in ("=", "+", "-", "@"), row
