@@ -152,7 +152,11 @@ def resolve_time(text: str, now: dt.datetime | None = None) -> dt.datetime | Non
         raise ValueError(f"{text!r} is not 'now', 'now-<n><s|m|h|d|w|M|y>' or an ISO "
                          "timestamp") from None
     if value.tzinfo is not None:
-        value = value.astimezone().replace(tzinfo=None)
+        try:
+            value = value.astimezone().replace(tzinfo=None)
+        except OverflowError:  # 9999-12-31T23:59-14:00 is past the year 9999 here
+            raise ValueError(f"{text!r} is outside the years 1-9999 in this time "
+                             "zone") from None
     return value
 
 

@@ -136,10 +136,11 @@ def test_the_chart_builder_checks_its_base_query_before_describing_it(
 
 def test_out_of_range_times_and_values_are_422_not_500(plexichat_app: Any) -> None:
     client = plexichat_app.client
-    for end in ("now-99999999999y", "now-99999999999999999s", "now-99999999999M"):
+    for end in ("now-99999999999y", "now-99999999999999999s", "now-99999999999M",
+                "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"):
         answer = client.post("api/query", json={"sql": "SELECT 1", "time_range": {
             "from": end, "to": "now"}})
-        assert answer.status_code == 422 and "year 1" in answer.text, answer.text
+        assert answer.status_code == 422 and "year" in answer.text, answer.text
     answer = client.post("api/chart", json={
         "type": "histogram", "x": "a", "run": False,
         "sql": "SELECT 1e308 AS a UNION ALL SELECT -1e308"})
