@@ -210,3 +210,34 @@ def test_an_inbox_hint_never_shows_most_of_a_short_secret() -> None:
     short = inbox_dict(row("abcd"), None)
     assert short["has_secret"] and "abcd" not in json_module.dumps(short)
     assert inbox_dict(row("0123456789abcdef0123"), None)["secret_hint"] == "0123…"
+
+
+def test_listing_captures_never_loads_their_bodies(tmp_path: Any) -> None:
+    # Review finding: the list selected every column, bodies included, and a verdict
+    # filter first loaded up to 100 000 captures: captures_kept x max_body in memory.
+    import tracemalloc
+    import uuid
+
+    from webhook_manager.inspector import InspectorStore
+
+    store = InspectorStore(tmp_path / "inspector.sqlite3", keep=500)
+    inbox = store.create_inbox("big", secret=None, tolerance=300, respond_status=200)
+    body = b"x" * (1 << 20)
+    for number in range(40):
+        store.add_capture({"id": str(uuid.uuid4()), "inbox_id": inbox["id"], "at": number,
+                           "method": "POST", "path": "/in/t", "headers": {}, "body": body,
+                           "size": len(body), "response_status": 200,
+                           "verdict": {"ok": number % 2 == 0, "reason": "", "checks": []}})
+    tracemalloc.start()
+    try:
+        passed = store.captures(inbox["id"], 100, "pass")
+        failed = store.captures(inbox["id"], 5, "fail")
+        everything = store.captures(inbox["id"], 100)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        store.close()
+    assert len(passed) == 20 and all(c["verdict"]["ok"] for c in passed)
+    assert [c["at"] for c in failed] == [39, 37, 35, 33, 31]
+    assert len(everything) == 40 and "body" not in everything[0]
+    assert peak < 8 << 20, peak

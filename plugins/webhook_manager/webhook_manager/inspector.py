@@ -50,6 +50,11 @@ _SCHEMA = (
 )
 
 
+# The columns of a capture in a list (all but its body).
+_LISTED = ("seq, id, inbox_id, at, method, path, headers, size, verdict, response_status, "
+           "forward")
+
+
 class InspectorProblem(ValueError):
     """Bad input for an inbox; names the field. ``status`` is the HTTP answer to give."""
 
@@ -181,13 +186,15 @@ class InspectorStore:
 
     def captures(self, inbox_id: str, limit: int = 100, verdict: str | None = None
                  ) -> list[dict[str, Any]]:
-        rows = self._all("SELECT * FROM captures WHERE inbox_id = ? ORDER BY seq DESC LIMIT ?",
-                         (inbox_id, limit if verdict is None else 100_000))
-        found = [capture_dict(r) for r in rows]
+        # The list never reads the bodies (up to max_body each, captures_kept of them),
+        # and the verdict is filtered in SQL, not by loading every capture first.
+        where, args = "inbox_id = ?", [inbox_id]
         if verdict is not None:
-            want = verdict == "pass"
-            found = [c for c in found if c["verdict"]["ok"] is want][:limit]
-        return found
+            where += " AND json_extract(verdict, '$.ok') = ?"
+            args.append(1 if verdict == "pass" else 0)
+        rows = self._all(f"SELECT {_LISTED} FROM captures WHERE {where} ORDER BY seq DESC "
+                         "LIMIT ?", (*args, limit))
+        return [capture_dict(r) for r in rows]
 
     def capture(self, capture_id: str) -> dict[str, Any] | None:
         row = self._one("SELECT * FROM captures WHERE id = ?", (capture_id,))
