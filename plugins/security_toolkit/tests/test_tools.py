@@ -402,3 +402,19 @@ def test_small_order_public_keys_are_refused() -> None:
             e2e.from_directory(e2e.directory_text(raw))
     mine = e2e.parse_public(e2e.public_text(me))  # a real key still parses
     assert len(mine) == 32
+
+
+def test_a_crafted_kdbx3_cannot_ask_for_endless_aes_kdf_rounds() -> None:
+    """The KDBX 3.1 side of the KDF bounds: pykeepass runs AES-KDF as a Python loop, one
+    iteration per round (2**64 allowed by the format)."""
+    import struct
+
+    def header(rounds: int) -> bytes:  # signatures, version 3.1, TransformRounds, end
+        return (b"\x03\xd9\xa2\x9a\x67\xfb\x4b\xb5" + struct.pack("<HH", 1, 3)
+                + bytes([6]) + struct.pack("<H", 8) + struct.pack("<Q", rounds)
+                + bytes([0]) + struct.pack("<H", 4) + b"\r\n\r\n")
+
+    interop.check_kdbx_costs(header(60_000))  # KeePass's classic default passes
+    with pytest.raises(Problem, match="AES-KDF rounds") as info:
+        interop.read_kdbx(header(1 << 40) + bytes(64), "pass")
+    assert info.value.field == "file"
