@@ -446,21 +446,24 @@ class AdvancedClientPlugin(Plugin):
             return _answer(exc)
         stop = self.running[chat_id] = asyncio.Event()
         history = await self._db(self.store.messages, chat_id)
-        return StreamingResponse(self._answer_stream(api, chat, history, question, stop),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
-
-    async def _answer_stream(self, api: ScopedApi, chat: dict[str, Any],
-                             history: list[dict[str, Any]], question: dict[str, Any],
-                             stop: asyncio.Event) -> AsyncIterator[bytes]:
-        """The response's side: relays what :meth:`_produce` finds. The model is read in a
-        task of its own (not in this generator, which the server steps from its response
-        task group): the upstream HTTP stream's cancel scopes must be entered and left in
-        one task, and the answer must be stored even when the page goes away."""
+        # The model is read in a task of its own, started here (not in the response's
+        # generator, which the server steps from its task group and may never start when
+        # the client is already gone): the upstream stream's cancel scopes must be entered
+        # and left in one task, and the answer is stored (and ``running`` cleared) in
+        # every case.
         queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
         producer = self.ctx.create_task(
             self._produce(api, chat, history, question, stop, queue),
-            name=f"advanced_client answer {chat['id']}")
+            name=f"advanced_client answer {chat_id}")
+        return StreamingResponse(self._relay(queue, producer, stop),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    async def _relay(queue: asyncio.Queue[tuple[str, Any] | None],
+                     producer: asyncio.Task[Any], stop: asyncio.Event
+                     ) -> AsyncIterator[bytes]:
+        """The response's side: what :meth:`_produce` finds, as SSE."""
         try:
             while True:
                 item = await queue.get()

@@ -393,3 +393,24 @@ def test_activity_is_pushed_when_someone_writes(app: PlexiChatApp) -> None:
     finally:
         carol.close()
     assert seen[0] == "hello" and "live" in seen and seen[-1] == "changed"
+
+
+def test_leaving_mid_answer_stops_it_and_keeps_the_text(app: PlexiChatApp) -> None:
+    chat = new_chat(app)
+    long = " ".join(f"token{i}" for i in range(400))
+    with app.client.stream("POST", f"api/chats/{chat['id']}/send", json={"content": long},
+                           timeout=60) as response:
+        for line in response.iter_lines():
+            if line.startswith("event: delta"):
+                break  # the page goes away after the first piece
+
+    def stored() -> dict[str, Any] | None:
+        data = ok(app.client.get(f"api/chats/{chat['id']}"))
+        answer = data["messages"][-1]
+        return answer if answer["status"] != "writing" and not data["running"] else None
+
+    answer = until(stored, "the answer to be stored")
+    assert answer["status"] == "stopped" and 0 < len(answer["content"]) < len(long)
+    # The chat is free again: a new question is answered.
+    got = events(app, chat["id"], {"content": "again"})
+    assert got[-1][1]["content"] == "again"
