@@ -45,6 +45,7 @@ __all__ = ["Dataset", "Engine", "NameError_", "QueryCancelled", "QueryResult", "
            "field_kind", "ident", "json_value", "safe_name"]
 
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # values a query hands to the page, at most (about)
 log = logging.getLogger(__name__)
 
 
@@ -368,9 +369,12 @@ class Engine:
             cursor.close()
 
     def run(self, sql: str, *, max_rows: int = 10_000, timeout: float = 30.0,
-            query_id: str | None = None, checked: CheckedQuery | None = None) -> QueryResult:
+            query_id: str | None = None, checked: CheckedQuery | None = None,
+            max_bytes: int = MAX_RESULT_BYTES) -> QueryResult:
         """Run one read-only query (checked here unless ``checked`` is given): at most
-        ``max_rows`` rows are returned (``truncated`` says when there were more). Past
+        ``max_rows`` rows, and about ``max_bytes`` of values, are returned
+        (``truncated`` says when there were more: 10 000 rows of 1 MB texts must not
+        become a 10 GB answer). Past
         ``timeout`` seconds, or on :meth:`interrupt` with ``query_id``, it is interrupted
         (:class:`QueryTimeout`, :class:`QueryCancelled`). Errors of the query itself
         (an unknown column...) are ``SqlRefused`` with DuckDB's message."""
@@ -391,7 +395,21 @@ class Engine:
         try:
             cursor.execute(checked.sql)
             description = cursor.description or []
-            fetched = cursor.fetchmany(max_rows + 1)
+            fetched: list[tuple[Any, ...]] = []
+            size = 0
+            cut = False
+            while len(fetched) <= max_rows:
+                batch = cursor.fetchmany(min(256, max_rows + 1 - len(fetched)))
+                if not batch:
+                    break
+                for row in batch:
+                    size += sum(_size_of(v) for v in row)
+                    if size > max_bytes and fetched:
+                        cut = True
+                        break
+                    fetched.append(row)
+                if cut:
+                    break
         except duckdb.InterruptException:
             if "timeout" in reasons:
                 raise QueryTimeout(f"the query ran past its limit of {timeout:g} s and was "
@@ -406,7 +424,7 @@ class Engine:
         seconds = time.perf_counter() - started
         columns = [{"name": str(d[0]), "type": str(d[1]), "kind": field_kind(str(d[1]))}
                    for d in description]
-        truncated = len(fetched) > max_rows
+        truncated = cut or len(fetched) > max_rows
         rows = [[json_value(v) for v in row] for row in fetched[:max_rows]]
         return QueryResult(columns, rows, truncated, round(seconds, 4), sorted(checked.tables))
 
@@ -502,6 +520,18 @@ class Engine:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+
+
+def _size_of(value: Any) -> int:
+    """About how many bytes ``value`` takes in an answer (texts, blobs and lists count
+    their length; anything else a few bytes)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return sum(_size_of(v) for v in value) + 2
+    if isinstance(value, dict):
+        return sum(_size_of(k) + _size_of(v) for k, v in value.items()) + 2
+    return 8
 
 
 def _count(cursor: duckdb.DuckDBPyConnection, name: str) -> int:

@@ -183,3 +183,17 @@ def test_a_damaged_dataset_file_does_not_take_the_others_down(
         assert again.run("SELECT * FROM damaged").rows == [[3]] and not again.broken
     finally:
         again.close()
+
+
+def test_a_result_of_huge_values_is_cut_by_size_not_only_by_rows(engine: Engine) -> None:
+    # Review finding: only rows were counted, so 10 000 rows of 1 MB texts were a 10 GB
+    # answer (and as much memory in the app).
+    wide = "SELECT i, repeat('x', 20000) AS s FROM range(200) t(i)"
+    result = engine.run(wide, max_rows=10_000, max_bytes=1_000_000)
+    assert result.truncated and 40 <= len(result.rows) <= 50
+    assert [r[0] for r in result.rows] == list(range(len(result.rows)))
+    # One row larger than the budget still comes back (the page shows it).
+    single = engine.run("SELECT repeat('y', 2000000) AS s", max_bytes=1_000_000)
+    assert len(single.rows) == 1 and not single.truncated
+    narrow = engine.run("SELECT * FROM range(5000)", max_rows=10_000)
+    assert len(narrow.rows) == 5000 and not narrow.truncated
