@@ -1,4 +1,4 @@
-"""Takes docs/chat.png, messages.png and notes.png: the page in QtWebEngine offscreen, as
+"""Takes docs/chat.png, messages.png, notes.png and library.png: the page in QtWebEngine offscreen, as
 the desktop window shows it, signed in as ann, with answers really streamed from the
 built-in provider (typed and sent through the page), a library document found by BM25
 retrieval, a message from bob with smart replies, and a shared note.
@@ -168,6 +168,19 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             browser.wait_idle(view)
             qtbot.wait(300)
             view.grab().save(str(HERE / f"notes{suffix}.png"))
+            js(view, "document.getElementById('tab-library').click() || 1")
+            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
+                                                 "'#library-rows tr').length")) >= 1,
+                            timeout=20_000)
+            js(view, "(document.getElementById('probe-q').value = 'why does the launch "
+                     "move?') && 1")
+            js(view, "document.querySelector('#probe button').click() || 1")
+            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
+                                                 "'#probe-results li').length")) >= 1,
+                            timeout=20_000)
+            browser.wait_idle(view)
+            qtbot.wait(300)
+            view.grab().save(str(HERE / f"library{suffix}.png"))
             report = browser.report(view)
             assert not report.problems, report.problems
             assert made["note"]
