@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import logging
 import signal
+import socket
 import sqlite3
 import sys
 import time
@@ -30,7 +31,7 @@ from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.server.security import ServerIdentity
 from plexichat_desktop.server.token import load_or_create_token
 from plexichat_desktop.server.v1 import ApiV1
-from plexichat_desktop.server.web_server import WebServer
+from plexichat_desktop.server.web_server import HOST, WebServer, bind_socket
 from plexichat_desktop.testing.manager import TestManager
 from plexichat_desktop.testing.store import ResultStore
 
@@ -79,6 +80,8 @@ class Runtime:
         # The embedded PlexiChat v1 API: its own store and background work (webhooks, metrics).
         self.api_v1 = self._open_api_v1() if settings.api.enabled else None
         self._plugins_starting: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None  # bound by prepare(), served by start()
+        self.port: int | None = None
 
     def _open_api_v1(self) -> ApiV1 | None:
         # Optional: a v1 database the app cannot open must not keep the app from starting.
@@ -94,7 +97,7 @@ class Runtime:
         """A link that signs a browser in once: a one-time code (valid five minutes),
         never the token. For "copy a login link" and for opening pages in the system
         browser."""
-        if self.server is None:
+        if self.port is None:
             raise RuntimeError("the runtime is not started")
         return self.identity.login_link(next_path)
 
@@ -106,9 +109,26 @@ class Runtime:
 
     @property
     def url(self) -> str:
-        if self.server is None:
+        """The server's URL: known from :meth:`prepare` on (the port is bound then, so a
+        window can point its tabs at it while the server starts)."""
+        if self.port is None:
             raise RuntimeError("the runtime is not started")
-        return self.server.url
+        return f"http://{HOST}:{self.port}/"
+
+    def prepare(self) -> str:
+        """Bind the port and discover the plugins (no plugin code runs); the URL.
+
+        The desktop window calls this before :meth:`start`, so it can show itself and its
+        restored tabs (their requests wait in the socket's backlog, then for their
+        plugins) while the server and the plugins start. Raises ``PortInUseError`` if the
+        port is taken. Idempotent; :meth:`start` calls it when nobody did."""
+        if self.port is None:
+            self._socket = bind_socket(self.settings.server.port)
+            self.port = self._socket.getsockname()[1]
+            self.identity.port = self.port
+            self.plugins.server_url = self.url
+            self.plugins.discover()
+        return self.url
 
     async def start(self, plugins_in_background: bool = False) -> str:
         """Bind the port, start plugins, then serve. Returns the server URL.
@@ -116,9 +136,11 @@ class Runtime:
         With ``plugins_in_background`` the server answers first and the plugins start
         right after, in the background (what ``serve`` and the window do: the first page
         does not wait for every plugin's imports); a request for a plugin still starting
-        waits for it. Raises ``PortInUseError`` before any plugin code runs if the port
-        is taken.
+        waits for it, and goes first. Raises ``PortInUseError`` before any plugin code
+        runs if the port is taken.
         """
+        self.prepare()
+        assert self._socket is not None
         self.bus.bind(asyncio.get_running_loop())
         self.event_log.start()
         app = create_app(self.plugins, self.bus, self.identity, default_resources_dir(),
@@ -127,10 +149,8 @@ class Runtime:
         self.server = WebServer(app, self.settings.server.port,
                                 self.settings.server.shutdown_timeout,
                                 header_timeout=self.settings.server.header_timeout,
-                                body_timeout=self.settings.server.body_timeout)
-        self.identity.port = self.server.port
-        self.plugins.server_url = self.server.url
-        self.plugins.discover()
+                                body_timeout=self.settings.server.body_timeout,
+                                sock=self._socket)
         if not plugins_in_background:
             await self.plugins.start()
         await self.tests.start()
@@ -157,6 +177,12 @@ class Runtime:
                  __version__, self.server.url, len(self.plugins.active()),
                  len(self.plugins.records), extra)
 
+    def begin_stop(self) -> None:
+        """The app is about to stop: start no further plugin (the one being set up
+        finishes). Called as soon as the window closes, before the window's own
+        clean-up, so that no plugin starts only to be torn down."""
+        self.plugins.abort_start()
+
     async def stop(self) -> None:
         """Stop in order: end live streams, test runs, plugins, then the server."""
         self.bus.publish(ServerStopping())
@@ -174,6 +200,9 @@ class Runtime:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+        elif self._socket is not None:  # prepared, never served
+            self._socket.close()
+        self._socket, self.port = None, None
         if self.api_v1 is not None:
             await self.api_v1.stop()
         await self.event_log.stop()

@@ -19,6 +19,7 @@ from plexichat_desktop.core.paths import AppPaths, resources_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
 from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
+from plexichat_desktop.server.web_server import PortInUseError
 
 if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment is set
     from PySide6.QtCore import QObject, QSettings
@@ -66,44 +67,48 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_ready: Callable[[str], None] | None,
                 attach: Attach | None = None) -> int:
-    # Chromium's helper processes (zygote, GPU, renderer) take a good part of a second to
-    # come up: a throwaway page starts them now, while the server and plugins start, so
-    # the first real tab finds them running.
-    warm_up = _warm_up_webengine() if webengine_missing is None else None
     runtime = Runtime(paths, settings, options)
     closed = asyncio.Event()
-    url = await start_until_signal(runtime, closed)
-    if url is None:
-        if warm_up is not None:
-            warm_up.deleteLater()
+    try:
+        runtime.prepare()  # the port is bound (its URL known) and the plugins discovered
+    except PortInUseError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        await runtime.stop()
         return 1
+    # The window comes first, with its restored tabs pointed at the bound port: Chromium
+    # starts its processes and asks for the pages while the server and the plugins start.
+    # The requests wait in the socket's backlog, then for their plugin, which starts
+    # before the others; the others wait until those pages have loaded.
     shell = DesktopShell(app, runtime, paths, closed, webengine_missing)
-    if warm_up is not None:
-        warm_up.deleteLater()  # its processes stay for the real pages
-    if on_ready is not None:
-        on_ready(url)
-    print(f"PlexiChat Desktop is serving at {url}", flush=True)
     detach = None
     try:
         shell.show()
+        runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
+        url = await start_until_signal(runtime, closed)
+        if url is None:
+            return 1
+        if on_ready is not None:
+            on_ready(url)
+        print(f"PlexiChat Desktop is serving at {url}", flush=True)
         if attach is not None:
             detach = await attach(runtime, shell.window)
         await closed.wait()
         log.info("closing the desktop window")
     finally:
+        runtime.begin_stop()  # no plugin starts any more only to be torn down
         if detach is not None:
             await detach()
         await shell.shutdown()
         await runtime.stop()
+        await shell.finish()
     return 0
 
 
-def _warm_up_webengine() -> QObject:
-    from PySide6.QtWebEngineCore import QWebEnginePage
-
-    page = QWebEnginePage()  # the default profile: the app's own one is made later
-    page.setHtml("")
-    return page
+# Seconds the plugins nobody looks at may wait for the window's first pages to load.
+FIRST_PAGES_HOLD = 10.0
+# Seconds the window's clean-up waits for the test panel's tasks before the runtime stops
+# (a test collection being cancelled ends for sure once the runtime's runner closes).
+PANEL_STOP_WAIT = 1.0
 
 
 class DesktopShell:
@@ -119,6 +124,8 @@ class DesktopShell:
         self.app = app
         self.runtime = runtime
         self.webengine_missing = webengine_missing
+        self.first_pages_loaded = asyncio.Event()
+        self._panel_stopping: asyncio.Future[None] | None = None
         self.profile = None
         self.interceptor = None
         from plexichat_desktop.gui.theme import current_scheme, on_scheme_applied
@@ -132,8 +139,8 @@ class DesktopShell:
                 set_profile_theme,
             )
 
-            assert runtime.server is not None
-            self.interceptor = TokenInterceptor(runtime.server.port, runtime.token, app)
+            assert runtime.port is not None  # prepared: the port is bound
+            self.interceptor = TokenInterceptor(runtime.port, runtime.token, app)
             self.profile = create_profile(app, self.interceptor, paths.data_dir / "webengine",
                                           paths.cache_dir / "webengine")
             set_profile_theme(self.profile, self.scheme)
@@ -153,12 +160,12 @@ class DesktopShell:
         from plexichat_desktop.gui.permissions import PermissionGate, PermissionStore, own_origins
         from plexichat_desktop.server.security import install_host
 
-        assert self.profile is not None and self.runtime.server is not None
+        assert self.profile is not None and self.runtime.port is not None
         self.downloads = DownloadManager(self.profile, qsettings, self.window,
                                          parent=self.window)
         plugins = self.runtime.plugins.by_id
         self.permissions = PermissionGate(
-            self.profile, own_origins(self.runtime.server.port, install_host(self.runtime.token)),
+            self.profile, own_origins(self.runtime.port, install_host(self.runtime.token)),
             PermissionStore(Path(paths.config_dir) / "permissions.json"),
             lambda pid: plugins[pid].name if pid in plugins else pid, self.window,
             parent=self.window)
@@ -208,17 +215,37 @@ class DesktopShell:
                 set_page_theme(pane.view.page(), scheme)
 
     def show(self) -> None:
+        """Show the window with its restored tabs and windows; ``first_pages_loaded`` is
+        set once each of their pages has loaded (at once when there is none)."""
         self.window.restore_state()
         self.window.show()
+        from plexichat_desktop.gui.browser import BrowserPane
+
+        panes = [self.window.tabs.widget(i) for i in range(self.window.tabs.count())]
+        panes += [w.pane for w in self.window.windows]
+        loading = {id(p): p for p in panes if isinstance(p, BrowserPane)}
+        for key, pane in loading.items():
+            def loaded(_ok: bool, key: int = key) -> None:
+                loading.pop(key, None)
+                if not loading:
+                    self.first_pages_loaded.set()
+
+            pane.view.loadFinished.connect(loaded)
+        if not loading:
+            self.first_pages_loaded.set()
 
     async def shutdown(self) -> None:
         """The bridge first (no event may reach a widget being deleted: plugins may still
         be starting in the background), then pages and views, then let Qt delete them."""
         self._unhook_theme()
+        self.first_pages_loaded.set()
         await self.bridge.close()
         if self.downloads is not None:
             self.downloads.cancel_all()
-        await self.window.dashboard.shutdown()
+        # The panel's tasks are cancelled; one cancelled in the middle of a test
+        # collection may only end once the runtime's test runner closes (finish()).
+        self._panel_stopping = asyncio.ensure_future(self.window.dashboard.shutdown())
+        await asyncio.wait([self._panel_stopping], timeout=PANEL_STOP_WAIT)
         if self.window.isVisible():
             self.window.close()
         self.window.deleteLater()
@@ -231,3 +258,8 @@ class DesktopShell:
             self.profile.deleteLater()
             self.profile = None
             await asyncio.sleep(0.05)
+
+    async def finish(self) -> None:
+        """After the runtime stopped: the test panel's last tasks have ended."""
+        if self._panel_stopping is not None:
+            await asyncio.wait([self._panel_stopping], timeout=5)

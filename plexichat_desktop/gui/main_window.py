@@ -143,6 +143,8 @@ class MainWindow(QMainWindow):
         self.closed = closed
         self.windows: list[PluginWindow] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # Plugins whose pages were opened before they started (restored tabs).
+        self._awaiting: set[str] = set()
         # Set by the shell when pages can ask for permissions (QtWebEngine is there).
         self.permission_gate: PermissionGate | None = None
         self.setWindowTitle("PlexiChat Desktop")
@@ -429,7 +431,12 @@ class MainWindow(QMainWindow):
         """The page, or, for a plugin that is not running, why not (its page would only
         answer 503)."""
         rec = self.plugin_of(path)
-        if rec is not None and not rec.running:
+        if rec is not None and self.runtime.plugins.starting(rec):
+            # Not started yet (plugins start in the background): the page's request waits
+            # for it on the server, and it starts before the plugins nobody looks at.
+            self.runtime.plugins.want(rec.id)
+            self._awaiting.add(rec.id)
+        elif rec is not None and not rec.running:
             problem = ProblemPane(self.runtime.url, path, title, rec.name, str(rec.state),
                                   rec.reason or "", parent)
             problem.detailsRequested.connect(lambda r=rec: self.show_details(r))
@@ -443,9 +450,22 @@ class MainWindow(QMainWindow):
         return pane
 
     def _plugin_state_changed(self, plugin_id: str, _state: str, _reason: str) -> None:
-        """A plugin that starts running replaces the panes that said it was not."""
+        """A plugin that starts running replaces the panes that said it was not; one that
+        failed to start replaces the pages opened while it was starting with the reason."""
         rec = self.runtime.plugins.by_id.get(plugin_id)
-        if rec is None or not rec.running:
+        if rec is None:
+            return
+        if plugin_id in self._awaiting and not self.runtime.plugins.starting(rec):
+            self._awaiting.discard(plugin_id)
+            if not rec.running:
+                panes = [self.tabs.widget(i) for i in range(self.tabs.count())]
+                panes += [w.pane for w in self.windows]
+                for pane in panes:
+                    if (isinstance(pane, Pane) and not isinstance(pane, ProblemPane)
+                            and (of := self.plugin_of(pane.home_path)) is not None
+                            and of.id == plugin_id):
+                        self._replace_with_problem(pane)
+        if not rec.running:
             return
         panes = [self.tabs.widget(i) for i in range(self.tabs.count())]
         panes += [w.pane for w in self.windows]

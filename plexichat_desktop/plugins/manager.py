@@ -182,6 +182,11 @@ class PluginManager:
         self._abort_start = False
         self._wanted: set[str] = set()       # plugins a request waits for: they go first
         self._state_changed = asyncio.Event()
+        # While set and unset: the first start() starts only wanted plugins (the others
+        # wait for it, or for its deadline): see hold_others().
+        self._hold: asyncio.Event | None = None
+        self._hold_deadline = 0.0
+        self._wake_start = asyncio.Event()  # a plugin became wanted, or the hold ended
         # Services plugins offer each other (PluginContext.provide / .service).
         self.services = ServiceRegistry()
         # The app's server URL, handed to every plugin's context; set by the runtime once
@@ -314,12 +319,30 @@ class PluginManager:
             async with self._lock:
                 await self._start_pending()
         finally:
+            self._hold = None  # only the first start is held
             self.started.set()
 
     def abort_start(self) -> None:
         """Make a start still going stop after the plugin it is setting up (the app is
         stopping: starting the rest only to tear them down makes quitting slow)."""
         self._abort_start = True
+        self._wake_start.set()
+
+    def want(self, pid: str) -> None:
+        """``pid`` (and the plugins it needs) starts before the plugins nobody waits for:
+        a window is about to show one of its pages, or a request waits for it."""
+        if pid not in self._wanted:
+            self._wanted.add(pid)
+            self._wake_start.set()
+
+    def hold_others(self, until: asyncio.Event, timeout: float) -> None:
+        """Let the first start() begin with the wanted plugins only; the others start
+        once ``until`` is set (the window's first pages have loaded) or ``timeout``
+        seconds after the start began, whichever comes first. The pages a user looks at
+        then do not share the CPU (and the GIL: imports run in worker threads) with
+        every other plugin's start. A plugin a request asks for meanwhile starts at once."""
+        self._hold = until
+        self._hold_deadline = timeout
 
     def starting(self, rec: PluginRecord) -> bool:
         """Whether ``rec`` is waiting for the first start() to reach it."""
@@ -328,7 +351,7 @@ class PluginManager:
     async def wait_started(self, rec: PluginRecord, timeout: float) -> None:
         """Wait until the first start() has reached ``rec`` (started or failed it), asking
         for it to go before plugins nobody waits for; at most ``timeout`` seconds."""
-        self._wanted.add(rec.id)
+        self.want(rec.id)
         deadline = asyncio.get_running_loop().time() + timeout
         while self.starting(rec):
             left = deadline - asyncio.get_running_loop().time()
@@ -337,10 +360,8 @@ class PluginManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._state_changed.wait(), left)
 
-    def _next_to_start(self, remaining: list[str]) -> str:
-        """What a request waits for goes first: the first plugin in dependency order that
-        is wanted or that a wanted one needs (``remaining`` is in dependency order, so
-        that one's own requirements have had their turn); else the next in order."""
+    def _needed(self, remaining: list[str]) -> set[str]:
+        """The wanted plugins of ``remaining`` and every plugin they need."""
         needed: set[str] = set()
         todo = [pid for pid in remaining if pid in self._wanted]
         while todo:
@@ -350,7 +371,34 @@ class PluginManager:
             needed.add(pid)
             manifest = self.by_id[pid].manifest
             todo.extend(manifest.requires if manifest else ())
+        return needed
+
+    def _next_to_start(self, remaining: list[str]) -> str:
+        """What a request waits for goes first: the first plugin in dependency order that
+        is wanted or that a wanted one needs (``remaining`` is in dependency order, so
+        that one's own requirements have had their turn); else the next in order."""
+        needed = self._needed(remaining)
         return next((pid for pid in remaining if pid in needed), remaining[0])
+
+    async def _held(self, pid: str, remaining: list[str], deadline: float) -> bool:
+        """Whether ``pid`` must wait for the hold (see hold_others); waits until the hold
+        ends or a plugin becomes wanted, then the caller picks again."""
+        hold = self._hold
+        if hold is None or hold.is_set() or pid in self._needed(remaining):
+            return False
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            self._hold = None
+            return False
+        self._wake_start.clear()
+        waits = [asyncio.ensure_future(hold.wait()),
+                 asyncio.ensure_future(self._wake_start.wait())]
+        try:
+            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return True
 
     async def _start_pending(self) -> None:
         order, failures = resolve(self._nodes())
@@ -361,10 +409,13 @@ class PluginManager:
                 log.error("plugin %s cannot start: %s", pid, why)
                 self._set_state(rec, PluginState.FAILED, why)
         remaining = list(order)
+        deadline = asyncio.get_running_loop().time() + self._hold_deadline
         while remaining:
             if self._abort_start:
                 break  # the app is stopping: the plugins not reached yet stay unstarted
             pid = self._next_to_start(remaining)
+            if await self._held(pid, remaining, deadline):
+                continue
             remaining.remove(pid)
             rec = self.by_id[pid]
             if rec.state not in STARTABLE or rec.context is not None:

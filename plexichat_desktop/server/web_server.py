@@ -134,8 +134,10 @@ class WebServer:
     """One uvicorn server on one pre-bound loopback socket."""
 
     def __init__(self, app: Any, port: int, shutdown_timeout: float = 3.0,
-                 header_timeout: float = 10.0, body_timeout: float = 30.0):
-        self._sock = bind_socket(port)
+                 header_timeout: float = 10.0, body_timeout: float = 30.0,
+                 sock: socket.socket | None = None):
+        # ``sock``: bound earlier by bind_socket() (the port is known before the app is).
+        self._sock = sock if sock is not None else bind_socket(port)
         self.port: int = self._sock.getsockname()[1]
         # uvicorn annotates timeout_graceful_shutdown as int but only hands it to
         # asyncio.timeout(), which takes seconds as a float (the setting is a float).

@@ -1,0 +1,51 @@
+"""The desktop start as the app does it (gui/app.py _main): the window and its restored tab
+come first, pointed at the bound port, while the server and the plugins start; the tab's
+plugin starts before the others, which wait for the tab to load. No timings asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from PySide6.QtCore import QSettings
+
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.gui.app import DesktopShell
+from plexichat_desktop.gui.browser import BrowserPane
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from tests.gui.shell_helpers import WINDOW_PLUGINS, keep_bundled
+
+TAB = "/plugins/performance_monitor/index.html"
+
+
+def test_a_restored_tab_loads_while_its_plugin_starts_first(qapp: Any, home: Any, arun: Any,
+                                                           qtbot: Any, js: Any) -> None:
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
+    gui.setValue("main/tabs", json.dumps([{"path": TAB, "title": "Performance"}]))
+    gui.sync()
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(include_installed=False))
+    keep_bundled(runtime, *WINDOW_PLUGINS)
+    runtime.prepare()
+    assert not any(rec.running for rec in runtime.plugins.records)
+    shell = DesktopShell(qapp, runtime, home, asyncio.Event(), None)
+    try:
+        shell.show()
+        pane = shell.window.tabs.widget(0)
+        # The page itself, not "this plugin is not running": it is about to start.
+        assert isinstance(pane, BrowserPane) and pane.home_path == TAB
+        runtime.plugins.hold_others(shell.first_pages_loaded, 600)
+        arun(runtime.start(plugins_in_background=True))
+        qtbot.waitUntil(shell.first_pages_loaded.is_set, timeout=60_000)
+        assert js(pane.view, "document.title") == "Performance Monitor"
+        arun(asyncio.wait_for(runtime.plugins.started.wait(), 60), timeout=70_000)
+        order = [rec.id for rec in runtime.plugins.active()]
+        assert order[0] == "performance_monitor" and sorted(order) == sorted(WINDOW_PLUGINS)
+    finally:
+        runtime.begin_stop()
+        arun(shell.shutdown())
+        arun(runtime.stop())
+        arun(shell.finish())

@@ -1,0 +1,113 @@
+"""Start-up order: the port (and so the URL) is known before the server starts, the plugin a
+page waits for starts before the others, and the others can be held back until the
+window's first pages have loaded (or a deadline passes). No timings are asserted."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from plexichat_desktop.core.paths import AppPaths
+from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.plugins.scaffold import scaffold_plugin
+from plexichat_desktop.runtime import Runtime, RuntimeOptions
+
+pytestmark = pytest.mark.asyncio
+PLUGINS = ("alpha", "beta", "gamma")  # with the test's prefix: package names are global
+
+
+def make_runtime(home: AppPaths, plugins: Path, prefix: str) -> Runtime:
+    for pid in PLUGINS:
+        scaffold_plugin(f"{prefix}_{pid}", plugins)
+    settings = Settings()
+    settings.server.port = 0
+    return Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False,
+                                                  extra_plugin_dirs=[plugins]))
+
+
+def active(runtime: Runtime) -> list[str]:
+    """Active plugins in the order they started, without the test's prefix."""
+    return [rec.id.rsplit("_", 1)[1] for rec in runtime.plugins.active()]
+
+
+async def until(condition, timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_prepare_binds_the_port_before_the_server_starts(home, tmp_path):
+    runtime = make_runtime(home, tmp_path, "so_port")
+    try:
+        url = runtime.prepare()
+        assert runtime.port is not None and url == f"http://127.0.0.1:{runtime.port}/"
+        assert sorted(rec.id for rec in runtime.plugins.records) == [
+            f"so_port_{pid}" for pid in PLUGINS]
+        assert runtime.prepare() == url  # idempotent
+        # A request sent now waits in the socket's backlog and is answered once it serves.
+        reader, writer = await asyncio.open_connection("127.0.0.1", runtime.port)
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{runtime.port}\r\n"
+                     f"Authorization: Bearer {runtime.token}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        await writer.drain()
+        assert await runtime.start() == url
+        answer = await asyncio.wait_for(reader.read(), 60)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        writer.close()
+    finally:
+        await runtime.stop()
+
+
+async def test_a_held_start_begins_with_the_wanted_plugin(home, tmp_path):
+    runtime = make_runtime(home, tmp_path, "so_wanted")
+    pages_loaded = asyncio.Event()
+    try:
+        runtime.prepare()
+        runtime.plugins.want("so_wanted_gamma")
+        runtime.plugins.hold_others(pages_loaded, 600)
+        await runtime.start(plugins_in_background=True)
+        await until(lambda: "gamma" in active(runtime))
+        await asyncio.sleep(0.2)
+        assert active(runtime) == ["gamma"]  # the others wait for the pages
+        pages_loaded.set()
+        await asyncio.wait_for(runtime.plugins.started.wait(), 60)
+        assert active(runtime)[0] == "gamma" and sorted(active(runtime)) == list(PLUGINS)
+    finally:
+        await runtime.stop()
+
+
+async def test_held_plugins_start_after_the_deadline(home, tmp_path):
+    runtime = make_runtime(home, tmp_path, "so_deadline")
+    try:
+        runtime.plugins.hold_others(asyncio.Event(), 0.05)  # never set
+        await runtime.start(plugins_in_background=True)
+        await asyncio.wait_for(runtime.plugins.started.wait(), 60)
+        assert sorted(active(runtime)) == list(PLUGINS)
+    finally:
+        await runtime.stop()
+
+
+async def test_a_request_starts_a_held_plugin_at_once(home, tmp_path):
+    import httpx
+
+    runtime = make_runtime(home, tmp_path, "so_request")
+    try:
+        runtime.plugins.hold_others(asyncio.Event(), 600)
+        url = await runtime.start(plugins_in_background=True)
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers={
+                "Authorization": f"Bearer {runtime.token}"}) as client:
+            answer = await client.get("/plugins/so_request_beta/")
+        assert answer.status_code == 200, answer.text[:300]
+        assert active(runtime) == ["beta"]
+    finally:
+        await runtime.stop()  # the held start ends without starting the rest
+    assert not runtime.plugins.by_id["so_request_alpha"].running
+
+
+async def test_stopping_ends_a_held_start(home, tmp_path):
+    runtime = make_runtime(home, tmp_path, "so_stop")
+    runtime.plugins.hold_others(asyncio.Event(), 600)
+    await runtime.start(plugins_in_background=True)
+    runtime.begin_stop()
+    await asyncio.wait_for(runtime.stop(), 60)
+    assert runtime.plugins.started.is_set() and active(runtime) == []
