@@ -23,10 +23,13 @@ import hmac
 import itertools
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from api_integration_layer.client import ApiClient
 from api_integration_layer.config import ClientConfig
@@ -43,6 +46,16 @@ FAST_API: dict[str, Any] = {"scrypt_cost": 4, "performance_interval": 3600.0,
 FAST_CLIENT: dict[str, Any] = {"retry_base_delay": 0.02, "retry_max_delay": 0.2,
                                "ws_reconnect_max_delay": 0.5, "timeout": 10.0}
 _names = itertools.count(1)
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _test_transport() -> httpx.AsyncHTTPTransport:
+    """httpx's default transport, but with one shared certificate store: loading the CA
+    bundle for every new client costs ~0.1-0.2 s (the embedded servers are plain HTTP)."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx.create_ssl_context()
+    return httpx.AsyncHTTPTransport(verify=_ssl_context)
 
 
 def unique_name(prefix: str = "user") -> str:
@@ -126,6 +139,7 @@ class EmbeddedServer:
         """A new client (tokens in memory) for this server or ``base_url``."""
         client = ApiClient(base_url or self.base_url,
                            ClientConfig.model_validate({**FAST_CLIENT, **config}),
+                           transport=_test_transport(),
                            owner_token=self.runtime.token if base_url is None else None)
         self.clients.append(client)
         return client
