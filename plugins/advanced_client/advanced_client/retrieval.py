@@ -166,7 +166,7 @@ class ContextPiece:
     def to_dict(self) -> dict[str, object]:
         return {"kind": self.kind, "source_id": self.source_id, "title": self.title,
                 "tokens": self.tokens, "score": self.score, "truncated": self.truncated,
-                "excerpt": self.text[:240]}
+                "excerpt": self.text[:240] + ("…" if len(self.text) > 240 else "")}
 
 
 def cut_to_tokens(text: str, budget: int) -> tuple[str, bool]:

@@ -1,5 +1,5 @@
-"""Takes docs/chat.png, messages.png, notes.png and library.png: the page in QtWebEngine offscreen, as
-the desktop window shows it, signed in as ann, with answers really streamed from the
+"""Takes docs/chat.png, messages.png, notes.png and library.png: the page in QtWebEngine
+offscreen, as the desktop window shows it, signed in as ann, with answers really streamed from the
 built-in provider (typed and sent through the page), a library document found by BM25
 retrieval, a message from bob with smart replies, and a shared note.
 
