@@ -38,6 +38,10 @@ from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 
+# Scans running at once (by hand, profiles and schedules together): each may hold up to
+# a quarter of the descriptor limit in sockets, and every one more is another such share.
+MAX_RUNNING_SCANS = 4
+
 # What the routes answer as 4xx (each names its field and carries its status).
 Problem = (TargetRefused, PortSpecError, ProfileProblem, NmapProblem, UnknownScan)
 
@@ -186,9 +190,10 @@ class NetworkScannerPlugin(Plugin):
         options = ScanOptions.model_validate(body.model_dump(exclude={"name"}))
         try:
             prepared = await self._prepare(options)
+            info = self._launch(prepared, None, body.name)
         except Problem as exc:
             return problem(exc)
-        return JSONResponse(self._launch(prepared, None, body.name), status_code=202)
+        return JSONResponse(info, status_code=202)
 
     async def _prepare(self, options: ScanOptions) -> Prepared:
         if options.backend == "nmap" and nmap_path() is None:
@@ -197,6 +202,10 @@ class NetworkScannerPlugin(Plugin):
         return await prepare(options, self.scan_context())
 
     def _launch(self, prepared: Prepared, profile_id: str | None, name: str) -> dict[str, Any]:
+        if len(self.running) >= MAX_RUNNING_SCANS:
+            raise ProfileProblem("scans", f"{len(self.running)} scans are running; at most "
+                                          f"{MAX_RUNNING_SCANS} at once: wait for one or "
+                                          "cancel it", 429)
         job = self.ctx.jobs.start("scan", self._scan_job, prepared, profile_id, name)
         info = {"job": job.id, "scan_id": job.id, "name": name, "profile_id": profile_id,
                 "targets": prepared.options.targets, "ports": prepared.options.ports,
@@ -365,9 +374,10 @@ class NetworkScannerPlugin(Plugin):
         try:
             spec = self.profiles.spec(profile_id)
             prepared = await self._prepare(spec.options)
+            info = self._launch(prepared, profile_id, spec.name)
         except Problem as exc:
             return problem(exc)
-        return JSONResponse(self._launch(prepared, profile_id, spec.name), status_code=202)
+        return JSONResponse(info, status_code=202)
 
     async def _scheduled(self, profile_id: str) -> None:
         """A profile's scheduled rescan: the job runs to its end (the schedule's run

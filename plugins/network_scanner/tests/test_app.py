@@ -296,3 +296,26 @@ async def test_csv_export_defuses_formulas_in_every_imported_cell(tmp_path: Path
         for row in rows:
             for cell in row:
                 assert cell[:1] not in ("=", "+", "-", "@"), row
+
+
+@pytest.mark.asyncio
+async def test_scans_running_at_once_are_capped(tmp_path: Path) -> None:
+    """Review finding: any number of scans could run at once, each with its own pool of
+    up to 2000 sockets; a fifth concurrent one is a 429 now (profiles included)."""
+    from network_scanner import MAX_RUNNING_SCANS
+
+    async with running_app(tmp_path) as (client, plugin, _server):
+        for n in range(MAX_RUNNING_SCANS):  # scans in progress, as the page would see them
+            plugin.running[f"busy{n}"] = {"job": f"busy{n}"}
+        answer = await client.post("scans", json={"targets": "127.0.0.1", "ports": "1"})
+        assert answer.status_code == 429 and answer.json()["field"] == "scans", answer.text
+        made = await client.post("profiles", json={"name": "p", "options": {
+            "targets": "127.0.0.1", "ports": "1"}})
+        assert made.status_code == 201, made.text
+        again = await client.post(f"profiles/{made.json()['id']}/run")
+        assert again.status_code == 429
+        plugin.running.clear()
+        started = await client.post("scans", json={"targets": "127.0.0.1", "ports": "1",
+                                                   "detect": False, "tls": False})
+        assert started.status_code == 202
+        await wait_job(client, started.json()["job"])
