@@ -61,6 +61,18 @@ def test_tampered_old_and_wrongly_signed_requests_fail_with_the_reason(
     assert reason in verdict.reason, verdict.reason
 
 
+def test_a_loop_writing_much_stops_at_the_output_limit_not_the_clock() -> None:
+    # Review finding: the output was measured after the render; 10 KB a turn for a
+    # million turns built gigabytes before the time limit was reached.
+    import time as clock
+
+    started = clock.monotonic()
+    with pytest.raises(TemplateProblem, match="the output passed 256000 characters"):
+        render('{% for a in range(1000) %}{% for b in range(1000) %}{{ "x" * 10000 }}'
+               '{% endfor %}{% endfor %}', sample_payload())
+    assert clock.monotonic() - started < 1.0
+
+
 def test_the_caps_leave_ordinary_formatting_alone() -> None:
     output = render('{"a": {{ "order 123456789: %s" | format(1) | tojson }}, '
                     '"b": {{ "{:>5}|{}".format(1, 2) | tojson }}, '

@@ -340,7 +340,16 @@ def _render_in_time(template: Any, context: dict[str, Any]) -> str:
 
     sys.settrace(watch)
     try:
-        return str(template.render(context))
+        # Piece by piece, so a loop writing 10 KB a turn stops at the output limit
+        # instead of building gigabytes within the time limit.
+        parts: list[str] = []
+        size = 0
+        for piece in template.generate(context):
+            size += len(piece)
+            if size > MAX_OUTPUT_CHARS:
+                raise SecurityError(f"the output passed {MAX_OUTPUT_CHARS} characters")
+            parts.append(piece)
+        return "".join(parts)
     finally:
         sys.settrace(previous)
 
