@@ -226,3 +226,44 @@ def test_dictation_records_through_the_permission_gate(
     finally:
         arun(shell.shutdown())
         arun(rt.stop())
+
+
+def test_ask_ai_about_a_note_from_the_notes_tab(
+        qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
+    """Notes and chat in one window: "Ask AI" on a note opens a new chat with the note
+    attached, and the answer lists it as its source."""
+    rt = _start(home, arun, tmp_path)
+    try:
+        async def make() -> str:
+            async with httpx.AsyncClient(base_url=f"{rt.url}plugins/advanced_client/api/",
+                                         headers={"Authorization": f"Bearer {rt.token}"},
+                                         timeout=30) as c:
+                answer = await c.post("notes", json={"title": "Retro", "content":
+                                                     "Certify the payments earlier."})
+                assert answer.status_code == 200, answer.text
+                return str(answer.json()["session_id"])
+
+        sid = arun(make())
+        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
+            js = browser.js
+            view = browser.open(f"/plugins/advanced_client/#note/{sid}")
+            qtbot.waitUntil(lambda: js(view, "document.getElementById('note-state')"
+                                             ".textContent") == "online", timeout=30_000)
+            js(view, "document.getElementById('note-ask').click() || 1")
+            qtbot.waitUntil(lambda: not js(view, "document.getElementById('sec-assistant')"
+                                                 ".hidden")
+                            and "Retro" in str(js(view, "document.getElementById("
+                                                        "'attachments').textContent")),
+                            timeout=30_000)
+            assert "Summarize this note" in str(js(view, "document.getElementById('prompt')"
+                                                         ".value"))
+            js(view, "document.getElementById('send').click() || 1")
+            qtbot.waitUntil(lambda: "note: Retro" in str(js(
+                view, "document.querySelector('#messages .msg.assistant .sources') ? "
+                      "document.querySelector('#messages .msg.assistant .sources')"
+                      ".textContent : ''")), timeout=30_000)
+            browser.wait_idle(view)
+            report = browser.report(view)
+            assert not report.problems, report.problems
+    finally:
+        arun(rt.stop())

@@ -387,6 +387,18 @@ async function estimateContext() {
   }
 }
 
+/** A new chat with ``item`` attached, opened with a first question ready to send. */
+async function askAbout(item, question) {
+  const chat = await api("chats", {method: "POST", body: {title: `About ${item.title}`}});
+  await api(`chats/${chat.id}`, {method: "PATCH", body: {attachments: [item]}});
+  selectTab("assistant");
+  await loadChats();
+  await openChat(chat.id);
+  $("prompt").value = question;
+  $("prompt").focus();
+  estimateContext();
+}
+
 // ---- library ---------------------------------------------------------------------------
 async function loadLibrary() {
   const docs = (await api("library")).documents;
@@ -528,7 +540,8 @@ async function openConversation(userId) {
     m.html !== null ? el("div", {class: "body md", html: m.html}) : el("div", {class: "body muted", text: "(end-to-end encrypted)"}))));
   const list = $("conv-messages");
   list.scrollTop = list.scrollHeight;
-  for (const key of ["conv-text", "conv-send", "conv-suggest"]) $(key).disabled = false;
+  for (const key of ["conv-text", "conv-send", "conv-suggest", "conv-ask"]) $(key).disabled = false;
+  state.conversationTitle = data.other_user.display_name || data.other_user.username;
   $("smart").hidden = true;
   await suggest();
   loadConversations().catch(() => {});
@@ -577,7 +590,7 @@ async function openNote(id) {
   $("note-name").textContent = found ? found.title : "Note";
   const element = $("note-editor");
   element.replaceChildren();
-  for (const key of ["note-preview", "note-snapshot", "note-export", "note-delete"]) $(key).disabled = false;
+  for (const key of ["note-ask", "note-preview", "note-snapshot", "note-export", "note-delete"]) $(key).disabled = false;
   $("note-state").hidden = false;
   const connection = new NoteConnection(element, async () => {
     const ticket = await api(`notes/${id}/ticket`, {method: "POST"});
@@ -759,6 +772,12 @@ function wire() {
   $("probe").addEventListener("submit", guard(probe));
   $("conv-composer").addEventListener("submit", guard(sendToConversation));
   $("conv-suggest").addEventListener("click", guard(suggest));
+  $("conv-ask").addEventListener("click", guard(() => askAbout(
+    {kind: "conversation", id: state.conversation, title: `conversation with ${state.conversationTitle}`},
+    "Summarize this conversation: what was decided, and what is still open?")));
+  $("note-ask").addEventListener("click", guard(() => askAbout(
+    {kind: "note", id: state.note, title: $("note-name").textContent},
+    "Summarize this note and list its open points.")));
   $("new-note").addEventListener("submit", guard(async (event) => {
     event.preventDefault();
     const made = await api("notes", {method: "POST", body: {title: $("note-title").value}});
