@@ -60,7 +60,8 @@ EXPECTED = {
 def _rules_plugin(tmp_path: Path) -> Path:
     root = scaffold_plugin("rules_demo", tmp_path / "plugins")
     manifest = root / "plugin.toml"
-    manifest.write_text(manifest.read_text().replace("timeout = 60", "timeout = 2"))
+    # One second: each of the two hangs waits out the whole timeout.
+    manifest.write_text(manifest.read_text().replace("timeout = 60", "timeout = 1"))
     (root / "tests" / "test_rules.py").write_text(RULES)
     return root
 
@@ -93,7 +94,7 @@ def test_plain_pytest_applies_the_managers_rules_and_the_manifest_timeout(tmp_pa
     assert outcomes == EXPECTED, result.stdout
     assert "the old way of failing" in messages["test_returned_failure_dict_fails"]
     for hung in ("test_hanging_test_is_stopped", "test_hanging_async_test_is_stopped"):
-        assert "ran longer than its timeout of 2 s" in messages[hung], messages[hung]
+        assert "ran longer than its timeout of 1 s" in messages[hung], messages[hung]
 
 
 @pytest.mark.asyncio
