@@ -78,9 +78,11 @@ def test_the_caps_leave_ordinary_formatting_alone() -> None:
                     '"b": {{ "{:>5}|{}".format(1, 2) | tojson }}, '
                     '"c": {{ ("%05.2f" % 3.14159) | tojson }}, '
                     '"d": {{ ["x", "y"] | join(", ") | tojson }}, '
-                    '"e": {{ ("a" ~ "b") | tojson }}}', sample_payload())
+                    '"e": {{ ("a" ~ "b") | tojson }}, '
+                    '"f": {{ "{} bytes".format(data.size) | tojson }}}',
+                    {**sample_payload(), "data": {"size": 5_000_000}})
     assert output == {"a": "order 123456789: 1", "b": "    1|2", "c": "03.14", "d": "x, y",
-                      "e": "ab"}
+                      "e": "ab", "f": "5000000 bytes"}
 
 
 def test_during_a_rotation_either_secret_verifies() -> None:
@@ -119,6 +121,9 @@ def test_every_preset_renders_json_for_every_sample_event() -> None:
     ('{"a": {{ "%400000000d" | format(1) | length }}}', 1, "a format width"),
     ('{"a": {{ ("%400000000d" % 1) | length }}}', 1, "a format width"),
     ('{"a": {{ "{:>400000000}".format(1) | length }}}', 1, "a format width"),
+    ('{"a": {{ "{:>{}}".format(1, 400000000) | length }}}', 1, "a format width"),
+    ('{"a": {{ ("%*d" % (400000000, 1)) | length }}}', 1, "a format width"),
+    ('{"a": {{ "%*d" | format(400000000, 1) | length }}}', 1, "a format width"),
     ('{"a": {{ "ab" | indent(400000000, first=True) | length }}}', 1, "an indent of"),
     ('{"a": {{ data | tojson(indent=100000) | length }}}', 1, "an indent of"),
     ('{"a": {{ ("x" * 10000) | join("y" * 10000) | length }}}', 1, "join would make"),

@@ -59,18 +59,31 @@ def _limited_range(*args: int) -> range:
     return result
 
 
+# The str methods whose number argument is the width of the text they return.
+_WIDENING = frozenset({"ljust", "rjust", "center", "zfill", "expandtabs"})
+
+
 def _check_width(value: Any, what: str) -> None:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_WIDTH:
         raise SecurityError(f"{what} of {value}; at most {MAX_WIDTH}")
 
 
-def _check_format(spec: Any) -> None:
-    """Refuse a format string whose widths or precisions would make a huge text."""
+def _check_format(spec: Any, values: Any = ()) -> None:
+    """Refuse a format string whose widths or precisions would make a huge text; when
+    they come from the values (``%*d``, ``{:>{}}``), the values' numbers are checked."""
     if isinstance(spec, str):
-        for part in _FORMAT_SPEC.findall(spec):
+        parts = _FORMAT_SPEC.findall(spec)
+        for part in parts:
             for number in _FORMAT_NUMBER.findall(part):
                 if len(number) > 7 or int(number) > MAX_WIDTH:
                     raise SecurityError(f"a format width of {number}; at most {MAX_WIDTH}")
+        if any("*" in part for part in parts) or re.search(r"\{[^{}]*\{", spec):
+            if isinstance(values, dict):
+                values = list(values.values())
+            elif not isinstance(values, (list, tuple)):
+                values = [values]
+            for value in values:
+                _check_width(value, "a format width")
 
 
 def _check_size(size: int, what: str) -> None:
@@ -115,19 +128,20 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                         and len(seq) * count > MAX_REPEAT):
                     raise SecurityError(f"repeating makes over {MAX_REPEAT} items")
         if operator_name == "%":
-            _check_format(left)
+            _check_format(left, right)
         ops: dict[str, Callable[[Any, Any], Any]] = {"*": operator.mul, "**": operator.pow,
                                                      "%": operator.mod}
         return ops[operator_name](left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any,
              **kwargs: Any) -> Any:
-        # str.ljust/center/zfill/expandtabs(10**9) and the like: no number past the limit.
-        for value in (*args, *kwargs.values()):
-            _check_width(value, "an argument")
         name = getattr(__obj, "__name__", "")
         if isinstance(getattr(__obj, "__self__", None), str):
             text = __obj.__self__
+            if name in _WIDENING:
+                # str.ljust/center/zfill/expandtabs(10**9): no width past the limit.
+                for value in (*args, *kwargs.values()):
+                    _check_width(value, "an argument")
             if name == "replace" and len(args) >= 2:
                 _check_size(len(text) + text.count(str(args[0])) * len(str(args[1])),
                             "replace()")
@@ -139,10 +153,21 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
-        if wrapped is not None:
-            # '{:>999999999}'.format(1): the widths are in the text the method is bound to.
-            _check_format(value.__self__)
-        return wrapped
+        if wrapped is None:
+            return None
+        # '{:>999999999}'.format(1): the widths are in the text the method is bound to;
+        # '{:>{}}'.format(1, 999999999): in the values.
+        text = value.__self__
+        _check_format(text)
+        call = wrapped
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            mapping = args[0] if value.__name__ == "format_map" and args else {}
+            _check_format(text, [*args, *kwargs.values(), *(
+                mapping.values() if isinstance(mapping, dict) else [])])
+            return call(*args, **kwargs)
+
+        return checked
 
 
 def _capped_filters(env: _Sandbox) -> None:
@@ -163,7 +188,7 @@ def _capped_filters(env: _Sandbox) -> None:
         return indent(value, width, *args, **kwargs)
 
     def capped_format(value: Any, *args: Any, **kwargs: Any) -> str:
-        _check_format(value)
+        _check_format(value, kwargs or args)
         return str(fmt(value, *args, **kwargs))
 
     def capped_join(context: Any, value: Any, d: str = "", attribute: Any = None) -> str:
