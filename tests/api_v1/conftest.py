@@ -7,6 +7,7 @@ here (``scrypt_cost=4``) so that registering and logging in stay fast.
 from __future__ import annotations
 
 import itertools
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ PASSWORD = "Corr3ct-Horse-Battery"
 FAST = {"scrypt_cost": 4, "performance_interval": 3600.0, "register_rate_limit": 1000,
         "login_rate_limit": 1000, "webhook_allow_private": True}
 _names = itertools.count(1)
+# One certificate store for every test client: httpx loads the CA bundle for each new
+# client (~0.1 s on a busy machine), and the servers here are plain HTTP on 127.0.0.1.
+_SSL: ssl.SSLContext = httpx.create_ssl_context()
 
 
 @dataclass
@@ -63,7 +67,8 @@ class V1:
 
     def client(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        client = httpx.AsyncClient(base_url=self.base, timeout=10, headers=headers)
+        client = httpx.AsyncClient(base_url=self.base, timeout=10, headers=headers,
+                                   verify=_SSL)
         self.clients.append(client)
         return client
 
@@ -113,7 +118,7 @@ async def make_v1(start_core: Callable[..., Awaitable[Any]]
             core = RunningCore(runtime, await runtime.start())
             own.append(core)
         base = core.url.rstrip("/") + "/api/v1"
-        v1 = V1(core, base, httpx.AsyncClient(base_url=base, timeout=10))
+        v1 = V1(core, base, httpx.AsyncClient(base_url=base, timeout=10, verify=_SSL))
         made.append(v1)
         return v1
 
