@@ -530,3 +530,40 @@ async def test_a_yjs_client_and_a_pycrdt_client_edit_together(v1):
                 proc.kill()
                 await proc.wait()
     assert await content(ann, sid) == "yjs:hello python!"
+
+
+async def test_restore_of_non_ascii_text_is_exact(v1):
+    """pycrdt's Text counts UTF-8 bytes, not characters: a restore that computed its
+    common head and tail in characters cut accents and emoji apart (review finding)."""
+    ann = await v1.account("ann")
+    sid = (await create(ann, initial_content="Café 😀 crème brûlée"))["session_id"]
+    snap = (await ann.client.post(f"/collaboration/sessions/{sid}/history",
+                                  json={"label": "v1"})).json()
+    async with synced(await ws_url(v1, ann, sid)) as (doc, _):
+        shared = doc.get("content", type=Text)
+        shared += " — naïve 👍"
+        await until(lambda: manager_for(v1.api).rooms[sid].content().endswith("👍"))
+        r = await ann.client.post(f"/collaboration/sessions/{sid}/history/"
+                                  f"{snap['snapshot_id']}/restore")
+        assert r.status_code == 200, r.text
+        assert r.json()["content"] == "Café 😀 crème brûlée"
+        await until(lambda: text_of(doc) == "Café 😀 crème brûlée")
+    for before, after in [("ünïcødé 😀", "ünïcøde 😀!"), ("日本語テキスト", "日本テキスト語"),
+                          ("a😀b", "ab"), ("", "é"), ("é", "")]:
+        sid = (await create(ann, initial_content=after))["session_id"]
+        r = await ann.client.post(f"/collaboration/sessions/{sid}/history", json={})
+        first = r.json()["snapshot_id"]
+        room = manager_for(v1.api)
+        live = await room.room(sid)
+        try:
+            def put(text: Text, value: str = before) -> None:
+                text.clear()
+                text += value
+
+            await room.apply_server_change(live, put)
+        finally:
+            room.release(live)
+        assert await content(ann, sid) == before
+        r = await ann.client.post(f"/collaboration/sessions/{sid}/history/{first}/restore")
+        assert r.status_code == 200 and r.json()["content"] == after, r.text
+        assert await content(ann, sid) == after

@@ -542,8 +542,15 @@ async def restore_snapshot(session_id: str, snapshot_id: str, user: User, api: A
             while (tail < min(len(current), len(wanted)) - head
                    and current[-1 - tail] == wanted[-1 - tail]):
                 tail += 1
-            del text[head:len(current) - tail]
-            text.insert(head, wanted[head:len(wanted) - tail])
+            # pycrdt's Text counts UTF-8 bytes, not characters: the character positions
+            # become byte offsets, or an accent or emoji before the change cuts it apart.
+            start = len(current[:head].encode())
+            end = start + len(current[head:len(current) - tail].encode())
+            if end > start:
+                del text[start:end]
+            inserted = wanted[head:len(wanted) - tail]
+            if inserted:
+                text.insert(start, inserted)
 
         version = await manager.apply_server_change(room, replace)
         content = room.content()
