@@ -220,15 +220,17 @@ def suites(tmp_path: Path) -> Path:
 
 async def test_every_outcome_kind_matches_plain_pytest(manager_factory, suites, home):  # noqa: F811
     folder = suites / "fidelity_all"
-    theirs, their_counts, their_exit = plain_pytest(folder)
+    # Plain pytest runs in a thread while the manager runs the same suite.
+    plain = asyncio.create_task(asyncio.to_thread(plain_pytest, folder))
+    manager, _ = await manager_factory(suites)
+    done, ours = await run_through(manager, "fidelity_all")
+    theirs, their_counts, their_exit = await plain
     assert their_exit == 1
     # The suite does hold every kind the manager once got wrong.
     assert {"tests/test_broken.py", "tests/test_doc.txt::test_doc.txt",
             "tests/test_outcomes.py::test_async_generator_is_refused"} <= set(theirs)
     assert their_counts["error"] == 4 and their_counts["subtests passed"] == 6
 
-    manager, _ = await manager_factory(suites)
-    done, ours = await run_through(manager, "fidelity_all")
     assert {n: str(a.outcome) for n, a in ours.items()} == theirs
     assert done.status is RunStatus.ERROR  # a file did not collect
     assert done.exit_code == their_exit
@@ -251,10 +253,11 @@ async def test_every_outcome_kind_matches_plain_pytest(manager_factory, suites, 
 
 async def test_internal_error_is_an_error_run_with_pytests_report(manager_factory, suites,  # noqa: F811
                                                                    home):
-    _, _, their_exit = plain_pytest(suites / "fidelity_internal")
-    assert their_exit == 3
+    plain = asyncio.create_task(asyncio.to_thread(plain_pytest, suites / "fidelity_internal"))
     manager, _ = await manager_factory(suites, retry_attempts=1)
     done, ours = await run_through(manager, "fidelity_internal")
+    _, _, their_exit = await plain
+    assert their_exit == 3
     assert done.status is RunStatus.ERROR
     assert "internal error" in done.error
     assert "DeprecationWarning: this hook style is deprecated" in done.error
