@@ -41,7 +41,7 @@ def code(secret: str, step_offset: int, at: float = T0) -> str:
 
 async def enable_2fa(account: Any) -> tuple[str, list[str]]:
     """Turn 2FA on for ``account`` at ``T0``; its secret and recovery codes."""
-    setup = (await account.client.post("/auth/2fa/setup")).json()
+    setup = (await account.client.post("/auth/2fa/setup", json={"password": PASSWORD})).json()
     secret = setup["secret"]
     r = await account.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 0)})
     assert r.status_code == 200, r.text
@@ -83,7 +83,7 @@ async def test_totp_matches_the_rfc_6238_vectors():
 
 async def test_setup_login_window_and_replay(v1, clock):
     ann = await v1.account("ann")
-    setup = (await ann.client.post("/auth/2fa/setup")).json()
+    setup = (await ann.client.post("/auth/2fa/setup", json={"password": PASSWORD})).json()
     secret = setup["secret"]
     assert setup["otpauth_uri"].startswith("otpauth://totp/PlexiChat:ann?secret=" + secret)
     assert "issuer=PlexiChat" in setup["otpauth_uri"]
@@ -103,7 +103,8 @@ async def test_setup_login_window_and_replay(v1, clock):
     status = (await ann.client.get("/auth/2fa/status")).json()
     assert status["enabled"] and status["recovery_codes_remaining"] == 10
     assert not status["low_recovery_codes"]
-    assert (await ann.client.post("/auth/2fa/setup")).status_code == 409
+    r = await ann.client.post("/auth/2fa/setup", json={"password": PASSWORD})
+    assert r.status_code == 409
 
     # The password alone no longer gives tokens.
     step = await password_step(v1, "ann")
@@ -224,7 +225,8 @@ async def test_recovery_codes_are_single_use_regenerate_and_disable(v1, clock):
 
 async def test_2fa_verification_is_rate_limited(v1, clock):
     cid = await v1.account("cid")
-    secret = (await cid.client.post("/auth/2fa/setup")).json()["secret"]
+    secret = (await cid.client.post("/auth/2fa/setup", json={"password": PASSWORD})
+              ).json()["secret"]
     for _ in range(mfa.FAILURE_LIMIT):
         r = await cid.client.post("/auth/2fa/verify-setup", json={"code": code(secret, 9)})
         assert r.status_code == 422
@@ -577,3 +579,25 @@ async def test_no_user_can_send_a_security_alert_to_another(v1):
     notes = (await ann.client.get("/notifications/")).json()["notifications"]
     kinds = [n["metadata"].get("kind") for n in notes]
     assert "security.new_device" in kinds and "chat.ping" in kinds
+
+
+async def test_setting_up_2fa_needs_the_password(v1, clock):
+    """A stolen access token alone cannot put another authenticator on the account."""
+    eve = await v1.account("eve")
+    for body in (None, {}, {"password": ""}):
+        r = await eve.client.post("/auth/2fa/setup", json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "password"]
+    r = await eve.client.post("/auth/2fa/setup", json={"password": "wrong"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("password:")
+    assert 'error="invalid_grant"' in r.headers["www-authenticate"]
+    status = (await eve.client.get("/auth/2fa/status")).json()
+    assert status["pending_setup"] is False  # nothing was started
+    for _ in range(mfa.FAILURE_LIMIT - 1):  # the wrong passwords count like codes
+        r = await eve.client.post("/auth/2fa/setup", json={"password": "wrong"})
+        assert r.status_code == 401
+    r = await eve.client.post("/auth/2fa/setup", json={"password": PASSWORD})
+    assert r.status_code == 429
+    mfa_limiter(v1.api).reset()
+    r = await eve.client.post("/auth/2fa/setup", json={"password": PASSWORD})
+    assert r.status_code == 200 and r.json()["secret"]

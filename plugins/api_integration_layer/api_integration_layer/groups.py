@@ -153,9 +153,11 @@ class AuthApi(_Group):
     async def mfa_status(self) -> m.MfaStatus:
         return await self._c.call("auth.mfa_status", model=m.MfaStatus)
 
-    async def mfa_setup(self) -> m.MfaSetup:
-        """A new TOTP key with its QR code; confirm it with :meth:`mfa_verify_setup`."""
-        return await self._c.call("auth.mfa_setup", model=m.MfaSetup)
+    async def mfa_setup(self, password: str) -> m.MfaSetup:
+        """A new TOTP key with its QR code; confirm it with :meth:`mfa_verify_setup`. The
+        current ``password`` confirms it (wrong: :class:`errors.InvalidCredentials`)."""
+        return await self._c.call("auth.mfa_setup", json={"password": password},
+                                  model=m.MfaSetup)
 
     async def mfa_verify_setup(self, code: str) -> m.RecoveryCodes:
         """Turn 2FA on with a current code; returns the recovery codes (shown once)."""

@@ -437,7 +437,7 @@ async def exercise_account_security(ann: ApiClient, bob: ApiClient, server) -> N
     name = bob.user["username"]
     assert (await bob.auth.password_policy()).min_length >= 12
     assert (await bob.auth.mfa_status()).enabled is False
-    setup = await bob.auth.mfa_setup()
+    setup = await bob.auth.mfa_setup(PASSWORD)
     # The server accepts the step before and after its own: codes of the step now and the
     # next one stay valid however the real clock's 30 s fall between these calls.
     step = mfa.step_of(time.time())

@@ -43,7 +43,7 @@ async def test_login_with_2fa_raises_mfa_required_answered_by_login_2fa(home: Pa
     async with embedded_server(home) as server:
         name = unique_name("mfa")
         owner = await server.account(name)
-        setup = await owner.auth.mfa_setup()
+        setup = await owner.auth.mfa_setup(PASSWORD)
         assert setup.qr_svg.startswith("<svg") and setup.secret in setup.otpauth_uri
         enabled = await owner.auth.mfa_verify_setup(code(setup.secret))
         assert len(enabled.recovery_codes) == 10
@@ -172,7 +172,8 @@ def test_the_pages_login_asks_for_the_code(plexichat_app):
         token = v1.post("/auth/login", json={"username": name, "password": PASSWORD}
                         ).json()["access_token"]
         me = {"Authorization": f"Bearer {token}"}
-        secret = v1.post("/auth/2fa/setup", headers=me).json()["secret"]
+        secret = v1.post("/auth/2fa/setup", headers=me, json={"password": PASSWORD}
+                         ).json()["secret"]
         codes = v1.post("/auth/2fa/verify-setup", headers=me, json={"code": code(secret)}
                         ).json()["recovery_codes"]
     finally:

@@ -74,6 +74,7 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                      "|| 1")
             qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('pw-meter')"
                                                   ".dataset.score")), timeout=20_000)
+            js(view, f"(document.getElementById('mfa-password').value = {PASSWORD!r}) && 1")
             js(view, "document.getElementById('mfa-start').click() || 1")
             qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('mfa-qr')"
                                                   ".complete && document.getElementById("
@@ -120,6 +121,7 @@ def test_screenshot_two_factor(qapp: Any, qtbot: Any, home: Any, arun: Any,
                 return bool(js(view, f"!document.getElementById({element_id!r}).hidden"))
 
             qtbot.waitUntil(lambda: visible("signed-in"), timeout=20_000)
+            js(view, f"(document.getElementById('mfa-password').value = {PASSWORD!r}) && 1")
             js(view, "document.getElementById('mfa-start').click() || 1")
             qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('mfa-key')"
                                                   ".dataset.secret || ''")), timeout=20_000)

@@ -77,7 +77,10 @@ def test_overview_profile_and_the_meter(plexichat_app):
 
 def test_the_2fa_wizard_and_signing_in_with_a_code(plexichat_app, clock):
     client, user = plexichat_app.client, plexichat_app.user
-    setup = ok(client.post("api/2fa/setup"))
+    # Setting up needs the password: a wrong one is 403 here (the session stays).
+    assert client.post("api/2fa/setup", json={"password": "wrong"}).status_code == 403
+    assert client.post("api/2fa/setup", json={}).status_code == 422
+    setup = ok(client.post("api/2fa/setup", json={"password": user.password}))
     assert setup["qr_svg"].startswith("<svg") and setup["otpauth_uri"].startswith(
         "otpauth://totp/PlexiChat:")
     wrong = client.post("api/2fa/verify", json={"code": code(setup["secret"], 4)})

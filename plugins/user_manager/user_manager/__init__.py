@@ -467,10 +467,12 @@ class UserManagerPlugin(Plugin):
             return (await self.signed_in().auth.mfa_status()).model_dump(mode="json")
         return await self.answer(work())
 
-    async def mfa_setup(self) -> Any:
-        """A new key with its QR code (SVG) and the key for typing by hand."""
+    async def mfa_setup(self, form: PasswordForm) -> Any:
+        """A new key with its QR code (SVG) and the key for typing by hand; the password
+        confirms it."""
         async def work() -> dict[str, Any]:
-            return (await self.signed_in().auth.mfa_setup()).model_dump(mode="json")
+            result = await self.signed_in().auth.mfa_setup(form.password)
+            return result.model_dump(mode="json")
         return await self.answer(work())
 
     async def mfa_verify(self, form: CodeForm) -> Any:

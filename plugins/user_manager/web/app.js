@@ -376,20 +376,26 @@ async function refreshMfa() {
   try { renderMfa(await call("api/2fa")); } catch (err) { fail("page-error", err); }
 }
 
-async function startSetup() {
+async function startSetup(event) {
+  event.preventDefault();
   $("mfa-error").hidden = true;
+  $("mfa-start-error").hidden = true;
   await busy("mfa-start", async () => {
+    let setup;
     try {
-      const setup = await call("api/2fa/setup", { method: "POST" });
-      // An <img> of the SVG: no markup from an answer is ever put into the page.
-      $("mfa-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(setup.qr_svg)}`;
-      setText("mfa-key", setup.secret_grouped || setup.secret);
-      $("mfa-key").dataset.secret = setup.secret;
-      show("mfa-wizard", true);
-      show("mfa-off-actions", false);
-      $("mfa-code").value = "";
-      $("mfa-code").focus();
-    } catch (err) { fail("mfa-error", err); show("mfa-wizard", true); }
+      // The password confirms it: a stolen session alone cannot add an authenticator.
+      setup = await call("api/2fa/setup", { method: "POST",
+        body: { password: $("mfa-password").value } });
+    } catch (err) { fail("mfa-start-error", err); return; }
+    $("mfa-password").value = "";
+    // An <img> of the SVG: no markup from an answer is ever put into the page.
+    $("mfa-qr").src = `data:image/svg+xml;charset=utf-8,${encodeURIComponent(setup.qr_svg)}`;
+    setText("mfa-key", setup.secret_grouped || setup.secret);
+    $("mfa-key").dataset.secret = setup.secret;
+    show("mfa-wizard", true);
+    show("mfa-off-actions", false);
+    $("mfa-code").value = "";
+    $("mfa-code").focus();
   });
 }
 
@@ -661,7 +667,7 @@ function wire() {
   $("pw-new").addEventListener("input", scheduleStrength);
   $("pw-repeat").addEventListener("input", updatePasswordButton);
   $("pw-current").addEventListener("input", updatePasswordButton);
-  $("mfa-start").addEventListener("click", startSetup);
+  $("mfa-start-form").addEventListener("submit", startSetup);
   $("mfa-verify-form").addEventListener("submit", verifySetup);
   $("mfa-cancel").addEventListener("click", cancelSetup);
   $("mfa-copy-key").addEventListener("click", async () => {

@@ -235,10 +235,24 @@ def _setup(conn: sqlite3.Connection, user_id: str, secret: str, user_agent: str 
     mfa.record_event(conn, user_id, "2fa_setup_started", user_agent=user_agent)
 
 
+class SetupBody(Body):
+    password: str | None = Field(None, max_length=PASSWORD_MAX,
+                                 description="The account's current password (required).")
+
+
 @router.post("/auth/2fa/setup", tags=AUTH)
-async def mfa_setup(request: Request, user: User, api: Api) -> dict[str, Any]:
+async def mfa_setup(request: Request, user: User, api: Api,
+                    body: SetupBody | None = None) -> dict[str, Any]:
     """Start setting up TOTP: a new secret, its ``otpauth://`` URI and the QR code as SVG.
-    Nothing changes for logins until ``/auth/2fa/verify-setup`` confirms a code."""
+    Nothing changes for logins until ``/auth/2fa/verify-setup`` confirms a code.
+
+    Needs the current ``password`` (422 when missing, 401 when wrong, counted against the
+    failure limit): an access token alone must not be able to put an attacker's
+    authenticator on the account and lock its owner out."""
+    if body is None or not body.password:
+        raise invalid("password", "the current password is required to set up 2FA")
+    with mfa_limiter(api).attempt(user.id) as attempt:
+        await _check_password(api, user.id, body.password, attempt)
     secret = mfa.new_secret()
     await api.store.write(_setup, user.id, secret, _ua(request))
     uri = mfa.otpauth_uri(secret, user.username)
