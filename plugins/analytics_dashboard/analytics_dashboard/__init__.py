@@ -59,6 +59,9 @@ class DashboardSettings(PluginSettings):
     anomaly_threshold: float = Field(stats.DEFAULT_THRESHOLD, ge=2.0, le=20.0)
     #: Seconds after start before missed subscriptions run (the sign-in is restored first).
     start_delay: float = Field(5.0, ge=0, le=600)
+    #: Private, link-local or other non-public hosts webhooks may reach (addresses,
+    #: networks like "192.168.1.0/24", names); public hosts and loopback need no entry.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
 
 
 class ApiProblem(Exception):
@@ -433,7 +436,8 @@ class AnalyticsDashboardPlugin(Plugin):
                                             f"analytics.alert.{event}", {
                                                 "rule_id": record["id"],
                                                 "rule": record["name"], "value": value,
-                                                "message": message, "title": title})
+                                                "message": message, "title": title},
+                                            allow=self.config.webhook_allowed_hosts)
             else:
                 await delivery.notify(self.api, title, message,
                                       kind={"fired": "warning", "resolved": "success"}.get(
@@ -544,7 +548,8 @@ class AnalyticsDashboardPlugin(Plugin):
                                             "subscription": record["name"], "file": name,
                                             "report": {k: data[k] for k in (
                                                 "type", "title", "period_days", "since",
-                                                "columns", "rows", "summary")}})
+                                                "columns", "rows", "summary")}},
+                                        allow=self.config.webhook_allowed_hosts)
             return
         rows = len(data["rows"])
         extra = " It is also in your PlexiChat files." if uploaded else ""

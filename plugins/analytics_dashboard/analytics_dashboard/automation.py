@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import time
 import uuid
@@ -38,6 +39,23 @@ Channel = Literal["notification", "webhook"]
 MAX_EVENTS = 300
 OPERATORS = {">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
              "<": lambda a, b: a < b, "<=": lambda a, b: a <= b}
+
+
+# Control characters (C0, DEL, C1) and the bidirectional overrides that make a name read
+# differently from what it is; a name shows in notifications and the page.
+_BAD_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _clean_name(value: str) -> str:
+    if _BAD_NAME.search(value):
+        raise ValueError("must not contain control characters")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+def _clean_url(value: str | None) -> str | None:
+    return None if value is None or not value.strip() else check_url(value)
 
 
 class RuleIn(BaseModel):
@@ -64,9 +82,12 @@ class RuleIn(BaseModel):
     @field_validator("name")
     @classmethod
     def _strip(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value.strip()
+        return _clean_name(value)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _clean_url(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> RuleIn:
@@ -75,10 +96,8 @@ class RuleIn(BaseModel):
         if self.kind == "anomaly" and self.metric not in SERIES_KEYS:
             raise ValueError(f"metric: {self.metric} has no daily series, so it cannot have "
                              "an anomaly rule; use a threshold rule")
-        if self.channel == "webhook":
-            if not self.webhook_url:
-                raise ValueError("webhook_url: the webhook channel needs a URL")
-            self.webhook_url = check_url(self.webhook_url)
+        if self.channel == "webhook" and not self.webhook_url:
+            raise ValueError("webhook_url: the webhook channel needs a URL")
         return self
 
     def describe(self) -> str:
@@ -107,6 +126,16 @@ class SubscriptionIn(BaseModel):
     upload: bool = False
     enabled: bool = True
 
+    @field_validator("name")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return _clean_name(value)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _clean_url(value)
+
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
@@ -118,10 +147,8 @@ class SubscriptionIn(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SubscriptionIn:
-        if self.channel == "webhook":
-            if not self.webhook_url:
-                raise ValueError("webhook_url: the webhook channel needs a URL")
-            self.webhook_url = check_url(self.webhook_url)
+        if self.channel == "webhook" and not self.webhook_url:
+            raise ValueError("webhook_url: the webhook channel needs a URL")
         return self
 
 

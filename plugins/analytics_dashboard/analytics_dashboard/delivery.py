@@ -8,19 +8,30 @@ PlexiChat client of the user (and reaches their v1 webhooks subscribed to
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
 import urllib.parse
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from plexichat_desktop.plugins.guards import TargetRefused, check_target_async
+from plexichat_desktop.plugins.guards import Target, TargetRefused, check_target_async
 
 USER_AGENT = "PlexiChat-Desktop-Analytics/1"
 TIMEOUT = 10.0
+#: The whole exchange (connect, send, the answer's head and excerpt) must end within this.
+TOTAL_SECONDS = 20.0
+#: How much of an answer is read (for the message of a failed delivery); the rest is not.
+EXCERPT_BYTES = 2048
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Characters a URL typed into a rule may not hold (the guard refuses them too).
+_CONTROL = {chr(c) for c in range(0x21)} | {"\x7f"}
 
 
 class DeliveryError(Exception):
@@ -28,15 +39,23 @@ class DeliveryError(Exception):
 
 
 def check_url(url: str, field: str = "webhook_url") -> str:
-    """``url`` if it is an absolute http(s) URL with a host and no credentials; else
-    ``ValueError`` naming ``field``."""
-    parts = urllib.parse.urlsplit(url.strip())
+    """``url`` if it is an absolute http(s) URL with a host, a valid port and no
+    credentials or control characters; else ``ValueError`` naming ``field``."""
+    text = url.strip()
+    if any(c in _CONTROL for c in text):
+        raise ValueError(f"{field}: must not contain spaces or control characters")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 -- raises for a port out of range or not a number
+    except ValueError as exc:
+        raise ValueError(f"{field}: is not a valid URL ({exc}): {text[:200]!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{field}: must be an absolute http:// or https:// URL, got {url!r}")
+        raise ValueError(f"{field}: must be an absolute http:// or https:// URL, got "
+                         f"{text[:200]!r}")
     if parts.username or parts.password:
         raise ValueError(f"{field}: credentials in the URL are not allowed (they would be "
                          "kept in plain text); use a URL with a secret token in its path")
-    return url.strip()
+    return text
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -46,39 +65,105 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
-async def post_webhook(url: str, secret: str, event: str, payload: dict[str, Any]) -> int:
+def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` spells (any spelling the C resolver reads); None for a name."""
+    if ":" in host:
+        try:
+            return ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` (or the IPv4 address it carries) is a public one."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _NAT64 or int(address) >> 32 == 0:
+            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.is_global and not address.is_multicast
+
+
+async def guard(url: str, allow: Sequence[str] = (), field: str = "webhook_url") -> Target:
+    """Check a webhook URL with the host's network guard; the pinned :class:`Target`.
+
+    The URL is the user's own choice, so a public host is allowed: a name is looked up
+    once and *every* address it resolves to must be public, loopback or inside a network
+    of ``allow`` (the ``webhook_allowed_hosts`` setting); a literal address must be
+    public, loopback or allowed. Private, shared, link-local (cloud metadata),
+    unique-local and reserved addresses are refused unless ``allow`` lists them.
+    Raises :class:`TargetRefused` naming ``field``."""
+    check_url(url, field)
+    host = (urllib.parse.urlsplit(url.strip()).hostname or "").rstrip(".")
+    literal = _literal(host)
+    # A name is allowed but judged by every address it resolves to; a literal only
+    # when it is public.
+    own = [host] if literal is None else [str(literal)] if _public(literal) else []
+    return await check_target_async(url.strip(), [*allow, *own], field=field)
+
+
+def build_request(client: httpx.AsyncClient, target: Target, body: bytes,
+                  headers: dict[str, str]) -> httpx.Request:
+    """The POST to the pinned address: ``Host`` (and for https the TLS server name, so
+    the certificate is checked against it) stay the name the user typed."""
+    extensions: dict[str, Any] = {}
+    if target.scheme == "https" and target.host != target.address:
+        extensions["sni_hostname"] = target.host
+    return client.build_request("POST", target.url, content=body,
+                                headers={**headers, "Host": target.host_header},
+                                extensions=extensions)
+
+
+async def post_webhook(url: str, secret: str, event: str, payload: dict[str, Any],
+                       allow: Sequence[str] = ()) -> int:
     """POST ``{"event", "sent_at", "data"}`` to ``url``; the HTTP status of a 2xx answer.
 
-    The URL is the user's own choice (typed into a rule), so its host is allowed; the
-    name is looked up once and, for http, the request goes to that address (a second,
-    different DNS answer cannot redirect it). For https the name stays in the URL: the
-    certificate must match it. No redirects, no proxies from the environment.
+    The target passes :func:`guard` (``allow``: the plugin's ``webhook_allowed_hosts``)
+    and the request goes to the checked address, so a second, different DNS answer
+    cannot redirect it. No redirects, no proxies from the environment; the exchange has
+    a total deadline (:data:`TOTAL_SECONDS`) and only an excerpt of the answer is read.
     Raises :class:`DeliveryError` with the reason."""
-    url = check_url(url)
-    host = urllib.parse.urlsplit(url).hostname or ""
+    host = urllib.parse.urlsplit(url.strip()).hostname or "?"
     try:
-        target = await check_target_async(url, [host], field="webhook_url")
-    except TargetRefused as exc:
-        raise DeliveryError(str(exc)) from None
+        target = await guard(url, allow)
+    except (TargetRefused, ValueError) as exc:
+        raise DeliveryError(f"webhook refused: {exc}") from None
     body = json.dumps({"event": event, "sent_at": time.time(), "data": payload},
                       separators=(",", ":"), default=str).encode()
     timestamp = str(int(time.time()))
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-               "X-PlexiChat-Event": event, "X-PlexiChat-Timestamp": timestamp,
+               "Accept-Encoding": "identity", "X-PlexiChat-Event": event,
+               "X-PlexiChat-Timestamp": timestamp,
                "X-PlexiChat-Signature": sign(secret, timestamp, body)}
-    send_to = url
-    if target.scheme == "http":
-        send_to = target.url
-        headers["Host"] = target.host_header
+    excerpt = b""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
                                      trust_env=False) as client:
-            response = await client.post(send_to, content=body, headers=headers)
+            request = build_request(client, target, body, headers)
+            async with asyncio.timeout(TOTAL_SECONDS):
+                response = await client.send(request, stream=True)
+                try:
+                    if not 200 <= response.status_code < 300:
+                        async for chunk in response.aiter_raw():
+                            excerpt += chunk
+                            if len(excerpt) >= EXCERPT_BYTES:
+                                break
+                finally:
+                    await response.aclose()
+    except TimeoutError:
+        raise DeliveryError(f"webhook {host}: no complete answer within "
+                            f"{TOTAL_SECONDS:g} s") from None
     except httpx.HTTPError as exc:
         raise DeliveryError(f"webhook {host}: {type(exc).__name__}: {exc}".rstrip(": ")
                             ) from None
     if not 200 <= response.status_code < 300:
-        raise DeliveryError(f"webhook {host} answered HTTP {response.status_code}")
+        said = excerpt[:200].decode("utf-8", "replace").strip()
+        raise DeliveryError(f"webhook {host} answered HTTP {response.status_code}"
+                            + (f": {said}" if said else ""))
     return response.status_code
 
 

@@ -93,7 +93,7 @@ async def test_a_webhook_that_fails_is_recorded_not_lost(app):
             "name": "Broken hook", "metric": "failed_logins", "value": 0,
             "channel": "webhook", "webhook_url": receiver.url})
         assert r.json()["state"]["last_error"] == (
-            "delivery failed: webhook 127.0.0.1 answered HTTP 500")
+            'delivery failed: webhook 127.0.0.1 answered HTTP 500: {"no": 1}')
         event = (await running.client.get("events")).json()["events"][0]
         assert event["delivered"] is False and "HTTP 500" in event["delivery_error"]
 
