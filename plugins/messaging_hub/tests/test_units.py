@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,35 @@ def test_templates_in_the_sandbox() -> None:
         render("{% for x in %}", {})
     assert syntax.value.field == "body" and "line 1" in str(syntax.value)
     with pytest.raises(TemplateProblem) as big:
-        render("{% for i in range(20000) %}xxxxxxxx{% endfor %}", {})
+        render("{% for i in range(1000) %}xxxxxxxxxxxx{% endfor %}", {})
     assert big.value.field == "content"
+
+
+@pytest.mark.parametrize("source", [
+    "{{ 'a' * 10**9 }}",
+    "{{ 'a' * 50000 ~ 'b' * 50001 }}",
+    "{% set s = 'x' * 90000 %}{% set s = s ~ s %}{{ s }}",
+    "{{ 2 ** (10 ** 9) }}",
+    "{{ ''.ljust(10**9) }}",
+    "{{ '%999999999d' % 1 }}",
+    "{{ '{:>999999999}'.format(1) }}",
+    "{{ 'x' | center(10**9) }}",
+    "{{ ',' .join(['ab'] * 90000) }}",
+    "{% for i in range(10**6) %}{% endfor %}",
+    # output stops at the limit while it is made, not after gigabytes
+    "{% for i in range(1000) %}{% for j in range(1000) %}{{ 'y' * 1000 }}{% endfor %}"
+    "{% endfor %}",
+    # three nested loops writing nothing: stopped by the clock
+    "{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(1000) %}"
+    "{% endfor %}{% endfor %}{% endfor %}x",
+])
+def test_templates_cannot_exhaust_memory_or_time(source: str) -> None:
+    """Templates run on the server's event loop: a huge value or a long loop would hold
+    every plugin up (it built 10**8 characters before the length check) (review finding)."""
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem):
+        render(source, {})
+    assert time.monotonic() - started < 3
 
 
 def test_markdown_is_sanitised() -> None:
