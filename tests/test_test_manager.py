@@ -265,7 +265,7 @@ async def test_same_plugin_never_runs_twice_at_once(manager_factory):
 async def test_priority_order_and_fifo_within_a_level(manager_factory):
     manager, bus = await manager_factory(concurrency=1)
     sub = bus.subscribe(RunStarted)
-    blocker = await manager.submit("fault_suite", ["test_hangs"], timeout=1)
+    blocker = await manager.submit("fault_suite", ["test_hangs"], timeout=60)
     await asyncio.wait_for(sub.get(), 30)  # the single worker is now busy
     low = await manager.submit("mixed_suite", ["test_passes"], priority="low")
     medium_1 = await manager.submit("broken_suite", priority=Priority.MEDIUM)
@@ -273,6 +273,8 @@ async def test_priority_order_and_fifo_within_a_level(manager_factory):
                                     allow_parallel=True)
     critical = await manager.submit("mixed_suite", ["test_raises"], priority="critical",
                                     allow_parallel=True)
+    # All four are queued: free the worker now instead of waiting out a hang's timeout.
+    assert await manager.cancel(blocker.id)
     for run in (blocker, low, medium_1, medium_2, critical):
         await asyncio.wait_for(manager.wait(run.id), 60)
     started = []
