@@ -567,3 +567,36 @@ async def test_restore_of_non_ascii_text_is_exact(v1):
         r = await ann.client.post(f"/collaboration/sessions/{sid}/history/{first}/restore")
         assert r.status_code == 200 and r.json()["content"] == after, r.text
         assert await content(ann, sid) == after
+
+
+async def test_updates_waiting_for_a_missing_part_are_bounded(v1):
+    """An update whose earlier part never comes changes nothing and is held in memory by
+    pycrdt outside the document's size: an editor sent them without limit, a frame at a
+    time (review finding). They count against max_document and close the socket."""
+    ann = await v1.account("ann")
+    sid = (await create(ann, initial_content="abc"))["session_id"]
+    manager = manager_for(v1.api)
+    manager.limits.max_document = 50_000
+
+    def orphan(client_id: int) -> bytes:
+        source: Doc[Any] = Doc(client_id=client_id)
+        text = source.get("content", type=Text)
+        text += "x"
+        before = source.get_state()
+        text += "y" * 10_000
+        return source.get_update(before)  # depends on the "x" the server never gets
+
+    async with connect(await ws_url(v1, ann, sid)) as ws:
+        for n in range(4):
+            await ws.send(sync_message(collab.SYNC_UPDATE, orphan(1000 + n)))
+        await answered(ws)
+        assert manager.rooms[sid].unapplied > 40_000
+        for n in range(4, 10):
+            await ws.send(sync_message(collab.SYNC_UPDATE, orphan(1000 + n)))
+        code, reason = await closed_with(ws)
+        assert code == collab.CLOSE_TOO_BIG and "missing part" in reason
+    assert await content(ann, sid) == "abc"
+    await until(lambda: sid not in manager.rooms)  # unloaded: the waiting parts are gone
+    async with synced(await ws_url(v1, ann, sid)) as (doc, _):
+        doc.get("content", type=Text).insert(3, "d")
+        await until(lambda: manager.rooms[sid].content() == "abcd")

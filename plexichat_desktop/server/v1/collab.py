@@ -242,6 +242,10 @@ class Room:
         self.awareness: dict[int, tuple[int, str]] = {}
         self.owners: dict[int, Peer] = {}
         self.size = size  # an upper bound of the encoded state, made exact when near a limit
+        # Bytes of updates that changed nothing: echoes of what the document has, or parts
+        # waiting for a missing one. pycrdt keeps the waiting ones in memory (outside the
+        # encoded state, so ``size`` does not see them) until the room is unloaded.
+        self.unapplied = 0
         self.stats = RoomStats()
         self.holds = 0  # callers using the room (sockets, requests): kept loaded till 0
         self.lock = asyncio.Lock()  # changes made by the server (restore)
@@ -609,6 +613,12 @@ class CollabManager:
         limit = self.limits.max_document
         if room.size + len(update) > limit and room.exact_size() + len(update) > limit:
             raise ProtocolError(CLOSE_TOO_BIG, f"the document would exceed {limit} bytes")
+        if room.unapplied + len(update) > limit:
+            # Updates whose earlier parts never come are held in memory by pycrdt and do
+            # not count in the document's size: without this bound an editor could grow
+            # the server's memory by a frame at a time, 100 times a second.
+            raise ProtocolError(CLOSE_TOO_BIG, f"updates that change nothing (or wait for a "
+                                               f"missing part) passed {limit} bytes")
         room.take_changes()
         try:
             room.doc.apply_update(update)
@@ -616,7 +626,9 @@ class CollabManager:
             raise ProtocolError(CLOSE_INVALID, "an update that cannot be decoded") from None
         change = room.take_changes()
         if change is None:
-            return  # known already, or waiting for a missing part (see Room._changes)
+            # Known already, or waiting for a missing part (see Room._changes).
+            room.unapplied += len(update)
+            return
         room.size += len(change)
         room.stats.updates_applied += 1
         await self.store.write(save_update, room.session_id, change, self.limits.compact_after)
