@@ -600,3 +600,15 @@ async def test_updates_waiting_for_a_missing_part_are_bounded(v1):
     async with synced(await ws_url(v1, ann, sid)) as (doc, _):
         doc.get("content", type=Text).insert(3, "d")
         await until(lambda: manager.rooms[sid].content() == "abcd")
+
+
+async def test_a_ticket_dies_with_its_login_session(v1):
+    """Logging out closed the open sockets but a ticket issued before still opened one
+    for its minute (review finding)."""
+    ann = await v1.account("ann")
+    sid = (await create(ann))["session_id"]
+    url = await ws_url(v1, ann, sid)
+    assert (await ann.client.post("/auth/logout")).status_code == 200
+    with pytest.raises(InvalidStatus):
+        async with connect(url):
+            pass

@@ -582,12 +582,15 @@ async def collaboration_socket(websocket: WebSocket, session_id: str) -> None:
         return await api.store.read(check)
 
     def who(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+        if not collab.session_alive(conn, grant.auth_session):
+            return None, None  # logged out since the ticket was issued
         name = scalar(conn, "SELECT username FROM users WHERE id = ?", (grant.user_id,))
         return collab.member_role(conn, session_id, grant.user_id), name
 
     role, username = await api.store.read(who)
     if role is None or username is None:
-        await websocket.close(collab.CLOSE_FORBIDDEN, "not a member of this session")
+        await websocket.close(collab.CLOSE_FORBIDDEN, "not a member of this session, or "
+                                                      "logged out")
         return
     room = await manager.room(session_id)
     mine = sum(1 for p in room.peers if p.user_id == grant.user_id)
