@@ -188,10 +188,12 @@ async def test_recovery_codes_are_single_use_regenerate_and_disable(v1, clock):
     assert status["recovery_codes_remaining"] == 2 and status["low_recovery_codes"] is True
 
     # Regenerating needs the password; a wrong one is 401 but the session lives on.
-    r = await bob.client.post("/auth/2fa/backup-codes", json={"password": "wrong"})
+    r = await bob.client.post("/auth/2fa/backup-codes", json={"password": "wrong",
+                                                              "recovery_code": codes[8]})
     assert r.status_code == 401 and 'error="invalid_grant"' in r.headers["www-authenticate"]
     assert (await bob.client.get("/auth/me")).status_code == 200
-    r = await bob.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD})
+    r = await bob.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD,
+                                                              "recovery_code": codes[8]})
     assert r.status_code == 200
     fresh = r.json()["recovery_codes"]
     assert len(fresh) == 10 and not set(fresh) & set(codes)
@@ -601,3 +603,46 @@ async def test_setting_up_2fa_needs_the_password(v1, clock):
     mfa_limiter(v1.api).reset()
     r = await eve.client.post("/auth/2fa/setup", json={"password": PASSWORD})
     assert r.status_code == 200 and r.json()["secret"]
+
+
+async def test_new_recovery_codes_need_a_second_factor_too(v1, clock):
+    """The password alone (phished, reused) must not renew the recovery codes: that would
+    hand their holder a way around the authenticator."""
+    fay = await v1.account("fay")
+    secret, codes = await enable_2fa(fay)
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "code"]
+    r = await fay.client.post("/auth/2fa/backup-codes", json={
+        "password": PASSWORD, "code": code(secret, 1), "recovery_code": codes[0]})
+    assert r.status_code == 422  # exactly one
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD,
+                                                              "code": "000000"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("code:")
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD,
+                                                              "recovery_code": "abcde-01234"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("recovery_code:")
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": "wrong",
+                                                              "code": code(secret, 1)})
+    assert r.status_code == 401 and r.json()["detail"].startswith("password:")
+    status = (await fay.client.get("/auth/2fa/status")).json()
+    assert status["recovery_codes_remaining"] == 10  # nothing changed
+    mfa_limiter(v1.api).reset()
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD,
+                                                              "code": code(secret, 1)})
+    assert r.status_code == 200, r.text
+    fresh = r.json()["recovery_codes"]
+    # The code is spent; a recovery code works too (the old set is gone after that).
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD,
+                                                              "code": code(secret, 1)})
+    assert r.status_code == 401
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD,
+                                                              "recovery_code": codes[1]})
+    assert r.status_code == 401  # an old code
+    mfa_limiter(v1.api).reset()
+    r = await fay.client.post("/auth/2fa/backup-codes", json={"password": PASSWORD,
+                                                              "recovery_code": fresh[0]})
+    assert r.status_code == 200, r.text
+    log = (await fay.client.get("/users/me/security-log",
+                                params={"kind": "recovery_codes_regenerated"})).json()
+    assert [e["detail"]["confirmed_with"] for e in log["events"]] == ["recovery_code",
+                                                                      "totp"]

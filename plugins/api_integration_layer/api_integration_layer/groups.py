@@ -164,10 +164,13 @@ class AuthApi(_Group):
         return await self._c.call("auth.mfa_verify_setup", json={"code": code},
                                   model=m.RecoveryCodes)
 
-    async def mfa_backup_codes(self, password: str) -> m.RecoveryCodes:
-        """New recovery codes (the old ones stop working)."""
-        return await self._c.call("auth.mfa_backup_codes", json={"password": password},
-                                  model=m.RecoveryCodes)
+    async def mfa_backup_codes(self, password: str, *, code: str | None = None,
+                               recovery_code: str | None = None) -> m.RecoveryCodes:
+        """New recovery codes (the old ones stop working): the password and exactly one of
+        a current ``code`` or an old ``recovery_code``."""
+        body = {"password": password, "code": code, "recovery_code": recovery_code}
+        return await self._c.call("auth.mfa_backup_codes", model=m.RecoveryCodes,
+                                  json={k: v for k, v in body.items() if v is not None})
 
     async def mfa_disable(self, password: str, *, code: str | None = None,
                           recovery_code: str | None = None) -> m.ActionResult:

@@ -443,7 +443,8 @@ async def exercise_account_security(ann: ApiClient, bob: ApiClient, server) -> N
     step = mfa.step_of(time.time())
     codes = (await bob.auth.mfa_verify_setup(mfa.code_at(setup.secret, step))
              ).recovery_codes
-    codes = (await bob.auth.mfa_backup_codes(PASSWORD)).recovery_codes
+    codes = (await bob.auth.mfa_backup_codes(PASSWORD, recovery_code=codes[0])
+             ).recovery_codes
     with pytest.raises(MfaRequired) as challenge:
         await bob.auth.login(name, PASSWORD)
     await bob.auth.login_2fa(challenge.value.mfa_token,

@@ -111,9 +111,14 @@ def test_the_2fa_wizard_and_signing_in_with_a_code(plexichat_app, clock):
                                                    "code": " ".join(codes[0].split("-"))}))
     assert signed["recovery_codes_remaining"] == 9
 
-    wrong = client.post("api/2fa/regenerate", json={"password": "not it"})
+    wrong = client.post("api/2fa/regenerate", json={"password": "not it",
+                                                    "code": codes[1]})
     assert wrong.status_code == 403 and "wrong password" in wrong.text
-    fresh = ok(client.post("api/2fa/regenerate", json={"password": user.password}))
+    # The password alone is not enough: a code (or a recovery code) goes with it.
+    assert client.post("api/2fa/regenerate",
+                       json={"password": user.password}).status_code == 422
+    fresh = ok(client.post("api/2fa/regenerate", json={"password": user.password,
+                                                       "code": codes[1]}))
     assert len(fresh["recovery_codes"]) == 10 and codes[1] not in fresh["recovery_codes"]
     assert ok(client.post("api/2fa/disable", json={"password": user.password,
                                                    "code": fresh["recovery_codes"][0]}))

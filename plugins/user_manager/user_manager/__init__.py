@@ -481,9 +481,13 @@ class UserManagerPlugin(Plugin):
             return result.model_dump(mode="json")
         return await self.answer(work())
 
-    async def mfa_regenerate(self, form: PasswordForm) -> Any:
+    async def mfa_regenerate(self, form: DisableForm) -> Any:
+        """New recovery codes: the password and a current code (or an old recovery code)."""
+        code, recovery = _split_code(form.code)
+
         async def work() -> dict[str, Any]:
-            result = await self.signed_in().auth.mfa_backup_codes(form.password)
+            result = await self.signed_in().auth.mfa_backup_codes(
+                form.password, code=code, recovery_code=recovery)
             return result.model_dump(mode="json")
         return await self.answer(work())
 

@@ -463,8 +463,9 @@ async function regenerate(event) {
   await busy("regen-submit", async () => {
     try {
       const result = await call("api/2fa/regenerate", { method: "POST",
-        body: { password: $("regen-password").value } });
+        body: { password: $("regen-password").value, code: $("regen-code").value.trim() } });
       $("regen-password").value = "";
+      $("regen-code").value = "";
       showCodes(result.recovery_codes);
       await refreshMfa();
     } catch (err) { fail("regen-error", err); }

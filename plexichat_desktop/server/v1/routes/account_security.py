@@ -66,12 +66,10 @@ class Login2faBody(Body):
                                       description="One of the account's recovery codes.")
 
 
-class PasswordBody(Body):
-    password: str = Field(min_length=1, max_length=PASSWORD_MAX,
-                          description="The account's current password.")
-
-
 class DisableBody(Body):
+    """The password and a second factor (exactly one of ``code`` and ``recovery_code``):
+    what turning 2FA off or renewing its recovery codes asks for."""
+
     password: str = Field(min_length=1, max_length=PASSWORD_MAX)
     code: str | None = Field(None, max_length=20)
     recovery_code: str | None = Field(None, max_length=40)
@@ -308,24 +306,45 @@ async def mfa_verify_setup(body: CodeBody, request: Request, user: User, api: Ap
                        "when the authenticator is not at hand"}
 
 
-def _regenerate(conn: sqlite3.Connection, user_id: str, digests: list[str],
-                user_agent: str | None) -> None:
+def _regenerate(conn: sqlite3.Connection, user_id: str, code: str | None,
+                recovery_code: str | None, recovery_hash: str, digests: list[str],
+                user_agent: str | None) -> bool:
+    """Check the second factor and replace the codes in one transaction; False when the
+    code or recovery code is wrong (nothing changes)."""
     if not mfa.mfa_enabled(conn, user_id):
         raise conflict("2FA is off for this account: there are no recovery codes")
+    if code:
+        ok = mfa.verify_totp(conn, user_id, code)
+    else:
+        ok = mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
+    if not ok:
+        return False
     mfa.store_recovery_codes(conn, user_id, digests)
     mfa.record_event(conn, user_id, "recovery_codes_regenerated", user_agent=user_agent,
-                     detail={"recovery_codes": len(digests)})
+                     detail={"recovery_codes": len(digests),
+                             "confirmed_with": "totp" if code else "recovery_code"})
+    return True
 
 
 @router.post("/auth/2fa/backup-codes", tags=AUTH)
-async def mfa_backup_codes(body: PasswordBody, request: Request, user: User, api: Api
+async def mfa_backup_codes(body: DisableBody, request: Request, user: User, api: Api
                            ) -> dict[str, Any]:
-    """New recovery codes (the password confirms it); every older code stops working."""
+    """New recovery codes; every older code stops working. Needs the password and a
+    current ``code`` (or one of the old ``recovery_code``s): the password alone must not
+    be enough to take over the account's second factor."""
+    _one_of(("code", body.code), ("recovery_code", body.recovery_code))
+    codes = mfa.new_recovery_codes()
     with mfa_limiter(api).attempt(user.id) as attempt:
         await _check_password(api, user.id, body.password, attempt)
-    codes = mfa.new_recovery_codes()
-    digests = await asyncio.to_thread(mfa.recovery_digests, user.id, codes)
-    await api.store.write(_regenerate, user.id, digests, _ua(request))
+        recovery_hash = await _recovery_digest(body.recovery_code, user.id)
+        digests = await asyncio.to_thread(mfa.recovery_digests, user.id, codes)
+        renewed = await api.store.write(_regenerate, user.id, body.code, body.recovery_code,
+                                        recovery_hash, digests, _ua(request))
+        if not renewed:
+            attempt.fail()
+    if not renewed:
+        field = "code" if body.code else "recovery_code"
+        raise _wrong(f"{field}: invalid or already used")
     return {"success": True, "recovery_codes": codes, "total": len(codes),
             "message": "new recovery codes; the old ones no longer work"}
 
