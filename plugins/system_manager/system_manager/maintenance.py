@@ -5,8 +5,9 @@ folders of the running app. Clean-up is planned first and the plan is what the u
 sees; applying it re-plans and deletes only what is still a candidate, so a file that
 changed in between is left alone. Only files the app itself makes are candidates: rotated
 log files (never the current one), leftovers of interrupted work (``.partial`` files,
-drill and restore staging folders, abandoned uploads) and old ``plexichat*`` temp
-entries; each must be older than its age limit.
+drill and restore staging folders, abandoned uploads) and ``plexichat-dev-*`` holder
+folders of dev sessions that are over; each must be older than its age limit (a day at
+least for temp entries).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from typing import Any
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _SKIP_SUFFIXES = ("-wal", "-shm", "-journal")
+#: Temp entries the app itself makes (``plexichat_desktop/dev.py``'s holder folders):
+#: the only ones clean-up may delete from the temp folder, and only when unused.
+TEMP_PREFIXES = ("plexichat-dev-",)
 
 
 @dataclass(frozen=True)
@@ -130,18 +134,56 @@ def find_databases(dirs: AppDirs) -> list[dict[str, Any]]:
     return found
 
 
-def check_database(path: Path, vacuum: bool, busy_timeout: float = 5.0) -> dict[str, Any]:
-    """``integrity_check`` and, when asked and sound, ``VACUUM`` (plus a WAL checkpoint).
+def held_open(path: Path, busy_timeout: float = 0.2) -> str | None:
+    """Why ``path`` is in use by someone else (its owner plugin, another process), or
+    None when nobody holds it: a WAL or rollback journal beside it (a WAL database keeps
+    ``-wal``/``-shm`` while any connection is open), an open handle in this process (the
+    plugins run here; Linux ``/proc/self/fd``), or an exclusive lock that cannot be had
+    within ``busy_timeout`` seconds. Call it before opening a connection of your own."""
+    for suffix in ("-wal", "-shm", "-journal"):
+        if Path(str(path) + suffix).exists():
+            return f"in use: {path.name}{suffix} exists (the database is open)"
+    fds = Path("/proc/self/fd")
+    if fds.is_dir():
+        try:
+            wanted = path.resolve()
+            for fd in fds.iterdir():
+                with contextlib.suppress(OSError):
+                    if Path(os.readlink(fd)) == wanted:
+                        return "in use: open in the app (its plugin is running)"
+        except OSError:
+            pass
+    try:
+        probe = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        return f"in use: {exc}"
+    try:
+        probe.execute("BEGIN EXCLUSIVE")
+        probe.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        return f"in use: {exc}"
+    finally:
+        probe.close()
+    return None
 
-    A damaged database is never vacuumed (VACUUM could drop what is left of the damaged
-    pages). A database locked by its owner for longer than ``busy_timeout`` is reported
-    as busy, not as a failure.
+
+def check_database(path: Path, vacuum: bool, busy_timeout: float = 5.0) -> dict[str, Any]:
+    """``integrity_check`` and, when asked, sound and not in use, ``VACUUM``.
+
+    ``integrity_check`` only reads (a read-only connection). VACUUM rewrites the whole
+    file, so it runs only on a store nobody holds open (:func:`held_open`): a store in
+    use is reported with ``skipped`` = why, and vacuumed another time (its plugin
+    stopped). A damaged database is never vacuumed (VACUUM could drop what is left of
+    the damaged pages). A database locked by its owner for longer than ``busy_timeout``
+    is reported as busy, not as a failure.
     """
     before = _db_bytes(path)
     result: dict[str, Any] = {"path": str(path), "bytes_before": before, "vacuumed": False}
     started = time.monotonic()
+    in_use = held_open(path) if vacuum else None
     try:
-        conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               timeout=busy_timeout, isolation_level=None)
     except sqlite3.Error as exc:
         return {**result, "status": "error", "detail": str(exc)}
     try:
@@ -150,11 +192,20 @@ def check_database(path: Path, vacuum: bool, busy_timeout: float = 5.0) -> dict[
         if rows != ["ok"]:
             result.update(status="damaged", detail="; ".join(rows[:3]))
             return result
-        if vacuum:
-            conn.execute("VACUUM")
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            result["vacuumed"] = True
+        conn.close()
+        if vacuum and in_use is not None:
+            result["skipped"] = in_use
+        elif vacuum:
+            # Only for the VACUUM itself, with a short wait: an owner that opened the
+            # store meanwhile keeps it, and this one is reported as in use.
+            conn = sqlite3.connect(path, timeout=0.2, isolation_level=None)
+            try:
+                conn.execute("VACUUM")
+                result["vacuumed"] = True
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                result["skipped"] = f"in use: {exc}"
         result["status"] = "ok"
     except sqlite3.OperationalError as exc:
         busy = "locked" in str(exc) or "busy" in str(exc)
@@ -219,10 +270,24 @@ def cleanup_plan(dirs: AppDirs, *, log_days: float, temp_days: float,
         for path in sorted(dirs.plugin_data.rglob("*.partial")):
             consider(path, min(temp_days, 1.0), "partial file of an interrupted write")
     if dirs.temp_dir.is_dir():
-        for path in sorted(dirs.temp_dir.glob("plexichat*")):
-            if path.owner() == _me():
-                consider(path, temp_days, f"app temp entry older than {temp_days:g} days")
+        for prefix in TEMP_PREFIXES:
+            for path in sorted(dirs.temp_dir.glob(prefix + "*")):
+                with contextlib.suppress(OSError):
+                    if path.owner() == _me() and _dev_holder_unused(path):
+                        consider(path, max(temp_days, 1.0),
+                                 f"unused dev-session folder older than "
+                                 f"{max(temp_days, 1.0):g} days")
     return plan
+
+
+def _dev_holder_unused(path: Path) -> bool:
+    """Whether ``path`` is a ``plexichat-dev-*`` holder of a session that is over: a
+    real folder (not a link) holding only symlinks (what ``plexichat-desktop dev``
+    makes), none of which leads to an existing plugin folder. A holder whose link still
+    works may belong to a running session: kept."""
+    if path.is_symlink() or not path.is_dir():
+        return False
+    return all(child.is_symlink() and not child.exists() for child in path.iterdir())
 
 
 def _me() -> str:

@@ -729,6 +729,9 @@ class Manager:
                     detail += f"; damaged: {', '.join(r['path'] for r in damaged)}"
                 if busy:
                     detail += f"; {busy} busy (skipped)"
+                in_use = sum(1 for r in results if r.get("skipped"))
+                if in_use:
+                    detail += f"; {in_use} in use, not vacuumed"
                 steps.append({"step": "sqlite", "ok": not damaged, "data": results,
                               "detail": detail})
             if "cleanup" in tasks:

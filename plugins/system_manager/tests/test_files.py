@@ -276,17 +276,41 @@ def test_cleanup_plans_only_old_app_leftovers_and_applies_the_plan(tmp_path: Pat
     upload = dirs.api_dir / "incoming" / "u.zip"
     upload.write_text("z")
     _age(upload, 0.1)                                    # too young
-    (dirs.temp_dir / "plexichat-run-1").mkdir()
-    _age(dirs.temp_dir / "plexichat-run-1", 10)
-    (dirs.temp_dir / "someone-else").mkdir()
-    _age(dirs.temp_dir / "someone-else", 10)
+    over = dirs.temp_dir / "plexichat-dev-over"          # its plugin folder is gone
+    over.mkdir()
+    (over / "gone_plugin").symlink_to(tmp_path / "gone_plugin", target_is_directory=True)
+    _age(over, 10)
+    for name in ("someone-else", "plexichat-run-1", "plexichatty"):
+        (dirs.temp_dir / name).mkdir()
+        _age(dirs.temp_dir / name, 10)
     plan = maintenance.cleanup_plan(dirs, log_days=14, temp_days=3)
     paths = {Path(e["path"]).name: e["reason"] for e in plan}
-    assert set(paths) == {"plexichat-desktop.log.2", ".drill-abc", "plexichat-run-1"}
+    assert set(paths) == {"plexichat-desktop.log.2", ".drill-abc", "plexichat-dev-over"}
     done = maintenance.apply_cleanup(plan)
     assert done["deleted"] == 3 and not done["errors"]
     assert (logs / "plexichat-desktop.log").exists() and upload.exists()
-    assert (dirs.temp_dir / "someone-else").exists()
+    for name in ("someone-else", "plexichat-run-1", "plexichatty"):
+        assert (dirs.temp_dir / name).exists()     # not made by the app: never
+
+
+def test_cleanup_keeps_dev_session_folders_in_use(tmp_path: Path) -> None:
+    dirs = _dirs(tmp_path)
+    plugin = tmp_path / "my_plugin"                     # what a running session links to
+    plugin.mkdir()
+    live = dirs.temp_dir / "plexichat-dev-live"
+    live.mkdir()
+    (live / "my_plugin").symlink_to(plugin, target_is_directory=True)
+    _age(live, 30)                                      # a long session: old, still in use
+    young = dirs.temp_dir / "plexichat-dev-young"       # over, but less than a day old
+    young.mkdir()
+    (young / "gone").symlink_to(tmp_path / "gone", target_is_directory=True)
+    _age(young, 0.5)
+    odd = dirs.temp_dir / "plexichat-dev-odd"           # holds a real file: not a holder
+    odd.mkdir()
+    (odd / "notes.txt").write_text("mine")
+    _age(odd, 30)
+    assert maintenance.cleanup_plan(dirs, log_days=14, temp_days=0) == []
+    assert live.exists() and (plugin).exists() and young.exists() and odd.exists()
 
 
 def test_sqlite_checks_vacuum_sound_databases_and_never_damaged_ones(tmp_path: Path) -> None:
@@ -310,6 +334,50 @@ def test_sqlite_checks_vacuum_sound_databases_and_never_damaged_ones(tmp_path: P
     # A page of zeros where the b-tree was: damaged, and VACUUM is not attempted.
     broken = maintenance.check_database(bad, vacuum=True)
     assert broken["status"] in ("damaged", "error") and not broken["vacuumed"]
+
+
+def _wasteful_db(path: Path, wal: bool = False) -> None:
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (x TEXT)")
+    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 2000)
+    conn.commit()
+    conn.execute("DELETE FROM t")
+    conn.commit()
+    conn.close()
+
+
+def test_stores_held_open_by_their_plugin_are_checked_but_not_vacuumed(
+        tmp_path: Path) -> None:
+    dirs = _dirs(tmp_path)
+    wal = dirs.plugin_data / "other" / "live-wal.sqlite3"
+    plain = dirs.plugin_data / "other" / "live-plain.sqlite3"
+    closed = dirs.plugin_data / "other" / "closed.sqlite3"
+    for path, mode in ((wal, True), (plain, False), (closed, False)):
+        _wasteful_db(path, wal=mode)
+    # The owning plugin's open connections (idle: no transaction, no lock held).
+    owners = [sqlite3.connect(wal), sqlite3.connect(plain)]
+    try:
+        for owner in owners:
+            assert owner.execute("SELECT COUNT(*) FROM t").fetchone() == (0,)
+        for path in (wal, plain):
+            before = path.read_bytes()
+            result = maintenance.check_database(path, vacuum=True)
+            assert result["status"] == "ok" and result["integrity"] == ["ok"]
+            assert not result["vacuumed"] and result["skipped"].startswith("in use"), result
+            assert path.read_bytes() == before              # not rewritten under it
+        # a writer mid-transaction in another connection: also in use, not waited for
+        owners[1].execute("BEGIN IMMEDIATE")
+        owners[1].execute("INSERT INTO t VALUES ('y')")
+        assert maintenance.held_open(plain) is not None
+        owners[1].rollback()
+    finally:
+        for owner in owners:
+            owner.close()
+    result = maintenance.check_database(closed, vacuum=True)       # nobody holds it
+    assert result["vacuumed"] and "skipped" not in result
+    assert result["bytes_after"] < result["bytes_before"]
 
 
 def test_test_result_retention_counts_then_deletes_old_runs(tmp_path: Path) -> None:
