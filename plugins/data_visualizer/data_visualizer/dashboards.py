@@ -124,27 +124,35 @@ def parse_dashboard(data: Any) -> Dashboard:
 
 # -- time and macros -------------------------------------------------------------------
 def resolve_time(text: str, now: dt.datetime | None = None) -> dt.datetime | None:
-    """A time range end as a naive local datetime (None for an empty one)."""
+    """A time range end as a naive local datetime (None for an empty one).
+
+    ``now-<n><unit>`` is counted on aware UTC instants and only then shown as the local
+    wall clock, so ``now-1h`` is one real hour back even across a daylight-saving change
+    (the naive local clock jumps or repeats an hour there). ``M`` and ``y`` step by
+    calendar months on the local clock. ``now`` (for tests) may be aware, or naive local.
+    """
     text = text.strip()
     if not text:
         return None
-    now = now or dt.datetime.now()
+    current = dt.datetime.now(dt.UTC) if now is None else now
     match = _RELATIVE.match(text)
     if match:
         amount, unit = match.groups()
-        if amount is None:
-            return now
-        n = int(amount)
         try:
+            instant = current.astimezone(dt.UTC)  # a naive ``now`` is local wall time
+            if amount is None:
+                return _wall(instant)
+            n = int(amount)
             if unit in ("M", "y"):
-                month = now.month - 1 - (n if unit == "M" else 12 * n)
-                year = now.year + month // 12
+                here = _wall(instant)
+                month = here.month - 1 - (n if unit == "M" else 12 * n)
+                year = here.year + month // 12
                 month = month % 12 + 1
                 # The same day of the month, or the month's last day (Mar 31 - 1M = Feb 28).
-                day = min(now.day, calendar.monthrange(year, month)[1])
-                return now.replace(year=year, month=month, day=day)
-            return now - dt.timedelta(seconds=n * _UNIT_SECONDS[unit])
-        except (ValueError, OverflowError, calendar.IllegalMonthError):
+                day = min(here.day, calendar.monthrange(year, month)[1])
+                return here.replace(year=year, month=month, day=day)
+            return _wall(instant - dt.timedelta(seconds=n * _UNIT_SECONDS[unit]))
+        except (ValueError, OverflowError, OSError, calendar.IllegalMonthError):
             raise ValueError(f"{text!r} reaches before the year 1") from None
     try:
         value = dt.datetime.fromisoformat(text)
@@ -158,6 +166,11 @@ def resolve_time(text: str, now: dt.datetime | None = None) -> dt.datetime | Non
             raise ValueError(f"{text!r} is outside the years 1-9999 in this time "
                              "zone") from None
     return value
+
+
+def _wall(instant: dt.datetime) -> dt.datetime:
+    """An aware instant as the naive local wall clock (how datasets hold times)."""
+    return instant.astimezone().replace(tzinfo=None)
 
 
 def _literal(value: Any) -> str:

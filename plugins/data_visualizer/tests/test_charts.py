@@ -144,6 +144,36 @@ def test_the_spec_check_uses_the_vega_lite_schema() -> None:
 
 
 # -- dashboards ------------------------------------------------------------------------
+def test_relative_times_count_real_hours_across_daylight_saving(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    if not hasattr(time, "tzset"):
+        pytest.skip("needs time.tzset to switch the zone")
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        # 29 March 2026: clocks go from 02:00 CET to 03:00 CEST (01:00 UTC).
+        after = dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)       # 03:30 CEST
+        assert resolve_time("now", after) == dt.datetime(2026, 3, 29, 3, 30)
+        assert resolve_time("now-1h", after) == dt.datetime(2026, 3, 29, 1, 30)   # CET
+        assert resolve_time("now-90m", after) == dt.datetime(2026, 3, 29, 1, 0)
+        assert resolve_time("now-1h", dt.datetime(2026, 3, 29, 3, 30)) == dt.datetime(
+            2026, 3, 29, 1, 30)                                      # a naive local now
+        # 25 October 2026: 03:00 CEST back to 02:00 CET (01:00 UTC).
+        later = dt.datetime(2026, 10, 25, 1, 30, tzinfo=dt.UTC)      # 02:30 CET
+        assert resolve_time("now-1h", later) == dt.datetime(2026, 10, 25, 2, 30)  # CEST
+        assert resolve_time("now-1d", later) == dt.datetime(2026, 10, 24, 3, 30)
+        # without a ``now``: the current instant, shown on the local clock
+        expected = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).astimezone()
+        got = resolve_time("now-1h")
+        assert got is not None and abs(
+            (expected.replace(tzinfo=None) - got).total_seconds()) < 5
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_macros_and_variables_expand_as_literals() -> None:
     now = dt.datetime(2026, 3, 1, 12, 0, 0)
     assert resolve_time("now-1h", now) == dt.datetime(2026, 3, 1, 11, 0, 0)
