@@ -49,6 +49,7 @@ from data_visualizer.engine import (
     NameError_,
     QueryCancelled,
     QueryTimeout,
+    escape_cell,
     ident,
     safe_name,
 )
@@ -363,9 +364,9 @@ class DataVisualizerPlugin(Plugin):
         def lines() -> Any:
             buffer = io.StringIO()
             writer = csv.writer(buffer)
-            writer.writerow(header)
+            writer.writerow([escape_cell(c) for c in header])
             for count, row in enumerate(rows, 1):
-                writer.writerow(row)
+                writer.writerow([escape_cell(c) for c in row])
                 if count % 2000 == 0:
                     yield buffer.getvalue()
                     buffer.seek(0)

@@ -539,6 +539,20 @@ def _count(cursor: duckdb.DuckDBPyConnection, name: str) -> int:
     return int(row[0]) if row else 0
 
 
+#: Text a spreadsheet (Excel, LibreOffice, Google Sheets) would run as a formula when it
+#: starts a cell (CSV injection, CWE-1236); as analytics_dashboard's exports.py does.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(value: Any) -> Any:
+    """A CSV cell no spreadsheet runs as a formula: text starting with a formula
+    character gets a leading ``'`` (as OWASP advises); numbers, booleans and None pass
+    unchanged (a negative number stays a number)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_value(value: Any) -> Any:
     converted = json_value(value)
     if isinstance(converted, (dict, list)):

@@ -189,6 +189,23 @@ def test_charts_specs_and_dashboards_in_and_out(plexichat_app: Any) -> None:
     assert client.get(f"api/dashboards/{board_id}").status_code == 404
 
 
+def test_csv_export_defuses_spreadsheet_formulas(plexichat_app: Any) -> None:
+    client = plexichat_app.client
+    sql = ("SELECT '=HYPERLINK(\"http://x\",\"y\")' AS \"=head\", '+1+1' AS plus, "
+           "'-2+3' AS minus, '@SUM(A1)' AS at, chr(9) || '=1' AS tab, chr(13) || '=1' AS cr, "
+           "'plain' AS ok, -5 AS negative, 2.5 AS number")
+    exported = client.get("api/export.csv", params={"sql": sql})
+    assert exported.status_code == 200, exported.text
+    import csv as csv_module
+    import io
+
+    header, row = list(csv_module.reader(io.StringIO(exported.text)))
+    assert header[0] == "'=head" and header[1:] == ["plus", "minus", "at", "tab", "cr", "ok",
+                                                    "negative", "number"]
+    assert row == ["'=HYPERLINK(\"http://x\",\"y\")", "'+1+1", "'-2+3", "'@SUM(A1)",
+                   "'\t=1", "'\r=1", "plain", "-5", "2.5"]
+
+
 def test_csv_export_has_every_row_past_the_grid_limit(plexichat_app: Any) -> None:
     client = plexichat_app.client
     upload(client, "n.csv", "n\n" + "".join(f"{i}\n" for i in range(2500)))
