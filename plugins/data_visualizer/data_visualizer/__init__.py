@@ -263,10 +263,16 @@ class DataVisualizerPlugin(Plugin):
                 await self.live.refresh(name)
             except SourceUnavailable as exc:
                 return _error(503, f"{name}: {exc}")
-        result = await asyncio.to_thread(
-            self.engine.run, f"SELECT * FROM {ident(name)} LIMIT {limit}",
-            max_rows=limit, timeout=self.config.query_timeout_seconds)
-        summary = await asyncio.to_thread(self.engine.summarize, name)
+        try:
+            result = await asyncio.to_thread(
+                self.engine.run, f"SELECT * FROM {ident(name)} LIMIT {limit}",
+                max_rows=limit, timeout=self.config.query_timeout_seconds)
+            summary = await asyncio.to_thread(self.engine.summarize, name,
+                                              timeout=self.config.query_timeout_seconds)
+        except QueryTimeout as exc:
+            return _error(408, f"{name}: {exc}")
+        except QueryCancelled as exc:
+            return _error(409, f"{name}: {exc}")
         dataset = self.engine.datasets.get(name)
         return {"name": name, "dataset": dataset.to_dict() if dataset else None,
                 "columns": result.columns, "rows": result.rows, "summary": summary}

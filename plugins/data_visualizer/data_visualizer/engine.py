@@ -498,16 +498,45 @@ class Engine:
                          name=f"interrupt {query_id}").start()
         return True
 
-    def summarize(self, name: str) -> list[dict[str, Any]]:
+    def summarize(self, name: str, *, timeout: float = 30.0,
+                  query_id: str | None = None) -> list[dict[str, Any]]:
         """Per column: type, min, max, distinct values (approx.), mean, quartiles and the
-        share of nulls (DuckDB's SUMMARIZE)."""
+        share of nulls (DuckDB's SUMMARIZE). Like a query, it is interrupted past
+        ``timeout`` seconds (:class:`QueryTimeout`) or on :meth:`interrupt` with
+        ``query_id`` (:class:`QueryCancelled`): a wide, large dataset takes long."""
         cursor = self.cursor()
+        key = query_id or secrets.token_hex(8)
+        reasons: list[str] = []
+        entry = (cursor, reasons)
+        self._running[key] = entry
+        done = threading.Event()
+
+        def expire() -> None:
+            reasons.append("timeout")
+            # DuckDB drops an interrupt that arrives before the query has started: repeat
+            # it until the summary is over.
+            while not done.wait(0.05):
+                with contextlib.suppress(duckdb.Error, RuntimeError):
+                    cursor.interrupt()
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
         try:
             cursor.execute(f"SUMMARIZE SELECT * FROM {ident(name)}")
             names = [str(d[0]) for d in cursor.description or []]
             return [{k: json_value(v) for k, v in zip(names, row, strict=True)}
                     for row in cursor.fetchall()]
+        except duckdb.InterruptException:
+            if "timeout" in reasons:
+                raise QueryTimeout(f"the summary ran past its limit of {timeout:g} s and "
+                                   "was stopped") from None
+            raise QueryCancelled("the summary was stopped") from None
         finally:
+            done.set()
+            timer.cancel()
+            if self._running.get(key) is entry:
+                self._running.pop(key, None)
             cursor.close()
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ survive a restart, live tables."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -115,6 +116,22 @@ def test_a_runaway_query_is_interrupted_by_its_time_limit_or_on_request(
     worker.join(60)
     assert isinstance(outcome[0], QueryCancelled)
     assert engine.run("SELECT 1 AS still_works").rows == [[1]]  # the reader is fine
+
+
+def test_a_summary_that_runs_too_long_is_stopped_like_a_query(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    import data_visualizer.engine as module
+
+    assert {c["column_name"] for c in engine.summarize("sales", timeout=30)} == {
+        "region", "amount"}
+    # A summary that never ends (SUMMARIZE of an endless range), as of a huge dataset.
+    monkeypatch.setattr(module, "ident", lambda name: "range(1000000000000) a")
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout, match=r"limit of 0\.3 s"):
+        engine.summarize("sales", timeout=0.3)
+    assert time.monotonic() - started < 20
+    monkeypatch.undo()
+    assert engine.run("SELECT 1 AS still_works").rows == [[1]]
 
 
 def test_a_failed_load_keeps_the_previous_dataset(engine: Engine, write_file: Write) -> None:
