@@ -646,3 +646,41 @@ async def test_new_recovery_codes_need_a_second_factor_too(v1, clock):
                                 params={"kind": "recovery_codes_regenerated"})).json()
     assert [e["detail"]["confirmed_with"] for e in log["events"]] == ["recovery_code",
                                                                       "totp"]
+
+
+async def test_deleting_the_account_needs_the_password_and_the_second_factor(v1, clock):
+    """A stolen access token alone cannot delete the account; with 2FA on, the password
+    alone cannot either."""
+    gus = await v1.account("gus")
+
+    async def delete(body: Any) -> Any:
+        return await gus.client.request("DELETE", "/users/me", json=body)
+
+    for body in (None, {}, {"code": "123456"}):
+        r = await delete(body)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "password"]
+    r = await delete({"password": "wrong"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("password:")
+    assert 'error="invalid_grant"' in r.headers["www-authenticate"]
+    secret, codes = await enable_2fa(gus)
+    r = await delete({"password": PASSWORD})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "code"]
+    r = await delete({"password": PASSWORD, "code": "000000"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("code:")
+    r = await delete({"password": PASSWORD, "recovery_code": "abcde-01234"})
+    assert r.status_code == 401 and r.json()["detail"].startswith("recovery_code:")
+    assert (await gus.client.get("/users/me")).status_code == 200  # still there
+    mfa_limiter(v1.api).reset()
+    r = await delete({"password": PASSWORD, "code": code(secret, 1)})
+    assert r.status_code == 200 and r.json()["user_id"] == gus.id
+    assert (await gus.client.get("/users/me")).status_code == 401
+
+    # A recovery code does it too; without 2FA the password is enough.
+    hal = await v1.account("hal")
+    _, codes = await enable_2fa(hal)
+    r = await hal.client.request("DELETE", "/users/me", json={"password": PASSWORD,
+                                                              "recovery_code": codes[3]})
+    assert r.status_code == 200, r.text
+    ida = await v1.account("ida")
+    r = await ida.client.request("DELETE", "/users/me", json={"password": PASSWORD})
+    assert r.status_code == 200, r.text

@@ -6,6 +6,8 @@ import base64
 
 import pytest
 
+from tests.api_v1.conftest import PASSWORD
+
 pytestmark = pytest.mark.asyncio
 
 KEY = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
@@ -42,7 +44,8 @@ async def test_publish_read_replace_withdraw(v1):
     assert gone.json()["removed"] == 1
     assert (await bob.client.get(f"/users/{ann.id}/keys")).json()["keys"] == []
     await ann.client.put("/users/me/keys", json={"public_key": KEY})
-    assert (await ann.client.delete("/users/me")).status_code == 200
+    assert (await ann.client.request("DELETE", "/users/me", json={"password": PASSWORD})
+            ).status_code == 200
     assert (await bob.client.get(f"/users/{ann.id}/keys")).status_code == 404
 
 

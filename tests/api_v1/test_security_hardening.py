@@ -64,7 +64,8 @@ async def test_a_group_owner_deleting_the_account_empties_the_room(v1):
     async with connect(f"{v1.ws_url}?token={ben.token}") as b:
         await send(b, type="join_room", room_id=group["id"])
         await next_frame(b, "room_joined")
-        assert (await ann.client.delete("/users/me")).status_code == 200
+        assert (await ann.client.request("DELETE", "/users/me", json={"password": PASSWORD})
+                ).status_code == 200
         assert (await next_frame(b, "room_left"))["data"]["room_id"] == group["id"]
     assert group["id"] not in v1.api.hub.rooms
 

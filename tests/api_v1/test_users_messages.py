@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.api_v1.conftest import PASSWORD
+
 pytestmark = pytest.mark.asyncio
 
 
@@ -141,7 +143,7 @@ async def test_deleting_an_account_removes_its_data(v1):
     r = await ann.client.post("/files/upload", files={"file": ("a.txt", b"abc", "text/plain")})
     file_id = r.json()["id"]
     assert v1.api.file_path(file_id).exists()
-    r = await ann.client.delete("/users/me")
+    r = await ann.client.request("DELETE", "/users/me", json={"password": PASSWORD})
     assert r.status_code == 200 and r.json()["files_deleted"] == 1
     assert not v1.api.file_path(file_id).exists()
     assert (await ann.client.get("/users/me")).status_code == 401

@@ -261,9 +261,14 @@ class UsersApi(_Group):
                      first_name=first_name, last_name=last_name)
         return await self._c.call("users.update_me", json=body, model=m.UserProfile)
 
-    async def delete_me(self) -> m.AccountDeleted:
-        """Delete the account and everything it owns; the session ends with it."""
-        result = await self._c.call("users.delete_me", model=m.AccountDeleted)
+    async def delete_me(self, password: str, *, code: str | None = None,
+                        recovery_code: str | None = None) -> m.AccountDeleted:
+        """Delete the account and everything it owns; the session ends with it. The
+        current ``password`` confirms it, and with 2FA on a current ``code`` or a
+        ``recovery_code`` (wrong: :class:`errors.InvalidCredentials`, the session stays)."""
+        body = {"password": password, "code": code, "recovery_code": recovery_code}
+        result = await self._c.call("users.delete_me", model=m.AccountDeleted,
+                                    json={k: v for k, v in body.items() if v is not None})
         client = self._c.client
         await client.close_subscriptions()
         client.session.clear()

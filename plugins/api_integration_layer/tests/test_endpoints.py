@@ -366,7 +366,7 @@ async def test_every_endpoint_through_the_client(home: Path, tmp_path: Path):
 
         dave_name = unique_name("dave")
         dave = await server.account(dave_name, **BIG_LOG)
-        gone = await dave.users.delete_me()
+        gone = await dave.users.delete_me(PASSWORD)
         assert gone.success and not dave.session.logged_in
         assert (await carol.auth.logout()).success
         assert not carol.session.logged_in

@@ -194,7 +194,15 @@ def test_export_holds_your_data_and_deletion_needs_the_username(plexichat_app):
     refused = client.post("api/delete-account", json={"confirm": user.username.upper()})
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == "confirm"
     assert user.client.get("auth/me").status_code == 200
-    ok(client.post("api/delete-account", json={"confirm": user.username}))
+    # The password confirms it (the username typed is not enough).
+    refused = client.post("api/delete-account", json={"confirm": user.username})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == "password"
+    refused = client.post("api/delete-account", json={"confirm": user.username,
+                                                      "password": "not it"})
+    assert refused.status_code == 403 and "wrong password" in refused.text
+    assert user.client.get("auth/me").status_code == 200
+    ok(client.post("api/delete-account", json={"confirm": user.username,
+                                               "password": user.password}))
     assert ok(client.get("api/overview"))["signed_in"] is False
     gone = httpx.post(f"{plexichat_app.url}api/v1/auth/login",
                       json={"username": user.username, "password": user.password})

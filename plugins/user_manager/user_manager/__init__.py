@@ -104,6 +104,9 @@ class DisableForm(Form):
 
 class DeleteForm(Form):
     confirm: str = Field(max_length=100, description="The account's username, typed.")
+    password: str = Field("", max_length=256, description="The current password.")
+    code: str = Field("", max_length=40, description="With 2FA on: a current 6-digit code "
+                                                     "or a recovery code.")
 
 
 class ResetTokenForm(Form):
@@ -544,14 +547,20 @@ class UserManagerPlugin(Plugin):
         return await self.answer(work())
 
     async def delete_account(self, form: DeleteForm) -> Any:
-        """Delete the account and everything it owns, once its username is typed."""
+        """Delete the account and everything it owns, once its username is typed; the
+        server asks for the password and, with 2FA on, a code or a recovery code."""
+        code, recovery = _split_code(form.code) if form.code.strip() else (None, None)
+
         async def work() -> dict[str, Any]:
             api = self.signed_in()
             username = api.user["username"] if api.user else ""
             if form.confirm != username:
                 raise field_error("confirm", f"type the username '{username}' exactly to "
                                              "delete the account")
-            result = await api.users.delete_me()
+            if not form.password:
+                raise field_error("password", "type your password to delete the account")
+            result = await api.users.delete_me(form.password, code=code,
+                                               recovery_code=recovery)
             return result.model_dump(mode="json")
         return await self.answer(work())
 

@@ -370,6 +370,7 @@ function renderMfa(mfa) {
   }
   show("mfa-on-actions", on);
   show("mfa-off-actions", !on && $("mfa-wizard").hidden);
+  show("delete-code-row", on);  // deleting the account asks for a code too
 }
 
 async function refreshMfa() {
@@ -594,7 +595,8 @@ async function loadLog(reset) {
 // ---- your data ----------------------------------------------------------------------------
 function updateDeleteButton() {
   const user = state.overview && state.overview.user;
-  $("delete-submit").disabled = !user || $("delete-confirm").value !== user.username;
+  $("delete-submit").disabled = !user || $("delete-confirm").value !== user.username ||
+    !$("delete-password").value;
 }
 
 async function deleteAccount(event) {
@@ -602,8 +604,10 @@ async function deleteAccount(event) {
   $("delete-error").hidden = true;
   await busy("delete-submit", async () => {
     try {
-      await call("api/delete-account", { method: "POST", body: { confirm: $("delete-confirm").value } });
-      $("delete-confirm").value = "";
+      await call("api/delete-account", { method: "POST", body: {
+        confirm: $("delete-confirm").value, password: $("delete-password").value,
+        code: $("delete-code").value.trim() } });
+      ["delete-confirm", "delete-password", "delete-code"].forEach((id) => { $(id).value = ""; });
       note("The account was deleted.");
       await loadOverview();
     } catch (err) { fail("delete-error", err); }
@@ -693,6 +697,7 @@ function wire() {
   $("log-kind").addEventListener("change", () => loadLog(true));
   $("log-more").addEventListener("click", () => loadLog(false));
   $("delete-confirm").addEventListener("input", updateDeleteButton);
+  $("delete-password").addEventListener("input", updateDeleteButton);
   $("delete-form").addEventListener("submit", deleteAccount);
   $("admin-search").addEventListener("submit", loadUsers);
   document.addEventListener("visibilitychange", () => {

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from plexichat_desktop.server.v1 import accounts
+from plexichat_desktop.server.v1 import accounts, mfa
 from plexichat_desktop.server.v1.common import (
     Body,
     Offset,
@@ -25,7 +25,13 @@ from plexichat_desktop.server.v1.common import (
     page,
 )
 from plexichat_desktop.server.v1.deps import Api, User
-from plexichat_desktop.server.v1.routes.auth import EMAIL
+from plexichat_desktop.server.v1.routes.account_security import (
+    _check_password,
+    _one_of,
+    _recovery_digest,
+    _wrong,
+)
+from plexichat_desktop.server.v1.routes.auth import EMAIL, mfa_limiter
 from plexichat_desktop.server.v1.store import rows, scalar
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -75,8 +81,30 @@ async def update_me(body: ProfileUpdate, user: User, api: Api) -> dict[str, Any]
     return accounts.profile(row, api.hub, own=True)
 
 
-def _delete(conn: sqlite3.Connection, user_id: str
-            ) -> tuple[list[str], list[str], list[str]]:
+class DeleteMeBody(Body):
+    password: str | None = Field(None, max_length=256,
+                                 description="The account's current password (required).")
+    code: str | None = Field(None, max_length=20,
+                             description="With 2FA on: a current 6-digit code...")
+    recovery_code: str | None = Field(None, max_length=40,
+                                      description="...or one of the recovery codes.")
+
+
+def _delete(conn: sqlite3.Connection, user_id: str, code: str | None,
+            recovery_code: str | None, recovery_hash: str
+            ) -> tuple[list[str], list[str], list[str]] | None:
+    """Check the second factor (when 2FA is on) and delete, in one transaction; None when
+    the code or recovery code is wrong."""
+    if mfa.mfa_enabled(conn, user_id):
+        if not code and not recovery_code:  # 2FA was turned on meanwhile
+            raise invalid("code", "2FA is on for this account: send a current code or a "
+                                  "recovery code")
+        if code:
+            ok = mfa.verify_totp(conn, user_id, code)
+        else:
+            ok = mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
+        if not ok:
+            return None
     sessions = [r[0] for r in conn.execute("SELECT id FROM sessions WHERE user_id = ?",
                                            (user_id,))]
     files = [r[0] for r in conn.execute("SELECT id FROM files WHERE owner_id = ?", (user_id,))]
@@ -90,9 +118,29 @@ def _delete(conn: sqlite3.Connection, user_id: str
 
 
 @router.delete("/me")
-async def delete_me(user: User, api: Api) -> dict[str, Any]:
-    """Delete the caller's account and everything it owns (messages, files, groups...)."""
-    sessions, files, groups = await api.store.write(_delete, user.id)
+async def delete_me(user: User, api: Api, body: DeleteMeBody | None = None
+                    ) -> dict[str, Any]:
+    """Delete the caller's account and everything it owns (messages, files, groups...).
+
+    Needs the current ``password`` and, when 2FA is on, exactly one of ``code`` and
+    ``recovery_code``: a stolen access token alone cannot destroy the account. 422 names
+    the missing field; a wrong one is 401 and counts against the failure limit (429)."""
+    if body is None or not body.password:
+        raise invalid("password", "the current password is required to delete the account")
+    with mfa_limiter(api).attempt(user.id) as attempt:
+        await _check_password(api, user.id, body.password, attempt)
+        two_factor = await api.store.read(mfa.mfa_enabled, user.id)
+        if two_factor:
+            _one_of(("code", body.code), ("recovery_code", body.recovery_code))
+        code = body.code if two_factor else None
+        recovery = body.recovery_code if two_factor else None
+        recovery_hash = await _recovery_digest(recovery, user.id)
+        deleted = await api.store.write(_delete, user.id, code, recovery, recovery_hash)
+        if deleted is None:
+            attempt.fail()
+    if deleted is None:
+        raise _wrong(f"{'code' if code else 'recovery_code'}: invalid or already used")
+    sessions, files, groups = deleted
     await api.hub.close_sessions(sessions, reason="account deleted")
     for group_id in groups:  # its groups went with the account: so do their rooms
         api.hub.evict(group_id, reason="the group was deleted")
