@@ -327,10 +327,26 @@ async def test_a_drill_reports_counts_that_differ_from_the_manifest(app, v1_data
         assert not list((tmp_path / "drills").iterdir())   # nothing left behind
 
 
+def _rot_member(archive: Path, member: str = "plexichat.sqlite3") -> None:
+    """Flip one byte in the middle of ``member``'s stored data, as bit rot would: the
+    zip still opens, its directory is intact, reading the member fails its CRC-32."""
+    import struct
+    import zipfile
+
+    with zipfile.ZipFile(archive) as zf:
+        info = zf.getinfo(member)
+    with archive.open("r+b") as fh:
+        fh.seek(info.header_offset)
+        name_len, extra_len = struct.unpack("<HH", fh.read(30)[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len + info.compress_size // 2)
+        byte = fh.read(1)[0]
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte ^ 0x5A]))
+
+
 async def test_a_backup_failing_its_check_is_not_copied_and_deletes_nothing(
         app, tmp_path, monkeypatch):
-    import system_manager.service as service
-    from system_manager.archive import ArchiveProblem
+    from system_manager.archive import ArchiveProblem, check_archive, sha256_of
 
     async with app() as a:
         usb = tmp_path / "usb"
@@ -343,17 +359,30 @@ async def test_a_backup_failing_its_check_is_not_copied_and_deletes_nothing(
         first = await a.wait_job(await a.client.post(f"schedules/{sid}/run"))
         assert first["state"] == "succeeded", first
 
-        def damaged(path, work_dir=None, progress=None):
-            raise ArchiveProblem("member files/ab/x is damaged (Bad CRC-32)")
+        # The next archive rots on the server's disk after it was written and its
+        # checksum recorded: the download matches, the archive test must catch it.
+        backups = a.server.runtime.api_v1.backups
+        make = backups._make_archive
 
-        monkeypatch.setattr(service, "check_archive", damaged)
+        def make_then_rot(record):
+            make(record)
+            _rot_member(backups.archive(record["id"]))
+            record.update(size=backups.archive(record["id"]).stat().st_size,
+                          checksum=sha256_of(backups.archive(record["id"])))
+
+        monkeypatch.setattr(backups, "_make_archive", make_then_rot)
         second = await a.wait_job(await a.client.post(f"schedules/{sid}/run"))
         steps = {s["step"]: s for s in second["result"]["steps"]}
-        assert not steps["archive test"]["ok"] and "Bad CRC" in steps["archive test"]["detail"]
+        detail = steps["archive test"]["detail"]
+        assert not steps["archive test"]["ok"], steps
+        assert "member plexichat.sqlite3 is damaged" in detail, detail
         assert steps["copy to usb"]["skipped"] and steps["retention"]["skipped"]
         # last=1 would have deleted the first backup: it is kept, and not copied twice.
         kept = {b.id for b in (await a.admin.backup.list()).backups}
         assert first["result"]["backup"]["id"] in kept and len(kept) == 2
+        [rotten] = kept - {first["result"]["backup"]["id"]}
+        with pytest.raises(ArchiveProblem, match="is damaged"):   # really damaged
+            check_archive(backups.archive(rotten))
         assert len(list(usb.glob("*.json"))) == 1
         history = a.manager.store.history(1, "backup")[0]
         assert history["status"] == "failed" and "archive test" in history["summary"]
