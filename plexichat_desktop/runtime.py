@@ -16,26 +16,21 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from plexichat_desktop import __version__
-from plexichat_desktop.core.events import EventBus, ServerStarted, ServerStopping
-from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
-from plexichat_desktop.core.paths import resources_dir as default_resources_dir
-from plexichat_desktop.core.permissions import secure_app_dirs
+from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.core.sqlite import SchemaVersionError
-from plexichat_desktop.plugins.manager import PluginManager
-from plexichat_desktop.scheduling.service import SchedulerService
-from plexichat_desktop.server.app import create_app
-from plexichat_desktop.server.event_log import EventLog
-from plexichat_desktop.server.security import ServerIdentity
-from plexichat_desktop.server.token import load_or_create_token
-from plexichat_desktop.server.v1 import ApiV1
-from plexichat_desktop.server.web_server import HOST, WebServer, bind_socket
-from plexichat_desktop.testing.manager import TestManager
-from plexichat_desktop.testing.store import ResultStore
+
+# The rest of the core (FastAPI, uvicorn, the plugin host, the test manager: about half a
+# second of imports) is imported when a Runtime is made, not with this module: the desktop
+# app starts Chromium first, so that its processes come up while these imports run.
+if TYPE_CHECKING:
+    from plexichat_desktop.server.v1 import ApiV1
+    from plexichat_desktop.server.web_server import WebServer
 
 log = logging.getLogger(__name__)
+HOST = "127.0.0.1"  # the server's address (server/web_server.py binds it)
 
 
 @dataclass
@@ -51,6 +46,17 @@ class Runtime:
 
     def __init__(self, paths: AppPaths, settings: Settings,
                  options: RuntimeOptions | None = None):
+        from plexichat_desktop.core.events import EventBus
+        from plexichat_desktop.core.paths import bundled_plugins_dir, extra_plugin_dirs
+        from plexichat_desktop.core.permissions import secure_app_dirs
+        from plexichat_desktop.plugins.manager import PluginManager
+        from plexichat_desktop.scheduling.service import SchedulerService
+        from plexichat_desktop.server.event_log import EventLog
+        from plexichat_desktop.server.security import ServerIdentity
+        from plexichat_desktop.server.token import load_or_create_token
+        from plexichat_desktop.testing.manager import TestManager
+        from plexichat_desktop.testing.store import ResultStore
+
         opts = options or RuntimeOptions()
         # First: everything below is created private, and older files are tightened.
         secure_app_dirs(paths.roots)
@@ -84,6 +90,9 @@ class Runtime:
         self.port: int | None = None
 
     def _open_api_v1(self) -> ApiV1 | None:
+        from plexichat_desktop.core.sqlite import SchemaVersionError
+        from plexichat_desktop.server.v1 import ApiV1
+
         # Optional: a v1 database the app cannot open must not keep the app from starting.
         try:
             api = ApiV1(self.paths, self.settings.api)
@@ -123,6 +132,8 @@ class Runtime:
         plugins) while the server and the plugins start. Raises ``PortInUseError`` if the
         port is taken. Idempotent; :meth:`start` calls it when nobody did."""
         if self.port is None:
+            from plexichat_desktop.server.web_server import bind_socket
+
             self._socket = bind_socket(self.settings.server.port)
             self.port = self._socket.getsockname()[1]
             self.identity.port = self.port
@@ -139,11 +150,16 @@ class Runtime:
         waits for it, and goes first. Raises ``PortInUseError`` before any plugin code
         runs if the port is taken.
         """
+        from plexichat_desktop.core.events import ServerStarted
+        from plexichat_desktop.core.paths import resources_dir
+        from plexichat_desktop.server.app import create_app
+        from plexichat_desktop.server.web_server import WebServer
+
         self.prepare()
         assert self._socket is not None
         self.bus.bind(asyncio.get_running_loop())
         self.event_log.start()
-        app = create_app(self.plugins, self.bus, self.identity, default_resources_dir(),
+        app = create_app(self.plugins, self.bus, self.identity, resources_dir(),
                          self.stopping, self.tests, self.scheduler, self.event_log,
                          api_v1=self.api_v1)
         self.server = WebServer(app, self.settings.server.port,
@@ -185,6 +201,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Stop in order: end live streams, test runs, plugins, then the server."""
+        from plexichat_desktop.core.events import ServerStopping
+
         self.bus.publish(ServerStopping())
         self.stopping.set()
         if self._plugins_starting is not None:

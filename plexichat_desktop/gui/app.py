@@ -19,7 +19,6 @@ from plexichat_desktop.core.paths import AppPaths, resources_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
 from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
-from plexichat_desktop.server.web_server import PortInUseError
 
 if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment is set
     from PySide6.QtCore import QObject, QSettings
@@ -57,23 +56,40 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     from plexichat_desktop.gui.theme import apply_theme
 
     apply_theme(app)
+    # Chromium's helper processes (zygote, GPU, network, renderer) take a good part of a
+    # second to come up: a throwaway page starts them now, before the core's imports
+    # (Runtime() below, about half a second), so that they come up meanwhile and the
+    # window's first pages find them running.
+    warm_up = _warm_up_webengine() if problem is None else None
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
         return loop.run_until_complete(_main(app, paths, settings, options, problem,
-                                             on_ready, attach))
+                                             on_ready, attach, warm_up))
+
+
+def _warm_up_webengine() -> QObject:
+    from PySide6.QtWebEngineCore import QWebEnginePage
+
+    page = QWebEnginePage()  # the default profile: the app's own one is made later
+    page.setHtml("")
+    return page
 
 
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_ready: Callable[[str], None] | None,
-                attach: Attach | None = None) -> int:
+                attach: Attach | None = None, warm_up: QObject | None = None) -> int:
     runtime = Runtime(paths, settings, options)
     closed = asyncio.Event()
+    from plexichat_desktop.server.web_server import PortInUseError
+
     try:
         runtime.prepare()  # the port is bound (its URL known) and the plugins discovered
     except PortInUseError as exc:
         print(f"error: {exc.strerror}", file=sys.stderr)
         await runtime.stop()
+        if warm_up is not None:
+            warm_up.deleteLater()
         return 1
     # The window comes first, with its restored tabs pointed at the bound port: Chromium
     # starts its processes and asks for the pages while the server and the plugins start.
@@ -83,6 +99,8 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
     detach = None
     try:
         shell.show()
+        if warm_up is not None:
+            warm_up.deleteLater()  # its processes stay for the real pages
         runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
         url = await start_until_signal(runtime, closed)
         if url is None:
@@ -107,8 +125,8 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
 # Seconds the plugins nobody looks at may wait for the window's first pages to load.
 FIRST_PAGES_HOLD = 10.0
 # Seconds the window's clean-up waits for the test panel's tasks before the runtime stops
-# (a test collection being cancelled ends for sure once the runtime's runner closes).
-PANEL_STOP_WAIT = 1.0
+# (what outlives that ends once the runtime's test runner is closed: finish()).
+PANEL_STOP_WAIT = 3.0
 
 
 class DesktopShell:
@@ -125,7 +143,6 @@ class DesktopShell:
         self.runtime = runtime
         self.webengine_missing = webengine_missing
         self.first_pages_loaded = asyncio.Event()
-        self._panel_stopping: asyncio.Future[None] | None = None
         self.profile = None
         self.interceptor = None
         from plexichat_desktop.gui.theme import current_scheme, on_scheme_applied
@@ -239,15 +256,14 @@ class DesktopShell:
         be starting in the background), then pages and views, then let Qt delete them."""
         self._unhook_theme()
         self.first_pages_loaded.set()
+        if self.window.isVisible():
+            # At once: the user sees the window go while the rest is cleaned up (closing
+            # saves the state and closes the tabs; nothing is deleted before the end).
+            self.window.close()
         await self.bridge.close()
         if self.downloads is not None:
             self.downloads.cancel_all()
-        # The panel's tasks are cancelled; one cancelled in the middle of a test
-        # collection may only end once the runtime's test runner closes (finish()).
-        self._panel_stopping = asyncio.ensure_future(self.window.dashboard.shutdown())
-        await asyncio.wait([self._panel_stopping], timeout=PANEL_STOP_WAIT)
-        if self.window.isVisible():
-            self.window.close()
+        await self._stop_panel(PANEL_STOP_WAIT)
         self.window.deleteLater()
         # Awaiting lets the qasync loop run Qt's deferred deletes; calling processEvents()
         # here instead would re-enter the loop from inside a task (seen to hang at exit).
@@ -259,7 +275,25 @@ class DesktopShell:
             self.profile = None
             await asyncio.sleep(0.05)
 
+    async def _stop_panel(self, timeout: float) -> bool:
+        """Cancel the test panel's tasks until none is left (True), or ``timeout``.
+
+        Once is not always enough: ``asyncio.wait_for`` (Python 3.11) returns a result
+        that arrived together with the cancellation, and the panel's start-up collection
+        then goes on to the next plugin. Cancelled again every 0.1 s, it stops at its next
+        ``await`` instead of collecting every remaining plugin while the app waits."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            stopping = asyncio.ensure_future(self.window.dashboard.shutdown())
+            done, _ = await asyncio.wait([stopping], timeout=0.1)
+            if done:
+                return True
+            stopping.cancel()  # cancels the gather, and with it each task, again
+            if asyncio.get_running_loop().time() >= deadline:
+                log.warning("the test panel's tasks did not end within %g s", timeout)
+                return False
+
     async def finish(self) -> None:
-        """After the runtime stopped: the test panel's last tasks have ended."""
-        if self._panel_stopping is not None:
-            await asyncio.wait([self._panel_stopping], timeout=5)
+        """After the runtime stopped (its test runner is closed): the test panel's last
+        tasks, if any outlived shutdown(), have ended."""
+        await self._stop_panel(5.0)

@@ -106,6 +106,24 @@ class _EmbeddedServer(uvicorn.Server):
         # shutdown; the application owns signals and stops the server itself.
         yield
 
+    async def main_loop(self) -> None:
+        """uvicorn's loop (a tick every 0.1 s), but woken at once by :meth:`exit`
+        instead of at the next tick: stopping does not wait for it."""
+        self._wake = asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+            should_exit = await self.on_tick(counter)
+
+    def exit(self) -> None:
+        self.should_exit = True
+        wake = getattr(self, "_wake", None)
+        if wake is not None:
+            wake.set()
+
 
 def bind_socket(port: int) -> socket.socket:
     """Bind 127.0.0.1:port (0 = any free port) now, so a taken port fails early and clearly."""
@@ -170,7 +188,7 @@ class WebServer:
         if self._task is None:
             self._sock.close()
             return
-        self._server.should_exit = True
+        self._server.exit()
         try:
             await self._task
         finally:
