@@ -507,6 +507,21 @@ async def test_moderation_is_local_rules_and_says_so(make_v1):
     assert bad.status_code == 422
 
 
+async def test_moderation_is_linear_in_its_input(v1):
+    """The email rule's unbounded local part made every '.' of "a.a.a..." scan to the end
+    and overlaps were checked against every earlier match: a 200 000-character text took
+    minutes on the event loop, for any user (review finding)."""
+    ann = await v1.account()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    r = await ann.client.post("/ai/moderate", json={"input": [
+        "a." * 100_000, "a@b.cd " * 28_000, "x.y+z@" * 33_000]}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert loop.time() - started < 10
+    counts = [res["category_counts"]["pii"] for res in r.json()["results"]]
+    assert counts[0] == 0 and counts[1] == 28_000 and counts[2] > 30_000
+
+
 async def test_local_gguf_generates_text(v1):
     from plexichat_desktop.server.v1.ai.local_gguf import find_smollm2, llama_available
 
