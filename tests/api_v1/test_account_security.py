@@ -684,3 +684,50 @@ async def test_deleting_the_account_needs_the_password_and_the_second_factor(v1,
     ida = await v1.account("ida")
     r = await ida.client.request("DELETE", "/users/me", json={"password": PASSWORD})
     assert r.status_code == 200, r.text
+
+
+async def test_an_administrators_reset_token_can_switch_2fa_off(v1, clock):
+    """A user who lost the authenticator (and the recovery codes): the administrator's
+    reset token with disable_2fa switches 2FA off when it is used, logged for the user."""
+    admin = await v1.account("admin")
+    joe = await v1.account("joe")
+    await enable_2fa(joe)
+    r = await admin.client.post("/auth/password/reset-token",
+                                json={"user_id": joe.id, "disable_2fa": True})
+    assert r.status_code == 200, r.text
+    issued = r.json()
+    assert issued["disable_2fa"] is True and issued["two_factor_enabled"] is True
+    # Nothing changes before the token is used: 2FA still guards the account.
+    assert (await password_step(v1, "joe"))["requires_mfa"] is True
+    r = await v1.anon.post("/auth/password/reset", json={
+        "username": "joe", "new_password": NEW_PASSWORD, "reset_token": issued["reset_token"]})
+    assert r.status_code == 200, r.text
+    assert r.json()["two_factor_disabled"] is True
+    login = await v1.anon.post("/auth/login", json={"username": "joe",
+                                                     "password": NEW_PASSWORD})
+    assert login.status_code == 200 and "access_token" in login.json()
+    jo_client = v1.client(login.json()["access_token"])
+    assert (await jo_client.get("/auth/2fa/status")).json()["enabled"] is False
+    log = (await jo_client.get("/users/me/security-log")).json()["events"]
+    off = [e for e in log if e["kind"] == "2fa_disabled"]
+    assert off and off[0]["detail"] == {"confirmed_with": "reset_token",
+                                        "by_administrator": "admin"}
+    issue = next(e for e in log if e["kind"] == "password_reset_issued")
+    assert issue["detail"]["disable_2fa"] is True
+    notes = (await jo_client.get("/notifications/")).json()["notifications"]
+    assert any("two-factor sign-in off" in n["message"] for n in notes)
+    count = v1.api.store.call(lambda c: c.execute(
+        "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?", (joe.id,)).fetchone()[0])
+    assert count == 0
+
+    # Without the flag a reset token leaves 2FA as it was.
+    kim = await v1.account("kim")
+    await enable_2fa(kim)
+    token = (await admin.client.post("/auth/password/reset-token",
+                                     json={"user_id": kim.id})).json()["reset_token"]
+    r = await v1.anon.post("/auth/password/reset", json={
+        "username": "kim", "new_password": NEW_PASSWORD, "reset_token": token})
+    assert r.status_code == 200 and r.json()["two_factor_disabled"] is False
+    step = (await v1.anon.post("/auth/login", json={"username": "kim",
+                                                    "password": NEW_PASSWORD})).json()
+    assert step["requires_mfa"] is True

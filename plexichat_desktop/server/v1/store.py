@@ -485,10 +485,18 @@ def _migration_8(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _migration_9(conn: sqlite3.Connection) -> None:
+    """A password reset token an administrator issued may also switch 2FA off when it is
+    used (``disable_2fa``: for a user who lost the authenticator)."""
+    conn.execute("ALTER TABLE password_resets ADD COLUMN disable_2fa INTEGER NOT NULL "
+                 "DEFAULT 0")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
                                                        _migration_3, _migration_4,
                                                        _migration_5, _migration_6,
-                                                       _migration_7, _migration_8]
+                                                       _migration_7, _migration_8,
+                                                       _migration_9]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

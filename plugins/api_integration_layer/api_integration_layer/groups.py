@@ -189,11 +189,14 @@ class AuthApi(_Group):
             "current_password": current_password, "new_password": new_password,
             "end_other_sessions": end_other_sessions})
 
-    async def issue_reset_token(self, user_id: str, *, expires_minutes: int = 60
-                                ) -> m.ResetToken:
-        """Administrators: a one-time password reset token for ``user_id``."""
-        return await self._c.call("auth.reset_token", model=m.ResetToken, json={
-            "user_id": user_id, "expires_minutes": expires_minutes})
+    async def issue_reset_token(self, user_id: str, *, expires_minutes: int = 60,
+                                disable_2fa: bool = False) -> m.ResetToken:
+        """Administrators: a one-time password reset token for ``user_id``; with
+        ``disable_2fa`` using it also switches the account's 2FA off (a lost device)."""
+        body: dict[str, Any] = {"user_id": user_id, "expires_minutes": expires_minutes}
+        if disable_2fa:
+            body["disable_2fa"] = True
+        return await self._c.call("auth.reset_token", model=m.ResetToken, json=body)
 
     async def reset_password(self, username: str, new_password: str, *,
                              reset_token: str | None = None,

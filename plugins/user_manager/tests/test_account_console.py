@@ -223,8 +223,10 @@ def test_administrators_list_users_and_issue_reset_tokens(plexichat_app):
     found = ok(client.get("api/admin/users", params={"query": user.username[:6]}))
     assert [u["username"] for u in found["users"]] == [user.username]
 
-    token = ok(client.post("api/admin/reset-token", json={"user_id": user.user_id}))
+    token = ok(client.post("api/admin/reset-token", json={"user_id": user.user_id,
+                                                           "disable_2fa": True}))
     assert token["reset_token"].startswith("pxp_") and token["username"] == user.username
+    assert token["disable_2fa"] is True
     # The user, signed out, sets a new password with it (no e-mail involved).
     client.post("api/logout")
     both = client.post("api/forgot", json={"username": user.username, "new_password": STRONG,
@@ -238,7 +240,7 @@ def test_administrators_list_users_and_issue_reset_tokens(plexichat_app):
     done = ok(client.post("api/forgot", json={"username": user.username,
                                               "new_password": STRONG,
                                               "reset_token": token["reset_token"]}))
-    assert done["success"] is True
+    assert done["success"] is True and done["two_factor_disabled"] is False  # it was off
     assert user.client.get("auth/me").status_code == 401  # every session ended
     again = client.post("api/forgot", json={"username": user.username,
                                             "new_password": STRONG + "x",

@@ -112,6 +112,8 @@ class DeleteForm(Form):
 class ResetTokenForm(Form):
     user_id: str = Field(min_length=1, max_length=64)
     expires_minutes: int = Field(60, ge=5, le=10_080)
+    disable_2fa: bool = Field(False, description="Using the token also switches the "
+                                                 "user's 2FA off (a lost device).")
 
 
 class PageError(Exception):
@@ -405,7 +407,9 @@ class UserManagerPlugin(Plugin):
             result = await self._typed(self.api().auth.reset_password(
                 form.username, form.new_password, reset_token=form.reset_token,
                 recovery_code=form.recovery_code))
-            return {"success": True, "message": result.message}
+            return {"success": True, "message": result.message,
+                    "two_factor_disabled": bool(getattr(result, "two_factor_disabled",
+                                                        False))}
         return await self.answer(work())
 
     @staticmethod
@@ -592,6 +596,7 @@ class UserManagerPlugin(Plugin):
         async def work() -> dict[str, Any]:
             api = self.signed_in()
             result = await api.auth.issue_reset_token(form.user_id,
-                                                      expires_minutes=form.expires_minutes)
+                                                      expires_minutes=form.expires_minutes,
+                                                      disable_2fa=form.disable_2fa)
             return result.model_dump(mode="json")
         return await self.answer(work())

@@ -245,10 +245,12 @@ async function forgot(event) {
   body[kind] = $("fg-secret").value.trim();
   await busy("fg-submit", async () => {
     try {
-      await call("api/forgot", { method: "POST", body });
+      const result = await call("api/forgot", { method: "POST", body });
       $("fg-secret").value = "";
       $("fg-password").value = "";
-      note("Password set. Sign in with the new password.");
+      note(result.two_factor_disabled
+        ? "Password set, and two-factor sign-in is off: sign in with the new password, then set it up again."
+        : "Password set. Sign in with the new password.");
       $("si-username").value = body.username;
       $("si-password").focus();
     } catch (err) { fail("fg-error", err); }
@@ -560,9 +562,12 @@ function describeEvent(e) {
     case "recovery_code_used": return `${d.remaining} left`;
     case "password_changed": return d.sessions_ended ? `${d.sessions_ended} other session(s) signed out` : "";
     case "password_reset": return `with a ${d.method === "reset_token" ? "reset token" : "recovery code"}`;
-    case "password_reset_issued": return `by ${d.issued_by}, valid until ${when(d.expires_at)}`;
+    case "password_reset_issued": return `by ${d.issued_by}, valid until ${when(d.expires_at)}${d.disable_2fa ? ", switches 2FA off" : ""}`;
     case "session_revoked": return `${(d.sessions || []).length} session(s)`;
-    case "2fa_disabled": return `confirmed with a ${d.confirmed_with === "totp" ? "code" : "recovery code"}`;
+    case "2fa_disabled": return d.confirmed_with === "reset_token"
+      ? `by the administrator ${d.by_administrator || ""}'s reset token`
+      : `confirmed with a ${d.confirmed_with === "totp" ? "code" : "recovery code"}`;
+    case "recovery_codes_regenerated": return d.confirmed_with ? `confirmed with a ${d.confirmed_with === "totp" ? "code" : "recovery code"}` : "";
     default: return "";
   }
 }
@@ -643,11 +648,13 @@ async function loadUsers(event) {
 async function issueToken(user) {
   const box = $("admin-token");
   try {
-    const t = await call("api/admin/reset-token", { method: "POST", body: { user_id: user.id } });
+    const t = await call("api/admin/reset-token", { method: "POST", body: {
+      user_id: user.id, disable_2fa: $("admin-disable-2fa").checked } });
     box.replaceChildren();
     const text = document.createElement("p");
     text.textContent = `One-time reset token for @${t.username}, valid until ${when(t.expires_at)}. ` +
-      "Hand it over yourself; they enter it under “Forgot your password?”.";
+      "Hand it over yourself; they enter it under “Forgot your password?”." +
+      (t.disable_2fa ? " Using it also switches their two-factor sign-in off." : "");
     const code = document.createElement("code");
     code.className = "key";
     code.textContent = t.reset_token;

@@ -85,6 +85,9 @@ class ChangePasswordBody(Body):
 class ResetTokenBody(Body):
     user_id: str = Field(min_length=1, max_length=64)
     expires_minutes: int = Field(60, ge=5, le=10_080, description="Lifetime, 5 min - 7 days.")
+    disable_2fa: bool = Field(False, description="Also switch the account's 2FA off when the "
+                                                 "token is used (a user who lost the "
+                                                 "authenticator and the recovery codes).")
 
 
 class ResetBody(Body):
@@ -442,53 +445,69 @@ async def change_password(body: ChangePasswordBody, request: Request, user: User
 
 
 def _issue_reset(conn: sqlite3.Connection, admin: str, user_id: str, token_hash: str,
-                 expires: float) -> dict[str, Any]:
+                 expires: float, disable_2fa: bool) -> dict[str, Any]:
     target = accounts.get_user(conn, user_id)
     if target is None:
         raise not_found("user", user_id)
+    two_factor = mfa.mfa_enabled(conn, user_id)
     # One live reset token per account: a new one replaces the older.
     conn.execute("DELETE FROM password_resets WHERE user_id = ?", (user_id,))
     conn.execute("INSERT INTO password_resets (token_hash, user_id, issued_by, created_at, "
-                 "expires_at) VALUES (?, ?, ?, ?, ?)",
-                 (token_hash, user_id, admin, now(), expires))
+                 "expires_at, disable_2fa) VALUES (?, ?, ?, ?, ?, ?)",
+                 (token_hash, user_id, admin, now(), expires, int(disable_2fa)))
     admin_name = scalar(conn, "SELECT username FROM users WHERE id = ?", (admin,))
     mfa.record_event(conn, user_id, "password_reset_issued",
-                     detail={"issued_by": admin_name, "expires_at": iso(expires)})
+                     detail={"issued_by": admin_name, "expires_at": iso(expires),
+                             "disable_2fa": disable_2fa, "two_factor_on": two_factor})
+    also = (" Using it also switches two-factor sign-in off." if disable_2fa and two_factor
+            else "")
     note = insert_notification(
         conn, user_id, admin, title="Password reset issued",
         message=f"The administrator {admin_name} issued a one-time password reset token "
-                "for your account. If you did not ask for it, tell them.",
+                f"for your account.{also} If you did not ask for it, tell them.",
         kind="warning", priority="high", action_url=None,
         metadata={"kind": "security.password_reset_issued"})
-    return {"user": target, "note": note}
+    return {"user": target, "note": note, "two_factor": two_factor}
 
 
 @router.post("/auth/password/reset-token", tags=AUTH)
 async def issue_reset_token(body: ResetTokenBody, admin: Admin, api: Api) -> dict[str, Any]:
     """Administrators: a one-time password reset token for an account (there is no
-    e-mail here: hand it over yourself). Shown this once; a newer one replaces it."""
+    e-mail here: hand it over yourself). Shown this once; a newer one replaces it. With
+    ``disable_2fa`` using the token also switches the account's 2FA off (for a user who
+    lost the authenticator and the recovery codes); the user's security log records both
+    the issue and the switch-off, naming the administrator."""
     token = mfa.new_reset_token()
     expires = now() + body.expires_minutes * 60
     issued = await api.store.write(_issue_reset, admin.id, body.user_id, digest(token),
-                                   expires)
+                                   expires, body.disable_2fa)
     note = issued["note"]
     api.hub.to_user(body.user_id, frame("notification", **note))
     api.emit("notification.created", note, [body.user_id])
     return {"success": True, "reset_token": token, "user_id": body.user_id,
             "username": issued["user"]["username"], "expires_at": iso(expires),
-            "expires_in": body.expires_minutes * 60,
+            "expires_in": body.expires_minutes * 60, "disable_2fa": body.disable_2fa,
+            "two_factor_enabled": issued["two_factor"],
             "message": "give this token to the user; it works once, with "
-                       "POST /auth/password/reset"}
+                       "POST /auth/password/reset"
+                       + (" (and switches 2FA off)" if body.disable_2fa else "")}
 
 
 def _reset(conn: sqlite3.Connection, user_id: str, reset_token: str | None,
            recovery_code: str | None, recovery_hash: str, new_hash: str,
-           user_agent: str | None) -> list[str] | None:
+           user_agent: str | None) -> tuple[list[str], bool] | None:
+    """Set the new password; (the sessions ended, whether 2FA was switched off) or None
+    when the token or code is wrong."""
+    switch_off: dict[str, Any] | None = None
     if reset_token:
-        spent = conn.execute("DELETE FROM password_resets WHERE token_hash = ? AND "
-                             "user_id = ? AND expires_at > ?",
-                             (digest(reset_token), user_id, now()))
-        ok, method = spent.rowcount == 1, "reset_token"
+        where = "token_hash = ? AND user_id = ? AND expires_at > ?"
+        args = (digest(reset_token), user_id, now())
+        spent = one(conn.execute(
+            f"SELECT issued_by, disable_2fa FROM password_resets WHERE {where}", args))
+        conn.execute(f"DELETE FROM password_resets WHERE {where}", args)
+        ok, method = spent is not None, "reset_token"
+        if spent is not None and spent["disable_2fa"] and mfa.mfa_enabled(conn, user_id):
+            switch_off = spent
     else:
         ok = mfa.mfa_enabled(conn, user_id) and \
             mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
@@ -502,8 +521,17 @@ def _reset(conn: sqlite3.Connection, user_id: str, reset_token: str | None,
     for table in ("sessions", "password_resets", "mfa_challenges"):
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
     mfa.record_event(conn, user_id, "password_reset", user_agent=user_agent,
-                     detail={"method": method, "sessions_ended": len(ended)})
-    return ended
+                     detail={"method": method, "sessions_ended": len(ended),
+                             "2fa_disabled": switch_off is not None})
+    if switch_off is not None:
+        for table in ("mfa", "recovery_codes"):
+            conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))
+        admin_name = scalar(conn, "SELECT username FROM users WHERE id = ?",
+                            (switch_off["issued_by"],))
+        mfa.record_event(conn, user_id, "2fa_disabled", user_agent=user_agent,
+                         detail={"confirmed_with": "reset_token",
+                                 "by_administrator": admin_name})
+    return ended, switch_off is not None
 
 
 @router.post("/auth/password/reset", tags=AUTH)
@@ -524,18 +552,21 @@ async def reset_password(body: ResetBody, request: Request, api: Api) -> dict[st
                                            api.settings.scrypt_cost)
         recovery_hash = await _recovery_digest(
             body.recovery_code, row["id"] if row is not None else body.username.lower())
-        ended = None
+        result = None
         if usable and row is not None:
-            ended = await api.store.write(_reset, row["id"], body.reset_token,
-                                          body.recovery_code, recovery_hash, new_hash,
-                                          _ua(request))
-        if ended is None:
+            result = await api.store.write(_reset, row["id"], body.reset_token,
+                                           body.recovery_code, recovery_hash, new_hash,
+                                           _ua(request))
+        if result is None:
             attempt.fail()
-    if ended is None:
+    if result is None:
         field = "reset_token" if body.reset_token else "recovery_code"
         raise _wrong(f"{field}: invalid, expired or already used for this account")
+    ended, mfa_off = result
     await api.hub.close_sessions(ended, reason="password reset")
-    return done("Password reset; log in with the new password", sessions_ended=len(ended))
+    message = "Password reset; log in with the new password" + (
+        " (2FA is off: set it up again)" if mfa_off else "")
+    return done(message, sessions_ended=len(ended), two_factor_disabled=mfa_off)
 
 
 # -- sessions -------------------------------------------------------------------------------
