@@ -481,6 +481,13 @@ async def test_private_provider_needs_the_setting(make_v1):
     r = await admin.client.put("/ai/providers/meta", json={
         "base_url": "http://8.8.8.8.nip.invalid/v1"})
     assert r.status_code == 201  # a name that does not resolve now is checked per request
+    # Link-local and cloud metadata addresses stay refused with the setting: they answer
+    # instance credentials (review finding).
+    for url in ("http://169.254.169.254/latest", "http://[fd00:ec2::254]/v1",
+                "http://169.254.10.20:8080/v1", "http://[::ffff:169.254.169.254]/v1"):
+        r = await admin.client.put("/ai/providers/meta2", json={"base_url": url})
+        assert r.status_code == 422, (url, r.text)
+        assert r.json()["detail"][0]["loc"] == ["body", "base_url"], r.text
 
 
 async def test_moderation_is_local_rules_and_says_so(make_v1):

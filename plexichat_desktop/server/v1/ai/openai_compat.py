@@ -6,8 +6,9 @@ all serve ``POST <base>/chat/completions`` (streamed as SSE ``data:`` lines endi
 ``data: [DONE]``) and ``GET <base>/models``. The base URL is checked against server-side
 request forgery with the webhooks' guard (:func:`webhooks.resolve_target`) at configuration
 and again before every request (DNS rebinding); the request goes to the address that was
-checked. Loopback is always allowed (local model servers are the point); private and
-link-local addresses only with ``[api] ai_allow_private``.
+checked. Loopback is always allowed (local model servers are the point); private
+addresses only with ``[api] ai_allow_private``; link-local and cloud metadata addresses
+never.
 
 The API key is sent as ``Authorization: Bearer``; it never goes into an error message, a
 log line or an answer (upstream text is passed through :func:`providers.redact`). Upstream
@@ -47,13 +48,17 @@ if TYPE_CHECKING:  # httpx is imported when a provider is first used
     import httpx
 
 MAX_BODY = 8 << 20
+# Cloud instance metadata services (AWS, GCP, Azure, OpenStack; ECS; AWS IPv6;
+# Alibaba): refused whatever ``allow_private`` says.
+METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200"))
 ERROR_EXCERPT = 300
 USER_AGENT = f"PlexiChat-Desktop-AI/{__version__}"
 
 
 async def check_base_url(url: str, allow_private: bool) -> list[Target]:
-    """The checked targets of ``url``: loopback always allowed, private and link-local
-    addresses only with ``allow_private``, anything else must be public.
+    """The checked targets of ``url``: loopback always allowed, private addresses only
+    with ``allow_private``, anything else (link-local, metadata...) must be public.
 
     Raises :class:`TargetRefused` (naming the address and why) or ``OSError`` (the name
     does not resolve)."""
@@ -66,7 +71,11 @@ async def check_base_url(url: str, allow_private: bool) -> list[Target]:
         reason = non_public_reason(address)
         if reason is None or reason == "loopback":
             continue
-        if allow_private and reason in ("private", "link-local"):
+        if address in METADATA_ADDRESSES:
+            reason = "cloud metadata service"
+        elif allow_private and reason == "private":
+            # Link-local addresses stay refused: 169.254.169.254 and its kind answer
+            # cloud credentials, and no one serves a model on a link-local address.
             continue
         host = parts.hostname
         shown = host if str(address) == host else f"{host} resolves to {address}, which"
