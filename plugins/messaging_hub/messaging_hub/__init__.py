@@ -130,7 +130,7 @@ def answers(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[A
 def _zone(name: str, field: str = "tz") -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
         raise Problem(422, field, f"unknown time zone {name!r} (an IANA name such as "
                                   "Europe/Berlin)") from None
 

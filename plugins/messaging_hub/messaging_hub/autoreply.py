@@ -75,7 +75,7 @@ class AwaySettings(BaseModel):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long
             raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
                              "Europe/Berlin)") from None
         return value

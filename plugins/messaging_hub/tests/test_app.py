@@ -405,6 +405,7 @@ def decision_for(app: PlexiChatApp, message_id: str) -> dict[str, Any] | None:
 def test_away_settings_are_validated(app: PlexiChatApp) -> None:
     for body, field in (({"quiet_start": "25:00"}, "quiet_start"),
                         ({"timezone": "Atlantis/Nope"}, "timezone"),
+                        ({"timezone": "x" * 5000}, "timezone"),  # was a 500 (OSError)
                         ({"message": "Hi {{ boss }}"}, "message"),
                         ({"window_hours": 0}, "window_hours"),
                         ({"colour": "red"}, "colour")):

@@ -197,6 +197,11 @@ def test_away_hours_and_settings() -> None:
         AwaySettings(quiet_start="7 pm")
     with pytest.raises(ValueError, match="unknown variable"):
         AwaySettings(message="Hi {{ boss }}")
+    # A name longer than a file name was an OSError from the zone database: a 500 on
+    # PUT /away (review finding).
+    for zone in ("x" * 5000, "Europe/" + "y" * 300):
+        with pytest.raises(ValueError, match="unknown time zone"):
+            AwaySettings(timezone=zone)
 
 
 def test_the_outbox_claim_is_taken_once(tmp_path: Path) -> None:
