@@ -612,3 +612,16 @@ async def test_a_ticket_dies_with_its_login_session(v1):
     with pytest.raises(InvalidStatus):
         async with connect(url):
             pass
+
+
+async def test_initial_content_fits_the_document_limit(v1):
+    """max_content counts characters and max_document bytes: 4-byte characters under the
+    first made a document over the second that refused every edit (review finding)."""
+    ann = await v1.account("ann")
+    limits = manager_for(v1.api).limits
+    limits.max_content, limits.max_document = 1000, 2000
+    r = await ann.client.post("/collaboration/sessions",
+                              json={"title": "Emoji", "initial_content": "😀" * 900})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "initial_content"]
+    assert (await create(ann, initial_content="😀" * 300))["content"] == "😀" * 300

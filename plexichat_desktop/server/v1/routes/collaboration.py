@@ -328,8 +328,13 @@ async def create_session(body: CreateBody, user: User, api: Api) -> dict[str, An
         raise invalid("title", "title must not be blank")
     if len(body.initial_content) > limits.max_content:
         raise invalid("initial_content", f"at most {limits.max_content} characters")
-    session_id = await api.store.write(_create, user.id, body,
-                                       initial_update(body.initial_content))
+    update = initial_update(body.initial_content)
+    if len(update) > limits.max_document:
+        # Characters are not bytes: a million emoji made a document over the limit that
+        # then refused every edit.
+        raise invalid("initial_content", f"at most {limits.max_document} bytes as a "
+                                         f"document (this one is {len(update)})")
+    session_id = await api.store.write(_create, user.id, body, update)
     found = await api.store.read(_detail, session_id, user.id)
     assert found is not None
     return session_dict(found[0], api, found[1], body.initial_content)
