@@ -731,3 +731,115 @@ async def test_an_administrators_reset_token_can_switch_2fa_off(v1, clock):
     step = (await v1.anon.post("/auth/login", json={"username": "kim",
                                                     "password": NEW_PASSWORD})).json()
     assert step["requires_mfa"] is True
+
+
+def _stored_secret(v1: Any, user_id: str) -> str:
+    return v1.api.store.call(lambda c: c.execute(
+        "SELECT secret FROM mfa WHERE user_id = ?", (user_id,)).fetchone()[0])
+
+
+async def test_totp_secrets_are_encrypted_at_rest_with_a_key_beside_the_database(
+        v1, clock, tmp_path):
+    import os
+    import stat
+
+    kai = await v1.account("kai")
+    secret, _ = await enable_2fa(kai)
+    stored = _stored_secret(v1, kai.id)
+    assert stored.startswith("aesgcm1:") and secret not in stored
+    key_file = v1.api.root / mfa.SECRET_KEY_FILE
+    assert key_file.parent == v1.api.store.path.parent
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    # A backup (the database's snapshot) carries no usable secret, nor the key.
+    copy = tmp_path / "copy.sqlite3"
+    v1.api.store.snapshot_to(copy)
+    assert secret.encode() not in copy.read_bytes()
+    key = key_file.read_text().strip()
+    assert key.encode() not in copy.read_bytes()
+    # The key is bound to the account: a secret moved to another row does not open.
+    with pytest.raises(mfa.SecretUnavailable):
+        v1.api.store.call(mfa.open_secret, "someone-else", stored)
+    token = (await password_step(v1, "kai"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 200, r.text
+    assert (await kai.client.get("/auth/2fa/status")).json()["secret_readable"] is True
+
+
+async def test_plain_secrets_of_older_versions_are_encrypted_by_the_migration(
+        clock, tmp_path):
+    from plexichat_desktop.core.sqlite import SqliteDatabase
+    from plexichat_desktop.server.v1.store import MIGRATIONS, ApiStore
+
+    path = tmp_path / "api_v1" / "plexichat.sqlite3"
+    old = SqliteDatabase(path, MIGRATIONS[:9])  # the schema before the change
+    secret = mfa.new_secret()
+    with old.transaction(write=True) as conn:
+        conn.execute("INSERT INTO users (id, username, email, password_hash, created_at, "
+                     "updated_at) VALUES ('u1', 'lea', 'lea@example.org', 'x', 0, 0)")
+        conn.execute("INSERT INTO mfa (user_id, secret, enabled, created_at, last_step) "
+                     "VALUES ('u1', ?, 1, 0, 0)", (secret,))
+    old.close()
+    assert not (path.parent / mfa.SECRET_KEY_FILE).exists()
+    store = ApiStore(path)
+    try:
+        stored = store.call(lambda c: c.execute("SELECT secret FROM mfa").fetchone()[0])
+        assert stored.startswith("aesgcm1:") and secret not in stored
+        assert (path.parent / mfa.SECRET_KEY_FILE).exists()
+        assert store.call(mfa.verify_totp, "u1", code(secret, 0), write=True)
+    finally:
+        store.close()
+    # A new database with no secret makes no key (a restore's scratch copy, say).
+    ApiStore(tmp_path / "empty" / "plexichat.sqlite3").close()
+    assert not (tmp_path / "empty" / mfa.SECRET_KEY_FILE).exists()
+
+
+async def test_a_database_without_its_key_fails_2fa_clearly(v1, clock):
+    """Restored on another computer (the key file stays behind): TOTP codes fail with a
+    409 that says why and what to do; recovery codes and an administrator's reset work."""
+    admin = await v1.account("admin")
+    max_ = await v1.account("max")
+    secret, codes = await enable_2fa(max_)
+    key_file = v1.api.root / mfa.SECRET_KEY_FILE
+    key_file.unlink()
+    status = (await max_.client.get("/auth/2fa/status")).json()
+    assert status["enabled"] is True and status["secret_readable"] is False
+    token = (await password_step(v1, "max"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 409
+    detail = r.json()["detail"]
+    assert mfa.SECRET_KEY_FILE in detail and "recovery code" in detail
+    assert "disable_2fa" in detail
+    r = await v1.anon.post("/auth/login", json={"username": "max", "password": PASSWORD,
+                                                "mfa_code": code(secret, 1)})
+    assert r.status_code == 409
+    # Another key (not just a missing one) is as clear.
+    key_file.write_text("A" * 43 + "=\n")
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 409 and "another key" in r.json()["detail"]
+    # The challenge was not spent and nothing counted as a failure: a recovery code works.
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "recovery_code": codes[0]})
+    assert r.status_code == 200, r.text
+    # The administrator's way out: a reset token that switches 2FA off.
+    reset = (await admin.client.post("/auth/password/reset-token", json={
+        "user_id": max_.id, "disable_2fa": True})).json()
+    r = await v1.anon.post("/auth/password/reset", json={
+        "username": "max", "new_password": NEW_PASSWORD, "reset_token": reset["reset_token"]})
+    assert r.status_code == 200 and r.json()["two_factor_disabled"] is True
+
+
+async def test_a_plain_secret_is_encrypted_on_its_next_use(v1, clock):
+    """A restored archive from before the change brings plain secrets: they are sealed
+    after the restore, and any left over when first used."""
+    ned = await v1.account("ned")
+    secret, _ = await enable_2fa(ned)
+    v1.api.store.call(lambda c: c.execute("UPDATE mfa SET secret = ? WHERE user_id = ?",
+                                          (secret, ned.id)), write=True)
+    token = (await password_step(v1, "ned"))["mfa_token"]
+    r = await v1.anon.post("/auth/login-2fa", json={"mfa_token": token,
+                                                    "code": code(secret, 1)})
+    assert r.status_code == 200, r.text
+    assert _stored_secret(v1, ned.id).startswith("aesgcm1:")

@@ -55,6 +55,7 @@ def test_two_factor_wizard_and_sign_in_through_the_page(
 
             qtbot.waitUntil(lambda: visible("signed-in"), timeout=20_000)
             assert text("mfa-badge") == "Off"
+            type_in("mfa-password", PASSWORD)  # setting 2FA up asks for the password
             js(view, "document.getElementById('mfa-start').click() || 1")
             qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('mfa-key')"
                                                   ".dataset.secret || ''")), timeout=20_000)

@@ -15,27 +15,43 @@ salted with the account id), which puts a search of the 2**40 codes of one accou
 centuries. Tokens of the login challenge (``pxm_``) and of password resets (``pxp_``) have
 256 bits: SHA-256 digests suffice, like the session tokens.
 
-The TOTP secret itself is stored as is: checking a code needs it.
+The TOTP secret is needed to check a code, so it cannot be a digest: it is encrypted at
+rest instead (AES-256-GCM, the account id as associated data, stored as
+``aesgcm1:<base64 nonce+ciphertext>``). The key is not in the database but in
+``mfa_secrets.key`` beside it (0600, written once, atomically; like the AI providers' API
+keys in ``ai_provider_keys.json``), so a backup archive or a copy of the database does not
+carry usable secrets. A database restored on another computer without that file cannot
+read them: checking a TOTP code then fails clearly (:class:`SecretUnavailable`, 409), and
+the user signs in with a recovery code (scrypt digests, no key needed) or an administrator
+issues a reset token with ``disable_2fa``. Secrets stored in plain text by older versions
+are encrypted by migration 10, after a restore, and on their next use.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import hmac
 import io
 import json
+import logging
 import math
+import os
 import re
 import secrets
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pyotp
 import segno
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import HTTPException
 
 from plexichat_desktop.server.v1.auth import digest
@@ -57,6 +73,10 @@ FAILURE_LIMIT = 5
 FAILURE_WINDOW = 300.0
 _CODE_RE = re.compile(r"^[0-9]{6}$")  # ASCII: compare_digest refuses other text
 _RECOVERY_ALPHABET = "0123456789abcdef"
+SECRET_KEY_FILE = "mfa_secrets.key"  # beside the database, never in it or in a backup
+SEALED_PREFIX = "aesgcm1:"
+
+log = logging.getLogger(__name__)
 
 
 def current_time() -> float:
@@ -185,6 +205,136 @@ def recovery_counts(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+# -- the TOTP secret at rest ----------------------------------------------------------------
+
+class SecretUnavailable(HTTPException):
+    """The account's TOTP secret cannot be decrypted: the key file beside the database is
+    missing, unreadable or another one (a database restored on another computer). 409:
+    retrying does not help; a recovery code or an administrator's reset does."""
+
+    def __init__(self, reason: str):
+        super().__init__(
+            409, f"code: this server cannot read the account's authenticator key ({reason}; "
+                 f"the 2FA key file {SECRET_KEY_FILE} beside the database is missing or "
+                 "another one, e.g. after restoring a backup on another computer). Sign in "
+                 "with a recovery code, or ask an administrator for a password reset token "
+                 "that switches 2FA off (disable_2fa), then set 2FA up again")
+
+
+def secret_key_path(conn: sqlite3.Connection) -> Path | None:
+    """Where the key of ``conn``'s database lives (None for an in-memory database)."""
+    for row in conn.execute("PRAGMA database_list").fetchall():
+        if row[1] == "main" and row[2]:
+            return Path(row[2]).parent / SECRET_KEY_FILE
+    return None
+
+
+def _read_key(path: Path) -> bytes:
+    try:
+        key = base64.b64decode(path.read_text("ascii").strip(), validate=True)
+    except (OSError, ValueError, binascii.Error) as exc:
+        raise SecretUnavailable(f"the key file is unreadable: {type(exc).__name__}"
+                                ) from None
+    if len(key) != 32:
+        raise SecretUnavailable("the key file is not a 256-bit key")
+    return key
+
+
+def _write_key(path: Path) -> None:
+    """Create the key file, 0600, all at once (written beside it, then linked: it never
+    exists half-written, and a key another process made first is never replaced)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(base64.b64encode(AESGCM.generate_key(256)).decode() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def secret_key(conn: sqlite3.Connection, *, create: bool = False) -> bytes | None:
+    """The key that encrypts ``conn``'s TOTP secrets; made when ``create`` and missing,
+    else None when missing. Read each time (32 bytes): replacing or removing the file
+    takes effect at once."""
+    path = secret_key_path(conn)
+    if path is None:
+        raise SecretUnavailable("the database has no folder to keep the key in")
+    if not path.exists():
+        if not create:
+            return None
+        _write_key(path)
+        log.info("2FA: made a new key for the TOTP secrets (%s)", path.name)
+    return _read_key(path)
+
+
+def _aad(user_id: str) -> bytes:
+    return ("plexichat-totp:" + user_id).encode("utf-8", "surrogatepass")
+
+
+def seal_secret(conn: sqlite3.Connection, user_id: str, secret: str) -> str:
+    """The stored form of ``secret`` of ``user_id``: AES-GCM with the database's key
+    (bound to the account: a sealed secret copied to another row does not open)."""
+    key = secret_key(conn, create=True)
+    assert key is not None
+    nonce = os.urandom(12)
+    sealed = AESGCM(key).encrypt(nonce, secret.encode("ascii"), _aad(user_id))
+    return SEALED_PREFIX + base64.b64encode(nonce + sealed).decode("ascii")
+
+
+def is_sealed(stored: str) -> bool:
+    return stored.startswith(SEALED_PREFIX)
+
+
+def open_secret(conn: sqlite3.Connection, user_id: str, stored: str) -> str:
+    """The TOTP secret of ``stored`` (a plain one of an older version as it is); raises
+    :class:`SecretUnavailable` when it cannot be decrypted here."""
+    if not is_sealed(stored):
+        return stored
+    key = secret_key(conn)
+    if key is None:
+        log.warning("2FA: no key file for the TOTP secrets; accounts with 2FA need a "
+                    "recovery code")
+        raise SecretUnavailable("the key file is missing")
+    try:
+        raw = base64.b64decode(stored[len(SEALED_PREFIX):], validate=True)
+        return AESGCM(key).decrypt(raw[:12], raw[12:], _aad(user_id)).decode("ascii")
+    except (InvalidTag, ValueError, binascii.Error):
+        log.warning("2FA: a TOTP secret does not open with this key file (another "
+                    "computer's database?)")
+        raise SecretUnavailable("it was encrypted with another key") from None
+
+
+def secret_readable(conn: sqlite3.Connection, user_id: str) -> bool | None:
+    """Whether the account's TOTP secret can be decrypted here (None: no secret)."""
+    row = mfa_row(conn, user_id)
+    if row is None:
+        return None
+    try:
+        open_secret(conn, user_id, row["secret"])
+    except SecretUnavailable:
+        return False
+    return True
+
+
+def seal_plain_secrets(conn: sqlite3.Connection) -> int:
+    """Encrypt every TOTP secret still stored in plain text (older versions, restored
+    archives); how many. No key file is made when there are none."""
+    plain = conn.execute("SELECT user_id, secret FROM mfa WHERE secret NOT LIKE ?",
+                         (SEALED_PREFIX + "%",)).fetchall()
+    for user_id, secret in plain:
+        conn.execute("UPDATE mfa SET secret = ? WHERE user_id = ?",
+                     (seal_secret(conn, user_id, secret), user_id))
+    if plain:
+        log.info("2FA: encrypted %d TOTP secret(s) stored in plain text", len(plain))
+    return len(plain)
+
+
 def mfa_row(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM mfa WHERE user_id = ?", (user_id,)).fetchone()
     return None if row is None else dict(row)
@@ -202,7 +352,11 @@ def verify_totp(conn: sqlite3.Connection, user_id: str, code: str, *,
     row = mfa_row(conn, user_id)
     if row is None or bool(row["enabled"]) == pending:
         return False
-    step = accepted_step(row["secret"], code, row["last_step"], current_time())
+    secret = open_secret(conn, user_id, row["secret"])
+    if not is_sealed(row["secret"]):  # an older version's (or a restored) plain secret
+        conn.execute("UPDATE mfa SET secret = ? WHERE user_id = ?",
+                     (seal_secret(conn, user_id, secret), user_id))
+    step = accepted_step(secret, code, row["last_step"], current_time())
     if step is None:
         return False
     conn.execute("UPDATE mfa SET last_step = ? WHERE user_id = ?", (step, user_id))

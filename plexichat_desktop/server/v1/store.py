@@ -492,11 +492,22 @@ def _migration_9(conn: sqlite3.Connection) -> None:
                  "DEFAULT 0")
 
 
+def _seal_totp_secrets(conn: sqlite3.Connection) -> None:
+    """Encrypt the TOTP secrets still in plain text (``mfa.py``: AES-GCM, the key in a
+    0600 file beside the database, not in it). Also run after a restore: an archive from
+    before migration 10 brings them in plain text."""
+    from plexichat_desktop.server.v1 import mfa  # here: its imports (pyotp, AES) are heavy
+
+    mfa.seal_plain_secrets(conn)
+
+
+_migration_10 = _seal_totp_secrets
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
                                                        _migration_3, _migration_4,
                                                        _migration_5, _migration_6,
                                                        _migration_7, _migration_8,
-                                                       _migration_9]
+                                                       _migration_9, _migration_10]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -552,6 +563,7 @@ class ApiStore(SqliteDatabase):
         finally:
             src.close()
         self._migrate(MIGRATIONS)
+        self.call(_seal_totp_secrets, write=True)
 
 
 def _quote(name: str) -> str:

@@ -364,8 +364,13 @@ function renderMfa(mfa) {
       `${mfa.recovery_codes_remaining} of ${mfa.recovery_codes_total} recovery codes left.`
     : "Only your password protects the account. Add a code from an authenticator app: a stolen password is then not enough.");
   const low = on && mfa.low_recovery_codes;
-  show("mfa-low", low);
-  if (low) {
+  const unreadable = on && mfa.secret_readable === false;
+  show("mfa-low", low || unreadable);
+  if (unreadable) {
+    setText("mfa-low", "This server cannot read your authenticator key (its key file is " +
+      "missing or another one, e.g. after restoring a backup on another computer): codes " +
+      "from your app are refused. Turn two-factor sign-in off with a recovery code and set it up again.");
+  } else if (low) {
     setText("mfa-low", mfa.recovery_codes_remaining === 0
       ? "No recovery codes left: make new ones now, or losing your phone locks you out."
       : `Only ${mfa.recovery_codes_remaining} recovery code(s) left: make new ones.`);

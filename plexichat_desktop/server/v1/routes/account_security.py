@@ -215,7 +215,10 @@ def _status(conn: sqlite3.Connection, user_id: str) -> dict[str, Any]:
             "period": mfa.PERIOD, "algorithm": "SHA1",
             "recovery_codes_remaining": remaining if enabled else 0,
             "recovery_codes_total": total if enabled else 0,
-            "low_recovery_codes": enabled and remaining <= mfa.LOW_RECOVERY_CODES}
+            "low_recovery_codes": enabled and remaining <= mfa.LOW_RECOVERY_CODES,
+            # False: the key file cannot decrypt the secret (a database restored on
+            # another computer): codes fail until 2FA is set up again.
+            "secret_readable": mfa.secret_readable(conn, user_id) if enabled else None}
 
 
 @router.get("/auth/2fa/status", tags=AUTH)
@@ -232,7 +235,7 @@ def _setup(conn: sqlite3.Connection, user_id: str, secret: str, user_agent: str 
                        "new authenticator")
     conn.execute("INSERT OR REPLACE INTO mfa (user_id, secret, enabled, created_at, "
                  "enabled_at, last_step) VALUES (?, ?, 0, ?, NULL, 0)",
-                 (user_id, secret, now()))
+                 (user_id, mfa.seal_secret(conn, user_id, secret), now()))
     mfa.record_event(conn, user_id, "2fa_setup_started", user_agent=user_agent)
 
 
@@ -265,6 +268,15 @@ async def mfa_setup(request: Request, user: User, api: Api,
                        "confirm a code with /auth/2fa/verify-setup"}
 
 
+def _plausible(conn: sqlite3.Connection, user_id: str, code: str) -> bool:
+    """Whether ``code`` matches the set-up in progress now (without spending it)."""
+    row = mfa.mfa_row(conn, user_id)
+    if row is None or row["enabled"]:
+        return False
+    secret = mfa.open_secret(conn, user_id, row["secret"])
+    return mfa.accepted_step(secret, code, row["last_step"], mfa.current_time()) is not None
+
+
 def _enable(conn: sqlite3.Connection, user_id: str, code: str, digests: list[str],
             user_agent: str | None) -> bool:
     row = mfa.mfa_row(conn, user_id)
@@ -293,9 +305,7 @@ async def mfa_verify_setup(body: CodeBody, request: Request, user: User, api: Ap
     codes = mfa.new_recovery_codes()
     with mfa_limiter(api).attempt(user.id) as attempt:
         # The (slow) digests only for a code that can be right; _enable decides.
-        row = await api.store.read(mfa.mfa_row, user.id)
-        plausible = row is not None and not row["enabled"] and mfa.accepted_step(
-            row["secret"], body.code, row["last_step"], mfa.current_time()) is not None
+        plausible = await api.store.read(_plausible, user.id, body.code)
         digests = (await asyncio.to_thread(mfa.recovery_digests, user.id, codes)
                    if plausible else [])
         enabled = await api.store.write(_enable, user.id, body.code, digests, _ua(request))
