@@ -49,3 +49,34 @@ def test_a_restored_tab_loads_while_its_plugin_starts_first(qapp: Any, home: Any
         arun(shell.shutdown())
         arun(runtime.stop())
         arun(shell.finish())
+
+
+def test_a_restored_tab_whose_plugin_fails_to_start_says_why(qapp: Any, home: Any, arun: Any,
+                                                            qtbot: Any) -> None:
+    from plexichat_desktop.gui.browser import ProblemPane
+    from tests.conftest import FIXTURE_PLUGINS
+
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
+    gui.setValue("main/tabs", json.dumps([{"path": "/plugins/setup_raises/", "title": "Raises"}]))
+    gui.sync()
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False,
+                                                     extra_plugin_dirs=[FIXTURE_PLUGINS]))
+    runtime.prepare()
+    shell = DesktopShell(qapp, runtime, home, asyncio.Event(), None)
+    try:
+        shell.show()
+        assert isinstance(shell.window.tabs.widget(0), BrowserPane)  # it may still start
+        arun(runtime.start(plugins_in_background=True))
+        arun(asyncio.wait_for(runtime.plugins.started.wait(), 60), timeout=70_000)
+        qtbot.waitUntil(lambda: isinstance(shell.window.tabs.widget(0), ProblemPane),
+                        timeout=20_000)
+        pane = shell.window.tabs.widget(0)
+        assert pane.home_path == "/plugins/setup_raises/" and shell.window.tabs.count() == 1
+    finally:
+        runtime.begin_stop()
+        arun(shell.shutdown())
+        arun(runtime.stop())
+        arun(shell.finish())
