@@ -31,9 +31,11 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from fastapi import Query, Request, UploadFile
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile as StarletteUpload
+from starlette.exceptions import HTTPException
 
 from advanced_client import smart, voice
 from advanced_client.chat import (
@@ -685,8 +687,9 @@ class AdvancedClientPlugin(Plugin):
         return {"documents": [{k: d[k] for k in ("id", "name", "kind", "size", "created_at")}
                               | {"words": len(d["text"].split())} for d in docs]}
 
-    async def upload(self, file: UploadFile) -> Any:
+    async def upload(self, request: Request) -> Any:
         async def work() -> dict[str, Any]:
+            file = await self._upload_file(request)
             data = await file.read(self.config.max_upload_bytes + 1)
             if len(data) > self.config.max_upload_bytes:
                 raise Problem(413, "file", f"larger than {self.config.max_upload_bytes} bytes")
@@ -702,6 +705,35 @@ class AdvancedClientPlugin(Plugin):
             return {k: doc[k] for k in ("id", "name", "kind", "size", "created_at")} | {
                 "words": len(text.split())}
         return await self._guard(work())
+
+    async def _upload_file(self, request: Request) -> StarletteUpload:
+        """The multipart body's ``file``, read up to the upload limit first: an
+        ``UploadFile`` parameter had the whole body spooled to disk (gigabytes, with no
+        limit) before the size was looked at."""
+        limit = self.config.max_upload_bytes + 64 * 1024  # the multipart framing
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise Problem(413, "file", f"larger than {self.config.max_upload_bytes} bytes")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, "file", f"larger than {self.config.max_upload_bytes} "
+                                           f"bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+
+        async def replay() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(request.scope, replay).form(max_files=1, max_fields=10)
+        except HTTPException as exc:
+            raise Problem(422, "file", f"not a multipart form: {exc.detail}") from None
+        file = form.get("file")
+        if not isinstance(file, StarletteUpload):
+            raise Problem(422, "file", "a multipart form with the document in 'file'")
+        return file
 
     async def delete_document(self, doc_id: str) -> Any:
         async def work() -> dict[str, Any]:

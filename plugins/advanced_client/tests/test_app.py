@@ -258,6 +258,33 @@ def test_context_within_budget_and_bm25_retrieval(app: PlexiChatApp) -> None:
     ok(app.client.delete(f"api/library/{up['id']}"))
 
 
+def test_an_oversized_upload_is_refused_before_its_body(app: PlexiChatApp) -> None:
+    """An ``UploadFile`` parameter spooled the whole multipart body to disk before the
+    size was looked at: a declared 10 GB upload was read to its end (review finding).
+    Now the declared length is refused at once, and a body without one stops at the
+    limit."""
+    host, port = app.url.split("//", 1)[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall((f"POST /plugins/{app.plugin_id}/api/library HTTP/1.1\r\n"
+                      f"Host: {host}:{port}\r\nAuthorization: Bearer {app.token}\r\n"
+                      "Content-Type: multipart/form-data; boundary=b\r\n"
+                      "Content-Length: 10000000000\r\n\r\n").encode() + b"--b\r\n")
+        head = sock.recv(4096).decode("latin-1")
+    assert head.startswith("HTTP/1.1 413"), head[:200]
+
+    def chunks() -> Iterator[bytes]:
+        yield b"--b\r\nContent-Disposition: form-data; name=file; filename=a.txt\r\n\r\n"
+        for _ in range(12):
+            yield b"word " * 100_000  # 6 MB in all, past the 5 MB limit
+
+    big = app.client.post("api/library", content=chunks(),
+                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert big.status_code == 413 and big.json()["field"] == "file"
+    bad = app.client.post("api/library", content=b"not a form",
+                          headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert bad.status_code == 422 and bad.json()["field"] == "file"
+
+
 def _peer(app: PlexiChatApp, name: str, owner: bool = False) -> tuple[str, httpx.Client]:
     """Another v1 user; ``owner``: registered with the app token, so the administrator."""
     v1 = httpx.Client(base_url=f"{app.url}api/v1/", timeout=30)
