@@ -625,3 +625,23 @@ async def test_initial_content_fits_the_document_limit(v1):
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"] == ["body", "initial_content"]
     assert (await create(ann, initial_content="😀" * 300))["content"] == "😀" * 300
+
+
+async def test_awareness_ids_of_a_socket_are_bounded(v1):
+    """Every awareness client id is a state the room keeps and sends to each newcomer: a
+    socket inventing new ids in every message grew the room without end (review
+    finding)."""
+    ann = await v1.account("ann")
+    sid = (await create(ann))["session_id"]
+    manager = manager_for(v1.api)
+    limit = manager.limits.max_awareness_clients
+    async with connect(await ws_url(v1, ann, sid)) as ws:
+        for cid in range(limit):
+            await ws.send(awareness_message([(cid + 1, 1, '{"user": "a"}')]))
+        await ws.send(awareness_message([(1, 2, '{"user": "moved"}')]))  # a known id
+        await answered(ws)
+        assert len(manager.rooms[sid].awareness) == limit
+        await ws.send(awareness_message([(limit + 1, 1, '{"user": "a"}')]))
+        code, reason = await closed_with(ws)
+        assert code == collab.CLOSE_TOO_BIG and "client ids" in reason
+    await until(lambda: sid not in manager.rooms)

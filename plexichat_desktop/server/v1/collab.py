@@ -82,7 +82,7 @@ class CollabLimits:
     rate: float = 100.0  # messages a second per socket, sustained ...
     burst: float = 400.0  # ... and in a burst (a paste, a reconnect's resync)
     max_awareness: int = 16 * 1024  # bytes of one awareness message
-    max_awareness_clients: int = 16  # entries in one awareness message
+    max_awareness_clients: int = 16  # entries in one awareness message, ids of one socket
     ticket_ttl: float = 60.0  # seconds a ticket is valid
     max_tickets: int = 10_000  # outstanding tickets (expired ones are purged first)
     connections_per_user: int = 8  # sockets of one user in one session
@@ -653,6 +653,13 @@ class CollabManager:
                 room.owners.pop(cid, None)
                 peer.awareness_ids.discard(cid)
             else:
+                if (cid not in peer.awareness_ids
+                        and len(peer.awareness_ids) >= self.limits.max_awareness_clients):
+                    # Each id is a state kept and sent to every newcomer: one socket
+                    # inventing new ids grew the room's memory without end.
+                    raise ProtocolError(CLOSE_TOO_BIG, f"awareness: at most "
+                                                       f"{self.limits.max_awareness_clients}"
+                                                       f" client ids a socket")
                 room.awareness[cid] = (clock, state)
                 room.owners[cid] = peer
                 peer.awareness_ids.add(cid)
