@@ -102,6 +102,7 @@ async def start_core(home: AppPaths) -> AsyncIterator[Callable[..., object]]:
 GUI_TESTS = Path(__file__).parent / "gui"
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``-n``), every GUI test runs in one worker: they share one
     QApplication and one qasync loop per process, and QtWebEngine's helpers are the
@@ -109,3 +110,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if GUI_TESTS in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.xdist_group("gui"))
+            _group_suffix(config, item, "gui")
+
+
+def _group_suffix(config: pytest.Config, item: pytest.Item, group: str) -> None:
+    """Give the node id the ``@group`` suffix xdist's loadgroup scheduler reads.
+
+    pytest-xdist (3.8) adds it by setting ``item._nodeid``, which pytest 9.2 no longer
+    reads (node ids became structured, in ``item._id``): the GUI tests were seen spread
+    over both workers, two QtWebEngines at once. Until xdist follows, the suffix is set
+    here, where pytest 9.2 keeps it; a suffix already there is left alone."""
+    if (not getattr(config.option, "loadgroup", False) or "@" in item.nodeid
+            or not hasattr(item, "_id")):
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # an older pytest: xdist's own suffix works there
+        return
+    item._id = coerce_node_id(f"{item.nodeid}@{group}")
