@@ -221,8 +221,9 @@ class ApiSettings(_Section):
                                                          "none, as '<provider>/<model>'."
     )
     ai_allow_private: bool = Field(
-        False, description="Let AI providers be on private or link-local addresses (a model "
-                           "server elsewhere on the LAN); loopback is always allowed."
+        False, description="Let AI providers be on private addresses (a model server "
+                           "elsewhere on the LAN); loopback is always allowed, link-local "
+                           "and cloud metadata addresses never are."
     )
     ai_builtin_token_delay: float = Field(
         0.0, ge=0, le=5, description="Seconds between the tokens the built-in AI provider "
