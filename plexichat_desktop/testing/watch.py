@@ -252,8 +252,6 @@ async def watch_tests(paths: Any, settings: Any, plugin_id: str, extra_dirs: lis
     await manager.start()
     manager.runner.prepare()  # the fork server is warm before the first save
     watch = TestWatch(manager, plugin_id)
-    print(f"Watching {rec.root} for {plugin_id}: each save reruns the tests it affects. "
-          "Ctrl+C stops.", file=out, flush=True)
 
     async def report(run: RunRecord) -> None:
         assert run.id is not None
@@ -266,7 +264,8 @@ async def watch_tests(paths: Any, settings: Any, plugin_id: str, extra_dirs: lis
         out.flush()
 
     pending: set[asyncio.Task[None]] = set()
-    try:
+
+    async def follow() -> None:
         async for changed in watch_changes(rec.root, stop):
             shown = ", ".join(sorted(p.relative_to(rec.root).as_posix() for p in changed
                                      if p.is_relative_to(rec.root)))
@@ -278,7 +277,20 @@ async def watch_tests(paths: Any, settings: Any, plugin_id: str, extra_dirs: lis
             task = loop.create_task(report(run))
             pending.add(task)
             task.add_done_callback(pending.discard)
+
+    follower = loop.create_task(follow(), name="test watch")
+    try:
+        # The follower's first step creates the inotify watches (synchronously, before its
+        # first await). Only then is "Watching" true: a save made right after the line
+        # appears was missed when the line came first.
+        await asyncio.sleep(0)
+        print(f"Watching {rec.root} for {plugin_id}: each save reruns the tests it affects. "
+              "Ctrl+C stops.", file=out, flush=True)
+        await follower
     finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
         for task in pending:
             task.cancel()
         await manager.stop()
