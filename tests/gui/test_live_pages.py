@@ -32,6 +32,11 @@ TIMED_POST = """(() => {
 })()"""
 
 
+# Twelve pages opening at once on a CI worker whose neighbour runs the plugins' suites: one
+# was seen to take over 30 s to be live. A bound on "they all go live", not a speed claim.
+TWELVE_LIVE_WAIT = 60_000
+
+
 def test_twelve_live_pages_leave_a_post_from_the_thirteenth_fast(
         shell: Any, qtbot: Any, js: Any) -> None:
     window: MainWindow = shell.window
@@ -41,7 +46,7 @@ def test_twelve_live_pages_leave_a_post_from_the_thirteenth_fast(
         # Half in tabs, half in standalone windows: all views share one profile.
         panes.append(window.open_window(path).pane if n % 2 else window.open_page(path))
     for pane in panes:
-        wait_loaded(qtbot, js, pane, IS_LIVE, timeout=30_000)
+        wait_loaded(qtbot, js, pane, IS_LIVE, timeout=TWELVE_LIVE_WAIT)
     assert all(js(pane.view, "plexichatLive.mode") == "shared" for pane in panes)
 
     last = window.open_page("/healthz?copy=13")
