@@ -30,7 +30,9 @@ progress is cancelled); unfinished jobs are cancelled; the tasks of ``create_tas
 cancelled; all of them are awaited. Plugins that require it are stopped before it.
 
 Anything a plugin raises (import, setup, a route handler, teardown) is caught by the
-host: the plugin is marked failed with the traceback and the app keeps running.
+host: the plugin is marked failed with the traceback and the app keeps running. A
+:class:`PluginProblem` raised while a route handles a request is not a failure but the
+answer: its status with ``{"detail": "field: why", "field": ...}``.
 
 Plugins can offer services to each other. A provider calls ``ctx.provide(name, factory)``
 in its ``setup``; a consumer lists the provider under ``[requires]`` in its
@@ -85,6 +87,42 @@ HOST_PREFIX = "/_host"
 class ServiceUnavailable(LookupError):
     """A plugin asked for a service that is not offered, or not to it; the message says
     which plugin, which service and what to change."""
+
+
+class PluginProblem(Exception):
+    """Raise it in a route handler (or anything it awaits) to answer with a 4xx/5xx JSON
+    body naming the input at fault, instead of the route's result::
+
+        raise PluginProblem(422, "email", "is not an address")
+        # -> 422 {"detail": "email: is not an address", "field": "email"}
+
+        raise PluginProblem(409, "name", f"{name!r} exists", existing=other_id)
+        # -> 409 {"detail": "name: 'x' exists", "field": "name", "existing": "..."}
+
+    ``field`` is what the page marks: a body key, a query parameter or a dotted path
+    (``variables.name``); with None the detail is the bare message and ``"field"`` is
+    null. Keyword arguments are added to the body as they are (JSON-able values).
+
+    The host's plugin router makes the answer (it is not logged as a failure), so a
+    helper deep in the call can refuse without the route catching anything. Subclass it
+    for a plugin's own kinds of problem. Raised outside a request (a job, a schedule, a
+    task) it is an ordinary exception. Blocking work (SQLite, files) belongs in
+    ``await asyncio.to_thread(fn, *args)``; a problem raised there reaches the route
+    unchanged.
+    """
+
+    def __init__(self, status: int, field: str | None, message: str, **extra: Any):
+        if not 400 <= status <= 599:
+            raise ValueError(f"a problem's status is 4xx or 5xx, not {status}")
+        super().__init__(f"{field}: {message}" if field else message)
+        self.status = status
+        self.field = field
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer: ``{"detail": str(self), "field": ..., **extra}``."""
+        return {"detail": str(self), "field": self.field, **self.extra}
 
 
 class ServiceRegistry:
@@ -518,4 +556,5 @@ def _requirement_name(text: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-__all__ = ["Plugin", "PluginContext", "ServiceRegistry", "ServiceUnavailable"]
+__all__ = ["Plugin", "PluginContext", "PluginProblem", "ServiceRegistry",
+           "ServiceUnavailable"]

@@ -4,6 +4,8 @@ else under ``/plugins/<id>/`` to the static files of its ``web/`` folder.
 A request for a plugin that is not active gets an answer naming the plugin and why it is
 not running, never a blank 404. An exception escaping a plugin's route handler becomes a
 500 JSON answer naming the plugin; it is logged with the plugin id and the app stays up.
+A :class:`~plexichat_desktop.plugins.api.PluginProblem` is the plugin's own answer
+instead: its status and body, not logged as a failure.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
+from plexichat_desktop.plugins.api import PluginProblem
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.server.security import Message, Receive, Scope, Send
 
@@ -98,6 +101,14 @@ class PluginDispatcher:
             await app(scope, receive, tracking_send)
         except HTTPException:
             raise
+        except PluginProblem as exc:
+            if not started and scope["type"] == "http":
+                await send_json(send, exc.status, exc.body())
+                return
+            # A stream already under way (or a websocket) cannot change its answer.
+            logging.getLogger(f"plexichat.plugin.{pid}").warning(
+                "route %s %s raised %s after answering", scope.get("method", "WS"),
+                scope.get("path", ""), exc)
         except Exception as exc:
             if type(exc).__name__ in ("RequestValidationError", "WebSocketRequestValidationError",
                                       "ResponseValidationError") and not started:
