@@ -152,6 +152,10 @@ class ApiSettings(_Section):
     requests_per_minute: int = Field(
         0, ge=0, description="Authenticated requests per user and minute; 0 = no limit."
     )
+    reactions_per_minute: int = Field(
+        60, ge=0, description="Reactions added or taken back per user and minute; "
+                              "0 = no limit."
+    )
     webhook_max_attempts: int = Field(
         5, ge=1, le=20, description="Delivery attempts per webhook event, the first included."
     )
@@ -215,6 +219,15 @@ class ApiSettings(_Section):
     ai_health_timeout: float = Field(
         5.0, gt=0, le=120, description="Seconds /ai/health and /ai/models wait for each "
                                        "provider's model list."
+    )
+    ai_models_cache_seconds: float = Field(
+        30.0, ge=0, le=3600, description="Seconds each provider's model list (the answer "
+                                         "of /ai/models and /ai/health) is reused for "
+                                         "everyone before the provider is asked again."
+    )
+    ai_models_requests_per_minute: int = Field(
+        60, ge=0, description="/ai/models and /ai/health requests per user and minute; "
+                              "0 = no limit."
     )
     ai_default_model: str = Field(
         "builtin/plexi-rules", min_length=3, description="Model of AI requests that name "

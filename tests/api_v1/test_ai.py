@@ -188,7 +188,9 @@ async def test_openai_compatible_plain_stream_models_health(v1):
         assert health["status"] == "healthy"
         fake_health = next(p for p in health["providers"] if p["name"] == "fake")
         assert fake_health["reachable"] and fake_health["models"] == ["tiny"]
-        assert fake_health["latency_ms"] >= 0
+        health = (await admin.client.get("/ai/health")).json()
+        fake_health = next(p for p in health["providers"] if p["name"] == "fake")
+        assert fake_health["latency_ms"] >= 0  # timings are for the administrator
 
         tested = await admin.client.post("/ai/providers/fake/test", json={})
         assert tested.status_code == 200 and tested.json()["ok"], tested.text
@@ -549,3 +551,92 @@ async def test_local_gguf_generates_text(v1):
         "messages": [{"role": "user", "content": "Say hello."}]}, timeout=300)
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"].strip()
+
+
+def model_lists(fake: FakeOpenAIServer) -> int:
+    """How often the server asked the fake for its models (what /ai/models and
+    /ai/health cost upstream)."""
+    return sum(r.path == "/v1/models" for r in fake.requests)
+
+
+async def test_models_and_health_ask_upstream_once_per_cache_window(make_v1):
+    v1 = await make_v1(ai_models_cache_seconds=600, ai_models_requests_per_minute=8)
+    admin, bob, cat = await v1.account(), await v1.account(), await v1.account()
+    async with FakeOpenAIServer() as fake:
+        await add_fake(admin, fake)
+        assert model_lists(fake) == 0
+        # Concurrent callers (two users, both routes) share one probe.
+        answers = await asyncio.gather(
+            *(bob.client.get("/ai/models") for _ in range(3)),
+            *(cat.client.get("/ai/health") for _ in range(3)))
+        assert [r.status_code for r in answers] == [200] * 6, [r.text for r in answers]
+        assert model_lists(fake) == 1
+        assert [m["id"] for m in answers[0].json()["data"]][-2:] == ["fake/tiny",
+                                                                      "fake/small"]
+        # Later calls in the window are answered from it; refresh is for the admin only.
+        for path in ("/ai/models", "/ai/health", "/ai/health?refresh=true"):
+            assert (await bob.client.get(path)).status_code == 200
+        assert model_lists(fake) == 1
+        # Over the per-user limit (8 a minute): 429 with Retry-After, nothing sent upstream.
+        for _ in range(8 - 6):
+            assert (await bob.client.get("/ai/models")).status_code == 200
+        over = await bob.client.get("/ai/models")
+        assert over.status_code == 429, over.text
+        assert int(over.headers["retry-after"]) >= 1 and "AI models" in over.json()["detail"]
+        assert (await bob.client.get("/ai/health")).status_code == 429
+        assert (await cat.client.get("/ai/models")).status_code == 200  # per user
+        assert model_lists(fake) == 1
+        # An administrator may ask now; the fresh answer then serves everyone.
+        fake.models = ["tiny", "small", "large"]
+        fresh = await admin.client.get("/ai/models?refresh=true")
+        assert fresh.status_code == 200 and model_lists(fake) == 2
+        assert "fake/large" in [m["id"] for m in fresh.json()["data"]]
+        seen = await cat.client.get("/ai/health")
+        entry = next(p for p in seen.json()["providers"] if p["name"] == "fake")
+        assert entry["models"] == ["tiny", "small", "large"] and model_lists(fake) == 2
+        # A configuration change is a different provider: asked again at once.
+        await admin.client.put("/ai/providers/fake", json={"models": ["tiny"]})
+        entry = next(p for p in (await cat.client.get("/ai/health")).json()["providers"]
+                     if p["name"] == "fake")
+        assert entry["models"] == ["tiny"] and model_lists(fake) == 3
+        # Once the window is over the provider is asked again (once).
+        v1.api.settings.ai_models_cache_seconds = 0.2
+        assert (await admin.client.get("/ai/health?refresh=true")).status_code == 200
+        assert model_lists(fake) == 4
+        await asyncio.sleep(0.3)
+        await asyncio.gather(*(cat.client.get("/ai/models") for _ in range(2)))
+        assert model_lists(fake) == 5
+
+
+async def test_provider_internals_are_for_the_administrator(v1):
+    admin, bob = await v1.account(), await v1.account()
+    internals = ("base_url", "model_path", "timeout", "api_key_set", "api_key_hint")
+    fake = FakeOpenAIServer()
+    async with fake:
+        await add_fake(admin, fake, models=["tiny"])
+        port, base_url = str(fake.port), fake.base_url
+    # The fake is gone: the probe fails with an error naming its address.
+    full = (await admin.client.get("/ai/providers")).json()["providers"]
+    mine = next(p for p in full if p["name"] == "fake")
+    assert mine["base_url"] == base_url and mine["api_key_hint"] == "…TKEY"
+    health = (await admin.client.get("/ai/health")).json()
+    entry = next(p for p in health["providers"] if p["name"] == "fake")
+    assert port in entry["error"] and entry["latency_ms"] is not None
+
+    listed = await bob.client.get("/ai/providers")
+    assert listed.status_code == 200
+    for provider in listed.json()["providers"]:
+        assert not set(internals) & set(provider), provider
+    public = next(p for p in listed.json()["providers"] if p["name"] == "fake")
+    assert public == {"name": "fake", "kind": "openai_compatible", "builtin": False,
+                      "enabled": True, "models": ["tiny"],
+                      "description": "An OpenAI-compatible server"}
+    health = await bob.client.get("/ai/health")
+    entry = next(p for p in health.json()["providers"] if p["name"] == "fake")
+    assert entry["status"] == "unreachable" and entry["reachable"] is False
+    assert entry["models"] == [] and "latency_ms" not in entry
+    assert entry["error"].startswith("AI provider 'fake' is unreachable")
+    models = await bob.client.get("/ai/models")
+    assert [e["provider"] for e in models.json()["errors"]] == ["fake"]
+    for text in (listed.text, health.text, models.text):
+        assert port not in text and "127.0.0.1" not in text and "TKEY" not in text

@@ -167,3 +167,27 @@ async def test_editing_a_message(v1):
     assert (await ann.client.patch("/messages/nope", json={"content": "x"})).status_code == 404
     got = (await ben.client.get(f"/messages/{message['id']}")).json()
     assert got["content"] == "the plan" and got["edited"] is True
+
+
+async def test_reactions_are_rate_limited_per_user(make_v1):
+    v1 = await make_v1(reactions_per_minute=4)
+    ann = await v1.account("ann")
+    ben = await v1.account("ben")
+    mid = (await send(ann, recipient_id=ben.id, content="react away"))["id"]
+    # Adding and taking back count alike: each is a write and a frame to both parties.
+    for emoji, add in ((":a:", True), (":a:", False), (":b:", True), (":c:", True)):
+        r = (await ann.client.post(f"/messages/{mid}/reactions", json={"emoji": emoji})
+             if add else
+             await ann.client.delete(f"/messages/{mid}/reactions", params={"emoji": emoji}))
+        assert r.status_code == 200, r.text
+    for over in (ann.client.post(f"/messages/{mid}/reactions", json={"emoji": ":d:"}),
+                 ann.client.delete(f"/messages/{mid}/reactions", params={"emoji": ":b:"})):
+        r = await over
+        assert r.status_code == 429, r.text
+        assert int(r.headers["retry-after"]) >= 1
+        assert "too many reaction requests: at most 4 per 60 s" in r.json()["detail"]
+    seen = (await ben.client.get(f"/messages/{mid}")).json()["reactions"]
+    assert [x["emoji"] for x in seen] == [":b:", ":c:"]  # the refused ones changed nothing
+    assert (await ben.client.post(f"/messages/{mid}/reactions",
+                                  json={"emoji": ":b:"})).status_code == 200  # per user
+    await send(ann, recipient_id=ben.id, content="sending is not a reaction")

@@ -52,6 +52,10 @@ class ApiV1:
             "register", settings.register_rate_limit, settings.rate_limit_window)
         self.request_limiter = SlidingWindowLimiter(
             "API", settings.requests_per_minute, 60.0)
+        # Each reaction is a write and a realtime frame to both parties, so a loop of
+        # them floods the other person's clients even with requests_per_minute off.
+        self.reaction_limiter = SlidingWindowLimiter(
+            "reaction", settings.reactions_per_minute, 60.0)
         self.hub = RealtimeHub()
         self.webhooks = WebhookDispatcher(self.store, settings)
         self.perf = PerformanceMonitor(settings, self.root, on_alert=self._on_alert)

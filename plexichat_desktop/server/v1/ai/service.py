@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 KEYS_FILE = "ai_provider_keys.json"
 RELOAD_AFTER = 5.0
 KINDS = ("openai_compatible", "local_gguf")
+# What non-administrators see of a provider: its address, model file, timeout and key
+# hint are the administrator's set-up (and the hint is part of a secret).
+PUBLIC_FIELDS = ("name", "kind", "builtin", "enabled", "models", "description")
 
 
 def key_hint(key: str) -> str:
@@ -123,6 +127,50 @@ def _delete(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("DELETE FROM ai_providers WHERE name = ?", (name,)).rowcount > 0
 
 
+class ProbeCache:
+    """Each provider's last health probe (its model list), shared by every caller.
+
+    ``GET /ai/models`` and ``/ai/health`` ask the providers with the administrator's API
+    key; without this any signed-in user could make the server call upstream as often as
+    they liked. A probe is reused for ``ttl()`` seconds while the provider's row is
+    unchanged (a changed row, e.g. a new key or base URL, is a different provider), and
+    callers arriving while one is running wait for that one instead of starting another.
+    """
+
+    def __init__(self, ttl: Callable[[], float]):
+        self._ttl = ttl
+        self._done: dict[str, tuple[float, Any, dict[str, Any]]] = {}
+        self._running: dict[str, tuple[Any, asyncio.Future[dict[str, Any]]]] = {}
+
+    async def get(self, name: str, fingerprint: Any,
+                  probe: Callable[[], Awaitable[dict[str, Any]]], fresh: bool = False
+                  ) -> dict[str, Any]:
+        """The probe of ``name`` (a copy: callers change their entries): the cached one
+        unless ``fresh``, else the one running, else a new one."""
+        done = self._done.get(name)
+        if (not fresh and done is not None and done[1] == fingerprint
+                and done[0] > time.monotonic()):
+            return dict(done[2])
+        running = self._running.get(name)
+        if running is None or running[0] != fingerprint:
+            task = asyncio.ensure_future(probe())
+            running = (fingerprint, task)
+            self._running[name] = running
+            task.add_done_callback(lambda t: self._finished(name, fingerprint, t))
+        # Shielded: a caller that goes away must not cancel the probe others wait for.
+        return dict(await asyncio.shield(running[1]))
+
+    def _finished(self, name: str, fingerprint: Any,
+                  task: asyncio.Future[dict[str, Any]]) -> None:
+        if self._running.get(name, (None, None))[1] is task:
+            del self._running[name]
+        if not task.cancelled() and task.exception() is None:
+            self._done[name] = (time.monotonic() + self._ttl(), fingerprint, task.result())
+
+    def forget(self, name: str) -> None:
+        self._done.pop(name, None)
+
+
 class AiService:
     """Providers, keys and limits of ``/api/v1/ai`` for one v1 server."""
 
@@ -131,6 +179,9 @@ class AiService:
         self.settings = settings
         self.keys = KeyFile(root / KEYS_FILE)
         self.limiter = SlidingWindowLimiter("AI chat", settings.ai_requests_per_minute, 60.0)
+        self.models_limiter = SlidingWindowLimiter(
+            "AI models and health", settings.ai_models_requests_per_minute, 60.0)
+        self.probes = ProbeCache(lambda: self.settings.ai_models_cache_seconds)
         self.builtin = BuiltinProvider(lambda: self.settings.ai_builtin_token_delay)
         self._providers: dict[str, Provider] | None = None
         self._loaded_at = 0.0
@@ -194,6 +245,7 @@ class AiService:
             return await self.store.write(_upsert, name, values)
         finally:
             self._providers = None
+            self.probes.forget(name)
 
     async def remove(self, name: str) -> bool:
         removed = await self.store.write(_delete, name)
@@ -203,19 +255,25 @@ class AiService:
         for cache_key in [k for k in self._gguf if k[0] == name]:
             del self._gguf[cache_key]
         self._providers = None
+        self.probes.forget(name)
         return removed
 
-    def describe(self, name: str) -> dict[str, Any]:
-        """A provider as ``GET /ai/providers`` shows it: never the key, only a hint."""
+    def describe(self, name: str, full: bool = True) -> dict[str, Any]:
+        """A provider as ``GET /ai/providers`` shows it: never the key, only a hint; with
+        ``full`` off (for non-administrators) not where it is or how it is reached
+        either, only its name, kind, state and models."""
         if name == BUILTIN:
-            return {"name": BUILTIN, "kind": "builtin", "builtin": True, "enabled": True,
-                    "base_url": None, "model_path": None, "timeout": None, "models": [],
-                    "api_key_set": False, "api_key_hint": None, "created_at": None,
-                    "updated_at": None,
-                    "description": "Deterministic rules, always present; not a language "
-                                   "model (tests and demos)."}
-        row = self._rows[name]
-        return {"name": name, "kind": row["kind"], "builtin": False,
+            found: dict[str, Any] = {
+                "name": BUILTIN, "kind": "builtin", "builtin": True, "enabled": True,
+                "base_url": None, "model_path": None, "timeout": None, "models": [],
+                "api_key_set": False, "api_key_hint": None, "created_at": None,
+                "updated_at": None,
+                "description": "Deterministic rules, always present; not a language "
+                               "model (tests and demos)."}
+        else:
+            row = self._rows[name]
+            found = {
+                "name": name, "kind": row["kind"], "builtin": False,
                 "enabled": bool(row["enabled"]), "base_url": row["base_url"],
                 "model_path": row["model_path"], "timeout": row["timeout"],
                 "models": json.loads(row["models"]), "api_key_set": bool(row["key_hint"]),
@@ -224,6 +282,7 @@ class AiService:
                 "description": {"openai_compatible": "An OpenAI-compatible server",
                                 "local_gguf": "A GGUF model in process (llama-cpp-python)"
                                 }.get(row["kind"], row["kind"])}
+        return found if full else {key: found[key] for key in PUBLIC_FIELDS}
 
 
 async def _in_thread(fn: Any, *args: Any) -> Any:

@@ -6,7 +6,11 @@ The provider layer (``server/v1/ai``) turns every provider into the same pieces;
 module adds what the API promises around them:
 
 * limits: ``max_tokens`` at most ``[api] ai_max_tokens`` (422 above), ``[api]
-  ai_requests_per_minute`` chat requests per user (429 with ``Retry-After``);
+  ai_requests_per_minute`` chat requests per user (429 with ``Retry-After``); ``[api]
+  ai_models_requests_per_minute`` model lists and health checks per user, whose provider
+  probes are shared by everyone for ``ai_models_cache_seconds`` (they use the
+  administrator's API keys);
+* non-administrators see providers by name, kind, state and models only;
 * errors that name the provider: 502 a bad or refusing upstream, 503 an unreachable or
   disabled one, 504 a timeout; never a 500. A streamed answer only starts (200) once its
   first piece has arrived, so these are real HTTP statuses; a failure after that is an
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 import uuid
@@ -48,7 +53,7 @@ from plexichat_desktop.server.v1.ai.providers import (
 )
 from plexichat_desktop.server.v1.ai.service import AiService, ModelRef, parse_model
 from plexichat_desktop.server.v1.common import Body, done, invalid, iso, not_found, now
-from plexichat_desktop.server.v1.deps import Admin, User, get_api
+from plexichat_desktop.server.v1.deps import Admin, CurrentUser, User, get_api
 from plexichat_desktop.server.v1.webhooks import TargetRefused
 
 router = APIRouter(prefix="/ai", tags=["ai"])
@@ -448,11 +453,19 @@ async def origin_request(body: OriginRequest, request: Request, user: User, ai: 
 
 
 # -- models, providers, health ---------------------------------------------------------
+# What a non-administrator is told about a provider that failed its probe: the provider's
+# own error names its address (or model file) and the upstream's words.
+PUBLIC_ERRORS = {"unreachable": "is unreachable", "error": "answered with an error"}
+Refresh = Annotated[bool, Query(description=(
+    "Ask every provider now instead of reusing the last answer (administrators; for "
+    "others it is ignored)."))]
+
+
 async def _probe(ai: AiService, name: str, provider: Provider) -> dict[str, Any]:
     """One provider's model list, timed; the health entry of ``name``."""
     entry: dict[str, Any] = {"name": name, "kind": provider.kind, "enabled": True,
                              "status": "healthy", "reachable": True, "latency_ms": None,
-                             "models": [], "error": None}
+                             "models": [], "error": None, "checked_at": iso(now())}
     started = time.perf_counter()
     try:
         found = await asyncio.wait_for(provider.list_models(ai.settings.ai_health_timeout),
@@ -474,26 +487,41 @@ async def _probe(ai: AiService, name: str, provider: Provider) -> dict[str, Any]
     return entry
 
 
-async def _probe_all(ai: AiService) -> list[dict[str, Any]]:
+async def _probe_all(ai: AiService, user: CurrentUser, refresh: bool
+                     ) -> list[dict[str, Any]]:
+    """Every provider's health entry: enabled ones from the shared probe cache (asked
+    again only when it is stale, or when an administrator asks for ``refresh``)."""
+    ai.models_limiter.check(user.id)
     providers = await ai.providers()
+    rows = await ai.rows()
+    fresh = refresh and user.is_admin
     active = [(n, p) for n, p in providers.items() if ai.enabled(n)]
-    results = await asyncio.gather(*(_probe(ai, n, p) for n, p in active))
+    results = await asyncio.gather(*(
+        ai.probes.get(n, rows.get(n), functools.partial(_probe, ai, n, p), fresh)
+        for n, p in active))
     entries = {e["name"]: e for e in results}
     out = []
     for name, provider in providers.items():
-        out.append(entries.get(name) or {
+        entry = entries.get(name) or {
             "name": name, "kind": provider.kind, "enabled": False, "status": "disabled",
             "reachable": None, "latency_ms": None, "models": [], "error": None,
-            "_found": []})
+            "checked_at": None, "_found": []}
+        if not user.is_admin:
+            entry.pop("latency_ms")
+            if entry["error"]:
+                entry["error"] = (f"AI provider '{name}' "
+                                  f"{PUBLIC_ERRORS.get(entry['status'], 'failed')} (an "
+                                  f"administrator sees why in GET /api/v1/ai/health)")
+        out.append(entry)
     return out
 
 
 @router.get("/models")
-async def list_models(user: User, ai: Ai) -> dict[str, Any]:
-    """The models of every enabled provider, as ``<provider>/<model>`` ids (asked of each
-    provider now; an unreachable provider's allowlisted models are listed as
-    ``unreachable``, its error in ``errors``)."""
-    entries = await _probe_all(ai)
+async def list_models(user: User, ai: Ai, refresh: Refresh = False) -> dict[str, Any]:
+    """The models of every enabled provider, as ``<provider>/<model>`` ids (each provider
+    asked at most every ``[api] ai_models_cache_seconds``; an unreachable provider's
+    allowlisted models are listed as ``unreachable``, its error in ``errors``)."""
+    entries = await _probe_all(ai, user, refresh)
     data: list[dict[str, Any]] = []
     errors = []
     for entry in entries:
@@ -522,25 +550,28 @@ async def list_models(user: User, ai: Ai) -> dict[str, Any]:
 
 @router.get("/providers")
 async def list_providers(user: User, ai: Ai) -> dict[str, Any]:
-    """Every provider and its settings; API keys are never shown (``api_key_set`` and a
-    hint of the last four characters)."""
+    """Every provider: its settings for administrators (API keys are never shown, only
+    ``api_key_set`` and a hint of the last four characters); for others its name, kind,
+    state and allowlisted models only."""
     providers = await ai.providers()
-    items = [ai.describe(name) for name in providers]
+    items = [ai.describe(name, full=user.is_admin) for name in providers]
     return {"providers": items, "total": len(items), "kinds": ["builtin",
                                                                 "openai_compatible",
                                                                 "local_gguf"]}
 
 
 @router.get("/health")
-async def health(user: User, ai: Ai) -> dict[str, Any]:
-    """Each provider asked for its models now: ``status`` healthy, unreachable (no
-    connection, timeout), error (it answered, badly) or disabled; latency; models."""
-    entries = await _probe_all(ai)
+async def health(user: User, ai: Ai, refresh: Refresh = False) -> dict[str, Any]:
+    """Each provider asked for its models (at most every ``[api]
+    ai_models_cache_seconds``; ``checked_at`` per provider says when): ``status``
+    healthy, unreachable (no connection, timeout), error (it answered, badly) or
+    disabled; latency and the error's detail for administrators; models."""
+    entries = await _probe_all(ai, user, refresh)
     for entry in entries:
         entry.pop("_found")
     bad = [e for e in entries if e["enabled"] and e["status"] != "healthy"]
     return {"status": "degraded" if bad else "healthy", "checked_at": iso(now()),
-            "providers": entries,
+            "cache_seconds": ai.settings.ai_models_cache_seconds, "providers": entries,
             "healthy": sum(e["status"] == "healthy" for e in entries),
             "unhealthy": len(bad)}
 

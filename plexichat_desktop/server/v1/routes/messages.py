@@ -428,6 +428,7 @@ def _react(conn: sqlite3.Connection, message_id: str, me: str, emoji: str, add: 
 
 async def _reaction(api: ApiV1, user: CurrentUser, message_id: str, emoji: str, add: bool
                     ) -> dict[str, Any]:
+    api.reaction_limiter.check(user.id)
     changed, message = await api.store.write(_react, message_id, user.id, emoji, add)
     if changed:
         # Counts only: "me" differs per reader, so each client keeps its own flag.
@@ -444,7 +445,9 @@ async def _reaction(api: ApiV1, user: CurrentUser, message_id: str, emoji: str, 
 async def add_reaction(message_id: str, body: ReactionBody, user: User, api: Api
                        ) -> dict[str, Any]:
     """React to a message of a conversation the caller is part of. Reacting twice with the
-    same emoji changes nothing (``changed: false``). Answers the message with its counts."""
+    same emoji changes nothing (``changed: false``). Answers the message with its counts.
+    At most ``[api] reactions_per_minute`` reactions added or taken back per user (429
+    with ``Retry-After``)."""
     return await _reaction(api, user, message_id, body.emoji, True)
 
 
