@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from fastapi import Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile as StarletteUpload
 from starlette.exceptions import HTTPException
@@ -50,6 +50,7 @@ from advanced_client.render import plain_text, render_markdown
 from advanced_client.retrieval import BM25, ContextPiece, Doc, assemble, chunk_text
 from advanced_client.store import NotFound, Store
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.api import PluginProblem as Problem
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 
@@ -79,19 +80,6 @@ class ClientSettings(PluginSettings):
     tts_voice: str = Field("en-us", max_length=40)
     tts_words_per_minute: int = Field(160, ge=80, le=400)
     smart_reply_model: str = Field("", max_length=200)
-
-
-class Problem(Exception):
-    """A 4xx (or 502/503) answer naming the field."""
-
-    def __init__(self, status: int, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.status = status
-        self.field = field
-
-
-def _answer(exc: Problem) -> JSONResponse:
-    return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status)
 
 
 def _api_problem(exc: Exception) -> Problem:
@@ -281,13 +269,6 @@ class AdvancedClientPlugin(Plugin):
         except NotFound as exc:
             raise Problem(404, exc.what, str(exc)) from None
 
-    @staticmethod
-    async def _guard(work: Awaitable[Any]) -> Any:
-        try:
-            return await work
-        except Problem as exc:
-            return _answer(exc)
-
     def _message_out(self, message: dict[str, Any]) -> dict[str, Any]:
         return {**message, "html": render_markdown(message["content"])}
 
@@ -317,13 +298,11 @@ class AdvancedClientPlugin(Plugin):
         }
 
     async def models(self) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            listed = await self._v1(api.ai.models())
-            return {"models": [m.model_dump(mode="json") for m in listed.data],
-                    "default_model": self.config.default_model or listed.default_model,
-                    "errors": listed.errors}
-        return await self._guard(work())
+        api = self._api()
+        listed = await self._v1(api.ai.models())
+        return {"models": [m.model_dump(mode="json") for m in listed.data],
+                "default_model": self.config.default_model or listed.default_model,
+                "errors": listed.errors}
 
     async def presets(self) -> dict[str, Any]:
         return {"presets": await self._db(self.store.presets)}
@@ -333,86 +312,73 @@ class AdvancedClientPlugin(Plugin):
                               body.temperature, body.model)
 
     async def delete_preset(self, name: str) -> Any:
-        async def work() -> dict[str, Any]:
-            preset = await self._db(self.store.preset, name)
-            if preset["builtin"]:
-                raise Problem(409, "name", f"{name!r} is a built-in preset; save a copy "
-                                           "under another name to change it")
-            await self._db(self.store.delete_preset, name)
-            return {"deleted": name}
-        return await self._guard(work())
+        preset = await self._db(self.store.preset, name)
+        if preset["builtin"]:
+            raise Problem(409, "name", f"{name!r} is a built-in preset; save a copy "
+                                       "under another name to change it")
+        await self._db(self.store.delete_preset, name)
+        return {"deleted": name}
 
     # -- chats ---------------------------------------------------------------------------
     async def list_chats(self, q: str = Query("", max_length=200)) -> dict[str, Any]:
         return {"chats": await self._db(self.store.chats, q.strip())}
 
     async def create_chat(self, body: NewChat) -> Any:
-        async def work() -> dict[str, Any]:
-            system_prompt, temperature, model = "", None, body.model
-            if body.preset:
-                preset = await self._db(self.store.preset, body.preset)
-                system_prompt, temperature = preset["system_prompt"], preset["temperature"]
-                model = model or preset["model"]
-            chat = await self._db(self.store.create_chat, body.title or "New chat",
-                                  model or self.config.default_model or None, body.preset,
-                                  system_prompt, temperature)
-            await self._db(self.store.update_chat, chat["id"],
-                           context_budget=self.config.context_budget)
-            return await self._db(self.store.chat, chat["id"])
-        return await self._guard(work())
+        system_prompt, temperature, model = "", None, body.model
+        if body.preset:
+            preset = await self._db(self.store.preset, body.preset)
+            system_prompt, temperature = preset["system_prompt"], preset["temperature"]
+            model = model or preset["model"]
+        chat = await self._db(self.store.create_chat, body.title or "New chat",
+                              model or self.config.default_model or None, body.preset,
+                              system_prompt, temperature)
+        await self._db(self.store.update_chat, chat["id"],
+                       context_budget=self.config.context_budget)
+        return await self._db(self.store.chat, chat["id"])
 
     async def get_chat(self, chat_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            chat = await self._db(self.store.chat, chat_id)
-            messages = await self._db(self.store.messages, chat_id)
-            return {"chat": chat, "messages": [self._message_out(m) for m in messages],
-                    "running": chat_id in self.running}
-        return await self._guard(work())
+        chat = await self._db(self.store.chat, chat_id)
+        messages = await self._db(self.store.messages, chat_id)
+        return {"chat": chat, "messages": [self._message_out(m) for m in messages],
+                "running": chat_id in self.running}
 
     async def update_chat(self, chat_id: str, body: ChatUpdate) -> Any:
-        async def work() -> dict[str, Any]:
-            fields = body.model_dump(exclude_unset=True)
-            if body.preset is not None and body.preset:
-                preset = await self._db(self.store.preset, body.preset)
-                fields.setdefault("system_prompt", preset["system_prompt"])
-                fields.setdefault("temperature", preset["temperature"])
-                if preset["model"]:
-                    fields.setdefault("model", preset["model"])
-            if "attachments" in fields and body.attachments is not None:
-                fields["attachments"] = [a.model_dump() for a in body.attachments]
-            return await self._db(self.store.update_chat, chat_id, **fields)
-        return await self._guard(work())
+        fields = body.model_dump(exclude_unset=True)
+        if body.preset is not None and body.preset:
+            preset = await self._db(self.store.preset, body.preset)
+            fields.setdefault("system_prompt", preset["system_prompt"])
+            fields.setdefault("temperature", preset["temperature"])
+            if preset["model"]:
+                fields.setdefault("model", preset["model"])
+        if "attachments" in fields and body.attachments is not None:
+            fields["attachments"] = [a.model_dump() for a in body.attachments]
+        return await self._db(self.store.update_chat, chat_id, **fields)
 
     async def delete_chat(self, chat_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            stop = self.running.get(chat_id)
-            if stop is not None:
-                stop.set()
-            await self._db(self.store.delete_chat, chat_id)
-            return {"deleted": chat_id}
-        return await self._guard(work())
+        stop = self.running.get(chat_id)
+        if stop is not None:
+            stop.set()
+        await self._db(self.store.delete_chat, chat_id)
+        return {"deleted": chat_id}
 
     async def stop(self, chat_id: str) -> Any:
         stop = self.running.get(chat_id)
         if stop is None:
-            return JSONResponse({"detail": "chat_id: no answer is being written in this chat",
-                                 "field": "chat_id"}, status_code=409)
+            raise Problem(409, "chat_id", "no answer is being written in this chat")
         stop.set()
         return {"stopping": chat_id}
 
     async def export(self, chat_id: str,
                      format: Literal["markdown", "json"] = "markdown") -> Any:
-        async def work() -> Response:
-            chat = await self._db(self.store.chat, chat_id)
-            messages = await self._db(self.store.messages, chat_id)
-            if format == "json":
-                body, media, ext = export_json(chat, messages), "application/json", "json"
-            else:
-                body, media, ext = export_markdown(chat, messages), "text/markdown", "md"
-            name = safe_filename(chat["title"], ext)
-            return Response(body, media_type=f"{media}; charset=utf-8", headers={
-                "Content-Disposition": f'attachment; filename="{name}"'})
-        return await self._guard(work())
+        chat = await self._db(self.store.chat, chat_id)
+        messages = await self._db(self.store.messages, chat_id)
+        if format == "json":
+            body, media, ext = export_json(chat, messages), "application/json", "json"
+        else:
+            body, media, ext = export_markdown(chat, messages), "text/markdown", "md"
+        name = safe_filename(chat["title"], ext)
+        return Response(body, media_type=f"{media}; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{name}"'})
 
     async def render(self, body: RenderBody) -> dict[str, str]:
         """Markdown to sanitised HTML (the page's preview of what it is about to send)."""
@@ -423,29 +389,26 @@ class AdvancedClientPlugin(Plugin):
         ``context`` (what was attached and retrieved), ``delta`` pieces, then ``done``
         with the finished message (its HTML sanitised), or ``error`` with ``retry``
         when trying again may help (a provider down or busy)."""
-        try:
-            chat = await self._db(self.store.chat, chat_id)
-            if chat_id in self.running:
-                raise Problem(409, "chat_id", "an answer is already being written in this "
-                                              "chat; stop it first")
-            history = await self._db(self.store.messages, chat_id)
-            if body.regenerate:
-                last_user = next((m for m in reversed(history) if m["role"] == "user"), None)
-                if last_user is None:
-                    raise Problem(422, "regenerate", "there is no question to answer again")
-                await self._db(self.store.delete_messages_from, chat_id, last_user["seq"] + 1)
-                question = last_user
-            else:
-                if not body.content.strip():
-                    raise Problem(422, "content", "write a message first")
-                question = await self._db(self.store.add_message, chat_id, "user",
-                                          body.content)
-                if chat["title"] == "New chat" and not history:
-                    chat = await self._db(self.store.update_chat, chat_id,
-                                          title=title_from(body.content))
-            api = self._api()
-        except Problem as exc:
-            return _answer(exc)
+        chat = await self._db(self.store.chat, chat_id)
+        if chat_id in self.running:
+            raise Problem(409, "chat_id", "an answer is already being written in this "
+                                          "chat; stop it first")
+        history = await self._db(self.store.messages, chat_id)
+        if body.regenerate:
+            last_user = next((m for m in reversed(history) if m["role"] == "user"), None)
+            if last_user is None:
+                raise Problem(422, "regenerate", "there is no question to answer again")
+            await self._db(self.store.delete_messages_from, chat_id, last_user["seq"] + 1)
+            question = last_user
+        else:
+            if not body.content.strip():
+                raise Problem(422, "content", "write a message first")
+            question = await self._db(self.store.add_message, chat_id, "user",
+                                      body.content)
+            if chat["title"] == "New chat" and not history:
+                chat = await self._db(self.store.update_chat, chat_id,
+                                      title=title_from(body.content))
+        api = self._api()
         stop = self.running[chat_id] = asyncio.Event()
         history = await self._db(self.store.messages, chat_id)
         # The model is read in a task of its own, started here (not in the response's
@@ -643,14 +606,12 @@ class AdvancedClientPlugin(Plugin):
 
     async def preview(self, body: PreviewBody) -> Any:
         """What a question would carry as context, without asking the model."""
-        async def work() -> dict[str, Any]:
-            api = self._optional_api()
-            pieces = await self._context(api, None, body.question,
-                                         [a.model_dump() for a in body.attachments],
-                                         body.use_retrieval, body.budget)
-            return {"pieces": [p.to_dict() for p in pieces],
-                    "tokens": sum(p.tokens for p in pieces), "budget": body.budget}
-        return await self._guard(work())
+        api = self._optional_api()
+        pieces = await self._context(api, None, body.question,
+                                     [a.model_dump() for a in body.attachments],
+                                     body.use_retrieval, body.budget)
+        return {"pieces": [p.to_dict() for p in pieces],
+                "tokens": sum(p.tokens for p in pieces), "budget": body.budget}
 
     def _optional_api(self) -> ScopedApi | None:
         try:
@@ -662,25 +623,23 @@ class AdvancedClientPlugin(Plugin):
     async def sources(self) -> Any:
         """What can be attached: library documents, chats, PlexiChat conversations, text
         files and notes (the last three when signed in)."""
-        async def work() -> dict[str, Any]:
-            out: dict[str, Any] = {
-                "document": [{"id": d["id"], "title": d["name"]}
-                             for d in await self._db(self.store.documents)],
-                "chat": [{"id": c["id"], "title": c["title"]}
-                         for c in await self._db(self.store.chats)],
-                "conversation": [], "file": [], "note": []}
-            api = self._optional_api()
-            if api is not None:
-                listed = await self._v1(api.messages.conversations(limit=50))
-                out["conversation"] = [{"id": c.user_id, "title": c.display_name or c.username}
-                                       for c in listed.conversations]
-                files = await self._v1(api.files.list(limit=100))
-                out["file"] = [{"id": f.id, "title": f.filename} for f in files.files
-                               if f.size <= self.config.max_upload_bytes]
-                notes = await self._v1(api.collaboration.list(limit=100))
-                out["note"] = [{"id": s.session_id, "title": s.title} for s in notes.sessions]
-            return out
-        return await self._guard(work())
+        out: dict[str, Any] = {
+            "document": [{"id": d["id"], "title": d["name"]}
+                         for d in await self._db(self.store.documents)],
+            "chat": [{"id": c["id"], "title": c["title"]}
+                     for c in await self._db(self.store.chats)],
+            "conversation": [], "file": [], "note": []}
+        api = self._optional_api()
+        if api is not None:
+            listed = await self._v1(api.messages.conversations(limit=50))
+            out["conversation"] = [{"id": c.user_id, "title": c.display_name or c.username}
+                                   for c in listed.conversations]
+            files = await self._v1(api.files.list(limit=100))
+            out["file"] = [{"id": f.id, "title": f.filename} for f in files.files
+                           if f.size <= self.config.max_upload_bytes]
+            notes = await self._v1(api.collaboration.list(limit=100))
+            out["note"] = [{"id": s.session_id, "title": s.title} for s in notes.sessions]
+        return out
 
     async def library(self) -> dict[str, Any]:
         docs = await self._db(self.store.documents)
@@ -688,23 +647,21 @@ class AdvancedClientPlugin(Plugin):
                               | {"words": len(d["text"].split())} for d in docs]}
 
     async def upload(self, request: Request) -> Any:
-        async def work() -> dict[str, Any]:
-            file = await self._upload_file(request)
-            data = await file.read(self.config.max_upload_bytes + 1)
-            if len(data) > self.config.max_upload_bytes:
-                raise Problem(413, "file", f"larger than {self.config.max_upload_bytes} bytes")
-            name = (file.filename or "document").rsplit("/", 1)[-1][:200]
-            try:
-                text = await asyncio.to_thread(extract_text, name, file.content_type, data)
-            except ValueError as exc:
-                raise Problem(422, "file", str(exc).split(": ", 1)[-1]) from None
-            if not text.strip():
-                raise Problem(422, "file", f"{name!r} holds no text (a scanned PDF?)")
-            kind = "pdf" if name.lower().endswith(".pdf") else "text"
-            doc = await self._db(self.store.add_document, name, kind, text, len(data))
-            return {k: doc[k] for k in ("id", "name", "kind", "size", "created_at")} | {
-                "words": len(text.split())}
-        return await self._guard(work())
+        file = await self._upload_file(request)
+        data = await file.read(self.config.max_upload_bytes + 1)
+        if len(data) > self.config.max_upload_bytes:
+            raise Problem(413, "file", f"larger than {self.config.max_upload_bytes} bytes")
+        name = (file.filename or "document").rsplit("/", 1)[-1][:200]
+        try:
+            text = await asyncio.to_thread(extract_text, name, file.content_type, data)
+        except ValueError as exc:
+            raise Problem(422, "file", str(exc).split(": ", 1)[-1]) from None
+        if not text.strip():
+            raise Problem(422, "file", f"{name!r} holds no text (a scanned PDF?)")
+        kind = "pdf" if name.lower().endswith(".pdf") else "text"
+        doc = await self._db(self.store.add_document, name, kind, text, len(data))
+        return {k: doc[k] for k in ("id", "name", "kind", "size", "created_at")} | {
+            "words": len(text.split())}
 
     async def _upload_file(self, request: Request) -> StarletteUpload:
         """The multipart body's ``file``, read up to the upload limit first: an
@@ -736,42 +693,34 @@ class AdvancedClientPlugin(Plugin):
         return file
 
     async def delete_document(self, doc_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            await self._db(self.store.delete_document, doc_id)
-            return {"deleted": doc_id}
-        return await self._guard(work())
+        await self._db(self.store.delete_document, doc_id)
+        return {"deleted": doc_id}
 
     # -- messaging and smart replies ---------------------------------------------------
     async def conversations(self) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._optional_api()
-            if api is None:
-                return {"signed_in": False, "conversations": []}
-            listed = await self._v1(api.messages.conversations(limit=50))
-            return {"signed_in": True,
-                    "conversations": [c.model_dump(mode="json") for c in listed.conversations]}
-        return await self._guard(work())
+        api = self._optional_api()
+        if api is None:
+            return {"signed_in": False, "conversations": []}
+        listed = await self._v1(api.messages.conversations(limit=50))
+        return {"signed_in": True,
+                "conversations": [c.model_dump(mode="json") for c in listed.conversations]}
 
     async def conversation(self, user_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            page = await self._v1(api.messages.conversation(user_id, limit=50, order="asc"))
-            me = (api.user or {}).get("id")
-            messages = [{**m.model_dump(mode="json"), "mine": m.sender_id == me,
-                         "html": render_markdown(m.content) if not m.encrypted else None}
-                        for m in page.messages]
-            return {"other_user": page.other_user.model_dump(mode="json"),
-                    "messages": messages}
-        return await self._guard(work())
+        api = self._api()
+        page = await self._v1(api.messages.conversation(user_id, limit=50, order="asc"))
+        me = (api.user or {}).get("id")
+        messages = [{**m.model_dump(mode="json"), "mine": m.sender_id == me,
+                     "html": render_markdown(m.content) if not m.encrypted else None}
+                    for m in page.messages]
+        return {"other_user": page.other_user.model_dump(mode="json"),
+                "messages": messages}
 
     async def send_message(self, user_id: str, body: MessageBody) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            sent = await self._v1(api.messages.send(user_id, body.content))
-            self._v1_cache = None
-            return {**sent.model_dump(mode="json"), "mine": True,
-                    "html": render_markdown(sent.content)}
-        return await self._guard(work())
+        api = self._api()
+        sent = await self._v1(api.messages.send(user_id, body.content))
+        self._v1_cache = None
+        return {**sent.model_dump(mode="json"), "mine": True,
+                "html": render_markdown(sent.content)}
 
     async def _reply_model(self, api: ScopedApi) -> str | None:
         """The model smart replies ask: the setting, else the first model that is not
@@ -788,39 +737,37 @@ class AdvancedClientPlugin(Plugin):
         return None
 
     async def suggestions(self, user_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            page = await self._v1(api.messages.conversation(user_id, limit=20,
-                                                            mark_read=False))
-            me = api.user or {}
-            ordered = sorted(page.messages, key=lambda m: m.timestamp)
-            theirs = [m for m in ordered if m.sender_id != me.get("id") and not m.encrypted]
-            if not theirs:
-                return {"replies": [], "source": "rules", "model": None,
-                        "label": "Smart reply", "reason": "nothing to reply to yet",
-                        "replying_to": None}
-            last = theirs[-1]
-            result = smart.Suggestions(smart.rule_replies(last.content), "rules",
-                                       reason="no language model is configured (the "
-                                              "built-in provider is a set of rules)")
-            model = await self._reply_model(api)
-            if model is not None:
-                history = [("me" if m.sender_id == me.get("id") else
-                            page.other_user.username, m.content)
-                           for m in ordered if not m.encrypted]
-                try:
-                    answer = await api.ai.chat(smart.ai_prompt(history, "me"), model=model,
-                                               max_tokens=120, temperature=0.7)
-                    replies = smart.parse_ai_replies(answer.content)
-                    if replies:
-                        result = smart.Suggestions(replies, "ai", model=model)
-                    else:
-                        result.reason = f"{model} gave no usable reply"
-                except Exception as exc:  # any failure: the rules still help
-                    result.reason = f"{model} failed: {exc}"
-            return {**result.to_dict(), "replying_to": {"id": last.id,
-                                                        "content": last.content[:300]}}
-        return await self._guard(work())
+        api = self._api()
+        page = await self._v1(api.messages.conversation(user_id, limit=20,
+                                                        mark_read=False))
+        me = api.user or {}
+        ordered = sorted(page.messages, key=lambda m: m.timestamp)
+        theirs = [m for m in ordered if m.sender_id != me.get("id") and not m.encrypted]
+        if not theirs:
+            return {"replies": [], "source": "rules", "model": None,
+                    "label": "Smart reply", "reason": "nothing to reply to yet",
+                    "replying_to": None}
+        last = theirs[-1]
+        result = smart.Suggestions(smart.rule_replies(last.content), "rules",
+                                   reason="no language model is configured (the "
+                                          "built-in provider is a set of rules)")
+        model = await self._reply_model(api)
+        if model is not None:
+            history = [("me" if m.sender_id == me.get("id") else
+                        page.other_user.username, m.content)
+                       for m in ordered if not m.encrypted]
+            try:
+                answer = await api.ai.chat(smart.ai_prompt(history, "me"), model=model,
+                                           max_tokens=120, temperature=0.7)
+                replies = smart.parse_ai_replies(answer.content)
+                if replies:
+                    result = smart.Suggestions(replies, "ai", model=model)
+                else:
+                    result.reason = f"{model} gave no usable reply"
+            except Exception as exc:  # any failure: the rules still help
+                result.reason = f"{model} failed: {exc}"
+        return {**result.to_dict(), "replying_to": {"id": last.id,
+                                                    "content": last.content[:300]}}
 
     # -- voice ---------------------------------------------------------------------------
     async def voice_status(self) -> dict[str, Any]:
@@ -859,19 +806,16 @@ class AdvancedClientPlugin(Plugin):
         :data:`MAX_SPOKEN` characters (about four minutes of speech, a 10 MB WAV)."""
         text = plain_text(body.text, MAX_SPOKEN) if body.markdown else body.text[:MAX_SPOKEN]
         if not text.strip():
-            return _answer(Problem(422, "text", "nothing to read aloud"))
+            raise Problem(422, "text", "nothing to read aloud")
 
-        async def work() -> dict[str, Any]:
-            clip = await self._speak(text, body.voice, body.words_per_minute)
-            return {**clip, "truncated": len(body.text) > MAX_SPOKEN}
-        return await self._guard(work())
+        clip = await self._speak(text, body.voice, body.words_per_minute)
+        return {**clip, "truncated": len(body.text) > MAX_SPOKEN}
 
     async def clip(self, clip_id: str) -> Response:
         data = self.clips.get(clip_id)
         if data is None:
-            return JSONResponse({"detail": "clip_id: no such clip (clips are kept for the "
-                                           "last 32 read-alouds)", "field": "clip_id"},
-                                status_code=404)
+            raise Problem(404, "clip_id", "no such clip (clips are kept for the last 32 "
+                                          "read-alouds)")
         return Response(data, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     async def _audio(self, request: Request) -> voice.Audio:
@@ -904,28 +848,24 @@ class AdvancedClientPlugin(Plugin):
 
     async def transcribe(self, request: Request) -> Any:
         """Dictation: the WAV in the body as text (free text, the language model)."""
-        async def work() -> dict[str, Any]:
-            audio = await self._audio(request)
-            return (await self._recognize(audio, "dictation")).to_dict()
-        return await self._guard(work())
+        audio = await self._audio(request)
+        return (await self._recognize(audio, "dictation")).to_dict()
 
     async def command(self, request: Request, chat_id: str | None = Query(None)) -> Any:
         """A spoken command (WAV body) recognised with the grammar and run: the answer
         says what was heard, which command, and what the page should do next."""
-        async def work() -> dict[str, Any]:
-            audio = await self._audio(request)
-            heard = await self._recognize(audio, "commands")
-            command = voice.command_of(heard.text)
-            out: dict[str, Any] = {"heard": heard.to_dict(), "command": command}
-            if command is None:
-                out["action"] = None
-                out["detail"] = (f"not understood (heard {heard.text!r})" if heard.text
-                                 else "nothing was understood") + "; say one of: " + \
-                    ", ".join(voice.COMMANDS)
-                return out
-            out.update(await self._run_command(command, chat_id))
+        audio = await self._audio(request)
+        heard = await self._recognize(audio, "commands")
+        command = voice.command_of(heard.text)
+        out: dict[str, Any] = {"heard": heard.to_dict(), "command": command}
+        if command is None:
+            out["action"] = None
+            out["detail"] = (f"not understood (heard {heard.text!r})" if heard.text
+                             else "nothing was understood") + "; say one of: " + \
+                ", ".join(voice.COMMANDS)
             return out
-        return await self._guard(work())
+        out.update(await self._run_command(command, chat_id))
+        return out
 
     async def _run_command(self, command: str, chat_id: str | None) -> dict[str, Any]:
         if command == "new_conversation":
@@ -953,76 +893,60 @@ class AdvancedClientPlugin(Plugin):
 
     # -- notes (v1 collaboration) --------------------------------------------------------
     async def notes(self) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._optional_api()
-            if api is None:
-                return {"signed_in": False, "notes": []}
-            listed = await self._v1(api.collaboration.list(limit=100))
-            return {"signed_in": True,
-                    "notes": [s.model_dump(mode="json") for s in listed.sessions]}
-        return await self._guard(work())
+        api = self._optional_api()
+        if api is None:
+            return {"signed_in": False, "notes": []}
+        listed = await self._v1(api.collaboration.list(limit=100))
+        return {"signed_in": True,
+                "notes": [s.model_dump(mode="json") for s in listed.sessions]}
 
     async def create_note(self, body: NoteBody) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            made = await self._v1(api.collaboration.create(
-                body.title, collaboration_type="document", initial_content=body.content))
-            return made.model_dump(mode="json")
-        return await self._guard(work())
+        api = self._api()
+        made = await self._v1(api.collaboration.create(
+            body.title, collaboration_type="document", initial_content=body.content))
+        return made.model_dump(mode="json")
 
     async def delete_note(self, session_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            await self._v1(api.collaboration.delete(session_id))
-            return {"deleted": session_id}
-        return await self._guard(work())
+        api = self._api()
+        await self._v1(api.collaboration.delete(session_id))
+        return {"deleted": session_id}
 
     async def note_ticket(self, session_id: str) -> Any:
         """A single-use ticket for the note's socket, and how to show this user to the
         others (name and a colour stable per user)."""
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            ticket = await self._v1(api.collaboration.ticket(session_id))
-            session = await self._v1(api.collaboration.get(session_id))
-            user = api.user or {}
-            color = COLORS[sum(map(ord, str(user.get("id", "")))) % len(COLORS)]
-            return {**ticket.model_dump(mode="json"), "title": session.title,
-                    "user": {"id": user.get("id"), "name": user.get("username"),
-                             "color": color},
-                    "members": [u.model_dump(mode="json") for u in session.users]}
-        return await self._guard(work())
+        api = self._api()
+        ticket = await self._v1(api.collaboration.ticket(session_id))
+        session = await self._v1(api.collaboration.get(session_id))
+        user = api.user or {}
+        color = COLORS[sum(map(ord, str(user.get("id", "")))) % len(COLORS)]
+        return {**ticket.model_dump(mode="json"), "title": session.title,
+                "user": {"id": user.get("id"), "name": user.get("username"),
+                         "color": color},
+                "members": [u.model_dump(mode="json") for u in session.users]}
 
     async def note_history(self, session_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            listed = await self._v1(api.collaboration.history(session_id, limit=50))
-            return {"snapshots": [s.model_dump(mode="json") for s in listed.snapshots]}
-        return await self._guard(work())
+        api = self._api()
+        listed = await self._v1(api.collaboration.history(session_id, limit=50))
+        return {"snapshots": [s.model_dump(mode="json") for s in listed.snapshots]}
 
     async def note_snapshot(self, session_id: str, body: SnapshotBody) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            saved = await self._v1(api.collaboration.snapshot(session_id, body.label))
-            return saved.model_dump(mode="json")
-        return await self._guard(work())
+        api = self._api()
+        saved = await self._v1(api.collaboration.snapshot(session_id, body.label))
+        return saved.model_dump(mode="json")
 
     async def note_restore(self, session_id: str, snapshot_id: str) -> Any:
-        async def work() -> dict[str, Any]:
-            api = self._api()
-            done = await self._v1(api.collaboration.restore(session_id, snapshot_id))
-            return done.model_dump(mode="json")
-        return await self._guard(work())
+        api = self._api()
+        done = await self._v1(api.collaboration.restore(session_id, snapshot_id))
+        return done.model_dump(mode="json")
 
     async def note_export(self, session_id: str) -> Any:
-        async def work() -> Response:
-            api = self._api()
-            content = await self._v1(api.collaboration.content(session_id,
-                                                               format="markdown"))
-            session = await self._v1(api.collaboration.get(session_id))
-            return Response(content.content, media_type="text/markdown; charset=utf-8",
-                            headers={"Content-Disposition": 'attachment; filename="'
-                                     f'{safe_filename(session.title, "md")}"'})
-        return await self._guard(work())
+        api = self._api()
+        content = await self._v1(api.collaboration.content(session_id,
+                                                           format="markdown"))
+        session = await self._v1(api.collaboration.get(session_id))
+        return Response(content.content, media_type="text/markdown; charset=utf-8",
+                        headers={"Content-Disposition": 'attachment; filename="'
+                                 f'{safe_filename(session.title, "md")}"'})
 
     # -- activity ------------------------------------------------------------------------
     async def activity_events(self) -> StreamingResponse:
