@@ -47,6 +47,7 @@ from messaging_hub.render import markdown_html
 from messaging_hub.store import Store
 from messaging_hub.templating import BUILTINS, TemplateProblem, builtin_values, check, render
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.api import PluginProblem as Problem
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 
@@ -65,16 +66,6 @@ class HubSettings(PluginSettings):
     inbox_size: int = Field(100, ge=10, le=500)
     inbox_depth: int = Field(20, ge=1, le=100)
     analytics_max_per_contact: int = Field(2000, ge=100, le=20_000)
-
-
-class Problem(Exception):
-    """A 4xx answer naming the field."""
-
-    def __init__(self, status: int, field: str, message: str, **extra: Any):
-        super().__init__(f"{field}: {message}")
-        self.status = status
-        self.field = field
-        self.extra = extra
 
 
 def _from_api(exc: Exception) -> Problem:
@@ -101,29 +92,21 @@ def _from_api(exc: Exception) -> Problem:
 
 
 def answers(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Route wrapper: a :class:`Problem`, a template problem, a v1 error or a bad model
-    becomes a JSON 4xx ``{"detail": "field: why", "field": ...}``, never a 500."""
+    """Route wrapper: a v1 error or a bad model becomes a :class:`Problem`, which the host
+    answers as a JSON 4xx ``{"detail": "field: why", "field": ...}`` (as it does this
+    plugin's own problems and template problems, with their ``missing``), never a 500."""
     @functools.wraps(handler)
     async def wrapped(*args: Any, **kwargs: Any) -> Any:
         from api_integration_layer.errors import ApiError
 
         try:
             return await handler(*args, **kwargs)
-        except Problem as exc:
-            return JSONResponse({"detail": str(exc), "field": exc.field, **exc.extra},
-                                status_code=exc.status)
-        except TemplateProblem as exc:
-            return JSONResponse({"detail": str(exc), "field": exc.field,
-                                 "missing": exc.missing}, status_code=422)
         except ValidationError as exc:
             error = exc.errors()[0]
             field = ".".join(str(p) for p in error["loc"]) or "request"
-            return JSONResponse({"detail": f"{field}: {error['msg']}", "field": field},
-                                status_code=422)
+            raise Problem(422, field, error["msg"]) from None
         except (ApiError, PermissionError) as exc:
-            problem = _from_api(exc)
-            return JSONResponse({"detail": str(problem), "field": problem.field},
-                                status_code=problem.status)
+            raise _from_api(exc) from None
     return wrapped
 
 
