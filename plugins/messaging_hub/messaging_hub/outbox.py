@@ -13,15 +13,29 @@ Exactly once, step by step:
 
 1. ``claim`` moves the item from ``pending`` to ``sending`` in one UPDATE; a second
    dispatcher (or a second run of the loop) changes no row and sends nothing;
-2. the v1 ``POST /messages/send`` is not retried by the API layer (it is not idempotent);
-3. the answer's id is written with ``mark_sent`` at once;
-4. a 4xx (the server refused: recipient gone, content rejected) makes it ``failed`` with
+2. the conversation's newest message ids are written as the item's ``claim_mark``: where
+   the conversation stood before this send (until then the mark is ``UNMARKED``, and an
+   item found so was never sent);
+3. the v1 ``POST /messages/send`` is not retried by the API layer (it is not idempotent);
+4. the answer's id is written with ``mark_sent`` at once;
+5. a 4xx (the server refused: recipient gone, content rejected) makes it ``failed`` with
    the reason, kept for the user to fix and retry; a connection error leaves it unknown
    whether the server stored it, so it is *reconciled*: the conversation is read back
-   and a message of ours with the same content sent after the claim counts as the send;
+   and a message of ours with the same content *after the mark* counts as the send;
    only when there is none does the item go back to ``pending``.
-5. At start-up (and whenever the owner signs in again) items found in ``sending`` — the
-   app died between 1 and 3 — are reconciled the same way before anything else is sent.
+6. At start-up (and whenever the owner signs in again) items found in ``sending`` — the
+   app died between 1 and 4 — are reconciled the same way before anything else is sent.
+
+Why a mark and not the claim's time: the server lists a conversation in the order it
+stored the messages, whatever the clocks say, while comparing our clock with the
+server's timestamps breaks when either clock jumps or they disagree. A clock ahead of
+the server's (or moved forward between claim and send) made the message just sent look
+older than the claim: it was sent again. A clock behind made an earlier message with the
+same text look like this one: the item counted as sent and never went.
+
+Send times themselves are wall-clock (``send_at``: "at 9:00" means the clock on the
+wall): a clock moved forward sends what is now due at once, one moved back waits; the
+loop never sleeps longer than ``MAX_SLEEP``, so it notices either within that.
 """
 
 from __future__ import annotations
@@ -33,7 +47,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from messaging_hub.store import Store
+from messaging_hub.store import UNMARKED, Store
 
 if TYPE_CHECKING:
     from api_integration_layer.scoped import ScopedApi
@@ -44,6 +58,7 @@ RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 RECONCILE_WINDOW = 100  # our most recent messages to the recipient looked at
 MAX_ATTEMPTS = 8  # then 'failed' with the reason, for the user to retry
 RECOVERED = "interrupted while sending (the app stopped)"
+MARK_IDS = 3  # newest message ids kept as the mark: one of them may be deleted meanwhile
 
 
 class Dispatcher:
@@ -105,6 +120,8 @@ class Dispatcher:
         if not self.store.claim(item["id"], now):
             return  # cancelled, edited to later, or taken by another dispatcher meanwhile
         self._changed(item["id"])
+        if not await self.mark(api, item):
+            return
         try:
             message = await api.messages.send(
                 item["recipient_id"], item["content"], message_type=item["message_type"],
@@ -133,9 +150,37 @@ class Dispatcher:
             self.sent += 1
         self._changed(item["id"])
 
+    async def mark(self, api: ScopedApi, item: dict[str, Any]) -> bool:
+        """Note where the conversation of a claimed item stands before it is sent (False,
+        and the item pending again for later, when the server cannot say)."""
+        from api_integration_layer.errors import ApiHTTPError, NotAuthenticated, RateLimited
+
+        try:
+            with api.bypass_cache():
+                before = await api.messages.conversation(
+                    item["recipient_id"], limit=MARK_IDS, mark_read=False)
+        except Exception as exc:
+            if (isinstance(exc, ApiHTTPError) and exc.status < 500
+                    and not isinstance(exc, NotAuthenticated | RateLimited)):
+                # The send would be refused the same way (the recipient is gone).
+                self.store.mark_failed(item["id"], _reason(exc))
+                await self._notify(api, item, _reason(exc))
+            else:
+                self.store.release(item["id"], self._retry_at(item), _reason(exc))
+            self._changed(item["id"])
+            return False
+        self.store.set_mark(item["id"], ",".join(m.id for m in before.messages[:MARK_IDS]))
+        return True
+
     async def reconcile(self, api: ScopedApi, item: dict[str, Any],
                         error: str = RECOVERED) -> None:
         """Decide an item left in ``sending``: sent (found on the server) or pending."""
+        if item.get("claim_mark") == UNMARKED:
+            # Claimed, but stopped before the send began: it never reached the server.
+            self.store.release(item["id"], self._clock(), error)
+            self._changed(item["id"])
+            self.poke()
+            return
         try:
             with api.bypass_cache():
                 page = await api.messages.conversation(
@@ -146,13 +191,10 @@ class Dispatcher:
             self._log.warning("outbox: cannot reconcile %s yet: %s", item["id"], exc)
             self._recovered.discard(item["owner_id"])
             return
-        claimed = item.get("claimed_at") or item["created_at"]
-        for message in page.messages:
-            at = message.timestamp.timestamp()
+        for message in _after_mark(page.messages, item):
             if (message.sender_id == item["owner_id"] and message.content == item["content"]
-                    and at >= claimed - 2.0
                     and (item["reply_to"] is None or message.reply_to == item["reply_to"])):
-                self.store.mark_sent(item["id"], message.id, at)
+                self.store.mark_sent(item["id"], message.id, message.timestamp.timestamp())
                 self._changed(item["id"])
                 return
         if int(item.get("attempts") or 0) >= MAX_ATTEMPTS:
@@ -190,6 +232,24 @@ class Dispatcher:
         item = self.store.item(item_id)
         if item is not None:
             self._publish("outbox", public_item(item))
+
+
+def _after_mark(newest_first: list[Any], item: dict[str, Any]) -> list[Any]:
+    """The messages of a conversation page (newest first) stored after ``item``'s claim
+    mark: the ones its send may have produced."""
+    mark = item.get("claim_mark")
+    if mark is None:
+        # Claimed by a version without marks: its claim time is all there is (right while
+        # the clocks agree).
+        claimed = item.get("claimed_at") or item["created_at"]
+        return [m for m in newest_first if m.timestamp.timestamp() >= claimed - 2.0]
+    before = set(mark.split(",")) if mark else set()
+    for index, message in enumerate(newest_first):
+        if message.id in before:
+            return newest_first[:index]
+    # None of the marked messages in the page: all of it came later (or they were
+    # deleted, the rarer case).
+    return newest_first
 
 
 def _reason(exc: Exception) -> str:

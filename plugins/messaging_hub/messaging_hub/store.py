@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     claimed_at REAL,
+    claim_mark TEXT,                 -- where the conversation stood at the claim (outbox.py)
     sent_at REAL,
     message_id TEXT,
     error TEXT
@@ -86,6 +87,9 @@ CREATE INDEX IF NOT EXISTS decisions_partner ON decisions (owner_id, partner_id,
 """
 
 OPEN_STATES = ("pending", "sending")
+# claim_mark of an item claimed whose send has not begun yet (NULL: claimed by a version
+# without marks).
+UNMARKED = "?"
 
 
 class Store:
@@ -104,6 +108,9 @@ class Store:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")  # a claim must survive a crash
             self._conn.executescript(SCHEMA)
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(outbox)")}
+            if "claim_mark" not in columns:  # a file made before the column existed
+                self._conn.execute("ALTER TABLE outbox ADD COLUMN claim_mark TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -191,12 +198,20 @@ class Store:
         return None if row is None or row["at"] is None else float(row["at"])
 
     def claim(self, item_id: str, now: float) -> bool:
-        """Take a due pending item for sending; True for exactly one caller."""
+        """Take a due pending item for sending; True for exactly one caller. Its
+        ``claim_mark`` is :data:`UNMARKED` until the dispatcher has looked at the
+        conversation (see ``outbox.py``)."""
         with self._tx() as conn:
             return bool(conn.execute(
-                "UPDATE outbox SET state = 'sending', claimed_at = ?, attempts = attempts + 1, "
-                "updated_at = ? WHERE id = ? AND state = 'pending' AND send_at <= ?",
-                (now, now, item_id, now)).rowcount)
+                "UPDATE outbox SET state = 'sending', claimed_at = ?, claim_mark = ?, "
+                "attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ? AND state = 'pending' AND send_at <= ?",
+                (now, UNMARKED, now, item_id, now)).rowcount)
+
+    def set_mark(self, item_id: str, mark: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE outbox SET claim_mark = ? WHERE id = ? AND state = 'sending'",
+                         (mark, item_id))
 
     def mark_sent(self, item_id: str, message_id: str, at: float) -> None:
         with self._tx() as conn:

@@ -1,0 +1,129 @@
+"""Send-later against clock skew: the outbox's dispatcher with an injected wall clock, the
+real plugin's API session and the real embedded v1 server.
+
+Reconciliation used to compare the claim's local time with the server's timestamps: a
+clock ahead of the server's (or moved forward) sent a message twice after a crash, one
+behind (or moved back) took an earlier message with the same text for the send and never
+sent it. Each case here leaves the outbox as a crash at that point would (the same calls
+the dispatcher makes, then no answer recorded), restarts the dispatcher with the skewed
+clock and counts the messages on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from messaging_hub.outbox import Dispatcher
+from messaging_hub.store import Store
+
+from plexichat_desktop.testing.harness import USER_PASSWORD, PlexiChatApp, start_app
+
+PLUGIN_ROOT = Path(__file__).resolve().parents[1]
+HOUR = 3600.0
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlexiChatApp]:
+    with start_app(PLUGIN_ROOT, tmp_path_factory.mktemp("home")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def bob_id(app: PlexiChatApp) -> str:
+    name = f"bob{uuid.uuid4().hex[:6]}"
+    with httpx.Client(base_url=f"{app.url}api/v1/", timeout=30.0) as v1:
+        r = v1.post("auth/register", json={"username": name, "email": f"{name}@example.org",
+                                           "password": USER_PASSWORD})
+        assert r.status_code == 201, r.text
+        return str(r.json()["user_id"])
+
+
+class Clock:
+    """A wall clock that is off by ``skew`` seconds and can jump."""
+
+    def __init__(self, skew: float = 0.0):
+        self.skew = skew
+
+    def __call__(self) -> float:
+        return time.time() + self.skew
+
+
+def sent_to(app: PlexiChatApp, bob_id: str, content: str) -> list[dict[str, Any]]:
+    assert app.user is not None
+    page = app.user.client.get(f"messages/conversation/{bob_id}",
+                               params={"limit": 100, "mark_read": "false"})
+    assert page.status_code == 200, page.text
+    return [m for m in page.json()["messages"] if m["content"] == content]
+
+
+def run(app: PlexiChatApp, tmp_path: Path, clock: Clock, crash_at: str, content: str,
+        bob_id: str) -> dict[str, Any]:
+    """Queue ``content``, take it as far as ``crash_at`` the way the dispatcher does, then
+    restart the dispatcher (same outbox file, same skewed clock) until the item settles;
+    the item as it ended."""
+    store = Store(tmp_path / f"outbox-{uuid.uuid4().hex}.sqlite3")
+    log = __import__("logging").getLogger("test.outbox")
+
+    async def scenario() -> dict[str, Any]:
+        api = app.plugin.ctx.api
+        owner = str(api.user["id"])
+        first = Dispatcher(store, lambda: (api, owner), lambda *_: None, log, clock=clock)
+        item = store.queue(owner, bob_id, content, "text", None, "scheduled", clock())
+        assert store.claim(item["id"], clock())
+        if crash_at != "claimed":
+            assert await first.mark(api, item)
+            if crash_at == "sent":  # the server stored it; the app died before the answer
+                await api.messages.send(bob_id, content)
+        # The restart: a new dispatcher finds the item in 'sending'.
+        second = Dispatcher(store, lambda: (api, owner), lambda *_: None, log, clock=clock)
+        for _ in range(5):
+            await second.step(api, owner)
+            found = store.item(item["id"])
+            assert found is not None
+            if found["state"] not in ("pending", "sending"):
+                break
+            await asyncio.sleep(0.05)
+        # Whatever the clock does next, a settled item is not sent again.
+        for jump in (-HOUR, 2 * HOUR):
+            clock.skew += jump
+            await second.step(api, owner)
+        return store.item(item["id"]) or {}
+
+    try:
+        return app.call(scenario())
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR, 0.0])
+def test_crash_after_the_send_is_not_sent_again(app: PlexiChatApp, tmp_path: Path,
+                                                bob_id: str, skew: float) -> None:
+    content = f"sent before the crash, clock {skew:+.0f} s ({uuid.uuid4().hex[:6]})"
+    item = run(app, tmp_path, Clock(skew), "sent", content, bob_id)
+    on_server = sent_to(app, bob_id, content)
+    assert len(on_server) == 1, on_server
+    assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR, 0.0])
+@pytest.mark.parametrize("crash_at", ["claimed", "marked"])
+def test_crash_before_the_send_is_sent_once(app: PlexiChatApp, tmp_path: Path, bob_id: str,
+                                            skew: float, crash_at: str) -> None:
+    # The same text sent by hand a moment earlier: not this item's send.
+    content = f"on my way ({uuid.uuid4().hex[:6]})"
+    assert app.user is not None
+    earlier = app.user.client.post("messages/send", json={"recipient_id": bob_id,
+                                                          "content": content})
+    assert earlier.status_code == 201, earlier.text
+    item = run(app, tmp_path, Clock(skew), crash_at, content, bob_id)
+    on_server = sent_to(app, bob_id, content)
+    assert len(on_server) == 2, on_server
+    assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
+    assert item["message_id"] != earlier.json()["id"]
