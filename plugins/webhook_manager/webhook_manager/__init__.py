@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.api import PluginProblem as Problem
 from plexichat_desktop.plugins.guards import TargetRefused
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
@@ -66,45 +67,33 @@ class WebhookSettings(PluginSettings):
     poll_interval: float = Field(2.0, ge=0.2, le=60)
 
 
-class Problem(Exception):
-    """A 4xx answer naming the field."""
+class _ApiFailure(Problem):
+    """A v1 error answered in the API's own words: the detail is not prefixed with the
+    field (the server's and the layer's messages say what they are about)."""
 
-    def __init__(self, status: int, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.status = status
-        self.field = field
-
-
-def _answer(exc: Exception) -> JSONResponse:
-    status = getattr(exc, "status", 422)
-    field = getattr(exc, "field", None) or str(exc).split(":", 1)[0]
-    return JSONResponse({"detail": str(exc), "field": field}, status_code=status)
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.message, "field": self.field}
 
 
-def _from_api(exc: Exception) -> JSONResponse:
+def _from_api(exc: Exception) -> Problem:
     """A v1 error as this plugin's answer: the same status, the field named."""
     from api_integration_layer.errors import ApiHTTPError
 
     if isinstance(exc, ApiHTTPError):
+        status = exc.status if 400 <= exc.status <= 599 else 502
         detail = exc.detail
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             first = detail[0]
             loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
-            field = ".".join(loc) or "request"
-            text = "; ".join(str(d.get("msg", "")) for d in detail)
-            return JSONResponse({"detail": f"{field}: {text}", "field": field},
-                                status_code=exc.status)
-        return JSONResponse({"detail": str(detail), "field": "request"},
-                            status_code=exc.status)
+            return Problem(status, ".".join(loc) or "request",
+                           "; ".join(str(d.get("msg", "")) for d in detail))
+        return _ApiFailure(status, "request", str(detail))
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"]) or "request"
-        return JSONResponse({"detail": f"{field}: {error['msg']}", "field": field},
-                            status_code=422)
+        return Problem(422, ".".join(str(p) for p in error["loc"]) or "request", error["msg"])
     if isinstance(exc, PermissionError):
-        return JSONResponse({"detail": str(exc), "field": "scope"}, status_code=403)
-    return JSONResponse({"detail": f"the PlexiChat API did not answer: {exc}",
-                         "field": "api"}, status_code=502)
+        return _ApiFailure(403, "scope", str(exc))
+    return _ApiFailure(502, "api", f"the PlexiChat API did not answer: {exc}")
 
 
 def _check_url(url: str, field: str = "url") -> None:
@@ -333,7 +322,7 @@ class WebhookManagerPlugin(Plugin):
         try:
             return await work
         except (ApiError, ValidationError, PermissionError) as exc:
-            raise _ApiFailure(_from_api(exc)) from None
+            raise _from_api(exc) from None
 
     # -- status and catalogue ------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
@@ -357,10 +346,7 @@ class WebhookManagerPlugin(Plugin):
 
     async def catalogue(self) -> Any:
         """The events a webhook can subscribe to (from the server)."""
-        try:
-            events = await self._call(self._api().webhooks.events())
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        events = await self._call(self._api().webhooks.events())
         return _dump(events)
 
     # -- endpoints -----------------------------------------------------------------------
@@ -370,14 +356,11 @@ class WebhookManagerPlugin(Plugin):
 
     async def list_endpoints(self) -> Any:
         """Every endpoint of the signed-in user with its health."""
-        try:
-            api = self._api()
-            listing = await self._call(api.webhooks.list(limit=100))
-            hooks = [_dump(h) for h in listing.webhooks]
-            figures = await self._call(asyncio.gather(
-                *(self._health_of(api, h) for h in hooks)))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        api = self._api()
+        listing = await self._call(api.webhooks.list(limit=100))
+        hooks = [_dump(h) for h in listing.webhooks]
+        figures = await self._call(asyncio.gather(
+            *(self._health_of(api, h) for h in hooks)))
         for hook, figure in zip(hooks, figures, strict=True):
             hook["health"] = figure
             self._note_state(hook)
@@ -395,46 +378,34 @@ class WebhookManagerPlugin(Plugin):
             self.ctx.publish("webhook.disabled", notice)  # the desktop window hears it too
 
     async def get_endpoint(self, webhook_id: str) -> Any:
-        try:
-            api = self._api()
-            hook = _dump(await self._call(api.webhooks.get(webhook_id)))
-            hook["health"] = await self._call(self._health_of(api, hook))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        api = self._api()
+        hook = _dump(await self._call(api.webhooks.get(webhook_id)))
+        hook["health"] = await self._call(self._health_of(api, hook))
         return hook
 
     async def create_endpoint(self, body: EndpointBody) -> Any:
         """Register an endpoint; the answer holds its secret, shown this once."""
-        try:
-            _check_url(body.url)
-            disable_after = (self.config.default_disable_after if body.disable_after is None
-                             else body.disable_after)
-            hook = await self._call(self._api().webhooks.register(
-                body.url.strip(), body.events, secret=body.secret,
-                description=body.description, active=body.active,
-                disable_after=disable_after))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        _check_url(body.url)
+        disable_after = (self.config.default_disable_after if body.disable_after is None
+                         else body.disable_after)
+        hook = await self._call(self._api().webhooks.register(
+            body.url.strip(), body.events, secret=body.secret,
+            description=body.description, active=body.active,
+            disable_after=disable_after))
         return JSONResponse(_dump(hook), status_code=201)
 
     async def update_endpoint(self, webhook_id: str, body: EndpointUpdate) -> Any:
-        try:
-            if body.url is not None:
-                _check_url(body.url)
-            hook = await self._call(self._api().webhooks.update(
-                webhook_id, url=body.url, events=body.events, description=body.description,
-                active=body.active, disable_after=body.disable_after))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        if body.url is not None:
+            _check_url(body.url)
+        hook = await self._call(self._api().webhooks.update(
+            webhook_id, url=body.url, events=body.events, description=body.description,
+            active=body.active, disable_after=body.disable_after))
         data = _dump(hook)
         self.seen_webhooks[webhook_id] = data
         return data
 
     async def delete_endpoint(self, webhook_id: str) -> Any:
-        try:
-            result = await self._call(self._api().webhooks.delete(webhook_id))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        result = await self._call(self._api().webhooks.delete(webhook_id))
         for inbox in await asyncio.to_thread(self.store.inboxes):
             if inbox["webhook_id"] == webhook_id:
                 await asyncio.to_thread(self.store.update_inbox, inbox["id"],
@@ -443,10 +414,7 @@ class WebhookManagerPlugin(Plugin):
 
     async def test_endpoint(self, webhook_id: str, wait: bool = True) -> Any:
         """Send a ``webhook.test`` delivery; by default answers after its first attempt."""
-        try:
-            delivery = await self._call(self._api().webhooks.test(webhook_id, wait=wait))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        delivery = await self._call(self._api().webhooks.test(webhook_id, wait=wait))
         self._kick()
         return _dump(delivery)
 
@@ -454,11 +422,8 @@ class WebhookManagerPlugin(Plugin):
         """A new secret (in this answer only); the old one stays valid for the grace. An
         inbox receiving this endpoint learns the new secret too, so it keeps verifying."""
         body = body or RotateBody()
-        try:
-            hook = await self._call(self._api().webhooks.rotate_secret(
-                webhook_id, grace_seconds=body.grace_seconds))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        hook = await self._call(self._api().webhooks.rotate_secret(
+            webhook_id, grace_seconds=body.grace_seconds))
         data = _dump(hook)
         grace_until = time.time() + body.grace_seconds if body.grace_seconds else None
         updated = []
@@ -472,22 +437,16 @@ class WebhookManagerPlugin(Plugin):
 
     async def recover(self, webhook_id: str, body: RecoverBody) -> Any:
         """Send again every failed delivery since ``since`` that was not sent again yet."""
-        try:
-            since = _ts(body.since)
-            assert since is not None
-            result = await self._call(self._api().webhooks.recover(
-                webhook_id, since, until=_ts(body.until)))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        since = _ts(body.since)
+        assert since is not None
+        result = await self._call(self._api().webhooks.recover(
+            webhook_id, since, until=_ts(body.until)))
         self._kick()
         return JSONResponse(_dump(result), status_code=202)
 
     async def get_snippets(self, webhook_id: str) -> Any:
         """Verification code for a receiver of this endpoint (Python, Node, Go)."""
-        try:
-            hook = await self._call(self._api().webhooks.get(webhook_id))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        hook = await self._call(self._api().webhooks.get(webhook_id))
         return snippets(hook.signature_header or "X-PlexiChat-Signature",
                         hook.timestamp_header or "X-PlexiChat-Timestamp",
                         self.config.tolerance_seconds)
@@ -501,27 +460,18 @@ class WebhookManagerPlugin(Plugin):
         limit: int = Query(50, ge=1, le=100), offset: int = Query(0, ge=0),
     ) -> Any:
         """The log across endpoints, newest first, with filters."""
-        try:
-            log = await self._call(self._api().webhooks.all_deliveries(
-                webhook_id=webhook_id or None, status=status, event=event or None,
-                since=_ts(since), until=_ts(until), limit=limit, offset=offset))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        log = await self._call(self._api().webhooks.all_deliveries(
+            webhook_id=webhook_id or None, status=status, event=event or None,
+            since=_ts(since), until=_ts(until), limit=limit, offset=offset))
         return _dump(log)
 
     async def delivery(self, delivery_id: str) -> Any:
-        try:
-            return _dump(await self._call(self._api().webhooks.delivery(delivery_id)))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        return _dump(await self._call(self._api().webhooks.delivery(delivery_id)))
 
     async def resend(self, delivery_id: str) -> Any:
         """Send one delivery again (a new delivery, the same body)."""
-        try:
-            delivery = await self._call(self._api().webhooks.redeliver(delivery_id,
-                                                                       wait=True))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        delivery = await self._call(self._api().webhooks.redeliver(delivery_id,
+                                                                   wait=True))
         self._kick()
         return _dump(delivery)
 
@@ -600,10 +550,7 @@ class WebhookManagerPlugin(Plugin):
 
     async def create_inbox(self, body: InboxBody) -> Any:
         """A new inbox with its own URL; ``secret`` to verify with (optional)."""
-        try:
-            await self._check_forward(body.forward_url, body.forward_template)
-        except InspectorProblem as exc:
-            return _answer(exc)
+        await self._check_forward(body.forward_url, body.forward_template)
         created = await asyncio.to_thread(
             self.store.create_inbox, body.name, secret=body.secret,
             tolerance=body.tolerance or self.config.tolerance_seconds,
@@ -617,17 +564,14 @@ class WebhookManagerPlugin(Plugin):
 
     async def update_inbox(self, inbox_id: str, body: InboxUpdate) -> Any:
         changes = body.model_dump(exclude_unset=True)
-        try:
-            await self._check_forward(changes.get("forward_url"),
-                                      changes.get("forward_template"))
-        except InspectorProblem as exc:
-            return _answer(exc)
+        await self._check_forward(changes.get("forward_url"),
+                                  changes.get("forward_template"))
         if await asyncio.to_thread(self.store.inbox, inbox_id) is None:
-            return _answer(InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404))
+            raise InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404)
         secret = changes.pop("secret", None)
         for key in ("name", "tolerance", "respond_status"):
             if key in changes and changes[key] is None:
-                return _answer(InspectorProblem(key, "cannot be null"))
+                raise InspectorProblem(key, "cannot be null")
         if secret:
             await asyncio.to_thread(self.store.set_secret, inbox_id, secret)
         row = await asyncio.to_thread(self.store.update_inbox, inbox_id, changes)
@@ -636,7 +580,7 @@ class WebhookManagerPlugin(Plugin):
 
     async def delete_inbox(self, inbox_id: str) -> Any:
         if not await asyncio.to_thread(self.store.delete_inbox, inbox_id):
-            return _answer(InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404))
+            raise InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404)
         return {"success": True, "inbox_id": inbox_id}
 
     async def inbox_webhook(self, inbox_id: str, body: InboxWebhookBody) -> Any:
@@ -644,15 +588,12 @@ class WebhookManagerPlugin(Plugin):
         to verify with. The answer holds the secret, shown this once."""
         row = await asyncio.to_thread(self.store.inbox, inbox_id)
         if row is None:
-            return _answer(InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404))
+            raise InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404)
         url = self._inbox_out(row)["url"]
-        try:
-            hook = await self._call(self._api().webhooks.register(
-                url, body.events, description=body.description or f"Inspector: {row['name']}",
-                disable_after=(self.config.default_disable_after if body.disable_after is None
-                               else body.disable_after)))
-        except (Problem, _ApiFailure) as exc:
-            return _fail(exc)
+        hook = await self._call(self._api().webhooks.register(
+            url, body.events, description=body.description or f"Inspector: {row['name']}",
+            disable_after=(self.config.default_disable_after if body.disable_after is None
+                           else body.disable_after)))
         assert hook.secret is not None
         await asyncio.to_thread(self.store.set_secret, inbox_id, hook.secret)
         await asyncio.to_thread(self.store.update_inbox, inbox_id, {"webhook_id": hook.id})
@@ -661,7 +602,7 @@ class WebhookManagerPlugin(Plugin):
     async def captures(self, inbox_id: str, verdict: Literal["pass", "fail"] | None = None,
                        limit: int = Query(100, ge=1, le=500)) -> Any:
         if await asyncio.to_thread(self.store.inbox, inbox_id) is None:
-            return _answer(InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404))
+            raise InspectorProblem("inbox_id", f"no inbox {inbox_id!r}", 404)
         found = await asyncio.to_thread(self.store.captures, inbox_id, limit, verdict)
         return {"captures": found}
 
@@ -672,7 +613,7 @@ class WebhookManagerPlugin(Plugin):
     async def capture(self, capture_id: str) -> Any:
         found = await asyncio.to_thread(self.store.capture, capture_id)
         if found is None:
-            return _answer(InspectorProblem("capture_id", f"no capture {capture_id!r}", 404))
+            raise InspectorProblem("capture_id", f"no capture {capture_id!r}", 404)
         return found
 
     # -- templates -------------------------------------------------------------------------
@@ -695,20 +636,6 @@ class WebhookManagerPlugin(Plugin):
         """Stop following the log before the API client goes away."""
         if self._follow_task is not None:
             self._follow_task.cancel()
-
-
-class _ApiFailure(Exception):
-    """Carries the answer made from a v1 error out of a helper."""
-
-    def __init__(self, response: JSONResponse):
-        super().__init__("api failure")
-        self.response = response
-
-
-def _fail(exc: Exception) -> JSONResponse:
-    if isinstance(exc, _ApiFailure):
-        return exc.response
-    return _answer(exc)
 
 
 def _short(url: str) -> str:

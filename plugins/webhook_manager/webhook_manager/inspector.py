@@ -28,6 +28,7 @@ from typing import Any
 
 import h11
 
+from plexichat_desktop.plugins.api import PluginProblem
 from webhook_manager.verify import verify
 
 HEAD_LIMIT = 16_384
@@ -55,13 +56,11 @@ _LISTED = ("seq, id, inbox_id, at, method, path, headers, size, verdict, respons
            "forward")
 
 
-class InspectorProblem(ValueError):
+class InspectorProblem(PluginProblem, ValueError):
     """Bad input for an inbox; names the field. ``status`` is the HTTP answer to give."""
 
     def __init__(self, field: str, message: str, status: int = 422):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.status = status
+        super().__init__(status, field, message)
 
 
 def _body_view(body: bytes) -> tuple[str, str]:
