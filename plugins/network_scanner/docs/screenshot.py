@@ -14,7 +14,6 @@ NS_SCREENSHOT_THEME=dark for docs/network-scanner-dark.png):
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -22,18 +21,14 @@ from typing import Any
 
 import httpx
 
-from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from tests.gui.plugin_screenshots import docs_app, page_shots, sign_in
 
 HERE = Path(__file__).resolve().parent
-for folder in (HERE.parent, HERE.parents[1] / "api_integration_layer"):
-    sys.path.append(str(folder))
+sys.path.append(str(HERE.parent))  # network_scanner.testing: the loopback listeners
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
     import trustme
-    from api_integration_layer.testing import FAST_API, PASSWORD
     from network_scanner.testing import (
         greeter,
         http_server,
@@ -43,19 +38,10 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
         tls_context,
     )
 
-    from plexichat_desktop.core.settings import ApiSettings
-
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    settings.plugin = {"network_scanner": {"connect_timeout": 0.3, "probe_timeout": 0.6}}
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
-    arun(rt.start())
     stack = AsyncExitStack()
-    try:
-        layer = rt.plugins.by_id["api_integration_layer"].instance
-        arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD))
-        arun(layer.client.auth.login("ann", PASSWORD))
+    with docs_app(home, arun, tmp_path, plugin_settings={
+            "network_scanner": {"connect_timeout": 0.3, "probe_timeout": 0.6}}) as rt:
+        sign_in(rt, arun)
         ca = trustme.CA()
         banner = [b"SSH-2.0-OpenSSH_8.9p1 Ubuntu-3ubuntu0.6\r\n"]
         later = reserved_port()
@@ -89,31 +75,22 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                                 not in ("succeeded", "failed", "cancelled"):
                             await asyncio.sleep(0.05)
 
-        arun(scenario(), timeout=90_000)
-        theme = os.environ.get("NS_SCREENSHOT_THEME", "light")
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/network_scanner/", size=(1440, 1760))
-            browser.wait_idle(view)
-            js = browser.js
+        try:
+            arun(scenario(), timeout=90_000)
+            with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE,
+                            "NS_SCREENSHOT_THEME") as shots:
+                shots.open("/plugins/network_scanner/", size=(1440, 1760))
+                js, count = shots.js, shots.count
 
-            def count(selector: str) -> int:
-                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
-
-            qtbot.waitUntil(lambda: count("#history tr") == 2, timeout=20_000)
-            qtbot.waitUntil(lambda: count("#findings .finding") > 3, timeout=20_000)
-            qtbot.waitUntil(lambda: count("#diff li") >= 2, timeout=20_000)
-            qtbot.waitUntil(lambda: count("#alerts li button") == 1, timeout=20_000)
-            # Show the first scan's findings (the older SSH): more to see.
-            js(view, "networkScanner.showScan(networkScanner.state.scans[1].id) && 1")
-            qtbot.waitUntil(lambda: count("#history tr.current") == 1, timeout=20_000)
-            js(view, "networkScanner.showScan(networkScanner.state.scans[0].id) && 1")
-            qtbot.waitUntil(lambda: count("#diff li") >= 2, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            name = "network-scanner.png" if theme == "light" else f"network-scanner-{theme}.png"
-            view.grab().save(str(HERE / name))
-    finally:
-        arun(stack.aclose())
-        arun(rt.stop())
+                qtbot.waitUntil(lambda: count("#history tr") == 2, timeout=20_000)
+                qtbot.waitUntil(lambda: count("#findings .finding") > 3, timeout=20_000)
+                qtbot.waitUntil(lambda: count("#diff li") >= 2, timeout=20_000)
+                qtbot.waitUntil(lambda: count("#alerts li button") == 1, timeout=20_000)
+                # Show the first scan's findings (the older SSH): more to see.
+                js("networkScanner.showScan(networkScanner.state.scans[1].id) && 1")
+                qtbot.waitUntil(lambda: count("#history tr.current") == 1, timeout=20_000)
+                js("networkScanner.showScan(networkScanner.state.scans[0].id) && 1")
+                qtbot.waitUntil(lambda: count("#diff li") >= 2, timeout=20_000)
+                shots.save("network-scanner", settle=400)
+        finally:
+            arun(stack.aclose())
