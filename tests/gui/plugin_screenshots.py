@@ -98,12 +98,11 @@ class PageShots:
     """One page (or a few) of a running app, and its shots. The helpers act on the view
     opened last unless given another."""
 
-    def __init__(self, browser: PageBrowser, qtbot: Any, folder: Path, theme: str):
+    def __init__(self, browser: PageBrowser, qtbot: Any, folder: Path, suffix: str):
         self.browser = browser
         self.qtbot = qtbot
         self.folder = folder
-        self.theme = theme
-        self.suffix = "" if theme == "light" else f"-{theme}"
+        self.suffix = suffix
         self.view: PluginView | None = None
 
     def open(self, path: str, size: tuple[int, int] = (1280, 860)) -> PluginView:
@@ -156,12 +155,15 @@ class PageShots:
 
 @contextmanager
 def page_shots(qapp: Any, qtbot: Any, runtime: Runtime, tmp_path: Path,
-               arun: Callable[..., Any], docs: Path, theme_env: str | None = None
-               ) -> Iterator[PageShots]:
+               arun: Callable[..., Any], docs: Path, theme_env: str | None = None,
+               theme: str | None = None) -> Iterator[PageShots]:
     """A :class:`PageShots` on ``runtime`` saving into ``docs`` (or
     ``$PLEXICHAT_SCREENSHOT_DIR``), in the theme ``$<theme_env>`` names (light by
-    default). Leave the block before the app stops: the views close first."""
-    theme = os.environ.get(theme_env, "light") if theme_env else "light"
+    default; its shots other than light are named ``<name>-<theme>.png``) or, for a shot
+    made in one theme only, ``theme`` (the name as given). Leave the block before the
+    app stops: the views close first."""
+    chosen = theme or (os.environ.get(theme_env, "light") if theme_env else "light")
+    suffix = "" if theme or chosen == "light" else f"-{chosen}"
     folder = Path(os.environ.get("PLEXICHAT_SCREENSHOT_DIR") or docs)
-    with page_browser(qapp, qtbot, runtime, tmp_path, arun, theme=theme) as browser:
-        yield PageShots(browser, qtbot, folder, theme)
+    with page_browser(qapp, qtbot, runtime, tmp_path, arun, theme=chosen) as browser:
+        yield PageShots(browser, qtbot, folder, suffix)

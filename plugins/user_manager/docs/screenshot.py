@@ -11,32 +11,21 @@ UM_SCREENSHOT_THEME=dark for docs/user-manager-dark.png):
 
 from __future__ import annotations
 
-import os
-import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from tests.gui.plugin_screenshots import docs_app, page_shots
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parents[1] / "api_integration_layer"))
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
-    from api_integration_layer.testing import FAST_API, PASSWORD
+    from api_integration_layer.testing import PASSWORD
 
-    from plexichat_desktop.core.settings import ApiSettings
-
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
-    arun(rt.start())
-    try:
+    with docs_app(home, arun, tmp_path) as rt:
         layer = rt.plugins.by_id["api_integration_layer"].instance
         arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD,
                                         display_name="Ann Lindqvist", first_name="Ann",
@@ -57,81 +46,57 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
 
         arun(other_clients())
         arun(layer.client.auth.login("ann", PASSWORD, device_info={"app": "PlexiChat Desktop"}))
-        theme = os.environ.get("UM_SCREENSHOT_THEME", "light")
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/user_manager/", size=(1280, 2420))
-            browser.wait_idle(view)
-            js = browser.js
-
-            def count(selector: str) -> int:
-                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE, "UM_SCREENSHOT_THEME") as shots:
+            shots.open("/plugins/user_manager/", size=(1280, 2420))
+            js, count = shots.js, shots.count
 
             qtbot.waitUntil(lambda: count("#sessions-rows tr") == 3, timeout=20_000)
             qtbot.waitUntil(lambda: count("#admin-rows tr") == 3, timeout=20_000)
-            js(view, "(document.getElementById('pw-current').value = 'x') && 1")
-            js(view, "(document.getElementById('pw-new').value = 'Stable-Lantern-7') && 1")
-            js(view, "document.getElementById('pw-new').dispatchEvent(new Event('input')) "
-                     "|| 1")
-            qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('pw-meter')"
-                                                  ".dataset.score")), timeout=20_000)
-            js(view, f"(document.getElementById('mfa-password').value = {PASSWORD!r}) && 1")
-            js(view, "document.getElementById('mfa-start').click() || 1")
-            qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('mfa-qr')"
-                                                  ".complete && document.getElementById("
-                                                  "'mfa-qr').naturalWidth > 0")),
-                            timeout=20_000)
-            js(view, "window.scrollTo(0, 0) || 1")
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            name = "user-manager.png" if theme == "light" else f"user-manager-{theme}.png"
-            view.grab().save(str(HERE / name))
-    finally:
-        arun(rt.stop())
+            shots.set_value("pw-current", "x")
+            shots.set_value("pw-new", "Stable-Lantern-7")
+            js("document.getElementById('pw-new').dispatchEvent(new Event('input')) || 1")
+            qtbot.waitUntil(lambda: bool(js("document.getElementById('pw-meter')"
+                                            ".dataset.score")), timeout=20_000)
+            shots.set_value("mfa-password", PASSWORD)
+            shots.click("mfa-start")
+            qtbot.waitUntil(lambda: bool(js("document.getElementById('mfa-qr').complete && "
+                                            "document.getElementById('mfa-qr')"
+                                            ".naturalWidth > 0")), timeout=20_000)
+            js("window.scrollTo(0, 0) || 1")
+            shots.save("user-manager", settle=400)
 
 
 def test_screenshot_two_factor(qapp: Any, qtbot: Any, home: Any, arun: Any,
                                tmp_path: Path) -> None:
     """docs/user-manager-2fa.png (dark): 2FA just turned on through the page, the recovery
     codes on show, a low-codes warning from codes spent elsewhere."""
-    import time
+    from api_integration_layer.testing import PASSWORD
 
-    from api_integration_layer.testing import FAST_API, PASSWORD
-
-    from plexichat_desktop.core.settings import ApiSettings
     from plexichat_desktop.server.v1 import mfa
 
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
-    arun(rt.start())
-    try:
+    with docs_app(home, arun, tmp_path) as rt:
         layer = rt.plugins.by_id["api_integration_layer"].instance
         arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD,
                                         display_name="Ann Lindqvist"))
         arun(layer.client.auth.login("ann", PASSWORD, device_info={"app": "PlexiChat Desktop"}))
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme="dark") as browser:
-            view = browser.open("/plugins/user_manager/#sec-2fa", size=(1280, 900))
-            browser.wait_idle(view)
-            js = browser.js
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE, theme="dark") as shots:
+            shots.open("/plugins/user_manager/#sec-2fa", size=(1280, 900))
+            js = shots.js
 
             def visible(element_id: str) -> bool:
-                return bool(js(view, f"!document.getElementById({element_id!r}).hidden"))
+                return bool(js(f"!document.getElementById({element_id!r}).hidden"))
 
             qtbot.waitUntil(lambda: visible("signed-in"), timeout=20_000)
-            js(view, f"(document.getElementById('mfa-password').value = {PASSWORD!r}) && 1")
-            js(view, "document.getElementById('mfa-start').click() || 1")
-            qtbot.waitUntil(lambda: bool(js(view, "document.getElementById('mfa-key')"
-                                                  ".dataset.secret || ''")), timeout=20_000)
-            secret = str(js(view, "document.getElementById('mfa-key').dataset.secret"))
-            code = mfa.code_at(secret, mfa.step_of(time.time()))
-            js(view, f"(document.getElementById('mfa-code').value = {code!r}) && 1")
-            js(view, "document.getElementById('mfa-verify').click() || 1")
+            shots.set_value("mfa-password", PASSWORD)
+            shots.click("mfa-start")
+            qtbot.waitUntil(lambda: bool(js("document.getElementById('mfa-key')"
+                                            ".dataset.secret || ''")), timeout=20_000)
+            secret = str(js("document.getElementById('mfa-key').dataset.secret"))
+            shots.set_value("mfa-code", mfa.code_at(secret, mfa.step_of(time.time())))
+            shots.click("mfa-verify")
             qtbot.waitUntil(lambda: visible("codes-panel"), timeout=20_000)
-            codes = js(view, "[...document.querySelectorAll('#codes-list li')]"
-                             ".map(li => li.textContent)")
+            codes = js("[...document.querySelectorAll('#codes-list li')]"
+                       ".map(li => li.textContent)")
 
             async def spend() -> None:
                 async with httpx.AsyncClient(base_url=rt.url.rstrip("/") + "/api/v1",
@@ -143,13 +108,7 @@ def test_screenshot_two_factor(qapp: Any, qtbot: Any, home: Any, arun: Any,
                             "mfa_token": step["mfa_token"], "recovery_code": recovery})
 
             arun(spend())
-            js(view, "document.getElementById('refresh').click() || 1")
+            shots.click("refresh")
             qtbot.waitUntil(lambda: visible("mfa-low"), timeout=20_000)
-            js(view, "document.getElementById('sec-2fa').scrollIntoView() || 1")
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / "user-manager-2fa.png"))
-    finally:
-        arun(rt.stop())
+            js("document.getElementById('sec-2fa').scrollIntoView() || 1")
+            shots.save("user-manager-2fa", settle=400)
