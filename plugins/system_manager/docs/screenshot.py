@@ -18,13 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from plexichat_desktop.runtime import Runtime
+from tests.gui.plugin_screenshots import docs_app, page_shots
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parents[1] / "api_integration_layer"))
-sys.path.append(str(HERE.parents[1] / "system_manager"))
+sys.path.append(str(HERE.parent))  # system_manager.models, .service
 
 
 async def demo(rt: Runtime, usb: Path) -> None:
@@ -68,63 +66,34 @@ async def demo(rt: Runtime, usb: Path) -> None:
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
-    from api_integration_layer.testing import FAST_API
-
-    from plexichat_desktop.core.settings import ApiSettings
-
     usb = tmp_path / "media" / "BACKUP"
     usb.mkdir(parents=True)
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    settings.plugin = {"system_manager": {"scrypt_log_n": 12}}
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
-    arun(rt.start())
-    try:
+    with docs_app(home, arun, tmp_path,
+                  plugin_settings={"system_manager": {"scrypt_log_n": 12}}) as rt:
         arun(demo(rt, usb), timeout=120_000)
-        theme = os.environ.get("SM_SCREENSHOT_THEME", "light")
-        suffix = "" if theme == "light" else f"-{theme}"
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/system_manager/", size=(1400, 1000))
-            browser.wait_idle(view)
-            js = browser.js
-
-            def count(selector: str) -> int:
-                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE, "SM_SCREENSHOT_THEME") as shots:
+            shots.open("/plugins/system_manager/", size=(1400, 1000))
+            js, count = shots.js, shots.count
 
             qtbot.waitUntil(lambda: count("#backups-table tbody tr") == 5, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / f"system-manager{suffix}.png"))
+            shots.save("system-manager")
 
-            js(view, "document.querySelector('[data-tab=schedules]').click() || 1")
-            js(view, "[...document.querySelectorAll('#schedules-table button')]"
-                     ".find(b => b.textContent === 'Edit').click() || 1")
+            js("document.querySelector('[data-tab=schedules]').click() || 1")
+            js("[...document.querySelectorAll('#schedules-table button')]"
+               ".find(b => b.textContent === 'Edit').click() || 1")
             # A stricter policy than the schedule's: the dry run shows what it would delete.
-            js(view, "(document.getElementById('sf-last').value = '2') && 1")
-            js(view, "document.getElementById('sf-preview').click() || 1")
+            shots.set_value("sf-last", "2")
+            shots.click("sf-preview")
             qtbot.waitUntil(lambda: count("#retention-table tbody tr") == 4, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / f"system-manager-retention{suffix}.png"))
+            shots.save("system-manager-retention")
             # The other tabs, for a look (not kept in docs/).
             for tab in ("offsite", "restore", "maintenance", "health", "history"):
-                js(view, f"document.querySelector('[data-tab={tab}]').click() || 1")
+                js(f"document.querySelector('[data-tab={tab}]').click() || 1")
                 if tab == "restore":
-                    js(view, "(document.getElementById('rw-backup').selectedIndex = 2) && 1")
-                    js(view, "document.getElementById('rw-backup').dispatchEvent("
-                             "new Event('change')) || 1")
+                    js("(document.getElementById('rw-backup').selectedIndex = 2) && 1")
+                    js("document.getElementById('rw-backup').dispatchEvent("
+                       "new Event('change')) || 1")
                 if tab == "maintenance":
-                    js(view, "document.getElementById('mf-preview').click() || 1")
-                browser.wait_idle(view)
-                qtbot.wait(500)
-                view.grab().save(str(Path(os.environ.get("SM_TABS_DIR", tmp_path))
-                                     / f"tab-{tab}{suffix}.png"))
-            report = browser.report(view)
-            assert not report.problems, report.problems
-    finally:
-        arun(rt.stop())
+                    shots.click("mf-preview")
+                shots.save(f"tab-{tab}", settle=500,
+                           folder=Path(os.environ.get("SM_TABS_DIR", tmp_path)))
