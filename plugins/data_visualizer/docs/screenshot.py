@@ -13,16 +13,13 @@ DV_SCREENSHOT_THEME=dark for the dark variants):
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from tests.gui.plugin_screenshots import docs_app, page_shots
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,11 +45,7 @@ def demo_csv(path: Path, rows: int = 20_000) -> None:
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
-    settings = Settings()
-    settings.server.port = 0
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
-    arun(rt.start())
-    try:
+    with docs_app(home, arun, tmp_path, api=False) as rt:
         csv_path = tmp_path / "orders.csv"
         demo_csv(csv_path)
 
@@ -87,103 +80,83 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
 
         loaded = arun(upload(), timeout=60_000)
         assert loaded["dataset"]["rows"] == 20_000
-        theme = os.environ.get("DV_SCREENSHOT_THEME", "light")
-        suffix = "" if theme == "light" else f"-{theme}"
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/data_visualizer/", size=(1440, 1380))
-            browser.wait_idle(view)
-            js = browser.js
-
-            def count(selector: str) -> int:
-                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE, "DV_SCREENSHOT_THEME") as shots:
+            shots.open("/plugins/data_visualizer/", size=(1440, 1380))
+            js, count = shots.js, shots.count
 
             panels = len(loaded["dashboard"]["panels"])
             assert panels >= 3
             qtbot.waitUntil(lambda: count("#grid .chart svg") == panels, timeout=30_000)
-            browser.wait_idle(view)
-            qtbot.wait(500)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / f"data-visualizer{suffix}.png"))
+            shots.save("data-visualizer", settle=500)
 
             # Explore: a query, its grid and a chart drawn by the builder.
-            js(view, "document.getElementById('tab-explore').click() || 1")
-            js(view, "dataVisualizer.state && document.querySelector('#datasets button.link')"
-                     ".click() || 1")
+            js("document.getElementById('tab-explore').click() || 1")
+            js("dataVisualizer.state && document.querySelector('#datasets button.link')"
+               ".click() || 1")
             qtbot.waitUntil(lambda: count("#results tbody tr") > 0, timeout=30_000)
-            js(view, "(document.getElementById('chart-type').value = 'bar') && "
-                     "(document.getElementById('chart-x').value = 'region') && "
-                     "(document.getElementById('chart-y').value = 'units') && "
-                     "(document.getElementById('chart-color').value = 'product') && "
-                     "(document.getElementById('chart-aggregate').value = 'sum') && "
-                     "(document.getElementById('chart-title').value = 'units sold per region')"
-                     " && 1")
-            js(view, "dataVisualizer.drawChart() || 1")
+            js("(document.getElementById('chart-type').value = 'bar') && "
+               "(document.getElementById('chart-x').value = 'region') && "
+               "(document.getElementById('chart-y').value = 'units') && "
+               "(document.getElementById('chart-color').value = 'product') && "
+               "(document.getElementById('chart-aggregate').value = 'sum') && "
+               "(document.getElementById('chart-title').value = 'units sold per region')"
+               " && 1")
+            js("dataVisualizer.drawChart() || 1")
             qtbot.waitUntil(lambda: count("#chart svg .mark-rect path") > 0, timeout=30_000)
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / f"data-visualizer-explore{suffix}.png"))
+            shots.save("data-visualizer-explore", settle=400)
             # What the SVG button downloads: Vega's own SVG of the view, with its marks.
-            js(view, "dataVisualizer.state.chartView.toSVG().then((svg) => "
-                     "{ window.__svg = svg; }) && 1")
-            qtbot.waitUntil(lambda: bool(js(view, "Boolean(window.__svg)")))
-            svg = str(js(view, "window.__svg"))
+            js("dataVisualizer.state.chartView.toSVG().then((svg) => "
+               "{ window.__svg = svg; }) && 1")
+            qtbot.waitUntil(lambda: bool(js("Boolean(window.__svg)")))
+            svg = str(js("window.__svg"))
             assert svg.startswith("<svg") and "mark-rect" in svg and "units sold per region" in svg
             assert svg.count("<path") >= 12  # 4 regions x 4 products, stacked
 
             # A live dashboard of this machine: the Performance Monitor's samples stream in
             # and are appended to the panels' existing views (the SVG is never redrawn).
             board_id = arun(live_board())
-            js(view, f"dataVisualizer.loadBoards({board_id!r}) && "
-                     "document.getElementById('tab-dashboard').click() || 1")
+            js(f"dataVisualizer.loadBoards({board_id!r}) && "
+               "document.getElementById('tab-dashboard').click() || 1")
             qtbot.waitUntil(lambda: count("#grid .chart svg") == 2, timeout=30_000)
             size = ("dataVisualizer.state.views.get(dataVisualizer.state.board.panels[0].id)"
                     ".data('rows').length")
-            qtbot.waitUntil(lambda: int(js(view, size)) > 0, timeout=30_000)
-            first = int(js(view, size))
-            js(view, "(document.querySelector('#grid .chart svg').dataset.first = 'yes') && 1")
-            qtbot.waitUntil(lambda: int(js(view, size)) > first, timeout=30_000)
-            assert js(view, "document.querySelector('#grid .chart svg').dataset.first") == "yes"
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / f"data-visualizer-live{suffix}.png"))
+            qtbot.waitUntil(lambda: int(js(size)) > 0, timeout=30_000)
+            first = int(js(size))
+            js("(document.querySelector('#grid .chart svg').dataset.first = 'yes') && 1")
+            qtbot.waitUntil(lambda: int(js(size)) > first, timeout=30_000)
+            assert js("document.querySelector('#grid .chart svg').dataset.first") == "yes"
+            shots.save("data-visualizer-live", settle=400)
 
             # The page's own upload (what a drop does): a good file becomes a dataset and
             # a dashboard; a malformed one shows the line (its 422 is expected here).
             def page_upload(text: str, name: str) -> None:
-                js(view, f"dataVisualizer.upload(new File([{text!r}], {name!r}, "
-                         "{type: 'text/csv'})) && 1")
-                qtbot.waitUntil(lambda: not js(view, "Boolean(document.body.dataset.uploading)"),
+                js(f"dataVisualizer.upload(new File([{text!r}], {name!r}, "
+                   "{type: 'text/csv'})) && 1")
+                qtbot.waitUntil(lambda: not js("Boolean(document.body.dataset.uploading)"),
                                 timeout=30_000)
 
             page_upload("city;temp\nKöln;3,5\nOslo;-2\n", "weather.csv")
             names = ("[...document.querySelectorAll('#datasets button.link')]"
                      ".map(b => b.textContent)")
-            assert "weather" in js(view, f"{names}.join(',')")
-            assert js(view, "dataVisualizer.state.board.title") == "weather.csv"
+            assert "weather" in js(f"{names}.join(',')")
+            assert js("dataVisualizer.state.board.title") == "weather.csv"
             # Edit a panel of the dropped file's dashboard: the bar chart becomes a pie.
             orders_board = loaded["dashboard"]["id"]
-            js(view, f"dataVisualizer.loadBoards({orders_board!r}) && "
-                     "document.getElementById('tab-dashboard').click() || 1")
+            js(f"dataVisualizer.loadBoards({orders_board!r}) && "
+               "document.getElementById('tab-dashboard').click() || 1")
             qtbot.waitUntil(lambda: count("#grid .chart svg") == panels, timeout=30_000)
-            js(view, "[...document.querySelectorAll('#grid article')].find((a) => "
-                     "a.getAttribute('aria-label') === 'rows per region')"
-                     ".querySelector('button[title=\"Open in Explore\"]').click() || 1")
-            qtbot.waitUntil(lambda: not js(view, "document.getElementById('chart-update').hidden"))
-            assert js(view, "document.getElementById('chart-x').value") == "region"
-            js(view, "(document.getElementById('chart-type').value = 'pie') && 1")
-            js(view, "dataVisualizer.drawChart() || 1")
+            js("[...document.querySelectorAll('#grid article')].find((a) => "
+               "a.getAttribute('aria-label') === 'rows per region')"
+               ".querySelector('button[title=\"Open in Explore\"]').click() || 1")
+            qtbot.waitUntil(lambda: not js("document.getElementById('chart-update').hidden"))
+            assert js("document.getElementById('chart-x').value") == "region"
+            js("(document.getElementById('chart-type').value = 'pie') && 1")
+            js("dataVisualizer.drawChart() || 1")
             qtbot.waitUntil(lambda: count("#chart svg .mark-arc path") == 4, timeout=30_000)
-            js(view, "document.getElementById('chart-update').click() || 1")
+            js("document.getElementById('chart-update').click() || 1")
             qtbot.waitUntil(lambda: count("#grid .chart svg .mark-arc path") == 4,
                             timeout=30_000)
 
             page_upload("a,b\n1,2\n3,4,5\n", "broken.csv")
-            shown = str(js(view, "document.getElementById('page-error').textContent"))
+            shown = str(js("document.getElementById('page-error').textContent"))
             assert "line 3" in shown and "expected 2 fields" in shown
-    finally:
-        arun(rt.stop())
