@@ -14,18 +14,15 @@ Run from the repository root (it uses the project's GUI test fixtures):
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from plexichat_desktop.runtime import Runtime
+from tests.gui.plugin_screenshots import docs_app, page_shots
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parents[1] / "api_integration_layer"))
 MASTER = "Tr0ub4dor&3-horse"
 SAMPLES = [
     ("Mail", "ann@example.org", "hunter22", "https://mail.example.org", "Personal", ["2fa"]),
@@ -68,21 +65,11 @@ async def seed_messages(rt: Runtime, plugin: Any, client: httpx.AsyncClient) -> 
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
-    from api_integration_layer.testing import FAST_API
-
-    from plexichat_desktop.core.settings import ApiSettings
-
     pwned = tmp_path / "pwned-passwords.txt"
     pwned.write_text("".join(f"{hashlib.sha1(p.encode()).hexdigest().upper()}:{n}\n"
                              for p, n in (("hunter22", 18264), ("letmein123", 41022))))
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    settings.plugin = {"security_toolkit": {"kdf_memory_kib": 8192, "kdf_time_cost": 1,
-                                            "breach_list": str(pwned)}}
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
-    arun(rt.start())
-    try:
+    with docs_app(home, arun, tmp_path, plugin_settings={"security_toolkit": {
+            "kdf_memory_kib": 8192, "kdf_time_cost": 1, "breach_list": str(pwned)}}) as rt:
         plugin = rt.plugins.by_id["security_toolkit"].instance
 
         async def seed() -> None:
@@ -108,54 +95,39 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                 await client.post("vault/lock")
 
         arun(seed())
-        with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:
-            view = browser.open("/plugins/security_toolkit/", size=(1280, 900))
-            browser.wait_idle(view)
-            js = browser.js
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE) as shots:
+            shots.open("/plugins/security_toolkit/", size=(1280, 900))
+            js = shots.js
 
             def run(code: str) -> None:
-                js(view, f"({code}) || 1")
+                js(f"({code}) || 1")
 
-            qtbot.waitUntil(lambda: not js(view, "document.getElementById('unlock-form')"
-                                                 ".hidden"))
+            qtbot.waitUntil(lambda: not js("document.getElementById('unlock-form')"
+                                           ".hidden"))
             run(f"document.getElementById('unlock-password').value = {MASTER!r}")
             run("document.getElementById('unlock-form').requestSubmit()")
-            qtbot.waitUntil(lambda: js(view, "document.querySelectorAll('#entry-list "
-                                             "button').length") == 7, timeout=20_000)
+            qtbot.waitUntil(lambda: js("document.querySelectorAll('#entry-list "
+                                       "button').length") == 7, timeout=20_000)
             run("securityToolkit.openEntry(securityToolkit.state.entries"
                 ".find(e => e.title === 'Bank').id)")
-            qtbot.waitUntil(lambda: js(view, "document.getElementById('e-title').value")
+            qtbot.waitUntil(lambda: js("document.getElementById('e-title').value")
                             == "Bank")
-            qtbot.waitUntil(lambda: "Strength" in js(
-                view, "document.getElementById('e-strength').textContent"))
-            qtbot.waitUntil(lambda: "locks in" in js(
-                view, "document.getElementById('lock-state').textContent"))
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / "security-toolkit.png"))
+            qtbot.waitUntil(lambda: "Strength" in shots.text("e-strength"))
+            qtbot.waitUntil(lambda: "locks in" in shots.text("lock-state"))
+            shots.save("security-toolkit")
 
             run("securityToolkit.showTab('health')")
             run("document.getElementById('health-form').requestSubmit()")
-            qtbot.waitUntil(lambda: js(view, "document.querySelectorAll('#health-rows tr')"
-                                             ".length") >= 4, timeout=20_000)
+            qtbot.waitUntil(lambda: js("document.querySelectorAll('#health-rows tr')"
+                                       ".length") >= 4, timeout=20_000)
             # One click on the Wi-Fi row's Fix: regenerated, stored, report refreshed.
             run("[...document.querySelectorAll('#health-rows tr')].find(r => r.textContent"
                 ".includes('Wi-Fi')).querySelector('td:last-child button').click()")
-            qtbot.waitUntil(lambda: not js(view, "document.getElementById('fixed-box')"
-                                                 ".hidden"), timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / "security-toolkit-health.png"))
+            qtbot.waitUntil(lambda: not js("document.getElementById('fixed-box')"
+                                           ".hidden"), timeout=20_000)
+            shots.save("security-toolkit-health")
 
             run("securityToolkit.showTab('messages')")
-            qtbot.waitUntil(lambda: js(view, "document.querySelectorAll('#thread li')"
-                                             ".length") == 2, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            report = browser.report(view)
-            assert not report.problems, report.problems
-            view.grab().save(str(HERE / "security-toolkit-messages.png"))
-    finally:
-        arun(rt.stop())
+            qtbot.waitUntil(lambda: js("document.querySelectorAll('#thread li')"
+                                       ".length") == 2, timeout=20_000)
+            shots.save("security-toolkit-messages")
