@@ -638,5 +638,17 @@ async def test_provider_internals_are_for_the_administrator(v1):
     assert entry["error"].startswith("AI provider 'fake' is unreachable")
     models = await bob.client.get("/ai/models")
     assert [e["provider"] for e in models.json()["errors"]] == ["fake"]
+    # A failed chat says what happened, not where the provider is.
+    chats = []
+    for who in (admin, bob):
+        for stream in (False, True):
+            r = await who.client.post("/ai/chat", json={
+                "model": "fake/tiny", "stream": stream,
+                "messages": [{"role": "user", "content": "anyone?"}]})
+            assert r.status_code == 503, r.text
+            chats.append(r.json()["detail"])
+    assert all(port in detail for detail in chats[:2])
+    assert chats[2:] == ["AI provider 'fake' is unreachable or busy (an administrator "
+                         "sees why: GET /api/v1/ai/health)"] * 2
     for text in (listed.text, health.text, models.text):
         assert port not in text and "127.0.0.1" not in text and "TKEY" not in text

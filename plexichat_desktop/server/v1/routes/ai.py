@@ -12,7 +12,8 @@ module adds what the API promises around them:
   administrator's API keys);
 * non-administrators see providers by name, kind, state and models only;
 * errors that name the provider: 502 a bad or refusing upstream, 503 an unreachable or
-  disabled one, 504 a timeout; never a 500. A streamed answer only starts (200) once its
+  disabled one, 504 a timeout; never a 500. The provider's own message (its address,
+  the upstream's words) only for administrators. A streamed answer only starts (200) once its
   first piece has arrived, so these are real HTTP statuses; a failure after that is an
   ``error`` event in the stream;
 * cancellation: when the client goes away, the upstream request is cancelled (its
@@ -158,9 +159,27 @@ class ModerateBody(Body):
 
 
 # -- helpers -----------------------------------------------------------------------------
-def provider_http_error(exc: ProviderError) -> HTTPException:
+# What a non-administrator is told when a provider fails: the provider's own message
+# names its address or model file and quotes the upstream's answer.
+PUBLIC_FAILURES = {404: "does not have this model", 502: "answered with an error",
+                   503: "is unreachable or busy", 504: "did not answer in time"}
+
+
+def public_failure(provider: str, what: str) -> str:
+    return (f"AI provider '{provider}' {what} (an administrator sees why: GET "
+            f"/api/v1/ai/health)")
+
+
+def failure_detail(exc: ProviderError, full: bool) -> str:
+    """``exc``'s message as the caller may see it (``full``: administrators)."""
+    if full:
+        return exc.detail
+    return public_failure(exc.provider, PUBLIC_FAILURES.get(exc.status, "failed"))
+
+
+def provider_http_error(exc: ProviderError, full: bool) -> HTTPException:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-    return HTTPException(exc.status, exc.detail, headers=headers)
+    return HTTPException(exc.status, failure_detail(exc, full), headers=headers)
 
 
 async def _until_disconnect(request: Request, work: Awaitable[T]) -> T:
@@ -240,10 +259,11 @@ def _completion_body(cid: str, ref: ModelRef, result: Completion, latency_ms: fl
 class Call:
     """One chat request in flight: its figures for the usage row."""
 
-    def __init__(self, ai: AiService, user_id: str, ref: ModelRef, params: ChatParams,
+    def __init__(self, ai: AiService, user: CurrentUser, ref: ModelRef, params: ChatParams,
                  stream: bool):
         self.ai, self.user_id, self.ref, self.params, self.stream = (
-            ai, user_id, ref, params, stream)
+            ai, user.id, ref, params, stream)
+        self.full_errors = user.is_admin
         self.id = "chatcmpl-" + uuid.uuid4().hex
         self.started = time.perf_counter()
         self.first_token: float | None = None
@@ -289,7 +309,7 @@ async def run_plain(request: Request, call: Call, provider: Provider,
         raise
     except ProviderError as exc:
         await call.record("error", Usage(), exc.detail)
-        raise provider_http_error(exc) from None
+        raise provider_http_error(exc, call.full_errors) from None
     except TimeoutError:
         detail = f"AI provider '{call.ref.provider}' did not answer in {timeout:g} s"
         await call.record("error", Usage(), detail)
@@ -342,7 +362,8 @@ class ChatEventStream(StreamingResponse):
                     finish, self.usage = delta.finish_reason, delta.usage
         except ProviderError as exc:
             self.status, self.error = "error", exc.detail
-            yield _sse({"error": {"message": exc.detail, "type": "provider_error",
+            yield _sse({"error": {"message": failure_detail(exc, self.call.full_errors),
+                                  "type": "provider_error",
                                   "provider": exc.provider, "code": exc.status}})
             yield _sse("[DONE]")
             return
@@ -394,7 +415,7 @@ async def run_stream(request: Request, call: Call, provider: Provider) -> ChatEv
     except ProviderError as exc:
         await _close(pieces)
         await call.record("error", Usage(), exc.detail)
-        raise provider_http_error(exc) from None
+        raise provider_http_error(exc, call.full_errors) from None
     except StopAsyncIteration:
         first = Delta("", "stop", None)
     return ChatEventStream(call, first, pieces)
@@ -417,7 +438,7 @@ async def chat(body: ChatBody, request: Request, user: User, ai: Ai
     messages = [ChatMessage(m.role, m.content) for m in body.messages]
     params = _params(ai, ref, messages, body.max_tokens, body.temperature, body.top_p,
                      body.stop)
-    call = Call(ai, user.id, ref, params, body.stream)
+    call = Call(ai, user, ref, params, body.stream)
     if body.stream:
         return await run_stream(request, call, provider)
     result = await run_plain(request, call, provider)
@@ -441,7 +462,7 @@ async def origin_request(body: OriginRequest, request: Request, user: User, ai: 
     messages += [ChatMessage(m.role, m.content) for m in body.context or ()]
     messages.append(ChatMessage("user", body.prompt))
     params = _params(ai, ref, messages, body.max_tokens, body.temperature, None, None)
-    call = Call(ai, user.id, ref, params, body.stream)
+    call = Call(ai, user, ref, params, body.stream)
     if body.stream:
         return await run_stream(request, call, provider)
     result = await run_plain(request, call, provider, body.timeout_seconds)
@@ -453,8 +474,8 @@ async def origin_request(body: OriginRequest, request: Request, user: User, ai: 
 
 
 # -- models, providers, health ---------------------------------------------------------
-# What a non-administrator is told about a provider that failed its probe: the provider's
-# own error names its address (or model file) and the upstream's words.
+# What a non-administrator is told about a provider that failed its probe (see
+# PUBLIC_FAILURES).
 PUBLIC_ERRORS = {"unreachable": "is unreachable", "error": "answered with an error"}
 Refresh = Annotated[bool, Query(description=(
     "Ask every provider now instead of reusing the last answer (administrators; for "
@@ -509,9 +530,8 @@ async def _probe_all(ai: AiService, user: CurrentUser, refresh: bool
         if not user.is_admin:
             entry.pop("latency_ms")
             if entry["error"]:
-                entry["error"] = (f"AI provider '{name}' "
-                                  f"{PUBLIC_ERRORS.get(entry['status'], 'failed')} (an "
-                                  f"administrator sees why in GET /api/v1/ai/health)")
+                entry["error"] = public_failure(
+                    name, PUBLIC_ERRORS.get(entry["status"], "failed"))
         out.append(entry)
     return out
 
@@ -689,7 +709,7 @@ async def test_provider(name: ProviderName, request: Request, admin: Admin, ai: 
     ref = ModelRef(name, model)
     params = ChatParams(model, [ChatMessage("user", body.prompt)],
                         min(body.max_tokens, ai.settings.ai_max_tokens))
-    call = Call(ai, admin.id, ref, params, False)
+    call = Call(ai, admin, ref, params, False)
     try:
         result = await run_plain(request, call, provider)
     except HTTPException as exc:
