@@ -153,6 +153,11 @@ class PageShots:
         return path
 
 
+def shots_folder(docs: Path) -> Path:
+    """Where shots meant for ``docs`` go: ``$PLEXICHAT_SCREENSHOT_DIR`` when set."""
+    return Path(os.environ.get("PLEXICHAT_SCREENSHOT_DIR") or docs)
+
+
 @contextmanager
 def page_shots(qapp: Any, qtbot: Any, runtime: Runtime, tmp_path: Path,
                arun: Callable[..., Any], docs: Path, theme_env: str | None = None,
@@ -164,6 +169,5 @@ def page_shots(qapp: Any, qtbot: Any, runtime: Runtime, tmp_path: Path,
     app stops: the views close first."""
     chosen = theme or (os.environ.get(theme_env, "light") if theme_env else "light")
     suffix = "" if theme or chosen == "light" else f"-{chosen}"
-    folder = Path(os.environ.get("PLEXICHAT_SCREENSHOT_DIR") or docs)
     with page_browser(qapp, qtbot, runtime, tmp_path, arun, theme=chosen) as browser:
-        yield PageShots(browser, qtbot, folder, suffix)
+        yield PageShots(browser, qtbot, shots_folder(docs), suffix)

@@ -18,34 +18,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from tests.gui.plugin_screenshots import docs_app, page_shots, shots_folder, sign_in
 
 HERE = Path(__file__).resolve().parent
-PLUGIN = HERE.parent
-LAYER = PLUGIN.parent / "api_integration_layer"
-for folder in (PLUGIN, LAYER):
-    sys.path.append(str(folder))
+sys.path.append(str(HERE.parent))  # analytics_dashboard.demo, .automation
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
     from analytics_dashboard.demo import seed_year
-    from api_integration_layer.testing import FAST_API, PASSWORD, plugin_folder
+    from api_integration_layer.testing import PASSWORD
 
-    from plexichat_desktop.core.settings import ApiSettings
-
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    folder = plugin_folder(tmp_path, PLUGIN, LAYER)
-    rt = Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False,
-                                                extra_plugin_dirs=[folder]))
-    arun(rt.start())
-    try:
-        layer = rt.plugins.by_id["api_integration_layer"].instance
-        arun(layer.client.auth.register("maria", "maria@example.org", PASSWORD))
-        arun(layer.client.auth.login("maria", PASSWORD))
+    with docs_app(home, arun, tmp_path, plugins=("analytics_dashboard",)) as rt:
+        layer = sign_in(rt, arun, "maria")
         assert rt.api_v1 is not None
         arun(rt.api_v1.store.write(seed_year, layer.client.user["id"]))
         plugin = rt.plugins.by_id["analytics_dashboard"].instance
@@ -69,81 +53,62 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
             document = QPdfDocument()
             document.load(str(plugin.reports_dir / ran["last_file"]))
             assert document.pageCount() >= 1
-            document.render(0, QSize(794, 1123)).save(str(HERE / "report-pdf.png"))
-        theme = os.environ.get("AD_SCREENSHOT_THEME", "light")
-        suffix = "" if theme == "light" else f"-{theme}"
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/analytics_dashboard/#overview", size=(1360, 1180))
-            js = browser.js
+            document.render(0, QSize(794, 1123)).save(str(shots_folder(HERE) / "report-pdf.png"))
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE, "AD_SCREENSHOT_THEME") as shots:
+            shots.open("/plugins/analytics_dashboard/#overview", size=(1360, 1180))
+            js, count = shots.js, shots.count
 
-            def count(selector: str) -> int:
-                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
-
-            js(view, "localStorage.setItem('analytics.days', '90') || 1")
-            js(view, "document.querySelector('.seg[data-days=\"90\"]').click() || 1")
+            js("localStorage.setItem('analytics.days', '90') || 1")
+            js("document.querySelector('.seg[data-days=\"90\"]').click() || 1")
             qtbot.waitUntil(lambda: count("#kpis .kpi") == 8, timeout=30_000)
-            js(view, "document.getElementById('trend-forecast').click() || 1")
+            js("document.getElementById('trend-forecast').click() || 1")
             qtbot.waitUntil(lambda: count("#trend-chart svg") == 1 and
-                            "forecast" in str(js(view, "document.getElementById("
-                                                       "'trend-legend').textContent")),
+                            "forecast" in str(js("document.getElementById("
+                                                 "'trend-legend').textContent")),
                             timeout=30_000)
-            browser.wait_idle(view)
-            qtbot.wait(500)
-            view.grab().save(str(HERE / f"analytics-dashboard{suffix}.png"))
+            shots.save("analytics-dashboard", settle=500)
 
-            js(view, "document.getElementById('tab-reports').click() || 1")
+            js("document.getElementById('tab-reports').click() || 1")
             qtbot.waitUntil(lambda: count("#report-table tbody tr") > 5, timeout=30_000)
             qtbot.waitUntil(lambda: count("#report-chart svg") == 1, timeout=30_000)
-            qtbot.wait(400)
-            view.grab().save(str(HERE / f"analytics-dashboard-reports{suffix}.png"))
+            shots.save("analytics-dashboard-reports", settle=400)
             # Every other report draws its chart and table too (kept in /tmp to look at).
             def title() -> str:
-                return str(js(view, "document.getElementById('report-title').textContent"))
+                return str(js("document.getElementById('report-title').textContent"))
 
             for kind in ("files", "messaging", "top_users"):
                 before = title()
-                js(view, f"(document.getElementById('report-type').value = {kind!r}) && "
-                         "document.getElementById('report-type')"
-                         ".dispatchEvent(new Event('change')) || 1")
+                js(f"(document.getElementById('report-type').value = {kind!r}) && "
+                   "document.getElementById('report-type')"
+                   ".dispatchEvent(new Event('change')) || 1")
                 qtbot.waitUntil(lambda before=before: title() != before, timeout=30_000)
                 qtbot.waitUntil(lambda: count("#report-chart svg") == 1 and
                                 count("#report-table tbody tr") >= 1, timeout=30_000)
-                qtbot.wait(300)
-                view.grab().save(str(tmp_path / f"report-{kind}.png"))
+                shots.save(f"report-{kind}", folder=tmp_path)
             print("report views in", tmp_path)
 
-            js(view, "document.getElementById('tab-alerts').click() || 1")
+            js("document.getElementById('tab-alerts').click() || 1")
             qtbot.waitUntil(lambda: count("#rules li") == 3, timeout=30_000)
             qtbot.waitUntil(lambda: count("#files li a") == 1, timeout=30_000)
-            qtbot.wait(400)
-            view.grab().save(str(HERE / f"analytics-dashboard-alerts{suffix}.png"))
+            shots.save("analytics-dashboard-alerts", settle=400)
 
             # Edit a rule through the form: the list shows the new condition.
-            js(view, "[...document.querySelectorAll('#rules button')]"
-                     ".find(b => b.textContent === 'Edit').click() || 1")
-            js(view, "(document.getElementById('rule-value').value = '400') && 1")
-            js(view, "document.querySelector('#rule-form button[type=submit]').click() || 1")
-            qtbot.waitUntil(lambda: "> 400" in str(js(
-                view, "document.getElementById('rules').textContent")), timeout=30_000)
-            report = browser.report(view)
-            assert not report.problems, report.problems
+            js("[...document.querySelectorAll('#rules button')]"
+               ".find(b => b.textContent === 'Edit').click() || 1")
+            js("(document.getElementById('rule-value').value = '400') && 1")
+            js("document.querySelector('#rule-form button[type=submit]').click() || 1")
+            qtbot.waitUntil(lambda: "> 400" in shots.text("rules"), timeout=30_000)
+            shots.check()
 
             # A non-administrator asking for top users: a notice, not a broken panel.
             arun(layer.client.auth.logout())
             arun(layer.client.auth.register("sam", "sam@example.org", PASSWORD))
             arun(layer.client.auth.login("sam", PASSWORD))
-            js(view, "localStorage.setItem('analytics.report', 'top_users') || 1")
-            other = browser.open("/plugins/analytics_dashboard/#reports", size=(1360, 700))
+            js("localStorage.setItem('analytics.report', 'top_users') || 1")
+            shots.open("/plugins/analytics_dashboard/#reports", size=(1360, 700))
             qtbot.waitUntil(lambda: "Administrator needed" in str(js(
-                other, "(document.getElementById('report-note') || {}).textContent")),
+                "(document.getElementById('report-note') || {}).textContent")),
                 timeout=30_000)
-            assert "signed in as sam" in str(js(
-                other, "document.getElementById('report-note').textContent"))
-            assert js(other, "document.getElementById('export-csv').hasAttribute('href')") \
-                is False
-            qtbot.wait(300)
-            other.grab().save(str(HERE / f"analytics-dashboard-non-admin{suffix}.png"))
-            report = browser.report(other)
-            assert not report.problems, report.problems
-    finally:
-        arun(rt.stop())
+            assert "signed in as sam" in shots.text("report-note")
+            assert js("document.getElementById('export-csv').hasAttribute('href')") is False
+            shots.save("analytics-dashboard-non-admin")
