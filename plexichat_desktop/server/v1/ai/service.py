@@ -162,9 +162,12 @@ class ProbeCache:
 
     def _finished(self, name: str, fingerprint: Any,
                   task: asyncio.Future[dict[str, Any]]) -> None:
-        if self._running.get(name, (None, None))[1] is task:
+        # A probe of the provider as it was before a change may end after the newer one:
+        # its answer must not replace the newer one's.
+        latest = self._running.get(name, (None, None))[1] is task
+        if latest:
             del self._running[name]
-        if not task.cancelled() and task.exception() is None:
+        if latest and not task.cancelled() and task.exception() is None:
             self._done[name] = (time.monotonic() + self._ttl(), fingerprint, task.result())
 
     def forget(self, name: str) -> None:
