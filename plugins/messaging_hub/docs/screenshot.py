@@ -14,42 +14,24 @@ MH_SCREENSHOT_THEME=dark for the dark theme, written as inbox-dark.png and so on
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import sqlite3
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from plexichat_desktop.core.settings import ApiSettings, Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from tests.gui.plugin_screenshots import docs_app, page_shots, sign_in
 
 HERE = Path(__file__).resolve().parent
-PLUGINS = HERE.parents[1]
-sys.path.append(str(PLUGINS / "api_integration_layer"))
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
-    from api_integration_layer.testing import FAST_API, PASSWORD
+    from api_integration_layer.testing import PASSWORD
 
-    holder = tmp_path / "plugins"
-    holder.mkdir()
-    for name in ("api_integration_layer", "messaging_hub"):
-        (holder / name).symlink_to(PLUGINS / name, target_is_directory=True)
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    rt = Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False,
-                                                extra_plugin_dirs=[holder]))
-    arun(rt.start())
-    try:
-        layer = rt.plugins.by_id["api_integration_layer"].instance
-        arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD))
-        arun(layer.client.auth.login("ann", PASSWORD))
+    with docs_app(home, arun, tmp_path, plugins=("messaging_hub",)) as rt:
+        layer = sign_in(rt, arun)
         arun(layer.client.users.update_me(display_name="Ann Lee"))
         base = f"{rt.url}plugins/messaging_hub/api/"
         headers = {"Authorization": f"Bearer {rt.token}"}
@@ -178,106 +160,84 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                                [(t, t, i) for t, i in stamps])
 
         ids = arun(scene(), timeout=120_000)
-        theme = os.environ.get("MH_SCREENSHOT_THEME", "light")
-        suffix = "" if theme == "light" else f"-{theme}"
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/messaging_hub/", size=(1440, 900))
-            browser.wait_idle(view)
-            js = browser.js
-
-            def count(selector: str) -> int:
-                return int(js(view, f"document.querySelectorAll({selector!r}).length"))
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE, "MH_SCREENSHOT_THEME") as shots:
+            shots.open("/plugins/messaging_hub/", size=(1440, 900))
+            js, count = shots.js, shots.count
 
             qtbot.waitUntil(lambda: count("#conv-list li") == 3, timeout=20_000)
-            js(view, f"document.querySelector('[data-user=\"{ids['bob']}\"]').click() || 1")
+            js(f"document.querySelector('[data-user=\"{ids['bob']}\"]').click() || 1")
             qtbot.waitUntil(lambda: count("#messages li") >= 5, timeout=20_000)
-            js(view, "[...document.querySelectorAll('#messages .thread-link')][0].click() || 1")
+            js("[...document.querySelectorAll('#messages .thread-link')][0].click() || 1")
             qtbot.waitUntil(lambda: count("#right .msg") == 2, timeout=20_000)
-            js(view, "(document.getElementById('content').value = 'Split on the first = "
-                     "only: `line.split(\"=\", 1)`') && 1")
-            js(view, "document.getElementById('msg-type').value = 'markdown'")
-            js(view, "document.getElementById('content').dispatchEvent(new Event('input'))"
-                     " || 1")
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            view.grab().save(str(HERE / f"inbox{suffix}.png"))
+            js("(document.getElementById('content').value = 'Split on the first = "
+               "only: `line.split(\"=\", 1)`') && 1")
+            js("document.getElementById('msg-type').value = 'markdown'")
+            js("document.getElementById('content').dispatchEvent(new Event('input'))"
+               " || 1")
+            shots.save("inbox", settle=400)
 
             # Driven as a person would: send, then Undo puts the text back.
-            js(view, "document.getElementById('send-btn').click() || 1")
-            qtbot.waitUntil(lambda: not js(view, "document.getElementById('toast-undo')"
-                                                 ".hidden"), timeout=10_000)
-            js(view, "document.getElementById('toast-undo').click() || 1")
+            js("document.getElementById('send-btn').click() || 1")
+            qtbot.waitUntil(lambda: not js("document.getElementById('toast-undo')"
+                                           ".hidden"), timeout=10_000)
+            js("document.getElementById('toast-undo').click() || 1")
             qtbot.waitUntil(lambda: "line.split" in str(js(
-                view, "document.getElementById('content').value")), timeout=10_000)
+                "document.getElementById('content').value")), timeout=10_000)
             # A template with a variable left empty is refused, the field named and marked.
-            js(view, "(document.getElementById('tpl-pick').value = [...document"
-                     ".querySelectorAll('#tpl-pick option')].find(o => o.textContent"
-                     ".includes('Meeting')).value) && 1")
-            js(view, "document.getElementById('tpl-pick').dispatchEvent(new Event('change'))"
-                     " || 1")
+            js("(document.getElementById('tpl-pick').value = [...document"
+               ".querySelectorAll('#tpl-pick option')].find(o => o.textContent"
+               ".includes('Meeting')).value) && 1")
+            js("document.getElementById('tpl-pick').dispatchEvent(new Event('change'))"
+               " || 1")
             qtbot.waitUntil(lambda: count("#tpl-vars [data-var]") == 2, timeout=10_000)
-            js(view, "(document.querySelector('[data-var=meeting]').value = 'the review') "
-                     "&& 1")
-            js(view, "document.getElementById('send-btn').click() || 1")
-            qtbot.waitUntil(lambda: str(js(view, "document.getElementById('composer-error')"
-                                                 ".textContent")).startswith("variables.when"),
+            js("(document.querySelector('[data-var=meeting]').value = 'the review') "
+               "&& 1")
+            js("document.getElementById('send-btn').click() || 1")
+            qtbot.waitUntil(lambda: str(js("document.getElementById('composer-error')"
+                                           ".textContent")).startswith("variables.when"),
                             timeout=10_000)
-            assert js(view, "document.querySelector('[data-var=when]').classList"
-                            ".contains('invalid')")
+            assert js("document.querySelector('[data-var=when]').classList"
+                      ".contains('invalid')")
             # The keyboard moves through the inbox.
-            js(view, "document.activeElement.blur() || 1")
-            js(view, "document.dispatchEvent(new KeyboardEvent('keydown', {key: 'j'})) || 1")
+            js("document.activeElement.blur() || 1")
+            js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'j'})) || 1")
             qtbot.waitUntil(lambda: count("#conv-list li.cursor") == 1, timeout=10_000)
             # Search with a filter, then jump to an old message.
-            js(view, "(document.getElementById('search-q').value = 'Notes from the call') "
-                     "&& 1")
-            js(view, "document.getElementById('search-form').requestSubmit() || 1")
+            js("(document.getElementById('search-q').value = 'Notes from the call') "
+               "&& 1")
+            js("document.getElementById('search-form').requestSubmit() || 1")
             qtbot.waitUntil(lambda: count("#right .result") >= 2, timeout=10_000)
-            js(view, f"(document.querySelector('#right select').value = '{ids['bob']}') && 1")
-            js(view, "document.querySelector('#right select').dispatchEvent(new Event("
-                     "'change')) || 1")
-            qtbot.waitUntil(lambda: bool(js(view, "[...document.querySelectorAll("
-                                                  "'#right .result')].every(r => r"
-                                                  ".textContent.includes('Bob'))")),
+            js(f"(document.querySelector('#right select').value = '{ids['bob']}') && 1")
+            js("document.querySelector('#right select').dispatchEvent(new Event("
+               "'change')) || 1")
+            qtbot.waitUntil(lambda: bool(js("[...document.querySelectorAll("
+                                            "'#right .result')].every(r => r"
+                                            ".textContent.includes('Bob'))")),
                             timeout=10_000)
-            js(view, "[...document.querySelectorAll('#right .result')].at(-1).click() || 1")
+            js("[...document.querySelectorAll('#right .result')].at(-1).click() || 1")
             qtbot.waitUntil(lambda: count("#messages li.found") == 1, timeout=10_000)
             # The template and its variables belonged to the composer before the jump.
-            assert js(view, "document.getElementById('tpl-pick').value") == ""
-            assert "{{" not in str(js(view, "document.getElementById('content').value"))
-            js(view, "document.getElementById('toast').hidden = true")
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / f"search{suffix}.png"))
+            assert js("document.getElementById('tpl-pick').value") == ""
+            assert "{{" not in str(js("document.getElementById('content').value"))
+            js("document.getElementById('toast').hidden = true")
+            shots.save("search")
 
-            js(view, "document.getElementById('tab-analytics').click() || 1")
+            js("document.getElementById('tab-analytics').click() || 1")
             qtbot.waitUntil(lambda: count("#an-table tbody tr") >= 3, timeout=20_000)
             qtbot.waitUntil(lambda: count("#chart-contacts svg") == 1, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            view.grab().save(str(HERE / f"analytics{suffix}.png"))
+            shots.save("analytics", settle=400)
 
-            js(view, "document.getElementById('tab-templates').click() || 1")
+            js("document.getElementById('tab-templates').click() || 1")
             qtbot.waitUntil(lambda: count("#tpl-list li") == 2, timeout=20_000)
-            js(view, "[...document.querySelectorAll('#tpl-list li')].find(l => l.textContent"
-                     ".includes('Meeting')).click() || 1")
+            js("[...document.querySelectorAll('#tpl-list li')].find(l => l.textContent"
+               ".includes('Meeting')).click() || 1")
             qtbot.waitUntil(lambda: count("#tpl-lint .chip") == 4, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / f"templates{suffix}.png"))
+            shots.save("templates")
 
-            js(view, "document.getElementById('tab-outbox').click() || 1")
+            js("document.getElementById('tab-outbox').click() || 1")
             qtbot.waitUntil(lambda: count("#outbox-list li") >= 1, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / f"outbox{suffix}.png"))
+            shots.save("outbox")
 
-            js(view, "document.getElementById('tab-away').click() || 1")
+            js("document.getElementById('tab-away').click() || 1")
             qtbot.waitUntil(lambda: count("#away-log li.replied") >= 1, timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / f"away{suffix}.png"))
-            report = browser.report(view)
-            assert not report.problems, report.problems
-    finally:
-        arun(rt.stop())
+            shots.save("away")
