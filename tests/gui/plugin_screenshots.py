@@ -116,6 +116,10 @@ class PageShots:
         assert chosen is not None, "open a page first"
         return chosen
 
+    def idle(self, view: PluginView | None = None) -> None:
+        """Wait until the page has no request or animation under way."""
+        self.browser.wait_idle(self._view(view))
+
     def js(self, expression: str, view: PluginView | None = None,
            timeout: int = 10_000) -> Any:
         """The JSON value of ``expression`` in the page."""
@@ -144,7 +148,7 @@ class PageShots:
         """``<folder>/<name>[-<theme>].png`` once the page is idle, ``settle`` ms more
         passed (transitions) and it showed no problem."""
         chosen = self._view(view)
-        self.browser.wait_idle(chosen)
+        self.idle(chosen)
         self.qtbot.wait(settle)
         self.check(chosen)
         path = (folder or self.folder) / f"{name}{self.suffix}.png"

@@ -12,20 +12,14 @@ AC_SCREENSHOT_THEME=dark for the dark theme, written as chat-dark.png and so on)
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from plexichat_desktop.core.settings import ApiSettings, Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.page_console import page_browser
+from tests.gui.plugin_screenshots import docs_app, page_shots, sign_in
 
 HERE = Path(__file__).resolve().parent
-PLUGINS = HERE.parents[1]
-sys.path.append(str(PLUGINS / "api_integration_layer"))
 
 PLAN = """# Project Falcon: launch plan
 
@@ -50,24 +44,12 @@ def launch_quarter(certified: bool) -> str:
 
 
 def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path) -> None:
-    from api_integration_layer.testing import FAST_API, PASSWORD
+    from api_integration_layer.testing import PASSWORD
 
-    holder = tmp_path / "plugins"
-    holder.mkdir()
-    for name in ("api_integration_layer", "advanced_client"):
-        (holder / name).symlink_to(PLUGINS / name, target_is_directory=True)
-    settings = Settings()
-    settings.server.port = 0
     # A visible pace for the streamed answers (the built-in provider's tokens).
-    settings.api = ApiSettings(**{**FAST_API, "ai_builtin_token_delay": 0.01,
-                                  "performance_interval": 1.0})
-    rt = Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False,
-                                                extra_plugin_dirs=[holder]))
-    arun(rt.start())
-    try:
-        layer = rt.plugins.by_id["api_integration_layer"].instance
-        arun(layer.client.auth.register("ann", "ann@example.org", PASSWORD))
-        arun(layer.client.auth.login("ann", PASSWORD))
+    with docs_app(home, arun, tmp_path, plugins=("advanced_client",), api={
+            "ai_builtin_token_delay": 0.01, "performance_interval": 1.0}) as rt:
+        layer = sign_in(rt, arun)
         ann_id = layer.client.user["id"]
         base = f"{rt.url}plugins/advanced_client/api/"
         headers = {"Authorization": f"Bearer {rt.token}"}
@@ -98,91 +80,75 @@ def test_screenshot(qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path)
                         "note": note.json()["session_id"]}
 
         made = arun(scene(), timeout=60_000)
-        theme = os.environ.get("AC_SCREENSHOT_THEME", "light")
-        suffix = "" if theme == "light" else f"-{theme}"
-        with page_browser(qapp, qtbot, rt, tmp_path, arun, theme=theme) as browser:
-            view = browser.open("/plugins/advanced_client/", size=(1480, 960))
-            browser.wait_idle(view)
-            js = browser.js
-            qtbot.waitUntil(lambda: js(view, "document.body.dataset.ready || ''") == "true",
+        with page_shots(qapp, qtbot, rt, tmp_path, arun, HERE, "AC_SCREENSHOT_THEME") as shots:
+            shots.open("/plugins/advanced_client/", size=(1480, 960))
+            js = shots.js
+            qtbot.waitUntil(lambda: js("document.body.dataset.ready || ''") == "true",
                             timeout=20_000)
 
             def ask(text: str) -> None:
-                before = int(js(view, "document.querySelectorAll('#messages .msg').length"))
-                js(view, f"(document.getElementById('prompt').value = {text!r}) && 1")
-                js(view, "document.getElementById('send').click() || 1")
-                qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
-                                                     "'#messages .msg').length")) >= before + 2
-                                and not js(view, "document.querySelector('.msg.writing') "
-                                                 "!== null")
-                                and bool(js(view, "!document.getElementById('send')"
-                                                  ".hidden")), timeout=30_000)
-                browser.wait_idle(view)
+                before = int(js("document.querySelectorAll('#messages .msg').length"))
+                js(f"(document.getElementById('prompt').value = {text!r}) && 1")
+                js("document.getElementById('send').click() || 1")
+                qtbot.waitUntil(lambda: int(js("document.querySelectorAll("
+                                               "'#messages .msg').length")) >= before + 2
+                                and not js("document.querySelector('.msg.writing') "
+                                           "!== null")
+                                and bool(js("!document.getElementById('send')"
+                                            ".hidden")), timeout=30_000)
+                shots.idle()
 
-            js(view, "document.getElementById('new-chat').click() || 1")
-            qtbot.waitUntil(lambda: not js(view, "document.getElementById('chat-title')"
-                                                 ".disabled"), timeout=20_000)
-            js(view, "(document.getElementById('chat-model').value = 'builtin/plexi-rules')"
-                     " && 1")
-            js(view, "document.getElementById('chat-model').dispatchEvent(new Event("
-                     "'change')) || 1")
+            js("document.getElementById('new-chat').click() || 1")
+            qtbot.waitUntil(lambda: not js("document.getElementById('chat-title')"
+                                           ".disabled"), timeout=20_000)
+            js("(document.getElementById('chat-model').value = 'builtin/plexi-rules')"
+               " && 1")
+            js("document.getElementById('chat-model').dispatchEvent(new Event("
+               "'change')) || 1")
             ask("Hello!")
-            js(view, "document.getElementById('use-retrieval').click() || 1")
-            browser.wait_idle(view)
+            js("document.getElementById('use-retrieval').click() || 1")
+            shots.idle()
             ask("When does the Falcon launch move, and why?")
-            js(view, "(document.getElementById('chat-model').value = 'builtin/plexi-echo')"
-                     " && 1")
-            js(view, "document.getElementById('chat-model').dispatchEvent(new Event("
-                     "'change')) || 1")
-            browser.wait_idle(view)
+            js("(document.getElementById('chat-model').value = 'builtin/plexi-echo')"
+               " && 1")
+            js("document.getElementById('chat-model').dispatchEvent(new Event("
+               "'change')) || 1")
+            shots.idle()
             ask(CODE)
-            js(view, "(document.getElementById('prompt').value = 'Summarize the launch "
-                     "risks for Bob') && 1")
-            qtbot.waitUntil(lambda: "tokens" in str(js(
-                view, "document.getElementById('context-estimate').textContent")) or True)
-            browser.wait_idle(view)
-            qtbot.wait(400)
-            view.grab().save(str(HERE / f"chat{suffix}.png"))
+            js("(document.getElementById('prompt').value = 'Summarize the launch "
+               "risks for Bob') && 1")
+            qtbot.waitUntil(lambda: "tokens" in shots.text("context-estimate") or True)
+            shots.save("chat", settle=400)
 
-            js(view, "document.getElementById('tab-messages').click() || 1")
-            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll('#conv-list li')"
-                                                 ".length")) >= 1, timeout=20_000)
-            js(view, "document.querySelector('#conv-list li').click() || 1")
-            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
-                                                 "'#smart-replies button').length")) == 3,
+            js("document.getElementById('tab-messages').click() || 1")
+            qtbot.waitUntil(lambda: int(js("document.querySelectorAll('#conv-list li')"
+                                           ".length")) >= 1, timeout=20_000)
+            js("document.querySelector('#conv-list li').click() || 1")
+            qtbot.waitUntil(lambda: int(js("document.querySelectorAll("
+                                           "'#smart-replies button').length")) == 3,
                             timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / f"messages{suffix}.png"))
+            shots.save("messages")
 
-            js(view, "document.getElementById('tab-notes').click() || 1")
-            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll('#note-list li')"
-                                                 ".length")) >= 1, timeout=20_000)
-            js(view, "document.querySelector('#note-list li').click() || 1")
-            qtbot.waitUntil(lambda: js(view, "document.getElementById('note-state')"
-                                             ".textContent") == "online", timeout=20_000)
-            qtbot.waitUntil(lambda: "Certify" in str(js(view, "document.querySelector("
-                                                              "'#note-editor .cm-content')"
-                                                              ".textContent")),
+            js("document.getElementById('tab-notes').click() || 1")
+            qtbot.waitUntil(lambda: int(js("document.querySelectorAll('#note-list li')"
+                                           ".length")) >= 1, timeout=20_000)
+            js("document.querySelector('#note-list li').click() || 1")
+            qtbot.waitUntil(lambda: js("document.getElementById('note-state')"
+                                       ".textContent") == "online", timeout=20_000)
+            qtbot.waitUntil(lambda: "Certify" in str(js("document.querySelector("
+                                                        "'#note-editor .cm-content')"
+                                                        ".textContent")),
                             timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / f"notes{suffix}.png"))
-            js(view, "document.getElementById('tab-library').click() || 1")
-            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
-                                                 "'#library-rows tr').length")) >= 1,
+            shots.save("notes")
+            js("document.getElementById('tab-library').click() || 1")
+            qtbot.waitUntil(lambda: int(js("document.querySelectorAll("
+                                           "'#library-rows tr').length")) >= 1,
                             timeout=20_000)
-            js(view, "(document.getElementById('probe-q').value = 'why does the launch "
-                     "move?') && 1")
-            js(view, "document.querySelector('#probe button').click() || 1")
-            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
-                                                 "'#probe-results li').length")) >= 1,
+            js("(document.getElementById('probe-q').value = 'why does the launch "
+               "move?') && 1")
+            js("document.querySelector('#probe button').click() || 1")
+            qtbot.waitUntil(lambda: int(js("document.querySelectorAll("
+                                           "'#probe-results li').length")) >= 1,
                             timeout=20_000)
-            browser.wait_idle(view)
-            qtbot.wait(300)
-            view.grab().save(str(HERE / f"library{suffix}.png"))
-            report = browser.report(view)
-            assert not report.problems, report.problems
+            shots.save("library")
             assert made["note"]
-    finally:
-        arun(rt.stop())
