@@ -319,31 +319,23 @@ class BoundedSandbox(SandboxedEnvironment):
                        wordwrap=capped_wordwrap)
 
     # -- compiling and rendering -----------------------------------------------------------
-    def _checked_source(self, source: str, field: str) -> None:
+    def parse_template(self, source: str, field: str = "template"
+                       ) -> jinja_nodes.Template:
+        """The parsed template (for :mod:`jinja2.meta`, e.g. its free variables);
+        :class:`TemplateProblem` on ``field`` (with the line) for a source over
+        ``limits.source`` characters or a syntax error."""
         if len(source) > self.limits.source:
             raise TemplateProblem(f"{len(source)} characters; at most {self.limits.source}",
                                   field=field)
-
-    def compile_template(self, source: str, field: str = "template") -> Template:
-        """The compiled template; :class:`TemplateProblem` on ``field`` (with the line)
-        for a source over ``limits.source`` characters or a syntax error."""
-        self._checked_source(source, field)
-        try:
-            return self.from_string(source)
-        except TemplateSyntaxError as exc:
-            raise TemplateProblem(exc.message or "syntax error", exc.lineno,
-                                  field=field) from None
-
-    def parse_template(self, source: str, field: str = "template"
-                       ) -> jinja_nodes.Template:
-        """The parsed template (for :mod:`jinja2.meta`, e.g. its free variables), with the
-        same refusals as :meth:`compile_template`."""
-        self._checked_source(source, field)
         try:
             return self.parse(source)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(exc.message or "syntax error", exc.lineno,
                                   field=field) from None
+
+    def compile_template(self, source: str, field: str = "template") -> Template:
+        """The compiled template, with the refusals of :meth:`parse_template`."""
+        return self.from_string(self.parse_template(source, field))
 
     def render_bounded(self, template: Template, context: dict[str, Any]) -> str:
         """``template.render(context)`` within the output and time caps: the output is
