@@ -13,3 +13,62 @@ for folder in (PLUGIN_ROOT, LAYER_ROOT):
         # Appended: first on the path, a plugin folder's "tests" would shadow the
         # project's "tests" package.
         sys.path.append(str(folder))
+
+import itertools  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+from plexichat_desktop.server.v1 import mfa  # noqa: E402
+from plexichat_desktop.testing.harness import (  # noqa: E402
+    API_PROVIDER,
+    USER_PASSWORD,
+    PlexiChatApp,
+    V1User,
+    start_app,
+)
+
+_accounts = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlexiChatApp]:
+    # Starting the app (and its embedded v1 server) was most of each test's time; every
+    # test works on an account of its own (below), so one app serves the whole module.
+    with start_app(PLUGIN_ROOT, tmp_path_factory.mktemp("plexichat-home")) as app:
+        yield app
+
+
+@pytest.fixture
+def plexichat_app(shared_app: PlexiChatApp,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[PlexiChatApp]:
+    """The shared app with a new v1 account of this test's own, which the API layer (so
+    the plugin's ``ctx.api``) is signed in as: what the harness's fixture gives, without
+    starting an app per test."""
+    # A recovery code's digest is memory-hard on purpose (some 50 ms each, and a wizard
+    # makes tens of them); the tests check what is done with the codes, not the cost,
+    # as the harness's cheap scrypt_cost does for passwords.
+    monkeypatch.setattr(mfa, "RECOVERY_SCRYPT_LOG_N", 4)
+    # The name starts with its own number: the administrators' search by a prefix of it
+    # finds this account alone among the module's.
+    name = f"um{next(_accounts):04d}harness"
+    v1 = httpx.Client(base_url=f"{shared_app.url}api/v1/", timeout=30.0)
+    try:
+        created = v1.post("auth/register", json={
+            "username": name, "email": f"{name}@example.org", "password": USER_PASSWORD,
+            "terms_accepted": True})
+        created.raise_for_status()
+        login = v1.post("auth/login", json={"username": name, "password": USER_PASSWORD})
+        login.raise_for_status()
+        body: dict[str, Any] = login.json()
+        v1.headers["Authorization"] = f"Bearer {body['access_token']}"
+        layer = shared_app.host.post(f"plugins/{API_PROVIDER}/api/login",
+                                     json={"username": name, "password": USER_PASSWORD})
+        layer.raise_for_status()
+        user = V1User(name, USER_PASSWORD, str(body["user_id"]), body["access_token"], v1)
+        yield replace(shared_app, user=user)
+    finally:
+        v1.close()
