@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -86,6 +87,8 @@ class Runtime:
         # The embedded PlexiChat v1 API: its own store and background work (webhooks, metrics).
         self.api_v1 = self._open_api_v1() if settings.api.enabled else None
         self._plugins_starting: asyncio.Task[None] | None = None
+        # What the server can build after it answers (see create_app's ``later``).
+        self._later: list[Callable[[], None]] = []
         self._socket: socket.socket | None = None  # bound by prepare(), served by start()
         self.port: int | None = None
 
@@ -161,7 +164,8 @@ class Runtime:
         self.event_log.start()
         app = create_app(self.plugins, self.bus, self.identity, resources_dir(),
                          self.stopping, self.tests, self.scheduler, self.event_log,
-                         api_v1=self.api_v1)
+                         api_v1=self.api_v1,
+                         later=self._later if plugins_in_background else None)
         self.server = WebServer(app, self.settings.server.port,
                                 self.settings.server.shutdown_timeout,
                                 header_timeout=self.settings.server.header_timeout,
@@ -186,6 +190,17 @@ class Runtime:
         started = time.perf_counter()
         await self.plugins.start()
         self._log_started(f" (plugins started in {time.perf_counter() - started:.2f} s)")
+        self._finish_later()
+
+    def _finish_later(self) -> None:
+        """Build what the server left for later; a request needing it would build it."""
+        while self._later:
+            work = self._later.pop(0)
+            try:
+                work()
+            except Exception:
+                log.exception("building the server's deferred routes failed; the first "
+                              "request that needs them tries again")
 
     def _log_started(self, extra: str = "") -> None:
         assert self.server is not None

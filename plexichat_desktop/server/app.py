@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
@@ -19,12 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.events import AppFocusRequested, EventBus
-from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.plugins.sse import event_stream
-from plexichat_desktop.scheduling.service import SchedulerService
-from plexichat_desktop.server.dashboard_api import dashboard_router
-from plexichat_desktop.server.dashboard_pages import dashboard_pages
-from plexichat_desktop.server.event_log import EventLog
+from plexichat_desktop.server.errors import error_responses
 from plexichat_desktop.server.live_hub import live_hub_router
 from plexichat_desktop.server.plugin_routes import PluginDispatcher
 from plexichat_desktop.server.security import (
@@ -36,17 +32,72 @@ from plexichat_desktop.server.security import (
     safe_next,
 )
 from plexichat_desktop.server.strict_json import StrictJsonBodies, validation_error_response
-from plexichat_desktop.server.tests_api import error_responses, tests_router
-from plexichat_desktop.server.v1 import ApiV1
-from plexichat_desktop.testing.manager import TestManager
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+    from starlette.types import Receive, Scope, Send
+
+    from plexichat_desktop.plugins.manager import PluginManager
+    from plexichat_desktop.scheduling.service import SchedulerService
+    from plexichat_desktop.server.event_log import EventLog
+    from plexichat_desktop.server.v1 import ApiV1
+    from plexichat_desktop.testing.manager import TestManager
+
+TESTS_PREFIX = "/tests"
+
+
+class DeferredRoutes:
+    """The /tests API and its dashboards, built after the server answers.
+
+    They are a third of the app's routes and most of its build time (FastAPI makes a
+    pydantic model per parameter and body), which every start used to pay before the port
+    answered. They are built by :meth:`build`: when the runtime has nothing more urgent
+    to do (after the plugins started), or at once by the first request that may need them
+    (a path with ``/tests`` in it, or the OpenAPI document, which must list them). The
+    routes go where they always were in the route list, so matching and the document's
+    order do not change."""
+
+    def __init__(self, app: FastAPI, make: Callable[[], list[APIRouter]]):
+        self.app = app
+        self._make: Callable[[], list[APIRouter]] | None = make
+        self._at = len(app.router.routes)
+
+    @property
+    def built(self) -> bool:
+        return self._make is None
+
+    def build(self) -> None:
+        if self._make is None:
+            return
+        routes = self.app.router.routes
+        before = len(routes)
+        for router in self._make():
+            self.app.include_router(router)
+        self._make = None
+        added = routes[before:]
+        del routes[before:]
+        routes[self._at:self._at] = added
+        self.app.openapi_schema = None  # a document made before lacks them
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Generous on purpose (no path normalising): building early costs nothing.
+        if self._make is not None and scope["type"] in ("http", "websocket"):
+            path = scope.get("path", "")
+            if TESTS_PREFIX in path or path == self.app.openapi_url:
+                self.build()
+        await self.app(scope, receive, send)
 
 
 def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                resources: Path, stopping: asyncio.Event, tests: TestManager,
                scheduler: SchedulerService, event_log: EventLog,
-               api_v1: ApiV1 | None = None) -> SecurityMiddleware:
+               api_v1: ApiV1 | None = None,
+               later: list[Callable[[], None]] | None = None) -> SecurityMiddleware:
     """Build the app; the returned object is the ASGI callable to serve. ``api_v1``, when
-    given, is mounted at ``/api/v1`` (it authenticates with its own tokens)."""
+    given, is mounted at ``/api/v1`` (it authenticates with its own tokens). With
+    ``later``, work that can wait until the server answers (the /tests routes) is appended
+    to it for the caller to run when it has time; a request that needs it runs it first.
+    Without, everything is built now."""
     started_at = time.time()
     templates = Jinja2Templates(directory=str(resources / "templates"))
     app = FastAPI(title="PlexiChat Desktop", version=__version__, docs_url=None,
@@ -232,9 +283,21 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
 
     # Pages follow /events and the other streams through one shared connection.
     app.include_router(live_hub_router(stopping))
-    app.include_router(tests_router(tests, scheduler, event_log, stopping))
-    app.include_router(dashboard_router(tests, event_log))
-    app.include_router(dashboard_pages(tests, templates, __version__))
+
+    def test_routers() -> list[APIRouter]:
+        from plexichat_desktop.server.dashboard_api import dashboard_router
+        from plexichat_desktop.server.dashboard_pages import dashboard_pages
+        from plexichat_desktop.server.tests_api import tests_router
+
+        return [tests_router(tests, scheduler, event_log, stopping),
+                dashboard_router(tests, event_log),
+                dashboard_pages(tests, templates, __version__)]
+
+    deferred = DeferredRoutes(app, test_routers)
+    if later is None:
+        deferred.build()
+    else:
+        later.append(deferred.build)
     app.mount("/_app", StaticFiles(directory=str(resources / "web")), name="app-assets")
     app.mount("/plugins", PluginDispatcher(manager), name="plugins")
     if api_v1 is not None:
@@ -244,4 +307,4 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         template = templates.get_template("login.html")
         return template.render(version=__version__, message=detail, next=path).encode()
 
-    return SecurityMiddleware(StrictJsonBodies(app), identity, unauthorized_page)
+    return SecurityMiddleware(StrictJsonBodies(deferred), identity, unauthorized_page)

@@ -21,6 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from plexichat_desktop.plugins.sse import event_stream
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError
+from plexichat_desktop.server.errors import error_responses
 from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.testing.analytics import CATEGORIES, duration_report
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
@@ -36,27 +37,6 @@ SQL_INT_MAX = 2**63 - 1
 not an OverflowError (a 500) from the driver."""
 RunId = Annotated[int, Path(ge=1, le=SQL_INT_MAX)]
 Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX)]
-
-
-class ErrorBody(BaseModel):
-    """Every error answer. ``detail`` is a message that starts with the field it concerns,
-    or, when the request does not match this document, FastAPI's list of validation
-    errors (each with its ``loc``)."""
-
-    detail: str | list[dict[str, Any]]
-
-
-_ERRORS = {
-    400: "The body is not JSON.",
-    404: "An unknown plugin, test, run or schedule (detail names the field).",
-    409: "The run is already over.",
-    422: "A field is missing, of the wrong type, or not a valid value (detail names it).",
-}
-
-
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error codes a route answers with."""
-    return {code: {"model": ErrorBody, "description": _ERRORS[code]} for code in codes}
 
 
 class _Body(BaseModel):
