@@ -102,10 +102,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+if TYPE_CHECKING:
+    from croniter import croniter
 
 __all__ = [
     "ACCEPTED_FORMS",
@@ -354,23 +355,25 @@ class _CronRule:
     of one prototype: the parsed fields are shared and never mutated.
     """
 
-    def __init__(self, cron: str, proto: croniter[datetime]) -> None:
+    def __init__(self, cron: str, proto: croniter[datetime],
+                 bad_date: type[Exception]) -> None:
         self.cron = cron
         self._proto = proto
+        self._bad_date = bad_date  # croniter is imported with the first rule, not before
         self.wall_clock = proto.expanded[1] != ["*"]
 
     def next(self, wall: datetime) -> datetime:
         """The first slot strictly after ``wall``."""
         try:
             return copy.copy(self._proto).get_next(datetime, start_time=wall)
-        except CroniterBadDateError:
+        except self._bad_date:
             raise InvalidScheduleError("no fire time within 50 years", self.cron) from None
 
     def prev(self, wall: datetime) -> datetime:
         """The last slot strictly before ``wall``."""
         try:
             return copy.copy(self._proto).get_prev(datetime, start_time=wall)
-        except CroniterBadDateError:
+        except self._bad_date:
             raise InvalidScheduleError("no fire time within 50 years", self.cron) from None
 
     def next_or_at(self, wall: datetime) -> datetime:
@@ -476,6 +479,10 @@ def _normalise_cron(expression: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def _compile_cron(cron: str) -> _CronRule:
     """Validate a normalised cron string with croniter; cached, parsing is the slow part."""
+    # Imported here: the app imports this module at start-up (plugins' schedules, the
+    # /tests API), long before anything is scheduled.
+    from croniter import CroniterBadDateError, CroniterError, croniter
+
     try:
         expanded, _nth = croniter.expand(cron, strict=True)
         proto = croniter(cron, datetime(2000, 1, 1), ret_type=datetime)
@@ -487,7 +494,7 @@ def _compile_cron(cron: str) -> _CronRule:
         raise InvalidScheduleError(
             "the seconds field (the 6th, last one) fires every second; write 0 for once a "
             "minute, or drop it (a seconds-first Quartz expression does not fit here)", cron)
-    return _CronRule(cron, proto)
+    return _CronRule(cron, proto, CroniterBadDateError)
 
 
 # -- schedules -------------------------------------------------------------------------
