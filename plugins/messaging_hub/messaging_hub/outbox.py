@@ -13,15 +13,17 @@ Exactly once, step by step:
 
 1. ``claim`` moves the item from ``pending`` to ``sending`` in one UPDATE; a second
    dispatcher (or a second run of the loop) changes no row and sends nothing;
-2. the conversation's newest message ids are written as the item's ``claim_mark``: where
-   the conversation stood before this send (until then the mark is ``UNMARKED``, and an
-   item found so was never sent);
+2. the conversation's newest message ids (and the server's time of the newest) are
+   written as the item's ``claim_mark``: where the conversation stood before this send
+   (until then the mark is ``UNMARKED``, and an item found so was never sent);
 3. the v1 ``POST /messages/send`` is not retried by the API layer (it is not idempotent);
 4. the answer's id is written with ``mark_sent`` at once;
 5. a 4xx (the server refused: recipient gone, content rejected) makes it ``failed`` with
    the reason, kept for the user to fix and retry; a connection error leaves it unknown
    whether the server stored it, so it is *reconciled*: the conversation is read back
-   and a message of ours with the same content *after the mark* counts as the send;
+   and a message of ours with the same content *after the mark* counts as the send
+   (after the newest marked message still listed; when all of them were deleted
+   meanwhile, stored later than the newest by the server's clock);
    only when there is none does the item go back to ``pending``.
 6. At start-up (and whenever the owner signs in again) items found in ``sending`` — the
    app died between 1 and 4 — are reconciled the same way before anything else is sent.
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -59,6 +62,7 @@ RECONCILE_WINDOW = 100  # our most recent messages to the recipient looked at
 MAX_ATTEMPTS = 8  # then 'failed' with the reason, for the user to retry
 RECOVERED = "interrupted while sending (the app stopped)"
 MARK_IDS = 3  # newest message ids kept as the mark: one of them may be deleted meanwhile
+# (all of them: the server's time of the newest, in the mark too, takes over)
 
 
 class Dispatcher:
@@ -169,7 +173,10 @@ class Dispatcher:
                 self.store.release(item["id"], self._retry_at(item), _reason(exc))
             self._changed(item["id"])
             return False
-        self.store.set_mark(item["id"], ",".join(m.id for m in before.messages[:MARK_IDS]))
+        newest = before.messages[:MARK_IDS]
+        self.store.set_mark(item["id"], json.dumps({
+            "ids": [m.id for m in newest],
+            "at": newest[0].timestamp.timestamp() if newest else None}))
         return True
 
     async def reconcile(self, api: ScopedApi, item: dict[str, Any],
@@ -243,13 +250,22 @@ def _after_mark(newest_first: list[Any], item: dict[str, Any]) -> list[Any]:
         # the clocks agree).
         claimed = item.get("claimed_at") or item["created_at"]
         return [m for m in newest_first if m.timestamp.timestamp() >= claimed - 2.0]
-    before = set(mark.split(",")) if mark else set()
+    newest_at: float | None = None
+    if mark.startswith("{"):
+        found = json.loads(mark)
+        before, newest_at = set(found["ids"]), found["at"]
+    else:  # "id,id,id": a mark written before it held the server's time
+        before = set(mark.split(",")) if mark else set()
     for index, message in enumerate(newest_first):
         if message.id in before:
             return newest_first[:index]
-    # None of the marked messages in the page: all of it came later (or they were
-    # deleted, the rarer case).
-    return newest_first
+    if newest_at is None:
+        # The conversation was empty at the claim (or an old mark): all of it is later.
+        return newest_first
+    # Every marked message was deleted meanwhile (either party may delete theirs), so
+    # older ones show through: the server's own time of the newest marked one separates
+    # them. Both times are the server's clock, never ours.
+    return [m for m in newest_first if m.timestamp.timestamp() > newest_at]
 
 
 def _reason(exc: Exception) -> str:

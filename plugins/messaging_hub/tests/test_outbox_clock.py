@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,18 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlexiChatApp]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def bob_id(app: PlexiChatApp) -> str:
-    name = f"bob{uuid.uuid4().hex[:6]}"
+def new_user(app: PlexiChatApp, prefix: str) -> str:
+    name = f"{prefix}{uuid.uuid4().hex[:6]}"
     with httpx.Client(base_url=f"{app.url}api/v1/", timeout=30.0) as v1:
         r = v1.post("auth/register", json={"username": name, "email": f"{name}@example.org",
                                            "password": USER_PASSWORD})
         assert r.status_code == 201, r.text
         return str(r.json()["user_id"])
+
+
+@pytest.fixture(scope="module")
+def bob_id(app: PlexiChatApp) -> str:
+    return new_user(app, "bob")
 
 
 class Clock:
@@ -64,10 +68,12 @@ def sent_to(app: PlexiChatApp, bob_id: str, content: str) -> list[dict[str, Any]
 
 
 def run(app: PlexiChatApp, tmp_path: Path, clock: Clock, crash_at: str, content: str,
-        bob_id: str) -> dict[str, Any]:
+        bob_id: str, while_down: Callable[[Any], Awaitable[None]] | None = None
+        ) -> dict[str, Any]:
     """Queue ``content``, take it as far as ``crash_at`` the way the dispatcher does, then
-    restart the dispatcher (same outbox file, same skewed clock) until the item settles;
-    the item as it ended."""
+    (after ``while_down(api)``: what happens on the server while the app is down) restart
+    the dispatcher (same outbox file, same skewed clock) until the item settles; the item
+    as it ended."""
     store = Store(tmp_path / f"outbox-{uuid.uuid4().hex}.sqlite3")
     log = __import__("logging").getLogger("test.outbox")
 
@@ -81,6 +87,8 @@ def run(app: PlexiChatApp, tmp_path: Path, clock: Clock, crash_at: str, content:
             assert await first.mark(api, item)
             if crash_at == "sent":  # the server stored it; the app died before the answer
                 await api.messages.send(bob_id, content)
+        if while_down is not None:
+            await while_down(api)
         # The restart: a new dispatcher finds the item in 'sending'.
         second = Dispatcher(store, lambda: (api, owner), lambda *_: None, log, clock=clock)
         for _ in range(5):
@@ -127,3 +135,61 @@ def test_crash_before_the_send_is_sent_once(app: PlexiChatApp, tmp_path: Path, b
     assert len(on_server) == 2, on_server
     assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
     assert item["message_id"] != earlier.json()["id"]
+
+
+@pytest.mark.parametrize("skew", [-HOUR, 0.0])
+@pytest.mark.parametrize("crash_at", ["marked", "sent"])
+def test_the_marked_messages_deleted_meanwhile(app: PlexiChatApp, tmp_path: Path,
+                                               bob_id: str, skew: float,
+                                               crash_at: str) -> None:
+    # The same text sent by hand earlier, then three messages that become the mark and
+    # are deleted while the app is down (by either party: "unsend" deletes for both). An
+    # earlier message with the same text must not pass for the send.
+    content = f"see you there ({uuid.uuid4().hex[:6]})"
+    assert app.user is not None
+    earlier = app.user.client.post("messages/send", json={"recipient_id": bob_id,
+                                                          "content": content})
+    assert earlier.status_code == 201, earlier.text
+    fillers = []
+    for n in range(3):
+        r = app.user.client.post("messages/send", json={"recipient_id": bob_id,
+                                                        "content": f"filler {n}"})
+        assert r.status_code == 201, r.text
+        fillers.append(r.json()["id"])
+
+    async def delete_the_mark(api: Any) -> None:
+        for message_id in fillers:
+            await api.messages.delete(message_id)
+
+    item = run(app, tmp_path, Clock(skew), crash_at, content, bob_id, delete_the_mark)
+    on_server = sent_to(app, bob_id, content)
+    assert len(on_server) == 2, on_server
+    assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
+    assert item["message_id"] != earlier.json()["id"]
+
+
+@pytest.mark.parametrize("crash_at", ["marked", "sent"])
+@pytest.mark.parametrize("before", [0, 1, 2])
+def test_a_conversation_of_fewer_messages_than_the_mark(app: PlexiChatApp, tmp_path: Path,
+                                                        crash_at: str, before: int) -> None:
+    # A new contact: the mark holds every message there was (none, or the same text sent
+    # by hand, deleted while the app is down).
+    carol = new_user(app, "carol")
+    content = f"hello carol ({uuid.uuid4().hex[:6]})"
+    assert app.user is not None
+    earlier = []
+    for _ in range(before):
+        r = app.user.client.post("messages/send", json={"recipient_id": carol,
+                                                        "content": content})
+        assert r.status_code == 201, r.text
+        earlier.append(r.json()["id"])
+
+    async def delete_them(api: Any) -> None:
+        for message_id in earlier:
+            await api.messages.delete(message_id)
+
+    item = run(app, tmp_path, Clock(-HOUR), crash_at, content, carol, delete_them)
+    on_server = sent_to(app, carol, content)
+    assert len(on_server) == 1, on_server
+    assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
+    assert item["message_id"] not in earlier
