@@ -101,7 +101,8 @@ class PluginProblem(Exception):
 
     ``field`` is what the page marks: a body key, a query parameter or a dotted path
     (``variables.name``); with None the detail is the bare message and ``"field"`` is
-    null. Keyword arguments are added to the body as they are (JSON-able values).
+    null. Keyword arguments are added to the body as they are (JSON values: one that is
+    not, such as an exception, is left out of the answer and logged as the plugin's bug).
 
     The host's plugin router makes the answer (it is not logged as a failure), so a
     helper deep in the call can refuse without the route catching anything. Subclass it
@@ -115,6 +116,9 @@ class PluginProblem(Exception):
     def __init__(self, status: int, field: str | None, message: str, **extra: Any):
         if not 400 <= status <= 599:
             raise ValueError(f"a problem's status is 4xx or 5xx, not {status}")
+        if "detail" in extra:
+            # The pages show the detail: an extra must not replace what the field says.
+            raise TypeError("'detail' is the message, not an extra of a PluginProblem")
         super().__init__(f"{field}: {message}" if field else message)
         self.status = status
         self.field = field

@@ -49,6 +49,26 @@ async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _problem_answer(pid: str, problem: PluginProblem) -> tuple[int, dict[str, Any]]:
+    """The status and JSON body of ``problem``; when its body cannot be JSON (an extra
+    that is an exception, NaN, a ``body()`` that fails) the detail and field alone, so
+    the page still reads what went wrong and nothing of the extras' internals shows."""
+    status = getattr(problem, "status", 500)
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        status = 500  # a subclass that set its own (or none)
+    try:
+        body = problem.body()
+        json.dumps(body, allow_nan=False)
+        return status, body
+    except Exception as exc:
+        logging.getLogger(f"plexichat.plugin.{pid}").error(
+            "%s's answer is not JSON (%s); answered with its detail and field only",
+            type(problem).__name__, type(exc).__name__, exc_info=exc)
+    field = getattr(problem, "field", None)
+    field = field if isinstance(field, str) else None
+    return status, {"detail": str(problem), "field": field}
+
+
 class PluginDispatcher:
     """Mounted at ``/plugins``; finds the plugin for each request at request time, so
     plugins enabled or disabled while the app runs are served or refused at once."""
@@ -103,7 +123,7 @@ class PluginDispatcher:
             raise
         except PluginProblem as exc:
             if not started and scope["type"] == "http":
-                await send_json(send, exc.status, exc.body())
+                await send_json(send, *_problem_answer(pid, exc))
                 return
             # A stream already under way (or a websocket) cannot change its answer.
             logging.getLogger(f"plexichat.plugin.{pid}").warning(
