@@ -7,7 +7,9 @@
     mode: it wraps ``DesktopShell.make_pane`` only to connect the first pane's
     ``view.loadFinished`` to a probe that prints a timestamped FIRST_TAB_LOADED line, then
     the app runs unchanged. After the line the child sends itself SIGTERM, which the app
-    handles (clean shutdown, exit code 0).
+    handles (clean shutdown, exit code 0). It also wraps a few start-up steps (Qt app up,
+    Runtime() made, port bound, window built and shown, server listening) to print when
+    each ended, in wall-clock time and in the main process's CPU time: the phase lines.
 (b) the floor: QApplication + one QWebEngineView showing a short static page (setHtml, no
     server), same environment and window size, in ``--child floor`` mode.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import os
 import queue
@@ -50,7 +53,10 @@ MB = 1024 * 1024
 
 # -- child side ------------------------------------------------------------------------------
 def emit(event: str, **fields: Any) -> None:
-    print(PREFIX + json.dumps({"event": event, "t": time.monotonic(), **fields}), flush=True)
+    # cpu: this process's CPU seconds so far, which load on a shared machine inflates less
+    # than the wall-clock time.
+    print(PREFIX + json.dumps({"event": event, "t": time.monotonic(),
+                               "cpu": time.process_time(), **fields}), flush=True)
 
 
 def vm_hwm() -> int:
@@ -90,7 +96,43 @@ def child_app() -> int:
     # gui.app does not import PySide6 at module level. Importing PySide6 here (e.g. to wrap
     # BrowserPane) would cost ~50 ms: PySide6 replaces builtins.__import__ with its slower
     # __feature_import__, and the app's fastapi/pydantic imports would all pay for it.
+    from plexichat_desktop.gui import app as gui_app
     from plexichat_desktop.gui.app import DesktopShell
+    from plexichat_desktop.runtime import Runtime
+
+    # Phase marks (each an event line with its time): where the time to the first load goes.
+    marked: set[str] = set()
+
+    def once(event: str) -> None:
+        if event not in marked:  # Runtime.start() calls prepare() again, for one
+            marked.add(event)
+            emit(event)
+
+    def mark_after(owner: Any, name: str, event: str, before: str | None = None) -> None:
+        original = getattr(owner, name)
+        if inspect.iscoroutinefunction(original):
+            async def wrapped_async(*args: Any, **kwargs: Any) -> Any:
+                if before:
+                    once(before)
+                result = await original(*args, **kwargs)
+                once(event)
+                return result
+            setattr(owner, name, wrapped_async)
+        else:
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                if before:
+                    once(before)
+                result = original(*args, **kwargs)
+                once(event)
+                return result
+            setattr(owner, name, wrapped)
+
+    mark_after(gui_app, "_warm_up_webengine", "webengine_warming", before="qt_app_ready")
+    mark_after(Runtime, "__init__", "runtime_made")
+    mark_after(Runtime, "prepare", "port_bound")
+    mark_after(DesktopShell, "__init__", "window_built")
+    mark_after(DesktopShell, "show", "window_shown")
+    mark_after(Runtime, "start", "server_listening")
 
     original_make_pane = DesktopShell.make_pane
     state = {"pane": False, "loaded": False}
@@ -101,6 +143,7 @@ def child_app() -> int:
         state["loaded"] = True
         t = time.monotonic()
         print(PREFIX + json.dumps({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok,
+                                   "cpu": time.process_time(),
                                    "url": pane.view.url().toString(), **memory_snapshot()}),
               flush=True)
         os.kill(os.getpid(), signal.SIGTERM)  # the app's own handler closes it
@@ -141,7 +184,8 @@ def child_floor() -> int:
         done["loaded"] = True
         t = time.monotonic()
         print(PREFIX + json.dumps({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok,
-                                   "url": "setHtml", **memory_snapshot()}), flush=True)
+                                   "cpu": time.process_time(), "url": "setHtml",
+                                   **memory_snapshot()}), flush=True)
         # The view goes before the app (see the QtWebEngine notes), then the loop ends.
         view.close()
         view.deleteLater()
@@ -254,6 +298,7 @@ def run_child(mode: str, home: Path, timeout: float, exit_timeout: float) -> dic
                 elif line.startswith(PREFIX):
                     data = json.loads(line[len(PREFIX):])
                     result["events"][data["event"]] = data["t"] - t0
+                    result.setdefault("cpu", {})[data["event"]] = data.get("cpu")
                     if data["event"] == "FIRST_TAB_LOADED":
                         result["loaded"] = data
                         deadline = min(deadline, seen + exit_timeout)
@@ -303,14 +348,25 @@ def report(label: str, results: list[dict[str, Any]]) -> float:
 
     load = [r["events"]["FIRST_TAB_LOADED"] for r in results]
     print(f"{label}\n    Popen -> first loadFinished: {fmt_times(load)}")
-    phases = [("python up", event("child_start"))]
+    phase_events = [("python up", "child_start")]
     if "serving" in results[0]["events"]:
-        phases += [("ready line printed", event("serving")),
-                   ("first pane created", event("pane_created"))]
+        phase_events += [(title, key) for title, key in (
+            ("Qt app", "qt_app_ready"), ("Chromium warm-up asked", "webengine_warming"),
+            ("Runtime()", "runtime_made"), ("port bound + plugins discovered", "port_bound"),
+            ("first pane created", "pane_created"), ("window built", "window_built"),
+            ("window shown", "window_shown"), ("server listening", "server_listening"),
+            ("ready line printed", "serving"))
+            if key in results[0]["events"]]
+    phase_events.append(("loadFinished", "FIRST_TAB_LOADED"))
+    phases = [(name, event(key)) for name, key in phase_events[:-1]]
     phases += [("loadFinished", event("FIRST_TAB_LOADED")),
                ("child exited", lambda r: None if "exit_error" in r else r["exited"])]
     print("    phases, median s from Popen: "
           + ", ".join(f"{name} {median_of(results, fn):.2f}" for name, fn in phases))
+    cpu_events = [(name, key) for name, key in phase_events if key in results[0].get("cpu", {})]
+    print("    main process CPU s at each phase (median): "
+          + ", ".join(f"{name} {median_of(results, lambda r, k=key: r['cpu'].get(k)):.2f}"
+                      for name, key in cpu_events))
     stop = [r["exited"] - r["events"]["FIRST_TAB_LOADED"] for r in results
             if "exit_error" not in r]
     bad = len(results) - len(stop)
