@@ -164,8 +164,11 @@ class App:
 
 
 @contextlib.asynccontextmanager
-async def running_app(tmp_path: Path, **settings: Any) -> AsyncIterator[App]:
-    """The core on a free port with only this plugin; ``settings`` go to its table."""
+async def running_app(tmp_path: Path, *, v1: bool = True, **settings: Any
+                      ) -> AsyncIterator[App]:
+    """The core on a free port with only this plugin; ``settings`` go to its table.
+    ``v1=False`` leaves out the embedded v1 API, for tests that never call it (opening
+    its database is a good part of a start)."""
     saved = os.environ.pop(PLUGINS_PATH_ENV, None)
     folder = tmp_path / "plugins"
     folder.mkdir(exist_ok=True)
@@ -176,8 +179,8 @@ async def running_app(tmp_path: Path, **settings: Any) -> AsyncIterator[App]:
     paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
     config = Settings()
     config.server.port = 0
-    config.api = ApiSettings(scrypt_cost=4, register_rate_limit=0, login_rate_limit=0,
-                             performance_interval=3600.0)
+    config.api = ApiSettings(enabled=v1, scrypt_cost=4, register_rate_limit=0,
+                             login_rate_limit=0, performance_interval=3600.0)
     config.plugin = {PLUGIN_ID: {"collections_dir": str(tmp_path / "collections"),
                                  "secrets_storage": "file", **settings}}
     runtime = Runtime(paths, config, RuntimeOptions(

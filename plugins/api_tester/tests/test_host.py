@@ -146,7 +146,7 @@ async def test_a_handed_over_collection_cannot_send_the_app_token(tmp_path: Path
     # only to this app's own address.
     import json
 
-    async with running_app(tmp_path) as app, app.client() as client:
+    async with running_app(tmp_path, v1=False) as app, app.client() as client:
         shared = tmp_path / "collections" / "Shared"
         shared.mkdir(parents=True)
         # As a git clone or a shared folder brings it: files only, nothing granted.
@@ -199,7 +199,8 @@ async def test_reports_and_logs_mask_secrets_and_report_files_are_private(
     import stat
 
     caplog.set_level(logging.WARNING)
-    async with running_app(tmp_path) as app, loopback_server() as srv, app.client() as client:
+    async with running_app(tmp_path, v1=False) as app, loopback_server() as srv, \
+            app.client() as client:
         assert (await client.post("collections", json={"name": "S"})).status_code == 201
         saved = await client.put("collections/S/request", params={
             "path": "1-key.request.json"}, json={
@@ -263,7 +264,7 @@ async def test_a_corrupt_report_and_a_non_json_openapi_are_4xx_naming_the_file(
 
     server = await asyncio.start_server(not_json, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server, running_app(tmp_path) as app, app.client() as client:
+    async with server, running_app(tmp_path, v1=False) as app, app.client() as client:
         reports = app.plugin().reports_dir
         reports.mkdir(parents=True, exist_ok=True)
         (reports / "broken.json").write_text("{")

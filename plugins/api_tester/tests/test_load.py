@@ -39,7 +39,7 @@ async def test_load_loop_counts_exactly_and_reports_errors() -> None:
 @pytest.mark.asyncio
 async def test_load_route_caps_and_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
-    async with running_app(tmp_path, load_max_users=8, load_max_seconds=5.0) as app, \
+    async with running_app(tmp_path, v1=False, load_max_users=8, load_max_seconds=5.0) as app, \
             loopback_server() as srv, app.client() as client:
         request = {"url": srv.url + "/users/{{who}}"}
         started = await client.post("load", json={

@@ -24,7 +24,8 @@ async def next_transition(queue: Any) -> dict[str, Any]:
 
 @pytest.mark.asyncio
 async def test_monitor_notifies_on_transitions_only(tmp_path: Path) -> None:
-    async with running_app(tmp_path) as app, loopback_server() as srv, app.client() as client:
+    async with running_app(tmp_path, v1=False) as app, loopback_server() as srv, \
+            app.client() as client:
         bus = app.runtime.bus.subscribe(PluginEvent, name="test")
         await client.post("collections", json={"name": "Health"})
         await client.put("collections/Health/request", params={"path": "ping.request.json"},
