@@ -12,6 +12,7 @@ import os
 import sqlite3
 import stat
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -652,3 +653,123 @@ async def test_provider_internals_are_for_the_administrator(v1):
                          "sees why: GET /api/v1/ai/health)"] * 2
     for text in (listed.text, health.text, models.text):
         assert port not in text and "127.0.0.1" not in text and "TKEY" not in text
+
+
+def ai_service(v1: Any) -> Any:
+    """The server's AiService (made by the first /ai request)."""
+    return v1.api._asgi.app.state.ai
+
+
+class SlowModels:
+    """``GET /v1/models`` on 127.0.0.1 that answers once ``release`` is set: a provider
+    still being probed."""
+
+    def __init__(self) -> None:
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
+
+    async def __aenter__(self) -> SlowModels:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        assert self._server is not None
+        self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                      ) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            self.asked.set()
+            await self.release.wait()
+            body = json.dumps({"object": "list", "data": [{"id": "m", "object": "model"}]})
+            writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+                         .encode())
+            await writer.drain()
+        writer.close()
+
+
+async def test_probes_of_removed_providers_are_not_kept(v1):
+    # The probe cache is per provider name: what it keeps of a provider that is gone
+    # (removed while its probe ran, or by a restore underneath) would stay for good.
+    admin = await v1.account()
+    async with SlowModels() as slow:
+        r = await admin.client.put("/ai/providers/slow", json={"base_url": slow.base_url})
+        assert r.status_code == 201, r.text
+        probing = asyncio.ensure_future(admin.client.get("/ai/health"))
+        await asyncio.wait_for(slow.asked.wait(), 10)
+        assert (await admin.client.delete("/ai/providers/slow")).status_code == 200
+        slow.release.set()
+        assert (await probing).status_code == 200
+    ai = ai_service(v1)
+    assert "slow" not in ai.probes._done and "slow" not in ai.probes._running
+    assert "slow" not in [p["name"] for p in
+                          (await admin.client.get("/ai/health")).json()["providers"]]
+
+    async with FakeOpenAIServer() as fake:
+        await add_fake(admin, fake, name="restored")
+        assert (await admin.client.get("/ai/models")).status_code == 200
+        assert "restored" in ai.probes._done
+        # A backup restore replaces the rows without telling the service; it reads them
+        # again after a few seconds.
+        await v1.api.store.write(
+            lambda conn: conn.execute("DELETE FROM ai_providers WHERE name = 'restored'"))
+        ai._loaded_at = 0.0
+        models = await admin.client.get("/ai/models")
+        assert models.status_code == 200
+        assert not [m for m in models.json()["data"] if m["provider"] == "restored"]
+        assert "restored" not in ai.probes._done
+
+
+async def test_a_new_key_never_goes_to_the_old_base_url(v1):
+    # A re-read of the configuration that started before a change and ended after it
+    # paired the old row (base_url) with the new key file: for a few seconds chats went
+    # to the old server with the new server's key.
+    admin = await v1.account()
+    new_key = "sk-new-0123456789abcdefNEWSERVERKEY"
+    user = [{"role": "user", "content": "which server?"}]
+    async with FakeOpenAIServer() as old, FakeOpenAIServer() as new:
+        await add_fake(admin, old)
+        ai = ai_service(v1)
+        real_load = ai.keys.load
+        entered, go = threading.Event(), threading.Event()
+        first = [True]
+
+        def load() -> dict[str, str]:
+            # The first read of the key file (the re-read below) waits for the change.
+            if first[0]:
+                first[0] = False
+                entered.set()
+                go.wait(10)
+            return real_load()
+
+        ai.keys.load = load
+        ai._loaded_at = 0.0  # the configuration is due for its periodic re-read
+        reading = asyncio.ensure_future(admin.client.get("/ai/providers"))
+        assert await asyncio.to_thread(entered.wait, 10)
+        changing = asyncio.ensure_future(admin.client.put("/ai/providers/fake", json={
+            "base_url": new.base_url, "api_key": new_key}))
+        # The change waits for the re-read (else it lands in the middle of it, which took
+        # a few milliseconds before this fix).
+        await asyncio.wait({changing}, timeout=1.0)
+        go.set()
+        assert (await reading).status_code == 200
+        r = await changing
+        assert r.status_code == 200, r.text
+        ai.keys.load = real_load
+        r = await admin.client.post("/ai/chat", json={"model": "fake/tiny",
+                                                      "messages": user})
+        assert r.status_code == 200, r.text
+        models = await admin.client.get("/ai/models")
+        assert models.status_code == 200
+    sent_old = [q.headers.get("authorization", "") for q in old.requests]
+    assert not [h for h in sent_old if new_key in h], sent_old
+    assert [q.path for q in new.requests] == ["/v1/chat/completions", "/v1/models"]

@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,7 +171,17 @@ class ProbeCache:
             self._done[name] = (time.monotonic() + self._ttl(), fingerprint, task.result())
 
     def forget(self, name: str) -> None:
+        # A probe still running asks the provider as it was: its answer must not be kept
+        # (for a removed provider it would stay in memory for good).
         self._done.pop(name, None)
+        self._running.pop(name, None)
+
+    def retain(self, names: Collection[str]) -> None:
+        """Drop the probes of providers that are gone: a backup restore removes rows
+        without :meth:`forget` being called."""
+        for table in (self._done, self._running):
+            for name in [n for n in table if n not in names]:
+                del table[name]
 
 
 class AiService:
@@ -188,6 +198,10 @@ class AiService:
         self.builtin = BuiltinProvider(lambda: self.settings.ai_builtin_token_delay)
         self._providers: dict[str, Provider] | None = None
         self._loaded_at = 0.0
+        # Held by a change (key file, then row) and by a load (row, then key file): a
+        # load between the two writes paired the old base_url with the new key, and two
+        # changes at once lost one's key.
+        self._config_lock = asyncio.Lock()
         self._rows: dict[str, dict[str, Any]] = {}
         # The in-process GGUF model stays loaded across configuration reads.
         self._gguf: dict[tuple[str, str], LocalGgufProvider] = {}
@@ -204,16 +218,31 @@ class AiService:
         Kept in memory, dropped when this service changes the configuration and otherwise
         re-read after :data:`RELOAD_AFTER` seconds: a backup restore replaces the rows
         underneath without telling anyone."""
-        if self._providers is None or time.monotonic() - self._loaded_at > RELOAD_AFTER:
-            found = await self.store.read(_all)
-            keys = await _in_thread(self.keys.load)
-            providers: dict[str, Provider] = {BUILTIN: self.builtin}
-            for row in found:
-                providers[row["name"]] = self._make(row, keys.get(row["name"]))
-            self._rows = {row["name"]: row for row in found}
-            self._providers = providers
-            self._loaded_at = time.monotonic()
-        return self._providers
+        if not self._stale():
+            assert self._providers is not None
+            return self._providers
+        async with self._config_lock:
+            if self._stale():  # else loaded by another caller while this one waited
+                found = await self.store.read(_all)
+                keys = await _in_thread(self.keys.load)
+                providers: dict[str, Provider] = {BUILTIN: self.builtin}
+                for row in found:
+                    providers[row["name"]] = self._make(row, keys.get(row["name"]))
+                self._rows = {row["name"]: row for row in found}
+                self._providers = providers
+                self._loaded_at = time.monotonic()
+            assert self._providers is not None
+            return self._providers
+
+    def _stale(self) -> bool:
+        return (self._providers is None
+                or time.monotonic() - self._loaded_at > RELOAD_AFTER)
+
+    async def snapshot(self) -> tuple[dict[str, Provider], dict[str, dict[str, Any]]]:
+        """The providers and their rows from one load: two calls could straddle a reload
+        and pair a provider with another version of its row (the probe cache's key)."""
+        providers = await self.providers()
+        return providers, self._rows
 
     def _make(self, row: dict[str, Any], key: str | None) -> Provider:
         if row["kind"] == "local_gguf":
@@ -235,31 +264,37 @@ class AiService:
                         clear_key: bool) -> tuple[dict[str, Any], bool]:
         """Create or change provider ``name``; ``api_key`` replaces the key, ``clear_key``
         removes it. Returns the row and whether it was created."""
-        keys = await _in_thread(self.keys.load)
-        if api_key is not None:
-            keys[name] = api_key
-            values["key_hint"] = key_hint(api_key)
-        elif clear_key:
-            keys.pop(name, None)
-            values["key_hint"] = None
-        if api_key is not None or clear_key:
-            await _in_thread(self.keys.save, keys)
-        try:
-            return await self.store.write(_upsert, name, values)
-        finally:
-            self._providers = None
-            self.probes.forget(name)
+        async with self._config_lock:
+            try:
+                keys = await _in_thread(self.keys.load)
+                if api_key is not None:
+                    keys[name] = api_key
+                    values["key_hint"] = key_hint(api_key)
+                elif clear_key:
+                    keys.pop(name, None)
+                    values["key_hint"] = None
+                if api_key is not None or clear_key:
+                    await _in_thread(self.keys.save, keys)
+                return await self.store.write(_upsert, name, values)
+            finally:
+                self._changed(name)
 
     async def remove(self, name: str) -> bool:
-        removed = await self.store.write(_delete, name)
-        keys = await _in_thread(self.keys.load)
-        if keys.pop(name, None) is not None:
-            await _in_thread(self.keys.save, keys)
-        for cache_key in [k for k in self._gguf if k[0] == name]:
-            del self._gguf[cache_key]
+        async with self._config_lock:
+            try:
+                removed = await self.store.write(_delete, name)
+                keys = await _in_thread(self.keys.load)
+                if keys.pop(name, None) is not None:
+                    await _in_thread(self.keys.save, keys)
+                for cache_key in [k for k in self._gguf if k[0] == name]:
+                    del self._gguf[cache_key]
+                return bool(removed)
+            finally:
+                self._changed(name)
+
+    def _changed(self, name: str) -> None:
         self._providers = None
         self.probes.forget(name)
-        return removed
 
     def describe(self, name: str, full: bool = True) -> dict[str, Any]:
         """A provider as ``GET /ai/providers`` shows it: never the key, only a hint; with

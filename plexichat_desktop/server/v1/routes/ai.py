@@ -482,8 +482,10 @@ Refresh = Annotated[bool, Query(description=(
     "others it is ignored)."))]
 
 
-async def _probe(ai: AiService, name: str, provider: Provider) -> dict[str, Any]:
-    """One provider's model list, timed; the health entry of ``name``."""
+async def _probe(ai: AiService, name: str, provider: Provider, row: dict[str, Any] | None
+                 ) -> dict[str, Any]:
+    """One provider's model list, timed; the health entry of ``name`` (``row``: its
+    configuration, which the answer is cached under)."""
     entry: dict[str, Any] = {"name": name, "kind": provider.kind, "enabled": True,
                              "status": "healthy", "reachable": True, "latency_ms": None,
                              "models": [], "error": None, "checked_at": iso(now())}
@@ -502,7 +504,8 @@ async def _probe(ai: AiService, name: str, provider: Provider) -> dict[str, Any]
                            f"{ai.settings.ai_health_timeout:g} s")
         found = []
     entry["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    allowed = ai.allowlist(name)
+    # The allowlist of the row this probe is cached under, not whatever is loaded now.
+    allowed = json.loads(row["models"]) if row else []
     entry["models"] = [m.name for m in found if not allowed or m.name in allowed]
     entry["_found"] = found
     return entry
@@ -513,12 +516,14 @@ async def _probe_all(ai: AiService, user: CurrentUser, refresh: bool
     """Every provider's health entry: enabled ones from the shared probe cache (asked
     again only when it is stale, or when an administrator asks for ``refresh``)."""
     ai.models_limiter.check(user.id)
-    providers = await ai.providers()
-    rows = await ai.rows()
+    providers, rows = await ai.snapshot()
+    ai.probes.retain(providers)
     fresh = refresh and user.is_admin
-    active = [(n, p) for n, p in providers.items() if ai.enabled(n)]
+    active = [(n, p) for n, p in providers.items()
+              if n == BUILTIN or (n in rows and rows[n]["enabled"])]
     results = await asyncio.gather(*(
-        ai.probes.get(n, rows.get(n), functools.partial(_probe, ai, n, p), fresh)
+        ai.probes.get(n, rows.get(n), functools.partial(_probe, ai, n, p, rows.get(n)),
+                      fresh)
         for n, p in active))
     entries = {e["name"]: e for e in results}
     out = []
