@@ -101,8 +101,9 @@ class PluginProblem(Exception):
 
     ``field`` is what the page marks: a body key, a query parameter or a dotted path
     (``variables.name``); with None the detail is the bare message and ``"field"`` is
-    null. Keyword arguments are added to the body as they are (JSON values: one that is
-    not, such as an exception, is left out of the answer and logged as the plugin's bug).
+    null. Keyword arguments are added to the body as they are (JSON values: when one is
+    not, such as an exception, the answer is the detail and field alone and the plugin's
+    log says why; ``detail`` cannot be one).
 
     The host's plugin router makes the answer (it is not logged as a failure), so a
     helper deep in the call can refuse without the route catching anything. Subclass it
