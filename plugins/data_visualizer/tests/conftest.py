@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
-if str(PLUGIN_ROOT) not in sys.path:
-    # Appended: first on the path, the plugin folder's "tests" would shadow the project's.
-    sys.path.append(str(PLUGIN_ROOT))
+# The layer's folder for api_integration_layer.testing, which a test may import before any
+# app has loaded the layer (and put it on the path).
+LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
+for _folder in (PLUGIN_ROOT, LAYER_ROOT):
+    if str(_folder) not in sys.path:
+        # Appended: first on the path, a plugin folder's "tests" would shadow the project's.
+        sys.path.append(str(_folder))
 
 
 @pytest.fixture

@@ -20,11 +20,39 @@ CSV = ("\ufeffday;region;amount\n2026-01-01;north;1,5\n2026-01-02;south;2\n"
        "2026-01-03;north;\"3,25\"\n2026-01-04;east;4\n")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def plexichat_settings() -> dict[str, Any]:
     return {"plugin": {"data_visualizer": {"max_upload_mb": 1.0, "query_timeout_seconds": 2.0,
                                            "max_rows": 1000, "live_interval_seconds": 0.2}},
             "api": {"performance_interval": 0.2}}
+
+
+@pytest.fixture(scope="module")
+def shared_app(tmp_path_factory: pytest.TempPathFactory, plexichat_settings: dict[str, Any]
+               ) -> Iterator[Any]:
+    # Starting the app is most of a test's time here (seconds on a busy machine); the
+    # tests share one and each starts from an empty workspace (see plexichat_app).
+    from plexichat_desktop.testing.harness import start_app
+
+    with start_app(PLUGIN_ROOT, tmp_path_factory.mktemp("plexichat-home"),
+                   plexichat_settings) as app:
+        yield app
+
+
+@pytest.fixture
+def plexichat_app(shared_app: Any) -> Any:
+    """The module's app with no datasets, dashboards or uploads left by earlier tests,
+    which is all a test here can see of another (the live tables refill on refresh)."""
+    client = shared_app.client
+    for dataset in client.get("api/datasets").json()["datasets"]:
+        assert client.delete(f"api/datasets/{dataset['name']}").status_code == 200
+    for board in client.get("api/dashboards").json()["dashboards"]:
+        assert client.delete(f"api/dashboards/{board['id']}").status_code == 200
+    assert client.get("api/datasets").json()["datasets"] == []
+    assert client.get("api/dashboards").json()["dashboards"] == []
+    uploads = shared_app.paths.plugin_data_root / "data_visualizer" / "uploads"
+    assert not uploads.is_dir() or list(uploads.iterdir()) == []
+    return shared_app
 
 
 def upload(client: httpx.Client, filename: str, content: str | bytes, **params: Any
