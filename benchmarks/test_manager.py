@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import importlib.util
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,32 +63,60 @@ def generate(root: Path, plugins: int, tests: int) -> list[Path]:
     return folders
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one pytest command (its workers included)."""
+    cpu = cpu_of_children()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
                           env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return elapsed
+    return elapsed, cpu_of_children() - cpu
 
 
-async def through_manager(home: AppPaths, plugin_root: Path, latency_runs: int
-                          ) -> tuple[float, int, dict[str, list[float]]]:
+def cpu_of_children() -> float:
+    """CPU seconds (user + system) of every descendant ended and reaped so far: the
+    pytest processes, and the fork server with the sessions it forked and reaped."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def start_manager(home: AppPaths, plugin_root: Path) -> tuple[TestManager, ResultStore,
+                                                                 EventBus]:
     settings = Settings()
     bus = EventBus()
     plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
                             extra_dirs=[plugin_root], include_installed=False)
     plugins.discover()
     store = ResultStore(home.data_dir / "tests.sqlite3")
-    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+    return TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests), store, bus
+
+
+async def through_manager(home: AppPaths, plugin_root: Path) -> tuple[float, float, int]:
+    """Every suite through a manager started for the purpose: wall time, and CPU time of
+    this process and of every process the run used (the fork server's start and
+    imports included, as (b) pays for its interpreter's)."""
+    manager, store, _ = start_manager(home, plugin_root)
     await manager.start()
     try:
+        cpu = time.process_time() + cpu_of_children()
         start = time.perf_counter()
         runs = [await manager.submit(rec.id) for rec in manager.testable()]
         done = [await manager.wait(run.id) for run in runs]
         wall = time.perf_counter() - start
-        total = sum(r.counts.get("passed", 0) for r in done)
+    finally:
+        await manager.stop()  # the fork server ends and is reaped: its CPU is counted
+        store.close()
+    cpu = time.process_time() + cpu_of_children() - cpu
+    return wall, cpu, sum(r.counts.get("passed", 0) for r in done)
+
+
+async def one_test_latency(home: AppPaths, plugin_root: Path, latency_runs: int
+                           ) -> dict[str, list[float]]:
+    manager, store, bus = start_manager(home, plugin_root)
+    await manager.start()
+    try:
         first = manager.testable()[0].id
         await manager.discover(first)  # warm the discovery cache, as the UI would have it
         latencies: dict[str, list[float]] = {mode: [] for mode in MODES}
@@ -110,7 +139,7 @@ async def through_manager(home: AppPaths, plugin_root: Path, latency_runs: int
                 latencies[mode].append(time.perf_counter() - t0)
                 await manager.wait(run.id)
         sub.close()
-        return wall, total, latencies
+        return latencies
     finally:
         await manager.stop()
         store.close()
@@ -127,25 +156,33 @@ def main() -> int:
         root = Path(tmp)
         folders = generate(root / "plugins", args.plugins, args.tests)
         home = AppPaths.from_env({"PLEXICHAT_DESKTOP_HOME": str(root / "home")})
-        wall_a, passed, latencies = asyncio.run(
-            through_manager(home, root / "plugins", args.latency_runs))
+        load = os.getloadavg()[0]
+        wall_a, cpu_a, passed = asyncio.run(through_manager(home, root / "plugins"))
         if passed != args.plugins * args.tests:
             raise RuntimeError(f"expected {args.plugins * args.tests} passes, got {passed}")
         (root / "pytest.ini").write_text("[pytest]\n")
         base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                 "--import-mode=importlib", "-c", str(root / "pytest.ini"), f"--rootdir={root}",
                 *[str(f / "tests") for f in folders]]
-        wall_b = timed(base, root)
+        wall_b, cpu_b = timed(base, root)
         has_xdist = importlib.util.find_spec("xdist") is not None
-        wall_c = timed([*base, "-p", "xdist", "-n", str(cores)], root) if has_xdist else None
-    print(f"suite: {args.plugins} plugins x {args.tests} tests = {passed} tests, {cores} cores")
-    print(f"(a) test manager, concurrency {cores}:   {wall_a:6.2f} s")
-    print(f"(b) plain pytest, one process:       {wall_b:6.2f} s   a/b = {wall_a / wall_b:.2f}")
-    if wall_c is not None:
-        print(f"(c) pytest -n {cores} (xdist):            {wall_c:6.2f} s   a/c = "
-              f"{wall_a / wall_c:.2f}")
+        wall_c, cpu_c = (timed([*base, "-p", "xdist", "-n", str(cores)], root) if has_xdist
+                         else (None, None))
+        latencies = (asyncio.run(one_test_latency(home, root / "plugins", args.latency_runs))
+                     if args.latency_runs else {})
+    print(f"suite: {args.plugins} plugins x {args.tests} tests = {passed} tests, {cores} cores, "
+          f"load average {load:.2f} at the start")
+    print("                                       wall            CPU (user+sys, all processes)")
+    print(f"(a) test manager, concurrency {cores}:   {wall_a:6.2f} s        {cpu_a:6.2f} s")
+    print(f"(b) plain pytest, one process:       {wall_b:6.2f} s a/b = {wall_a / wall_b:.2f}"
+          f"   {cpu_b:6.2f} s a/b = {cpu_a / cpu_b:.2f}")
+    if wall_c is not None and cpu_c is not None:
+        print(f"(c) pytest -n {cores} (xdist):            {wall_c:6.2f} s a/c = "
+              f"{wall_a / wall_c:.2f}   {cpu_c:6.2f} s a/c = {cpu_a / cpu_c:.2f}")
     else:
         print("(c) pytest-xdist is not installed: run ./bootstrap.sh bench to install it")
+    if not latencies:
+        return 0
     for mode, label in MODES.items():
         values = latencies[mode]
         print(f"run one test -> finished event, {label}: median "
