@@ -9,6 +9,10 @@ with that message (a returned dict with a true ``success`` passes).
 On SIGUSR1 the child dumps every thread's stack to the file named by
 ``PLEXICHAT_STACKS_FILE`` (the host asks for it before it kills a test that timed out). A
 file of its own, because pytest's output capture owns stderr while a test runs.
+
+PYTEST_DONT_REWRITE: the fork server imports this module before pytest marks it for
+assertion rewriting (it has no asserts to rewrite); the marker keeps pytest from warning
+about it.
 """
 
 from __future__ import annotations
@@ -46,13 +50,23 @@ _STACKS_KEY = pytest.StashKey[Any]()
 class _Channel:
     def __init__(self, fd: int):
         self._fd = fd
+        self._held: list[bytes] = []
 
     def send(self, event: str, **fields: Any) -> None:
-        data = encode(event, **fields)
+        self._held.append(encode(event, **fields))
+        data = b"".join(self._held)
+        self._held.clear()
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
+
+    def hold(self, event: str, **fields: Any) -> None:
+        """Queue an event for the next :meth:`send`, in order. Only for events the host
+        has no use for until a later one: each write wakes the host, and sending a test's
+        three phase reports made five writes of each test instead of two. What is held
+        when the process dies is lost, which is why test_start and test_end are sent."""
+        self._held.append(encode(event, **fields))
 
 
 def _message(report: pytest.TestReport | pytest.CollectReport) -> str:
@@ -154,7 +168,9 @@ class Reporter:
             "log": truncate(sections.get(f"Captured log {report.when}", "")),
         }
         self.phases.setdefault(report.nodeid, []).append(phase)
-        self.channel.send("phase", **phase)
+        # The host reads a test's phases when its test_end arrives, and a test that dies
+        # or times out is judged without them.
+        self.channel.hold("phase", **phase)
 
     def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]
                                  ) -> None:
