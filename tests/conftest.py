@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -49,15 +53,52 @@ def switch_off_bundled(paths: AppPaths, keep: tuple[str, ...] = ()) -> None:
             manager.remember_enabled(candidate.root.name, False)
 
 
+# One certificate store for every test client: httpx loads the CA bundle for each new
+# client (~0.06 s of CPU, twice per started core), and the servers here are plain HTTP on
+# 127.0.0.1.
+SSL: ssl.SSLContext = httpx.create_ssl_context()
+
+
+# The commands' main(), one after the other in one fresh interpreter: the interpreter's
+# start and the CLI's imports (most of a command's second or so) are paid once. Each
+# command still gets its own argv, exit code, stdout and stderr, and reads and writes the
+# home's files as a process of its own would (nothing is kept in memory between them).
+BATCH = """
+import contextlib, io, json, sys
+from plexichat_desktop.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # --help, --version and usage errors exit from argparse
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    results.append([code, out.getvalue(), err.getvalue()])
+sys.__stdout__.write(json.dumps(results))
+"""
+
+
+def run_many(commands: list[list[str]], env: dict[str, str]
+             ) -> list[subprocess.CompletedProcess[str]]:
+    """``plexichat-desktop ARGS`` for each ARGS of ``commands``, all in one subprocess (see
+    BATCH): what ``subprocess.run`` gives for each."""
+    done = subprocess.run([sys.executable, "-c", BATCH, json.dumps(commands)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [subprocess.CompletedProcess(["plexichat-desktop", *args], code, out, err)
+            for args, (code, out, err) in zip(commands, json.loads(done.stdout), strict=True)]
+
+
 class RunningCore:
     def __init__(self, runtime: Runtime, url: str):
         self.runtime = runtime
         self.url = url
         self.token = runtime.token
         # Generous: a loaded machine must slow the tests down, not fail them.
-        self.client = httpx.AsyncClient(base_url=url, timeout=60,
+        self.client = httpx.AsyncClient(base_url=url, timeout=60, verify=SSL,
                                         headers={"Authorization": f"Bearer {runtime.token}"})
-        self.anonymous = httpx.AsyncClient(base_url=url, timeout=60)
+        self.anonymous = httpx.AsyncClient(base_url=url, timeout=60, verify=SSL)
 
     @property
     def port(self) -> int:
