@@ -52,7 +52,9 @@ async def running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     root = tmp_path / "projects"
     root.mkdir()
     paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
-    settings = Settings(server={"port": 0},
+    # The plugin never calls the embedded v1 API: off, the host skips importing it and
+    # opening its database on every start.
+    settings = Settings(server={"port": 0}, api={"enabled": False},
                         plugin={PLUGIN_ID: {"roots": [str(root)], **(extra or {})}})
     runtime = Runtime(paths, settings, RuntimeOptions(
         bundled=False, include_installed=False, extra_plugin_dirs=[plugins_folder(tmp_path)]))
