@@ -28,7 +28,10 @@ async def test_starts_in_the_host_and_serves_page_and_routes(
     (work / "proj").mkdir(parents=True)
     home = tmp_path / "home"
     paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
-    settings = Settings(server={"port": 0}, plugin={PLUGIN_ID: {"roots": [str(work)]}})
+    # The plugin never calls the embedded v1 API: off, the host skips importing it and
+    # opening its database.
+    settings = Settings(server={"port": 0}, api={"enabled": False},
+                        plugin={PLUGIN_ID: {"roots": [str(work)]}})
     runtime = Runtime(paths, settings, RuntimeOptions(
         bundled=False, include_installed=False, extra_plugin_dirs=[folder]))
     url = await runtime.start()
