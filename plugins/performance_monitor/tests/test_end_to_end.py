@@ -17,8 +17,11 @@ PLUGIN_ID = "performance_monitor"
 
 @pytest.fixture
 def plexichat_settings() -> dict[str, Any]:
-    """Fast samples, so alerts start and end within a few tenths of a second."""
-    return {"plugin": {PLUGIN_ID: {"interval_seconds": 0.2, "sustain_samples": 2}}}
+    """Fast samples, so alerts start and end within a few tenths of a second; no embedded
+    v1 API (the plugin never calls it, and importing and opening it was a good part of
+    the suite's only app start)."""
+    return {"plugin": {PLUGIN_ID: {"interval_seconds": 0.2, "sustain_samples": 2}},
+            "api": {"enabled": False}}
 
 
 async def test_routes_stream_and_alerts_through_the_host(plexichat_app: PlexiChatApp) -> None:
