@@ -27,6 +27,23 @@ NEW_PASSWORD = "Another-Str0ng-Passphrase"
 T0 = 1_900_000_005.0  # 5 s into a step: far from both of its edges
 
 
+PRODUCTION_RECOVERY_COST = mfa.RECOVERY_SCRYPT_LOG_N
+
+
+@pytest.fixture(autouse=True)
+def cheap_recovery_digests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recovery code's digest is memory-hard on purpose (some 50 ms each, ten per 2FA
+    set-up, more under load); these tests check what is done with the codes, not the
+    cost, as scrypt_cost=4 does for passwords. The offline-search test keeps the real
+    cost (``production_recovery_cost``)."""
+    monkeypatch.setattr(mfa, "RECOVERY_SCRYPT_LOG_N", 4)
+
+
+@pytest.fixture
+def production_recovery_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mfa, "RECOVERY_SCRYPT_LOG_N", PRODUCTION_RECOVERY_COST)
+
+
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
     """The TOTP clock, fixed at ``T0``; tests move it with ``clock["now"] = ...``."""
@@ -504,7 +521,8 @@ async def test_a_pending_second_step_ends_with_a_password_change(v1, clock):
     assert r.status_code == 401 and "mfa_token" in r.json()["detail"]
 
 
-async def test_stored_recovery_codes_resist_an_offline_search(v1, clock):
+async def test_stored_recovery_codes_resist_an_offline_search(
+        v1, clock, production_recovery_cost):
     """Review finding: recovery codes (40 bits) were stored as unsalted SHA-256, so a copy
     of the database (a backup) gave every account's codes after a GPU search of minutes,
     and a recovery code resets the password. They are scrypt digests salted with the
@@ -523,6 +541,7 @@ async def test_stored_recovery_codes_resist_an_offline_search(v1, clock):
     for one in codes:
         fast = hashlib.sha256(f"recovery:{mfa.normalise_recovery_code(one)}".encode())
         assert fast.hexdigest() not in hashes
+    assert mfa.RECOVERY_SCRYPT_LOG_N == 14  # 16 MiB: what makes the search costly
     assert sorted(hashes) == sorted(mfa.recovery_digest(c, gil.id) for c in codes)
     assert mfa.recovery_digest(codes[0], gil.id) != mfa.recovery_digest(codes[0], "other")
 
