@@ -20,7 +20,7 @@ from plexichat_desktop.testing.analytics import (
 )
 from plexichat_desktop.testing.models import Outcome, RunRecord, TestAttempt
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import wait_for_run
+from tests.conftest import run_many, wait_for_run
 
 MANIFEST = 'id = "{id}"\nname = "{id}"\nversion = "1.0.0"\nentry = "{id}_pkg:Plugin"\n'
 
@@ -209,16 +209,14 @@ async def test_analytics_over_the_api_and_the_cli(start_core, tmp_path, home):
     assert bad.status_code == 422 and "category" in bad.text
 
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent)}
-    cli = [sys.executable, "-m", "plexichat_desktop", "results"]
-    out = subprocess.run([*cli, "--failures", "--json"], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out, failed, slow_out = run_many([["results", "--failures", "--json"],
+                                      ["results", str(runs[1]["id"]), "--failed"],
+                                      ["results", "--slow"]], env)
     assert {p["signature"] for p in json.loads(out.stdout)["patterns"]} == set(patterns)
-    text = subprocess.run([*cli, str(runs[1]["id"]), "--failed"], env=env,
-                          capture_output=True, text=True, timeout=60).stdout
+    text = failed.stdout
     assert "FAILED     tests/test_a.py::test_divides" in text
     assert "ZeroDivisionError" in text and "test_passes_securely" not in text
-    slow = subprocess.run([*cli, "--slow"], env=env, capture_output=True, text=True,
-                          timeout=60).stdout
+    slow = slow_out.stdout
     assert "it sleeps or waits" in slow and "module- or session-scoped fixture" in slow
 
 

@@ -62,7 +62,7 @@ def env(home: Any) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_dev(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Dev]]:
+def start_dev(env: dict[str, str], home: Any, tmp_path: Path) -> Iterator[Callable[..., Dev]]:
     started: list[Dev] = []
 
     def start(root: Path, *extra: str) -> Dev:
@@ -80,8 +80,8 @@ def start_dev(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Dev
             return match.group(1) if match and "Watching " in text else None
 
         url = eventually(served, "dev prints its URL and starts watching")
-        token = subprocess.run([*CLI, "token"], env=env, capture_output=True, text=True,
-                               timeout=60).stdout.strip()
+        # What `plexichat-desktop token` prints (test_cli.py): no interpreter start for it.
+        token = home.token_file.read_text().strip()
         client = httpx.Client(base_url=url, timeout=10,
                               headers={"Authorization": f"Bearer {token}"})
         dev = Dev(proc, url, client, out)

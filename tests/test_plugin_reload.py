@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
-from tests.conftest import switch_off_bundled
+from tests.conftest import run_many, switch_off_bundled
 
 CODE = '''from plexichat_desktop.plugins.api import Plugin
 
@@ -132,18 +132,15 @@ def test_plugins_reload_command_reloads_in_the_running_app(home, tmp_path):
                 url = match.group(1)
                 break
         assert url is not None, "serve did not start"
-        token = subprocess.run([*cli, "token"], env=env, capture_output=True, text=True,
-                               timeout=60).stdout.strip()
+        token = home.token_file.read_text().strip()  # what `token` prints (test_cli.py)
         write_code(root, "cli_reloaded", "two, reloaded from the command line")
-        done = subprocess.run([*cli, "plugins", "reload", "cli_reloaded"], env=env,
-                              capture_output=True, text=True, timeout=60)
+        done, missing = run_many([["plugins", "reload", "cli_reloaded"],
+                                  ["plugins", "reload", "ghost"]], env)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "Plugin 'cli_reloaded' reloaded: active"
         answer = httpx.get(f"{url}plugins/cli_reloaded/api/mark",
                            headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert answer.json()["mark"] == "two, reloaded from the command line"
-        missing = subprocess.run([*cli, "plugins", "reload", "ghost"], env=env,
-                                 capture_output=True, text=True, timeout=60)
         assert missing.returncode == 1 and "ghost" in missing.stderr
     finally:
         proc.terminate()
