@@ -4,6 +4,7 @@ history, tickets, and Yjs documents kept in sync by pycrdt clients."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -26,7 +27,19 @@ from plexichat_desktop.server.v1.routes.collaboration import manager_for
 from tests.api_v1.collab_client import synced, text_of, until
 from tests.api_v1.conftest import PASSWORD, v1_settings
 
-pytestmark = pytest.mark.asyncio
+# One server for the module (see ``v1`` below): the tests run in the module's event loop.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server: each test has accounts (so sessions and rooms) of its
+    own; the collaboration limits a test changes are put back after it."""
+    limits = manager_for(shared_v1.api).limits
+    saved = dataclasses.replace(limits)
+    yield shared_v1
+    for name, value in vars(saved).items():
+        setattr(limits, name, value)
 
 
 async def create(account: Any, **body: Any) -> dict[str, Any]:
@@ -82,7 +95,9 @@ def state(doc: Doc[Any]) -> dict[int, int]:
     return {reader.uint(): reader.uint() for _ in range(reader.uint())}
 
 
-async def test_sessions_members_roles_and_errors(v1):
+@pytest.mark.asyncio(loop_scope="function")
+async def test_sessions_members_roles_and_errors(make_v1):
+    v1 = await make_v1()  # a server of its own: ann is its administrator (all_sessions)
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     cid = await v1.account("cid")
@@ -200,7 +215,7 @@ async def test_two_clients_converge_after_concurrent_edits(v1_shared, ops, pause
         assert await content(ann, sid) == text_of(doc_a)
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def v1_shared(v1):
     """One server and two accounts shared by every hypothesis example of a test."""
     ann = await v1.account("ann")
@@ -426,7 +441,7 @@ async def test_membership_changes_reach_open_sockets(v1):
         await next_event(events, "welcome")
         await ben.client.post(f"/collaboration/sessions/{sid}/join", json={})
         joined = (await next_event(events, "collaboration_member"))["data"]
-        assert joined == {"session_id": sid, "user_id": ben.id, "username": "ben",
+        assert joined == {"session_id": sid, "user_id": ben.id, "username": ben.username,
                           "role": "editor", "action": "joined"}
     async with connect(await ws_url(v1, ben, sid)) as ws:
         await answered(ws)

@@ -20,7 +20,16 @@ from tests.api_v1.conftest import PASSWORD
 from tests.api_v1.test_realtime import next_frame, send
 from tests.api_v1.test_webhooks import Receiver
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop; those
+# that need the administrator, a setting of their own or a restore start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts (and groups) of its own."""
+    return shared_v1
 
 
 async def test_leaving_or_deleting_a_group_takes_you_out_of_its_room_at_once(v1):
@@ -180,7 +189,9 @@ async def upload(client: Any, archive: bytes) -> Any:
                              data={"checksum": checksum})
 
 
-async def test_a_restored_backup_brings_no_triggers_views_or_extra_tables(v1):
+@OWN_SERVER
+async def test_a_restored_backup_brings_no_triggers_views_or_extra_tables(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")  # the administrator
     ben = await v1.account("ben")
     await ann.client.post("/messages/send", json={"recipient_id": ben.id, "content": "kept"})
@@ -213,6 +224,7 @@ async def test_a_restored_backup_brings_no_triggers_views_or_extra_tables(v1):
     assert [m["content"] for m in inbox["messages"]] == ["kept"]
 
 
+@OWN_SERVER
 async def test_archives_that_unpack_too_large_are_refused_before_unpacking(make_v1):
     v1 = await make_v1(max_restore_mb=0.5)
     ann = await v1.account("ann")
@@ -261,6 +273,7 @@ REFUSED_TARGETS = [
 ]
 
 
+@OWN_SERVER
 async def test_webhooks_to_private_addresses_are_refused_without_connecting(make_v1):
     target = Receiver()
     await target.start()
@@ -301,7 +314,10 @@ async def receiver():
     await rec.stop()
 
 
-async def test_deliveries_go_to_the_checked_address_and_only_admins_read_answers(v1, receiver):
+@OWN_SERVER
+async def test_deliveries_go_to_the_checked_address_and_only_admins_read_answers(make_v1,
+                                                                                receiver):
+    v1 = await make_v1()
     ann = await v1.account("ann")  # the administrator
     ben = await v1.account("ben")
     port = receiver.url.split(":")[2].split("/")[0]
@@ -332,6 +348,7 @@ async def test_deliveries_go_to_the_checked_address_and_only_admins_read_answers
 
 # -- login rate limit (9) ----------------------------------------------------------------
 
+@OWN_SERVER
 async def test_a_stranger_cannot_lock_the_owner_out_of_an_account(make_v1):
     v1 = await make_v1(login_rate_limit=3, rate_limit_window=600)
     await v1.account("kate")  # kate logged in from this client before: she has a device
