@@ -5,12 +5,22 @@ The test manager runs this suite with the plugin folder on ``PYTHONPATH``; run d
 ``pytest.mark.asyncio`` and take no async fixtures, so they run both under pytest-asyncio
 and under the test manager's own runner; servers are started inside each test with
 ``api_integration_layer.testing.embedded_server``.
+
+Starting a core costs a second or more (several on a busy machine). Tests that need a
+server with the default settings, make their own accounts and count nothing beyond them
+use ``async with shared_server() as server`` instead: the module's core, on the module's
+event loop (``module_loop``, see api_integration_layer.testing), so they carry no
+asyncio mark.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +30,42 @@ if str(PLUGIN_ROOT) not in sys.path:
     # the project's "tests" package when both suites run in one pytest session.
     sys.path.append(str(PLUGIN_ROOT))
 
+from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A folder for one test's server homes."""
     return tmp_path / "home"
+
+
+@pytest.fixture(scope="module")
+def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's core with the default test settings, started by its first user."""
+    from api_integration_layer.testing import SharedServer
+
+    shared = SharedServer(tmp_path_factory.mktemp("shared-core") / "home")
+    try:
+        yield shared
+    finally:
+        module_loop.run_until_complete(shared.close())
+
+
+@pytest.fixture
+def shared_server(shared_core: Any) -> Callable[[], Any]:
+    """``async with shared_server() as server``: the module's running core; the clients
+    the test made on it are closed afterwards."""
+    @contextlib.asynccontextmanager
+    async def use() -> AsyncIterator[Any]:
+        server = await shared_core.get()
+        before = len(server.clients)
+        try:
+            yield server
+        finally:
+            mine = server.clients[before:]
+            del server.clients[before:]
+            for client in mine:
+                await client.aclose()
+
+    return use

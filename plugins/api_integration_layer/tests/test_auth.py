@@ -16,7 +16,6 @@ from api_integration_layer.errors import NotAuthenticated
 from api_integration_layer.testing import FAST_CLIENT, PASSWORD, embedded_server, unique_name
 from api_integration_layer.tokens import FileTokenStore
 
-pytestmark = pytest.mark.asyncio
 ONE_SECOND = 1 / 60  # access_token_minutes: short-lived tokens, short waits
 
 
@@ -92,8 +91,8 @@ async def test_a_session_ended_elsewhere_means_log_in_again(home: Path):
 
 
 async def test_the_session_survives_a_restart_of_the_client_in_a_private_file(
-        home: Path, tmp_path: Path):
-    async with embedded_server(home) as server:
+        shared_server, tmp_path: Path):
+    async with shared_server() as server:
         name = unique_name()
         await server.client().auth.register(name, f"{name}@example.org", PASSWORD)
         store = FileTokenStore(tmp_path / "data" / "tokens.json")
@@ -116,8 +115,8 @@ async def test_the_session_survives_a_restart_of_the_client_in_a_private_file(
             assert third.user is None
 
 
-async def test_bad_credentials_and_validation_errors_are_not_retried(home: Path):
-    async with embedded_server(home) as server:
+async def test_bad_credentials_and_validation_errors_are_not_retried(shared_server):
+    async with shared_server() as server:
         client = server.client()
         with pytest.raises(NotAuthenticated) as info:
             await client.auth.login("nobody", "Wrong-Passw0rd!")

@@ -4,8 +4,6 @@ sessions, sessions and the security log, and the new scopes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from api_integration_layer.errors import (
     ApiHTTPError,
@@ -15,11 +13,10 @@ from api_integration_layer.errors import (
     NotAuthenticated,
 )
 from api_integration_layer.scoped import ScopedApi
-from api_integration_layer.testing import PASSWORD, embedded_server, unique_name
+from api_integration_layer.testing import PASSWORD, unique_name
 
 from plexichat_desktop.server.v1 import mfa
 
-pytestmark = pytest.mark.asyncio
 T0 = 1_900_000_005.0  # 5 s into a TOTP step
 NEW_PASSWORD = "Another-Str0ng-Passphrase"
 
@@ -39,8 +36,8 @@ def code(secret: str, offset: int = 0) -> str:
     return mfa.code_at(secret, mfa.step_of(T0) + offset)
 
 
-async def test_login_with_2fa_raises_mfa_required_answered_by_login_2fa(home: Path):
-    async with embedded_server(home) as server:
+async def test_login_with_2fa_raises_mfa_required_answered_by_login_2fa(shared_server):
+    async with shared_server() as server:
         name = unique_name("mfa")
         owner = await server.account(name)
         setup = await owner.auth.mfa_setup(PASSWORD)
@@ -95,8 +92,8 @@ async def test_login_with_2fa_raises_mfa_required_answered_by_login_2fa(home: Pa
         assert fourth.session.logged_in
 
 
-async def test_wrong_current_password_keeps_the_session(home: Path):
-    async with embedded_server(home) as server:
+async def test_wrong_current_password_keeps_the_session(shared_server):
+    async with shared_server() as server:
         name = unique_name("pw")
         client = await server.account(name)
         second = server.client()
@@ -125,8 +122,8 @@ async def test_wrong_current_password_keeps_the_session(home: Path):
         assert export["profile"]["username"] == name
 
 
-async def test_sign_out_one_session_and_the_new_scopes(home: Path):
-    async with embedded_server(home) as server:
+async def test_sign_out_one_session_and_the_new_scopes(shared_server):
+    async with shared_server() as server:
         name = unique_name("ses")
         client = await server.account(name)
         other = server.client()

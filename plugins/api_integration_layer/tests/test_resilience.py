@@ -26,13 +26,12 @@ from api_integration_layer.testing import (
     unique_name,
 )
 
-pytestmark = pytest.mark.asyncio
 PING = (200, {"message": "pong", "status": "ok", "timestamp": "2025-07-01T12:00:00+00:00"}, {})
 INFO = (200, {"platform": "test", "cpu_count": 2}, {})
 
 
-async def test_gets_are_cached_per_user_and_writes_invalidate_their_resource(home: Path):
-    async with embedded_server(home) as server:
+async def test_gets_are_cached_per_user_and_writes_invalidate_their_resource(shared_server):
+    async with shared_server() as server:
         ann = await server.account()
         bob = await server.account()
         first = await ann.users.me()
@@ -80,8 +79,8 @@ async def test_gets_are_cached_per_user_and_writes_invalidate_their_resource(hom
         assert not short.activity.records[-1].cache_hit
 
 
-async def test_logging_in_as_someone_else_never_serves_the_previous_users_answers(home: Path):
-    async with embedded_server(home) as server:
+async def test_logging_in_as_someone_else_never_serves_the_previous_users_answers(shared_server):
+    async with shared_server() as server:
         client = await server.account()
         other = unique_name()
         await server.client().auth.register(other, f"{other}@example.org", PASSWORD)
@@ -195,16 +194,16 @@ async def test_503_is_retried_with_backoff_but_4xx_is_not():
             assert info.value.status == status and refusing.connections == 1
 
 
-async def test_4xx_from_the_real_server_are_not_retried(home: Path):
-    async with embedded_server(home) as server:
+async def test_4xx_from_the_real_server_are_not_retried(shared_server):
+    async with shared_server() as server:
         client = await server.account()
         with pytest.raises(ApiHTTPError) as info:
             await client.users.get("00000000-0000-4000-8000-000000000000")
         assert info.value.status == 404 and client.activity.records[-1].attempts == 1
 
 
-async def test_batch_with_mixed_failures_has_a_result_per_item(home: Path):
-    async with embedded_server(home) as server:
+async def test_batch_with_mixed_failures_has_a_result_per_item(shared_server):
+    async with shared_server() as server:
         ann = await server.account()
         bob = await server.account()
         recipients = [bob.user["id"], "00000000-0000-4000-8000-000000000000",
