@@ -1,17 +1,24 @@
 """Shared set-up of the System Manager's tests.
 
-``app`` starts the real app core (the API integration layer, this plugin and the
+``app`` gives the real app core (the API integration layer, this plugin and the
 embedded v1 API) on a temp home and a free loopback port, with the layer logged in as the
-install's administrator; everything the plugin does goes to that real v1 server. Async
-tests carry ``pytest.mark.asyncio`` and take no async fixtures (the test manager's runner
-and pytest-asyncio both run them).
+install's administrator; everything the plugin does goes to that real v1 server.
+
+Starting a core costs a second or more (several on a busy machine), so the tests of a
+module share one unless they ask for ``app(fresh=True)`` (or for settings of their own):
+those whose assertions count everything on the server (backups, history, alerts) or
+change it for everyone (a restore, a maintenance window). Async tests that use ``app``
+run on one event loop per module (``module_loop``, see api_integration_layer.testing),
+the loop the shared core lives on; they carry no asyncio mark and take no async
+fixtures.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +31,8 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
     if str(_folder) not in sys.path:
         # Appended, so a plugin folder's "tests" cannot shadow the project's "tests".
         sys.path.append(str(_folder))
+
+from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
 
 
 class App:
@@ -46,33 +55,83 @@ class App:
         return dict(job.to_dict())
 
 
+@pytest.fixture(scope="module")
+def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's core (started by the first test that uses it), with its
+    administrator registered."""
+    from api_integration_layer.testing import SharedServer, plugin_folder
+
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
+
+    home = tmp_path_factory.mktemp("shared-core")
+    shared = SharedServer(home / "apphome", plugin_dirs=[plugin_folder(
+        home, PLUGIN_ROOT, LAYER_ROOT)], plugin_settings={PLUGIN_ID: {"scrypt_log_n": 10}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(PLUGINS_PATH_ENV, raising=False)
+        try:
+            yield shared
+        finally:
+            module_loop.run_until_complete(shared.close())
+
+
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """``async with app(login="admin", **settings) as a``: see :class:`App`;
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
+        ) -> Callable[..., Any]:
+    """``async with app(login="admin", fresh=False, **settings) as a``: see :class:`App`;
     ``login=None`` leaves the layer logged out, ``login="user"`` logs it in as an
-    ordinary account (the administrator is registered first either way)."""
+    ordinary account (the administrator is registered first either way). ``fresh`` (or
+    any settings) starts a core of the test's own instead of the module's."""
     import httpx
-    from api_integration_layer.testing import PASSWORD, embedded_server, plugin_folder
+    from api_integration_layer.testing import (
+        PASSWORD,
+        embedded_server,
+        plugin_folder,
+        unique_name,
+    )
 
     from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
 
     monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
 
     @contextlib.asynccontextmanager
-    async def start(login: str | None = "admin", **settings: Any) -> AsyncIterator[App]:
+    async def own_core(**settings: Any) -> AsyncIterator[tuple[Any, Any]]:
         folder = plugin_folder(tmp_path, PLUGIN_ROOT, LAYER_ROOT)
         async with embedded_server(
                 tmp_path / "apphome", plugin_dirs=[folder],
                 plugin_settings={PLUGIN_ID: {"scrypt_log_n": 10, **settings}}) as server:
+            yield server, await server.account("root")  # the first: the administrator
+
+    @contextlib.asynccontextmanager
+    async def shared() -> AsyncIterator[tuple[Any, Any]]:
+        started = shared_core.server is not None
+        server = await shared_core.get()
+        if not started:
+            await server.account("root")  # the first account: the administrator
+        admin = server.client()
+        try:
+            await admin.auth.login("root", PASSWORD)
+            yield server, admin
+        finally:
+            server.clients.remove(admin)
+            await admin.aclose()
+
+    @contextlib.asynccontextmanager
+    async def start(login: str | None = "admin", *, fresh: bool = False,
+                    **settings: Any) -> AsyncIterator[App]:
+        core = own_core(**settings) if fresh or settings else shared()
+        async with core as (server, admin):
             record = server.runtime.plugins.by_id[PLUGIN_ID]
             assert str(record.state) in ("active", "degraded"), (record.reason, record.detail)
             layer = server.plugin("api_integration_layer")
-            admin = await server.account("root")  # the first account: the administrator
             if login == "admin":
                 await layer.client.auth.login("root", PASSWORD)
             elif login == "user":
-                await layer.client.auth.register("someone", "someone@example.org", PASSWORD)
-                await layer.client.auth.login("someone", PASSWORD)
+                name = unique_name("someone")
+                await layer.client.auth.register(name, f"{name}@example.org", PASSWORD)
+                await layer.client.auth.login(name, PASSWORD)
+            else:
+                await layer.client.auth.logout()   # the shared core's last test logged in
             async with httpx.AsyncClient(
                     base_url=f"{server.url}plugins/{PLUGIN_ID}/api/", timeout=60,
                     headers=server.app_headers) as client:

@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.asyncio
-
 
 async def _backup(a: Any, **body: Any) -> dict[str, Any]:
     job = await a.wait_job(await a.client.post("backups", json=body))
@@ -21,7 +19,8 @@ async def _backup(a: Any, **body: Any) -> dict[str, Any]:
 
 
 async def test_a_backup_is_made_verified_and_drilled_and_the_counts_match(app, v1_data):
-    async with app() as a:
+    # Its own core: the counts are of everything on the server.
+    async with app(fresh=True) as a:
         await v1_data(a, users=3)
         live = (await a.admin.backup.list()).total
         result = await _backup(a, verify=True, drill=True)
@@ -70,7 +69,8 @@ async def test_a_corrupted_download_is_detected_and_notified(app):
 async def test_a_schedule_fires_creates_a_backup_and_a_busy_one_skips(app):
     from plexichat_desktop.plugins.schedules import PluginScheduler
 
-    async with app() as a:
+    # Its own core: it replaces the scheduler and reads the whole backup history.
+    async with app(fresh=True) as a:
         m = a.manager
         clock = [time.time()]
         m._scheduler_factory = lambda: PluginScheduler(  # driven by tick(), no waiting
@@ -112,7 +112,8 @@ async def test_a_schedule_fires_creates_a_backup_and_a_busy_one_skips(app):
 
 
 async def test_retention_previews_then_deletes_only_what_was_shown(app):
-    async with app() as a:
+    # Its own core: retention plans over every backup on the server.
+    async with app(fresh=True) as a:
         ids = []
         for _ in range(4):
             ids.append((await _backup(a, verify=False))["backup"]["id"])
@@ -136,7 +137,8 @@ async def test_retention_previews_then_deletes_only_what_was_shown(app):
 
 
 async def test_restore_needs_confirm_and_the_checksum_and_makes_a_safety_backup(app, v1_data):
-    async with app() as a:
+    # Its own core: a restore puts the whole server back to the backup.
+    async with app(fresh=True) as a:
         await v1_data(a)
         result = await _backup(a, verify=False)
         backup = result["backup"]
@@ -199,12 +201,14 @@ async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path)
         edited = await a.client.put(f"targets/{tid}", json={
             "name": "usb stick", "path": str(usb), "keep": 5, "encrypt": True})
         assert edited.status_code == 200, edited.text
-        target = (await a.client.get("state")).json()["targets"][0]
+        target = next(t for t in (await a.client.get("state")).json()["targets"]
+                      if t["id"] == tid)
         assert target["keep"] == 5 and target["password_set"] and "password" not in target
 
 
 async def test_an_unwritable_target_is_recorded_and_notified(app, tmp_path: Path):
-    async with app() as a:
+    # Its own core: the administrator's inbox must hold only this test's failure.
+    async with app(fresh=True) as a:
         if os.geteuid() == 0:
             blocked = "/sys"  # root writes anywhere else; sysfs refuses new files
         else:
@@ -348,7 +352,8 @@ async def test_a_backup_failing_its_check_is_not_copied_and_deletes_nothing(
         app, tmp_path, monkeypatch):
     from system_manager.archive import ArchiveProblem, check_archive, sha256_of
 
-    async with app() as a:
+    # Its own core: it counts every backup on the server.
+    async with app(fresh=True) as a:
         usb = tmp_path / "usb"
         usb.mkdir()
         tid = (await a.client.post("targets", json={"name": "usb", "path": str(usb),
@@ -389,7 +394,8 @@ async def test_a_backup_failing_its_check_is_not_copied_and_deletes_nothing(
 
 
 async def test_cancelling_a_running_backup_records_it_and_leaves_no_work_files(app):
-    async with app() as a:
+    # Its own core: it waits for the first entry of an empty history.
+    async with app(fresh=True) as a:
         m = a.manager
         server_lock = a.server.runtime.api_v1.backups._lock
         await server_lock.acquire()        # the run waits inside "create" until released

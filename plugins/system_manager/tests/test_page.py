@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-pytestmark = pytest.mark.asyncio
-
 
 async def test_the_page_and_its_assets_are_served_and_local(app):
     async with app() as a:

@@ -6,9 +6,6 @@ import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-
-pytestmark = pytest.mark.asyncio
 DISK = "Free space on the data disk"
 
 
@@ -25,7 +22,7 @@ async def _watch(a: Any, **config: Any) -> None:
 
 
 async def test_an_alert_notifies_and_its_recovery_too(app):
-    async with app() as a:
+    async with app(fresh=True) as a:
         await _watch(a, disk_min_free_percent=100.0, backup_max_age_hours=0)
         checks = (await a.client.post("health/check")).json()["checks"]
         disk = next(c for c in checks if c["key"] == "disk")
@@ -46,7 +43,7 @@ async def test_an_alert_notifies_and_its_recovery_too(app):
 
 
 async def test_a_maintenance_window_suppresses_the_alert(app):
-    async with app() as a:
+    async with app(fresh=True) as a:
         created = await a.client.post("windows", json=_window_around_now())
         assert created.status_code == 201, created.text
         await _watch(a, disk_min_free_percent=100.0, backup_max_age_hours=0)
@@ -60,7 +57,7 @@ async def test_a_maintenance_window_suppresses_the_alert(app):
 
 
 async def test_backup_age_is_watched_once_a_schedule_exists(app):
-    async with app() as a:
+    async with app(fresh=True) as a:
         await a.client.post("schedules", json={"name": "nightly", "expression": "daily",
                                                "verify": False, "drill": False})
         await _watch(a, backup_max_age_hours=1.0)
@@ -112,7 +109,7 @@ async def test_maintenance_previews_then_checks_vacuums_and_cleans(app):
 
 
 async def test_a_scheduled_maintenance_outside_every_window_is_skipped(app):
-    async with app() as a:
+    async with app(fresh=True) as a:
         plan = {"enabled": True, "expression": "weekly", "only_in_window": True,
                 "tasks": ["sqlite"]}
         assert (await a.client.put("maintenance", json=plan)).status_code == 200
