@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -68,17 +67,14 @@ def arun(qloop: qasync.QEventLoop, qtbot: Any) -> Iterator[Callable[..., Any]]:
 
 @pytest.fixture
 def js(qtbot: Any) -> Callable[[Any, str], Any]:
-    """Evaluate a JS expression in a view's page; the value comes back through JSON
-    (PySide6 turns JS objects into '' otherwise)."""
+    """Evaluate a JS expression in a view's page (see page_console.evaluate)."""
+    from tests.gui.page_console import evaluate
 
     # Generous: on a loaded machine a page can take seconds to answer, which is no failure.
-    def evaluate(view: Any, expression: str, timeout: int = 20_000) -> Any:
-        results: list[str] = []
-        view.page().runJavaScript(f"JSON.stringify({expression})", 0, results.append)
-        qtbot.waitUntil(lambda: bool(results), timeout=timeout)
-        return json.loads(results[0]) if results[0] else None
+    def run(view: Any, expression: str, timeout: int = 20_000) -> Any:
+        return evaluate(qtbot, view, expression, timeout)
 
-    return evaluate
+    return run
 
 
 @pytest.fixture
@@ -94,18 +90,19 @@ def opened_urls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.fixture
-def runtime(home: Any, arun: Any) -> Any:
-    """The real core with the bundled and the fixture plugins, server on a free port."""
+def runtime(home: Any, arun: Any, tmp_path: Any) -> Any:
+    """The real core with the window tests' bundled plugins and the fixture plugins,
+    server on a free port."""
     from plexichat_desktop.core.settings import Settings
     from plexichat_desktop.runtime import Runtime, RuntimeOptions
     from tests.conftest import FIXTURE_PLUGINS
-    from tests.gui.shell_helpers import WINDOW_PLUGINS, keep_bundled
+    from tests.gui.shell_helpers import WINDOW_PLUGINS, bundled_only
 
     settings = Settings()
     settings.server.port = 0
-    rt = Runtime(home, settings, RuntimeOptions(include_installed=False,
-                                                extra_plugin_dirs=[FIXTURE_PLUGINS]))
-    keep_bundled(rt, *WINDOW_PLUGINS)
+    rt = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[
+            FIXTURE_PLUGINS, bundled_only(tmp_path / "window-plugins", *WINDOW_PLUGINS)]))
     arun(rt.start())
     yield rt
     arun(rt.stop())

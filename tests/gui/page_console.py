@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,6 +80,33 @@ IDLE = """(() => {
 })()"""
 
 
+def evaluate(qtbot: Any, view: Any, expression: str, timeout: int = 20_000) -> Any:
+    """``expression``'s value in the view's page, through JSON (PySide6 turns JS objects
+    into '' otherwise).
+
+    QtWebEngine drops a call made while the page navigates: its callback never comes
+    (seen with every call made between a navigation's start and its commit, which on a
+    loaded machine lasts seconds; the test then waited out its whole timeout and
+    failed). So a call is made once the page is not loading, and made again if a
+    navigation began before it was answered."""
+    page = view.page()
+    deadline = time.monotonic() + timeout / 1000
+
+    def left() -> int:
+        return max(1, int((deadline - time.monotonic()) * 1000))
+
+    while True:
+        qtbot.waitUntil(lambda: not page.isLoading(), timeout=left())
+        results: list[str] = []
+        page.runJavaScript(f"JSON.stringify({expression})", 0, results.append)
+        qtbot.waitUntil(lambda r=results: bool(r) or page.isLoading(), timeout=left())
+        if not results:  # navigating: answered by the old document, or dropped
+            qtbot.waitUntil(lambda r=results: bool(r) or not page.isLoading(),
+                            timeout=left())
+        if results:
+            return json.loads(results[0]) if results[0] else None
+
+
 @dataclass
 class ConsoleMessage:
     level: str
@@ -138,8 +166,16 @@ class PageBrowser:
         self.profile = profile
         self.interceptor = interceptor
         self.views: list[PluginView] = []
+        self._loads: dict[int, list[bool]] = {}  # id(view) -> its loadFinished arguments
 
     def open(self, path: str, size: tuple[int, int] = (1280, 860)) -> PluginView:
+        view = self.start(path, size)
+        self.wait_loaded(view)
+        return view
+
+    def start(self, path: str, size: tuple[int, int] = (1280, 860)) -> PluginView:
+        """Begin loading ``path`` in a new view; :meth:`wait_loaded` waits for it (so that
+        several pages can load at once)."""
         def make_page(owner: QObject) -> RecordingPage:
             return RecordingPage(self.profile, self.interceptor, None, owner)
 
@@ -147,16 +183,25 @@ class PageBrowser:
         view.resize(*size)
         view.show()
         self.views.append(view)
-        with self.qtbot.waitSignal(view.loadFinished, timeout=30_000) as loaded:
-            view.load(QUrl(self.base_url + path))
-        assert loaded.args == [True], f"{path} did not load"
+        finished = self._loads[id(view)] = []
+        view.loadFinished.connect(finished.append)
+        view.load(QUrl(self.base_url + path))
         return view
 
+    def wait_loaded(self, view: PluginView, timeout: int = 30_000) -> None:
+        finished = self._loads[id(view)]
+        self.qtbot.waitUntil(lambda: bool(finished), timeout=timeout)
+        assert finished[0], f"{view.url().toString()} did not load"
+
+    def close(self, view: PluginView) -> None:
+        """Close a view now (its renderer, and whatever its page keeps doing, go)."""
+        self.views.remove(view)
+        self._loads.pop(id(view), None)
+        view.close()
+        view.deleteLater()
+
     def js(self, view: PluginView, expression: str, timeout: int = 10_000) -> Any:
-        results: list[str] = []
-        view.page().runJavaScript(f"JSON.stringify({expression})", 0, results.append)
-        self.qtbot.waitUntil(lambda: bool(results), timeout=timeout)
-        return json.loads(results[0]) if results[0] else None
+        return evaluate(self.qtbot, view, expression, timeout)
 
     def wait_idle(self, view: PluginView, timeout: int = 30_000) -> None:
         self.qtbot.waitUntil(lambda: bool(self.js(view, IDLE)), timeout=timeout)

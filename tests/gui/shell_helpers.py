@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.core.paths import bundled_plugins_dir
 from plexichat_desktop.gui.app import DesktopShell
 
 
@@ -21,16 +23,27 @@ def wait_loaded(qtbot: Any, js: Any, pane: Any, expression: str, timeout: int = 
     qtbot.waitUntil(lambda: bool(js(pane.view, expression)), timeout=timeout)
 
 
-# The bundled plugins the window tests open. The others are switched off the way a user
-# switches a plugin off (remembered in the plugin states file), so a window test does not
-# pay for starting all of them: every page of every bundled plugin is covered by
-# test_plugin_pages.py and tests/test_bundled_plugins.py instead.
+# The bundled plugins the window tests open. Every page of every bundled plugin is covered
+# by test_plugin_pages.py and tests/test_bundled_plugins.py instead.
 WINDOW_PLUGINS = ("performance_monitor", "api_integration_layer")
+
+
+def bundled_only(folder: Path, *plugins: str) -> Path:
+    """A plugin folder holding only these bundled plugins (linked), for a runtime made
+    with ``bundled=False``. Switching the others off (:func:`keep_bundled`) is not
+    enough for a window test: a switched-off plugin's tests can still be run, so the
+    test dock and the /tests page collect each of them once (a pytest run of seconds,
+    fifteen of them in the background of every window test)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in plugins:
+        link = folder / name
+        if not link.exists():
+            link.symlink_to(bundled_plugins_dir() / name, target_is_directory=True)
+    return folder
 
 
 def keep_bundled(runtime: Any, *keep: str) -> None:
     """Disable every bundled plugin of ``runtime`` but ``keep``, before it starts."""
-    from plexichat_desktop.core.paths import bundled_plugins_dir
     from plexichat_desktop.plugins.discovery import Source, scan_folder
 
     for candidate in scan_folder(bundled_plugins_dir(), Source.BUNDLED):

@@ -32,8 +32,10 @@ TIMED_POST = """(() => {
 })()"""
 
 
-# Twelve pages opening at once on a CI worker whose neighbour runs the plugins' suites: one
-# was seen to take over 30 s to be live. A bound on "they all go live", not a speed claim.
+# A bound on "they all go live", not a speed claim. Over 30 s was seen when the /tests pages
+# among them collected every plugin's tests at once: those requests held all of Chromium's
+# six connections to the server, and the other pages' loads and the live hub's
+# subscriptions waited behind them (the page now collects one plugin at a time).
 TWELVE_LIVE_WAIT = 60_000
 
 
@@ -123,8 +125,9 @@ def test_the_hub_carries_several_streams_and_refuses_what_is_not_one(
 
 
 # A closed view's page is deleted, not unloaded: the worker learns of it when the page's
-# Web Lock is released, which on a loaded machine (CI with the other xdist worker busy)
-# was seen to take over 10 s. A bound on "it ends", not a speed claim.
+# Web Lock is released, then unsubscribes with a request of its own. Over 10 s was seen
+# when that request waited for a free connection behind the /tests page's collections
+# (see TWELVE_LIVE_WAIT). A bound on "it ends", not a speed claim.
 CLOSE_WAIT = 30_000
 
 

@@ -129,15 +129,22 @@ async function refresh() {
 }
 
 /** Plugins never collected and never run would show "–" tests: collect each once, as
- * the plugin page does, then refresh. */
+ * the plugin page does, refreshing as each comes in. One at a time: a collection is a
+ * pytest run of seconds, and all pages of the app share Chromium's six connections to
+ * the server. Fifteen at once held every one of them, so other pages' loads and the live
+ * hub's subscriptions waited tens of seconds (tests/gui/test_live_pages.py). */
 const collected = new Set();
-function collectOnce(pending) {
+async function collectOnce(pending) {
   const ids = pending.map((p) => p.id).filter((id) => !collected.has(id));
-  if (!ids.length) return;
   for (const id of ids) collected.add(id);
-  Promise.all(ids.map((id) => discover(id)))
-    .then(() => page.refreshSoon())
-    .catch((err) => messages.error(err.message));
+  for (const id of ids) {
+    try {
+      await discover(id);
+      page.refreshSoon();
+    } catch (err) {
+      messages.error(err.message);
+    }
+  }
 }
 
 /** Results of a run still going are not stored yet: show them from the snapshot's live
