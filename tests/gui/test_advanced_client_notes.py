@@ -25,7 +25,7 @@ from plexichat_desktop.core.settings import ApiSettings, Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from tests.gui.conftest import FAKE_MEDIA
 from tests.gui.page_console import page_browser
-from tests.gui.shell_helpers import keep_bundled, make_shell, wait_loaded
+from tests.gui.shell_helpers import bundled_only, make_shell, wait_loaded
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -183,7 +183,7 @@ def test_streamed_answer_in_the_page_renders_model_output_inert(
 
 
 def test_dictation_records_through_the_permission_gate(
-        qapp: Any, qtbot: Any, home: Any, arun: Any, js: Any) -> None:
+        qapp: Any, qtbot: Any, home: Any, arun: Any, js: Any, tmp_path: Path) -> None:
     """The desktop window with a fake capture device: the page's 🎤 asks the app's gate,
     which puts the question for this plugin; after Allow, the recording goes through the
     AudioWorklet into a WAV that the plugin's pocketsphinx decodes (its timing is in the
@@ -192,8 +192,9 @@ def test_dictation_records_through_the_permission_gate(
         pytest.skip(f"needs {FAKE_MEDIA} in QTWEBENGINE_CHROMIUM_FLAGS (no capture device)")
     settings = Settings()
     settings.server.port = 0
-    rt = Runtime(home, settings, RuntimeOptions(include_installed=False))
-    keep_bundled(rt, "api_integration_layer", "advanced_client")
+    rt = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[bundled_only(
+            tmp_path / "plugins", "api_integration_layer", "advanced_client")]))
     arun(rt.start())
     shell = make_shell(qapp, rt, home)
     try:

@@ -17,8 +17,8 @@ from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, ProblemPane
 from plexichat_desktop.gui.main_window import MainWindow, PluginWindow
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.conftest import FIXTURE_PLUGINS
-from tests.gui.shell_helpers import WINDOW_PLUGINS, keep_bundled, make_shell, wait_loaded
+from tests.conftest import FIXTURE_PLUGINS, switch_off_bundled
+from tests.gui.shell_helpers import WINDOW_PLUGINS, bundled_only, make_shell, wait_loaded
 
 SCREENSHOTS = os.environ.get("PLEXICHAT_SCREENSHOT_DIR")
 
@@ -121,8 +121,9 @@ def test_a_failed_plugins_page_says_why_and_offers_details(
     settings = Settings()
     settings.server.port = 0
     runtime = Runtime(home, settings, RuntimeOptions(
-        include_installed=False, extra_plugin_dirs=[FIXTURE_PLUGINS, root.parent]))
-    keep_bundled(runtime, *WINDOW_PLUGINS)
+        bundled=False, include_installed=False, extra_plugin_dirs=[
+            FIXTURE_PLUGINS, root.parent,
+            bundled_only(tmp_path / "window-plugins", *WINDOW_PLUGINS)]))
     arun(runtime.start())
     shell = make_shell(qapp, runtime, home)
     try:
@@ -203,7 +204,11 @@ def test_without_webengine_pages_open_in_the_browser(qapp: Any, runtime: Any, ho
 
 
 def app_env(home: Any) -> dict[str, str]:
-    """The environment of a real app process on ``home``, offscreen, bundled plugins only."""
+    """The environment of a real app process on ``home``, offscreen, with the bundled
+    plugins switched off as a user would: these tests are about the app process (its
+    start, its exit, its single instance), and starting fifteen plugins in it only made
+    each of them slower (they are covered in test_plugin_pages.py)."""
+    switch_off_bundled(home)
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
            "QT_QPA_PLATFORM": "offscreen"}
     env.pop("PLEXICHAT_DESKTOP_PLUGINS_PATH", None)

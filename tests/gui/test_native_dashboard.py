@@ -225,15 +225,21 @@ def test_actions_run_selected_cancel_and_rerun_failed(shell: Any, qtbot: Any,
     panel.tree.selectionModel().select(other, QItemSelectionModel.SelectionFlag.Select
                                        | QItemSelectionModel.SelectionFlag.Rows)
     trigger(panel, "Run selected")
-    qtbot.waitUntil(lambda: bool(store.list_runs("mixed_suite", limit=1)), timeout=10_000)
+    # Bounds, not speed claims: a run is queued once its selection is checked against a
+    # collection (seconds on a loaded machine; 10 s was seen to be too little).
+    qtbot.waitUntil(lambda: bool(store.list_runs("mixed_suite", limit=1)), timeout=30_000)
     wait_idle(panel, qtbot)
     last = store.list_runs("mixed_suite", limit=1)[0]
     assert sorted(last.selection or []) == ["tests/test_mixed.py::test_fails",
                                             "tests/test_mixed.py::test_passes"]
     assert panel.select("mixed_suite")
+    # As a person would: the failure is shown before Rerun failed is clicked (the tree
+    # learns of it from the run's events, which may still be on their way).
+    qtbot.waitUntil(lambda: [n.key for n in panel.model.failed("mixed_suite")] == [
+        "tests/test_mixed.py::test_fails"], timeout=30_000)
     trigger(panel, "Rerun failed")
     qtbot.waitUntil(lambda: store.list_runs("mixed_suite", limit=1)[0].id != last.id,
-                    timeout=10_000)
+                    timeout=30_000)
     rerun = store.list_runs("mixed_suite", limit=1)[0]
     assert rerun.selection == ["tests/test_mixed.py::test_fails"]
     wait_idle(panel, qtbot)

@@ -13,6 +13,7 @@ from typing import Any
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from tests.gui.page_console import page_browser
+from tests.gui.shell_helpers import bundled_only
 
 MASTER = "Tr0ub4dor&3-horse"
 
@@ -23,7 +24,11 @@ def test_vault_health_fix_totp_and_lock_through_the_page(
     settings.server.port = 0
     settings.plugin = {"security_toolkit": {"kdf_memory_kib": 64, "kdf_time_cost": 1,
                                             "kdf_parallelism": 1}}
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
+    # The plugin and the API layer it needs: starting every bundled plugin only costs.
+    rt = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False,
+        extra_plugin_dirs=[bundled_only(tmp_path / "plugins", "api_integration_layer",
+                                        "security_toolkit")]))
     arun(rt.start())
     try:
         with page_browser(qapp, qtbot, rt, tmp_path, arun) as browser:

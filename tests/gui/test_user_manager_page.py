@@ -19,6 +19,7 @@ from plexichat_desktop.core.settings import ApiSettings, Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.server.v1 import mfa
 from tests.gui.page_console import page_browser
+from tests.gui.shell_helpers import bundled_only
 
 LAYER = Path(__file__).resolve().parents[2] / "plugins" / "api_integration_layer"
 PASSWORD = "Corr3ct-Horse-Battery"
@@ -33,7 +34,11 @@ def test_two_factor_wizard_and_sign_in_through_the_page(
     settings = Settings()
     settings.server.port = 0
     settings.api = ApiSettings(**FAST_API)
-    rt = Runtime(home, settings, RuntimeOptions(bundled=True, include_installed=False))
+    # The plugin and the API layer it needs: starting every bundled plugin only costs.
+    rt = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False,
+        extra_plugin_dirs=[bundled_only(tmp_path / "plugins", "api_integration_layer",
+                                        "user_manager")]))
     arun(rt.start())
     try:
         layer = rt.plugins.by_id["api_integration_layer"].instance
