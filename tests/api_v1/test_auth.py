@@ -5,16 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from tests.api_v1.conftest import PASSWORD
 from tests.test_server_security import raw_request
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop; those
+# that count users or need the first account (the administrator), or settings of their
+# own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
 
 
-async def test_register_login_me_and_status(v1):
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own."""
+    return shared_v1
+
+
+@OWN_SERVER
+async def test_register_login_me_and_status(make_v1):
+    v1 = await make_v1()
     r = await v1.register("alice", first_name="Alice")
     assert r.status_code == 201, r.text
     body = r.json()
@@ -87,19 +101,20 @@ async def test_register_bad_input_and_conflicts(v1):
                            headers={"Content-Type": "application/json"})
     assert r.status_code == 422
     r = await v1.register("CAROL")
-    assert r.status_code == 409 and "username 'CAROL' already exists" in r.json()["detail"]
-    r = await v1.register("carol2", email="Carol@Example.org")
+    assert r.status_code == 409 and f"username 'CAROL{v1.suffix}' already exists" in r.json()[
+        "detail"]
+    r = await v1.register("carol2", email=f"Carol{v1.suffix}@Example.org")
     assert r.status_code == 409 and "email" in r.json()["detail"]
 
 
 async def test_bad_credentials_are_401(v1):
-    await v1.account("erin")
-    for body in ({"username": "erin", "password": "Wrong-password-1"},
+    erin = await v1.account("erin")
+    for body in ({"username": erin.username, "password": "Wrong-password-1"},
                  {"username": "nobody", "password": PASSWORD}):
         r = await v1.anon.post("/auth/login", json=body)
         assert r.status_code == 401 and r.json()["detail"] == "invalid credentials"
         assert r.headers["www-authenticate"].startswith("Bearer")
-    r = await v1.anon.post("/auth/login", json={"username": "erin"})
+    r = await v1.anon.post("/auth/login", json={"username": erin.username})
     assert r.status_code == 422
 
 
@@ -119,6 +134,7 @@ async def test_protected_routes_need_a_valid_token(v1):
     assert r.status_code == 401
 
 
+@OWN_SERVER
 async def test_access_tokens_expire(make_v1):
     v1 = await make_v1(access_token_minutes=1 / 60)  # one second
     frank = await v1.account("frank")
@@ -166,20 +182,23 @@ async def test_remember_me_sets_the_refresh_lifetime(v1):
 
 async def test_logout_ends_this_session_or_all(v1):
     jack = await v1.account("jack")
-    r = await v1.anon.post("/auth/login", json={"username": "jack", "password": PASSWORD})
+    r = await v1.anon.post("/auth/login", json={"username": jack.username,
+                                                "password": PASSWORD})
     second = v1.client(r.json()["access_token"])
     r = await jack.client.post("/auth/logout")
     assert r.status_code == 200 and r.json() == {
         "success": True, "message": "Logged out successfully", "sessions_ended": 1}
     assert (await jack.client.get("/users/me")).status_code == 401
     assert (await second.get("/users/me")).status_code == 200
-    r = await v1.anon.post("/auth/login", json={"username": "jack", "password": PASSWORD})
+    r = await v1.anon.post("/auth/login", json={"username": jack.username,
+                                                "password": PASSWORD})
     third = v1.client(r.json()["access_token"])
     r = await second.post("/auth/logout", params={"all_sessions": "true"})
     assert r.json()["sessions_ended"] == 2
     assert (await third.get("/users/me")).status_code == 401
 
 
+@OWN_SERVER
 async def test_login_and_register_are_rate_limited(make_v1):
     v1 = await make_v1(login_rate_limit=3, register_rate_limit=2, rate_limit_window=2)
     assert (await v1.register("kate")).status_code == 201
@@ -204,6 +223,7 @@ async def test_login_and_register_are_rate_limited(make_v1):
     assert r.status_code == 200
 
 
+@OWN_SERVER
 async def test_per_user_request_limit(make_v1):
     v1 = await make_v1(requests_per_minute=5)
     liam = await v1.account("liam")
@@ -258,9 +278,11 @@ async def test_host_security_applies_but_not_the_app_token(v1):
     assert status == 401, data[:300]
 
 
-async def test_only_the_installs_owner_creates_the_administrator(v1):
+@OWN_SERVER
+async def test_only_the_installs_owner_creates_the_administrator(make_v1):
     """The server listens on loopback, which other local users reach too: whoever
     registers first without the app token gets an ordinary account."""
+    v1 = await make_v1()
     body = {"password": "Corr3ct-Horse-Battery", "terms_accepted": True}
     stranger = await v1.anon.post("/auth/register", json={
         **body, "username": "mallory", "email": "mallory@example.org"})
