@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -21,7 +22,17 @@ from plexichat_desktop.server.v1 import mfa
 from plexichat_desktop.server.v1.routes.auth import mfa_limiter
 from tests.api_v1.conftest import PASSWORD
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop; those
+# that need the administrator, or take the secret key away, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own (the 2FA failure
+    limiter counts per account, the TOTP clock is this module's ``clock``)."""
+    return shared_v1
 
 NEW_PASSWORD = "Another-Str0ng-Passphrase"
 T0 = 1_900_000_005.0  # 5 s into a step: far from both of its edges
@@ -65,9 +76,10 @@ async def enable_2fa(account: Any) -> tuple[str, list[str]]:
     return secret, r.json()["recovery_codes"]
 
 
-async def password_step(v1: Any, username: str, **extra: Any) -> dict[str, Any]:
-    r = await v1.anon.post("/auth/login", json={"username": username, "password": PASSWORD,
-                                                **extra})
+async def password_step(v1: Any, name: str, **extra: Any) -> dict[str, Any]:
+    """The password step of the login of ``v1.account(name)``."""
+    r = await v1.anon.post("/auth/login", json={"username": name + v1.suffix,
+                                                "password": PASSWORD, **extra})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -102,7 +114,8 @@ async def test_setup_login_window_and_replay(v1, clock):
     ann = await v1.account("ann")
     setup = (await ann.client.post("/auth/2fa/setup", json={"password": PASSWORD})).json()
     secret = setup["secret"]
-    assert setup["otpauth_uri"].startswith("otpauth://totp/PlexiChat:ann?secret=" + secret)
+    assert setup["otpauth_uri"].startswith(
+        f"otpauth://totp/PlexiChat:{ann.username}?secret=" + secret)
     assert "issuer=PlexiChat" in setup["otpauth_uri"]
     assert setup["qr_svg"].startswith("<svg") and "xmlns" in setup["qr_svg"]
     assert setup["digits"] == 6 and setup["period"] == 30
@@ -161,10 +174,10 @@ async def test_setup_login_window_and_replay(v1, clock):
                                                     "code": code(secret, -1, later)})
     assert r.status_code == 200, r.text
     # version B's one-step form: the code in the login body.
-    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": PASSWORD,
+    r = await v1.anon.post("/auth/login", json={"username": ann.username, "password": PASSWORD,
                                                 "mfa_code": code(secret, -1, later)})
     assert r.status_code == 401 and "mfa_code" in r.json()["detail"]
-    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": PASSWORD,
+    r = await v1.anon.post("/auth/login", json={"username": ann.username, "password": PASSWORD,
                                                 "mfa_code": code(secret, 0, later)})
     assert r.status_code == 200 and r.json()["access_token"].startswith("pxa_")
 
@@ -238,8 +251,8 @@ async def test_recovery_codes_are_single_use_regenerate_and_disable(v1, clock):
         "password": PASSWORD, "code": "123456"})).status_code == 409
     # The secret and the codes are stored as the module docstring says.
     db = v1.api.store
-    assert db.call(lambda c: c.execute("SELECT COUNT(*) FROM recovery_codes").fetchone()[0]
-                   ) == 0
+    assert db.call(lambda c: c.execute("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?",
+                                       (bob.id,)).fetchone()[0]) == 0
 
 
 async def test_2fa_verification_is_rate_limited(v1, clock):
@@ -296,16 +309,20 @@ async def test_password_change_ends_other_sessions_and_sockets(v1):
     assert ws.close_code == 4401
     assert (await other.get("/auth/me")).status_code == 401
     assert (await ann.client.get("/auth/me")).status_code == 200  # this session stays
-    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": PASSWORD})
+    r = await v1.anon.post("/auth/login", json={"username": ann.username,
+                                                "password": PASSWORD})
     assert r.status_code == 401
-    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": NEW_PASSWORD})
+    r = await v1.anon.post("/auth/login", json={"username": ann.username,
+                                                "password": NEW_PASSWORD})
     assert r.status_code == 200
     kinds = [e["kind"] for e in (await ann.client.get("/users/me/security-log")).json()[
         "events"]]
     assert "password_changed" in kinds and "login_failed" in kinds
 
 
-async def test_password_reset_by_admin_token_or_recovery_code(v1, clock):
+@OWN_SERVER
+async def test_password_reset_by_admin_token_or_recovery_code(make_v1, clock):
+    v1 = await make_v1()
     admin = await v1.account("admin")
     bob = await v1.account("bob")
     r = await bob.client.post("/auth/password/reset-token", json={"user_id": admin.id})
@@ -388,7 +405,7 @@ async def test_sessions_list_and_sign_out(v1):
 
 async def test_security_log_and_new_device_notification(v1):
     ann = await v1.account("ann")
-    r = await v1.anon.post("/auth/login", json={"username": "ann", "password": "nope"})
+    r = await v1.anon.post("/auth/login", json={"username": ann.username, "password": "nope"})
     assert r.status_code == 401
     # The same client again is no news; another device is.
     await password_step(v1, "ann")
@@ -422,7 +439,7 @@ async def test_export_holds_only_your_own_data_and_no_secret(v1, clock):
     secret, codes = await enable_2fa(ann)
     export = (await ann.client.get("/users/me/export")).json()
     assert export["format"] == "plexichat-v1-account-export"
-    assert export["profile"]["username"] == "ann" and export["profile"]["email"]
+    assert export["profile"]["username"] == ann.username and export["profile"]["email"]
     assert sorted(m["content"] for m in export["messages"]) == ["hi ann", "hi bob"]
     assert export["security"]["two_factor"]["enabled"] is True
     assert any(e["kind"] == "2fa_enabled" for e in export["security"]["log"])
@@ -450,7 +467,8 @@ async def test_the_security_log_keeps_the_newest_entries_per_account(v1):
 async def test_failed_resets_do_not_lock_the_owners_2fa_sign_in(v1, clock):
     dan = await v1.account("dan")
     secret, _ = await enable_2fa(dan)
-    body = {"username": "dan", "new_password": NEW_PASSWORD, "reset_token": "pxp_guess"}
+    body = {"username": dan.username, "new_password": NEW_PASSWORD,
+            "reset_token": "pxp_guess"}
     for _ in range(mfa.FAILURE_LIMIT):
         assert (await v1.anon.post("/auth/password/reset", json=body)).status_code == 401
     assert (await v1.anon.post("/auth/password/reset", json=body)).status_code == 429
@@ -705,9 +723,11 @@ async def test_deleting_the_account_needs_the_password_and_the_second_factor(v1,
     assert r.status_code == 200, r.text
 
 
-async def test_an_administrators_reset_token_can_switch_2fa_off(v1, clock):
+@OWN_SERVER
+async def test_an_administrators_reset_token_can_switch_2fa_off(make_v1, clock):
     """A user who lost the authenticator (and the recovery codes): the administrator's
     reset token with disable_2fa switches 2FA off when it is used, logged for the user."""
+    v1 = await make_v1()
     admin = await v1.account("admin")
     joe = await v1.account("joe")
     await enable_2fa(joe)
@@ -813,9 +833,11 @@ async def test_plain_secrets_of_older_versions_are_encrypted_by_the_migration(
     assert not (tmp_path / "empty" / mfa.SECRET_KEY_FILE).exists()
 
 
-async def test_a_database_without_its_key_fails_2fa_clearly(v1, clock):
+@OWN_SERVER
+async def test_a_database_without_its_key_fails_2fa_clearly(make_v1, clock):
     """Restored on another computer (the key file stays behind): TOTP codes fail with a
     409 that says why and what to do; recovery codes and an administrator's reset work."""
+    v1 = await make_v1()
     admin = await v1.account("admin")
     max_ = await v1.account("max")
     secret, codes = await enable_2fa(max_)
