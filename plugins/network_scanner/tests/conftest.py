@@ -4,7 +4,10 @@ NETWORK SAFETY: every test here reaches only 127.0.0.0/8. The autouse ``no_escap
 fixture patches ``socket.connect`` and ``getaddrinfo`` so that an attempt to connect
 to, or look up, anything else fails the test (and is listed) instead of being sent.
 Async tests take no async fixtures (the test manager's runner and pytest-asyncio both
-run them); listeners and the app start inside each test.
+run them); listeners start inside each test. The app starts inside a test that needs
+settings of its own; the others share one per module (``shared_app``), on the module's
+event loop (``module_loop``, see api_integration_layer.testing): they carry no asyncio
+mark, wait for the scans they start and assert on what they made, not on totals.
 """
 
 from __future__ import annotations
@@ -22,6 +25,12 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
         # Appended, so a plugin folder's "tests" cannot shadow the project's "tests".
         sys.path.append(str(_folder))
 
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+from collections.abc import AsyncIterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
 from network_scanner.testing import loopback_only  # noqa: E402
 
 
@@ -32,3 +41,43 @@ def no_escape(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     with loopback_only(monkeypatch) as attempts:
         yield attempts
     assert not attempts, f"tried to leave loopback: {attempts}"
+
+
+@pytest.fixture(scope="module")
+def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's core with default settings, started by the first test using it."""
+    from api_integration_layer.testing import SharedServer, plugin_folder
+    from network_scanner.testing import LAYER_ROOT, PLUGIN_ROOT
+
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
+
+    home = tmp_path_factory.mktemp("shared-core")
+    shared = SharedServer(home / "apphome",
+                          plugin_dirs=[plugin_folder(home, PLUGIN_ROOT, LAYER_ROOT)])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(PLUGINS_PATH_ENV, raising=False)
+        try:
+            yield shared
+        finally:
+            module_loop.run_until_complete(shared.close())
+
+
+@pytest.fixture
+def shared_app(shared_core: Any) -> Any:
+    """``async with shared_app() as (client, plugin, server)``: ``running_app`` (default
+    settings) on the module's core."""
+    import httpx
+
+    @contextlib.asynccontextmanager
+    async def use() -> AsyncIterator[Any]:
+        server = await shared_core.get()
+        record = server.runtime.plugins.by_id["network_scanner"]
+        assert str(record.state) in ("active", "degraded"), (record.reason, record.detail)
+        assert record.instance.running == {}, "a scan of an earlier test is still running"
+        async with httpx.AsyncClient(base_url=f"{server.url}plugins/network_scanner/api/",
+                                     timeout=30, headers=server.app_headers,
+                                     trust_env=False) as client:
+            yield client, record.instance, server
+
+    return use
