@@ -3,8 +3,24 @@ layer's, whose client the plugin uses) on the path when run with plain pytest.""
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from plexichat_desktop.server.v1 import mfa
+from plexichat_desktop.testing.harness import (
+    API_PROVIDER,
+    USER_PASSWORD,
+    PlexiChatApp,
+    V1User,
+    start_app,
+)
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
@@ -13,23 +29,6 @@ for folder in (PLUGIN_ROOT, LAYER_ROOT):
         # Appended: first on the path, a plugin folder's "tests" would shadow the
         # project's "tests" package.
         sys.path.append(str(folder))
-
-import itertools  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import replace  # noqa: E402
-from typing import Any  # noqa: E402
-
-import httpx  # noqa: E402
-import pytest  # noqa: E402
-
-from plexichat_desktop.server.v1 import mfa  # noqa: E402
-from plexichat_desktop.testing.harness import (  # noqa: E402
-    API_PROVIDER,
-    USER_PASSWORD,
-    PlexiChatApp,
-    V1User,
-    start_app,
-)
 
 _accounts = itertools.count(1)
 
