@@ -10,6 +10,11 @@
 # package with its test extras. A second run with nothing changed takes about a second.
 set -euo pipefail
 cd "$(dirname "$0")"
+# Some environments (this project's CI among them) set PYTHONDONTWRITEBYTECODE: then every
+# process recompiles the app's and the plugins' sources on import, and the test suite starts
+# hundreds of them (pytest children, CLI and app subprocesses). An installed app writes its
+# byte code once; so do we (into the gitignored __pycache__ folders).
+unset PYTHONDONTWRITEBYTECODE
 
 usage() { echo "usage: $0 run|test|bench|bundle|bundle-smoke [ARGS...]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
