@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -104,6 +105,29 @@ class RunningCore:
     def port(self) -> int:
         assert self.runtime.server is not None
         return self.runtime.server.port
+
+
+@contextlib.asynccontextmanager
+async def module_core(root: Path, *plugin_dirs: Path, settings: Settings | None = None
+                      ) -> AsyncIterator[RunningCore]:
+    """What ``start_core`` starts, on a home under ``root``: for a module-scoped fixture
+    whose tests share one core (they run in the module's event loop then). Starting a core
+    (its plugins imported and set up) costs more CPU than most tests that only read."""
+    cfg = settings or Settings()
+    cfg.server.port = 0
+    with pytest.MonkeyPatch.context() as env:  # as the ``home`` fixture: no caller's plugins
+        env.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
+        runtime = Runtime(AppPaths(root / "config", root / "data", root / "cache",
+                                   root / "logs"), cfg,
+                          RuntimeOptions(bundled=False, include_installed=False,
+                                         extra_plugin_dirs=list(plugin_dirs)))
+        core = RunningCore(runtime, await runtime.start())
+    try:
+        yield core
+    finally:
+        await core.client.aclose()
+        await core.anonymous.aclose()
+        await runtime.stop()
 
 
 async def wait_for_run(core: RunningCore, run_id: int, timeout: float = 60) -> dict[str, Any]:

@@ -2,13 +2,26 @@
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
-from tests.conftest import FIXTURE_PLUGINS
+from tests.conftest import FIXTURE_PLUGINS, RunningCore, module_core
 
-pytestmark = pytest.mark.asyncio
+# The tests that only read share one core with the fixture plugins (``shared``), in the
+# module's event loop: starting one (its plugins imported and set up) costs more than
+# most of these tests. One that changes a plugin's state, or needs other plugins, starts
+# its own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_CORE = pytest.mark.asyncio(loop_scope="function")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningCore]:
+    async with module_core(tmp_path_factory.mktemp("security"), FIXTURE_PLUGINS) as core:
+        yield core
 
 
 async def raw_request(port: int, request_line: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -24,8 +37,8 @@ async def raw_request(port: int, request_line: str, headers: dict[str, str]) -> 
     return status, data
 
 
-async def test_requests_without_or_with_a_wrong_token_are_401(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_requests_without_or_with_a_wrong_token_are_401(shared):
+    core = shared
     for path in ("/", "/healthz", "/api/plugins", "/plugins/good_plugin/", "/events", "/nope"):
         r = await core.anonymous.get(path)
         assert r.status_code == 401, path
@@ -37,8 +50,8 @@ async def test_requests_without_or_with_a_wrong_token_are_401(start_core):
     assert (await core.client.get("/api/plugins/good_plugin")).json()["state"] == "active"
 
 
-async def test_a_browser_without_token_gets_the_login_page(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_a_browser_without_token_gets_the_login_page(shared):
+    core = shared
     r = await core.anonymous.get("/plugins/good_plugin/", headers={"Accept": "text/html"})
     assert r.status_code == 401 and "text/html" in r.headers["content-type"]
     assert 'action="/login"' in r.text and 'value="/plugins/good_plugin/"' in r.text
@@ -48,8 +61,8 @@ async def test_a_browser_without_token_gets_the_login_page(start_core):
     assert (await core.anonymous.get("/_app/index.js")).status_code == 401
 
 
-async def test_login_sets_a_session_cookie_that_authenticates(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_login_sets_a_session_cookie_that_authenticates(shared):
+    core = shared
     identity = core.runtime.identity
     install = f"{identity.install_host}:{core.port}"
     r = await core.anonymous.get("/login", params={"token": "nope"})
@@ -84,8 +97,8 @@ async def test_login_sets_a_session_cookie_that_authenticates(start_core):
     assert r.headers["location"] == "/"
 
 
-async def test_wrong_host_header_is_403(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_wrong_host_header_is_403(shared):
+    core = shared
     for host in ("evil.example", f"evil.example:{core.port}", "127.0.0.1:1", "localhost",
                  f"127.0.0.1:{core.port}.evil.example"):
         r = await core.client.get("/healthz", headers={"Host": host})
@@ -95,6 +108,7 @@ async def test_wrong_host_header_is_403(start_core):
     assert r.status_code == 200
 
 
+@OWN_CORE
 async def test_foreign_origin_may_not_change_state(start_core):
     core = await start_core(FIXTURE_PLUGINS)
     r = await core.client.post("/api/plugins/good_plugin/disable",
@@ -110,8 +124,8 @@ async def test_foreign_origin_may_not_change_state(start_core):
     assert r.status_code == 200 and r.json()["state"] == "disabled"
 
 
-async def test_every_response_has_a_csp(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_every_response_has_a_csp(shared):
+    core = shared
     for response in (await core.client.get("/"), await core.anonymous.get("/healthz"),
                      await core.client.get("/plugins/good_plugin/index.html")):
         csp = response.headers["content-security-policy"]
@@ -119,8 +133,8 @@ async def test_every_response_has_a_csp(start_core):
         assert response.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_static_files_types_and_caching(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_static_files_types_and_caching(shared):
+    core = shared
     r = await core.client.get("/plugins/good_plugin", follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"] == "/plugins/good_plugin/"
     r = await core.client.get("/plugins/good_plugin/")
@@ -150,14 +164,15 @@ async def test_static_files_types_and_caching(start_core):
     "/plugins/good_plugin/%00index.html",
     "/plugins/good_plugin//etc/passwd",
 ])
-async def test_static_files_never_leave_web(start_core, path):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_static_files_never_leave_web(shared, path):
+    core = shared
     status, data = await raw_request(core.port, f"GET {path} HTTP/1.1", {
         "Host": f"127.0.0.1:{core.port}", "Authorization": f"Bearer {core.token}"})
     assert status in (400, 404), (path, status)
     assert b"root:" not in data and b"entry =" not in data
 
 
+@OWN_CORE
 async def test_symlinks_out_of_web_are_refused(start_core, tmp_path):
     root = scaffold_plugin("linky", tmp_path / "plugins")
     secret = tmp_path / "secret.txt"
@@ -172,15 +187,15 @@ async def test_symlinks_out_of_web_are_refused(start_core, tmp_path):
         assert "top secret" not in r.text
 
 
-async def test_openapi_document_is_served(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_openapi_document_is_served(shared):
+    core = shared
     doc = (await core.client.get("/openapi.json")).json()
     assert "/api/plugins" in doc["paths"] and "/healthz" in doc["paths"]
     assert (await core.client.get("/docs")).status_code == 404  # would need a CDN
 
 
-async def test_index_page_lists_plugins_with_states_and_pages(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_index_page_lists_plugins_with_states_and_pages(shared):
+    core = shared
     r = await core.client.get("/")
     assert r.status_code == 200
     assert 'data-plugin="good_plugin"' in r.text
