@@ -12,6 +12,8 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 PYTEST_CHILD_FLAG = "--pytest-child"
@@ -166,7 +168,72 @@ def fork_server_command(python: str) -> list[str]:
     return [python, "-m", "plexichat_desktop.testing.child", FORK_SERVER_FLAG]
 
 
-def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket) -> int:
+# What pytest.main()'s first step, get_config(), depends on besides the process: the
+# "-p no:NAME" options among the arguments (the runner gives every session this one).
+_PREBUILT_BLOCKS = ["no:cacheprovider"]
+_PREBUILT_BLOCKS_ARGS = [arg for block in _PREBUILT_BLOCKS for arg in ("-p", block)]
+_PROG = "pytest.main()"   # what pytest.main() tells get_config() it is
+
+
+def _blocks(args: Sequence[str]) -> list[str]:
+    """The ``-p no:NAME`` options of ``args``, read the way pytest's
+    ``PytestPluginManager.consider_preparse`` reads them."""
+    found = []
+    i = 0
+    while i < len(args):
+        opt = args[i]
+        i += 1
+        if opt == "-p":
+            if i == len(args):
+                break
+            value = args[i]
+            i += 1
+        elif opt.startswith("-p"):
+            value = opt[2:]
+        else:
+            continue
+        if value.strip().startswith("no:"):
+            found.append(value.strip())
+    return found
+
+
+def _prebuild_config() -> Callable[[], None] | None:
+    """Build, in the fork server, the Config that pytest.main() would start each session
+    with (a plugin manager with pytest's built-in plugins imported and registered, and the
+    option parser they fill in: ~10 ms of every session). Returns what a forked session
+    calls to have its pytest.main() take its copy, once; pytest builds its own when the
+    session's arguments block other plugins. None when it cannot be built here."""
+    if os.environ.get("PYTEST_DEBUG"):
+        return None  # pytest would trace to the server's stderr
+    try:
+        import _pytest.config as config_module
+        from _pytest.config import Config
+
+        prebuilt = config_module.get_config(list(_PREBUILT_BLOCKS_ARGS), None, prog=_PROG)
+    except Exception:
+        return None
+    real = config_module.get_config
+
+    def offer() -> None:
+        def get_config(args: Any = None, plugins: Any = None, *, prog: str | None = None
+                       ) -> Config:
+            config_module.get_config = real  # for the session's first call only
+            args = None if args is None else list(args)
+            if (args is not None and plugins is None and prog == _PROG
+                    and _blocks(args) == _PREBUILT_BLOCKS):
+                # The one thing get_config() takes from the process: where it runs.
+                prebuilt.invocation_params = Config.InvocationParams(
+                    args=args, plugins=None, dir=Path.cwd())
+                return prebuilt
+            return real(args, plugins, prog=prog)
+
+        config_module.get_config = get_config
+
+    return offer
+
+
+def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket,
+                    offer_config: Callable[[], None] | None = None) -> int:
     """In a freshly forked child: become the pytest session the order asks for."""
     import faulthandler
 
@@ -189,6 +256,8 @@ def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket
     os.environ[order["fd_env"]] = str(event_fd)
     os.environ["PYTHONPATH"] = order["pythonpath"]
     sys.path.insert(0, order["pythonpath"])
+    if offer_config is not None:
+        offer_config()
     return int(pytest.main(order["args"]))
 
 
@@ -209,6 +278,7 @@ def run_fork_server() -> int:
     import selectors
 
     _import_pytest()
+    offer_config = _prebuild_config()
     control = socket.socket(fileno=int(os.environ.pop(FORK_SERVER_FD_ENV)))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
@@ -260,7 +330,7 @@ def run_fork_server() -> int:
             if pid == 0:
                 code = 70
                 try:
-                    code = _be_the_session(order, fds[0], control)
+                    code = _be_the_session(order, fds[0], control, offer_config)
                 except BaseException:
                     import traceback
 
