@@ -4,18 +4,25 @@
 and the embedded v1 API, signs the layer in (the first account is the administrator)
 and yields a :class:`Running` with an httpx client on the plugin's routes. Activity in
 the past is written straight into the v1 store (the API only records "now"); activity
-of today goes through the real API. Async tests carry ``pytest.mark.asyncio`` and take
-no async fixtures, so the test manager's runner and pytest-asyncio both run them.
+of today goes through the real API. Async tests take no async fixtures, so the test
+manager's runner and pytest-asyncio both run them.
+
+Starting a core costs a second or more (several on a busy machine). Tests that neither
+store anything nor count what is on the server use ``app(shared=True)``: the module's
+core (``shared_core``), signed in or out as they ask. They run on the module's event
+loop (``module_loop``, see api_integration_layer.testing), the loop that core lives on,
+and so carry no asyncio mark.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import sqlite3
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,8 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
     if str(_folder) not in sys.path:
         # Appended, so a plugin folder's "tests" cannot shadow the project's "tests".
         sys.path.append(str(_folder))
+
+from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
 
 DAY = 86400.0
 
@@ -74,10 +83,31 @@ class Running:
         await self.seed(write)
 
 
+@pytest.fixture(scope="module")
+def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's core with default settings, started by the first test using it."""
+    from api_integration_layer.testing import SharedServer, plugin_folder
+
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
+
+    home = tmp_path_factory.mktemp("shared-core")
+    shared = SharedServer(home / "apphome",
+                          plugin_dirs=[plugin_folder(home, PLUGIN_ROOT, LAYER_ROOT)],
+                          plugin_settings={PLUGIN_ID: {"start_delay": 0.0}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(PLUGINS_PATH_ENV, raising=False)
+        try:
+            yield shared
+        finally:
+            module_loop.run_until_complete(shared.close())
+
+
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
+        ) -> Callable[..., Any]:
     """``async with app(**settings) as running``; ``signed_in=False`` leaves the layer
-    signed out."""
+    signed out; ``shared=True`` uses the module's core instead of a new one."""
     import httpx
     from api_integration_layer.testing import PASSWORD, embedded_server, plugin_folder
 
@@ -86,17 +116,32 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
 
     @contextlib.asynccontextmanager
-    async def start(signed_in: bool = True, **settings: Any) -> AsyncIterator[Running]:
+    async def own_core(**settings: Any) -> AsyncIterator[Any]:
         folder = plugin_folder(tmp_path, PLUGIN_ROOT, LAYER_ROOT)
         async with embedded_server(
                 tmp_path / "apphome", plugin_dirs=[folder],
                 plugin_settings={PLUGIN_ID: {"start_delay": 0.0, **settings}}) as server:
+            yield server
+
+    @contextlib.asynccontextmanager
+    async def module_core() -> AsyncIterator[Any]:
+        yield await shared_core.get()
+
+    @contextlib.asynccontextmanager
+    async def start(signed_in: bool = True, *, shared: bool = False, **settings: Any
+                    ) -> AsyncIterator[Running]:
+        assert not (shared and settings), "the shared core has the default settings"
+        async with module_core() if shared else own_core(**settings) as server:
             record = server.runtime.plugins.by_id[PLUGIN_ID]
             assert str(record.state) == "active", (record.reason, record.detail)
             layer = server.plugin("api_integration_layer")
             if signed_in:
-                await layer.client.auth.register("boss", "boss@example.org", PASSWORD)
+                if not getattr(server, "boss_registered", False):
+                    await layer.client.auth.register("boss", "boss@example.org", PASSWORD)
+                    server.boss_registered = True
                 await layer.client.auth.login("boss", PASSWORD)
+            elif shared:
+                await layer.client.auth.logout()   # an earlier test may have signed in
             async with httpx.AsyncClient(
                     base_url=f"{server.url}plugins/{PLUGIN_ID}/api/", timeout=60,
                     headers=server.app_headers) as client:

@@ -12,8 +12,6 @@ import pytest
 from api_integration_layer.errors import ApiHTTPError
 from api_integration_layer.testing import LoopbackHTTPServer, signature_ok
 
-pytestmark = pytest.mark.asyncio
-
 
 async def _fail_logins(running, count):
     bad = running.server.client()

@@ -10,8 +10,6 @@ import io
 import pytest
 from api_integration_layer.errors import ApiHTTPError
 
-pytestmark = pytest.mark.asyncio
-
 
 async def _signed_in_user(running, name):
     """A second account (not the administrator) with its own v1 client."""
@@ -61,7 +59,7 @@ async def test_kpis_equal_the_seeded_data(app):
 
 
 async def test_days_out_of_range_and_unknown_names_are_422_or_404(app):
-    async with app() as running:
+    async with app(shared=True) as running:
         for route in ("overview", "trends", "reports/activity", "reports/files/export"):
             for days in (0, 366, "x"):
                 r = await running.client.get(route, params={"days": days})
@@ -95,7 +93,7 @@ async def test_empty_data_works(app):
 
 
 async def test_signed_out_is_explained_not_broken(app):
-    async with app(signed_in=False) as running:
+    async with app(signed_in=False, shared=True) as running:
         r = await running.client.get("overview")
         assert r.status_code == 401 and r.json()["sign_in_needed"] is True
         status = (await running.client.get("status")).json()
@@ -181,7 +179,7 @@ async def test_a_non_administrator_sees_administrator_needed(app):
 
 
 async def test_status_lists_metrics_periods_and_reports(app):
-    async with app() as running:
+    async with app(shared=True) as running:
         status = (await running.client.get("status")).json()
         assert status["is_admin"] is True and status["periods"] == [7, 30, 90, 365]
         assert "webhook_delivery_rate" in status["kpis"]

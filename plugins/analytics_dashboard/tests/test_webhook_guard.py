@@ -170,7 +170,6 @@ async def test_a_failed_answer_is_quoted_from_an_excerpt(outside):
     assert len(message) < 300
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize(("change", "field"), [
     ({"webhook_url": "http://127.0.0.1:99999/hook"}, "webhook_url"),
     ({"webhook_url": "http://[::1/hook"}, "webhook_url"),
@@ -180,7 +179,7 @@ async def test_a_failed_answer_is_quoted_from_an_excerpt(outside):
     ({"name": "tab\there"}, "name"),
 ])
 async def test_bad_urls_and_names_are_422_naming_the_field(app, change, field):
-    async with app(signed_in=False) as running:
+    async with app(signed_in=False, shared=True) as running:
         rule = {"name": "R", "metric": "messages", "value": 1, "channel": "webhook",
                 "webhook_url": "http://127.0.0.1:9/hook", **change}
         sub = {"name": "S", "report": "activity", "channel": "webhook",
