@@ -189,6 +189,10 @@ class Runtime:
     async def _start_plugins(self) -> None:
         started = time.perf_counter()
         await self.plugins.start()
+        if self.plugins.start_aborted:
+            # Stopping: the deferred routes (a second or more of FastAPI route building
+            # under load) would be built only for a server about to stop.
+            return
         self._log_started(f" (plugins started in {time.perf_counter() - started:.2f} s)")
         self._finish_later()
 
@@ -222,7 +226,7 @@ class Runtime:
         self.stopping.set()
         if self._plugins_starting is not None:
             # Let the plugin being set up finish (tearing down half a setup is worse), but
-            # start no other.
+            # start no other; one still importing is left to its thread (see PluginManager).
             self.plugins.abort_start()
             with contextlib.suppress(Exception):
                 await self._plugins_starting

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime
 import importlib
 import importlib.util
@@ -16,6 +17,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -180,6 +182,7 @@ class PluginManager:
         # start in the background is still going wait for it (see server/plugin_routes.py).
         self.started = asyncio.Event()
         self._abort_start = False
+        self._aborted = asyncio.Event()  # set with _abort_start, for awaiting it
         self._wanted: set[str] = set()       # plugins a request waits for: they go first
         self._state_changed = asyncio.Event()
         # While set and unset: the first start() starts only wanted plugins (the others
@@ -324,9 +327,16 @@ class PluginManager:
 
     def abort_start(self) -> None:
         """Make a start still going stop after the plugin it is setting up (the app is
-        stopping: starting the rest only to tear them down makes quitting slow)."""
+        stopping: starting the rest only to tear them down makes quitting slow); one still
+        importing is not waited for, nor set up."""
         self._abort_start = True
+        self._aborted.set()
         self._wake_start.set()
+
+    @property
+    def start_aborted(self) -> bool:
+        """Whether abort_start() was called: the app is stopping."""
+        return self._abort_start
 
     def want(self, pid: str) -> None:
         """``pid`` (and the plugins it needs) starts before the plugins nobody waits for:
@@ -434,11 +444,13 @@ class PluginManager:
         manifest = rec.manifest
         try:
             plugin_settings = self._plugin_settings(manifest)
-            # Imported in a worker thread: a plugin's imports (often the slowest part of
-            # its start) then leave the loop free to answer requests meanwhile.
-            instance = await asyncio.to_thread(self._instantiate, rec)
+            instance = await self._import_unless_aborted(rec)
         except PluginError as exc:
             self._fail(rec, str(exc), exc.__cause__)
+            return
+        if instance is None or self._abort_start:
+            # The app is stopping: a setup now would only be torn down at once.
+            log.info("plugin %s not started: the app is stopping", rec.id)
             return
         ctx = PluginContext(manifest, rec.root, self.paths.plugin_data_root, self.bus,
                             plugin_settings, services=self.services,
@@ -469,6 +481,53 @@ class PluginManager:
         self._active_order.append(rec.id)
         self._set_state(rec, rec.ready_state(), "; ".join(rec.degraded) or None)
         log.info("plugin %s %s active (%s)", rec.id, manifest.version, rec.source)
+
+    async def _import_unless_aborted(self, rec: PluginRecord) -> Plugin | None:
+        """The plugin's instance, imported in a thread of its own; None if the app began
+        to stop first.
+
+        Off the loop, so that a plugin's imports (often the slowest part of its start)
+        leave it free to answer requests. Not in the loop's executor: an import cannot be
+        interrupted, and under load a big one (pydantic models) takes seconds. Stopping
+        waited for it, then the loop's close joined the executor's threads: quitting
+        right after the first page took over 10 s when it hit such an import. A daemon
+        thread is left behind instead; it only imports, and owns nothing to close."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Plugin] = loop.create_future()
+
+        def settle(result: Plugin | None, error: BaseException | None) -> None:
+            if done.done():  # the start was cancelled meanwhile
+                return
+            if result is not None:
+                done.set_result(result)
+            else:
+                done.set_exception(error or PluginError("the import thread ended early"))
+
+        def work() -> None:
+            result: Plugin | None = None
+            error: BaseException | None = None
+            try:
+                result = self._instantiate(rec)
+            except BaseException as exc:  # handed to the loop, as to_thread would
+                error = exc
+            if not loop.is_closed():
+                # The loop may close between the check and the call (the app quit).
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, result, error)
+
+        context = contextvars.copy_context()  # the plugin's log context, as to_thread
+        threading.Thread(target=context.run, args=(work,), daemon=True,
+                         name=f"import plugin {rec.id}").start()
+        aborted = asyncio.ensure_future(self._aborted.wait())
+        waiters: list[asyncio.Future[Any]] = [done, aborted]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            aborted.cancel()
+        if not done.done():
+            done.cancel()
+            return None
+        return done.result()
 
     def _schedule_options(self) -> dict[str, Any]:
         # Plugin schedules follow the app's test-schedule settings: one "daily" time and
