@@ -114,7 +114,10 @@ def _import_pytest() -> None:
         with contextlib.suppress(ImportError):
             importlib.import_module(f"_pytest.{name}")
     for name in _SESSION_MODULES:
-        importlib.import_module(name)
+        # Only ahead of time: a module missing here (a bundle built without it) fails
+        # the session that needs it, as it would have without the server.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 def warm_command(python: str) -> list[str]:
