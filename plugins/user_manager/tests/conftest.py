@@ -21,6 +21,7 @@ from plexichat_desktop.testing.harness import (
     V1User,
     start_app,
 )
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
@@ -73,27 +74,5 @@ def plexichat_app(shared_app: PlexiChatApp,
         v1.close()
 
 
-def _share_default_ssl_context() -> None:
-    # Every httpx client loads the CA bundle into a new SSL context (~45 ms of CPU); the
-    # tests, the app and the API layer make one per client, and every request goes to
-    # plain http on loopback. Clients asking for the default verification share one
-    # context, made the same way; anything else still gets its own.
-    import os
-
-    from httpx._transports import default
-
-    make = default.create_ssl_context
-    made: dict[tuple[object, ...], object] = {}
-
-    def shared(verify: object = True, cert: object = None, trust_env: bool = True) -> object:
-        if verify is not True or cert is not None:
-            return make(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[arg-type]
-        key = (trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-        if key not in made:
-            made[key] = make(verify=verify, cert=cert, trust_env=trust_env)
-        return made[key]
-
-    default.create_ssl_context = shared  # type: ignore[assignment]
-
-
-_share_default_ssl_context()
+# Dozens of httpx clients, all to plain http on loopback: one CA load, not one each.
+share_default_ssl_context()
