@@ -87,20 +87,10 @@ class Running:
 def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The module's core with default settings, started by the first test using it."""
-    from api_integration_layer.testing import SharedServer, plugin_folder
+    from api_integration_layer.testing import module_server
 
-    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
-
-    home = tmp_path_factory.mktemp("shared-core")
-    shared = SharedServer(home / "apphome",
-                          plugin_dirs=[plugin_folder(home, PLUGIN_ROOT, LAYER_ROOT)],
-                          plugin_settings={PLUGIN_ID: {"start_delay": 0.0}})
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv(PLUGINS_PATH_ENV, raising=False)
-        try:
-            yield shared
-        finally:
-            module_loop.run_until_complete(shared.close())
+    yield from module_server(module_loop, tmp_path_factory, PLUGIN_ROOT, LAYER_ROOT,
+                             plugin_settings={PLUGIN_ID: {"start_delay": 0.0}})
 
 
 @pytest.fixture

@@ -260,6 +260,27 @@ class SharedServer:
             await context.__aexit__(None, None, None)
 
 
+def module_server(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory,
+                  *plugin_roots: Path, plugin_settings: dict[str, dict[str, Any]] | None = None,
+                  ) -> Iterator[SharedServer]:
+    """The body of a module-scoped ``shared_core`` fixture: a :class:`SharedServer` with
+    only ``plugin_roots`` (and ``plugin_settings``), stopped on ``loop`` (the
+    ``module_loop``) after the module. Use as ``yield from module_server(...)``."""
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV
+
+    home = tmp_path_factory.mktemp("shared-core")
+    options: dict[str, Any] = {"plugin_dirs": [plugin_folder(home, *plugin_roots)]}
+    if plugin_settings is not None:
+        options["plugin_settings"] = plugin_settings
+    shared = SharedServer(home / "apphome", **options)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(PLUGINS_PATH_ENV, raising=False)
+        try:
+            yield shared
+        finally:
+            loop.run_until_complete(shared.close())
+
+
 def plugin_folder(tmp_path: Path, *roots: Path) -> Path:
     """A folder holding only the given plugin folders (symlinked), so other plugins next
     to them do not load."""
