@@ -198,6 +198,15 @@ def use_recovery_code(conn: sqlite3.Connection, user_id: str, code: str,
     return cursor.rowcount >= 1
 
 
+def second_factor_ok(conn: sqlite3.Connection, user_id: str, code: str | None,
+                     recovery_code: str | None, recovery_digest: str) -> bool:
+    """A current TOTP ``code`` when given (its step remembered), else one unused
+    ``recovery_code`` (spent; ``recovery_digest`` made beforehand, off the writer)."""
+    if code:
+        return verify_totp(conn, user_id, code)
+    return use_recovery_code(conn, user_id, recovery_code or "", recovery_digest)
+
+
 def recovery_counts(conn: sqlite3.Connection, user_id: str) -> tuple[int, int]:
     """(unused, total) recovery codes of ``user_id``."""
     row = conn.execute("SELECT COUNT(*) - COUNT(used_at), COUNT(*) FROM recovery_codes "

@@ -326,11 +326,7 @@ def _regenerate(conn: sqlite3.Connection, user_id: str, code: str | None,
     code or recovery code is wrong (nothing changes)."""
     if not mfa.mfa_enabled(conn, user_id):
         raise conflict("2FA is off for this account: there are no recovery codes")
-    if code:
-        ok = mfa.verify_totp(conn, user_id, code)
-    else:
-        ok = mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
-    if not ok:
+    if not mfa.second_factor_ok(conn, user_id, code, recovery_code, recovery_hash):
         return False
     mfa.store_recovery_codes(conn, user_id, digests)
     mfa.record_event(conn, user_id, "recovery_codes_regenerated", user_agent=user_agent,
@@ -367,11 +363,7 @@ def _disable(conn: sqlite3.Connection, user_id: str, code: str | None,
              ) -> bool:
     if not mfa.mfa_enabled(conn, user_id):
         raise conflict("2FA is already off for this account")
-    if code:
-        ok = mfa.verify_totp(conn, user_id, code)
-    else:
-        ok = mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
-    if not ok:
+    if not mfa.second_factor_ok(conn, user_id, code, recovery_code, recovery_hash):
         return False
     for table in ("mfa", "recovery_codes", "mfa_challenges"):
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,))

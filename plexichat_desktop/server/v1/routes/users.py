@@ -99,11 +99,7 @@ def _delete(conn: sqlite3.Connection, user_id: str, code: str | None,
         if not code and not recovery_code:  # 2FA was turned on meanwhile
             raise invalid("code", "2FA is on for this account: send a current code or a "
                                   "recovery code")
-        if code:
-            ok = mfa.verify_totp(conn, user_id, code)
-        else:
-            ok = mfa.use_recovery_code(conn, user_id, recovery_code or "", recovery_hash)
-        if not ok:
+        if not mfa.second_factor_ok(conn, user_id, code, recovery_code, recovery_hash):
             return None
     sessions = [r[0] for r in conn.execute("SELECT id FROM sessions WHERE user_id = ?",
                                            (user_id,))]
