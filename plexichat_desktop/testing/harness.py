@@ -331,7 +331,7 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
                         pytrace=False)
         if (manifest is not None and manifest.permissions.api_scopes
                 and plugin_id != API_PROVIDER):
-            app.user = _v1_user(app, clients)
+            app.user = v1_user(app, clients)
         yield app
     finally:
         for c in clients:
@@ -346,12 +346,14 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
         holder.rmdir()
 
 
-def _v1_user(app: PlexiChatApp, clients: list[httpx.Client]) -> V1User:
+def v1_user(app: PlexiChatApp, clients: list[httpx.Client], name: str | None = None
+            ) -> V1User:
     """Register and log in a user of the v1 API, and sign the API layer in as them, so
-    that the plugin's ``ctx.api`` acts for that user."""
+    that the plugin's ``ctx.api`` acts for that user. Its v1 client is appended to
+    ``clients`` (close them when done); ``name`` defaults to a fresh harness name."""
     import httpx
 
-    name = f"harness{os.getpid() % 10_000}u{next(_users)}"
+    name = name or f"harness{os.getpid() % 10_000}u{next(_users)}"
     v1 = httpx.Client(base_url=f"{app.url}api/v1/", timeout=30.0)
     clients.append(v1)
     created = v1.post("auth/register", json={

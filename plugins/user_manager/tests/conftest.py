@@ -10,17 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from plexichat_desktop.server.v1 import mfa
-from plexichat_desktop.testing.harness import (
-    API_PROVIDER,
-    USER_PASSWORD,
-    PlexiChatApp,
-    V1User,
-    start_app,
-)
+from plexichat_desktop.testing.harness import PlexiChatApp, start_app, v1_user
 from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
@@ -55,23 +48,12 @@ def plexichat_app(shared_app: PlexiChatApp,
     # The name starts with its own number: the administrators' search by a prefix of it
     # finds this account alone among the module's.
     name = f"um{next(_accounts):04d}harness"
-    v1 = httpx.Client(base_url=f"{shared_app.url}api/v1/", timeout=30.0)
+    clients: list[Any] = []
     try:
-        created = v1.post("auth/register", json={
-            "username": name, "email": f"{name}@example.org", "password": USER_PASSWORD,
-            "terms_accepted": True})
-        created.raise_for_status()
-        login = v1.post("auth/login", json={"username": name, "password": USER_PASSWORD})
-        login.raise_for_status()
-        body: dict[str, Any] = login.json()
-        v1.headers["Authorization"] = f"Bearer {body['access_token']}"
-        layer = shared_app.host.post(f"plugins/{API_PROVIDER}/api/login",
-                                     json={"username": name, "password": USER_PASSWORD})
-        layer.raise_for_status()
-        user = V1User(name, USER_PASSWORD, str(body["user_id"]), body["access_token"], v1)
-        yield replace(shared_app, user=user)
+        yield replace(shared_app, user=v1_user(shared_app, clients, name))
     finally:
-        v1.close()
+        for client in clients:
+            client.close()
 
 
 # Dozens of httpx clients, all to plain http on loopback: one CA load, not one each.
