@@ -316,13 +316,7 @@ def test_cleanup_keeps_dev_session_folders_in_use(tmp_path: Path) -> None:
 def test_sqlite_checks_vacuum_sound_databases_and_never_damaged_ones(tmp_path: Path) -> None:
     dirs = _dirs(tmp_path)
     good = dirs.plugin_data / "other" / "notes.db"
-    conn = sqlite3.connect(good)
-    conn.execute("CREATE TABLE t (x TEXT)")
-    conn.executemany("INSERT INTO t VALUES (?)", [("x" * 500,)] * 2000)
-    conn.commit()
-    conn.execute("DELETE FROM t")
-    conn.commit()
-    conn.close()
+    _wasteful_db(good)
     (dirs.plugin_data / "other" / "not-a-db.db").write_text("hello")
     bad = dirs.plugin_data / "other" / "broken.sqlite3"
     bad.write_bytes(good.read_bytes()[:4096] + b"\x00" * 100 + good.read_bytes()[4196:])
