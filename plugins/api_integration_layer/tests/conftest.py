@@ -32,6 +32,22 @@ if str(PLUGIN_ROOT) not in sys.path:
 
 from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
 
+from plexichat_desktop.server.v1 import mfa  # noqa: E402
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context  # noqa: E402
+
+# Dozens of httpx clients (the tests', the servers' own), all to plain http on loopback:
+# one CA load, not one each.
+share_default_ssl_context()
+
+
+@pytest.fixture(autouse=True)
+def cheap_recovery_codes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recovery-code digests at the test cost. They are memory-hard on purpose (some 50 ms
+    each, more under load, and 2FA set-up and regeneration make ten at a time); these tests
+    check what the client does with the codes, not the cost, which
+    tests/api_v1/test_account_security.py asserts at its production value."""
+    monkeypatch.setattr(mfa, "RECOVERY_SCRYPT_LOG_N", 4)
+
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
