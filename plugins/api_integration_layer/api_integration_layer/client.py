@@ -244,15 +244,24 @@ class ApiClient(Groups):
                    params: Mapping[str, Any] | None = None, json: Any = None,
                    files: Any = None, data: Mapping[str, Any] | None = None,
                    model: type[M] | None = None, raw: bool = False,
-                   caller: str | None = None) -> Any:
+                   caller: str | None = None, timeout: float | None = None) -> Any:
         """Call endpoint ``name`` (see :data:`endpoints.ENDPOINTS`).
 
         Returns ``model`` parsed from the JSON answer, the JSON itself without a model,
         or the ``httpx.Response`` with ``raw``. Raises :class:`ApiHTTPError` (and its
         subclasses :class:`NotAuthenticated`, :class:`RateLimited`) for error answers and
         :class:`ApiUnavailable` when the server cannot be reached.
+
+        ``timeout`` is the seconds each attempt may take; by default the ``timeout``
+        setting, or ``slow_timeout`` for the endpoints marked slow (turning 2FA on, new
+        recovery codes). After a timeout a request that is not repeatable (a POST) may
+        still have been carried out by the server: :class:`ApiUnavailable` says so
+        (``maybe_done``).
         """
         endpoint = ENDPOINTS[name]
+        if timeout is None:
+            timeout = (max(self.config.timeout, self.config.slow_timeout) if endpoint.slow
+                       else self.config.timeout)
         rel = format_path(endpoint, path)
         query = _query(params)
         if isinstance(json, BaseModel):
@@ -272,7 +281,8 @@ class ApiClient(Groups):
         started = time.perf_counter()
         statuses: list[int | None] = []
         try:
-            response = await self._send(endpoint, rel, query, json, files, data, statuses)
+            response = await self._send(endpoint, rel, query, json, files, data, statuses,
+                                        timeout)
         except ApiUnavailable as exc:
             self.last_error = str(exc)
             self._record(endpoint, rel, None, time.perf_counter() - started, caller,
@@ -308,7 +318,8 @@ class ApiClient(Groups):
         return result
 
     async def _send(self, endpoint: Endpoint, rel: str, query: dict[str, str], json: Any,
-                    files: Any, data: Any, statuses: list[int | None]) -> httpx.Response:
+                    files: Any, data: Any, statuses: list[int | None],
+                    timeout: float) -> httpx.Response:
         url = self.url(rel)
         # The server limits login and register per address (and username), everything else
         # per user: a 429 from one of those must not hold back the other kind.
@@ -338,7 +349,7 @@ class ApiClient(Groups):
                 response = await self._http.request(
                     endpoint.method, url, params=query or None, json=json,
                     files=files() if callable(files) else files, data=data, headers=headers,
-                    timeout=self.config.timeout)
+                    timeout=timeout)
             except httpx.HTTPError as exc:
                 statuses.append(None)
                 if (self.retry.retryable_error(exc)
@@ -346,8 +357,14 @@ class ApiClient(Groups):
                     await asyncio.sleep(self.retry.delay(retries))
                     retries += 1
                     continue
-                raise ApiUnavailable(endpoint.method, rel, _describe(exc),
-                                     len(statuses)) from exc
+                reason = _describe(exc)
+                # Sent and not answered in time: the server may be carrying it out still.
+                sent = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout)
+                if sent:
+                    reason = f"{reason} (no answer within {timeout:g} s)"
+                raise ApiUnavailable(endpoint.method, rel, reason, len(statuses),
+                                     maybe_done=sent and endpoint.is_write,
+                                     timeout=timeout if sent else None) from exc
             status = response.status_code
             statuses.append(status)
             if self.retry.retryable_status(status):

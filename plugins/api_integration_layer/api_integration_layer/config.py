@@ -19,6 +19,11 @@ class ClientConfig(PluginSettings):
 
     base_url: str = Field("", description="'' = the app's embedded server (<app>/api/v1).")
     timeout: float = Field(10.0, gt=0, le=600)
+    slow_timeout: float = Field(
+        120.0, gt=0, le=3600,
+        description="Seconds a slow call that is never sent twice may take (turning 2FA "
+                    "on, new recovery codes: the server makes ten scrypt digests); at "
+                    "least timeout.")
     cache_ttl: float = Field(30.0, ge=0, le=86_400, description="0 switches the cache off.")
     cache_max_entries: int = Field(1000, ge=1, le=1_000_000)
     rate_limit_per_second: float = Field(50.0, ge=0, description="0 = no client-side limit.")

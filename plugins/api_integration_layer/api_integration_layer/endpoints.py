@@ -84,6 +84,10 @@ class Endpoint:
     # Resource prefixes whose cached answers a successful call makes stale, besides the
     # endpoint's own group; "*" clears the whole cache.
     invalidates: tuple[str, ...] = ()
+    # The server does costly work for it (memory-hard digests) and it is not sent twice:
+    # it gets ClientConfig.slow_timeout, since giving up early on a busy machine leaves
+    # the server acting on a request whose answer nobody reads.
+    slow: bool = False
     params: tuple[str, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
@@ -143,8 +147,9 @@ _ENDPOINTS = [
        invalidates=("*",)),
     _e("auth.mfa_status", "GET", "/auth/2fa/status", "auth:mfa", cacheable=False),
     _e("auth.mfa_setup", "POST", "/auth/2fa/setup", "auth:mfa"),
-    _e("auth.mfa_verify_setup", "POST", "/auth/2fa/verify-setup", "auth:mfa"),
-    _e("auth.mfa_backup_codes", "POST", "/auth/2fa/backup-codes", "auth:mfa"),
+    # Both answer with ten recovery codes, shown once, after one scrypt digest each.
+    _e("auth.mfa_verify_setup", "POST", "/auth/2fa/verify-setup", "auth:mfa", slow=True),
+    _e("auth.mfa_backup_codes", "POST", "/auth/2fa/backup-codes", "auth:mfa", slow=True),
     _e("auth.mfa_disable", "POST", "/auth/2fa/disable", "auth:mfa"),
     _e("auth.password_policy", "GET", "/auth/password/policy", "auth:password", auth=False),
     _e("auth.change_password", "POST", "/auth/password/change", "auth:password"),

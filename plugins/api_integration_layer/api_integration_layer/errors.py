@@ -67,13 +67,21 @@ class RateLimited(ApiHTTPError):
 
 class ApiUnavailable(ApiError):
     """The server could not be reached or kept failing (connect errors, dropped
-    connections, 502/503/504) after the retries the request was allowed."""
+    connections, timeouts, 502/503/504) after the retries the request was allowed.
 
-    def __init__(self, method: str, path: str, reason: str, attempts: int):
+    ``maybe_done`` is true when a request that changes something was sent and not
+    answered within ``timeout`` seconds: the server may have carried it out (or still be
+    at it), so look at the state before asking the user to try again.
+    """
+
+    def __init__(self, method: str, path: str, reason: str, attempts: int, *,
+                 maybe_done: bool = False, timeout: float | None = None):
         self.method = method
         self.path = path
         self.reason = reason
         self.attempts = attempts
+        self.maybe_done = maybe_done
+        self.timeout = timeout
         super().__init__(f"{method} {path}: server unavailable after {attempts} attempt(s): "
                          f"{reason}")
 

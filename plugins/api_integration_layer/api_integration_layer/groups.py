@@ -159,18 +159,29 @@ class AuthApi(_Group):
         return await self._c.call("auth.mfa_setup", json={"password": password},
                                   model=m.MfaSetup)
 
-    async def mfa_verify_setup(self, code: str) -> m.RecoveryCodes:
-        """Turn 2FA on with a current code; returns the recovery codes (shown once)."""
+    async def mfa_verify_setup(self, code: str, *, timeout: float | None = None
+                               ) -> m.RecoveryCodes:
+        """Turn 2FA on with a current code; returns the recovery codes (shown once).
+
+        The server makes ten memory-hard digests first, so the call may take
+        ``timeout`` seconds (default: the ``slow_timeout`` setting, 120). Past it,
+        :class:`errors.ApiUnavailable` with ``maybe_done``: 2FA may be on (or come on)
+        with codes nobody saw; check :meth:`mfa_status` and make new codes
+        (:meth:`mfa_backup_codes`) if it is.
+        """
         return await self._c.call("auth.mfa_verify_setup", json={"code": code},
-                                  model=m.RecoveryCodes)
+                                  model=m.RecoveryCodes, timeout=timeout)
 
     async def mfa_backup_codes(self, password: str, *, code: str | None = None,
-                               recovery_code: str | None = None) -> m.RecoveryCodes:
+                               recovery_code: str | None = None,
+                               timeout: float | None = None) -> m.RecoveryCodes:
         """New recovery codes (the old ones stop working): the password and exactly one of
-        a current ``code`` or an old ``recovery_code``."""
+        a current ``code`` or an old ``recovery_code``. Slow like
+        :meth:`mfa_verify_setup` (``timeout``, default ``slow_timeout``)."""
         body = {"password": password, "code": code, "recovery_code": recovery_code}
         return await self._c.call("auth.mfa_backup_codes", model=m.RecoveryCodes,
-                                  json={k: v for k, v in body.items() if v is not None})
+                                  json={k: v for k, v in body.items() if v is not None},
+                                  timeout=timeout)
 
     async def mfa_disable(self, password: str, *, code: str | None = None,
                           recovery_code: str | None = None) -> m.ActionResult:
