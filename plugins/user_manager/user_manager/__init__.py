@@ -19,7 +19,8 @@ import contextlib
 import datetime as dt
 import json
 import re
-from collections.abc import AsyncIterator, Awaitable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import Request
@@ -39,6 +40,9 @@ TOTP_CODE = re.compile(r"^[0-9]{6}$")
 # While a page listens and nobody is signed in, how long the follower waits before looking
 # again (a sign-in through this plugin wakes it at once; one on another page, after this).
 FOLLOW_RECHECK = 5.0
+# A call that makes recovery codes and timed out may still be at work on the server (its
+# digests, then the commit): for this long, 2FA still off is not taken as final.
+UNSEEN_PENDING = 600.0
 
 
 class UserManagerSettings(PluginSettings):
@@ -150,6 +154,10 @@ class UserManagerPlugin(Plugin):
         self.hub = EventHub()
         self._follower: asyncio.Task[None] | None = None
         self._session_changed = asyncio.Event()
+        # Accounts whose newest recovery codes were made by the server but never reached
+        # the page (the call timed out): kept on disk, so a reload or a restart still
+        # says so until new codes are shown.
+        self._unseen_path = ctx.data_dir / "unseen_recovery_codes.json"
         routes: list[tuple[str, Any, str]] = [
             ("/overview", self.overview, "GET"),
             ("/login", self.login, "POST"),
@@ -353,7 +361,7 @@ class UserManagerPlugin(Plugin):
                 # a restored backup): the page offers the sign-in again.
                 return {"signed_in": False, "user": None, "ended": str(exc.detail), **base}
             return {"signed_in": True, "user": me.model_dump(mode="json"),
-                    "mfa": mfa.model_dump(mode="json"),
+                    "mfa": self._mfa_view(api, mfa),
                     "recent_new_devices": [e.model_dump(mode="json") for e in devices.events],
                     **base}
         return await self.answer(work())
@@ -469,9 +477,83 @@ class UserManagerPlugin(Plugin):
         return await self.answer(work())
 
     # -- two-factor ----------------------------------------------------------------------
+    def _unseen(self) -> dict[str, float]:
+        try:
+            data = json.loads(self._unseen_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _mark_unseen(self, user_id: str, unseen: bool) -> None:
+        marks = self._unseen()
+        if unseen == (user_id in marks):
+            return
+        if unseen:
+            marks[user_id] = time.time()
+        else:
+            del marks[user_id]
+        self._unseen_path.parent.mkdir(parents=True, exist_ok=True)
+        self._unseen_path.write_text(json.dumps(marks), encoding="utf-8")
+
+    def _mfa_view(self, api: ScopedApi, status: Any) -> dict[str, Any]:
+        """The 2FA status for the page, with ``recovery_codes_unseen``: 2FA is on and its
+        newest recovery codes were never shown (the call that made them timed out)."""
+        view: dict[str, Any] = status.model_dump(mode="json")
+        uid = str((api.user or {}).get("id", ""))
+        since = self._unseen().get(uid)
+        if since is not None and not view.get("enabled") \
+                and time.time() - since > UNSEEN_PENDING:
+            self._mark_unseen(uid, False)  # the call never took effect
+            since = None
+        view["recovery_codes_unseen"] = bool(since is not None and view.get("enabled"))
+        return view
+
+    async def _codes_lost(self, api: ScopedApi, exc: Exception) -> JSONResponse:
+        """A call that makes recovery codes got no answer in time: the server may have
+        made them (2FA on, old codes gone) all the same. Remember it and say so; the page
+        offers new codes as soon as 2FA shows as on."""
+        uid = str((api.user or {}).get("id", ""))
+        self._mark_unseen(uid, True)
+        try:
+            with api.bypass_cache():
+                status = await api.auth.mfa_status()
+            view: dict[str, Any] | None = self._mfa_view(api, status)
+        except Exception:  # as starved as the call was: the page asks again
+            view = None
+        waited = getattr(exc, "timeout", None)
+        late = (f"the server did not answer within {waited:g} s" if waited
+                else "the server's answer was lost")
+        if view is not None and view["enabled"]:
+            detail = (f"Two-factor sign-in is on, but {late}, so its recovery codes were "
+                      "never shown. Make new ones now (your password and a current code): "
+                      "until then, losing your phone locks you out.")
+        else:
+            detail = (f"{late[0].upper()}{late[1:]}: it may still be turning two-factor "
+                      "sign-in on, with recovery codes you have not seen. This page checks "
+                      "again; if it comes on, make new codes at once.")
+        return JSONResponse({"detail": detail, "recovery_codes_unseen": True, "mfa": view},
+                            status_code=504)
+
+    async def _making_codes(self, call: Callable[[ScopedApi], Awaitable[Any]]) -> Any:
+        """Run ``call(api)``, which answers with new recovery codes; the page gets them,
+        or (timed out) :meth:`_codes_lost`'s answer."""
+        from api_integration_layer.errors import ApiUnavailable
+
+        api = self.signed_in()
+        uid = str((api.user or {}).get("id", ""))
+        try:
+            result = await call(api)
+        except ApiUnavailable as exc:
+            if not exc.maybe_done:
+                raise
+            return await self._codes_lost(api, exc)
+        self._mark_unseen(uid, False)
+        return result.model_dump(mode="json")
+
     async def mfa_status(self) -> Any:
         async def work() -> dict[str, Any]:
-            return (await self.signed_in().auth.mfa_status()).model_dump(mode="json")
+            api = self.signed_in()
+            return self._mfa_view(api, await api.auth.mfa_status())
         return await self.answer(work())
 
     async def mfa_setup(self, form: PasswordForm) -> Any:
@@ -483,27 +565,31 @@ class UserManagerPlugin(Plugin):
         return await self.answer(work())
 
     async def mfa_verify(self, form: CodeForm) -> Any:
-        async def work() -> dict[str, Any]:
-            result = await self.signed_in().auth.mfa_verify_setup(form.code.replace(" ", ""))
-            return result.model_dump(mode="json")
+        """Turn 2FA on; the recovery codes, or (504, ``recovery_codes_unseen``) word that
+        the server took too long and 2FA may be on with codes nobody saw."""
+        async def work() -> Any:
+            return await self._making_codes(
+                lambda api: api.auth.mfa_verify_setup(form.code.replace(" ", "")))
         return await self.answer(work())
 
     async def mfa_regenerate(self, form: DisableForm) -> Any:
-        """New recovery codes: the password and a current code (or an old recovery code)."""
+        """New recovery codes: the password and a current code (or an old recovery code).
+        Timed out: 504 with ``recovery_codes_unseen``, as :meth:`mfa_verify`."""
         code, recovery = _split_code(form.code)
 
-        async def work() -> dict[str, Any]:
-            result = await self.signed_in().auth.mfa_backup_codes(
-                form.password, code=code, recovery_code=recovery)
-            return result.model_dump(mode="json")
+        async def work() -> Any:
+            return await self._making_codes(lambda api: api.auth.mfa_backup_codes(
+                form.password, code=code, recovery_code=recovery))
         return await self.answer(work())
 
     async def mfa_disable(self, form: DisableForm) -> Any:
         code, recovery = _split_code(form.code)
 
         async def work() -> dict[str, Any]:
-            result = await self.signed_in().auth.mfa_disable(form.password, code=code,
-                                                             recovery_code=recovery)
+            api = self.signed_in()
+            result = await api.auth.mfa_disable(form.password, code=code,
+                                                recovery_code=recovery)
+            self._mark_unseen(str((api.user or {}).get("id", "")), False)
             return result.model_dump(mode="json")
         return await self.answer(work())
 

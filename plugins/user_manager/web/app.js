@@ -4,7 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   overview: null, mfaToken: null, logOffset: 0, logTotal: 0, codes: [], strengthSeq: 0,
-  strength: null,
+  strength: null, lateWatch: null,
 };
 
 const EVENT_LABELS = {
@@ -378,6 +378,55 @@ function renderMfa(mfa) {
   show("mfa-on-actions", on);
   show("mfa-off-actions", !on && $("mfa-wizard").hidden);
   show("delete-code-row", on);  // deleting the account asks for a code too
+  if (mfa.recovery_codes_unseen) {
+    // The call that made the codes timed out after the server made them: the user has
+    // 2FA on and no codes until new ones are made, and must be told so every time.
+    stopLateWatch();
+    setText("mfa-unseen", "Two-factor sign-in is on, but its recovery codes were never " +
+      "shown (the server answered too late). Make new ones now with your password and a " +
+      "current code: until then, losing your phone locks you out.");
+    show("mfa-unseen", true);
+  } else if (!state.lateWatch) {
+    show("mfa-unseen", false);
+  }
+}
+
+// After a timed-out 2FA set-up the server may still turn 2FA on: look every few seconds
+// (for longer than the layer's slow_timeout) so the page says so when it happens.
+function watchForLateMfa(message) {
+  stopLateWatch();
+  setText("mfa-unseen", message);
+  show("mfa-unseen", true);
+  const until = Date.now() + 180_000;
+  state.lateWatch = setInterval(async () => {
+    if (Date.now() > until) { stopLateWatch(); return; }
+    try { renderMfa(await call("api/2fa")); } catch (_) { /* still busy: next time */ }
+  }, 3000);
+}
+
+function stopLateWatch() {
+  if (state.lateWatch) clearInterval(state.lateWatch);
+  state.lateWatch = null;
+}
+
+// A 504 with recovery_codes_unseen: codes were (or may yet be) made and never shown.
+function codesLost(err) {
+  const data = err instanceof RequestError ? err.data : {};
+  if (!data.recovery_codes_unseen) return false;
+  show("mfa-wizard", false);
+  $("mfa-qr").removeAttribute("src");
+  setText("mfa-key", "—");
+  show("codes-panel", false);
+  if (data.mfa && data.mfa.enabled) {
+    renderMfa(data.mfa);
+    setText("mfa-unseen", err.message);
+    $("regen-password").focus();
+  } else {
+    if (data.mfa) renderMfa(data.mfa);
+    watchForLateMfa(err.message);
+  }
+  $("sec-2fa").scrollIntoView({ block: "nearest" });
+  return true;
 }
 
 async function refreshMfa() {
@@ -420,7 +469,7 @@ async function verifySetup(event) {
       showCodes(result.recovery_codes);
       await refreshMfa();
       await loadLog(true);
-    } catch (err) { fail("mfa-error", err); }
+    } catch (err) { if (!codesLost(err)) fail("mfa-error", err); }
   });
 }
 
@@ -476,7 +525,7 @@ async function regenerate(event) {
       $("regen-code").value = "";
       showCodes(result.recovery_codes);
       await refreshMfa();
-    } catch (err) { fail("regen-error", err); }
+    } catch (err) { if (!codesLost(err)) fail("regen-error", err); }
   });
 }
 

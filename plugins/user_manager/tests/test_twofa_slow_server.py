@@ -1,0 +1,160 @@
+"""2FA when the server is slower than the client waits: the embedded v1 server's recovery
+code digests are held back (a real server, made slow in a controlled way; the API layer's
+client is the real one with a short timeout).
+
+Seen on a starved machine: turning 2FA on took longer than the layer's 10 s timeout, the
+server turned it on all the same and the page said the server could not be reached,
+showing no recovery codes. Now the slow calls get the layer's ``slow_timeout``, and past
+it the page is told that 2FA may be on with codes nobody saw, until new ones are made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from plexichat_desktop.server.v1 import mfa
+
+T0 = 1_900_000_005.0
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """The server's TOTP clock stands still (a code is refused once used: a test that
+    needs more codes moves it on a step)."""
+    state = {"now": T0}
+    monkeypatch.setattr(mfa, "current_time", lambda: state["now"])
+    return state
+
+
+def code(secret: str, offset: int = 0) -> str:
+    return mfa.code_at(secret, mfa.step_of(T0) + offset)
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+@pytest.fixture
+def hold_digests(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """``hold_digests(seconds)``: from now on the server takes that much longer to make
+    a set of recovery codes (the wait runs in the server's worker thread, as the digests
+    do); ``hold_digests(0)`` makes it fast again."""
+    real = mfa.recovery_digests
+
+    def hold(seconds: float) -> None:
+        def slow(user_id: str, codes: list[str]) -> list[str]:
+            time.sleep(seconds)
+            return real(user_id, codes)
+        monkeypatch.setattr(mfa, "recovery_digests", slow)
+    return hold
+
+
+@pytest.fixture
+def layer_timeouts(plexichat_app: Any, monkeypatch: pytest.MonkeyPatch
+                   ) -> Callable[..., None]:
+    """``layer_timeouts(timeout=..., slow_timeout=...)``: the API layer's client with
+    these settings (what ``[plugin.api_integration_layer]`` sets), until the test ends."""
+    client = plexichat_app.runtime.plugins.by_id["api_integration_layer"].instance.client
+    default = client.config
+
+    def use(**timeouts: float) -> None:
+        monkeypatch.setattr(client, "config", default.model_copy(update=timeouts))
+    return use
+
+
+def start_setup(client: httpx.Client, password: str) -> str:
+    return str(ok(client.post("api/2fa/setup", json={"password": password}))["secret"])
+
+
+def test_slow_code_making_gets_the_layers_slow_timeout(plexichat_app, clock, hold_digests,
+                                                       layer_timeouts):
+    client, user = plexichat_app.client, plexichat_app.user
+    secret = start_setup(client, user.password)
+    hold_digests(1.5)
+    # Every other call still gives up after 0.5 s; these two wait slow_timeout (120 s).
+    layer_timeouts(timeout=0.5)
+    codes = ok(client.post("api/2fa/verify", json={"code": code(secret)}))["recovery_codes"]
+    assert len(codes) == 10
+    fresh = ok(client.post("api/2fa/regenerate", json={"password": user.password,
+                                                       "code": codes[0]}))
+    assert len(fresh["recovery_codes"]) == 10 and set(fresh["recovery_codes"]).isdisjoint(codes)
+    hold_digests(0)
+    layer_timeouts()
+    status = ok(client.get("api/2fa"))
+    assert status["enabled"] and status["recovery_codes_remaining"] == 10
+    assert status["recovery_codes_unseen"] is False
+
+
+def test_2fa_turned_on_after_the_client_gave_up_is_told_until_new_codes(
+        plexichat_app, clock, hold_digests, layer_timeouts):
+    client, user = plexichat_app.client, plexichat_app.user
+    secret = start_setup(client, user.password)
+    hold_digests(3.0)
+    layer_timeouts(slow_timeout=0.5, timeout=0.5)
+    started = time.monotonic()
+    lost = client.post("api/2fa/verify", json={"code": code(secret)})
+    # Not "the server cannot be reached": what may have happened, and what to do.
+    assert lost.status_code == 504, lost.text
+    body = lost.json()
+    assert body["recovery_codes_unseen"] is True
+    assert "within 0.5 s" in body["detail"] and "cannot be reached" not in body["detail"]
+    assert "recovery codes" in body["detail"] and "new" in body["detail"]
+    assert "recovery_codes" not in body
+
+    # The server carries on and turns 2FA on; from then on the page's status says the
+    # codes were never seen (so does the overview, and it outlives a reload).
+    while True:
+        status = ok(client.get("api/2fa"))
+        if status["enabled"] or time.monotonic() - started > 30:
+            break
+        time.sleep(0.25)
+    assert status["enabled"] and status["recovery_codes_remaining"] == 10
+    assert status["recovery_codes_unseen"] is True
+    assert ok(client.get("api/overview"))["mfa"]["recovery_codes_unseen"] is True
+
+    # New codes with the password and a current code clear it.
+    hold_digests(0)
+    layer_timeouts()
+    fresh = ok(client.post("api/2fa/regenerate", json={"password": user.password,
+                                                       "code": code(secret, 1)}))
+    assert len(fresh["recovery_codes"]) == 10
+    status = ok(client.get("api/2fa"))
+    assert status["enabled"] and status["recovery_codes_unseen"] is False
+    assert ok(client.get("api/overview"))["mfa"]["recovery_codes_unseen"] is False
+
+
+def test_new_codes_lost_to_a_timeout_are_told_too(plexichat_app, clock, hold_digests,
+                                                  layer_timeouts):
+    """New codes replace the old ones: lost to a timeout, the account has none the user
+    knows (2FA is on, so the answer says so at once)."""
+    client, user = plexichat_app.client, plexichat_app.user
+    secret = start_setup(client, user.password)
+    first = ok(client.post("api/2fa/verify", json={"code": code(secret)}))["recovery_codes"]
+    hold_digests(2.0)
+    layer_timeouts(slow_timeout=0.5, timeout=0.5)  # slow_timeout is never below timeout
+    lost = client.post("api/2fa/regenerate", json={"password": user.password,
+                                                   "code": code(secret, 1)})
+    assert lost.status_code == 504, lost.text
+    body = lost.json()
+    assert body["recovery_codes_unseen"] is True and body["mfa"]["enabled"] is True
+    assert body["detail"].startswith("Two-factor sign-in is on, but the server did not "
+                                     "answer within 0.5 s")
+    time.sleep(2.5)  # the server has replaced them meanwhile: the old codes are gone
+    refused = client.post("api/2fa/disable", json={"password": user.password,
+                                                   "code": first[0]})
+    assert refused.status_code == 403, refused.text
+    assert ok(client.get("api/2fa"))["recovery_codes_unseen"] is True
+    # Turning 2FA off also ends the warning (there are no codes to see).
+    hold_digests(0)
+    layer_timeouts()
+    clock["now"] = T0 + 30  # the next step: both codes so far are used
+    ok(client.post("api/2fa/disable", json={"password": user.password,
+                                            "code": code(secret, 2)}))
+    status = ok(client.get("api/2fa"))
+    assert not status["enabled"] and status["recovery_codes_unseen"] is False
