@@ -59,21 +59,6 @@ FormFlag = Annotated[bool, Form()]
 CHUNK = 1 << 20
 
 
-def problem_response(exc: Problem) -> JSONResponse:
-    return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status)
-
-
-def guarded(fn: Handler) -> Handler:
-    """Turn a :class:`Problem` raised by a route into its 4xx answer."""
-    @functools.wraps(fn)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except Problem as exc:
-            return problem_response(exc)
-    return wrapper
-
-
 def why(exc: Exception) -> str:
     """A refusal in words, never the refused value (it may be a password)."""
     if isinstance(exc, ValidationError):
@@ -139,7 +124,8 @@ class SecurityToolkitPlugin(Plugin):
             ("/messages/{user_id}", self.send_message, "POST"),
         ]
         for route, handler, method in routes:
-            ctx.add_route(route, guarded(handler), methods=[method])
+            # A Problem raised on the way is answered by the host (status, detail, field).
+            ctx.add_route(route, handler, methods=[method])
 
     # -- helpers -------------------------------------------------------------------
     @property
