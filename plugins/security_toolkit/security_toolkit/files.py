@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import time
 from typing import Any
 
 import blake3
@@ -20,6 +22,50 @@ AGE_BINARY = b"age-encryption.org/v1\n"
 AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
 HASHES = ("sha256", "sha512", "blake2b", "blake3", "sha1")
 HMACS = ("sha256", "sha512", "sha3_256")
+# rage refuses a passphrase file whose scrypt work factor would take over ~16 s here, by a
+# measurement it takes anew for every file: a busy moment makes a sound file look
+# excessive. The refusal costs no scrypt work, so it is asked again after these pauses.
+WORK_RETRY_PAUSES = (0.25, 0.5, 1.0)
+_SCRYPT_STANZA = re.compile(rb"\n-> scrypt \S+ (\d+)\n")
+
+
+def work_factor(data: bytes) -> int | None:
+    """The scrypt work factor (log2 N) a passphrase age file names, None for others."""
+    found = _SCRYPT_STANZA.search(data[:512]) if data.startswith(AGE_BINARY) else None
+    return int(found.group(1)) if found else None
+
+
+def _excessive_work(exc: Exception) -> bool:
+    return "excessive work" in str(exc).lower()
+
+
+def _work_refused(data: bytes, exc: Exception) -> Problem:
+    """What a refused work factor means, in words: not a wrong passphrase."""
+    factor = work_factor(data)
+    # rage wraps the number in Unicode isolates: "around \u20688192\u2069 seconds".
+    seconds = re.search(r"(\d+)\W*seconds", str(exc))
+    estimate = f"about {seconds.group(1)} s" if seconds else "too long"
+    named = f" (scrypt log N {factor})" if factor is not None else ""
+    return Problem("file", f"this computer refused the file's passphrase work factor"
+                           f"{named}: age estimated that opening it would take {estimate} "
+                           "here right now, over its limit of about 16 s, which it measures "
+                           "again for every file (a busy machine looks slow). The "
+                           "passphrase was not tried, so it may well be right: try again "
+                           "when the computer is less busy.", 503,
+                   work_factor=factor, busy=True)
+
+
+def _open_with_passphrase(data: bytes, passphrase: str) -> bytes:
+    for pause in (*WORK_RETRY_PAUSES, None):
+        try:
+            return bytes(pyrage.passphrase.decrypt(data, passphrase))
+        except pyrage.DecryptError as exc:
+            if not _excessive_work(exc):
+                raise
+            if pause is None:
+                raise _work_refused(data, exc) from None
+        time.sleep(pause)
+    raise AssertionError("unreachable")
 
 
 def parse_recipients(texts: list[str]) -> list[Any]:
@@ -75,7 +121,7 @@ def decrypt(data: bytes, *, identities: list[str] | None = None,
             if not passphrase:
                 raise Problem("passphrase", "this file was encrypted with a passphrase: "
                                             "enter it")
-            return bytes(pyrage.passphrase.decrypt(data, passphrase))
+            return _open_with_passphrase(data, passphrase)
         keys = [pyrage.x25519.Identity.from_str(i) for i in (identities or [])]
         if not keys:
             raise Problem("file", "the vault holds no age identity to open this file")
