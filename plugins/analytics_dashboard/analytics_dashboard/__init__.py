@@ -34,7 +34,7 @@ from analytics_dashboard.automation import (
     step,
 )
 from analytics_dashboard.metrics import KPI_KEYS, METRICS, PERIODS, SERIES_KEYS
-from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.api import Plugin, PluginContext, PluginProblem
 from plexichat_desktop.plugins.guards import UnsafePath, safe_path
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
@@ -64,37 +64,30 @@ class DashboardSettings(PluginSettings):
     webhook_allowed_hosts: list[str] = Field(default_factory=list)
 
 
-class ApiProblem(Exception):
-    """An answer for the page: status and detail (plus flags the page acts on)."""
-
-    def __init__(self, status: int, detail: str, **flags: Any):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.flags = flags
-
-    def response(self) -> JSONResponse:
-        return JSONResponse({"detail": self.detail, **self.flags}, status_code=self.status)
+def _sign_in_needed() -> PluginProblem:
+    return PluginProblem(401, None, SIGN_IN, sign_in_needed=True)
 
 
-def _problem(exc: Exception) -> ApiProblem:
-    """The v1 client's errors as answers the page can show."""
+def _problem(exc: Exception) -> PluginProblem:
+    """The v1 client's errors as answers the page can show (``detail`` and the flags it
+    acts on: ``sign_in_needed``, ``admin_needed``); raised, the host answers them."""
     from api_integration_layer.errors import ApiHTTPError, ApiUnavailable, NotAuthenticated
 
-    if isinstance(exc, ApiProblem):
+    if isinstance(exc, PluginProblem):
         return exc
     if isinstance(exc, NotAuthenticated):
-        return ApiProblem(401, SIGN_IN, sign_in_needed=True)
+        return _sign_in_needed()
     if isinstance(exc, ApiHTTPError):
         if exc.status == 403:
-            return ApiProblem(403, f"{ADMIN_NEEDED} ({exc.detail})", admin_needed=True)
+            return PluginProblem(403, None, f"{ADMIN_NEEDED} ({exc.detail})",
+                                 admin_needed=True)
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        return ApiProblem(exc.status if 400 <= exc.status < 500 else 502,
-                          f"PlexiChat answered {exc.status}: {detail}")
+        return PluginProblem(exc.status if 400 <= exc.status < 500 else 502, None,
+                             f"PlexiChat answered {exc.status}: {detail}")
     if isinstance(exc, ApiUnavailable):
-        return ApiProblem(502, f"PlexiChat is unreachable: {exc}")
+        return PluginProblem(502, None, f"PlexiChat is unreachable: {exc}")
     if isinstance(exc, delivery.DeliveryError):
-        return ApiProblem(502, str(exc))
+        return PluginProblem(502, None, str(exc))
     raise exc
 
 
@@ -102,8 +95,8 @@ def _csv_list(text: str, field: str, known: tuple[str, ...]) -> list[str]:
     wanted = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in wanted if t not in known]
     if unknown or not wanted:
-        raise ApiProblem(422, f"{field}: unknown {', '.join(unknown) or '(none given)'}; "
-                              f"known: {', '.join(known)}")
+        raise PluginProblem(422, field, f"unknown {', '.join(unknown) or '(none given)'}; "
+                                        f"known: {', '.join(known)}")
     return list(dict.fromkeys(wanted))
 
 
@@ -157,11 +150,13 @@ class AnalyticsDashboardPlugin(Plugin):
     async def _guard(self, work: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``work``; the v1 client's errors become answers naming the problem."""
         if not self.api.user:
-            return ApiProblem(401, SIGN_IN, sign_in_needed=True).response()
+            raise _sign_in_needed()
         try:
             return await work()
+        except PluginProblem:
+            raise
         except Exception as exc:  # _problem re-raises what it does not know
-            return _problem(exc).response()
+            raise _problem(exc) from exc
 
     async def is_admin(self) -> bool:
         user = self.api.user or {}
@@ -230,10 +225,7 @@ class AnalyticsDashboardPlugin(Plugin):
     ) -> Any:
         """Daily series with moving average, anomalies (explained), a forecast and (with
         ``compare``) the previous period day by day."""
-        try:
-            keys = _csv_list(metrics, "metrics", SERIES_KEYS)
-        except ApiProblem as exc:
-            return exc.response()
+        keys = _csv_list(metrics, "metrics", SERIES_KEYS)
 
         async def work() -> Any:
             limit = threshold or self.config.anomaly_threshold
@@ -247,8 +239,8 @@ class AnalyticsDashboardPlugin(Plugin):
 
     def _known_report(self, report_type: str) -> None:
         if report_type not in analysis.REPORT_CHARTS:
-            raise ApiProblem(404, f"report_type: no report {report_type!r}; known: "
-                                  f"{', '.join(analysis.REPORT_CHARTS)}")
+            raise PluginProblem(404, "report_type", f"no report {report_type!r}; known: "
+                                                   f"{', '.join(analysis.REPORT_CHARTS)}")
 
     async def report_route(self, report_type: str, days: Days = 30) -> Any:
         """A report as columns, rows, summary and what to chart."""
@@ -324,7 +316,7 @@ class AnalyticsDashboardPlugin(Plugin):
     async def check_rules_route(self) -> Any:
         """Check every enabled rule now; the events this produced."""
         if not self.api.user:
-            return ApiProblem(401, SIGN_IN, sign_in_needed=True).response()
+            raise _sign_in_needed()
         events = await self.check_rules()
         return {"events": events,
                 "rules": [self._rule_view(r) for r in self.store.rules.values()]}
@@ -366,7 +358,7 @@ class AnalyticsDashboardPlugin(Plugin):
                     with self.api.bypass_cache():
                         breached, value, message = await self._condition(record, cache)
                 except Exception as exc:  # recorded on the rule, next goes on
-                    state["last_error"] = str(_problem(exc).detail)
+                    state["last_error"] = str(_problem(exc))
                     continue
                 state.update(last_value=value, last_message=message, last_error=None)
                 change = step(record, breached, now)
@@ -490,7 +482,7 @@ class AnalyticsDashboardPlugin(Plugin):
             return JSONResponse({"detail": f"sub_id: no subscription {sub_id!r}"},
                                 status_code=404)
         if not self.api.user:
-            return ApiProblem(401, SIGN_IN, sign_in_needed=True).response()
+            raise _sign_in_needed()
         record = await self.run_subscription(sub_id, scheduled=False)
         status = 200 if record["last_status"] == "ok" else 502
         if record["last_status"] != "ok" and str(record["last_error"]).startswith(
@@ -521,7 +513,7 @@ class AnalyticsDashboardPlugin(Plugin):
                 uploaded = info.id
             await self._deliver_report(record, data, name, uploaded)
         except Exception as exc:  # recorded and shown on the subscription
-            detail = _problem(exc).detail
+            detail = str(_problem(exc))
             record.update(last_status="failed", last_error=detail, last_run_at=now)
             record["failures"] = int(record.get("failures") or 0) + 1
             if scheduled:
