@@ -18,11 +18,26 @@ from data_visualizer.sqlguard import SqlRefused
 Write = Callable[[str, str | bytes], Path]
 
 
+SALES = "region,amount\nnorth,10\nsouth,5\nnorth,2\n"
+
+
 @pytest.fixture
 def engine(tmp_path: Path, write_file: Write) -> Iterator[Engine]:
     engine = Engine(tmp_path / "workspace", reserved={"pm_samples"})
-    engine.load(write_file("sales.csv", "region,amount\nnorth,10\nsouth,5\nnorth,2\n"),
-                "sales.csv", "sales", "csv")
+    engine.load(write_file("sales.csv", SALES), "sales.csv", "sales", "csv")
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """The ``engine`` fixture's engine, shared by the module's tests that only read or are
+    refused: a load is a DuckDB file written and synced (~0.4 s on a busy disk), and the
+    21 refusals alone made 21 of them."""
+    folder = tmp_path_factory.mktemp("reader")
+    (folder / "sales.csv").write_text(SALES, encoding="utf-8", newline="")
+    engine = Engine(folder / "workspace", reserved={"pm_samples"})
+    engine.load(folder / "sales.csv", "sales.csv", "sales", "csv")
     yield engine
     engine.close()
 
@@ -52,17 +67,17 @@ def engine(tmp_path: Path, write_file: Write) -> Iterator[Engine]:
     ("   ", "empty"),
     ("SELEC 1", "syntax error"),
 ])
-def test_escape_attempts_and_bad_sql_are_refused_with_a_reason(engine: Engine, sql: str,
+def test_escape_attempts_and_bad_sql_are_refused_with_a_reason(reader: Engine, sql: str,
                                                                 words: str) -> None:
     with pytest.raises(SqlRefused, match=r"^sql: ") as caught:
-        engine.run(sql)
+        reader.run(sql)
     assert words in str(caught.value)
 
 
-def test_the_engine_itself_refuses_files_and_keeps_its_settings(engine: Engine) -> None:
+def test_the_engine_itself_refuses_files_and_keeps_its_settings(reader: Engine) -> None:
     # Behind the guard: the reader cannot read files, attach, load extensions or be
     # reconfigured, even when a statement reaches it directly.
-    cursor = engine.cursor()
+    cursor = reader.cursor()
     try:
         for sql in ("SELECT * FROM read_csv('/etc/passwd')", "ATTACH '/tmp/x.db' AS x",
                     "LOAD httpfs", "COPY (SELECT 1) TO '/tmp/never.csv'"):
@@ -82,14 +97,14 @@ def test_the_engine_itself_refuses_files_and_keeps_its_settings(engine: Engine) 
     assert not Path("/tmp/never.csv").exists()
 
 
-def test_read_only_queries_run(engine: Engine) -> None:
-    result = engine.run("WITH t AS (SELECT region, sum(amount) AS total FROM sales GROUP BY 1) "
+def test_read_only_queries_run(reader: Engine) -> None:
+    result = reader.run("WITH t AS (SELECT region, sum(amount) AS total FROM sales GROUP BY 1) "
                         "SELECT * FROM t ORDER BY total DESC")
     assert result.rows == [["north", 12], ["south", 5]]
     assert [c["kind"] for c in result.columns] == ["nominal", "quantitative"]
     assert result.tables == ["sales", "t"]
-    assert "EXPLAIN" not in engine.run("EXPLAIN SELECT * FROM sales").columns[0]["name"]
-    cut = engine.run("SELECT * FROM range(100)", max_rows=10)
+    assert "EXPLAIN" not in reader.run("EXPLAIN SELECT * FROM sales").columns[0]["name"]
+    cut = reader.run("SELECT * FROM range(100)", max_rows=10)
     assert cut.truncated and len(cut.rows) == 10
 
 
@@ -160,12 +175,12 @@ def test_replacing_and_dropping_and_the_workspace_survives_a_restart(
         again.close()
 
 
-def test_names(engine: Engine) -> None:
+def test_names(reader: Engine) -> None:
     assert safe_name("Sales Report 2024.csv") == "sales_report_2024"
     assert safe_name("2024.csv") == "t_2024"
     for bad in ("Sales", "1abc", "a-b", "x" * 49, "pm_samples"):
         with pytest.raises(NameError_, match=r"^name: "):
-            engine.check_name(bad)
+            reader.check_name(bad)
 
 
 def test_live_tables_append_keep_the_newest_rows_and_survive_a_load(
@@ -202,15 +217,15 @@ def test_a_damaged_dataset_file_does_not_take_the_others_down(
         again.close()
 
 
-def test_a_result_of_huge_values_is_cut_by_size_not_only_by_rows(engine: Engine) -> None:
+def test_a_result_of_huge_values_is_cut_by_size_not_only_by_rows(reader: Engine) -> None:
     # Review finding: only rows were counted, so 10 000 rows of 1 MB texts were a 10 GB
     # answer (and as much memory in the app).
     wide = "SELECT i, repeat('x', 20000) AS s FROM range(200) t(i)"
-    result = engine.run(wide, max_rows=10_000, max_bytes=1_000_000)
+    result = reader.run(wide, max_rows=10_000, max_bytes=1_000_000)
     assert result.truncated and 40 <= len(result.rows) <= 50
     assert [r[0] for r in result.rows] == list(range(len(result.rows)))
     # One row larger than the budget still comes back (the page shows it).
-    single = engine.run("SELECT repeat('y', 2000000) AS s", max_bytes=1_000_000)
+    single = reader.run("SELECT repeat('y', 2000000) AS s", max_bytes=1_000_000)
     assert len(single.rows) == 1 and not single.truncated
-    narrow = engine.run("SELECT * FROM range(5000)", max_rows=10_000)
+    narrow = reader.run("SELECT * FROM range(5000)", max_rows=10_000)
     assert len(narrow.rows) == 5000 and not narrow.truncated
