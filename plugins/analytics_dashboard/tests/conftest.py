@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
+
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ID = "analytics_dashboard"
 LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
@@ -138,3 +140,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
                 yield Running(client, record.instance, server, layer.client)
 
     return start
+
+
+# Dozens of httpx clients (the tests', the app's own), all to plain http on loopback:
+# one CA load, not one each.
+share_default_ssl_context()
