@@ -38,6 +38,7 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
             no_webengine: bool = False, on_ready: Callable[[str], None] | None = None,
             attach: Attach | None = None) -> int:
     """Run the desktop app until its window closes or a signal arrives; the exit code."""
+    _import_server_stack()
     prepare_qt_environment()
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
     if problem is None:
@@ -57,15 +58,39 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
 
     apply_theme(app)
     # Chromium's helper processes (zygote, GPU, network, renderer) take a good part of a
-    # second to come up: a throwaway page starts them now, before the core's imports
-    # (Runtime() below, about half a second), so that they come up meanwhile and the
-    # window's first pages find them running.
+    # second to come up: a throwaway page starts them now, so that they come up while the
+    # core is made, discovers the plugins and starts its server (a few tenths of a second
+    # of the main thread), and the window's first pages find them running.
     warm_up = _warm_up_webengine() if problem is None else None
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
         return loop.run_until_complete(_main(app, paths, settings, options, problem,
                                              on_ready, attach, warm_up))
+
+
+# What Runtime imports (FastAPI, pydantic, uvicorn, the plugin host, the test manager, the
+# v1 API), in the order it needs them.
+SERVER_STACK = (
+    "plexichat_desktop.plugins.manager", "plexichat_desktop.testing.manager",
+    "plexichat_desktop.testing.store", "plexichat_desktop.scheduling.service",
+    "plexichat_desktop.server.event_log", "plexichat_desktop.server.v1",
+    "plexichat_desktop.server.web_server", "plexichat_desktop.server.app",
+)
+
+
+def _import_server_stack() -> None:
+    """Import the core before PySide6. Importing PySide6 replaces ``__import__`` with a
+    hook (for its ``__feature__`` switches) that reads the source of every module
+    imported after it (``inspect.getsource``, to look for "PySide6"): the core's 450
+    modules imported afterwards cost 0.1-0.15 s more CPU, all of it before the first page.
+    Chromium starts later by as much, but what it does before the first page overlaps
+    with the core's start-up (measured with benchmarks/gui_startup.py: the first page
+    loads earlier this way)."""
+    import importlib
+
+    for name in SERVER_STACK:
+        importlib.import_module(name)
 
 
 def _warm_up_webengine() -> QObject:
@@ -124,6 +149,8 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
 
 # Seconds the plugins nobody looks at may wait for the window's first pages to load.
 FIRST_PAGES_HOLD = 10.0
+# Milliseconds between the first pages' load and building the Tests panel.
+PANEL_DELAY_MS = 100
 # Seconds the window's clean-up waits for the test panel's tasks before the runtime stops
 # (what outlives that ends once the runtime's test runner is closed: finish()).
 PANEL_STOP_WAIT = 3.0
@@ -143,6 +170,7 @@ class DesktopShell:
         self.runtime = runtime
         self.webengine_missing = webengine_missing
         self.first_pages_loaded = asyncio.Event()
+        self._closing = False
         self.profile = None
         self.interceptor = None
         from plexichat_desktop.gui.theme import current_scheme, on_scheme_applied
@@ -236,6 +264,8 @@ class DesktopShell:
         set once each of their pages has loaded (at once when there is none)."""
         self.window.restore_state()
         self.window.show()
+        from PySide6.QtCore import QTimer
+
         from plexichat_desktop.gui.browser import BrowserPane
 
         panes = [self.window.tabs.widget(i) for i in range(self.window.tabs.count())]
@@ -245,16 +275,32 @@ class DesktopShell:
             def loaded(_ok: bool, key: int = key) -> None:
                 loading.pop(key, None)
                 if not loading:
-                    self.first_pages_loaded.set()
+                    self._first_pages_done()
 
             pane.view.loadFinished.connect(loaded)
         if not loading:
-            self.first_pages_loaded.set()
+            self._first_pages_done()
+        # Pages that never finish loading do not keep the Tests panel away for long.
+        QTimer.singleShot(int(FIRST_PAGES_HOLD * 1000), self.window, self._build_panel)
+
+    def _first_pages_done(self) -> None:
+        if self.first_pages_loaded.is_set():
+            return
+        self.first_pages_loaded.set()
+        from PySide6.QtCore import QTimer
+
+        # A moment later, so that the first frames of the pages are painted first.
+        QTimer.singleShot(PANEL_DELAY_MS, self.window, self._build_panel)
+
+    def _build_panel(self) -> None:
+        if not self._closing:
+            self.window.build_dashboard()
 
     async def shutdown(self) -> None:
         """The bridge first (no event may reach a widget being deleted: plugins may still
         be starting in the background), then pages and views, then let Qt delete them."""
         self._unhook_theme()
+        self._closing = True  # the Tests panel is not built only to be torn down
         self.first_pages_loaded.set()
         if self.window.isVisible():
             # At once: the user sees the window go while the rest is cleaned up (closing
@@ -282,6 +328,8 @@ class DesktopShell:
         that arrived together with the cancellation, and the panel's start-up collection
         then goes on to the next plugin. Cancelled again every 0.1 s, it stops at its next
         ``await`` instead of collecting every remaining plugin while the app waits."""
+        if not self.window.dashboard_built:
+            return True
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             stopping = asyncio.ensure_future(self.window.dashboard.shutdown())

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import shiboken6
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl
@@ -39,11 +39,13 @@ from PySide6.QtWidgets import (
 from plexichat_desktop import __version__
 from plexichat_desktop.gui.bridge import EventBridge
 from plexichat_desktop.gui.browser import Pane, ProblemPane
-from plexichat_desktop.gui.dashboard.panel import TestDashboard
 from plexichat_desktop.gui.notify import Notifier
 from plexichat_desktop.gui.permissions import PermissionGate
 from plexichat_desktop.plugins.manager import PluginRecord
 from plexichat_desktop.runtime import Runtime
+
+if TYPE_CHECKING:  # imported when the panel is built (see MainWindow.dashboard)
+    from plexichat_desktop.gui.dashboard.panel import TestDashboard
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +188,20 @@ class MainWindow(QMainWindow):
         bridge.pluginReloaded.connect(self._plugin_reloaded)
         bridge.focusRequested.connect(self.bring_to_front)
 
-        self.dashboard = TestDashboard(runtime, bridge, self)
+        # The dock is there from the start (the saved layout restores it, View > Tests
+        # toggles it); the panel in it is built on first use, which the shell makes once
+        # the first pages have loaded (see the dashboard property).
+        self._dashboard: TestDashboard | None = None
+        self._first_start = False  # no saved layout: the docks get first_start_layout()
         self.tests_dock = QDockWidget("Tests", self)
         self.tests_dock.setObjectName("testsDock")
-        self.tests_dock.setWidget(self.dashboard)
+        waiting = QLabel("Loading the tests…", self.tests_dock)
+        waiting.setObjectName("testsLoading")
+        waiting.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        waiting.setEnabled(False)  # the palette's secondary text colour
+        self.tests_dock.setWidget(waiting)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.tests_dock)
         self.notifier = Notifier(self, self.windowIcon(), self.bring_to_front)
-        self.dashboard.scheduledRunFailed.connect(self._scheduled_run_failed)
-        self.dashboard.countsChanged.connect(self._counts_changed)
 
         self.url_label = QLabel(self)
         self.url_label.setText(f'<a href="copy">{runtime.url}</a>')
@@ -204,6 +212,35 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.url_label)
         self.statusBar().addPermanentWidget(self.tests_label)
         self._build_menus()
+
+    @property
+    def dashboard(self) -> TestDashboard:
+        """The Tests panel, built on first use (see :meth:`build_dashboard`)."""
+        return self.build_dashboard()
+
+    def build_dashboard(self) -> TestDashboard:
+        """Build the Tests panel into its dock, once. The first page need not wait for it:
+        its imports, widgets, store queries and tree cost the start 50-100 ms of the main
+        thread (CPU, measured with benchmarks/gui_startup.py), so the shell builds it
+        once the first pages have loaded."""
+        if self._dashboard is None:
+            from plexichat_desktop.gui.dashboard.panel import TestDashboard
+
+            panel = TestDashboard(self.runtime, self.bridge, self)
+            panel.scheduledRunFailed.connect(self._scheduled_run_failed)
+            panel.countsChanged.connect(self._counts_changed)
+            waiting = self.tests_dock.widget()
+            self.tests_dock.setWidget(panel)
+            if waiting is not None:
+                waiting.deleteLater()
+            self._dashboard = panel
+            if self._first_start:
+                self.first_start_layout()
+        return self._dashboard
+
+    @property
+    def dashboard_built(self) -> bool:
+        return self._dashboard is not None
 
     # -- menus and shortcuts ----------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -636,7 +673,12 @@ class MainWindow(QMainWindow):
         for window in _json_list(self.settings.value("main/windows")):
             self.open_window(window["path"], window.get("title"))
         if not isinstance(state, QByteArray):
-            QTimer.singleShot(0, self.first_start_layout)
+            self._first_start = True
+            QTimer.singleShot(0, self._first_start_layout_if_built)
+
+    def _first_start_layout_if_built(self) -> None:
+        if self._dashboard is not None:  # else building the panel lays the docks out
+            self.first_start_layout()
 
     def first_start_layout(self) -> None:
         """The pages get most of the height, the test dock a third of it: as much as its
