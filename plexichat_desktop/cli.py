@@ -290,25 +290,29 @@ def _prepare(paths: AppPaths, settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
-    from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
+    from plexichat_desktop.runtime import Listener, RuntimeOptions, listen_then_start
 
     lock, refused = _single_instance(paths, focus_existing=False)
     if lock is None:
         return refused
     _prepare(paths, settings)
 
-    async def run() -> int:
-        runtime = Runtime(paths, settings, RuntimeOptions(safe_mode=args.safe_mode))
-        stop = asyncio.Event()
-        url = await start_until_signal(runtime, stop)
-        if url is None:
-            return EXIT_ERROR
-        lock.publish(url)
-        print(f"PlexiChat Desktop is serving at {url}", flush=True)
+    def listening(listener: Listener) -> None:
+        # Printed as soon as the port answers: requests wait there for the app.
+        lock.publish(listener.url)
+        print(f"PlexiChat Desktop is serving at {listener.url}", flush=True)
         # A one-time code, never the token: the link ends up in the browser's history.
-        print(f"Open in a browser: {runtime.browser_login_link()}", flush=True)
+        print(f"Open in a browser: {listener.identity.login_link()}", flush=True)
         print("(the link works once, within 5 minutes; 'plexichat-desktop login-link' "
               "prints a fresh one)", flush=True)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        runtime = await listen_then_start(paths, settings,
+                                          RuntimeOptions(safe_mode=args.safe_mode), stop,
+                                          listening)
+        if runtime is None:
+            return EXIT_ERROR
         await stop.wait()
         log.info("stopping (signal received)")
         await runtime.stop()

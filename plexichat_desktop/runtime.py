@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.paths import AppPaths
@@ -27,8 +27,9 @@ from plexichat_desktop.core.settings import Settings
 # second of imports) is imported when a Runtime is made, not with this module: the desktop
 # app starts Chromium first, so that its processes come up while these imports run.
 if TYPE_CHECKING:
+    from plexichat_desktop.server.security import ServerIdentity
     from plexichat_desktop.server.v1 import ApiV1
-    from plexichat_desktop.server.web_server import WebServer
+    from plexichat_desktop.server.web_server import AppGate, WebServer
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"  # the server's address (server/web_server.py binds it)
@@ -42,11 +43,91 @@ class RuntimeOptions:
     extra_plugin_dirs: list = field(default_factory=list)
 
 
+# What a Runtime imports (see import_core).
+CORE_MODULES = (
+    "plexichat_desktop.core.events", "plexichat_desktop.plugins.manager",
+    "plexichat_desktop.scheduling.service", "plexichat_desktop.server.event_log",
+    "plexichat_desktop.testing.manager", "plexichat_desktop.testing.store",
+    "plexichat_desktop.server.v1", "plexichat_desktop.server.app",
+)
+
+
+def import_core() -> None:
+    """Import what a :class:`Runtime` needs. ``serve`` does it in a worker thread once it
+    listens, so that its loop answers /healthz meanwhile (the imports take the GIL in
+    turns with it, a few milliseconds at a time, instead of holding the loop for their
+    whole duration)."""
+    import importlib
+
+    for name in CORE_MODULES:
+        importlib.import_module(name)
+
+
+class Listener:
+    """``serve``'s server, listening before the rest of the core is imported.
+
+    Made with only what must precede an answer: the app folders made private, the token,
+    the browser-session identity and the port bound (a taken port raises
+    ``PortInUseError`` here, before anything else starts). :meth:`start` serves an
+    :class:`~plexichat_desktop.server.web_server.AppGate`; a :class:`Runtime` made with this
+    listener installs its app there. Until then /healthz answers with ``ready: false``,
+    ``plugins_started: false`` and the plugin states known so far, and other requests wait
+    for the app."""
+
+    def __init__(self, paths: AppPaths, settings: Settings):
+        from plexichat_desktop.core.permissions import secure_app_dirs
+        from plexichat_desktop.server.security import ServerIdentity
+        from plexichat_desktop.server.token import load_or_create_token
+        from plexichat_desktop.server.web_server import AppGate, WebServer, bind_socket
+
+        secure_app_dirs(paths.roots)  # first, as in Runtime: the token is created private
+        self.token = load_or_create_token(paths.token_file)
+        self.identity: ServerIdentity = ServerIdentity(
+            self.token, settings.server.browser_session_hours * 3600)
+        sock = bind_socket(settings.server.port)
+        self.port: int = sock.getsockname()[1]
+        self.identity.port = self.port
+        self.started_at = time.time()
+        # Set by the runtime once it has discovered the plugins.
+        self.plugin_states: Callable[[], dict[str, int]] = dict
+        self.gate: AppGate = AppGate(self.identity, self._health)
+        server = settings.server
+        self.server: WebServer = WebServer(
+            self.gate, server.port, server.shutdown_timeout,
+            header_timeout=server.header_timeout, body_timeout=server.body_timeout, sock=sock)
+        self.serving = False
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/"
+
+    def _health(self) -> dict[str, Any]:
+        # The same keys as the app's /healthz, which says ``ready: true``.
+        return {"status": "ok", "version": __version__,
+                "uptime": time.time() - self.started_at, "plugins": self.plugin_states(),
+                "plugins_started": False, "ready": False}
+
+    async def start(self) -> str:
+        """Serve the gate; the URL."""
+        await self.server.start()
+        self.serving = True
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving (requests still waiting for the app get 503)."""
+        self.gate.close()
+        await self.server.stop()
+        self.serving = False
+
+
 class Runtime:
     """Start and stop the whole core in the running loop, in a fixed order."""
 
     def __init__(self, paths: AppPaths, settings: Settings,
-                 options: RuntimeOptions | None = None):
+                 options: RuntimeOptions | None = None, listener: Listener | None = None):
+        """With ``listener`` (already serving, or not), the runtime uses its token, identity
+        and port and installs its app in the listener's gate instead of binding and serving
+        on its own."""
         from plexichat_desktop.core.events import EventBus
         from plexichat_desktop.core.paths import bundled_plugins_dir, extra_plugin_dirs
         from plexichat_desktop.core.permissions import secure_app_dirs
@@ -59,12 +140,15 @@ class Runtime:
         from plexichat_desktop.testing.store import ResultStore
 
         opts = options or RuntimeOptions()
-        # First: everything below is created private, and older files are tightened.
-        secure_app_dirs(paths.roots)
+        self._listener = listener
+        if listener is None:
+            # First: everything below is created private, and older files are tightened.
+            secure_app_dirs(paths.roots)
         self.paths = paths
         self.settings = settings
         self.bus = EventBus()
-        self.token = load_or_create_token(paths.token_file)
+        self.token = listener.token if listener is not None else load_or_create_token(
+            paths.token_file)
         self.plugins = PluginManager(
             paths=paths, settings=settings, bus=self.bus,
             bundled_dir=bundled_plugins_dir() if opts.bundled else None,
@@ -73,8 +157,8 @@ class Runtime:
         )
         self.plugins.app_token = self.token
         self.stopping = asyncio.Event()
-        self.identity = ServerIdentity(self.token,
-                                       settings.server.browser_session_hours * 3600)
+        self.identity = listener.identity if listener is not None else ServerIdentity(
+            self.token, settings.server.browser_session_hours * 3600)
         self.server: WebServer | None = None
         self.store = ResultStore(paths.data_dir / "tests.sqlite3")
         self.tests = TestManager(self.plugins, self.store, self.bus, paths.cache_dir / "runs",
@@ -91,6 +175,7 @@ class Runtime:
         self._later: list[Callable[[], None]] = []
         self._socket: socket.socket | None = None  # bound by prepare(), served by start()
         self.port: int | None = None
+        self._discovered = False
 
     def _open_api_v1(self) -> ApiV1 | None:
         from plexichat_desktop.core.sqlite import SchemaVersionError
@@ -134,15 +219,27 @@ class Runtime:
         restored tabs (their requests wait in the socket's backlog, then for their
         plugins) while the server and the plugins start. Raises ``PortInUseError`` if the
         port is taken. Idempotent; :meth:`start` calls it when nobody did."""
-        if self.port is None:
-            from plexichat_desktop.server.web_server import bind_socket
+        if not self._discovered:
+            if self._listener is not None:
+                self.port = self._listener.port
+            else:
+                from plexichat_desktop.server.web_server import bind_socket
 
-            self._socket = bind_socket(self.settings.server.port)
-            self.port = self._socket.getsockname()[1]
+                self._socket = bind_socket(self.settings.server.port)
+                self.port = self._socket.getsockname()[1]
             self.identity.port = self.port
             self.plugins.server_url = self.url
             self.plugins.discover()
+            self._discovered = True
+            if self._listener is not None:
+                self._listener.plugin_states = self._plugin_states
         return self.url
+
+    def _plugin_states(self) -> dict[str, int]:
+        states: dict[str, int] = {}
+        for rec in self.plugins.records:
+            states[str(rec.state)] = states.get(str(rec.state), 0) + 1
+        return states
 
     async def start(self, plugins_in_background: bool = False) -> str:
         """Bind the port, start plugins, then serve. Returns the server URL.
@@ -159,25 +256,34 @@ class Runtime:
         from plexichat_desktop.server.web_server import WebServer
 
         self.prepare()
-        assert self._socket is not None
+        listener = self._listener
+        assert self._socket is not None or listener is not None
         self.bus.bind(asyncio.get_running_loop())
         self.event_log.start()
         app = create_app(self.plugins, self.bus, self.identity, resources_dir(),
                          self.stopping, self.tests, self.scheduler, self.event_log,
                          api_v1=self.api_v1,
                          later=self._later if plugins_in_background else None)
-        self.server = WebServer(app, self.settings.server.port,
-                                self.settings.server.shutdown_timeout,
-                                header_timeout=self.settings.server.header_timeout,
-                                body_timeout=self.settings.server.body_timeout,
-                                sock=self._socket)
+        if listener is not None:
+            self.server = listener.server
+        else:
+            self.server = WebServer(app, self.settings.server.port,
+                                    self.settings.server.shutdown_timeout,
+                                    header_timeout=self.settings.server.header_timeout,
+                                    body_timeout=self.settings.server.body_timeout,
+                                    sock=self._socket)
         if not plugins_in_background:
             await self.plugins.start()
         await self.tests.start()
         await self.scheduler.start()
         if self.api_v1 is not None:
             await self.api_v1.start()
-        await self.server.start()
+        if listener is not None:
+            if not listener.serving:
+                await listener.start()
+            listener.gate.install(app)
+        else:
+            await self.server.start()
         self.bus.publish(ServerStarted(url=self.server.url))
         if plugins_in_background:
             self._plugins_starting = asyncio.get_running_loop().create_task(
@@ -234,7 +340,10 @@ class Runtime:
         await self.scheduler.stop()
         await self.tests.stop()
         await self.plugins.stop()
-        if self.server is not None:
+        if self._listener is not None:
+            await self._listener.stop()  # also when the app never got installed
+            self.server = None
+        elif self.server is not None:
             await self.server.stop()
             self.server = None
         elif self._socket is not None:  # prepared, never served
@@ -261,3 +370,39 @@ async def start_until_signal(runtime: Runtime, stop: asyncio.Event) -> str | Non
         print(f"error: {exc.strerror}", file=sys.stderr)
         await runtime.stop()
         return None
+
+
+async def listen_then_start(paths: AppPaths, settings: Settings, options: RuntimeOptions,
+                            stop: asyncio.Event,
+                            on_listening: Callable[[Listener], None]) -> Runtime | None:
+    """``serve``'s start: listen first, then import, build and start the core, with
+    SIGINT/SIGTERM setting ``stop``.
+
+    ``on_listening`` is called once the port answers (/healthz, with ``ready: false``;
+    other requests wait for the app). Returns the started runtime (its plugins starting in
+    the background), or None after telling the user why it could not start (the port was
+    taken); nothing but the listener was made then."""
+    from plexichat_desktop.server.web_server import PortInUseError
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        listener = Listener(paths, settings)
+    except PortInUseError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        return None
+    await listener.start()
+    try:
+        on_listening(listener)
+        await asyncio.to_thread(import_core)
+        runtime = Runtime(paths, settings, options, listener=listener)
+    except BaseException:
+        await listener.stop()
+        raise
+    try:
+        await runtime.start(plugins_in_background=True)
+    except BaseException:
+        await runtime.stop()
+        raise
+    return runtime

@@ -111,3 +111,105 @@ async def test_stopping_ends_a_held_start(home, tmp_path):
     runtime.begin_stop()
     await asyncio.wait_for(runtime.stop(), 60)
     assert runtime.plugins.started.is_set() and active(runtime) == []
+
+
+# serve listens before it imports and builds the core (runtime.Listener): /healthz answers
+# at once with ready: false; everything else waits for the app instead of a wrong answer.
+
+def listener_settings() -> Settings:
+    settings = Settings()
+    settings.server.port = 0
+    return settings
+
+
+async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(home, tmp_path):
+    import httpx
+
+    from plexichat_desktop.runtime import Listener
+
+    settings = listener_settings()
+    listener = Listener(home, settings)
+    runtime = None
+    try:
+        url = await listener.start()
+        auth = {"Authorization": f"Bearer {listener.token}"}
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            early = await client.get("/healthz", headers=auth)
+            assert early.status_code == 200, early.text
+            body = early.json()
+            assert body["status"] == "ok" and body["ready"] is False
+            assert body["plugins_started"] is False and body["plugins"] == {}
+            assert early.headers["content-security-policy"]  # the app's security headers
+            # Sent before the app exists: each waits for it and gets the app's own answer.
+            waiting = [asyncio.ensure_future(client.get(path, headers=headers))
+                       for path, headers in (
+                           ("/api/plugins", auth),                  # a route: 200, not 404
+                           ("/healthz", {}),                        # no token: 401
+                           ("/healthz", {**auth, "Host": "evil.example:80"}),  # 403
+                           ("/plugins/so_gate_alpha/", auth))]     # a plugin's page: 200
+            await asyncio.sleep(0.2)
+            assert not any(task.done() for task in waiting)
+            for pid in PLUGINS:
+                scaffold_plugin(f"so_gate_{pid}", tmp_path)
+            runtime = Runtime(home, settings, RuntimeOptions(
+                bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path]),
+                listener=listener)
+            assert runtime.prepare() == url  # the listener's port, nothing bound again
+            states = (await client.get("/healthz", headers=auth)).json()
+            assert states["ready"] is False and states["plugins"] == {"validated": 3}
+            assert await runtime.start(plugins_in_background=True) == url
+            plugins, no_token, bad_host, page = await asyncio.wait_for(
+                asyncio.gather(*waiting), 60)
+            assert plugins.status_code == 200
+            assert sorted(p["id"] for p in plugins.json()["plugins"]) == [
+                f"so_gate_{pid}" for pid in PLUGINS]
+            assert no_token.status_code == 401 and bad_host.status_code == 403
+            assert page.status_code == 200, page.text[:300]
+            await asyncio.wait_for(runtime.plugins.started.wait(), 60)
+            ready = (await client.get("/healthz", headers=auth)).json()
+            assert ready["ready"] is True and ready["plugins_started"] is True
+            assert ready["plugins"] == {"active": 3}
+    finally:
+        if runtime is not None:
+            await runtime.stop()
+        else:
+            await listener.stop()
+
+
+async def test_requests_waiting_for_an_app_that_never_comes_get_503(home):
+    import httpx
+
+    from plexichat_desktop.runtime import Listener
+
+    listener = Listener(home, listener_settings())
+    url = await listener.start()
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers={
+                "Authorization": f"Bearer {listener.token}"}) as client:
+            waiting = asyncio.ensure_future(client.get("/api/plugins"))
+            await asyncio.sleep(0.2)
+            assert not waiting.done()
+            stopping = asyncio.ensure_future(listener.stop())
+            answer = await asyncio.wait_for(waiting, 60)
+            assert answer.status_code == 503 and "stopping" in answer.json()["detail"]
+            await stopping
+    finally:
+        await listener.stop()
+
+
+async def test_a_taken_port_fails_the_listener_before_anything_serves(home):
+    import socket
+
+    from plexichat_desktop.runtime import Listener
+    from plexichat_desktop.server.web_server import PortInUseError
+
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    settings = listener_settings()
+    settings.server.port = blocker.getsockname()[1]
+    try:
+        with pytest.raises(PortInUseError):
+            Listener(home, settings)
+    finally:
+        blocker.close()

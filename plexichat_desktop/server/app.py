@@ -232,7 +232,9 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         for rec in manager.records:
             states[str(rec.state)] = states.get(str(rec.state), 0) + 1
         return {"status": "ok", "version": __version__, "uptime": time.time() - started_at,
-                "plugins": states, "plugins_started": manager.started.is_set()}
+                "plugins": states, "plugins_started": manager.started.is_set(),
+                # False only from serve's listener, before this app was built (AppGate).
+                "ready": True}
 
     @app.get("/api/plugins")
     async def list_plugins() -> dict[str, Any]:

@@ -5,14 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import logging
 import socket
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from plexichat_desktop.server.security import SECURITY_HEADERS, bearer_of, normalised_path
+
+if TYPE_CHECKING:
+    from plexichat_desktop.server.security import (
+        ASGIApp,
+        Receive,
+        Scope,
+        Send,
+        ServerIdentity,
+    )
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
@@ -146,6 +158,76 @@ def bind_socket(port: int) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
+
+
+class AppGate:
+    """The ASGI app a server answers with before the real one exists.
+
+    ``serve`` listens first and imports and builds the rest of the core afterwards (FastAPI,
+    the plugin host, the stores: most of its start-up). Meanwhile ``GET /healthz`` that
+    passes the checks the app would make (an allowed Host, the app token or a browser
+    session) is answered here with ``health()`` (``ready: false``); every other request,
+    and a /healthz without a credential, waits for :meth:`install` and then goes to the
+    app, which applies all its checks: nothing is answered early unchecked, or with a 404
+    only because the route does not exist yet. Requests still waiting when the start is
+    abandoned (:meth:`close`) get 503."""
+
+    def __init__(self, identity: ServerIdentity, health: Callable[[], dict[str, Any]]):
+        self.identity = identity
+        self.health = health
+        self.app: ASGIApp | None = None
+        self._settled = asyncio.Event()
+
+    def install(self, app: ASGIApp) -> None:
+        """From now on every request goes to ``app``; the waiting ones too."""
+        self.app = app
+        self._settled.set()
+
+    def close(self) -> None:
+        """The app will not come (stopping, or its start failed)."""
+        self._settled.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = self.app
+        if app is None:
+            if self._early_health(scope):
+                await self._answer(scope, send, 200, self.health())
+                return
+            await self._settled.wait()
+            app = self.app
+            if app is None:
+                await self._answer(scope, send, 503, {"detail": "the app is stopping"})
+                return
+        await app(scope, receive, send)
+
+    def _early_health(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
+            return False
+        if normalised_path(scope.get("path", "") or "/") != "/healthz":
+            return False
+        headers: dict[str, str] = {}
+        for raw_key, raw_value in scope.get("headers", []):
+            key = raw_key.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            # Repeated headers are joined as the security middleware joins them.
+            headers[key] = (headers[key] + ("; " if key == "cookie" else ", ") + value
+                            if key in headers else value)
+        identity = self.identity
+        return headers.get("host", "") in identity.allowed_hosts and (
+            identity.token_ok(bearer_of(headers)) or identity.session_of(headers) is not None)
+
+    @staticmethod
+    async def _answer(scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
+        if scope["type"] == "websocket":
+            # Closing before accept makes uvicorn refuse the handshake.
+            await send({"type": "websocket.close", "code": 1013, "reason": body["detail"]})
+            return
+        data = json.dumps(body).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(data)).encode()), *SECURITY_HEADERS]})
+        await send({"type": "http.response.body",
+                    "body": data if scope.get("method") != "HEAD" else b""})
 
 
 class WebServer:
