@@ -7,9 +7,10 @@
     mode: it wraps ``DesktopShell.make_pane`` only to connect the first pane's
     ``view.loadFinished`` to a probe that prints a timestamped FIRST_TAB_LOADED line, then
     the app runs unchanged. After the line the child sends itself SIGTERM, which the app
-    handles (clean shutdown, exit code 0). It also wraps a few start-up steps (Qt app up,
-    Runtime() made, port bound, window built and shown, server listening) to print when
-    each ended, in wall-clock time and in the main process's CPU time: the phase lines.
+    handles (clean shutdown, exit code 0). It also wraps a few start-up steps (the core
+    imported, before PySide6; Qt app up; Runtime() made; port bound; window built and
+    shown; server listening) to print when each ended, in wall-clock time and in the main
+    process's CPU time: the phase lines.
 (b) the floor: QApplication + one QWebEngineView showing a short static page (setHtml, no
     server), same environment and window size, in ``--child floor`` mode.
 
@@ -127,6 +128,7 @@ def child_app() -> int:
                 return result
             setattr(owner, name, wrapped)
 
+    mark_after(gui_app, "_import_server_stack", "core_imported")
     mark_after(gui_app, "_warm_up_webengine", "webengine_warming", before="qt_app_ready")
     mark_after(Runtime, "__init__", "runtime_made")
     mark_after(Runtime, "prepare", "port_bound")
@@ -351,7 +353,8 @@ def report(label: str, results: list[dict[str, Any]]) -> float:
     phase_events = [("python up", "child_start")]
     if "serving" in results[0]["events"]:
         phase_events += [(title, key) for title, key in (
-            ("Qt app", "qt_app_ready"), ("Chromium warm-up asked", "webengine_warming"),
+            ("core imported", "core_imported"), ("Qt app", "qt_app_ready"),
+            ("Chromium warm-up asked", "webengine_warming"),
             ("Runtime()", "runtime_made"), ("port bound + plugins discovered", "port_bound"),
             ("first pane created", "pane_created"), ("window built", "window_built"),
             ("window shown", "window_shown"), ("server listening", "server_listening"),

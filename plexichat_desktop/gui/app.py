@@ -127,7 +127,13 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
         if warm_up is not None:
             warm_up.deleteLater()  # its processes stay for the real pages
         runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
+        # Until the server answers, the tabs are blank: the status bar says why.
+        status = shell.window.statusBar()
+        if not status.currentMessage():
+            status.showMessage(STARTING_MESSAGE)
         url = await start_until_signal(runtime, closed)
+        if status.currentMessage() == STARTING_MESSAGE:  # not one said since
+            status.clearMessage()
         if url is None:
             return 1
         if on_ready is not None:
@@ -149,6 +155,7 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
 
 # Seconds the plugins nobody looks at may wait for the window's first pages to load.
 FIRST_PAGES_HOLD = 10.0
+STARTING_MESSAGE = "Starting the server and the plugins…"
 # Milliseconds between the first pages' load and building the Tests panel.
 PANEL_DELAY_MS = 100
 # Seconds the window's clean-up waits for the test panel's tasks before the runtime stops
