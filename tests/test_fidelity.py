@@ -393,3 +393,95 @@ async def test_testing_one_plugin_does_not_print_the_others_problems(home):
     assert "fault_suite" not in proc.stderr and "broken_suite" not in proc.stderr
     log_text = "".join(p.read_text() for p in home.log_dir.glob("*.log"))
     assert "broken_suite" in log_text
+
+
+# -- what the fork server imports ahead of the sessions ------------------------------------
+async def test_sessions_of_the_fork_server_find_the_app_stack_imported(manager_factory,  # noqa: F811
+                                                                         tmp_path):
+    write_plugin(tmp_path / "plugins", "preloaded_suite", {"tests/test_stack.py": """\
+        import sys
+
+        AT_COLLECTION = sorted(m for m in ("plexichat_desktop.runtime", "fastapi", "httpx",
+                                           "plexichat_desktop.server.v1.app")
+                               if m in sys.modules)
+
+
+        def test_the_core_needs_no_import():
+            assert AT_COLLECTION == ["fastapi", "httpx", "plexichat_desktop.runtime",
+                                     "plexichat_desktop.server.v1.app"]
+        """})
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    assert manager.runner.fork
+    done, ours = await run_through(manager, "preloaded_suite")
+    assert done.status is RunStatus.PASSED
+    assert {n: str(a.outcome) for n, a in ours.items()} == {
+        "tests/test_stack.py::test_the_core_needs_no_import": "passed"}
+
+
+def _preloadable(lib: Path, name: str, text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``name`` in ``lib``, which the fork server (started after this) preloads alone."""
+    lib.mkdir(exist_ok=True)
+    (lib / f"{name}.py").write_text(textwrap.dedent(text))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(lib), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    monkeypatch.setenv("PLEXICHAT_FORK_SERVER_PRELOAD", name)
+
+
+async def test_a_warning_at_import_stays_in_the_session(manager_factory, tmp_path,  # noqa: F811
+                                                        monkeypatch):
+    # A module that warns when imported, imported by a test under filterwarnings = error:
+    # pytest fails the test. Had the fork server imported it (quietly, before any
+    # session), the test would pass; the server notices the warning and starts again
+    # without it.
+    lib = tmp_path / "lib"
+    folder = write_plugin(tmp_path / "plugins", "import_warning", {
+        "pyproject.toml": CONFIG, "tests/test_import.py": f"""\
+            import sys
+
+            sys.path.insert(0, {str(lib)!r})
+
+
+            def test_imports_a_deprecated_module():
+                import fidelity_warns
+
+                assert fidelity_warns.VALUE == 1
+            """})
+    _preloadable(lib, "fidelity_warns", """\
+        import warnings
+
+        warnings.warn(DeprecationWarning("fidelity_warns is deprecated"), stacklevel=2)
+        VALUE = 1
+        """, monkeypatch)
+    theirs, _, their_exit = await asyncio.to_thread(plain_pytest, folder)
+    assert theirs == {"tests/test_import.py::test_imports_a_deprecated_module": "failed"}
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    done, ours = await run_through(manager, "import_warning")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert "fidelity_warns is deprecated" in next(iter(ours.values())).message
+    assert done.exit_code == their_exit
+    # The server started again in the same process (exec), and it serves the runs.
+    server = manager.runner._fork_server
+    assert server is not None and server.alive
+
+
+async def test_a_plugin_module_named_like_a_preloaded_one_is_the_plugins(manager_factory,  # noqa: F811
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    # The plugin folder comes first on a session's path: pytest imports its module, not
+    # the one of the same name the fork server preloaded from elsewhere.
+    folder = write_plugin(tmp_path / "plugins", "shadowing", {
+        "fidelity_shadowed.py": 'WHO = "plugin"\n', "tests/test_shadow.py": """\
+            import fidelity_shadowed
+
+
+            def test_the_plugins_own_module():
+                assert fidelity_shadowed.WHO == "plugin"
+            """})
+    _preloadable(tmp_path / "lib", "fidelity_shadowed", 'WHO = "elsewhere"\n', monkeypatch)
+    theirs, _, _ = await asyncio.to_thread(plain_pytest, folder)
+    assert theirs == {"tests/test_shadow.py::test_the_plugins_own_module": "passed"}
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    assert manager.runner.fork
+    done, ours = await run_through(manager, "shadowing")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert done.status is RunStatus.PASSED

@@ -162,6 +162,70 @@ def run_warm_child() -> int:
 
 FORK_SERVER_FLAG = "--pytest-fork-server"
 FORK_SERVER_FD_ENV = "PLEXICHAT_FORK_SERVER_FD"
+# Comma-separated modules the fork server imports instead of APP_STACK ("" for none).
+PRELOAD_ENV = "PLEXICHAT_FORK_SERVER_PRELOAD"
+
+# The app's stack as a core start in a test imports it (the runtime, the host and v1
+# apps, uvicorn's protocols, httpx): ~0.9 s of CPU that every suite starting a core (14 of
+# the 15 bundled ones) would pay again in its session. Imported by the fork server only
+# when that changes no outcome; see _preload.
+APP_STACK = ("plexichat_desktop.runtime", "plexichat_desktop.server.app",
+             "plexichat_desktop.server.web_server", "plexichat_desktop.server.v1.service",
+             "plexichat_desktop.server.v1.app", "httpx", "uvicorn.protocols.http.h11_impl",
+             "uvicorn.protocols.http.auto", "uvicorn.protocols.websockets.auto",
+             "uvicorn.protocols.websockets.websockets_sansio_impl", "uvicorn.lifespan.on",
+             "uvicorn.lifespan.off", "uvicorn.loops.auto", "uvicorn.loops.asyncio")
+
+
+def _preload_list() -> list[str]:
+    raw = os.environ.get(PRELOAD_ENV)
+    if raw is None:
+        return list(APP_STACK)
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
+def _preload(modules: Sequence[str]) -> set[str] | None:
+    """Import ``modules`` in the fork server; the top-level names that brought into
+    ``sys.modules``, or None when the server must start again without them.
+
+    A session would otherwise import them itself, and some outcomes depend on that
+    import happening inside the session: a warning it raises is an error under a suite's
+    ``filterwarnings = error`` (the websockets package warns when uvicorn's legacy
+    protocol imports it) and must stay one; a module that fails to import, or starts a
+    thread (which a fork would not carry over), is no better. Any of these: None."""
+    import importlib
+    import threading
+    import warnings
+
+    if not modules:
+        return set()
+    before = set(sys.modules)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for name in modules:
+                importlib.import_module(name)
+    except Exception:
+        return None
+    if caught or threading.active_count() > 1:
+        return None
+    return {name.partition(".")[0] for name in set(sys.modules) - before}
+
+
+def _shadows(folder: str, names: set[str]) -> bool:
+    """Whether ``folder`` (a session's plugin folder, first on its ``sys.path``) holds a
+    module or package of one of the top-level ``names``: plain pytest would import the
+    folder's, a session of the fork server already has the other."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return False
+    for entry in entries:
+        stem, dot, suffix = entry.partition(".")
+        if stem in names and (not dot or suffix == "py" or suffix.endswith(".so")
+                              or suffix == "pyc"):
+            return True
+    return False
 
 
 def fork_server_command(python: str) -> list[str]:
@@ -236,8 +300,11 @@ def _prebuild_config() -> Callable[[], None] | None:
 
 
 def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket,
-                    offer_config: Callable[[], None] | None = None) -> int:
-    """In a freshly forked child: become the pytest session the order asks for."""
+                    offer_config: Callable[[], None] | None = None,
+                    preloaded: set[str] | None = None) -> int:
+    """In a freshly forked child: become the pytest session the order asks for (a pytest
+    of its own, started afresh in this process, when the plugin folder shadows a module
+    the server preloaded)."""
     import faulthandler
 
     import pytest
@@ -258,6 +325,11 @@ def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket
     os.environ.update(order["env"])
     os.environ[order["fd_env"]] = str(event_fd)
     os.environ["PYTHONPATH"] = order["pythonpath"]
+    if preloaded and _shadows(order["pythonpath"], preloaded):
+        # Same process, group, pipes and environment; only the imports are its own.
+        os.set_inheritable(event_fd, True)
+        command = [*child_command(sys.executable), *order["args"]]
+        os.execv(command[0], command)
     sys.path.insert(0, order["pythonpath"])
     if offer_config is not None:
         offer_config()
@@ -281,6 +353,14 @@ def run_fork_server() -> int:
     import selectors
 
     _import_pytest()
+    modules = _preload_list()
+    os.environ.pop(PRELOAD_ENV, None)  # the server's business, not the sessions'
+    preloaded = _preload(modules)
+    if preloaded is None:
+        # Nothing can be un-imported: the server starts again (same process and
+        # channel) with pytest's imports only, and the sessions import the rest.
+        os.environ[PRELOAD_ENV] = ""
+        os.execv(sys.executable, sys.orig_argv)
     offer_config = _prebuild_config()
     control = socket.socket(fileno=int(os.environ.pop(FORK_SERVER_FD_ENV)))
     if sys.path and sys.path[0] in ("", os.getcwd()):
@@ -294,7 +374,7 @@ def run_fork_server() -> int:
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
-    # Everything imported so far (pytest, its plugins, asyncio) moves out of the
+    # Everything imported so far (pytest, its plugins, asyncio, the app) moves out of the
     # collector's sight. Otherwise each session's full collections (pytest forces several
     # at unconfigure, to surface unraisable exceptions) walk that inherited heap and write
     # to every object's GC header, copying ~3000 of the server's pages into the child:
@@ -333,7 +413,8 @@ def run_fork_server() -> int:
             if pid == 0:
                 code = 70
                 try:
-                    code = _be_the_session(order, fds[0], control, offer_config)
+                    code = _be_the_session(order, fds[0], control, offer_config,
+                                           preloaded)
                 except BaseException:
                     import traceback
 

@@ -89,7 +89,10 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
     progress = Progress(sys.stderr)
     started = time.monotonic()
     await manager.start()
-    manager.runner.prepare()  # pytest's imports while the plugins' tests are looked up
+    # pytest's imports (and the app's, for plugins whose tests start it) while the
+    # plugins' tests are looked up.
+    manager.runner.prepare([rec.root for rec in plugins.by_id.values()
+                            if target is None or target.partition("::")[0] == rec.id])
     # Subscribed before anything is queued: a fast run could otherwise end unseen.
     sub = bus.subscribe((TestsCollected, TestFinished, RunFinished), name="cli progress")
     try:

@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from typing import Any
 from plexichat_desktop.testing.analytics import failure_signature
 from plexichat_desktop.testing.child import (
     FORK_SERVER_FD_ENV,
+    PRELOAD_ENV,
     child_command,
     fork_server_command,
     warm_command,
@@ -238,6 +239,29 @@ class _ChildReport:
 MAX_WARM_DEATHS = 3
 FORK_SERVER_ENV = "PLEXICHAT_FORK_SERVER"   # "0" turns the fork server off
 
+# Words of test files whose tests start the app (the harness, the shared v1 cores, a
+# Runtime): a fork server for them imports the app's stack once (see child.APP_STACK),
+# ~0.9 s of CPU each such session would pay; for the others it would be a loss.
+_APP_MARKERS = (b"plexichat_app", b"start_app", b"embedded_server", b"module_server",
+                b"SharedServer", b"plexichat_desktop.runtime")
+
+
+def tests_start_the_app(plugin_root: Path) -> bool:
+    """Whether the plugin's tests (its ``tests`` folder) start the app, by their words."""
+    folder = plugin_root / "tests"
+    try:
+        files = [p for p in folder.rglob("*.py") if "node_modules" not in p.parts]
+    except OSError:
+        return False
+    for path in files:
+        try:
+            text = path.read_bytes()
+        except OSError:
+            continue
+        if any(marker in text for marker in _APP_MARKERS):
+            return True
+    return False
+
 
 class _ForkedProcess:
     """A pytest session forked by the fork server: what the runner needs of a process
@@ -402,21 +426,28 @@ class PytestRunner:
         self._fork_starting: asyncio.Task[_ForkServer] | None = None
         self._fork_deaths = 0
 
-    def prepare(self) -> None:
+    def prepare(self, plugin_roots: Sequence[Path] = ()) -> None:
         """Start the fork server now (in the background), so the first run does not pay
-        for Python's start and pytest's imports."""
+        for Python's start and pytest's imports (nor, when the tests of one of
+        ``plugin_roots`` start the app, for the app's)."""
         if self.fork and not self._closed:
-            self._fork_server_task()
+            self._fork_server_task(lambda: any(map(tests_start_the_app, plugin_roots)))
 
-    def _fork_server_task(self) -> asyncio.Task[_ForkServer]:
+    def _fork_server_task(self, app_stack: Callable[[], bool] = lambda: False
+                          ) -> asyncio.Task[_ForkServer]:
+        """The fork server, started if there is none; ``app_stack`` says, when it
+        starts, whether it imports the app's stack (unless PRELOAD_ENV says already)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         server = self._fork_server
         if server is not None and not server.alive:
             self._fork_server = None
             self._fork_starting = None
         if self._fork_starting is None:
+            env = self._base_env()
+            if PRELOAD_ENV not in env and not app_stack():
+                env[PRELOAD_ENV] = ""
             self._fork_starting = asyncio.get_running_loop().create_task(
-                _ForkServer.start(self.python, self.work_dir, self._base_env()),
+                _ForkServer.start(self.python, self.work_dir, env),
                 name="start pytest fork server")
         return self._fork_starting
 
@@ -426,7 +457,8 @@ class PytestRunner:
         if not self.fork or self._closed:
             return None
         try:
-            server = self._fork_server = await self._fork_server_task()
+            server = self._fork_server = await self._fork_server_task(
+                lambda: tests_start_the_app(plugin_root))
             order = {"cwd": str(plugin_root), "pythonpath": str(plugin_root),
                      "log": str(log_path), "env": env, "fd_env": FD_ENV, "args": args}
             return await server.spawn(order, write_fd)

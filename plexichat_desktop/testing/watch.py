@@ -250,7 +250,7 @@ async def watch_tests(paths: Any, settings: Any, plugin_id: str, extra_dirs: lis
         store.close()
         return 2
     await manager.start()
-    manager.runner.prepare()  # the fork server is warm before the first save
+    manager.runner.prepare([rec.root])  # the fork server is warm before the first save
     watch = TestWatch(manager, plugin_id)
 
     async def report(run: RunRecord) -> None:
