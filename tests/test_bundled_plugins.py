@@ -1,10 +1,14 @@
 """The plugins shipped with the app: they start, serve their pages, and their own test
 suites pass when the test manager runs them (in real pytest children)."""
 
+import os
+from collections.abc import AsyncIterator
+
 import pytest
+import pytest_asyncio
 
 from plexichat_desktop.core.events import EventBus
-from plexichat_desktop.core.paths import bundled_plugins_dir
+from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.discovery import Source, scan_folder
 from plexichat_desktop.plugins.manager import PluginManager
@@ -42,24 +46,47 @@ async def test_every_bundled_plugin_starts_and_serves_its_pages(home):
         await runtime.stop()
 
 
-@pytest.mark.asyncio
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def suite_manager(tmp_path_factory: pytest.TempPathFactory
+                        ) -> AsyncIterator[tuple[TestManager, ResultStore]]:
+    """One test manager, and so one pytest fork server, for the module's bundled suites
+    (per xdist worker): each suite still runs in a pytest child of its own, forked from
+    the pristine server, but the server's start (Python, pytest and the app's imports,
+    ~1-2 s of CPU) is paid once instead of once per plugin. Its home is set up as the
+    ``home`` fixture's: fresh, and no plugin path from the caller's environment."""
+    root = tmp_path_factory.mktemp("bundled-suites")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PLEXICHAT_DESKTOP_HOME", str(root / "home"))
+        env.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
+        for name in list(os.environ):
+            if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
+                env.delenv(name)
+        home = AppPaths.from_env()
+        settings = Settings()
+        bus = EventBus()
+        plugins = PluginManager(paths=home, settings=settings, bus=bus,
+                                bundled_dir=bundled_plugins_dir(), include_installed=False)
+        plugins.discover()
+        store = ResultStore(home.data_dir / "tests.sqlite3")
+        manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+        await manager.start()
+        # Whichever suite a worker runs first, the server imports the app's stack for
+        # the suites that start the app (all but one).
+        manager.runner.prepare([rec.root for rec in plugins.by_id.values()])
+        try:
+            yield manager, store
+        finally:
+            await manager.stop()
+            store.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("plugin_id", BUNDLED)
-async def test_bundled_plugin_suite_passes_in_the_test_manager(home, plugin_id):
-    settings = Settings()
-    bus = EventBus()
-    plugins = PluginManager(paths=home, settings=settings, bus=bus,
-                            bundled_dir=bundled_plugins_dir(), include_installed=False)
-    plugins.discover()
-    store = ResultStore(home.data_dir / "tests.sqlite3")
-    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
-    await manager.start()
-    try:
-        run = await manager.submit(plugin_id)
-        done = await manager.wait(run.id)
-        failures = [f"{a.nodeid}: {a.outcome} {a.message}" for a in
-                    store.attempts_for_run(run.id) if a.outcome not in ("passed", "skipped")]
-        assert done.status is RunStatus.PASSED, failures
-        assert done.counts["total"] > 0
-    finally:
-        await manager.stop()
-        store.close()
+async def test_bundled_plugin_suite_passes_in_the_test_manager(suite_manager, plugin_id):
+    manager, store = suite_manager
+    run = await manager.submit(plugin_id)
+    done = await manager.wait(run.id)
+    failures = [f"{a.nodeid}: {a.outcome} {a.message}" for a in
+                store.attempts_for_run(run.id) if a.outcome not in ("passed", "skipped")]
+    assert done.status is RunStatus.PASSED, failures
+    assert done.counts["total"] > 0
