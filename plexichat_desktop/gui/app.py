@@ -69,16 +69,6 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
                                              on_ready, attach, warm_up))
 
 
-# What Runtime imports (FastAPI, pydantic, uvicorn, the plugin host, the test manager, the
-# v1 API), in the order it needs them.
-SERVER_STACK = (
-    "plexichat_desktop.plugins.manager", "plexichat_desktop.testing.manager",
-    "plexichat_desktop.testing.store", "plexichat_desktop.scheduling.service",
-    "plexichat_desktop.server.event_log", "plexichat_desktop.server.v1",
-    "plexichat_desktop.server.web_server", "plexichat_desktop.server.app",
-)
-
-
 def _import_server_stack() -> None:
     """Import the core before PySide6. Importing PySide6 replaces ``__import__`` with a
     hook (for its ``__feature__`` switches) that reads the source of every module
@@ -87,10 +77,10 @@ def _import_server_stack() -> None:
     Chromium starts later by as much, but what it does before the first page overlaps
     with the core's start-up (measured with benchmarks/gui_startup.py: the first page
     loads earlier this way)."""
-    import importlib
+    from plexichat_desktop.runtime import import_core
 
-    for name in SERVER_STACK:
-        importlib.import_module(name)
+    import_core()
+    import plexichat_desktop.server.web_server  # noqa: F401  (prepare() binds with it)
 
 
 def _warm_up_webengine() -> QObject:
