@@ -4,8 +4,9 @@ that tries to script the page, presets, history search and export, context withi
 budget with BM25 retrieval, smart replies (rules and a real OpenAI-compatible model),
 notes over the collaboration API, the activity panel, and clear 4xx answers.
 
-One app serves the module (starting it is the slow part). The built-in provider streams a
-token every 20 ms so that "stop" has an answer to interrupt; no test asserts a duration.
+One app serves the session (``app`` in conftest.py; starting it is the slow part). The
+built-in provider streams a token every 20 ms so that "stop" has an answer to interrupt;
+no test asserts a duration.
 """
 
 from __future__ import annotations
@@ -15,17 +16,13 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from plexichat_desktop.testing.harness import USER_PASSWORD, PlexiChatApp, start_app
+from plexichat_desktop.testing.harness import USER_PASSWORD, PlexiChatApp
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"api": {"ai_builtin_token_delay": 0.02, "ai_requests_per_minute": 0},
-            "plugin": {"advanced_client": {"default_model": "builtin/plexi-echo"}}}
 XSS = ('Hi <script>alert("x")</script> <img src=x onerror="alert(1)"> '
        '[click](javascript:alert(2)) <a href="javascript:alert(3)">a</a> **bold**')
 
@@ -36,12 +33,6 @@ def admin(app: PlexiChatApp) -> Iterator[httpx.Client]:
     _id, client = _peer(app, "acadmin", owner=True)
     yield client
     client.close()
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlexiChatApp]:
-    with start_app(PLUGIN_ROOT, tmp_path_factory.mktemp("home"), SETTINGS) as running:
-        yield running
 
 
 def ok(response: httpx.Response, status: int = 200) -> Any:

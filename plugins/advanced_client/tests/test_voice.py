@@ -13,27 +13,16 @@ import io
 import shutil
 import subprocess
 import wave
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from plexichat_desktop.testing.harness import PlexiChatApp, start_app
+from plexichat_desktop.testing.harness import PlexiChatApp
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(
     shutil.which("espeak-ng") is None,
     reason="espeak-ng is not installed (apt-get install espeak-ng): no voice to test with")
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlexiChatApp]:
-    settings = {"plugin": {"advanced_client": {"default_model": "builtin/plexi-echo",
-                                               "max_audio_seconds": 10}}}
-    with start_app(PLUGIN_ROOT, tmp_path_factory.mktemp("home"), settings) as running:
-        yield running
 
 
 def spoken(text: str, wpm: int = 150) -> bytes:
