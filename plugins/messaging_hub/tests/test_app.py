@@ -2,8 +2,9 @@
 harness's user (what ``ctx.api`` acts as, "ann" below) and a second one ("bob") who
 talks to her through the v1 API directly.
 
-One app serves the whole module (starting it is the slow part); the restart test runs
-last. Nothing waits for a fixed time: every wait polls for the state it needs.
+One app serves the session (``app`` in conftest.py; starting it is the slow part); the
+restart test runs last in this module, and test_outbox_clock.py goes on with the
+restarted app. Nothing waits for a fixed time: every wait polls for the state it needs.
 """
 
 from __future__ import annotations
@@ -23,10 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from plexichat_desktop.testing.harness import USER_PASSWORD, PlexiChatApp, start_app
-
-PLUGIN_ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"plugin": {"messaging_hub": {"undo_seconds": 2}}}
+from plexichat_desktop.testing.harness import USER_PASSWORD, PlexiChatApp
 
 
 @dataclass
@@ -35,12 +33,6 @@ class Person:
     username: str
     password: str
     v1: httpx.Client  # .../api/v1/ with the person's bearer token
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlexiChatApp]:
-    with start_app(PLUGIN_ROOT, tmp_path_factory.mktemp("home"), SETTINGS) as running:
-        yield running
 
 
 def register(app: PlexiChatApp, name: str, display: str) -> Person:
@@ -494,7 +486,7 @@ def test_two_auto_responders_do_not_loop(app: PlexiChatApp, ann: Person, tmp_pat
     dan.v1.close()
 
 
-# -- restart: nothing lost, nothing sent twice (last: it restarts the module's app) -----------
+# -- restart: nothing lost, nothing sent twice (last: it restarts the shared app) ---------
 def test_outbox_survives_a_restart_and_sends_exactly_once(app: PlexiChatApp, ann: Person,
                                                           bob: Person) -> None:
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,9 @@ import pytest
 from messaging_hub.outbox import Dispatcher
 from messaging_hub.store import Store
 
-from plexichat_desktop.testing.harness import USER_PASSWORD, PlexiChatApp, start_app
+from plexichat_desktop.testing.harness import USER_PASSWORD, PlexiChatApp
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 HOUR = 3600.0
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlexiChatApp]:
-    with start_app(PLUGIN_ROOT, tmp_path_factory.mktemp("home")) as running:
-        yield running
 
 
 def new_user(app: PlexiChatApp, prefix: str) -> str:
