@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
+
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 # The layer's folder for api_integration_layer.testing, which a test may import before any
 # app has loaded the layer (and put it on the path).
@@ -32,3 +34,8 @@ def write_file(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
         return path
 
     return write
+
+
+# The app's and the tests' httpx clients, all to plain http on loopback: one CA load, not
+# one each.
+share_default_ssl_context()

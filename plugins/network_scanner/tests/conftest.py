@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
+
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
 for _folder in (PLUGIN_ROOT, LAYER_ROOT):
@@ -71,3 +73,8 @@ def shared_app(shared_core: Any) -> Any:
             yield client, record.instance, server
 
     return use
+
+
+# The cores' clients and the tests' own, all to plain http on loopback: one CA load, not
+# ~20.
+share_default_ssl_context()

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
+
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_ID = "system_manager"
 LAYER_ROOT = PLUGIN_ROOT.parent / "api_integration_layer"
@@ -145,3 +147,8 @@ def v1_data(tmp_path: Path) -> Callable[..., Any]:
             await app.server.account()
         return {"file_id": info.id, "bob": bob}
     return fill
+
+
+# Each core's layer client, the tests' clients and the drills' servers load the CA bundle
+# (~35 contexts a run, ~1.2 s CPU), all for plain http on loopback: one load instead.
+share_default_ssl_context()
