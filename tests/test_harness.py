@@ -199,3 +199,88 @@ def test_a_plugin_that_does_not_start_fails_the_test_with_its_reason(tmp_path: P
     assert result.returncode == 1
     assert ("plugin broken_start did not start in the test app (failed: setup() raised "
             "RuntimeError: no database)") in result.stdout, result.stdout
+
+
+SHARED_TESTS = '''import asyncio
+import contextlib
+
+import pytest
+
+from plexichat_desktop.testing.harness import SharedCore
+
+RESETS = []
+STARTS = []
+
+
+@pytest.fixture
+def plexichat_reset():
+    return RESETS.append
+
+
+def test_the_module_app_is_set_up_once(plexichat_shared_app):
+    app = plexichat_shared_app
+    app.call(lambda: setattr(app.plugin, "left_by", "the first test"))
+    assert RESETS == [app]
+    assert app.client.get("").status_code == 200
+
+
+def test_the_next_test_finds_it_as_it_was_left_after_its_reset(plexichat_shared_app,
+                                                               plexichat_module_app):
+    app = plexichat_shared_app
+    assert app is plexichat_module_app
+    assert app.call(lambda: app.plugin.left_by) == "the first test"
+    assert len(RESETS) == 2 and RESETS[0] is RESETS[1] is app
+
+
+@contextlib.asynccontextmanager
+async def loop_bound():
+    STARTS.append(asyncio.get_running_loop())
+    yield asyncio.get_running_loop()
+
+
+@pytest.fixture(scope="module")
+def shared(module_loop):
+    core = SharedCore(loop_bound)
+    yield core
+    module_loop.run_until_complete(core.close())
+
+
+async def test_an_async_test_runs_on_the_module_loop(shared, module_loop):
+    assert asyncio.get_running_loop() is module_loop
+    assert await shared.get() is module_loop
+
+
+async def test_and_the_next_one_shares_what_it_started(shared, module_loop):
+    assert await shared.get() is module_loop
+    assert STARTS == [module_loop]
+'''
+
+
+@pytest.mark.asyncio
+async def test_a_module_shares_one_app_and_one_loop(home, tmp_path: Path):
+    root = scaffold_plugin("shared_demo", tmp_path / "plugins")
+    (root / "tests" / "test_shared.py").write_text(SHARED_TESTS)
+    target = "tests/test_shared.py"
+    plain = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
+         target], cwd=root, env={**_plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert "4 passed" in plain.stdout
+
+    settings = Settings()
+    bus = EventBus()
+    plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
+                            extra_dirs=[root.parent], include_installed=False)
+    plugins.discover()
+    store = ResultStore(home.data_dir / "tests.sqlite3")
+    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+    await manager.start()
+    try:
+        run = await manager.submit("shared_demo", [target], precheck=False)
+        await manager.wait(run.id)
+        got = {a.nodeid.split("::")[-1]: a.outcome for a in store.attempts_for_run(run.id)}
+    finally:
+        await manager.stop()
+        store.close()
+    assert set(got.values()) == {"passed"} and len(got) == 4, got

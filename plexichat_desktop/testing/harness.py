@@ -19,6 +19,11 @@ sets it). What it gives:
   ``api_scopes``), stopped cleanly afterwards;
 - the fixture ``plexichat_settings``: override it to change settings (``{"plugin":
   {"<id>": {...}}}`` and any ``settings.toml`` section);
+- one app for a whole test module, since starting one costs more CPU than most tests:
+  ``plexichat_shared_app`` (the module's ``plexichat_module_app``, set up with
+  ``plexichat_module_settings``, after the module's ``plexichat_reset`` hook), and for
+  async tests that share an object living on an event loop, ``module_loop`` with
+  :class:`SharedCore` (see "one event loop per test module" below);
 - the compatibility rules of the test manager (shared with its reporter, not copied): a
   plain ``async def`` test runs without a marker, a returned ``{"success": False, ...}``
   fails with its message;
@@ -31,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
+import inspect
 import itertools
 import os
 import signal
@@ -38,9 +44,10 @@ import sys
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
 
@@ -392,6 +399,138 @@ def plexichat_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     home = tmp_path_factory.mktemp("plexichat-home")
     with start_app(root, home, plexichat_settings) as app:
         yield app
+
+
+# -- one app for a module's tests -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def plexichat_module_settings() -> dict[str, Any]:
+    """Settings for ``plexichat_module_app``, as ``plexichat_settings`` for
+    ``plexichat_app``: override this module-scoped fixture to change them."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def plexichat_module_app(request: pytest.FixtureRequest,
+                         tmp_path_factory: pytest.TempPathFactory,
+                         plexichat_module_settings: dict[str, Any]) -> Iterator[PlexiChatApp]:
+    """What ``plexichat_app`` gives, started once for the tests of a module (and stopped
+    after them): a core start costs more CPU than most tests. Its tests see each other's
+    data (and the same ``user``); ask for ``plexichat_shared_app`` to have the module's
+    ``plexichat_reset`` run before each test."""
+    root = plugin_root_of(Path(str(request.path)))
+    if root is None:
+        pytest.fail(f"{request.path} is not inside a plugin folder (no plugin.toml above "
+                    "it)", pytrace=False)
+    home = tmp_path_factory.mktemp("plexichat-module-home")
+    with start_app(root, home, plexichat_module_settings) as app:
+        yield app
+
+
+@pytest.fixture
+def plexichat_reset() -> Callable[[PlexiChatApp], Any] | None:
+    """The per-test reset of ``plexichat_shared_app``: override it with a function of the
+    app (e.g. one that empties the plugin's tables with :meth:`PlexiChatApp.call`),
+    called before each test that asks for ``plexichat_shared_app``; None: nothing."""
+    return None
+
+
+@pytest.fixture
+def plexichat_shared_app(plexichat_module_app: PlexiChatApp,
+                         plexichat_reset: Callable[[PlexiChatApp], Any] | None
+                         ) -> PlexiChatApp:
+    """The module's app (``plexichat_module_app``) for one test, after the module's
+    ``plexichat_reset``."""
+    if plexichat_reset is not None:
+        plexichat_reset(plexichat_module_app)
+    return plexichat_module_app
+
+
+# -- one event loop per test module --------------------------------------------------------
+# For async tests that share something living on an event loop (a core started with
+# ``Runtime.start()`` in the test's own loop, as api_integration_layer.testing's servers
+# are): an async test run by the test manager's reporter or pytest-asyncio gets a fresh
+# loop of its own, on which the shared object would not answer (and whose end would stop
+# it). With this module loaded as a pytest plugin (``-p plexichat_desktop.testing.harness``
+# in pytest.ini), or with ``module_loop`` and ``pytest_pyfunc_call`` imported into a
+# conftest::
+#
+#     from plexichat_desktop.testing.harness import module_loop, pytest_pyfunc_call
+#
+# every async test that (directly or through its fixtures) asks for ``module_loop`` runs
+# on that one loop. Such tests carry no ``asyncio`` mark (pytest-asyncio would run them on
+# its loop). :class:`SharedCore` starts the shared object with the first test that needs
+# it and stops it after the module.
+
+
+@pytest.fixture(scope="module")
+def module_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The event loop of the module's async tests that ask for it, and of their cores."""
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """Whichever hook calls the test (the harness's reporter, pytest's own) gets a plain
+    function that runs it on ``module_loop``."""
+    loop = pyfuncitem.funcargs.get("module_loop")
+    test = pyfuncitem.obj
+    if not isinstance(loop, asyncio.AbstractEventLoop) or not inspect.iscoroutinefunction(
+            test):
+        return (yield)
+
+    def on_module_loop(**kwargs: Any) -> Any:
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(test(**kwargs))
+        finally:
+            asyncio.set_event_loop(None)
+
+    pyfuncitem.obj = on_module_loop
+    try:
+        return (yield)
+    finally:
+        pyfuncitem.obj = test
+
+
+S = TypeVar("S")
+
+
+class SharedCore(Generic[S]):
+    """What ``start()`` (an async context manager, e.g. a core) enters, entered by the
+    first test that calls :meth:`get` and left by :meth:`close` (from a module fixture,
+    on ``module_loop``)::
+
+        @pytest.fixture(scope="module")
+        def shared_core(module_loop):
+            shared = SharedCore(lambda: my_core(...))
+            yield shared
+            module_loop.run_until_complete(shared.close())
+    """
+
+    def __init__(self, start: Callable[[], AbstractAsyncContextManager[S]]):
+        self._start = start
+        self.server: S | None = None
+        self._context: AbstractAsyncContextManager[S] | None = None
+
+    async def get(self) -> S:
+        """The shared object, started now if no test has yet."""
+        if self.server is None:
+            context = self._start()
+            self.server = await context.__aenter__()
+            self._context = context
+        return self.server
+
+    async def close(self) -> None:
+        """Stop it (if a test started it); the next :meth:`get` starts a new one."""
+        if self._context is not None:
+            context, self._context, self.server = self._context, None, None
+            await context.__aexit__(None, None, None)
 
 
 # -- the rules shared with the test manager ------------------------------------------------
