@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
+
 # The test manager puts the plugin folder on PYTHONPATH; a plain pytest run needs this.
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 if str(PLUGIN_ROOT) not in sys.path:
@@ -74,3 +76,8 @@ def grade(score):
         pass
     return "F"
 '''
+
+
+# The app's and the tests' httpx clients, all to plain http on loopback: one CA load, not
+# one each.
+share_default_ssl_context()
