@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,28 @@ from plexichat_desktop.core.logs import setup_logging
 from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
 from plexichat_desktop.core.settings import Settings, load_settings, write_template_if_missing
 from plexichat_desktop.core.validation import ConfigError
-from plexichat_desktop.testing.analytics import CATEGORIES
 
 log = logging.getLogger("plexichat_desktop")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+
+
+class _TestCategories:
+    """The choices of ``results --category``, read from the test analytics only when
+    argparse looks at them: every other command, ``serve`` first, starts without importing
+    that module (and ``statistics`` with it)."""
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from plexichat_desktop.testing.analytics import CATEGORIES
+
+        return CATEGORIES
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
 
 
 def _server_options(parser: argparse.ArgumentParser, default: Any = None) -> None:
@@ -96,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="failures grouped by pattern, newest first")
     results.add_argument("--slow", action="store_true",
                          help="slowest tests and plugins, tests that got slower, suggestions")
-    results.add_argument("--category", choices=list(CATEGORIES),
-                         help="only tests with this category marker")
+    # A metavar of its own: argparse would otherwise list the choices while building.
+    results.add_argument("--category", choices=_TestCategories(), metavar="CATEGORY",
+                         help="only tests with this category marker: %(choices)s")
     results.add_argument("--json", action="store_true")
 
     sub.add_parser("login-link", help="print a fresh one-time browser sign-in link",

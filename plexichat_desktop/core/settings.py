@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.validation import read_toml, validate_lenient
@@ -24,7 +24,10 @@ ENV_PREFIX = "PLEXICHAT_DESKTOP_"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # defer_build: a model's validator is made when first used, not at import. Building
+    # all six took ~20-50 ms of every start, and a start validates only the sections its
+    # sources set (see load_settings); the others are their defaults.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
 
 class ServerSettings(_Section):
@@ -262,6 +265,41 @@ class Settings(_Section):
     )
 
 
+def _sections_only(data: dict[str, Any]) -> Settings | None:
+    """``data`` validated section by section, the sections it does not name being their
+    defaults (made without validating them: they are the models' own defaults); None
+    when that cannot decide alone (an unknown or non-table key, per-plugin settings, any
+    error or unknown key), so that the whole model validates it and words its messages."""
+    fields = Settings.model_fields
+    sections: dict[str, Any] = {}
+    for name, field_info in fields.items():
+        annotation = field_info.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, _Section)):
+            if name in data:
+                return None
+            continue
+        value = data.get(name)
+        if value is None and name not in data:
+            sections[name] = annotation.model_construct()
+            continue
+        if not isinstance(value, dict):
+            return None
+        try:
+            sections[name] = annotation.model_validate(value)
+        except ValidationError:
+            return None
+    if set(data) - set(fields):
+        return None
+    return Settings.model_construct(**sections)
+
+
+def _validate(data: dict[str, Any], source: str) -> tuple[Settings, list[str]]:
+    fast = _sections_only(data)
+    if fast is not None:
+        return fast, []
+    return validate_lenient(Settings, data, source)
+
+
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -318,10 +356,10 @@ def load_settings(
     data: dict[str, Any] = {}
     # Each layer is validated on its own, so an error names the layer it came from.
     for source, layer in layers:
-        _, layer_warnings = validate_lenient(Settings, copy.deepcopy(layer), source)
+        _, layer_warnings = _validate(copy.deepcopy(layer), source)
         warnings += layer_warnings
         data = _merge(data, layer)
-    settings, _ = validate_lenient(Settings, data, "settings")
+    settings, _ = _validate(data, "settings")
     return settings, warnings
 
 
