@@ -8,9 +8,9 @@ and under the test manager's own runner; servers are started inside each test wi
 
 Starting a core costs a second or more (several on a busy machine). Tests that need a
 server with the default settings, make their own accounts and count nothing beyond them
-use ``async with shared_server() as server`` instead: the module's core, on the module's
-event loop (``module_loop``, see api_integration_layer.testing), so they carry no
-asyncio mark.
+use ``async with shared_server() as server`` instead (``short_token_server`` for one
+with one-second access tokens): the module's core, on the module's event loop
+(``module_loop``, see api_integration_layer.testing), so they carry no asyncio mark.
 """
 
 from __future__ import annotations
@@ -55,26 +55,25 @@ def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture(scope="module")
-def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The module's core with the default test settings, started by its first user."""
+# access_token_minutes of the short-token core: tokens that expire within a second.
+ONE_SECOND = 1 / 60
+
+
+def _module_core(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory,
+                 **api: Any) -> Iterator[Any]:
     from api_integration_layer.testing import SharedServer
 
-    shared = SharedServer(tmp_path_factory.mktemp("shared-core") / "home")
+    shared = SharedServer(tmp_path_factory.mktemp("shared-core") / "home", **api)
     try:
         yield shared
     finally:
-        module_loop.run_until_complete(shared.close())
+        loop.run_until_complete(shared.close())
 
 
-@pytest.fixture
-def shared_server(shared_core: Any) -> Callable[[], Any]:
-    """``async with shared_server() as server``: the module's running core; the clients
-    the test made on it are closed afterwards."""
+def _user_of(core: Any) -> Callable[[], Any]:
     @contextlib.asynccontextmanager
     async def use() -> AsyncIterator[Any]:
-        server = await shared_core.get()
+        server = await core.get()
         before = len(server.clients)
         try:
             yield server
@@ -85,3 +84,33 @@ def shared_server(shared_core: Any) -> Callable[[], Any]:
                 await client.aclose()
 
     return use
+
+
+@pytest.fixture(scope="module")
+def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's core with the default test settings, started by its first user."""
+    yield from _module_core(module_loop, tmp_path_factory)
+
+
+@pytest.fixture
+def shared_server(shared_core: Any) -> Callable[[], Any]:
+    """``async with shared_server() as server``: the module's running core; the clients
+    the test made on it are closed afterwards."""
+    return _user_of(shared_core)
+
+
+@pytest.fixture(scope="module")
+def short_token_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's core whose access tokens live one second, started by its first
+    user."""
+    yield from _module_core(module_loop, tmp_path_factory, access_token_minutes=ONE_SECOND)
+
+
+@pytest.fixture
+def short_token_server(short_token_core: Any) -> Callable[[], Any]:
+    """``async with short_token_server() as server``: like ``shared_server``, on the
+    module's core with one-second access tokens (expiry and refresh tests, each with
+    accounts of its own)."""
+    return _user_of(short_token_core)

@@ -16,15 +16,13 @@ from api_integration_layer.errors import NotAuthenticated
 from api_integration_layer.testing import FAST_CLIENT, PASSWORD, embedded_server, unique_name
 from api_integration_layer.tokens import FileTokenStore
 
-ONE_SECOND = 1 / 60  # access_token_minutes: short-lived tokens, short waits
-
 
 def records(client: ApiClient, endpoint: str) -> list:
     return [r for r in client.activity.records if r.endpoint == endpoint]
 
 
-async def test_token_is_refreshed_shortly_before_it_expires(home: Path):
-    async with embedded_server(home, access_token_minutes=ONE_SECOND) as server:
+async def test_token_is_refreshed_shortly_before_it_expires(short_token_server):
+    async with short_token_server() as server:
         client = await server.account(refresh_margin=60.0)
         first = client.session.tokens
         assert first is not None and 0.5 < first.lifetime <= 1.0
@@ -39,8 +37,8 @@ async def test_token_is_refreshed_shortly_before_it_expires(home: Path):
         assert records(client, "auth.refresh")[-1].status == 200
 
 
-async def test_an_expired_token_is_refreshed_once_after_a_401(home: Path):
-    async with embedded_server(home, access_token_minutes=ONE_SECOND) as server:
+async def test_an_expired_token_is_refreshed_once_after_a_401(short_token_server):
+    async with short_token_server() as server:
         client = await server.account(refresh_margin=0.0)
         old = client.session.tokens
         assert old is not None
@@ -64,8 +62,8 @@ async def test_an_expired_token_is_refreshed_once_after_a_401(home: Path):
             await client.users.me()
 
 
-async def test_concurrent_requests_at_expiry_share_one_refresh(home: Path):
-    async with embedded_server(home, access_token_minutes=ONE_SECOND) as server:
+async def test_concurrent_requests_at_expiry_share_one_refresh(short_token_server):
+    async with short_token_server() as server:
         client = await server.account(refresh_margin=0.0)
         await asyncio.sleep(1.1)
         with client.bypass_cache():

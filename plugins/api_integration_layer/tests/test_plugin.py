@@ -104,9 +104,8 @@ async def test_page_routes_login_and_the_live_log(plexichat_app: PlexiChatApp):
     assert app.call(plugin.client.users.me()).username == name
 
 
-@pytest.mark.asyncio
-async def test_the_scoped_client_enforces_declared_scopes(home: Path):
-    async with embedded_server(home) as server:
+async def test_the_scoped_client_enforces_declared_scopes(shared_server):
+    async with shared_server() as server:
         ann = await server.account()
         bob = await server.account()
         await bob.messages.send(ann.user["id"], "hi ann")
@@ -149,10 +148,10 @@ async def test_the_scoped_client_enforces_declared_scopes(home: Path):
             ScopedApi(ann, "notes2", ["files:admin"])
 
 
-@pytest.mark.asyncio
-async def test_base_url_points_the_layer_at_a_remote_server(home: Path, tmp_path: Path):
+async def test_base_url_points_the_layer_at_a_remote_server(home: Path, tmp_path: Path,
+                                                            shared_server):
     folder = plugin_folder(tmp_path, PLUGIN_ROOT)
-    async with embedded_server(tmp_path / "remote") as remote:
+    async with shared_server() as remote:  # the module's core plays the remote server
         name = unique_name()
         await remote.client().auth.register(name, f"{name}@example.org", PASSWORD)
         settings = {PLUGIN_ID: {"base_url": remote.base_url + "/", "token_storage": "file"}}

@@ -10,9 +10,8 @@ import pytest
 from api_integration_layer.realtime import OPEN_EVENT, NotConnected
 from api_integration_layer.testing import PASSWORD, embedded_server, unique_name
 
-pytestmark = pytest.mark.asyncio
 
-
+@pytest.mark.asyncio
 async def test_subscription_reconnects_and_rejoins_its_rooms_after_a_server_restart(
         home: Path):
     async with embedded_server(home) as server:
@@ -56,8 +55,8 @@ async def test_subscription_reconnects_and_rejoins_its_rooms_after_a_server_rest
                 await sub.__anext__()
 
 
-async def test_logout_closes_subscriptions_and_a_revoked_session_ends_them(home: Path):
-    async with embedded_server(home) as server:
+async def test_logout_closes_subscriptions_and_a_revoked_session_ends_them(shared_server):
+    async with shared_server() as server:
         name = unique_name()
         ann = await server.account(name)
         sub = ann.realtime.subscribe().start()
@@ -78,6 +77,7 @@ async def test_logout_closes_subscriptions_and_a_revoked_session_ends_them(home:
             await sub.wait_connected(1)
 
 
+@pytest.mark.asyncio
 async def test_a_subscription_started_while_the_server_is_away_keeps_trying(home: Path):
     async with embedded_server(home) as server:
         ann = await server.account(ws_reconnect_max_delay=0.2)
