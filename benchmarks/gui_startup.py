@@ -55,9 +55,11 @@ MB = 1024 * 1024
 # -- child side ------------------------------------------------------------------------------
 def emit(event: str, **fields: Any) -> None:
     # cpu: this process's CPU seconds so far, which load on a shared machine inflates less
-    # than the wall-clock time.
+    # than the wall-clock time; main: its main thread's alone (Python, Qt and Chromium's UI
+    # thread), without the threads Chromium runs in the same process once it started.
     print(PREFIX + json.dumps({"event": event, "t": time.monotonic(),
-                               "cpu": time.process_time(), **fields}), flush=True)
+                               "cpu": time.process_time(), "main": time.thread_time(),
+                               **fields}), flush=True)
 
 
 def vm_hwm() -> int:
@@ -145,7 +147,7 @@ def child_app() -> int:
         state["loaded"] = True
         t = time.monotonic()
         print(PREFIX + json.dumps({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok,
-                                   "cpu": time.process_time(),
+                                   "cpu": time.process_time(), "main": time.thread_time(),
                                    "url": pane.view.url().toString(), **memory_snapshot()}),
               flush=True)
         os.kill(os.getpid(), signal.SIGTERM)  # the app's own handler closes it
@@ -186,7 +188,8 @@ def child_floor() -> int:
         done["loaded"] = True
         t = time.monotonic()
         print(PREFIX + json.dumps({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok,
-                                   "cpu": time.process_time(), "url": "setHtml",
+                                   "cpu": time.process_time(), "main": time.thread_time(),
+                                   "url": "setHtml",
                                    **memory_snapshot()}), flush=True)
         # The view goes before the app (see the QtWebEngine notes), then the loop ends.
         view.close()
@@ -301,6 +304,7 @@ def run_child(mode: str, home: Path, timeout: float, exit_timeout: float) -> dic
                     data = json.loads(line[len(PREFIX):])
                     result["events"][data["event"]] = data["t"] - t0
                     result.setdefault("cpu", {})[data["event"]] = data.get("cpu")
+                    result.setdefault("main", {})[data["event"]] = data.get("main")
                     if data["event"] == "FIRST_TAB_LOADED":
                         result["loaded"] = data
                         deadline = min(deadline, seen + exit_timeout)
@@ -369,6 +373,9 @@ def report(label: str, results: list[dict[str, Any]]) -> float:
     cpu_events = [(name, key) for name, key in phase_events if key in results[0].get("cpu", {})]
     print("    main process CPU s at each phase (median): "
           + ", ".join(f"{name} {median_of(results, lambda r, k=key: r['cpu'].get(k)):.2f}"
+                      for name, key in cpu_events))
+    print("    of which its main thread (median): "
+          + ", ".join(f"{name} {median_of(results, lambda r, k=key: r['main'].get(k)):.2f}"
                       for name, key in cpu_events))
     stop = [r["exited"] - r["events"]["FIRST_TAB_LOADED"] for r in results
             if "exit_error" not in r]
