@@ -89,7 +89,9 @@ async def open_env(tmp_path: Path) -> AsyncIterator[Env]:
     plugin = DevToolsPlugin()
     plugin.setup(ctx)
     app = FastAPI()
-    app.include_router(ctx.router, prefix="/api")
+    # The plugin's router itself under /api, as the host's dispatcher calls it; a copy by
+    # include_router built every route a second time, in every test.
+    app.mount("/api", ctx.router)
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://test/api/",
