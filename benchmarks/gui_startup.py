@@ -130,7 +130,8 @@ def child_app() -> int:
                 return result
             setattr(owner, name, wrapped)
 
-    mark_after(gui_app, "_import_server_stack", "core_imported")
+    if hasattr(gui_app, "_import_server_stack"):  # (older revisions import it later)
+        mark_after(gui_app, "_import_server_stack", "core_imported")
     mark_after(gui_app, "_warm_up_webengine", "webengine_warming", before="qt_app_ready")
     mark_after(Runtime, "__init__", "runtime_made")
     mark_after(Runtime, "prepare", "port_bound")
