@@ -175,7 +175,6 @@ class Runtime:
         self._later: list[Callable[[], None]] = []
         self._socket: socket.socket | None = None  # bound by prepare(), served by start()
         self.port: int | None = None
-        self._discovered = False
 
     def _open_api_v1(self) -> ApiV1 | None:
         from plexichat_desktop.core.sqlite import SchemaVersionError
@@ -219,7 +218,7 @@ class Runtime:
         restored tabs (their requests wait in the socket's backlog, then for their
         plugins) while the server and the plugins start. Raises ``PortInUseError`` if the
         port is taken. Idempotent; :meth:`start` calls it when nobody did."""
-        if not self._discovered:
+        if self.port is None:
             if self._listener is not None:
                 self.port = self._listener.port
             else:
@@ -230,7 +229,6 @@ class Runtime:
             self.identity.port = self.port
             self.plugins.server_url = self.url
             self.plugins.discover()
-            self._discovered = True
             if self._listener is not None:
                 self._listener.plugin_states = self._plugin_states
         return self.url
