@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import inspect
 import itertools
 import json
 import os
@@ -38,6 +37,11 @@ from api_integration_layer.config import ClientConfig
 from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
 from plexichat_desktop.core.settings import ApiSettings, Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from plexichat_desktop.testing.harness import (  # noqa: F401 (re-exported for conftests)
+    SharedCore,
+    module_loop,
+    pytest_pyfunc_call,
+)
 
 PASSWORD = "Corr3ct-Horse-Battery"
 # webhook_allow_private: the tests' webhook receivers listen on 127.0.0.1.
@@ -190,74 +194,23 @@ async def embedded_server(home: Path, *, plugin_dirs: Sequence[Path] = (),
 
 # -- one event loop per test module ------------------------------------------------------
 # A core takes a second or more to start (several on a busy machine), so a test module may
-# start one and let its tests share it. It lives on an event loop, and an async test run
-# by the test manager's runner or pytest-asyncio gets a fresh loop of its own, on which
-# the shared core would not answer (and whose end would stop it). A conftest that
-# imports ``module_loop`` and ``pytest_pyfunc_call`` from here runs every async test
-# that (directly or through its fixtures) asks for ``module_loop`` on that one loop:
+# start one and let its tests share it, on the module's one event loop: ``module_loop``
+# and ``pytest_pyfunc_call`` are the host harness's (plexichat_desktop.testing.harness,
+# where they are documented), re-exported here for the conftests that import them::
 #
 #     from api_integration_layer.testing import module_loop, pytest_pyfunc_call
 #
 # Such tests carry no ``asyncio`` mark (pytest-asyncio would run them on its loop).
 
 
-@pytest.fixture(scope="module")
-def module_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The event loop of the module's async tests that ask for it, and of their cores."""
-    loop = asyncio.new_event_loop()
-    try:
-        yield loop
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
-    """Whichever hook calls the test (the harness's reporter, pytest's own) gets a plain
-    function that runs it on ``module_loop``."""
-    loop = pyfuncitem.funcargs.get("module_loop")
-    test = pyfuncitem.obj
-    if not isinstance(loop, asyncio.AbstractEventLoop) or not inspect.iscoroutinefunction(
-            test):
-        return (yield)
-
-    def on_module_loop(**kwargs: Any) -> Any:
-        asyncio.set_event_loop(loop)
-        try:
-            return loop.run_until_complete(test(**kwargs))
-        finally:
-            asyncio.set_event_loop(None)
-
-    pyfuncitem.obj = on_module_loop
-    try:
-        return (yield)
-    finally:
-        pyfuncitem.obj = test
-
-
-class SharedServer:
+class SharedServer(SharedCore[EmbeddedServer]):
     """An :func:`embedded_server` started by the first test that calls :meth:`get` and
     stopped by :meth:`close` (from a module fixture, on ``module_loop``)."""
 
     def __init__(self, home: Path, **options: Any):
         self.home = Path(home)
         self.options = options
-        self.server: EmbeddedServer | None = None
-        self._context: Any = None
-
-    async def get(self) -> EmbeddedServer:
-        if self.server is None:
-            context = embedded_server(self.home, **self.options)
-            self.server = await context.__aenter__()
-            self._context = context
-        return self.server
-
-    async def close(self) -> None:
-        if self._context is not None:
-            context, self._context, self.server = self._context, None, None
-            await context.__aexit__(None, None, None)
+        super().__init__(lambda: embedded_server(self.home, **self.options))
 
 
 def module_server(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory,
