@@ -1,25 +1,37 @@
 """The ``ai`` group of the client against the embedded server and a fake OpenAI-compatible
-server on 127.0.0.1: typed answers, streamed deltas, errors naming the provider, scopes."""
+server on 127.0.0.1: typed answers, streamed deltas, errors naming the provider, scopes.
+
+The tests share the module's core (``shared_server``). AI providers are the
+administrator's (the core's first account, made by the first test), and each test that
+needs one configures "fake" afresh on a fake server of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
 
 import pytest
 from api_integration_layer import models as m
+from api_integration_layer.client import ApiClient
 from api_integration_layer.errors import ApiHTTPError, ApiPermissionError, ApiUnavailable
 from api_integration_layer.scoped import ScopedApi
-from api_integration_layer.testing import FakeOpenAIServer, embedded_server
+from api_integration_layer.testing import PASSWORD, EmbeddedServer, FakeOpenAIServer, unique_name
 from pydantic import ValidationError
 
-pytestmark = pytest.mark.asyncio
+
+async def administrator(server: EmbeddedServer) -> ApiClient:
+    """A client of the core's administrator: its first account, registered once."""
+    if not hasattr(server, "ai_admin"):
+        server.ai_admin = unique_name("aiadmin")
+        return await server.account(server.ai_admin)
+    client = server.client()
+    await client.auth.login(server.ai_admin, PASSWORD)
+    return client
 
 
-async def test_chat_and_stream_through_the_client(home: Path):
-    async with embedded_server(home) as server, FakeOpenAIServer() as fake:
-        admin = await server.account()
+async def test_chat_and_stream_through_the_client(shared_server):
+    async with shared_server() as server, FakeOpenAIServer() as fake:
+        admin = await administrator(server)
         ann = await server.account()
         await admin.ai.configure_provider("fake", base_url=fake.base_url, models=["tiny"])
         answer = await ann.ai.chat([m.ChatMessage(role="user", content="ping")],
@@ -44,9 +56,9 @@ async def test_chat_and_stream_through_the_client(home: Path):
             await ann.ai.chat([("robot", "hi")])  # refused before anything is sent
 
 
-async def test_leaving_a_stream_early_cancels_the_generation(home: Path):
-    async with embedded_server(home) as server, FakeOpenAIServer() as fake:
-        admin = await server.account()
+async def test_leaving_a_stream_early_cancels_the_generation(shared_server):
+    async with shared_server() as server, FakeOpenAIServer() as fake:
+        admin = await administrator(server)
         await admin.ai.configure_provider("fake", base_url=fake.base_url)
         fake.mode = "hang"
         async with contextlib.aclosing(admin.ai.chat_stream("go on", model="fake/tiny")
@@ -57,9 +69,9 @@ async def test_leaving_a_stream_early_cancels_the_generation(home: Path):
         await asyncio.wait_for(fake.closed.wait(), 10)  # the server hung up upstream
 
 
-async def test_provider_errors_name_the_provider(home: Path):
-    async with embedded_server(home) as server:
-        admin = await server.account()
+async def test_provider_errors_name_the_provider(shared_server):
+    async with shared_server() as server:
+        admin = await administrator(server)
         async with FakeOpenAIServer() as fake:
             await admin.ai.configure_provider("fake", base_url=fake.base_url,
                                               api_key="sk-client-test-abcdefghijkl")
@@ -87,9 +99,9 @@ async def test_provider_errors_name_the_provider(home: Path):
         assert provider.api_key_set and "sk-client" not in provider.model_dump_json()
 
 
-async def test_scopes_are_enforced_before_sending(home: Path):
-    async with embedded_server(home) as server:
-        admin = await server.account()
+async def test_scopes_are_enforced_before_sending(shared_server):
+    async with shared_server() as server:
+        admin = await administrator(server)
         reader = ScopedApi(admin, "reader_plugin", ["ai:read"])
         writer = ScopedApi(admin, "writer_plugin", ["ai:write", "ai:read"])
         assert (await reader.ai.models()).default_model == "builtin/plexi-rules"
