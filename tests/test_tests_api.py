@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
-from tests.conftest import FIXTURES, wait_for_run
+from tests.conftest import FIXTURES, RunningCore, module_core, wait_for_run
 
 SUITES = FIXTURES / "suites"
-pytestmark = pytest.mark.asyncio
+# Tests whose checks hold whatever else the core has run or stored share one core with
+# the fixture suites (``shared``), in the module's event loop: a core and its pytest fork
+# server (started by the first run) cost more CPU than most of these tests. The ones that
+# count results or list every schedule start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_CORE = pytest.mark.asyncio(loop_scope="function")
 
 
-async def test_the_seed_curl_examples_work(start_core):
-    core = await start_core(SUITES)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningCore]:
+    async with module_core(tmp_path_factory.mktemp("tests-api"), SUITES) as core:
+        yield core
+
+
+async def test_the_seed_curl_examples_work(shared):
+    core = shared
     # Five pytest collections: on a loaded machine that can take longer than the client's
     # usual 10 s, and a busy machine is no reason to fail.
     r = await core.client.post("/tests/discover", timeout=120)
@@ -42,8 +55,8 @@ async def test_the_seed_curl_examples_work(start_core):
     assert schedule["priority"] == "high" and schedule["next_run_at"] is not None
 
 
-async def test_run_and_wait_returns_results(start_core):
-    core = await start_core(SUITES)
+async def test_run_and_wait_returns_results(shared):
+    core = shared
     r = await core.client.post("/tests/run?wait=true",
                                json={"plugin_name": "mixed_suite", "test_name": "test_param"})
     assert r.status_code == 200
@@ -53,8 +66,8 @@ async def test_run_and_wait_returns_results(start_core):
     assert failed["message"] == "assert 2 != 2" and "assert value != 2" in failed["error"]
 
 
-async def test_bad_input_is_4xx_naming_the_field(start_core):
-    core = await start_core(SUITES)
+async def test_bad_input_is_4xx_naming_the_field(shared):
+    core = shared
     cases = [
         ("post", "/tests/run", {"plugin_name": "ghost"}, 404, "plugin_name: "),
         ("post", "/tests/run", {"plugin_name": "mixed_suite", "test_name": "nope"}, 404,
@@ -92,6 +105,7 @@ async def test_bad_input_is_4xx_naming_the_field(start_core):
         assert needle in json.dumps(r.json()["detail"]), (path, r.text)
 
 
+@OWN_CORE
 async def test_results_filter_before_limit_and_statistics(start_core):
     core = await start_core(SUITES)
     r = await core.client.post("/tests/run?wait=true", json={"plugin_name": "mixed_suite"})
@@ -106,8 +120,8 @@ async def test_results_filter_before_limit_and_statistics(start_core):
     assert len(stats["daily"]) == 30
 
 
-async def test_cancel_and_bulk_run(start_core):
-    core = await start_core(SUITES)
+async def test_cancel_and_bulk_run(shared):
+    core = shared
     r = await core.client.post("/tests/bulk-run", json=["fault_suite", "mixed_suite"])
     assert r.status_code == 202
     fault_run, mixed_run = r.json()["run_ids"]
@@ -118,6 +132,7 @@ async def test_cancel_and_bulk_run(start_core):
     assert (await core.client.delete(f"/tests/runs/{fault_run}")).status_code == 409
 
 
+@OWN_CORE
 async def test_schedules_crud_and_preview(start_core):
     core = await start_core(SUITES)
     preview = (await core.client.get("/tests/schedule/preview",
@@ -138,8 +153,8 @@ async def test_schedules_crud_and_preview(start_core):
     assert (await core.client.get("/tests/schedules")).json()["schedules"] == []
 
 
-async def test_events_stream_a_run_in_order_and_resume(start_core):
-    core = await start_core(SUITES)
+async def test_events_stream_a_run_in_order_and_resume(shared):
+    core = shared
     seen: list[tuple[int, str, dict]] = []
 
     async def read(until_finished: int) -> None:
@@ -179,8 +194,8 @@ async def test_events_stream_a_run_in_order_and_resume(start_core):
     assert replay == ids
 
 
-async def test_live_updates_fallback(start_core):
-    core = await start_core(SUITES)
+async def test_live_updates_fallback(shared):
+    core = shared
     await core.client.post("/tests/run?wait=true", json={"plugin_name": "mixed_suite",
                                                         "test_name": "test_passes"})
     body = (await core.client.get("/tests/live-updates")).json()
@@ -188,6 +203,7 @@ async def test_live_updates_fallback(start_core):
     assert body["recent_results"][0]["test_name"] == "tests/test_mixed.py::test_passes"
 
 
+@OWN_CORE
 async def test_a_schedule_fires_on_time_and_its_results_show(start_core):
     core = await start_core(SUITES)
     created = await core.client.post("/tests/schedule", json={
@@ -214,8 +230,8 @@ async def test_a_schedule_fires_on_time_and_its_results_show(start_core):
 
 # -- regressions found by the schema-driven fuzz pass (tests/test_api_fuzz.py) --------------
 
-async def test_numbers_beyond_sqlite_integers_are_422_not_500(start_core):
-    core = await start_core(SUITES)
+async def test_numbers_beyond_sqlite_integers_are_422_not_500(shared):
+    core = shared
     huge = 2**63  # one past SQLite's largest integer: the driver raised OverflowError
     for method, path, field in [("GET", f"/tests/runs/{huge}", "run_id"),
                                 ("DELETE", f"/tests/runs/{huge}", "run_id"),
@@ -228,17 +244,18 @@ async def test_numbers_beyond_sqlite_integers_are_422_not_500(start_core):
     assert r.status_code == 404
 
 
-async def test_bulk_run_checks_every_plugin_before_queuing_any(start_core):
-    core = await start_core(SUITES)
+async def test_bulk_run_checks_every_plugin_before_queuing_any(shared):
+    core = shared
+    runs = (await core.client.get("/tests/runs")).json()["total"]  # of the tests before
     r = await core.client.post("/tests/bulk-run", json=["mixed_suite", "no_tests_suite"])
     assert r.status_code == 404, r.text
     assert r.json()["detail"].startswith("plugins[1]: plugin 'no_tests_suite' has no tests")
-    assert (await core.client.get("/tests/runs")).json()["total"] == 0
+    assert (await core.client.get("/tests/runs")).json()["total"] == runs  # none queued
 
 
-async def test_a_plugin_without_tests_is_blamed_on_plugin_name(start_core):
+async def test_a_plugin_without_tests_is_blamed_on_plugin_name(shared):
     # The field used to come from the message: "no tests folder" contains "no test".
-    core = await start_core(SUITES)
+    core = shared
     for path, body in [("/tests/schedule", {"plugin_name": "no_tests_suite",
                                             "schedule_expression": "daily"}),
                        ("/tests/run", {"plugin_name": "no_tests_suite", "test_name": "x"})]:
@@ -247,8 +264,8 @@ async def test_a_plugin_without_tests_is_blamed_on_plugin_name(start_core):
         assert r.json()["detail"].startswith("plugin_name: "), r.text
 
 
-async def test_patching_a_schedule_field_to_null_is_422_naming_it(start_core):
-    core = await start_core(SUITES)
+async def test_patching_a_schedule_field_to_null_is_422_naming_it(shared):
+    core = shared
     created = (await core.client.post("/tests/schedule", json={
         "plugin_name": "mixed_suite", "schedule_expression": "daily"})).json()["schedule"]
     for field in ("schedule_expression", "priority", "enabled"):
@@ -259,8 +276,8 @@ async def test_patching_a_schedule_field_to_null_is_422_naming_it(start_core):
     assert r.status_code == 200, r.text
 
 
-async def test_openapi_documents_the_error_answers(start_core):
-    core = await start_core(SUITES)
+async def test_openapi_documents_the_error_answers(shared):
+    core = shared
     doc = (await core.client.get("/openapi.json")).json()
     paths = doc["paths"]
     assert {"404", "422"} <= set(paths["/tests/runs/{run_id}"]["get"]["responses"])
@@ -274,8 +291,8 @@ async def test_openapi_documents_the_error_answers(start_core):
     assert array["minItems"] == 1
 
 
-async def test_odd_inputs_get_clear_answers(start_core):
-    core = await start_core(SUITES)
+async def test_odd_inputs_get_clear_answers(shared):
+    core = shared
     r = await core.client.post("/tests/run", json={"plugin_name": "mixed_suite",
                                                    "test_name": "test_passes",
                                                    "timeout": 1e-320})
@@ -287,3 +304,4 @@ async def test_odd_inputs_get_clear_answers(start_core):
                                                    "test_name": "  "})
     assert r.status_code == 202 and r.json()["run"]["selection"] is None
     await core.client.delete(f"/tests/runs/{r.json()['run_id']}")
+    await wait_for_run(core, r.json()["run_id"])  # nothing left running on the shared core
