@@ -220,9 +220,10 @@ class MainWindow(QMainWindow):
 
     def build_dashboard(self) -> TestDashboard:
         """Build the Tests panel into its dock, once. The first page need not wait for it:
-        its imports, widgets, store queries and tree cost the start 50-100 ms of the main
-        thread (CPU, measured with benchmarks/gui_startup.py), so the shell builds it
-        once the first pages have loaded."""
+        its imports, widgets, store queries and tree cost the start about 50-60 ms of
+        CPU (benchmarks/gui_startup.py, back to back), so the shell builds it once the
+        first pages have loaded. A run going on by then shows its results as they
+        arrive from then on, and all of them once it ends."""
         if self._dashboard is None:
             from plexichat_desktop.gui.dashboard.panel import TestDashboard
 
