@@ -3,18 +3,30 @@
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
-from tests.conftest import FIXTURE_PLUGINS
+from tests.conftest import FIXTURE_PLUGINS, RunningCore, module_core
 
-pytestmark = pytest.mark.asyncio
+# The tests that only read share one core with the fixture plugins and default settings
+# (``shared``), in the module's event loop; the ones that change a plugin's state, or need
+# settings, plugins or a home of their own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_CORE = pytest.mark.asyncio(loop_scope="function")
 
 
-async def test_every_fixture_plugin_gets_the_right_state(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningCore]:
+    async with module_core(tmp_path_factory.mktemp("host"), FIXTURE_PLUGINS) as core:
+        yield core
+
+
+async def test_every_fixture_plugin_gets_the_right_state(shared):
+    core = shared
     body = (await core.client.get("/api/plugins")).json()
     by_folder = {p["path"].rsplit("/", 1)[1]: p for p in body["plugins"]}
     assert "not_a_plugin" not in by_folder
@@ -56,6 +68,7 @@ async def test_every_fixture_plugin_gets_the_right_state(start_core):
     assert health["plugins"]["active"] == 4  # good, depends_on_good, unknown_fields, dup
 
 
+@OWN_CORE
 async def test_plugin_routes_settings_and_validation(start_core):
     settings = Settings(plugin={"good_plugin": {"greeting": "hej", "ratio": 2}})
     core = await start_core(FIXTURE_PLUGINS, settings=settings)
@@ -69,8 +82,8 @@ async def test_plugin_routes_settings_and_validation(start_core):
     assert ("body", "text") in fields and ("body", "times") in fields
 
 
-async def test_a_route_that_raises_is_a_500_naming_the_plugin(start_core, caplog):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_a_route_that_raises_is_a_500_naming_the_plugin(shared, caplog):
+    core = shared
     with caplog.at_level(logging.ERROR):
         r = await core.client.get("/plugins/good_plugin/api/boom")
     assert r.status_code == 500
@@ -84,6 +97,7 @@ async def test_a_route_that_raises_is_a_500_naming_the_plugin(start_core, caplog
     assert (await core.client.get("/healthz")).status_code == 200
 
 
+@OWN_CORE
 async def test_bad_plugin_settings_fail_only_that_plugin(start_core):
     settings = Settings(plugin={"good_plugin": {"ratio": "high", "nope": 1}})
     core = await start_core(FIXTURE_PLUGINS, settings=settings)
@@ -93,8 +107,8 @@ async def test_bad_plugin_settings_fail_only_that_plugin(start_core):
     assert (await core.client.get("/api/plugins/unknown_fields")).json()["state"] == "active"
 
 
-async def test_failed_plugin_pages_explain_why(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_failed_plugin_pages_explain_why(shared):
+    core = shared
     r = await core.client.get("/plugins/setup_raises/")
     assert r.status_code == 503
     assert "setup_raises" in r.json()["detail"] and "setup exploded" in r.json()["detail"]
@@ -105,6 +119,7 @@ async def test_failed_plugin_pages_explain_why(start_core):
     assert r.status_code == 404 and "no_such_plugin" in r.json()["detail"]
 
 
+@OWN_CORE
 async def test_disable_and_enable_at_run_time_and_across_restarts(start_core, home):
     core = await start_core(FIXTURE_PLUGINS)
     r = await core.client.post("/api/plugins/good_plugin/disable")
@@ -127,6 +142,7 @@ async def test_disable_and_enable_at_run_time_and_across_restarts(start_core, ho
     assert (await core.client.post("/api/plugins/ghost/enable")).status_code == 404
 
 
+@OWN_CORE
 async def test_safe_mode_loads_only_essential_bundled_plugins(start_core):
     core = await start_core(FIXTURE_PLUGINS, safe_mode=True)
     plugins = (await core.client.get("/api/plugins")).json()["plugins"]
@@ -134,6 +150,7 @@ async def test_safe_mode_loads_only_essential_bundled_plugins(start_core):
     assert {p["reason"] for p in plugins if p["state"] == "disabled"} == {"safe mode"}
 
 
+@OWN_CORE
 async def test_setup_that_hangs_times_out(start_core, tmp_path):
     root = scaffold_plugin("slow_starter", tmp_path)
     (root / "slow_starter" / "__init__.py").write_text(
@@ -147,6 +164,7 @@ async def test_setup_that_hangs_times_out(start_core, tmp_path):
     assert rec["state"] == "failed" and "did not finish within 0.2 s" in rec["reason"]
 
 
+@OWN_CORE
 async def test_teardown_runs_and_plugin_tasks_are_cancelled(start_core, tmp_path):
     root = scaffold_plugin("tasker", tmp_path)
     (root / "tasker" / "__init__.py").write_text(
@@ -169,6 +187,7 @@ async def test_teardown_runs_and_plugin_tasks_are_cancelled(start_core, tmp_path
     assert tasker.EVENTS == ["teardown", "callback", "task cancelled"]
 
 
+@OWN_CORE
 async def test_events_stream_pushes_plugin_state_changes(start_core):
     core = await start_core(FIXTURE_PLUGINS)
     lines: list[str] = []
@@ -192,6 +211,7 @@ async def test_events_stream_pushes_plugin_state_changes(start_core):
     assert payload["plugin_id"] == "unknown_fields"
 
 
+@OWN_CORE
 async def test_plugin_log_records_carry_the_plugin_id(start_core, home, caplog):
     from plexichat_desktop.core.logs import LOG_FILE_NAME, setup_logging
 

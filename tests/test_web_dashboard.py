@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from plexichat_desktop.testing.models import Outcome, RunRecord, TestAttempt
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import FIXTURES, wait_for_run
+from tests.conftest import FIXTURES, RunningCore, module_core, wait_for_run
 
 SUITES = FIXTURES / "suites"
-pytestmark = pytest.mark.asyncio
+# The page tests that run nothing and read nothing stored share one core with the fixture
+# suites (``shared``), in the module's event loop; the ones that run tests and count what
+# they stored start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_CORE = pytest.mark.asyncio(loop_scope="function")
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
 
@@ -31,8 +37,14 @@ def make_plugin(root: Path, plugin_id: str, tests: str, reruns: int = 0) -> Path
     return folder
 
 
-async def test_pages_render_with_the_token_only(start_core):
-    core = await start_core(SUITES)
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningCore]:
+    async with module_core(tmp_path_factory.mktemp("dashboard"), SUITES) as core:
+        yield core
+
+
+async def test_pages_render_with_the_token_only(shared):
+    core = shared
     for path in ("/tests", "/tests/plugin/mixed_suite"):
         r = await core.anonymous.get(path, headers=HTML)
         assert r.status_code == 401 and "Sign in" in r.text, path
@@ -61,8 +73,8 @@ async def test_pages_render_with_the_token_only(start_core):
     assert 'href="/tests"' in index
 
 
-async def test_an_unknown_plugin_is_a_404_page(start_core):
-    core = await start_core(SUITES)
+async def test_an_unknown_plugin_is_a_404_page(shared):
+    core = shared
     r = await core.client.get("/tests/plugin/ghost")
     assert r.status_code == 404
     assert r.headers["content-type"].startswith("text/html")
@@ -72,8 +84,8 @@ async def test_an_unknown_plugin_is_a_404_page(start_core):
     assert r.status_code == 404 and r.json()["detail"].startswith("plugin_id: ")
 
 
-async def test_the_pages_shadow_no_api_route(start_core):
-    core = await start_core(SUITES)
+async def test_the_pages_shadow_no_api_route(shared):
+    core = shared
     for path in ("/tests/statistics", "/tests/schedules", "/tests/runs", "/tests/results",
                  "/tests/live-updates", "/tests/discovered",
                  "/tests/schedule/preview?expression=daily"):
@@ -86,6 +98,7 @@ async def test_the_pages_shadow_no_api_route(start_core):
     assert "404" in schema["/tests/dashboard/plugins/{plugin_id}"]["get"]["responses"]
 
 
+@OWN_CORE
 async def test_overview_rows_agree_with_the_tests_api(start_core):
     core = await start_core(SUITES)
     before = (await core.client.get("/tests/dashboard/overview")).json()
@@ -120,6 +133,7 @@ async def test_overview_rows_agree_with_the_tests_api(start_core):
     assert row["tests"] == 22 and row["tests_source"] == "collected"
 
 
+@OWN_CORE
 async def test_plugin_snapshot_has_the_tree_last_results_and_flaky_marks(start_core, tmp_path):
     marker = tmp_path / "flaky-marker"
     extra = tmp_path / "plugins"
@@ -181,6 +195,7 @@ class TestBox:
     assert details["statistics"]["flaky_rate"] == 1.0 and details["collected"] is True
 
 
+@OWN_CORE
 async def test_test_details_show_the_failure_and_captured_output(start_core):
     core = await start_core(SUITES)
     await core.client.post("/tests/run?wait=true", json={"plugin_name": "mixed_suite"})
@@ -212,6 +227,7 @@ async def test_test_details_show_the_failure_and_captured_output(start_core):
         assert needle in str(r.json()["detail"]), (path, params, r.text)
 
 
+@OWN_CORE
 async def test_rerun_failed_queues_exactly_the_failures(start_core):
     core = await start_core(SUITES)
     url = "/tests/dashboard/plugins/mixed_suite/rerun-failed"
@@ -239,6 +255,7 @@ async def test_rerun_failed_queues_exactly_the_failures(start_core):
     assert r.status_code == 403
 
 
+@OWN_CORE
 async def test_a_snapshot_taken_mid_run_has_the_live_progress(start_core, tmp_path):
     gate = tmp_path / "gate"
     extra = tmp_path / "plugins"
