@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the headless server with all plugins",
                            description="Run the server and plugins without a window. Prints "
-                                       "the URL once ready; stops on Ctrl+C or SIGTERM.")
+                                       "the URL as soon as the port answers (requests wait "
+                                       "there while the app and its plugins start); stops "
+                                       "on Ctrl+C or SIGTERM.")
     _server_options(serve, argparse.SUPPRESS)
 
     test = sub.add_parser(
