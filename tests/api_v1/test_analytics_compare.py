@@ -11,10 +11,22 @@ import datetime as dt
 import io
 import sqlite3
 import uuid
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+# accounts of its own; those that need the first account (the administrator), count what
+# the whole server holds, or need settings of their own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own."""
+    return shared_v1
 DAY = 86400.0
 
 
@@ -24,7 +36,9 @@ def _day_start(days_ago: int) -> float:
                                dt.UTC).timestamp()
 
 
-async def test_usage_compare_gives_the_previous_period(v1):
+@OWN_SERVER
+async def test_usage_compare_gives_the_previous_period(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     await ann.client.post("/messages/send", json={"recipient_id": ben.id, "content": "now"})
@@ -61,7 +75,9 @@ async def test_usage_compare_gives_the_previous_period(v1):
     assert previous["webhooks"] == {"deliveries": 0, "delivered": 0, "failed": 0}
 
 
-async def test_trend_metrics_for_active_users_and_webhook_outcomes(v1):
+@OWN_SERVER
+async def test_trend_metrics_for_active_users_and_webhook_outcomes(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     hook = await ann.client.post("/webhooks/register", json={
@@ -110,7 +126,9 @@ async def test_trends_reach_two_years_back(v1):
     assert (await ann.client.get("/analytics/usage", params={"days": 366})).status_code == 422
 
 
-async def test_report_csv_cannot_run_as_a_spreadsheet_formula(v1):
+@OWN_SERVER
+async def test_report_csv_cannot_run_as_a_spreadsheet_formula(make_v1):
+    v1 = await make_v1()
     admin = await v1.account("admin")
     sneaky = await v1.account("-cmd")
     await sneaky.client.post("/messages/send", json={"recipient_id": admin.id, "content": "x"})

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+# accounts of its own; those that need the first account (the administrator), count what
+# the whole server holds, or need settings of their own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
 
 
-async def test_upload_download_share_delete(v1):
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own."""
+    return shared_v1
+
+
+@OWN_SERVER
+async def test_upload_download_share_delete(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     cid = await v1.account("cid")
@@ -85,6 +99,7 @@ async def test_upload_download_share_delete(v1):
     assert (await ann.client.get(f"/files/{file_id}/info")).status_code == 404
 
 
+@OWN_SERVER
 async def test_upload_limits(make_v1):
     v1 = await make_v1(max_upload_mb=0.01, allowed_upload_types=[".txt", "csv"])
     ann = await v1.account("ann")

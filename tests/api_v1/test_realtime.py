@@ -7,10 +7,21 @@ import json
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+# accounts of its own; those that need the first account (the administrator), count what
+# the whole server holds, or need settings of their own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own."""
+    return shared_v1
 
 
 async def next_frame(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
@@ -56,6 +67,7 @@ async def test_the_socket_requires_a_token(v1):
     assert ws.close_code == 4401 and "invalid access token" in ws.close_reason
 
 
+@OWN_SERVER
 async def test_auth_timeout_closes_with_4408(make_v1):
     v1 = await make_v1(ws_auth_timeout=0.2)
     async with connect(v1.ws_url) as ws:
@@ -64,7 +76,9 @@ async def test_auth_timeout_closes_with_4408(make_v1):
     assert ws.close_code == 4408
 
 
-async def test_welcome_rooms_typing_presence_between_two_users(v1):
+@OWN_SERVER
+async def test_welcome_rooms_typing_presence_between_two_users(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     async with connect(f"{v1.ws_url}?token={ann.token}") as a:

@@ -5,13 +5,27 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+# accounts of its own; those that need the first account (the administrator), count what
+# the whole server holds, or need settings of their own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
 
 
-async def test_search_sees_only_what_the_caller_may_see(v1):
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own."""
+    return shared_v1
+
+
+@OWN_SERVER
+async def test_search_sees_only_what_the_caller_may_see(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     cid = await v1.account("cid")
@@ -159,7 +173,9 @@ async def test_system_endpoints_need_no_token(v1):
     assert (await v1.anon.get("/nope")).json()["detail"] == "Not Found"
 
 
-async def test_analytics(v1):
+@OWN_SERVER
+async def test_analytics(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     for text in ("one", "two", "three"):
@@ -202,6 +218,7 @@ async def test_analytics(v1):
     assert (await ann.client.get("/analytics/usage?days=366")).status_code == 422
 
 
+@OWN_SERVER
 async def test_performance_metrics_history_and_alerts(make_v1):
     # Thresholds of 0 make every sample an alert: memory use is never 0 %.
     v1 = await make_v1(performance_interval=0.1, memory_alert_percent=0.0,

@@ -7,9 +7,20 @@ import json
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+# accounts of its own; those that need the first account (the administrator), count what
+# the whole server holds, or need settings of their own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own."""
+    return shared_v1
 
 
 async def next_frame(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
@@ -169,6 +180,7 @@ async def test_editing_a_message(v1):
     assert got["content"] == "the plan" and got["edited"] is True
 
 
+@OWN_SERVER
 async def test_reactions_are_rate_limited_per_user(make_v1):
     v1 = await make_v1(reactions_per_minute=4)
     ann = await v1.account("ann")

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import pytest_asyncio
 
 from tests.api_v1.conftest import PASSWORD
 
-pytestmark = pytest.mark.asyncio
+# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+# accounts of its own; those that need the first account (the administrator), count what
+# the whole server holds, or need settings of their own, start their own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
 
 
-async def test_profiles_update_search_list_and_stats(v1):
+@pytest_asyncio.fixture(loop_scope="module")
+async def v1(shared_v1: Any) -> Any:
+    """The module's shared server; each test has accounts of its own."""
+    return shared_v1
+
+
+@OWN_SERVER
+async def test_profiles_update_search_list_and_stats(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     await v1.account("benedict")
@@ -58,7 +73,9 @@ async def test_profiles_update_search_list_and_stats(v1):
     assert stats["total_users"] == 3 and stats["active_users"] == 3
 
 
-async def test_direct_messages(v1):
+@OWN_SERVER
+async def test_direct_messages(make_v1):
+    v1 = await make_v1()
     ann = await v1.account("ann")
     ben = await v1.account("ben")
     cid = await v1.account("cid")
