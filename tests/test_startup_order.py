@@ -147,7 +147,7 @@ async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(hom
                            ("/healthz", {}),                        # no token: 401
                            ("/healthz", {**auth, "Host": "evil.example:80"}),  # 403
                            ("/plugins/so_gate_alpha/", auth))]     # a plugin's page: 200
-            await asyncio.sleep(0.2)
+            await until(lambda: listener.gate.waiting == len(waiting))
             assert not any(task.done() for task in waiting)
             for pid in PLUGINS:
                 scaffold_plugin(f"so_gate_{pid}", tmp_path)
@@ -187,7 +187,7 @@ async def test_requests_waiting_for_an_app_that_never_comes_get_503(home):
         async with httpx.AsyncClient(base_url=url, timeout=60, headers={
                 "Authorization": f"Bearer {listener.token}"}) as client:
             waiting = asyncio.ensure_future(client.get("/api/plugins"))
-            await asyncio.sleep(0.2)
+            await until(lambda: listener.gate.waiting == 1)
             assert not waiting.done()
             stopping = asyncio.ensure_future(listener.stop())
             answer = await asyncio.wait_for(waiting, 60)

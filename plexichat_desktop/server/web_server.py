@@ -176,6 +176,7 @@ class AppGate:
         self.identity = identity
         self.health = health
         self.app: ASGIApp | None = None
+        self.waiting = 0  # requests held until the app is installed
         self._settled = asyncio.Event()
 
     def install(self, app: ASGIApp) -> None:
@@ -193,7 +194,11 @@ class AppGate:
             if self._early_health(scope):
                 await self._answer(scope, send, 200, self.health())
                 return
-            await self._settled.wait()
+            self.waiting += 1
+            try:
+                await self._settled.wait()
+            finally:
+                self.waiting -= 1
             app = self.app
             if app is None:
                 await self._answer(scope, send, 503, {"detail": "the app is stopping"})
