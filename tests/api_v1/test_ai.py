@@ -26,6 +26,10 @@ if str(LAYER) not in sys.path:
 from api_integration_layer.testing import FakeOpenAIServer  # noqa: E402
 
 pytestmark = pytest.mark.asyncio
+# The tests that configure no provider share the module's server (``shared_v1``, in the
+# module's event loop, each with accounts of its own); providers, usage totals and the
+# administrator are the whole server's, so the others start their own.
+SHARED = pytest.mark.asyncio(loop_scope="module")
 KEY = "sk-test-0123456789abcdefSECRETKEY"
 
 
@@ -53,7 +57,9 @@ async def add_fake(admin: Any, fake: FakeOpenAIServer, name: str = "fake",
     return r
 
 
-async def test_builtin_chat_plain_stream_and_limits(v1):
+@SHARED
+async def test_builtin_chat_plain_stream_and_limits(shared_v1):
+    v1 = shared_v1
     ann = await v1.account()
     text = "Streaming works, token by token!"
     r = await ann.client.post("/ai/chat", json={
@@ -107,7 +113,9 @@ async def test_builtin_chat_plain_stream_and_limits(v1):
     assert stopped.json()["choices"][0]["message"]["content"] == "Streaming works, "
 
 
-async def test_chat_validation_names_the_field(v1):
+@SHARED
+async def test_chat_validation_names_the_field(shared_v1):
+    v1 = shared_v1
     ann = await v1.account()
     user = [{"role": "user", "content": "hi"}]
     cases = [
@@ -422,7 +430,9 @@ async def test_client_going_away_cancels_a_plain_request_too(v1):
     assert usage["totals"]["cancelled"] == 1 and usage["totals"]["ok"] == 0
 
 
-async def test_origin_request_alias(v1):
+@SHARED
+async def test_origin_request_alias(shared_v1):
+    v1 = shared_v1
     ann = await v1.account()
     r = await ann.client.post("/ai/request", json={
         "prompt": "Hello from the old client", "model_id": "builtin/plexi-echo",
@@ -517,10 +527,12 @@ async def test_moderation_is_local_rules_and_says_so(make_v1):
     assert bad.status_code == 422
 
 
-async def test_moderation_is_linear_in_its_input(v1):
+@SHARED
+async def test_moderation_is_linear_in_its_input(shared_v1):
     """The email rule's unbounded local part made every '.' of "a.a.a..." scan to the end
     and overlaps were checked against every earlier match: a 200 000-character text took
     minutes on the event loop, for any user (review finding)."""
+    v1 = shared_v1
     ann = await v1.account()
     loop = asyncio.get_running_loop()
     started = loop.time()
