@@ -114,3 +114,19 @@ def short_token_server(short_token_core: Any) -> Callable[[], Any]:
     module's core with one-second access tokens (expiry and refresh tests, each with
     accounts of its own)."""
     return _user_of(short_token_core)
+
+
+@pytest.fixture(scope="module")
+def limited_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The module's core with tight limits (two logins a second per address and name,
+    three authenticated requests a minute per user), started by its first user."""
+    yield from _module_core(module_loop, tmp_path_factory, login_rate_limit=2,
+                            rate_limit_window=1.0, requests_per_minute=3)
+
+
+@pytest.fixture
+def limited_server(limited_core: Any) -> Callable[[], Any]:
+    """``async with limited_server() as server``: like ``shared_server``, on the module's
+    core with tight rate limits (each test's limits are counted per user of its own)."""
+    return _user_of(limited_core)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from api_integration_layer.client import ApiClient
@@ -22,7 +21,6 @@ from api_integration_layer.testing import (
     FAST_CLIENT,
     PASSWORD,
     LoopbackHTTPServer,
-    embedded_server,
     unique_name,
 )
 
@@ -89,8 +87,8 @@ async def test_logging_in_as_someone_else_never_serves_the_previous_users_answer
         assert (await client.users.me()).username == other != first
 
 
-async def test_429_retry_after_is_waited_out_or_reported(home: Path):
-    async with embedded_server(home, login_rate_limit=2, rate_limit_window=1.0) as server:
+async def test_429_retry_after_is_waited_out_or_reported(limited_server):
+    async with limited_server() as server:
         name = unique_name()
         client = server.client()
         await client.auth.register(name, f"{name}@example.org", PASSWORD)
@@ -122,8 +120,8 @@ async def test_429_retry_after_is_waited_out_or_reported(home: Path):
         assert len(impatient.activity.records) == sent + 1
 
 
-async def test_per_user_request_limit_429(home: Path):
-    async with embedded_server(home, requests_per_minute=3) as server:
+async def test_per_user_request_limit_429(limited_server):
+    async with limited_server() as server:
         client = await server.account(max_retry_after=1.0)
         with client.bypass_cache():
             for _ in range(3):
