@@ -9,8 +9,9 @@ and under the test manager's own runner; servers are started inside each test wi
 Starting a core costs a second or more (several on a busy machine). Tests that need a
 server with the default settings, make their own accounts and count nothing beyond them
 use ``async with shared_server() as server`` instead (``short_token_server`` for one
-with one-second access tokens): the module's core, on the module's event loop
-(``module_loop``, see api_integration_layer.testing), so they carry no asyncio mark.
+with one-second access tokens, ``limited_server`` for one with tight rate limits): the
+module's core, on the module's event loop (``module_loop``, see
+api_integration_layer.testing), so they carry no asyncio mark.
 """
 
 from __future__ import annotations
