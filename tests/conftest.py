@@ -165,17 +165,26 @@ async def start_core(home: AppPaths) -> AsyncIterator[Callable[..., object]]:
 
 
 GUI_TESTS = Path(__file__).parent / "gui"
+# The GUI modules of the second GUI group, about half of the GUI tests' time (measured
+# per file, --durations): one worker for all of them was the suite's longest by far.
+GUI2 = frozenset({"test_plugin_pages.py", "test_advanced_client_notes.py",
+                  "test_web_dashboard.py", "test_one_truth.py", "test_analytics_page.py",
+                  "test_user_manager_page.py", "test_security_toolkit_page.py",
+                  "test_vendor_bundles.py"})
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``-n``), every GUI test runs in one worker: they share one
-    QApplication and one qasync loop per process, and QtWebEngine's helpers are the
-    heaviest processes of the suite."""
+    """Under pytest-xdist (``-n``), the GUI tests run in two groups, each in one worker
+    (``gui`` and ``gui2``, see GUI2): the tests of a process share one QApplication and
+    one qasync loop, and QtWebEngine's helpers are the heaviest processes of the suite.
+    Two workers each with a QtWebEngine of its own is fine: they are separate processes."""
     for item in items:
-        if GUI_TESTS in Path(str(item.path)).parents:
-            item.add_marker(pytest.mark.xdist_group("gui"))
-            _group_suffix(config, item, "gui")
+        path = Path(str(item.path))
+        if GUI_TESTS in path.parents:
+            group = "gui2" if path.name in GUI2 else "gui"
+            item.add_marker(pytest.mark.xdist_group(group))
+            _group_suffix(config, item, group)
 
 
 def _group_suffix(config: pytest.Config, item: pytest.Item, group: str) -> None:
