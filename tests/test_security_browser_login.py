@@ -14,16 +14,28 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.conftest import FIXTURE_PLUGINS, REPO, RunningCore
+from tests.conftest import FIXTURE_PLUGINS, REPO, RunningCore, module_core
 
-pytestmark = pytest.mark.asyncio
+# The tests whose sessions, codes and checks are their own share one core with the fixture
+# plugins (``shared``), in the module's event loop; the one that counts the browser
+# sessions and changes their lifetime starts its own.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+OWN_CORE = pytest.mark.asyncio(loop_scope="function")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningCore]:
+    async with module_core(tmp_path_factory.mktemp("browser-login"), FIXTURE_PLUGINS) as core:
+        yield core
 
 
 async def sign_in(core, next_path: str = "/healthz") -> tuple[str, str]:
@@ -43,8 +55,8 @@ def cookie_header(core, value: str) -> dict[str, str]:
     return {"Cookie": f"plexichat_session_{core.port}={value}"}
 
 
-async def test_the_browser_cookie_is_no_token_and_worthless_elsewhere(start_core, tmp_path):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_the_browser_cookie_is_no_token_and_worthless_elsewhere(shared, tmp_path):
+    core = shared
     install, value = await sign_in(core)
     assert value != core.token and core.token not in value
     ours = {"Host": install, **cookie_header(core, value)}
@@ -80,6 +92,7 @@ async def test_the_browser_cookie_is_no_token_and_worthless_elsewhere(start_core
         await runtime.stop()
 
 
+@OWN_CORE
 async def test_logout_revoke_all_and_expiry_end_browser_sessions(start_core):
     settings = Settings()
     core = await start_core(FIXTURE_PLUGINS, settings=settings)
@@ -115,8 +128,8 @@ async def test_logout_revoke_all_and_expiry_end_browser_sessions(start_core):
             await asyncio.sleep(0.05)
 
 
-async def test_a_login_link_is_a_one_time_code_not_the_token(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_a_login_link_is_a_one_time_code_not_the_token(shared):
+    core = shared
     link = core.runtime.browser_login_link("/plugins/good_plugin/")
     identity = core.runtime.identity
     install = f"{identity.install_host}:{core.port}"
@@ -144,8 +157,8 @@ async def test_a_login_link_is_a_one_time_code_not_the_token(start_core):
     assert r.status_code == 303 and "plexichat_session_" in r.headers["set-cookie"]
 
 
-async def test_cookie_requests_that_change_state_must_come_from_our_pages(start_core):
-    core = await start_core(FIXTURE_PLUGINS)
+async def test_cookie_requests_that_change_state_must_come_from_our_pages(shared):
+    core = shared
     install, value = await sign_in(core)
     jar = {"Host": install, **cookie_header(core, value)}
     url = "/api/plugins/good_plugin/disable"
@@ -167,6 +180,7 @@ async def test_cookie_requests_that_change_state_must_come_from_our_pages(start_
     # A program sending the token itself carries no ambient credential: not refused.
     r = await core.client.post(url, headers={"Sec-Fetch-Site": "cross-site"})
     assert r.status_code == 200
+    await core.client.post("/api/plugins/good_plugin/enable")  # as found, for the next test
 
 
 BROWSER_PROBE = textwrap.dedent('''
