@@ -15,6 +15,7 @@ it write that table between the markers in docs/api-v1.md instead.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import sys
 from collections import defaultdict
@@ -88,6 +89,9 @@ def plugin_calls(package: Path, known: dict[tuple[str, str], set[str]]) -> set[s
     return used
 
 
+# Both tests read it (every bundled plugin's sources parsed, about a second of CPU), and the
+# sources do not change while the tests run: worked out once per process.
+@functools.cache
 def usage() -> tuple[dict[str, set[str]], list[str]]:
     """(endpoint name -> plugin ids, problems with declared scopes)."""
     endpoints = layer_modules()
