@@ -4,16 +4,18 @@ files of older versions are tightened at start; another uid really cannot read t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from plexichat_desktop.core.logs import setup_logging
 from plexichat_desktop.core.paths import AppPaths
@@ -21,7 +23,10 @@ from plexichat_desktop.core.settings import ApiSettings, Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from tests.conftest import FIXTURES, RunningCore, wait_for_run
 
-pytestmark = pytest.mark.asyncio
+# The session that used every feature is made once (``used_home``) and both its checks,
+# the modes and another uid's reads, look at it: it starts the app, the v1 API, a backup
+# and a pytest run, which cost more than the checks.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 PASSWORD = "Corr3ct-Horse-Battery"
 NOBODY = 65534
 
@@ -35,18 +40,27 @@ def keep_umask() -> Iterator[None]:
     os.umask(previous)
 
 
-@pytest.fixture
-def shared_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[AppPaths]:
+@contextlib.contextmanager
+def open_home() -> Iterator[AppPaths]:
     """A home below a folder other users may enter (0755), unlike pytest's tmp_path, so
     that only the app's own modes stand between another user and the files."""
     parent = Path(tempfile.mkdtemp(prefix="plexichat-perms-", dir="/tmp"))
     parent.chmod(0o755)
-    monkeypatch.setenv("PLEXICHAT_DESKTOP_HOME", str(parent / "home"))
-    for name in list(os.environ):
-        if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
-            monkeypatch.delenv(name)
-    yield AppPaths.from_env()
-    shutil.rmtree(parent, ignore_errors=True)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("PLEXICHAT_DESKTOP_HOME", str(parent / "home"))
+        for name in list(os.environ):
+            if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
+                monkeypatch.delenv(name)
+        try:
+            yield AppPaths.from_env()
+        finally:
+            shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_home() -> Iterator[AppPaths]:
+    with open_home() as paths:
+        yield paths
 
 
 def settings() -> Settings:
@@ -89,25 +103,40 @@ async def use_every_feature(core: RunningCore) -> None:
     assert done["run"]["status"] == "passed"
 
 
-async def test_every_file_of_a_session_is_private(shared_home: AppPaths) -> None:
-    os.umask(0o022)  # what a desktop session usually starts with
-    shared_home.ensure()
-    setup_logging(shared_home.log_dir, "INFO", console=False)
-    runtime = Runtime(shared_home, settings(), RuntimeOptions(
-        bundled=False, include_installed=False, extra_plugin_dirs=[FIXTURES / "suites"]))
-    core = RunningCore(runtime, await runtime.start())
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def used_home() -> AsyncIterator[AppPaths]:
+    """The home of a session that used every feature (and wrote its log file), stopped."""
+    previous = os.umask(0o022)  # what a desktop session usually starts with
     try:
-        await use_every_feature(core)
-        logging.getLogger("plexichat_desktop.test").warning("a line for the log file")
+        with open_home() as home:
+            home.ensure()
+            setup_logging(home.log_dir, "INFO", console=False)
+            runtime = Runtime(home, settings(), RuntimeOptions(
+                bundled=False, include_installed=False,
+                extra_plugin_dirs=[FIXTURES / "suites"]))
+            try:
+                core = RunningCore(runtime, await runtime.start())
+                try:
+                    await use_every_feature(core)
+                    logging.getLogger("plexichat_desktop.test").warning(
+                        "a line for the log file")
+                finally:
+                    await core.client.aclose()
+                    await core.anonymous.aclose()
+                    await runtime.stop()
+            finally:
+                root = logging.getLogger()
+                for handler in list(root.handlers):
+                    if getattr(handler, "baseFilename", "").startswith(str(home.log_dir)):
+                        root.removeHandler(handler)
+                        handler.close()
+            yield home
     finally:
-        await core.client.aclose()
-        await core.anonymous.aclose()
-        await runtime.stop()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "baseFilename", "").startswith(str(shared_home.log_dir)):
-            root.removeHandler(handler)
-            handler.close()
+        os.umask(previous)
+
+
+async def test_every_file_of_a_session_is_private(used_home: AppPaths) -> None:
+    shared_home = used_home
     made = {p.relative_to(shared_home.data_dir.parent).as_posix()
             for root_dir in shared_home.roots for p in root_dir.rglob("*")}
     for expected in ("config/token", "data/tests.sqlite3", "data/api_v1/plexichat.sqlite3",
@@ -142,17 +171,8 @@ async def test_older_files_are_tightened_at_start(shared_home: AppPaths, caplog)
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
                     reason="switching to another uid needs root")
-async def test_another_user_cannot_read_the_apps_files(shared_home: AppPaths) -> None:
-    os.umask(0o022)
-    runtime = Runtime(shared_home, settings(), RuntimeOptions(
-        bundled=False, include_installed=False, extra_plugin_dirs=[FIXTURES / "suites"]))
-    core = RunningCore(runtime, await runtime.start())
-    try:
-        await use_every_feature(core)
-    finally:
-        await core.client.aclose()
-        await core.anonymous.aclose()
-        await runtime.stop()
+async def test_another_user_cannot_read_the_apps_files(used_home: AppPaths) -> None:
+    shared_home = used_home
     # Control: a file the test leaves world-readable next to the home is readable by
     # nobody, so a refusal below comes from the app's modes and from nothing else.
     control = shared_home.data_dir.parent.parent / "control.txt"
