@@ -503,11 +503,23 @@ def _seal_totp_secrets(conn: sqlite3.Connection) -> None:
 
 _migration_10 = _seal_totp_secrets
 
+
+def _migration_11(conn: sqlite3.Connection) -> None:
+    """Idempotent sends (``POST /messages/send``'s ``client_message_id``): the key a client
+    gave its message, unique per sender and conversation, so that a send retried after a
+    lost answer finds the message it stored instead of storing a second one. Messages of
+    older databases have none (NULL, outside the index)."""
+    conn.execute("ALTER TABLE messages ADD COLUMN client_message_id TEXT")
+    conn.execute("CREATE UNIQUE INDEX messages_client_id ON messages(sender_id, "
+                 "recipient_id, client_message_id) WHERE client_message_id IS NOT NULL")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2,
                                                        _migration_3, _migration_4,
                                                        _migration_5, _migration_6,
                                                        _migration_7, _migration_8,
-                                                       _migration_9, _migration_10]
+                                                       _migration_9, _migration_10,
+                                                       _migration_11]
 """Migration ``i`` takes the schema from version ``i`` to ``i + 1``. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

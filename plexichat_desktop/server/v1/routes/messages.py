@@ -14,7 +14,7 @@ import sqlite3
 import unicodedata
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import Field, field_validator
 
 from plexichat_desktop.server.v1 import accounts
@@ -46,6 +46,7 @@ VISIBLE = "deleted_at IS NULL"
 MAX_EMOJI = 32  # characters: a ZWJ family sequence is up to ~11; a :shortcode: up to 32
 MAX_DISTINCT_REACTIONS = 50  # distinct emojis on one message
 SHORTCODE = re.compile(r"^:[a-z0-9_+-]{1,30}:$")
+CLIENT_MESSAGE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 def check_emoji(value: str) -> str:
@@ -84,6 +85,13 @@ class SendBody(Body):
     reply_to: str | None = Field(None, min_length=1, max_length=64, description=(
         "The id of the message this one answers (of the same conversation): the reply joins "
         "that message's thread."))
+    client_message_id: str | None = Field(
+        None, min_length=1, max_length=64, pattern=CLIENT_MESSAGE_ID, description=(
+            "The sender's own key of this message (1-64 of A-Z a-z 0-9 _ -), for retries: "
+            "a second send with the same key to the same conversation stores nothing and "
+            "answers the first message (200, duplicate: true), even when it was deleted "
+            "since; with other content, message_type or reply_to it is a 409. Only the "
+            "sender sees it on the message."))
 
 
 class EditBody(Body):
@@ -101,8 +109,9 @@ class ReactionBody(Body):
 
 
 def message_dict(row: dict[str, Any], reactions: list[dict[str, Any]] | None = None,
-                 reply_count: int = 0) -> dict[str, Any]:
-    """``MessageResponse``: the message, its place in a thread, its reaction counts."""
+                 reply_count: int = 0, me: str | None = None) -> dict[str, Any]:
+    """``MessageResponse``: the message, its place in a thread, its reaction counts, and
+    for its sender (``me``) the ``client_message_id`` it was sent with."""
     return {
         "id": row["id"],
         "sender_id": row["sender_id"],
@@ -119,6 +128,10 @@ def message_dict(row: dict[str, Any], reactions: list[dict[str, Any]] | None = N
         "edited": row["edited_at"] is not None,
         "edited_at": iso(row["edited_at"]),
         "reactions": reactions or [],
+        # The sender's device bookkeeping (e.g. an outbox row's id): nothing of the
+        # recipient's business.
+        "client_message_id": row.get("client_message_id") if row["sender_id"] == me
+        else None,
     }
 
 
@@ -156,7 +169,8 @@ def decorated(conn: sqlite3.Connection, found: list[dict[str, Any]], me: str
     ids = [r["id"] for r in found]
     reactions = _reactions(conn, ids, me)
     counts = _reply_counts(conn, ids)
-    return [message_dict(r, reactions.get(r["id"]), counts.get(r["id"], 0)) for r in found]
+    return [message_dict(r, reactions.get(r["id"]), counts.get(r["id"], 0), me)
+            for r in found]
 
 
 def _one_message(conn: sqlite3.Connection, message_id: str, me: str) -> dict[str, Any]:
@@ -165,8 +179,40 @@ def _one_message(conn: sqlite3.Connection, message_id: str, me: str) -> dict[str
     return decorated(conn, [row], me)[0]
 
 
+def _earlier_send(conn: sqlite3.Connection, sender_id: str, body: SendBody
+                  ) -> dict[str, Any] | None:
+    """The message ``sender_id`` already sent to the body's conversation with its
+    ``client_message_id`` (deleted or not), as the duplicate answer; 409 when that key
+    was used for a different message.
+
+    Looked up before the body is checked against the conversation as it is now: the
+    message replied to may have been deleted since the first send, which must not turn
+    its retry into an error. A reply without ``recipient_id`` belongs to the
+    conversation of the message it answers, so its ``reply_to`` names that."""
+    row = one(conn.execute(
+        "SELECT * FROM messages WHERE sender_id = :me AND client_message_id = :key AND "
+        "(recipient_id = :to OR (:to IS NULL AND reply_to = :reply))",
+        {"me": sender_id, "key": body.client_message_id, "to": body.recipient_id,
+         "reply": body.reply_to}))
+    if row is None:
+        return None
+    if (row["content"], row["message_type"], row["reply_to"]) != (
+            body.content, body.message_type, body.reply_to):
+        # Answering the first message would silently drop this one's content.
+        raise conflict(f"client_message_id: '{body.client_message_id}' was already used "
+                       f"for a different message to this recipient")
+    deleted = row["deleted_at"] is not None
+    return {**decorated(conn, [row], sender_id)[0], "deleted": deleted}
+
+
 def _send(conn: sqlite3.Connection, sender_id: str, body: SendBody
-          ) -> tuple[dict[str, Any] | None, str]:
+          ) -> tuple[dict[str, Any] | None, str, bool]:
+    if body.client_message_id is not None:
+        # In the same write transaction as the insert: two retries at once cannot both
+        # miss the first (the unique index would refuse the second anyway).
+        earlier = _earlier_send(conn, sender_id, body)
+        if earlier is not None:
+            return earlier, earlier["recipient_id"], True
     recipient_id = body.recipient_id
     thread_id = None
     if body.reply_to is not None:
@@ -187,31 +233,42 @@ def _send(conn: sqlite3.Connection, sender_id: str, body: SendBody
     if recipient_id == sender_id:
         raise HTTPException(400, "recipient_id: you cannot send a message to yourself")
     if accounts.get_user(conn, recipient_id) is None:
-        return None, recipient_id
+        return None, recipient_id, False
     message_id = new_id()
     conn.execute(
         "INSERT INTO messages (id, sender_id, recipient_id, content, message_type, encrypted, "
-        "created_at, reply_to, thread_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "created_at, reply_to, thread_id, client_message_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (message_id, sender_id, recipient_id, body.content, body.message_type,
-         int(body.encrypted), now(), body.reply_to, thread_id))
-    return _one_message(conn, message_id, sender_id), recipient_id
+         int(body.encrypted), now(), body.reply_to, thread_id, body.client_message_id))
+    return _one_message(conn, message_id, sender_id), recipient_id, False
 
 
 @router.post("/send", status_code=201)
-async def send(body: SendBody, user: User, api: Api) -> dict[str, Any]:
+async def send(body: SendBody, user: User, api: Api, response: Response) -> dict[str, Any]:
     """Send a direct message, or with ``reply_to`` a reply in that message's thread; the
-    recipient's open WebSockets get it at once."""
+    recipient's open WebSockets get it at once.
+
+    With ``client_message_id`` the send is idempotent: a retry with the same key to the
+    same conversation (after a lost answer, a crash) answers 200 with the message stored
+    the first time and ``duplicate: true`` (``deleted: true`` if it was deleted since),
+    and stores, sends and announces nothing. A new message is 201, ``duplicate: false``.
+    """
     if not body.content.strip():
         raise invalid("content", "content must not be blank")
-    message, recipient_id = await api.store.write(_send, user.id, body)
+    message, recipient_id, duplicate = await api.store.write(_send, user.id, body)
     if message is None:
         raise not_found("recipient", recipient_id)
-    event = frame("message", **message, sender_username=user.username)
-    api.hub.to_user(recipient_id, event)
-    api.hub.to_user(user.id, event)
+    if duplicate:
+        response.status_code = 200
+        return {**message, "duplicate": True}
+    # The recipient's copy without the sender's client_message_id.
+    theirs = {**message, "client_message_id": None}
+    api.hub.to_user(recipient_id, frame("message", **theirs, sender_username=user.username))
+    api.hub.to_user(user.id, frame("message", **message, sender_username=user.username))
     api.emit("message.sent", message, [user.id])
-    api.emit("message.received", message, [recipient_id])
-    return message
+    api.emit("message.received", theirs, [recipient_id])
+    return {**message, "duplicate": False}
 
 
 def _conversations(conn: sqlite3.Connection, user_id: str, limit: int, offset: int
@@ -400,9 +457,11 @@ async def edit_message(message_id: str, body: EditBody, user: User, api: Api
     if not body.content.strip():
         raise invalid("content", "content must not be blank")
     message = await api.store.write(_edit, message_id, user.id, body.content)
-    event = frame("message_updated", **message, sender_username=user.username)
-    api.hub.to_user(message["recipient_id"], event)
-    api.hub.to_user(user.id, event)
+    theirs = {**message, "client_message_id": None}
+    api.hub.to_user(message["recipient_id"],
+                    frame("message_updated", **theirs, sender_username=user.username))
+    api.hub.to_user(user.id, frame("message_updated", **message,
+                                   sender_username=user.username))
     return message
 
 
