@@ -319,12 +319,20 @@ class MessagesApi(_Group):
 
     async def send(self, recipient_id: str | None, content: str, *,
                    message_type: m.MessageType = "text", encrypted: bool = False,
-                   reply_to: str | None = None) -> m.Message:
+                   reply_to: str | None = None,
+                   client_message_id: str | None = None) -> m.SentMessage:
         """Send a message; with ``reply_to`` a reply in that message's thread (then
-        ``recipient_id`` may be None: the other party of the message replied to)."""
+        ``recipient_id`` may be None: the other party of the message replied to).
+
+        ``client_message_id`` (1-64 of A-Z a-z 0-9 _ -) makes the send idempotent: sent
+        again with the same key (after a lost answer or a crash), the server stores
+        nothing new and answers the first message with ``duplicate=True``; the same key
+        with other content is a 409. The layer itself never resends a send.
+        """
         body = _body(m.SendMessage, recipient_id=recipient_id, content=content,
-                     message_type=message_type, encrypted=encrypted, reply_to=reply_to)
-        return await self._c.call("messages.send", json=body, model=m.Message)
+                     message_type=message_type, encrypted=encrypted, reply_to=reply_to,
+                     client_message_id=client_message_id)
+        return await self._c.call("messages.send", json=body, model=m.SentMessage)
 
     async def reply(self, message_id: str, content: str, *,
                     message_type: m.MessageType = "text") -> m.Message:

@@ -270,6 +270,9 @@ class SendMessage(Request):
     message_type: MessageType = "text"
     encrypted: bool = False
     reply_to: str | None = None
+    # The sender's key of the message: a retry with it answers the stored message.
+    client_message_id: str | None = Field(None, min_length=1, max_length=64,
+                                          pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class EditMessage(Request):
@@ -302,6 +305,16 @@ class Message(Response):
     edited: bool = False
     edited_at: dt.datetime | None = None
     reactions: list[ReactionCount] = []
+    client_message_id: str | None = None  # the sender's key, shown to the sender only
+
+
+class SentMessage(Message):
+    """The answer of a send: ``duplicate`` when a message sent before with the same
+    ``client_message_id`` was answered instead of storing a new one (``deleted``: that
+    message was deleted since)."""
+
+    duplicate: bool = False
+    deleted: bool = False
 
 
 class ReactionResult(Message):
