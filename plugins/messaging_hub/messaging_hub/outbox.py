@@ -13,27 +13,30 @@ Exactly once, step by step:
 
 1. ``claim`` moves the item from ``pending`` to ``sending`` in one UPDATE; a second
    dispatcher (or a second run of the loop) changes no row and sends nothing;
-2. the conversation's newest message ids (and the server's time of the newest) are
-   written as the item's ``claim_mark``: where the conversation stood before this send
-   (until then the mark is ``UNMARKED``, and an item found so was never sent);
-3. the v1 ``POST /messages/send`` is not retried by the API layer (it is not idempotent);
+2. the item's ``claim_mark`` becomes ``{"key": <item id>}``: its send carries the item's
+   id as the v1 ``client_message_id`` (until then the mark is ``UNMARKED``, and an item
+   found so was never sent);
+3. ``POST /messages/send`` with that key. The server keeps one message per sender,
+   conversation and key: sent again with it, it stores nothing and answers the first
+   message (``duplicate``). The API layer itself never resends a send;
 4. the answer's id is written with ``mark_sent`` at once;
 5. a 4xx (the server refused: recipient gone, content rejected) makes it ``failed`` with
-   the reason, kept for the user to fix and retry; a connection error leaves it unknown
-   whether the server stored it, so it is *reconciled*: the conversation is read back
-   and a message of ours with the same content *after the mark* counts as the send
-   (after the newest marked message still listed; when all of them were deleted
-   meanwhile, stored later than the newest by the server's clock);
-   only when there is none does the item go back to ``pending``.
+   the reason, kept for the user to fix and retry; a connection error or a 5xx leaves it
+   unknown whether the server stored it, so it is *reconciled*: the conversation is read
+   back and only a message of ours carrying the item's key counts as the send (the same
+   text posted from another device is not it); when there is none the item goes back to
+   ``pending``, and whatever the read-back missed (more than ``RECONCILE_WINDOW``
+   messages since, or ours deleted meanwhile), its next send with the same key is
+   answered as a duplicate by the server instead of being stored twice.
 6. At start-up (and whenever the owner signs in again) items found in ``sending`` — the
    app died between 1 and 4 — are reconciled the same way before anything else is sent.
 
-Why a mark and not the claim's time: the server lists a conversation in the order it
-stored the messages, whatever the clocks say, while comparing our clock with the
-server's timestamps breaks when either clock jumps or they disagree. A clock ahead of
-the server's (or moved forward between claim and send) made the message just sent look
-older than the claim: it was sent again. A clock behind made an earlier message with the
-same text look like this one: the item counted as sent and never went.
+Items claimed by a version before the key have a mark of the conversation's newest
+message ids (and the server's time of the newest) or none; they are reconciled as then:
+a message of ours with the same content after the mark counts as the send. That is never
+compared with our clock (a clock ahead of the server's sent a message twice, one behind
+took an earlier message with the same text for the send), but it cannot tell our send
+from the same text sent from another device after the mark: the key can.
 
 Send times themselves are wall-clock (``send_at``: "at 9:00" means the clock on the
 wall): a clock moved forward sends what is now due at once, one moved back waits; the
@@ -53,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 from messaging_hub.store import UNMARKED, Store
 
 if TYPE_CHECKING:
+    from api_integration_layer.models import SentMessage
     from api_integration_layer.scoped import ScopedApi
 
 IDLE_CHECK = 2.0  # seconds between looks for a signed-in user while nobody is
@@ -61,8 +65,6 @@ RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 RECONCILE_WINDOW = 100  # our most recent messages to the recipient looked at
 MAX_ATTEMPTS = 8  # then 'failed' with the reason, for the user to retry
 RECOVERED = "interrupted while sending (the app stopped)"
-MARK_IDS = 3  # newest message ids kept as the mark: one of them may be deleted meanwhile
-# (all of them: the server's time of the newest, in the mark too, takes over)
 
 
 class Dispatcher:
@@ -127,9 +129,7 @@ class Dispatcher:
         if not await self.mark(api, item):
             return
         try:
-            message = await api.messages.send(
-                item["recipient_id"], item["content"], message_type=item["message_type"],
-                reply_to=item["reply_to"])
+            message = await self.send(api, item)
         except (NotAuthenticated, RateLimited) as exc:
             # Refused before anything was stored: try again later, nothing is lost.
             self.store.release(item["id"], self._retry_at(item), _reason(exc))
@@ -155,29 +155,16 @@ class Dispatcher:
         self._changed(item["id"])
 
     async def mark(self, api: ScopedApi, item: dict[str, Any]) -> bool:
-        """Note where the conversation of a claimed item stands before it is sent (False,
-        and the item pending again for later, when the server cannot say)."""
-        from api_integration_layer.errors import ApiHTTPError, NotAuthenticated, RateLimited
-
-        try:
-            with api.bypass_cache():
-                before = await api.messages.conversation(
-                    item["recipient_id"], limit=MARK_IDS, mark_read=False)
-        except Exception as exc:
-            if (isinstance(exc, ApiHTTPError) and exc.status < 500
-                    and not isinstance(exc, NotAuthenticated | RateLimited)):
-                # The send would be refused the same way (the recipient is gone).
-                self.store.mark_failed(item["id"], _reason(exc))
-                await self._notify(api, item, _reason(exc))
-            else:
-                self.store.release(item["id"], self._retry_at(item), _reason(exc))
-            self._changed(item["id"])
-            return False
-        newest = before.messages[:MARK_IDS]
-        self.store.set_mark(item["id"], json.dumps({
-            "ids": [m.id for m in newest],
-            "at": newest[0].timestamp.timestamp() if newest else None}))
+        """Note, before a claimed item is sent, that its send carries its key (True: the
+        mark is local, the server is not asked)."""
+        self.store.set_mark(item["id"], json.dumps({"key": item["id"]}))
         return True
+
+    async def send(self, api: ScopedApi, item: dict[str, Any]) -> SentMessage:
+        """The v1 send of ``item``, keyed by its id: sent twice, it is stored once."""
+        return await api.messages.send(
+            item["recipient_id"], item["content"], message_type=item["message_type"],
+            reply_to=item["reply_to"], client_message_id=item["id"])
 
     async def reconcile(self, api: ScopedApi, item: dict[str, Any],
                         error: str = RECOVERED) -> None:
@@ -198,12 +185,20 @@ class Dispatcher:
             self._log.warning("outbox: cannot reconcile %s yet: %s", item["id"], exc)
             self._recovered.discard(item["owner_id"])
             return
-        for message in _after_mark(page.messages, item):
-            if (message.sender_id == item["owner_id"] and message.content == item["content"]
-                    and (item["reply_to"] is None or message.reply_to == item["reply_to"])):
-                self.store.mark_sent(item["id"], message.id, message.timestamp.timestamp())
-                self._changed(item["id"])
-                return
+        key = _key(item)
+        if key is not None:
+            candidates = [m for m in page.messages if m.sender_id == item["owner_id"]
+                          and getattr(m, "client_message_id", None) == key]
+        else:  # claimed by a version that sent without a key
+            candidates = [m for m in _after_mark(page.messages, item)
+                          if m.sender_id == item["owner_id"]
+                          and m.content == item["content"]
+                          and (item["reply_to"] is None or m.reply_to == item["reply_to"])]
+        if candidates:
+            found = candidates[0]
+            self.store.mark_sent(item["id"], found.id, found.timestamp.timestamp())
+            self._changed(item["id"])
+            return
         if int(item.get("attempts") or 0) >= MAX_ATTEMPTS:
             # Kept, with the reason, for the user to retry: never dropped, never a loop.
             reason = f"gave up after {MAX_ATTEMPTS} attempts: {error}"
@@ -241,9 +236,19 @@ class Dispatcher:
             self._publish("outbox", public_item(item))
 
 
+def _key(item: dict[str, Any]) -> str | None:
+    """The ``client_message_id`` a claimed item was sent with (None: sent without one, by
+    a version before keys)."""
+    mark = item.get("claim_mark")
+    if not mark or not mark.startswith("{"):
+        return None
+    key = json.loads(mark).get("key")
+    return str(key) if key is not None else None
+
+
 def _after_mark(newest_first: list[Any], item: dict[str, Any]) -> list[Any]:
     """The messages of a conversation page (newest first) stored after ``item``'s claim
-    mark: the ones its send may have produced."""
+    mark (of a version before keys): the ones its send may have produced."""
     mark = item.get("claim_mark")
     if mark is None:
         # Claimed by a version without marks: its claim time is all there is (right while

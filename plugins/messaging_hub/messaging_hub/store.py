@@ -14,7 +14,8 @@ The outbox is what makes "sent exactly once" hold across crashes and restarts:
   caller whose update changed a row sends it, however many dispatchers run;
 * after the server answered, the row becomes ``sent`` with the v1 message id. A row found
   in ``sending`` at start-up (the app died between claim and answer) is reconciled against
-  the conversation on the server before anything is sent again (see ``outbox.py``).
+  the conversation on the server before anything is sent again, by the key (the item's
+  id) its send carried (see ``outbox.py``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     claimed_at REAL,
-    claim_mark TEXT,                 -- where the conversation stood at the claim (outbox.py)
+    claim_mark TEXT,                 -- how the claimed send is found on the server (outbox.py)
     sent_at REAL,
     message_id TEXT,
     error TEXT
@@ -199,8 +200,8 @@ class Store:
 
     def claim(self, item_id: str, now: float) -> bool:
         """Take a due pending item for sending; True for exactly one caller. Its
-        ``claim_mark`` is :data:`UNMARKED` until the dispatcher has looked at the
-        conversation (see ``outbox.py``)."""
+        ``claim_mark`` is :data:`UNMARKED` until the dispatcher has noted how its send is
+        recognised on the server (see ``outbox.py``)."""
         with self._tx() as conn:
             return bool(conn.execute(
                 "UPDATE outbox SET state = 'sending', claimed_at = ?, claim_mark = ?, "

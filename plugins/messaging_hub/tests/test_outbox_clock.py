@@ -12,6 +12,7 @@ clock and counts the messages on the server.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -60,13 +61,25 @@ def sent_to(app: PlexiChatApp, bob_id: str, content: str) -> list[dict[str, Any]
     return [m for m in page.json()["messages"] if m["content"] == content]
 
 
+async def legacy_mark(api: Any, store: Store, item: dict[str, Any]) -> None:
+    """The mark the dispatcher wrote before sends carried a key: the conversation's
+    newest three message ids and the server's time of the newest."""
+    with api.bypass_cache():
+        before = await api.messages.conversation(item["recipient_id"], limit=3,
+                                                 mark_read=False)
+    newest = before.messages[:3]
+    store.set_mark(item["id"], json.dumps({
+        "ids": [m.id for m in newest],
+        "at": newest[0].timestamp.timestamp() if newest else None}))
+
+
 def run(app: PlexiChatApp, tmp_path: Path, clock: Clock, crash_at: str, content: str,
-        bob_id: str, while_down: Callable[[Any], Awaitable[None]] | None = None
-        ) -> dict[str, Any]:
-    """Queue ``content``, take it as far as ``crash_at`` the way the dispatcher does, then
-    (after ``while_down(api)``: what happens on the server while the app is down) restart
-    the dispatcher (same outbox file, same skewed clock) until the item settles; the item
-    as it ended."""
+        bob_id: str, while_down: Callable[[Any], Awaitable[None]] | None = None,
+        legacy: bool = False) -> dict[str, Any]:
+    """Queue ``content``, take it as far as ``crash_at`` the way the dispatcher does (with
+    ``legacy``, as it did before sends carried a key), then (after ``while_down(api)``:
+    what happens on the server while the app is down) restart the dispatcher (same outbox
+    file, same skewed clock) until the item settles; the item as it ended."""
     store = Store(tmp_path / f"outbox-{uuid.uuid4().hex}.sqlite3")
     log = __import__("logging").getLogger("test.outbox")
 
@@ -76,10 +89,14 @@ def run(app: PlexiChatApp, tmp_path: Path, clock: Clock, crash_at: str, content:
         first = Dispatcher(store, lambda: (api, owner), lambda *_: None, log, clock=clock)
         item = store.queue(owner, bob_id, content, "text", None, "scheduled", clock())
         assert store.claim(item["id"], clock())
-        if crash_at != "claimed":
+        if crash_at != "claimed" and legacy:
+            await legacy_mark(api, store, item)
+            if crash_at == "sent":
+                await api.messages.send(bob_id, content)
+        elif crash_at != "claimed":
             assert await first.mark(api, item)
             if crash_at == "sent":  # the server stored it; the app died before the answer
-                await api.messages.send(bob_id, content)
+                await first.send(api, item)
         if while_down is not None:
             await while_down(api)
         # The restart: a new dispatcher finds the item in 'sending'.
@@ -186,3 +203,92 @@ def test_a_conversation_of_fewer_messages_than_the_mark(app: PlexiChatApp, tmp_p
     assert len(on_server) == 1, on_server
     assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
     assert item["message_id"] not in earlier
+
+
+
+# -- the key: the same text from another device is not our send --------------------------
+# Recovery used to count a message of ours with the same text after the mark as the send:
+# the same words posted from another device (the web client, a phone: the same account,
+# no key) while the app was down made an item that never reached the server look sent,
+# and it was lost. Now only the message carrying the item's id as its client_message_id
+# is the send, and a send again with that key is answered by the server, not stored twice.
+
+def posted_elsewhere(bob_id: str, content: str, ids: list[str]
+                     ) -> Callable[[Any], Awaitable[None]]:
+    """While the app is down: the same account sends ``content`` to Bob without a key
+    (through the plugin's session: a blocking client would stall the app's loop)."""
+    async def post(api: Any) -> None:
+        ids.append((await api.messages.send(bob_id, content)).id)
+    return post
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR, 0.0])
+@pytest.mark.parametrize("crash_at", ["claimed", "marked"])
+def test_the_same_text_from_another_device_is_not_our_send(
+        app: PlexiChatApp, tmp_path: Path, bob_id: str, skew: float, crash_at: str) -> None:
+    content = f"running late ({uuid.uuid4().hex[:6]})"
+    elsewhere: list[str] = []
+    item = run(app, tmp_path, Clock(skew), crash_at, content, bob_id,
+               posted_elsewhere(bob_id, content, elsewhere))
+    on_server = sent_to(app, bob_id, content)
+    assert len(on_server) == 2, on_server  # the other device's, then ours
+    assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
+    assert item["message_id"] != elsewhere[0]
+    assert on_server[0]["client_message_id"] == item["id"]
+    assert on_server[1]["client_message_id"] is None
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR, 0.0])
+def test_a_crash_after_the_server_stored_it_does_not_send_twice(
+        app: PlexiChatApp, tmp_path: Path, bob_id: str, skew: float) -> None:
+    # Stored, then the same text from another device: the item is the keyed one.
+    content = f"on the train ({uuid.uuid4().hex[:6]})"
+    elsewhere: list[str] = []
+    item = run(app, tmp_path, Clock(skew), "sent", content, bob_id,
+               posted_elsewhere(bob_id, content, elsewhere))
+    on_server = sent_to(app, bob_id, content)
+    assert len(on_server) == 2, on_server
+    assert item["state"] == "sent" and item["message_id"] == on_server[1]["id"]
+    assert on_server[1]["client_message_id"] == item["id"]
+    assert on_server[0]["id"] == elsewhere[0]
+
+
+def test_a_stored_send_the_read_back_cannot_see_is_not_stored_twice(
+        app: PlexiChatApp, tmp_path: Path, bob_id: str) -> None:
+    # Stored, then deleted from another device while the app is down: the conversation
+    # no longer lists it, so recovery sends again with the item's key, and the server
+    # answers the stored message instead of storing a second.
+    content = f"never mind ({uuid.uuid4().hex[:6]})"
+    deleted: list[str] = []
+
+    async def delete_ours(api: Any) -> None:
+        with api.bypass_cache():
+            page = await api.messages.conversation(bob_id, limit=20, mark_read=False)
+        ours = [m for m in page.messages if m.content == content]
+        assert len(ours) == 1 and ours[0].client_message_id is not None
+        await api.messages.delete(ours[0].id)
+        deleted.append(ours[0].id)
+
+    item = run(app, tmp_path, Clock(), "sent", content, bob_id, delete_ours)
+    assert sent_to(app, bob_id, content) == []
+    assert item["state"] == "sent" and item["message_id"] == deleted[0]
+    assert item["error"] is None
+
+
+@pytest.mark.parametrize("skew", [HOUR, -HOUR])
+@pytest.mark.parametrize("crash_at", ["marked", "sent"])
+def test_an_item_claimed_before_keys_is_reconciled_by_its_mark(
+        app: PlexiChatApp, tmp_path: Path, bob_id: str, skew: float, crash_at: str) -> None:
+    # Left in 'sending' by the version before keys (its mark, a send without a key): the
+    # same text after the mark is all there is to go by, as then; an earlier message with
+    # the same text is not it, whatever the clock.
+    content = f"legacy ({uuid.uuid4().hex[:6]})"
+    assert app.user is not None
+    earlier = app.user.client.post("messages/send", json={"recipient_id": bob_id,
+                                                          "content": content})
+    assert earlier.status_code == 201, earlier.text
+    item = run(app, tmp_path, Clock(skew), crash_at, content, bob_id, legacy=True)
+    on_server = sent_to(app, bob_id, content)
+    assert len(on_server) == 2, on_server
+    assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
+    assert item["message_id"] != earlier.json()["id"]

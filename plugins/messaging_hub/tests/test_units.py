@@ -269,12 +269,18 @@ class FakeMessages:
         self.stored: list[Any] = []
         self.fail: list[tuple[int, bool]] = []  # (status, stored anyway)
 
-    async def send(self, recipient: str, content: str, **_: Any) -> Any:
+    async def send(self, recipient: str, content: str, client_message_id: str | None = None,
+                   **_: Any) -> Any:
         from api_integration_layer.errors import ApiHTTPError
-        from api_integration_layer.models import Message
+        from api_integration_layer.models import SentMessage
 
-        message = Message(id=f"v{len(self.stored)}", sender_id=ME, recipient_id=recipient,
-                          content=content, timestamp=datetime.now(UTC))
+        # As the v1 server: a send with a key it stored before answers that message.
+        for earlier in self.stored:
+            if client_message_id and earlier.client_message_id == client_message_id:
+                return earlier.model_copy(update={"duplicate": True})
+        message = SentMessage(id=f"v{len(self.stored)}", sender_id=ME, recipient_id=recipient,
+                              content=content, timestamp=datetime.now(UTC),
+                              client_message_id=client_message_id)
         if self.fail:
             status, stored = self.fail.pop(0)
             if stored:
