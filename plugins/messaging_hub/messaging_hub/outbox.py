@@ -38,6 +38,19 @@ compared with our clock (a clock ahead of the server's sent a message twice, one
 took an earlier message with the same text for the send), but it cannot tell our send
 from the same text sent from another device after the mark: the key can.
 
+A server from before keys (the API layer may point at an older remote PlexiChat) refuses
+the unknown field: a 422 whose validation detail names ``client_message_id``. It stored
+nothing, so the same item goes on at once, the way sends went before keys: step 2 becomes
+that mark (the conversation's newest ids and the server's time of the newest, read just
+before the send), step 3 a send without the key, and reconciling looks for the same
+content after the mark (a message with that text sent before the mark is not it). The
+dispatcher remembers such a server (per base URL) until the signed-in user or the server
+changes, the owner signs out and in again, or ``KEYS_RECHECK`` has passed (the server may
+have been upgraded): one refused send per run, not one per item. A server that takes the
+send but answers without our key (it ignored the field) is remembered the same way.
+An item found in ``sending`` with a key mark on such a server was refused or never sent
+(nothing of it is stored): it finds no message with its key and goes back to ``pending``.
+
 Send times themselves are wall-clock (``send_at``: "at 9:00" means the clock on the
 wall): a clock moved forward sends what is now due at once, one moved back waits; the
 loop never sleeps longer than ``MAX_SLEEP``, so it notices either within that.
@@ -65,6 +78,9 @@ RETRY_DELAYS = (2.0, 5.0, 15.0, 60.0, 300.0)
 RECONCILE_WINDOW = 100  # our most recent messages to the recipient looked at
 MAX_ATTEMPTS = 8  # then 'failed' with the reason, for the user to retry
 RECOVERED = "interrupted while sending (the app stopped)"
+MARK_IDS = 3  # newest message ids kept as a keyless mark: one may be deleted meanwhile
+# (all of them: the server's time of the newest, in the mark too, takes over)
+KEYS_RECHECK = 3600.0  # seconds (monotonic) a server that refused keys is sent without
 
 
 class Dispatcher:
@@ -80,6 +96,10 @@ class Dispatcher:
         self._clock = clock
         self.wake = asyncio.Event()
         self._recovered: set[str] = set()
+        # Servers (base URLs) that refused client_message_id -> when (monotonic), and who
+        # was signed in where when the dispatcher last looked: a change forgets them.
+        self._keyless: dict[str, float] = {}
+        self._signed_in: tuple[str, str] | None = None
         self.sent = 0
 
     def poke(self) -> None:
@@ -91,7 +111,9 @@ class Dispatcher:
             self.wake.clear()
             delay = IDLE_CHECK
             who = self._identity()
-            if who is not None:
+            if who is None:
+                self._signed_in = None  # the next sign-in asks the server about keys again
+            else:
                 api, owner = who
                 try:
                     delay = await self.step(api, owner)
@@ -108,6 +130,10 @@ class Dispatcher:
 
     async def step(self, api: ScopedApi, owner: str) -> float:
         """Recover (once per owner), send what is due; seconds until the next due item."""
+        signed_in = (_server(api), owner)
+        if signed_in != self._signed_in:
+            self._keyless.clear()
+            self._signed_in = signed_in
         if owner not in self._recovered:
             for item in self.store.sending(owner):
                 await self.reconcile(api, item)
@@ -126,10 +152,8 @@ class Dispatcher:
         if not self.store.claim(item["id"], now):
             return  # cancelled, edited to later, or taken by another dispatcher meanwhile
         self._changed(item["id"])
-        if not await self.mark(api, item):
-            return
         try:
-            message = await self.send(api, item)
+            message = await self.transmit(api, item)
         except (NotAuthenticated, RateLimited) as exc:
             # Refused before anything was stored: try again later, nothing is lost.
             self.store.release(item["id"], self._retry_at(item), _reason(exc))
@@ -150,21 +174,94 @@ class Dispatcher:
             fresh = self.store.item(item["id"]) or item
             await self.reconcile(api, fresh, error=_reason(exc))
         else:
+            if message is None:
+                return  # no mark: pending again or failed, and published, by mark()
             self.store.mark_sent(item["id"], message.id, self._clock())
             self.sent += 1
         self._changed(item["id"])
 
-    async def mark(self, api: ScopedApi, item: dict[str, Any]) -> bool:
-        """Note, before a claimed item is sent, that its send carries its key (True: the
-        mark is local, the server is not asked)."""
-        self.store.set_mark(item["id"], json.dumps({"key": item["id"]}))
+    async def transmit(self, api: ScopedApi, item: dict[str, Any]) -> SentMessage | None:
+        """Mark a claimed item and send it as this server takes it: with its key, or, on
+        a server that refuses keys, after a mark of the conversation and without one (also
+        at once when the keyed send is refused for its key: a 422 stored nothing). None
+        when no mark could be taken (the item is pending or failed again)."""
+        from api_integration_layer.errors import ApiHTTPError
+
+        keyed = self.keys_supported(api)
+        if not await self.mark(api, item, keyed=keyed):
+            return None
+        try:
+            message = await self.send(api, item, keyed=keyed)
+        except ApiHTTPError as exc:
+            if not (keyed and _refuses_key(exc)):
+                raise
+            self._keyless[_server(api)] = time.monotonic()
+            self._log.info("outbox: %s does not take client_message_id (%s); sending "
+                           "without keys", _server(api), _reason(exc))
+            if not await self.mark(api, item, keyed=False):
+                return None
+            return await self.send(api, item, keyed=False)
+        if keyed and getattr(message, "client_message_id", None) != item["id"]:
+            # Stored, but the server dropped the key (unknown fields ignored, not refused):
+            # a recovery could not find this send by its key, so the next ones go by mark.
+            self._keyless[_server(api)] = time.monotonic()
+            self._log.info("outbox: %s ignores client_message_id; sending without keys",
+                           _server(api))
+        return message
+
+    def keys_supported(self, api: ScopedApi) -> bool:
+        """Whether sends to ``api``'s server carry a key: not while it is remembered as
+        refusing them (since the current sign-in, for at most ``KEYS_RECHECK`` seconds).
+
+        Learnt from the refusal itself rather than GET /system/capabilities: that needs
+        the ``system:read`` scope, which this plugin does not declare, and its answer is
+        cached and describes the server as it was; a 422 naming the field is the server
+        refusing this very request, and costs one send that stored nothing."""
+        refused = self._keyless.get(_server(api))
+        if refused is None:
+            return True
+        if time.monotonic() - refused >= KEYS_RECHECK:
+            del self._keyless[_server(api)]
+            return True
+        return False
+
+    async def mark(self, api: ScopedApi, item: dict[str, Any], keyed: bool = True) -> bool:
+        """Note, before a claimed item is sent, how its send will be recognised: its key
+        (local, the server is not asked; True), or, for a send without a key, where the
+        conversation stands (False, and the item pending again for later or failed, when
+        the server cannot say)."""
+        from api_integration_layer.errors import ApiHTTPError, NotAuthenticated, RateLimited
+
+        if keyed:
+            self.store.set_mark(item["id"], json.dumps({"key": item["id"]}))
+            return True
+        try:
+            with api.bypass_cache():
+                before = await api.messages.conversation(
+                    item["recipient_id"], limit=MARK_IDS, mark_read=False)
+        except Exception as exc:
+            if (isinstance(exc, ApiHTTPError) and exc.status < 500
+                    and not isinstance(exc, NotAuthenticated | RateLimited)):
+                # The send would be refused the same way (the recipient is gone).
+                self.store.mark_failed(item["id"], _reason(exc))
+                await self._notify(api, item, _reason(exc))
+            else:
+                self.store.release(item["id"], self._retry_at(item), _reason(exc))
+            self._changed(item["id"])
+            return False
+        newest = before.messages[:MARK_IDS]
+        self.store.set_mark(item["id"], json.dumps({
+            "ids": [m.id for m in newest],
+            "at": newest[0].timestamp.timestamp() if newest else None}))
         return True
 
-    async def send(self, api: ScopedApi, item: dict[str, Any]) -> SentMessage:
-        """The v1 send of ``item``, keyed by its id: sent twice, it is stored once."""
+    async def send(self, api: ScopedApi, item: dict[str, Any],
+                   keyed: bool = True) -> SentMessage:
+        """The v1 send of ``item``: keyed by its id (sent twice, it is stored once), or
+        without a key for a server from before keys."""
         return await api.messages.send(
             item["recipient_id"], item["content"], message_type=item["message_type"],
-            reply_to=item["reply_to"], client_message_id=item["id"])
+            reply_to=item["reply_to"], client_message_id=item["id"] if keyed else None)
 
     async def reconcile(self, api: ScopedApi, item: dict[str, Any],
                         error: str = RECOVERED) -> None:
@@ -189,7 +286,7 @@ class Dispatcher:
         if key is not None:
             candidates = [m for m in page.messages if m.sender_id == item["owner_id"]
                           and getattr(m, "client_message_id", None) == key]
-        else:  # claimed by a version that sent without a key
+        else:  # sent without a key: by a version before keys, or to a server without
             candidates = [m for m in _after_mark(page.messages, item)
                           if m.sender_id == item["owner_id"]
                           and m.content == item["content"]
@@ -236,6 +333,30 @@ class Dispatcher:
             self._publish("outbox", public_item(item))
 
 
+def _server(api: Any) -> str:
+    """Which server ``api`` talks to, as the memory of servers without keys knows it."""
+    # getattr: a stand-in API (the unit tests' fake server) has no base URL; one server.
+    return str(getattr(api, "base_url", ""))
+
+
+def _refuses_key(exc: Exception) -> bool:
+    """Whether a refused send was refused for its ``client_message_id``: a 422 of
+    FastAPI's validation list naming that field of the body, as a server from before keys
+    (unknown fields forbidden) answers. Its type is not checked: "extra_forbidden" here,
+    "value_error.extra" from older pydantic, and a server with keys would name the field
+    only for a malformed key, which the API layer refuses before sending. A 422 refuses
+    the whole body, so nothing was stored and the item may go without the key."""
+    detail = getattr(exc, "detail", None)
+    if getattr(exc, "status", None) != 422 or not isinstance(detail, list):
+        return False
+    for entry in detail:
+        loc = entry.get("loc") if isinstance(entry, dict) else None
+        if (isinstance(loc, list | tuple) and len(loc) >= 2 and loc[0] == "body"
+                and loc[-1] == "client_message_id"):
+            return True
+    return False
+
+
 def _key(item: dict[str, Any]) -> str | None:
     """The ``client_message_id`` a claimed item was sent with (None: sent without one, by
     a version before keys)."""
@@ -248,7 +369,7 @@ def _key(item: dict[str, Any]) -> str | None:
 
 def _after_mark(newest_first: list[Any], item: dict[str, Any]) -> list[Any]:
     """The messages of a conversation page (newest first) stored after ``item``'s claim
-    mark (of a version before keys): the ones its send may have produced."""
+    mark (of a send without a key): the ones its send may have produced."""
     mark = item.get("claim_mark")
     if mark is None:
         # Claimed by a version without marks: its claim time is all there is (right while
