@@ -719,10 +719,19 @@ class PluginManager:
     def _forget_modules(self, rec: PluginRecord) -> None:
         """Drop the plugin's own modules from ``sys.modules`` so the next import reads the
         files again. Only modules whose file is inside the plugin folder are dropped."""
-        root = rec.root.resolve()
+        root = os.path.realpath(rec.root)
+        # Resolved per folder, not per module: a process holds thousands of modules in a
+        # few hundred folders, and resolving each file's path cost ~0.1 s per reload.
+        real_folders: dict[str, str] = {}
         for name, module in list(sys.modules.items()):
             where = getattr(module, "__file__", None)
-            if where and Path(where).resolve().is_relative_to(root):
+            if not isinstance(where, str) or not where:
+                continue
+            folder = os.path.dirname(where)
+            real = real_folders.get(folder)
+            if real is None:
+                real = real_folders[folder] = os.path.realpath(folder)
+            if real == root or real.startswith(root + os.sep):
                 del sys.modules[name]
                 if where.endswith(".py"):
                     # The bytecode cache trusts mtime and size: a file edited within the
