@@ -231,6 +231,42 @@ async def test_discovery_is_cached_until_a_file_changes(manager_factory, tmp_pat
         {t.nodeid for t in second.items}
 
 
+async def test_a_collection_in_flight_ends_when_the_manager_stops(home, tmp_path):
+    # The Tests dock and the /tests pages collect in the background: quitting meanwhile
+    # must not wait for pytest (the server's stop waited out the request), and what was
+    # collected before stays stored.
+    from plexichat_desktop.testing.runner import RunnerClosed
+
+    suites = tmp_path / "suites"
+    shutil.copytree(SUITES / "mixed", suites / "mixed")
+    manager, _ = make_manager(home, [suites])
+    await manager.start()
+    try:
+        before = {t.nodeid for t in (await manager.discover("mixed_suite")).items}
+        started = tmp_path / "collecting"
+        (suites / "mixed" / "tests" / "test_slow_to_collect.py").write_text(textwrap.dedent(f"""
+            import os, pathlib, time
+            pathlib.Path({str(started)!r}).write_text(str(os.getpid()))
+            time.sleep(120)
+        """))
+        collecting = asyncio.ensure_future(manager.discover("mixed_suite"))
+        async with asyncio.timeout(60):
+            while not (started.exists() and started.read_text()):
+                await asyncio.sleep(0.02)
+        child = psutil.Process(int(started.read_text()))
+        async with asyncio.timeout(30):  # the collection alone would take 120 s
+            await manager.stop()
+            with pytest.raises(RunnerClosed, match="stopping"):
+                await collecting
+        assert {t.nodeid for t in manager.store.collected("mixed_suite")} == before
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+        with pytest.raises(RunnerClosed):
+            await manager.discover("mixed_suite", refresh=True)
+    finally:
+        await manager.stop()
+        manager.store.close()
+
+
 async def test_events_carry_progress(manager_factory):
     manager, bus = await manager_factory()
     sub = bus.subscribe(name="test")

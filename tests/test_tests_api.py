@@ -305,3 +305,14 @@ async def test_odd_inputs_get_clear_answers(shared):
     assert r.status_code == 202 and r.json()["run"]["selection"] is None
     await core.client.delete(f"/tests/runs/{r.json()['run_id']}")
     await wait_for_run(core, r.json()["run_id"])  # nothing left running on the shared core
+
+
+@OWN_CORE
+async def test_a_discovery_cut_short_by_the_stop_is_503(start_core):
+    core = await start_core(SUITES)
+    # What the app's stop does first: a collection asked for now (or one in flight, see
+    # test_test_manager) ends at once with a retryable answer, not a 500 or a hang.
+    await core.runtime.tests.runner.close()
+    r = await core.client.post("/tests/discover", params={"plugin_name": "mixed_suite"})
+    assert r.status_code == 503, r.text
+    assert "stopping" in r.json()["detail"] and "mixed_suite" in r.json()["detail"]

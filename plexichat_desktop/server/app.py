@@ -32,6 +32,7 @@ from plexichat_desktop.server.security import (
     safe_next,
 )
 from plexichat_desktop.server.strict_json import StrictJsonBodies, validation_error_response
+from plexichat_desktop.testing.runner import RunnerClosed
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -132,6 +133,11 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         return page(request, "index.html", plugins=records, safe_mode=manager.safe_mode)
 
     app.add_exception_handler(RequestValidationError, validation_error_response)
+
+    @app.exception_handler(RunnerClosed)
+    async def runner_closed(request: Request, exc: RunnerClosed) -> Response:
+        # A request cut short by the app's stop: try again once it runs, not a server bug.
+        return JSONResponse({"detail": str(exc)}, status_code=503)
 
     def no_store(response: Response) -> Response:
         # A login answer must not be kept by caches or restored from history.

@@ -405,6 +405,10 @@ class _WarmChild:
     read_fd: int   # our end of its event pipe
 
 
+class RunnerClosed(RuntimeError):
+    """The runner was closed (the app is stopping) while this was being done."""
+
+
 class PytestRunner:
     """Starts pytest children for one plugin folder and turns their events into attempts."""
 
@@ -418,6 +422,9 @@ class PytestRunner:
         self._warming: asyncio.Task[None] | None = None
         self._warm_deaths = 0
         self._closed = False
+        # Set by close(): collections in flight end with it (a page's discovery would
+        # otherwise hold its HTTP request, and the server's stop, for seconds).
+        self._closing: asyncio.Event | None = None
         # Better still: one process with pytest imported forks each session (POSIX). The
         # warm child stays as the fallback where fork is missing or the server keeps dying.
         self.fork = (warm and hasattr(os, "fork") and hasattr(socket, "send_fds")
@@ -572,6 +579,8 @@ class PytestRunner:
     async def close(self) -> None:
         """End the warm child and the fork server; call when the runner is done for good."""
         self._closed = True
+        if self._closing is not None:
+            self._closing.set()
         if self._fork_starting is not None:
             try:
                 server: _ForkServer | None = await self._fork_starting
@@ -719,6 +728,10 @@ class PytestRunner:
                       ) -> CollectResult:
         """What pytest would collect under ``tests_path`` (or only ``targets``, paths
         relative to the plugin folder): items and per-file errors."""
+        if self._closed:
+            raise RunnerClosed(f"the app is stopping: {plugin_id}'s tests were not collected")
+        if self._closing is None:
+            self._closing = asyncio.Event()
         result = CollectResult()
         run_dir = self._run_dir(f"collect-{plugin_id}")
         log_path = run_dir / "child.log"
@@ -732,7 +745,12 @@ class PytestRunner:
         try:
             report = await self._child(plugin_root, run_dir, tests_path,
                                        targets or [tests_path], "collect", on_event,
-                                       None, time.monotonic() + timeout, None, log_path)
+                                       None, time.monotonic() + timeout, self._closing,
+                                       log_path)
+            if report.killed_for == "cancel":
+                # Never an empty collection: the stored one must not be replaced by it.
+                raise RunnerClosed(f"the app is stopping: collecting {plugin_id}'s tests "
+                                   "was stopped")
             result.exit_code = report.exit_code
             result.stderr_tail = _tail(log_path)
         finally:
