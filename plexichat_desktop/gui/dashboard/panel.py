@@ -53,6 +53,7 @@ from plexichat_desktop.testing.events import TestFinished
 from plexichat_desktop.testing.manager import TestSelectionError
 from plexichat_desktop.testing.models import TestAttempt
 from plexichat_desktop.testing.results import FLAKY_WINDOW
+from plexichat_desktop.testing.runner import RunnerClosed
 from plexichat_desktop.testing.summary import outcome_word, summary_cards
 
 log = logging.getLogger(__name__)
@@ -351,6 +352,8 @@ class TestDashboard(QWidget):
         if task.cancelled():
             return
         exc = task.exception()
+        if isinstance(exc, RunnerClosed):
+            return  # the app is stopping: a collection it cut short is nothing to report
         if isinstance(exc, TestSelectionError | ValueError):
             self.say(str(exc), error=True)
         elif exc is not None:
