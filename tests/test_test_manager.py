@@ -419,11 +419,17 @@ async def test_a_run_killed_with_the_app_is_marked_interrupted(home, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        # The pytest child runs in a session of its own, so it outlives the killed app
-        # (as it would after a real crash); end it here so nothing keeps running.
-        for leftover in psutil.process_iter(["cmdline"]):
-            if str(home.cache_dir) in " ".join(leftover.info["cmdline"] or []):
-                leftover.kill()
+    # The pytest session runs in a process group of its own, so the app's death does not
+    # end it, and after a crash nobody enforces its timeout: the fork server, seeing the
+    # app gone, ends it (it was in test_hangs). Nothing may be left writing to the home.
+    left = _writing_under(home.cache_dir)
+    deadline = time.monotonic() + 30
+    while left and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        left = _writing_under(home.cache_dir)
+    for leftover in left:
+        leftover.kill()
+    assert not left, [p.info for p in left]
     manager, _ = make_manager(home, [SUITES])
     await manager.start()
     await manager.stop()
@@ -431,6 +437,20 @@ async def test_a_run_killed_with_the_app_is_marked_interrupted(home, tmp_path):
     assert run.status is RunStatus.INTERRUPTED
     assert run.error
     manager.store.close()
+
+
+def _writing_under(folder: Path) -> list[psutil.Process]:
+    """Live processes with a file under ``folder`` open (a forked pytest session has the
+    fork server's command line, so that does not tell)."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and any(
+                    f.path.startswith(str(folder)) for f in process.open_files()):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 async def test_results_survive_in_the_store(manager_factory):

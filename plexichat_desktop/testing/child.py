@@ -383,6 +383,8 @@ def run_fork_server() -> int:
     # gc.get_objects() and gc.get_referrers() there.
     gc.freeze()
 
+    live: set[int] = set()  # sessions forked and not yet reaped (each its own group)
+
     def reap() -> None:
         while True:
             try:
@@ -391,6 +393,7 @@ def run_fork_server() -> int:
                 return
             if pid == 0:
                 return
+            live.discard(pid)
             code = os.waitstatus_to_exitcode(status)
             control.send(json.dumps({"event": "exited", "pid": pid, "code": code}).encode())
 
@@ -406,7 +409,13 @@ def run_fork_server() -> int:
                 data, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
             except OSError:
                 data, fds = b"", []
-            if not data:  # the app went away: its runs' children have their own groups
+            if not data:
+                # The app went away. After a stop its runs are over; after a crash nobody
+                # enforces their timeouts any more, and a hanging test would run forever:
+                # end whatever is left (each session's group: what its tests forked too).
+                for session in live:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(session, signal.SIGKILL)
                 return 0
             order = json.loads(data)
             pid = os.fork()
@@ -423,6 +432,7 @@ def run_fork_server() -> int:
                     sys.stdout.flush()
                     sys.stderr.flush()
                     os._exit(code)
+            live.add(pid)
             for fd in fds:
                 os.close(fd)
             control.send(json.dumps({"event": "started", "id": order["id"],
