@@ -49,3 +49,28 @@ def keep_bundled(runtime: Any, *keep: str) -> None:
     for candidate in scan_folder(bundled_plugins_dir(), Source.BUNDLED):
         if candidate.root.name not in keep:
             runtime.plugins.remember_enabled(candidate.root.name, False)
+
+
+RESTORED_TAB = "/plugins/performance_monitor/index.html"
+
+
+def restored_tab_runtime(home: Any) -> Any:
+    """A prepared, not started core whose window will restore one tab (``RESTORED_TAB``)
+    with only ``WINDOW_PLUGINS`` enabled: the desktop start as gui/app.py does it."""
+    import json
+
+    from PySide6.QtCore import QSettings
+
+    from plexichat_desktop.core.settings import Settings
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
+    gui.setValue("main/tabs", json.dumps([{"path": RESTORED_TAB, "title": "Performance"}]))
+    gui.sync()
+    settings = Settings()
+    settings.server.port = 0
+    runtime = Runtime(home, settings, RuntimeOptions(include_installed=False))
+    keep_bundled(runtime, *WINDOW_PLUGINS)
+    runtime.prepare()
+    return runtime

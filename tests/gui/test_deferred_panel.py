@@ -5,31 +5,12 @@ before that never builds it. No timings asserted."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QLabel
 
-from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.app import DesktopShell
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.shell_helpers import WINDOW_PLUGINS, keep_bundled
-
-TAB = "/plugins/performance_monitor/index.html"
-
-
-def restored_tab_runtime(home: Any) -> Runtime:
-    home.config_dir.mkdir(parents=True, exist_ok=True)
-    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
-    gui.setValue("main/tabs", json.dumps([{"path": TAB, "title": "Performance"}]))
-    gui.sync()
-    settings = Settings()
-    settings.server.port = 0
-    runtime = Runtime(home, settings, RuntimeOptions(include_installed=False))
-    keep_bundled(runtime, *WINDOW_PLUGINS)
-    runtime.prepare()
-    return runtime
+from tests.gui.shell_helpers import restored_tab_runtime
 
 
 def test_the_tests_panel_is_built_once_the_first_page_has_loaded(

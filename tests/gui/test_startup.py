@@ -14,29 +14,19 @@ from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.app import DesktopShell
 from plexichat_desktop.gui.browser import BrowserPane
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.shell_helpers import WINDOW_PLUGINS, keep_bundled
-
-TAB = "/plugins/performance_monitor/index.html"
+from tests.gui.shell_helpers import RESTORED_TAB, WINDOW_PLUGINS, restored_tab_runtime
 
 
 def test_a_restored_tab_loads_while_its_plugin_starts_first(qapp: Any, home: Any, arun: Any,
                                                            qtbot: Any, js: Any) -> None:
-    home.config_dir.mkdir(parents=True, exist_ok=True)
-    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
-    gui.setValue("main/tabs", json.dumps([{"path": TAB, "title": "Performance"}]))
-    gui.sync()
-    settings = Settings()
-    settings.server.port = 0
-    runtime = Runtime(home, settings, RuntimeOptions(include_installed=False))
-    keep_bundled(runtime, *WINDOW_PLUGINS)
-    runtime.prepare()
+    runtime = restored_tab_runtime(home)
     assert not any(rec.running for rec in runtime.plugins.records)
     shell = DesktopShell(qapp, runtime, home, asyncio.Event(), None)
     try:
         shell.show()
         pane = shell.window.tabs.widget(0)
         # The page itself, not "this plugin is not running": it is about to start.
-        assert isinstance(pane, BrowserPane) and pane.home_path == TAB
+        assert isinstance(pane, BrowserPane) and pane.home_path == RESTORED_TAB
         runtime.plugins.hold_others(shell.first_pages_loaded, 600)
         arun(runtime.start(plugins_in_background=True))
         qtbot.waitUntil(shell.first_pages_loaded.is_set, timeout=60_000)
