@@ -97,9 +97,10 @@ def test_plain_pytest_applies_the_managers_rules_and_the_manifest_timeout(tmp_pa
         assert "ran longer than its timeout of 1 s" in messages[hung], messages[hung]
 
 
-@pytest.mark.asyncio
-async def test_the_manager_gives_the_same_verdicts(home, tmp_path: Path):
-    root = _rules_plugin(tmp_path)
+async def _manager_outcomes(home, root: Path, plugin_id: str, targets: list[str]
+                            ) -> dict[str, str]:
+    """Each test's outcome (by name) when the test manager runs ``targets`` of the plugin
+    folder ``root``."""
     settings = Settings()
     bus = EventBus()
     plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
@@ -109,12 +110,18 @@ async def test_the_manager_gives_the_same_verdicts(home, tmp_path: Path):
     manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
     await manager.start()
     try:
-        run = await manager.submit("rules_demo", ["tests/test_rules.py"], precheck=False)
+        run = await manager.submit(plugin_id, targets, precheck=False)
         await manager.wait(run.id)
-        got = {a.nodeid.split("::")[-1]: a.outcome for a in store.attempts_for_run(run.id)}
+        return {a.nodeid.split("::")[-1]: a.outcome for a in store.attempts_for_run(run.id)}
     finally:
         await manager.stop()
         store.close()
+
+
+@pytest.mark.asyncio
+async def test_the_manager_gives_the_same_verdicts(home, tmp_path: Path):
+    root = _rules_plugin(tmp_path)
+    got = await _manager_outcomes(home, root, "rules_demo", ["tests/test_rules.py"])
     # The manager names a hang "timed_out" (and keeps its stacks); plain pytest fails it.
     assert got == {name: ("timed_out" if "hanging" in name else outcome)
                    for name, outcome in EXPECTED.items()}
@@ -268,19 +275,5 @@ async def test_a_module_shares_one_app_and_one_loop(home, tmp_path: Path):
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert "4 passed" in plain.stdout
 
-    settings = Settings()
-    bus = EventBus()
-    plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
-                            extra_dirs=[root.parent], include_installed=False)
-    plugins.discover()
-    store = ResultStore(home.data_dir / "tests.sqlite3")
-    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
-    await manager.start()
-    try:
-        run = await manager.submit("shared_demo", [target], precheck=False)
-        await manager.wait(run.id)
-        got = {a.nodeid.split("::")[-1]: a.outcome for a in store.attempts_for_run(run.id)}
-    finally:
-        await manager.stop()
-        store.close()
+    got = await _manager_outcomes(home, root, "shared_demo", [target])
     assert set(got.values()) == {"passed"} and len(got) == 4, got
