@@ -384,6 +384,14 @@ def plexichat_settings() -> dict[str, Any]:
     return {}
 
 
+def _tested_plugin(request: pytest.FixtureRequest) -> Path:
+    root = plugin_root_of(Path(str(request.path)))
+    if root is None:
+        pytest.fail(f"{request.path} is not inside a plugin folder (no plugin.toml above "
+                    "it)", pytrace=False)
+    return root
+
+
 @pytest.fixture
 def plexichat_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
                   plexichat_settings: dict[str, Any]) -> Iterator[PlexiChatApp]:
@@ -392,10 +400,7 @@ def plexichat_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     with HTTP clients that send the token, and ``user`` (a logged-in v1 user, also what
     ``ctx.api`` acts as) when the plugin declares ``api_scopes``. Stopped after the
     test. A plugin that does not start fails the test with its reason."""
-    root = plugin_root_of(Path(str(request.path)))
-    if root is None:
-        pytest.fail(f"{request.path} is not inside a plugin folder (no plugin.toml above "
-                    "it)", pytrace=False)
+    root = _tested_plugin(request)
     home = tmp_path_factory.mktemp("plexichat-home")
     with start_app(root, home, plexichat_settings) as app:
         yield app
@@ -417,10 +422,7 @@ def plexichat_module_app(request: pytest.FixtureRequest,
     after them): a core start costs more CPU than most tests. Its tests see each other's
     data (and the same ``user``); ask for ``plexichat_shared_app`` to have the module's
     ``plexichat_reset`` run before each test."""
-    root = plugin_root_of(Path(str(request.path)))
-    if root is None:
-        pytest.fail(f"{request.path} is not inside a plugin folder (no plugin.toml above "
-                    "it)", pytrace=False)
+    root = _tested_plugin(request)
     home = tmp_path_factory.mktemp("plexichat-module-home")
     with start_app(root, home, plexichat_module_settings) as app:
         yield app
