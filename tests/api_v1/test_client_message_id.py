@@ -184,6 +184,40 @@ async def test_a_deleted_message_or_reply_is_not_sent_again(v1: Any) -> None:
     assert plain.status_code == 422, plain.text
 
 
+async def test_a_key_reused_by_a_reply_without_recipient_is_a_409(v1: Any) -> None:
+    # A reply that names only reply_to is looked up by it; the key may already be taken
+    # in that conversation by a message with no reply_to, or with another one. The
+    # same reuse as with recipient_id: a 409, nothing stored (not a 500 from the index).
+    ann = await v1.account("ann")
+    ben = await v1.account("ben")
+    question = (await ben.client.post("/messages/send", json={
+        "recipient_id": ann.id, "content": "lunch?"})).json()
+    other = (await ben.client.post("/messages/send", json={
+        "recipient_id": ann.id, "content": "or dinner?"})).json()
+    plain = await ann.client.post("/messages/send", json={
+        "recipient_id": ben.id, "content": "yes", "client_message_id": "k3"})
+    assert plain.status_code == 201, plain.text
+    as_reply = await ann.client.post("/messages/send", json={
+        "reply_to": question["id"], "content": "yes", "client_message_id": "k3"})
+    assert as_reply.status_code == 409, as_reply.text
+    assert "client_message_id" in as_reply.json()["detail"]
+
+    reply = {"reply_to": question["id"], "content": "sure", "client_message_id": "k4"}
+    first = await ann.client.post("/messages/send", json=reply)
+    assert first.status_code == 201, first.text
+    to_other = await ann.client.post("/messages/send", json={**reply,
+                                                             "reply_to": other["id"]})
+    assert to_other.status_code == 409, to_other.text
+    assert "client_message_id" in to_other.json()["detail"]
+    # The retry as it was sent is still the duplicate.
+    again = await ann.client.post("/messages/send", json=reply)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"] and again.json()["duplicate"] is True
+    mine = [m["content"] for m in await conversation(ann, ben.id)
+            if m["sender_id"] == ann.id]
+    assert mine == ["sure", "yes"]
+
+
 async def test_concurrent_retries_store_one_message(v1: Any) -> None:
     ann = await v1.account("ann")
     ben = await v1.account("ben")

@@ -234,6 +234,14 @@ def _send(conn: sqlite3.Connection, sender_id: str, body: SendBody
         raise HTTPException(400, "recipient_id: you cannot send a message to yourself")
     if accounts.get_user(conn, recipient_id) is None:
         return None, recipient_id, False
+    if body.client_message_id is not None and body.recipient_id is None:
+        # Looked up above by its reply_to alone: the key may already be this
+        # conversation's, on a message with another reply_to or none. That is a 409 like
+        # any other reuse, not the unique index refusing the insert (a 500).
+        earlier = _earlier_send(conn, sender_id,
+                                body.model_copy(update={"recipient_id": recipient_id}))
+        if earlier is not None:
+            return earlier, recipient_id, True
     message_id = new_id()
     conn.execute(
         "INSERT INTO messages (id, sender_id, recipient_id, content, message_type, encrypted, "
