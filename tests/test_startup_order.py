@@ -141,12 +141,13 @@ async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(hom
             assert body["plugins_started"] is False and body["plugins"] == {}
             assert early.headers["content-security-policy"]  # the app's security headers
             # Sent before the app exists: each waits for it and gets the app's own answer.
-            waiting = [asyncio.ensure_future(client.get(path, headers=headers))
-                       for path, headers in (
-                           ("/api/plugins", auth),                  # a route: 200, not 404
-                           ("/healthz", {}),                        # no token: 401
-                           ("/healthz", {**auth, "Host": "evil.example:80"}),  # 403
-                           ("/plugins/so_gate_alpha/", auth))]     # a plugin's page: 200
+            waiting = [asyncio.ensure_future(client.request(method, path, headers=headers))
+                       for method, path, headers in (
+                           ("GET", "/api/plugins", auth),           # a route: 200, not 404
+                           ("GET", "/healthz", {}),                 # no token: 401
+                           ("GET", "/healthz", {**auth, "Host": "evil.example:80"}),  # 403
+                           ("GET", "/plugins/so_gate_alpha/", auth),  # a plugin's page: 200
+                           ("HEAD", "/healthz", auth))]            # as the app: 405
             await until(lambda: listener.gate.waiting == len(waiting))
             assert not any(task.done() for task in waiting)
             for pid in PLUGINS:
@@ -158,8 +159,9 @@ async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(hom
             states = (await client.get("/healthz", headers=auth)).json()
             assert states["ready"] is False and states["plugins"] == {"validated": 3}
             assert await runtime.start(plugins_in_background=True) == url
-            plugins, no_token, bad_host, page = await asyncio.wait_for(
+            plugins, no_token, bad_host, page, head = await asyncio.wait_for(
                 asyncio.gather(*waiting), 60)
+            assert head.status_code == 405
             assert plugins.status_code == 200
             assert sorted(p["id"] for p in plugins.json()["plugins"]) == [
                 f"so_gate_{pid}" for pid in PLUGINS]

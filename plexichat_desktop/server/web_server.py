@@ -206,7 +206,8 @@ class AppGate:
         await app(scope, receive, send)
 
     def _early_health(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
+        # GET only, as the app's route: a HEAD waits for the app's 405.
+        if scope["type"] != "http" or scope.get("method") != "GET":
             return False
         if normalised_path(scope.get("path", "") or "/") != "/healthz":
             return False
