@@ -58,3 +58,14 @@ def plexichat_app(shared_app: PlexiChatApp,
 
 # Dozens of httpx clients, all to plain http on loopback: one CA load, not one each.
 share_default_ssl_context()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """The server's TOTP clock stands still at ``T0`` of test_account_console (a code is
+    refused once used: a test that needs more codes moves it on a step)."""
+    from tests.test_account_console import T0
+
+    state = {"now": T0}
+    monkeypatch.setattr(mfa, "current_time", lambda: state["now"])
+    return state

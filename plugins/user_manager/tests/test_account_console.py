@@ -14,19 +14,11 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 
 from plexichat_desktop.server.v1 import mfa
 
 T0 = 1_900_000_005.0
 STRONG = "Stable-Lantern-Orbit-42"
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
-    state = {"now": T0}
-    monkeypatch.setattr(mfa, "current_time", lambda: state["now"])
-    return state
 
 
 def code(secret: str, offset: int = 0) -> str:

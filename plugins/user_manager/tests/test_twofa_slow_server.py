@@ -16,28 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.test_account_console import T0, code, ok
 
 from plexichat_desktop.server.v1 import mfa
-
-T0 = 1_900_000_005.0
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
-    """The server's TOTP clock stands still (a code is refused once used: a test that
-    needs more codes moves it on a step)."""
-    state = {"now": T0}
-    monkeypatch.setattr(mfa, "current_time", lambda: state["now"])
-    return state
-
-
-def code(secret: str, offset: int = 0) -> str:
-    return mfa.code_at(secret, mfa.step_of(T0) + offset)
-
-
-def ok(response: httpx.Response, status: int = 200) -> Any:
-    assert response.status_code == status, response.text
-    return response.json()
 
 
 @pytest.fixture
