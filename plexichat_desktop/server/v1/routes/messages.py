@@ -188,10 +188,14 @@ def _earlier_send(conn: sqlite3.Connection, sender_id: str, body: SendBody
     Looked up before the body is checked against the conversation as it is now: the
     message replied to may have been deleted since the first send, which must not turn
     its retry into an error. A reply without ``recipient_id`` belongs to the
-    conversation of the message it answers, so its ``reply_to`` names that."""
+    conversation of the message it answers: its ``reply_to`` names that, and the key may
+    already be that conversation's on a message with another ``reply_to`` or none (a 409
+    then, not the unique index refusing the insert)."""
     row = one(conn.execute(
         "SELECT * FROM messages WHERE sender_id = :me AND client_message_id = :key AND "
-        "(recipient_id = :to OR (:to IS NULL AND reply_to = :reply))",
+        "(recipient_id = :to OR (:to IS NULL AND (reply_to = :reply OR recipient_id = ("
+        "SELECT CASE WHEN sender_id = :me THEN recipient_id ELSE sender_id END "
+        "FROM messages WHERE id = :reply AND (sender_id = :me OR recipient_id = :me)))))",
         {"me": sender_id, "key": body.client_message_id, "to": body.recipient_id,
          "reply": body.reply_to}))
     if row is None:
@@ -234,14 +238,6 @@ def _send(conn: sqlite3.Connection, sender_id: str, body: SendBody
         raise HTTPException(400, "recipient_id: you cannot send a message to yourself")
     if accounts.get_user(conn, recipient_id) is None:
         return None, recipient_id, False
-    if body.client_message_id is not None and body.recipient_id is None:
-        # Looked up above by its reply_to alone: the key may already be this
-        # conversation's, on a message with another reply_to or none. That is a 409 like
-        # any other reuse, not the unique index refusing the insert (a 500).
-        earlier = _earlier_send(conn, sender_id,
-                                body.model_copy(update={"recipient_id": recipient_id}))
-        if earlier is not None:
-            return earlier, recipient_id, True
     message_id = new_id()
     conn.execute(
         "INSERT INTO messages (id, sender_id, recipient_id, content, message_type, encrypted, "
