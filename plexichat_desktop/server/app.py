@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from plexichat_desktop import __version__
 from plexichat_desktop.core.events import AppFocusRequested, EventBus
 from plexichat_desktop.plugins.sse import event_stream
+from plexichat_desktop.server import fastapi_compat
 from plexichat_desktop.server.errors import error_responses
 from plexichat_desktop.server.live_hub import live_hub_router
 from plexichat_desktop.server.plugin_routes import PluginDispatcher
@@ -100,6 +101,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
     ``later``, work that can wait until the server answers (the /tests routes) is appended
     to it for the caller to run when it has time; a request that needs it runs it first.
     Without, everything is built now."""
+    fastapi_compat.install()
     started_at = time.time()
 
     @functools.cache

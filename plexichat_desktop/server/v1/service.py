@@ -85,6 +85,9 @@ class ApiV1:
         return self.files_dir / file_id[:2] / file_id
 
     def _build(self) -> None:
+        from plexichat_desktop.server import fastapi_compat
+
+        fastapi_compat.install()  # before the route modules are imported and analysed
         from plexichat_desktop.server.v1.app import create_v1_app  # app imports this module
 
         with self._build_lock:
