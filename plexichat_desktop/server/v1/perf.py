@@ -14,12 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from plexichat_desktop.core.settings import ApiSettings
 from plexichat_desktop.server.v1.common import cancel_and_wait, iso, new_id, now
+
+if TYPE_CHECKING:
+    import psutil
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +51,8 @@ class PerformanceMonitor:
         self._requests: deque[tuple[float, float, int]] = deque(maxlen=MAX_REQUEST_LOG)
         self._total_requests = 0
         self._total_errors = 0
-        self._process = psutil.Process()
+        self._process: psutil.Process | None = None  # see _prime
         self._task: asyncio.Task[None] | None = None
-        # The first cpu_percent(None) call only sets the reference point.
-        psutil.cpu_percent(None)
-        self._process.cpu_percent(None)
 
     @property
     def thresholds(self) -> dict[str, float]:
@@ -87,8 +85,24 @@ class PerformanceMonitor:
             "total_server_errors": self._total_errors,
         }
 
+    def _prime(self) -> psutil.Process:
+        # psutil (~8 ms of imports) is loaded when the sampler starts, after the server
+        # answers, instead of with the runtime, before it.
+        import psutil
+
+        if self._process is None:
+            process = psutil.Process()
+            # The first cpu_percent(None) call only sets the reference point.
+            psutil.cpu_percent(None)
+            process.cpu_percent(None)
+            self._process = process
+        return self._process
+
     def sample(self) -> dict[str, Any]:
         """Current figures (system, process, API over the last interval)."""
+        import psutil
+
+        process_handle = self._prime()
         memory = psutil.virtual_memory()
         try:
             disk = psutil.disk_usage(str(self.disk_path))
@@ -97,10 +111,10 @@ class PerformanceMonitor:
         except OSError:
             disk_figures = {"disk_percent": None, "disk_used": None, "disk_total": None}
         net = psutil.net_io_counters()
-        with self._process.oneshot():
-            process = {"cpu_percent": self._process.cpu_percent(None),
-                       "memory_rss": self._process.memory_info().rss,
-                       "threads": self._process.num_threads()}
+        with process_handle.oneshot():
+            process = {"cpu_percent": process_handle.cpu_percent(None),
+                       "memory_rss": process_handle.memory_info().rss,
+                       "threads": process_handle.num_threads()}
         api = self.api_figures(self.settings.performance_interval)
         return {
             "timestamp": iso(now()),
@@ -169,6 +183,7 @@ class PerformanceMonitor:
         self._task = None
 
     async def _run(self) -> None:
+        await asyncio.to_thread(self._prime)  # the import off the loop
         while True:
             await asyncio.sleep(self.settings.performance_interval)
             try:
