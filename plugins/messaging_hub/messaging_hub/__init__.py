@@ -42,9 +42,15 @@ from messaging_hub.autoreply import (
     next_change,
 )
 from messaging_hub.inbox import FILTERS, conversation_state, matches
-from messaging_hub.outbox import Dispatcher, public_item
+from messaging_hub.outbox import (
+    Dispatcher,
+    edited_since_tried,
+    in_doubt,
+    public_item,
+    went_out,
+)
 from messaging_hub.render import markdown_html
-from messaging_hub.store import Store
+from messaging_hub.store import HELD, Store
 from messaging_hub.templating import BUILTINS, TemplateProblem, builtin_values, check, render
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.api import PluginProblem as Problem
@@ -490,7 +496,7 @@ class MessagingHubPlugin(Plugin):
         decorated = [self._decorate(m, owner) for m in reversed(messages)]
         draft = self.store.draft(owner, user_id)
         pending = [public_item(i) for i in self.store.items(
-            owner, ("pending", "sending", "failed"), recipient_id=user_id)]
+            owner, ("pending", "sending", "failed", HELD), recipient_id=user_id)]
         loaded = (offset if around is None else 0) + len(messages)
         return {"messages": decorated, "total": total, "has_more": loaded < total,
                 "next_offset": loaded, "around": around,
@@ -560,11 +566,11 @@ class MessagingHubPlugin(Plugin):
     @answers
     async def outbox(self, state: str = Query("open"),
                      recipient_id: str | None = Query(None, max_length=64)) -> Any:
-        """``open`` (pending and sending), ``pending``, ``sent``, ``failed``,
-        ``cancelled`` or ``all``."""
-        choices = {"open": ("pending", "sending"), "pending": ("pending",),
-                   "sending": ("sending",), "sent": ("sent",), "failed": ("failed",),
-                   "cancelled": ("cancelled",), "all": None}
+        """``open`` (pending, sending and held edits), ``pending``, ``held``, ``sent``,
+        ``failed``, ``cancelled`` or ``all``."""
+        choices = {"open": ("pending", "sending", HELD), "pending": ("pending",),
+                   "sending": ("sending",), HELD: (HELD,), "sent": ("sent",),
+                   "failed": ("failed",), "cancelled": ("cancelled",), "all": None}
         if state not in choices:
             raise Problem(422, "state", f"one of {', '.join(choices)}")
         _api, owner = self._who()
@@ -583,17 +589,27 @@ class MessagingHubPlugin(Plugin):
 
     @answers
     async def edit_outbox(self, item_id: str, body: OutboxEdit) -> Any:
-        """Change a message that has not left yet (content, type, time)."""
-        _api, owner = self._who()
-        self._item(owner, item_id)  # 404 for an unknown id
+        """Change a message that has not left yet (content, type, time).
+
+        A message whose last send had no answer may have been delivered all the same: a
+        new text is checked against the server first. When its earlier text went out, the
+        item is sent (with that text) and the new one is kept as a held item, unsent:
+        409 with both (``item``, ``edit``). When the server cannot be asked now, the edit
+        is taken; the dispatcher looks again before it leaves."""
+        api, owner = self._who()
+        item = self._item(owner, item_id)  # 404 for an unknown id
         send_at = None
         kind = None
         if body.send_at is not None:
             send_at = _aware(body.send_at).timestamp()
             if send_at <= time.time():
                 raise Problem(422, "send_at", "must be in the future")
-            kind = "scheduled"
+            kind = "scheduled" if item["state"] != HELD else None
         content = _content(body.content) if body.content is not None else None
+        if in_doubt(item) and item["state"] == "pending":
+            edit = (content or item["content"], body.message_type or item["message_type"])
+            if edited_since_tried({**item, "content": edit[0], "message_type": edit[1]}):
+                await self._settle_before_edit(api, item, edit)
         changed = self.store.update_pending(item_id, owner, content=content,
                                             message_type=body.message_type, send_at=send_at,
                                             kind=kind)
@@ -602,6 +618,30 @@ class MessagingHubPlugin(Plugin):
         self.hub.publish("outbox", public_item(changed))
         self.dispatcher.poke()
         return public_item(changed)
+
+    async def _settle_before_edit(self, api: ScopedApi, item: dict[str, Any],
+                                  edit: tuple[str, str]) -> None:
+        """Refuse (409) an edit of ``item`` whose earlier text went out, keeping the edit
+        as a held item; return when nothing of it is found (or nobody can tell now)."""
+        try:
+            found = await self.dispatcher.find_earlier(api, item)
+        except Exception as exc:
+            self.ctx.logger.warning("outbox: cannot look up %s before an edit: %s",
+                                    item["id"], exc)
+            return
+        if found is None:
+            return
+        settled = await self.dispatcher.settle(api, item, went_out(found), ("pending",),
+                                               edit=edit, notify=False)
+        if settled is None:
+            return  # claimed meanwhile: the edit meets the state check below
+        original, held = settled
+        if held is None:
+            raise Problem(409, "state", "this text was already delivered",
+                          item=public_item(original), edit=None)
+        raise Problem(409, "state", "the earlier text of this message was already "
+                      "delivered; your edit is kept in the outbox, not sent",
+                      item=public_item(original), edit=public_item(held))
 
     @answers
     async def cancel_outbox(self, item_id: str) -> Any:
@@ -617,11 +657,16 @@ class MessagingHubPlugin(Plugin):
 
     @answers
     async def send_now(self, item_id: str) -> Any:
+        """Send a pending message now; a held edit leaves as a new message."""
         _api, owner = self._who()
-        self._item(owner, item_id)
-        changed = self.store.update_pending(item_id, owner, send_at=time.time())
+        item = self._item(owner, item_id)
+        if item["state"] == HELD:
+            changed = self.store.send_held(item_id, owner, time.time())
+        else:
+            changed = self.store.update_pending(item_id, owner, send_at=time.time())
         if changed is None:
             raise self._not_pending(self._item(owner, item_id))
+        self.hub.publish("outbox", public_item(changed))
         self.dispatcher.poke()
         return public_item(changed)
 

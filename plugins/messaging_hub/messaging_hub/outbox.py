@@ -148,6 +148,21 @@ class Dispatcher:
     async def deliver(self, api: ScopedApi, item: dict[str, Any]) -> None:
         from api_integration_layer.errors import ApiHTTPError, NotAuthenticated, RateLimited
 
+        if edited_since_tried(item):
+            # A text of this item may have gone out already and the user changed it since:
+            # what was delivered is settled before the new text may leave.
+            try:
+                found = await self.find_earlier(api, item)
+            except Exception as exc:
+                self._log.warning("outbox: cannot look up %s's earlier send yet: %s",
+                                  item["id"], exc)
+                self.store.update_pending(item["id"], item["owner_id"],
+                                          send_at=self._retry_at(item))
+                return
+            if found is not None:
+                await self.settle(api, item, went_out(found), ("pending",),
+                                  edit=_version(item), notify=True)
+                return
         now = self._clock()
         if not self.store.claim(item["id"], now):
             return  # cancelled, edited to later, or taken by another dispatcher meanwhile
@@ -163,6 +178,11 @@ class Dispatcher:
                 # sending it again.
                 fresh = self.store.item(item["id"]) or item
                 await self.reconcile(api, fresh, error=_reason(exc))
+            elif _conflicts_on_key(exc) and _key(self.store.item(item["id"]) or item):
+                # Our own key taken by another text: an earlier text of this item went
+                # out (after the read-back that missed it), not a failure.
+                await self.resolve_conflict(api, self.store.item(item["id"]) or item,
+                                            _reason(exc))
             else:
                 self.store.mark_failed(item["id"], _reason(exc))
                 self._log.warning("outbox: %s refused by the server: %s", item["id"],
@@ -233,7 +253,7 @@ class Dispatcher:
         from api_integration_layer.errors import ApiHTTPError, NotAuthenticated, RateLimited
 
         if keyed:
-            self.store.set_mark(item["id"], json.dumps({"key": item["id"]}))
+            self.store.set_mark(item["id"], json.dumps({"key": item["id"]}), _version(item))
             return True
         try:
             with api.bypass_cache():
@@ -252,7 +272,7 @@ class Dispatcher:
         newest = before.messages[:MARK_IDS]
         self.store.set_mark(item["id"], json.dumps({
             "ids": [m.id for m in newest],
-            "at": newest[0].timestamp.timestamp() if newest else None}))
+            "at": newest[0].timestamp.timestamp() if newest else None}), _version(item))
         return True
 
     async def send(self, api: ScopedApi, item: dict[str, Any],
@@ -293,6 +313,11 @@ class Dispatcher:
                           and (item["reply_to"] is None or m.reply_to == item["reply_to"])]
         if candidates:
             found = candidates[0]
+            if (found.content, found.message_type) != _version(item):
+                # The key holds an earlier text (it arrived late): that one went out.
+                await self.settle(api, item, went_out(found), ("sending",),
+                                  edit=_version(item), notify=True)
+                return
             self.store.mark_sent(item["id"], found.id, found.timestamp.timestamp())
             self._changed(item["id"])
             return
@@ -307,6 +332,119 @@ class Dispatcher:
             self.store.release(item["id"], again, error)
         self._changed(item["id"])
         self.poke()
+
+    async def find_earlier(self, api: ScopedApi, item: dict[str, Any]) -> Any | None:
+        """The message an earlier send of ``item`` stored, as the conversation lists it
+        (the newest ``RECONCILE_WINDOW``), or None: by its key; for a send without a key,
+        a message of ours after its mark with one of the texts the item was sent with.
+        Raises when the server cannot be asked."""
+        with api.bypass_cache():
+            page = await api.messages.conversation(
+                item["recipient_id"], limit=RECONCILE_WINDOW, mark_read=False)
+        key = _key(item) if item.get("claim_mark") != UNMARKED else item["id"]
+        if key is not None:
+            found = [m for m in page.messages if m.sender_id == item["owner_id"]
+                     and getattr(m, "client_message_id", None) == key]
+        else:
+            sent = tried(item)
+            found = [m for m in _after_mark(page.messages, item)
+                     if m.sender_id == item["owner_id"]
+                     and (m.content, m.message_type) in sent
+                     and (item["reply_to"] is None or m.reply_to == item["reply_to"])]
+        return found[0] if found else None
+
+    async def resolve_conflict(self, api: ScopedApi, item: dict[str, Any],
+                               error: str) -> None:
+        """A keyed send refused with 409 for its key: the server holds another text of
+        this item under it, one that went out earlier. Which one: the conversation shows
+        it, or (deleted since, or beyond the read-back) a send of each earlier text with
+        the key answers it as the duplicate; such a send cannot store anything, the key
+        being taken. The item becomes sent with that text, the refused one is held."""
+        from api_integration_layer.errors import ApiHTTPError
+
+        try:
+            found = await self.find_earlier(api, item)
+            delivered = went_out(found) if found is not None else None
+            for version in reversed(tried(item)):
+                if delivered is not None:
+                    break
+                if version == _version(item):
+                    continue
+                try:
+                    answer = await self.send(api, {**item, "content": version[0],
+                                                   "message_type": version[1]})
+                except ApiHTTPError as exc:
+                    if not _conflicts_on_key(exc):
+                        raise
+                    continue
+                delivered = went_out(answer)
+        except Exception as exc:
+            # Cannot tell which text yet: pending again; the next attempt meets the same
+            # 409 and asks again. Nothing is sent meanwhile.
+            self._log.warning("outbox: cannot resolve %s's key yet: %s", item["id"], exc)
+            reason = f"{error}; {_reason(exc)}"
+            if int(item.get("attempts") or 0) >= MAX_ATTEMPTS:
+                self.store.mark_failed(item["id"], f"gave up after {MAX_ATTEMPTS} "
+                                                   f"attempts: {reason}")
+            else:
+                self.store.release(item["id"], self._retry_at(item), reason)
+            self._changed(item["id"])
+            return
+        if delivered is None:
+            # Sent by a version that kept no record of its texts, and deleted since.
+            delivered = {"message_id": None, "content": None, "message_type": None,
+                         "at": None, "deleted": True}
+        await self.settle(api, item, delivered, ("sending",), edit=_version(item),
+                          notify=True)
+
+    async def settle(self, api: ScopedApi, item: dict[str, Any], delivered: dict[str, Any],
+                     states: tuple[str, ...], edit: tuple[str, str] | None,
+                     notify: bool) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """``item`` (in one of ``states``) ends as sent with the text that went out;
+        ``edit``, when it is another text, becomes a held item for the user to send as a
+        new message or discard (``notify``: told on every client too). Both published."""
+        if delivered["content"] is None:
+            note = ("An earlier text of this message was delivered and deleted since; "
+                    "which one is not known here.")
+        elif delivered["deleted"]:
+            note = "This text was delivered (and deleted since), before your edit."
+        else:
+            note = "This text was delivered before your edit could replace it."
+        edit_note = ("Not sent: an earlier text of this message had already been "
+                     "delivered. Send this as a new message, or discard it.")
+        settled = self.store.settle_earlier(item["id"], states, delivered, note, edit,
+                                            edit_note)
+        if settled is None:
+            return None
+        original, held = settled
+        self._publish("outbox", public_item(original))
+        if held is not None:
+            self._publish("outbox", public_item(held))
+            self._log.info("outbox: %s was delivered with an earlier text; the edit is "
+                           "held as %s", item["id"], held["id"])
+            if notify:
+                await self._notify_held(api, original, held)
+        return settled
+
+    async def _notify_held(self, api: ScopedApi, original: dict[str, Any],
+                           held: dict[str, Any]) -> None:
+        """Tell the owner on every client: what went out, and that the edit did not."""
+        def cut(text: str) -> str:
+            return text[:120] + ("…" if len(text) > 120 else "")
+
+        said = (f"“{cut(original['content'])}” was delivered" if original["content"]
+                else "An earlier text was delivered")
+        try:
+            await api.notifications.send(
+                original["owner_id"], "Your edit was not sent",
+                f"{said} before your edit could replace it.\n\nThe edit, “"
+                f"{cut(held['content'])}”, is kept in the Messaging Hub's outbox: send it "
+                "as a new message, or discard it.",
+                type="warning", priority="high", action_url="/plugins/messaging_hub/",
+                metadata={"kind": "messaging_hub.outbox_edit_held", "item_id": held["id"],
+                          "edit_of": original["id"], "recipient_id": held["recipient_id"]})
+        except Exception as exc:  # the held item itself is stored and shown on the page
+            self._log.warning("outbox: could not notify about %s: %s", held["id"], exc)
 
     async def _notify(self, api: ScopedApi, item: dict[str, Any], reason: str) -> None:
         """Tell the owner on every client (a v1 notification to themselves): a message
@@ -355,6 +493,43 @@ def _refuses_key(exc: Exception) -> bool:
                 and loc[-1] == "client_message_id"):
             return True
     return False
+
+
+def _conflicts_on_key(exc: Exception) -> bool:
+    """Whether a refused send was a 409 for its ``client_message_id``: the key is taken in
+    this conversation by a message with another text (the v1 server names the field)."""
+    return getattr(exc, "status", None) == 409 and "client_message_id" in str(
+        getattr(exc, "detail", ""))
+
+
+def _version(item: dict[str, Any]) -> tuple[str, str]:
+    return (item["content"], item["message_type"])
+
+
+def tried(item: dict[str, Any]) -> list[tuple[str, str]]:
+    """The texts (content, message type) ``item`` was sent with so far, oldest first."""
+    return [(c, t) for c, t in json.loads(item.get("tried") or "[]")]
+
+
+def in_doubt(item: dict[str, Any]) -> bool:
+    """Whether a send of ``item`` may have been stored although no answer said so: it
+    was tried, and is waiting to be tried again, or was given up."""
+    return bool(item.get("tried")) and (
+        item["state"] in ("pending", "sending")
+        or (item["state"] == "failed" and (item["error"] or "").startswith("gave up")))
+
+
+def edited_since_tried(item: dict[str, Any]) -> bool:
+    """Whether ``item`` now holds another text than one that may have gone out."""
+    return any(version != _version(item) for version in tried(item))
+
+
+def went_out(message: Any) -> dict[str, Any]:
+    """What the recipient got: the fields a held edit keeps of the message."""
+    return {"message_id": message.id, "content": message.content,
+            "message_type": message.message_type,
+            "at": message.timestamp.timestamp(), "deleted": bool(getattr(message, "deleted",
+                                                                         False))}
 
 
 def _key(item: dict[str, Any]) -> str | None:
@@ -417,4 +592,8 @@ def public_item(item: dict[str, Any]) -> dict[str, Any]:
         "send_at_unix": item["send_at"], "attempts": item["attempts"],
         "created_at": _iso(item["created_at"]), "sent_at": _iso(item["sent_at"]),
         "message_id": item["message_id"], "error": item["error"],
+        # An unknown outcome is shown as such; a held edit with what went out instead.
+        "in_doubt": in_doubt(item), "note": item.get("note"),
+        "edit_of": item.get("edit_of"),
+        "delivered": json.loads(item["delivered"]) if item.get("delivered") else None,
     }

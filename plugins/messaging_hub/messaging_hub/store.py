@@ -48,7 +48,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     claim_mark TEXT,                 -- how the claimed send is found on the server (outbox.py)
     sent_at REAL,
     message_id TEXT,
-    error TEXT
+    error TEXT,
+    tried TEXT,                      -- JSON [[content, message_type], ...] sent so far
+    edit_of TEXT,                    -- a held edit: the item whose earlier text went out
+    delivered TEXT,                  -- a held edit: JSON of the message that went out
+    note TEXT                        -- why an item ended as it did, for the page
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (owner_id, state, send_at);
 CREATE TABLE IF NOT EXISTS drafts (
@@ -88,6 +92,10 @@ CREATE INDEX IF NOT EXISTS decisions_partner ON decisions (owner_id, partner_id,
 """
 
 OPEN_STATES = ("pending", "sending")
+# 'held': an edit that lost to an earlier text of its item that had already gone out
+# (outbox.py); it waits for the user to send it as a new message, or to discard it.
+HELD = "held"
+LATER_COLUMNS = ("claim_mark", "tried", "edit_of", "delivered", "note")
 # claim_mark of an item claimed whose send has not begun yet (NULL: claimed by a version
 # without marks).
 UNMARKED = "?"
@@ -110,8 +118,9 @@ class Store:
             self._conn.execute("PRAGMA synchronous=FULL")  # a claim must survive a crash
             self._conn.executescript(SCHEMA)
             columns = {r[1] for r in self._conn.execute("PRAGMA table_info(outbox)")}
-            if "claim_mark" not in columns:  # a file made before the column existed
-                self._conn.execute("ALTER TABLE outbox ADD COLUMN claim_mark TEXT")
+            for column in LATER_COLUMNS:
+                if column not in columns:  # a file made before the column existed
+                    self._conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -172,7 +181,8 @@ class Store:
         return self._all(sql, tuple(args))
 
     def update_pending(self, item_id: str, owner_id: str, **changes: Any) -> dict[str, Any] | None:
-        """Change a pending item; None when it is not pending any more (or not the owner's)."""
+        """Change a pending (or held) item; None when it is neither any more (or not the
+        owner's). A held item stays held: it leaves only when the user sends it."""
         allowed = {"content", "message_type", "send_at", "kind"}
         sets = {k: v for k, v in changes.items() if k in allowed and v is not None}
         sets["updated_at"] = time.time()
@@ -180,14 +190,26 @@ class Store:
         with self._tx() as conn:
             changed = conn.execute(
                 f"UPDATE outbox SET {assignments} WHERE id = :id AND owner_id = :owner AND "
-                "state = 'pending'", {**sets, "id": item_id, "owner": owner_id}).rowcount
+                f"state IN ('pending', '{HELD}')",
+                {**sets, "id": item_id, "owner": owner_id}).rowcount
+        return self.item(item_id) if changed else None
+
+    def send_held(self, item_id: str, owner_id: str, now: float) -> dict[str, Any] | None:
+        """A held edit released by the user: pending, due ``now`` (it leaves as a new
+        message under its own id). None when it is not held (or not the owner's)."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                "UPDATE outbox SET state = 'pending', send_at = ?, updated_at = ? WHERE "
+                f"id = ? AND owner_id = ? AND state = '{HELD}'",
+                (now, now, item_id, owner_id)).rowcount
         return self.item(item_id) if changed else None
 
     def cancel(self, item_id: str, owner_id: str) -> bool:
         with self._tx() as conn:
             return bool(conn.execute(
                 "UPDATE outbox SET state = 'cancelled', updated_at = ? WHERE id = ? AND "
-                "owner_id = ? AND state = 'pending'", (time.time(), item_id, owner_id)).rowcount)
+                f"owner_id = ? AND state IN ('pending', '{HELD}')",
+                (time.time(), item_id, owner_id)).rowcount)
 
     def due(self, owner_id: str, now: float) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM outbox WHERE owner_id = ? AND state = 'pending' AND "
@@ -209,10 +231,63 @@ class Store:
                 "WHERE id = ? AND state = 'pending' AND send_at <= ?",
                 (now, UNMARKED, now, item_id, now)).rowcount)
 
-    def set_mark(self, item_id: str, mark: str) -> None:
+    def set_mark(self, item_id: str, mark: str,
+                 version: tuple[str, str] | None = None) -> None:
+        """Note how the claimed send is recognised, and (``version``: its content and
+        message type) which text is about to leave: written before the send, so that a
+        text that may have gone out is never forgotten, whatever the item becomes."""
         with self._tx() as conn:
-            conn.execute("UPDATE outbox SET claim_mark = ? WHERE id = ? AND state = 'sending'",
-                         (mark, item_id))
+            row = conn.execute("SELECT tried FROM outbox WHERE id = ? AND state = 'sending'",
+                               (item_id,)).fetchone()
+            if row is None:
+                return
+            tried = [list(v) for v in json.loads(row["tried"] or "[]")]
+            if version is not None and list(version) not in tried:
+                tried.append(list(version))
+            conn.execute("UPDATE outbox SET claim_mark = ?, tried = ? WHERE id = ?",
+                         (mark, json.dumps(tried) if tried else None, item_id))
+
+    def settle_earlier(self, item_id: str, states: tuple[str, ...],
+                       delivered: dict[str, Any], note: str,
+                       edit: tuple[str, str] | None, edit_note: str
+                       ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """An earlier text of the item went out (``delivered``: the server's message, its
+        ``message_id``, ``content``, ``message_type``, ``at``, ``deleted``): the item
+        becomes ``sent`` with that text, what the recipient got, and ``edit`` (a later text
+        that did not go out), when it differs, is kept as a new *held* item with an id,
+        and so a key, of its own: never lost, never sent without the user. In one
+        transaction; None when the item is no longer in ``states``."""
+        stamp = time.time()
+        held_id: str | None = None
+        with self._tx() as conn:
+            row = conn.execute(
+                f"SELECT * FROM outbox WHERE id = ? AND state IN ({', '.join('?' * len(states))})",
+                (item_id, *states)).fetchone()
+            if row is None:
+                return None
+            # Unknown (deleted, and sent by a version that kept no record of its texts):
+            # no text rather than one the recipient did not get; the note says so.
+            content = delivered["content"] if delivered["content"] is not None else ""
+            message_type = delivered["message_type"] or row["message_type"]
+            conn.execute(
+                "UPDATE outbox SET state = 'sent', content = ?, message_type = ?, "
+                "message_id = ?, sent_at = ?, error = NULL, note = ?, updated_at = ? "
+                "WHERE id = ?",
+                (content, message_type, delivered["message_id"], delivered["at"] or stamp,
+                 note, stamp, item_id))
+            if edit is not None and (delivered["content"] is None
+                                     or tuple(edit) != (content, message_type)):
+                held_id = uuid.uuid4().hex
+                conn.execute(
+                    "INSERT INTO outbox (id, owner_id, recipient_id, content, message_type, "
+                    "reply_to, kind, send_at, state, created_at, updated_at, edit_of, "
+                    "delivered, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (held_id, row["owner_id"], row["recipient_id"], edit[0], edit[1],
+                     row["reply_to"], row["kind"], stamp, HELD, stamp, stamp, item_id,
+                     json.dumps(delivered), edit_note))
+        settled = self.item(item_id)
+        assert settled is not None
+        return settled, self.item(held_id) if held_id else None
 
     def mark_sent(self, item_id: str, message_id: str, at: float) -> None:
         with self._tx() as conn:
