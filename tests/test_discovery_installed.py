@@ -1,0 +1,88 @@
+"""Installed plugins: distributions on sys.path that register a package in the entry-point
+group ``plexichat_desktop.plugins``, found without importing the package. Discovery skips
+importlib.metadata's full look-up only when no metadata folder can declare the group."""
+
+import importlib.metadata
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from plexichat_desktop.plugins.discovery import (
+    ENTRY_POINT_GROUP,
+    Candidate,
+    Source,
+    _may_declare,
+    installed_candidates,
+)
+
+
+def make_distribution(site: Path, dist: str, entry_points: str | None,
+                      package: str | None = None) -> None:
+    info = site / f"{dist}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    if entry_points is not None:
+        (info / "entry_points.txt").write_text(entry_points)
+    if package is not None:
+        (site / package).mkdir()
+        (site / package / "__init__.py").write_text("raise RuntimeError('not imported')\n")
+        (site / package / "plugin.toml").write_text(f'id = "{package}"\n')
+
+
+def full_lookup() -> list[str]:
+    return sorted(ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def test_an_installed_plugin_is_found_by_its_entry_point(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    make_distribution(site, "h3_demo_dist", f"[{ENTRY_POINT_GROUP}]\ndemo = h3_demo_pkg\n",
+                      package="h3_demo_pkg")
+    monkeypatch.syspath_prepend(str(site))
+    assert _may_declare(ENTRY_POINT_GROUP)
+    assert "h3_demo_pkg" in full_lookup()
+    assert Candidate((site / "h3_demo_pkg").resolve(), Source.INSTALLED) in installed_candidates()
+
+
+def test_distributions_without_the_group_are_not_plugins(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    make_distribution(site, "h3_other_dist", "[console_scripts]\nh3-tool = h3_other:main\n",
+                      package="h3_other")
+    make_distribution(site, "h3_bare_dist", None)
+    monkeypatch.syspath_prepend(str(site))
+    # The environment's own distributions included: the quick answer agrees with the full
+    # look-up (no plugin is installed in the test environment).
+    assert not _may_declare(ENTRY_POINT_GROUP) and full_lookup() == []
+    assert installed_candidates() == []
+
+
+def test_the_group_named_anywhere_leaves_the_answer_to_the_full_look_up(tmp_path, monkeypatch):
+    # Named in a comment only: no entry point, but a plain substring test cannot tell.
+    site = tmp_path / "site"
+    make_distribution(site, "h3_comment_dist", f"# not [{ENTRY_POINT_GROUP}]\n[x]\ny = z\n")
+    monkeypatch.syspath_prepend(str(site))
+    assert _may_declare(ENTRY_POINT_GROUP)
+    assert full_lookup() == [] and installed_candidates() == []
+
+
+@pytest.mark.parametrize("kind", ["zip", "finder"])
+def test_what_cannot_be_looked_into_quickly_counts_as_may_declare(tmp_path, monkeypatch, kind):
+    if kind == "zip":
+        archive = tmp_path / "plugins.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("h3_zip_dist-1.0.dist-info/METADATA", "Name: h3_zip_dist\n")
+        monkeypatch.syspath_prepend(str(archive))
+    else:
+        class Finder:
+            @staticmethod
+            def find_spec(*args: object) -> None:
+                return None
+
+            @staticmethod
+            def find_distributions(*args: object) -> list[object]:
+                return []
+
+        monkeypatch.setattr(sys, "meta_path", [Finder, *sys.meta_path])
+    assert _may_declare(ENTRY_POINT_GROUP)
+    assert installed_candidates() == []
