@@ -620,9 +620,10 @@ class MessagingHubPlugin(Plugin):
         return public_item(changed)
 
     async def _settle_before_edit(self, api: ScopedApi, item: dict[str, Any],
-                                  edit: tuple[str, str]) -> None:
-        """Refuse (409) an edit of ``item`` whose earlier text went out, keeping the edit
-        as a held item; return when nothing of it is found (or nobody can tell now)."""
+                                  edit: tuple[str, str] | None) -> None:
+        """Refuse (409) an edit (``edit``; None: a cancel) of ``item`` whose earlier text
+        went out, keeping an edit as a held item; return when nothing of it is found (or
+        nobody can tell now)."""
         try:
             found = await self.dispatcher.find_earlier(api, item)
         except Exception as exc:
@@ -637,7 +638,7 @@ class MessagingHubPlugin(Plugin):
             return  # claimed meanwhile: the edit meets the state check below
         original, held = settled
         if held is None:
-            raise Problem(409, "state", "this text was already delivered",
+            raise Problem(409, "state", "the message was already delivered",
                           item=public_item(original), edit=None)
         raise Problem(409, "state", "the earlier text of this message was already "
                       "delivered; your edit is kept in the outbox, not sent",
@@ -646,10 +647,18 @@ class MessagingHubPlugin(Plugin):
     @answers
     async def cancel_outbox(self, item_id: str) -> Any:
         """Undo / cancel: the message does not leave; its content comes back (the page
-        puts it back into the composer)."""
-        _api, owner = self._who()
-        self._item(owner, item_id)
-        if not self.store.cancel(item_id, owner):
+        puts it back into the composer). One whose last send had no answer is looked up
+        first: delivered, it is sent and the cancel a 409 saying so; not found, it is
+        cancelled with a note that the lost send could still arrive (nothing can stop
+        that on the server)."""
+        api, owner = self._who()
+        item = self._item(owner, item_id)
+        note = None
+        if in_doubt(item) and item["state"] == "pending":
+            await self._settle_before_edit(api, item, None)
+            note = ("Cancelled. Its last send had no answer and was not found on the "
+                    "server; should it still arrive, it shows in the conversation.")
+        if not self.store.cancel(item_id, owner, note):
             raise self._not_pending(self._item(owner, item_id))
         item = self._item(owner, item_id)
         self.hub.publish("outbox", public_item(item))

@@ -403,13 +403,14 @@ class Dispatcher:
         """``item`` (in one of ``states``) ends as sent with the text that went out;
         ``edit``, when it is another text, becomes a held item for the user to send as a
         new message or discard (``notify``: told on every client too). Both published."""
+        change = "your edit could replace it" if edit is not None else "it was cancelled"
         if delivered["content"] is None:
             note = ("An earlier text of this message was delivered and deleted since; "
                     "which one is not known here.")
         elif delivered["deleted"]:
-            note = "This text was delivered (and deleted since), before your edit."
+            note = f"This text was delivered (and deleted since) before {change}."
         else:
-            note = "This text was delivered before your edit could replace it."
+            note = f"This text was delivered before {change}."
         edit_note = ("Not sent: an earlier text of this message had already been "
                      "delivered. Send this as a new message, or discard it.")
         settled = self.store.settle_earlier(item["id"], states, delivered, note, edit,
@@ -513,9 +514,10 @@ def tried(item: dict[str, Any]) -> list[tuple[str, str]]:
 
 def in_doubt(item: dict[str, Any]) -> bool:
     """Whether a send of ``item`` may have been stored although no answer said so: it
-    was tried, and is waiting to be tried again, or was given up."""
+    was tried, and is waiting to be tried again, or was given up. (Not while a send is
+    under way: every send would flash as in doubt on the page.)"""
     return bool(item.get("tried")) and (
-        item["state"] in ("pending", "sending")
+        item["state"] == "pending"
         or (item["state"] == "failed" and (item["error"] or "").startswith("gave up")))
 
 

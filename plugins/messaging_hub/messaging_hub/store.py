@@ -204,12 +204,12 @@ class Store:
                 (now, now, item_id, owner_id)).rowcount
         return self.item(item_id) if changed else None
 
-    def cancel(self, item_id: str, owner_id: str) -> bool:
+    def cancel(self, item_id: str, owner_id: str, note: str | None = None) -> bool:
         with self._tx() as conn:
             return bool(conn.execute(
-                "UPDATE outbox SET state = 'cancelled', updated_at = ? WHERE id = ? AND "
-                f"owner_id = ? AND state IN ('pending', '{HELD}')",
-                (time.time(), item_id, owner_id)).rowcount)
+                "UPDATE outbox SET state = 'cancelled', note = ?, updated_at = ? WHERE "
+                f"id = ? AND owner_id = ? AND state IN ('pending', '{HELD}')",
+                (note, time.time(), item_id, owner_id)).rowcount)
 
     def due(self, owner_id: str, now: float) -> list[dict[str, Any]]:
         return self._all("SELECT * FROM outbox WHERE owner_id = ? AND state = 'pending' AND "

@@ -466,3 +466,28 @@ def test_an_outbox_file_from_before_the_new_columns_opens(tmp_path: Path) -> Non
         assert json.loads(store.item("a")["tried"]) == [["hi", "text"]]  # type: ignore[index]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_cancelling_a_message_whose_send_had_no_answer(app: PlexiChatApp,
+                                                       stored: bool) -> None:
+    # Cancelled, a message that was in fact delivered would be shown as never sent.
+    bob = new_user(app, "bob")
+    text = f"Forget it ({uuid.uuid4().hex[:6]})"
+    item = lost_answer(app, bob, text, stored=stored)
+    answer = app.client.post(f"api/outbox/{item['id']}/cancel")
+    on_server = sent_to(app, bob, text)
+    if stored:
+        assert answer.status_code == 409, answer.text
+        assert "already delivered" in answer.json()["detail"]
+        shown = answer.json()["item"]
+        assert shown["state"] == "sent" and shown["message_id"] == on_server[0]["id"]
+        assert shown["note"] == "This text was delivered before it was cancelled."
+        assert answer.json()["edit"] is None
+        assert [i for i in app.client.get("api/outbox", params={"state": "held"}).json()[
+            "items"] if i["edit_of"] == item["id"]] == []
+    else:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["state"] == "cancelled" and on_server == []
+        assert "no answer" in answer.json()["note"]
+    assert len(on_server) == int(stored)
