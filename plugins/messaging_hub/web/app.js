@@ -8,7 +8,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   status: null, filter: "all", q: "", rows: [], cursor: -1, open: null, other: null,
   messages: new Map(), order: [], nextOffset: 0, hasMore: false, replyTo: null,
-  templates: [], tplEditing: null, tplVars: {}, undo: null, outboxTab: "open",
+  templates: [], tplEditing: null, tplVars: {}, undo: null, outboxTab: "open", heldSeen: new Set(),
   zone: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
   draftTimer: null, inboxTimer: null, analyticsSeq: 0,
 };
@@ -169,6 +169,10 @@ function follow() {
     if (!$("sec-outbox").hidden) loadOutbox();
     if (state.undo && state.undo.id === item.id && item.state !== "pending") hideToast();
     if (item.state === "failed") pageError(new Error(`A message could not be sent: ${item.error}. It is kept in the Outbox (Failed) to retry.`));
+    if (item.state === "held" && !state.heldSeen.has(item.id)) {
+      state.heldSeen.add(item.id);
+      pageError(new Error(`Your edit was not sent: ${heldLead(item)} It is kept in the Outbox: send it as a new message, or discard it.`));
+    }
     scheduleInbox();
   });
   on("away", () => { if (!$("sec-away").hidden) loadAway(); });
@@ -592,6 +596,18 @@ $("toast-undo").addEventListener("click", async () => {
   } catch (err) { hideToast(); pageError(err); }
 });
 
+// What a held edit lost to: the text the recipient got instead.
+function heldLead(item) {
+  const got = item.delivered && item.delivered.content;
+  const gone = item.delivered && item.delivered.deleted ? " (deleted since)" : "";
+  return got ? `“${got.slice(0, 120)}”${gone} had already been delivered.` : "an earlier text of this message had already been delivered.";
+}
+
+// A pending message whose last send got no answer may be on the server already.
+function doubtText(item) {
+  return `No answer to the last send (${item.error || "unknown"}): it may have been delivered. A changed text is checked against the server first.`;
+}
+
 async function renderPending(items) {
   if (!state.open) return;
   if (!items) {
@@ -599,14 +615,18 @@ async function renderPending(items) {
     const failed = await api(`outbox?state=failed&recipient_id=${encodeURIComponent(state.open)}`);
     items = [...data.items, ...failed.items];
   }
-  const shown = items.filter((i) => i.kind === "scheduled" || i.state === "failed");
-  $("pending").replaceChildren(...shown.map((item) => el("div", { class: `pending-item ${item.state}` },
-    el("span", { class: "small-text", text: item.state === "failed" ? `Failed: ${item.error}` : `Scheduled ${new Date(item.send_at).toLocaleString()}` }),
+  const shown = items.filter((i) => i.kind === "scheduled" || i.state === "failed" || i.state === "held" || i.in_doubt);
+  const label = (item) => item.state === "failed" ? `Failed: ${item.error}`
+    : item.state === "held" ? `Edit not sent: ${heldLead(item)}`
+      : item.in_doubt ? "Not confirmed: may have been delivered"
+        : `Scheduled ${new Date(item.send_at).toLocaleString()}`;
+  $("pending").replaceChildren(...shown.map((item) => el("div", { class: `pending-item state-${item.state}${item.in_doubt ? " doubt" : ""}` },
+    el("span", { class: "small-text", text: label(item), title: item.in_doubt ? doubtText(item) : "" }),
     el("span", { class: "pending-text", text: item.content.slice(0, 120) }),
     item.state === "failed"
       ? el("button", { type: "button", class: "small", text: "Retry", onclick: () => api(`outbox/${item.id}/retry`, { method: "POST" }).then(() => renderPending()).catch(pageError) })
-      : el("button", { type: "button", class: "small", text: "Send now", onclick: () => api(`outbox/${item.id}/send-now`, { method: "POST" }).catch(pageError) }),
-    item.state === "pending" ? el("button", { type: "button", class: "small", text: "Cancel", onclick: () => api(`outbox/${item.id}/cancel`, { method: "POST" }).then(() => renderPending()).catch(pageError) }) : null)));
+      : el("button", { type: "button", class: "small", text: item.state === "held" ? "Send as new message" : "Send now", onclick: () => api(`outbox/${item.id}/send-now`, { method: "POST" }).then(() => renderPending()).catch(pageError) }),
+    item.state === "pending" || item.state === "held" ? el("button", { type: "button", class: "small", text: item.state === "held" ? "Discard" : "Cancel", onclick: () => api(`outbox/${item.id}/cancel`, { method: "POST" }).then(() => renderPending()).catch(pageError) }) : null)));
 }
 
 // -- templates in the composer ------------------------------------------------------------------
@@ -669,23 +689,45 @@ async function loadOutbox() {
     text.value = item.content;
     const error = el("p", { class: "field-error", hidden: true });
     const pending = item.state === "pending";
+    const held = item.state === "held";
     const save = async () => {
       try {
-        await api(`outbox/${item.id}`, { method: "PATCH", body: { content: text.value, send_at: new Date(at.value).toISOString() } });
+        // A held edit has no time: it leaves when the user sends it.
+        await api(`outbox/${item.id}`, { method: "PATCH", body: held ? { content: text.value } : { content: text.value, send_at: new Date(at.value).toISOString() } });
         loadOutbox();
-      } catch (err) { error.hidden = false; error.textContent = err.message; }
+      } catch (err) {
+        error.hidden = false;
+        error.textContent = err.message;
+        // Already delivered: the list shows what went out, and the edit held apart.
+        if (err.data && err.data.item) loadOutbox();
+      }
     };
-    return el("li", { class: `card ${item.state}` },
+    const badge = held ? ["bad", "edit not sent"] : item.in_doubt ? ["warn", "not confirmed"]
+      : item.state === "failed" ? ["bad", "failed"] : item.state === "sent" ? ["ok", "sent"]
+        : ["wait", item.kind === "scheduled" && pending ? "scheduled" : item.state];
+    const whenText = item.state === "sent" ? `sent ${when(item.sent_at)}` : held ? `edited ${when(item.created_at)}`
+      : `${pending ? "leaves" : "was due"} ${new Date(item.send_at).toLocaleString()}`;
+    return el("li", { class: `card ${item.state}${item.in_doubt ? " doubt" : ""}`, "data-item": item.id },
       el("div", { class: "row compact" }, el("strong", { text: `To ${names.get(item.recipient_id) || item.recipient_id}` }),
-        el("span", { class: `badge badge-${item.state === "failed" ? "bad" : item.state === "sent" ? "ok" : "wait"}`, text: item.kind === "scheduled" && pending ? "scheduled" : item.state }),
-        el("span", { class: "muted small-text", text: item.state === "sent" ? `sent ${when(item.sent_at)}` : `${pending ? "leaves" : "was due"} ${new Date(item.send_at).toLocaleString()}` })),
-      pending ? text : el("div", { class: "pre", text: item.content }),
-      item.error ? el("p", { class: "small-text bad", text: item.error }) : null,
+        el("span", { class: `badge badge-${badge[0]}`, text: badge[1] }),
+        el("span", { class: "muted small-text", text: whenText })),
+      held ? el("div", { class: "delivered" },
+        el("span", { class: "small-text bad", text: `Not sent: ${heldLead(item)}` }),
+        item.delivered && item.delivered.content ? el("div", { class: "pre muted", text: item.delivered.content }) : null,
+        el("span", { class: "small-text muted", text: "Your edit:" })) : null,
+      pending || held ? text : el("div", { class: "pre", text: item.content || "(an earlier text; not known here)" }),
+      item.in_doubt ? el("p", { class: "small-text warn-text", text: doubtText(item) })
+        : item.error ? el("p", { class: "small-text bad", text: item.error }) : null,
+      item.note && !held ? el("p", { class: "small-text muted", text: item.note }) : null,
       error,
       pending ? el("div", { class: "row compact" }, at,
         el("button", { type: "button", class: "small", text: "Save", onclick: save }),
         el("button", { type: "button", class: "small", text: "Send now", onclick: () => api(`outbox/${item.id}/send-now`, { method: "POST" }).then(loadOutbox).catch(pageError) }),
         el("button", { type: "button", class: "small danger", text: "Cancel", onclick: () => api(`outbox/${item.id}/cancel`, { method: "POST" }).then(loadOutbox).catch(pageError) })) : null,
+      held ? el("div", { class: "row compact" },
+        el("button", { type: "button", class: "small", text: "Save", onclick: save }),
+        el("button", { type: "button", class: "small", text: "Send as new message", onclick: () => api(`outbox/${item.id}/send-now`, { method: "POST" }).then(loadOutbox).catch(pageError) }),
+        el("button", { type: "button", class: "small danger", text: "Discard", onclick: () => api(`outbox/${item.id}/cancel`, { method: "POST" }).then(loadOutbox).catch(pageError) })) : null,
       item.state === "failed" ? el("button", { type: "button", class: "small", text: "Retry", onclick: () => api(`outbox/${item.id}/retry`, { method: "POST" }).then(loadOutbox).catch(pageError) }) : null);
   }));
   $("outbox-empty").hidden = data.items.length > 0;
