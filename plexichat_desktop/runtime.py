@@ -27,9 +27,11 @@ from plexichat_desktop.core.settings import Settings
 # second of imports) is imported when a Runtime is made, not with this module: the desktop
 # app starts Chromium first, so that its processes come up while these imports run.
 if TYPE_CHECKING:
+    from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.server.listening import AppGate
     from plexichat_desktop.server.security import ServerIdentity
     from plexichat_desktop.server.v1 import ApiV1
-    from plexichat_desktop.server.web_server import AppGate, WebServer
+    from plexichat_desktop.server.web_server import WebServer
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"  # the server's address (server/web_server.py binds it)
@@ -69,32 +71,31 @@ class Listener:
     Made with only what must precede an answer: the app folders made private, the token,
     the browser-session identity and the port bound (a taken port raises
     ``PortInUseError`` here, before anything else starts). :meth:`start` serves an
-    :class:`~plexichat_desktop.server.web_server.AppGate`; a :class:`Runtime` made with this
+    :class:`~plexichat_desktop.server.listening.AppGate`; a :class:`Runtime` made with this
     listener installs its app there. Until then /healthz answers with ``ready: false``,
     ``plugins_started: false`` and the plugin states known so far, and other requests wait
     for the app."""
 
     def __init__(self, paths: AppPaths, settings: Settings):
         from plexichat_desktop.core.permissions import secure_app_dirs
+        from plexichat_desktop.server.listening import AppGate, bind_socket
         from plexichat_desktop.server.security import ServerIdentity
         from plexichat_desktop.server.token import load_or_create_token
-        from plexichat_desktop.server.web_server import AppGate, WebServer, bind_socket
 
         secure_app_dirs(paths.roots)  # first, as in Runtime: the token is created private
         self.token = load_or_create_token(paths.token_file)
         self.identity: ServerIdentity = ServerIdentity(
             self.token, settings.server.browser_session_hours * 3600)
-        sock = bind_socket(settings.server.port)
-        self.port: int = sock.getsockname()[1]
+        self._socket = bind_socket(settings.server.port)
+        self.port: int = self._socket.getsockname()[1]
         self.identity.port = self.port
         self.started_at = time.time()
+        self._settings = settings.server
         # Set by the runtime once it has discovered the plugins.
         self.plugin_states: Callable[[], dict[str, int]] = dict
         self.gate: AppGate = AppGate(self.identity, self._health)
-        server = settings.server
-        self.server: WebServer = WebServer(
-            self.gate, server.port, server.shutdown_timeout,
-            header_timeout=server.header_timeout, body_timeout=server.body_timeout, sock=sock)
+        # Made by start(): uvicorn is imported then, not before the window is shown.
+        self.server: WebServer | None = None
         self.serving = False
 
     @property
@@ -109,14 +110,26 @@ class Listener:
 
     async def start(self) -> str:
         """Serve the gate; the URL."""
+        from plexichat_desktop.server.web_server import WebServer
+
+        if self.server is None:
+            server = self._settings
+            self.server = WebServer(
+                self.gate, server.port, server.shutdown_timeout,
+                header_timeout=server.header_timeout, body_timeout=server.body_timeout,
+                sock=self._socket)
         await self.server.start()
         self.serving = True
         return self.url
 
     async def stop(self) -> None:
-        """Stop serving (requests still waiting for the app get 503)."""
+        """Stop serving (requests still waiting for the app get 503); the port is closed
+        also when it was never served."""
         self.gate.close()
-        await self.server.stop()
+        if self.server is not None:
+            await self.server.stop()
+        else:
+            self._socket.close()
         self.serving = False
 
 
@@ -124,10 +137,12 @@ class Runtime:
     """Start and stop the whole core in the running loop, in a fixed order."""
 
     def __init__(self, paths: AppPaths, settings: Settings,
-                 options: RuntimeOptions | None = None, listener: Listener | None = None):
+                 options: RuntimeOptions | None = None, listener: Listener | None = None,
+                 bus: EventBus | None = None):
         """With ``listener`` (already serving, or not), the runtime uses its token, identity
         and port and installs its app in the listener's gate instead of binding and serving
-        on its own."""
+        on its own. ``bus``: one made earlier (the window subscribes to it before the
+        runtime exists); a new one otherwise."""
         from plexichat_desktop.core.events import EventBus
         from plexichat_desktop.core.paths import bundled_plugins_dir, extra_plugin_dirs
         from plexichat_desktop.core.permissions import secure_app_dirs
@@ -146,7 +161,7 @@ class Runtime:
             secure_app_dirs(paths.roots)
         self.paths = paths
         self.settings = settings
-        self.bus = EventBus()
+        self.bus = bus if bus is not None else EventBus()
         self.token = listener.token if listener is not None else load_or_create_token(
             paths.token_file)
         self.plugins = PluginManager(
@@ -222,7 +237,7 @@ class Runtime:
             if self._listener is not None:
                 self.port = self._listener.port
             else:
-                from plexichat_desktop.server.web_server import bind_socket
+                from plexichat_desktop.server.listening import bind_socket
 
                 self._socket = bind_socket(self.settings.server.port)
                 self.port = self._socket.getsockname()[1]
@@ -263,7 +278,10 @@ class Runtime:
                          api_v1=self.api_v1,
                          later=self._later if plugins_in_background else None)
         if listener is not None:
+            if not listener.serving:
+                await listener.start()
             self.server = listener.server
+            assert self.server is not None
         else:
             self.server = WebServer(app, self.settings.server.port,
                                     self.settings.server.shutdown_timeout,
@@ -277,8 +295,6 @@ class Runtime:
         if self.api_v1 is not None:
             await self.api_v1.start()
         if listener is not None:
-            if not listener.serving:
-                await listener.start()
             listener.gate.install(app)
         else:
             await self.server.start()
@@ -357,7 +373,7 @@ class Runtime:
 async def start_until_signal(runtime: Runtime, stop: asyncio.Event) -> str | None:
     """Start ``runtime`` with SIGINT/SIGTERM setting ``stop``; the URL, or None after
     telling the user why it could not start (the port was taken)."""
-    from plexichat_desktop.server.web_server import PortInUseError
+    from plexichat_desktop.server.listening import PortInUseError
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -380,7 +396,7 @@ async def listen_then_start(paths: AppPaths, settings: Settings, options: Runtim
     other requests wait for the app). Returns the started runtime (its plugins starting in
     the background), or None after telling the user why it could not start (the port was
     taken); nothing but the listener was made then."""
-    from plexichat_desktop.server.web_server import PortInUseError
+    from plexichat_desktop.server.listening import PortInUseError
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

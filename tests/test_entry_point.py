@@ -53,3 +53,33 @@ def test_serve_listens_before_it_imports_the_core(home):
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+WINDOW_FIRST = r"""
+import sys
+from plexichat_desktop.cli import _load, build_parser
+from plexichat_desktop.runtime import Listener
+import plexichat_desktop.gui.app
+from plexichat_desktop.gui import bridge, browser, downloads, main_window, permissions, theme, web
+
+paths, settings = _load(build_parser().parse_args(["--port", "0"]))
+Listener(paths, settings)
+print(sorted(name for name in sys.modules if name.split(".")[0] in (
+    "fastapi", "starlette", "uvicorn", "jinja2", "httpx")
+    or name.startswith(("plexichat_desktop.plugins", "plexichat_desktop.testing.manager",
+                        "plexichat_desktop.server.v1", "plexichat_desktop.server.app",
+                        "plexichat_desktop.server.web_server"))))
+"""
+
+
+def test_the_window_needs_nothing_of_the_core_to_be_shown(home):
+    # The desktop app shows its window while a worker thread imports the core
+    # (gui.app._import_core): a module of the window that imported the framework or the
+    # plugin host at its top would make the window wait for them again.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", WINDOW_FIRST], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -203,7 +203,7 @@ async def test_a_taken_port_fails_the_listener_before_anything_serves(home):
     import socket
 
     from plexichat_desktop.runtime import Listener
-    from plexichat_desktop.server.web_server import PortInUseError
+    from plexichat_desktop.server.listening import PortInUseError
 
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))

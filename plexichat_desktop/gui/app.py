@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from plexichat_desktop.core.paths import AppPaths, resources_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
-from plexichat_desktop.runtime import Runtime, RuntimeOptions, start_until_signal
+from plexichat_desktop.runtime import Listener, Runtime, RuntimeOptions
 
 if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment is set
     from PySide6.QtCore import QObject, QSettings
     from PySide6.QtWidgets import QApplication, QWidget
 
+    from plexichat_desktop.core.events import EventBus
     from plexichat_desktop.gui.browser import Pane
     from plexichat_desktop.gui.downloads import DownloadManager
     from plexichat_desktop.gui.permissions import PermissionGate
@@ -38,7 +41,9 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
             no_webengine: bool = False, on_ready: Callable[[str], None] | None = None,
             attach: Attach | None = None) -> int:
     """Run the desktop app until its window closes or a signal arrives; the exit code."""
-    _import_server_stack()
+    # The core is imported in a worker thread from the start, while this thread imports
+    # Qt, shows the window and starts Chromium (see _import_core).
+    importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(_import_core)
     prepare_qt_environment()
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
     if problem is None:
@@ -59,28 +64,27 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     apply_theme(app)
     # Chromium's helper processes (zygote, GPU, network, renderer) take a good part of a
     # second to come up: a throwaway page starts them now, so that they come up while the
-    # core is made, discovers the plugins and starts its server (a few tenths of a second
-    # of the main thread), and the window's first pages find them running.
+    # window is shown and the core is imported, and the window's first pages find them
+    # running. Made before the loop: Chromium's start blocks the main thread for a moment,
+    # and the core's import in a worker thread must not wait behind it.
     warm_up = _warm_up_webengine() if problem is None else None
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     with loop:
         return loop.run_until_complete(_main(app, paths, settings, options, problem,
-                                             on_ready, attach, warm_up))
+                                             on_ready, attach, warm_up, importing))
 
 
-def _import_server_stack() -> None:
-    """Import the core before PySide6. Importing PySide6 replaces ``__import__`` with a
-    hook (for its ``__feature__`` switches) that reads the source of every module
-    imported after it (``inspect.getsource``, to look for "PySide6"): the core's 450
-    modules imported afterwards cost 0.1-0.15 s more CPU, all of it before the first page.
-    Chromium starts later by as much, but what it does before the first page overlaps
-    with the core's start-up (measured with benchmarks/gui_startup.py: the first page
-    loads earlier this way)."""
+def _import_core() -> None:
+    """The core's modules (FastAPI, the plugin host, the stores: about half a second of
+    CPU), imported in a worker thread while the main thread imports Qt, shows the window
+    and starts Chromium, whose processes come up on the other cores meanwhile. The modules
+    imported after PySide6 pay for its import hook (it reads each one's source, 0.1-0.15 s
+    more in all); the window appears about half a second earlier for it."""
     from plexichat_desktop.runtime import import_core
 
     import_core()
-    import plexichat_desktop.server.web_server  # noqa: F401  (prepare() binds with it)
+    import plexichat_desktop.server.web_server  # noqa: F401  (the listener serves with it)
 
 
 def _warm_up_webengine() -> QObject:
@@ -93,39 +97,57 @@ def _warm_up_webengine() -> QObject:
 
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_ready: Callable[[str], None] | None,
-                attach: Attach | None = None, warm_up: QObject | None = None) -> int:
-    runtime = Runtime(paths, settings, options)
-    closed = asyncio.Event()
-    from plexichat_desktop.server.web_server import PortInUseError
+                attach: Attach | None = None, warm_up: QObject | None = None,
+                importing: Future[None] | None = None) -> int:
+    from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.server.listening import PortInUseError
 
+    closed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, closed.set)
     try:
-        runtime.prepare()  # the port is bound (its URL known) and the plugins discovered
+        listener = Listener(paths, settings)  # the port bound, its URL known
     except PortInUseError as exc:
         print(f"error: {exc.strerror}", file=sys.stderr)
-        await runtime.stop()
         if warm_up is not None:
             warm_up.deleteLater()
         return 1
     # The window comes first, with its restored tabs pointed at the bound port: Chromium
-    # starts its processes and asks for the pages while the server and the plugins start.
-    # The requests wait in the socket's backlog, then for their plugin, which starts
-    # before the others; the others wait until those pages have loaded.
-    shell = DesktopShell(app, runtime, paths, closed, webengine_missing)
+    # asks for the pages while the core is imported and started. The requests wait in the
+    # socket's backlog, then in the listener's gate for the app, then for their plugin,
+    # which starts before the others; the others wait until those pages have loaded.
+    bus = EventBus()
+    shell = DesktopShell(app, None, paths, closed, webengine_missing, listener=listener,
+                         bus=bus)
+    runtime: Runtime | None = None
     detach = None
     try:
         shell.show()
         if warm_up is not None:
             warm_up.deleteLater()  # its processes stay for the real pages
-        runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
         # Until the server answers, the tabs are blank: the status bar says why.
         status = shell.window.statusBar()
         if not status.currentMessage():
             status.showMessage(STARTING_MESSAGE)
-        url = await start_until_signal(runtime, closed)
+        if importing is None:
+            importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(
+                _import_core)
+        imported = asyncio.wrap_future(importing)
+        closing = asyncio.ensure_future(closed.wait())
+        either: list[asyncio.Future[Any]] = [imported, closing]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        if not imported.done():  # closed first: the import ends in its thread
+            return 0
+        imported.result()
+        runtime = Runtime(paths, settings, options, listener=listener, bus=bus)
+        runtime.prepare()  # the plugins discovered (no plugin code runs)
+        shell.attach(runtime)
+        runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
+        url = await runtime.start(plugins_in_background=True)
         if status.currentMessage() == STARTING_MESSAGE:  # not one said since
             status.clearMessage()
-        if url is None:
-            return 1
         if on_ready is not None:
             on_ready(url)
         print(f"PlexiChat Desktop is serving at {url}", flush=True)
@@ -134,11 +156,15 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
         await closed.wait()
         log.info("closing the desktop window")
     finally:
-        runtime.begin_stop()  # no plugin starts any more only to be torn down
+        if runtime is not None:
+            runtime.begin_stop()  # no plugin starts any more only to be torn down
         if detach is not None:
             await detach()
         await shell.shutdown()
-        await runtime.stop()
+        if runtime is not None:
+            await runtime.stop()
+        else:
+            await listener.stop()
         await shell.finish()
     return 0
 
@@ -156,8 +182,12 @@ PANEL_STOP_WAIT = 3.0
 class DesktopShell:
     """Owns the Qt side: profile, bridge, main window; builds panes for tabs and windows."""
 
-    def __init__(self, app: QApplication, runtime: Runtime, paths: AppPaths, closed: asyncio.Event,
-                 webengine_missing: str | None):
+    def __init__(self, app: QApplication, runtime: Runtime | None, paths: AppPaths,
+                 closed: asyncio.Event, webengine_missing: str | None,
+                 listener: Listener | None = None, bus: EventBus | None = None):
+        """With a prepared ``runtime`` (its port bound, its plugins discovered); or, to show
+        the window before the core exists, with the ``listener`` whose port the runtime
+        will serve on and the ``bus`` it will use, and :meth:`attach` later."""
         from PySide6.QtCore import QSettings
 
         from plexichat_desktop.gui.bridge import EventBridge
@@ -168,8 +198,12 @@ class DesktopShell:
         self.webengine_missing = webengine_missing
         self.first_pages_loaded = asyncio.Event()
         self._closing = False
+        self._panel_due = False  # the first pages loaded (or waited long enough)
         self.profile = None
         self.interceptor = None
+        server = runtime if runtime is not None else listener
+        assert server is not None and server.port is not None, "a bound port is needed"
+        self.url = server.url
         from plexichat_desktop.gui.theme import current_scheme, on_scheme_applied
 
         self.scheme = current_scheme(app)
@@ -181,46 +215,63 @@ class DesktopShell:
                 set_profile_theme,
             )
 
-            assert runtime.port is not None  # prepared: the port is bound
-            self.interceptor = TokenInterceptor(runtime.port, runtime.token, app)
+            self.interceptor = TokenInterceptor(server.port, server.token, app)
             self.profile = create_profile(app, self.interceptor, paths.data_dir / "webengine",
                                           paths.cache_dir / "webengine")
             set_profile_theme(self.profile, self.scheme)
         else:
             log.warning("plugin pages open in the system browser: %s", webengine_missing)
-        self.bridge = EventBridge(runtime.bus)
+        events = runtime.bus if runtime is not None else bus
+        assert events is not None, "the bus the runtime will use is needed"
+        self.bridge = EventBridge(events)
         qsettings = QSettings(str(Path(paths.config_dir) / "gui.ini"), QSettings.Format.IniFormat)
-        self.window = MainWindow(runtime, self.bridge, self.make_pane, qsettings, closed)
+        self.window = MainWindow(runtime, self.bridge, self.make_pane, qsettings, closed,
+                                 url=self.url)
         self.downloads: DownloadManager | None = None
         self.permissions: PermissionGate | None = None
         if self.profile is not None:
-            self._guard_pages(paths, qsettings)
+            self._guard_pages(paths, qsettings, server.port, server.token)
 
-    def _guard_pages(self, paths: AppPaths, qsettings: QSettings) -> None:
+    def attach(self, runtime: Runtime) -> None:
+        """The runtime of a shell made before it (prepared: its plugins discovered)."""
+        self.runtime = runtime
+        self.window.attach(runtime)
+        if self._panel_due:
+            self._build_panel()
+
+    def _guard_pages(self, paths: AppPaths, qsettings: QSettings, port: int, token: str
+                     ) -> None:
         """Downloads and permission requests of every page of the profile."""
         from plexichat_desktop.gui.downloads import DownloadManager
         from plexichat_desktop.gui.permissions import PermissionGate, PermissionStore, own_origins
         from plexichat_desktop.server.security import install_host
 
-        assert self.profile is not None and self.runtime.port is not None
+        assert self.profile is not None
         self.downloads = DownloadManager(self.profile, qsettings, self.window,
                                          parent=self.window)
-        plugins = self.runtime.plugins.by_id
+
+        def plugin_name(pid: str) -> str:
+            rec = self.runtime.plugins.by_id.get(pid) if self.runtime is not None else None
+            return rec.name if rec is not None else pid
+
         self.permissions = PermissionGate(
-            self.profile, own_origins(self.runtime.port, install_host(self.runtime.token)),
+            self.profile, own_origins(port, install_host(token)),
             PermissionStore(Path(paths.config_dir) / "permissions.json"),
-            lambda pid: plugins[pid].name if pid in plugins else pid, self.window,
-            parent=self.window)
+            plugin_name, self.window, parent=self.window)
         self.window.permission_gate = self.permissions
 
     def make_pane(self, path: str, title: str, parent: QWidget | None) -> Pane:
         from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, open_in_system_browser
 
-        base = self.runtime.url
+        base = self.url
         if self.webengine_missing is not None:
             def external(p: str) -> None:
                 # A one-time sign-in link: the token itself never goes into a browser.
-                open_in_system_browser(self.runtime.browser_login_link(p))
+                if self.runtime is not None:
+                    open_in_system_browser(self.runtime.browser_login_link(p))
+                else:
+                    self.window.statusBar().showMessage(
+                        "The app is still starting; try again in a moment.", 5000)
 
             return FallbackPane(base, path, title, self.webengine_missing, external, parent)
         from PySide6.QtGui import QColor
@@ -269,12 +320,14 @@ class DesktopShell:
         panes += [w.pane for w in self.window.windows]
         loading = {id(p): p for p in panes if isinstance(p, BrowserPane)}
         for key, pane in loading.items():
-            def loaded(_ok: bool, key: int = key) -> None:
-                loading.pop(key, None)
-                if not loading:
+            def loaded(_ok: object = None, key: int = key) -> None:
+                if loading.pop(key, None) is not None and not loading:
                     self._first_pages_done()
 
             pane.view.loadFinished.connect(loaded)
+            # A page closed before it loaded (a restored tab whose plugin turns out to be
+            # off, replaced by the reason when the runtime is attached) holds nothing up.
+            pane.destroyed.connect(loaded)
         if not loading:
             self._first_pages_done()
         # Pages that never finish loading do not keep the Tests panel away for long.
@@ -290,7 +343,9 @@ class DesktopShell:
         QTimer.singleShot(PANEL_DELAY_MS, self.window, self._build_panel)
 
     def _build_panel(self) -> None:
-        if not self._closing:
+        # Before the runtime is attached (a slow start), attach() builds it.
+        self._panel_due = True
+        if not self._closing and self.runtime is not None:
             self.window.build_dashboard()
 
     async def shutdown(self) -> None:

@@ -41,11 +41,13 @@ from plexichat_desktop.gui.bridge import EventBridge
 from plexichat_desktop.gui.browser import Pane, ProblemPane
 from plexichat_desktop.gui.notify import Notifier
 from plexichat_desktop.gui.permissions import PermissionGate
-from plexichat_desktop.plugins.manager import PluginRecord
-from plexichat_desktop.runtime import Runtime
 
-if TYPE_CHECKING:  # imported when the panel is built (see MainWindow.dashboard)
+if TYPE_CHECKING:
+    # The panel is imported when it is built (see MainWindow.dashboard); the core (the
+    # plugin host imports FastAPI) after the window is shown (see gui.app).
     from plexichat_desktop.gui.dashboard.panel import TestDashboard
+    from plexichat_desktop.plugins.manager import PluginRecord
+    from plexichat_desktop.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +137,17 @@ class PluginWindow(QMainWindow):
 class MainWindow(QMainWindow):
     """Plugin list on the left, a tab per opened page, a status bar with the server URL."""
 
-    def __init__(self, runtime: Runtime, bridge: EventBridge, pane_factory: PaneFactory,
-                 settings: QSettings, closed: asyncio.Event):
+    def __init__(self, runtime: Runtime | None, bridge: EventBridge, pane_factory: PaneFactory,
+                 settings: QSettings, closed: asyncio.Event, url: str | None = None):
+        """Without ``runtime`` the window can be shown while the core is still imported and
+        made (``url``: the server's, whose port is already bound): restored tabs ask for
+        their pages at once, the plugin list says the app is starting, and :meth:`attach`
+        hands the runtime over."""
         super().__init__()
-        self.runtime = runtime
+        self._runtime = runtime
+        server_url = runtime.url if runtime is not None else url
+        assert server_url is not None, "a window needs the server's URL"
+        self.server_url: str = server_url
         self.bridge = bridge
         self.pane_factory = pane_factory
         self.settings = settings
@@ -204,7 +213,7 @@ class MainWindow(QMainWindow):
         self.notifier = Notifier(self, self.windowIcon(), self.bring_to_front)
 
         self.url_label = QLabel(self)
-        self.url_label.setText(f'<a href="copy">{runtime.url}</a>')
+        self.url_label.setText(f'<a href="copy">{self.server_url}</a>')
         self.url_label.setToolTip("Click to copy a sign-in link for a web browser "
                                   "(the address alone asks for the token)")
         self.url_label.linkActivated.connect(self._copy_url)
@@ -212,6 +221,44 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.url_label)
         self.statusBar().addPermanentWidget(self.tests_label)
         self._build_menus()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The core (raises while the window is shown before it: see :meth:`attach`)."""
+        if self._runtime is None:
+            raise RuntimeError("the app is still starting: the window has no runtime yet")
+        return self._runtime
+
+    @property
+    def attached(self) -> bool:
+        return self._runtime is not None
+
+    def attach(self, runtime: Runtime) -> None:
+        """The core is made and its plugins discovered: the plugin list fills, and the
+        pages opened meanwhile get what :meth:`make_pane` gives a plugin's page (their
+        plugin starts first; a plugin that cannot run shows why)."""
+        self._runtime = runtime
+        self.refresh_plugins()
+        panes = [self.tabs.widget(i) for i in range(self.tabs.count())]
+        panes += [w.pane for w in self.windows]
+        for pane in panes:
+            if not isinstance(pane, Pane) or isinstance(pane, ProblemPane):
+                continue
+            rec = self.plugin_of(pane.home_path)
+            if rec is None:
+                continue
+            if runtime.plugins.starting(rec):
+                runtime.plugins.want(rec.id)
+                self._awaiting.add(rec.id)
+            elif not rec.running:
+                self._replace_with_problem(pane)
+
+    def _started(self) -> Runtime | None:
+        """The runtime, or None after saying in the status bar that the app is starting."""
+        if self._runtime is None:
+            self.statusBar().showMessage("The app is still starting; try again in a moment.",
+                                         5000)
+        return self._runtime
 
     @property
     def dashboard(self) -> TestDashboard:
@@ -287,12 +334,15 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About PlexiChat Desktop",
                           f"<h3>PlexiChat Desktop {__version__}</h3>"
                           f"<p>A desktop host for web-UI plugins and their tests.</p>"
-                          f"<p>Server: {self.runtime.url}</p>")
+                          f"<p>Server: {self.server_url}</p>")
 
     def sign_out_browsers(self) -> int:
         """End every browser session of this server (the window itself keeps working: it
         never used one); says how many ended in the status bar."""
-        ended = self.runtime.sign_out_browsers()
+        runtime = self._started()
+        if runtime is None:
+            return 0
+        ended = runtime.sign_out_browsers()
         self.statusBar().showMessage(
             f"Signed out {ended} browser session{'' if ended == 1 else 's'}; browsers "
             "need a new sign-in link.", 8000)
@@ -300,7 +350,10 @@ class MainWindow(QMainWindow):
 
     def _copy_url(self, _link: str) -> None:
         # The bare URL answers 401 in a browser: what a person can paste is a sign-in link.
-        QGuiApplication.clipboard().setText(self.runtime.browser_login_link("/"))
+        runtime = self._started()
+        if runtime is None:
+            return
+        QGuiApplication.clipboard().setText(runtime.browser_login_link("/"))
         self.statusBar().showMessage(
             "Sign-in link copied: paste it into a browser within 5 minutes (it works once)",
             8000)
@@ -333,7 +386,12 @@ class MainWindow(QMainWindow):
         current = self.plugin_list.currentItem()
         selected = current.data(Qt.ItemDataRole.UserRole) if current else None
         self.plugin_list.clear()
-        for rec in self.runtime.plugins.records:
+        if self._runtime is None:
+            starting = QListWidgetItem("Starting…")
+            starting.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.plugin_list.addItem(starting)
+            return
+        for rec in self._runtime.plugins.records:
             item = QListWidgetItem(state_icon(str(rec.state)), rec.name)
             item.setData(Qt.ItemDataRole.UserRole, rec.id)
             tip = f"{rec.id} {rec.manifest.version if rec.manifest else ''} — {rec.state}"
@@ -347,9 +405,9 @@ class MainWindow(QMainWindow):
                 self.plugin_list.setCurrentItem(item)
 
     def _record(self, item: QListWidgetItem | None) -> PluginRecord | None:
-        if item is None:
+        if item is None or self._runtime is None:
             return None
-        return self.runtime.plugins.by_id.get(item.data(Qt.ItemDataRole.UserRole))
+        return self._runtime.plugins.by_id.get(item.data(Qt.ItemDataRole.UserRole))
 
     def default_path(self, rec: PluginRecord) -> str:
         pages = rec.pages()
@@ -461,8 +519,8 @@ class MainWindow(QMainWindow):
     def plugin_of(self, path: str) -> PluginRecord | None:
         """The plugin whose page ``path`` is (``/plugins/<id>/...``), if any."""
         parts = path.split("?", 1)[0].split("/")
-        if len(parts) > 2 and parts[1] == "plugins":
-            return self.runtime.plugins.by_id.get(parts[2])
+        if len(parts) > 2 and parts[1] == "plugins" and self._runtime is not None:
+            return self._runtime.plugins.by_id.get(parts[2])
         return None
 
     def make_pane(self, path: str, title: str, parent: QWidget | None) -> Pane:
@@ -475,7 +533,7 @@ class MainWindow(QMainWindow):
             self.runtime.plugins.want(rec.id)
             self._awaiting.add(rec.id)
         elif rec is not None and not rec.running:
-            problem = ProblemPane(self.runtime.url, path, title, rec.name, str(rec.state),
+            problem = ProblemPane(self.server_url, path, title, rec.name, str(rec.state),
                                   rec.reason or "", parent)
             problem.detailsRequested.connect(lambda r=rec: self.show_details(r))
             problem.retryRequested.connect(lambda p=problem: self._retry(p))

@@ -70,3 +70,60 @@ def test_a_restored_tab_whose_plugin_fails_to_start_says_why(qapp: Any, home: An
         arun(shell.shutdown())
         arun(runtime.stop())
         arun(shell.finish())
+
+
+def test_the_window_is_shown_before_the_core_and_its_tab_loads_once_it_starts(
+        qapp: Any, home: Any, arun: Any, qtbot: Any, js: Any) -> None:
+    """As gui/app.py _main does it: listener and window first (the core imported in a
+    worker thread meanwhile), then the runtime is made on the listener and attached. A
+    restored tab of a plugin that is switched off shows why once the plugins are known."""
+    from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.gui.browser import ProblemPane
+    from plexichat_desktop.runtime import Listener
+    from tests.gui.shell_helpers import keep_bundled
+
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
+    gui.setValue("main/tabs", json.dumps([
+        {"path": RESTORED_TAB, "title": "Performance"},
+        {"path": "/plugins/data_visualizer/", "title": "Data"}]))
+    gui.sync()
+    settings = Settings()
+    settings.server.port = 0
+    listener = Listener(home, settings)
+    bus = EventBus()
+    shell = DesktopShell(qapp, None, home, asyncio.Event(), None, listener=listener, bus=bus)
+    runtime: Runtime | None = None
+    try:
+        shell.show()
+        window = shell.window
+        assert not window.attached and window.server_url == listener.url
+        panes = [window.tabs.widget(i) for i in range(window.tabs.count())]
+        assert [type(p) for p in panes] == [BrowserPane, BrowserPane]
+        assert [p.home_path for p in panes] == [RESTORED_TAB, "/plugins/data_visualizer/"]
+        assert window.plugin_list.count() == 1
+        assert window.plugin_list.item(0).text() == "Starting…"
+        window._copy_url("")  # nothing to sign in with yet: it says so
+        assert "still starting" in window.statusBar().currentMessage()
+
+        runtime = Runtime(home, settings, RuntimeOptions(include_installed=False),
+                          listener=listener, bus=bus)
+        keep_bundled(runtime, *WINDOW_PLUGINS)
+        runtime.prepare()
+        shell.attach(runtime)
+        assert window.attached and window.plugin_list.count() == len(runtime.plugins.records)
+        assert isinstance(window.tabs.widget(1), ProblemPane)  # data_visualizer is off
+        assert window.tabs.widget(0) is panes[0]  # the page of a plugin about to start
+        runtime.plugins.hold_others(shell.first_pages_loaded, 600)
+        arun(runtime.start(plugins_in_background=True))
+        qtbot.waitUntil(shell.first_pages_loaded.is_set, timeout=60_000)
+        assert js(panes[0].view, "document.title") == "Performance Monitor"
+        arun(asyncio.wait_for(runtime.plugins.started.wait(), 60), timeout=70_000)
+        assert [rec.id for rec in runtime.plugins.active()][0] == "performance_monitor"
+        qtbot.waitUntil(lambda: window.dashboard_built, timeout=20_000)
+    finally:
+        if runtime is not None:
+            runtime.begin_stop()
+        arun(shell.shutdown())
+        arun(runtime.stop() if runtime is not None else listener.stop())
+        arun(shell.finish())
