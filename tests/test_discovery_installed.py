@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from plexichat_desktop.core.entry_points import may_declare
 from plexichat_desktop.plugins.discovery import (
     ENTRY_POINT_GROUP,
     Candidate,
     Source,
-    _may_declare,
     installed_candidates,
 )
 
@@ -40,7 +40,7 @@ def test_an_installed_plugin_is_found_by_its_entry_point(tmp_path, monkeypatch):
     make_distribution(site, "h3_demo_dist", f"[{ENTRY_POINT_GROUP}]\ndemo = h3_demo_pkg\n",
                       package="h3_demo_pkg")
     monkeypatch.syspath_prepend(str(site))
-    assert _may_declare(ENTRY_POINT_GROUP)
+    assert may_declare(ENTRY_POINT_GROUP)
     assert "h3_demo_pkg" in full_lookup()
     assert Candidate((site / "h3_demo_pkg").resolve(), Source.INSTALLED) in installed_candidates()
 
@@ -53,16 +53,22 @@ def test_distributions_without_the_group_are_not_plugins(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     # The environment's own distributions included: the quick answer agrees with the full
     # look-up (no plugin is installed in the test environment).
-    assert not _may_declare(ENTRY_POINT_GROUP) and full_lookup() == []
+    assert not may_declare(ENTRY_POINT_GROUP) and full_lookup() == []
     assert installed_candidates() == []
 
 
-def test_the_group_named_anywhere_leaves_the_answer_to_the_full_look_up(tmp_path, monkeypatch):
-    # Named in a comment only: no entry point, but a plain substring test cannot tell.
+def test_only_a_header_of_the_group_leaves_the_answer_to_the_full_look_up(tmp_path,
+                                                                           monkeypatch):
+    # The group's name as a value or as part of another group's name is no header of it.
     site = tmp_path / "site"
-    make_distribution(site, "h3_comment_dist", f"# not [{ENTRY_POINT_GROUP}]\n[x]\ny = z\n")
+    make_distribution(site, "h3_value_dist",
+                      f"[{ENTRY_POINT_GROUP}.extra]\nx = {ENTRY_POINT_GROUP}\n")
     monkeypatch.syspath_prepend(str(site))
-    assert _may_declare(ENTRY_POINT_GROUP)
+    assert not may_declare(ENTRY_POINT_GROUP) and may_declare(f"{ENTRY_POINT_GROUP}.extra")
+    # A header in a comment declares nothing, but only the full look-up can tell.
+    make_distribution(site, "h3_comment_dist", f"# not [{ENTRY_POINT_GROUP}]\n[x]\ny = z\n")
+    monkeypatch.syspath_prepend(str(site))  # (again: importlib's caches see the new folder)
+    assert may_declare(ENTRY_POINT_GROUP)
     assert full_lookup() == [] and installed_candidates() == []
 
 
@@ -84,5 +90,5 @@ def test_what_cannot_be_looked_into_quickly_counts_as_may_declare(tmp_path, monk
                 return []
 
         monkeypatch.setattr(sys, "meta_path", [Finder, *sys.meta_path])
-    assert _may_declare(ENTRY_POINT_GROUP)
+    assert may_declare(ENTRY_POINT_GROUP)
     assert installed_candidates() == []

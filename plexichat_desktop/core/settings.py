@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from plexichat_desktop.core.entry_points import spare_pydantic_plugin_scan
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.validation import read_toml, validate_lenient
 
@@ -345,6 +346,9 @@ def load_settings(
 
     Raises ``ConfigError`` naming the file or variable, the key and the expected type.
     """
+    # Before pydantic builds its first model here (or in FastAPI's import, after serve
+    # answers): saves it a look-up of every distribution's entry points.
+    spare_pydantic_plugin_scan()
     env = os.environ if environ is None else environ
     warnings: list[str] = []
     layers: list[tuple[str, dict[str, Any]]] = []
