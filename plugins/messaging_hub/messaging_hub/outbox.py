@@ -51,6 +51,16 @@ send but answers without our key (it ignored the field) is remembered the same w
 An item found in ``sending`` with a key mark on such a server was refused or never sent
 (nothing of it is stored): it finds no message with its key and goes back to ``pending``.
 
+An edit never replaces a text that may already be out. Each text is recorded in the item
+(``tried``) before it is sent, and the key never changes, so the server keeps at most one
+text per item. An item edited after a send without an answer is looked up before the new
+text is taken (the route) and before it leaves (``deliver``); and a 409 on our own key
+means the server holds an earlier text of it (it arrived after the read-back), which is
+read back or asked for by sending the recorded texts with the key (the key being taken,
+nothing can be stored). Then the item ends as ``sent`` with the text that went out, and
+the edit becomes a new ``held`` item with its own key, sent only when the user says so
+(``settle``): the recipient already has a text, a second is the user's decision.
+
 Send times themselves are wall-clock (``send_at``: "at 9:00" means the clock on the
 wall): a clock moved forward sends what is now due at once, one moved back waits; the
 loop never sleeps longer than ``MAX_SLEEP``, so it notices either within that.
@@ -404,7 +414,10 @@ class Dispatcher:
         ``edit``, when it is another text, becomes a held item for the user to send as a
         new message or discard (``notify``: told on every client too). Both published."""
         change = "your edit could replace it" if edit is not None else "it was cancelled"
-        if delivered["content"] is None:
+        note: str | None
+        if edit is not None and (delivered["content"], delivered["message_type"]) == edit:
+            note = None  # the text it holds went out: plainly sent
+        elif delivered["content"] is None:
             note = ("An earlier text of this message was delivered and deleted since; "
                     "which one is not known here.")
         elif delivered["deleted"]:

@@ -248,7 +248,7 @@ class Store:
                          (mark, json.dumps(tried) if tried else None, item_id))
 
     def settle_earlier(self, item_id: str, states: tuple[str, ...],
-                       delivered: dict[str, Any], note: str,
+                       delivered: dict[str, Any], note: str | None,
                        edit: tuple[str, str] | None, edit_note: str
                        ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
         """An earlier text of the item went out (``delivered``: the server's message, its

@@ -186,7 +186,7 @@ def notes_about(app: PlexiChatApp, item_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("arrives", ["before the edit leaves", "after the read-back",
-                                     "and is deleted"])
+                                     "and is deleted", "and the edit's answer is lost"])
 def test_an_edit_after_a_lost_answer_tells_what_was_delivered(
         app: PlexiChatApp, proxy: LateServer, late_api: Any, store: Store,
         arrives: str) -> None:
@@ -212,6 +212,11 @@ def test_an_edit_after_a_lost_answer_tells_what_was_delivered(
         assert store.update_pending(item["id"], owner, content=edit) is not None
         if arrives == "after the read-back":
             proxy.after_read = True
+        elif arrives == "and the edit's answer is lost":
+            # After the look-up before the edit leaves; the edit's own send is lost too:
+            # its read-back finds the first text under the key.
+            proxy.after_read = True
+            proxy.late = edit
         else:
             # A blocking client: off the app's loop, which serves the request.
             await asyncio.to_thread(proxy.deliver)
@@ -228,7 +233,7 @@ def test_an_edit_after_a_lost_answer_tells_what_was_delivered(
         return settled, held[0] if held else None
 
     settled, held = app.call(scenario())
-    delivered = proxy.stored[-1]
+    delivered = proxy.stored[0]
     assert settled["state"] == "sent", settled  # not "failed": the first text went out
     assert settled["content"] == first and settled["message_id"] == delivered["id"]
     assert settled["error"] is None and "before your edit" in settled["note"]
@@ -241,7 +246,8 @@ def test_an_edit_after_a_lost_answer_tells_what_was_delivered(
     assert shown["edit_of"] == settled["id"] and "Not sent" in shown["note"]
     # Found before the edit left, or told by the server's 409 for our key when the
     # read-back could not see it (and then no other text was offered).
-    assert proxy.conflicts == ([] if arrives == "before the edit leaves" else [edit])
+    assert proxy.conflicts == ([edit] if arrives in ("after the read-back",
+                                                     "and is deleted") else [])
     # On the server: the first text once (deleted or not), the edit never.
     visible = sent_to(app, bob, first)
     assert len(visible) == (0 if arrives == "and is deleted" else 1)
