@@ -244,8 +244,10 @@ def test_an_edit_after_a_lost_answer_tells_what_was_delivered(
     assert shown["delivered"]["message_id"] == delivered["id"]
     assert shown["delivered"]["deleted"] is (arrives == "and is deleted")
     assert shown["edit_of"] == settled["id"] and "Not sent" in shown["note"]
-    # Found before the edit left, or told by the server's 409 for our key when the
-    # read-back could not see it (and then no other text was offered).
+    # Found before the edit left (or by the lost edit's read-back), or told by the
+    # server's 409 for our key when the read-back could not see it; the deleted one then
+    # asked for with the first text under the key, answered as the duplicate (a second
+    # copy would show in the conversation below).
     assert proxy.conflicts == ([edit] if arrives in ("after the read-back",
                                                      "and is deleted") else [])
     # On the server: the first text once (deleted or not), the edit never.
