@@ -29,6 +29,24 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
 FAST_KDF = {"kdf_time_cost": 1, "kdf_memory_kib": 64, "kdf_parallelism": 1}
 
 
+@pytest.fixture(scope="session")
+def rage_passphrase_file() -> tuple[str, bytes]:
+    """A passphrase and the age file ``files.encrypt`` made with it, checked to be a
+    passphrase file that opens with it.
+
+    rage gives the files it makes the work factor of about a second of scrypt here (some
+    1.5 s of CPU), and opening one costs as much again, so the suite makes and opens one
+    such file once: test_tools' round trip and test_age_work_factor's real-factor cases
+    share it."""
+    from security_toolkit import files
+
+    passphrase = "long enough phrase"
+    sealed = files.encrypt(b"diary", passphrase=passphrase)
+    assert files.is_passphrase_file(sealed)
+    assert files.decrypt(sealed, passphrase=passphrase) == b"diary"
+    return passphrase, sealed
+
+
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``async with app(**settings) as (client, plugin, server)``: the real app core with
