@@ -485,3 +485,114 @@ async def test_a_plugin_module_named_like_a_preloaded_one_is_the_plugins(manager
     done, ours = await run_through(manager, "shadowing")
     assert {n: str(a.outcome) for n, a in ours.items()} == theirs
     assert done.status is RunStatus.PASSED
+
+
+# -- what the fork server parses ahead of the sessions ---------------------------------------
+async def test_every_builtin_fixture_and_one_added_to_pytests_modules(manager_factory,  # noqa: F811
+                                                                        tmp_path):
+    # The fork server parses pytest's plugin modules for fixtures once and the sessions
+    # skip those it found none in; a fixture put on one of them since (here by a
+    # conftest, before sessionstart) must be found as plain pytest finds it.
+    folder = write_plugin(tmp_path / "plugins", "fixture_parsing", {
+        "fidelity_smuggle.py": """\
+            import pytest
+
+
+            def smuggled_fixture():
+                @pytest.fixture
+                def smuggled():
+                    return 42
+
+                return smuggled
+            """,
+        "tests/conftest.py": """\
+            import _pytest.skipping
+
+            from fidelity_smuggle import smuggled_fixture
+
+            _pytest.skipping.smuggled = smuggled_fixture()
+            """,
+        "tests/test_fixtures.py": """\
+            import logging
+            import warnings
+
+
+            def test_builtin_fixtures(capsys, monkeypatch, tmp_path, tmp_path_factory, tmpdir,
+                                      request, pytestconfig, caplog, recwarn,
+                                      doctest_namespace, record_property):
+                print("out")
+                assert capsys.readouterr().out == "out\\n"
+                monkeypatch.setenv("FIDELITY_FIXTURE", "1")
+                assert tmp_path.is_dir() and tmpdir.check(dir=1)
+                assert tmp_path_factory.getbasetemp().is_dir()
+                assert request.node.name == "test_builtin_fixtures"
+                assert pytestconfig is request.config
+                logging.getLogger("fidelity").warning("logged")
+                assert "logged" in caplog.text
+                warnings.warn(UserWarning("recorded"))
+                assert len(recwarn) == 1
+                assert isinstance(doctest_namespace, dict)
+                record_property("key", "value")
+
+
+            def test_smuggled(smuggled):
+                assert smuggled == 42
+            """})
+    theirs, _, their_exit = await asyncio.to_thread(plain_pytest, folder)
+    assert theirs == {"tests/test_fixtures.py::test_builtin_fixtures": "passed",
+                      "tests/test_fixtures.py::test_smuggled": "passed"}
+    manager, _ = await manager_factory(tmp_path / "plugins")
+    assert manager.runner.fork
+    done, ours = await run_through(manager, "fixture_parsing")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert done.exit_code == their_exit == 0
+
+
+def _entry_point_plugin(where: Path, dist: str, module: str, fixture: str) -> None:
+    """An installed distribution in ``where`` whose pytest11 entry point ``dist`` is
+    ``module``, a plugin with the fixture ``fixture`` (answering ``dist``)."""
+    info = where / f"{dist}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[pytest11]\n{dist} = {module}\n")
+    (where / f"{module}.py").write_text(
+        f"import pytest\n\n\n@pytest.fixture\ndef {fixture}():\n    return {dist!r}\n")
+
+
+async def test_a_p_option_finds_entry_points_where_pytest_would(manager_factory,  # noqa: F811
+                                                                tmp_path, monkeypatch):
+    # "-p NAME" loads the pytest11 entry point NAME if a distribution on the import path
+    # has one. The fork server remembers the entry points it found; a session must still
+    # find one in its plugin folder, and one installed after the server started.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(lib), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    plugins = tmp_path / "plugins"
+    test = "def test_entry_point({0}):\n    assert {0} == {1!r}\n"
+    in_folder = write_plugin(plugins, "ep_in_folder", {
+        "pytest.ini": "[pytest]\naddopts = -p fidelity_ep_here\n",
+        "tests/test_ep.py": test.format("from_here", "fidelity_ep_here")})
+    _entry_point_plugin(in_folder, "fidelity_ep_here", "fidelity_ep_here_impl", "from_here")
+    late = write_plugin(plugins, "ep_installed_late", {
+        "pytest.ini": "[pytest]\naddopts = -p fidelity_ep_late\n",
+        "tests/test_ep.py": test.format("from_late", "fidelity_ep_late")})
+
+    manager, _ = await manager_factory(plugins)
+    assert manager.runner.fork
+    theirs, _, _ = await asyncio.to_thread(plain_pytest, in_folder)
+    assert theirs == {"tests/test_ep.py::test_entry_point": "passed"}
+    done, ours = await run_through(manager, "ep_in_folder")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert done.status is RunStatus.PASSED
+
+    # The server is up (it ran the suite above); now the distribution is installed.
+    server = manager.runner._fork_server
+    assert server is not None and server.alive
+    _entry_point_plugin(lib, "fidelity_ep_late", "fidelity_ep_late_impl", "from_late")
+    theirs, _, _ = await asyncio.to_thread(plain_pytest, late)
+    assert theirs == {"tests/test_ep.py::test_entry_point": "passed"}
+    done, ours = await run_through(manager, "ep_installed_late")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert done.status is RunStatus.PASSED
+    assert manager.runner._fork_server is server  # the same server ran both

@@ -12,7 +12,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -296,7 +296,195 @@ def _prebuild_config() -> Callable[[], None] | None:
 
         config_module.get_config = get_config
 
+    _skip_fixtureless_plugins(prebuilt)
+    _remember_entry_points(prebuilt.pluginmanager)
     return offer
+
+
+def _namespaces(holder: object) -> list[tuple[Mapping[str, object], dict[str, object]]]:
+    """What pytest's fixture parsing reads of ``holder`` (a module's namespace, or the
+    dicts along a class's MRO), each with a copy to compare against later."""
+    import types
+
+    if isinstance(holder, types.ModuleType):
+        return [(holder.__dict__, dict(holder.__dict__))]
+    assert isinstance(holder, type)
+    return [(cls.__dict__, dict(cls.__dict__)) for cls in holder.__mro__]
+
+
+def _changes(holder: object, snapshot: list[tuple[Mapping[str, object], dict[str, object]]]
+             ) -> dict[str, object]:
+    """The names whose entry differs from ``snapshot`` (added, replaced or removed), each
+    with the entry the fixture parsing would read now (the first along the MRO)."""
+    changed: set[str] = set()
+    for live, seen in snapshot:
+        if len(live) == len(seen) and all(live.get(k, _MISSING) is v
+                                          for k, v in seen.items()):
+            continue
+        changed.update(k for k in live.keys() | seen.keys()
+                       if live.get(k, _MISSING) is not seen.get(k, _MISSING))
+    now: dict[str, object] = {}
+    for name in changed:
+        for live, _ in snapshot:
+            if name in live:
+                now[name] = live[name]
+                break
+    return now
+
+
+_MISSING = object()
+
+# Classes whose instances every session registers as plugins (pytest's session,
+# reporters, capture and logging managers, ours), by module and name.
+_SESSION_PLUGIN_CLASSES = (("_pytest.main", "Session"), ("_pytest.terminal", "TerminalReporter"),
+                           ("_pytest.capture", "CaptureManager"),
+                           ("_pytest.logging", "LoggingPlugin"),
+                           ("_pytest.legacypath", "LegacyTmpdirPlugin"),
+                           ("_pytest.fixtures", "FixtureManager"),
+                           ("_pytest.config", "Config"),
+                           ("_pytest.config", "PytestPluginManager"),
+                           (REPORTER_MODULE, "Reporter"))
+
+
+def _skip_fixtureless_plugins(prebuilt: Any) -> None:
+    """Spare each session the fixture parsing of plugins that define no fixture.
+
+    A session's FixtureManager, created at sessionstart, walks every attribute of every
+    registered plugin for fixtures: ~10 ms of each session, nearly all on pytest's own
+    plugin modules and session objects (and ours), which define none and are the same in
+    every session. Here, once, pytest's own parsefactories() runs on each plugin module
+    the prebuilt Config holds (and the reporter) and on the classes of the session's
+    plugin objects (for an object the parsing looks fixtures up on its class only);
+    those that register nothing and warn nothing are skipped by the sessions'
+    FixtureManagers, but only while what the parsing reads of them (the module's
+    namespace, the dicts along the class's MRO) holds the same objects. Any doubt
+    (another pytest whose parsing or hook differs) leaves the parsing as is."""
+    import functools
+    import inspect
+    import types
+    import warnings
+
+    try:
+        from _pytest.fixtures import FixtureManager
+
+        original = FixtureManager.pytest_plugin_registered
+        if list(inspect.signature(original).parameters) != ["self", "plugin", "plugin_name"]:
+            return
+
+        def parse(holder: object) -> list[str] | None:
+            """The fixtures parsing ``holder`` registers; None when it warns or fails."""
+            found: list[str] = []
+            probe = FixtureManager.__new__(FixtureManager)
+            probe._register_fixture = lambda **kw: found.append(kw["name"])  # type: ignore[method-assign]
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    probe.parsefactories(holder=holder, node=prebuilt)
+            except Exception:
+                return None
+            return None if caught else found
+
+        import _pytest.monkeypatch
+
+        if "monkeypatch" not in (parse(_pytest.monkeypatch) or []):
+            return  # the probe does not see fixtures where there are some: not this pytest
+        modules = [plugin for _, plugin in prebuilt.pluginmanager.list_name_plugin()
+                   if isinstance(plugin, types.ModuleType)]
+        if REPORTER_MODULE in sys.modules:
+            modules.append(sys.modules[REPORTER_MODULE])
+        classes = [getattr(sys.modules.get(module), name, None)
+                   for module, name in _SESSION_PLUGIN_CLASSES]
+        candidates = [*modules, *(c for c in classes if isinstance(c, type))]
+    except Exception:
+        return
+
+    def fixtureless_now(holder: object, snapshot: Any) -> bool:
+        """Whether ``holder``, fixture-free when the server parsed it, still is: what
+        changed since (pytest's legacypath plugin adds properties to Config and Session
+        at each configure) is parsed by pytest, alone in a holder of the same kind."""
+        changed = _changes(holder, snapshot)
+        if not changed:
+            return True
+        try:
+            if isinstance(holder, types.ModuleType):
+                delta: object = types.ModuleType(holder.__name__)
+                delta.__dict__.update(changed)
+            else:
+                delta = type("_Changed", (), changed)
+        except Exception:
+            return False
+        return parse(delta) == []
+
+    @functools.wraps(original)
+    def pytest_plugin_registered(self: Any, plugin: Any, plugin_name: Any) -> None:
+        holder = plugin if isinstance(plugin, types.ModuleType) else type(plugin)
+        known = fixtureless.get(id(holder))
+        if known is not None and known[0] is holder and fixtureless_now(*known):
+            return  # parsed in the fork server: no fixture there
+        original(self, plugin, plugin_name)
+
+    fixtureless: dict[int, tuple[object, Any]] = {}
+    FixtureManager.pytest_plugin_registered = pytest_plugin_registered  # type: ignore[method-assign]
+    # After the hook above replaced pytest's: FixtureManager's own dict is then as the
+    # sessions find it.
+    with contextlib.suppress(Exception):
+        fixtureless.update({id(h): (h, _namespaces(h)) for h in candidates
+                            if parse(h) == []})
+
+
+def _remember_entry_points(pluginmanager: Any) -> None:
+    """Spare each session the scan of every installed distribution's entry points that
+    pytest makes for each ``-p NAME`` (is NAME a ``pytest11`` entry point?): ~4.5 ms
+    per option with ~140 distributions, paid by every session for the reporter's -p.
+
+    The server reads the entry point names once. A session answers "none" itself only
+    for a name that no distribution offered then, when every folder of its import path
+    that the server read is unchanged (same mtime: a package installed or removed since
+    changes it) and the folders the server did not read (the plugin folder, its
+    ``pythonpath``) offer none either; anything else is pytest's own scan."""
+    import importlib.metadata
+
+    group = "pytest11"
+
+    def finders() -> list[object]:
+        return [f for f in sys.meta_path if hasattr(f, "find_distributions")]
+
+    def mtime(entry: str) -> int | None:
+        try:
+            return os.stat(entry).st_mtime_ns
+        except OSError:
+            return None
+
+    try:
+        seen = {entry: mtime(entry) for entry in sys.path if os.path.isabs(entry)}
+        names = {ep.name for dist in importlib.metadata.distributions()
+                 for ep in dist.entry_points if ep.group == group}
+        server_finders = finders()
+    except Exception:
+        return
+    real = pluginmanager.load_setuptools_entrypoints
+
+    def offered_elsewhere(name: str) -> bool:
+        if finders() != server_finders:
+            return True
+        fresh = [entry for entry in sys.path
+                 if entry not in seen or mtime(entry) != seen[entry]]
+        if not fresh:
+            return False
+        return any(ep.group == group and ep.name == name
+                   for dist in importlib.metadata.distributions(path=fresh)
+                   for ep in dist.entry_points)
+
+    def load_setuptools_entrypoints(group_: str, name: str | None = None) -> int:
+        try:
+            if group_ == group and name is not None and name not in names \
+                    and not offered_elsewhere(name):
+                return 0  # what pytest's scan returns when no distribution offers it
+        except Exception:
+            pass  # pytest's own scan says what is wrong
+        return int(real(group_, name))
+
+    pluginmanager.load_setuptools_entrypoints = load_setuptools_entrypoints
 
 
 def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket,
@@ -361,10 +549,10 @@ def run_fork_server() -> int:
         # channel) with pytest's imports only, and the sessions import the rest.
         os.environ[PRELOAD_ENV] = ""
         os.execv(sys.executable, sys.orig_argv)
-    offer_config = _prebuild_config()
     control = socket.socket(fileno=int(os.environ.pop(FORK_SERVER_FD_ENV)))
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]
+    offer_config = _prebuild_config()  # after the path is the sessions' (less the plugin)
     # A child's end wakes the loop through this pipe, so it is reaped (and reported) at once.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
