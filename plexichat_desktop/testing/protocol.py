@@ -45,9 +45,14 @@ def truncate(text: str | None, limit: int = MAX_TEXT) -> str:
     return f"{text[:head]}\n... [{cut} characters truncated] ...\n{text[-tail:]}"
 
 
+# One encoder for every event: json.dumps() builds a new one per call when given options
+# (a child encodes five events per test).
+_ENCODER = json.JSONEncoder(ensure_ascii=True, default=str)
+
+
 def encode(event: str, **fields: Any) -> bytes:
     payload = {"v": PROTOCOL_VERSION, "event": event, **fields}
-    return (json.dumps(payload, ensure_ascii=True, default=str) + "\n").encode("ascii")
+    return (_ENCODER.encode(payload) + "\n").encode("ascii")
 
 
 def decode(line: bytes) -> dict[str, Any] | None:
