@@ -259,7 +259,9 @@ async def test_a_collection_in_flight_ends_when_the_manager_stops(home, tmp_path
             with pytest.raises(RunnerClosed, match="stopping"):
                 await collecting
         assert {t.nodeid for t in manager.store.collected("mixed_suite")} == before
-        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+        # Killed at the stop; on a loaded machine the kernel may still be tearing it down.
+        gone, _ = psutil.wait_procs([child], timeout=10)
+        assert gone or child.status() == psutil.STATUS_ZOMBIE
         with pytest.raises(RunnerClosed):
             await manager.discover("mixed_suite", refresh=True)
     finally:
