@@ -8,10 +8,12 @@ and under the test manager's own runner; servers are started inside each test wi
 
 Starting a core costs a second or more (several on a busy machine). Tests that need a
 server with the default settings, make their own accounts and count nothing beyond them
-use ``async with shared_server() as server`` instead (``short_token_server`` for one
-with one-second access tokens, ``limited_server`` for one with tight rate limits): the
-module's core, on the module's event loop (``module_loop``, see
-api_integration_layer.testing), so they carry no asyncio mark.
+use ``async with shared_server() as server`` instead: the suite's core, whose first
+account is an administrator no test signs in as but test_ai (so no test's own account is
+one). ``short_token_server`` (one-second access tokens) and ``limited_server`` (tight
+rate limits) are a module's core. They all live on one event loop for the suite
+(``module_loop``, see api_integration_layer.testing), so these tests carry no asyncio
+mark.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ if str(PLUGIN_ROOT) not in sys.path:
     # the project's "tests" package when both suites run in one pytest session.
     sys.path.append(str(PLUGIN_ROOT))
 
-from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
+from api_integration_layer.testing import pytest_pyfunc_call  # noqa: E402, F401
 
 from plexichat_desktop.server.v1 import mfa  # noqa: E402
 from plexichat_desktop.testing.shared_ssl import share_default_ssl_context  # noqa: E402
@@ -60,6 +62,20 @@ def home(tmp_path: Path) -> Path:
 ONE_SECOND = 1 / 60
 
 
+@pytest.fixture(scope="session")
+def module_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The harness's ``module_loop`` (the name its ``pytest_pyfunc_call`` runs tests on),
+    here for the whole suite: the default core is started once, not once per module
+    (each start ~0.3 s of CPU)."""
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
 def _module_core(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory,
                  **api: Any) -> Iterator[Any]:
     from api_integration_layer.testing import SharedServer
@@ -71,10 +87,23 @@ def _module_core(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempP
         loop.run_until_complete(shared.close())
 
 
-def _user_of(core: Any) -> Callable[[], Any]:
+async def _with_administrator(server: Any) -> None:
+    """Register the core's first account (its administrator) once, before any test's."""
+    from api_integration_layer.testing import unique_name
+
+    if not hasattr(server, "admin_name"):
+        server.admin_name = unique_name("admin")
+        client = await server.account(server.admin_name)
+        server.clients.remove(client)
+        await client.aclose()
+
+
+def _user_of(core: Any, administrator: bool = False) -> Callable[[], Any]:
     @contextlib.asynccontextmanager
     async def use() -> AsyncIterator[Any]:
         server = await core.get()
+        if administrator:
+            await _with_administrator(server)
         before = len(server.clients)
         try:
             yield server
@@ -87,22 +116,23 @@ def _user_of(core: Any) -> Callable[[], Any]:
     return use
 
 
-@pytest.fixture(scope="module")
-def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+@pytest.fixture(scope="session")
+def shared_core(module_loop: asyncio.AbstractEventLoop,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The module's core with the default test settings, started by its first user."""
+    """The suite's core with the default test settings, started by its first user."""
     yield from _module_core(module_loop, tmp_path_factory)
 
 
 @pytest.fixture
 def shared_server(shared_core: Any) -> Callable[[], Any]:
-    """``async with shared_server() as server``: the module's running core; the clients
-    the test made on it are closed afterwards."""
-    return _user_of(shared_core)
+    """``async with shared_server() as server``: the suite's running core (its
+    administrator's name is ``server.admin_name``); the clients the test made on it are
+    closed afterwards."""
+    return _user_of(shared_core, administrator=True)
 
 
 @pytest.fixture(scope="module")
-def short_token_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+def short_token_core(module_loop: asyncio.AbstractEventLoop,
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The module's core whose access tokens live one second, started by its first
     user."""
@@ -118,7 +148,7 @@ def short_token_server(short_token_core: Any) -> Callable[[], Any]:
 
 
 @pytest.fixture(scope="module")
-def limited_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+def limited_core(module_loop: asyncio.AbstractEventLoop,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The module's core with tight limits (two logins a second per address and name,
     three authenticated requests a minute per user), started by its first user."""

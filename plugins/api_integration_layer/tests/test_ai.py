@@ -1,8 +1,8 @@
 """The ``ai`` group of the client against the embedded server and a fake OpenAI-compatible
 server on 127.0.0.1: typed answers, streamed deltas, errors naming the provider, scopes.
 
-The tests share the module's core (``shared_server``). AI providers are the
-administrator's (the core's first account, made by the first test), and each test that
+The tests share the suite's core (``shared_server``). AI providers are the
+administrator's (the core's first account, made by the conftest), and each test that
 needs one configures "fake" afresh on a fake server of its own."""
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ from api_integration_layer import models as m
 from api_integration_layer.client import ApiClient
 from api_integration_layer.errors import ApiHTTPError, ApiPermissionError, ApiUnavailable
 from api_integration_layer.scoped import ScopedApi
-from api_integration_layer.testing import PASSWORD, EmbeddedServer, FakeOpenAIServer, unique_name
+from api_integration_layer.testing import PASSWORD, EmbeddedServer, FakeOpenAIServer
 from pydantic import ValidationError
 
 
 async def administrator(server: EmbeddedServer) -> ApiClient:
-    """A client of the core's administrator: its first account, registered once."""
-    if not hasattr(server, "ai_admin"):
-        server.ai_admin = unique_name("aiadmin")
-        return await server.account(server.ai_admin)
+    """A client of the core's administrator: its first account (conftest's)."""
     client = server.client()
-    await client.auth.login(server.ai_admin, PASSWORD)
+    await client.auth.login(server.admin_name, PASSWORD)
+    assert (await client.users.me()).is_admin
     return client
 
 
