@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -49,46 +50,104 @@ if TYPE_CHECKING:
 TESTS_PREFIX = "/tests"
 
 
+@dataclass
+class _Part:
+    at: int  # where its routes go in the route list
+    make: Callable[[], Sequence[APIRouter]]
+    needed: Callable[[str], bool]
+    order: int
+
+
 class DeferredRoutes:
-    """The /tests API and its dashboards, built after the server answers.
+    """Routes built after the server answers: the /tests API and its dashboards, and the
+    app's own pages and API except ``/healthz``.
 
-    They are a third of the app's routes and most of its build time (FastAPI makes a
-    pydantic model per parameter and body), which every start used to pay before the port
-    answered. They are built by :meth:`build`: when the runtime has nothing more urgent
-    to do (after the plugins started), or at once by the first request that may need them
-    (a path with ``/tests`` in it, or the OpenAPI document, which must list them). The
-    routes go where they always were in the route list, so matching and the document's
-    order do not change."""
+    FastAPI makes pydantic models for every route's parameters, body and answer: building
+    the /tests routes (a third of the app's) took most of the app's build time, and the
+    app's own fifteen ~12 ms of CPU more, which every start paid before ``/healthz`` said
+    ready. Each deferred part is built by :meth:`build`: when the runtime has nothing more
+    urgent to do (after the plugins started), or at once by the first request that may
+    need it (its ``needed(path)``; the OpenAPI document, which must list them, needs all).
+    Its routes go where they always were in the route list, so matching and the
+    document's order do not change."""
 
-    def __init__(self, app: FastAPI, make: Callable[[], list[APIRouter]]):
+    def __init__(self, app: FastAPI):
         self.app = app
-        self._make: Callable[[], list[APIRouter]] | None = make
-        self._at = len(app.router.routes)
+        self._parts: list[_Part] = []
+
+    def defer(self, make: Callable[[], Sequence[APIRouter]],
+              needed: Callable[[str], bool]) -> None:
+        """A part whose ``make`` adds its routes to the app or returns routers to
+        include; they go where the next route added now would go."""
+        self._parts.append(_Part(len(self.app.router.routes), make, needed,
+                                 len(self._parts)))
 
     @property
     def built(self) -> bool:
-        return self._make is None
+        return not self._parts
 
-    def build(self) -> None:
-        if self._make is None:
-            return
+    def build(self, path: str | None = None) -> None:
+        """Build every part, or with ``path`` those a request for it may need."""
+        for part in list(self._parts):
+            if path is None or path == self.app.openapi_url or part.needed(path):
+                self._build(part)
+
+    def _build(self, part: _Part) -> None:
         routes = self.app.router.routes
         before = len(routes)
-        for router in self._make():
+        for router in part.make():
             self.app.include_router(router)
-        self._make = None
         added = routes[before:]
         del routes[before:]
-        routes[self._at:self._at] = added
+        routes[part.at:part.at] = added
+        self._parts.remove(part)
+        for other in self._parts:  # parts after this one move down with it
+            if other.at > part.at or (other.at == part.at and other.order > part.order):
+                other.at += len(added)
         self.app.openapi_schema = None  # a document made before lacks them
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Generous on purpose (no path normalising): building early costs nothing.
-        if self._make is not None and scope["type"] in ("http", "websocket"):
-            path = scope.get("path", "")
-            if TESTS_PREFIX in path or path == self.app.openapi_url:
-                self.build()
+        if self._parts and scope["type"] in ("http", "websocket"):
+            self.build(scope.get("path", ""))
         await self.app(scope, receive, send)
+
+
+# Paths no deferred route of the app's own can answer: served by /healthz, the mounts and
+# the live hub, which are built at once (a plugin's page and its live updates come first),
+# or by the /tests API.
+_NOT_THE_APPS_OWN = ("/plugins/", "/_app/", "/_live/", "/api/v1/", TESTS_PREFIX)
+
+
+def _needs_own_routes(path: str) -> bool:
+    return path != "/healthz" and not path.startswith(_NOT_THE_APPS_OWN)
+
+
+class _Declared:
+    """Routes declared with the app's decorators' arguments and added to the app only by
+    :meth:`add`, in the order declared (a :class:`DeferredRoutes` part)."""
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+        self._routes: list[tuple[str, str, dict[str, Any], Callable[..., Any]]] = []
+
+    def get(self, path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self._declare("get", path, kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        return self._declare("post", path, kwargs)
+
+    def _declare(self, method: str, path: str, kwargs: dict[str, Any]
+                 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def declare(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+            self._routes.append((method, path, kwargs, endpoint))
+            return endpoint
+        return declare
+
+    def add(self) -> list[APIRouter]:
+        for method, path, kwargs, endpoint in self._routes:
+            getattr(self.app, method)(path, **kwargs)(endpoint)
+        return []
 
 
 def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
@@ -115,6 +174,11 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
     app = FastAPI(title="PlexiChat Desktop", version=__version__, docs_url=None,
                   redoc_url=None)
     app.state.manager = manager
+    deferred = DeferredRoutes(app)
+    # The app's own routes but /healthz and /events, added when first needed (see
+    # DeferredRoutes), each part where its routes always were: before and after /healthz.
+    before_healthz, after_healthz = _Declared(app), _Declared(app)
+    deferred.defer(before_healthz.add, _needs_own_routes)
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any
              ) -> HTMLResponse:
@@ -129,7 +193,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                         detail=exc.detail)
         return await http_exception_handler(request, exc)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @before_healthz.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
         records = [r.to_dict() for r in manager.records]
         return page(request, "index.html", plugins=records, safe_mode=manager.safe_mode)
@@ -171,7 +235,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         response.delete_cookie(legacy_cookie_name(identity.port), path="/")
         return no_store(response)
 
-    @app.get("/login", include_in_schema=False)
+    @before_healthz.get("/login", include_in_schema=False)
     async def login(request: Request, token: str | None = None, code: str | None = None,
                     next: str = "/") -> Response:
         target = safe_next(next)
@@ -191,7 +255,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
             return login_page(request, 401, "That token is not right.", target)
         return start_session(request, target)
 
-    @app.post("/login", include_in_schema=False)
+    @before_healthz.post("/login", include_in_schema=False)
     async def login_form(request: Request) -> Response:
         form = await request.form()
         token = form.get("token")
@@ -200,7 +264,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
             return login_page(request, 401, "That token is not right.", target)
         return start_session(request, target)
 
-    @app.post("/logout", include_in_schema=False)
+    @before_healthz.post("/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
         """End this browser's session (the cookie is worthless from now on)."""
         value = identity.session_of(request.headers)
@@ -213,18 +277,18 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         response.delete_cookie(cookie_name(identity.port), path="/")
         return no_store(response)
 
-    @app.get("/api/browser-sessions")
+    @before_healthz.get("/api/browser-sessions")
     async def browser_sessions() -> dict[str, Any]:
         """How many browsers are signed in, and the host name they use."""
         return {"active": identity.sessions.active, "host": identity.install_host,
                 "lifetime_seconds": identity.sessions.lifetime}
 
-    @app.post("/api/browser-sessions/revoke-all")
+    @before_healthz.post("/api/browser-sessions/revoke-all")
     async def revoke_browser_sessions() -> dict[str, Any]:
         """Sign out every browser (the desktop window's "Sign out all browsers")."""
         return {"revoked": identity.sessions.revoke_all()}
 
-    @app.post("/api/browser-sessions/login-link", responses={
+    @before_healthz.post("/api/browser-sessions/login-link", responses={
         403: {"description": "Not sent with the app token (a browser session)."}})
     async def browser_login_link(request: Request, next: str = "/") -> dict[str, Any]:
         """A link that signs a browser in once (a one-time code, not the token). Only for
@@ -244,7 +308,9 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                 # False only from serve's listener, before this app was built (AppGate).
                 "ready": True}
 
-    @app.get("/api/plugins")
+    deferred.defer(after_healthz.add, _needs_own_routes)
+
+    @after_healthz.get("/api/plugins")
     async def list_plugins() -> dict[str, Any]:
         return {"plugins": [r.to_dict() for r in manager.records]}
 
@@ -252,12 +318,12 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         if plugin_id not in manager.by_id:
             raise HTTPException(404, f"no plugin with id '{plugin_id}'")
 
-    @app.get("/api/plugins/{plugin_id}", responses=error_responses(404))
+    @after_healthz.get("/api/plugins/{plugin_id}", responses=error_responses(404))
     async def get_plugin(plugin_id: str) -> dict[str, Any]:
         known(plugin_id)
         return manager.by_id[plugin_id].to_dict()
 
-    @app.post("/api/plugins/{plugin_id}/enable", responses={
+    @after_healthz.post("/api/plugins/{plugin_id}/enable", responses={
         **error_responses(404),
         409: {"description": "The plugin did not start: its record, with the reason."}})
     async def enable_plugin(plugin_id: str) -> JSONResponse:
@@ -266,7 +332,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         status = 200 if rec.running else 409
         return JSONResponse(rec.to_dict(), status_code=status)
 
-    @app.post("/api/plugins/{plugin_id}/reload", responses={
+    @after_healthz.post("/api/plugins/{plugin_id}/reload", responses={
         **error_responses(404),
         409: {"description": "The plugin did not start again: its record, with the reason."}})
     async def reload_plugin(plugin_id: str) -> JSONResponse:
@@ -276,17 +342,18 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         rec = await manager.reload(plugin_id)
         return JSONResponse(rec.to_dict(), status_code=200 if rec.running else 409)
 
-    @app.post("/api/plugins/{plugin_id}/disable", responses=error_responses(404))
+    @after_healthz.post("/api/plugins/{plugin_id}/disable", responses=error_responses(404))
     async def disable_plugin(plugin_id: str) -> dict[str, Any]:
         known(plugin_id)
         return (await manager.disable(plugin_id)).to_dict()
 
-    @app.post("/api/app/focus")
+    @after_healthz.post("/api/app/focus")
     async def focus_window() -> dict[str, Any]:
         """Ask the desktop window (if any) to come to the front; a second launch uses it."""
         bus.publish(AppFocusRequested())
         return {"requested": True}
 
+    # Built at once: the live hub follows it in-process, past DeferredRoutes.
     @app.get("/events", include_in_schema=False)
     async def events() -> Response:
         sub = bus.subscribe(name="sse /events", maxsize=500)
@@ -312,7 +379,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                 dashboard_router(tests, event_log),
                 dashboard_pages(tests, templates(), __version__)]
 
-    deferred = DeferredRoutes(app, test_routers)
+    deferred.defer(test_routers, lambda path: TESTS_PREFIX in path)
     if later is None:
         deferred.build()
     else:
