@@ -490,9 +490,10 @@ async def test_a_plugin_module_named_like_a_preloaded_one_is_the_plugins(manager
 # -- what the fork server parses ahead of the sessions ---------------------------------------
 async def test_every_builtin_fixture_and_one_added_to_pytests_modules(manager_factory,  # noqa: F811
                                                                         tmp_path):
-    # The fork server parses pytest's plugin modules for fixtures once and the sessions
-    # skip those it found none in; a fixture put on one of them since (here by a
-    # conftest, before sessionstart) must be found as plain pytest finds it.
+    # The fork server parses pytest's plugin modules for fixtures once: the sessions skip
+    # those it found none in and parse only the fixtures of the others. A fixture put on
+    # one of either kind since (here by a conftest, before sessionstart) must be found as
+    # plain pytest finds it.
     folder = write_plugin(tmp_path / "plugins", "fixture_parsing", {
         "fidelity_smuggle.py": """\
             import pytest
@@ -506,11 +507,13 @@ async def test_every_builtin_fixture_and_one_added_to_pytests_modules(manager_fa
                 return smuggled
             """,
         "tests/conftest.py": """\
+            import _pytest.monkeypatch
             import _pytest.skipping
 
             from fidelity_smuggle import smuggled_fixture
 
             _pytest.skipping.smuggled = smuggled_fixture()
+            _pytest.monkeypatch.smuggled_too = smuggled_fixture()
             """,
         "tests/test_fixtures.py": """\
             import logging
@@ -535,8 +538,8 @@ async def test_every_builtin_fixture_and_one_added_to_pytests_modules(manager_fa
                 record_property("key", "value")
 
 
-            def test_smuggled(smuggled):
-                assert smuggled == 42
+            def test_smuggled(smuggled, smuggled_too, monkeypatch):
+                assert smuggled == smuggled_too == 42
             """})
     theirs, _, their_exit = await asyncio.to_thread(plain_pytest, folder)
     assert theirs == {"tests/test_fixtures.py::test_builtin_fixtures": "passed",

@@ -92,8 +92,11 @@ WARM_CHILD_FLAG = "--pytest-warm"
 
 # Modules every session imports whatever it runs, so a fork server or warm child imports
 # them once instead: asyncio for our reporter (~25 ms of CPU, a fifth of a small suite's
-# session), pdb and argcomplete for pytest's debugging plugin and its parser.
-_SESSION_MODULES = ("asyncio", "pdb", "_pytest._argcomplete", REPORTER_MODULE)
+# session), pdb and argcomplete for pytest's debugging plugin and its parser, readline
+# (~2 ms with the page faults of loading its libraries), which pytest's capture plugin
+# imports before it replaces the standard streams so that it binds to the real ones:
+# the C streams of fds 0 and 1, the same objects in the server and in every session.
+_SESSION_MODULES = ("asyncio", "pdb", "_pytest._argcomplete", "readline", REPORTER_MODULE)
 
 
 def _import_pytest() -> None:
@@ -296,7 +299,7 @@ def _prebuild_config() -> Callable[[], None] | None:
 
         config_module.get_config = get_config
 
-    _skip_fixtureless_plugins(prebuilt)
+    _parse_plugins_ahead(prebuilt)
     _remember_entry_points(prebuilt.pluginmanager)
     return offer
 
@@ -346,36 +349,38 @@ _SESSION_PLUGIN_CLASSES = (("_pytest.main", "Session"), ("_pytest.terminal", "Te
                            (REPORTER_MODULE, "Reporter"))
 
 
-def _skip_fixtureless_plugins(prebuilt: Any) -> None:
-    """Spare each session the fixture parsing of plugins that define no fixture.
+def _parse_plugins_ahead(prebuilt: Any) -> None:
+    """Spare each session most of the fixture parsing of the plugins every session has.
 
     A session's FixtureManager, created at sessionstart, walks every attribute of every
-    registered plugin for fixtures: ~10 ms of each session, nearly all on pytest's own
-    plugin modules and session objects (and ours), which define none and are the same in
-    every session. Here, once, pytest's own parsefactories() runs on each plugin module
-    the prebuilt Config holds (and the reporter) and on the classes of the session's
-    plugin objects (for an object the parsing looks fixtures up on its class only);
-    those that register nothing and warn nothing are skipped by the sessions'
-    FixtureManagers, but only while what the parsing reads of them (the module's
-    namespace, the dicts along the class's MRO) holds the same objects. Any doubt
-    (another pytest whose parsing or hook differs) leaves the parsing as is."""
+    registered plugin for fixtures: ~15 ms of each session, nearly all on pytest's own
+    plugin modules and session objects (and ours), the same in every session. Here, once,
+    pytest's own parsefactories() runs on each plugin module the prebuilt Config holds
+    (and the reporter) and on the classes of the session's plugin objects (for an object
+    the parsing looks fixtures up on its class only). A session's FixtureManager then
+    skips those that registered nothing and warned nothing, and parses, of a module
+    that has fixtures, only those (in a module of the same name holding just them,
+    when that registers the same fixtures as the whole module did) -- but only while what
+    the parsing reads of them (the module's namespace, the dicts along the class's MRO)
+    holds the same objects. Any doubt (another pytest whose parsing or hook differs)
+    leaves the parsing as is."""
     import functools
     import inspect
     import types
     import warnings
 
     try:
-        from _pytest.fixtures import FixtureManager
+        from _pytest.fixtures import FixtureFunctionDefinition, FixtureManager
 
         original = FixtureManager.pytest_plugin_registered
         if list(inspect.signature(original).parameters) != ["self", "plugin", "plugin_name"]:
             return
 
-        def parse(holder: object) -> list[str] | None:
-            """The fixtures parsing ``holder`` registers; None when it warns or fails."""
-            found: list[str] = []
+        def parse(holder: object) -> list[dict[str, Any]] | None:
+            """What parsing ``holder`` registers; None when it warns or fails."""
+            found: list[dict[str, Any]] = []
             probe = FixtureManager.__new__(FixtureManager)
-            probe._register_fixture = lambda **kw: found.append(kw["name"])  # type: ignore[method-assign]
+            probe._register_fixture = lambda **kw: found.append(kw)  # type: ignore[method-assign]
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
@@ -386,7 +391,7 @@ def _skip_fixtureless_plugins(prebuilt: Any) -> None:
 
         import _pytest.monkeypatch
 
-        if "monkeypatch" not in (parse(_pytest.monkeypatch) or []):
+        if "monkeypatch" not in [kw.get("name") for kw in parse(_pytest.monkeypatch) or []]:
             return  # the probe does not see fixtures where there are some: not this pytest
         modules = [plugin for _, plugin in prebuilt.pluginmanager.list_name_plugin()
                    if isinstance(plugin, types.ModuleType)]
@@ -397,6 +402,13 @@ def _skip_fixtureless_plugins(prebuilt: Any) -> None:
         candidates = [*modules, *(c for c in classes if isinstance(c, type))]
     except Exception:
         return
+
+    def fixtures_only(module: types.ModuleType, registered: list[dict[str, Any]]
+                      ) -> types.ModuleType | None:
+        small = types.ModuleType(module.__name__)
+        small.__dict__.update({name: value for name, value in vars(module).items()
+                               if type(value) is FixtureFunctionDefinition})
+        return small if parse(small) == registered else None
 
     def fixtureless_now(holder: object, snapshot: Any) -> bool:
         """Whether ``holder``, fixture-free when the server parsed it, still is: what
@@ -418,18 +430,30 @@ def _skip_fixtureless_plugins(prebuilt: Any) -> None:
     @functools.wraps(original)
     def pytest_plugin_registered(self: Any, plugin: Any, plugin_name: Any) -> None:
         holder = plugin if isinstance(plugin, types.ModuleType) else type(plugin)
-        known = fixtureless.get(id(holder))
-        if known is not None and known[0] is holder and fixtureless_now(*known):
-            return  # parsed in the fork server: no fixture there
+        known = parsed.get(id(holder))
+        if known is not None and known[0] is holder:
+            _, snapshot, small = known
+            if small is None and fixtureless_now(holder, snapshot):
+                return  # parsed in the fork server: no fixture there
+            if (small is not None and not str(plugin_name).endswith("conftest.py")
+                    and not _changes(holder, snapshot)):
+                original(self, small, plugin_name)  # its fixtures, not the whole module
+                return
         original(self, plugin, plugin_name)
 
-    fixtureless: dict[int, tuple[object, Any]] = {}
+    parsed: dict[int, tuple[object, Any, types.ModuleType | None]] = {}
     FixtureManager.pytest_plugin_registered = pytest_plugin_registered  # type: ignore[method-assign]
     # After the hook above replaced pytest's: FixtureManager's own dict is then as the
     # sessions find it.
     with contextlib.suppress(Exception):
-        fixtureless.update({id(h): (h, _namespaces(h)) for h in candidates
-                            if parse(h) == []})
+        for holder in candidates:
+            registered = parse(holder)
+            if registered == []:
+                parsed[id(holder)] = (holder, _namespaces(holder), None)
+            elif registered and isinstance(holder, types.ModuleType):
+                small = fixtures_only(holder, registered)
+                if small is not None:
+                    parsed[id(holder)] = (holder, _namespaces(holder), small)
 
 
 def _remember_entry_points(pluginmanager: Any) -> None:
