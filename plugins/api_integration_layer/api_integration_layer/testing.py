@@ -201,6 +201,23 @@ async def embedded_server(home: Path, *, plugin_dirs: Sequence[Path] = (),
 #     from api_integration_layer.testing import module_loop, pytest_pyfunc_call
 #
 # Such tests carry no ``asyncio`` mark (pytest-asyncio would run them on its loop).
+#
+# A suite whose modules can share one core imports ``suite_module_loop`` instead of
+# ``module_loop``: the same loop, for the whole session, so a session-scoped core fixture
+# can live on it (one start per suite, not one per module).
+
+
+@pytest.fixture(scope="session", name="module_loop")
+def suite_module_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The harness's ``module_loop`` (the name its ``pytest_pyfunc_call`` runs tests on),
+    kept for the whole session."""
+    loop = asyncio.new_event_loop()
+    try:
+        yield loop
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
 
 
 class SharedServer(SharedCore[EmbeddedServer]):

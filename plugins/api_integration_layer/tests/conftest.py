@@ -12,8 +12,8 @@ use ``async with shared_server() as server`` instead: the suite's core, whose fi
 account is an administrator no test signs in as but test_ai (so no test's own account is
 one). ``short_token_server`` (one-second access tokens) and ``limited_server`` (tight
 rate limits) are a module's core. They all live on one event loop for the suite
-(``module_loop``, see api_integration_layer.testing), so these tests carry no asyncio
-mark.
+(``module_loop``, here ``suite_module_loop``, see api_integration_layer.testing), so these
+tests carry no asyncio mark.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ if str(PLUGIN_ROOT) not in sys.path:
     # the project's "tests" package when both suites run in one pytest session.
     sys.path.append(str(PLUGIN_ROOT))
 
-from api_integration_layer.testing import pytest_pyfunc_call  # noqa: E402, F401
+from api_integration_layer.testing import (  # noqa: E402, F401
+    pytest_pyfunc_call,
+    suite_module_loop,
+)
 
 from plexichat_desktop.server.v1 import mfa  # noqa: E402
 from plexichat_desktop.testing.shared_ssl import share_default_ssl_context  # noqa: E402
@@ -60,20 +63,6 @@ def home(tmp_path: Path) -> Path:
 
 # access_token_minutes of the short-token core: tokens that expire within a second.
 ONE_SECOND = 1 / 60
-
-
-@pytest.fixture(scope="session")
-def module_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The harness's ``module_loop`` (the name its ``pytest_pyfunc_call`` runs tests on),
-    here for the whole suite: the default core is started once, not once per module
-    (each start ~0.3 s of CPU)."""
-    loop = asyncio.new_event_loop()
-    try:
-        yield loop
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
 
 
 def _module_core(loop: asyncio.AbstractEventLoop, tmp_path_factory: pytest.TempPathFactory,
