@@ -8,10 +8,10 @@ of today goes through the real API. Async tests take no async fixtures, so the t
 manager's runner and pytest-asyncio both run them.
 
 Starting a core costs a second or more (several on a busy machine). Tests that neither
-store anything nor count what is on the server use ``app(shared=True)``: the module's
-core (``shared_core``), signed in or out as they ask. They run on the module's event
-loop (``module_loop``, see api_integration_layer.testing), the loop that core lives on,
-and so carry no asyncio mark.
+store anything nor count what is on the server use ``app(shared=True)``: the suite's
+core (``shared_core``), signed in or out as they ask. They run on the suite's event
+loop (``module_loop``, here ``suite_module_loop``, see api_integration_layer.testing),
+the loop that core lives on, and so carry no asyncio mark.
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
         # Appended, so a plugin folder's "tests" cannot shadow the project's "tests".
         sys.path.append(str(_folder))
 
-from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
+from api_integration_layer.testing import (  # noqa: E402, F401
+    pytest_pyfunc_call,
+    suite_module_loop,
+)
 
 DAY = 86400.0
 
@@ -85,10 +88,10 @@ class Running:
         await self.seed(write)
 
 
-@pytest.fixture(scope="module")
-def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+@pytest.fixture(scope="session")
+def shared_core(module_loop: asyncio.AbstractEventLoop,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The module's core with default settings, started by the first test using it."""
+    """The suite's core with default settings, started by the first test using it."""
     from api_integration_layer.testing import module_server
 
     yield from module_server(module_loop, tmp_path_factory, PLUGIN_ROOT, LAYER_ROOT,
@@ -99,7 +102,7 @@ def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixtu
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
         ) -> Callable[..., Any]:
     """``async with app(**settings) as running``; ``signed_in=False`` leaves the layer
-    signed out; ``shared=True`` uses the module's core instead of a new one."""
+    signed out; ``shared=True`` uses the suite's core instead of a new one."""
     import httpx
     from api_integration_layer.testing import PASSWORD, embedded_server, plugin_folder
 

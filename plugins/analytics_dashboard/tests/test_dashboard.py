@@ -159,12 +159,14 @@ async def test_reports_as_tables_csv_and_pdf(app):
 
 
 async def test_a_non_administrator_sees_administrator_needed(app):
-    async with app() as running:
+    # The shared core: an account of its own, and nothing stored or counted.
+    async with app(shared=True) as running:
         layer = running.server.plugin("api_integration_layer")
-        from api_integration_layer.testing import PASSWORD
+        from api_integration_layer.testing import PASSWORD, unique_name
         await layer.client.auth.logout()
-        await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
-        await layer.client.auth.login("ann", PASSWORD)
+        ann = unique_name("ann")
+        await layer.client.auth.register(ann, f"{ann}@example.org", PASSWORD)
+        await layer.client.auth.login(ann, PASSWORD)
         status = (await running.client.get("status")).json()
         assert status["signed_in"] is True and status["is_admin"] is False
         r = await running.client.get("reports/top_users")

@@ -4,13 +4,13 @@
 embedded v1 API) on a temp home and a free loopback port, with the layer logged in as the
 install's administrator; everything the plugin does goes to that real v1 server.
 
-Starting a core costs a second or more (several on a busy machine), so the tests of a
-module share one unless they ask for ``app(fresh=True)`` (or for settings of their own):
-those whose assertions count everything on the server (backups, history, alerts) or
-change it for everyone (a restore, a maintenance window). Async tests that use ``app``
-run on one event loop per module (``module_loop``, see api_integration_layer.testing),
-the loop the shared core lives on; they carry no asyncio mark and take no async
-fixtures.
+Starting a core costs a second or more (several on a busy machine), so the suite's tests
+share one unless they ask for ``app(fresh=True)`` (or for settings of their own): those
+whose assertions count everything on the server (backups, history, alerts) or change it
+for everyone (a restore, a maintenance window). Async tests that use ``app`` run on one
+event loop for the suite (``module_loop``, here ``suite_module_loop``, see
+api_integration_layer.testing), the loop the shared core lives on; they carry no asyncio
+mark and take no async fixtures.
 """
 
 from __future__ import annotations
@@ -34,7 +34,10 @@ for _folder in (PLUGIN_ROOT, LAYER_ROOT):
         # Appended, so a plugin folder's "tests" cannot shadow the project's "tests".
         sys.path.append(str(_folder))
 
-from api_integration_layer.testing import module_loop, pytest_pyfunc_call  # noqa: E402, F401
+from api_integration_layer.testing import (  # noqa: E402, F401
+    pytest_pyfunc_call,
+    suite_module_loop,
+)
 
 
 class App:
@@ -57,10 +60,10 @@ class App:
         return dict(job.to_dict())
 
 
-@pytest.fixture(scope="module")
-def shared_core(module_loop: asyncio.AbstractEventLoop,  # noqa: F811 (the fixture)
+@pytest.fixture(scope="session")
+def shared_core(module_loop: asyncio.AbstractEventLoop,
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The module's core (started by the first test that uses it), with its
+    """The suite's core (started by the first test that uses it), with its
     administrator registered."""
     from api_integration_layer.testing import module_server
 
@@ -74,7 +77,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
     """``async with app(login="admin", fresh=False, **settings) as a``: see :class:`App`;
     ``login=None`` leaves the layer logged out, ``login="user"`` logs it in as an
     ordinary account (the administrator is registered first either way). ``fresh`` (or
-    any settings) starts a core of the test's own instead of the module's."""
+    any settings) starts a core of the test's own instead of the suite's."""
     import httpx
     from api_integration_layer.testing import (
         PASSWORD,
