@@ -36,7 +36,7 @@ from plexichat_desktop.core.validation import ConfigError, read_toml, validate_l
 from plexichat_desktop.plugins.requirements import (
     MissingRequirement,
     check_requirements,
-    parse_python_requirement,
+    validate_python_requirement,
 )
 
 MANIFEST_NAME = "plugin.toml"
@@ -146,7 +146,7 @@ class RequiresPython(_Strict):
     @classmethod
     def _requirements(cls, value: list[str]) -> list[str]:
         for text in value:
-            parse_python_requirement(text)
+            validate_python_requirement(text)
         return list(dict.fromkeys(value))
 
 

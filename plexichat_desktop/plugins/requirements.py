@@ -30,17 +30,28 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
 Kind = Literal["python", "system"]
+
+# "radon", "radon>=6", "tree-sitter-javascript >= 0.23": a PEP 508 name, at most a lowest
+# release, no extras or marker. What plugins declare almost always, and read without
+# packaging.requirements (its import and parser: ~8 ms of every start's discovery).
+_PLAIN = re.compile(
+    r"[ \t]*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)[ \t]*"
+    r"(?:>=[ \t]*([0-9]+(?:\.[0-9]+)*))?[ \t]*")
+_RELEASE = re.compile(r"[0-9]+(?:\.[0-9]+)*")  # a version that is only a release: "1.17.0"
 
 
 @dataclass(frozen=True)
@@ -74,10 +85,26 @@ class MissingRequirement:
 
 def parse_python_requirement(text: str) -> Requirement:
     """A PEP 508 requirement; ``ValueError`` naming the entry when it is not one."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return Requirement(text)
     except InvalidRequirement as exc:
         raise ValueError(f"{text!r} is not a requirement like 'radon>=6' ({exc})") from None
+
+
+def validate_python_requirement(text: str) -> None:
+    """``ValueError`` naming the entry when ``text`` is not a PEP 508 requirement."""
+    if _PLAIN.fullmatch(text) is None:
+        parse_python_requirement(text)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    # PEP 440 pads releases with zeros: 1.17 == 1.17.0.
+    parts = [int(part) for part in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 _INDEX_TTL = 1.0  # seconds: one scan serves a whole discovery, a later Enable sees installs
@@ -130,6 +157,24 @@ def check_python(text: str, optional: bool,
                  installed: Callable[[str], str | None] = _installed_version
                  ) -> MissingRequirement | None:
     """None when ``text`` is satisfied here (or its marker excludes this machine)."""
+    plain = _PLAIN.fullmatch(text)
+    if plain is not None:
+        name, lowest = plain.groups()
+        version = installed(name)
+        # Compared here when packaging would compare releases alone; else packaging says.
+        if version is None or lowest is None or _RELEASE.fullmatch(version):
+            if version is not None and (lowest is None
+                                        or _release(version) >= _release(lowest)):
+                return None
+            found = f"{name} {version}" if version is not None else None
+            return MissingRequirement("python", text, optional, found,
+                                      f"pip install '{text}'")
+        return _check_parsed(text, optional, lambda _name: version)  # looked up once
+    return _check_parsed(text, optional, installed)
+
+
+def _check_parsed(text: str, optional: bool, installed: Callable[[str], str | None]
+                  ) -> MissingRequirement | None:
     req = parse_python_requirement(text)
     if req.marker is not None and not req.marker.evaluate():
         return None
@@ -164,4 +209,4 @@ def check_requirements(python_required: list[str], python_optional: list[str],
 
 
 __all__ = ["MissingRequirement", "check_binary", "check_python", "check_requirements",
-           "parse_python_requirement"]
+           "parse_python_requirement", "validate_python_requirement"]
