@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -39,8 +38,9 @@ class Served:
         self.proc, self.url, self.lines = proc, url, lines
 
 
-def start_serve(env: dict[str, str], *args: str) -> Served:
-    proc = subprocess.Popen([*CLI, "serve", "--port", "0", *args], env=env,
+def start_serve(env: dict[str, str], *args: str, command: tuple[str, ...] = ("serve",)
+                ) -> Served:
+    proc = subprocess.Popen([*CLI, *command, "--port", "0", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     assert proc.stdout is not None
@@ -86,19 +86,6 @@ def test_serve_prints_url_answers_refuses_a_second_and_stops_cleanly(env, sig):
         assert third.proc.wait(15) == 0
 
 
-def test_a_taken_port_is_a_clear_error(env):
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen()
-    port = blocker.getsockname()[1]
-    try:
-        result = run(["serve", "--port", str(port)], env)
-    finally:
-        blocker.close()
-    assert result.returncode == 1
-    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
-    assert "--port 0" in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_bad_settings_stop_before_anything_starts(env, home):
@@ -111,12 +98,27 @@ def test_bad_settings_stop_before_anything_starts(env, home):
     assert not (home.log_dir / "plexichat-desktop.log").exists()
 
 
-def test_token_prints_only_the_token(env, home):
-    first, again = run_many([["token"], ["token"]], env)
+def test_token_prints_only_the_token_and_a_taken_port_is_a_clear_error(env, home):
+    # One batch (see run_many) for the two: each alone was an interpreter and the CLI's
+    # imports for a few ms of work.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    port = blocker.getsockname()[1]
+    try:
+        first, again, taken = run_many([["token"], ["token"], ["serve", "--port", str(port)]],
+                                        env)
+    finally:
+        blocker.close()
     assert first.returncode == 0
     assert re.fullmatch(r"[A-Za-z0-9_-]{40,}\n", first.stdout)
     assert again.stdout == first.stdout
     assert home.token_file.read_text() == first.stdout
+
+    assert taken.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in taken.stderr
+    assert "--port 0" in taken.stderr
+    assert "Traceback" not in taken.stderr
 
 
 def test_version_help_and_the_module_entry_point(env):
@@ -162,9 +164,15 @@ def test_scaffolded_plugin_is_found_valid_its_test_passes_and_it_serves(env, hom
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "3 passed" in tests.stdout  # one of them runs the plugin in the app (harness)
 
-    # The scaffolded plugin, found through the path variable, serves its page and route.
-    served = start_serve({**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(target)})
+    # The scaffolded plugin, found through the path variable, serves its page and route,
+    # from the server the default command runs when there is no display (the same as
+    # serve's: one server start for both checks).
+    headless = {k: v for k, v in env.items()
+                if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    served = start_serve({**headless, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(target)},
+                         command=())
     try:
+        assert any("serving at http://127.0.0.1:" in line for line in served.lines)
         token = home.token_file.read_text().strip()  # what `token` prints (tested above)
         with httpx.Client(base_url=served.url,
                           headers={"Authorization": f"Bearer {token}"}) as client:
@@ -176,6 +184,7 @@ def test_scaffolded_plugin_is_found_valid_its_test_passes_and_it_serves(env, hom
     finally:
         served.proc.send_signal(signal.SIGTERM)
         assert served.proc.wait(15) == 0
+    assert "no display found" in (served.proc.stderr.read() if served.proc.stderr else "")
 
 
 def test_validate_list_enable_and_disable(env):
@@ -211,22 +220,3 @@ def test_validate_list_enable_and_disable(env):
     states = {p["id"]: p for p in json.loads(relisted.stdout)["plugins"]}
     assert states["good_plugin"]["state"] == "validated"
     assert missing.returncode == 1 and "no plugin with id 'ghost'" in missing.stderr
-
-
-def test_default_command_without_display_runs_the_server(env):
-    env = {k: v for k, v in env.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    proc = subprocess.Popen([*CLI, "--port", "0"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline and "serving at" not in line:
-            line = proc.stdout.readline()
-        assert "serving at http://127.0.0.1:" in line
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-    assert "no display found" in (proc.stderr.read() if proc.stderr else "")
-
