@@ -56,9 +56,11 @@ def ctl() -> Any:
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``async with app(roots=[...], **settings) as (client, plugin, server)``: the real
-    app core (with the API integration layer, which sync needs, and the v1 API) running
-    only these two plugins; ``client`` is an httpx client on this plugin's API with the
-    app token, ``server`` the layer's ``EmbeddedServer`` (``server.account(...)``)."""
+    app core (with the API integration layer, which sync needs) running only these two
+    plugins; ``client`` is an httpx client on this plugin's API with the app token,
+    ``server`` the layer's ``EmbeddedServer`` (``server.account(...)``). The embedded v1
+    API is served only when ``api`` (its settings) is given: only sync talks to it, and
+    it is a good part of a core's start."""
     import httpx
     from api_integration_layer.testing import embedded_server, plugin_folder
 
@@ -73,7 +75,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
         async with embedded_server(
                 tmp_path / "apphome", plugin_dirs=[folder], plugin_settings={
                     PLUGIN_ID: {"roots": [str(r) for r in roots], **settings}},
-                **(api or {})) as server:
+                **(api if api is not None else {"enabled": False})) as server:
             record = server.runtime.plugins.by_id[PLUGIN_ID]
             assert str(record.state) in ("active", "degraded"), (record.reason, record.detail)
             async with httpx.AsyncClient(
