@@ -14,26 +14,36 @@ Besides wall time each variant's CPU time (user + system of every process it use
 printed: on a shared machine the wall ratios swing with the load, the CPU ratio much less.
 
 Where (a)'s time goes (issue 21), per forked session of 40 tests, median CPU ms between
-pytest's hooks (2 cores at load 6-12, so CPU rather than wall), before -> after:
+pytest's hooks (2 cores at load 5-12, so CPU rather than wall), first round -> second
+round (fork server commits of 2026-12-06 evening, 3 runs back to back with the first
+round's code, test files' rewrite cached, wait4 of each session):
 
-    config: get_config, ini, -p plugins, argparse   70 -> 26-31  asyncio, pdb and the reporter
-                                                                  imported, the Config built
-                                                                  once in the fork server
-    pytest_configure                                 7 -> 4
-    sessionstart: fixtures of ~38 plugin modules    15 -> 16
-    collection (test file rewritten and imported)   28 -> 28-32  (b) pays the same
-    the 40 tests, our reporter included             32 -> 29-33  two pipe writes a test, not 5
-    unconfigure and exit                            31 -> 1-2    gc.freeze() in the server:
-                                                                  pytest's forced collections
-                                                                  no longer walk (and copy)
-                                                                  the inherited heap
-    session total                                  187 -> 104-119
+    config: get_config, ini, -p plugins, argparse  70 -> 26-31 -> 9-11  entry points of -p
+                                                                       names remembered,
+                                                                       readline imported
+                                                                       in the server
+    pytest_configure                                7 -> 4     -> 3
+    sessionstart: fixtures of ~38 plugins          15 -> 16    -> 5-6   the server parses
+                                                                       pytest's plugins;
+                                                                       sessions skip those
+                                                                       without fixtures
+    collection                                     28 -> 28-32 -> 12-14  the first two with
+                                                                       the asserts' rewrite
+                                                                       made, the last cached
+    the 40 tests, our reporter included            32 -> 29-33 -> 28-29
+    unconfigure and exit (from wait4)              31 -> 1-2   -> 4-5
+    session total (wait4)                         187 -> 104-119 -> 63-69 (82-90 before it)
+
+Before the run the test files are collected once, untimed (--cold-rewrite skips it):
+whichever variant ran first rewrote their asserts and left them cached for the others, so
+(b) and (c) started from a cache that (a) had paid for (~12 ms of CPU per file).
 
 What (a) still pays that (b) does not: pytest's fixed setup per session (config, configure,
-sessionstart: ~50 ms x 15 instead of once), the reporter's events (~0.2 s of the manager's
-CPU for 600 results: decoding, attempts, the store), the fork server's own start (Python,
-pytest, asyncio: ~0.2 s, on the critical path as (b)'s interpreter start is), and the
-uneven split of 15 suites over 2 workers (8 and 7).
+sessionstart, the collection's fixed part: ~30 ms x 15 instead of once), the reporter's
+events (~0.18 s of the manager's CPU for 600 results: decoding, attempts, the store), the
+fork server's own start (Python, pytest, asyncio: ~0.2 s, on the critical path as (b)'s
+interpreter start is), the page faults of each fork's copy-on-write (~3000 a session), and
+the uneven split of 15 suites over 2 workers (8 and 7).
 """
 
 from __future__ import annotations
@@ -175,20 +185,28 @@ def main() -> int:
     parser.add_argument("--plugins", type=int, default=15)
     parser.add_argument("--tests", type=int, default=40)
     parser.add_argument("--latency-runs", type=int, default=20)
+    parser.add_argument("--cold-rewrite", action="store_true",
+                        help="no untimed collection first: (a) then rewrites the test files' "
+                             "asserts and caches them, and (b) and (c) find them cached")
     args = parser.parse_args()
     cores = os.cpu_count() or 2
     with tempfile.TemporaryDirectory(prefix="plexichat-bench-") as tmp:
         root = Path(tmp)
         folders = generate(root / "plugins", args.plugins, args.tests)
         home = AppPaths.from_env({"PLEXICHAT_DESKTOP_HOME": str(root / "home")})
-        load = os.getloadavg()[0]
-        wall_a, cpu_a, passed = asyncio.run(through_manager(home, root / "plugins"))
-        if passed != args.plugins * args.tests:
-            raise RuntimeError(f"expected {args.plugins * args.tests} passes, got {passed}")
         (root / "pytest.ini").write_text("[pytest]\n")
         base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                 "--import-mode=importlib", "-c", str(root / "pytest.ini"), f"--rootdir={root}",
                 *[str(f / "tests") for f in folders]]
+        if not args.cold_rewrite:
+            # Whichever variant ran first rewrote the test files' asserts and left them
+            # cached in __pycache__ for the others (~12 ms of CPU a file): all start from
+            # the cache, as a suite run again does.
+            timed([*base, "--collect-only"], root)
+        load = os.getloadavg()[0]
+        wall_a, cpu_a, passed = asyncio.run(through_manager(home, root / "plugins"))
+        if passed != args.plugins * args.tests:
+            raise RuntimeError(f"expected {args.plugins * args.tests} passes, got {passed}")
         wall_b, cpu_b = timed(base, root)
         has_xdist = importlib.util.find_spec("xdist") is not None
         wall_c, cpu_c = (timed([*base, "-p", "xdist", "-n", str(cores)], root) if has_xdist
@@ -196,7 +214,8 @@ def main() -> int:
         latencies = (asyncio.run(one_test_latency(home, root / "plugins", args.latency_runs))
                      if args.latency_runs else {})
     print(f"suite: {args.plugins} plugins x {args.tests} tests = {passed} tests, {cores} cores, "
-          f"load average {load:.2f} at the start")
+          f"load average {load:.2f} at the start, asserts' rewrite "
+          f"{'made by (a), cached for (b) and (c)' if args.cold_rewrite else 'cached for all'}")
     print("                                       wall            CPU (user+sys, all processes)")
     print(f"(a) test manager, concurrency {cores}:   {wall_a:6.2f} s        {cpu_a:6.2f} s")
     print(f"(b) plain pytest, one process:       {wall_b:6.2f} s a/b = {wall_a / wall_b:.2f}"
