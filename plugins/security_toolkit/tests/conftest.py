@@ -50,8 +50,10 @@ def rage_passphrase_file() -> tuple[str, bytes]:
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """``async with app(**settings) as (client, plugin, server)``: the real app core with
-    this plugin and the API integration layer (v1 included); ``client`` is an httpx
-    client on this plugin's routes with the app token."""
+    this plugin and the API integration layer; ``client`` is an httpx client on this
+    plugin's routes with the app token. ``with_v1=True`` serves the embedded v1 API too
+    (secure messages need it; the rest of the plugin does not, and it is a good part of
+    a core's start)."""
     import httpx
     from api_integration_layer.testing import embedded_server, plugin_folder
 
@@ -60,11 +62,11 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
 
     @contextlib.asynccontextmanager
-    async def start(**settings: Any) -> AsyncIterator[Any]:
+    async def start(*, with_v1: bool = False, **settings: Any) -> AsyncIterator[Any]:
         folder = plugin_folder(tmp_path, PLUGIN_ROOT, LAYER_ROOT)
         async with embedded_server(tmp_path / "apphome", plugin_dirs=[folder],
-                                   plugin_settings={PLUGIN_ID: {**FAST_KDF, **settings}}
-                                   ) as server:
+                                   plugin_settings={PLUGIN_ID: {**FAST_KDF, **settings}},
+                                   enabled=with_v1) as server:
             record = server.runtime.plugins.by_id[PLUGIN_ID]
             assert str(record.state) == "active", (record.reason, record.detail)
             async with httpx.AsyncClient(

@@ -219,7 +219,7 @@ async def test_secure_messages_leave_only_ciphertext_on_the_server(app: Any) -> 
     from api_integration_layer.testing import PASSWORD
 
     text = "Meet at the old mill at nine, bring the ledger"
-    async with app() as (client, _plugin, server):
+    async with app(with_v1=True) as (client, _plugin, server):
         await client.post("vault/create", json={"password": MASTER})
         nobody = await client.post("contacts", json={"username": "bob",
                                                      "public_key": e2e.public_text(
