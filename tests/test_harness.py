@@ -8,11 +8,15 @@ import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
@@ -95,36 +99,6 @@ def test_plain_pytest_applies_the_managers_rules_and_the_manifest_timeout(tmp_pa
     assert "the old way of failing" in messages["test_returned_failure_dict_fails"]
     for hung in ("test_hanging_test_is_stopped", "test_hanging_async_test_is_stopped"):
         assert "ran longer than its timeout of 1 s" in messages[hung], messages[hung]
-
-
-async def _manager_outcomes(home, root: Path, plugin_id: str, targets: list[str]
-                            ) -> dict[str, str]:
-    """Each test's outcome (by name) when the test manager runs ``targets`` of the plugin
-    folder ``root``."""
-    settings = Settings()
-    bus = EventBus()
-    plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
-                            extra_dirs=[root.parent], include_installed=False)
-    plugins.discover()
-    store = ResultStore(home.data_dir / "tests.sqlite3")
-    manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
-    await manager.start()
-    try:
-        run = await manager.submit(plugin_id, targets, precheck=False)
-        await manager.wait(run.id)
-        return {a.nodeid.split("::")[-1]: a.outcome for a in store.attempts_for_run(run.id)}
-    finally:
-        await manager.stop()
-        store.close()
-
-
-@pytest.mark.asyncio
-async def test_the_manager_gives_the_same_verdicts(home, tmp_path: Path):
-    root = _rules_plugin(tmp_path)
-    got = await _manager_outcomes(home, root, "rules_demo", ["tests/test_rules.py"])
-    # The manager names a hang "timed_out" (and keeps its stacks); plain pytest fails it.
-    assert got == {name: ("timed_out" if "hanging" in name else outcome)
-                   for name, outcome in EXPECTED.items()}
 
 
 CONSUMER_MANIFEST = '''id = "api_consumer"
@@ -263,10 +237,70 @@ async def test_and_the_next_one_shares_what_it_started(shared, module_loop):
 '''
 
 
-@pytest.mark.asyncio
-async def test_a_module_shares_one_app_and_one_loop(home, tmp_path: Path):
-    root = scaffold_plugin("shared_demo", tmp_path / "plugins")
-    (root / "tests" / "test_shared.py").write_text(SHARED_TESTS)
+@dataclass
+class Managed:
+    """The module's test manager and the plugin folders it knows (see ``managed``)."""
+
+    manager: TestManager
+    store: ResultStore
+    rules: Path
+    shared: Path
+
+    async def outcomes(self, plugin_id: str, targets: list[str]) -> dict[str, str]:
+        """Each test's outcome (by name) when the test manager runs ``targets`` of the
+        plugin ``plugin_id``."""
+        run = await self.manager.submit(plugin_id, targets, precheck=False)
+        await self.manager.wait(run.id)
+        return {a.nodeid.split("::")[-1]: a.outcome
+                for a in self.store.attempts_for_run(run.id)}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def managed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Managed]:
+    """One test manager, and so one pytest fork server, for the module's two plugins
+    (rules_demo and shared_demo): each run still gets a pytest child of its own, forked
+    from the pristine server, but the server's start (Python, pytest and the app's
+    imports, over a second of CPU) is paid once. Its home is set up as the ``home``
+    fixture's: fresh, and no plugin path from the caller's environment."""
+    root = tmp_path_factory.mktemp("harness-manager")
+    rules = _rules_plugin(root)
+    shared = scaffold_plugin("shared_demo", root / "plugins")
+    (shared / "tests" / "test_shared.py").write_text(SHARED_TESTS)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PLEXICHAT_DESKTOP_HOME", str(root / "home"))
+        env.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
+        for name in list(os.environ):
+            if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
+                env.delenv(name)
+        home = AppPaths.from_env()
+        settings = Settings()
+        bus = EventBus()
+        plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
+                                extra_dirs=[root / "plugins"], include_installed=False)
+        plugins.discover()
+        store = ResultStore(home.data_dir / "tests.sqlite3")
+        manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+        await manager.start()
+        try:
+            yield Managed(manager, store, rules, shared)
+        finally:
+            await manager.stop()
+            store.close()
+
+
+# Next to each other: xdist hands a worker consecutive tests, so both find the same
+# module fixture (on two workers each would start its own).
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_manager_gives_the_same_verdicts(managed: Managed):
+    got = await managed.outcomes("rules_demo", ["tests/test_rules.py"])
+    # The manager names a hang "timed_out" (and keeps its stacks); plain pytest fails it.
+    assert got == {name: ("timed_out" if "hanging" in name else outcome)
+                   for name, outcome in EXPECTED.items()}
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_module_shares_one_app_and_one_loop(managed: Managed):
+    root = managed.shared
     target = "tests/test_shared.py"
     plain = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
@@ -275,5 +309,5 @@ async def test_a_module_shares_one_app_and_one_loop(home, tmp_path: Path):
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert "4 passed" in plain.stdout
 
-    got = await _manager_outcomes(home, root, "shared_demo", [target])
+    got = await managed.outcomes("shared_demo", [target])
     assert set(got.values()) == {"passed"} and len(got) == 4, got
