@@ -33,13 +33,21 @@ GIB = 1024**3
 
 
 @pytest.fixture
-def busy_process() -> Iterator[subprocess.Popen[bytes]]:
-    """A child process that keeps one core busy."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    time.sleep(0.2)  # let it start and show up
-    yield proc
-    proc.kill()
-    proc.wait(timeout=10)
+def busy_process() -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """``busy_process()`` starts a child process that keeps one core busy until the test
+    ends; started when the test gets to the part that looks for it, since every moment
+    it spins is a core taken from whatever else runs."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        started.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        time.sleep(0.2)  # let it start and show up
+        return started[-1]
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def test_format_bytes_uses_binary_units() -> None:
@@ -68,20 +76,23 @@ def _readable(proc: psutil.Process) -> bool:
     return True
 
 
-def test_top_by_cpu_finds_a_busy_process(busy_process: subprocess.Popen[bytes]) -> None:
+def test_top_by_cpu_finds_a_busy_process(
+        busy_process: Callable[[], subprocess.Popen[bytes]]) -> None:
+    spinning = busy_process()
     # Every process measured, not the top three: on a machine busy with other work (a
     # parallel test run, a browser) the spinning child need not be among the three.
     top = top_by_cpu(limit=10_000, window=0.5)
     assert [p.cpu_percent for p in top] == sorted((p.cpu_percent for p in top), reverse=True)
-    assert busy_process.pid in [p.pid for p in top]
-    busy = next(p for p in top if p.pid == busy_process.pid)
+    assert spinning.pid in [p.pid for p in top]
+    busy = next(p for p in top if p.pid == spinning.pid)
     cores = psutil.cpu_count() or 1
     # A spinning process uses one core: about 100 / cores percent of the machine.
     # A tenth of a core is the floor even on a machine busy with other work.
     assert busy.cpu_percent > 100 / cores * 0.1
 
 
-def test_cpu_suggestions_from_real_processes(busy_process: subprocess.Popen[bytes]) -> None:
+def test_cpu_suggestions_from_real_processes(
+        busy_process: Callable[[], subprocess.Popen[bytes]]) -> None:
     sampler = Sampler()
     time.sleep(0.2)
     sample = sampler.sample()
@@ -92,8 +103,9 @@ def test_cpu_suggestions_from_real_processes(busy_process: subprocess.Popen[byte
                           for text in advice)
     # And a busy process, measured for real, is named with its share (it is in the top
     # three on a quiet machine; on a loaded one other work may rank above it).
-    busy = [p for p in top_by_cpu(limit=10_000) if p.pid == busy_process.pid]
-    assert any(f"pid {busy_process.pid}" in text and "% of total CPU" in text
+    spinning = busy_process()
+    busy = [p for p in top_by_cpu(limit=10_000) if p.pid == spinning.pid]
+    assert any(f"pid {spinning.pid}" in text and "% of total CPU" in text
                for text in cpu_suggestions(sample, busy))
 
 
