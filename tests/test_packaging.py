@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from plexichat_desktop import __version__
+from plexichat_desktop.core.paths import AppPaths
 from tests.conftest import REPO
 
 
@@ -106,8 +107,8 @@ def test_the_installed_app_starts_and_runs_a_plugins_tests(installed: Path,
                 found = re.search(r"serving at (http://127\.0\.0\.1:\d+/)", line)
                 url = found.group(1) if found else None
             assert url, "the installed app never printed its ready line"
-            token = subprocess.run([str(script), "token"], env=env, text=True,
-                                   capture_output=True, timeout=60).stdout.strip()
+            # What `token` prints (test_cli.py): no interpreter start for it.
+            token = AppPaths.from_env(env).token_file.read_text().strip()
             health = httpx.get(url + "healthz", timeout=10,
                                headers={"Authorization": f"Bearer {token}"}).json()
             assert health["status"] == "ok" and health["version"] == __version__
