@@ -155,8 +155,9 @@ async def test_base_url_points_the_layer_at_a_remote_server(home: Path, tmp_path
         name = unique_name()
         await remote.client().auth.register(name, f"{name}@example.org", PASSWORD)
         settings = {PLUGIN_ID: {"base_url": remote.base_url + "/", "token_storage": "file"}}
-        async with embedded_server(home, plugin_dirs=[folder],
-                                   plugin_settings=settings) as local:
+        # The local app serves no v1 API: the layer must talk to the remote one only.
+        async with embedded_server(home, plugin_dirs=[folder], plugin_settings=settings,
+                                   enabled=False) as local:
             layer = local.plugin(PLUGIN_ID)
             assert layer.client.base_url == remote.base_url and not layer.embedded
             await layer.client.auth.login(name, PASSWORD)  # only the remote knows this user
@@ -171,7 +172,7 @@ async def test_base_url_points_the_layer_at_a_remote_server(home: Path, tmp_path
     # Nothing listening there: the page says offline and why.
     dead = {PLUGIN_ID: {"base_url": "http://127.0.0.1:9/api/v1", "max_retries": 0}}
     async with embedded_server(tmp_path / "third", plugin_dirs=[folder],
-                               plugin_settings=dead) as local:
+                               plugin_settings=dead, enabled=False) as local:
         layer = local.plugin(PLUGIN_ID)
         async with asyncio.timeout(10):
             while layer.checked_at is None:
@@ -186,7 +187,8 @@ async def test_a_bad_setting_fails_the_plugin_with_the_setting_named(home: Path,
                                                                    tmp_path: Path):
     folder = plugin_folder(tmp_path, PLUGIN_ROOT)
     bad = {PLUGIN_ID: {"base_url": "chat.example.org/api/v1"}}
-    async with embedded_server(home, plugin_dirs=[folder], plugin_settings=bad) as server:
+    async with embedded_server(home, plugin_dirs=[folder], plugin_settings=bad,
+                               enabled=False) as server:
         record = server.runtime.plugins.by_id[PLUGIN_ID]  # type: ignore[union-attr]
         assert str(record.state) == "failed"
         assert "base_url" in record.reason and "http://" in record.reason
