@@ -231,7 +231,7 @@ def _default_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
     try:
         _prepare(paths, settings)
         return run_gui(paths, settings, RuntimeOptions(safe_mode=args.safe_mode),
-                       no_webengine=args.no_webengine, on_ready=lock.publish)
+                       no_webengine=args.no_webengine, on_listening=lock.publish)
     finally:
         lock.release()
 
@@ -290,8 +290,11 @@ def _single_instance(paths: AppPaths, focus_existing: bool) -> tuple[Any, int]:
 
         token = load_or_create_token(paths.token_file)
         try:
+            # The URL is published once the port is bound, before the app is built: a
+            # launch during the first one's start waits there for it (seconds on a busy
+            # machine), then its window comes to the front.
             httpx.post(f"{url}api/app/focus", headers={"Authorization": f"Bearer {token}"},
-                       timeout=3).raise_for_status()
+                       timeout=10).raise_for_status()
             print(f"PlexiChat Desktop is already running{where} (pid {pid}); "
                   "its window was brought to the front.")
             return None, EXIT_OK
@@ -379,7 +382,7 @@ def _dev_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) 
             from plexichat_desktop.gui.app import run_gui
 
             return run_gui(paths, settings, options, no_webengine=args.no_webengine,
-                           on_ready=lock.publish, attach=attach)
+                           on_listening=lock.publish, attach=attach)
 
         async def run() -> int:
             runtime = Runtime(paths, settings, options)

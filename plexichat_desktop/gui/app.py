@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -38,13 +39,22 @@ Attach = Callable[[Runtime, object], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
-            no_webengine: bool = False, on_ready: Callable[[str], None] | None = None,
+            no_webengine: bool = False, on_listening: Callable[[str], None] | None = None,
             attach: Attach | None = None) -> int:
-    """Run the desktop app until its window closes or a signal arrives; the exit code."""
-    # The core is imported in a worker thread from the start, while this thread imports
-    # Qt, shows the window and starts Chromium (see _import_core).
+    """Run the desktop app until its window closes or a signal arrives; the exit code.
+
+    ``on_listening`` gets the server's URL as soon as its port is bound (before the window
+    shows): a second launch finds the app there and asks it to come to the front."""
+    # A signal before the loop's own handlers (set in _main) is remembered, not raised: a
+    # KeyboardInterrupt inside the imports below, with the core importing in another
+    # thread, could leave an import lock held and the process waiting for that thread.
+    early_stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: early_stop.set())
+    prepare_qt_environment()  # before the worker starts: it sets environment variables
+    # The core is imported in a worker thread from now on, while this thread imports Qt,
+    # shows the window and starts Chromium (see _import_core).
     importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(_import_core)
-    prepare_qt_environment()
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
     if problem is None:
         import PySide6.QtWebEngineWidgets  # noqa: F401  (must precede the QApplication)
@@ -72,7 +82,8 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     asyncio.set_event_loop(loop)
     with loop:
         return loop.run_until_complete(_main(app, paths, settings, options, problem,
-                                             on_ready, attach, warm_up, importing))
+                                             on_listening, attach, warm_up, importing,
+                                             early_stop))
 
 
 def _import_core() -> None:
@@ -96,9 +107,10 @@ def _warm_up_webengine() -> QObject:
 
 
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
-                webengine_missing: str | None, on_ready: Callable[[str], None] | None,
+                webengine_missing: str | None, on_listening: Callable[[str], None] | None,
                 attach: Attach | None = None, warm_up: QObject | None = None,
-                importing: Future[None] | None = None) -> int:
+                importing: Future[None] | None = None,
+                early_stop: threading.Event | None = None) -> int:
     from plexichat_desktop.core.events import EventBus
     from plexichat_desktop.server.listening import PortInUseError
 
@@ -106,6 +118,10 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, closed.set)
+    if early_stop is not None and early_stop.is_set():
+        closed.set()
+    if importing is None:
+        importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(_import_core)
     try:
         listener = Listener(paths, settings)  # the port bound, its URL known
     except PortInUseError as exc:
@@ -113,6 +129,13 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
         if warm_up is not None:
             warm_up.deleteLater()
         return 1
+    if on_listening is not None:
+        on_listening(listener.url)
+    if closed.is_set():  # stopped before anything was shown
+        await listener.stop()
+        if warm_up is not None:
+            warm_up.deleteLater()
+        return 0
     # The window comes first, with its restored tabs pointed at the bound port: Chromium
     # asks for the pages while the core is imported and started. The requests wait in the
     # socket's backlog, then in the listener's gate for the app, then for their plugin,
@@ -130,29 +153,21 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
         status = shell.window.statusBar()
         if not status.currentMessage():
             status.showMessage(STARTING_MESSAGE)
-        if importing is None:
-            importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(
-                _import_core)
-        imported = asyncio.wrap_future(importing)
-        closing = asyncio.ensure_future(closed.wait())
-        either: list[asyncio.Future[Any]] = [imported, closing]
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        closing.cancel()
-        if not imported.done():  # closed first: the import ends in its thread
+        try:
+            runtime = await _start_core(paths, settings, options, listener, bus, shell,
+                                        importing, closed)
+        except Exception as exc:
+            log.exception("PlexiChat Desktop could not start")
+            await shell.tell_start_failed(exc, paths)
+            return 1
+        if runtime is None:  # closed while the core was imported
             return 0
-        imported.result()
-        runtime = Runtime(paths, settings, options, listener=listener, bus=bus)
-        runtime.prepare()  # the plugins discovered (no plugin code runs)
-        shell.attach(runtime)
-        runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
-        url = await runtime.start(plugins_in_background=True)
         if status.currentMessage() == STARTING_MESSAGE:  # not one said since
             status.clearMessage()
-        if on_ready is not None:
-            on_ready(url)
-        print(f"PlexiChat Desktop is serving at {url}", flush=True)
-        if attach is not None:
-            detach = await attach(runtime, shell.window)
+        if not closed.is_set():
+            print(f"PlexiChat Desktop is serving at {runtime.url}", flush=True)
+            if attach is not None:
+                detach = await attach(runtime, shell.window)
         await closed.wait()
         log.info("closing the desktop window")
     finally:
@@ -167,6 +182,32 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
             await listener.stop()
         await shell.finish()
     return 0
+
+
+async def _start_core(paths: AppPaths, settings: Settings, options: RuntimeOptions,
+                      listener: Listener, bus: EventBus, shell: DesktopShell,
+                      importing: Future[None], closed: asyncio.Event) -> Runtime | None:
+    """Once the worker thread has imported the core: the runtime made on the listener and
+    the bus, attached to the shown window and started (its plugins in the background).
+    None when the window closed first (the import finishes in its thread)."""
+    imported = asyncio.wrap_future(importing)
+    closing = asyncio.ensure_future(closed.wait())
+    either: list[asyncio.Future[Any]] = [imported, closing]
+    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    closing.cancel()
+    if closed.is_set():
+        return None
+    imported.result()
+    runtime = Runtime(paths, settings, options, listener=listener, bus=bus)
+    try:
+        runtime.prepare()  # the plugins discovered (no plugin code runs)
+        shell.attach(runtime)
+        runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
+        await runtime.start(plugins_in_background=True)
+    except BaseException:
+        await runtime.stop()  # it owns the listener now
+        raise
+    return runtime
 
 
 # Seconds the plugins nobody looks at may wait for the window's first pages to load.
@@ -195,10 +236,13 @@ class DesktopShell:
 
         self.app = app
         self.runtime = runtime
+        self.closed = closed
         self.webengine_missing = webengine_missing
         self.first_pages_loaded = asyncio.Event()
         self._closing = False
         self._panel_due = False  # the first pages loaded (or waited long enough)
+        # Without QtWebEngine, pages to open in the browser once sign-in links can be made.
+        self._external_waiting: list[str] = []
         self.profile = None
         self.interceptor = None
         server = runtime if runtime is not None else listener
@@ -238,6 +282,33 @@ class DesktopShell:
         self.window.attach(runtime)
         if self._panel_due:
             self._build_panel()
+        from plexichat_desktop.gui.browser import open_in_system_browser
+
+        # Pages asked for meanwhile without QtWebEngine: their sign-in links can be made now.
+        for path in self._external_waiting:
+            open_in_system_browser(runtime.browser_login_link(path))
+        self._external_waiting.clear()
+
+    async def tell_start_failed(self, exc: Exception, paths: AppPaths) -> None:
+        """The window is up but the core could not start: say why (the log has the
+        traceback) in a dialog until it or the app is closed; on a headless platform
+        the status bar and the log only."""
+        from PySide6.QtWidgets import QMessageBox
+
+        from plexichat_desktop.core.logs import LOG_FILE_NAME
+        from plexichat_desktop.gui.environment import HEADLESS_PLATFORMS
+
+        self.window.statusBar().showMessage(f"Could not start: {exc}")
+        if self.app.platformName() in HEADLESS_PLATFORMS:
+            return
+        box = QMessageBox(QMessageBox.Icon.Critical, "PlexiChat Desktop could not start",
+                          f"{type(exc).__name__}: {exc}", QMessageBox.StandardButton.Close,
+                          self.window)
+        box.setInformativeText(f"The details are in {paths.log_dir / LOG_FILE_NAME}.")
+        # Closing the box closes the app; so do the window and a signal.
+        box.finished.connect(lambda _result: self.closed.set())
+        box.open()  # not exec(): a nested event loop inside a task can hang the exit
+        await self.closed.wait()
 
     def _guard_pages(self, paths: AppPaths, qsettings: QSettings, port: int, token: str
                      ) -> None:
@@ -269,9 +340,8 @@ class DesktopShell:
                 # A one-time sign-in link: the token itself never goes into a browser.
                 if self.runtime is not None:
                     open_in_system_browser(self.runtime.browser_login_link(p))
-                else:
-                    self.window.statusBar().showMessage(
-                        "The app is still starting; try again in a moment.", 5000)
+                else:  # opened by attach()
+                    self._external_waiting.append(p)
 
             return FallbackPane(base, path, title, self.webengine_missing, external, parent)
         from PySide6.QtGui import QColor

@@ -246,6 +246,25 @@ def test_a_second_launch_focuses_the_running_window_and_sigterm_exits_cleanly(
     assert "closing the desktop window" in stderr
 
 
+def test_a_core_that_cannot_start_after_the_window_shows_says_why_and_exits(
+        home: Any) -> None:
+    """The window is shown before the core is made: a failure then (here the test store
+    is not a database) ends the app with exit code 1 and the reason in the log file, not
+    only on a console nobody sees when the app was started from a launcher."""
+    from plexichat_desktop.core.logs import LOG_FILE_NAME
+
+    env = app_env(home)
+    home.data_dir.mkdir(parents=True, exist_ok=True)
+    (home.data_dir / "tests.sqlite3").write_bytes(b"this is not a database" * 100)
+    done = subprocess.run([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Segmentation" not in done.stderr
+    logged = (home.log_dir / LOG_FILE_NAME).read_text()
+    assert "PlexiChat Desktop could not start" in logged
+    assert "DatabaseError" in logged and "Traceback" in logged
+
+
 def test_pages_call_the_v1_api_with_their_own_token(shell: Any, qtbot: Any, js: Any) -> None:
     """The interceptor adds the app token everywhere on our origin except /api/v1, where
     the page's own Bearer token (from its v1 login) must reach the server unchanged."""

@@ -127,3 +127,38 @@ def test_the_window_is_shown_before_the_core_and_its_tab_loads_once_it_starts(
         arun(shell.shutdown())
         arun(runtime.stop() if runtime is not None else listener.stop())
         arun(shell.finish())
+
+
+def test_without_webengine_pages_asked_for_during_the_start_open_once_it_can_sign_in(
+        qapp: Any, home: Any, arun: Any, opened_urls: list[str]) -> None:
+    """The browser needs a one-time sign-in link, which only the runtime makes: a restored
+    tab's page opens in it when the runtime is attached, not before and not never."""
+    from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.gui.browser import FallbackPane
+    from plexichat_desktop.runtime import Listener
+
+    home.config_dir.mkdir(parents=True, exist_ok=True)
+    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
+    gui.setValue("main/tabs", json.dumps([{"path": RESTORED_TAB, "title": "Performance"}]))
+    gui.sync()
+    settings = Settings()
+    settings.server.port = 0
+    listener = Listener(home, settings)
+    bus = EventBus()
+    shell = DesktopShell(qapp, None, home, asyncio.Event(), "it was turned off",
+                         listener=listener, bus=bus)
+    runtime = Runtime(home, settings, RuntimeOptions(include_installed=False, bundled=False),
+                      listener=listener, bus=bus)
+    try:
+        shell.show()
+        assert isinstance(shell.window.tabs.widget(0), FallbackPane)
+        assert opened_urls == []
+        runtime.prepare()
+        shell.attach(runtime)
+        assert len(opened_urls) == 1 and "/login?code=" in opened_urls[0]
+        assert opened_urls[0].endswith(f"next={RESTORED_TAB}")
+        assert runtime.token not in opened_urls[0]
+    finally:
+        arun(shell.shutdown())
+        arun(runtime.stop())
+        arun(shell.finish())
