@@ -185,6 +185,10 @@ def _load(args: argparse.Namespace) -> tuple[AppPaths, Settings]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in (None, "serve"):
+        from plexichat_desktop.core import startup_gc
+
+        startup_gc.pause()  # resumed once the app is up (serve, gui.app)
     try:
         paths, settings = _load(args)
     except ConfigError as exc:
@@ -332,9 +336,14 @@ def _serve(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int
 
     async def run() -> int:
         stop = asyncio.Event()
-        runtime = await listen_then_start(paths, settings,
-                                          RuntimeOptions(safe_mode=args.safe_mode), stop,
-                                          listening)
+        from plexichat_desktop.core import startup_gc
+
+        try:
+            runtime = await listen_then_start(paths, settings,
+                                              RuntimeOptions(safe_mode=args.safe_mode), stop,
+                                              listening)
+        finally:
+            startup_gc.resume()
         if runtime is None:
             return EXIT_ERROR
         await stop.wait()

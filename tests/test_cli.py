@@ -220,3 +220,35 @@ def test_validate_list_enable_and_disable(env):
     states = {p["id"]: p for p in json.loads(relisted.stdout)["plugins"]}
     assert states["good_plugin"]["state"] == "validated"
     assert missing.returncode == 1 and "no plugin with id 'ghost'" in missing.stderr
+
+
+GC_AFTER_START = r"""
+import gc, os, signal, threading, time
+from plexichat_desktop.cli import main
+
+def watch():
+    deadline = time.monotonic() + 60
+    paused = False
+    while time.monotonic() < deadline:
+        if not gc.isenabled():
+            paused = True
+        elif paused:
+            break
+        time.sleep(0.005)
+    print("paused" if paused else "never paused", "enabled" if gc.isenabled() else "off",
+          flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=watch, daemon=True).start()
+raise SystemExit(main(["serve", "--port", "0"]))
+"""
+
+
+def test_serve_pauses_garbage_collection_for_its_start_only(env):
+    # The start makes objects that live as long as the app: collecting meanwhile is CPU
+    # for nothing (core/startup_gc.py). Left paused, a long-running server would never
+    # free a reference cycle again.
+    done = subprocess.run([sys.executable, "-c", GC_AFTER_START], env=env,
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "paused enabled", done.stdout

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plexichat_desktop.core import startup_gc
 from plexichat_desktop.core.paths import AppPaths, resources_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
@@ -160,6 +161,8 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
             log.exception("PlexiChat Desktop could not start")
             await shell.tell_start_failed(exc, paths)
             return 1
+        finally:
+            startup_gc.resume()  # paused by the CLI for the start
         if runtime is None:  # closed while the core was imported
             return 0
         if status.currentMessage() == STARTING_MESSAGE:  # not one said since
