@@ -8,7 +8,7 @@ of today goes through the real API. Async tests take no async fixtures, so the t
 manager's runner and pytest-asyncio both run them.
 
 Starting a core costs a second or more (several on a busy machine). Tests that neither
-store anything nor count what is on the server use ``app(shared=True)``: the suite's
+count what is on the server nor leave anything stored use ``app(shared=True)``: the suite's
 core (``shared_core``), signed in or out as they ask. They run on the suite's event
 loop (``module_loop``, here ``suite_module_loop``, see api_integration_layer.testing),
 the loop that core lives on, and so carry no asyncio mark.

@@ -171,18 +171,24 @@ async def test_a_subscription_runs_when_due_and_keeps_its_file(app):
 
 
 async def test_a_non_administrators_top_users_subscription_says_why(app):
-    async with app() as running:
+    # The shared core (no other test there makes report files), with an account of its
+    # own; the subscription is deleted afterwards.
+    async with app(shared=True) as running:
         layer = running.server.plugin("api_integration_layer")
-        from api_integration_layer.testing import PASSWORD
+        from api_integration_layer.testing import PASSWORD, unique_name
         await layer.client.auth.logout()
-        await layer.client.auth.register("ann", "ann@example.org", PASSWORD)
-        await layer.client.auth.login("ann", PASSWORD)
+        ann = unique_name("ann")
+        await layer.client.auth.register(ann, f"{ann}@example.org", PASSWORD)
+        await layer.client.auth.login(ann, PASSWORD)
         sub = (await running.client.post("subscriptions", json={
             "name": "Top", "report": "top_users", "format": "csv"})).json()
-        r = await running.client.post(f"subscriptions/{sub['id']}/run")
-        assert r.status_code == 403
-        assert r.json()["last_error"].startswith("administrator needed")
-        assert (await running.client.get("files")).json()["files"] == []
+        try:
+            r = await running.client.post(f"subscriptions/{sub['id']}/run")
+            assert r.status_code == 403
+            assert r.json()["last_error"].startswith("administrator needed")
+            assert (await running.client.get("files")).json()["files"] == []
+        finally:
+            await running.client.delete(f"subscriptions/{sub['id']}")
 
 
 async def test_test_delivery_and_the_live_stream(app):
