@@ -185,6 +185,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             group = "gui2" if path.name in GUI2 else "gui"
             item.add_marker(pytest.mark.xdist_group(group))
             _group_suffix(config, item, group)
+        elif path.name not in SPREAD and _uses_a_module_fixture(item):
+            # --dist loadgroup hands out every test without a group on its own, to
+            # whichever worker is free next: a module's tests went to all four workers,
+            # and each started the module's shared core, fork server or wheel again.
+            group = str(path.relative_to(REPO)) if REPO in path.parents else str(path)
+            item.add_marker(pytest.mark.xdist_group(group))
+            _group_suffix(config, item, group)
+
+
+# Modules whose module fixture is cheap beside their tests, which are better spread over
+# the workers: each bundled plugin's suite runs for seconds to tens of seconds, and all of
+# them in one worker would be the suite's longest stretch by far (each worker starts its
+# own fork server for them instead).
+SPREAD = frozenset({"test_bundled_plugins.py"})
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` asks (directly or through other fixtures) for a fixture that lives
+    for its module or class: what its module's tests share when one worker runs them."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(defs and defs[-1].scope in ("module", "class")
+               for defs in info.name2fixturedefs.values())
 
 
 def _group_suffix(config: pytest.Config, item: pytest.Item, group: str) -> None:

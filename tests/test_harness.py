@@ -288,8 +288,6 @@ async def managed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Man
             store.close()
 
 
-# Next to each other: xdist hands a worker consecutive tests, so both find the same
-# module fixture (on two workers each would start its own).
 @pytest.mark.asyncio(loop_scope="module")
 async def test_the_manager_gives_the_same_verdicts(managed: Managed):
     got = await managed.outcomes("rules_demo", ["tests/test_rules.py"])
