@@ -260,8 +260,11 @@ class Runtime:
         With ``plugins_in_background`` the server answers first and the plugins start
         right after, in the background (what ``serve`` and the window do: the first page
         does not wait for every plugin's imports); a request for a plugin still starting
-        waits for it, and goes first. Raises ``PortInUseError`` before any plugin code
-        runs if the port is taken.
+        waits for it, and goes first; the routes the app defers (the /tests API, its
+        dashboards, the app's own pages) are built once the plugins have started.
+        Without it (a test's core), each of those is built by the first request that may
+        need it. Raises ``PortInUseError`` before any plugin code runs if the port is
+        taken.
         """
         from plexichat_desktop.core.events import ServerStarted
         from plexichat_desktop.core.paths import resources_dir
@@ -276,7 +279,10 @@ class Runtime:
         app = create_app(self.plugins, self.bus, self.identity, resources_dir(),
                          self.stopping, self.tests, self.scheduler, self.event_log,
                          api_v1=self.api_v1,
-                         later=self._later if plugins_in_background else None)
+                         # Built after the plugins started in the background; a core
+                         # started otherwise (tests' cores) builds each part when a
+                         # request first needs it, or never.
+                         later=self._later)
         if listener is not None:
             if not listener.serving:
                 await listener.start()

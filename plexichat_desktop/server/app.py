@@ -175,6 +175,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                   redoc_url=None)
     app.state.manager = manager
     deferred = DeferredRoutes(app)
+    app.state.deferred_routes = deferred  # the live hub follows routes past it
     # The app's own routes but /healthz and /events, added when first needed (see
     # DeferredRoutes), each part where its routes always were: before and after /healthz.
     before_healthz, after_healthz = _Declared(app), _Declared(app)

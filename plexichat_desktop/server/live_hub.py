@@ -205,6 +205,12 @@ class HubConnection:
                     state["body"] += body[:FAIL_DETAIL_BYTES]
 
         app = self._scope["app"]
+        # Followed in-process, past the wrapper that builds the app's deferred routes
+        # (the /tests API: built after the plugins started, in a test's core only when
+        # asked for): the parts this path may need are built here as that wrapper would.
+        deferred = getattr(app.state, "deferred_routes", None)
+        if deferred is not None:
+            deferred.build(path)
         try:
             await app(scope, receive, send)
         except asyncio.CancelledError:
