@@ -29,11 +29,18 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppPaths:
     """A fresh PLEXICHAT_DESKTOP_HOME; no plugin path from the caller's environment."""
-    monkeypatch.setenv("PLEXICHAT_DESKTOP_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
+    return fresh_home(monkeypatch, tmp_path / "home")
+
+
+def fresh_home(env: pytest.MonkeyPatch, folder: Path) -> AppPaths:
+    """``folder`` as PLEXICHAT_DESKTOP_HOME, with no plugin path and no settings from the
+    caller's environment (for fixtures longer-lived than ``home``: pass them a
+    ``MonkeyPatch.context()``)."""
+    env.setenv("PLEXICHAT_DESKTOP_HOME", str(folder))
+    env.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
     for name in list(os.environ):
         if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
-            monkeypatch.delenv(name)
+            env.delenv(name)
     return AppPaths.from_env()
 
 

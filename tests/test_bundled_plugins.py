@@ -1,14 +1,13 @@
 """The plugins shipped with the app: they start, serve their pages, and their own test
 suites pass when the test manager runs them (in real pytest children)."""
 
-import os
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
 
 from plexichat_desktop.core.events import EventBus
-from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir
+from plexichat_desktop.core.paths import bundled_plugins_dir
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.discovery import Source, scan_folder
 from plexichat_desktop.plugins.manager import PluginManager
@@ -16,6 +15,7 @@ from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.testing.manager import TestManager
 from plexichat_desktop.testing.models import RunStatus
 from plexichat_desktop.testing.store import ResultStore
+from tests.conftest import fresh_home
 
 BUNDLED = sorted(c.root.name for c in scan_folder(bundled_plugins_dir(), Source.BUNDLED))
 
@@ -56,12 +56,7 @@ async def suite_manager(tmp_path_factory: pytest.TempPathFactory
     ``home`` fixture's: fresh, and no plugin path from the caller's environment."""
     root = tmp_path_factory.mktemp("bundled-suites")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("PLEXICHAT_DESKTOP_HOME", str(root / "home"))
-        env.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
-        for name in list(os.environ):
-            if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
-                env.delenv(name)
-        home = AppPaths.from_env()
+        home = fresh_home(env, root / "home")
         settings = Settings()
         bus = EventBus()
         plugins = PluginManager(paths=home, settings=settings, bus=bus,

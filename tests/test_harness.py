@@ -16,12 +16,12 @@ import pytest
 import pytest_asyncio
 
 from plexichat_desktop.core.events import EventBus
-from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
 from plexichat_desktop.testing.manager import TestManager
 from plexichat_desktop.testing.store import ResultStore
+from tests.conftest import fresh_home
 
 RULES = '''
 import asyncio
@@ -267,12 +267,7 @@ async def managed(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Man
     shared = scaffold_plugin("shared_demo", root / "plugins")
     (shared / "tests" / "test_shared.py").write_text(SHARED_TESTS)
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("PLEXICHAT_DESKTOP_HOME", str(root / "home"))
-        env.delenv("PLEXICHAT_DESKTOP_PLUGINS_PATH", raising=False)
-        for name in list(os.environ):
-            if name.startswith("PLEXICHAT_DESKTOP_") and "__" in name:
-                env.delenv(name)
-        home = AppPaths.from_env()
+        home = fresh_home(env, root / "home")
         settings = Settings()
         bus = EventBus()
         plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,

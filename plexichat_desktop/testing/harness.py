@@ -464,9 +464,9 @@ def plexichat_shared_app(plexichat_module_app: PlexiChatApp,
 # it and stops it after the module.
 
 
-@pytest.fixture(scope="module")
-def module_loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """The event loop of the module's async tests that ask for it, and of their cores."""
+def event_loop_for_tests() -> Iterator[asyncio.AbstractEventLoop]:
+    """A new event loop, closed cleanly after: the body of ``module_loop`` and of a
+    longer-lived fixture of that name (a suite whose modules share one core)."""
     loop = asyncio.new_event_loop()
     try:
         yield loop
@@ -474,6 +474,12 @@ def module_loop() -> Iterator[asyncio.AbstractEventLoop]:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
+
+
+@pytest.fixture(scope="module")
+def module_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The event loop of the module's async tests that ask for it, and of their cores."""
+    yield from event_loop_for_tests()
 
 
 @pytest.hookimpl(wrapper=True)

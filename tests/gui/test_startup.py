@@ -119,7 +119,7 @@ def test_the_window_is_shown_before_the_core_and_its_tab_loads_once_it_starts(
         qtbot.waitUntil(shell.first_pages_loaded.is_set, timeout=60_000)
         assert js(panes[0].view, "document.title") == "Performance Monitor"
         arun(asyncio.wait_for(runtime.plugins.started.wait(), 60), timeout=70_000)
-        assert [rec.id for rec in runtime.plugins.active()][0] == "performance_monitor"
+        assert next(rec.id for rec in runtime.plugins.active()) == "performance_monitor"
         qtbot.waitUntil(lambda: window.dashboard_built, timeout=20_000)
     finally:
         if runtime is not None:

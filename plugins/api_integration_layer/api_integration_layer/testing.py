@@ -39,6 +39,7 @@ from plexichat_desktop.core.settings import ApiSettings, Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.testing.harness import (  # noqa: F401 (re-exported for conftests)
     SharedCore,
+    event_loop_for_tests,
     module_loop,
     pytest_pyfunc_call,
 )
@@ -211,13 +212,7 @@ async def embedded_server(home: Path, *, plugin_dirs: Sequence[Path] = (),
 def suite_module_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """The harness's ``module_loop`` (the name its ``pytest_pyfunc_call`` runs tests on),
     kept for the whole session."""
-    loop = asyncio.new_event_loop()
-    try:
-        yield loop
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
-        loop.close()
+    yield from event_loop_for_tests()
 
 
 class SharedServer(SharedCore[EmbeddedServer]):
