@@ -54,22 +54,30 @@ def keep_bundled(runtime: Any, *keep: str) -> None:
 RESTORED_TAB = "/plugins/performance_monitor/index.html"
 
 
-def restored_tab_runtime(home: Any) -> Any:
-    """A prepared, not started core whose window will restore one tab (``RESTORED_TAB``)
-    with only ``WINDOW_PLUGINS`` enabled: the desktop start as gui/app.py does it."""
+def restore_tabs(home: Any, *tabs: tuple[str, str]) -> Any:
+    """``home``'s window will restore these (path, title) tabs; the settings of a core on
+    any free port."""
     import json
 
     from PySide6.QtCore import QSettings
 
     from plexichat_desktop.core.settings import Settings
-    from plexichat_desktop.runtime import Runtime, RuntimeOptions
 
     home.config_dir.mkdir(parents=True, exist_ok=True)
     gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
-    gui.setValue("main/tabs", json.dumps([{"path": RESTORED_TAB, "title": "Performance"}]))
+    gui.setValue("main/tabs", json.dumps([{"path": p, "title": t} for p, t in tabs]))
     gui.sync()
     settings = Settings()
     settings.server.port = 0
+    return settings
+
+
+def restored_tab_runtime(home: Any) -> Any:
+    """A prepared, not started core whose window will restore one tab (``RESTORED_TAB``)
+    with only ``WINDOW_PLUGINS`` enabled: the desktop start as gui/app.py does it."""
+    from plexichat_desktop.runtime import Runtime, RuntimeOptions
+
+    settings = restore_tabs(home, (RESTORED_TAB, "Performance"))
     runtime = Runtime(home, settings, RuntimeOptions(include_installed=False))
     keep_bundled(runtime, *WINDOW_PLUGINS)
     runtime.prepare()

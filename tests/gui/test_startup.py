@@ -5,16 +5,17 @@ plugin starts before the others, which wait for the tab to load. No timings asse
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
-from PySide6.QtCore import QSettings
-
-from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.app import DesktopShell
 from plexichat_desktop.gui.browser import BrowserPane
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
-from tests.gui.shell_helpers import RESTORED_TAB, WINDOW_PLUGINS, restored_tab_runtime
+from tests.gui.shell_helpers import (
+    RESTORED_TAB,
+    WINDOW_PLUGINS,
+    restore_tabs,
+    restored_tab_runtime,
+)
 
 
 def test_a_restored_tab_loads_while_its_plugin_starts_first(qapp: Any, home: Any, arun: Any,
@@ -46,12 +47,7 @@ def test_a_restored_tab_whose_plugin_fails_to_start_says_why(qapp: Any, home: An
     from plexichat_desktop.gui.browser import ProblemPane
     from tests.conftest import FIXTURE_PLUGINS
 
-    home.config_dir.mkdir(parents=True, exist_ok=True)
-    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
-    gui.setValue("main/tabs", json.dumps([{"path": "/plugins/setup_raises/", "title": "Raises"}]))
-    gui.sync()
-    settings = Settings()
-    settings.server.port = 0
+    settings = restore_tabs(home, ("/plugins/setup_raises/", "Raises"))
     runtime = Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False,
                                                      extra_plugin_dirs=[FIXTURE_PLUGINS]))
     runtime.prepare()
@@ -82,14 +78,8 @@ def test_the_window_is_shown_before_the_core_and_its_tab_loads_once_it_starts(
     from plexichat_desktop.runtime import Listener
     from tests.gui.shell_helpers import keep_bundled
 
-    home.config_dir.mkdir(parents=True, exist_ok=True)
-    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
-    gui.setValue("main/tabs", json.dumps([
-        {"path": RESTORED_TAB, "title": "Performance"},
-        {"path": "/plugins/data_visualizer/", "title": "Data"}]))
-    gui.sync()
-    settings = Settings()
-    settings.server.port = 0
+    settings = restore_tabs(home, (RESTORED_TAB, "Performance"),
+                            ("/plugins/data_visualizer/", "Data"))
     listener = Listener(home, settings)
     bus = EventBus()
     shell = DesktopShell(qapp, None, home, asyncio.Event(), None, listener=listener, bus=bus)
@@ -137,12 +127,7 @@ def test_without_webengine_pages_asked_for_during_the_start_open_once_it_can_sig
     from plexichat_desktop.gui.browser import FallbackPane
     from plexichat_desktop.runtime import Listener
 
-    home.config_dir.mkdir(parents=True, exist_ok=True)
-    gui = QSettings(str(home.config_dir / "gui.ini"), QSettings.Format.IniFormat)
-    gui.setValue("main/tabs", json.dumps([{"path": RESTORED_TAB, "title": "Performance"}]))
-    gui.sync()
-    settings = Settings()
-    settings.server.port = 0
+    settings = restore_tabs(home, (RESTORED_TAB, "Performance"))
     listener = Listener(home, settings)
     bus = EventBus()
     shell = DesktopShell(qapp, None, home, asyncio.Event(), "it was turned off",
