@@ -26,9 +26,10 @@ LAYER = Path(__file__).resolve().parents[2] / "plugins" / "api_integration_layer
 PASSWORD = "Corr3ct-Horse-Battery"
 
 
-def test_two_factor_wizard_and_sign_in_through_the_page(
-        qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def user_manager_runtime(home: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                         ) -> Runtime:
+    """A core with the User Manager and the API layer it needs (starting every bundled
+    plugin only costs), the v1 API's test settings, and cheap recovery-code digests."""
     # At the production cost the ten digests of the set-up took 0.8-4.3 s at load 9-14;
     # past the API layer's 10 s timeout the page gets a 502 (ReadTimeout) and never shows
     # the codes, though 2FA was turned on. The page is tested here, not scrypt's cost
@@ -41,11 +42,16 @@ def test_two_factor_wizard_and_sign_in_through_the_page(
     settings = Settings()
     settings.server.port = 0
     settings.api = ApiSettings(**FAST_API)
-    # The plugin and the API layer it needs: starting every bundled plugin only costs.
-    rt = Runtime(home, settings, RuntimeOptions(
+    return Runtime(home, settings, RuntimeOptions(
         bundled=False, include_installed=False,
         extra_plugin_dirs=[bundled_only(tmp_path / "plugins", "api_integration_layer",
                                         "user_manager")]))
+
+
+def test_two_factor_wizard_and_sign_in_through_the_page(
+        qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = user_manager_runtime(home, tmp_path, monkeypatch)
     arun(rt.start())
     try:
         layer = rt.plugins.by_id["api_integration_layer"].instance

@@ -11,7 +11,6 @@ server's TOTP clock stands still, moved a step for each code typed.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,13 +19,10 @@ from typing import Any
 
 import pytest
 
-from plexichat_desktop.core.settings import ApiSettings, Settings
-from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.server.v1 import mfa
 from tests.gui.page_console import page_browser
-from tests.gui.shell_helpers import bundled_only
+from tests.gui.test_user_manager_page import user_manager_runtime
 
-LAYER = Path(__file__).resolve().parents[2] / "plugins" / "api_integration_layer"
 PASSWORD = "Corr3ct-Horse-Battery"
 T0 = 1_800_000_000.0  # a step's start: T0 + 30 * k is step k after it
 # What the page says once the server turned 2FA on with codes never shown (app.js).
@@ -72,21 +68,9 @@ class HeldDigests:
 def test_recovery_codes_lost_to_a_timeout_are_told_until_new_ones_are_shown(
         qapp: Any, qtbot: Any, home: Any, arun: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    # The digests' production cost is not what is tested (as in test_user_manager_page).
-    monkeypatch.setattr(mfa, "RECOVERY_SCRYPT_LOG_N", 4)
     clock = {"now": T0}
     monkeypatch.setattr(mfa, "current_time", lambda: clock["now"])
-    if str(LAYER) not in sys.path:
-        sys.path.append(str(LAYER))
-    from api_integration_layer.testing import FAST_API
-
-    settings = Settings()
-    settings.server.port = 0
-    settings.api = ApiSettings(**FAST_API)
-    rt = Runtime(home, settings, RuntimeOptions(
-        bundled=False, include_installed=False,
-        extra_plugin_dirs=[bundled_only(tmp_path / "plugins", "api_integration_layer",
-                                        "user_manager")]))
+    rt = user_manager_runtime(home, tmp_path, monkeypatch)
     held = HeldDigests(monkeypatch)
     arun(rt.start())
     try:
