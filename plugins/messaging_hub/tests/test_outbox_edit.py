@@ -21,13 +21,11 @@ import asyncio
 import json
 import logging
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +33,8 @@ import httpx
 import pytest
 from messaging_hub.outbox import Dispatcher, public_item
 from messaging_hub.store import Store
+from tests.loopback_proxy import Answer, LoopbackProxy
 from tests.test_outbox_clock import Clock, new_user, sent_to
-from tests.test_outbox_old_server import HOP_BY_HOP
 
 from plexichat_desktop.testing.harness import PlexiChatApp
 
@@ -44,88 +42,43 @@ LOG = logging.getLogger("test.outbox.edit")
 
 
 @dataclass
-class LateServer:
+class LateServer(LoopbackProxy):
     """A proxy that drops the connection of the send of ``late`` (no answer reaches the
     client) and forwards that send to the server only on :meth:`deliver`, or, with
     ``after_read``, just after it has read the next conversation page for the client."""
 
-    upstream: str  # the app's URL, ending in "/"
     late: str | None = None  # the content whose send arrives late
     after_read: bool = False
     held: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
     stored: list[dict[str, Any]] = field(default_factory=list)  # what the late sends got
     conflicts: list[str] = field(default_factory=list)  # contents of sends answered 409
-    url: str = ""
-    _server: ThreadingHTTPServer | None = None
 
-    def start(self) -> None:
-        upstream = httpx.Client(base_url=self.upstream, timeout=30.0)
-        lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                path = self.path.split("?", 1)[0]
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in HOP_BY_HOP}
-                if self.command == "POST" and path.endswith("/api/v1/messages/send"):
-                    sent = json.loads(body or b"{}")
-                    with lock:
-                        late = proxy.late is not None and sent.get("content") == proxy.late
-                        if late:
-                            proxy.late = None
-                            proxy.held.append((self.path.lstrip("/"), body, headers))
-                    if late:
-                        # The request went out; its answer never comes back.
-                        self.close_connection = True
-                        return
-                answer = upstream.request(self.command, self.path.lstrip("/"),
-                                          content=body, headers=headers)
-                if path.endswith("/api/v1/messages/send") and answer.status_code == 409:
-                    with lock:
-                        proxy.conflicts.append(json.loads(body)["content"])
-                if "/api/v1/messages/conversation/" in path and proxy.after_read:
-                    proxy.after_read = False
-                    proxy.deliver()  # stored once this page was read: the page misses it
-                self._answer(answer.status_code, answer.content, answer.headers)
-
-            def _answer(self, status: int, content: bytes, headers: httpx.Headers) -> None:
-                self.send_response(status)
-                for key, value in headers.items():
-                    if key.lower() not in HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-        self._upstream = upstream
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        threading.Thread(target=self._server.serve_forever, name="late v1 server",
-                         daemon=True).start()
+    def exchange(self, method: str, target: str, path: str, body: bytes,
+                 headers: dict[str, str]) -> Answer:
+        if method == "POST" and path.endswith("/api/v1/messages/send"):
+            sent = json.loads(body or b"{}")
+            with self.lock:
+                late = self.late is not None and sent.get("content") == self.late
+                if late:
+                    self.late = None
+                    self.held.append((target, body, headers))
+            if late:
+                return None  # the request went out; its answer never comes back
+        answer = self.forward(method, target, body, headers)
+        if path.endswith("/api/v1/messages/send") and answer[0] == 409:
+            with self.lock:
+                self.conflicts.append(json.loads(body)["content"])
+        if "/api/v1/messages/conversation/" in path and self.after_read:
+            self.after_read = False
+            self.deliver()  # stored once this page was read: the page misses it
+        return answer
 
     def deliver(self) -> None:
         """The lost send reaches the server now."""
         path, body, headers = self.held.pop()
-        answer = self._upstream.post(path, content=body, headers=headers)
-        assert answer.status_code == 201, answer.text
-        self.stored.append(answer.json())
-
-    def stop(self) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._upstream.close()
+        status, content, _ = self.forward("POST", path, body, headers)
+        assert status == 201, content
+        self.stored.append(json.loads(content))
 
 
 @pytest.fixture(scope="module")

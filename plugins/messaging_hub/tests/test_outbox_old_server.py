@@ -17,102 +17,53 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from messaging_hub.outbox import Dispatcher
 from messaging_hub.store import Store
+from tests.loopback_proxy import Answer, LoopbackProxy
 from tests.test_outbox_clock import HOUR, Clock, new_user, sent_to
 from tests.test_units import BOB, CAT, ME, FakeApi
 
 from plexichat_desktop.testing.harness import PlexiChatApp
 
 LOG = logging.getLogger("test.outbox.old_server")
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
-              "content-encoding", "host"}
 
 
 @dataclass
-class OldServer:
+class OldServer(LoopbackProxy):
     """A loopback proxy in front of the embedded v1 server that answers as a server from
     before ``client_message_id``: what it refused and what it let through are counted."""
 
-    upstream: str  # the app's URL, ending in "/"
     refused: list[dict[str, Any]] = field(default_factory=list)  # keyed sends (422)
     sends: list[dict[str, Any]] = field(default_factory=list)  # sends passed to the server
-    url: str = ""
-    _server: ThreadingHTTPServer | None = None
 
-    def start(self) -> None:
-        upstream = httpx.Client(base_url=self.upstream, timeout=30.0)
-        lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *_: Any) -> None:  # pytest shows failures, not traffic
-                pass
-
-            def _forward(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                path = self.path.split("?", 1)[0]
-                if self.command == "POST" and path.endswith("/api/v1/messages/send"):
-                    sent = json.loads(body or b"{}")
-                    if "client_message_id" in sent:
-                        with lock:
-                            proxy.refused.append(sent)
-                        # FastAPI's answer for a field the model does not have.
-                        self._answer(422, json.dumps({"detail": [{
-                            "type": "extra_forbidden", "loc": ["body", "client_message_id"],
-                            "msg": "Extra inputs are not permitted",
-                            "input": sent["client_message_id"]}]}).encode())
-                        return
-                    with lock:
-                        proxy.sends.append(sent)
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() not in HOP_BY_HOP}
-                answer = upstream.request(self.command, self.path.lstrip("/"),
-                                          content=body, headers=headers)
-                content = answer.content
-                if path.endswith("/api/v1/system/capabilities") and answer.is_success:
-                    capabilities = answer.json()
-                    capabilities.get("messages", {}).pop("client_message_id", None)
-                    content = json.dumps(capabilities).encode()
-                self._answer(answer.status_code, content, answer.headers)
-
-            def _answer(self, status: int, content: bytes,
-                        headers: httpx.Headers | None = None) -> None:
-                self.send_response(status)
-                for key, value in (headers or {"content-type": "application/json"}).items():
-                    if key.lower() not in HOP_BY_HOP:
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
-        self._upstream = upstream
-        threading.Thread(target=self._server.serve_forever, name="old v1 server",
-                         daemon=True).start()
-
-    def stop(self) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._upstream.close()
+    def exchange(self, method: str, target: str, path: str, body: bytes,
+                 headers: dict[str, str]) -> Answer:
+        if method == "POST" and path.endswith("/api/v1/messages/send"):
+            sent = json.loads(body or b"{}")
+            if "client_message_id" in sent:
+                with self.lock:
+                    self.refused.append(sent)
+                # FastAPI's answer for a field the model does not have.
+                return 422, json.dumps({"detail": [{
+                    "type": "extra_forbidden", "loc": ["body", "client_message_id"],
+                    "msg": "Extra inputs are not permitted",
+                    "input": sent["client_message_id"]}]}).encode(), {
+                    "content-type": "application/json"}
+            with self.lock:
+                self.sends.append(sent)
+        status, content, answer_headers = self.forward(method, target, body, headers)
+        if path.endswith("/api/v1/system/capabilities") and 200 <= status < 300:
+            capabilities = json.loads(content)
+            capabilities.get("messages", {}).pop("client_message_id", None)
+            content = json.dumps(capabilities).encode()
+        return status, content, answer_headers
 
     def refused_for(self, content: str) -> int:
         return sum(1 for body in self.refused if body.get("content") == content)
