@@ -567,12 +567,19 @@ async def test_a_p_option_finds_entry_points_where_pytest_would(manager_factory,
     # "-p NAME" loads the pytest11 entry point NAME if a distribution on the import path
     # has one. The fork server remembers the entry points it found; a session must still
     # find one in its plugin folder, and one installed after the server started.
-    lib = tmp_path / "lib"
+    lib, kept = tmp_path / "lib", tmp_path / "kept"
     lib.mkdir()
+    # A distribution the server reads at its start, without the entry point yet.
+    _entry_point_plugin(kept, "fidelity_ep_kept", "fidelity_ep_edited_impl", "from_edited")
+    points = kept / "fidelity_ep_kept-1.0.dist-info" / "entry_points.txt"
+    points.write_text("[pytest11]\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(lib), *filter(None, [os.environ.get("PYTHONPATH")])]))
+        [str(lib), str(kept), *filter(None, [os.environ.get("PYTHONPATH")])]))
     plugins = tmp_path / "plugins"
     test = "def test_entry_point({0}):\n    assert {0} == {1!r}\n"
+    edited = write_plugin(plugins, "ep_edited_in_place", {
+        "pytest.ini": "[pytest]\naddopts = -p fidelity_ep_edited\n",
+        "tests/test_ep.py": test.format("from_edited", "fidelity_ep_kept")})
     in_folder = write_plugin(plugins, "ep_in_folder", {
         "pytest.ini": "[pytest]\naddopts = -p fidelity_ep_here\n",
         "tests/test_ep.py": test.format("from_here", "fidelity_ep_here")})
@@ -599,3 +606,13 @@ async def test_a_p_option_finds_entry_points_where_pytest_would(manager_factory,
     assert {n: str(a.outcome) for n, a in ours.items()} == theirs
     assert done.status is RunStatus.PASSED
     assert manager.runner._fork_server is server  # the same server ran both
+
+    # An entry point added to a distribution the server read, its entry_points.txt
+    # rewritten in place (setup.py develop, egg_info): no folder's mtime changes.
+    with points.open("a") as more:
+        more.write("fidelity_ep_edited = fidelity_ep_edited_impl\n")
+    theirs, _, _ = await asyncio.to_thread(plain_pytest, edited)
+    assert theirs == {"tests/test_ep.py::test_entry_point": "passed"}
+    done, ours = await run_through(manager, "ep_edited_in_place")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert manager.runner._fork_server is server

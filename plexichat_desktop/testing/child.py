@@ -464,8 +464,10 @@ def _remember_entry_points(pluginmanager: Any) -> None:
     The server reads the entry point names once. A session answers "none" itself only
     for a name that no distribution offered then, when every folder of its import path
     that the server read is unchanged (same mtime: a package installed or removed since
-    changes it) and the folders the server did not read (the plugin folder, its
-    ``pythonpath``) offer none either; anything else is pytest's own scan."""
+    changes it), so is every distribution's ``entry_points.txt`` (rewritten in place by
+    ``setup.py develop`` or ``egg_info``, which leaves its folder's mtime alone), and the
+    folders the server did not read (the plugin folder, its ``pythonpath``) offer none
+    either; anything else is pytest's own scan."""
     import importlib.metadata
 
     group = "pytest11"
@@ -481,8 +483,15 @@ def _remember_entry_points(pluginmanager: Any) -> None:
 
     try:
         seen = {entry: mtime(entry) for entry in sys.path if os.path.isabs(entry)}
-        names = {ep.name for dist in importlib.metadata.distributions()
-                 for ep in dist.entry_points if ep.group == group}
+        dists = list(importlib.metadata.distributions())
+        names = {ep.name for dist in dists for ep in dist.entry_points if ep.group == group}
+        # A distribution not read from a folder cannot be checked: no answers of our own.
+        folders = [getattr(dist, "_path", None) for dist in dists]
+        if not all(isinstance(folder, os.PathLike) for folder in folders):
+            return
+        listed = {os.path.join(os.fspath(folder), "entry_points.txt")
+                  for folder in folders if isinstance(folder, os.PathLike)}
+        listed_at = {path: mtime(path) for path in listed}
         server_finders = finders()
     except Exception:
         return
@@ -491,6 +500,8 @@ def _remember_entry_points(pluginmanager: Any) -> None:
     def offered_elsewhere(name: str) -> bool:
         if finders() != server_finders:
             return True
+        if any(mtime(path) != at for path, at in listed_at.items()):
+            return True  # pytest's own scan reads what changed
         fresh = [entry for entry in sys.path
                  if entry not in seen or mtime(entry) != seen[entry]]
         if not fresh:
