@@ -833,6 +833,26 @@ async def test_plain_secrets_of_older_versions_are_encrypted_by_the_migration(
     assert not (tmp_path / "empty" / mfa.SECRET_KEY_FILE).exists()
 
 
+NEW_DATABASE = """
+import pathlib, sys, tempfile
+from plexichat_desktop.server.v1.store import ApiStore
+ApiStore(pathlib.Path(tempfile.mkdtemp()) / "plexichat.sqlite3").close()
+print("plexichat_desktop.server.v1.mfa" in sys.modules)
+"""
+
+
+async def test_a_new_database_is_made_without_the_2fa_module():
+    # Sealing plain secrets (the migration above) needs mfa, whose imports (pyotp, segno,
+    # AES) cost ~30 ms of every first start; a database with no 2FA has nothing to seal.
+    import subprocess
+    import sys
+
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", NEW_DATABASE],
+                                   capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
 @OWN_SERVER
 async def test_a_database_without_its_key_fails_2fa_clearly(make_v1, clock):
     """Restored on another computer (the key file stays behind): TOTP codes fail with a

@@ -496,6 +496,8 @@ def _seal_totp_secrets(conn: sqlite3.Connection) -> None:
     """Encrypt the TOTP secrets still in plain text (``mfa.py``: AES-GCM, the key in a
     0600 file beside the database, not in it). Also run after a restore: an archive from
     before migration 10 brings them in plain text."""
+    if conn.execute("SELECT 1 FROM mfa LIMIT 1").fetchone() is None:
+        return  # no 2FA set up at all (a new database): spare mfa's imports (~30 ms)
     from plexichat_desktop.server.v1 import mfa  # here: its imports (pyotp, AES) are heavy
 
     mfa.seal_plain_secrets(conn)
