@@ -150,8 +150,9 @@ async def v1(make_v1: Callable[..., Awaitable[V1]]) -> V1:
 async def shared_core(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RunningCore]:
     """One core with the default test settings for every test of a module that asks for
     ``shared_v1`` (its tests run in the module's event loop: ``pytestmark =
-    pytest.mark.asyncio(loop_scope="module")``). Starting a core and building its v1 app
-    costs some 0.6 s of CPU, more than most of these tests themselves."""
+    pytest.mark.asyncio(loop_scope="module")``; ``shared_server.py`` makes it a module's
+    ``v1``). Starting a core and building its v1 app costs some 0.6 s of CPU, more than
+    most of these tests themselves."""
     root = tmp_path_factory.mktemp("shared-v1")
     settings = v1_settings()
     settings.server.port = 0

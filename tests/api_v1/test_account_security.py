@@ -14,25 +14,19 @@ import json
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from plexichat_desktop.server.v1 import mfa
 from plexichat_desktop.server.v1.routes.auth import mfa_limiter
 from tests.api_v1.conftest import PASSWORD
+from tests.api_v1.shared_server import OWN_SERVER, module_server  # noqa: F401
 
-# Most tests share one server (``v1`` below) and run in the module's event loop; those
-# that need the administrator, or take the secret key away, start their own.
+# Most tests share one server (``v1``) and run in the module's event loop, each with
+# accounts of its own (the 2FA failure limiter counts per account, the TOTP clock is this
+# module's ``clock``); those that need the administrator, or take the secret key away,
+# start their own.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def v1(shared_v1: Any) -> Any:
-    """The module's shared server; each test has accounts of its own (the 2FA failure
-    limiter counts per account, the TOTP clock is this module's ``clock``)."""
-    return shared_v1
 
 NEW_PASSWORD = "Another-Str0ng-Passphrase"
 T0 = 1_900_000_005.0  # 5 s into a step: far from both of its edges

@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tests.api_v1.conftest import PASSWORD
+from tests.api_v1.shared_server import OWN_SERVER, module_server  # noqa: F401
 from tests.test_server_security import raw_request
 
-# Most tests share one server (``v1`` below) and run in the module's event loop; those
+# Most tests share one server (``v1``) and run in the module's event loop; those
 # that count users or need the first account (the administrator), or settings of their
 # own, start their own.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def v1(shared_v1: Any) -> Any:
-    """The module's shared server; each test has accounts of its own."""
-    return shared_v1
 
 
 @OWN_SERVER

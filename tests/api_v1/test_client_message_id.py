@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
 from plexichat_desktop.core.paths import AppPaths
@@ -25,15 +24,9 @@ from plexichat_desktop.server.v1.auth import hash_password
 from plexichat_desktop.server.v1.service import DATA_DIR_NAME, DB_NAME
 from plexichat_desktop.server.v1.store import MIGRATIONS, SCHEMA_VERSION
 from tests.api_v1.conftest import PASSWORD
+from tests.api_v1.shared_server import OWN_SERVER, module_server  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def v1(shared_v1: Any) -> Any:
-    """The module's shared server; each test has accounts of its own."""
-    return shared_v1
 
 
 async def next_frame(ws: ClientConnection, kind: str, timeout: float = 10) -> dict[str, Any]:

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from tests.api_v1.conftest import PASSWORD
+from tests.api_v1.shared_server import OWN_SERVER, module_server  # noqa: F401
 
-# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+# Most tests share one server (``v1``) and run in the module's event loop, each with
 # accounts of its own; those that need the first account (the administrator), count what
 # the whole server holds, or need settings of their own, start their own.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def v1(shared_v1: Any) -> Any:
-    """The module's shared server; each test has accounts of its own."""
-    return shared_v1
 
 KEY = base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("=")
 OTHER = base64.urlsafe_b64encode(bytes(range(1, 33))).decode()  # padded spelling

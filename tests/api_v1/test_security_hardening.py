@@ -17,19 +17,14 @@ import pytest_asyncio
 from websockets.asyncio.client import connect
 
 from tests.api_v1.conftest import PASSWORD
+from tests.api_v1.shared_server import OWN_SERVER, module_server  # noqa: F401
 from tests.api_v1.test_realtime import next_frame, send
 from tests.api_v1.test_webhooks import Receiver
 
-# Most tests share one server (``v1`` below) and run in the module's event loop; those
-# that need the administrator, a setting of their own or a restore start their own.
+# Most tests share one server (``v1``) and run in the module's event loop, each with
+# accounts (and groups) of its own; those that need the administrator, a setting of their
+# own or a restore start their own.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def v1(shared_v1: Any) -> Any:
-    """The module's shared server; each test has accounts (and groups) of its own."""
-    return shared_v1
 
 
 async def test_leaving_or_deleting_a_group_takes_you_out_of_its_room_at_once(v1):

@@ -7,20 +7,14 @@ import json
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 
-# Most tests share one server (``v1`` below) and run in the module's event loop, each with
+from tests.api_v1.shared_server import OWN_SERVER, module_server  # noqa: F401
+
+# Most tests share one server (``v1``) and run in the module's event loop, each with
 # accounts of its own; those that need the first account (the administrator), count what
 # the whole server holds, or need settings of their own, start their own.
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-OWN_SERVER = pytest.mark.asyncio(loop_scope="function")
-
-
-@pytest_asyncio.fixture(loop_scope="module")
-async def v1(shared_v1: Any) -> Any:
-    """The module's shared server; each test has accounts of its own."""
-    return shared_v1
 
 
 async def next_frame(ws: ClientConnection, kind: str, timeout: float = 5) -> dict[str, Any]:
