@@ -53,6 +53,16 @@ class Clock:
         return time.time() + self.skew
 
 
+def send_by_hand(app: PlexiChatApp, recipient_id: str, content: str) -> dict[str, Any]:
+    """A message the harness's user sends straight to the server (by hand, or from another
+    device), not through the outbox: the server's answer."""
+    assert app.user is not None
+    r = app.user.client.post("messages/send", json={"recipient_id": recipient_id,
+                                                    "content": content})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
 def sent_to(app: PlexiChatApp, bob_id: str, content: str) -> list[dict[str, Any]]:
     assert app.user is not None
     page = app.user.client.get(f"messages/conversation/{bob_id}",
@@ -136,15 +146,12 @@ def test_crash_before_the_send_is_sent_once(app: PlexiChatApp, tmp_path: Path, b
                                             skew: float, crash_at: str) -> None:
     # The same text sent by hand a moment earlier: not this item's send.
     content = f"on my way ({uuid.uuid4().hex[:6]})"
-    assert app.user is not None
-    earlier = app.user.client.post("messages/send", json={"recipient_id": bob_id,
-                                                          "content": content})
-    assert earlier.status_code == 201, earlier.text
+    earlier = send_by_hand(app, bob_id, content)
     item = run(app, tmp_path, Clock(skew), crash_at, content, bob_id)
     on_server = sent_to(app, bob_id, content)
     assert len(on_server) == 2, on_server
     assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
-    assert item["message_id"] != earlier.json()["id"]
+    assert item["message_id"] != earlier["id"]
 
 
 @pytest.mark.parametrize("skew", [-HOUR, 0.0])
@@ -156,16 +163,8 @@ def test_the_marked_messages_deleted_meanwhile(app: PlexiChatApp, tmp_path: Path
     # are deleted while the app is down (by either party: "unsend" deletes for both). An
     # earlier message with the same text must not pass for the send.
     content = f"see you there ({uuid.uuid4().hex[:6]})"
-    assert app.user is not None
-    earlier = app.user.client.post("messages/send", json={"recipient_id": bob_id,
-                                                          "content": content})
-    assert earlier.status_code == 201, earlier.text
-    fillers = []
-    for n in range(3):
-        r = app.user.client.post("messages/send", json={"recipient_id": bob_id,
-                                                        "content": f"filler {n}"})
-        assert r.status_code == 201, r.text
-        fillers.append(r.json()["id"])
+    earlier = send_by_hand(app, bob_id, content)
+    fillers = [send_by_hand(app, bob_id, f"filler {n}")["id"] for n in range(3)]
 
     async def delete_the_mark(api: Any) -> None:
         for message_id in fillers:
@@ -175,7 +174,7 @@ def test_the_marked_messages_deleted_meanwhile(app: PlexiChatApp, tmp_path: Path
     on_server = sent_to(app, bob_id, content)
     assert len(on_server) == 2, on_server
     assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
-    assert item["message_id"] != earlier.json()["id"]
+    assert item["message_id"] != earlier["id"]
 
 
 @pytest.mark.parametrize("crash_at", ["marked", "sent"])
@@ -186,13 +185,7 @@ def test_a_conversation_of_fewer_messages_than_the_mark(app: PlexiChatApp, tmp_p
     # by hand, deleted while the app is down).
     carol = new_user(app, "carol")
     content = f"hello carol ({uuid.uuid4().hex[:6]})"
-    assert app.user is not None
-    earlier = []
-    for _ in range(before):
-        r = app.user.client.post("messages/send", json={"recipient_id": carol,
-                                                        "content": content})
-        assert r.status_code == 201, r.text
-        earlier.append(r.json()["id"])
+    earlier = [send_by_hand(app, carol, content)["id"] for _ in range(before)]
 
     async def delete_them(api: Any) -> None:
         for message_id in earlier:
@@ -283,12 +276,9 @@ def test_an_item_claimed_before_keys_is_reconciled_by_its_mark(
     # same text after the mark is all there is to go by, as then; an earlier message with
     # the same text is not it, whatever the clock.
     content = f"legacy ({uuid.uuid4().hex[:6]})"
-    assert app.user is not None
-    earlier = app.user.client.post("messages/send", json={"recipient_id": bob_id,
-                                                          "content": content})
-    assert earlier.status_code == 201, earlier.text
+    earlier = send_by_hand(app, bob_id, content)
     item = run(app, tmp_path, Clock(skew), crash_at, content, bob_id, legacy=True)
     on_server = sent_to(app, bob_id, content)
     assert len(on_server) == 2, on_server
     assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
-    assert item["message_id"] != earlier.json()["id"]
+    assert item["message_id"] != earlier["id"]

@@ -27,7 +27,7 @@ import pytest
 from messaging_hub.outbox import Dispatcher
 from messaging_hub.store import Store
 from tests.loopback_proxy import Answer, LoopbackProxy
-from tests.test_outbox_clock import HOUR, Clock, new_user, sent_to
+from tests.test_outbox_clock import HOUR, Clock, new_user, send_by_hand, sent_to
 from tests.test_units import BOB, CAT, ME, FakeApi
 
 from plexichat_desktop.testing.harness import PlexiChatApp
@@ -172,10 +172,7 @@ def test_a_due_item_is_sent_once_without_the_key(app: PlexiChatApp, old_server: 
                                                  skew: float) -> None:
     # The same text sent by hand before: the item is not taken for it.
     content = f"hello from the old server ({uuid.uuid4().hex[:6]})"
-    assert app.user is not None
-    earlier = app.user.client.post("messages/send", json={"recipient_id": dana,
-                                                          "content": content})
-    assert earlier.status_code == 201, earlier.text
+    earlier = send_by_hand(app, dana, content)
     owner = str(old_api.user["id"])
     clock = Clock(skew)
     first = store.queue(owner, dana, content, "text", None, "undo", clock())
@@ -184,7 +181,7 @@ def test_a_due_item_is_sent_once_without_the_key(app: PlexiChatApp, old_server: 
     on_server = sent_to(app, dana, content)
     assert len(on_server) == 2, on_server
     assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
-    assert item["message_id"] != earlier.json()["id"] and item["error"] is None
+    assert item["message_id"] != earlier["id"] and item["error"] is None
     assert on_server[0]["client_message_id"] is None
     # Refused once with the key, then sent once without it, in the same step; the
     # dispatcher remembers the server: the next item is not offered the key at all.
@@ -232,10 +229,7 @@ def test_a_crash_is_reconciled_by_the_mark_without_a_second_send(
     # marked: the message stored before the mark is not the item's send.
     erin = new_user(app, "erin")
     content = f"be there at six ({uuid.uuid4().hex[:6]})"
-    assert app.user is not None
-    elsewhere = app.user.client.post("messages/send", json={"recipient_id": erin,
-                                                            "content": content})
-    assert elsewhere.status_code == 201, elsewhere.text
+    elsewhere = send_by_hand(app, erin, content)
     owner = str(old_api.user["id"])
     clock = Clock(skew)
     before = crash(app, old_api, store, owner, erin, content, clock, crash_at)
@@ -243,7 +237,7 @@ def test_a_crash_is_reconciled_by_the_mark_without_a_second_send(
     on_server = sent_to(app, erin, content)
     assert len(on_server) == 2, on_server  # the other device's, and ours: once
     assert item["state"] == "sent" and item["message_id"] == on_server[0]["id"]
-    assert item["message_id"] != elsewhere.json()["id"] and item["error"] is None
+    assert item["message_id"] != elsewhere["id"] and item["error"] is None
     assert old_server.sends_of(content) == 1
     # Offered with its key once by the restarted dispatcher too when it was sent again
     # (it knew nothing of the server yet), refused, and sent on: never marked failed.
