@@ -113,11 +113,7 @@ class Listener:
         from plexichat_desktop.server.web_server import WebServer
 
         if self.server is None:
-            server = self._settings
-            self.server = WebServer(
-                self.gate, server.port, server.shutdown_timeout,
-                header_timeout=server.header_timeout, body_timeout=server.body_timeout,
-                sock=self._socket)
+            self.server = WebServer.configured(self.gate, self._settings, self._socket)
         await self.server.start()
         self.serving = True
         return self.url
@@ -273,7 +269,6 @@ class Runtime:
 
         self.prepare()
         listener = self._listener
-        assert self._socket is not None or listener is not None
         self.bus.bind(asyncio.get_running_loop())
         self.event_log.start()
         app = create_app(self.plugins, self.bus, self.identity, resources_dir(),
@@ -289,11 +284,8 @@ class Runtime:
             self.server = listener.server
             assert self.server is not None
         else:
-            self.server = WebServer(app, self.settings.server.port,
-                                    self.settings.server.shutdown_timeout,
-                                    header_timeout=self.settings.server.header_timeout,
-                                    body_timeout=self.settings.server.body_timeout,
-                                    sock=self._socket)
+            assert self._socket is not None
+            self.server = WebServer.configured(app, self.settings.server, self._socket)
         if not plugins_in_background:
             await self.plugins.start()
         await self.tests.start()

@@ -7,13 +7,16 @@ import contextlib
 import logging
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from plexichat_desktop.server.listening import HOST, bind_socket
+
+if TYPE_CHECKING:
+    from plexichat_desktop.core.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,13 @@ class WebServer:
                                 http=protocol_with_timeouts(header_timeout, body_timeout))
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def configured(cls, app: Any, settings: ServerSettings, sock: socket.socket) -> WebServer:
+        """A server for ``app`` on ``sock`` with the ``[server]`` settings' timeouts."""
+        return cls(app, settings.port, settings.shutdown_timeout,
+                   header_timeout=settings.header_timeout, body_timeout=settings.body_timeout,
+                   sock=sock)
 
     @property
     def url(self) -> str:
