@@ -28,10 +28,13 @@ from plexichat_desktop.core.settings import Settings
 # app starts Chromium first, so that its processes come up while these imports run.
 if TYPE_CHECKING:
     from plexichat_desktop.core.events import EventBus
+    from plexichat_desktop.scheduling.service import SchedulerService
     from plexichat_desktop.server.listening import AppGate
     from plexichat_desktop.server.security import ServerIdentity
     from plexichat_desktop.server.v1 import ApiV1
     from plexichat_desktop.server.web_server import WebServer
+    from plexichat_desktop.testing.manager import TestManager
+    from plexichat_desktop.testing.store import ResultStore
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"  # the server's address (server/web_server.py binds it)
@@ -48,10 +51,13 @@ class RuntimeOptions:
 # What a Runtime imports (see import_core).
 CORE_MODULES = (
     "plexichat_desktop.core.events", "plexichat_desktop.plugins.manager",
-    "plexichat_desktop.scheduling.service", "plexichat_desktop.server.event_log",
-    "plexichat_desktop.testing.manager", "plexichat_desktop.testing.store",
-    "plexichat_desktop.server.v1", "plexichat_desktop.server.app",
+    "plexichat_desktop.server.event_log", "plexichat_desktop.server.v1",
+    "plexichat_desktop.server.app",
 )
+# The test side's (see Runtime.start): imported once the app answers, when it serves
+# through a listener.
+TEST_SIDE_MODULES = ("plexichat_desktop.testing.manager", "plexichat_desktop.testing.store",
+                     "plexichat_desktop.scheduling.service")
 
 
 def import_core() -> None:
@@ -59,10 +65,21 @@ def import_core() -> None:
     listens, so that its loop answers /healthz meanwhile (the imports take the GIL in
     turns with it, a few milliseconds at a time, instead of holding the loop for their
     whole duration)."""
+    _import_all(CORE_MODULES)
+
+
+def _import_all(names: tuple[str, ...]) -> None:
     import importlib
 
-    for name in CORE_MODULES:
+    for name in names:
         importlib.import_module(name)
+
+
+@dataclass
+class _TestSide:
+    store: ResultStore
+    tests: TestManager
+    scheduler: SchedulerService
 
 
 class Listener:
@@ -143,12 +160,9 @@ class Runtime:
         from plexichat_desktop.core.paths import bundled_plugins_dir, extra_plugin_dirs
         from plexichat_desktop.core.permissions import secure_app_dirs
         from plexichat_desktop.plugins.manager import PluginManager
-        from plexichat_desktop.scheduling.service import SchedulerService
         from plexichat_desktop.server.event_log import EventLog
         from plexichat_desktop.server.security import ServerIdentity
         from plexichat_desktop.server.token import load_or_create_token
-        from plexichat_desktop.testing.manager import TestManager
-        from plexichat_desktop.testing.store import ResultStore
 
         opts = options or RuntimeOptions()
         self._listener = listener
@@ -171,13 +185,10 @@ class Runtime:
         self.identity = listener.identity if listener is not None else ServerIdentity(
             self.token, settings.server.browser_session_hours * 3600)
         self.server: WebServer | None = None
-        self.store = ResultStore(paths.data_dir / "tests.sqlite3")
-        self.tests = TestManager(self.plugins, self.store, self.bus, paths.cache_dir / "runs",
-                                 settings.tests)
-        hour, minute = (int(part) for part in settings.tests.daily_at.split(":"))
-        self.scheduler = SchedulerService(self.store, self.tests, self.bus,
-                                          catch_up_spread=settings.tests.catch_up_spread,
-                                          at=datetime.time(hour, minute))
+        # The result store, test manager and scheduler: made when first used (see
+        # _test_side), started by start(); the /tests routes wait for that.
+        self._tests: _TestSide | None = None
+        self.tests_started = asyncio.Event()
         self.event_log = EventLog(self.bus, ("tests.", "schedules."))
         # The embedded PlexiChat v1 API: its own store and background work (webhooks, metrics).
         self.api_v1 = self._open_api_v1() if settings.api.enabled else None
@@ -186,6 +197,49 @@ class Runtime:
         self._later: list[Callable[[], None]] = []
         self._socket: socket.socket | None = None  # bound by prepare(), served by start()
         self.port: int | None = None
+
+    @property
+    def store(self) -> ResultStore:
+        """The test results' store (made on first use)."""
+        return self._test_side().store
+
+    @property
+    def tests(self) -> TestManager:
+        """The test manager (made on first use; running once :attr:`tests_started` is set)."""
+        return self._test_side().tests
+
+    @property
+    def scheduler(self) -> SchedulerService:
+        """The test scheduler (made on first use; running once :attr:`tests_started` is set)."""
+        return self._test_side().scheduler
+
+    def _test_side(self) -> _TestSide:
+        if self._tests is None:
+            from plexichat_desktop.scheduling.service import SchedulerService
+            from plexichat_desktop.testing.manager import TestManager
+            from plexichat_desktop.testing.store import ResultStore
+
+            settings = self.settings.tests
+            store = ResultStore(self.paths.data_dir / "tests.sqlite3")
+            tests = TestManager(self.plugins, store, self.bus, self.paths.cache_dir / "runs",
+                                settings)
+            hour, minute = (int(part) for part in settings.daily_at.split(":"))
+            scheduler = SchedulerService(store, tests, self.bus,
+                                         catch_up_spread=settings.catch_up_spread,
+                                         at=datetime.time(hour, minute))
+            self._tests = _TestSide(store, tests, scheduler)
+        return self._tests
+
+    async def _start_tests(self) -> None:
+        try:
+            if self._tests is None:
+                await asyncio.to_thread(_import_all, TEST_SIDE_MODULES)
+            side = self._test_side()
+            await side.tests.start()
+            await side.scheduler.start()
+        finally:
+            # Set also on failure: requests waiting for it go on, and get the error.
+            self.tests_started.set()
 
     def _open_api_v1(self) -> ApiV1 | None:
         from plexichat_desktop.core.sqlite import SchemaVersionError
@@ -272,8 +326,7 @@ class Runtime:
         self.bus.bind(asyncio.get_running_loop())
         self.event_log.start()
         app = create_app(self.plugins, self.bus, self.identity, resources_dir(),
-                         self.stopping, self.tests, self.scheduler, self.event_log,
-                         api_v1=self.api_v1,
+                         self.stopping, self, self.event_log, api_v1=self.api_v1,
                          # Built after the plugins started in the background; a core
                          # started otherwise (tests' cores) builds each part when a
                          # request first needs it, or never.
@@ -288,8 +341,12 @@ class Runtime:
             self.server = WebServer.configured(app, self.settings.server, self._socket)
         if not plugins_in_background:
             await self.plugins.start()
-        await self.tests.start()
-        await self.scheduler.start()
+        # Through a listener (serve, the window) the app answers before the test side
+        # exists: its imports, store and start are ~25-30 ms of the time to "ready", and
+        # the /tests routes (and the Tests panel) wait for tests_started meanwhile.
+        tests_first = listener is None
+        if tests_first:
+            await self._start_tests()
         if self.api_v1 is not None:
             await self.api_v1.start()
         if listener is not None:
@@ -300,7 +357,9 @@ class Runtime:
         if plugins_in_background:
             self._plugins_starting = asyncio.get_running_loop().create_task(
                 self._start_plugins(), name="start plugins")
-        else:
+        if not tests_first:
+            await self._start_tests()
+        if not plugins_in_background:
             self._log_started()
         return self.server.url
 
@@ -349,8 +408,11 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self._plugins_starting
             self._plugins_starting = None
-        await self.scheduler.stop()
-        await self.tests.stop()
+        tests = self._tests
+        if tests is not None:
+            await tests.scheduler.stop()
+            await tests.tests.stop()
+        self.tests_started.set()  # nothing waits for a test side that will not come
         await self.plugins.stop()
         if self._listener is not None:
             await self._listener.stop()  # also when the app never got installed
@@ -364,7 +426,8 @@ class Runtime:
         if self.api_v1 is not None:
             await self.api_v1.stop()
         await self.event_log.stop()
-        self.store.close()
+        if tests is not None:
+            tests.store.close()
         log.info("PlexiChat Desktop stopped")
 
 

@@ -3,6 +3,8 @@ once; the app's other routes and the /tests API are built by the first request t
 need them, or by the caller's deferred work; either way the route list ends up as the
 eagerly built app's, in the same order."""
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -39,14 +41,14 @@ def runtime(home):
     settings.server.port = 0
     runtime = Runtime(home, settings, RuntimeOptions(bundled=False, include_installed=False))
     runtime.prepare()
+    runtime.tests_started.set()  # not started: the routes are built, nothing runs
     yield runtime
     runtime.store.close()
 
 
 def build(runtime: Runtime, later: list | None):
     asgi = create_app(runtime.plugins, runtime.bus, runtime.identity, resources_dir(),
-                      runtime.stopping, runtime.tests, runtime.scheduler, runtime.event_log,
-                      later=later)
+                      runtime.stopping, runtime, runtime.event_log, later=later)
     deferred = asgi.app.app  # SecurityMiddleware > StrictJsonBodies > DeferredRoutes
     assert isinstance(deferred, DeferredRoutes)
     return asgi, deferred
@@ -83,3 +85,25 @@ async def test_a_request_builds_the_parts_it_may_need(runtime, path, parts_left)
         assert answer.status_code == 200, answer.text
     deferred.build()
     assert routes(deferred.app) == routes(eager.app)  # built in any order: the same list
+
+
+async def test_tests_requests_wait_for_the_test_side_and_others_do_not(runtime):
+    """Through a listener the app answers before the runtime's test manager and scheduler
+    run: a /tests request (and the OpenAPI document, which lists its routes) waits for
+    ``tests_started``; the rest of the app answers meanwhile."""
+    runtime.tests_started.clear()
+    asgi, _ = build(runtime, [])
+    headers = {"Authorization": f"Bearer {runtime.token}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi),
+                                 base_url=runtime.url, headers=headers) as client:
+        waiting = [asyncio.ensure_future(client.get(path))
+                   for path in ("/tests/runs", "/openapi.json")]
+        assert (await client.get("/api/plugins")).status_code == 200
+        assert (await client.get("/healthz")).json()["ready"] is True
+        done, _ = await asyncio.wait(waiting, timeout=0.3)
+        assert not done
+        runtime.tests_started.set()
+        runs, document = await asyncio.gather(*waiting)
+    assert runs.status_code == 200, runs.text
+    assert runs.json()["runs"] == []
+    assert "/tests/runs" in document.json()["paths"]

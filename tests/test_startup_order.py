@@ -215,3 +215,43 @@ async def test_a_taken_port_fails_the_listener_before_anything_serves(home):
             Listener(home, settings)
     finally:
         blocker.close()
+
+
+async def test_through_the_listener_tests_requests_wait_for_the_test_side(home, tmp_path):
+    """serve and the window answer before the test manager exists: a /tests request sent
+    meanwhile is answered once the manager runs, after it marked the runs a previous
+    process left unfinished as interrupted, and a run it queues is never taken for one."""
+    import httpx
+
+    from plexichat_desktop.runtime import Listener
+    from plexichat_desktop.testing.models import RunRecord, RunStatus
+    from plexichat_desktop.testing.store import ResultStore
+
+    with ResultStore(home.data_dir / "tests.sqlite3") as store:
+        left = store.create_run(RunRecord("so_side_alpha", status=RunStatus.RUNNING))
+    scaffold_plugin("so_side_alpha", tmp_path)
+    settings = listener_settings()
+    listener = Listener(home, settings)
+    runtime = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path]),
+        listener=listener)
+    try:
+        url = await listener.start()
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers={
+                "Authorization": f"Bearer {listener.token}"}) as client:
+            queued = asyncio.ensure_future(client.post("/tests/run", json={
+                "plugin_name": "so_side_alpha"}))
+            listed = asyncio.ensure_future(client.get("/tests/runs"))
+            await until(lambda: listener.gate.waiting == 2)
+            await runtime.start(plugins_in_background=True)
+            assert runtime.tests_started.is_set()
+            queued_answer, listed_answer = await asyncio.wait_for(
+                asyncio.gather(queued, listed), 60)
+            assert queued_answer.status_code == 202, queued_answer.text
+            new = queued_answer.json()["run_id"]
+            statuses = {run["id"]: run["status"] for run in listed_answer.json()["runs"]}
+            assert statuses[left] == "interrupted"
+            ended = await runtime.tests.wait(new)
+            assert ended.status is RunStatus.PASSED, ended
+    finally:
+        await runtime.stop()

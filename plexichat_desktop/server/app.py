@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
@@ -34,7 +34,7 @@ from plexichat_desktop.server.security import (
     safe_next,
 )
 from plexichat_desktop.server.strict_json import StrictJsonBodies, validation_error_response
-from plexichat_desktop.testing.runner import RunnerClosed
+from plexichat_desktop.testing.models import RunnerClosed
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -50,12 +50,27 @@ if TYPE_CHECKING:
 TESTS_PREFIX = "/tests"
 
 
+class TestSide(Protocol):
+    """What the /tests routes serve: the runtime's test manager and scheduler, made when
+    first asked for, and set ``tests_started`` once both run (the routes wait for it)."""
+
+    @property
+    def tests(self) -> TestManager: ...
+
+    @property
+    def scheduler(self) -> SchedulerService: ...
+
+    @property
+    def tests_started(self) -> asyncio.Event: ...
+
+
 @dataclass
 class _Part:
     at: int  # where its routes go in the route list
     make: Callable[[], Sequence[APIRouter]]
     needed: Callable[[str], bool]
     order: int
+    ready: asyncio.Event | None  # what its routes' requests wait for first
 
 
 class DeferredRoutes:
@@ -74,13 +89,16 @@ class DeferredRoutes:
     def __init__(self, app: FastAPI):
         self.app = app
         self._parts: list[_Part] = []
+        self._waits: list[_Part] = []  # parts with a ready event not set yet
 
     def defer(self, make: Callable[[], Sequence[APIRouter]],
-              needed: Callable[[str], bool]) -> None:
+              needed: Callable[[str], bool], ready: asyncio.Event | None = None) -> None:
         """A part whose ``make`` adds its routes to the app or returns routers to
-        include; they go where the next route added now would go."""
+        include; they go where the next route added now would go. A request that may
+        need it waits for ``ready`` first."""
         self._parts.append(_Part(len(self.app.router.routes), make, needed,
-                                 len(self._parts)))
+                                 len(self._parts), ready))
+        self._waits = [part for part in self._parts if part.ready is not None]
 
     @property
     def built(self) -> bool:
@@ -89,8 +107,11 @@ class DeferredRoutes:
     def build(self, path: str | None = None) -> None:
         """Build every part, or with ``path`` those a request for it may need."""
         for part in list(self._parts):
-            if path is None or path == self.app.openapi_url or part.needed(path):
+            if self._needs(part, path):
                 self._build(part)
+
+    def _needs(self, part: _Part, path: str | None) -> bool:
+        return path is None or path == self.app.openapi_url or part.needed(path)
 
     def _build(self, part: _Part) -> None:
         routes = self.app.router.routes
@@ -106,10 +127,21 @@ class DeferredRoutes:
                 other.at += len(added)
         self.app.openapi_schema = None  # a document made before lacks them
 
+    async def ready_for(self, path: str) -> None:
+        """Wait for what a request for ``path`` may need, and build it."""
+        for part in list(self._waits):
+            assert part.ready is not None
+            if part.ready.is_set():
+                self._waits.remove(part)
+            elif self._needs(part, path):
+                await part.ready.wait()
+        if self._parts:
+            self.build(path)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Generous on purpose (no path normalising): building early costs nothing.
-        if self._parts and scope["type"] in ("http", "websocket"):
-            self.build(scope.get("path", ""))
+        if (self._parts or self._waits) and scope["type"] in ("http", "websocket"):
+            await self.ready_for(scope.get("path", ""))
         await self.app(scope, receive, send)
 
 
@@ -151,11 +183,12 @@ class _Declared:
 
 
 def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
-               resources: Path, stopping: asyncio.Event, tests: TestManager,
-               scheduler: SchedulerService, event_log: EventLog,
+               resources: Path, stopping: asyncio.Event, tests: TestSide, event_log: EventLog,
                api_v1: ApiV1 | None = None,
                later: list[Callable[[], None]] | None = None) -> SecurityMiddleware:
-    """Build the app; the returned object is the ASGI callable to serve. ``api_v1``, when
+    """Build the app; the returned object is the ASGI callable to serve. The /tests
+    routes are built on ``tests`` (its manager and scheduler are asked for only when they
+    are built, and their requests wait for ``tests.tests_started``). ``api_v1``, when
     given, is mounted at ``/api/v1`` (it authenticates with its own tokens). With
     ``later``, work that can wait until the server answers (the /tests routes) is appended
     to it for the caller to run when it has time; a request that needs it runs it first.
@@ -376,11 +409,12 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
         from plexichat_desktop.server.dashboard_pages import dashboard_pages
         from plexichat_desktop.server.tests_api import tests_router
 
-        return [tests_router(tests, scheduler, event_log, stopping),
-                dashboard_router(tests, event_log),
-                dashboard_pages(tests, templates(), __version__)]
+        test_manager = tests.tests
+        return [tests_router(test_manager, tests.scheduler, event_log, stopping),
+                dashboard_router(test_manager, event_log),
+                dashboard_pages(test_manager, templates(), __version__)]
 
-    deferred.defer(test_routers, lambda path: TESTS_PREFIX in path)
+    deferred.defer(test_routers, lambda path: TESTS_PREFIX in path, tests.tests_started)
     if later is None:
         deferred.build()
     else:

@@ -207,10 +207,11 @@ class HubConnection:
         app = self._scope["app"]
         # Followed in-process, past the wrapper that builds the app's deferred routes
         # (the /tests API: built after the plugins started, in a test's core only when
-        # asked for): the parts this path may need are built here as that wrapper would.
+        # asked for): the parts this path may need are waited for and built here as that
+        # wrapper would.
         deferred = getattr(app.state, "deferred_routes", None)
         if deferred is not None:
-            deferred.build(path)
+            await deferred.ready_for(path)
         try:
             await app(scope, receive, send)
         except asyncio.CancelledError:

@@ -8,6 +8,10 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 
+class RunnerClosed(RuntimeError):
+    """The runner was closed (the app is stopping) while this was being done."""
+
+
 class Outcome(StrEnum):
     """Per-test outcomes: pytest's own, plus what the host itself observes."""
 

@@ -34,7 +34,13 @@ from plexichat_desktop.testing.child import (
     fork_server_command,
     warm_command,
 )
-from plexichat_desktop.testing.models import BAD_OUTCOMES, CollectedTest, Outcome, TestAttempt
+from plexichat_desktop.testing.models import (
+    BAD_OUTCOMES,
+    CollectedTest,
+    Outcome,
+    RunnerClosed,
+    TestAttempt,
+)
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
 from plexichat_desktop.testing.results import final_attempt, group_attempts
 
@@ -403,10 +409,6 @@ def _ignore(_line: bytes) -> None:
 class _WarmChild:
     proc: asyncio.subprocess.Process
     read_fd: int   # our end of its event pipe
-
-
-class RunnerClosed(RuntimeError):
-    """The runner was closed (the app is stopping) while this was being done."""
 
 
 class PytestRunner:

@@ -51,9 +51,8 @@ from plexichat_desktop.gui.dashboard.tree_model import (
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import TestFinished
 from plexichat_desktop.testing.manager import TestSelectionError
-from plexichat_desktop.testing.models import TestAttempt
+from plexichat_desktop.testing.models import RunnerClosed, TestAttempt
 from plexichat_desktop.testing.results import FLAKY_WINDOW
-from plexichat_desktop.testing.runner import RunnerClosed
 from plexichat_desktop.testing.summary import outcome_word, summary_cards
 
 log = logging.getLogger(__name__)
@@ -341,11 +340,20 @@ class TestDashboard(QWidget):
 
     # -- async helpers ----------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run an action; its failure is shown in the panel, never lost."""
-        task = asyncio.get_running_loop().create_task(coro)
+        """Run an action, once the runtime's test side has started (the panel can be
+        built before, in a slow start); its failure is shown in the panel, never lost."""
+        task = asyncio.get_running_loop().create_task(self._when_started(coro))
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
+
+    async def _when_started(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            await self.runtime.tests_started.wait()
+        except BaseException:
+            coro.close()  # cancelled before it ran: no "never awaited" warning
+            raise
+        return await coro
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
