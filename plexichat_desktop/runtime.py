@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from plexichat_desktop.server.v1 import ApiV1
     from plexichat_desktop.server.web_server import WebServer
     from plexichat_desktop.testing.manager import TestManager
-    from plexichat_desktop.testing.store import ResultStore
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"  # the server's address (server/web_server.py binds it)
@@ -52,12 +51,11 @@ class RuntimeOptions:
 CORE_MODULES = (
     "plexichat_desktop.core.events", "plexichat_desktop.plugins.manager",
     "plexichat_desktop.server.event_log", "plexichat_desktop.server.v1",
-    "plexichat_desktop.server.app",
+    "plexichat_desktop.server.app", "plexichat_desktop.testing.store",
 )
-# The test side's (see Runtime.start): imported once the app answers, when it serves
-# through a listener.
-TEST_SIDE_MODULES = ("plexichat_desktop.testing.manager", "plexichat_desktop.testing.store",
-                     "plexichat_desktop.scheduling.service")
+# The test manager's and scheduler's (see Runtime.start): imported once the app answers,
+# when it serves through a listener.
+TEST_SIDE_MODULES = ("plexichat_desktop.testing.manager", "plexichat_desktop.scheduling.service")
 
 
 def import_core() -> None:
@@ -77,7 +75,6 @@ def _import_all(names: tuple[str, ...]) -> None:
 
 @dataclass
 class _TestSide:
-    store: ResultStore
     tests: TestManager
     scheduler: SchedulerService
 
@@ -163,6 +160,7 @@ class Runtime:
         from plexichat_desktop.server.event_log import EventLog
         from plexichat_desktop.server.security import ServerIdentity
         from plexichat_desktop.server.token import load_or_create_token
+        from plexichat_desktop.testing.store import ResultStore
 
         opts = options or RuntimeOptions()
         self._listener = listener
@@ -185,10 +183,16 @@ class Runtime:
         self.identity = listener.identity if listener is not None else ServerIdentity(
             self.token, settings.server.browser_session_hours * 3600)
         self.server: WebServer | None = None
-        # The result store, test manager and scheduler: made when first used (see
-        # _test_side), started by start(); the /tests routes wait for that.
+        # Opened now: a store that cannot be opened stops the start before the app
+        # answers (the test manager's start would fail on it later).
+        self.store = ResultStore(paths.data_dir / "tests.sqlite3")
+        # The test manager and scheduler: made when first used (see _test_side), started
+        # by start(); the /tests routes wait for that.
         self._tests: _TestSide | None = None
         self.tests_started = asyncio.Event()
+        self._tests_wanted = asyncio.Event()
+        self._tests_hold: tuple[asyncio.Event, float] | None = None
+        self._tests_starting: asyncio.Task[None] | None = None
         self.event_log = EventLog(self.bus, ("tests.", "schedules."))
         # The embedded PlexiChat v1 API: its own store and background work (webhooks, metrics).
         self.api_v1 = self._open_api_v1() if settings.api.enabled else None
@@ -197,11 +201,6 @@ class Runtime:
         self._later: list[Callable[[], None]] = []
         self._socket: socket.socket | None = None  # bound by prepare(), served by start()
         self.port: int | None = None
-
-    @property
-    def store(self) -> ResultStore:
-        """The test results' store (made on first use)."""
-        return self._test_side().store
 
     @property
     def tests(self) -> TestManager:
@@ -217,18 +216,29 @@ class Runtime:
         if self._tests is None:
             from plexichat_desktop.scheduling.service import SchedulerService
             from plexichat_desktop.testing.manager import TestManager
-            from plexichat_desktop.testing.store import ResultStore
 
             settings = self.settings.tests
-            store = ResultStore(self.paths.data_dir / "tests.sqlite3")
-            tests = TestManager(self.plugins, store, self.bus, self.paths.cache_dir / "runs",
-                                settings)
+            tests = TestManager(self.plugins, self.store, self.bus,
+                                self.paths.cache_dir / "runs", settings)
             hour, minute = (int(part) for part in settings.daily_at.split(":"))
-            scheduler = SchedulerService(store, tests, self.bus,
+            scheduler = SchedulerService(self.store, tests, self.bus,
                                          catch_up_spread=settings.catch_up_spread,
                                          at=datetime.time(hour, minute))
-            self._tests = _TestSide(store, tests, scheduler)
+            self._tests = _TestSide(tests, scheduler)
         return self._tests
+
+    def hold_tests(self, until: asyncio.Event, timeout: float) -> None:
+        """Through a listener, start the test side once ``until`` is set (the window's
+        first pages have loaded), ``timeout`` seconds have passed, or something needs
+        it (:meth:`tests_ready`), whichever comes first, instead of right after the app
+        answers: the first pages do not share the CPU with it."""
+        self._tests_hold = (until, timeout)
+
+    async def tests_ready(self) -> None:
+        """Wait until the test manager and the scheduler run, asking for them to start
+        now if they are held back (see :meth:`hold_tests`)."""
+        self._tests_wanted.set()
+        await self.tests_started.wait()
 
     async def _start_tests(self) -> None:
         try:
@@ -240,6 +250,22 @@ class Runtime:
         finally:
             # Set also on failure: requests waiting for it go on, and get the error.
             self.tests_started.set()
+
+    async def _start_tests_later(self) -> None:
+        if self._tests_hold is not None:
+            until, timeout = self._tests_hold
+            waits = [asyncio.ensure_future(until.wait()),
+                     asyncio.ensure_future(self._tests_wanted.wait())]
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+        try:
+            await self._start_tests()
+        except Exception:
+            log.exception("the test manager could not start: the /tests API and the Tests "
+                          "panel answer with this error")
 
     def _open_api_v1(self) -> ApiV1 | None:
         from plexichat_desktop.core.sqlite import SchemaVersionError
@@ -343,9 +369,8 @@ class Runtime:
             await self.plugins.start()
         # Through a listener (serve, the window) the app answers before the test side
         # exists: its imports, store and start are ~25-30 ms of the time to "ready", and
-        # the /tests routes (and the Tests panel) wait for tests_started meanwhile.
-        tests_first = listener is None
-        if tests_first:
+        # the /tests routes (and the Tests panel) wait for tests_ready() meanwhile.
+        if listener is None:
             await self._start_tests()
         if self.api_v1 is not None:
             await self.api_v1.start()
@@ -357,8 +382,9 @@ class Runtime:
         if plugins_in_background:
             self._plugins_starting = asyncio.get_running_loop().create_task(
                 self._start_plugins(), name="start plugins")
-        if not tests_first:
-            await self._start_tests()
+        if listener is not None:
+            self._tests_starting = asyncio.get_running_loop().create_task(
+                self._start_tests_later(), name="start the test manager")
         if not plugins_in_background:
             self._log_started()
         return self.server.url
@@ -408,6 +434,11 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self._plugins_starting
             self._plugins_starting = None
+        if self._tests_starting is not None:
+            # Its start is short (and half a start is worse to stop): let it finish.
+            self._tests_wanted.set()
+            await self._tests_starting
+            self._tests_starting = None
         tests = self._tests
         if tests is not None:
             await tests.scheduler.stop()
@@ -426,8 +457,7 @@ class Runtime:
         if self.api_v1 is not None:
             await self.api_v1.stop()
         await self.event_log.stop()
-        if tests is not None:
-            tests.store.close()
+        self.store.close()
         log.info("PlexiChat Desktop stopped")
 
 

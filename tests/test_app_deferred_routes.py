@@ -90,7 +90,7 @@ async def test_a_request_builds_the_parts_it_may_need(runtime, path, parts_left)
 async def test_tests_requests_wait_for_the_test_side_and_others_do_not(runtime):
     """Through a listener the app answers before the runtime's test manager and scheduler
     run: a /tests request (and the OpenAPI document, which lists its routes) waits for
-    ``tests_started``; the rest of the app answers meanwhile."""
+    ``tests_ready()``; the rest of the app answers meanwhile."""
     runtime.tests_started.clear()
     asgi, _ = build(runtime, [])
     headers = {"Authorization": f"Bearer {runtime.token}"}

@@ -244,7 +244,6 @@ async def test_through_the_listener_tests_requests_wait_for_the_test_side(home, 
             listed = asyncio.ensure_future(client.get("/tests/runs"))
             await until(lambda: listener.gate.waiting == 2)
             await runtime.start(plugins_in_background=True)
-            assert runtime.tests_started.is_set()
             queued_answer, listed_answer = await asyncio.wait_for(
                 asyncio.gather(queued, listed), 60)
             assert queued_answer.status_code == 202, queued_answer.text
@@ -253,5 +252,33 @@ async def test_through_the_listener_tests_requests_wait_for_the_test_side(home, 
             assert statuses[left] == "interrupted"
             ended = await runtime.tests.wait(new)
             assert ended.status is RunStatus.PASSED, ended
+    finally:
+        await runtime.stop()
+
+
+async def test_a_held_test_side_starts_when_a_tests_request_needs_it(home, tmp_path):
+    """The window holds the test side back until its first pages have loaded; a /tests
+    request meanwhile does not wait for that: it starts the test side at once."""
+    import httpx
+
+    from plexichat_desktop.runtime import Listener
+
+    scaffold_plugin("so_held_alpha", tmp_path)
+    settings = listener_settings()
+    listener = Listener(home, settings)
+    runtime = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path]),
+        listener=listener)
+    first_pages = asyncio.Event()  # never set: no window here
+    runtime.hold_tests(first_pages, 600)
+    try:
+        url = await runtime.start(plugins_in_background=True)
+        await asyncio.wait_for(runtime.plugins.started.wait(), 60)
+        assert not runtime.tests_started.is_set()  # still held
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers={
+                "Authorization": f"Bearer {listener.token}"}) as client:
+            answer = await client.get("/tests/runs")
+        assert answer.status_code == 200, answer.text
+        assert runtime.tests_started.is_set() and not first_pages.is_set()
     finally:
         await runtime.stop()

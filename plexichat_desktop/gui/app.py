@@ -206,6 +206,7 @@ async def _start_core(paths: AppPaths, settings: Settings, options: RuntimeOptio
         runtime.prepare()  # the plugins discovered (no plugin code runs)
         shell.attach(runtime)
         runtime.plugins.hold_others(shell.first_pages_loaded, FIRST_PAGES_HOLD)
+        runtime.hold_tests(shell.first_pages_loaded, FIRST_PAGES_HOLD)
         await runtime.start(plugins_in_background=True)
     except BaseException:
         await runtime.stop()  # it owns the listener now

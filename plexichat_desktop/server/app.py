@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -52,7 +53,7 @@ TESTS_PREFIX = "/tests"
 
 class TestSide(Protocol):
     """What the /tests routes serve: the runtime's test manager and scheduler, made when
-    first asked for, and set ``tests_started`` once both run (the routes wait for it)."""
+    first asked for; their requests wait for ``tests_ready()`` (both running)."""
 
     @property
     def tests(self) -> TestManager: ...
@@ -60,8 +61,7 @@ class TestSide(Protocol):
     @property
     def scheduler(self) -> SchedulerService: ...
 
-    @property
-    def tests_started(self) -> asyncio.Event: ...
+    async def tests_ready(self) -> None: ...
 
 
 @dataclass
@@ -70,7 +70,7 @@ class _Part:
     make: Callable[[], Sequence[APIRouter]]
     needed: Callable[[str], bool]
     order: int
-    ready: asyncio.Event | None  # what its routes' requests wait for first
+    ready: Callable[[], Awaitable[None]] | None  # what its routes' requests wait for first
 
 
 class DeferredRoutes:
@@ -89,10 +89,11 @@ class DeferredRoutes:
     def __init__(self, app: FastAPI):
         self.app = app
         self._parts: list[_Part] = []
-        self._waits: list[_Part] = []  # parts with a ready event not set yet
+        self._waits: list[_Part] = []  # parts whose ``ready`` nobody has seen end yet
 
     def defer(self, make: Callable[[], Sequence[APIRouter]],
-              needed: Callable[[str], bool], ready: asyncio.Event | None = None) -> None:
+              needed: Callable[[str], bool],
+              ready: Callable[[], Awaitable[None]] | None = None) -> None:
         """A part whose ``make`` adds its routes to the app or returns routers to
         include; they go where the next route added now would go. A request that may
         need it waits for ``ready`` first."""
@@ -130,11 +131,11 @@ class DeferredRoutes:
     async def ready_for(self, path: str) -> None:
         """Wait for what a request for ``path`` may need, and build it."""
         for part in list(self._waits):
-            assert part.ready is not None
-            if part.ready.is_set():
-                self._waits.remove(part)
-            elif self._needs(part, path):
-                await part.ready.wait()
+            if self._needs(part, path):
+                assert part.ready is not None
+                await part.ready()
+                with contextlib.suppress(ValueError):  # removed by a request meanwhile
+                    self._waits.remove(part)
         if self._parts:
             self.build(path)
 
@@ -188,7 +189,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                later: list[Callable[[], None]] | None = None) -> SecurityMiddleware:
     """Build the app; the returned object is the ASGI callable to serve. The /tests
     routes are built on ``tests`` (its manager and scheduler are asked for only when they
-    are built, and their requests wait for ``tests.tests_started``). ``api_v1``, when
+    are built, and their requests wait for ``tests.tests_ready()``). ``api_v1``, when
     given, is mounted at ``/api/v1`` (it authenticates with its own tokens). With
     ``later``, work that can wait until the server answers (the /tests routes) is appended
     to it for the caller to run when it has time; a request that needs it runs it first.
@@ -414,7 +415,7 @@ def create_app(manager: PluginManager, bus: EventBus, identity: ServerIdentity,
                 dashboard_router(test_manager, event_log),
                 dashboard_pages(test_manager, templates(), __version__)]
 
-    deferred.defer(test_routers, lambda path: TESTS_PREFIX in path, tests.tests_started)
+    deferred.defer(test_routers, lambda path: TESTS_PREFIX in path, tests.tests_ready)
     if later is None:
         deferred.build()
     else:

@@ -349,7 +349,7 @@ class TestDashboard(QWidget):
 
     async def _when_started(self, coro: Coroutine[Any, Any, Any]) -> Any:
         try:
-            await self.runtime.tests_started.wait()
+            await self.runtime.tests_ready()
         except BaseException:
             coro.close()  # cancelled before it ran: no "never awaited" warning
             raise
