@@ -93,10 +93,13 @@ class IssuedTokens:
     refresh_token: str
     access_expires: float
     refresh_expires: float
+    issued_at: float
 
     def body(self, user: dict[str, Any]) -> dict[str, Any]:
-        """The login/refresh response (version B's TokenResponse plus expiry times)."""
-        current = now()
+        """The login/refresh response (version B's TokenResponse plus expiry times).
+        ``expires_in`` is the lifetime as issued (RFC 6749), not what is left of it once
+        the answer is written: a slow commit does not make a 3600 s token a 3599 s one."""
+        current = self.issued_at
         return {
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
@@ -130,7 +133,7 @@ def create_session(conn: sqlite3.Connection, user_id: str, access_ttl: float,
     """Insert a new session for ``user_id`` and return its tokens."""
     current = now()
     tokens = IssuedTokens(new_id(), new_token(ACCESS_PREFIX), new_token(REFRESH_PREFIX),
-                          current + access_ttl, current + refresh_ttl_s)
+                          current + access_ttl, current + refresh_ttl_s, current)
     conn.execute(
         "INSERT INTO sessions (id, user_id, access_hash, access_expires, refresh_hash, "
         "refresh_expires, remember_me, device, created_at, last_used_at) "
@@ -179,7 +182,7 @@ def rotate_session(conn: sqlite3.Connection, refresh_token: str, access_ttl: flo
     session_id = row["session_id"]
     ttl = refresh_ttl(bool(row["remember_me"]), refresh_days)
     tokens = IssuedTokens(session_id, new_token(ACCESS_PREFIX), new_token(REFRESH_PREFIX),
-                          current + access_ttl, current + ttl)
+                          current + access_ttl, current + ttl, current)
     conn.execute(
         "UPDATE sessions SET access_hash = ?, access_expires = ?, refresh_hash = ?, "
         "refresh_expires = ?, prev_refresh_hash = ?, last_used_at = ? WHERE id = ?",
