@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from plexichat_desktop.testing.events import (
     TestStarted,
 )
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
-from plexichat_desktop.testing.models import Outcome, Priority, RunStatus
+from plexichat_desktop.testing.models import Outcome, Priority, RunRecord, RunStatus
 from plexichat_desktop.testing.store import ResultStore
 from tests.conftest import FIXTURES
 
@@ -441,6 +442,26 @@ async def test_a_run_killed_with_the_app_is_marked_interrupted(home, tmp_path):
     assert run.status is RunStatus.INTERRUPTED
     assert run.error
     manager.store.close()
+
+
+async def test_a_run_queued_before_the_start_is_not_taken_for_an_old_one(home, caplog):
+    """start() marks what a previous process left unfinished as interrupted; a run queued
+    on this manager before its start (the app answers before its test manager runs) is
+    this process's own: not counted, not marked, and it runs."""
+    with ResultStore(home.data_dir / "tests.sqlite3") as store:  # the old process's
+        old = store.create_run(RunRecord("mixed_suite", status=RunStatus.RUNNING))
+    manager, _ = make_manager(home, [SUITES])
+    try:
+        early = await manager.submit("mixed_suite", ["test_passes"])
+        with caplog.at_level(logging.WARNING, logger="plexichat_desktop.testing.manager"):
+            await manager.start()
+        assert "1 test run(s) were interrupted" in caplog.text, caplog.text
+        ended = await manager.wait(early.id)
+        assert ended.status is RunStatus.PASSED, ended
+        assert manager.store.get_run(old).status is RunStatus.INTERRUPTED
+    finally:
+        await manager.stop()
+        manager.store.close()
 
 
 def _writing_under(folder: Path) -> list[psutil.Process]:

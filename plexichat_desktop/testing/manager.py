@@ -146,6 +146,10 @@ class TestManager:
         self.bus = bus
         self.settings = settings
         self.runner = PytestRunner(work_dir)
+        # Runs up to this id are a previous process's: start() marks those left unfinished
+        # as interrupted, never a run queued here before start() (a save in dev mode, a
+        # caller that did not wait for the start).
+        self._inherited_up_to = store.last_run_id()
         self.concurrency = settings.concurrency or os.cpu_count() or 2
         self._discoveries: dict[str, Discovery] = {}
         self._queue: list[tuple[int, int, int]] = []   # (-priority, seq, run id)
@@ -159,7 +163,8 @@ class TestManager:
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        interrupted = await asyncio.to_thread(self.store.mark_interrupted)
+        interrupted = await asyncio.to_thread(self.store.mark_interrupted,
+                                              up_to=self._inherited_up_to)
         if interrupted:
             log.warning("%d test run(s) were interrupted when the app last stopped",
                         interrupted)

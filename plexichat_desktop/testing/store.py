@@ -538,8 +538,16 @@ class ResultStore(SqliteDatabase):
             params.append(RunStatus(status).value)
         return ("WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
-    def mark_interrupted(self, reason: str = "the app stopped while this run was going") -> int:
-        """Mark every queued or running run as interrupted; return how many.
+    def last_run_id(self) -> int:
+        """The highest run id ever given (0 for none); ids are never reused."""
+        with self._read() as conn:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'runs'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def mark_interrupted(self, reason: str = "the app stopped while this run was going",
+                         up_to: int | None = None) -> int:
+        """Mark every queued or running run (with ``up_to``: of those, the ones whose id is
+        at most that) as interrupted; return how many.
 
         Meant for start-up: such runs belong to a previous process that is gone. Sets
         ``finished_at`` to now and ``error`` to ``reason``; attempts already stored stay.
@@ -547,8 +555,9 @@ class ResultStore(SqliteDatabase):
         with self._write() as conn:
             cursor = conn.execute(
                 f"UPDATE runs SET status = ?, finished_at = ?, error = ? "
-                f"WHERE status IN {_UNFINISHED_SQL}",
-                (RunStatus.INTERRUPTED.value, time.time(), clip_text(reason, TEXT_CAP)))
+                f"WHERE status IN {_UNFINISHED_SQL} AND id <= ?",
+                (RunStatus.INTERRUPTED.value, time.time(), clip_text(reason, TEXT_CAP),
+                 up_to if up_to is not None else 2**63 - 1))
             return cursor.rowcount
 
     # -- attempts -------------------------------------------------------------------------
