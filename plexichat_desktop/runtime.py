@@ -261,11 +261,12 @@ class Runtime:
             finally:
                 for waiting in waits:
                     waiting.cancel()
+            self._tests_hold = None  # past the hold: stop() lets the start finish
         try:
             await self._start_tests()
         except Exception:
-            log.exception("the test manager could not start: the /tests API and the Tests "
-                          "panel answer with this error")
+            log.exception("the test manager could not start: tests do not run in this "
+                          "session")
 
     def _open_api_v1(self) -> ApiV1 | None:
         from plexichat_desktop.core.sqlite import SchemaVersionError
@@ -367,9 +368,9 @@ class Runtime:
             self.server = WebServer.configured(app, self.settings.server, self._socket)
         if not plugins_in_background:
             await self.plugins.start()
-        # Through a listener (serve, the window) the app answers before the test side
-        # exists: its imports, store and start are ~25-30 ms of the time to "ready", and
-        # the /tests routes (and the Tests panel) wait for tests_ready() meanwhile.
+        # Through a listener (serve, the window) the app answers before the test manager
+        # and the scheduler exist: their imports and start were ~20-25 ms of the time to
+        # "ready"; the /tests routes (and the Tests panel) wait for tests_ready().
         if listener is None:
             await self._start_tests()
         if self.api_v1 is not None:
@@ -435,9 +436,12 @@ class Runtime:
                 await self._plugins_starting
             self._plugins_starting = None
         if self._tests_starting is not None:
-            # Its start is short (and half a start is worse to stop): let it finish.
-            self._tests_wanted.set()
-            await self._tests_starting
+            # Still held back: nothing of it started. Otherwise its start is short (and
+            # half a start is worse to stop): let it finish.
+            if self._tests_hold is not None:
+                self._tests_starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tests_starting
             self._tests_starting = None
         tests = self._tests
         if tests is not None:

@@ -282,3 +282,22 @@ async def test_a_held_test_side_starts_when_a_tests_request_needs_it(home, tmp_p
         assert runtime.tests_started.is_set() and not first_pages.is_set()
     finally:
         await runtime.stop()
+
+
+async def test_a_test_side_still_held_at_the_stop_is_never_made(home, tmp_path):
+    """A window closed before its first pages loaded: the stop does not start the test
+    manager only to stop it."""
+    from plexichat_desktop.runtime import Listener
+
+    settings = listener_settings()
+    listener = Listener(home, settings)
+    runtime = Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path]),
+        listener=listener)
+    runtime.hold_tests(asyncio.Event(), 600)
+    try:
+        await runtime.start(plugins_in_background=True)
+    finally:
+        await runtime.stop()
+    assert runtime._tests is None  # neither made nor started
+    assert runtime.tests_started.is_set()  # nothing is left waiting for it
