@@ -146,7 +146,9 @@ def test_model_output_cannot_script_the_page(app: PlexiChatApp) -> None:
 
 def test_stop_mid_answer_keeps_what_was_written(app: PlexiChatApp) -> None:
     chat = new_chat(app)
-    long = " ".join(f"word{i}" for i in range(400))
+    # Long enough (150 tokens at the suite's 20 ms each: 3 s) that the stop, sent at the
+    # first delta, lands mid-answer with seconds to spare; regenerating streams it all.
+    long = " ".join(f"word{i}" for i in range(150))
     stopped: list[bool] = []
 
     def on_event(name: str, _data: Any) -> None:
