@@ -9,8 +9,9 @@
     the app runs unchanged. After the line the child sends itself SIGTERM, which the app
     handles (clean shutdown, exit code 0). It also wraps a few start-up steps (the core
     imported, before PySide6; Qt app up; Runtime() made; port bound; window built and
-    shown; server listening) to print when each ended, in wall-clock time and in the main
-    process's CPU time: the phase lines.
+    shown; server listening) and the server's side of the first page (its request, its
+    answer, the first of its assets asked for) to print when each ended, in wall-clock
+    time and in the main process's CPU time: the phase lines.
 (b) the floor: QApplication + one QWebEngineView showing a short static page (setHtml, no
     server), same environment and window size, in ``--child floor`` mode.
 
@@ -141,6 +142,7 @@ def child_app() -> int:
     mark_after(DesktopShell, "__init__", "window_built")
     mark_after(DesktopShell, "show", "window_shown")
     mark_after(Runtime, "start", "server_listening")
+    mark_requests()
 
     original_make_pane = DesktopShell.make_pane
     state = {"pane": False, "loaded": False}
@@ -173,6 +175,37 @@ def child_app() -> int:
     rc = main(["--port", "0"])
     emit("child_exit", rc=rc, hwm_main=vm_hwm())
     return rc
+
+
+def mark_requests() -> None:
+    """Phase marks on the server's side of the first page: its request arriving, its
+    answer sent (after the app and the plugin started), the first of its assets asked
+    for (Chromium read the page meanwhile)."""
+    from plexichat_desktop.server.listening import AppGate
+
+    original = AppGate.__call__
+    seen = {"requests": 0}
+
+    async def call(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await original(self, scope, receive, send)
+            return
+        seen["requests"] += 1
+        first = seen["requests"] == 1
+        if first:
+            emit("page_asked")
+        elif seen["requests"] == 2:
+            emit("assets_asked")
+
+        async def marking_send(message: Any) -> None:
+            await send(message)
+            if (first and message["type"] == "http.response.body"
+                    and not message.get("more_body")):
+                emit("page_answered")
+
+        await original(self, scope, receive, marking_send)
+
+    AppGate.__call__ = call  # type: ignore[method-assign]
 
 
 def child_floor() -> int:
@@ -366,7 +399,8 @@ def report(label: str, results: list[dict[str, Any]]) -> float:
             ("Runtime()", "runtime_made"), ("plugins discovered", "port_bound"),
             ("first pane created", "pane_created"), ("window built", "window_built"),
             ("window shown", "window_shown"), ("server listening", "server_listening"),
-            ("ready line printed", "serving"))
+            ("ready line printed", "serving"), ("page asked for", "page_asked"),
+            ("page answered", "page_answered"), ("its assets asked for", "assets_asked"))
             if key in results[0]["events"]]
         # In the order they happened (revisions differ: the window first, or the core).
         phase_events[1:] = sorted(phase_events[1:],
