@@ -313,10 +313,16 @@ async def test_collection_errors_are_results_with_pytests_report(manager_factory
 
 async def test_the_plugin_folder_is_the_config_boundary(manager_factory, tmp_path, home):  # noqa: F811
     # A parent project whose pytest.ini would leave nothing to collect, and a plugin whose
-    # pyproject.toml has no pytest section: pytest alone climbs to the parent's ini.
+    # pyproject.toml has no pytest section: pytest alone climbs to the parent's ini. The
+    # parent's conftest.py fails every test it reaches: a plugin without a config of its
+    # own is bounded by its folder for conftests too (pytest cut them at the folder of the
+    # config the runner wrote, which let those above the plugin in).
     outer = tmp_path / "outer"
     outer.mkdir()
     (outer / "pytest.ini").write_text("[pytest]\npython_files = nothing_*.py\n")
+    (outer / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.fixture(autouse=True)\ndef outside_the_plugin():\n"
+        "    raise RuntimeError('a conftest.py above the plugin folder was loaded')\n")
     folder = write_plugin(outer / "plugins", "isolated_suite", {
         "pyproject.toml": "[project]\nname = 'isolated'\n",
         "tests/test_a.py": "def test_a():\n    pass\n"})

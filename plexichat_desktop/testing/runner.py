@@ -494,10 +494,17 @@ class PytestRunner:
         # whatever project holds it and applies that project's options (or test paths)
         # to the plugin's tests. The plugin folder is the config boundary.
         config = plugin_pytest_config(plugin_root, tests_path)
+        boundary: list[str] = []
         if config is None:
             config = run_dir / "pytest.ini"
             config.write_text("[pytest]\n", encoding="utf-8")
-        return ["-c", str(config), "-p", "plexichat_desktop.testing.reporter",
+            # pytest cuts conftest.py files at the config file's folder; this one's is our
+            # run folder, which left every conftest.py above the plugin folder (but those
+            # above the app's cache) loaded into the plugin's tests: a parent project's
+            # fixtures and hooks, and its imports in every session. With a config of its
+            # own the plugin folder is already the limit; without, it is the limit too.
+            boundary = [f"--confcutdir={plugin_root}"]
+        return ["-c", str(config), *boundary, "-p", "plexichat_desktop.testing.reporter",
                 "-p", "no:cacheprovider", "--import-mode=importlib",
                 f"--rootdir={plugin_root}", f"--basetemp={run_dir / 'tmp'}",
                 "-o", "console_output_style=classic", "--continue-on-collection-errors",
