@@ -15,13 +15,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-from pykeepass import PyKeePass
-from pykeepass.exceptions import (
-    CredentialsError,
-    HeaderChecksumError,
-    PayloadChecksumError,
-)
-
 from security_toolkit.errors import Problem
 
 BITWARDEN = ["folder", "favorite", "type", "name", "notes", "fields", "reprompt", "login_uri",
@@ -191,6 +184,15 @@ def read_kdbx(data: bytes, password: str, keyfile: bytes | None = None
     if not data.startswith(b"\x03\xd9\xa2\x9a"):
         raise Problem("file", "not a KeePass database (.kdbx)")
     check_kdbx_costs(data)
+    # pykeepass (and its crypto) is imported when a KeePass file is read or written:
+    # ~70 ms of every app start otherwise.
+    from pykeepass import PyKeePass
+    from pykeepass.exceptions import (
+        CredentialsError,
+        HeaderChecksumError,
+        PayloadChecksumError,
+    )
+
     try:
         kp = PyKeePass(io.BytesIO(data), password=password or None,
                        keyfile=io.BytesIO(keyfile) if keyfile else None)
@@ -224,6 +226,8 @@ def write_kdbx(entries: list[dict[str, Any]], password: str, *, time_cost: int =
     given costs (KeePassXC's defaults are in the same range)."""
     if len(password) < 8:
         raise Problem("password", "protect the export with at least 8 characters")
+    from pykeepass import PyKeePass
+
     kp = PyKeePass(io.BytesIO(BLANK.read_bytes()), password=BLANK_PASSWORD)
     kp.password = password
     kdf = kp.kdbx.header.value.dynamic_header.kdf_parameters.data.dict
