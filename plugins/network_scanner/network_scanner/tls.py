@@ -24,14 +24,14 @@ import ipaddress
 import ssl
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
-from cryptography.x509.oid import NameOID
+from typing import TYPE_CHECKING, Any
 
 from network_scanner.probes import client_context
+
+# cryptography's X.509 parts are imported by the functions that read certificates: ~30-70
+# ms of every app start otherwise, for a check that runs when a scan reaches a TLS port.
+if TYPE_CHECKING:
+    from cryptography import x509
 
 PROTOCOLS: list[tuple[str, ssl.TLSVersion]] = [
     ("TLSv1.0", ssl.TLSVersion.TLSv1), ("TLSv1.1", ssl.TLSVersion.TLSv1_1),
@@ -91,11 +91,15 @@ class TlsReport:
 
 
 def _name(name: x509.Name) -> str:
+    from cryptography.x509.oid import NameOID
+
     cn = name.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(cn[0].value) if cn else name.rfc4514_string()
 
 
 def _key(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA {key.key_size}"
@@ -112,6 +116,8 @@ def _key(cert: x509.Certificate) -> str:
 
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """True when ``issuer``'s key verifies ``cert``'s signature."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+
     if cert.issuer != issuer.subject:
         return False
     key = issuer.public_key()
@@ -134,6 +140,9 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
 
 
 def cert_names(cert: x509.Certificate) -> list[str]:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -170,6 +179,8 @@ def name_matches(name: str, names: list[str]) -> bool:
 
 
 def describe(cert: x509.Certificate, now: dt.datetime) -> CertInfo:
+    from cryptography.hazmat.primitives import hashes
+
     after = cert.not_valid_after_utc
     sig = cert.signature_hash_algorithm
     return CertInfo(
@@ -245,6 +256,8 @@ async def check_tls(address: str, port: int, *, server_name: str | None = None,
     report.negotiated = obj.version()
     cipher = obj.cipher()
     report.cipher = cipher[0] if cipher else None
+    from cryptography import x509
+
     certs = [x509.load_der_x509_certificate(der) for der in _chain_der(obj)]
     report.chain = [describe(c, now) for c in certs]
     if certs:
