@@ -97,9 +97,10 @@ class DeferredRoutes:
         """A part whose ``make`` adds its routes to the app or returns routers to
         include; they go where the next route added now would go. A request that may
         need it waits for ``ready`` first."""
-        self._parts.append(_Part(len(self.app.router.routes), make, needed,
-                                 len(self._parts), ready))
-        self._waits = [part for part in self._parts if part.ready is not None]
+        part = _Part(len(self.app.router.routes), make, needed, len(self._parts), ready)
+        self._parts.append(part)
+        if ready is not None:
+            self._waits.append(part)
 
     @property
     def built(self) -> bool:
