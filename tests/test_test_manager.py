@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
@@ -27,11 +28,14 @@ from plexichat_desktop.testing.events import (
 )
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Outcome, Priority, RunRecord, RunStatus
+from plexichat_desktop.testing.runner import PytestRunner
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, fresh_home
 
 SUITES = FIXTURES / "suites"
 pytestmark = pytest.mark.asyncio
+# For the tests whose managers share the module's runner (see module_runner).
+MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 
 def make_manager(home, plugin_dirs, **tests_settings) -> tuple[TestManager, EventBus]:
@@ -50,6 +54,59 @@ async def manager_factory(home):
 
     async def make(*plugin_dirs: Path, **tests_settings) -> tuple[TestManager, EventBus]:
         manager, bus = make_manager(home, plugin_dirs or [SUITES], **tests_settings)
+        await manager.start()
+        made.append(manager)
+        return manager, bus
+
+    yield make
+    for manager in made:
+        await manager.stop()
+        manager.store.close()
+
+
+class _ModuleRunner(PytestRunner):
+    """A runner lent to one test's manager after another: a manager's stop ends what it
+    was collecting, as a runner's close() does, and leaves the fork server running for
+    the next test; ``shutdown`` ends it."""
+
+    async def close(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
+            self._closing = None  # the next manager's collections get one of their own
+
+    async def shutdown(self) -> None:
+        await super().close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_runner(tmp_path_factory: pytest.TempPathFactory
+                        ) -> AsyncIterator[_ModuleRunner]:
+    """One runner, and so one pytest fork server, for the module's tests that do not look
+    at the runner itself: each run still gets a pytest session of its own, forked from the
+    pristine server, but the server's start (Python's and pytest's, ~0.2 s of CPU, then
+    nearly half of such a test's) is paid once. Started in an environment set up as the
+    ``home`` fixture's (fresh, no plugin path from the caller's), which its sessions get."""
+    root = tmp_path_factory.mktemp("manager-runner")
+    runner = _ModuleRunner(root / "runs")
+    with pytest.MonkeyPatch.context() as env:
+        fresh_home(env, root / "home")
+        runner.prepare()
+    try:
+        yield runner
+    finally:
+        await runner.shutdown()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def shared_manager_factory(home, module_runner):
+    """``manager_factory`` for a test on the module's loop (MODULE_LOOP): each manager is
+    the test's own (its store, bus, plugins and settings) and runs its tests through the
+    module's runner."""
+    made: list[TestManager] = []
+
+    async def make(*plugin_dirs: Path, **tests_settings) -> tuple[TestManager, EventBus]:
+        manager, bus = make_manager(home, plugin_dirs or [SUITES], **tests_settings)
+        manager.runner = module_runner
         await manager.start()
         made.append(manager)
         return manager, bus
@@ -91,8 +148,9 @@ def plain_pytest_outcomes(suite: Path, test_file: str) -> dict[str, str]:
     return out
 
 
-async def test_outcomes_match_plain_pytest(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_outcomes_match_plain_pytest(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     run = await manager.submit("mixed_suite")
     done = await asyncio.wait_for(manager.wait(run.id), 60)
     assert done.status is RunStatus.FAILED
@@ -104,8 +162,9 @@ async def test_outcomes_match_plain_pytest(manager_factory):
     assert set(ours.values()) == {"passed", "failed", "error", "skipped", "xfailed", "xpassed"}
 
 
-async def test_original_plexichat_style_tests(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_original_plexichat_style_tests(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     run = await manager.submit("mixed_suite", ["tests/test_plexichat_style.py"])
     await manager.wait(run.id)
     got = {n.split("::")[1]: a for n, a in finals(manager, run.id).items()}
@@ -117,8 +176,9 @@ async def test_original_plexichat_style_tests(manager_factory):
     assert "no connection" in got["test_sync_returns_failure"].message
 
 
-async def test_details_are_kept(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_details_are_kept(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     run = await manager.submit("mixed_suite", ["test_fails", "TestGroup"])
     await manager.wait(run.id)
     got = finals(manager, run.id)
@@ -132,8 +192,9 @@ async def test_details_are_kept(manager_factory):
     assert "hello from stdout" in got["tests/test_mixed.py::TestGroup::test_in_class"].stdout
 
 
-async def test_every_fault_is_survived_and_reported(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_every_fault_is_survived_and_reported(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     # 6 s: test_hangs waits it out, and test_prints_50_mb must finish within it; at 2 s it
     # timed out on a loaded machine (pytest capturing 50 MB), one restart too many.
     run = await manager.submit("fault_suite", timeout=6)
@@ -160,8 +221,9 @@ async def test_every_fault_is_survived_and_reported(manager_factory):
     assert survivors == []
 
 
-async def test_collection_errors_are_reported_per_file(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_collection_errors_are_reported_per_file(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     discovery = await manager.discover("broken_suite")
     assert [t.nodeid for t in discovery.items] == ["tests/test_fine.py::test_still_runs"]
     assert len(discovery.errors) == 1
@@ -175,16 +237,18 @@ async def test_collection_errors_are_reported_per_file(manager_factory):
         "passed"
 
 
-async def test_a_conftest_that_raises(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_a_conftest_that_raises(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     run = await manager.submit("bad_conftest_suite")
     done = await manager.wait(run.id)
     assert done.status is RunStatus.ERROR
     assert "conftest exploded" in done.error or "conftest" in done.error
 
 
-async def test_bad_selections_are_clear_errors(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_bad_selections_are_clear_errors(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     with pytest.raises(TestSelectionError, match="unknown plugin 'ghost'"):
         await manager.submit("ghost")
     with pytest.raises(TestSelectionError, match="no test 'nope' in plugin 'mixed_suite'"):
@@ -195,8 +259,9 @@ async def test_bad_selections_are_clear_errors(manager_factory):
         await manager.submit("mixed_suite", priority="urgent")
 
 
-async def test_selections_are_checked_without_queuing(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_selections_are_checked_without_queuing(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     assert manager.plugin_record("mixed_suite").id == "mixed_suite"
     assert await manager.check_selection("mixed_suite") is None
     assert await manager.check_selection("mixed_suite", "test_param") == [
@@ -216,9 +281,10 @@ async def test_selections_are_checked_without_queuing(manager_factory):
     assert manager.queued() == [] and manager.store.count_runs() == 0
 
 
-async def test_discovery_is_cached_until_a_file_changes(manager_factory, tmp_path):
+@MODULE_LOOP
+async def test_discovery_is_cached_until_a_file_changes(shared_manager_factory, tmp_path):
     shutil.copytree(SUITES / "mixed", tmp_path / "suites" / "mixed")
-    manager, _ = await manager_factory(tmp_path / "suites")
+    manager, _ = await shared_manager_factory(tmp_path / "suites")
     first = await manager.discover("mixed_suite")
     assert len(first.items) == 22
     param = next(t for t in first.items if t.name == "test_param[two]")
@@ -272,8 +338,9 @@ async def test_a_collection_in_flight_ends_when_the_manager_stops(home, tmp_path
         manager.store.close()
 
 
-async def test_events_carry_progress(manager_factory):
-    manager, bus = await manager_factory()
+@MODULE_LOOP
+async def test_events_carry_progress(shared_manager_factory):
+    manager, bus = await shared_manager_factory()
     sub = bus.subscribe(name="test")
     run = await manager.submit("mixed_suite", ["test_param"])
     await manager.wait(run.id)
@@ -288,8 +355,9 @@ async def test_events_carry_progress(manager_factory):
     assert events[-1].run["counts"]["failed"] == 1
 
 
-async def test_same_plugin_never_runs_twice_at_once(manager_factory):
-    manager, bus = await manager_factory(concurrency=2)
+@MODULE_LOOP
+async def test_same_plugin_never_runs_twice_at_once(shared_manager_factory):
+    manager, bus = await shared_manager_factory(concurrency=2)
     sub = bus.subscribe((RunStarted, RunFinished))
     first = await manager.submit("mixed_suite", ["test_passes"])
     second = await manager.submit("mixed_suite", ["test_passes"])
@@ -303,8 +371,9 @@ async def test_same_plugin_never_runs_twice_at_once(manager_factory):
                      ("RunStarted", second.id), ("RunFinished", second.id)]
 
 
-async def test_priority_order_and_fifo_within_a_level(manager_factory):
-    manager, bus = await manager_factory(concurrency=1)
+@MODULE_LOOP
+async def test_priority_order_and_fifo_within_a_level(shared_manager_factory):
+    manager, bus = await shared_manager_factory(concurrency=1)
     sub = bus.subscribe(RunStarted)
     blocker = await manager.submit("fault_suite", ["test_hangs"], timeout=60)
     await asyncio.wait_for(sub.get(), 30)  # the single worker is now busy
@@ -324,8 +393,9 @@ async def test_priority_order_and_fifo_within_a_level(manager_factory):
     assert started == [critical.id, medium_1.id, medium_2.id, low.id]
 
 
-async def test_cancel_queued_and_running(manager_factory):
-    manager, bus = await manager_factory(concurrency=1)
+@MODULE_LOOP
+async def test_cancel_queued_and_running(shared_manager_factory):
+    manager, bus = await shared_manager_factory(concurrency=1)
     sub = bus.subscribe(TestStarted)
     running = await manager.submit("fault_suite", ["test_hangs"], timeout=60)
     queued = await manager.submit("mixed_suite", ["test_passes"])
@@ -340,7 +410,8 @@ async def test_cancel_queued_and_running(manager_factory):
     assert not await manager.cancel(running.id)
 
 
-async def test_reruns_detect_flaky_tests(manager_factory, tmp_path):
+@MODULE_LOOP
+async def test_reruns_detect_flaky_tests(shared_manager_factory, tmp_path):
     suite = tmp_path / "suites" / "flaky"
     (suite / "tests").mkdir(parents=True)
     (suite / "plugin.toml").write_text(
@@ -358,7 +429,7 @@ async def test_reruns_detect_flaky_tests(manager_factory, tmp_path):
         def test_always_fails():
             assert False
         """))
-    manager, _ = await manager_factory(tmp_path / "suites")
+    manager, _ = await shared_manager_factory(tmp_path / "suites")
     run = await manager.submit("flaky_suite", reruns=2)
     done = await manager.wait(run.id)
     attempts = manager.store.attempts_for_run(run.id)
@@ -370,14 +441,15 @@ async def test_reruns_detect_flaky_tests(manager_factory, tmp_path):
     assert done.counts["flaky"] == 1 and done.status is RunStatus.FAILED
 
 
-async def test_infrastructure_errors_are_retried_with_backoff(manager_factory, tmp_path):
+@MODULE_LOOP
+async def test_infrastructure_errors_are_retried_with_backoff(shared_manager_factory, tmp_path):
     suite = tmp_path / "suites" / "dies"
     (suite / "tests").mkdir(parents=True)
     (suite / "plugin.toml").write_text(
         'id = "dies_suite"\nname = "Dies"\nversion = "1.0.0"\nentry = "dies_pkg:P"\n')
     (suite / "tests" / "conftest.py").write_text("import os\nos._exit(7)\n")
     (suite / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
-    manager, bus = await manager_factory(tmp_path / "suites", retry_base=0.05,
+    manager, bus = await shared_manager_factory(tmp_path / "suites", retry_base=0.05,
                                          retry_factor=2, retry_attempts=3)
     sub = bus.subscribe(RunFinished)
     await manager.submit("dies_suite")
@@ -391,8 +463,9 @@ async def test_infrastructure_errors_are_retried_with_backoff(manager_factory, t
     assert manager.store.count_runs("dies_suite") == 3  # no fourth attempt
 
 
-async def test_test_failures_are_never_retried(manager_factory):
-    manager, _ = await manager_factory(retry_base=0.01)
+@MODULE_LOOP
+async def test_test_failures_are_never_retried(shared_manager_factory):
+    manager, _ = await shared_manager_factory(retry_base=0.01)
     run = await manager.submit("mixed_suite", ["test_fails"])
     await manager.wait(run.id)
     await asyncio.sleep(0.2)
@@ -478,8 +551,9 @@ def _writing_under(folder: Path) -> list[psutil.Process]:
     return found
 
 
-async def test_results_survive_in_the_store(manager_factory):
-    manager, _ = await manager_factory()
+@MODULE_LOOP
+async def test_results_survive_in_the_store(shared_manager_factory):
+    manager, _ = await shared_manager_factory()
     run = await manager.submit("mixed_suite", ["test_param"])
     await manager.wait(run.id)
     stored = manager.store.get_run(run.id)
@@ -601,7 +675,8 @@ async def test_warm_runs_of_a_plugin_that_turns_warnings_into_errors(manager_fac
         assert run.status == RunStatus.PASSED, (attempt, run.error)
 
 
-async def test_a_timeout_is_charged_to_the_test_that_ran_too_long(manager_factory, tmp_path):
+@MODULE_LOOP
+async def test_a_timeout_is_charged_to_the_test_that_ran_too_long(shared_manager_factory, tmp_path):
     plugin = tmp_path / "plugins" / "late"
     (plugin / "tests").mkdir(parents=True)
     (plugin / "plugin.toml").write_text(
@@ -615,7 +690,7 @@ async def test_a_timeout_is_charged_to_the_test_that_ran_too_long(manager_factor
         def test_b_fast():
             pass
         """))
-    manager, _ = await manager_factory(tmp_path / "plugins")
+    manager, _ = await shared_manager_factory(tmp_path / "plugins")
     run = await manager.wait((await manager.submit("late_suite", timeout=1.0)).id)
     outcomes = {a.nodeid.split("::")[1]: str(a.outcome)
                 for a in manager.store.attempts_for_run(run.id)}
