@@ -20,7 +20,14 @@ from plexichat_desktop.testing.models import RunStatus
 from plexichat_desktop.testing.results import run_counts
 from plexichat_desktop.testing.runner import plugin_pytest_config
 from plexichat_desktop.testing.store import ResultStore
-from tests.test_test_manager import SUITES, finals, manager_factory  # noqa: F401 (a fixture)
+from tests.test_test_manager import (  # noqa: F401 (fixtures)
+    MODULE_LOOP,
+    SUITES,
+    finals,
+    manager_factory,
+    module_runner,
+    shared_manager_factory,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -218,11 +225,12 @@ def suites(tmp_path: Path) -> Path:
     return root
 
 
-async def test_every_outcome_kind_matches_plain_pytest(manager_factory, suites, home):  # noqa: F811
+@MODULE_LOOP
+async def test_every_outcome_kind_matches_plain_pytest(shared_manager_factory, suites, home):  # noqa: F811
     folder = suites / "fidelity_all"
     # Plain pytest runs in a thread while the manager runs the same suite.
     plain = asyncio.create_task(asyncio.to_thread(plain_pytest, folder))
-    manager, _ = await manager_factory(suites)
+    manager, _ = await shared_manager_factory(suites)
     done, ours = await run_through(manager, "fidelity_all")
     theirs, their_counts, their_exit = await plain
     assert their_exit == 1
@@ -251,10 +259,11 @@ async def test_every_outcome_kind_matches_plain_pytest(manager_factory, suites, 
     assert {r["nodeid"]: r["outcome"] for r in report["results"]} == theirs
 
 
-async def test_internal_error_is_an_error_run_with_pytests_report(manager_factory, suites,  # noqa: F811
+@MODULE_LOOP
+async def test_internal_error_is_an_error_run_with_pytests_report(shared_manager_factory, suites,  # noqa: F811
                                                                    home):
     plain = asyncio.create_task(asyncio.to_thread(plain_pytest, suites / "fidelity_internal"))
-    manager, _ = await manager_factory(suites, retry_attempts=1)
+    manager, _ = await shared_manager_factory(suites, retry_attempts=1)
     done, ours = await run_through(manager, "fidelity_internal")
     _, _, their_exit = await plain
     assert their_exit == 3
@@ -269,8 +278,9 @@ async def test_internal_error_is_an_error_run_with_pytests_report(manager_factor
     assert "this hook style is deprecated" in report["runs"][0]["error"]
 
 
-async def test_a_failing_subtest_fails_its_test_with_each_message(manager_factory, suites):  # noqa: F811
-    manager, _ = await manager_factory(suites)
+@MODULE_LOOP
+async def test_a_failing_subtest_fails_its_test_with_each_message(shared_manager_factory, suites):  # noqa: F811
+    manager, _ = await shared_manager_factory(suites)
     _, ours = await run_through(manager, "fidelity_all", [
         "tests/test_outcomes.py::TestUnittestSubtests", "test_subtests_fixture"])
     failing = ours["tests/test_outcomes.py::TestUnittestSubtests::test_one_subtest_fails"]
@@ -288,8 +298,9 @@ async def test_a_failing_subtest_fails_its_test_with_each_message(manager_factor
     assert any(a.reports == failing.reports for a in stored)
 
 
-async def test_a_teardown_error_after_a_failure_is_kept(manager_factory, suites):  # noqa: F811
-    manager, _ = await manager_factory(suites)
+@MODULE_LOOP
+async def test_a_teardown_error_after_a_failure_is_kept(shared_manager_factory, suites):  # noqa: F811
+    manager, _ = await shared_manager_factory(suites)
     done, ours = await run_through(manager, "fidelity_all",
                                    ["tests/test_outcomes.py::test_teardown_error_after_failure"])
     attempt = ours["tests/test_outcomes.py::test_teardown_error_after_failure"]
@@ -300,8 +311,9 @@ async def test_a_teardown_error_after_a_failure_is_kept(manager_factory, suites)
     assert done.counts["failed"] == 1 and done.counts["errors at teardown"] == 1
 
 
-async def test_collection_errors_are_results_with_pytests_report(manager_factory, suites):  # noqa: F811
-    manager, _ = await manager_factory(suites)
+@MODULE_LOOP
+async def test_collection_errors_are_results_with_pytests_report(shared_manager_factory, suites):  # noqa: F811
+    manager, _ = await shared_manager_factory(suites)
     done, ours = await run_through(manager, "fidelity_all", ["tests/test_outcomes.py::test_passes",
                                                               "tests/test_broken.py"])
     broken = ours["tests/test_broken.py"]
@@ -311,7 +323,8 @@ async def test_collection_errors_are_results_with_pytests_report(manager_factory
     assert done.counts["error"] == 1 and done.counts["passed"] == 1
 
 
-async def test_the_plugin_folder_is_the_config_boundary(manager_factory, tmp_path, home):  # noqa: F811
+@MODULE_LOOP
+async def test_the_plugin_folder_is_the_config_boundary(shared_manager_factory, tmp_path, home):  # noqa: F811
     # A parent project whose pytest.ini would leave nothing to collect, and a plugin whose
     # pyproject.toml has no pytest section: pytest alone climbs to the parent's ini. The
     # parent's conftest.py fails every test it reaches: a plugin without a config of its
@@ -327,25 +340,27 @@ async def test_the_plugin_folder_is_the_config_boundary(manager_factory, tmp_pat
         "pyproject.toml": "[project]\nname = 'isolated'\n",
         "tests/test_a.py": "def test_a():\n    pass\n"})
     assert plugin_pytest_config(folder, "tests") is None
-    manager, _ = await manager_factory(outer / "plugins")
+    manager, _ = await shared_manager_factory(outer / "plugins")
     done, ours = await run_through(manager, "isolated_suite")
     assert done.status is RunStatus.PASSED
     assert list(ours) == ["tests/test_a.py::test_a"]
 
 
-async def test_no_tests_collected_from_test_files_is_an_error(manager_factory, tmp_path):  # noqa: F811
+@MODULE_LOOP
+async def test_no_tests_collected_from_test_files_is_an_error(shared_manager_factory, tmp_path):  # noqa: F811
     folder = write_plugin(tmp_path / "plugins", "misconfigured_suite", {
         "pytest.ini": "[pytest]\npython_files = check_*.py\n",
         "tests/test_a.py": "def test_a():\n    pass\n"})
     assert plugin_pytest_config(folder, "tests") == folder / "pytest.ini"
-    manager, _ = await manager_factory(tmp_path / "plugins")
+    manager, _ = await shared_manager_factory(tmp_path / "plugins")
     done, _ = await run_through(manager, "misconfigured_suite")
     assert done.status is RunStatus.ERROR
     assert "no tests were collected although 1 test file(s) exist" in done.error
 
 
-async def test_every_node_id_prefix_pytest_accepts_selects(manager_factory, suites):  # noqa: F811
-    manager, _ = await manager_factory(suites)
+@MODULE_LOOP
+async def test_every_node_id_prefix_pytest_accepts_selects(shared_manager_factory, suites):  # noqa: F811
+    manager, _ = await shared_manager_factory(suites)
     check = manager.check_selection
     assert await check("fidelity_all", "tests/test_outcomes.py::test_param") == [
         f"tests/test_outcomes.py::test_param[{n}]" for n in (1, 2, 3)]
@@ -360,8 +375,9 @@ async def test_every_node_id_prefix_pytest_accepts_selects(manager_factory, suit
     assert done.counts == {"passed": 2, "failed": 1, "total": 3}
 
 
-async def test_an_exact_id_collects_only_its_file(manager_factory, suites):  # noqa: F811
-    manager, _ = await manager_factory(suites)
+@MODULE_LOOP
+async def test_an_exact_id_collects_only_its_file(shared_manager_factory, suites):  # noqa: F811
+    manager, _ = await shared_manager_factory(suites)
     assert await manager.check_selection("fidelity_all", "tests/test_outcomes.py::test_passes")
     # Only that file was collected: no discovery of the whole suite was cached or stored.
     assert "fidelity_all" not in manager._discoveries
