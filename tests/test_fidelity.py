@@ -20,12 +20,11 @@ from plexichat_desktop.testing.models import RunStatus
 from plexichat_desktop.testing.results import run_counts
 from plexichat_desktop.testing.runner import plugin_pytest_config
 from plexichat_desktop.testing.store import ResultStore
+from tests.shared_runner import MODULE_LOOP, module_runner  # noqa: F401 (a fixture)
 from tests.test_test_manager import (  # noqa: F401 (fixtures)
-    MODULE_LOOP,
     SUITES,
     finals,
     manager_factory,
-    module_runner,
     shared_manager_factory,
 )
 

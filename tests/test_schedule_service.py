@@ -34,8 +34,11 @@ from plexichat_desktop.testing.events import RunFinished
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Priority
 from plexichat_desktop.testing.store import ResultStore
+from tests.shared_runner import module_runner  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.asyncio
+# The module's loop: the worlds' managers run their tests through one runner (one pytest
+# fork server for the module, see tests/shared_runner.py).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 T0 = datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC).timestamp()  # a Monday
 SCHEDULE_EVENTS = (ScheduleChanged, ScheduleFired, ScheduleMissed, ScheduleSkipped)
@@ -107,8 +110,8 @@ class World:
         return out
 
 
-@pytest_asyncio.fixture
-async def world(home, tmp_path):
+@pytest_asyncio.fixture(loop_scope="module")
+async def world(home, tmp_path, module_runner):  # noqa: F811 (the fixture)
     plugins_dir = tmp_path / "plugins"
     write_plugin(plugins_dir, "quick", "def test_passes():\n    assert 1 + 1 == 2\n")
     write_plugin(plugins_dir, "slow",
@@ -120,6 +123,7 @@ async def world(home, tmp_path):
     plugins.discover()
     store = ResultStore(home.data_dir / "tests.sqlite3")
     manager = TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests)
+    manager.runner = module_runner
     await manager.start()
     made = World(store, manager, bus)
     yield made

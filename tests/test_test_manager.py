@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
@@ -28,14 +27,12 @@ from plexichat_desktop.testing.events import (
 )
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Outcome, Priority, RunRecord, RunStatus
-from plexichat_desktop.testing.runner import PytestRunner
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import FIXTURES, fresh_home
+from tests.conftest import FIXTURES
+from tests.shared_runner import MODULE_LOOP, module_runner  # noqa: F401 (a fixture)
 
 SUITES = FIXTURES / "suites"
 pytestmark = pytest.mark.asyncio
-# For the tests whose managers share the module's runner (see module_runner).
-MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
 
 
 def make_manager(home, plugin_dirs, **tests_settings) -> tuple[TestManager, EventBus]:
@@ -64,44 +61,11 @@ async def manager_factory(home):
         manager.store.close()
 
 
-class _ModuleRunner(PytestRunner):
-    """A runner lent to one test's manager after another: a manager's stop ends what it
-    was collecting, as a runner's close() does, and leaves the fork server running for
-    the next test; ``shutdown`` ends it."""
-
-    async def close(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-            self._closing = None  # the next manager's collections get one of their own
-
-    async def shutdown(self) -> None:
-        await super().close()
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def module_runner(tmp_path_factory: pytest.TempPathFactory
-                        ) -> AsyncIterator[_ModuleRunner]:
-    """One runner, and so one pytest fork server, for the module's tests that do not look
-    at the runner itself: each run still gets a pytest session of its own, forked from the
-    pristine server, but the server's start (Python's and pytest's, ~0.2 s of CPU, then
-    nearly half of such a test's) is paid once. Started in an environment set up as the
-    ``home`` fixture's (fresh, no plugin path from the caller's), which its sessions get."""
-    root = tmp_path_factory.mktemp("manager-runner")
-    runner = _ModuleRunner(root / "runs")
-    with pytest.MonkeyPatch.context() as env:
-        fresh_home(env, root / "home")
-        runner.prepare()
-    try:
-        yield runner
-    finally:
-        await runner.shutdown()
-
-
 @pytest_asyncio.fixture(loop_scope="module")
-async def shared_manager_factory(home, module_runner):
+async def shared_manager_factory(home, module_runner):  # noqa: F811 (the fixture)
     """``manager_factory`` for a test on the module's loop (MODULE_LOOP): each manager is
     the test's own (its store, bus, plugins and settings) and runs its tests through the
-    module's runner."""
+    module's runner (tests/shared_runner.py): one fork server for the module."""
     made: list[TestManager] = []
 
     async def make(*plugin_dirs: Path, **tests_settings) -> tuple[TestManager, EventBus]:
