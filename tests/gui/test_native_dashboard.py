@@ -338,3 +338,20 @@ def test_a_failed_scheduled_run_notifies(shell: Any, qtbot: Any, arun: Any) -> N
     assert text == f"Run #{run.id}: 1 of 1 tests failed"
     assert "Scheduled tests of mixed_suite failed" in shell.window.statusBar().currentMessage()
     del panel
+
+
+def test_a_hidden_panel_collects_the_never_collected_tests_once_shown(
+        shell: Any, qtbot: Any) -> None:
+    """The panel lists a plugin's tests without a Discover by collecting the plugins never
+    collected, quietly: once the plugins have started and the panel is seen, not while its
+    dock is closed (a pytest session per plugin nobody looks at)."""
+    window = shell.window
+    window.tests_dock.hide()
+    panel = dashboard_of(shell, qtbot)
+    assert not panel.isVisible()
+    qtbot.wait(500)
+    assert panel.model.tests() == [] and panel.store.collected() == []
+    window.tests_dock.show()
+    qtbot.waitUntil(lambda: any(t.plugin_id == "mixed_suite" for t in panel.store.collected()),
+                    timeout=60_000)
+    qtbot.waitUntil(lambda: len(panel.model.tests()) > 0, timeout=10_000)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QKeySequence, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -180,6 +180,7 @@ class TestDashboard(QWidget):
         # all have ended, the line says so instead of "Queued ..." forever.
         self._announced: dict[int, str | None] = {}
         self._loaded = asyncio.Event()
+        self._shown = asyncio.Event()  # set by showEvent
 
         self._build_header()
         self._build_toolbar()
@@ -338,6 +339,10 @@ class TestDashboard(QWidget):
         if chosen or self.proxy.text:
             self.tree.expandAll()
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self._shown.set()
+
     # -- async helpers ----------------------------------------------------------------------
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run an action, once the runtime's test side has started (the panel can be
@@ -410,8 +415,16 @@ class TestDashboard(QWidget):
         await self.refresh_counts()
         self._loaded.set()
         # A plugin never collected would show an empty row: collect it once, quietly, so
-        # the tree lists its tests the first time the panel opens.
+        # the tree lists its tests the first time the panel is seen. Not before the panel
+        # shows, nor before the plugins have started: a pytest session per plugin (and a
+        # fork server with the app's imports, ~1 s of CPU) would share the first seconds
+        # with their start and with the pages being opened.
         never = [pid for pid in known if not any(c.plugin_id == pid for c in collected)]
+        if never:
+            await self.runtime.plugins.started.wait()
+            if not self.isVisible():
+                self._shown.clear()
+                await self._shown.wait()
         for pid in never:
             try:
                 discovery = await self.manager.discover(pid)
