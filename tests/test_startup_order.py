@@ -122,6 +122,18 @@ def listener_settings() -> Settings:
     return settings
 
 
+def listening_runtime(home: AppPaths, plugins: Path):
+    """A listener and the runtime made on it, as ``serve`` and the window make them, with
+    the plugins of the folder ``plugins``."""
+    from plexichat_desktop.runtime import Listener
+
+    settings = listener_settings()
+    listener = Listener(home, settings)
+    return listener, Runtime(home, settings, RuntimeOptions(
+        bundled=False, include_installed=False, extra_plugin_dirs=[plugins]),
+        listener=listener)
+
+
 async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(home, tmp_path):
     import httpx
 
@@ -223,18 +235,13 @@ async def test_through_the_listener_tests_requests_wait_for_the_test_side(home, 
     process left unfinished as interrupted, and a run it queues is never taken for one."""
     import httpx
 
-    from plexichat_desktop.runtime import Listener
     from plexichat_desktop.testing.models import RunRecord, RunStatus
     from plexichat_desktop.testing.store import ResultStore
 
     with ResultStore(home.data_dir / "tests.sqlite3") as store:
         left = store.create_run(RunRecord("so_side_alpha", status=RunStatus.RUNNING))
     scaffold_plugin("so_side_alpha", tmp_path)
-    settings = listener_settings()
-    listener = Listener(home, settings)
-    runtime = Runtime(home, settings, RuntimeOptions(
-        bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path]),
-        listener=listener)
+    listener, runtime = listening_runtime(home, tmp_path)
     try:
         url = await listener.start()
         async with httpx.AsyncClient(base_url=url, timeout=60, headers={
@@ -261,14 +268,9 @@ async def test_a_held_test_side_starts_when_a_tests_request_needs_it(home, tmp_p
     request meanwhile does not wait for that: it starts the test side at once."""
     import httpx
 
-    from plexichat_desktop.runtime import Listener
 
     scaffold_plugin("so_held_alpha", tmp_path)
-    settings = listener_settings()
-    listener = Listener(home, settings)
-    runtime = Runtime(home, settings, RuntimeOptions(
-        bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path]),
-        listener=listener)
+    listener, runtime = listening_runtime(home, tmp_path)
     first_pages = asyncio.Event()  # never set: no window here
     runtime.hold_tests(first_pages, 600)
     try:
@@ -287,13 +289,7 @@ async def test_a_held_test_side_starts_when_a_tests_request_needs_it(home, tmp_p
 async def test_a_test_side_still_held_at_the_stop_is_never_made(home, tmp_path):
     """A window closed before its first pages loaded: the stop does not start the test
     manager only to stop it."""
-    from plexichat_desktop.runtime import Listener
-
-    settings = listener_settings()
-    listener = Listener(home, settings)
-    runtime = Runtime(home, settings, RuntimeOptions(
-        bundled=False, include_installed=False, extra_plugin_dirs=[tmp_path]),
-        listener=listener)
+    _, runtime = listening_runtime(home, tmp_path)
     runtime.hold_tests(asyncio.Event(), 600)
     try:
         await runtime.start(plugins_in_background=True)

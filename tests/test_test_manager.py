@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import psutil
@@ -27,6 +29,7 @@ from plexichat_desktop.testing.events import (
 )
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Outcome, Priority, RunRecord, RunStatus
+from plexichat_desktop.testing.runner import PytestRunner
 from plexichat_desktop.testing.store import ResultStore
 from tests.conftest import FIXTURES
 from tests.shared_runner import MODULE_LOOP, module_runner  # noqa: F401 (a fixture)
@@ -45,40 +48,46 @@ def make_manager(home, plugin_dirs, **tests_settings) -> tuple[TestManager, Even
     return TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests), bus
 
 
-@pytest_asyncio.fixture
-async def manager_factory(home):
+MakeManager = Callable[..., Awaitable[tuple[TestManager, EventBus]]]
+
+
+@contextlib.asynccontextmanager
+async def started_managers(home, runner: PytestRunner | None = None
+                           ) -> AsyncIterator[MakeManager]:
+    """``make(*plugin_dirs, **tests_settings)``: a started manager of the test's own (its
+    store, bus, plugins and settings), stopped at the end; with ``runner``, its tests run
+    through that runner instead of one of its own."""
     made: list[TestManager] = []
 
     async def make(*plugin_dirs: Path, **tests_settings) -> tuple[TestManager, EventBus]:
         manager, bus = make_manager(home, plugin_dirs or [SUITES], **tests_settings)
+        if runner is not None:
+            manager.runner = runner
         await manager.start()
         made.append(manager)
         return manager, bus
 
-    yield make
-    for manager in made:
-        await manager.stop()
-        manager.store.close()
+    try:
+        yield make
+    finally:
+        for manager in made:
+            await manager.stop()
+            manager.store.close()
+
+
+@pytest_asyncio.fixture
+async def manager_factory(home):
+    async with started_managers(home) as make:
+        yield make
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def shared_manager_factory(home, module_runner):  # noqa: F811 (the fixture)
-    """``manager_factory`` for a test on the module's loop (MODULE_LOOP): each manager is
-    the test's own (its store, bus, plugins and settings) and runs its tests through the
-    module's runner (tests/shared_runner.py): one fork server for the module."""
-    made: list[TestManager] = []
-
-    async def make(*plugin_dirs: Path, **tests_settings) -> tuple[TestManager, EventBus]:
-        manager, bus = make_manager(home, plugin_dirs or [SUITES], **tests_settings)
-        manager.runner = module_runner
-        await manager.start()
-        made.append(manager)
-        return manager, bus
-
-    yield make
-    for manager in made:
-        await manager.stop()
-        manager.store.close()
+    """``manager_factory`` for a test on the module's loop (MODULE_LOOP), its managers'
+    tests run through the module's runner (tests/shared_runner.py): one fork server for
+    the module."""
+    async with started_managers(home, module_runner) as make:
+        yield make
 
 
 def finals(manager: TestManager, run_id: int) -> dict[str, object]:
