@@ -253,14 +253,10 @@ class Runtime:
 
     async def _start_tests_later(self) -> None:
         if self._tests_hold is not None:
+            from plexichat_desktop.core.waiting import first_set
+
             until, timeout = self._tests_hold
-            waits = [asyncio.ensure_future(until.wait()),
-                     asyncio.ensure_future(self._tests_wanted.wait())]
-            try:
-                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiting in waits:
-                    waiting.cancel()
+            await first_set(until, self._tests_wanted, timeout=timeout)
             self._tests_hold = None  # past the hold: stop() lets the start finish
         try:
             await self._start_tests()

@@ -33,6 +33,7 @@ from plexichat_desktop.core.logs import plugin_filter
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.core.validation import ConfigError
+from plexichat_desktop.core.waiting import first_set
 from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.checks import check_code
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover
@@ -401,13 +402,7 @@ class PluginManager:
             self._hold = None
             return False
         self._wake_start.clear()
-        waits = [asyncio.ensure_future(hold.wait()),
-                 asyncio.ensure_future(self._wake_start.wait())]
-        try:
-            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiting in waits:
-                waiting.cancel()
+        await first_set(hold, self._wake_start, timeout=left)
         return True
 
     async def _start_pending(self) -> None:
