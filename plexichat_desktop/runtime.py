@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import signal
 import socket
@@ -220,10 +219,9 @@ class Runtime:
             settings = self.settings.tests
             tests = TestManager(self.plugins, self.store, self.bus,
                                 self.paths.cache_dir / "runs", settings)
-            hour, minute = (int(part) for part in settings.daily_at.split(":"))
             scheduler = SchedulerService(self.store, tests, self.bus,
                                          catch_up_spread=settings.catch_up_spread,
-                                         at=datetime.time(hour, minute))
+                                         at=settings.daily_time)
             self._tests = _TestSide(tests, scheduler)
         return self._tests
 

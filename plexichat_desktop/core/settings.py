@@ -10,6 +10,7 @@ with an error that names the source, the key and the expected type.
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 import tomllib
 from pathlib import Path
@@ -108,6 +109,12 @@ class TestsSettings(_Section):
         30.0, ge=0, le=3600, description="Catch-up runs after a pause start within this many "
                                          "seconds, at random, not all at once."
     )
+
+    @property
+    def daily_time(self) -> datetime.time:
+        """``daily_at`` as a time of day."""
+        hour, minute = (int(part) for part in self.daily_at.split(":"))
+        return datetime.time(hour, minute)
 
 
 DEFAULT_UPLOAD_TYPES = [".txt", ".pdf", ".doc", ".docx", ".jpg", ".jpeg", ".png", ".gif",

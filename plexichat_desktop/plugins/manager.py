@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import datetime
 import importlib
 import importlib.util
 import inspect
@@ -528,8 +527,7 @@ class PluginManager:
         # Plugin schedules follow the app's test-schedule settings: one "daily" time and
         # one catch-up spread for the whole app.
         tests = self.settings.tests
-        hour, minute = (int(part) for part in tests.daily_at.split(":"))
-        return {"at": datetime.time(hour, minute), "catch_up_spread": tests.catch_up_spread}
+        return {"at": tests.daily_time, "catch_up_spread": tests.catch_up_spread}
 
     def _fail(self, rec: PluginRecord, reason: str, exc: BaseException | None) -> None:
         detail = "".join(traceback.format_exception(exc)) if exc is not None else None
