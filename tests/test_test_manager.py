@@ -668,3 +668,32 @@ async def test_a_timeout_is_charged_to_the_test_that_ran_too_long(shared_manager
     outcomes = {a.nodeid.split("::")[1]: str(a.outcome)
                 for a in manager.store.attempts_for_run(run.id)}
     assert outcomes == {"test_a_slow": "timed_out", "test_b_fast": "passed"}
+
+
+
+
+async def test_a_stop_in_the_turn_that_wakes_idle_workers_ends_them(home, tmp_path):
+    """Workers idle until a retry is due, woken (here by a submit) in the same turn of
+    the loop as the stop cancels them: the stop still ends them. With asyncio.wait_for
+    on Python 3.11 a cancel that met a finished wait was dropped, the worker went back
+    to waiting for ever, and the app's stop hung (seen in a CI run)."""
+    suite = tmp_path / "suites" / "dies"
+    (suite / "tests").mkdir(parents=True)
+    (suite / "plugin.toml").write_text(
+        'id = "dies_suite"\nname = "Dies"\nversion = "1.0.0"\nentry = "dies_pkg:P"\n')
+    (suite / "tests" / "conftest.py").write_text("import os\nos._exit(7)\n")
+    (suite / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
+    manager, _ = make_manager(home, [SUITES, tmp_path / "suites"], concurrency=2,
+                              retry_base=600)
+    await manager.start()
+    try:
+        await manager.wait((await manager.submit("dies_suite")).id)
+        async with asyncio.timeout(30):  # the retry is queued after the run's end
+            while not any(run.trigger == "retry" for run in manager.queued()):
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # both workers now wait for the retry's time, 600 s away
+        await manager.submit("mixed_suite", ["tests/test_mixed.py::test_passes"],
+                             precheck=False)
+        await asyncio.wait_for(manager.stop(), 30)
+    finally:
+        manager.store.close()

@@ -426,9 +426,13 @@ class TestManager:
                 # Retries wait for their time in the queue: sleep until the earliest one.
                 waits = [j.not_before - time.time() for j in self._jobs.values()
                          if j.run.status is RunStatus.QUEUED and j.not_before]
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the wait's
+                # result when a cancel meets a wait that has just finished (another worker's
+                # end woke this one in the turn that stop() cancelled both), and the worker
+                # would wait again for ever, the app's stop with it.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(),
-                                           max(0.0, min(waits)) if waits else None)
+                    async with asyncio.timeout(max(0.0, min(waits)) if waits else None):
+                        await self._wakeup.wait()
                 continue
             assert job.run.id is not None
             self._running[job.run.id] = job.run.plugin_id
