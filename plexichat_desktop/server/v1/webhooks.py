@@ -481,8 +481,11 @@ class WebhookDispatcher:
             if len(due) == BATCH:
                 continue
             timeout = None if upcoming is None else max(0.0, upcoming - now())
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel (stop())
+            # that meets a wake in the same turn, and this loop would wait again for ever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def _forget(self, delivery_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(delivery_id, None)

@@ -572,8 +572,11 @@ class AnalyticsDashboardPlugin(Plugin):
                         if r.get("enabled")]
             wait = min(upcoming) - time.time() if upcoming else 300.0
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel (the
+            # plugin's teardown) that meets a wake in the same turn: this loop would go on.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.05, min(wait, 300.0)))
+                async with asyncio.timeout(max(0.05, min(wait, 300.0))):
+                    await self._wake.wait()
 
     # -- events and files --------------------------------------------------------------
     async def events_route(self, limit: Annotated[int, Query(ge=1, le=300)] = 50
