@@ -9,6 +9,7 @@ the qasync loop runs exactly once per process (``run_until_complete``, never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -53,6 +54,11 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: early_stop.set())
     prepare_qt_environment()  # before the worker starts: it sets environment variables
+    # PySide6's package before the worker starts too: its start-up (shiboken's signature
+    # bootstrap) iterates over a dict that the worker's imports change, and aborted the
+    # process with "dictionary changed size during iteration" (a CI run of dev's window).
+    with contextlib.suppress(ImportError):
+        import PySide6
     # The core is imported in a worker thread from now on, while this thread imports Qt,
     # shows the window and starts Chromium (see _import_core).
     importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(_import_core)
