@@ -6,12 +6,14 @@
     The app has no "first tab loaded" hook, so the child is this file in ``--child app``
     mode: it wraps ``DesktopShell.make_pane`` only to connect the first pane's
     ``view.loadFinished`` to a probe that prints a timestamped FIRST_TAB_LOADED line, then
-    the app runs unchanged. After the line the child sends itself SIGTERM, which the app
+    the app runs unchanged. After the line and the first answer of the plugin's API (the
+    page's data; at most DATA_WAIT s later) the child sends itself SIGTERM, which the app
     handles (clean shutdown, exit code 0). It also wraps a few start-up steps (the core
-    imported, before PySide6; Qt app up; Runtime() made; port bound; window built and
-    shown; server listening) and the server's side of the first page (its request, its
-    answer, the first of its assets asked for) to print when each ended, in wall-clock
-    time and in the main process's CPU time: the phase lines.
+    imported; Qt app up; Runtime() made; plugins discovered; window built and shown; the
+    listener serving; the app installed in it) and the server's side of the first page
+    (its request, its answer, the first of its assets asked for, its first data) to print
+    when each ended, in wall-clock time and in the main process's CPU time: the phase
+    lines.
 (b) the floor: QApplication + one QWebEngineView showing a short static page (setHtml, no
     server), same environment and window size, in ``--child floor`` mode.
 
@@ -50,6 +52,7 @@ FLOOR_HTML = ("<!doctype html><html><head><meta charset='utf-8'><title>Floor</ti
               "</body></html>")
 WINDOW_SIZE = (1280, 820)  # the size MainWindow gives itself
 PREFIX = "BENCH "
+DATA_WAIT = 10.0  # seconds the app child waits after the first load for the page's data
 MB = 1024 * 1024
 
 
@@ -102,7 +105,7 @@ def child_app() -> int:
     # __feature_import__, and the app's fastapi/pydantic imports would all pay for it.
     from plexichat_desktop.gui import app as gui_app
     from plexichat_desktop.gui.app import DesktopShell
-    from plexichat_desktop.runtime import Runtime
+    from plexichat_desktop.runtime import Listener, Runtime
 
     # Phase marks (each an event line with its time): where the time to the first load goes.
     marked: set[str] = set()
@@ -136,16 +139,29 @@ def child_app() -> int:
     for importer in ("_import_core", "_import_server_stack"):
         if hasattr(gui_app, importer):
             mark_after(gui_app, importer, "core_imported")
+    if hasattr(gui_app, "_prepare_serving"):
+        mark_after(gui_app, "_prepare_serving", "serving_prepared")
     mark_after(gui_app, "_warm_up_webengine", "webengine_warming", before="qt_app_ready")
     mark_after(Runtime, "__init__", "runtime_made")
     mark_after(Runtime, "prepare", "port_bound")
     mark_after(DesktopShell, "__init__", "window_built")
     mark_after(DesktopShell, "show", "window_shown")
+    mark_after(Listener, "start", "listener_serving")
     mark_after(Runtime, "start", "server_listening")
-    mark_requests()
+    state = {"pane": False, "loaded": False, "data": False}
 
+    def stop_when_done() -> None:
+        # The page loaded and its first data answered (or that never came): the app's own
+        # handler closes it.
+        if state["loaded"] and state["data"]:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_data() -> None:
+        state["data"] = True
+        stop_when_done()
+
+    mark_requests(on_data)
     original_make_pane = DesktopShell.make_pane
-    state = {"pane": False, "loaded": False}
 
     def on_loaded(pane: Any, ok: bool) -> None:
         if state["loaded"]:
@@ -156,7 +172,10 @@ def child_app() -> int:
                                    "cpu": time.process_time(), "main": time.thread_time(),
                                    "url": pane.view.url().toString(), **memory_snapshot()}),
               flush=True)
-        os.kill(os.getpid(), signal.SIGTERM)  # the app's own handler closes it
+        stop_when_done()
+        waiting = threading.Timer(DATA_WAIT, on_data)
+        waiting.daemon = True
+        waiting.start()
 
     def make_pane(self: Any, path: str, title: str, parent: object) -> object:
         first = not state["pane"]
@@ -177,14 +196,15 @@ def child_app() -> int:
     return rc
 
 
-def mark_requests() -> None:
+def mark_requests(on_data: Callable[[], None]) -> None:
     """Phase marks on the server's side of the first page: its request arriving, its
-    answer sent (after the app and the plugin started), the first of its assets asked
-    for (Chromium read the page meanwhile)."""
+    answer sent, the first of its assets asked for (Chromium read the page meanwhile),
+    and the first answer of a plugin's API (the page's data, which needs the app and the
+    plugin started), after which ``on_data`` is called."""
     from plexichat_desktop.server.listening import AppGate
 
     original = AppGate.__call__
-    seen = {"requests": 0}
+    seen = {"requests": 0, "data": False}
 
     async def call(self: Any, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -192,6 +212,9 @@ def mark_requests() -> None:
             return
         seen["requests"] += 1
         first = seen["requests"] == 1
+        data = "/api/" in scope.get("path", "") and not seen["data"]
+        if data:
+            seen["data"] = True
         if first:
             emit("page_asked")
         elif seen["requests"] == 2:
@@ -199,9 +222,12 @@ def mark_requests() -> None:
 
         async def marking_send(message: Any) -> None:
             await send(message)
-            if (first and message["type"] == "http.response.body"
-                    and not message.get("more_body")):
-                emit("page_answered")
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                if first:
+                    emit("page_answered")
+                if data:
+                    emit("data_answered")
+                    on_data()
 
         await original(self, scope, receive, marking_send)
 
@@ -344,7 +370,7 @@ def run_child(mode: str, home: Path, timeout: float, exit_timeout: float) -> dic
                     result.setdefault("main", {})[data["event"]] = data.get("main")
                     if data["event"] == "FIRST_TAB_LOADED":
                         result["loaded"] = data
-                        deadline = min(deadline, seen + exit_timeout)
+                        deadline = min(deadline, seen + DATA_WAIT + exit_timeout)
                     elif data["event"] == "child_exit":
                         result["exit"] = data
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -391,24 +417,29 @@ def report(label: str, results: list[dict[str, Any]]) -> float:
 
     load = [r["events"]["FIRST_TAB_LOADED"] for r in results]
     print(f"{label}\n    Popen -> first loadFinished: {fmt_times(load)}")
+    data = [r["events"]["data_answered"] for r in results if "data_answered" in r["events"]]
+    if data:  # the page's own data (its plugin's API), which needs the app and the plugin
+        print(f"    Popen -> the page's first data answered: {fmt_times(data)}")
     phase_events = [("python up", "child_start")]
-    if "serving" in results[0]["events"]:
+    if results[0]["mode"] == "app":
         phase_events += [(title, key) for title, key in (
             ("core imported", "core_imported"), ("Qt app", "qt_app_ready"),
+            ("server module and early files ready", "serving_prepared"),
             ("Chromium warm-up asked", "webengine_warming"),
             ("Runtime()", "runtime_made"), ("plugins discovered", "port_bound"),
             ("first pane created", "pane_created"), ("window built", "window_built"),
-            ("window shown", "window_shown"), ("server listening", "server_listening"),
+            ("window shown", "window_shown"), ("listener serving", "listener_serving"),
+            ("app installed", "server_listening"),
             ("ready line printed", "serving"), ("page asked for", "page_asked"),
-            ("page answered", "page_answered"), ("its assets asked for", "assets_asked"))
+            ("page answered", "page_answered"), ("its assets asked for", "assets_asked"),
+            ("its first data answered", "data_answered"))
             if key in results[0]["events"]]
-        # In the order they happened (revisions differ: the window first, or the core).
-        phase_events[1:] = sorted(phase_events[1:],
-                                  key=lambda pe: median_of(results, event(pe[1])))
     phase_events.append(("loadFinished", "FIRST_TAB_LOADED"))
-    phases = [(name, event(key)) for name, key in phase_events[:-1]]
-    phases += [("loadFinished", event("FIRST_TAB_LOADED")),
-               ("child exited", lambda r: None if "exit_error" in r else r["exited"])]
+    # In the order they happened (revisions differ: the window first, or the core; the
+    # page before its data, or after).
+    phase_events[1:] = sorted(phase_events[1:], key=lambda pe: median_of(results, event(pe[1])))
+    phases = [(name, event(key)) for name, key in phase_events]
+    phases.append(("child exited", lambda r: None if "exit_error" in r else r["exited"]))
     print("    phases, median s from Popen: "
           + ", ".join(f"{name} {median_of(results, fn):.2f}" for name, fn in phases))
     cpu_events = [(name, key) for name, key in phase_events if key in results[0].get("cpu", {})]
@@ -418,10 +449,11 @@ def report(label: str, results: list[dict[str, Any]]) -> float:
     print("    of which its main thread (median): "
           + ", ".join(f"{name} {median_of(results, lambda r, k=key: r['main'].get(k)):.2f}"
                       for name, key in cpu_events))
-    stop = [r["exited"] - r["events"]["FIRST_TAB_LOADED"] for r in results
-            if "exit_error" not in r]
+    stop = [r["exited"] - max(r["events"]["FIRST_TAB_LOADED"],
+                              r["events"].get("data_answered", 0.0))
+            for r in results if "exit_error" not in r]
     bad = len(results) - len(stop)
-    print("    first load -> process exited (shutdown): "
+    print("    first load and data -> process exited (shutdown): "
           + (fmt_times(stop) if stop else "no clean exit")
           + (f"; {bad} run(s) did not exit cleanly" if bad else ""))
     exit_hwm = median_of(results, lambda r: r.get("exit", {}).get("hwm_main")) / MB

@@ -28,7 +28,7 @@ from plexichat_desktop.core.settings import Settings
 if TYPE_CHECKING:
     from plexichat_desktop.core.events import EventBus
     from plexichat_desktop.scheduling.service import SchedulerService
-    from plexichat_desktop.server.listening import AppGate
+    from plexichat_desktop.server.listening import AppGate, EarlyFiles
     from plexichat_desktop.server.security import ServerIdentity
     from plexichat_desktop.server.v1 import ApiV1
     from plexichat_desktop.server.web_server import WebServer
@@ -70,6 +70,35 @@ def _import_all(names: tuple[str, ...]) -> None:
 
     for name in names:
         importlib.import_module(name)
+
+
+def _plugin_sources(options: RuntimeOptions) -> dict[str, Any]:
+    """Where a runtime with ``options`` finds its plugins (the plugin manager's arguments)."""
+    from plexichat_desktop.core.paths import bundled_plugins_dir, extra_plugin_dirs
+
+    return {"bundled_dir": bundled_plugins_dir() if options.bundled else None,
+            "extra_dirs": [*extra_plugin_dirs(), *options.extra_plugin_dirs],
+            "include_installed": options.include_installed}
+
+
+def early_files(paths: AppPaths, settings: Settings, options: RuntimeOptions) -> EarlyFiles:
+    """What a listener may answer before the app exists (the desktop window's first
+    pages): the web folders of the plugins a runtime with ``options`` would find and not
+    find turned off, and the app's shared assets. No manifest or plugin code is read: a
+    plugin that then cannot start has its page replaced by the reason (the window does
+    it when the runtime is attached, or when the plugin fails)."""
+    from plexichat_desktop.core.paths import resources_dir
+    from plexichat_desktop.plugins.discovery import discover, read_disabled, web_folders
+    from plexichat_desktop.server.listening import EarlyFiles
+
+    sources = _plugin_sources(options)
+    candidates = discover(sources["bundled_dir"], paths.user_plugins_dir,
+                          sources["extra_dirs"], sources["include_installed"])
+    safe = options.safe_mode or settings.plugins.safe_mode
+    folders = web_folders(candidates, read_disabled(paths.plugin_states_file),
+                          only_bundled=settings.plugins.essential if safe else None)
+    return EarlyFiles({f"/plugins/{pid}/": web for pid, web in folders.items()},
+                      {"/_app/": resources_dir() / "web"})
 
 
 @dataclass
@@ -153,7 +182,6 @@ class Runtime:
         on its own. ``bus``: one made earlier (the window subscribes to it before the
         runtime exists); a new one otherwise."""
         from plexichat_desktop.core.events import EventBus
-        from plexichat_desktop.core.paths import bundled_plugins_dir, extra_plugin_dirs
         from plexichat_desktop.core.permissions import secure_app_dirs
         from plexichat_desktop.plugins.manager import PluginManager
         from plexichat_desktop.server.event_log import EventLog
@@ -171,12 +199,8 @@ class Runtime:
         self.bus = bus if bus is not None else EventBus()
         self.token = listener.token if listener is not None else load_or_create_token(
             paths.token_file)
-        self.plugins = PluginManager(
-            paths=paths, settings=settings, bus=self.bus,
-            bundled_dir=bundled_plugins_dir() if opts.bundled else None,
-            extra_dirs=[*extra_plugin_dirs(), *opts.extra_plugin_dirs],
-            include_installed=opts.include_installed, safe_mode=opts.safe_mode,
-        )
+        self.plugins = PluginManager(paths=paths, settings=settings, bus=self.bus,
+                                     safe_mode=opts.safe_mode, **_plugin_sources(opts))
         self.plugins.app_token = self.token
         self.stopping = asyncio.Event()
         self.identity = listener.identity if listener is not None else ServerIdentity(

@@ -297,3 +297,111 @@ async def test_a_test_side_still_held_at_the_stop_is_never_made(home, tmp_path):
         await runtime.stop()
     assert runtime._tests is None  # neither made nor started
     assert runtime.tests_started.is_set()  # nothing is left waiting for it
+
+
+async def test_the_listener_answers_first_pages_from_their_files_and_leaves_the_rest(
+        home, tmp_path):
+    """The desktop window's start: a plugin's page files and the app's assets are answered
+    by the listener before the app exists, as the app answers them; everything the app
+    would answer otherwise (a refusal, a plugin's route, a file outside the folder, a
+    plugin turned off, a range) waits for the app and gets the app's own answer."""
+    import json
+
+    import httpx
+
+    from plexichat_desktop.core.paths import resources_dir
+    from plexichat_desktop.runtime import Listener, early_files
+
+    plugins = tmp_path / "plugins"
+    for pid in ("so_early_alpha", "so_early_beta"):
+        scaffold_plugin(pid, plugins)
+    web = plugins / "so_early_alpha" / "web"
+    (web / "api").mkdir()
+    (web / "api" / "status.txt").write_text("a file where the plugin's routes are")
+    (tmp_path / "secret.txt").write_text("outside the web folder")
+    (web / "secret.txt").symlink_to(tmp_path / "secret.txt")
+    home.plugin_states_file.parent.mkdir(parents=True, exist_ok=True)
+    home.plugin_states_file.write_text(json.dumps({"disabled": ["so_early_beta"]}))
+    settings = listener_settings()
+    options = RuntimeOptions(bundled=False, include_installed=False,
+                             extra_plugin_dirs=[plugins])
+    listener = Listener(home, settings)
+    listener.gate.early = early_files(home, settings, options)
+    runtime = None
+    try:
+        url = await listener.start()
+        auth = {"Authorization": f"Bearer {listener.token}"}
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers=auth) as client:
+            page = await client.get("/plugins/so_early_alpha/")
+            assert page.status_code == 200
+            assert page.text == (web / "index.html").read_text()
+            assert page.headers["content-type"] == "text/html; charset=utf-8"
+            assert page.headers["content-security-policy"]  # the app's security headers
+            script = await client.get("/plugins/so_early_alpha/app.js")
+            assert script.status_code == 200
+            assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+            head = await client.head("/plugins/so_early_alpha/style.css")
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-length"] == str((web / "style.css").stat().st_size)
+            asset = await client.get("/_app/index.js")
+            assert asset.status_code == 200
+            assert asset.content == (resources_dir() / "web" / "index.js").read_bytes()
+            assert listener.gate.app is None  # all of it before the app
+            waiting = [asyncio.ensure_future(client.request(method, path, headers=headers))
+                       for method, path, headers in (
+                           ("GET", "/plugins/so_early_alpha/", {"Authorization": ""}),
+                           ("GET", "/plugins/so_early_alpha/", {"Host": "evil.example:80"}),
+                           ("GET", "/plugins/so_early_alpha/api/status.txt", {}),
+                           ("GET", "/plugins/so_early_alpha/secret.txt", {}),
+                           ("GET", "/plugins/so_early_alpha/missing.js", {}),
+                           ("GET", "/plugins/so_early_beta/", {}),
+                           ("GET", "/plugins/so_early_alpha", {}),
+                           ("GET", "/_app/", {}),
+                           ("GET", "/plugins/so_early_alpha/app.js", {"Range": "bytes=0-9"}),
+                           ("POST", "/plugins/so_early_alpha/index.html", {}))]
+            await until(lambda: listener.gate.waiting == len(waiting))
+            assert not any(task.done() for task in waiting)
+            runtime = Runtime(home, settings, options, listener=listener)
+            await runtime.start(plugins_in_background=True)
+            answers = await asyncio.wait_for(asyncio.gather(*waiting), 60)
+            statuses = [answer.status_code for answer in answers]
+            assert statuses == [401, 403, 404, 404, 404, 503, 307, 404, 206, 405], [
+                (answer.request.url.path, answer.status_code, answer.text[:200])
+                for answer in answers]
+            assert "disabled" in answers[5].json()["detail"]
+            # The app answers the early files with the same bytes and types.
+            for path, early in (("/plugins/so_early_alpha/", page),
+                                ("/plugins/so_early_alpha/app.js", script),
+                                ("/_app/index.js", asset)):
+                late = await client.get(path)
+                assert late.status_code == 200
+                assert late.content == early.content, path
+                assert late.headers["content-type"] == early.headers["content-type"], path
+    finally:
+        if runtime is not None:
+            await runtime.stop()
+        else:
+            await listener.stop()
+
+
+async def test_early_pages_are_those_of_the_plugins_discovery_would_use(tmp_path):
+    """The first candidate of an id (a later one fails as a duplicate), never a plugin
+    turned off, in safe mode only the bundled plugins it keeps, never a folder whose name
+    is no plugin id."""
+    from plexichat_desktop.plugins.discovery import Candidate, Source, web_folders
+
+    def cand(folder: str, name: str, source: Source) -> Candidate:
+        root = tmp_path / folder / name
+        root.mkdir(parents=True)
+        return Candidate(root, source)
+
+    candidates = [cand("bundled", "alpha", Source.BUNDLED), cand("bundled", "beta", Source.BUNDLED),
+                  cand("user", "alpha", Source.USER), cand("user", "gamma", Source.USER),
+                  cand("user", "Not_An_Id", Source.USER)]
+    assert web_folders(candidates, disabled=set()) == {
+        "alpha": tmp_path / "bundled" / "alpha" / "web",
+        "beta": tmp_path / "bundled" / "beta" / "web",
+        "gamma": tmp_path / "user" / "gamma" / "web"}
+    assert set(web_folders(candidates, disabled={"beta"})) == {"alpha", "gamma"}
+    assert set(web_folders(candidates, disabled=set(), only_bundled={"beta", "gamma"})) == {
+        "beta"}

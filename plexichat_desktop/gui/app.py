@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment i
     from plexichat_desktop.gui.browser import Pane
     from plexichat_desktop.gui.downloads import DownloadManager
     from plexichat_desktop.gui.permissions import PermissionGate
+    from plexichat_desktop.server.listening import EarlyFiles
 
 log = logging.getLogger(__name__)
 # Extra work on the running app (``plexichat-desktop dev``): called with the runtime and the
@@ -61,7 +62,7 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
         import PySide6
     # The core is imported in a worker thread from now on, while this thread imports Qt,
     # shows the window and starts Chromium (see _import_core).
-    importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(_import_core)
+    serving, importing = _start_imports(paths, settings, options)
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
     if problem is None:
         import PySide6.QtWebEngineWidgets  # noqa: F401  (must precede the QApplication)
@@ -89,8 +90,27 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     asyncio.set_event_loop(loop)
     with loop:
         return loop.run_until_complete(_main(app, paths, settings, options, problem,
-                                             on_listening, attach, warm_up, importing,
-                                             early_stop))
+                                             on_listening, attach, warm_up,
+                                             (serving, importing), early_stop))
+
+
+def _start_imports(paths: AppPaths, settings: Settings, options: RuntimeOptions
+                   ) -> tuple[Future[EarlyFiles], Future[None]]:
+    """In a worker thread, one after the other: what the listener needs to serve the
+    window's first pages (see _prepare_serving), then the rest of the core."""
+    worker = ThreadPoolExecutor(1, thread_name_prefix="import core")
+    return worker.submit(_prepare_serving, paths, settings, options), worker.submit(_import_core)
+
+
+def _prepare_serving(paths: AppPaths, settings: Settings, options: RuntimeOptions
+                     ) -> EarlyFiles:
+    """The web server's module (uvicorn, ~50 ms) and the files the listener may answer
+    before the app exists: the window's first pages load from them while the rest of the
+    core is imported (their data requests wait for the app)."""
+    import plexichat_desktop.server.web_server  # noqa: F401
+    from plexichat_desktop.runtime import early_files
+
+    return early_files(paths, settings, options)
 
 
 def _import_core() -> None:
@@ -102,7 +122,6 @@ def _import_core() -> None:
     from plexichat_desktop.runtime import import_core
 
     import_core()
-    import plexichat_desktop.server.web_server  # noqa: F401  (the listener serves with it)
 
 
 def _warm_up_webengine() -> QObject:
@@ -116,7 +135,7 @@ def _warm_up_webengine() -> QObject:
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_listening: Callable[[str], None] | None,
                 attach: Attach | None = None, warm_up: QObject | None = None,
-                importing: Future[None] | None = None,
+                imports: tuple[Future[EarlyFiles], Future[None]] | None = None,
                 early_stop: threading.Event | None = None) -> int:
     from plexichat_desktop.core.events import EventBus
     from plexichat_desktop.server.listening import PortInUseError
@@ -127,8 +146,8 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
         loop.add_signal_handler(sig, closed.set)
     if early_stop is not None and early_stop.is_set():
         closed.set()
-    if importing is None:
-        importing = ThreadPoolExecutor(1, thread_name_prefix="import core").submit(_import_core)
+    if imports is None:
+        imports = _start_imports(paths, settings, options)
     try:
         listener = Listener(paths, settings)  # the port bound, its URL known
     except PortInUseError as exc:
@@ -162,7 +181,7 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
             status.showMessage(STARTING_MESSAGE)
         try:
             runtime = await _start_core(paths, settings, options, listener, bus, shell,
-                                        importing, closed)
+                                        imports, closed)
         except Exception as exc:
             log.exception("PlexiChat Desktop could not start")
             await shell.tell_start_failed(exc, paths)
@@ -195,18 +214,25 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
 
 async def _start_core(paths: AppPaths, settings: Settings, options: RuntimeOptions,
                       listener: Listener, bus: EventBus, shell: DesktopShell,
-                      importing: Future[None], closed: asyncio.Event) -> Runtime | None:
-    """Once the worker thread has imported the core: the runtime made on the listener and
-    the bus, attached to the shown window and started (its plugins in the background).
-    None when the window closed first (the import finishes in its thread)."""
-    imported = asyncio.wrap_future(importing)
-    closing = asyncio.ensure_future(closed.wait())
-    either: list[asyncio.Future[Any]] = [imported, closing]
-    await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    closing.cancel()
-    if closed.is_set():
+                      imports: tuple[Future[EarlyFiles], Future[None]],
+                      closed: asyncio.Event) -> Runtime | None:
+    """The listener serving (the window's first pages from their files) as soon as the
+    worker thread has imported what it needs; once the thread has imported the core: the
+    runtime made on the listener and the bus, attached to the shown window and started
+    (its plugins in the background). None when the window closed first (the imports
+    finish in their thread)."""
+    serving, importing = imports
+    if not await _unless_closed(serving, closed):
         return None
-    imported.result()
+    try:
+        listener.gate.early = serving.result()
+    except Exception:
+        # The listener's start below fails with the reason if its module is what failed.
+        log.exception("the first pages wait for the app: finding their files failed")
+    await listener.start()
+    if not await _unless_closed(importing, closed):
+        return None
+    importing.result()
     runtime = Runtime(paths, settings, options, listener=listener, bus=bus)
     try:
         runtime.prepare()  # the plugins discovered (no plugin code runs)
@@ -218,6 +244,16 @@ async def _start_core(paths: AppPaths, settings: Settings, options: RuntimeOptio
         await runtime.stop()  # it owns the listener now
         raise
     return runtime
+
+
+async def _unless_closed(work: Future[Any], closed: asyncio.Event) -> bool:
+    """Wait for ``work`` (done in a thread) unless the window closes first: whether it
+    ended first."""
+    done = asyncio.wrap_future(work)
+    closing = asyncio.ensure_future(closed.wait())
+    await asyncio.wait([done, closing], return_when=asyncio.FIRST_COMPLETED)
+    closing.cancel()
+    return not closed.is_set()
 
 
 # Seconds the plugins nobody looks at may wait for the window's first pages to load.
@@ -291,7 +327,11 @@ class DesktopShell:
         self.runtime = runtime
         self.window.attach(runtime)
         if self._panel_due:
-            self._build_panel()
+            from PySide6.QtCore import QTimer
+
+            # The first pages loaded before the core (from their files): their data comes
+            # with the runtime's start, which the panel's ~50 ms of CPU would delay.
+            QTimer.singleShot(PANEL_DELAY_MS, self.window, self._build_panel)
         from plexichat_desktop.gui.browser import open_in_system_browser
 
         # Pages asked for meanwhile without QtWebEngine: their sign-in links can be made now.

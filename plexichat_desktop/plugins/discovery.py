@@ -9,18 +9,23 @@ The package is located without being imported.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
+import json
 import logging
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from plexichat_desktop.core.entry_points import may_declare
-from plexichat_desktop.plugins.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "plexichat_desktop.plugins"
+# Here, not with the manifest's model: discovery (and the desktop window's first pages, see
+# runtime.early_files) need them without pydantic's build of that model.
+MANIFEST_NAME = "plugin.toml"
+ID_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
 
 
 class Source(StrEnum):
@@ -60,7 +65,9 @@ def installed_candidates() -> list[Candidate]:
     found: list[Candidate] = []
     if not may_declare(ENTRY_POINT_GROUP):  # nearly always: skips ~8 ms of CPU
         return found
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    from importlib import metadata
+
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         package, _, manifest = ep.value.partition(":")
         try:
             spec = importlib.util.find_spec(package.strip())
@@ -103,3 +110,36 @@ def discover(
             seen.add(cand.root)
             unique.append(cand)
     return unique
+
+
+def read_disabled(path: Path) -> set[str]:
+    """The ids of the plugins the user turned off, from the plugin states file ``path``;
+    none when it is missing, or unreadable (logged)."""
+    if not path.exists():
+        return set()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {str(x) for x in data.get("disabled", [])}
+    except (OSError, ValueError, AttributeError) as exc:
+        log.error("%s is unreadable (%s); treating every plugin as enabled", path, exc)
+        return set()
+
+
+def web_folders(candidates: list[Candidate], disabled: Collection[str],
+                only_bundled: Collection[str] | None = None) -> dict[str, Path]:
+    """The web folder of each plugin id's first candidate (the one the host uses; a later
+    one with the same id fails), without the ids in ``disabled`` and, with
+    ``only_bundled`` (safe mode), without every plugin but the bundled ones it names.
+    Reads no manifest: what else stops a plugin is known only to the host's discovery."""
+    folders: dict[str, Path] = {}
+    seen: set[str] = set()
+    for cand in candidates:
+        pid = cand.root.name
+        if pid in seen:
+            continue
+        seen.add(pid)
+        if not re.match(ID_PATTERN, pid) or pid in disabled or (only_bundled is not None and not (
+                cand.source is Source.BUNDLED and pid in only_bundled)):
+            continue
+        folders[pid] = cand.root / "web"
+    return folders

@@ -35,7 +35,7 @@ from plexichat_desktop.core.validation import ConfigError
 from plexichat_desktop.core.waiting import first_set
 from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.checks import check_code
-from plexichat_desktop.plugins.discovery import Candidate, Source, discover
+from plexichat_desktop.plugins.discovery import Candidate, Source, discover, read_disabled
 from plexichat_desktop.plugins.manifest import Manifest, load_manifest
 from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.resolve import Node, resolve
@@ -199,15 +199,7 @@ class PluginManager:
 
     # -- persistence of enable/disable -------------------------------------------------
     def _load_disabled(self) -> set[str]:
-        path = self.paths.plugin_states_file
-        if not path.exists():
-            return set()
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return {str(x) for x in data.get("disabled", [])}
-        except (OSError, ValueError, AttributeError) as exc:
-            log.error("%s is unreadable (%s); treating every plugin as enabled", path, exc)
-            return set()
+        return read_disabled(self.paths.plugin_states_file)
 
     def remember_enabled(self, pid: str, enabled: bool) -> None:
         """Persist whether ``pid`` is enabled; read at the next discovery."""

@@ -33,14 +33,13 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from plexichat_desktop.core.validation import ConfigError, read_toml, validate_lenient
+from plexichat_desktop.plugins.discovery import ID_PATTERN, MANIFEST_NAME
 from plexichat_desktop.plugins.requirements import (
     MissingRequirement,
     check_requirements,
     validate_python_requirement,
 )
 
-MANIFEST_NAME = "plugin.toml"
-ID_PATTERN = r"^[a-z][a-z0-9_]{1,63}$"
 ENTRY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 
 

@@ -1,14 +1,19 @@
 """What serving needs before the rest of the core: the bound loopback socket and the
 gate that answers until the app exists. Light on purpose (no uvicorn, no FastAPI): the
-desktop window and ``serve`` bind their port with it before the core is imported."""
+desktop window and ``serve`` bind their port with it before the core is imported, and
+the window's first pages are answered by the gate from their files (:class:`EarlyFiles`)
+while the core is still being imported."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import json
+import mimetypes
+import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plexichat_desktop.server.security import SECURITY_HEADERS, bearer_of, normalised_path
@@ -23,6 +28,23 @@ if TYPE_CHECKING:
     )
 
 HOST = "127.0.0.1"
+
+# Debian images may lack /etc/mime.types; the types of web files must never depend on it.
+MIME_TYPES = {
+    ".html": "text/html", ".htm": "text/html", ".js": "text/javascript",
+    ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json",
+    ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
+    ".ico": "image/vnd.microsoft.icon", ".woff": "font/woff", ".woff2": "font/woff2",
+    ".ttf": "font/ttf", ".wasm": "application/wasm", ".map": "application/json",
+    ".txt": "text/plain", ".md": "text/markdown",
+}
+
+
+def register_mime_types() -> None:
+    """Make :data:`MIME_TYPES` what :mod:`mimetypes` (and the static file servers) use."""
+    for ext, mime in MIME_TYPES.items():
+        mimetypes.add_type(mime, ext)
 
 
 class PortInUseError(OSError):
@@ -52,6 +74,44 @@ def bind_socket(port: int) -> socket.socket:
     return sock
 
 
+class EarlyFiles:
+    """The files the gate answers itself before the app exists, as the app would answer
+    them: below each prefix of ``pages`` (``/plugins/<id>/``) the files of a plugin's web
+    folder, a folder's ``index.html`` included, never its ``api/`` (the plugin's routes);
+    below each prefix of ``assets`` (``/_app/``) the files of that folder. Nothing outside
+    a folder, symbolic links included.
+
+    Only what is plainly a file is answered early; anything else (a missing file, a
+    folder without its slash, a range) waits for the app, which answers as ever. A page
+    answered early can still turn out to belong to a plugin that does not start: the
+    desktop window then shows why in its place."""
+
+    def __init__(self, pages: Mapping[str, Path], assets: Mapping[str, Path]):
+        register_mime_types()
+        self._folders = [(prefix, Path(os.path.realpath(folder)), True)
+                         for prefix, folder in pages.items()]
+        self._folders += [(prefix, Path(os.path.realpath(folder)), False)
+                          for prefix, folder in assets.items()]
+
+    def file_for(self, path: str) -> Path | None:
+        """The file to answer ``path`` (normalised) with, or None to leave it to the app."""
+        for prefix, folder, page in self._folders:
+            if not path.startswith(prefix):
+                continue
+            rel = path[len(prefix):]
+            if page and (rel == "api" or rel.startswith("api/")):
+                return None
+            if page and (rel == "" or rel.endswith("/")):
+                rel += "index.html"
+            if "\\" in rel or "\x00" in rel or ".." in rel.split("/"):
+                return None
+            real = os.path.realpath(folder / rel)
+            if os.path.commonpath([real, folder]) != str(folder) or not os.path.isfile(real):
+                return None
+            return Path(real)
+        return None
+
+
 class AppGate:
     """The ASGI app a server answers with before the real one exists.
 
@@ -62,13 +122,17 @@ class AppGate:
     and a /healthz without a credential, waits for :meth:`install` and then goes to the
     app, which applies all its checks: nothing is answered early unchecked, or with a 404
     only because the route does not exist yet. Requests still waiting when the start is
-    abandoned (:meth:`close`) get 503."""
+    abandoned (:meth:`close`) get 503.
+
+    With :attr:`early` set (the desktop window's start), a GET or HEAD that passes the
+    same checks and asks for one of its files is answered from that file."""
 
     def __init__(self, identity: ServerIdentity, health: Callable[[], dict[str, Any]]):
         self.identity = identity
         self.health = health
         self.app: ASGIApp | None = None
         self.waiting = 0  # requests held until the app is installed
+        self.early: EarlyFiles | None = None
         self._settled = asyncio.Event()
 
     def install(self, app: ASGIApp) -> None:
@@ -86,6 +150,10 @@ class AppGate:
             if self._early_health(scope):
                 await self._answer(scope, send, 200, self.health())
                 return
+            early = self._early_file(scope)
+            if early is not None:
+                await self._send_file(scope, send, *early)
+                return
             self.waiting += 1
             try:
                 await self._settled.wait()
@@ -99,10 +167,28 @@ class AppGate:
 
     def _early_health(self, scope: Scope) -> bool:
         # GET only, as the app's route: a HEAD waits for the app's 405.
-        if scope["type"] != "http" or scope.get("method") != "GET":
-            return False
-        if normalised_path(scope.get("path", "") or "/") != "/healthz":
-            return False
+        return (scope.get("method") == "GET" and self._owner_asks(scope) is not None
+                and normalised_path(scope.get("path", "") or "/") == "/healthz")
+
+    def _early_file(self, scope: Scope) -> tuple[str, bytes] | None:
+        """The name and content of the early file a request asks for, if any."""
+        if self.early is None or scope.get("method") not in ("GET", "HEAD"):
+            return None
+        headers = self._owner_asks(scope)
+        if headers is None or "range" in headers:
+            return None
+        file = self.early.file_for(normalised_path(scope.get("path", "") or "/"))
+        try:
+            # A page or a script of a few hundred KB at most, from the local disk.
+            return (file.name, file.read_bytes()) if file is not None else None
+        except OSError:
+            return None
+
+    def _owner_asks(self, scope: Scope) -> dict[str, str] | None:
+        """The headers of an HTTP request that passes the app's checks of its Host and of
+        its credential (the app token or a browser session), else None."""
+        if scope["type"] != "http":
+            return None
         headers: dict[str, str] = {}
         for raw_key, raw_value in scope.get("headers", []):
             key = raw_key.decode("latin-1").lower()
@@ -111,8 +197,23 @@ class AppGate:
             headers[key] = (headers[key] + ("; " if key == "cookie" else ", ") + value
                             if key in headers else value)
         identity = self.identity
-        return headers.get("host", "") in identity.allowed_hosts and (
-            identity.token_ok(bearer_of(headers)) or identity.session_of(headers) is not None)
+        if headers.get("host", "") in identity.allowed_hosts and (
+                identity.token_ok(bearer_of(headers)) or identity.session_of(headers) is not None):
+            return headers
+        return None
+
+    @staticmethod
+    async def _send_file(scope: Scope, send: Send, name: str, data: bytes) -> None:
+        mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if mime.startswith("text/"):  # as Starlette's FileResponse says it
+            mime += "; charset=utf-8"
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", mime.encode()), (b"content-length", str(len(data)).encode()),
+            # As the app's plugin pages: revalidated at every load (the app's answers
+            # carry the validators this one lacks).
+            (b"cache-control", b"no-cache"), *SECURITY_HEADERS]})
+        await send({"type": "http.response.body",
+                    "body": data if scope.get("method") != "HEAD" else b""})
 
     @staticmethod
     async def _answer(scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import mimetypes
 import re
 from typing import Any
 
@@ -21,21 +20,11 @@ from starlette.staticfiles import StaticFiles
 
 from plexichat_desktop.plugins.api import PluginProblem
 from plexichat_desktop.plugins.manager import PluginManager
+from plexichat_desktop.server.listening import register_mime_types
 from plexichat_desktop.server.security import Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
-
-# Debian images may lack /etc/mime.types; these must never depend on the system table.
-for _ext, _type in {
-    ".html": "text/html", ".htm": "text/html", ".js": "text/javascript",
-    ".mjs": "text/javascript", ".css": "text/css", ".json": "application/json",
-    ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp",
-    ".ico": "image/vnd.microsoft.icon", ".woff": "font/woff", ".woff2": "font/woff2",
-    ".ttf": "font/ttf", ".wasm": "application/wasm", ".map": "application/json",
-    ".txt": "text/plain", ".md": "text/markdown",
-}.items():
-    mimetypes.add_type(_type, _ext)
+register_mime_types()  # Debian images may lack /etc/mime.types
 
 START_WAIT = 60.0  # seconds a request waits for plugins still starting in the background
 _PLUGIN_PATH = re.compile(r"^/(?P<id>[a-z][a-z0-9_]{1,63})(?P<rest>/.*)?$")
