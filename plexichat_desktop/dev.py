@@ -27,6 +27,7 @@ from typing import TextIO
 
 from plexichat_desktop.core.events import PluginReloaded
 from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
+from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.plugins.manager import STARTABLE, PluginRecord
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import RunFinished
@@ -111,10 +112,7 @@ class DevSession:
     async def stop(self) -> None:
         self._stop.set()
         for task in (self._task, self._reporter):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         async for paths in watch_changes(self.root, self._stop):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from plexichat_desktop import __version__
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.core.waiting import wait_ended
 
 # The rest of the core (FastAPI, uvicorn, the plugin host, the test manager: about half a
 # second of imports) is imported when a Runtime is made, not with this module: the desktop
@@ -458,8 +459,7 @@ class Runtime:
             # half a start is worse to stop): let it finish.
             if self._tests_hold is not None:
                 self._tests_starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tests_starting
+            await wait_ended(self._tests_starting)
             self._tests_starting = None
         tests = self._tests
         if tests is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -15,6 +14,7 @@ from plexichat_desktop.core.events import (
     PluginReloaded,
     PluginStateChanged,
 )
+from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.testing.events import (
     RunFinished,
     RunQueued,
@@ -67,6 +67,4 @@ class EventBridge(QObject):
 
     async def close(self) -> None:
         self._sub.close()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)

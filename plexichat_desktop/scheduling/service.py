@@ -41,6 +41,7 @@ from datetime import time as time_of_day
 from typing import Any, TypeVar
 
 from plexichat_desktop.core.events import Event, EventBus, Subscription
+from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.scheduling.events import (
     ScheduleChanged,
     ScheduleFired,
@@ -275,14 +276,9 @@ class SchedulerService:
             try:
                 await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)
             except TimeoutError:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel_and_wait(task)
         follower, self._follow_task = self._follow_task, None
-        if follower is not None:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+        await cancel_and_wait(follower)
         if self._sub is not None:
             self._sub.close()
             self._sub = None

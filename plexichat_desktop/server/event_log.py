@@ -4,12 +4,12 @@ reconnect with ``Last-Event-ID`` and receive exactly what it missed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
 from plexichat_desktop.core.events import EventBus
+from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.plugins.sse import EventBatch
 
 
@@ -29,10 +29,7 @@ class EventLog:
 
     async def stop(self) -> None:
         self._sub.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _pump(self) -> None:
         async for event in self._sub:

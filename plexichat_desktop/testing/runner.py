@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.testing.analytics import failure_signature
 from plexichat_desktop.testing.child import (
     FORK_SERVER_FD_ENV,
@@ -396,9 +397,7 @@ class _ForkServer:
         except TimeoutError:
             _kill_group(self.proc.pid)
             await self.proc.wait()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await cancel_and_wait(self._reader)
 
 
 def _ignore(_line: bytes) -> None:

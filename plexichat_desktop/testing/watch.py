@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Priority, RunRecord
 
@@ -288,9 +289,7 @@ async def watch_tests(paths: Any, settings: Any, plugin_id: str, extra_dirs: lis
               "Ctrl+C stops.", file=out, flush=True)
         await follower
     finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        await cancel_and_wait(follower)
         for task in pending:
             task.cancel()
         await manager.stop()

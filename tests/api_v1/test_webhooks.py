@@ -178,6 +178,29 @@ async def test_failing_receiver_is_retried_with_backoff(make_v1, receiver):
     assert delivery["attempts"][0]["error"] == "receiver answered HTTP 500"
 
 
+async def test_a_stop_in_the_turn_that_wakes_the_idle_dispatcher_ends_it(make_v1, receiver):
+    """The dispatcher idle until a retry 600 s away, woken in the same turn of the loop as
+    its stop cancels it: the stop still ends it. With asyncio.wait_for on Python 3.11 the
+    cancel that met a finished wait was dropped and the dispatcher waited again, for ever
+    (the test manager's workers hung so in a CI run)."""
+    v1 = await make_v1(webhook_retry_base=600, webhook_max_attempts=3)
+    ann = await v1.account("ann")
+    receiver.statuses = [500]
+    hook = (await ann.client.post("/webhooks/register", json={
+        "url": receiver.url, "events": ["*"]})).json()
+    r = await ann.client.post(f"/webhooks/{hook['id']}/test", params={"wait": "true"})
+    assert r.json()["attempt_count"] == 1 and r.json()["next_attempt_at"] is not None
+    dispatcher = v1.api.webhooks
+    await asyncio.sleep(0.1)  # it waits for the retry's time now
+    dispatcher.wake()
+    stopping = asyncio.ensure_future(dispatcher.stop())
+    done, _ = await asyncio.wait([stopping], timeout=30)  # never cancels the stop
+    if not done:
+        stopping.cancel()
+    assert stopping in done, "the dispatcher's stop hung"
+    stopping.result()
+
+
 async def test_a_dead_receiver_ends_failed_and_logged(make_v1):
     v1 = await make_v1(webhook_retry_base=0.05, webhook_max_attempts=3, webhook_timeout=2)
     ann = await v1.account("ann")

@@ -1,5 +1,4 @@
-"""Conventions shared by every v1 endpoint: ids, timestamps, pagination, errors (plus
-:func:`cancel_and_wait`, how the background services stop their task).
+"""Conventions shared by every v1 endpoint: ids, timestamps, pagination, errors.
 
 * ids are UUID4 strings; an unknown or malformed id is simply "not found" (404);
 * timestamps are stored as UNIX seconds and sent as ISO-8601 UTC strings;
@@ -9,8 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from datetime import UTC, datetime
@@ -122,9 +119,3 @@ def sent_fields(body: BaseModel, not_null: tuple[str, ...]) -> dict[str, Any]:
     return changes
 
 
-async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
-    """Cancel ``task`` (when there is one) and wait until it has ended."""
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plexichat_desktop.core.settings import ApiSettings
-from plexichat_desktop.server.v1.common import cancel_and_wait, iso, new_id, now
+from plexichat_desktop.core.waiting import cancel_and_wait
+from plexichat_desktop.server.v1.common import iso, new_id, now
 
 if TYPE_CHECKING:
     import psutil

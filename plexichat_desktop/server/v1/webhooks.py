@@ -48,7 +48,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.settings import ApiSettings
-from plexichat_desktop.server.v1.common import cancel_and_wait, iso, new_id, now
+from plexichat_desktop.core.waiting import cancel_and_wait
+from plexichat_desktop.server.v1.common import iso, new_id, now
 from plexichat_desktop.server.v1.store import ApiStore, one, scalar
 
 if TYPE_CHECKING:  # imported when the first delivery goes out: not on the app's start path
