@@ -35,9 +35,7 @@ class ModuleRunner(PytestRunner):
     the next test; ``shutdown`` ends it."""
 
     async def close(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-            self._closing = None  # the next manager's collections get one of their own
+        self.end_collections()
 
     async def shutdown(self) -> None:
         await super().close()

@@ -584,11 +584,17 @@ class PytestRunner:
             return None
         return warm.proc, warm.read_fd
 
+    def end_collections(self) -> None:
+        """End the collections under way (they raise ``RunnerClosed``); later ones run
+        again. What :meth:`close` does first, for a runner lent to one user after another."""
+        if self._closing is not None:
+            self._closing.set()
+            self._closing = None
+
     async def close(self) -> None:
         """End the warm child and the fork server; call when the runner is done for good."""
         self._closed = True
-        if self._closing is not None:
-            self._closing.set()
+        self.end_collections()
         if self._fork_starting is not None:
             try:
                 server: _ForkServer | None = await self._fork_starting
