@@ -190,12 +190,14 @@ async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(hom
             await listener.stop()
 
 
-async def test_requests_waiting_for_an_app_that_never_comes_get_503(home):
+async def test_requests_waiting_for_an_app_that_never_comes_get_503(home, tmp_path):
     import httpx
 
     from plexichat_desktop.runtime import Listener
+    from plexichat_desktop.server.listening import EarlyFiles
 
     listener = Listener(home, listener_settings())
+    listener.gate.early = EarlyFiles({}, {"/_app/": tmp_path})
     url = await listener.start()
     try:
         async with httpx.AsyncClient(base_url=url, timeout=60, headers={
@@ -206,6 +208,8 @@ async def test_requests_waiting_for_an_app_that_never_comes_get_503(home):
             stopping = asyncio.ensure_future(listener.stop())
             answer = await asyncio.wait_for(waiting, 60)
             assert answer.status_code == 503 and "stopping" in answer.json()["detail"]
+            # Nothing is answered from files any more either (a start that failed).
+            assert listener.gate.early is None
             await stopping
     finally:
         await listener.stop()
@@ -311,6 +315,7 @@ async def test_the_listener_answers_first_pages_from_their_files_and_leaves_the_
 
     from plexichat_desktop.core.paths import resources_dir
     from plexichat_desktop.runtime import Listener, early_files
+    from plexichat_desktop.server.listening import EARLY_FILE_LIMIT
 
     plugins = tmp_path / "plugins"
     for pid in ("so_early_alpha", "so_early_beta"):
@@ -320,6 +325,8 @@ async def test_the_listener_answers_first_pages_from_their_files_and_leaves_the_
     (web / "api" / "status.txt").write_text("a file where the plugin's routes are")
     (tmp_path / "secret.txt").write_text("outside the web folder")
     (web / "secret.txt").symlink_to(tmp_path / "secret.txt")
+    big = b"x" * (EARLY_FILE_LIMIT + 1)  # read whole on the window's thread: the app streams it
+    (web / "model.bin").write_bytes(big)
     home.plugin_states_file.parent.mkdir(parents=True, exist_ok=True)
     home.plugin_states_file.write_text(json.dumps({"disabled": ["so_early_beta"]}))
     settings = listener_settings()
@@ -358,17 +365,19 @@ async def test_the_listener_answers_first_pages_from_their_files_and_leaves_the_
                            ("GET", "/plugins/so_early_alpha", {}),
                            ("GET", "/_app/", {}),
                            ("GET", "/plugins/so_early_alpha/app.js", {"Range": "bytes=0-9"}),
-                           ("POST", "/plugins/so_early_alpha/index.html", {}))]
+                           ("POST", "/plugins/so_early_alpha/index.html", {}),
+                           ("GET", "/plugins/so_early_alpha/model.bin", {}))]
             await until(lambda: listener.gate.waiting == len(waiting))
             assert not any(task.done() for task in waiting)
             runtime = Runtime(home, settings, options, listener=listener)
             await runtime.start(plugins_in_background=True)
             answers = await asyncio.wait_for(asyncio.gather(*waiting), 60)
             statuses = [answer.status_code for answer in answers]
-            assert statuses == [401, 403, 404, 404, 404, 503, 307, 404, 206, 405], [
+            assert statuses == [401, 403, 404, 404, 404, 503, 307, 404, 206, 405, 200], [
                 (answer.request.url.path, answer.status_code, answer.text[:200])
                 for answer in answers]
             assert "disabled" in answers[5].json()["detail"]
+            assert answers[10].content == big
             # The app answers the early files with the same bytes and types.
             for path, early in (("/plugins/so_early_alpha/", page),
                                 ("/plugins/so_early_alpha/app.js", script),
@@ -384,24 +393,85 @@ async def test_the_listener_answers_first_pages_from_their_files_and_leaves_the_
             await listener.stop()
 
 
-async def test_early_pages_are_those_of_the_plugins_discovery_would_use(tmp_path):
-    """The first candidate of an id (a later one fails as a duplicate), never a plugin
-    turned off, in safe mode only the bundled plugins it keeps, never a folder whose name
-    is no plugin id."""
-    from plexichat_desktop.plugins.discovery import Candidate, Source, web_folders
+async def test_early_pages_are_those_of_the_plugins_discovery_would_use(home, tmp_path):
+    """Keyed by the id each manifest declares, as the host keys plugins (a folder's name
+    may differ): never an id two folders declare (the host fails the second), never a
+    plugin turned off, in safe mode only the bundled plugins it keeps, never a manifest
+    without a plugin id."""
+    import json
 
-    def cand(folder: str, name: str, source: Source) -> Candidate:
-        root = tmp_path / folder / name
-        root.mkdir(parents=True)
-        return Candidate(root, source)
+    from plexichat_desktop.runtime import early_files
 
-    candidates = [cand("bundled", "alpha", Source.BUNDLED), cand("bundled", "beta", Source.BUNDLED),
-                  cand("user", "alpha", Source.USER), cand("user", "gamma", Source.USER),
-                  cand("user", "Not_An_Id", Source.USER)]
-    assert web_folders(candidates, disabled=set()) == {
-        "alpha": tmp_path / "bundled" / "alpha" / "web",
-        "beta": tmp_path / "bundled" / "beta" / "web",
-        "gamma": tmp_path / "user" / "gamma" / "web"}
-    assert set(web_folders(candidates, disabled={"beta"})) == {"alpha", "gamma"}
-    assert set(web_folders(candidates, disabled=set(), only_bundled={"beta", "gamma"})) == {
-        "beta"}
+    def plugin(folder: Path, name: str, manifest_id: str | None) -> None:
+        (folder / name / "web").mkdir(parents=True)
+        (folder / name / "plugin.toml").write_text(
+            "this is not TOML [" if manifest_id is None else
+            f"id = {json.dumps(manifest_id)}\nname = \"X\"\nversion = \"1.0.0\"\n"
+            f"entry = \"{name}_pkg:Plugin\"\n")
+
+    user, extra = home.user_plugins_dir, tmp_path / "extra"
+    plugin(user, "renamed_copy", "so_ep_real")   # the host uses this one for so_ep_real
+    plugin(extra, "so_ep_real", "so_ep_real")    # ... and fails this one as a duplicate
+    plugin(user, "folder_name", "so_ep_off")     # turned off by its manifest's id
+    plugin(user, "so_ep_kept", "so_ep_kept")
+    plugin(user, "so_ep_broken", None)           # the host fails it under its folder's name
+    plugin(extra, "other_folder", "so_ep_broken")
+    plugin(extra, "so_ep_newline", "so_ep_newline\n")
+    home.plugin_states_file.parent.mkdir(parents=True, exist_ok=True)
+    home.plugin_states_file.write_text(json.dumps({"disabled": ["so_ep_off"]}))
+    settings = Settings()
+    options = RuntimeOptions(bundled=False, include_installed=False,
+                             extra_plugin_dirs=[extra])
+    early = early_files(home, settings, options)
+    assert sorted(early.pages) == ["/plugins/so_ep_kept/"]
+    assert early.file_for("/plugins/so_ep_kept/index.html") is None  # no page file made
+    # What the host decides, for the record: the early choice never differs from it.
+    runtime = Runtime(home, settings, options)
+    runtime.prepare()
+    try:
+        by_id = runtime.plugins.by_id
+        assert by_id["so_ep_real"].root.name == "renamed_copy"
+        assert by_id["so_ep_off"].state == "disabled"
+        assert by_id["so_ep_broken"].state == "failed"
+    finally:
+        await runtime.stop()
+    settings.plugins.safe_mode = True
+    assert early_files(home, settings, options).pages == {}  # none of them is bundled
+
+
+async def test_the_windows_start_serves_without_early_files_when_finding_them_failed(
+        home, caplog):
+    """gui.app._start_core: a failure to find the early files is logged and the listener
+    serves all the same (every page then waits for the app); a window closed before the
+    server's module is imported ends the start before anything serves."""
+    from concurrent.futures import Future
+
+    import httpx
+
+    from plexichat_desktop.gui.app import _start_core
+    from plexichat_desktop.runtime import Listener
+
+    closed = asyncio.Event()
+    listener = Listener(home, listener_settings())
+    never: Future = Future()
+    closed.set()
+    assert await _start_core(home, listener_settings(), RuntimeOptions(), listener, None,
+                             None, (never, never), closed) is None
+    assert not listener.serving
+    closed.clear()
+    failed: Future = Future()
+    failed.set_exception(OSError("plugin folders unreadable"))
+    importing: Future = Future()
+    importing.set_exception(ImportError("the core is broken"))
+    try:
+        with pytest.raises(ImportError, match="the core is broken"):
+            await _start_core(home, listener_settings(), RuntimeOptions(), listener, None,
+                              None, (failed, importing), closed)
+        assert listener.serving and listener.gate.early is None
+        assert "finding their files failed" in caplog.text
+        async with httpx.AsyncClient(base_url=listener.url, timeout=60) as client:
+            health = await client.get("/healthz", headers={
+                "Authorization": f"Bearer {listener.token}"})
+            assert health.json()["ready"] is False
+    finally:
+        await listener.stop()

@@ -184,6 +184,9 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
                                         imports, closed)
         except Exception as exc:
             log.exception("PlexiChat Desktop could not start")
+            # The pages shown from their files meanwhile get no data: their requests end
+            # now (503) rather than wait behind the dialog.
+            listener.gate.close()
             await shell.tell_start_failed(exc, paths)
             return 1
         finally:

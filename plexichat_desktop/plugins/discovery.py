@@ -13,6 +13,8 @@ import importlib.util
 import json
 import logging
 import re
+import tomllib
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -125,21 +127,33 @@ def read_disabled(path: Path) -> set[str]:
         return set()
 
 
+def declared_id(cand: Candidate) -> str | None:
+    """The plugin id ``cand``'s manifest declares, read without validating the rest of
+    the manifest; None when it cannot be read or is no plugin id."""
+    try:
+        with cand.manifest_path.open("rb") as manifest:
+            pid = tomllib.load(manifest).get("id")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    return pid if isinstance(pid, str) and re.fullmatch(ID_PATTERN, pid) else None
+
+
 def web_folders(candidates: list[Candidate], disabled: Collection[str],
                 only_bundled: Collection[str] | None = None) -> dict[str, Path]:
-    """The web folder of each plugin id's first candidate (the one the host uses; a later
-    one with the same id fails), without the ids in ``disabled`` and, with
-    ``only_bundled`` (safe mode), without every plugin but the bundled ones it names.
-    Reads no manifest: what else stops a plugin is known only to the host's discovery."""
+    """The web folder of each plugin id that one candidate alone declares (with two, the
+    host uses the first and fails the other; the pages then wait for it), without the ids
+    in ``disabled`` and, with ``only_bundled`` (safe mode), without every plugin but the
+    bundled ones it names. What else stops a plugin is known only to the host's
+    discovery, which validates the whole manifest."""
+    declared = [(cand, declared_id(cand)) for cand in candidates]
+    # A manifest the host cannot read makes a plugin of the folder's name (failed).
+    claims = Counter(pid or cand.root.name for cand, pid in declared)
     folders: dict[str, Path] = {}
-    seen: set[str] = set()
-    for cand in candidates:
-        pid = cand.root.name
-        if pid in seen:
+    for cand, pid in declared:
+        if pid is None or claims[pid] > 1 or pid in disabled:
             continue
-        seen.add(pid)
-        if not re.match(ID_PATTERN, pid) or pid in disabled or (only_bundled is not None and not (
-                cand.source is Source.BUNDLED and pid in only_bundled)):
+        if only_bundled is not None and not (cand.source is Source.BUNDLED
+                                             and pid in only_bundled):
             continue
         folders[pid] = cand.root / "web"
     return folders

@@ -12,6 +12,7 @@ import json
 import mimetypes
 import os
 import socket
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     )
 
 HOST = "127.0.0.1"
+# Bytes of the largest file the gate answers itself (read whole on the event loop, the
+# window's main thread); the app streams larger ones. The shared vendor bundles are ~0.8 MB.
+EARLY_FILE_LIMIT = 2 * 1024 * 1024
 
 # Debian images may lack /etc/mime.types; the types of web files must never depend on it.
 MIME_TYPES = {
@@ -82,16 +86,18 @@ class EarlyFiles:
     a folder, symbolic links included.
 
     Only what is plainly a file is answered early; anything else (a missing file, a
-    folder without its slash, a range) waits for the app, which answers as ever. A page
+    folder without its slash, a range, a file over :data:`EARLY_FILE_LIMIT` bytes, which
+    the app streams) waits for the app, which answers as ever. A page
     answered early can still turn out to belong to a plugin that does not start: the
     desktop window then shows why in its place."""
 
     def __init__(self, pages: Mapping[str, Path], assets: Mapping[str, Path]):
         register_mime_types()
-        self._folders = [(prefix, Path(os.path.realpath(folder)), True)
-                         for prefix, folder in pages.items()]
-        self._folders += [(prefix, Path(os.path.realpath(folder)), False)
-                          for prefix, folder in assets.items()]
+        self.pages = {prefix: Path(os.path.realpath(folder)) for prefix, folder in pages.items()}
+        self.assets = {prefix: Path(os.path.realpath(folder))
+                       for prefix, folder in assets.items()}
+        self._folders = [(prefix, folder, True) for prefix, folder in self.pages.items()]
+        self._folders += [(prefix, folder, False) for prefix, folder in self.assets.items()]
 
     def file_for(self, path: str) -> Path | None:
         """The file to answer ``path`` (normalised) with, or None to leave it to the app."""
@@ -106,7 +112,13 @@ class EarlyFiles:
             if "\\" in rel or "\x00" in rel or ".." in rel.split("/"):
                 return None
             real = os.path.realpath(folder / rel)
-            if os.path.commonpath([real, folder]) != str(folder) or not os.path.isfile(real):
+            if os.path.commonpath([real, folder]) != str(folder):
+                return None
+            try:
+                info = os.stat(real)
+            except OSError:
+                return None
+            if not stat.S_ISREG(info.st_mode) or info.st_size > EARLY_FILE_LIMIT:
                 return None
             return Path(real)
         return None
@@ -141,7 +153,9 @@ class AppGate:
         self._settled.set()
 
     def close(self) -> None:
-        """The app will not come (stopping, or its start failed)."""
+        """The app will not come (stopping, or its start failed): nothing is answered
+        early any more either."""
+        self.early = None
         self._settled.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
