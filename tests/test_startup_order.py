@@ -444,11 +444,12 @@ async def test_the_windows_start_serves_without_early_files_when_finding_them_fa
     """gui.app._start_core: a failure to find the early files is logged and the listener
     serves all the same (every page then waits for the app); a window closed before the
     server's module is imported ends the start before anything serves."""
+    import threading
     from concurrent.futures import Future
 
     import httpx
 
-    from plexichat_desktop.gui.app import _start_core
+    from plexichat_desktop.gui.app import _Imports, _start_core
     from plexichat_desktop.runtime import Listener
 
     closed = asyncio.Event()
@@ -456,7 +457,7 @@ async def test_the_windows_start_serves_without_early_files_when_finding_them_fa
     never: Future = Future()
     closed.set()
     assert await _start_core(home, listener_settings(), RuntimeOptions(), listener, None,
-                             None, (never, never), closed) is None
+                             None, _Imports(never, never, threading.Event()), closed) is None
     assert not listener.serving
     closed.clear()
     failed: Future = Future()
@@ -466,7 +467,7 @@ async def test_the_windows_start_serves_without_early_files_when_finding_them_fa
     try:
         with pytest.raises(ImportError, match="the core is broken"):
             await _start_core(home, listener_settings(), RuntimeOptions(), listener, None,
-                              None, (failed, importing), closed)
+                              None, _Imports(failed, importing, threading.Event()), closed)
         assert listener.serving and listener.gate.early is None
         assert "finding their files failed" in caplog.text
         async with httpx.AsyncClient(base_url=listener.url, timeout=60) as client:

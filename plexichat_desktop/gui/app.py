@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +63,7 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
         import PySide6
     # The core is imported in a worker thread from now on, while this thread imports Qt,
     # shows the window and starts Chromium (see _import_core).
-    serving, importing = _start_imports(paths, settings, options)
+    imports = _start_imports(paths, settings, options)
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
     if problem is None:
         import PySide6.QtWebEngineWidgets  # noqa: F401  (must precede the QApplication)
@@ -90,16 +91,27 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     asyncio.set_event_loop(loop)
     with loop:
         return loop.run_until_complete(_main(app, paths, settings, options, problem,
-                                             on_listening, attach, warm_up,
-                                             (serving, importing), early_stop))
+                                             on_listening, attach, warm_up, imports,
+                                             early_stop))
 
 
-def _start_imports(paths: AppPaths, settings: Settings, options: RuntimeOptions
-                   ) -> tuple[Future[EarlyFiles], Future[None]]:
+@dataclass
+class _Imports:
+    """The worker thread's two jobs, and what lets its second one begin."""
+
+    serving: Future[EarlyFiles]
+    core: Future[None]
+    pages_loaded: threading.Event
+
+
+def _start_imports(paths: AppPaths, settings: Settings, options: RuntimeOptions) -> _Imports:
     """In a worker thread, one after the other: what the listener needs to serve the
-    window's first pages (see _prepare_serving), then the rest of the core."""
+    window's first pages (see _prepare_serving), then, once those pages have loaded (or
+    CORE_HOLD seconds passed), the rest of the core (see _import_core)."""
     worker = ThreadPoolExecutor(1, thread_name_prefix="import core")
-    return worker.submit(_prepare_serving, paths, settings, options), worker.submit(_import_core)
+    pages_loaded = threading.Event()
+    return _Imports(worker.submit(_prepare_serving, paths, settings, options),
+                    worker.submit(_import_core, pages_loaded), pages_loaded)
 
 
 def _prepare_serving(paths: AppPaths, settings: Settings, options: RuntimeOptions
@@ -113,14 +125,16 @@ def _prepare_serving(paths: AppPaths, settings: Settings, options: RuntimeOption
     return early_files(paths, settings, options)
 
 
-def _import_core() -> None:
+def _import_core(pages_loaded: threading.Event) -> None:
     """The core's modules (FastAPI, the plugin host, the stores: about half a second of
-    CPU), imported in a worker thread while the main thread imports Qt, shows the window
-    and starts Chromium, whose processes come up on the other cores meanwhile. The modules
-    imported after PySide6 pay for its import hook (it reads each one's source, 0.1-0.15 s
-    more in all); the window appears about half a second earlier for it."""
+    CPU), imported in a worker thread once the window's first pages have loaded from
+    their files: imported meanwhile, they took a core and the interpreter lock from
+    Chromium and the main thread, and the pages loaded ~0.1 s later while their data
+    came no sooner (gui_startup.py). The modules imported after PySide6 pay for its
+    import hook (it reads each one's source, 0.1-0.15 s more in all)."""
     from plexichat_desktop.runtime import import_core
 
+    pages_loaded.wait(CORE_HOLD)
     import_core()
 
 
@@ -135,7 +149,7 @@ def _warm_up_webengine() -> QObject:
 async def _main(app: QApplication, paths: AppPaths, settings: Settings, options: RuntimeOptions,
                 webengine_missing: str | None, on_listening: Callable[[str], None] | None,
                 attach: Attach | None = None, warm_up: QObject | None = None,
-                imports: tuple[Future[EarlyFiles], Future[None]] | None = None,
+                imports: _Imports | None = None,
                 early_stop: threading.Event | None = None) -> int:
     from plexichat_desktop.core.events import EventBus
     from plexichat_desktop.server.listening import PortInUseError
@@ -169,6 +183,7 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
     bus = EventBus()
     shell = DesktopShell(app, None, paths, closed, webengine_missing, listener=listener,
                          bus=bus)
+    shell.on_first_pages = imports.pages_loaded.set  # the core's import may begin
     runtime: Runtime | None = None
     detach = None
     try:
@@ -217,25 +232,23 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
 
 async def _start_core(paths: AppPaths, settings: Settings, options: RuntimeOptions,
                       listener: Listener, bus: EventBus, shell: DesktopShell,
-                      imports: tuple[Future[EarlyFiles], Future[None]],
-                      closed: asyncio.Event) -> Runtime | None:
+                      imports: _Imports, closed: asyncio.Event) -> Runtime | None:
     """The listener serving (the window's first pages from their files) as soon as the
     worker thread has imported what it needs; once the thread has imported the core: the
     runtime made on the listener and the bus, attached to the shown window and started
     (its plugins in the background). None when the window closed first (the imports
     finish in their thread)."""
-    serving, importing = imports
-    if not await _unless_closed(serving, closed):
+    if not await _unless_closed(imports.serving, closed):
         return None
     try:
-        listener.gate.early = serving.result()
+        listener.gate.early = imports.serving.result()
     except Exception:
         # The listener's start below fails with the reason if its module is what failed.
         log.exception("the first pages wait for the app: finding their files failed")
     await listener.start()
-    if not await _unless_closed(importing, closed):
+    if not await _unless_closed(imports.core, closed):
         return None
-    importing.result()
+    imports.core.result()
     runtime = Runtime(paths, settings, options, listener=listener, bus=bus)
     try:
         runtime.prepare()  # the plugins discovered (no plugin code runs)
@@ -259,6 +272,8 @@ async def _unless_closed(work: Future[Any], closed: asyncio.Event) -> bool:
     return not closed.is_set()
 
 
+# Seconds the core's import waits for the window's first pages to load from their files.
+CORE_HOLD = 1.0
 # Seconds the plugins nobody looks at may wait for the window's first pages to load.
 FIRST_PAGES_HOLD = 10.0
 STARTING_MESSAGE = "Starting the server and the plugins…"
@@ -290,6 +305,8 @@ class DesktopShell:
         self.first_pages_loaded = asyncio.Event()
         self._closing = False
         self._panel_due = False  # the first pages loaded (or waited long enough)
+        # Called once the first pages have loaded, or the window closes first.
+        self.on_first_pages: Callable[[], None] | None = None
         # Without QtWebEngine, pages to open in the browser once sign-in links can be made.
         self._external_waiting: list[str] = []
         self.profile = None
@@ -460,6 +477,8 @@ class DesktopShell:
         if self.first_pages_loaded.is_set():
             return
         self.first_pages_loaded.set()
+        if self.on_first_pages is not None:
+            self.on_first_pages()
         from PySide6.QtCore import QTimer
 
         # A moment later, so that the first frames of the pages are painted first.
@@ -477,6 +496,8 @@ class DesktopShell:
         self._unhook_theme()
         self._closing = True  # the Tests panel is not built only to be torn down
         self.first_pages_loaded.set()
+        if self.on_first_pages is not None:
+            self.on_first_pages()
         if self.window.isVisible():
             # At once: the user sees the window go while the rest is cleaned up (closing
             # saves the state and closes the tabs; nothing is deleted before the end).
