@@ -61,8 +61,9 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     # process with "dictionary changed size during iteration" (a CI run of dev's window).
     with contextlib.suppress(ImportError):
         import PySide6
-    # The core is imported in a worker thread from now on, while this thread imports Qt,
-    # shows the window and starts Chromium (see _import_core).
+    # A worker thread prepares serving from now on while this thread imports Qt, shows the
+    # window and starts Chromium; it imports the core once the first pages have loaded
+    # (see _start_imports).
     imports = _start_imports(paths, settings, options)
     problem = "it was turned off with --no-webengine" if no_webengine else webengine_problem()
     if problem is None:
@@ -166,20 +167,23 @@ async def _main(app: QApplication, paths: AppPaths, settings: Settings, options:
         listener = Listener(paths, settings)  # the port bound, its URL known
     except PortInUseError as exc:
         print(f"error: {exc.strerror}", file=sys.stderr)
+        imports.pages_loaded.set()  # no page will load: the worker's imports end sooner
         if warm_up is not None:
             warm_up.deleteLater()
         return 1
     if on_listening is not None:
         on_listening(listener.url)
     if closed.is_set():  # stopped before anything was shown
+        imports.pages_loaded.set()
         await listener.stop()
         if warm_up is not None:
             warm_up.deleteLater()
         return 0
     # The window comes first, with its restored tabs pointed at the bound port: Chromium
-    # asks for the pages while the core is imported and started. The requests wait in the
-    # socket's backlog, then in the listener's gate for the app, then for their plugin,
-    # which starts before the others; the others wait until those pages have loaded.
+    # asks for the pages as soon as the listener serves their files, while the core is
+    # imported and started; their data requests wait in the listener's gate for the app,
+    # then for their plugin, which starts before the others; the others wait until those
+    # pages have loaded.
     bus = EventBus()
     shell = DesktopShell(app, None, paths, closed, webengine_missing, listener=listener,
                          bus=bus)
