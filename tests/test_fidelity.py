@@ -637,3 +637,28 @@ async def test_a_p_option_finds_entry_points_where_pytest_would(manager_factory,
     done, ours = await run_through(manager, "ep_edited_in_place")
     assert {n: str(a.outcome) for n, a in ours.items()} == theirs
     assert manager.runner._fork_server is server
+
+
+async def test_a_session_whose_end_was_read_with_its_start_is_waited_for():
+    """The fork server can report a session's exit in the same read as its start (a quick
+    collection on a busy machine): the session is then made with its exit known, and
+    waiting for it gives that exit at once (it failed with an AssertionError in the GUI
+    tests' collection once: the code was set by a callback one turn later)."""
+    import signal
+
+    from plexichat_desktop.testing.runner import _ForkedProcess
+
+    loop = asyncio.get_running_loop()
+    ended = loop.create_future()
+    ended.set_result(3)
+    assert await _ForkedProcess(4242, ended).wait() == 3
+    gone = loop.create_future()
+    gone.cancel()  # the server went away: the session counts as killed
+    assert await _ForkedProcess(4243, gone).wait() == -signal.SIGKILL
+    running = loop.create_future()
+    waiting = asyncio.ensure_future(_ForkedProcess(4244, running).wait())
+    await asyncio.sleep(0)
+    waiting.cancel()  # the caller's cancel is the caller's, the session runs on
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not running.done()

@@ -276,17 +276,28 @@ class _ForkedProcess:
 
     def __init__(self, pid: int, exited: asyncio.Future[int]):
         self.pid = pid
-        self.returncode: int | None = None
         self._exited = exited
-        exited.add_done_callback(self._set)
 
-    def _set(self, future: asyncio.Future[int]) -> None:
-        self.returncode = -signal.SIGKILL if future.cancelled() else future.result()
+    @property
+    def returncode(self) -> int | None:
+        # Read from the future itself: a done-callback would run a turn later, and a
+        # session that exited before spawn() returned (its exit read with its start)
+        # was then waited for and found without a code.
+        if not self._exited.done():
+            return None
+        return -signal.SIGKILL if self._exited.cancelled() else self._exited.result()
 
     async def wait(self) -> int:
-        await asyncio.shield(self._exited)
-        assert self.returncode is not None
-        return self.returncode
+        if not self._exited.done():
+            try:
+                await asyncio.shield(self._exited)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not self._exited.cancelled() or (current and current.cancelling()):
+                    raise  # the caller's cancel, not the session's end
+        code = self.returncode
+        assert code is not None
+        return code
 
     def kill(self) -> None:
         _kill_group(self.pid)
