@@ -255,3 +255,18 @@ async def test_rules_subscriptions_and_state_survive_a_restart(app):
             assert [e["kind"] for e in events] == ["alert.fired"]
             # still firing after the restart: checking again sends nothing new
             assert (await client.post("rules/check")).json()["events"] == []
+
+
+async def test_a_cancel_in_the_turn_that_wakes_the_subscription_timer_ends_it(app):
+    """The timer asleep (no subscription: five minutes), woken in the same turn of the
+    loop as a cancel (the plugin's stop) reaches it: it ends. With asyncio.wait_for on
+    Python 3.11 that cancel was dropped and the timer slept again, and the plugin's stop,
+    which waits for its tasks, would have waited for it."""
+    async with app(signed_in=False) as running:
+        await asyncio.sleep(0.1)  # the timer's first round is done: it sleeps
+        timer = next(task for task in asyncio.all_tasks()
+                     if task.get_name() == "analytics subscriptions")
+        running.plugin._wake.set()
+        timer.cancel()
+        done, _ = await asyncio.wait([timer], timeout=30)
+        assert timer in done and timer.cancelled(), "the timer went back to sleep"
