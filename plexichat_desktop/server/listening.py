@@ -193,7 +193,7 @@ class AppGate:
             return None
         file = self.early.file_for(normalised_path(scope.get("path", "") or "/"))
         try:
-            # A page or a script of a few hundred KB at most, from the local disk.
+            # At most EARLY_FILE_LIMIT bytes from the local disk: read at once.
             return (file.name, file.read_bytes()) if file is not None else None
         except OSError:
             return None
