@@ -85,9 +85,9 @@ def _plugin_sources(options: RuntimeOptions) -> dict[str, Any]:
 def early_files(paths: AppPaths, settings: Settings, options: RuntimeOptions) -> EarlyFiles:
     """What a listener may answer before the app exists (the desktop window's first
     pages): the web folders of the plugins a runtime with ``options`` would find and not
-    find turned off, and the app's shared assets. No manifest or plugin code is read: a
-    plugin that then cannot start has its page replaced by the reason (the window does
-    it when the runtime is attached, or when the plugin fails)."""
+    find turned off, and the app's shared assets. Of each plugin only its manifest's id is
+    read: a plugin that then cannot start has its page replaced by the reason (the window
+    does it when the runtime is attached, or when the plugin fails)."""
     from plexichat_desktop.core.paths import resources_dir
     from plexichat_desktop.plugins.discovery import discover, read_disabled, web_folders
     from plexichat_desktop.server.listening import EarlyFiles
