@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from plexichat_desktop import __version__
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.core.waiting import wait_ended
+from plexichat_desktop.core.waiting import first_set, wait_ended
 
 # The rest of the core (FastAPI, uvicorn, the plugin host, the test manager: about half a
 # second of imports) is imported when a Runtime is made, not with this module: the desktop
@@ -276,8 +276,6 @@ class Runtime:
 
     async def _start_tests_later(self) -> None:
         if self._tests_hold is not None:
-            from plexichat_desktop.core.waiting import first_set
-
             until, timeout = self._tests_hold
             await first_set(until, self._tests_wanted, timeout=timeout)
             self._tests_hold = None  # past the hold: stop() lets the start finish

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from plexichat_desktop.core.waiting import cancel_and_wait, first_set, wait_ended
+from plexichat_desktop.core.waiting import cancel_and_wait, first_set, wait_ended, wait_set
 
 pytestmark = pytest.mark.asyncio
 
@@ -55,3 +55,25 @@ async def test_first_set_returns_on_the_first_event_or_the_timeout():
     asyncio.get_running_loop().call_soon(second.set)
     await asyncio.wait_for(first_set(first, second), 5)
     await first_set(asyncio.Event(), timeout=0.01)  # none set: the timeout ends it
+
+
+async def test_wait_set_says_whether_the_event_came_and_a_cancel_always_ends_it():
+    event = asyncio.Event()
+    assert await wait_set(event, 0.01) is False
+    asyncio.get_running_loop().call_soon(event.set)
+    assert await wait_set(event, 5) is True
+    # Woken in the turn that cancels it, a loop around the wait still ends (with
+    # asyncio.wait_for on Python 3.11 the cancel was dropped and the loop went on).
+    event.clear()
+
+    async def loop_until_cancelled() -> None:
+        while True:
+            event.clear()
+            await wait_set(event, 600)
+
+    looping = asyncio.ensure_future(loop_until_cancelled())
+    await asyncio.sleep(0.01)
+    event.set()
+    looping.cancel()
+    done, _ = await asyncio.wait([looping], timeout=10)
+    assert looping in done and looping.cancelled()

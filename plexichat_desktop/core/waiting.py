@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 
@@ -15,6 +16,17 @@ async def first_set(*events: asyncio.Event, timeout: float | None = None) -> Non
     finally:
         for waiting in waits:
             waiting.cancel()
+
+
+async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set, or ``timeout`` seconds (never with ``None``); whether
+    it is set. A cancel always ends the wait: with ``asyncio.wait_for`` on Python 3.11 a
+    cancel that met a wait that had just finished was dropped, and a loop around it (a
+    worker, a dispatcher, a timer) waited again, its stop with it."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    return event.is_set()
 
 
 async def wait_ended(task: asyncio.Future[Any]) -> None:

@@ -32,7 +32,7 @@ from plexichat_desktop.core.logs import plugin_filter
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.core.validation import ConfigError
-from plexichat_desktop.core.waiting import first_set
+from plexichat_desktop.core.waiting import first_set, wait_set
 from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.checks import check_code
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover, read_disabled
@@ -359,8 +359,7 @@ class PluginManager:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._state_changed.wait(), left)
+            await wait_set(self._state_changed, left)
 
     def _needed(self, remaining: list[str]) -> set[str]:
         """The wanted plugins of ``remaining`` and every plugin they need."""

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ from datetime import time as time_of_day
 from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.core.waiting import wait_set
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError, Schedule, parse
 from plexichat_desktop.scheduling.planner import MISSED_CAP, detect_clock_jump, plan_misfires
 
@@ -252,8 +252,7 @@ class PluginScheduler:
             delay = self.max_sleep if earliest is None else min(
                 self.max_sleep, max(0.0, earliest - self.clock()))
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_set(self._wake, delay)
             self._wake.clear()
             if self._closed:
                 break

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -41,7 +40,7 @@ from datetime import time as time_of_day
 from typing import Any, TypeVar
 
 from plexichat_desktop.core.events import Event, EventBus, Subscription
-from plexichat_desktop.core.waiting import cancel_and_wait
+from plexichat_desktop.core.waiting import cancel_and_wait, wait_set
 from plexichat_desktop.scheduling.events import (
     ScheduleChanged,
     ScheduleFired,
@@ -300,8 +299,7 @@ class SchedulerService:
             self._maybe_prune()
             delay = self.sleep_time()
             if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                await wait_set(self._wake, delay)
             self._wake.clear()
             if self._stopping:
                 break

@@ -13,6 +13,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from plexichat_desktop.core.waiting import wait_set
 from plexichat_desktop.server.listening import HOST, bind_socket
 
 if TYPE_CHECKING:
@@ -113,8 +114,7 @@ class _EmbeddedServer(uvicorn.Server):
         should_exit = await self.on_tick(counter)
         while not should_exit:
             counter = (counter + 1) % 864000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.1)
+            await wait_set(self._wake, 0.1)
             should_exit = await self.on_tick(counter)
 
     def exit(self) -> None:

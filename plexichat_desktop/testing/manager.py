@@ -9,7 +9,6 @@ waiting run of another plugin goes first instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -23,6 +22,7 @@ from typing import Any, Literal
 
 from plexichat_desktop.core.events import EventBus
 from plexichat_desktop.core.settings import TestsSettings
+from plexichat_desktop.core.waiting import wait_set
 from plexichat_desktop.plugins.manager import PluginManager, PluginRecord
 from plexichat_desktop.testing.events import (
     RunFinished,
@@ -426,13 +426,9 @@ class TestManager:
                 # Retries wait for their time in the queue: sleep until the earliest one.
                 waits = [j.not_before - time.time() for j in self._jobs.values()
                          if j.run.status is RunStatus.QUEUED and j.not_before]
-                # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the wait's
-                # result when a cancel meets a wait that has just finished (another worker's
-                # end woke this one in the turn that stop() cancelled both), and the worker
-                # would wait again for ever, the app's stop with it.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.0, min(waits)) if waits else None):
-                        await self._wakeup.wait()
+                # wait_set, not wait_for: another worker's end can wake this one in the
+                # turn that stop() cancels both (see core.waiting).
+                await wait_set(self._wakeup, max(0.0, min(waits)) if waits else None)
                 continue
             assert job.run.id is not None
             self._running[job.run.id] = job.run.plugin_id

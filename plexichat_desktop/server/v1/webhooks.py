@@ -48,7 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.settings import ApiSettings
-from plexichat_desktop.core.waiting import cancel_and_wait
+from plexichat_desktop.core.waiting import cancel_and_wait, wait_set
 from plexichat_desktop.server.v1.common import iso, new_id, now
 from plexichat_desktop.server.v1.store import ApiStore, one, scalar
 
@@ -482,11 +482,7 @@ class WebhookDispatcher:
             if len(due) == BATCH:
                 continue
             timeout = None if upcoming is None else max(0.0, upcoming - now())
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancel (stop())
-            # that meets a wake in the same turn, and this loop would wait again for ever.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            await wait_set(self._wake, timeout)  # stop() cancels it: see core.waiting
 
     def _forget(self, delivery_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(delivery_id, None)
