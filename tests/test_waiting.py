@@ -4,7 +4,13 @@ import asyncio
 
 import pytest
 
-from plexichat_desktop.core.waiting import cancel_and_wait, first_set, wait_ended, wait_set
+from plexichat_desktop.core.waiting import (
+    cancel_and_wait,
+    first_set,
+    wait_ended,
+    wait_set,
+    within,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -77,3 +83,23 @@ async def test_wait_set_says_whether_the_event_came_and_a_cancel_always_ends_it(
     looping.cancel()
     done, _ = await asyncio.wait([looping], timeout=10)
     assert looping in done and looping.cancelled()
+
+
+async def test_within_gives_the_result_or_a_timeout_and_never_drops_a_cancel():
+    loop = asyncio.get_running_loop()
+    assert await within(asyncio.sleep(0, "done"), 5) == "done"
+    slow = asyncio.ensure_future(asyncio.sleep(60))
+    with pytest.raises(TimeoutError):
+        await within(slow, 0.01)
+    await asyncio.sleep(0)
+    assert slow.cancelled()  # as wait_for: what timed out is cancelled
+    # The caller cancelled in the turn its awaitable finishes (a run's child exiting as
+    # the manager stops): the cancel is raised. asyncio.wait_for on Python 3.11 returned
+    # the result instead, and the stopped worker went on.
+    exit_code = loop.create_future()
+    waiting = asyncio.ensure_future(within(asyncio.shield(exit_code), 60))
+    await asyncio.sleep(0)
+    exit_code.set_result(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting

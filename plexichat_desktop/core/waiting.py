@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def first_set(*events: asyncio.Event, timeout: float | None = None) -> None:
@@ -16,6 +19,16 @@ async def first_set(*events: asyncio.Event, timeout: float | None = None) -> Non
     finally:
         for waiting in waits:
             waiting.cancel()
+
+
+async def within(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """``asyncio.wait_for`` as Python 3.12 has it: ``awaitable``'s result, or TimeoutError
+    after ``timeout`` seconds (it is cancelled then). On Python 3.11, wait_for returned the
+    result when a cancel of the caller met an awaitable that had just finished, and the
+    caller went on as if never cancelled: a test manager worker stopped while its run's
+    child exited waited again for ever, and the app's stop with it."""
+    async with asyncio.timeout(timeout):
+        return await awaitable
 
 
 async def wait_set(event: asyncio.Event, timeout: float | None) -> bool:

@@ -32,7 +32,7 @@ from plexichat_desktop.core.logs import plugin_filter
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.core.validation import ConfigError
-from plexichat_desktop.core.waiting import first_set, wait_set
+from plexichat_desktop.core.waiting import first_set, wait_set, within
 from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.checks import check_code
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover, read_disabled
@@ -148,7 +148,7 @@ def _describe(exc: BaseException) -> str:
 async def _call(fn: Callable[[], Awaitable[None] | None], timeout: float) -> None:
     result = fn()
     if inspect.isawaitable(result):
-        await asyncio.wait_for(result, timeout)
+        await within(result, timeout)
 
 
 class PluginManager:

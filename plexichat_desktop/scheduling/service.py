@@ -40,7 +40,7 @@ from datetime import time as time_of_day
 from typing import Any, TypeVar
 
 from plexichat_desktop.core.events import Event, EventBus, Subscription
-from plexichat_desktop.core.waiting import cancel_and_wait, wait_set
+from plexichat_desktop.core.waiting import cancel_and_wait, wait_set, within
 from plexichat_desktop.scheduling.events import (
     ScheduleChanged,
     ScheduleFired,
@@ -273,7 +273,7 @@ class SchedulerService:
         task, self._loop_task = self._loop_task, None
         if task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(task), STOP_GRACE)
+                await within(asyncio.shield(task), STOP_GRACE)
             except TimeoutError:
                 await cancel_and_wait(task)
         follower, self._follow_task = self._follow_task, None

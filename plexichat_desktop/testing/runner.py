@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plexichat_desktop.core.waiting import cancel_and_wait
+from plexichat_desktop.core.waiting import cancel_and_wait, within
 from plexichat_desktop.testing.analytics import failure_signature
 from plexichat_desktop.testing.child import (
     FORK_SERVER_FD_ENV,
@@ -390,7 +390,7 @@ class _ForkServer:
             socket.send_fds(self.control, [payload], [event_fd])
         finally:
             self.control.setblocking(False)
-        pid = await asyncio.wait_for(started, 30)
+        pid = await within(started, 30)
         exited: asyncio.Future[int] = loop.create_future()
         if pid in self._early_exits:
             exited.set_result(self._early_exits.pop(pid))
@@ -404,7 +404,7 @@ class _ForkServer:
         self.control.close()
         _kill_group(self.proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(self.proc.wait(), 2)
+            await within(self.proc.wait(), 2)
         except TimeoutError:
             _kill_group(self.proc.pid)
             await self.proc.wait()
@@ -704,11 +704,10 @@ class PytestRunner:
                     # The child exited but something it forked may still hold the pipe:
                     # take what is already there, then stop.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(lines.eof), DRAIN_TIMEOUT)
+                        await within(asyncio.shield(lines.eof), DRAIN_TIMEOUT)
                     break
             try:
-                report.exit_code = await asyncio.wait_for(asyncio.shield(exit_wait),
-                                                          EXIT_TIMEOUT)
+                report.exit_code = await within(asyncio.shield(exit_wait), EXIT_TIMEOUT)
             except TimeoutError:
                 _kill_group(proc.pid)
                 report.exit_code = await exit_wait
