@@ -134,6 +134,14 @@ def listening_runtime(home: AppPaths, plugins: Path):
         listener=listener)
 
 
+async def stop_serving(listener, runtime) -> None:
+    """The runtime made on ``listener`` owns it once made; else the listener alone."""
+    if runtime is not None:
+        await runtime.stop()
+    else:
+        await listener.stop()
+
+
 async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(home, tmp_path):
     import httpx
 
@@ -184,10 +192,7 @@ async def test_the_listener_answers_healthz_and_holds_the_rest_until_the_app(hom
             assert ready["ready"] is True and ready["plugins_started"] is True
             assert ready["plugins"] == {"active": 3}
     finally:
-        if runtime is not None:
-            await runtime.stop()
-        else:
-            await listener.stop()
+        await stop_serving(listener, runtime)
 
 
 async def test_requests_waiting_for_an_app_that_never_comes_get_503(home, tmp_path):
@@ -387,10 +392,7 @@ async def test_the_listener_answers_first_pages_from_their_files_and_leaves_the_
                 assert late.content == early.content, path
                 assert late.headers["content-type"] == early.headers["content-type"], path
     finally:
-        if runtime is not None:
-            await runtime.stop()
-        else:
-            await listener.stop()
+        await stop_serving(listener, runtime)
 
 
 async def test_early_pages_are_those_of_the_plugins_discovery_would_use(home, tmp_path):

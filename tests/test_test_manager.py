@@ -414,14 +414,20 @@ async def test_reruns_detect_flaky_tests(shared_manager_factory, tmp_path):
     assert done.counts["flaky"] == 1 and done.status is RunStatus.FAILED
 
 
-@MODULE_LOOP
-async def test_infrastructure_errors_are_retried_with_backoff(shared_manager_factory, tmp_path):
-    suite = tmp_path / "suites" / "dies"
+def dying_suite(folder: Path) -> None:
+    """A plugin ``dies_suite`` in ``folder`` whose pytest session dies while it starts
+    (exit code 7): an infrastructure error, retried by the manager."""
+    suite = folder / "dies"
     (suite / "tests").mkdir(parents=True)
     (suite / "plugin.toml").write_text(
         'id = "dies_suite"\nname = "Dies"\nversion = "1.0.0"\nentry = "dies_pkg:P"\n')
     (suite / "tests" / "conftest.py").write_text("import os\nos._exit(7)\n")
     (suite / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
+
+
+@MODULE_LOOP
+async def test_infrastructure_errors_are_retried_with_backoff(shared_manager_factory, tmp_path):
+    dying_suite(tmp_path / "suites")
     manager, bus = await shared_manager_factory(tmp_path / "suites", retry_base=0.05,
                                          retry_factor=2, retry_attempts=3)
     sub = bus.subscribe(RunFinished)
@@ -677,12 +683,7 @@ async def test_a_stop_in_the_turn_that_wakes_idle_workers_ends_them(home, tmp_pa
     the loop as the stop cancels them: the stop still ends them. With asyncio.wait_for
     on Python 3.11 a cancel that met a finished wait was dropped, the worker went back
     to waiting for ever, and the app's stop hung (seen in a CI run)."""
-    suite = tmp_path / "suites" / "dies"
-    (suite / "tests").mkdir(parents=True)
-    (suite / "plugin.toml").write_text(
-        'id = "dies_suite"\nname = "Dies"\nversion = "1.0.0"\nentry = "dies_pkg:P"\n')
-    (suite / "tests" / "conftest.py").write_text("import os\nos._exit(7)\n")
-    (suite / "tests" / "test_x.py").write_text("def test_x():\n    pass\n")
+    dying_suite(tmp_path / "suites")
     manager, _ = make_manager(home, [SUITES, tmp_path / "suites"], concurrency=2,
                               retry_base=600)
     await manager.start()
