@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 from plexichat_desktop.core import startup_gc
 from plexichat_desktop.core.paths import AppPaths, resources_dir
 from plexichat_desktop.core.settings import Settings
-from plexichat_desktop.gui.environment import prepare_qt_environment, webengine_problem
+from plexichat_desktop.gui.environment import (
+    prepare_qt_environment,
+    spare_feature_scan,
+    webengine_problem,
+)
 from plexichat_desktop.runtime import Listener, Runtime, RuntimeOptions
 
 if TYPE_CHECKING:  # Qt is imported when the GUI starts, after its environment is set
@@ -61,6 +65,8 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
     # process with "dictionary changed size during iteration" (a CI run of dev's window).
     with contextlib.suppress(ImportError):
         import PySide6
+
+        spare_feature_scan()
     # A worker thread prepares serving from now on while this thread imports Qt, shows the
     # window and starts Chromium; it imports the core once the first pages have loaded
     # (see _start_imports).
@@ -131,8 +137,8 @@ def _import_core(pages_loaded: threading.Event) -> None:
     CPU), imported in a worker thread once the window's first pages have loaded from
     their files: imported meanwhile, they took a core and the interpreter lock from
     Chromium and the main thread, and the pages loaded ~0.1 s later while their data
-    came no sooner (gui_startup.py). The modules imported after PySide6 pay for its
-    import hook (it reads each one's source, 0.1-0.15 s more in all)."""
+    came no sooner (gui_startup.py). PySide6's import hook costs them little: see
+    spare_feature_scan."""
     from plexichat_desktop.runtime import import_core
 
     pages_loaded.wait(CORE_HOLD)

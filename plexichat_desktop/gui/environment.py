@@ -32,6 +32,34 @@ def webengine_problem() -> str | None:
     return None
 
 
+def spare_feature_scan() -> None:
+    """Make PySide6's check of every later import cheap; call it once PySide6 is imported.
+
+    For ``from __feature__ import snake_case``, shiboken6 replaces ``__import__`` and, after
+    each module's import, decides whether the module uses PySide6: it asks
+    ``inspect.getsource`` for the module's whole text (file look-ups, encoding detection,
+    lines cached in linecache for good) and looks for "PySide6" in it. After the window
+    starts, the app's core, its web stack and the plugins are imported that way: 0.1-0.15 s
+    of CPU (napari/napari#8584). The same question is answered here from the file's bytes:
+    the same answer for every module (a ``.py`` file with "PySide6" in it, else no). Does
+    nothing on a PySide6 without that check."""
+    feature = sys.modules.get("shibokensupport.feature")
+    if feature is not None and callable(getattr(feature, "_mod_uses_pyside", None)):
+        feature._mod_uses_pyside = module_mentions_pyside  # type: ignore[attr-defined]
+
+
+def module_mentions_pyside(module: object) -> bool:
+    """Whether ``module``'s source file mentions PySide6 (False without a ``.py`` file)."""
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return False
+    try:
+        with open(path, "rb") as source:
+            return b"PySide6" in source.read()
+    except OSError:
+        return False
+
+
 def prepare_qt_environment() -> None:
     """Chromium as root needs its sandbox off; offscreen needs no GPU. A user's own
     QTWEBENGINE_CHROMIUM_FLAGS are kept as they are."""

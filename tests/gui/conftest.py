@@ -21,7 +21,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 FAKE_MEDIA = "--use-fake-device-for-media-stream"
 os.environ.setdefault("QTWEBENGINE_CHROMIUM_FLAGS", f"--log-level=3 --disable-gpu {FAKE_MEDIA}")
 
-from plexichat_desktop.gui.environment import prepare_qt_environment  # noqa: E402
+from plexichat_desktop.gui.environment import (  # noqa: E402
+    prepare_qt_environment,
+    spare_feature_scan,
+)
 
 prepare_qt_environment()
 
@@ -31,6 +34,7 @@ try:
     import PySide6.QtWebEngineWidgets  # noqa: F401  (before the QApplication exists)
 except ImportError as exc:  # pragma: no cover - the project depends on it
     raise RuntimeError(f"GUI tests need QtWebEngine: {exc}") from exc
+spare_feature_scan()  # as the app does: the tests' later imports are not slowed
 import qasync  # noqa: E402
 
 
