@@ -15,7 +15,11 @@
     when each ended, in wall-clock time and in the main process's CPU time: the phase
     lines.
 (b) the floor: QApplication + one QWebEngineView showing a short static page (setHtml, no
-    server), same environment and window size, in ``--child floor`` mode.
+    server), same environment and window size, in ``--child floor`` mode: the issue's
+    baseline.
+(c) the page of (a) without the app: the same bare view loading the same HTML, CSS and
+    scripts from a plain http.server in a thread (``--child floor-http``); its API
+    requests get 404s. c/b is what the page itself costs over (b); a/c what the app adds.
 
 Times are CLOCK_MONOTONIC (system-wide on Linux) from just before Popen to the probe.
 Memory is sampled at first load: the main process's VmHWM (its peak so far) and the sum of
@@ -54,6 +58,9 @@ WINDOW_SIZE = (1280, 820)  # the size MainWindow gives itself
 PREFIX = "BENCH "
 DATA_WAIT = 10.0  # seconds the app child waits after the first load for the page's data
 MB = 1024 * 1024
+# The children: the app, the bare view with a static page (the goal's baseline), and the
+# bare view loading the app child's page from a plain HTTP server.
+MODES = ("app", "floor", "floor-http")
 
 
 # -- child side ------------------------------------------------------------------------------
@@ -234,12 +241,19 @@ def mark_requests(on_data: Callable[[], None]) -> None:
     AppGate.__call__ = call  # type: ignore[method-assign]
 
 
-def child_floor() -> int:
+def child_floor(over_http: bool) -> int:
+    """The floor: a bare QWebEngineView showing FLOOR_HTML (setHtml, no server), or, with
+    ``over_http``, the app child's page (the same HTML, CSS and scripts) from a plain
+    http.server in a thread of this process: what that page costs Chromium and Python's
+    sockets without anything of the app."""
     emit("child_start")
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QTimer, QUrl
     from PySide6.QtWebEngineWidgets import QWebEngineView  # before the QApplication
     from PySide6.QtWidgets import QApplication
 
+    url = "setHtml"
+    if over_http:
+        url = serve_page_files()
     app = QApplication(sys.argv[:1])
     view = QWebEngineView()
     view.resize(*WINDOW_SIZE)
@@ -252,8 +266,7 @@ def child_floor() -> int:
         t = time.monotonic()
         print(PREFIX + json.dumps({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok,
                                    "cpu": time.process_time(), "main": time.thread_time(),
-                                   "url": "setHtml",
-                                   **memory_snapshot()}), flush=True)
+                                   "url": url, **memory_snapshot()}), flush=True)
         # The view goes before the app (see the QtWebEngine notes), then the loop ends.
         view.close()
         view.deleteLater()
@@ -261,11 +274,36 @@ def child_floor() -> int:
 
     view.loadFinished.connect(on_loaded)
     QTimer.singleShot(30_000, lambda: app.exit(3))  # never hang
-    view.setHtml(FLOOR_HTML)
+    if over_http:
+        view.load(QUrl(url))
+    else:
+        view.setHtml(FLOOR_HTML)
     view.show()
     rc = app.exec()
     emit("child_exit", rc=rc, hwm_main=vm_hwm())
     return rc
+
+
+def serve_page_files() -> str:
+    """TAB's page and the app's shared assets (/_app/) from a plain http.server on
+    loopback, in a daemon thread; the page's URL. Its API requests get 404s."""
+    import functools
+    import http.server
+
+    root = Path(os.environ["PLEXICHAT_DESKTOP_HOME"]) / "floor-http"  # the run's own folder
+    (root / "plugins").mkdir(parents=True)
+    plugin = TAB["path"].split("/")[2]
+    (root / "plugins" / plugin).symlink_to(REPO / "plugins" / plugin / "web")
+    (root / "_app").symlink_to(REPO / "resources" / "web")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}{TAB['path']}"
 
 
 # -- parent side -----------------------------------------------------------------------------
@@ -475,24 +513,24 @@ def main() -> int:
     parser.add_argument("--no-bytecode-cache", action="store_true",
                         help="keep the environment's byte-code setting (with "
                              "PYTHONDONTWRITEBYTECODE set, every start compiles the app)")
-    parser.add_argument("--child", choices=["app", "floor"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "app":
         return child_app()
-    if args.child == "floor":
-        return child_floor()
+    if args.child in ("floor", "floor-http"):
+        return child_floor(over_http=args.child == "floor-http")
 
     started = time.monotonic()
-    results: dict[str, list[dict[str, Any]]] = {"app": [], "floor": []}
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     failures = 0
     with tempfile.TemporaryDirectory(prefix="plexichat-gui-bench-") as tmp:
         global PYCACHE
         if not args.no_bytecode_cache:
             PYCACHE = Path(tmp) / "pycache"
-            for mode in ("app", "floor"):  # unmeasured: fills the byte-code cache
+            for mode in MODES:  # unmeasured: fills the byte-code cache
                 run_child(mode, Path(tmp) / f"{mode}-warm-up", args.timeout, args.exit_timeout)
         for i in range(args.runs):  # interleaved, so drift in machine load hits both alike
-            for mode in ("app", "floor"):
+            for mode in MODES:
                 result = run_child(mode, Path(tmp) / f"{mode}-{i}", args.timeout,
                                    args.exit_timeout)
                 where = f"{mode} run {i + 1}"
@@ -508,10 +546,10 @@ def main() -> int:
                         print(f"    | {line}", file=sys.stderr)
                 if "error" not in result:
                     results[mode].append(result)
-    if not results["app"] or not results["floor"]:
+    if not all(results.values()):
         print("error: no successful runs to report", file=sys.stderr)
         return 1
-    print(f"runs: {len(results['app'])} app + {len(results['floor'])} floor loaded, "
+    print(f"runs: {' + '.join(f'{len(results[mode])} {mode}' for mode in MODES)} loaded, "
           f"{failures} with errors; QT_QPA_PLATFORM=offscreen, "
           f"QTWEBENGINE_CHROMIUM_FLAGS={child_env(REPO)['QTWEBENGINE_CHROMIUM_FLAGS']!r}, "
           + ("byte-code as the environment says" if args.no_bytecode_cache
@@ -520,7 +558,13 @@ def main() -> int:
           f"{os.cpu_count()} CPU(s)")
     app_median = report("(a) app, 1 restored tab (performance_monitor)", results["app"])
     floor_median = report("(b) floor, QWebEngineView + setHtml", results["floor"])
-    print(f"ratio a/b: {app_median / floor_median:.2f}x")
+    page_median = report("(c) the same page's files from a plain http.server, no app",
+                         results["floor-http"])
+    print(f"ratio a/b: {app_median / floor_median:.2f}x (the goal's figure)")
+    # Where the gap to (b) lies: the page itself (its files over HTTP, its scripts) and
+    # what the app adds on top of that.
+    print(f"ratio c/b: {page_median / floor_median:.2f}x (the page without the app); "
+          f"a/c: {app_median / page_median:.2f}x (the app over its page)")
     print(f"benchmark wall time: {time.monotonic() - started:.1f} s")
     return 1 if failures else 0
 
