@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 HEADLESS_PLATFORMS = {"offscreen", "minimal", "vnc"}
@@ -32,6 +33,10 @@ def webengine_problem() -> str | None:
     return None
 
 
+# PySide6's own check, kept by spare_feature_scan for the modules it answers itself.
+_pyside_check: Callable[[object], bool] | None = None
+
+
 def spare_feature_scan() -> None:
     """Make PySide6's check of every later import cheap; call it once PySide6 is imported.
 
@@ -39,25 +44,33 @@ def spare_feature_scan() -> None:
     each module's import, decides whether the module uses PySide6: it asks
     ``inspect.getsource`` for the module's whole text (file look-ups, encoding detection,
     lines cached in linecache for good) and looks for "PySide6" in it. After the window
-    starts, the app's core, its web stack and the plugins are imported that way: 0.1-0.15 s
-    of CPU (napari/napari#8584). The same question is answered here from the file's bytes:
-    the same answer for every module (a ``.py`` file with "PySide6" in it, else no). Does
-    nothing on a PySide6 without that check."""
+    starts, the app's core, its web stack and the plugins are imported that way: ~15% more
+    CPU for each of those imports (napari/napari#8584). Here a module loaded from a ``.py``
+    file is answered from the file's bytes, with the same answer; any other module (from a
+    zip, without source, an extension) by PySide6's own check. Does nothing on a PySide6
+    without that check, or when called again."""
+    global _pyside_check
     feature = sys.modules.get("shibokensupport.feature")
-    if feature is not None and callable(getattr(feature, "_mod_uses_pyside", None)):
-        feature._mod_uses_pyside = module_mentions_pyside  # type: ignore[attr-defined]
+    check = getattr(feature, "_mod_uses_pyside", None)
+    if feature is None or not callable(check) or check is module_mentions_pyside:
+        return
+    _pyside_check = check
+    feature._mod_uses_pyside = module_mentions_pyside  # type: ignore[attr-defined]
 
 
 def module_mentions_pyside(module: object) -> bool:
-    """Whether ``module``'s source file mentions PySide6 (False without a ``.py`` file)."""
+    """Whether ``module``'s source mentions PySide6: read from its ``.py`` file, else
+    PySide6's own answer (False before spare_feature_scan found that check)."""
     path = getattr(module, "__file__", None)
-    if not isinstance(path, str) or not path.endswith(".py"):
-        return False
-    try:
-        with open(path, "rb") as source:
-            return b"PySide6" in source.read()
-    except OSError:
-        return False
+    if isinstance(path, str) and path.endswith(".py"):
+        try:
+            with open(path, "rb") as source:
+                return b"PySide6" in source.read()
+        except OSError:
+            pass  # e.g. loaded from __spec__.origin while __file__ names no file
+    elif path is not None and not isinstance(path, str):
+        return False  # PySide6's check raises here, and the import with it
+    return _pyside_check(module) if _pyside_check is not None else False
 
 
 def prepare_qt_environment() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
+import linecache
 import sys
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import PySide6
 import pytest
 from PySide6.QtCore import QObject, Signal
 
+from plexichat_desktop.gui import environment
 from plexichat_desktop.gui.environment import module_mentions_pyside, spare_feature_scan
 
 
@@ -34,32 +37,45 @@ def test_emitting_signals_keeps_python_refcounts(qapp: object) -> None:
 def test_pysides_import_check_reads_bytes_and_answers_as_before(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """spare_feature_scan swaps shiboken6's per-import check (does the module use PySide6?)
-    for one that reads the file's bytes: the same answer for every module loaded here as
-    PySide6's own rule ("PySide6" in inspect.getsource, False when that fails), and the
-    import hook still records it. Fails when PySide6 renames the check: then see whether
-    the new one is still slow."""
+    for one that reads a ``.py`` file's bytes: for every module loaded here the same answer
+    as PySide6's own check, which still answers the rest (a module from a zip); the hook
+    uses the new one (no source lands in linecache). Fails when PySide6 renames the check:
+    then see whether the new one is still slow."""
     feature = sys.modules["shibokensupport.feature"]
     assert callable(getattr(feature, "_mod_uses_pyside", None)), (
         f"PySide6 {PySide6.__version__} has no shibokensupport.feature._mod_uses_pyside")
-    spare_feature_scan()
+    spare_feature_scan()  # done by the conftest already: a second call changes nothing
     assert feature._mod_uses_pyside is module_mentions_pyside
+    pysides_own = environment._pyside_check
+    assert pysides_own is not None and pysides_own is not module_mentions_pyside
 
-    def pysides_rule(module: object) -> bool:
+    def answer(check: Callable[[object], bool], module: object) -> bool | str:
         try:
-            return "PySide6" in inspect.getsource(module)  # type: ignore[arg-type]
-        except (TypeError, OSError, SyntaxError):
-            return False
+            return check(module)
+        except Exception as exc:  # PySide6's own check on a __file__ that is no str
+            return type(exc).__name__
 
     modules = [m for m in list(sys.modules.values()) if m is not None]
-    compared = [(m.__name__, module_mentions_pyside(m), pysides_rule(m)) for m in modules]
+    compared = [(m.__name__, answer(module_mentions_pyside, m), answer(pysides_own, m))
+                for m in modules]
     assert [c for c in compared if c[1] != c[2]] == []
-    assert sum(1 for c in compared if c[1]) >= 5  # the app's Qt modules, pytest-qt's
+    assert sum(1 for c in compared if c[1] is True) >= 5  # the app's Qt modules, pytest-qt's
 
     (tmp_path / "qt_using_module.py").write_text("import PySide6.QtCore\n")
     (tmp_path / "plain_module.py").write_text("VALUE = 1\n")
+    with zipfile.ZipFile(tmp_path / "zipped.zip", "w") as archive:
+        archive.writestr("zipped_qt_module.py", "import PySide6.QtCore\n")
+    names = ["qt_using_module", "plain_module", "zipped_qt_module"]
     monkeypatch.syspath_prepend(str(tmp_path))
-    import plain_module  # noqa: F401
-    import qt_using_module  # noqa: F401
+    monkeypatch.syspath_prepend(str(tmp_path / "zipped.zip"))
+    try:
+        import plain_module  # noqa: F401
+        import qt_using_module  # noqa: F401
+        import zipped_qt_module  # noqa: F401
 
-    assert feature.pyside_feature_dict["qt_using_module"] == 0
-    assert feature.pyside_feature_dict["plain_module"] == -1
+        assert [feature.pyside_feature_dict[name] for name in names] == [0, -1, 0]
+        assert str(tmp_path / "qt_using_module.py") not in linecache.cache
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+            feature.pyside_feature_dict.pop(name, None)
