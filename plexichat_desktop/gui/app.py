@@ -483,12 +483,17 @@ class DesktopShell:
         # Pages that never finish loading do not keep the Tests panel away for long.
         QTimer.singleShot(int(FIRST_PAGES_HOLD * 1000), self.window, self._build_panel)
 
-    def _first_pages_done(self) -> None:
-        if self.first_pages_loaded.is_set():
-            return
+    def _release_first_pages(self) -> None:
+        """What waits for the first pages (the held plugins and tests, the core's import)
+        goes on."""
         self.first_pages_loaded.set()
         if self.on_first_pages is not None:
             self.on_first_pages()
+
+    def _first_pages_done(self) -> None:
+        if self.first_pages_loaded.is_set():
+            return
+        self._release_first_pages()
         from PySide6.QtCore import QTimer
 
         # A moment later, so that the first frames of the pages are painted first.
@@ -505,9 +510,7 @@ class DesktopShell:
         be starting in the background), then pages and views, then let Qt delete them."""
         self._unhook_theme()
         self._closing = True  # the Tests panel is not built only to be torn down
-        self.first_pages_loaded.set()
-        if self.on_first_pages is not None:
-            self.on_first_pages()
+        self._release_first_pages()
         if self.window.isVisible():
             # At once: the user sees the window go while the rest is cleaned up (closing
             # saves the state and closes the tabs; nothing is deleted before the end).
