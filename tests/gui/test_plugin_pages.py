@@ -134,6 +134,12 @@ LIVE_OPEN = ("!window.plexichatLive || plexichatLive.streams().every("
              "(s) => s.readyState === 1)")
 
 
+# The visible text-only elements that say they are loading.
+STILL_LOADING = ("[...document.querySelectorAll('body *')].filter((e) => e.offsetParent !== null"
+                 " && e.children.length === 0 && /Loading/.test(e.textContent))"
+                 ".map((e) => e.textContent)")
+
+
 def check_page(browser: PageBrowser, view: Any, what: str) -> None:
     browser.wait_loaded(view)
     browser.wait_idle(view)
@@ -144,6 +150,10 @@ def check_page(browser: PageBrowser, view: Any, what: str) -> None:
         print(f"{what}: console warnings:", *report.warnings, sep="\n  ")
     problems = "\n  ".join(report.problems)
     assert not report.problems, f"{what} ({report.url}):\n  {problems}"
+    # Idle, its first requests answered: nothing it shows may still say it is loading
+    # (a signed-out page once said "Loading…" beside "Not signed in" for good).
+    loading = browser.js(view, STILL_LOADING)
+    assert not loading, f"{what} ({report.url}) still says: {loading}"
 
 
 def check_pages(browser: PageBrowser, subtests: pytest.Subtests,

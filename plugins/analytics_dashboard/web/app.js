@@ -90,6 +90,7 @@ async function loadStatus() {
   if (!status.signed_in) {
     who.textContent = "Not signed in";
     who.className = "badge badge-bad";
+    $("period-text").textContent = "No figures until you sign in.";
     showError("");
     const box = $("page-error");
     box.hidden = false;
