@@ -64,8 +64,11 @@ from plexichat_desktop.gui import bridge, browser, downloads, main_window, permi
 
 paths, settings = _load(build_parser().parse_args(["--port", "0"]))
 Listener(paths, settings)
-print(sorted(name for name in sys.modules if name.split(".")[0] in (
+from plexichat_desktop.core.lazy_clis import DEFERRED
+# httpx's and uvicorn's command lines have stand-ins there (no file) until used.
+print(sorted(name for name, module in sys.modules.items() if name.split(".")[0] in (
     "fastapi", "starlette", "uvicorn", "jinja2", "httpx")
+    and not (name in DEFERRED and getattr(module, "__file__", None) is None)
     or name.startswith(("plexichat_desktop.plugins", "plexichat_desktop.testing.manager",
                         "plexichat_desktop.server.v1", "plexichat_desktop.server.app",
                         "plexichat_desktop.server.web_server"))))
