@@ -163,6 +163,26 @@ async def test_incompatible_and_degraded_plugins_on_a_real_server(start_core, tm
 
 
 @pytest.mark.asyncio
+async def test_the_host_routes_answer_for_the_plugin_asked(start_core, tmp_path):
+    # One router serves every plugin's _host/ routes (built once, not six routes per
+    # plugin at each start): each answer is still the plugin's own.
+    for pid in ("first", "second"):
+        scaffold_plugin(pid, tmp_path)
+    core = await start_core(tmp_path)
+    for pid in ("first", "second"):
+        status = (await core.client.get(f"/plugins/{pid}/api/_host/status")).json()
+        assert status == {"plugin_id": pid, "degraded": [], "missing": []}
+        assert (await core.client.get(f"/plugins/{pid}/api/_host/jobs")).json() == {"jobs": []}
+        missing = await core.client.get(f"/plugins/{pid}/api/_host/jobs/nope")
+        assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+        cancel = await core.client.post(f"/plugins/{pid}/api/_host/jobs/nope/cancel")
+        assert cancel.status_code == 404
+        assert (await core.client.get(f"/plugins/{pid}/api/_host/other")).status_code == 404
+    # A plugin's own routes beside them.
+    assert (await core.client.get("/plugins/second/api/hello")).status_code == 200
+
+
+@pytest.mark.asyncio
 async def test_enable_rechecks_so_an_installed_program_counts(start_core, tmp_path,
                                                               monkeypatch):
     plugins, bin_dir = tmp_path / "plugins", tmp_path / "bin"

@@ -66,9 +66,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Mount
 
 from plexichat_desktop.core.events import EventBus, PluginEvent
 from plexichat_desktop.core.logs import PLUGIN_LOGGER_PREFIX
@@ -404,43 +405,7 @@ class PluginContext:
           ``GET _host/jobs/events`` (SSE): the plugin's jobs, see
           :mod:`plexichat_desktop.plugins.jobs`.
         """
-        def route(path: str, endpoint: Callable[..., Any], method: str = "GET") -> None:
-            self.router.add_api_route(HOST_PREFIX + path, endpoint, methods=[method],
-                                      include_in_schema=False)
-
-        async def status() -> dict[str, Any]:
-            return {"plugin_id": self.plugin_id, "degraded": self.degraded,
-                    "missing": [m.to_dict() for m in self.missing]}
-
-        async def jobs() -> dict[str, Any]:
-            return {"jobs": [j.to_dict() for j in self.jobs.list()]}
-
-        async def job_events() -> StreamingResponse:
-            return self.event_stream(self.jobs.events())
-
-        async def job(job_id: str) -> Any:
-            try:
-                return self.jobs.get(job_id).to_dict()
-            except UnknownJob as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=404)
-
-        async def cancel_job(job_id: str) -> Any:
-            try:
-                return self.jobs.cancel(job_id).to_dict()
-            except UnknownJob as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=404)
-            except ValueError as exc:
-                return JSONResponse({"detail": str(exc)}, status_code=409)
-
-        async def schedules() -> dict[str, Any]:
-            return {"schedules": [r.to_dict() for r in self._scheduler.list()]}
-
-        route("/status", status)
-        route("/schedules", schedules)
-        route("/jobs", jobs)
-        route("/jobs/events", job_events)   # before /jobs/{job_id}, which would match it
-        route("/jobs/{job_id}", job)
-        route("/jobs/{job_id}/cancel", cancel_job, "POST")
+        self.router.routes.append(Mount(HOST_PREFIX, app=_HostRoutes(self)))
 
     def add_page(self, title: str, path: str = "", icon: str | None = None) -> Page:
         """Register a page besides those in the manifest, shown in tabs and windows.
@@ -564,3 +529,75 @@ def _requirement_name(text: str) -> str:
 
 __all__ = ["Plugin", "PluginContext", "PluginProblem", "ServiceRegistry",
            "ServiceUnavailable"]
+
+
+class _HostRoutes:
+    """The ``_host/`` routes of one plugin: one router shared by every plugin of the
+    process, told which plugin a request is for. FastAPI builds pydantic fields for each
+    route's parameters and answer: six routes of each plugin at each start were ~2 ms of
+    CPU per plugin (30 ms for the 15 bundled ones), in every test that starts the app."""
+
+    def __init__(self, context: PluginContext):
+        self.context = context
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope = dict(scope)
+        scope[_CONTEXT_KEY] = self.context
+        await _host_router()(scope, receive, send)
+
+
+_CONTEXT_KEY = "plexichat.plugin_context"
+_shared_host_router: APIRouter | None = None
+
+
+def _host_router() -> APIRouter:
+    global _shared_host_router
+    if _shared_host_router is None:
+        _shared_host_router = _build_host_router()
+    return _shared_host_router
+
+
+def _build_host_router() -> APIRouter:
+    router = APIRouter()
+
+    def ctx(request: Request) -> PluginContext:
+        context: PluginContext = request.scope[_CONTEXT_KEY]
+        return context
+
+    @router.get("/status", include_in_schema=False)
+    async def status(request: Request) -> dict[str, Any]:
+        context = ctx(request)
+        return {"plugin_id": context.plugin_id, "degraded": context.degraded,
+                "missing": [m.to_dict() for m in context.missing]}
+
+    @router.get("/schedules", include_in_schema=False)
+    async def schedules(request: Request) -> dict[str, Any]:
+        return {"schedules": [r.to_dict() for r in ctx(request)._scheduler.list()]}
+
+    @router.get("/jobs", include_in_schema=False)
+    async def jobs(request: Request) -> dict[str, Any]:
+        return {"jobs": [j.to_dict() for j in ctx(request).jobs.list()]}
+
+    # Before /jobs/{job_id}, which would match it.
+    @router.get("/jobs/events", include_in_schema=False)
+    async def job_events(request: Request) -> StreamingResponse:
+        context = ctx(request)
+        return context.event_stream(context.jobs.events())
+
+    @router.get("/jobs/{job_id}", include_in_schema=False)
+    async def job(request: Request, job_id: str) -> Any:
+        try:
+            return ctx(request).jobs.get(job_id).to_dict()
+        except UnknownJob as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @router.post("/jobs/{job_id}/cancel", include_in_schema=False)
+    async def cancel_job(request: Request, job_id: str) -> Any:
+        try:
+            return ctx(request).jobs.cancel(job_id).to_dict()
+        except UnknownJob as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=404)
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    return router
