@@ -121,8 +121,20 @@ def test_the_installed_app_starts_and_runs_a_plugins_tests(installed: Path,
         if tests.poll() is None:  # a failure above: stop the suite and its pytest child
             os.killpg(tests.pid, signal.SIGKILL)
             tests.communicate()
-    assert tests.returncode == 0, out[-2000:] + err[-2000:]
+    assert tests.returncode == 0, _not_passed(out) + err[-2000:]
     assert '"passed"' in out
+
+
+def _not_passed(json_out: str) -> str:
+    """What of a ``test --json`` answer says why it failed: the results that did not pass
+    (the whole answer's tail would show the last results, which passed)."""
+    import json
+
+    try:
+        results = json.loads(json_out)["results"]
+    except (ValueError, KeyError, TypeError):
+        return json_out[-2000:]
+    return json.dumps([r for r in results if r.get("outcome") != "passed"], indent=1)[-4000:]
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
