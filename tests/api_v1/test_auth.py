@@ -216,6 +216,21 @@ async def test_login_and_register_are_rate_limited(make_v1):
 
 
 @OWN_SERVER
+async def test_a_forwarded_for_header_is_no_other_address(make_v1):
+    # The server is reached on loopback only, never through a proxy: a local client that
+    # names another address in X-Forwarded-For (or Forwarded) is still the same peer, and
+    # gets no fresh budget of the per-address limits.
+    v1 = await make_v1(register_rate_limit=1, rate_limit_window=60)
+    assert (await v1.register("otto")).status_code == 201
+    body = {"username": "oona", "email": "oona@example.org", "password": PASSWORD,
+            "display_name": "Oona"}
+    for header in ({"X-Forwarded-For": "203.0.113.7"}, {"Forwarded": "for=203.0.113.8"},
+                   {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}):
+        r = await v1.anon.post("/auth/register", json=body, headers=header)
+        assert r.status_code == 429, (header, r.status_code, r.text)
+
+
+@OWN_SERVER
 async def test_per_user_request_limit(make_v1):
     v1 = await make_v1(requests_per_minute=5)
     liam = await v1.account("liam")
