@@ -287,11 +287,16 @@ class Subscription:
             attempt += 1
             log.info("realtime: disconnected (%s); reconnecting in %.2f s", self.last_error,
                      delay)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for could drop a cancel
+            # that met the wait just as it ended (close() also sets _closing, which ends
+            # the loop; a cancel from anywhere else would have been lost).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finished.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._finished.wait()
 
     async def _opened(self, ws: ClientConnection) -> None:
-        raw = await asyncio.wait_for(ws.recv(), self._client.config.timeout)
+        async with asyncio.timeout(self._client.config.timeout):
+            raw = await ws.recv()
         event = self._parse(raw)
         if event.type == "welcome":
             self.welcome = dict(event.data)
