@@ -57,6 +57,7 @@ to the API scopes the consumer declares (``ctx.api`` is the shorthand)::
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import re
@@ -527,10 +528,6 @@ def _requirement_name(text: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-__all__ = ["Plugin", "PluginContext", "PluginProblem", "ServiceRegistry",
-           "ServiceUnavailable"]
-
-
 class _HostRoutes:
     """The ``_host/`` routes of one plugin: one router shared by every plugin of the
     process, told which plugin a request is for. FastAPI builds pydantic fields for each
@@ -547,17 +544,10 @@ class _HostRoutes:
 
 
 _CONTEXT_KEY = "plexichat.plugin_context"
-_shared_host_router: APIRouter | None = None
 
 
+@functools.cache
 def _host_router() -> APIRouter:
-    global _shared_host_router
-    if _shared_host_router is None:
-        _shared_host_router = _build_host_router()
-    return _shared_host_router
-
-
-def _build_host_router() -> APIRouter:
     router = APIRouter()
 
     def ctx(request: Request) -> PluginContext:
@@ -601,3 +591,7 @@ def _build_host_router() -> APIRouter:
             return JSONResponse({"detail": str(exc)}, status_code=409)
 
     return router
+
+
+__all__ = ["Plugin", "PluginContext", "PluginProblem", "ServiceRegistry",
+           "ServiceUnavailable"]
