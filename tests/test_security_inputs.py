@@ -130,10 +130,12 @@ async def read_all(reader: asyncio.StreamReader, bound: float = 20.0) -> bytes:
     """Everything until the server closes the connection (bounded, so a bug cannot hang).
     A reset closes it too: the server closing a socket with the client's bytes still
     unread sends one (seen at load ~11, a trickle's bytes arriving as it closed), and
-    what came before it is kept."""
+    what came before it is kept. So does a broken pipe: a trickle's next byte written to
+    the socket the server has just closed fails, and the connection's reader raises that
+    (seen once from a fresh clone)."""
     chunks = []
     async with asyncio.timeout(bound):
-        with contextlib.suppress(ConnectionResetError):
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             while chunk := await reader.read(1 << 16):
                 chunks.append(chunk)
     return b"".join(chunks)
