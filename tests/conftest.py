@@ -20,6 +20,7 @@ import pytest_asyncio
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from plexichat_desktop.testing.shared_ssl import share_default_ssl_context
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_PLUGINS = FIXTURES / "plugins"
@@ -65,6 +66,11 @@ def switch_off_bundled(paths: AppPaths, keep: tuple[str, ...] = ()) -> None:
 # client (~0.06 s of CPU, twice per started core), and the servers here are plain HTTP on
 # 127.0.0.1.
 SSL: ssl.SSLContext = httpx.create_ssl_context()
+# The same for the clients the app and its plugins make in these tests (the API
+# integration layer's, the CLI's, each core's): ~230 CA-bundle loads, ~6 s of the suite's
+# CPU. A client asking for other verification still gets a context of its own; the plugins'
+# suites opt in the same way from their conftests.
+share_default_ssl_context()
 
 
 # The commands' main(), one after the other in one fresh interpreter: the interpreter's
