@@ -574,21 +574,22 @@ def _host_router() -> APIRouter:
         context = ctx(request)
         return context.event_stream(context.jobs.events())
 
-    @router.get("/jobs/{job_id}", include_in_schema=False)
-    async def job(request: Request, job_id: str) -> Any:
+    def job_answer(request: Request, act: Callable[[JobManager], Job]) -> Any:
+        """The job ``act`` returns; 404 for an unknown job, 409 for one it cannot act on."""
         try:
-            return ctx(request).jobs.get(job_id).to_dict()
-        except UnknownJob as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @router.post("/jobs/{job_id}/cancel", include_in_schema=False)
-    async def cancel_job(request: Request, job_id: str) -> Any:
-        try:
-            return ctx(request).jobs.cancel(job_id).to_dict()
+            return act(ctx(request).jobs).to_dict()
         except UnknownJob as exc:
             return JSONResponse({"detail": str(exc)}, status_code=404)
         except ValueError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @router.get("/jobs/{job_id}", include_in_schema=False)
+    async def job(request: Request, job_id: str) -> Any:
+        return job_answer(request, lambda jobs: jobs.get(job_id))
+
+    @router.post("/jobs/{job_id}/cancel", include_in_schema=False)
+    async def cancel_job(request: Request, job_id: str) -> Any:
+        return job_answer(request, lambda jobs: jobs.cancel(job_id))
 
     return router
 
