@@ -121,12 +121,14 @@ if [ "$mode" = bench ]; then
 fi
 export QT_QPA_PLATFORM=offscreen
 # On a fresh clone every xdist worker would rewrite the asserts of every test module (and
-# compile the app) at the same moment: ~4 s of CPU each, four times over. One collection
-# beside mypy (~12 s on one core there, the other idle) writes them to __pycache__ first;
-# the workers read them. Where they are already written, nothing is done.
+# compile the app) at the same moment: ~4 s of CPU each, four times over; so would the
+# plugins' pytest sessions their byte code. Compiling them and one collection beside mypy
+# (~12 s on one core there, the other idle) write both to __pycache__ first; the workers
+# and sessions read them. Where they are already written, nothing is done.
 warm=
 if ! ls tests/__pycache__/*-pytest-*.pyc >/dev/null 2>&1; then
-  .venv/bin/python -m pytest --collect-only -q -p no:cacheprovider >/dev/null 2>&1 &
+  { .venv/bin/python -m compileall -q plugins plexichat_desktop
+    .venv/bin/python -m pytest --collect-only -q -p no:cacheprovider; } >/dev/null 2>&1 &
   warm=$!
 fi
 .venv/bin/ruff check .
