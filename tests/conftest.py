@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import ssl
@@ -205,6 +206,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             group = str(path.relative_to(REPO)) if REPO in path.parents else str(path)
             item.add_marker(pytest.mark.xdist_group(group))
             _group_suffix(config, item, group)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection made (the app's modules, the test modules, the items: ~0.3-0.45
+    million objects in a worker) lives until the worker ends; the collector's full passes
+    walked all of it again and again (~1.2 s of CPU per worker over a run). Frozen, they
+    are left out of those passes; what the tests make is collected as ever."""
+    gc.freeze()
 
 
 # Modules whose module fixture is cheap beside their tests, which are better spread over
