@@ -29,6 +29,7 @@ from typing import Any
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.permissions import private_dir, private_file
+from plexichat_desktop.core.waiting import within
 from plexichat_desktop.server.v1.common import iso, new_id, now
 from plexichat_desktop.server.v1.store import (
     SCHEMA_VERSION,
@@ -163,7 +164,7 @@ class BackupManager:
         task = self._tasks.get(backup_id)
         if task is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), timeout)
+                await within(asyncio.shield(task), timeout)
 
     async def _create(self, record: dict[str, Any]) -> None:
         async with self._lock:

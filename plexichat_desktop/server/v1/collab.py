@@ -39,6 +39,7 @@ from typing import Any
 from pycrdt import Doc, Text, merge_updates
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from plexichat_desktop.core.waiting import within
 from plexichat_desktop.server.v1.common import new_id, now
 from plexichat_desktop.server.v1.store import ApiStore, rows, scalar
 
@@ -536,7 +537,7 @@ class CollabManager:
             peer.queue.put_nowait(None)
         if peer.writer is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(peer.writer, 2)
+                await within(peer.writer, 2)
         self.release(room)
 
     async def _write(self, peer: Peer) -> None:

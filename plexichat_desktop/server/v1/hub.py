@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import WebSocket
 
+from plexichat_desktop.core.waiting import within
 from plexichat_desktop.server.v1.common import iso, new_id, now
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class RealtimeHub:
             conn.queue.put_nowait(None)
         if conn.writer is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(conn.writer, 2)
+                await within(conn.writer, 2)
 
     async def _write(self, conn: Connection) -> None:
         while True:

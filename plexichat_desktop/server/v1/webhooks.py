@@ -48,7 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from plexichat_desktop import __version__
 from plexichat_desktop.core.settings import ApiSettings
-from plexichat_desktop.core.waiting import cancel_and_wait, wait_set
+from plexichat_desktop.core.waiting import cancel_and_wait, wait_set, within
 from plexichat_desktop.server.v1.common import iso, new_id, now
 from plexichat_desktop.server.v1.store import ApiStore, one, scalar
 
@@ -456,7 +456,7 @@ class WebhookDispatcher:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(delivery_id, []).append(future)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(future, timeout)
+            await within(future, timeout)
 
     def delay(self, attempt: int) -> float:
         """Seconds before retry number ``attempt`` (1 = the first retry), with jitter."""

@@ -38,6 +38,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 from starlette.requests import ClientDisconnect
 
+from plexichat_desktop.core.waiting import within
 from plexichat_desktop.server.v1.ai import moderation
 from plexichat_desktop.server.v1.ai import usage as usage_store
 from plexichat_desktop.server.v1.ai.builtin import NAME as BUILTIN
@@ -301,7 +302,7 @@ async def run_plain(request: Request, call: Call, provider: Provider,
     """A whole answer; usage recorded however it ends."""
     work: Awaitable[Completion] = provider.complete(call.params)
     if timeout is not None:
-        work = asyncio.wait_for(work, timeout)
+        work = within(work, timeout)
     try:
         result = await _until_disconnect(request, work)
     except ClientDisconnect:
@@ -491,8 +492,8 @@ async def _probe(ai: AiService, name: str, provider: Provider, row: dict[str, An
                              "models": [], "error": None, "checked_at": iso(now())}
     started = time.perf_counter()
     try:
-        found = await asyncio.wait_for(provider.list_models(ai.settings.ai_health_timeout),
-                                       ai.settings.ai_health_timeout)
+        found = await within(provider.list_models(ai.settings.ai_health_timeout),
+                             ai.settings.ai_health_timeout)
     except ProviderError as exc:
         reachable = exc.status not in (503, 504)
         entry.update(status="error" if reachable else "unreachable", reachable=reachable,

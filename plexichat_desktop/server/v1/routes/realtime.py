@@ -11,7 +11,6 @@ session: logging out closes it with 4401.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import sqlite3
@@ -21,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from pydantic import Field
 
+from plexichat_desktop.core.waiting import within
 from plexichat_desktop.server.strict_json import loads_strict
 from plexichat_desktop.server.v1 import accounts
 from plexichat_desktop.server.v1.common import Body, done, forbidden, iso, not_found, now
@@ -83,7 +83,7 @@ def _parse(raw: str) -> Any:
 
 async def _first_frame_auth(websocket: WebSocket, api: ApiV1) -> CurrentUser | None:
     try:
-        raw = await asyncio.wait_for(_receive_frame(websocket), api.settings.ws_auth_timeout)
+        raw = await within(_receive_frame(websocket), api.settings.ws_auth_timeout)
     except TimeoutError:
         await websocket.close(CLOSE_AUTH_TIMEOUT, "no auth message in time")
         return None
