@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import api_integration_layer
 import httpx
 import pytest
 from api_integration_layer.errors import ApiPermissionError, UnknownScopeError
@@ -148,8 +149,8 @@ async def test_the_scoped_client_enforces_declared_scopes(shared_server):
             ScopedApi(ann, "notes2", ["files:admin"])
 
 
-async def test_base_url_points_the_layer_at_a_remote_server(home: Path, tmp_path: Path,
-                                                            shared_server):
+async def test_base_url_points_the_layer_at_a_remote_server(
+        home: Path, tmp_path: Path, shared_server, monkeypatch: pytest.MonkeyPatch):
     folder = plugin_folder(tmp_path, PLUGIN_ROOT)
     async with shared_server() as remote:  # the module's core plays the remote server
         name = unique_name()
@@ -169,7 +170,10 @@ async def test_base_url_points_the_layer_at_a_remote_server(home: Path, tmp_path
                                 .read_text())
             assert list(stored) == [remote.base_url]  # tokens are kept per server
 
-    # Nothing listening there: the page says offline and why.
+    # Nothing listening there: the layer's own first check finds it offline (here 0.05 s
+    # after the start, not the 2 s an app waits for its start to be over), and the page
+    # is told why.
+    monkeypatch.setattr(api_integration_layer, "FIRST_PROBE_DELAY", 0.05)
     dead = {PLUGIN_ID: {"base_url": "http://127.0.0.1:9/api/v1", "max_retries": 0}}
     async with embedded_server(tmp_path / "third", plugin_dirs=[folder],
                                plugin_settings=dead, enabled=False) as local:
@@ -177,7 +181,8 @@ async def test_base_url_points_the_layer_at_a_remote_server(home: Path, tmp_path
         async with asyncio.timeout(10):
             while layer.checked_at is None:
                 await asyncio.sleep(0.05)
-        status = layer.status()
+        async with httpx.AsyncClient(headers=local.app_headers) as http:
+            status = (await http.get(f"{local.url}plugins/{PLUGIN_ID}/api/status")).json()
         assert status["connection"]["state"] == "offline"
         assert "ConnectError" in status["connection"]["last_error"]
 
