@@ -8,7 +8,12 @@ in the same run; then the latency from "run this one test" to its finished event
 with the runner's fork server (the default), its warm child and a cold start (interleaved,
 same run).
 
-    .venv/bin/python benchmarks/test_manager.py [--plugins 15] [--tests 40] [--latency-runs 20]
+    .venv/bin/python benchmarks/test_manager.py [--plugins 15] [--tests 40] [--rounds 3]
+                                                [--latency-runs 20]
+
+The three variants run in interleaved rounds (a, b, c, a, b, c, ...; each round of (a) with
+a manager and a fork server of its own) and each figure is the median of its rounds, with
+every round's value beside it: one round alone swung from 1.03x to 1.53x on a 2-core VM.
 
 Besides wall time each variant's CPU time (user + system of every process it used) is
 printed: on a shared machine the wall ratios swing with the load, the CPU ratio much less.
@@ -110,6 +115,12 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
     return elapsed, cpu_of_children() - cpu
 
 
+def medians(values: list[tuple[float, float]]) -> tuple[float, float]:
+    """Median wall and median CPU seconds of a variant's rounds."""
+    return (statistics.median(wall for wall, _ in values),
+            statistics.median(cpu for _, cpu in values))
+
+
 def cpu_of_children() -> float:
     """CPU seconds (user + system) of every descendant ended and reaped so far: the
     pytest processes, and the fork server with the sessions it forked and reaped."""
@@ -184,6 +195,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plugins", type=int, default=15)
     parser.add_argument("--tests", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of (a), (b) and (c); medians are printed")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--cold-rewrite", action="store_true",
                         help="no untimed collection first: (a) then rewrites the test files' "
@@ -204,18 +217,28 @@ def main() -> int:
             # the cache, as a suite run again does.
             timed([*base, "--collect-only"], root)
         load = os.getloadavg()[0]
-        wall_a, cpu_a, passed = asyncio.run(through_manager(home, root / "plugins"))
-        if passed != args.plugins * args.tests:
-            raise RuntimeError(f"expected {args.plugins * args.tests} passes, got {passed}")
-        wall_b, cpu_b = timed(base, root)
         has_xdist = importlib.util.find_spec("xdist") is not None
-        wall_c, cpu_c = (timed([*base, "-p", "xdist", "-n", str(cores)], root) if has_xdist
-                         else (None, None))
+        rounds: dict[str, list[tuple[float, float]]] = {"a": [], "b": [], "c": []}
+        for number in range(max(1, args.rounds)):
+            # A fresh home per round: each manager starts with an empty result store.
+            fresh = AppPaths.from_env({"PLEXICHAT_DESKTOP_HOME": str(root / f"home{number}")})
+            wall, cpu, passed = asyncio.run(through_manager(fresh, root / "plugins"))
+            if passed != args.plugins * args.tests:
+                raise RuntimeError(f"expected {args.plugins * args.tests} passes, "
+                                   f"got {passed}")
+            rounds["a"].append((wall, cpu))
+            rounds["b"].append(timed(base, root))
+            if has_xdist:
+                rounds["c"].append(timed([*base, "-p", "xdist", "-n", str(cores)], root))
+        wall_a, cpu_a = medians(rounds["a"])
+        wall_b, cpu_b = medians(rounds["b"])
+        wall_c, cpu_c = medians(rounds["c"]) if has_xdist else (None, None)
         latencies = (asyncio.run(one_test_latency(home, root / "plugins", args.latency_runs))
                      if args.latency_runs else {})
     print(f"suite: {args.plugins} plugins x {args.tests} tests = {passed} tests, {cores} cores, "
           f"load average {load:.2f} at the start, asserts' rewrite "
-          f"{'made by (a), cached for (b) and (c)' if args.cold_rewrite else 'cached for all'}")
+          f"{'made by (a), cached for (b) and (c)' if args.cold_rewrite else 'cached for all'}; "
+          f"medians of {len(rounds['a'])} interleaved rounds")
     print("                                       wall            CPU (user+sys, all processes)")
     print(f"(a) test manager, concurrency {cores}:   {wall_a:6.2f} s        {cpu_a:6.2f} s")
     print(f"(b) plain pytest, one process:       {wall_b:6.2f} s a/b = {wall_a / wall_b:.2f}"
@@ -225,6 +248,11 @@ def main() -> int:
               f"{wall_a / wall_c:.2f}   {cpu_c:6.2f} s a/c = {cpu_a / cpu_c:.2f}")
     else:
         print("(c) pytest-xdist is not installed: run ./bootstrap.sh bench to install it")
+    for key, label in (("a", "(a)"), ("b", "(b)"), ("c", "(c)")):
+        if rounds[key]:
+            print(f"    {label} each round: wall "
+                  + " / ".join(f"{wall:.2f}" for wall, _ in rounds[key]) + " s, CPU "
+                  + " / ".join(f"{cpu:.2f}" for _, cpu in rounds[key]) + " s")
     if not latencies:
         return 0
     for mode, label in MODES.items():
