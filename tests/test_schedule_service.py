@@ -579,10 +579,23 @@ async def test_the_timer_loop_fires_an_every_minute_schedule_on_time(world):
     await service.start()
     record = await service.create("quick", "every_1_minutes")
     assert record.next_run_at == minute
+    loop_late = loop_lateness(minute, clock)
     fired = await asyncio.wait_for(next_fired(world), 2.0)
     assert fired.fire_at == minute and fired.schedule_id == record.id
     lateness = fired.timestamp + clock.offset - minute
-    assert 0 <= lateness < 0.1
+    await until(lambda: bool(loop_late))
+    assert 0 <= lateness < 0.1 + loop_late[0], (lateness, loop_late)
+
+
+def loop_lateness(at: float, clock: Callable[[], float] = time.time) -> list[float]:
+    """How late a plain loop timer for the same instant runs (filled in then): what a
+    loaded machine adds to any timer, which a schedule's own lateness is measured above.
+    The schedule must never fire early, and at most 0.1 s after that timer: on a machine
+    busy with a parallel test run, the loop itself can wake a tenth of a second late."""
+    late: list[float] = []
+    asyncio.get_running_loop().call_later(max(0.0, at - clock()),
+                                          lambda: late.append(max(0.0, clock() - at)))
+    return late
 
 
 async def next_fired(world: World) -> ScheduleFired:
@@ -598,7 +611,9 @@ async def test_a_seconds_cron_fires_on_the_real_clock(world):
     target = math.ceil(time.time() + 0.3)
     record = await service.create("quick", f"* * * * * {target % 60}", timezone="UTC")
     assert record.next_run_at == target
+    loop_late = loop_lateness(target)
     fired = await asyncio.wait_for(next_fired(world), target - time.time() + 1.0)
     assert fired.fire_at == target
-    assert 0 <= fired.timestamp - target < 0.1
+    await until(lambda: bool(loop_late))
+    assert 0 <= fired.timestamp - target < 0.1 + loop_late[0], (fired.timestamp, loop_late)
     assert timedelta(seconds=time.time() - target) < timedelta(seconds=1)
