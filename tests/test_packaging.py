@@ -8,6 +8,7 @@ script, the version, a headless server, and a plugin's tests run from the instal
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -128,8 +129,6 @@ def test_the_installed_app_starts_and_runs_a_plugins_tests(installed: Path,
 def _not_passed(json_out: str) -> str:
     """What of a ``test --json`` answer says why it failed: the results that did not pass
     (the whole answer's tail would show the last results, which passed)."""
-    import json
-
     try:
         results = json.loads(json_out)["results"]
     except (ValueError, KeyError, TypeError):
