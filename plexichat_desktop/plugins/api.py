@@ -57,7 +57,6 @@ to the API scopes the consumer declares (``ctx.api`` is the shorthand)::
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
 import re
@@ -65,20 +64,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mappi
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Mount
 
 from plexichat_desktop.core.events import EventBus, PluginEvent
 from plexichat_desktop.core.logs import PLUGIN_LOGGER_PREFIX
-from plexichat_desktop.plugins.jobs import Job, JobManager, UnknownJob
+from plexichat_desktop.plugins.jobs import Job, JobManager
 from plexichat_desktop.plugins.manifest import Manifest, Page
 from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.schedules import PluginSchedule, PluginScheduler
 from plexichat_desktop.plugins.sse import event_stream
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+    from starlette.responses import StreamingResponse
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,11 @@ class PluginContext:
         self.logger = logging.getLogger(PLUGIN_LOGGER_PREFIX + manifest.id)
         self.settings: Mapping[str, Any] = MappingProxyType(dict(settings))
         self.bus = bus
-        self.router = APIRouter()
+        # FastAPI is imported by the first context, not with this module: the CLI's
+        # commands that read manifests or results import the module and never route.
+        from fastapi import APIRouter
+
+        self.router: APIRouter = APIRouter()
         self.stopping = asyncio.Event()
         self._data_dir = data_root / manifest.id
         self._pages: list[Page] = list(manifest.pages)
@@ -406,7 +410,11 @@ class PluginContext:
           ``GET _host/jobs/events`` (SSE): the plugin's jobs, see
           :mod:`plexichat_desktop.plugins.jobs`.
         """
-        self.router.routes.append(Mount(HOST_PREFIX, app=_HostRoutes(self)))
+        from starlette.routing import Mount
+
+        from plexichat_desktop.plugins.host_routes import HostRoutes
+
+        self.router.routes.append(Mount(HOST_PREFIX, app=HostRoutes(self)))
 
     def add_page(self, title: str, path: str = "", icon: str | None = None) -> Page:
         """Register a page besides those in the manifest, shown in tabs and windows.
@@ -526,72 +534,6 @@ class PluginContext:
 def _requirement_name(text: str) -> str:
     name = re.split(r"[\s\[<>=!~;@]", text.strip(), maxsplit=1)[0]
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-class _HostRoutes:
-    """The ``_host/`` routes of one plugin: one router shared by every plugin of the
-    process, told which plugin a request is for. FastAPI builds pydantic fields for each
-    route's parameters and answer: six routes of each plugin at each start were ~2 ms of
-    CPU per plugin (30 ms for the 15 bundled ones), in every test that starts the app."""
-
-    def __init__(self, context: PluginContext):
-        self.context = context
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        scope = dict(scope)
-        scope[_CONTEXT_KEY] = self.context
-        await _host_router()(scope, receive, send)
-
-
-_CONTEXT_KEY = "plexichat.plugin_context"
-
-
-@functools.cache
-def _host_router() -> APIRouter:
-    router = APIRouter()
-
-    def ctx(request: Request) -> PluginContext:
-        context: PluginContext = request.scope[_CONTEXT_KEY]
-        return context
-
-    @router.get("/status", include_in_schema=False)
-    async def status(request: Request) -> dict[str, Any]:
-        context = ctx(request)
-        return {"plugin_id": context.plugin_id, "degraded": context.degraded,
-                "missing": [m.to_dict() for m in context.missing]}
-
-    @router.get("/schedules", include_in_schema=False)
-    async def schedules(request: Request) -> dict[str, Any]:
-        return {"schedules": [r.to_dict() for r in ctx(request)._scheduler.list()]}
-
-    @router.get("/jobs", include_in_schema=False)
-    async def jobs(request: Request) -> dict[str, Any]:
-        return {"jobs": [j.to_dict() for j in ctx(request).jobs.list()]}
-
-    # Before /jobs/{job_id}, which would match it.
-    @router.get("/jobs/events", include_in_schema=False)
-    async def job_events(request: Request) -> StreamingResponse:
-        context = ctx(request)
-        return context.event_stream(context.jobs.events())
-
-    def job_answer(request: Request, act: Callable[[JobManager], Job]) -> Any:
-        """The job ``act`` returns; 404 for an unknown job, 409 for one it cannot act on."""
-        try:
-            return act(ctx(request).jobs).to_dict()
-        except UnknownJob as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=404)
-        except ValueError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @router.get("/jobs/{job_id}", include_in_schema=False)
-    async def job(request: Request, job_id: str) -> Any:
-        return job_answer(request, lambda jobs: jobs.get(job_id))
-
-    @router.post("/jobs/{job_id}/cancel", include_in_schema=False)
-    async def cancel_job(request: Request, job_id: str) -> Any:
-        return job_answer(request, lambda jobs: jobs.cancel(job_id))
-
-    return router
 
 
 __all__ = ["Plugin", "PluginContext", "PluginProblem", "ServiceRegistry",

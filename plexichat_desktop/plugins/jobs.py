@@ -53,8 +53,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
-from fastapi.encoders import jsonable_encoder
-
 from plexichat_desktop.plugins.hub import Event, EventHub
 
 __all__ = ["Job", "JobHandle", "JobManager", "JobState", "UnknownJob"]
@@ -216,6 +214,10 @@ class JobManager:
                 self._publish(job)
                 result = await work(handle, *args, **kwargs)
             try:
+                # FastAPI's import (~0.2 s of CPU) is left to the first finished job: the
+                # plugin API imports this module, and so does every CLI command.
+                from fastapi.encoders import jsonable_encoder
+
                 # Pydantic models, dataclasses, paths and datetimes become JSON here, once,
                 # instead of breaking every page's stream later.
                 job.result = jsonable_encoder(result)

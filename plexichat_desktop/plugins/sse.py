@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.responses import StreamingResponse
+if TYPE_CHECKING:
+    from starlette.responses import StreamingResponse
 
 
 class EventBatch(list[tuple[Any, ...]]):
@@ -74,6 +75,10 @@ def event_stream(
     retry_ms: int = 3000,
 ) -> StreamingResponse:
     """A streaming SSE response fed by ``source`` until ``stop`` is set."""
+    # Here, not at the top: the plugin API imports this module, and the CLI's commands
+    # that only read manifests or results never answer an HTTP request.
+    from starlette.responses import StreamingResponse
+
     return StreamingResponse(
         _stream(source, stop, keepalive, retry_ms),
         media_type="text/event-stream",
