@@ -1,5 +1,5 @@
 """The routes every plugin gets from the host under ``/plugins/<id>/api/_host/`` (see
-:meth:`PluginContext._mount_host_routes <plexichat_desktop.plugins.api.PluginContext>`).
+``PluginContext._mount_host_routes`` in :mod:`plexichat_desktop.plugins.api`).
 
 A module of its own so that the plugin API imports FastAPI only when a plugin is set up:
 the CLI's commands that read manifests or results import the API and never route."""
