@@ -8,12 +8,13 @@ in the same run; then the latency from "run this one test" to its finished event
 with the runner's fork server (the default), its warm child and a cold start (interleaved,
 same run).
 
-    .venv/bin/python benchmarks/test_manager.py [--plugins 15] [--tests 40] [--rounds 3]
+    .venv/bin/python benchmarks/test_manager.py [--plugins 15] [--tests 40] [--rounds 5]
                                                 [--latency-runs 20]
 
 The three variants run in interleaved rounds (a, b, c, a, b, c, ...; each round of (a) with
 a manager and a fork server of its own) and each figure is the median of its rounds, with
-every round's value beside it: one round alone swung from 1.03x to 1.53x on a 2-core VM.
+every round's value beside it: one round alone swung from 1.03x to 1.53x on a 2-core VM,
+and the median of three once came out 1.56x (two slow rounds) where five gave 1.25x.
 
 Besides wall time each variant's CPU time (user + system of every process it used) is
 printed: on a shared machine the wall ratios swing with the load, the CPU ratio much less.
@@ -195,7 +196,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plugins", type=int, default=15)
     parser.add_argument("--tests", type=int, default=40)
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of (a), (b) and (c); medians are printed")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--cold-rewrite", action="store_true",
