@@ -346,6 +346,42 @@ async def test_the_plugin_folder_is_the_config_boundary(shared_manager_factory, 
 
 
 @MODULE_LOOP
+async def test_strict_markers_know_the_async_markers_the_manager_runs(shared_manager_factory,  # noqa: F811
+                                                                     tmp_path):
+    # Under the manager, pytest-asyncio is not autoloaded and its compatibility rules run
+    # an asyncio-marked test; the marker must still be a known one, or --strict-markers
+    # fails the file that plain pytest (pytest-asyncio loaded) passes.
+    folder = write_plugin(tmp_path / "plugins", "strict_markers_suite", {
+        "pytest.ini": "[pytest]\naddopts = -p plexichat_desktop.testing.harness "
+                      "--strict-markers\n",
+        "tests/test_marked.py": """\
+            import asyncio
+
+            import pytest
+
+
+            @pytest.mark.asyncio
+            async def test_marked_for_pytest_asyncio():
+                await asyncio.sleep(0)
+
+
+            def test_plain():
+                pass
+            """})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    users = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    assert users.returncode == 0 and "2 passed" in users.stdout, users.stdout
+    theirs, _, code = await asyncio.to_thread(plain_pytest, folder)  # autoload off
+    assert code == 0 and set(theirs.values()) == {"passed"}, theirs
+    manager, _ = await shared_manager_factory(tmp_path / "plugins")
+    done, ours = await run_through(manager, "strict_markers_suite")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert done.status is RunStatus.PASSED, done.error
+
+
+@MODULE_LOOP
 async def test_no_tests_collected_from_test_files_is_an_error(shared_manager_factory, tmp_path):  # noqa: F811
     folder = write_plugin(tmp_path / "plugins", "misconfigured_suite", {
         "pytest.ini": "[pytest]\npython_files = check_*.py\n",

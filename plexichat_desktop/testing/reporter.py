@@ -282,6 +282,13 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, what in CATEGORIES.items():
         config.addinivalue_line("markers", f"{name}: test category: {what}")
+    for name in ASYNC_MARKERS:
+        # Without its plugin (the manager does not autoload pytest-asyncio) the marker is
+        # still one these rules run; unknown, it failed every file using it under
+        # --strict-markers, where plain pytest with the plugin passes.
+        if not config.pluginmanager.has_plugin(name):
+            config.addinivalue_line("markers", f"{name}: run on a fresh asyncio loop (the "
+                                    f"{name} plugin is not loaded)")
     fd = os.environ.get(FD_ENV)
     if fd is None:
         return  # loaded outside the host (a plain pytest run): only the compat rules apply
