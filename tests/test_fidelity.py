@@ -381,6 +381,53 @@ async def test_strict_markers_know_the_async_markers_the_manager_runs(shared_man
     assert done.status is RunStatus.PASSED, done.error
 
 
+ASYNC_FIXTURE_TEST = """\
+    import asyncio
+
+    import pytest
+    import pytest_asyncio
+
+
+    @pytest_asyncio.fixture
+    async def value():
+        await asyncio.sleep(0)
+        return 41
+
+
+    @pytest.mark.asyncio
+    async def test_async_fixture(value):
+        assert value + 1 == 42
+    """
+
+
+@MODULE_LOOP
+async def test_an_async_fixture_without_its_plugin_says_how_to_load_it(shared_manager_factory,  # noqa: F811
+                                                                       tmp_path):
+    # pytest-asyncio's fixtures need the plugin, which plain pytest autoloads and the
+    # manager does not: pytest's error then says what to write, and what it says works.
+    plugins = tmp_path / "plugins"
+    unnamed = write_plugin(plugins, "async_fixture_unnamed", {
+        "pytest.ini": "[pytest]\naddopts = -p plexichat_desktop.testing.harness\n",
+        "tests/test_fixture.py": ASYNC_FIXTURE_TEST})
+    named = write_plugin(plugins, "async_fixture_named", {
+        "pytest.ini": "[pytest]\naddopts = -p asyncio -p plexichat_desktop.testing.harness\n",
+        "tests/test_fixture.py": ASYNC_FIXTURE_TEST})
+    theirs, _, _ = await asyncio.to_thread(plain_pytest, unnamed)  # autoload off
+    assert theirs == {"tests/test_fixture.py::test_async_fixture": "error"}
+    manager, _ = await shared_manager_factory(plugins)
+    done, ours = await run_through(manager, "async_fixture_unnamed")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    attempt = ours["tests/test_fixture.py::test_async_fixture"]
+    assert "requested an async fixture 'value'" in attempt.longrepr
+    assert "addopts = -p asyncio" in attempt.longrepr
+
+    theirs, _, code = await asyncio.to_thread(plain_pytest, named)
+    assert code == 0 and theirs == {"tests/test_fixture.py::test_async_fixture": "passed"}
+    done, ours = await run_through(manager, "async_fixture_named")
+    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+    assert done.status is RunStatus.PASSED, done.error
+
+
 @MODULE_LOOP
 async def test_no_tests_collected_from_test_files_is_an_error(shared_manager_factory, tmp_path):  # noqa: F811
     folder = write_plugin(tmp_path / "plugins", "misconfigured_suite", {

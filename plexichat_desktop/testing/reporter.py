@@ -29,10 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest._code.code import ExceptionRepr
 
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, encode, truncate
 
 ASYNC_MARKERS = ("asyncio", "anyio", "trio")
+ASYNC_PLUGIN_HINT = (
+    "The test manager does not autoload pytest plugins, so the plugin that runs this async "
+    "fixture is not loaded here. Name it in the plugin's pytest.ini, as plain pytest then "
+    "loads it too: addopts = -p asyncio (pytest-asyncio) or -p anyio.")
 # The test categories of the original PlexiChat, registered so that suites run with
 # --strict-markers may use them; results can be filtered and broken down by them.
 CATEGORIES = {
@@ -130,7 +135,19 @@ class Reporter:
             # plugin's own code, whatever the traceback style.
             report.plexichat_exc = {"type": call.excinfo.typename,
                                     "frames": self._frames(call.excinfo)}
+            self._hint_unloaded_async_plugin(report, call.excinfo)
         return report
+
+    def _hint_unloaded_async_plugin(self, report: pytest.TestReport, excinfo: Any) -> None:
+        """pytest's error for an async fixture nobody handles, with what to do about it
+        here: plain pytest autoloads pytest-asyncio (or anyio) and passes the test, the
+        manager loads only the plugins a suite's config names."""
+        longrepr = report.longrepr
+        if ("requested an async fixture" not in str(excinfo.value)
+                or any(self.config.pluginmanager.has_plugin(name) for name in ASYNC_MARKERS)
+                or not isinstance(longrepr, ExceptionRepr)):
+            return
+        longrepr.addsection("PlexiChat test manager", ASYNC_PLUGIN_HINT)
 
     def _frames(self, excinfo: Any) -> list[dict[str, Any]]:
         root = self.config.rootpath
