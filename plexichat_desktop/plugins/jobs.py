@@ -213,11 +213,11 @@ class JobManager:
                 job.state, job.started_at = JobState.RUNNING, time.time()
                 self._publish(job)
                 result = await work(handle, *args, **kwargs)
-            try:
-                # FastAPI's import (~0.2 s of CPU) is left to the first finished job: the
-                # plugin API imports this module, and so does every CLI command.
-                from fastapi.encoders import jsonable_encoder
+            # FastAPI's import (~0.2 s of CPU) is left to the first finished job: the
+            # plugin API imports this module, and so does every CLI command.
+            from fastapi.encoders import jsonable_encoder
 
+            try:
                 # Pydantic models, dataclasses, paths and datetimes become JSON here, once,
                 # instead of breaking every page's stream later.
                 job.result = jsonable_encoder(result)
