@@ -1,6 +1,9 @@
 """The plugins shipped with the app: they start, serve their pages, and their own test
 suites pass when the test manager runs them (in real pytest children)."""
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,6 +17,7 @@ from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.testing.manager import TestManager
 from plexichat_desktop.testing.models import RunStatus
+from plexichat_desktop.testing.runner import plugin_pytest_config
 from plexichat_desktop.testing.store import ResultStore
 from tests.conftest import fresh_home
 
@@ -22,6 +26,28 @@ BUNDLED = sorted(c.root.name for c in scan_folder(bundled_plugins_dir(), Source.
 
 def test_there_are_bundled_plugins():
     assert "performance_monitor" in BUNDLED
+
+
+def test_pytest_in_a_bundled_plugins_folder_runs_it_as_the_manager_does():
+    """``pytest`` in a plugin's folder, an author's first try, stops at the plugin's own
+    config: with it only under tests/, pytest climbed to this repository's pyproject.toml,
+    left the harness out and failed four suites that the manager passes."""
+    missing = [pid for pid in BUNDLED
+               if plugin_pytest_config(bundled_plugins_dir() / pid, ".") is None]
+    assert not missing, f"no pytest config beside plugin.toml: {missing}"
+    # One test that needs the harness (an unmarked async test), collected as a bare
+    # `pytest` in the folder collects: the whole suite, from the folder's config.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "PLEXICHAT_REPORT"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+         "-k", "test_a_session_ended_elsewhere_means_log_in_again"],
+        cwd=bundled_plugins_dir() / "api_integration_layer", env=env,
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout, result.stdout
+    rootdir = bundled_plugins_dir() / "api_integration_layer"
+    assert f"rootdir: {rootdir}" in result.stdout, result.stdout
 
 
 @pytest.mark.asyncio
