@@ -346,14 +346,17 @@ async def test_the_plugin_folder_is_the_config_boundary(shared_manager_factory, 
 
 
 @MODULE_LOOP
-async def test_strict_markers_know_the_async_markers_the_manager_runs(shared_manager_factory,  # noqa: F811
-                                                                     tmp_path):
+async def test_strict_markers_and_config_know_what_async_plugins_the_manager_runs_without(
+        shared_manager_factory, tmp_path):  # noqa: F811
     # Under the manager, pytest-asyncio is not autoloaded and its compatibility rules run
     # an asyncio-marked test; the marker must still be a known one, or --strict-markers
-    # fails the file that plain pytest (pytest-asyncio loaded) passes.
+    # fails the file that plain pytest (pytest-asyncio loaded) passes. Its settings too:
+    # unknown, --strict-config refused the suite's pytest.ini (a usage error, nothing run)
+    # and, without it, every session warned of an unknown option.
     folder = write_plugin(tmp_path / "plugins", "strict_markers_suite", {
         "pytest.ini": "[pytest]\naddopts = -p plexichat_desktop.testing.harness "
-                      "--strict-markers\n",
+                      "--strict-markers --strict-config\n"
+                      "asyncio_default_fixture_loop_scope = function\n",
         "tests/test_marked.py": """\
             import asyncio
 

@@ -192,6 +192,9 @@ PYTEST_INI = '''# Read by plexichat-desktop test and by plain pytest / an IDE al
 testpaths = tests
 pythonpath = .
 addopts = -p plexichat_desktop.testing.harness --import-mode=importlib
+# pytest-asyncio's loop for async fixtures, set so that plain pytest does not warn it is
+# unset (the harness makes the key known where pytest-asyncio is not loaded).
+asyncio_default_fixture_loop_scope = function
 '''
 
 

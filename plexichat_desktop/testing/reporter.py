@@ -38,6 +38,13 @@ ASYNC_PLUGIN_HINT = (
     "The test manager does not autoload pytest plugins, so the plugin that runs this async "
     "fixture is not loaded here. Name it in the plugin's pytest.ini, as plain pytest then "
     "loads it too: addopts = -p asyncio (pytest-asyncio) or -p anyio.")
+# The settings of those plugins (their pytest_addoption), for register_async_ini.
+ASYNC_INI = {
+    "asyncio": ("asyncio_mode", "asyncio_debug", "asyncio_default_fixture_loop_scope",
+                "asyncio_default_test_loop_scope"),
+    "anyio": ("anyio_mode",),
+    "trio": ("trio_mode", "trio_run"),
+}
 # The test categories of the original PlexiChat, registered so that suites run with
 # --strict-markers may use them; results can be filtered and broken down by them.
 CATEGORIES = {
@@ -294,6 +301,25 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             f"Test functions should return None, but {pyfuncitem.nodeid} returned "
             f"{type(result)!r}."), stacklevel=1)
     return True
+
+
+def register_async_ini(parser: pytest.Parser,
+                       pluginmanager: pytest.PytestPluginManager) -> None:
+    """Make the async plugins' ini settings known when their plugin is not loaded (the
+    manager does not autoload pytest-asyncio): a suite that sets one, e.g.
+    ``asyncio_default_fixture_loop_scope`` to quiet pytest-asyncio's warning in plain
+    pytest, then gets no "Unknown config option" warning here, nor a usage error under
+    ``--strict-config``, where plain pytest with the plugin has neither. A plugin loaded
+    later registers its own definitions over these."""
+    for plugin, names in ASYNC_INI.items():
+        if not pluginmanager.has_plugin(plugin):
+            for name in names:
+                parser.addini(name, f"a setting of the {plugin} pytest plugin, which is not "
+                              "loaded: the test manager runs async tests on a fresh loop")
+
+
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    register_async_ini(parser, pluginmanager)
 
 
 def pytest_configure(config: pytest.Config) -> None:
