@@ -64,13 +64,19 @@ MODES = ("app", "floor", "floor-http")
 
 
 # -- child side ------------------------------------------------------------------------------
+def event_line(fields: dict[str, Any]) -> None:
+    """One event line, written in one system call and on a line of its own: the app's
+    threads print too (the worker's phase marks, the ready line), and print() writes the
+    text and its newline separately, so two lines once came out as one (a run lost)."""
+    os.write(1, ("\n" + PREFIX + json.dumps(fields) + "\n").encode())
+
+
 def emit(event: str, **fields: Any) -> None:
     # cpu: this process's CPU seconds so far, which load on a shared machine inflates less
     # than the wall-clock time; main: its main thread's alone (Python, Qt and Chromium's UI
     # thread), without the threads Chromium runs in the same process once it started.
-    print(PREFIX + json.dumps({"event": event, "t": time.monotonic(),
-                               "cpu": time.process_time(), "main": time.thread_time(),
-                               **fields}), flush=True)
+    event_line({"event": event, "t": time.monotonic(), "cpu": time.process_time(),
+                "main": time.thread_time(), **fields})
 
 
 def vm_hwm() -> int:
@@ -175,10 +181,9 @@ def child_app() -> int:
             return
         state["loaded"] = True
         t = time.monotonic()
-        print(PREFIX + json.dumps({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok,
-                                   "cpu": time.process_time(), "main": time.thread_time(),
-                                   "url": pane.view.url().toString(), **memory_snapshot()}),
-              flush=True)
+        event_line({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok, "cpu": time.process_time(),
+                    "main": time.thread_time(), "url": pane.view.url().toString(),
+                    **memory_snapshot()})
         stop_when_done()
         waiting = threading.Timer(DATA_WAIT, on_data)
         waiting.daemon = True
@@ -264,9 +269,8 @@ def child_floor(over_http: bool) -> int:
             return
         done["loaded"] = True
         t = time.monotonic()
-        print(PREFIX + json.dumps({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok,
-                                   "cpu": time.process_time(), "main": time.thread_time(),
-                                   "url": url, **memory_snapshot()}), flush=True)
+        event_line({"event": "FIRST_TAB_LOADED", "t": t, "ok": ok, "cpu": time.process_time(),
+                    "main": time.thread_time(), "url": url, **memory_snapshot()})
         # The view goes before the app (see the QtWebEngine notes), then the loop ends.
         view.close()
         view.deleteLater()
