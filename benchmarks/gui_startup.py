@@ -68,7 +68,9 @@ def event_line(fields: dict[str, Any]) -> None:
     """One event line, written in one system call and on a line of its own: the app's
     threads print too (the worker's phase marks, the ready line), and print() writes the
     text and its newline separately, so two lines once came out as one (a run lost)."""
-    os.write(1, ("\n" + PREFIX + json.dumps(fields) + "\n").encode())
+    data = ("\n" + PREFIX + json.dumps(fields) + "\n").encode()
+    while data:  # a pipe takes a line this short whole; a short write would keep the rest
+        data = data[os.write(1, data):]
 
 
 def emit(event: str, **fields: Any) -> None:

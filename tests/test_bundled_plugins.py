@@ -32,11 +32,14 @@ def test_pytest_in_a_bundled_plugins_folder_runs_it_as_the_manager_does():
     """``pytest`` in a plugin's folder, an author's first try, stops at the plugin's own
     config: with it only under tests/, pytest climbed to this repository's pyproject.toml,
     left the harness out and failed four suites that the manager passes."""
-    missing = [pid for pid in BUNDLED
-               if plugin_pytest_config(bundled_plugins_dir() / pid, ".") is None]
-    assert not missing, f"no pytest config beside plugin.toml: {missing}"
-    # One test that needs the harness (an unmarked async test), collected as a bare
-    # `pytest` in the folder collects: the whole suite, from the folder's config.
+    # The config the manager passes is the one pytest finds from the folder: beside
+    # plugin.toml, none under tests/ to shadow it.
+    elsewhere = {pid: plugin_pytest_config(bundled_plugins_dir() / pid, "tests")
+                 for pid in BUNDLED}
+    assert all(config == bundled_plugins_dir() / pid / "pytest.ini"
+               for pid, config in elsewhere.items()), elsewhere
+    # A bare `pytest` in the folder, narrowed with -k to one test that needs the harness
+    # (an unmarked async test): it failed when pytest took the repository's config.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "PLEXICHAT_REPORT"))}
     result = subprocess.run(

@@ -415,6 +415,14 @@ async def test_an_async_fixture_without_its_plugin_says_how_to_load_it(shared_ma
     named = write_plugin(plugins, "async_fixture_named", {
         "pytest.ini": "[pytest]\naddopts = -p asyncio -p plexichat_desktop.testing.harness\n",
         "tests/test_fixture.py": ASYNC_FIXTURE_TEST})
+    # Named by its module, the plugin is registered under that name: still seen as
+    # loaded, so its settings keep their own types and defaults (an empty loop scope
+    # stopped the session with a usage error once).
+    by_module = write_plugin(plugins, "async_fixture_by_module", {
+        "pytest.ini": "[pytest]\naddopts = -p pytest_asyncio.plugin "
+                      "-p plexichat_desktop.testing.harness --strict-config\n"
+                      "asyncio_default_fixture_loop_scope = function\n",
+        "tests/test_fixture.py": ASYNC_FIXTURE_TEST})
     theirs, _, _ = await asyncio.to_thread(plain_pytest, unnamed)  # autoload off
     assert theirs == {"tests/test_fixture.py::test_async_fixture": "error"}
     manager, _ = await shared_manager_factory(plugins)
@@ -424,11 +432,12 @@ async def test_an_async_fixture_without_its_plugin_says_how_to_load_it(shared_ma
     assert "requested an async fixture 'value'" in attempt.longrepr
     assert "addopts = -p asyncio" in attempt.longrepr
 
-    theirs, _, code = await asyncio.to_thread(plain_pytest, named)
-    assert code == 0 and theirs == {"tests/test_fixture.py::test_async_fixture": "passed"}
-    done, ours = await run_through(manager, "async_fixture_named")
-    assert {n: str(a.outcome) for n, a in ours.items()} == theirs
-    assert done.status is RunStatus.PASSED, done.error
+    for folder in (named, by_module):
+        theirs, _, code = await asyncio.to_thread(plain_pytest, folder)
+        assert code == 0 and theirs == {"tests/test_fixture.py::test_async_fixture": "passed"}
+        done, ours = await run_through(manager, folder.name)
+        assert {n: str(a.outcome) for n, a in ours.items()} == theirs
+        assert done.status is RunStatus.PASSED, done.error
 
 
 @MODULE_LOOP

@@ -542,14 +542,6 @@ class SharedCore(Generic[S]):
 
 
 # -- the rules shared with the test manager ------------------------------------------------
-def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    # The reporter is loaded at configure time, after pytest has checked the ini file's
-    # keys against the known ones: its async settings have to be known before.
-    from plexichat_desktop.testing.reporter import register_async_ini
-
-    register_async_ini(parser, pluginmanager)
-
-
 def pytest_configure(config: pytest.Config) -> None:
     # The reporter carries the compatibility rules; the manager loads it with -p, plain
     # pytest gets it here, so both run the same code.

@@ -26,25 +26,29 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from _pytest._code.code import ExceptionRepr
 
 from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, encode, truncate
 
-ASYNC_MARKERS = ("asyncio", "anyio", "trio")
+# The async plugins whose markers these rules run when the plugin is not loaded: the name
+# its entry point registers it under (autoload, -p asyncio), its module's (-p module,
+# pytest_plugins), and its ini settings as it defines them (name, type, default).
+ASYNC_PLUGINS: dict[str, tuple[str, tuple[tuple[str, Literal["string", "bool"], Any], ...]]] = {
+    "asyncio": ("pytest_asyncio.plugin", (
+        ("asyncio_mode", "string", "strict"), ("asyncio_debug", "bool", False),
+        ("asyncio_default_fixture_loop_scope", "string", None),
+        ("asyncio_default_test_loop_scope", "string", "function"))),
+    "anyio": ("anyio.pytest_plugin", (("anyio_mode", "string", "strict"),)),
+    "trio": ("pytest_trio.plugin", (("trio_mode", "bool", False), ("trio_run", "string", "trio"))),
+}
+ASYNC_MARKERS = tuple(ASYNC_PLUGINS)
 ASYNC_PLUGIN_HINT = (
     "The test manager does not autoload pytest plugins, so the plugin that runs this async "
     "fixture is not loaded here. Name it in the plugin's pytest.ini, as plain pytest then "
     "loads it too: addopts = -p asyncio (pytest-asyncio) or -p anyio.")
-# The settings of those plugins (their pytest_addoption), for register_async_ini.
-ASYNC_INI = {
-    "asyncio": ("asyncio_mode", "asyncio_debug", "asyncio_default_fixture_loop_scope",
-                "asyncio_default_test_loop_scope"),
-    "anyio": ("anyio_mode",),
-    "trio": ("trio_mode", "trio_run"),
-}
 # The test categories of the original PlexiChat, registered so that suites run with
 # --strict-markers may use them; results can be filtered and broken down by them.
 CATEGORIES = {
@@ -151,7 +155,8 @@ class Reporter:
         manager loads only the plugins a suite's config names."""
         longrepr = report.longrepr
         if ("requested an async fixture" not in str(excinfo.value)
-                or any(self.config.pluginmanager.has_plugin(name) for name in ASYNC_MARKERS)
+                or any(async_plugin_loaded(self.config.pluginmanager, name)
+                       for name in ASYNC_MARKERS)
                 or not isinstance(longrepr, ExceptionRepr)):
             return
         longrepr.addsection("PlexiChat test manager", ASYNC_PLUGIN_HINT)
@@ -281,7 +286,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None  # pytest's own hook fails these; so must we (an async generator passed)
     is_async = inspect.iscoroutinefunction(function)
     if is_async and any(any(pyfuncitem.iter_markers(name))
-                        and pyfuncitem.config.pluginmanager.has_plugin(name)
+                        and async_plugin_loaded(pyfuncitem.config.pluginmanager, name)
                         for name in ASYNC_MARKERS):
         return None  # the async plugin this test asked for is loaded: it runs the test
     funcargs = pyfuncitem.funcargs
@@ -303,23 +308,26 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-def register_async_ini(parser: pytest.Parser,
-                       pluginmanager: pytest.PytestPluginManager) -> None:
-    """Make the async plugins' ini settings known when their plugin is not loaded (the
-    manager does not autoload pytest-asyncio): a suite that sets one, e.g.
-    ``asyncio_default_fixture_loop_scope`` to quiet pytest-asyncio's warning in plain
-    pytest, then gets no "Unknown config option" warning here, nor a usage error under
-    ``--strict-config``, where plain pytest with the plugin has neither. A plugin loaded
-    later registers its own definitions over these."""
-    for plugin, names in ASYNC_INI.items():
-        if not pluginmanager.has_plugin(plugin):
-            for name in names:
-                parser.addini(name, f"a setting of the {plugin} pytest plugin, which is not "
-                              "loaded: the test manager runs async tests on a fresh loop")
+def async_plugin_loaded(pluginmanager: pytest.PytestPluginManager, name: str) -> bool:
+    """Whether the async plugin ``name`` (a key of ASYNC_PLUGINS) is loaded, under its
+    entry point's name or its module's."""
+    return pluginmanager.has_plugin(name) or pluginmanager.has_plugin(ASYNC_PLUGINS[name][0])
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    register_async_ini(parser, pluginmanager)
+    # The async plugins' ini settings stay known keys without their plugin (the manager
+    # does not autoload pytest-asyncio): unknown, a pytest.ini that sets one (the loop
+    # scope that quiets pytest-asyncio's warning in plain pytest) was a usage error under
+    # --strict-config and a warning without, where plain pytest with the plugin has
+    # neither. With the plugin's own types and defaults, whichever of the two registers
+    # last, nothing changes. pytest checks the keys after collection, so the harness's
+    # loading this module at configure time is early enough.
+    for name, (_module, settings) in ASYNC_PLUGINS.items():
+        if not async_plugin_loaded(pluginmanager, name):
+            for key, kind, default in settings:
+                parser.addini(key, f"a setting of the {name} pytest plugin (not loaded: the "
+                              "test manager runs async tests on a fresh loop)", type=kind,
+                              default=default)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -329,7 +337,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # Without its plugin (the manager does not autoload pytest-asyncio) the marker is
         # still one these rules run; unknown, it failed every file using it under
         # --strict-markers, where plain pytest with the plugin passes.
-        if not config.pluginmanager.has_plugin(name):
+        if not async_plugin_loaded(config.pluginmanager, name):
             config.addinivalue_line("markers", f"{name}: run on a fresh asyncio loop (the "
                                     f"{name} plugin is not loaded)")
     fd = os.environ.get(FD_ENV)
