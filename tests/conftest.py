@@ -46,6 +46,13 @@ def fresh_home(env: pytest.MonkeyPatch, folder: Path) -> AppPaths:
     return AppPaths.from_env()
 
 
+def plain_env() -> dict[str, str]:
+    """This environment as an IDE's pytest gets it: whatever plugins the environment
+    autoloads, none of this session's PYTEST_ variables, no test manager's channel."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTEST_", "PLEXICHAT_REPORT"))}
+
+
 def switch_off_bundled(paths: AppPaths, keep: tuple[str, ...] = ()) -> None:
     """Switch the bundled plugins off in ``paths`` as a user would (the plugin states file),
     but ``keep``: for tests of the app that start it in a subprocess and need none of them.

@@ -1,7 +1,6 @@
 """The plugins shipped with the app: they start, serve their pages, and their own test
 suites pass when the test manager runs them (in real pytest children)."""
 
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from plexichat_desktop.testing.manager import TestManager
 from plexichat_desktop.testing.models import RunStatus
 from plexichat_desktop.testing.runner import plugin_pytest_config
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import fresh_home
+from tests.conftest import fresh_home, plain_env
 
 BUNDLED = sorted(c.root.name for c in scan_folder(bundled_plugins_dir(), Source.BUNDLED))
 
@@ -40,17 +39,14 @@ def test_pytest_in_a_bundled_plugins_folder_runs_it_as_the_manager_does():
                for pid, config in elsewhere.items()), elsewhere
     # A bare `pytest` in the folder, narrowed with -k to one test that needs the harness
     # (an unmarked async test): it failed when pytest took the repository's config.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "PLEXICHAT_REPORT"))}
+    folder = bundled_plugins_dir() / "api_integration_layer"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
          "-k", "test_a_session_ended_elsewhere_means_log_in_again"],
-        cwd=bundled_plugins_dir() / "api_integration_layer", env=env,
-        capture_output=True, text=True, timeout=120)
+        cwd=folder, env=plain_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout, result.stdout
-    rootdir = bundled_plugins_dir() / "api_integration_layer"
-    assert f"rootdir: {rootdir}" in result.stdout, result.stdout
+    assert f"rootdir: {folder}" in result.stdout, result.stdout
 
 
 @pytest.mark.asyncio

@@ -20,6 +20,7 @@ from plexichat_desktop.testing.models import RunStatus
 from plexichat_desktop.testing.results import run_counts
 from plexichat_desktop.testing.runner import plugin_pytest_config
 from plexichat_desktop.testing.store import ResultStore
+from tests.conftest import plain_env
 from tests.shared_runner import MODULE_LOOP, module_runner  # noqa: F401 (a fixture)
 from tests.test_test_manager import (  # noqa: F401 (fixtures)
     SUITES,
@@ -159,8 +160,7 @@ def plain_pytest(folder: Path, *targets: str) -> tuple[dict[str, str], dict[str,
            "console_output_style=classic", "--continue-on-collection-errors"]
     if config is not None:
         cmd += ["-c", str(config)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    env = {**plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     proc = subprocess.run([*cmd, *(targets or ["tests"])], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120)
     words: dict[str, list[str]] = {}
@@ -371,10 +371,9 @@ async def test_strict_markers_and_config_know_what_async_plugins_the_manager_run
             def test_plain():
                 pass
             """})
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     users = await asyncio.to_thread(subprocess.run, [
         sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-        cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+        cwd=folder, env=plain_env(), capture_output=True, text=True, timeout=120)
     assert users.returncode == 0 and "2 passed" in users.stdout, users.stdout
     theirs, _, code = await asyncio.to_thread(plain_pytest, folder)  # autoload off
     assert code == 0 and set(theirs.values()) == {"passed"}, theirs

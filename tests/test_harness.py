@@ -4,7 +4,6 @@ real app over HTTP, and a v1 user for a plugin that declares api_scopes."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -21,7 +20,7 @@ from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.plugins.scaffold import scaffold_plugin
 from plexichat_desktop.testing.manager import TestManager
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import fresh_home
+from tests.conftest import fresh_home, plain_env
 
 RULES = '''
 import asyncio
@@ -70,12 +69,6 @@ def _rules_plugin(tmp_path: Path) -> Path:
     return root
 
 
-def _plain_env() -> dict[str, str]:
-    # As an IDE runs it: whatever plugins the environment autoloads, no manager around.
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PYTEST_", "PLEXICHAT_REPORT"))}
-
-
 def test_plain_pytest_applies_the_managers_rules_and_the_manifest_timeout(tmp_path: Path):
     root = _rules_plugin(tmp_path)
     junit = tmp_path / "junit.xml"
@@ -84,7 +77,7 @@ def test_plain_pytest_applies_the_managers_rules_and_the_manifest_timeout(tmp_pa
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          f"--junitxml={junit}", str(root / "tests" / "test_rules.py")],
-        cwd=Path(__file__).resolve().parent.parent, env=_plain_env(), capture_output=True,
+        cwd=Path(__file__).resolve().parent.parent, env=plain_env(), capture_output=True,
         text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     outcomes = {}
@@ -162,7 +155,7 @@ def test_plexichat_app_starts_the_plugin_with_what_it_needs(tmp_path: Path):
     (root / "pytest.ini").write_text(PYTEST_INI)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio"],
-        cwd=root, env={**_plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        cwd=root, env={**plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
@@ -175,7 +168,7 @@ def test_a_plugin_that_does_not_start_fails_the_test_with_its_reason(tmp_path: P
         'ctx.logger.info("broken_start is set up")', 'raise RuntimeError("no database")'))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "in_the_app"],
-        cwd=root, env={**_plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        cwd=root, env={**plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert ("plugin broken_start did not start in the test app (failed: setup() raised "
@@ -297,7 +290,7 @@ async def test_a_module_shares_one_app_and_one_loop(managed: Managed):
     target = "tests/test_shared.py"
     plain = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:asyncio",
-         target], cwd=root, env={**_plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+         target], cwd=root, env={**plain_env(), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
         capture_output=True, text=True, timeout=300)
     assert plain.returncode == 0, plain.stdout + plain.stderr
     assert "4 passed" in plain.stdout
