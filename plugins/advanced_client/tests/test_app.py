@@ -120,9 +120,17 @@ def test_streamed_answer_is_stored_with_timings_and_usage(app: PlexiChatApp) -> 
     assert stored["chat"]["title"] == "Streaming works, token by token!"
 
 
-def test_model_output_cannot_script_the_page(app: PlexiChatApp) -> None:
+def full_speed(app: PlexiChatApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in model streams without the suite's delay between tokens until the test
+    ends (the server reads the setting for each answer)."""
+    monkeypatch.setattr(app.runtime.settings.api, "ai_builtin_token_delay", 0.0)
+
+
+def test_model_output_cannot_script_the_page(app: PlexiChatApp,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """plexi-echo repeats the question: the answer is exactly the attack, and what the
     page gets to put in the DOM is inert."""
+    full_speed(app, monkeypatch)  # no stop to land: the suite's 20 ms a token is not needed
     chat = new_chat(app)
     got = events(app, chat["id"], {"content": XSS})
     done = got[-1][1]
@@ -144,10 +152,12 @@ def test_model_output_cannot_script_the_page(app: PlexiChatApp) -> None:
     assert [t for t, _ in elements(rendered["html"])] == ["p"]  # no link made at all
 
 
-def test_stop_mid_answer_keeps_what_was_written(app: PlexiChatApp) -> None:
+def test_stop_mid_answer_keeps_what_was_written(app: PlexiChatApp,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     chat = new_chat(app)
     # Long enough (150 tokens at the suite's 20 ms each: 3 s) that the stop, sent at the
-    # first delta, lands mid-answer with seconds to spare; regenerating streams it all.
+    # first delta, lands mid-answer with seconds to spare; regenerating streams it all,
+    # at full speed.
     long = " ".join(f"word{i}" for i in range(150))
     stopped: list[bool] = []
 
@@ -165,6 +175,7 @@ def test_stop_mid_answer_keeps_what_was_written(app: PlexiChatApp) -> None:
     again = app.client.post(f"api/chats/{chat['id']}/stop")
     assert again.status_code == 409 and again.json()["field"] == "chat_id"
     # Regenerate answers the same question again, in full.
+    full_speed(app, monkeypatch)
     got = events(app, chat["id"], {"regenerate": True})
     assert got[-1][1]["status"] == "done" and got[-1][1]["content"] == long
     messages = ok(app.client.get(f"api/chats/{chat['id']}"))["messages"]

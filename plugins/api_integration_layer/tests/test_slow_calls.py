@@ -16,17 +16,20 @@ from api_integration_layer.testing import PASSWORD
 from plexichat_desktop.server.v1 import mfa
 
 T0 = 1_900_000_005.0
+# Longer than the short timeouts below (0.5 s, 0.3 s) whatever the load: a sleep only
+# ever lasts longer.
+HOLD = 0.8
 
 
 @pytest.fixture(autouse=True)
 def slow_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fixed TOTP clock, and 1.5 s more for every set of recovery-code digests (in the
+    """A fixed TOTP clock, and HOLD s more for every set of recovery-code digests (in the
     server's worker thread, where the digests run)."""
     monkeypatch.setattr(mfa, "current_time", lambda: T0)
     real = mfa.recovery_digests
 
     def slow(user_id: str, codes: list[str]) -> list[str]:
-        time.sleep(1.5)
+        time.sleep(HOLD)
         return real(user_id, codes)
     monkeypatch.setattr(mfa, "recovery_digests", slow)
 

@@ -10,8 +10,9 @@ it the page is told that 2FA may be on with codes nobody saw, until new ones are
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,19 +22,58 @@ from tests.test_account_console import T0, code, ok
 from plexichat_desktop.server.v1 import mfa
 
 
-@pytest.fixture
-def hold_digests(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """``hold_digests(seconds)``: from now on the server takes that much longer to make
-    a set of recovery codes (the wait runs in the server's worker thread, as the digests
-    do); ``hold_digests(0)`` makes it fast again."""
-    real = mfa.recovery_digests
+class DigestHold:
+    """The embedded server's making of recovery codes, made slow on purpose (the wait runs
+    in the server's worker thread, as the digests do).
 
-    def hold(seconds: float) -> None:
+    ``for_seconds(s)`` makes every set take ``s`` longer; ``until_released()`` holds every
+    set until ``release()``, so a test that needs the server still at work when the client
+    gives up does not have to guess how long that takes; ``for_seconds(0)`` is the real
+    speed again. ``stored`` is set once a set has been stored (inside its transaction: a
+    request after it sees the new codes)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.stored = threading.Event()
+        self._released = threading.Event()
+        self._seconds: float | None = 0.0
+        real_digests, real_store = mfa.recovery_digests, mfa.store_recovery_codes
+
         def slow(user_id: str, codes: list[str]) -> list[str]:
-            time.sleep(seconds)
-            return real(user_id, codes)
+            if self._seconds is None:
+                # Bounded: a test that fails before its release() must not hang the server.
+                assert self._released.wait(HOLD_LIMIT), "the digests were never released"
+            else:
+                time.sleep(self._seconds)
+            return real_digests(user_id, codes)
+
+        def store(conn: Any, user_id: str, digests: list[str]) -> None:
+            real_store(conn, user_id, digests)
+            self.stored.set()
+
         monkeypatch.setattr(mfa, "recovery_digests", slow)
-    return hold
+        monkeypatch.setattr(mfa, "store_recovery_codes", store)
+
+    def for_seconds(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def until_released(self) -> None:
+        self._released.clear()
+        self.stored.clear()
+        self._seconds = None
+
+    def release(self) -> None:
+        self._released.set()
+
+
+# Seconds a held set of digests waits for release() at most.
+HOLD_LIMIT = 30.0
+
+
+@pytest.fixture
+def hold_digests(monkeypatch: pytest.MonkeyPatch) -> Iterator[DigestHold]:
+    hold = DigestHold(monkeypatch)
+    yield hold
+    hold.release()  # a test that stopped early leaves no server thread waiting
 
 
 @pytest.fixture
@@ -57,7 +97,7 @@ def test_slow_code_making_gets_the_layers_slow_timeout(plexichat_app, clock, hol
                                                        layer_timeouts):
     client, user = plexichat_app.client, plexichat_app.user
     secret = start_setup(client, user.password)
-    hold_digests(1.5)
+    hold_digests.for_seconds(0.8)
     # Every other call still gives up after 0.5 s; these two wait slow_timeout (120 s).
     layer_timeouts(timeout=0.5)
     codes = ok(client.post("api/2fa/verify", json={"code": code(secret)}))["recovery_codes"]
@@ -65,7 +105,7 @@ def test_slow_code_making_gets_the_layers_slow_timeout(plexichat_app, clock, hol
     fresh = ok(client.post("api/2fa/regenerate", json={"password": user.password,
                                                        "code": codes[0]}))
     assert len(fresh["recovery_codes"]) == 10 and set(fresh["recovery_codes"]).isdisjoint(codes)
-    hold_digests(0)
+    hold_digests.for_seconds(0)
     layer_timeouts()
     status = ok(client.get("api/2fa"))
     assert status["enabled"] and status["recovery_codes_remaining"] == 10
@@ -76,9 +116,8 @@ def test_2fa_turned_on_after_the_client_gave_up_is_told_until_new_codes(
         plexichat_app, clock, hold_digests, layer_timeouts):
     client, user = plexichat_app.client, plexichat_app.user
     secret = start_setup(client, user.password)
-    hold_digests(3.0)
+    hold_digests.until_released()  # the server is still at it when the client gives up
     layer_timeouts(slow_timeout=0.5, timeout=0.5)
-    started = time.monotonic()
     lost = client.post("api/2fa/verify", json={"code": code(secret)})
     # Not "the server cannot be reached": what may have happened, and what to do.
     assert lost.status_code == 504, lost.text
@@ -90,17 +129,15 @@ def test_2fa_turned_on_after_the_client_gave_up_is_told_until_new_codes(
 
     # The server carries on and turns 2FA on; from then on the page's status says the
     # codes were never seen (so does the overview, and it outlives a reload).
-    while True:
-        status = ok(client.get("api/2fa"))
-        if status["enabled"] or time.monotonic() - started > 30:
-            break
-        time.sleep(0.25)
+    hold_digests.release()
+    assert hold_digests.stored.wait(HOLD_LIMIT)
+    status = ok(client.get("api/2fa"))
     assert status["enabled"] and status["recovery_codes_remaining"] == 10
     assert status["recovery_codes_unseen"] is True
     assert ok(client.get("api/overview"))["mfa"]["recovery_codes_unseen"] is True
 
     # New codes with the password and a current code clear it.
-    hold_digests(0)
+    hold_digests.for_seconds(0)
     layer_timeouts()
     fresh = ok(client.post("api/2fa/regenerate", json={"password": user.password,
                                                        "code": code(secret, 1)}))
@@ -117,7 +154,7 @@ def test_new_codes_lost_to_a_timeout_are_told_too(plexichat_app, clock, hold_dig
     client, user = plexichat_app.client, plexichat_app.user
     secret = start_setup(client, user.password)
     first = ok(client.post("api/2fa/verify", json={"code": code(secret)}))["recovery_codes"]
-    hold_digests(2.0)
+    hold_digests.until_released()
     layer_timeouts(slow_timeout=0.5, timeout=0.5)  # slow_timeout is never below timeout
     lost = client.post("api/2fa/regenerate", json={"password": user.password,
                                                    "code": code(secret, 1)})
@@ -126,13 +163,15 @@ def test_new_codes_lost_to_a_timeout_are_told_too(plexichat_app, clock, hold_dig
     assert body["recovery_codes_unseen"] is True and body["mfa"]["enabled"] is True
     assert body["detail"].startswith("Two-factor sign-in is on, but the server did not "
                                      "answer within 0.5 s")
-    time.sleep(2.5)  # the server has replaced them meanwhile: the old codes are gone
+    # The server carries on and replaces them: the old codes are gone.
+    hold_digests.release()
+    assert hold_digests.stored.wait(HOLD_LIMIT)
     refused = client.post("api/2fa/disable", json={"password": user.password,
                                                    "code": first[0]})
     assert refused.status_code == 403, refused.text
     assert ok(client.get("api/2fa"))["recovery_codes_unseen"] is True
     # Turning 2FA off also ends the warning (there are no codes to see).
-    hold_digests(0)
+    hold_digests.for_seconds(0)
     layer_timeouts()
     clock["now"] = T0 + 30  # the next step: both codes so far are used
     ok(client.post("api/2fa/disable", json={"password": user.password,
