@@ -74,7 +74,7 @@ from plexichat_desktop.core.paths import AppPaths  # noqa: E402
 from plexichat_desktop.core.settings import Settings  # noqa: E402
 from plexichat_desktop.plugins.manager import PluginManager  # noqa: E402
 from plexichat_desktop.testing.events import TestFinished  # noqa: E402
-from plexichat_desktop.testing.manager import TestManager  # noqa: E402
+from plexichat_desktop.testing.manager import TestManager, default_concurrency  # noqa: E402
 from plexichat_desktop.testing.store import ResultStore  # noqa: E402
 
 MODES = {"fork": "fork server (default)", "warm": "warm child",
@@ -241,7 +241,8 @@ def main() -> int:
           f"{'made by (a), cached for (b) and (c)' if args.cold_rewrite else 'cached for all'}; "
           f"medians of {len(rounds['a'])} interleaved rounds")
     print("                                       wall            CPU (user+sys, all processes)")
-    print(f"(a) test manager, concurrency {cores}:   {wall_a:6.2f} s        {cpu_a:6.2f} s")
+    print(f"(a) test manager, concurrency {default_concurrency()}:   {wall_a:6.2f} s        "
+          f"{cpu_a:6.2f} s")
     print(f"(b) plain pytest, one process:       {wall_b:6.2f} s a/b = {wall_a / wall_b:.2f}"
           f"   {cpu_b:6.2f} s a/b = {cpu_a / cpu_b:.2f}")
     if wall_c is not None and cpu_c is not None:

@@ -27,7 +27,11 @@ from plexichat_desktop.testing.events import (
     TestFinished,
     TestStarted,
 )
-from plexichat_desktop.testing.manager import TestManager, TestSelectionError
+from plexichat_desktop.testing.manager import (
+    TestManager,
+    TestSelectionError,
+    default_concurrency,
+)
 from plexichat_desktop.testing.models import Outcome, Priority, RunRecord, RunStatus
 from plexichat_desktop.testing.runner import PytestRunner
 from plexichat_desktop.testing.store import ResultStore
@@ -271,6 +275,16 @@ async def test_discovery_is_cached_until_a_file_changes(shared_manager_factory, 
     assert second is not first and len(second.items) == 23
     assert {t.nodeid for t in manager.store.collected("mixed_suite")} == \
         {t.nodeid for t in second.items}
+
+
+async def test_runs_at_once_default_to_twice_the_cores_up_to_eight(home):
+    # The suites wait on what they drive much of the time (README: the bundled ones on 2
+    # cores); 0 in [tests] concurrency means this default, a number means that number.
+    assert [default_concurrency(n) for n in (1, 2, 3, 4, 6, 8, 16)] == [2, 4, 6, 8, 8, 8, 16]
+    for setting, expected in ((0, default_concurrency()), (3, 3)):
+        manager, _ = make_manager(home, [], concurrency=setting)
+        manager.store.close()
+        assert manager.concurrency == expected
 
 
 async def test_a_collection_in_flight_ends_when_the_manager_stops(home, tmp_path):

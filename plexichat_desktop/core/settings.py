@@ -80,7 +80,8 @@ class TestsSettings(_Section):
     __test__ = False
 
     concurrency: int = Field(
-        0, ge=0, le=64, description="Test runs at once; 0 = the number of CPU cores."
+        0, ge=0, le=64, description="Test runs at once; 0 = twice the number of CPU cores, "
+                                    "at most 8 (never fewer than the cores)."
     )
     run_timeout: float = Field(
         3600.0, gt=0, description="Seconds a whole run may take before it is stopped."
