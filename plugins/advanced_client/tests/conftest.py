@@ -27,7 +27,8 @@ for folder in (PLUGIN_ROOT, PLUGIN_ROOT.parent / "api_integration_layer"):
         sys.path.append(str(folder))
 
 # The built-in provider streams a token every 20 ms, so that "stop" has an answer to
-# interrupt (no test asserts a duration); recordings may be 10 s long.
+# interrupt (test_app.full_speed turns that off for a test; no test asserts a duration);
+# recordings may be 10 s long.
 SETTINGS = {"api": {"ai_builtin_token_delay": 0.02, "ai_requests_per_minute": 0},
             "plugin": {"advanced_client": {"default_model": "builtin/plexi-echo",
                                            "max_audio_seconds": 10}}}

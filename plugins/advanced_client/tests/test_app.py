@@ -5,8 +5,9 @@ budget with BM25 retrieval, smart replies (rules and a real OpenAI-compatible mo
 notes over the collaboration API, the activity panel, and clear 4xx answers.
 
 One app serves the session (``app`` in conftest.py; starting it is the slow part). The
-built-in provider streams a token every 20 ms so that "stop" has an answer to interrupt;
-no test asserts a duration.
+built-in provider streams a token every 20 ms so that "stop" has an answer to interrupt
+(tests where none has to land stream at full speed: ``full_speed``); no test asserts a
+duration.
 """
 
 from __future__ import annotations

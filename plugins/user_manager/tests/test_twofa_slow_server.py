@@ -39,10 +39,10 @@ class DigestHold:
         real_digests, real_store = mfa.recovery_digests, mfa.store_recovery_codes
 
         def slow(user_id: str, codes: list[str]) -> list[str]:
-            if self._seconds is None:
-                # Bounded: a test that fails before its release() must not hang the server.
-                assert self._released.wait(HOLD_LIMIT), "the digests were never released"
-            else:
+            # Bounded: a test that fails before its release() must not hang the server.
+            if self._seconds is None and not self._released.wait(HOLD_LIMIT):
+                raise AssertionError("the digests were never released")
+            if self._seconds:
                 time.sleep(self._seconds)
             return real_digests(user_id, codes)
 
@@ -67,6 +67,10 @@ class DigestHold:
 
 # Seconds a held set of digests waits for release() at most.
 HOLD_LIMIT = 30.0
+# The layer's timeouts while a call is lost. The plugin's look at the 2FA status after the
+# lost call gets it too (the page's message depends on that answer): a second, not the
+# 0.5 s of the other test, so that a loaded machine still answers it in time.
+LOST = 1.0
 
 
 @pytest.fixture
@@ -117,20 +121,21 @@ def test_2fa_turned_on_after_the_client_gave_up_is_told_until_new_codes(
     client, user = plexichat_app.client, plexichat_app.user
     secret = start_setup(client, user.password)
     hold_digests.until_released()  # the server is still at it when the client gives up
-    layer_timeouts(slow_timeout=0.5, timeout=0.5)
+    layer_timeouts(slow_timeout=LOST, timeout=LOST)
     lost = client.post("api/2fa/verify", json={"code": code(secret)})
     # Not "the server cannot be reached": what may have happened, and what to do.
     assert lost.status_code == 504, lost.text
     body = lost.json()
     assert body["recovery_codes_unseen"] is True
-    assert "within 0.5 s" in body["detail"] and "cannot be reached" not in body["detail"]
+    assert "within 1 s" in body["detail"] and "cannot be reached" not in body["detail"]
     assert "recovery codes" in body["detail"] and "new" in body["detail"]
     assert "recovery_codes" not in body
 
     # The server carries on and turns 2FA on; from then on the page's status says the
     # codes were never seen (so does the overview, and it outlives a reload).
     hold_digests.release()
-    assert hold_digests.stored.wait(HOLD_LIMIT)
+    if not hold_digests.stored.wait(HOLD_LIMIT):
+        raise AssertionError("the server never stored the codes")
     status = ok(client.get("api/2fa"))
     assert status["enabled"] and status["recovery_codes_remaining"] == 10
     assert status["recovery_codes_unseen"] is True
@@ -155,17 +160,18 @@ def test_new_codes_lost_to_a_timeout_are_told_too(plexichat_app, clock, hold_dig
     secret = start_setup(client, user.password)
     first = ok(client.post("api/2fa/verify", json={"code": code(secret)}))["recovery_codes"]
     hold_digests.until_released()
-    layer_timeouts(slow_timeout=0.5, timeout=0.5)  # slow_timeout is never below timeout
+    layer_timeouts(slow_timeout=LOST, timeout=LOST)  # slow_timeout is never below timeout
     lost = client.post("api/2fa/regenerate", json={"password": user.password,
                                                    "code": code(secret, 1)})
     assert lost.status_code == 504, lost.text
     body = lost.json()
     assert body["recovery_codes_unseen"] is True and body["mfa"]["enabled"] is True
     assert body["detail"].startswith("Two-factor sign-in is on, but the server did not "
-                                     "answer within 0.5 s")
+                                     "answer within 1 s")
     # The server carries on and replaces them: the old codes are gone.
     hold_digests.release()
-    assert hold_digests.stored.wait(HOLD_LIMIT)
+    if not hold_digests.stored.wait(HOLD_LIMIT):
+        raise AssertionError("the server never stored the codes")
     refused = client.post("api/2fa/disable", json={"password": user.password,
                                                    "code": first[0]})
     assert refused.status_code == 403, refused.text
