@@ -45,6 +45,8 @@ class RuntimeOptions:
     include_installed: bool = True
     bundled: bool = True
     extra_plugin_dirs: list = field(default_factory=list)
+    # A desktop window shows this runtime: test runs yield the CPU to it.
+    window: bool = False
 
 
 # What a Runtime imports (see import_core).
@@ -191,6 +193,7 @@ class Runtime:
         from plexichat_desktop.testing.store import ResultStore
 
         opts = options or RuntimeOptions()
+        self.options = opts
         self._listener = listener
         if listener is None:
             # First: everything below is created private, and older files are tightened.
@@ -243,7 +246,8 @@ class Runtime:
 
             settings = self.settings.tests
             tests = TestManager(self.plugins, self.store, self.bus,
-                                self.paths.cache_dir / "runs", settings)
+                                self.paths.cache_dir / "runs", settings,
+                                window=self.options.window)
             scheduler = SchedulerService(self.store, tests, self.bus,
                                          catch_up_spread=settings.catch_up_spread,
                                          at=settings.daily_time)

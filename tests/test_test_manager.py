@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -42,14 +43,16 @@ SUITES = FIXTURES / "suites"
 pytestmark = pytest.mark.asyncio
 
 
-def make_manager(home, plugin_dirs, **tests_settings) -> tuple[TestManager, EventBus]:
+def make_manager(home, plugin_dirs, window: bool = False, **tests_settings
+                 ) -> tuple[TestManager, EventBus]:
     settings = Settings(tests=TestsSettings(**tests_settings))
     bus = EventBus()
     plugins = PluginManager(paths=home, settings=settings, bus=bus, bundled_dir=None,
                             extra_dirs=list(plugin_dirs), include_installed=False)
     plugins.discover()
     store = ResultStore(home.data_dir / "tests.sqlite3")
-    return TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests), bus
+    return TestManager(plugins, store, bus, home.cache_dir / "runs", settings.tests,
+                       window=window), bus
 
 
 MakeManager = Callable[..., Awaitable[tuple[TestManager, EventBus]]]
@@ -285,6 +288,72 @@ async def test_runs_at_once_default_to_twice_the_cores_up_to_eight(home):
         manager, _ = make_manager(home, [], concurrency=setting)
         manager.store.close()
         assert manager.concurrency == expected
+
+
+async def test_runs_yield_the_cpu_in_every_way_a_session_starts(home, tmp_path):
+    """[tests] nice with a window: forked, warm or cold, a session runs its tests below
+    the app's CPU priority, and leads a scheduler group of its own (Linux autogroup)
+    lowered the same, so that a run yields the CPU to the window; the app keeps its own."""
+    report = tmp_path / "priority.txt"
+    folder = tmp_path / "suites" / "prio"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "plugin.toml").write_text(
+        'id = "prio"\nname = "prio"\nversion = "1.0.0"\nentry = "prio_pkg:P"\n')
+    (folder / "prio_pkg.py").write_text("class P:\n    pass\n")
+    (folder / "tests" / "test_prio.py").write_text(textwrap.dedent(f"""
+        import os, pathlib, sys
+
+        def test_priority():
+            group = pathlib.Path("/proc/self/autogroup")
+            # "/autogroup-123 nice 7": the group's nice value is the last word.
+            lowered = group.read_text().split()[-1] if group.exists() else "-"
+            how = "fork" if "--pytest-fork-server" in sys.orig_argv else (
+                "cold" if "pytest" in sys.orig_argv else "warm")
+            with open({str(report)!r}, "a") as out:
+                print(how, os.nice(0), lowered, os.getsid(0) == os.getpid(), file=out)
+    """))
+    before = os.nice(0)
+    manager, _ = make_manager(home, [tmp_path / "suites"], window=True, nice=7)
+    runner = manager.runner
+    await manager.start()
+    try:
+        for mode in ("fork", "warm", "cold"):
+            runner.fork = mode == "fork"
+            runner.warm = mode != "cold"
+            if mode == "warm":
+                runner._replenish()
+                assert runner._warming is not None
+                await runner._warming
+            else:
+                await runner._drop_warm()  # the one the warm run left ready
+            run = await manager.wait((await manager.submit("prio")).id)
+            assert run.counts.get("passed") == 1, (mode, run.counts)
+    finally:
+        await manager.stop()
+        manager.store.close()
+    rows = [line.split() for line in report.read_text().splitlines()]
+    assert [row[0] for row in rows] == ["fork", "warm", "cold"]
+    for how, nice, group, leads in rows:
+        assert int(nice) == min(before + 7, 19), how
+        assert group in ("-", "7") and leads == "True", (how, group, leads)
+    assert os.nice(0) == before
+
+
+async def test_only_a_window_lowers_test_runs_by_the_settings_nice(home):
+    def lowered(window: bool, **tests_settings: int) -> int:
+        settings = Settings(tests=TestsSettings(**tests_settings))
+        store = ResultStore(home.data_dir / "nice.sqlite3")
+        try:
+            manager = TestManager(PluginManager(paths=home, settings=settings, bus=EventBus(),
+                                                bundled_dir=None, include_installed=False),
+                                  store, EventBus(), home.cache_dir / "runs", settings.tests,
+                                  window=window)
+            return manager.runner.nice
+        finally:
+            store.close()
+
+    assert (lowered(True), lowered(False)) == (10, 0)
+    assert (lowered(True, nice=3), lowered(True, nice=0), lowered(False, nice=3)) == (3, 0, 0)
 
 
 async def test_a_collection_in_flight_ends_when_the_manager_stops(home, tmp_path):

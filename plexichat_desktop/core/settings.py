@@ -83,6 +83,12 @@ class TestsSettings(_Section):
         0, ge=0, le=64, description="Test runs at once; 0 = twice the number of CPU cores, "
                                     "at most 8 (never fewer than the cores)."
     )
+    nice: int = Field(
+        10, ge=0, le=19, description="How far below the app's CPU priority test runs go "
+        "while the desktop window is open (0-19, as the nice command counts): they yield "
+        "the CPU to the window when both want it. serve and the command line run them at "
+        "the app's priority."
+    )
     run_timeout: float = Field(
         3600.0, gt=0, description="Seconds a whole run may take before it is stopped."
     )

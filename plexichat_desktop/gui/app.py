@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ def run_gui(paths: AppPaths, settings: Settings, options: RuntimeOptions,
 
     ``on_listening`` gets the server's URL as soon as its port is bound (before the window
     shows): a second launch finds the app there and asks it to come to the front."""
+    options = replace(options, window=True)  # its test runs yield the CPU to the window
     # A signal before the loop's own handlers (set in _main) is remembered, not raised: a
     # KeyboardInterrupt inside the imports below, with the core importing in another
     # thread, could leave an import lock held and the process waiting for that thread.

@@ -149,12 +149,15 @@ class TestManager:
     __test__ = False
 
     def __init__(self, plugins: PluginManager, store: ResultStore, bus: EventBus,
-                 work_dir: Path, settings: TestsSettings):
+                 work_dir: Path, settings: TestsSettings, window: bool = False):
+        """``window``: a desktop window is open, so the runs yield the CPU to it by
+        ``settings.nice`` (see testing/priority.py); without one they run as the app."""
         self.plugins = plugins
         self.store = store
         self.bus = bus
         self.settings = settings
         self.runner = PytestRunner(work_dir)
+        self.runner.nice = settings.nice if window else 0
         # Runs up to this id are a previous process's: start() marks those left unfinished
         # as interrupted, never a run queued here before start() (a save in dev mode, a
         # caller that did not wait for the start).

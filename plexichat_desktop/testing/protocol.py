@@ -30,6 +30,7 @@ PROTOCOL_VERSION = 1
 FD_ENV = "PLEXICHAT_REPORT_FD"
 MODE_ENV = "PLEXICHAT_REPORT_MODE"      # "run" (default) or "collect"
 STACKS_ENV = "PLEXICHAT_STACKS_FILE"    # where the child dumps its stacks on SIGUSR1
+NICE_ENV = "PLEXICHAT_TEST_NICE"        # how far the child lowers its CPU priority
 MAX_TEXT = 64 * 1024
 
 

@@ -31,7 +31,15 @@ from typing import Any, Literal
 import pytest
 from _pytest._code.code import ExceptionRepr
 
-from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, encode, truncate
+from plexichat_desktop.testing.priority import lower_priority
+from plexichat_desktop.testing.protocol import (
+    FD_ENV,
+    MODE_ENV,
+    NICE_ENV,
+    STACKS_ENV,
+    encode,
+    truncate,
+)
 
 # The async plugins whose markers these rules run when the plugin is not loaded: the name
 # its entry point registers it under (autoload, -p asyncio), its module's (-p module,
@@ -343,6 +351,9 @@ def pytest_configure(config: pytest.Config) -> None:
     fd = os.environ.get(FD_ENV)
     if fd is None:
         return  # loaded outside the host (a plain pytest run): only the compat rules apply
+    # Every way the runner starts a session (forked, warm, cold) loads this plugin: here
+    # all of them lower their priority, before collection and the tests.
+    lower_priority(int(os.environ.get(NICE_ENV) or 0))
     stacks = os.environ.get(STACKS_ENV)
     if stacks and hasattr(signal, "SIGUSR1"):
         # Kept open for the life of the process: faulthandler writes to its fd.

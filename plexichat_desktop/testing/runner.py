@@ -42,7 +42,14 @@ from plexichat_desktop.testing.models import (
     RunnerClosed,
     TestAttempt,
 )
-from plexichat_desktop.testing.protocol import FD_ENV, MODE_ENV, STACKS_ENV, decode, truncate
+from plexichat_desktop.testing.protocol import (
+    FD_ENV,
+    MODE_ENV,
+    NICE_ENV,
+    STACKS_ENV,
+    decode,
+    truncate,
+)
 from plexichat_desktop.testing.results import final_attempt, group_attempts
 
 log = logging.getLogger(__name__)
@@ -427,6 +434,8 @@ class PytestRunner:
     def __init__(self, work_dir: Path, python: str = sys.executable, warm: bool = True):
         self.work_dir = work_dir
         self.python = python
+        # How far each session lowers its CPU priority (see testing/priority.py).
+        self.nice = 0
         # One child kept ready with pytest imported: the next run skips interpreter start
         # and imports (about 100 ms of the ~185 ms from "run this test" to its result).
         self.warm = warm
@@ -626,7 +635,8 @@ class PytestRunner:
                      cancel: asyncio.Event | None, log_path: Path) -> _ChildReport:
         report = _ChildReport()
         args = self._pytest_args(plugin_root, run_dir, targets, tests_path)
-        per_run = {MODE_ENV: mode, STACKS_ENV: str(run_dir / "stacks.txt")}
+        per_run = {MODE_ENV: mode, STACKS_ENV: str(run_dir / "stacks.txt"),
+                   NICE_ENV: str(self.nice)}
         loop = asyncio.get_running_loop()
         proc: asyncio.subprocess.Process | _ForkedProcess | None = None
         read_fd, write_fd = os.pipe()

@@ -7,8 +7,10 @@ import re
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import httpx
 from PySide6.QtCore import QSettings, Qt, QUrl
 from PySide6.QtWebEngineWidgets import QWebEngineView
 from PySide6.QtWidgets import QLabel, QMessageBox
@@ -17,6 +19,7 @@ from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, ProblemPane
 from plexichat_desktop.gui.main_window import MainWindow, PluginWindow
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
+from plexichat_desktop.server.token import load_or_create_token
 from tests.conftest import FIXTURE_PLUGINS, switch_off_bundled
 from tests.gui.shell_helpers import WINDOW_PLUGINS, bundled_only, make_shell, wait_loaded
 
@@ -216,10 +219,23 @@ def app_env(home: Any) -> dict[str, str]:
 
 
 def test_a_second_launch_focuses_the_running_window_and_sigterm_exits_cleanly(
-        home: Any) -> None:
-    """One app process for both (each start of one is seconds of CPU): a second launch
-    finds it and brings it to the front, then SIGTERM ends it cleanly."""
+        home: Any, tmp_path: Path) -> None:
+    """One app process for all of it (each start of one is seconds of CPU): a second
+    launch finds it and brings it to the front; a test run yields the CPU to the window
+    ([tests] nice, 10 by default) while the app keeps its own priority; then SIGTERM
+    ends it cleanly."""
     env = app_env(home)
+    report = tmp_path / "priority.txt"
+    plugin = tmp_path / "plugins" / "prio"
+    (plugin / "tests").mkdir(parents=True)
+    (plugin / "plugin.toml").write_text(
+        'id = "prio"\nname = "Priority"\nversion = "1.0.0"\nentry = "prio_pkg:P"\n')
+    (plugin / "prio_pkg.py").write_text("class P:\n    pass\n")
+    (plugin / "tests" / "test_prio.py").write_text(
+        f"import os\n\ndef test_priority():\n"
+        f"    with open({str(report)!r}, 'w') as out:\n"
+        f"        print(os.nice(0), file=out)\n")
+    env["PLEXICHAT_DESKTOP_PLUGINS_PATH"] = str(plugin.parent)
     first = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -232,6 +248,12 @@ def test_a_second_launch_focuses_the_running_window_and_sigterm_exits_cleanly(
         assert second.returncode == 0, second.stderr
         assert f"already running at {url}" in second.stdout
         assert "brought to the front" in second.stdout
+        token = load_or_create_token(home.token_file)
+        run = httpx.post(f"{url}tests/run?wait=true", json={"plugin_name": "prio"},
+                         headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        assert run.status_code == 200, run.text
+        app_nice = os.getpriority(os.PRIO_PROCESS, first.pid)
+        assert int(report.read_text()) == min(app_nice + 10, 19) and app_nice == os.nice(0)
     finally:
         first.send_signal(signal.SIGTERM)
         try:
