@@ -10,6 +10,7 @@ import os
 import ssl
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,30 @@ def plain_env() -> dict[str, str]:
     autoloads, none of this session's PYTEST_ variables, no test manager's channel."""
     return {k: v for k, v in os.environ.items()
             if not k.startswith(("PYTEST_", "PLEXICHAT_REPORT"))}
+
+
+def write_priority_plugin(folder: Path, report: Path) -> Path:
+    """Plugin ``prio`` in ``folder``/prio: its one test appends to ``report`` how its
+    session started (fork, warm, cold), its nice value, its scheduler group's ("-" without
+    Linux autogroup) and whether it leads its own session, space-separated. The folder."""
+    plugin = folder / "prio"
+    (plugin / "tests").mkdir(parents=True)
+    (plugin / "plugin.toml").write_text(
+        'id = "prio"\nname = "Priority"\nversion = "1.0.0"\nentry = "prio_pkg:P"\n')
+    (plugin / "prio_pkg.py").write_text("class P:\n    pass\n")
+    (plugin / "tests" / "test_prio.py").write_text(textwrap.dedent(f"""
+        import os, pathlib, sys
+
+        def test_priority():
+            group = pathlib.Path("/proc/self/autogroup")
+            # "/autogroup-123 nice 7": the group's nice value is the last word.
+            lowered = group.read_text().split()[-1] if group.exists() else "-"
+            how = "fork" if "--pytest-fork-server" in sys.orig_argv else (
+                "cold" if "pytest" in sys.orig_argv else "warm")
+            with open({str(report)!r}, "a") as out:
+                print(how, os.nice(0), lowered, os.getsid(0) == os.getpid(), file=out)
+    """))
+    return folder
 
 
 def switch_off_bundled(paths: AppPaths, keep: tuple[str, ...] = ()) -> None:

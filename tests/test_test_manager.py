@@ -36,7 +36,7 @@ from plexichat_desktop.testing.manager import (
 from plexichat_desktop.testing.models import Outcome, Priority, RunRecord, RunStatus
 from plexichat_desktop.testing.runner import PytestRunner
 from plexichat_desktop.testing.store import ResultStore
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, write_priority_plugin
 from tests.shared_runner import MODULE_LOOP, module_runner  # noqa: F401 (a fixture)
 
 SUITES = FIXTURES / "suites"
@@ -295,25 +295,9 @@ async def test_runs_yield_the_cpu_in_every_way_a_session_starts(home, tmp_path):
     the app's CPU priority, and leads a scheduler group of its own (Linux autogroup)
     lowered the same, so that a run yields the CPU to the window; the app keeps its own."""
     report = tmp_path / "priority.txt"
-    folder = tmp_path / "suites" / "prio"
-    (folder / "tests").mkdir(parents=True)
-    (folder / "plugin.toml").write_text(
-        'id = "prio"\nname = "prio"\nversion = "1.0.0"\nentry = "prio_pkg:P"\n')
-    (folder / "prio_pkg.py").write_text("class P:\n    pass\n")
-    (folder / "tests" / "test_prio.py").write_text(textwrap.dedent(f"""
-        import os, pathlib, sys
-
-        def test_priority():
-            group = pathlib.Path("/proc/self/autogroup")
-            # "/autogroup-123 nice 7": the group's nice value is the last word.
-            lowered = group.read_text().split()[-1] if group.exists() else "-"
-            how = "fork" if "--pytest-fork-server" in sys.orig_argv else (
-                "cold" if "pytest" in sys.orig_argv else "warm")
-            with open({str(report)!r}, "a") as out:
-                print(how, os.nice(0), lowered, os.getsid(0) == os.getpid(), file=out)
-    """))
+    suites = write_priority_plugin(tmp_path / "suites", report)
     before = os.nice(0)
-    manager, _ = make_manager(home, [tmp_path / "suites"], window=True, nice=7)
+    manager, _ = make_manager(home, [suites], window=True, nice=7)
     runner = manager.runner
     await manager.start()
     try:

@@ -20,7 +20,7 @@ from plexichat_desktop.gui.browser import BrowserPane, FallbackPane, ProblemPane
 from plexichat_desktop.gui.main_window import MainWindow, PluginWindow
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.server.token import load_or_create_token
-from tests.conftest import FIXTURE_PLUGINS, switch_off_bundled
+from tests.conftest import FIXTURE_PLUGINS, switch_off_bundled, write_priority_plugin
 from tests.gui.shell_helpers import WINDOW_PLUGINS, bundled_only, make_shell, wait_loaded
 
 SCREENSHOTS = os.environ.get("PLEXICHAT_SCREENSHOT_DIR")
@@ -226,16 +226,8 @@ def test_a_second_launch_focuses_the_running_window_and_sigterm_exits_cleanly(
     ends it cleanly."""
     env = app_env(home)
     report = tmp_path / "priority.txt"
-    plugin = tmp_path / "plugins" / "prio"
-    (plugin / "tests").mkdir(parents=True)
-    (plugin / "plugin.toml").write_text(
-        'id = "prio"\nname = "Priority"\nversion = "1.0.0"\nentry = "prio_pkg:P"\n')
-    (plugin / "prio_pkg.py").write_text("class P:\n    pass\n")
-    (plugin / "tests" / "test_prio.py").write_text(
-        f"import os\n\ndef test_priority():\n"
-        f"    with open({str(report)!r}, 'w') as out:\n"
-        f"        print(os.nice(0), file=out)\n")
-    env["PLEXICHAT_DESKTOP_PLUGINS_PATH"] = str(plugin.parent)
+    env["PLEXICHAT_DESKTOP_PLUGINS_PATH"] = str(
+        write_priority_plugin(tmp_path / "plugins", report))
     first = subprocess.Popen([sys.executable, "-m", "plexichat_desktop", "--port", "0"],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -253,7 +245,9 @@ def test_a_second_launch_focuses_the_running_window_and_sigterm_exits_cleanly(
                          headers={"Authorization": f"Bearer {token}"}, timeout=120)
         assert run.status_code == 200, run.text
         app_nice = os.getpriority(os.PRIO_PROCESS, first.pid)
-        assert int(report.read_text()) == min(app_nice + 10, 19) and app_nice == os.nice(0)
+        _how, nice, group, leads = report.read_text().split()
+        assert int(nice) == min(app_nice + 10, 19) and group in ("-", "10") and leads == "True"
+        assert app_nice == os.nice(0)
     finally:
         first.send_signal(signal.SIGTERM)
         try:
