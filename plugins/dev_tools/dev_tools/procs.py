@@ -141,11 +141,19 @@ async def run(argv: Sequence[str], cwd: Path, *, cap: int = 1_000_000,
     for index, arg in enumerate(args):
         if "\x00" in arg:
             raise ValueError(f"argument {index} contains a NUL character")
-    proc = await asyncio.create_subprocess_exec(
+    spawn = asyncio.ensure_future(asyncio.create_subprocess_exec(
         *args, cwd=str(cwd), env=dict(env) if env is not None else child_env(),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=os.name == "posix")
+        start_new_session=os.name == "posix"))
+    try:
+        proc = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        # Cancelled while asyncio still connected the child's pipes (a Cancel clicked at
+        # once, a loaded machine): the child runs already, and asyncio would kill it alone
+        # and then wait for its pipes, which whatever it started holds (for minutes).
+        await asyncio.shield(_stop_once_started(spawn))
+        raise
     out = buffer if buffer is not None else OutputBuffer(cap)
 
     async def pump() -> None:
@@ -198,6 +206,14 @@ async def run(argv: Sequence[str], cwd: Path, *, cap: int = 1_000_000,
     if timed_out:
         result.output += f"\n… stopped after {timeout:g} s …"
     return result
+
+
+async def _stop_once_started(spawn: asyncio.Future[asyncio.subprocess.Process]) -> None:
+    try:
+        proc = await spawn
+    except Exception:
+        return  # it never started
+    await _stop(proc)
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> None:
