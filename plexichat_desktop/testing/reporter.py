@@ -352,9 +352,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if fd is None:
         return  # loaded outside the host (a plain pytest run): only the compat rules apply
     # Every way the runner starts a session (forked, warm, cold) loads this plugin: here
-    # all of them lower their priority, before collection and the tests.
-    # Taken out of the environment: a pytest run in this process again (pytester) or a
-    # child that loads this plugin must not lower it a second time (os.nice adds up).
+    # all of them lower their priority, before collection and the tests. The value leaves
+    # the environment: a pytest run again in this process (pytester) or a child loading
+    # this plugin must not lower it a second time (os.nice adds up).
     lower_priority(int(os.environ.pop(NICE_ENV, None) or 0))
     stacks = os.environ.get(STACKS_ENV)
     if stacks and hasattr(signal, "SIGUSR1"):
