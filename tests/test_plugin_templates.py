@@ -86,13 +86,13 @@ def test_bombs_are_refused_naming_the_cap(sandbox: BoundedSandbox, source: str,
 
 
 def test_the_output_stops_at_its_cap_while_it_is_written() -> None:
+    # The clock (30 s) would stop it with a plain SecurityError: OutputTooLarge, and its
+    # limit, say the cap stopped it while it was written.
     env = BoundedSandbox(SandboxLimits(output=50_000, seconds=30))
-    started = time.monotonic()
     with pytest.raises(OutputTooLarge) as info:
         render(env, "{% for a in range(1000) %}{% for b in range(1000) %}{{ 'x' * 10000 }}"
                     "{% endfor %}{% endfor %}")
     assert info.value.limit == 50_000 and "passed 50000 characters" in str(info.value)
-    assert time.monotonic() - started < 1.0  # long before the clock would stop it
 
 
 def test_a_long_render_is_stopped_by_the_clock_and_the_trace_is_restored() -> None:

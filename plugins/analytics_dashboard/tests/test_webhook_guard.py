@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-import time
 
 import httpx
 import pytest
@@ -150,11 +149,11 @@ async def test_an_answer_that_never_ends_meets_the_total_deadline(monkeypatch, o
     server = await asyncio.start_server(trickle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        started = time.monotonic()
+        # The head would trickle for 20 s: without the total deadline this ends in the
+        # 10 s wait_for's TimeoutError, not in the delivery's own error naming 1 s.
         with pytest.raises(delivery.DeliveryError, match="no complete answer within 1 s"):
             await asyncio.wait_for(delivery.post_webhook(
                 f"http://127.0.0.1:{port}/", "s", "analytics.alert.test", {}), 10)
-        assert time.monotonic() - started < 5
     finally:
         server.close()
     assert outside == []

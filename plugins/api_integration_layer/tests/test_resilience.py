@@ -142,14 +142,25 @@ async def fake_server(script: list, **config: object
             yield server, client
 
 
-async def test_idempotent_requests_are_retried_when_the_connection_drops():
+async def test_idempotent_requests_are_retried_when_the_connection_drops(
+        monkeypatch: pytest.MonkeyPatch):
     async with fake_server(["drop", "drop", PING]) as (flaky, client):
-        started = time.monotonic()
+        waits: list[float] = []
+        delay = client.retry.delay
+
+        def recorded(retries_done: int, retry_after: float | None = None) -> float:
+            waits.append(delay(retries_done, retry_after))
+            return waits[-1]
+
+        monkeypatch.setattr(client.retry, "delay", recorded)
         assert (await client.system.ping()).message == "pong"
         assert flaky.connections == 3
         record = client.activity.records[-1]
         assert record.statuses == [None, None, 200] and record.attempts == 3
-        assert time.monotonic() - started < 2
+        # Equal-jitter exponential backoff from retry_base_delay (0.02 s here): half of
+        # each step fixed, half random.
+        assert len(waits) == 2
+        assert 0.01 <= waits[0] <= 0.02 and 0.02 <= waits[1] <= 0.04, waits
 
 
 async def test_retries_give_up_after_max_retries():
