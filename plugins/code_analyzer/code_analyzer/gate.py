@@ -22,7 +22,7 @@ from code_analyzer import gitutil, tools
 from code_analyzer.metrics import finding
 from code_analyzer.scan import SEVERITIES, Progress, ScanCancelled, ScanOptions, compute_metrics
 from code_analyzer.store import Store
-from code_analyzer.walk import language_of
+from code_analyzer.walk import language_of, read_regular
 
 
 class GateError(ValueError):
@@ -82,11 +82,11 @@ def _read(repo: Path, changed: list[gitutil.Change], prefix: str, max_bytes: int
     for ch in changed:
         language = language_of(ch.path)
         path = repo / ch.path
+        if language is None:
+            continue
         try:
-            if language is None or path.is_symlink() or path.stat().st_size > max_bytes:
-                continue
-            data = path.read_bytes()
-        except OSError:  # deleted or unreadable since the diff
+            data = read_regular(path, max_bytes)  # no symlink, FIFO or device
+        except (OSError, ValueError):  # deleted, unreadable or too big since the diff
             continue
         rel = ch.path[len(prefix):]
         code.entries.append((rel, data, language))

@@ -22,7 +22,7 @@ from typing import Any
 from code_analyzer import gitutil, imports, tools
 from code_analyzer.metrics import analyze, content_key, finding
 from code_analyzer.store import Store
-from code_analyzer.walk import Candidate, Skipped, discover
+from code_analyzer.walk import Candidate, NotRegularFile, Skipped, discover, read_regular
 
 Progress = Callable[[float, float | None, str], None]
 # Below this many files to analyse, worker start-up (~0.3 s each) costs more than it saves.
@@ -56,8 +56,9 @@ def _check(cancel: threading.Event) -> None:
 
 def _read(c: Candidate) -> bytes | str:
     try:
-        with open(c.path, "rb") as fh:
-            return fh.read()
+        return read_regular(c.path)  # a regular file when listed; it may not be now
+    except NotRegularFile as exc:
+        return f"{str(exc).rpartition(': ')[2]}, not read"
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
 

@@ -63,30 +63,53 @@ class Skipped:
 MAX_GITIGNORE_BYTES = 1024 * 1024
 
 
-def read_gitignore(path: Path, cap: int = MAX_GITIGNORE_BYTES) -> str | None:
-    """The text of the .gitignore at ``path``, or None when it is no regular file (git
-    does not follow a symlinked .gitignore either), is unreadable or is over ``cap``.
+class NotRegularFile(OSError):
+    """The path is a FIFO, a socket or a device: nothing to analyse, and opening or
+    reading it could block the scan or never end."""
 
-    Opened with O_NOFOLLOW and O_NONBLOCK and checked with fstat: a FIFO must not block
-    the scan waiting for a writer, and a link to /dev/zero must not be read forever."""
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    return "not a regular file"
+
+
+def read_regular(path: Path, cap: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path``, not reached through a symlink.
+
+    Opened with O_NOFOLLOW and O_NONBLOCK and checked with fstat before any read: a FIFO
+    must not block the scan waiting for a writer (a blocking open never returns, and a
+    cancel cannot end it), and a device such as /dev/zero must not be read forever.
+    Raises :class:`NotRegularFile` for anything else than a regular file, ``OSError``
+    when it cannot be read, and ``ValueError`` when it holds more than ``cap`` bytes."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    fd = os.open(path, flags)
     try:
-        fd = os.open(path, flags)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > cap:
-            return None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"{path}: {_kind(mode)}")
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(cap + 1)
-    except OSError:
-        return None
+            data = fh.read() if cap is None else fh.read(cap + 1)
     finally:
         os.close(fd)
-    if len(data) > cap:  # grew since the fstat
+    if cap is not None and len(data) > cap:
+        raise ValueError(f"{path}: over {cap} bytes")
+    return data
+
+
+def read_gitignore(path: Path, cap: int = MAX_GITIGNORE_BYTES) -> str | None:
+    """The text of the .gitignore at ``path``, or None when it is no regular file (git
+    does not follow a symlinked .gitignore either), is unreadable or is over ``cap``."""
+    try:
+        return read_regular(path, cap).decode("utf-8", "replace")
+    except (OSError, ValueError):
         return None
-    return data.decode("utf-8", "replace")
 
 
 def _load_spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
@@ -155,9 +178,12 @@ def _candidate(path: Path, rel: str, language: str, root: Path, max_bytes: int,
     if path.is_symlink():
         return Skipped(rel, _symlink_reason(path, root))
     try:
-        size = path.stat().st_size
+        info = path.lstat()
     except OSError as exc:
         return Skipped(rel, f"cannot read: {exc.strerror or exc}")
+    if not stat.S_ISREG(info.st_mode):
+        return Skipped(rel, f"{_kind(info.st_mode)}, not read")
+    size = info.st_size
     if size > max_bytes:
         return Skipped(rel, f"too large: {size // 1024} KiB, the limit is "
                             f"{max_bytes // 1024} KiB (setting max_file_kb)")

@@ -59,6 +59,36 @@ def test_bad_files_are_skipped_or_findings(tmp_path: Path, make_files: Files) ->
     assert result["summary"]["issues"]["high"] == 1
 
 
+def test_pipes_sockets_and_devices_are_skipped_not_opened(tmp_path: Path,
+                                                           make_files: Files) -> None:
+    """A FIFO named like source hung the scan in open() (waiting for a writer): the job
+    could not be cancelled and the app could not exit. Such files are listed as skipped
+    without being opened, and one that became a FIFO after the listing is not waited for."""
+    import socket
+
+    from code_analyzer import scan as scan_module
+
+    make_files(tmp_path, {"ok.py": "x = 1\n", "later.py": "y = 2\n"})
+    os.mkfifo(tmp_path / "pipe.py")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(tmp_path / "sock.py"))
+    (tmp_path / "null.py").symlink_to("/dev/null")
+    try:
+        candidates, _ = discover(tmp_path, max_bytes=10_000)
+        assert [c.rel for c in candidates] == ["later.py", "ok.py"]
+        (tmp_path / "later.py").unlink()
+        os.mkfifo(tmp_path / "later.py")  # swapped after the listing: read without waiting
+        assert scan_module._read(candidates[0]) == "a named pipe (FIFO), not read"
+        result = scan_folder(tmp_path, None, NO_TOOLS)
+    finally:
+        listener.close()
+    assert [f["path"] for f in result["files"]] == ["ok.py"]
+    skipped = {s["path"]: s["reason"] for s in result["skipped"]}
+    assert skipped["pipe.py"] == skipped["later.py"] == "a named pipe (FIFO), not read"
+    assert skipped["sock.py"] == "a socket, not read"
+    assert skipped["null.py"] == "symlink leading outside the scanned folder"
+
+
 def test_second_scan_comes_from_the_content_cache(tmp_path: Path, make_files: Files,
                                                   four_branches: str) -> None:
     src = tmp_path / "src"
