@@ -40,10 +40,10 @@ from starlette.exceptions import HTTPException
 from advanced_client import smart, voice
 from advanced_client.chat import (
     build_messages,
+    export_filename,
     export_json,
     export_markdown,
     extract_text,
-    safe_filename,
     title_from,
 )
 from advanced_client.render import plain_text, render_markdown
@@ -51,6 +51,7 @@ from advanced_client.retrieval import BM25, ContextPiece, Doc, assemble, chunk_t
 from advanced_client.store import NotFound, Store
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.api import PluginProblem as Problem
+from plexichat_desktop.plugins.attachments import attachment_headers
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
 
@@ -376,9 +377,8 @@ class AdvancedClientPlugin(Plugin):
             body, media, ext = export_json(chat, messages), "application/json", "json"
         else:
             body, media, ext = export_markdown(chat, messages), "text/markdown", "md"
-        name = safe_filename(chat["title"], ext)
-        return Response(body, media_type=f"{media}; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(body, media_type=f"{media}; charset=utf-8",
+                        headers=attachment_headers(export_filename(chat["title"], ext)))
 
     async def render(self, body: RenderBody) -> dict[str, str]:
         """Markdown to sanitised HTML (the page's preview of what it is about to send)."""
@@ -945,8 +945,7 @@ class AdvancedClientPlugin(Plugin):
                                                            format="markdown"))
         session = await self._v1(api.collaboration.get(session_id))
         return Response(content.content, media_type="text/markdown; charset=utf-8",
-                        headers={"Content-Disposition": 'attachment; filename="'
-                                 f'{safe_filename(session.title, "md")}"'})
+                        headers=attachment_headers(export_filename(session.title, "md")))
 
     # -- activity ------------------------------------------------------------------------
     async def activity_events(self) -> StreamingResponse:

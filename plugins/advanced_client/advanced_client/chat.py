@@ -7,7 +7,6 @@ how an export reads) are plain functions with tests of their own.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -86,9 +85,10 @@ def export_json(chat: dict[str, Any], messages: Sequence[dict[str, Any]]) -> str
                       indent=2, ensure_ascii=False)
 
 
-def safe_filename(title: str, extension: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._ -]+", "", title).strip().replace(" ", "-")[:60] or "chat"
-    return f"{stem}.{extension}"
+def export_filename(title: str, extension: str) -> str:
+    """The download name of an export: the title as it is (any script; the headers are
+    made by ``attachment_headers``), "chat" for an empty one."""
+    return f"{title.strip()[:80].rstrip('. ') or 'chat'}.{extension}"
 
 
 def title_from(text: str) -> str:

@@ -218,7 +218,8 @@ def test_presets_history_search_and_export(app: PlexiChatApp) -> None:
     assert ok(app.client.get("api/chats", params={"q": "no-such-words-here"}))["chats"] == []
     md = app.client.get(f"api/chats/{chat['id']}/export", params={"format": "markdown"})
     assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
-    assert "attachment" in md.headers["content-disposition"]
+    assert md.headers["content-disposition"] == (
+        'attachment; filename="The treasure is under the old oak tree.md"')
     assert "# The treasure is under the old oak tree." in md.text
     assert "> **System:** Talk like a pirate." in md.text
     assert md.text.count("### ") == 2

@@ -57,6 +57,7 @@ from data_visualizer.live import LIVE_SOURCES, LiveSources, SourceUnavailable
 from data_visualizer.loaders import FORMATS, LoadError, detect_format
 from data_visualizer.sqlguard import SqlRefused
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.attachments import attachment_headers
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.jobs import JobHandle
 
@@ -380,8 +381,8 @@ class DataVisualizerPlugin(Plugin):
             yield buffer.getvalue()
 
         name = filename if filename.lower().endswith(".csv") else filename + ".csv"
-        return StreamingResponse(lines(), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="{name}"'})
+        return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                                 headers=attachment_headers(name, "result.csv"))
 
     # -- charts --------------------------------------------------------------------------
     def _builder(self) -> Any:
@@ -510,9 +511,9 @@ class DataVisualizerPlugin(Plugin):
             board: Dashboard = self.store.get(board_id)
         except KeyError:
             return _error(404, f"board_id: no dashboard {board_id!r}")
-        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in board.title)[:60]
-        return Response(export_json(board), media_type="application/json", headers={
-            "Content-Disposition": f'attachment; filename="{name or "dashboard"}.json"'})
+        return Response(export_json(board), media_type="application/json",
+                        headers=attachment_headers(f"{board.title.strip() or 'dashboard'}.json",
+                                                   "dashboard.json"))
 
     # -- live ----------------------------------------------------------------------------
     async def stream(self) -> Any:

@@ -234,6 +234,27 @@ def test_csv_export_defuses_spreadsheet_formulas(plexichat_app: Any) -> None:
                    "'\t=1", "'\r=1", "plain", "-5", "2.5"]
 
 
+def test_downloads_keep_names_in_any_script(plexichat_app: Any) -> None:
+    """A dashboard titled in Japanese could not be exported (the name went raw into the
+    header: a 500); the download now keeps the name, in UTF-8 (RFC 6266)."""
+    from urllib.parse import unquote
+
+    client = plexichat_app.client
+    created = client.post("api/dashboards", json={"title": "売上 ダッシュボード", "panels": []})
+    assert created.status_code == 201, created.text
+    exported = client.get(f"api/dashboards/{created.json()['id']}/export")
+    assert exported.status_code == 200, exported.text
+    header = exported.headers["content-disposition"]
+    assert unquote(header.split("filename*=UTF-8''")[1]) == "売上 ダッシュボード.json"
+    assert json.loads(exported.content)["title"] == "売上 ダッシュボード"
+    csv_answer = client.get("api/export.csv", params={"sql": "SELECT 1 AS n",
+                                                      "filename": "Ventes été"})
+    assert csv_answer.status_code == 200, csv_answer.text
+    assert unquote(csv_answer.headers["content-disposition"].split("''")[1]) == \
+        "Ventes été.csv"
+    assert client.delete(f"api/dashboards/{created.json()['id']}").status_code == 200
+
+
 def test_csv_export_has_every_row_past_the_grid_limit(plexichat_app: Any) -> None:
     client = plexichat_app.client
     upload(client, "n.csv", "n\n" + "".join(f"{i}\n" for i in range(2500)))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -25,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.attachments import attachment_headers
 from security_toolkit import e2e, entries, files, generator, health, interop, otp
 from security_toolkit.errors import Problem
 from security_toolkit.models import (
@@ -68,10 +68,8 @@ def why(exc: Exception) -> str:
 
 
 def attachment(data: bytes, name: str, media_type: str) -> Response:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120] or "download"
-    return Response(data, media_type=media_type, headers={
-        "Content-Disposition": f'attachment; filename="{safe}"',
-        "Cache-Control": "no-store"})
+    return Response(data, media_type=media_type,
+                    headers={**attachment_headers(name), "Cache-Control": "no-store"})
 
 
 class SecurityToolkitPlugin(Plugin):
