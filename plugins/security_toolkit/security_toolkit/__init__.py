@@ -142,12 +142,16 @@ class SecurityToolkitPlugin(Plugin):
         atomic_write(self.prefs_path, json.dumps(prefs, indent=1).encode(), keep_backup=False)
 
     def _breaches(self, override: str | None) -> health.BreachList | None:
+        """The breach list to check against: ``override`` (remembered once it opened, so
+        a refused path does not break every later report), else the remembered one."""
         prefs = self._prefs()
-        if override is not None:
-            prefs["breach_list"] = override.strip()
+        path = (override.strip() if override is not None
+                else prefs.get("breach_list", self.config.breach_list) or "")
+        breaches = health.BreachList(Path(path).expanduser()) if path else None
+        if override is not None and prefs.get("breach_list") != path:
+            prefs["breach_list"] = path
             self._save_prefs(prefs)
-        path = prefs.get("breach_list", self.config.breach_list) or ""
-        return health.BreachList(Path(path).expanduser()) if path else None
+        return breaches
 
     async def _read_upload(self, upload: UploadFile, field: str = "file") -> bytes:
         limit = int(self.config.max_file_mb * (1 << 20))
@@ -292,6 +296,9 @@ class SecurityToolkitPlugin(Plugin):
         targets = [entries.find(vault.payload, eid) for eid in dict.fromkeys(body.entry_ids)]
         make = (functools.partial(generator.password, body.password) if body.kind == "password"
                 else functools.partial(generator.passphrase, body.passphrase))
+        # The breach list first: refused, it must leave every password as it was (the
+        # answer is an error), not replace them behind an error.
+        breaches = await asyncio.to_thread(self._breaches, body.breach_list)
         stamp = now_iso()
         for entry in targets:
             new = make()
@@ -300,10 +307,16 @@ class SecurityToolkitPlugin(Plugin):
             entries.set_password(entry, new, stamp)
         vault.save()
         self.ctx.logger.info("health fix: %d passwords regenerated", len(targets))
-        breaches = await asyncio.to_thread(self._breaches, body.breach_list)
-        report = await asyncio.to_thread(self._report, breaches)
-        return {"fixed": [{"entry_id": e["id"], "title": e["title"], "url": e.get("url", ""),
-                           "score": e["score"]} for e in targets], "report": report}
+        fixed = [{"entry_id": e["id"], "title": e["title"], "url": e.get("url", ""),
+                  "score": e["score"]} for e in targets]
+        try:
+            report = await asyncio.to_thread(self._report, breaches)
+        except (Problem, OSError) as exc:  # the list went away since it opened: saved all the same
+            report = await asyncio.to_thread(self._report, None)
+            return {"fixed": fixed, "report": report,
+                    "note": f"The passwords were changed; the breach list could not be "
+                            f"read for the new report ({why(exc)})."}
+        return {"fixed": fixed, "report": report}
 
     # -- TOTP ----------------------------------------------------------------------
     async def totp_codes(self) -> dict[str, Any]:

@@ -74,8 +74,12 @@ def set_password(entry: dict[str, Any], new: str, stamp: str | None = None) -> N
         return
     stamp = stamp or now_iso()
     if entry["password"]:
-        entry["history"] = [{"password": entry["password"], "until": stamp},
-                            *entry.get("history", [])][:HISTORY]
+        # "since": its own age, so that an undo gives the old password back as old as it
+        # was (the health report's "old" list must still name it).
+        old = {"password": entry["password"], "until": stamp}
+        if entry.get("password_changed"):
+            old["since"] = entry["password_changed"]
+        entry["history"] = [old, *entry.get("history", [])][:HISTORY]
     entry["password"] = new
     entry["password_changed"] = stamp
     entry["updated"] = stamp
@@ -99,7 +103,8 @@ def restore_previous(entry: dict[str, Any]) -> None:
         raise Problem("entry_id", "this entry has no previous password", 409)
     previous = history.pop(0)
     entry["password"] = previous["password"]
-    entry["password_changed"] = previous["until"]
+    # Items from before "since" was kept: the change's time is the best known.
+    entry["password_changed"] = previous.get("since") or previous["until"]
     entry["updated"] = now_iso()
     entry["score"] = score(entry)
 

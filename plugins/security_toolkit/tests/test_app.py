@@ -99,7 +99,16 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         no_secret_in(str(report))
         missing = await client.post("health", json={"breach_list": str(tmp_path / "no.txt")})
         assert missing.status_code == 422 and missing.json()["field"] == "breach_list"
-        await client.post("health", json={"breach_list": str(pwned)})  # remembered again
+        # The refused path was not remembered: the next report uses the list that opened.
+        again = await client.post("health", json={})
+        assert again.status_code == 200 and again.json()["breach_list"]["kind"] == "small list"
+        # A fix whose breach list is refused changes nothing (it replaced the passwords,
+        # then answered 422).
+        mail_before = (await client.get(f"entries/{ids['Mail']}")).json()
+        refused = await client.post("health/fix", json={
+            "entry_ids": [ids["Mail"]], "breach_list": str(tmp_path / "no.txt")})
+        assert refused.status_code == 422 and refused.json()["field"] == "breach_list"
+        assert (await client.get(f"entries/{ids['Mail']}")).json() == mail_before
 
         fixed = await client.post("health/fix", json={"entry_ids": [ids["Mail"], ids["Forum"]],
                                                       "kind": "passphrase"})
@@ -117,7 +126,10 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         assert mail["history_count"] == 1
         undone = await client.post(f"entries/{ids['Mail']}/restore")
         assert undone.status_code == 200
-        assert (await client.get(f"entries/{ids['Mail']}")).json()["password"] == "hunter22"
+        restored = (await client.get(f"entries/{ids['Mail']}")).json()
+        assert restored["password"] == "hunter22"
+        # As old as it was: the undo must not make an old password look new.
+        assert restored["password_changed"] == mail_before["password_changed"]
         assert (await client.post(f"entries/{ids['Bank']}/restore")).status_code == 409
         unknown = await client.post("health/fix", json={"entry_ids": ["nope"]})
         assert unknown.status_code == 404 and unknown.json()["field"] == "entry_id"

@@ -199,3 +199,22 @@ async def test_idle_lock_with_a_moved_clock(tmp_path: Path) -> None:
     clock.now += 61
     session._fire()
     assert not session.status()["unlocked"]
+
+
+def test_undoing_a_change_gives_the_old_password_its_age_back() -> None:
+    """An old password fixed and then undone dropped out of the health report's "old"
+    list: the undo dated it to the fix."""
+    from security_toolkit import entries
+    from security_toolkit.models import EntryIn
+
+    entry = entries.new_entry(EntryIn(title="Old site", password="Tr0ub4dor&3"),
+                              stamp="2021-01-05T10:00:00", changed="2021-01-05T10:00:00")
+    entries.set_password(entry, "a brand new one", "2026-12-07T12:00:00")
+    assert entry["password_changed"] == "2026-12-07T12:00:00"
+    entries.restore_previous(entry)
+    assert entry["password"] == "Tr0ub4dor&3"
+    assert entry["password_changed"] == "2021-01-05T10:00:00"
+    # History written before the age was kept: the change's time, as before.
+    entry["history"] = [{"password": "older", "until": "2025-03-01T00:00:00"}]
+    entries.restore_previous(entry)
+    assert entry["password_changed"] == "2025-03-01T00:00:00"

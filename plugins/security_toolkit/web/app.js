@@ -407,6 +407,7 @@ async function fix(ids, button) {
     const kind = $("fix-kind").value;
     const result = await api("health/fix", { method: "POST", json: { entry_ids: ids, kind, breach_list: $("breach-list").value.trim() } });
     renderReport(result.report);
+    if (result.note) note(result.note);
     const list = $("fixed-list");
     for (const item of result.fixed) {
       const row = el("li", {}, el("strong", { text: item.title }), ` — new ${kind}, strength ${item.score}/4`,
