@@ -164,7 +164,9 @@ class ApiTesterPlugin(Plugin):
     async def info(self) -> dict[str, Any]:
         return {"collections_dir": str(self.collections.root),
                 "allowed_hosts": list(self.config.allowed_hosts),
-                "secrets_backend": self.secrets.backend, "app_url": self.ctx.server_url,
+                "secrets_backend": self.secrets.backend,
+                # As {{app_url}} expands: without the trailing slash.
+                "app_url": (self.ctx.server_url or "").rstrip("/") or None,
                 "limits": {"users": self.config.load_max_users,
                            "seconds": self.config.load_max_seconds,
                            "requests": self.config.load_max_requests}}
@@ -413,7 +415,7 @@ class ApiTesterPlugin(Plugin):
             return JSONResponse({"detail": f"which: {url} is not a JSON OpenAPI document "
                                            f"({exc})", "field": "which"}, status_code=422)
         try:
-            _, server, items, path_vars = convert.from_openapi(
+            _, _server, items, path_vars = convert.from_openapi(
                 document, v1_login=body.which == "v1", app_token=body.which == "app")
         except convert.ConvertProblem as exc:
             return problem(exc)
@@ -421,10 +423,9 @@ class ApiTesterPlugin(Plugin):
             return JSONResponse({"detail": f"which: {url} is not an OpenAPI document this "
                                            f"importer reads ({type(exc).__name__}: {exc})",
                                  "field": "which"}, status_code=422)
-        root = base + (server if server.startswith("/") else "") if body.which == "v1" \
-            else base
-        if body.which == "v1" and not root.endswith("/api/v1"):
-            root = base + "/api/v1"
+        # Through {{app_url}}, not this start's address: the port may differ next time
+        # (port 0, or the configured one taken), and the collection must still run.
+        root = "{{app_url}}/api/v1" if body.which == "v1" else "{{app_url}}"
         created = self._write_imported(name, items, [
             Variable(name="baseUrl", value=root),
             *(Variable(name=k, value=v) for k, v in path_vars.items())])

@@ -26,7 +26,7 @@ from api_tester.sender import (
     resolve,
 )
 from api_tester.storage import AppTokenGrants, Collections, SecretStore
-from api_tester.variables import UndefinedVariable, substitute
+from api_tester.variables import UndefinedVariable, resolve_nested, substitute
 
 MAX_CSV_ROWS = 10_000
 
@@ -72,15 +72,23 @@ class Engine:
         if not collection:
             return variables
         info = self.collections.info(collection)
+        secret_names = {v.name for v in info.variables if v.secret}
         for var in info.variables:
             variables[var.name] = (self.secrets.get(f"{collection}:var.{var.name}") or ""
                                    if var.secret else var.value)
         if environment:
             env = self.collections.read_env(collection, environment)
+            secret_names = (secret_names - {v.name for v in env.variables}) | {
+                v.name for v in env.variables if v.secret}
             for var in env.variables:
                 variables[var.name] = (
                     self.secrets.get(f"{collection}:env.{environment}.{var.name}") or ""
                     if var.secret else var.value)
+        # Plain variables may refer to others (the ready v1 collection's baseUrl is
+        # "{{app_url}}/api/v1": the app's port changes between starts); secrets are taken
+        # as they are.
+        variables = resolve_nested(variables, {n for n, v in variables.items()
+                                               if "{{" in v and n not in secret_names})
         for name, value in self.secrets.values(f"{collection}:secret.").items():
             variables[f"secret.{name}"] = value
         return variables

@@ -56,6 +56,32 @@ def substitute(text: str, variables: Mapping[str, str], field: str) -> str:
     return PATTERN.sub(repl, text)
 
 
+# How deep a variable's value may refer to others ({{a}} -> {{b}} -> ...): a loop stops here.
+NESTING = 5
+
+
+def resolve_nested(variables: dict[str, str], names: set[str]) -> dict[str, str]:
+    """``variables`` with the values of ``names`` expanded where they refer to other
+    variables (``baseUrl = {{app_url}}/api/v1``), as Postman does; a reference to nothing
+    defined stays as it is (the request that uses it gets the usual error), and a loop
+    ends after :data:`NESTING` rounds."""
+    resolved = dict(variables)
+    for _ in range(NESTING):
+        changed = False
+        for name in names:
+            value = resolved[name]
+            if "{{" not in value:
+                continue
+            new = PATTERN.sub(lambda m: resolved.get(m.group(1), m.group(0))
+                              if not m.group(1).startswith("$") else m.group(0), value)
+            if new != value:
+                resolved[name] = new
+                changed = True
+        if not changed:
+            break
+    return resolved
+
+
 def references(text: str) -> list[str]:
     """The variable names ``text`` uses (built-ins left out)."""
     return [n for n in PATTERN.findall(text) if not n.startswith("$")]

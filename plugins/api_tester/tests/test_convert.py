@@ -158,6 +158,10 @@ async def test_ready_collections_for_the_apps_own_apis(tmp_path: Path) -> None:
                          if m.upper() in ("GET", "POST", "PUT", "PATCH", "DELETE"))
         assert len(v1.json()["created"]) == operations > 50
         assert (await client.post("import/builtin", json={"which": "v1"})).status_code == 409
+        # Not this start's port: the collection must still run after a restart on another.
+        tree = (await client.get("collections/PlexiChat v1")).json()
+        assert tree["info"]["variables"][0] == {"name": "baseUrl", "secret": False,
+                                                "value": "{{app_url}}/api/v1"}, tree["info"]
 
         # Fill in the local environment: the password goes to the secret store.
         name = await app.v1_user("carol")

@@ -19,6 +19,7 @@ async def test_send_save_and_run_through_the_app(tmp_path: Path) -> None:
         assert (await client.get("info", headers={"Authorization": ""})).status_code == 401
         info = (await client.get("info")).json()
         assert info["secrets_backend"] == "file"
+        assert info["app_url"] == app.url.rstrip("/")  # what {{app_url}} expands to
 
         # -- the request editor's send
         sent = await client.post("send", json={"request": {

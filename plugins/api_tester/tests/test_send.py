@@ -289,3 +289,31 @@ async def test_an_allowed_name_is_resolved_once_and_the_checked_address_is_conne
         with pytest.raises(RequestProblem, match=r"resolves to 10\.0\.0\.5"):
             await eng.execute(spec(f"http://api.example:{srv.port}/echo"), {})
         await eng.sender.aclose()
+
+
+def test_variables_may_refer_to_other_variables(tmp_path: Path) -> None:
+    """The ready v1 collection's baseUrl is "{{app_url}}/api/v1" (it held the port of the
+    start that imported it, and failed after a restart on another port): plain variables
+    are expanded through others, Postman-like; secrets and unknown names are left as
+    they are, and a loop ends."""
+    from api_tester.models import CollectionInfo, Environment, Variable
+
+    eng = Engine(Collections(tmp_path / "c"), SecretStore(tmp_path, "file"), Sender(),
+                 app_url="http://127.0.0.1:4321/")
+    eng.collections.create("C", CollectionInfo(name="C", variables=[
+        Variable(name="baseUrl", value="{{app_url}}/api/v1"),
+        Variable(name="users", value="{{baseUrl}}/users/{{who}}"),
+        Variable(name="who", value="me"),
+        Variable(name="odd", value="{{nobody}}-{{$uuid}}"),
+        Variable(name="a", value="{{b}}"), Variable(name="b", value="{{a}}"),
+        Variable(name="key", secret=True)]))
+    eng.secrets.set("C:var.key", "{{who}}")
+    eng.collections.write_env("C", Environment(name="other", variables=[
+        Variable(name="who", value="admin")]))
+    scope = eng.scope("C", None)
+    assert scope["app_url"] == "http://127.0.0.1:4321"
+    assert scope["baseUrl"] == "http://127.0.0.1:4321/api/v1"
+    assert scope["users"] == "http://127.0.0.1:4321/api/v1/users/me"
+    assert scope["odd"] == "{{nobody}}-{{$uuid}}"  # its request names the missing one
+    assert scope["a"] in ("{{a}}", "{{b}}") and scope["key"] == "{{who}}"
+    assert eng.scope("C", "other")["users"].endswith("/users/admin")  # the environment wins
