@@ -50,6 +50,11 @@ def refused(env: BoundedSandbox, source: str, **context: object) -> SecurityErro
     ("{{ 10000 * 'ab' }}", "repeating makes over"),
     ("{{ 2 ** 1000 }}", "exponent over 100"),
     ("{{ 2 ** (10 ** 9) }}", "exponent over 100"),
+    # numbers that one operation, holding the interpreter lock, would take minutes to make
+    ("{{ 10 ** 99 ** 99 ** 99 ** 99 }}", "a number of over 4096 bits"),
+    ("{{ (10 ** 99) ** 99 }}", "a number of over 4096 bits"),
+    ("{% set n = 10 ** 99 %}{{ n * n * n * n * n * n * n * n * n * n * n * n * n }}",
+     "a number of over 4096 bits"),
     # widths of str methods and filters
     (f"{{{{ 'x'.ljust({BIG}) }}}}", f"an argument of {BIG}"),
     (f"{{{{ 'x'.rjust(width={BIG}) }}}}", f"an argument of {BIG}"),
@@ -135,6 +140,10 @@ def test_the_caps_are_parameters() -> None:
     assert render(env, "{{ ('a' * 50000) | length }}") == "50000"
     assert "of 51; at most 50" in str(refused(env, "{{ 'x'.ljust(51) }}"))
     assert "exponent over 3" in str(refused(env, "{{ 2 ** 4 }}"))
+    assert render(BoundedSandbox(), "{{ 2 ** 100 * 3 ** 100 > 0 }}|{{ (-7) ** 99 < 0 }}|"
+                                    "{{ 1 ** 99 }}|{{ 2 ** -2 }}") == "True|True|1|0.25"
+    assert "over 64 bits" in str(refused(BoundedSandbox(SandboxLimits(number_bits=64)),
+                                         "{{ 2 ** 64 }}"))
     assert "at most 2" in str(refused(env, "{{ [1] | tojson(indent=3) }}"))
     assert "at most 1000" in str(refused(env, "{{ 'a' * 600 ~ 'b' * 600 }}"))
 

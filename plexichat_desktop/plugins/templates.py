@@ -87,6 +87,8 @@ class SandboxLimits:
     repeat: int = 10_000
     #: the largest exponent of ``**``
     exponent: int = 100
+    #: the largest integer ``*`` and ``**`` may make, in bits (4096: some 1,200 digits)
+    number_bits: int = 4096
     #: the largest indent of the ``tojson`` filter
     json_indent: int = 16
 
@@ -219,6 +221,8 @@ class BoundedSandbox(SandboxedEnvironment):
         if (operator_name == "**" and isinstance(right, int | float)
                 and abs(right) > self.limits.exponent):
             raise SecurityError(f"exponent over {self.limits.exponent}")
+        if operator_name in ("*", "**") and isinstance(left, int) and isinstance(right, int):
+            self._check_number(operator_name, left, right)
         if operator_name == "*":
             for seq, count in ((left, right), (right, left)):
                 if (isinstance(seq, str | list | tuple) and isinstance(count, int)
@@ -229,6 +233,20 @@ class BoundedSandbox(SandboxedEnvironment):
         ops: dict[str, Callable[[Any, Any], Any]] = {"*": operator.mul, "**": operator.pow,
                                                      "%": operator.mod}
         return ops[operator_name](left, right)
+
+    def _check_number(self, operator_name: str, left: int, right: int) -> None:
+        """Refuse a product or power over ``limits.number_bits`` before it is made: one
+        big-number operation holds the interpreter lock from start to end, so the time
+        cap cannot stop it and the whole app stops with it (``10 ** 99 ** 99 ** 99``,
+        each exponent allowed, is a number of millions of digits)."""
+        if operator_name == "*":
+            bits = left.bit_length() + right.bit_length()
+        elif right <= 0 or abs(left) <= 1:
+            return  # a float, 0, 1 or -1
+        else:
+            bits = (abs(left).bit_length() - 1) * right + 1
+        if bits > self.limits.number_bits:
+            raise SecurityError(f"a number of over {self.limits.number_bits} bits")
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         name = getattr(__obj, "__name__", "")

@@ -347,6 +347,11 @@ def test_templates_preview_and_forwarding_with_retries(app: PlexiChatApp) -> Non
     escape = app.client.post("api/templates/preview", json={
         "template": '{"a": {{ "".__class__.__subclasses__() }}}'})
     assert escape.status_code == 422 and "sandbox" in escape.json()["detail"]
+    # A chain of allowed powers made a number of millions of digits in one operation: the
+    # app stopped answering (the time cap cannot interrupt it). Refused before it is made.
+    power = app.client.post("api/templates/preview", json={
+        "template": '{"n": {{ 10 ** 99 ** 99 ** 99 ** 99 }}}'})
+    assert power.status_code == 422 and "over 4096 bits" in power.json()["detail"]
 
     refused = app.client.post("api/inboxes", json={
         "name": "x", "forward_url": "https://example.com/hook",
