@@ -289,8 +289,19 @@ class AnalyticsDashboardPlugin(Plugin):
         rule = RuleIn.model_validate({k: record[k] for k in RuleIn.model_fields})
         return {**public(record), "condition": rule.describe()}
 
+    async def _refused_webhook(self, rule: RuleIn) -> JSONResponse | None:
+        """A 422 for a webhook address every delivery would refuse (a private or
+        link-local address not on the allow-list): said now, not at the first alert."""
+        if rule.channel != "webhook" or not rule.webhook_url:
+            return None
+        why = await delivery.refused_now(rule.webhook_url, self.config.webhook_allowed_hosts)
+        return (None if why is None else
+                JSONResponse({"detail": why, "field": "webhook_url"}, status_code=422))
+
     async def add_rule_route(self, rule: RuleIn) -> Any:
         """Create a rule and check it at once (so the page shows its state)."""
+        if refused := await self._refused_webhook(rule):
+            return refused
         record = self.store.add_rule(rule)
         if self.api.user:
             await self.check_rules([record["id"]])
@@ -301,6 +312,8 @@ class AnalyticsDashboardPlugin(Plugin):
         """Change a rule; its state is kept, so the next check reports a transition."""
         if rule_id not in self.store.rules:
             return JSONResponse({"detail": f"rule_id: no rule {rule_id!r}"}, status_code=404)
+        if refused := await self._refused_webhook(rule):
+            return refused
         record = self.store.update_rule(rule_id, rule)
         self.changed("rule changed")
         return self._rule_view(record)
@@ -360,14 +373,29 @@ class AnalyticsDashboardPlugin(Plugin):
                 except Exception as exc:  # recorded on the rule, next goes on
                     state["last_error"] = str(_problem(exc))
                     continue
-                state.update(last_value=value, last_message=message, last_error=None)
+                state.update(last_value=value, last_message=message)
+                if not state.get("undelivered"):  # a failed delivery stays shown until sent
+                    state["last_error"] = None
                 change = step(record, breached, now)
                 if change.event is None:
+                    if state.get("undelivered") and state["status"] == "firing":
+                        # Its delivery failed: sent again on each check until one arrives
+                        # (without it the alert counted as sent and started the cooldown).
+                        event = self.store.log("alert.fired", message, rule_id=rule_id,
+                                               rule_name=record["name"], value=value,
+                                               sent=True, note="sent again: the last "
+                                               "delivery failed")
+                        await self._deliver_fire(record, message, value, event, now,
+                                                 state.get("last_fired_sent_at"))
+                        events.append(event)
                     continue
                 event = self.store.log(f"alert.{change.event}", message, rule_id=rule_id,
                                        rule_name=record["name"], value=value,
                                        sent=change.send, note=change.note)
-                if change.send:
+                if change.send and change.event == "fired":
+                    await self._deliver_fire(record, message, value, event, now,
+                                             change.previous_sent_at)
+                elif change.send:
                     await self._send_alert(record, change.event, message, value, event)
                 events.append(event)
             self.store.save()
@@ -419,8 +447,21 @@ class AnalyticsDashboardPlugin(Plugin):
                          f"{'+' if side == 'up' else '-'}{rule.sensitivity:g} needed)")
         return False, values[checks[0][0]], f"{metric.label}: {'; '.join(parts)}."
 
+    async def _deliver_fire(self, record: dict[str, Any], message: str, value: float | None,
+                            logged: dict[str, Any], now: float,
+                            previous_sent_at: float | None) -> None:
+        """Send a fire; only a delivered one counts as sent (it starts the cooldown and
+        lets the resolution be sent). A failed one is sent again on the next check."""
+        state = record["state"]
+        if await self._send_alert(record, "fired", message, value, logged):
+            state.update(fire_sent=True, last_fired_sent_at=now, undelivered=False,
+                         last_error=None)
+        else:
+            state.update(fire_sent=False, last_fired_sent_at=previous_sent_at,
+                         undelivered=True)
+
     async def _send_alert(self, record: dict[str, Any], event: str, message: str,
-                          value: float | None, logged: dict[str, Any]) -> None:
+                          value: float | None, logged: dict[str, Any]) -> bool:
         title = {"fired": "Alert", "resolved": "Resolved", "test": "Test"}[event] + \
             f": {record['name']}"
         try:
@@ -439,10 +480,12 @@ class AnalyticsDashboardPlugin(Plugin):
                                       action_url=PAGE + "#alerts",
                                       metadata={"rule_id": record["id"], "event": event})
             logged["delivered"] = True
+            return True
         except delivery.DeliveryError as exc:
             logged["delivered"] = False
             logged["delivery_error"] = str(exc)
             record["state"]["last_error"] = f"delivery failed: {exc}"
+            return False
 
     # -- subscriptions -----------------------------------------------------------------
     async def subscriptions_route(self) -> dict[str, Any]:

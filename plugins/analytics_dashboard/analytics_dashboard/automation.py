@@ -165,6 +165,8 @@ class Transition:
     event: Literal["fired", "resolved"] | None
     send: bool
     note: str = ""
+    #: the fire sent before this one (what a failed delivery of this one gives back)
+    previous_sent_at: float | None = None
 
 
 def step(record: dict[str, Any], breached: bool, now: float) -> Transition:
@@ -186,12 +188,13 @@ def step(record: dict[str, Any], breached: bool, now: float) -> Transition:
                               f"not sent: cooling down until {until:%Y-%m-%d %H:%M} UTC")
         state["fire_sent"] = True
         state["last_fired_sent_at"] = now
-        return Transition("fired", True)
+        return Transition("fired", True, previous_sent_at=last)
     if not breached and state["status"] == "firing":
         state["status"] = "ok"
         state["since"] = now
         sent = bool(state.get("fire_sent"))
         state["fire_sent"] = False
+        state["undelivered"] = False  # nothing to send again: the condition is over
         return Transition("resolved", sent, "" if sent else "not sent: its fire was not sent")
     return Transition(None, False)
 
@@ -199,7 +202,7 @@ def step(record: dict[str, Any], breached: bool, now: float) -> Transition:
 def new_state() -> dict[str, Any]:
     return {"status": "ok", "since": None, "last_value": None, "last_checked_at": None,
             "last_message": None, "last_error": None, "fire_sent": False,
-            "last_fired_sent_at": None}
+            "last_fired_sent_at": None, "undelivered": False}
 
 
 class AutomationStore:

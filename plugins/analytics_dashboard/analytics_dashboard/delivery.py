@@ -106,6 +106,20 @@ async def guard(url: str, allow: Sequence[str] = (), field: str = "webhook_url")
     return await check_target_async(url.strip(), [*allow, *own], field=field)
 
 
+async def refused_now(url: str, allow: Sequence[str] = (), field: str = "webhook_url"
+                      ) -> str | None:
+    """Why :func:`guard` will always refuse ``url``, when its host is an address (a name
+    is judged when it is looked up, at delivery); None when it may be sent to."""
+    host = (urllib.parse.urlsplit(url.strip()).hostname or "").rstrip(".")
+    if _literal(host) is None:
+        return None
+    try:
+        await guard(url, allow, field)
+    except (TargetRefused, ValueError) as exc:
+        return str(exc)
+    return None
+
+
 def build_request(client: httpx.AsyncClient, target: Target, body: bytes,
                   headers: dict[str, str]) -> httpx.Request:
     """The POST to the pinned address: ``Host`` (and for https the TLS server name, so

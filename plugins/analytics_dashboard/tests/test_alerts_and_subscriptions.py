@@ -85,7 +85,8 @@ async def test_rule_to_a_webhook_is_signed(app):
 
 
 async def test_a_webhook_that_fails_is_recorded_not_lost(app):
-    async with app() as running, LoopbackHTTPServer([(500, {"no": 1}, {})]) as receiver:
+    async with app() as running, LoopbackHTTPServer([(500, {"no": 1}, {}),
+                                                      (200, {"ok": True}, {})]) as receiver:
         await _fail_logins(running, 1)
         r = await running.client.post("rules", json={
             "name": "Broken hook", "metric": "failed_logins", "value": 0,
@@ -94,6 +95,26 @@ async def test_a_webhook_that_fails_is_recorded_not_lost(app):
             'delivery failed: webhook 127.0.0.1 answered HTTP 500: {"no": 1}')
         event = (await running.client.get("events")).json()["events"][0]
         assert event["delivered"] is False and "HTTP 500" in event["delivery_error"]
+        # Not counted as sent: the next check sends it again (and the receiver, answering
+        # 200 now, gets it); the error stays shown until then.
+        assert r.json()["state"]["fire_sent"] is False
+        checked = (await running.client.post("rules/check")).json()["events"]
+        assert [(e["kind"], e["note"], e["delivered"]) for e in checked] == [
+            ("alert.fired", "sent again: the last delivery failed", True)]
+        state = (await running.client.get("rules")).json()["rules"][0]["state"]
+        assert state["fire_sent"] is True and state["last_error"] is None
+        assert len(receiver.requests) == 2
+        assert (await running.client.post("rules/check")).json()["events"] == []  # once
+
+
+async def test_a_webhook_address_no_delivery_may_reach_is_refused_at_once(app):
+    async with app() as running:
+        for url in ("http://10.0.0.1/x", "http://169.254.169.254/latest"):
+            r = await running.client.post("rules", json={
+                "name": "Never", "metric": "failed_logins", "value": 0,
+                "channel": "webhook", "webhook_url": url})
+            assert r.status_code == 422 and r.json()["field"] == "webhook_url", r.text
+        assert (await running.client.get("rules")).json()["rules"] == []
 
 
 async def test_an_anomaly_rule_fires_on_a_spike_with_an_explanation(app):
