@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -145,7 +146,10 @@ class FileManagerPlugin(Plugin):
         self.ctx = ctx
         self.config: FileManagerConfig = ctx.config
         self.roots = Roots(self.config.root_paths())
-        self.last_undo: ops.UndoRecord | None = None
+        # Kept on disk beside its stash: an app restart must not lose the way back (the
+        # overwritten originals stayed in the stash, with nothing left to restore them).
+        self._undo_file = ctx.data_dir / "undo" / "last.json"
+        self.last_undo: ops.UndoRecord | None = self._load_undo()
         self._undo_lock = asyncio.Lock()
         self.plans: dict[str, tuple[sync.Plan, Path]] = {}
         self._sync_lock = asyncio.Lock()
@@ -244,9 +248,44 @@ class FileManagerPlugin(Plugin):
         """One-step undo: the newest operation replaces the one before (and its stash)."""
         if record.empty:
             return
-        old, self.last_undo = self.last_undo, record
+        old = self.last_undo
+        self._set_undo(record)
         if old and old.stash_dir and old.stash_dir != record.stash_dir:
             shutil.rmtree(old.stash_dir, ignore_errors=True)
+
+    def _set_undo(self, record: ops.UndoRecord | None) -> None:
+        """Make ``record`` the one step of undo, on disk too (written whole, then renamed
+        over the old file: a crash leaves the old record or the new one)."""
+        self.last_undo = record
+        try:
+            if record is None:
+                self._undo_file.unlink(missing_ok=True)
+                return
+            self._undo_file.parent.mkdir(parents=True, exist_ok=True)
+            part = self._undo_file.with_suffix(".part")
+            part.write_text(json.dumps(dataclasses.asdict(record)), encoding="utf-8")
+            os.replace(part, self._undo_file)
+        except OSError as exc:  # undo still works until the app stops
+            self.ctx.logger.warning("the undo step could not be saved to %s: %s",
+                                    self._undo_file, exc)
+
+    def _load_undo(self) -> ops.UndoRecord | None:
+        try:
+            data = json.loads(self._undo_file.read_text(encoding="utf-8"))
+            return ops.UndoRecord(
+                kind=str(data["kind"]), description=str(data["description"]),
+                created=[str(p) for p in data["created"]],
+                moved=[(str(a), str(b)) for a, b in data["moved"]],
+                stashed=[(str(a), str(b)) for a, b in data["stashed"]],
+                trashed=[(str(a), str(b), str(c)) for a, b, c in data["trashed"]],
+                stash_dir=None if data["stash_dir"] is None else str(data["stash_dir"]),
+                at=float(data["at"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.ctx.logger.warning("the saved undo step %s could not be read (%s); there is "
+                                    "nothing to undo", self._undo_file, exc)
+            return None
 
     async def _start(self, request: Request, name: str, work: Any, *args: Any) -> Any:
         job = self.ctx.jobs.start(name, work, *args)
@@ -371,7 +410,7 @@ class FileManagerPlugin(Plugin):
         record = self.last_undo
         if record is None:
             raise FieldError(409, "undo", "nothing to undo")
-        self.last_undo = None
+        self._set_undo(None)
 
         async def work(job: JobHandle) -> dict[str, Any]:
             async with self._undo_lock:

@@ -249,3 +249,29 @@ def test_a_file_swapped_for_a_symlink_after_the_lstat_is_not_followed(
     assert {s["reason"] for s in out.skipped} == {"became a symlink; not followed",
                                                   "is no longer a regular file"}
     assert sorted(p.name for p in (dest / "src").iterdir()) == []  # no copy, no temp file
+
+
+@pytest.mark.asyncio
+async def test_undo_outlives_a_restart(app, tmp_path: Path) -> None:
+    """The one step of undo lived in memory only: after a restart it was gone, and the
+    originals an overwrite had stashed stayed in the plugin's folder, unreachable."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "b" / "a").mkdir(parents=True)
+    (root / "a" / "one.txt").write_text("new")
+    (root / "b" / "a" / "one.txt").write_text("EDITED in b")
+    async with app([root]) as (client, _plugin, _rt):
+        job = await finished(client, await client.post("ops/copy?wait=true", json={
+            "root": "0", "paths": ["a"], "dest_root": "0", "dest": "b",
+            "conflict": "overwrite"}))
+        assert job["state"] == "succeeded", job
+        assert (root / "b" / "a" / "one.txt").read_text() == "new"
+        before = (await client.get("ops/undo")).json()["undo"]
+    async with app([root]) as (client, _plugin, _rt):
+        assert (await client.get("ops/undo")).json()["undo"] == before
+        job = await finished(client, await client.post("ops/undo?wait=true"))
+        assert job["state"] == "succeeded", job
+        assert (root / "b" / "a" / "one.txt").read_text() == "EDITED in b"
+        assert (await client.get("ops/undo")).json() == {"undo": None}
+    async with app([root]) as (client, _plugin, _rt):  # done once: nothing left to undo
+        assert (await client.get("ops/undo")).json() == {"undo": None}
