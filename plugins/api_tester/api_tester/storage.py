@@ -23,6 +23,7 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ValidationError
 
@@ -258,6 +259,19 @@ def externalize(spec: RequestSpec, prefix: str) -> tuple[RequestSpec, dict[str, 
     for param in data.params:
         if is_secret_name(param.name) or param.name.lower() == custom:
             param.value = move(param.value, "query." + slug(param.name.lower()))
+    # The same names in the URL's own query (a pasted or curl-imported URL keeps it
+    # there): the value, as written in the URL, goes to the secret store too.
+    base, question, rest = data.url.partition("?")
+    if question:
+        query, hash_sign, fragment = rest.partition("#")
+        pieces = []
+        for piece in query.split("&"):
+            name, equals, value = piece.partition("=")
+            key = unquote_plus(name).lower()
+            if equals and (is_secret_name(key) or key == custom):
+                value = move(value, "url.query." + slug(key))
+            pieces.append(name + equals + value)
+        data.url = base + question + "&".join(pieces) + hash_sign + fragment
     return data, secrets
 
 

@@ -114,3 +114,20 @@ def test_secrets_never_reach_the_files(tmp_path: Path) -> None:
     assert again == clean and none == {}
     secrets.delete("Demo:secret.users_login.cookie")
     assert secrets.names("Demo:") == ["Demo:secret.users_login.password"]
+
+
+def test_a_credential_in_the_urls_own_query_is_moved_out_too() -> None:
+    """A pasted (or curl-imported) URL kept ?api_key=... in the collection file in clear,
+    while the same name in the params list went to the secret store."""
+    spec = RequestSpec.model_validate({
+        "url": "http://127.0.0.1:9/x?page=2&api_key=LEAKED%2Fkey&token={{t}}&Access_Token="
+               "abc#frag"})
+    clean, moved = externalize(spec, "q/k")
+    assert clean.url == ("http://127.0.0.1:9/x?page=2&api_key={{secret.q_k.url.query.api_key}}"
+                         "&token={{t}}&Access_Token={{secret.q_k.url.query.access_token}}#frag")
+    # Stored as written in the URL: substituted back, the request is the same.
+    assert moved == {"secret.q_k.url.query.api_key": "LEAKED%2Fkey",
+                     "secret.q_k.url.query.access_token": "abc"}
+    assert externalize(clean, "q/k") == (clean, {})
+    plain = RequestSpec.model_validate({"url": "http://127.0.0.1/?q=a&b"})
+    assert externalize(plain, "p") == (plain, {})
