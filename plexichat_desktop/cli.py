@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "results, failure patterns or slow tests.")
     results.add_argument("plugin", nargs="?", metavar="PLUGIN|RUN_ID",
                          help="a plugin id, or a run id (a number) to list its results")
-    results.add_argument("--limit", type=int, default=20)
+    results.add_argument("--limit", type=_positive_int, default=20,
+                         help="how many runs (or results, patterns) to show (default 20)")
     results.add_argument("--failed", action="store_true",
                          help="with a run id: only its failed, errored, timed out or "
                               "crashed results, with their tracebacks")
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         from plexichat_desktop.testing.console import show_results
 
         return show_results(paths, args.plugin, args.limit, args.json, failed=args.failed,
-                            failures=args.failures, slow=args.slow, category=args.category)
+                            failures=args.failures, slow=args.slow, category=args.category,
+                            known=lambda: set(_offline_manager(paths, settings, args).by_id))
     if command == "dev":
         return _dev_command(args, paths, settings)
     if command is None:
@@ -503,6 +505,16 @@ def _reload_plugin(paths: AppPaths, plugin_id: str) -> int:
     state, reason = body.get("state", "?"), body.get("reason")
     print(f"Plugin '{plugin_id}' reloaded: {state}" + (f" ({reason})" if reason else ""))
     return EXIT_OK if answer.status_code == 200 else EXIT_ERROR
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def _offline_manager(paths: AppPaths, settings: Settings, args: argparse.Namespace) -> Any:

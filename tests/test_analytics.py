@@ -209,9 +209,15 @@ async def test_analytics_over_the_api_and_the_cli(start_core, tmp_path, home):
     assert bad.status_code == 422 and "category" in bad.text
 
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent)}
-    out, failed, slow_out = run_many([["results", "--failures", "--json"],
-                                      ["results", str(runs[1]["id"]), "--failed"],
-                                      ["results", "--slow"]], env)
+    out, failed, slow_out, huge, zero, unknown, one = run_many([
+        ["results", "--failures", "--json"], ["results", str(runs[1]["id"]), "--failed"],
+        ["results", "--slow"], ["results", "9" * 23], ["results", "--limit", "0"],
+        ["results", "analytics_suiet"], ["results", "analytics_suite", "--limit", "1"]], env)
+    # Bad input is an error with exit code 2, not a traceback or an empty list.
+    assert (huge.returncode, huge.stderr.strip()) == (2, f"error: no run {'9' * 23}")
+    assert zero.returncode == 2 and "--limit: must be 1 or more" in zero.stderr
+    assert unknown.returncode == 2 and "unknown plugin 'analytics_suiet'" in unknown.stderr
+    assert one.returncode == 0 and one.stdout.count("analytics_suite ") == 1, one.stdout
     assert {p["signature"] for p in json.loads(out.stdout)["patterns"]} == set(patterns)
     text = failed.stdout
     assert "FAILED     tests/test_a.py::test_divides" in text

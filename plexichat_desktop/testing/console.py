@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +31,7 @@ SUMMARY_ORDER = ["failed", "passed", "skipped", "xfailed", "xpassed", "error", "
 LONGREPR_LINES = 40      # of each failure shown in the text report
 # pytest's exit codes a run can end with that say more than "tests failed" (1).
 PYTEST_EXIT_CODES = {2, 3, 4}
+MAX_RUN_ID = 2**63 - 1  # the largest SQLite integer
 
 
 def store_path(paths: AppPaths) -> Any:
@@ -272,14 +273,19 @@ def _indented(text: str, prefix: str = "  ") -> str:
 
 def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bool, *,
                  failed: bool = False, failures: bool = False, slow: bool = False,
-                 category: str | None = None) -> int:
+                 category: str | None = None,
+                 known: Callable[[], set[str]] | None = None) -> int:
     """Recent runs and statistics from the store; with a run id, that run's results
     (``failed``: only the bad ones, with tracebacks); ``failures``: failure patterns;
-    ``slow``: the duration report."""
+    ``slow``: the duration report. ``known`` gives the installed plugins' ids, asked when
+    ``plugin_id`` has no runs: a mistyped id is an error, not "no runs"."""
     if not store_path(paths).exists():
         print("No test results yet: run some tests first (plexichat-desktop test).")
         return 0
     if plugin_id is not None and plugin_id.isdigit():
+        if int(plugin_id) > MAX_RUN_ID:  # SQLite's integers end there: no such run
+            print(f"error: no run {plugin_id}", file=sys.stderr)
+            return 2
         return _show_run(paths, int(plugin_id), failed, limit, as_json)
     if failed:
         print("error: --failed goes with a run id (plexichat-desktop results RUN_ID --failed)",
@@ -297,6 +303,10 @@ def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bo
                          indent=2, default=str))
         return 0
     if not runs:
+        if plugin_id and known is not None and plugin_id not in (ids := known()):
+            print(f"error: unknown plugin '{plugin_id}' (known: "
+                  f"{', '.join(sorted(ids)) or 'none'})", file=sys.stderr)
+            return 2
         print("No test runs recorded" + (f" for '{plugin_id}'." if plugin_id else "."))
         return 0
     print(f"{'run':>5}  {'plugin':<24} {'status':<11} {'when':<19}  results")
