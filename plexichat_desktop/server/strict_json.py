@@ -241,18 +241,42 @@ def _utf8(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+# Field names whose values a refusal never sends back: a 422 for a too-long master
+# password showed the password in the answer (and in whatever logs answers).
+_SECRET_WORDS = ("password", "passphrase", "passwd", "secret", "token", "key", "otp", "pin",
+                 "credential", "code", "auth")
+HIDDEN = "<hidden>"
+
+
+def _secret(name: object) -> bool:
+    return isinstance(name, str) and any(word in name.lower() for word in _SECRET_WORDS)
+
+
+def _hidden(value: Any) -> Any:
+    """``value`` with the values of secret-named keys replaced, at any depth."""
+    if isinstance(value, dict):
+        return {k: HIDDEN if _secret(k) else _hidden(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hidden(v) for v in value]
+    return value
+
+
 def safe_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """The validation errors as JSON-safe dicts: ``loc``, ``msg``, ``type`` always;
-    ``input`` and ``ctx`` only when they are plain JSON."""
+    ``input`` and ``ctx`` only when they are plain JSON, and ``input`` never for a field
+    named like a secret (nor a secret-named key inside it)."""
     out: list[dict[str, Any]] = []
     for error in exc.errors():
+        loc = list(error.get("loc", ()))
         item: dict[str, Any] = {"loc": [p if isinstance(p, int) else _utf8(str(p))
-                                        for p in error.get("loc", ())],
+                                        for p in loc],
                                 "msg": _utf8(str(error.get("msg", ""))),
                                 "type": str(error.get("type", "value_error"))}
         for key in ("input", "ctx"):
             if key in error and _plain(error[key]):
                 item[key] = error[key]
+        if "input" in item:
+            item["input"] = HIDDEN if any(map(_secret, loc)) else _hidden(item["input"])
         out.append(item)
     return out
 

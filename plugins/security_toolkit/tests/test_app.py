@@ -200,6 +200,9 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         # -- lock, wrong password, a flipped bit on disk
         assert (await client.post("vault/lock")).json()["unlocked"] is False
         assert (await client.get("entries")).status_code == 423
+        too_long = "S3cretMasterPW_" * 80  # past the model's 1024: a 422 from the host
+        refused = await client.post("vault/unlock", json={"password": too_long})
+        assert refused.status_code == 422 and "S3cretMasterPW_" not in refused.text
         wrong_master = await client.post("vault/unlock", json={"password": "not it at all"})
         assert wrong_master.status_code == 422 and wrong_master.json()["field"] == "password"
         assert (await client.post("vault/unlock", json={"password": MASTER})).status_code == 200
