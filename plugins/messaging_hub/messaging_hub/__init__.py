@@ -51,7 +51,14 @@ from messaging_hub.outbox import (
 )
 from messaging_hub.render import markdown_html
 from messaging_hub.store import HELD, Store
-from messaging_hub.templating import BUILTINS, TemplateProblem, builtin_values, check, render
+from messaging_hub.templating import (
+    BUILTINS,
+    TemplateProblem,
+    builtin_values,
+    check,
+    render,
+    sandbox_refusal,
+)
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.api import PluginProblem as Problem
 from plexichat_desktop.plugins.hub import EventHub
@@ -753,6 +760,9 @@ class MessagingHubPlugin(Plugin):
 
     def _checked_template(self, body: TemplateBody, template_id: str | None) -> None:
         check(body.body, {})  # a syntax error is a 422 on 'body' with its line
+        refusal = sandbox_refusal(body.body)  # saved, it could never be sent
+        if refusal is not None:
+            raise Problem(422, "body", refusal)
         same = self.store.template_named(body.name.strip())
         if same is not None and same["id"] != template_id:
             raise Problem(409, "name", f"a template named {body.name.strip()!r} exists")

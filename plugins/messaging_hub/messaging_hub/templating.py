@@ -96,6 +96,22 @@ def check(source: str, given: Mapping[str, Any]) -> dict[str, Any]:
             "given": [n for n in names if n in given], "missing": missing}
 
 
+def sandbox_refusal(source: str) -> str | None:
+    """Why the sandbox refuses ``source`` (internals such as ``__class__``, a bomb), found
+    by rendering it with sample values and each variable given as ``[name]``; None when it
+    does not. Other mistakes (an attribute a real value may have) are for sending to say."""
+    context = {**{n: f"[{n}]" for n in variables(source)},
+               **builtin_values({"display_name": "Ada Lovelace", "username": "ada"}, None,
+                                datetime.now().astimezone())}
+    try:
+        _env.render_bounded(_env.from_string(source), context)
+    except SecurityError as exc:
+        return f"not allowed in a template: {exc}"
+    except Exception:  # only the sandbox's refusals count here
+        return None
+    return None
+
+
 def render(source: str, given: Mapping[str, Any],
            builtins: Mapping[str, Any] | None = None) -> str:
     """The message text; :class:`TemplateProblem` for a syntax error, a missing variable

@@ -216,6 +216,11 @@ def test_templates_are_checked_before_sending(app: PlexiChatApp, ann: Person,
     broken = app.client.post("api/templates", json={"name": "Broken", "body": "{{ oops"})
     assert broken.status_code == 422 and broken.json()["field"] == "body"
     assert "line 1" in broken.json()["detail"]
+    # What the sandbox refuses is refused when saved (it was saved, then never sendable).
+    escape = app.client.post("api/templates", json={
+        "name": "Evil", "body": "Hi {{ first_name.__class__.__mro__ }}"})
+    assert escape.status_code == 422 and escape.json()["field"] == "body", escape.text
+    assert escape.json()["detail"].startswith("body: not allowed in a template")
 
     lint = ok(app.client.post("api/templates/check", json={
         "body": body, "variables": {"order_id": "A-17"}, "recipient_id": bob.id}))
@@ -238,8 +243,11 @@ def test_templates_are_checked_before_sending(app: PlexiChatApp, ann: Person,
     assert refused.json()["field"] == "variables.when" and refused.json()["missing"] == ["when"]
     assert "when" in refused.json()["detail"]
     assert len(ok(app.client.get("api/outbox", params={"state": "all"}))["items"]) == before
-    sandbox = ok(app.client.post("api/templates", json={
-        "name": "Escape", "body": "{{ ''.__class__.__base__.__subclasses__() }}"}), 201)
+    # One saved before saving checked the sandbox (written to the store as it was then)
+    # is still refused when sent.
+    store = app.runtime.plugins.by_id["messaging_hub"].instance.store
+    sandbox = store.save_template(None, "Escape", "{{ ''.__class__.__base__.__subclasses__() }}",
+                                  "text", "")
     refused = app.client.post("api/send", json={"recipient_id": bob.id,
                                                 "template_id": sandbox["id"]})
     assert refused.status_code == 422 and refused.json()["field"] == "body"
