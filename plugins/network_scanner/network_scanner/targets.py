@@ -163,6 +163,11 @@ def literal_address(host: str, field: str = "targets") -> IPAddress | None:
         try:
             return ipaddress.IPv6Address(host.split("%", 1)[0])
         except ValueError:
+            address, _, port = host.rpartition(":")
+            if port.isdigit() and address.count(":") == 0:  # 127.0.0.1:22, localhost:80
+                raise TargetRefused(f"{host!r}: a target is a host without a port; put "
+                                    f"{port} in the ports field", field=field,
+                                    status=422) from None
             raise TargetRefused(f"{host!r} is not a valid IPv6 address", field=field,
                                 status=422) from None
     return None

@@ -98,6 +98,7 @@ async def test_refusal_matrix_never_reaches_the_network(spec: str, reason: str,
 @pytest.mark.parametrize("spec, reason", [
     ("256.1.1.1", "not one"), ("1.2.3.4.5", "not one"), ("fe80::zz", "not a valid IPv6"),
     ("a b", "cannot"), ("-bad-.x", "not a valid host name"), ("10.0.0.0/x", "prefix"),
+    ("127.0.0.1:22", "put 22 in the ports field"), ("localhost:8080", "ports field"),
 ])
 async def test_unreadable_targets_are_422(spec: str, reason: str) -> None:
     with pytest.raises(TargetRefused) as caught:
