@@ -141,6 +141,7 @@ def test_endpoints_secret_once_catalogue_and_bad_urls(app: PlexiChatApp) -> None
                                                      "events": ["*"]})
     assert refused.status_code == 422 and refused.json()["field"] == "url"
     assert "private" in refused.json()["detail"]
+    assert refused.json()["detail"].startswith("url: 10.1.2.3 is")  # named once, not twice
     refused = app.client.post("api/endpoints", json={"url": inbox["url"],
                                                      "events": ["message.exploded"]})
     assert refused.status_code == 422 and "message.exploded" in refused.json()["detail"]

@@ -85,8 +85,11 @@ def _from_api(exc: Exception) -> Problem:
         if isinstance(detail, list) and detail and isinstance(detail[0], dict):
             first = detail[0]
             loc = [str(p) for p in first.get("loc", []) if p not in ("body", "query", "path")]
-            return Problem(status, ".".join(loc) or "request",
-                           "; ".join(str(d.get("msg", "")) for d in detail))
+            # The server's messages may name the field already ("url: ..."): once is enough.
+            named = f"{loc[-1]}: " if loc else ""
+            return Problem(status, ".".join(loc) or "request", "; ".join(
+                m.removeprefix(named) if named else m
+                for m in (str(d.get("msg", "")) for d in detail)))
         return _ApiFailure(status, "request", str(detail))
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
