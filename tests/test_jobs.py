@@ -233,6 +233,32 @@ async def test_results_become_json_or_fail_the_job_naming_it():
                                    "JSON-serialisable")
 
 
+@pytest.mark.asyncio
+async def test_a_refusal_fails_the_job_in_words_without_a_traceback(caplog):
+    """A malformed upload or a wrong checksum is the user's to act on: it was logged as
+    an ERROR with a traceback, like a crash."""
+    from plexichat_desktop.plugins.api import PluginProblem
+
+    manager = JobManager("demo", logging.getLogger("test.refusal"))
+
+    async def refused(job):
+        raise PluginProblem(422, "file", "sales.csv: line 4 has 3 fields, the header 2")
+
+    async def crashed(job):
+        raise KeyError("oops")
+
+    with caplog.at_level(logging.INFO, logger="test.refusal"):
+        job = await manager.wait(manager.start("load", refused).id)
+        crash = await manager.wait(manager.start("load", crashed).id)
+    assert job.state is JobState.FAILED
+    assert job.error == "file: sales.csv: line 4 has 3 fields, the header 2"
+    assert crash.error == "KeyError: 'oops'"
+    levels = {r.getMessage().split(":")[0]: (r.levelno, r.exc_info is not None)
+              for r in caplog.records}
+    assert levels[f"job load ({job.id}) refused"] == (logging.INFO, False)
+    assert levels[f"job load ({crash.id}) failed"] == (logging.ERROR, True)
+
+
 def test_start_outside_the_loop_says_where_to_call_it():
     manager = JobManager("demo", logging.getLogger("test"))
 

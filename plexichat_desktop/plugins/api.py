@@ -110,10 +110,11 @@ class PluginProblem(Exception):
     The host's plugin router makes the answer (it is not logged as a failure), so a
     helper deep in the call can refuse without the route catching anything. Subclass it
     for a plugin's own kinds of problem (override :meth:`body` for another JSON body,
-    e.g. another service's message passed on as it is). Raised outside a request (a job,
-    a schedule, a task) it is an ordinary exception. Blocking work (SQLite, files)
-    belongs in ``await asyncio.to_thread(fn, *args)``; a problem raised there reaches
-    the route unchanged.
+    e.g. another service's message passed on as it is). Raised by a job's work it is
+    the job's refusal: the job fails with the detail as its ``error``, logged without a
+    traceback. Raised elsewhere (a schedule, a task) it is an ordinary exception.
+    Blocking work (SQLite, files) belongs in ``await asyncio.to_thread(fn, *args)``; a
+    problem raised there reaches the route unchanged.
     """
 
     def __init__(self, status: int, field: str | None, message: str, **extra: Any):

@@ -25,7 +25,9 @@ clean up in ``finally`` (delete a partial file) before it ends. Blocking work be
 States: ``queued`` (waiting for one of ``max_running`` slots), ``running``, then one of
 ``succeeded`` (``result`` is what ``work`` returned: keep it JSON-serialisable),
 ``failed`` (``error`` is ``"ValueError: message"``; the traceback goes to the plugin's
-log) or ``cancelled``. The last ``keep_finished`` finished jobs are kept for the page.
+log; a :class:`~plexichat_desktop.plugins.api.PluginProblem` raised by ``work`` is a
+refusal in words, the user's to act on: ``error`` is its detail, logged without a
+traceback) or ``cancelled``. The last ``keep_finished`` finished jobs are kept for the page.
 
 Routes every plugin gets (under ``/plugins/<id>/api/_host/``):
 
@@ -231,11 +233,19 @@ class JobManager:
             # A job is cancelled through its own task: swallowing it here is what lets the
             # task end normally. A cancelled manager (plugin stopping) gets the same state.
         except Exception as exc:
+            from plexichat_desktop.plugins.api import PluginProblem  # api imports this module
+
             job.state = JobState.FAILED
             text = str(exc).strip().splitlines()
-            job.error = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-            self.logger.error("job %s (%s) failed: %s", job.name, job.id, job.error,
-                              exc_info=exc)
+            if isinstance(exc, PluginProblem):
+                # The user's input or situation (a malformed file, a wrong checksum), said
+                # in words: no crash, so no traceback in the log.
+                job.error = text[0] if text else exc.message
+                self.logger.info("job %s (%s) refused: %s", job.name, job.id, job.error)
+            else:
+                job.error = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+                self.logger.error("job %s (%s) failed: %s", job.name, job.id, job.error,
+                                  exc_info=exc)
         finally:
             job.finished_at = time.time()
             if job.state is not JobState.SUCCEEDED:

@@ -56,7 +56,7 @@ from data_visualizer.engine import (
 from data_visualizer.live import LIVE_SOURCES, LiveSources, SourceUnavailable
 from data_visualizer.loaders import FORMATS, LoadError, detect_format
 from data_visualizer.sqlguard import SqlRefused
-from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.api import Plugin, PluginContext, PluginProblem
 from plexichat_desktop.plugins.attachments import attachment_headers
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.jobs import JobHandle
@@ -246,7 +246,8 @@ class DataVisualizerPlugin(Plugin):
             raise
         except (LoadError, NameError_) as exc:
             self._load_failures[job.id] = exc
-            raise
+            # The file's problem, said to the user: a refusal, not a crash to log.
+            raise PluginProblem(422, "file", f"{Path(filename).name}: {exc}") from None
         except Exception as exc:
             if self.engine.was_interrupted(exc):
                 raise asyncio.CancelledError from None

@@ -27,6 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from plexichat_desktop.core.permissions import private_file
+from plexichat_desktop.plugins.api import PluginProblem
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.jobs import Job, JobHandle
 from plexichat_desktop.plugins.schedules import PluginScheduler
@@ -59,8 +60,14 @@ class AdminNeeded(UserError):
         super().__init__(403, detail)
 
 
-class StepFailed(RuntimeError):
-    """One step of a run failed; the run records it and goes on where it makes sense."""
+class StepFailed(PluginProblem):
+    """One step of a run failed; the run records it and goes on where it makes sense.
+
+    A refusal in words (a wrong checksum, a backup the server did not finish): a job
+    that ends with it fails with the message, logged without a traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(409, None, message)
 
 
 def _iso(ts: float | None) -> str | None:
