@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,9 @@ from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.hub import EventHub
 
 KEEP_REPORTS = 50
+RUN_INDEX = "index.json"  # the kept runs' summaries, beside their reports
+RUN_SUMMARY = ("id", "name", "total", "executed", "passed", "failed", "stopped_early",
+               "started_at")
 
 
 def problem(exc: Exception) -> JSONResponse:
@@ -125,6 +129,7 @@ class ApiTesterPlugin(Plugin):
         self.hub = EventHub(maxsize=512)
         self.reports: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.reports_dir = ctx.data_dir / "reports"
+        self._index_lock = threading.Lock()  # runs that end together update it in turn
 
         add = ctx.add_route
         add("/info", self.info)
@@ -155,10 +160,9 @@ class ApiTesterPlugin(Plugin):
         add("/monitors/{monitor_id}/run", self.run_monitor, methods=["POST"])
         self.monitors = Monitors(ctx.data_dir / "monitors.json", self._monitor_run,
                                  ctx.schedule, self._notify)
-        try:
-            self.monitors.start()
-        except MonitorProblem as exc:  # a hand-edited schedule: say so, keep the rest
-            ctx.logger.error("a monitor could not be scheduled: %s", exc)
+        self.monitors.start()
+        for text in self.monitors.problems:  # a hand-edited file: say so, keep the rest
+            ctx.logger.error("monitors: %s", text)
 
     # -- basics ----------------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
@@ -492,7 +496,8 @@ class ApiTesterPlugin(Plugin):
         """Every run refreshes the page's list; a pass/fail transition also goes on the
         app's event bus (the desktop window and every page's /events stream)."""
         if name != "monitor.transition":
-            self.hub.publish("monitors", {"monitors": self.monitors.list()})
+            self.hub.publish("monitors", {"monitors": self.monitors.list(),
+                                          "problems": self.monitors.problems})
             return
         self.ctx.publish(name, data)
         self.hub.publish("monitor", data)
@@ -505,7 +510,9 @@ class ApiTesterPlugin(Plugin):
         return await run(self.engine, items, scope, collection=spec.collection)
 
     async def list_monitors(self) -> dict[str, Any]:
-        return {"monitors": self.monitors.list()}
+        """The monitors, and ``problems``: what a hand-edited file held that could not
+        be loaded or scheduled (the file as it was is kept aside)."""
+        return {"monitors": self.monitors.list(), "problems": self.monitors.problems}
 
     async def create_monitor(self, spec: MonitorSpec) -> Any:
         try:
@@ -579,6 +586,37 @@ class ApiTesterPlugin(Plugin):
         self.reports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(self.reports_dir / f"{run_id}.json", json.dumps(report, indent=1),
                      0o600)
+        with self._index_lock:
+            index = [r for r in self._run_index() if r["id"] != run_id]
+            index.append({k: report.get(k) for k in RUN_SUMMARY})
+            write_atomic(self.reports_dir / RUN_INDEX, json.dumps(index[-KEEP_REPORTS:]),
+                         0o600)
+
+    def _run_index(self) -> list[dict[str, Any]]:
+        """The newest runs' summaries, oldest first, from the reports folder: they outlive
+        a restart with their reports (the list was memory only, the reports on disk). Made
+        from the report files when there is no index yet (reports kept before it)."""
+        try:
+            index = json.loads((self.reports_dir / RUN_INDEX).read_text("utf-8"))
+            if isinstance(index, list) and all(isinstance(r, dict) and "id" in r
+                                               for r in index):
+                return index
+        except (OSError, ValueError):
+            pass
+        try:
+            files = sorted((f for f in self.reports_dir.glob("*.json") if f.name != RUN_INDEX),
+                           key=lambda f: f.stat().st_mtime)[-KEEP_REPORTS:]
+        except OSError:
+            return []
+        rebuilt = []
+        for file in files:
+            try:
+                report = self._report(file.stem)
+            except StorageProblem:
+                continue
+            if report is not None:
+                rebuilt.append({k: report.get(k) for k in RUN_SUMMARY})
+        return rebuilt
 
     def _report(self, run_id: str) -> dict[str, Any] | None:
         """The report of ``run_id``; None when there is none, :class:`StorageProblem`
@@ -600,9 +638,7 @@ class ApiTesterPlugin(Plugin):
         return loaded
 
     async def list_runs(self) -> dict[str, Any]:
-        return {"runs": [{k: r[k] for k in ("id", "name", "total", "executed", "passed",
-                                            "failed", "stopped_early", "started_at")}
-                         for r in reversed(self.reports.values())]}
+        return {"runs": list(reversed(await asyncio.to_thread(self._run_index)))}
 
     async def get_run(self, run_id: str) -> Any:
         try:

@@ -59,18 +59,58 @@ class Monitors:
         self._notify = notify
         self.items: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        #: what could not be read or scheduled (a hand-edited file), said at setup
+        self.problems: list[str] = []
         if file.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        """The monitors of the file; one that is not a monitor (a hand edit) is left out
+        and said, the file kept aside so nothing the user wrote is lost."""
+        try:
+            data = json.loads(self.file.read_text("utf-8"))
+            raw = data.get("monitors", {}) if isinstance(data, dict) else None
+            if not isinstance(raw, dict):
+                raise ValueError("no 'monitors' object")
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            self._keep_aside(f"{self.file} could not be read ({exc})")
+            return
+        for monitor_id, item in raw.items():
             try:
-                self.items = json.loads(file.read_text("utf-8")).get("monitors", {})
-            except ValueError as exc:
-                raise StorageProblem(f"{file}: not valid JSON ({exc}); fix or delete it"
-                                     ) from None
+                MonitorSpec.model_validate(item["spec"])
+                int(item["version"])
+                if not isinstance(item["runs"], list) or not isinstance(item["transitions"],
+                                                                        list):
+                    raise TypeError("runs and transitions are lists")
+            except (KeyError, TypeError, ValueError) as exc:  # ValidationError is one
+                self.problems.append(f"monitor {monitor_id!r} in {self.file.name} is left "
+                                     f"out: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+                continue
+            self.items[monitor_id] = item
+        if len(self.items) < len(raw):
+            self._keep_aside(None)
+
+    def _keep_aside(self, problem: str | None) -> None:
+        broken = self.file.with_name(f"{self.file.name}.broken-{int(time.time())}")
+        try:
+            self.file.replace(broken)
+        except OSError:
+            broken = self.file
+        if problem is not None:
+            self.problems.append(f"{problem}; no monitor was loaded")
+        self.problems.append(f"the file as it was is kept as {broken}")
+        if self.items:
+            self._save()
 
     def start(self) -> None:
-        """Register the schedule of every enabled monitor (from ``setup``)."""
+        """Register the schedule of every enabled monitor (from ``setup``); one that
+        cannot be scheduled is said in :attr:`problems`, the others still are."""
         for monitor_id, item in self.items.items():
             if item["spec"]["enabled"]:
-                self._arm(monitor_id, item)
+                try:
+                    self._arm(monitor_id, item)
+                except MonitorProblem as exc:
+                    self.problems.append(f"monitor {monitor_id!r} is not scheduled: {exc}")
 
     def _save(self) -> None:
         write_atomic(self.file, json.dumps({"monitors": self.items}, indent=1) + "\n", 0o600)

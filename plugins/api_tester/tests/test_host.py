@@ -286,3 +286,28 @@ async def test_a_corrupt_report_and_a_non_json_openapi_are_4xx_naming_the_file(
                                                 "text": '{"openapi": "3.0.0", "paths": {},'
                                                         ' "info": "a string"}'})
         assert bad.status_code == 422 and bad.json()["field"] == "text"
+
+
+@pytest.mark.asyncio
+async def test_the_run_list_outlives_a_restart(tmp_path: Path) -> None:
+    """The reports were kept on disk but the list of runs was memory only: after a
+    restart the page listed no run although each report could still be opened."""
+    async with running_app(tmp_path, v1=False) as app, loopback_server() as srv, \
+            app.client() as client:
+        await client.post("collections", json={"name": "Kept"})
+        await client.put("collections/Kept/request", params={"path": "a.request.json"},
+                         json={"url": srv.url + "/echo"})
+        ids = []
+        for _ in range(2):
+            started = await client.post("run", json={"collection": "Kept"})
+            ids.append((await wait_job(client, started.json()["id"]))["id"])
+        before = (await client.get("runs")).json()["runs"]
+        assert [r["id"] for r in before] == ids[::-1]  # newest first
+    async with running_app(tmp_path, v1=False) as app, app.client() as client:
+        assert (await client.get("runs")).json()["runs"] == before
+        assert (await client.get(f"runs/{ids[0]}")).json()["results"][0]["passed"] is not None
+    # Reports kept before the index: the list is made from their files.
+    (tmp_path / "home" / "data" / "plugin-data" / "api_tester" / "reports" / "index.json"
+     ).unlink()
+    async with running_app(tmp_path, v1=False) as app, app.client() as client:
+        assert {r["id"] for r in (await client.get("runs")).json()["runs"]} == set(ids)

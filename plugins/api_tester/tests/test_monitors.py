@@ -95,5 +95,33 @@ async def test_monitor_notifies_on_transitions_only(tmp_path: Path) -> None:
             while await fired() == runs:  # the old schedule fires once more...
                 await asyncio.sleep(0.1)
         assert srv.state["hits"] == hits  # ...and returns without sending anything
-        assert (await client.get("monitors")).json() == {"monitors": []}
+        assert (await client.get("monitors")).json() == {"monitors": [], "problems": []}
         assert (await client.post("monitors/nope/run")).status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_a_hand_edited_monitors_file_costs_only_what_is_wrong(tmp_path: Path) -> None:
+    """A monitor without its 'enabled' key (a hand edit) failed the whole plugin at setup
+    (KeyError: every route a 503), and invalid JSON did the same."""
+    import json
+
+    data = tmp_path / "home" / "data" / "plugin-data" / "api_tester"
+    data.mkdir(parents=True)
+    good = {"spec": {"name": "ok", "collection": "Health", "schedule": "every_1_hours",
+                     "enabled": False}, "version": 1, "status": None, "runs": [],
+            "transitions": []}
+    (data / "monitors.json").write_text(json.dumps({"monitors": {
+        "ok": good, "x": {"spec": {"name": "x"}}}}))
+    async with running_app(tmp_path, v1=False) as app, app.client() as client:
+        answer = (await client.get("monitors")).json()
+        assert [m["id"] for m in answer["monitors"]] == ["ok"]
+        assert answer["problems"][0].startswith("monitor 'x' in monitors.json is left out")
+        assert "kept as" in answer["problems"][1]
+    kept = list(data.glob("monitors.json.broken-*"))
+    assert len(kept) == 1 and '"x"' in kept[0].read_text()
+    assert list(json.loads((data / "monitors.json").read_text())["monitors"]) == ["ok"]
+
+    (data / "monitors.json").write_text("{not json")
+    async with running_app(tmp_path, v1=False) as app, app.client() as client:
+        answer = (await client.get("monitors")).json()
+        assert answer["monitors"] == [] and "could not be read" in answer["problems"][0]

@@ -527,9 +527,10 @@ function when(ts) {
   return ts ? new Date(ts * 1000).toLocaleString() : "never";
 }
 
-function renderMonitors(list) {
+function renderMonitors(list, problems = []) {
   const box = $("monitors");
   box.replaceChildren();
+  for (const text of problems) box.append(el("p", { class: "why small-text", role: "alert", text }));
   if (!list.length) { box.append(el("p", { class: "muted", text: "No monitor yet." })); return; }
   for (const m of list) {
     const status = m.status || "unknown";
@@ -549,7 +550,10 @@ function renderMonitors(list) {
 }
 
 async function loadMonitors() {
-  try { renderMonitors((await api("monitors")).monitors); } catch (err) { showError(err); }
+  try {
+    const answer = await api("monitors");
+    renderMonitors(answer.monitors, answer.problems || []);
+  } catch (err) { showError(err); }
 }
 
 async function createMonitor(event) {
@@ -589,7 +593,7 @@ function connect() {
   source.addEventListener("run", (e) => finishRun(JSON.parse(e.data)));
   for (const [name, handler] of extraEvents) source.addEventListener(name, (e) => handler(JSON.parse(e.data)));
 }
-const extraEvents = [["monitors", (d) => renderMonitors(d.monitors)], ["monitor", transition],
+const extraEvents = [["monitors", (d) => renderMonitors(d.monitors, d.problems || [])], ["monitor", transition],
   ["load", loadFigures]];
 
 async function loadInfo() {
