@@ -24,7 +24,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     from api_integration_layer.scoped import ScopedApi
 
 MAX_CONTENT = 10_000
+# Seconds a user's name is remembered (a rename shows within this).
+PROFILE_TTL = 60.0
 MessageType = Literal["text", "markdown", "code"]
 QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "👀", "✅", "🙏", "😮"]
 
@@ -131,8 +133,9 @@ def _zone(name: str, field: str = "tz") -> ZoneInfo:
                                   "Europe/Berlin)") from None
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _aware(value: datetime, zone: tzinfo = UTC) -> datetime:
+    """``value`` as given, or in ``zone`` when it has no offset (a wall-clock time)."""
+    return value if value.tzinfo else value.replace(tzinfo=zone)
 
 
 def _content(text: str, field: str = "content") -> str:
@@ -285,14 +288,18 @@ class MessagingHubPlugin(Plugin):
         return who
 
     async def _profile(self, api: ScopedApi, user_id: str) -> dict[str, Any]:
-        """A user's ``{id, username, display_name}``, remembered for the session."""
+        """A user's ``{id, username, display_name}``, remembered for PROFILE_TTL seconds:
+        remembered for the whole session, a rename never showed (nor reached templates
+        and auto-replies) until the app restarted."""
         known = self._profiles.get(user_id)
-        if known is None:
-            profile = await api.users.get(user_id)
+        now = time.monotonic()
+        if known is None or now - known["_at"] > PROFILE_TTL:
+            with api.bypass_cache():  # the layer's cache may hold the name from before
+                profile = await api.users.get(user_id)
             known = {"id": profile.id, "username": profile.username,
-                     "display_name": profile.display_name or profile.username}
+                     "display_name": profile.display_name or profile.username, "_at": now}
             self._profiles[user_id] = known
-        return known
+        return {k: v for k, v in known.items() if k != "_at"}
 
     def _decorate(self, message: Any, owner: str) -> dict[str, Any]:
         """A v1 message for the page: ``html`` for markdown (sanitised), flags."""
@@ -550,7 +557,7 @@ class MessagingHubPlugin(Plugin):
         content = _content(content)
         now = time.time()
         if body.send_at is not None:
-            at = _aware(body.send_at).timestamp()
+            at = _aware(body.send_at, zone).timestamp()  # a time without offset: in zone
             if at <= now:
                 raise Problem(422, "send_at", "must be in the future")
             if at > now + 366 * 86400:

@@ -171,6 +171,22 @@ def test_markdown_is_rendered_sanitised(app: PlexiChatApp, ann: Person, bob: Per
 
 
 # -- composer: limits, drafts, templates -------------------------------------------------
+def test_a_rename_shows_without_a_restart(app: PlexiChatApp, ann: Person,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names were remembered for the whole session: a rename never reached the page,
+    templates or auto-replies until the app restarted."""
+    import messaging_hub
+
+    before = ok(app.client.get("api/status"))["user"]["display_name"]
+    monkeypatch.setattr(messaging_hub, "PROFILE_TTL", 0.0)  # what a minute does
+    ok(ann.v1.put("users/me", json={"display_name": "Ann Renamed"}))
+    try:
+        assert ok(app.client.get("api/status"))["user"]["display_name"] == "Ann Renamed"
+    finally:
+        ok(ann.v1.put("users/me", json={"display_name": before}))
+        ok(app.client.get("api/status"))  # remembered as it was again
+
+
 def test_composer_limits_drafts_and_bad_input(app: PlexiChatApp, ann: Person,
                                               bob: Person) -> None:
     long = app.client.post("api/send", json={"recipient_id": bob.id, "content": "x" * 10_001})
@@ -290,6 +306,15 @@ def test_send_later_is_editable_cancellable_and_sent_once(app: PlexiChatApp, ann
                                                 "send_at": later}), 202)
     assert item["kind"] == "scheduled" and item["state"] == "pending"
     assert inbox_row(app, cat, "scheduled")["scheduled"] == 1  # type: ignore[index]
+    # A time without an offset is the given zone's wall clock (it was taken as UTC).
+    from zoneinfo import ZoneInfo
+
+    wall = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0, tzinfo=None)
+    zoned = ok(app.client.post("api/send", json={
+        "recipient_id": cat.id, "content": "At nine in New York", "send_at": wall.isoformat(),
+        "timezone": "America/New_York"}), 202)
+    assert zoned["send_at_unix"] == wall.replace(tzinfo=ZoneInfo("America/New_York")).timestamp()
+    ok(app.client.post(f"api/outbox/{zoned['id']}/cancel"))
     edited = ok(app.client.patch(f"api/outbox/{item['id']}", json={
         "content": "Reminder: **standup** at 10", "message_type": "markdown"}))
     assert edited["content"].startswith("Reminder") and edited["state"] == "pending"
