@@ -63,7 +63,9 @@ async def git(ws: Workspace, *args: str, stdin: bytes | None = None,
     exe = git_binary()
     argv = [exe, "-c", "core.quotepath=off", "-c", "color.ui=false",
             *SAFE_GIT_CONFIG, *(() if args[:1] == ("commit",) else NO_HOOKS), *args]
-    extra = {"LC_ALL": "C"}
+    # Literal pathspecs: the paths given are file names checked to be in the workspace;
+    # read as pathspec magic, ":(top)*" staged the whole repository above it.
+    extra = {"LC_ALL": "C", "GIT_LITERAL_PATHSPECS": "1"}
     if args[0] in READ_ONLY:
         extra |= await _read_only_env(ws, exe)
     if args[0] in ("diff", "show", "log"):

@@ -113,3 +113,19 @@ async def test_a_workspace_inside_a_repository_speaks_its_own_paths(tmp_path: Pa
                                                            "paths": ["a.py"]})).json()
         assert [(f["path"], f["staged"]) for f in staged["files"]] == [("a.py", "modified")]
         assert git(repo, "diff", "--cached", "--name-only").split() == ["app/a.py"]
+
+
+async def test_paths_are_literal_not_pathspec_magic(tmp_path: Path) -> None:
+    """A workspace inside a bigger repository: ':(top)*' passed the path check (it is a
+    valid file name) and git read it as magic, staging every file of the repository."""
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("repo", {"sub/a.py": "x = 1\n", "secret.env": "K=v\n"}))
+        ws = str(folder / "sub")
+        for magic in (":(top)*", ":/*", "*"):
+            answer = await env.client.post("git/stage", json={"workspace": ws,
+                                                              "paths": [magic]})
+            assert answer.status_code == 409, answer.text  # no such file
+        assert git(folder, "diff", "--cached", "--name-only") == ""
+        staged = await env.client.post("git/stage", json={"workspace": ws, "paths": ["a.py"]})
+        assert staged.status_code == 200, staged.text
+        assert git(folder, "diff", "--cached", "--name-only") == "sub/a.py\n"
