@@ -322,8 +322,13 @@ class ApiClient(Groups):
                     timeout: float) -> httpx.Response:
         url = self.url(rel)
         # The server limits login and register per address (and username), everything else
-        # per user: a 429 from one of those must not hold back the other kind.
+        # per user: a 429 from one of those must not hold back the other kind. A login's
+        # bucket is its account's: one account's failures must not hold back another's
+        # sign-in (a 429 for a mistyped password of bob's kept alice out for a minute).
         rate_key = GLOBAL if endpoint.auth else rel
+        if (endpoint.path == "/auth/login" and isinstance(json, dict)
+                and isinstance(json.get("username"), str)):
+            rate_key = f"{rel}|{json['username'].strip().lower()}"
         retries = waits = 0
         auth_retried = False
         while True:
