@@ -185,7 +185,9 @@ def test_the_inspector_passes_real_deliveries_and_fails_forgeries(app: PlexiChat
         for headers, sent, _ in cases:
             answer = raw.post(inbox["url"], content=sent, headers=headers)
             assert answer.status_code == 200 and answer.json()["verified"] is False
-        good = raw.post(inbox["url"], content=body, headers=forged(secret, body, now))
+        # Five seconds back: signed in the same second as the real delivery, this would be
+        # that delivery again (a replay).
+        good = raw.post(inbox["url"], content=body, headers=forged(secret, body, now - 5))
         assert good.json()["verified"] is True
         assert raw.post(inbox["url"] + "x", content=b"{}").status_code == 404
         assert raw.post(inbox["url"].rsplit("/", 1)[0] + "/nope", content=b"{}"
@@ -200,6 +202,13 @@ def test_the_inspector_passes_real_deliveries_and_fails_forgeries(app: PlexiChat
     passed = ok(app.client.get(f"api/inboxes/{inbox['id']}/captures",
                                params={"verdict": "pass"}))["captures"]
     assert len(passed) == 2 and all(c["verdict"]["ok"] for c in passed)
+    # The genuine request again, byte for byte, inside the window: a replay, not verified
+    # (it passed as verified; a sender's retry is signed anew and passes).
+    with httpx.Client(timeout=10) as raw:
+        again = raw.post(inbox["url"], content=body, headers=forged(secret, body, now - 5))
+        retried = raw.post(inbox["url"], content=body, headers=forged(secret, body, now - 4))
+    assert again.json()["verified"] is False and "a replay" in again.json()["reason"]
+    assert retried.json()["verified"] is True
     assert app.client.get("api/inboxes/nope/captures").status_code == 404
     assert app.client.get("api/captures/nope").status_code == 404
 

@@ -29,7 +29,7 @@ from typing import Any
 import h11
 
 from plexichat_desktop.plugins.api import PluginProblem
-from webhook_manager.verify import verify
+from webhook_manager.verify import SIGNATURE_HEADER, Check, Verdict, verify
 
 HEAD_LIMIT = 16_384
 READ_TIMEOUT = 10.0
@@ -179,6 +179,20 @@ class InspectorStore:
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def earlier_verified(self, inbox_id: str, signature: str, since: float
+                         ) -> dict[str, Any] | None:
+        """The newest verified capture of the inbox since ``since`` that carried this
+        exact signature header (the same signed timestamp and body), if any, with its
+        ``attempt`` (the X-PlexiChat-Attempt header, 1 without one)."""
+        for row in self._all("SELECT id, at, headers, verdict FROM captures WHERE inbox_id = ? "
+                             "AND at >= ? ORDER BY seq DESC", (inbox_id, since)):
+            headers = {k.lower(): v for k, v in json.loads(row["headers"]).items()}
+            if (headers.get(SIGNATURE_HEADER.lower()) == signature
+                    and json.loads(row["verdict"]).get("ok")):
+                return {"id": row["id"], "at": row["at"], "attempt": _attempt(headers),
+                        "delivery": headers.get("x-plexichat-delivery")}
+        return None
+
     def set_forward(self, capture_id: str, forward: dict[str, Any]) -> None:
         self._run("UPDATE captures SET forward = ? WHERE id = ?",
                   (json.dumps(forward), capture_id))
@@ -201,6 +215,12 @@ class InspectorStore:
 
     def clear(self, inbox_id: str) -> int:
         return self._run("DELETE FROM captures WHERE inbox_id = ?", (inbox_id,))
+
+
+def _attempt(headers: dict[str, str]) -> int:
+    """The X-PlexiChat-Attempt of lower-cased ``headers``; 1 when missing or unreadable."""
+    value = headers.get("x-plexichat-attempt", "1")
+    return int(value) if value.isdigit() and len(value) < 6 else 1
 
 
 def capture_dict(row: dict[str, Any], full: bool = False) -> dict[str, Any]:
@@ -297,6 +317,36 @@ class Inspector:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
+
+    async def _unless_replayed(self, inbox: dict[str, Any], headers: dict[str, str],
+                               verdict: Verdict, at: float) -> Verdict:
+        """A genuine delivery received again, byte for byte, inside the timestamp window
+        passed as verified: the signature cannot tell a replay from the original, but the
+        inbox has seen it (a retry of the sender is signed anew: it is not one)."""
+        signature = next((v for k, v in headers.items()
+                          if k.lower() == SIGNATURE_HEADER.lower()), None)
+        if signature is None:
+            return verdict
+        earlier = await asyncio.to_thread(self.store.earlier_verified, inbox["id"], signature,
+                                          at - 2 * inbox["tolerance"])
+        if earlier is None:
+            return verdict
+        ago = f"{at - earlier['at']:.0f} s ago (capture {earlier['id']})"
+        lower = {k.lower(): v for k, v in headers.items()}
+        attempt, delivery = _attempt(lower), lower.get("x-plexichat-delivery")
+        if delivery == earlier["delivery"] and attempt <= earlier["attempt"]:
+            detail = f"the same signed request was received {ago}: a replay"
+            return Verdict(False, f"replay: {detail}",
+                           [*verdict.checks, Check("replay", False, detail)],
+                           verdict.matched, verdict.age_seconds)
+        # The signature covers the timestamp and the body only: a sender's retry (a higher
+        # attempt) or a redelivery (another delivery id) signed in the same second is the
+        # same signature. Said, still verified (a receiver dedupes by the delivery id).
+        what = (f"a retry (attempt {attempt})" if delivery == earlier["delivery"]
+                else f"delivery {delivery}, with the same signed body as the one")
+        check = Check("replay", True, f"{what} received {ago}")
+        return Verdict(True, f"{verdict.reason}; replay: {check.detail}",
+                       [*verdict.checks, check], verdict.matched, verdict.age_seconds)
 
     def _allow(self, inbox_id: str) -> bool:
         window = self._hits.setdefault(inbox_id, collections.deque())
@@ -399,6 +449,8 @@ class Inspector:
         at = self.clock()
         verdict = verify(headers, body, live_secrets(inbox, at), now=at,
                          tolerance=inbox["tolerance"])
+        if verdict.ok:
+            verdict = await self._unless_replayed(inbox, headers, verdict, at)
         capture = {"id": str(uuid.uuid4()), "inbox_id": inbox["id"], "at": at,
                    "method": request.method.decode("latin-1"), "path": path,
                    "headers": headers, "body": body, "size": len(body),
