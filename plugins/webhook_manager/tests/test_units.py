@@ -170,6 +170,18 @@ def test_health_figures() -> None:
     assert figures["p95_ms"] == 40.0 and figures["attempts"] == 4
     assert health({**hook, "active": False}, rows)["state"] == "disabled"
     assert health(hook, [delivery("pending")])["state"] == "idle"
+    # Failed attempts still being retried were "idle"; a success after many failures was
+    # "healthy" at 54 %.
+    assert health(hook, [delivery("retrying", 5.0, code=500)])["state"] == "retrying"
+    assert health(hook, [delivery("pending", 5.0, code=500), *rows])["state"] == "retrying"
+    mixed = [delivery("delivered", 1.0)] + [delivery("failed", 1.0, code=500)] * 5 + [
+        delivery("delivered", 1.0)] * 5
+    assert health(hook, mixed)["state"] == "degraded"
+    assert health(hook, mixed[:1] + mixed[6:])["state"] == "healthy"
+    recovered = [{**delivery("delivered", 1.0), "redelivery_of": f"f{i}"} for i in range(5)]
+    failed = [{**delivery("failed", 1.0, code=500), "id": f"f{i}"} for i in range(5)]
+    again = health(hook, recovered + failed + [delivery("delivered", 1.0)] * 5)
+    assert again["state"] == "healthy" and again["success_rate"] == 1.0
     assert health(hook, [])["success_rate"] is None
     assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
 

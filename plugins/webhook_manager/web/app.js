@@ -60,7 +60,7 @@ const shortUrl = (url) => { try { const u = new URL(url); return u.host + (u.pat
 const localInput = (date) => { const d = new Date(date.getTime() - date.getTimezoneOffset() * 60000); return d.toISOString().slice(0, 16); };
 const isoOf = (input) => (input ? new Date(input).toISOString() : null);
 const badge = (text, kind) => el("span", { class: `badge badge-${kind}`, text });
-const statusKind = { delivered: "ok", failed: "bad", retrying: "warn", pending: "wait", healthy: "ok", failing: "bad", disabled: "bad", idle: "wait" };
+const statusKind = { delivered: "ok", failed: "bad", retrying: "warn", pending: "wait", healthy: "ok", degraded: "warn", failing: "bad", disabled: "bad", idle: "wait" };
 
 // ---- tabs ---------------------------------------------------------------------------
 function selectTab(tab) {
