@@ -59,11 +59,17 @@ def _classes(rules: PasswordRules) -> list[str]:
     chosen = [(rules.lower, string.ascii_lowercase), (rules.upper, string.ascii_uppercase),
               (rules.digits, string.digits), (rules.symbols, SYMBOLS)]
     dropped = set(rules.exclude) | (AMBIGUOUS if rules.exclude_ambiguous else set())
+    if not any(on for on, _ in chosen):
+        raise Problem("rules", "no characters left: turn on at least one character class")
+    names = ("lower-case letters", "upper-case letters", "digits", "symbols")
+    emptied = [name for (on, chars), name in zip(chosen, names, strict=True)
+               if on and not set(chars) - dropped]
+    if emptied:
+        # Every chosen class appears, the README promises: a class excluded whole is the
+        # user's contradiction to settle, not one to drop without a word.
+        raise Problem("exclude", f"it removes every one of the {' and '.join(emptied)}; "
+                                 "exclude fewer characters or turn that class off")
     classes = ["".join(c for c in chars if c not in dropped) for on, chars in chosen if on]
-    classes = [c for c in classes if c]
-    if not classes:
-        raise Problem("rules", "no characters left: turn on at least one character class "
-                               "or exclude fewer characters")
     if rules.length < len(classes):
         raise Problem("length", f"{rules.length} characters cannot hold one of each of the "
                                 f"{len(classes)} classes chosen")

@@ -39,8 +39,8 @@ def test_generated_passwords_follow_their_rules(length: int, lower: bool, upper:
               (digits, string.digits), (symbols, SYMBOLS)]
     banned = set(exclude) | (AMBIGUOUS if ambiguous else set())
     classes = [set(c) - banned for on, c in chosen if on]
-    classes = [c for c in classes if c]
-    if not classes or length < len(classes):
+    # A chosen class excluded whole is refused (it was dropped without a word).
+    if not classes or not all(classes) or length < len(classes):
         with pytest.raises(Problem):
             generator.password(rules)
         return
@@ -62,6 +62,14 @@ def test_passphrases_are_words_of_the_shipped_list(count: int, sep: str, cap: bo
     assert all(p.lower() in generator.words() for p in parts)
     if cap:
         assert all(p[0].isupper() for p in parts)
+
+
+def test_excluding_a_whole_chosen_class_is_refused_naming_it() -> None:
+    rules = PasswordRules(length=10, exclude=string.ascii_letters + string.digits)
+    with pytest.raises(Problem) as refused:
+        generator.password(rules)
+    assert refused.value.field == "exclude"
+    assert "lower-case letters and upper-case letters and digits" in str(refused.value)
 
 
 def test_entropy_and_strength() -> None:
