@@ -596,6 +596,7 @@ class Manager:
             self._finish_run(entry, "copy", name, tid, status, steps, {"steps": steps})
         if status != "succeeded":
             raise StepFailed(steps[-1]["detail"])
+        job.progress(100, 100, "copied")  # the last step said 85 % while the job was done
         return {"backup_id": backup_id, "steps": steps}
 
     # -- restore ------------------------------------------------------------------------

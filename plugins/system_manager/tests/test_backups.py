@@ -189,6 +189,11 @@ async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path)
         assert all(c["encrypted"] and c["check"]["ok"] for c in listing["copies"])
         assert oct((a.manager.ctx.data_dir / "secrets.json").stat().st_mode & 0o777) == "0o600"
         newest = listing["copies"][0]
+        # A copy on its own (the backup page's "Copy to"): done is 100 %, not 85.
+        copied = await a.wait_job(await a.client.post(
+            f"backups/{newest['backup']['id']}/copy", json={"target_id": tid}))
+        assert copied["state"] == "succeeded", copied
+        assert (copied["done"], copied["message"]) == (100, "copied"), copied
         job = await a.wait_job(await a.client.post(f"targets/{tid}/import",
                                                    json={"file": newest["file"]}))
         assert job["state"] == "succeeded", job
