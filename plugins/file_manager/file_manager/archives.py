@@ -598,14 +598,16 @@ def _source(path: Path, arc: str) -> Iterator[tuple[IO[bytes], os.stat_result]]:
         yield fh, st
 
 
-def _zip_info(arc: str, st: os.stat_result) -> zipfile.ZipInfo:
-    """What ``ZipInfo.from_file`` makes, from the opened file's own fstat."""
+def _zip_info(arc: str, st: os.stat_result, kind: type[zipfile.ZipInfo] = zipfile.ZipInfo
+              ) -> zipfile.ZipInfo:
+    """What ``ZipInfo.from_file`` makes, from the opened file's own fstat (``kind``:
+    pyzipper's ZipInfo for an encrypted zip)."""
     import time
 
     date_time = time.localtime(st.st_mtime)[:6]
     if date_time[0] < 1980:
         date_time = (1980, 1, 1, 0, 0, 0)
-    info = zipfile.ZipInfo(arc, date_time)
+    info = kind(arc, date_time)
     info.external_attr = (st.st_mode & 0xFFFF) << 16
     info.file_size = st.st_size
     return info
@@ -685,8 +687,9 @@ def _seven_mtime(sz: Any, st: os.stat_result) -> None:
     from py7zr.helpers import ArchiveTimestamp
 
     when = ArchiveTimestamp.from_datetime(st.st_mtime)  # takes epoch seconds
-    with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
-        sz.files[-1]["lastwritetime"] = when
+    # The header's own dict: ``sz.files`` is a read view whose items are no dicts (the
+    # assignment raised, was suppressed, and every member got the archive's time).
+    sz.header.files_info.files[-1]["lastwritetime"] = when
 
 
 def _create_aes_zip(tmp: Path, entries: list[tuple[Path, str, os.stat_result]],
@@ -703,10 +706,15 @@ def _create_aes_zip(tmp: Path, entries: list[tuple[Path, str, os.stat_result]],
             if stat.S_ISDIR(st.st_mode):
                 zf.writestr(arc.rstrip("/") + "/", b"")
                 continue
-            with _source(path, arc) as (src, _opened), zf.open(arc, "w") as dst:
-                while chunk := src.read(BUFFER):
-                    dst.write(chunk)
-                    advance(len(chunk), arc)
+            with _source(path, arc) as (src, opened):
+                # The member's time and mode from the file (by name alone it was dated
+                # 1980-01-01 and lost its permission bits).
+                info = _zip_info(arc, opened, pyzipper.AESZipFile.zipinfo_cls)
+                info.compress_type = pyzipper.ZIP_DEFLATED
+                with zf.open(info, "w") as dst:
+                    while chunk := src.read(BUFFER):
+                        dst.write(chunk)
+                        advance(len(chunk), arc)
 
 
 def _create_tar(tmp: Path, fmt: str, entries: list[tuple[Path, str, os.stat_result]],

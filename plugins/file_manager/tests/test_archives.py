@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import stat
 import tarfile
 import zipfile
@@ -58,6 +59,21 @@ def test_every_format_round_trips(tmp_path: Path, ctl: Ctl, fmt: str) -> None:
     assert contents(dest / "pack" / "project") == expected
     # Again: a second folder, never a merge into the first.
     assert archives.extract(ctl, out, dest, CAPS)["folder"] == str(dest / "pack (1)")
+
+
+@pytest.mark.parametrize(("fmt", "password"), [
+    *((fmt, None) for fmt in archives.CREATE_FORMATS), ("zip", "s3cret")])
+def test_members_keep_their_files_times(tmp_path: Path, ctl: Ctl, fmt: str,
+                                        password: str | None) -> None:
+    """An encrypted zip dated every member 1980-01-01 and a 7z the time it was made."""
+    src = sample(tmp_path)
+    when = 1_588_672_800  # 2020-05-05 10:00 UTC, even: zip keeps 2-second steps
+    os.utime(src / "readme.md", (when, when))
+    out = tmp_path / f"timed.{fmt}"
+    archives.create(ctl, [src], out, fmt, password)
+    _fmt, found = archives.members(out)
+    readme = next(m for m in found if m.name == "project/readme.md")
+    assert readme.mtime is not None and abs(readme.mtime - when) <= 2, (fmt, readme.mtime)
 
 
 def zip_with(tmp_path: Path, name: str, data: bytes = b"evil", *, mode: int | None = None,
