@@ -82,6 +82,19 @@ def test_safe_path_accepts_an_absolute_path_inside_the_root(root):
         safe_path(root / "docs", str(root / "to_secret"))
 
 
+def test_the_last_name_unresolved_is_the_link_itself(root):
+    """follow_last=False: a link leading out is the link (to rename or trash it), while
+    its folder is still resolved and checked and the text checks still apply."""
+    assert safe_path(root, "to_secret", follow_last=False) == root.resolve() / "to_secret"
+    assert safe_path(root, "to_docs/a.txt", follow_last=False) == (root / "docs" / "a.txt"
+                                                                    ).resolve()
+    for refused, words in (("to_outside_dir/x", "through a symlink"),
+                           ("../secret.txt", "contains '..'"), ("a\\b", "backslash")):
+        with pytest.raises(UnsafePath, match=words):
+            safe_path(root, refused, follow_last=False)
+    assert safe_path(root, "", follow_last=False) == root.resolve()
+
+
 # -- targets --------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("given", "address"), [

@@ -85,8 +85,13 @@ class TargetRefused(ValueError):
 # -- paths -------------------------------------------------------------------------------
 
 def safe_path(root: str | os.PathLike[str], user_path: str | os.PathLike[str], *,
-              field: str = "path", max_chars: int = MAX_PATH_CHARS) -> Path:
+              field: str = "path", max_chars: int = MAX_PATH_CHARS,
+              follow_last: bool = True) -> Path:
     """The resolved ``root / user_path``, guaranteed inside ``root``.
+
+    ``follow_last=False`` leaves the last name unresolved: a symlink is then the link
+    itself (to rename, delete or move it, wherever it points), while the folder holding
+    it is still resolved and checked.
 
     Refused (:class:`UnsafePath`, naming ``field``): NUL, backslashes and drive letters
     (Windows separators a later copy could honour), a ``..`` component anywhere (even one
@@ -115,6 +120,9 @@ def safe_path(root: str | os.PathLike[str], user_path: str | os.PathLike[str], *
                              f"{MAX_NAME_BYTES} bytes")
     base = Path(root).resolve()
     candidate = Path(text) if text.startswith("/") else base / text
+    if not follow_last and parts and parts[-1] not in ("/", "."):
+        folder = safe_path(base, candidate.parent, field=field, max_chars=max_chars)
+        return folder / candidate.name
     try:
         resolved = candidate.resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop

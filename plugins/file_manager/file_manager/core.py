@@ -75,11 +75,9 @@ class Roots:
         try:
             if follow or text in ("", "."):
                 return safe_path(root.path, text, field=field)
-            pure = PurePosixPath(text)
-            parent = safe_path(root.path, str(pure.parent), field=field)
-            # Check the name itself the same way (NUL, '..', length) without resolving it.
-            safe_path(root.path, pure.name, field=field)
-            return parent / pure.name
+            # The link itself: one leading out of the root can still be renamed, moved
+            # or trashed (it was refused as "leads outside"); its folder is checked.
+            return safe_path(root.path, text, field=field, follow_last=False)
         except UnsafePath as exc:
             raise FieldError(400, field, str(exc).split(": ", 1)[-1]) from None
 

@@ -275,3 +275,27 @@ async def test_undo_outlives_a_restart(app, tmp_path: Path) -> None:
         assert (await client.get("ops/undo")).json() == {"undo": None}
     async with app([root]) as (client, _plugin, _rt):  # done once: nothing left to undo
         assert (await client.get("ops/undo")).json() == {"undo": None}
+
+
+@pytest.mark.asyncio
+async def test_a_link_leading_out_can_be_renamed_and_trashed(app, tmp_path: Path,
+                                                             trash_home: Path) -> None:
+    """The link itself is what these act on; it was refused as leading outside the root."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    (root / "out_link").symlink_to(outside)
+    async with app([root]) as (client, _plugin, _rt):
+        job = await finished(client, await client.post("ops/rename?wait=true", json={
+            "root": "0", "path": "out_link", "name": "renamed_link"}))
+        assert job["state"] == "succeeded", job
+        assert (root / "renamed_link").is_symlink() and not (root / "out_link").exists()
+        job = await finished(client, await client.post("ops/trash?wait=true", json={
+            "root": "0", "paths": ["renamed_link"]}))
+        assert job["state"] == "succeeded", job
+        assert not (root / "renamed_link").is_symlink()
+        # Reading through it is still refused.
+        listed = await client.get("list", params={"root": "0", "path": "renamed_link"})
+        assert listed.status_code in (400, 404)
+    assert (outside / "keep.txt").read_text() == "mine"  # the target is untouched
