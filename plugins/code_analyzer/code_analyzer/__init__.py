@@ -249,7 +249,7 @@ class CodeAnalyzerPlugin(Plugin):
         body = await self._parse(request, GateRequest)
         if isinstance(body, JSONResponse):
             return body
-        if not REF.match(body.ref) or ".." in body.ref:
+        if not REF.fullmatch(body.ref) or ".." in body.ref:
             return _error(422, f"ref: {body.ref!r} is not a git ref", "ref")
         folder = self._folder_or_error(body.folder)
         if isinstance(folder, JSONResponse):

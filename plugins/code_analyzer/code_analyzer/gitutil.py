@@ -21,7 +21,9 @@ from plexichat_desktop.plugins.guards import (
 
 HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 # A ref a user types: names, ~N, ^N, @{...}, hashes. No option (leading '-') can pass.
-REF = re.compile(r"^(?!-)[A-Za-z0-9_./@{}~^:+-]{1,200}$")
+# \w: letters and digits of any script (git takes "fëature"); no space, no control
+# character, no leading "-" (an option), and rev-parse gets --end-of-options as well.
+REF = re.compile(r"(?!-)[\w./@{}~^:+-]{1,200}")  # used with fullmatch: "$" takes a final \n
 
 
 class GitError(RuntimeError):
@@ -67,7 +69,7 @@ def toplevel(folder: Path) -> Path | None:
 
 
 def resolve_ref(repo: Path, ref: str) -> str:
-    if not REF.match(ref) or ".." in ref:
+    if not REF.fullmatch(ref) or ".." in ref:
         raise GitError(f"ref: {ref!r} is not a git ref")
     try:
         return _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options",

@@ -119,6 +119,12 @@ def test_a_bad_ref_or_folder_names_the_field(repo: Path, run_git: Git, make_file
         run_gate(repo, GateRule("nope"), None, OPTIONS)
     with pytest.raises(GateError, match=r"^ref: '--output=x' is not a git ref"):
         run_gate(repo, GateRule("--output=x"), None, OPTIONS)
+    for bad in ("a b", "main\n--output=x", "x\x00", "main\n"):
+        with pytest.raises(GateError, match="is not a git ref"):
+            run_gate(repo, GateRule(bad), None, OPTIONS)
+    # A branch named in another script is a ref like any other (it was refused).
+    run_git(repo, "branch", "fëature")
+    assert run_gate(repo, GateRule("fëature"), None, OPTIONS)["passed"] is True
     plain = tmp_path / "plain"
     plain.mkdir()
     with pytest.raises(GateError, match=r"^folder: .* is not inside a git repository"):
