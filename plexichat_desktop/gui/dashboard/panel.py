@@ -350,6 +350,10 @@ class TestDashboard(QWidget):
         task = asyncio.get_running_loop().create_task(self._when_started(coro))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        # Cancelled before its first step (the panel closing right after a timer fired),
+        # _when_started never ran to close ``coro``: "never awaited" otherwise. Closing a
+        # coroutine that ran or finished does nothing.
+        task.add_done_callback(lambda t: coro.close() if t.cancelled() else None)
         return task
 
     async def _when_started(self, coro: Coroutine[Any, Any, Any]) -> Any:
