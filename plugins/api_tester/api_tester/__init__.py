@@ -488,6 +488,7 @@ class ApiTesterPlugin(Plugin):
             resolved, target, users=body.users, duration=body.duration,
             max_requests=body.max_requests or self.config.load_max_requests,
             timeout=self.config.timeout, progress=progress)
+        progress(result)  # the job's last word is the final count (it said the last tick's)
         self.hub.publish("load", {"job": job.id, "final": True, **result})
         return result
 

@@ -51,6 +51,7 @@ async def test_load_route_caps_and_guard(tmp_path: Path, monkeypatch: pytest.Mon
         result: dict[str, Any] = job["result"]
         assert result["requests"] == 60 and result["users"] == 3
         assert result["statuses"] == {"200": 60} and result["p99_ms"] is not None
+        assert job["message"].startswith("60 requests")  # the final count, not the last tick's
 
         for body, field in [({"users": 9}, "users"), ({"duration": 6}, "duration"),
                             ({"users": 0}, "users")]:
