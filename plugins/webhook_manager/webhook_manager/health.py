@@ -48,6 +48,10 @@ def health(webhook: dict[str, Any], deliveries: Iterable[dict[str, Any]]) -> dic
                  if d.get("redelivery_of") and d.get("status") == "delivered"}
     for delivery in deliveries:
         status = delivery.get("status")
+        for attempt in delivery.get("attempts") or []:  # timings: every answered attempt
+            attempts += 1
+            if attempt.get("status_code") is not None and attempt.get("duration_ms") is not None:
+                durations.append(float(attempt["duration_ms"]))
         if status == "failed" and delivery.get("id") in recovered:
             continue
         if newest_retrying is None:  # the newest delivery decides
@@ -61,10 +65,6 @@ def health(webhook: dict[str, Any], deliveries: Iterable[dict[str, Any]]) -> dic
                 delivered += 1
                 if last_success is None:
                     last_success = delivery.get("updated_at")
-        for attempt in delivery.get("attempts") or []:
-            attempts += 1
-            if attempt.get("status_code") is not None and attempt.get("duration_ms") is not None:
-                durations.append(float(attempt["duration_ms"]))
     p95 = percentile(durations, 0.95)
     rate = delivered / finished if finished else None
     if not webhook.get("active", True):

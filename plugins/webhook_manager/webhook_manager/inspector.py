@@ -182,15 +182,13 @@ class InspectorStore:
     def earlier_verified(self, inbox_id: str, signature: str, since: float
                          ) -> dict[str, Any] | None:
         """The newest verified capture of the inbox since ``since`` that carried this
-        exact signature header (the same signed timestamp and body), if any, with its
-        ``attempt`` (the X-PlexiChat-Attempt header, 1 without one)."""
+        exact signature header (the same signed timestamp and body), if any."""
         for row in self._all("SELECT id, at, headers, verdict FROM captures WHERE inbox_id = ? "
                              "AND at >= ? ORDER BY seq DESC", (inbox_id, since)):
             headers = {k.lower(): v for k, v in json.loads(row["headers"]).items()}
             if (headers.get(SIGNATURE_HEADER.lower()) == signature
                     and json.loads(row["verdict"]).get("ok")):
-                return {"id": row["id"], "at": row["at"], "attempt": _attempt(headers),
-                        "delivery": headers.get("x-plexichat-delivery")}
+                return {"id": row["id"], "at": row["at"]}
         return None
 
     def set_forward(self, capture_id: str, forward: dict[str, Any]) -> None:
@@ -215,12 +213,6 @@ class InspectorStore:
 
     def clear(self, inbox_id: str) -> int:
         return self._run("DELETE FROM captures WHERE inbox_id = ?", (inbox_id,))
-
-
-def _attempt(headers: dict[str, str]) -> int:
-    """The X-PlexiChat-Attempt of lower-cased ``headers``; 1 when missing or unreadable."""
-    value = headers.get("x-plexichat-attempt", "1")
-    return int(value) if value.isdigit() and len(value) < 6 else 1
 
 
 def capture_dict(row: dict[str, Any], full: bool = False) -> dict[str, Any]:
@@ -292,6 +284,7 @@ class Inspector:
         self._server: asyncio.Server | None = None
         self._hits: dict[str, collections.deque[float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._verdicts = asyncio.Lock()  # the replay check and the capture, in turn
 
     @property
     def base_url(self) -> str | None:
@@ -321,8 +314,11 @@ class Inspector:
     async def _unless_replayed(self, inbox: dict[str, Any], headers: dict[str, str],
                                verdict: Verdict, at: float) -> Verdict:
         """A genuine delivery received again, byte for byte, inside the timestamp window
-        passed as verified: the signature cannot tell a replay from the original, but the
-        inbox has seen it (a retry of the sender is signed anew: it is not one)."""
+        passed as verified. The signature covers the timestamp and the body only, so the
+        delivery id and attempt headers are the sender's word, not proof: any request
+        whose signature the inbox has verified before is not verified again (a sender
+        signs each attempt anew; one within the same second is the rare exception, and
+        its reason says so)."""
         signature = next((v for k, v in headers.items()
                           if k.lower() == SIGNATURE_HEADER.lower()), None)
         if signature is None:
@@ -331,22 +327,12 @@ class Inspector:
                                           at - 2 * inbox["tolerance"])
         if earlier is None:
             return verdict
-        ago = f"{at - earlier['at']:.0f} s ago (capture {earlier['id']})"
-        lower = {k.lower(): v for k, v in headers.items()}
-        attempt, delivery = _attempt(lower), lower.get("x-plexichat-delivery")
-        if delivery == earlier["delivery"] and attempt <= earlier["attempt"]:
-            detail = f"the same signed request was received {ago}: a replay"
-            return Verdict(False, f"replay: {detail}",
-                           [*verdict.checks, Check("replay", False, detail)],
-                           verdict.matched, verdict.age_seconds)
-        # The signature covers the timestamp and the body only: a sender's retry (a higher
-        # attempt) or a redelivery (another delivery id) signed in the same second is the
-        # same signature. Said, still verified (a receiver dedupes by the delivery id).
-        what = (f"a retry (attempt {attempt})" if delivery == earlier["delivery"]
-                else f"delivery {delivery}, with the same signed body as the one")
-        check = Check("replay", True, f"{what} received {ago}")
-        return Verdict(True, f"{verdict.reason}; replay: {check.detail}",
-                       [*verdict.checks, check], verdict.matched, verdict.age_seconds)
+        detail = (f"the same signed request (timestamp and body) was received "
+                  f"{at - earlier['at']:.0f} s ago (capture {earlier['id']}): a replay, or a "
+                  "retry sent within the same second")
+        return Verdict(False, f"replay: {detail}",
+                       [*verdict.checks, Check("replay", False, detail)],
+                       verdict.matched, verdict.age_seconds)
 
     def _allow(self, inbox_id: str) -> bool:
         window = self._hits.setdefault(inbox_id, collections.deque())
@@ -446,16 +432,20 @@ class Inspector:
             else:
                 return False
         body = b"".join(chunks)
-        at = self.clock()
-        verdict = verify(headers, body, live_secrets(inbox, at), now=at,
-                         tolerance=inbox["tolerance"])
-        if verdict.ok:
-            verdict = await self._unless_replayed(inbox, headers, verdict, at)
-        capture = {"id": str(uuid.uuid4()), "inbox_id": inbox["id"], "at": at,
-                   "method": request.method.decode("latin-1"), "path": path,
-                   "headers": headers, "body": body, "size": len(body),
-                   "verdict": verdict.to_dict(), "response_status": inbox["respond_status"]}
-        await asyncio.to_thread(self.store.add_capture, capture)
+        # One request at a time from the verdict to its capture: two copies arriving
+        # together must not both pass the replay check before either is stored.
+        async with self._verdicts:
+            at = self.clock()
+            verdict = verify(headers, body, live_secrets(inbox, at), now=at,
+                             tolerance=inbox["tolerance"])
+            if verdict.ok:
+                verdict = await self._unless_replayed(inbox, headers, verdict, at)
+            capture = {"id": str(uuid.uuid4()), "inbox_id": inbox["id"], "at": at,
+                       "method": request.method.decode("latin-1"), "path": path,
+                       "headers": headers, "body": body, "size": len(body),
+                       "verdict": verdict.to_dict(),
+                       "response_status": inbox["respond_status"]}
+            await asyncio.to_thread(self.store.add_capture, capture)
         await self._send(conn, writer, inbox["respond_status"], {
             "received": capture["id"], "verified": verdict.ok, "reason": verdict.reason})
         result = self.on_capture(inbox, capture, body)
