@@ -12,6 +12,13 @@ class Unlock(BaseModel):
     settings: dict[str, int]
 
 
+class Change(BaseModel):  # the Security Toolkit's master password change and TOTP import
+    current: str = Field(max_length=4)
+    new: str = Field(max_length=4)
+    uri: str = Field(max_length=10)
+    keyword: str = Field(max_length=2)
+
+
 def refusal(data: object) -> list[dict[str, object]]:
     try:
         Unlock.model_validate(data)
@@ -43,3 +50,17 @@ def test_a_whole_body_refused_hides_its_secret_members() -> None:
     assert whole["input"] == {"passwd_typo": HIDDEN, "items": [{"secret": HIDDEN, "n": 1}],
                               "x": 1}
     assert "hunter2" not in str(whole)
+
+
+def test_names_are_matched_by_their_parts() -> None:
+    """A password change's fields (current, new) and an otpauth URI were echoed (the
+    names hold no 'password'); a 'keyword' is no key."""
+    try:
+        Change.model_validate({"current": "MyMasterPW!", "new": "NewMasterPW!",
+                               "uri": "otpauth://totp/x?secret=JBSWY3DPEHPK3PXP",
+                               "keyword": "plain"})
+    except ValidationError as exc:
+        errors = safe_errors(RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]))
+    shown = {e["loc"][-1]: e["input"] for e in errors}
+    assert shown == {"current": HIDDEN, "new": HIDDEN, "uri": HIDDEN, "keyword": "plain"}

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -242,14 +243,22 @@ def _utf8(text: str) -> str:
 
 
 # Field names whose values a refusal never sends back: a 422 for a too-long master
-# password showed the password in the answer (and in whatever logs answers).
-_SECRET_WORDS = ("password", "passphrase", "passwd", "secret", "token", "key", "otp", "pin",
-                 "credential", "code", "auth")
+# password showed the password in the answer (and in whatever logs answers). Matched by
+# the parts of a name (``api_key``, ``newPassword``, ``x-auth-token``), not as substrings
+# ("key" would hide "keyword"). "current" and "new" are a password change's two fields,
+# "uri" an otpauth:// URI (it carries the TOTP secret).
+_SECRET_PARTS = frozenset({
+    "password", "passphrase", "passwd", "pwd", "secret", "secrets", "token", "tokens", "key",
+    "keys", "apikey", "otp", "totp", "pin", "credential", "credentials", "code", "codes",
+    "auth", "authorization", "cookie", "signature", "master", "current", "new", "uri"})
+_NAME_PARTS = re.compile(r"[^a-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 HIDDEN = "<hidden>"
 
 
 def _secret(name: object) -> bool:
-    return isinstance(name, str) and any(word in name.lower() for word in _SECRET_WORDS)
+    if not isinstance(name, str):
+        return False
+    return any(part.lower() in _SECRET_PARTS for part in _NAME_PARTS.split(name) if part)
 
 
 def _hidden(value: Any) -> Any:
