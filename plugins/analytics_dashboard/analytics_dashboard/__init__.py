@@ -100,6 +100,10 @@ def _csv_list(text: str, field: str, known: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
+# Times a failed alert is sent again (one per check) before it is left to the next fire.
+MAX_RESENDS = 5
+
+
 class AnalyticsDashboardPlugin(Plugin):
     """Routes, the alert schedule and the subscription timer."""
 
@@ -312,7 +316,12 @@ class AnalyticsDashboardPlugin(Plugin):
         """Change a rule; its state is kept, so the next check reports a transition."""
         if rule_id not in self.store.rules:
             return JSONResponse({"detail": f"rule_id: no rule {rule_id!r}"}, status_code=404)
-        if refused := await self._refused_webhook(rule):
+        before = self.store.rules[rule_id]
+        # Judged when the address changes: a rule saved before the check (or whose
+        # allow-list entry went away) must still be paused and edited otherwise.
+        if ((rule.channel, rule.webhook_url) != (before.get("channel"),
+                                                 before.get("webhook_url"))
+                and (refused := await self._refused_webhook(rule))):
             return refused
         record = self.store.update_rule(rule_id, rule)
         self.changed("rule changed")
@@ -378,7 +387,8 @@ class AnalyticsDashboardPlugin(Plugin):
                     state["last_error"] = None
                 change = step(record, breached, now)
                 if change.event is None:
-                    if state.get("undelivered") and state["status"] == "firing":
+                    if (state.get("undelivered") and state["status"] == "firing"
+                            and state.get("resends", 0) < MAX_RESENDS):
                         # Its delivery failed: sent again on each check until one arrives
                         # (without it the alert counted as sent and started the cooldown).
                         event = self.store.log("alert.fired", message, rule_id=rule_id,
@@ -386,7 +396,7 @@ class AnalyticsDashboardPlugin(Plugin):
                                                sent=True, note="sent again: the last "
                                                "delivery failed")
                         await self._deliver_fire(record, message, value, event, now,
-                                                 state.get("last_fired_sent_at"))
+                                                 state.get("last_fired_sent_at"), resend=True)
                         events.append(event)
                     continue
                 event = self.store.log(f"alert.{change.event}", message, rule_id=rule_id,
@@ -449,16 +459,19 @@ class AnalyticsDashboardPlugin(Plugin):
 
     async def _deliver_fire(self, record: dict[str, Any], message: str, value: float | None,
                             logged: dict[str, Any], now: float,
-                            previous_sent_at: float | None) -> None:
+                            previous_sent_at: float | None, resend: bool = False) -> None:
         """Send a fire; only a delivered one counts as sent (it starts the cooldown and
         lets the resolution be sent). A failed one is sent again on the next check."""
         state = record["state"]
         if await self._send_alert(record, "fired", message, value, logged):
             state.update(fire_sent=True, last_fired_sent_at=now, undelivered=False,
-                         last_error=None)
+                         last_error=None, resends=0)
         else:
+            # Counted: an address that keeps refusing (a name that resolves to a private
+            # address) must not fill the event log with a resend per check for good.
             state.update(fire_sent=False, last_fired_sent_at=previous_sent_at,
-                         undelivered=True)
+                         undelivered=True,
+                         resends=state.get("resends", 0) + 1 if resend else 0)
 
     async def _send_alert(self, record: dict[str, Any], event: str, message: str,
                           value: float | None, logged: dict[str, Any]) -> bool:

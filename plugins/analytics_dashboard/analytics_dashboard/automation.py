@@ -195,6 +195,7 @@ def step(record: dict[str, Any], breached: bool, now: float) -> Transition:
         sent = bool(state.get("fire_sent"))
         state["fire_sent"] = False
         state["undelivered"] = False  # nothing to send again: the condition is over
+        state["resends"] = 0
         return Transition("resolved", sent, "" if sent else "not sent: its fire was not sent")
     return Transition(None, False)
 

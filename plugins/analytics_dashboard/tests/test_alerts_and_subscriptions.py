@@ -107,6 +107,33 @@ async def test_a_webhook_that_fails_is_recorded_not_lost(app):
         assert (await running.client.post("rules/check")).json()["events"] == []  # once
 
 
+async def test_resends_of_a_refused_alert_stop_and_an_old_rule_still_pauses(app):
+    """A rule saved before addresses were judged (a private one) failed every send: it
+    was sent again on every check for good, and its Pause (a PUT of the whole rule) was
+    refused for the address it already had."""
+    from analytics_dashboard import MAX_RESENDS
+
+    async with app() as running, LoopbackHTTPServer([(500, {"no": 1}, {})]) as receiver:
+        await _fail_logins(running, 1)
+        rule = {"name": "Always 500", "metric": "failed_logins", "value": 0,
+                "channel": "webhook", "webhook_url": receiver.url}
+        created = (await running.client.post("rules", json=rule)).json()
+        for _ in range(MAX_RESENDS + 2):
+            await running.client.post("rules/check")
+        assert len(receiver.requests) == 1 + MAX_RESENDS  # then it waits for the next fire
+        state = (await running.client.get("rules")).json()["rules"][0]["state"]
+        assert state["fire_sent"] is False and "HTTP 500" in state["last_error"]
+
+        old = running.plugin.store.rules[created["id"]]
+        old["webhook_url"] = "http://10.0.0.5/hook"  # as saved before, when it was a 201
+        paused = await running.client.put(f"rules/{created['id']}", json={
+            **rule, "webhook_url": old["webhook_url"], "enabled": False})
+        assert paused.status_code == 200 and paused.json()["enabled"] is False, paused.text
+        moved = await running.client.put(f"rules/{created['id']}", json={
+            **rule, "webhook_url": "http://169.254.169.254/x", "enabled": False})
+        assert moved.status_code == 422 and moved.json()["field"] == "webhook_url"
+
+
 async def test_a_webhook_address_no_delivery_may_reach_is_refused_at_once(app):
     async with app() as running:
         for url in ("http://10.0.0.1/x", "http://169.254.169.254/latest"):
