@@ -75,20 +75,30 @@ class Monitors:
         except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             self._keep_aside(f"{self.file} could not be read ({exc})")
             return
+        changed = False
         for monitor_id, item in raw.items():
             try:
-                MonitorSpec.model_validate(item["spec"])
-                int(item["version"])
-                if not isinstance(item["runs"], list) or not isinstance(item["transitions"],
-                                                                        list):
+                # Kept as validated, not as read: "enabled": "false" passes pydantic's lax
+                # mode but the raw string is truthy (the monitor ran), a "version" of "3"
+                # broke the next edit, a missing "status" every listing.
+                spec = MonitorSpec.model_validate(item["spec"]).model_dump()
+                runs, transitions = item.get("runs", []), item.get("transitions", [])
+                if not isinstance(runs, list) or not isinstance(transitions, list):
                     raise TypeError("runs and transitions are lists")
+                status = item.get("status")
+                clean = {"spec": spec, "version": int(item["version"]),
+                         "status": status if status in (None, "passed", "failed") else None,
+                         "runs": runs, "transitions": transitions}
             except (KeyError, TypeError, ValueError) as exc:  # ValidationError is one
                 self.problems.append(f"monitor {monitor_id!r} in {self.file.name} is left "
                                      f"out: {type(exc).__name__}: {str(exc).splitlines()[0]}")
                 continue
-            self.items[monitor_id] = item
+            changed = changed or clean != item
+            self.items[monitor_id] = clean
         if len(self.items) < len(raw):
             self._keep_aside(None)
+        elif changed:
+            self._save()
 
     def _keep_aside(self, problem: str | None) -> None:
         broken = self.file.with_name(f"{self.file.name}.broken-{int(time.time())}")

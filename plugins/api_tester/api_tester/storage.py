@@ -238,7 +238,11 @@ def externalize(spec: RequestSpec, prefix: str) -> tuple[RequestSpec, dict[str, 
     def move(value: str, field: str) -> str:
         if not value or "{{" in value:
             return value
-        name = f"secret.{slug(prefix)}.{field}"
+        name = base = f"secret.{slug(prefix)}.{field}"
+        taken = 1
+        while name in secrets and secrets[name] != value:  # ?token=a&token=b: both kept
+            taken += 1
+            name = f"{base}.{taken}"
         secrets[name] = value
         return "{{" + name + "}}"
 

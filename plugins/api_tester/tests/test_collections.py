@@ -129,5 +129,17 @@ def test_a_credential_in_the_urls_own_query_is_moved_out_too() -> None:
     assert moved == {"secret.q_k.url.query.api_key": "LEAKED%2Fkey",
                      "secret.q_k.url.query.access_token": "abc"}
     assert externalize(clean, "q/k") == (clean, {})
+    # Repeated names (or names with the same slug) each keep their own value.
+    twice = RequestSpec.model_validate({
+        "url": "http://127.0.0.1/?token=AAA&token=BBB&api-key=K1&api_key=K2&token=AAA"})
+    clean, moved = externalize(twice, "r")
+    assert clean.url == ("http://127.0.0.1/?token={{secret.r.url.query.token}}"
+                         "&token={{secret.r.url.query.token.2}}"
+                         "&api-key={{secret.r.url.query.api_key}}"
+                         "&api_key={{secret.r.url.query.api_key.2}}"
+                         "&token={{secret.r.url.query.token}}")
+    assert moved == {"secret.r.url.query.token": "AAA", "secret.r.url.query.token.2": "BBB",
+                     "secret.r.url.query.api_key": "K1",
+                     "secret.r.url.query.api_key.2": "K2"}
     plain = RequestSpec.model_validate({"url": "http://127.0.0.1/?q=a&b"})
     assert externalize(plain, "p") == (plain, {})

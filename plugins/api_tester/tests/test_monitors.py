@@ -110,16 +110,22 @@ async def test_a_hand_edited_monitors_file_costs_only_what_is_wrong(tmp_path: Pa
     good = {"spec": {"name": "ok", "collection": "Health", "schedule": "every_1_hours",
                      "enabled": False}, "version": 1, "status": None, "runs": [],
             "transitions": []}
+    sloppy = {"spec": {**good["spec"], "name": "sloppy", "enabled": "false"},
+              "version": "3", "runs": [], "transitions": []}  # no status; strings
     (data / "monitors.json").write_text(json.dumps({"monitors": {
-        "ok": good, "x": {"spec": {"name": "x"}}}}))
+        "ok": good, "x": {"spec": {"name": "x"}}, "sloppy": sloppy}}))
     async with running_app(tmp_path, v1=False) as app, app.client() as client:
         answer = (await client.get("monitors")).json()
-        assert [m["id"] for m in answer["monitors"]] == ["ok"]
+        assert [m["id"] for m in answer["monitors"]] == ["ok", "sloppy"]
         assert answer["problems"][0].startswith("monitor 'x' in monitors.json is left out")
         assert "kept as" in answer["problems"][1]
+        sloppy_now = next(m for m in answer["monitors"] if m["id"] == "sloppy")
+        assert sloppy_now["enabled"] is False and sloppy_now["status"] is None
+        assert not app.plugin().monitors.items["sloppy"]["spec"]["enabled"]  # not armed
     kept = list(data.glob("monitors.json.broken-*"))
     assert len(kept) == 1 and '"x"' in kept[0].read_text()
-    assert list(json.loads((data / "monitors.json").read_text())["monitors"]) == ["ok"]
+    saved = json.loads((data / "monitors.json").read_text())["monitors"]
+    assert list(saved) == ["ok", "sloppy"] and saved["sloppy"]["version"] == 3
 
     (data / "monitors.json").write_text("{not json")
     async with running_app(tmp_path, v1=False) as app, app.client() as client:
