@@ -64,8 +64,12 @@ async def git(ws: Workspace, *args: str, stdin: bytes | None = None,
     argv = [exe, "-c", "core.quotepath=off", "-c", "color.ui=false",
             *SAFE_GIT_CONFIG, *(() if args[:1] == ("commit",) else NO_HOOKS), *args]
     # Literal pathspecs: the paths given are file names checked to be in the workspace;
-    # read as pathspec magic, ":(top)*" staged the whole repository above it.
-    extra = {"LC_ALL": "C", "GIT_LITERAL_PATHSPECS": "1"}
+    # read as pathspec magic, ":(top)*" staged the whole repository above it. Not for a
+    # commit, which passes no paths and runs the repository's hooks: they inherit the
+    # environment, and a hook's own "git diff -- '*.py'" would then match nothing.
+    extra = {"LC_ALL": "C"}
+    if args[0] != "commit":
+        extra["GIT_LITERAL_PATHSPECS"] = "1"
     if args[0] in READ_ONLY:
         extra |= await _read_only_env(ws, exe)
     if args[0] in ("diff", "show", "log"):

@@ -129,3 +129,21 @@ async def test_paths_are_literal_not_pathspec_magic(tmp_path: Path) -> None:
         staged = await env.client.post("git/stage", json={"workspace": ws, "paths": ["a.py"]})
         assert staged.status_code == 200, staged.text
         assert git(folder, "diff", "--cached", "--name-only") == "sub/a.py\n"
+
+
+async def test_commit_hooks_see_pathspecs_as_git_reads_them(tmp_path: Path) -> None:
+    """Literal pathspecs are for the paths Dev Tools passes, not for the repository's
+    hooks: a pre-commit hook listing "git diff --cached --name-only -- '*.py'" saw no
+    file when the commit came from Dev Tools."""
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("repo", {"a.py": "x = 1\n"}))
+        seen = folder / "seen.txt"
+        hook = folder / ".git" / "hooks" / "pre-commit"
+        hook.write_text("#!/bin/sh\ngit diff --cached --name-only -- '*.py' > "
+                        f"'{seen}'\n")
+        hook.chmod(0o755)
+        ws = str(folder)
+        await env.client.post("git/stage", json={"workspace": ws, "paths": ["a.py"]})
+        done = await env.client.post("git/commit", json={"workspace": ws, "message": "x"})
+        assert done.status_code == 200, done.text
+        assert seen.read_text() == "a.py\n"
