@@ -168,6 +168,7 @@ class OutboxEdit(BaseModel):
     content: str | None = Field(None, max_length=50_000)
     message_type: MessageType | None = None
     send_at: datetime | None = None
+    timezone: str = "UTC"  # the zone of a send_at without an offset, as for a send
 
 
 class DraftBody(BaseModel):
@@ -294,8 +295,14 @@ class MessagingHubPlugin(Plugin):
         known = self._profiles.get(user_id)
         now = time.monotonic()
         if known is None or now - known["_at"] > PROFILE_TTL:
-            with api.bypass_cache():  # the layer's cache may hold the name from before
-                profile = await api.users.get(user_id)
+            try:
+                with api.bypass_cache():  # the layer's cache may hold the name from before
+                    profile = await api.users.get(user_id)
+            except Exception:
+                if known is None:
+                    raise
+                # The server away for a moment: the name known a minute ago will do.
+                return {k: v for k, v in known.items() if k != "_at"}
             known = {"id": profile.id, "username": profile.username,
                      "display_name": profile.display_name or profile.username, "_at": now}
             self._profiles[user_id] = known
@@ -315,6 +322,8 @@ class MessagingHubPlugin(Plugin):
     # -- the realtime socket -----------------------------------------------------------
     def _responder(self, api: ScopedApi, owner: str, me: dict[str, Any]) -> AutoResponder:
         responder = self._responders.get(owner)
+        if responder is not None:
+            responder.me = dict(me)  # the caller's fresh profile (a rename, the preview)
         if responder is None:
             async def send(recipient: str, content: str) -> dict[str, Any]:
                 sent = await api.messages.send(recipient, content)
@@ -615,7 +624,7 @@ class MessagingHubPlugin(Plugin):
         send_at = None
         kind = None
         if body.send_at is not None:
-            send_at = _aware(body.send_at).timestamp()
+            send_at = _aware(body.send_at, _zone(body.timezone, "timezone")).timestamp()
             if send_at <= time.time():
                 raise Problem(422, "send_at", "must be in the future")
             kind = "scheduled" if item["state"] != HELD else None

@@ -19,6 +19,7 @@ Every decision (replied, or skipped and why) is kept and shown on the page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
@@ -189,6 +190,8 @@ class AutoResponder:
         # Sending happens outside the lock; the claim above already holds the window.
         try:
             contact = await self._contact(partner_id)
+            with contextlib.suppress(Exception):  # the owner's own name as it is now
+                self.me = dict(await self._contact(self.owner_id))
             zone = ZoneInfo(settings.timezone)
             local_now = datetime.fromtimestamp(now, zone)
             back = ""

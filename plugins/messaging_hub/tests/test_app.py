@@ -314,6 +314,12 @@ def test_send_later_is_editable_cancellable_and_sent_once(app: PlexiChatApp, ann
         "recipient_id": cat.id, "content": "At nine in New York", "send_at": wall.isoformat(),
         "timezone": "America/New_York"}), 202)
     assert zoned["send_at_unix"] == wall.replace(tzinfo=ZoneInfo("America/New_York")).timestamp()
+    # Moved the same way (a wall-clock time and its zone): read in that zone too.
+    later_wall = wall + timedelta(hours=1)
+    moved = ok(app.client.patch(f"api/outbox/{zoned['id']}", json={
+        "send_at": later_wall.isoformat(), "timezone": "America/New_York"}))
+    assert moved["send_at_unix"] == later_wall.replace(
+        tzinfo=ZoneInfo("America/New_York")).timestamp()
     ok(app.client.post(f"api/outbox/{zoned['id']}/cancel"))
     edited = ok(app.client.patch(f"api/outbox/{item['id']}", json={
         "content": "Reminder: **standup** at 10", "message_type": "markdown"}))

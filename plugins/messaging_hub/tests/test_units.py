@@ -262,6 +262,32 @@ def test_the_responder_answers_once_per_window_and_never_an_auto_reply(tmp_path:
     store.close()
 
 
+def test_an_auto_reply_signs_with_the_owners_name_as_it_is_now(tmp_path: Path) -> None:
+    """The responder kept the owner's name from when it was made: a rename never reached
+    the replies until the app restarted."""
+    store = Store(tmp_path / "r.sqlite3")
+    store.save_away(ME, AwaySettings(enabled=True, message="Away. {{ me }}").model_dump(
+        mode="json"))
+    sent: list[str] = []
+    names = {ME: "Old Name", BOB: "Bob X"}
+
+    async def send(to: str, content: str) -> dict[str, Any]:
+        sent.append(content)
+        return {"id": f"r{len(sent)}"}
+
+    async def contact(user_id: str) -> dict[str, Any]:
+        return {"id": user_id, "username": user_id, "display_name": names[user_id]}
+
+    responder = AutoResponder(store, {"id": ME, "username": "me", "display_name": "Old Name"},
+                              send, contact)
+    names[ME] = "New Name"
+    asyncio.run(responder.consider({"id": "m1", "sender_id": BOB, "recipient_id": ME,
+                                    "content": "hi",
+                                    "timestamp": datetime.now(UTC).isoformat()}))
+    assert sent == [f"{MARKER} Away. New Name"]
+    store.close()
+
+
 class FakeMessages:
     """The two v1 calls the dispatcher makes, with a server that fails on demand."""
 
