@@ -272,7 +272,7 @@ class FileManagerPlugin(Plugin):
     def _load_undo(self) -> ops.UndoRecord | None:
         try:
             data = json.loads(self._undo_file.read_text(encoding="utf-8"))
-            return ops.UndoRecord(
+            record = ops.UndoRecord(
                 kind=str(data["kind"]), description=str(data["description"]),
                 created=[str(p) for p in data["created"]],
                 moved=[(str(a), str(b)) for a, b in data["moved"]],
@@ -280,12 +280,32 @@ class FileManagerPlugin(Plugin):
                 trashed=[(str(a), str(b), str(c)) for a, b, c in data["trashed"]],
                 stash_dir=None if data["stash_dir"] is None else str(data["stash_dir"]),
                 at=float(data["at"]))
+            self._check_undo(record)
+            return record
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self.ctx.logger.warning("the saved undo step %s could not be read (%s); there is "
                                     "nothing to undo", self._undo_file, exc)
             return None
+
+    def _check_undo(self, record: ops.UndoRecord) -> None:
+        """A record read from disk may only touch what one of ours could: its stash in
+        the plugin's undo folder, every other path inside a root configured now (a root
+        removed since is no longer the plugin's to change). ValueError otherwise."""
+        undo_dir = (self.ctx.data_dir / "undo").resolve()
+        stash = Path(record.stash_dir).resolve() if record.stash_dir else None
+        if stash is not None and stash.parent != undo_dir:
+            raise ValueError(f"its stash {record.stash_dir} is not in {undo_dir}")
+        in_roots = [*record.created, *(p for pair in record.moved for p in pair),
+                    *(original for original, _ in record.stashed),
+                    *(original for original, _, _ in record.trashed)]
+        for path in in_roots:
+            if self.roots.locate(Path(path)) is None:
+                raise ValueError(f"{path} is in none of the configured folders")
+        for _, copy in record.stashed:
+            if stash is None or not Path(copy).resolve().is_relative_to(stash):
+                raise ValueError(f"{copy} is not in its stash")
 
     async def _start(self, request: Request, name: str, work: Any, *args: Any) -> Any:
         job = self.ctx.jobs.start(name, work, *args)

@@ -277,6 +277,35 @@ async def test_undo_outlives_a_restart(app, tmp_path: Path) -> None:
         assert (await client.get("ops/undo")).json() == {"undo": None}
 
 
+
+@pytest.mark.asyncio
+async def test_a_saved_undo_step_is_trusted_only_within_the_roots(app, tmp_path: Path
+                                                                   ) -> None:
+    """The step read back from disk is checked: a stash outside the plugin's undo folder
+    (the next operation deletes the old stash) or a path in a root no longer configured
+    is not undone."""
+    import json
+
+    root, other = tmp_path / "root", tmp_path / "other"
+    (root / "a").mkdir(parents=True)
+    other.mkdir()
+    (root / "a" / "one.txt").write_text("x")
+    async with app([root]) as (client, plugin, _rt):
+        await finished(client, await client.post("ops/copy?wait=true", json={
+            "root": "0", "paths": ["a/one.txt"], "dest_root": "0", "dest": ""}))
+        saved = plugin._undo_file
+    record = json.loads(saved.read_text())
+    for tampered in ({**record, "stash_dir": str(other)},
+                     {**record, "created": [str(other / "one.txt")]}):
+        saved.write_text(json.dumps(tampered))
+        async with app([root]) as (client, _plugin, _rt):
+            assert (await client.get("ops/undo")).json() == {"undo": None}
+    saved.write_text(json.dumps(record))
+    async with app([other]) as (client, _plugin, _rt):  # its root is gone from the settings
+        assert (await client.get("ops/undo")).json() == {"undo": None}
+    assert (root / "one.txt").read_text() == "x"  # nothing was undone
+
+
 @pytest.mark.asyncio
 async def test_a_link_leading_out_can_be_renamed_and_trashed(app, tmp_path: Path,
                                                              trash_home: Path) -> None:
