@@ -124,7 +124,11 @@ def test_memory_suggestions_from_real_processes() -> None:
     suggestions = compute_suggestions("memory", sample)
     top = top_by_memory()
     assert len(suggestions) == len(top) + 1
-    assert f"pid {top[0].pid}" in suggestions[0] and "of memory" in suggestions[0]
+    assert all("of memory" in text for text in suggestions[:-1])
+    # The ranking from one look at the processes: two looks may differ on a busy machine
+    # (seen in a run of every plugin's tests: another process had grown in between).
+    ranked = memory_suggestions(sample, top)
+    assert f"pid {top[0].pid}" in ranked[0] and "of memory" in ranked[0]
     assert suggestions[-1].endswith(f"of {format_bytes(sample.memory_total)} is still "
                                     "available.")
 
