@@ -64,3 +64,15 @@ def test_names_are_matched_by_their_parts() -> None:
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]))
     shown = {e["loc"][-1]: e["input"] for e in errors}
     assert shown == {"current": HIDDEN, "new": HIDDEN, "uri": HIDDEN, "keyword": "plain"}
+
+
+def test_any_spelling_of_a_secret_name_is_hidden() -> None:
+    """Split case-sensitively, "apiKey", "Password", "X-Auth-Token", "API_KEY" and "PIN"
+    lost their letters and their secrets came back (a review of the first version)."""
+    from plexichat_desktop.server.strict_json import _secret
+
+    for name in ("apiKey", "Password", "X-Auth-Token", "API_KEY", "PIN", "newpassword",
+                 "passphrase2", "X-Api-Key", "Authorization", "XMLKey", "refresh_token"):
+        assert _secret(name), name
+    for name in ("keyword", "author", "mapping", "display_name", "ping", "monkey"):
+        assert not _secret(name), name

@@ -243,21 +243,27 @@ def _utf8(text: str) -> str:
 
 
 # Field names whose values a refusal never sends back: a 422 for a too-long master
-# password showed the password in the answer (and in whatever logs answers). Matched by
-# the parts of a name (``api_key``, ``newPassword``, ``x-auth-token``), not as substrings
-# ("key" would hide "keyword"). "current" and "new" are a password change's two fields,
-# "uri" an otpauth:// URI (it carries the TOTP secret).
-_SECRET_PARTS = frozenset({
-    "password", "passphrase", "passwd", "pwd", "secret", "secrets", "token", "tokens", "key",
-    "keys", "apikey", "otp", "totp", "pin", "credential", "credentials", "code", "codes",
-    "auth", "authorization", "cookie", "signature", "master", "current", "new", "uri"})
-_NAME_PARTS = re.compile(r"[^a-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
+# password showed the password in the answer (and in whatever logs answers). Long words
+# count anywhere in a name ("newpassword", "X-Auth-Token", "apiKey"); short ones only as a
+# part of it (api_key, newPin, X-OTP), so that "keyword" or "mapping" keep their echo.
+# "current" and "new" are a password change's two fields, "uri" an otpauth:// URI (it
+# carries the TOTP secret).
+_SECRET_WORDS = ("password", "passphrase", "passwd", "secret", "token", "credential",
+                 "apikey", "authorization", "cookie", "signature")
+_SECRET_PARTS = frozenset({"pwd", "key", "keys", "otp", "totp", "pin", "code", "codes", "auth",
+                           "master", "current", "new", "uri"})
+# Parts of snake_case, kebab-case, camelCase and CAPS names: "apiKey" -> api, Key;
+# "XMLKey" -> XML, Key.
+_NAME_PARTS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 HIDDEN = "<hidden>"
 
 
 def _secret(name: object) -> bool:
     if not isinstance(name, str):
         return False
+    lowered = name.lower()
+    if any(word in lowered for word in _SECRET_WORDS):
+        return True
     return any(part.lower() in _SECRET_PARTS for part in _NAME_PARTS.split(name) if part)
 
 
