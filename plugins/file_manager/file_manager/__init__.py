@@ -292,20 +292,39 @@ class FileManagerPlugin(Plugin):
     def _check_undo(self, record: ops.UndoRecord) -> None:
         """A record read from disk may only touch what one of ours could: its stash in
         the plugin's undo folder, every other path inside a root configured now (a root
-        removed since is no longer the plugin's to change). ValueError otherwise."""
+        removed since is no longer the plugin's to change; ".." and symlinked folders do
+        not count as inside), trashed items in a trash of their own. ValueError else."""
         undo_dir = (self.ctx.data_dir / "undo").resolve()
         stash = Path(record.stash_dir).resolve() if record.stash_dir else None
         if stash is not None and stash.parent != undo_dir:
             raise ValueError(f"its stash {record.stash_dir} is not in {undo_dir}")
-        in_roots = [*record.created, *(p for pair in record.moved for p in pair),
-                    *(original for original, _ in record.stashed),
-                    *(original for original, _, _ in record.trashed)]
-        for path in in_roots:
-            if self.roots.locate(Path(path)) is None:
+        record.stash_dir = str(stash) if stash is not None else None  # what rmtree gets
+
+        def plain(path: str) -> Path:
+            # No ".." (a lexical check takes "<root>/../victim" as inside), the folder
+            # resolved (a symlinked folder is where it leads), the name itself not (a link
+            # is the link).
+            if not os.path.isabs(path) or os.path.normpath(path) != path:
+                raise ValueError(f"{path} is not a plain absolute path")
+            given = Path(path)
+            return given.parent.resolve() / given.name
+
+        originals = [*record.created, *(p for pair in record.moved for p in pair),
+                     *(original for original, _ in record.stashed),
+                     *(original for original, _, _ in record.trashed)]
+        for path in originals:
+            if self.roots.locate(plain(path)) is None:
                 raise ValueError(f"{path} is in none of the configured folders")
         for _, copy in record.stashed:
-            if stash is None or not Path(copy).resolve().is_relative_to(stash):
+            if stash is None or plain(copy).parent != stash:
                 raise ValueError(f"{copy} is not in its stash")
+        for original, file, info in record.trashed:
+            info_path, file_path = plain(info), plain(file)
+            trashes = {d.resolve() for d in ops.trash_info_dirs(Path(original))}
+            if (info_path.parent not in trashes
+                    or info_path.suffix != ".trashinfo"
+                    or file_path != info_path.parent.parent / "files" / info_path.stem):
+                raise ValueError(f"{file} is not in a trash of {original}")
 
     async def _start(self, request: Request, name: str, work: Any, *args: Any) -> Any:
         job = self.ctx.jobs.start(name, work, *args)

@@ -296,7 +296,7 @@ def _copy_meta(fd_in: int, fd_out: int, st: os.stat_result) -> None:
 
 # -- trash -------------------------------------------------------------------------------
 
-def _trash_info_dirs(path: Path) -> list[Path]:
+def trash_info_dirs(path: Path) -> list[Path]:
     """Where the freedesktop trash may put ``path``'s .trashinfo (Linux and BSD)."""
     try:
         from send2trash import plat_other
@@ -316,7 +316,7 @@ def trash(ctl: Ctl, paths: list[Path], undo: UndoRecord) -> Outcome:
     out = Outcome()
     for i, path in enumerate(paths):
         ctl.check()
-        info_dirs = _trash_info_dirs(path)
+        info_dirs = trash_info_dirs(path)
         before = {d: set(os.listdir(d)) if d.is_dir() else set() for d in info_dirs}
         size = tree_size(path)
         send2trash(str(path))

@@ -295,8 +295,17 @@ async def test_a_saved_undo_step_is_trusted_only_within_the_roots(app, tmp_path:
             "root": "0", "paths": ["a/one.txt"], "dest_root": "0", "dest": ""}))
         saved = plugin._undo_file
     record = json.loads(saved.read_text())
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep")
+    (root / "to_victim").symlink_to(victim)
     for tampered in ({**record, "stash_dir": str(other)},
-                     {**record, "created": [str(other / "one.txt")]}):
+                     {**record, "created": [str(other / "one.txt")]},
+                     {**record, "created": [f"{root}/../victim/precious.txt"]},
+                     {**record, "created": [str(root / "to_victim" / "precious.txt")]},
+                     {**record, "trashed": [[str(root / "stolen.txt"),
+                                             str(victim / "precious.txt"),
+                                             str(victim / "x.trashinfo")]]}):
         saved.write_text(json.dumps(tampered))
         async with app([root]) as (client, _plugin, _rt):
             assert (await client.get("ops/undo")).json() == {"undo": None}
@@ -304,6 +313,28 @@ async def test_a_saved_undo_step_is_trusted_only_within_the_roots(app, tmp_path:
     async with app([other]) as (client, _plugin, _rt):  # its root is gone from the settings
         assert (await client.get("ops/undo")).json() == {"undo": None}
     assert (root / "one.txt").read_text() == "x"  # nothing was undone
+    assert (victim / "precious.txt").read_text() == "keep"
+
+
+@pytest.mark.asyncio
+async def test_an_overwritten_link_stays_undoable_after_a_restart(app, tmp_path: Path
+                                                                    ) -> None:
+    """The stash may hold a symlink (an overwrite of a link): the check of the saved step
+    followed it and refused the record, losing the undo."""
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    (root / "src").mkdir(parents=True)
+    elsewhere.mkdir()
+    (root / "src" / "name").write_text("new file")
+    (root / "name").symlink_to(elsewhere)  # an absolute link, overwritten by the copy
+    async with app([root]) as (client, _plugin, _rt):
+        job = await finished(client, await client.post("ops/copy?wait=true", json={
+            "root": "0", "paths": ["src/name"], "dest_root": "0", "dest": "",
+            "conflict": "overwrite"}))
+        assert job["state"] == "succeeded", job
+    async with app([root]) as (client, _plugin, _rt):
+        assert (await client.get("ops/undo")).json()["undo"] is not None
+        await finished(client, await client.post("ops/undo?wait=true"))
+    assert (root / "name").is_symlink() and (root / "name").resolve() == elsewhere
 
 
 @pytest.mark.asyncio
@@ -328,3 +359,19 @@ async def test_a_link_leading_out_can_be_renamed_and_trashed(app, tmp_path: Path
         listed = await client.get("list", params={"root": "0", "path": "renamed_link"})
         assert listed.status_code in (400, 404)
     assert (outside / "keep.txt").read_text() == "mine"  # the target is untouched
+
+
+@pytest.mark.asyncio
+async def test_a_trash_step_is_undone_after_a_restart(app, tmp_path: Path,
+                                                      trash_home: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "gone.txt").write_text("back")
+    async with app([root]) as (client, _plugin, _rt):
+        await finished(client, await client.post("ops/trash?wait=true", json={
+            "root": "0", "paths": ["gone.txt"]}))
+        assert not (root / "gone.txt").exists()
+    async with app([root]) as (client, _plugin, _rt):
+        assert (await client.get("ops/undo")).json()["undo"]["kind"] == "trash"
+        await finished(client, await client.post("ops/undo?wait=true"))
+    assert (root / "gone.txt").read_text() == "back"
