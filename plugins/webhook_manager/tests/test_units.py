@@ -286,3 +286,33 @@ def test_listing_captures_never_loads_their_bodies(tmp_path: Any) -> None:
     assert [c["at"] for c in failed] == [39, 37, 35, 33, 31]
     assert len(everything) == 40 and "body" not in everything[0]
     assert peak < 8 << 20, peak
+
+
+def test_the_replay_memory_is_its_own_and_outlives_a_restart(tmp_path: Any) -> None:
+    """Reviews found the first replay check easy to get around: it trusted unsigned headers,
+    two copies together both passed, and a flood of junk requests trimmed the original
+    out of the capture list it searched. The memory is now separate from the captures,
+    checked and noted in one step, and rebuilt from the kept captures at start."""
+    from webhook_manager.inspector import Inspector, InspectorStore, Limits
+    from webhook_manager.verify import Verdict
+
+    store = InspectorStore(tmp_path / "i.sqlite3", keep=2)
+    inspector = Inspector(store, Limits(), lambda *a: None)
+    inbox = {"id": "in1", "tolerance": 300}
+    ok = Verdict(True, "signature: matches")
+    signed = {"X-PlexiChat-Signature": "sha256=" + "a" * 64, "X-PlexiChat-Delivery": "d1"}
+    assert inspector._unless_replayed(inbox, signed, ok, 1000.0).ok
+    for extra in ({}, {"X-PlexiChat-Attempt": "2"}, {"X-PlexiChat-Delivery": "other"}):
+        again = inspector._unless_replayed(inbox, {**signed, **extra}, ok, 1010.0)
+        assert not again.ok and again.reason.startswith("replay:"), extra
+    assert inspector._unless_replayed({**inbox, "id": "in2"}, signed, ok, 1010.0).ok
+    assert inspector._unless_replayed(inbox, signed, ok, 1000.0 + 601).ok  # window over
+
+    made = store.create_inbox("kept", secret="s", tolerance=300, respond_status=200)
+    inbox = {"id": made["id"], "tolerance": 300}
+    store.add_capture({"id": "c1", "inbox_id": made["id"], "at": 5000.0, "method": "POST",
+                       "path": "/in/x", "headers": signed, "body": b"{}", "size": 2,
+                       "verdict": ok.to_dict(), "response_status": 200})
+    restarted = Inspector(store, Limits(), lambda *a: None)
+    restarted.remember_verified(store.recent_verified(0.0))
+    assert not restarted._unless_replayed(inbox, signed, ok, 5020.0).ok

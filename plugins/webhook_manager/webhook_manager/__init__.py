@@ -36,6 +36,7 @@ from plexichat_desktop.plugins.settings import PluginSettings
 from webhook_manager.forwarder import Forwarder
 from webhook_manager.health import health
 from webhook_manager.inspector import (
+    SEEN_FOR,
     Inspector,
     InspectorProblem,
     InspectorStore,
@@ -210,6 +211,9 @@ class WebhookManagerPlugin(Plugin):
                 wanted = int(json.loads(port_file.read_text()).get("port", 0))
             except (ValueError, OSError, AttributeError):
                 wanted = 0
+        # The replay memory outlives a restart: rebuilt from the captures kept.
+        self.inspector.remember_verified(await asyncio.to_thread(
+            self.store.recent_verified, time.time() - SEEN_FOR))
         port = await self.inspector.start(wanted)
         port_file.write_text(json.dumps({"port": port}))
         ctx.on_teardown(self._stop_inspector)

@@ -179,17 +179,17 @@ class InspectorStore:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def earlier_verified(self, inbox_id: str, signature: str, since: float
-                         ) -> dict[str, Any] | None:
-        """The newest verified capture of the inbox since ``since`` that carried this
-        exact signature header (the same signed timestamp and body), if any."""
-        for row in self._all("SELECT id, at, headers, verdict FROM captures WHERE inbox_id = ? "
-                             "AND at >= ? ORDER BY seq DESC", (inbox_id, since)):
+    def recent_verified(self, since: float) -> list[tuple[str, str, float]]:
+        """``(inbox_id, signature header, at)`` of the verified captures since ``since``,
+        oldest first: what the replay memory is rebuilt from at start."""
+        found = []
+        for row in self._all("SELECT inbox_id, at, headers, verdict FROM captures "
+                             "WHERE at >= ? ORDER BY at", (since,)):
             headers = {k.lower(): v for k, v in json.loads(row["headers"]).items()}
-            if (headers.get(SIGNATURE_HEADER.lower()) == signature
-                    and json.loads(row["verdict"]).get("ok")):
-                return {"id": row["id"], "at": row["at"]}
-        return None
+            signature = headers.get(SIGNATURE_HEADER.lower())
+            if signature and json.loads(row["verdict"]).get("ok"):
+                found.append((row["inbox_id"], signature, row["at"]))
+        return found
 
     def set_forward(self, capture_id: str, forward: dict[str, Any]) -> None:
         self._run("UPDATE captures SET forward = ? WHERE id = ?",
@@ -213,6 +213,10 @@ class InspectorStore:
 
     def clear(self, inbox_id: str) -> int:
         return self._run("DELETE FROM captures WHERE inbox_id = ?", (inbox_id,))
+
+
+# Seconds a verified signature is remembered: twice the longest window an inbox may have.
+SEEN_FOR = 2 * 86_400
 
 
 def capture_dict(row: dict[str, Any], full: bool = False) -> dict[str, Any]:
@@ -284,7 +288,10 @@ class Inspector:
         self._server: asyncio.Server | None = None
         self._hits: dict[str, collections.deque[float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._verdicts = asyncio.Lock()  # the replay check and the capture, in turn
+        # Signatures verified lately, per inbox: the replay memory (see _unless_replayed).
+        self._seen: dict[tuple[str, str], float] = {}
+        self._seen_order: collections.deque[tuple[float, tuple[str, str]]] = (
+            collections.deque())
 
     @property
     def base_url(self) -> str | None:
@@ -311,28 +318,47 @@ class Inspector:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
 
-    async def _unless_replayed(self, inbox: dict[str, Any], headers: dict[str, str],
-                               verdict: Verdict, at: float) -> Verdict:
+    def _unless_replayed(self, inbox: dict[str, Any], headers: dict[str, str],
+                         verdict: Verdict, at: float) -> Verdict:
         """A genuine delivery received again, byte for byte, inside the timestamp window
         passed as verified. The signature covers the timestamp and the body only, so the
-        delivery id and attempt headers are the sender's word, not proof: any request
-        whose signature the inbox has verified before is not verified again (a sender
-        signs each attempt anew; one within the same second is the rare exception, and
-        its reason says so)."""
+        delivery id and attempt headers are the sender's word, not proof: a signature the
+        inbox verified within twice its window is not verified again (a sender signs each
+        attempt anew; one within the same second is the rare exception, said so).
+
+        Synchronous, so the check and the note of the signature are one step on the event
+        loop (two copies arriving together cannot both pass), and kept apart from the
+        capture list, which a flood of junk requests trims (the original must not be
+        pushed out of the memory that way)."""
         signature = next((v for k, v in headers.items()
                           if k.lower() == SIGNATURE_HEADER.lower()), None)
         if signature is None:
             return verdict
-        earlier = await asyncio.to_thread(self.store.earlier_verified, inbox["id"], signature,
-                                          at - 2 * inbox["tolerance"])
-        if earlier is None:
+        self._forget_seen(at)
+        key = (inbox["id"], signature)
+        earlier = self._seen.get(key)
+        if earlier is None or at - earlier > 2 * inbox["tolerance"]:
+            self._seen[key] = at
+            self._seen_order.append((at, key))
             return verdict
         detail = (f"the same signed request (timestamp and body) was received "
-                  f"{at - earlier['at']:.0f} s ago (capture {earlier['id']}): a replay, or a "
-                  "retry sent within the same second")
+                  f"{at - earlier:.0f} s ago: a replay, or a retry sent within the same "
+                  "second")
         return Verdict(False, f"replay: {detail}",
                        [*verdict.checks, Check("replay", False, detail)],
                        verdict.matched, verdict.age_seconds)
+
+    def _forget_seen(self, now: float) -> None:
+        while self._seen_order and self._seen_order[0][0] < now - SEEN_FOR:
+            at, key = self._seen_order.popleft()
+            if self._seen.get(key) == at:
+                del self._seen[key]
+
+    def remember_verified(self, found: list[tuple[str, str, float]]) -> None:
+        """Rebuild the replay memory (at start) from ``store.recent_verified``."""
+        for inbox_id, signature, at in found:
+            self._seen[(inbox_id, signature)] = at
+            self._seen_order.append((at, (inbox_id, signature)))
 
     def _allow(self, inbox_id: str) -> bool:
         window = self._hits.setdefault(inbox_id, collections.deque())
@@ -432,20 +458,16 @@ class Inspector:
             else:
                 return False
         body = b"".join(chunks)
-        # One request at a time from the verdict to its capture: two copies arriving
-        # together must not both pass the replay check before either is stored.
-        async with self._verdicts:
-            at = self.clock()
-            verdict = verify(headers, body, live_secrets(inbox, at), now=at,
-                             tolerance=inbox["tolerance"])
-            if verdict.ok:
-                verdict = await self._unless_replayed(inbox, headers, verdict, at)
-            capture = {"id": str(uuid.uuid4()), "inbox_id": inbox["id"], "at": at,
-                       "method": request.method.decode("latin-1"), "path": path,
-                       "headers": headers, "body": body, "size": len(body),
-                       "verdict": verdict.to_dict(),
-                       "response_status": inbox["respond_status"]}
-            await asyncio.to_thread(self.store.add_capture, capture)
+        at = self.clock()
+        verdict = verify(headers, body, live_secrets(inbox, at), now=at,
+                         tolerance=inbox["tolerance"])
+        if verdict.ok:
+            verdict = self._unless_replayed(inbox, headers, verdict, at)
+        capture = {"id": str(uuid.uuid4()), "inbox_id": inbox["id"], "at": at,
+                   "method": request.method.decode("latin-1"), "path": path,
+                   "headers": headers, "body": body, "size": len(body),
+                   "verdict": verdict.to_dict(), "response_status": inbox["respond_status"]}
+        await asyncio.to_thread(self.store.add_capture, capture)
         await self._send(conn, writer, inbox["respond_status"], {
             "received": capture["id"], "verified": verdict.ok, "reason": verdict.reason})
         result = self.on_capture(inbox, capture, body)
