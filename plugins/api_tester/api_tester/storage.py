@@ -229,19 +229,25 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")[:60] or "value"
 
 
+SECRET_REF = re.compile(r"\{\{\s*(secret\.[A-Za-z0-9_.-]+)\s*\}\}")
+
+
 def externalize(spec: RequestSpec, prefix: str) -> tuple[RequestSpec, dict[str, str]]:
     """``spec`` with every literal secret replaced by ``{{secret.<name>}}``, and the
     secrets by name. ``prefix`` (the request's file stem) keeps names apart."""
     secrets: dict[str, str] = {}
     data = spec.model_copy(deep=True)
+    # Names the request already refers to belong to the values it keeps: a new value must
+    # not take one (editing the second of ?token=A&token=B overwrote A's secret).
+    kept = set(SECRET_REF.findall(spec.model_dump_json()))
 
     def move(value: str, field: str) -> str:
         if not value or "{{" in value:
             return value
         name = base = f"secret.{slug(prefix)}.{field}"
         taken = 1
-        while name in secrets and secrets[name] != value:  # ?token=a&token=b: both kept
-            taken += 1
+        while (name in secrets and secrets[name] != value) or name in kept:
+            taken += 1  # ?token=a&token=b: both kept, each under its own name
             name = f"{base}.{taken}"
         secrets[name] = value
         return "{{" + name + "}}"

@@ -141,5 +141,12 @@ def test_a_credential_in_the_urls_own_query_is_moved_out_too() -> None:
     assert moved == {"secret.r.url.query.token": "AAA", "secret.r.url.query.token.2": "BBB",
                      "secret.r.url.query.api_key": "K1",
                      "secret.r.url.query.api_key.2": "K2"}
+    # The second edited later: its new value must not take the first one's name.
+    edited = clean.model_copy(update={"url": clean.url.replace(
+        "token={{secret.r.url.query.token.2}}", "token=CCC")})
+    again, moved_again = externalize(edited, "r")
+    assert moved_again == {"secret.r.url.query.token.2": "CCC"}  # its own name again
+    assert again.url.startswith("http://127.0.0.1/?token={{secret.r.url.query.token}}"
+                                "&token={{secret.r.url.query.token.2}}")  # A keeps its own
     plain = RequestSpec.model_validate({"url": "http://127.0.0.1/?q=a&b"})
     assert externalize(plain, "p") == (plain, {})
