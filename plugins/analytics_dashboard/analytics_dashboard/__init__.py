@@ -319,11 +319,13 @@ class AnalyticsDashboardPlugin(Plugin):
         before = self.store.rules[rule_id]
         # Judged when the address changes: a rule saved before the check (or whose
         # allow-list entry went away) must still be paused and edited otherwise.
-        if ((rule.channel, rule.webhook_url) != (before.get("channel"),
-                                                 before.get("webhook_url"))
-                and (refused := await self._refused_webhook(rule))):
+        moved = (rule.channel, rule.webhook_url) != (before.get("channel"),
+                                                     before.get("webhook_url"))
+        if moved and (refused := await self._refused_webhook(rule)):
             return refused
         record = self.store.update_rule(rule_id, rule)
+        if moved:
+            record["state"]["resends"] = 0  # a new address gets its own tries
         self.changed("rule changed")
         return self._rule_view(record)
 
@@ -353,7 +355,10 @@ class AnalyticsDashboardPlugin(Plugin):
                    "this one arrives here.")
         logged = self.store.log("alert.test", message, rule_id=rule_id,
                                 rule_name=record["name"], sent=True)
-        await self._send_alert(record, "test", message, None, logged)
+        if await self._send_alert(record, "test", message, None, logged):
+            # The channel works again: an undelivered fire gets its tries back (after
+            # MAX_RESENDS it waited for the condition to clear and fire anew).
+            record["state"]["resends"] = 0
         self.store.save()
         self.changed("test")
         if not logged.get("delivered"):

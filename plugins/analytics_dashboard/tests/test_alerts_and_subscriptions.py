@@ -123,6 +123,13 @@ async def test_resends_of_a_refused_alert_stop_and_an_old_rule_still_pauses(app)
         assert len(receiver.requests) == 1 + MAX_RESENDS  # then it waits for the next fire
         state = (await running.client.get("rules")).json()["rules"][0]["state"]
         assert state["fire_sent"] is False and "HTTP 500" in state["last_error"]
+        # Fixed (here: the same receiver answering again; a new address does the same):
+        # a test that gets through gives the undelivered fire its tries back.
+        receiver.script[:] = [(200, {"ok": True}, {})]
+        assert (await running.client.post(f"rules/{created['id']}/test")).status_code == 200
+        await running.client.post("rules/check")
+        state = (await running.client.get("rules")).json()["rules"][0]["state"]
+        assert state["fire_sent"] is True and state["last_error"] is None
 
         old = running.plugin.store.rules[created["id"]]
         old["webhook_url"] = "http://10.0.0.5/hook"  # as saved before, when it was a 201
