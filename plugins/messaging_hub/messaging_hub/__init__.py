@@ -70,6 +70,10 @@ if TYPE_CHECKING:
 MAX_CONTENT = 10_000
 # Seconds a user's name is remembered (a rename shows within this).
 PROFILE_TTL = 60.0
+# While the server does not answer, a known name serves this long (then the error shows);
+# the server is asked again every PROFILE_RETRY seconds meanwhile.
+PROFILE_STALE_FOR = 3600.0
+PROFILE_RETRY = 30.0
 MessageType = Literal["text", "markdown", "code"]
 QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "👀", "✅", "🙏", "😮"]
 
@@ -298,15 +302,22 @@ class MessagingHubPlugin(Plugin):
             try:
                 with api.bypass_cache():  # the layer's cache may hold the name from before
                     profile = await api.users.get(user_id)
-            except Exception:
-                if known is None:
-                    raise
-                # The server away for a moment: the name known a minute ago will do.
-                return {k: v for k, v in known.items() if k != "_at"}
+            except Exception as exc:
+                from api_integration_layer.errors import ApiHTTPError, ApiUnavailable
+
+                down = isinstance(exc, ApiUnavailable) or (
+                    isinstance(exc, ApiHTTPError) and exc.status >= 500)
+                if known is None or not down or now - known["_fetched"] > PROFILE_STALE_FOR:
+                    raise  # unknown, gone (404) or too old: the error says so
+                # The server away for a moment: the name known a minute ago will do, and
+                # is asked for again PROFILE_RETRY seconds later, not on every call.
+                known["_at"] = now - PROFILE_TTL + PROFILE_RETRY
+                return {k: v for k, v in known.items() if not k.startswith("_")}
             known = {"id": profile.id, "username": profile.username,
-                     "display_name": profile.display_name or profile.username, "_at": now}
+                     "display_name": profile.display_name or profile.username, "_at": now,
+                     "_fetched": now}
             self._profiles[user_id] = known
-        return {k: v for k, v in known.items() if k != "_at"}
+        return {k: v for k, v in known.items() if not k.startswith("_")}
 
     def _decorate(self, message: Any, owner: str) -> dict[str, Any]:
         """A v1 message for the page: ``html`` for markdown (sanitised), flags."""

@@ -387,3 +387,49 @@ def test_dispatcher_sends_once_through_server_errors(tmp_path: Path) -> None:
     assert api.notifications.sent == ["A message was not sent"] * 2  # the 422, the give-up
     assert "sending" in events and "sent" in events
     store.close()
+
+
+def test_a_known_name_serves_through_a_short_outage_not_a_deleted_user() -> None:
+    """After the minute, a failed lookup raised where the name known a minute ago would
+    do; but a deleted user (404) must not keep a name for good."""
+    import contextlib
+
+    import messaging_hub
+    from api_integration_layer.errors import ApiHTTPError, ApiUnavailable
+
+    answers: list[Any] = [type("P", (), {"id": "u1", "username": "ann",
+                                         "display_name": "Ann"})()]
+
+    class Users:
+        async def get(self, user_id: str) -> Any:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    class Api:
+        users = Users()
+
+        def bypass_cache(self) -> Any:
+            return contextlib.nullcontext()
+
+    plugin = messaging_hub.MessagingHubPlugin.__new__(messaging_hub.MessagingHubPlugin)
+    plugin._profiles = {}
+
+    async def scenario() -> list[Any]:
+        seen = [await plugin._profile(Api(), "u1")]
+        plugin._profiles["u1"]["_at"] -= messaging_hub.PROFILE_TTL + 1  # a minute later
+        answers.append(ApiUnavailable("GET", "/users/u1", "connection refused", 3))
+        seen.append(await plugin._profile(Api(), "u1"))  # the known name, not an error
+        seen.append(await plugin._profile(Api(), "u1"))  # not asked again right away
+        plugin._profiles["u1"]["_at"] -= messaging_hub.PROFILE_TTL + 1
+        answers.append(ApiHTTPError("GET", "/users/u1", 404, "no such user"))
+        try:
+            await plugin._profile(Api(), "u1")
+        except ApiHTTPError as exc:
+            seen.append(exc.status)
+        return seen
+
+    first, during, again, deleted = asyncio.run(scenario())
+    assert first == during == again == {"id": "u1", "username": "ann", "display_name": "Ann"}
+    assert deleted == 404 and answers == []
