@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from plexichat_desktop.plugins.guards import (
+    NotRegular,
     TargetRefused,
     UnsafePath,
     check_target,
     check_target_async,
+    read_regular,
     safe_path,
 )
 
@@ -93,6 +95,28 @@ def test_the_last_name_unresolved_is_the_link_itself(root):
         with pytest.raises(UnsafePath, match=words):
             safe_path(root, refused, follow_last=False)
     assert safe_path(root, "", follow_last=False) == root.resolve()
+
+
+def test_read_regular_opens_only_regular_files(tmp_path):
+    """One opener for File Manager's copies and archives and Code Analyzer's scans: a
+    FIFO must not block, a link is not followed, a device is not read."""
+    import os
+    import stat
+
+    (tmp_path / "a.txt").write_bytes(b"abc")
+    assert read_regular(tmp_path / "a.txt") == b"abc"
+    with pytest.raises(ValueError, match="over 2 bytes"):
+        read_regular(tmp_path / "a.txt", cap=2)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link").symlink_to(tmp_path / "a.txt")
+    (tmp_path / "null").symlink_to("/dev/null")
+    with pytest.raises(NotRegular) as fifo:
+        read_regular(tmp_path / "pipe")
+    assert fifo.value.mode is not None and stat.S_ISFIFO(fifo.value.mode)
+    for link in ("link", "null"):
+        with pytest.raises(NotRegular, match="became a symlink") as refused:
+            read_regular(tmp_path / link)
+        assert refused.value.mode is None
 
 
 # -- targets --------------------------------------------------------------------------

@@ -46,10 +46,12 @@ machine.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import os
 import re
 import socket
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -132,6 +134,56 @@ def safe_path(root: str | os.PathLike[str], user_path: str | os.PathLike[str], *
                else "leads (through a symlink) outside")
         raise UnsafePath(f"{field}: {_show(text)} {how} the allowed folder {base}")
     return resolved
+
+
+class NotRegular(OSError):
+    """A path opened as a regular file is none (any more): a symlink (``mode`` None, as
+    O_NOFOLLOW refused it), a FIFO, socket or device (``mode`` is what fstat found)."""
+
+    def __init__(self, code: int, text: str, path: str, mode: int | None = None):
+        super().__init__(code, text, path)
+        self.mode = mode
+
+
+def open_regular(path: str | os.PathLike[str]) -> tuple[int, os.stat_result]:
+    """A read descriptor of the regular file at ``path`` and its fstat; :class:`NotRegular`
+    for anything else.
+
+    O_NOFOLLOW: a symlink put in place of the file after it was looked at is refused
+    instead of followed (the check and the open are one step, no lstat-then-open race);
+    O_NONBLOCK: a FIFO put there does not block the caller waiting for a writer (a
+    blocking open never returns, and no cancel can end it); the fstat of the descriptor
+    is what was really opened, so a device such as /dev/zero is never read."""
+    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+             | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(errno.ELOOP, "became a symlink; not followed", str(path)
+                             ) from None
+        raise
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotRegular(errno.EINVAL, "is no longer a regular file", str(path), st.st_mode)
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return fd, st
+
+
+def read_regular(path: str | os.PathLike[str], cap: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path`` (opened by :func:`open_regular`);
+    ``ValueError`` when it holds more than ``cap`` bytes (it may grow while read)."""
+    fd, _ = open_regular(path)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read() if cap is None else fh.read(cap + 1)
+    finally:
+        os.close(fd)
+    if cap is not None and len(data) > cap:
+        raise ValueError(f"{path}: over {cap} bytes")
+    return data
 
 
 def _show(text: str) -> str:

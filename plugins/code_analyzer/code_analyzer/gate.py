@@ -22,7 +22,8 @@ from code_analyzer import gitutil, tools
 from code_analyzer.metrics import finding
 from code_analyzer.scan import SEVERITIES, Progress, ScanCancelled, ScanOptions, compute_metrics
 from code_analyzer.store import Store
-from code_analyzer.walk import language_of, read_regular
+from code_analyzer.walk import language_of
+from plexichat_desktop.plugins.guards import read_regular
 
 
 class GateError(ValueError):

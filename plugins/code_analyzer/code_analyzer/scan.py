@@ -22,7 +22,8 @@ from typing import Any
 from code_analyzer import gitutil, imports, tools
 from code_analyzer.metrics import analyze, content_key, finding
 from code_analyzer.store import Store
-from code_analyzer.walk import Candidate, NotRegularFile, Skipped, discover, read_regular
+from code_analyzer.walk import Candidate, Skipped, discover, kind_of
+from plexichat_desktop.plugins.guards import NotRegular, read_regular
 
 Progress = Callable[[float, float | None, str], None]
 # Below this many files to analyse, worker start-up (~0.3 s each) costs more than it saves.
@@ -57,8 +58,9 @@ def _check(cancel: threading.Event) -> None:
 def _read(c: Candidate) -> bytes | str:
     try:
         return read_regular(c.path)  # a regular file when listed; it may not be now
-    except NotRegularFile as exc:
-        return f"{str(exc).rpartition(': ')[2]}, not read"
+    except NotRegular as exc:
+        return (f"{kind_of(exc.mode)}, not read" if exc.mode is not None
+                else f"cannot read: {exc.strerror}")
     except OSError as exc:
         return f"cannot read: {exc.strerror or exc}"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pathspec
 
+from plexichat_desktop.plugins.guards import read_regular
+
 # Extensions lizard reads (lizard_languages), minus Python, which radon handles.
 LIZARD_EXTENSIONS: dict[str, str] = {
     **dict.fromkeys(["c", "h"], "c"),
@@ -63,12 +65,7 @@ class Skipped:
 MAX_GITIGNORE_BYTES = 1024 * 1024
 
 
-class NotRegularFile(OSError):
-    """The path is a FIFO, a socket or a device: nothing to analyse, and opening or
-    reading it could block the scan or never end."""
-
-
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a named pipe (FIFO)"
     if stat.S_ISSOCK(mode):
@@ -78,29 +75,6 @@ def _kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "a symlink"
     return "not a regular file"
-
-
-def read_regular(path: Path, cap: int | None = None) -> bytes:
-    """The bytes of the regular file at ``path``, not reached through a symlink.
-
-    Opened with O_NOFOLLOW and O_NONBLOCK and checked with fstat before any read: a FIFO
-    must not block the scan waiting for a writer (a blocking open never returns, and a
-    cancel cannot end it), and a device such as /dev/zero must not be read forever.
-    Raises :class:`NotRegularFile` for anything else than a regular file, ``OSError``
-    when it cannot be read, and ``ValueError`` when it holds more than ``cap`` bytes."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFile(f"{path}: {_kind(mode)}")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read() if cap is None else fh.read(cap + 1)
-    finally:
-        os.close(fd)
-    if cap is not None and len(data) > cap:
-        raise ValueError(f"{path}: over {cap} bytes")
-    return data
 
 
 def read_gitignore(path: Path, cap: int = MAX_GITIGNORE_BYTES) -> str | None:
@@ -182,7 +156,7 @@ def _candidate(path: Path, rel: str, language: str, root: Path, max_bytes: int,
     except OSError as exc:
         return Skipped(rel, f"cannot read: {exc.strerror or exc}")
     if not stat.S_ISREG(info.st_mode):
-        return Skipped(rel, f"{_kind(info.st_mode)}, not read")
+        return Skipped(rel, f"{kind_of(info.st_mode)}, not read")
     size = info.st_size
     if size > max_bytes:
         return Skipped(rel, f"too large: {size // 1024} KiB, the limit is "

@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from file_manager.ops import NotRegular, open_regular, unique_name
+from file_manager.ops import unique_name
 from file_manager.worker import Ctl
+from plexichat_desktop.plugins.guards import NotRegular, open_regular
 
 CREATE_FORMATS = ("zip", "tar.gz", "tar.xz", "tar.zst", "7z")
 SUFFIXES = {

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from file_manager.worker import Ctl
+from plexichat_desktop.plugins.guards import NotRegular, open_regular
 
 CONFLICTS = ("skip", "rename", "overwrite")
 CHUNK = 64 * 1024 * 1024  # per copy_file_range call: big enough for speed, small for cancel
@@ -61,36 +62,6 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {"done": self.done, "skipped": self.skipped, "bytes": self.bytes}
-
-
-class NotRegular(OSError):
-    """A path that was a regular file when listed is no longer one when opened (it was
-    swapped for a symlink, FIFO or device in between)."""
-
-
-def open_regular(path: Path) -> tuple[int, os.stat_result]:
-    """A read descriptor of the regular file at ``path`` and its fstat.
-
-    O_NOFOLLOW: a symlink put in place of the file after it was looked at is refused
-    instead of followed (the check and the open are one step, no lstat-then-open race);
-    O_NONBLOCK: a FIFO put there does not block the job waiting for a writer; the fstat
-    of the descriptor is what was really opened."""
-    flags = (os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-             | getattr(os, "O_CLOEXEC", 0))
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotRegular(errno.ELOOP, "became a symlink; not followed", str(path)
-                             ) from None
-        raise
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise NotRegular(errno.EINVAL, "is no longer a regular file", str(path))
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return fd, st
 
 
 def tree_size(path: Path) -> int:
