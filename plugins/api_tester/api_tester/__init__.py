@@ -251,10 +251,10 @@ class ApiTesterPlugin(Plugin):
         """Save a request; literal secrets go to the secret store, the file gets
         ``{{secret.<name>}}`` references (listed in ``secrets_moved``)."""
         try:
-            stem = path.removesuffix(".request.json")
-            clean, moved = externalize(spec, stem)
-            # Secrets first: the file must never refer to a secret that is not stored.
             self.collections.check(collection, path)
+            clean, moved = externalize(spec, path.removesuffix(".request.json"),
+                                       self.collections.secret_refs(collection, path))
+            # Secrets first: the file must never refer to a secret that is not stored.
             for name, value in moved.items():
                 self.secrets.set(f"{collection}:{name}", value)
             self.collections.write(collection, path, clean)
@@ -321,13 +321,15 @@ class ApiTesterPlugin(Plugin):
             self.collections.create(collection, CollectionInfo(
                 name=collection, variables=variables or []))
         existing = {p for p, _ in self.collections.requests(collection)}
+        taken = self.collections.secret_refs(collection)
         written = []
         for path, spec in items:
             stem, n = path.removesuffix(".request.json"), 2
             while path in existing:
                 path, n = f"{stem}-{n}.request.json", n + 1
             existing.add(path)
-            clean, moved = externalize(spec, path.removesuffix(".request.json"))
+            clean, moved = externalize(spec, path.removesuffix(".request.json"), taken)
+            taken |= set(moved)
             self.collections.write(collection, path, clean)
             for name, value in moved.items():
                 self.secrets.set(f"{collection}:{name}", value)

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
@@ -118,6 +119,20 @@ class Collections:
     def check(self, collection: str, path: str) -> Path:
         """The file a request path names, after every check (the file need not exist)."""
         return self._request_path(collection, path)
+
+    def secret_refs(self, collection: str, except_path: str | None = None) -> set[str]:
+        """The ``secret.<name>`` names the collection's request files refer to (all but
+        ``except_path``'s), read from their text, so a file that no longer validates still
+        keeps its names: a new secret must not take one of them."""
+        folder = self._existing(collection)
+        skip = self._request_path(collection, except_path) if except_path else None
+        found: set[str] = set()
+        for file in folder.rglob("*" + REQUEST_SUFFIX):
+            if file == skip or file.is_symlink():
+                continue
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                found.update(SECRET_REF.findall(file.read_text("utf-8")))
+        return found
 
     # -- collections -----------------------------------------------------------------
     def names(self) -> list[str]:
@@ -232,23 +247,27 @@ def slug(text: str) -> str:
 SECRET_REF = re.compile(r"\{\{\s*(secret\.[A-Za-z0-9_.-]+)\s*\}\}")
 
 
-def externalize(spec: RequestSpec, prefix: str) -> tuple[RequestSpec, dict[str, str]]:
+def externalize(spec: RequestSpec, prefix: str, taken: Iterable[str] = ()
+                ) -> tuple[RequestSpec, dict[str, str]]:
     """``spec`` with every literal secret replaced by ``{{secret.<name>}}``, and the
-    secrets by name. ``prefix`` (the request's file stem) keeps names apart."""
+    secrets by name. ``prefix`` (the request's file stem) keeps names apart; ``taken``
+    are names other requests of the collection use (see ``Collections.secret_refs``):
+    "users/get" and "users-get" both make "users_get", and the second request's token
+    replaced the first's in the store."""
     secrets: dict[str, str] = {}
     data = spec.model_copy(deep=True)
     # Names the request already refers to belong to the values it keeps: a new value must
     # not take one (editing the second of ?token=A&token=B overwrote A's secret).
-    kept = set(SECRET_REF.findall(spec.model_dump_json()))
+    kept = set(SECRET_REF.findall(spec.model_dump_json())) | set(taken)
 
     def move(value: str, field: str) -> str:
         if not value or "{{" in value:
             return value
         name = base = f"secret.{slug(prefix)}.{field}"
-        taken = 1
+        n = 1
         while (name in secrets and secrets[name] != value) or name in kept:
-            taken += 1  # ?token=a&token=b: both kept, each under its own name
-            name = f"{base}.{taken}"
+            n += 1  # ?token=a&token=b: both kept, each under its own name
+            name = f"{base}.{n}"
         secrets[name] = value
         return "{{" + name + "}}"
 

@@ -311,3 +311,57 @@ async def test_the_run_list_outlives_a_restart(tmp_path: Path) -> None:
      ).unlink()
     async with running_app(tmp_path, v1=False) as app, app.client() as client:
         assert {r["id"] for r in (await client.get("runs")).json()["runs"]} == set(ids)
+
+
+@pytest.mark.asyncio
+async def test_requests_whose_names_look_alike_keep_their_own_secrets(tmp_path: Path
+                                                                       ) -> None:
+    """A secret's name comes from the request's path, and "users/get", "users-get" and
+    "users_get" all gave "users_get": saving the second replaced the first one's token in
+    the store, so the first request went out with the wrong credential."""
+    async with running_app(tmp_path, v1=False) as app, loopback_server() as srv, \
+            app.client() as client:
+        await client.post("collections", json={"name": "Alike"})
+        tokens = {"users/get.request.json": "token-of-the-folder-one",
+                  "users-get.request.json": "token-of-the-dashed-one",
+                  "users_get.request.json": "token-of-the-underscored-one"}
+        names = set()
+        for path, token in tokens.items():
+            saved = await client.put("collections/Alike/request", params={"path": path},
+                                     json={"name": path, "url": srv.url + "/echo",
+                                           "auth": {"type": "bearer", "token": token},
+                                           "asserts": [{"source": "jsonpath",
+                                                        "expr": "$.headers.authorization",
+                                                        "op": "eq",
+                                                        "value": f"Bearer {token}"}]})
+            assert saved.status_code == 200, saved.text
+            names.update(saved.json()["secrets_moved"])
+        assert len(names) == 3, names
+        # Saved again with a new token, a request keeps its own name (no new secret left
+        # behind for each edit), and the others' tokens stay.
+        again = await client.put("collections/Alike/request",
+                                 params={"path": "users-get.request.json"},
+                                 json={"url": srv.url + "/echo",
+                                       "auth": {"type": "bearer", "token": "rotated"},
+                                       "asserts": [{"source": "jsonpath",
+                                                    "expr": "$.headers.authorization",
+                                                    "op": "eq", "value": "Bearer rotated"}]})
+        assert set(again.json()["secrets_moved"]) <= names, again.json()
+        started = await client.post("run", json={"collection": "Alike"})
+        job = await wait_job(client, started.json()["id"])
+        assert job["state"] == "succeeded", job
+        report = (await client.get(f"runs/{job['id']}")).json()
+        assert [r["passed"] for r in report["results"]] == [True, True, True], report
+        # The same holds for an import: a curl command imported twice.
+        for token in ("first-import-token", "second-import-token"):
+            imported = await client.post("import", json={
+                "kind": "curl", "collection": "Alike",
+                "text": f"curl {srv.url}/echo -H 'Authorization: Bearer {token}'"})
+            assert imported.status_code in (200, 201), imported.text
+        files = list((tmp_path / "collections" / "Alike").rglob("*.request.json"))
+        assert len(files) == 5
+        assert not any("import-token" in file.read_text() for file in files)
+        secrets = app.plugin().secrets
+        stored = [secrets.get(name) or "" for name in secrets.names("Alike:")]
+        for token in ("first-import-token", "second-import-token"):
+            assert sum(token in value for value in stored) == 1, stored
