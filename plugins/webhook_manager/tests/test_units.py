@@ -298,7 +298,7 @@ def test_the_replay_memory_is_its_own_and_outlives_a_restart(tmp_path: Any) -> N
 
     store = InspectorStore(tmp_path / "i.sqlite3", keep=2)
     inspector = Inspector(store, Limits(), lambda *a: None)
-    inbox = {"id": "in1", "tolerance": 300}
+    inbox = {"id": "in1", "tolerance": 300, "respond_status": 200}
     ok = Verdict(True, "signature: matches")
     signed = {"X-PlexiChat-Signature": "sha256=" + "a" * 64, "X-PlexiChat-Delivery": "d1"}
     assert inspector._unless_replayed(inbox, signed, ok, 1000.0).ok
@@ -307,12 +307,21 @@ def test_the_replay_memory_is_its_own_and_outlives_a_restart(tmp_path: Any) -> N
         assert not again.ok and again.reason.startswith("replay:"), extra
     assert inspector._unless_replayed({**inbox, "id": "in2"}, signed, ok, 1010.0).ok
     assert inspector._unless_replayed(inbox, signed, ok, 1000.0 + 601).ok  # window over
+    # What an inbox refused (answering, say, 500) is retried by its sender, and a retry
+    # signed within the same second carries the same signature: not a replay.
+    refusing = {"id": "in3", "tolerance": 300, "respond_status": 500}
+    assert all(inspector._unless_replayed(refusing, signed, ok, 1000.0 + i).ok
+               for i in range(3))
 
     made = store.create_inbox("kept", secret="s", tolerance=300, respond_status=200)
-    inbox = {"id": made["id"], "tolerance": 300}
-    store.add_capture({"id": "c1", "inbox_id": made["id"], "at": 5000.0, "method": "POST",
-                       "path": "/in/x", "headers": signed, "body": b"{}", "size": 2,
-                       "verdict": ok.to_dict(), "response_status": 200})
+    inbox = {"id": made["id"], "tolerance": 300, "respond_status": 200}
+    refused = {**signed, "X-PlexiChat-Signature": "sha256=" + "b" * 64}
+    for capture_id, headers, status in (("c1", signed, 200), ("c2", refused, 503)):
+        store.add_capture({"id": capture_id, "inbox_id": made["id"], "at": 5000.0,
+                           "method": "POST", "path": "/in/x", "headers": headers,
+                           "body": b"{}", "size": 2, "verdict": ok.to_dict(),
+                           "response_status": status})
     restarted = Inspector(store, Limits(), lambda *a: None)
     restarted.remember_verified(store.recent_verified(0.0))
     assert not restarted._unless_replayed(inbox, signed, ok, 5020.0).ok
+    assert restarted._unless_replayed(inbox, refused, ok, 5020.0).ok  # it was refused

@@ -180,11 +180,13 @@ class InspectorStore:
                 raise
 
     def recent_verified(self, since: float) -> list[tuple[str, str, float]]:
-        """``(inbox_id, signature header, at)`` of the verified captures since ``since``,
-        oldest first: what the replay memory is rebuilt from at start."""
+        """``(inbox_id, signature header, at)`` of the verified captures since ``since``
+        that the inbox accepted (answered 2xx), oldest first: what the replay memory is
+        rebuilt from at start."""
         found = []
         for row in self._all("SELECT inbox_id, at, headers, verdict FROM captures "
-                             "WHERE at >= ? ORDER BY at", (since,)):
+                             "WHERE at >= ? AND response_status BETWEEN 200 AND 299 "
+                             "ORDER BY at", (since,)):
             headers = {k.lower(): v for k, v in json.loads(row["headers"]).items()}
             signature = headers.get(SIGNATURE_HEADER.lower())
             if signature and json.loads(row["verdict"]).get("ok"):
@@ -323,8 +325,10 @@ class Inspector:
         """A genuine delivery received again, byte for byte, inside the timestamp window
         passed as verified. The signature covers the timestamp and the body only, so the
         delivery id and attempt headers are the sender's word, not proof: a signature the
-        inbox verified within twice its window is not verified again (a sender signs each
-        attempt anew; one within the same second is the rare exception, said so).
+        inbox verified and accepted within twice its window is not verified again. Only
+        what the inbox accepted (its answer 2xx) is remembered: a sender retries what was
+        refused, and a retry signed within the same second as the refused attempt carries
+        the very same signature (it was flagged as a replay).
 
         Synchronous, so the check and the note of the signature are one step on the event
         loop (two copies arriving together cannot both pass), and kept apart from the
@@ -338,12 +342,12 @@ class Inspector:
         key = (inbox["id"], signature)
         earlier = self._seen.get(key)
         if earlier is None or at - earlier > 2 * inbox["tolerance"]:
-            self._seen[key] = at
-            self._seen_order.append((at, key))
+            if 200 <= inbox["respond_status"] <= 299:
+                self._seen[key] = at
+                self._seen_order.append((at, key))
             return verdict
-        detail = (f"the same signed request (timestamp and body) was received "
-                  f"{at - earlier:.0f} s ago: a replay, or a retry sent within the same "
-                  "second")
+        detail = (f"the same signed request (timestamp and body) was received and "
+                  f"accepted {at - earlier:.0f} s ago: a replay")
         return Verdict(False, f"replay: {detail}",
                        [*verdict.checks, Check("replay", False, detail)],
                        verdict.matched, verdict.age_seconds)
