@@ -293,12 +293,14 @@ class AnalyticsDashboardPlugin(Plugin):
         rule = RuleIn.model_validate({k: record[k] for k in RuleIn.model_fields})
         return {**public(record), "condition": rule.describe()}
 
-    async def _refused_webhook(self, rule: RuleIn) -> JSONResponse | None:
+    async def _refused_webhook(self, target: RuleIn | SubscriptionIn) -> JSONResponse | None:
         """A 422 for a webhook address every delivery would refuse (a private or
-        link-local address not on the allow-list): said now, not at the first alert."""
-        if rule.channel != "webhook" or not rule.webhook_url:
+        link-local address not on the allow-list): said now, not at the first alert or
+        report."""
+        if target.channel != "webhook" or not target.webhook_url:
             return None
-        why = await delivery.refused_now(rule.webhook_url, self.config.webhook_allowed_hosts)
+        why = await delivery.refused_now(target.webhook_url,
+                                         self.config.webhook_allowed_hosts)
         return (None if why is None else
                 JSONResponse({"detail": why, "field": "webhook_url"}, status_code=422))
 
@@ -514,6 +516,8 @@ class AnalyticsDashboardPlugin(Plugin):
         if sub.upload and not self.api.allows("files:write"):
             return JSONResponse({"detail": "upload: this plugin may not upload files"},
                                 status_code=422)
+        if refused := await self._refused_webhook(sub):
+            return refused
         record = self.store.add_subscription(sub, time.time())
         self._wake.set()
         self.changed("subscription added")
@@ -523,6 +527,12 @@ class AnalyticsDashboardPlugin(Plugin):
         if sub_id not in self.store.subscriptions:
             return JSONResponse({"detail": f"sub_id: no subscription {sub_id!r}"},
                                 status_code=404)
+        before = self.store.subscriptions[sub_id]
+        # As for rules: judged when the address changes, so an old subscription whose
+        # address is refused now can still be paused or moved to the notification.
+        if (sub.channel, sub.webhook_url) != (before.get("channel"), before.get("webhook_url")
+                                              ) and (refused := await self._refused_webhook(sub)):
+            return refused
         record = self.store.update_subscription(sub_id, sub, time.time())
         self._wake.set()
         self.changed("subscription changed")

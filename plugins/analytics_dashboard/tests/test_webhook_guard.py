@@ -105,6 +105,34 @@ async def test_a_rule_aimed_at_the_metadata_address_sends_nothing_there(app, out
 
 
 @pytest.mark.asyncio
+async def test_a_subscription_aimed_at_a_refused_address_is_refused_when_saved(app, outside):
+    """Rules were checked when saved, report subscriptions only when their report was
+    sent: a weekly report to the metadata address was accepted and failed days later."""
+    metadata = "http://169.254.169.254/latest/meta-data/"
+    sub = {"name": "Weekly", "report": "files", "days": 7, "format": "csv",
+           "schedule": "0 8 * * 1", "channel": "webhook"}
+    async with app() as running:
+        r = await running.client.post("subscriptions", json={**sub, "webhook_url": metadata})
+        assert r.status_code == 422 and r.json()["field"] == "webhook_url", r.text
+        assert "not loopback and not on the allow-list" in r.json()["detail"]
+        assert (await running.client.get("subscriptions")).json()["subscriptions"] == []
+        # One saved before this check (or whose allow-list entry went away) can still be
+        # paused as it is; moving it to a refused address is refused.
+        made = await running.client.post("subscriptions", json={
+            **sub, "webhook_url": "http://127.0.0.1:9/in"})
+        assert made.status_code == 201, made.text
+        sub_id = made.json()["id"]
+        running.plugin.store.subscriptions[sub_id]["webhook_url"] = "http://10.0.0.5/in"
+        paused = await running.client.put(f"subscriptions/{sub_id}", json={
+            **sub, "webhook_url": "http://10.0.0.5/in", "enabled": False})
+        assert paused.status_code == 200 and paused.json()["enabled"] is False, paused.text
+        moved = await running.client.put(f"subscriptions/{sub_id}", json={
+            **sub, "webhook_url": metadata, "enabled": False})
+        assert moved.status_code == 422 and moved.json()["field"] == "webhook_url"
+    assert outside == []
+
+
+@pytest.mark.asyncio
 async def test_a_named_webhook_goes_to_the_checked_address_with_its_name(app, outside):
     async with app() as running, LoopbackHTTPServer() as receiver:
         r = await running.client.post("rules", json={
