@@ -451,6 +451,7 @@ class AdvancedClientPlugin(Plugin):
                                         status="writing")
         text: list[str] = []
         status, error, usage, estimated = "done", None, None, None
+        finish: str | None = None
         started = time.perf_counter()
         first_ms: float | None = None
         pieces: list[ContextPiece] = []
@@ -482,6 +483,8 @@ class AdvancedClientPlugin(Plugin):
                         usage, estimated = delta.usage, delta.usage_estimated
                     if delta.model:
                         model = delta.model
+                    if delta.finish_reason:
+                        finish = delta.finish_reason
                     if delta.content:
                         if first_ms is None:
                             first_ms = (time.perf_counter() - started) * 1000
@@ -489,6 +492,10 @@ class AdvancedClientPlugin(Plugin):
                         put(("delta", {"text": delta.content}))
             finally:
                 stopper.cancel()
+            if finish == "length":
+                # Ended by the max_tokens cap, not by the model: shown and exported as
+                # cut, so nobody takes half an answer for a whole one.
+                status = "cut"
         except ApiHTTPError as exc:
             status, error = "error", f"{exc.status}: {exc.detail}"
             retry = exc.status in (429, 502, 503, 504)
@@ -515,7 +522,7 @@ class AdvancedClientPlugin(Plugin):
                 usage_estimated=estimated, latency_ms=round(elapsed, 1),
                 first_token_ms=round(first_ms, 1) if first_ms is not None else None,
                 context=[p.to_dict() for p in pieces])
-            if status == "done" and first_ms is not None:
+            if status in ("done", "cut") and first_ms is not None:
                 self.store.add_timing("first_token", first_ms)
                 self.store.add_timing("answer", elapsed)
             put(("done", self._message_out(finished)))

@@ -32,7 +32,7 @@ def build_messages(system_prompt: str, history: Sequence[dict[str, Any]],
     if context:
         messages.append({"role": "system", "content": context})
     usable = [m for m in history if m["role"] in ("user", "assistant") and m["content"]
-              and m.get("status", "done") in ("done", "stopped")]
+              and m.get("status", "done") in ("done", "cut", "stopped")]
     kept: list[dict[str, str]] = []
     left = history_budget
     for message in reversed(usable):

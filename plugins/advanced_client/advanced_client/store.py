@@ -224,7 +224,7 @@ class Store:
         with self._lock:
             found = self._conn.execute(
                 "SELECT m.*, c.title AS chat_title FROM chat_messages m JOIN chats c ON "
-                "c.id = m.chat_id WHERE m.status = 'done' AND m.content != '' ORDER BY "
+                "c.id = m.chat_id WHERE m.status IN ('done', 'cut') AND m.content != '' ORDER BY "
                 "m.created_at DESC LIMIT ?", (limit,)).fetchall()
         return [dict(r) for r in found]
 

@@ -447,3 +447,22 @@ def test_leaving_mid_answer_stops_it_and_keeps_the_text(app: PlexiChatApp) -> No
     # The chat is free again: a new question is answered.
     got = events(app, chat["id"], {"content": "again"})
     assert got[-1][1]["content"] == "again"
+
+
+def test_an_answer_cut_by_max_tokens_is_marked_cut(app: PlexiChatApp,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer the max_tokens cap ended (finish_reason "length") was stored and shown
+    as "done": half an answer looked like a whole one, in the chat and in exports."""
+    full_speed(app, monkeypatch)
+    monkeypatch.setattr(app.plugin, "config",
+                        app.plugin.config.model_copy(update={"max_tokens": 16}))
+    chat = new_chat(app)
+    question = " ".join(f"word{i}" for i in range(60))  # plexi-echo repeats it: > 16 tokens
+    done = events(app, chat["id"], {"content": question})[-1][1]
+    assert done["status"] == "cut", done
+    assert done["content"] and len(done["content"]) < len(question)
+    short = events(app, chat["id"], {"content": "hi"})[-1][1]
+    assert short["status"] == "done", short
+    exported = app.client.get(f"api/chats/{chat['id']}/export", params={"format": "markdown"})
+    assert exported.status_code == 200, exported.text
+    assert exported.text.count(" — cut") == 1

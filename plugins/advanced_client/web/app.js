@@ -198,6 +198,7 @@ function answerMeta(message) {
   const meta = el("div", {class: "meta"});
   if (message.status === "error") meta.append(el("span", {class: "bad", text: `Failed: ${message.error}`}));
   if (message.status === "stopped") meta.append(el("span", {text: "stopped"}));
+  if (message.status === "cut") meta.append(el("span", {class: "badge badge-warn", title: "The answer reached the plugin's max_tokens setting before the model ended it.", text: "cut at the length limit"}));
   if (message.first_token_ms !== null && message.first_token_ms !== undefined) meta.append(el("span", {text: `first token ${fmtMs(message.first_token_ms)}`}));
   if (message.latency_ms) meta.append(el("span", {text: `total ${fmtMs(message.latency_ms)}`}));
   if (message.completion_tokens !== null && message.completion_tokens !== undefined) {
