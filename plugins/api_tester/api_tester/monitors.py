@@ -17,9 +17,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api_tester.storage import StorageProblem, check_name, write_atomic
 
@@ -36,6 +36,41 @@ class MonitorSpec(BaseModel):
     environment: str | None = Field(None, max_length=100)
     schedule: str = Field("every_5_minutes", max_length=200)
     enabled: bool = True
+
+
+class RunSummary(BaseModel):
+    """One run of a monitor as kept in its history (``runs``)."""
+
+    at: float
+    status: Literal["passed", "failed"]
+    passed: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    detail: str = Field("", max_length=500)
+    duration_ms: float = Field(ge=0)
+
+
+class Transition(BaseModel):
+    """A change of a monitor's outcome (``transitions``): what the notification said."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    monitor: str
+    name: str
+    at: float
+    from_: Literal["passed", "failed"] | None = Field(alias="from")
+    to: Literal["passed", "failed"]
+    detail: str = Field("", max_length=500)
+
+
+def _valid_entries(model: type[BaseModel], entries: list[Any]) -> tuple[list[Any], int]:
+    """The entries that are what ``model`` says, as it says them, and how many were not."""
+    kept = []
+    for entry in entries:
+        try:
+            kept.append(model.model_validate(entry).model_dump(by_alias=True))
+        except ValueError:  # ValidationError is one
+            continue
+    return kept, len(entries) - len(kept)
 
 
 class MonitorProblem(ValueError):
@@ -75,7 +110,7 @@ class Monitors:
         except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
             self._keep_aside(f"{self.file} could not be read ({exc})")
             return
-        changed = False
+        changed = history_dropped = False
         for monitor_id, item in raw.items():
             try:
                 # Kept as validated, not as read: "enabled": "false" passes pydantic's lax
@@ -85,6 +120,10 @@ class Monitors:
                 runs, transitions = item.get("runs", []), item.get("transitions", [])
                 if not isinstance(runs, list) or not isinstance(transitions, list):
                     raise TypeError("runs and transitions are lists")
+                # The history too: the page and the listing read every field of it.
+                runs, bad_runs = _valid_entries(RunSummary, runs[-KEEP_RUNS:])
+                transitions, bad_transitions = _valid_entries(
+                    Transition, transitions[-KEEP_TRANSITIONS:])
                 status = item.get("status")
                 clean = {"spec": spec, "version": int(item["version"]),
                          "status": status if status in (None, "passed", "failed") else None,
@@ -93,15 +132,25 @@ class Monitors:
                 self.problems.append(f"monitor {monitor_id!r} in {self.file.name} is left "
                                      f"out: {type(exc).__name__}: {str(exc).splitlines()[0]}")
                 continue
+            if bad_runs or bad_transitions:
+                history_dropped = True
+                self.problems.append(
+                    f"monitor {monitor_id!r} in {self.file.name}: {bad_runs} run(s) and "
+                    f"{bad_transitions} transition(s) of its history were not readable and "
+                    "are left out")
             changed = changed or clean != item
             self.items[monitor_id] = clean
-        if len(self.items) < len(raw):
+        if len(self.items) < len(raw) or history_dropped:
             self._keep_aside(None)
         elif changed:
             self._save()
 
     def _keep_aside(self, problem: str | None) -> None:
-        broken = self.file.with_name(f"{self.file.name}.broken-{int(time.time())}")
+        stamp, n = int(time.time()), 1
+        broken = self.file.with_name(f"{self.file.name}.broken-{stamp}")
+        while broken.exists():  # one kept aside in the same second stays too
+            n += 1
+            broken = self.file.with_name(f"{self.file.name}.broken-{stamp}-{n}")
         try:
             self.file.replace(broken)
         except OSError:

@@ -127,6 +127,23 @@ async def test_a_hand_edited_monitors_file_costs_only_what_is_wrong(tmp_path: Pa
     saved = json.loads((data / "monitors.json").read_text())["monitors"]
     assert list(saved) == ["ok", "sloppy"] and saved["sloppy"]["version"] == 3
 
+    # A history entry that is not a run (or transition) is left out, the rest kept: the
+    # page read every field of each and a string there broke the monitors list.
+    run = {"at": 1700000000, "status": "failed", "passed": 1, "failed": 1,
+           "detail": "ping: status 500", "duration_ms": 12.5}
+    change = {"monitor": "ok", "name": "ok", "at": 1700000000, "from": "passed",
+              "to": "failed", "detail": "ping: status 500"}
+    saved["ok"]["runs"] = [run, "garbage", {**run, "status": "maybe"}, {"at": 1}]
+    saved["ok"]["transitions"] = [change, {**change, "to": None}, 7]
+    (data / "monitors.json").write_text(json.dumps({"monitors": saved}))
+    async with running_app(tmp_path, v1=False) as app, app.client() as client:
+        answer = (await client.get("monitors")).json()
+        ok_now = next(m for m in answer["monitors"] if m["id"] == "ok")
+        assert ok_now["runs"] == [run] and ok_now["transitions"] == [change]
+        assert ok_now["last_run"] == run
+        assert "3 run(s) and 2 transition(s)" in answer["problems"][0], answer["problems"]
+    assert len(list(data.glob("monitors.json.broken-*"))) == 2
+
     (data / "monitors.json").write_text("{not json")
     async with running_app(tmp_path, v1=False) as app, app.client() as client:
         answer = (await client.get("monitors")).json()
