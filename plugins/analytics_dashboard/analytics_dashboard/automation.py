@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from analytics_dashboard.delivery import check_url
 from analytics_dashboard.metrics import METRICS, SERIES_KEYS
+from plexichat_desktop.plugins.files import keep_aside
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError, parse
 
 MetricKey = Literal["active_users", "new_users", "messages", "files", "logins",
@@ -224,8 +225,7 @@ class AutomationStore:
             return
         except (OSError, ValueError) as exc:
             # Keep the damaged file for the user and start empty rather than failing.
-            broken = self.path.with_suffix(f".broken-{int(time.time())}")
-            self.path.replace(broken)
+            broken = keep_aside(self.path)
             self.events.append({"at": time.time(), "kind": "error", "message": (
                 f"{self.path.name} could not be read ({exc}); kept as {broken.name}")})
             return

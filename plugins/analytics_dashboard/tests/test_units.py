@@ -8,7 +8,14 @@ import time
 
 import pytest
 from analytics_dashboard import stats
-from analytics_dashboard.automation import RuleIn, SubscriptionIn, new_state, next_run, step
+from analytics_dashboard.automation import (
+    AutomationStore,
+    RuleIn,
+    SubscriptionIn,
+    new_state,
+    next_run,
+    step,
+)
 from analytics_dashboard.exports import escape_cell, to_csv, to_pdf
 from analytics_dashboard.metrics import card
 from pydantic import ValidationError
@@ -182,3 +189,19 @@ def test_quiet_weekends_are_not_anomalies_but_a_quiet_weekday_is():
     found = stats.anomalies(dates, values, start=21)
     assert [a.date for a in found] == [dates[-4]]
     assert "The previous 7 same weekdays agree: usually 122." in found[0].explanation
+
+
+def test_an_unreadable_rules_file_is_kept_and_said(tmp_path):
+    """The rules file that cannot be read is moved aside and the store starts empty, its
+    event log naming where the file went; a second bad file in the same second no longer
+    replaces the first one kept."""
+    path = tmp_path / "automation.json"
+    said = []
+    for text in ("{not json", "[1, 2"):
+        path.write_text(text)
+        store = AutomationStore(path)
+        assert store.rules == {} and store.subscriptions == {}
+        said.append(store.events[-1]["message"])
+    kept = sorted(tmp_path.glob("automation.json.broken-*"))
+    assert sorted(p.read_text() for p in kept) == ["[1, 2", "{not json"]
+    assert all(any(p.name in message for p in kept) for message in said), said

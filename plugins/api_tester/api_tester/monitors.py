@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api_tester.storage import StorageProblem, check_name, write_atomic
+from plexichat_desktop.plugins.files import keep_aside
 
 KEEP_RUNS = 30
 KEEP_TRANSITIONS = 30
@@ -146,13 +147,8 @@ class Monitors:
             self._save()
 
     def _keep_aside(self, problem: str | None) -> None:
-        stamp, n = int(time.time()), 1
-        broken = self.file.with_name(f"{self.file.name}.broken-{stamp}")
-        while broken.exists():  # one kept aside in the same second stays too
-            n += 1
-            broken = self.file.with_name(f"{self.file.name}.broken-{stamp}-{n}")
         try:
-            self.file.replace(broken)
+            broken = keep_aside(self.file)
         except OSError:
             broken = self.file
         if problem is not None:
