@@ -583,6 +583,44 @@ async def test_a_run_queued_before_the_start_is_not_taken_for_an_old_one(home, c
         manager.store.close()
 
 
+async def test_the_runs_of_another_process_still_going_are_left_to_it(home, caplog):
+    """``plexichat-desktop test`` beside the running app (one result store) marked the
+    app's runs in flight and its queued retries "interrupted: the app stopped"; only the
+    runs of a process that is gone are."""
+    store_path = home.data_dir / "tests.sqlite3"
+    script = textwrap.dedent(f"""
+        import sys
+        from plexichat_desktop.testing.models import RunRecord, RunStatus
+        from plexichat_desktop.testing.store import ResultStore
+
+        store = ResultStore({str(store_path)!r})
+        print(store.create_run(RunRecord("mixed_suite", status=RunStatus.RUNNING)),
+              flush=True)
+        sys.stdin.read()  # alive until the test closes its stdin
+    """)
+    other = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None
+        theirs = int(other.stdout.readline())
+        manager, _ = make_manager(home, [SUITES])
+        with caplog.at_level(logging.WARNING, logger="plexichat_desktop.testing.manager"):
+            await manager.start()
+        await manager.stop()
+        assert "interrupted" not in caplog.text, caplog.text
+        assert manager.store.get_run(theirs).status is RunStatus.RUNNING
+        manager.store.close()
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(30)
+    manager, _ = make_manager(home, [SUITES])  # that process is gone now
+    await manager.start()
+    await manager.stop()
+    assert manager.store.get_run(theirs).status is RunStatus.INTERRUPTED
+    manager.store.close()
+
+
 def _writing_under(folder: Path) -> list[psutil.Process]:
     """Live processes with a file under ``folder`` open (a forked pytest session has the
     fork server's command line, so that does not tell)."""

@@ -30,6 +30,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.core.owner import is_running, this_process
 from plexichat_desktop.core.sqlite import SchemaVersionError, SqliteDatabase
 from plexichat_desktop.testing.analytics import FailurePattern, pattern_id
 from plexichat_desktop.testing.models import (
@@ -307,7 +308,14 @@ def _migration_3(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(conn: sqlite3.Connection) -> None:
+    """The process that made each run (see core.owner): a second process on the same
+    file (``plexichat-desktop test`` beside the app) must not take the app's runs in
+    flight for runs a stopped app left behind."""
+    conn.execute("ALTER TABLE runs ADD COLUMN owner TEXT")
+
+
+MIGRATIONS: list[Migration] = [_migration_1, _migration_2, _migration_3, _migration_4]
 """Migration ``i`` (0-based) takes the schema from version ``i`` to ``i + 1``.
 
 Append only; never edit a released entry. Each one runs in its own transaction together with
@@ -486,8 +494,8 @@ class ResultStore(SqliteDatabase):
             raise ValueError(f"run {run.id} is already stored; use update_run")
         with self._write() as conn:
             cursor = conn.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({', '.join('?' * 14)})",
-                _run_params(run))
+                f"INSERT INTO runs ({_RUN_COLUMNS}, owner) VALUES ({', '.join('?' * 15)})",
+                (*_run_params(run), this_process()))
             run.id = int(cursor.lastrowid)  # type: ignore[arg-type]
         return run.id
 
@@ -547,18 +555,24 @@ class ResultStore(SqliteDatabase):
     def mark_interrupted(self, reason: str = "the app stopped while this run was going",
                          up_to: int | None = None) -> int:
         """Mark every queued or running run (with ``up_to``: of those, the ones whose id is
-        at most that) as interrupted; return how many.
+        at most that) whose process is gone as interrupted; return how many.
 
-        Meant for start-up: such runs belong to a previous process that is gone. Sets
-        ``finished_at`` to now and ``error`` to ``reason``; attempts already stored stay.
+        Meant for start-up: a run left unfinished by a process that stopped. The runs of
+        a process still running (the app, while ``plexichat-desktop test`` starts on the
+        same file) are its own to finish. Sets ``finished_at`` to now and ``error`` to
+        ``reason``; attempts already stored stay.
         """
         with self._write() as conn:
-            cursor = conn.execute(
-                f"UPDATE runs SET status = ?, finished_at = ?, error = ? "
-                f"WHERE status IN {_UNFINISHED_SQL} AND id <= ?",
-                (RunStatus.INTERRUPTED.value, time.time(), clip_text(reason, TEXT_CAP),
-                 up_to if up_to is not None else 2**63 - 1))
-            return cursor.rowcount
+            rows = conn.execute(
+                f"SELECT id, owner FROM runs WHERE status IN {_UNFINISHED_SQL} AND id <= ?",
+                (up_to if up_to is not None else 2**63 - 1,)).fetchall()
+            gone = [(row["id"],) for row in rows
+                    if row["owner"] == this_process() or not is_running(row["owner"])]
+            conn.executemany(
+                "UPDATE runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                [(RunStatus.INTERRUPTED.value, time.time(), clip_text(reason, TEXT_CAP),
+                  run_id) for (run_id,) in gone])
+            return len(gone)
 
     # -- attempts -------------------------------------------------------------------------
 
