@@ -50,7 +50,8 @@ log = logging.getLogger(__name__)
 
 SelectionSubject = Literal["plugin", "test", "run"]
 RETENTION_INTERVAL = 24 * 3600.0
-USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR, without importing pytest into the app
+# pytest.ExitCode's INTERRUPTED and USAGE_ERROR, without importing pytest into the app
+INTERRUPTED, USAGE_ERROR = 2, 4
 
 
 class TestSelectionError(ValueError):
@@ -493,19 +494,45 @@ class TestManager:
             on_record=on_record)
         pending = result.attempts
         await asyncio.to_thread(self.store.add_attempts, pending)
-        run.exit_code = result.exit_code
+        # --continue-on-collection-errors runs the other files and pytest exits 1; plain
+        # pytest stops at the errors with 2, which the run keeps, as pytest's own would.
+        run.exit_code = (INTERRUPTED if result.collect_errors and result.exit_code == 1
+                         else result.exit_code)
         status, error = self._status(result)
-        if status is RunStatus.NO_TESTS:
-            files = await asyncio.to_thread(_test_files, self.tests_dir(rec))
-            if files:
-                # pytest exits 5 here; a plugin whose test files yield nothing is broken
-                # (a config that points elsewhere, a python_files typo), never green.
-                status, error = RunStatus.ERROR, (
-                    f"no tests were collected although {len(files)} test file(s) exist, "
-                    f"e.g. {files[0]}; check the plugin's pytest configuration")
+        no_test_ran = status is RunStatus.NO_TESTS
+        if no_test_ran:
+            status, error = await self._why_no_test_ran(rec, run, result)
         await self._finish(job, status, error, result)
-        if status is RunStatus.ERROR and not result.cancelled:
+        # Not retried: a test that ends the session, or files that yield no test, do so
+        # again.
+        if (status is RunStatus.ERROR and not result.cancelled and not no_test_ran
+                and result.stopped_in_test is None):
             await self._maybe_retry(job, result)
+
+    async def _why_no_test_ran(self, rec: PluginRecord, run: RunRecord, result: RunResult
+                               ) -> tuple[RunStatus, str]:
+        """The status and words of a run in which no test ran: what pytest exits 5 for."""
+        skipped = [a for a in result.attempts
+                   if a.phase == "collect" and a.outcome is Outcome.SKIPPED]
+        if skipped:
+            return RunStatus.NO_TESTS, (
+                f"no test ran: {len(skipped)} test module(s) skipped while collected, "
+                f"e.g. {skipped[0].nodeid}: {skipped[0].message}")
+        if result.collected:
+            return RunStatus.NO_TESTS, (
+                f"no test ran although {len(result.collected)} were collected; check the "
+                "plugin's pytest configuration (its addopts, e.g. --collect-only)")
+        if run.selection:
+            return RunStatus.NO_TESTS, (
+                f"no test ran: {', '.join(run.selection[:3])} holds no test pytest collects")
+        files = await asyncio.to_thread(_test_files, self.tests_dir(rec))
+        if files:
+            # A plugin whose test files yield nothing is broken (a config that points
+            # elsewhere, a python_files typo), never green.
+            return RunStatus.ERROR, (
+                f"no tests were collected although {len(files)} test file(s) exist, e.g. "
+                f"{files[0]}; check the plugin's pytest configuration")
+        return RunStatus.NO_TESTS, "no tests were collected"
 
     @staticmethod
     def _status(result: RunResult) -> tuple[RunStatus, str | None]:
@@ -525,6 +552,10 @@ class TestManager:
                                      f"{first.get('message') or 'see the results'}")
         if not finals:
             return RunStatus.NO_TESTS, "no tests were collected"
+        if all(a.phase == "collect" or a.outcome is Outcome.NOT_RUN for a in finals.values()):
+            # Modules that skipped themselves, tests collected but never run (addopts with
+            # --collect-only): pytest exits 5 or says nothing ran; never green.
+            return RunStatus.NO_TESTS, "no test ran"
         if any(a.outcome in BAD_OUTCOMES for a in finals.values()):
             return RunStatus.FAILED, None
         if result.unexplained_failure:

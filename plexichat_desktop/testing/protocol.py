@@ -8,6 +8,7 @@ Events, in order:
 - ``session_start``: pytest_version, python, rootdir, pid
 - ``collected``: items = [{nodeid, file, line, name, cls}]
 - ``collect_error``: nodeid, file, message, longrepr
+- ``collect_skip``: nodeid, file, message (a module skipped while it was collected)
 - ``test_start``: nodeid
 - ``phase``: nodeid, when (setup|call|teardown|subtest), label (a subtest's ``(i=1)``, else
   null), outcome (passed|failed|skipped), category (pytest's own status word: passed,

@@ -126,6 +126,11 @@ class Reporter:
             self.channel.send("collect_error", nodeid=report.nodeid,
                               file=report.fspath, message=_message(report),
                               longrepr=truncate(str(report.longrepr)))
+        elif report.skipped:
+            # A module skipped as it is imported (pytest.skip(allow_module_level=True)):
+            # pytest counts it in its summary ("1 skipped"), so the results show it too.
+            self.channel.send("collect_skip", nodeid=report.nodeid, file=report.fspath,
+                              message=_message(report))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         items = []

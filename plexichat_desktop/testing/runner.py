@@ -189,6 +189,11 @@ class RunResult:
     # pytest said tests failed (exit code 1) in a child none of whose tests we saw fail:
     # the run must not look greener than pytest.
     unexplained_failure: str | None = None
+    # The last child's pytest session ended as sessions do (not killed, not crashed).
+    session_ended: bool = False
+    # The test inside which a session ended (it raised KeyboardInterrupt or called
+    # pytest.exit()): it ran, and it stops every session that runs it.
+    stopped_in_test: str | None = None
     # Told of every attempt as it is recorded (pytest's own and those the runner makes:
     # timed out, crashed, not run, a file that did not collect), so live views see each.
     on_record: Callable[[TestAttempt], None] | None = field(default=None, repr=False)
@@ -844,6 +849,16 @@ class PytestRunner:
                     attempt=attempt_no.get(nodeid, 1), phase="collect",
                     message=error["message"] or "collection failed",
                     longrepr=error["longrepr"], started_at=now, finished_at=now))
+            elif kind == "collect_skip":
+                # A module that skipped itself while imported: one skipped result, as in
+                # pytest's summary.
+                nodeid = event.get("nodeid") or event.get("file") or "(collection)"
+                now = time.time()
+                result.record(TestAttempt(
+                    run_id=run_id, plugin_id=plugin_id, nodeid=nodeid,
+                    outcome=Outcome.SKIPPED, attempt=attempt_no.get(nodeid, 1),
+                    phase="collect", message=event.get("message") or "skipped",
+                    started_at=now, finished_at=now))
             elif kind == "test_start":
                 phases[event["nodeid"]] = []
                 started[event["nodeid"]] = time.time()
@@ -862,7 +877,10 @@ class PytestRunner:
                                      started, attempt_no)
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
-        self._mark_not_run(result, run_id, plugin_id, selection, order)
+        # A selection is only what was asked for: after a session that ended as sessions
+        # do, what it did not collect is no test (a file without tests), not one "not run".
+        self._mark_not_run(result, run_id, plugin_id,
+                           None if result.session_ended else selection, order)
         return result
 
     async def _run_children(self, result: RunResult, run_id: int, plugin_id: str,
@@ -897,6 +915,7 @@ class PytestRunner:
                                        on_event,
                                        limits.test_timeout, deadline, cancel, log_path)
             result.exit_code = report.exit_code
+            result.session_ended = report.session_ended
             if report.killed_for == "cancel":
                 result.cancelled = True
                 self._close_in_flight(result, run_id, plugin_id, report, Outcome.NOT_RUN,
@@ -904,6 +923,15 @@ class PytestRunner:
                 break
             if report.session_ended:
                 targets = []
+                if report.in_flight is not None:
+                    # The session ended inside a test (KeyboardInterrupt, pytest.exit()):
+                    # it ran and did not pass; "not run" would count it as nothing.
+                    result.stopped_in_test = report.in_flight
+                    self._close_in_flight(
+                        result, run_id, plugin_id, report, Outcome.ERROR,
+                        "pytest's session ended inside this test (it raised "
+                        "KeyboardInterrupt or called pytest.exit())", _tail(log_path),
+                        started, attempt_no)
                 verdict = _pytest_verdict(report, result.attempts[before:], _tail(log_path))
                 if verdict is not None:
                     kind, text = verdict
