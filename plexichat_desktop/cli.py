@@ -419,8 +419,10 @@ def _dev_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) 
 def _test_command(args: argparse.Namespace, paths: AppPaths, settings: Settings) -> int:
     from plexichat_desktop.testing.console import run_tests
 
-    if args.timeout is not None and args.timeout <= 0:
-        print("error: --timeout must be a positive number of seconds", file=sys.stderr)
+    # The /tests API's bounds; written so that nan (no comparison holds) is refused too.
+    if args.timeout is not None and not 0.01 <= args.timeout <= 86_400:
+        print("error: --timeout must be a number of seconds from 0.01 to 86400",
+              file=sys.stderr)
         return EXIT_USAGE
     if args.retries is not None and not 0 <= args.retries <= 10:
         print("error: --retries must be between 0 and 10", file=sys.stderr)

@@ -209,11 +209,15 @@ async def test_analytics_over_the_api_and_the_cli(start_core, tmp_path, home):
     assert bad.status_code == 422 and "category" in bad.text
 
     env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent)}
-    out, failed, slow_out, huge, zero, unknown, one = run_many([
+    out, failed, slow_out, huge, zero, unknown, one, *timeouts = run_many([
         ["results", "--failures", "--json"], ["results", str(runs[1]["id"]), "--failed"],
         ["results", "--slow"], ["results", "9" * 23], ["results", "--limit", "0"],
-        ["results", "analytics_suiet"], ["results", "analytics_suite", "--limit", "1"]], env)
-    # Bad input is an error with exit code 2, not a traceback or an empty list.
+        ["results", "analytics_suiet"], ["results", "analytics_suite", "--limit", "1"],
+        *(["test", "analytics_suite", "--timeout", t] for t in ("nan", "inf", "0"))], env)
+    # Bad input is an error with exit code 2, not a traceback or an empty list (nor, for
+    # --timeout nan, a run in which every test "took longer than nan s").
+    assert all(t.returncode == 2 and "--timeout must be a number of seconds" in t.stderr
+               for t in timeouts), [(t.returncode, t.stderr) for t in timeouts]
     assert (huge.returncode, huge.stderr.strip()) == (2, f"error: no run {'9' * 23}")
     assert zero.returncode == 2 and "--limit: must be 1 or more" in zero.stderr
     assert unknown.returncode == 2 and "unknown plugin 'analytics_suiet'" in unknown.stderr
