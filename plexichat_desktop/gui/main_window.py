@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import shiboken6
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, QUrl
+from PySide6.QtCore import QByteArray, QObject, QSettings, Qt, QTimer, QUrl
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 
 from plexichat_desktop import __version__
 from plexichat_desktop.gui.bridge import EventBridge
-from plexichat_desktop.gui.browser import Pane, ProblemPane
+from plexichat_desktop.gui.browser import BrowserPane, Pane, ProblemPane
 from plexichat_desktop.gui.notify import Notifier
 from plexichat_desktop.gui.permissions import PermissionGate
 
@@ -56,6 +56,11 @@ STATE_COLOURS = {"active": "#1f9d55", "degraded": "#e0a800", "failed": "#d64545"
                  "incompatible": "#c77c02", "disabled": "#8a94a6", "validated": "#3563e9",
                  "discovered": "#8a94a6"}
 HOME_PATH = "/"
+DEVTOOLS_KEY = "Ctrl+Shift+I"
+# Not the platform's StandardKey.Back/Forward: on Linux those include Backspace and
+# Shift+Backspace, which belong to the text a user is typing in a page.
+BACK_KEYS = [QKeySequence("Alt+Left"), QKeySequence(Qt.Key.Key_Back)]
+FORWARD_KEYS = [QKeySequence("Alt+Right"), QKeySequence(Qt.Key.Key_Forward)]
 PaneFactory = Callable[[str, str, QWidget | None], Pane]
 
 
@@ -95,6 +100,22 @@ def state_icon(state: str) -> QIcon:
     return QIcon(pixmap)
 
 
+def pane_back(pane: Pane) -> None:
+    """Back in the pane's history (a pane without a web view has none)."""
+    if isinstance(pane, BrowserPane):
+        pane.back()
+
+
+def pane_forward(pane: Pane) -> None:
+    if isinstance(pane, BrowserPane):
+        pane.forward()
+
+
+def toggle_devtools(pane: Pane) -> None:
+    if isinstance(pane, BrowserPane):
+        pane.set_devtools(pane.devtools is None)
+
+
 class PluginWindow(QMainWindow):
     """A standalone window holding one pane; remembers its geometry per page."""
 
@@ -117,10 +138,17 @@ class PluginWindow(QMainWindow):
         else:
             self.resize(1000, 720)
         clamp_to_screen(self)
-        for keys, slot in ((QKeySequence.StandardKey.Refresh, pane.reload),
-                           (QKeySequence.StandardKey.Close, self.close)):
+        # The main window's menus do these for its tabs; a window of its own has none.
+        # setShortcuts keeps every binding of a standard key (Close: Ctrl+F4 and Ctrl+W).
+        for keys, slot in ((QKeySequence.keyBindings(QKeySequence.StandardKey.Refresh),
+                            pane.reload),
+                           (QKeySequence.keyBindings(QKeySequence.StandardKey.Close),
+                            self.close),
+                           (BACK_KEYS, lambda: pane_back(pane)),
+                           (FORWARD_KEYS, lambda: pane_forward(pane)),
+                           ([QKeySequence(DEVTOOLS_KEY)], lambda: toggle_devtools(pane))):
             action = QAction(self)
-            action.setShortcut(keys)
+            action.setShortcuts(keys)
             action.triggered.connect(slot)
             self.addAction(action)
 
@@ -309,7 +337,9 @@ class MainWindow(QMainWindow):
         self._add(file_menu, "&Quit", "Ctrl+Q", self.close)
         view_menu = menu.addMenu("&View")
         self._add(view_menu, "&Reload", "F5", lambda: self._current(lambda p: p.reload()))
-        self._add(view_menu, "&Developer tools", "Ctrl+Shift+I", self._toggle_devtools)
+        self._add(view_menu, "&Back", BACK_KEYS, lambda: self._current(pane_back))
+        self._add(view_menu, "&Forward", FORWARD_KEYS, lambda: self._current(pane_forward))
+        self._add(view_menu, "&Developer tools", DEVTOOLS_KEY, self._toggle_devtools)
         self._add(view_menu, "Next tab", "Ctrl+Tab", lambda: self._cycle(1))
         self._add(view_menu, "Previous tab", "Ctrl+Shift+Tab", lambda: self._cycle(-1))
         view_menu.addSeparator()
@@ -322,10 +352,12 @@ class MainWindow(QMainWindow):
         help_menu = menu.addMenu("&Help")
         self._add(help_menu, "&About PlexiChat Desktop", None, self._about)
 
-    def _add(self, menu: QMenu, text: str, shortcut: str | None, slot: Callable[[], Any]
-             ) -> QAction:
+    def _add(self, menu: QMenu, text: str, shortcut: str | list[QKeySequence] | None,
+             slot: Callable[[], Any]) -> QAction:
         action = menu.addAction(text)
-        if shortcut:
+        if isinstance(shortcut, list):
+            action.setShortcuts(shortcut)
+        elif shortcut:
             action.setShortcut(QKeySequence(shortcut))
         action.triggered.connect(slot)
         return action
@@ -364,11 +396,7 @@ class MainWindow(QMainWindow):
             fn(pane)
 
     def _toggle_devtools(self) -> None:
-        def toggle(pane: Pane) -> None:
-            if hasattr(pane, "set_devtools"):
-                pane.set_devtools(pane.devtools is None)  # type: ignore[attr-defined]
-
-        self._current(toggle)
+        self._current(toggle_devtools)
 
     def _cycle(self, step: int) -> None:
         if self.tabs.count():
@@ -499,12 +527,21 @@ class MainWindow(QMainWindow):
 
     # -- tabs and windows ---------------------------------------------------------------------
     def open_page(self, path: str, title: str | None = None, focus: bool = True) -> Pane:
-        for index in range(self.tabs.count()):
-            pane = self.tabs.widget(index)
-            if isinstance(pane, Pane) and pane.home_path == path:
-                if focus:
-                    self.tabs.setCurrentIndex(index)
-                return pane
+        """The tab showing ``path`` (brought to the front), else the tab that started there
+        and went elsewhere (brought back to it: the plugin list's tab after a click on a
+        plugin), else a new tab."""
+        panes = [(i, p) for i in range(self.tabs.count())
+                 if isinstance(p := self.tabs.widget(i), Pane)]
+        found = next(((i, p) for i, p in panes if p.path == path), None)
+        if found is None and (found := next(((i, p) for i, p in panes
+                                             if p.home_path == path), None)) is not None:
+            go_home = getattr(found[1], "go_home", None)
+            if go_home is not None:
+                go_home()
+        if found is not None:
+            if focus:
+                self.tabs.setCurrentIndex(found[0])
+            return found[1]
         pane = self.make_pane(path, title or path, self.tabs)
         index = self.tabs.addTab(pane, title or path)
         pane.titleChanged.connect(lambda t, p=pane: self._retitle(p, t))
@@ -629,14 +666,17 @@ class MainWindow(QMainWindow):
         """A link asked for a new tab (target=_blank, middle-click, window.open)."""
         return self.open_page(path, focus=not background)
 
-    def open_external(self, url: QUrl) -> bool:
-        """A foreign link: the system browser, and the status bar says where it went."""
+    def open_external(self, url: QUrl, origin: QObject | None = None) -> bool:
+        """A foreign link: the system browser, and the status bar of the window it was
+        clicked in (``origin``'s: a page's own window, else this one) says where it went."""
         shown = url.toString()
+        window = origin.window() if isinstance(origin, QWidget) else None
+        bar = (window if isinstance(window, QMainWindow) else self).statusBar()
         if QDesktopServices.openUrl(url):
-            self.statusBar().showMessage(f"Opened in your web browser: {shown}", 8000)
+            bar.showMessage(f"Opened in your web browser: {shown}", 8000)
             return True
         QGuiApplication.clipboard().setText(shown)
-        self.statusBar().showMessage(
+        bar.showMessage(
             f"No web browser could open {shown}. The address is on the clipboard.", 20000)
         return False
 
@@ -741,8 +781,10 @@ class MainWindow(QMainWindow):
 
     def first_start_layout(self) -> None:
         """The pages get most of the height, the test dock a third of it: as much as its
-        panes need to show a few rows each, never more."""
-        wanted = max(self.height() * 36 // 100, self.dashboard.minimumSizeHint().height())
+        panes need to show a few rows each, never more, and never over 45 % (in a small
+        window it scrolls rather than leave the page a strip)."""
+        needs = self.dashboard.content.minimumSizeHint().height()
+        wanted = min(max(self.height() * 36 // 100, needs), self.height() * 45 // 100)
         self.resizeDocks([self.tests_dock], [wanted], Qt.Orientation.Vertical)
         self.resizeDocks([self.plugins_dock], [max(200, self.width() // 6)],
                          Qt.Orientation.Horizontal)

@@ -98,7 +98,10 @@ class LinkHandler(Protocol):
 
     def open_tab(self, path: str, background: bool) -> object: ...
 
-    def open_external(self, url: QUrl) -> bool: ...
+    def open_external(self, url: QUrl, origin: QObject | None = None) -> bool:
+        """Open a foreign link; ``origin``, the view it came from, says which window tells
+        where it went."""
+        ...
 
 
 EXTERNAL_SCHEMES = ("http", "https", "mailto")
@@ -109,7 +112,7 @@ def path_of(url: QUrl) -> str:
 
 
 def route_link(url: QUrl, interceptor: TokenInterceptor, links: LinkHandler | None,
-               background: bool) -> None:
+               background: bool, origin: QObject | None = None) -> None:
     """A link meant for a new tab: ours opens as a tab, a foreign web or mail link in the
     system browser, anything else (file:, javascript:, custom schemes) nowhere."""
     if links is None:
@@ -117,7 +120,7 @@ def route_link(url: QUrl, interceptor: TokenInterceptor, links: LinkHandler | No
     if interceptor.is_ours(url):
         links.open_tab(path_of(url), background)
     elif url.scheme() in EXTERNAL_SCHEMES:
-        links.open_external(url)
+        links.open_external(url, origin)
     else:
         log.info("link to %s not opened: not a web address", url.toString())
 
@@ -141,7 +144,7 @@ class PluginPage(QWebEnginePage):
         if is_main_frame and url.scheme() in EXTERNAL_SCHEMES:
             self.external_urls.append(url)
             if self._links is not None:
-                self._links.open_external(url)
+                self._links.open_external(url, self.parent())  # the view showing it
             else:
                 QDesktopServices.openUrl(url)
         log.info("navigation to %s kept out of the app view", url.toString())
@@ -180,7 +183,9 @@ class _NewWindowCatcher(QWebEnginePage):
                                 is_main_frame: bool) -> bool:
         if not self._done and is_main_frame and url.scheme() != "about":
             self._done = True
-            route_link(url, self._interceptor, self._links, self._background)
+            opener = self.parent()  # the page whose link this was, in its view
+            route_link(url, self._interceptor, self._links, self._background,
+                       opener.parent() if opener is not None else None)
             self.deleteLater()
         return False
 

@@ -106,3 +106,21 @@ def test_without_a_browser_the_status_bar_says_so(
     from PySide6.QtGui import QGuiApplication
 
     assert QGuiApplication.clipboard().text() == QUrl("https://example.org/nowhere").toString()
+
+
+def test_a_link_in_a_pages_own_window_is_told_there(
+        shell: Any, qtbot: Any, js: Any, opened_urls: list[str]) -> None:
+    """The "Opened in your web browser" message went to the main window's status bar,
+    which the user of the page's own window does not see."""
+    window: MainWindow = shell.window
+    own = window.open_window("/plugins/good_plugin/index.html", "Good")
+    own.resize(1000, 700)
+    wait_loaded(qtbot, js, own.pane, "document.querySelector('h1') !== null")
+    add_link(js, own.pane, "https://example.org/own")
+    shown = status_messages(own)  # type: ignore[arg-type]
+    in_main = status_messages(window)
+    click(qtbot, js, own.pane, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "https://example.org/own" in opened_urls, timeout=10_000)
+    assert "Opened in your web browser: https://example.org/own" in shown
+    assert not any("example.org/own" in m for m in in_main)
+    own.close()

@@ -13,11 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
 from plexichat_desktop.core.settings import Settings
 from plexichat_desktop.gui.app import DesktopShell
 from plexichat_desktop.gui.dashboard.panel import TestDashboard
+from plexichat_desktop.gui.dashboard.tree_model import KEY_ROLE
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.testing.summary import summary_cards
 from tests.conftest import FIXTURES
@@ -382,3 +384,44 @@ def test_an_action_cancelled_before_it_starts_is_closed(shell: Any, qtbot: Any,
 
     ran, frame = arun(scenario())
     assert ran == [] and frame is None  # closed, not left pending
+
+
+def test_a_reload_keeps_the_selection_and_the_details_follow_it(shell: Any, qtbot: Any,
+                                                               arun: Any,
+                                                               plugin_dir: Path) -> None:
+    """Any plugin starting or stopping reloads the tree: the reset dropped the selected
+    row while the details still showed it, and "Run plugin" then asked to select one."""
+    panel = dashboard_of(shell, qtbot)
+    discover(panel, qtbot)
+    assert panel.select("slow_suite")
+    qtbot.waitUntil(lambda: panel.details.heading.text().startswith("Slow suite"),
+                    timeout=10_000)
+    arun(panel.reload())
+    assert panel.selected_plugin() == "slow_suite"
+    nodeid = "tests/test_mixed.py::test_passes"
+    assert panel.select("mixed_suite", nodeid)
+    qtbot.waitUntil(lambda: nodeid in panel.details.heading.text(), timeout=10_000)
+    arun(panel.reload())
+    current = panel.proxy.mapToSource(panel.tree.currentIndex())
+    assert current.data(KEY_ROLE) == nodeid
+    # A row that is gone after the reload (its plugin has no tests folder now) leaves
+    # no details behind.
+    assert panel.select("slow_suite")
+    shutil.rmtree(plugin_dir / "slow" / "tests")
+    arun(panel.reload())
+    assert panel.selected_plugin() is None
+    qtbot.waitUntil(lambda: "Select a test" in panel.details.heading.text(), timeout=10_000)
+
+
+def test_the_tests_dock_can_be_made_short_in_a_small_window(shell: Any, qtbot: Any) -> None:
+    """The panel's minimum (~360 px of cards, toolbar, filters and tree) held the dock
+    at that height: at 800x600 the page kept 113 px, at the window's minimum 20 px."""
+    window = shell.window
+    dashboard_of(shell, qtbot)
+    window.resize(800, 600)
+    window.first_start_layout()
+    qtbot.waitUntil(lambda: window.tests_dock.height() <= 600 * 45 // 100 + 10,
+                    timeout=5_000)
+    window.resizeDocks([window.tests_dock], [80], Qt.Orientation.Vertical)
+    qtbot.waitUntil(lambda: window.tests_dock.height() < 150, timeout=5_000)
+    assert window.pages.height() > 600 // 2

@@ -97,3 +97,76 @@ def test_sign_out_all_browsers_ends_their_sessions(shell: Any, arun: Any) -> Non
         assert window.statusBar().currentMessage().startswith("Signed out 1 browser session;")
     finally:
         arun(anonymous.aclose())
+
+
+def _activate(qtbot: Any, window: Any) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=5_000)
+
+
+def test_the_keys_of_a_tab_work_in_a_pages_own_window(shell: Any, qtbot: Any, js: Any
+                                                      ) -> None:
+    """A page's own window had F5 and Ctrl+F4 only: Ctrl+W (the other binding of Close),
+    Alt+Left / Alt+Right (promised by the toolbar's tooltips, bound nowhere) and
+    Ctrl+Shift+I (the main window's menu only) did nothing."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from tests.gui.shell_helpers import wait_loaded
+
+    window: MainWindow = shell.window
+    path = "/plugins/good_plugin/index.html"
+    own = window.open_window(path, "Good")
+    wait_loaded(qtbot, js, own.pane, "document.querySelector('h1') !== null")
+    js(own.pane.view, "location.assign('/healthz'), 1")
+    qtbot.waitUntil(lambda: own.pane.path == "/healthz", timeout=10_000)
+    _activate(qtbot, own)
+    alt, ctrl = Qt.KeyboardModifier.AltModifier, Qt.KeyboardModifier.ControlModifier
+    QTest.keyClick(own, Qt.Key.Key_Left, alt)
+    qtbot.waitUntil(lambda: own.pane.path == path, timeout=10_000)
+    QTest.keyClick(own, Qt.Key.Key_Right, alt)
+    qtbot.waitUntil(lambda: own.pane.path == "/healthz", timeout=10_000)
+    QTest.keyClick(own, Qt.Key.Key_I, ctrl | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: own.pane.devtools is not None, timeout=5_000)
+    QTest.keyClick(own, Qt.Key.Key_I, ctrl | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: own.pane.devtools is None, timeout=5_000)
+    QTest.keyClick(own, Qt.Key.Key_W, ctrl)
+    qtbot.waitUntil(lambda: not window.windows, timeout=5_000)
+
+
+def test_alt_left_goes_back_in_the_current_tab(shell: Any, qtbot: Any, js: Any) -> None:
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from tests.gui.shell_helpers import wait_loaded
+
+    window: MainWindow = shell.window
+    path = "/plugins/good_plugin/index.html"
+    pane = window.open_page(path, "Good")
+    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
+    js(pane.view, "location.assign('/healthz'), 1")
+    qtbot.waitUntil(lambda: pane.path == "/healthz", timeout=10_000)
+    _activate(qtbot, window)
+    QTest.keyClick(window, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)
+    qtbot.waitUntil(lambda: pane.path == path, timeout=10_000)
+
+
+def test_ctrl_t_brings_the_plugin_list_back_after_a_click_on_a_plugin(
+        shell: Any, qtbot: Any, js: Any) -> None:
+    """The plugin list's links open in its own tab: Ctrl+T then only focused that tab,
+    which went on showing the plugin, and the plugin's page opened a second copy."""
+    from tests.gui.shell_helpers import wait_loaded
+
+    window: MainWindow = shell.window
+    home = window.open_page("/", "Plugins")
+    wait_loaded(qtbot, js, home, "document.readyState === 'complete'")
+    path = "/plugins/good_plugin/index.html"
+    js(home.view, f"location.assign({path!r}), 1")
+    qtbot.waitUntil(lambda: home.path == path, timeout=10_000)
+    tabs = window.tabs.count()
+    assert window.open_page(path, "Good") is home  # shown already: no second copy
+    assert window.open_page("/", "Plugins") is home  # what Ctrl+T does
+    qtbot.waitUntil(lambda: home.path == "/", timeout=10_000)
+    assert window.tabs.count() == tabs and window.tabs.currentWidget() is home

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QProgressBar,
+    QScrollArea,
     QSplitter,
     QToolBar,
     QToolButton,
@@ -211,12 +212,23 @@ class TestDashboard(QWidget):
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setSizes([700, 460])
-        layout = QVBoxLayout(self)
+        self.content = QWidget()
+        layout = QVBoxLayout(self.content)
         layout.setContentsMargins(6, 4, 6, 6)
         layout.addWidget(self.header)
         layout.addWidget(self.toolbar)
         layout.addWidget(self.message)
         layout.addWidget(self.splitter, 1)
+        # Scrolled when the dock is made shorter than all of it needs (~360 px): its
+        # minimum held the dock at that height, and a 800x600 window left the page 113 px.
+        scroll = QScrollArea(self)
+        scroll.setObjectName("dashboardScroll")
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(self.content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
         # Statistics come from the store, which a run writes when it ends; recomputing
         # them at most every 300 ms keeps a burst of finishing runs cheap.
@@ -403,6 +415,9 @@ class TestDashboard(QWidget):
             summaries[pid] = await asyncio.to_thread(self.store.test_summaries, pid,
                                                      FLAKY_WINDOW)
         collected = [c for c in collected if c.plugin_id in known]
+        current = self.proxy.mapToSource(self.tree.currentIndex())
+        kept = (current.data(KIND_ROLE), current.data(PLUGIN_ROLE), current.data(KEY_ROLE)) \
+            if current.isValid() else None
         self.model.reset(plugins, collected, summaries)
         self.run_errors.clear()
         for pid in known:
@@ -416,6 +431,10 @@ class TestDashboard(QWidget):
             for nodeid, (plugin_id, outcome, duration, message, flaky) in results.items():
                 self.model.test_finished(plugin_id, nodeid, outcome, duration, message, flaky)
         self.tree.expandToDepth(0)
+        # The reset dropped the current row (any plugin starting or stopping reloads):
+        # the same row again, or, when it is gone, no details of it either.
+        if kept is None or not self._reselect(*kept):
+            self._current_changed(self.tree.currentIndex(), QModelIndex())
         await self.refresh_counts()
         self._loaded.set()
         # A plugin never collected would show an empty row: collect it once, quietly, so
@@ -601,6 +620,20 @@ class TestDashboard(QWidget):
             index, QItemSelectionModel.SelectionFlag.ClearAndSelect
             | QItemSelectionModel.SelectionFlag.Rows)
         return True
+
+    def _reselect(self, kind: str, plugin_id: str, key: str) -> bool:
+        """Make the row of this kind, plugin and key current again, if it still is there."""
+        if kind == "file":
+            plugin = self.model.find(plugin_id)
+            node = plugin.by_key.get(key) if plugin is not None else None
+            if node is None:
+                return False
+            index = self.proxy.mapFromSource(self.model.index_for(node))
+            self.tree.selectionModel().setCurrentIndex(
+                index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                | QItemSelectionModel.SelectionFlag.Rows)
+            return index.isValid()
+        return self.select(plugin_id, key if kind == "test" else None)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self._details_generation += 1
