@@ -164,6 +164,94 @@ async def test_setup_that_hangs_times_out(start_core, tmp_path):
     assert rec["state"] == "failed" and "did not finish within 0.2 s" in rec["reason"]
 
 
+EXITING = """\
+import sys
+
+from plexichat_desktop.plugins.api import Plugin
+
+{at_import}
+
+
+async def leave(job):
+    sys.exit(4)
+
+
+class {cls}(Plugin):
+    def setup(self, ctx):
+        {in_setup}
+
+        async def route():
+            sys.exit(2)
+
+        async def start():
+            return ctx.jobs.start("leave", leave).to_dict()
+
+        ctx.add_route("/exit", route)
+        ctx.add_route("/job", start, methods=["POST"])
+"""
+
+
+@OWN_CORE
+async def test_a_plugin_calling_sys_exit_fails_alone(start_core, tmp_path):
+    """sys.exit() in a plugin's import or setup ended the whole app (exit code 0 for
+    SystemExit(0), nothing logged); in a route it was a bare text 500, in a job it too
+    ended the app. Now each is that plugin's failure, said with its reason."""
+    for name, at_import, in_setup in (("leaves_on_import", "sys.exit(3)", "pass"),
+                                      ("leaves_in_setup", "", "raise SystemExit(0)"),
+                                      ("leaves_later", "", "pass")):
+        root = scaffold_plugin(name, tmp_path)
+        cls = "".join(part.title() for part in name.split("_")) + "Plugin"
+        (root / name / "__init__.py").write_text(EXITING.format(
+            at_import=at_import, cls=cls, in_setup=in_setup))
+    core = await start_core(tmp_path)
+    state = {p["id"]: (p["state"], p["reason"] or "")
+             for p in (await core.client.get("/api/plugins")).json()["plugins"]}
+    assert state["leaves_on_import"] == (
+        "failed", "import of 'leaves_on_import' failed: SystemExit: 3")
+    assert state["leaves_in_setup"] == ("failed", "setup() raised SystemExit: 0")
+    assert state["leaves_later"][0] == "active"
+    answer = await core.client.get("/plugins/leaves_later/api/exit")
+    assert answer.status_code == 500 and answer.json()["plugin"] == "leaves_later"
+    assert "SystemExit: 2" in answer.json()["detail"]
+    job = (await core.client.post("/plugins/leaves_later/api/job")).json()
+    jobs = core.runtime.plugins.by_id["leaves_later"].context.jobs
+    for _ in range(200):
+        if jobs.get(job["id"]).state.value == "failed":
+            break
+        await asyncio.sleep(0.02)
+    assert jobs.get(job["id"]).error == "SystemExit: 4"
+    assert (await core.client.get("/healthz")).status_code == 200  # the app goes on
+
+
+@OWN_CORE
+async def test_a_synchronous_setup_past_the_timeout_fails_and_a_slow_one_is_warned(
+        start_core, tmp_path, caplog, monkeypatch):
+    """The timeout only stopped async setups: a blocking one held the app (no page, no
+    request) and became active however long it took. It cannot be stopped, but it is
+    judged when it returns, and one that holds the app a while is warned of."""
+    from plexichat_desktop.plugins import manager as manager_module
+
+    monkeypatch.setattr(manager_module, "BLOCKING_WARN", 0.1)  # 1 s in the app
+    for name, seconds in (("blocks_too_long", 0.7), ("blocks_a_while", 0.2)):
+        root = scaffold_plugin(name, tmp_path)
+        cls = "".join(part.title() for part in name.split("_")) + "Plugin"
+        (root / name / "__init__.py").write_text(
+            "import time\nfrom plexichat_desktop.plugins.api import Plugin\n\n\n"
+            f"class {cls}(Plugin):\n"
+            f"    def setup(self, ctx):\n        time.sleep({seconds})\n")
+    settings = Settings()
+    settings.plugins.setup_timeout = 0.5
+    with caplog.at_level(logging.WARNING):
+        core = await start_core(tmp_path, settings=settings)
+    too_long = (await core.client.get("/api/plugins/blocks_too_long")).json()
+    assert too_long["state"] == "failed"
+    assert "did not finish within 0.5 s (it held the app for 0." in too_long["reason"]
+    assert "a synchronous setup cannot be stopped: make it async" in too_long["reason"]
+    assert (await core.client.get("/api/plugins/blocks_a_while")).json()["state"] == "active"
+    warned = [r for r in caplog.records if r.name == "plexichat.plugin.blocks_a_while"]
+    assert any("setup() held the app for 0.2 s" in r.getMessage() for r in warned), warned
+
+
 @OWN_CORE
 async def test_teardown_runs_and_plugin_tasks_are_cancelled(start_core, tmp_path):
     root = scaffold_plugin("tasker", tmp_path)

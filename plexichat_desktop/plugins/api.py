@@ -21,7 +21,9 @@ What is injected when, in order:
 3. the context is built (settings merged and type-checked, ``missing``, ``jobs``, the
    host routes under ``/plugins/<id>/api/_host/``); if the class names a
    ``settings_model`` the settings are validated with it into ``ctx.config``;
-4. ``instance.ctx = ctx``, then ``setup(ctx)`` (within ``[plugins] setup_timeout``).
+4. ``instance.ctx = ctx``, then ``setup(ctx)`` (within ``[plugins] setup_timeout``: an
+   async setup is stopped there; a synchronous one holds the app until it returns, and
+   fails the plugin when it took longer, with a warning from one second on).
 
 When the plugin is disabled, reloaded or the app quits, in this order: ``teardown()``;
 ``ctx.stopping`` is set (event streams end) and the services it provides are withdrawn;
@@ -70,6 +72,7 @@ from pydantic import BaseModel
 
 from plexichat_desktop.core.events import EventBus, PluginEvent
 from plexichat_desktop.core.logs import PLUGIN_LOGGER_PREFIX
+from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
 from plexichat_desktop.plugins.jobs import Job, JobManager
 from plexichat_desktop.plugins.manifest import Manifest, Page
 from plexichat_desktop.plugins.requirements import MissingRequirement
@@ -204,7 +207,11 @@ class Plugin:
         """Called once when the plugin starts. Register routes, pages, jobs' starters and
         schedules here; start long-lived work with ``ctx.create_task``. An exception (or
         running past ``[plugins] setup_timeout``) fails the plugin with the reason shown
-        to the user; what the context started so far is released. Example::
+        to the user; what the context started so far is released. Setup runs on the
+        app's event loop: a synchronous one holds the whole app (every page, every
+        request) while it runs and can only be judged when it returns, so slow work
+        (reading big files, waiting on the network) goes in an ``async def setup`` with
+        ``await asyncio.to_thread(...)``, which the timeout does stop. Example::
 
             def setup(self, ctx):
                 async def hello(who: str = "world") -> dict:
@@ -519,7 +526,7 @@ class PluginContext:
                 result = callback()
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
+            except PLUGIN_FAULTS:
                 self.logger.exception("teardown callback %r failed", callback)
         self._teardown_callbacks.clear()
         await self._scheduler.close()

@@ -55,6 +55,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
+from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
 from plexichat_desktop.plugins.hub import Event, EventHub
 
 __all__ = ["Job", "JobHandle", "JobManager", "JobState", "UnknownJob"]
@@ -232,7 +233,7 @@ class JobManager:
             job.state = JobState.CANCELLED
             # A job is cancelled through its own task: swallowing it here is what lets the
             # task end normally. A cancelled manager (plugin stopping) gets the same state.
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             from plexichat_desktop.plugins.api import PluginProblem  # api imports this module
 
             job.state = JobState.FAILED

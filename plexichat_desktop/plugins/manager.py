@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from plexichat_desktop.core.waiting import first_set, wait_set, within
 from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.checks import check_code
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover, read_disabled
+from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
 from plexichat_desktop.plugins.manifest import Manifest, load_manifest
 from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.resolve import Node, resolve
@@ -145,10 +147,26 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-async def _call(fn: Callable[[], Awaitable[None] | None], timeout: float) -> None:
+# Seconds a synchronous setup or teardown may hold the event loop before it is warned of.
+BLOCKING_WARN = 1.0
+
+
+async def _call(fn: Callable[[], Awaitable[None] | None], timeout: float,
+                logger: logging.Logger | None = None, what: str = "setup()") -> None:
+    """``fn()``, and what it returns awaited within ``timeout`` seconds. A synchronous
+    ``fn`` cannot be stopped (it holds the loop, and with it the whole app): it is judged
+    when it returns, TimeoutError when it took longer than ``timeout``."""
+    started = time.monotonic()
     result = fn()
     if inspect.isawaitable(result):
         await within(result, timeout)
+        return
+    held = time.monotonic() - started
+    if held > timeout:
+        raise TimeoutError(f"it held the app for {held:.1f} s")
+    if held > BLOCKING_WARN and logger is not None:
+        logger.warning("%s held the app for %.1f s: nothing else could run meanwhile; "
+                       "make it async and move slow work to asyncio.to_thread", what, held)
 
 
 class PluginManager:
@@ -452,13 +470,16 @@ class PluginManager:
                 self._fail(rec, str(exc), None)
                 return
         try:
-            await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout)
+            await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout,
+                        ctx.logger)
         except TimeoutError as exc:
             await ctx._close()
+            held = f" ({exc}; a synchronous setup cannot be stopped: make it async)" \
+                if str(exc) else ""
             self._fail(rec, f"setup() did not finish within "
-                            f"{self.settings.plugins.setup_timeout:g} s", exc)
+                            f"{self.settings.plugins.setup_timeout:g} s{held}", exc)
             return
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             await ctx._close()
             self._fail(rec, f"setup() raised {_describe(exc)}", exc)
             return
@@ -569,7 +590,7 @@ class PluginManager:
         plugin_filter.register_module(top, rec.id)
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             raise PluginError(f"import of '{module_name}' failed: {_describe(exc)}") from exc
         cls = getattr(module, class_name, None)
         if cls is None:
@@ -585,7 +606,7 @@ class PluginManager:
                               "of plexichat_desktop.plugins.api.Plugin")
         try:
             return cls()
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             raise PluginError(f"{class_name}() raised {_describe(exc)}") from exc
 
     async def _deactivate(self, rec: PluginRecord, state: PluginState | None,
@@ -597,8 +618,9 @@ class PluginManager:
             self._active_order.remove(rec.id)
         if instance is not None:
             try:
-                await _call(instance.teardown, self.settings.plugins.setup_timeout)
-            except Exception as exc:
+                await _call(instance.teardown, self.settings.plugins.setup_timeout,
+                            ctx.logger if ctx is not None else None, "teardown()")
+            except PLUGIN_FAULTS as exc:
                 logging.getLogger(f"plexichat.plugin.{rec.id}").error(
                     "teardown() raised %s", _describe(exc), exc_info=exc)
         if ctx is not None:

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from plexichat_desktop.core.waiting import wait_set
+from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError, Schedule, parse
 from plexichat_desktop.scheduling.planner import MISSED_CAP, detect_clock_jump, plan_misfires
 
@@ -330,7 +331,7 @@ class PluginScheduler:
             await record.work()
         except asyncio.CancelledError:
             status = "cancelled"
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             status = "failed"
             text = str(exc).strip().splitlines()
             error = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

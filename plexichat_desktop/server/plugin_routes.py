@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
 from plexichat_desktop.plugins.api import PluginProblem
+from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.server.listening import register_mime_types
 from plexichat_desktop.server.security import Message, Receive, Scope, Send
@@ -118,7 +119,7 @@ class PluginDispatcher:
             logging.getLogger(f"plexichat.plugin.{pid}").warning(
                 "route %s %s raised %s after answering", scope.get("method", "WS"),
                 scope.get("path", ""), exc)
-        except Exception as exc:
+        except PLUGIN_FAULTS as exc:
             if type(exc).__name__ in ("RequestValidationError", "WebSocketRequestValidationError",
                                       "ResponseValidationError") and not started:
                 raise  # FastAPI's own handlers turn these into 422 / 500 answers
