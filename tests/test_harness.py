@@ -297,3 +297,27 @@ async def test_a_module_shares_one_app_and_one_loop(managed: Managed):
 
     got = await managed.outcomes("shared_demo", [target])
     assert set(got.values()) == {"passed"} and len(got) == 4, got
+
+
+def test_the_test_app_gets_what_the_needed_plugins_need_too(tmp_path: Path):
+    """Only the plugin's own ``requires`` were loaded: a plugin needing one that needs
+    another (top -> mid -> base, or a plugin on the Analytics Dashboard, which needs the
+    API layer) did not start in its tests, while the same folder served fine."""
+    from plexichat_desktop.core.paths import bundled_plugins_dir
+    from plexichat_desktop.testing.harness import _manifest, _needed_plugins
+
+    folder = tmp_path / "plugins"
+    for name, needs in (("base_p", None), ("mid_p", "base_p"), ("top_p", "mid_p"),
+                        ("on_analytics", "analytics_dashboard")):
+        root = scaffold_plugin(name, folder)
+        if needs:
+            manifest = root / "plugin.toml"
+            manifest.write_text(manifest.read_text() + f'\n[requires]\n{needs} = ">=0.1"\n')
+    top = folder / "top_p"
+    assert _needed_plugins(top, _manifest(top)) == [
+        top, (folder / "mid_p").resolve(), (folder / "base_p").resolve()]
+    other = folder / "on_analytics"
+    bundled = bundled_plugins_dir()
+    assert _needed_plugins(other, _manifest(other)) == [
+        other, (bundled / "analytics_dashboard").resolve(),
+        (bundled / "api_integration_layer").resolve()]

@@ -244,21 +244,33 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
-    """The plugin under test and the plugins it needs (``requires``, and the API layer
-    when it declares ``api_scopes``), found next to it or among the bundled ones."""
+    """The plugin under test and the plugins it needs, and what those need in turn
+    (``requires``, and the API layer for a plugin that declares ``api_scopes``), found
+    next to it or among the bundled ones."""
     from plexichat_desktop.core.paths import bundled_plugins_dir
 
-    wanted = list(manifest.requires) if manifest is not None else []
-    if (manifest is not None and manifest.permissions.api_scopes
-            and API_PROVIDER not in wanted and manifest.id != API_PROVIDER):
-        wanted.append(API_PROVIDER)
+    def needs(manifest: Manifest | None) -> list[str]:
+        if manifest is None:
+            return []
+        wanted = list(manifest.requires)
+        if (manifest.permissions.api_scopes and API_PROVIDER not in wanted
+                and manifest.id != API_PROVIDER):
+            wanted.append(API_PROVIDER)
+        return wanted
+
     found = [root]
     places = [root.parent, bundled_plugins_dir()]
-    for plugin_id in wanted:
+    queue, seen = needs(manifest), {manifest.id if manifest is not None else root.name}
+    while queue:  # a plugin's requirements may have requirements of their own
+        plugin_id = queue.pop(0)
+        if plugin_id in seen:
+            continue
+        seen.add(plugin_id)
         for place in places:
             candidate = place / plugin_id
             if (candidate / "plugin.toml").is_file():
                 found.append(candidate.resolve())
+                queue.extend(needs(_manifest(candidate)))
                 break
     return found
 
