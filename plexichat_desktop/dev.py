@@ -27,13 +27,15 @@ from typing import TextIO
 
 from plexichat_desktop.core.events import PluginReloaded
 from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
-from plexichat_desktop.core.waiting import cancel_and_wait
+from plexichat_desktop.core.waiting import cancel_and_wait, wait_set
 from plexichat_desktop.plugins.manager import STARTABLE, PluginRecord
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import RunFinished
 from plexichat_desktop.testing.watch import TestWatch, watch_changes
 
 log = logging.getLogger(__name__)
+# Seconds between looks for a plugin folder that went away (its watch ended with it).
+FOLDER_POLL = 0.5
 
 
 def plugin_dir_for(root: Path, paths: AppPaths) -> tuple[Path | None, Path | None]:
@@ -115,19 +117,39 @@ class DevSession:
             await cancel_and_wait(task)
 
     async def _run(self) -> None:
-        async for paths in watch_changes(self.root, self._stop):
-            try:
-                await self.changed(paths)
-            except Exception:
-                log.exception("dev: handling the change of %s failed", sorted(paths))
+        while not self._stop.is_set():
+            async for paths in watch_changes(self.root, self._stop):
+                if not self.root.is_dir():
+                    break  # the folder went away: its watch ended with it
+                try:
+                    await self.changed(paths)
+                except Exception:
+                    log.exception("dev: handling the change of %s failed", sorted(paths))
+            if self._stop.is_set():
+                return
+            self._say(f"dev: the plugin folder {self.root} is gone; its routes keep "
+                      "answering from the code loaded last. Put it back (or stop with "
+                      "Ctrl+C): dev then reloads it.")
+            while not self.root.is_dir():
+                if await wait_set(self._stop, FOLDER_POLL):
+                    return
+            self._say(f"dev: {self.root} is back")
+            with contextlib.suppress(Exception):
+                await self.changed({self.root / "plugin.toml"})
 
     async def changed(self, paths: set[Path]) -> None:
         """Act on one burst of saved files (see the module doc)."""
         rec = self.record
         if rec is None:
             return
-        if self._watch is not None:
-            await self._watch.changed(paths)
+        holder = self.runtime.plugins.by_id.get(rec.id)
+        if holder is not rec:
+            # Another plugin (a bundled one) has this id: a reload by id would restart
+            # that one on every save here.
+            self._say(f"dev: {self.root} declares id '{rec.id}', which "
+                      f"{holder.root if holder else 'another plugin'} has already; give it "
+                      "an id of its own in plugin.toml and start dev again")
+            return
         tests = (rec.root / rec.manifest.tests.path).resolve() if rec.manifest else None
         code, page = [], []
         for path in paths:
@@ -135,6 +157,8 @@ class DevSession:
                 self.root) else None
             if rel is None or (tests is not None and path.resolve().is_relative_to(tests)):
                 continue
+            if not rel.parts:
+                continue  # the plugin folder itself (touched, its mode changed)
             if rel.parts[0] == "web":
                 page.append(rel.as_posix())
             elif rel.suffix == ".py" or rel == Path("plugin.toml"):
@@ -153,6 +177,10 @@ class DevSession:
                                                     state=str(rec.state), reason=rec.reason,
                                                     files=sorted(page)))
             self._say(f"page changed: {', '.join(sorted(page))}")
+        if self._watch is not None:
+            # After the reload: a manifest that no longer loads says why there, and
+            # queues no run that could only fail with "unknown plugin".
+            await self._watch.changed(paths)
 
     async def _report_runs(self) -> None:
         sub = self.runtime.bus.subscribe(RunFinished, name="dev test results")

@@ -309,3 +309,40 @@ async def test_every_reload_publishes_plugin_reloaded_for_it_and_its_dependents(
     finally:
         sub.close()
         await manager.stop()
+
+
+def test_dev_survives_its_folder_going_away_and_coming_back(start_dev, tmp_path: Path):
+    """Deleting the plugin folder (or touching it) raised IndexError in the watcher's
+    handler, and after the folder came back no save was seen again: only a restart of
+    dev helped."""
+    import shutil
+
+    root = scaffold_plugin("moving_dev", tmp_path / "work")
+    module = root / "moving_dev" / "__init__.py"
+    dev = start_dev(root, "--headless", "--no-tests")
+    root.touch()  # the folder itself changes: nothing to reload, no traceback
+    backup = tmp_path / "backup"
+    shutil.copytree(root, backup)
+    shutil.rmtree(root)
+    eventually(lambda: "is gone" in dev.out.read_text(), "dev says the folder is gone")
+    shutil.copytree(backup, root)
+    eventually(lambda: "is back" in dev.out.read_text(), "dev sees the folder again")
+    _edit(module, 'f"{greeting}, {who}!"', 'f"{greeting}, {who}! (after the move)"')
+    eventually(lambda: dev.client.get("/plugins/moving_dev/api/hello").json() == {
+        "message": "Hello, world! (after the move)"}, "a save after the folder came back")
+    assert "Traceback" not in dev.out.read_text()
+
+
+def test_dev_of_a_plugin_whose_id_is_taken_says_so_and_reloads_nothing(
+        start_dev, tmp_path: Path):
+    """A plugin folder declaring a bundled plugin's id reloaded that bundled plugin on
+    every save, and said "reloaded file_manager"."""
+    root = scaffold_plugin("clash_dev", tmp_path / "work")
+    manifest = root / "plugin.toml"
+    _edit(manifest, 'id = "clash_dev"', 'id = "file_manager"')
+    dev = start_dev(root, "--headless", "--no-tests")
+    module = root / "clash_dev" / "__init__.py"
+    module.write_text(module.read_text() + "\n# a save\n")
+    eventually(lambda: "give it an id of its own" in dev.out.read_text(),
+               "dev names the clash on a save")
+    assert "reloaded file_manager" not in dev.out.read_text()
