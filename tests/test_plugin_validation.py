@@ -156,3 +156,26 @@ def test_a_stale_byte_code_file_does_not_hide_a_syntax_error(tmp_path):
     os.utime(module, (stat.st_atime, stat.st_mtime + 5))
     errors = check_plugin_folder(root).errors
     assert len(errors) == 1 and f"{module}:" in errors[0] and "syntax error" in errors[0]
+
+
+def test_what_the_app_cannot_load_or_serve_fails_validation_too(tmp_path):
+    """``plugins validate`` said OK to an entry module that is not UTF-8 (the import then
+    failed: the check compiled text decoded with replacements) and to a page that is a
+    link out of web/ (never served: a bare 404)."""
+    latin = scaffold_plugin("latin_source", tmp_path)
+    module = latin / "latin_source" / "__init__.py"
+    module.write_bytes(module.read_bytes() + b'\nCAFE = "caf\xe9"\n')
+    errors = check_plugin_folder(latin).errors
+    assert len(errors) == 1 and f"{module}:" in errors[0] and "syntax error" in errors[0]
+
+    linked = scaffold_plugin("linked_page", tmp_path)
+    (linked / "outside.html").write_text("<!doctype html><title>x</title>")
+    (linked / "web" / "index.html").unlink()
+    (linked / "web" / "index.html").symlink_to(linked / "outside.html")
+    errors = check_plugin_folder(linked).errors
+    assert len(errors) == 1 and "outside" in errors[0] and "never served" in errors[0]
+    # A link that stays inside web/ is served, and passes.
+    (linked / "web" / "index.html").unlink()
+    (linked / "web" / "real.html").write_text("<!doctype html><title>x</title>")
+    (linked / "web" / "index.html").symlink_to(linked / "web" / "real.html")
+    assert check_plugin_folder(linked).ok

@@ -79,6 +79,11 @@ def module_name_taken(top: str, root: Path) -> str | None:
     return None if Path(where).resolve().is_relative_to(root.resolve()) else where
 
 
+def _leaves(web: Path, target: Path) -> bool:
+    """Whether ``target`` (under ``web``) is, or lies in, a link that leads out of it."""
+    return not target.resolve().is_relative_to(web.resolve())
+
+
 def check_code(root: Path, manifest: Manifest, installed: bool = False
                ) -> tuple[list[str], list[str]]:
     """(errors, warnings) about the folder's files: entry module, name, pages, tests.
@@ -96,10 +101,13 @@ def check_code(root: Path, manifest: Manifest, installed: bool = False
                           f"in {root} (expected {manifest.module.replace('.', '/')}"
                           "/__init__.py or .py)")
         else:
-            source = module_file.read_text(encoding="utf-8", errors="replace")
+            raw = module_file.read_bytes()
+            source = raw.decode("utf-8", errors="replace")
             if not _compiled_before(module_file):
                 try:
-                    compile(source, str(module_file), "exec")
+                    # The bytes, as the import reads them: a file that is not UTF-8 (nor
+                    # declares its encoding) fails here as it would there.
+                    compile(raw, str(module_file), "exec")
                 except SyntaxError as exc:
                     errors.append(f"{module_file}:{exc.lineno}: syntax error: {exc.msg}")
             if (f"class {manifest.class_name}" not in source
@@ -119,6 +127,11 @@ def check_code(root: Path, manifest: Manifest, installed: bool = False
         if not target.is_file():
             errors.append(f"{manifest_path}: pages: '{page.title}' points to "
                           f"{target}, which does not exist")
+        elif _leaves(web, target):
+            # The server follows no link out of web/ (a page there could read any file).
+            errors.append(f"{manifest_path}: pages: '{page.title}' points to {target}, a "
+                          f"link to {target.resolve()} outside {web}, which is never "
+                          "served; copy the file into web/")
     tests = root / manifest.tests.path
     if not tests.is_dir():
         warnings.append(f"{root}: no tests folder '{manifest.tests.path}'")
