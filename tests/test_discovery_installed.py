@@ -92,3 +92,19 @@ def test_what_cannot_be_looked_into_quickly_counts_as_may_declare(tmp_path, monk
         monkeypatch.setattr(sys, "meta_path", [Finder, *sys.meta_path])
     assert may_declare(ENTRY_POINT_GROUP)
     assert installed_candidates() == []
+
+
+def test_a_plugin_folder_that_is_not_there_is_said(tmp_path, caplog):
+    """A typo in PLEXICHAT_DESKTOP_PLUGINS_PATH left its plugins out without a word."""
+    from plexichat_desktop.plugins.discovery import discover
+
+    (tmp_path / "real" / "p").mkdir(parents=True)
+    (tmp_path / "real" / "p" / "plugin.toml").write_text('id = "p"\n')
+    (tmp_path / "a_file").write_text("")
+    with caplog.at_level("WARNING", logger="plexichat_desktop.plugins.discovery"):
+        found = discover(None, None, [tmp_path / "typo", tmp_path / "a_file",
+                                      tmp_path / "real"], include_installed=False)
+    assert [c.root.name for c in found] == ["p"]
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"{tmp_path / 'typo'} is missing" in m for m in said), said
+    assert any(f"{tmp_path / 'a_file'} is not a folder" in m for m in said), said

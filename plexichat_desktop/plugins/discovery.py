@@ -104,6 +104,13 @@ def discover(
     if user_dir is not None:
         out += scan_folder(user_dir, Source.USER)
     for folder in extra_dirs:
+        if not folder.is_dir():
+            # Named on purpose (PLEXICHAT_DESKTOP_PLUGINS_PATH, dev): a typo there left
+            # the plugins out without a word.
+            log.warning("plugin folder %s is %s: no plugin loaded from it (is "
+                        "PLEXICHAT_DESKTOP_PLUGINS_PATH right?)", folder,
+                        "not a folder" if folder.exists() else "missing")
+            continue
         out += scan_folder(folder, Source.PATH)
     seen: set[Path] = set()
     unique = []
