@@ -179,3 +179,24 @@ def test_what_the_app_cannot_load_or_serve_fails_validation_too(tmp_path):
     (linked / "web" / "real.html").write_text("<!doctype html><title>x</title>")
     (linked / "web" / "index.html").symlink_to(linked / "web" / "real.html")
     assert check_plugin_folder(linked).ok
+
+
+def test_ids_and_packages_the_app_would_refuse_are_refused_before_it(home, tmp_path):
+    """`plugins new file_manager` made a plugin the app then failed as a duplicate id,
+    and two plugins with one package name were both "validated" in `plugins list`
+    while the app failed the second at import."""
+    result = cli(["plugins", "new", "file_manager", "--dir", str(tmp_path / "n")], home)
+    assert result.returncode == 2 and "comes with the app" in result.stderr
+    plugins = tmp_path / "plugins"
+    for name in ("p_one", "p_two"):
+        root = scaffold_plugin(name, plugins)
+        manifest = root / "plugin.toml"
+        manifest.write_text(manifest.read_text().replace(f'entry = "{name}:',
+                                                         'entry = "common:'))
+        (root / name).rename(root / "common")
+    listed = json.loads(cli(["plugins", "list", "--json"], home, plugins).stdout)["plugins"]
+    rows = {p["id"]: p for p in listed}
+    assert rows["p_one"]["state"] == "validated", rows["p_one"]
+    assert rows["p_two"]["state"] == "failed"
+    assert "module name 'common' is already the package of plugin 'p_one'" in \
+        rows["p_two"]["reason"]

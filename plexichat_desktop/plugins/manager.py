@@ -259,11 +259,20 @@ class PluginManager:
         ``plugins list``, the server and ``plugins validate`` agree. A plugin that cannot
         start for a dependency reason keeps that reason: it is the one to fix first."""
         problems = resolve(self._nodes())[1]
+        packages: dict[str, PluginRecord] = {}  # top-level package -> the plugin with it
         for rec in self.by_id.values():
             if rec.state not in STARTABLE or rec.manifest is None or rec.id in problems:
                 continue
             errors, _ = check_code(rec.root, rec.manifest,
                                    installed=rec.source is Source.INSTALLED)
+            top = rec.manifest.module.split(".", 1)[0]
+            owner = packages.setdefault(top, rec)
+            if not errors and owner is not rec:
+                # Both folders are on sys.path: the second import would find the first
+                # one's package (said only then, and only by the app, not by the list).
+                errors.append(f"{rec.root / 'plugin.toml'}: entry: module name '{top}' is "
+                              f"already the package of plugin '{owner.id}' ({owner.root}); "
+                              "rename the plugin's package")
             if errors:
                 rec.state, rec.reason = PluginState.FAILED, "; ".join(errors)
                 log.error("plugin %s: %s", rec.id, rec.reason)

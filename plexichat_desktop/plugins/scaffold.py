@@ -14,6 +14,7 @@ import html
 import re
 from pathlib import Path
 
+from plexichat_desktop.core.paths import bundled_plugins_dir
 from plexichat_desktop.plugins.checks import check_plugin_folder, module_name_taken
 from plexichat_desktop.plugins.manifest import ID_PATTERN
 
@@ -222,6 +223,11 @@ def scaffold_plugin(plugin_id: str, parent: Path, name: str | None = None) -> Pa
     if taken is not None:
         raise ValueError(f"{plugin_id!r} cannot be a plugin id here: its package name "
                          f"'{plugin_id}' is already taken by {taken}; choose another id")
+    bundled = bundled_plugins_dir() / plugin_id
+    if (bundled / "plugin.toml").is_file():
+        # The app loads the bundled one and fails this one as a duplicate id.
+        raise ValueError(f"{plugin_id!r} is the id of a plugin that comes with the app "
+                         f"({bundled}); choose another id")
     title = (name or _title(plugin_id)).replace('"', "'")
     files = {
         "plugin.toml": MANIFEST,
