@@ -68,6 +68,21 @@ async def test_settings_model_is_validated_before_setup(start_core, tmp_path):
         "label: String should have at least 1 character (got '')")
 
 
+async def test_a_bad_default_in_the_manifest_is_the_manifests_problem(start_core, tmp_path):
+    """A default of plugin.toml's [settings] that its model refuses was reported as a
+    problem of the user's settings table, sending the author to the wrong file."""
+    root = make_plugin(tmp_path, "hubbub")
+    manifest = root / "plugin.toml"
+    manifest.write_text(manifest.read_text().replace("level = 3", "level = 30"))
+    core = await start_core(tmp_path, settings=Settings(plugin={"hubbub": {"label": ""}}))
+    rec = (await core.client.get("/api/plugins/hubbub")).json()
+    assert rec["state"] == "failed"
+    assert rec["reason"] == (
+        "settings [plugin.hubbub]: label: String should have at least 1 character (got ''); "
+        f"{manifest} [settings] defaults: level: Input should be less than or equal to 10 "
+        "(got 30)")
+
+
 async def test_hub_streams_first_then_published_events(start_core, tmp_path):
     make_plugin(tmp_path, "hub_stream")
     core = await start_core(tmp_path, settings=Settings(plugin={"hub_stream": {"level": 7}}))

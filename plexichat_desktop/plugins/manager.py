@@ -473,7 +473,9 @@ class PluginManager:
         model = getattr(instance, "settings_model", None)
         if model is not None:
             try:
-                ctx.config = validate_settings(model, plugin_settings, manifest.id)
+                ctx.config = validate_settings(
+                    model, plugin_settings, manifest.id, defaults_from=rec.root / "plugin.toml",
+                    user_keys=set(self.settings.plugin.get(manifest.id, {})))
             except SettingsError as exc:
                 await ctx._close()
                 self._fail(rec, str(exc), None)

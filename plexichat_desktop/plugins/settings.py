@@ -28,7 +28,8 @@ are not in the manifest's defaults).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -49,17 +50,30 @@ def _shown(value: Any) -> str:
 
 
 def validate_settings(model: type[M], settings: Mapping[str, Any],
-                      plugin_id: str | None = None) -> M:
-    """``model`` validated from ``settings``; :class:`SettingsError` names every bad key."""
+                      plugin_id: str | None = None, *,
+                      defaults_from: Path | None = None,
+                      user_keys: Collection[str] = ()) -> M:
+    """``model`` validated from ``settings``; :class:`SettingsError` names every bad key.
+
+    With ``defaults_from`` (the plugin's ``plugin.toml``), a bad value the user did not set
+    (a key not in ``user_keys``) is said to be that file's ``[settings]`` default, so its
+    author is not sent to the user's settings file."""
     try:
         return model.model_validate(dict(settings))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(settings)'}: {err['msg']}"
-            + ("" if err["type"] == "missing" else f" (got {_shown(err.get('input'))})")
-            for err in exc.errors())
+        theirs: list[str] = []
+        ours: list[str] = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            text = f"{key}: {err['msg']}" + (
+                "" if err["type"] == "missing" else f" (got {_shown(err.get('input'))})")
+            top = str(err["loc"][0]) if err["loc"] else ""
+            (ours if defaults_from is not None and top and top not in user_keys
+             else theirs).append(text)
         table = f"[plugin.{plugin_id}]" if plugin_id else "of the plugin"
-        raise SettingsError(f"settings {table}: {problems}") from None
+        said = ([f"settings {table}: {'; '.join(theirs)}"] if theirs else []) + (
+            [f"{defaults_from} [settings] defaults: {'; '.join(ours)}"] if ours else [])
+        raise SettingsError("; ".join(said)) from None
 
 
 class PluginSettings(BaseModel):
