@@ -683,7 +683,7 @@ class MainWindow(QMainWindow):
     def _retitle(self, pane: Pane, title: str) -> None:
         index = self.tabs.indexOf(pane)
         if index >= 0:
-            self.tabs.setTabText(index, title[:40])
+            self.tabs.setTabText(index, title if len(title) <= 40 else title[:39] + "…")
             self.tabs.setTabToolTip(index, title)
 
     def close_tab(self, index: int) -> None:

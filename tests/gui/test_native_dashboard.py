@@ -425,3 +425,18 @@ def test_the_tests_dock_can_be_made_short_in_a_small_window(shell: Any, qtbot: A
     window.resizeDocks([window.tests_dock], [80], Qt.Orientation.Vertical)
     qtbot.waitUntil(lambda: window.tests_dock.height() < 150, timeout=5_000)
     assert window.pages.height() > 600 // 2
+
+
+def test_messages_name_plugins_as_the_tree_does(shell: Any, qtbot: Any) -> None:
+    """"Queued 1 run of mixed_suite": the id, where the tree and the details show the
+    plugin's name."""
+    panel = dashboard_of(shell, qtbot)
+    discover(panel, qtbot)
+    assert panel.select("mixed_suite")
+    trigger(panel, "Rerun failed")
+    assert panel.message.text() == f"No failed tests to rerun in {panel.plugin_name('mixed_suite')}."
+    trigger(panel, "Run plugin")
+    qtbot.waitUntil(lambda: panel.message.text().startswith(
+        f"Queued 1 run of {panel.plugin_name('mixed_suite')} (#"), timeout=10_000)
+    assert panel.plugin_name("mixed_suite") != "mixed_suite"
+    wait_idle(panel, qtbot)

@@ -500,7 +500,7 @@ class TestDashboard(QWidget):
         if plugin is None:
             self.say("Select a plugin (or one of its tests) first.", error=True)
             return
-        self.spawn(self._submit_many([(plugin, None)], plugin))
+        self.spawn(self._submit_many([(plugin, None)], self.plugin_name(plugin)))
 
     def run_selected(self) -> None:
         chosen: dict[str, list[str]] = {}
@@ -525,7 +525,8 @@ class TestDashboard(QWidget):
         for node in self.model.failed(plugin):
             by_plugin.setdefault(node.plugin_id, []).append(node.key)
         if not by_plugin:
-            self.say("No failed tests to rerun" + (f" in {plugin}." if plugin else "."))
+            self.say("No failed tests to rerun"
+                     + (f" in {self.plugin_name(plugin)}." if plugin else "."))
             return
         self.spawn(self._submit_many(list(by_plugin.items()), "failed tests"))
 
