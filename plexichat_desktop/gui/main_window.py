@@ -781,10 +781,12 @@ class MainWindow(QMainWindow):
 
     def first_start_layout(self) -> None:
         """The pages get most of the height, the test dock a third of it: as much as its
-        panes need to show a few rows each, never more, and never over 45 % (in a small
+        panes need to show a few rows each, never more, and never over half (in a small
         window it scrolls rather than leave the page a strip)."""
-        needs = self.dashboard.content.minimumSizeHint().height()
-        wanted = min(max(self.height() * 36 // 100, needs), self.height() * 45 // 100)
+        # The panel's content, and the dock's title bar and margins around the panel.
+        around = max(0, self.tests_dock.height() - self.dashboard.height())
+        needs = self.dashboard.content.minimumSizeHint().height() + around
+        wanted = min(max(self.height() * 36 // 100, needs), self.height() // 2)
         self.resizeDocks([self.tests_dock], [wanted], Qt.Orientation.Vertical)
         self.resizeDocks([self.plugins_dock], [max(200, self.width() // 6)],
                          Qt.Orientation.Horizontal)

@@ -420,7 +420,7 @@ def test_the_tests_dock_can_be_made_short_in_a_small_window(shell: Any, qtbot: A
     dashboard_of(shell, qtbot)
     window.resize(800, 600)
     window.first_start_layout()
-    qtbot.waitUntil(lambda: window.tests_dock.height() <= 600 * 45 // 100 + 10,
+    qtbot.waitUntil(lambda: window.tests_dock.height() <= 600 // 2 + 10,
                     timeout=5_000)
     window.resizeDocks([window.tests_dock], [80], Qt.Orientation.Vertical)
     qtbot.waitUntil(lambda: window.tests_dock.height() < 150, timeout=5_000)
