@@ -27,6 +27,8 @@ from tests.gui.conftest import FAKE_MEDIA
 from tests.gui.page_console import page_browser
 from tests.gui.shell_helpers import bundled_only, make_shell, wait_loaded
 
+SCREENSHOTS = os.environ.get("PLEXICHAT_SCREENSHOT_DIR")
+
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
 EDITOR = "window.advancedClient.connection.view"
@@ -176,6 +178,22 @@ def test_streamed_answer_in_the_page_renders_model_output_inert(
             meta = str(js(view, "document.querySelector('#messages .msg.assistant .meta')"
                                 ".textContent"))
             assert "first token" in meta and "tokens" in meta
+            assert "cut at the length limit" not in meta
+            # An answer the max_tokens cap ended says so (it looked whole).
+            plugin = rt.plugins.by_id["advanced_client"].instance
+            plugin.config = plugin.config.model_copy(update={"max_tokens": 16})
+            long = " ".join(f"word{i}" for i in range(60))
+            js(view, f"(document.getElementById('prompt').value = {long!r}) && 1")
+            js(view, "document.getElementById('send').click() || 1")
+            qtbot.waitUntil(lambda: int(js(view, "document.querySelectorAll("
+                                                 "'#messages .msg.assistant').length")) == 2
+                            and bool(js(view, "!document.getElementById('send').hidden")),
+                            timeout=30_000)
+            browser.wait_idle(view)
+            last = "[...document.querySelectorAll('#messages .msg.assistant .meta')].at(-1)"
+            assert "cut at the length limit" in str(js(view, f"{last}.textContent"))
+            if SCREENSHOTS:
+                view.window().grab().save(str(Path(SCREENSHOTS) / "advanced-client-cut.png"))
             report = browser.report(view)
             assert not report.problems, report.problems
     finally:
