@@ -1,10 +1,12 @@
 """The plugin host end to end: the fixture plugins on a real server over real HTTP."""
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -167,6 +169,8 @@ async def test_setup_that_hangs_times_out(start_core, tmp_path):
 EXITING = """\
 import sys
 
+from starlette.responses import StreamingResponse
+
 from plexichat_desktop.plugins.api import Plugin
 
 {at_import}
@@ -186,16 +190,29 @@ class {cls}(Plugin):
         async def start():
             return ctx.jobs.start("leave", leave).to_dict()
 
+        async def chunks():
+            yield b"first "
+            sys.exit(5)
+
+        async def stream():
+            return StreamingResponse(chunks(), media_type="text/plain")
+
+        async def leave_later():
+            sys.exit(6)
+
         ctx.add_route("/exit", route)
         ctx.add_route("/job", start, methods=["POST"])
+        ctx.add_route("/stream", stream)
+        ctx.create_task(leave_later(), name="leaves")
 """
 
 
 @OWN_CORE
-async def test_a_plugin_calling_sys_exit_fails_alone(start_core, tmp_path):
+async def test_a_plugin_calling_sys_exit_fails_alone(start_core, tmp_path, caplog):
     """sys.exit() in a plugin's import or setup ended the whole app (exit code 0 for
-    SystemExit(0), nothing logged); in a route it was a bare text 500, in a job it too
-    ended the app. Now each is that plugin's failure, said with its reason."""
+    SystemExit(0), nothing logged); in a route it was a bare text 500, in a job, a
+    background task or a streaming answer's body it too ended the app. Now each is that
+    plugin's failure, said with its reason."""
     for name, at_import, in_setup in (("leaves_on_import", "sys.exit(3)", "pass"),
                                       ("leaves_in_setup", "", "raise SystemExit(0)"),
                                       ("leaves_later", "", "pass")):
@@ -220,6 +237,12 @@ async def test_a_plugin_calling_sys_exit_fails_alone(start_core, tmp_path):
             break
         await asyncio.sleep(0.02)
     assert jobs.get(job["id"]).error == "SystemExit: 4"
+    with contextlib.suppress(httpx.HTTPError):  # the stream is cut: how is the client's
+        await core.client.get("/plugins/leaves_later/api/stream")
+    await asyncio.sleep(0.1)  # the background task has run by now
+    said = " ".join(r.getMessage() + str(r.exc_info and r.exc_info[1])
+                    for r in caplog.records if r.name == "plexichat.plugin.leaves_later")
+    assert "the task called sys.exit(6)" in said, said
     assert (await core.client.get("/healthz")).status_code == 200  # the app goes on
 
 

@@ -72,7 +72,7 @@ from pydantic import BaseModel
 
 from plexichat_desktop.core.events import EventBus, PluginEvent
 from plexichat_desktop.core.logs import PLUGIN_LOGGER_PREFIX
-from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
+from plexichat_desktop.plugins.faults import PLUGIN_FAULTS, plugin_route_class, without_exit
 from plexichat_desktop.plugins.jobs import Job, JobManager
 from plexichat_desktop.plugins.manifest import Manifest, Page
 from plexichat_desktop.plugins.requirements import MissingRequirement
@@ -285,7 +285,7 @@ class PluginContext:
         # commands that read manifests or results import the module and never route.
         from fastapi import APIRouter
 
-        self.router: APIRouter = APIRouter()
+        self.router: APIRouter = APIRouter(route_class=plugin_route_class())
         self.stopping = asyncio.Event()
         self._data_dir = data_root / manifest.id
         self._pages: list[Page] = list(manifest.pages)
@@ -497,7 +497,7 @@ class PluginContext:
                     ) -> asyncio.Task[Any]:
         """Start background work owned by the plugin; cancelled when the plugin stops.
         An exception in it is logged with the plugin id and does not stop the app."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task = asyncio.get_running_loop().create_task(without_exit(coro), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
