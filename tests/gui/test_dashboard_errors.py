@@ -92,3 +92,18 @@ def test_a_collection_error_marks_the_rows_and_fills_the_details(
     # Still marked after a reload from the store (as after a restart).
     arun(panel.reload())
     assert panel.model._worst(panel.model.find("broken_suite")) == "error"
+
+
+def test_a_module_that_skips_itself_is_no_collection_error(qapp: Any) -> None:
+    """A module-level skip arrives as a result for its file, as a collection error does:
+    the tree marked the file and the plugin red with "Skipped: ..." until the next
+    reload, while the run ended passed."""
+    from plexichat_desktop.gui.dashboard.tree_model import TestTreeModel
+
+    model = TestTreeModel()
+    model.reset([("p", "P")], [], {})
+    model.test_finished("p", "tests/test_gpu.py", "skipped", 0.0, "needs a GPU")
+    assert model.errors("p") == {}
+    assert model.find("p").error == ""
+    model.test_finished("p", "tests/test_broken.py", "error", 0.0, "SyntaxError")
+    assert model.errors("p") == {"p": "SyntaxError", "tests/test_broken.py": "SyntaxError"}

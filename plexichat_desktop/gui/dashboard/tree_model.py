@@ -231,7 +231,10 @@ class TestTreeModel(QAbstractItemModel):
     def test_finished(self, plugin_id: str, nodeid: str, outcome: str, duration: float,
                       message: str = "", flaky: bool = False) -> None:
         if is_file_result(nodeid):
-            self.set_errors(plugin_id, None, {nodeid: message or outcome}, clear=False)
+            # A file that did not collect; a module that skipped itself is no error (its
+            # tests never were rows, and the run's counts say "skipped").
+            if outcome == "error":
+                self.set_errors(plugin_id, None, {nodeid: message or outcome}, clear=False)
             return
         node = self._test_node(plugin_id, nodeid, create=True)
         if node is not None:
