@@ -528,22 +528,26 @@ class MainWindow(QMainWindow):
     # -- tabs and windows ---------------------------------------------------------------------
     def open_page(self, path: str, title: str | None = None, focus: bool = True) -> Pane:
         """The tab showing ``path`` (brought to the front), else the tab that started there
-        and went elsewhere (brought back to it: the plugin list's tab after a click on a
-        plugin), else a new tab."""
+        (brought to the front as it is; the plugin list's tab, which a click on a plugin
+        took elsewhere, back on the list), else a new tab."""
         panes = [(i, p) for i in range(self.tabs.count())
                  if isinstance(p := self.tabs.widget(i), Pane)]
-        found = next(((i, p) for i, p in panes if p.path == path), None)
-        if found is None and (found := next(((i, p) for i, p in panes
-                                             if p.home_path == path), None)) is not None:
-            go_home = getattr(found[1], "go_home", None)
-            if go_home is not None:
-                go_home()
-        if found is not None:
-            if focus:
-                self.tabs.setCurrentIndex(found[0])
-            return found[1]
-        pane = self.make_pane(path, title or path, self.tabs)
-        index = self.tabs.addTab(pane, title or path)
+        found = next(((i, p) for i, p in panes if p.path == path), None) or next(
+            ((i, p) for i, p in panes if p.home_path == path), None)
+        if found is None:
+            return self._new_tab(path, title or path, focus=focus)
+        index, pane = found
+        if path == HOME_PATH and pane.path != path and isinstance(pane, BrowserPane):
+            pane.go_home()
+        if focus:
+            self.tabs.setCurrentIndex(index)
+        return pane
+
+    def _new_tab(self, path: str, title: str, index: int | None = None,
+                 focus: bool = True) -> Pane:
+        """A new tab for ``path`` (at ``index``, else last)."""
+        pane = self.make_pane(path, title, self.tabs)
+        index = self.tabs.insertTab(self.tabs.count() if index is None else index, pane, title)
         pane.titleChanged.connect(lambda t, p=pane: self._retitle(p, t))
         if focus:
             self.tabs.setCurrentIndex(index)
@@ -635,10 +639,11 @@ class MainWindow(QMainWindow):
     def _replace_with_problem(self, pane: Pane) -> None:
         index = self.tabs.indexOf(pane)
         if index >= 0:
+            # Built in its place, never through open_page: another tab may show the page
+            # (the plugin list's tab after a click), and that one must stay as it is.
             current = self.tabs.currentIndex() == index
             self.close_tab(index)
-            self.open_page(pane.home_path, pane.title, focus=current)
-            self.tabs.tabBar().moveTab(self.tabs.count() - 1, index)
+            self._new_tab(pane.home_path, pane.title, index, focus=current)
             return
         for window in self.windows:
             if window.pane is pane:
@@ -654,8 +659,7 @@ class MainWindow(QMainWindow):
         index = self.tabs.indexOf(problem)
         if index >= 0:
             self.close_tab(index)
-            self.open_page(problem.home_path, problem.title)
-            self.tabs.tabBar().moveTab(self.tabs.currentIndex(), index)
+            self._new_tab(problem.home_path, problem.title, index)
             return
         for window in self.windows:
             if window.pane is problem:

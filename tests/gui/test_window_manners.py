@@ -170,3 +170,47 @@ def test_ctrl_t_brings_the_plugin_list_back_after_a_click_on_a_plugin(
     assert window.open_page("/", "Plugins") is home  # what Ctrl+T does
     qtbot.waitUntil(lambda: home.path == "/", timeout=10_000)
     assert window.tabs.count() == tabs and window.tabs.currentWidget() is home
+
+
+def test_a_plugin_back_on_keeps_its_tab_while_another_tab_shows_its_page(
+        shell: Any, arun: Any, qtbot: Any, js: Any) -> None:
+    """Review finding: rebuilding the tab of a plugin that came back went through
+    open_page, which found the plugin list's tab showing that page, and the plugin's own
+    tab was gone (another tab moved into its place)."""
+    from plexichat_desktop.gui.browser import BrowserPane, ProblemPane
+    from tests.gui.shell_helpers import wait_loaded
+
+    window: MainWindow = shell.window
+    path = "/plugins/good_plugin/index.html"
+    home = window.open_page("/", "Plugins")
+    wait_loaded(qtbot, js, home, "document.readyState === 'complete'")
+    arun(shell.runtime.plugins.disable("good_plugin"))
+    try:
+        problem = window.open_page(path, "Good")
+        assert isinstance(problem, ProblemPane)
+        slot = window.tabs.indexOf(problem)
+        js(home.view, f"location.assign({path!r}), 1")
+        qtbot.waitUntil(lambda: home.path == path, timeout=10_000)
+    finally:
+        arun(shell.runtime.plugins.enable("good_plugin"))
+    qtbot.waitUntil(lambda: isinstance(window.tabs.widget(slot), BrowserPane)
+                    and window.tabs.widget(slot) is not home, timeout=10_000)
+    assert window.tabs.widget(slot).home_path == path
+    assert window.tabs.indexOf(home) >= 0 and home.home_path == "/"
+
+
+def test_asking_for_a_page_brings_its_tab_up_as_it_is(shell: Any, qtbot: Any, js: Any
+                                                      ) -> None:
+    """A plugin's tab that went on to another page of the app is brought to the front as
+    it is (only the plugin list's tab goes back to its first page, for Ctrl+T)."""
+    from tests.gui.shell_helpers import wait_loaded
+
+    window: MainWindow = shell.window
+    path = "/plugins/good_plugin/index.html"
+    pane = window.open_page(path, "Good")
+    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
+    js(pane.view, "location.assign('/healthz'), 1")
+    qtbot.waitUntil(lambda: pane.path == "/healthz", timeout=10_000)
+    assert window.open_page(path, "Good") is pane
+    qtbot.wait(300)
+    assert pane.path == "/healthz"
