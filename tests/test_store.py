@@ -584,3 +584,32 @@ def test_concurrent_writers_and_a_reader(store: ResultStore) -> None:
     assert store.statistics()["total"] == 4 * 10 * 20
     assert store.count_runs() == 40
     assert store.statistics("plugin2")["counts"]["failed"] == 10 * 7
+
+
+def test_an_owner_is_running_only_while_its_process_is() -> None:
+    """Review finding: a process that had ended but was not yet reaped (a zombie) still
+    counted as running, so its runs were never marked interrupted."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from plexichat_desktop.core.owner import is_running, this_process
+
+    assert is_running(this_process())
+    pid, _, started = this_process().partition("@")
+    assert is_running(f"{pid}@{float(started) + 2:.2f}")  # a clock step since: the same
+    assert not is_running(f"{pid}@{float(started) - 3600:.2f}")  # another process, same id
+    for junk in (None, "", "x@y", "12@", "-1@5"):
+        assert not is_running(junk), junk
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        owner = f"{child.pid}@{psutil.Process(child.pid).create_time():.2f}"
+        deadline = time.monotonic() + 30
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, "the child never ended"
+            time.sleep(0.02)
+        assert not is_running(owner)  # ended, not yet reaped
+    finally:
+        child.wait()
+    assert not is_running(owner)

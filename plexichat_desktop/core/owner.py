@@ -7,6 +7,11 @@ from __future__ import annotations
 import functools
 import os
 
+# Seconds two readings of one process's start time may differ by: psutil derives it from
+# the boot time, which moves when the clock is stepped (NTP, a manual change), and the
+# owner's reading was taken when the row was written.
+START_TOLERANCE = 5.0
+
 
 @functools.cache
 def this_process() -> str:
@@ -18,11 +23,14 @@ def this_process() -> str:
 
 def is_running(owner: str | None) -> bool:
     """Whether the process ``owner`` names (see :func:`this_process`) still runs; False
-    for None or anything else that names no process."""
+    for None, anything that names no process, and a process that has ended but was not
+    yet reaped by its parent (a zombie)."""
     import psutil
 
     pid, _, started = (owner or "").partition("@")
     try:
-        return f"{psutil.Process(int(pid)).create_time():.2f}" == started
+        process = psutil.Process(int(pid))
+        return (abs(process.create_time() - float(started)) <= START_TOLERANCE
+                and process.status() != psutil.STATUS_ZOMBIE)
     except (ValueError, psutil.Error):
         return False
