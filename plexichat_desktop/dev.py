@@ -27,15 +27,13 @@ from typing import TextIO
 
 from plexichat_desktop.core.events import PluginReloaded
 from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
-from plexichat_desktop.core.waiting import cancel_and_wait, wait_set
+from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.plugins.manager import STARTABLE, PluginRecord
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import RunFinished
 from plexichat_desktop.testing.watch import TestWatch, watch_changes
 
 log = logging.getLogger(__name__)
-# Seconds between looks for a plugin folder that went away (its watch ended with it).
-FOLDER_POLL = 0.5
 
 
 def plugin_dir_for(root: Path, paths: AppPaths) -> tuple[Path | None, Path | None]:
@@ -70,6 +68,7 @@ class DevSession:
         self._task: asyncio.Task[None] | None = None
         self._reporter: asyncio.Task[None] | None = None
         self._watch: TestWatch | None = None
+        self._gone = False  # the plugin folder was deleted; said once, until it is back
         self.ready = asyncio.Event()
 
     @property
@@ -117,25 +116,27 @@ class DevSession:
             await cancel_and_wait(task)
 
     async def _run(self) -> None:
-        while not self._stop.is_set():
-            async for paths in watch_changes(self.root, self._stop):
-                if not self.root.is_dir():
-                    break  # the folder went away: its watch ended with it
-                try:
-                    await self.changed(paths)
-                except Exception:
-                    log.exception("dev: handling the change of %s failed", sorted(paths))
-            if self._stop.is_set():
+        async for paths in watch_changes(self.root, self._stop):
+            try:
+                await self._burst(paths)
+            except Exception:
+                log.exception("dev: handling the change of %s failed", sorted(paths))
+
+    async def _burst(self, paths: set[Path]) -> None:
+        """One burst of the watch; the plugin folder itself among them: gone, or back
+        (the watch is made again then, see watch_changes)."""
+        if self.root in paths:
+            if not self.root.is_dir():
+                self._gone = True
+                self._say(f"dev: the plugin folder {self.root} is gone; its routes keep "
+                          "answering from the code loaded last. Put it back (or stop with "
+                          "Ctrl+C): dev then reloads it.")
                 return
-            self._say(f"dev: the plugin folder {self.root} is gone; its routes keep "
-                      "answering from the code loaded last. Put it back (or stop with "
-                      "Ctrl+C): dev then reloads it.")
-            while not self.root.is_dir():
-                if await wait_set(self._stop, FOLDER_POLL):
-                    return
-            self._say(f"dev: {self.root} is back")
-            with contextlib.suppress(Exception):
-                await self.changed({self.root / "plugin.toml"})
+            if self._gone:
+                self._gone = False
+                self._say(f"dev: {self.root} is back")
+                paths = {*paths, self.root / "plugin.toml"}  # reload it as it is now
+        await self.changed(paths)
 
     async def changed(self, paths: set[Path]) -> None:
         """Act on one burst of saved files (see the module doc)."""

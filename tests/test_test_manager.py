@@ -583,6 +583,28 @@ async def test_a_run_queued_before_the_start_is_not_taken_for_an_old_one(home, c
         manager.store.close()
 
 
+async def test_a_run_whose_plugin_folder_went_away_says_so(home, tmp_path):
+    """A run queued before its plugin's folder was deleted (a dev session's folder
+    swapped by a script) ended with the fork server's traceback of a missing folder as
+    its error, and was retried."""
+    from plexichat_desktop.plugins.scaffold import scaffold_plugin
+
+    root = scaffold_plugin("vanishing", tmp_path / "plugins")
+    manager, _ = make_manager(home, [tmp_path / "plugins"])
+    await manager.start()
+    try:
+        run = await manager.submit("vanishing", ["tests/test_vanishing.py"], precheck=False)
+        shutil.rmtree(root)
+        done = await asyncio.wait_for(manager.wait(run.id), 60)
+        assert done.status is RunStatus.ERROR
+        assert done.error == (f"the plugin folder {root} is gone (deleted or moved since "
+                              "the run was queued)")
+        assert manager.store.list_runs("vanishing", status=RunStatus.QUEUED) == []
+    finally:
+        await manager.stop()
+        manager.store.close()
+
+
 async def test_the_runs_of_another_process_still_going_are_left_to_it(home, caplog):
     """``plexichat-desktop test`` beside the running app (one result store) marked the
     app's runs in flight and its queued retries "interrupted: the app stopped"; only the

@@ -462,6 +462,12 @@ class TestManager:
         assert run.id is not None
         run_id = run.id  # the closures below see it as an int
         rec = self.plugin_record(run.plugin_id)
+        if not rec.root.is_dir():
+            # Deleted or moved while the run waited (a dev session's folder swapped): said
+            # so, not as pytest's traceback of a missing folder, and not retried.
+            await self._finish(job, RunStatus.ERROR, f"the plugin folder {rec.root} is gone "
+                                                     "(deleted or moved since the run was queued)")
+            return
         run.status, run.started_at = RunStatus.RUNNING, time.time()
         await asyncio.to_thread(self.store.update_run, run)
         self.bus.publish(RunStarted(run=run.to_dict()))

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
-from plexichat_desktop.core.waiting import cancel_and_wait
+from plexichat_desktop.core.waiting import cancel_and_wait, wait_set
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Priority, RunRecord
 
@@ -41,6 +41,8 @@ HARNESS_FIXTURE = "plexichat_app"
 # end before it reports them; short, because this is on the path from save to result.
 STEP_MS = 20
 DEBOUNCE_MS = 400
+# Seconds between looks for a watched folder that was deleted, until it is back.
+FOLDER_POLL = 0.5
 
 
 def _is_test_file(path: Path) -> bool:
@@ -104,8 +106,8 @@ def affected_tests(root: Path, tests_path: str, changed: Iterable[Path]) -> list
     changed_modules: set[str] = set()
     for raw in changed:
         path = Path(raw).resolve()
-        if not path.is_relative_to(root):
-            continue
+        if not path.is_relative_to(root) or path == root:
+            continue  # the plugin folder itself: touched, or its mode changed
         rel = path.relative_to(root)
         if not path.exists() and path.suffix != ".py" and rel != Path("plugin.toml"):
             continue  # an editor's probe or swap file, come and gone (vim's "4913")
@@ -176,13 +178,56 @@ def _tests_importing(root: Path, test_files: list[Path], changed: set[str]
 async def watch_changes(root: Path, stop: asyncio.Event) -> AsyncIterator[set[Path]]:
     """Sets of changed files under ``root`` (created, modified or deleted; caches, VCS
     folders and editor swap files left out), one set per burst of writes, until ``stop``
-    is set."""
+    is set. The watch exists once the iteration's first step has run.
+
+    A deleted ``root`` takes its watch with it, and a folder made again under that name
+    (even within the same burst: a script's ``rm -rf`` and copy) was never seen again. The
+    burst that deleted it is handed out at once if the folder is gone; once a folder is
+    there again, a new watch is made first and then ``{root}`` is handed out (with that
+    burst, if it was held), so that nothing saved after the caller hears of it is
+    missed."""
     import watchfiles
 
-    async for changes in watchfiles.awatch(root, stop_event=stop, step=STEP_MS,
-                                           debounce=DEBOUNCE_MS, recursive=True,
-                                           watch_filter=watchfiles.DefaultFilter()):
-        yield {Path(path) for _, path in changes}
+    root = Path(root)
+    held: set[Path] | None = None  # handed out, with {root}, once a new watch exists
+    while not stop.is_set():
+        while not root.is_dir():
+            if await wait_set(stop, FOLDER_POLL):
+                return
+        bursts = watchfiles.awatch(root, stop_event=stop, step=STEP_MS, debounce=DEBOUNCE_MS,
+                                   recursive=True, watch_filter=watchfiles.DefaultFilter())
+        following: Any = anext(bursts)
+        try:
+            if held is not None:
+                # The new watch's first step makes it; only then is the burst handed out.
+                following = asyncio.ensure_future(following)
+                await asyncio.sleep(0)
+                yield held | {root}
+                held = None
+            while True:
+                try:
+                    changes = await following
+                except StopAsyncIteration:
+                    return  # stop was set
+                paths = {Path(path) for _, path in changes}
+                deleted = any(change == watchfiles.Change.deleted and Path(path) == root
+                              for change, path in changes)
+                if deleted and root.is_dir():
+                    held = paths  # made again already
+                    break
+                yield paths
+                if deleted:
+                    held = set()  # gone: watched again once it is back
+                    break
+                following = anext(bursts)
+        finally:
+            if isinstance(following, asyncio.Future):
+                following.cancel()
+                with contextlib.suppress(BaseException):
+                    await following
+            elif asyncio.iscoroutine(following):
+                following.close()  # never started: nothing to cancel
+            await bursts.aclose()
 
 
 class TestWatch:
