@@ -261,12 +261,25 @@ INTERRUPTING = {
 }
 
 
+EXITS_ONE = {
+    "tests/conftest.py": """\
+        import pytest
+
+
+        def pytest_collection_finish(session):
+            pytest.exit("the suite refuses to run here", returncode=1)
+        """,
+    "tests/test_fine.py": "def test_fine():\n    pass\n",
+}
+
+
 @pytest.fixture
 def stopping(tmp_path: Path) -> Path:
     """Suites where no test runs, or where a test ends pytest's session."""
     root = tmp_path / "stopping"
     write_plugin(root, "fidelity_stopping", STOPPING)
     write_plugin(root, "fidelity_interrupting", INTERRUPTING)
+    write_plugin(root, "fidelity_exits_one", EXITS_ONE)
     return root
 
 
@@ -329,6 +342,21 @@ async def test_a_test_that_ends_the_session_is_its_error(shared_manager_factory,
     exit_code, report = run_cli(home, stopping, "fidelity_interrupting::tests/test_exit.py")
     assert exit_code == 2
     assert [r["outcome"] for r in report["results"]] == ["error"]
+
+
+@MODULE_LOOP
+async def test_pytest_saying_failed_before_any_test_is_failed(shared_manager_factory,  # noqa: F811
+                                                               stopping):
+    """Review finding: a conftest ending the session with exit code 1 after collection
+    (no test ran, pytest says failed) came out as "no_tests" (exit 5)."""
+    folder = stopping / "fidelity_exits_one"
+    plain = asyncio.create_task(asyncio.to_thread(plain_pytest, folder))
+    manager, _ = await shared_manager_factory(stopping)
+    done, _ = await run_through(manager, "fidelity_exits_one")
+    _, _, their_exit = await plain
+    assert their_exit == 1
+    assert done.status is RunStatus.FAILED, done
+    assert "exit code 1" in done.error
 
 
 @MODULE_LOOP

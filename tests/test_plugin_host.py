@@ -259,9 +259,11 @@ async def test_a_synchronous_setup_past_the_timeout_fails_and_a_slow_one_is_warn
         root = scaffold_plugin(name, tmp_path)
         cls = "".join(part.title() for part in name.split("_")) + "Plugin"
         (root / name / "__init__.py").write_text(
-            "import time\nfrom plexichat_desktop.plugins.api import Plugin\n\n\n"
+            "import pathlib, time\nfrom plexichat_desktop.plugins.api import Plugin\n\n\n"
             f"class {cls}(Plugin):\n"
-            f"    def setup(self, ctx):\n        time.sleep({seconds})\n")
+            f"    def setup(self, ctx):\n        time.sleep({seconds})\n"
+            "    def teardown(self):\n"
+            f"        pathlib.Path({str(tmp_path / (name + '.torn'))!r}).touch()\n")
     settings = Settings()
     settings.plugins.setup_timeout = 0.5
     with caplog.at_level(logging.WARNING):
@@ -270,6 +272,8 @@ async def test_a_synchronous_setup_past_the_timeout_fails_and_a_slow_one_is_warn
     assert too_long["state"] == "failed"
     assert "did not finish within 0.5 s (it held the app for 0." in too_long["reason"]
     assert "a synchronous setup cannot be stopped: make it async" in too_long["reason"]
+    # It did return: its teardown undoes what it started outside the context.
+    assert (tmp_path / "blocks_too_long.torn").exists()
     assert (await core.client.get("/api/plugins/blocks_a_while")).json()["state"] == "active"
     warned = [r for r in caplog.records if r.name == "plexichat.plugin.blocks_a_while"]
     assert any("setup() held the app for 0.2 s" in r.getMessage() for r in warned), warned

@@ -200,3 +200,9 @@ def test_ids_and_packages_the_app_would_refuse_are_refused_before_it(home, tmp_p
     assert rows["p_two"]["state"] == "failed"
     assert "module name 'common' is already the package of plugin 'p_one'" in \
         rows["p_two"]["reason"]
+    # A plugin failed for another reason is never imported: it claims no package name.
+    (plugins / "p_one" / "web" / "index.html").unlink()
+    listed = json.loads(cli(["plugins", "list", "--json"], home, plugins).stdout)["plugins"]
+    rows = {p["id"]: p for p in listed}
+    assert rows["p_one"]["state"] == "failed" and "does not exist" in rows["p_one"]["reason"]
+    assert rows["p_two"]["state"] == "validated", rows["p_two"]

@@ -266,8 +266,9 @@ class PluginManager:
             errors, _ = check_code(rec.root, rec.manifest,
                                    installed=rec.source is Source.INSTALLED)
             top = rec.manifest.module.split(".", 1)[0]
-            owner = packages.setdefault(top, rec)
-            if not errors and owner is not rec:
+            # Only a plugin that will be imported claims its package name.
+            owner = packages.setdefault(top, rec) if not errors else rec
+            if owner is not rec:
                 # Both folders are on sys.path: the second import would find the first
                 # one's package (said only then, and only by the app, not by the list).
                 errors.append(f"{rec.root / 'plugin.toml'}: entry: module name '{top}' is "
@@ -484,6 +485,12 @@ class PluginManager:
             await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout,
                         ctx.logger)
         except TimeoutError as exc:
+            if str(exc):
+                # A synchronous setup that did return: its teardown undoes what it started
+                # outside the context (threads, files), as for any plugin that stops.
+                with contextlib.suppress(*PLUGIN_FAULTS):
+                    await _call(instance.teardown, self.settings.plugins.setup_timeout,
+                                ctx.logger, "teardown()")
             await ctx._close()
             held = f" ({exc}; a synchronous setup cannot be stopped: make it async)" \
                 if str(exc) else ""

@@ -556,6 +556,11 @@ class TestManager:
                                       for e in result.collect_errors}))
             return RunStatus.ERROR, (f"collection errors in {files}: "
                                      f"{first.get('message') or 'see the results'}")
+        if result.unexplained_failure and not any(a.outcome in BAD_OUTCOMES
+                                                  for a in finals.values()):
+            # pytest said tests failed (e.g. pytest.exit(returncode=1) in a hook) while
+            # none ran that shows it: failed, as pytest's exit code says, not "no tests".
+            return RunStatus.FAILED, result.unexplained_failure
         if not finals:
             return RunStatus.NO_TESTS, "no tests were collected"
         if all(a.phase == "collect" or a.outcome is Outcome.NOT_RUN for a in finals.values()):

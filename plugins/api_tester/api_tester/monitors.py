@@ -47,7 +47,7 @@ class RunSummary(BaseModel):
     passed: int = Field(ge=0)
     failed: int = Field(ge=0)
     detail: str = Field("", max_length=500)
-    duration_ms: float = Field(ge=0)
+    duration_ms: float  # wall-clock: a clock stepped back mid-run made it negative
 
 
 class Transition(BaseModel):
@@ -254,12 +254,12 @@ class Monitors:
                         a["message"] for a in first_failure["assertions"] if not a["passed"])))
                 summary = {"at": started, "status": status, "passed": report["passed"],
                            "failed": failed, "detail": detail[:500],
-                           "duration_ms": round((time.time() - started) * 1000, 1)}
+                           "duration_ms": round(max(0.0, time.time() - started) * 1000, 1)}
             except (StorageProblem, ValueError) as exc:
                 status = "failed"
                 summary = {"at": started, "status": status, "passed": 0, "failed": 0,
                            "detail": f"could not run: {exc}"[:500],
-                           "duration_ms": round((time.time() - started) * 1000, 1)}
+                           "duration_ms": round(max(0.0, time.time() - started) * 1000, 1)}
             item = self.items.get(monitor_id)
             if item is None:  # deleted while it ran
                 return summary

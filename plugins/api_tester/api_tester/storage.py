@@ -125,10 +125,12 @@ class Collections:
         ``except_path``'s), read from their text, so a file that no longer validates still
         keeps its names: a new secret must not take one of them."""
         folder = self._existing(collection)
-        skip = self._request_path(collection, except_path) if except_path else None
+        skip = self._request_path(collection, except_path).resolve() if except_path else None
         found: set[str] = set()
         for file in folder.rglob("*" + REQUEST_SUFFIX):
-            if file == skip or file.is_symlink():
+            # Resolved both: through a linked collections folder the request's own file
+            # did not match, its names counted as another's and each edit made a new one.
+            if file.is_symlink() or file.resolve() == skip:
                 continue
             with contextlib.suppress(OSError, UnicodeDecodeError):
                 found.update(SECRET_REF.findall(file.read_text("utf-8")))

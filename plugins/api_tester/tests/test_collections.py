@@ -150,3 +150,25 @@ def test_a_credential_in_the_urls_own_query_is_moved_out_too() -> None:
                                 "&token={{secret.r.url.query.token.2}}")  # A keeps its own
     plain = RequestSpec.model_validate({"url": "http://127.0.0.1/?q=a&b"})
     assert externalize(plain, "p") == (plain, {})
+
+
+def test_a_requests_own_secret_names_are_its_own_through_a_linked_folder(tmp_path: Path
+                                                                           ) -> None:
+    """Review finding: with the collections folder reached through a link, a request's
+    own file was not recognised as its own, so its names counted as another request's
+    and each edit of its token stored a new secret (the old one left behind)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    store = Collections(tmp_path / "linked")
+    store.create("Demo")
+    spec = RequestSpec.model_validate({"url": "http://127.0.0.1/",
+                                       "auth": {"type": "bearer", "token": "t1"}})
+    clean, moved = externalize(spec, "users/get", store.secret_refs("Demo"))
+    store.write("Demo", "users/get.request.json", clean)
+    assert store.secret_refs("Demo", "users/get.request.json") == set()
+    _, moved_again = externalize(
+        RequestSpec.model_validate({"url": "http://127.0.0.1/",
+                                    "auth": {"type": "bearer", "token": "t2"}}),
+        "users/get", store.secret_refs("Demo", "users/get.request.json"))
+    assert set(moved_again) == set(moved)  # the same name, its value replaced
