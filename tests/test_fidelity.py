@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,6 +206,15 @@ async def run_through(manager: TestManager, plugin_id: str, tests: list[str] | N
     return done, finals(manager, run.id)
 
 
+async def beside_plain(make: Any, root: Path, plugin_id: str) -> tuple[Any, ...]:
+    """The manager's run of the plugin's suite, its results, and what plain pytest said
+    of the same suite (run in a thread meanwhile): verdicts, counts, exit code."""
+    plain = asyncio.create_task(asyncio.to_thread(plain_pytest, root / plugin_id))
+    manager, _ = await make(root)
+    done, ours = await run_through(manager, plugin_id)
+    return done, ours, await plain
+
+
 @pytest.fixture
 def suites(tmp_path: Path) -> Path:
     root = tmp_path / "suites"
@@ -349,11 +359,8 @@ async def test_pytest_saying_failed_before_any_test_is_failed(shared_manager_fac
                                                                stopping):
     """Review finding: a conftest ending the session with exit code 1 after collection
     (no test ran, pytest says failed) came out as "no_tests" (exit 5)."""
-    folder = stopping / "fidelity_exits_one"
-    plain = asyncio.create_task(asyncio.to_thread(plain_pytest, folder))
-    manager, _ = await shared_manager_factory(stopping)
-    done, _ = await run_through(manager, "fidelity_exits_one")
-    _, _, their_exit = await plain
+    done, _, (_, _, their_exit) = await beside_plain(shared_manager_factory, stopping,
+                                                     "fidelity_exits_one")
     assert their_exit == 1
     assert done.status is RunStatus.FAILED, done
     assert "exit code 1" in done.error
@@ -361,12 +368,8 @@ async def test_pytest_saying_failed_before_any_test_is_failed(shared_manager_fac
 
 @MODULE_LOOP
 async def test_every_outcome_kind_matches_plain_pytest(shared_manager_factory, suites, home):  # noqa: F811
-    folder = suites / "fidelity_all"
-    # Plain pytest runs in a thread while the manager runs the same suite.
-    plain = asyncio.create_task(asyncio.to_thread(plain_pytest, folder))
-    manager, _ = await shared_manager_factory(suites)
-    done, ours = await run_through(manager, "fidelity_all")
-    theirs, their_counts, their_exit = await plain
+    done, ours, (theirs, their_counts, their_exit) = await beside_plain(
+        shared_manager_factory, suites, "fidelity_all")
     assert their_exit == 1
     # The suite does hold every kind the manager once got wrong.
     assert {"tests/test_broken.py", "tests/test_doc.txt::test_doc.txt",

@@ -99,6 +99,19 @@ def test_sign_out_all_browsers_ends_their_sessions(shell: Any, arun: Any) -> Non
         arun(anonymous.aclose())
 
 
+GOOD = "/plugins/good_plugin/index.html"
+
+
+def _moved_on(qtbot: Any, js: Any, pane: Any) -> Any:
+    """``pane`` once its page has loaded and it went on to another page (/healthz)."""
+    from tests.gui.shell_helpers import wait_loaded
+
+    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
+    js(pane.view, "location.assign('/healthz'), 1")
+    qtbot.waitUntil(lambda: pane.path == "/healthz", timeout=10_000)
+    return pane
+
+
 def _activate(qtbot: Any, window: Any) -> None:
     from PySide6.QtWidgets import QApplication
 
@@ -114,14 +127,10 @@ def test_the_keys_of_a_tab_work_in_a_pages_own_window(shell: Any, qtbot: Any, js
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
-    from tests.gui.shell_helpers import wait_loaded
-
     window: MainWindow = shell.window
-    path = "/plugins/good_plugin/index.html"
+    path = GOOD
     own = window.open_window(path, "Good")
-    wait_loaded(qtbot, js, own.pane, "document.querySelector('h1') !== null")
-    js(own.pane.view, "location.assign('/healthz'), 1")
-    qtbot.waitUntil(lambda: own.pane.path == "/healthz", timeout=10_000)
+    _moved_on(qtbot, js, own.pane)
     _activate(qtbot, own)
     alt, ctrl = Qt.KeyboardModifier.AltModifier, Qt.KeyboardModifier.ControlModifier
     QTest.keyClick(own, Qt.Key.Key_Left, alt)
@@ -140,17 +149,11 @@ def test_alt_left_goes_back_in_the_current_tab(shell: Any, qtbot: Any, js: Any) 
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
-    from tests.gui.shell_helpers import wait_loaded
-
     window: MainWindow = shell.window
-    path = "/plugins/good_plugin/index.html"
-    pane = window.open_page(path, "Good")
-    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
-    js(pane.view, "location.assign('/healthz'), 1")
-    qtbot.waitUntil(lambda: pane.path == "/healthz", timeout=10_000)
+    pane = _moved_on(qtbot, js, window.open_page(GOOD, "Good"))
     _activate(qtbot, window)
     QTest.keyClick(window, Qt.Key.Key_Left, Qt.KeyboardModifier.AltModifier)
-    qtbot.waitUntil(lambda: pane.path == path, timeout=10_000)
+    qtbot.waitUntil(lambda: pane.path == GOOD, timeout=10_000)
 
 
 def test_ctrl_t_brings_the_plugin_list_back_after_a_click_on_a_plugin(
@@ -203,14 +206,9 @@ def test_asking_for_a_page_brings_its_tab_up_as_it_is(shell: Any, qtbot: Any, js
                                                       ) -> None:
     """A plugin's tab that went on to another page of the app is brought to the front as
     it is (only the plugin list's tab goes back to its first page, for Ctrl+T)."""
-    from tests.gui.shell_helpers import wait_loaded
 
     window: MainWindow = shell.window
-    path = "/plugins/good_plugin/index.html"
-    pane = window.open_page(path, "Good")
-    wait_loaded(qtbot, js, pane, "document.querySelector('h1') !== null")
-    js(pane.view, "location.assign('/healthz'), 1")
-    qtbot.waitUntil(lambda: pane.path == "/healthz", timeout=10_000)
-    assert window.open_page(path, "Good") is pane
+    pane = _moved_on(qtbot, js, window.open_page(GOOD, "Good"))
+    assert window.open_page(GOOD, "Good") is pane
     qtbot.wait(300)
     assert pane.path == "/healthz"
