@@ -341,6 +341,19 @@ def test_dev_survives_its_folder_going_away_and_coming_back(start_dev, tmp_path:
     _edit(module, 'f"{greeting}, {who}!"', 'f"{greeting}, {who}! (replaced)"')
     eventually(lambda: dev.client.get("/plugins/moving_dev/api/hello").json() == {
         "message": "Hello, world! (replaced)"}, "a save in the replaced folder")
+    # Swapped by renames: the old watch hears only that its folder is gone; the folder
+    # in its place is read as it is (reloaded), and watched.
+    swapped = tmp_path / "swapped"
+    shutil.copytree(backup, swapped)
+    _edit(swapped / "moving_dev" / "__init__.py", 'f"{greeting}, {who}!"',
+          'f"{greeting}, {who}! (renamed in)"')
+    root.rename(tmp_path / "old")
+    swapped.rename(root)
+    eventually(lambda: dev.client.get("/plugins/moving_dev/api/hello").json() == {
+        "message": "Hello, world! (renamed in)"}, "the folder renamed in is reloaded")
+    _edit(module, "(renamed in)", "(saved after)")
+    eventually(lambda: dev.client.get("/plugins/moving_dev/api/hello").json() == {
+        "message": "Hello, world! (saved after)"}, "a save in the folder renamed in")
     assert "Traceback" not in dev.out.read_text()
 
 

@@ -169,6 +169,7 @@ async def test_setup_that_hangs_times_out(start_core, tmp_path):
 EXITING = """\
 import sys
 
+from fastapi.sse import EventSourceResponse
 from starlette.responses import StreamingResponse
 
 from plexichat_desktop.plugins.api import Plugin
@@ -200,9 +201,22 @@ class {cls}(Plugin):
         async def leave_later():
             sys.exit(6)
 
+        async def source():
+            yield ("hello", 1)
+            sys.exit(7)
+
+        async def events():
+            return ctx.event_stream(source())
+
+        async def produced():
+            yield {{"n": 1}}
+            sys.exit(8)
+
         ctx.add_route("/exit", route)
         ctx.add_route("/job", start, methods=["POST"])
         ctx.add_route("/stream", stream)
+        ctx.add_route("/events", events)
+        ctx.add_route("/produced", produced, response_class=EventSourceResponse)
         ctx.create_task(leave_later(), name="leaves")
 """
 
@@ -211,8 +225,9 @@ class {cls}(Plugin):
 async def test_a_plugin_calling_sys_exit_fails_alone(start_core, tmp_path, caplog):
     """sys.exit() in a plugin's import or setup ended the whole app (exit code 0 for
     SystemExit(0), nothing logged); in a route it was a bare text 500, in a job, a
-    background task or a streaming answer's body it too ended the app. Now each is that
-    plugin's failure, said with its reason."""
+    background task, a streaming answer's body, an event stream's source or a generator
+    endpoint it too ended the app. Now each is that plugin's failure, said with its
+    reason."""
     for name, at_import, in_setup in (("leaves_on_import", "sys.exit(3)", "pass"),
                                       ("leaves_in_setup", "", "raise SystemExit(0)"),
                                       ("leaves_later", "", "pass")):
@@ -237,8 +252,11 @@ async def test_a_plugin_calling_sys_exit_fails_alone(start_core, tmp_path, caplo
             break
         await asyncio.sleep(0.02)
     assert jobs.get(job["id"]).error == "SystemExit: 4"
-    with contextlib.suppress(httpx.HTTPError):  # the stream is cut: how is the client's
-        await core.client.get("/plugins/leaves_later/api/stream")
+    for stream in ("stream", "events", "produced"):  # each cut: how is the client's
+        with contextlib.suppress(httpx.HTTPError):
+            async with core.client.stream("GET", f"/plugins/leaves_later/api/{stream}") as r:
+                async for _ in r.aiter_bytes():
+                    pass
     await asyncio.sleep(0.1)  # the background task has run by now
     said = " ".join(r.getMessage() + str(r.exc_info and r.exc_info[1])
                     for r in caplog.records if r.name == "plexichat.plugin.leaves_later")
@@ -277,6 +295,33 @@ async def test_a_synchronous_setup_past_the_timeout_fails_and_a_slow_one_is_warn
     assert (await core.client.get("/api/plugins/blocks_a_while")).json()["state"] == "active"
     warned = [r for r in caplog.records if r.name == "plexichat.plugin.blocks_a_while"]
     assert any("setup() held the app for 0.2 s" in r.getMessage() for r in warned), warned
+
+
+@OWN_CORE
+async def test_a_setup_raising_its_own_timeout_or_failing_after_a_task_is_said_so(
+        start_core, tmp_path, recwarn):
+    """Review findings: a TimeoutError of the plugin's own (socket.timeout, at once) was
+    reported as "did not finish within 15 s"; and a task a setup started just before it
+    failed was cancelled before its first step, leaving "coroutine ... was never
+    awaited"."""
+    import gc
+
+    for name, body in (("own_timeout", "raise TimeoutError('timed out')"),
+                       ("task_then_fails",
+                        "ctx.create_task(poll())\n        raise RuntimeError('no config')")):
+        root = scaffold_plugin(name, tmp_path)
+        cls = "".join(part.title() for part in name.split("_")) + "Plugin"
+        (root / name / "__init__.py").write_text(
+            "import asyncio\nfrom plexichat_desktop.plugins.api import Plugin\n\n\n"
+            "async def poll():\n    await asyncio.sleep(3600)\n\n\n"
+            f"class {cls}(Plugin):\n    def setup(self, ctx):\n        {body}\n")
+    core = await start_core(tmp_path)
+    own = (await core.client.get("/api/plugins/own_timeout")).json()
+    assert own["reason"] == "setup() raised TimeoutError: timed out"
+    failed = (await core.client.get("/api/plugins/task_then_fails")).json()
+    assert failed["reason"] == "setup() raised RuntimeError: no config"
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)], list(recwarn)
 
 
 @OWN_CORE

@@ -587,24 +587,30 @@ def test_concurrent_writers_and_a_reader(store: ResultStore) -> None:
 
 
 def test_an_owner_is_running_only_while_its_process_is() -> None:
-    """Review finding: a process that had ended but was not yet reaped (a zombie) still
-    counted as running, so its runs were never marked interrupted."""
+    """Review findings: a process that had ended but was not yet reaped (a zombie) still
+    counted as running, so its runs were never marked interrupted; and the start time
+    compared was psutil's, which a step of the wall clock moves (the running app looked
+    gone): on Linux it is the start in ticks since boot now."""
     import subprocess
     import sys
 
     import psutil
 
-    from plexichat_desktop.core.owner import is_running, this_process
+    from plexichat_desktop.core.owner import _started, is_running, this_process
 
     assert is_running(this_process())
     pid, _, started = this_process().partition("@")
-    assert is_running(f"{pid}@{float(started) + 2:.2f}")  # a clock step since: the same
-    assert not is_running(f"{pid}@{float(started) - 3600:.2f}")  # another process, same id
-    for junk in (None, "", "x@y", "12@", "-1@5"):
+    if sys.platform.startswith("linux"):
+        assert started.startswith("t")  # no wall-clock time in it
+        assert not is_running(f"{pid}@t{int(started[1:]) + 1}")  # another process, same id
+    else:
+        assert is_running(f"{pid}@{float(started) + 2:.2f}")  # a clock step since
+        assert not is_running(f"{pid}@{float(started) - 3600:.2f}")
+    for junk in (None, "", "x@y", "12@", "-1@5", f"{pid}@", f"{pid}@tx"):
         assert not is_running(junk), junk
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
-        owner = f"{child.pid}@{psutil.Process(child.pid).create_time():.2f}"
+        owner = f"{child.pid}@{_started(child.pid)}"
         deadline = time.monotonic() + 30
         while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
             assert time.monotonic() < deadline, "the child never ended"

@@ -658,8 +658,9 @@ class MainWindow(QMainWindow):
             return
         index = self.tabs.indexOf(problem)
         if index >= 0:
+            current = self.tabs.currentIndex() == index  # a tab behind stays behind
             self.close_tab(index)
-            self._new_tab(problem.home_path, problem.title, index)
+            self._new_tab(problem.home_path, problem.title, index, focus=current)
             return
         for window in self.windows:
             if window.pane is problem:

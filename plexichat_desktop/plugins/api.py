@@ -497,9 +497,14 @@ class PluginContext:
                     ) -> asyncio.Task[Any]:
         """Start background work owned by the plugin; cancelled when the plugin stops.
         An exception in it is logged with the plugin id and does not stop the app."""
-        task = asyncio.get_running_loop().create_task(without_exit(coro), name=name)
+        task = asyncio.get_running_loop().create_task(without_exit(coro, "the task"),
+                                                      name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        if inspect.iscoroutine(coro):
+            # Cancelled before its first step (the plugin stopped at once), the wrapper
+            # never started the plugin's coroutine: closed, it warns of nothing.
+            task.add_done_callback(lambda _task: coro.close())
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:

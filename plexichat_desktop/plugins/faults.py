@@ -7,14 +7,18 @@ own, with the reason logged under its name; left alone, the exception ended the 
 cancellation still pass: they are the user's Ctrl+C and the app's own stopping.
 
 Where plugin code runs in an asyncio task of its own (``ctx.create_task``, the body of a
-streaming response), no ``except`` around it can help: asyncio hands ``SystemExit`` from
-any task straight to the event loop. There it is turned into a ``RuntimeError`` inside
-that task (:func:`without_exit`, :func:`plugin_route_class`).
+streaming response, the source of ``ctx.event_stream``, an async-generator endpoint), no
+``except`` around it can help: asyncio hands ``SystemExit`` from any task straight to the
+event loop. There it is turned into a ``RuntimeError`` inside that task
+(:func:`without_exit`, :func:`plugin_route_class`). Not covered: tasks a plugin starts
+with ``asyncio.create_task`` itself, and the routes of a router it includes with
+``include_router`` (those keep their own route class).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -56,6 +60,18 @@ def plugin_route_class() -> type[Any]:
     from starlette.responses import Response
 
     class PluginRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            if inspect.isasyncgenfunction(endpoint):
+                # FastAPI runs a generator endpoint (SSE, JSON lines) in a task of its own.
+                original = endpoint
+
+                @functools.wraps(original)
+                async def endpoint(*args: Any, **kw: Any) -> AsyncIterator[Any]:
+                    async for item in _stream_without_exit(original(*args, **kw)):
+                        yield item
+
+            super().__init__(path, endpoint, **kwargs)
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 

@@ -151,6 +151,16 @@ def _describe(exc: BaseException) -> str:
 BLOCKING_WARN = 1.0
 
 
+class TimedOut(TimeoutError):
+    """A setup or teardown ran past its timeout; not a plugin's own TimeoutError (a
+    ``socket.timeout`` its code raised at once is that plugin's error, said as such)."""
+
+
+class HeldTooLong(TimedOut):
+    """A synchronous setup or teardown returned, later than its timeout (it could not be
+    stopped: it held the event loop)."""
+
+
 async def _call(fn: Callable[[], Awaitable[None] | None], timeout: float,
                 logger: logging.Logger | None = None, what: str = "setup()") -> None:
     """``fn()``, and what it returns awaited within ``timeout`` seconds. A synchronous
@@ -159,11 +169,16 @@ async def _call(fn: Callable[[], Awaitable[None] | None], timeout: float,
     started = time.monotonic()
     result = fn()
     if inspect.isawaitable(result):
-        await within(result, timeout)
+        try:
+            await within(result, timeout)
+        except TimeoutError:
+            if time.monotonic() - started < timeout:
+                raise  # the plugin's own, before the deadline
+            raise TimedOut(f"past {timeout:g} s") from None
         return
     held = time.monotonic() - started
     if held > timeout:
-        raise TimeoutError(f"it held the app for {held:.1f} s")
+        raise HeldTooLong(f"it held the app for {held:.1f} s")
     if held > BLOCKING_WARN and logger is not None:
         logger.warning("%s held the app for %.1f s: nothing else could run meanwhile; "
                        "make it async and move slow work to asyncio.to_thread", what, held)
@@ -484,18 +499,24 @@ class PluginManager:
         try:
             await _call(lambda: instance.setup(ctx), self.settings.plugins.setup_timeout,
                         ctx.logger)
-        except TimeoutError as exc:
-            if str(exc):
-                # A synchronous setup that did return: its teardown undoes what it started
-                # outside the context (threads, files), as for any plugin that stops.
-                with contextlib.suppress(*PLUGIN_FAULTS):
-                    await _call(instance.teardown, self.settings.plugins.setup_timeout,
-                                ctx.logger, "teardown()")
+        except HeldTooLong as exc:
+            # A synchronous setup that did return: its teardown undoes what it started
+            # outside the context (threads, files), as for any plugin that stops.
+            try:
+                await _call(instance.teardown, self.settings.plugins.setup_timeout,
+                            ctx.logger, "teardown()")
+            except PLUGIN_FAULTS as teardown_exc:
+                ctx.logger.error("teardown() raised %s", _describe(teardown_exc),
+                                 exc_info=teardown_exc)
             await ctx._close()
-            held = f" ({exc}; a synchronous setup cannot be stopped: make it async)" \
-                if str(exc) else ""
             self._fail(rec, f"setup() did not finish within "
-                            f"{self.settings.plugins.setup_timeout:g} s{held}", exc)
+                            f"{self.settings.plugins.setup_timeout:g} s ({exc}; a "
+                            "synchronous setup cannot be stopped: make it async)", exc)
+            return
+        except TimedOut as exc:
+            await ctx._close()
+            self._fail(rec, f"setup() did not finish within "
+                            f"{self.settings.plugins.setup_timeout:g} s", exc)
             return
         except PLUGIN_FAULTS as exc:
             await ctx._close()

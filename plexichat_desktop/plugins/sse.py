@@ -16,6 +16,8 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from plexichat_desktop.plugins.faults import without_exit
+
 if TYPE_CHECKING:
     from starlette.responses import StreamingResponse
 
@@ -42,7 +44,10 @@ async def _stream(source: AsyncIterator[tuple[Any, ...] | EventBatch], stop: asy
     try:
         while not stop.is_set():
             if next_item is None:
-                next_item = asyncio.ensure_future(anext(source))
+                # A task of its own: the plugin's source calling sys.exit() there ends
+                # that task, not the app (see plugins.faults).
+                next_item = asyncio.ensure_future(
+                    without_exit(anext(source), "the event stream's source"))
             done, _ = await asyncio.wait({next_item, stop_wait}, timeout=keepalive,
                                          return_when=asyncio.FIRST_COMPLETED)
             if next_item in done:

@@ -181,11 +181,12 @@ async def watch_changes(root: Path, stop: asyncio.Event) -> AsyncIterator[set[Pa
     is set. The watch exists once the iteration's first step has run.
 
     A deleted ``root`` takes its watch with it, and a folder made again under that name
-    (even within the same burst: a script's ``rm -rf`` and copy) was never seen again. The
-    burst that deleted it is handed out at once if the folder is gone; once a folder is
-    there again, a new watch is made first and then ``{root}`` is handed out (with that
-    burst, if it was held), so that nothing saved after the caller hears of it is
-    missed."""
+    (even within the same burst: a script's ``rm -rf`` and copy, or a rename) was never
+    seen again. The burst that deleted it is handed out at once if the folder is gone;
+    once a folder is there again, a new watch is made first and then ``{root,
+    root/plugin.toml}`` is handed out (with that burst, if it was held): everything in it
+    may be new, as after a save of the manifest, and nothing saved after the caller hears
+    of it is missed."""
     import watchfiles
 
     root = Path(root)
@@ -202,13 +203,20 @@ async def watch_changes(root: Path, stop: asyncio.Event) -> AsyncIterator[set[Pa
                 # The new watch's first step makes it; only then is the burst handed out.
                 following = asyncio.ensure_future(following)
                 await asyncio.sleep(0)
-                yield held | {root}
+                if following.done() and isinstance(following.exception(), OSError):
+                    continue  # gone again before it was watched: wait for it again
+                yield held | {root, root / "plugin.toml"}
                 held = None
             while True:
                 try:
                     changes = await following
                 except StopAsyncIteration:
                     return  # stop was set
+                except FileNotFoundError:
+                    if root.is_dir():
+                        raise
+                    held = held if held is not None else set()
+                    break  # deleted while the watch was being made
                 paths = {Path(path) for _, path in changes}
                 deleted = any(change == watchfiles.Change.deleted and Path(path) == root
                               for change, path in changes)
