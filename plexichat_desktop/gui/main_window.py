@@ -623,6 +623,11 @@ class MainWindow(QMainWindow):
                 continue
             rec = self.plugin_of(pane.home_path)
             if rec is None or rec.id != plugin_id:
+                # A tab that went to one of the plugin's pages from elsewhere (the plugin
+                # list's, after a click) reloads too; it is not the plugin's to replace.
+                if (showing := self.plugin_of(pane.path)) is not None and \
+                        showing.id == plugin_id and isinstance(pane, BrowserPane):
+                    pane.reload()
                 continue
             if isinstance(pane, ProblemPane):
                 if running:

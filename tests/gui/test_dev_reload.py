@@ -36,13 +36,25 @@ def test_saves_reload_the_open_tab_and_a_broken_save_shows_why(
         wait_loaded(qtbot, js, pane, "document.getElementById('message').textContent"
                                      ".startsWith('Hello')", timeout=WAIT)
 
+        # The plugin list's tab followed a link to the page: it reloads on saves too.
+        home_tab = window.open_page("/", "Plugins")
+        wait_loaded(qtbot, js, home_tab, "document.readyState === 'complete'", timeout=WAIT)
+        js(home_tab.view, "location.assign('/plugins/live_edit/index.html'), 1")
+        qtbot.waitUntil(lambda: home_tab.path == "/plugins/live_edit/index.html",
+                        timeout=WAIT)
+        wait_loaded(qtbot, js, home_tab, "document.readyState === 'complete'", timeout=WAIT)
+        window.tabs.setCurrentWidget(pane)
+
         # A page save: the same view reloads (the marker set in the old document goes).
-        js(pane.view, "window.__before_reload = true")
+        for view in (pane.view, home_tab.view):
+            js(view, "window.__before_reload = true")
         (root / "web" / "index.html").write_text(
             (root / "web" / "index.html").read_text().replace("<h1>", "<h1 id='edited'>"))
-        wait_loaded(qtbot, js, pane, "!window.__before_reload && "
-                                     "!!document.getElementById('edited')", timeout=WAIT)
+        for shown in (pane, home_tab):
+            wait_loaded(qtbot, js, shown, "!window.__before_reload && "
+                                          "!!document.getElementById('edited')", timeout=WAIT)
         assert window.tabs.currentWidget() is pane
+        window.close_tab(window.tabs.indexOf(home_tab))
         index, count = window.tabs.indexOf(pane), window.tabs.count()
 
         # A broken Python save: the tab says why, in place.
