@@ -201,6 +201,36 @@ async def test_a_stop_in_the_turn_that_wakes_the_idle_dispatcher_ends_it(make_v1
     stopping.result()
 
 
+async def test_events_emitted_just_before_a_stop_are_queued_not_lost(make_v1, receiver,
+                                                                    caplog):
+    """An event emitted without waiting (emit) right before the server stopped wrote to a
+    store that closed first: "queueing a webhook event failed: the database is closed" at
+    exit, and the delivery was lost. The stop queues what was emitted before it."""
+    v1 = await make_v1()
+    ann = await v1.account("ann")
+    hook = (await ann.client.post("/webhooks/register", json={
+        "url": receiver.url, "events": ["*"]})).json()
+    dispatcher = v1.api.webhooks
+    store_lock = v1.api.store._lock
+    store_lock.acquire()  # the emitted writes wait in their threads
+    try:
+        for n in range(20):
+            dispatcher.emit("message.sent", {"n": n}, [ann.id])
+        stopping = asyncio.ensure_future(dispatcher.stop())
+        await asyncio.sleep(0.3)
+        assert not stopping.done()  # it waits for them: the store closes after it
+    finally:
+        store_lock.release()
+    await stopping
+    dispatcher.emit("message.sent", {"n": "after"}, [ann.id])  # dropped, as before start
+    log = (await ann.client.get(f"/webhooks/{hook['id']}/deliveries",
+                                params={"limit": 100})).json()
+    assert log["total"] == 20, log["total"]
+    v1.api.store.close()
+    await asyncio.sleep(0.1)
+    assert "queueing a webhook event failed" not in caplog.text
+
+
 async def test_a_dead_receiver_ends_failed_and_logged(make_v1):
     v1 = await make_v1(webhook_retry_base=0.05, webhook_max_attempts=3, webhook_timeout=2)
     ann = await v1.account("ann")

@@ -404,6 +404,9 @@ class WebhookDispatcher:
         self._client: httpx.AsyncClient | None = None
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # Events queued without waiting (emit): stop() lets them write before the store
+        # closes; one that ran after it failed with "the database is closed" at exit.
+        self._emitting: set[asyncio.Task[Any]] = set()
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         #: Loopback ports of the app's own receivers (announced with the app token, see
         #: ``PUT /webhooks/local-receivers/{port}``): reachable without
@@ -417,9 +420,12 @@ class WebhookDispatcher:
                                                             name="v1 webhook dispatcher")
 
     async def stop(self) -> None:
-        """Stop dispatching; attempts in flight are cancelled and retried after a restart."""
-        await cancel_and_wait(self._task)
-        self._task = None
+        """Stop dispatching; attempts in flight are cancelled and retried after a restart.
+        Events emitted before are queued first (later ones are dropped, as before start)."""
+        task, self._task = self._task, None  # emit() queues nothing from here on
+        if self._emitting:
+            await asyncio.gather(*self._emitting, return_exceptions=True)
+        await cancel_and_wait(task)
         for task in list(self._in_flight.values()):
             task.cancel()
         if self._in_flight:
@@ -446,6 +452,8 @@ class WebhookDispatcher:
         if self._task is None:
             return
         task = asyncio.get_running_loop().create_task(self.enqueue(event, data, user_ids))
+        self._emitting.add(task)
+        task.add_done_callback(self._emitting.discard)
         task.add_done_callback(_log_failure)
 
     async def wait_first_attempt(self, delivery_id: str, timeout: float) -> None:
