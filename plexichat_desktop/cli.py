@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "test", help="run plugin tests in isolated pytest processes",
         description="Run the tests of every plugin, one plugin, or one test "
                     "(PLUGIN::TEST_ID, where TEST_ID is a pytest node id, a file or a test "
-                    "name). Exit code 0 when everything passed, 1 otherwise, 2 for bad "
-                    "arguments.")
+                    "name). Exits as pytest would: 0 when everything passed, 1 for "
+                    "failures, pytest's 2/3/4 (interrupted or a file that does not collect, "
+                    "internal error, usage error), 5 when no test ran; 2 for bad arguments.")
     test.add_argument("target", nargs="?", metavar="PLUGIN[::TEST_ID]")
     test.add_argument("--timeout", type=float, metavar="S",
                       help="per-test timeout in seconds (default: the plugin's manifest)")
