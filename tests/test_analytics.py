@@ -213,7 +213,12 @@ async def test_analytics_over_the_api_and_the_cli(start_core, tmp_path, home):
         ["results", "--failures", "--json"], ["results", str(runs[1]["id"]), "--failed"],
         ["results", "--slow"], ["results", "9" * 23], ["results", "--limit", "0"],
         ["results", "analytics_suiet"], ["results", "analytics_suite", "--limit", "1"],
-        *(["test", "analytics_suite", "--timeout", t] for t in ("nan", "inf", "0"))], env)
+        *(["test", "analytics_suite", "--timeout", t] for t in ("nan", "inf", "0")),
+        ["results", "\u00b2"]], env)
+    superscript = timeouts.pop()
+    # "²".isdigit() is true: it was taken for a run id and int() raised a traceback.
+    assert superscript.returncode == 2 and "unknown plugin" in superscript.stderr, (
+        superscript.returncode, superscript.stderr)
     # Bad input is an error with exit code 2, not a traceback or an empty list (nor, for
     # --timeout nan, a run in which every test "took longer than nan s").
     assert all(t.returncode == 2 and "--timeout must be a number of seconds" in t.stderr

@@ -39,6 +39,13 @@ async def test_a_burst_arrives_as_one_batch_and_resumes_by_id():
             second = await anext(batches)
         assert [event_id for _, _, event_id in second] == [6]
         await batches.aclose()
+        # An id from before a restart (each process counts from 1): what this process
+        # kept, at once, instead of nothing until its own count passed that id.
+        stale = log.follow_batches(500)
+        async with asyncio.timeout(5):
+            resumed = await anext(stale)
+        assert [event_id for _, _, event_id in resumed] == [4, 5, 6]
+        await stale.aclose()
     finally:
         await log.stop()
 

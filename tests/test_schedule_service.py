@@ -233,9 +233,15 @@ async def test_a_due_schedule_fires_and_its_run_outcome_is_recorded(world):
     history = await service.history(record.id)
     assert [(h["status"], h["fire_at"], h["run_id"]) for h in history] == [
         ("fired", ts(2026, 6, 1, 12, 1), run_id)]
-    kinds = [(type(e).__name__, getattr(e, "change", None)) for e in world.drain()]
+    events = world.drain()
+    kinds = [(type(e).__name__, getattr(e, "change", None)) for e in events]
+    # Re-armed at the fire (the pages' row showed the old next run until the run ended),
+    # then the run's start ("queued" stayed for the whole of a long run) and its end.
     assert kinds == [("ScheduleChanged", "created"), ("ScheduleFired", None),
+                     ("ScheduleChanged", "updated"), ("ScheduleChanged", "updated"),
                      ("ScheduleChanged", "updated")]
+    assert events[2].schedule["next_run_at"] == ts(2026, 6, 1, 12, 2)
+    assert [e.schedule["last_status"] for e in events[2:]] == ["queued", "running", "passed"]
     assert ScheduleStore(world.store).load_schedules()[0]["last_status"] == "passed"
 
 
@@ -255,8 +261,13 @@ async def test_a_schedule_whose_run_is_still_going_is_skipped(world):
     history = await service.history(record.id)
     assert statuses(history) == ["skipped", "fired"]
     assert str(run_id) in history[0]["detail"]
-    [event] = [e for e in world.drain() if isinstance(e, ScheduleSkipped)]
+    events = world.drain()
+    [event] = [e for e in events if isinstance(e, ScheduleSkipped)]
     assert event.fire_at == ts(2026, 6, 1, 12, 2) and str(run_id) in event.reason
+    # The skip re-armed the schedule: said to the pages, which kept the old next run.
+    after = events[events.index(event) + 1]
+    assert after.change == "updated" and after.schedule["last_status"] == "skipped"
+    assert after.schedule["next_run_at"] == ts(2026, 6, 1, 12, 3)
     assert await world.manager.cancel(run_id)
 
 

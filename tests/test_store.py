@@ -619,3 +619,13 @@ def test_an_owner_is_running_only_while_its_process_is() -> None:
     finally:
         child.wait()
     assert not is_running(owner)
+
+
+def test_statistics_count_the_runs_that_ended(store: ResultStore) -> None:
+    """The cards say "final results of N runs": a run still queued or going has none
+    yet and was counted (an audit saw "2 runs" over the results of one)."""
+    done = make_run(store, status=RunStatus.PASSED, queued_at=T0)
+    store.add_attempts([att(done, "t::a", Outcome.PASSED)])
+    make_run(store, status=RunStatus.RUNNING, queued_at=T0 + 1)
+    make_run(store, status=RunStatus.QUEUED, queued_at=T0 + 2)
+    assert store.statistics("alpha")["runs"] == 1

@@ -97,6 +97,22 @@ async def test_bad_input_is_4xx_naming_the_field(shared):
         ("patch", "/tests/schedule/nope", {"enabled": False}, 404, "schedule_id: "),
         ("delete", "/tests/schedule/nope", None, 404, "schedule_id: "),
         ("get", "/tests/schedule/preview?expression=bogus", None, 422, "schedule_expression"),
+        # A user-side audit: an expression holding "zone" was blamed on the timezone, JSON
+        # true became a 1 s timeout or 1 retry and 0 or "yes" a boolean, and a mistyped
+        # plugin listed no schedule without a word.
+        ("post", "/tests/schedule", {"plugin_name": "mixed_suite",
+                                     "schedule_expression": "every_5_zones"}, 422,
+         "schedule_expression: "),
+        ("post", "/tests/schedule", {"plugin_name": "mixed_suite",
+                                     "schedule_expression": "daily", "timeout": True}, 422,
+         "timeout"),
+        ("post", "/tests/run", {"plugin_name": "mixed_suite", "retries": True}, 422,
+         "retries"),
+        ("post", "/tests/schedule", {"plugin_name": "mixed_suite",
+                                     "schedule_expression": "daily", "enabled": 0}, 422,
+         "enabled"),
+        ("patch", "/tests/schedule/nope", {"enabled": "yes"}, 422, "enabled"),
+        ("get", "/tests/schedules?plugin_name=ghost", None, 404, "plugin_name: "),
     ]
     for method, path, body, status, needle in cases:
         kwargs = {} if body is None else {"json": body}

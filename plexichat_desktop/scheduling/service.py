@@ -55,7 +55,7 @@ from plexichat_desktop.scheduling.planner import (
     spread,
 )
 from plexichat_desktop.scheduling.store import ScheduleStore
-from plexichat_desktop.testing.events import RunFinished
+from plexichat_desktop.testing.events import RunFinished, RunStarted
 from plexichat_desktop.testing.manager import TestManager, TestSelectionError
 from plexichat_desktop.testing.models import Priority, RunStatus
 from plexichat_desktop.testing.store import ResultStore
@@ -243,7 +243,8 @@ class SchedulerService:
                 log.error("schedule %s (%r) is no longer valid and will not fire: %s",
                           record.id, record.expression, exc.reason)
                 record.next_run_at = None
-        self._sub = self.bus.subscribe(RunFinished, name="scheduler", maxsize=10_000)
+        self._sub = self.bus.subscribe((RunStarted, RunFinished), name="scheduler",
+                                       maxsize=10_000)
         async with self._lock:
             now = self.clock()
             await self._replan(now)
@@ -350,6 +351,9 @@ class SchedulerService:
             await self._persist([d.record for d in due], fires)
             for event in events:
                 self.bus.publish(event)
+            for item in due:  # re-armed (next run, last fire and status): pages follow
+                self.bus.publish(ScheduleChanged(schedule=item.record.to_dict(),
+                                                 change="updated"))
             return queued
 
     def _collect_due(self, now: float) -> list[_Due]:
@@ -496,6 +500,8 @@ class SchedulerService:
         await self._persist(touched, fires)
         for event in events:
             self.bus.publish(event)
+        for record in touched:
+            self.bus.publish(ScheduleChanged(schedule=record.to_dict(), change="updated"))
 
     # -- timers -----------------------------------------------------------------------------
     def _push(self, when: float | None, schedule_id: str, catch_up: bool) -> None:
@@ -525,7 +531,8 @@ class SchedulerService:
     # -- finished runs ------------------------------------------------------------------------
     async def _follow_runs(self, sub: Subscription) -> None:
         async for event in sub:
-            assert isinstance(event, RunFinished)
+            # Started too: the schedule said "queued" for the whole of a long run.
+            assert isinstance(event, RunStarted | RunFinished)
             run = event.run
             record = self._records.get(run.get("schedule_id") or "")
             # The run this schedule last queued, or an automatic retry of it.

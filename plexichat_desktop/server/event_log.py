@@ -58,6 +58,11 @@ class EventLog:
         everything that arrived since the last wake-up comes at once: a burst of results
         costs one round trip through the loop (and one network write), not one per event."""
         cursor = self.last_id if last_id is None else last_id
+        if cursor > self.last_id:
+            # An id this process never gave: the client's stream came from the app before
+            # a restart (ids start at 1 in each). Waiting for the counter to pass it sent
+            # nothing for as long; what this process kept is what the client missed.
+            cursor = 0
         while True:
             waiter = self._changed
             batch = EventBatch((topic, data, event_id)

@@ -40,7 +40,8 @@ Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON true is no timeout of 1 s, nor 1 retry, and 0 or "yes" no boolean
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DiscoverRequest(_Body):
@@ -354,8 +355,9 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         if isinstance(exc, TestSelectionError):
             return _selection_error(_selection_field(exc), exc)
         if isinstance(exc, InvalidScheduleError):
-            field = "timezone" if "zone" in str(exc).split("\n", 1)[0].lower() else \
-                "schedule_expression"
+            # The timezone's error names the zone; the user's expression may hold "zone".
+            field = "timezone" if str(exc).startswith(("unknown time zone", "time zone")) \
+                else "schedule_expression"
             return HTTPException(422, f"{field}: {exc}")
         if isinstance(exc, KeyError):
             return HTTPException(404, f"schedule_id: {exc.args[0] if exc.args else exc}")
@@ -375,10 +377,14 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         return {"success": True, "schedule_id": record.id, "schedule": record.to_dict(),
                 "message": "Test scheduled successfully"}
 
-    @router.get("/schedules")
+    @router.get("/schedules", responses=error_responses(404))
     async def list_schedules(plugin_name: str | None = None) -> dict[str, Any]:
-        return {"success": True,
-                "schedules": [r.to_dict() for r in scheduler.list(plugin_name)]}
+        records = scheduler.list(plugin_name)
+        if plugin_name is not None and not records:
+            # A typo gets the known plugins, as /runs and /results answer it; a plugin
+            # removed since still lists the schedules it left.
+            check_plugin(plugin_name)
+        return {"success": True, "schedules": [r.to_dict() for r in records]}
 
     @router.get("/schedule/preview", responses=error_responses(422))
     async def preview(expression: Annotated[str, Query(min_length=1, max_length=200)],

@@ -282,7 +282,7 @@ def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bo
     if not store_path(paths).exists():
         print("No test results yet: run some tests first (plexichat-desktop test).")
         return 0
-    if plugin_id is not None and plugin_id.isdigit():
+    if plugin_id is not None and plugin_id.isascii() and plugin_id.isdigit():
         if int(plugin_id) > MAX_RUN_ID:  # SQLite's integers end there: no such run
             print(f"error: no run {plugin_id}", file=sys.stderr)
             return 2

@@ -779,7 +779,7 @@ class ResultStore(SqliteDatabase):
         * ``last_green``: for a plugin or everything, ``finished_at`` of the newest run with
           status ``passed``; for one test, ``finished_at`` of its newest successful final
           result; ``None`` if never. Not limited by ``since``;
-        * ``runs``: runs in scope (for one test: runs with a result of it).
+        * ``runs``: runs in scope that have ended (for one test: runs with a result of it).
         """
         where, params = self._final_filter(plugin_id, nodeid, since, category)
         with self._read() as conn:
@@ -829,6 +829,10 @@ class ResultStore(SqliteDatabase):
                     where_runs = (where_runs + " AND " if where_runs else "WHERE ") + \
                         "queued_at >= ?"
                     run_params = (*run_params, float(since))
+                # Ended runs only: the cards say "final results of N runs", and a run
+                # still queued or going has none yet.
+                where_runs = (where_runs + " AND " if where_runs else "WHERE ") + \
+                    f"status NOT IN {_UNFINISHED_SQL}"
                 runs = conn.execute(f"SELECT COUNT(*) FROM runs {where_runs}",
                                     run_params).fetchone()[0]
 
