@@ -56,7 +56,7 @@ class ReadTimeoutsProtocol(H11Protocol):
 
     def _expired(self, what: str) -> None:
         self._deadline = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or getattr(self, "_upgraded", False):
             return
         if what == "request body" and (self.flow.read_paused or
                                        self.conn.their_state is not h11.SEND_BODY):
@@ -70,7 +70,9 @@ class ReadTimeoutsProtocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.transport.is_closing():
+        if self.transport.is_closing() or getattr(self, "_upgraded", False):
+            # Upgraded during this call: h11 still says SEND_BODY, and arming the body
+            # deadline here cut every WebSocket after body_timeout (1006 at 30 s).
             return
         state = self.conn.their_state
         if state is h11.SEND_BODY:
@@ -85,6 +87,7 @@ class ReadTimeoutsProtocol(H11Protocol):
             self._arm(self.header_timeout, "request headers")
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._upgraded = True  # the connection is the WebSocket protocol's from here
         self._disarm()
         super().handle_websocket_upgrade(event)
 

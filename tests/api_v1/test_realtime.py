@@ -174,3 +174,30 @@ async def test_logout_closes_the_sessions_sockets(v1):
                 while True:
                     await ws.recv()
     assert ws.close_code == 4401
+
+
+@OWN_SERVER
+async def test_a_socket_outlives_the_servers_read_deadlines(start_core):
+    """Every WebSocket was closed (1006) after [server] body_timeout, 30 s by default,
+    however busy: the read deadline for a request body was armed again right after the
+    upgrade, h11 still saying the request had a body to come."""
+    import httpx
+
+    from tests.api_v1.conftest import _SSL, TIMEOUT, V1, v1_settings
+
+    settings = v1_settings()
+    settings.server.header_timeout = settings.server.body_timeout = 0.3
+    core = await start_core(settings=settings)
+    base = core.url.rstrip("/") + "/api/v1"
+    async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT, verify=_SSL) as anon:
+        v1 = V1(core, base, anon)
+        ann = await v1.account("ann")
+        try:
+            async with connect(f"{v1.ws_url}?token={ann.token}") as ws:
+                await next_frame(ws, "welcome")
+                await asyncio.sleep(1.0)  # over three times the body deadline
+                await send(ws, type="join_room", room_id="lobby")
+                assert (await next_frame(ws, "room_joined"))["data"]["room_id"] == "lobby"
+        finally:
+            for client in v1.clients:
+                await client.aclose()
