@@ -87,6 +87,14 @@ class V1:
         return await self.anon.post("/auth/register", json=body,
                                     headers={"X-PlexiChat-App-Token": self.core.token})
 
+    async def sign_in(self, account: Account, password: str = PASSWORD) -> Account:
+        """``account`` signed in again (a restore ends every session)."""
+        r = await self.anon.post("/auth/login", json={"username": account.username,
+                                                      "password": password})
+        assert r.status_code == 200, r.text
+        return Account(account.id, account.username, account.email, r.json(),
+                       self.client(r.json()["access_token"]))
+
     async def account(self, name: str | None = None, remember_me: bool = False) -> Account:
         """Register and log in a new user."""
         name = name + self.suffix if name else f"user{next(_names)}"

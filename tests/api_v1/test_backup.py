@@ -57,6 +57,8 @@ async def test_create_download_restore_round_trip(v1):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["checksum_verified"] and body["counts"]["messages"] == 1
+    # The sessions of now go on (whoever restores is not signed out).
+    assert (await ann.client.get("/auth/me")).status_code == 200
     history = (await ben.client.get(f"/messages/conversation/{ann.id}")).json()
     assert [m["content"] for m in history["messages"]] == ["kept"]
     assert (await ann.client.get(f"/files/{file_id}/download")).content == b"keep me"
@@ -133,3 +135,36 @@ async def test_upload_a_backup_into_another_server(make_v1, tmp_path):
     bob_there = target.client(login.json()["access_token"])
     history = (await bob_there.get(f"/messages/conversation/{ann.id}")).json()
     assert [m["content"] for m in history["messages"]] == ["moved"]
+
+
+async def test_a_restore_revives_no_session_and_no_old_password(v1):
+    """A user audit: carol ended a stolen session and changed her password (ending the
+    others); a restore of a backup made before brought the stolen access and refresh
+    tokens back, and the old password signed in again. Sign-ins and credentials are the
+    live database's now, for every account in both."""
+    from tests.api_v1.conftest import PASSWORD
+
+    admin = await v1.account("root")
+    carol = await v1.account("carol")  # the session a thief holds
+    made = await admin.client.post("/backup/create", json={"name": "before"})
+    record = await wait_done(admin.client, made.json()["id"])
+    mine = await v1.sign_in(carol)
+    new_password = "An0ther-Horse-Battery!"
+    r = await mine.client.post("/auth/password/change", json={
+        "current_password": PASSWORD, "new_password": new_password,
+        "end_other_sessions": True})
+    assert r.status_code == 200, r.text
+    assert (await carol.client.get("/auth/me")).status_code == 401
+    r = await admin.client.post(f"/backup/{record['id']}/restore", json={"confirm": True})
+    assert r.status_code == 200, r.text
+    assert (await carol.client.get("/auth/me")).status_code == 401
+    refreshed = await v1.anon.post("/auth/refresh",
+                                   json={"refresh_token": carol.refresh_token})
+    assert refreshed.status_code == 401, refreshed.text
+    old = await v1.anon.post("/auth/login", json={"username": carol.username,
+                                                  "password": PASSWORD})
+    assert old.status_code == 401
+    await v1.sign_in(carol, new_password)
+    # The sessions of now go on: hers and the administrator's who restored.
+    assert (await mine.client.get("/auth/me")).status_code == 200
+    assert (await admin.client.get("/auth/me")).status_code == 200

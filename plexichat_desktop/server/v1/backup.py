@@ -57,6 +57,49 @@ class BackupError(Exception):
         self.detail = detail
 
 
+# What a restore takes from the live database, not from the backup, for the accounts in
+# both: sign-ins and one-time tokens (a session a user ended, or that ended when the
+# password changed, worked again after a restore), the password, 2FA state and recovery
+# codes (the password a user changed away from signed in again). The sessions of now
+# stay: whoever restores (the System Manager's own session) is not signed out.
+_LIVE_PER_USER = ("sessions", "mfa_challenges", "password_resets", "mfa", "recovery_codes")
+
+
+def _keep_credentials(live: sqlite3.Connection, restored: Path) -> None:
+    """Prepare the restored database ``restored`` before it replaces ``live``: the
+    backup's sign-ins, challenges and resets go, and for every account in both the live
+    ones, with its current password, 2FA state and recovery codes, are kept."""
+    target = sqlite3.connect(str(restored))
+    try:
+        with target:
+            ids = [row[0] for row in target.execute("SELECT id FROM users")]
+            kept = set(ids)
+            target.execute("DELETE FROM refresh_history")
+            for table in _LIVE_PER_USER:
+                target.execute(f"DELETE FROM {table}")
+            for user_id, password_hash in live.execute("SELECT id, password_hash FROM users"):
+                if user_id in kept:
+                    target.execute("UPDATE users SET password_hash = ? WHERE id = ?",
+                                   (password_hash, user_id))
+            for table in _LIVE_PER_USER:
+                _copy_rows(live, target, table, f"SELECT * FROM {table}",
+                           lambda row: row["user_id"] in kept)
+            sessions = {row[0] for row in target.execute("SELECT id FROM sessions")}
+            _copy_rows(live, target, "refresh_history", "SELECT * FROM refresh_history",
+                       lambda row: row["session_id"] in sessions)
+    finally:
+        target.close()
+
+
+def _copy_rows(source: sqlite3.Connection, target: sqlite3.Connection, table: str,
+               query: str, wanted: Callable[[sqlite3.Row], bool]) -> None:
+    rows = source.execute(query)
+    names = [d[0] for d in rows.description]
+    target.executemany(f"INSERT INTO {table} ({', '.join(names)}) "
+                       f"VALUES ({', '.join('?' * len(names))})",
+                       [tuple(row) for row in rows.fetchall() if wanted(row)])
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -314,6 +357,7 @@ class BackupManager:
             except ValueError as exc:
                 raise BackupError(422, f"backup '{record['id']}': {exc}") from None
             counts = _counts(clean)
+            self.store.call(_keep_credentials, clean)
             self.store.replace_from(clean)
             new_files = private_dir(staging / "files")
             old = staging / "files-replaced"
