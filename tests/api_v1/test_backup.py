@@ -74,6 +74,9 @@ async def test_restore_refuses_damaged_or_unexpected_archives(v1):
     r = await ann.client.post(f"/backup/{record['id']}/restore",
                               json={"confirm": True, "checksum": "0" * 64})
     assert r.status_code == 409 and "checksum" in r.json()["detail"]
+    for loose in ("yes", 1, "on", "true"):  # nothing but JSON true confirms
+        r = await ann.client.post(f"/backup/{record['id']}/restore", json={"confirm": loose})
+        assert r.status_code == 422 and "confirm" in r.text, (loose, r.text)
     r = await ann.client.post(f"/backup/{record['id']}/restore", json={"confirm": False})
     assert r.status_code == 422
     r = await ann.client.post(f"/backup/{record['id']}/restore", json={"checksum": "abc"})

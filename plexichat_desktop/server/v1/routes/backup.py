@@ -43,7 +43,9 @@ class CreateBody(Body):
 
 
 class RestoreBody(Body):
-    confirm: bool = Field(description="Must be true: a restore replaces all v1 data.")
+    # Strict: "yes", 1 or "on" replaced all data as true did (pydantic's lax booleans).
+    confirm: bool = Field(strict=True,
+                          description="Must be true: a restore replaces all v1 data.")
     checksum: str | None = Field(None, pattern=SHA256,
                                  description="Expected SHA-256 of the archive.")
 
