@@ -114,7 +114,11 @@ async def register(body: RegisterBody, request: Request, api: Api) -> dict[str, 
     """Create an account. The administrator is the first account registered by the
     install's owner (the request carries the app token: ``X-PlexiChat-App-Token`` or the
     desktop window's cookie); anyone else registers an ordinary account."""
-    api.register_limiter.check(client_address(request))
+    owner = api.is_owner(request.headers)
+    if not owner:
+        # The install's owner is never limited: any local process could otherwise use up
+        # the budget (with refused requests) and lock the owner out of registering.
+        api.register_limiter.check(client_address(request))
     if not body.terms_accepted:
         raise invalid("terms_accepted", "the terms must be accepted", False)
     if not EMAIL.match(body.email):
@@ -124,8 +128,7 @@ async def register(body: RegisterBody, request: Request, api: Api) -> dict[str, 
     password_hash = await asyncio.to_thread(hash_password, body.password,
                                             api.settings.scrypt_cost)
     try:
-        row = await api.store.write(_register, body, password_hash,
-                                    api.is_owner(request.headers))
+        row = await api.store.write(_register, body, password_hash, owner)
     except sqlite3.IntegrityError:  # a concurrent registration won the race
         raise conflict(f"username '{body.username}' or email '{body.email}' already "
                        f"exists") from None
