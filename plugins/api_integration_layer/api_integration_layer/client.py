@@ -85,7 +85,12 @@ def format_path(endpoint: Endpoint, values: Mapping[str, Any] | None) -> str:
         raise ValueError(f"{endpoint.name}: missing path parameter(s) {', '.join(missing)}")
     path = endpoint.path
     for name in endpoint.params:
-        path = path.replace("{" + name + "}", quote(str(values[name]), safe=""))
+        value = str(values[name])
+        if value in (".", ".."):
+            # quote() leaves dots alone, and the URL's dot segment then climbed a level:
+            # files.info with "..", for one, answered the server's /api/v1/info.
+            raise ValueError(f"{endpoint.name}: path parameter {name}={value!r} is no id")
+        path = path.replace("{" + name + "}", quote(value, safe=""))
     return path
 
 
@@ -295,7 +300,9 @@ class ApiClient(Groups):
         latency = time.perf_counter() - started
         self.last_ok_at, self.last_error = time.time(), None
         status = response.status_code
-        if status >= 400:
+        # Redirects are not followed: a 3xx is no answer of the endpoint (it came back as
+        # None, as if it had succeeded).
+        if status >= 300:
             error = self._error(endpoint, rel, response)
             self._record(endpoint, rel, status, latency, caller, statuses=statuses,
                          error=str(error.detail))
@@ -466,7 +473,7 @@ class ApiClient(Groups):
                 status = response.status_code
                 self._record(endpoint, rel, status, time.perf_counter() - started, caller,
                              statuses=[status])
-                if status >= 400:
+                if status >= 300:
                     await response.aread()
                     raise self._error(endpoint, rel, response)
                 yield response

@@ -256,3 +256,13 @@ async def test_a_download_whose_checksum_differs_is_refused():
             await client.files.download("some-file")
         unchecked = await client.files.download("some-file", verify=False)
         assert unchecked.content == b'{"not": "what was announced"}'
+
+
+async def test_a_redirect_is_an_error_not_a_success():
+    """Redirects are not followed, and a 307 (the server's answer to a path it wants
+    written another way) came back as None, as if the call had succeeded."""
+    moved = (307, {}, {"Location": "/api/v1/messages/"})
+    async with fake_server([moved]) as (_server, client):
+        with pytest.raises(ApiHTTPError) as info:
+            await client.system.ping()
+        assert info.value.status == 307

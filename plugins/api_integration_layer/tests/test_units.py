@@ -70,6 +70,11 @@ def test_path_parameters_are_quoted_as_one_segment():
     assert format_path(endpoint, {"file_id": "../../admin"}) == "/files/..%2F..%2Fadmin/info"
     with pytest.raises(ValueError, match="missing path parameter"):
         format_path(endpoint, {})
+    # A dot segment is left as it is by quoting, and climbed a level: "/files/../info"
+    # is /info, the server's discovery document (a user audit's finding).
+    for dots in (".", ".."):
+        with pytest.raises(ValueError, match="is no id"):
+            format_path(endpoint, {"file_id": dots})
 
 
 # -- the endpoint table and scopes -----------------------------------------------------
