@@ -323,3 +323,22 @@ async def test_only_the_installs_owner_creates_the_administrator(make_v1):
         "/auth/register", headers={"X-PlexiChat-App-Token": v1.core.token},
         json={**body, "username": "oscar", "email": "oscar@example.org"})
     assert again.json()["user"]["is_admin"] is False
+
+
+async def test_an_email_is_one_account_whatever_its_case_beyond_ascii(v1):
+    """The column's NOCASE folds ASCII only: 'Ü@EXÄMPLE.ORG' registered beside
+    'ü@exämple.org' (a second account), another user could take it by a profile change,
+    and signing in with one spelling reached another account (a user audit's finding)."""
+    alice = await v1.account("alice")
+    mail = f"ü{v1.suffix}@exämple.org"
+    assert (await alice.client.put("/users/me", json={"email": mail})).status_code == 200
+    twin = await v1.anon.post("/auth/register", json=stranger(f"ucase{v1.suffix}") | {
+        "email": mail.upper()})
+    assert twin.status_code == 409, twin.text
+    frank = await v1.account("frank")
+    taken = await frank.client.put("/users/me", json={"email": mail.capitalize()})
+    assert taken.status_code == 409, taken.text
+    for spelling in (mail, mail.upper(), mail.capitalize()):
+        r = await v1.anon.post("/auth/login", json={"username": spelling,
+                                                    "password": PASSWORD})
+        assert r.status_code == 200 and r.json()["user_id"] == alice.id, (spelling, r.text)

@@ -23,9 +23,18 @@ def get_user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
 
 
 def find_login(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
-    """The user whose username or email is ``name`` (case-insensitive)."""
-    return one(conn.execute("SELECT * FROM users WHERE username = ? OR email = ?",
-                            (name, name)))
+    """The user whose username or email is ``name`` (case-insensitive, also beyond
+    ASCII: see ApiStore's unicode_lower)."""
+    return one(conn.execute("SELECT * FROM users WHERE username = ? OR email = ? "
+                            "OR unicode_lower(email) = ?", (name, name, name.lower())))
+
+
+def email_taken(conn: sqlite3.Connection, email: str, but: str | None = None) -> bool:
+    """Whether another account (not ``but``) has ``email``, ignoring case, also beyond
+    ASCII (the column's NOCASE folds ASCII only)."""
+    return conn.execute(
+        "SELECT 1 FROM users WHERE (email = ? OR unicode_lower(email) = ?) AND id IS NOT ?",
+        (email, email.lower(), but)).fetchone() is not None
 
 
 def existing_ids(conn: sqlite3.Connection, user_ids: list[str]) -> set[str]:

@@ -538,6 +538,10 @@ class ApiStore(SqliteDatabase):
         Raises :class:`SchemaVersionError` when the file comes from a newer app version.
         """
         super().__init__(path, MIGRATIONS)
+        # Emails are unique and found "ignoring case", but the column's NOCASE folds ASCII
+        # only: 'Ü@EXÄMPLE.ORG' beside 'ü@exämple.org' made two accounts, and signing in
+        # with one reached the other. Queries compare unicode_lower() too.
+        self._conn.create_function("unicode_lower", 1, _unicode_lower, deterministic=True)
 
     def call(self, fn: Callable[..., T], *args: Any, write: bool = False) -> T:
         """Run ``fn(conn, *args)`` in one transaction (blocking)."""
@@ -578,6 +582,10 @@ class ApiStore(SqliteDatabase):
             src.close()
         self._migrate(MIGRATIONS)
         self.call(_seal_totp_secrets, write=True)
+
+
+def _unicode_lower(text: str | None) -> str | None:
+    return text.lower() if isinstance(text, str) else None
 
 
 def _quote(name: str) -> str:

@@ -92,7 +92,7 @@ def _register(conn: sqlite3.Connection, body: RegisterBody, password_hash: str,
               owner: bool) -> dict[str, Any]:
     if scalar(conn, "SELECT 1 FROM users WHERE username = ?", (body.username,)):
         raise conflict(f"username '{body.username}' already exists")
-    if scalar(conn, "SELECT 1 FROM users WHERE email = ?", (body.email,)):
+    if accounts.email_taken(conn, body.email):
         raise conflict(f"email '{body.email}' is already registered")
     admin = owner and not scalar(conn, "SELECT 1 FROM users WHERE is_admin = 1 LIMIT 1")
     current = now()

@@ -53,8 +53,7 @@ async def get_me(user: User, api: Api) -> dict[str, Any]:
 def _update(conn: sqlite3.Connection, user_id: str, changes: dict[str, Any]
             ) -> dict[str, Any]:
     email = changes.get("email")
-    if email is not None and scalar(conn, "SELECT 1 FROM users WHERE email = ? AND id != ?",
-                                    (email, user_id)):
+    if email is not None and accounts.email_taken(conn, email, but=user_id):
         raise conflict(f"email '{email}' is already taken")
     if changes:
         columns = ", ".join(f"{name} = ?" for name in changes)
