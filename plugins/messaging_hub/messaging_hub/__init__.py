@@ -762,10 +762,21 @@ class MessagingHubPlugin(Plugin):
     @answers
     async def put_draft(self, user_id: str, body: DraftBody) -> Any:
         """Save what the composer holds (an empty one removes the draft)."""
-        _api, owner = self._who()
+        api, owner = self._who()
         if not body.content.strip():
             self.store.delete_draft(owner, user_id)
             return {"draft": None}
+        if self.store.draft(owner, user_id) is None:
+            # A new draft is to someone who exists: one to a made-up id was kept, never
+            # shown in the inbox, and its recipient asked for (a 404) at every inbox load.
+            from api_integration_layer.errors import ApiHTTPError
+
+            try:
+                await self._profile(api, user_id)
+            except ApiHTTPError as exc:
+                if exc.status in (404, 422):
+                    raise Problem(404, "user_id", f"no user {user_id[:100]!r}") from None
+                raise
         return {"draft": self.store.save_draft(owner, user_id, body.content,
                                                body.message_type, body.reply_to)}
 

@@ -206,6 +206,14 @@ def test_composer_limits_drafts_and_bad_input(app: PlexiChatApp, ann: Person,
                                              "timezone": "Mars/Olympus"})
     assert zone.status_code == 422 and zone.json()["field"] == "timezone"
 
+    # A draft to someone who does not exist is refused (it was kept, never shown, and
+    # its recipient looked up at every inbox load).
+    for ghost in ("nope", "x" * 5000):
+        refused = app.client.put(f"api/drafts/{ghost}", json={"content": "x"})
+        assert refused.status_code == 404 and refused.json()["field"] == "user_id", \
+            refused.text
+    assert all(d["recipient_id"] != "nope"
+               for d in ok(app.client.get("api/drafts"))["drafts"])
     saved = ok(app.client.put(f"api/drafts/{bob.id}", json={
         "content": "Half a thought", "message_type": "markdown"}))["draft"]
     assert saved["content"] == "Half a thought"
