@@ -121,13 +121,16 @@ async def test_reactions_counts_and_frames(v1):
 
     assert (await cid.client.post(f"/messages/{mid}/reactions",
                                   json={"emoji": "👍"})).status_code == 404
-    for bad in ("", "ab", "👍 ", "<b>", "x" * 40, ":Bad Code:", "1"):
+    # One emoji: two side by side, a math or currency sign, two flags or an invisible
+    # format character (a right-to-left override) were reactions too (a user audit).
+    for bad in ("", "ab", "👍 ", "<b>", "x" * 40, ":Bad Code:", "1", "👍👍", "😀😃😄",
+                "🇫🇷🇩🇪", "©®", "∑", "€", "\u202e👍", "👍\u202e"):
         r = await ann.client.post(f"/messages/{mid}/reactions", json={"emoji": bad})
         assert r.status_code == 422 and "emoji" in r.text, (bad, r.text)
     r = await ann.client.delete(f"/messages/{mid}/reactions", params={"emoji": "abc"})
     assert r.status_code == 422 and "emoji" in r.text
     assert (await ann.client.delete(f"/messages/{mid}/reactions")).status_code == 422
-    for ok in ("1️⃣", "👨‍👩‍👧", "🇫🇷", "❤️"):
+    for ok in ("1️⃣", "👨‍👩‍👧", "🇫🇷", "❤️", "👍🏽", "🏳️‍🌈", "©"):
         r = await ann.client.post(f"/messages/{mid}/reactions", json={"emoji": ok})
         assert r.status_code == 200, (ok, r.text)
 

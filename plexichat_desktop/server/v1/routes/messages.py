@@ -49,27 +49,47 @@ SHORTCODE = re.compile(r"^:[a-z0-9_+-]{1,30}:$")
 CLIENT_MESSAGE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 
+_ZWJ, _KEYCAP = "\u200d", "\u20e3"
+_VARIATIONS = ("\ufe0e", "\ufe0f")
+
+
+def _modifier(char: str) -> bool:
+    """Marks that belong to the emoji before them: variation selectors, skin tones and
+    the tag characters of subdivision flags (🏴 + tags + cancel tag)."""
+    code = ord(char)
+    return char in _VARIATIONS or 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F
+
+
+def _regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+
+
+def _one_unit(part: str) -> bool:
+    """``part`` (between zero-width joiners) is one emoji: a symbol with its marks, a flag
+    (two regional indicators) or a keycap."""
+    if not part:
+        return False
+    if all(_regional(c) for c in part):
+        return len(part) == 2
+    base, marks = part[0], part[1:]
+    if base in "#*0123456789":
+        return marks.replace("\ufe0f", "") == _KEYCAP  # 1️⃣: the keycap mark makes it one
+    return unicodedata.category(base) in ("So", "Sk") and all(_modifier(c) for c in marks)
+
+
 def check_emoji(value: str) -> str:
-    """``value`` when it is one emoji (a grapheme sequence without letters, digits, spaces
-    or control characters) or a ``:shortcode:``; ValueError saying what is accepted."""
+    """``value`` when it is one emoji (a symbol with its marks, a flag, a keycap, or such
+    emoji joined by zero-width joiners into one, like a family) or a ``:shortcode:``;
+    ValueError saying what is accepted. Two emoji side by side, text, or invisible format
+    characters (a right-to-left override) are refused."""
     if SHORTCODE.match(value):
         return value
     if not value or len(value) > MAX_EMOJI:
         raise ValueError(f"emoji: 1-{MAX_EMOJI} characters")
-    refusal = "emoji: one emoji (e.g. 👍) or a :shortcode: of a-z, 0-9, _ + -"
-    keycap = "\u20e3" in value  # 1️⃣ and #️⃣ are an ASCII character plus the keycap mark
-    symbols = 0
-    for char in value:
-        category = unicodedata.category(char)
-        if keycap and char in "#*0123456789":
-            continue
-        # Emoji are symbols (So, Sk) glued by joiners and selectors (Cf, Mn, Me). Letters,
-        # digits, punctuation, spaces and control characters are text, not a reaction.
-        if char.isascii() or (category[0] in "LNZPC" and category != "Cf"):
-            raise ValueError(refusal)
-        symbols += category in ("So", "Sk")
-    if not symbols and not keycap:
-        raise ValueError(refusal)
+    parts = value.split(_ZWJ)
+    if not all(_one_unit(part) for part in parts) or (
+            len(parts) > 1 and any(all(_regional(c) for c in part) for part in parts)):
+        raise ValueError("emoji: one emoji (e.g. 👍) or a :shortcode: of a-z, 0-9, _ + -")
     return value
 
 
