@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from plexichat_desktop.plugins.sse import event_stream
@@ -40,8 +40,19 @@ Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX)]
 
 
 class _Body(BaseModel):
-    # strict: JSON true is no timeout of 1 s, nor 1 retry, and 0 or "yes" no boolean
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number, not true or false")
+    return value
+
+
+# JSON true was a timeout of 1 s or 1 retry (pydantic's lax numbers), and 0 or "yes" a
+# boolean: refused. Not strict mode as a whole: 8.0 is an integer to JSON Schema.
+NoBool = BeforeValidator(_no_bool)
+StrictFlag = Annotated[bool, Strict()]
 
 
 class DiscoverRequest(_Body):
@@ -51,9 +62,9 @@ class DiscoverRequest(_Body):
 class RunRequest(_Body):
     plugin_name: str = Field(min_length=1)
     test_name: str | None = None
-    timeout: float | None = Field(None, ge=0.01, le=86_400)
+    timeout: Annotated[float | None, NoBool] = Field(None, ge=0.01, le=86_400)
     priority: PriorityName = "medium"
-    retries: int | None = Field(None, ge=0, le=10)
+    retries: Annotated[int | None, NoBool] = Field(None, ge=0, le=10)
 
 
 PluginNames = Annotated[list[str], Field(min_length=1)]
@@ -69,9 +80,9 @@ class ScheduleRequest(_Body):
     test_name: str | None = None
     schedule_expression: str = Field(min_length=1, max_length=200)
     priority: PriorityName = "medium"
-    timeout: float | None = Field(None, ge=0.01, le=86_400)
-    retries: int | None = Field(None, ge=0, le=10)
-    enabled: bool = True
+    timeout: Annotated[float | None, NoBool] = Field(None, ge=0.01, le=86_400)
+    retries: Annotated[int | None, NoBool] = Field(None, ge=0, le=10)
+    enabled: StrictFlag = True
     timezone: str | None = None
 
 
@@ -85,9 +96,9 @@ class ScheduleChange(_Body):
     schedule_expression: str | SkipJsonSchema[None] = Field(None, min_length=1,
                                                             max_length=200)
     priority: PriorityName | SkipJsonSchema[None] = None
-    timeout: float | None = Field(None, ge=0.01, le=86_400)
-    retries: int | None = Field(None, ge=0, le=10)
-    enabled: bool | SkipJsonSchema[None] = None
+    timeout: Annotated[float | None, NoBool] = Field(None, ge=0.01, le=86_400)
+    retries: Annotated[int | None, NoBool] = Field(None, ge=0, le=10)
+    enabled: StrictFlag | SkipJsonSchema[None] = None
     timezone: str | None = None
 
     @field_validator("schedule_expression", "priority", "enabled", mode="before")
