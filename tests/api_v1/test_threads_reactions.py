@@ -168,7 +168,8 @@ async def test_editing_a_message(v1):
         assert event["edited"] is True
     r = await ben.client.patch(f"/messages/{message['id']}", json={"content": "mine now"})
     assert r.status_code == 403 and "sender" in r.json()["detail"]
-    for body in ({"content": ""}, {"content": "  "}, {"content": "x" * 10_001},
+    for body in ({"content": ""}, {"content": "  "}, {"content": "\u200b"},
+                 {"content": "x" * 10_001},
                  {"content": "x", "recipient_id": ben.id}, {}):
         r = await ann.client.patch(f"/messages/{message['id']}", json=body)
         assert r.status_code == 422, (body, r.text)

@@ -39,6 +39,14 @@ async def test_profiles_update_search_list_and_stats(make_v1):
     assert r.status_code == 422
     r = await ann.client.put("/users/me", json={"display_name": 5})
     assert r.status_code == 422
+    # Names people read (a user audit): no line breaks, NULs or direction marks, and
+    # all spaces is no name (the username shows, as for an empty one).
+    for bad in ("a\nb", "x\u0000", "\u202eadmin"):
+        r = await ann.client.put("/users/me", json={"display_name": bad})
+        assert r.status_code == 422 and "display_name" in r.text, (bad, r.text)
+    r = await ann.client.put("/users/me", json={"display_name": "   "})
+    assert r.status_code == 200
+    assert r.json()["display_name"] == ann.username
     r = await ann.client.put("/users/me", json={"username": "renamed"})
     assert r.status_code == 422  # unknown fields are refused, not ignored
 
@@ -127,6 +135,9 @@ async def test_message_bad_input(v1):
         ({"content": "x"}, 422, "recipient_id"),
         ({"recipient_id": ben.id, "content": ""}, 422, "content"),
         ({"recipient_id": ben.id, "content": "   "}, 422, "content"),
+        # Nothing a reader would see (a user audit): control and format characters.
+        ({"recipient_id": ben.id, "content": "\u0000"}, 422, "content"),
+        ({"recipient_id": ben.id, "content": "\u200b\u200b"}, 422, "content"),
         ({"recipient_id": ben.id, "content": "x" * 10_001}, 422, "content"),
         ({"recipient_id": ben.id, "content": "x", "message_type": "video"}, 422,
          "message_type"),

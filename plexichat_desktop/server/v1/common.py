@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
 def new_id() -> str:
@@ -99,6 +100,19 @@ class Body(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+
+
+def person_name(value: str | None) -> str | None:
+    """A name people read (display, first, last), stripped; control and format characters
+    (a line break, a NUL, a right-to-left override) are refused. All spaces is no name."""
+    if value is None:
+        return None
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+        raise ValueError("no control or format characters (line breaks, direction marks)")
+    return value.strip()
+
+
+PersonName = Annotated[str | None, AfterValidator(person_name)]
 
 
 def invalid(field: str, message: str, value: Any = None, where: str = "body"

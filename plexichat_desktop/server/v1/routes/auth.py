@@ -29,7 +29,16 @@ from plexichat_desktop.server.v1.auth import (
     rotate_session,
     verify_password,
 )
-from plexichat_desktop.server.v1.common import Body, conflict, done, invalid, iso, new_id, now
+from plexichat_desktop.server.v1.common import (
+    Body,
+    PersonName,
+    conflict,
+    done,
+    invalid,
+    iso,
+    new_id,
+    now,
+)
 from plexichat_desktop.server.v1.deps import Api, User, client_address, unauthorized
 from plexichat_desktop.server.v1.hub import frame
 from plexichat_desktop.server.v1.routes.notifications import insert_notification
@@ -48,9 +57,9 @@ class RegisterBody(Body):
     username: str = Field(min_length=3, max_length=50, pattern=USERNAME)
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=256)
-    display_name: str | None = Field(None, max_length=100)
-    first_name: str | None = Field(None, max_length=100)
-    last_name: str | None = Field(None, max_length=100)
+    display_name: PersonName = Field(None, max_length=100)
+    first_name: PersonName = Field(None, max_length=100)
+    last_name: PersonName = Field(None, max_length=100)
     invite_code: str | None = Field(None, max_length=200,
                                     description="Accepted for origin clients; not used.")
     terms_accepted: bool = Field(True, description="Optional; false is refused.")

@@ -49,6 +49,12 @@ SHORTCODE = re.compile(r"^:[a-z0-9_+-]{1,30}:$")
 CLIENT_MESSAGE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 
 
+def blank(text: str) -> bool:
+    """Nothing a reader would see: spaces, and control and format characters ("\\u0000",
+    a zero-width space) were a message of their own."""
+    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+
+
 _ZWJ, _KEYCAP = "\u200d", "\u20e3"
 _VARIATIONS = ("\ufe0e", "\ufe0f")
 
@@ -278,7 +284,7 @@ async def send(body: SendBody, user: User, api: Api, response: Response) -> dict
     the first time and ``duplicate: true`` (``deleted: true`` if it was deleted since),
     and stores, sends and announces nothing. A new message is 201, ``duplicate: false``.
     """
-    if not body.content.strip():
+    if blank(body.content):
         raise invalid("content", "content must not be blank")
     message, recipient_id, duplicate = await api.store.write(_send, user.id, body)
     if message is None:
@@ -478,7 +484,7 @@ async def edit_message(message_id: str, body: EditBody, user: User, api: Api
                        ) -> dict[str, Any]:
     """Change the content of a message the caller sent (the recipient gets 403); it is
     marked ``edited`` and both parties get a ``message_updated`` frame."""
-    if not body.content.strip():
+    if blank(body.content):
         raise invalid("content", "content must not be blank")
     message = await api.store.write(_edit, message_id, user.id, body.content)
     theirs = {**message, "client_message_id": None}

@@ -14,6 +14,7 @@ from plexichat_desktop.server.v1 import accounts, mfa
 from plexichat_desktop.server.v1.common import (
     Body,
     Offset,
+    PersonName,
     conflict,
     done,
     invalid,
@@ -38,10 +39,10 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 class ProfileUpdate(Body):
-    display_name: str | None = Field(None, max_length=100)
+    display_name: PersonName = Field(None, max_length=100)
     email: str | None = Field(None, min_length=3, max_length=254)
-    first_name: str | None = Field(None, max_length=100)
-    last_name: str | None = Field(None, max_length=100)
+    first_name: PersonName = Field(None, max_length=100)
+    last_name: PersonName = Field(None, max_length=100)
 
 
 @router.get("/me")
