@@ -138,9 +138,14 @@ async def test_results_filter_before_limit_and_statistics(start_core):
 
 async def test_cancel_and_bulk_run(shared):
     core = shared
-    r = await core.client.post("/tests/bulk-run", json=["fault_suite", "mixed_suite"])
+    # A plugin named twice runs once; thousands of names are refused (an audit's worry:
+    # as many runs queued).
+    r = await core.client.post("/tests/bulk-run",
+                               json=["fault_suite", "mixed_suite", "fault_suite"])
     assert r.status_code == 202
     fault_run, mixed_run = r.json()["run_ids"]
+    huge = await core.client.post("/tests/bulk-run", json=["mixed_suite"] * 1001)
+    assert huge.status_code == 422, huge.text
     r = await core.client.delete(f"/tests/runs/{fault_run}")
     assert r.status_code == 200
     assert (await wait_for_run(core, fault_run))["run"]["status"] == "cancelled"
