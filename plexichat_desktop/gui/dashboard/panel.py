@@ -43,6 +43,7 @@ from plexichat_desktop.gui.dashboard.tree_model import (
     KEY_ROLE,
     KIND_ROLE,
     PLUGIN_ROLE,
+    Node,
     TestFilterProxy,
     TestTreeModel,
     format_duration,
@@ -611,8 +612,9 @@ class TestDashboard(QWidget):
     def select(self, plugin_id: str, nodeid: str | None = None) -> bool:
         """Make a row current (for keyboard users' scripts and tests)."""
         node = self.model.find(plugin_id, nodeid)
-        if node is None:
-            return False
+        return node is not None and self._make_current(node)
+
+    def _make_current(self, node: Node) -> bool:
         index = self.proxy.mapFromSource(self.model.index_for(node))
         if not index.isValid():
             return False
@@ -627,13 +629,7 @@ class TestDashboard(QWidget):
         if kind == "file":
             plugin = self.model.find(plugin_id)
             node = plugin.by_key.get(key) if plugin is not None else None
-            if node is None:
-                return False
-            index = self.proxy.mapFromSource(self.model.index_for(node))
-            self.tree.selectionModel().setCurrentIndex(
-                index, QItemSelectionModel.SelectionFlag.ClearAndSelect
-                | QItemSelectionModel.SelectionFlag.Rows)
-            return index.isValid()
+            return node is not None and self._make_current(node)
         return self.select(plugin_id, key if kind == "test" else None)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
