@@ -23,6 +23,7 @@ from typing import ClassVar, Self
 from plexichat_desktop.core.permissions import FILE_MODE, private_dir
 
 BUSY_TIMEOUT_S = 10.0
+SQLITE_INT_MAX = 2**63 - 1  # the largest integer (and row id) SQLite stores
 
 Migration = Callable[[sqlite3.Connection], None]
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from plexichat_desktop.core.sqlite import SQLITE_INT_MAX
 from plexichat_desktop.plugins.sse import event_stream
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError
 from plexichat_desktop.server.errors import error_responses
@@ -32,11 +33,10 @@ PriorityName = Literal["low", "medium", "high", "critical"]
 CategoryName = Literal["functionality", "performance", "security", "integration",
                        "analytics", "ux"]
 
-SQL_INT_MAX = 2**63 - 1
 """Ids and offsets go to SQLite, whose integers are 64-bit: a larger number must be a 422,
 not an OverflowError (a 500) from the driver."""
-RunId = Annotated[int, Path(ge=1, le=SQL_INT_MAX)]
-Offset = Annotated[int, Query(ge=0, le=SQL_INT_MAX)]
+RunId = Annotated[int, Path(ge=1, le=SQLITE_INT_MAX)]
+Offset = Annotated[int, Query(ge=0, le=SQLITE_INT_MAX)]
 
 
 class _Body(BaseModel):

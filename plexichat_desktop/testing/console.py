@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from plexichat_desktop.core.events import EventBus
 from plexichat_desktop.core.paths import AppPaths
 from plexichat_desktop.core.settings import Settings
+from plexichat_desktop.core.sqlite import SQLITE_INT_MAX
 from plexichat_desktop.plugins.manager import PluginManager
 from plexichat_desktop.testing.analytics import duration_report
 from plexichat_desktop.testing.events import RunFinished, TestFinished, TestsCollected
@@ -31,7 +32,6 @@ SUMMARY_ORDER = ["failed", "passed", "skipped", "xfailed", "xpassed", "error", "
 LONGREPR_LINES = 40      # of each failure shown in the text report
 # pytest's exit codes a run can end with that say more than "tests failed" (1).
 PYTEST_EXIT_CODES = {2, 3, 4}
-MAX_RUN_ID = 2**63 - 1  # the largest SQLite integer
 
 
 def store_path(paths: AppPaths) -> Any:
@@ -283,7 +283,7 @@ def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bo
         print("No test results yet: run some tests first (plexichat-desktop test).")
         return 0
     if plugin_id is not None and plugin_id.isascii() and plugin_id.isdigit():
-        if int(plugin_id) > MAX_RUN_ID:  # SQLite's integers end there: no such run
+        if int(plugin_id) > SQLITE_INT_MAX:  # SQLite's integers end there: no such run
             print(f"error: no run {plugin_id}", file=sys.stderr)
             return 2
         return _show_run(paths, int(plugin_id), failed, limit, as_json)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from plexichat_desktop.core.owner import is_running, this_process
-from plexichat_desktop.core.sqlite import SchemaVersionError, SqliteDatabase
+from plexichat_desktop.core.sqlite import SQLITE_INT_MAX, SchemaVersionError, SqliteDatabase
 from plexichat_desktop.testing.analytics import FailurePattern, pattern_id
 from plexichat_desktop.testing.models import (
     BAD_OUTCOMES,
@@ -565,7 +565,7 @@ class ResultStore(SqliteDatabase):
         with self._write() as conn:
             rows = conn.execute(
                 f"SELECT id, owner FROM runs WHERE status IN {_UNFINISHED_SQL} AND id <= ?",
-                (up_to if up_to is not None else 2**63 - 1,)).fetchall()
+                (up_to if up_to is not None else SQLITE_INT_MAX,)).fetchall()
             gone = [(row["id"],) for row in rows
                     if row["owner"] == this_process() or not is_running(row["owner"])]
             conn.executemany(
