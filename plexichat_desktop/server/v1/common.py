@@ -102,12 +102,18 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def unseen(char: str) -> bool:
+    """A control or format character (a NUL, a line break, a zero-width space, a
+    direction mark): nothing a reader sees as text."""
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
 def person_name(value: str | None) -> str | None:
     """A name people read (display, first, last), stripped; control and format characters
     (a line break, a NUL, a right-to-left override) are refused. All spaces is no name."""
     if value is None:
         return None
-    if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+    if any(unseen(c) for c in value):
         raise ValueError("no control or format characters (line breaks, direction marks)")
     return value.strip()
 

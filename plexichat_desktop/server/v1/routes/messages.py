@@ -32,6 +32,7 @@ from plexichat_desktop.server.v1.common import (
     or_404,
     owned,
     page,
+    unseen,
 )
 from plexichat_desktop.server.v1.deps import Api, CurrentUser, User
 from plexichat_desktop.server.v1.hub import frame
@@ -52,7 +53,7 @@ CLIENT_MESSAGE_ID = r"^[A-Za-z0-9_-]{1,64}$"
 def blank(text: str) -> bool:
     """Nothing a reader would see: spaces, and control and format characters ("\\u0000",
     a zero-width space) were a message of their own."""
-    return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in text)
+    return all(c.isspace() or unseen(c) for c in text)
 
 
 _ZWJ, _KEYCAP = "\u200d", "\u20e3"
