@@ -422,10 +422,10 @@ class WebhookDispatcher:
     async def stop(self) -> None:
         """Stop dispatching; attempts in flight are cancelled and retried after a restart.
         Events emitted before are queued first (later ones are dropped, as before start)."""
-        task, self._task = self._task, None  # emit() queues nothing from here on
+        dispatcher, self._task = self._task, None  # emit() queues nothing from here on
         if self._emitting:
             await asyncio.gather(*self._emitting, return_exceptions=True)
-        await cancel_and_wait(task)
+        await cancel_and_wait(dispatcher)
         for task in list(self._in_flight.values()):
             task.cancel()
         if self._in_flight:
