@@ -50,6 +50,11 @@ RUN_SUMMARY = ("id", "name", "total", "executed", "passed", "failed", "stopped_e
                "started_at")
 
 
+def run_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """What the list of runs shows of a run's report."""
+    return {k: report.get(k) for k in RUN_SUMMARY}
+
+
 def problem(exc: Exception) -> JSONResponse:
     """A 4xx answer naming the field, for the errors the modules raise on bad input."""
     status = getattr(exc, "status", 422)
@@ -591,7 +596,7 @@ class ApiTesterPlugin(Plugin):
                      0o600)
         with self._index_lock:
             index = [r for r in self._run_index() if r["id"] != run_id]
-            index.append({k: report.get(k) for k in RUN_SUMMARY})
+            index.append(run_summary(report))
             write_atomic(self.reports_dir / RUN_INDEX, json.dumps(index[-KEEP_REPORTS:]),
                          0o600)
 
@@ -618,7 +623,7 @@ class ApiTesterPlugin(Plugin):
             except StorageProblem:
                 continue
             if report is not None:
-                rebuilt.append({k: report.get(k) for k in RUN_SUMMARY})
+                rebuilt.append(run_summary(report))
         return rebuilt
 
     def _report(self, run_id: str) -> dict[str, Any] | None:
