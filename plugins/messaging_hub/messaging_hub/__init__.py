@@ -312,11 +312,11 @@ class MessagingHubPlugin(Plugin):
                 # The server away for a moment: the name known a minute ago will do, and
                 # is asked for again PROFILE_RETRY seconds later, not on every call.
                 known["_at"] = now - PROFILE_TTL + PROFILE_RETRY
-                return {k: v for k, v in known.items() if not k.startswith("_")}
-            known = {"id": profile.id, "username": profile.username,
-                     "display_name": profile.display_name or profile.username, "_at": now,
-                     "_fetched": now}
-            self._profiles[user_id] = known
+            else:
+                known = {"id": profile.id, "username": profile.username,
+                         "display_name": profile.display_name or profile.username,
+                         "_at": now, "_fetched": now}
+                self._profiles[user_id] = known
         return {k: v for k, v in known.items() if not k.startswith("_")}
 
     def _decorate(self, message: Any, owner: str) -> dict[str, Any]:
