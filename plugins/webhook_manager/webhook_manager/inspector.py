@@ -29,7 +29,7 @@ from typing import Any
 import h11
 
 from plexichat_desktop.plugins.api import PluginProblem
-from webhook_manager.verify import SIGNATURE_HEADER, Check, Verdict, verify
+from webhook_manager.verify import SIGNATURE_HEADER, Check, Verdict, header_value, verify
 
 HEAD_LIMIT = 16_384
 READ_TIMEOUT = 10.0
@@ -187,8 +187,7 @@ class InspectorStore:
         for row in self._all("SELECT inbox_id, at, headers, verdict FROM captures "
                              "WHERE at >= ? AND response_status BETWEEN 200 AND 299 "
                              "ORDER BY at", (since,)):
-            headers = {k.lower(): v for k, v in json.loads(row["headers"]).items()}
-            signature = headers.get(SIGNATURE_HEADER.lower())
+            signature = header_value(json.loads(row["headers"]), SIGNATURE_HEADER)
             if signature and json.loads(row["verdict"]).get("ok"):
                 found.append((row["inbox_id"], signature, row["at"]))
         return found
@@ -334,8 +333,7 @@ class Inspector:
         loop (two copies arriving together cannot both pass), and kept apart from the
         capture list, which a flood of junk requests trims (the original must not be
         pushed out of the memory that way)."""
-        signature = next((v for k, v in headers.items()
-                          if k.lower() == SIGNATURE_HEADER.lower()), None)
+        signature = header_value(headers, SIGNATURE_HEADER)
         if signature is None:
             return verdict
         self._forget_seen(at)
@@ -343,8 +341,7 @@ class Inspector:
         earlier = self._seen.get(key)
         if earlier is None or at - earlier > 2 * inbox["tolerance"]:
             if 200 <= inbox["respond_status"] <= 299:
-                self._seen[key] = at
-                self._seen_order.append((at, key))
+                self._note_seen(key, at)
             return verdict
         detail = (f"the same signed request (timestamp and body) was received and "
                   f"accepted {at - earlier:.0f} s ago: a replay")
@@ -361,8 +358,11 @@ class Inspector:
     def remember_verified(self, found: list[tuple[str, str, float]]) -> None:
         """Rebuild the replay memory (at start) from ``store.recent_verified``."""
         for inbox_id, signature, at in found:
-            self._seen[(inbox_id, signature)] = at
-            self._seen_order.append((at, (inbox_id, signature)))
+            self._note_seen((inbox_id, signature), at)
+
+    def _note_seen(self, key: tuple[str, str], at: float) -> None:
+        self._seen[key] = at
+        self._seen_order.append((at, key))
 
     def _allow(self, inbox_id: str) -> bool:
         window = self._hits.setdefault(inbox_id, collections.deque())

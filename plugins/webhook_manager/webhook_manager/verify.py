@@ -53,7 +53,8 @@ def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """The value of the header ``name``, whatever its case; None when absent."""
     wanted = name.lower()
     for key, value in headers.items():
         if key.lower() == wanted:
@@ -68,7 +69,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[str], *, n
     their grace; ``tolerance``: seconds a timestamp may be off (old: a replay; ahead: a
     clock that is wrong)."""
     checks: list[Check] = []
-    stamp = _header(headers, timestamp_header)
+    stamp = header_value(headers, timestamp_header)
     age: float | None = None
     if stamp is None:
         checks.append(Check("timestamp", False, f"no {timestamp_header} header"))
@@ -89,7 +90,7 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[str], *, n
         else:
             checks.append(Check("timestamp", True, f"{age:.0f} s old, inside the "
                                                    f"{tolerance:.0f} s window"))
-    header = _header(headers, signature_header)
+    header = header_value(headers, signature_header)
     matched: str | None = None
     if header is None:
         checks.append(Check("signature", False, f"no {signature_header} header"))
