@@ -5,7 +5,7 @@ whose shots are saved only once the page is idle and showed no problem.
 
 A script is a pytest test run with the GUI fixtures, from the repository root::
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/<id>/docs/screenshot.py -q -n 0 -p no:cacheprovider
 
 and looks like::

@@ -6,7 +6,7 @@ retrieval, a message from bob with smart replies, and a shared note.
 Run from the repository root (it uses the project's GUI test fixtures; set
 AC_SCREENSHOT_THEME=dark for the dark theme, written as chat-dark.png and so on):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/advanced_client/docs/screenshot.py -q -n 0 -p no:cacheprovider
 """
 

@@ -5,7 +5,7 @@ offscreen, as the desktop window shows it, over a year of seeded activity
 Run from the repository root (it uses the project's GUI test fixtures; set
 AD_SCREENSHOT_THEME=dark for the dark variants):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/analytics_dashboard/docs/screenshot.py -q -n 0 \\
         -p no:cacheprovider
 """

@@ -5,7 +5,7 @@ docs/data-visualizer-explore.png: the SQL editor and chart builder on the same f
 Run from the repository root (it uses the project's GUI test fixtures; set
 DV_SCREENSHOT_THEME=dark for the dark variants):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/data_visualizer/docs/screenshot.py -q -n 0 \\
         -p no:cacheprovider
 """

@@ -1,7 +1,7 @@
 """Checks the panes' commander keys in QtWebEngine (arrows, Space, Enter, Backspace) on
 the real page, with no console error. Run from the repository root like screenshot.py:
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/file_manager/docs/keyboard_check.py \\
         -q -n 0 -p no:cacheprovider
 """

@@ -4,7 +4,7 @@ shows it, on a demo folder with an archive open, a search done and a sync plan w
 Run from the repository root (it uses the project's GUI test fixtures; set
 FM_SCREENSHOT_THEME=dark for docs/file-manager-dark.png):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/file_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
 """
 

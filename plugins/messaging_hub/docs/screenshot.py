@@ -7,7 +7,7 @@ no console error on the way.
 Run from the repository root (it uses the project's GUI test fixtures; set
 MH_SCREENSHOT_THEME=dark for the dark theme, written as inbox-dark.png and so on):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/messaging_hub/docs/screenshot.py -q -n 0 -p no:cacheprovider
 """
 

@@ -6,7 +6,7 @@ expired certificate) run twice as a profile, with a change found in between.
 Run from the repository root (it uses the project's GUI test fixtures; set
 NS_SCREENSHOT_THEME=dark for docs/network-scanner-dark.png):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/network_scanner/docs/screenshot.py -q -n 0 \\
         -p no:cacheprovider
 """

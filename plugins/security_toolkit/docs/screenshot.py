@@ -6,7 +6,7 @@ through its own form.
 
 Run from the repository root (it uses the project's GUI test fixtures):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/security_toolkit/docs/screenshot.py -q -n 0 \\
         -p no:cacheprovider
 """

@@ -7,7 +7,7 @@ Run from the repository root (it uses the project's GUI test fixtures; set
 SM_SCREENSHOT_THEME=dark for the -dark variants, SM_TABS_DIR=folder to keep a shot of
 every other tab for a look):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/system_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
 """
 

@@ -5,7 +5,7 @@ password being typed and the 2FA set-up open on its QR code.
 Run from the repository root (it uses the project's GUI test fixtures; set
 UM_SCREENSHOT_THEME=dark for docs/user-manager-dark.png):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/user_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
 """
 

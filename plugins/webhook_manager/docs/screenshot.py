@@ -6,7 +6,7 @@ real deliveries and a forged request the inspector failed.
 Run from the repository root (it uses the project's GUI test fixtures; set
 WM_SCREENSHOT_THEME=dark for the dark theme, written as endpoints-dark.png and so on):
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -p tests.conftest \\
+    QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -c pyproject.toml -p tests.conftest \\
         -p tests.gui.conftest plugins/webhook_manager/docs/screenshot.py -q -n 0 -p no:cacheprovider
 """
 
