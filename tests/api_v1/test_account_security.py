@@ -614,6 +614,33 @@ async def test_no_user_can_send_a_security_alert_to_another(v1):
     assert "security.new_device" in kinds and "chat.ping" in kinds
 
 
+async def test_no_user_can_send_the_servers_own_notification_types(v1):
+    """Audit leftover: any user could send another a "system" notification (the type the
+    server's own have, sender_id null) or a "group_invite" no invite backs, its action_url
+    a join. Both are the server's; the server still sends them."""
+    ann = await v1.account("ann")
+    bob = await v1.account("bob")
+    for kind in ("system", "group_invite"):
+        for path, target in (("/notifications/send", {"recipient_id": ann.id}),
+                             ("/notifications/broadcast", {"recipient_ids": [ann.id]})):
+            r = await bob.client.post(path, json={
+                "title": "Your account", "message": "Sign in again at evil", "type": kind,
+                **target})
+            assert r.status_code == 422, (path, kind, r.text)
+            assert r.json()["detail"][0]["loc"] == ["body", "type"]
+            assert "reserved" in r.json()["detail"][0]["msg"]
+    assert (await ann.client.get("/notifications/")).json()["total"] == 0
+    r = await ann.client.post("/notifications/test")
+    assert r.status_code == 201 and r.json()["type"] == "system"
+    assert r.json()["sender_id"] is None
+    group = (await bob.client.post("/groups/create", json={"name": "Team"})).json()
+    r = await bob.client.post(f"/groups/{group['id']}/invite", json={"user_ids": [ann.id]})
+    assert r.status_code == 200, r.text
+    kinds = {n["type"] for n in (await ann.client.get("/notifications/")).json()
+             ["notifications"]}
+    assert kinds == {"system", "group_invite"}
+
+
 async def test_setting_up_2fa_needs_the_password(v1, clock):
     """A stolen access token alone cannot put another authenticator on the account."""
     eve = await v1.account("eve")

@@ -547,7 +547,7 @@ class NotificationsApi(_Group):
     """``/notifications``."""
 
     async def send(self, recipient_id: str, title: str, message: str, *,
-                   type: m.NotificationType = "info", priority: m.Priority = "normal",
+                   type: m.SentNotificationType = "info", priority: m.Priority = "normal",
                    action_url: str | None = None, metadata: dict[str, Any] | None = None
                    ) -> m.Notification:
         body = _body(m.SendNotification, recipient_id=recipient_id, title=title,
@@ -556,7 +556,7 @@ class NotificationsApi(_Group):
         return await self._c.call("notifications.send", json=body, model=m.Notification)
 
     async def broadcast(self, recipient_ids: list[str], title: str, message: str, *,
-                        type: m.NotificationType = "info", priority: m.Priority = "normal",
+                        type: m.SentNotificationType = "info", priority: m.Priority = "normal",
                         action_url: str | None = None, metadata: dict[str, Any] | None = None
                         ) -> m.BroadcastResult:
         body = _body(m.BroadcastNotification, recipient_ids=recipient_ids, title=title,

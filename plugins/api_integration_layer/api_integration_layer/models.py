@@ -17,6 +17,9 @@ GroupType = Literal["group", "channel", "private"]
 SearchType = Literal["all", "messages", "users", "files", "groups"]
 NotificationType = Literal["info", "success", "warning", "error", "message", "mention",
                            "system", "update", "group_invite"]
+# What a user may send: "system" and "group_invite" are the server's own (422 if sent).
+SentNotificationType = Literal["info", "success", "warning", "error", "message", "mention",
+                               "update"]
 Priority = Literal["low", "normal", "high", "urgent"]
 Presence = Literal["online", "away", "busy", "offline"]
 
@@ -566,7 +569,7 @@ class SendNotification(Request):
     title: str
     message: str
     recipient_id: str
-    type: NotificationType = "info"
+    type: SentNotificationType = "info"
     priority: Priority = "normal"
     action_url: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -576,7 +579,7 @@ class BroadcastNotification(Request):
     title: str
     message: str
     recipient_ids: list[str]
-    type: NotificationType = "info"
+    type: SentNotificationType = "info"
     priority: Priority = "normal"
     action_url: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from api_integration_layer.testing import (
     signature_ok,
     unique_name,
 )
+from pydantic import ValidationError
 
 pytestmark = pytest.mark.asyncio
 BIG_LOG = {"log_size": 2000}
@@ -174,6 +175,9 @@ async def exercise_notifications(ann: ApiClient, bob: ApiClient, carol: ApiClien
     sent = await ann.notifications.broadcast([bob.user["id"], carol.user["id"]], "All",
                                              "Everyone")
     assert sent.sent_count == 2
+    # "system" and "group_invite" are the server's own: refused before anything is sent.
+    with pytest.raises(ValidationError, match="type"):
+        await ann.notifications.send(bob.user["id"], "Hi", "x", type="system")  # type: ignore[arg-type]
     listed = await bob.notifications.list(unread_only=True)
     assert listed.unread_count >= 2
     assert (await bob.notifications.unread_count()).unread_count == listed.unread_count

@@ -142,7 +142,19 @@ def insert_notification(conn: sqlite3.Connection, user_id: str, sender_id: str |
     return notification_dict(row)
 
 
-def _check_metadata(metadata: dict[str, Any]) -> None:
+# Types only the server sends: "system" (sender_id null; clients show it as the server's
+# word) and "group_invite" (made with its invite by POST /groups/{id}/invite; a sent one
+# would point to a join that no invite backs).
+SERVER_KINDS = ("system", "group_invite")
+
+
+def _check_sent(body: SendBody | BroadcastBody) -> None:
+    """What a user may not send another: the server's own types and security alerts."""
+    if body.type in SERVER_KINDS:
+        raise invalid("type", f"{body.type!r} is reserved for the server's own "
+                              "notifications; use info, success, warning, error, message, "
+                              "mention or update")
+    metadata = body.metadata
     if len(json.dumps(metadata)) > METADATA_MAX:
         raise invalid("metadata", f"at most {METADATA_MAX} characters of JSON")
     # "security.*" marks the server's own alerts (a new device, a reset token issued):
@@ -174,7 +186,7 @@ def _deliver(api: ApiV1, notes: list[dict[str, Any]]) -> None:
 @router.post("/send", status_code=201)
 async def send(body: SendBody, user: User, api: Api) -> dict[str, Any]:
     """Send a notification to one user; returns it."""
-    _check_metadata(body.metadata)
+    _check_sent(body)
     notes = await api.store.write(_send_many, user.id, [body.recipient_id], body)
     _deliver(api, notes)
     return notes[0]
@@ -183,7 +195,7 @@ async def send(body: SendBody, user: User, api: Api) -> dict[str, Any]:
 @router.post("/broadcast", status_code=201)
 async def broadcast(body: BroadcastBody, user: User, api: Api) -> dict[str, Any]:
     """Send the same notification to several users (all or none: unknown ids are 404)."""
-    _check_metadata(body.metadata)
+    _check_sent(body)
     recipients = list(dict.fromkeys(body.recipient_ids))
     notes = await api.store.write(_send_many, user.id, recipients, body)
     _deliver(api, notes)
