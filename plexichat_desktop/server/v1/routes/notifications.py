@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from plexichat_desktop.server.v1 import accounts
 from plexichat_desktop.server.v1.common import (
@@ -40,6 +40,20 @@ Kind = Literal["info", "success", "warning", "error", "message", "mention", "sys
                "update", "group_invite"]
 Priority = Literal["low", "normal", "high", "urgent"]
 METADATA_MAX = 4000
+# Types only the server sends: "system" (sender_id null; clients show it as the server's
+# word) and "group_invite" (made with its invite by POST /groups/{id}/invite; a sent one
+# would point to a join that no invite backs).
+SERVER_KINDS = ("system", "group_invite")
+SentKind = Literal["info", "success", "warning", "error", "message", "mention", "update"]
+
+
+def _not_server_kind(value: object) -> object:
+    if value in SERVER_KINDS:
+        raise ValueError(f"{value!r} is reserved for the server's own notifications")
+    return value
+
+
+Sendable = Annotated[SentKind, BeforeValidator(_not_server_kind)]
 
 
 def _check_action_url(value: str | None) -> str | None:
@@ -70,7 +84,7 @@ ActionUrl = Annotated[str | None, Field(max_length=2000), AfterValidator(_check_
 class SendBody(Body):
     title: str = Field(min_length=1, max_length=200)
     message: str = Field(min_length=1, max_length=2000)
-    type: Kind = "info"
+    type: Sendable = "info"
     recipient_id: str = Field(min_length=1, max_length=64)
     action_url: ActionUrl = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -80,7 +94,7 @@ class SendBody(Body):
 class BroadcastBody(Body):
     title: str = Field(min_length=1, max_length=200)
     message: str = Field(min_length=1, max_length=2000)
-    type: Kind = "info"
+    type: Sendable = "info"
     recipient_ids: list[str] = Field(min_length=1, max_length=100)
     action_url: ActionUrl = None
     metadata: dict[str, Any] = Field(default_factory=dict)
@@ -142,19 +156,7 @@ def insert_notification(conn: sqlite3.Connection, user_id: str, sender_id: str |
     return notification_dict(row)
 
 
-# Types only the server sends: "system" (sender_id null; clients show it as the server's
-# word) and "group_invite" (made with its invite by POST /groups/{id}/invite; a sent one
-# would point to a join that no invite backs).
-SERVER_KINDS = ("system", "group_invite")
-
-
-def _check_sent(body: SendBody | BroadcastBody) -> None:
-    """What a user may not send another: the server's own types and security alerts."""
-    if body.type in SERVER_KINDS:
-        raise invalid("type", f"{body.type!r} is reserved for the server's own "
-                              "notifications; use info, success, warning, error, message, "
-                              "mention or update")
-    metadata = body.metadata
+def _check_metadata(metadata: dict[str, Any]) -> None:
     if len(json.dumps(metadata)) > METADATA_MAX:
         raise invalid("metadata", f"at most {METADATA_MAX} characters of JSON")
     # "security.*" marks the server's own alerts (a new device, a reset token issued):
@@ -186,7 +188,7 @@ def _deliver(api: ApiV1, notes: list[dict[str, Any]]) -> None:
 @router.post("/send", status_code=201)
 async def send(body: SendBody, user: User, api: Api) -> dict[str, Any]:
     """Send a notification to one user; returns it."""
-    _check_sent(body)
+    _check_metadata(body.metadata)
     notes = await api.store.write(_send_many, user.id, [body.recipient_id], body)
     _deliver(api, notes)
     return notes[0]
@@ -195,7 +197,7 @@ async def send(body: SendBody, user: User, api: Api) -> dict[str, Any]:
 @router.post("/broadcast", status_code=201)
 async def broadcast(body: BroadcastBody, user: User, api: Api) -> dict[str, Any]:
     """Send the same notification to several users (all or none: unknown ids are 404)."""
-    _check_sent(body)
+    _check_metadata(body.metadata)
     recipients = list(dict.fromkeys(body.recipient_ids))
     notes = await api.store.write(_send_many, user.id, recipients, body)
     _deliver(api, notes)
