@@ -8,7 +8,7 @@ import pytest
 
 from plexichat_desktop.core.events import EventBus
 from plexichat_desktop.plugins.sse import EventBatch, _stream
-from plexichat_desktop.server.event_log import EventLog
+from plexichat_desktop.server.event_log import GAP_TOPIC, EventLog
 from plexichat_desktop.testing.events import TestStarted
 
 pytestmark = pytest.mark.asyncio
@@ -40,12 +40,40 @@ async def test_a_burst_arrives_as_one_batch_and_resumes_by_id():
         assert [event_id for _, _, event_id in second] == [6]
         await batches.aclose()
         # An id from before a restart (each process counts from 1): what this process
-        # kept, at once, instead of nothing until its own count passed that id.
+        # kept, at once, instead of nothing until its own count passed that id, after a
+        # gap event: the client's state may be from the other process.
         stale = log.follow_batches(500)
         async with asyncio.timeout(5):
             resumed = await anext(stale)
-        assert [event_id for _, _, event_id in resumed] == [4, 5, 6]
+        assert [(topic, event_id) for topic, _, event_id in resumed] == [
+            (GAP_TOPIC, 3), ("tests.test_started", 4), ("tests.test_started", 5),
+            ("tests.test_started", 6)]
+        assert resumed[0][1] == {"reason": "restarted", "missed_after": 500,
+                                 "first_kept": 4}
         await stale.aclose()
+        # A client further behind than what is kept: told so before the rest, once.
+        behind = log.follow_batches(1)
+        async with asyncio.timeout(5):
+            caught_up = await anext(behind)
+        assert [event_id for _, _, event_id in caught_up] == [3, 4, 5, 6]
+        assert caught_up[0][:2] == (GAP_TOPIC, {"reason": "evicted", "missed_after": 1,
+                                                "first_kept": 4})
+        bus.publish(TestStarted(run_id=1, plugin_id="p", nodeid="t6"))
+        async with asyncio.timeout(5):
+            live = await anext(behind)
+        assert [(topic, event_id) for topic, _, event_id in live] == [
+            ("tests.test_started", 7)]
+        await behind.aclose()
+        # Right behind the oldest kept, or up to date: nothing missed, no gap event.
+        for cursor, ids in ((4, [5, 6, 7]), (None, [8])):
+            follow = log.follow_batches(cursor)
+            if cursor is None:
+                bus.publish(TestStarted(run_id=1, plugin_id="p", nodeid="t7"))
+            async with asyncio.timeout(5):
+                got = await anext(follow)
+            assert [(topic, event_id) for topic, _, event_id in got] == [
+                ("tests.test_started", i) for i in ids]
+            await follow.aclose()
     finally:
         await log.stop()
 

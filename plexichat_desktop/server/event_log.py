@@ -12,6 +12,10 @@ from plexichat_desktop.core.events import EventBus
 from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.plugins.sse import EventBatch
 
+# The event that tells a client its stream skipped events it can no longer get (ids are
+# consecutive otherwise); its id is the last one skipped, so a reconnect resumes after it.
+GAP_TOPIC = "stream.gap"
+
 
 class EventLog:
     """A bounded history of the bus events whose topic starts with one of ``prefixes``."""
@@ -56,9 +60,14 @@ class EventLog:
     async def follow_batches(self, last_id: int | None) -> AsyncIterator[EventBatch]:
         """Events after ``last_id`` (from now on when None), then live ones, forever;
         everything that arrived since the last wake-up comes at once: a burst of results
-        costs one round trip through the loop (and one network write), not one per event."""
+        costs one round trip through the loop (and one network write), not one per event.
+
+        When some of what the client missed is no longer kept (more than ``size`` events
+        since its id, or its id is from before a restart), a ``stream.gap`` event comes
+        first (``GAP_TOPIC``): what follows is not everything, reload the state."""
         cursor = self.last_id if last_id is None else last_id
-        if cursor > self.last_id:
+        restarted = cursor > self.last_id
+        if restarted:
             # An id this process never gave: the client's stream came from the app before
             # a restart (ids start at 1 in each). Waiting for the counter to pass it sent
             # nothing for as long; what this process kept is what the client missed.
@@ -67,6 +76,12 @@ class EventLog:
             waiter = self._changed
             batch = EventBatch((topic, data, event_id)
                                for event_id, topic, data in self.since(cursor))
+            first_kept = self._items[0][0] if self._items else self._next_id
+            if restarted or first_kept > cursor + 1:
+                batch.insert(0, (GAP_TOPIC, {
+                    "reason": "restarted" if restarted else "evicted",
+                    "missed_after": last_id, "first_kept": first_kept}, first_kept - 1))
+                restarted = False
             if batch:
                 cursor = batch[-1][2]
                 yield batch

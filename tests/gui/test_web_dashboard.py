@@ -462,6 +462,29 @@ def test_the_page_catches_up_after_a_drop_and_polls_while_push_fails(
     assert js(view, "window.__loadedOnce") == "still here"
 
 
+def test_a_gap_in_the_stream_reloads_the_snapshot(
+        browser: Any, api: Any, gate: Path, qtbot: Any, js: Any) -> None:
+    """The server tells a page whose last event id it can no longer continue from
+    (evicted from its last 2000, or numbered by the app before a restart) with a
+    stream.gap event: the page reloads its snapshot and follows the new numbering.
+    Before, a page holding a higher id than the server's dropped every event as already
+    seen and stayed stale without a word."""
+    gate.write_text("open")
+    view = browser("/tests")
+    ready(qtbot, js, view)
+    wait_js(qtbot, js, view, "document.getElementById('conn').dataset.state === 'live'")
+    snapshots = js(view, "plexichatDashboard.snapshots")
+    # As if the page had followed an earlier app: its id is ahead of this server's count.
+    js(view, "(() => { const f = plexichatDashboard.feed; f.lastId = 1000000; f.connect(); "
+             "return 1; })()")
+    wait_js(qtbot, js, view, f"plexichatDashboard.snapshots > {snapshots}")
+    wait_js(qtbot, js, view, "plexichatDashboard.feed.lastId < 1000000")
+    run_id = api("POST", "/tests/run?wait=true", json={"plugin_name": "gated"}).json()[
+        "run"]["id"]
+    wait_js(qtbot, js, view, f"document.querySelectorAll('#recent tr[data-run-id=\"{run_id}\"]')"
+                             ".length === 3")
+
+
 @pytest.mark.skipif(not SCREENSHOTS, reason="set PLEXICHAT_SCREENSHOT_DIR to take screenshots")
 def test_screenshots(browser: Any, api: Any, gate: Path, qtbot: Any, js: Any,
                      runtime: Runtime, plugin_dirs: list[Path]) -> None:

@@ -56,6 +56,9 @@ export class LiveFeed {
     for (const topic of TOPICS) {
       source.addEventListener(topic, (msg) => this.receive(topic, msg));
     }
+    // The server no longer had some of what this page missed (it keeps the last 2000
+    // events, and counts from 1 again after a restart): the snapshot is reloaded.
+    source.addEventListener("stream.gap", (msg) => this.gap(msg));
     source.addEventListener("open", () => this.opened());
     source.addEventListener("error", () => this.failed(source));
   }
@@ -74,6 +77,12 @@ export class LiveFeed {
     this.recent.push({ topic, data, id });
     if (this.recent.length > KEEP_EVENTS) this.recent.splice(0, this.recent.length - KEEP_EVENTS);
     this.onEvent(topic, data, id);
+  }
+
+  gap(msg) {
+    const id = Number(msg.lastEventId) || 0;
+    if (id > this.lastId) this.lastId = id;
+    this.resyncNow();
   }
 
   /** Events received after `id`, for re-applying on top of a snapshot taken at `id`. */
