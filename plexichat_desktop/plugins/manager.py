@@ -38,6 +38,7 @@ from plexichat_desktop.plugins.api import Plugin, PluginContext, ServiceRegistry
 from plexichat_desktop.plugins.checks import check_code
 from plexichat_desktop.plugins.discovery import Candidate, Source, discover, read_disabled
 from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.manifest import Manifest, load_manifest
 from plexichat_desktop.plugins.requirements import MissingRequirement
 from plexichat_desktop.plugins.resolve import Node, resolve
@@ -240,11 +241,8 @@ class PluginManager:
         self._save_disabled(disabled - {pid} if enabled else disabled | {pid})
 
     def _save_disabled(self, disabled: set[str]) -> None:
-        path = self.paths.plugin_states_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"disabled": sorted(disabled)}, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        write_atomic(self.paths.plugin_states_file,
+                     json.dumps({"disabled": sorted(disabled)}, indent=2))
 
     # -- discovery and validation ---------------------------------------------------------
     def discover(self) -> list[PluginRecord]:

@@ -40,7 +40,6 @@ import asyncio
 import builtins
 import json
 import logging
-import os
 import random
 import re
 import time
@@ -53,6 +52,7 @@ from typing import Any
 
 from plexichat_desktop.core.waiting import wait_set
 from plexichat_desktop.plugins.faults import PLUGIN_FAULTS
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError, Schedule, parse
 from plexichat_desktop.scheduling.planner import MISSED_CAP, detect_clock_jump, plan_misfires
 
@@ -384,10 +384,7 @@ class PluginScheduler:
         for name, record in self._schedules.items():
             saved[name] = record.persisted()
         try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"schedules": saved}, indent=1, allow_nan=False),
-                           encoding="utf-8")
-            os.replace(tmp, self.state_file)
+            write_atomic(self.state_file,
+                         json.dumps({"schedules": saved}, indent=1, allow_nan=False))
         except (OSError, ValueError) as exc:
             self.logger.error("could not save the schedules to %s: %s", self.state_file, exc)

@@ -30,6 +30,7 @@ from typing import Any
 from plexichat_desktop import __version__
 from plexichat_desktop.core.permissions import private_dir, private_file
 from plexichat_desktop.core.waiting import within
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.server.v1.common import iso, new_id, now
 from plexichat_desktop.server.v1.store import (
     SCHEMA_VERSION,
@@ -143,10 +144,7 @@ class BackupManager:
         return self.dir / f"{backup_id}.json"
 
     def _save(self, record: dict[str, Any]) -> None:
-        target = self._record_path(record["id"])
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-        os.replace(private_file(tmp), target)
+        write_atomic(self._record_path(record["id"]), json.dumps(record, indent=1))
 
     def get(self, backup_id: str) -> dict[str, Any] | None:
         """The record of ``backup_id``, or None (also for malformed ids)."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import secrets
 import time
@@ -29,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from analytics_dashboard.delivery import check_url
 from analytics_dashboard.metrics import METRICS, SERIES_KEYS
-from plexichat_desktop.plugins.files import keep_aside
+from plexichat_desktop.plugins.files import keep_aside, write_atomic
 from plexichat_desktop.scheduling.expressions import InvalidScheduleError, parse
 
 MetricKey = Literal["active_users", "new_users", "messages", "files", "logins",
@@ -234,12 +233,9 @@ class AutomationStore:
         self.events = data.get("events", [])[-MAX_EVENTS:]
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"rules": self.rules, "subscriptions": self.subscriptions,
-                                   "events": self.events[-MAX_EVENTS:]}, indent=1),
-                       encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"rules": self.rules,
+                                            "subscriptions": self.subscriptions,
+                                            "events": self.events[-MAX_EVENTS:]}, indent=1))
 
     def log(self, kind: str, message: str, **extra: Any) -> dict[str, Any]:
         event = {"id": uuid.uuid4().hex[:12], "at": time.time(), "kind": kind,

@@ -9,14 +9,14 @@ base URL does not hand one server's tokens to another.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from plexichat_desktop.plugins.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -123,20 +123,7 @@ class FileTokenStore:
         return data if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        # Created 0600 from the start: a chmod after writing would leave a window in which
-        # the tokens are readable by others.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=1)
-            os.chmod(tmp, 0o600)  # an existing tmp file keeps its mode through O_CREAT
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+        write_atomic(self.path, json.dumps(data, indent=1))  # 0600 from the start
 
     def load(self, key: str) -> TokenSet | None:
         entry = self._read().get(key)

@@ -39,9 +39,9 @@ from api_tester.storage import (
     SecretStore,
     StorageProblem,
     externalize,
-    write_atomic,
 )
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.hub import EventHub
 
 KEEP_REPORTS = 50
@@ -592,13 +592,11 @@ class ApiTesterPlugin(Plugin):
         # Owner-only: a report holds the requests' URLs and answers (secrets masked, but
         # what an API returns is still the user's business).
         self.reports_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(self.reports_dir / f"{run_id}.json", json.dumps(report, indent=1),
-                     0o600)
+        write_atomic(self.reports_dir / f"{run_id}.json", json.dumps(report, indent=1))
         with self._index_lock:
             index = [r for r in self._run_index() if r["id"] != run_id]
             index.append(run_summary(report))
-            write_atomic(self.reports_dir / RUN_INDEX, json.dumps(index[-KEEP_REPORTS:]),
-                         0o600)
+            write_atomic(self.reports_dir / RUN_INDEX, json.dumps(index[-KEEP_REPORTS:]))
 
     def _run_index(self) -> list[dict[str, Any]]:
         """The newest runs' summaries, oldest first, from the reports folder: they outlive

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api_tester.storage import StorageProblem, check_name, write_atomic
-from plexichat_desktop.plugins.files import keep_aside
+from api_tester.storage import StorageProblem, check_name
+from plexichat_desktop.plugins.files import keep_aside, write_atomic
 
 KEEP_RUNS = 30
 KEEP_TRANSITIONS = 30
@@ -168,7 +168,7 @@ class Monitors:
                     self.problems.append(f"monitor {monitor_id!r} is not scheduled: {exc}")
 
     def _save(self) -> None:
-        write_atomic(self.file, json.dumps({"monitors": self.items}, indent=1) + "\n", 0o600)
+        write_atomic(self.file, json.dumps({"monitors": self.items}, indent=1) + "\n")
 
     def _arm(self, monitor_id: str, item: dict[str, Any]) -> None:
         version = item["version"]

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,11 +28,15 @@ from pydantic import BaseModel, ValidationError
 
 from api_tester.models import CollectionInfo, Environment, RequestSpec
 from api_tester.redact import is_secret_name
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.guards import UnsafePath, safe_path
 
 REQUEST_SUFFIX = ".request.json"
 COLLECTION_FILE = "collection.json"
 ENV_DIR = "environments"
+# Collection files are meant to be versioned and shared (they hold no secrets); the
+# plugin's own state (secret store, indexes, reports) stays 0600.
+SHARED_MODE = 0o644
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,21 +63,6 @@ def loads(model: type[M], text: str, where: str) -> M:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
                              for e in exc.errors()[:5])
         raise StorageProblem(f"{where}: {problems}") from None
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write through a temporary file and a rename, so a crash leaves the old file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def check_name(name: str, field: str) -> str:
@@ -148,7 +135,7 @@ class Collections:
         if (folder / COLLECTION_FILE).exists():
             raise StorageProblem(f"collection: {collection!r} exists already", 409)
         info = info or CollectionInfo(name=collection)
-        write_atomic(folder / COLLECTION_FILE, dumps(info))
+        write_atomic(folder / COLLECTION_FILE, dumps(info), mode=SHARED_MODE)
         return info
 
     def info(self, collection: str) -> CollectionInfo:
@@ -156,7 +143,8 @@ class Collections:
         return loads(CollectionInfo, path.read_text("utf-8"), str(path))
 
     def save_info(self, collection: str, info: CollectionInfo) -> None:
-        write_atomic(self._existing(collection) / COLLECTION_FILE, dumps(info))
+        write_atomic(self._existing(collection) / COLLECTION_FILE, dumps(info),
+                     mode=SHARED_MODE)
 
     def tree(self, collection: str) -> dict[str, Any]:
         """``{"name", "info", "items", "environments"}``; items are folders (with items)
@@ -215,7 +203,7 @@ class Collections:
 
     def write(self, collection: str, path: str, spec: RequestSpec) -> Path:
         file = self._request_path(collection, path)
-        write_atomic(file, dumps(spec))
+        write_atomic(file, dumps(spec), mode=SHARED_MODE)
         return file
 
     def delete(self, collection: str, path: str) -> None:
@@ -239,7 +227,8 @@ class Collections:
 
     def write_env(self, collection: str, env: Environment) -> None:
         check_name(env.name, "environment")
-        write_atomic(self._existing(collection) / ENV_DIR / f"{env.name}.json", dumps(env))
+        write_atomic(self._existing(collection) / ENV_DIR / f"{env.name}.json", dumps(env),
+                     mode=SHARED_MODE)
 
 
 def slug(text: str) -> str:
@@ -333,7 +322,7 @@ class AppTokenGrants:
     def set(self, collection: str, enabled: bool) -> None:
         names = self.names()
         (names.add if enabled else names.discard)(collection)
-        write_atomic(self.file, json.dumps({"collections": sorted(names)}) + "\n", 0o600)
+        write_atomic(self.file, json.dumps({"collections": sorted(names)}) + "\n")
 
 
 class SecretStore:
@@ -411,22 +400,22 @@ class SecretStore:
             self._keyring.set_password(self.SERVICE, name, value)
             names = set(self.names())
             names.add(name)
-            write_atomic(self.index_file, json.dumps({"names": sorted(names)}) + "\n", 0o600)
+            write_atomic(self.index_file, json.dumps({"names": sorted(names)}) + "\n")
             return
         data = self._read(self.file)
         data[name] = value
-        write_atomic(self.file, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o600)
+        write_atomic(self.file, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     def delete(self, name: str) -> None:
         if self._keyring is not None:
             with contextlib.suppress(Exception):
                 self._keyring.delete_password(self.SERVICE, name)
             names = [n for n in self.names() if n != name]
-            write_atomic(self.index_file, json.dumps({"names": names}) + "\n", 0o600)
+            write_atomic(self.index_file, json.dumps({"names": names}) + "\n")
             return
         data = self._read(self.file)
         if data.pop(name, None) is not None:
-            write_atomic(self.file, json.dumps(data, indent=1, sort_keys=True) + "\n", 0o600)
+            write_atomic(self.file, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
     def values(self, prefix: str) -> dict[str, str]:
         """Every secret whose name starts with ``prefix``, with the prefix removed."""

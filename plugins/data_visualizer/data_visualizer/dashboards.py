@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from data_visualizer.charts import check_spec
 from data_visualizer.engine import Dataset, field_kind
+from plexichat_desktop.plugins.files import write_atomic
 
 __all__ = ["Dashboard", "DashboardError", "DashboardStore", "Panel", "TimeRange", "Variable",
            "expand_sql", "resolve_time", "suggest_dashboard"]
@@ -245,10 +246,8 @@ class DashboardStore:
 
     def save(self, board: Dashboard) -> Dashboard:
         board.updated = time.time()
-        path = self.folder / f"{board.id}.json"
-        partial = path.with_suffix(".json.tmp")
-        partial.write_text(board.model_dump_json(by_alias=True, indent=1), encoding="utf-8")
-        partial.replace(path)
+        write_atomic(self.folder / f"{board.id}.json",
+                     board.model_dump_json(by_alias=True, indent=1))
         return board
 
     def delete(self, board_id: str) -> None:

@@ -28,6 +28,7 @@ from file_manager.config import FileManagerConfig
 from file_manager.core import FieldError, Roots, check_name, list_folder, require_writable
 from file_manager.worker import Ctl, run_in_thread
 from plexichat_desktop.plugins.api import Plugin, PluginContext
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.jobs import JobHandle
 
 if TYPE_CHECKING:
@@ -261,10 +262,7 @@ class FileManagerPlugin(Plugin):
             if record is None:
                 self._undo_file.unlink(missing_ok=True)
                 return
-            self._undo_file.parent.mkdir(parents=True, exist_ok=True)
-            part = self._undo_file.with_suffix(".part")
-            part.write_text(json.dumps(dataclasses.asdict(record)), encoding="utf-8")
-            os.replace(part, self._undo_file)
+            write_atomic(self._undo_file, json.dumps(dataclasses.asdict(record)))
         except OSError as exc:  # undo still works until the app stops
             self.ctx.logger.warning("the undo step could not be saved to %s: %s",
                                     self._undo_file, exc)

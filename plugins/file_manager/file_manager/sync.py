@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.guards import safe_path
 
 TAG = "fm-sync:"
@@ -93,10 +94,7 @@ class Baseline:
             self.entries = json.loads(path.read_text("utf-8")).get("entries", {})
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"version": 1, "entries": self.entries}, indent=1), "utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps({"version": 1, "entries": self.entries}, indent=1))
 
 
 def baseline_file(data_dir: Path, folder: Path, cloud: str) -> Path:

@@ -9,9 +9,7 @@ return at once without scanning (the API tester's monitors do the same).
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from network_scanner.engine import ScanOptions
+from plexichat_desktop.plugins.files import write_atomic
 
 
 class ProfileSpec(BaseModel):
@@ -40,17 +39,6 @@ class ProfileProblem(ValueError):
 
 Schedule = Callable[[str, Callable[[], Awaitable[Any]], str], Any]
 RunProfile = Callable[[str], Awaitable[Any]]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Profiles:

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.attachments import attachment_headers
+from plexichat_desktop.plugins.files import write_atomic
 from security_toolkit import e2e, entries, files, generator, health, interop, otp
 from security_toolkit.errors import Problem
 from security_toolkit.models import (
@@ -138,8 +139,7 @@ class SecurityToolkitPlugin(Plugin):
             return {}
 
     def _save_prefs(self, prefs: dict[str, Any]) -> None:
-        from security_toolkit.vault import atomic_write
-        atomic_write(self.prefs_path, json.dumps(prefs, indent=1).encode(), keep_backup=False)
+        write_atomic(self.prefs_path, json.dumps(prefs, indent=1))
 
     def _breaches(self, override: str | None) -> health.BreachList | None:
         """The breach list to check against: ``override`` (remembered once it opened, so

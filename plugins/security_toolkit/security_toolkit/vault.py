@@ -26,15 +26,12 @@ password is at hand, and the next :meth:`Vault.save` writes the stronger paramet
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ from argon2.low_level import Type, hash_secret_raw
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from plexichat_desktop.plugins.files import backup_path, write_atomic
 from security_toolkit.errors import Problem
 
 MAGIC = b"STKVAULT"
@@ -178,47 +176,6 @@ def _parse(path: Path, blob: bytes) -> _Parsed:
                    body[end + CHECK_LEN + NONCE_LEN:], params, salt)
 
 
-def backup_path(path: Path) -> Path:
-    return path.with_name(path.name + ".bak")
-
-
-def atomic_write(path: Path, data: bytes, keep_backup: bool = True) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old or the new file, never a
-    mix: a 0600 temp file in the same folder, fsync, rename over, fsync the folder.
-    With ``keep_backup`` the previous file stays as ``<name>.bak`` (a hard link, so it
-    never is missing in between)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    link = path.with_name(f".{path.name}.bak.tmp")
-    try:
-        os.fchmod(fd, 0o600)  # mkstemp already makes 0600; be explicit about it
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if keep_backup and path.exists():
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            try:
-                os.link(path, link)
-            except OSError:  # a file system without hard links: copy
-                link.write_bytes(path.read_bytes())
-                os.chmod(link, 0o600)
-            os.replace(link, backup_path(path))
-        os.replace(tmp, path)
-    except BaseException:
-        for leftover in (tmp, link):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class Vault:
     """An unlocked vault: the payload in memory and the keys to write it back.
 
@@ -263,7 +220,7 @@ class Vault:
 
     # -- writing -------------------------------------------------------------------
     def save(self) -> None:
-        """Encrypt the payload and replace the file atomically (see :func:`atomic_write`).
+        """Encrypt the payload and replace the file atomically (see :func:`write_atomic`).
 
         A pending KDF upgrade is applied here: the file gets the new salt and costs."""
         payload = self.payload
@@ -272,7 +229,8 @@ class Vault:
             self._keys.wipe()
             self._keys, self._salt, self.params = self._pending
             self._pending = None
-        atomic_write(self.path, _seal(payload, self._keys, self._salt, self.params))
+        write_atomic(self.path, _seal(payload, self._keys, self._salt, self.params),
+                     keep_backup=True)
 
     def rekey_material(self, new_password: str, params: KdfParams
                        ) -> tuple[_Keys, bytes, KdfParams]:

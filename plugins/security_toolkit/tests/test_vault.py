@@ -156,7 +156,7 @@ def test_a_failed_write_leaves_the_old_vault(tmp_path: Path,
     def broken(*args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("security_toolkit.vault.os.replace", broken)
+    monkeypatch.setattr("os.replace", broken)  # as a full disk would
     with pytest.raises(OSError):
         vault.save()
     assert path.read_bytes() == before

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from plexichat_desktop.core.permissions import private_file
 from plexichat_desktop.plugins.api import PluginProblem
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.jobs import Job, JobHandle
 from plexichat_desktop.plugins.schedules import PluginScheduler
@@ -240,11 +240,7 @@ class Manager:
             secrets.pop(target_id, None)
         else:
             secrets[target_id] = password
-        tmp = self._secrets.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(secrets, fh)
-        os.replace(private_file(tmp), self._secrets)
+        write_atomic(self._secrets, json.dumps(secrets))
 
     def password(self, target_id: str) -> str | None:
         return self._read_secrets().get(target_id)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Collection
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from plexichat_desktop.core.settings import ApiSettings
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.server.v1.ai.builtin import NAME as BUILTIN
 from plexichat_desktop.server.v1.ai.builtin import BuiltinProvider
 from plexichat_desktop.server.v1.ai.local_gguf import LocalGgufProvider
@@ -82,12 +82,7 @@ class KeyFile:
         return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
     def save(self, keys: dict[str, str]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(keys, handle)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(keys))
 
 
 def _get(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
