@@ -153,6 +153,10 @@ async def test_message_bad_input(v1):
     assert (await ann.client.get("/messages/conversations?limit=101")).status_code == 422
     r = await ann.client.get(f"/messages/conversation/{ben.id}?order=sideways")
     assert r.status_code == 422
+    # As a send to oneself is refused, there is no conversation with oneself (was: an
+    # empty 200, as if one could exist).
+    r = await ann.client.get(f"/messages/conversation/{ann.id}")
+    assert r.status_code == 400 and "yourself" in r.text
 
 
 async def test_deleting_an_account_removes_its_data(v1):

@@ -378,6 +378,8 @@ async def conversation(
 ) -> dict[str, Any]:
     """Messages between the caller and another user (newest first by default). Messages
     of the page that the caller received are marked read unless ``mark_read=false``."""
+    if other_user_id == user.id:  # as a send to oneself is refused: there is none
+        raise HTTPException(400, "other_user_id: there is no conversation with yourself")
     other, found, total, _marked = await api.store.write(
         _conversation, user.id, other_user_id, limit, offset, order, mark_read)
     if other is None:
