@@ -93,6 +93,11 @@ def changes(repo: Path, commit: str, under: str) -> list[Change]:
     """Files changed since ``commit`` under the repo-relative folder ``under`` ('' = all)."""
     spec = [f":(top){under}" if under else ":(top)"]
     found: dict[str, Change] = {}
+    # The patch below lists the same files in the same order: its sections are matched
+    # to these by position, because the names in its "+++ b/..." lines are quoted or
+    # followed by a tab for names with a space, a quote, a backslash or a control
+    # character, and such a file's new lines were missed (the gate passed on them).
+    order: list[str | None] = []
     out = _git(repo, "diff", "--name-status", "-z", "-M", "--no-ext-diff", commit, "--",
                *spec)
     parts = out.split("\0")
@@ -103,19 +108,27 @@ def changes(repo: Path, commit: str, under: str) -> list[Change]:
             old, new = parts[i + 1], parts[i + 2]
             i += 3
             found[new] = Change(new, "R", old)
+            order.append(new)
         else:
             path = parts[i + 1]
             i += 2
+            order.append(None if status == "D" else path)
+            if status == "T":  # a type change is two sections: the old deleted, the new
+                order.append(path)
             if status != "D":
                 found[path] = Change(path, status[0], path if status[0] != "A" else None,
                                      whole=status[0] == "A")
     diff = _git(repo, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", commit, "--",
                 *spec)
     current: Change | None = None
-    for line in diff.splitlines():
-        if line.startswith("+++ "):
-            name = line[4:]
-            current = found.get(name[2:]) if name.startswith("b/") else None
+    section = -1
+    # Split on newlines only: str.splitlines() also breaks at form feeds and other
+    # separators inside a changed line.
+    for line in diff.split("\n"):
+        if line.startswith("diff --git "):
+            section += 1
+            name = order[section] if section < len(order) else None
+            current = found.get(name) if name is not None else None
         elif current is not None and (m := HUNK.match(line)):
             start, count = int(m[1]), int(m[2]) if m[2] is not None else 1
             current.lines.update(range(start, start + count))

@@ -112,6 +112,26 @@ def test_untracked_files_and_subfolders_are_new_code(repo: Path, run_git: Git,
     assert {i["path"] for i in result["new_issues"]} == {"new.py"}  # only inside a/
 
 
+def test_new_lines_count_in_files_whatever_their_names(repo: Path, run_git: Git,
+                                                       make_files: Files) -> None:
+    """Audit: git writes '+++ b/my file.py<TAB>' and '+++ "b/quo\\"te.py"', so the new
+    lines of a modified file whose name has a space, a quote or a backslash were missed
+    and the gate passed on them. A type change (a file made a link) is two sections of
+    the patch: the files after it must not shift onto another's lines."""
+    names = ["my file.py", 'quo"te.py', "back\\slash.py", "z.py"]
+    committed(repo, run_git, make_files, {**dict.fromkeys(names, BASE), "link.py": BASE})
+    (repo / "link.py").unlink()
+    (repo / "link.py").symlink_to("z.py")
+    for name in names:
+        (repo / name).write_text(NEW_HIGH)
+    result = run_gate(repo, GateRule("HEAD"), None, OPTIONS)
+    assert result["passed"] is False
+    high = {(i["path"], i["rule"], i["line"]) for i in result["new_issues"]
+            if i["severity"] == "high"}
+    assert high == {(name, "B602", 14) for name in names}
+    assert {f["path"]: f["new_lines"] for f in result["files"]} == dict.fromkeys(names, 4)
+
+
 def test_a_bad_ref_or_folder_names_the_field(repo: Path, run_git: Git, make_files: Files,
                                              tmp_path: Path) -> None:
     committed(repo, run_git, make_files, {"a.py": "x = 1\n"})
