@@ -99,8 +99,11 @@ RUFF_MEDIUM = re.compile(r"^(F|B|S|PLW|ASYNC|DTZ|TRY)")
 
 
 def ruff_severity(code: str | None) -> str:
-    if not code or RUFF_HIGH.match(code):
-        return "high"  # no code: a syntax error ruff could not parse past
+    # A syntax error (code that does not compile) has no rule code in older ruff and
+    # "invalid-syntax" since 0.12 (it was graded low there, and the gate passed on code
+    # that does not compile).
+    if not code or code == "invalid-syntax" or RUFF_HIGH.match(code):
+        return "high"
     return "medium" if RUFF_MEDIUM.match(code) else "low"
 
 

@@ -132,6 +132,19 @@ def test_new_lines_count_in_files_whatever_their_names(repo: Path, run_git: Git,
     assert {f["path"]: f["new_lines"] for f in result["files"]} == dict.fromkeys(names, 4)
 
 
+def test_code_that_does_not_compile_fails_the_gate(repo: Path, run_git: Git,
+                                                   make_files: Files) -> None:
+    """Audit: 'def f(a, a)' parses (ast.parse takes it, so no CA001) but does not
+    compile; ruff says 'invalid-syntax', which was graded low, and the gate passed."""
+    committed(repo, run_git, make_files, {"app.py": BASE})
+    make_files(repo, {"dup.py": "def f(a, a):\n    return a\n"})
+    result = run_gate(repo, GateRule("HEAD"), None, OPTIONS)
+    assert result["passed"] is False
+    [issue] = [i for i in result["new_issues"] if i["path"] == "dup.py"]
+    assert (issue["tool"], issue["rule"], issue["severity"]) == (
+        "ruff", "invalid-syntax", "high")
+
+
 def test_a_bad_ref_or_folder_names_the_field(repo: Path, run_git: Git, make_files: Files,
                                              tmp_path: Path) -> None:
     committed(repo, run_git, make_files, {"a.py": "x = 1\n"})
