@@ -22,7 +22,7 @@ from code_analyzer import gitutil, tools
 from code_analyzer.metrics import finding
 from code_analyzer.scan import SEVERITIES, Progress, ScanCancelled, ScanOptions, compute_metrics
 from code_analyzer.store import Store
-from code_analyzer.walk import language_of
+from code_analyzer.walk import Skipped, candidate, language_of
 from plexichat_desktop.plugins.guards import read_regular
 
 
@@ -57,6 +57,7 @@ class _NewCode:
     entries: list[tuple[str, bytes, str]]
     lines: dict[str, set[int] | None]  # None: every line is new
     old_paths: dict[str, str | None]
+    skipped: list[dict[str, str]]  # changed source files not analysed, and why
 
     def is_new(self, rel: str, first: int, last: int | None = None) -> bool:
         if rel not in self.lines:
@@ -79,17 +80,24 @@ def _diff(folder: Path, rule: GateRule) -> tuple[Path, str, str, list[gitutil.Ch
 
 
 def _read(repo: Path, changed: list[gitutil.Change], prefix: str, max_bytes: int) -> _NewCode:
-    code = _NewCode([], {}, {})
+    code = _NewCode([], {}, {}, [])
     for ch in changed:
         language = language_of(ch.path)
         path = repo / ch.path
         if language is None:
             continue
+        rel = ch.path[len(prefix):]
+        # Said, not dropped: a changed file too big (or a link) the gate cannot judge
+        # passed it without a word.
+        found = candidate(path, rel, language, repo / prefix, max_bytes)
+        if isinstance(found, Skipped):
+            code.skipped.append(found.to_dict())
+            continue
         try:
             data = read_regular(path, max_bytes)  # no symlink, FIFO or device
-        except (OSError, ValueError):  # deleted, unreadable or too big since the diff
+        except (OSError, ValueError) as exc:  # changed again since the look above
+            code.skipped.append({"path": rel, "reason": f"changed while read: {exc}"})
             continue
-        rel = ch.path[len(prefix):]
         code.entries.append((rel, data, language))
         code.lines[rel] = None if ch.whole else ch.lines
         code.old_paths[rel] = ch.old_path
@@ -183,7 +191,7 @@ def run_gate(folder: Path, rule: GateRule, store: Store | None, options: ScanOpt
         "passed": all(c["passed"] for c in conditions), "ref": rule.ref, "commit": commit,
         "folder": str(folder), "conditions": conditions, "new_issues": new_issues,
         "functions": functions, "files": files,
-        "changed_files": len(changed), "analysed_files": len(files),
+        "changed_files": len(changed), "analysed_files": len(files), "skipped": code.skipped,
         "new_lines": sum(f["new_lines"] for f in files),
         "seconds": round(time.monotonic() - started, 3),
     }

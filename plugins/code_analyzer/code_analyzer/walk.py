@@ -124,7 +124,7 @@ def discover(folder: Path, *, max_bytes: int, exclude: Iterable[str] = (),
             rel = f"{base}/{name}" if base else name
             language = language_of(name)
             if language is not None and not _ignored(active, rel, False):
-                found = _candidate(here / name, rel, language, root, max_bytes)
+                found = candidate(here / name, rel, language, root, max_bytes)
                 (candidates if isinstance(found, Candidate) else skipped).append(found)
     candidates.sort(key=lambda c: c.rel)
     return candidates, skipped
@@ -147,8 +147,9 @@ def _subfolders(here: Path, base: str, names: list[str],
     return kept
 
 
-def _candidate(path: Path, rel: str, language: str, root: Path, max_bytes: int,
-               ) -> Candidate | Skipped:
+def candidate(path: Path, rel: str, language: str, root: Path, max_bytes: int,
+              ) -> Candidate | Skipped:
+    """``path`` (``rel`` below ``root``) to be read, or why it is not."""
     if path.is_symlink():
         return Skipped(rel, _symlink_reason(path, root))
     try:

@@ -145,6 +145,22 @@ def test_code_that_does_not_compile_fails_the_gate(repo: Path, run_git: Git,
         "ruff", "invalid-syntax", "high")
 
 
+def test_changed_files_the_gate_cannot_read_are_listed(repo: Path, run_git: Git,
+                                                       make_files: Files) -> None:
+    """Audit: a changed file over max_file_kb (or a link) was dropped without a word; with
+    only that file changed, the gate passed on code nobody judged."""
+    committed(repo, run_git, make_files, {"app.py": BASE})
+    big = "def h():\n    return undefined_name\n" + "# padding\n" * 120_000
+    make_files(repo, {"big.py": big})
+    (repo / "alias.py").symlink_to("app.py")
+    result = run_gate(repo, GateRule("HEAD"), None, ScanOptions(max_bytes=1024 * 1024))
+    assert result["analysed_files"] == 0
+    reasons = {s["path"]: s["reason"] for s in result["skipped"]}
+    assert set(reasons) == {"big.py", "alias.py"}
+    assert "too large" in reasons["big.py"] and "max_file_kb" in reasons["big.py"]
+    assert reasons["alias.py"].startswith("symlink to app.py")
+
+
 def test_a_bad_ref_or_folder_names_the_field(repo: Path, run_git: Git, make_files: Files,
                                              tmp_path: Path) -> None:
     committed(repo, run_git, make_files, {"a.py": "x = 1\n"})

@@ -233,6 +233,12 @@ function renderGate(result) {
     `Against ${result.ref} (${result.commit.slice(0, 10)}): ${result.analysed_files} changed ` +
     `source files, ${result.new_lines} new lines, ${result.new_issues_total} new issues, ` +
     `in ${result.seconds.toFixed(2)} s.`;
+  // Changed files the gate could not read (too big, a link) are judged by nobody: said.
+  const skipped = result.skipped || [];
+  $("gate-skipped").hidden = !skipped.length;
+  $("gate-skipped").textContent = skipped.length
+    ? `Not analysed (${skipped.length}): ` + skipped.map((s) => `${s.path} (${s.reason})`).join("; ")
+    : "";
   $("gate-conditions").replaceChildren(...result.conditions.map((c) => el("tr", {},
     el("td", {text: c.name}), el("td", {className: "num", text: fmt(c.threshold, 2)}),
     el("td", {className: "num", text: fmt(c.actual, 2)}),
