@@ -11,6 +11,7 @@ from collections import deque
 from fastapi import HTTPException
 
 _PRUNE_EVERY = 1000
+SCOPE_HEADER = "X-RateLimit-Scope"
 
 
 class SlidingWindowLimiter:
@@ -21,10 +22,13 @@ class SlidingWindowLimiter:
     that went quiet are dropped now and then.
     """
 
-    def __init__(self, name: str, limit: int, window: float):
+    def __init__(self, name: str, limit: int, window: float, scope: str | None = None):
         self.name = name
         self.limit = limit
         self.window = window
+        # Sent as X-RateLimit-Scope: "user" tells a client that every request of the
+        # user waits, not only this route (its other limits are one route's or account's).
+        self.scope = scope
         self._hits: dict[str, deque[float]] = {}
         self._calls = 0
 
@@ -49,10 +53,12 @@ class SlidingWindowLimiter:
         wait = self.retry_after(key)
         if wait > 0:
             seconds = max(1, math.ceil(wait))
+            headers = {"Retry-After": str(seconds)}
+            if self.scope:
+                headers[SCOPE_HEADER] = self.scope
             raise HTTPException(
                 429, f"too many {self.name} requests: at most {self.limit} per "
-                     f"{self.window:g} s; retry in {seconds} s",
-                headers={"Retry-After": str(seconds)})
+                     f"{self.window:g} s; retry in {seconds} s", headers=headers)
 
     def reset(self) -> None:
         self._hits.clear()

@@ -51,7 +51,7 @@ class ApiV1:
         self.register_limiter = SlidingWindowLimiter(
             "register", settings.register_rate_limit, settings.rate_limit_window)
         self.request_limiter = SlidingWindowLimiter(
-            "API", settings.requests_per_minute, 60.0)
+            "API", settings.requests_per_minute, 60.0, scope="user")
         # Each reaction is a write and a realtime frame to both parties, so a loop of
         # them floods the other person's clients even with requests_per_minute off.
         self.reaction_limiter = SlidingWindowLimiter(

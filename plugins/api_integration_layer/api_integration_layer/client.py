@@ -41,7 +41,7 @@ from api_integration_layer.errors import (
     RateLimited,
 )
 from api_integration_layer.groups import Groups
-from api_integration_layer.ratelimit import GLOBAL, PausedError, RateLimiter
+from api_integration_layer.ratelimit import GLOBAL, SCOPE_HEADER, PausedError, RateLimiter
 from api_integration_layer.retry import RetryPolicy
 from api_integration_layer.session import Session
 from api_integration_layer.tokens import FallbackTokenStore, MemoryTokenStore, TokenStore
@@ -328,19 +328,23 @@ class ApiClient(Groups):
                     files: Any, data: Any, statuses: list[int | None],
                     timeout: float) -> httpx.Response:
         url = self.url(rel)
-        # The server limits login and register per address (and username), everything else
-        # per user: a 429 from one of those must not hold back the other kind. A login's
-        # bucket is its account's: one account's failures must not hold back another's
-        # sign-in (a 429 for a mistyped password of bob's kept alice out for a minute).
-        rate_key = GLOBAL if endpoint.auth else rel
+        # The server's per-user request limit holds every request of the signed-in user
+        # (its 429 says X-RateLimit-Scope: user); its other limits hold one route (AI
+        # chat, reactions) or one account's checks (2FA codes, passwords), and login and
+        # register are per address and username. A 429 pauses only what it limits: any
+        # 429 on a signed-in route used to pause everything, so five wrong 2FA codes held
+        # every call, and every sign-in of any account, back for five minutes. A login's
+        # bucket is its account's (a 429 for bob's mistyped password kept alice out).
+        own_key = rel
         if (endpoint.path == "/auth/login" and isinstance(json, dict)
                 and isinstance(json.get("username"), str)):
-            rate_key = f"{rel}|{json['username'].strip().lower()}"
+            own_key = f"{rel}|{json['username'].strip().lower()}"
+        keys = (GLOBAL, own_key) if endpoint.auth else (own_key,)
         retries = waits = 0
         auth_retried = False
         while True:
             try:
-                await self.limiter.acquire(rate_key, self.config.max_retry_after)
+                await self.limiter.acquire(*keys, max_pause=self.config.max_retry_after)
             except PausedError as exc:
                 # An earlier 429 asked for a longer pause than we wait: refuse locally
                 # rather than hang, and do not hammer a server that said "later".
@@ -391,7 +395,8 @@ class ApiClient(Groups):
                 # method once the wait is over (the limiter holds every caller back).
                 wait = retry_after_seconds(response)
                 wait = 1.0 if wait is None else wait
-                self.limiter.pause(wait, rate_key)
+                user_wide = response.headers.get(SCOPE_HEADER, "").lower() == "user"
+                self.limiter.pause(wait, GLOBAL if endpoint.auth and user_wide else own_key)
                 if wait <= self.config.max_retry_after and waits < MAX_RATE_LIMIT_WAITS:
                     waits += 1
                     continue
@@ -461,7 +466,8 @@ class ApiClient(Groups):
             raise NotAuthenticated(endpoint.method, rel, 401,
                                    "not logged in: call auth.login first")
         try:
-            await self.limiter.acquire(GLOBAL, self.config.max_retry_after)
+            await self.limiter.acquire(*((GLOBAL, rel) if endpoint.auth else (rel,)),
+                                       max_pause=self.config.max_retry_after)
         except PausedError as exc:
             raise RateLimited(endpoint.method, rel, "held back after a 429", exc.seconds
                               ) from None

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 GLOBAL = "*"
+# A 429's header saying what it limits; "user": every request of the signed-in user.
+SCOPE_HEADER = "X-RateLimit-Scope"
 
 
 class PausedError(Exception):
@@ -23,7 +25,8 @@ class RateLimiter:
 
     ``acquire()`` waits for a token. Waiters are served in arrival order (one lock), so a
     steady stream of callers cannot starve an early one. :meth:`pause` records a server's
-    ``Retry-After``: every request with the same key (``"*"`` for all) waits until then.
+    ``Retry-After`` for a key: every request acquired with that key waits until then
+    (``"*"``: the signed-in user's requests, which also wait for their route's key).
     A ``rate`` of 0 turns the bucket off; pauses still apply.
     """
 
@@ -44,25 +47,28 @@ class RateLimiter:
             self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
         self._updated = now
 
-    def _pause_left(self, key: str, now: float) -> float:
-        until = max(self._paused_until.get(GLOBAL, 0.0), self._paused_until.get(key, 0.0))
+    def _pause_left(self, keys: tuple[str, ...], now: float) -> float:
+        until = max(self._paused_until.get(key, 0.0) for key in keys)
         return max(0.0, until - now)
 
-    def pause_left(self, key: str = GLOBAL) -> float:
-        """Seconds until requests for ``key`` may go again after a 429 (0: now)."""
-        return self._pause_left(key, self._clock())
+    def pause_left(self, *keys: str) -> float:
+        """Seconds until a request held by ``keys`` (``"*"`` when none given) may go again
+        after a 429 (0: now)."""
+        return self._pause_left(keys or (GLOBAL,), self._clock())
 
-    async def acquire(self, key: str = GLOBAL, max_pause: float | None = None) -> float:
-        """Wait until a request for ``key`` may go; returns the seconds waited.
+    async def acquire(self, *keys: str, max_pause: float | None = None) -> float:
+        """Wait until a request held by every one of ``keys`` (``"*"`` when none given)
+        may go; returns the seconds waited.
 
         Raises :class:`PausedError` instead of waiting when a server-imposed pause has
         more than ``max_pause`` seconds left (a caller should not hang for a minute).
         """
+        keys = keys or (GLOBAL,)
         waited = 0.0
         async with self._lock:
             while True:
                 now = self._clock()
-                pause = self._pause_left(key, now)
+                pause = self._pause_left(keys, now)
                 if pause > 0:
                     if max_pause is not None and pause > max_pause:
                         raise PausedError(pause)

@@ -185,3 +185,34 @@ def test_the_pages_login_asks_for_the_code(plexichat_app):
     status = page.post("api/login-2fa", json={"mfa_token": step["mfa_token"],
                                               "code": codes[0]}).json()
     assert status["user"]["username"] == name
+
+
+async def test_a_2fa_lockout_holds_back_only_that_accounts_checks(shared_server):
+    """Audit: five wrong codes on 'turn 2FA off' (the server's per-account failure
+    limit, 429 for ~5 min) paused the whole client: every call of the account and every
+    sign-in through it, of any account, was refused locally for the five minutes."""
+    async with shared_server() as server:
+        name = unique_name("mfa")
+        owner = await server.account(name, max_retry_after=0.0)
+        setup = await owner.auth.mfa_setup(PASSWORD)
+        await owner.auth.mfa_verify_setup(code(setup.secret))
+        wrong = "000000" if code(setup.secret) != "000000" else "111111"
+        with pytest.raises(ApiHTTPError) as locked:
+            for _ in range(10):
+                with pytest.raises((InvalidCredentials, NotAuthenticated)):
+                    await owner.auth.mfa_disable(PASSWORD, code=wrong)
+        assert locked.value.status == 429
+        # The route that was limited is held back locally (no request sent)...
+        sent = len(owner.activity.records)
+        with pytest.raises(ApiHTTPError, match="held back"):
+            await owner.auth.mfa_disable(PASSWORD, code=wrong)
+        assert owner.activity.records[-1].statuses == []
+        assert len(owner.activity.records) == sent + 1
+        # ...and nothing else: the account's other calls, and another account signing in
+        # through the same client.
+        assert (await owner.users.me()).username == name
+        assert (await owner.auth.mfa_status()).enabled
+        other = unique_name()
+        await server.client().auth.register(other, f"{other}@example.org", PASSWORD)
+        await owner.auth.login(other, PASSWORD)
+        assert (await owner.users.me()).username == other

@@ -135,6 +135,16 @@ async def test_per_user_request_limit_429(limited_server):
             with pytest.raises(RateLimited) as info:
                 await client.users.me()
         assert info.value.retry_after > 1  # the window is a minute: not waited out
+        assert info.value.headers.get("x-ratelimit-scope") == "user"
+        # The limit is the user's: every call of theirs waits, not only that route...
+        with pytest.raises(RateLimited, match="held back"):
+            await client.messages.conversations()
+        assert client.activity.records[-1].statuses == []
+        # ...but another account's sign-in through the same client is not theirs.
+        other = unique_name()
+        await server.client().auth.register(other, f"{other}@example.org", PASSWORD)
+        await client.auth.login(other, PASSWORD)
+        assert client.activity.records[-1].statuses == [200]
 
 
 @contextlib.asynccontextmanager

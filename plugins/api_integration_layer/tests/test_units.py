@@ -184,14 +184,16 @@ async def test_pauses_from_the_server_hold_requests_back():
     limiter = RateLimiter(rate=0, burst=1)
     limiter.pause(0.2)
     started = time.monotonic()
-    await limiter.acquire("/auth/login")  # a global pause holds every key
+    await limiter.acquire("*", "/users/me")  # the user-wide pause holds what it is given
     assert time.monotonic() - started >= 0.18
     limiter.pause(30, "/auth/login")
     with pytest.raises(PausedError) as info:
         await limiter.acquire("/auth/login", max_pause=5)
     assert info.value.seconds > 29
-    await limiter.acquire("*", max_pause=5)  # other keys are not held
-    assert limiter.snapshot()["paused"]["/auth/login"] > 29
+    await limiter.acquire("*", "/users/me", max_pause=5)  # other keys are not held
+    limiter.pause(30)
+    await limiter.acquire("/auth/register", max_pause=5)  # nor keys not given "*"
+    assert set(limiter.snapshot()["paused"]) == {"/auth/login", "*"}
 
 
 # -- retry policy ----------------------------------------------------------------------
