@@ -932,6 +932,7 @@ class Backup(Response):
 
 class BackupList(Page):
     backups: list[Backup]
+    max_backups: int | None = None  # finished backups kept; a new one deletes the oldest
 
 
 class RestoreResult(ActionResult):

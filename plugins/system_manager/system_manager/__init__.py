@@ -301,6 +301,7 @@ class SystemManagerPlugin(Plugin):
             await m.require_admin()
             record = (await m.api.backup.get(backup_id)).model_dump(mode="json")
             return {"backup": record, "catalog": m.store.catalog_entry(backup_id),
+                    "blocked": await m.safety_evicts(backup_id),
                     "steps": ["a safety backup of the current data is made first",
                               "the server checks the archive's SHA-256 against the one "
                               "you expect", "all v1 data is replaced, sessions included"]}
@@ -310,6 +311,8 @@ class SystemManagerPlugin(Plugin):
                 raise UserError(422, "confirm: must be true; a restore replaces all v1 data")
             await m.require_admin()
             await m.api.backup.get(body.backup_id)
+            if (evicted := await m.safety_evicts(body.backup_id)) is not None:
+                raise UserError(409, evicted)
             return job_answer(ctx.jobs.start("restore", m.restore_job, body.backup_id,
                                              body.checksum))
 

@@ -596,6 +596,28 @@ class Manager:
         return {"backup_id": backup_id, "steps": steps}
 
     # -- restore ------------------------------------------------------------------------
+    async def safety_evicts(self, backup_id: str) -> str | None:
+        """Why the safety backup a restore makes first would delete ``backup_id`` (the
+        server keeps its newest ``max_backups`` finished ones and deletes the oldest
+        when one more is made), or None when it would not."""
+        finished, offset = 0, 0
+        while True:
+            listing = await self.api.backup.list(limit=100, offset=offset)
+            keep = listing.max_backups
+            for backup in listing.backups:
+                if backup.id == backup_id:
+                    if keep is None or finished < keep - 1:
+                        return None
+                    return (f"backup_id: the server keeps {keep} backups and this is the "
+                            f"oldest of them to go: the safety backup made before the "
+                            f"restore would delete it. Delete a newer backup, or raise "
+                            f"[api] max_backups, then restore")
+                if backup.status in ("completed", "failed"):
+                    finished += 1
+            offset += len(listing.backups)
+            if not listing.has_more or not listing.backups:
+                return None
+
     async def restore_job(self, job: JobHandle, backup_id: str, checksum: str
                           ) -> dict[str, Any]:
         """Safety backup first, then the restore with the expected checksum."""
@@ -610,6 +632,8 @@ class Manager:
                 raise StepFailed(f"checksum: you expected {checksum.lower()}, the backup's "
                                  f"recorded SHA-256 is {record.get('checksum')}; nothing "
                                  "was changed")
+            if (evicted := await self.safety_evicts(backup_id)) is not None:
+                raise StepFailed(f"{evicted}; nothing was changed")
             job.progress(10, 100, "making the safety backup of the current data")
             safety = (await self.api.backup.create(
                 name=f"safety before restoring {name}", wait=True)).model_dump(mode="json")

@@ -74,7 +74,8 @@ def shared_core(module_loop: asyncio.AbstractEventLoop,
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
         ) -> Callable[..., Any]:
-    """``async with app(login="admin", fresh=False, **settings) as a``: see :class:`App`;
+    """``async with app(login="admin", fresh=False, api=None, **settings) as a``: see
+    :class:`App`; ``api``: the server's ``[api]`` settings;
     ``login=None`` leaves the layer logged out, ``login="user"`` logs it in as an
     ordinary account (the administrator is registered first either way). ``fresh`` (or
     any settings) starts a core of the test's own instead of the suite's."""
@@ -91,11 +92,13 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
     monkeypatch.delenv(PLUGINS_PATH_ENV, raising=False)
 
     @contextlib.asynccontextmanager
-    async def own_core(**settings: Any) -> AsyncIterator[tuple[Any, Any]]:
+    async def own_core(api: dict[str, Any] | None = None, **settings: Any
+                       ) -> AsyncIterator[tuple[Any, Any]]:
         folder = plugin_folder(tmp_path, PLUGIN_ROOT, LAYER_ROOT)
         async with embedded_server(
                 tmp_path / "apphome", plugin_dirs=[folder],
-                plugin_settings={PLUGIN_ID: {"scrypt_log_n": 10, **settings}}) as server:
+                plugin_settings={PLUGIN_ID: {"scrypt_log_n": 10, **settings}},
+                **(api or {})) as server:
             yield server, await server.account("root")  # the first: the administrator
 
     @contextlib.asynccontextmanager
@@ -114,8 +117,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
 
     @contextlib.asynccontextmanager
     async def start(login: str | None = "admin", *, fresh: bool = False,
-                    **settings: Any) -> AsyncIterator[App]:
-        core = own_core(**settings) if fresh or settings else shared()
+                    api: dict[str, Any] | None = None, **settings: Any) -> AsyncIterator[App]:
+        core = own_core(api, **settings) if fresh or api or settings else shared()
         async with core as (server, admin):
             record = server.runtime.plugins.by_id[PLUGIN_ID]
             assert str(record.state) in ("active", "degraded"), (record.reason, record.detail)

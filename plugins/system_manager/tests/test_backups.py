@@ -170,6 +170,31 @@ async def test_restore_needs_confirm_and_the_checksum_and_makes_a_safety_backup(
         assert "latecomer" not in {u.username for u in users.users}
 
 
+async def test_a_restore_never_deletes_the_backup_it_restores(app):
+    """Audit: the server keeps its newest [api] max_backups; the safety backup a restore
+    makes first deleted the oldest, the very backup chosen, and the restore then failed
+    with a 404: the backup was gone and nothing restored."""
+    async with app(api={"max_backups": 3}) as a:
+        made = [(await _backup(a, verify=False))["backup"] for _ in range(3)]
+        oldest, middle = made[0], made[1]
+        preflight = (await a.client.get("restore/preflight",
+                                        params={"backup_id": oldest["id"]})).json()
+        assert "max_backups" in preflight["blocked"]
+        refused = await a.client.post("restore", json={
+            "backup_id": oldest["id"], "checksum": oldest["checksum"], "confirm": True})
+        assert refused.status_code == 409 and "would delete it" in refused.text
+        listing = await a.admin.backup.list()
+        assert listing.max_backups == 3
+        assert {b.id for b in listing.backups} == {b["id"] for b in made}  # all kept
+        # One newer than the oldest can go: its safety backup deletes the oldest only.
+        pre = (await a.client.get("restore/preflight",
+                                  params={"backup_id": middle["id"]})).json()
+        assert pre["blocked"] is None
+        job = await a.wait_job(await a.client.post("restore", json={
+            "backup_id": middle["id"], "checksum": middle["checksum"], "confirm": True}))
+        assert job["state"] == "succeeded", job
+
+
 async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path):
     async with app() as a:
         usb = tmp_path / "usb"

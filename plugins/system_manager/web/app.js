@@ -382,6 +382,13 @@
       el("div", {}, "Recorded SHA-256: ", el("code", { text: b.checksum })),
       el("div", {}, "Checks: ", checksCell(b), c.drill && c.drill.ok ? " — a drill restored it successfully" : " — consider a drill first"));
     updateMatch();
+    // The server's own answer to "can this be restored now": the safety backup made
+    // first must not push this one out of the kept backups.
+    api(`restore/preflight?backup_id=${encodeURIComponent(b.id)}`).then((pre) => {
+      if (pre.blocked && $("rw-backup").value === b.id) {
+        box.append(el("div", { className: "tag bad", text: pre.blocked }));
+      }
+    }).catch(() => {});
   }
 
   function updateMatch() {

@@ -81,10 +81,12 @@ async def create(user: Admin, api: Api, response: Response, body: CreateBody | N
 @router.get("", include_in_schema=False)
 async def list_backups(user: Admin, api: Api, limit: Annotated[int, limit_query(50, 100)] = 50,
                        offset: Offset = 0) -> dict[str, Any]:
-    """Every backup, newest first."""
+    """Every backup, newest first; ``max_backups``: how many finished ones are kept (a new
+    one deletes the oldest beyond that)."""
     records = await asyncio.to_thread(api.backups.list)
     chunk = records[offset: offset + limit]
-    return page("backups", [public(r) for r in chunk], len(records), limit, offset)
+    return page("backups", [public(r) for r in chunk], len(records), limit, offset,
+                max_backups=api.backups.keep)
 
 
 @router.post("/upload", status_code=201)
