@@ -91,6 +91,13 @@ def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=status)
 
 
+def _close_opened_export(opening: asyncio.Future[Any]) -> None:
+    """An export whose client left while its query ran: close it once the query ends
+    (interrupted, or done just before: then its rows were never read)."""
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result()[2]()
+
+
 class DataVisualizerPlugin(Plugin):
     """Datasets, queries, charts, dashboards and live sources behind the page."""
 
@@ -351,6 +358,7 @@ class DataVisualizerPlugin(Plugin):
 
     async def export_csv(
         self,
+        request: Request,
         sql: Annotated[str, Query(min_length=1, max_length=200_000)],
         filename: Annotated[str, Query(max_length=120, pattern=r"^[\w .()-]+$")] = "result.csv",
         time_range: Annotated[str | None, Query(max_length=200)] = None,
@@ -363,11 +371,32 @@ class DataVisualizerPlugin(Plugin):
             if not isinstance(values, dict):
                 raise ValueError("variables must be a JSON object")
             expanded = self._expand(sql, window, values)
-            header, rows = await asyncio.to_thread(self.engine.open_export, expanded)
         except (ValueError, DashboardError) as exc:
             return _error(422, str(exc).splitlines()[0])
+        # Its own id: a client that goes away (or the app stopping) interrupts the query,
+        # which otherwise ran on in its thread, a core busy, until it ended. Nothing
+        # cancels a route whose client left, so the wait looks for that itself.
+        query_id = f"export-{secrets.token_hex(8)}"
+        opening = asyncio.ensure_future(asyncio.to_thread(
+            self.engine.open_export, expanded, query_id=query_id,
+            timeout=self.config.query_timeout_seconds))
+        try:
+            while not (await asyncio.wait({opening}, timeout=0.5))[0]:
+                if await request.is_disconnected():
+                    self.engine.interrupt(query_id)
+                    opening.add_done_callback(_close_opened_export)
+                    return Response(status_code=499)  # nobody reads it
+            header, rows, _ = opening.result()
+        except asyncio.CancelledError:
+            self.engine.interrupt(query_id)
+            opening.add_done_callback(_close_opened_export)
+            raise
         except SqlRefused as exc:
             return _error(422, str(exc))
+        except QueryTimeout as exc:
+            return _error(408, str(exc))
+        except QueryCancelled as exc:
+            return _error(409, str(exc))
 
         def lines() -> Any:
             buffer = io.StringIO()

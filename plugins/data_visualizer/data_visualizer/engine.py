@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,35 +428,73 @@ class Engine:
         rows = [[json_value(v) for v in row] for row in fetched[:max_rows]]
         return QueryResult(columns, rows, truncated, round(seconds, 4), sorted(checked.tables))
 
-    def open_export(self, sql: str, *, timeout: float = 600.0
-                    ) -> tuple[list[str], Iterator[list[Any]]]:
+    def open_export(self, sql: str, *, timeout: float, query_id: str | None = None,
+                    stream_timeout: float = 600.0
+                    ) -> tuple[list[str], Iterator[list[Any]], Callable[[], None]]:
         """The header and every row of a checked query, for a CSV export of the full
-        result. The query runs here (errors raise ``SqlRefused`` before anything is sent);
-        the rows are fetched in batches as the caller iterates. DuckDB's COPY cannot be
-        used: the reader writes no files."""
+        result. The query runs here, for at most ``timeout`` seconds to its first row
+        (as :meth:`run`: ``QueryTimeout``, ``QueryCancelled`` on :meth:`interrupt` with
+        ``query_id`` or :meth:`close`, ``SqlRefused`` for the query's own errors, all
+        before anything is sent); the rows are then fetched in batches as the caller
+        iterates, for at most ``stream_timeout`` seconds, and stopped the same ways
+        (the iterator raises then: the download must end as failed, not cut short as if
+        complete). The third item ends the export at once, rows read or not (a caller that
+        no longer wants them). DuckDB's COPY cannot be used: the reader writes no files."""
         checked = self.check(sql)
         cursor = self.cursor()
-        timer = threading.Timer(timeout, cursor.interrupt)
+        key = query_id or secrets.token_hex(8)
+        reasons: list[str] = []
+        entry = (cursor, reasons)
+        self._running[key] = entry
+
+        def expire() -> None:
+            reasons.append("timeout")
+            with contextlib.suppress(duckdb.Error, RuntimeError):
+                cursor.interrupt()
+
+        def finish(timer: threading.Timer) -> None:
+            timer.cancel()
+            if self._running.get(key) is entry:
+                self._running.pop(key, None)
+                cursor.close()
+
+        def stopped(what: str, limit: float) -> Exception:
+            if "timeout" in reasons:
+                return QueryTimeout(f"the {what} ran past its limit of {limit:g} s and was "
+                                    "stopped")
+            return QueryCancelled(f"the {what} was stopped")
+
+        timer = threading.Timer(timeout, expire)
         timer.daemon = True
         timer.start()
         try:
             cursor.execute(checked.sql)
+        except duckdb.InterruptException:
+            finish(timer)
+            raise stopped("query", timeout) from None
         except duckdb.Error as exc:
-            timer.cancel()
-            cursor.close()
+            finish(timer)
             raise SqlRefused(f"sql: {_first_line(exc)}") from None
+        timer.cancel()
         header = [str(d[0]) for d in cursor.description or []]
+        streaming = threading.Timer(stream_timeout, expire)
+        streaming.daemon = True
+        streaming.start()
 
         def rows() -> Iterator[list[Any]]:
             try:
                 while batch := cursor.fetchmany(5000):
                     for row in batch:
                         yield [_csv_value(v) for v in row]
+            except duckdb.Error as exc:
+                # Interrupted while fetching, or between fetches ("no open result set").
+                if reasons:
+                    raise stopped("export", stream_timeout) from None
+                raise SqlRefused(f"sql: {_first_line(exc)}") from None
             finally:
-                timer.cancel()
-                cursor.close()
+                finish(streaming)
 
-        return header, rows()
+        return header, rows(), lambda: finish(streaming)
 
     def load_progress(self, query_id: str) -> float | None:
         """Percent done of the running load ``query_id`` (DuckDB's estimate), or None."""

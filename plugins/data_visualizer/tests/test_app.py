@@ -146,6 +146,24 @@ def test_queries_refuse_escapes_stop_runaways_and_cancel(plexichat_app: Any) -> 
     assert outcome.get(timeout=30).status_code == 409
     assert client.post("api/queries/gone/cancel").status_code == 404
 
+    # The export's query has the same limit (it had 600 s of its own)...
+    answer = client.get("api/export.csv", params={"sql": endless})
+    assert answer.status_code == 408 and "limit of 2 s" in answer.json()["detail"]
+    # ...and a client that gives up stops it (it ran on, a core busy, to its end; here
+    # the limit is raised out of the way, so only the client's leaving can stop it).
+    plugin = plexichat_app.plugin
+    config = plugin.config
+    plugin.config = config.model_copy(update={"query_timeout_seconds": 3600.0})
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            client.get("api/export.csv", params={"sql": endless}, timeout=0.5)
+        deadline = time.monotonic() + 60
+        while plugin.engine._running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not plugin.engine._running
+    finally:
+        plugin.config = config
+
 
 def test_the_chart_builder_checks_its_base_query_before_describing_it(
         plexichat_app: Any) -> None:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -131,6 +132,44 @@ def test_a_runaway_query_is_interrupted_by_its_time_limit_or_on_request(
     worker.join(60)
     assert isinstance(outcome[0], QueryCancelled)
     assert engine.run("SELECT 1 AS still_works").rows == [[1]]  # the reader is fine
+
+
+def test_an_export_is_stopped_like_a_query_and_can_be_dropped_unread(
+        engine: Engine) -> None:
+    """Audit: an export's query ran for up to 600 s whatever the query limit, and neither
+    a cancel nor the plugin stopping could interrupt it (its cursor was not registered)."""
+    endless = "SELECT count(*) FROM range(1000000000000) a"
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout, match=r"limit of 0\.3 s"):
+        engine.open_export(endless, timeout=0.3)
+    assert time.monotonic() - started < 20
+    outcome: list[BaseException] = []
+    worker = threading.Thread(target=lambda: _capture(
+        outcome, lambda: engine.open_export(endless, timeout=600, query_id="exp")))
+    worker.start()
+    while not engine.interrupt("exp"):
+        worker.join(0.01)
+    worker.join(60)
+    assert isinstance(outcome[0], QueryCancelled)
+    # Stopped while its rows stream: the iterator raises (the download fails, not ends).
+    header, rows, _ = engine.open_export("SELECT * FROM range(100000) t(n)", timeout=30,
+                                         query_id="rows")
+    assert header == ["n"] and next(rows) == [0]
+    assert engine.interrupt("rows")
+    with pytest.raises(QueryCancelled):
+        list(rows)
+    # Opened and not wanted any more: closed without a row read.
+    header, rows, close = engine.open_export("SELECT 1 AS one", timeout=30, query_id="x")
+    close()
+    close()  # twice is fine
+    assert not engine.interrupt("x")  # nothing runs under it any more
+
+
+def _capture(outcome: list[BaseException], work: Any) -> None:
+    try:
+        work()
+    except BaseException as exc:
+        outcome.append(exc)
 
 
 def test_a_summary_that_runs_too_long_is_stopped_like_a_query(
