@@ -356,13 +356,21 @@ def build_chart(engine: Engine, request: ChartRequest, base_expanded: str,
         if request.aggregate == "none":
             raise ChartError("aggregate: a pie chart sums its slices; choose count, sum, ...")
         expr, out, y_title = measure()
-        keep = max(1, min(request.limit, 12) - 1)
-        sql = (f"WITH t AS (SELECT {ident(x['name'])} AS cat, {expr} AS value FROM {src}"
-               f"{time_filter(x)} GROUP BY ALL), r AS (SELECT *, row_number() OVER "
-               "(ORDER BY value DESC) AS rn FROM t) "
-               f"SELECT CASE WHEN rn <= {keep} THEN cat::VARCHAR ELSE 'Other' END AS "
-               f"{ident(x['name'])}, sum(value) AS {ident(out)} FROM r GROUP BY ALL "
-               f"ORDER BY {ident(out)} DESC")
+        slices = min(request.limit, 12)
+        keep = max(1, slices - 1)
+        cat, rows = ident(x["name"]), f"(SELECT * FROM {src}{time_filter(x)}) AS s"
+        # "Other" is the measure over the rows of the categories it holds, not a sum of
+        # their measures: an average of 100 in each of four categories summed to 400 (and
+        # looked like the largest slice). The ranking's columns have names of their own:
+        # the dataset's columns stay unqualified in the measure.
+        sql = (f"WITH __pie_rank AS (SELECT __pie_cat, row_number() OVER (ORDER BY "
+               f"__pie_value DESC NULLS LAST) AS __pie_rn, count(*) OVER () AS __pie_n "
+               f"FROM (SELECT {cat} AS __pie_cat, {expr} AS __pie_value FROM {rows} "
+               f"GROUP BY ALL)) "
+               f"SELECT CASE WHEN __pie_rn <= {keep} OR __pie_n <= {slices} "
+               f"THEN __pie_cat::VARCHAR ELSE 'Other' END AS {cat}, {expr} AS {ident(out)} "
+               f"FROM {rows} JOIN __pie_rank ON s.{cat} IS NOT DISTINCT FROM __pie_cat "
+               f"GROUP BY ALL ORDER BY {ident(out)} DESC")
         encoding = {
             "theta": {"field": out, "type": "quantitative", "stack": True, "title": y_title},
             "color": {"field": x["name"], "type": "nominal", "sort": {"field": out,

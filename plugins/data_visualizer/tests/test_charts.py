@@ -77,6 +77,27 @@ def test_line_over_time_is_bucketed_to_a_readable_number_of_points(engine: Engin
     assert built["spec"]["encoding"]["x"]["type"] == "temporal"
 
 
+def test_a_pies_other_slice_is_the_measure_of_its_rows(engine: Engine) -> None:
+    """Audit: "Other" summed the measures of the categories it holds: with avg, four
+    categories of ~100 each made an "Other" of ~400, the largest slice."""
+    units = {u: [(i % 7) * 1.5 for i in range(ROWS) if i % 10 == u] for u in range(10)}
+    avg = {u: sum(v) / len(v) for u, v in units.items()}
+    ranked = sorted(avg, key=lambda u: -avg[u])
+    top, rest = ranked[:3], ranked[3:]
+    _, rows = build(engine, type="pie", x="units", y="price", aggregate="avg", limit=4)
+    got = {r["units"]: r["avg_price"] for r in rows}
+    others = [p for u in rest for p in units[u]]
+    assert set(got) == {*(str(u) for u in top), "Other"}
+    assert got["Other"] == pytest.approx(sum(others) / len(others))
+    for u in top:
+        assert got[str(u)] == pytest.approx(avg[u])
+    # Counts and sums still add up; as many categories as slices: no "Other" at all.
+    _, rows = build(engine, type="pie", x="units", aggregate="count", limit=4)
+    assert sum(r["count"] for r in rows) == ROWS
+    _, rows = build(engine, type="pie", x="region", y="units", aggregate="max", limit=3)
+    assert {r["region"] for r in rows} == {"north", "south", "east"}
+
+
 def test_histogram_bins_count_every_row(engine: Engine) -> None:
     _, rows = build(engine, type="histogram", x="price", bins=10)
     assert sum(r["count"] for r in rows) == ROWS
