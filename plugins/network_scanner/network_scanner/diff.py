@@ -2,7 +2,8 @@
 
 Only what both scans looked at is compared: a port scanned in one and not in the other
 is neither "new" nor "closed" (ndiff reports those as changes; here they would be
-noise from a changed profile). A change is one of:
+noise from a changed profile), and a finding only a check one scan left out could make
+(TLS checks, service detection) is neither new nor gone. A change is one of:
 
 * ``opened``: open now, not open before (closed or filtered);
 * ``closed``: open before, closed or filtered now;
@@ -35,6 +36,14 @@ def _fingerprint(port: dict[str, Any]) -> str | None:
     tls = port.get("tls") or {}
     chain = tls.get("chain") or []
     return chain[0].get("sha256") if chain else None
+
+
+def _checked(scan: dict[str, Any]) -> tuple[bool, bool]:
+    """Whether ``scan`` detected services, and whether it checked TLS (which needs the
+    services found); an imported scan says neither: taken as both."""
+    options = scan.get("options") or {}
+    detect = bool(options.get("detect", True))
+    return detect, detect and bool(options.get("tls", True))
 
 
 def diff_scans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -86,9 +95,17 @@ def diff_scans(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
                 new_resolved[name], f"{name} resolves to {new_resolved[name]} now "
                                     f"(was {old_resolved[name]})")
 
+    # A TLS check switched off in one scan made every TLS finding of the other "gone"
+    # (or "new"), as if fixed: those are not compared.
+    (old_detect, old_tls), (new_detect, new_tls) = _checked(old), _checked(new)
+
+    def compared(rule: str) -> bool:
+        return old_tls and new_tls if rule.startswith("tls-") else old_detect and new_detect
+
     def finding_keys(scan: dict[str, Any]) -> dict[tuple[str, int, str], dict[str, Any]]:
         return {(f["address"], f["port"], f["rule"]): f for f in scan.get("findings", [])
-                if f["address"] in both and f["port"] in common_ports}
+                if f["address"] in both and f["port"] in common_ports
+                and compared(f["rule"])}
 
     old_f, new_f = finding_keys(old), finding_keys(new)
     for fkey in sorted(set(new_f) - set(old_f)):

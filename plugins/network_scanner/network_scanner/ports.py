@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 
 MAX_PORT = 65535
-_ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
-_TOP = re.compile(r"^top[-:]?(\d+)$", re.IGNORECASE)
+_ITEM = re.compile(r"^([0-9]+)(?:-([0-9]+))?$")  # ASCII digits: "٣" is no port 3
+_TOP = re.compile(r"^top[-:]?([0-9]+)$", re.IGNORECASE)
 
 
 class PortSpecError(ValueError):

@@ -156,7 +156,7 @@ def literal_address(host: str, field: str = "targets") -> IPAddress | None:
         except OSError:
             raise TargetRefused(f"{host!r} looks like an IPv4 address but is not one",
                                 field=field, status=422) from None
-    if re.fullmatch(r"[\d.]+", host):  # too many dots: 1.2.3.4.5
+    if re.fullmatch(r"[0-9.]+", host):  # too many dots: 1.2.3.4.5
         raise TargetRefused(f"{host!r} looks like an IPv4 address but is not one",
                             field=field, status=422)
     if ":" in host:
@@ -301,7 +301,10 @@ async def resolve_targets(spec: str, policy: Policy, resolver: Resolver = system
         literal = literal_address(host)
         if literal is not None:
             why = judge(literal, policy, item)
-            add(Host(str(effective(literal)), None if str(literal) == host else item, why))
+            # No name for an address however it is spelled: the name is what TLS is asked
+            # for (SNI) and checked against, and '2130706433' or '::ffff:127.0.0.1' in a
+            # certificate's names made a false "does not name this host".
+            add(Host(str(effective(literal)), None, why))
             continue
         if not is_host_name(host):
             raise TargetRefused(f"{item!r} is not a valid host name or address", status=422)

@@ -20,6 +20,7 @@ from network_scanner.probes import Service, match, signatures
     ("0", "outside 1-65535"), ("65536", "outside 1-65535"), ("1-", "open range"),
     ("a", "is not a port"), ("", "no ports"), ("-5", "open range"), ("80-22", "backwards"),
     ("top0", "top needs"), ("top1001", "top needs"), ("22,,x", "is not a port"),
+    ("\u0663", "is not a port"), ("top\u0663", "is not a port"),  # "٣": not ASCII digits
 ])
 def test_bad_port_specs_name_the_field(spec: str, message: str) -> None:
     with pytest.raises(PortSpecError) as caught:
@@ -116,6 +117,32 @@ def test_diff_reports_what_ndiff_would_and_more() -> None:
     cut = {**new, "truncated": True}
     assert ("closed", 80) not in {(c["kind"], c["port"]) for c in diff_scans(old, cut)[
         "changes"]}
+
+
+def test_findings_of_a_check_one_scan_left_out_are_not_compared() -> None:
+    """Audit: a profile rescanned with TLS checks off reported every TLS finding of the
+    scan before as "no longer" there (in Change alerts and the v1 notification), as if
+    fixed; service detection off did the same to banner findings."""
+    weak = {"port": 443, "service": svc("https", "x", "1"),
+            "tls": {"chain": [{"sha256": "aa" * 32}], "self_signed": True,
+                    "protocols": {"TLSv1.0": "accepted"}}}
+    telnet = {"port": 23, "service": {**svc("telnet", "", ""), "product": None}}
+    checked = scan("a", [weak, telnet])
+    assert {f["rule"] for f in checked["findings"]} >= {"tls-self-signed",
+                                                        "tls-old-protocol"}
+    no_tls = {**scan("b", [{**weak, "tls": None}, telnet]),
+              "options": {"detect": True, "tls": False}}
+    for old, new in ((checked, no_tls), (no_tls, checked)):
+        assert diff_scans(old, new)["summary"] == "no changes"
+    no_detect = {**scan("c", [{"port": 443}, {"port": 23}]),
+                 "options": {"detect": False, "tls": True}}
+    assert diff_scans(checked, no_detect)["summary"] == "no changes"
+    # Both with TLS checks on, a fix is a fix.
+    fixed = {**scan("d", [{**weak, "tls": {"chain": [{"sha256": "aa" * 32}]}}, telnet]),
+             "options": {"detect": True, "tls": True}}
+    gone = {c["detail"] for c in diff_scans(checked, fixed)["changes"]}
+    assert {d.split(": ", 1)[1] for d in gone} == {
+        "no longer TLS certificate is self-signed", "no longer TLS 1.0/1.1 accepted"}
 
 
 def test_csv_export_defuses_formulas() -> None:

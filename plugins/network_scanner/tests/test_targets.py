@@ -61,6 +61,15 @@ async def test_loopback_in_every_spelling_is_admitted_without_a_lookup(spec: str
 
 
 @pytest.mark.asyncio
+async def test_an_address_in_any_spelling_has_no_name() -> None:
+    """Audit: the spelling typed was kept as the host's name, which TLS then asked for
+    (SNI) and checked the certificate against: a false 'tls-name-mismatch'."""
+    for spec in ("2130706433", "::ffff:127.0.0.1", "[::1]", "0x7f.1", "127.0.0.1"):
+        assert [h.name for h in await resolve(spec)] == [None], spec
+    assert [h.name for h in await resolve("localhost")] == ["localhost"]
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("spec, reason", [
     ("10.0.0.1", "not loopback"),
     ("192.168.1.1", "not loopback"),
