@@ -282,7 +282,8 @@ class SystemManagerPlugin(Plugin):
             copies = await asyncio.to_thread(offsite.list_copies, folder)
             if verify:
                 for meta in copies:
-                    meta["check"] = await asyncio.to_thread(offsite.verify_copy, folder, meta)
+                    meta["check"] = await asyncio.to_thread(
+                        offsite.verify_copy, folder, meta, m.passwords(tid))
             return {"target": {"id": tid, **target.model_dump(exclude={"password"})},
                     "reachable": reachable, "reason": reason, "copies": copies}
 
@@ -293,7 +294,7 @@ class SystemManagerPlugin(Plugin):
             if not any(c.get("file") == body.file for c in copies):
                 raise UserError(404, f"file: no copy {body.file!r} in '{target.name}'")
             return job_answer(ctx.jobs.start("bring back an off-site copy", m.import_job,
-                                             tid, body.file))
+                                             tid, body.file, body.password))
 
         # restore
         async def restore_preflight(backup_id: str = Query(min_length=1, max_length=64)

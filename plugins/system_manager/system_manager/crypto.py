@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 MAGIC = b"PXSMENC1"
@@ -30,6 +30,11 @@ DEFAULT_LOG_N = 15  # scrypt N = 32768, r = 8: about 32 MiB and 0.1 s per passwo
 
 class DecryptionError(ValueError):
     """Wrong password, or the file was damaged or tampered with."""
+
+
+class WrongPassword(DecryptionError):
+    """The first chunk does not open with the password: a wrong password (or a damaged
+    start of the file, which looks the same)."""
 
 
 def available() -> bool:
@@ -91,47 +96,69 @@ def read_header(path: Path) -> dict[str, int]:
     return {"log_n": log_n, "r": r, "p": p, "chunk": chunk}
 
 
-def decrypt_file(source: Path, target: Path, password: str,
-                 progress: Callable[[int], None] | None = None) -> None:
-    """Decrypt ``source`` into ``target``; raises :class:`DecryptionError` (and leaves
-    no ``target``) for a wrong password or a damaged file."""
+def _chunks(source: Path, password: str) -> Iterator[tuple[int, bytes]]:
+    """The plain chunks of ``source`` with their sizes on disk, each checked as it is
+    read; raises :class:`WrongPassword` for the first, :class:`DecryptionError` for a
+    later one or a header that is not one of ours."""
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+    with source.open("rb") as src:
+        header = src.read(_HEADER.size)
+        if len(header) < _HEADER.size or not header.startswith(MAGIC):
+            raise DecryptionError(f"{source.name}: not an encrypted System Manager copy")
+        _magic, log_n, r, p, salt, prefix, chunk = _HEADER.unpack(header)
+        # What encrypt_file can write (scrypt_log_n is 10-20, r 8, p 1), no more: a
+        # crafted header of N = 2**22, r = 32 made scrypt take 16 GiB (128 r N bytes)
+        # before the password was even checked.
+        if not (10 <= log_n <= 20 and 1 <= r <= 8 and 1 <= p <= 4
+                and 1024 <= chunk <= 64 << 20):
+            raise DecryptionError(f"{source.name}: implausible header (damaged?)")
+        aead = AESGCM(_key(password, salt, log_n, r, p))
+        counter = 0
+        block = src.read(chunk + TAG)
+        while True:
+            following = src.read(chunk + TAG)
+            final = not following
+            try:
+                plain = aead.decrypt(_nonce(prefix, counter, final), block, header)
+            except InvalidTag:
+                if counter == 0:
+                    raise WrongPassword(f"{source.name}: wrong password or damaged "
+                                        "file") from None
+                raise DecryptionError(f"{source.name}: chunk {counter} is damaged or the "
+                                      "file was cut short") from None
+            yield len(block), plain
+            if final:
+                return
+            counter += 1
+            block = following
+
+
+def opens(source: Path, password: str) -> bool:
+    """Whether ``password`` opens ``source`` (its first chunk only: about the cost of one
+    password check)."""
+    try:
+        next(_chunks(source, password))
+    except WrongPassword:
+        return False
+    return True
+
+
+def decrypt_file(source: Path, target: Path, password: str,
+                 progress: Callable[[int], None] | None = None) -> None:
+    """Decrypt ``source`` into ``target``; raises :class:`WrongPassword` or
+    :class:`DecryptionError` (and leaves no ``target``) for a wrong password or a
+    damaged file."""
     partial = target.with_name(target.name + ".partial")
     try:
-        with source.open("rb") as src:
-            header = src.read(_HEADER.size)
-            if len(header) < _HEADER.size or not header.startswith(MAGIC):
-                raise DecryptionError(f"{source.name}: not an encrypted System Manager copy")
-            _magic, log_n, r, p, salt, prefix, chunk = _HEADER.unpack(header)
-            # What encrypt_file can write (scrypt_log_n is 10-20, r 8, p 1), no more: a
-            # crafted header of N = 2**22, r = 32 made scrypt take 16 GiB (128 r N bytes)
-            # before the password was even checked.
-            if not (10 <= log_n <= 20 and 1 <= r <= 8 and 1 <= p <= 4
-                    and 1024 <= chunk <= 64 << 20):
-                raise DecryptionError(f"{source.name}: implausible header (damaged?)")
-            aead = AESGCM(_key(password, salt, log_n, r, p))
-            counter = done = 0
-            with partial.open("wb") as out:
-                block = src.read(chunk + TAG)
-                while True:
-                    following = src.read(chunk + TAG)
-                    final = not following
-                    try:
-                        plain = aead.decrypt(_nonce(prefix, counter, final), block, header)
-                    except InvalidTag:
-                        what = ("wrong password or damaged file" if counter == 0 else
-                                f"chunk {counter} is damaged or the file was cut short")
-                        raise DecryptionError(f"{source.name}: {what}") from None
-                    out.write(plain)
-                    done += len(block)
-                    if progress is not None:
-                        progress(done)
-                    if final:
-                        break
-                    counter += 1
-                    block = following
+        done = 0
+        with partial.open("wb") as out:
+            for size, plain in _chunks(source, password):
+                out.write(plain)
+                done += size
+                if progress is not None:
+                    progress(done)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

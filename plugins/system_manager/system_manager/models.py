@@ -167,3 +167,5 @@ class RestoreIn(_Body):
 
 class ImportIn(_Body):
     file: str = Field(min_length=1, max_length=255)
+    # A copy's own password, when it is none the target has had here.
+    password: str | None = Field(None, min_length=1, max_length=1024)

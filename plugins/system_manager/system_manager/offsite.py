@@ -20,7 +20,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,16 +147,25 @@ def copy_path(folder: Path, meta: dict[str, Any]) -> Path:
     return folder / name
 
 
-def verify_copy(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """Re-hash a copy and compare it with its recorded SHA-256; blocking."""
+def verify_copy(folder: Path, meta: dict[str, Any],
+                passwords: Sequence[str] | None = None) -> dict[str, Any]:
+    """Re-hash a copy and compare it with its recorded SHA-256; for an encrypted copy
+    and given the target's ``passwords`` (current first), also that one of them opens it
+    (a copy intact but locked for good is no copy); blocking."""
     path = copy_path(folder, meta)
     if not path.is_file():
         return {"file": path.name, "ok": False, "reason": "the data file is missing"}
     actual = sha256_of(path)
-    ok = actual == meta.get("stored_sha256")
-    return {"file": path.name, "ok": ok, "sha256": actual,
-            "reason": None if ok else f"SHA-256 is {actual}, {meta.get('stored_sha256')} "
-                                      "was recorded: the copy is damaged"}
+    if actual != meta.get("stored_sha256"):
+        return {"file": path.name, "ok": False, "sha256": actual,
+                "reason": f"SHA-256 is {actual}, {meta.get('stored_sha256')} was recorded: "
+                          "the copy is damaged"}
+    if meta.get("encrypted") and passwords is not None and not any(
+            crypto.opens(path, p) for p in passwords):
+        return {"file": path.name, "ok": False, "locked": True, "sha256": actual,
+                "reason": "intact, but none of the target's passwords (the current one or "
+                          "an earlier one) opens it: bring it back with its own password"}
+    return {"file": path.name, "ok": True, "sha256": actual, "reason": None}
 
 
 def prune(folder: Path, keep: int, protect: str | None = None) -> list[str]:
@@ -177,20 +186,29 @@ def prune(folder: Path, keep: int, protect: str | None = None) -> list[str]:
     return removed
 
 
-def restore_copy(folder: Path, meta: dict[str, Any], out: Path, password: str | None
-                 ) -> Path:
-    """The plain archive of a copy at ``out`` (decrypted when needed), checked against
-    the backup's own SHA-256; raises :class:`OffsiteError` or
+def restore_copy(folder: Path, meta: dict[str, Any], out: Path,
+                 passwords: Sequence[str]) -> Path:
+    """The plain archive of a copy at ``out`` (decrypted when needed, with the first of
+    ``passwords`` that opens it: the target's current one, then those it had before),
+    checked against the backup's own SHA-256; raises :class:`OffsiteError` or
     :class:`~system_manager.crypto.DecryptionError`."""
     path = copy_path(folder, meta)
     check = verify_copy(folder, meta)
     if not check["ok"]:
         raise OffsiteError(f"copy {path.name}: {check['reason']}")
     if meta.get("encrypted"):
-        if not password:
+        if not passwords:
             raise OffsiteError(f"copy {path.name} is encrypted; the target's password is "
                                "not set")
-        crypto.decrypt_file(path, out, password)
+        for tried, password in enumerate(passwords, 1):
+            try:
+                crypto.decrypt_file(path, out, password)
+                break
+            except crypto.WrongPassword:
+                if tried == len(passwords):
+                    raise crypto.WrongPassword(
+                        f"{path.name}: none of the {tried} password(s) tried opens it "
+                        "(wrong password, or a damaged file)") from None
     else:
         shutil.copyfile(path, out)
     expected = (meta.get("backup") or {}).get("checksum")

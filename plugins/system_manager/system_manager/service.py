@@ -46,6 +46,11 @@ LABELS = {"v1": "v1 API health", "perf:cpu_percent": "Server CPU",
           "backup_age": "Age of the newest backup"}
 
 
+# Secrets: a target's password under its id, the ones it had before under EARLIER + id.
+EARLIER = "earlier:"
+EARLIER_KEPT = 10
+
+
 class UserError(Exception):
     """A request that cannot be done as asked; ``status`` and a message naming the field."""
 
@@ -227,23 +232,40 @@ class Manager:
         return records
 
     # -- secrets (off-site passwords) ---------------------------------------------------
-    def _read_secrets(self) -> dict[str, str]:
+    def _read_secrets(self) -> dict[str, Any]:
         try:
             data = json.loads(self._secrets.read_text(encoding="utf-8"))
-            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+            return data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
 
     def set_password(self, target_id: str, password: str | None) -> None:
+        """Set (None: forget, with the earlier ones) a target's password. A changed one
+        is kept among the earlier ones: the copies already in the folder were encrypted
+        with it, and changing the password made them impossible to bring back."""
         secrets = self._read_secrets()
+        earlier_key = f"{EARLIER}{target_id}"
         if password is None:
             secrets.pop(target_id, None)
+            secrets.pop(earlier_key, None)
         else:
+            old = secrets.get(target_id)
+            if isinstance(old, str) and old != password:
+                earlier = [p for p in secrets.get(earlier_key) or [] if p not in (old, password)]
+                secrets[earlier_key] = [old, *earlier][:EARLIER_KEPT]
             secrets[target_id] = password
         write_atomic(self._secrets, json.dumps(secrets))
 
     def password(self, target_id: str) -> str | None:
-        return self._read_secrets().get(target_id)
+        value = self._read_secrets().get(target_id)
+        return value if isinstance(value, str) else None
+
+    def passwords(self, target_id: str) -> list[str]:
+        """The target's current password, then the earlier ones (newest first)."""
+        secrets = self._read_secrets()
+        current = secrets.get(target_id)
+        earlier = secrets.get(f"{EARLIER}{target_id}") or []
+        return [p for p in [current, *earlier] if isinstance(p, str)]
 
     # -- configuration ------------------------------------------------------------------
     def schedule(self, sid: str) -> ScheduleIn:
@@ -663,8 +685,10 @@ class Manager:
                           "on the API Integration Layer page if asked.")
         return result
 
-    async def import_job(self, job: JobHandle, tid: str, file: str) -> dict[str, Any]:
-        """Bring an off-site copy back to the server (decrypt, check, upload)."""
+    async def import_job(self, job: JobHandle, tid: str, file: str,
+                         password: str | None = None) -> dict[str, Any]:
+        """Bring an off-site copy back to the server (decrypt with ``password``, else the
+        target's current or an earlier password; check; upload)."""
         target = self.target(tid)
         folder = self.target_path(target)
         meta = next((m for m in offsite.list_copies(folder) if m.get("file") == file), None)
@@ -677,7 +701,7 @@ class Manager:
         try:
             job.progress(10, 100, "checking (and decrypting) the copy")
             await asyncio.to_thread(offsite.restore_copy, folder, meta, out,
-                                    self.password(tid))
+                                    [password] if password else self.passwords(tid))
             checksum = (meta.get("backup") or {}).get("checksum") or await asyncio.to_thread(
                 sha256_of, out)
             job.progress(60, 100, "uploading to the server")

@@ -195,6 +195,49 @@ async def test_a_restore_never_deletes_the_backup_it_restores(app):
         assert job["state"] == "succeeded", job
 
 
+async def test_a_changed_target_password_keeps_earlier_copies_usable(app, tmp_path: Path):
+    """Audit: after the password of an encrypted target changed, its earlier copies could
+    not be brought back (only the new password was tried), while Verify said "ok"."""
+    async with app() as a:
+        usb = tmp_path / "usb"
+        usb.mkdir()
+        target = await a.client.post("targets", json={
+            "name": "usb", "path": str(usb), "keep": 5, "encrypt": True,
+            "password": "HorseBattery#77"})
+        tid = target.json()["id"]
+        await _backup(a, verify=False, targets=[tid])
+        changed = await a.client.put(f"targets/{tid}", json={
+            "name": "usb", "path": str(usb), "keep": 5, "encrypt": True,
+            "password": "NewPassword#2027"})
+        assert changed.status_code == 200, changed.text
+        await _backup(a, verify=False, targets=[tid])
+        listing = (await a.client.get(f"targets/{tid}/copies", params={"verify": True})).json()
+        assert len(listing["copies"]) == 2 and all(c["check"]["ok"] for c in listing["copies"])
+        for copy in listing["copies"]:
+            job = await a.wait_job(await a.client.post(f"targets/{tid}/import",
+                                                       json={"file": copy["file"]}))
+            assert job["state"] == "succeeded", job
+        # A copy with a password the target never had: given with the import.
+        other = usb / "elsewhere"
+        other.mkdir()
+        made = await a.client.post("targets", json={
+            "name": "other", "path": str(other), "keep": 5, "encrypt": True,
+            "password": "Somebody-Elses#1"})
+        await _backup(a, verify=False, targets=[made.json()["id"]])
+        [foreign] = [p.name for p in other.iterdir() if p.name.endswith(".pxenc")]
+        (other / foreign).rename(usb / foreign)
+        for suffix in (".sha256",):
+            (other / (foreign + suffix)).rename(usb / (foreign + suffix))
+        for meta in other.glob("*.json"):
+            meta.rename(usb / meta.name)
+        failed = await a.wait_job(await a.client.post(f"targets/{tid}/import",
+                                                      json={"file": foreign}))
+        assert failed["state"] == "failed" and "none of the 2 password" in failed["error"]
+        done = await a.wait_job(await a.client.post(f"targets/{tid}/import", json={
+            "file": foreign, "password": "Somebody-Elses#1"}))
+        assert done["state"] == "succeeded", done
+
+
 async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path):
     async with app() as a:
         usb = tmp_path / "usb"

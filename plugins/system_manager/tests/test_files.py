@@ -167,7 +167,7 @@ def test_copies_are_verified_listed_pruned_to_keep_n_and_restored(tmp_path: Path
     sidecar = (target / (copies[0]["file"] + ".sha256")).read_text()
     assert sidecar == f"{sha256_of(archive)}  {copies[0]['file']}\n"   # sha256sum -c format
     assert offsite.verify_copy(target, copies[0])["ok"]
-    out = offsite.restore_copy(target, copies[0], tmp_path / "back.zip", None)
+    out = offsite.restore_copy(target, copies[0], tmp_path / "back.zip", [])
     assert out.read_bytes() == archive.read_bytes()
 
 
@@ -182,11 +182,17 @@ def test_an_encrypted_copy_needs_its_password_and_detects_damage(tmp_path: Path)
     assert b"plexichat.sqlite3" not in data  # nothing readable in the clear
     meta = offsite.list_copies(target)[0]
     with pytest.raises(offsite.OffsiteError, match="password is not set"):
-        offsite.restore_copy(target, meta, tmp_path / "x.zip", None)
-    with pytest.raises(crypto.DecryptionError, match="wrong password"):
-        offsite.restore_copy(target, meta, tmp_path / "x.zip", "not-the-password")
-    out = offsite.restore_copy(target, meta, tmp_path / "x.zip", "s3cret-pass")
+        offsite.restore_copy(target, meta, tmp_path / "x.zip", [])
+    with pytest.raises(crypto.WrongPassword, match="none of the 1 password"):
+        offsite.restore_copy(target, meta, tmp_path / "x.zip", ["not-the-password"])
+    # The target's passwords are tried in turn (its current one first, then earlier ones).
+    out = offsite.restore_copy(target, meta, tmp_path / "x.zip",
+                               ["changed-since", "s3cret-pass"])
     assert sha256_of(out) == sha256_of(archive)
+    # Verify says whether a password it knows opens the copy, not only its SHA-256.
+    assert offsite.verify_copy(target, meta, ["s3cret-pass"])["ok"]
+    locked = offsite.verify_copy(target, meta, ["changed-since"])
+    assert not locked["ok"] and "none of the target's passwords" in locked["reason"]
     (target / copied["file"]).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
     check = offsite.verify_copy(target, meta)
     assert not check["ok"] and "damaged" in check["reason"]

@@ -350,15 +350,24 @@
     $("copies-panel").hidden = false;
     $("copies-title").textContent = `Copies in “${target.name}”`;
     $("copies-reach").textContent = listing.reachable ? `${listing.copies.length} copies` : listing.reason;
-    fill($("copies-table").tBodies[0], listing.copies.map((c) => el("tr", {},
-      el("td", {}, el("code", { text: c.file }), c.encrypted ? tag("encrypted", "ok") : ""),
-      el("td", { text: when((c.backup || {}).created_at) }),
-      el("td", { text: bytes(c.stored_size) }),
-      el("td", {}, c.check ? tag(c.check.ok ? "SHA-256 ✓" : "damaged", c.check.ok ? "ok" : "bad", c.check.reason || c.check.sha256)
-        : (c.present ? el("span", { class: "muted", text: "not verified" }) : tag("file missing", "bad"))),
-      el("td", { class: "actions-cell" }, el("button", { type: "button", disabled: !c.present,
-        title: "Decrypt if needed, check, and upload to the server as a backup you can restore",
-        onclick: () => act(() => api(`targets/${target.id}/import`, { method: "POST", json: { file: c.file } })) }, "Bring back")))));
+    fill($("copies-table").tBodies[0], listing.copies.map((c) => {
+      // A copy none of the target's passwords opens (made elsewhere, or before a change
+      // the plugin did not see) is brought back with its own password, typed here.
+      const locked = c.check && c.check.locked;
+      const own = locked ? el("input", { type: "password", autocomplete: "off",
+        placeholder: "its password", "aria-label": `Password of ${c.file}` }) : null;
+      const body = () => (own && own.value ? { file: c.file, password: own.value } : { file: c.file });
+      return el("tr", {},
+        el("td", {}, el("code", { text: c.file }), c.encrypted ? tag("encrypted", "ok") : ""),
+        el("td", { text: when((c.backup || {}).created_at) }),
+        el("td", { text: bytes(c.stored_size) }),
+        el("td", {}, c.check ? tag(c.check.ok ? "SHA-256 ✓" : (locked ? "no known password" : "damaged"),
+          c.check.ok ? "ok" : "bad", c.check.reason || c.check.sha256)
+          : (c.present ? el("span", { class: "muted", text: "not verified" }) : tag("file missing", "bad"))),
+        el("td", { class: "actions-cell" }, own || "", el("button", { type: "button", disabled: !c.present,
+          title: "Decrypt if needed, check, and upload to the server as a backup you can restore",
+          onclick: () => act(() => api(`targets/${target.id}/import`, { method: "POST", json: body() })) }, "Bring back")));
+    }));
   }
 
   // -- restore wizard ---------------------------------------------------------------------
