@@ -97,15 +97,24 @@ def update(entry: dict[str, Any], data: EntryIn) -> None:
 
 
 def restore_previous(entry: dict[str, Any]) -> None:
-    """Undo the last password change (the history's newest becomes current again)."""
+    """Undo the last password change: the history's newest becomes current again, and
+    the password it replaces goes into the history (as KeePassXC keeps it): the site may
+    have it already, and an undo threw a generated password away for good."""
     history = entry.get("history") or []
     if not history:
         raise Problem("entry_id", "this entry has no previous password", 409)
     previous = history.pop(0)
+    stamp = now_iso()
+    if entry["password"] and entry["password"] != previous["password"]:
+        replaced = {"password": entry["password"], "until": stamp}
+        if entry.get("password_changed"):
+            replaced["since"] = entry["password_changed"]
+        history.insert(0, replaced)
+    entry["history"] = history[:HISTORY]
     entry["password"] = previous["password"]
     # Items from before "since" was kept: the change's time is the best known.
     entry["password_changed"] = previous.get("since") or previous["until"]
-    entry["updated"] = now_iso()
+    entry["updated"] = stamp
     entry["score"] = score(entry)
 
 

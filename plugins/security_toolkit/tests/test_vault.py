@@ -214,6 +214,13 @@ def test_undoing_a_change_gives_the_old_password_its_age_back() -> None:
     entries.restore_previous(entry)
     assert entry["password"] == "Tr0ub4dor&3"
     assert entry["password_changed"] == "2021-01-05T10:00:00"
+    # The password the undo replaced is kept (audit: a generated one the user may have
+    # set on the site already was thrown away), with its own age: undo again brings it.
+    assert [h["password"] for h in entry["history"]] == ["a brand new one"]
+    assert entry["history"][0]["since"] == "2026-12-07T12:00:00"
+    entries.restore_previous(entry)
+    assert entry["password"] == "a brand new one"
+    assert entry["password_changed"] == "2026-12-07T12:00:00"
     # History written before the age was kept: the change's time, as before.
     entry["history"] = [{"password": "older", "until": "2025-03-01T00:00:00"}]
     entries.restore_previous(entry)
