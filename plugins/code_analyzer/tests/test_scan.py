@@ -179,6 +179,20 @@ def test_ruff_bandit_and_vulture_feed_one_issue_list(tmp_path: Path, make_files:
     assert {t["tool"]: t["detail"] for t in again["tools"]}["bandit"] == "2 files from the cache"
 
 
+def test_cached_bandit_findings_are_the_same_for_a_copy_under_tests(
+        tmp_path: Path, make_files: Files) -> None:
+    """Audit: the cache is per content and held the test copy's list, asserts left out,
+    so on the second scan src/a.py's B101 was gone too (a false drop in the trend)."""
+    body = "def check(x):\n    assert x > 0\n    return x\n"
+    make_files(tmp_path, {"src/a.py": body, "tests/test_a.py": body})
+    store = Store(tmp_path.parent / f"{tmp_path.name}-cache.sqlite3")
+    options = ScanOptions(ruff_cache_dir=tmp_path.parent / f"{tmp_path.name}-ruff")
+    for _ in range(2):
+        result = scan_folder(tmp_path, store, options)
+        found = {(i["path"], i["rule"]) for i in result["issues"] if i["tool"] == "bandit"}
+        assert found == {("src/a.py", "B101")}
+
+
 def test_a_gitignore_that_is_no_regular_file_or_too_big_is_not_read(tmp_path: Path,
                                                                       make_files: Files,
                                                                       ) -> None:
