@@ -93,12 +93,36 @@ def _load_spec(folder: Path) -> pathspec.GitIgnoreSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(text.splitlines())
 
 
-def _ignored(specs: Iterable[tuple[str, pathspec.GitIgnoreSpec]], rel: str,
-             is_dir: bool) -> bool:
-    for base, spec in specs:
-        sub = rel[len(base) + 1:] if base else rel
-        if spec.match_file(sub + "/" if is_dir else sub):
-            return True
+# A .gitignore in effect: the folder it is in (relative to the scanned folder; "" for
+# the scanned folder and those above it), what to put before a path relative to that
+# folder (for one above the scanned folder: the way down to it), and its patterns.
+Ignore = tuple[str, str, pathspec.GitIgnoreSpec]
+
+
+def _outer_ignores(root: Path) -> list[Ignore]:
+    """The .gitignore files above ``root`` up to the top of its git repository, which
+    git applies too (a scan of a subfolder counted generated code its parent ignores),
+    outermost first; none when ``root`` is no repository's subfolder."""
+    if (root / ".git").exists():
+        return []
+    found: list[Ignore] = []
+    for parent in root.parents:
+        spec = _load_spec(parent)
+        if spec is not None:
+            found.append(("", root.relative_to(parent).as_posix() + "/", spec))
+        if (parent / ".git").exists():
+            return found[::-1]
+    return []
+
+
+def _ignored(ignores: Iterable[Ignore], rel: str, is_dir: bool) -> bool:
+    # As git: the deepest .gitignore with a pattern for the path decides, so a deeper
+    # '!name' takes back what a file above ignores.
+    for base, prefix, spec in reversed(list(ignores)):
+        sub = prefix + (rel[len(base) + 1:] if base else rel)
+        verdict = spec.check_file(sub + "/" if is_dir else sub).include
+        if verdict is not None:
+            return verdict
     return False
 
 
@@ -110,6 +134,7 @@ def discover(folder: Path, *, max_bytes: int, exclude: Iterable[str] = (),
     skipped: list[Skipped] = []
     specs: dict[str, pathspec.GitIgnoreSpec] = {}
     root = folder.resolve()
+    outer = _outer_ignores(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         here = Path(dirpath)
         base = here.relative_to(root).as_posix()
@@ -117,8 +142,8 @@ def discover(folder: Path, *, max_bytes: int, exclude: Iterable[str] = (),
         spec = _load_spec(here)
         if spec is not None:
             specs[base] = spec
-        active = [(b, s) for b, s in specs.items()
-                  if not b or base == b or base.startswith(b + "/")]
+        active = outer + [(b, "", s) for b, s in specs.items()
+                          if not b or base == b or base.startswith(b + "/")]
         dirnames[:] = _subfolders(here, base, sorted(dirnames), active, excluded, skipped)
         for name in sorted(filenames):
             rel = f"{base}/{name}" if base else name
@@ -131,7 +156,7 @@ def discover(folder: Path, *, max_bytes: int, exclude: Iterable[str] = (),
 
 
 def _subfolders(here: Path, base: str, names: list[str],
-                active: list[tuple[str, pathspec.GitIgnoreSpec]], excluded: set[str],
+                active: list[Ignore], excluded: set[str],
                 skipped: list[Skipped]) -> list[str]:
     """The subfolders to enter: not excluded, not ignored, not symlinks (never followed,
     so a symlink loop cannot make the walk endless)."""

@@ -32,6 +32,33 @@ def test_gitignore_nested_ignores_and_excluded_folders(tmp_path: Path, make_file
     assert skipped == []
 
 
+def test_gitignores_as_git_reads_them_above_and_below(tmp_path: Path, make_files: Files,
+                                                     ) -> None:
+    """Audit: a scan of a subfolder of a repository ignored the repository's .gitignore
+    (generated code counted), and a deeper '!name' did not take back what a .gitignore
+    above ignored. Compared with git's own list of the same tree."""
+    import subprocess
+
+    make_files(tmp_path, {
+        ".gitignore": "generated/\n*_gen.py\n", "top.py": "x = 1\n",
+        "pkg/b.py": "x = 1\n", "pkg/generated/a.py": "x = 1\n",
+        "pkg/sub/keep_gen.py": "x = 1\n", "pkg/sub/other_gen.py": "x = 1\n",
+        "pkg/sub/.gitignore": "!keep_gen.py\n",
+    })
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    listed = subprocess.run(["git", "-C", str(tmp_path / "pkg"), "ls-files", "-co",
+                             "--exclude-standard", "--", "*.py"], check=True,
+                            capture_output=True, text=True).stdout.split()
+    assert listed == ["b.py", "sub/keep_gen.py"]
+    found, _ = discover(tmp_path / "pkg", max_bytes=10_000)
+    assert [c.rel for c in found] == listed
+    # Not inside a repository: a .gitignore above the folder means nothing to git.
+    (tmp_path / ".git").rename(tmp_path / "not-git")
+    found, _ = discover(tmp_path / "pkg", max_bytes=10_000)
+    assert [c.rel for c in found] == ["b.py", "generated/a.py", "sub/keep_gen.py",
+                                      "sub/other_gen.py"]
+
+
 def test_bad_files_are_skipped_or_findings(tmp_path: Path, make_files: Files) -> None:
     make_files(tmp_path, {
         "ok.py": "def f():\n    return 1\n",
