@@ -278,6 +278,7 @@ async def test_password_change_ends_other_sessions_and_sockets(v1):
     r = await ann.client.post("/auth/password/change", json={
         "current_password": "wrong", "new_password": NEW_PASSWORD})
     assert r.status_code == 401 and 'error="invalid_grant"' in r.headers["www-authenticate"]
+    assert r.json()["detail"].startswith("current_password: ")  # the field it came in
     assert (await ann.client.get("/auth/me")).status_code == 200
     r = await ann.client.post("/auth/password/change", json={
         "current_password": PASSWORD, "new_password": "weakpassword"})

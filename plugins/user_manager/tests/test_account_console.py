@@ -241,6 +241,20 @@ def test_administrators_list_users_and_issue_reset_tokens(plexichat_app):
     assert ok(client.post("api/login", json={"username": user.username,
                                              "password": STRONG}))["signed_in"]
 
+    # The administrator deleting the account while others exist is told what follows
+    # (audit: it went without a word, and nobody could reset a password any more).
+    ok(client.post("api/login", json={"username": "boss", "password": STRONG}))
+    refused = client.post("api/delete-account", json={"confirm": "boss", "password": STRONG})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"][-1] == "confirm_admin"
+    assert "next account registered from this app" in refused.text
+    ok(client.post("api/delete-account", json={"confirm": "boss", "password": STRONG,
+                                               "confirm_admin": True}))
+    again = httpx.post(base + "auth/register", json={**admin, "username": "boss2",
+                                                     "email": "boss2@example.org"},
+                       headers={"X-PlexiChat-App-Token": plexichat_app.token})
+    assert again.status_code == 201 and again.json()["user"]["is_admin"] is True
+
 
 async def test_a_new_device_and_the_session_ending_reach_the_page_live(plexichat_app):
     from plexichat_desktop.plugins.sse import next_event, read_events

@@ -111,6 +111,8 @@ class DeleteForm(Form):
     password: str = Field("", max_length=256, description="The current password.")
     code: str = Field("", max_length=40, description="With 2FA on: a current 6-digit code "
                                                      "or a recovery code.")
+    confirm_admin: bool = Field(False, description="The administrator deleting the account "
+                                                   "while other accounts exist: understood.")
 
 
 class ResetTokenForm(Form):
@@ -649,6 +651,17 @@ class UserManagerPlugin(Plugin):
                                              "delete the account")
             if not form.password:
                 raise field_error("password", "type your password to delete the account")
+            # The install has one administrator (the first account the app registered);
+            # deleting it left the others with nobody to reset a password or 2FA, and
+            # the page said nothing of it.
+            if not form.confirm_admin and (await api.users.me()).is_admin:
+                others = (await api.users.list(limit=1)).total - 1
+                if others > 0:
+                    raise field_error(
+                        "confirm_admin", f"you are the administrator and {others} other "
+                        "account(s) rely on it to reset a password or 2FA; after this, the "
+                        "next account registered from this app becomes the administrator. "
+                        "Tick the box to delete anyway")
             result = await api.users.delete_me(form.password, code=code,
                                                recovery_code=recovery)
             return result.model_dump(mode="json")

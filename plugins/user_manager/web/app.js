@@ -192,6 +192,7 @@ function renderProfile(user) {
   setText("pf-last-login", when(user.last_login));
   setText("delete-username", user.username);
   $("delete-confirm").placeholder = user.username;
+  show("delete-admin-row", Boolean(user.is_admin));
   updateDeleteButton();
 }
 
@@ -665,8 +666,9 @@ async function deleteAccount(event) {
     try {
       await call("api/delete-account", { method: "POST", body: {
         confirm: $("delete-confirm").value, password: $("delete-password").value,
-        code: $("delete-code").value.trim() } });
+        code: $("delete-code").value.trim(), confirm_admin: $("delete-admin-ok").checked } });
       ["delete-confirm", "delete-password", "delete-code"].forEach((id) => { $(id).value = ""; });
+      $("delete-admin-ok").checked = false;
       note("The account was deleted.");
       await loadOverview();
     } catch (err) { fail("delete-error", err); }

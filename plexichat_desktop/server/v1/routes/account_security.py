@@ -110,9 +110,10 @@ def _wrong(detail: str) -> Exception:
     return unauthorized(detail, error="invalid_grant")
 
 
-async def _check_password(api: ApiV1, user_id: str, password: str, attempt: mfa.Attempt
-                          ) -> dict[str, Any]:
-    """The caller's row when ``password`` is theirs; else a counted failure and 401."""
+async def _check_password(api: ApiV1, user_id: str, password: str, attempt: mfa.Attempt,
+                          field: str = "password") -> dict[str, Any]:
+    """The caller's row when ``password`` (the body's ``field``) is theirs; else a counted
+    failure and 401 naming that field."""
     row = await api.store.read(accounts.get_user, user_id)
     if row is None:
         raise unauthorized("the account no longer exists")
@@ -120,7 +121,7 @@ async def _check_password(api: ApiV1, user_id: str, password: str, attempt: mfa.
                                  api.settings.scrypt_cost)
     if not ok:
         attempt.fail()
-        raise _wrong("password: wrong password")
+        raise _wrong(f"{field}: wrong password")
     return row
 
 
@@ -434,7 +435,8 @@ async def change_password(body: ChangePasswordBody, request: Request, user: User
     """Change the password: the current one (401 when wrong), a new one under the server's
     policy (422 on ``new_password``); ``end_other_sessions`` signs out every other session."""
     with mfa_limiter(api).attempt(user.id) as attempt:
-        row = await _check_password(api, user.id, body.current_password, attempt)
+        row = await _check_password(api, user.id, body.current_password, attempt,
+                                    "current_password")
     _check_new_password(api, body.new_password)
     if body.new_password == body.current_password:
         raise invalid("new_password", "the new password must differ from the current one")
