@@ -462,6 +462,27 @@ def test_the_page_catches_up_after_a_drop_and_polls_while_push_fails(
     assert js(view, "window.__loadedOnce") == "still here"
 
 
+def test_the_plugin_table_fits_a_small_window(
+        browser: Any, gate: Path, qtbot: Any, js: Any) -> None:
+    """Audit (800x600): the plugin table scrolled sideways in its box, Rerun failed cut
+    off at the edge and Details out of sight. At that size the sparklines and Details
+    (the plugin's name is the same link) give way."""
+    gate.write_text("open")
+    view = browser("/tests", size=(800, 600))
+    ready(qtbot, js, view)
+    wait_js(qtbot, js, view, "document.querySelectorAll('#plugins tr[data-plugin-id]')"
+                             ".length > 0")
+    fits = js(view, """(() => {
+      const wrap = document.querySelector('#plugins-table').closest('.table-wrap');
+      const edge = wrap.getBoundingClientRect().right;
+      const buttons = [...document.querySelectorAll('#plugins tr[data-plugin-id] button')];
+      return {scrolls: wrap.scrollWidth > wrap.clientWidth,
+              cut: buttons.filter((b) => b.getBoundingClientRect().right > edge + 0.5).length,
+              buttons: buttons.length};
+    })()""")
+    assert fits["buttons"] > 0 and fits == {**fits, "scrolls": False, "cut": 0}, fits
+
+
 def test_a_gap_in_the_stream_reloads_the_snapshot(
         browser: Any, api: Any, gate: Path, qtbot: Any, js: Any) -> None:
     """The server tells a page whose last event id it can no longer continue from

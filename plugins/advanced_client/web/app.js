@@ -205,7 +205,7 @@ function answerMeta(message) {
     meta.append(el("span", {text: `${message.prompt_tokens} → ${message.completion_tokens} tokens${message.usage_estimated ? " (est.)" : ""}`}));
   }
   if (message.content) {
-    meta.append(el("button", {type: "button", text: "🔊 Read", title: "Read aloud", onclick: guard(() => readAloud(message.content))}));
+    meta.append(el("button", {type: "button", text: "Read aloud", onclick: guard(() => readAloud(message.content))}));
     meta.append(el("button", {type: "button", text: "Copy", onclick: () => navigator.clipboard.writeText(message.content).then(() => notice("Copied."), () => notice("The clipboard is not available here."))}));
   }
   const last = state.messages[state.messages.length - 1];

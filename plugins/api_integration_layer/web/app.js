@@ -77,9 +77,17 @@ function renderStatus(status) {
     : `${(cache.hit_rate * 100).toFixed(1)} % (${cache.hits} hits, ${cache.misses} misses)`);
   setText("cache-invalidations", String(cache.invalidations));
   setText("requests-total", String(status.requests_total));
-  setText("consumers", status.consumers.length
-    ? status.consumers.map((c) => `${c.plugin_id} [${c.scopes.join(", ") || "no scopes"}]`).join("; ")
-    : "none");
+  $("consumers-none").hidden = status.consumers.length > 0;
+  $("consumers").replaceChildren(...status.consumers.map((c) => {
+    const item = document.createElement("li");
+    const name = document.createElement("b");
+    name.textContent = c.plugin_id;
+    const scopes = document.createElement("span");
+    scopes.className = "muted scopes";
+    scopes.textContent = c.scopes.join(" · ") || "no scopes";
+    item.append(name, " ", scopes);
+    return item;
+  }));
 }
 
 function renderLimit(limit) {

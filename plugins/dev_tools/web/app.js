@@ -143,7 +143,7 @@ async function browse(path) {
     $("picker-open").disabled = !listing.path;
     $("picker-up").dataset.parent = listing.parent || "";
     const items = listing.folders.map((f) => el("li", {},
-      el("button", { type: "button", onclick: () => browse(f.path) }, `📁 ${f.name}`),
+      el("button", { type: "button", onclick: () => browse(f.path) }, `${f.name}/`),
       f.markers.length ? el("span", { class: "muted", text: ` ${f.markers.join(", ")}` }) : null));
     if (!items.length) items.push(el("li", { class: "muted", text: "No sub-folders." }));
     $("picker-list").replaceChildren(...items);

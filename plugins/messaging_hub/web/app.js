@@ -115,6 +115,9 @@ async function loadStatus() {
   $("signin").hidden = signed;
   $("who").textContent = signed ? `as ${state.status.user.display_name}` : "not signed in";
   $("sec-inbox").classList.toggle("disabled", !signed);
+  $("sec-inbox").inert = !signed;
+  $("chat-none").textContent = signed ? "Pick a conversation, or start one on the left."
+    : "Your conversations show here once you are signed in.";
   setLive(state.status.live);
   return signed;
 }

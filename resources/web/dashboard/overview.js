@@ -50,7 +50,7 @@ function pluginRow(p) {
       h("td", { class: "num rate" }),
       h("td", { class: "spark-cell" }),
       h("td", { class: "actions" }, run, rerun,
-        h("a", { class: "button small secondary", href: `/tests/plugin/${encodeURIComponent(p.id)}`,
+        h("a", { class: "button small secondary details-link", href: `/tests/plugin/${encodeURIComponent(p.id)}`,
           "aria-label": `Details of ${p.name}` }, "Details")));
     rowEls.set(p.id, tr);
   }
