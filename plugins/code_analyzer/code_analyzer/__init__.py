@@ -275,9 +275,15 @@ class CodeAnalyzerPlugin(Plugin):
         folder = self._folder_or_error(body.folder)
         if isinstance(folder, JSONResponse):
             return folder
-        from code_analyzer.gitutil import toplevel
-        if await asyncio.to_thread(toplevel, folder) is None:
+        from code_analyzer.gitutil import GitError, resolve_ref, toplevel
+        repo = await asyncio.to_thread(toplevel, folder)
+        if repo is None:
             return _error(422, f"folder: {folder} is not inside a git repository", "folder")
+        try:  # said here, not as git's words in a failed job
+            await asyncio.to_thread(resolve_ref, repo, "HEAD")
+        except GitError:
+            return _error(422, f"folder: the repository of {folder} has no commit yet",
+                          "folder")
         job = self.ctx.jobs.start("history", self._history_job, folder, body.commits)
         return JSONResponse(job.to_dict(), status_code=202)
 

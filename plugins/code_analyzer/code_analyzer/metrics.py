@@ -8,11 +8,14 @@ are read as Latin-1 with a finding (``CA002``), and NUL bytes mark the file as b
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
+import tokenize
 from typing import Any
 
 # Part of the cache key: bump it when what :func:`analyze` returns changes.
-ANALYZER_VERSION = "2"
+ANALYZER_VERSION = "3"  # 3: Python files read in their declared encoding (PEP 263)
 BINARY_SNIFF = 8192
 
 
@@ -35,10 +38,19 @@ RULE_LINKS = {
 }
 
 
-def decode(data: bytes) -> tuple[str, dict[str, Any] | None]:
-    """Text of ``data`` and, if it was not UTF-8, the finding that says so."""
+def decode(data: bytes, language: str = "") -> tuple[str, dict[str, Any] | None]:
+    """Text of ``data`` and, if it was not UTF-8 (or, for Python, the encoding its
+    ``# -*- coding: ... -*-`` line declares, as Python reads it), the finding that says
+    so."""
+    encoding = "utf-8-sig"
+    if language == "python":
+        try:
+            declared = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+            encoding = "utf-8-sig" if codecs.lookup(declared).name == "utf-8" else declared
+        except (SyntaxError, LookupError):
+            pass  # an unknown or conflicting declaration: judged as UTF-8 below
     try:
-        return data.decode("utf-8-sig"), None
+        return data.decode(encoding), None
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         return data.decode("latin-1"), finding(
@@ -63,7 +75,7 @@ def analyze(name: str, data: bytes, language: str) -> dict[str, Any]:
         return {"language": language, "binary": True, "loc": 0, "sloc": 0, "comments": 0,
                 "blank": 0, "functions": [], "complexity": 0, "max_complexity": 0,
                 "mi": None, "halstead": None, "findings": [], "imports": []}
-    text, bad_encoding = decode(data)
+    text, bad_encoding = decode(data, language)
     result = _python(text) if language == "python" else _lizard(name, text, language)
     result["language"] = language
     result["binary"] = False

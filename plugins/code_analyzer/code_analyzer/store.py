@@ -92,6 +92,8 @@ class Store:
                 for i, f, t, s in reversed(rows)]
 
     def scan(self, scan_id: int) -> dict[str, Any] | None:
+        if not 0 < scan_id < 2**63:  # past SQLite's integers: no such scan (was a 500)
+            return None
         with self._db() as db:
             row = db.execute("SELECT result FROM scans WHERE id = ?", (scan_id,)).fetchone()
         return None if row is None else json.loads(zlib.decompress(row[0]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -110,6 +111,9 @@ async def test_bad_input_is_a_4xx_naming_the_field(
         assert answer.status_code == 422 and answer.json()["detail"].startswith("folder: ")
         assert "not inside a git repository" in answer.json()["detail"]
         assert (await c.get("scans/999")).status_code == 404
+        for huge in ("99999999999999999999999", "-1"):  # past SQLite: was a 500
+            assert (await c.get(f"scans/{huge}")).status_code == 404
+            assert (await c.get(f"scans/{huge}/export")).status_code == 404
         assert (await c.get("scans", params={"limit": 0})).status_code == 422
         assert (await c.get("scans/abc")).status_code == 422
 
@@ -205,10 +209,14 @@ async def test_gate_job_through_the_api(
         assert job["state"] == "succeeded", job["error"]
         assert [p["subject"] for p in job["result"]["points"]] == ["base"]
         (host.root / "plain").mkdir()
+        (host.root / "empty").mkdir()
+        subprocess.run(["git", "init", "-q", str(host.root / "empty")], check=True)
         for body, field in (({"folder": "repo", "commits": 0}, "commits"),
-                            ({"folder": "plain"}, "folder")):
+                            ({"folder": "plain"}, "folder"), ({"folder": "empty"}, "folder")):
             answer = await host.client.post("history", json=body)
             assert answer.status_code == 422 and answer.json()["detail"].startswith(field)
+        # Audit: a repository without commits was a 202, then a job failing with git's words.
+        assert "no commit yet" in answer.json()["detail"]
 
 
 @pytest.mark.asyncio

@@ -64,6 +64,8 @@ def test_bad_files_are_skipped_or_findings(tmp_path: Path, make_files: Files) ->
         "ok.py": "def f():\n    return 1\n",
         "broken.py": "def f(:\n",
         "latin.py": b"# caf\xe9\nx = 1\n",
+        # Declared as PEP 263 says: Python reads it, so it is no "not UTF-8" (audit).
+        "declared.py": b"# -*- coding: latin-1 -*-\n# caf\xe9\nx = 1\n",
         "blob.py": b"\x00\x01binary",
         "huge.py": "x = 1\n" * 400,
     })
@@ -74,7 +76,8 @@ def test_bad_files_are_skipped_or_findings(tmp_path: Path, make_files: Files) ->
     (tmp_path / "escape.py").symlink_to(outside)
     (tmp_path / "dir_loop").symlink_to(tmp_path, target_is_directory=True)
     result = scan_folder(tmp_path, None, ScanOptions(run_tools=False, max_bytes=1000))
-    assert [f["path"] for f in result["files"]] == ["broken.py", "latin.py", "ok.py"]
+    assert [f["path"] for f in result["files"]] == ["broken.py", "declared.py", "latin.py",
+                                                    "ok.py"]
     skipped = {s["path"]: s["reason"] for s in result["skipped"]}
     assert skipped["loop_a.py"] == skipped["loop_b.py"] == "symlink loop"
     assert skipped["escape.py"] == "symlink leading outside the scanned folder"
@@ -83,6 +86,7 @@ def test_bad_files_are_skipped_or_findings(tmp_path: Path, make_files: Files) ->
     assert skipped["dir_loop"] == "symlinked folder, not followed"
     rules = {(i["path"], i["rule"]) for i in result["issues"]}
     assert ("broken.py", "CA001") in rules and ("latin.py", "CA002") in rules
+    assert not {r for r in rules if r[0] == "declared.py"}
     assert result["summary"]["issues"]["high"] == 1
 
 
