@@ -254,8 +254,15 @@ async def log(ws: Workspace, limit: int, ref: str | None = None) -> dict[str, An
         return {"commits": [], "message": "no commit yet"}
     args = ["log", f"-n{limit}", "--format=%H%x1f%h%x1f%an%x1f%ae%x1f%at%x1f%D%x1f%s%x1e"]
     if ref:
-        check_branch(ref, "ref")
-        args.append(ref)
+        # Any revision git names a commit by (HEAD~1, a tag, a hash), not only a branch;
+        # resolved first, so what reaches git log is a commit id, never an option.
+        if len(ref) > 200 or ref.startswith("-") or any(ord(c) < 32 for c in ref):
+            raise ApiError(422, "ref", f"{ref[:80]!r} is not a revision")
+        found = await git(ws, "rev-parse", "--verify", "-q", "--end-of-options",
+                          f"{ref}^{{commit}}", check=False)
+        if found.exit_code != 0:
+            raise ApiError(422, "ref", f"{ref!r} names no commit here")
+        args.append(found.output.strip())
     args.append("--")
     result = await git(ws, *args)
     commits = []

@@ -25,6 +25,7 @@ from typing import Any
 from dev_tools import gitops
 from dev_tools.errors import ApiError
 from dev_tools.workspace import SKIP_DIRS, Workspace
+from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.guards import UnsafePath, safe_path
 
 MAX_DIFF_CHARS = 400_000
@@ -252,7 +253,7 @@ def apply(preview: Preview, ws: Workspace, paths: list[str]) -> dict[str, Any]:
         except UnsafePath as exc:
             raise ApiError(409, f"files[{index}]", str(exc).partition(": ")[2]) from None
         chosen.append(change)
-    conflicts = []
+    conflicts, already = [], []
     for change in chosen:
         target = ws.path / change.path
         try:
@@ -261,14 +262,17 @@ def apply(preview: Preview, ws: Workspace, paths: list[str]) -> dict[str, Any]:
             current = None
         except OSError as exc:
             raise ApiError(409, "files", f"{change.path}: cannot be read ({exc})") from None
-        if current != change.before_sha:
+        if change.applied and current == (None if change.after is None
+                                          else sha256(change.after)):
+            already.append(change)  # applied before (a second click): nothing to do
+        elif current != change.before_sha:
             conflicts.append(change.path)
     if conflicts:
         raise ApiError(409, "files", "changed since the preview, nothing was written: "
                                      + ", ".join(conflicts) + " (preview again)",
                        conflicts=conflicts)
     written: list[str] = []
-    for change in chosen:
+    for change in (c for c in chosen if c not in already):
         try:
             _write(ws.path / change.path, change.after)
         except OSError as exc:
@@ -278,28 +282,19 @@ def apply(preview: Preview, ws: Workspace, paths: list[str]) -> dict[str, Any]:
                            applied=written) from None
         change.applied = True
         written.append(change.path)
-    return {"preview": preview.id, "applied": written}
+    return {"preview": preview.id, "applied": written,
+            "already_applied": [c.path for c in already]}
 
 
 def _write(target: Path, data: bytes | None) -> None:
     if data is None:
         target.unlink(missing_ok=True)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = stat.S_IMODE(target.stat().st_mode)
+        mode = stat.S_IMODE(target.stat().st_mode)  # a user's file keeps its mode
     except FileNotFoundError:
         mode = 0o644
-    # Temp file + rename: a crash leaves the old file or the new one, never half of each.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, data, mode=mode)
 
 
 def new_id() -> str:

@@ -58,6 +58,14 @@ async def test_status_stage_diff_unstage_commit_log_branches(tmp_path: Path) -> 
                 ).status_code == 200
         log = (await env.client.get("git/log", params={"workspace": ws})).json()["commits"]
         assert [c["subject"] for c in log] == ["--amend; rm -rf / $(x)", "First"]
+        # Any revision, not only a branch (audit: HEAD~1 was "not a valid branch name").
+        for ref, subjects in (("HEAD~1", ["First"]), (log[1]["short"], ["First"]),
+                              ("main", ["--amend; rm -rf / $(x)", "First"])):
+            answer = await env.client.get("git/log", params={"workspace": ws, "ref": ref})
+            assert [c["subject"] for c in answer.json()["commits"]] == subjects, ref
+        for ref in ("--all", "nope~9", "HEAD~99"):
+            answer = await env.client.get("git/log", params={"workspace": ws, "ref": ref})
+            assert answer.status_code == 422 and answer.json()["field"] == "ref", ref
         shown = (await env.client.get("git/show", params={"workspace": ws,
                                                           "commit": log[0]["commit"]})).json()
         assert "+x = 2" in shown["text"] and "body" in shown["text"]

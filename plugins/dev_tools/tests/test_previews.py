@@ -72,7 +72,14 @@ async def test_format_preview_then_apply_per_file_with_conflict_409(tmp_path: Pa
         assert (folder / "b.py").read_text() == UGLY + "y = 2\n"  # untouched
         again = await env.client.post("preview/apply", json={
             "workspace": ws, "preview": result["id"], "files": ["a.py"]})
-        assert again.status_code == 409  # already applied: the file is no longer the original
+        # Applied already (a second click): said so, nothing written (audit: it was a 409
+        # "changed since the preview").
+        assert again.status_code == 200, again.text
+        assert again.json()["applied"] == [] and again.json()["already_applied"] == ["a.py"]
+        (folder / "a.py").write_text(PRETTY + "z = 3\n")  # then edited: that is a change
+        edited = await env.client.post("preview/apply", json={
+            "workspace": ws, "preview": result["id"], "files": ["a.py"]})
+        assert edited.status_code == 409 and edited.json()["conflicts"] == ["a.py"]
 
         unknown = await env.client.post("preview/apply", json={
             "workspace": ws, "preview": result["id"], "files": ["ok.py"]})
