@@ -36,6 +36,7 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".jso
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 _DECIMAL_COMMA = re.compile(r"^-?\d{1,3}(\.\d{3})*,\d+$|^-?\d+,\d+$")
+_GROUPED = re.compile(r"^-?\d{1,3}(\.\d{3})+(,\d+)?$")  # 1.234,50: a point groups thousands
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
 MAX_JSON_RECHECK = 256 * 1024 * 1024
 # Settings of every loader instance: nothing is fetched or loaded behind the user's back.
@@ -79,6 +80,10 @@ def detect_format(filename: str, head: bytes) -> str:
 def _decode_head(head: bytes) -> tuple[str, str]:
     """(text, encoding) of the sniffed bytes; a cut multi-byte character at the end is
     dropped. Only UTF-8 (with or without BOM) is read as is; see :func:`_to_utf8`."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        # Excel's "Unicode Text": refused before with a field count that made no sense.
+        text = head.decode("utf-16", errors="ignore")
+        return text, "utf-16"
     if head.startswith(codecs.BOM_UTF8):
         head = head[len(codecs.BOM_UTF8):]
     try:
@@ -123,6 +128,9 @@ def sniff_csv(head: bytes, fmt: str = "csv") -> dict[str, Any]:
                   for v in r[:50]]
         if any(_DECIMAL_COMMA.match(v) for v in values):
             options["decimal_separator"] = ","
+            # Without it a column holding 1.234,50 was text: no sum, no chart.
+            if any(_GROUPED.match(v) for v in values):
+                options["thousands"] = "."
     return options
 
 
@@ -146,6 +154,8 @@ def _csv_sql(path: Path, options: dict[str, Any], full_sample: bool) -> str:
              "skip=0"]
     if "decimal_separator" in options:
         parts.append(f"decimal_separator={_quote(options['decimal_separator'])}")
+    if "thousands" in options:
+        parts.append(f"thousands={_quote(options['thousands'])}")
     if full_sample:
         parts.append("sample_size=-1")
     return f"read_csv({', '.join(parts)})"
@@ -182,13 +192,15 @@ def _duckdb_reason(exc: BaseException) -> str:
     return re.sub(r"^[A-Za-z ]+Error: ", "", head)
 
 
-def _load_csv(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, work: Path
-              ) -> dict[str, Any]:
+def _load_csv(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, work: Path,
+              encoding: str | None = None) -> dict[str, Any]:
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
     if not head.strip():
         raise LoadError("the file is empty", 1)
     options = sniff_csv(head, fmt)
+    if encoding is not None:
+        options["encoding"] = encoding
     source = path
     if options["encoding"] != "utf-8":
         source = work / "utf8.csv"
@@ -204,6 +216,10 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, work: Path
                 raise
             if isinstance(exc, duckdb.ConversionException) and not full_sample:
                 continue  # mixed types past the sample: decide the types on every row
+            if "Invalid unicode" in str(exc) and options["encoding"] == "utf-8":
+                # UTF-8 in the sniffed start only: Excel's CSV with its first "é" rows
+                # in. Windows-1252, as when the start shows it (it was refused).
+                return _load_csv(con, path, fmt, work, encoding="cp1252")
             match = _LINE.search(str(exc))
             if match:
                 raise LoadError(f"line {match.group(1)}: {_duckdb_reason(exc)}",
