@@ -154,11 +154,25 @@ class AlertMonitor:
                  keep: int = RECENT_ALERTS):
         if sustain_samples < 1:
             raise ValueError(f"sustain_samples must be at least 1, got {sustain_samples}")
+        self._runs = {metric: _Run() for metric in METRICS}
         self.thresholds = thresholds or Thresholds()
         self.sustain = sustain_samples
-        self._runs = {metric: _Run() for metric in METRICS}
         self._alerts: deque[Alert] = deque(maxlen=keep)
         self._ids = itertools.count(1)
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The thresholds; set new ones (``PUT /thresholds``) and an active alert shows
+        the one it is judged by from then on (it ends once under it long enough): it
+        went on showing the old one."""
+        return self._thresholds
+
+    @thresholds.setter
+    def thresholds(self, value: Thresholds) -> None:
+        self._thresholds = value
+        for run in self._runs.values():
+            if run.alert is not None:
+                run.alert.threshold = getattr(value, run.alert.metric)
 
     def update(self, values: Mapping[str, float | None], timestamp: float
                ) -> list[AlertChange]:

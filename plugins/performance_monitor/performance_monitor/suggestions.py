@@ -70,24 +70,40 @@ def format_bytes(value: float) -> str:
     raise AssertionError("unreachable")
 
 
+COMM_LIMIT = 15  # Linux keeps a process name to 15 characters
+
+
 def _name(proc: psutil.Process) -> str:
     try:
-        return proc.name() or f"pid {proc.pid}"
+        name = proc.name() or f"pid {proc.pid}"
     except psutil.Error:
         return f"pid {proc.pid}"
+    if len(name) == COMM_LIMIT:
+        # Cut by the kernel ("plexichat-deskt"): a script run through an interpreter
+        # names itself in its command line after the interpreter, where psutil does
+        # not look; the word there that the name begins is the whole name.
+        try:
+            words = proc.cmdline()
+        except psutil.Error:
+            words = []
+        for word in words:
+            base = os.path.basename(word)
+            if len(base) > COMM_LIMIT and base.startswith(name):
+                return base
+    return name
 
 
 def top_by_memory(limit: int = TOP_PROCESSES) -> list[ProcessInfo]:
     """The ``limit`` processes with the largest resident memory (RSS), largest first."""
     found = []
-    for proc in psutil.process_iter(["name", "memory_info"]):
+    for proc in psutil.process_iter(["memory_info"]):
         mem = proc.info.get("memory_info")
         if mem is None:  # access denied or the process just ended
             continue
-        found.append(ProcessInfo(proc.pid, proc.info.get("name") or f"pid {proc.pid}",
-                                 rss=mem.rss))
-    found.sort(key=lambda p: p.rss, reverse=True)
-    return found[:limit]
+        found.append((mem.rss, proc))
+    found.sort(key=lambda item: item[0], reverse=True)
+    # Named only the ones shown: a full name may need the command line read.
+    return [ProcessInfo(proc.pid, _name(proc), rss=rss) for rss, proc in found[:limit]]
 
 
 def top_by_cpu(limit: int = TOP_PROCESSES, window: float = CPU_WINDOW_SECONDS

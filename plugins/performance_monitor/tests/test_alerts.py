@@ -95,6 +95,8 @@ def test_raising_the_threshold_at_run_time_ends_an_active_alert() -> None:
     monitor = AlertMonitor(Thresholds(memory=50.0), sustain_samples=2)
     assert feed(monitor, "memory", [60, 60]) == [(2.0, "start", 1)]
     monitor.thresholds = Thresholds(memory=70.0)
+    # Until it ends it shows the threshold it is judged by now (audit: it kept the old).
+    assert [a.threshold for a in monitor.active] == [70.0]
     assert feed(monitor, "memory", [60, 60], start=10.0) == [(12.0, "end", 1)]
 
 

@@ -77,6 +77,27 @@ def _readable(proc: psutil.Process) -> bool:
     return True
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's 15-char names")
+def test_a_script_is_named_in_full_not_as_the_kernel_cut_it(tmp_path: Path) -> None:
+    """Audit: a suggestion said "Close or pause plexichat-deskt": the kernel keeps 15
+    characters of a name, and a script run through its interpreter is named in full in
+    the command line after the interpreter, where psutil does not look."""
+    script = tmp_path / "plexichat-desktop-sleeper"
+    script.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    script.chmod(0o755)
+    child = subprocess.Popen([str(script)])
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).name() != "plexichat-deskt":  # exec'd yet?
+            assert time.monotonic() < deadline, psutil.Process(child.pid).name()
+            time.sleep(0.02)
+        listed = {p.pid: p.name for p in top_by_memory(limit=100_000)}
+        assert listed[child.pid] == "plexichat-desktop-sleeper"
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_top_by_cpu_finds_a_busy_process(
         busy_process: Callable[[], subprocess.Popen[bytes]]) -> None:
     spinning = busy_process()
