@@ -65,7 +65,9 @@ LIVE_SOURCES: dict[str, LiveSource] = {s.name: s for s in (
 
 
 def _local(value: Any) -> dt.datetime | None:
-    """A sample's time as a naive local datetime (epoch seconds or ISO text)."""
+    """A sample's time as a naive local datetime (epoch seconds or ISO text), with its
+    ``fold`` set in the hour a clock change repeats, so :func:`_instant` tells the two
+    apart."""
     if value is None:
         return None
     if isinstance(value, (int, float)):
@@ -75,8 +77,14 @@ def _local(value: Any) -> dt.datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone().replace(tzinfo=None)
+        parsed = dt.datetime.fromtimestamp(parsed.timestamp())
     return parsed
+
+
+def _instant(value: dt.datetime) -> float:
+    # Compared as instants: naive local times repeat in the hour the clocks go back,
+    # and the rows of that hour were dropped as "not newer" than the hour before.
+    return value.timestamp()
 
 
 def _num(value: Any) -> float | None:
@@ -128,8 +136,11 @@ class LiveSources:
             since = self.last_time.get(name) if source.append else None
             time_index = [c[0] for c in source.columns].index(source.time_column)
             if since is not None:
-                rows = [r for r in rows if r[time_index] is not None and r[time_index] > since]
-            rows.sort(key=lambda r: (r[time_index] is None, r[time_index]))
+                rows = [r for r in rows if r[time_index] is not None
+                        and _instant(r[time_index]) > _instant(since)]
+            rows.sort(key=lambda r: (r[time_index] is None,
+                                     _instant(r[time_index]) if isinstance(
+                                         r[time_index], dt.datetime) else r[time_index]))
             if rows and isinstance(rows[-1][time_index], dt.datetime):
                 self.last_time[name] = rows[-1][time_index]
             append = source.append and since is not None

@@ -268,3 +268,59 @@ def test_a_result_of_huge_values_is_cut_by_size_not_only_by_rows(reader: Engine)
     assert len(single.rows) == 1 and not single.truncated
     narrow = reader.run("SELECT * FROM range(5000)", max_rows=10_000)
     assert len(narrow.rows) == 5000 and not narrow.truncated
+
+
+def test_live_rows_of_the_hour_the_clocks_go_back_are_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit: live samples were compared by naive local time, which repeats in the hour
+    the clocks go back: that hour's rows were dropped as "not newer" (12 of 18 samples
+    kept across 2026-11-01 in New York). Samples come from a loopback stand-in for the
+    Performance Monitor's history route, every 10 minutes, one more each refresh."""
+    import asyncio
+    import datetime as dt
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from data_visualizer.live import LIVE_SOURCES, LiveSources
+
+    from plexichat_desktop.plugins.hub import EventHub
+
+    samples: list[dict[str, Any]] = []
+    names = [n for n, _ in LIVE_SOURCES["pm_samples"].columns[1:]]
+
+    class History(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"samples": samples}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), History)
+    worker = threading.Thread(target=server.serve_forever, daemon=True)
+    worker.start()
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    engine = Engine(tmp_path / "ws", reserved=LIVE_SOURCES)
+    try:
+        live = LiveSources(engine, EventHub(), server_url=f"http://127.0.0.1:"
+                           f"{server.server_address[1]}/", app_token="t",
+                           api=lambda: None, interval=60)
+        start = dt.datetime(2026, 11, 1, 4, 30, tzinfo=dt.UTC).timestamp()
+
+        async def follow() -> None:
+            for i in range(18):  # 00:30 EDT to 02:20 EST: 01:00-02:00 comes twice
+                samples.append({"timestamp": start + 600 * i, **dict.fromkeys(names, 1.0)})
+                await live.refresh("pm_samples")
+
+        asyncio.run(follow())
+        assert engine.run("SELECT count(*) FROM pm_samples").rows == [[18]]
+    finally:
+        engine.close()
+        server.shutdown()
+        monkeypatch.undo()
+        time.tzset()
