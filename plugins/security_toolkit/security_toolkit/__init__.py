@@ -416,6 +416,11 @@ class SecurityToolkitPlugin(Plugin):
         for n, raw in enumerate(found, 1):
             row = {**raw, "title": raw["title"] or raw["username"] or "(untitled)"}
             changed = raw.get("changed")
+            unread = row.pop("changed_unread", None)
+            if unread is not None:
+                # It counts as changed today: the "old password" check cannot judge it.
+                warnings.append(f"entry {n} ({row['title'][:40]}): 'Last Modified' "
+                                f"{unread[:40]!r} is no date; counted as changed today")
             try:
                 added.append(entries.new_entry(EntryIn(**row), changed=changed))
             except (Problem, ValueError) as exc:

@@ -99,10 +99,14 @@ def _from_keepassxc(r: dict[str, str]) -> dict[str, Any]:
     # KeePassXC writes the root group's name ("Root") first; drop it.
     folder = group.split("/", 1)[1] if group.startswith("Root/") else (
         "" if group == "Root" else group)
-    return {"title": r.get("Title", ""), "username": r.get("Username", ""),
-            "password": r.get("Password", ""), "url": r.get("URL", ""),
-            "notes": r.get("Notes", ""), "totp": r.get("TOTP", ""), "folder": folder,
-            "tags": [], "changed": _stamp(r.get("Last Modified"))}
+    written = (r.get("Last Modified") or "").strip()
+    entry = {"title": r.get("Title", ""), "username": r.get("Username", ""),
+             "password": r.get("Password", ""), "url": r.get("URL", ""),
+             "notes": r.get("Notes", ""), "totp": r.get("TOTP", ""), "folder": folder,
+             "tags": [], "changed": _stamp(written)}
+    if written and entry["changed"] is None:
+        entry["changed_unread"] = written  # said in the import's warnings
+    return entry
 
 
 def write_csv(entries: list[dict[str, Any]], kind: str) -> str:

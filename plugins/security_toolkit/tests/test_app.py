@@ -179,6 +179,14 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         imported = csv_ok.json()
         assert imported["format"] == "keepassxc" and imported["imported"] == 2
         assert len(imported["warnings"]) == 1 and "TOTP dropped" in imported["warnings"][0]
+        # A 'Last Modified' that is no date is said (audit: silently "changed today").
+        undated = (await client.post("import/csv", json={
+            "text": "Group,Title,Username,Password,URL,Notes,TOTP,Icon,Last Modified,Created\n"
+                    "Root,Dated,u,p,,,,0,2019-03-01T10:00:00Z,\n"
+                    "Root,Undated,u,p,,,,0,not-a-date,\n"})).json()
+        assert undated["imported"] == 2 and len(undated["warnings"]) == 1
+        assert "entry 2 (Undated): 'Last Modified' 'not-a-date' is no date" in \
+            undated["warnings"][0]
         too_long = await client.post("import/csv", json={
             "text": "Title,Username,Password\nHuge,ann," + "Zy" * 600 + "\n"})
         assert too_long.json()["imported"] == 0 and "ZyZy" not in too_long.text
@@ -190,7 +198,7 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         assert wrong.status_code == 422 and wrong.json()["field"] == "password"
         back = await client.post("import/kdbx", files={"file": ("v.kdbx", exported.content)},
                                  data={"password": "kdbx-pass"})
-        assert back.json()["imported"] == 6, back.text
+        assert back.json()["imported"] == 8, back.text  # every entry: 6, and the dated pair above
         csv_out = await client.post("export", json={"format": "bitwarden"})
         assert csv_out.text.startswith("folder,favorite,type,name")
         backup = await client.get("vault/backup")
