@@ -97,6 +97,12 @@ async function loadStatus() {
     box.replaceChildren("Not signed in to PlexiChat. ",
       el("a", {href: "/plugins/api_integration_layer/", text: "Sign in on the API Integration page"}),
       ", then press Refresh.");
+    // The trend card says what it waits for (it was a blank chart under a heading).
+    $("trend-words").textContent = "The daily trend shows here once you are signed in.";
+    $("trend-chart").replaceChildren();
+    $("trend-legend").textContent = "";
+    $("anomalies").replaceChildren();
+    $("anomalies-title").hidden = true;
   } else {
     who.textContent = `${status.user.username}${status.is_admin ? " · administrator" : ""}`;
     who.className = "badge badge-live";
@@ -203,6 +209,7 @@ async function loadTrend(fresh = false) {
   // Newest first: the day someone asks about is usually a recent one.
   const list = trend.anomalies.slice().reverse().map((a) => el("li", {class: a.direction,
                                                                        text: a.explanation}));
+  $("anomalies-title").hidden = false;
   $("anomalies").replaceChildren(...(list.length ? list : [el("li", {class: "none",
     text: `No unusual day in this period: every day is within ±${data.threshold} robust ` +
           "standard deviations of the median of the days before it."})]));

@@ -101,9 +101,19 @@ async function loadStatus() {
   $("who").textContent = (status.user ? `Signed in as ${status.user.username}` : "Not signed in") + ` · ${inspector}`
     + (status.inspector.problem ? ` (${status.inspector.problem})` : "");
   $("signin").hidden = state.signedIn;
+  // Signed out, the server's events are unknown and nothing can be created: said in
+  // the form (its Events box was an empty frame, and Create failed on submit).
+  $("new-endpoint").querySelector("button[type=submit]").disabled = !state.signedIn;
+  if (!state.signedIn) {
+    const events = $("new-events");
+    events.replaceChildren(events.querySelector("legend"), el("p", { class: "muted small-text",
+      text: "The server's events show here once you are signed in." }));
+  }
   $("inspector-addr").textContent = status.inspector.url
     ? `Listening on ${status.inspector.url} (this machine only). Window ±${status.tolerance_seconds} s, bodies up to ${Math.round(status.max_body_bytes / 1024)} KiB, ${status.rate_limit_per_minute} requests a minute per inbox.`
     : "The inspector is not running.";
+  $("endpoint-none").textContent = state.signedIn ? "Select an endpoint, or create one."
+    : "Your endpoints show here once you are signed in.";
   $("new-disable").value = status.default_disable_after;
   $("ib-forward-hosts").textContent = `Forwards reach loopback and the allowed hosts: ${status.forward_allowed_hosts.join(", ") || "none"} (setting forward_allowed_hosts).`;
 }
