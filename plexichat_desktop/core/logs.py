@@ -45,6 +45,9 @@ plugin_filter = PluginIdFilter()
 _installed: list[logging.Handler] = []
 
 
+QUIET_BELOW_DEBUG = ("uvicorn.access", "httpx", "httpcore")
+
+
 def setup_logging(log_dir: Path, level: str = "INFO", max_bytes: int = 2_000_000,
                   backups: int = 5, console: bool = True) -> Path:
     """Install the console and rotating-file handlers on the root logger (idempotent)."""
@@ -69,8 +72,10 @@ def setup_logging(log_dir: Path, level: str = "INFO", max_bytes: int = 2_000_000
         root.addHandler(handler)
         _installed.append(handler)
     root.setLevel(level)
-    # uvicorn's access log repeats every request; keep it for DEBUG only.
-    logging.getLogger("uvicorn.access").setLevel(
-        logging.DEBUG if level == "DEBUG" else logging.WARNING
-    )
+    # Per-request lines, kept for DEBUG only: uvicorn's access log repeats every request,
+    # and httpx's "HTTP Request: GET <url>" wrote each URL the plugins called, query
+    # secrets included (an API key in ?api_key=...), and a line per request of a load
+    # test.
+    for name in QUIET_BELOW_DEBUG:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     return log_file
