@@ -9,7 +9,7 @@ import re
 import shlex
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
 from api_tester.models import METHODS, Auth, Body, FormField, Pair, RequestSpec
 
@@ -83,6 +83,7 @@ def from_curl(text: str) -> RequestSpec:
     url: str | None = None
     headers: list[Pair] = []
     data: list[str] = []
+    query: list[Pair] = []  # what -G sends, decoded (the request's params encode it)
     form: list[FormField] = []
     auth = Auth()
     get = head = False
@@ -119,9 +120,11 @@ def from_curl(text: str) -> RequestSpec:
                                      "body itself (or use --data-raw)", 400)
             if word == "--data-urlencode":
                 name, eq, val = value.partition("=")
-                from urllib.parse import quote_plus
-
+                query.append(Pair(name=name, value=val) if eq else Pair(name=value, value=""))
                 value = f"{name}={quote_plus(val)}" if eq else quote_plus(value)
+            else:
+                query.extend(Pair(name=unquote_plus(k), value=unquote_plus(v))
+                             for k, _, v in (p.partition("=") for p in value.split("&")))
             if word == "--json":
                 json_body = True
             data.append(value)
@@ -151,11 +154,12 @@ def from_curl(text: str) -> RequestSpec:
         raise ConvertProblem("text", "the curl command has no URL")
     if "://" not in url:
         url = "http://" + url
+    url, auth = _userinfo_as_auth(url, auth)
     params: list[Pair] = []
     body = Body()
     if get and data:
-        params = [Pair(name=k, value=v) for k, _, v in (p.partition("=") for p in
-                                                        "&".join(data).split("&"))]
+        # Decoded: they were encoded twice (the params table encodes what it holds).
+        params = query
     elif form:
         body = Body(mode="multipart", fields=form)
     elif data:
@@ -175,6 +179,24 @@ def from_curl(text: str) -> RequestSpec:
     path = urlsplit(url).path or "/"
     return RequestSpec(name=f"{method} {path}"[:200], method=method, url=url, params=params,
                        headers=headers, body=body, auth=auth)
+
+
+def _userinfo_as_auth(url: str, auth: Auth) -> tuple[str, Auth]:
+    """``http://user:pw@host/`` as the URL without them and Basic auth (unless ``-u``
+    gave one): kept in the URL, the password went into the collection file, which is
+    meant for git, and the request was refused when sent."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, auth
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    bare = urlunsplit(parts._replace(netloc=netloc))
+    if auth.type != "none":
+        return bare, auth
+    return bare, Auth(type="basic", username=unquote(parts.username or ""),
+                      password=unquote(parts.password or ""))
 
 
 # -- OpenAPI 3 -------------------------------------------------------------------------

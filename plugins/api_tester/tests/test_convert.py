@@ -35,6 +35,18 @@ def test_curl_import_cases() -> None:
     get = from_curl("curl -G http://127.0.0.1/s -d q=x -d page=2")
     assert get.method == "GET" and [(p.name, p.value) for p in get.params] == [
         ("q", "x"), ("page", "2")]
+    # Audit: --data-urlencode with -G was encoded twice (the params encode what they
+    # hold); and user:password@ in the URL went into the collection file, meant for git.
+    encoded = from_curl("curl -G --data-urlencode 'q=hello world&more' "
+                        "--data-urlencode 'x=a+b' -d 'y=c%20d' http://127.0.0.1:1/echo")
+    assert [(p.name, p.value) for p in encoded.params] == [
+        ("q", "hello world&more"), ("x", "a+b"), ("y", "c d")]
+    creds = from_curl("curl 'http://admin:Sup3r%40Secret@127.0.0.1:18777/echo?a=1'")
+    assert creds.url == "http://127.0.0.1:18777/echo?a=1"
+    assert (creds.auth.type, creds.auth.username, creds.auth.password) == (
+        "basic", "admin", "Sup3r@Secret")
+    given = from_curl("curl -u ann:pw 'http://x:y@[::1]:8/p'")
+    assert given.url == "http://[::1]:8/p" and given.auth.username == "ann"
     plain = from_curl("curl 127.0.0.1:9/x -d a=1 -XPUT")
     assert plain.method == "PUT" and plain.url == "http://127.0.0.1:9/x"
     assert plain.body.content_type == "application/x-www-form-urlencoded"
