@@ -321,10 +321,13 @@ class ApiTesterPlugin(Plugin):
 
     # -- import and export -----------------------------------------------------------
     def _write_imported(self, collection: str, items: list[tuple[str, RequestSpec]],
-                        variables: list[Variable] | None = None) -> list[str]:
+                        variables: list[Variable] | None = None,
+                        hidden: dict[str, str] | None = None) -> list[str]:
         if collection not in self.collections.names():
             self.collections.create(collection, CollectionInfo(
                 name=collection, variables=variables or []))
+            for key, value in (hidden or {}).items():
+                self.secrets.set(key, value)
         existing = {p for p, _ in self.collections.requests(collection)}
         taken = self.collections.secret_refs(collection)
         written = []
@@ -347,6 +350,7 @@ class ApiTesterPlugin(Plugin):
 
         skipped = 0
         variables: list[Variable] = []
+        hidden: dict[str, str] = {}  # secret variables' values, for the secret store
         try:
             if body.kind == "curl":
                 spec = convert.from_curl(body.text)
@@ -373,10 +377,17 @@ class ApiTesterPlugin(Plugin):
                         Variable(name=k, value=v) for k, v in path_vars.items())]
                 elif body.kind == "postman":
                     _, found, items, skipped = convert.from_postman(doc)
-                    variables = [Variable(**v) for v in found]
+                    # Postman's secret variables go to the secret store as the page's do
+                    # (the token was written into collection.json, meant for git).
+                    for v in found:
+                        if v["secret"] and v["value"]:
+                            hidden[f"{body.collection}:var.{v['name']}"] = v["value"]
+                    variables = [Variable(name=v["name"], secret=v["secret"],
+                                          value="" if v["secret"] else v["value"])
+                                 for v in found]
                 else:
                     items = convert.from_har(doc)
-            created = self._write_imported(body.collection, items, variables)
+            created = self._write_imported(body.collection, items, variables, hidden)
         except (convert.ConvertProblem, StorageProblem) as exc:
             return problem(exc)
         except ValidationError as exc:

@@ -375,8 +375,11 @@ def _openapi_body(doc: dict[str, Any], request_body: Any) -> Body:
 
 
 # -- Postman v2.1 ----------------------------------------------------------------------
-def from_postman(doc: Any) -> tuple[str, list[dict[str, str]], Imported, int]:
-    """``(name, variables, requests, scripts skipped)``; folders become folders."""
+def from_postman(doc: Any) -> tuple[str, list[dict[str, Any]], Imported, int]:
+    """``(name, variables, requests, scripts skipped)``; folders become folders. Each
+    variable is ``{name, value, secret}`` (Postman's ``type: secret``; disabled ones are
+    left out); a request without auth of its own gets its folder's or the collection's,
+    as Postman sends it."""
     if not isinstance(doc, dict) or "item" not in doc:
         raise ConvertProblem("text", "not a Postman collection (no 'item' list)")
     schema = str(doc.get("info", {}).get("schema", ""))
@@ -386,7 +389,7 @@ def from_postman(doc: Any) -> tuple[str, list[dict[str, str]], Imported, int]:
     taken: set[str] = set()
     skipped = 0
 
-    def walk(items: Iterable[Any], folder: str, depth: int) -> None:
+    def walk(items: Iterable[Any], folder: str, depth: int, inherited: Any) -> None:
         nonlocal skipped
         for item in items:
             if not isinstance(item, dict) or depth > 20:
@@ -394,17 +397,19 @@ def from_postman(doc: Any) -> tuple[str, list[dict[str, str]], Imported, int]:
             skipped += len(item.get("event") or [])
             if "item" in item:
                 sub = f"{folder}/{folder_name(str(item.get('name', 'folder')))}".strip("/")
-                walk(item["item"], sub, depth + 1)
+                walk(item["item"], sub, depth + 1, item.get("auth") or inherited)
             elif "request" in item:
                 if len(out) >= MAX_ITEMS:
                     raise ConvertProblem("text", f"more than {MAX_ITEMS} requests", 413)
                 name = str(item.get("name") or "request")
                 out.append((file_name(name, taken, folder), _postman_request(
-                    name, item["request"])))
+                    name, item["request"], inherited)))
 
-    walk(doc["item"], "", 0)
-    variables = [{"name": str(v.get("key")), "value": str(v.get("value", ""))}
-                 for v in doc.get("variable", []) if isinstance(v, dict) and v.get("key")]
+    walk(doc["item"], "", 0, doc.get("auth"))
+    variables = [{"name": str(v.get("key")), "value": str(v.get("value", "")),
+                  "secret": v.get("type") == "secret"}
+                 for v in doc.get("variable", [])
+                 if isinstance(v, dict) and v.get("key") and not v.get("disabled")]
     return str(doc.get("info", {}).get("name") or "Postman import"), variables, out, skipped
 
 
@@ -414,16 +419,59 @@ def _kv(items: Any, key: str = "key") -> list[Pair]:
             for h in items or [] if isinstance(h, dict)]
 
 
-def _postman_request(name: str, request: Any) -> RequestSpec:
+def _postman_auth(raw_auth: Any) -> Auth:
+    """Postman's auth object (v2.1: a list of ``{key, value}``; v2.0: an object)."""
+    if not isinstance(raw_auth, dict):
+        return Auth()
+    kind = str(raw_auth.get("type", ""))
+    found = raw_auth.get(kind)
+    if isinstance(found, dict):
+        values = {str(k): str(v) for k, v in found.items()}
+    else:
+        values = {str(a.get("key")): str(a.get("value", ""))
+                  for a in found or [] if isinstance(a, dict)}
+    if kind == "bearer":
+        return Auth(type="bearer", token=values.get("token", ""))
+    if kind == "basic":
+        return Auth(type="basic", username=values.get("username", ""),
+                    password=values.get("password", ""))
+    if kind == "apikey":
+        return Auth(type="apikey", key=values.get("key", ""), value=values.get("value", ""),
+                    where="query" if values.get("in") == "query" else "header")
+    return Auth()  # "noauth", or a kind this tester does not send
+
+
+def _postman_url(url: Any) -> str:
+    """The raw URL with its path variables (``/users/:id`` and ``url.variable``) filled
+    in: left as ``:id`` the URL was broken and the value lost."""
+    if not isinstance(url, dict):
+        return str(url or "")
+    raw = str(url.get("raw", ""))
+    for var in url.get("variable") or []:
+        if isinstance(var, dict) and var.get("key"):
+            key = str(var["key"])
+            value = str(var.get("value", "")) or "{{" + key + "}}"
+            raw = re.sub(rf"(?<=/):{re.escape(key)}(?=[/?#]|$)", lambda _m, v=value: v, raw)
+    return raw
+
+
+def _postman_request(name: str, request: Any, inherited: Any = None) -> RequestSpec:
     if isinstance(request, str):
-        return RequestSpec(name=name[:200], url=request)
-    url = request.get("url", "")
-    if isinstance(url, dict):
-        url = url.get("raw", "")
+        return RequestSpec(name=name[:200], url=request, auth=_postman_auth(inherited))
+    url = _postman_url(request.get("url", ""))
     body = Body()
     raw_body = request.get("body") or {}
     mode = raw_body.get("mode")
-    if mode == "raw":
+    if mode == "graphql":
+        graphql = raw_body.get("graphql") or {}
+        variables = graphql.get("variables") or "{}"
+        try:
+            parsed = json.loads(variables) if isinstance(variables, str) else variables
+        except ValueError:
+            parsed = {}
+        body = Body(mode="json", text=json.dumps({"query": str(graphql.get("query", "")),
+                                                  "variables": parsed}, indent=2))
+    elif mode == "raw":
         language = raw_body.get("options", {}).get("raw", {}).get("language", "")
         body = Body(mode="json" if language == "json" else "raw", text=raw_body.get("raw", ""))
     elif mode == "urlencoded":
@@ -437,18 +485,8 @@ def _postman_request(name: str, request: Any) -> RequestSpec:
                                 and f.get("src") else None),
                       enabled=not f.get("disabled", False))
             for f in raw_body.get("formdata", []) if isinstance(f, dict)])
-    auth = Auth()
-    raw_auth = request.get("auth") or {}
-    values = {str(a.get("key")): str(a.get("value", ""))
-              for a in raw_auth.get(raw_auth.get("type", ""), []) if isinstance(a, dict)}
-    if raw_auth.get("type") == "bearer":
-        auth = Auth(type="bearer", token=values.get("token", ""))
-    elif raw_auth.get("type") == "basic":
-        auth = Auth(type="basic", username=values.get("username", ""),
-                    password=values.get("password", ""))
-    elif raw_auth.get("type") == "apikey":
-        auth = Auth(type="apikey", key=values.get("key", ""), value=values.get("value", ""),
-                    where="query" if values.get("in") == "query" else "header")
+    # No auth of its own: its folder's or the collection's, as Postman sends it.
+    auth = _postman_auth(request.get("auth") or inherited)
     method = str(request.get("method", "GET")).upper()
     return RequestSpec(name=name[:200], method=method if method in METHODS else "GET",
                        url=str(url), headers=_kv(request.get("header")), body=body, auth=auth,

