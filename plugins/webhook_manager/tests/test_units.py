@@ -300,28 +300,39 @@ def test_the_replay_memory_is_its_own_and_outlives_a_restart(tmp_path: Any) -> N
     inspector = Inspector(store, Limits(), lambda *a: None)
     inbox = {"id": "in1", "tolerance": 300, "respond_status": 200}
     ok = Verdict(True, "signature: matches")
-    signed = {"X-PlexiChat-Signature": "sha256=" + "a" * 64, "X-PlexiChat-Delivery": "d1"}
-    assert inspector._unless_replayed(inbox, signed, ok, 1000.0).ok
-    for extra in ({}, {"X-PlexiChat-Attempt": "2"}, {"X-PlexiChat-Delivery": "other"}):
-        again = inspector._unless_replayed(inbox, {**signed, **extra}, ok, 1010.0)
+    sig = "sha256=" + "a" * 64
+    signed = {"X-PlexiChat-Signature": sig, "X-PlexiChat-Timestamp": "1000",
+              "X-PlexiChat-Delivery": "d1"}
+    body = b'{"event": "message.sent"}'
+    assert inspector._unless_replayed(inbox, signed, body, ok, 1000.0).ok
+    # The same timestamp and body however the headers around them are written (audit:
+    # "sig," or "sig sig" or "sig sha256=000..." each verified and passed as new, and
+    # each was forwarded again).
+    for extra in ({}, {"X-PlexiChat-Attempt": "2"}, {"X-PlexiChat-Delivery": "other"},
+                  {"X-PlexiChat-Signature": sig + ","},
+                  {"X-PlexiChat-Signature": f"{sig} {sig}"},
+                  {"X-PlexiChat-Signature": f"{sig} sha256={'0' * 64}"},
+                  {"X-PlexiChat-Timestamp": " 1000 "}):
+        again = inspector._unless_replayed(inbox, {**signed, **extra}, body, ok, 1010.0)
         assert not again.ok and again.reason.startswith("replay:"), extra
-    assert inspector._unless_replayed({**inbox, "id": "in2"}, signed, ok, 1010.0).ok
-    assert inspector._unless_replayed(inbox, signed, ok, 1000.0 + 601).ok  # window over
+    assert inspector._unless_replayed(inbox, signed, body + b" ", ok, 1010.0).ok  # new body
+    assert inspector._unless_replayed({**inbox, "id": "in2"}, signed, body, ok, 1010.0).ok
+    assert inspector._unless_replayed(inbox, signed, body, ok, 1000.0 + 601).ok  # window over
     # What an inbox refused (answering, say, 500) is retried by its sender, and a retry
     # signed within the same second carries the same signature: not a replay.
     refusing = {"id": "in3", "tolerance": 300, "respond_status": 500}
-    assert all(inspector._unless_replayed(refusing, signed, ok, 1000.0 + i).ok
+    assert all(inspector._unless_replayed(refusing, signed, body, ok, 1000.0 + i).ok
                for i in range(3))
 
     made = store.create_inbox("kept", secret="s", tolerance=300, respond_status=200)
     inbox = {"id": made["id"], "tolerance": 300, "respond_status": 200}
-    refused = {**signed, "X-PlexiChat-Signature": "sha256=" + "b" * 64}
+    refused = {**signed, "X-PlexiChat-Timestamp": "5001"}
     for capture_id, headers, status in (("c1", signed, 200), ("c2", refused, 503)):
         store.add_capture({"id": capture_id, "inbox_id": made["id"], "at": 5000.0,
                            "method": "POST", "path": "/in/x", "headers": headers,
-                           "body": b"{}", "size": 2, "verdict": ok.to_dict(),
+                           "body": body, "size": len(body), "verdict": ok.to_dict(),
                            "response_status": status})
     restarted = Inspector(store, Limits(), lambda *a: None)
     restarted.remember_verified(store.recent_verified(0.0))
-    assert not restarted._unless_replayed(inbox, signed, ok, 5020.0).ok
-    assert restarted._unless_replayed(inbox, refused, ok, 5020.0).ok  # it was refused
+    assert not restarted._unless_replayed(inbox, signed, body, ok, 5020.0).ok
+    assert restarted._unless_replayed(inbox, refused, body, ok, 5020.0).ok  # was refused

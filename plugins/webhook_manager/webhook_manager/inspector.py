@@ -29,7 +29,7 @@ from typing import Any
 import h11
 
 from plexichat_desktop.plugins.api import PluginProblem
-from webhook_manager.verify import SIGNATURE_HEADER, Check, Verdict, header_value, verify
+from webhook_manager.verify import Check, Verdict, signed_content, verify
 
 HEAD_LIMIT = 16_384
 READ_TIMEOUT = 10.0
@@ -180,16 +180,16 @@ class InspectorStore:
                 raise
 
     def recent_verified(self, since: float) -> list[tuple[str, str, float]]:
-        """``(inbox_id, signature header, at)`` of the verified captures since ``since``
+        """``(inbox_id, signed content, at)`` of the verified captures since ``since``
         that the inbox accepted (answered 2xx), oldest first: what the replay memory is
-        rebuilt from at start."""
+        rebuilt from at start (see :func:`~webhook_manager.verify.signed_content`)."""
         found = []
-        for row in self._all("SELECT inbox_id, at, headers, verdict FROM captures "
+        for row in self._all("SELECT inbox_id, at, headers, body, verdict FROM captures "
                              "WHERE at >= ? AND response_status BETWEEN 200 AND 299 "
                              "ORDER BY at", (since,)):
-            signature = header_value(json.loads(row["headers"]), SIGNATURE_HEADER)
-            if signature and json.loads(row["verdict"]).get("ok"):
-                found.append((row["inbox_id"], signature, row["at"]))
+            signed = signed_content(json.loads(row["headers"]), bytes(row["body"] or b""))
+            if signed and json.loads(row["verdict"]).get("ok"):
+                found.append((row["inbox_id"], signed, row["at"]))
         return found
 
     def set_forward(self, capture_id: str, forward: dict[str, Any]) -> None:
@@ -319,7 +319,7 @@ class Inspector:
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
 
-    def _unless_replayed(self, inbox: dict[str, Any], headers: dict[str, str],
+    def _unless_replayed(self, inbox: dict[str, Any], headers: dict[str, str], body: bytes,
                          verdict: Verdict, at: float) -> Verdict:
         """A genuine delivery received again, byte for byte, inside the timestamp window
         passed as verified. The signature covers the timestamp and the body only, so the
@@ -333,11 +333,11 @@ class Inspector:
         loop (two copies arriving together cannot both pass), and kept apart from the
         capture list, which a flood of junk requests trims (the original must not be
         pushed out of the memory that way)."""
-        signature = header_value(headers, SIGNATURE_HEADER)
-        if signature is None:
+        signed = signed_content(headers, body)
+        if signed is None:
             return verdict
         self._forget_seen(at)
-        key = (inbox["id"], signature)
+        key = (inbox["id"], signed)
         earlier = self._seen.get(key)
         if earlier is None or at - earlier > 2 * inbox["tolerance"]:
             if 200 <= inbox["respond_status"] <= 299:
@@ -357,8 +357,8 @@ class Inspector:
 
     def remember_verified(self, found: list[tuple[str, str, float]]) -> None:
         """Rebuild the replay memory (at start) from ``store.recent_verified``."""
-        for inbox_id, signature, at in found:
-            self._note_seen((inbox_id, signature), at)
+        for inbox_id, signed, at in found:
+            self._note_seen((inbox_id, signed), at)
 
     def _note_seen(self, key: tuple[str, str], at: float) -> None:
         self._seen[key] = at
@@ -466,7 +466,7 @@ class Inspector:
         verdict = verify(headers, body, live_secrets(inbox, at), now=at,
                          tolerance=inbox["tolerance"])
         if verdict.ok:
-            verdict = self._unless_replayed(inbox, headers, verdict, at)
+            verdict = self._unless_replayed(inbox, headers, body, verdict, at)
         capture = {"id": str(uuid.uuid4()), "inbox_id": inbox["id"], "at": at,
                    "method": request.method.decode("latin-1"), "path": path,
                    "headers": headers, "body": body, "size": len(body),

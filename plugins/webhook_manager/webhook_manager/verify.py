@@ -62,6 +62,17 @@ def header_value(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+def signed_content(headers: Mapping[str, str], body: bytes) -> str | None:
+    """What a valid signature proves: the timestamp and the body (a digest of it). The
+    replay memory keys on this, not on the signature header's text, which can be written
+    many ways that verify alike (a trailing comma, the entry twice, another entry beside
+    it): each way passed as a new delivery and was forwarded again."""
+    stamp = header_value(headers, TIMESTAMP_HEADER)
+    if stamp is None:
+        return None
+    return f"{stamp.strip()}:{hashlib.sha256(body).hexdigest()}"
+
+
 def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[str], *, now: float,
            tolerance: float = 300.0, signature_header: str = SIGNATURE_HEADER,
            timestamp_header: str = TIMESTAMP_HEADER) -> Verdict:
