@@ -277,7 +277,9 @@ class FileManagerPlugin(Plugin):
                 stashed=[(str(a), str(b)) for a, b in data["stashed"]],
                 trashed=[(str(a), str(b), str(c)) for a, b, c in data["trashed"]],
                 stash_dir=None if data["stash_dir"] is None else str(data["stash_dir"]),
-                at=float(data["at"]))
+                at=float(data["at"]),
+                fingerprints={str(k): [int(n) for n in v]
+                              for k, v in (data.get("fingerprints") or {}).items()})
             self._check_undo(record)
             return record
         except FileNotFoundError:

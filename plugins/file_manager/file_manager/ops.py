@@ -40,6 +40,9 @@ class UndoRecord:
     trashed: list[tuple[str, str, str]] = field(default_factory=list)  # (orig, file, info)
     stash_dir: str | None = None
     at: float = field(default_factory=time.time)
+    # For each created path, its :func:`fingerprint` when the operation ended: undo
+    # removes only what is still as the operation left it.
+    fingerprints: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,9 +121,13 @@ class Mover:
         self.verb = "moving" if move else "copying"
 
     def run(self, items: list[tuple[Path, Path]]) -> Outcome:
-        for src, dest_dir in items:
-            self.ctl.check()
-            self.place(src, dest_dir / src.name, top=True)
+        try:
+            for src, dest_dir in items:
+                self.ctl.check()
+                self.place(src, dest_dir / src.name, top=True)
+        finally:  # a cancelled or failed run's copies too
+            for created in self.undo.created:
+                self.undo.fingerprints[created] = fingerprint(Path(created))
         self.ctl.progress(self.out.bytes, self.total, f"{self.verb} done", force=True)
         return self.out
 
@@ -129,6 +136,18 @@ class Mover:
         kept = self.stash / f"{len(self.undo.stashed)}-{target.name}"
         shutil.move(str(target), str(kept))
         self.undo.stashed.append((str(target), str(kept)))
+
+    def _unstash(self, target: Path) -> None:
+        """Put back what :meth:`_stash` took for ``target`` (its replacement failed or was
+        skipped): the file overwritten stays the user's, not a file in the undo stash that
+        the next operation deletes."""
+        original, kept = self.undo.stashed.pop()
+        if os.path.lexists(target):  # a part of the replacement (a folder begun)
+            if _is_real_dir(target):
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        shutil.move(kept, original)
 
     def place(self, src: Path, target: Path, *, top: bool, fresh: bool = False) -> None:
         """Copy or move ``src`` to ``target``; ``fresh`` means inside a folder this run
@@ -151,6 +170,19 @@ class Mover:
                 return
             else:
                 self._stash(target)
+                skipped = len(self.out.skipped)
+                try:
+                    self._put(src, st, target, top=top, fresh=fresh)
+                except BaseException:
+                    self._unstash(target)
+                    raise
+                if len(self.out.skipped) > skipped:  # not replaced after all
+                    self._unstash(target)
+                return
+        self._put(src, st, target, top=top, fresh=fresh)
+
+    def _put(self, src: Path, st: os.stat_result, target: Path, *, top: bool,
+             fresh: bool) -> None:
         if self.move and not fresh:
             try:
                 os.rename(src, target)
@@ -187,6 +219,14 @@ class Mover:
             except NotRegular as exc:
                 self.out.skipped.append({"path": str(src), "reason": exc.strerror or
                                          "is no longer a regular file"})
+                return
+            except PermissionError as exc:
+                # One unreadable file is skipped and listed, as a commander does; it
+                # stopped the whole job, leaving a half-merged tree.
+                if exc.filename is not None and Path(exc.filename) != src:
+                    raise  # the destination's fault: nothing else will go either
+                self.out.skipped.append({"path": str(src), "reason": "cannot be read "
+                                         "(permission denied)"})
                 return
             if not fresh:
                 self._record(src, target)
@@ -335,6 +375,13 @@ def undo(ctl: Ctl, record: UndoRecord) -> dict[str, Any]:
     for created in reversed(record.created):
         ctl.check()
         path = Path(created)
+        known = record.fingerprints.get(created)
+        if known is not None and os.path.lexists(path) and fingerprint(path) != known:
+            # Files added or edited there since: undo deleted them for good.
+            problems.append(f"{created} changed since the {record.kind} (files added or "
+                            "edited): left as it is")
+            step(f"kept {path.name}")
+            continue
         try:
             if _is_real_dir(path):
                 shutil.rmtree(path)
@@ -366,6 +413,27 @@ def undo(ctl: Ctl, record: UndoRecord) -> dict[str, Any]:
         shutil.rmtree(record.stash_dir, ignore_errors=True)
     return {"undone": record.kind, "description": record.description,
             "restored": restored, "problems": problems}
+
+
+def fingerprint(path: Path) -> list[int]:
+    """``[entries, bytes, newest mtime in ns]`` of ``path`` and all below it (links not
+    followed): any file added, removed or edited there changes it."""
+    entries = size = newest = 0
+    stack = [path]
+    while stack:
+        here = stack.pop()
+        try:
+            st = here.lstat()
+        except OSError:
+            continue
+        entries += 1
+        newest = max(newest, st.st_mtime_ns)
+        if stat.S_ISDIR(st.st_mode):
+            with contextlib.suppress(OSError):
+                stack.extend(here.iterdir())
+        else:
+            size += st.st_size
+    return [entries, size, newest]
 
 
 def _put_back(now_at: Path, original: Path) -> list[str]:

@@ -103,6 +103,51 @@ def test_cancel_mid_file_leaves_no_partial_file(tmp_path: Path,
     assert list(dst.iterdir()) == [] and record.empty
 
 
+def test_an_overwrite_that_does_not_happen_leaves_the_file_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit: the file to be overwritten went to the undo stash first; when the copy
+    failed (or its source was skipped) it stayed there, gone from the folder, and the
+    next operation deleted the stash with it."""
+    monkeypatch.setattr(ops, "CHUNK", 1024 * 1024)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (src / "big.bin").write_bytes(b"\1" * (8 * 1024 * 1024))
+    (dst / "big.bin").write_bytes(b"old big")
+    run, record = mover(StopAfterFirstChunk(), "overwrite", tmp_path)
+    with pytest.raises(Cancelled):
+        run.run([(src / "big.bin", dst)])
+    assert (dst / "big.bin").read_bytes() == b"old big" and record.stashed == []
+    assert not parts_left(dst)
+    # A source that is no regular file (here a FIFO) is skipped: the target stays too.
+    os.mkfifo(src / "pipe")
+    (dst / "pipe").write_text("old pipe")
+    run, record = mover(Ctl(None, None), "overwrite", tmp_path)
+    out = run.run([(src / "pipe", dst)])
+    assert [s["path"] for s in out.skipped] == [str(src / "pipe")]
+    assert (dst / "pipe").read_text() == "old pipe" and record.stashed == []
+
+
+def test_undo_of_a_copy_keeps_what_was_added_or_edited_since(tmp_path: Path,
+                                                             ctl: Ctl) -> None:
+    """Audit: undoing an old copy deleted the copied folder with the files added to it
+    and the edits made since, for good (not even to the trash)."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "work").mkdir(parents=True)
+    (src / "plain").mkdir()
+    dst.mkdir()
+    (src / "work" / "a.txt").write_text("a")
+    (src / "plain" / "b.txt").write_text("b")
+    (src / "c.txt").write_text("c")
+    run, record = mover(ctl, "skip", tmp_path)
+    run.run([(src / "work", dst), (src / "plain", dst), (src / "c.txt", dst)])
+    (dst / "work" / "my_new_work.txt").write_text("mine")
+    result = ops.undo(ctl, record)
+    assert tree(dst) == {"work/a.txt": "a", "work/my_new_work.txt": "mine"}
+    assert len(result["problems"]) == 1 and "work changed since the copy" in \
+        result["problems"][0]
+
+
 def test_unique_names_and_dotfiles() -> None:
     assert ops.unique_name(Path("/nonexistent/a.txt")).name == "a (1).txt"
     assert ops.unique_name(Path("/nonexistent/.bashrc")).name == ".bashrc (1)"
