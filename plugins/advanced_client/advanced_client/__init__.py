@@ -345,6 +345,12 @@ class AdvancedClientPlugin(Plugin):
 
     async def update_chat(self, chat_id: str, body: ChatUpdate) -> Any:
         fields = body.model_dump(exclude_unset=True)
+        # null means "the default" for the model, preset and temperature only: for these
+        # it was a 500, or (attachments) every later answer came back empty.
+        for name in ("title", "system_prompt", "use_retrieval", "context_budget",
+                     "attachments"):
+            if name in fields and fields[name] is None:
+                raise Problem(422, name, "must not be null; leave it out to keep it")
         if body.preset is not None and body.preset:
             preset = await self._db(self.store.preset, body.preset)
             fields.setdefault("system_prompt", preset["system_prompt"])
@@ -393,6 +399,17 @@ class AdvancedClientPlugin(Plugin):
         if chat_id in self.running:
             raise Problem(409, "chat_id", "an answer is already being written in this "
                                           "chat; stop it first")
+        # Taken at once, before the next await: two sends together (a double click, two
+        # tabs) both got past the check and both were answered, interleaved.
+        stop = self.running[chat_id] = asyncio.Event()
+        try:
+            return await self._start_answer(chat, chat_id, body, stop)
+        except BaseException:
+            self.running.pop(chat_id, None)
+            raise
+
+    async def _start_answer(self, chat: dict[str, Any], chat_id: str, body: SendBody,
+                            stop: asyncio.Event) -> Any:
         history = await self._db(self.store.messages, chat_id)
         if body.regenerate:
             last_user = next((m for m in reversed(history) if m["role"] == "user"), None)
@@ -409,7 +426,6 @@ class AdvancedClientPlugin(Plugin):
                 chat = await self._db(self.store.update_chat, chat_id,
                                       title=title_from(body.content))
         api = self._api()
-        stop = self.running[chat_id] = asyncio.Event()
         history = await self._db(self.store.messages, chat_id)
         # The model is read in a task of its own, started here (not in the response's
         # generator, which the server steps from its task group and may never start when
@@ -510,23 +526,44 @@ class AdvancedClientPlugin(Plugin):
             status = "stopped"  # keep what was written
             if not stop.is_set():
                 raise  # the plugin is stopping, not the user: let the cancel through
+        except Exception as exc:
+            # Anything else (a bad attachment list...) is an error the page shows: it
+            # ended as an empty answer marked done.
+            self.ctx.logger.exception("answering in chat %s failed", chat_id)
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+            put(("error", {"status": 500, "detail": error, "retry": False,
+                           "answer_id": answer["id"]}))
         finally:
             self.running.pop(chat_id, None)
-            elapsed = (time.perf_counter() - started) * 1000
-            # Synchronous on purpose: this also runs while the task is being cancelled,
-            # where an await would be interrupted and the answer left "writing".
+            try:
+                self._finish(answer["id"], chat_id, "".join(text), status, error, usage,
+                             estimated, started, first_ms, pieces, put)
+            finally:
+                put(None)  # the stream ends whatever happened: a page never waits on
+
+    def _finish(self, answer_id: str, chat_id: str, text: str, status: str,
+                error: str | None, usage: Any, estimated: Any, started: float,
+                first_ms: float | None, pieces: list[ContextPiece],
+                put: Any) -> None:
+        """Store the answer as it ended and send it as ``done``. Synchronous on purpose:
+        this also runs while the task is being cancelled, where an await would be
+        interrupted and the answer left "writing"."""
+        elapsed = (time.perf_counter() - started) * 1000
+        try:
             finished = self.store.finish_message(
-                answer["id"], content="".join(text), status=status, error=error,
+                answer_id, content=text, status=status, error=error,
                 prompt_tokens=usage.prompt_tokens if usage else None,
                 completion_tokens=usage.completion_tokens if usage else None,
                 usage_estimated=estimated, latency_ms=round(elapsed, 1),
                 first_token_ms=round(first_ms, 1) if first_ms is not None else None,
                 context=[p.to_dict() for p in pieces])
-            if status in ("done", "cut") and first_ms is not None:
-                self.store.add_timing("first_token", first_ms)
-                self.store.add_timing("answer", elapsed)
-            put(("done", self._message_out(finished)))
-            put(None)
+        except NotFound:  # the chat was deleted while its answer was written
+            put(("done", {"id": answer_id, "chat_id": chat_id, "deleted": True}))
+            return
+        if status in ("done", "cut") and first_ms is not None:
+            self.store.add_timing("first_token", first_ms)
+            self.store.add_timing("answer", elapsed)
+        put(("done", self._message_out(finished)))
 
     # -- context -------------------------------------------------------------------------
     async def _attachment_doc(self, api: ScopedApi | None, item: dict[str, Any]) -> Doc:
@@ -542,12 +579,14 @@ class AdvancedClientPlugin(Plugin):
         if api is None:
             raise Problem(409, "attachments", f"a {kind} needs a PlexiChat sign-in")
         if kind == "conversation":
-            page = await self._v1(api.messages.conversation(ident, limit=100, order="asc",
+            # The newest 100, oldest first: the first page in ascending order was the
+            # conversation's beginning, and a question missed what was said last.
+            page = await self._v1(api.messages.conversation(ident, limit=100, order="desc",
                                                             mark_read=False))
             me = (api.user or {}).get("id")
             other = page.other_user.username
             text = "\n".join(f"{'me' if m.sender_id == me else other}: {m.content}"
-                             for m in page.messages if not m.encrypted)
+                             for m in reversed(page.messages) if not m.encrypted)
             return Doc("conversation", ident, f"conversation with {other}", text)
         if kind == "file":
             info = await self._v1(api.files.info(ident))
@@ -714,11 +753,13 @@ class AdvancedClientPlugin(Plugin):
 
     async def conversation(self, user_id: str) -> Any:
         api = self._api()
-        page = await self._v1(api.messages.conversation(user_id, limit=50, order="asc"))
+        # The newest 50, oldest first (as a chat shows them): the first page in ascending
+        # order was the conversation's beginning, and the latest messages never showed.
+        page = await self._v1(api.messages.conversation(user_id, limit=50, order="desc"))
         me = (api.user or {}).get("id")
         messages = [{**m.model_dump(mode="json"), "mine": m.sender_id == me,
                      "html": render_markdown(m.content) if not m.encrypted else None}
-                    for m in page.messages]
+                    for m in reversed(page.messages)]
         return {"other_user": page.other_user.model_dump(mode="json"),
                 "messages": messages}
 

@@ -183,6 +183,59 @@ def test_stop_mid_answer_keeps_what_was_written(app: PlexiChatApp,
     assert [m["role"] for m in messages] == ["user", "assistant"]
 
 
+def test_two_sends_at_once_answer_one_and_a_deleted_chat_ends_its_stream(
+        app: PlexiChatApp) -> None:
+    """Audit: two sends together (a double click, two tabs) both got past the check and
+    were both answered, interleaved; deleting a chat while its answer streamed left the
+    stream open for good."""
+    import threading
+
+    chat = new_chat(app)
+    long = " ".join(f"word{i}" for i in range(60))
+    start = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def send(text: str) -> None:
+        start.wait()
+        with app.client.stream("POST", f"api/chats/{chat['id']}/send",
+                               json={"content": text}, timeout=60) as response:
+            statuses.append(response.status_code)
+            response.read()
+
+    both = [threading.Thread(target=send, args=(f"{n} {long}",)) for n in ("first", "second")]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join(60)
+    assert sorted(statuses) == [200, 409], statuses
+    roles = [m["role"] for m in ok(app.client.get(f"api/chats/{chat['id']}"))["messages"]]
+    assert roles == ["user", "assistant"]
+
+    deleted: list[bool] = []
+
+    def on_event(name: str, _data: Any) -> None:
+        if name == "delta" and not deleted:
+            deleted.append(True)
+            ok(app.client.delete(f"api/chats/{chat['id']}"))
+
+    got = events(app, chat["id"], {"content": long}, on_event)  # returns: the stream ended
+    assert got[-1] == ("done", {"id": got[-1][1]["id"], "chat_id": chat["id"],
+                                "deleted": True})
+    assert app.client.get(f"api/chats/{chat['id']}").status_code == 404
+
+
+def test_null_in_a_chat_update_names_the_field(app: PlexiChatApp) -> None:
+    """Audit: null title, system prompt or budget were a 500 (a NOT NULL column), and
+    null attachments made every later answer an empty one marked done."""
+    chat = new_chat(app)
+    for name in ("title", "system_prompt", "context_budget", "attachments", "use_retrieval"):
+        answer = app.client.patch(f"api/chats/{chat['id']}", json={name: None})
+        assert answer.status_code == 422 and answer.json()["field"] == name, answer.text
+    assert ok(app.client.patch(f"api/chats/{chat['id']}", json={"temperature": None}))
+    got = events(app, chat["id"], {"content": "still fine"})
+    assert got[-1][1]["status"] == "done" and got[-1][1]["content"] == "still fine"
+
+
 def test_provider_down_gives_an_error_to_retry(app: PlexiChatApp, admin: httpx.Client
                                                ) -> None:
     with socket.socket() as sock:  # a port nobody listens on
@@ -341,6 +394,17 @@ def test_smart_replies_rules_then_a_language_model(app: PlexiChatApp, admin: htt
             "question": "report", "budget": 500,
             "attachments": [{"kind": "conversation", "id": bob_id}]}))
         assert "Thanks a lot for the report!" in preview["pieces"][0]["excerpt"]
+        # A long conversation: the thread holds its newest messages (audit: it took the
+        # first page, and the latest never showed; the conversation attachment took its
+        # first 100 the same way and reads the newest 100 now).
+        for n in range(52):
+            ok(bob.post("messages/send", json={"recipient_id": app.user.user_id,
+                                               "content": f"filler {n}"}), 201)
+        ok(bob.post("messages/send", json={"recipient_id": app.user.user_id,
+                                           "content": "NEWEST: meeting moved to Friday"}), 201)
+        thread = ok(app.client.get(f"api/messaging/conversations/{bob_id}"))["messages"]
+        assert len(thread) == 50 and thread[-1]["content"].startswith("NEWEST")
+        assert thread[0]["content"] == "filler 3"  # oldest first, as a chat shows them
     finally:
         bob.close()
 
