@@ -101,13 +101,41 @@ def _number(value: Any) -> float | None:
 
 
 def _equal(actual: Any, expected: Any) -> bool:
+    """JSON's equality, with text standing for what it spells: true is not 1, null is not
+    "None", and "true" or "null" (an expected value from a variable, always text) is
+    true or null. Python's own made ``true eq 1`` pass and ``true eq "{{flag}}"`` fail."""
+    for flag, other in ((actual, expected), (expected, actual)):
+        if isinstance(flag, bool) or flag is None:
+            if isinstance(other, bool) or other is None:
+                return flag is other
+            return isinstance(other, str) and other.strip() == json.dumps(flag)
     if actual == expected:
         return True
     a, b = _number(actual), _number(expected)
-    if a is not None and b is not None and not isinstance(actual, bool):
+    if a is not None and b is not None:
         return a == b
-    return str(actual) == str(expected) if isinstance(actual, str) or isinstance(
-        expected, str) else False
+    if isinstance(actual, str) and isinstance(expected, str):
+        return actual == expected
+    text, value = (actual, expected) if isinstance(actual, str) else (expected, actual)
+    if isinstance(text, str) and isinstance(value, dict | list):
+        try:  # an object or list written as JSON text
+            return bool(json.loads(text) == value)
+        except ValueError:
+            return False
+    return False
+
+
+def _contains(actual: Any, expected: Any) -> bool:
+    """An object holds a key (text) or every key and value of an object; a list an
+    equal item; text a substring. (An object expected in an object was a 500: Python's
+    ``in`` hashes it.)"""
+    if isinstance(actual, dict):
+        if isinstance(expected, dict):
+            return all(k in actual and _equal(actual[k], v) for k, v in expected.items())
+        return isinstance(expected, str) and expected in actual
+    if isinstance(actual, list):
+        return any(_equal(item, expected) for item in actual)
+    return str(expected) in str(actual)
 
 
 def _shown(value: Any) -> str:
@@ -160,11 +188,7 @@ def _evaluate(exchange: Exchange, spec: Assertion) -> tuple[bool, Any, str]:
         result = {"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b}[op]
         return result, actual, found
     if op in ("contains", "not_contains"):
-        if isinstance(actual, list | dict):
-            inside = expected in actual
-        else:
-            inside = str(expected) in str(actual)
-        return inside == (op == "contains"), actual, found
+        return _contains(actual, expected) == (op == "contains"), actual, found
     if op == "matches":
         try:
             ok = re.search(str(expected), actual if isinstance(actual, str) else

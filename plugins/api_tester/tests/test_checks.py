@@ -68,6 +68,31 @@ def test_assertion_kinds(assertion: dict[str, Any], passes: bool, words: str) ->
     assert result["assertion"].startswith(assertion["source"])
 
 
+FLAGS = {"ok": True, "f": False, "n": None, "count": 3, "obj": {"ok": True, "k": "v"},
+         "list": [1, {"a": True}]}
+
+
+@pytest.mark.parametrize(("expr", "op", "value", "passes"), [
+    # Audit: Python's equality made true eq 1 and null eq "None" pass, and an expected
+    # value from a variable (text: "true", "null") could never match.
+    ("$.ok", "eq", 1, False), ("$.f", "eq", 0, False), ("$.n", "eq", "None", False),
+    ("$.ok", "eq", True, True), ("$.ok", "eq", "true", True), ("$.f", "eq", "false", True),
+    ("$.n", "eq", None, True), ("$.n", "eq", "null", True), ("$.ok", "ne", "1", True),
+    ("$.count", "eq", "3", True), ("$.count", "eq", 3.0, True),
+    ("$.obj", "eq", '{"ok": true, "k": "v"}', True),
+    # An object expected in an object (or a list) was a 500: Python's "in" hashed it.
+    ("$.obj", "contains", {"ok": True}, True), ("$.obj", "contains", {"ok": 1}, False),
+    ("$.obj", "contains", "k", True), ("$.obj", "contains", [1], False),
+    ("$.list", "contains", {"a": True}, True), ("$.list", "contains", "1", True),
+    ("$.list", "not_contains", 2, True),
+])
+def test_equality_and_contains_as_json_means_them(expr: str, op: str, value: Any,
+                                                  passes: bool) -> None:
+    result = check(exchange(FLAGS), Assertion(source="jsonpath", expr=expr, op=op,
+                                              value=value))
+    assert result["passed"] is passes, result
+
+
 def test_captures() -> None:
     ex = exchange(DOC, headers=[("Location", "/users/7")])
     assert capture(ex, Capture(name="id", source="jsonpath", expr="$.user.id")) == "7"
