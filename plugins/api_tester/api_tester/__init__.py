@@ -32,7 +32,7 @@ from api_tester.models import (
     Variable,
 )
 from api_tester.monitors import MonitorProblem, Monitors, MonitorSpec
-from api_tester.sender import RequestProblem, Sender, guard
+from api_tester.sender import RequestProblem, Sender, build, guard
 from api_tester.storage import (
     AppTokenGrants,
     Collections,
@@ -484,6 +484,9 @@ class ApiTesterPlugin(Plugin):
             scope = self._scope(body.collection, body.environment, body.variables)
             resolved = await self.engine.prepare(body.request, scope, body.collection)
             target = await guard(resolved.url, self.config.allowed_hosts)
+            # Built once here, as each request of the test will be: a header no request
+            # can carry (a name beyond ASCII) is a 422 naming it, not a failed job.
+            build(self.sender.client, resolved, target)
         except (RequestProblem, StorageProblem) as exc:
             return problem(exc)
         job = self.ctx.jobs.start("load", self._load_job, resolved, target, body)

@@ -8,6 +8,7 @@ followed only when the settings say so, and each hop is checked the same way.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -307,8 +308,19 @@ class Sender:
         await self.client.aclose()
 
     async def send(self, resolved: Resolved, target: Target | None = None) -> Exchange:
+        """Send ``resolved`` and read its answer, redirects included, within the
+        ``timeout``: httpx's own is per read, so a server dripping a byte a second held a
+        send (and a run, or a monitor's lock) for as long as it liked."""
         if target is None:
             target = await guard(resolved.url, self.allow)
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self._send(resolved, target)
+        except TimeoutError:
+            raise RequestProblem("url", f"no complete answer from {resolved.url} within "
+                                 f"{self.timeout:g} s", 504) from None
+
+    async def _send(self, resolved: Resolved, target: Target) -> Exchange:
         redirects: list[str] = []
         url = resolved.url
         start = time.perf_counter()

@@ -20,7 +20,13 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
@@ -99,12 +105,24 @@ def make_app(state: dict[str, Any]) -> Starlette:
         await asyncio.sleep(float(request.query_params.get("s", "2")))
         return PlainTextResponse("late")
 
+    async def drip(request: Request) -> Response:
+        """``n`` bytes, one every ``every`` seconds: each read is quick, the whole slow."""
+        count = int(request.query_params.get("n", "5"))
+        every = float(request.query_params.get("every", "0.25"))
+
+        async def body() -> Any:
+            for _ in range(count):
+                await asyncio.sleep(every)
+                yield b"."
+
+        return StreamingResponse(body(), media_type="text/plain")
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[
         Route("/echo", echo, methods=methods), Route("/users/{name}", user),
         Route("/binary", binary), Route("/huge", huge), Route("/redirect", redirect),
         Route("/toggle", toggle), Route("/status/{code:int}", status),
-        Route("/whoami", whoami), Route("/slow", slow)])
+        Route("/whoami", whoami), Route("/slow", slow), Route("/drip", drip)])
 
 
 @contextlib.asynccontextmanager

@@ -59,6 +59,12 @@ async def test_load_route_caps_and_guard(tmp_path: Path, monkeypatch: pytest.Mon
                                                       "variables": {"who": "a"}, **body})
             assert refused.status_code == 422, refused.text
             assert field in str(refused.json()["detail"])
+        # A header no request can carry is refused at once (audit: a 202, then the job
+        # failed with a traceback in the log).
+        refused = await client.post("load", json={
+            "request": {**request, "headers": [{"name": "X\u00e9", "value": "1"}]},
+            "variables": {"who": "a"}, "duration": 1})
+        assert refused.status_code == 422 and refused.json()["field"] == "headers[0].name"
 
         def no_connection(*args: Any, **kwargs: Any) -> Any:
             raise AssertionError("a connection or lookup was attempted")

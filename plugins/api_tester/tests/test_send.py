@@ -171,7 +171,20 @@ async def test_a_slow_answer_is_a_504_naming_the_url(tmp_path: Path) -> None:
         with pytest.raises(RequestProblem) as info:
             await eng.execute(spec(srv.url + "/slow?s=0.8"), {})
     assert info.value.status == 504 and info.value.field == "url"
-    assert "no answer from" in str(info.value) and "0.2 s" in str(info.value)
+    assert "answer from" in str(info.value) and "0.2 s" in str(info.value)
+
+
+@pytest.mark.asyncio
+async def test_the_timeout_is_for_the_whole_answer(tmp_path: Path) -> None:
+    """Audit: httpx's timeout is per read, so an answer dripping a byte at a time took as
+    long as the server liked (a send, a run step, a monitor holding its lock)."""
+    eng = engine(tmp_path, timeout=0.6)
+    async with loopback_server() as srv:
+        quick = await eng.execute(spec(srv.url + "/drip?n=2&every=0.05"), {})
+        assert quick.exchange.body == b".."
+        with pytest.raises(RequestProblem) as info:
+            await eng.execute(spec(srv.url + "/drip?n=12&every=0.2"), {})
+    assert info.value.status == 504 and "no complete answer" in str(info.value)
 
 
 @pytest.mark.asyncio
