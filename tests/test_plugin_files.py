@@ -1,6 +1,7 @@
 """plexichat_desktop.plugins.files: a plugin's data file written whole or not at all, and
 an unreadable one kept, never lost."""
 
+import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,3 +79,21 @@ def test_concurrent_writers_never_mix_or_share_a_temporary_file(tmp_path: Path) 
         list(pool.map(write, bodies))
     assert target.read_bytes() in bodies
     assert _leftovers(tmp_path) == []
+
+
+def test_user_modes_follow_the_users_session_not_the_apps_umask(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from plexichat_desktop.core.permissions import USER_UMASK_ENV, private_umask, user_umask
+    from plexichat_desktop.plugins.files import user_modes
+
+    for umask, modes in (("0o022", (0o644, 0o755)), ("0o027", (0o640, 0o750))):
+        monkeypatch.setenv(USER_UMASK_ENV, umask)
+        assert user_modes() == modes
+    # The app making itself private remembers the session's umask for its children.
+    monkeypatch.delenv(USER_UMASK_ENV)
+    old = os.umask(0o002)
+    try:
+        private_umask()
+        assert user_umask() == 0o002 and os.environ[USER_UMASK_ENV] == "0o2"
+    finally:
+        os.umask(old)

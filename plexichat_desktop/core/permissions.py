@@ -23,9 +23,27 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+# The umask the user's session gave the app, before it made its own files private: what
+# files made for the user in the user's folders (a File Manager's new folder) follow. In
+# the environment, so pytest runs and other children the app starts know it too.
+USER_UMASK_ENV = "PLEXICHAT_DESKTOP_USER_UMASK"
+
+
 def private_umask() -> None:
     """Make everything this process creates from now on private to its user."""
-    os.umask(PRIVATE_UMASK)
+    previous = os.umask(PRIVATE_UMASK)
+    os.environ.setdefault(USER_UMASK_ENV, oct(previous))
+
+
+def user_umask() -> int:
+    """The umask of the user's session (see :data:`USER_UMASK_ENV`); the process's own
+    when the app has not changed it."""
+    try:
+        return int(os.environ[USER_UMASK_ENV], 8) & 0o777
+    except (KeyError, ValueError):
+        current = os.umask(0)
+        os.umask(current)
+        return current
 
 
 def private_dir(path: Path) -> Path:

@@ -58,6 +58,21 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o600,
     _sync_folder(path.parent)
 
 
+def user_modes() -> tuple[int, int]:
+    """``(file mode, folder mode)`` for what a plugin makes *for the user* in the user's
+    own folders (a new folder, extracted or converted files): as the user's session
+    would make them (typically 0644 and 0755). The app's own process makes everything
+    private (umask 077), which is right for its data and wrong there: a script extracted
+    from a tarball lost its execute bits, a new folder in a shared place was unreadable
+    to the group. Apply with ``os.chmod`` after creating. The folder mode is also the
+    mask for bits a file brings along: an archive member's mode is kept as
+    ``member_mode & folder_mode`` (executable stays executable, setuid never)."""
+    from plexichat_desktop.core.permissions import user_umask
+
+    mask = user_umask()
+    return 0o666 & ~mask, 0o777 & ~mask
+
+
 def backup_path(path: Path) -> Path:
     """Where ``write_atomic(path, ..., keep_backup=True)`` keeps the previous file."""
     return path.with_name(path.name + ".bak")

@@ -28,7 +28,7 @@ from file_manager.config import FileManagerConfig
 from file_manager.core import FieldError, Roots, check_name, list_folder, require_writable
 from file_manager.worker import Ctl, run_in_thread
 from plexichat_desktop.plugins.api import Plugin, PluginContext
-from plexichat_desktop.plugins.files import write_atomic
+from plexichat_desktop.plugins.files import user_modes, write_atomic
 from plexichat_desktop.plugins.jobs import JobHandle
 
 if TYPE_CHECKING:
@@ -414,6 +414,9 @@ class FileManagerPlugin(Plugin):
 
         async def work(job: JobHandle) -> dict[str, Any]:
             await asyncio.to_thread(target.mkdir)
+            # As the user's session makes folders (0755 mostly): the app's own umask
+            # made it 0700, unreadable to the group in a shared place.
+            await asyncio.to_thread(os.chmod, target, user_modes()[1])
             record.created.append(str(target))
             self._keep_undo(record)
             return {"done": [str(target)]}

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from file_manager.ops import unique_name
 from file_manager.worker import Ctl
+from plexichat_desktop.plugins.files import user_modes
 from plexichat_desktop.plugins.guards import NotRegular, open_regular
 
 CREATE_FORMATS = ("zip", "tar.gz", "tar.xz", "tar.zst", "7z")
@@ -84,6 +85,7 @@ class Member:
     mtime: float | None = None
     link: str | None = None
     encrypted: bool = False
+    mode: int | None = None  # its permission bits, where the archive keeps them
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,7 +222,7 @@ def _tar_member(info: tarfile.TarInfo) -> Member:
     else:
         kind = "other"
     return Member(info.name, kind, info.size if kind == "file" else 0, None,
-                  float(info.mtime), info.linkname or None)
+                  float(info.mtime), info.linkname or None, mode=info.mode & 0o7777)
 
 
 def _zip_member(info: zipfile.ZipInfo) -> Member:
@@ -242,7 +244,8 @@ def _zip_member(info: zipfile.ZipInfo) -> Member:
     except ValueError:
         mtime = None
     return Member(info.filename, kind, info.file_size, info.compress_size, mtime,
-                  encrypted=bool(info.flag_bits & 0x1))
+                  encrypted=bool(info.flag_bits & 0x1),
+                  mode=stat.S_IMODE(mode) if mode else None)
 
 
 def _capped(items: Iterator[Any] | list[Any], name: str, cap: int) -> Iterator[Any]:
@@ -438,6 +441,17 @@ def _target(base: Path, name: str) -> Path:
     return target
 
 
+def _make_dirs(folder: Path, base: Path, mode: int) -> None:
+    """``folder`` and its missing parents below ``base``, each with ``mode``."""
+    missing = []
+    while folder != base and not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for made in reversed(missing):
+        made.mkdir()
+        os.chmod(made, mode)
+
+
 def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
             password: str | None = None) -> dict[str, Any]:
     """Extract ``path`` into a new folder in ``dest`` named after the archive (a free
@@ -450,6 +464,8 @@ def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
         final = unique_name(final)
     work = dest / f".{final.name}.fm-extract-{secrets.token_hex(4)}"
     work.mkdir()
+    file_mode, dir_mode = user_modes()
+    os.chmod(work, dir_mode)  # becomes the extracted folder: the user's, not private
     base = work.resolve()
     budget = _Budget(ctl, caps, sum(m.size for m in found), archive_size)
     files = 0
@@ -458,7 +474,8 @@ def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
             with _open_zip(path, password) as zf:
                 for info, m in zip(zf.infolist(), found, strict=True):
                     try:
-                        files += _put(budget, base, m, lambda i=info: zf.open(i.filename))
+                        files += _put(budget, base, m, lambda i=info: zf.open(i.filename),
+                                      (file_mode, dir_mode))
                     except RuntimeError as exc:
                         raise _password_problem(exc, m.name) or exc from None
         elif fmt == "7z":
@@ -481,7 +498,8 @@ def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
                 for info in tar:
                     m = _tar_member(info)
                     check([m], caps, archive_size)  # a stream may differ from the listing
-                    files += _put(budget, base, m, lambda i=info: tar.extractfile(i))
+                    files += _put(budget, base, m, lambda i=info: tar.extractfile(i),
+                                  (file_mode, dir_mode))
         ctl.check()
         os.rename(work, final)
     except BaseException:
@@ -492,17 +510,27 @@ def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
             "format": fmt}
 
 
-def _put(budget: _Budget, base: Path, m: Member, opener: Any) -> int:
+def _put(budget: _Budget, base: Path, m: Member, opener: Any,
+         modes: tuple[int, int]) -> int:
+    """Write member ``m`` below ``base`` with the user's modes (``(file, folder)`` of
+    :func:`user_modes`; a member's own bits are kept within the folder mode's mask, so
+    a script stays executable and nothing becomes setuid)."""
+    file_mode, dir_mode = modes
     target = _target(base, m.name)
     if m.type == "dir":
-        target.mkdir(parents=True, exist_ok=True)
+        _make_dirs(target, base, dir_mode)
         return 0
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_dirs(target.parent, base, dir_mode)
     src = opener()
     if src is None:
         raise ArchiveRefused(m.name, "has no content to extract")
+    if os.path.lexists(target):
+        # A member repeated (tar rf appends a newer copy): the last one wins, as tar and
+        # 7-Zip do; it failed the whole extraction with a hidden temp folder's path.
+        target.unlink()
     with src:
         budget.copy(src, target, m)
+    os.chmod(target, (m.mode & dir_mode) if m.mode else file_mode)
     if m.mtime:
         with contextlib.suppress(OSError, OverflowError):
             os.utime(target, (m.mtime, m.mtime))
@@ -674,6 +702,7 @@ def create(ctl: Ctl, sources: list[Path], out: Path, fmt: str,
         else:
             _create_tar(tmp, fmt, entries, advance)
         ctl.check()
+        os.chmod(tmp, user_modes()[0])  # the user's archive, as their session makes files
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

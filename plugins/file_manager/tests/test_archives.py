@@ -126,6 +126,33 @@ def hostile(tmp_path: Path) -> list[tuple[Path, str, str]]:
     ]
 
 
+def test_extracted_files_get_the_users_modes_and_a_repeated_member_the_last_copy(
+        tmp_path: Path, ctl: Ctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit: everything extracted was private (the app's umask 077), so a script from a
+    tarball lost its execute bits; and a member appended again (tar rf) failed the whole
+    extraction with a hidden temp folder's path."""
+    from plexichat_desktop.core.permissions import USER_UMASK_ENV
+
+    monkeypatch.setenv(USER_UMASK_ENV, "0o022")  # what a desktop session usually has
+    path = tmp_path / "proj.tar"
+    with tarfile.open(path, "w") as tar:
+        for name, data, mode in (("proj/run.sh", b"#!/bin/sh\n", 0o4755),
+                                 ("proj/notes.txt", b"first", 0o600),
+                                 ("proj/notes.txt", b"second", 0o644)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    folder = Path(archives.extract(ctl, path, dest, CAPS)["folder"])
+    modes = {p.relative_to(folder).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in [folder, *folder.rglob("*")]}
+    # The script stays executable, never setuid; the folders are the session's 0755.
+    assert modes == {".": 0o755, "proj": 0o755, "proj/run.sh": 0o755,
+                     "proj/notes.txt": 0o644}
+    assert (folder / "proj" / "notes.txt").read_bytes() == b"second"
+
+
 def test_hostile_archives_are_refused_naming_the_member(tmp_path: Path, ctl: Ctl) -> None:
     made = tmp_path / "archives"
     made.mkdir()
