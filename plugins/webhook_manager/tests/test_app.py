@@ -390,6 +390,17 @@ def test_templates_preview_and_forwarding_with_retries(app: PlexiChatApp) -> Non
         "name": "x", "forward_url": "http://127.0.0.1:9/x", "forward_template": "{{ oops"})
     assert refused.status_code == 422 and refused.json()["field"] == "forward_template"
     assert "line 1" in refused.json()["detail"]
+    # A template for another event than message.sent (audit: refused, as only that
+    # event's sample was tried), and one that renders for none of them.
+    files = '{"text": {{ ("New file: " ~ data.filename)|tojson }}}'
+    made = app.client.post("api/inboxes", json={
+        "name": "files", "forward_url": "http://127.0.0.1:9/x", "forward_template": files})
+    assert made.status_code == 201, made.text
+    assert app.client.delete(f"api/inboxes/{made.json()['id']}").status_code == 200
+    refused = app.client.post("api/inboxes", json={
+        "name": "x", "forward_url": "http://127.0.0.1:9/x",
+        "forward_template": '{"text": {{ data.nowhere.deeper|tojson }}}'})
+    assert refused.status_code == 422 and refused.json()["field"] == "forward_template"
 
     chat = ChatServer()
     thread = threading.Thread(target=chat.serve_forever, daemon=True)

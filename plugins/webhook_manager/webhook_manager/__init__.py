@@ -44,7 +44,13 @@ from webhook_manager.inspector import (
     inbox_dict,
 )
 from webhook_manager.snippets import snippets
-from webhook_manager.templates import PRESETS, TemplateProblem, render, sample_payload
+from webhook_manager.templates import (
+    PRESETS,
+    SAMPLE_EVENTS,
+    TemplateProblem,
+    render,
+    sample_payload,
+)
 
 if TYPE_CHECKING:
     from api_integration_layer.scoped import ScopedApi
@@ -544,11 +550,20 @@ class WebhookManagerPlugin(Plugin):
             except TargetRefused as exc:
                 raise InspectorProblem("forward_url", str(exc).split(": ", 1)[-1]) from None
         if template:
-            try:
-                await asyncio.to_thread(render, template, sample_payload())
-            except TemplateProblem as exc:
-                raise InspectorProblem("forward_template", str(exc).split(": ", 1)[-1]) \
-                    from None
+            # It must render for some event the inbox may get: one written for
+            # file.uploaded (data.filename) was refused because only message.sent's
+            # sample was tried.
+            first: TemplateProblem | None = None
+            for event in SAMPLE_EVENTS:
+                try:
+                    await asyncio.to_thread(render, template, sample_payload(event))
+                    break
+                except TemplateProblem as exc:
+                    first = first or exc
+            else:
+                assert first is not None
+                raise InspectorProblem("forward_template",
+                                       str(first).split(": ", 1)[-1]) from None
 
     async def list_inboxes(self) -> dict[str, Any]:
         rows = await asyncio.to_thread(self.store.inboxes)

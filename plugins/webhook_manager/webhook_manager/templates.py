@@ -112,6 +112,9 @@ PRESETS: dict[str, dict[str, str]] = {
 }
 
 
+SAMPLE_EVENTS = ("message.sent", "user.login", "file.uploaded", "system.alert")
+
+
 def sample_payload(event: str = "message.sent") -> dict[str, Any]:
     """A delivery body like the server sends, for previews."""
     samples: dict[str, dict[str, Any]] = {
