@@ -985,9 +985,9 @@ class MessagingHubPlugin(Plugin):
         if settings.enabled and settings.until is not None:
             back = _aware(settings.until).astimezone(zone).strftime("%a %d %b %H:%M")
         try:
-            preview = MARKER + " " + render(settings.message, {"back": back}, builtin_values(
+            preview = MARKER + " " + render(settings.message, {}, {**builtin_values(
                 {"display_name": "Ada Lovelace", "username": "ada"}, responder.me,
-                now.astimezone(zone)))
+                now.astimezone(zone)), "back": back})
         except TemplateProblem as exc:
             preview = f"({exc})"
         change = next_change(settings, now)

@@ -30,7 +30,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, field_validator
 
 from messaging_hub.store import Store
-from messaging_hub.templating import TemplateProblem, builtin_values, render, variables
+from messaging_hub.templating import (
+    TemplateProblem,
+    builtin_values,
+    render,
+    sandbox_refusal,
+    variables,
+)
 
 MARKER = "[auto-reply]"
 MAX_PER_HOUR = 30
@@ -92,6 +98,10 @@ class AwaySettings(BaseModel):
         if unknown:
             raise ValueError(f"unknown variable {', '.join(unknown)}; an away message may "
                              f"use {', '.join(sorted(AWAY_VARIABLES))}")
+        # Refused here as a template is: saved, every auto-reply failed on it.
+        refusal = sandbox_refusal(value)
+        if refusal is not None:
+            raise ValueError(refusal)
         return value
 
     def away_at(self, at: datetime) -> bool:
@@ -197,8 +207,9 @@ class AutoResponder:
             back = ""
             if settings.enabled and settings.until is not None:
                 back = _aware(settings.until).astimezone(zone).strftime("%a %d %b %H:%M")
-            text = render(settings.message, {"back": back},
-                          builtin_values(contact, self.me, local_now))
+            # "back" is the app's, empty without a date: not a value the user left blank.
+            text = render(settings.message, {},
+                          {**builtin_values(contact, self.me, local_now), "back": back})
             sent = await self._send(partner_id, f"{MARKER} {text}")
         except Exception as exc:  # recorded and shown; the next message may try again
             self.store.finish_reply(self.owner_id, message_id, "failed",
