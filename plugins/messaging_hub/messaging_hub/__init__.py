@@ -567,8 +567,12 @@ class MessagingHubPlugin(Plugin):
             if template is None:
                 raise Problem(422, "template_id", f"no template {body.template_id}")
             me = await self._profile(api, owner)
+            # today, weekday and now are those of the moment it goes out: a report
+            # queued on Monday for Thursday said "Monday".
+            moment = (_aware(body.send_at, zone).astimezone(zone) if body.send_at
+                      is not None else datetime.now(zone))
             content = render(template["body"], body.variables,
-                             builtin_values(recipient, me, datetime.now(zone)))
+                             builtin_values(recipient, me, moment))
             message_type = body.message_type or template["message_type"]
         elif body.content is None:
             raise Problem(422, "content", "give the message's content or a template_id")

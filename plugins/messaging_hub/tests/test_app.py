@@ -322,6 +322,15 @@ def test_send_later_is_editable_cancellable_and_sent_once(app: PlexiChatApp, ann
         "recipient_id": cat.id, "content": "At nine in New York", "send_at": wall.isoformat(),
         "timezone": "America/New_York"}), 202)
     assert zoned["send_at_unix"] == wall.replace(tzinfo=ZoneInfo("America/New_York")).timestamp()
+    # A template's today and weekday are those of the sending (audit: of the queueing,
+    # so a report queued on Monday for Thursday said "Monday").
+    report = ok(app.client.post("api/templates", json={
+        "name": "Weekly", "body": "Report for {{ weekday }} {{ today }}."}), 201)
+    queued = ok(app.client.post("api/send", json={
+        "recipient_id": cat.id, "template_id": report["id"], "send_at": wall.isoformat(),
+        "timezone": "America/New_York"}), 202)
+    local = wall.replace(tzinfo=ZoneInfo("America/New_York"))
+    assert queued["content"] == f"Report for {local:%A} {local.date().isoformat()}."
     # Moved the same way (a wall-clock time and its zone): read in that zone too.
     later_wall = wall + timedelta(hours=1)
     moved = ok(app.client.patch(f"api/outbox/{zoned['id']}", json={
