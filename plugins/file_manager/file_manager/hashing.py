@@ -67,6 +67,10 @@ def duplicates(ctl: Ctl, base: Path, root_path: Path, min_size: int,
     """Groups of files under ``base`` with identical content (symlinks not followed)."""
     algorithm = "blake3" if has_blake3() else "sha256"
     by_size: dict[int, list[Path]] = {}
+    # Hard links are one file under several names: deleting one frees nothing, so they
+    # are not duplicates of each other (they counted as such, "wasted" overstated).
+    first_name: dict[tuple[int, int], Path] = {}
+    links: dict[Path, list[Path]] = {}
     scanned = 0
     for folder, dirs, files in os.walk(base):
         ctl.check()
@@ -81,8 +85,13 @@ def duplicates(ctl: Ctl, base: Path, root_path: Path, min_size: int,
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode) and st.st_size >= min_size:
-                by_size.setdefault(st.st_size, []).append(path)
                 scanned += 1
+                inode = (st.st_dev, st.st_ino)
+                if inode in first_name:
+                    links.setdefault(first_name[inode], []).append(path)
+                    continue
+                first_name[inode] = path
+                by_size.setdefault(st.st_size, []).append(path)
         ctl.progress(0, None, f"listed {scanned} file(s)")
     candidates = [paths for paths in by_size.values() if len(paths) > 1]
     todo = sum(len(p) for p in candidates) or 1
@@ -109,12 +118,19 @@ def duplicates(ctl: Ctl, base: Path, root_path: Path, min_size: int,
             for digest, same in by_full.items():
                 if len(same) > 1:
                     size = same[0].stat().st_size
-                    groups.append({"size": size, "hash": digest, "algorithm": algorithm,
-                                   "wasted": size * (len(same) - 1),
-                                   "paths": sorted(p.relative_to(root_path).as_posix()
-                                                   for p in same)})
+                    rel = {p: p.relative_to(root_path).as_posix() for p in same}
+                    groups.append({
+                        "size": size, "hash": digest, "algorithm": algorithm,
+                        "wasted": size * (len(same) - 1),
+                        "paths": sorted(rel.values()),
+                        # Other names of the same files (hard links): removing one of
+                        # them frees nothing.
+                        "hard_links": {rel[p]: sorted(q.relative_to(root_path).as_posix()
+                                                      for q in links[p])
+                                       for p in same if p in links}})
         done += len(paths)
         ctl.progress(done, todo, "comparing files of the same size")
+    ctl.progress(todo, todo, f"compared {scanned} file(s)", force=True)
     groups.sort(key=lambda g: g["wasted"], reverse=True)
     return {"groups": groups, "scanned": scanned, "algorithm": algorithm,
             "wasted": sum(g["wasted"] for g in groups)}

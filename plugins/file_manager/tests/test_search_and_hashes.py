@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,13 @@ def test_digests_and_duplicates(tmp_path: Path, ctl: Ctl) -> None:
     assert found["wasted"] == 2 * len(data)
     with_small = hashing.duplicates(ctl, tmp_path, tmp_path, min_size=1)
     assert len(with_small["groups"]) == 2
+    # A hard link is the same file under another name (audit: counted as a duplicate,
+    # "wasted" overstated: deleting it frees nothing).
+    os.link(tmp_path / "two.bin", tmp_path / "hard.bin")
+    linked = hashing.duplicates(ctl, tmp_path, tmp_path, min_size=2)
+    [group] = linked["groups"]
+    assert linked["wasted"] == 2 * len(data) and len(group["paths"]) == 3
+    assert group["hard_links"] in ({"two.bin": ["hard.bin"]}, {"hard.bin": ["two.bin"]})
 
 
 @pytest.mark.asyncio

@@ -165,8 +165,12 @@
       for (const group of r.groups) {
         const item = fm.el("li", { textContent: `${fm.size(group.size)} × ${group.paths.length}` });
         for (const path of group.paths) {
+          // Other names of the same file: deleting them frees nothing.
+          const others = (group.hard_links || {})[path] || [];
           item.append(fm.el("div", {}, fm.el("button", { type: "button", className: "name-button",
-            textContent: path, onclick: () => openInPane(path, false) })));
+            textContent: path, onclick: () => openInPane(path, false) }),
+          others.length ? fm.el("span", { className: "muted",
+            textContent: ` (also named ${others.join(", ")}: a hard link, the same file)` }) : ""));
         }
         $("search-results").append(item);
       }
