@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import codecs
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -242,7 +243,7 @@ class Exchange:
         return json.loads(self.body)
 
     def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
+        return self.body.decode(charset_of(self.content_type), "replace")
 
     def view(self, preview_bytes: int) -> dict[str, Any]:
         kind, shown = body_view(self.body, self.content_type, preview_bytes)
@@ -259,6 +260,21 @@ class Exchange:
             "timing": {"ttfb_ms": round(self.ttfb_ms, 2), "total_ms": round(self.total_ms, 2)},
             "redirects": self.redirects,
         }
+
+
+def charset_of(content_type: str) -> str:
+    """The charset a Content-Type declares (``text/plain; charset=iso-8859-1``), UTF-8
+    when it declares none or one Python does not know: a declared Latin-1 body was read
+    as UTF-8, so 'café' showed as 'caf\ufffd' and no assertion could match it."""
+    for part in content_type.split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset":
+            name = value.strip().strip('"').strip("'")
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 def body_view(body: bytes, content_type: str, preview_bytes: int) -> tuple[str, str]:
@@ -287,7 +303,7 @@ def body_view(body: bytes, content_type: str, preview_bytes: int) -> tuple[str, 
             return "json", json.dumps(json.loads(body), indent=2, ensure_ascii=False)
         except (ValueError, UnicodeDecodeError):
             pass
-    return "text", head.decode("utf-8", "replace")
+    return "text", head.decode(charset_of(content_type), "replace")
 
 
 class Sender:

@@ -93,6 +93,18 @@ def test_equality_and_contains_as_json_means_them(expr: str, op: str, value: Any
     assert result["passed"] is passes, result
 
 
+def test_a_declared_charset_is_how_the_body_is_read() -> None:
+    """Audit: a text/plain; charset=iso-8859-1 body 'caf\\xe9' was read as UTF-8
+    ('caf\\ufffd'), so no assertion on it could match."""
+    latin = Exchange("GET", "http://127.0.0.1/x", [], 0, 200, "OK", "HTTP/1.1",
+                     [("Content-Type", "text/plain; charset=iso-8859-1")], b"caf\xe9",
+                     False, 1.0, 2.0)
+    for assertion in ({"source": "body", "op": "contains", "value": "café"},
+                      {"source": "regex", "expr": "caf(.)", "op": "eq", "value": "é"}):
+        assert check(latin, Assertion(**assertion))["passed"], assertion
+    assert latin.view(1000)["body"] == "café"
+
+
 def test_captures() -> None:
     ex = exchange(DOC, headers=[("Location", "/users/7")])
     assert capture(ex, Capture(name="id", source="jsonpath", expr="$.user.id")) == "7"
