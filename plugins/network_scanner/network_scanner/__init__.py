@@ -285,10 +285,14 @@ class NetworkScannerPlugin(Plugin):
         return Response(status_code=204)
 
     async def diff(self, old: str, new: str) -> Any:
-        try:
-            return diff_scans(self.history.get(old), self.history.get(new))
-        except UnknownScan as exc:
-            return problem(exc)
+        scans = []
+        for field, scan_id in (("old", old), ("new", new)):
+            try:
+                scans.append(self.history.get(scan_id))
+            except UnknownScan:  # named as the parameter that was given (was "scan_id")
+                return JSONResponse({"detail": f"{field}: no scan {scan_id!r} in the "
+                                               "history", "field": field}, status_code=404)
+        return diff_scans(*scans)
 
     async def alerts(self) -> Any:
         return {"alerts": self.history.alerts()}

@@ -119,6 +119,12 @@ async def test_a_scan_job_streams_progress_and_is_kept_and_exported(tmp_path: Pa
         await wait_job(client, again["job"])
         second = (await client.get(f"scans/{again['job']}")).json()
         assert second["diff"]["summary"] == "no changes"
+        compared = await client.get("diff", params={"old": job_id, "new": again["job"]})
+        assert compared.json()["summary"] == "no changes"
+        for params, field in (({"old": "x", "new": again["job"]}, "old"),
+                              ({"old": job_id, "new": "y"}, "new")):
+            unknown = await client.get("diff", params=params)  # which one is said (audit)
+            assert unknown.status_code == 404 and unknown.json()["field"] == field
         assert (await client.delete(f"scans/{job_id}")).status_code == 204
         assert (await client.get(f"scans/{job_id}")).status_code == 404
 
