@@ -59,9 +59,10 @@ async def test_bad_input_is_a_4xx_naming_the_field(shared_app: Any, no_escape: l
                                                  "ports": "top100"})).json()
         assert good["ok"] and good["port_count"] == 100
         assert [h["address"] for h in good["hosts"]] == ["127.0.0.1"]
-        for path in ("scans/nope", "scans/nope/export.csv", "diff?old=a&new=b"):
+        for path, field in (("scans/nope", "scan_id"), ("scans/nope/export.csv", "scan_id"),
+                            ("diff?old=a&new=b", "old")):
             answer = await client.get(path)
-            assert answer.status_code == 404 and answer.json()["field"] == "scan_id"
+            assert answer.status_code == 404 and answer.json()["field"] == field
         answer = await client.post("import", json={"xml": "<nope/>"})
         assert answer.status_code == 422 and answer.json()["field"] == "xml"
         bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
