@@ -371,7 +371,8 @@ class Sender:
             location = response.headers.get("location")
             if (self.follow_redirects and location and response.status_code in
                     (301, 302, 303, 307, 308) and len(redirects) < MAX_REDIRECTS):
-                redirects.append(url)
+                # The URL as requested, its query included (the list showed hops without).
+                redirects.append(with_params(url, resolved.params))
                 previous, url = url, urljoin(url, location)
                 target = await guard(url, self.allow, "redirect")
                 if _origin(url) != _origin(previous):

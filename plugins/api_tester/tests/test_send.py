@@ -126,6 +126,10 @@ async def test_binary_huge_and_redirect_bodies(tmp_path: Path) -> None:
         landed = (await follow.execute(spec(srv.url + "/redirect"), {})).exchange
         assert landed.status == 200 and landed.json()["name"] == "Ann"
         assert landed.redirects == [srv.url + "/redirect"]
+        # A hop is listed as requested, its query too (audit: the params were left out).
+        queried = (await follow.execute(spec(srv.url + "/redirect?a=1", params=[
+            {"name": "b", "value": "2 3"}]), {})).exchange
+        assert queried.redirects == [srv.url + "/redirect?a=1&b=2+3"]
 
 
 @pytest.mark.asyncio
