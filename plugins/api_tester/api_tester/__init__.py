@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api_tester.engine import Engine, StepResult, junit, parse_csv, run
 from api_tester.models import (
+    VARIABLE_NAME,
     CollectionInfo,
     Environment,
     RequestSpec,
@@ -349,6 +350,7 @@ class ApiTesterPlugin(Plugin):
         from api_tester import convert  # on first use: keeps the app's start-up lean
 
         skipped = 0
+        skipped_names: list[str] = []
         variables: list[Variable] = []
         hidden: dict[str, str] = {}  # secret variables' values, for the secret store
         try:
@@ -379,6 +381,11 @@ class ApiTesterPlugin(Plugin):
                     _, found, items, skipped = convert.from_postman(doc)
                     # Postman's secret variables go to the secret store as the page's do
                     # (the token was written into collection.json, meant for git).
+                    # A name this tester's {{variables}} cannot spell (Postman allows
+                    # "base url") is left out and said: it failed the whole import.
+                    skipped_names = [v["name"] for v in found
+                                     if not VARIABLE_NAME.fullmatch(v["name"])]
+                    found = [v for v in found if v["name"] not in skipped_names]
                     for v in found:
                         if v["secret"] and v["value"]:
                             hidden[f"{body.collection}:var.{v['name']}"] = v["value"]
@@ -402,7 +409,7 @@ class ApiTesterPlugin(Plugin):
                                            f"reads ({type(exc).__name__}: {exc})",
                                  "field": "text"}, status_code=422)
         return {"collection": body.collection, "created": created,
-                "scripts_skipped": skipped}
+                "scripts_skipped": skipped, "variables_skipped": skipped_names}
 
     async def import_builtin(self, body: BuiltinBody) -> Any:
         """A ready collection for the app's own API: ``v1`` (the PlexiChat v1 API, with a

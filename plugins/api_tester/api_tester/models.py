@@ -7,6 +7,7 @@ keep it stable, or every saved file changes.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -16,6 +17,9 @@ from plexichat_desktop.plugins.settings import PluginSettings
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 SECRET_STORAGE = ("auto", "keyring", "file")
 
+
+# What {{name}} can hold: collection, environment and captured variables' names.
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 
 class Strict(BaseModel):
     """Unknown keys are refused: a misspelt field in a hand-edited file must not vanish."""
@@ -64,7 +68,7 @@ class Auth(Strict):
 class Capture(Strict):
     """Store a value of the response in a variable for the requests after it."""
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+    name: str = Field(pattern=VARIABLE_NAME.pattern)
     source: Literal["status", "header", "jsonpath", "regex", "body", "duration"]
     expr: str = Field("", max_length=10_000)
 
@@ -103,7 +107,7 @@ class RequestSpec(Strict):
 
 
 class Variable(Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+    name: str = Field(pattern=VARIABLE_NAME.pattern)
     # Empty in files for a secret: its value lives in the secret store.
     value: str = Field("", max_length=100_000)
     secret: bool = False
