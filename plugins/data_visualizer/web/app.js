@@ -442,7 +442,9 @@ $("chart-add").addEventListener("click", async () => {
 async function loadBoards(selectId) {
   state.boards = (await call("dashboards")).dashboards;
   const choices = state.boards.map((b) => option(b.id, `${b.title} (${b.panels})`));
-  $("board-select").replaceChildren(...choices.map((o) => o.cloneNode(true)));
+  // None yet: the picker says so instead of being a tiny blank box.
+  $("board-select").replaceChildren(...(choices.length ? choices.map((o) => o.cloneNode(true))
+    : [option("", "none yet")]));
   $("add-board").replaceChildren(...choices, option("", "a new dashboard"));
   const id = selectId || (state.board && state.board.id) || (state.boards[0] || {}).id;
   if (id) {
@@ -497,6 +499,8 @@ function renderBoard() {
     : "No dashboard yet. Drop a file on the left for one made from it, or build a chart " +
       "in Explore and add it here.";
   $("board-export").href = board ? `${API}dashboards/${board.id}/export` : "#";
+  // Nothing to export or delete without a dashboard (both were enabled).
+  $("board-export").hidden = $("board-delete").hidden = !board;
   renderVariables();
   if (!board) return;
   for (const panel of board.panels) {

@@ -151,6 +151,14 @@ class Pane {
     });
     const rows = listing.entries.map((entry) => this.row(entry));
     this.body.replaceChildren(...rows);
+    if (!rows.length) {
+      // An empty pane says why: a home folder of only dotfiles looked broken.
+      const why = listing.hidden_count && !this.hidden.checked
+        ? `Only hidden items here (${listing.hidden_count}): tick "Hidden" to see them.`
+        : "This folder is empty.";
+      this.body.append(el("tr", { className: "empty-row" },
+        el("td", { colSpan: 6, className: "muted", textContent: why })));
+    }
     this.cursor = Math.min(this.cursor, Math.max(0, rows.length - 1));
     if (rows.length) rows[this.cursor].classList.add("cursor");
     const extra = listing.truncated ? ` (showing ${listing.entries.length})` : "";
@@ -193,7 +201,7 @@ class Pane {
   }
 
   key(event) {
-    const rows = [...this.body.rows];
+    const rows = [...this.body.rows].filter((row) => !row.classList.contains("empty-row"));
     if (!rows.length && event.key !== "Backspace") return;
     const entry = this.entries[this.cursor];
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
@@ -217,7 +225,7 @@ class Pane {
   }
 
   moveCursor(index) {
-    const rows = [...this.body.rows];
+    const rows = [...this.body.rows].filter((row) => !row.classList.contains("empty-row"));
     if (!rows.length) return;
     this.cursor = Math.max(0, Math.min(rows.length - 1, index));
     rows.forEach((row, i) => row.classList.toggle("cursor", i === this.cursor));

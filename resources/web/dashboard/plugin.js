@@ -276,6 +276,10 @@ async function select(nodeid, focus = false) {
   history.replaceState(null, "", `#test=${encodeURIComponent(nodeid)}`);
   await loadDetails(nodeid);
   if (focus) document.getElementById("details").focus({ preventScroll: false });
+  // One column (a small window): the details are below the tree, out of sight.
+  else if (matchMedia("(max-width: 960px)").matches) {
+    document.getElementById("details").scrollIntoView({ block: "nearest" });
+  }
 }
 
 async function loadDetails(nodeid) {
