@@ -312,7 +312,10 @@ def _load_parquet(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, Any]:
     except duckdb.InterruptException:
         raise
     except duckdb.Error as exc:
-        raise LoadError(f"not a readable Parquet file: {_duckdb_reason(exc)}") from None
+        # DuckDB's words name the file by the upload's own path: said as "the file".
+        reason = _duckdb_reason(exc).replace(f'"{path}"', "the file").replace(str(path),
+                                                                              "the file")
+        raise LoadError(f"not a readable Parquet file: {reason}") from None
     return {}
 
 

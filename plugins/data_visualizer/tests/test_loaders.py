@@ -159,8 +159,9 @@ def test_parquet_and_xlsx(tmp_path: Path) -> None:
 
 
 def test_not_a_file_of_its_format(write_file: Write, tmp_path: Path) -> None:
-    with pytest.raises(LoadError, match="Parquet"):
+    with pytest.raises(LoadError, match="Parquet") as bad:
         load_file(write_file("x.parquet", b"not parquet at all"), "parquet", tmp_path / "1.duckdb")
+    assert str(tmp_path) not in str(bad.value)  # no path of the app's own (audit)
     with pytest.raises(LoadError, match="XLSX"):
         load_file(write_file("x.xlsx", b"PK\x03\x04broken"), "xlsx", tmp_path / "2.duckdb")
     with pytest.raises(LoadError, match="empty"):
