@@ -186,6 +186,11 @@ def run_gate(folder: Path, rule: GateRule, store: Store | None, options: ScanOpt
     new_issues = sorted((i for i in issues if code.is_new(i["path"], i["line"])),
                         key=lambda i: (SEVERITIES.index(i["severity"]), i["path"], i["line"]))
     conditions = _conditions(rule, new_issues, functions, files)
+    # A changed file nobody read cannot pass: listing it still let a gate whose only
+    # change was such a file pass. A link to a file inside is judged there.
+    unread = [s for s in code.skipped if not s["reason"].startswith("symlink to ")]
+    conditions.append({"name": "every changed source file analysed", "threshold": 0,
+                       "actual": len(unread), "passed": not unread})
     functions.sort(key=lambda f: -f["complexity"])
     return {
         "passed": all(c["passed"] for c in conditions), "ref": rule.ref, "commit": commit,

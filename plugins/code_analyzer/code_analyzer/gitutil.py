@@ -98,8 +98,10 @@ def changes(repo: Path, commit: str, under: str) -> list[Change]:
     # followed by a tab for names with a space, a quote, a backslash or a control
     # character, and such a file's new lines were missed (the gate passed on them).
     order: list[str | None] = []
-    out = _git(repo, "diff", "--name-status", "-z", "-M", "--no-ext-diff", commit, "--",
-               *spec)
+    # --submodule=short: with diff.submodule=log a submodule's change has no "diff --git"
+    # section, and every file after it would take the lines of the one before.
+    out = _git(repo, "diff", "--name-status", "-z", "-M", "--no-ext-diff",
+               "--submodule=short", commit, "--", *spec)
     parts = out.split("\0")
     i = 0
     while i < len(parts) - 1:
@@ -118,8 +120,8 @@ def changes(repo: Path, commit: str, under: str) -> list[Change]:
             if status != "D":
                 found[path] = Change(path, status[0], path if status[0] != "A" else None,
                                      whole=status[0] == "A")
-    diff = _git(repo, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", commit, "--",
-                *spec)
+    diff = _git(repo, "diff", "-U0", "-M", "--no-color", "--no-ext-diff", "--submodule=short",
+                commit, "--", *spec)
     current: Change | None = None
     section = -1
     # Split on newlines only: str.splitlines() also breaks at form feeds and other

@@ -51,6 +51,8 @@ def decode(data: bytes, language: str = "") -> tuple[str, dict[str, Any] | None]
             pass  # an unknown or conflicting declaration: judged as UTF-8 below
     try:
         return data.decode(encoding), None
+    except LookupError:  # rot13, zlib, hex: codecs Python knows but that are no text
+        return decode(data)
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         return data.decode("latin-1"), finding(

@@ -91,11 +91,11 @@ def test_complexity_and_maintainability_conditions(repo: Path, run_git: Git,
     assert result["passed"] is False
     [fn] = result["functions"]
     assert (fn["name"], fn["complexity"], fn["base_complexity"]) == ("branchy", 21, None)
-    assert [c["passed"] for c in result["conditions"]] == [True, False, True]
+    assert [c["passed"] for c in result["conditions"]] == [True, False, True, True]
     assert result["conditions"][1]["actual"] == 21
     loose = run_gate(repo, GateRule("v1", max_complexity=25, min_maintainability=100),
                      store, OPTIONS)
-    assert [c["passed"] for c in loose["conditions"]] == [True, True, False]
+    assert [c["passed"] for c in loose["conditions"]] == [True, True, False, True]
     [f] = loose["files"]
     assert f["path"] == "pkg/mod.py" and f["mi"] < f["base_mi"]
 
@@ -110,6 +110,26 @@ def test_untracked_files_and_subfolders_are_new_code(repo: Path, run_git: Git,
     assert result["passed"] is False
     assert {(i["path"], i["rule"]) for i in result["new_issues"]} >= {("new.py", "CA001")}
     assert {i["path"] for i in result["new_issues"]} == {"new.py"}  # only inside a/
+
+
+def test_a_submodule_shown_as_a_log_shifts_no_lines(repo: Path, run_git: Git,
+                                                    make_files: Files, tmp_path: Path) -> None:
+    """Review: with diff.submodule=log a changed submodule has no 'diff --git' section, and
+    matching sections by position gave each later file the lines of the one before."""
+    sub = tmp_path / "subrepo"
+    sub.mkdir()
+    run_git(sub, "init", "-q")
+    committed(sub, run_git, make_files, {"s.txt": "1\n"})
+    run_git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(sub),
+            "sub")
+    committed(repo, run_git, make_files, {"x.py": BASE, "y.py": BASE})
+    committed(sub, run_git, make_files, {"s.txt": "2\n"}, "moved")
+    run_git(repo / "sub", "pull", "-q", "origin", "HEAD")
+    (repo / "y.py").write_text(NEW_HIGH)
+    run_git(repo, "config", "diff.submodule", "log")
+    result = run_gate(repo, GateRule("HEAD"), None, OPTIONS)
+    assert {(i["path"], i["rule"]) for i in result["new_issues"]
+            if i["severity"] == "high"} == {("y.py", "B602")}
 
 
 def test_new_lines_count_in_files_whatever_their_names(repo: Path, run_git: Git,
@@ -159,6 +179,10 @@ def test_changed_files_the_gate_cannot_read_are_listed(repo: Path, run_git: Git,
     assert set(reasons) == {"big.py", "alias.py"}
     assert "too large" in reasons["big.py"] and "max_file_kb" in reasons["big.py"]
     assert reasons["alias.py"].startswith("symlink to app.py")
+    # And the gate does not pass on code nobody read (review: only listed, it passed).
+    assert result["passed"] is False
+    assert result["conditions"][-1] == {"name": "every changed source file analysed",
+                                        "threshold": 0, "actual": 1, "passed": False}
 
 
 def test_a_bad_ref_or_folder_names_the_field(repo: Path, run_git: Git, make_files: Files,

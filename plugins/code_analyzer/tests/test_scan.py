@@ -66,6 +66,8 @@ def test_bad_files_are_skipped_or_findings(tmp_path: Path, make_files: Files) ->
         "latin.py": b"# caf\xe9\nx = 1\n",
         # Declared as PEP 263 says: Python reads it, so it is no "not UTF-8" (audit).
         "declared.py": b"# -*- coding: latin-1 -*-\n# caf\xe9\nx = 1\n",
+        # A codec that is no text encoding (review: it failed the whole scan).
+        "rot.py": b"# coding: rot13\nx = 1\n",
         "blob.py": b"\x00\x01binary",
         "huge.py": "x = 1\n" * 400,
     })
@@ -77,7 +79,7 @@ def test_bad_files_are_skipped_or_findings(tmp_path: Path, make_files: Files) ->
     (tmp_path / "dir_loop").symlink_to(tmp_path, target_is_directory=True)
     result = scan_folder(tmp_path, None, ScanOptions(run_tools=False, max_bytes=1000))
     assert [f["path"] for f in result["files"]] == ["broken.py", "declared.py", "latin.py",
-                                                    "ok.py"]
+                                                    "ok.py", "rot.py"]
     skipped = {s["path"]: s["reason"] for s in result["skipped"]}
     assert skipped["loop_a.py"] == skipped["loop_b.py"] == "symlink loop"
     assert skipped["escape.py"] == "symlink leading outside the scanned folder"
