@@ -30,6 +30,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -494,7 +495,11 @@ class Engine:
             finally:
                 finish(streaming)
 
-        return header, rows(), lambda: finish(streaming)
+        iterator = rows()
+        # A generator never started runs no finally: a response that was never sent (its
+        # client gone first) left the cursor open and registered. Closed when dropped.
+        weakref.finalize(iterator, finish, streaming)
+        return header, iterator, lambda: finish(streaming)
 
     def load_progress(self, query_id: str) -> float | None:
         """Percent done of the running load ``query_id`` (DuckDB's estimate), or None."""

@@ -36,7 +36,6 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".jso
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 _DECIMAL_COMMA = re.compile(r"^-?\d{1,3}(\.\d{3})*,\d+$|^-?\d+,\d+$")
-_GROUPED = re.compile(r"^-?\d{1,3}(\.\d{3})+(,\d+)?$")  # 1.234,50: a point groups thousands
 _LINE = re.compile(r"CSV Error on Line: (\d+)")
 MAX_JSON_RECHECK = 256 * 1024 * 1024
 # Settings of every loader instance: nothing is fetched or loaded behind the user's back.
@@ -128,9 +127,6 @@ def sniff_csv(head: bytes, fmt: str = "csv") -> dict[str, Any]:
                   for v in r[:50]]
         if any(_DECIMAL_COMMA.match(v) for v in values):
             options["decimal_separator"] = ","
-            # Without it a column holding 1.234,50 was text: no sum, no chart.
-            if any(_GROUPED.match(v) for v in values):
-                options["thousands"] = "."
     return options
 
 
@@ -154,8 +150,6 @@ def _csv_sql(path: Path, options: dict[str, Any], full_sample: bool) -> str:
              "skip=0"]
     if "decimal_separator" in options:
         parts.append(f"decimal_separator={_quote(options['decimal_separator'])}")
-    if "thousands" in options:
-        parts.append(f"thousands={_quote(options['thousands'])}")
     if full_sample:
         parts.append("sample_size=-1")
     return f"read_csv({', '.join(parts)})"
@@ -216,9 +210,11 @@ def _load_csv(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, work: Path,
                 raise
             if isinstance(exc, duckdb.ConversionException) and not full_sample:
                 continue  # mixed types past the sample: decide the types on every row
-            if "Invalid unicode" in str(exc) and options["encoding"] == "utf-8":
-                # UTF-8 in the sniffed start only: Excel's CSV with its first "é" rows
-                # in. Windows-1252, as when the start shows it (it was refused).
+            if ("Invalid unicode" in str(exc) and options["encoding"] == "utf-8"
+                    and head.isascii()):
+                # Plain ASCII in the sniffed start and not UTF-8 later: Excel's CSV with
+                # its first "é" rows in, Windows-1252 (it was refused). A start holding
+                # UTF-8 letters is UTF-8 with a bad byte: refused, never garbled.
                 return _load_csv(con, path, fmt, work, encoding="cp1252")
             match = _LINE.search(str(exc))
             if match:
