@@ -492,6 +492,8 @@ def extract(ctl: Ctl, path: Path, dest: Path, caps: Caps,
             for p in base.rglob("*"):
                 if p.is_symlink() or not (p.is_file() or p.is_dir()):
                     raise ArchiveRefused(str(p.relative_to(base)), "is not a plain file")
+                # The user's modes, as for tar and zip (py7zr keeps none of its own).
+                os.chmod(p, dir_mode if p.is_dir() else file_mode)
             files = sum(1 for m in found if m.type == "file")
         else:
             with _open_tar(path, fmt) as tar:

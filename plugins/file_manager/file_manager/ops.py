@@ -142,11 +142,8 @@ class Mover:
         skipped): the file overwritten stays the user's, not a file in the undo stash that
         the next operation deletes."""
         original, kept = self.undo.stashed.pop()
-        if os.path.lexists(target):  # a part of the replacement (a folder begun)
-            if _is_real_dir(target):
-                shutil.rmtree(target)
-            else:
-                target.unlink()
+        if os.path.lexists(target) and not _is_real_dir(target):
+            target.unlink()  # a link made before it failed (a file never lands half)
         shutil.move(kept, original)
 
     def place(self, src: Path, target: Path, *, top: bool, fresh: bool = False) -> None:
@@ -168,6 +165,10 @@ class Mover:
                 if self.move:
                     _remove_empty_dir(src)
                 return
+            elif stat.S_ISDIR(st.st_mode):
+                # A folder over a file: what of the folder arrived stays (a move may have
+                # taken its files from the source already), the file waits in the stash.
+                self._stash(target)
             else:
                 self._stash(target)
                 skipped = len(self.out.skipped)

@@ -128,6 +128,25 @@ def test_an_overwrite_that_does_not_happen_leaves_the_file_there(
     assert (dst / "pipe").read_text() == "old pipe" and record.stashed == []
 
 
+def test_a_folder_over_a_file_keeps_what_arrived_and_undo_brings_the_file_back(
+        tmp_path: Path, ctl: Ctl) -> None:
+    """Review: putting the file back when a folder replacing it had a skipped child
+    deleted the folder's copied files, left the folder in the undo list, and the undo
+    then deleted the restored file for good."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "X").mkdir(parents=True)
+    dst.mkdir()
+    (src / "X" / "a.txt").write_text("a")
+    os.mkfifo(src / "X" / "pipe")
+    (dst / "X").write_text("USER ORIGINAL")
+    run, record = mover(ctl, "overwrite", tmp_path)
+    out = run.run([(src / "X", dst)])
+    assert [s["path"] for s in out.skipped] == [str(src / "X" / "pipe")]
+    assert tree(dst) == {"X/a.txt": "a"} and len(record.stashed) == 1
+    assert ops.undo(ctl, record)["problems"] == []
+    assert tree(dst) == {"X": "USER ORIGINAL"}
+
+
 def test_undo_of_a_copy_keeps_what_was_added_or_edited_since(tmp_path: Path,
                                                              ctl: Ctl) -> None:
     """Audit: undoing an old copy deleted the copied folder with the files added to it
