@@ -1005,6 +1005,11 @@ class MessagingHubPlugin(Plugin):
         """Save the away settings (422 naming the field: a bad time, zone or variable)."""
         _api, owner = self._who()
         settings = AwaySettings.model_validate(body)
+        # Refused when saved, as a template is (saved, every auto-reply failed on it);
+        # checked here, not when settings saved before are read back.
+        refusal = sandbox_refusal(settings.message)
+        if refusal is not None:
+            raise Problem(422, "message", refusal)
         self.store.save_away(owner, settings.model_dump(mode="json"))
         self.hub.publish("away_settings", {"away_now": settings.away_at(datetime.now(UTC))})
         return await self.get_away()

@@ -91,8 +91,7 @@ def check(source: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """What the page shows while a template is typed: its variables, which are built in,
     which the user gives, and which are missing (without raising)."""
     names = variables(source)
-    missing = [n for n in names if n not in BUILTINS and (
-        n not in given or (isinstance(given[n], str) and not given[n].strip()))]
+    missing = [n for n in names if n not in given and n not in BUILTINS]
     return {"variables": names, "builtin": [n for n in names if n in BUILTINS],
             "given": [n for n in names if n in given], "missing": missing}
 
@@ -119,10 +118,7 @@ def render(source: str, given: Mapping[str, Any],
     (all of them named), an attribute that does not exist, anything the sandbox refuses,
     or a result that is blank or longer than a message may be."""
     context = {**(builtins or {}), **{k: v for k, v in given.items()}}
-    # A value the user gives as blank is as good as missing: "Order 42 ships   " was
-    # sent. (A built-in may be empty: an away message's "back" with no date set.)
-    missing = [n for n in variables(source) if n not in context
-               or (n in given and isinstance(given[n], str) and not given[n].strip())]
+    missing = [n for n in variables(source) if n not in context]
     if missing:
         names = ", ".join(missing)
         raise TemplateProblem(f"variables.{missing[0]}",

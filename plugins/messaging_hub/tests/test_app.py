@@ -455,6 +455,7 @@ def test_away_settings_are_validated(app: PlexiChatApp) -> None:
                         ({"timezone": "Atlantis/Nope"}, "timezone"),
                         ({"timezone": "x" * 5000}, "timezone"),  # was a 500 (OSError)
                         ({"message": "Hi {{ boss }}"}, "message"),
+                        ({"message": "Back {{ name.__class__ }}"}, "message"),  # sandbox
                         ({"window_hours": 0}, "window_hours"),
                         ({"colour": "red"}, "colour")):
         refused = app.client.put("api/away", json=body)
