@@ -100,28 +100,38 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _equal(actual: Any, expected: Any) -> bool:
-    """JSON's equality, with text standing for what it spells: true is not 1, null is not
-    "None", and "true" or "null" (an expected value from a variable, always text) is
-    true or null. Python's own made ``true eq 1`` pass and ``true eq "{{flag}}"`` fail."""
-    for flag, other in ((actual, expected), (expected, actual)):
-        if isinstance(flag, bool) or flag is None:
-            if isinstance(other, bool) or other is None:
-                return flag is other
-            return isinstance(other, str) and other.strip() == json.dumps(flag)
-    if actual == expected:
-        return True
-    a, b = _number(actual), _number(expected)
-    if a is not None and b is not None:
+def _same(a: Any, b: Any) -> bool:
+    """JSON's equality, all the way down: true is not 1, null is nothing but null (Python's
+    made ``true eq 1`` pass, also inside objects and lists)."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return a is b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b
-    if isinstance(actual, str) and isinstance(expected, str):
-        return actual == expected
-    text, value = (actual, expected) if isinstance(actual, str) else (expected, actual)
-    if isinstance(text, str) and isinstance(value, dict | list):
-        try:  # an object or list written as JSON text
-            return bool(json.loads(text) == value)
+    return type(a) is type(b) and a == b
+
+
+def _equal(actual: Any, expected: Any, *, typed: bool = True) -> bool:
+    """``actual`` equals ``expected``. An expected value from a variable is always text:
+    "true", "null", "3" or '{"a": 1}' stand for the JSON they spell (``true eq
+    "{{flag}}"`` never matched). ``typed``: the actual value has JSON types (a JSONPath
+    result), so its text is only text; a header, a regex group or a status is text or a
+    number by nature, and stands for what it spells too."""
+    if _same(actual, expected):
+        return True
+    if isinstance(expected, str) and not isinstance(actual, str):
+        try:
+            return _same(actual, json.loads(expected))
         except ValueError:
             return False
+    if isinstance(actual, str) and not isinstance(expected, str) and not typed:
+        if isinstance(expected, bool) or expected is None:
+            return actual.strip() == json.dumps(expected)
+        a = _number(actual)
+        return a is not None and isinstance(expected, int | float) and a == expected
     return False
 
 
@@ -177,10 +187,11 @@ def _evaluate(exchange: Exchange, spec: Assertion) -> tuple[bool, Any, str]:
     if actual is _MISSING:
         return False, actual, f"{where}: expected {op} {_shown(expected)}, found nothing"
     found = f"{where}: expected {op} {_shown(expected)}, found {_shown(actual)}"
+    typed = spec.source == "jsonpath"
     if op == "eq":
-        return _equal(actual, expected), actual, found
+        return _equal(actual, expected, typed=typed), actual, found
     if op == "ne":
-        return not _equal(actual, expected), actual, found
+        return not _equal(actual, expected, typed=typed), actual, found
     if op in ("lt", "le", "gt", "ge"):
         a, b = _number(actual), _number(expected)
         if a is None or b is None:

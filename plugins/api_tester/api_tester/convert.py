@@ -9,7 +9,7 @@ import re
 import shlex
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import quote_plus, unquote, unquote_plus, urlsplit
 
 from api_tester.models import METHODS, Auth, Body, FormField, Pair, RequestSpec
 
@@ -185,18 +185,19 @@ def _userinfo_as_auth(url: str, auth: Auth) -> tuple[str, Auth]:
     """``http://user:pw@host/`` as the URL without them and Basic auth (unless ``-u``
     gave one): kept in the URL, the password went into the collection file, which is
     meant for git, and the request was refused when sent."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    # By hand, not through urlsplit: the host and port stay as written ({{apiHost}}
+    # lower-cased by urlsplit no longer resolved, and a {{port}} failed the import).
+    scheme, sep, rest = url.partition("://")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, path = rest[:end], rest[end:]
+    userinfo, at, hostport = authority.rpartition("@")
+    if not sep or not at:
         return url, auth
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    bare = urlunsplit(parts._replace(netloc=netloc))
+    bare = f"{scheme}://{hostport}{path}"
     if auth.type != "none":
         return bare, auth
-    return bare, Auth(type="basic", username=unquote(parts.username or ""),
-                      password=unquote(parts.password or ""))
+    user, _, password = userinfo.partition(":")
+    return bare, Auth(type="basic", username=unquote(user), password=unquote(password))
 
 
 # -- OpenAPI 3 -------------------------------------------------------------------------

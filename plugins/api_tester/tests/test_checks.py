@@ -85,12 +85,27 @@ FLAGS = {"ok": True, "f": False, "n": None, "count": 3, "obj": {"ok": True, "k":
     ("$.obj", "contains", "k", True), ("$.obj", "contains", [1], False),
     ("$.list", "contains", {"a": True}, True), ("$.list", "contains", "1", True),
     ("$.list", "not_contains", 2, True),
+    # Inside objects and lists too, and JSON text is only text (review).
+    ("$.obj", "eq", {"ok": 1, "k": "v"}, False), ("$.list", "eq", [True, {"a": True}], False),
+    ("$.list", "contains", {"a": 1}, False), ("$.obj.k", "eq", "v", True),
 ])
 def test_equality_and_contains_as_json_means_them(expr: str, op: str, value: Any,
                                                   passes: bool) -> None:
     result = check(exchange(FLAGS), Assertion(source="jsonpath", expr=expr, op=op,
                                               value=value))
     assert result["passed"] is passes, result
+
+
+def test_text_sources_stand_for_what_they_spell() -> None:
+    """A header or a regex group is text by nature: 42 and true match "42" and "true"
+    there; in a JSON body the string "true" is not true."""
+    spelled = exchange({"flag": "true"}, headers=[("X-Count", "42"), ("X-On", "true")])
+    for assertion, passes in (
+            ({"source": "header", "expr": "x-count", "op": "eq", "value": 42}, True),
+            ({"source": "header", "expr": "x-on", "op": "eq", "value": True}, True),
+            ({"source": "jsonpath", "expr": "$.flag", "op": "eq", "value": True}, False),
+            ({"source": "jsonpath", "expr": "$.flag", "op": "eq", "value": "true"}, True)):
+        assert check(spelled, Assertion(**assertion))["passed"] is passes, assertion
 
 
 def test_a_declared_charset_is_how_the_body_is_read() -> None:

@@ -47,6 +47,10 @@ def test_curl_import_cases() -> None:
         "basic", "admin", "Sup3r@Secret")
     given = from_curl("curl -u ann:pw 'http://x:y@[::1]:8/p'")
     assert given.url == "http://[::1]:8/p" and given.auth.username == "ann"
+    # Variables in the host or port stay as written (review).
+    templated = from_curl("curl 'https://u:p@{{apiHost}}:{{port}}/x?q=1'")
+    assert templated.url == "https://{{apiHost}}:{{port}}/x?q=1"
+    assert (templated.auth.username, templated.auth.password) == ("u", "p")
     plain = from_curl("curl 127.0.0.1:9/x -d a=1 -XPUT")
     assert plain.method == "PUT" and plain.url == "http://127.0.0.1:9/x"
     assert plain.body.content_type == "application/x-www-form-urlencoded"
