@@ -336,9 +336,12 @@ class ApiClient(Groups):
         # every call, and every sign-in of any account, back for five minutes. A login's
         # bucket is its account's (a 429 for bob's mistyped password kept alice out).
         own_key = rel
-        if (endpoint.path == "/auth/login" and isinstance(json, dict)
-                and isinstance(json.get("username"), str)):
-            own_key = f"{rel}|{json['username'].strip().lower()}"
+        # Before sign-in the server counts per account: the login, its 2FA step and a
+        # password reset are keyed by the account (its name, or its challenge token).
+        if not endpoint.auth and isinstance(json, dict):
+            account = json.get("username") or json.get("mfa_token")
+            if isinstance(account, str):
+                own_key = f"{rel}|{account.strip().lower()}"
         keys = (GLOBAL, own_key) if endpoint.auth else (own_key,)
         retries = waits = 0
         auth_retried = False

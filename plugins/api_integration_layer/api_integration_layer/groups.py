@@ -137,6 +137,7 @@ class AuthApi(_Group):
             return await self.login_2fa(info.mfa_token, code=given if is_code else None,
                                         recovery_code=None if is_code else given)
         self._c.client.session.set(answer)
+        self._c.client.limiter.forget()  # the last user's request limit is not theirs
         return m.TokenResponse.model_validate(answer)
 
     async def login_2fa(self, mfa_token: str, *, code: str | None = None,
@@ -147,6 +148,7 @@ class AuthApi(_Group):
                      recovery_code=recovery_code)
         answer = await self._c.call("auth.login_2fa", json=body)
         self._c.client.session.set(answer)
+        self._c.client.limiter.forget()  # the last user's request limit is not theirs
         return m.TokenResponse.model_validate(answer)
 
     # -- 2FA, passwords, sessions ----------------------------------------------------------

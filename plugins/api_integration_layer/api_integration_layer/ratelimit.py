@@ -88,6 +88,11 @@ class RateLimiter:
         self.waited += waited
         return waited
 
+    def forget(self, key: str = GLOBAL) -> None:
+        """Drop the pause of ``key``: the user-wide one when another user signs in (it was
+        the client's, and held the new account back)."""
+        self._paused_until.pop(key, None)
+
     def pause(self, seconds: float, key: str = GLOBAL) -> None:
         """Hold requests for ``key`` back for ``seconds`` (a server's Retry-After)."""
         self.server_limited += 1

@@ -145,6 +145,7 @@ async def test_per_user_request_limit_429(limited_server):
         await server.client().auth.register(other, f"{other}@example.org", PASSWORD)
         await client.auth.login(other, PASSWORD)
         assert client.activity.records[-1].statuses == [200]
+        assert (await client.users.me()).username == other  # nor its calls (review)
 
 
 @contextlib.asynccontextmanager
