@@ -35,7 +35,7 @@ def write_atomic(path: Path, data: str | bytes, *, mode: int = 0o600,
     blob = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
-    link = path.with_name(f".{path.name}.bak.tmp")
+    link = path.with_name(f".{path.name}.{os.urandom(4).hex()}.bak.tmp")  # its own, too
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(blob)

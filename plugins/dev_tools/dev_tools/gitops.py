@@ -258,8 +258,8 @@ async def log(ws: Workspace, limit: int, ref: str | None = None) -> dict[str, An
         # resolved first, so what reaches git log is a commit id, never an option.
         if len(ref) > 200 or ref.startswith("-") or any(ord(c) < 32 for c in ref):
             raise ApiError(422, "ref", f"{ref[:80]!r} is not a revision")
-        found = await git(ws, "rev-parse", "--verify", "-q", "--end-of-options",
-                          f"{ref}^{{commit}}", check=False)
+        found = await git(ws, "rev-parse", "--verify", "-q", f"{ref}^{{commit}}",
+                          check=False)  # (no --end-of-options: git 2.30+ only; "-" refused)
         if found.exit_code != 0:
             raise ApiError(422, "ref", f"{ref!r} names no commit here")
         args.append(found.output.strip())
