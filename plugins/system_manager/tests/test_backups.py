@@ -12,6 +12,15 @@ from typing import Any
 import pytest
 
 
+async def _encrypted_target(a: Any, folder: Path, name: str, password: str,
+                            keep: int) -> Any:
+    """A new encrypted off-site target in ``folder`` (made); the answer."""
+    folder.mkdir()
+    return await a.client.post("targets", json={
+        "name": name, "path": str(folder), "keep": keep, "encrypt": True,
+        "password": password})
+
+
 async def _backup(a: Any, **body: Any) -> dict[str, Any]:
     job = await a.wait_job(await a.client.post("backups", json=body))
     assert job["state"] == "succeeded", job
@@ -200,10 +209,7 @@ async def test_a_changed_target_password_keeps_earlier_copies_usable(app, tmp_pa
     not be brought back (only the new password was tried), while Verify said "ok"."""
     async with app() as a:
         usb = tmp_path / "usb"
-        usb.mkdir()
-        target = await a.client.post("targets", json={
-            "name": "usb", "path": str(usb), "keep": 5, "encrypt": True,
-            "password": "HorseBattery#77"})
+        target = await _encrypted_target(a, usb, "usb", "HorseBattery#77", 5)
         tid = target.json()["id"]
         await _backup(a, verify=False, targets=[tid])
         changed = await a.client.put(f"targets/{tid}", json={
@@ -219,10 +225,7 @@ async def test_a_changed_target_password_keeps_earlier_copies_usable(app, tmp_pa
             assert job["state"] == "succeeded", job
         # A copy with a password the target never had: given with the import.
         other = usb / "elsewhere"
-        other.mkdir()
-        made = await a.client.post("targets", json={
-            "name": "other", "path": str(other), "keep": 5, "encrypt": True,
-            "password": "Somebody-Elses#1"})
+        made = await _encrypted_target(a, other, "other", "Somebody-Elses#1", 5)
         await _backup(a, verify=False, targets=[made.json()["id"]])
         [foreign] = [p.name for p in other.iterdir() if p.name.endswith(".pxenc")]
         (other / foreign).rename(usb / foreign)
@@ -241,10 +244,7 @@ async def test_a_changed_target_password_keeps_earlier_copies_usable(app, tmp_pa
 async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path):
     async with app() as a:
         usb = tmp_path / "usb"
-        usb.mkdir()
-        target = await a.client.post("targets", json={
-            "name": "usb stick", "path": str(usb), "keep": 2, "encrypt": True,
-            "password": "long enough secret"})
+        target = await _encrypted_target(a, usb, "usb stick", "long enough secret", 2)
         assert target.status_code == 201, target.text
         tid = target.json()["id"]
         assert "password" not in target.json()
