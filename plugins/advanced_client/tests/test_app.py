@@ -184,7 +184,7 @@ def test_stop_mid_answer_keeps_what_was_written(app: PlexiChatApp,
 
 
 def test_two_sends_at_once_answer_one_and_a_deleted_chat_ends_its_stream(
-        app: PlexiChatApp) -> None:
+        app: PlexiChatApp, monkeypatch: pytest.MonkeyPatch) -> None:
     """Audit: two sends together (a double click, two tabs) both got past the check and
     were both answered, interleaved; deleting a chat while its answer streamed left the
     stream open for good."""
@@ -212,6 +212,9 @@ def test_two_sends_at_once_answer_one_and_a_deleted_chat_ends_its_stream(
     assert roles == ["user", "assistant"]
 
     deleted: list[bool] = []
+    # At the suite's 20 ms a token the whole answer (1.2 s) could end before a delete
+    # sent on a loaded machine arrived; at 0.25 s it would take 15 s.
+    monkeypatch.setattr(app.runtime.settings.api, "ai_builtin_token_delay", 0.25)
 
     def on_event(name: str, _data: Any) -> None:
         if name == "delta" and not deleted:
