@@ -337,7 +337,8 @@ def trash(ctl: Ctl, paths: list[Path], undo: UndoRecord) -> Outcome:
             undo.trashed.append((str(path), str(found[0]), str(found[1])))
         out.done.append(str(path))
         out.bytes += size
-        ctl.progress(i + 1, len(paths), f"trashed {path.name}")
+        # The last step is always sent: the throttle could leave the job short of its end.
+        ctl.progress(i + 1, len(paths), f"trashed {path.name}", force=i + 1 == len(paths))
     return out
 
 
@@ -371,7 +372,7 @@ def undo(ctl: Ctl, record: UndoRecord) -> dict[str, Any]:
     def step(text: str) -> None:
         nonlocal done
         done += 1
-        ctl.progress(done, steps, text)
+        ctl.progress(done, steps, text, force=done == steps)
 
     for created in reversed(record.created):
         ctl.check()

@@ -245,14 +245,18 @@ async def test_jobs_through_the_app_with_undo_and_trash(app, tmp_path: Path,
 
         # Trash goes to the (test's) system trash; undo brings it back.
         job = await finished(client, await client.post("ops/trash?wait=true", json={
-            "root": "0", "paths": ["in"]}))
+            "root": "0", "paths": ["in", "ü (1).txt"]}))
         assert job["state"] == "succeeded", job
+        # Both steps within the progress throttle's 0.1 s: the last one is still shown.
+        assert (job["done"], job["total"]) == (2, 2), job
         assert not (root / "in").exists()
         trashed = list((trash_home / "Trash" / "files").iterdir())
         assert any(p.name.startswith("in") for p in trashed)
         job = await finished(client, await client.post("ops/undo?wait=true"))
         assert job["result"]["problems"] == [], job
+        assert (job["done"], job["total"]) == (2, 2), job
         assert tree(root / "in") == {"note with spaces.txt": "n", "ü.txt": "u"}
+        assert (root / "ü (1).txt").read_text() == "u"
         assert plugin.last_undo is None
 
 
