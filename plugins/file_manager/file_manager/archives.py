@@ -516,7 +516,8 @@ def _put(budget: _Budget, base: Path, m: Member, opener: Any,
          modes: tuple[int, int]) -> int:
     """Write member ``m`` below ``base`` with the user's modes (``(file, folder)`` of
     :func:`user_modes`; a member's own bits are kept within the folder mode's mask, so
-    a script stays executable and nothing becomes setuid)."""
+    a script stays executable and nothing becomes setuid). 1 for a new file, 0 for a
+    folder or a file that replaced an earlier copy of itself."""
     file_mode, dir_mode = modes
     target = _target(base, m.name)
     if m.type == "dir":
@@ -526,7 +527,8 @@ def _put(budget: _Budget, base: Path, m: Member, opener: Any,
     src = opener()
     if src is None:
         raise ArchiveRefused(m.name, "has no content to extract")
-    if os.path.lexists(target):
+    repeated = os.path.lexists(target)
+    if repeated:
         # A member repeated (tar rf appends a newer copy): the last one wins, as tar and
         # 7-Zip do; it failed the whole extraction with a hidden temp folder's path.
         target.unlink()
@@ -536,7 +538,7 @@ def _put(budget: _Budget, base: Path, m: Member, opener: Any,
     if m.mtime:
         with contextlib.suppress(OSError, OverflowError):
             os.utime(target, (m.mtime, m.mtime))
-    return 1
+    return 0 if repeated else 1  # files on disk, not members read
 
 
 # -- testing -----------------------------------------------------------------------------

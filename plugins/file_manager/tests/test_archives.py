@@ -144,7 +144,9 @@ def test_extracted_files_get_the_users_modes_and_a_repeated_member_the_last_copy
             tar.addfile(info, io.BytesIO(data))
     dest = tmp_path / "out"
     dest.mkdir()
-    folder = Path(archives.extract(ctl, path, dest, CAPS)["folder"])
+    done = archives.extract(ctl, path, dest, CAPS)
+    assert done["files"] == 2, done  # files on disk: the repeated one was counted twice
+    folder = Path(done["folder"])
     modes = {p.relative_to(folder).as_posix(): stat.S_IMODE(p.stat().st_mode)
              for p in [folder, *folder.rglob("*")]}
     # The script stays executable, never setuid; the folders are the session's 0755.
