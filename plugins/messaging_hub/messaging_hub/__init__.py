@@ -976,6 +976,25 @@ class MessagingHubPlugin(Plugin):
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     # -- away -------------------------------------------------------------------------
+    def _refuse_contradictions(self, owner: str, settings: AwaySettings) -> None:
+        """422 for settings that were saved but could never do what they say: quiet hours
+        with one end, or of no length, and an away "until" already past when set (one
+        stored before and past since is what the page sends back: kept)."""
+        start, end = settings.quiet_start, settings.quiet_end
+        if bool(start) != bool(end):
+            missing = "quiet_end" if start else "quiet_start"
+            raise Problem(422, missing, "quiet hours need both a start and an end")
+        if start and start == end:
+            raise Problem(422, "quiet_end", f"quiet hours from {start} to {end} are empty: "
+                          "the end must differ from the start")
+        until = settings.until
+        if settings.enabled and until is not None and _aware(until) <= datetime.now(UTC):
+            stored = self.store.away(owner)
+            before = AwaySettings.model_validate(stored).until if stored else None
+            if before is None or _aware(before) != _aware(until):
+                raise Problem(422, "until", "is already past: away would end as it is "
+                              "switched on (leave it empty to stay away until switched off)")
+
     @answers
     async def get_away(self) -> Any:
         """The away settings, whether you are away now, when that changes next, the
@@ -1010,6 +1029,7 @@ class MessagingHubPlugin(Plugin):
         refusal = sandbox_refusal(settings.message)
         if refusal is not None:
             raise Problem(422, "message", refusal)
+        self._refuse_contradictions(owner, settings)
         self.store.save_away(owner, settings.model_dump(mode="json"))
         self.hub.publish("away_settings", {"away_now": settings.away_at(datetime.now(UTC))})
         return await self.get_away()

@@ -457,7 +457,12 @@ def test_away_settings_are_validated(app: PlexiChatApp) -> None:
                         ({"message": "Hi {{ boss }}"}, "message"),
                         ({"message": "Back {{ name.__class__ }}"}, "message"),  # sandbox
                         ({"window_hours": 0}, "window_hours"),
-                        ({"colour": "red"}, "colour")):
+                        ({"colour": "red"}, "colour"),
+                        # Audit: saved, and never away.
+                        ({"quiet_start": "22:00"}, "quiet_end"),
+                        ({"quiet_end": "07:00"}, "quiet_start"),
+                        ({"quiet_start": "08:00", "quiet_end": "08:00"}, "quiet_end"),
+                        ({"enabled": True, "until": "2020-01-01T00:00:00Z"}, "until")):
         refused = app.client.put("api/away", json=body)
         assert refused.status_code == 422, body
         assert refused.json()["field"] == field, refused.json()
@@ -465,6 +470,13 @@ def test_away_settings_are_validated(app: PlexiChatApp) -> None:
                                                 "timezone": "Europe/Berlin"}))
     assert quiet["settings"]["quiet_start"] == "22:00" and quiet["next_change"] is not None
     assert quiet["preview"].startswith("[auto-reply] Hi Ada")
+    # An "until" stored before and past since comes back from the page unchanged: kept.
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    ok(app.client.put("api/away", json={"enabled": True, "until": soon.isoformat()}))
+    time.sleep(1.1)
+    again = ok(app.client.put("api/away", json={"enabled": True, "until": soon.isoformat(),
+                                                "message": "Back soon"}))
+    assert again["away_now"] is False and again["settings"]["message"] == "Back soon"
     ok(app.client.put("api/away", json={}))
 
 
