@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -562,6 +563,7 @@ class MessagingHubPlugin(Plugin):
                 raise Problem(422, "recipient_id", f"no user {body.recipient_id}") from None
             raise problem from None
         message_type: str = body.message_type or "text"
+        origin: dict[str, Any] | None = None
         if body.template_id is not None:
             template = self.store.template(body.template_id)
             if template is None:
@@ -574,6 +576,9 @@ class MessagingHubPlugin(Plugin):
             content = render(template["body"], body.variables,
                              builtin_values(recipient, me, moment))
             message_type = body.message_type or template["message_type"]
+            # Kept so a new time renders the text again (see edit_outbox).
+            origin = {"body": template["body"], "variables": body.variables,
+                      "timezone": body.timezone}
         elif body.content is None:
             raise Problem(422, "content", "give the message's content or a template_id")
         else:
@@ -591,7 +596,8 @@ class MessagingHubPlugin(Plugin):
             at = now + (self.config.undo_seconds if body.undo else 0)
             kind = "undo"
         item = self.store.queue(owner, body.recipient_id, content, message_type,
-                                body.reply_to, kind, at)
+                                body.reply_to, kind, at,
+                                json.dumps({**origin, "content": content}) if origin else None)
         if body.template_id is not None:
             self.store.used_template(body.template_id)  # counted once it is queued
         self.store.delete_draft(owner, body.recipient_id)
@@ -644,18 +650,43 @@ class MessagingHubPlugin(Plugin):
                 raise Problem(422, "send_at", "must be in the future")
             kind = "scheduled" if item["state"] != HELD else None
         content = _content(body.content) if body.content is not None else None
+        rendered_from = None
+        if send_at is not None and content is None:
+            content, rendered_from = await self._rendered_for(api, owner, item, send_at)
         if in_doubt(item) and item["state"] == "pending":
             edit = (content or item["content"], body.message_type or item["message_type"])
             if edited_since_tried({**item, "content": edit[0], "message_type": edit[1]}):
                 await self._settle_before_edit(api, item, edit)
         changed = self.store.update_pending(item_id, owner, content=content,
                                             message_type=body.message_type, send_at=send_at,
-                                            kind=kind)
+                                            kind=kind, rendered_from=rendered_from)
         if changed is None:
             raise self._not_pending(self._item(owner, item_id))
         self.hub.publish("outbox", public_item(changed))
         self.dispatcher.poke()
         return public_item(changed)
+
+    async def _rendered_for(self, api: ScopedApi, owner: str, item: dict[str, Any],
+                            send_at: float) -> tuple[str | None, str | None]:
+        """The text of a message from a template rendered again for its new time
+        (``today``, ``weekday`` and ``now`` of the day it now goes out: moved from
+        Thursday to Friday, it said "Thursday"), and its new origin record; (None, None)
+        when it did not come from a template or its text was edited since. When the
+        names cannot be fetched now, the text stays as it was."""
+        origin = json.loads(item["rendered_from"]) if item.get("rendered_from") else None
+        if origin is None or origin.get("content") != item["content"]:
+            return None, None
+        try:
+            recipient = await self._profile(api, item["recipient_id"])
+            me = await self._profile(api, owner)
+            moment = datetime.fromtimestamp(send_at, ZoneInfo(origin["timezone"]))
+            content = _content(render(origin["body"], origin["variables"],
+                                      builtin_values(recipient, me, moment)))
+        except Exception as exc:  # the server away, or a template that no longer renders
+            self.ctx.logger.warning("outbox %s: kept its text for the new time (%s)",
+                                    item["id"], exc)
+            return None, None
+        return content, json.dumps({**origin, "content": content})
 
     async def _settle_before_edit(self, api: ScopedApi, item: dict[str, Any],
                                   edit: tuple[str, str] | None) -> None:

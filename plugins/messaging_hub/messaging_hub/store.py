@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     tried TEXT,                      -- JSON [[content, message_type], ...] sent so far
     edit_of TEXT,                    -- a held edit: the item whose earlier text went out
     delivered TEXT,                  -- a held edit: JSON of the message that went out
-    note TEXT                        -- why an item ended as it did, for the page
+    note TEXT,                       -- why an item ended as it did, for the page
+    rendered_from TEXT               -- JSON: the template text, variables and zone it came from
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (owner_id, state, send_at);
 CREATE TABLE IF NOT EXISTS drafts (
@@ -95,7 +96,7 @@ OPEN_STATES = ("pending", "sending")
 # 'held': an edit that lost to an earlier text of its item that had already gone out
 # (outbox.py); it waits for the user to send it as a new message, or to discard it.
 HELD = "held"
-LATER_COLUMNS = ("claim_mark", "tried", "edit_of", "delivered", "note")
+LATER_COLUMNS = ("claim_mark", "tried", "edit_of", "delivered", "note", "rendered_from")
 # claim_mark of an item claimed whose send has not begun yet (NULL: claimed by a version
 # without marks).
 UNMARKED = "?"
@@ -148,16 +149,17 @@ class Store:
 
     # -- outbox --------------------------------------------------------------------------
     def queue(self, owner_id: str, recipient_id: str, content: str, message_type: str,
-              reply_to: str | None, kind: str, send_at: float) -> dict[str, Any]:
+              reply_to: str | None, kind: str, send_at: float,
+              rendered_from: str | None = None) -> dict[str, Any]:
         stamp = time.time()
         item_id = uuid.uuid4().hex
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO outbox (id, owner_id, recipient_id, content, message_type, "
-                "reply_to, kind, send_at, state, created_at, updated_at) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                "reply_to, kind, send_at, state, created_at, updated_at, rendered_from) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                 (item_id, owner_id, recipient_id, content, message_type, reply_to, kind,
-                 send_at, stamp, stamp))
+                 send_at, stamp, stamp, rendered_from))
         item = self.item(item_id)
         assert item is not None
         return item
@@ -183,7 +185,7 @@ class Store:
     def update_pending(self, item_id: str, owner_id: str, **changes: Any) -> dict[str, Any] | None:
         """Change a pending (or held) item; None when it is neither any more (or not the
         owner's). A held item stays held: it leaves only when the user sends it."""
-        allowed = {"content", "message_type", "send_at", "kind"}
+        allowed = {"content", "message_type", "send_at", "kind", "rendered_from"}
         sets = {k: v for k, v in changes.items() if k in allowed and v is not None}
         sets["updated_at"] = time.time()
         assignments = ", ".join(f"{k} = :{k}" for k in sets)

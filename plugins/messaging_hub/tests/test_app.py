@@ -331,6 +331,17 @@ def test_send_later_is_editable_cancellable_and_sent_once(app: PlexiChatApp, ann
         "timezone": "America/New_York"}), 202)
     local = wall.replace(tzinfo=ZoneInfo("America/New_York"))
     assert queued["content"] == f"Report for {local:%A} {local.date().isoformat()}."
+    # Moved a day on, it says the new day (audit: it kept the day it was first set for);
+    # once its text is edited by hand, a new time leaves the text alone.
+    next_day = local + timedelta(days=1)
+    moved = ok(app.client.patch(f"api/outbox/{queued['id']}", json={
+        "send_at": next_day.isoformat()}))
+    assert moved["content"] == f"Report for {next_day:%A} {next_day.date().isoformat()}."
+    ok(app.client.patch(f"api/outbox/{queued['id']}", json={"content": "My own words."}))
+    moved = ok(app.client.patch(f"api/outbox/{queued['id']}", json={
+        "send_at": local.isoformat()}))
+    assert moved["content"] == "My own words."
+    ok(app.client.post(f"api/outbox/{queued['id']}/cancel"))
     # Moved the same way (a wall-clock time and its zone): read in that zone too.
     later_wall = wall + timedelta(hours=1)
     moved = ok(app.client.patch(f"api/outbox/{zoned['id']}", json={
