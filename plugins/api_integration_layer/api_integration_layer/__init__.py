@@ -16,6 +16,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from api_integration_layer.activity import RequestRecord
 from api_integration_layer.client import ApiClient
 from api_integration_layer.config import ClientConfig, ConfigError
 from api_integration_layer.endpoints import SCOPES
@@ -89,6 +90,7 @@ class ApiIntegrationLayerPlugin(Plugin):
         self._check_lock = asyncio.Lock()
         self.client.session.on_change(self._session_changed)
         self.client.activity.extra = lambda: {"rate_limit": self.client.limiter.snapshot()}
+        self.client.activity.listeners.append(self._on_request)
         ctx.provide(SERVICE_NAME, self._facade)
         ctx.on_teardown(self.client.aclose)
 
@@ -170,6 +172,16 @@ class ApiIntegrationLayerPlugin(Plugin):
         # shown belongs to the previous user.
         if session.tokens is None or (self.profile or {}).get("id") != session.tokens.user_id:
             self.profile = None
+        self._publish_status()
+
+    def _on_request(self, record: RequestRecord) -> None:
+        # The page showed the name from the sign-in after any plugin changed it.
+        if record.endpoint == "users.update_me" and record.error is None \
+                and record.status is not None and record.status < 300:
+            self.ctx.create_task(self._reload_profile(), name="api_integration_layer profile")
+
+    async def _reload_profile(self) -> None:
+        await self._load_profile()
         self._publish_status()
 
     async def _load_profile(self) -> None:

@@ -43,6 +43,8 @@ class ActivityLog:
         # Extra fields for the streamed event (the rate limiter's state), computed only
         # when someone is listening.
         self.extra: Callable[[], dict[str, Any]] | None = None
+        # Called with each new record (the plugin reloads the profile after a change).
+        self.listeners: list[Callable[[RequestRecord], None]] = []
 
     def next_id(self) -> int:
         return next(self._ids)
@@ -50,6 +52,8 @@ class ActivityLog:
     def add(self, record: RequestRecord) -> None:
         self.records.append(record)
         self.total += 1
+        for listener in list(self.listeners):
+            listener(record)
         if self.hub.subscriber_count:
             data = record.to_dict()
             if self.extra is not None:

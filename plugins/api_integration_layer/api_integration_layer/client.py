@@ -31,7 +31,7 @@ from api_integration_layer.activity import ActivityLog, RequestRecord
 from api_integration_layer.batch import BatchResult, run_batch
 from api_integration_layer.cache import ResponseCache
 from api_integration_layer.config import ClientConfig
-from api_integration_layer.endpoints import ENDPOINTS, Endpoint
+from api_integration_layer.endpoints import ENDPOINTS, Endpoint, endpoint_named
 from api_integration_layer.errors import (
     ApiHTTPError,
     ApiUnavailable,
@@ -263,7 +263,7 @@ class ApiClient(Groups):
         still have been carried out by the server: :class:`ApiUnavailable` says so
         (``maybe_done``).
         """
-        endpoint = ENDPOINTS[name]
+        endpoint = endpoint_named(name)
         if timeout is None:
             timeout = (max(self.config.timeout, self.config.slow_timeout) if endpoint.slow
                        else self.config.timeout)
@@ -272,10 +272,13 @@ class ApiClient(Groups):
         if isinstance(json, BaseModel):
             json = json.model_dump(mode="json", exclude_unset=True)
         cache_key = None
-        if endpoint.is_cacheable and self.cache.enabled and not raw and not _bypass_cache.get():
+        if endpoint.is_cacheable and self.cache.enabled and not raw:
             identity = self.session.identity if endpoint.auth else ""
             cache_key = (identity, rel + ("?" + urlencode(sorted(query.items()))
                                           if query else ""))
+        # A bypassing read still stores what it got: the next plain read went back to
+        # the older answer.
+        if cache_key is not None and not _bypass_cache.get():
             cached = self.cache.get(cache_key)
             if cached is not None:
                 self._record(endpoint, rel, 200, 0.0, caller, cache_hit=True, statuses=[200])
@@ -289,7 +292,14 @@ class ApiClient(Groups):
             response = await self._send(endpoint, rel, query, json, files, data, statuses,
                                         timeout)
         except ApiUnavailable as exc:
-            self.last_error = str(exc)
+            # Offline is for a server that cannot be reached: one slow answer (a
+            # timeout after sending) or a 503 of one route said so for the whole server.
+            if exc.timeout is None and (not statuses or statuses[-1] is None):
+                self.last_error = str(exc)
+            if exc.maybe_done and endpoint.stale_prefixes:
+                # It may have happened: a look at the state must not get the answer
+                # from before it (the README's advice, defeated by the cache).
+                self.cache.invalidate(endpoint.stale_prefixes)
             self._record(endpoint, rel, None, time.perf_counter() - started, caller,
                          statuses=statuses, error=exc.reason)
             raise
@@ -307,10 +317,10 @@ class ApiClient(Groups):
             self._record(endpoint, rel, status, latency, caller, statuses=statuses,
                          error=str(error.detail))
             raise error
-        self._record(endpoint, rel, status, latency, caller, statuses=statuses)
         if endpoint.stale_prefixes:
             self.cache.invalidate(endpoint.stale_prefixes)
         if raw:
+            self._record(endpoint, rel, status, latency, caller, statuses=statuses)
             return response
         try:
             body = response.json() if response.content else None
@@ -318,8 +328,13 @@ class ApiClient(Groups):
         except (ValueError, ValidationError) as exc:
             # ValidationError is a ValueError too; both mean the server is not speaking
             # the v1 contract here (an incompatible remote server, a proxy's error page).
-            raise InvalidResponse(f"{endpoint.method} {rel}: unexpected answer: "
-                                  f"{str(exc)[:300]}") from exc
+            problem = InvalidResponse(f"{endpoint.method} {rel}: unexpected answer: "
+                                      f"{str(exc)[:300]}")
+            # Logged as the failure it is (the request log showed a plain 200).
+            self._record(endpoint, rel, status, latency, caller, statuses=statuses,
+                         error=str(problem))
+            raise problem from exc
+        self._record(endpoint, rel, status, latency, caller, statuses=statuses)
         if cache_key is not None:
             self.cache.put(cache_key, body, generation=generation)
         return result
@@ -445,7 +460,9 @@ class ApiClient(Groups):
         started = time.perf_counter()
         try:
             response = await self._http.get(self.url(path), timeout=timeout)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, OSError, OverflowError, ExceptionGroup) as exc:
+            # A port past 65535 in a hand-written base_url is an OverflowError in an
+            # ExceptionGroup from the connect: it ended the connection check for good.
             self.last_error = f"GET {path}: {_describe(exc)}"
             raise ApiUnavailable("GET", path, _describe(exc), 1) from exc
         if response.status_code != 200:
@@ -462,7 +479,7 @@ class ApiClient(Groups):
         """A request whose answer is read as it arrives (large downloads, streamed AI
         answers with ``json`` as the body). Token refresh applies; retries do not (the
         body may be half consumed, a POST may have been acted on)."""
-        endpoint = ENDPOINTS[name]
+        endpoint = endpoint_named(name)
         rel = format_path(endpoint, path)
         token = await self.session.access_token() if endpoint.auth else None
         if endpoint.auth and token is None:

@@ -4,6 +4,7 @@ by the host's settings validator before ``setup`` (``settings_model`` on the plu
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -48,6 +49,19 @@ class ClientConfig(PluginSettings):
     @classmethod
     def _base_url(cls, value: str) -> str:
         value = value.strip()
-        if value and not value.startswith(("http://", "https://")):
+        if not value:
+            return value
+        if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
+        parts = urlsplit(value)
+        try:
+            port = parts.port  # raises for a port past 65535 or not a number
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError(f"{value!r} has no valid port (1-65535)")
+        if not parts.hostname:
+            raise ValueError(f"{value!r} names no host (e.g. http://127.0.0.1:8000/api/v1)")
+        if parts.query or parts.fragment or value.endswith(("?", "#")):
+            raise ValueError(f"{value!r}: the API root takes no query or fragment")
         return value.rstrip("/")

@@ -111,9 +111,11 @@ class Endpoint:
 
     @property
     def stale_prefixes(self) -> tuple[str, ...]:
-        """The cached resources a successful call of this endpoint makes stale."""
+        """The cached resources a successful call of this endpoint makes stale: a write's
+        own group and ``invalidates``; a read's ``invalidates`` (a read that changes
+        something, as reading a conversation marks it read)."""
         if not self.is_write:
-            return ()
+            return self.invalidates
         return ("/" + self.path.strip("/").split("/", 1)[0], *self.invalidates)
 
     @property
@@ -176,9 +178,10 @@ _ENDPOINTS = [
     # messages
     _e("messages.send", "POST", "/messages/send", invalidates=("/search",)),
     _e("messages.conversations", "GET", "/messages/conversations"),
-    # Reading a conversation marks its messages read: never answered from the cache.
+    # Reading a conversation marks its messages read: never answered from the cache, and
+    # the cached unread counts are stale after it.
     _e("messages.conversation", "GET", "/messages/conversation/{other_user_id}",
-       cacheable=False),
+       cacheable=False, invalidates=("/messages/conversations", "/messages/stats")),
     _e("messages.stats", "GET", "/messages/stats"),
     _e("messages.get", "GET", "/messages/{message_id}"),
     _e("messages.delete", "DELETE", "/messages/{message_id}", invalidates=("/search",)),
@@ -358,3 +361,19 @@ def unknown_scopes(declared: list[str]) -> list[str]:
             continue
         out.append(scope)
     return out
+
+
+def endpoint_named(name: str) -> Endpoint:
+    """The endpoint called ``name`` ("<group>.<method>", see :data:`ENDPOINTS`); a
+    ``KeyError`` naming the close ones for a name the client does not know."""
+    try:
+        return ENDPOINTS[name]
+    except KeyError:
+        import difflib
+
+        near = difflib.get_close_matches(name, ENDPOINTS, n=3, cutoff=0.6)
+        group = name.split(".", 1)[0]
+        near = near or sorted(n for n in ENDPOINTS if n.startswith(group + "."))[:6]
+        hint = f"; did you mean {', '.join(near)}?" if near else ""
+        raise KeyError(f"unknown endpoint {name!r} (the names are in "
+                       f"api_integration_layer.endpoints.ENDPOINTS){hint}") from None

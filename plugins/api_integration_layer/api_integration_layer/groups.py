@@ -136,8 +136,19 @@ class AuthApi(_Group):
             is_code = given.replace(" ", "").isdigit() and len(given.replace(" ", "")) == 6
             return await self.login_2fa(info.mfa_token, code=given if is_code else None,
                                         recovery_code=None if is_code else given)
-        self._c.client.session.set(answer)
-        self._c.client.limiter.forget()  # the last user's request limit is not theirs
+        return await self._adopt(answer)
+
+    async def _adopt(self, answer: dict[str, Any]) -> m.TokenResponse:
+        """Make a login's tokens the client's session."""
+        client = self._c.client
+        before = client.session.identity
+        if before and before != str(answer.get("user_id")):
+            # Signed in as someone else without signing out: the last user's realtime
+            # subscriptions went on delivering their private events to plugins now
+            # acting for the new one.
+            await client.close_subscriptions()
+        client.session.set(answer)
+        client.limiter.forget()  # the last user's request limit is not theirs
         return m.TokenResponse.model_validate(answer)
 
     async def login_2fa(self, mfa_token: str, *, code: str | None = None,
@@ -147,9 +158,7 @@ class AuthApi(_Group):
         body = _body(m.Login2faRequest, mfa_token=mfa_token, code=code,
                      recovery_code=recovery_code)
         answer = await self._c.call("auth.login_2fa", json=body)
-        self._c.client.session.set(answer)
-        self._c.client.limiter.forget()  # the last user's request limit is not theirs
-        return m.TokenResponse.model_validate(answer)
+        return await self._adopt(answer)
 
     # -- 2FA, passwords, sessions ----------------------------------------------------------
     async def mfa_status(self) -> m.MfaStatus:

@@ -65,28 +65,38 @@ class RateLimiter:
         """
         keys = keys or (GLOBAL,)
         waited = 0.0
-        async with self._lock:
-            while True:
-                now = self._clock()
-                pause = self._pause_left(keys, now)
-                if pause > 0:
-                    if max_pause is not None and pause > max_pause:
-                        raise PausedError(pause)
-                    await asyncio.sleep(pause)
-                    waited += pause
-                    continue
-                if self.rate <= 0:
-                    break
-                self._refill(now)
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    break
-                delay = (1 - self._tokens) / self.rate
-                self.throttled += 1 if waited == 0 else 0
-                await asyncio.sleep(delay)
-                waited += delay
+        while True:
+            # A pause is waited out without the lock: holding it, a pause of one route or
+            # account held every other caller back as well.
+            pause = self._pause_left(keys, self._clock())
+            if pause > 0:
+                if max_pause is not None and pause > max_pause:
+                    raise PausedError(pause)
+                await asyncio.sleep(pause)
+                waited += pause
+                continue
+            async with self._lock:
+                if self._pause_left(keys, self._clock()) > 0:
+                    continue  # paused while it queued for the lock: wait that out first
+                waited += await self._token()
+                break
         self.waited += waited
         return waited
+
+    async def _token(self) -> float:
+        """Take one token (the lock held: waiters are served in order); seconds waited."""
+        if self.rate <= 0:
+            return 0.0
+        waited = 0.0
+        while True:
+            self._refill(self._clock())
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return waited
+            delay = (1 - self._tokens) / self.rate
+            self.throttled += 1 if waited == 0 else 0
+            await asyncio.sleep(delay)
+            waited += delay
 
     def forget(self, key: str = GLOBAL) -> None:
         """Drop the pause of ``key``: the user-wide one when another user signs in (it was

@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from api_integration_layer.batch import BatchResult
 from api_integration_layer.client import ApiClient
 from api_integration_layer.endpoints import (
-    ENDPOINTS,
     SCOPES,
     Endpoint,
+    endpoint_named,
     scope_matches,
     unknown_scopes,
 )
@@ -58,7 +58,7 @@ class ScopedCaller:
                                      list(self.scopes))
 
     async def call(self, name: str, **kwargs: Any) -> Any:
-        self.check(ENDPOINTS[name])
+        self.check(endpoint_named(name))
         kwargs["caller"] = self.plugin_id
         return await self._client.call(name, **kwargs)
 

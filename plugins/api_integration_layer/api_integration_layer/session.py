@@ -34,6 +34,10 @@ class Session:
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[Session], Any]] = []
         self.refreshes = 0
+        # Refresh attempts ended, and how the last one failed to reach the server: the
+        # callers that queued behind it share that answer instead of each trying again.
+        self._attempts = 0
+        self._unreachable: ApiUnavailable | None = None
         try:
             self.tokens: TokenSet | None = store.load(key)
         except Exception as exc:
@@ -131,7 +135,12 @@ class Session:
     async def refresh(self, used: str | None = None) -> bool:
         """Rotate the tokens with ``/auth/refresh``. Raises :class:`NotAuthenticated`
         (and forgets the session) when the server refuses the refresh token."""
+        queued_at = self._attempts
         async with self._lock:
+            if self._attempts != queued_at and self._unreachable is not None:
+                # The refresh tried while this caller waited found no server: trying
+                # again at once only multiplied the wait (five callers, five timeouts).
+                raise self._unreachable
             t = self.tokens
             if t is None:
                 raise NotAuthenticated("POST", "/auth/refresh", 401,
@@ -142,9 +151,13 @@ class Session:
                 self.clear()
                 raise NotAuthenticated("POST", "/auth/refresh", 401,
                                        "the session expired; log in again")
+            self._unreachable = None
             try:
                 body = await self._client.call("auth.refresh",
                                                json={"refresh_token": t.refresh_token})
+            except ApiUnavailable as exc:
+                self._unreachable = exc
+                raise
             except ApiHTTPError as exc:
                 if exc.status in (400, 401, 403, 422):
                     self.clear()
@@ -152,6 +165,8 @@ class Session:
                                            f"the session ended: {exc.detail}; log in again",
                                            exc.headers) from exc
                 raise
+            finally:
+                self._attempts += 1
             self.refreshes += 1
             self.set(body)
             return True

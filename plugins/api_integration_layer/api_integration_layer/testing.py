@@ -279,8 +279,9 @@ class ReceivedRequest:
 
 class LoopbackHTTPServer:
     """A tiny HTTP/1.1 server on 127.0.0.1 that follows a script, one entry per
-    connection: ``"drop"`` (accept, then close without answering) or
-    ``(status, body_dict, headers)``; the last entry repeats. Every request is recorded.
+    connection: ``"drop"`` (accept, then close without answering), ``"hang"`` (read the
+    request, then answer nothing until the client goes) or ``(status, body_dict,
+    headers)``; the last entry repeats. Every request is recorded.
     For webhook receivers, retry tests and servers that misbehave on purpose."""
 
     def __init__(self, script: Sequence[Any] = ((200, {"ok": True}, {}),)):
@@ -329,6 +330,9 @@ class LoopbackHTTPServer:
             request = ReceivedRequest(method, path, headers, body)
             self.requests.append(request)
             self.received.put_nowait(request)
+            if action == "hang":
+                await reader.read()  # until the client closes its end
+                return
             status, payload, extra = action
             data = json.dumps(payload).encode()
             head_out = [f"HTTP/1.1 {status} X", "Content-Type: application/json",

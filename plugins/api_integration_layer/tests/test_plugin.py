@@ -11,6 +11,7 @@ from pathlib import Path
 import api_integration_layer
 import httpx
 import pytest
+from api_integration_layer.config import ClientConfig
 from api_integration_layer.errors import ApiPermissionError, UnknownScopeError
 from api_integration_layer.scoped import ScopedApi
 from api_integration_layer.testing import PASSWORD, embedded_server, plugin_folder, unique_name
@@ -80,12 +81,19 @@ async def test_page_routes_login_and_the_live_log(plexichat_app: PlexiChatApp):
             app.call(plugin.client.users.me())
             hit = await next_event(events, "request", lambda d: d["cache_hit"])
             assert hit["endpoint"] == "users.me"
+            # A plugin renaming the user: the page shows the new name (audit: the one
+            # from the sign-in, until the next sign-in).
+            app.call(plugin.client.users.update_me(display_name="Renamed User"))
+            renamed = await next_event(events, "status", lambda d: d["user"] and
+                                       d["user"]["display_name"] == "Renamed User")
+            assert renamed["user"]["username"] == name
             await events.aclose()
 
         log = (await http.get("api/log")).json()
         endpoints = [r["endpoint"] for r in log["requests"]]
         assert endpoints[0] == "system.discover"  # the status page's first check
         assert endpoints[1:4] == ["auth.register", "auth.login", "users.me"]
+        assert endpoints[4:7] == ["users.me", "users.update_me", "users.me"], endpoints
         bad = await http.post("api/login", json={"username": name, "password": "nope"})
         assert bad.status_code == 401 and "invalid credentials" in bad.json()["detail"]
         assert (await http.post("api/login", json={"username": name})).status_code == 422
@@ -192,6 +200,11 @@ async def test_a_bad_setting_fails_the_plugin_with_the_setting_named(home: Path,
                                                                    tmp_path: Path):
     folder = plugin_folder(tmp_path, PLUGIN_ROOT)
     bad = {PLUGIN_ID: {"base_url": "chat.example.org/api/v1"}}
+    # A port past 65535 got through and ended the connection check (audit).
+    for typo, words in (("http://127.0.0.1:80800/api/v1", "port"), ("http://", "host"),
+                        ("http://h/api/v1?x=1", "query")):
+        with pytest.raises(ValueError, match=words):
+            ClientConfig(base_url=typo)
     async with embedded_server(home, plugin_dirs=[folder], plugin_settings=bad,
                                enabled=False) as server:
         record = server.runtime.plugins.by_id[PLUGIN_ID]  # type: ignore[union-attr]

@@ -76,6 +76,19 @@ async def test_logout_closes_subscriptions_and_a_revoked_session_ends_them(share
         with pytest.raises(NotConnected):
             await sub.wait_connected(1)
 
+        # Signing in as someone else without signing out ends the last user's
+        # subscriptions (audit: they went on delivering that user's private events to
+        # plugins now acting for the new one); signing in again as the same user not.
+        await ann.auth.login(name, PASSWORD)
+        sub = ann.realtime.subscribe().start()
+        await sub.wait_connected(10)
+        await ann.auth.login(name, PASSWORD)
+        assert not sub.finished
+        eve = unique_name()
+        await server.client().auth.register(eve, f"{eve}@example.org", PASSWORD)
+        await ann.auth.login(eve, PASSWORD)
+        assert sub.state == "closed" and sub.finished
+
 
 @pytest.mark.asyncio
 async def test_a_subscription_started_while_the_server_is_away_keeps_trying(home: Path):

@@ -3,6 +3,7 @@ connections or answer 503, never retrying a 4xx, and batches with mixed failures
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -66,10 +67,28 @@ async def test_gets_are_cached_per_user_and_writes_invalidate_their_resource(sha
         assert not any(r.cache_hit for r in bob.activity.records
                        if r.endpoint == "messages.conversation")
 
+        # Reading a conversation marks it read: the cached unread counts go with it
+        # (audit: the stats kept saying 1 unread for the cache's 30 s).
+        await ann.messages.send(bob.user["id"], "unread")
+        assert (await bob.messages.stats()).unread_messages == 1
+        assert (await bob.messages.stats()).unread_messages == 1  # from the cache
+        await bob.messages.conversation(ann.user["id"])
+        assert (await bob.messages.stats()).unread_messages == 0
+
         # An explicit bypass, and a short TTL that runs out.
         with ann.bypass_cache():
             await ann.users.me()
         assert not ann.activity.records[-1].cache_hit
+        # What a bypassing read got is what the next plain read gets (audit: it went
+        # back to the older cached answer). The change is made by another client.
+        elsewhere = server.client()
+        await elsewhere.auth.login(ann.user["username"], PASSWORD)
+        await elsewhere.users.update_me(display_name="Elsewhere")
+        assert (await ann.users.me()).display_name == "Annie"  # cached, as documented
+        with ann.bypass_cache():
+            assert (await ann.users.me()).display_name == "Elsewhere"
+        assert (await ann.users.me()).display_name == "Elsewhere"
+        assert ann.activity.records[-1].cache_hit
         short = await server.account(cache_ttl=0.2)
         await short.users.me()
         time.sleep(0.25)
@@ -256,6 +275,46 @@ async def test_an_answer_that_breaks_the_contract_is_reported_not_cached():
         with pytest.raises(InvalidResponse, match="GET /system/version"):
             await client.system.version()  # "version" and "api_version" are required
         assert len(client.cache) == 0
+        # The request log says it failed (audit: a plain 200 without an error).
+        record = client.activity.records[-1]
+        assert record.status == 200 and "unexpected answer" in (record.error or "")
+
+
+async def test_a_write_that_may_be_done_drops_cached_reads_and_is_no_outage():
+    """Audit: after a send timed out (maybe_done) the README says to look before trying
+    again, and the look got the cached list from before the send; and the one slow answer
+    marked the whole server offline."""
+    script = [(200, {"total": 0}, {}), "hang", (200, {"total": 1}, {})]
+    async with fake_server(script, timeout=0.5) as (_, client):
+        client.session.set({"access_token": "pxa_x", "refresh_token": "pxr_x",
+                            "expires_in": 3600, "user_id": "u", "username": "ann"})
+        assert (await client.call("messages.conversations"))["total"] == 0
+        with pytest.raises(ApiUnavailable) as late:
+            await client.messages.send("someone", "did it go?")
+        assert late.value.maybe_done
+        assert client.last_error is None  # one slow answer: not offline
+        assert (await client.call("messages.conversations"))["total"] == 1
+        assert not client.activity.records[-1].cache_hit
+
+
+async def test_callers_queued_behind_a_refresh_that_found_no_server_share_its_answer():
+    """Audit: five calls at a token's expiry with /auth/refresh hanging each tried their
+    own refresh in turn, the last failing after five timeouts."""
+    async with fake_server(["hang"], timeout=0.3, max_retries=0) as (server, client):
+        client.session.set({"access_token": "pxa_x", "refresh_token": "pxr_x",
+                            "expires_in": 1, "user_id": "u", "username": "ann"})
+        await asyncio.sleep(0.8)  # within the last quarter of its life: refreshed first
+        results = await asyncio.gather(*(client.call("users.me") for _ in range(5)),
+                                       return_exceptions=True)
+        assert all(isinstance(r, ApiUnavailable) for r in results), results
+        refreshes = [r for r in server.requests if r.path.endswith("/auth/refresh")]
+        assert len(refreshes) == 1, [r.path for r in server.requests]
+
+
+async def test_an_unknown_endpoint_name_says_so():
+    async with fake_server([PING]) as (_, client):
+        with pytest.raises(KeyError, match=r"unknown endpoint 'messages\.nope'.*messages\."):
+            await client.call("messages.nope")
 
 
 async def test_a_download_whose_checksum_differs_is_refused():

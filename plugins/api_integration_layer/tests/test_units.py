@@ -196,6 +196,24 @@ async def test_pauses_from_the_server_hold_requests_back():
     assert set(limiter.snapshot()["paused"]) == {"/auth/login", "*"}
 
 
+@pytest.mark.asyncio
+async def test_a_caller_waiting_out_a_pause_holds_nobody_else():
+    """Audit: the pause was waited out holding the limiter's lock, so one route's 429
+    (messages.send) held users.me and system.version as long."""
+    limiter = RateLimiter(rate=100, burst=5)
+    limiter.pause(5, "/messages/send")
+    paused = asyncio.ensure_future(limiter.acquire("/messages/send"))
+    await asyncio.sleep(0.05)  # it is waiting now
+    free = await asyncio.wait_for(limiter.acquire("*", "/users/me"), 2)
+    assert free == 0.0 and not paused.done()
+    paused.cancel()
+    # A pause arriving while a caller queued for the lock is still waited out.
+    limiter.pause(0.2, "/users/me")
+    started = time.monotonic()
+    await limiter.acquire("*", "/users/me")
+    assert time.monotonic() - started >= 0.18
+
+
 # -- retry policy ----------------------------------------------------------------------
 def test_retry_policy_backs_off_exponentially_with_jitter_and_never_for_4xx():
     policy = RetryPolicy(max_retries=3, base_delay=0.1, max_delay=1.0)

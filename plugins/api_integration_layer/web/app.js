@@ -239,12 +239,20 @@ function showError(text) {
 }
 
 // ---- start --------------------------------------------------------------------------
+// A failed answer is an error with the route's own words (a 500 was read as a status).
+async function getJson(path) {
+  const answer = await fetch(path, { credentials: "same-origin" });
+  const body = await answer.json().catch(() => null);
+  if (!answer.ok) {
+    const detail = body && body.detail ? body.detail : `HTTP ${answer.status}`;
+    throw new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+  }
+  return body;
+}
+
 async function load() {
   try {
-    const [status, log] = await Promise.all([
-      fetch("api/status", { credentials: "same-origin" }).then((r) => r.json()),
-      fetch("api/log", { credentials: "same-origin" }).then((r) => r.json()),
-    ]);
+    const [status, log] = await Promise.all([getJson("api/status"), getJson("api/log")]);
     renderStatus(status);
     log.requests.forEach((record) => addRow(record, false));
   } catch (err) {
