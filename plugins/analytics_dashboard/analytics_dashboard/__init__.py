@@ -91,6 +91,17 @@ def _problem(exc: Exception) -> PluginProblem:
     raise exc
 
 
+def _failure_text(exc: Exception, logger: Any, what: str) -> str:
+    """What a background run records on its subscription or rule: the client's errors
+    as the page shows them, anything else by its type and words, logged with its
+    traceback (re-raised, one unexpected error ended the timer running them all)."""
+    try:
+        return str(_problem(exc))
+    except Exception:
+        logger.error("%s failed", what, exc_info=exc)
+        return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
 def _csv_list(text: str, field: str, known: tuple[str, ...]) -> list[str]:
     wanted = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in wanted if t not in known]
@@ -148,7 +159,8 @@ class AnalyticsDashboardPlugin(Plugin):
         every = (f"every_{minutes // 60}_hours" if minutes % 60 == 0
                  else f"every_{minutes}_minutes")
         ctx.schedule(every, self.check_rules, "alert rules")
-        ctx.create_task(self._subscription_timer(), name="analytics subscriptions")
+        self._timer = ctx.create_task(self._subscription_timer(),
+                                      name="analytics subscriptions")
 
     # -- helpers -----------------------------------------------------------------------
     async def _guard(self, work: Callable[[], Awaitable[Any]]) -> Any:
@@ -387,7 +399,8 @@ class AnalyticsDashboardPlugin(Plugin):
                     with self.api.bypass_cache():
                         breached, value, message = await self._condition(record, cache)
                 except Exception as exc:  # recorded on the rule, next goes on
-                    state["last_error"] = str(_problem(exc))
+                    state["last_error"] = _failure_text(exc, self.ctx.logger,
+                                                        f"rule {record['name']!r}")
                     continue
                 state.update(last_value=value, last_message=message)
                 if not state.get("undelivered"):  # a failed delivery stays shown until sent
@@ -575,6 +588,8 @@ class AnalyticsDashboardPlugin(Plugin):
             content, _media, name = await asyncio.to_thread(self.render, data,
                                                             record["format"])
             name = f"{record['id']}-{name}"
+            # The folder may have been moved away by hand since the start: made again.
+            self.reports_dir.mkdir(parents=True, exist_ok=True)
             (self.reports_dir / name).write_bytes(content)
             self._prune(record["id"])
             uploaded = None
@@ -584,7 +599,7 @@ class AnalyticsDashboardPlugin(Plugin):
                 uploaded = info.id
             await self._deliver_report(record, data, name, uploaded)
         except Exception as exc:  # recorded and shown on the subscription
-            detail = str(_problem(exc))
+            detail = _failure_text(exc, self.ctx.logger, f"report {record['name']!r}")
             record.update(last_status="failed", last_error=detail, last_run_at=now)
             record["failures"] = int(record.get("failures") or 0) + 1
             if scheduled:
@@ -638,7 +653,11 @@ class AnalyticsDashboardPlugin(Plugin):
             now = time.time()
             for sub_id, record in list(self.store.subscriptions.items()):
                 if record.get("enabled") and record["next_run_at"] <= now:
-                    await self.run_subscription(sub_id)
+                    try:
+                        await self.run_subscription(sub_id)
+                    except Exception:  # the record could not be saved: the rest still run
+                        self.ctx.logger.exception("subscription %s", sub_id)
+                        record["next_run_at"] = now + RETRY_SECONDS
             upcoming = [r["next_run_at"] for r in self.store.subscriptions.values()
                         if r.get("enabled")]
             wait = min(upcoming) - time.time() if upcoming else 300.0

@@ -255,7 +255,12 @@ class AutomationStore:
     def update_rule(self, rule_id: str, rule: RuleIn) -> dict[str, Any]:
         record = self.rules[rule_id]
         # The state stays: changing a threshold of a firing rule resolves it at the
-        # next check (a transition) instead of starting it over silently.
+        # next check (a transition) instead of starting it over silently. A rule made to
+        # watch something else is another alert: its state starts over (it stayed
+        # "firing", and the new condition, breached too, was never sent).
+        watched = ("metric", "kind", "operator", "direction")
+        if any(record.get(key) != getattr(rule, key) for key in watched):
+            record["state"] = new_state()
         record.update(rule.model_dump())
         self.save()
         return record

@@ -65,6 +65,16 @@ async def test_threshold_rule_fires_once_resolves_and_cooldown_holds(app):
         events = (await running.client.get("events")).json()["events"]
         assert [e["kind"] for e in events] == ["alert.fired", "alert.resolved", "alert.fired"]
 
+        # Made to watch another metric it is another alert: sent when breached (audit:
+        # it stayed "firing" from the old condition and never notified).
+        other = {**rule, "name": "Messages", "metric": "messages", "operator": ">=",
+                 "value": 0}
+        r = await running.client.put(f"rules/{created['id']}", json=other)
+        assert r.json()["state"]["status"] == "ok"
+        fired = (await running.client.post("rules/check")).json()["events"]
+        assert [(e["kind"], e["sent"]) for e in fired] == [("alert.fired", True)]
+        assert "Alert: Messages" in [n.title for n in await _notifications(running)]
+
 
 async def test_rule_to_a_webhook_is_signed(app):
     async with app() as running, LoopbackHTTPServer() as receiver:
@@ -223,6 +233,43 @@ async def test_a_subscription_runs_when_due_and_keeps_its_file(app):
         for bad in ("../automation.json", "nothing.pdf", "%2e%2e%2fautomation.json"):
             r = await running.client.get(f"files/{bad}")
             assert r.status_code in (404, 422), (bad, r.status_code)
+
+
+async def test_an_unexpected_failure_is_recorded_and_the_timer_goes_on(
+        app, monkeypatch: pytest.MonkeyPatch):
+    """Audit: an error the plugin did not expect (a failed write, the PDF library) ended
+    the timer: no subscription ran again until a restart, and the page said nothing."""
+    async with app() as running:
+        plugin = running.plugin
+        sub = (await running.client.post("subscriptions", json={
+            "name": "Boom", "report": "activity", "days": 7, "format": "csv",
+            "schedule": "0 8 * * 1"})).json()
+
+        def broken(data: object, fmt: str) -> tuple[bytes, str, str]:
+            raise RuntimeError("the PDF library broke")
+
+        mended = plugin.render
+        monkeypatch.setattr(plugin, "render", broken)
+        r = await running.client.post(f"subscriptions/{sub['id']}/run")
+        assert r.status_code == 502, r.text
+        assert r.json()["last_error"] == "unexpected error: RuntimeError: the PDF library broke"
+
+        async def run_when_due(runs_before: int, failures_before: int) -> dict:
+            record = plugin.store.subscriptions[sub["id"]]
+            record["next_run_at"] = time.time() - 60
+            plugin._wake.set()
+            for _ in range(600):  # a condition to wait for, not a time to assert
+                if (record.get("runs") or 0) > runs_before or \
+                        (record.get("failures") or 0) > failures_before:
+                    break
+                await asyncio.sleep(0.05)
+            return record
+
+        record = await run_when_due(0, 1)
+        assert record["failures"] == 2 and not plugin._timer.done()
+        monkeypatch.setattr(plugin, "render", mended)  # the next due run works
+        record = await run_when_due(0, 2)
+        assert record["last_status"] == "ok" and record["runs"] == 1, record["last_error"]
 
 
 async def test_a_non_administrators_top_users_subscription_says_why(app):
