@@ -258,10 +258,15 @@ class AnalyticsDashboardPlugin(Plugin):
             raise PluginProblem(404, "report_type", f"no report {report_type!r}; known: "
                                                    f"{', '.join(analysis.REPORT_CHARTS)}")
 
-    async def report_route(self, report_type: str, days: Days = 30) -> Any:
-        """A report as columns, rows, summary and what to chart."""
+    async def report_route(self, report_type: str, days: Days = 30,
+                           fresh: bool = False) -> Any:
+        """A report as columns, rows, summary and what to chart (``fresh``: not from the
+        API layer's cache, as the page's Refresh asks)."""
         async def work() -> Any:
             self._known_report(report_type)
+            if fresh:
+                with self.api.bypass_cache():
+                    return await analysis.report(self.api, report_type, days)
             return await analysis.report(self.api, report_type, days)
         return await self._guard(work)
 
@@ -269,10 +274,12 @@ class AnalyticsDashboardPlugin(Plugin):
         self, report_type: str, days: Days = 30,
         format: Annotated[str, Query(pattern="^(csv|pdf)$")] = "csv",
     ) -> Any:
-        """The report as a CSV (formula-safe) or PDF download."""
+        """The report as a CSV (formula-safe) or PDF download, of the figures as they are
+        now (a file kept for later was up to the cache's 30 s old)."""
         async def work() -> Any:
             self._known_report(report_type)
-            data = await analysis.report(self.api, report_type, days)
+            with self.api.bypass_cache():
+                data = await analysis.report(self.api, report_type, days)
             # A PDF takes fpdf2 0.1-5 s (its first import and font parsing): off the loop.
             content, media, name = await asyncio.to_thread(self.render, data, format)
             return Response(content, media_type=media, headers={
@@ -289,10 +296,8 @@ class AnalyticsDashboardPlugin(Plugin):
         subtitle = (f"Last {data['period_days']} days (UTC) from "
                     f"{exports.day_text(data.get('since'))} · generated "
                     f"{exports.moment_text(data.get('generated_at'))}")
-        summary = dict(data["summary"])
-        if data["type"] == "activity" and "users" in summary:  # v1 counts new accounts
-            summary["new_users"] = summary.pop("users")
-        pdf = exports.to_pdf(data["title"], subtitle, data["columns"], data["rows"], summary)
+        pdf = exports.to_pdf(data["title"], subtitle, data["columns"], data["rows"],
+                             data["summary"])
         return pdf, "application/pdf", base + ".pdf"
 
     # -- alert rules -------------------------------------------------------------------
@@ -524,6 +529,18 @@ class AnalyticsDashboardPlugin(Plugin):
     async def subscriptions_route(self) -> dict[str, Any]:
         return {"subscriptions": [public(s) for s in self.store.subscriptions.values()]}
 
+    async def _refuse_admin_report(self, sub: SubscriptionIn) -> None:
+        """403 for an administrator's report subscribed by someone else: it was saved and
+        then failed on every run."""
+        if sub.report != "top_users" or not self.api.user:
+            return
+        try:
+            admin = await self.is_admin()
+        except Exception:  # the server away: the first run will say so
+            return
+        if not admin:
+            raise PluginProblem(403, "report", ADMIN_NEEDED, admin_needed=True)
+
     async def add_subscription_route(self, sub: SubscriptionIn) -> Any:
         """Create a subscription; it first runs at its next scheduled time."""
         if sub.upload and not self.api.allows("files:write"):
@@ -531,6 +548,7 @@ class AnalyticsDashboardPlugin(Plugin):
                                 status_code=422)
         if refused := await self._refused_webhook(sub):
             return refused
+        await self._refuse_admin_report(sub)
         record = self.store.add_subscription(sub, time.time())
         self._wake.set()
         self.changed("subscription added")
@@ -546,19 +564,27 @@ class AnalyticsDashboardPlugin(Plugin):
         if (sub.channel, sub.webhook_url) != (before.get("channel"), before.get("webhook_url")
                                               ) and (refused := await self._refused_webhook(sub)):
             return refused
+        if sub.report != before.get("report"):
+            await self._refuse_admin_report(sub)
         record = self.store.update_subscription(sub_id, sub, time.time())
         self._wake.set()
         self.changed("subscription changed")
         return public(record)
 
     async def delete_subscription_route(self, sub_id: str) -> Any:
+        """Delete a subscription and the report files it kept (they stayed in "Kept
+        reports" for good: pruning only looks after subscriptions that exist)."""
         if self.store.subscriptions.pop(sub_id, None) is None:
             return JSONResponse({"detail": f"sub_id: no subscription {sub_id!r}"},
                                 status_code=404)
         self.store.save()
+        removed = 0
+        for kept in self.reports_dir.glob(f"{sub_id}-*"):
+            kept.unlink(missing_ok=True)
+            removed += 1
         self._wake.set()
         self.changed("subscription deleted")
-        return {"deleted": sub_id}
+        return {"deleted": sub_id, "files_deleted": removed}
 
     async def run_subscription_route(self, sub_id: str) -> Any:
         """Run a subscription now (its schedule is unchanged)."""

@@ -15,8 +15,10 @@ from typing import Any
 from analytics_dashboard import stats
 from analytics_dashboard.metrics import KPI_KEYS, METRICS, SERIES_KEYS, card, value_of
 
-#: Extra days fetched before a trend's period so its first days have a baseline too.
-LEAD_DAYS = stats.BASELINE_DAYS
+#: Extra days fetched before a trend's period so its first days have a baseline too, and
+#: all the same weekdays the weekly check looks at (with 28, a day of the 7-day view was
+#: judged against 4 earlier Sundays and the same day in the 30-day view against 8).
+LEAD_DAYS = max(stats.BASELINE_DAYS, 7 * stats.WEEKS)
 #: The longest series the v1 API gives (two years; servers from before that change: one).
 MAX_SERIES_DAYS = 730
 OLD_MAX_SERIES_DAYS = 365
@@ -97,18 +99,26 @@ def analyse(key: str, points: Sequence[dict[str, Any]], days: int, *, window: in
     first, second = sum(shown[:half]), sum(shown[half:])
     per_day = stats.slope(shown)
     mean = sum(shown) / len(shown) if shown else 0.0
+    previous_mean = sum(before) / len(before) if before else None
+    # A metric whose days do not add up (distinct users) is compared by its average day:
+    # its "total" contradicted the card (4 active users, "total 11").
+    now, then = ((sum(shown), None if before is None else sum(before)) if metric.summable
+                 else (mean, previous_mean))
     result: dict[str, Any] = {
         "key": key, "label": metric.label, "unit": metric.unit, "window": window,
         "points": rows,
         "summary": {
-            "total": sum(shown), "mean_per_day": round(mean, 2),
+            "summable": metric.summable,
+            "total": sum(shown) if metric.summable else None,
+            "mean_per_day": round(mean, 2),
             "slope_per_day": round(per_day, 3),
             "first_half": first, "second_half": second,
             "change": None if first == 0 else round((second - first) / first, 4),
             "words": _trend_words(metric.unit, per_day, mean, first, second, len(shown)),
-            "previous_total": None if before is None else sum(before),
-            "change_vs_previous": None if before is None else _rounded(
-                stats.percent_change(sum(shown), sum(before))),
+            "previous_total": None if before is None or not metric.summable else sum(before),
+            "previous_mean": None if previous_mean is None else round(previous_mean, 2),
+            "change_vs_previous": None if then is None else _rounded(
+                stats.percent_change(now, then)),
         },
         "anomalies": [a.to_dict() for a in flagged],
         "forecast": [],
@@ -146,7 +156,8 @@ def _trend_words(unit: str, per_day: float, mean: float, first: float, second: f
     if days < 2 or (first == 0 and second == 0):
         return f"No {unit} in this period."
     if first == 0:
-        return f"{second:,.0f} {unit} in the second half of the period, none in the first."
+        return (f"{stats.amount(second, unit)} in the second half of the period, none in "
+                "the first.")
     change = (second - first) / first
     if abs(change) < 0.05:
         return f"Steady: {mean:,.1f} {unit} a day on average."
@@ -183,11 +194,15 @@ async def report(api: Any, report_type: str, days: int) -> dict[str, Any]:
     answer = (await api.analytics.report(report_type, days=days)).model_dump(mode="json")
     x, ys, mark = REPORT_CHARTS.get(report_type, (None, [], "bar"))
     columns = answer.get("columns") or []
+    summary = dict(answer.get("summary") or {})
+    if report_type == "activity" and "users" in summary:
+        # v1 counts new accounts there; the page said "users: 4", the PDF "new users".
+        summary["new_users"] = summary.pop("users")
     return {"type": report_type, "title": answer.get("title") or report_type,
             "period_days": answer.get("period_days", days),
             "since": answer.get("since"), "generated_at": answer.get("generated_at"),
             "columns": columns, "rows": answer.get("rows") or [],
-            "summary": answer.get("summary") or {},
+            "summary": summary,
             "chart": {"x": x, "y": [c for c in ys if c in columns], "mark": mark}}
 
 

@@ -26,11 +26,15 @@ class Metric:
     series: str | None         # the /trends metric; None: no daily series
     higher_is_better: bool | None = True   # None: neither (e.g. searches)
     help: str = ""
+    # Whether days add up: distinct users of each day do not (4 people active all week
+    # are 28 "user-days", not 28 users); such a trend is compared by its daily average.
+    summable: bool = True
 
 
 METRICS: dict[str, Metric] = {m.key: m for m in (
     Metric("active_users", "Active users", "active users", ("users", "active"),
-           "active_users", help="users who sent a message, uploaded a file or signed in"),
+           "active_users", help="users who sent a message, uploaded a file or signed in",
+           summable=False),
     Metric("new_users", "New users", "new users", ("users", "new"), "users",
            help="accounts created"),
     Metric("messages", "Messages", "messages", ("messages", "in_period"), "messages",

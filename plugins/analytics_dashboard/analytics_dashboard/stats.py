@@ -90,6 +90,19 @@ def _fmt(value: float) -> str:
     return f"{value:,.0f}" if abs(value - round(value)) < 1e-9 else f"{value:,.1f}"
 
 
+def amount(value: float, unit: str) -> str:
+    """``value`` and its plural ``unit``, singular for exactly one ("1 file")."""
+    if value != 1:
+        return f"{_fmt(value)} {unit}"
+    if unit.endswith("ies"):
+        unit = unit[:-3] + "y"
+    elif unit.endswith(("ches", "shes", "sses")):
+        unit = unit[:-2]
+    elif unit.endswith("s"):
+        unit = unit[:-1]
+    return f"1 {unit}"
+
+
 def _weekday(date: str) -> str:
     try:
         return dt.date.fromisoformat(date).strftime("%a %d %b %Y")
@@ -110,7 +123,7 @@ def explain(date: str, value: float, baseline: float, z: float, history: int,
     else:
         size = f"against a usual {_fmt(baseline)}"
     strength = "far outside" if abs(z) >= 2 * threshold else "outside"
-    return (f"{_weekday(date)}: {_fmt(value)} {label}, {size} (the median of the "
+    return (f"{_weekday(date)}: {amount(value, label)}, {size} (the median of the "
             f"previous {history} days). That is {abs(z):.1f} robust standard deviations "
             f"{'above' if z > 0 else 'below'} it, {strength} the ±{threshold:g} that counts "
             "as normal.")
@@ -137,19 +150,25 @@ def anomalies(dates: Sequence[str], values: Sequence[float], *, label: str = "ev
 
     ``weekly``: once a day has :data:`MIN_SAME_WEEKDAYS` or more of the same weekday
     before it, it must also stand out against those (up to :data:`WEEKS` of them): a
-    quiet Sunday on a server that is always quiet on Sundays is no anomaly."""
+    quiet Sunday on a server that is always quiet on Sundays is no anomaly.
+
+    The zeros before the first non-zero day are no history: they are the days before
+    anything happened (a new community's first two weeks were all flagged as spikes
+    against a "usual 0")."""
     if len(dates) != len(values):
         raise ValueError("dates and values differ in length")
     found: list[Anomaly] = []
-    for i in range(max(start, min_history), len(values)):
-        history = values[max(0, i - baseline_days):i]
+    first = next((i for i, v in enumerate(values) if v), len(values))
+    for i in range(max(start, first + min_history), len(values)):
+        history = values[max(first, i - baseline_days):i]
         z, mid, spread = robust_z(values[i], history)
         if abs(z) < threshold:
             continue
         side: Literal["up", "down"] = "up" if z > 0 else "down"
         if direction != "both" and direction != side:
             continue
-        same_day = [values[j] for j in range(i - 7, max(-1, i - 7 * WEEKS - 1), -7) if j >= 0]
+        same_day = [values[j] for j in range(i - 7, max(-1, i - 7 * WEEKS - 1), -7)
+                    if j >= first]
         note = ""
         if weekly and len(same_day) >= MIN_SAME_WEEKDAYS:
             z_week, mid_week, _ = robust_z(values[i], same_day)

@@ -234,6 +234,11 @@ async def test_a_subscription_runs_when_due_and_keeps_its_file(app):
             r = await running.client.get(f"files/{bad}")
             assert r.status_code in (404, 422), (bad, r.status_code)
 
+        # Deleted, its kept reports go with it (audit: they stayed listed for good).
+        gone = (await running.client.delete(f"subscriptions/{sub['id']}")).json()
+        assert gone == {"deleted": sub["id"], "files_deleted": 1}
+        assert (await running.client.get("files")).json()["files"] == []
+
 
 async def test_an_unexpected_failure_is_recorded_and_the_timer_goes_on(
         app, monkeypatch: pytest.MonkeyPatch):
@@ -282,9 +287,18 @@ async def test_a_non_administrators_top_users_subscription_says_why(app):
         ann = unique_name("ann")
         await layer.client.auth.register(ann, f"{ann}@example.org", PASSWORD)
         await layer.client.auth.login(ann, PASSWORD)
+        # Refused when made (audit: it was saved, then failed on every run)...
+        r = await running.client.post("subscriptions", json={
+            "name": "Top", "report": "top_users", "format": "csv"})
+        assert r.status_code == 403 and r.json()["admin_needed"] is True
+        assert r.json()["field"] == "report"
+        subs = (await running.client.get("subscriptions")).json()["subscriptions"]
+        assert "Top" not in [s["name"] for s in subs]
+        # ...and one made before (as an administrator who is one no more) says why.
         sub = (await running.client.post("subscriptions", json={
-            "name": "Top", "report": "top_users", "format": "csv"})).json()
+            "name": "Activity", "report": "activity", "format": "csv"})).json()
         try:
+            running.plugin.store.subscriptions[sub["id"]]["report"] = "top_users"
             r = await running.client.post(f"subscriptions/{sub['id']}/run")
             assert r.status_code == 403
             assert r.json()["last_error"].startswith("administrator needed")

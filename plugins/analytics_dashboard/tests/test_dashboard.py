@@ -53,6 +53,15 @@ async def test_kpis_equal_the_seeded_data(app):
         # before: only boss was active (a failed login is no activity)
         assert cards["active_users"]["previous"] == 1 and cards["active_users"]["good"]
         assert cards["searches"]["value"] == 1
+        # The trend agrees with the card: distinct users of each day are not summed
+        # (audit: "total" added them up, 4 active users became "total 11").
+        active = (await running.client.get("trends", params={
+            "days": 7, "metrics": "active_users"})).json()["metrics"]["active_users"]
+        summary = active["summary"]
+        assert summary["summable"] is False and summary["total"] is None
+        assert summary["previous_total"] is None
+        days = [p["count"] for p in active["points"]]
+        assert summary["mean_per_day"] == round(sum(days) / 7, 2)
         assert cards["webhook_delivery_rate"]["value"] is None
         assert cards["webhook_delivery_rate"]["value_text"] == "n/a"
         assert overview["totals"]["messages"] == 9
@@ -145,6 +154,7 @@ async def test_reports_as_tables_csv_and_pdf(app):
         report = (await running.client.get("reports/activity", params={"days": 7})).json()
         assert report["columns"][:2] == ["date", "messages"] and len(report["rows"]) == 7
         assert report["rows"][-1][1] == 1 and report["chart"]["x"] == "date"
+        assert "new_users" in report["summary"] and "users" not in report["summary"]
         top = (await running.client.get("reports/top_users")).json()
         assert top["rows"][0][:2] == ["-cmd", 1]
         r = await running.client.get("reports/top_users/export", params={"format": "csv"})
@@ -156,6 +166,15 @@ async def test_reports_as_tables_csv_and_pdf(app):
         r = await running.client.get("reports/messaging/export", params={"format": "pdf"})
         assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
         assert r.content.startswith(b"%PDF-")
+
+        # Refresh (fresh=true) and an export show a message sent since, not the cached
+        # report (audit: both stayed up to 30 s behind).
+        await sneaky.messages.send(boss_id, "again")
+        fresh = (await running.client.get("reports/activity", params={
+            "days": 7, "fresh": "true"})).json()
+        assert fresh["rows"][-1][1] == 2
+        r = await running.client.get("reports/activity/export", params={"days": 7})
+        assert list(csv.reader(io.StringIO(r.text)))[-1][1] == "2"
 
 
 async def test_a_non_administrator_sees_administrator_needed(app):

@@ -56,6 +56,23 @@ def test_a_flat_or_gently_noisy_series_is_not_flagged():
     assert stats.anomalies(DATES, wiggle) == []
 
 
+def test_one_of_a_unit_is_singular():
+    assert [stats.amount(n, u) for n, u in ((1, "files"), (1, "searches"),
+                                            (1, "failed deliveries"), (2, "files"),
+                                            (1.5, "active users"))] == \
+        ["1 file", "1 search", "1 failed delivery", "2 files", "1.5 active users"]
+
+
+def test_the_days_before_anything_happened_are_no_history():
+    """Audit: a new community's first two weeks were each flagged as a spike against
+    the zero-filled days before its first message ("usual 0")."""
+    values = [0.0] * 30 + [19, 21, 18, 20, 22, 19, 20, 21, 18, 20, 19, 22, 21, 20, 19]
+    dates = [f"d{i}" for i in range(len(values))]
+    assert stats.anomalies(dates, values) == []
+    values[-1] = 90.0  # a real spike once there is history is still found
+    assert [a.date for a in stats.anomalies(dates, values)] == [dates[-1]]
+
+
 def test_a_drop_is_flagged_only_when_drops_are_asked_for():
     values = [50.0] * 20 + [48, 52, 51, 49, 50, 2, 50]
     dates = DATES[:len(values)]

@@ -152,7 +152,9 @@ async function loadOverview(fresh = false) {
   const since = data.since ? data.since.slice(0, 10) : "?";
   const before = data.previous_since ? data.previous_since.slice(0, 10) : "?";
   $("period-text").textContent = `Last ${data.days} days (UTC) from ${since}, each compared ` +
-    `with the ${data.days} days from ${before}. Updated ${new Date().toLocaleTimeString()}.`;
+    `with the ${data.days} days from ${before}. Figures of ` +
+    // The server's time of the figures: cached ones were labelled with the page's clock.
+    `${(data.generated_at ? new Date(data.generated_at) : new Date()).toLocaleTimeString()}.`;
   $("kpis").replaceChildren(...data.kpis.map(kpiCard));
 }
 
@@ -195,16 +197,20 @@ async function loadTrend(fresh = false) {
   const change = trend.summary.change === null ? "n/a (nothing in the first half)"
     : `${(trend.summary.change * 100).toFixed(0)} %`;
   $("trend-words").textContent = trend.summary.words;
-  const versus = trend.summary.change_vs_previous;
-  const previous = compare && trend.summary.previous_total !== null
-    ? ` · grey dotted: the same average ${data.days} days earlier (total ` +
-      `${number(trend.summary.previous_total)}; this period ` +
+  const summary = trend.summary;
+  const versus = summary.change_vs_previous;
+  // Distinct users of each day do not add up: such a metric is told by its average day.
+  const amount = (total, mean) => (summary.summable ? `total ${number(total)}`
+    : `${number(mean)} a day on average`);
+  const previous = compare && summary.previous_mean !== null
+    ? ` · grey dotted: the same average ${data.days} days earlier (` +
+      `${amount(summary.previous_total, summary.previous_mean)}; this period ` +
       `${versus === null ? "n/a: nothing before" : `${versus > 0 ? "+" : ""}${(versus * 100).toFixed(0)} %`})`
     : "";
   $("trend-legend").textContent =
     `Bars: ${trend.unit} per UTC day · line: ${trend.window}-day moving average${previous} · ` +
     `red dots: unusual days (robust z beyond ±${data.threshold}) · change first → second ` +
-    `half: ${change} · total ${number(trend.summary.total)}` +
+    `half: ${change} · ${amount(summary.total, summary.mean_per_day)}` +
     (forecast ? ` · amber: forecast with its 95 % band. ${trend.forecast_note || ""}` : "");
   // Newest first: the day someone asks about is usually a recent one.
   const list = trend.anomalies.slice().reverse().map((a) => el("li", {class: a.direction,
@@ -218,8 +224,12 @@ async function loadTrend(fresh = false) {
 
 function trendSpec(trend) {
   const COLORS = colors();
+  // A UTC time unit formats its labels in UTC by itself ("formatType: utc" was taken for
+  // a custom type, warned about and dropped with the format).
   const x = {field: "date", type: "temporal", timeUnit: "utcyearmonthdate", title: null,
-             axis: {labelOverlap: true, format: "%d %b", formatType: "utc"}};
+             axis: {labelOverlap: true, format: "%d %b"}};
+  // Lines and dots on the middle of their day's bar (they sat on its left edge).
+  const xMid = {...x, bandPosition: 0.5};
   const y = {type: "quantitative", title: trend.unit};
   const tooltip = [{field: "date", type: "temporal", timeUnit: "utcyearmonthdate", title: "day"},
                    {field: "count", type: "quantitative", title: trend.unit},
@@ -230,10 +240,10 @@ function trendSpec(trend) {
   if (trend.forecast.length) {
     layers.push(
       {data: {values: trend.forecast}, mark: {type: "area", color: COLORS.forecast, opacity: 0.18},
-       encoding: {x, y: {...y, field: "lower"}, y2: {field: "upper"}}},
+       encoding: {x: xMid, y: {...y, field: "lower"}, y2: {field: "upper"}}},
       {data: {values: trend.forecast}, mark: {type: "line", color: COLORS.forecast,
                                                 strokeDash: [5, 3]},
-       encoding: {x, y: {...y, field: "value"},
+       encoding: {x: xMid, y: {...y, field: "value"},
                   tooltip: [{field: "date", type: "temporal", timeUnit: "utcyearmonthdate",
                              title: "forecast day"},
                             {field: "value", title: "forecast", format: ".1f"},
@@ -247,15 +257,15 @@ function trendSpec(trend) {
     // The previous period's moving average: its raw days would hide this period's bars.
     layers.push({transform: [{filter: {field: "previous_average", valid: true}}],
                  mark: {type: "line", color: COLORS.previous, strokeWidth: 2, strokeDash: [2, 2]},
-                 encoding: {x, y: {...y, field: "previous_average"}}});
+                 encoding: {x: xMid, y: {...y, field: "previous_average"}}});
   }
   layers.push(
     {transform: [{filter: {field: "average", valid: true}}],
      mark: {type: "line", color: COLORS.average, strokeWidth: 2},
-     encoding: {x, y: {...y, field: "average"}}},
+     encoding: {x: xMid, y: {...y, field: "average"}}},
     {transform: [{filter: {field: "anomaly", oneOf: ["up", "down"]}}],
      mark: {type: "point", filled: true, size: 90, color: COLORS.anomaly},
-     encoding: {x, y: {...y, field: "count"}, tooltip}});
+     encoding: {x: xMid, y: {...y, field: "count"}, tooltip}});
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     width: "container", height: 260, data: {values: trend.points}, layer: layers,
@@ -263,7 +273,7 @@ function trendSpec(trend) {
 }
 
 // -- reports ----------------------------------------------------------------------------
-async function loadReport() {
+async function loadReport(fresh = false) {
   const type = $("report-type").value || state.report;
   state.report = type;
   localStorage.setItem("analytics.report", type);
@@ -285,7 +295,7 @@ async function loadReport() {
   let data;
   const n = ticket("report");
   try {
-    data = await api(`reports/${type}?days=${state.days}`);
+    data = await api(`reports/${type}?days=${state.days}${fresh ? "&fresh=true" : ""}`);
     if (stale("report", n)) return;
   } catch (error) {
     if (error.body && error.body.admin_needed) {
@@ -348,7 +358,7 @@ function reportSpec(data, source) {
   const temporal = data.chart.x === "date";
   const xEnc = temporal
     ? {field: x, type: "temporal", timeUnit: "utcyearmonthdate", title: null,
-       axis: {format: "%d %b", formatType: "utc", labelOverlap: true}}
+       axis: {format: "%d %b", labelOverlap: true}}
     // The server's order (most first, hours in order) is the order to read them in.
     : {field: x, type: "ordinal", title: x, sort: null, axis: {labelAngle: -40}};
   return {
@@ -440,7 +450,7 @@ function subItem(sub) {
          await loadAutomation();
        }),
        button(sub.enabled ? "Pause" : "Resume", () => saveSubscription(sub, {enabled: !sub.enabled})),
-       button("Delete", () => remove(`subscriptions/${sub.id}`, `Delete the subscription “${sub.name}”?`))),
+       button("Delete", () => remove(`subscriptions/${sub.id}`, `Delete the subscription “${sub.name}” and the reports it kept?`))),
     el("div", {class: "detail", text: lines.join(" ")}));
   if (sub.last_file) {
     item.querySelector(".detail").append(" ", el("a", {
@@ -588,7 +598,7 @@ async function refresh(fresh = false) {
     await loadOverview(fresh);
     const view = (location.hash || "#overview").slice(1);
     if (view === "overview") await loadTrend(fresh);
-    else if (view === "reports") await loadReport();
+    else if (view === "reports") await loadReport(fresh);
     else await loadAutomation();
     if (view !== "alerts") {
       const rules = await api("rules");
