@@ -5,7 +5,8 @@
 
 const MAX_ROWS = 200;
 const $ = (id) => document.getElementById(id);
-const state = { status: null, mode: "login", paused: false, rows: 0 };
+// held: the requests that came while the log was paused, shown when it goes on.
+const state = { status: null, mode: "login", paused: false, rows: 0, held: [] };
 
 // ---- formatting ---------------------------------------------------------------------
 function clock(seconds) {
@@ -272,6 +273,11 @@ function follow() {
   events.addEventListener("request", (e) => {
     const record = JSON.parse(e.data);
     if (!state.paused) addRow(record, true);
+    else {
+      state.held.push(record);
+      if (state.held.length > MAX_ROWS) state.held.shift();
+      setText("log-held", `(${state.held.length} held)`);
+    }
     if (record.rate_limit) renderLimit(record.rate_limit);
     if (state.status) {
       state.status.requests_total += 1;
@@ -295,7 +301,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tab-login").addEventListener("click", () => setMode("login"));
   $("tab-register").addEventListener("click", () => setMode("register"));
   $("logout").addEventListener("click", logout);
-  $("pause-log").addEventListener("change", (e) => { state.paused = e.target.checked; });
+  $("pause-log").addEventListener("change", (e) => {
+    state.paused = e.target.checked;
+    if (state.paused) return;
+    // Going on shows what came meanwhile (it was dropped: a gap in the log).
+    state.held.forEach((record) => addRow(record, true));
+    state.held = [];
+    setText("log-held", "");
+  });
   setMode("login");
   load();
 });
