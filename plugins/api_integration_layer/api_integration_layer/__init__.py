@@ -292,13 +292,21 @@ class ApiIntegrationLayerPlugin(Plugin):
         return self.status()
 
     async def logout_route(self) -> Any:
+        """Sign out: the session ends on the server and is forgotten here. When the server
+        could not be told, the answer's ``warning`` says the session may still be valid
+        there (it is forgotten here either way)."""
+        warning = None
         try:
             await self.client.auth.logout()
+        except ApiUnavailable as exc:
+            warning = ("signed out here, but the server could not be told "
+                       f"({exc.reason}): the session stays valid there until it expires")
+            self.ctx.logger.info("logout: %s", exc)
         except ApiError as exc:
-            # The local session is gone either way; say what the server answered.
+            # The local session is gone either way (a server that no longer knew it).
             self.ctx.logger.info("logout: %s", exc)
         self._publish_status()
-        return self.status()
+        return {**self.status(), "warning": warning}
 
     async def discovery_route(self) -> Any:
         """The server's description compared with the client's endpoints."""

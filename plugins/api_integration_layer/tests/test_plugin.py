@@ -193,6 +193,13 @@ async def test_base_url_points_the_layer_at_a_remote_server(
             status = (await http.get(f"{local.url}plugins/{PLUGIN_ID}/api/status")).json()
         assert status["connection"]["state"] == "offline"
         assert "ConnectError" in status["connection"]["last_error"]
+        # Signing out while the server is away: forgotten here, and said that the
+        # server still holds the session (audit: the page said nothing of it).
+        layer.client.session.set({"access_token": "pxa_x", "refresh_token": "pxr_x",
+                                  "expires_in": 3600, "user_id": "u", "username": "ann"})
+        async with httpx.AsyncClient(headers=local.app_headers) as http:
+            out = (await http.post(f"{local.url}plugins/{PLUGIN_ID}/api/logout")).json()
+        assert out["user"] is None and "could not be told" in out["warning"]
 
 
 @pytest.mark.asyncio

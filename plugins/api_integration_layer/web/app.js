@@ -6,7 +6,7 @@
 const MAX_ROWS = 200;
 const $ = (id) => document.getElementById(id);
 // held: the requests that came while the log was paused, shown when it goes on.
-const state = { status: null, mode: "login", paused: false, rows: 0, held: [] };
+const state = { status: null, mode: "login", paused: false, rows: 0, held: [], warning: "" };
 
 // ---- formatting ---------------------------------------------------------------------
 function clock(seconds) {
@@ -225,7 +225,11 @@ async function submitForm(event) {
 async function logout() {
   $("logout").disabled = true;
   try {
-    renderStatus(await post("api/logout"));
+    const answer = await post("api/logout");
+    // Kept over the status events that follow (they clear passing errors).
+    state.warning = answer.warning || "";
+    renderStatus(answer);
+    showError(state.warning);
   } catch (err) {
     showError(`Logging out failed: ${err.message}`);
   } finally {
@@ -269,7 +273,12 @@ function follow() {
   // stream per open page would use up the browser's connections to the server.
   const events = window.plexichatLive ? window.plexichatLive.open("api/events")
     : new EventSource("api/events");
-  events.addEventListener("status", (e) => { showError(""); renderStatus(JSON.parse(e.data)); });
+  events.addEventListener("status", (e) => {
+    const status = JSON.parse(e.data);
+    if (status.user) state.warning = "";  // signed in again: the old warning is done
+    showError(state.warning || "");
+    renderStatus(status);
+  });
   events.addEventListener("request", (e) => {
     const record = JSON.parse(e.data);
     if (!state.paused) addRow(record, true);
