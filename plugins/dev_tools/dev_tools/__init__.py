@@ -249,10 +249,10 @@ class DevToolsPlugin(Plugin):
                        path: Annotated[str, Query(max_length=4096)] = "",
                        staged: bool = False) -> Any:
         ws = self.ws(workspace)
-        return await gitops.diff(ws, ws.rel(path) if path else None, staged)
+        return await gitops.diff(ws, ws.git_rel(path) if path else None, staged)
 
     def _paths(self, ws: Workspace, paths: list[str]) -> list[str]:
-        return [ws.rel(p, f"paths[{i}]") for i, p in enumerate(paths)]
+        return [ws.git_rel(p, f"paths[{i}]") for i, p in enumerate(paths)]
 
     async def git_stage(self, body: PathsBody) -> Any:
         ws = self.ws(body.workspace)
@@ -325,7 +325,10 @@ class DevToolsPlugin(Plugin):
         job.message("listing files")
         files = await preview.list_files(ws, is_git)
         if only is not None:
-            files = [f for f in files if f in only or Path(f).name in ruffing.CONFIG_FILES]
+            # Every TOML file goes along: a config's `extend` may name one of them
+            # (the preview failed: "Failed to read .../config/ruff-base.toml").
+            files = [f for f in files if f in only or Path(f).name in ruffing.CONFIG_FILES
+                     or f.endswith(".toml")]
         copy = preview.Copy(ws, files, self.config.max_copy_files, self.config.max_copy_bytes)
         job.message(f"copying {len(files)} files")
         try:
@@ -507,7 +510,9 @@ class DevToolsPlugin(Plugin):
         result["finished_at"] = time.time()
         self.last_tests[str(ws.path)] = result
         counts = ", ".join(f"{n} {k}" for k, n in sorted(result["counts"].items()))
-        job.message(counts or "no tests ran")
+        ended = (f"; pytest ended before finishing (exit code {result['exit_code']})"
+                 if result["ended_early"] else "")
+        job.message((counts or "no tests ran") + ended)
         return result
 
     async def tests_last(self, workspace: Annotated[str, Query(max_length=4096)] = "") -> Any:

@@ -157,7 +157,8 @@ async def status(ws: Workspace) -> dict[str, Any]:
             if key in entry and prefix and entry[key].startswith(prefix):
                 entry[key] = entry[key][len(prefix):]
     return {"repository": True, "toplevel": state["toplevel"], "prefix": prefix,
-            "branch": branch, "files": files, "clean": not files}
+            "branch": branch, "files": files, "clean": not files,
+            "operation": await operation(ws)}
 
 
 def _entry(path: str, xy: str) -> dict[str, Any]:
@@ -173,6 +174,7 @@ async def diff(ws: Workspace, path: str | None, staged: bool) -> dict[str, Any]:
     args += ["--", path] if path else ["--", "."]
     result = await git(ws, *args)
     text = result.output
+    truncated = result.truncated
     if path and not text and not staged:
         # An untracked file has no diff against the index: show it as all new.
         untracked = await git(ws, "ls-files", "--others", "--exclude-standard", "--", path)
@@ -180,7 +182,8 @@ async def diff(ws: Workspace, path: str | None, staged: bool) -> dict[str, Any]:
             shown = await git(ws, "diff", "--no-index", "--no-ext-diff", "--no-textconv",
                               "--", "/dev/null", path, check=False)
             text = shown.output
-    return {"path": path, "staged": staged, "diff": text, "truncated": result.truncated}
+            truncated = shown.truncated
+    return {"path": path, "staged": staged, "diff": text, "truncated": truncated}
 
 
 async def has_head(ws: Workspace) -> bool:
@@ -201,14 +204,55 @@ async def unstage(ws: Workspace, paths: list[str]) -> None:
         await git(ws, "rm", "--cached", "-r", "-q", "--", *paths)
 
 
+# What git is in the middle of, by the file it keeps while it is (in .git).
+OPERATIONS = (("MERGE_HEAD", "merge"), ("CHERRY_PICK_HEAD", "cherry-pick"),
+              ("REVERT_HEAD", "revert"), ("REBASE_HEAD", "rebase"))
+
+
+async def operation(ws: Workspace) -> str | None:
+    """The merge, cherry-pick, revert or rebase in progress, or None."""
+    for ref, name in OPERATIONS:
+        found = await git(ws, "rev-parse", "-q", "--verify", ref, check=False)
+        if found.exit_code == 0:
+            return name
+    return None
+
+
 async def commit(ws: Workspace, message: str, amend: bool = False) -> dict[str, Any]:
-    await require_repo(ws)
+    state = await repo_state(ws)
+    if state is None:
+        await require_repo(ws)  # raises, saying why
+        return {}
     if not message.strip():
         raise ApiError(422, "message", "a commit needs a message (it is empty)")
-    if not amend:
+    doing = await operation(ws)
+    if doing is not None:
+        unmerged = await git(ws, "diff", "--name-only", "--diff-filter=U", check=False)
+        if unmerged.output.strip():
+            raise ApiError(409, None, f"a {doing} is in progress with conflicts left: "
+                           f"resolve and stage {', '.join(unmerged.output.split()[:5])}")
+        if amend:
+            raise ApiError(409, "amend", f"a {doing} is in progress: commit it (git does "
+                                         "not amend in the middle of one)")
+    elif not amend:
+        # A merge resolved to what HEAD has stages nothing and is still a commit to make.
         staged = await git(ws, "diff", "--cached", "--quiet", check=False)
         if staged.exit_code == 0:
             raise ApiError(409, None, "nothing is staged: stage changes before committing")
+    if state["prefix"]:
+        # The page shows this folder only; a commit takes the whole index, so what is
+        # staged elsewhere in the repository would go in unseen.
+        # No pathspec: the whole index, named from the repository's top.
+        every = await git(ws, "diff", "--cached", "--name-only", "-z", check=False)
+        outside = [p for p in every.output.split("\x00")
+                   if p and not p.startswith(state["prefix"])]
+        if outside:
+            shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more"
+                                             if len(outside) > 5 else "")
+            raise ApiError(409, None, f"staged outside this workspace ({shown}): they "
+                           "would go into the commit unseen; unstage them, or open the "
+                           f"repository's top folder {state['toplevel']}",
+                           outside=outside[:100])
     args = ["commit", "--file=-", "--cleanup=strip"]
     if amend:
         args.append("--amend")
@@ -230,6 +274,8 @@ async def branches(ws: Workspace) -> dict[str, Any]:
         if len(parts) < 7:
             continue
         current, full, name, sha, upstream, when, subject = parts[:7]
+        if not full.startswith("refs/"):
+            continue  # "(HEAD detached at ...)": no branch (the status says detached)
         items.append({"name": name, "current": current == "*", "commit": sha,
                       "upstream": upstream or None, "date": int(when) if when else None,
                       "subject": subject, "remote": full.startswith("refs/remotes/")})

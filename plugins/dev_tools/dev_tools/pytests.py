@@ -51,6 +51,32 @@ def read_report(path: Path) -> tuple[list[dict[str, Any]], int | None, int | Non
     return results, collected, exit_status
 
 
+# pytest's exit statuses that mean it could not do what was asked.
+USAGE_FAILURES = {2: "interrupted", 3: "an internal error", 4: "a usage error"}
+
+
+def split_nodeid(nodeid: str) -> list[str]:
+    """A node id's parts at "::", but not inside a parameter id's brackets
+    ("test_p[x::y]" is one test, not a test "test_p[x" holding a "y]")."""
+    parts: list[str] = []
+    depth = start = 0
+    i = 0
+    while i < len(nodeid):
+        char = nodeid[i]
+        if char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+        elif depth == 0 and nodeid.startswith("::", i):
+            parts.append(nodeid[start:i])
+            start = i + 2
+            i += 2
+            continue
+        i += 1
+    parts.append(nodeid[start:])
+    return parts
+
+
 async def run(ws: Workspace, nodeids: list[str], cap: int,
               progress: Any = None, autoload: bool = True) -> dict[str, Any]:
     fd, name = tempfile.mkstemp(prefix="dev_tools-pytest-", suffix=".jsonl")
@@ -86,10 +112,20 @@ async def run(ws: Workspace, nodeids: list[str], cap: int,
     finally:
         watcher.cancel()
         report.unlink(missing_ok=True)
+    tail = result.output.strip()[-1500:]
     if exit_status is None and not results:
+        if collected is not None:
+            # It ran and collected: something ended the process under the tests.
+            raise ApiError(409, None, f"pytest ended (exit code {result.exit_code}) after "
+                           f"collecting {collected} tests, before any result: a test that "
+                           f"exits or crashes the interpreter (os._exit, a segfault)? {tail}")
         raise ApiError(409, None, f"pytest did not run with {python} (is pytest installed "
-                                  f"in the workspace's environment?): "
-                                  f"{result.output.strip()[-1500:]}")
+                                  f"in the workspace's environment?): {tail}")
+    if exit_status in USAGE_FAILURES and not results:
+        # "file or directory not found" and the like: nothing ran, which is no success.
+        raise ApiError(409, "nodeids" if nodeids else None,
+                       f"pytest could not run this ({USAGE_FAILURES[exit_status]}, exit "
+                       f"status {exit_status}): {tail}")
     counts: dict[str, int] = {}
     for item in results:
         counts[item["outcome"]] = counts.get(item["outcome"], 0) + 1
@@ -97,6 +133,8 @@ async def run(ws: Workspace, nodeids: list[str], cap: int,
         "workspace": str(ws.path), "python": python, "nodeids": nodeids,
         "autoload": autoload, "exit_code": result.exit_code, "exit_status": exit_status,
         "collected": collected,
+        # Results came, then no end: a test ended the process in the middle.
+        "ended_early": exit_status is None,
         "counts": counts, "results": results, "tree": tree(results),
         "failed": [r["nodeid"] for r in results if r["outcome"] in FAILED],
         "output": result.output, "truncated": result.truncated,
@@ -107,7 +145,7 @@ def tree(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Folders -> files -> classes -> tests, each node with counts of its outcomes."""
     root: dict[str, Any] = {"children": {}}
     for item in results:
-        file_part, *rest = item["nodeid"].split("::")
+        file_part, *rest = split_nodeid(item["nodeid"])
         parts = [*file_part.split("/"), *rest]
         node = root
         path = ""

@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dev_tools.errors import ApiError
@@ -49,6 +49,27 @@ class Workspace:
             raise os_problem(exc, self.path, "workspace") from None
         return {"path": str(self.path), "name": self.name, "root": str(self.root),
                 "markers": found, "git": git}
+
+    def git_rel(self, user_path: str, field: str = "path") -> str:
+        """A path as git names it in the workspace, checked by its words and its folder
+        but not through a symlink at its end: git stages and diffs a link itself, never
+        what it points to (a link to /etc/hostname, or a dangling one, could not be
+        staged, and Stage all failed on it)."""
+        if not user_path:
+            raise ApiError(422, field, "must not be empty")
+        pure = PurePosixPath(user_path)
+        if pure.is_absolute() or ".." in pure.parts or "\x00" in user_path:
+            raise ApiError(400, field, f"{user_path!r} is not a path inside the workspace")
+        parts = [part for part in pure.parts if part != "."]
+        if not parts:
+            raise ApiError(422, field, "names the workspace itself, not a file in it")
+        if len(parts) > 1:
+            # Its folder must be inside: a symlinked folder leading out is refused.
+            folder = self.path.joinpath(*parts[:-1]).resolve()
+            if not folder.is_relative_to(self.path.resolve()):
+                raise ApiError(400, field, f"{user_path!r} leads (through a symlinked "
+                                           "folder) outside the workspace")
+        return "/".join(parts)
 
     def rel(self, user_path: str, field: str = "path") -> str:
         """A path inside the workspace, checked, as the workspace-relative POSIX text."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,85 @@ async def test_a_workspace_inside_a_repository_speaks_its_own_paths(tmp_path: Pa
                                                            "paths": ["a.py"]})).json()
         assert [(f["path"], f["staged"]) for f in staged["files"]] == [("a.py", "modified")]
         assert git(repo, "diff", "--cached", "--name-only").split() == ["app/a.py"]
+
+
+async def test_a_sub_folder_commit_never_takes_what_is_staged_outside_it(
+        tmp_path: Path) -> None:
+    """Audit: the page shows the workspace's folder only, and a commit took the whole
+    index: a file staged elsewhere in the repository went in unseen."""
+    async with open_env(tmp_path) as env:
+        repo = make_repo(env.make("mono", {"top.txt": "1\n", "sub/in.txt": "1\n"}))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "init")
+        (repo / "top.txt").write_text("2\n")
+        git(repo, "add", "top.txt")
+        (repo / "sub" / "in.txt").write_text("2\n")
+        ws = str(repo / "sub")
+        await env.client.post("git/stage", json={"workspace": ws, "paths": ["in.txt"]})
+        refused = await env.client.post("git/commit", json={"workspace": ws,
+                                                            "message": "sub only"})
+        assert refused.status_code == 409 and refused.json()["outside"] == ["top.txt"]
+        assert "top.txt" in refused.json()["detail"]
+        git(repo, "restore", "--staged", "top.txt")
+        done = await env.client.post("git/commit", json={"workspace": ws,
+                                                         "message": "sub only"})
+        assert done.status_code == 200, done.text
+        assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["sub/in.txt"]
+
+
+async def test_a_merge_resolved_to_head_is_shown_and_committed(tmp_path: Path) -> None:
+    """Audit: a merge whose resolution kept our side staged nothing, so the commit was
+    refused ('nothing is staged') and the status never said a merge was going on."""
+    async with open_env(tmp_path) as env:
+        repo = make_repo(env.make("merging", {"f.txt": "base\n"}))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "base")
+        git(repo, "switch", "-qc", "theirs")
+        (repo / "f.txt").write_text("theirs\n")
+        git(repo, "commit", "-qam", "theirs")
+        git(repo, "switch", "-q", "main")
+        (repo / "f.txt").write_text("ours\n")
+        git(repo, "commit", "-qam", "ours")
+        subprocess.run(["git", "merge", "theirs"], cwd=repo, capture_output=True)  # conflicts
+        ws = str(repo)
+        status = (await env.client.get("git/status", params={"workspace": ws})).json()
+        assert status["operation"] == "merge"
+        early = await env.client.post("git/commit", json={"workspace": ws, "message": "m"})
+        assert early.status_code == 409 and "conflicts left" in early.json()["detail"]
+        (repo / "f.txt").write_text("ours\n")
+        await env.client.post("git/stage", json={"workspace": ws, "paths": ["f.txt"]})
+        amend = await env.client.post("git/commit", json={"workspace": ws, "message": "m",
+                                                          "amend": True})
+        assert amend.status_code == 409 and amend.json()["field"] == "amend"
+        done = await env.client.post("git/commit", json={"workspace": ws,
+                                                         "message": "Merge theirs"})
+        assert done.status_code == 200, done.text
+        assert len(git(repo, "log", "-1", "--format=%P").split()) == 2  # a merge commit
+        status = (await env.client.get("git/status", params={"workspace": ws})).json()
+        assert status["operation"] is None
+
+
+async def test_links_are_staged_and_diffed_as_links(tmp_path: Path) -> None:
+    """Audit: a link to a file outside the workspace, or a dangling one, was refused as
+    leading outside: git stages the link itself, and Stage all failed on it."""
+    async with open_env(tmp_path) as env:
+        repo = make_repo(env.make("links", {"a.txt": "a\n"}))
+        (repo / "hostlink").symlink_to("/etc/hostname")
+        (repo / "dangling").symlink_to("../nowhere")
+        ws = str(repo)
+        staged = await env.client.post("git/stage", json={
+            "workspace": ws, "paths": ["a.txt", "dangling", "hostlink"]})
+        assert staged.status_code == 200, staged.text
+        assert sorted(git(repo, "diff", "--cached", "--name-only").split()) == [
+            "a.txt", "dangling", "hostlink"]
+        diff = (await env.client.get("git/diff", params={
+            "workspace": ws, "path": "hostlink", "staged": "true"})).json()
+        assert "+/etc/hostname" in diff["diff"]
+        # A folder that leads out is still refused.
+        (repo / "out").symlink_to(tmp_path)
+        answer = await env.client.post("git/stage", json={"workspace": ws,
+                                                          "paths": ["out/x"]})
+        assert answer.status_code == 400 and "paths[0]" in answer.text
 
 
 async def test_paths_are_literal_not_pathspec_magic(tmp_path: Path) -> None:

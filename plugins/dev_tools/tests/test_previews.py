@@ -47,6 +47,21 @@ repos:
 """
 
 
+async def test_a_config_extending_another_toml_file_is_followed(tmp_path: Path) -> None:
+    """Audit: the preview copied only the files to format and files named like ruff's
+    configs, so `extend = "config/ruff-base.toml"` failed the whole preview."""
+    async with open_env(tmp_path) as env:
+        folder = make_repo(env.make("ext", {
+            "ruff.toml": 'extend = "config/ruff-base.toml"\n',
+            "config/ruff-base.toml": "[format]\nquote-style = \"single\"\n",
+            "src/m.py": UGLY}))
+        result = await env.result(await env.client.post("format/preview", json={
+            "workspace": str(folder)}))
+        assert result["exit_code"] in (0, 1), result["output"]
+        [changed] = result["files"]
+        assert changed["path"] == "src/m.py" and "+x = {'a': 1}" in changed["diff"]
+
+
 async def test_format_preview_then_apply_per_file_with_conflict_409(tmp_path: Path) -> None:
     async with open_env(tmp_path) as env:
         folder = make_repo(env.make("fmt", {"a.py": UGLY, "b.py": UGLY, "ok.py": PRETTY,

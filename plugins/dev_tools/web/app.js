@@ -400,7 +400,11 @@ async function refreshGit() {
     const b = status.branch;
     note.textContent = `On ${b.head || "a detached HEAD"}` + (b.upstream
       ? ` · ${b.upstream} (${b.ahead} ahead, ${b.behind} behind)` : "")
-      + (status.clean ? " · clean" : ` · ${status.files.length} changed`);
+      + (status.clean ? " · clean" : ` · ${status.files.length} changed`)
+      // A merge (or cherry-pick, revert, rebase) git is in the middle of: said, or a
+      // resolved merge looked like "nothing is staged".
+      + (status.operation ? ` · ${status.operation} in progress: resolve, stage, then commit`
+        : "");
     const staged = status.files.filter((f) => f.staged);
     const changes = status.files.filter((f) => f.unstaged);
     $("git-staged").replaceChildren(...fileRows(staged, true));

@@ -28,13 +28,38 @@ def _text(report: Any) -> str | None:
     return text[-MAX_TEXT:]
 
 
+# (rootdir, invocation folder) when they differ: pytest names tests from its rootdir (the
+# folder of pytest.ini), the run starts in the workspace, and a node id handed back to
+# pytest from there must be relative to it ("pkg/tests/t.py::x" found nothing).
+_SHIFT: tuple[str, str] | None = None
+
+
+def pytest_configure(config: Any) -> None:
+    global _SHIFT
+    root = getattr(config, "rootpath", None)
+    params = getattr(config, "invocation_params", None)
+    here = getattr(params, "dir", None)
+    if root is not None and here is not None and str(root) != str(here):
+        _SHIFT = (str(root), str(here))
+
+
+def _here(nodeid: str) -> str:
+    """``nodeid`` as the invocation folder names it."""
+    if _SHIFT is None or not nodeid:
+        return nodeid
+    file_part, sep, rest = nodeid.partition("::")
+    root, here = _SHIFT
+    moved = os.path.relpath(os.path.join(root, file_part), here).replace(os.sep, "/")
+    return moved + sep + rest
+
+
 def pytest_collection_finish(session: Any) -> None:
     _write({"event": "collected", "count": len(session.items)})
 
 
 def pytest_collectreport(report: Any) -> None:
     if report.failed:
-        _write({"event": "result", "nodeid": report.nodeid or "(collection)",
+        _write({"event": "result", "nodeid": _here(report.nodeid) or "(collection)",
                 "outcome": "error", "when": "collect", "duration": 0.0,
                 "longrepr": _text(report)})
 
@@ -51,7 +76,7 @@ def pytest_runtest_logreport(report: Any) -> None:
         outcome = "error"
     else:
         return
-    _write({"event": "result", "nodeid": report.nodeid, "outcome": outcome,
+    _write({"event": "result", "nodeid": _here(report.nodeid), "outcome": outcome,
             "when": report.when, "duration": round(report.duration, 6),
             "longrepr": _text(report) if outcome != "passed" else None})
 
