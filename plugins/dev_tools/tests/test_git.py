@@ -180,6 +180,20 @@ async def test_a_merge_resolved_to_head_is_shown_and_committed(tmp_path: Path) -
         assert status["operation"] is None
 
 
+async def test_a_detached_head_lists_only_real_branches(tmp_path: Path) -> None:
+    async with open_env(tmp_path) as env:
+        repo = make_repo(env.make("detached", {"a.txt": "a\n"}))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "one")
+        git(repo, "switch", "-q", "--detach")
+        ws = str(repo)
+        names = [b["name"] for b in (await env.client.get(
+            "git/branches", params={"workspace": ws})).json()["branches"]]
+        assert names == ["main"]  # no "(HEAD detached at ...)" posing as a branch
+        status = (await env.client.get("git/status", params={"workspace": ws})).json()
+        assert status["branch"]["head"] is None
+
+
 async def test_links_are_staged_and_diffed_as_links(tmp_path: Path) -> None:
     """Audit: a link to a file outside the workspace, or a dangling one, was refused as
     leading outside: git stages the link itself, and Stage all failed on it."""
