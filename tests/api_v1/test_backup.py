@@ -171,3 +171,29 @@ async def test_a_restore_revives_no_session_and_no_old_password(v1):
     # The sessions of now go on: hers and the administrator's who restored.
     assert (await mine.client.get("/auth/me")).status_code == 200
     assert (await admin.client.get("/auth/me")).status_code == 200
+
+
+async def test_failed_backups_never_push_out_completed_ones(make_v1, monkeypatch):
+    """A System Manager audit: failed runs counted toward max_backups, so a few backups
+    failing on a full disk deleted every good backup."""
+    v1 = await make_v1(max_backups=2)
+    ann = await v1.account("ann")
+    good = []
+    for name in ("good1", "good2"):
+        record = (await ann.client.post("/backup/create", json={"name": name})).json()
+        good.append((await wait_done(ann.client, record["id"]))["id"])
+    manager = v1.api.backups
+
+    def full(_target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(manager.store, "snapshot_to", full)
+    for n in range(3):
+        record = (await ann.client.post("/backup/create", json={"name": f"bad{n}"})).json()
+        assert (await wait_done(ann.client, record["id"]))["status"] == "failed"
+    listing = (await ann.client.get("/backup/")).json()["backups"]
+    completed = [b["id"] for b in listing if b["status"] == "completed"]
+    assert sorted(completed) == sorted(good)
+    assert [b["name"] for b in listing if b["status"] == "failed"] == ["bad2", "bad1"]
+    for backup_id in good:
+        assert (await ann.client.get(f"/backup/{backup_id}/download")).status_code == 200

@@ -250,8 +250,12 @@ class BackupManager:
             os.replace(private_file(partial), final)
 
     def _prune(self) -> None:
-        done = [r for r in self.list() if r.get("status") in ("completed", "failed")]
-        for record in done[self.keep:]:
+        """Keep the newest ``keep`` completed backups, and as many failed records. They
+        counted together: runs failing on a full disk pushed every good backup out."""
+        records = self.list()
+        completed = [r for r in records if r.get("status") == "completed"]
+        failed = [r for r in records if r.get("status") == "failed"]
+        for record in completed[self.keep:] + failed[self.keep:]:
             self._delete_files(record["id"])
 
     # -- upload, delete ---------------------------------------------------------------

@@ -620,7 +620,7 @@ class Manager:
     # -- restore ------------------------------------------------------------------------
     async def safety_evicts(self, backup_id: str) -> str | None:
         """Why the safety backup a restore makes first would delete ``backup_id`` (the
-        server keeps its newest ``max_backups`` finished ones and deletes the oldest
+        server keeps its newest ``max_backups`` completed ones and deletes the oldest
         when one more is made), or None when it would not."""
         finished, offset = 0, 0
         while True:
@@ -634,7 +634,7 @@ class Manager:
                             f"oldest of them to go: the safety backup made before the "
                             f"restore would delete it. Delete a newer backup, or raise "
                             f"[api] max_backups, then restore")
-                if backup.status in ("completed", "failed"):
+                if backup.status == "completed":  # failed ones are kept apart
                     finished += 1
             offset += len(listing.backups)
             if not listing.has_more or not listing.backups:
