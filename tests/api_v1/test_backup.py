@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 import zipfile
 from io import BytesIO
 
@@ -197,3 +198,61 @@ async def test_failed_backups_never_push_out_completed_ones(make_v1, monkeypatch
     assert [b["name"] for b in listing if b["status"] == "failed"] == ["bad2", "bad1"]
     for backup_id in good:
         assert (await ann.client.get(f"/backup/{backup_id}/download")).status_code == 200
+
+
+async def test_an_account_only_the_backup_holds_comes_back_with_its_2fa(v1, monkeypatch):
+    """A System Manager audit: a restore brought back an account deleted since, without
+    its 2FA (the backup's rows were dropped for every account): its password alone
+    signed in."""
+    from plexichat_desktop.server.v1 import mfa
+    from tests.api_v1.conftest import PASSWORD
+    from tests.api_v1.test_account_security import T0, code, enable_2fa
+
+    monkeypatch.setattr(mfa, "RECOVERY_SCRYPT_LOG_N", 4)  # the test cost, as there
+    monkeypatch.setattr(mfa, "current_time", lambda: T0)
+    admin = await v1.account("root")
+    carol = await v1.account("carol")
+    secret, _codes = await enable_2fa(carol)
+    made = await admin.client.post("/backup/create", json={"name": "with carol"})
+    record = await wait_done(admin.client, made.json()["id"])
+    gone = await carol.client.request("DELETE", "/users/me", json={
+        "password": PASSWORD, "code": code(secret, 1)})
+    assert gone.status_code == 200, gone.text
+    r = await admin.client.post(f"/backup/{record['id']}/restore", json={"confirm": True})
+    assert r.status_code == 200, r.text
+    step = await v1.anon.post("/auth/login", json={"username": carol.username,
+                                                   "password": PASSWORD})
+    assert step.status_code == 200 and step.json().get("requires_mfa") is True, step.text
+
+
+async def test_a_restore_that_fails_midway_changes_nothing(v1, monkeypatch):
+    """A System Manager audit: with the backups folder on another disk the files' swap
+    failed after the database had been replaced, and the answer was a bare 500: the
+    messages were the backup's, the files today's. The files are staged beside files/
+    now, and a step that fails puts back what was there."""
+    ann = await v1.account("ann")
+    first = (await ann.client.post("/files/upload", files={"file": ("x.txt", b"x")})).json()
+    made = await ann.client.post("/backup/create", json={"name": "x only"})
+    record = await wait_done(ann.client, made.json()["id"])
+    second = (await ann.client.post("/files/upload", files={"file": ("y.txt", b"y")})).json()
+    manager = v1.api.backups
+    works = manager.store.replace_from
+
+    def broken(_source):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(manager.store, "replace_from", broken)
+    r = await ann.client.post(f"/backup/{record['id']}/restore", json={"confirm": True})
+    assert r.status_code == 500 and "nothing was changed" in r.json()["detail"], r.text
+    assert "disk I/O error" in r.json()["detail"]
+    for made_file, content in ((first, b"x"), (second, b"y")):
+        got = await ann.client.get(f"/files/{made_file['id']}/download")
+        assert got.status_code == 200 and got.content == content
+    leftovers = [p.name for p in manager.files_dir.parent.iterdir()
+                 if p.name.startswith(".restore")]
+    assert leftovers == []
+    monkeypatch.setattr(manager.store, "replace_from", works)
+    r = await ann.client.post(f"/backup/{record['id']}/restore", json={"confirm": True})
+    assert r.status_code == 200, r.text
+    assert (await ann.client.get(f"/files/{second['id']}/info")).status_code == 404
+    assert (await ann.client.get(f"/files/{first['id']}/download")).content == b"x"

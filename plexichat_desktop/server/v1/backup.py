@@ -64,20 +64,29 @@ class BackupError(Exception):
 # codes (the password a user changed away from signed in again). The sessions of now
 # stay: whoever restores (the System Manager's own session) is not signed out.
 _LIVE_PER_USER = ("sessions", "mfa_challenges", "password_resets", "mfa", "recovery_codes")
+# Of those, what an account only the backup holds keeps from the backup: its 2FA (it came
+# back without it, and its password alone signed in).
+_ACCOUNT_CREDENTIALS = ("mfa", "recovery_codes")
 
 
 def _keep_credentials(live: sqlite3.Connection, restored: Path) -> None:
     """Prepare the restored database ``restored`` before it replaces ``live``: the
     backup's sign-ins, challenges and resets go, and for every account in both the live
-    ones, with its current password, 2FA state and recovery codes, are kept."""
+    ones, with its current password, 2FA state and recovery codes, are kept. An account
+    only the backup holds keeps the backup's 2FA and recovery codes."""
     target = sqlite3.connect(str(restored))
     try:
         with target:
             ids = [row[0] for row in target.execute("SELECT id FROM users")]
             kept = set(ids)
+            both = [(user_id,) for (user_id,) in live.execute("SELECT id FROM users")
+                    if user_id in kept]
             target.execute("DELETE FROM refresh_history")
             for table in _LIVE_PER_USER:
-                target.execute(f"DELETE FROM {table}")
+                if table in _ACCOUNT_CREDENTIALS:
+                    target.executemany(f"DELETE FROM {table} WHERE user_id = ?", both)
+                else:
+                    target.execute(f"DELETE FROM {table}")
             for user_id, password_hash in live.execute("SELECT id, password_hash FROM users"):
                 if user_id in kept:
                     target.execute("UPDATE users SET password_hash = ? WHERE id = ?",
@@ -347,23 +356,53 @@ class BackupManager:
             raise BackupError(409, f"checksum: the archive's SHA-256 is {actual}, not the "
                                    f"expected {expected.lower()}")
         self._validate_archive(archive)
-        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".restore-") as tmp:
-            staging = Path(tmp)
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(staging)  # names checked above: no absolute or '..' paths
-            db = staging / DB_NAME
-            clean = staging / "clean.sqlite3"
+        # The files are staged beside files/ (the same file system, so the swap is two
+        # renames) and the database in the backups folder, which may be another disk:
+        # staged there too, the files' swap failed (EXDEV) after the database had been
+        # replaced, a half restore answered as a bare 500.
+        self.files_dir.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.dir, prefix=".restore-") as tmp, \
+                tempfile.TemporaryDirectory(dir=self.files_dir.parent,
+                                            prefix=".restore-files-") as files_tmp:
+            staging, files_stage = Path(tmp), Path(files_tmp)
             try:
-                inspect_database(db)
-                clean_copy(db, clean)
-            except ValueError as exc:
-                raise BackupError(422, f"backup '{record['id']}': {exc}") from None
-            counts = _counts(clean)
-            self.store.call(_keep_credentials, clean)
-            self.store.replace_from(clean)
-            new_files = private_dir(staging / "files")
-            old = staging / "files-replaced"
-            if self.files_dir.exists():
-                os.replace(self.files_dir, old)
-            os.replace(new_files, self.files_dir)
+                with zipfile.ZipFile(archive) as zf:
+                    # Names checked above: no absolute or '..' paths.
+                    zf.extract(DB_NAME, staging)
+                    for name in zf.namelist():
+                        if _FILE_ENTRY.match(name):
+                            zf.extract(name, files_stage)
+                db = staging / DB_NAME
+                clean = staging / "clean.sqlite3"
+                try:
+                    inspect_database(db)
+                    clean_copy(db, clean)
+                except ValueError as exc:
+                    raise BackupError(422, f"backup '{record['id']}': {exc}") from None
+                counts = _counts(clean)
+                self.store.call(_keep_credentials, clean)
+            except OSError as exc:
+                raise BackupError(500, f"the restore could not be prepared ({exc}); "
+                                       "nothing was changed") from exc
+            new_files = private_dir(files_stage / "files")
+            old = files_stage / "files-replaced"
+            had_files = self.files_dir.exists()
+            try:
+                if had_files:
+                    os.replace(self.files_dir, old)
+                os.replace(new_files, self.files_dir)
+            except OSError as exc:
+                if had_files and old.exists() and not self.files_dir.exists():
+                    os.replace(old, self.files_dir)
+                raise BackupError(500, f"the restore could not put the backup's files in "
+                                       f"place ({exc}); nothing was changed") from exc
+            try:
+                self.store.replace_from(clean)
+            except Exception as exc:
+                # The files go back to what they were: the database was not replaced.
+                os.replace(self.files_dir, files_stage / "files-restored")
+                if had_files:
+                    os.replace(old, self.files_dir)
+                raise BackupError(500, f"the restore could not replace the database "
+                                       f"({exc}); nothing was changed") from exc
         return counts
