@@ -51,6 +51,15 @@ EARLIER = "earlier:"
 EARLIER_KEPT = 10
 
 
+
+def _folder_key(path: Path) -> str:
+    """A folder as compared between targets: resolved where it exists (a link and its
+    target are one folder), else as written."""
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):
+        return str(path)
+
 class UserError(Exception):
     """A request that cannot be done as asked; ``status`` and a message naming the field."""
 
@@ -293,6 +302,14 @@ class Manager:
         has_password = tid is not None and self.password(tid) is not None
         if body.encrypt and not body.password and not has_password:
             raise UserError(422, "password: an encrypted target needs a password")
+        # Two targets on one folder wrote one record file for both copies: one copy was
+        # no longer listed (nor ever pruned), the other listed as locked.
+        here = _folder_key(self.target_path(body))
+        for other_id, other in self.store.all(TARGET):
+            if other_id != tid and _folder_key(Path(other.get("path", "")).expanduser()) == here:
+                raise UserError(409, f"path: the target {other.get('name') or other_id!r} "
+                                     "already keeps its copies in this folder; give each "
+                                     "target a folder of its own")
         data = body.model_dump(exclude={"password"})
         tid = self.store.put(TARGET, data, tid)
         if body.password:
@@ -710,6 +727,7 @@ class Manager:
             self.store.remember(uploaded.id, "imported", tid, name=uploaded.name)
             steps.append({"step": "import", "ok": True, "detail": f"backup {uploaded.id}"})
             status = "succeeded"
+            job.progress(100, 100, "brought back")  # it ended at 60 %, "uploading"
             return {"backup_id": uploaded.id, "checksum": checksum}
         except Exception as exc:
             steps.append({"step": "import", "ok": False, "detail": _text(exc)})

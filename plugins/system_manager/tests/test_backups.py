@@ -223,6 +223,7 @@ async def test_a_changed_target_password_keeps_earlier_copies_usable(app, tmp_pa
             job = await a.wait_job(await a.client.post(f"targets/{tid}/import",
                                                        json={"file": copy["file"]}))
             assert job["state"] == "succeeded", job
+            assert (job["done"], job["total"]) == (100, 100)  # it ended at 60 %
         # A copy with a password the target never had: given with the import.
         other = usb / "elsewhere"
         made = await _encrypted_target(a, other, "other", "Somebody-Elses#1", 5)
@@ -277,6 +278,28 @@ async def test_off_site_copies_encrypt_keep_n_and_come_back(app, tmp_path: Path)
         target = next(t for t in (await a.client.get("state")).json()["targets"]
                       if t["id"] == tid)
         assert target["keep"] == 5 and target["password_set"] and "password" not in target
+
+
+async def test_two_targets_cannot_share_a_folder(app, tmp_path: Path):
+    """Audit: a plain and an encrypted target on one USB folder wrote one record file
+    for both copies: the plain copy vanished from every list (and was never pruned),
+    the encrypted one showed as locked."""
+    async with app() as a:
+        shared = tmp_path / "usb"
+        shared.mkdir()
+        first = await a.client.post("targets", json={"name": "plain", "path": str(shared),
+                                                     "keep": 3})
+        assert first.status_code in (200, 201), first.text
+        again = await a.client.post("targets", json={"name": "again",
+                                                     "path": str(shared) + "/", "keep": 3})
+        assert again.status_code == 409 and "plain" in again.json()["detail"]
+        assert again.json()["detail"].startswith("path:")
+        # Saving the first one again (another keep) is no clash with itself.
+        tid = first.json()["id"]
+        kept = await a.client.put(f"targets/{tid}", json={"name": "plain",
+                                                          "path": str(shared), "keep": 5})
+        assert kept.status_code == 200, kept.text
+        await a.client.delete(f"targets/{tid}")
 
 
 async def test_an_unwritable_target_is_recorded_and_notified(app, tmp_path: Path):
