@@ -682,8 +682,20 @@ class Manager:
             self.store.remember(safety["id"], "safety", backup_id, name=safety.get("name"))
             result["safety_backup"] = {k: safety.get(k) for k in ("id", "name", "checksum",
                                                                   "counts")}
+            # Checked as the README says (downloaded, SHA-256, every member and the
+            # database): it is the way back if the restore is regretted.
+            work = self._work_file()
+            try:
+                await self._download(job, safety, work, 20, 30)
+                checked = await self._verify_file(job, safety, work)
+            except Exception as exc:
+                raise StepFailed(f"safety backup: it did not pass its check ({_text(exc)}); "
+                                 "nothing was restored") from exc
+            finally:
+                work.unlink(missing_ok=True)
             steps.append({"step": "safety backup", "ok": True,
-                          "detail": f"{safety.get('name')} ({str(safety['checksum'])[:12]}…)"})
+                          "detail": f"{safety.get('name')} ({str(safety['checksum'])[:12]}…), "
+                                    f"{checked['summary']}"})
             job.progress(50, 100, "restoring (the server checks the SHA-256 first)")
             restored = await self.api.backup.restore(backup_id, confirm=True,
                                                      checksum=checksum.lower())

@@ -174,6 +174,10 @@ async def test_restore_needs_confirm_and_the_checksum_and_makes_a_safety_backup(
         safety = job["result"]["safety_backup"]
         assert safety["counts"]["users"] == backup["counts"]["users"] + 1
         assert a.manager.store.catalog_entry(safety["id"])["origin"] == "safety"
+        # Checked before the restore, as the README says (audit: only its status was).
+        [made] = [s for s in job["result"]["steps"] if s["step"] == "safety backup"]
+        assert made["ok"] and "integrity ok" in made["detail"], made
+        assert a.manager.store.catalog_entry(safety["id"])["verify"]["ok"] is True
         layer = a.server.plugin("api_integration_layer").client
         users = await layer.users.list(limit=50)
         assert "latecomer" not in {u.username for u in users.users}
