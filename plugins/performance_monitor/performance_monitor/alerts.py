@@ -104,6 +104,14 @@ class Alert:
     last_value: float
     ended_at: float | None = None
     suggestions: list[str] = field(default_factory=list)
+    # The threshold it ends under when the thresholds changed while it was active (the
+    # one it crossed stays in ``threshold``: rewriting it gave "Disk > 100 %, peak 45 %").
+    judged_by: float | None = None
+
+    @property
+    def ends_under(self) -> float:
+        """The threshold the metric must stay under for the alert to end."""
+        return self.threshold if self.judged_by is None else self.judged_by
 
     @property
     def active(self) -> bool:
@@ -115,7 +123,8 @@ class Alert:
         return {
             "id": self.id, "metric": self.metric, "label": METRIC_LABELS.get(self.metric,
                                                                               self.metric),
-            "threshold": self.threshold, "started_at": self.started_at,
+            "threshold": self.threshold, "judged_by": self.ends_under,
+            "started_at": self.started_at,
             "ended_at": self.ended_at, "active": self.active, "peak": self.peak,
             "peak_at": self.peak_at, "last_value": self.last_value,
             "suggestions": list(self.suggestions),
@@ -162,9 +171,9 @@ class AlertMonitor:
 
     @property
     def thresholds(self) -> Thresholds:
-        """The thresholds; set new ones (``PUT /thresholds``) and an active alert shows
-        the one it is judged by from then on (it ends once under it long enough): it
-        went on showing the old one."""
+        """The thresholds; set new ones (``PUT /thresholds``) and an active alert is
+        judged by the new one from then on (it ends once under it long enough), keeping
+        the one it crossed as its ``threshold``."""
         return self._thresholds
 
     @thresholds.setter
@@ -172,7 +181,8 @@ class AlertMonitor:
         self._thresholds = value
         for run in self._runs.values():
             if run.alert is not None:
-                run.alert.threshold = getattr(value, run.alert.metric)
+                now = getattr(value, run.alert.metric)
+                run.alert.judged_by = None if now == run.alert.threshold else now
 
     def update(self, values: Mapping[str, float | None], timestamp: float
                ) -> list[AlertChange]:

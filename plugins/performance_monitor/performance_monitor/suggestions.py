@@ -36,17 +36,26 @@ class ProcessInfo:
     name: str
     rss: int = 0
     cpu_percent: float = 0.0
+    # What an interpreter runs ("-u train.py"): three "python (pid N)" told nobody which.
+    detail: str = ""
+    # A process the app started (its page renderers, its test runs).
+    own: bool = False
 
     @property
     def label(self) -> str:
-        """``name (pid N)``."""
-        return f"{self.name} (pid {self.pid})"
+        """``name (pid N)``, with what an interpreter runs: ``python (pid N: train.py)``."""
+        return f"{self.name} (pid {self.pid}{': ' + self.detail if self.detail else ''})"
+
+    @property
+    def is_self(self) -> bool:
+        """True for the PlexiChat Desktop process itself."""
+        return self.pid == os.getpid()
 
     @property
     def is_host(self) -> bool:
-        """True for the PlexiChat Desktop process itself, which advice must not tell the
-        user to close from inside its own window."""
-        return self.pid == os.getpid()
+        """True for PlexiChat Desktop and the processes it started, which advice must not
+        tell the user to close (closing a page renderer breaks the window's tabs)."""
+        return self.is_self or self.own
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,36 @@ def _name(proc: psutil.Process) -> str:
     return name
 
 
+INTERPRETERS = ("python", "node", "java", "ruby", "perl", "php", "bash", "sh", "dotnet")
+DETAIL_CHARS = 60
+
+
+def _detail(proc: psutil.Process, name: str) -> str:
+    """What an interpreter runs, from its command line (its arguments, cut short)."""
+    if not name.rstrip("0123456789.").lower().startswith(INTERPRETERS):
+        return ""
+    try:
+        words = proc.cmdline()[1:]
+    except psutil.Error:
+        return ""
+    text = " ".join(words)
+    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS - 1] + "…"
+
+
+def _own_pids() -> set[int]:
+    """The processes this app started, at any depth."""
+    try:
+        return {child.pid for child in psutil.Process(os.getpid()).children(recursive=True)}
+    except psutil.Error:
+        return set()
+
+
+def _info(proc: psutil.Process, own: set[int], **figures: float) -> ProcessInfo:
+    name = _name(proc)
+    return ProcessInfo(proc.pid, name, detail=_detail(proc, name), own=proc.pid in own,
+                       **figures)  # type: ignore[arg-type]
+
+
 def top_by_memory(limit: int = TOP_PROCESSES) -> list[ProcessInfo]:
     """The ``limit`` processes with the largest resident memory (RSS), largest first."""
     found = []
@@ -103,7 +142,8 @@ def top_by_memory(limit: int = TOP_PROCESSES) -> list[ProcessInfo]:
         found.append((mem.rss, proc))
     found.sort(key=lambda item: item[0], reverse=True)
     # Named only the ones shown: a full name may need the command line read.
-    return [ProcessInfo(proc.pid, _name(proc), rss=rss) for rss, proc in found[:limit]]
+    own = _own_pids()
+    return [_info(proc, own, rss=rss) for rss, proc in found[:limit]]
 
 
 def top_by_cpu(limit: int = TOP_PROCESSES, window: float = CPU_WINDOW_SECONDS
@@ -125,15 +165,15 @@ def top_by_cpu(limit: int = TOP_PROCESSES, window: float = CPU_WINDOW_SECONDS
         procs.append(proc)
     time.sleep(window)
     cores = psutil.cpu_count() or 1
-    found = []
+    busy = []
     for proc in procs:
         try:
-            percent = proc.cpu_percent(None) / cores
+            busy.append((proc.cpu_percent(None) / cores, proc))
         except psutil.Error:
             continue
-        found.append(ProcessInfo(proc.pid, _name(proc), cpu_percent=round(percent, 1)))
-    found.sort(key=lambda p: p.cpu_percent, reverse=True)
-    return found[:limit]
+    busy.sort(key=lambda item: item[0], reverse=True)
+    own = _own_pids()
+    return [_info(proc, own, cpu_percent=round(percent, 1)) for percent, proc in busy[:limit]]
 
 
 def dir_size(path: Path, max_entries: int = DIR_SCAN_MAX_ENTRIES,
@@ -142,9 +182,14 @@ def dir_size(path: Path, max_entries: int = DIR_SCAN_MAX_ENTRIES,
 
     Bounded by entry count and by ``deadline`` (a ``time.monotonic()`` value), because a
     cache folder can hold millions of files and a full walk would take minutes.
-    Symbolic links are not followed; unreadable entries are skipped.
+    Symbolic links and other file systems mounted below are not followed; unreadable
+    entries are skipped.
     """
     total, seen = 0, 0
+    try:
+        device = path.stat().st_dev
+    except OSError:
+        return 0, True
     stack = [path]
     while stack:
         folder = stack.pop()
@@ -157,7 +202,10 @@ def dir_size(path: Path, max_entries: int = DIR_SCAN_MAX_ENTRIES,
                         return total, False
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            stack.append(Path(entry.path))
+                            # Not into what is mounted below: clearing it frees nothing
+                            # on this disk (a tmpfs in /tmp was counted).
+                            if entry.stat(follow_symlinks=False).st_dev == device:
+                                stack.append(Path(entry.path))
                         elif entry.is_file(follow_symlinks=False):
                             total += entry.stat(follow_symlinks=False).st_size
                     except OSError:
@@ -203,7 +251,10 @@ def measure_cleanable(disk_path: str, seconds: float = DIR_SCAN_SECONDS) -> list
 def cpu_suggestions(sample: Sample, top: list[ProcessInfo]) -> list[str]:
     """Advice for a CPU alert from the busiest processes."""
     out = [(f"PlexiChat Desktop itself (pid {p.pid}) uses {p.cpu_percent:.0f}% of total CPU;"
-            " a plugin may be busy: its log says which." if p.is_host else
+            " a plugin may be busy: its log says which." if p.is_self else
+            f"PlexiChat Desktop's own {p.label} uses {p.cpu_percent:.0f}% of total CPU: "
+            "a page of its window or a test run; close that tab or stop that run rather "
+            "than the process." if p.own else
             f"Close or pause {p.label}: it uses {p.cpu_percent:.0f}% of total CPU.")
            for p in top if p.cpu_percent >= 1]
     if not out:
@@ -216,9 +267,13 @@ def cpu_suggestions(sample: Sample, top: list[ProcessInfo]) -> list[str]:
 
 
 def _memory_advice(proc: ProcessInfo) -> str:
-    if proc.is_host:
+    if proc.is_self:
         return (f"PlexiChat Desktop itself (pid {proc.pid}) holds {format_bytes(proc.rss)} of "
                 "memory; disabling plugins you do not use makes it smaller.")
+    if proc.own:
+        return (f"PlexiChat Desktop's own {proc.label} holds {format_bytes(proc.rss)} of "
+                "memory: a page of its window or a test run; closing tabs or runs you do "
+                "not need makes it smaller (closing the process breaks them).")
     return f"Close {proc.label} if you do not need it: it holds {format_bytes(proc.rss)} of memory."
 
 
@@ -247,8 +302,13 @@ def disk_suggestions(sample: Sample, dirs: list[DirUsage]) -> list[str]:
     for usage in notable:
         amount = format_bytes(usage.size) if usage.complete else (
             f"more than {format_bytes(usage.size)}")
-        verb = "Empty" if usage.label == "trash" else "Clear"
-        out.append(f"{verb} the {usage.label} {usage.path}: it holds {amount}.")
+        if usage.label == "trash":
+            out.append(f"Empty the trash {usage.path}: it holds {amount}.")
+        else:
+            # Not "clear it": running programs keep their sockets and work files there.
+            out.append(f"Delete old files you no longer need from the {usage.label} "
+                       f"{usage.path} (it holds {amount}); leave what running programs "
+                       "are using.")
     if not notable:
         out.append("The cache, temporary and trash folders hold little; look for large "
                    "downloads, videos, virtual machine images or old backups.")

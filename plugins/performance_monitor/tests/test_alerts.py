@@ -95,9 +95,13 @@ def test_raising_the_threshold_at_run_time_ends_an_active_alert() -> None:
     monitor = AlertMonitor(Thresholds(memory=50.0), sustain_samples=2)
     assert feed(monitor, "memory", [60, 60]) == [(2.0, "start", 1)]
     monitor.thresholds = Thresholds(memory=70.0)
-    # Until it ends it shows the threshold it is judged by now (audit: it kept the old).
-    assert [a.threshold for a in monitor.active] == [70.0]
+    # Until it ends it is judged by the new threshold and keeps the one it crossed
+    # (audit: rewriting it gave "Memory > 100 %, peak 10.5 %" in the recent list).
+    [alert] = monitor.active
+    assert (alert.threshold, alert.ends_under) == (50.0, 70.0)
+    assert alert.to_dict()["judged_by"] == 70.0 and alert.to_dict()["threshold"] == 50.0
     assert feed(monitor, "memory", [60, 60], start=10.0) == [(12.0, "end", 1)]
+    assert monitor.recent[0].threshold == 50.0
 
 
 def test_only_the_last_alerts_are_kept() -> None:

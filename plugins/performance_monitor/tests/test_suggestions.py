@@ -209,6 +209,30 @@ def test_own_process_is_not_advised_to_be_closed(sample_factory: Callable[..., S
     assert cpu.startswith(f"PlexiChat Desktop itself (pid {me.pid}) uses 30% of total CPU")
 
 
+def test_processes_the_app_started_and_interpreters_are_told_apart(
+        sample_factory: Callable[..., Sample]) -> None:
+    """Audit: "Close QtWebEngineProcess" (the window's own page renderer) and three
+    "python (pid N)" nobody could tell apart."""
+    import subprocess
+    import sys
+
+    from performance_monitor import suggestions
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        [info] = [p for p in suggestions.top_by_memory(limit=10_000) if p.pid == child.pid]
+        assert info.own and info.is_host and not info.is_self
+        assert info.detail == "-c import time; time.sleep(30)", info
+        assert info.label == f"{info.name} (pid {child.pid}: -c import time; time.sleep(30))"
+    finally:
+        child.kill()
+        child.wait()
+    renderer = ProcessInfo(99, "QtWebEngineProcess", rss=800 * MIB, own=True)
+    [memory, _] = memory_suggestions(sample_factory(), [renderer])
+    assert memory.startswith("PlexiChat Desktop's own QtWebEngineProcess (pid 99) holds")
+    assert "closing tabs or runs you do not need" in memory
+
+
 def test_disk_suggestions_text(sample_factory: Callable[..., Sample]) -> None:
     sample = sample_factory(disk_free=2 * GIB, disk_total=100 * GIB, disk_percent=98.0)
     dirs = [DirUsage("user cache folder", Path("/home/u/.cache"), 5 * GIB, complete=False),
@@ -217,7 +241,9 @@ def test_disk_suggestions_text(sample_factory: Callable[..., Sample]) -> None:
     assert disk_suggestions(sample, dirs) == [
         "Only 2.0 GiB free of 100.0 GiB on / (98% used).",
         "Empty the trash /home/u/.local/share/Trash: it holds 8.0 GiB.",
-        "Clear the user cache folder /home/u/.cache: it holds more than 5.0 GiB.",
+        # Not "clear /tmp" (audit): running programs keep their files there.
+        "Delete old files you no longer need from the user cache folder /home/u/.cache "
+        "(it holds more than 5.0 GiB); leave what running programs are using.",
     ]
     assert disk_suggestions(sample, [])[1].startswith("The cache, temporary and trash")
 

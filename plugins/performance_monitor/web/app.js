@@ -342,7 +342,8 @@ function renderAlerts() {
     const item = document.createElement("article");
     item.className = "alert";
     const title = document.createElement("h3");
-    title.textContent = `${alert.label} above ${alert.threshold}%`;
+    title.textContent = `${alert.label} above ${alert.threshold}%`
+      + (alert.judged_by !== alert.threshold ? ` (ends under ${alert.judged_by}% now)` : "");
     const meta = document.createElement("p");
     meta.className = "alert-meta";
     const now = currentValue(alert.metric);
@@ -412,7 +413,7 @@ function announce(text) {
 function onAlertEvent(data) {
   const alert = data.alert;
   if (data.kind === "start") announce(`${alert.label} alert: above ${alert.threshold}%.`);
-  if (data.kind === "end") announce(`${alert.label} is back under ${alert.threshold}%.`);
+  if (data.kind === "end") announce(`${alert.label} is back under ${alert.judged_by}%.`);
   loadAlerts().catch((err) => showPageError(`Could not load alerts: ${err.message}`));
 }
 
