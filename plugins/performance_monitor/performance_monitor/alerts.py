@@ -73,6 +73,11 @@ def parse_thresholds_update(body: bytes | str | Mapping[str, Any], current: Thre
             if not isinstance(data, dict):
                 raise ThresholdError({"body": "body must be a JSON object such as {\"cpu\": 75}"})
             update = ThresholdsUpdate.model_validate(data)
+        given = dict(body) if isinstance(body, Mapping) else data
+        nulls = [name for name, value in given.items() if value is None and name in METRICS]
+        if nulls:  # a null was taken as "not given" and the field silently kept
+            raise ThresholdError({name: f"{name} must be a number greater than 0 and at "
+                                        "most 100, got null" for name in nulls})
     except json.JSONDecodeError as exc:
         raise ThresholdError({"body": f"body is not valid JSON ({exc.msg})"}) from None
     except ValidationError as exc:

@@ -124,6 +124,9 @@ def test_thresholds_update_changes_only_the_given_fields() -> None:
     updated = parse_thresholds_update(json.dumps({"cpu": 75, "swap": 100}), current)
     assert updated == Thresholds(cpu=75.0, memory=85.0, disk=90.0, swap=100.0)
     assert parse_thresholds_update({"memory": 0.5}, current).memory == 0.5
+    with pytest.raises(ThresholdError) as caught:  # audit: null was silently ignored
+        parse_thresholds_update(json.dumps({"cpu": None, "memory": 50}), current)
+    assert set(caught.value.errors) == {"cpu"}
 
 
 @pytest.mark.parametrize(("body", "field"), [
