@@ -46,6 +46,7 @@ class PerformanceMonitorPlugin(Plugin):
         self.monitor = AlertMonitor(self.config.thresholds, self.config.sustain_samples)
         self.hub = EventHub(maxsize=64)
         self._ready = asyncio.Event()
+        self._starting: dict[int, asyncio.Task[None]] = {}  # alerts whose advice is due
 
         ctx.add_route("/current", self.current)
         ctx.add_route("/history", self.history_points)
@@ -162,11 +163,23 @@ class PerformanceMonitorPlugin(Plugin):
             if change.kind == "start":
                 self.ctx.logger.warning("%s above %g%% since %s (peak %.1f%%)", label,
                                         alert.threshold, _clock(alert.started_at), alert.peak)
-                alert.suggestions = await self._suggest(alert.metric, sample)
+                # The advice takes up to 1.5 s (a folder walk): worked out beside the
+                # sampler, which waited for it and skipped samples meanwhile.
+                self._starting[alert.id] = self.ctx.create_task(
+                    self._start_with_advice(alert, sample),
+                    name=f"performance_monitor advice {alert.metric}")
             else:
                 self.ctx.logger.info("%s back under %g%% (peak was %.1f%%)", label,
                                      alert.ends_under, alert.peak)
-            self._announce(change.kind, alert)
+                starting = self._starting.pop(alert.id, None)
+                if starting is not None:
+                    await asyncio.wait({starting})  # its start is announced first
+                self._announce("end", alert)
+
+    async def _start_with_advice(self, alert: Alert, sample: Sample) -> None:
+        alert.suggestions = await self._suggest(alert.metric, sample)
+        self._starting.pop(alert.id, None)
+        self._announce("start", alert)
 
     async def _suggest(self, metric: str, sample: Sample) -> list[str]:
         try:

@@ -99,11 +99,13 @@ async def test_routes_stream_and_alerts_through_the_host(plexichat_app: PlexiCha
                 active = (await client.get("alerts")).json()["active"]
                 assert [a["id"] for a in active] == [alert["id"]]
 
-                # Nothing is above 100 %: the alert must end after 2 samples.
+                # Nothing is above 100 %: the alert must end after 2 samples. It keeps the
+                # threshold it crossed and says the one it ended under (audit).
                 assert (await client.put("thresholds", json={"memory": 100})).status_code == 200
                 ended = await next_event(events, "alert", lambda d: d["kind"] == "end")
                 assert ended["alert"]["id"] == alert["id"]
                 assert ended["alert"]["ended_at"] >= alert["started_at"]
+                assert (ended["alert"]["threshold"], ended["alert"]["judged_by"]) == (0.1, 100)
                 await events.aclose()
 
             for _ in range(100):  # the server notices the disconnect asynchronously
