@@ -697,8 +697,17 @@ class Manager:
                           "detail": f"{safety.get('name')} ({str(safety['checksum'])[:12]}…), "
                                     f"{checked['summary']}"})
             job.progress(50, 100, "restoring (the server checks the SHA-256 first)")
-            restored = await self.api.backup.restore(backup_id, confirm=True,
-                                                     checksum=checksum.lower())
+            sent = asyncio.ensure_future(self.api.backup.restore(
+                backup_id, confirm=True, checksum=checksum.lower()))
+            try:
+                restored = await asyncio.shield(sent)
+            except asyncio.CancelledError:
+                # Once asked, the server restores whatever happens here: a cancel that
+                # ended the job recorded "failed" over a restore that went on.
+                if task := asyncio.current_task():
+                    task.uncancel()
+                restored = await sent
+                result["cancel"] = "too late: the server had begun the restore, it was done"
             counts = dict(restored.counts)
             result["counts"] = counts
             steps.append({"step": "restore", "ok": True,

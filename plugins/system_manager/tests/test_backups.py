@@ -208,6 +208,39 @@ async def test_a_restore_never_deletes_the_backup_it_restores(app):
         assert job["state"] == "succeeded", job
 
 
+async def test_a_restore_cancelled_once_sent_is_recorded_as_done(app, monkeypatch):
+    """Audit: a Cancel while the server restored ended the job "failed", and the history
+    said so, while the server finished the restore all the same."""
+    import threading
+
+    async with app(fresh=True) as a:
+        backup = (await _backup(a, verify=False))["backup"]
+        manager = a.server.runtime.api_v1.backups
+        real = manager._restore
+        asked = threading.Event()
+        go_on = threading.Event()
+
+        def held(record, expected):
+            asked.set()
+            go_on.wait(30)
+            return real(record, expected)
+
+        monkeypatch.setattr(manager, "_restore", held)
+        started = await a.client.post("restore", json={
+            "backup_id": backup["id"], "checksum": backup["checksum"], "confirm": True})
+        assert started.status_code == 202, started.text
+        job_id = started.json()["id"]
+        assert await asyncio.to_thread(asked.wait, 30)  # the server is restoring now
+        a.manager.ctx.jobs.cancel(job_id)
+        await asyncio.sleep(0.2)
+        go_on.set()
+        job = (await a.manager.ctx.jobs.wait(job_id)).to_dict()
+        assert job["state"] == "succeeded", job
+        assert job["result"]["cancel"].startswith("too late")
+        entry = a.manager.store.history(1, "restore")[0]
+        assert entry["status"] == "succeeded", entry
+
+
 async def test_a_changed_target_password_keeps_earlier_copies_usable(app, tmp_path: Path):
     """Audit: after the password of an encrypted target changed, its earlier copies could
     not be brought back (only the new password was tried), while Verify said "ok"."""
