@@ -600,7 +600,9 @@ class MessagingHubPlugin(Plugin):
                                 json.dumps({**origin, "content": content}) if origin else None)
         if body.template_id is not None:
             self.store.used_template(body.template_id)  # counted once it is queued
-        self.store.delete_draft(owner, body.recipient_id)
+        if body.template_id is None:
+            # What was sent was the draft; a template send leaves the draft typed before.
+            self.store.delete_draft(owner, body.recipient_id)
         self.hub.publish("outbox", public_item(item))
         self.dispatcher.poke()
         return JSONResponse({**public_item(item), "undo_seconds":

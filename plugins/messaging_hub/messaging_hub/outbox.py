@@ -158,6 +158,12 @@ class Dispatcher:
     async def deliver(self, api: ScopedApi, item: dict[str, Any]) -> None:
         from api_integration_layer.errors import ApiHTTPError, NotAuthenticated, RateLimited
 
+        # The row as it is now: the due list was read before the sends ahead of this one,
+        # and an edit made meanwhile was answered 200 while the old text went out.
+        fresh = self.store.item(item["id"])
+        if fresh is None or fresh["state"] != "pending":
+            return
+        item = fresh
         if edited_since_tried(item):
             # A text of this item may have gone out already and the user changed it since:
             # what was delivered is settled before the new text may leave.
@@ -176,6 +182,8 @@ class Dispatcher:
         now = self._clock()
         if not self.store.claim(item["id"], now):
             return  # cancelled, edited to later, or taken by another dispatcher meanwhile
+        # Claimed, it can no longer be edited: what it holds now is what goes out.
+        item = self.store.item(item["id"]) or item
         self._changed(item["id"])
         try:
             message = await self.transmit(api, item)

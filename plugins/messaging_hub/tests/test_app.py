@@ -276,10 +276,15 @@ def test_templates_are_checked_before_sending(app: PlexiChatApp, ann: Person,
                                                 "template_id": sandbox["id"]})
     assert refused.status_code == 422 and refused.json()["field"] == "body"
 
+    # A template send leaves the draft typed before it (audit: it was deleted).
+    ok(app.client.put(f"api/drafts/{bob.id}", json={"content": "half a reply"}))
     item = ok(app.client.post("api/send", json={
         "recipient_id": bob.id, "template_id": created["id"], "undo": False,
         "variables": {"order_id": "A-17", "when": "tomorrow"}}), 202)
     until(lambda: sent_item(app, item["id"]), "the template's message sent")
+    drafts = ok(app.client.get("api/drafts"))["drafts"]
+    assert [d["content"] for d in drafts if d["recipient_id"] == bob.id] == ["half a reply"]
+    ok(app.client.put(f"api/drafts/{bob.id}", json={"content": ""}))
     assert history(bob, ann)[-1]["content"] == "Hi Bob, your order A-17 ships tomorrow."
     listed = ok(app.client.get("api/templates"))["templates"]
     assert next(t for t in listed if t["id"] == created["id"])["uses"] == 1

@@ -394,6 +394,33 @@ def test_dispatcher_sends_once_through_server_errors(tmp_path: Path) -> None:
     store.close()
 
 
+def test_an_edit_made_while_earlier_items_are_sent_is_what_goes_out(tmp_path: Path) -> None:
+    """Audit: the due list was read once, then sent item by item; an edit to a later item
+    made while an earlier one was being sent was answered 200 and the old text left."""
+    from messaging_hub.outbox import Dispatcher
+
+    store = Store(tmp_path / "o.sqlite3")
+    api = FakeApi()
+    first = store.queue(ME, BOB, "first", "text", None, "scheduled", 1000.0)
+    second = store.queue(ME, BOB, "second ORIGINAL", "text", None, "scheduled", 1000.0)
+    real_send = api.messages.send
+
+    async def send_then_edit(recipient: str, content: str, **kw: Any) -> Any:
+        answer = await real_send(recipient, content, **kw)
+        if content == "first":  # the user edits the second while the first leaves
+            assert store.update_pending(second["id"], ME, content="second EDITED")
+        return answer
+
+    api.messages.send = send_then_edit  # type: ignore[method-assign]
+    dispatcher = Dispatcher(store, lambda: (api, ME), lambda n, d: None,
+                            logger=__import__("logging").getLogger("test"),
+                            clock=lambda: 1000.0)
+    asyncio.run(dispatcher.step(api, ME))  # type: ignore[arg-type]
+    assert [m.content for m in api.messages.stored] == ["first", "second EDITED"]
+    assert store.item(first["id"])["state"] == "sent"  # type: ignore[index]
+    store.close()
+
+
 def test_a_known_name_serves_through_a_short_outage_not_a_deleted_user() -> None:
     """After the minute, a failed lookup raised where the name known a minute ago would
     do; but a deleted user (404) must not keep a name for good."""

@@ -9,6 +9,9 @@ const state = {
   status: null, filter: "all", q: "", rows: [], cursor: -1, open: null, other: null,
   messages: new Map(), order: [], nextOffset: 0, hasMore: false, replyTo: null,
   templates: [], tplEditing: null, tplVars: {}, undo: null, outboxTab: "open", heldSeen: new Set(),
+  // composerChanged: typed here since the draft was loaded or saved; stash: what was typed
+  // before a template was picked, {to, text}.
+  composerChanged: false, stash: null,
   zone: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
   draftTimer: null, inboxTimer: null, analyticsSeq: 0,
 };
@@ -271,6 +274,7 @@ async function openConversation(userId, around = null) {
   if (draft && draft.reply_to && state.messages.has(draft.reply_to)) startReply(state.messages.get(draft.reply_to));
   $("content").value = draft ? draft.content : "";
   $("msg-type").value = draft ? draft.message_type : "text";
+  state.composerChanged = false;
   $("draft-state").textContent = draft ? "draft restored" : "";
   updateComposer();
   renderPending(data.outbox);
@@ -468,18 +472,27 @@ function updateComposer() {
 }
 
 $("content").addEventListener("input", () => {
+  state.composerChanged = true;
   updateComposer();
   showError("composer-error", null);
   $("draft-state").textContent = "…";
   clearTimeout(state.draftTimer);
   state.draftTimer = setTimeout(() => saveDraftNow().catch(pageError), 600);
 });
-$("msg-type").addEventListener("change", () => { updateComposer(); saveDraftNow().catch(pageError); });
+$("msg-type").addEventListener("change", () => {
+  state.composerChanged = true;
+  updateComposer();
+  saveDraftNow().catch(pageError);
+});
 
 async function saveDraftNow() {
   clearTimeout(state.draftTimer);
   if (!state.open || !state.status || !state.status.signed_in) return;
   if ($("tpl-pick").value) return;  // the composer shows a template, not a draft
+  // Only what this page changed: another tab's draft was deleted by a stale, empty
+  // composer here saved on a switch of conversation.
+  if (!state.composerChanged) return;
+  state.composerChanged = false;
   const content = $("content").value;
   const saved = await api(`drafts/${encodeURIComponent(state.open)}`, { method: "PUT",
     body: { content, message_type: $("msg-type").value, reply_to: state.replyTo } });
@@ -587,15 +600,23 @@ $("toast-undo").addEventListener("click", async () => {
   if (!undo) return;
   try {
     await api(`outbox/${undo.id}/cancel`, { method: "POST" });
+    let where = "it is back in the composer";
     if (state.open === undo.recipient) {
       $("content").value = undo.content;
       $("msg-type").value = undo.type;
+      state.composerChanged = true;
       updateComposer();
       $("content").focus();
       saveDraftNow().catch(pageError);
+    } else {
+      // Another conversation is open: kept as the recipient's draft (it was lost).
+      await api(`drafts/${encodeURIComponent(undo.recipient)}`, { method: "PUT",
+        body: { content: undo.content, message_type: undo.type, reply_to: null } });
+      where = "it is kept as a draft in its conversation";
+      loadInbox().catch(pageError);
     }
     hideToast();
-    toast("Not sent: it is back in the composer");
+    toast(`Not sent: ${where}`);
   } catch (err) { hideToast(); pageError(err); }
 });
 
@@ -650,7 +671,18 @@ $("tpl-pick").addEventListener("change", () => {
 function renderTplVars(tpl) {
   const box = $("tpl-vars");
   state.tplVars = {};
-  if (!tpl) { box.hidden = true; box.replaceChildren(); $("content").readOnly = false; return; }
+  if (!tpl) {
+    box.hidden = true; box.replaceChildren(); $("content").readOnly = false;
+    // What was typed before the template was picked comes back (it was overwritten, and
+    // a template send deleted its draft).
+    if (state.stash && state.stash.to === state.open) {
+      $("content").value = state.stash.text;
+      $("draft-state").textContent = state.stash.text ? "draft restored" : "";
+    }
+    state.stash = null;
+    return;
+  }
+  if (!state.stash) state.stash = { to: state.open, text: $("content").value };
   $("content").readOnly = true;
   $("content").value = tpl.body;
   box.hidden = false;
