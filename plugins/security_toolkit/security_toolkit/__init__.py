@@ -32,6 +32,7 @@ from security_toolkit.models import (
     ChangePasswordBody,
     ContactBody,
     CsvImportBody,
+    EntryChange,
     EntryIn,
     ExportBody,
     FixBody,
@@ -90,6 +91,7 @@ class SecurityToolkitPlugin(Plugin):
             ("/vault/create", self.create, "POST"),
             ("/vault/unlock", self.unlock, "POST"),
             ("/vault/lock", self.lock, "POST"),
+            ("/activity", self.activity, "POST"),
             ("/vault/password", self.change_password, "POST"),
             ("/vault/backup", self.backup, "GET"),
             ("/entries", self.list_entries, "GET"),
@@ -194,6 +196,12 @@ class SecurityToolkitPlugin(Plugin):
         info["breach_list"] = self._prefs().get("breach_list", self.config.breach_list)
         return info
 
+    async def activity(self) -> dict[str, Any]:
+        """The user is typing in the page (an entry's notes, say): the idle lock waits.
+        Typing reached no route, and the lock cleared an editor in mid-sentence."""
+        self.session.activity()
+        return self.session.status()
+
     async def create(self, body: PasswordBody) -> dict[str, Any]:
         await self.session.create(body.password)
         self._identity()
@@ -239,9 +247,10 @@ class SecurityToolkitPlugin(Plugin):
     async def get_entry(self, entry_id: str) -> dict[str, Any]:
         return entries.detail(entries.find(self.session.vault().payload, entry_id))
 
-    async def put_entry(self, entry_id: str, body: EntryIn) -> dict[str, Any]:
+    async def put_entry(self, entry_id: str, body: EntryChange) -> dict[str, Any]:
         vault = self.session.vault()
         entry = entries.find(vault.payload, entry_id)
+        entries.check_unchanged(entry, body.version)
         entries.update(entry, body)
         vault.save()
         return entries.listing(entry)

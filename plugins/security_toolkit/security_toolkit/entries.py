@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -31,6 +33,28 @@ class EntryIn(BaseModel):
     folder: str = Field("", max_length=200)
     tags: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list,
                                                              max_length=20)
+
+
+class EntryChange(EntryIn):
+    """An edit of an entry: ``version`` is the entry's ``version`` when the editor opened
+    it; a save over a change made since (another tab, a health fix) is refused instead of
+    putting the old text back."""
+
+    version: str | None = Field(None, max_length=64)
+
+
+def version(entry: dict[str, Any]) -> str:
+    """A digest of everything the entry holds: any change makes another (its ``updated``
+    time, to the second, could not tell two changes of one second apart)."""
+    text = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_unchanged(entry: dict[str, Any], opened: str | None) -> None:
+    """409 when the entry changed since the editor opened it at version ``opened``."""
+    if opened is not None and version(entry) != opened:
+        raise Problem("version", "this entry changed since you opened it (in another tab, "
+                                 "or by a fix): open it again and redo your change", 409)
 
 
 def _inputs(entry: dict[str, Any]) -> list[str]:
@@ -87,7 +111,7 @@ def set_password(entry: dict[str, Any], new: str, stamp: str | None = None) -> N
 
 
 def update(entry: dict[str, Any], data: EntryIn) -> None:
-    fields = data.model_dump()
+    fields = data.model_dump(exclude={"version"})
     password = fields.pop("password")
     fields["totp"] = _normal_totp(data.totp)
     entry.update(fields)
@@ -132,7 +156,7 @@ def detail(entry: dict[str, Any]) -> dict[str, Any]:
     """One entry with its secrets, for the editor (asked for one at a time)."""
     shown = listing(entry)
     shown.update(password=entry["password"], notes=entry.get("notes", ""),
-                 totp=entry.get("totp", ""),
+                 totp=entry.get("totp", ""), version=version(entry),
                  history=[{"until": h["until"]} for h in entry.get("history") or []])
     return shown
 

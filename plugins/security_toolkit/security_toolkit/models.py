@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from plexichat_desktop.plugins.settings import PluginSettings
-from security_toolkit.entries import EntryIn
+from security_toolkit.entries import EntryChange, EntryIn
 from security_toolkit.generator import PassphraseRules, PasswordRules
 from security_toolkit.vault import KdfParams
 
@@ -120,7 +120,7 @@ class MessageBody(BaseModel):
     text: str = Field(min_length=1, max_length=6000)
 
 
-__all__ = ["ChangePasswordBody", "ContactBody", "CsvImportBody", "EntryIn", "ExportBody",
-           "FixBody", "GenerateBody", "HashTextBody", "HealthBody", "HmacBody",
+__all__ = ["ChangePasswordBody", "ContactBody", "CsvImportBody", "EntryChange", "EntryIn",
+           "ExportBody", "FixBody", "GenerateBody", "HashTextBody", "HealthBody", "HmacBody",
            "MessageBody", "PasswordBody", "StrengthBody", "ToolkitSettings",
            "TotpImportBody", "VerifyBody"]

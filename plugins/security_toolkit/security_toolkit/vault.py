@@ -242,12 +242,15 @@ class Vault:
         return derive(new_password, salt, params), salt, params
 
     def rekey(self, material: tuple[_Keys, bytes, KdfParams]) -> None:
-        """Use keys from :meth:`rekey_material` from now on, and save."""
+        """Use keys from :meth:`rekey_material` from now on, and save. The backup kept
+        beside the file is replaced too: it was the file as it was before, under the old
+        password, which then still opened every entry after a change meant to lock it."""
         self.payload  # noqa: B018 - raises when locked
         if self._pending is not None:
             self._pending[0].wipe()
         self._pending = material
         self.save()
+        self.save()  # the backup is now the file just written, under the new keys
 
     def change_password(self, new_password: str, params: KdfParams) -> None:
         """Re-key with ``new_password`` and save (both steps in the calling thread)."""

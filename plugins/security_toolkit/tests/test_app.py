@@ -110,6 +110,8 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         assert refused.status_code == 422 and refused.json()["field"] == "breach_list"
         assert (await client.get(f"entries/{ids['Mail']}")).json() == mail_before
 
+        # An editor opened before the fix (another tab) cannot save the old text back.
+        stale = (await client.get(f"entries/{ids['Forum']}")).json()
         fixed = await client.post("health/fix", json={"entry_ids": [ids["Mail"], ids["Forum"]],
                                                       "kind": "passphrase"})
         assert fixed.status_code == 200, fixed.text
@@ -131,6 +133,15 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         # As old as it was: the undo must not make an old password look new.
         assert restored["password_changed"] == mail_before["password_changed"]
         assert (await client.post(f"entries/{ids['Bank']}/restore")).status_code == 409
+        keys = ("title", "username", "password", "url", "notes", "totp", "folder", "tags")
+        late = await client.put(f"entries/{ids['Forum']}", json={
+            **{k: stale[k] for k in keys}, "username": "changed", "version": stale["version"]})
+        assert late.status_code == 409 and late.json()["field"] == "version", late.text
+        fresh = (await client.get(f"entries/{ids['Forum']}")).json()
+        assert fresh["password"] == forum["password"]  # the fix stays
+        saved = await client.put(f"entries/{ids['Forum']}", json={
+            **{k: fresh[k] for k in keys}, "username": "changed", "version": fresh["version"]})
+        assert saved.status_code == 200 and saved.json()["username"] == "changed"
         unknown = await client.post("health/fix", json={"entry_ids": ["nope"]})
         assert unknown.status_code == 404 and unknown.json()["field"] == "entry_id"
 
@@ -205,6 +216,10 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         assert backup.content.startswith(b"STKVAULT")
         no_secret_in(backup.text)
 
+        # Typing on the page keeps the vault open (audit: it reached no route and the
+        # idle lock cleared the editor mid-sentence).
+        kept = (await client.post("activity")).json()
+        assert kept["unlocked"] is True and kept["locks_in"] > 0
         # -- lock, wrong password, a flipped bit on disk
         assert (await client.post("vault/lock")).json()["unlocked"] is False
         assert (await client.get("entries")).status_code == 423

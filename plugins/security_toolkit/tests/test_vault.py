@@ -135,6 +135,13 @@ def test_change_password_and_truncated_file(tmp_path: Path) -> None:
     with pytest.raises(Problem):
         open_vault(path, PASSWORD, LOW)
     assert open_vault(path, "a new master password", LOW).payload["entries"]
+    # Nor does the backup beside it open with the old password (audit: it was the file
+    # from before the change, every entry readable with the password meant to be gone).
+    backup = path.with_name(path.name + ".bak")
+    assert backup.exists()
+    with pytest.raises(Problem):
+        open_vault(backup, PASSWORD, LOW)
+    assert open_vault(backup, "a new master password", LOW).payload["entries"]
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(Problem, match="damaged"):
         open_vault(path, "a new master password", LOW)

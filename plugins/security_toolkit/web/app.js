@@ -53,6 +53,15 @@ async function api(path, options = {}) {
   return body;
 }
 
+// Typing is work in the vault: told to the server at most every 20 s, so the idle lock
+// does not clear an editor in mid-sentence (only requests counted, and typing sends none).
+let lastActivity = 0;
+document.addEventListener("input", () => {
+  if (!state.unlocked || Date.now() - lastActivity < 20000) return;
+  lastActivity = Date.now();
+  api("activity", { method: "POST" }).catch(() => { /* locked meanwhile: the status says */ });
+});
+
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
@@ -99,7 +108,21 @@ async function copy(text, what) {
     area.remove();
   }
   note(`${what} copied; the clipboard is cleared in 30 s.`);
-  setTimeout(() => navigator.clipboard.writeText("").catch(() => {}), CLIPBOARD_CLEAR_MS);
+  // One timer, the last copy's: each copy had its own, and an earlier one cleared a
+  // later copy after a few seconds.
+  clearTimeout(clipboardTimer);
+  clipboardTimer = setTimeout(() => clearClipboard(text), CLIPBOARD_CLEAR_MS);
+}
+
+let clipboardTimer = null;
+async function clearClipboard(copied) {
+  try {
+    // What the user copied since, elsewhere, stays.
+    if (await navigator.clipboard.readText() !== copied) return;
+  } catch { /* reading is not allowed here: cleared all the same */ }
+  // Chromium drops an empty string without a word (the password stayed on the
+  // clipboard for good): a single space replaces it.
+  navigator.clipboard.writeText(" ").catch(() => {});
 }
 
 function download(blob, name) {
@@ -283,6 +306,7 @@ async function openEntry(id) {
   await guarded(null, "entry-error", async () => {
     const entry = await api(`entries/${encodeURIComponent(id)}`);
     state.selected = id;
+    state.selectedVersion = entry.version;  // a save over a change made since is refused
     $("e-title").value = entry.title;
     $("e-username").value = entry.username;
     $("e-password").value = entry.password;
@@ -324,7 +348,8 @@ $("entry-form").addEventListener("submit", (event) => {
   guarded($("e-save"), "entry-error", async () => {
     const body = entryBody();
     const saved = state.selected
-      ? await api(`entries/${state.selected}`, { method: "PUT", json: body })
+      ? await api(`entries/${state.selected}`, { method: "PUT",
+        json: { ...body, version: state.selectedVersion } })
       : await api("entries", { method: "POST", json: body });
     note(`Saved “${saved.title}”.`);
     await loadEntries();
