@@ -423,7 +423,14 @@ class SecurityToolkitPlugin(Plugin):
         added: list[dict[str, Any]] = []
         warnings: list[str] = []
         for n, raw in enumerate(found, 1):
+            if "skipped" in raw:
+                warnings.append(f"entry {n}: skipped: {raw['skipped']}")
+                continue
+            notice = raw.get("notice")
+            raw = {k: v for k, v in raw.items() if k != "notice"}
             row = {**raw, "title": raw["title"] or raw["username"] or "(untitled)"}
+            if notice:
+                warnings.append(f"entry {n} ({row['title'][:40]}): {notice}")
             changed = raw.get("changed")
             unread = row.pop("changed_unread", None)
             if unread is not None:

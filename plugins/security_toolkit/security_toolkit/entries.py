@@ -28,11 +28,13 @@ class EntryIn(BaseModel):
     username: str = Field("", max_length=200)
     password: str = Field("", max_length=1024)
     url: str = Field("", max_length=2000)
-    notes: str = Field("", max_length=20000)
+    # Room for what other managers keep there (recovery codes, keys, custom fields):
+    # at 20,000 an imported entry with longer notes was skipped whole.
+    notes: str = Field("", max_length=200_000)
     totp: str = Field("", max_length=2000, description="otpauth:// URI or base32 secret")
     folder: str = Field("", max_length=200)
-    tags: list[Annotated[str, Field(max_length=50)]] = Field(default_factory=list,
-                                                             max_length=20)
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list,
+                                                              max_length=100)
 
 
 class EntryChange(EntryIn):

@@ -62,7 +62,8 @@ def read_csv(text: str) -> tuple[str, list[dict[str, Any]]]:
                 raise Problem("csv", f"line {line}: a field is over {MAX_FIELD} characters")
             record = dict(zip(columns, row, strict=True))
             entry = _from_bitwarden(record) if kind == "bitwarden" else _from_keepassxc(record)
-            if entry is None:
+            if "skipped" in entry:
+                entries.append(entry)  # said in the import's warnings
                 continue
             if not entry["title"] and not entry["username"] and not entry["password"]:
                 raise Problem("csv", f"line {line}: no title, username or password")
@@ -72,13 +73,30 @@ def read_csv(text: str) -> tuple[str, list[dict[str, Any]]]:
     return kind, entries
 
 
-def _from_bitwarden(r: dict[str, str]) -> dict[str, Any] | None:
-    if r.get("type", "login") not in ("login", ""):
-        return None  # cards, identities and secure notes have no password to keep
-    return {"title": r.get("name", ""), "username": r.get("login_username", ""),
+def with_fields(notes: str, fields: list[tuple[str, str]]) -> str:
+    """``notes`` with custom fields appended as "name: value" lines (the vault has no
+    place of its own for them; dropped, a PIN or a security answer was lost)."""
+    lines = [f"{name}: {value}" for name, value in fields if name or value]
+    if not lines:
+        return notes
+    block = "Custom fields:\n" + "\n".join(lines)
+    return f"{notes.rstrip()}\n\n{block}" if notes.strip() else block
+
+
+def _from_bitwarden(r: dict[str, str]) -> dict[str, Any]:
+    kind = (r.get("type") or "login").strip().lower()
+    title = r.get("name", "")
+    if kind not in ("login", "note"):
+        # Bitwarden's CSV carries none of a card's or an identity's own fields.
+        return {"skipped": f"a Bitwarden {kind} ({title[:40]!r}) is not in a CSV export "
+                           "with its fields: export as JSON or copy it by hand",
+                "title": title}
+    custom = [tuple(part.strip() for part in line.split(":", 1)) if ":" in line
+              else ("", line.strip()) for line in (r.get("fields") or "").splitlines()]
+    return {"title": title, "username": r.get("login_username", ""),
             "password": r.get("login_password", ""), "url": r.get("login_uri", ""),
-            "notes": r.get("notes", ""), "totp": r.get("login_totp", ""),
-            "folder": r.get("folder", ""), "tags": []}
+            "notes": with_fields(r.get("notes", ""), custom),  # type: ignore[arg-type]
+            "totp": r.get("login_totp", ""), "folder": r.get("folder", ""), "tags": []}
 
 
 def _stamp(text: str | None) -> str | None:
@@ -208,20 +226,43 @@ def read_kdbx(data: bytes, password: str, keyfile: bytes | None = None
     except Exception as exc:  # construct raises many types for a truncated file
         raise Problem("file", f"the KeePass database could not be read ({type(exc).__name__}"
                               ")") from None
-    found = []
+    found: list[dict[str, Any]] = []
+    bin_group = kp.recyclebin_group
+    binned = 0
     for entry in kp.entries:
         if entry.is_a_history_entry:
             continue
+        if bin_group is not None and _inside(entry.group, bin_group):
+            binned += 1  # deleted in KeePass: came back as live entries
+            continue
         path = [g for g in (entry.group.path or []) if g]
-        found.append({
+        custom = [(name, value or "") for name, value in
+                  (entry.custom_properties or {}).items() if name != "otp"]
+        item: dict[str, Any] = {
             "title": entry.title or "", "username": entry.username or "",
             "password": entry.password or "", "url": entry.url or "",
-            "notes": entry.notes or "", "totp": entry.otp or "",
+            "notes": with_fields(entry.notes or "", custom), "totp": entry.otp or "",
             "folder": "/".join(path), "tags": list(entry.tags or []),
             "changed": entry.mtime.astimezone(dt.UTC).replace(microsecond=0).isoformat()
             if entry.mtime else None,
-        })
+        }
+        names = [a.filename for a in entry.attachments or []]
+        if names:
+            item["notice"] = (f"{len(names)} attachment(s) not imported (the vault keeps "
+                              f"no files): {', '.join(n[:40] for n in names[:5])}")
+        found.append(item)
+    if binned:
+        found.append({"skipped": f"{binned} entries in KeePass's Recycle Bin were left "
+                                 "out (deleted there)", "title": ""})
     return found
+
+
+def _inside(group: Any, ancestor: Any) -> bool:
+    while group is not None:
+        if group.uuid == ancestor.uuid:
+            return True
+        group = group.parentgroup
+    return False
 
 
 def write_kdbx(entries: list[dict[str, Any]], password: str, *, time_cost: int = 10,

@@ -242,14 +242,23 @@ BITWARDEN_CSV = ("folder,favorite,type,name,notes,fields,reprompt,login_uri,logi
 Work,,login,Mail,"two
 lines",,0,https://mail.example.org,ann,hunter22,
 ,,note,Just a note,text,,0,,,,
-Bank,1,login,Bank,,,0,https://bank.example,ann.s,"pa,ss""word",otpauth://totp/Bank:ann?secret=JBSWY3DPEHPK3PXP
+Bank,1,login,Bank,,"PIN: 1234
+Security answer: Rex",0,https://bank.example,ann.s,"pa,ss""word",otpauth://totp/Bank:ann?secret=JBSWY3DPEHPK3PXP
+,,card,Visa,,,0,,,,
 """
 
 
 def test_csv_import_export_round_trip() -> None:
     kind, found = interop.read_csv(BITWARDEN_CSV)
-    assert kind == "bitwarden" and [e["title"] for e in found] == ["Mail", "Bank"]
-    assert found[0]["notes"] == "two\nlines" and found[1]["password"] == 'pa,ss"word'
+    # Secure notes come in, custom fields go into the notes, a card is named as left out
+    # (audit: notes, cards and the fields were dropped without a word).
+    assert kind == "bitwarden" and [e["title"] for e in found] == [
+        "Mail", "Just a note", "Bank", "Visa"]
+    skipped = found.pop()
+    assert "card" in skipped["skipped"] and "Visa" in skipped["skipped"]
+    assert found[0]["notes"] == "two\nlines" and found[2]["password"] == 'pa,ss"word'
+    assert found[1]["notes"] == "text" and found[1]["password"] == ""
+    assert found[2]["notes"] == "Custom fields:\nPIN: 1234\nSecurity answer: Rex"
     stamped = interop.read_csv(interop.write_csv(
         [dict(found[0], password_changed="2020-01-02T03:04:05+00:00")], "keepassxc"))[1]
     assert stamped[0]["changed"] == "2020-01-02T03:04:05+00:00"
@@ -275,6 +284,33 @@ def test_malformed_csv_names_the_line(text: str, line: int) -> None:
         interop.read_csv(text)
     assert info.value.field == "csv"
     assert str(info.value).startswith(f"csv: line {line}:"), str(info.value)
+
+
+def test_kdbx_import_keeps_custom_fields_and_leaves_the_recycle_bin() -> None:
+    """Audit: custom fields (protected ones too) and attachments were dropped without a
+    word, and entries in KeePass's Recycle Bin came back as live ones."""
+    import io
+
+    from pykeepass import PyKeePass
+
+    base = interop.write_kdbx([{"title": "Bank", "username": "ann", "password": "pw",
+                                "url": "", "notes": "n", "totp": "", "folder": "",
+                                "tags": []}], "export-pass", time_cost=1, memory_kib=64,
+                              parallelism=1)
+    kp = PyKeePass(io.BytesIO(base), password="export-pass")
+    [bank] = kp.entries
+    bank.set_custom_property("PIN", "1234", protect=True)
+    attachment = kp.add_binary(b"scan")
+    bank.add_attachment(attachment, "card.pdf")
+    gone = kp.add_entry(kp.root_group, "Old", "u", "p")
+    kp.trash_entry(gone)
+    out = io.BytesIO()
+    kp.save(out)
+    found = interop.read_kdbx(out.getvalue(), "export-pass")
+    [entry, binned] = found
+    assert entry["title"] == "Bank" and entry["notes"] == "n\n\nCustom fields:\nPIN: 1234"
+    assert "card.pdf" in entry["notice"]
+    assert binned["skipped"].startswith("1 entries in KeePass's Recycle Bin")
 
 
 def test_kdbx_round_trip_and_errors() -> None:
