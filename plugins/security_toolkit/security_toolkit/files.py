@@ -7,6 +7,7 @@ a passphrase (age's scrypt recipient).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import re
@@ -103,9 +104,24 @@ def encrypt(data: bytes, *, recipients: list[str] | None = None,
     return bytes(pyrage.encrypt(data, parsed))
 
 
+def _binary_head(data: bytes) -> bytes:
+    """The first bytes of the age file itself: ``data``'s, or for the text ("armored",
+    ``age -a``) form those its first base64 lines decode to."""
+    text = data.lstrip()
+    if not text.startswith(AGE_ARMOR):
+        return data[:512]
+    lines = text[len(AGE_ARMOR):].splitlines()[:12]
+    encoded = b"".join(line.strip() for line in lines if not line.startswith(b"-----"))
+    try:
+        return base64.b64decode(encoded[:len(encoded) // 4 * 4])[:512]
+    except ValueError:
+        return b""
+
+
 def is_passphrase_file(data: bytes) -> bool:
-    """True for a binary age file whose only stanza is scrypt (a passphrase)."""
-    head = data[:512]
+    """True for an age file (binary or armored) whose only stanza is scrypt (a
+    passphrase): an armored one was taken for a file to a key and refused."""
+    head = _binary_head(data)
     return head.startswith(AGE_BINARY) and b"\n-> scrypt " in head
 
 

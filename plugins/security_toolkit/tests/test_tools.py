@@ -160,6 +160,18 @@ def test_age_round_trips_and_bad_files(rage_passphrase_file: tuple[str, bytes]) 
     # files.encrypt's own passphrase file round trips: rage_passphrase_file checks that
     # it is one and opens with its phrase (a fixture: the scrypt is paid once a suite).
     assert rage_passphrase_file[1].startswith(files.AGE_BINARY)
+    # Its text form (age -a) is one too (audit: taken for a file to a key, refused).
+    import base64
+    import textwrap
+
+    armored = (b"-----BEGIN AGE ENCRYPTED FILE-----\n"
+               + "\n".join(textwrap.wrap(base64.b64encode(rage_passphrase_file[1]).decode(),
+                                         64)).encode()
+               + b"\n-----END AGE ENCRYPTED FILE-----\n")
+    assert files.is_passphrase_file(armored) and not files.is_passphrase_file(sealed)
+    with pytest.raises(Problem) as info:
+        files.decrypt(armored, identities=[str(me)])
+    assert info.value.field == "passphrase", str(info.value)
     # The wrong phrase on a file of a cheap work factor: rage sets the factor of the files
     # it makes to a second of scrypt here (1.5 s of CPU on a quiet machine), and a wrong
     # phrase costs as much again. What is checked is how the failure is told, the same
