@@ -286,10 +286,17 @@ def write_kdbx(entries: list[dict[str, Any]], password: str, *, time_cost: int =
             if path not in groups:
                 groups[path] = kp.add_group(group, part)
             group = groups[path]
+        history = [h.get("password", "") for h in e.get("history") or []]
+        # The earlier passwords go in as KeePass history, oldest first (they were left
+        # out: the site may still want one of them).
         added = kp.add_entry(group, e["title"] or "(untitled)", e.get("username", ""),
-                             e.get("password", ""), url=e.get("url") or None,
+                             history[-1] if history else e.get("password", ""),
+                             url=e.get("url") or None,
                              notes=e.get("notes") or None, tags=e.get("tags") or None,
                              otp=e.get("totp") or None, force_creation=True)
+        for newer in [*reversed(history[:-1]), e.get("password", "")] if history else []:
+            added.save_history()
+            added.password = newer
         # KeePass has no "password changed" time; its modification time is the closest,
         # and what a later import reads back.
         changed = _stamp(e.get("password_changed"))

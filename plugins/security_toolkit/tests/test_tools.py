@@ -328,7 +328,9 @@ def test_kdbx_import_keeps_custom_fields_and_leaves_the_recycle_bin() -> None:
 def test_kdbx_round_trip_and_errors() -> None:
     entries = [{"title": "Mail", "username": "ann", "password": "hunter22", "url":
                 "https://mail.example.org", "notes": "n", "totp": "", "folder": "Work/Web",
-                "tags": ["a"], "password_changed": "2021-03-04T05:06:07+00:00"},
+                "tags": ["a"], "password_changed": "2021-03-04T05:06:07+00:00",
+                "history": [{"password": "older", "until": "2021-03-04T05:06:07+00:00"},
+                            {"password": "oldest", "until": "2020-01-01T00:00:00+00:00"}]},
                {"title": "Bank", "username": "ann", "password": "x" * 30, "url": "",
                 "notes": "", "totp": "otpauth://totp/Bank:ann?secret=JBSWY3DPEHPK3PXP",
                 "folder": "", "tags": []}]
@@ -340,6 +342,14 @@ def test_kdbx_round_trip_and_errors() -> None:
         ("Bank", "x" * 30, ""), ("Mail", "hunter22", "Work/Web")]
     assert back[0]["totp"].startswith("otpauth://") and back[1]["tags"] == ["a"]
     assert back[1]["changed"] == "2021-03-04T05:06:07+00:00"  # "old" survives the trip
+    # The earlier passwords are the KeePass entry's history (audit: left out).
+    import io
+
+    from pykeepass import PyKeePass
+
+    [mail] = [x for x in PyKeePass(io.BytesIO(data), password="export-pass").entries
+              if x.title == "Mail"]
+    assert [h.password for h in mail.history] == ["oldest", "older"]
     with pytest.raises(Problem) as info:
         interop.read_kdbx(data, "wrong-pass")
     assert info.value.field == "password"
