@@ -100,6 +100,7 @@ class SecurityToolkitPlugin(Plugin):
             ("/entries/{entry_id}", self.put_entry, "PUT"),
             ("/entries/{entry_id}", self.delete_entry, "DELETE"),
             ("/entries/{entry_id}/restore", self.restore_entry, "POST"),
+            ("/entries/{entry_id}/history/{index}", self.history_password, "GET"),
             ("/generate", self.generate, "POST"),
             ("/strength", self.strength, "POST"),
             ("/health", self.health, "POST"),
@@ -261,6 +262,18 @@ class SecurityToolkitPlugin(Plugin):
         vault.payload["entries"].remove(entry)
         vault.save()
         return {"deleted": entry_id}
+
+    async def history_password(self, entry_id: str, index: int) -> dict[str, Any]:
+        """An earlier password of an entry (0: the one before the current), asked for
+        one at a time as the current one is: after a fix the site still wants the old
+        one to change it, and only Undo (which reverted the fix) showed it."""
+        vault = self.session.vault()
+        history = entries.find(vault.payload, entry_id).get("history") or []
+        if not 0 <= index < len(history):
+            raise Problem("index", f"the entry has {len(history)} earlier password(s)", 404)
+        item = history[index]
+        return {"password": item["password"], "until": item["until"],
+                "since": item.get("since")}
 
     async def restore_entry(self, entry_id: str) -> dict[str, Any]:
         vault = self.session.vault()

@@ -126,6 +126,12 @@ async def test_vault_routes_end_to_end(app: Any, tmp_path: Path,
         made = passphrase_words(mail["password"])
         assert len(made) == 6 and set(made) <= set(generator.words()), made
         assert mail["history_count"] == 1
+        # The password before the fix can be read without undoing it (audit: only Undo
+        # showed it, and that reverted the fix).
+        earlier = (await client.get(f"entries/{ids['Mail']}/history/0")).json()
+        assert earlier["password"] == "hunter22"
+        missing = await client.get(f"entries/{ids['Mail']}/history/1")
+        assert missing.status_code == 404 and missing.json()["field"] == "index"
         undone = await client.post(f"entries/{ids['Mail']}/restore")
         assert undone.status_code == 200
         restored = (await client.get(f"entries/{ids['Mail']}")).json()

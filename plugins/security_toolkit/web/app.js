@@ -297,7 +297,8 @@ function clearEditor() {
   for (const id of ["e-title", "e-username", "e-password", "e-url", "e-folder", "e-tags", "e-totp", "e-notes"]) $(id).value = "";
   $("editor-title").textContent = "New entry";
   $("entry-stamps").textContent = "";
-  $("e-delete").hidden = $("e-restore").hidden = true;
+  $("e-delete").hidden = $("e-restore").hidden = $("e-history").hidden = true;
+  $("e-history-list").replaceChildren();
   meter("e-meter", "e-strength", null);
   showError("entry-error", null);
 }
@@ -320,6 +321,15 @@ async function openEntry(id) {
       (entry.history.length ? ` · ${entry.history.length} previous` : "");
     $("e-delete").hidden = false;
     $("e-restore").hidden = entry.history.length === 0;
+    // Each earlier password can be copied (to change it on the site after a fix) without
+    // undoing anything; fetched one at a time, as the current one is.
+    $("e-history").hidden = entry.history.length === 0;
+    $("e-history-list").replaceChildren(...entry.history.map((item, index) => el("li", {},
+      el("span", { class: "muted small-text", text: `until ${item.until.slice(0, 16).replace("T", " ")}` }),
+      el("button", { type: "button", class: "small ghost", onclick: async () => {
+        const earlier = await api(`entries/${encodeURIComponent(id)}/history/${index}`);
+        copy(earlier.password, "Earlier password");
+      } }, "Copy"))));
     checkEntryStrength();
     renderEntries(state.entries.length);
   });
