@@ -748,10 +748,13 @@ class WebhooksApi(_Group):
         return await self._c.call("webhooks.delete", path={"webhook_id": webhook_id},
                                   model=m.ActionResult)
 
-    async def test(self, webhook_id: str, *, wait: bool = False) -> m.Delivery:
-        """Send a ``webhook.test`` event; ``wait=True`` returns after the first attempt."""
+    async def test(self, webhook_id: str, *, wait: bool = False,
+                   timeout: float | None = None) -> m.Delivery:
+        """Send a ``webhook.test`` event; ``wait=True`` returns after the first attempt
+        (give a ``timeout`` longer than the server's webhook timeout: a receiver that
+        hangs holds the answer that long)."""
         return await self._c.call("webhooks.test", path={"webhook_id": webhook_id},
-                                  params={"wait": wait}, model=m.Delivery)
+                                  params={"wait": wait}, model=m.Delivery, timeout=timeout)
 
     async def deliveries(self, webhook_id: str, *, status: str | None = None,
                          event: str | None = None, since: dt.datetime | str | None = None,
@@ -777,11 +780,13 @@ class WebhooksApi(_Group):
         return await self._c.call("webhooks.all_deliveries", model=m.DeliveryLog,
                                   params={k: v for k, v in params.items() if v is not None})
 
-    async def redeliver(self, delivery_id: str, *, wait: bool = False) -> m.Delivery:
+    async def redeliver(self, delivery_id: str, *, wait: bool = False,
+                        timeout: float | None = None) -> m.Delivery:
         """Send one delivery again (a new delivery with the same body, ``redelivery_of``
-        set); ``wait=True`` returns after its first attempt."""
+        set); ``wait=True`` returns after its first attempt (``timeout``: as for
+        :meth:`test`)."""
         return await self._c.call("webhooks.redeliver", path={"delivery_id": delivery_id},
-                                  params={"wait": wait}, model=m.Delivery)
+                                  params={"wait": wait}, model=m.Delivery, timeout=timeout)
 
     async def recover(self, webhook_id: str, since: dt.datetime | str, *,
                       until: dt.datetime | str | None = None) -> m.RecoverResult:

@@ -217,6 +217,25 @@ def test_the_inspector_passes_real_deliveries_and_fails_forgeries(app: PlexiChat
     assert app.client.get("api/captures/nope").status_code == 404
 
 
+def test_a_test_delivery_waits_as_long_as_the_server_may(app: PlexiChatApp) -> None:
+    """Audit: Send test and Resend waited under the API layer's own 10 s timeout, no longer
+    than the server's webhook timeout: a receiver that hung made "the PlexiChat API did
+    not answer" out of a delivery that was sent and timed out. Here the layer's timeout
+    is cut to nothing: the wait must not depend on it."""
+    inbox = new_inbox(app, "patient")
+    hook = hook_to(app, inbox)
+    layer = app.runtime.plugins.by_id["api_integration_layer"].instance.client
+    config = layer.config
+    layer.config = config.model_copy(update={"timeout": 0.001})
+    try:
+        sent = ok(app.client.post(f"api/endpoints/{hook['id']}/test"))
+    finally:
+        layer.config = config
+    assert sent["status"] == "delivered", sent
+    resent = ok(app.client.post(f"api/deliveries/{sent['id']}/resend"))
+    assert resent["redelivery_of"] == sent["id"]
+
+
 def test_rate_limit_per_inbox(app: PlexiChatApp) -> None:
     inbox = new_inbox(app, "flood")
     with httpx.Client(timeout=10) as raw:

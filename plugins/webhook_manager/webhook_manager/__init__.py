@@ -56,6 +56,11 @@ if TYPE_CHECKING:
     from api_integration_layer.scoped import ScopedApi
 
 HEALTH_WINDOW = 100  # deliveries per endpoint that the health figures cover
+# How long a test or a resend may wait for its first attempt: longer than the server's
+# webhook timeout can be ([api] webhook_timeout, at most 120 s). Under the API layer's
+# 10 s a receiver that hung made "the PlexiChat API did not answer" out of a delivery
+# that was sent and timed out.
+WAIT_TIMEOUT = 130.0
 ANNOUNCE_TRIES = 240  # x 0.25 s: the app's server answers once its start-up is over
 
 
@@ -427,7 +432,8 @@ class WebhookManagerPlugin(Plugin):
 
     async def test_endpoint(self, webhook_id: str, wait: bool = True) -> Any:
         """Send a ``webhook.test`` delivery; by default answers after its first attempt."""
-        delivery = await self._call(self._api().webhooks.test(webhook_id, wait=wait))
+        delivery = await self._call(self._api().webhooks.test(webhook_id, wait=wait,
+                                                              timeout=WAIT_TIMEOUT))
         self._kick()
         return _dump(delivery)
 
@@ -483,8 +489,8 @@ class WebhookManagerPlugin(Plugin):
 
     async def resend(self, delivery_id: str) -> Any:
         """Send one delivery again (a new delivery, the same body)."""
-        delivery = await self._call(self._api().webhooks.redeliver(delivery_id,
-                                                                   wait=True))
+        delivery = await self._call(self._api().webhooks.redeliver(delivery_id, wait=True,
+                                                                   timeout=WAIT_TIMEOUT))
         self._kick()
         return _dump(delivery)
 
