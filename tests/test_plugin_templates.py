@@ -130,6 +130,12 @@ def test_strict_makes_an_undefined_value_an_error() -> None:
     with pytest.raises(UndefinedError):
         render(BoundedSandbox(), "{{ nobody }}")
     assert render(BoundedSandbox(strict=False), "a{{ nobody }}b") == "ab"
+    # Through tojson too, naming what is undefined (a Webhook Manager audit: "Object of
+    # type StrictUndefined is not JSON serializable").
+    with pytest.raises(UndefinedError, match="has no attribute 'nope'"):
+        render(BoundedSandbox(), "{{ data.nope | tojson }}", data={})
+    assert render(BoundedSandbox(), "{{ data | tojson(indent=1) }}", data={"a": 1}) == \
+        '{\n "a": 1\n}'
 
 
 def test_the_caps_are_parameters() -> None:

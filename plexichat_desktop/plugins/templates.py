@@ -53,7 +53,15 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    pass_eval_context,
+)
 from jinja2 import nodes as jinja_nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import SandboxedEnvironment, SecurityError, modifies_known_mutable
@@ -166,6 +174,22 @@ class BoundedSandbox(SandboxedEnvironment):
         self.globals["range"] = self._range
         self.globals.pop("lipsum", None)
         self._cap_filters()
+        if strict:
+            self._strict_tojson()
+
+    def _strict_tojson(self) -> None:
+        """``x | tojson`` of an undefined ``x`` says what is undefined, as ``{{ x }}``
+        does: it was "Object of type StrictUndefined is not JSON serializable", and
+        templates of JSON bodies pass everything through tojson."""
+        plain = self.filters["tojson"]
+
+        @pass_eval_context
+        def tojson(eval_ctx: Any, value: Any, indent: int | None = None) -> Any:
+            if isinstance(value, Undefined):
+                value._fail_with_undefined_error()
+            return plain(eval_ctx, value, indent)
+
+        self.filters["tojson"] = tojson
 
     # -- the checks ------------------------------------------------------------------------
     def _range(self, *args: int) -> range:

@@ -132,7 +132,9 @@ def test_endpoints_secret_once_catalogue_and_bad_urls(app: PlexiChatApp) -> None
     for bad in ("ftp://127.0.0.1/x", "http://user:pw@127.0.0.1/x", "hooks/relative",
                 "http://", "javascript:alert(1)",
                 # Review finding: these two were 500s.
-                "http://[::1/x", "http://127.0.0.1:99999/x"):
+                "http://[::1/x", "http://127.0.0.1:99999/x",
+                # Audit: registered, and no delivery could ever resolve them.
+                "http://exa mple.org/", "http://ex\\u00e4mple.org/"):
         refused = app.client.post("api/endpoints", json={"url": bad, "events": ["*"]})
         assert refused.status_code == 422, (bad, refused.text)
         assert refused.json()["field"] == "url" and refused.json()["detail"].startswith("url:")
@@ -498,3 +500,25 @@ def test_no_secret_or_inbox_token_in_any_log(app: PlexiChatApp, logs: Recorder) 
         assert secret not in text
     for each in tokens:
         assert each not in text, "an inbox URL (its token is its password) was logged"
+
+
+def test_a_taken_inspector_port_is_said_and_not_written_down(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Audit: with its port taken at start the inspector moved to a random one without a
+    word and wrote it down as its port: every webhook pointing at an inbox went on
+    posting to whatever held the old one, for good."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        settings = {**SETTINGS, "plugin": {"webhook_manager": {
+            **SETTINGS["plugin"]["webhook_manager"], "inspector_port": taken}}}
+        home = tmp_path_factory.mktemp("taken")
+        with start_app(PLUGIN_ROOT, home, settings) as other:
+            inspector = ok(other.client.get("api/status"))["inspector"]
+            assert inspector["port"] != taken
+            assert f"port {taken} was taken" in inspector["problem"], inspector
+            plugin = other.runtime.plugins.by_id["webhook_manager"].instance
+            assert not (plugin.ctx.data_dir / "inspector.json").exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -122,6 +123,16 @@ def _check_url(url: str, field: str = "url") -> None:
         raise Problem(422, field, "must be an absolute http:// or https:// URL")
     if parts.username or parts.password:
         raise Problem(422, field, "must not carry a user name or password")
+    host = parts.hostname
+    if not host.startswith("[") and ":" not in host and not _HOST.fullmatch(host):
+        # A space or a backslash in the host was registered, shown mangled, and every
+        # delivery failed with "cannot resolve the host".
+        raise Problem(422, field, f"the host {host[:80]!r} is not a valid host name")
+
+
+# Letters (any script: IDNA names), digits, hyphens, dots (and underscores, which some
+# local names carry): what host names are made of.
+_HOST = re.compile(r"(?:\w[\w-]*\.)*\w[\w-]*\.?")
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -226,7 +237,17 @@ class WebhookManagerPlugin(Plugin):
         self.inspector.remember_verified(await asyncio.to_thread(
             self.store.recent_verified, time.time() - SEEN_FOR))
         port = await self.inspector.start(wanted)
-        port_file.write_text(json.dumps({"port": port}))
+        self.port_problem: str | None = None
+        if wanted and port != wanted:
+            # Said, and not written down: the next start tries the usual port again. It
+            # moved silently, written as the new usual one, and every webhook pointing at
+            # an inbox went on posting to whatever held the old port.
+            self.port_problem = (f"port {wanted} was taken at start: the inspector listens "
+                                 f"on {port} until a restart finds {wanted} free; webhooks "
+                                 f"pointing at an inbox on {wanted} do not reach it now")
+            ctx.logger.warning("inspector: %s", self.port_problem)
+        else:
+            port_file.write_text(json.dumps({"port": port}))
         ctx.on_teardown(self._stop_inspector)
         self.announced = False
         self.announce_error: str | None = None
@@ -355,7 +376,7 @@ class WebhookManagerPlugin(Plugin):
         return {"user": user, "api_problem": reason,
                 "inspector": {"url": self.inspector.base_url, "port": self.inspector.port,
                               "reachable_by_v1": self.announced,
-                              "problem": self.announce_error},
+                              "problem": self.port_problem or self.announce_error},
                 "tolerance_seconds": self.config.tolerance_seconds,
                 "default_disable_after": self.config.default_disable_after,
                 "max_body_bytes": self.config.max_body_bytes,
