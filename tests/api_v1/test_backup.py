@@ -237,14 +237,21 @@ async def test_a_restore_that_fails_midway_changes_nothing(v1, monkeypatch):
     second = (await ann.client.post("/files/upload", files={"file": ("y.txt", b"y")})).json()
     manager = v1.api.backups
     works = manager.store.replace_from
+    calls = []
 
-    def broken(_source):
-        raise sqlite3.OperationalError("disk I/O error")
+    def broken(source):
+        # The copy is made, then a step after it fails (a migration, the 2FA key file):
+        # the database must be put back, not only the files (review).
+        calls.append(source)
+        works(source)
+        if len(calls) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(manager.store, "replace_from", broken)
     r = await ann.client.post(f"/backup/{record['id']}/restore", json={"confirm": True})
     assert r.status_code == 500 and "nothing was changed" in r.json()["detail"], r.text
     assert "disk I/O error" in r.json()["detail"]
+    assert len(calls) == 2  # replaced, then put back
     for made_file, content in ((first, b"x"), (second, b"y")):
         got = await ann.client.get(f"/files/{made_file['id']}/download")
         assert got.status_code == 200 and got.content == content

@@ -381,6 +381,10 @@ class BackupManager:
                     raise BackupError(422, f"backup '{record['id']}': {exc}") from None
                 counts = _counts(clean)
                 self.store.call(_keep_credentials, clean)
+                # What the database is now, to put back if replacing it fails midway (its
+                # copy may be done and a migration after it fail).
+                before = staging / "live-before.sqlite3"
+                self.store.snapshot_to(before)
             except OSError as exc:
                 raise BackupError(500, f"the restore could not be prepared ({exc}); "
                                        "nothing was changed") from exc
@@ -399,7 +403,15 @@ class BackupManager:
             try:
                 self.store.replace_from(clean)
             except Exception as exc:
-                # The files go back to what they were: the database was not replaced.
+                try:
+                    self.store.replace_from(before)
+                except Exception:
+                    log.exception("v1 restore %s: the database could not be put back",
+                                  record["id"])
+                    raise BackupError(500, f"the restore failed midway ({exc}) and the "
+                                           "database could not be put back: restore the "
+                                           "safety backup") from exc
+                # The files go back to what they were, as the database did.
                 os.replace(self.files_dir, files_stage / "files-restored")
                 if had_files:
                     os.replace(old, self.files_dir)

@@ -78,25 +78,31 @@ class RateLimiter:
             async with self._lock:
                 if self._pause_left(keys, self._clock()) > 0:
                     continue  # paused while it queued for the lock: wait that out first
-                waited += await self._token()
-                break
+                slept, taken = await self._token(keys)
+                waited += slept
+                if taken:
+                    break
+                # Paused while it waited for a token: out of the lock, then that pause.
         self.waited += waited
         return waited
 
-    async def _token(self) -> float:
-        """Take one token (the lock held: waiters are served in order); seconds waited."""
+    async def _token(self, keys: tuple[str, ...]) -> tuple[float, bool]:
+        """Take one token (the lock held: waiters are served in order): seconds waited,
+        and False when a pause of ``keys`` came meanwhile (no token taken)."""
         if self.rate <= 0:
-            return 0.0
+            return 0.0, True
         waited = 0.0
         while True:
             self._refill(self._clock())
             if self._tokens >= 1:
                 self._tokens -= 1
-                return waited
+                return waited, True
             delay = (1 - self._tokens) / self.rate
             self.throttled += 1 if waited == 0 else 0
             await asyncio.sleep(delay)
             waited += delay
+            if self._pause_left(keys, self._clock()) > 0:
+                return waited, False
 
     def forget(self, key: str = GLOBAL) -> None:
         """Drop the pause of ``key``: the user-wide one when another user signs in (it was

@@ -214,6 +214,27 @@ async def test_a_caller_waiting_out_a_pause_holds_nobody_else():
     assert time.monotonic() - started >= 0.18
 
 
+@pytest.mark.asyncio
+async def test_a_pause_that_comes_while_waiting_for_a_token_is_waited_out():
+    """Review: a pause arriving while a caller waited for a token was skipped (the
+    request went to a server that had just said "later")."""
+    limiter = RateLimiter(rate=2, burst=1)
+    await limiter.acquire("*", "/users/me")  # the one token
+    started = time.monotonic()
+    waiting = asyncio.ensure_future(limiter.acquire("*", "/users/me"))
+    await asyncio.sleep(0.1)
+    limiter.pause(1.0)
+    await waiting
+    assert time.monotonic() - started >= 0.9
+    # And one longer than the caller waits is refused, not slept through.
+    await limiter.acquire("*")
+    refused = asyncio.ensure_future(limiter.acquire("*", max_pause=5))
+    await asyncio.sleep(0.1)
+    limiter.pause(30)
+    with pytest.raises(PausedError):
+        await refused
+
+
 # -- retry policy ----------------------------------------------------------------------
 def test_retry_policy_backs_off_exponentially_with_jitter_and_never_for_4xx():
     policy = RetryPolicy(max_retries=3, base_delay=0.1, max_delay=1.0)

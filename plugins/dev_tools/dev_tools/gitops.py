@@ -231,7 +231,7 @@ async def commit(ws: Workspace, message: str, amend: bool = False) -> dict[str, 
         if unmerged.output.strip():
             raise ApiError(409, None, f"a {doing} is in progress with conflicts left: "
                            f"resolve and stage {', '.join(unmerged.output.split()[:5])}")
-        if amend:
+        if amend and doing != "rebase":  # amending at a rebase's "edit" stop is its point
             raise ApiError(409, "amend", f"a {doing} is in progress: commit it (git does "
                                          "not amend in the middle of one)")
     elif not amend:

@@ -180,6 +180,29 @@ async def test_a_merge_resolved_to_head_is_shown_and_committed(tmp_path: Path) -
         assert status["operation"] is None
 
 
+async def test_amending_at_a_rebase_edit_stop_is_allowed(tmp_path: Path) -> None:
+    """Review: a rebase in progress refused the amend its 'edit' stop is for."""
+    import os
+
+    async with open_env(tmp_path) as env:
+        repo = make_repo(env.make("rebasing", {"a.txt": "1\n"}))
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "one")
+        (repo / "a.txt").write_text("2\n")
+        git(repo, "commit", "-qam", "two")
+        subprocess.run(["git", "rebase", "-i", "HEAD~1"], cwd=repo, check=True,
+                       capture_output=True,
+                       env={**os.environ, "GIT_SEQUENCE_EDITOR": "sed -i s/^pick/edit/"})
+        ws = str(repo)
+        assert (await env.client.get("git/status", params={"workspace": ws})
+                ).json()["operation"] == "rebase"
+        amended = await env.client.post("git/commit", json={"workspace": ws,
+                                                            "message": "two, amended",
+                                                            "amend": True})
+        assert amended.status_code == 200, amended.text
+        assert git(repo, "log", "-1", "--format=%s").strip() == "two, amended"
+
+
 async def test_a_detached_head_lists_only_real_branches(tmp_path: Path) -> None:
     async with open_env(tmp_path) as env:
         repo = make_repo(env.make("detached", {"a.txt": "a\n"}))

@@ -532,7 +532,8 @@ async function send(sendAt = null) {
       if (lint.problem) throw new ApiProblem(lint.problem, "body", 422);
     }
     const item = await api("send", { method: "POST", body: payload });
-    const content = $("content").value;
+    // A template's message is what it rendered to, not its source text.
+    const content = tplId ? item.content : $("content").value;
     const type = $("msg-type").value;
     $("content").value = "";
     $("tpl-pick").value = "";
@@ -541,7 +542,7 @@ async function send(sendAt = null) {
     $("reply-note").hidden = true;
     $("draft-state").textContent = "";
     updateComposer();
-    if (item.kind === "undo" && item.undo_seconds > 0) showUndo(item, content, type);
+    if (item.kind === "undo" && item.undo_seconds > 0) showUndo(item, content, type, Boolean(tplId));
     else if (item.kind === "scheduled") toast(`Scheduled for ${new Date(item.send_at).toLocaleString()}`);
     renderPending();
   } catch (err) {
@@ -582,8 +583,8 @@ function toast(text) {
   toastTimer = setTimeout(hideToast, 4000);
 }
 function hideToast() { $("toast").hidden = true; state.undo = null; clearInterval(toastTimer); clearTimeout(toastTimer); }
-function showUndo(item, content, type) {
-  state.undo = { id: item.id, content, type, recipient: item.recipient_id, until: Date.now() + item.undo_seconds * 1000 };
+function showUndo(item, content, type, template = false) {
+  state.undo = { id: item.id, content, type, template, recipient: item.recipient_id, until: Date.now() + item.undo_seconds * 1000 };
   $("toast-undo").hidden = false;
   $("toast").hidden = false;
   const tick = () => {
@@ -601,7 +602,13 @@ $("toast-undo").addEventListener("click", async () => {
   try {
     await api(`outbox/${undo.id}/cancel`, { method: "POST" });
     let where = "it is back in the composer";
-    if (state.open === undo.recipient) {
+    // A template send kept the draft typed before it: an undo never writes over a draft.
+    const draftThere = undo.template && (state.open === undo.recipient
+      ? $("content").value.trim() !== ""
+      : Boolean((await api(`drafts/${encodeURIComponent(undo.recipient)}`)).draft));
+    if (draftThere) {
+      where = "the draft you had there is kept";
+    } else if (state.open === undo.recipient) {
       $("content").value = undo.content;
       $("msg-type").value = undo.type;
       state.composerChanged = true;

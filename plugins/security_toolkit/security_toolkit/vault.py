@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import struct
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ MAX_HEADER = 64 * 1024
 MAX_MEMORY_KIB = 4 * 1024 * 1024
 MAX_TIME_COST = 64
 MAX_PARALLELISM = 64
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -250,7 +253,13 @@ class Vault:
             self._pending[0].wipe()
         self._pending = material
         self.save()
-        self.save()  # the backup is now the file just written, under the new keys
+        try:
+            self.save()  # the backup is now the file just written, under the new keys
+        except OSError as exc:
+            # The change itself is done (the file and the keys are new); only the backup
+            # could not be refreshed: said in the log, not as a failed change.
+            log.warning("vault: the backup beside %s still has the old password: %s",
+                        self.path.name, exc)
 
     def change_password(self, new_password: str, params: KdfParams) -> None:
         """Re-key with ``new_password`` and save (both steps in the calling thread)."""

@@ -706,7 +706,7 @@ class Manager:
                 # ended the job recorded "failed" over a restore that went on.
                 if task := asyncio.current_task():
                     task.uncancel()
-                restored = await sent
+                restored = await asyncio.shield(sent)  # a second cancel leaves it be too
                 result["cancel"] = "too late: the server had begun the restore, it was done"
             counts = dict(restored.counts)
             result["counts"] = counts
