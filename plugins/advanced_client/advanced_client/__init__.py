@@ -362,10 +362,12 @@ class AdvancedClientPlugin(Plugin):
         return await self._db(self.store.update_chat, chat_id, **fields)
 
     async def delete_chat(self, chat_id: str) -> Any:
+        # Deleted first, then its answer stopped: stopped first, the answer could be
+        # stored (and ended as an ordinary "done") before the delete's thread ran.
+        await self._db(self.store.delete_chat, chat_id)
         stop = self.running.get(chat_id)
         if stop is not None:
             stop.set()
-        await self._db(self.store.delete_chat, chat_id)
         return {"deleted": chat_id}
 
     async def stop(self, chat_id: str) -> Any:

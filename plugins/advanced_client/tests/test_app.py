@@ -215,6 +215,16 @@ def test_two_sends_at_once_answer_one_and_a_deleted_chat_ends_its_stream(
     # At the suite's 20 ms a token the whole answer (1.2 s) could end before a delete
     # sent on a loaded machine arrived; at 0.25 s it would take 15 s.
     monkeypatch.setattr(app.runtime.settings.api, "ai_builtin_token_delay", 0.25)
+    # The delete's database work as slow as on a loaded machine: the answer was stopped
+    # first and stored as an ordinary "done" before the delete ran (failed in CI twice).
+    store = app.runtime.plugins.by_id["advanced_client"].instance.store
+    real_delete = store.delete_chat
+
+    def slow_delete(chat_id: str) -> None:
+        time.sleep(0.5)
+        real_delete(chat_id)
+
+    monkeypatch.setattr(store, "delete_chat", slow_delete)
 
     def on_event(name: str, _data: Any) -> None:
         if name == "delta" and not deleted:
