@@ -325,6 +325,11 @@ async def test_password_reset_by_admin_token_or_recovery_code(make_v1, clock):
     r = await admin.client.post("/auth/password/reset-token",
                                 json={"user_id": "00000000-0000-4000-8000-000000000000"})
     assert r.status_code == 404
+    # Not for one's own account (a User Manager audit: a stolen administrator session
+    # alone made a new password with 2FA off and signed the owner out).
+    r = await admin.client.post("/auth/password/reset-token",
+                                json={"user_id": admin.id, "disable_2fa": True})
+    assert r.status_code == 403 and "your own account" in r.json()["detail"], r.text
     r = await admin.client.post("/auth/password/reset-token", json={"user_id": bob.id})
     assert r.status_code == 200, r.text
     reset_token = r.json()["reset_token"]

@@ -28,6 +28,7 @@ from plexichat_desktop.server.v1.common import (
     Offset,
     conflict,
     done,
+    forbidden,
     invalid,
     iso,
     limit_query,
@@ -480,7 +481,13 @@ async def issue_reset_token(body: ResetTokenBody, admin: Admin, api: Api) -> dic
     e-mail here: hand it over yourself). Shown this once; a newer one replaces it. With
     ``disable_2fa`` using the token also switches the account's 2FA off (for a user who
     lost the authenticator and the recovery codes); the user's security log records both
-    the issue and the switch-off, naming the administrator."""
+    the issue and the switch-off, naming the administrator. Not for the administrator's
+    own account: a stolen session alone (no password, no code) turned into a new password
+    with 2FA off and the owner signed out; the owner changes their own password with the
+    current one."""
+    if body.user_id == admin.id:
+        raise forbidden("user_id: not for your own account: change your password with "
+                        "POST /auth/password/change (the current password, and 2FA when on)")
     token = mfa.new_reset_token()
     expires = now() + body.expires_minutes * 60
     issued = await api.store.write(_issue_reset, admin.id, body.user_id, digest(token),
