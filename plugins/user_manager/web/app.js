@@ -677,15 +677,24 @@ async function deleteAccount(event) {
 }
 
 // ---- administration -----------------------------------------------------------------------
-async function loadUsers(event) {
+// Errors of the list and its actions are shown above it: the page's own banner sat
+// thousands of pixels above a row clicked far down.
+function adminFail(err) {
+  fail("admin-error", err);
+  $("admin-error").scrollIntoView({ block: "nearest" });
+}
+
+async function loadUsers(event, more = false) {
   if (event) event.preventDefault();
   const query = $("admin-query").value.trim();
+  const offset = more ? $("admin-rows").children.length : 0;
   let data;
   try {
-    data = await call(`api/admin/users?${new URLSearchParams({ query })}`);
-  } catch (err) { fail("page-error", err); return; }
+    data = await call(`api/admin/users?${new URLSearchParams({ query, offset })}`);
+  } catch (err) { adminFail(err); return; }
+  $("admin-error").hidden = true;
   const me = state.overview.user.id;
-  $("admin-rows").replaceChildren(...data.users.map((u) => {
+  const rows = data.users.map((u) => {
     const tr = document.createElement("tr");
     const who = cell(u.display_name && u.display_name !== u.username
       ? `${u.display_name} (@${u.username})` : `@${u.username}`);
@@ -697,15 +706,31 @@ async function loadUsers(event) {
     }
     tr.append(actions);
     return tr;
-  }));
-  setText("admin-count", `${data.users.length} of ${data.total} user(s)${query ? ` matching “${query}”` : ""}`);
+  });
+  if (more) $("admin-rows").append(...rows);
+  else $("admin-rows").replaceChildren(...rows);
+  // Past 50 the list went on nowhere: the rest could only be found by searching.
+  const shown = $("admin-rows").children.length;
+  setText("admin-count", `${shown} of ${data.total} user(s)${query ? ` matching “${query}”` : ""}`);
+  $("admin-more").hidden = shown >= data.total || data.users.length === 0;
 }
 
 async function issueToken(user) {
   const box = $("admin-token");
+  const off2fa = $("admin-disable-2fa").checked;
+  const name = `@${user.username}`;
+  // Asked first: a token tells the user at once (a high-priority notice) and ends any
+  // earlier one, so a second click left the first token handed over dead.
+  if (!window.confirm(`Issue a one-time password reset token for ${name}?` +
+      (off2fa ? " Using it also switches their two-factor sign-in OFF." : "") +
+      " Any token issued before for them stops working, and they are notified.")) return;
   try {
     const t = await call("api/admin/reset-token", { method: "POST", body: {
-      user_id: user.id, disable_2fa: $("admin-disable-2fa").checked } });
+      user_id: user.id, disable_2fa: off2fa,
+      expires_minutes: Number($("admin-expires").value) } });
+    // For this token only: a box left ticked switched 2FA off for every later one.
+    $("admin-disable-2fa").checked = false;
+    $("admin-error").hidden = true;
     box.replaceChildren();
     const text = document.createElement("p");
     text.textContent = `One-time reset token for @${t.username}, valid until ${when(t.expires_at)}. ` +
@@ -718,7 +743,8 @@ async function issueToken(user) {
       note(await copyText(t.reset_token) ? "Copied." : "Copy failed: select the token instead.");
     }));
     box.hidden = false;
-  } catch (err) { fail("page-error", err); }
+    box.scrollIntoView({ block: "nearest" });  // it appeared far above a row lower down
+  } catch (err) { adminFail(err); }
 }
 
 // ---- wiring ----------------------------------------------------------------------------
@@ -762,7 +788,8 @@ function wire() {
   $("delete-confirm").addEventListener("input", updateDeleteButton);
   $("delete-password").addEventListener("input", updateDeleteButton);
   $("delete-form").addEventListener("submit", deleteAccount);
-  $("admin-search").addEventListener("submit", loadUsers);
+  $("admin-search").addEventListener("submit", (event) => loadUsers(event));
+  $("admin-more").addEventListener("click", () => loadUsers(null, true));
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && state.overview && state.overview.signed_in) {
       loadSessions();
