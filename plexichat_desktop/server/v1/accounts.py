@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
@@ -26,7 +27,7 @@ def find_login(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
     """The user whose username or email is ``name`` (case-insensitive, also beyond
     ASCII: see ApiStore's unicode_lower)."""
     return one(conn.execute("SELECT * FROM users WHERE username = ? OR email = ? "
-                            "OR unicode_lower(email) = ?", (name, name, name.lower())))
+                            "OR unicode_lower(email) = ?", (name, name, _fold(name))))
 
 
 def email_taken(conn: sqlite3.Connection, email: str, but: str | None = None) -> bool:
@@ -34,7 +35,12 @@ def email_taken(conn: sqlite3.Connection, email: str, but: str | None = None) ->
     ASCII (the column's NOCASE folds ASCII only)."""
     return conn.execute(
         "SELECT 1 FROM users WHERE (email = ? OR unicode_lower(email) = ?) AND id IS NOT ?",
-        (email, email.lower(), but)).fetchone() is not None
+        (email, _fold(email), but)).fetchone() is not None
+
+
+def _fold(text: str) -> str:
+    """As the store's unicode_lower: NFC, then lower case."""
+    return unicodedata.normalize("NFC", text).lower()
 
 
 def existing_ids(conn: sqlite3.Connection, user_ids: list[str]) -> set[str]:

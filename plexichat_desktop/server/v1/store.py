@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -585,7 +586,9 @@ class ApiStore(SqliteDatabase):
 
 
 def _unicode_lower(text: str | None) -> str | None:
-    return text.lower() if isinstance(text, str) else None
+    """``text`` compared as people read it: composed (NFC) and lower-cased. An "ä" typed
+    as "a" plus a combining mark was another address than the composed one."""
+    return unicodedata.normalize("NFC", text).lower() if isinstance(text, str) else None
 
 
 def _quote(name: str) -> str:
