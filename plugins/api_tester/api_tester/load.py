@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from api_tester.sender import Resolved, build
+from api_tester.sender import Resolved, build, no_cookie_jar
 from plexichat_desktop.plugins.guards import Target
 
 
@@ -46,7 +46,8 @@ async def load_test(resolved: Resolved, target: Target, *, users: int, duration:
     started = time.perf_counter()
     deadline = started + duration
 
-    async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False,
+                                 cookies=no_cookie_jar()) as client:
         async def user() -> None:
             nonlocal budget, received
             while budget > 0 and time.perf_counter() < deadline:

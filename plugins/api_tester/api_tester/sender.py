@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -306,6 +307,14 @@ def body_view(body: bytes, content_type: str, preview_bytes: int) -> tuple[str, 
     return "text", head.decode(charset_of(content_type), "replace")
 
 
+def no_cookie_jar() -> CookieJar:
+    """A cookie jar that keeps nothing: a request sends the cookies it is given and no
+    more. httpx's client kept every Set-Cookie and sent it on, across ports and host
+    names of the pinned address, to every later request, run and monitor of the app.
+    (A jar, not ``httpx.Cookies``: the client copies those into a jar of its own.)"""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 class Sender:
     """Sends resolved requests through one connection pool, with the guard and caps."""
 
@@ -318,7 +327,8 @@ class Sender:
         self.follow_redirects = follow_redirects
         # trust_env off: a proxy from the environment would send "loopback" elsewhere.
         self.client = client or httpx.AsyncClient(timeout=timeout, trust_env=False,
-                                                  follow_redirects=False)
+                                                  follow_redirects=False,
+                                                  cookies=no_cookie_jar())
 
     async def aclose(self) -> None:
         await self.client.aclose()

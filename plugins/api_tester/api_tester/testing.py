@@ -117,12 +117,19 @@ def make_app(state: dict[str, Any]) -> Starlette:
 
         return StreamingResponse(body(), media_type="text/plain")
 
+    async def cookie(request: Request) -> Response:
+        """Sets a session cookie, and says which cookies came."""
+        answer = JSONResponse({"cookie": request.headers.get("cookie")})
+        answer.set_cookie("sid", "abcdef123456")
+        return answer
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[
         Route("/echo", echo, methods=methods), Route("/users/{name}", user),
         Route("/binary", binary), Route("/huge", huge), Route("/redirect", redirect),
         Route("/toggle", toggle), Route("/status/{code:int}", status),
-        Route("/whoami", whoami), Route("/slow", slow), Route("/drip", drip)])
+        Route("/whoami", whoami), Route("/slow", slow), Route("/drip", drip),
+        Route("/cookie", cookie)])
 
 
 @contextlib.asynccontextmanager

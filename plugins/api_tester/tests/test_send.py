@@ -169,6 +169,22 @@ def test_undefined_variable_and_bad_json_name_the_field() -> None:
 
 
 @pytest.mark.asyncio
+async def test_no_cookie_is_kept_between_requests(tmp_path: Path) -> None:
+    """Audit: a hidden cookie jar sent a Set-Cookie of one service on to every later
+    request, run and monitor (other ports, other names of the address)."""
+    eng = engine(tmp_path)
+    async with loopback_server() as srv:
+        first = await eng.execute(spec(srv.url + "/cookie"), {})
+        assert any(k.lower() == "set-cookie" and "sid=abcdef123456" in v
+                   for k, v in first.exchange.headers)
+        again = await eng.execute(spec(srv.url + "/cookie"), {})
+        assert json.loads(again.exchange.body) == {"cookie": None}
+        given = await eng.execute(spec(srv.url + "/cookie", headers=[
+            {"name": "Cookie", "value": "mine=1"}]), {})
+        assert json.loads(given.exchange.body) == {"cookie": "mine=1"}
+
+
+@pytest.mark.asyncio
 async def test_a_slow_answer_is_a_504_naming_the_url(tmp_path: Path) -> None:
     eng = engine(tmp_path, timeout=0.2)
     async with loopback_server() as srv:
