@@ -26,7 +26,7 @@ from api_tester.sender import (
     resolve,
 )
 from api_tester.storage import AppTokenGrants, Collections, SecretStore
-from api_tester.variables import UndefinedVariable, resolve_nested, substitute
+from api_tester.variables import Scope, UndefinedVariable, resolve_nested, substitute
 
 MAX_CSV_ROWS = 10_000
 
@@ -73,17 +73,21 @@ class Engine:
             return variables
         info = self.collections.info(collection)
         secret_names = {v.name for v in info.variables if v.secret}
+        values: dict[str, str | None] = {}
         for var in info.variables:
-            variables[var.name] = (self.secrets.get(f"{collection}:var.{var.name}") or ""
-                                   if var.secret else var.value)
+            values[var.name] = (self.secrets.get(f"{collection}:var.{var.name}")
+                                if var.secret else var.value)
         if environment:
             env = self.collections.read_env(collection, environment)
             secret_names = (secret_names - {v.name for v in env.variables}) | {
                 v.name for v in env.variables if v.secret}
             for var in env.variables:
-                variables[var.name] = (
-                    self.secrets.get(f"{collection}:env.{environment}.{var.name}") or ""
+                values[var.name] = (
+                    self.secrets.get(f"{collection}:env.{environment}.{var.name}")
                     if var.secret else var.value)
+        unset = frozenset(n for n, v in values.items() if v is None or
+                          (n in secret_names and v == ""))
+        variables.update({n: v for n, v in values.items() if n not in unset and v is not None})
         # Plain variables may refer to others (the ready v1 collection's baseUrl is
         # "{{app_url}}/api/v1": the app's port changes between starts); secrets are taken
         # as they are.
@@ -91,7 +95,9 @@ class Engine:
                                                if "{{" in v and n not in secret_names})
         for name, value in self.secrets.values(f"{collection}:secret.").items():
             variables[f"secret.{name}"] = value
-        return variables
+        scope = Scope(variables)
+        scope.unset_secrets = unset
+        return scope
 
     # -- auth ------------------------------------------------------------------------
     async def v1_token(self, base: str, username: str, password: str) -> str:

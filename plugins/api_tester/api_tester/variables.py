@@ -20,11 +20,23 @@ PATTERN = re.compile(r"\{\{\s*(\$?[A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 class UndefinedVariable(ValueError):
     """A ``{{name}}`` that no scope defines; names the field and what is defined."""
 
-    def __init__(self, field: str, name: str, known: list[str]):
+    def __init__(self, field: str, name: str, known: list[str], *, unset_secret: bool = False):
         self.field = field
         self.name = name
+        if unset_secret:
+            super().__init__(f"{field}: the secret variable '{name}' has no value on this "
+                             "machine (secret values stay out of the collection files: "
+                             "set it here first)")
+            return
         shown = ", ".join(sorted(known)[:30]) or "none"
         super().__init__(f"{field}: variable '{name}' is not defined (defined: {shown})")
+
+
+class Scope(dict[str, str]):
+    """Variables by name, and the secret ones declared without a value stored here
+    (sent as an empty text, a clone of the repository sent the request without saying)."""
+
+    unset_secrets: frozenset[str] = frozenset()
 
 
 def _builtin(name: str) -> str | None:
@@ -50,7 +62,8 @@ def substitute(text: str, variables: Mapping[str, str], field: str) -> str:
             return str(variables[name])
         value = _builtin(name)
         if value is None:
-            raise UndefinedVariable(field, name, list(variables))
+            raise UndefinedVariable(field, name, list(variables), unset_secret=name in
+                                    getattr(variables, "unset_secrets", ()))
         return value
 
     return PATTERN.sub(repl, text)

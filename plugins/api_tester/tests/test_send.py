@@ -350,3 +350,24 @@ def test_variables_may_refer_to_other_variables(tmp_path: Path) -> None:
     assert scope["odd"] == "{{nobody}}-{{$uuid}}"  # its request names the missing one
     assert scope["a"] in ("{{a}}", "{{b}}") and scope["key"] == "{{who}}"
     assert eng.scope("C", "other")["users"].endswith("/users/admin")  # the environment wins
+
+
+@pytest.mark.asyncio
+async def test_a_secret_without_a_value_here_is_refused_not_sent_empty(tmp_path: Path) -> None:
+    """Audit: a secret variable declared in the collection (as a teammate's clone has it)
+    but with no value stored on this machine was sent as an empty text."""
+    from api_tester.models import CollectionInfo, Environment, Variable
+
+    eng = Engine(Collections(tmp_path / "c"), SecretStore(tmp_path, "file"), Sender())
+    eng.collections.create("C", CollectionInfo(name="C"))
+    eng.collections.write_env("C", Environment(name="prod", variables=[
+        Variable(name="pw", secret=True)]))
+    scope = eng.scope("C", "prod")
+    assert "pw" not in scope
+    with pytest.raises(RequestProblem) as info:
+        await eng.execute(spec("http://127.0.0.1:9/echo", method="POST",
+                               body={"mode": "json", "text": '{"pw": "{{pw}}"}'}), scope)
+    assert "no value on this machine" in str(info.value), str(info.value)
+    eng.secrets.set("C:env.prod.pw", "s3cret")
+    assert eng.scope("C", "prod")["pw"] == "s3cret"
+    await eng.sender.aclose()
