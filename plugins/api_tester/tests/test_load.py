@@ -37,6 +37,22 @@ async def test_load_loop_counts_exactly_and_reports_errors() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_dripping_target_cannot_hold_a_test_past_its_end(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit: a target sending a byte a second held a 1 s test for 100 s (httpx's timeout
+    is per read): the answers in flight at the end get a short grace, then count as cut."""
+    from api_tester import load
+
+    monkeypatch.setattr(load, "END_GRACE", 0.3)
+    async with loopback_server() as srv:
+        target = await guard(srv.url + "/drip", [])
+        # The drip would take 20 s: cut instead, the test over in well under a second.
+        cut = await load_test(Resolved("GET", srv.url + "/drip?n=100&every=0.2", [], []),
+                              target, users=1, duration=0.5, max_requests=5)
+    assert cut["error_kinds"] == {"cut at the end of the test": 1}, cut
+
+
+@pytest.mark.asyncio
 async def test_load_route_caps_and_guard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
     async with running_app(tmp_path, v1=False, load_max_users=8, load_max_seconds=5.0) as app, \
