@@ -94,6 +94,7 @@ class Monitors:
         self._schedule = schedule
         self._notify = notify
         self.items: dict[str, dict[str, Any]] = {}
+        self._retired: dict[str, int] = {}  # deleted monitor id -> its last version
         self._locks: dict[str, asyncio.Lock] = {}
         #: what could not be read or scheduled (a hand-edited file), said at setup
         self.problems: list[str] = []
@@ -211,8 +212,11 @@ class Monitors:
         self._validate(spec, collections)
         base = re.sub(r"[^a-z0-9]+", "-", spec.name.lower()).strip("-")[:40] or "monitor"
         monitor_id = base if base not in self.items else f"{base}-{secrets.token_hex(3)}"
-        item = {"spec": spec.model_dump(), "version": 1, "status": None, "runs": [],
-                "transitions": []}
+        # After a delete the old version's schedule stays with the host until a restart
+        # (it fires, finds no such version and does nothing): a new monitor of the same
+        # name starts past it, or its schedule's name is taken ("already has a schedule").
+        item = {"spec": spec.model_dump(), "version": self._retired.pop(monitor_id, 0) + 1,
+                "status": None, "runs": [], "transitions": []}
         if spec.enabled:
             self._arm(monitor_id, item)  # raises on a bad schedule before anything is kept
         self.items[monitor_id] = item
@@ -230,7 +234,7 @@ class Monitors:
         return self.public(monitor_id)
 
     def delete(self, monitor_id: str) -> None:
-        self.get(monitor_id)
+        self._retired[monitor_id] = self.get(monitor_id)["version"]
         del self.items[monitor_id]
         self._save()
 

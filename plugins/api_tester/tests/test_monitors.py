@@ -97,6 +97,12 @@ async def test_monitor_notifies_on_transitions_only(tmp_path: Path) -> None:
         assert srv.state["hits"] == hits  # ...and returns without sending anything
         assert (await client.get("monitors")).json() == {"monitors": [], "problems": []}
         assert (await client.post("monitors/nope/run")).status_code == 404
+        # Its name can be used again at once (audit: "already has a schedule 'monitor
+        # api-health v1'" until a restart).
+        again = await client.post("monitors", json={
+            "name": "API health", "collection": "Health", "schedule": "every_30_minutes"})
+        assert again.status_code == 201, again.text
+        assert (await client.delete(f"monitors/{again.json()['id']}")).status_code == 204
 
 
 @pytest.mark.asyncio
