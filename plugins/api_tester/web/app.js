@@ -98,19 +98,36 @@ function requestFromForm() {
   if (mode === "json" || mode === "raw") body.text = $("body-text").value;
   if (mode === "raw" && $("body-type").value.trim()) body.content_type = $("body-type").value.trim();
   if (mode === "form" || mode === "multipart") {
+    const before = (state.loaded && state.loaded.body && state.loaded.body.fields) || [];
     body.fields = pairs($("body-text").value, "=").map((p) => {
-      const at = p.name.indexOf("@");
-      if (mode === "multipart" && at > 0) {
-        return { name: p.name.slice(0, at), filename: p.name.slice(at + 1), value: p.value, enabled: p.enabled };
+      let field = p;
+      // name:="…" holds a value written as JSON text (one with a line break: one line
+      // per field could not hold it, and it came back as two fields).
+      if (field.name.endsWith(":")) {
+        try { field = { ...field, name: field.name.slice(0, -1), value: JSON.parse(field.value) }; }
+        catch (err) { throw new Error(`Body: ${field.name}= needs a JSON string (${err.message})`); }
       }
-      return p;
+      const at = field.name.indexOf("@");
+      if (mode === "multipart" && at > 0) {
+        field = { name: field.name.slice(0, at), filename: field.name.slice(at + 1), value: field.value, enabled: field.enabled };
+      }
+      // What the editor does not show (a part's content type) stays as it was.
+      const same = before.find((b) => b.name === field.name && (b.filename || "") === (field.filename || ""));
+      return same && same.content_type ? { ...field, content_type: same.content_type } : field;
     });
   }
   const auth = { type: $("auth-type").value };
   const fields = { bearer: ["token"], basic: ["username", "password"],
     apikey: ["key", "value", "where"], plexichat: ["username", "password", "base"], app: [] }[auth.type] || [];
   for (const f of fields) auth[f] = $(`auth-${f}`).value;
+  // Fields this form does not edit (a description, say) are kept as they were loaded:
+  // an unchanged request opened and saved lost them.
+  const kept = { ...(state.loaded || {}) };
+  for (const owned of ["name", "method", "url", "params", "headers", "body", "auth", "captures", "asserts"]) {
+    delete kept[owned];
+  }
   return {
+    ...kept,
     name: $("request-name").value || "Untitled",
     method: $("method").value,
     url: $("url").value,
@@ -123,6 +140,7 @@ function requestFromForm() {
 }
 
 function formFromRequest(spec) {
+  state.loaded = spec;
   $("request-name").value = spec.name || "Untitled";
   $("method").value = spec.method || "GET";
   $("url").value = spec.url || "";
@@ -132,8 +150,11 @@ function formFromRequest(spec) {
   $("body-mode").value = body.mode || "none";
   $("body-type").value = body.content_type || "";
   if (body.mode === "form" || body.mode === "multipart") {
-    $("body-text").value = (body.fields || []).map((f) =>
-      `${f.enabled === false ? "#" : ""}${f.name}${f.filename ? "@" + f.filename : ""}=${f.value}`).join("\n");
+    $("body-text").value = (body.fields || []).map((f) => {
+      const multiline = /[\r\n]/.test(f.value || "");
+      return `${f.enabled === false ? "#" : ""}${f.name}${f.filename ? "@" + f.filename : ""}` +
+        (multiline ? `:=${JSON.stringify(f.value)}` : `=${f.value}`);
+    }).join("\n");
   } else {
     $("body-text").value = body.text || "";
   }
