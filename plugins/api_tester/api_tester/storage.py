@@ -292,6 +292,25 @@ def externalize(spec: RequestSpec, prefix: str, taken: Iterable[str] = ()
                 value = move(value, "url.query." + slug(key))
             pieces.append(name + equals + value)
         data.url = base + question + "&".join(pieces) + hash_sign + fragment
+    # Form and multipart fields by the same rule (password=, client_secret=...), and the
+    # string values of such keys at the top of a JSON body: they went into the file meant
+    # for git as they were.
+    body = data.body
+    if body.mode in ("form", "multipart"):
+        for item in body.fields:
+            if is_secret_name(item.name) and not getattr(item, "filename", None):
+                item.value = move(item.value, "body." + slug(item.name.lower()))
+    elif body.mode == "json" and body.text and "{{" not in body.text:
+        try:
+            parsed = json.loads(body.text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and any(
+                is_secret_name(k) and isinstance(v, str) and v for k, v in parsed.items()):
+            for key, value in parsed.items():
+                if is_secret_name(key) and isinstance(value, str) and value:
+                    parsed[key] = move(value, "body." + slug(key.lower()))
+            body.text = json.dumps(parsed, indent=2, ensure_ascii=False)
     return data, secrets
 
 

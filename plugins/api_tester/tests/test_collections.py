@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -114,6 +115,28 @@ def test_secrets_never_reach_the_files(tmp_path: Path) -> None:
     assert again == clean and none == {}
     secrets.delete("Demo:secret.users_login.cookie")
     assert secrets.names("Demo:") == ["Demo:secret.users_login.password"]
+
+
+def test_credentials_in_a_body_are_moved_out_too() -> None:
+    """Audit: password= and client_secret= form fields, and a JSON body's "password",
+    went into the file meant for git as they were."""
+    form = RequestSpec.model_validate({"url": "http://127.0.0.1/", "method": "POST", "body": {
+        "mode": "form", "fields": [{"name": "password", "value": "hunter2-form"},
+                                   {"name": "client_secret", "value": "cs-123456789"},
+                                   {"name": "user", "value": "ann"}]}})
+    clean, moved = externalize(form, "login")
+    assert [f.value for f in clean.body.fields] == [
+        "{{secret.login.body.password}}", "{{secret.login.body.client_secret}}", "ann"]
+    assert set(moved.values()) == {"hunter2-form", "cs-123456789"}
+    as_json = RequestSpec.model_validate({"url": "http://127.0.0.1/", "method": "POST",
+                                          "body": {"mode": "json", "text":
+                                                   '{"user": "ann", "password": "hunter2"}'}})
+    clean, moved = externalize(as_json, "login")
+    assert json.loads(clean.body.text) == {"user": "ann",
+                                           "password": "{{secret.login.body.password}}"}
+    assert moved == {"secret.login.body.password": "hunter2"}
+    again, none = externalize(clean, "login")  # saved again: nothing more to move
+    assert again == clean and none == {}
 
 
 def test_a_credential_in_the_urls_own_query_is_moved_out_too() -> None:
