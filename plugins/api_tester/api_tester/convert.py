@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote_plus, unquote, unquote_plus, urlsplit
 
@@ -390,22 +389,28 @@ def from_postman(doc: Any) -> tuple[str, list[dict[str, Any]], Imported, int]:
     taken: set[str] = set()
     skipped = 0
 
-    def walk(items: Iterable[Any], folder: str, depth: int, inherited: Any) -> None:
+    def walk(items: Any, folder: str, depth: int, inherited: Any) -> None:
         nonlocal skipped
-        for item in items:
-            if not isinstance(item, dict) or depth > 20:
+        listed = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+        width = len(str(len(listed)))
+        for position, item in enumerate(listed, 1):
+            if depth > 20:
                 continue
             skipped += len(item.get("event") or [])
+            # Numbered in Postman's order: a run goes through files by name, and a
+            # login-then-use chain ran alphabetically ("get-profile" before "login").
+            order = f"{position:0{width}d}-"
             if "item" in item:
-                sub = f"{folder}/{folder_name(str(item.get('name', 'folder')))}".strip("/")
-                walk(item["item"], sub, depth + 1, item.get("auth") or inherited)
+                sub = f"{folder}/{order}{folder_name(str(item.get('name', 'folder')))}"
+                walk(item["item"], sub.strip("/"), depth + 1, item.get("auth") or inherited)
             elif "request" in item:
                 if len(out) >= MAX_ITEMS:
                     raise ConvertProblem("text", f"more than {MAX_ITEMS} requests", 413)
                 name = str(item.get("name") or "request")
-                out.append((file_name(name, taken, folder), _postman_request(
+                out.append((file_name(order + name, taken, folder), _postman_request(
                     name, item["request"], inherited)))
 
+    skipped += len(doc.get("event") or [])  # the collection's own scripts count too
     walk(doc["item"], "", 0, doc.get("auth"))
     variables = [{"name": str(v.get("key")), "value": str(v.get("value", "")),
                   "secret": v.get("type") == "secret"}

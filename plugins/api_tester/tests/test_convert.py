@@ -181,8 +181,10 @@ def test_postman_har_and_openapi_import() -> None:
     assert name == "Shop" and variables == [{"name": "base", "value": "http://127.0.0.1:1",
                                              "secret": False}]
     assert scripts == 1  # test scripts are not run; the count is reported
-    assert [p for p, _ in items] == ["Orders/list-orders.request.json",
-                                     "Orders/create-order.request.json", "login.request.json"]
+    # Numbered in Postman's order (audit: a run went alphabetically).
+    assert [p for p, _ in items] == ["1-Orders/1-list-orders.request.json",
+                                     "1-Orders/2-create-order.request.json",
+                                     "2-login.request.json"]
     listed = items[0][1]
     assert listed.url == "{{base}}/orders?limit=5" and listed.auth.token == "{{tok}}"
     assert listed.headers[1].enabled is False
