@@ -173,10 +173,15 @@ def apply_auth(resolved: Resolved, bearer_for_login: str | None = None) -> None:
 
 
 def build(client: httpx.AsyncClient, resolved: Resolved, target: Target) -> httpx.Request:
-    """The httpx request to the pinned address, with the Host header the URL named."""
+    """The httpx request to the pinned address, with the Host header the URL named, or
+    the one the request gives (a virtual host: it was replaced without a word; the
+    address connected to is the checked one either way)."""
     headers: list[tuple[bytes, bytes]] = []
+    host = target.host_header
     for i, (name, value) in enumerate(resolved.headers):
         if name.lower() == "host":
+            if value.strip():
+                host = value.strip()
             continue
         try:
             encoded = name.encode("ascii")
@@ -184,7 +189,10 @@ def build(client: httpx.AsyncClient, resolved: Resolved, target: Target) -> http
             raise RequestProblem(f"headers[{i}].name", f"{name!r} is not ASCII") from None
         # Values as UTF-8 bytes: httpx would refuse anything beyond ASCII.
         headers.append((encoded, value.encode("utf-8")))
-    headers.append((b"Host", target.host_header.encode("idna")))
+    try:
+        headers.append((b"Host", host.encode("idna")))
+    except UnicodeError:
+        raise RequestProblem("headers", f"Host {host!r} is not a host name") from None
     extensions: dict[str, Any] = {}
     if target.scheme == "https" and target.host != target.address:
         extensions["sni_hostname"] = target.host
