@@ -52,8 +52,38 @@ _VALUE = {"-X", "--request", "-H", "--header", "-d", "--data", "--data-ascii",
 _FILE_DATA = {"-d", "--data", "--data-ascii", "--data-binary", "--data-urlencode", "--json"}
 
 
+_ANSI_C = re.compile(r"\$'((?:[^'\\]|\\.)*)'", re.DOTALL)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
+            "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v", "?": "?"}
+
+
+def _ansi_c(match: re.Match[str]) -> str:
+    """A bash ``$'...'`` word (what browsers' "Copy as cURL" writes) decoded and quoted
+    for shlex, which knows no such quoting ("No closing quotation", or a body that
+    kept the '$')."""
+    body, out, i = match.group(1), [], 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt in _ESCAPES:
+                out.append(_ESCAPES[nxt])
+                i += 2
+                continue
+            hexes = {"x": 2, "u": 4, "U": 8}.get(nxt)
+            digits = re.match(r"[0-9A-Fa-f]+", body[i + 2:i + 2 + hexes]) if hexes else None
+            if digits:
+                out.append(chr(int(digits.group(0), 16)))
+                i += 2 + len(digits.group(0))
+                continue
+        out.append(char)
+        i += 1
+    return shlex.quote("".join(out))
+
+
 def _tokens(text: str) -> list[str]:
     text = re.sub(r"\\\r?\n", " ", text.strip())
+    text = _ANSI_C.sub(_ansi_c, text)
     try:
         words = shlex.split(text)
     except ValueError as exc:
@@ -111,6 +141,10 @@ def from_curl(text: str) -> RequestSpec:
         if word in ("-X", "--request"):
             method = value.upper()
         elif word in ("-H", "--header"):
+            if value.rstrip().endswith(";") and ":" not in value:
+                # curl's way to send a header with no value: -H 'X-Empty;'.
+                headers.append(Pair(name=value.rstrip()[:-1].strip(), value=""))
+                continue
             name, _, val = value.partition(":")
             headers.append(Pair(name=name.strip(), value=val.strip()))
         elif word in _FILE_DATA or word == "--data-raw":

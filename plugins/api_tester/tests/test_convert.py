@@ -70,6 +70,19 @@ def test_curl_import_cases() -> None:
         assert str(info.value).startswith("text: ")
 
 
+def test_curl_as_browsers_copy_it() -> None:
+    """Audit: DevTools' "Copy as cURL" writes bash's $'...' words (shlex: "No closing
+    quotation", or a body that kept the '$') and -H 'X-Empty;' for an empty header (kept
+    as a header named "X-Empty;", refused at every send)."""
+    quoted = from_curl("curl http://127.0.0.1/x --data-raw $'{\"msg\":\"it\\'s \\u00e9\"}' "
+                       "-H 'X-Empty;' -H 'Content-Type: application/json'")
+    assert quoted.body.text == '{"msg":"it\'s é"}'
+    assert [(h.name, h.value) for h in quoted.headers] == [
+        ("X-Empty", ""), ("Content-Type", "application/json")]
+    escaped = from_curl("curl http://127.0.0.1/x --data-raw $'{\"a\":\"x\\\\ny\"}'")
+    assert json.loads(escaped.body.text) == {"a": "x\ny"}
+
+
 def test_export_round_trips_through_curl_and_httpx_code_runs() -> None:
     spec = RequestSpec.model_validate({
         "method": "PATCH", "url": "http://127.0.0.1:1/u?x=1", "params": [
