@@ -187,8 +187,9 @@ def build(client: httpx.AsyncClient, resolved: Resolved, target: Target) -> http
             encoded = name.encode("ascii")
         except UnicodeEncodeError:
             raise RequestProblem(f"headers[{i}].name", f"{name!r} is not ASCII") from None
-        # Values as UTF-8 bytes: httpx would refuse anything beyond ASCII.
-        headers.append((encoded, value.encode("utf-8")))
+        # Values as UTF-8 bytes: httpx would refuse anything beyond ASCII. Without the
+        # spaces around them, which HTTP does not keep ("X-Pad:  v" failed the send).
+        headers.append((encoded, value.strip(" \t").encode("utf-8")))
     try:
         headers.append((b"Host", host.encode("idna")))
     except UnicodeError:
