@@ -174,13 +174,18 @@ async def test_auto_disable_after_n_failures_then_enable_and_recover(make_v1,
     notes = (await ann.client.get("/notifications/")).json()["notifications"]
     [note] = [n for n in notes if n["metadata"].get("webhook_id") == hook["id"]]
     assert note["title"] == "Webhook disabled" and "flaky receiver" in note["message"]
+    # A test while it is off counts no further (a Webhook Manager audit: "5 of 2").
+    receiver.statuses = [500]
+    await ann.client.post(f"/webhooks/{hook['id']}/test", params={"wait": "true"})
+    assert (await ann.client.get(f"/webhooks/{hook['id']}")).json()[
+        "consecutive_failures"] == 2
 
     enabled = (await ann.client.put(f"/webhooks/{hook['id']}", json={"active": True})).json()
     assert enabled["active"] and enabled["disabled_reason"] is None
     assert enabled["consecutive_failures"] == 0
     result = (await ann.client.post(f"/webhooks/{hook['id']}/recover",
                                     json={"since": started})).json()
-    assert result["recovered"] == 2
+    assert result["recovered"] == 3  # the two that disabled it, and the test while off
     for delivery_id in result["delivery_ids"]:
         await wait_status(ann.client, delivery_id, "delivered")
     assert (await ann.client.put(f"/webhooks/{hook['id']}", json={"disable_after": None})

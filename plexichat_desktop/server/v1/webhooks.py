@@ -325,8 +325,10 @@ def _record_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: dict[st
         conn.execute("UPDATE webhooks SET consecutive_failures = 0 WHERE id = ?",
                      (row["webhook_id"],))
     elif status == "failed":
+        # Counted while it is on: a test or a resend to a switched-off webhook (before
+        # switching it on again) made "5 of 2 failed in a row".
         conn.execute("UPDATE webhooks SET consecutive_failures = consecutive_failures + 1 "
-                     "WHERE id = ?", (row["webhook_id"],))
+                     "WHERE id = ? AND active = 1", (row["webhook_id"],))
         return _maybe_disable(conn, row["webhook_id"], current)
     return None
 
