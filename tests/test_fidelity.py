@@ -282,6 +282,28 @@ EXITS_ONE = {
     "tests/test_fine.py": "def test_fine():\n    pass\n",
 }
 
+# Failed by pytest after its tests passed (a test-manager audit: both were passed runs,
+# exit 0): a conftest's sessionfinish check, and an exit handler ending the process.
+FAILS_AT_THE_END = {
+    "tests/conftest.py": """\
+        def pytest_sessionfinish(session, exitstatus):
+            session.exitstatus = 1  # a leak or coverage check failed
+        """,
+    "tests/test_ok.py": "def test_ok():\n    pass\n",
+}
+EXITS_AT_EXIT = {
+    "tests/test_ok.py": """\
+        import atexit
+        import os
+
+        atexit.register(lambda: os._exit(3))
+
+
+        def test_ok():
+            pass
+        """,
+}
+
 
 @pytest.fixture
 def stopping(tmp_path: Path) -> Path:
@@ -290,6 +312,8 @@ def stopping(tmp_path: Path) -> Path:
     write_plugin(root, "fidelity_stopping", STOPPING)
     write_plugin(root, "fidelity_interrupting", INTERRUPTING)
     write_plugin(root, "fidelity_exits_one", EXITS_ONE)
+    write_plugin(root, "fidelity_fails_at_the_end", FAILS_AT_THE_END)
+    write_plugin(root, "fidelity_exits_at_exit", EXITS_AT_EXIT)
     return root
 
 
@@ -364,6 +388,18 @@ async def test_pytest_saying_failed_before_any_test_is_failed(shared_manager_fac
     assert their_exit == 1
     assert done.status is RunStatus.FAILED, done
     assert "exit code 1" in done.error
+
+
+@MODULE_LOOP
+async def test_pytest_failing_the_session_after_its_tests_is_failed(shared_manager_factory,  # noqa: F811
+                                                                     stopping):
+    for plugin_id, exit_code in (("fidelity_fails_at_the_end", 1),
+                                 ("fidelity_exits_at_exit", 3)):
+        done, ours, (_, their_counts, their_exit) = await beside_plain(
+            shared_manager_factory, stopping, plugin_id)
+        assert their_exit == exit_code and their_counts == {"passed": 1}, plugin_id
+        assert done.status is RunStatus.FAILED, (plugin_id, done)
+        assert f"exit code {exit_code}" in done.error, done.error
 
 
 @MODULE_LOOP

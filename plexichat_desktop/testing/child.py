@@ -7,6 +7,7 @@ is :data:`PYTEST_CHILD_FLAG`, so plugin tests run the same way from the desktop 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -556,7 +557,12 @@ def _be_the_session(order: dict[str, Any], event_fd: int, control: socket.socket
     sys.path.insert(0, order["pythonpath"])
     if offer_config is not None:
         offer_config()
-    return int(pytest.main(order["args"]))
+    code = int(pytest.main(order["args"]))
+    # A plain pytest process runs the exit handlers its tests registered, and their end
+    # (an os._exit, a crash) is its exit status; this session ends with os._exit, which
+    # skips them: run here, what they do is seen as pytest's process would show it.
+    atexit._run_exitfuncs()
+    return code
 
 
 def run_fork_server() -> int:

@@ -244,7 +244,11 @@ class Reporter:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self.channel.send("session_end", exitstatus=int(exitstatus))
+        # The session's status as the hooks before this one left it (a conftest's
+        # sessionfinish may fail the session: a leak check), which is what pytest exits
+        # with; the argument is the status from before them (a run said passed, exit 0).
+        final = getattr(session, "exitstatus", exitstatus)
+        self.channel.send("session_end", exitstatus=int(final))
 
 
 def _subtest_label(report: pytest.TestReport) -> str | None:

@@ -1095,6 +1095,15 @@ def _pytest_verdict(report: _ChildReport, attempts: list[TestAttempt], tail: str
     if status == 1 and not any(a.outcome in BAD_OUTCOMES for a in attempts):
         return "failed", ("pytest reported failed tests (exit code 1) that no result shows; "
                           "see the run's log")
+    code = report.exit_code
+    if status is not None and code is not None and code != status and \
+            report.killed_for is None:
+        # What pytest's process ends with is what a plain run reports: an exit handler's
+        # os._exit, a crash at interpreter exit (a C extension's teardown) turned a run
+        # that plain pytest fails into a passed one.
+        return "failed", (f"pytest finished (exit code {status}), then its process ended "
+                          f"with {describe_exit(code)}: an exit handler or a crash at exit; "
+                          f"plain pytest reports that. See the run's log")
     return None
 
 
