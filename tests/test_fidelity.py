@@ -398,6 +398,8 @@ async def test_pytest_failing_the_session_after_its_tests_is_failed(shared_manag
         done, ours, (_, their_counts, their_exit) = await beside_plain(
             shared_manager_factory, stopping, plugin_id)
         assert their_exit == exit_code and their_counts == {"passed": 1}, plugin_id
+        # The test itself passed, as pytest says; the run is failed, as pytest exits.
+        assert [str(a.outcome) for a in ours.values()] == ["passed"], ours
         assert done.status is RunStatus.FAILED, (plugin_id, done)
         assert f"exit code {exit_code}" in done.error, done.error
 
