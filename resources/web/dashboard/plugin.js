@@ -201,9 +201,11 @@ function flakyWhy(last) {
 }
 
 function tally(nodeids) {
-  const c = { total: nodeids.length, good: 0, bad: 0, skipped: 0, none: 0, running: 0, flaky: 0 };
+  const c = { total: nodeids.length, good: 0, bad: 0, skipped: 0, none: 0, running: 0, flaky: 0,
+    by: {} };
   for (const nodeid of nodeids) {
     const { outcome } = effective(nodeid);
+    if (SUCCESS.has(outcome) || BAD.has(outcome)) c.by[outcome] = (c.by[outcome] || 0) + 1;
     if (SUCCESS.has(outcome)) c.good += 1;
     else if (BAD.has(outcome)) c.bad += 1;
     else if (outcome === "running") c.running += 1;
@@ -214,10 +216,16 @@ function tally(nodeids) {
   return c;
 }
 
+// Each outcome by its own name, as the cards above and pytest's line say them: "8 passed"
+// counted 3 xfailed and an xpassed, "5 failed" two errors.
+const OUTCOME_WORDS = [["passed", "passed"], ["xfailed", "xfailed"], ["xpassed", "xpassed"],
+  ["failed", "failed"], ["error", "errors"], ["timed_out", "timed out"], ["crashed", "crashed"]];
+
 function countsText(c) {
   const parts = [`${c.total} test${c.total === 1 ? "" : "s"}`];
-  if (c.good) parts.push(`${c.good} passed`);
-  if (c.bad) parts.push(`${c.bad} failed`);
+  for (const [outcome, word] of OUTCOME_WORDS) {
+    if (c.by[outcome]) parts.push(`${c.by[outcome]} ${word}`);
+  }
   if (c.skipped) parts.push(`${c.skipped} skipped`);
   if (c.running) parts.push(`${c.running} running`);
   if (c.none) parts.push(`${c.none} never run`);
