@@ -316,7 +316,10 @@ def show_results(paths: AppPaths, plugin_id: str | None, limit: int, as_json: bo
         print(f"{run.id:>5}  {run.plugin_id:<24} {run.status:<11} {when}  "
               f"{_summary_words(counts) if run.status.finished else ''}")
     rate = stats.get("success_rate")
-    print(f"\nStatistics{' for ' + plugin_id if plugin_id else ''}: "
+    # The runs above are all of them; the figures are the category's (it read as if those
+    # runs' results were none).
+    kind = f" (the {category} tests only)" if category else ""
+    print(f"\nStatistics{' for ' + plugin_id if plugin_id else ''}{kind}: "
           f"{stats.get('total', 0)} results, "
           f"success rate {'-' if rate is None else f'{rate:.1%}'}, "
           f"mean {stats.get('mean_duration') or 0:.3f}s, "
