@@ -351,3 +351,31 @@ async def test_an_email_is_one_account_whatever_its_case_beyond_ascii(v1):
         r = await v1.anon.post("/auth/login", json={"username": spelling,
                                                     "password": PASSWORD})
         assert r.status_code == 200 and r.json()["user_id"] == alice.id, (spelling, r.text)
+
+
+async def test_two_accounts_from_before_folding_each_sign_in_by_their_own_spelling(tmp_path):
+    """Review: two addresses that differ only in how "ä" is composed, both registered
+    before emails were folded as NFC, matched each other's folded form: the login took
+    whichever row came first, so one owner reached the other's account."""
+    import time
+    import unicodedata
+
+    from plexichat_desktop.server.v1.accounts import find_login
+    from plexichat_desktop.server.v1.store import ApiStore
+
+    composed = "jä@example.org"
+    decomposed = unicodedata.normalize("NFD", composed)
+    store = ApiStore(tmp_path / "plexichat.sqlite3")
+    try:
+        def add(conn, user_id, name, email):
+            conn.execute("INSERT INTO users (id, username, email, password_hash, "
+                         "created_at, updated_at) VALUES (?, ?, ?, 'x', ?, ?)",
+                         (user_id, name, email, time.time(), time.time()))
+        # Each order of insertion: the first row found must not decide.
+        store.call(add, "u-nfd", "nfd", decomposed, write=True)
+        store.call(add, "u-nfc", "nfc", composed, write=True)
+        for spelling, owner in ((composed, "u-nfc"), (decomposed, "u-nfd"),
+                                ("nfd", "u-nfd"), ("NFC", "u-nfc")):
+            assert store.call(find_login, spelling)["id"] == owner, spelling
+    finally:
+        store.close()

@@ -26,8 +26,12 @@ def get_user(conn: sqlite3.Connection, user_id: str) -> dict[str, Any] | None:
 def find_login(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
     """The user whose username or email is ``name`` (case-insensitive, also beyond
     ASCII: see ApiStore's unicode_lower)."""
+    # The exact spelling first: two accounts made before emails were folded as NFC can
+    # both match a folded one (the other's owner was then sent to the wrong account).
     return one(conn.execute("SELECT * FROM users WHERE username = ? OR email = ? "
-                            "OR unicode_lower(email) = ?", (name, name, _fold(name))))
+                            "OR unicode_lower(email) = ? "
+                            "ORDER BY (username = ?) DESC, (email = ?) DESC",
+                            (name, name, _fold(name), name, name)))
 
 
 def email_taken(conn: sqlite3.Connection, email: str, but: str | None = None) -> bool:
