@@ -250,7 +250,7 @@ class _ChildReport:
     finished: set[str] = field(default_factory=set)
     in_flight: str | None = None
     in_flight_since: float = 0.0
-    killed_for: str | None = None    # "test_timeout", "run_timeout", "cancel"
+    killed_for: str | None = None    # "test_timeout", "run_timeout", "cancel", "exit_timeout"
     pytest_exit: int | None = None   # the exit status pytest reported at session end
     internal_error: str | None = None
 
@@ -724,6 +724,9 @@ class PytestRunner:
             try:
                 report.exit_code = await within(asyncio.shield(exit_wait), EXIT_TIMEOUT)
             except TimeoutError:
+                # Ours, not the test's: its exit code says nothing of how pytest ended.
+                if report.session_ended and report.killed_for is None:
+                    report.killed_for = "exit_timeout"
                 _kill_group(proc.pid)
                 report.exit_code = await exit_wait
         finally:
