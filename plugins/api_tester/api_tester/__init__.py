@@ -41,6 +41,7 @@ from api_tester.storage import (
     StorageProblem,
     externalize,
 )
+from api_tester.variables import with_values
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.hub import EventHub
@@ -186,7 +187,7 @@ class ApiTesterPlugin(Plugin):
 
     def _scope(self, collection: str | None, environment: str | None,
                extra: dict[str, str]) -> dict[str, str]:
-        return {**self.engine.scope(collection, environment), **extra}
+        return with_values(self.engine.scope(collection, environment), extra)
 
     # -- sending ---------------------------------------------------------------------
     async def send(self, body: SendBody) -> Any:

@@ -52,38 +52,69 @@ _VALUE = {"-X", "--request", "-H", "--header", "-d", "--data", "--data-ascii",
 _FILE_DATA = {"-d", "--data", "--data-ascii", "--data-binary", "--data-urlencode", "--json"}
 
 
-_ANSI_C = re.compile(r"\$'((?:[^'\\]|\\.)*)'", re.DOTALL)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
             "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v", "?": "?"}
 
 
-def _ansi_c(match: re.Match[str]) -> str:
-    """A bash ``$'...'`` word (what browsers' "Copy as cURL" writes) decoded and quoted
-    for shlex, which knows no such quoting ("No closing quotation", or a body that
-    kept the '$')."""
-    body, out, i = match.group(1), [], 0
-    while i < len(body):
-        char = body[i]
-        if char == "\\" and i + 1 < len(body):
-            nxt = body[i + 1]
+def _ansi_c_words(text: str) -> str:
+    """``text`` with each bash ``$'...'`` word (what browsers' "Copy as cURL" writes)
+    decoded and quoted for shlex, which knows no such quoting ("No closing quotation", or
+    a body that kept the '$'). Only a ``$'`` outside other quotes starts one: a '$' that
+    ends a quoted word ('pa$') is the word's own."""
+    out: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if quote is None and text.startswith("$'", i):
+            decoded, i = _decode_ansi_c(text, i + 2)
+            out.append(shlex.quote(decoded))
+            continue
+        if quote is None and char == "\\" and i + 1 < len(text):
+            out.append(text[i:i + 2])
+            i += 2
+            continue
+        if quote == '"' and char == "\\" and i + 1 < len(text):
+            out.append(text[i:i + 2])
+            i += 2
+            continue
+        if quote is None and char in "'\"":
+            quote = char
+        elif quote == char:
+            quote = None
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _decode_ansi_c(text: str, i: int) -> tuple[str, int]:
+    """The text of a ``$'...'`` word whose body starts at ``i``, and where it ends."""
+    out: list[str] = []
+    while i < len(text):
+        char = text[i]
+        if char == "'":
+            return "".join(out), i + 1
+        if char == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
             if nxt in _ESCAPES:
                 out.append(_ESCAPES[nxt])
                 i += 2
                 continue
-            hexes = {"x": 2, "u": 4, "U": 8}.get(nxt)
-            digits = re.match(r"[0-9A-Fa-f]+", body[i + 2:i + 2 + hexes]) if hexes else None
+            width = {"x": 2, "u": 4, "U": 8}.get(nxt)
+            digits = re.match(r"[0-9A-Fa-f]+", text[i + 2:i + 2 + width]) if width else None
             if digits:
                 out.append(chr(int(digits.group(0), 16)))
                 i += 2 + len(digits.group(0))
                 continue
         out.append(char)
         i += 1
-    return shlex.quote("".join(out))
+    raise ConvertProblem("text", "the curl command does not parse: a $'...' word is not "
+                                 "closed")
 
 
 def _tokens(text: str) -> list[str]:
     text = re.sub(r"\\\r?\n", " ", text.strip())
-    text = _ANSI_C.sub(_ansi_c, text)
+    text = _ansi_c_words(text)
     try:
         words = shlex.split(text)
     except ValueError as exc:

@@ -26,7 +26,14 @@ from api_tester.sender import (
     resolve,
 )
 from api_tester.storage import AppTokenGrants, Collections, SecretStore
-from api_tester.variables import Scope, UndefinedVariable, resolve_nested, substitute
+from api_tester.variables import (
+    Scope,
+    UndefinedVariable,
+    references,
+    resolve_nested,
+    substitute,
+    with_values,
+)
 
 MAX_CSV_ROWS = 10_000
 
@@ -93,10 +100,16 @@ class Engine:
         # as they are.
         variables = resolve_nested(variables, {n for n, v in variables.items()
                                                if "{{" in v and n not in secret_names})
+        lacking = {name: name for name in unset}
+        for name, value in list(variables.items()):
+            missing = [ref for ref in references(value) if ref in unset]
+            if missing and name not in secret_names:
+                lacking[name] = missing[0]
+                del variables[name]
         for name, value in self.secrets.values(f"{collection}:secret.").items():
             variables[f"secret.{name}"] = value
         scope = Scope(variables)
-        scope.unset_secrets = unset
+        scope.unset_secrets = lacking
         return scope
 
     # -- auth ------------------------------------------------------------------------
@@ -202,7 +215,7 @@ class Engine:
             if is_secret_name(cap.name) or is_secret_name(cap.expr):
                 outcome.secrets.add(outcome.captures[cap.name])
         # Expected values may use variables, this request's captures included.
-        scope = {**variables, **outcome.captures}
+        scope = with_values(variables, outcome.captures)
         for assertion in spec.asserts:
             if isinstance(assertion.value, str) and "{{" in assertion.value:
                 try:
@@ -273,7 +286,7 @@ async def run(engine: Engine, items: Sequence[tuple[str, RequestSpec]],
     started = time.time()
     stopped = False
     for number, row in enumerate(iterations, 1):
-        scope = {**variables, **row}
+        scope = with_values(variables, row)
         for path, spec in items:
             try:
                 outcome = await engine.execute(spec, scope, collection)

@@ -215,10 +215,11 @@ class Monitors:
         # After a delete the old version's schedule stays with the host until a restart
         # (it fires, finds no such version and does nothing): a new monitor of the same
         # name starts past it, or its schedule's name is taken ("already has a schedule").
-        item = {"spec": spec.model_dump(), "version": self._retired.pop(monitor_id, 0) + 1,
+        item = {"spec": spec.model_dump(), "version": self._retired.get(monitor_id, 0) + 1,
                 "status": None, "runs": [], "transitions": []}
         if spec.enabled:
             self._arm(monitor_id, item)  # raises on a bad schedule before anything is kept
+        self._retired.pop(monitor_id, None)
         self.items[monitor_id] = item
         self._save()
         return self.public(monitor_id)

@@ -1,7 +1,7 @@
 """Keeping secrets out of what is shown, written and logged.
 
-A secret is recognised by its name (a header, query parameter or capture whose name
-holds one of :data:`SECRET_WORDS`: ``X-Auth-Token``, ``api_key``, ``access_token``...) or
+A secret is recognised by its name (a header, query parameter or capture a word of whose
+name is one of :data:`SECRET_WORDS`: ``X-Auth-Token``, ``api_key``, ``access_token``...) or
 by its value (every value the secret store holds for the collection, the tokens an auth
 helper added, the values captured under a secret name). Masked, a secret shows at most its
 last 4 characters, and none at all when it is shorter than :data:`SHOW_TAIL_FROM`: a short
@@ -10,6 +10,7 @@ secret's tail is most of it.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -27,9 +28,43 @@ _QUERY_PAIR = re.compile(r"([?&;])([^=&#;\s]+)=([^&#;\s]*)")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,30}) (\S.*)$")
 
 
+# The words of a name: "X-Auth-Token", "x_auth_token" and "xAuthToken" are x, auth, token.
+_NAME_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+# Names written as one word that carry credentials all the same.
+_JOINED = frozenset({"apikey", "accesskey", "authtoken", "accesstoken", "sessionid",
+                     "authorization", "authentication", "credentials", "passphrase", "pwd"})
+# A body field is a credential by narrower words: "key", "session" or "sig" name ordinary
+# data in a JSON body or a form ({"key": "colour"}, "session": 3) more often than not.
+_FIELD_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret", "apikey",
+                          "credential", "credentials", "accesskey", "authtoken",
+                          "accesstoken"})
+_FIELD_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"),
+                          ("secret", "key")})
+
+
+def name_words(name: str) -> list[str]:
+    """The lower-case words of a name, split at separators and case changes."""
+    return [word.lower() for word in _NAME_WORD.findall(name)]
+
+
 def is_secret_name(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in SECRET_HEADERS or any(word in lowered for word in SECRET_WORDS)
+    """Whether a header, query parameter or capture named ``name`` holds a credential:
+    a word of it is one of :data:`SECRET_WORDS` (whole words: "author", "design" and
+    "keywords" are not "auth", "sig" and "key")."""
+    if name.lower() in SECRET_HEADERS:
+        return True
+    return any(word in SECRET_WORDS or word in _JOINED for word in name_words(name))
+
+
+def is_secret_field(name: str) -> bool:
+    """Whether a form field or JSON body key named ``name`` holds a credential:
+    password, client_secret, api_key, refresh_token, privateKey... ("token" only as the
+    last word: token_type and token_count are not)."""
+    words = name_words(name)
+    if not words:
+        return False
+    return (any(word in _FIELD_WORDS for word in words) or words[-1] == "token"
+            or any(pair in _FIELD_PAIRS for pair in itertools.pairwise(words)))
 
 
 def mask(value: str) -> str:

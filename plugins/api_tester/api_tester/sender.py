@@ -38,8 +38,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def _without_credentials(resolved: Resolved) -> Resolved:
+    """What follows a redirect to another origin: no credentials, and no Host of the
+    request's own (it named the first host: curl drops it too)."""
     headers = [(name, value) for name, value in resolved.headers
-               if not is_secret_name(name)]
+               if not is_secret_name(name) and name.lower() != "host"]
     return Resolved(resolved.method, resolved.url, resolved.params, headers,
                     resolved.content, resolved.data, resolved.files, Auth())
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote_plus
@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 from pydantic import BaseModel, ValidationError
 
 from api_tester.models import CollectionInfo, Environment, RequestSpec
-from api_tester.redact import is_secret_name
+from api_tester.redact import is_secret_field, is_secret_name
 from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.guards import UnsafePath, safe_path
 
@@ -298,20 +298,49 @@ def externalize(spec: RequestSpec, prefix: str, taken: Iterable[str] = ()
     body = data.body
     if body.mode in ("form", "multipart"):
         for item in body.fields:
-            if is_secret_name(item.name) and not getattr(item, "filename", None):
+            if is_secret_field(item.name) and not getattr(item, "filename", None):
                 item.value = move(item.value, "body." + slug(item.name.lower()))
     elif body.mode == "json" and body.text and "{{" not in body.text:
-        try:
-            parsed = json.loads(body.text)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and any(
-                is_secret_name(k) and isinstance(v, str) and v for k, v in parsed.items()):
-            for key, value in parsed.items():
-                if is_secret_name(key) and isinstance(value, str) and value:
-                    parsed[key] = move(value, "body." + slug(key.lower()))
-            body.text = json.dumps(parsed, indent=2, ensure_ascii=False)
+        body.text = _externalize_json(body.text, move)
     return data, secrets
+
+
+_JSON_MEMBER = re.compile(r'("(?:[^"\\]|\\.)*")(\s*:\s*)("(?:[^"\\]|\\.)*")')
+
+
+def _externalize_json(text: str, move: Callable[[str, str], str]) -> str:
+    """A JSON body with the string values of its top-level credential keys replaced by
+    secret references, in place: the rest of the text stays as the user wrote it (read and
+    written again, JSON lost duplicate keys, number spellings and 1e400). A value whose
+    member is not found exactly once as written is left alone."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(parsed, dict):
+        return text
+    for key, value in parsed.items():
+        if not (is_secret_field(key) and isinstance(value, str) and value):
+            continue
+        members = [m for m in _JSON_MEMBER.finditer(text) if _json_str(m.group(1)) == key]
+        if len(members) != 1 or _json_str(members[0].group(3)) != value:
+            continue
+        start, end = members[0].span(3)
+        # The one found must be the top-level member (not text inside another string).
+        probe = "{{probe}}"
+        if json.loads(text[:start] + json.dumps(probe) + text[end:]).get(key) != probe:
+            continue
+        reference = move(value, "body." + slug(key.lower()))
+        text = text[:start] + json.dumps(reference) + text[end:]
+    return text
+
+
+def _json_str(literal: str) -> str | None:
+    try:
+        value = json.loads(literal)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 class AppTokenGrants:

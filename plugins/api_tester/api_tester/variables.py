@@ -20,23 +20,44 @@ PATTERN = re.compile(r"\{\{\s*(\$?[A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 class UndefinedVariable(ValueError):
     """A ``{{name}}`` that no scope defines; names the field and what is defined."""
 
-    def __init__(self, field: str, name: str, known: list[str], *, unset_secret: bool = False):
+    def __init__(self, field: str, name: str, known: list[str], *,
+                 unset_secret: str | None = None):
         self.field = field
         self.name = name
         if unset_secret:
-            super().__init__(f"{field}: the secret variable '{name}' has no value on this "
-                             "machine (secret values stay out of the collection files: "
-                             "set it here first)")
+            whose = (f"the secret variable '{name}'" if unset_secret == name else
+                     f"variable '{name}' uses the secret variable '{unset_secret}', which")
+            super().__init__(f"{field}: {whose} has no value on this machine (secret "
+                             "values stay out of the collection files: set it here first)")
             return
         shown = ", ".join(sorted(known)[:30]) or "none"
         super().__init__(f"{field}: variable '{name}' is not defined (defined: {shown})")
 
 
 class Scope(dict[str, str]):
-    """Variables by name, and the secret ones declared without a value stored here
-    (sent as an empty text, a clone of the repository sent the request without saying)."""
+    """Variables by name, and those without a value on this machine: a secret one
+    declared with no value stored here, or a plain one built on such a secret (``auth =
+    Bearer {{tok}}``), each with the secret it lacks. (Sent, the first went as an empty
+    text and the second as "Bearer {{tok}}": a clone of the repository sent the request
+    without saying.)"""
 
-    unset_secrets: frozenset[str] = frozenset()
+    unset_secrets: Mapping[str, str] = {}
+
+    def with_values(self, extra: Mapping[str, str]) -> Scope:
+        """A copy with ``extra`` on top (a CSV row, a request's own values, captures): a
+        name given a value there is set."""
+        merged = Scope({**self, **extra})
+        merged.unset_secrets = {name: secret for name, secret in self.unset_secrets.items()
+                                if name not in extra}
+        return merged
+
+
+def with_values(variables: Mapping[str, str], extra: Mapping[str, str]) -> Scope:
+    """``variables`` with ``extra`` on top, keeping what a :class:`Scope` knows of the
+    secrets without a value."""
+    if isinstance(variables, Scope):
+        return variables.with_values(extra)
+    return Scope({**variables, **extra})
 
 
 def _builtin(name: str) -> str | None:
@@ -62,8 +83,8 @@ def substitute(text: str, variables: Mapping[str, str], field: str) -> str:
             return str(variables[name])
         value = _builtin(name)
         if value is None:
-            raise UndefinedVariable(field, name, list(variables), unset_secret=name in
-                                    getattr(variables, "unset_secrets", ()))
+            raise UndefinedVariable(field, name, list(variables), unset_secret=getattr(
+                variables, "unset_secrets", {}).get(name))
         return value
 
     return PATTERN.sub(repl, text)

@@ -139,6 +139,39 @@ def test_credentials_in_a_body_are_moved_out_too() -> None:
     assert again == clean and none == {}
 
 
+def test_only_credential_names_are_moved_and_the_body_stays_as_written() -> None:
+    """Review: names were matched by substring ("author" holds "auth", "design" "sig",
+    "keywords" "key": all three went to the secret store), and a JSON body with a password
+    was read and written again (duplicate keys, 1e400 and number spellings lost)."""
+    spec = RequestSpec.model_validate({
+        "url": "http://127.0.0.1/?author=ann&api_key=k-123456", "method": "POST",
+        "params": [{"name": "design", "value": "flat"}, {"name": "sig", "value": "s-1"}],
+        "headers": [{"name": "X-Keywords", "value": "a,b"},
+                    {"name": "xAuthToken", "value": "t-1"}],
+        "body": {"mode": "form", "fields": [{"name": "author", "value": "ann"},
+                                            {"name": "token_type", "value": "bearer"},
+                                            {"name": "refreshToken", "value": "r-1"}]}})
+    clean, moved = externalize(spec, "q")
+    assert clean.url == "http://127.0.0.1/?author=ann&api_key={{secret.q.url.query.api_key}}"
+    assert [p.value for p in clean.params] == ["flat", "{{secret.q.query.sig}}"]
+    assert [h.value for h in clean.headers] == ["a,b", "{{secret.q.xauthtoken}}"]
+    assert [f.value for f in clean.body.fields] == [
+        "ann", "bearer", "{{secret.q.body.refreshtoken}}"]
+    assert set(moved.values()) == {"k-123456", "s-1", "t-1", "r-1"}
+    written = ('{\n  "amount": 1.50, "big": 1e400, "tag": "x", "tag": "y",\n'
+               '  "password": "hunter\\u0032", "nested": {"password": 1}}')
+    body = RequestSpec.model_validate({"url": "http://127.0.0.1/", "method": "POST",
+                                       "body": {"mode": "json", "text": written}})
+    clean, moved = externalize(body, "pay")
+    assert clean.body.text == written.replace('"hunter\\u0032"',
+                                              '"{{secret.pay.body.password}}"')
+    assert moved == {"secret.pay.body.password": "hunter2"}
+    # Written twice at the top (the last one counts): not found once, so left as it is.
+    twice = RequestSpec.model_validate({"url": "http://127.0.0.1/", "method": "POST", "body": {
+        "mode": "json", "text": '{"password": "a-1", "password": "b-2"}'}})
+    assert externalize(twice, "t") == (twice, {})
+
+
 def test_a_credential_in_the_urls_own_query_is_moved_out_too() -> None:
     """A pasted (or curl-imported) URL kept ?api_key=... in the collection file in clear,
     while the same name in the params list went to the secret store."""

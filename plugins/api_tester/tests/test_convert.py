@@ -81,6 +81,13 @@ def test_curl_as_browsers_copy_it() -> None:
         ("X-Empty", ""), ("Content-Type", "application/json")]
     escaped = from_curl("curl http://127.0.0.1/x --data-raw $'{\"a\":\"x\\\\ny\"}'")
     assert json.loads(escaped.body.text) == {"a": "x\ny"}
+    # A '$' before a closing quote is the word's own (review: 'pa$' lost its '$' and
+    # swallowed what followed into one word).
+    dollar = from_curl("curl http://127.0.0.1/x -d 'pa$' -H 'X-Re: ^foo$' -d \"a=1$\"")
+    assert dollar.body.text == "pa$&a=1$"
+    assert (dollar.headers[0].name, dollar.headers[0].value) == ("X-Re", "^foo$")
+    with pytest.raises(ConvertProblem, match="not closed"):
+        from_curl("curl http://127.0.0.1/x --data-raw $'open")
 
 
 def test_export_round_trips_through_curl_and_httpx_code_runs() -> None:

@@ -376,3 +376,33 @@ async def test_a_secret_without_a_value_here_is_refused_not_sent_empty(tmp_path:
     eng.secrets.set("C:env.prod.pw", "s3cret")
     assert eng.scope("C", "prod")["pw"] == "s3cret"
     await eng.sender.aclose()
+
+
+@pytest.mark.asyncio
+async def test_a_variable_built_on_an_unset_secret_is_refused_in_every_path(
+        tmp_path: Path) -> None:
+    """Review: a plain variable built on a secret with no value here (auth = "Bearer
+    {{tok}}") was sent as "Bearer {{tok}}"; and a CSV row or a request's own values
+    merged into a plain dict, so the "no value on this machine" message never showed."""
+    from api_tester.engine import run
+    from api_tester.models import CollectionInfo, Variable
+    from api_tester.variables import with_values
+
+    eng = Engine(Collections(tmp_path / "c"), SecretStore(tmp_path, "file"), Sender())
+    eng.collections.create("C", CollectionInfo(name="C", variables=[
+        Variable(name="tok", secret=True), Variable(name="auth", value="Bearer {{tok}}")]))
+    scope = eng.scope("C", None)
+    assert "auth" not in scope and "tok" not in scope
+    request = spec("http://127.0.0.1:9/echo", headers=[{"name": "Authorization",
+                                                        "value": "{{auth}}"}])
+    with pytest.raises(RequestProblem, match="variable 'auth' uses the secret variable "
+                                             "'tok', which has no value on this machine"):
+        await eng.execute(request, with_values(scope, {"page": "1"}), "C")
+    report = await run(eng, [("r.request.json", request)], scope, [{"page": "1"}],
+                       collection="C")
+    assert report["results"][0]["passed"] is False
+    assert "has no value on this machine" in report["results"][0]["error"]
+    # A value given for the send or run itself (its own variables) counts.
+    given = with_values(scope, {"auth": "Bearer given"})
+    assert given["auth"] == "Bearer given" and "auth" not in given.unset_secrets
+    await eng.sender.aclose()
