@@ -98,7 +98,11 @@ async def test_monitor_notifies_on_transitions_only(tmp_path: Path) -> None:
         assert (await client.get("monitors")).json() == {"monitors": [], "problems": []}
         assert (await client.post("monitors/nope/run")).status_code == 404
         # Its name can be used again at once (audit: "already has a schedule 'monitor
-        # api-health v1'" until a restart).
+        # api-health v1'" until a restart). A refused try first must not lose what the
+        # delete left (a review: the next try took v1's name again).
+        bad = await client.post("monitors", json={
+            "name": "API health", "collection": "Health", "schedule": "not a schedule"})
+        assert bad.status_code in (400, 422), bad.text
         again = await client.post("monitors", json={
             "name": "API health", "collection": "Health", "schedule": "every_30_minutes"})
         assert again.status_code == 201, again.text

@@ -256,7 +256,8 @@ async def test_credentials_never_follow_a_redirect_to_another_origin() -> None:
                 self.end_headers()
                 return
             seen[self.path] = {h: self.headers.get(h) for h in
-                               ("Authorization", "X-Api-Key", "X-Auth-Token", "Accept")}
+                               ("Authorization", "X-Api-Key", "X-Auth-Token", "Accept",
+                                "Host")}
             self.send_response(200)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -270,7 +271,10 @@ async def test_credentials_never_follow_a_redirect_to_another_origin() -> None:
     sender = Sender([], follow_redirects=True)
     try:
         headers = [{"name": "X-Api-Key", "value": "k123"},
-                   {"name": "X-Auth-Token", "value": "t456"}, {"name": "Accept", "value": "*/*"}]
+                   {"name": "X-Auth-Token", "value": "t456"}, {"name": "Accept", "value": "*/*"},
+                   # The request's own Host names the first server (a review: it went
+                   # to the other one too, which may serve another site by it).
+                   {"name": "Host", "value": f"127.0.0.1:{first.server_port}"}]
         for path in ("/away", "/same"):
             resolved = resolve(spec(f"http://127.0.0.1:{first.server_port}{path}",
                                     auth={"type": "bearer", "token": "SECRET-TOKEN"},
@@ -284,7 +288,7 @@ async def test_credentials_never_follow_a_redirect_to_another_origin() -> None:
             server.server_close()
     # Another origin (localhost:<other port>) gets the request but none of the credentials.
     assert seen["/steal"] == {"Authorization": None, "X-Api-Key": None, "X-Auth-Token": None,
-                              "Accept": "*/*"}
+                              "Accept": "*/*", "Host": f"localhost:{other.server_port}"}
     # The same origin keeps them.
     assert seen["/landed"]["Authorization"] == "Bearer SECRET-TOKEN"
     assert seen["/landed"]["X-Api-Key"] == "k123"
