@@ -94,6 +94,42 @@ def test_a_collection_error_marks_the_rows_and_fills_the_details(
     assert panel.model._worst(panel.model.find("broken_suite")) == "error"
 
 
+def test_a_burst_of_plugin_changes_is_one_reload_and_one_after_it(
+        shell: Any, qtbot: Any, arun: Any) -> None:
+    """Every plugin state change started its own reload, side by side with the others: a
+    start with 15 plugins ran 15 (~0.2 s of the window's thread while pages loaded)."""
+    panel: TestDashboard = shell.window.dashboard
+    qtbot.waitUntil(panel._loaded.is_set, timeout=10_000)
+    qtbot.waitUntil(lambda: panel._reloading is None or panel._reloading.done(),
+                    timeout=10_000)
+    original = panel.reload
+    started: list[int] = []
+    gate = asyncio.Event()
+
+    async def counted() -> None:
+        started.append(1)
+        if len(started) == 2:
+            await gate.wait()  # held, to ask for more while it runs
+        await original()
+
+    panel.reload = counted  # type: ignore[method-assign]
+    for _ in range(15):
+        shell.bridge.pluginStateChanged.emit("broken_suite", "running", "")
+    qtbot.waitUntil(lambda: panel._reloading is not None and panel._reloading.done(),
+                    timeout=10_000)
+    assert started == [1]  # asked before it began: all shown by the one
+    # Asked while one runs: one more after it, which sees the change.
+    panel._loaded.clear()
+    panel.request_reload()
+    qtbot.waitUntil(lambda: len(started) == 2, timeout=10_000)
+    panel.request_reload()
+    panel.request_reload()
+    gate.set()
+    qtbot.waitUntil(lambda: panel._reloading.done(), timeout=10_000)
+    assert len(started) == 3 and panel._loaded.is_set()
+    assert panel.model.find("broken_suite") is not None
+
+
 def test_a_module_that_skips_itself_is_no_collection_error(qapp: Any) -> None:
     """A module-level skip arrives as a result for its file, as a collection error does:
     the tree marked the file and the plugin red with "Skipped: ..." until the next
