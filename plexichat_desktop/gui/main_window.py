@@ -41,6 +41,7 @@ from plexichat_desktop.gui.bridge import EventBridge
 from plexichat_desktop.gui.browser import BrowserPane, Pane, ProblemPane
 from plexichat_desktop.gui.notify import Notifier
 from plexichat_desktop.gui.permissions import PermissionGate
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 if TYPE_CHECKING:
     # The panel is imported when it is built (see MainWindow.dashboard); the core (the
@@ -495,7 +496,8 @@ class MainWindow(QMainWindow):
 
         schedules: list[dict[str, Any]] | str
         try:
-            async with httpx.AsyncClient(base_url=self.runtime.url, timeout=10, headers={
+            async with httpx.AsyncClient(base_url=self.runtime.url, timeout=10,
+                                         verify=shared_tls_context(), headers={
                     "Authorization": f"Bearer {self.runtime.token}"}) as client:
                 answer = await client.get(f"/plugins/{rec.id}/api/_host/schedules")
                 answer.raise_for_status()

@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
 
+from plexichat_desktop.plugins.tls import shared_tls_context
 from plexichat_desktop.testing.protocol import FD_ENV
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class PlexiChatApp:
         import httpx
 
         options: dict[str, Any] = {"base_url": self.plugin_url, "headers": self.headers,
-                                   "timeout": 30.0, **kwargs}
+                                   "timeout": 30.0, "verify": shared_tls_context(), **kwargs}
         return httpx.AsyncClient(**options)
 
     def call(self, work: Callable[[], T | Awaitable[T]] | Awaitable[T],
@@ -337,8 +338,9 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
         url = runtime.url
         headers = {"Authorization": f"Bearer {runtime.token}"}
         client = httpx.Client(base_url=f"{url}plugins/{plugin_id}/", headers=headers,
-                              timeout=30.0)
-        host = httpx.Client(base_url=url, headers=headers, timeout=30.0)
+                              timeout=30.0, verify=shared_tls_context())
+        host = httpx.Client(base_url=url, headers=headers, timeout=30.0,
+                            verify=shared_tls_context())
         clients += [client, host]
         app = PlexiChatApp(plugin_id, root, paths, url, runtime.token, runtime, client, host,
                            _loop=loop, _restart=restart)
@@ -373,7 +375,7 @@ def v1_user(app: PlexiChatApp, clients: list[httpx.Client], name: str | None = N
     import httpx
 
     name = name or f"harness{os.getpid() % 10_000}u{next(_users)}"
-    v1 = httpx.Client(base_url=f"{app.url}api/v1/", timeout=30.0)
+    v1 = httpx.Client(base_url=f"{app.url}api/v1/", timeout=30.0, verify=shared_tls_context())
     clients.append(v1)
     created = v1.post("auth/register", json={
         "username": name, "email": f"{name}@example.org", "password": USER_PASSWORD,

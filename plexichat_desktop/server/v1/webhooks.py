@@ -49,6 +49,7 @@ from urllib.parse import urlsplit, urlunsplit
 from plexichat_desktop import __version__
 from plexichat_desktop.core.settings import ApiSettings
 from plexichat_desktop.core.waiting import cancel_and_wait, wait_set, within
+from plexichat_desktop.plugins.tls import shared_tls_context
 from plexichat_desktop.server.v1.common import iso, new_id, now
 from plexichat_desktop.server.v1.store import ApiStore, one, scalar
 
@@ -578,7 +579,7 @@ class WebhookDispatcher:
             # from the environment would connect somewhere other than the checked address.
             self._client = httpx.AsyncClient(
                 timeout=self.settings.webhook_timeout, follow_redirects=False,
-                trust_env=False,
+                trust_env=False, verify=shared_tls_context(),
                 headers={"User-Agent": f"PlexiChat-Desktop-Webhooks/{__version__}"})
             if _hide_targets not in logging.getLogger("httpx").filters:
                 logging.getLogger("httpx").addFilter(_hide_targets)

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from plexichat_desktop.plugins.guards import Target, TargetRefused, check_target_async
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 USER_AGENT = "PlexiChat-Desktop-Analytics/1"
 TIMEOUT = 10.0
@@ -156,7 +157,7 @@ async def post_webhook(url: str, secret: str, event: str, payload: dict[str, Any
     excerpt = b""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
-                                     trust_env=False) as client:
+                                     trust_env=False, verify=shared_tls_context()) as client:
             request = build_request(client, target, body, headers)
             async with asyncio.timeout(TOTAL_SECONDS):
                 response = await client.send(request, stream=True)

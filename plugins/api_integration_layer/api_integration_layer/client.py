@@ -45,6 +45,7 @@ from api_integration_layer.ratelimit import GLOBAL, SCOPE_HEADER, PausedError, R
 from api_integration_layer.retry import RetryPolicy
 from api_integration_layer.session import Session
 from api_integration_layer.tokens import FallbackTokenStore, MemoryTokenStore, TokenStore
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 if TYPE_CHECKING:
     from api_integration_layer.realtime import Subscription
@@ -171,7 +172,8 @@ class ApiClient(Groups):
         self.owner_token = owner_token
         self.config = config or ClientConfig()
         self._http = http_client or httpx.AsyncClient(
-            timeout=self.config.timeout, transport=transport, follow_redirects=False)
+            timeout=self.config.timeout, transport=transport, follow_redirects=False,
+            verify=shared_tls_context())
         self.cache = ResponseCache(self.config.cache_ttl, self.config.cache_max_entries)
         self.limiter = RateLimiter(self.config.rate_limit_per_second,
                                    self.config.rate_limit_burst)

@@ -23,7 +23,6 @@ import hmac
 import itertools
 import json
 import os
-import ssl
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from api_integration_layer.client import ApiClient
 from api_integration_layer.config import ClientConfig
 from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
 from plexichat_desktop.core.settings import ApiSettings, Settings
+from plexichat_desktop.plugins.tls import shared_tls_context
 from plexichat_desktop.runtime import Runtime, RuntimeOptions
 from plexichat_desktop.testing.harness import (  # noqa: F401 (re-exported for conftests)
     SharedCore,
@@ -53,16 +53,11 @@ FAST_API: dict[str, Any] = {"scrypt_cost": 4, "performance_interval": 3600.0,
 FAST_CLIENT: dict[str, Any] = {"retry_base_delay": 0.02, "retry_max_delay": 0.2,
                                "ws_reconnect_max_delay": 0.5, "timeout": 10.0}
 _names = itertools.count(1)
-_ssl_context: ssl.SSLContext | None = None
 
 
 def _test_transport() -> httpx.AsyncHTTPTransport:
-    """httpx's default transport, but with one shared certificate store: loading the CA
-    bundle for every new client costs ~0.1-0.2 s (the embedded servers are plain HTTP)."""
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
-    return httpx.AsyncHTTPTransport(verify=_ssl_context)
+    """httpx's default transport with the app's shared certificate store."""
+    return httpx.AsyncHTTPTransport(verify=shared_tls_context())
 
 
 def unique_name(prefix: str = "user") -> str:

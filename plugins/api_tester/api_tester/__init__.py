@@ -45,6 +45,7 @@ from api_tester.variables import with_values
 from plexichat_desktop.plugins.api import Plugin, PluginContext
 from plexichat_desktop.plugins.files import write_atomic
 from plexichat_desktop.plugins.hub import EventHub
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 KEEP_REPORTS = 50
 RUN_INDEX = "index.json"  # the kept runs' summaries, beside their reports
@@ -430,7 +431,8 @@ class ApiTesterPlugin(Plugin):
         url = f"{base}/api/v1/openapi.json" if body.which == "v1" else f"{base}/openapi.json"
         headers = {} if body.which == "v1" else {"Authorization": f"Bearer {self.ctx.app_token}"}
         try:
-            async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+            async with httpx.AsyncClient(timeout=30, trust_env=False,
+                                         verify=shared_tls_context()) as client:
                 answer = await client.get(url, headers=headers)
         except httpx.HTTPError as exc:
             return JSONResponse({"detail": f"which: {url} cannot be fetched: "

@@ -21,6 +21,7 @@ import httpx
 
 from api_tester.sender import Resolved, build, no_cookie_jar
 from plexichat_desktop.plugins.guards import Target
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 
 def percentile(ordered: list[float], p: float) -> float | None:
@@ -51,7 +52,7 @@ async def load_test(resolved: Resolved, target: Target, *, users: int, duration:
     deadline = started + duration
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False,
-                                 cookies=no_cookie_jar()) as client:
+                                 cookies=no_cookie_jar(), verify=shared_tls_context()) as client:
         async def user() -> None:
             nonlocal budget, received
             while budget > 0 and time.perf_counter() < deadline:

@@ -25,6 +25,7 @@ from api_tester.models import Auth, RequestSpec
 from api_tester.redact import is_secret_name, mask_header
 from api_tester.variables import UndefinedVariable, substitute
 from plexichat_desktop.plugins.guards import Target, TargetRefused, check_target_async
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 MAX_REDIRECTS = 10
 _TEXT_TYPES = ("json", "xml", "javascript", "x-www-form-urlencoded", "yaml", "csv", "html",
@@ -339,7 +340,8 @@ class Sender:
         # trust_env off: a proxy from the environment would send "loopback" elsewhere.
         self.client = client or httpx.AsyncClient(timeout=timeout, trust_env=False,
                                                   follow_redirects=False,
-                                                  cookies=no_cookie_jar())
+                                                  cookies=no_cookie_jar(),
+                                                  verify=shared_tls_context())
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -27,6 +27,7 @@ import httpx
 
 from data_visualizer.engine import Engine, json_value
 from plexichat_desktop.plugins.hub import EventHub
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 __all__ = ["LIVE_SOURCES", "LiveSource", "LiveSources", "SourceUnavailable"]
 
@@ -227,7 +228,8 @@ class LiveSources:
             raise SourceUnavailable("the app's server is not running")
         url = self.server_url.rstrip("/") + "/plugins/performance_monitor/api/history"
         try:
-            async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+            async with httpx.AsyncClient(timeout=10.0, trust_env=False,
+                                         verify=shared_tls_context()) as client:
                 answer = await client.get(url, params={"minutes": 60}, headers={
                     "Authorization": f"Bearer {self.app_token}"})
         except httpx.HTTPError as exc:

@@ -34,6 +34,7 @@ from plexichat_desktop.plugins.api import PluginProblem as Problem
 from plexichat_desktop.plugins.guards import TargetRefused
 from plexichat_desktop.plugins.hub import EventHub
 from plexichat_desktop.plugins.settings import PluginSettings
+from plexichat_desktop.plugins.tls import shared_tls_context
 from webhook_manager.forwarder import Forwarder
 from webhook_manager.health import health
 from webhook_manager.inspector import (
@@ -295,7 +296,8 @@ class WebhookManagerPlugin(Plugin):
         if self.ctx.server_url is None or self.ctx.app_token is None:
             return None
         url = f"{self.ctx.server_url.rstrip('/')}/api/v1/webhooks/local-receivers/{port}"
-        async with httpx.AsyncClient(timeout=5, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=5, trust_env=False,
+                                     verify=shared_tls_context()) as client:
             try:
                 return await client.request(method, url, headers={
                     "X-PlexiChat-App-Token": self.ctx.app_token})

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from plexichat_desktop.plugins.guards import TargetRefused, check_target_async
+from plexichat_desktop.plugins.tls import shared_tls_context
 
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -55,7 +56,7 @@ class Forwarder:
         self.timeout = timeout
         self.log = logger or logging.getLogger(__name__)
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                         trust_env=False)
+                                         trust_env=False, verify=shared_tls_context())
         self._hide = _HideUrls()
         logging.getLogger("httpx").addFilter(self._hide)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from plexichat_desktop import __version__
+from plexichat_desktop.plugins.tls import shared_tls_context
 from plexichat_desktop.server.v1.ai.providers import (
     ChatParams,
     Completion,
@@ -195,7 +196,7 @@ class OpenAICompatibleProvider:
         # trust_env off: a proxy from the environment would connect somewhere other than
         # the checked address; no redirects, for the same reason.
         async with httpx.AsyncClient(timeout=limits, follow_redirects=False,
-                                     trust_env=False) as client:
+                                     trust_env=False, verify=shared_tls_context()) as client:
             for index, target in enumerate(targets):
                 extensions = ({"sni_hostname": target.sni_hostname}
                               if target.sni_hostname else None)
