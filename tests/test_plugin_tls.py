@@ -28,6 +28,7 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
             .not_valid_after(now + datetime.timedelta(hours=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]),
                            critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -61,3 +62,22 @@ def test_one_context_that_refuses_a_certificate_nobody_signed(tmp_path: Path) ->
     finally:
         thread.join(5)
         listener.close()
+
+
+def test_a_client_that_ignores_the_environment_gets_a_context_that_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: one context made with httpx's default trust_env=True read SSL_CERT_FILE
+    for clients made with trust_env=False too (they had trusted certifi's bundle only)."""
+    cert, _key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    shared_tls_context.cache_clear()
+    try:
+        def trusted(context: ssl.SSLContext) -> bool:
+            return any(dict(part[0] for part in ca["subject"]).get("commonName") == "localhost"
+                       for ca in context.get_ca_certs())
+
+        assert trusted(shared_tls_context())
+        assert not trusted(shared_tls_context(trust_env=False))
+        assert shared_tls_context(trust_env=False) is shared_tls_context(trust_env=False)
+    finally:
+        shared_tls_context.cache_clear()  # the next one reads the real environment

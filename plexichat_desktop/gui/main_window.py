@@ -41,7 +41,6 @@ from plexichat_desktop.gui.bridge import EventBridge
 from plexichat_desktop.gui.browser import BrowserPane, Pane, ProblemPane
 from plexichat_desktop.gui.notify import Notifier
 from plexichat_desktop.gui.permissions import PermissionGate
-from plexichat_desktop.plugins.tls import shared_tls_context
 
 if TYPE_CHECKING:
     # The panel is imported when it is built (see MainWindow.dashboard); the core (the
@@ -493,6 +492,8 @@ class MainWindow(QMainWindow):
 
     async def _fill_schedules(self, box: QMessageBox, rec: PluginRecord) -> None:
         import httpx  # here: a quarter of a second of imports the first window can skip
+
+        from plexichat_desktop.plugins.tls import shared_tls_context  # not before the window
 
         schedules: list[dict[str, Any]] | str
         try:

@@ -158,7 +158,9 @@ class PlexiChatApp:
         import httpx
 
         options: dict[str, Any] = {"base_url": self.plugin_url, "headers": self.headers,
-                                   "timeout": 30.0, "verify": shared_tls_context(), **kwargs}
+                                   "timeout": 30.0, **kwargs}
+        if "verify" not in options and "cert" not in options:  # cert= would change it
+            options["verify"] = shared_tls_context(options.get("trust_env", True))
         return httpx.AsyncClient(**options)
 
     def call(self, work: Callable[[], T | Awaitable[T]] | Awaitable[T],

@@ -579,7 +579,7 @@ class WebhookDispatcher:
             # from the environment would connect somewhere other than the checked address.
             self._client = httpx.AsyncClient(
                 timeout=self.settings.webhook_timeout, follow_redirects=False,
-                trust_env=False, verify=shared_tls_context(),
+                trust_env=False, verify=shared_tls_context(trust_env=False),
                 headers={"User-Agent": f"PlexiChat-Desktop-Webhooks/{__version__}"})
             if _hide_targets not in logging.getLogger("httpx").filters:
                 logging.getLogger("httpx").addFilter(_hide_targets)

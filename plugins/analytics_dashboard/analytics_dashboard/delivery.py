@@ -157,7 +157,8 @@ async def post_webhook(url: str, secret: str, event: str, payload: dict[str, Any
     excerpt = b""
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
-                                     trust_env=False, verify=shared_tls_context()) as client:
+                                     trust_env=False,
+                                     verify=shared_tls_context(trust_env=False)) as client:
             request = build_request(client, target, body, headers)
             async with asyncio.timeout(TOTAL_SECONDS):
                 response = await client.send(request, stream=True)

@@ -432,7 +432,7 @@ class ApiTesterPlugin(Plugin):
         headers = {} if body.which == "v1" else {"Authorization": f"Bearer {self.ctx.app_token}"}
         try:
             async with httpx.AsyncClient(timeout=30, trust_env=False,
-                                         verify=shared_tls_context()) as client:
+                                         verify=shared_tls_context(trust_env=False)) as client:
                 answer = await client.get(url, headers=headers)
         except httpx.HTTPError as exc:
             return JSONResponse({"detail": f"which: {url} cannot be fetched: "

@@ -52,7 +52,8 @@ async def load_test(resolved: Resolved, target: Target, *, users: int, duration:
     deadline = started + duration
 
     async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False,
-                                 cookies=no_cookie_jar(), verify=shared_tls_context()) as client:
+                                 cookies=no_cookie_jar(),
+                                 verify=shared_tls_context(trust_env=False)) as client:
         async def user() -> None:
             nonlocal budget, received
             while budget > 0 and time.perf_counter() < deadline:

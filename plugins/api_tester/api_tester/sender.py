@@ -341,7 +341,7 @@ class Sender:
         self.client = client or httpx.AsyncClient(timeout=timeout, trust_env=False,
                                                   follow_redirects=False,
                                                   cookies=no_cookie_jar(),
-                                                  verify=shared_tls_context())
+                                                  verify=shared_tls_context(trust_env=False))
 
     async def aclose(self) -> None:
         await self.client.aclose()

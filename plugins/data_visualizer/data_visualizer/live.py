@@ -229,7 +229,7 @@ class LiveSources:
         url = self.server_url.rstrip("/") + "/plugins/performance_monitor/api/history"
         try:
             async with httpx.AsyncClient(timeout=10.0, trust_env=False,
-                                         verify=shared_tls_context()) as client:
+                                         verify=shared_tls_context(trust_env=False)) as client:
                 answer = await client.get(url, params={"minutes": 60}, headers={
                     "Authorization": f"Bearer {self.app_token}"})
         except httpx.HTTPError as exc:

@@ -297,7 +297,7 @@ class WebhookManagerPlugin(Plugin):
             return None
         url = f"{self.ctx.server_url.rstrip('/')}/api/v1/webhooks/local-receivers/{port}"
         async with httpx.AsyncClient(timeout=5, trust_env=False,
-                                     verify=shared_tls_context()) as client:
+                                     verify=shared_tls_context(trust_env=False)) as client:
             try:
                 return await client.request(method, url, headers={
                     "X-PlexiChat-App-Token": self.ctx.app_token})

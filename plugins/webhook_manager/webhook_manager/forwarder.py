@@ -56,7 +56,8 @@ class Forwarder:
         self.timeout = timeout
         self.log = logger or logging.getLogger(__name__)
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False,
-                                         trust_env=False, verify=shared_tls_context())
+                                         trust_env=False,
+                                         verify=shared_tls_context(trust_env=False))
         self._hide = _HideUrls()
         logging.getLogger("httpx").addFilter(self._hide)
 

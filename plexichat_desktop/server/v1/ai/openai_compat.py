@@ -196,7 +196,8 @@ class OpenAICompatibleProvider:
         # trust_env off: a proxy from the environment would connect somewhere other than
         # the checked address; no redirects, for the same reason.
         async with httpx.AsyncClient(timeout=limits, follow_redirects=False,
-                                     trust_env=False, verify=shared_tls_context()) as client:
+                                     trust_env=False,
+                                     verify=shared_tls_context(trust_env=False)) as client:
             for index, target in enumerate(targets):
                 extensions = ({"sni_hostname": target.sni_hostname}
                               if target.sni_hostname else None)
