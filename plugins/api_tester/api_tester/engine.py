@@ -101,15 +101,18 @@ class Engine:
         variables = resolve_nested(variables, {n for n, v in variables.items()
                                                if "{{" in v and n not in secret_names})
         lacking = {name: name for name in unset}
+        templates: dict[str, str] = {}
         for name, value in list(variables.items()):
             missing = [ref for ref in references(value) if ref in unset]
             if missing and name not in secret_names:
                 lacking[name] = missing[0]
+                templates[name] = str(values.get(name, value))
                 del variables[name]
         for name, value in self.secrets.values(f"{collection}:secret.").items():
             variables[f"secret.{name}"] = value
         scope = Scope(variables)
         scope.unset_secrets = lacking
+        scope.unset_templates = templates
         return scope
 
     # -- auth ------------------------------------------------------------------------
@@ -305,7 +308,7 @@ async def run(engine: Engine, items: Sequence[tuple[str, RequestSpec]],
                 captures={name: mask(value) if value in outcome.secrets
                           else redactor.text(value)
                           for name, value in outcome.captures.items()})
-            scope.update(outcome.captures)
+            scope = with_values(scope, outcome.captures)
             results.append(result)
             if on_result is not None:
                 maybe = on_result(result, len(results), total)

@@ -1,7 +1,7 @@
 """Keeping secrets out of what is shown, written and logged.
 
-A secret is recognised by its name (a header, query parameter or capture a word of whose
-name is one of :data:`SECRET_WORDS`: ``X-Auth-Token``, ``api_key``, ``access_token``...) or
+A secret is recognised by its name (a header, query parameter or capture: see
+:func:`is_secret_name`: ``X-Auth-Token``, ``api_key``, ``access_token``, ``JSESSIONID``...) or
 by its value (every value the secret store holds for the collection, the tokens an auth
 helper added, the values captured under a secret name). Masked, a secret shows at most its
 last 4 characters, and none at all when it is shorter than :data:`SHOW_TAIL_FROM`: a short
@@ -10,16 +10,12 @@ secret's tail is most of it.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable
 from typing import Any
 
 SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key",
                             "set-cookie"})
-# Names that carry credentials by their look (X-Auth-Token, Api-Key, X-Session...).
-SECRET_WORDS = ("auth", "token", "key", "secret", "session", "cookie", "password",
-                "passwd", "credential", "signature", "sig")
 MASK = "…"
 SHOW_TAIL_FROM = 16
 # A value shorter than this is not searched for in text: it would match everywhere.
@@ -30,16 +26,19 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]{0,30}) (\S.*)$")
 
 # The words of a name: "X-Auth-Token", "x_auth_token" and "xAuthToken" are x, auth, token.
 _NAME_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
-# Names written as one word that carry credentials all the same.
-_JOINED = frozenset({"apikey", "accesskey", "authtoken", "accesstoken", "sessionid",
-                     "authorization", "authentication", "credentials", "passphrase", "pwd"})
-# A body field is a credential by narrower words: "key", "session" or "sig" name ordinary
-# data in a JSON body or a form ({"key": "colour"}, "session": 3) more often than not.
-_FIELD_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret", "apikey",
-                          "credential", "credentials", "accesskey", "authtoken",
-                          "accesstoken"})
-_FIELD_PAIRS = frozenset({("api", "key"), ("private", "key"), ("access", "key"),
-                          ("secret", "key")})
+# Found anywhere in a name, separators dropped: apitoken, JSESSIONID, CSRFtoken, api_keys,
+# clientsecret, x-amz-security-token... (nothing innocent holds these).
+_STEMS = ("token", "secret", "password", "passwd", "passphrase", "credential", "session",
+          "sessid", "cookie", "signature", "csrf", "xsrf", "apikey", "authkey", "appkey",
+          "privatekey", "passkey", "accesskey", "bearer", "jwt")
+# Short ones only as a word of their own ("author", "design", "keywords" and "monkey" hold
+# "auth", "sig" and "key"), or starting one (authcode, oauth2).
+_WORDS = frozenset({"key", "keys", "sig", "pwd", "sid", "auth"})
+# A body field's words after a credential word that make it data about one: token_type,
+# token_expires, session_count, key_length.
+_ABOUT = frozenset({"type", "types", "count", "length", "len", "expires", "expiry", "ttl",
+                    "url", "uri", "endpoint", "hint", "format", "policy", "name", "enabled",
+                    "required", "index", "version", "algorithm"})
 
 
 def name_words(name: str) -> list[str]:
@@ -48,23 +47,29 @@ def name_words(name: str) -> list[str]:
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether a header, query parameter or capture named ``name`` holds a credential:
-    a word of it is one of :data:`SECRET_WORDS` (whole words: "author", "design" and
-    "keywords" are not "auth", "sig" and "key")."""
-    if name.lower() in SECRET_HEADERS:
+    """Whether a header, query parameter or capture named ``name`` holds a credential: it
+    holds one of the credential stems (token, secret, password, session, cookie, apikey,
+    csrf...) or has auth, key, sig, pwd or sid as a word of its own."""
+    lowered = name.lower()
+    if lowered in SECRET_HEADERS:
         return True
-    return any(word in SECRET_WORDS or word in _JOINED for word in name_words(name))
+    joined = re.sub(r"[^a-z0-9]", "", lowered)
+    if any(stem in joined for stem in _STEMS):
+        return True
+    return any(word in _WORDS or (word.startswith(("auth", "oauth"))
+                                  and not word.startswith("author"))
+               for word in name_words(name))
 
 
 def is_secret_field(name: str) -> bool:
-    """Whether a form field or JSON body key named ``name`` holds a credential:
-    password, client_secret, api_key, refresh_token, privateKey... ("token" only as the
-    last word: token_type and token_count are not)."""
+    """Whether a form field or JSON body key named ``name`` holds a credential: as
+    :func:`is_secret_name`, but a bare "key", "keys", "sig" or "session" is data in a body
+    ({"key": "colour"}, "session": 3), and so is a name ending in a word about the
+    credential (token_type, token_expires, key_length)."""
     words = name_words(name)
-    if not words:
+    if not words or words in (["key"], ["keys"], ["sig"], ["session"]):
         return False
-    return (any(word in _FIELD_WORDS for word in words) or words[-1] == "token"
-            or any(pair in _FIELD_PAIRS for pair in itertools.pairwise(words)))
+    return is_secret_name(name) and words[-1] not in _ABOUT
 
 
 def mask(value: str) -> str:

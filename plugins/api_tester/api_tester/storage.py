@@ -311,27 +311,30 @@ _JSON_MEMBER = re.compile(r'("(?:[^"\\]|\\.)*")(\s*:\s*)("(?:[^"\\]|\\.)*")')
 def _externalize_json(text: str, move: Callable[[str, str], str]) -> str:
     """A JSON body with the string values of its top-level credential keys replaced by
     secret references, in place: the rest of the text stays as the user wrote it (read and
-    written again, JSON lost duplicate keys, number spellings and 1e400). A value whose
-    member is not found exactly once as written is left alone."""
+    written again, JSON lost duplicate keys, number spellings and 1e400). A key written
+    twice at the top is left alone (parsers differ on which one counts)."""
     try:
-        parsed = json.loads(text)
+        if not isinstance(json.loads(text), dict):
+            return text
     except ValueError:
         return text
-    if not isinstance(parsed, dict):
-        return text
-    for key, value in parsed.items():
-        if not (is_secret_field(key) and isinstance(value, str) and value):
+    pairs = json.loads(text, object_pairs_hook=lambda items: items)
+    names = [name for name, _ in pairs]
+    for key, value in pairs:
+        if not (is_secret_field(key) and isinstance(value, str) and value
+                and names.count(key) == 1):
             continue
-        members = [m for m in _JSON_MEMBER.finditer(text) if _json_str(m.group(1)) == key]
-        if len(members) != 1 or _json_str(members[0].group(3)) != value:
-            continue
-        start, end = members[0].span(3)
-        # The one found must be the top-level member (not text inside another string).
+        # The same key may sit in nested objects too, or inside a string: the member to
+        # replace is the one whose change changes the top-level value.
         probe = "{{probe}}"
-        if json.loads(text[:start] + json.dumps(probe) + text[end:]).get(key) != probe:
-            continue
-        reference = move(value, "body." + slug(key.lower()))
-        text = text[:start] + json.dumps(reference) + text[end:]
+        for member in _JSON_MEMBER.finditer(text):
+            if _json_str(member.group(1)) != key or _json_str(member.group(3)) != value:
+                continue
+            start, end = member.span(3)
+            if json.loads(text[:start] + json.dumps(probe) + text[end:]).get(key) == probe:
+                reference = move(value, "body." + slug(key.lower()))
+                text = text[:start] + json.dumps(reference) + text[end:]
+                break
     return text
 
 

@@ -42,13 +42,28 @@ class Scope(dict[str, str]):
     without saying.)"""
 
     unset_secrets: Mapping[str, str] = {}
+    # The values of the plain ones among them as written, for when the secret is given.
+    unset_templates: Mapping[str, str] = {}
 
     def with_values(self, extra: Mapping[str, str]) -> Scope:
         """A copy with ``extra`` on top (a CSV row, a request's own values, captures): a
-        name given a value there is set."""
-        merged = Scope({**self, **extra})
-        merged.unset_secrets = {name: secret for name, secret in self.unset_secrets.items()
-                                if name not in extra}
+        name given a value there is set, and so is a plain variable built on a secret
+        that ``extra`` gives."""
+        values = {**self, **extra}
+        unset = {name: secret for name, secret in self.unset_secrets.items()
+                 if name not in extra}
+        templates = {name: text for name, text in self.unset_templates.items()
+                     if name in unset}
+        if templates and any(secret in extra for secret in unset.values()):
+            resolved = resolve_nested({**values, **templates}, set(templates))
+            for name in templates:
+                if not any(ref in unset for ref in references(resolved[name])):
+                    values[name] = resolved[name]
+                    del unset[name]
+        merged = Scope(values)
+        merged.unset_secrets = unset
+        merged.unset_templates = {name: text for name, text in templates.items()
+                                  if name in unset}
         return merged
 
 

@@ -409,4 +409,9 @@ async def test_a_variable_built_on_an_unset_secret_is_refused_in_every_path(
     # A value given for the send or run itself (its own variables) counts.
     given = with_values(scope, {"auth": "Bearer given"})
     assert given["auth"] == "Bearer given" and "auth" not in given.unset_secrets
+    # So is the secret itself given there (a CSV column, a capture): what is built on it
+    # is built again (review: still "uses the secret variable 'tok', which has no value").
+    row = with_values(scope, {"tok": "T-1"})
+    assert row["auth"] == "Bearer T-1" and dict(row.unset_secrets) == {}
+    assert with_values(row, {"page": "2"})["auth"] == "Bearer T-1"
     await eng.sender.aclose()
