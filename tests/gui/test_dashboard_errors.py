@@ -130,6 +130,36 @@ def test_a_burst_of_plugin_changes_is_one_reload_and_one_after_it(
     assert panel.model.find("broken_suite") is not None
 
 
+def test_a_reload_does_not_wait_for_a_first_collection(
+        shell: Any, qtbot: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: the reload went on into the first collection of never-collected plugins (a
+    pytest session each, after the panel was shown): every reload asked meanwhile waited
+    behind it, and the tree stayed stale."""
+    panel: TestDashboard = shell.window.dashboard
+    qtbot.waitUntil(panel._loaded.is_set, timeout=10_000)
+    qtbot.waitUntil(lambda: not panel._collecting and panel._reloading.done(), timeout=60_000)
+    gate = asyncio.Event()
+    asked: list[str] = []
+    original = panel.manager.discover
+
+    async def held(plugin_id: str, *args: Any, **kwargs: Any) -> Any:
+        asked.append(plugin_id)
+        await gate.wait()
+        return await original(plugin_id, *args, **kwargs)
+
+    monkeypatch.setattr(panel.manager, "discover", held)
+    monkeypatch.setattr(panel.store, "collected", lambda: [])  # as if never collected
+    panel.request_reload()
+    qtbot.waitUntil(lambda: asked == ["broken_suite"], timeout=10_000)
+    panel._loaded.clear()
+    panel.request_reload()  # while the collection is held
+    qtbot.waitUntil(lambda: panel._reloading.done() and panel._loaded.is_set(),
+                    timeout=10_000)
+    assert asked == ["broken_suite"]  # one collection at a time per plugin
+    gate.set()
+    qtbot.waitUntil(lambda: not panel._collecting, timeout=60_000)
+
+
 def test_a_module_that_skips_itself_is_no_collection_error(qapp: Any) -> None:
     """A module-level skip arrives as a result for its file, as a collection error does:
     the tree marked the file and the plugin red with "Skipped: ..." until the next

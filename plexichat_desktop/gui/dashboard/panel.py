@@ -185,6 +185,7 @@ class TestDashboard(QWidget):
         self._shown = asyncio.Event()  # set by showEvent
         self._reloading: asyncio.Task[Any] | None = None
         self._reload_again = False
+        self._collecting: set[str] = set()  # plugins whose first collection is under way
 
         self._build_header()
         self._build_toolbar()
@@ -420,7 +421,14 @@ class TestDashboard(QWidget):
     async def _reload_until_current(self) -> None:
         while True:
             self._reload_again = False  # what asked before this point, this reload shows
-            await self.reload()
+            try:
+                await self.reload()
+            except Exception:
+                if not self._reload_again:
+                    raise
+                log.warning("reloading the tests panel failed; once more for what "
+                            "changed meanwhile", exc_info=True)
+                continue
             if not self._reload_again:
                 return
 
@@ -459,25 +467,35 @@ class TestDashboard(QWidget):
             self._current_changed(self.tree.currentIndex(), QModelIndex())
         await self.refresh_counts()
         self._loaded.set()
-        # A plugin never collected would show an empty row: collect it once, quietly, so
-        # the tree lists its tests the first time the panel is seen. Not before the panel
-        # shows, nor before the plugins have started: a pytest session per plugin (and a
-        # fork server with the app's imports, ~1 s of CPU) would share the first seconds
-        # with their start and with the pages being opened.
-        never = [pid for pid in known if not any(c.plugin_id == pid for c in collected)]
+        never = [pid for pid in known if pid not in self._collecting
+                 and not any(c.plugin_id == pid for c in collected)]
         if never:
+            # Its own task: the next reload must not wait for these sessions (nor for the
+            # panel to be shown).
+            self._collecting.update(never)
+            self.spawn(self._collect_once(never))
+
+    async def _collect_once(self, never: list[str]) -> None:
+        """A plugin never collected would show an empty row: collect it once, quietly, so
+        the tree lists its tests the first time the panel is seen. Not before the panel
+        shows, nor before the plugins have started: a pytest session per plugin (and a
+        fork server with the app's imports, ~1 s of CPU) would share the first seconds
+        with their start and with the pages being opened."""
+        try:
             await self.runtime.plugins.started.wait()
             if not self.isVisible():
                 self._shown.clear()
                 await self._shown.wait()
-        for pid in never:
-            try:
-                discovery = await self.manager.discover(pid)
-            except TestSelectionError as exc:
-                log.info("could not collect the tests of %s: %s", pid, exc)
-                continue
-            self.model.merge_collected(pid, discovery.items)
-            self.show_test_count()
+            for pid in never:
+                try:
+                    discovery = await self.manager.discover(pid)
+                except TestSelectionError as exc:
+                    log.info("could not collect the tests of %s: %s", pid, exc)
+                    continue
+                self.model.merge_collected(pid, discovery.items)
+                self.show_test_count()
+        finally:
+            self._collecting.difference_update(never)
 
     def show_test_count(self) -> None:
         self.cards["tests"] = len(self.model.tests())
