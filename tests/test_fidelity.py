@@ -421,7 +421,7 @@ async def test_pytest_failing_the_session_after_its_tests_is_failed(shared_manag
 
 @MODULE_LOOP
 async def test_a_slow_exit_handler_killed_by_the_manager_is_not_a_failure(
-        shared_manager_factory, stopping, monkeypatch):  # noqa: F811
+        shared_manager_factory, stopping, monkeypatch, caplog):  # noqa: F811
     """Review: the exit-code check failed a run whose child the manager itself killed
     for not exiting EXIT_TIMEOUT after pytest's session ended (the kill's code is ours)."""
     monkeypatch.setattr(runner_module, "EXIT_TIMEOUT", 0.5)
@@ -430,6 +430,8 @@ async def test_a_slow_exit_handler_killed_by_the_manager_is_not_a_failure(
     assert their_exit == 0 and their_counts == {"passed": 1}
     assert [str(a.outcome) for a in ours.values()] == ["passed"], ours
     assert done.status is RunStatus.PASSED, done
+    # Passed as pytest says, and the stop is said in the app's log.
+    assert any("had not exited 0.5 s later" in r.getMessage() for r in caplog.records)
 
 
 @MODULE_LOOP

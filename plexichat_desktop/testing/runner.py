@@ -727,6 +727,15 @@ class PytestRunner:
                 # Ours, not the test's: its exit code says nothing of how pytest ended.
                 if report.session_ended and report.killed_for is None:
                     report.killed_for = "exit_timeout"
+                    # Said where the run's details are: plain pytest would have waited
+                    # (a non-daemon thread, a slow exit handler) or ended otherwise.
+                    note = (f"\n[plexichat] pytest's session ended, but its process had "
+                            f"not exited {EXIT_TIMEOUT:g} s later (a thread that is not a "
+                            f"daemon, a slow exit handler): it was stopped; the run's "
+                            f"outcome is pytest's\n")
+                    with contextlib.suppress(OSError), log_path.open("a") as child_log:
+                        child_log.write(note)
+                    log.warning("%s: %s", plugin_root.name, note.strip())
                 _kill_group(proc.pid)
                 report.exit_code = await exit_wait
         finally:
