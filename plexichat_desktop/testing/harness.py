@@ -387,8 +387,10 @@ def v1_user(app: PlexiChatApp, clients: list[httpx.Client], name: str | None = N
     login.raise_for_status()
     body = login.json()
     v1.headers["Authorization"] = f"Bearer {body['access_token']}"
+    # "Keep me logged in", as a user who stays signed in across restarts of the app.
     layer = app.host.post(f"plugins/{API_PROVIDER}/api/login",
-                          json={"username": name, "password": USER_PASSWORD})
+                          json={"username": name, "password": USER_PASSWORD,
+                                "remember_me": True})
     layer.raise_for_status()
     return V1User(name, USER_PASSWORD, str(body["user_id"]), body["access_token"], v1)
 

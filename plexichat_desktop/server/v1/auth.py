@@ -94,6 +94,7 @@ class IssuedTokens:
     access_expires: float
     refresh_expires: float
     issued_at: float
+    remember_me: bool = True  # as the login asked: a client keeps it across restarts
 
     def body(self, user: dict[str, Any]) -> dict[str, Any]:
         """The login/refresh response (version B's TokenResponse plus expiry times).
@@ -113,6 +114,7 @@ class IssuedTokens:
             "requires_mfa": False,
             "session_id": self.session_id,
             "permissions": permissions(user),
+            "remember_me": self.remember_me,
         }
 
 
@@ -133,7 +135,8 @@ def create_session(conn: sqlite3.Connection, user_id: str, access_ttl: float,
     """Insert a new session for ``user_id`` and return its tokens."""
     current = now()
     tokens = IssuedTokens(new_id(), new_token(ACCESS_PREFIX), new_token(REFRESH_PREFIX),
-                          current + access_ttl, current + refresh_ttl_s, current)
+                          current + access_ttl, current + refresh_ttl_s, current,
+                          remember_me)
     conn.execute(
         "INSERT INTO sessions (id, user_id, access_hash, access_expires, refresh_hash, "
         "refresh_expires, remember_me, device, created_at, last_used_at) "
@@ -182,7 +185,8 @@ def rotate_session(conn: sqlite3.Connection, refresh_token: str, access_ttl: flo
     session_id = row["session_id"]
     ttl = refresh_ttl(bool(row["remember_me"]), refresh_days)
     tokens = IssuedTokens(session_id, new_token(ACCESS_PREFIX), new_token(REFRESH_PREFIX),
-                          current + access_ttl, current + ttl, current)
+                          current + access_ttl, current + ttl, current,
+                          bool(row["remember_me"]))
     conn.execute(
         "UPDATE sessions SET access_hash = ?, access_expires = ?, refresh_hash = ?, "
         "refresh_expires = ?, prev_refresh_hash = ?, last_used_at = ? WHERE id = ?",

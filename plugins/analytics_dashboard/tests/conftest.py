@@ -134,7 +134,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_core: Any
                 if not getattr(server, "boss_registered", False):
                     await layer.client.auth.register("boss", "boss@example.org", PASSWORD)
                     server.boss_registered = True
-                await layer.client.auth.login("boss", PASSWORD)
+                await layer.client.auth.login("boss", PASSWORD, remember_me=True)  # kept
             elif shared:
                 await layer.client.auth.logout()   # an earlier test may have signed in
             async with httpx.AsyncClient(

@@ -136,6 +136,8 @@ class AuthApi(_Group):
             is_code = given.replace(" ", "").isdigit() and len(given.replace(" ", "")) == 6
             return await self.login_2fa(info.mfa_token, code=given if is_code else None,
                                         recovery_code=None if is_code else given)
+        # A server that does not say (not the embedded one) keeps what was asked.
+        answer.setdefault("remember_me", remember_me)
         return await self._adopt(answer)
 
     async def _adopt(self, answer: dict[str, Any]) -> m.TokenResponse:

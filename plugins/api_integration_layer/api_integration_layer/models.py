@@ -91,6 +91,7 @@ class TokenResponse(Response):
     requires_mfa: bool = False
     session_id: str | None = None
     permissions: list[str] = Field(default_factory=list)
+    remember_me: bool = True
 
 
 class PresenceInfo(Response):

@@ -66,10 +66,15 @@ class Session:
                 log.exception("session listener %r failed", listener)
 
     def set(self, body: dict[str, Any]) -> TokenSet:
-        """Adopt the tokens of a login or refresh answer and store them."""
+        """Adopt the tokens of a login or refresh answer; store them when the login asked
+        to be kept ("keep me logged in"), else forget any stored ones: the session lasts
+        until the app stops."""
         self.tokens = TokenSet.from_login(body)
         try:
-            self.store.save(self.key, self.tokens)
+            if self.tokens.remember:
+                self.store.save(self.key, self.tokens)
+            else:
+                self.store.delete(self.key)
         except Exception as exc:
             # The session still works for this run; only keeping it across restarts failed.
             log.warning("could not store the session tokens (%s)", exc)
@@ -100,7 +105,8 @@ class Session:
         return {"user_id": t.user_id, "username": t.username, "session_id": t.session_id,
                 "permissions": list(t.permissions), "expires_at": t.expires_at,
                 "expires_in": round(t.expires_at - now, 3),
-                "refresh_expires_at": t.refresh_expires_at, "refreshes": self.refreshes}
+                "refresh_expires_at": t.refresh_expires_at, "refreshes": self.refreshes,
+                "kept": t.remember}
 
     # -- tokens for requests ---------------------------------------------------------------
     async def access_token(self) -> str | None:

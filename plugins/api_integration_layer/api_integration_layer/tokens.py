@@ -36,6 +36,8 @@ class TokenSet:
     session_id: str | None = None
     permissions: tuple[str, ...] = ()
     issued_at: float = 0.0
+    # "Keep me logged in": only then is the session kept for the next start of the app.
+    remember: bool = True
 
     @property
     def lifetime(self) -> float:
@@ -59,7 +61,8 @@ class TokenSet:
             user_id=str(data["user_id"]), username=str(data["username"]),
             session_id=data.get("session_id"),
             permissions=tuple(data.get("permissions") or ()),
-            issued_at=float(data.get("issued_at") or 0.0))
+            issued_at=float(data.get("issued_at") or 0.0),
+            remember=bool(data.get("remember", True)))
 
     @classmethod
     def from_login(cls, body: dict[str, Any], now: float | None = None) -> TokenSet:
@@ -73,7 +76,8 @@ class TokenSet:
             refresh_expires_at=None if refresh_in is None else now + float(refresh_in),
             user_id=str(body["user_id"]), username=str(body["username"]),
             session_id=body.get("session_id"),
-            permissions=tuple(body.get("permissions") or ()), issued_at=now)
+            permissions=tuple(body.get("permissions") or ()), issued_at=now,
+            remember=bool(body.get("remember_me", True)))
 
 
 class TokenStore(Protocol):

@@ -119,6 +119,30 @@ async def test_the_session_survives_a_restart_of_the_client_in_a_private_file(
             assert third.user is None
 
 
+async def test_a_session_not_to_be_kept_ends_with_the_client(shared_server, tmp_path: Path):
+    """Audit: "Keep me logged in" unticked still kept the session across restarts (the
+    tokens were stored either way)."""
+    async with shared_server() as server:
+        name = unique_name()
+        await server.client().auth.register(name, f"{name}@example.org", PASSWORD)
+        store = FileTokenStore(tmp_path / "data" / "tokens.json")
+        config = ClientConfig(**FAST_CLIENT)
+        async with ApiClient(server.base_url, config, token_store=store,
+                             token_key="embedded") as client:
+            await client.auth.login(name, PASSWORD, remember_me=True)
+            assert store.load("embedded") is not None
+            answer = await client.auth.login(name, PASSWORD)  # unticked this time
+            assert answer.remember_me is False
+            assert store.load("embedded") is None  # the kept one is forgotten too
+            assert client.session.describe()["kept"] is False
+            await client.session.refresh()  # a refresh keeps the login's choice
+            assert client.session.tokens.remember is False and store.load("embedded") is None
+            assert (await client.users.me()).username == name
+        async with ApiClient(server.base_url, config, token_store=store,
+                             token_key="embedded") as again:
+            assert again.user is None
+
+
 async def test_bad_credentials_and_validation_errors_are_not_retried(shared_server):
     async with shared_server() as server:
         client = server.client()

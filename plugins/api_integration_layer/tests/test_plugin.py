@@ -101,12 +101,14 @@ async def test_page_routes_login_and_the_live_log(plexichat_app: PlexiChatApp):
 
         out = await http.post("api/logout")
         assert out.status_code == 200 and out.json()["user"] is None
-        again = await http.post("api/login", json={"username": name, "password": PASSWORD})
+        again = await http.post("api/login", json={"username": name, "password": PASSWORD,
+                                                   "remember_me": True})
         assert again.json()["user"]["username"] == name
         discovery = (await http.get("api/discovery")).json()
         assert discovery["missing_on_server"] == [] and discovery["routes"] > 90
 
-    # The session was stored (0600 file or keyring) and comes back after a restart.
+    # "Keep me logged in": the session was stored (0600 file or keyring) and comes back
+    # after a restart.
     app.restart()
     plugin = app.plugin
     assert plugin.client.user["username"] == name
@@ -169,7 +171,8 @@ async def test_base_url_points_the_layer_at_a_remote_server(
                                    enabled=False) as local:
             layer = local.plugin(PLUGIN_ID)
             assert layer.client.base_url == remote.base_url and not layer.embedded
-            await layer.client.auth.login(name, PASSWORD)  # only the remote knows this user
+            await layer.client.auth.login(name, PASSWORD,  # only the remote knows this user
+                                         remember_me=True)
             assert (await layer.client.users.me()).username == name
             async with httpx.AsyncClient(headers=local.app_headers) as http:
                 status = (await http.get(f"{local.url}plugins/{PLUGIN_ID}/api/status")).json()

@@ -68,8 +68,11 @@ function renderStatus(status) {
     setText("session-expiry", session ? `${clock(session.expires_at)} (${duration(session.expires_in)})` : "—");
     setText("session-refreshes", session ? String(session.refreshes) : "0");
   }
-  setText("token-storage", { keyring: "the keyring", file: "a private file (0600)",
-    memory: "memory only" }[status.token_storage] || status.token_storage);
+  const where = { keyring: "the keyring", file: "a private file (0600)",
+    memory: "memory only" }[status.token_storage] || status.token_storage;
+  // Not kept: signed in until the app stops ("Keep me logged in" was not ticked).
+  setText("token-storage", status.session && status.session.kept === false
+    ? "nowhere: until the app stops" : where);
 
   renderLimit(status.rate_limit);
   const cache = status.cache;
