@@ -199,6 +199,14 @@ async def stage(ws: Workspace, paths: list[str]) -> None:
 async def unstage(ws: Workspace, paths: list[str]) -> None:
     await require_repo(ws)
     if await has_head(ws):
+        # A staged rename is one row on the page, named by its new path: unstage both of
+        # its sides, as other git clients do (git restore --staged takes paths, not
+        # renames: the old path's deletion stayed staged and the new path went untracked).
+        other: dict[str, str] = {}
+        for entry in (await status(ws))["files"]:
+            if entry["staged"] == "renamed" and "from" in entry:
+                other[entry["path"]], other[entry["from"]] = entry["from"], entry["path"]
+        paths = list(dict.fromkeys([*paths, *(other[p] for p in paths if p in other)]))
         await git(ws, "restore", "--staged", "--", *paths)
     else:  # nothing committed yet: "unstage" means dropping from the index
         await git(ws, "rm", "--cached", "-r", "-q", "--", *paths)

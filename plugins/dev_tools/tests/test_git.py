@@ -272,3 +272,27 @@ async def test_commit_hooks_see_pathspecs_as_git_reads_them(tmp_path: Path) -> N
         done = await env.client.post("git/commit", json={"workspace": ws, "message": "x"})
         assert done.status_code == 200, done.text
         assert seen.read_text() == "a.py\n"
+
+
+async def test_unstaging_a_rename_unstages_both_of_its_paths(tmp_path: Path) -> None:
+    """The page lists a staged rename once, by its new path; unstaging it left the old
+    path's deletion staged (and Unstage all, which sends the listed paths, did too)."""
+    async with open_env(tmp_path) as env:
+        for name, asked in (("new", ["b.txt"]), ("old", ["a.txt"])):
+            repo = make_repo(env.make(name, {"a.txt": "1\n2\n3\n4\n5\n", "c.txt": "c\n"}))
+            git(repo, "add", "-A")
+            git(repo, "commit", "-qm", "init")
+            git(repo, "mv", "a.txt", "b.txt")
+            (repo / "c.txt").write_text("d\n")
+            git(repo, "add", "c.txt")
+            ws = str(repo)
+            listed = (await env.client.get("git/status", params={"workspace": ws})).json()
+            assert {(f["path"], f.get("from"), f["staged"]) for f in listed["files"]} == {
+                ("b.txt", "a.txt", "renamed"), ("c.txt", None, "modified")}
+            back = (await env.client.post("git/unstage", json={"workspace": ws,
+                                                               "paths": asked})).json()
+            assert {f["path"]: (f["staged"], f["unstaged"]) for f in back["files"]} == {
+                "a.txt": (None, "deleted"), "b.txt": (None, "untracked"),
+                "c.txt": ("modified", None)}, name
+            assert git(repo, "diff", "--cached", "--name-only").split() == ["c.txt"]
+            assert git(repo, "ls-files", "--", "a.txt", "b.txt").split() == ["a.txt"]
