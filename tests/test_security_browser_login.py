@@ -16,6 +16,7 @@ import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -126,6 +127,53 @@ async def test_logout_revoke_all_and_expiry_end_browser_sessions(start_core):
         while (await core.anonymous.get("/healthz", headers={
                 "Host": install, **cookie_header(core, short)})).status_code == 200:
             await asyncio.sleep(0.05)
+
+
+@OWN_CORE
+async def test_a_browsers_open_stream_ends_with_its_session(start_core):
+    """An open page went on getting events after "Sign out all browsers" (or its own
+    sign-out): the session was checked when the stream began only."""
+    core = await start_core(FIXTURE_PLUGINS, settings=Settings())
+
+    async def opened(value: str) -> tuple[Any, Any]:
+        stream = core.anonymous.stream("GET", "/_live/stream", headers={
+            "Host": install, **cookie_header(core, value)}, timeout=30)
+        response = await stream.__aenter__()
+        assert response.status_code == 200
+        chunks = response.aiter_text()
+        seen = ""
+        async with asyncio.timeout(10):
+            while "hello" not in seen:  # the hub's first event: it streams
+                seen += await anext(chunks)
+        return stream, chunks
+
+    async def ends(chunks: Any) -> None:
+        async with asyncio.timeout(10):  # a bound on failure, not a speed figure
+            async for _ in chunks:
+                pass
+
+    install, first = await sign_in(core)
+    _, second = await sign_in(core)
+    first_stream, first_chunks = await opened(first)
+    second_stream, second_chunks = await opened(second)
+    try:
+        # One browser signs out: its stream ends, the other's goes on.
+        r = await core.anonymous.post("/logout", headers={
+            "Host": install, "Origin": f"http://{install}", **cookie_header(core, first)})
+        assert r.status_code == 200
+        await ends(first_chunks)
+        assert core.runtime.identity.sessions._watchers  # the second is still watched
+        # "Sign out all browsers": every stream ends.
+        assert core.runtime.sign_out_browsers() == 1
+        await ends(second_chunks)
+        assert not core.runtime.identity.sessions._watchers
+        # Asked again, the browser is told it is signed out.
+        again = await core.anonymous.get("/_live/stream", headers={
+            "Host": install, **cookie_header(core, second)})
+        assert again.status_code == 401
+    finally:
+        for stream in (first_stream, second_stream):
+            await stream.__aexit__(None, None, None)
 
 
 async def test_a_login_link_is_a_one_time_code_not_the_token(shared):

@@ -25,6 +25,8 @@ the install host with a one-time code, so no cookie is ever set for ``127.0.0.1`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import posixpath
@@ -79,6 +81,8 @@ class BrowserSessions:
         self.code_lifetime = code_lifetime
         self._sessions: dict[str, float] = {}
         self._codes: dict[str, float] = {}
+        # What is open under a session (a page's event stream): told when it ends.
+        self._watchers: dict[str, set[asyncio.Event]] = {}
 
     @staticmethod
     def _prune(table: dict[str, float], at: float, cap: int) -> None:
@@ -108,7 +112,10 @@ class BrowserSessions:
 
     def revoke(self, value: str | None) -> bool:
         """End one session; True when it existed."""
-        return bool(value) and self._sessions.pop(_digest(value or ""), None) is not None
+        key = _digest(value or "")
+        for ended in self._watchers.get(key, ()):
+            ended.set()
+        return bool(value) and self._sessions.pop(key, None) is not None
 
     def revoke_all(self) -> int:
         """End every browser session of this server; the number ended."""
@@ -116,7 +123,30 @@ class BrowserSessions:
         ended = sum(1 for expires in self._sessions.values() if expires > current)
         self._sessions.clear()
         self._codes.clear()
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
         return ended
+
+    def expires_in(self, value: str) -> float:
+        """Seconds until the session ``value`` expires (0 when it is not valid)."""
+        expires = self._sessions.get(_digest(value))
+        return 0.0 if expires is None else max(0.0, expires - time.monotonic())
+
+    @contextlib.contextmanager
+    def watch(self, value: str) -> Any:
+        """An event set when the session ``value`` is revoked, while the block runs."""
+        key = _digest(value)
+        ended = asyncio.Event()
+        self._watchers.setdefault(key, set()).add(ended)
+        try:
+            yield ended
+        finally:
+            watchers = self._watchers.get(key)
+            if watchers is not None:
+                watchers.discard(ended)
+                if not watchers:
+                    del self._watchers[key]
 
     @property
     def active(self) -> int:
@@ -319,7 +349,56 @@ class SecurityMiddleware:
                     (k, v) for k, v in SECURITY_HEADERS if k not in existing]
             await send(message)
 
+        session = identity.session_of(headers) if by_cookie else None
+        if session is not None and scope["type"] == "http":
+            await self._until_signed_out(scope, receive, send_with_headers, session)
+            return
         await self.app(scope, receive, send_with_headers)
+
+    async def _until_signed_out(self, scope: Scope, receive: Receive, send: Send,
+                                session: str) -> None:
+        """Run a browser's request while its session lasts: a response still streaming
+        when the session is revoked ("Sign out all browsers") or expires ends there, as
+        if the browser had gone (an open page went on getting events after sign-out)."""
+        sessions = self.identity.sessions
+        state = {"started": False, "streaming": False, "cut": False}
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body":
+                state["streaming"] = bool(message.get("more_body", False))
+            await send(message)
+
+        with sessions.watch(session) as ended:
+            async def receive_until_ended() -> Message:
+                if ended.is_set():
+                    state["cut"] = True
+                    return {"type": "http.disconnect"}
+                incoming = asyncio.ensure_future(receive())
+                waiting = asyncio.ensure_future(ended.wait())
+                try:
+                    done, _ = await asyncio.wait(
+                        {incoming, waiting}, timeout=sessions.expires_in(session) or 0.001,
+                        return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiting.cancel()
+                if incoming in done:
+                    return incoming.result()
+                incoming.cancel()
+                state["cut"] = True
+                return {"type": "http.disconnect"}
+
+            await self.app(scope, receive_until_ended, tracking_send)
+        if not state["cut"]:
+            return
+        if not state["started"]:
+            await self._deny(scope, send, 401, "this browser was signed out; sign in at /login")
+        elif state["streaming"]:
+            # The stream stopped at the session's end: close its body, so the browser
+            # sees an ended stream (and asks again: 401) rather than a broken connection.
+            with contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _csrf_refusal(self, headers: Mapping[str, str], by_cookie: bool) -> str | None:
         """Why a state-changing request must be refused, or None."""

@@ -178,3 +178,46 @@ def test_without_shared_workers_pages_use_their_own_streams(shell: Any, qtbot: A
         wait_loaded(qtbot, js, pane, "document.getElementById('conn').dataset.state === 'live'")
     finally:
         shell.profile.scripts().remove(script)
+
+
+def test_a_signed_out_browser_is_told_so_and_stops_asking(
+        shell: Any, qtbot: Any, js: Any, monkeypatch: Any) -> None:
+    """A page in a web browser (no app token: a signed-in browser session) stayed
+    "Reconnecting…" for ever after the browser was signed out (a restart of the app, or
+    "Sign out all browsers"): the live worker retried the 401 for ever."""
+    from PySide6.QtCore import QUrl
+    from PySide6.QtWebEngineWidgets import QWebEngineView
+
+    from plexichat_desktop.server.security import SecurityMiddleware
+
+    refused: list[str] = []
+    deny = SecurityMiddleware._deny
+
+    async def counting(self: Any, scope: Any, send: Any, status: int, detail: str,
+                       html: bool = False) -> None:
+        if status == 401:
+            refused.append(scope.get("path", ""))
+        await deny(self, scope, send, status, detail, html)
+
+    monkeypatch.setattr(SecurityMiddleware, "_deny", counting)
+    page = "/plugins/performance_monitor/index.html"
+    browser = QWebEngineView()  # the default profile: no interceptor, no app token
+    try:
+        browser.load(QUrl(shell.runtime.browser_login_link(page)))
+        qtbot.waitUntil(lambda: browser.url().path() == page, timeout=30_000)
+        qtbot.waitUntil(lambda: bool(js(browser, IS_LIVE)), timeout=60_000)
+        assert js(browser, "plexichatLive.mode") == "shared"
+
+        assert shell.runtime.sign_out_browsers() == 1
+        qtbot.waitUntil(lambda: js(browser, "plexichatLive.signedOut") != "", timeout=30_000)
+        assert js(browser, "plexichatLive.streams().every((s) => s.readyState === 2)")
+        bar = js(browser, "(() => { const a = document.querySelector("
+                          "'#plexichat-signed-out a'); return a && a.getAttribute('href'); })()")
+        assert bar == "/login?next=%2Fplugins%2Fperformance_monitor%2Findex.html", bar
+        # And then nothing more is asked of the server: the page's own reconnects end
+        # at once in the page (it asks again every few seconds).
+        asked = len(refused)
+        qtbot.wait(8_000)
+        assert len(refused) == asked, refused[asked:]
+    finally:
+        browser.deleteLater()

@@ -551,6 +551,13 @@ function connect() {
   });
   source.addEventListener("error", () => {
     hadError = true;
+    if (source.readyState === EventSource.CLOSED && source.status === 401) {
+      // This browser was signed out (the bar at the top links to the sign-in): no retry
+      // brings the stream back.
+      setConnection("wait", "Signed out");
+      source.close();
+      return;
+    }
     setConnection("wait", "Reconnecting…");
     if (source.readyState === EventSource.CLOSED) {
       // The browser gives up on an HTTP error (e.g. the plugin was disabled); retry anyway.

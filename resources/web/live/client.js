@@ -7,6 +7,9 @@
 // MessageEvents (data, lastEventId), "open" and "error" events, readyState, close(). An
 // "error" with readyState CLOSED means the server refused the stream (as an HTTP error
 // ends an EventSource); otherwise the stream resumes by itself from the last event id.
+// When this browser is signed out (the app restarted, or signed browsers out) every stream
+// ends with status 401, the page gets a bar with a "Sign in again" link, and streams
+// opened afterwards end at once instead of asking the server again.
 // Without SharedWorker (or if it cannot start) open() returns a plain EventSource.
 //
 // Load it as a classic script before the page's own: <script src="/_app/live/client.js">.
@@ -25,6 +28,7 @@
   let counter = 0;
   let mode = "direct";
   const opened = [];  // every stream this page asked for, for streams() below
+  let signedOut = null;  // why, once the worker said this browser is signed out
 
   class LiveSource extends EventTarget {
     constructor(url) {
@@ -55,6 +59,7 @@
         this.status = msg.status || null;
         this.detail = msg.detail || "";
         if (this.readyState === CLOSED) sources.delete(this.id);
+        if (this.readyState === CLOSED && this.status === 401) noteSignedOut(this.detail);
         this.fire(new Event("error"), this.onerror);
       }
     }
@@ -118,6 +123,28 @@
     }
   }
 
+  function noteSignedOut(detail) {
+    if (signedOut !== null) return;
+    signedOut = detail || "Signed out.";
+    const show = () => {
+      const bar = document.createElement("div");
+      bar.id = "plexichat-signed-out";
+      bar.setAttribute("role", "alert");
+      // Styled through the CSSOM; first in the page and sticky, so it hides nothing of it.
+      Object.assign(bar.style, { position: "sticky", top: "0", zIndex: "2147483647",
+        padding: "8px 16px", background: "#b42318", color: "#ffffff",
+        font: "14px system-ui, sans-serif", textAlign: "center" });
+      const link = document.createElement("a");
+      link.href = `/login?next=${encodeURIComponent(location.pathname + location.search)}`;
+      link.textContent = "Sign in again";
+      Object.assign(link.style, { color: "#ffffff", fontWeight: "600", marginLeft: "8px" });
+      bar.append(`${signedOut} `, link);
+      document.body.prepend(bar);
+    };
+    if (document.body) show();
+    else document.addEventListener("DOMContentLoaded", show, { once: true });
+  }
+
   function open(url) {
     const absolute = new URL(url, location.href);
     if (mode !== "shared" || absolute.origin !== location.origin) {
@@ -127,6 +154,13 @@
     }
     const source = new LiveSource(absolute.href);
     opened.push(source);
+    if (signedOut !== null) {
+      // Refused as the others were, without asking the server again (a page that
+      // reconnects on every refusal would otherwise ask it for ever).
+      setTimeout(() => source.deliver({ type: "error", readyState: CLOSED, status: 401,
+        detail: signedOut }), 0);
+      return source;
+    }
     sources.set(source.id, source);
     port.postMessage({ type: "sub", id: source.id, url: absolute.pathname + absolute.search,
       lastEventId: null });
@@ -139,6 +173,8 @@
     get mode() { return mode; },
     /** For tests and tooling: the streams of this page and their states. */
     streams: () => opened.map((s) => ({ url: s.url, readyState: s.readyState })),
+    /** Why this browser is signed out ("" when it is not). */
+    get signedOut() { return signedOut || ""; },
     CONNECTING, OPEN, CLOSED,
   };
 })();

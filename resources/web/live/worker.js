@@ -6,11 +6,16 @@
 // Pages send: {type: "hello", lock} | {type: "sub", id, url, lastEventId} |
 //   {type: "unsub", id} | {type: "bye"}
 // Pages get:  {type: "open", id} | {type: "event", id, name, data, lastEventId} |
-//   {type: "error", id, readyState, status, detail}
+//   {type: "error", id, readyState, status, detail}: readyState 2 with status 401 when this
+//   browser is signed out (the app restarted, or signed browsers out): no retries then.
 "use strict";
 
 const HUB = "/_live/stream";
 const RETRY_MS = 3000;
+// Any request that needs this browser's sign-in: an EventSource cannot read why the server
+// refused it, this answer can (401: signed out, which no retry mends).
+const PROBE = "/healthz";
+const SIGNED_OUT = "Signed out: the app restarted or signed this browser out.";
 
 const ports = new Map();   // MessagePort -> Set of subscription ids
 const subs = new Map();    // id -> {port, url, lastEventId, open}
@@ -108,14 +113,47 @@ function ensureHub() {
       post(sub, { type: "error", id, readyState: 0 });
     }
     if (current.readyState === EventSource.CLOSED) {
-      // An HTTP error ends an EventSource for good: try again, more slowly each time.
+      // An HTTP error ends an EventSource for good: ask why, then try again, more slowly
+      // each time, unless this browser is signed out (it retried a 401 for ever).
       current.close();
       source = null;
-      hubFailures += 1;
-      const delay = Math.min(30000, 1000 * 2 ** Math.min(hubFailures - 1, 5));
-      hubRetry = setTimeout(() => { hubRetry = null; if (subs.size) ensureHub(); }, delay);
+      hubRetry = -1;  // ensureHub() waits for the answer
+      refusedBecause().then((status) => {
+        hubRetry = null;
+        if (status === 401) {
+          signedOut();
+          return;
+        }
+        hubFailures += 1;
+        const delay = Math.min(30000, 1000 * 2 ** Math.min(hubFailures - 1, 5));
+        hubRetry = setTimeout(() => { hubRetry = null; if (subs.size) ensureHub(); }, delay);
+      });
     }
   });
+}
+
+async function refusedBecause() {
+  try {
+    return (await fetch(PROBE, { cache: "no-store" })).status;
+  } catch {
+    return 0;  // the server is away: an ordinary retry
+  }
+}
+
+function signedOut() {
+  // Every stream ends as a refused one; a page that asks again starts over (after it
+  // signed in again, say).
+  hubFailures = 0;
+  hubId = null;
+  if (source) {
+    source.close();
+    source = null;
+  }
+  for (const [id, sub] of [...subs]) {
+    post(sub, { type: "error", id, readyState: 2, status: 401, detail: SIGNED_OUT });
+    drop(id);
+  }
+  pending = { subscribe: new Set(), unsubscribe: new Set() };
 }
 
 function route(item) {
@@ -166,7 +204,9 @@ async function flush() {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify(body),
     });
-    if (answer.status === 404 && sentTo === hubId && source) {
+    if (answer.status === 401) {
+      signedOut();  // "sign out all browsers" leaves the open hub stream running
+    } else if (answer.status === 404 && sentTo === hubId && source) {
       // The server no longer knows this connection: start a fresh one.
       source.close();
       source = null;
