@@ -595,14 +595,18 @@ async def test_the_timer_loop_fires_an_every_minute_schedule_on_time(world):
     assert fired.fire_at == minute and fired.schedule_id == record.id
     lateness = fired.timestamp + clock.offset - minute
     await until(lambda: bool(loop_late))
-    assert 0 <= lateness < 0.1 + loop_late[0], (lateness, loop_late)
+    assert 0 <= lateness < LATE_BOUND + loop_late[0], (lateness, loop_late)
+
+
+LATE_BOUND = 0.5
 
 
 def loop_lateness(at: float, clock: Callable[[], float] = time.time) -> list[float]:
     """How late a plain loop timer for the same instant runs (filled in then): what a
     loaded machine adds to any timer, which a schedule's own lateness is measured above.
-    The schedule must never fire early, and at most 0.1 s after that timer: on a machine
-    busy with a parallel test run, the loop itself can wake a tenth of a second late."""
+    The schedule must never fire early, and at most LATE_BOUND s after that timer: not a
+    sleep step late (max_sleep), whatever else the machine runs (the firing's own thread
+    hops waited 0.14 s once in a fresh-clone run beside other work, past 0.1 s)."""
     late: list[float] = []
     asyncio.get_running_loop().call_later(max(0.0, at - clock()),
                                           lambda: late.append(max(0.0, clock() - at)))
@@ -626,5 +630,6 @@ async def test_a_seconds_cron_fires_on_the_real_clock(world):
     fired = await asyncio.wait_for(next_fired(world), target - time.time() + 1.0)
     assert fired.fire_at == target
     await until(lambda: bool(loop_late))
-    assert 0 <= fired.timestamp - target < 0.1 + loop_late[0], (fired.timestamp, loop_late)
+    assert 0 <= fired.timestamp - target < LATE_BOUND + loop_late[0], (fired.timestamp,
+                                                                      loop_late)
     assert timedelta(seconds=time.time() - target) < timedelta(seconds=1)
