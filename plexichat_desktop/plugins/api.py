@@ -260,6 +260,9 @@ class PluginContext:
             MissingRequirement`: ``requirement``, ``kind``, ``install``, ``reason``).
             Empty unless the plugin is ``degraded``. Check it before using an optional
             package, or use :meth:`has`.
+        memory: a dict of the plugin's that lasts while the app runs: across reloads,
+            disables and enables of the plugin, never written anywhere. For what must
+            not outlive the app (a session the user did not ask to keep).
     """
 
     def __init__(
@@ -274,8 +277,10 @@ class PluginContext:
         app_token: str | None = None,
         missing: list[MissingRequirement] | None = None,
         schedule_options: Mapping[str, Any] | None = None,
+        memory: dict[str, Any] | None = None,
     ):
         self.plugin_id = manifest.id
+        self.memory: dict[str, Any] = {} if memory is None else memory
         self.manifest = manifest
         self.root = root
         self.logger = logging.getLogger(PLUGIN_LOGGER_PREFIX + manifest.id)

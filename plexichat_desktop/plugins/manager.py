@@ -210,6 +210,7 @@ class PluginManager:
         self.host_version = host_version
         self.records: list[PluginRecord] = []
         self.by_id: dict[str, PluginRecord] = {}
+        self._memory: dict[str, dict[str, Any]] = {}  # each plugin's ctx.memory
         self._active_order: list[str] = []
         self._lock = asyncio.Lock()
         # Set once the first start() has tried every plugin: requests that arrive while a
@@ -482,7 +483,8 @@ class PluginManager:
                             plugin_settings, services=self.services,
                             server_url=self.server_url, app_token=self.app_token,
                             missing=[m for m in rec.missing if m.optional],
-                            schedule_options=self._schedule_options())
+                            schedule_options=self._schedule_options(),
+                            memory=self._memory.setdefault(rec.id, {}))
         instance.ctx = ctx
         model = getattr(instance, "settings_model", None)
         if model is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from api_integration_layer.errors import ApiHTTPError, ApiUnavailable, NotAuthenticated
@@ -26,10 +26,14 @@ class Session:
     """Holds the :class:`TokenSet` and keeps it valid; persisted through a token store."""
 
     def __init__(self, client: ApiClient, store: TokenStore | FallbackTokenStore, key: str,
-                 refresh_margin: float):
+                 refresh_margin: float,
+                 unkept: MutableMapping[str, TokenSet] | None = None):
         self._client = client
         self.store = store
         self.key = key
+        # Sessions not to be kept ("keep me logged in" unticked) live here, for as long as
+        # the mapping does: the layer passes one that outlives its reloads (ctx.memory).
+        self.unkept: MutableMapping[str, TokenSet] = {} if unkept is None else unkept
         self.refresh_margin = refresh_margin
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[Session], Any]] = []
@@ -43,6 +47,8 @@ class Session:
         except Exception as exc:
             log.warning("could not read the stored session (%s); starting logged out", exc)
             self.tokens = None
+        if self.tokens is None:
+            self.tokens = self.unkept.get(key)
 
     # -- state ---------------------------------------------------------------------------
     @property
@@ -70,6 +76,10 @@ class Session:
         to be kept ("keep me logged in"), else forget any stored ones: the session lasts
         until the app stops."""
         self.tokens = TokenSet.from_login(body)
+        if self.tokens.remember:
+            self.unkept.pop(self.key, None)
+        else:
+            self.unkept[self.key] = self.tokens
         try:
             if self.tokens.remember:
                 self.store.save(self.key, self.tokens)
@@ -85,6 +95,7 @@ class Session:
         """Forget the session here and in the store."""
         had = self.tokens is not None
         self.tokens = None
+        self.unkept.pop(self.key, None)
         try:
             self.store.delete(self.key)
         except Exception as exc:
@@ -174,5 +185,6 @@ class Session:
             finally:
                 self._attempts += 1
             self.refreshes += 1
+            body.setdefault("remember_me", t.remember)  # a server that does not say
             self.set(body)
             return True
