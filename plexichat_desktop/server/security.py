@@ -357,48 +357,52 @@ class SecurityMiddleware:
 
     async def _until_signed_out(self, scope: Scope, receive: Receive, send: Send,
                                 session: str) -> None:
-        """Run a browser's request while its session lasts: a response still streaming
-        when the session is revoked ("Sign out all browsers") or expires ends there, as
-        if the browser had gone (an open page went on getting events after sign-out)."""
+        """Run a browser's request while its session lasts: a response that streams
+        without an end (an event stream) is ended when the session is revoked ("Sign out
+        all browsers", /logout) or expires, as if the browser had gone (an open page went
+        on getting events after sign-out). Anything else runs to its end: a download has
+        its length, a request being answered its own work; the next one gets the 401."""
         sessions = self.identity.sessions
-        state = {"started": False, "streaming": False, "cut": False}
+        state = {"endless": False, "open": False}
 
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                state["started"] = True
+                names = {bytes(k).lower() for k, _ in message.get("headers", [])}
+                state["endless"] = b"content-length" not in names
             elif message["type"] == "http.response.body":
-                state["streaming"] = bool(message.get("more_body", False))
+                state["open"] = bool(message.get("more_body", False))
             await send(message)
 
         with sessions.watch(session) as ended:
-            async def receive_until_ended() -> Message:
-                if ended.is_set():
-                    state["cut"] = True
-                    return {"type": "http.disconnect"}
-                incoming = asyncio.ensure_future(receive())
-                waiting = asyncio.ensure_future(ended.wait())
+            work = asyncio.ensure_future(self.app(scope, receive, tracking_send))
+            try:
+                # Until the session ends (revoked, or its expiry passes)...
+                ender = asyncio.ensure_future(ended.wait())
                 try:
-                    done, _ = await asyncio.wait(
-                        {incoming, waiting}, timeout=sessions.expires_in(session) or 0.001,
-                        return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait({work, ender}, return_when=asyncio.FIRST_COMPLETED,
+                                       timeout=max(sessions.expires_in(session), 0.001))
                 finally:
-                    waiting.cancel()
-                if incoming in done:
-                    return incoming.result()
-                incoming.cancel()
-                state["cut"] = True
-                return {"type": "http.disconnect"}
-
-            await self.app(scope, receive_until_ended, tracking_send)
-        if not state["cut"]:
-            return
-        if not state["started"]:
-            await self._deny(scope, send, 401, "this browser was signed out; sign in at /login")
-        elif state["streaming"]:
-            # The stream stopped at the session's end: close its body, so the browser
-            # sees an ended stream (and asks again: 401) rather than a broken connection.
-            with contextlib.suppress(OSError):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    ender.cancel()
+                # ...then until the answer ends, or is an open stream to end here (one
+                # that starts later is ended then).
+                while not work.done():
+                    if state["endless"] and state["open"]:
+                        work.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await work
+                        # Closed, not broken: the browser sees an ended stream and asks
+                        # again (401 then).
+                        with contextlib.suppress(OSError):
+                            await send({"type": "http.response.body", "body": b"",
+                                        "more_body": False})
+                        return
+                    await asyncio.wait({work}, timeout=0.25)
+                work.result()  # the app's own exception, as without this wrapper
+            finally:
+                if not work.done():  # this request was cancelled (the client went)
+                    work.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await work
 
     def _csrf_refusal(self, headers: Mapping[str, str], by_cookie: bool) -> str | None:
         """Why a state-changing request must be refused, or None."""

@@ -551,7 +551,8 @@ function connect() {
   });
   source.addEventListener("error", () => {
     hadError = true;
-    if (source.readyState === EventSource.CLOSED && source.status === 401) {
+    if (source.readyState === EventSource.CLOSED && window.plexichatLive
+        && window.plexichatLive.signedOut) {
       // This browser was signed out (the bar at the top links to the sign-in): no retry
       // brings the stream back.
       setConnection("wait", "Signed out");

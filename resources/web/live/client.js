@@ -59,7 +59,7 @@
         this.status = msg.status || null;
         this.detail = msg.detail || "";
         if (this.readyState === CLOSED) sources.delete(this.id);
-        if (this.readyState === CLOSED && this.status === 401) noteSignedOut(this.detail);
+        if (msg.signedOut) noteSignedOut(this.detail);  // not a route's own 401
         this.fire(new Event("error"), this.onerror);
       }
     }
@@ -158,7 +158,7 @@
       // Refused as the others were, without asking the server again (a page that
       // reconnects on every refusal would otherwise ask it for ever).
       setTimeout(() => source.deliver({ type: "error", readyState: CLOSED, status: 401,
-        detail: signedOut }), 0);
+        detail: signedOut, signedOut: true }), 0);
       return source;
     }
     sources.set(source.id, source);

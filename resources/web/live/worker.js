@@ -6,8 +6,9 @@
 // Pages send: {type: "hello", lock} | {type: "sub", id, url, lastEventId} |
 //   {type: "unsub", id} | {type: "bye"}
 // Pages get:  {type: "open", id} | {type: "event", id, name, data, lastEventId} |
-//   {type: "error", id, readyState, status, detail}: readyState 2 with status 401 when this
-//   browser is signed out (the app restarted, or signed browsers out): no retries then.
+//   {type: "error", id, readyState, status, detail, signedOut}: signedOut true (readyState
+//   2, status 401) when this browser is signed out (the app restarted, or signed browsers
+//   out): no retries then. A followed stream's own 401 is a refusal like any other.
 "use strict";
 
 const HUB = "/_live/stream";
@@ -150,7 +151,8 @@ function signedOut() {
     source = null;
   }
   for (const [id, sub] of [...subs]) {
-    post(sub, { type: "error", id, readyState: 2, status: 401, detail: SIGNED_OUT });
+    post(sub, { type: "error", id, readyState: 2, status: 401, detail: SIGNED_OUT,
+      signedOut: true });
     drop(id);
   }
   pending = { subscribe: new Set(), unsubscribe: new Set() };
