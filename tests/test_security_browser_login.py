@@ -337,3 +337,57 @@ async def test_a_real_browser_gives_an_attackers_port_nothing(tmp_path: Path) ->
         assert "plexichat_" not in request.lower(), request
     # And the browser still holds its session for our server.
     assert '"status":"ok"' in result["again"][1].replace(" ", "")
+
+
+async def test_a_download_without_a_length_runs_to_its_end_after_sign_out():
+    """Review: every response without a Content-Length was ended at sign-out, so an
+    export streamed to a browser (the Data Visualizer's CSV) ended early and looked
+    complete. Only event streams end; the next request gets the 401."""
+    import socket
+
+    import httpx
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from plexichat_desktop.server.security import SecurityMiddleware, ServerIdentity, cookie_name
+
+    rows = 200
+
+    async def export(_request: Any) -> StreamingResponse:
+        async def lines() -> AsyncIterator[str]:
+            for n in range(rows):
+                yield f"{n},row\n" * 50
+                await asyncio.sleep(0.002)
+        return StreamingResponse(lines(), media_type="text/csv")
+
+    identity = ServerIdentity("test-token")
+    app = SecurityMiddleware(Starlette(routes=[Route("/export", export)]), identity,
+                             lambda _detail, _path: b"")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    identity.port = port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        session = identity.sessions.create()
+        headers = {"Host": f"{identity.install_host}:{port}",
+                   "Cookie": f"{cookie_name(port)}={session}"}
+        body = b""
+        async with httpx.AsyncClient(timeout=30) as client:
+            async with client.stream("GET", f"http://127.0.0.1:{port}/export",
+                                     headers=headers) as response:
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > 5_000 and identity.sessions.valid(session):
+                        identity.sessions.revoke(session)
+            assert body.count(b"row\n") == rows * 50
+            after = await client.get(f"http://127.0.0.1:{port}/export", headers=headers)
+            assert after.status_code == 401
+    finally:
+        server.should_exit = True
+        await serving

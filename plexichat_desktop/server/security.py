@@ -37,6 +37,8 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from plexichat_desktop.core.waiting import cancel_and_wait
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -357,18 +359,20 @@ class SecurityMiddleware:
 
     async def _until_signed_out(self, scope: Scope, receive: Receive, send: Send,
                                 session: str) -> None:
-        """Run a browser's request while its session lasts: a response that streams
-        without an end (an event stream) is ended when the session is revoked ("Sign out
-        all browsers", /logout) or expires, as if the browser had gone (an open page went
-        on getting events after sign-out). Anything else runs to its end: a download has
-        its length, a request being answered its own work; the next one gets the 401."""
+        """Run a browser's request while its session lasts: an event stream is ended
+        when the session is revoked ("Sign out all browsers", /logout) or expires, as if
+        the browser had gone (an open page went on getting events after sign-out).
+        Anything else runs to its end (a download cut there would look complete: an
+        export streams without a length); the next request gets the 401."""
         sessions = self.identity.sessions
         state = {"endless": False, "open": False}
 
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {bytes(k).lower() for k, _ in message.get("headers", [])}
-                state["endless"] = b"content-length" not in names
+                state["endless"] = any(
+                    bytes(k).lower() == b"content-type"
+                    and bytes(v).lower().startswith(b"text/event-stream")
+                    for k, v in message.get("headers", []))
             elif message["type"] == "http.response.body":
                 state["open"] = bool(message.get("more_body", False))
             await send(message)
@@ -387,9 +391,7 @@ class SecurityMiddleware:
                 # that starts later is ended then).
                 while not work.done():
                     if state["endless"] and state["open"]:
-                        work.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await work
+                        await cancel_and_wait(work)
                         # Closed, not broken: the browser sees an ended stream and asks
                         # again (401 then).
                         with contextlib.suppress(OSError):
@@ -399,10 +401,8 @@ class SecurityMiddleware:
                     await asyncio.wait({work}, timeout=0.25)
                 work.result()  # the app's own exception, as without this wrapper
             finally:
-                if not work.done():  # this request was cancelled (the client went)
-                    work.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await work
+                if not work.done():  # this request was cancelled (a server stopping)
+                    await cancel_and_wait(work)
 
     def _csrf_refusal(self, headers: Mapping[str, str], by_cookie: bool) -> str | None:
         """Why a state-changing request must be refused, or None."""

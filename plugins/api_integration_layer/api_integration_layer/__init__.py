@@ -82,7 +82,7 @@ class ApiIntegrationLayerPlugin(Plugin):
         self.client = ApiClient(base_url, self.config, token_store=self.store,
                                 token_key="embedded" if self.embedded else base_url,
                                 owner_token=ctx.app_token if self.embedded else None,
-                                unkept_tokens=ctx.memory.setdefault("unkept_tokens", {}))
+                                memory=ctx.memory)
         self.consumers: dict[str, ScopedApi] = {}
         self.profile: dict[str, Any] | None = None
         self.server: dict[str, Any] | None = None

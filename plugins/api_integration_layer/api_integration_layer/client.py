@@ -44,7 +44,7 @@ from api_integration_layer.groups import Groups
 from api_integration_layer.ratelimit import GLOBAL, SCOPE_HEADER, PausedError, RateLimiter
 from api_integration_layer.retry import RetryPolicy
 from api_integration_layer.session import Session
-from api_integration_layer.tokens import FallbackTokenStore, MemoryTokenStore, TokenSet, TokenStore
+from api_integration_layer.tokens import FallbackTokenStore, MemoryTokenStore, TokenStore
 from plexichat_desktop.plugins.tls import shared_tls_context
 
 if TYPE_CHECKING:
@@ -155,8 +155,9 @@ class ApiClient(Groups):
         config: timeouts, cache, rate limit, retries (defaults: :class:`ClientConfig`).
         token_store: where the session is kept (default: memory only).
         token_key: the session's key in the store (default: the base URL).
-        unkept_tokens: where a session not to be kept ("keep me logged in" unticked)
-            lives: the layer passes ``ctx.memory``'s, which outlives its reloads
+        memory: what must outlive this client but not the app (a session not to be
+            kept, "keep me logged in" unticked, and that choice while a login waits for
+            its 2FA step): the layer passes ``ctx.memory``, which outlives its reloads
             (default: this client only).
         transport: an httpx transport (tests, proxies).
         http_client: an ``httpx.AsyncClient`` to send with (its own limits, proxies,
@@ -169,7 +170,7 @@ class ApiClient(Groups):
                  transport: httpx.AsyncBaseTransport | None = None,
                  http_client: httpx.AsyncClient | None = None,
                  owner_token: str | None = None,
-                 unkept_tokens: MutableMapping[str, TokenSet] | None = None):
+                 memory: MutableMapping[str, Any] | None = None):
         self.base_url = base_url.rstrip("/")
         # The app's token, sent with registrations only (the embedded server makes the
         # owner's first account its administrator); None for other servers.
@@ -185,7 +186,7 @@ class ApiClient(Groups):
                                  self.config.retry_max_delay)
         self.session = Session(self, token_store or MemoryTokenStore(),
                                token_key or self.base_url, self.config.refresh_margin,
-                               unkept_tokens)
+                               {} if memory is None else memory)
         self.activity = ActivityLog(self.config.log_size)
         self.last_error: str | None = None
         self.last_ok_at: float | None = None

@@ -104,12 +104,6 @@ class _Group:
 class AuthApi(_Group):
     """``/auth``: register, log in and out, refresh; the session is kept by the client."""
 
-    def __init__(self, caller: Caller):
-        super().__init__(caller)
-        # Each login waiting for its 2FA step: whether it asked to be kept, for a server
-        # whose answer to the second step does not say (the embedded one does).
-        self._remember: dict[str, bool] = {}
-
     async def register(self, username: str, email: str, password: str, *,
                        display_name: str | None = None, first_name: str | None = None,
                        last_name: str | None = None, invite_code: str | None = None
@@ -134,9 +128,12 @@ class AuthApi(_Group):
         answer = await self._c.call("auth.login", json=body)
         if answer.get("requires_mfa"):
             info = m.MfaChallengeInfo.model_validate(answer)
-            self._remember[info.mfa_token] = remember_me
-            while len(self._remember) > 20:  # challenges never answered
-                del self._remember[next(iter(self._remember))]
+            # For a server whose answer to the second step does not say (the embedded
+            # one does); kept where a reload of the layer does not lose it.
+            pending = self._c.client.session.pending_remember
+            pending[info.mfa_token] = remember_me
+            while len(pending) > 20:  # challenges never answered
+                del pending[next(iter(pending))]
             challenge = MfaRequired(info.mfa_token, info.user_id, info.username,
                                     info.mfa_expires_in, info.methods)
             if on_mfa is None:
@@ -169,7 +166,8 @@ class AuthApi(_Group):
         body = _body(m.Login2faRequest, mfa_token=mfa_token, code=code,
                      recovery_code=recovery_code)
         answer = await self._c.call("auth.login_2fa", json=body)
-        answer.setdefault("remember_me", self._remember.pop(mfa_token, True))
+        answer.setdefault("remember_me",  # unknown: not kept, as a login's default
+                          self._c.client.session.pending_remember.pop(mfa_token, False))
         return await self._adopt(answer)
 
     # -- 2FA, passwords, sessions ----------------------------------------------------------

@@ -26,14 +26,17 @@ class Session:
     """Holds the :class:`TokenSet` and keeps it valid; persisted through a token store."""
 
     def __init__(self, client: ApiClient, store: TokenStore | FallbackTokenStore, key: str,
-                 refresh_margin: float,
-                 unkept: MutableMapping[str, TokenSet] | None = None):
+                 refresh_margin: float, memory: MutableMapping[str, Any] | None = None):
         self._client = client
         self.store = store
         self.key = key
-        # Sessions not to be kept ("keep me logged in" unticked) live here, for as long as
-        # the mapping does: the layer passes one that outlives its reloads (ctx.memory).
-        self.unkept: MutableMapping[str, TokenSet] = {} if unkept is None else unkept
+        # For as long as ``memory`` lasts (the layer passes ctx.memory, which outlives its
+        # reloads): sessions not to be kept ("keep me logged in" unticked), and that
+        # choice of each login waiting for its 2FA step, by challenge.
+        memory = {} if memory is None else memory
+        self.unkept: MutableMapping[str, TokenSet] = memory.setdefault("unkept_tokens", {})
+        self.pending_remember: MutableMapping[str, bool] = memory.setdefault(
+            "mfa_remember", {})
         self.refresh_margin = refresh_margin
         self._lock = asyncio.Lock()
         self._listeners: list[Callable[[Session], Any]] = []

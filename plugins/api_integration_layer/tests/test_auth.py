@@ -145,13 +145,13 @@ async def test_a_session_not_to_be_kept_ends_with_the_client(shared_server, tmp_
         # reloads) keeps it (review: a reload of the layer signed the user out).
         memory: dict = {}
         async with ApiClient(server.base_url, config, token_store=store,
-                             token_key="embedded", unkept_tokens=memory) as client:
+                             token_key="embedded", memory=memory) as client:
             await client.auth.login(name, PASSWORD)
         async with ApiClient(server.base_url, config, token_store=store,
-                             token_key="embedded", unkept_tokens=memory) as reloaded:
+                             token_key="embedded", memory=memory) as reloaded:
             assert (await reloaded.users.me()).username == name
             await reloaded.auth.logout()
-        assert memory == {} and store.load("embedded") is None
+        assert memory["unkept_tokens"] == {} and store.load("embedded") is None
 
 
 async def test_a_server_that_does_not_say_keeps_what_the_login_asked(tmp_path: Path):
@@ -177,6 +177,22 @@ async def test_a_server_that_does_not_say_keeps_what_the_login_asked(tmp_path: P
         await client.session.refresh()
         assert client.session.tokens.remember is False
         assert store.load("https://chat.example.org/api/v1") is None
+    # The choice outlives a reload of the layer between the two steps (its memory does),
+    # and a step whose choice is unknown keeps nothing (review: it kept it).
+    memory: dict = {}
+    for first_asks, finisher_memory, kept in ((True, memory, True), (True, None, False)):
+        store.delete("https://chat.example.org/api/v1")
+        async with ApiClient("https://chat.example.org/api/v1", ClientConfig(**FAST_CLIENT),
+                             token_store=store, transport=httpx.MockTransport(answer),
+                             memory=memory) as first:
+            with pytest.raises(MfaRequired) as step:
+                await first.auth.login("ann", PASSWORD, remember_me=first_asks)
+        async with ApiClient("https://chat.example.org/api/v1", ClientConfig(**FAST_CLIENT),
+                             token_store=store, transport=httpx.MockTransport(answer),
+                             memory=finisher_memory) as second:
+            await second.auth.login_2fa(step.value.mfa_token, code="123456")
+            assert second.session.tokens.remember is kept
+        assert (store.load("https://chat.example.org/api/v1") is not None) is kept
 
 
 async def test_bad_credentials_and_validation_errors_are_not_retried(shared_server):
