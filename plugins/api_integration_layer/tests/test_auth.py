@@ -94,13 +94,17 @@ async def test_a_session_ended_elsewhere_means_log_in_again(home: Path):
         assert (await first.users.stats()).total_users == 1
 
 
+async def registered(server, tmp_path: Path) -> tuple[str, FileTokenStore, ClientConfig]:
+    """A new account's name, a token file and the fast test config."""
+    name = unique_name()
+    await server.client().auth.register(name, f"{name}@example.org", PASSWORD)
+    return name, FileTokenStore(tmp_path / "data" / "tokens.json"), ClientConfig(**FAST_CLIENT)
+
+
 async def test_the_session_survives_a_restart_of_the_client_in_a_private_file(
         shared_server, tmp_path: Path):
     async with shared_server() as server:
-        name = unique_name()
-        await server.client().auth.register(name, f"{name}@example.org", PASSWORD)
-        store = FileTokenStore(tmp_path / "data" / "tokens.json")
-        config = ClientConfig(**FAST_CLIENT)
+        name, store, config = await registered(server, tmp_path)
         async with ApiClient(server.base_url, config, token_store=store,
                              token_key="embedded") as client:
             await client.auth.login(name, PASSWORD, remember_me=True)
@@ -123,10 +127,7 @@ async def test_a_session_not_to_be_kept_ends_with_the_client(shared_server, tmp_
     """Audit: "Keep me logged in" unticked still kept the session across restarts (the
     tokens were stored either way)."""
     async with shared_server() as server:
-        name = unique_name()
-        await server.client().auth.register(name, f"{name}@example.org", PASSWORD)
-        store = FileTokenStore(tmp_path / "data" / "tokens.json")
-        config = ClientConfig(**FAST_CLIENT)
+        name, store, config = await registered(server, tmp_path)
         async with ApiClient(server.base_url, config, token_store=store,
                              token_key="embedded") as client:
             await client.auth.login(name, PASSWORD, remember_me=True)
