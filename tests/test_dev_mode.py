@@ -213,6 +213,24 @@ def test_affected_tests_of_a_save(tmp_path: Path, changed: list[str],
     assert affected_tests(root, "tests", [root / c for c in changed]) == expected
 
 
+def test_tests_on_a_module_wide_app_or_a_conftests_fixture_are_affected(tmp_path: Path):
+    """Audit: only a file naming plexichat_app counted as running the plugin in the app:
+    a test on plexichat_shared_app (README's advice) or on a conftest.py fixture built
+    from start_app was skipped by a save that broke the route it checks (a false green).
+    So was one whose conftest.py imports the changed module."""
+    root = _plugin(tmp_path)
+    (root / "tests" / "test_app.py").write_text("def test_x(plexichat_shared_app):\n    pass\n")
+    (root / "tests" / "sub").mkdir()
+    (root / "tests" / "sub" / "conftest.py").write_text(
+        "from plexichat_desktop.testing.harness import start_app\n")
+    (root / "tests" / "sub" / "test_page.py").write_text("def test_page(app):\n    pass\n")
+    (root / "tests" / "helpers").mkdir()
+    (root / "tests" / "helpers" / "conftest.py").write_text("from demo import lonely\n")
+    (root / "tests" / "helpers" / "test_it.py").write_text("def test_it(thing):\n    pass\n")
+    assert affected_tests(root, "tests", [root / "demo" / "lonely.py"]) == [
+        "tests/helpers/test_it.py", "tests/sub/test_page.py", "tests/test_app.py"]
+
+
 def test_a_plugin_module_no_test_reaches_means_the_whole_suite(tmp_path: Path):
     root = _plugin(tmp_path)
     (root / "tests" / "test_app.py").unlink()

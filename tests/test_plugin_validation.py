@@ -158,6 +158,28 @@ def test_a_stale_byte_code_file_does_not_hide_a_syntax_error(tmp_path):
     assert len(errors) == 1 and f"{module}:" in errors[0] and "syntax error" in errors[0]
 
 
+def test_a_syntax_error_in_any_module_of_the_package_fails_validation(tmp_path):
+    """Audit: only the entry module was compiled: a module it imports with a syntax error
+    was "OK" to validate and list, and failed the plugin in the app. Also the web/ and
+    tests/ names, which are the plugin's own folders, cannot be its package."""
+    root = scaffold_plugin("deep_error", tmp_path)
+    helper = root / "deep_error" / "util" / "maths.py"
+    helper.parent.mkdir()
+    helper.write_text("def twice(x):\n    return 2 +\n")
+    errors = check_plugin_folder(root).errors
+    assert errors == [f"{helper}:2: syntax error: invalid syntax"], errors
+    helper.write_text("def twice(x):\n    return 2 * x\n")
+    assert check_plugin_folder(root).ok
+    for reserved in ("web", "tests"):
+        with pytest.raises(ValueError, match="cannot be a plugin id"):
+            scaffold_plugin(reserved, tmp_path)
+    manifest = root / "plugin.toml"
+    manifest.write_text(manifest.read_text().replace('entry = "deep_error:',
+                                                     'entry = "web:'))
+    errors = check_plugin_folder(root).errors
+    assert any("the entry's package cannot be 'web'" in e for e in errors), errors
+
+
 def test_what_the_app_cannot_load_or_serve_fails_validation_too(tmp_path):
     """``plugins validate`` said OK to an entry module that is not UTF-8 (the import then
     failed: the check compiled text decoded with replacements) and to a page that is a

@@ -169,6 +169,13 @@ class RequiresSystem(_Strict):
         return list(dict.fromkeys(value))
 
 
+# Folder names a plugin has besides its package: a package of that name would be the
+# same folder (its code served as pages, or collected as tests).
+RESERVED_PACKAGES = {"web": "the folder of the plugin's pages (served as files: its code "
+                            "too)",
+                     "tests": "the folder of the plugin's tests"}
+
+
 class Manifest(_Strict):
     """The validated content of a ``plugin.toml``."""
 
@@ -196,6 +203,15 @@ class Manifest(_Strict):
                 Version(value)
             except InvalidVersion:
                 raise ValueError(f"not a version number like '1.2.0': {value!r}") from None
+        return value
+
+    @field_validator("entry")
+    @classmethod
+    def _entry(cls, value: str) -> str:
+        top = value.split(":", 1)[0].split(".", 1)[0]
+        if top in RESERVED_PACKAGES:
+            raise ValueError(f"the entry's package cannot be '{top}': that is "
+                             f"{RESERVED_PACKAGES[top]}")
         return value
 
     @field_validator("requires")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from plexichat_desktop.core.paths import bundled_plugins_dir
 from plexichat_desktop.plugins.checks import check_plugin_folder, module_name_taken
-from plexichat_desktop.plugins.manifest import ID_PATTERN
+from plexichat_desktop.plugins.manifest import ID_PATTERN, RESERVED_PACKAGES
 
 MANIFEST = '''id = "__ID__"
 name = "__TITLE__"
@@ -216,6 +216,9 @@ def scaffold_plugin(plugin_id: str, parent: Path, name: str | None = None) -> Pa
     if not re.match(ID_PATTERN, plugin_id):
         raise ValueError(f"{plugin_id!r} is not a valid plugin id: use 2-64 lowercase letters, "
                          "digits and underscores, starting with a letter")
+    if plugin_id in RESERVED_PACKAGES:
+        raise ValueError(f"{plugin_id!r} cannot be a plugin id: its package folder would "
+                         f"be {RESERVED_PACKAGES[plugin_id]}; choose another id")
     root = parent / plugin_id
     if root.exists():
         raise FileExistsError(f"{root} already exists; choose another id or --dir")

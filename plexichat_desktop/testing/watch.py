@@ -36,7 +36,10 @@ from plexichat_desktop.testing.models import Priority, RunRecord
 log = logging.getLogger(__name__)
 
 WHOLE_SUITE = None
-HARNESS_FIXTURE = "plexichat_app"
+# What a test (or a conftest.py above it) names when it runs the plugin in the app: any
+# change of the plugin's code is one for it.
+HARNESS_NAMES = ("plexichat_app", "plexichat_module_app", "plexichat_shared_app",
+                 "start_app")
 # How long the watcher waits for a burst of writes (an editor's save, a git checkout) to
 # end before it reports them; short, because this is on the path from save to result.
 STEP_MS = 20
@@ -169,10 +172,29 @@ def _tests_importing(root: Path, test_files: list[Path], changed: set[str]
                 grew = True
     hit: set[Path] = set()
     for test in test_files:
-        module = _module_name(root, test)
-        if _with_parents(_imports(test, module)) & affected or HARNESS_FIXTURE in _text(test):
-            hit.add(test)
+        # The test file and the conftest.py files pytest loads for it: a fixture of one
+        # (an app started for the module, a helper importing the plugin) is the test's.
+        for source in (test, *_conftests(root, test)):
+            module = _module_name(root, source)
+            if (_with_parents(_imports(source, module)) & affected
+                    or any(name in _text(source) for name in HARNESS_NAMES)):
+                hit.add(test)
+                break
     return hit or None
+
+
+def _conftests(root: Path, test: Path) -> list[Path]:
+    """The conftest.py files from ``test``'s folder up to the plugin folder."""
+    found = []
+    folder = test.parent
+    while folder.is_relative_to(root):
+        conftest = folder / "conftest.py"
+        if conftest.is_file():
+            found.append(conftest)
+        if folder == root:
+            break
+        folder = folder.parent
+    return found
 
 
 async def watch_changes(root: Path, stop: asyncio.Event) -> AsyncIterator[set[Path]]:
