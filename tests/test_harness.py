@@ -321,3 +321,25 @@ def test_the_test_app_gets_what_the_needed_plugins_need_too(tmp_path: Path):
     assert _needed_plugins(other, _manifest(other)) == [
         other, (bundled / "analytics_dashboard").resolve(),
         (bundled / "api_integration_layer").resolve()]
+
+
+def test_a_needed_plugin_is_found_where_the_app_finds_it(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """Audit: only the plugin's own parent folder and the bundled ones were searched: a
+    needed plugin in the user's plugins folder or on PLEXICHAT_DESKTOP_PLUGINS_PATH (the
+    app found it) "is not installed" in the test app."""
+    from plexichat_desktop.core.paths import PLUGINS_PATH_ENV, AppPaths
+    from plexichat_desktop.testing.harness import _manifest, _needed_plugins
+
+    monkeypatch.setenv("PLEXICHAT_DESKTOP_HOME", str(tmp_path / "home"))
+    user = AppPaths.from_env().user_plugins_dir
+    lib = scaffold_plugin("user_lib", user)
+    lib.rename(user / "user-lib-1.0")  # a folder named otherwise than the id
+    extra = scaffold_plugin("path_lib", tmp_path / "elsewhere")
+    monkeypatch.setenv(PLUGINS_PATH_ENV, str(extra.parent))
+    consumer = scaffold_plugin("consumer_p", tmp_path / "work")
+    manifest = consumer / "plugin.toml"
+    manifest.write_text(manifest.read_text()
+                        + '\n[requires]\nuser_lib = ">=0.1"\npath_lib = ">=0.1"\n')
+    assert _needed_plugins(consumer, _manifest(consumer)) == [
+        consumer, (user / "user-lib-1.0").resolve(), extra.resolve()]

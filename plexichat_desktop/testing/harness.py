@@ -249,8 +249,10 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
     """The plugin under test and the plugins it needs, and what those need in turn
     (``requires``, and the API layer for a plugin that declares ``api_scopes``), found
-    next to it or among the bundled ones."""
-    from plexichat_desktop.core.paths import bundled_plugins_dir
+    next to it, in the folders ``PLEXICHAT_DESKTOP_PLUGINS_PATH`` names, in the user's
+    plugins folder or among the bundled ones, as the app finds them."""
+    from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
+    from plexichat_desktop.plugins.discovery import Source, scan_folder
 
     def needs(manifest: Manifest | None) -> list[str]:
         if manifest is None:
@@ -262,19 +264,30 @@ def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
         return wanted
 
     found = [root]
-    places = [root.parent, bundled_plugins_dir()]
+    places = [root.parent, *extra_plugin_dirs(), AppPaths.from_env().user_plugins_dir,
+              bundled_plugins_dir()]
+
+    def locate(plugin_id: str) -> Path | None:
+        for place in places:
+            if (place / plugin_id / "plugin.toml").is_file():
+                return place / plugin_id
+        for place in places:  # a folder named otherwise than its plugin's id
+            for candidate in scan_folder(place, Source.USER):
+                if candidate.root != root.resolve() and getattr(
+                        _manifest(candidate.root), "id", None) == plugin_id:
+                    return candidate.root
+        return None
+
     queue, seen = needs(manifest), {manifest.id if manifest is not None else root.name}
     while queue:  # a plugin's requirements may have requirements of their own
         plugin_id = queue.pop(0)
         if plugin_id in seen:
             continue
         seen.add(plugin_id)
-        for place in places:
-            candidate = place / plugin_id
-            if (candidate / "plugin.toml").is_file():
-                found.append(candidate.resolve())
-                queue.extend(needs(_manifest(candidate)))
-                break
+        location = locate(plugin_id)
+        if location is not None:
+            found.append(location.resolve())
+            queue.extend(needs(_manifest(location)))
     return found
 
 
