@@ -31,9 +31,11 @@ from plexichat_desktop.core.waiting import cancel_and_wait
 from plexichat_desktop.plugins.manager import STARTABLE, PluginRecord
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import RunFinished
+from plexichat_desktop.testing.models import BAD_OUTCOMES
 from plexichat_desktop.testing.watch import TestWatch, watch_changes
 
 log = logging.getLogger(__name__)
+SHOWN_FAILURES = 10  # bad results listed after a run; the rest by the results command
 
 
 def plugin_dir_for(root: Path, paths: AppPaths) -> tuple[Path | None, Path | None]:
@@ -194,8 +196,24 @@ class DevSession:
                                    if k != "total" and v)
                 self._say(f"tests #{run['id']} {run['status']}: {counts or 'no results'}"
                           + (f" ({run['error']})" if run.get("error") else ""))
+                if run["status"] != "passed":
+                    await self._say_failures(run["id"])
         finally:
             sub.close()
+
+    async def _say_failures(self, run_id: int) -> None:
+        """The run's bad results, one line each (its count alone sent the author to the
+        results command to learn which test failed, and why)."""
+        attempts = await asyncio.to_thread(self.runtime.store.attempts_for_run, run_id)
+        bad = [a for a in attempts if a.outcome in BAD_OUTCOMES]
+        for attempt in bad[:SHOWN_FAILURES]:
+            first = next((line.strip() for line in (attempt.message or "").splitlines()
+                          if line.strip()), "")
+            self._say(f"  {str(attempt.outcome).upper()} {attempt.nodeid}"
+                      + (f": {first[:160]}" if first else ""))
+        if bad:
+            more = f" ({len(bad) - SHOWN_FAILURES} more)" if len(bad) > SHOWN_FAILURES else ""
+            self._say(f"  details{more}: plexichat-desktop results {run_id} --failed")
 
 
 def cleanup_holder(holder: Path | None) -> None:

@@ -167,6 +167,19 @@ def test_dev_publishes_page_changes_and_reruns_affected_tests(start_dev, tmp_pat
     assert run["status"] == "passed" and run["counts"]["passed"] == 4, run  # 3 + 1
     assert re.search(rf"tests #{run['id']} passed", dev.out.read_text())
 
+    # A failing one is named with its message (audit: a count alone was said).
+    test_file.write_text(test_file.read_text().replace("1 + 1 == 2", "1 + 1 == 3"))
+
+    def failed_run() -> dict[str, Any] | None:
+        latest = watch_run()
+        return latest if latest and latest["id"] != run["id"] else None
+
+    bad = eventually(failed_run, "the broken test reruns")
+    assert bad["status"] == "failed", bad
+    said = eventually(lambda: "details: plexichat-desktop results" in dev.out.read_text()
+                      and dev.out.read_text(), "the failure is listed")
+    assert "FAILED tests/test_pages_dev.py::test_added_by_the_author: assert" in said, said
+
 
 def _plugin(tmp_path: Path) -> Path:
     root = tmp_path / "demo"

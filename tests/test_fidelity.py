@@ -719,6 +719,26 @@ async def test_testing_one_plugin_does_not_print_the_others_problems(home):
     assert "broken_suite" in log_text
 
 
+async def test_testing_a_plugin_whose_id_two_folders_have_says_which_runs(home, tmp_path):
+    """Audit: a backup copy of a plugin's folder beside it (same id, first by name) ran
+    in place of the edited one, silently: the duplicate was muted with the others'."""
+    import shutil
+
+    from plexichat_desktop.plugins.scaffold import scaffold_plugin
+
+    folder = tmp_path / "work"
+    edited = scaffold_plugin("dup_x", folder)
+    shutil.copytree(edited, folder / "aaa_old")
+    env = {**os.environ, "PLEXICHAT_DESKTOP_HOME": str(home.config_dir.parent),
+           "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(folder)}
+    proc = await asyncio.to_thread(subprocess.run, [
+        sys.executable, "-m", "plexichat_desktop", "test", "dup_x"], env=env,
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: duplicate plugin id 'dup_x'" in proc.stderr, proc.stderr
+    assert f"testing {(folder / 'aaa_old').resolve()}" in proc.stderr, proc.stderr
+
+
 # -- what the fork server imports ahead of the sessions ------------------------------------
 async def test_sessions_of_the_fork_server_find_the_app_stack_imported(manager_factory,  # noqa: F811
                                                                          tmp_path):

@@ -82,6 +82,13 @@ async def run_tests(paths: AppPaths, settings: Settings, target: str | None,
         # file and `plugins list`); the target's own problem is reported when it is run.
         with _quiet_console(logging.getLogger("plexichat_desktop.plugins.manager")):
             plugins.discover()
+        # Except a second folder with the target's id: which copy runs is its business
+        # (a backup copy beside it ran silently, green, in place of the edited one).
+        plugin_id = target.partition("::")[0]
+        used = plugins.by_id.get(plugin_id)
+        for rec in plugins.records:
+            if used is not None and rec.id == plugin_id and rec is not used:
+                print(f"warning: {rec.reason}; testing {used.root}", file=sys.stderr)
     else:
         plugins.discover()
     store = ResultStore(store_path(paths))
