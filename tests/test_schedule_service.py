@@ -26,8 +26,12 @@ from plexichat_desktop.scheduling.events import (
     ScheduleMissed,
     ScheduleSkipped,
 )
-from plexichat_desktop.scheduling.expressions import ACCEPTED_FORMS, InvalidScheduleError
-from plexichat_desktop.scheduling.service import SchedulerService
+from plexichat_desktop.scheduling.expressions import (
+    ACCEPTED_FORMS,
+    DuplicateScheduleError,
+    InvalidScheduleError,
+)
+from plexichat_desktop.scheduling.service import ORPHAN_FIRES, SchedulerService
 from plexichat_desktop.scheduling.store import SCHEDULE_COLUMNS, ScheduleStore
 from plexichat_desktop.testing import store as store_module
 from plexichat_desktop.testing.events import RunFinished
@@ -208,6 +212,48 @@ async def test_preview_lists_the_next_fire_times(world):
 
 
 # -- firing -----------------------------------------------------------------------------------
+
+
+async def test_a_schedule_whose_plugin_is_gone_is_switched_off(world, tmp_path):
+    """Audit: a schedule whose plugin was removed went on "firing" every slot (a skipped
+    row each minute, logged at info level), enabled, for ever."""
+    clock = FakeClock()
+    service = world.service(clock)
+    await service.start()
+    record = await service.create("quick", "every_1_minutes")
+    await settle(service)
+    (tmp_path / "plugins" / "quick").rename(tmp_path / "quick-moved-away")
+    world.manager.plugins.discover()
+    for n in range(1, ORPHAN_FIRES + 1):
+        clock.advance(60)
+        assert await service.tick() == []
+        assert service.get(record.id).enabled is (n < ORPHAN_FIRES), n
+    after = service.get(record.id)
+    assert after.next_run_at is None and after.last_status == "skipped"
+    history = await service.history(record.id)
+    assert statuses(history) == ["skipped"] * ORPHAN_FIRES
+    assert "unknown plugin 'quick'" in history[0]["detail"]
+    assert history[0]["detail"].endswith(
+        f"switched off after {ORPHAN_FIRES} fires in a row that could not queue a run")
+    clock.advance(600)
+    assert await service.tick() == []  # nothing more
+    assert len(await service.history(record.id)) == ORPHAN_FIRES
+
+
+async def test_the_same_schedule_twice_is_refused_and_sub_minute_ones_too(world):
+    """Audit: a retried POST (or a double click) made a second, identical schedule and
+    every run happened twice; '* * * * * */10' queued the whole suite every 10 s."""
+    service = world.service(FakeClock())
+    await service.start()
+    first = await service.create("quick", "every_5_minutes", test_id="test_passes")
+    with pytest.raises(DuplicateScheduleError, match=first.id) as info:
+        await service.create("quick", "every_5_minutes", test_id="test_passes")
+    assert info.value.schedule_id == first.id
+    await service.create("quick", "every_5_minutes")  # the whole suite: another schedule
+    for fine in ("* * * * * */10", "* * * * * 0,30"):
+        with pytest.raises(InvalidScheduleError, match="at most once a minute"):
+            await service.create("quick", fine)
+    assert len(service.list("quick")) == 2
 
 
 async def test_a_due_schedule_fires_and_its_run_outcome_is_recorded(world):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -227,11 +229,21 @@ async def test_live_updates_fallback(shared):
 @OWN_CORE
 async def test_a_schedule_fires_on_time_and_its_results_show(start_core):
     core = await start_core(SUITES)
+    # Once a minute at the second two seconds from now (the finest a test schedule goes:
+    # "* * * * * */2" is refused).
+    second = (math.ceil(time.time()) + 2) % 60
+    assert (await core.client.post("/tests/schedule", json={
+        "plugin_name": "mixed_suite", "schedule_expression": "* * * * * */2"})
+            ).status_code == 422
     created = await core.client.post("/tests/schedule", json={
         "plugin_name": "mixed_suite", "test_name": "test_passes",
-        "schedule_expression": "* * * * * */2"})  # every two seconds
+        "schedule_expression": f"* * * * * {second}", "timezone": "UTC"})
     assert created.status_code == 201, created.text
     schedule_id = created.json()["schedule_id"]
+    again = await core.client.post("/tests/schedule", json={
+        "plugin_name": "mixed_suite", "test_name": "test_passes",
+        "schedule_expression": f"* * * * * {second}", "timezone": "UTC"})
+    assert again.status_code == 409 and schedule_id in again.json()["detail"], again.text
     async with asyncio.timeout(30):
         while True:
             body = (await core.client.get("/tests/results",

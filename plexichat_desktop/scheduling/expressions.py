@@ -189,11 +189,23 @@ class InvalidScheduleError(ValueError):
     :data:`ACCEPTED_FORMS`, so it can be shown to the user as is.
     """
 
-    def __init__(self, reason: str, expression: object = None) -> None:
+    def __init__(self, reason: str, expression: object = None, *, forms: bool = True) -> None:
         self.reason = reason
         self.expression = expression
         where = f"invalid schedule {expression!r}: " if expression is not None else ""
-        super().__init__(f"{where}{reason}; {ACCEPTED_FORMS}")
+        # The accepted forms help with an expression, not with a time zone or an option.
+        super().__init__(f"{where}{reason}" + (f"; {ACCEPTED_FORMS}" if forms else ""))
+
+
+class DuplicateScheduleError(ValueError):
+    """The very same schedule (plugin, test, expression, time zone, priority, timeout,
+    retries) exists already (a retried request or a double click doubled every run);
+    ``schedule_id`` is the existing one."""
+
+    def __init__(self, schedule_id: str):
+        self.schedule_id = schedule_id
+        super().__init__(f"the same schedule exists already: {schedule_id} (change or "
+                         "delete that one)")
 
 
 # -- local zone ------------------------------------------------------------------------
@@ -271,11 +283,13 @@ def _zone(name: str | None) -> ZoneInfo:
     if name is None:
         return local_zone()
     if not isinstance(name, str) or not name.strip():
-        raise InvalidScheduleError(f"time zone must be an IANA zone name, got {name!r}")
+        raise InvalidScheduleError(f"time zone must be an IANA zone name, got {name!r}",
+                                   forms=False)
     zone = _try_zone(name.strip()) if is_zone_name(name.strip()) else None
     if zone is None:
-        raise InvalidScheduleError(f"unknown time zone {name!r} (use an IANA name such as "
-                                   "'Europe/Berlin')")
+        shown = name if len(name) <= 64 else name[:61] + "..."
+        raise InvalidScheduleError(f"unknown time zone {shown!r} (use an IANA name such as "
+                                   "'Europe/Berlin')", forms=False)
     return zone
 
 
@@ -414,6 +428,12 @@ def _check_token(token: str, index: int) -> str | None:
         return f"{token!r} is not a valid {name} entry"
     star, lo, hi, step = match.group("star", "lo", "hi", "step")
     step_value = int(step) if step else None
+    if step_value == 0:
+        return f"step 0 in {token!r} ({name} field): a step is 1 or more"
+    for text in (lo, hi):
+        problem = _value_problem(text, index) if text is not None else None
+        if problem:
+            return problem
     if star:
         span = _STAR_SPAN[index]
         if step_value and step_value > span:
@@ -449,6 +469,22 @@ def _split_hint(index: int, low: int, high: int) -> str:
     first, last = _FIELD_BOUNDS[index]
     tail = f"{first}" if high == first else f"{first}-{high}"
     return f"write it as two parts, '{low}-{last},{tail}'"
+
+
+def _value_problem(text: str, index: int) -> str | None:
+    """Why ``text`` is no value of the field (croniter only says "not acceptable")."""
+    name = _FIELD_NAMES[index]
+    first, last = _FIELD_BOUNDS[index]
+    if text.isdigit():
+        if not first <= int(text) <= last:
+            return f"{text!r} in the {name} field is out of its range {first}-{last}"
+        return None
+    if index not in _NAMES:
+        return f"{text!r} in the {name} field: names are for months and days only"
+    if text not in _NAMES[index]:
+        kind, known = ("month", "jan-dec") if index == 3 else ("day", "sun-sat")
+        return f"{text!r} in the {name} field is not a {kind} name ({known})"
+    return None
 
 
 def _value(text: str, index: int) -> int | None:

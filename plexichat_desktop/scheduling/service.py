@@ -47,7 +47,12 @@ from plexichat_desktop.scheduling.events import (
     ScheduleMissed,
     ScheduleSkipped,
 )
-from plexichat_desktop.scheduling.expressions import InvalidScheduleError, Schedule, parse
+from plexichat_desktop.scheduling.expressions import (
+    DuplicateScheduleError,
+    InvalidScheduleError,
+    Schedule,
+    parse,
+)
 from plexichat_desktop.scheduling.planner import (
     MISSED_CAP,
     detect_clock_jump,
@@ -75,6 +80,12 @@ STOP_GRACE = 5.0
 """Seconds :meth:`SchedulerService.stop` lets a tick in progress finish before cancelling."""
 MAX_PREVIEW = 1000
 MAX_RETRIES = 10  # the same bound as the HTTP API's
+# A test schedule fires at most once a minute (a whole suite every few seconds is no
+# schedule); plugins' own schedules (ctx.schedule) may be finer.
+MIN_PERIOD = timedelta(minutes=1)
+# Fires in a row that could not queue a run because the plugin or test is gone, after
+# which the schedule is switched off (it went on "firing" every slot, unnoticed).
+ORPHAN_FIRES = 3
 
 _EDITABLE = frozenset({"test_id", "expression", "timezone", "priority", "timeout", "retries",
                        "enabled"})
@@ -203,6 +214,7 @@ class SchedulerService:
         self._records: dict[str, ScheduleRecord] = {}
         self._parsed: dict[str, Schedule] = {}
         self._catch_ups: dict[str, tuple[float, float]] = {}   # id -> (start at, fire time)
+        self._orphan_fires: dict[str, int] = {}  # id -> fires in a row its target was gone
         # Timers: (when, seq, schedule id, is catch-up). Entries are never removed in place;
         # one whose schedule moved on is stale and dropped when it reaches the top.
         self._timers: list[tuple[float, int, str, bool]] = []
@@ -418,6 +430,8 @@ class SchedulerService:
                     if not isinstance(exc, TestSelectionError):
                         log.exception("schedule %s could not queue its run", record.id)
                     reason = f"could not queue a run: {exc}"
+                    if isinstance(exc, TestSelectionError):
+                        reason += self._orphaned(record)
             if reason is not None:
                 record.last_status = "skipped"
                 fires.append((record.id, item.fire_at, "skipped", None, reason))
@@ -427,6 +441,7 @@ class SchedulerService:
                          _iso(item.fire_at), reason)
                 continue
             assert run.id is not None
+            self._orphan_fires.pop(record.id, None)
             record.last_run_id, record.last_status = run.id, str(run.status)
             active[record.id] = run.id
             queued.append(run.id)
@@ -435,6 +450,23 @@ class SchedulerService:
             events.append(ScheduleFired(schedule_id=record.id, run_id=run.id,
                                         fire_at=item.fire_at, catch_up=item.catch_up))
         return queued
+
+    def _orphaned(self, record: ScheduleRecord) -> str:
+        """Count a fire whose plugin or test is gone; after ORPHAN_FIRES in a row the
+        schedule is switched off (what the skip's reason then says)."""
+        count = self._orphan_fires.get(record.id, 0) + 1
+        self._orphan_fires[record.id] = count
+        if count < ORPHAN_FIRES:
+            log.warning("schedule %s (%s) could not queue a run: its plugin or test is gone "
+                        "(%d of %d before it is switched off)", record.id, record.plugin_id,
+                        count, ORPHAN_FIRES)
+            return ""
+        record.enabled = False
+        record.next_run_at = None
+        self._orphan_fires.pop(record.id, None)
+        log.warning("schedule %s (%s) switched off: %d fires in a row could not queue a run",
+                    record.id, record.plugin_id, count)
+        return f"; switched off after {count} fires in a row that could not queue a run"
 
     def _active_runs(self) -> dict[str, int]:
         """Schedule id -> a queued or running run of it (automatic retries included)."""
@@ -601,6 +633,11 @@ class SchedulerService:
             raise InvalidScheduleError(f"time zone must be an IANA zone name, got {timezone!r}")
         zone = None if timezone is None else timezone.strip()
         schedule = self._compile(expression, zone, None)
+        gap = schedule.period_estimate
+        if gap < MIN_PERIOD:
+            raise InvalidScheduleError(
+                f"fires every {gap.total_seconds():g} s; a test schedule fires at most once "
+                "a minute (one value in the seconds field)", expression)
         level = Priority.parse(priority)
         if timeout is not None:
             if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
@@ -650,6 +687,14 @@ class SchedulerService:
         # The checks submit() makes, so a schedule that validates here can queue its runs.
         await self.manager.check_selection(plugin_id, test_id)
         async with self._lock:
+            # The very same schedule again (a retried request, a double click): the same
+            # test with another priority or timeout is a schedule of its own.
+            for existing in self._records.values():
+                if (existing.plugin_id, existing.test_id, existing.expression,
+                        existing.timezone, existing.priority, existing.timeout,
+                        existing.retries) == (plugin_id, test_id, schedule.expression, zone,
+                                              level, timeout, retries):
+                    raise DuplicateScheduleError(existing.id)
             now = self.clock()
             anchor = self._anchor_for(schedule, now)
             if anchor is not None:

@@ -21,7 +21,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from plexichat_desktop.core.sqlite import SQLITE_INT_MAX
 from plexichat_desktop.plugins.sse import event_stream
-from plexichat_desktop.scheduling.expressions import InvalidScheduleError
+from plexichat_desktop.scheduling.expressions import DuplicateScheduleError, InvalidScheduleError
 from plexichat_desktop.server.errors import error_responses
 from plexichat_desktop.server.event_log import EventLog
 from plexichat_desktop.testing.analytics import CATEGORIES, duration_report
@@ -85,7 +85,7 @@ class ScheduleRequest(_Body):
     timeout: Annotated[float | None, NoBool] = Field(None, ge=0.01, le=86_400)
     retries: Annotated[int | None, NoBool] = Field(None, ge=0, le=10)
     enabled: StrictFlag = True
-    timezone: str | None = None
+    timezone: str | None = Field(None, max_length=64)
 
 
 class ScheduleChange(_Body):
@@ -101,7 +101,7 @@ class ScheduleChange(_Body):
     timeout: Annotated[float | None, NoBool] = Field(None, ge=0.01, le=86_400)
     retries: Annotated[int | None, NoBool] = Field(None, ge=0, le=10)
     enabled: StrictFlag | SkipJsonSchema[None] = None
-    timezone: str | None = None
+    timezone: str | None = Field(None, max_length=64)
 
     @field_validator("schedule_expression", "priority", "enabled", mode="before")
     @classmethod
@@ -366,6 +366,8 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
 
     # -- schedules ----------------------------------------------------------------------
     def schedule_error(exc: Exception) -> HTTPException:
+        if isinstance(exc, DuplicateScheduleError):
+            return HTTPException(409, f"schedule_expression: {exc}")
         if isinstance(exc, TestSelectionError):
             return _selection_error(_selection_field(exc), exc)
         if isinstance(exc, InvalidScheduleError):
@@ -378,7 +380,7 @@ def tests_router(manager: TestManager, scheduler: Any, events: EventLog,
         return HTTPException(422, str(exc))
 
     @router.post("/schedule", status_code=201,
-                 responses=error_responses(400, 404, 422))
+                 responses=error_responses(400, 404, 409, 422))
     async def create_schedule(body: ScheduleRequest) -> dict[str, Any]:
         """Schedule a plugin's tests (or one test); answers the schedule and its next run."""
         try:
