@@ -131,6 +131,35 @@ def build_parser() -> argparse.ArgumentParser:
                    description="Print the secret token that requests to the server need "
                                "(Authorization: Bearer <token>).")
 
+    schedule = sub.add_parser(
+        "schedule", help="schedule plugin tests in the running app",
+        description="List, add, preview, switch on or off and delete the test schedules of "
+                    "the running app (they fire there; start it with 'plexichat-desktop "
+                    "serve' or the window). Expressions: 5-field cron, 6-field cron with "
+                    "the seconds last, @daily and the like, hourly/daily/weekly/monthly, "
+                    "every_N_minutes|hours|days.")
+    ssub = schedule.add_subparsers(dest="schedule_command", metavar="ACTION", required=True)
+    slist = ssub.add_parser("list", help="the schedules, with their next run and last result")
+    slist.add_argument("plugin", nargs="?", help="only this plugin's")
+    slist.add_argument("--json", action="store_true", help="machine-readable output")
+    sadd = ssub.add_parser("add", help="schedule a plugin's tests (or one test)")
+    sadd.add_argument("plugin")
+    sadd.add_argument("expression", help="e.g. daily, every_15_minutes, '0 9 * * 1-5'")
+    sadd.add_argument("--test", help="one test (a node id, file or name) instead of the suite")
+    sadd.add_argument("--timezone", help="IANA zone the expression is read in (default local)")
+    sadd.add_argument("--priority", default="medium",
+                      choices=["low", "medium", "high", "critical"])
+    sadd.add_argument("--timeout", type=float, metavar="S", help="per-test timeout, seconds")
+    sadd.add_argument("--retries", type=int, metavar="N", help="reruns of failed tests")
+    sadd.add_argument("--disabled", action="store_true", help="add it switched off")
+    spre = ssub.add_parser("preview", help="the next fire times of an expression")
+    spre.add_argument("expression")
+    spre.add_argument("--timezone")
+    spre.add_argument("--count", type=_positive_int, default=5, help="how many (at most 20)")
+    for action, text in (("enable", "switch a schedule on"), ("disable", "switch it off"),
+                         ("rm", "delete a schedule")):
+        ssub.add_parser(action, help=text).add_argument("id", help="the schedule's id")
+
     plugins = sub.add_parser("plugins", help="list, create, check, enable or disable plugins",
                              description="Manage plugins.")
     psub = plugins.add_subparsers(dest="plugins_command", metavar="ACTION", required=True)
@@ -206,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     if command == "plugins":
         return _plugins_command(args, paths, settings)
+    if command == "schedule":
+        from plexichat_desktop.scheduling.console import schedule_command
+
+        return schedule_command(args, paths, _call_running_app)
     if command == "test":
         return _test_command(args, paths, settings)
     if command == "results":
@@ -245,8 +278,15 @@ def _default_command(args: argparse.Namespace, paths: AppPaths, settings: Settin
 
 def _ask_running_app(paths: AppPaths, path: str, when_not_running: str,
                      timeout: float) -> Any:
-    """POST ``path`` to the app running on this home, with its token: the answer, or
-    None after saying why there is none (not running, or it did not answer)."""
+    """POST ``path`` to the app running on this home (see :func:`_call_running_app`)."""
+    return _call_running_app(paths, "POST", path, when_not_running, timeout)
+
+
+def _call_running_app(paths: AppPaths, method: str, path: str, when_not_running: str,
+                      timeout: float, **request: Any) -> Any:
+    """``method`` ``path`` at the app running on this home, with its token (``request``:
+    httpx's ``json``, ``params``): the answer, or None after saying why there is none
+    (not running, or it did not answer)."""
     import httpx
 
     from plexichat_desktop.core.instance import InstanceLock
@@ -259,8 +299,8 @@ def _ask_running_app(paths: AppPaths, path: str, when_not_running: str,
         return None
     token = load_or_create_token(paths.token_file)
     try:
-        return httpx.post(f"{url}{path}", headers={"Authorization": f"Bearer {token}"},
-                          timeout=timeout)
+        return httpx.request(method, f"{url}{path}", timeout=timeout,
+                             headers={"Authorization": f"Bearer {token}"}, **request)
     except httpx.HTTPError as exc:
         print(f"error: the app at {url} did not answer: {exc}", file=sys.stderr)
         return None

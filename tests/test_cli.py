@@ -252,3 +252,50 @@ def test_serve_pauses_garbage_collection_for_its_start_only(env):
                           capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines()[-1] == "paused enabled", done.stdout
+
+
+def test_schedule_commands_drive_the_running_apps_schedules(env):
+    """Audit: schedules had no command: a terminal user needed curl and the token."""
+    from tests.conftest import FIXTURES
+
+    env = {**env, "PLEXICHAT_DESKTOP_PLUGINS_PATH": str(FIXTURES / "suites")}
+    not_running = run(["schedule", "list"], env)
+    assert not_running.returncode == 1 and "not running" in not_running.stderr
+    served = start_serve(env)
+    # Two batches: the id the first one made goes into the second.
+    try:
+        empty, added = run_many([
+            ["schedule", "list"],
+            ["schedule", "add", "mixed_suite", "0 9 * * 1-5", "--test", "test_passes",
+             "--timezone", "Europe/Berlin", "--priority", "high"]], env)
+        assert empty.returncode == 0 and "No schedules" in empty.stdout
+        assert added.returncode == 0, added.stderr
+        sid = re.search(r"Scheduled (\w+): mixed_suite::test_passes 0 9 \* \* 1-5, next run ",
+                        added.stdout)
+        assert sid, added.stdout
+        sid = sid.group(1)
+        listed, twice, bad, preview, off, as_json, gone, unknown = run_many([
+            ["schedule", "list", "mixed_suite"],
+            ["schedule", "add", "mixed_suite", "0 9 * * 1-5", "--test", "test_passes",
+             "--timezone", "Europe/Berlin", "--priority", "high"],
+            ["schedule", "add", "mixed_suite", "60 * * * *"],
+            ["schedule", "preview", "every_15_minutes", "--count", "3"],
+            ["schedule", "disable", sid],
+            ["schedule", "list", "--json"],
+            ["schedule", "rm", sid],
+            ["schedule", "rm", sid]], env)
+        assert listed.returncode == 0
+        assert re.search(rf"{sid}\s+mixed_suite::test_passes\s+0 9 \* \* 1-5 \(Europe/Berlin\)"
+                         r"\s+\d{4}-\d\d-\d\d .*not run yet\s+high", listed.stdout), listed.stdout
+        assert twice.returncode == 1 and f"exists already: {sid}" in twice.stderr
+        assert bad.returncode == 1
+        assert "'60' in the minute field is out of its range 0-59" in bad.stderr
+        assert preview.returncode == 0 and len(preview.stdout.splitlines()) == 3
+        assert off.returncode == 0 and off.stdout.strip() == f"Schedule {sid} switched off"
+        [record] = json.loads(as_json.stdout)
+        assert record["id"] == sid and record["enabled"] is False
+        assert gone.returncode == 0 and unknown.returncode == 1
+        assert "schedule_id" in unknown.stderr
+    finally:
+        served.proc.send_signal(signal.SIGTERM)
+        assert served.proc.wait(15) == 0
