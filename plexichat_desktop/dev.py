@@ -32,6 +32,7 @@ from plexichat_desktop.plugins.manager import STARTABLE, PluginRecord
 from plexichat_desktop.runtime import Runtime
 from plexichat_desktop.testing.events import RunFinished
 from plexichat_desktop.testing.models import BAD_OUTCOMES
+from plexichat_desktop.testing.results import results_of
 from plexichat_desktop.testing.watch import TestWatch, watch_changes
 
 log = logging.getLogger(__name__)
@@ -205,11 +206,12 @@ class DevSession:
         """The run's bad results, one line each (its count alone sent the author to the
         results command to learn which test failed, and why)."""
         attempts = await asyncio.to_thread(self.runtime.store.attempts_for_run, run_id)
-        bad = [a for a in attempts if a.outcome in BAD_OUTCOMES]
-        for attempt in bad[:SHOWN_FAILURES]:
-            first = next((line.strip() for line in (attempt.message or "").splitlines()
+        # Each test once, as its final result (a retry that passed is flaky, not failed).
+        bad = [r for r in results_of(attempts) if r.outcome in BAD_OUTCOMES]
+        for result in bad[:SHOWN_FAILURES]:
+            first = next((line.strip() for line in (result.message or "").splitlines()
                           if line.strip()), "")
-            self._say(f"  {str(attempt.outcome).upper()} {attempt.nodeid}"
+            self._say(f"  {str(result.outcome).upper()} {result.nodeid}"
                       + (f": {first[:160]}" if first else ""))
         if bad:
             more = f" ({len(bad) - SHOWN_FAILURES} more)" if len(bad) > SHOWN_FAILURES else ""

@@ -242,6 +242,10 @@ def test_tests_on_a_module_wide_app_or_a_conftests_fixture_are_affected(tmp_path
     (root / "tests" / "helpers" / "test_it.py").write_text("def test_it(thing):\n    pass\n")
     assert affected_tests(root, "tests", [root / "demo" / "lonely.py"]) == [
         "tests/helpers/test_it.py", "tests/sub/test_page.py", "tests/test_app.py"]
+    # A conftest.py at the plugin's root is loaded for every test (review: it was taken
+    # for a plugin module named "conftest").
+    (root / "conftest.py").write_text("import pytest\n")
+    assert affected_tests(root, "tests", [root / "conftest.py"]) is None
 
 
 def test_a_plugin_module_no_test_reaches_means_the_whole_suite(tmp_path: Path):

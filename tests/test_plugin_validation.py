@@ -165,11 +165,25 @@ def test_a_syntax_error_in_any_module_of_the_package_fails_validation(tmp_path):
     root = scaffold_plugin("deep_error", tmp_path)
     helper = root / "deep_error" / "util" / "maths.py"
     helper.parent.mkdir()
+    (helper.parent / "__init__.py").write_text("")
     helper.write_text("def twice(x):\n    return 2 +\n")
     errors = check_plugin_folder(root).errors
     assert errors == [f"{helper}:2: syntax error: invalid syntax"], errors
     helper.write_text("def twice(x):\n    return 2 * x\n")
     assert check_plugin_folder(root).ok
+    # A folder that is no sub-package (a vendored tree, a virtual environment) is not
+    # imported, so not compiled; an invalid escape is a warning with its file and line,
+    # not a message printed over the command's output.
+    vendored = root / "deep_error" / "env" / "lib" / "py2only.py"
+    vendored.parent.mkdir(parents=True)
+    vendored.write_text("print 'old'\n")
+    (root / "deep_error" / "util" / "__init__.py").write_text('PATTERN = "\\d+"\n')
+    checked = check_plugin_folder(root)
+    assert checked.ok, checked.errors
+    assert [w for w in checked.warnings if "util/__init__.py:1: invalid escape" in w], \
+        checked.warnings
+    assert [w for w in checked.warnings if "py2only.py:1: syntax error" in w
+            and "without __init__.py" in w], checked.warnings
     for reserved in ("web", "tests"):
         with pytest.raises(ValueError, match="cannot be a plugin id"):
             scaffold_plugin(reserved, tmp_path)

@@ -31,7 +31,7 @@ from plexichat_desktop.scheduling.expressions import (
     DuplicateScheduleError,
     InvalidScheduleError,
 )
-from plexichat_desktop.scheduling.service import ORPHAN_FIRES, SchedulerService
+from plexichat_desktop.scheduling.service import ORPHAN_AFTER, ORPHAN_FIRES, SchedulerService
 from plexichat_desktop.scheduling.store import SCHEDULE_COLUMNS, ScheduleStore
 from plexichat_desktop.testing import store as store_module
 from plexichat_desktop.testing.events import RunFinished
@@ -222,22 +222,39 @@ async def test_a_schedule_whose_plugin_is_gone_is_switched_off(world, tmp_path):
     await service.start()
     record = await service.create("quick", "every_1_minutes")
     await settle(service)
-    (tmp_path / "plugins" / "quick").rename(tmp_path / "quick-moved-away")
+    moved = tmp_path / "quick-moved-away"
+    (tmp_path / "plugins" / "quick").rename(moved)
     world.manager.plugins.discover()
-    for n in range(1, ORPHAN_FIRES + 1):
+    # Away for a few minutes (a git checkout, a review): counted, not switched off, and a
+    # fire that queues again starts the count over.
+    for _ in range(ORPHAN_FIRES + 2):
         clock.advance(60)
         assert await service.tick() == []
-        assert service.get(record.id).enabled is (n < ORPHAN_FIRES), n
+    assert service.get(record.id).enabled
+    moved.rename(tmp_path / "plugins" / "quick")
+    world.manager.plugins.discover()
+    clock.advance(60)
+    [run_id] = await service.tick()
+    await world.manager.wait(run_id)
+    (tmp_path / "plugins" / "quick").rename(moved)
+    world.manager.plugins.discover()
+    # Gone for good: switched off once ORPHAN_FIRES in a row span ORPHAN_AFTER.
+    clock.advance(60)
+    assert await service.tick() == []
+    assert service.get(record.id).enabled
+    clock.advance(ORPHAN_AFTER)  # the timer was held up: one fire, the rest missed
+    assert await service.tick() == []
+    assert service.get(record.id).enabled
+    clock.advance(60)
+    assert await service.tick() == []
     after = service.get(record.id)
-    assert after.next_run_at is None and after.last_status == "skipped"
-    history = await service.history(record.id)
-    assert statuses(history) == ["skipped"] * ORPHAN_FIRES
+    assert not after.enabled and after.next_run_at is None and after.last_status == "skipped"
+    history = await service.history(record.id, 500)
     assert "unknown plugin 'quick'" in history[0]["detail"]
-    assert history[0]["detail"].endswith(
-        f"switched off after {ORPHAN_FIRES} fires in a row that could not queue a run")
+    assert "switched off after 3 fires in a row over 1.0 h" in history[0]["detail"]
     clock.advance(600)
     assert await service.tick() == []  # nothing more
-    assert len(await service.history(record.id)) == ORPHAN_FIRES
+    assert len(await service.history(record.id, 500)) == len(history)
 
 
 async def test_the_same_schedule_twice_is_refused_and_sub_minute_ones_too(world):
@@ -254,6 +271,27 @@ async def test_the_same_schedule_twice_is_refused_and_sub_minute_ones_too(world)
         with pytest.raises(InvalidScheduleError, match="at most once a minute"):
             await service.create("quick", fine)
     assert len(service.list("quick")) == 2
+    # An edit that would make it the same as another is refused too (review).
+    other = await service.create("quick", "every_10_minutes", test_id="test_passes")
+    with pytest.raises(DuplicateScheduleError, match=first.id):
+        await service.update(other.id, expression="every_5_minutes")
+    await service.update(other.id, priority="high")  # its own change: fine
+
+
+async def test_a_schedule_from_before_the_minute_limit_can_still_be_paused(world, monkeypatch):
+    """Review: one made before the limit kept firing every few seconds and could not
+    even be switched off (every update re-checked the limit)."""
+    import plexichat_desktop.scheduling.service as service_module
+
+    service = world.service(FakeClock())
+    await service.start()
+    monkeypatch.setattr(service_module, "MIN_PERIOD", timedelta(0))
+    old = await service.create("quick", "* * * * * */10")
+    monkeypatch.undo()
+    paused = await service.update(old.id, enabled=False)
+    assert paused.enabled is False and paused.expression == "* * * * * */10"
+    with pytest.raises(InvalidScheduleError, match="at most once a minute"):
+        await service.update(old.id, expression="* * * * * */5")
 
 
 async def test_a_due_schedule_fires_and_its_run_outcome_is_recorded(world):

@@ -13,6 +13,7 @@ from elsewhere; the import reports a missing one precisely).
 from __future__ import annotations
 
 import importlib.util
+import warnings as python_warnings  # 'warnings' is the list the checks return
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +65,25 @@ def _compiled_before(source: Path) -> bool:
             and size == stat.st_size & 0xFFFFFFFF)
 
 
+def _package_modules(folder: Path, regular: bool = True) -> list[tuple[Path, bool]]:
+    """The modules under the package folder ``folder``, each with whether it is in a
+    regular package all the way (every folder has an ``__init__.py``). Others can still
+    be imported (namespace packages) but may be a vendored tree or a virtual environment
+    that never is: their syntax errors are warnings."""
+    if not folder.is_dir():
+        return []
+    regular = regular and (folder / "__init__.py").is_file()
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name in ("__pycache__", "site-packages"):
+            continue
+        if path.is_dir():
+            found += _package_modules(path, regular)
+        elif path.suffix == ".py":
+            found.append((path, regular))
+    return found
+
+
 def module_name_taken(top: str, root: Path) -> str | None:
     """Where ``top`` is found outside ``root`` when it is (the plugin's package name would
     be shadowed by, or shadow, another module), else None."""
@@ -108,25 +128,32 @@ def check_code(root: Path, manifest: Manifest, installed: bool = False, deep: bo
             source = raw.decode("utf-8", errors="replace")
             # The entry module, and every other module of its package: a syntax error in
             # one the entry imports failed the plugin in the app while validate said OK.
-            modules = [module_file]
-            if deep and module_file.name == "__init__.py":
-                modules += sorted(
-                    path for path in module_file.parent.rglob("*.py")
-                    if path != module_file and not any(
-                        part == "__pycache__" or part.startswith(".")
-                        for part in path.relative_to(module_file.parent).parts))
-            for path in modules:
+            modules = [(module_file, True)]
+            if deep:
+                modules += [(path, regular) for path, regular in _package_modules(
+                    root / manifest.module.split(".", 1)[0]) if path != module_file]
+            for path, regular in modules:
                 if _compiled_before(path):
                     continue
-                try:
-                    # The bytes, as the import reads them: a file that is not UTF-8 (nor
-                    # declares its encoding) fails here as it would there.
-                    compile(raw if path == module_file else path.read_bytes(), str(path),
-                            "exec")
-                except SyntaxError as exc:
-                    errors.append(f"{path}:{exc.lineno}: syntax error: {exc.msg}")
-                except (OSError, ValueError) as exc:  # unreadable, or a NUL byte
-                    errors.append(f"{path}: cannot be compiled: {exc}")
+                problems = errors if regular else warnings
+                with python_warnings.catch_warnings(record=True) as said:
+                    python_warnings.simplefilter("always")
+                    try:
+                        # The bytes, as the import reads them: a file that is not UTF-8
+                        # (nor declares its encoding) fails here as it would there.
+                        compile(raw if path == module_file else path.read_bytes(), str(path),
+                                "exec")
+                    except SyntaxError as exc:
+                        problems.append(f"{path}:{exc.lineno}: syntax error: {exc.msg}"
+                                        + ("" if regular else " (in a folder without "
+                                           "__init__.py: fine if it is never imported)"))
+                    except (OSError, ValueError) as exc:  # unreadable, or a NUL byte
+                        problems.append(f"{path}: cannot be compiled: {exc}")
+                # Said here with the file, not printed over the command's own output.
+                # (An invalid escape: a SyntaxWarning from Python 3.12, before that a
+                # DeprecationWarning.)
+                warnings.extend(f"{path}:{w.lineno}: {w.message}" for w in said
+                                if issubclass(w.category, SyntaxWarning | DeprecationWarning))
             if (f"class {manifest.class_name}" not in source
                     and manifest.module.count(".") == 0):
                 warnings.append(f"{module_file}: no 'class {manifest.class_name}' found "

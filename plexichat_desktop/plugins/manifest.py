@@ -209,9 +209,9 @@ class Manifest(_Strict):
     @classmethod
     def _entry(cls, value: str) -> str:
         top = value.split(":", 1)[0].split(".", 1)[0]
-        if top in RESERVED_PACKAGES:
+        if top.lower() in RESERVED_PACKAGES:  # 'Web' is the same folder on macOS, Windows
             raise ValueError(f"the entry's package cannot be '{top}': that is "
-                             f"{RESERVED_PACKAGES[top]}")
+                             f"{RESERVED_PACKAGES[top.lower()]}")
         return value
 
     @field_validator("requires")

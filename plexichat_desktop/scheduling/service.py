@@ -86,6 +86,7 @@ MIN_PERIOD = timedelta(minutes=1)
 # Fires in a row that could not queue a run because the plugin or test is gone, after
 # which the schedule is switched off (it went on "firing" every slot, unnoticed).
 ORPHAN_FIRES = 3
+ORPHAN_AFTER = 3600.0  # ...and at least this many seconds after the first of them
 
 _EDITABLE = frozenset({"test_id", "expression", "timezone", "priority", "timeout", "retries",
                        "enabled"})
@@ -214,7 +215,8 @@ class SchedulerService:
         self._records: dict[str, ScheduleRecord] = {}
         self._parsed: dict[str, Schedule] = {}
         self._catch_ups: dict[str, tuple[float, float]] = {}   # id -> (start at, fire time)
-        self._orphan_fires: dict[str, int] = {}  # id -> fires in a row its target was gone
+        # id -> (fires in a row that found its plugin or test gone, when the first was)
+        self._orphan_fires: dict[str, tuple[int, float]] = {}
         # Timers: (when, seq, schedule id, is catch-up). Entries are never removed in place;
         # one whose schedule moved on is stale and dropped when it reaches the top.
         self._timers: list[tuple[float, int, str, bool]] = []
@@ -451,22 +453,41 @@ class SchedulerService:
                                         fire_at=item.fire_at, catch_up=item.catch_up))
         return queued
 
+    def _refuse_duplicate(self, plugin_id: str, test_id: str | None, expression: str,
+                          zone: str | None, level: Priority, timeout: float | None,
+                          retries: int | None, but: str | None = None) -> None:
+        """DuplicateScheduleError when another schedule is the very same (a retried
+        request, a double click): the same test with another priority or timeout is a
+        schedule of its own."""
+        wanted = (plugin_id, test_id, expression, zone, level, timeout, retries)
+        for existing in self._records.values():
+            if existing.id != but and (
+                    existing.plugin_id, existing.test_id, existing.expression,
+                    existing.timezone, existing.priority, existing.timeout,
+                    existing.retries) == wanted:
+                raise DuplicateScheduleError(existing.id)
+
     def _orphaned(self, record: ScheduleRecord) -> str:
-        """Count a fire whose plugin or test is gone; after ORPHAN_FIRES in a row the
-        schedule is switched off (what the skip's reason then says)."""
-        count = self._orphan_fires.get(record.id, 0) + 1
-        self._orphan_fires[record.id] = count
-        if count < ORPHAN_FIRES:
-            log.warning("schedule %s (%s) could not queue a run: its plugin or test is gone "
-                        "(%d of %d before it is switched off)", record.id, record.plugin_id,
-                        count, ORPHAN_FIRES)
+        """Count a fire whose plugin or test is gone; after ORPHAN_FIRES in a row over at
+        least ORPHAN_AFTER seconds the schedule is switched off (the skip's reason says
+        so)."""
+        count, since = self._orphan_fires.get(record.id, (0, self.clock()))
+        count += 1
+        self._orphan_fires[record.id] = (count, since)
+        # A folder away for a moment (a git checkout, a manifest being edited) is no
+        # reason: only fires over an hour or more count.
+        if count < ORPHAN_FIRES or self.clock() - since < ORPHAN_AFTER:
+            log.warning("schedule %s (%s) could not queue a run (%d in a row): it is "
+                        "switched off after %d over %.0f h", record.id, record.plugin_id,
+                        count, ORPHAN_FIRES, ORPHAN_AFTER / 3600)
             return ""
         record.enabled = False
         record.next_run_at = None
         self._orphan_fires.pop(record.id, None)
         log.warning("schedule %s (%s) switched off: %d fires in a row could not queue a run",
                     record.id, record.plugin_id, count)
-        return f"; switched off after {count} fires in a row that could not queue a run"
+        return (f"; switched off after {count} fires in a row over "
+                f"{(self.clock() - since) / 3600:.1f} h that could not queue a run")
 
     def _active_runs(self) -> dict[str, int]:
         """Schedule id -> a queued or running run of it (automatic retries included)."""
@@ -627,14 +648,17 @@ class SchedulerService:
         return math.floor(now / 60.0) * 60.0
 
     def _check_fields(self, expression: str, timezone: str | None, priority: Priority | str,
-                      timeout: float | None, retries: int | None, enabled: bool
+                      timeout: float | None, retries: int | None, enabled: bool,
+                      new_expression: bool = True
                       ) -> tuple[Schedule, str | None, Priority, float | None, int | None]:
         if timezone is not None and not isinstance(timezone, str):
-            raise InvalidScheduleError(f"time zone must be an IANA zone name, got {timezone!r}")
+            raise InvalidScheduleError(f"time zone must be an IANA zone name, got {timezone!r}",
+                                       forms=False)
         zone = None if timezone is None else timezone.strip()
         schedule = self._compile(expression, zone, None)
         gap = schedule.period_estimate
-        if gap < MIN_PERIOD:
+        # Only for a new expression: one made before the limit can still be paused.
+        if new_expression and gap < MIN_PERIOD:
             raise InvalidScheduleError(
                 f"fires every {gap.total_seconds():g} s; a test schedule fires at most once "
                 "a minute (one value in the seconds field)", expression)
@@ -687,14 +711,8 @@ class SchedulerService:
         # The checks submit() makes, so a schedule that validates here can queue its runs.
         await self.manager.check_selection(plugin_id, test_id)
         async with self._lock:
-            # The very same schedule again (a retried request, a double click): the same
-            # test with another priority or timeout is a schedule of its own.
-            for existing in self._records.values():
-                if (existing.plugin_id, existing.test_id, existing.expression,
-                        existing.timezone, existing.priority, existing.timeout,
-                        existing.retries) == (plugin_id, test_id, schedule.expression, zone,
-                                              level, timeout, retries):
-                    raise DuplicateScheduleError(existing.id)
+            self._refuse_duplicate(plugin_id, test_id, schedule.expression, zone, level,
+                                   timeout, retries)
             now = self.clock()
             anchor = self._anchor_for(schedule, now)
             if anchor is not None:
@@ -739,12 +757,15 @@ class SchedulerService:
             changes.get("expression", current.expression),
             changes.get("timezone", current.timezone), changes.get("priority", current.priority),
             changes.get("timeout", current.timeout), changes.get("retries", current.retries),
-            enabled)
+            enabled, new_expression=changes.get("expression", current.expression)
+            != current.expression)
         re_enabled = enabled and not current.enabled
         if test_id != current.test_id or re_enabled:
             await self.manager.check_selection(current.plugin_id, test_id)
         async with self._lock:
             record = self._get(schedule_id)  # it may have been deleted meanwhile
+            self._refuse_duplicate(record.plugin_id, test_id, schedule.expression, zone, level,
+                                   timeout, retries, but=record.id)
             now = self.clock()
             new_expression = schedule.expression != record.expression
             retimed = new_expression or zone != record.timezone or re_enabled

@@ -249,8 +249,8 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
     """The plugin under test and the plugins it needs, and what those need in turn
     (``requires``, and the API layer for a plugin that declares ``api_scopes``), found
-    next to it, in the folders ``PLEXICHAT_DESKTOP_PLUGINS_PATH`` names, in the user's
-    plugins folder or among the bundled ones, as the app finds them."""
+    next to it, or where the app finds plugins, in its order: the bundled ones, the
+    user's plugins folder, the folders ``PLEXICHAT_DESKTOP_PLUGINS_PATH`` names."""
     from plexichat_desktop.core.paths import AppPaths, bundled_plugins_dir, extra_plugin_dirs
     from plexichat_desktop.plugins.discovery import Source, scan_folder
 
@@ -264,8 +264,8 @@ def _needed_plugins(root: Path, manifest: Manifest | None) -> list[Path]:
         return wanted
 
     found = [root]
-    places = [root.parent, *extra_plugin_dirs(), AppPaths.from_env().user_plugins_dir,
-              bundled_plugins_dir()]
+    places = [root.parent, bundled_plugins_dir(), AppPaths.from_env().user_plugins_dir,
+              *extra_plugin_dirs()]
 
     def locate(plugin_id: str) -> Path | None:
         for place in places:
@@ -321,7 +321,10 @@ def start_app(root: Path, home: Path, overrides: dict[str, Any] | None = None
     plugin_id = manifest.id if manifest is not None else root.name
     holder = Path(tempfile.mkdtemp(prefix="plugins-", dir=home.parent))
     for folder in _needed_plugins(root, manifest):
-        (holder / folder.name).symlink_to(folder, target_is_directory=True)
+        # By id: two needed plugins may sit in folders of one name ("plugin") elsewhere.
+        found = _manifest(folder)
+        (holder / (found.id if found is not None else folder.name)).symlink_to(
+            folder, target_is_directory=True)
     paths = AppPaths(home / "config", home / "data", home / "cache", home / "logs")
     settings = Settings.model_validate(_deep_merge(
         {"server": {"port": 0}, "api": FAST_API}, overrides or {}))

@@ -121,8 +121,8 @@ def affected_tests(root: Path, tests_path: str, changed: Iterable[Path]) -> list
                 continue
             if path.suffix == ".py":
                 return WHOLE_SUITE
-        if rel == Path("plugin.toml"):
-            return WHOLE_SUITE
+        if rel == Path("plugin.toml") or path.name == "conftest.py":
+            return WHOLE_SUITE  # a conftest.py anywhere pytest loads it (the plugin root)
         if path.suffix == ".py" and not path.is_relative_to(tests_dir):
             name = _module_name(root, path)
             if name is not None:
@@ -171,15 +171,20 @@ def _tests_importing(root: Path, test_files: list[Path], changed: set[str]
                 affected.add(name)
                 grew = True
     hit: set[Path] = set()
+    reaches: dict[Path, bool] = {}  # per file, once: a conftest serves many tests
+
+    def reaches_changed(source: Path) -> bool:
+        if source not in reaches:
+            module = _module_name(root, source)
+            reaches[source] = bool(_with_parents(_imports(source, module)) & affected) or any(
+                name in _text(source) for name in HARNESS_NAMES)
+        return reaches[source]
+
     for test in test_files:
         # The test file and the conftest.py files pytest loads for it: a fixture of one
         # (an app started for the module, a helper importing the plugin) is the test's.
-        for source in (test, *_conftests(root, test)):
-            module = _module_name(root, source)
-            if (_with_parents(_imports(source, module)) & affected
-                    or any(name in _text(source) for name in HARNESS_NAMES)):
-                hit.add(test)
-                break
+        if any(reaches_changed(source) for source in (test, *_conftests(root, test))):
+            hit.add(test)
     return hit or None
 
 
