@@ -472,6 +472,22 @@ def test_the_live_stream_pushes_captures_and_deliveries(app: PlexiChatApp) -> No
     assert seen["delivery"]["attempt_count"] == 1
 
 
+def test_the_live_log_reads_every_delivery_that_changed_between_two_polls(
+        app: PlexiChatApp) -> None:
+    """Seen in session 19: the live log read one page (100) of what changed since its last
+    poll, newest first: in a burst, the older ones never reached the page."""
+    from webhook_manager import changed_deliveries
+
+    inbox = new_inbox(app, "burst")
+    hook = hook_to(app, inbox)
+    cursor = datetime.now(UTC) - timedelta(milliseconds=1)
+    for _ in range(105):
+        ok(app.client.post(f"api/endpoints/{hook['id']}/test", params={"wait": "false"}))
+    changed, complete = app.call(changed_deliveries(app.plugin._api(), cursor))
+    mine = [d for d in changed if d.webhook_id == hook["id"]]
+    assert complete and len({d.id for d in mine}) == 105, len(mine)
+
+
 def test_no_secret_or_inbox_token_in_any_log(app: PlexiChatApp, logs: Recorder) -> None:
     # Its own secrets and inbox, so it holds in any order and alone: a delivery, a
     # rotation, a request signed with the old secret, a secret typed in by hand.

@@ -568,6 +568,10 @@ function connect() {
   source.addEventListener("open", () => { live.className = "badge badge-ok"; live.textContent = "Live"; });
   source.addEventListener("error", () => { live.className = "badge badge-wait"; live.textContent = "Reconnecting…"; });
   source.addEventListener("delivery", (e) => liveDelivery(JSON.parse(e.data)));
+  // More changed at once than the stream pushes one by one: read the log again.
+  source.addEventListener("resync", () => {
+    if (state.signedIn) { loadLog(true); refreshHealthSoon(); }
+  });
   source.addEventListener("capture", (e) => liveCapture(JSON.parse(e.data)));
   source.addEventListener("forward", (e) => liveForward(JSON.parse(e.data)));
   source.addEventListener("disabled", (e) => {

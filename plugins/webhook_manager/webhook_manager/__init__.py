@@ -66,6 +66,26 @@ WAIT_TIMEOUT = 130.0
 ANNOUNCE_TRIES = 240  # x 0.25 s: the app's server answers once its start-up is over
 
 
+
+# Deliveries read per poll of the live log, at most (pages of the v1 API's largest, 100).
+FOLLOW_PAGE = 100
+FOLLOW_MOST = 1000
+
+
+async def changed_deliveries(api: Any, cursor: datetime) -> tuple[list[Any], bool]:
+    """Every delivery updated after ``cursor``, newest first, read page by page (one page
+    of 100 missed the older ones when more changed between two polls), and whether that
+    is all of them (False past FOLLOW_MOST)."""
+    found: list[Any] = []
+    while True:
+        log = await api.webhooks.all_deliveries(updated_since=cursor, limit=FOLLOW_PAGE,
+                                                offset=len(found))
+        found += log.deliveries
+        if not log.has_more or not log.deliveries:
+            return found, True
+        if len(found) >= FOLLOW_MOST:
+            return found, False
+
 class WebhookSettings(PluginSettings):
     """``[plugin.webhook_manager]`` settings."""
 
@@ -544,8 +564,12 @@ class WebhookManagerPlugin(Plugin):
             rounds += 1
             try:
                 api = self._api()
-                log = await api.webhooks.all_deliveries(updated_since=cursor, limit=100)
-                for delivery in reversed(log.deliveries):
+                changed, complete = await changed_deliveries(api, cursor)
+                if not complete:
+                    # More changed than is worth pushing one by one: the pages read the
+                    # log again (the newest page of it) instead of missing some.
+                    self.hub.publish("resync", {"reason": "many deliveries changed"})
+                for delivery in reversed(changed):
                     data = _dump(delivery)
                     stamp = str(data.get("updated_at"))
                     if seen.get(data["id"]) != stamp:
