@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,22 @@ from pathlib import Path
 # Seconds a cancelled child gets between SIGTERM and SIGKILL to clean up.
 TERM_GRACE = 2.0
 CHUNK = 65536
+
+
+# Terminal control sequences (colours, cursor moves, titles) that a task writes although
+# NO_COLOR is set (FORCE_COLOR, --color=yes): shown as "[32m" noise in the page otherwise.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_ANSI_START = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?)?\Z")
+
+
+def strip_ansi(text: str) -> tuple[str, str]:
+    """``text`` without terminal control sequences, and an unfinished one at its end (to
+    put before the next chunk: a sequence can be split between two reads)."""
+    pending = ""
+    start = _ANSI_START.search(text)
+    if start is not None:
+        text, pending = text[:start.start()], text[start.start():]
+    return _ANSI.sub("", text), pending
 
 
 class OutputBuffer:
@@ -176,11 +193,13 @@ async def run(argv: Sequence[str], cwd: Path, *, cap: int = 1_000_000,
             if cut > 0 and data[cut - 1] >= 0xC0:
                 cut -= 1
             text, decoder_tail = data[:cut].decode("utf-8", "replace"), data[cut:]
+            text, pending = strip_ansi(text)
+            decoder_tail = pending.encode("utf-8") + decoder_tail
             shown = out.add(text)
             if shown and on_output is not None:
                 on_output(shown)
         if decoder_tail:
-            shown = out.add(decoder_tail.decode("utf-8", "replace"))
+            shown = out.add(strip_ansi(decoder_tail.decode("utf-8", "replace"))[0])
             if shown and on_output is not None:
                 on_output(shown)
         await proc.wait()

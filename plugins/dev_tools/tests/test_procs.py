@@ -27,6 +27,21 @@ async def test_multibyte_text_survives_chunk_borders(tmp_path: Path) -> None:
     assert "".join(seen) == result.output
 
 
+async def test_terminal_colours_are_not_shown_as_text(tmp_path: Path) -> None:
+    """Seen in session 19: a task that colours its output although NO_COLOR is set
+    (FORCE_COLOR, --color=yes) showed "[32mPASSED[0m" in the page; a sequence split
+    between two reads too."""
+    # A coloured word per line; the 64 KiB reads split some sequences in two.
+    script = ("import sys; sys.stdout.write(''.join('\\x1b[1;32mok\\x1b[0m \\x1b]0;t\\x07%d\\n'"
+              " % n for n in range(20_000)))")
+    seen: list[str] = []
+    result = await procs.run([sys.executable, "-c", script], tmp_path, cap=10_000_000,
+                             on_output=seen.append)
+    assert result.exit_code == 0
+    assert result.output == "".join(f"ok {n}\n" for n in range(20_000))
+    assert "".join(seen) == result.output
+
+
 async def test_capped_output_keeps_whole_characters(tmp_path: Path) -> None:
     result = await procs.run([sys.executable, "-c", WRITE], tmp_path, cap=4097)
     assert result.truncated and result.total_bytes == 300_003
