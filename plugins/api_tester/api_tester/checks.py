@@ -32,8 +32,35 @@ def _json(exchange: Exchange) -> Any:
 _PATHS: dict[str, Any] = {}
 
 
+# Path steps that may select several values (Jayway JsonPath's "indefinite" paths).
+_MANY = frozenset({"Descendants", "Slice", "Filter", "Union", "Intersect", "Where",
+                   "WhereNot", "Wildcard", "SortedThis"})
+
+
+def _indefinite(node: Any) -> bool:
+    name = type(node).__name__
+    if name == "Child":
+        return _indefinite(node.left) or _indefinite(node.right)
+    if name == "Fields":
+        return len(node.fields) != 1 or node.fields[0] == "*"
+    if name == "Index":
+        return len(getattr(node, "indices", (None,))) != 1
+    return name in _MANY
+
+
 def jsonpath(exchange: Exchange, expr: str) -> Any:
-    """The first match of ``expr`` (a list when it matches several), or ``_MISSING``."""
+    """What ``expr`` selects, or ``_MISSING`` when nothing: the value for a path that names
+    one (``$.items[0].id``), always a list for one that may select several (a filter, a
+    wildcard, ``..``, a slice): with one match too, so an assertion on a filter keeps its
+    meaning whatever the data holds (as Jayway JsonPath does)."""
+    matches, indefinite = _find(exchange, expr)
+    if not matches:
+        return _MISSING
+    return matches if indefinite else matches[0]
+
+
+def _find(exchange: Exchange, expr: str) -> tuple[list[Any], bool]:
+    """The values ``expr`` selects, and whether it is a path that may select several."""
     compiled = _PATHS.get(expr)
     if compiled is None:
         from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
@@ -44,10 +71,7 @@ def jsonpath(exchange: Exchange, expr: str) -> Any:
             raise CheckProblem(f"JSONPath {expr!r} is not valid: {exc}") from None
         if len(_PATHS) < 1000:
             _PATHS[expr] = compiled
-    matches = [m.value for m in compiled.find(_json(exchange))]
-    if not matches:
-        return _MISSING
-    return matches[0] if len(matches) == 1 else matches
+    return [m.value for m in compiled.find(_json(exchange))], _indefinite(compiled)
 
 
 def _regex(exchange: Exchange, expr: str) -> Any:
@@ -77,8 +101,15 @@ def pick(exchange: Exchange, source: str, expr: str) -> Any:
 
 
 def capture(exchange: Exchange, spec: Capture) -> str:
-    """The captured value as text (JSON for objects and lists)."""
-    value = pick(exchange, spec.source, spec.expr)
+    """The captured value as text (JSON for objects and lists). A filter's one match is
+    captured as itself (``$.users[?(@.name=='ann')].id`` gives the id to put in a URL),
+    several as a JSON list."""
+    if spec.source == "jsonpath":
+        matches, indefinite = _find(exchange, spec.expr)
+        value: Any = (_MISSING if not matches else matches[0]
+                      if len(matches) == 1 or not indefinite else matches)
+    else:
+        value = pick(exchange, spec.source, spec.expr)
     if value is _MISSING:
         raise CheckProblem(f"capture {spec.name!r}: {spec.source} {spec.expr!r} found "
                            "nothing in the response")

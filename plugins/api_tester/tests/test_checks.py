@@ -41,6 +41,13 @@ CASES = [
      ""),
     ({"source": "jsonpath", "expr": "$.items[?(@ > 1)]", "op": "eq", "value": [2, 3]}, True,
      ""),
+    # One match of a filter is still a list (seen in session 19: it became the item, so
+    # the same assertion passed or failed with how much the data held).
+    ({"source": "jsonpath", "expr": "$.items[?(@ > 2)]", "op": "eq", "value": [3]}, True,
+     ""),
+    ({"source": "jsonpath", "expr": "$.items[2:]", "op": "eq", "value": [3]}, True, ""),
+    ({"source": "jsonpath", "expr": "$..name", "op": "eq", "value": ["Ann"]}, True, ""),
+    ({"source": "jsonpath", "expr": "$.items[2]", "op": "eq", "value": 3}, True, ""),
     ({"source": "jsonpath", "expr": "$.nope", "op": "not_exists"}, True, ""),
     ({"source": "regex", "expr": r'"name": "(\w+)"', "op": "eq", "value": "Ann"}, True, ""),
     ({"source": "regex", "expr": "Bob", "op": "exists"}, False, "found nothing"),
@@ -127,6 +134,13 @@ def test_captures() -> None:
         '["admin", "dev"]'
     assert capture(ex, Capture(name="loc", source="header", expr="location")) == "/users/7"
     assert capture(ex, Capture(name="s", source="status")) == "200"
+    # A filter's one match is captured as itself (to put in a URL), several as a list; a
+    # path naming a one-item list keeps the list.
+    assert capture(ex, Capture(name="f", source="jsonpath", expr="$.items[?(@ > 2)]")) == "3"
+    assert capture(ex, Capture(name="g", source="jsonpath", expr="$.items[?(@ > 1)]")) == \
+        "[2, 3]"
+    one = exchange({"roles": ["dev"]})
+    assert capture(one, Capture(name="r", source="jsonpath", expr="$.roles")) == '["dev"]'
     with pytest.raises(CheckProblem, match=r"capture 'x': jsonpath '\$.none' found nothing"):
         capture(ex, Capture(name="x", source="jsonpath", expr="$.none"))
     with pytest.raises(CheckProblem, match="not JSON"):
