@@ -160,6 +160,29 @@ def test_a_reload_does_not_wait_for_a_first_collection(
     qtbot.waitUntil(lambda: not panel._collecting, timeout=60_000)
 
 
+def test_a_message_line_does_not_push_the_tree_out_of_the_dock(
+        shell: Any, qtbot: Any) -> None:
+    """Audit: once the message line showed, the panel took its preferred height (592 px,
+    866 px after a resize) in a 358 px dock: the selected test and its failure text were
+    below the dock's bottom, behind a second scroll bar."""
+    from PySide6.QtWidgets import QScrollArea
+
+    panel: TestDashboard = shell.window.dashboard
+    qtbot.waitUntil(panel._loaded.is_set, timeout=10_000)
+    shell.window.resize(1280, 820)
+    scroll = panel.findChild(QScrollArea, "dashboardScroll")
+
+    def fits() -> bool:
+        allowed = max(scroll.viewport().height(), panel.content.minimumSizeHint().height())
+        return panel.content.height() <= allowed
+
+    panel.say("Queued 1 run of Broken Suite (#1). " * 6)  # wraps at any width
+    for size in ((1280, 820), (1920, 1080), (800, 600)):
+        shell.window.resize(*size)
+        qtbot.waitUntil(fits, timeout=5_000)
+    assert panel.message.isVisible()
+
+
 def test_a_module_that_skips_itself_is_no_collection_error(qapp: Any) -> None:
     """A module-level skip arrives as a result for its file, as a collection error does:
     the tree marked the file and the plugin red with "Skipped: ..." until the next

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QShowEvent
+from PySide6.QtGui import QAction, QKeySequence, QResizeEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -148,6 +148,29 @@ class RunProgress(QWidget):
             self.bar.setFormat(f"{self.completed}/{self.total}")
 
 
+class _MessageLine(QLabel):
+    """The panel's wrapped message line, as tall as its text at its width, without being a
+    height-for-width item: with one in it, the dock's scroll area sized the whole panel by
+    its preferred height (592-866 px in a 358 px dock), and the selected test and its
+    failure text were scrolled out of sight."""
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._fit()
+
+    def _fit(self) -> None:
+        needed = QLabel.heightForWidth(self, max(1, self.width()))
+        if needed > 0 and needed != self.minimumHeight():
+            self.setMinimumHeight(needed)
+
+
 class TestDashboard(QWidget):
     """The dock's content. ``message`` shows inline what an action did or why it failed."""
 
@@ -198,7 +221,7 @@ class TestDashboard(QWidget):
         self.progress_layout = QVBoxLayout(self.progress_box)
         self.progress_layout.setContentsMargins(0, 0, 0, 0)
         self.progress_box.hide()
-        self.message = QLabel()
+        self.message = _MessageLine()
         self.message.setObjectName("dashboardMessage")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
