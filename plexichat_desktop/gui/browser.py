@@ -8,7 +8,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices, QIcon, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QIcon,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -210,6 +219,9 @@ class BrowserPane(Pane):
         page.deleteLater()
 
 
+REASON_WIDTH = 720  # px at most of a problem pane's reason, centred
+
+
 class ProblemPane(Pane):
     """A plugin page that cannot load because its plugin is not running: the reason (as
     the plugin list's tooltip and Details… give it), Details… and Try again."""
@@ -228,7 +240,6 @@ class ProblemPane(Pane):
         self.reason = QLabel(self)
         self.reason.setObjectName("problemReason")
         self.reason.setWordWrap(True)
-        self.reason.setMaximumWidth(720)
         self.reason.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.reason.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.set_reason(state, reason)
@@ -249,6 +260,17 @@ class ProblemPane(Pane):
     def set_reason(self, state: str, reason: str) -> None:
         self.reason.setText(f"Its page {self.home_path} cannot open: the plugin is {state}"
                             + (f".\n\n{reason}" if reason else "."))
+        self._fit_reason()
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_reason()
+
+    def _fit_reason(self) -> None:
+        # Centred, a wrapped label gets the height of its size hint, not of its text at
+        # its width: the reason (why the plugin is not running) was cut after a line.
+        width = max(200, min(REASON_WIDTH, self.width() - 48))
+        self.reason.setFixedSize(width, max(1, self.reason.heightForWidth(width)))
 
     def reload(self) -> None:
         self.retryRequested.emit()

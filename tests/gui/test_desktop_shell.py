@@ -141,6 +141,12 @@ def test_a_failed_plugins_page_says_why_and_offers_details(
         assert isinstance(pane, ProblemPane)
         assert "Syntax Page is not running" in pane.findChild(QLabel).text()
         assert reason in pane.reason.text()
+        # All of it shows, at any width (audit: cut after a line, the reason unseen).
+        for width in (800, 1600):
+            window.resize(width, 700)
+            qtbot.waitUntil(lambda: pane.reason.width() <= pane.width(), timeout=5_000)
+            needed = pane.reason.heightForWidth(pane.reason.width())
+            assert pane.reason.height() >= needed > 2 * pane.reason.fontMetrics().height()
         qtbot.mouseClick(pane.details_button, Qt.MouseButton.LeftButton)
         box = next(b for b in window.findChildren(QMessageBox) if b.isVisible())
         assert reason in box.text() + box.detailedText()
