@@ -183,6 +183,22 @@ def test_a_message_line_does_not_push_the_tree_out_of_the_dock(
     assert panel.message.isVisible()
 
 
+def test_a_double_click_runs_a_test_but_only_opens_a_plugin_row(
+        shell: Any, qtbot: Any, arun: Any) -> None:
+    """Audit: double-clicking a plugin (or file) row ran its whole suite; in other test
+    runners it only opens or closes the row."""
+    panel: TestDashboard = shell.window.dashboard
+    qtbot.waitUntil(panel._loaded.is_set, timeout=10_000)
+    assert panel.select("broken_suite")
+    plugin_row = panel.tree.currentIndex()
+    runs_before = len(arun(asyncio.to_thread(panel.store.list_runs, "broken_suite", 50)))
+    panel.tree.doubleClicked.emit(plugin_row)
+    qtbot.wait(300)
+    assert not panel.manager.queued() and not panel.manager.running()
+    assert len(arun(asyncio.to_thread(panel.store.list_runs, "broken_suite", 50))) == \
+        runs_before
+
+
 def test_a_module_that_skips_itself_is_no_collection_error(qapp: Any) -> None:
     """A module-level skip arrives as a result for its file, as a collection error does:
     the tree marked the file and the plugin red with "Skipped: ..." until the next

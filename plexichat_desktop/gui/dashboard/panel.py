@@ -362,11 +362,16 @@ class TestDashboard(QWidget):
         header = self.tree.header()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setStretchLastSection(False)
-        for column, width in ((1, 190), (2, 80), (3, 50)):
+        # Narrow enough for the test names to show at 800 px (Outcome took 190 of them).
+        for column, width in ((1, 130), (2, 70), (3, 46)):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(column, width)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # both ends of an id
         self.tree.selectionModel().currentChanged.connect(self._current_changed)
-        self.tree.doubleClicked.connect(lambda _: self.run_selected())
+        # A test row runs; a plugin or file row only opens or closes, as in other test
+        # runners (it ran the whole suite of a plugin).
+        self.tree.doubleClicked.connect(
+            lambda index: self.run_selected() if index.data(KIND_ROLE) == "test" else None)
 
     def _outcomes_changed(self) -> None:
         groups = outcome_filter_groups()
