@@ -427,6 +427,8 @@ class MainWindow(QMainWindow):
                 tip += " (running without:)\n" + "\n".join(f"• {r}" for r in rec.degraded)
             elif rec.reason and not rec.running:
                 tip += f"\n{rec.reason}"
+            if rec.running and not self.has_page(rec):
+                tip += "\nNo page of its own (it serves other plugins): opens its details"
             item.setToolTip(tip)
             self.plugin_list.addItem(item)
             if rec.id == selected:
@@ -441,19 +443,32 @@ class MainWindow(QMainWindow):
         pages = rec.pages()
         return pages[0]["url"] if pages else f"/plugins/{rec.id}/"
 
+    @staticmethod
+    def has_page(rec: PluginRecord) -> bool:
+        """Whether the plugin shows a page (a service for other plugins may not)."""
+        return bool(rec.pages()) or (rec.root / "web" / "index.html").is_file()
+
     def _open_item(self, item: QListWidgetItem) -> None:
         rec = self._record(item)
-        if rec is not None:
-            self.open_page(self.default_path(rec), rec.name)
+        if rec is None:
+            return
+        if rec.running and not self.has_page(rec):
+            # Its tab was a 404 ("has no web/ folder"): what it is and does instead.
+            self.show_details(rec)
+            return
+        self.open_page(self.default_path(rec), rec.name)
 
     def _plugin_menu(self, pos: Any) -> None:
         rec = self._record(self.plugin_list.itemAt(pos))
         if rec is None:
             return
         menu = QMenu(self)
-        menu.addAction("Open", lambda: self.open_page(self.default_path(rec), rec.name))
+        pageless = rec.running and not self.has_page(rec)
+        menu.addAction("Open", lambda: self.open_page(self.default_path(rec), rec.name)
+                       ).setEnabled(not pageless)
         menu.addAction("Open in own window",
-                       lambda: self.open_window(self.default_path(rec), rec.name))
+                       lambda: self.open_window(self.default_path(rec), rec.name)
+                       ).setEnabled(not pageless)
         menu.addSeparator()
         loop = asyncio.get_running_loop()
         if str(rec.state) == "disabled":

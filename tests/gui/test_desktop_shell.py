@@ -177,6 +177,21 @@ def test_a_failed_plugins_page_says_why_and_offers_details(
         arun(runtime.stop())
 
 
+def test_a_plugin_without_a_page_opens_its_details_not_a_404(shell: Any, qtbot: Any) -> None:
+    """Audit: a running plugin that serves others and has no page opened a tab titled
+    "404" ("has no web/ folder"), and the list said nothing of it."""
+    window: MainWindow = shell.window
+    item = next(window.plugin_list.item(i) for i in range(window.plugin_list.count())
+                if window.plugin_list.item(i).text() == "Depends On Good")
+    assert "No page of its own" in item.toolTip()
+    tabs = window.tabs.count()
+    window.plugin_list.itemActivated.emit(item)
+    box = next(b for b in window.findChildren(QMessageBox) if b.isVisible())
+    assert "Depends On Good" in box.text() + box.windowTitle()
+    box.close()
+    assert window.tabs.count() == tabs
+
+
 def test_tabs_windows_and_geometry_come_back(qapp: Any, runtime: Any, home: Any, arun: Any,
                                             qtbot: Any) -> None:
     first = make_shell(qapp, runtime, home)
