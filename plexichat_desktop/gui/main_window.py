@@ -775,8 +775,11 @@ class MainWindow(QMainWindow):
         tabs = [self.tabs.widget(i) for i in range(self.tabs.count())]
         self.settings.setValue("main/geometry", self.saveGeometry())
         self.settings.setValue("main/state", self.saveState())
+        # Where each tab is, and where it started (the plugin list's tab, taken to a
+        # plugin's page by a click there, stays the list's tab).
         self.settings.setValue("main/tabs", json.dumps(
-            [{"path": p.path, "title": p.title} for p in tabs if isinstance(p, Pane)]))
+            [{"path": p.path, "home": p.home_path, "title": p.title}
+             for p in tabs if isinstance(p, Pane)]))
         self.settings.setValue("main/current", self.tabs.currentIndex())
         self.settings.setValue("main/windows", json.dumps(
             [{"path": w.pane.path, "title": w.pane.title} for w in self.windows]))
@@ -792,7 +795,12 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
         tabs = _json_list(self.settings.value("main/tabs"))
         for tab in tabs:
-            self.open_page(tab["path"], tab.get("title"), focus=False)
+            # Each saved tab as its own (open_page joins tabs on one page: the list's tab,
+            # gone to a page another tab showed too, was lost, and the current one moved).
+            pane = self._new_tab(tab["path"], tab.get("title") or tab["path"], focus=False)
+            home = tab.get("home")
+            if isinstance(pane, BrowserPane) and isinstance(home, str) and home.startswith("/"):
+                pane.home_path = home
         if not tabs:
             self.open_page(HOME_PATH, "Plugins")
         current = self.settings.value("main/current", 0)

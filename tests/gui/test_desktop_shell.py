@@ -214,6 +214,35 @@ def test_tabs_windows_and_geometry_come_back(qapp: Any, runtime: Any, home: Any,
         arun(second.shutdown())
 
 
+def test_each_tab_comes_back_as_itself_with_its_start_page(
+        qapp: Any, runtime: Any, home: Any, arun: Any, qtbot: Any) -> None:
+    """Audit: the plugin list's tab, taken to a plugin's page by a click there, was saved as
+    that page; with another tab on the same page the two were joined at the restart (the
+    list's tab gone), and the current tab index pointed elsewhere."""
+    good = "/plugins/good_plugin/index.html"
+    first = make_shell(qapp, runtime, home)
+    listing = first.window.tabs.widget(0)
+    assert listing.home_path == "/"
+    listing.view.load(listing.url(good))
+    qtbot.waitUntil(lambda: listing.path == good, timeout=20_000)
+    first.window.open_page("/plugins/performance_monitor/index.html", "Performance")
+    first.window._new_tab(good, "Good again")
+    first.window.tabs.setCurrentIndex(2)
+    first.window.close()
+    arun(first.shutdown())
+    second = make_shell(qapp, runtime, home)
+    try:
+        tabs = [second.window.tabs.widget(i) for i in range(second.window.tabs.count())]
+        wanted = [("/", good), ("/plugins/performance_monitor/index.html",) * 2, (good, good)]
+        qtbot.waitUntil(lambda: [(t.home_path, t.path) for t in tabs] == wanted,
+                        timeout=20_000)  # each page loaded where it was
+        assert second.window.tabs.currentIndex() == 2
+        # The list's tab is still the list's: the plugin list's Home finds it.
+        assert second.window.open_page("/", "Plugins") is tabs[0]
+    finally:
+        arun(second.shutdown())
+
+
 def test_without_webengine_pages_open_in_the_browser(qapp: Any, runtime: Any, home: Any,
                                                      arun: Any, opened_urls: list[str]) -> None:
     shell = make_shell(qapp, runtime, home, webengine_missing="it was turned off")
