@@ -22,6 +22,7 @@ from PySide6.QtGui import (
     QKeySequence,
     QPainter,
     QPixmap,
+    QResizeEvent,
 )
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -826,6 +827,14 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.tests_dock], [wanted], Qt.Orientation.Vertical)
         self.resizeDocks([self.plugins_dock], [max(200, self.width() // 6)],
                          Qt.Orientation.Horizontal)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        # Made smaller, the window took the height from the page and left the test dock
+        # as it was (a 374 px dock over a 179 px page at 800x600): never over half.
+        dock = self.tests_dock
+        if dock.isVisible() and not dock.isFloating() and dock.height() > self.height() // 2:
+            self.resizeDocks([dock], [self.height() // 2], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # Standalone windows belong to this app instance: they close with it (and are

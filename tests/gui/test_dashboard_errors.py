@@ -181,6 +181,12 @@ def test_a_message_line_does_not_push_the_tree_out_of_the_dock(
         shell.window.resize(*size)
         qtbot.waitUntil(fits, timeout=5_000)
     assert panel.message.isVisible()
+    # Made smaller, the window leaves the page at least half (the dock kept its 374 px
+    # over a 179 px page at 800x600).
+    shell.window.resize(1280, 1000)
+    shell.window.resizeDocks([shell.window.tests_dock], [480], Qt.Orientation.Vertical)
+    shell.window.resize(800, 600)
+    qtbot.waitUntil(lambda: shell.window.tests_dock.height() <= 300, timeout=5_000)
 
 
 def test_a_double_click_runs_a_test_but_only_opens_a_plugin_row(
