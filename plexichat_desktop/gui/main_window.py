@@ -57,6 +57,7 @@ STATE_COLOURS = {"active": "#1f9d55", "degraded": "#e0a800", "failed": "#d64545"
                  "incompatible": "#c77c02", "disabled": "#8a94a6", "validated": "#3563e9",
                  "discovered": "#8a94a6"}
 HOME_PATH = "/"
+CLOSED_TABS_KEPT = 20  # what Ctrl+Shift+T can bring back, newest last
 DEVTOOLS_KEY = "Ctrl+Shift+I"
 # Not the platform's StandardKey.Back/Forward: on Linux those include Backspace and
 # Shift+Backspace, which belong to the text a user is typing in a page.
@@ -185,6 +186,7 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Task[None]] = set()
         # Plugins whose pages were opened before they started (restored tabs).
         self._awaiting: set[str] = set()
+        self._closed_tabs: list[tuple[str, str, int]] = []  # (path, title, index)
         # Set by the shell when pages can ask for permissions (QtWebEngine is there).
         self.permission_gate: PermissionGate | None = None
         self.setWindowTitle("PlexiChat Desktop")
@@ -202,7 +204,8 @@ class MainWindow(QMainWindow):
         self.empty = QLabel(
             "<h3>No pages open</h3><p><b>Ctrl+T</b> shows the plugin list.<br>"
             "Double-click (or Enter on) a plugin on the left to open its page.<br>"
-            "<b>Ctrl+Shift+T</b> shows or hides the Tests panel.</p>", self)
+            "<b>Ctrl+Shift+T</b> reopens the tab closed last; <b>Ctrl+Shift+D</b> shows or "
+            "hides the Tests panel.</p>", self)
         self.empty.setObjectName("emptyState")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setEnabled(False)  # the palette's secondary text colour
@@ -330,6 +333,8 @@ class MainWindow(QMainWindow):
         self._add(file_menu, "Move tab to own &window", "Ctrl+N", self.current_to_window)
         self._add(file_menu, "&Close tab", "Ctrl+W",
                   lambda: self.close_tab(self.tabs.currentIndex()))
+        # As in browsers (it showed or hid the Tests panel: Ctrl+Shift+D now).
+        self._add(file_menu, "&Reopen closed tab", "Ctrl+Shift+T", self.reopen_closed_tab)
         file_menu.addSeparator()
         self._add(file_menu, "Copy a browser sign-in &link", None,
                   lambda: self._copy_url(""))
@@ -341,12 +346,15 @@ class MainWindow(QMainWindow):
         self._add(view_menu, "&Back", BACK_KEYS, lambda: self._current(pane_back))
         self._add(view_menu, "&Forward", FORWARD_KEYS, lambda: self._current(pane_forward))
         self._add(view_menu, "&Developer tools", DEVTOOLS_KEY, self._toggle_devtools)
-        self._add(view_menu, "Next tab", "Ctrl+Tab", lambda: self._cycle(1))
-        self._add(view_menu, "Previous tab", "Ctrl+Shift+Tab", lambda: self._cycle(-1))
+        self._add(view_menu, "Next tab", [QKeySequence("Ctrl+Tab"), QKeySequence("Ctrl+PgDown")],
+                  lambda: self._cycle(1))
+        self._add(view_menu, "Previous tab",
+                  [QKeySequence("Ctrl+Shift+Tab"), QKeySequence("Ctrl+PgUp")],
+                  lambda: self._cycle(-1))
         view_menu.addSeparator()
         view_menu.addAction(self.plugins_dock.toggleViewAction())
         tests_toggle = self.tests_dock.toggleViewAction()
-        tests_toggle.setShortcut(QKeySequence("Ctrl+Shift+T"))
+        tests_toggle.setShortcut(QKeySequence("Ctrl+Shift+D"))
         view_menu.addAction(tests_toggle)
         self._add(view_menu, "Test dashboard (&web)", None,
                   lambda: self.open_page("/tests", "Tests"))
@@ -718,9 +726,20 @@ class MainWindow(QMainWindow):
     def close_tab(self, index: int) -> None:
         pane = self.tabs.widget(index)
         if isinstance(pane, Pane):
+            self._closed_tabs.append((pane.path, pane.title, index))
+            del self._closed_tabs[:-CLOSED_TABS_KEPT]
             self.tabs.removeTab(index)
             pane.shutdown()
             pane.deleteLater()
+        self._show_empty_state()
+
+    def reopen_closed_tab(self) -> None:
+        """The tab closed last, where it was, on the page it showed (as browsers do)."""
+        if not self._closed_tabs:
+            self.statusBar().showMessage("No closed tab to reopen", 3000)
+            return
+        path, title, index = self._closed_tabs.pop()
+        self._new_tab(path, title, index=min(index, self.tabs.count()))
         self._show_empty_state()
 
     def _tab_menu(self, pos: Any) -> None:

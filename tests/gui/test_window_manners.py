@@ -212,3 +212,31 @@ def test_asking_for_a_page_brings_its_tab_up_as_it_is(shell: Any, qtbot: Any, js
     assert window.open_page(GOOD, "Good") is pane
     qtbot.wait(300)
     assert pane.path == "/healthz"
+
+
+def test_a_closed_tab_comes_back_and_page_keys_switch_tabs(shell: Any, qtbot: Any) -> None:
+    """Audit: Ctrl+Shift+T (reopen the closed tab in every browser) hid the Tests panel
+    and nothing reopened a tab; Ctrl+PgDown / Ctrl+PgUp did nothing."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    window: MainWindow = shell.window
+    _activate(qtbot, window)
+    window.open_page(GOOD, "Good")
+    window.open_page("/healthz", "Health")
+    assert window.tabs.count() == 3
+    ctrl = Qt.KeyboardModifier.ControlModifier
+    window.tabs.setCurrentIndex(0)
+    QTest.keyClick(window, Qt.Key.Key_PageDown, ctrl)
+    assert window.tabs.currentIndex() == 1
+    QTest.keyClick(window, Qt.Key.Key_PageUp, ctrl)
+    assert window.tabs.currentIndex() == 0
+    dock_shown = window.tests_dock.isVisible()
+    window.close_tab(1)  # Good
+    assert window.tabs.count() == 2
+    QTest.keyClick(window, Qt.Key.Key_T, ctrl | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.tabs.count() == 3, timeout=5_000)
+    assert window.tabs.widget(1).home_path == GOOD and window.tabs.currentIndex() == 1
+    assert window.tests_dock.isVisible() == dock_shown
+    QTest.keyClick(window, Qt.Key.Key_D, ctrl | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.waitUntil(lambda: window.tests_dock.isVisible() != dock_shown, timeout=5_000)
