@@ -186,7 +186,8 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Task[None]] = set()
         # Plugins whose pages were opened before they started (restored tabs).
         self._awaiting: set[str] = set()
-        self._closed_tabs: list[tuple[str, str, int]] = []  # (path, title, index)
+        # (path, start page, title, index) of the tabs the user closed, newest last.
+        self._closed_tabs: list[tuple[str, str, str, int]] = []
         # Set by the shell when pages can ask for permissions (QtWebEngine is there).
         self.permission_gate: PermissionGate | None = None
         self.setWindowTitle("PlexiChat Desktop")
@@ -674,7 +675,7 @@ class MainWindow(QMainWindow):
             # Built in its place, never through open_page: another tab may show the page
             # (the plugin list's tab after a click), and that one must stay as it is.
             current = self.tabs.currentIndex() == index
-            self.close_tab(index)
+            self.close_tab(index, remember=False)
             self._new_tab(pane.home_path, pane.title, index, focus=current)
             return
         for window in self.windows:
@@ -691,7 +692,7 @@ class MainWindow(QMainWindow):
         index = self.tabs.indexOf(problem)
         if index >= 0:
             current = self.tabs.currentIndex() == index  # a tab behind stays behind
-            self.close_tab(index)
+            self.close_tab(index, remember=False)
             self._new_tab(problem.home_path, problem.title, index, focus=current)
             return
         for window in self.windows:
@@ -723,11 +724,14 @@ class MainWindow(QMainWindow):
             self.tabs.setTabText(index, title if len(title) <= 40 else title[:39] + "…")
             self.tabs.setTabToolTip(index, title)
 
-    def close_tab(self, index: int) -> None:
+    def close_tab(self, index: int, remember: bool = True) -> None:
+        """Close the tab at ``index``; ``remember``: the user closed it (Ctrl+Shift+T can
+        bring it back), not a move to a window or a tab rebuilt in its place."""
         pane = self.tabs.widget(index)
         if isinstance(pane, Pane):
-            self._closed_tabs.append((pane.path, pane.title, index))
-            del self._closed_tabs[:-CLOSED_TABS_KEPT]
+            if remember:
+                self._closed_tabs.append((pane.path, pane.home_path, pane.title, index))
+                del self._closed_tabs[:-CLOSED_TABS_KEPT]
             self.tabs.removeTab(index)
             pane.shutdown()
             pane.deleteLater()
@@ -738,8 +742,10 @@ class MainWindow(QMainWindow):
         if not self._closed_tabs:
             self.statusBar().showMessage("No closed tab to reopen", 3000)
             return
-        path, title, index = self._closed_tabs.pop()
-        self._new_tab(path, title, index=min(index, self.tabs.count()))
+        path, home, title, index = self._closed_tabs.pop()
+        pane = self._new_tab(path, title, index=min(index, self.tabs.count()))
+        if isinstance(pane, BrowserPane):
+            pane.home_path = home  # the plugin list's tab is the list's again
         self._show_empty_state()
 
     def _tab_menu(self, pos: Any) -> None:
@@ -763,7 +769,7 @@ class MainWindow(QMainWindow):
         pane = self.tabs.widget(index)
         if isinstance(pane, Pane):
             self.open_window(pane.path, pane.title)
-            self.close_tab(index)
+            self.close_tab(index, remember=False)
 
     def pane_to_window(self, pane: Pane) -> None:
         index = self.tabs.indexOf(pane)
@@ -852,7 +858,12 @@ class MainWindow(QMainWindow):
         # Made smaller, the window took the height from the page and left the test dock
         # as it was (a 374 px dock over a 179 px page at 800x600): never over half.
         dock = self.tests_dock
-        if dock.isVisible() and not dock.isFloating() and dock.height() > self.height() // 2:
+        shrunk = event.oldSize().height() > event.size().height() > 0
+        below_or_above = self.dockWidgetArea(dock) in (Qt.DockWidgetArea.BottomDockWidgetArea,
+                                                       Qt.DockWidgetArea.TopDockWidgetArea)
+        # Only when the window got lower: a dock the user made taller stays so otherwise.
+        if (shrunk and below_or_above and dock.isVisible() and not dock.isFloating()
+                and dock.height() > self.height() // 2):
             self.resizeDocks([dock], [self.height() // 2], Qt.Orientation.Vertical)
 
     def closeEvent(self, event: QCloseEvent) -> None:
@@ -863,7 +874,7 @@ class MainWindow(QMainWindow):
         for window in list(self.windows):
             window.close()
         while self.tabs.count():
-            self.close_tab(0)
+            self.close_tab(0, remember=False)
         self.closed.set()
         super().closeEvent(event)
 

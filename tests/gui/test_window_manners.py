@@ -240,3 +240,12 @@ def test_a_closed_tab_comes_back_and_page_keys_switch_tabs(shell: Any, qtbot: An
     assert window.tests_dock.isVisible() == dock_shown
     QTest.keyClick(window, Qt.Key.Key_D, ctrl | Qt.KeyboardModifier.ShiftModifier)
     qtbot.waitUntil(lambda: window.tests_dock.isVisible() != dock_shown, timeout=5_000)
+    # A tab moved to its own window was not closed by the user: nothing to reopen (a
+    # review: a second copy of the page came back).
+    window.tab_to_window(1)
+    assert window.tabs.count() == 2
+    window.reopen_closed_tab()
+    assert window.tabs.count() == 2
+    assert window.statusBar().currentMessage() == "No closed tab to reopen"
+    for own in list(window.windows):
+        own.close()

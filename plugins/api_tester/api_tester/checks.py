@@ -34,13 +34,14 @@ _PATHS: dict[str, Any] = {}
 
 # Path steps that may select several values (Jayway JsonPath's "indefinite" paths).
 _MANY = frozenset({"Descendants", "Slice", "Filter", "Union", "Intersect", "Where",
-                   "WhereNot", "Wildcard", "SortedThis"})
+                   "WhereNot", "Wildcard", "SortedThis", "Keys"})
 
 
 def _indefinite(node: Any) -> bool:
-    name = type(node).__name__
-    if name == "Child":
-        return _indefinite(node.left) or _indefinite(node.right)
+    name = type(node).__name__.lstrip("_")  # jsonpath-ng's _Union, _Intersect
+    if name in ("Child", "Operation"):
+        return any(_indefinite(part) for part in (node.left, node.right)
+                   if hasattr(part, "find"))
     if name == "Fields":
         return len(node.fields) != 1 or node.fields[0] == "*"
     if name == "Index":
@@ -56,7 +57,7 @@ def jsonpath(exchange: Exchange, expr: str) -> Any:
     matches, indefinite = _find(exchange, expr)
     if not matches:
         return _MISSING
-    return matches if indefinite else matches[0]
+    return matches if indefinite or len(matches) > 1 else matches[0]
 
 
 def _find(exchange: Exchange, expr: str) -> tuple[list[Any], bool]:

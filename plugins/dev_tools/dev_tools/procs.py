@@ -23,20 +23,23 @@ TERM_GRACE = 2.0
 CHUNK = 65536
 
 
-# Terminal control sequences (colours, cursor moves, titles) that a task writes although
-# NO_COLOR is set (FORCE_COLOR, --color=yes): shown as "[32m" noise in the page otherwise.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_ANSI_START = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?)?\Z")
+# Terminal control sequences (colours, cursor moves, titles, character sets) that a task
+# writes although NO_COLOR is set (FORCE_COLOR, --color=yes): "[32m" noise in the page.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[ -/]+[0-~]|[0-~])")
+_ANSI_START = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|\][^\x07\x1b]*\x1b?|[ -/]*)?\Z")
+# An unfinished sequence longer than this is no sequence (an "ESC ]" never closed would
+# otherwise hold back everything after it).
+_LONGEST = 256
 
 
 def strip_ansi(text: str) -> tuple[str, str]:
     """``text`` without terminal control sequences, and an unfinished one at its end (to
     put before the next chunk: a sequence can be split between two reads)."""
     pending = ""
-    start = _ANSI_START.search(text)
+    start = _ANSI_START.search(text, max(0, len(text) - _LONGEST))
     if start is not None:
         text, pending = text[:start.start()], text[start.start():]
-    return _ANSI.sub("", text), pending
+    return _ANSI.sub("", text).replace("\x1b", ""), pending
 
 
 class OutputBuffer:

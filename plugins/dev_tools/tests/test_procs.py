@@ -40,6 +40,12 @@ async def test_terminal_colours_are_not_shown_as_text(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert result.output == "".join(f"ok {n}\n" for n in range(20_000))
     assert "".join(seen) == result.output
+    # A title never closed is no reason to hold back what follows (review: 6 MB were
+    # held, then dropped); tput's "ESC ( B" and other short sequences go too.
+    script = ("import sys; sys.stdout.write('start\\x1b]0;title\\n' + 'line\\n' * 50_000"
+              " + '\\x1b(Bend\\x1b7\\n')")
+    result = await procs.run([sys.executable, "-c", script], tmp_path, cap=10_000_000)
+    assert result.output == "start0;title\n" + "line\n" * 50_000 + "end\n"
 
 
 async def test_capped_output_keeps_whole_characters(tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ ANNOUNCE_TRIES = 240  # x 0.25 s: the app's server answers once its start-up is 
 # Deliveries read per poll of the live log, at most (pages of the v1 API's largest, 100).
 FOLLOW_PAGE = 100
 FOLLOW_MOST = 1000
+PUSHED_AT_ONCE = 200  # changed deliveries pushed one by one; past that, one "resync"
 
 
 async def changed_deliveries(api: Any, cursor: datetime) -> tuple[list[Any], bool]:
@@ -565,21 +566,26 @@ class WebhookManagerPlugin(Plugin):
             try:
                 api = self._api()
                 changed, complete = await changed_deliveries(api, cursor)
-                if not complete:
-                    # More changed than is worth pushing one by one: the pages read the
-                    # log again (the newest page of it) instead of missing some.
+                # More than a page's queue can hold (512 events, the oldest dropped): the
+                # pages read the log again instead, told by one event that cannot be lost.
+                many = not complete or len(changed) > PUSHED_AT_ONCE
+                if many:
                     self.hub.publish("resync", {"reason": "many deliveries changed"})
+                # Not past the newest of the first page: a row updated while the later
+                # pages were read (moved to the top, so skipped by their offsets) is newer
+                # than that and comes with the next poll.
+                newest = changed[0].updated_at if changed else None
                 for delivery in reversed(changed):
                     data = _dump(delivery)
                     stamp = str(data.get("updated_at"))
                     if seen.get(data["id"]) != stamp:
                         seen[data["id"]] = stamp
-                        self.hub.publish("delivery", data)
-                    if delivery.updated_at is not None and delivery.updated_at > cursor:
-                        # A millisecond back: rows updated in the same millisecond as the
-                        # newest one seen are not skipped (``seen`` drops the repeats).
-                        cursor = delivery.updated_at.replace(
-                            microsecond=max(0, delivery.updated_at.microsecond - 1000))
+                        if not many:
+                            self.hub.publish("delivery", data)
+                if newest is not None and newest > cursor:
+                    # A millisecond back: rows updated in the same millisecond as the
+                    # newest one seen are not skipped (``seen`` drops the repeats).
+                    cursor = newest.replace(microsecond=max(0, newest.microsecond - 1000))
                 if len(seen) > 5000:
                     seen.clear()
                 if rounds % 5 == 0:  # endpoints switched off meanwhile
