@@ -25,60 +25,46 @@ def schedule_command(args: argparse.Namespace, paths: AppPaths, call: Caller) ->
     """Run ``schedule ACTION``; ``call`` is the CLI's (paths, method, path, when not
     running, timeout, **request) -> answer or None."""
     action = args.schedule_command
-
-    def ask(method: str, path: str, **request: Any) -> Any:
-        return call(paths, method, f"tests/{path}", NOT_RUNNING, 30, **request)
-
+    request: dict[str, Any] = {}
     if action == "list":
-        answer = ask("GET", "schedules",
-                     params={"plugin_name": args.plugin} if args.plugin else None)
-        body = _body(answer)
-        if body is None:
-            return EXIT_ERROR
-        if args.json:
-            json.dump(body["schedules"], sys.stdout, indent=2)
-            sys.stdout.write("\n")
-        else:
-            _print_list(body["schedules"])
-        return EXIT_OK
-    if action == "add":
-        request = {"plugin_name": args.plugin, "schedule_expression": args.expression,
-                   "test_name": args.test, "timezone": args.timezone,
-                   "priority": args.priority, "timeout": args.timeout,
-                   "retries": args.retries, "enabled": not args.disabled}
-        body = _body(ask("POST", "schedule",
-                         json={k: v for k, v in request.items() if v is not None}))
-        if body is None:
-            return EXIT_ERROR
-        record = body["schedule"]
-        print(f"Scheduled {record['id']}: {_what(record)} {record['expression']}"
-              + (f", next run {_when(record['next_run_at'])}" if record["enabled"]
-                 else ", switched off"))
-        return EXIT_OK
-    if action == "preview":
-        params = {"expression": args.expression, "count": min(args.count, 20)}
-        if args.timezone:
-            params["timezone"] = args.timezone
-        body = _body(ask("GET", "schedule/preview", params=params))
-        if body is None:
-            return EXIT_ERROR
-        for instant in body["next"]:
-            print(_when(datetime.fromisoformat(instant).timestamp()))
-        return EXIT_OK
-    if action in ("enable", "disable"):
-        body = _body(ask("PATCH", f"schedule/{args.id}",
-                         json={"enabled": action == "enable"}))
-        if body is None:
-            return EXIT_ERROR
-        record = body["schedule"]
-        print(f"Schedule {record['id']} switched "
-              + (f"on: next run {_when(record['next_run_at'])}" if record["enabled"]
-                 else "off"))
-        return EXIT_OK
-    body = _body(ask("DELETE", f"schedule/{args.id}"))
+        method, path = "GET", "schedules"
+        request["params"] = {"plugin_name": args.plugin} if args.plugin else None
+    elif action == "add":
+        method, path = "POST", "schedule"
+        fields = {"plugin_name": args.plugin, "schedule_expression": args.expression,
+                  "test_name": args.test, "timezone": args.timezone,
+                  "priority": args.priority, "timeout": args.timeout,
+                  "retries": args.retries, "enabled": not args.disabled}
+        request["json"] = {k: v for k, v in fields.items() if v is not None}
+    elif action == "preview":
+        method, path = "GET", "schedule/preview"
+        request["params"] = {"expression": args.expression, "count": min(args.count, 20),
+                             **({"timezone": args.timezone} if args.timezone else {})}
+    elif action in ("enable", "disable"):
+        method, path = "PATCH", f"schedule/{args.id}"
+        request["json"] = {"enabled": action == "enable"}
+    else:
+        method, path = "DELETE", f"schedule/{args.id}"
+    body = _body(call(paths, method, f"tests/{path}", NOT_RUNNING, 30, **request))
     if body is None:
         return EXIT_ERROR
-    print(f"Schedule {args.id} deleted")
+    if action == "list" and args.json:
+        json.dump(body["schedules"], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif action == "list":
+        _print_list(body["schedules"])
+    elif action == "preview":
+        for instant in body["next"]:
+            print(_when(datetime.fromisoformat(instant).timestamp()))
+    elif action == "rm":
+        print(f"Schedule {args.id} deleted")
+    else:
+        record = body["schedule"]
+        upcoming = (f"next run {_when(record['next_run_at'])}" if record["enabled"]
+                    else "switched off")
+        print(f"Scheduled {record['id']}: {_what(record)} {record['expression']}, {upcoming}"
+              if action == "add" else f"Schedule {record['id']} switched "
+              + ("on: " + upcoming if record["enabled"] else "off"))
     return EXIT_OK
 
 
