@@ -501,9 +501,14 @@ class ApiClient(Groups):
                               ) from None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         started = time.perf_counter()
+        answered = False
         try:
             async with self._http.stream(endpoint.method, self.url(rel), headers=headers,
                                          json=json, timeout=self.config.timeout) as response:
+                answered = True
+                # The server answered: the connection state says so, as for calls (a
+                # stream's failure or success left "offline" or "online" as it was).
+                self.last_ok_at, self.last_error = time.time(), None
                 status = response.status_code
                 self._record(endpoint, rel, status, time.perf_counter() - started, caller,
                              statuses=[status])
@@ -512,4 +517,9 @@ class ApiClient(Groups):
                     raise self._error(endpoint, rel, response)
                 yield response
         except httpx.HTTPError as exc:
-            raise ApiUnavailable(endpoint.method, rel, _describe(exc), 1) from exc
+            problem = ApiUnavailable(endpoint.method, rel, _describe(exc), 1)
+            if not answered:  # unreachable, not one stream cut short
+                self.last_error = str(problem)
+                self._record(endpoint, rel, None, time.perf_counter() - started, caller,
+                             statuses=[None], error=problem.reason)
+            raise problem from exc

@@ -120,8 +120,10 @@ async def exercise_files(ann: ApiClient, bob: ApiClient, tmp: Path) -> None:
     assert shared.success
     downloaded = await bob.files.download(info.id)
     assert downloaded.content == content and downloaded.filename == "report.txt"
+    bob.last_error = "a failure from before"
     target = await bob.files.download_to(info.id, tmp / "copy.txt")
     assert target.read_bytes() == content
+    assert bob.last_error is None  # a streamed answer says the server is there too
     assert (await bob.files.list(scope="shared")).total == 1
     assert (await ann.files.unshare(info.id, bob.user["id"])).success
     with pytest.raises(ApiHTTPError) as info_404:

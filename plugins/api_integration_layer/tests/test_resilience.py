@@ -336,3 +336,22 @@ async def test_a_redirect_is_an_error_not_a_success():
         with pytest.raises(ApiHTTPError) as info:
             await client.system.ping()
         assert info.value.status == 307
+
+
+async def test_a_stream_to_a_server_that_is_not_there_says_offline(tmp_path):
+    """Seen in session 19: stream() (downloads, streamed AI answers) never touched the
+    connection state: the page said "online" while every download failed to connect."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    async with ApiClient(f"http://127.0.0.1:{port}/api/v1",
+                         ClientConfig(**FAST_CLIENT)) as client:
+        client.session.set({"access_token": "pxa_x", "refresh_token": "pxr_x",
+                            "expires_in": 3600, "user_id": "u", "username": "ann"})
+        with pytest.raises(ApiUnavailable):
+            await client.files.download_to("f1", tmp_path / "copy.bin")
+        assert client.last_error and "server unavailable" in client.last_error
+        assert [r.endpoint for r in client.activity.records] == ["files.download"]
+        assert not (tmp_path / "copy.bin").exists()
