@@ -242,6 +242,13 @@ def test_tests_on_a_module_wide_app_or_a_conftests_fixture_are_affected(tmp_path
     (root / "tests" / "helpers" / "test_it.py").write_text("def test_it(thing):\n    pass\n")
     assert affected_tests(root, "tests", [root / "demo" / "lonely.py"]) == [
         "tests/helpers/test_it.py", "tests/sub/test_page.py", "tests/test_app.py"]
+    # A helper module beside the tests, imported by its own name, that reaches the
+    # changed module (left by an audit: helpers were not in the import graph).
+    (root / "tests" / "shared_steps.py").write_text("from demo import util\n")
+    (root / "tests" / "test_steps.py").write_text("import shared_steps\n")
+    assert "tests/test_steps.py" in affected_tests(root, "tests", [root / "demo" / "util.py"])
+    assert "tests/test_steps.py" not in affected_tests(root, "tests",
+                                                       [root / "demo" / "lonely.py"])
     # A conftest.py at the plugin's root is loaded for every test (review: it was taken
     # for a plugin module named "conftest").
     (root / "conftest.py").write_text("import pytest\n")

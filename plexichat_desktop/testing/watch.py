@@ -155,12 +155,19 @@ def _tests_importing(root: Path, test_files: list[Path], changed: set[str]
     graph: dict[str, set[str]] = {}
     for path in root.rglob("*.py"):
         rel_parts = path.relative_to(root).parts
-        if "__pycache__" in rel_parts or rel_parts[0] in ("tests", "web") or any(
+        if "__pycache__" in rel_parts or rel_parts[0] == "web" or any(
                 part.startswith(".") for part in rel_parts):
             continue
         name = _module_name(root, path)
-        if name is not None:
-            graph[name] = _with_parents(_imports(path, name))
+        if name is None:
+            continue
+        imports = _with_parents(_imports(path, name))
+        if rel_parts[0] != "tests":
+            graph[name] = imports
+        elif not _is_test_file(path) and path.name != "conftest.py":
+            # A helper beside the tests, which they import by its own name (pytest puts
+            # their folder on sys.path): a change it reaches is one for them too.
+            graph[name] = graph[path.stem] = imports
     # Everything that imports a changed module, transitively, is affected too.
     affected = set(changed)
     grew = True
