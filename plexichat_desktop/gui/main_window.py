@@ -572,9 +572,12 @@ class MainWindow(QMainWindow):
         return pane
 
     def _new_tab(self, path: str, title: str, index: int | None = None,
-                 focus: bool = True) -> Pane:
-        """A new tab for ``path`` (at ``index``, else last)."""
+                 focus: bool = True, home: str | None = None) -> Pane:
+        """A new tab for ``path`` (at ``index``, else last); ``home``: the page it started
+        on when that was another (a restored or reopened plugin list's tab)."""
         pane = self.make_pane(path, title, self.tabs)
+        if home is not None and isinstance(pane, BrowserPane):
+            pane.home_path = home
         index = self.tabs.insertTab(self.tabs.count() if index is None else index, pane, title)
         pane.titleChanged.connect(lambda t, p=pane: self._retitle(p, t))
         if focus:
@@ -743,10 +746,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("No closed tab to reopen", 3000)
             return
         path, home, title, index = self._closed_tabs.pop()
-        pane = self._new_tab(path, title, index=min(index, self.tabs.count()))
-        if isinstance(pane, BrowserPane):
-            pane.home_path = home  # the plugin list's tab is the list's again
-        self._show_empty_state()
+        self._new_tab(path, title, index=min(index, self.tabs.count()), home=home)
 
     def _tab_menu(self, pos: Any) -> None:
         index = self.tabs.tabBar().tabAt(pos)
@@ -823,10 +823,9 @@ class MainWindow(QMainWindow):
         for tab in tabs:
             # Each saved tab as its own (open_page joins tabs on one page: the list's tab,
             # gone to a page another tab showed too, was lost, and the current one moved).
-            pane = self._new_tab(tab["path"], tab.get("title") or tab["path"], focus=False)
             home = tab.get("home")
-            if isinstance(pane, BrowserPane) and isinstance(home, str) and home.startswith("/"):
-                pane.home_path = home
+            self._new_tab(tab["path"], tab.get("title") or tab["path"], focus=False,
+                          home=home if isinstance(home, str) and home.startswith("/") else None)
         if not tabs:
             self.open_page(HOME_PATH, "Plugins")
         current = self.settings.value("main/current", 0)
