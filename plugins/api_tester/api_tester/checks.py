@@ -29,7 +29,7 @@ def _json(exchange: Exchange) -> Any:
                            f"{exchange.content_type or 'none'!r})") from None
 
 
-_PATHS: dict[str, Any] = {}
+_PATHS: dict[str, tuple[Any, bool]] = {}  # expression -> (parsed, indefinite)
 
 
 # Path steps that may select several values (Jayway JsonPath's "indefinite" paths).
@@ -62,17 +62,19 @@ def jsonpath(exchange: Exchange, expr: str) -> Any:
 
 def _find(exchange: Exchange, expr: str) -> tuple[list[Any], bool]:
     """The values ``expr`` selects, and whether it is a path that may select several."""
-    compiled = _PATHS.get(expr)
-    if compiled is None:
+    known = _PATHS.get(expr)
+    if known is None:
         from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
         from jsonpath_ng.ext import parse  # imported on first use: keeps start-up cheap
         try:
             compiled = parse(expr)
         except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
             raise CheckProblem(f"JSONPath {expr!r} is not valid: {exc}") from None
+        known = (compiled, _indefinite(compiled))
         if len(_PATHS) < 1000:
-            _PATHS[expr] = compiled
-    return [m.value for m in compiled.find(_json(exchange))], _indefinite(compiled)
+            _PATHS[expr] = known
+    compiled, indefinite = known
+    return [m.value for m in compiled.find(_json(exchange))], indefinite
 
 
 def _regex(exchange: Exchange, expr: str) -> Any:

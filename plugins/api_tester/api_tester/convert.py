@@ -70,11 +70,7 @@ def _ansi_c_words(text: str) -> str:
             decoded, i = _decode_ansi_c(text, i + 2)
             out.append(shlex.quote(decoded))
             continue
-        if quote is None and char == "\\" and i + 1 < len(text):
-            out.append(text[i:i + 2])
-            i += 2
-            continue
-        if quote == '"' and char == "\\" and i + 1 < len(text):
+        if quote != "'" and char == "\\" and i + 1 < len(text):  # an escape, kept whole
             out.append(text[i:i + 2])
             i += 2
             continue

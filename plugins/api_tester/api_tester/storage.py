@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -314,15 +315,15 @@ def _externalize_json(text: str, move: Callable[[str, str], str]) -> str:
     written again, JSON lost duplicate keys, number spellings and 1e400). A key written
     twice at the top is left alone (parsers differ on which one counts)."""
     try:
-        if not isinstance(json.loads(text), dict):
-            return text
+        pairs = json.loads(text, object_pairs_hook=_Members)
     except ValueError:
         return text
-    pairs = json.loads(text, object_pairs_hook=lambda items: items)
-    names = [name for name, _ in pairs]
+    if not isinstance(pairs, _Members):  # not an object at the top
+        return text
+    times = Counter(name for name, _ in pairs)
     for key, value in pairs:
         if not (is_secret_field(key) and isinstance(value, str) and value
-                and names.count(key) == 1):
+                and times[key] == 1):
             continue
         # The same key may sit in nested objects too, or inside a string: the member to
         # replace is the one whose change changes the top-level value.
@@ -336,6 +337,10 @@ def _externalize_json(text: str, move: Callable[[str, str], str]) -> str:
                 text = text[:start] + json.dumps(reference) + text[end:]
                 break
     return text
+
+
+class _Members(list[tuple[str, Any]]):
+    """A JSON object's members in order, duplicates kept (an array parses as a list)."""
 
 
 def _json_str(literal: str) -> str | None:
