@@ -186,7 +186,7 @@ class ApiClient(Groups):
                                  self.config.retry_max_delay)
         self.session = Session(self, token_store or MemoryTokenStore(),
                                token_key or self.base_url, self.config.refresh_margin,
-                               {} if memory is None else memory)
+                               memory)
         self.activity = ActivityLog(self.config.log_size)
         self.last_error: str | None = None
         self.last_ok_at: float | None = None

@@ -78,16 +78,16 @@ class Session:
         """Adopt the tokens of a login or refresh answer; store them when the login asked
         to be kept ("keep me logged in"), else forget any stored ones: the session lasts
         until the app stops."""
+        kept_before = self.tokens is None or self.tokens.remember
         self.tokens = TokenSet.from_login(body)
-        if self.tokens.remember:
-            self.unkept.pop(self.key, None)
-        else:
-            self.unkept[self.key] = self.tokens
         try:
             if self.tokens.remember:
+                self.unkept.pop(self.key, None)
                 self.store.save(self.key, self.tokens)
             else:
-                self.store.delete(self.key)
+                self.unkept[self.key] = self.tokens
+                if kept_before:  # a refresh of an unkept one has nothing stored to forget
+                    self.store.delete(self.key)
         except Exception as exc:
             # The session still works for this run; only keeping it across restarts failed.
             log.warning("could not store the session tokens (%s)", exc)
