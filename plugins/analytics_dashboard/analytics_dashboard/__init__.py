@@ -224,10 +224,8 @@ class AnalyticsDashboardPlugin(Plugin):
     async def overview_route(self, days: Days = 30, fresh: bool = False) -> Any:
         """KPI cards for the last ``days`` days against the ``days`` before."""
         async def work() -> Any:
-            if fresh:
-                with self.api.bypass_cache():
-                    return await analysis.overview(self.api, days)
-            return await analysis.overview(self.api, days)
+            with self._cache(fresh):
+                return await analysis.overview(self.api, days)
         return await self._guard(work)
 
     async def trends_route(
@@ -247,11 +245,14 @@ class AnalyticsDashboardPlugin(Plugin):
             limit = threshold or self.config.anomaly_threshold
             options = {"window": window, "threshold": limit, "forecast_days": forecast,
                        "compare": compare}
-            if fresh:
-                with self.api.bypass_cache():
-                    return await analysis.trends(self.api, keys, days, **options)
-            return await analysis.trends(self.api, keys, days, **options)
+            with self._cache(fresh):
+                return await analysis.trends(self.api, keys, days, **options)
         return await self._guard(work)
+
+    def _cache(self, fresh: bool) -> Any:
+        """Around a read: the API layer's cache bypassed when ``fresh`` (the page's
+        Refresh), else as it is."""
+        return self.api.bypass_cache() if fresh else contextlib.nullcontext()
 
     def _known_report(self, report_type: str) -> None:
         if report_type not in analysis.REPORT_CHARTS:
@@ -264,10 +265,8 @@ class AnalyticsDashboardPlugin(Plugin):
         API layer's cache, as the page's Refresh asks)."""
         async def work() -> Any:
             self._known_report(report_type)
-            if fresh:
-                with self.api.bypass_cache():
-                    return await analysis.report(self.api, report_type, days)
-            return await analysis.report(self.api, report_type, days)
+            with self._cache(fresh):
+                return await analysis.report(self.api, report_type, days)
         return await self._guard(work)
 
     async def export_route(
