@@ -94,11 +94,14 @@ async def repo_state(ws: Workspace) -> dict[str, Any] | None:
     return {"toplevel": toplevel.strip(), "prefix": prefix.strip()}
 
 
-async def require_repo(ws: Workspace) -> None:
-    if await repo_state(ws) is None:
+async def require_repo(ws: Workspace) -> dict[str, Any]:
+    """The workspace's repository state (see :func:`repo_state`); a 409 when it has none."""
+    state = await repo_state(ws)
+    if state is None:
         raise ApiError(409, "workspace", f"{ws.path} is not a git repository "
                                          "(run `git init` there to start one)",
                        state="not_a_repository")
+    return state
 
 
 async def status(ws: Workspace) -> dict[str, Any]:
@@ -227,10 +230,7 @@ async def operation(ws: Workspace) -> str | None:
 
 
 async def commit(ws: Workspace, message: str, amend: bool = False) -> dict[str, Any]:
-    state = await repo_state(ws)
-    if state is None:
-        await require_repo(ws)  # raises, saying why
-        return {}
+    state = await require_repo(ws)
     if not message.strip():
         raise ApiError(422, "message", "a commit needs a message (it is empty)")
     doing = await operation(ws)
