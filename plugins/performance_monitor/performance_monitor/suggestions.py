@@ -118,17 +118,18 @@ def _detail(proc: psutil.Process, name: str) -> str:
     return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS - 1] + "…"
 
 
-def _own_pids() -> set[int]:
-    """The processes this app started, at any depth."""
+def _ours(proc: psutil.Process) -> bool:
+    """Whether this app started ``proc``, at any depth (its ancestors, read for the few
+    shown: the app's whole process tree took another scan of every process)."""
     try:
-        return {child.pid for child in psutil.Process(os.getpid()).children(recursive=True)}
+        return any(parent.pid == os.getpid() for parent in proc.parents())
     except psutil.Error:
-        return set()
+        return False
 
 
-def _info(proc: psutil.Process, own: set[int], **figures: float) -> ProcessInfo:
+def _info(proc: psutil.Process, **figures: float) -> ProcessInfo:
     name = _name(proc)
-    return ProcessInfo(proc.pid, name, detail=_detail(proc, name), own=proc.pid in own,
+    return ProcessInfo(proc.pid, name, detail=_detail(proc, name), own=_ours(proc),
                        **figures)  # type: ignore[arg-type]
 
 
@@ -142,8 +143,7 @@ def top_by_memory(limit: int = TOP_PROCESSES) -> list[ProcessInfo]:
         found.append((mem.rss, proc))
     found.sort(key=lambda item: item[0], reverse=True)
     # Named only the ones shown: a full name may need the command line read.
-    own = _own_pids()
-    return [_info(proc, own, rss=rss) for rss, proc in found[:limit]]
+    return [_info(proc, rss=rss) for rss, proc in found[:limit]]
 
 
 def top_by_cpu(limit: int = TOP_PROCESSES, window: float = CPU_WINDOW_SECONDS
@@ -172,8 +172,7 @@ def top_by_cpu(limit: int = TOP_PROCESSES, window: float = CPU_WINDOW_SECONDS
         except psutil.Error:
             continue
     busy.sort(key=lambda item: item[0], reverse=True)
-    own = _own_pids()
-    return [_info(proc, own, cpu_percent=round(percent, 1)) for percent, proc in busy[:limit]]
+    return [_info(proc, cpu_percent=round(percent, 1)) for percent, proc in busy[:limit]]
 
 
 def dir_size(path: Path, max_entries: int = DIR_SCAN_MAX_ENTRIES,
